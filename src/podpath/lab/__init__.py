@@ -1,0 +1,1 @@
+"""The lab: isolated Kubernetes-like nodes built from real kernel parts, runc and CNI."""

@@ -1,0 +1,1 @@
+"""Pure parsers and models of netfilter rulesets (iptables-save text, nft JSON)."""

@@ -1,0 +1,1 @@
+"""The node snapshot: the model, and its JSON codec."""

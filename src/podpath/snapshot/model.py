@@ -1,0 +1,352 @@
+"""The node snapshot: plain, frozen, typed, versioned data.
+
+This is the contract between the collectors (the only code that reads a node) and
+everything that shows or reasons about a node (the trace engine, the TUI, the CLI).
+Every field is JSON-serialisable through `podpath.snapshot.codec`.
+
+Conventions:
+- A namespace is identified by its nsfs inode (`lsns` does the same; all nsfs inodes
+  on one host share one device, recorded in `Namespace.dev`).
+- An interface is referenced as (netns inode, ifindex), never by a bare ifindex:
+  ifindexes repeat across namespaces.
+- Large netfilter and conntrack dumps are kept as the text the kernel's tools print
+  and parsed on demand by pure functions in `podpath.netfilter` and
+  `podpath.conntrack`: indexing 110k rules is cheap, building 110k objects is not.
+- Strings read from the node may hold any bytes: they are decoded with
+  `surrogateescape`, so non-UTF-8 bytes survive a JSON round trip unchanged.
+- What could not be read is a `Gap`, never silently missing data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCHEMA_VERSION = 1
+
+# Namespace types in the order lsns prints them.
+NAMESPACE_TYPES: tuple[str, ...] = ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Something a collector could not learn, and why."""
+
+    subject: str
+    reason: str
+    # vanished | permission | missing-tool | timeout | inconsistent | unavailable | error
+    kind: str = "error"
+    # The Linux capability that would have allowed the read, when that is the cause.
+    capability: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """Facts about the node as a whole."""
+
+    hostname: str
+    kernel: str
+    host_root: str = "/"
+    boot_id: str | None = None
+    ip_forward: int | None = None
+    bridge_nf_call_iptables: int | None = None
+    # rp_filter per interface name in the root netns ("all" and "default" included).
+    rp_filter: dict[str, int] = field(default_factory=dict)
+    # Effective capabilities of the collecting process, by name (CAP_NET_ADMIN, ...).
+    capabilities: tuple[str, ...] = ()
+    euid: int | None = None
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """One namespace of any type, as lsns shows it, plus holders lsns misses."""
+
+    type: str
+    inode: int
+    dev: int
+    nprocs: int
+    pid: int | None  # lowest PID holding it, None when no process does
+    uid: int | None
+    user: str | None
+    command: str | None
+    netnsid: int | None = None  # id of this net namespace as seen from the root netns
+    nsfs: str | None = None  # a bind-mount path of the nsfs file, e.g. /run/netns/cni-...
+    # How it is held: "process", "bind-mount", "fd".
+    held_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process. Identity is (pid, start_time)."""
+
+    pid: int
+    start_time: int  # clock ticks after boot, field 22 of /proc/PID/stat
+    ppid: int
+    comm: str
+    cmdline: tuple[str, ...]
+    uid: int | None
+    state: str  # R, S, Z, ... ("?" when unreadable)
+    cgroup: str | None
+    # Namespace type -> nsfs inode; a type is absent when it could not be read.
+    namespaces: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container of a pod (the sandbox/pause container included)."""
+
+    name: str
+    id: str
+    kind: str  # "sandbox" or "container"
+    pids: tuple[int, ...] = ()
+    image: str | None = None
+    command: tuple[str, ...] = ()
+    # OCI process env as KEY=<redacted> unless redaction was turned off.
+    env: tuple[str, ...] = ()
+    # Namespace types this container shares with its sandbox (e.g. net, ipc, uts).
+    shared_namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A pod sandbox as the runtime (or a fallback) knows it."""
+
+    namespace: str
+    name: str
+    uid: str
+    sandbox_id: str
+    pause_pid: int | None
+    pause_start_time: int | None = None
+    netns_inode: int | None = None
+    netns_path: str | None = None
+    ips: tuple[str, ...] = ()
+    host_network: bool = False
+    containers: tuple[Container, ...] = ()
+    runtime: str = "unknown"  # containerd | cri-o | docker | unknown
+    # How the pod was found: runtime-state | cgroup | log-dir | pause-process
+    source: str = "runtime-state"
+    log_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkRef:
+    """An interface, by namespace and index."""
+
+    netns: int
+    ifindex: int
+
+
+@dataclass(frozen=True)
+class Address:
+    """An interface address."""
+
+    family: int  # 4 or 6
+    address: str
+    prefixlen: int
+    scope: str = "global"
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Vxlan:
+    """VXLAN device details."""
+
+    vni: int
+    port: int | None = None
+    local: str | None = None
+    group: str | None = None  # remote or multicast group, when fixed
+    dev: int | None = None  # underlay ifindex in the same namespace
+    learning: bool = True
+
+
+@dataclass(frozen=True)
+class Link:
+    """A network interface in one namespace."""
+
+    netns: int
+    ifindex: int
+    name: str
+    kind: str | None  # veth, bridge, vxlan, ... None for plain devices (lo, physical)
+    mac: str | None
+    mtu: int
+    state: str  # operstate: UP, DOWN, UNKNOWN, LOWERLAYERDOWN, ...
+    flags: tuple[str, ...] = ()
+    master: int | None = None  # ifindex of the bridge/bond in the same namespace
+    link: int | None = None  # IFLA_LINK: the peer's ifindex (in link_netnsid's namespace)
+    link_netnsid: int | None = None  # IFLA_LINK_NETNSID as seen from this namespace
+    peer: LinkRef | None = None  # the veth peer, resolved to a namespace inode
+    addresses: tuple[Address, ...] = ()
+    vxlan: Vxlan | None = None
+
+
+@dataclass(frozen=True)
+class Nexthop:
+    """One path of a multipath route."""
+
+    gateway: str | None
+    dev: int | None
+    weight: int = 1
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route in one table of one namespace."""
+
+    netns: int
+    family: int
+    table: int
+    type: str  # unicast, local, broadcast, blackhole, unreachable, prohibit, ...
+    dst: str  # CIDR; default routes are 0.0.0.0/0 or ::/0
+    gateway: str | None = None
+    dev: int | None = None
+    prefsrc: str | None = None
+    metric: int | None = None
+    scope: str = "universe"
+    protocol: str = "boot"
+    flags: tuple[str, ...] = ()  # onlink, ...
+    tos: int = 0
+    multipath: tuple[Nexthop, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A policy routing rule."""
+
+    netns: int
+    family: int
+    priority: int
+    action: str  # lookup (to_tbl), goto, nop, blackhole, unreachable, prohibit
+    table: int | None = None
+    src: str | None = None  # CIDR
+    dst: str | None = None
+    fwmark: int | None = None
+    fwmask: int | None = None
+    iif: str | None = None
+    oif: str | None = None
+    invert: bool = False
+    goto: int | None = None
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """An ARP/NDP entry."""
+
+    netns: int
+    family: int
+    ifindex: int
+    dst: str
+    lladdr: str | None
+    state: tuple[str, ...] = ()  # REACHABLE, STALE, PERMANENT, ...
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FdbEntry:
+    """A bridge or VXLAN forwarding database entry."""
+
+    netns: int
+    ifindex: int  # the port (or the vxlan device)
+    mac: str
+    master: int | None = None
+    vlan: int | None = None
+    dst: str | None = None  # remote VTEP for vxlan entries
+    state: tuple[str, ...] = ()  # permanent, static, ...
+    flags: tuple[str, ...] = ()  # self, master, extern_learn, ...
+
+
+@dataclass(frozen=True)
+class NetNamespace:
+    """Everything the kernel's network stack holds for one network namespace."""
+
+    inode: int
+    dev: int = 0
+    paths: tuple[str, ...] = ()  # nsfs bind mounts, e.g. /run/netns/cni-<uuid>
+    netnsid: int | None = None  # id in the root netns (ip netns list-id)
+    holder_pid: int | None = None  # a process that holds it, if any
+    links: tuple[Link, ...] = ()
+    routes: tuple[Route, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+    fdb: tuple[FdbEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class IptablesDump:
+    """The output of one iptables-save run, labelled by backend."""
+
+    backend: str  # "legacy" or "nft"
+    family: str  # "ipv4" or "ipv6"
+    command: tuple[str, ...]
+    text: str
+    # nf_tables generation id when the dump was taken (nft backend), to skip reparsing.
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class NftDump:
+    """The native nftables ruleset, as `nft -j list ruleset` prints it."""
+
+    json_text: str
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class ConntrackDump:
+    """The conntrack table, as `conntrack -L -o extended` prints it."""
+
+    text: str
+    source: str = "conntrack -L -o extended"
+
+
+@dataclass(frozen=True)
+class CniConfig:
+    """One file in the CNI configuration directory."""
+
+    path: str
+    text: str
+    name: str | None = None
+    cni_version: str | None = None
+    plugins: tuple[str, ...] = ()  # plugin types in chain order
+    error: str | None = None  # why it is not a valid config, when it is not
+
+
+@dataclass(frozen=True)
+class IpamAllocation:
+    """One host-local IPAM reservation (/var/lib/cni/networks/NET/IP)."""
+
+    network: str
+    ip: str
+    container_id: str
+    ifname: str | None = None
+    # True when no known sandbox has this container id: a leaked address.
+    stale: bool = False
+
+
+@dataclass(frozen=True)
+class CniState:
+    """CNI configuration and IPAM state."""
+
+    config_dir: str = "/etc/cni/net.d"
+    configs: tuple[CniConfig, ...] = ()
+    active: str | None = None  # path of the config the runtime would use
+    allocations: tuple[IpamAllocation, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything podpath knows about one node at one moment."""
+
+    schema_version: int
+    taken_at: float  # unix time
+    node: NodeFacts
+    root_netns: int  # inode of the node's own (root) network namespace
+    namespaces: tuple[Namespace, ...] = ()
+    processes: tuple[Process, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    netns: tuple[NetNamespace, ...] = ()
+    iptables: tuple[IptablesDump, ...] = ()
+    nft: NftDump | None = None
+    conntrack: ConntrackDump | None = None
+    cni: CniState = field(default_factory=CniState)
+    gaps: tuple[Gap, ...] = ()
+    duration: float = 0.0  # seconds the collection took

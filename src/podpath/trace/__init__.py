@@ -1,0 +1,1 @@
+"""The trace engine: follow a packet through a snapshot, explaining every decision."""

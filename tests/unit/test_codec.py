@@ -1,0 +1,175 @@
+"""The snapshot codec: lossless round trips and a loader that refuses bad input clearly."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from podpath.snapshot import codec
+from podpath.snapshot.codec import SnapshotError
+from podpath.snapshot.model import (
+    SCHEMA_VERSION,
+    Address,
+    Container,
+    Gap,
+    Link,
+    LinkRef,
+    NetNamespace,
+    NodeFacts,
+    Pod,
+    Process,
+    Route,
+    Snapshot,
+)
+
+# Text as the node hands it over: any code point, including lone surrogates that stand
+# for non-UTF-8 bytes decoded with surrogateescape, escapes and markup.
+node_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from(["\udcff", "\udc80"]),
+    max_size=20,
+)
+small_int = st.integers(min_value=0, max_value=2**63)
+
+
+@st.composite
+def snapshots(draw: st.DrawFn) -> Snapshot:
+    """Random but well-typed snapshots."""
+    inode = draw(small_int)
+    link = Link(
+        netns=inode,
+        ifindex=draw(st.integers(1, 2**31)),
+        name=draw(node_text),
+        kind=draw(st.none() | node_text),
+        mac=draw(st.none() | node_text),
+        mtu=draw(st.integers(0, 65535)),
+        state=draw(node_text),
+        peer=draw(st.none() | st.builds(LinkRef, small_int, small_int)),
+        addresses=tuple(draw(st.lists(st.builds(Address, st.sampled_from([4, 6]), node_text, small_int), max_size=2))),
+    )
+    process = Process(
+        pid=draw(small_int),
+        start_time=draw(small_int),
+        ppid=draw(small_int),
+        comm=draw(node_text),
+        cmdline=tuple(draw(st.lists(node_text, max_size=3))),
+        uid=draw(st.none() | small_int),
+        state="S",
+        cgroup=draw(st.none() | node_text),
+        namespaces=draw(st.dictionaries(node_text, small_int, max_size=3)),
+    )
+    pod = Pod(
+        namespace=draw(node_text),
+        name=draw(node_text),
+        uid=draw(node_text),
+        sandbox_id=draw(node_text),
+        pause_pid=draw(st.none() | small_int),
+        containers=(Container(name=draw(node_text), id="c", kind="sandbox", pids=(1, 2)),),
+    )
+    return Snapshot(
+        schema_version=SCHEMA_VERSION,
+        taken_at=draw(st.floats(allow_nan=False, allow_infinity=False)),
+        node=NodeFacts(hostname=draw(node_text), kernel=draw(node_text)),
+        root_netns=inode,
+        processes=(process,),
+        pods=(pod,),
+        netns=(
+            NetNamespace(
+                inode=inode,
+                links=(link,),
+                routes=(Route(netns=inode, family=4, table=254, type="unicast", dst="0.0.0.0/0"),),
+            ),
+        ),
+        gaps=tuple(draw(st.lists(st.builds(Gap, node_text, node_text), max_size=2))),
+    )
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(snapshots())
+def test_round_trip_is_lossless(snapshot: Snapshot) -> None:
+    """load(dump(s)) == s for any snapshot, hostile and non-UTF-8 text included."""
+    assert codec.loads(codec.dumps(snapshot)) == snapshot
+
+
+def test_dump_is_ascii_even_for_non_utf8_bytes() -> None:
+    """Bytes that are not UTF-8 are written as escapes, so saving never fails."""
+    raw = b"nginx\xff\x1b[31m".decode("utf-8", "surrogateescape")
+    snap = Snapshot(SCHEMA_VERSION, 0.0, NodeFacts(raw, "k"), 1)
+    text = codec.dumps(snap)
+    assert text.isascii()
+    assert codec.loads(text).node.hostname.encode("utf-8", "surrogateescape") == b"nginx\xff\x1b[31m"
+
+
+def _minimal() -> dict[str, object]:
+    return json.loads(codec.dumps(Snapshot(SCHEMA_VERSION, 1.0, NodeFacts("n", "k"), 1)))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"schema_version": 999}', "schema version 999"),
+        ('{"schema_version": 1, "a": NaN}', "NaN"),
+        ('{"schema_version": 1, "schema_version": 1}', "twice"),
+        ('{"schema_version": 1, "n": ' + "9" * 5000 + "}", "integer too large"),
+        ("[" * 100_000 + "]" * 100_000, "nested deeper"),
+        (b"\xff\xfe{}", "not UTF-8"),
+    ],
+)
+def test_bad_input_is_refused_with_a_reason(text: str | bytes, reason: str) -> None:
+    """Garbage, bombs and unknown versions give one clear sentence, not a traceback."""
+    with pytest.raises(SnapshotError, match=reason):
+        codec.loads(text)
+
+
+def test_wrong_field_type_names_the_field() -> None:
+    """A field of the wrong type is reported with its path."""
+    raw = _minimal()
+    raw["node"] = {"hostname": 5, "kernel": "k"}
+    with pytest.raises(SnapshotError, match=r"snapshot\.node\.hostname: expected str"):
+        codec.loads(json.dumps(raw))
+
+
+def test_missing_field_is_reported() -> None:
+    """A required field that is absent is named."""
+    raw = _minimal()
+    del raw["root_netns"]
+    with pytest.raises(SnapshotError, match="missing field 'root_netns'"):
+        codec.loads(json.dumps(raw))
+
+
+def test_truncated_snapshots_are_refused() -> None:
+    """A snapshot cut at any offset is refused cleanly."""
+    full = codec.dumps(Snapshot(SCHEMA_VERSION, 1.0, NodeFacts("node-1", "6.18"), 4026531840))
+    for cut in range(0, len(full) - 1, 7):
+        with pytest.raises(SnapshotError):
+            codec.loads(full[:cut])
+
+
+def test_oversized_file_is_refused_before_reading_it_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file over the size cap is refused without being loaded whole."""
+    monkeypatch.setattr(codec, "MAX_SNAPSHOT_BYTES", 4 * 2**20)
+
+    class Endless(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+            buffer[:] = b" " * len(buffer)
+            return len(buffer)
+
+    started = time.monotonic()
+    with pytest.raises(SnapshotError, match="larger than"):
+        codec.load(io.BufferedReader(Endless(), buffer_size=2**20))
+    assert time.monotonic() - started < 30
+
+
+def test_unreadable_path_is_a_snapshot_error() -> None:
+    """A missing file is one sentence, not an OSError traceback."""
+    with pytest.raises(SnapshotError, match="cannot read snapshot"):
+        codec.load_path("/nonexistent/podpath.json")

@@ -1,0 +1,108 @@
+"""The boundaries of the house, checked: who may import whom, and what the wheel holds."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+UI_AND_NODE_LIBRARIES = ("textual", "rich", "pyroute2", "psutil")
+
+# Source folder -> the import name it installs as (see pyproject's package-dir).
+PACKAGE_DIRS = {
+    REPO / "src" / "podpath": "podpath",
+    REPO / "collectors": "podpath.collectors",
+    REPO / "tui": "podpath.tui",
+}
+
+
+def _modules(folder: Path, package: str) -> dict[str, Path]:
+    found = {}
+    for path in sorted(folder.rglob("*.py")):
+        rel = path.relative_to(folder).with_suffix("")
+        parts = [p for p in rel.parts if p != "__init__"]
+        found[".".join([package, *parts])] = path
+    return found
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _all_modules() -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for folder, package in PACKAGE_DIRS.items():
+        out.update(_modules(folder, package))
+    # src/podpath would otherwise claim the mapped sub-packages' names wrongly.
+    return out
+
+
+def _is_core(module: str) -> bool:
+    return not module.startswith(("podpath.collectors", "podpath.tui", "podpath.cli"))
+
+
+def _violations(predicate: str) -> list[str]:
+    bad = []
+    for module, path in _all_modules().items():
+        for imported in _imports(path):
+            top = imported.split(".")[0]
+            if predicate == "core" and _is_core(module) and top in UI_AND_NODE_LIBRARIES:
+                bad.append(f"{module} imports {imported}")
+            if predicate == "core-layers" and _is_core(module) and imported.startswith(
+                ("podpath.collectors", "podpath.tui")
+            ):
+                bad.append(f"{module} imports {imported}")
+            if predicate == "collectors" and module.startswith("podpath.collectors") and imported.startswith("podpath.tui"):
+                bad.append(f"{module} imports {imported}")
+            if predicate == "tui" and module.startswith("podpath.tui") and imported.startswith("podpath.collectors"):
+                bad.append(f"{module} imports {imported}")
+            if top in ("collectors", "tui"):
+                bad.append(f"{module} imports the bare name {imported}")
+    return bad
+
+
+@pytest.mark.parametrize("contract", ["core", "core-layers", "collectors", "tui"])
+def test_import_contract(contract: str) -> None:
+    """Core imports no UI/netlink library nor collectors/tui; collectors and tui never meet."""
+    assert _violations(contract) == []
+
+
+def test_core_import_pulls_no_ui_or_netlink_library() -> None:
+    """Importing every core module at runtime loads none of textual, rich, pyroute2, psutil."""
+    core = [m for m in _all_modules() if _is_core(m) and not m.endswith("__main__")]
+    code = (
+        "import importlib, sys\n"
+        f"for m in {core!r}: importlib.import_module(m)\n"
+        f"print(sorted(n for n in sys.modules if n.split('.')[0] in {UI_AND_NODE_LIBRARIES!r}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_wheel_contains_every_module(tmp_path: Path) -> None:
+    """The built wheel ships every module of src/podpath, collectors/ and tui/ under podpath."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("podpath-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        "/".join(module.split(".")) + ("/__init__.py" if path.name == "__init__.py" else ".py")
+        for module, path in _all_modules().items()
+    }
+    assert expected - names == set()
+    assert "podpath/py.typed" in names

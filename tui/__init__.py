@@ -1,0 +1,1 @@
+"""podpath's Textual app: shows snapshots and traces; never reads the node itself."""
