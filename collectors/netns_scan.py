@@ -1,0 +1,490 @@
+"""Scan network namespaces: links, addresses, routes, rules, neighbours and bridge FDB.
+
+How a namespace is reached (docs/style.md traps 2 and 3, performance.md):
+- One dedicated thread, created here and used for nothing else, opens each target's
+  nsfs file, checks that it is the namespace the caller listed (nsfs dev and inode:
+  a name can be deleted and re-created between listing and reading, reliability row 4),
+  `setns()`es into it, opens a NETLINK_ROUTE socket there and `setns()`es back in
+  `finally`. A netlink socket stays bound to the namespace it was created in, so the
+  dumps are then read on the calling thread while the opener moves on.
+- Dumps are raw and decoded flat (`netlink_decode`); NLM_F_DUMP_INTR is checked on
+  every message (`netlink_dump`).
+- A veth's peer is reported by the kernel as (IFLA_LINK_NETNSID, IFLA_LINK). netnsids
+  are per-namespace, so each one is resolved by asking the kernel (RTM_GETNSID with the
+  candidate namespace's fd) from the namespace that holds the veth: the root first,
+  which covers every pod, then namespaces whose veth points back at this one, then, if
+  still unresolved, every other scanned namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import queue
+import socket
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from podpath.collectors import netlink_dump as nd
+from podpath.collectors.netlink_decode import (
+    AF_BRIDGE,
+    decode_addresses,
+    decode_fdb,
+    decode_links,
+    decode_neighbours,
+    decode_routes,
+    decode_rules,
+)
+from podpath.collectors.netlink_dump import (
+    MAX_ATTEMPTS,
+    DumpResult,
+    NetlinkError,
+    RouteSocket,
+    dump,
+    get_nsids,
+)
+
+from podpath.snapshot.model import (
+    Address,
+    FdbEntry,
+    Gap,
+    Link,
+    LinkRef,
+    Neighbour,
+    NetNamespace,
+    Route,
+    Rule,
+)
+
+CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    """setns(fd, CLONE_NEWNET) for the calling thread (os.setns needs Python 3.12)."""
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+# Namespaces opened per hand-over to the opener thread; bounds the sockets open at once.
+_BATCH = 64
+
+
+@dataclass(frozen=True)
+class NetnsTarget:
+    """A network namespace to scan, as the namespace lister found it."""
+
+    inode: int
+    dev: int
+    # Path to open, already resolved inside the host root: /proc/PID/ns/net, /run/netns/X.
+    open_path: str
+    paths: tuple[str, ...] = ()  # nsfs bind mounts to report
+    holder_pid: int | None = None
+
+
+@dataclass
+class _Opened:
+    """A target whose nsfs fd is verified and whose socket lives in that namespace."""
+
+    target: NetnsTarget
+    ns_fd: int
+    rs: RouteSocket | None
+
+
+@dataclass
+class _Scanned:
+    """Decoded data of one namespace, before peers and netnsids are resolved."""
+
+    opened: _Opened
+    links: list[Link] = field(default_factory=list)
+    addresses: list[tuple[int, Address]] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    neighbours: list[Neighbour] = field(default_factory=list)
+    fdb: list[FdbEntry] = field(default_factory=list)
+    # netnsid (as seen from this namespace) -> inode of the namespace it names
+    nsids: dict[int, int] = field(default_factory=dict)
+
+    def wanted_nsids(self) -> set[int]:
+        """netnsids used by this namespace's veths and not yet resolved."""
+        return {
+            link.link_netnsid
+            for link in self.links
+            if link.kind == "veth" and link.link_netnsid is not None
+        } - self.nsids.keys()
+
+
+def subject(target: NetnsTarget) -> str:
+    """How a namespace is named in a Gap."""
+    where = target.paths[0] if target.paths else target.open_path
+    return f"netns {target.inode} ({where})"
+
+
+def _open_error_gap(target: NetnsTarget, exc: OSError, step: str) -> Gap:
+    if exc.errno in (errno.ENOENT, errno.ESRCH):
+        return Gap(subject(target), f"vanished before it could be read ({step})", "vanished")
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        # Opening another process's ns file needs ptrace access; entering it CAP_SYS_ADMIN.
+        cap = "CAP_SYS_ADMIN" if step == "setns" else (
+            "CAP_SYS_PTRACE" if target.open_path.startswith("/proc/") else "CAP_DAC_OVERRIDE"
+        )
+        return Gap(subject(target), f"permission denied ({step})", "permission", cap)
+    return Gap(subject(target), f"{step} failed: {os.strerror(exc.errno or 0)}", "error")
+
+
+def _open_verified(target: NetnsTarget) -> int:
+    """Open the target's nsfs file; raise _Replaced unless it is the listed namespace."""
+    fd = os.open(target.open_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if (st.st_dev, st.st_ino) != (target.dev, target.inode):
+        os.close(fd)
+        raise _Replaced(st.st_dev, st.st_ino)
+    try:
+        # NS_GET_NSTYPE: setns() would otherwise fail with a bare EINVAL on a file
+        # that is not a network namespace (e.g. an empty bind-mount placeholder).
+        nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        nstype = -1
+    if nstype != CLONE_NEWNET:
+        os.close(fd)
+        raise _NotNetns()
+    return fd
+
+
+class _NotNetns(Exception):
+    """The file is not a network namespace (nsfs of another type, or not nsfs at all)."""
+
+
+class _Replaced(Exception):
+    """The path now leads to another namespace (deleted and re-created, PID reused)."""
+
+    def __init__(self, dev: int, ino: int) -> None:
+        super().__init__(f"now {dev}:{ino}")
+        self.dev = dev
+        self.ino = ino
+
+
+class _Opener:
+    """The dedicated thread that enters namespaces; nothing else ever runs on it.
+
+    It opens one batch at a time while the caller waits, then the caller dumps that batch
+    while it waits: the two never compete for the GIL (a pipelined version spent more
+    time handing the GIL back and forth than dumping), and at most one batch of sockets
+    is open at once.
+    """
+
+    def __init__(self) -> None:
+        self.requests: queue.Queue[list[NetnsTarget] | None] = queue.Queue()
+        self.results: queue.Queue[list[_Opened | Gap]] = queue.Queue()
+        self.broken = False  # could not return to its own namespace: must not be reused
+        self.thread = threading.Thread(target=self._run, name="podpath-netns-opener", daemon=True)
+        self.thread.start()
+
+    def open_batch(self, targets: list[NetnsTarget]) -> list[_Opened | Gap]:
+        """Open (and verify) each target; blocks until the batch is done."""
+        if self.broken or not self.thread.is_alive():
+            return [Gap(subject(t), "not read: namespace switching failed", "error") for t in targets]
+        self.requests.put(targets)
+        return self.results.get()
+
+    def close(self) -> None:
+        """Stop the thread and wait for it."""
+        self.requests.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        try:
+            orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            orig = -1
+            reason = f"cannot open own netns: {exc.strerror}"
+        while (batch := self.requests.get()) is not None:
+            out: list[_Opened | Gap] = []
+            for target in batch:
+                if orig < 0 or self.broken:
+                    out.append(Gap(subject(target), reason if orig < 0 else
+                                   "not read: namespace switching failed", "error"))
+                    continue
+                out.append(self._open_one(target, orig))
+            self.results.put(out)
+        if orig >= 0:
+            os.close(orig)
+
+    def _open_one(self, target: NetnsTarget, orig: int) -> _Opened | Gap:
+        try:
+            fd = _open_verified(target)
+        except _Replaced as rep:
+            return Gap(
+                subject(target),
+                f"vanished: the path now leads to another namespace ({rep.dev}:{rep.ino})",
+                "vanished",
+            )
+        except _NotNetns:
+            return Gap(subject(target), "is not a network namespace", "error")
+        except OSError as exc:
+            return _open_error_gap(target, exc, "open")
+        try:
+            _setns(fd)
+        except OSError as exc:
+            os.close(fd)
+            return _open_error_gap(target, exc, "setns")
+        rs: RouteSocket | None = None
+        error: OSError | None = None
+        try:
+            rs = RouteSocket.open()
+        except OSError as exc:
+            error = exc
+        finally:
+            try:
+                _setns(orig)
+            except OSError:
+                # This thread is now stuck in the target namespace; it is ours alone, so
+                # stop using it rather than open the next socket in the wrong place.
+                self.broken = True
+        if self.broken:
+            if rs is not None:
+                rs.close()
+            os.close(fd)
+            return Gap(subject(target), "not read: could not leave the namespace", "error")
+        if rs is None:
+            os.close(fd)
+            assert error is not None
+            return _open_error_gap(target, error, "socket")
+        return _Opened(target, fd, rs)
+
+
+def _close(opened: _Opened) -> None:
+    if opened.rs is not None:
+        opened.rs.close()
+        opened.rs = None
+    if opened.ns_fd >= 0:
+        os.close(opened.ns_fd)
+        opened.ns_fd = -1
+
+
+def _dump_gap(target: NetnsTarget, what: str, exc: OSError) -> Gap:
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return Gap(subject(target), f"{what} dump timed out", "timeout")
+    if exc.errno in (errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+        return Gap(subject(target), f"{what} not available on this kernel", "unavailable")
+    return Gap(subject(target), f"{what} dump failed: {exc.strerror or exc}", "error")
+
+
+def _dump_checked(
+    opened: _Opened, what: str, msg_type: int, family: int, gaps: list[Gap]
+) -> DumpResult:
+    assert opened.rs is not None
+    try:
+        result = dump(opened.rs, msg_type, family, MAX_ATTEMPTS)
+    except (NetlinkError, OSError) as exc:
+        gaps.append(_dump_gap(opened.target, what, exc))
+        return DumpResult((), False, 0)
+    if result.inconsistent:
+        gaps.append(
+            Gap(
+                subject(opened.target),
+                f"{what} changed during every one of {result.attempts} dumps (NLM_F_DUMP_INTR)",
+                "inconsistent",
+            )
+        )
+    return result
+
+
+def _scan_one(opened: _Opened, gaps: list[Gap]) -> _Scanned:
+    inode = opened.target.inode
+    fam = socket.AF_UNSPEC
+    s = _Scanned(opened)
+    s.links = decode_links(_dump_checked(opened, "links", nd.RTM_GETLINK, fam, gaps).buffers, inode)
+    s.addresses = decode_addresses(
+        _dump_checked(opened, "addresses", nd.RTM_GETADDR, fam, gaps).buffers
+    )
+    s.routes = decode_routes(
+        _dump_checked(opened, "routes", nd.RTM_GETROUTE, fam, gaps).buffers, inode
+    )
+    s.rules = decode_rules(_dump_checked(opened, "rules", nd.RTM_GETRULE, fam, gaps).buffers, inode)
+    s.neighbours = decode_neighbours(
+        _dump_checked(opened, "neighbours", nd.RTM_GETNEIGH, fam, gaps).buffers, inode
+    )
+    s.fdb = decode_fdb(
+        _dump_checked(opened, "fdb", nd.RTM_GETNEIGH, AF_BRIDGE, gaps).buffers, inode
+    )
+    return s
+
+
+def _ask_nsids(s: _Scanned, candidates: Sequence[_Scanned], gaps: list[Gap]) -> None:
+    """Learn which of `candidates` each netnsid of `s` names, as `s`'s namespace sees it."""
+    rs = s.opened.rs
+    usable = [c for c in candidates if c.opened.ns_fd >= 0 and c is not s]
+    if rs is None or not usable:
+        return
+    try:
+        ids = get_nsids(rs, [c.opened.ns_fd for c in usable])
+    except OSError as exc:
+        gaps.append(_dump_gap(s.opened.target, "netnsid", exc))
+        return
+    for cand, nsid in zip(usable, ids, strict=True):
+        if nsid is not None:
+            s.nsids.setdefault(nsid, cand.opened.target.inode)
+
+
+def _resolve_peers(scanned: list[_Scanned], root: _Scanned | None, gaps: list[Gap]) -> None:
+    # Veths whose IFLA_LINK points back: (their ifindex, their IFLA_LINK) -> namespaces.
+    back: dict[tuple[int, int], list[_Scanned]] = defaultdict(list)
+    for s in scanned:
+        for link in s.links:
+            if link.kind == "veth" and link.link is not None and link.link_netnsid is not None:
+                back[(link.ifindex, link.link)].append(s)
+    for s in scanned:
+        if not s.wanted_nsids():
+            continue
+        if root is not None:
+            _ask_nsids(s, [root], gaps)
+        if s.wanted_nsids():
+            cands: dict[int, _Scanned] = {}
+            for link in s.links:
+                if link.kind == "veth" and link.link is not None:
+                    for c in back.get((link.link, link.ifindex), ()):
+                        cands[id(c)] = c
+            _ask_nsids(s, list(cands.values()), gaps)
+        if s.wanted_nsids():
+            _ask_nsids(s, scanned, gaps)
+
+
+def _early_nsids(s: _Scanned, root: _Scanned, gaps: list[Gap]) -> None:
+    """Resolve a pod's netnsids against the root now, and free its socket if that sufficed.
+
+    Most pods' veths point at the root namespace; closing their sockets early keeps the
+    open descriptors near one per namespace instead of two.
+    """
+    if s.wanted_nsids():
+        _ask_nsids(s, [root], gaps)
+    if not s.wanted_nsids() and s.opened.rs is not None:
+        s.opened.rs.close()
+        s.opened.rs = None
+
+
+def _peer(link: Link, s: _Scanned) -> LinkRef | None:
+    if link.kind != "veth" or link.link is None:
+        return None
+    if link.link_netnsid is None:
+        return LinkRef(s.opened.target.inode, link.link)
+    peer_ns = s.nsids.get(link.link_netnsid)
+    return LinkRef(peer_ns, link.link) if peer_ns is not None else None
+
+
+def _build(s: _Scanned, netnsid: int | None) -> NetNamespace:
+    by_index: dict[int, list[Address]] = defaultdict(list)
+    for index, addr in s.addresses:
+        by_index[index].append(addr)
+    links = tuple(
+        replace(link, peer=_peer(link, s), addresses=tuple(by_index.get(link.ifindex, ())))
+        for link in s.links
+    )
+    t = s.opened.target
+    return NetNamespace(
+        inode=t.inode,
+        dev=t.dev,
+        paths=t.paths,
+        netnsid=netnsid,
+        holder_pid=t.holder_pid,
+        links=links,
+        routes=tuple(s.routes),
+        rules=tuple(s.rules),
+        neighbours=tuple(s.neighbours),
+        fdb=tuple(s.fdb),
+    )
+
+
+def _own_netns_inode() -> int | None:
+    try:
+        return os.stat("/proc/thread-self/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def _unique(targets: Sequence[NetnsTarget], root_inode: int) -> list[NetnsTarget]:
+    seen: set[tuple[int, int]] = set()
+    out: list[NetnsTarget] = []
+    # The root first: its socket and fd resolve most pods' netnsids early.
+    for t in sorted(targets, key=lambda t: t.inode != root_inode):
+        if (t.dev, t.inode) not in seen:
+            seen.add((t.dev, t.inode))
+            out.append(t)
+    return out
+
+
+def scan_network_namespaces(
+    targets: Sequence[NetnsTarget], root_inode: int, cancel: threading.Event | None = None
+) -> tuple[tuple[NetNamespace, ...], tuple[Gap, ...]]:
+    """Read every target namespace; what could not be read is returned as Gaps."""
+    cancel = cancel or threading.Event()
+    ordered = _unique(targets, root_inode)
+    gaps: list[Gap] = []
+    scanned: list[_Scanned] = []
+    own_root: _Scanned | None = None
+    root: _Scanned | None = None
+    opener: _Opener | None = None
+    held: list[_Opened] = []  # everything opened, closed in `finally` whatever happens
+    try:
+        if not any(t.inode == root_inode for t in ordered) and _own_netns_inode() == root_inode:
+            own_root = _own_root(root_inode)
+            root = own_root
+        opener = _Opener()
+        for start in range(0, len(ordered), _BATCH):
+            if cancel.is_set():
+                break
+            batch = opener.open_batch(ordered[start : start + _BATCH])
+            held.extend(item for item in batch if isinstance(item, _Opened))
+            for item in batch:
+                if isinstance(item, Gap):
+                    gaps.append(item)
+                    continue
+                s = _scan_one(item, gaps)
+                scanned.append(s)
+                if root is None and item.target.inode == root_inode:
+                    root = s
+                elif root is not None:
+                    _early_nsids(s, root, gaps)
+        if cancel.is_set():
+            gaps.append(Gap("netns scan", "cancelled before every namespace was read", "error"))
+        _resolve_peers(scanned, root, gaps)
+        root_ids: list[int | None] = [None] * len(scanned)
+        if root is not None and root.opened.rs is not None:
+            try:
+                root_ids = get_nsids(root.opened.rs, [s.opened.ns_fd for s in scanned])
+            except OSError as exc:
+                gaps.append(_dump_gap(root.opened.target, "netnsid", exc))
+        result = tuple(_build(s, nsid) for s, nsid in zip(scanned, root_ids, strict=True))
+        return result, tuple(gaps)
+    finally:
+        if opener is not None:
+            opener.close()
+        for opened in held:
+            _close(opened)
+        if own_root is not None:
+            _close(own_root.opened)
+
+
+def _own_root(root_inode: int) -> _Scanned | None:
+    """The calling thread's own namespace, when it is the root, for netnsid queries."""
+    try:
+        fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        rs = RouteSocket.open()
+    except OSError:
+        os.close(fd)
+        return None
+    st = os.fstat(fd)
+    return _Scanned(_Opened(NetnsTarget(root_inode, st.st_dev, "/proc/thread-self/ns/net"), fd, rs))
