@@ -1,0 +1,381 @@
+"""The only way collectors run external programs: an allow-list, bounded and cancellable.
+
+Every command podpath may run is listed in `ALLOWED` with the exact arguments it may
+take, because some "read" commands write: `iptables-legacy-save -t mangle` creates the
+table it names and `ipvsadm` runs modprobe (reliability.md). Commands run from argv lists
+(never a shell), in their own process group (so a hanging child dies with its parent),
+with a timeout, a cap on the output read, and a `threading.Event` that cancels them.
+Failures come back as `Gap`s, never as exceptions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from podpath.snapshot.model import Gap
+
+DEFAULT_TIMEOUT = 20.0
+DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024
+MAX_STDERR = 64 * 1024
+# How often a running command checks the cancel event and its deadline.
+_POLL = 0.05
+_READ_CHUNK = 1024 * 1024
+
+# Program -> the exact argument tuples it may be run with. Nothing else runs.
+ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
+    # Legacy save is only ever run WITHOUT -t: `-t TABLE` creates TABLE.
+    "iptables-legacy-save": frozenset({()}),
+    "ip6tables-legacy-save": frozenset({()}),
+    "iptables-nft-save": frozenset({()}),
+    "ip6tables-nft-save": frozenset({()}),
+    "nft": frozenset({("-j", "--", "list", "ruleset"), ("-j", "--", "list", "tables")}),
+    "conntrack": frozenset(
+        {
+            ("-L", "-o", "extended"),
+            ("-L", "-f", "ipv6", "-o", "extended"),
+            ("-S",),
+            ("-C",),
+        }
+    ),
+}
+
+# `nft -j -- list table FAMILY NAME` is allowed for these families and for names that
+# are plain nft identifiers: nft joins its argv into one script line and parses it, so
+# a table named `x; flush ruleset` would otherwise run a second command.
+NFT_FAMILIES = frozenset({"ip", "ip6", "inet", "arp", "bridge", "netdev"})
+NFT_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]{0,255}")
+# Words nft's grammar would read as keywords rather than as a table name.
+_NFT_RESERVED = frozenset({"ruleset", "tables", "table", "chain", "chains", "set", "sets", "map"})
+
+# Where host binaries live inside a host root, in the order searched.
+_SBIN_DIRS = ("usr/sbin", "sbin", "usr/bin", "bin")
+# chroot(1)'s own exit statuses: it could not chroot (125), or not run the command.
+_CHROOT_FAILED = frozenset({125, 126, 127})
+
+# stderr text -> (gap kind, capability that would allow the read).
+_STDERR_KINDS: tuple[tuple[re.Pattern[str], str, str | None], ...] = (
+    (
+        re.compile(r"permission denied|operation not permitted|must be root|CAP_NET_ADMIN", re.I),
+        "permission",
+        "CAP_NET_ADMIN",
+    ),
+    (
+        re.compile(
+            r"protocol not supported|not supported|can't open handler|can't initialize|no such file",
+            re.I,
+        ),
+        "unavailable",
+        None,
+    ),
+)
+
+
+def is_allowed(program: str, args: Sequence[str]) -> bool:
+    """True when `program args...` is on the allow-list."""
+    argv = tuple(args)
+    if argv in ALLOWED.get(program, frozenset()):
+        return True
+    return program == "nft" and _is_nft_list_table(argv)
+
+
+def _is_nft_list_table(argv: tuple[str, ...]) -> bool:
+    """True for `-j -- list table FAMILY NAME` with a known family and a plain name."""
+    if len(argv) != 6 or argv[:4] != ("-j", "--", "list", "table"):
+        return False
+    family, name = argv[4], argv[5]
+    return family in NFT_FAMILIES and is_safe_nft_name(name)
+
+
+def is_safe_nft_name(name: str) -> bool:
+    """True when `name` can be passed to nft as a table name without being re-parsed."""
+    return NFT_IDENTIFIER.fullmatch(name) is not None and name not in _NFT_RESERVED
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command printed, and why it failed when it did."""
+
+    program: str
+    argv: tuple[str, ...]  # as executed (binary path first)
+    returncode: int | None
+    stdout: str
+    stderr: str
+    duration: float
+    truncated: bool = False
+    timed_out: bool = False
+    cancelled: bool = False
+    # Why the output is missing or partial; None when the command succeeded.
+    gap: Gap | None = None
+    # Things worth telling the user that do not make the output wrong (e.g. fallbacks).
+    warnings: tuple[Gap, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when the command ran to completion with exit status 0 and full output."""
+        return self.gap is None
+
+
+@dataclass(frozen=True)
+class CommandRunner:
+    """Runs allow-listed programs, preferring the host's own binaries under a host root."""
+
+    host_root: Path = Path("/")
+    # Directories searched for podpath's own binaries; None means PATH plus the sbin dirs.
+    bin_dirs: tuple[Path, ...] | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    max_output: int = DEFAULT_MAX_OUTPUT
+    # Run the host root's binaries (through chroot) when host_root is not "/": a
+    # version mismatch between the node's iptables and ours mis-reads rules.
+    prefer_host_binaries: bool = True
+    env: dict[str, str] = field(
+        default_factory=lambda: {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    )
+
+    def which(self, program: str) -> Path | None:
+        """Our own binary for `program`, or None when it is not installed."""
+        if self.bin_dirs is not None:
+            search = os.pathsep.join(str(d) for d in self.bin_dirs)
+        else:
+            search = os.pathsep.join(
+                [os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+            )
+        found = shutil.which(program, path=search)
+        return Path(found) if found else None
+
+    def host_binary(self, program: str) -> str | None:
+        """The path (inside the host root) of the host's `program`, if it has one."""
+        if not self._uses_host_root():
+            return None
+        for d in _SBIN_DIRS:
+            # lexists: the binary is usually a symlink (to /etc/alternatives/...) that
+            # only resolves correctly inside the chroot, so it is not followed here.
+            if os.path.lexists(self.host_root / d / program):
+                return f"/{d}/{program}"
+        return None
+
+    def available(self, program: str) -> bool:
+        """True when `program` can be found on the host root or among our own binaries."""
+        return self.host_binary(program) is not None or self.which(program) is not None
+
+    def run(
+        self, program: str, args: Sequence[str], cancel: threading.Event | None = None
+    ) -> CommandResult:
+        """Run an allow-listed command to completion (bounded by timeout and cancel)."""
+        subject = " ".join((program, *args))
+        if not is_allowed(program, args):
+            # A programming error, but it must never run: report rather than raise.
+            return _failed(program, (program, *args), Gap(subject, "command not allowed"))
+        ev = cancel if cancel is not None else threading.Event()
+        warnings: list[Gap] = []
+        host_bin = self.host_binary(program) if self.prefer_host_binaries else None
+        if host_bin is not None:
+            chroot = shutil.which("chroot", path=self.env["PATH"]) or "/usr/sbin/chroot"
+            argv = (chroot, "--", str(self.host_root), host_bin, *args)
+            result = _execute(program, argv, self, ev, subject)
+            if result.returncode not in _CHROOT_FAILED or result.cancelled:
+                return result
+            warnings.append(
+                Gap(
+                    subject,
+                    f"the host's {host_bin} could not be run ({_first_line(result.stderr)}); "
+                    "used podpath's own, whose version may differ",
+                    kind="error",
+                )
+            )
+        own = self.which(program)
+        if own is None:
+            gap = Gap(subject, f"{program} is not installed", kind="missing-tool")
+            return _failed(program, (program, *args), gap, tuple(warnings))
+        result = _execute(program, (str(own), *args), self, ev, subject)
+        if warnings:
+            result = _with_warnings(result, tuple(warnings))
+        return result
+
+    def submit(
+        self, program: str, args: Sequence[str], cancel: threading.Event | None = None
+    ) -> Future[CommandResult]:
+        """Start a command on its own thread and return a future for its result."""
+        fut: Future[CommandResult] = Future()
+        argv = tuple(args)
+
+        def work() -> None:
+            fut.set_running_or_notify_cancel()
+            try:
+                fut.set_result(self.run(program, argv, cancel))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiter, not swallowed
+                fut.set_exception(exc)
+
+        threading.Thread(target=work, name=f"podpath-cmd-{program}", daemon=True).start()
+        return fut
+
+    def _uses_host_root(self) -> bool:
+        return os.path.realpath(self.host_root) != "/"
+
+
+def _with_warnings(result: CommandResult, warnings: tuple[Gap, ...]) -> CommandResult:
+    return CommandResult(
+        result.program,
+        result.argv,
+        result.returncode,
+        result.stdout,
+        result.stderr,
+        result.duration,
+        result.truncated,
+        result.timed_out,
+        result.cancelled,
+        result.gap,
+        warnings + result.warnings,
+    )
+
+
+def _failed(
+    program: str, argv: tuple[str, ...], gap: Gap, warnings: tuple[Gap, ...] = ()
+) -> CommandResult:
+    return CommandResult(program, argv, None, "", "", 0.0, gap=gap, warnings=warnings)
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return "no message"
+
+
+def classify_stderr(subject: str, stderr: str, returncode: int) -> Gap:
+    """Turn a failed command's stderr into a Gap with a kind and capability."""
+    message = _first_line(stderr) if stderr.strip() else f"exit status {returncode}"
+    for pattern, kind, capability in _STDERR_KINDS:
+        if pattern.search(stderr):
+            if kind == "unavailable":
+                message = f"not available on this kernel ({message})"
+            return Gap(subject, message, kind=kind, capability=capability)
+    return Gap(subject, f"exit status {returncode}: {message}", kind="error")
+
+
+@dataclass
+class _Capture:
+    """Mutable state of one running command's pipes (private to _execute)."""
+
+    out: bytearray = field(default_factory=bytearray)
+    err: bytearray = field(default_factory=bytearray)
+    truncated: bool = False
+
+
+def _execute(
+    program: str,
+    argv: tuple[str, ...],
+    runner: CommandRunner,
+    cancel: threading.Event,
+    subject: str,
+) -> CommandResult:
+    """Run argv with the runner's bounds; never raises for the command's own failures."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - argv list from the allow-list, no shell
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=runner.env,
+            close_fds=True,
+            # Own process group: a timeout kills the command and anything it spawned.
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        return _failed(program, argv, Gap(subject, f"{argv[0]} not found", kind="missing-tool"))
+    except PermissionError as exc:
+        return _failed(program, argv, Gap(subject, f"cannot execute: {exc}", kind="permission"))
+    except OSError as exc:
+        return _failed(program, argv, Gap(subject, f"cannot execute: {exc}", kind="error"))
+    cap = _Capture()
+    timed_out = cancelled = False
+    try:
+        timed_out, cancelled = _pump(proc, cap, runner, cancel, start)
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+        proc.wait()
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+    duration = time.monotonic() - start
+    stdout = bytes(cap.out).decode("utf-8", errors="surrogateescape")
+    stderr = bytes(cap.err).decode("utf-8", errors="surrogateescape")
+    rc = proc.returncode
+    gap: Gap | None = None
+    if cancelled:
+        gap = Gap(subject, "cancelled", kind="error")
+    elif timed_out:
+        gap = Gap(subject, f"timed out after {runner.timeout:g} s", kind="timeout")
+    elif cap.truncated:
+        gap = Gap(subject, f"output exceeded {runner.max_output} bytes: truncated", kind="error")
+    elif rc != 0:
+        gap = classify_stderr(subject, stderr, rc)
+    return CommandResult(
+        program, argv, rc, stdout, stderr, duration, cap.truncated, timed_out, cancelled, gap
+    )
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    cap: _Capture,
+    runner: CommandRunner,
+    cancel: threading.Event,
+    start: float,
+) -> tuple[bool, bool]:
+    """Read both pipes until EOF, the deadline, cancel or the cap; return (timed_out, cancelled)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    deadline = start + runner.timeout
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, "out")
+    sel.register(proc.stderr, selectors.EVENT_READ, "err")
+    try:
+        while sel.get_map():
+            if cancel.is_set():
+                return False, True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True, False
+            for key, _ in sel.select(timeout=min(_POLL, remaining)):
+                chunk = os.read(key.fd, _READ_CHUNK)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                elif key.data == "out":
+                    room = runner.max_output - len(cap.out)
+                    cap.out += chunk[:room]
+                    if len(chunk) > room:
+                        # A flood: stop reading and kill it rather than buffer without bound.
+                        cap.truncated = True
+                        return False, False
+                elif len(cap.err) < MAX_STDERR:
+                    cap.err += chunk[: MAX_STDERR - len(cap.err)]
+        # Pipes closed: the process is exiting; wait for it within the deadline.
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return True, False
+        return False, False
+    finally:
+        sel.close()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the process group this command leads (it was started with its own session)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        # Already gone between poll() and killpg(): nothing left to stop.
+        return
+    except PermissionError:
+        proc.kill()
