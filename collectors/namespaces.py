@@ -1,0 +1,477 @@
+"""Namespaces of all 8 types, lsns-style, plus the ones lsns misses.
+
+`lsns` lists a namespace only while a process is in it. A named netns
+(/run/netns/cni-...) or any nsfs bind mount keeps a namespace alive with no process,
+and so does an open fd; kubelet/CNI leaks show up exactly there. This module merges
+three sources, each namespace identified by (nsfs dev, inode):
+
+- processes (from `procfs.scan_processes`): nprocs, lowest PID, its uid and command;
+- nsfs mounts: /run/netns entries and every nsfs line in the mountinfo of /proc/self,
+  /proc/1 and one process of each mount namespace;
+- open fds: /proc/PID/fd links that read "net:[...]" (and other types).
+
+For net namespaces the netnsid (RTM_GETNSID with NETNSA_FD) is asked on a
+NETLINK_ROUTE socket of the collector's own netns: the root netns when podpath runs
+on the host network, as `kubectl debug node` does.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from podpath.collectors.hostroot import CollectorError, HostRoot, PermissionDenied, Vanished
+from podpath.collectors.procfs import nsfs_dev, parse_ns_link
+
+from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Namespace, Process
+
+# lsns's type name -> name in mountinfo's nsfs root field / fd link text (same today).
+_KNOWN_TYPES = frozenset(NAMESPACE_TYPES)
+
+
+class NetnsTarget(NamedTuple):
+    """A net namespace to dump: how to open it, where it is mounted, who holds it."""
+
+    inode: int
+    dev: int
+    open_path: str  # a path in the reader's view whose open() yields the nsfs file
+    paths: tuple[str, ...]  # nsfs bind mounts (host view), e.g. /run/netns/cni-...
+    holder_pid: int | None
+
+
+@dataclass
+class Holders:
+    """Everything known about how one namespace is held."""
+
+    pids: list[int] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)  # host-view mount points
+    mount_open: list[str] = field(default_factory=list)  # reader-view paths to open
+    fds: list[tuple[int, int]] = field(default_factory=list)  # (pid, fd)
+
+
+@dataclass
+class NamespaceScan:
+    """The result of `scan_namespaces`: namespaces, gaps and how each one is held."""
+
+    namespaces: tuple[Namespace, ...]
+    gaps: tuple[Gap, ...]
+    dev: int
+    holders: dict[tuple[str, int], Holders]
+    root_netns: int | None
+
+
+# -- mountinfo ---------------------------------------------------------------------------
+
+
+def _unescape_mountinfo(field_: str) -> str:
+    r"""mountinfo escapes space, tab, newline and backslash as \ooo octal."""
+    if "\\" not in field_:
+        return field_
+    out = bytearray()
+    raw = field_.encode("utf-8", "surrogateescape")
+    i = 0
+    while i < len(raw):
+        if raw[i] == 0x5C and raw[i + 1:i + 4].isdigit():
+            out.append(int(raw[i + 1:i + 4], 8))
+            i += 4
+        else:
+            out.append(raw[i])
+            i += 1
+    return out.decode("utf-8", "surrogateescape")
+
+
+def parse_nsfs_mounts(text: str) -> list[tuple[str, int, str]]:
+    """The nsfs mounts of a mountinfo text: (type, inode, mount point)."""
+    found = []
+    for line in text.splitlines():
+        pre, sep, post = line.partition(" - ")
+        if not sep or not post.startswith("nsfs "):
+            continue
+        fields = pre.split(" ")
+        if len(fields) < 5:
+            continue
+        parsed = parse_ns_link(fields[3])
+        if parsed is None:
+            continue
+        found.append((parsed[0], parsed[1], _unescape_mountinfo(fields[4])))
+    return found
+
+
+def _host_view(host: HostRoot, path: str) -> str:
+    """A reader-view path turned into the host's view when it lies under the host root."""
+    if host.is_slash:
+        return path
+    prefix = host.path.rstrip("/")
+    if path == prefix:
+        return "/"
+    if path.startswith(prefix + "/"):
+        return path[len(prefix):]
+    return path
+
+
+def _mount_sources(processes: tuple[Process, ...], all_mnt: bool) -> list[str]:
+    """Which /proc entries' mountinfo to read: self, 1, and one per mount namespace."""
+    sources = ["self", "1"]
+    if all_mnt:
+        seen: set[int] = set()
+        for p in processes:
+            mnt = p.namespaces.get("mnt")
+            if mnt is not None and mnt not in seen:
+                seen.add(mnt)
+                if p.pid != 1:
+                    sources.append(str(p.pid))
+    return sources
+
+
+def _scan_mounts(host: HostRoot, processes: tuple[Process, ...], holders: dict[tuple[str, int], Holders],
+                 gaps: list[Gap], all_mnt: bool, cancel: threading.Event | None) -> None:
+    denied = 0
+    for src in _mount_sources(processes, all_mnt):
+        if cancel is not None and cancel.is_set():
+            return
+        try:
+            text = host.proc_read(f"{src}/mountinfo").decode("utf-8", "surrogateescape")
+        except PermissionDenied:
+            denied += 1
+            continue
+        except CollectorError:
+            continue  # the process exited: another process of the same mnt ns may remain
+        for kind, inode, mountpoint in parse_nsfs_mounts(text):
+            h = holders.setdefault((kind, inode), Holders())
+            if src == "self":
+                host_path, open_path = _host_view(host, mountpoint), mountpoint
+            else:
+                # The mount point is in that process's root: reach it through
+                # /proc/PID/root (mount points are canonical, no symlinks to resolve).
+                host_path, open_path = mountpoint, f"{host.proc}/{src}/root{mountpoint}"
+            if host_path not in h.mounts:
+                h.mounts.append(host_path)
+                h.mount_open.append(open_path)
+    if denied:
+        gaps.append(Gap("/proc/*/mountinfo", f"{denied} mount tables: permission denied",
+                        "permission", "CAP_SYS_PTRACE"))
+
+
+def _scan_run_netns(host: HostRoot, dev: int, holders: dict[tuple[str, int], Holders],
+                    gaps: list[Gap]) -> None:
+    """Named netns under /run/netns (ip netns add, CNI's cni-<uuid>)."""
+    try:
+        names = host.listdir("/run/netns")
+    except Vanished:
+        return
+    except CollectorError as err:
+        gaps.append(err.to_gap())
+        return
+    for name in sorted(names):
+        path = f"/run/netns/{name}"
+        try:
+            st = host.stat(path)
+        except CollectorError:
+            continue
+        if dev and st.st_dev != dev:
+            continue  # a leftover empty file, not a mounted nsfs inode
+        h = holders.setdefault(("net", st.st_ino), Holders())
+        if path not in h.mounts:
+            h.mounts.append(path)
+            try:
+                h.mount_open.append(host.real_path(path))
+            except CollectorError:
+                h.mount_open.append(os.path.join(host.path, path.lstrip("/")))
+
+
+def _fds_of(proc_fd: int, pid: int) -> list[tuple[tuple[str, int], int]]:
+    """(namespace, fd) for every fd of a process that is an nsfs file; OSError passes up."""
+    dfd = os.open(f"{pid}/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc_fd)
+    try:
+        names = os.listdir(dfd)
+        found = []
+        for name in names:
+            try:
+                target = os.readlink(name, dir_fd=dfd)
+            except OSError:
+                continue  # closed meanwhile
+            # Cheap prefilter: most fds are files, sockets, pipes and anon inodes.
+            if target[-1:] != "]" or target.startswith(("socket:", "pipe:", "anon_inode:")):
+                continue
+            parsed = parse_ns_link(target)
+            if parsed is not None and parsed[0] in _KNOWN_TYPES:
+                found.append((parsed, int(name)))
+        return found
+    finally:
+        os.close(dfd)
+
+
+def _scan_fds(host: HostRoot, processes: tuple[Process, ...], holders: dict[tuple[str, int], Holders],
+              gaps: list[Gap], cancel: threading.Event | None) -> None:
+    """Namespaces held by open fds (e.g. a CNI plugin or `ip netns exec` holding one)."""
+    proc_fd = host.proc_fd()
+    pids = [p.pid for p in processes]
+    chunks = [pids[i:i + 256] for i in range(0, len(pids), 256)]
+
+    def work(chunk: list[int]) -> tuple[list[tuple[tuple[str, int], int, int]], int]:
+        found: list[tuple[tuple[str, int], int, int]] = []
+        denied = 0
+        if cancel is not None and cancel.is_set():
+            return found, denied
+        for pid in chunk:
+            try:
+                found += [(ns, pid, fd) for ns, fd in _fds_of(proc_fd, pid)]
+            except PermissionError:
+                denied += 1
+            except OSError:
+                continue  # exited: its fds no longer hold anything
+        return found, denied
+
+    denied = 0
+    # readlink on procfs is syscall-bound and releases the GIL: overlap it on a few threads.
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+                            thread_name_prefix="podpath-fds") as pool:
+        for found, chunk_denied in pool.map(work, chunks):
+            denied += chunk_denied
+            for ns, pid, fd in found:
+                holders.setdefault(ns, Holders()).fds.append((pid, fd))
+    if cancel is not None and cancel.is_set():
+        gaps.append(Gap("/proc/*/fd", "cancelled", "inconsistent"))
+    if denied:
+        gaps.append(Gap("/proc/*/fd", f"{denied} processes: permission denied (needs CAP_SYS_PTRACE)",
+                        "permission", "CAP_SYS_PTRACE"))
+
+
+# -- users -------------------------------------------------------------------------------
+
+
+def read_user_names(host: HostRoot) -> dict[int, str]:
+    """uid -> name from the host's /etc/passwd (inside the host root)."""
+    try:
+        text = host.read_text("/etc/passwd", limit=8 * 1024 * 1024)
+    except CollectorError:
+        return {}
+    names: dict[int, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 3 and parts[2].isdigit():
+            names.setdefault(int(parts[2]), parts[0])
+    return names
+
+
+def _user_name(uid: int | None, names: dict[int, str], host: HostRoot) -> str | None:
+    if uid is None:
+        return None
+    if uid in names:
+        return names[uid]
+    if host.is_slash:
+        # NSS (LDAP, sssd) users are not in /etc/passwd; lsns asks getpwuid too.
+        import pwd
+
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return None
+    return None
+
+
+# -- netnsid -----------------------------------------------------------------------------
+
+_RTM_NEWNSID = 88
+_RTM_GETNSID = 90
+_NLMSG_ERROR = 2
+_NLM_F_REQUEST = 1
+_NETNSA_NSID = 1
+_NETNSA_FD = 3
+
+
+class NsidClient:
+    """Asks the kernel for netnsids (RTM_GETNSID) on one NETLINK_ROUTE socket."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        self._sock.settimeout(2.0)
+        self._sock.bind((0, 0))
+        self._seq = 0
+
+    def close(self) -> None:
+        """Close the netlink socket."""
+        self._sock.close()
+
+    def nsid_of_fd(self, fd: int) -> int | None:
+        """The netnsid of the netns open at `fd` as seen from our netns; None if unassigned."""
+        self._seq += 1
+        # nlmsghdr + struct rtgenmsg (1 byte, padded to 4) + NETNSA_FD u32 attribute.
+        payload = struct.pack("=B3x", socket.AF_UNSPEC) + struct.pack("=HHI", 8, _NETNSA_FD, fd)
+        msg = struct.pack("=IHHII", 16 + len(payload), _RTM_GETNSID, _NLM_F_REQUEST, self._seq, 0)
+        self._sock.send(msg + payload)
+        while True:
+            data = self._sock.recv(65536)
+            off = 0
+            while off + 16 <= len(data):
+                length, mtype, _flags, seq, _pid = struct.unpack_from("=IHHII", data, off)
+                if length < 16:
+                    return None
+                if seq == self._seq:
+                    return self._parse_reply(mtype, data[off + 16:off + length])
+                off += (length + 3) & ~3
+
+    @staticmethod
+    def _parse_reply(mtype: int, body: bytes) -> int | None:
+        if mtype == _NLMSG_ERROR:
+            (code,) = struct.unpack_from("=i", body, 0)
+            if code:
+                raise OSError(-code, os.strerror(-code))
+            return None
+        if mtype != _RTM_NEWNSID:
+            return None
+        off = 4  # struct rtgenmsg, padded
+        while off + 4 <= len(body):
+            alen, atype = struct.unpack_from("=HH", body, off)
+            if alen < 4:
+                break
+            if atype == _NETNSA_NSID and alen >= 8:
+                (nsid,) = struct.unpack_from("=i", body, off + 4)
+                return None if nsid < 0 else int(nsid)  # -1: NETNSA_NSID_NOT_ASSIGNED
+            off += (alen + 3) & ~3
+        return None
+
+
+# -- assembly ----------------------------------------------------------------------------
+
+
+def _command(p: Process) -> str:
+    """lsns's COMMAND: the command line joined by spaces, else comm (kernel threads)."""
+    return " ".join(p.cmdline) if p.cmdline else p.comm
+
+
+def _open_path(host: HostRoot, kind: str, h: Holders) -> str | None:
+    if h.pids:
+        return f"{host.proc}/{min(h.pids)}/ns/{kind}"
+    if h.mount_open:
+        return h.mount_open[0]
+    if h.fds:
+        pid, fd = h.fds[0]
+        return f"{host.proc}/{pid}/fd/{fd}"
+    return None
+
+
+def _netnsids(host: HostRoot, holders: dict[tuple[str, int], Holders], dev: int,
+              gaps: list[Gap]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    try:
+        client = NsidClient()
+    except OSError as err:
+        gaps.append(Gap("netnsid", f"netlink socket: {os.strerror(err.errno or 0)}", "unavailable"))
+        return out
+    try:
+        for (kind, inode), h in holders.items():
+            if kind != "net":
+                continue
+            path = _open_path(host, kind, h)
+            if path is None:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if st.st_ino != inode or (dev and st.st_dev != dev):
+                    continue  # replaced between discovery and now: never ask about another
+                nsid = client.nsid_of_fd(fd)
+            except OSError as err:
+                gaps.append(Gap(f"netnsid of net:[{inode}]", os.strerror(err.errno or 0), "error"))
+                continue
+            finally:
+                os.close(fd)
+            if nsid is not None:
+                out[inode] = nsid
+    finally:
+        client.close()
+    return out
+
+
+def _build(kind: str, inode: int, dev: int, h: Holders, procs: dict[int, Process],
+           names: dict[int, str], host: HostRoot, nsids: dict[int, int]) -> Namespace:
+    held = tuple(label for label, present in
+                 (("process", h.pids), ("bind-mount", h.mounts), ("fd", h.fds)) if present)
+    lowest = procs[min(h.pids)] if h.pids else None
+    return Namespace(
+        type=kind,
+        inode=inode,
+        dev=dev,
+        nprocs=len(h.pids),
+        pid=lowest.pid if lowest else None,
+        uid=lowest.uid if lowest else None,
+        user=_user_name(lowest.uid, names, host) if lowest else None,
+        command=_command(lowest) if lowest else None,
+        netnsid=nsids.get(inode) if kind == "net" else None,
+        nsfs=h.mounts[0] if h.mounts else None,
+        held_by=held,
+    )
+
+
+def scan_namespaces(
+    host: HostRoot,
+    processes: tuple[Process, ...],
+    cancel: threading.Event | None = None,
+    *,
+    scan_fds: bool = True,
+    all_mount_namespaces: bool = True,
+    netnsid: bool = True,
+) -> NamespaceScan:
+    """Every namespace held by a process, an nsfs mount or an fd, with its holders."""
+    gaps: list[Gap] = []
+    dev = nsfs_dev(host)
+    holders: dict[tuple[str, int], Holders] = {}
+    for p in processes:
+        for kind, inode in p.namespaces.items():
+            holders.setdefault((kind, inode), Holders()).pids.append(p.pid)
+    _scan_mounts(host, processes, holders, gaps, all_mount_namespaces, cancel)
+    _scan_run_netns(host, dev, holders, gaps)
+    if scan_fds:
+        _scan_fds(host, processes, holders, gaps, cancel)
+    nsids = _netnsids(host, holders, dev, gaps) if netnsid else {}
+    names = read_user_names(host)
+    procs = {p.pid: p for p in processes}
+    order = {t: i for i, t in enumerate(NAMESPACE_TYPES)}
+    spaces = tuple(
+        _build(kind, inode, dev, h, procs, names, host, nsids)
+        for (kind, inode), h in sorted(holders.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1]))
+    )
+    root = procs[1].namespaces.get("net") if 1 in procs else None
+    return NamespaceScan(spaces, tuple(gaps), dev, holders, root)
+
+
+def collect_namespaces(
+    host: HostRoot, processes: tuple[Process, ...], cancel: threading.Event | None = None
+) -> tuple[tuple[Namespace, ...], tuple[Gap, ...]]:
+    """All namespaces (see `scan_namespaces`) as (data, gaps)."""
+    scan = scan_namespaces(host, processes, cancel)
+    return scan.namespaces, scan.gaps
+
+
+def net_namespace_targets(host: HostRoot, scan: NamespaceScan) -> list[NetnsTarget]:
+    """The net namespaces to dump, each with a path to open and its bind-mount paths."""
+    targets = []
+    for (kind, inode), h in scan.holders.items():
+        if kind != "net":
+            continue
+        path = _open_path(host, kind, h)
+        if path is None:
+            continue
+        holder = min(h.pids) if h.pids else (h.fds[0][0] if h.fds else None)
+        targets.append(NetnsTarget(inode, scan.dev, path, tuple(h.mounts), holder))
+    targets.sort(key=lambda t: t.inode)
+    return targets
+
+
+def open_namespace(target: NetnsTarget) -> int:
+    """Open a target's nsfs file, verifying it is still the same (dev, inode); caller closes."""
+    fd = os.open(target.open_path, os.O_RDONLY | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if st.st_ino != target.inode or (target.dev and st.st_dev != target.dev):
+        os.close(fd)
+        raise Vanished(f"net:[{target.inode}]", "replaced by another namespace")
+    return fd

@@ -1,0 +1,533 @@
+"""Pods without an API server: from the runtime's own state, else from fallbacks.
+
+Sources, best first:
+1. containerd: bundle `config.json` under /run/containerd/io.containerd.runtime.v2.task/k8s.io/<id>/
+   (OCI spec with io.kubernetes.cri.* annotations) and runc's state.json under
+   /run/containerd/runc/k8s.io/<id>/ (init PID and start time; its config.labels
+   repeat the annotations as "key=value" when the bundle is unreadable);
+2. CRI-O: /run/containers/storage/overlay-containers/<id>/userdata/config.json
+   (io.kubernetes.cri-o.* annotations) with runc's state under /run/runc/<id>/;
+3. fallbacks: cgroup paths of processes (pod UID, container ID, runtime),
+   /var/log/pods/<namespace>_<name>_<uid> for names, pause processes
+   (comm `pause`, `catatonit -P`) and the first process in a /run/netns/cni-* netns.
+
+Everything read from the node is hostile input: JSON errors become gaps, never crashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from podpath.collectors.cgroups import parse_cgroup_path
+from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
+
+from podpath.snapshot.model import Container, Gap, IpamAllocation, Namespace, Pod, Process
+
+CONTAINERD_TASKS = "/run/containerd/io.containerd.runtime.v2.task/k8s.io"
+CONTAINERD_RUNC = "/run/containerd/runc/k8s.io"
+CRIO_CONTAINERS = "/run/containers/storage/overlay-containers"
+CRIO_RUNC = "/run/runc"
+POD_LOGS = "/var/log/pods"
+_MAX_CONFIG = 4 * 1024 * 1024
+_ID = re.compile(r"^[0-9a-f]{64}$")
+# OCI namespace type -> lsns/procfs name
+_OCI_NS = {"network": "net", "mount": "mnt", "pid": "pid", "ipc": "ipc", "uts": "uts",
+           "user": "user", "cgroup": "cgroup", "time": "time"}
+_SHARED_ORDER = ("net", "ipc", "uts", "pid", "mnt", "user", "cgroup", "time")
+
+
+@dataclass
+class RuntimeContainer:
+    """One container or sandbox as the runtime's state files describe it."""
+
+    id: str
+    runtime: str
+    kind: str = "container"  # sandbox | container
+    sandbox_id: str | None = None
+    pod_namespace: str | None = None
+    pod_name: str | None = None
+    pod_uid: str | None = None
+    name: str | None = None
+    image: str | None = None
+    command: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    ns_paths: dict[str, str | None] = field(default_factory=dict)  # type -> path (None: own)
+    pid: int | None = None
+    start_time: int | None = None
+    log_dir: str | None = None
+    ips: tuple[str, ...] = ()
+    host_network: bool | None = None
+    cgroups_path: str | None = None
+
+
+def redact_env(env: Iterable[str]) -> tuple[str, ...]:
+    """KEY=VALUE -> KEY=<redacted>: environment variables hold secrets."""
+    return tuple(e.partition("=")[0] + "=<redacted>" for e in env)
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def _json_obj(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# -- OCI config and runc state ---------------------------------------------------------------
+
+
+def parse_oci_config(spec: dict[str, Any], cid: str, runtime: str, *, redact: bool = True
+                     ) -> RuntimeContainer:
+    """A RuntimeContainer from an OCI runtime spec (bundle config.json) with CRI annotations."""
+    ann = spec.get("annotations") if isinstance(spec.get("annotations"), dict) else {}
+    assert isinstance(ann, dict)
+    ann = {str(k): str(v) for k, v in ann.items()}
+    rc = RuntimeContainer(id=cid, runtime=runtime)
+    process = spec.get("process") if isinstance(spec.get("process"), dict) else {}
+    assert isinstance(process, dict)
+    rc.command = _strs(process.get("args"))
+    env = _strs(process.get("env"))
+    rc.env = redact_env(env) if redact else env
+    linux = spec.get("linux") if isinstance(spec.get("linux"), dict) else {}
+    assert isinstance(linux, dict)
+    for ns in linux.get("namespaces") or []:
+        if isinstance(ns, dict) and str(ns.get("type")) in _OCI_NS:
+            path = ns.get("path")
+            rc.ns_paths[_OCI_NS[str(ns["type"])]] = str(path) if path else None
+    if isinstance(linux.get("cgroupsPath"), str):
+        rc.cgroups_path = linux["cgroupsPath"]
+    if "io.kubernetes.cri.container-type" in ann or "io.kubernetes.cri.sandbox-id" in ann:
+        _apply_containerd(rc, ann)
+    elif "io.kubernetes.cri-o.ContainerType" in ann or "io.kubernetes.cri-o.SandboxID" in ann:
+        _apply_crio(rc, ann)
+    if rc.kind == "sandbox" and rc.host_network is None:
+        # A sandbox without its own network namespace entry runs in the host's.
+        rc.host_network = "net" not in rc.ns_paths
+    return rc
+
+
+def _apply_containerd(rc: RuntimeContainer, ann: dict[str, str]) -> None:
+    rc.runtime = "containerd"
+    rc.kind = "sandbox" if ann.get("io.kubernetes.cri.container-type") == "sandbox" else "container"
+    rc.sandbox_id = ann.get("io.kubernetes.cri.sandbox-id") or (rc.id if rc.kind == "sandbox" else None)
+    rc.pod_name = ann.get("io.kubernetes.cri.sandbox-name")
+    rc.pod_namespace = ann.get("io.kubernetes.cri.sandbox-namespace")
+    rc.pod_uid = ann.get("io.kubernetes.cri.sandbox-uid")
+    rc.name = ann.get("io.kubernetes.cri.container-name") or ("POD" if rc.kind == "sandbox" else None)
+    rc.image = ann.get("io.kubernetes.cri.image-name")
+    rc.log_dir = ann.get("io.kubernetes.cri.sandbox-log-directory")
+
+
+def _apply_crio(rc: RuntimeContainer, ann: dict[str, str]) -> None:
+    rc.runtime = "cri-o"
+    rc.kind = "sandbox" if ann.get("io.kubernetes.cri-o.ContainerType") == "sandbox" else "container"
+    rc.sandbox_id = ann.get("io.kubernetes.cri-o.SandboxID") or (rc.id if rc.kind == "sandbox" else None)
+    meta = _json_obj(ann.get("io.kubernetes.cri-o.Metadata", "")) or {}
+    labels = _json_obj(ann.get("io.kubernetes.cri-o.Labels", "")) or {}
+    rc.pod_name = ann.get("io.kubernetes.pod.name") or str(labels.get("io.kubernetes.pod.name") or "") or (
+        str(meta["name"]) if rc.kind == "sandbox" and "name" in meta else None)
+    rc.pod_namespace = (ann.get("io.kubernetes.pod.namespace")
+                        or str(labels.get("io.kubernetes.pod.namespace") or "")
+                        or ann.get("io.kubernetes.cri-o.Namespace")
+                        or (str(meta["namespace"]) if "namespace" in meta else None))
+    rc.pod_uid = ann.get("io.kubernetes.pod.uid") or str(labels.get("io.kubernetes.pod.uid") or "") or (
+        str(meta["uid"]) if rc.kind == "sandbox" and "uid" in meta else None)
+    rc.name = ann.get("io.kubernetes.container.name") or str(labels.get("io.kubernetes.container.name") or "") or (
+        str(meta["name"]) if "name" in meta else None)
+    rc.image = ann.get("io.kubernetes.cri-o.ImageName") or ann.get("io.kubernetes.cri-o.Image")
+    ips = [v for k, v in sorted(ann.items()) if k.startswith("io.kubernetes.cri-o.IP.")]
+    rc.ips = tuple(ips) or _cni_result_ips(ann.get("io.kubernetes.cri-o.CNIResult", ""))
+    hn = ann.get("io.kubernetes.cri-o.HostNetwork")
+    rc.host_network = None if hn is None else hn == "true"
+    log = ann.get("io.kubernetes.cri-o.LogPath", "")
+    if log.startswith(POD_LOGS + "/"):
+        rc.log_dir = "/".join(log.split("/")[:5])
+
+
+def _cni_result_ips(text: str) -> tuple[str, ...]:
+    result = _json_obj(text) or {}
+    out = []
+    for ip in result.get("ips") or []:
+        if isinstance(ip, dict) and isinstance(ip.get("address"), str):
+            out.append(ip["address"].split("/")[0])
+    return tuple(out)
+
+
+def apply_runc_state(rc: RuntimeContainer, state: dict[str, Any]) -> None:
+    """Fill the init PID and start time from runc's state.json."""
+    pid = state.get("init_process_pid")
+    if isinstance(pid, int) and pid > 0:
+        rc.pid = pid
+    start = state.get("init_process_start")
+    try:
+        # An int in current runc, a string in docker-era libcontainer.
+        rc.start_time = int(start) if start is not None else None
+    except (TypeError, ValueError):
+        rc.start_time = None
+
+
+def labels_as_annotations(state: dict[str, Any]) -> dict[str, str]:
+    """runc keeps the OCI annotations as "key=value" labels in state.json's config."""
+    config = state.get("config")
+    labels = config.get("labels") if isinstance(config, dict) else None
+    out: dict[str, str] = {}
+    for label in labels or []:
+        if isinstance(label, str) and "=" in label:
+            k, _, v = label.partition("=")
+            out[k] = v
+    return out
+
+
+# -- readers -----------------------------------------------------------------------------------
+
+
+def _list_ids(host: HostRoot, path: str, gaps: list[Gap]) -> list[str]:
+    try:
+        return sorted(n for n in host.listdir(path) if _ID.match(n))
+    except Vanished:
+        return []
+    except CollectorError as err:
+        gaps.append(err.to_gap())
+        return []
+
+
+def _read_json(host: HostRoot, path: str, gaps: list[Gap]) -> dict[str, Any] | None:
+    try:
+        text = host.read_text(path, limit=_MAX_CONFIG)
+    except Vanished:
+        return None
+    except CollectorError as err:
+        gaps.append(err.to_gap())
+        return None
+    obj = _json_obj(text)
+    if obj is None:
+        gaps.append(Gap(path, "not a JSON object", "error"))
+    return obj
+
+
+def read_containerd(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> list[RuntimeContainer]:
+    """Containers and sandboxes of containerd's k8s.io namespace."""
+    out = []
+    ids = set(_list_ids(host, CONTAINERD_TASKS, gaps)) | set(_list_ids(host, CONTAINERD_RUNC, gaps))
+    for cid in sorted(ids):
+        spec = _read_json(host, f"{CONTAINERD_TASKS}/{cid}/config.json", gaps)
+        state = _read_json(host, f"{CONTAINERD_RUNC}/{cid}/state.json", gaps)
+        if spec is None and state is not None:
+            spec = {"annotations": labels_as_annotations(state)}
+            cfg = state.get("config")
+            if isinstance(cfg, dict) and isinstance(cfg.get("namespaces"), list):
+                spec["linux"] = {"namespaces": [
+                    {"type": _runc_ns_type(n.get("type")), "path": n.get("path")}
+                    for n in cfg["namespaces"] if isinstance(n, dict)]}
+        if spec is None:
+            continue
+        rc = parse_oci_config(spec, cid, "containerd", redact=redact)
+        if state is not None:
+            apply_runc_state(rc, state)
+        elif rc.pid is None:
+            rc.pid = _read_pidfile(host, f"{CONTAINERD_TASKS}/{cid}/init.pid")
+        out.append(rc)
+    return out
+
+
+def _runc_ns_type(value: Any) -> str:
+    # libcontainer's config uses "NEWNET", "NEWIPC", ... in state.json
+    return {"NEWNET": "network", "NEWNS": "mount", "NEWPID": "pid", "NEWIPC": "ipc",
+            "NEWUTS": "uts", "NEWUSER": "user", "NEWCGROUP": "cgroup",
+            "NEWTIME": "time"}.get(str(value), str(value))
+
+
+def _read_pidfile(host: HostRoot, path: str) -> int | None:
+    try:
+        raw = host.read_text(path, limit=64).strip()
+    except CollectorError:
+        return None
+    return int(raw) if raw.isdigit() else None
+
+
+def read_crio(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> list[RuntimeContainer]:
+    """Containers and sandboxes from CRI-O's state (containers/storage userdata)."""
+    out = []
+    for cid in _list_ids(host, CRIO_CONTAINERS, gaps):
+        spec = _read_json(host, f"{CRIO_CONTAINERS}/{cid}/userdata/config.json", [])
+        if spec is None:
+            continue  # image layers' containers (podman, builds) have no config: not ours
+        rc = parse_oci_config(spec, cid, "cri-o", redact=redact)
+        if rc.runtime != "cri-o":
+            continue
+        state = _read_json(host, f"{CRIO_RUNC}/{cid}/state.json", [])
+        if state is not None:
+            apply_runc_state(rc, state)
+        if rc.pid is None:
+            rc.pid = _read_pidfile(host, f"{CRIO_CONTAINERS}/{cid}/userdata/pidfile")
+        out.append(rc)
+    return out
+
+
+def read_pod_log_dirs(host: HostRoot) -> dict[str, tuple[str, str, str]]:
+    """uid -> (namespace, name, path) from /var/log/pods/<namespace>_<name>_<uid>."""
+    try:
+        names = host.listdir(POD_LOGS)
+    except CollectorError:
+        return {}
+    out = {}
+    for entry in names:
+        # namespace and name cannot contain "_" (DNS labels), the uid neither.
+        parts = entry.split("_")
+        if len(parts) == 3 and all(parts):
+            out[parts[2]] = (parts[0], parts[1], f"{POD_LOGS}/{entry}")
+    return out
+
+
+# -- assembly ----------------------------------------------------------------------------------
+
+
+def is_pause(p: Process) -> bool:
+    """A pod's infra process: pause, or catatonit -P (CRI-O/podman's pause)."""
+    if p.comm == "pause" or (p.cmdline and os.path.basename(p.cmdline[0]) == "pause"):
+        return True
+    return p.comm == "catatonit" and "-P" in p.cmdline
+
+
+def _alive(p: Process | None, start_time: int | None) -> bool:
+    return p is not None and (start_time is None or p.start_time == start_time)
+
+
+def _shared(container: Process | None, sandbox: Process | None, rc: RuntimeContainer,
+            sandbox_rc: RuntimeContainer | None) -> tuple[str, ...]:
+    """Namespace types a container shares with its sandbox (from processes, else from config)."""
+    if container is not None and sandbox is not None and container.namespaces and sandbox.namespaces:
+        return tuple(t for t in _SHARED_ORDER
+                     if t in container.namespaces and container.namespaces[t] == sandbox.namespaces.get(t))
+    shared = []
+    sb_pid = sandbox_rc.pid if sandbox_rc else None
+    for t in _SHARED_ORDER:
+        path = rc.ns_paths.get(t)
+        if not path:
+            continue
+        if (sb_pid and path == f"/proc/{sb_pid}/ns/{t}") or (
+                sandbox_rc is not None and sandbox_rc.ns_paths.get(t) == path):
+            shared.append(t)
+    return tuple(shared)
+
+
+@dataclass
+class _Ctx:
+    host: HostRoot
+    procs: dict[int, Process]
+    by_container: dict[str, list[int]]
+    root_netns: int | None
+    alloc_by_container: dict[str, list[str]]
+    gaps: list[Gap]
+
+
+def _netns_of(ctx: _Ctx, pause: Process | None, path: str | None) -> int | None:
+    if pause is not None and "net" in pause.namespaces:
+        return pause.namespaces["net"]
+    if path:
+        try:
+            return ctx.host.stat(path).st_ino
+        except CollectorError:
+            return None
+    return None
+
+
+def _container_model(ctx: _Ctx, rc: RuntimeContainer, sandbox_proc: Process | None,
+                     sandbox_rc: RuntimeContainer | None) -> Container:
+    pids = sorted(set(ctx.by_container.get(rc.id, [])) | (
+        {rc.pid} if rc.pid and _alive(ctx.procs.get(rc.pid), rc.start_time) else set()))
+    init = ctx.procs.get(rc.pid) if rc.pid else None
+    if init is None and pids:
+        init = ctx.procs.get(pids[0])
+    shared = () if rc.kind == "sandbox" else _shared(init, sandbox_proc, rc, sandbox_rc)
+    return Container(name=rc.name or rc.id[:12], id=rc.id, kind=rc.kind, pids=tuple(pids),
+                     image=rc.image, command=rc.command, env=rc.env, shared_namespaces=shared)
+
+
+def _pod_from_runtime(ctx: _Ctx, sandbox_id: str, members: list[RuntimeContainer]) -> Pod:
+    sandbox_rc = next((m for m in members if m.kind == "sandbox"), None)
+    head = sandbox_rc or members[0]
+    pause: Process | None = None
+    if sandbox_rc is not None and sandbox_rc.pid and _alive(ctx.procs.get(sandbox_rc.pid),
+                                                            sandbox_rc.start_time):
+        pause = ctx.procs[sandbox_rc.pid]
+    elif ctx.by_container.get(sandbox_id):
+        pause = ctx.procs[min(ctx.by_container[sandbox_id])]
+    netns_path = sandbox_rc.ns_paths.get("net") if sandbox_rc else None
+    if netns_path:
+        netns_path = ctx.host.canonical(netns_path)  # /var/run/netns/x -> /run/netns/x
+    netns = _netns_of(ctx, pause, netns_path)
+    host_network = bool(sandbox_rc and sandbox_rc.host_network) or (
+        netns is not None and netns == ctx.root_netns)
+    ips = head.ips or tuple(ctx.alloc_by_container.get(sandbox_id, ()))
+    containers = tuple(_container_model(ctx, m, pause, sandbox_rc)
+                       for m in sorted(members, key=lambda m: (m.kind != "sandbox", m.name or "")))
+    return Pod(
+        namespace=head.pod_namespace or "", name=head.pod_name or "", uid=head.pod_uid or "",
+        sandbox_id=sandbox_id, pause_pid=pause.pid if pause else None,
+        pause_start_time=pause.start_time if pause else None,
+        netns_inode=netns, netns_path=netns_path, ips=ips, host_network=host_network,
+        containers=containers, runtime=head.runtime, source="runtime-state",
+        log_dir=head.log_dir,
+    )
+
+
+def _pods_from_cgroups(ctx: _Ctx, known_uids: set[str], known_ids: set[str],
+                       logs: dict[str, tuple[str, str, str]]) -> list[Pod]:
+    """Pods of processes whose cgroup names a pod the runtime state did not cover."""
+    by_pod: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    runtime_of: dict[str, str] = {}
+    for p in ctx.procs.values():
+        if not p.cgroup:
+            continue
+        ref = parse_cgroup_path(p.cgroup)
+        if ref.pod_uid is None or ref.pod_uid in known_uids or (ref.container_id in known_ids):
+            continue
+        by_pod[ref.pod_uid][ref.container_id or ""].append(p.pid)
+        if ref.runtime != "unknown":
+            runtime_of[ref.pod_uid] = ref.runtime
+    pods = []
+    for uid, containers in sorted(by_pod.items()):
+        pause_cid, pause = _find_pause(ctx, containers)
+        ns, name, log_dir = logs.get(uid, ("", "", None))
+        netns = pause.namespaces.get("net") if pause else None
+        models = []
+        for cid, pids in sorted(containers.items()):
+            if not cid:
+                continue
+            init = ctx.procs[min(pids)]
+            kind = "sandbox" if cid == pause_cid else "container"
+            shared = () if kind == "sandbox" or pause is None else tuple(
+                t for t in _SHARED_ORDER if t in init.namespaces
+                and init.namespaces[t] == pause.namespaces.get(t))
+            models.append(Container(name="POD" if kind == "sandbox" else cid[:12], id=cid, kind=kind,
+                                    pids=tuple(sorted(pids)), command=init.cmdline,
+                                    shared_namespaces=shared))
+        pods.append(Pod(
+            namespace=ns, name=name, uid=uid, sandbox_id=pause_cid or "",
+            pause_pid=pause.pid if pause else None,
+            pause_start_time=pause.start_time if pause else None,
+            netns_inode=netns, host_network=netns is not None and netns == ctx.root_netns,
+            ips=tuple(ctx.alloc_by_container.get(pause_cid or "", ())),
+            containers=tuple(models), runtime=runtime_of.get(uid, "unknown"), source="cgroup",
+            log_dir=log_dir,
+        ))
+    return pods
+
+
+def _find_pause(ctx: _Ctx, containers: dict[str, list[int]]) -> tuple[str | None, Process | None]:
+    """The sandbox container of a cgroup-only pod: the one running pause, else the oldest."""
+    best: tuple[str | None, Process | None] = (None, None)
+    oldest: tuple[int, str, Process] | None = None
+    for cid, pids in containers.items():
+        if not cid:
+            continue
+        for pid in pids:
+            p = ctx.procs[pid]
+            if is_pause(p):
+                return cid, p
+            if oldest is None or p.start_time < oldest[0]:
+                oldest = (p.start_time, cid, p)
+    if oldest is not None and len(containers) > 1:
+        best = (oldest[1], oldest[2])
+    return best
+
+
+def _pods_from_pause(ctx: _Ctx, covered_pids: set[int], covered_netns: set[int],
+                     namespaces: tuple[Namespace, ...]) -> list[Pod]:
+    """Last resort: pause processes, and the first process of each /run/netns/cni-* netns."""
+    pods = []
+    for p in sorted(ctx.procs.values(), key=lambda p: p.pid):
+        net = p.namespaces.get("net")
+        if p.pid in covered_pids or not is_pause(p) or net in covered_netns:
+            continue
+        if p.pid == 1 or (net is not None and net == ctx.root_netns):
+            continue  # the node's own init (a lab node runs catatonit -P), not a pod
+        if net is not None:
+            covered_netns.add(net)
+        pods.append(_bare_pod(ctx, p, net, None))
+    for ns in namespaces:
+        if ns.type != "net" or ns.inode in covered_netns or not ns.nsfs:
+            continue
+        if not os.path.basename(ns.nsfs).startswith("cni-") or ns.pid is None:
+            continue
+        covered_netns.add(ns.inode)
+        holder = ctx.procs.get(ns.pid)
+        if holder is not None:
+            pods.append(_bare_pod(ctx, holder, ns.inode, ns.nsfs))
+    return pods
+
+
+def _bare_pod(ctx: _Ctx, p: Process, net: int | None, path: str | None) -> Pod:
+    ref = parse_cgroup_path(p.cgroup) if p.cgroup else None
+    cid = ref.container_id if ref and ref.container_id else ""
+    name = os.path.basename(path) if path else f"pause-{p.pid}"
+    return Pod(namespace="", name=name, uid=ref.pod_uid or "" if ref else "", sandbox_id=cid,
+               pause_pid=p.pid, pause_start_time=p.start_time, netns_inode=net, netns_path=path,
+               host_network=net is not None and net == ctx.root_netns,
+               ips=tuple(ctx.alloc_by_container.get(cid, ())) if cid else (),
+               containers=(Container(name="POD", id=cid, kind="sandbox", pids=(p.pid,),
+                                     command=p.cmdline),),
+               runtime=ref.runtime if ref else "unknown", source="pause-process")
+
+
+def collect_pods(
+    host: HostRoot,
+    processes: tuple[Process, ...],
+    root_netns: int | None,
+    cancel: threading.Event | None = None,
+    *,
+    namespaces: tuple[Namespace, ...] = (),
+    allocations: tuple[IpamAllocation, ...] = (),
+    redact: bool = True,
+) -> tuple[tuple[Pod, ...], tuple[Gap, ...]]:
+    """Pods from runtime state (containerd, CRI-O), else cgroups, log dirs and pause processes."""
+    gaps: list[Gap] = []
+    procs = {p.pid: p for p in processes}
+    by_container: dict[str, list[int]] = defaultdict(list)
+    for p in processes:
+        if p.cgroup:
+            cid = parse_cgroup_path(p.cgroup).container_id
+            if cid:
+                by_container[cid].append(p.pid)
+    alloc: dict[str, list[str]] = defaultdict(list)
+    for a in allocations:
+        alloc[a.container_id].append(a.ip)
+    ctx = _Ctx(host, procs, by_container, root_netns, alloc, gaps)
+    runtime = read_containerd(host, gaps, redact=redact)
+    if cancel is None or not cancel.is_set():
+        runtime += read_crio(host, gaps, redact=redact)
+    groups: dict[str, list[RuntimeContainer]] = defaultdict(list)
+    for rc in runtime:
+        groups[rc.sandbox_id or rc.id].append(rc)
+    pods = [_pod_from_runtime(ctx, sid, members) for sid, members in sorted(groups.items())]
+    logs = read_pod_log_dirs(host)
+    known_uids = {p.uid for p in pods if p.uid}
+    known_ids = {c.id for p in pods for c in p.containers}
+    pods += _pods_from_cgroups(ctx, known_uids, known_ids, logs)
+    covered = {pid for p in pods for c in p.containers for pid in c.pids}
+    covered_netns = {p.netns_inode for p in pods if p.netns_inode is not None}
+    pods += _pods_from_pause(ctx, covered, covered_netns, namespaces)
+    pods = [_fill_names(p, logs) for p in pods]
+    pods.sort(key=lambda p: (p.namespace, p.name, p.sandbox_id))
+    return tuple(pods), tuple(gaps)
+
+
+def _fill_names(pod: Pod, logs: dict[str, tuple[str, str, str]]) -> Pod:
+    """Take names from /var/log/pods when the source did not have them."""
+    if pod.uid and pod.uid in logs and (not pod.name or not pod.namespace or not pod.log_dir):
+        ns, name, path = logs[pod.uid]
+        return replace(pod, namespace=pod.namespace or ns, name=pod.name or name,
+                       log_dir=pod.log_dir or path)
+    return pod

@@ -1,0 +1,300 @@
+"""A fast scan of /proc: every process with its identity, cgroup and namespaces.
+
+psutil pays ~10 syscalls and object churn per attribute; lsns -J takes 724 ms at
+3,000 processes. Reading stat, cmdline, cgroup and the 8 ns links directly through
+one procfs directory fd costs a fraction of that, so the hot path does not use psutil.
+
+Kernel behaviour this relies on (Linux 6.x):
+- a zombie's /proc/PID/ns/* readlink fails with ENOENT while /proc/PID/stat is still
+  readable: ENOENT on a file means "gone" only if a re-check of the stat file also fails
+  or shows another start time (PID reuse);
+- kernel threads have empty cmdline and readable ns links;
+- another user's ns links need ptrace access (CAP_SYS_PTRACE): EACCES, not a crash.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from podpath.collectors.hostroot import (
+    CollectorError,
+    HostRoot,
+    translate,
+)
+
+from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Process
+
+_CHUNK = 256
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class StatFields:
+    """The parts of /proc/PID/stat podpath uses."""
+
+    comm: str
+    state: str
+    ppid: int
+    start_time: int
+
+
+def parse_stat(raw: bytes) -> StatFields:
+    """Parse /proc/PID/stat; comm may hold spaces and parentheses, so split at the LAST ')'."""
+    open_ = raw.index(b"(")
+    close = raw.rindex(b")")
+    comm = raw[open_ + 1:close].decode("utf-8", "surrogateescape")
+    rest = raw[close + 2:].split()
+    # rest[0] is field 3 (state); field 4 is ppid; field 22 is starttime.
+    return StatFields(comm, rest[0].decode("ascii", "replace"), int(rest[1]), int(rest[19]))
+
+
+def parse_cmdline(raw: bytes) -> tuple[str, ...]:
+    """Split a NUL-separated /proc/PID/cmdline into arguments."""
+    if not raw:
+        return ()
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    return tuple(a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0"))
+
+
+@lru_cache(maxsize=8192)
+def pick_cgroup(raw: bytes) -> str | None:
+    """The most useful cgroup path of /proc/PID/cgroup (v2 unified, else a v1 one)."""
+    unified: str | None = None
+    named: str | None = None
+    first: str | None = None
+    for line in raw.decode("utf-8", "surrogateescape").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hid, controllers, path = parts
+        if hid == "0" and controllers == "":
+            unified = path
+        elif first is None or (path != "/" and first == "/"):
+            first = path
+        if "memory" in controllers.split(",") or controllers == "name=systemd":
+            if named is None or named == "/":
+                named = path
+    # On hybrid hierarchies the unified line is often just "/": prefer a v1 path then.
+    for candidate in (unified, named, first):
+        if candidate and candidate != "/":
+            return candidate
+    return unified or named or first
+
+
+@lru_cache(maxsize=65536)
+def parse_ns_link(target: str) -> tuple[str, int] | None:
+    """"net:[4026531840]" -> ("net", 4026531840)."""
+    kind, sep, rest = target.partition(":[")
+    if not sep or not rest.endswith("]"):
+        return None
+    try:
+        return kind, int(rest[:-1])
+    except ValueError:
+        return None
+
+
+@dataclass
+class ScanResult:
+    """Processes plus what could not be read (aggregated into a few gaps)."""
+
+    processes: list[Process] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+    # (what, kind, capability) -> number of processes affected.
+    failures: Counter[tuple[str, str, str | None]] = field(default_factory=Counter)
+    vanished: int = 0
+
+
+_O_READ = os.O_RDONLY | os.O_CLOEXEC
+_O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_NS_LINKS = tuple(f"ns/{kind}" for kind in NAMESPACE_TYPES)
+
+
+def _read_at(dir_fd: int, name: str) -> bytes:
+    """Read a small procfs file below dir_fd: one read() when it fits (most do)."""
+    fd = os.open(name, _O_READ, dir_fd=dir_fd)
+    try:
+        data = os.read(fd, 4096)
+        if len(data) < 4096:
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _alive(host: HostRoot, pid: int, start_time: int | None) -> bool:
+    """Liveness re-check: the PID still exists and is the same process (same start time)."""
+    try:
+        again = parse_stat(host.proc_read(f"{pid}/stat"))
+    except (CollectorError, ValueError, IndexError):
+        return False
+    return start_time is None or again.start_time == start_time
+
+
+def _count(res: ScanResult, what: str, err: OSError, subject: str) -> None:
+    """Record a non-vanish failure, translated in hostroot's one place."""
+    dom = translate(err, subject)
+    res.failures[(what, dom.kind, dom.capability)] += 1
+
+
+def _read_namespaces(pid_fd: int, res: ScanResult) -> tuple[dict[str, int], bool]:
+    """Read the 8 ns links; returns (namespaces, some link vanished)."""
+    spaces: dict[str, int] = {}
+    vanished = False
+    for link in _NS_LINKS:
+        try:
+            target = os.readlink(link, dir_fd=pid_fd)
+        except OSError as err:
+            if err.errno in _GONE:
+                # ENOENT: zombie, exited, or a kernel without this ns type (time < 5.6).
+                vanished = True
+                continue
+            _count(res, "namespaces", err, f"/proc/PID/{link}")
+            if err.errno in (errno.EACCES, errno.EPERM):
+                return spaces, False  # the other links are guarded by the same check
+            continue
+        parsed = parse_ns_link(target)
+        if parsed is not None:
+            spaces[parsed[0]] = parsed[1]
+    return spaces, vanished
+
+
+def _optional(pid_fd: int, name: str, res: ScanResult) -> bytes | None:
+    try:
+        return _read_at(pid_fd, name)
+    except OSError as err:
+        if err.errno not in _GONE:
+            _count(res, name, err, f"/proc/PID/{name}")
+        return None
+
+
+_GONE = (errno.ENOENT, errno.ESRCH)
+
+
+def read_process(host: HostRoot, pid: int, res: ScanResult) -> Process | None:
+    """One process, or None when it is gone (after a liveness re-check)."""
+    try:
+        # One directory fd for all reads: if the PID is reused meanwhile, reads through
+        # the old fd fail (ESRCH) instead of mixing two processes.
+        pid_fd = os.open(str(pid), _O_DIR, dir_fd=host.proc_fd())
+    except OSError as err:
+        if err.errno not in _GONE:
+            _count(res, "stat", err, f"/proc/{pid}")
+        return None
+    try:
+        try:
+            st = parse_stat(_read_at(pid_fd, "stat"))
+            # /proc/PID is owned by the euid (root when not dumpable): lsns's UID column.
+            uid: int | None = os.fstat(pid_fd).st_uid
+        except OSError as err:
+            if err.errno not in _GONE:
+                _count(res, "stat", err, f"/proc/{pid}/stat")
+            return None
+        except (ValueError, IndexError):
+            res.failures[("stat", "error", None)] += 1
+            return None
+        raw_cmd = _optional(pid_fd, "cmdline", res)
+        raw_cg = _optional(pid_fd, "cgroup", res)
+        spaces, ns_vanished = _read_namespaces(pid_fd, res)
+    finally:
+        os.close(pid_fd)
+    if (raw_cmd is None or ns_vanished) and not _alive(host, pid, st.start_time):
+        return None
+    return Process(
+        pid=pid,
+        start_time=st.start_time,
+        ppid=st.ppid,
+        comm=st.comm,
+        cmdline=parse_cmdline(raw_cmd) if raw_cmd else (),
+        uid=uid,
+        state=st.state,
+        cgroup=pick_cgroup(raw_cg) if raw_cg else None,
+        namespaces=spaces,
+    )
+
+
+def _gaps_from_failures(res: ScanResult) -> list[Gap]:
+    gaps = []
+    for (what, kind, cap), count in sorted(res.failures.items(), key=str):
+        gaps.append(Gap(f"/proc/*/{what}", f"{count} processes: {kind}"
+                        + (f" (needs {cap})" if cap else ""), kind, cap))
+    return gaps
+
+
+def scan_processes(
+    host: HostRoot, cancel: threading.Event | None = None
+) -> tuple[tuple[Process, ...], tuple[Gap, ...]]:
+    """All processes of <root>/proc, sorted by PID, with gaps for what could not be read."""
+    res = ScanResult()
+    try:
+        proc_fd = host.proc_fd()
+        with os.scandir(proc_fd) as it:
+            entries = [(int(e.name), e.name) for e in it if e.name.isdigit()]
+    except CollectorError as err:
+        return (), (err.to_gap(),)
+    except OSError as err:
+        return (), (Gap("/proc", os.strerror(err.errno or 0) or str(err), "error"),)
+    pids = sorted(pid for pid, _ in entries)
+    chunks = [pids[i:i + _CHUNK] for i in range(0, len(pids), _CHUNK)]
+    # One ScanResult per chunk: Counter updates are not atomic across threads.
+    results = [ScanResult() for _ in chunks]
+
+    def work(index: int) -> None:
+        if cancel is not None and cancel.is_set():
+            return
+        part = results[index]
+        for pid in chunks[index]:
+            proc = read_process(host, pid, part)
+            if proc is None:
+                part.vanished += 1
+            else:
+                part.processes.append(proc)
+
+    # procfs reads are syscall-bound and release the GIL: a few threads overlap them.
+    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="podpath-procfs") as pool:
+        list(pool.map(work, range(len(chunks))))
+    for part in results:
+        res.failures.update(part.failures)
+        res.vanished += part.vanished
+    if cancel is not None and cancel.is_set():
+        done = sum(len(r.processes) for r in results)
+        res.gaps.append(Gap("/proc", f"cancelled after {done} of {len(pids)} processes",
+                            "inconsistent"))
+    res.processes = [p for part in results for p in part.processes]
+    return tuple(res.processes), tuple(res.gaps + _gaps_from_failures(res))
+
+
+def self_namespaces(host: HostRoot) -> dict[str, int]:
+    """The namespaces of the collecting process itself, as seen through <root>/proc/self."""
+    out: dict[str, int] = {}
+    for kind in NAMESPACE_TYPES:
+        try:
+            parsed = parse_ns_link(host.proc_readlink(f"self/ns/{kind}"))
+        except CollectorError:
+            continue
+        if parsed:
+            out[parsed[0]] = parsed[1]
+    return out
+
+
+def nsfs_dev(host: HostRoot) -> int:
+    """The device number of nsfs (all namespace inodes on a host share it); 0 if unknown."""
+    for rel in ("self/ns/net", "1/ns/net"):
+        try:
+            fd = host.proc_open(rel, os.O_RDONLY)
+        except CollectorError:
+            continue
+        try:
+            return os.fstat(fd).st_dev
+        finally:
+            os.close(fd)
+    return 0

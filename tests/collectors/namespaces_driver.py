@@ -1,0 +1,94 @@
+"""Runs inside `unshare --pid --mount --net --fork --mount-proc`: a quiet PID namespace.
+
+Builds namespaces of every holding kind, then runs `lsns -J` and podpath's collector
+back to back and prints both as JSON. Used by test_namespaces.py; never run on the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+from podpath.collectors.hostroot import HostRoot
+from podpath.collectors.namespaces import net_namespace_targets, scan_namespaces
+from podpath.collectors.procfs import scan_processes
+
+
+def _start(argv: list[str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv)
+    deadline = time.monotonic() + 10
+    # Wait until `unshare` has exec'd the sleep, so the process is stable for both tools.
+    while time.monotonic() < deadline:
+        try:
+            if open(f"/proc/{proc.pid}/comm").read().strip() == "sleep":
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"{argv} did not start")
+
+
+def _inode(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+def main(workdir: str) -> None:
+    """Set up, measure with both tools, print JSON."""
+    subprocess.run(["mount", "-t", "tmpfs", "ppns-tmp", workdir], check=True, timeout=10)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
+    keep = [_start(["sleep", "300"]),
+            _start(["unshare", "--net", "--uts", "--", "sleep", "300"]),
+            _start(["unshare", "--ipc", "--", "sleep", "300"])]
+    peer = keep[1]
+    subprocess.run(["ip", "link", "add", "ppnsA", "type", "veth", "peer", "name", "ppnsB",
+                    "netns", str(peer.pid)], check=True, timeout=10)
+    link = json.loads(subprocess.run(["ip", "-j", "link", "show", "ppnsA"], check=True,
+                                     capture_output=True, text=True, timeout=10).stdout)[0]
+
+    # A netns held only by a bind mount: mount it, then kill its only process.
+    mounted = _start(["unshare", "--net", "--", "sleep", "300"])
+    nsfile = os.path.join(workdir, "ppns-bound")
+    open(nsfile, "w").close()
+    subprocess.run(["mount", "--bind", f"/proc/{mounted.pid}/ns/net", nsfile], check=True, timeout=10)
+    bound_inode = _inode(nsfile)
+    mounted.kill()
+    mounted.wait()
+
+    # A netns held only by an open fd of this process.
+    held = _start(["unshare", "--net", "--", "sleep", "300"])
+    fd = os.open(f"/proc/{held.pid}/ns/net", os.O_RDONLY)
+    fd_inode = os.fstat(fd).st_ino
+    held.kill()
+    held.wait()
+
+    lsns = subprocess.run(["lsns", "-J"], check=True, capture_output=True, text=True, timeout=30)
+    host = HostRoot("/")
+    procs, gaps = scan_processes(host)
+    scan = scan_namespaces(host, procs)
+    targets = net_namespace_targets(host, scan)
+    out = {
+        "lsns": json.loads(lsns.stdout),
+        "ours": [dataclasses.asdict(n) for n in scan.namespaces],
+        "gaps": [dataclasses.asdict(g) for g in gaps + scan.gaps],
+        "targets": [list(t) for t in targets],
+        "self_ns": {k: _inode(f"/proc/self/ns/{k}") for k in
+                    ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")},
+        "bound": [bound_inode, nsfile],
+        "fd": fd_inode,
+        "peer_net": _inode(f"/proc/{peer.pid}/ns/net"),
+        "link_netnsid": link.get("link_netnsid"),
+    }
+    print(json.dumps(out))
+    os.close(fd)
+    for p in keep:
+        p.kill()
+        p.wait()
+    subprocess.run(["umount", nsfile], check=False, timeout=10)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
