@@ -23,25 +23,15 @@ import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from podpath.collectors.hostroot import CollectorError, HostRoot, PermissionDenied, Vanished
+from podpath.collectors.netns_scan import NetnsTarget
 from podpath.collectors.procfs import nsfs_dev, parse_ns_link
 
 from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Namespace, Process
 
 # lsns's type name -> name in mountinfo's nsfs root field / fd link text (same today).
 _KNOWN_TYPES = frozenset(NAMESPACE_TYPES)
-
-
-class NetnsTarget(NamedTuple):
-    """A net namespace to dump: how to open it, where it is mounted, who holds it."""
-
-    inode: int
-    dev: int
-    open_path: str  # a path in the reader's view whose open() yields the nsfs file
-    paths: tuple[str, ...]  # nsfs bind mounts (host view), e.g. /run/netns/cni-...
-    holder_pid: int | None
 
 
 @dataclass
@@ -465,13 +455,3 @@ def net_namespace_targets(host: HostRoot, scan: NamespaceScan) -> list[NetnsTarg
         targets.append(NetnsTarget(inode, scan.dev, path, tuple(h.mounts), holder))
     targets.sort(key=lambda t: t.inode)
     return targets
-
-
-def open_namespace(target: NetnsTarget) -> int:
-    """Open a target's nsfs file, verifying it is still the same (dev, inode); caller closes."""
-    fd = os.open(target.open_path, os.O_RDONLY | os.O_CLOEXEC)
-    st = os.fstat(fd)
-    if st.st_ino != target.inode or (target.dev and st.st_dev != target.dev):
-        os.close(fd)
-        raise Vanished(f"net:[{target.inode}]", "replaced by another namespace")
-    return fd

@@ -201,7 +201,7 @@ class Route:
     dev: int | None = None
     prefsrc: str | None = None
     metric: int | None = None
-    scope: str = "universe"
+    scope: str = "global"  # as `ip -d route` names scope 0
     protocol: str = "boot"
     flags: tuple[str, ...] = ()  # onlink, ...
     tos: int = 0

@@ -1,0 +1,153 @@
+"""Take a snapshot of a node: every collector, in the order their inputs need.
+
+The slow part of a snapshot is waiting for external tools (`iptables-save` above
+all, see docs/performance.md), so netfilter and conntrack are started first on their
+own threads and overlap the /proc and netlink scans, which are CPU work in this
+process. On refresh, the previous snapshot lets the netfilter collector reuse its
+dumps while the nf_tables generation id is unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+from podpath.collectors.cni import collect_cni, mark_stale
+from podpath.collectors.commands import CommandRunner
+from podpath.collectors.conntrack import ConntrackResult, collect_conntrack
+from podpath.collectors.hostroot import CollectorError, HostRoot
+from podpath.collectors.namespaces import net_namespace_targets, scan_namespaces
+from podpath.collectors.netfilter import NetfilterResult, collect_netfilter
+from podpath.collectors.netns_scan import scan_network_namespaces
+from podpath.collectors.node import collect_node
+from podpath.collectors.pods import collect_pods
+from podpath.collectors.procfs import scan_processes, self_namespaces
+
+from podpath.snapshot.model import SCHEMA_VERSION, CniState, Gap, NetNamespace, Pod, Snapshot
+
+# The parts a snapshot is made of; `podpath ls KIND` collects only what KIND needs.
+ALL_PARTS = frozenset({"processes", "netns", "pods", "cni", "netfilter", "conntrack"})
+
+
+def take_snapshot(
+    host_root: str = "/",
+    cancel: threading.Event | None = None,
+    previous: Snapshot | None = None,
+    *,
+    redact_env: bool = True,
+    parts: frozenset[str] = ALL_PARTS,
+) -> Snapshot:
+    """Collect everything podpath knows about the node under `host_root`.
+
+    Namespaces and node facts are always read; `parts` limits the rest (a partial
+    snapshot records which parts were skipped as gaps of kind "skipped").
+    """
+    started = time.monotonic()
+    taken_at = time.time()
+    cancel = cancel or threading.Event()
+    try:
+        host = HostRoot(host_root)
+    except OSError as exc:
+        raise CollectorError(host_root, f"cannot open host root: {exc.strerror}") from None
+    with host, ThreadPoolExecutor(max_workers=2, thread_name_prefix="podpath-tools") as pool:
+        runner = CommandRunner(host_root=Path(host.path))
+        reusable = previous if previous and previous.node.host_root == host.path else None
+        netfilter = (pool.submit(collect_netfilter, runner, reusable, cancel)
+                     if "netfilter" in parts else None)
+        conntrack = pool.submit(collect_conntrack, runner, cancel) if "conntrack" in parts else None
+        snapshot = _collect_local(host, cancel, taken_at, redact_env, parts)
+        snapshot = _with_tools(snapshot, netfilter, conntrack)
+    skipped = tuple(Gap(part, "not collected for this command", "skipped")
+                    for part in sorted(ALL_PARTS - parts))
+    return replace(snapshot, duration=time.monotonic() - started, gaps=snapshot.gaps + skipped)
+
+
+def _collect_local(
+    host: HostRoot, cancel: threading.Event, taken_at: float, redact_env: bool,
+    parts: frozenset[str],
+) -> Snapshot:
+    """Everything read from /proc, runtime state and netlink in this process."""
+    gaps: list[Gap] = []
+    node, node_gaps = collect_node(host, cancel)
+    gaps += node_gaps
+    processes, proc_gaps = scan_processes(host, cancel)
+    gaps += proc_gaps
+    scan = scan_namespaces(host, processes, cancel)
+    gaps += scan.gaps
+    root_netns = scan.root_netns or 0
+    if not root_netns and host.is_slash:
+        # PID 1's namespaces can be hidden (a sandbox, a restricted debug pod): our own
+        # netns is then the best stand-in for the node's, and the gap says so.
+        root_netns = self_namespaces(host).get("net", 0)
+        gaps.append(Gap("net namespace of PID 1", "unreadable; using podpath's own network "
+                        "namespace as the node's root", "permission", "CAP_SYS_PTRACE"))
+    elif not root_netns:
+        gaps.append(Gap("net namespace of PID 1", "unreadable: the node's root netns is unknown",
+                        "permission", "CAP_SYS_PTRACE"))
+    netns: tuple[NetNamespace, ...] = ()
+    if "netns" in parts:
+        targets = net_namespace_targets(host, scan)
+        netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel)
+        gaps += netns_gaps
+    cni = CniState()
+    if "cni" in parts or "pods" in parts:
+        cni, cni_gaps = collect_cni(host, cancel)
+        gaps += cni_gaps
+    pods: tuple[Pod, ...] = ()
+    if "pods" in parts:
+        pods, pod_gaps = collect_pods(
+            host, processes, root_netns or None, cancel,
+            namespaces=scan.namespaces, allocations=cni.allocations, redact=redact_env,
+        )
+        gaps += pod_gaps
+        pods = _with_interface_ips(pods, netns)
+        cni = replace(cni, allocations=mark_stale(cni.allocations, {p.sandbox_id for p in pods}))
+    if cancel.is_set():
+        gaps.append(Gap("snapshot", "cancelled before it was complete", "inconsistent"))
+    return Snapshot(
+        schema_version=SCHEMA_VERSION,
+        taken_at=taken_at,
+        node=node,
+        root_netns=root_netns,
+        namespaces=scan.namespaces,
+        processes=processes if "processes" in parts else (),
+        pods=pods,
+        netns=netns,
+        cni=cni,
+        gaps=tuple(gaps),
+    )
+
+
+def _with_tools(
+    snapshot: Snapshot,
+    netfilter: Future[NetfilterResult] | None,
+    conntrack: Future[ConntrackResult] | None,
+) -> Snapshot:
+    """Add the netfilter and conntrack results once their tools have finished."""
+    if netfilter is not None:
+        nf = netfilter.result()
+        snapshot = replace(snapshot, iptables=nf.iptables, nft=nf.nft,
+                           gaps=snapshot.gaps + nf.gaps)
+    if conntrack is not None:
+        ct = conntrack.result()
+        snapshot = replace(snapshot, conntrack=ct.dump, gaps=snapshot.gaps + ct.gaps)
+    return snapshot
+
+
+def _with_interface_ips(pods: tuple[Pod, ...], netns: tuple[NetNamespace, ...]) -> tuple[Pod, ...]:
+    """Fill each pod's IPs from the global addresses of its netns (the kernel is the truth)."""
+    by_inode = {ns.inode: ns for ns in netns}
+    out = []
+    for pod in pods:
+        ns = by_inode.get(pod.netns_inode) if pod.netns_inode is not None else None
+        if ns is None or pod.host_network:
+            out.append(pod)
+            continue
+        ips = [a.address for link in ns.links if link.name != "lo"
+               for a in link.addresses if a.scope == "global"]
+        merged = tuple(dict.fromkeys([*ips, *pod.ips]))
+        out.append(replace(pod, ips=merged))
+    return tuple(out)

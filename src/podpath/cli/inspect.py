@@ -1,0 +1,130 @@
+"""`podpath snapshot` and `podpath ls`: read a node (or a snapshot file) and print it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from podpath.cli import EXIT_OK, CliError
+from podpath.safe_text import visible
+from podpath.snapshot import codec
+from podpath.snapshot.model import Gap, Snapshot
+
+# What each `ls` kind needs collected on a live node (namespaces are always read).
+_PARTS: dict[str, frozenset[str]] = {
+    "namespaces": frozenset(),
+    "pods": frozenset({"processes", "netns", "pods", "cni"}),
+    "links": frozenset({"netns", "pods"}),
+    "routes": frozenset({"netns", "pods"}),
+    "rules": frozenset({"netns", "pods"}),
+    "neigh": frozenset({"netns", "pods"}),
+    "fdb": frozenset({"netns", "pods"}),
+    "iptables": frozenset({"netfilter"}),
+    "nft": frozenset({"netfilter"}),
+    "services": frozenset({"netfilter"}),
+    "conntrack": frozenset({"conntrack"}),
+    "cni": frozenset({"pods", "cni"}),
+}
+
+
+def register(sub: Any) -> None:
+    """Register `snapshot` and `ls`."""
+    from podpath.listing import kinds
+
+    snap = sub.add_parser("snapshot", help="write the node's snapshot as versioned JSON")
+    snap.add_argument("--host-root", default="/", metavar="DIR",
+                      help="read the node under DIR (e.g. /host in a debug pod)")
+    snap.add_argument("-o", "--output", default="-", metavar="FILE",
+                      help="where to write the snapshot (- for stdout, the default)")
+    snap.add_argument("--show-env", action="store_true",
+                      help="keep containers' environment values (redacted by default)")
+    snap.add_argument("--indent", type=int, default=None, help="pretty-print with this indent")
+    snap.set_defaults(handler=_snapshot)
+
+    ls = sub.add_parser("ls", help="list one kind of object, like lsns/ip do")
+    ls.add_argument("kind", choices=list(kinds()), metavar="KIND",
+                    help="one of: " + ", ".join(kinds()))
+    source = ls.add_mutually_exclusive_group()
+    source.add_argument("--host-root", default="/", metavar="DIR", help="read the node under DIR")
+    source.add_argument("--snapshot", metavar="FILE", help="read a snapshot file instead of the node")
+    ls.add_argument("--json", action="store_true", help="print JSON (like lsns -J / ip -j)")
+    ls.set_defaults(handler=_ls)
+
+
+def collect_live(
+    host_root: str, parts: frozenset[str] | None = None, *, redact_env: bool = True
+) -> Snapshot:
+    """Take a snapshot of the live node, turning a bad host root into a CliError."""
+    from podpath.collectors.hostroot import CollectorError
+    from podpath.collectors.snapshot import ALL_PARTS, take_snapshot
+
+    if not os.path.isdir(host_root):
+        raise CliError(f"host root {host_root!r} is not a directory")
+    try:
+        return take_snapshot(host_root, parts=ALL_PARTS if parts is None else parts,
+                             redact_env=redact_env)
+    except CollectorError as exc:
+        raise CliError(str(exc)) from None
+
+
+def load_snapshot(path: str) -> Snapshot:
+    """Load a snapshot file ('-' for stdin), turning any problem into a CliError."""
+    try:
+        if path == "-":
+            return codec.load(sys.stdin.buffer)
+        return codec.load_path(path)
+    except codec.SnapshotError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+def report_gaps(gaps: tuple[Gap, ...]) -> None:
+    """List what could not be read on stderr (skipped parts are not problems)."""
+    real = [g for g in gaps if g.kind != "skipped"]
+    if not real:
+        return
+    print(f"podpath: {len(real)} part(s) could not be read:", file=sys.stderr)
+    for gap in real:
+        cap = f" (needs {gap.capability})" if gap.capability else ""
+        print(f"  {visible(gap.subject)}: {visible(gap.reason)} [{gap.kind}]{cap}", file=sys.stderr)
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    snapshot = collect_live(args.host_root, redact_env=not args.show_env)
+    text = codec.dumps(snapshot, indent=args.indent)
+    if args.output == "-":
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    else:
+        _write_file(args.output, text)
+    report_gaps(snapshot.gaps)
+    return EXIT_OK
+
+
+def _write_file(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="ascii") as fp:
+            fp.write(text + "\n")
+    except OSError as exc:
+        raise CliError(f"cannot write {path!r}: {exc.strerror}") from None
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from podpath.listing import listing, render_text
+    from podpath.snapshot.index import SnapshotIndex
+
+    if args.snapshot:
+        snapshot = load_snapshot(args.snapshot)
+    else:
+        snapshot = collect_live(args.host_root, _PARTS.get(args.kind))
+    result = listing(SnapshotIndex(snapshot), args.kind)
+    if args.json:
+        # ensure_ascii keeps escape sequences in names as \u001b: JSON is safe to print.
+        json.dump({args.kind: result.rows}, sys.stdout, ensure_ascii=True, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(result) + "\n")
+    report_gaps(snapshot.gaps)
+    return EXIT_OK
