@@ -74,7 +74,7 @@ def main(workdir: str) -> None:
         "lsns": json.loads(lsns.stdout),
         "ours": [dataclasses.asdict(n) for n in scan.namespaces],
         "gaps": [dataclasses.asdict(g) for g in gaps + scan.gaps],
-        "targets": [list(t) for t in targets],
+        "targets": [[t.inode, t.dev, t.open_path, list(t.paths), t.holder_pid] for t in targets],
         "self_ns": {k: _inode(f"/proc/self/ns/{k}") for k in
                     ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")},
         "bound": [bound_inode, nsfile],
