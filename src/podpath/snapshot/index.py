@@ -155,9 +155,9 @@ class SnapshotIndex:
         for _dump, ruleset in self.rulesets:
             found.extend(iptables_services(ruleset))
         if self.snapshot.nft is not None:
-            from podpath.netfilter.nft import parse_nft_json, services_from_nft
+            from podpath.netfilter.nft import nft_services, parse_nft_json
 
-            found.extend(services_from_nft(parse_nft_json(self.snapshot.nft.json_text)))
+            found.extend(nft_services(parse_nft_json(self.snapshot.nft.json_text)))
         return tuple(found)
 
     @cached_property

@@ -1,0 +1,636 @@
+"""The trace engine: follow a packet hop by hop through one or more node snapshots.
+
+A pure function of the snapshots. The packet moves through the same steps as in the
+kernel: output route lookup and OUTPUT/POSTROUTING for a locally generated packet;
+PREROUTING, route lookup, then INPUT (local delivery) or FORWARD/POSTROUTING for a
+received one; across a veth into the peer namespace; through a bridge by its FDB; into
+a VXLAN tunnel toward a remote VTEP; out of the node. A packet sent to another node
+whose snapshot was given continues there. Netfilter rules are known for each node's
+root namespace (that is what iptables-save and nft read), so hooks run there.
+Branches split at `-m statistic`/`numgen` and carry their probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from podpath.snapshot.index import SnapshotIndex
+from podpath.snapshot.model import Link, NetNamespace, Snapshot
+from podpath.trace import reply as ct
+from podpath.trace.hooks import Stage, iptables_stages, run_hook
+from podpath.trace.links import fdb_port, primary_address, resolve_mac, vxlan_remote
+from podpath.trace.matches import MatchEnv
+from podpath.trace.model import Branch, Hop, JsonValue, NatRecord, Packet, Trace
+from podpath.trace.netfilter import NfEnv
+from podpath.trace.probe import Probe, resolve_destination, resolve_source
+from podpath.trace.routing import DROP_TYPES, RouteDecision, lookup, table_name
+
+MAX_STEPS = 48
+
+
+@dataclass(frozen=True)
+class Flow:
+    """The packet at one place, with everything the branch has seen so far."""
+
+    packet: Packet
+    node: int
+    netns: int
+    probability: float = 1.0
+    hops: tuple[Hop, ...] = ()
+    nat: tuple[NatRecord, ...] = ()
+    uncertain: tuple[str, ...] = ()
+    steps: int = 0
+
+    def add(self, *hops: Hop) -> Flow:
+        """The flow with more hops."""
+        return replace(self, hops=self.hops + hops)
+
+
+class Engine:
+    """Trace state shared by every branch: node indexes and cached hook stages."""
+
+    def __init__(self, indexes: Sequence[SnapshotIndex], explain: bool = False) -> None:
+        self.indexes = list(indexes)
+        self.explain = explain
+        self._stages: dict[tuple[int, str, int], list[Stage]] = {}
+        self._owners = self._address_owners()
+
+    # --- lookups ----------------------------------------------------------------------
+
+    def _address_owners(self) -> dict[str, tuple[int, Link]]:
+        """Node addresses (root netns) that belong to exactly one node: where a packet lands."""
+        seen: dict[str, list[tuple[int, Link]]] = {}
+        for i, index in enumerate(self.indexes):
+            root = index.root_netns
+            if root is None:
+                continue
+            for link in root.links:
+                for a in link.addresses:
+                    if not a.address.startswith("127.") and a.address != "::1":
+                        seen.setdefault(a.address, []).append((i, link))
+        return {addr: owners[0] for addr, owners in seen.items() if len({o[0] for o in owners}) == 1}
+
+    def hostname(self, node: int) -> str:
+        """The hostname of a node."""
+        return self.indexes[node].snapshot.node.hostname
+
+    def netns(self, flow: Flow) -> NetNamespace | None:
+        """The namespace the flow is in."""
+        return self.indexes[flow.node].netns_by_inode.get(flow.netns)
+
+    def is_root(self, flow: Flow) -> bool:
+        """True in a node's own namespace, the one whose netfilter rules were collected."""
+        return flow.netns == self.indexes[flow.node].snapshot.root_netns
+
+    def label(self, node: int, netns: int) -> str:
+        """A namespace as a person knows it: the pod, the node, or its path."""
+        index = self.indexes[node]
+        if netns == index.snapshot.root_netns:
+            return f"node {index.snapshot.node.hostname} (root netns)"
+        pod = index.pods_by_netns.get(netns)
+        if pod is not None:
+            return f"pod {pod.namespace}/{pod.name}"
+        ns = index.netns_by_inode.get(netns)
+        if ns is not None and ns.paths:
+            return ns.paths[0]
+        return f"netns {netns}"
+
+    def stages(self, node: int, hook: str, family: int) -> list[Stage]:
+        """Every table registered at a hook on a node (cached)."""
+        key = (node, hook, family)
+        found = self._stages.get(key)
+        if found is None:
+            found = []
+            fam = "ipv6" if family == 6 else "ipv4"
+            for dump, ruleset in self.indexes[node].rulesets:
+                if dump.family == fam:
+                    found.extend(iptables_stages(dump.backend, ruleset, hook))
+            found.extend(self._nft_stages(node, hook, family))
+            self._stages[key] = found
+        return found
+
+    def _nft_stages(self, node: int, hook: str, family: int) -> list[Stage]:
+        snapshot = self.indexes[node].snapshot
+        if snapshot.nft is None:
+            return []
+        from podpath.trace.nft import nft_stages
+
+        return nft_stages(self.indexes[node], hook, family)
+
+    # --- branch endings ---------------------------------------------------------------
+
+    def finish(self, flow: Flow, verdict: str, reason: str, hop: Hop | None = None) -> Branch:
+        """A finished branch; any uncertainty on the way makes its verdict "uncertain"."""
+        hops = flow.hops + ((hop,) if hop is not None else ())
+        end = (flow.node, flow.netns)
+        if flow.uncertain and verdict != "uncertain":
+            return Branch(flow.probability, "uncertain", f"{reason} (if: {flow.uncertain[0]})", hops,
+                          flow.packet, verdict, flow.uncertain, flow.nat, end)
+        uncertain = flow.uncertain or ((reason,) if verdict == "uncertain" else ())
+        return Branch(flow.probability, verdict, reason, hops, flow.packet, None, uncertain, flow.nat, end)
+
+    def drop(self, flow: Flow, reason: str, by: str) -> list[Branch]:
+        """The packet is dropped here."""
+        hop = Hop("drop", self.hostname(flow.node), f"dropped: {reason}", (), (),
+                  {"reason": reason, "by": by, "netns": flow.netns})
+        return [self.finish(flow, "dropped", reason, hop)]
+
+    def unsure(self, flow: Flow, reason: str) -> list[Branch]:
+        """The trace cannot go on: say why."""
+        return [self.finish(flow, "uncertain", reason)]
+
+    # --- netfilter --------------------------------------------------------------------
+
+    def env(self, flow: Flow, in_link: Link | None, out_link: Link | None, bridged: bool = False,
+            physdev_in: str | None = None, physdev_out: str | None = None) -> NfEnv:
+        """What the rules at a hook see for this flow."""
+        index = self.indexes[flow.node]
+        local = index.local_addresses.get(flow.netns, frozenset())
+        dnat = next((r for r in flow.nat if r.node == flow.node and r.kind == "DNAT"), None)
+        snat = any(r.node == flow.node and r.kind == "SNAT" for r in flow.nat)
+        fam = 6 if ":" in flow.packet.dst else 4
+        matches = MatchEnv(
+            local_addresses=local,
+            in_iface=in_link.name if in_link else None,
+            out_iface=out_link.name if out_link else None,
+            bridged=bridged,
+            physdev_in=physdev_in,
+            physdev_out=physdev_out,
+            dnat=dnat is not None,
+            snat=snat,
+            orig_dst=dnat.before[0] if dnat else None,
+            orig_dport=dnat.before[1] if dnat else None,
+        )
+        return NfEnv(
+            flow.node,
+            self.hostname(flow.node),
+            "",
+            matches,
+            out_address=primary_address(out_link, fam) if out_link else None,
+            in_address=primary_address(in_link, fam) if in_link else None,
+        )
+
+    def hook_split(self, flow: Flow, hook: str, env: NfEnv) -> tuple[list[Flow], list[Branch]]:
+        """Run a hook: the flows that go on, and the branches that end here."""
+        if not self.is_root(flow):
+            return [flow], []
+        family = 6 if ":" in flow.packet.dst else 4
+        stages = self.stages(flow.node, hook, family)
+        if not stages:
+            return [flow], []
+        going: list[Flow] = []
+        ended: list[Branch] = []
+        for outcome in run_hook(stages, flow.packet, env, flow.probability):
+            nxt = replace(
+                flow,
+                packet=outcome.packet,
+                probability=outcome.probability,
+                hops=flow.hops + outcome.hops,
+                nat=flow.nat + outcome.nat,
+                uncertain=flow.uncertain + outcome.uncertain,
+            )
+            if outcome.verdict == "ACCEPT":
+                going.append(nxt)
+            elif outcome.verdict in ("DROP", "REJECT"):
+                what = "rejected" if outcome.verdict == "REJECT" else "dropped"
+                ended.extend(self.drop(nxt, f"{what} at {hook}: {outcome.reason}", "netfilter"))
+            else:
+                ended.extend(self.unsure(nxt, outcome.reason))
+        return going, ended
+
+    # --- routing ----------------------------------------------------------------------
+
+    def route(self, flow: Flow, iif: str = "lo", note: str = "") -> tuple[RouteDecision, Hop] | None:
+        """Look the route up in the flow's namespace, as a hop."""
+        ns = self.netns(flow)
+        if ns is None:
+            return None
+        p = flow.packet
+        decision = lookup(ns, p.dst, p.src, p.mark, iif, explain=self.explain)
+        index = self.indexes[flow.node]
+        dev = index.link(flow.netns, decision.dev)
+        gw = f" via {decision.gateway}" if decision.gateway else ""
+        where = self.label(flow.node, flow.netns)
+        if decision.type in ("unicast", "local", "broadcast", "multicast"):
+            text = f"route {p.dst} in {where}: {decision.type} {decision.matched}{gw} dev {dev.name if dev else decision.dev}"
+        else:
+            text = f"route {p.dst} in {where}: {decision.type} {decision.matched or ''}".rstrip()
+        details = [f"rule {decision.rule}", f"table {table_name(decision.table)}"]
+        if note:
+            details.insert(0, note)
+        if iif != "lo":
+            details.append(f"input interface {iif}")
+        details.extend(decision.notes)
+        data: dict[str, JsonValue] = {
+            "netns": flow.netns,
+            "dst": p.dst,
+            "table": decision.table,
+            "table_name": table_name(decision.table) if decision.table is not None else None,
+            "matched": decision.matched,
+            "dev": dev.name if dev else None,
+            "gateway": decision.gateway,
+            "type": decision.type,
+            "rule": decision.rule,
+            "iif": None if iif == "lo" else iif,
+            "src": p.src,
+            "mark": p.mark,
+            "prefsrc": decision.prefsrc,
+        }
+        return decision, Hop("route", self.hostname(flow.node), text, tuple(details), decision.explain, data)
+
+    # --- the path ---------------------------------------------------------------------
+
+    def output(self, flow: Flow) -> list[Branch]:
+        """A packet created by a process in flow.netns: route, OUTPUT, then out or to local delivery."""
+        routed = self.route(flow)
+        if routed is None:
+            return self.unsure(flow, f"network namespace {flow.netns} is not in the snapshot")
+        decision, hop = routed
+        flow = flow.add(hop)
+        if flow.packet.src is None:
+            flow = replace(flow, packet=flow.packet.with_(src=self._source(flow, decision)))
+        if decision.type in DROP_TYPES or decision.type == "none":
+            return self.no_route(flow, decision)
+        index = self.indexes[flow.node]
+        out = index.link(flow.netns, decision.dev)
+        going, ended = self.hook_split(flow, "OUTPUT", self.env(flow, None, out))
+        results = list(ended)
+        for f in going:
+            if f.packet.dst != flow.packet.dst or f.packet.mark != flow.packet.mark:
+                rerouted = self.route(f, note="rerouted: OUTPUT changed the destination or mark")
+                if rerouted is None:
+                    results.extend(self.unsure(f, "namespace vanished"))
+                    continue
+                decision2, hop2 = rerouted
+                f = f.add(hop2)
+                if decision2.type in DROP_TYPES or decision2.type == "none":
+                    results.extend(self.no_route(f, decision2))
+                    continue
+                results.extend(self.after_output(f, decision2))
+            else:
+                results.extend(self.after_output(f, decision))
+        return results
+
+    def _source(self, flow: Flow, decision: RouteDecision) -> str | None:
+        if decision.type == "local":
+            return flow.packet.dst
+        if decision.prefsrc:
+            return decision.prefsrc
+        link = self.indexes[flow.node].link(flow.netns, decision.dev)
+        fam = 6 if ":" in flow.packet.dst else 4
+        return primary_address(link, fam) if link else None
+
+    def after_output(self, flow: Flow, decision: RouteDecision) -> list[Branch]:
+        """POSTROUTING and transmission (or local delivery) of a locally generated packet."""
+        index = self.indexes[flow.node]
+        out = index.link(flow.netns, decision.dev)
+        if decision.type == "local":
+            return self.local_in(flow, out)
+        going, ended = self.hook_split(flow, "POSTROUTING", self.env(flow, None, out))
+        results = list(ended)
+        for f in going:
+            f = self.reverse_dnat(f)
+            results.extend(self.transmit(f, decision))
+        return results
+
+    def no_route(self, flow: Flow, decision: RouteDecision) -> list[Branch]:
+        """A lookup that found a blackhole/unreachable/prohibit route, or nothing."""
+        if decision.type == "none":
+            return self.drop(flow, f"no route to {flow.packet.dst} (network unreachable)", "route")
+        what = {"blackhole": "silently discarded", "unreachable": "ICMP host unreachable",
+                "prohibit": "ICMP administratively prohibited"}[decision.type]
+        return self.drop(flow, f"{decision.type} route {decision.matched or decision.rule}: {what}", "route")
+
+    def receive(self, flow: Flow, iif: Link) -> list[Branch]:
+        """A packet arriving on iif in flow.netns: PREROUTING, route, then INPUT or FORWARD."""
+        flow = replace(flow, steps=flow.steps + 1)
+        if flow.steps > MAX_STEPS:
+            return self.unsure(flow, "too many hops: a routing loop?")
+        flow = self.reverse_snat(flow)
+        going, ended = self.hook_split(flow, "PREROUTING", self.env(flow, iif, None))
+        results = list(ended)
+        for f in going:
+            results.extend(self.routed_in(f, iif))
+        return results
+
+    def routed_in(self, flow: Flow, iif: Link) -> list[Branch]:
+        """The input route lookup and what follows it."""
+        routed = self.route(flow, iif=iif.name)
+        if routed is None:
+            return self.unsure(flow, f"network namespace {flow.netns} is not in the snapshot")
+        decision, hop = routed
+        flow = flow.add(hop)
+        if decision.type in DROP_TYPES or decision.type == "none":
+            return self.no_route(flow, decision)
+        if decision.type in ("local", "broadcast"):
+            return self.local_in(flow, iif)
+        facts = self.indexes[flow.node].snapshot.node
+        if self.is_root(flow) and facts.ip_forward == 0:
+            return self.drop(flow, "net.ipv4.ip_forward is 0: the node does not forward", "sysctl")
+        index = self.indexes[flow.node]
+        out = index.link(flow.netns, decision.dev)
+        going, ended = self.hook_split(flow, "FORWARD", self.env(flow, iif, out))
+        results = list(ended)
+        for f in going:
+            post, post_ended = self.hook_split(f, "POSTROUTING", self.env(f, None, out))
+            results.extend(post_ended)
+            for g in post:
+                results.extend(self.transmit(self.reverse_dnat(g), decision))
+        return results
+
+    def local_in(self, flow: Flow, iif: Link | None) -> list[Branch]:
+        """INPUT, then delivery to the pod or the node's own stack."""
+        going, ended = self.hook_split(flow, "INPUT", self.env(flow, iif, None))
+        results = list(ended)
+        for f in going:
+            f = self.reverse_dnat(f)
+            where = self.label(f.node, f.netns)
+            p = f.packet
+            port = f":{p.dport}" if p.dport is not None else ""
+            text = f"delivered to {where}: {p.proto} {p.dst}{port}"
+            pod = self.indexes[f.node].pods_by_netns.get(f.netns)
+            hop = Hop("deliver", self.hostname(f.node), text, (), (), {
+                "netns": f.netns,
+                "pod": f"{pod.namespace}/{pod.name}" if pod else None,
+                "node": self.hostname(f.node),
+                "address": p.dst,
+                "port": p.dport,
+            })
+            results.append(self.finish(f, "delivered", f"delivered to {where} ({p.dst}{port})", hop))
+        return results
+
+    # --- conntrack reverse translation (the reply direction) ---------------------------
+
+    def reverse_snat(self, flow: Flow) -> Flow:
+        """A reply to a masqueraded/SNATed connection gets its destination translated back."""
+        return ct.reverse(self, flow, "SNAT")
+
+    def reverse_dnat(self, flow: Flow) -> Flow:
+        """A reply from a DNATed endpoint gets its source translated back (e.g. to the Service VIP)."""
+        return ct.reverse(self, flow, "DNAT")
+
+    # --- leaving the namespace --------------------------------------------------------
+
+    def transmit(self, flow: Flow, decision: RouteDecision) -> list[Branch]:
+        """Send the packet out of the route's device toward its next hop."""
+        index = self.indexes[flow.node]
+        link = index.link(flow.netns, decision.dev)
+        if link is None:
+            return self.unsure(flow, f"output device {decision.dev} is not in the snapshot")
+        if link.state == "DOWN":
+            return self.drop(flow, f"{link.name} is down", "link")
+        nexthop = decision.gateway or flow.packet.dst
+        if link.kind == "vxlan":
+            return self.vxlan(flow, link, nexthop)
+        if link.kind == "bridge":
+            return self.bridge_out(flow, link, nexthop, None)
+        if link.kind == "veth":
+            return self.veth(flow, link, nexthop)
+        return self.leave(flow, link, nexthop)
+
+    def neighbour_hop(self, flow: Flow, link: Link, nexthop: str) -> tuple[str | None, Hop]:
+        """Resolve the next hop's MAC on link, as a hop."""
+        ns = self.netns(flow)
+        assert ns is not None
+        res = resolve_mac(self.indexes[flow.node], ns, link, nexthop)
+        data: dict[str, JsonValue] = {
+            "netns": flow.netns,
+            "dev": link.name,
+            "ip": nexthop,
+            "lladdr": res.mac,
+            "state": list(res.entry.state) if res.entry else None,
+            "from_table": res.entry is not None,
+        }
+        return res.mac, Hop("neighbour", self.hostname(flow.node), res.how, (), (), data)
+
+    def veth(self, flow: Flow, link: Link, nexthop: str) -> list[Branch]:
+        """Across a veth pair into the peer namespace (and its bridge, if it is a port)."""
+        mac, nhop = self.neighbour_hop(flow, link, nexthop)
+        flow = flow.add(nhop)
+        index = self.indexes[flow.node]
+        peer = index.peer(link)
+        if peer is None:
+            return self.unsure(flow, f"the peer of veth {link.name} is not in the snapshot")
+        there = self.label(flow.node, peer.netns)
+        hop = Hop("link", self.hostname(flow.node), f"veth {link.name} -> {peer.name} in {there}", (), (), {
+            "from": link.name,
+            "to": peer.name,
+            "from_netns": flow.netns,
+            "to_netns": peer.netns,
+            "type": "veth",
+        })
+        # Crossing into another namespace scrubs the skb: the mark does not survive.
+        moved = replace(flow.add(hop), netns=peer.netns, packet=flow.packet.with_(mark=0))
+        master = index.link(peer.netns, peer.master)
+        if master is not None and master.kind == "bridge":
+            return self.bridge_in(moved, master, peer, mac)
+        return self.receive(moved, peer)
+
+    def bridge_in(self, flow: Flow, bridge: Link, port: Link, mac: str | None) -> list[Branch]:
+        """A frame entering a bridge port: to the bridge's own stack, or bridged to another port."""
+        if mac is None:
+            return self.unsure(flow, f"the destination MAC of the frame entering {bridge.name} is unknown")
+        if bridge.mac is not None and mac.lower() == bridge.mac.lower():
+            hop = Hop("bridge", self.hostname(flow.node),
+                      f"bridge {bridge.name}: {mac} is the bridge's own MAC: up to the IP stack", (), (),
+                      {"bridge": bridge.name, "mac": mac, "port": None, "flooded": False, "local": True})
+            return self.receive(flow.add(hop), bridge)
+        return self.bridge_out(flow, bridge, None, port, mac)
+
+    def bridge_out(self, flow: Flow, bridge: Link, nexthop: str | None, ingress: Link | None,
+                   mac: str | None = None) -> list[Branch]:
+        """Bridge forwarding by FDB (or flooding), with br_netfilter for bridged IPv4 traffic."""
+        index = self.indexes[flow.node]
+        ns = self.netns(flow)
+        assert ns is not None
+        if nexthop is not None:
+            mac, nhop = self.neighbour_hop(flow, bridge, nexthop)
+            flow = flow.add(nhop)
+        if mac is None:
+            return self.unsure(flow, f"no MAC for {nexthop} on {bridge.name}")
+        entry = fdb_port(ns, bridge, mac)
+        egress = index.link(flow.netns, entry.ifindex) if entry else None
+        if egress is None:
+            # Unknown unicast: the bridge floods every port; the one that owns the MAC takes it.
+            ports = index.bridge_ports(bridge)
+            egress = next((p for p in ports if (peer := index.peer(p)) is not None
+                           and peer.mac is not None and peer.mac.lower() == mac.lower()), None)
+            text = (f"bridge {bridge.name}: {mac} not in the FDB: flooded to all {len(ports)} ports"
+                    + (f"; {egress.name} leads to it" if egress else ""))
+            data: dict[str, JsonValue] = {"bridge": bridge.name, "mac": mac,
+                                          "port": egress.name if egress else None, "flooded": True}
+        else:
+            state = ",".join(entry.state) if entry and entry.state else "learned"
+            text = f"bridge {bridge.name}: fdb {mac} -> port {egress.name} ({state})"
+            data = {"bridge": bridge.name, "mac": mac, "port": egress.name, "flooded": False}
+        flow = flow.add(Hop("bridge", self.hostname(flow.node), text, (), (), data))
+        if egress is None:
+            return self.unsure(flow, f"{mac} is unknown to {bridge.name} and no port leads to it: flooded")
+        if ingress is not None:
+            # Bridged between two ports: br_netfilter hands IPv4 frames to iptables.
+            return self.bridged_netfilter(flow, bridge, ingress, egress)
+        return self.port_out(flow, egress)
+
+    def bridged_netfilter(self, flow: Flow, bridge: Link, ingress: Link, egress: Link) -> list[Branch]:
+        """br_netfilter: bridged frames traverse PREROUTING, FORWARD and POSTROUTING with in/out = the bridge."""
+        facts = self.indexes[flow.node].snapshot.node
+        if not self.is_root(flow) or facts.bridge_nf_call_iptables == 0:
+            return self.port_out(flow, egress)
+        if facts.bridge_nf_call_iptables is None:
+            flow = replace(flow, uncertain=flow.uncertain + (
+                "net.bridge.bridge-nf-call-iptables was not read; assumed 1 (kubelet needs it)",))
+        flow = self.reverse_snat(flow)
+        env_in = self.env(flow, bridge, None, True, ingress.name, None)
+        results: list[Branch] = []
+        pre, ended = self.hook_split(flow, "PREROUTING", env_in)
+        results.extend(ended)
+        for f in pre:
+            if f.packet.dst != flow.packet.dst:
+                # DNAT of a bridged frame: br_netfilter re-routes it (hairpin/Service).
+                results.extend(self.routed_in(f, bridge))
+                continue
+            env_fw = self.env(f, bridge, bridge, True, ingress.name, egress.name)
+            fwd, ended2 = self.hook_split(f, "FORWARD", env_fw)
+            results.extend(ended2)
+            for g in fwd:
+                env_post = self.env(g, None, bridge, True, None, egress.name)
+                post, ended3 = self.hook_split(g, "POSTROUTING", env_post)
+                results.extend(ended3)
+                for h in post:
+                    results.extend(self.port_out(self.reverse_dnat(h), egress))
+        return results
+
+    def port_out(self, flow: Flow, port: Link) -> list[Branch]:
+        """A frame leaving a bridge port."""
+        index = self.indexes[flow.node]
+        if port.kind == "veth":
+            peer = index.peer(port)
+            if peer is None:
+                return self.unsure(flow, f"the peer of {port.name} is not in the snapshot")
+            there = self.label(flow.node, peer.netns)
+            hop = Hop("link", self.hostname(flow.node), f"veth {port.name} -> {peer.name} in {there}", (), (), {
+                "from": port.name, "to": peer.name, "from_netns": flow.netns, "to_netns": peer.netns,
+                "type": "veth",
+            })
+            moved = replace(flow.add(hop), netns=peer.netns, packet=flow.packet.with_(mark=0))
+            return self.receive(moved, peer)
+        return self.leave(flow, port, flow.packet.dst)
+
+    def vxlan(self, flow: Flow, device: Link, nexthop: str) -> list[Branch]:
+        """Encapsulate toward the remote VTEP and route the outer packet over the underlay."""
+        mac, nhop = self.neighbour_hop(flow, device, nexthop)
+        flow = flow.add(nhop)
+        ns = self.netns(flow)
+        assert ns is not None
+        if mac is None:
+            return self.unsure(flow, f"no MAC for {nexthop} on {device.name}: the VTEP cannot be chosen")
+        remote, how = vxlan_remote(ns, device, mac)
+        vx = device.vxlan
+        vni = vx.vni if vx else None
+        hop = Hop("vxlan", self.hostname(flow.node),
+                  f"vxlan {device.name}: encapsulate in UDP, VNI {vni}, to VTEP {remote}", (how,), (), {
+                      "dev": device.name, "vni": vni, "remote": remote,
+                      "local": vx.local if vx else None, "port": vx.port if vx else None,
+                  })
+        flow = flow.add(hop)
+        if remote is None:
+            return self.drop(flow, f"no remote VTEP for {mac} on {device.name}", "vxlan")
+        outer = replace(flow, packet=Packet(vx.local if vx else None, remote, "udp", None,
+                                            vx.port if vx else 4789))
+        routed = self.route(outer, note="underlay route of the encapsulated packet")
+        if routed is None:
+            return self.unsure(flow, "namespace vanished")
+        decision, rhop = routed
+        flow = flow.add(rhop)
+        if decision.type in DROP_TYPES or decision.type == "none":
+            return self.no_route(flow, decision)
+        underlay = self.indexes[flow.node].link(flow.netns, decision.dev)
+        owner = self._owners.get(remote)
+        if owner is None or owner[0] == flow.node:
+            return self.leaves(flow, underlay, decision.gateway or remote, f"VTEP {remote}")
+        target, _link = owner
+        remote_dev = self._vxlan_device(target, vni)
+        leave = self.leave_hop(flow, underlay, decision.gateway or remote, target)
+        if remote_dev is None:
+            return self.unsure(flow.add(leave), f"node {self.hostname(target)} has no VXLAN device with VNI {vni}")
+        dec = Hop("vxlan", self.hostname(target),
+                  f"vxlan {remote_dev.name}: decapsulate VNI {vni} on {self.hostname(target)}", (), (), {
+                      "dev": remote_dev.name, "vni": vni, "remote": remote, "local": None, "port": None,
+                      "decap": True,
+                  })
+        moved = replace(flow.add(leave, dec), node=target, netns=remote_dev.netns,
+                        packet=flow.packet.with_(mark=0))
+        return self.receive(moved, remote_dev)
+
+    def _vxlan_device(self, node: int, vni: int | None) -> Link | None:
+        root = self.indexes[node].root_netns
+        if root is None:
+            return None
+        return next((link for link in root.links if link.vxlan is not None and link.vxlan.vni == vni), None)
+
+    def leave_hop(self, flow: Flow, link: Link | None, nexthop: str, target: int | None) -> Hop:
+        """The packet leaves the node."""
+        toward = self.hostname(target) if target is not None else None
+        name = link.name if link else None
+        text = f"leaves {self.hostname(flow.node)} via {name} toward {nexthop}" + (
+            f" (node {toward})" if toward else "")
+        return Hop("leave", self.hostname(flow.node), text, (), (), {
+            "dev": name, "via": nexthop, "toward": toward, "netns": flow.netns,
+        })
+
+    def leaves(self, flow: Flow, link: Link | None, nexthop: str, what: str = "") -> list[Branch]:
+        """The branch ends: the packet leaves for a place no snapshot covers."""
+        hop = self.leave_hop(flow, link, nexthop, None)
+        name = link.name if link else "?"
+        reason = f"leaves the node via {name} toward {nexthop}" + (f" ({what})" if what else "")
+        return [self.finish(flow, "leaves-node", reason, hop)]
+
+    def leave(self, flow: Flow, link: Link, nexthop: str) -> list[Branch]:
+        """Out of a plain device: to another traced node, or out of the picture."""
+        mac, nhop = self.neighbour_hop(flow, link, nexthop)
+        flow = flow.add(nhop)
+        # The next hop decides where the frame lands; a node reached through a router
+        # other than itself is out of the picture (its receiving device is unknown).
+        owner = self._owners.get(nexthop)
+        if owner is None or owner[0] == flow.node:
+            return self.leaves(flow, link, nexthop)
+        target, arrive = owner
+        hop = self.leave_hop(flow, link, nexthop, target)
+        moved = replace(flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0))
+        return self.receive(moved, arrive)
+
+
+def _indexes(snapshots: Sequence[Snapshot | SnapshotIndex]) -> list[SnapshotIndex]:
+    return [s if isinstance(s, SnapshotIndex) else SnapshotIndex(s) for s in snapshots]
+
+
+def trace(
+    snapshots: Sequence[Snapshot | SnapshotIndex],
+    probe: Probe,
+    explain: bool = False,
+    reply: bool = False,
+) -> Trace:
+    """Trace a probe through node snapshots: every branch, with its probability and verdict.
+
+    Pass SnapshotIndex objects to reuse parsed rulesets across traces.
+    """
+    indexes = _indexes(snapshots)
+    source = resolve_source(indexes, probe.source)
+    dest = resolve_destination(indexes, probe.destination, probe.proto)
+    packet = Packet(source.address, dest.address, probe.proto, probe.sport, dest.port)
+    engine = Engine(indexes, explain)
+    branches = engine.output(Flow(packet, source.node, source.netns))
+    if reply:
+        branches = [replace(b, reply=tuple(ct.trace_reply(engine, b))) for b in branches]
+    probe_json: dict[str, JsonValue] = probe.as_json()
+    probe_json.update({
+        "src": source.address,
+        "src_label": source.label,
+        "dst": dest.address,
+        "dport": dest.port,
+        "dst_label": dest.label,
+        "node": indexes[source.node].snapshot.node.hostname,
+        "netns": source.netns,
+    })
+    return Trace(probe_json, tuple(sorted(branches, key=lambda b: -b.probability)))

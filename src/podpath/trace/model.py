@@ -1,0 +1,96 @@
+"""The shapes a trace is made of: the packet, its hops, branches and the whole trace.
+
+A trace is data, like a snapshot: the engine builds it, `render` turns it into text or
+the JSON contract, the TUI shows it. Hops carry a `data` mapping with exactly the keys
+the JSON contract promises for their kind (issue 4, "CLI and output").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+# Hop kinds of the JSON contract.
+HOP_KINDS = (
+    "route",
+    "link",
+    "bridge",
+    "neighbour",
+    "netfilter",
+    "nat",
+    "vxlan",
+    "conntrack",
+    "deliver",
+    "drop",
+    "leave",
+)
+# Branch verdicts of the JSON contract.
+VERDICTS = ("delivered", "dropped", "leaves-node", "uncertain")
+
+JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
+
+
+@dataclass(frozen=True)
+class Packet:
+    """The header fields the kernel decides on, as they are at one point of the path."""
+
+    src: str | None  # None until the output route lookup picks a source address
+    dst: str
+    proto: str  # tcp | udp | icmp
+    sport: int | None = None
+    dport: int | None = None
+    mark: int = 0  # skb->mark, cleared when the packet crosses into another netns
+    ct_state: str = "NEW"  # NEW for the first packet, ESTABLISHED for the reply
+    direction: str = "original"  # original | reply
+
+    def with_(self, **changes: object) -> Packet:
+        """A copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step of the path: a one-line summary, indented decisions, and contract data."""
+
+    kind: str
+    node: str  # hostname of the node whose snapshot decided this hop
+    text: str
+    details: tuple[str, ...] = ()
+    # Lines shown only under --explain (the binary AND of a route lookup).
+    explain: tuple[str, ...] = ()
+    data: dict[str, JsonValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NatRecord:
+    """A translation conntrack remembers, so the reply can be translated back."""
+
+    node: int  # index of the node (snapshot) whose conntrack holds it
+    kind: str  # DNAT | SNAT (MASQUERADE is recorded as SNAT)
+    before: tuple[str, int | None]  # (address, port) before the rewrite
+    after: tuple[str, int | None]  # (address, port) after the rewrite
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One way the packet can go, with the probability the kernel gives it."""
+
+    probability: float
+    verdict: str  # one of VERDICTS
+    reason: str  # delivered to ..., dropped by ..., leaves via ..., uncertain because ...
+    hops: tuple[Hop, ...]
+    packet: Packet  # the packet as it was at the end of the branch
+    # What the branch would end in if the uncertain guesses hold (verdict "uncertain" only).
+    outcome: str | None = None
+    uncertain: tuple[str, ...] = ()
+    nat: tuple[NatRecord, ...] = ()
+    # Where the packet ended: (node index, netns inode), for the reply direction.
+    end: tuple[int, int] | None = None
+    reply: tuple[Branch, ...] = ()
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Every branch of one probe through one or more node snapshots."""
+
+    probe: dict[str, JsonValue]
+    branches: tuple[Branch, ...]

@@ -1,0 +1,214 @@
+"""What to trace: parsing `--from`/`--to` and resolving them against node snapshots.
+
+A source is a pod (`NAMESPACE/NAME`), a pod IP, or a node (`node`, its hostname or
+one of its addresses). A destination is an address, a pod, a Service
+`NAMESPACE/NAME[:PORT]` (found in kube-proxy's rules), or a node address with a
+NodePort. Ports are numbers; a Service port may also be given by its name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from podpath.snapshot.index import SnapshotIndex
+from podpath.trace.model import JsonValue
+
+PROTOCOLS = ("tcp", "udp", "icmp")
+
+
+class ProbeError(ValueError):
+    """A probe that cannot be resolved, with a one-sentence reason."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A packet to trace, as the user asked for it."""
+
+    source: str
+    destination: str
+    proto: str = "tcp"
+    sport: int | None = None
+
+    def as_json(self) -> dict[str, JsonValue]:
+        """The probe as the JSON contract's `probe` object."""
+        return {
+            "from": self.source,
+            "to": self.destination,
+            "proto": self.proto,
+            "sport": self.sport,
+        }
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved source: where the packet is born."""
+
+    node: int  # index into the snapshots
+    netns: int
+    address: str | None  # None: the route lookup picks it (node sources)
+    label: str
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A resolved destination address and port."""
+
+    address: str
+    port: int | None
+    label: str
+
+
+def split_port(spec: str) -> tuple[str, str | None]:
+    """Split `HOST:PORT`, `[V6]:PORT` or `NS/NAME:PORT`; a bare IPv6 address has no port."""
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else None
+    if spec.count(":") > 1:  # a bare IPv6 address
+        return spec, None
+    host, sep, port = spec.partition(":")
+    return (host, port) if sep else (spec, None)
+
+
+def is_address(text: str) -> bool:
+    """True when the text is an IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_port(text: str | None) -> int | None:
+    """A port number, or raise ProbeError."""
+    if text is None or text == "":
+        return None
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ProbeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def node_address(index: SnapshotIndex) -> str | None:
+    """The node's main address: the preferred source of its default route, else its first global IPv4 address."""
+    root = index.root_netns
+    if root is None:
+        return None
+    for route in root.routes:
+        if route.table == 254 and route.dst in ("0.0.0.0/0", "default") and route.prefsrc:
+            return route.prefsrc
+    for link in root.links:
+        if link.kind in ("bridge", "vxlan", "veth") or link.name == "lo":
+            continue
+        for address in link.addresses:
+            if address.family == 4 and address.scope == "global":
+                return address.address
+    return None
+
+
+def resolve_source(indexes: Sequence[SnapshotIndex], spec: str) -> Source:
+    """Find where a source lives: which node, which network namespace, which address."""
+    for i, index in enumerate(indexes):
+        pod = index.pods_by_name.get(spec)
+        if pod is None and is_address(spec):
+            pod = index.pods_by_ip.get(spec)
+        if pod is not None:
+            if pod.host_network:
+                return Source(i, index.snapshot.root_netns, None, f"pod {spec} (hostNetwork)")
+            if pod.netns_inode is None:
+                raise ProbeError(f"pod {spec} has no known network namespace")
+            address = spec if is_address(spec) else (pod.ips[0] if pod.ips else None)
+            return Source(i, pod.netns_inode, address, f"pod {pod.namespace}/{pod.name}")
+    for i, index in enumerate(indexes):
+        facts = index.snapshot.node
+        if spec in ("node", facts.hostname) and (spec != "node" or i == 0):
+            return Source(i, index.snapshot.root_netns, None, f"node {facts.hostname}")
+        if is_address(spec) and spec in index.local_addresses.get(index.snapshot.root_netns, ()):
+            return Source(i, index.snapshot.root_netns, spec, f"node {facts.hostname}")
+    raise ProbeError(f"source {spec!r} is neither a known pod, pod IP, nor node")
+
+
+def resolve_destination(indexes: Sequence[SnapshotIndex], spec: str, proto: str) -> Destination:
+    """Turn a destination into an address and port (Services through kube-proxy's rules)."""
+    host, port_text = split_port(spec)
+    if is_address(host):
+        return Destination(host, parse_port(port_text), host)
+    for index in indexes:
+        pod = index.pods_by_name.get(host)
+        if pod is not None and pod.ips:
+            return Destination(pod.ips[0], parse_port(port_text), f"pod {host}")
+        if host == index.snapshot.node.hostname:
+            address = node_address(index)
+            if address is not None:
+                return Destination(address, parse_port(port_text), f"node {host}")
+    if "/" in host:
+        for index in indexes:
+            found = find_service(index, host, port_text, proto)
+            if found is not None:
+                return found
+        raise ProbeError(f"{host!r} is neither a known pod nor a Service in kube-proxy's rules")
+    raise ProbeError(f"destination {spec!r} is not an address, pod, node or Service")
+
+
+# kube-proxy's KUBE-SERVICES rules: -A KUBE-SERVICES -m comment --comment "NS/NAME:PORT cluster IP"
+# ... -d VIP[/32] ... --dport N -j KUBE-SVC-...
+_SERVICE_RULE = re.compile(r'--comment "?(?P<name>[^ ":]+/[^ ":]+)(?::(?P<pname>[^ "]*))? cluster IP')
+_PROTO = re.compile(r" -p (?P<proto>\w+)")
+_DEST = re.compile(r" -d (?P<vip>[0-9a-fA-F.:]+)(?:/\d+)? ")
+_DPORT = re.compile(r" --dport (?P<port>\d+)")
+# kube-proxy's nftables mode: a service-ips element "VIP . tcp . 80 : goto service-X-NS/NAME/tcp/PNAME".
+_NFT_TARGET = re.compile(r"^goto service-\w+-(?P<name>[^/\s]+/[^/\s]+)/\w+/(?P<pname>\S*)$")
+
+
+def _nft_services(index: SnapshotIndex, name: str) -> list[tuple[str, int, str, str]]:
+    from podpath.trace.nft import nft_index
+
+    nft = nft_index(index)
+    out: list[tuple[str, int, str, str]] = []
+    if nft is None:
+        return out
+    for (_fam, table, set_name), s in nft.sets.items():
+        if table != "kube-proxy" or set_name != "service-ips":
+            continue
+        for el in s.elements:
+            m = _NFT_TARGET.match(el.value or "")
+            if m and m["name"] == name and len(el.key) == 3 and el.key[2].isdigit():
+                out.append((el.key[0], int(el.key[2]), m["pname"], el.key[1]))
+    return out
+
+
+def _lines_with(text: str, needle: str) -> list[str]:
+    """The lines of text that contain needle (str.find: a 16 MB dump is not split into lines)."""
+    out: list[str] = []
+    pos = text.find(needle)
+    while pos >= 0:
+        start = text.rfind("\n", 0, pos) + 1
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        out.append(text[start:end])
+        pos = text.find(needle, end)
+    return out
+
+
+def find_service(
+    index: SnapshotIndex, name: str, port_text: str | None, proto: str
+) -> Destination | None:
+    """A Service's ClusterIP and port from kube-proxy's iptables or nftables rules."""
+    candidates: list[tuple[str, int, str, str]] = []  # vip, port, port name, proto
+    for dump in index.snapshot.iptables:
+        for line in _lines_with(dump.text, name):
+            if not line.startswith("-A KUBE-SERVICES "):
+                continue
+            m = _SERVICE_RULE.search(line)
+            d, p, pr = _DEST.search(line), _DPORT.search(line), _PROTO.search(line)
+            if m and d and p and pr and m["name"] == name:
+                candidates.append((d["vip"], int(p["port"]), m["pname"] or "", pr["proto"]))
+    if index.snapshot.nft is not None:
+        candidates.extend(_nft_services(index, name))
+    for vip, port, pname, cproto in candidates:
+        if cproto != proto and proto != "icmp":
+            continue
+        if port_text is None or port_text in (str(port), pname):
+            return Destination(vip, port, f"service {name}:{pname or port}")
+    return None

@@ -1,0 +1,116 @@
+"""A trace as text (like the article: one line per hop, decisions indented) or as the JSON contract.
+
+Every string from the node (interface names, rule text, comments) may hold escape
+sequences; `visible` makes control characters printable so a rule comment cannot
+drive the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from podpath.trace.model import Branch, Hop, JsonValue, Trace
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """Control, bidi and lone-surrogate characters shown as escapes, never sent raw."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if _has_surrogate(text) else text
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def hop_json(hop: Hop) -> dict[str, JsonValue]:
+    """One hop of the JSON contract: kind, node, text, details, then the kind's keys."""
+    out: dict[str, JsonValue] = {"kind": hop.kind, "node": hop.node, "text": hop.text,
+                                 "details": list(hop.details)}
+    if hop.explain:
+        out["explain"] = list(hop.explain)
+    for key, value in hop.data.items():
+        out.setdefault(key, value)
+    return out
+
+
+def branch_json(branch: Branch) -> dict[str, JsonValue]:
+    """One branch of the JSON contract."""
+    return {
+        "probability": branch.probability,
+        "verdict": branch.verdict,
+        "reason": branch.reason,
+        "outcome": branch.outcome,
+        "uncertain": list(branch.uncertain),
+        "final": {
+            "src": branch.packet.src,
+            "dst": branch.packet.dst,
+            "proto": branch.packet.proto,
+            "sport": branch.packet.sport,
+            "dport": branch.packet.dport,
+        },
+        "hops": [hop_json(h) for h in branch.hops],
+        "reply": [branch_json(r) for r in branch.reply],
+    }
+
+
+def trace_json(trace: Trace) -> dict[str, JsonValue]:
+    """The whole trace as the JSON contract: {"probe": {...}, "branches": [...]}."""
+    return {"probe": trace.probe, "branches": [branch_json(b) for b in trace.branches]}
+
+
+def dumps(trace: Trace) -> str:
+    """The JSON contract as text (ASCII, so any byte from the node survives)."""
+    return json.dumps(trace_json(trace), indent=2, ensure_ascii=True)
+
+
+def _port(port: JsonValue) -> str:
+    return f":{port}" if port is not None else ""
+
+
+def _header(trace: Trace) -> str:
+    p = trace.probe
+    return visible(
+        f"trace {p.get('proto')} from {p.get('src_label')} ({p.get('src') or 'source chosen by routing'}) "
+        f"to {p.get('dst_label')} ({p.get('dst')}{_port(p.get('dport'))}) on {p.get('node')}"
+    )
+
+
+def _hop_lines(hop: Hop, explain: bool, indent: str, multi_node: bool) -> list[str]:
+    where = f"[{hop.node}] " if multi_node else ""
+    lines = [f"{indent}{hop.kind:<10} {where}{visible(hop.text)}"]
+    lines.extend(f"{indent}{'':<10}   {visible(d)}" for d in hop.details)
+    if explain:
+        lines.extend(f"{indent}{'':<10}   {visible(e)}" for e in hop.explain)
+    return lines
+
+
+def _branch_lines(branch: Branch, n: int, total: int, explain: bool, indent: str, title: str) -> list[str]:
+    head = f"{indent}{title} {n} of {total}: p={branch.probability:.4f}  {branch.verdict.upper()}: {visible(branch.reason)}"
+    lines = [head]
+    nodes = {h.node for h in branch.hops}
+    for hop in branch.hops:
+        lines.extend(_hop_lines(hop, explain, indent + "  ", len(nodes) > 1))
+    for note in branch.uncertain:
+        lines.append(f"{indent}  uncertain: {visible(note)}")
+    for i, reply in enumerate(branch.reply, 1):
+        lines.extend(_branch_lines(reply, i, len(branch.reply), explain, indent + "  ", "reply"))
+    return lines
+
+
+def render_text(trace: Trace, explain: bool = False) -> str:
+    """The trace as text: a header, then each branch with its hops."""
+    lines = [_header(trace)]
+    total = len(trace.branches)
+    for i, branch in enumerate(trace.branches, 1):
+        lines.append("")
+        lines.extend(_branch_lines(branch, i, total, explain, "", "branch"))
+    if total > 1:
+        lines.append("")
+        summary: dict[str, float] = {}
+        for b in trace.branches:
+            summary[b.verdict] = summary.get(b.verdict, 0.0) + b.probability
+        lines.append("summary: " + ", ".join(f"{v} {p:.4f}" for v, p in summary.items()))
+    return "\n".join(lines) + "\n"

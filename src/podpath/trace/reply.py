@@ -1,0 +1,78 @@
+"""The way back: the endpoint's reply, with conntrack's reverse translations.
+
+Conntrack stores both tuples of a connection. For a reply the kernel undoes a SNAT
+(MASQUERADE) on the destination before routing (nf_nat_ipv4_in at PREROUTING) and a
+DNAT on the source on the way out (nf_nat_ipv4_out at POSTROUTING, or at INPUT when the
+client is local) — so the client sees the Service VIP and port answering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from podpath.trace.model import Branch, Hop, Packet
+
+if TYPE_CHECKING:
+    from podpath.trace.engine import Engine, Flow
+
+
+def _ap(addr: str | None, port: int | None) -> str:
+    return f"{addr}:{port}" if port is not None else str(addr)
+
+
+def reverse(engine: Engine, flow: Flow, kind: str) -> Flow:
+    """Apply conntrack's reverse translation of one kind (SNAT or DNAT) recorded on this node."""
+    # Conntrack entries live in the node's root namespace (pods' own tables are not collected).
+    if flow.packet.direction != "reply" or not engine.is_root(flow):
+        return flow
+    for record in flow.nat:
+        if record.node != flow.node or record.kind != kind:
+            continue
+        p = flow.packet
+        after_addr, after_port = record.after
+        before_addr, before_port = record.before
+        if kind == "SNAT":
+            if p.dst != after_addr or (after_port is not None and p.dport != after_port):
+                continue
+            new = p.with_(dst=before_addr, dport=before_port if before_port is not None else p.dport)
+            text = f"conntrack: reply to a SNAT: destination {_ap(p.dst, p.dport)} -> {_ap(new.dst, new.dport)}"
+            old_s, new_s = _ap(p.dst, p.dport), _ap(new.dst, new.dport)
+        else:
+            if p.src != after_addr or (after_port is not None and p.sport != after_port):
+                continue
+            new = p.with_(src=before_addr, sport=before_port if before_port is not None else p.sport)
+            text = f"conntrack: reply to a DNAT: source {_ap(p.src, p.sport)} -> {_ap(new.src, new.sport)}"
+            old_s, new_s = _ap(p.src, p.sport), _ap(new.src, new.sport)
+        hop = Hop("conntrack", engine.hostname(flow.node), text, (), (), {
+            "from": old_s, "to": new_s, "type": f"un-{kind}", "field": "dst" if kind == "SNAT" else "src",
+        })
+        remaining = tuple(r for r in flow.nat if r is not record)
+        flow = replace(flow, packet=new, nat=remaining, hops=flow.hops + (hop,))
+    return flow
+
+
+def reply_packet(forward: Packet) -> Packet:
+    """The endpoint's answer to the packet as it arrived: addresses and ports swapped."""
+    return Packet(
+        src=forward.dst,
+        dst=forward.src or "",
+        proto=forward.proto,
+        sport=forward.dport,
+        dport=forward.sport,
+        mark=0,
+        ct_state="ESTABLISHED",
+        direction="reply",
+    )
+
+
+def trace_reply(engine: Engine, branch: Branch) -> list[Branch]:
+    """Trace the reply of a delivered branch from where it was delivered."""
+    from podpath.trace.engine import Flow
+
+    delivered = branch.verdict == "delivered" or branch.outcome == "delivered"
+    if not delivered or branch.end is None or branch.packet.src is None:
+        return []
+    node, netns = branch.end
+    flow = Flow(reply_packet(branch.packet), node, netns, 1.0, (), branch.nat)
+    return engine.output(flow)
