@@ -1,0 +1,188 @@
+"""`podpath lab up|down|status|shell|exec|probe`: build and use lab nodes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from podpath.cli import EXIT_FAILURE, EXIT_OK, CliError
+
+DEFAULT_NAME = "podpath"
+
+
+def register(sub: Any) -> None:
+    """Register `podpath lab` and its subcommands."""
+    lab = sub.add_parser(
+        "lab",
+        help="build and use lab nodes (real namespaces, CNI, runc pods, kube-proxy rules)",
+        description="A lab is one or two Kubernetes-like nodes built from real kernel parts "
+        "in namespaces of their own; nothing touches this machine's network.",
+    )
+    lab.set_defaults(handler=lambda args: _usage(lab))
+    cmds = lab.add_subparsers(dest="lab_command", metavar="COMMAND")
+
+    p = cmds.add_parser("up", help="build a lab")
+    _name(p)
+    p.add_argument("--nodes", type=int, default=1, choices=(1, 2))
+    p.add_argument("--pods", type=int, default=4, help="pods per node (default 4)")
+    p.add_argument("--services", type=int, default=3, help="Services, incl. kube-dns and web")
+    p.add_argument("--overlay", default="vxlan", choices=("vxlan", "host-gw"))
+    p.set_defaults(handler=_up)
+
+    p = cmds.add_parser("down", help="tear a lab down, leaving nothing behind")
+    _name(p)
+    p.set_defaults(handler=_down)
+
+    p = cmds.add_parser("status", help="list labs")
+    p.set_defaults(handler=_status)
+
+    p = cmds.add_parser("shell", help="a shell inside a node (podpath runs there as on a node)")
+    _name(p)
+    p.add_argument("node", nargs="?", default="node1")
+    p.set_defaults(handler=_shell)
+
+    p = cmds.add_parser("exec", help="run a command inside a node: lab exec NODE -- CMD...")
+    _name(p)
+    p.add_argument("node")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    p.set_defaults(handler=_exec)
+
+    p = cmds.add_parser("probe", help="send real traffic: lab probe FROM TO[:PORT]")
+    _name(p)
+    p.add_argument("src", metavar="FROM", help="pod name, namespace/name or IP, or a node")
+    p.add_argument("dst", metavar="TO[:PORT]", help="pod, Service (ns/name), VIP, or node")
+    p.add_argument("--udp", action="store_true", help="probe UDP (e.g. kube-dns:53)")
+    p.set_defaults(handler=_probe)
+
+
+def _name(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--name", default=os.environ.get("PODPATH_LAB", DEFAULT_NAME),
+        help=f"lab name (default $PODPATH_LAB or {DEFAULT_NAME!r})",
+    )  # fmt: skip
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return EXIT_OK
+
+
+def _up(args: argparse.Namespace) -> int:
+    from podpath.lab import LabError, LabSpec, up
+
+    spec = LabSpec(args.name, args.nodes, args.pods, args.services, args.overlay)
+    # up() tears a half-built lab down on KeyboardInterrupt: make SIGTERM/SIGHUP one too.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    began = time.monotonic()
+    try:
+        lab = up(spec)
+    except LabError as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from exc
+    print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s")
+    for node in lab.nodes:
+        print(f"  {node.name}  {node.address}  pods {node.pod_cidr}  init pid {node.init_pid}")
+    print(f"  {len(lab.pods)} pods, {len({s.ref for s in lab.services})} Services")
+    print(f"shell:  podpath lab shell --name {lab.name} node1")
+    print(f"down:   podpath lab down --name {lab.name}")
+    return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _down(args: argparse.Namespace) -> int:
+    from podpath.lab import LabError, down
+
+    began = time.monotonic()
+    try:
+        down(args.name)
+    except LabError as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from exc
+    print(f"lab {args.name!r} down in {time.monotonic() - began:.1f}s")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from podpath.lab import status
+
+    labs = status()
+    if not labs:
+        print("no labs")
+        return EXIT_OK
+    print(f"{'NAME':<24} {'STATE':<7} {'NODES':>5} {'PODS':>5} {'SVCS':>5} {'OVERLAY':<8} UP(s)")
+    for s in labs:
+        state = "up" if s.alive else "dead"
+        print(
+            f"{s.name:<24} {state:<7} {s.nodes:>5} {s.pods:>5} {s.services:>5} "
+            f"{s.overlay:<8} {s.up_seconds:.1f}"
+        )
+    return EXIT_OK
+
+
+def _loaded(name: str) -> Any:
+    from podpath.lab import LabError, load
+
+    try:
+        return load(name)
+    except LabError as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from exc
+
+
+def _shell(args: argparse.Namespace) -> int:
+    from podpath.lab import LabError
+    from podpath.lab.node import node_env
+
+    lab = _loaded(args.name)
+    try:
+        # No login shell: /etc/profile would reset PATH and drop the venv with podpath.
+        shell = ["bash", "--noprofile", "--norc", "-i"] if _has_bash() else ["sh", "-i"]
+        argv = lab.enter_argv(args.node, shell)
+    except LabError as exc:
+        raise CliError(str(exc)) from exc
+    env = {**node_env(), "PS1": f"[lab {lab.name} {args.node}] \\w# "}
+    sys.stdout.flush()
+    # Become nsenter: the shell owns this terminal directly (job control, Ctrl-C, size).
+    os.execvpe(argv[0], argv, env)
+
+
+def _has_bash() -> bool:
+    return os.path.exists("/bin/bash")
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from podpath.lab import LabError
+
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise CliError("lab exec needs a command: podpath lab exec NODE -- CMD...")
+    lab = _loaded(args.name)
+    try:
+        return int(lab.interactive(args.node, argv))
+    except LabError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from podpath.lab import LabError
+
+    lab = _loaded(args.name)
+    try:
+        result = lab.probe(args.src, args.dst, proto="udp" if args.udp else "tcp")
+    except LabError as exc:
+        raise CliError(str(exc)) from exc
+    where = f"{result.address}:{result.port}/{result.proto}"
+    if not result.ok:
+        print(f"{result.src} -> {args.dst} ({where}): FAILED: {result.error}")
+        return EXIT_FAILURE
+    who = f" (answered by {result.served_by})" if result.served_by else ""
+    print(f"{result.src} -> {args.dst} ({where}) in {result.seconds * 1000:.0f} ms{who}")
+    print(result.answer)
+    return EXIT_OK

@@ -1,0 +1,192 @@
+"""CNI driven exactly as a runtime (libcni) drives it: conflist, ADD/DEL chains, result cache."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from podpath.lab.node import node_path, run_in
+from podpath.lab.records import LabError
+
+CNI_BIN_DIR = "/usr/lib/cni"
+CONF_DIR = "/etc/cni/net.d"
+CONFLIST_NAME = "10-containerd-net.conflist"
+NETWORK_NAME = "containerd-net"
+BRIDGE = "cni0"
+CNI_VERSION = "1.0.0"
+RESULTS_DIR = "/var/lib/cni/results"
+
+
+def conflist(pod_cidr: str, mtu: int) -> dict[str, Any]:
+    """The node's conflist: bridge cni0 + host-local IPAM + portmap (containerd's example)."""
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": NETWORK_NAME,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                # The overlay keeps pod IPs end to end; kube-proxy does Service SNAT.
+                "ipMasq": False,
+                "hairpinMode": True,
+                "mtu": mtu,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": pod_cidr}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            },
+            {
+                "type": "portmap",
+                "capabilities": {"portMappings": True},
+                "externalSetMarkChain": "KUBE-MARK-MASQ",
+            },
+        ],
+    }
+
+
+def install_conflist(init_pid: int, conf: dict[str, Any]) -> None:
+    """Write the conflist where the runtime reads it, inside the node."""
+    path = node_path(init_pid, f"{CONF_DIR}/{CONFLIST_NAME}")
+    path.write_text(json.dumps(conf, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class CniPod:
+    """What a runtime passes to CNI for one pod sandbox."""
+
+    container_id: str  # the sandbox id
+    netns: str  # path of the pod netns inside the node
+    namespace: str
+    name: str
+    uid: str
+    port_mappings: tuple[tuple[int, int, str], ...] = ()  # (hostPort, containerPort, proto)
+
+    def cni_args(self) -> list[tuple[str, str]]:
+        """CNI_ARGS pairs, as the CRI plugin sets them."""
+        return [
+            ("IgnoreUnknown", "1"),
+            ("K8S_POD_NAMESPACE", self.namespace),
+            ("K8S_POD_NAME", self.name),
+            ("K8S_POD_INFRA_CONTAINER_ID", self.container_id),
+            ("K8S_POD_UID", self.uid),
+        ]
+
+    def runtime_config(self) -> dict[str, Any]:
+        """Capability arguments (libcni's runtimeConfig) the runtime offers."""
+        return {
+            "portMappings": [
+                {"hostPort": h, "containerPort": c, "protocol": p} for h, c, p in self.port_mappings
+            ]
+        }
+
+
+def _plugin_conf(
+    conf: dict[str, Any], plugin: dict[str, Any], pod: CniPod, prev: dict[str, Any] | None
+) -> dict[str, Any]:
+    # libcni buildOneConfig: inject name and cniVersion, the capability args the plugin
+    # declares, and the previous plugin's result.
+    out = {**plugin, "name": conf["name"], "cniVersion": conf["cniVersion"]}
+    caps = plugin.get("capabilities", {})
+    runtime = {k: v for k, v in pod.runtime_config().items() if caps.get(k) and v}
+    if runtime:
+        out["runtimeConfig"] = runtime
+    if prev is not None:
+        out["prevResult"] = prev
+    return out
+
+
+def _invoke(init_pid: int, command: str, plugin_conf: dict[str, Any], pod: CniPod) -> str:
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": pod.container_id,
+        "CNI_NETNS": pod.netns,
+        "CNI_IFNAME": "eth0",
+        "CNI_ARGS": ";".join(f"{k}={v}" for k, v in pod.cni_args()),
+        "CNI_PATH": CNI_BIN_DIR,
+    }
+    done = run_in(
+        init_pid,
+        [f"{CNI_BIN_DIR}/{plugin_conf['type']}"],
+        input=json.dumps(plugin_conf),
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise LabError(
+            f"CNI {command} of {plugin_conf['type']} failed for {pod.namespace}/{pod.name}: "
+            f"{(done.stdout + done.stderr).strip()[-1000:]}"
+        )
+    return done.stdout
+
+
+def add(init_pid: int, conf: dict[str, Any], pod: CniPod) -> dict[str, Any]:
+    """CNI ADD through the whole conflist; caches and returns the final result."""
+    prev: dict[str, Any] | None = None
+    for plugin in conf["plugins"]:
+        out = _invoke(init_pid, "ADD", _plugin_conf(conf, plugin, pod, prev), pod)
+        try:
+            prev = json.loads(out)
+        except ValueError as exc:
+            raise LabError(f"CNI {plugin['type']} printed no JSON result: {out[:200]!r}") from exc
+    assert prev is not None
+    _write_cache(init_pid, conf, pod, prev)
+    return prev
+
+
+def delete(init_pid: int, conf: dict[str, Any], pod: CniPod) -> None:
+    """CNI DEL through the conflist in reverse, with the cached result as prevResult."""
+    cache = node_path(init_pid, _cache_path(pod))
+    prev: dict[str, Any] | None = None
+    try:
+        prev = json.loads(cache.read_text()).get("result")
+    except (FileNotFoundError, ValueError):
+        prev = None
+    for plugin in reversed(conf["plugins"]):
+        _invoke(init_pid, "DEL", _plugin_conf(conf, plugin, pod, prev), pod)
+    cache.unlink(missing_ok=True)
+
+
+def _cache_path(pod: CniPod) -> str:
+    return f"{RESULTS_DIR}/{NETWORK_NAME}-{pod.container_id}-eth0"
+
+
+def _write_cache(init_pid: int, conf: dict[str, Any], pod: CniPod, result: dict[str, Any]) -> None:
+    # libcni's result cache (cniCacheV1): what `crictl inspectp` and CNI DEL/CHECK use.
+    raw_conf = json.dumps(conf).encode()
+    entry = {
+        "kind": "cniCacheV1",
+        "containerId": pod.container_id,
+        "config": base64.b64encode(raw_conf).decode(),
+        "ifName": "eth0",
+        "networkName": conf["name"],
+        "netns": pod.netns,
+        "cniArgs": [list(pair) for pair in pod.cni_args()],
+        "capabilityArgs": pod.runtime_config() if pod.port_mappings else {},
+        "result": result,
+    }
+    path = node_path(init_pid, _cache_path(pod))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entry))
+
+
+def pod_ip(result: dict[str, Any]) -> str:
+    """The pod's IPv4 address from a CNI result."""
+    for ip in result.get("ips", []):
+        address = str(ip.get("address", ""))
+        if "." in address:
+            return address.split("/")[0]
+    raise LabError(f"CNI result has no IPv4 address: {result}")
+
+
+def host_veth(result: dict[str, Any]) -> str:
+    """The host-side veth name from a bridge plugin result (interface without sandbox)."""
+    for iface in result.get("interfaces", []):
+        name = str(iface.get("name", ""))
+        if not iface.get("sandbox") and name != BRIDGE:
+            return name
+    raise LabError(f"CNI result names no host veth: {result}")

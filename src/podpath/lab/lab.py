@@ -1,0 +1,356 @@
+"""Bringing labs up and down, and the Lab handle the CLI and the tests use."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TypeVar
+
+from podpath.lab import cgroups, cni, network, pods, procs, runtime, state
+from podpath.lab.kubeproxy import merge_for_restore, restore_input
+from podpath.lab.names import mac_for
+from podpath.lab.node import enter_argv, node_env, run_in, start_node, start_underlay
+from podpath.lab.plan import pod_plans, services
+from podpath.lab.probe import ProbeResult, run_probe
+from podpath.lab.records import LabError, LabRecord, LabSpec, NodeRecord, PodRecord, ServiceRecord
+
+REQUIRED_TOOLS = (
+    "nsenter", "unshare", "runc", "catatonit", "busybox", "ip", "bridge", "iptables-restore",
+    "mount", "python3",
+)  # fmt: skip
+CNI_PLUGINS = ("bridge", "host-local", "portmap")
+T = TypeVar("T")
+R = TypeVar("R")
+WORKERS = 6  # parallel pod builds; runc and CNI spend most of their time in the kernel
+
+
+@dataclass(frozen=True)
+class LabNode:
+    """One node of a running lab."""
+
+    name: str
+    init_pid: int  # host PID of the node's init: nsenter -t init_pid enters the node
+    address: str  # underlay IPv4 address
+    pod_cidr: str
+
+
+@dataclass(frozen=True)
+class LabSummary:
+    """One line of `podpath lab status`."""
+
+    name: str
+    alive: bool
+    nodes: int
+    pods: int
+    services: int
+    overlay: str
+    created: float
+    up_seconds: float
+    state_dir: str
+
+
+class LabCommandError(subprocess.CalledProcessError):
+    """A command run inside a lab node failed; str() includes its stderr."""
+
+    def __str__(self) -> str:
+        err = self.stderr if isinstance(self.stderr, str) else ""
+        return f"{super().__str__()}: {err.strip()[-1500:]}"
+
+
+class Lab:
+    """A running lab: its nodes, what was built (record), and ways to act inside it."""
+
+    def __init__(self, record: LabRecord) -> None:
+        self.record = record
+        self.name = record.spec.name
+        self.nodes = tuple(LabNode(n.name, n.init_pid, n.address, n.pod_cidr) for n in record.nodes)
+
+    def __repr__(self) -> str:
+        return f"Lab({self.name!r}, nodes={[n.name for n in self.nodes]})"
+
+    @property
+    def pods(self) -> tuple[PodRecord, ...]:
+        """Every pod the lab made."""
+        return self.record.pods
+
+    @property
+    def services(self) -> tuple[ServiceRecord, ...]:
+        """Every Service port the lab programmed."""
+        return self.record.services
+
+    def node(self, name: str) -> LabNode:
+        """The node called `name`; LabError when there is none."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise LabError(
+            f"lab {self.name!r} has no node {name!r} (nodes: {', '.join(n.name for n in self.nodes)})"
+        )
+
+    def pod(self, ref: str) -> PodRecord:
+        """A pod by name, namespace/name or IP; LabError when none matches."""
+        for pod in self.pods:
+            if ref in (pod.name, pod.ref, pod.ip):
+                return pod
+        raise LabError(f"lab {self.name!r} has no pod {ref!r}")
+
+    def pods_on(self, node: str) -> tuple[PodRecord, ...]:
+        """Pods on one node."""
+        return tuple(p for p in self.pods if p.node == node)
+
+    def service(self, ref: str) -> tuple[ServiceRecord, ...]:
+        """The ports of a Service by namespace/name, name, or ClusterIP."""
+        found = tuple(s for s in self.services if ref in (s.ref, s.cluster_ip, s.name))
+        if not found:
+            raise LabError(f"lab {self.name!r} has no Service {ref!r}")
+        return found
+
+    def enter_argv(self, node: str, argv: Sequence[str]) -> list[str]:
+        """argv that runs `argv` inside a node (for your own subprocess or os.execvp)."""
+        return enter_argv(self.node(node).init_pid, argv)
+
+    def exec(
+        self,
+        node: str,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float = 60,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run argv in all of a node's namespaces; capture text output."""
+        full = self.enter_argv(node, argv)
+        done = subprocess.run(
+            full, input=input, capture_output=True, text=True, errors="surrogateescape",
+            timeout=timeout, env=node_env(), cwd="/", check=False,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )  # fmt: skip
+        if check and done.returncode != 0:
+            raise LabCommandError(done.returncode, full, done.stdout, done.stderr)
+        return done
+
+    def interactive(self, node: str, argv: Sequence[str]) -> int:
+        """Run argv inside a node on this terminal (stdin/stdout/stderr inherited)."""
+        return subprocess.run(
+            self.enter_argv(node, argv), env=node_env(), cwd="/", check=False
+        ).returncode
+
+    def probe(self, src: str, dst: str, port: int | None = None, proto: str = "tcp") -> ProbeResult:
+        """Send real traffic from a pod (or node) to a pod, Service, VIP or node."""
+        return run_probe(self, src, dst, port, proto)
+
+    def alive(self) -> bool:
+        """True while every node's init process is running."""
+        return all(procs.alive(n.init_pid, n.init_start) for n in self.record.nodes)
+
+    def down(self) -> None:
+        """Tear the lab down (same as podpath.lab.down(name))."""
+        down(self.name)
+
+
+def _check_tools() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (it creates namespaces, cgroups and runc containers)")
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t, path=node_env()["PATH"]) is None]
+    missing += [
+        f"{cni.CNI_BIN_DIR}/{p}" for p in CNI_PLUGINS if not Path(cni.CNI_BIN_DIR, p).exists()
+    ]
+    if missing:
+        raise LabError(f"the lab needs tools that are not installed: {', '.join(missing)}")
+
+
+def missing_requirements() -> str | None:
+    """Why the lab cannot run on this machine, or None when it can."""
+    try:
+        _check_tools()
+    except LabError as exc:
+        return str(exc)
+    return None
+
+
+def up(spec: LabSpec) -> Lab:
+    """Build a lab and return it; on any failure (or Ctrl-C) it is torn down again."""
+    spec.validate()
+    _check_tools()
+    started = time.monotonic()
+    d = state.claim(spec.name)
+    record = LabRecord(spec, (), (), (), 0, 0, (), time.time(), 0.0)
+    try:
+        record = _build(spec, d, record, started)
+    except BaseException:
+        _teardown(spec.name, graceful=False)
+        raise
+    return Lab(record)
+
+
+def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabRecord:
+    under_pid, under_start = start_underlay(d / "underlay.log")
+    record = replace(record, underlay_pid=under_pid, underlay_start=under_start)
+    state.write(record)
+    network.make_underlay(under_pid)
+    nodes: list[NodeRecord] = []
+    cg_dirs: list[str] = []
+    for n in range(1, spec.nodes + 1):
+        name = f"node{n}"
+        pid, start, dirs = start_node(spec.name, name, d / f"{name}.log")
+        cg_dirs += dirs
+        node = NodeRecord(
+            name, pid, start, network.node_address(n), network.pod_cidr(n), mac_for(spec.name, name)
+        )
+        nodes.append(node)
+        record = replace(record, nodes=tuple(nodes), cgroup_dirs=tuple(cg_dirs))
+        state.write(record)
+        network.attach_node(under_pid, node)
+    network.wire_overlay(tuple(nodes), spec.overlay)
+    mtu = network.VXLAN_MTU if spec.overlay == "vxlan" and spec.nodes > 1 else 1500
+    for node in nodes:
+        runtime.install_images(node.init_pid)
+        cni.install_conflist(node.init_pid, cni.conflist(node.pod_cidr, mtu))
+        # kube-proxy's base chains exist before any pod (portmap marks into KUBE-MARK-MASQ).
+        _restore(node, restore_input([], jumps=True))
+    by_name = {n.name: n.init_pid for n in nodes}
+    plans = pod_plans(spec)
+    confs = {n.name: pods.read_conf(n.init_pid) for n in nodes}
+    made = _parallel(lambda p: pods.make_pod(by_name[p.node], confs[p.node], p), plans)
+    record = replace(record, pods=tuple(made))
+    state.write(record)
+    svcs = services(spec, made)
+    rules = restore_input(svcs, jumps=False)
+    for node in nodes:
+        saved = run_in(node.init_pid, ["iptables-save"], timeout=120).stdout
+        run_in(
+            node.init_pid, ["iptables-restore", "-w", "30"],
+            input=merge_for_restore(saved, rules), timeout=300,
+        )  # fmt: skip
+    record = replace(record, services=tuple(svcs), up_seconds=round(time.monotonic() - started, 2))
+    state.write(record)
+    return record
+
+
+def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """map over a thread pool; on the first error (or Ctrl-C) queued work is cancelled."""
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    try:
+        return list(pool.map(fn, items))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _restore(node: NodeRecord, rules: str) -> None:
+    run_in(node.init_pid, ["iptables-restore", "--noflush", "-w", "30"], input=rules, timeout=300)
+
+
+def load(name: str) -> Lab:
+    """The running lab called `name`; LabError when there is none or it died."""
+    record = state.read(name)
+    if record is None:
+        raise LabError(f"no lab named {name!r} is up (podpath lab status lists them)")
+    lab = Lab(record)
+    if not record.services and not record.pods:
+        raise LabError(f"lab {name!r} is still being built or failed half way")
+    if not lab.alive():
+        raise LabError(f"lab {name!r} is no longer running; run `podpath lab down --name {name}`")
+    return lab
+
+
+def status() -> list[LabSummary]:
+    """Every lab with state on this machine."""
+    out: list[LabSummary] = []
+    for name in state.names():
+        try:
+            record = state.read(name)
+        except LabError:
+            record = None
+        if record is None:
+            out.append(LabSummary(name, False, 0, 0, 0, "?", 0.0, 0.0, str(state.lab_dir(name))))
+            continue
+        alive = bool(record.nodes) and all(
+            procs.alive(n.init_pid, n.init_start) for n in record.nodes
+        )
+        out.append(
+            LabSummary(
+                name, alive, len(record.nodes), len(record.pods),
+                len({(s.namespace, s.name) for s in record.services}),
+                record.spec.overlay, record.created, record.up_seconds, str(state.lab_dir(name)),
+            )
+        )  # fmt: skip
+    return out
+
+
+def down(name: str) -> None:
+    """Tear a lab down: pods (CNI DEL), nodes, underlay, cgroups, state; LabError on leftovers."""
+    if not state.lab_dir(name).exists():
+        raise LabError(f"no lab named {name!r} (podpath lab status lists them)")
+    _teardown(name, graceful=True)
+
+
+def _teardown(name: str, *, graceful: bool) -> None:
+    problems: list[str] = []
+    try:
+        record = state.read(name)
+    except LabError as exc:
+        record = None
+        problems.append(str(exc))
+    if record is not None:
+        try:
+            if graceful:
+                problems += _remove_pods(record)
+        finally:
+            # Whatever happened above (a bug, Ctrl-C), the nodes die and their cgroups go.
+            problems += _kill_and_clean(record)
+    state.forget(name)
+    if problems:
+        raise LabError(f"lab {name!r} left things behind: {'; '.join(problems)}")
+
+
+def _kill_and_clean(record: LabRecord) -> list[str]:
+    problems: list[str] = []
+    for node in record.nodes:
+        # Killing a PID namespace's init kills every process in it; the node's mount
+        # namespace, and with it every netns bind mount and rootfs mount, then goes.
+        if not procs.kill_and_wait(node.init_pid, node.init_start):
+            problems.append(f"{node.name} init {node.init_pid} did not exit")
+    if record.underlay_pid and not procs.kill_and_wait(record.underlay_pid, record.underlay_start):
+        problems.append(f"underlay {record.underlay_pid} did not exit")
+    for d in record.cgroup_dirs:
+        problems += cgroups.remove_tree(d)
+    problems += cgroups.remove_lab_parents(list(record.cgroup_dirs))
+    return problems
+
+
+def _remove_pods(record: LabRecord) -> list[str]:
+    """Kubelet-style pod teardown on live nodes; returns what failed (never raises)."""
+    live = {n.name: n.init_pid for n in record.nodes if procs.alive(n.init_pid, n.init_start)}
+    confs: dict[str, dict[str, object]] = {}
+    for node, pid in live.items():
+        try:
+            confs[node] = pods.read_conf(pid)
+        except (OSError, ValueError):
+            continue  # no conflist: the node never got pods
+    todo = [p for p in record.pods if p.node in confs]
+
+    def remove(pod: PodRecord) -> str | None:
+        try:
+            pods.remove_pod(live[pod.node], confs[pod.node], pod, full=False)
+        except (LabError, OSError, subprocess.SubprocessError) as exc:
+            return f"{pod.ref}: {exc}"
+        return None
+
+    return [p for p in _parallel(remove, todo) if p is not None]
+
+
+@contextmanager
+def running_lab(spec: LabSpec) -> Iterator[Lab]:
+    """A lab for the duration of a with-block; always torn down, even on errors."""
+    lab = up(spec)
+    try:
+        yield lab
+    finally:
+        down(spec.name)

@@ -1,0 +1,87 @@
+"""What a lab will contain: its pods per node and its Services with their endpoints."""
+
+from __future__ import annotations
+
+from podpath.lab.kubeproxy import service_chains
+from podpath.lab.names import pod_name, pod_uid
+from podpath.lab.pods import DNS_IP, PodPlan
+from podpath.lab.records import LabSpec, PodRecord, ServiceRecord
+
+WEB_NODE_PORT = 30080
+WEB_HOST_PORT = 8080
+SYNTHETIC_NAMESPACES = ("shop", "billing", "default")
+# Every tenth synthetic Service has no endpoints, as real clusters always have some.
+NO_ENDPOINTS_EVERY = 10
+ENDPOINTS_PER_SYNTHETIC = 3
+
+
+def pod_plans(spec: LabSpec) -> list[PodPlan]:
+    """Pods to make: coredns on node1, web pods everywhere else, `spec.pods` per node."""
+    plans: list[PodPlan] = []
+    for n in range(1, spec.nodes + 1):
+        node = f"node{n}"
+        for i in range(spec.pods):
+            if n == 1 and i == 0:
+                plans.append(
+                    PodPlan(
+                        node,
+                        "kube-system",
+                        pod_name("coredns", spec.name),
+                        pod_uid(),
+                        "dns",
+                        "burstable",
+                    )
+                )
+                continue
+            ports = ((WEB_HOST_PORT, 80, "tcp"),) if n == 1 and i == 1 else ()
+            name = pod_name("web", spec.name, node, str(i))
+            plans.append(PodPlan(node, "default", name, pod_uid(), "web", "besteffort", ports))
+    return plans
+
+
+def _service(
+    namespace: str,
+    name: str,
+    port_name: str,
+    protocol: str,
+    cluster_ip: str,
+    port: int,
+    node_port: int | None,
+    endpoints: tuple[tuple[str, int], ...],
+) -> ServiceRecord:
+    draft = ServiceRecord(
+        namespace, name, port_name, protocol, cluster_ip, port, node_port, endpoints, "", ()
+    )
+    svc, seps = service_chains(draft)
+    return ServiceRecord(
+        namespace, name, port_name, protocol, cluster_ip, port, node_port, endpoints, svc, seps
+    )
+
+
+def synthetic_ip(index: int) -> str:
+    """ClusterIP of synthetic Service `index` (0-based), clear of kube-dns and web."""
+    return f"10.96.{1 + index // 250}.{1 + index % 250}"
+
+
+def services(spec: LabSpec, pods: list[PodRecord]) -> list[ServiceRecord]:
+    """kube-dns (53 udp+tcp), web (80/tcp + NodePort), then synthetic Services up to spec."""
+    dns = [p for p in pods if p.app == "dns"]
+    web = sorted((p for p in pods if p.app == "web"), key=lambda p: (p.node, p.name))
+    out = [
+        _service("kube-system", "kube-dns", "dns", "UDP", DNS_IP, 53, None,
+                 tuple((p.ip, 53) for p in dns)),
+        _service("kube-system", "kube-dns", "dns-tcp", "TCP", DNS_IP, 53, None,
+                 tuple((p.ip, 53) for p in dns)),
+        _service("default", "web", "http", "TCP", "10.96.0.100", 80, WEB_NODE_PORT,
+                 tuple((p.ip, 80) for p in web)),
+    ]  # fmt: skip
+    for i in range(spec.services - 2):
+        endpoints: tuple[tuple[str, int], ...] = ()
+        if web and i % NO_ENDPOINTS_EVERY != NO_ENDPOINTS_EVERY - 1:
+            picks = {web[(i + k) % len(web)].ip for k in range(ENDPOINTS_PER_SYNTHETIC)}
+            endpoints = tuple((ip, 80) for ip in sorted(picks))
+        ns = SYNTHETIC_NAMESPACES[i % len(SYNTHETIC_NAMESPACES)]
+        out.append(
+            _service(ns, f"svc-{i + 1:04d}", "http", "TCP", synthetic_ip(i), 80, None, endpoints)
+        )
+    return out

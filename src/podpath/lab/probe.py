@@ -1,0 +1,152 @@
+"""Real traffic inside a lab: from a pod's netns to a pod, Service, VIP or node port."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from podpath.lab.records import LabError
+
+if TYPE_CHECKING:
+    from podpath.lab.lab import Lab
+
+_PAGE_RE = re.compile(r"served by pod (\S+/\S+) on (\S+)")
+_ECHO_RE = re.compile(r"^([a-z0-9.-]+): ")
+PROBE_TIMEOUT = 5
+
+_UDP_CLIENT = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(float(sys.argv[3]))
+s.sendto(b"podpath probe\n", (sys.argv[1], int(sys.argv[2])))
+sys.stdout.write(s.recv(4096).decode(errors="replace"))
+"""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What a probe sent, where, and what answered."""
+
+    src: str  # pod ref (namespace/name) or node name
+    src_node: str
+    dst: str  # as given
+    address: str  # IP the traffic was sent to
+    port: int
+    proto: str
+    ok: bool
+    answer: str  # what came back (page body or echo), "" on failure
+    served_by: str | None  # pod ref that answered, when the answer says
+    error: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Target:
+    address: str
+    port: int
+
+
+def _split_port(dst: str) -> tuple[str, int | None]:
+    if dst.count(":") == 1:
+        host, _, port = dst.partition(":")
+        if port.isdigit():
+            return host, int(port)
+    return dst, None
+
+
+def _resolve_dst(lab: Lab, dst: str, port: int | None, proto: str) -> _Target:
+    for node in lab.nodes:
+        if dst in (node.name, node.address):
+            return _Target(node.address, port or _web_node_port(lab))
+    for pod in lab.pods:
+        if dst in (pod.name, pod.ref, pod.ip):
+            return _Target(pod.ip, port or (53 if pod.app == "dns" else 80))
+    matches = [s for s in lab.services if dst in (s.ref, s.name, s.cluster_ip)]
+    if matches:
+        chosen = [s for s in matches if s.protocol.lower() == proto] or matches
+        if port is not None:
+            chosen = [s for s in chosen if s.port == port] or chosen
+        return _Target(chosen[0].cluster_ip, port or chosen[0].port)
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", dst):
+        return _Target(dst, port or 80)
+    raise LabError(f"probe destination {dst!r} is no pod, Service, node or IP of lab {lab.name!r}")
+
+
+def _web_node_port(lab: Lab) -> int:
+    for svc in lab.services:
+        if svc.node_port is not None:
+            return svc.node_port
+    raise LabError("no Service in this lab has a NodePort")
+
+
+def _client(target: _Target, proto: str) -> list[str]:
+    if proto == "udp":
+        return [sys.executable, "-c", _UDP_CLIENT, target.address, str(target.port), "3"]
+    # busybox nc for TCP (HTTP is spoken by hand: the static busybox's wget crashes in
+    # glibc's resolver); the server closes the connection after its answer.
+    return ["busybox", "timeout", "4", "busybox", "nc", "-w", "3", target.address, str(target.port)]
+
+
+def _request(target: _Target, proto: str) -> str:
+    if proto == "tcp" and _is_http(target):
+        return f"GET / HTTP/1.0\r\nHost: {target.address}\r\nUser-Agent: podpath-lab\r\n\r\n"
+    return "podpath probe\n"
+
+
+def _is_http(target: _Target) -> bool:
+    return target.port in (80, 8080) or target.port >= 30000
+
+
+def _body(raw: str) -> str:
+    """The body of an HTTP response (everything after the blank line), else raw."""
+    head, sep, body = raw.replace("\r\n", "\n").partition("\n\n")
+    return body if sep and head.startswith("HTTP/") else raw
+
+
+def run_probe(lab: Lab, src: str, dst: str, port: int | None, proto: str) -> ProbeResult:
+    """Run one probe; failures to connect are a result (ok=False), not an exception."""
+    proto = proto.lower()
+    if proto not in ("tcp", "udp"):
+        raise LabError(f"probe protocol must be tcp or udp, not {proto!r}")
+    host, given_port = _split_port(dst)
+    target = _resolve_dst(lab, host, port or given_port, proto)
+    prefix: list[str] = []
+    src_node: str
+    src_name: str
+    if src in {n.name for n in lab.nodes}:
+        src_node, src_name = src, src
+    else:
+        pod = lab.pod(src)
+        src_node, src_name = pod.node, pod.ref
+        prefix = ["nsenter", f"--net={pod.netns_path}", "--"]
+    argv = [*prefix, *_client(target, proto)]
+    began = time.monotonic()
+    try:
+        done = lab.exec(
+            src_node, argv, input=_request(target, proto), timeout=PROBE_TIMEOUT + 5, check=False
+        )
+        out, err = _body(done.stdout), done.stderr.strip()
+        ok = done.returncode == 0 and bool(out.strip())
+    except subprocess.TimeoutExpired:
+        ok, out, err = False, "", "timed out"
+    served = _served_by(lab, out) if ok else None
+    return ProbeResult(
+        src_name, src_node, dst, target.address, target.port, proto, ok, out.strip(), served,
+        "" if ok else (err or "no answer"), round(time.monotonic() - began, 3),
+    )  # fmt: skip
+
+
+def _served_by(lab: Lab, answer: str) -> str | None:
+    page = _PAGE_RE.search(answer)
+    if page:
+        return page.group(1)
+    echo = _ECHO_RE.match(answer)
+    if echo:
+        for pod in lab.pods:
+            if pod.name == echo.group(1):
+                return pod.ref
+    return None

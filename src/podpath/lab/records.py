@@ -1,0 +1,164 @@
+"""What a lab is asked to build (LabSpec) and what it built (LabRecord), as plain data."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+OVERLAYS: tuple[str, ...] = ("vxlan", "host-gw")
+MAX_NODES = 2
+MAX_PODS_PER_NODE = 250
+MAX_SERVICES = 10_000
+
+# Lab names end up in cgroup directory names and process arguments: keep them boring.
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+class LabError(Exception):
+    """A lab operation failed; the message is one sentence a user can act on."""
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """The shape of a lab: how many nodes, pods per node and Services, and the overlay."""
+
+    name: str
+    nodes: int = 1
+    pods: int = 4
+    services: int = 3
+    overlay: str = "vxlan"
+
+    def validate(self) -> None:
+        """Raise LabError when the spec cannot be built."""
+        if not _NAME_RE.match(self.name):
+            raise LabError(
+                f"invalid lab name {self.name!r}: use 1-40 of a-z, 0-9 and '-' (not at either end)"
+            )
+        if not 1 <= self.nodes <= MAX_NODES:
+            raise LabError(f"--nodes must be 1..{MAX_NODES}, not {self.nodes}")
+        if not 1 <= self.pods <= MAX_PODS_PER_NODE:
+            raise LabError(f"--pods must be 1..{MAX_PODS_PER_NODE} per node, not {self.pods}")
+        if not 2 <= self.services <= MAX_SERVICES:
+            raise LabError(
+                f"--services must be 2..{MAX_SERVICES} (kube-dns and web are always made), "
+                f"not {self.services}"
+            )
+        if self.overlay not in OVERLAYS:
+            raise LabError(f"--overlay must be one of {', '.join(OVERLAYS)}, not {self.overlay!r}")
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """One lab node: the init process holding its namespaces, and its addresses."""
+
+    name: str
+    init_pid: int  # host PID of the node's PID 1 (holds all of the node's namespaces)
+    init_start: int  # its start time in clock ticks: tells a reused PID from ours
+    address: str  # underlay IPv4 address of the node's eth0
+    pod_cidr: str
+    vtep_mac: str  # MAC of flannel.1 (used only with the vxlan overlay)
+
+
+@dataclass(frozen=True)
+class PodRecord:
+    """One pod the lab made: its sandbox, network and containers."""
+
+    node: str
+    namespace: str
+    name: str
+    uid: str
+    sandbox_id: str
+    pause_pid: int  # PID inside the node's PID namespace
+    pause_host_pid: int  # PID of the same process on this machine
+    ip: str
+    netns_path: str  # inside the node, e.g. /run/netns/cni-<uuid>
+    host_veth: str  # name of the pod's veth peer in the node's root netns
+    containers: tuple[tuple[str, str], ...]  # (container name, container id)
+    app: str  # "web" or "dns": what its app container serves
+    qos: str  # kubelet QoS class directory: besteffort | burstable
+
+    @property
+    def ref(self) -> str:
+        """namespace/name."""
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """One Service port as kube-proxy programmed it."""
+
+    namespace: str
+    name: str
+    port_name: str
+    protocol: str  # "TCP" or "UDP", as Kubernetes spells it
+    cluster_ip: str
+    port: int
+    node_port: int | None
+    endpoints: tuple[tuple[str, int], ...]  # (pod IP, target port)
+    svc_chain: str  # KUBE-SVC-...
+    sep_chains: tuple[str, ...]  # KUBE-SEP-... in endpoint order
+
+    @property
+    def ref(self) -> str:
+        """namespace/name."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def port_ref(self) -> str:
+        """kube-proxy's servicePortName string: namespace/name:port-name."""
+        return f"{self.namespace}/{self.name}:{self.port_name}" if self.port_name else self.ref
+
+
+@dataclass(frozen=True)
+class LabRecord:
+    """Everything a lab built, persisted as JSON in its state directory."""
+
+    spec: LabSpec
+    nodes: tuple[NodeRecord, ...]
+    pods: tuple[PodRecord, ...]
+    services: tuple[ServiceRecord, ...]
+    underlay_pid: int
+    underlay_start: int
+    cgroup_dirs: tuple[str, ...]  # host cgroup directories made for the lab (to remove)
+    created: float
+    up_seconds: float
+
+    def to_json(self) -> str:
+        """Serialise to JSON text."""
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> LabRecord:
+        """Parse JSON text written by to_json; LabError when malformed."""
+        try:
+            raw = json.loads(text)
+            return _record_from_dict(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LabError(f"lab state is unreadable: {exc}") from exc
+
+
+def _tuples(items: list[list[Any]]) -> tuple[tuple[Any, ...], ...]:
+    return tuple(tuple(item) for item in items)
+
+
+def _record_from_dict(raw: dict[str, Any]) -> LabRecord:
+    pods = tuple(PodRecord(**{**p, "containers": _tuples(p["containers"])}) for p in raw["pods"])
+    services = tuple(
+        ServiceRecord(
+            **{**s, "endpoints": _tuples(s["endpoints"]), "sep_chains": tuple(s["sep_chains"])}
+        )
+        for s in raw["services"]
+    )
+    return LabRecord(
+        spec=LabSpec(**raw["spec"]),
+        nodes=tuple(NodeRecord(**n) for n in raw["nodes"]),
+        pods=pods,
+        services=services,
+        underlay_pid=int(raw["underlay_pid"]),
+        underlay_start=int(raw["underlay_start"]),
+        cgroup_dirs=tuple(raw["cgroup_dirs"]),
+        created=float(raw["created"]),
+        up_seconds=float(raw["up_seconds"]),
+    )

@@ -1,0 +1,129 @@
+"""Labs come up, refuse duplicates, persist their record, and leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from podpath.lab import Lab, LabError, LabSpec, down, load, status, up
+from podpath.lab import state as lab_state
+
+pytestmark = pytest.mark.lab
+
+
+def test_second_up_with_a_live_name_fails_clearly(shared_lab: Lab) -> None:
+    """up() with the name of a live lab raises LabError saying it is already up."""
+    with pytest.raises(LabError, match="already up"):
+        up(LabSpec(shared_lab.name))
+    assert shared_lab.alive()
+
+
+def test_load_returns_the_persisted_record(shared_lab: Lab) -> None:
+    """load(name) in this process reads back exactly the record up() built."""
+    assert load(shared_lab.name).record == shared_lab.record
+
+
+def test_status_lists_the_lab_as_up(shared_lab: Lab) -> None:
+    """status() lists the shared lab, alive, with its pod count."""
+    mine = [s for s in status() if s.name == shared_lab.name]
+    assert len(mine) == 1 and mine[0].alive and mine[0].pods == len(shared_lab.pods)
+
+
+def test_cli_probe_from_another_process(shared_lab: Lab) -> None:
+    """`podpath lab probe` in a fresh process reaches web through its Service name."""
+    src = shared_lab.pods_on("node2")[0].name
+    done = subprocess.run(
+        [sys.executable, "-m", "podpath", "lab", "probe", "--name", shared_lab.name, src, "default/web"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "served by pod default/web-" in done.stdout, done.stderr
+
+
+def test_cli_exec_runs_inside_the_node(shared_lab: Lab) -> None:
+    """`podpath lab exec NODE -- hostname` prints the node's hostname."""
+    done = subprocess.run(
+        [sys.executable, "-m", "podpath", "lab", "exec", "--name", shared_lab.name, "node2", "--", "hostname"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "node2"), done.stderr
+
+
+def _host_mounts() -> str:
+    return Path("/proc/self/mountinfo").read_text()
+
+
+def test_host_gw_lab_crosses_nodes_and_down_leaves_nothing(make_lab: Callable[..., Lab]) -> None:
+    """A host-gw lab routes pod to pod across nodes; after down no process, cgroup or state is left."""
+    lab = make_lab(nodes=2, pods=1, services=2, overlay="host-gw")
+    src, dst = lab.pods_on("node1")[0], lab.pods_on("node2")[0]
+    result = lab.probe(src.name, dst.ip)
+    assert result.ok and result.served_by == dst.ref, result
+    route = lab.exec("node1", ["ip", "route", "show", dst.ip.rsplit(".", 1)[0] + ".0/24"]).stdout
+    assert f"via {lab.node('node2').address} dev eth0" in route
+    pids = [n.init_pid for n in lab.record.nodes] + [p.pause_host_pid for p in lab.pods]
+    pids.append(lab.record.underlay_pid)
+    cgroup_dirs = list(lab.record.cgroup_dirs)
+    down(lab.name)
+    assert [pid for pid in pids if _running(pid)] == []
+    assert [d for d in cgroup_dirs if os.path.exists(d)] == []
+    assert [d for d in cgroup_dirs if os.path.exists(os.path.dirname(d))] == []
+    assert not lab_state.lab_dir(lab.name).exists()
+    assert f"podpath-{lab.nodes[0].name}" not in _host_mounts()
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_down_of_an_unknown_lab_fails_clearly() -> None:
+    """down() of a name with no lab raises LabError naming it."""
+    with pytest.raises(LabError, match="no lab named 'nope-"):
+        down(f"nope-{os.getpid()}")
+
+
+def test_invalid_spec_is_refused_before_anything_is_built() -> None:
+    """A bad name or overlay raises LabError and creates no state."""
+    with pytest.raises(LabError, match="invalid lab name"):
+        up(LabSpec("Bad Name!"))
+    with pytest.raises(LabError, match="--overlay"):
+        up(LabSpec(f"x{os.getpid()}", overlay="bgp"))
+    assert not lab_state.lab_dir(f"x{os.getpid()}").exists()
+
+
+def test_failed_up_tears_down_what_it_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a pod fails half way through up(), the nodes, cgroups and state are removed."""
+    from podpath.lab import lab as lab_module
+    from podpath.lab import pods as pods_module
+
+    started: list[tuple[int, list[str]]] = []
+    real_start, real_make = lab_module.start_node, pods_module.make_pod
+
+    def spy_start(lab: str, node: str, log: Path) -> tuple[int, int, list[str]]:
+        pid, start, dirs = real_start(lab, node, log)
+        started.append((pid, dirs))
+        return pid, start, dirs
+
+    def failing_make(init_pid: int, conf: dict[str, object], plan: pods_module.PodPlan) -> object:
+        if plan.app == "web":
+            raise LabError("injected failure")
+        return real_make(init_pid, conf, plan)
+
+    monkeypatch.setattr(lab_module, "start_node", spy_start)
+    monkeypatch.setattr(pods_module, "make_pod", failing_make)
+    name = f"t{os.getpid()}-fail"
+    with pytest.raises(LabError, match="injected failure"):
+        up(LabSpec(name, pods=2, services=2))
+    assert started, "the node was never started"
+    for pid, dirs in started:
+        assert not _running(pid)
+        assert [d for d in dirs if os.path.exists(d)] == []
+    assert not lab_state.lab_dir(name).exists()
