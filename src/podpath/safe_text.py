@@ -20,12 +20,9 @@ _UNSAFE = re.compile(
 
 def _show(match: re.Match[str]) -> str:
     code = ord(match.group())
-    if code < 0x20:
-        # Unicode "control pictures": ESC -> U+241B, NUL -> U+2400, LF -> U+240A.
-        return chr(0x2400 + code)
-    if code == 0x7F:
-        return "\u2421"
-    if 0x80 <= code <= 0x9F:
+    # Backslash escapes, as Python's repr and `ip` print them: unambiguous to read and
+    # to copy, unlike Unicode control pictures that data could contain itself.
+    if code <= 0x9F:
         return f"\\x{code:02x}"
     if 0xDC80 <= code <= 0xDCFF:
         # A byte that was not UTF-8, kept by surrogateescape: show the byte.

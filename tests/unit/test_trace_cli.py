@@ -10,7 +10,7 @@ from trace_factory import kube_services, two_nodes
 
 from podpath.cli import main
 from podpath.snapshot import codec
-from podpath.trace.render import visible
+from podpath.safe_text import visible
 
 HOP_KEYS = {
     "route": {"netns", "dst", "table", "matched", "dev", "gateway"},

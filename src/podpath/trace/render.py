@@ -8,21 +8,9 @@ drive the terminal.
 from __future__ import annotations
 
 import json
-import re
 
+from podpath.safe_text import visible
 from podpath.trace.model import Branch, Hop, JsonValue, Trace
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def visible(text: str) -> str:
-    """Control, bidi and lone-surrogate characters shown as escapes, never sent raw."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text)
-    return text.encode("utf-8", "backslashreplace").decode("utf-8") if _has_surrogate(text) else text
-
-
-def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def hop_json(hop: Hop) -> dict[str, JsonValue]:
