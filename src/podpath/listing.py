@@ -59,7 +59,7 @@ def render_text(listing: Listing) -> str:
     for row in [header, *cells]:
         parts = [
             cell.rjust(w) if col.right else cell.ljust(w)
-            for cell, w, col in zip(row, widths, listing.columns)
+            for cell, w, col in zip(row, widths, listing.columns, strict=True)
         ]
         lines.append(" ".join(parts).rstrip())
     return "\n".join(lines)

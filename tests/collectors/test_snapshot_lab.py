@@ -82,11 +82,11 @@ def test_named_netns_are_listed_with_their_path(shared_lab: Lab, snapshot: Snaps
 def test_veth_pairs_equal_ip_link(shared_lab: Lab, snapshot: Snapshot) -> None:
     """Each pod's eth0 peer ifindex and name equal what `ip -j -d link` says on both sides."""
     index = SnapshotIndex(snapshot)
-    host_links = {l["ifindex"]: l for l in _node_json(shared_lab, "ip", "-j", "-d", "link")}
+    host_links = {link["ifindex"]: link for link in _node_json(shared_lab, "ip", "-j", "-d", "link")}
     for pod in shared_lab.pods_on(NODE):
         netns = pod.netns_path.rsplit("/", 1)[-1]
-        (eth0,) = [l for l in _node_json(shared_lab, "ip", "-n", netns, "-j", "-d", "link")
-                   if l["ifname"] == "eth0"]
+        (eth0,) = [link for link in _node_json(shared_lab, "ip", "-n", netns, "-j", "-d", "link")
+                   if link["ifname"] == "eth0"]
         ours = index.pod_interface(index.pods_by_name[pod.ref])
         assert ours is not None and ours.peer is not None
         assert ours.link == eth0["link_index"]

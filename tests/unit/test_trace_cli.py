@@ -9,8 +9,8 @@ import pytest
 from trace_factory import kube_services, two_nodes
 
 from podpath.cli import main
-from podpath.snapshot import codec
 from podpath.safe_text import visible
+from podpath.snapshot import codec
 
 HOP_KEYS = {
     "route": {"netns", "dst", "table", "matched", "dev", "gateway"},

@@ -28,7 +28,7 @@ class CliError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every subcommand registered."""
-    from podpath.cli import inspect, lab, tui, trace
+    from podpath.cli import inspect, lab, trace, tui
 
     parser = argparse.ArgumentParser(
         prog="podpath",
