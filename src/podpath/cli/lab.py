@@ -58,6 +58,11 @@ def register(sub: Any) -> None:
     p.add_argument("--udp", action="store_true", help="probe UDP (e.g. kube-dns:53)")
     p.set_defaults(handler=_probe)
 
+    p = cmds.add_parser("record", help="save a snapshot of every node: DIR/NODE.json")
+    _name(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write to")
+    p.set_defaults(handler=_record)
+
 
 def _name(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -185,4 +190,26 @@ def _probe(args: argparse.Namespace) -> int:
     who = f" (answered by {result.served_by})" if result.served_by else ""
     print(f"{result.src} -> {args.dst} ({where}) in {result.seconds * 1000:.0f} ms{who}")
     print(result.answer)
+    return EXIT_OK
+
+
+def record_lab(lab: Any, directory: str) -> list[str]:
+    """Take `podpath snapshot` inside every node of a lab; return the files written."""
+    os.makedirs(directory, exist_ok=True)
+    written = []
+    for node in lab.nodes:
+        out = lab.exec(node.name, [sys.executable, "-m", "podpath", "snapshot", "-o", "-"],
+                       timeout=300, check=False)
+        if out.returncode != 0:
+            raise CliError(f"snapshot of {node.name} failed: {out.stderr.strip()}", EXIT_FAILURE)
+        path = os.path.join(directory, f"{node.name}.json")
+        with open(path, "w", encoding="ascii") as fp:
+            fp.write(out.stdout)
+        written.append(path)
+    return written
+
+
+def _record(args: argparse.Namespace) -> int:
+    for path in record_lab(_loaded(args.name), args.output):
+        print(path)
     return EXIT_OK

@@ -1,0 +1,347 @@
+"""`podpath tui`, `podpath demo`, `podpath screenshot`: the composition root of the TUI.
+
+This module is the only place that joins the Textual app (podpath.tui) with the
+node readers (podpath.collectors) and the lab: the app gets a `SnapshotSource` and an
+`Actions` implementation from here and never reads the node itself. Heavy imports
+happen inside the handlers so `podpath --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from podpath.cli import EXIT_FAILURE, EXIT_OK, CliError
+
+if TYPE_CHECKING:
+    from podpath.snapshot.model import Snapshot
+    from podpath.tui.actions import ActionResult, PodTarget
+    from podpath.tui.app import PodpathApp
+    from podpath.tui.source import SnapshotSource
+
+DEMO_LAB = "podpath-demo"
+DEMO_SNAPSHOT = "demo-snapshot.json"
+
+
+def register(sub: Any) -> None:
+    """Register `tui`, `demo` and `screenshot`."""
+    p = sub.add_parser("tui", help="open the explorer (the default command)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--host-root", default=None, metavar="DIR",
+                        help="the node's root filesystem (/ on a node, /host in a debug pod)")  # fmt: skip
+    source.add_argument("--snapshot", metavar="FILE", help="open a saved snapshot instead of the live node")
+    # Set by `podpath demo` when it runs the TUI inside a lab node: labels the title.
+    p.add_argument("--lab-node", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(handler=_tui)
+
+    p = sub.add_parser("demo", help="build a lab node and open the explorer on it (torn down on exit)")
+    p.add_argument("--name", default=DEMO_LAB, help=f"lab name (default {DEMO_LAB!r})")
+    p.add_argument("--bundled", action="store_true", help="skip the lab: open the bundled snapshot")
+    p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("screenshot", help="save an SVG of a screen after a key sequence")
+    p.add_argument("--snapshot", metavar="FILE", help="snapshot to show (default: the bundled demo)")
+    p.add_argument("--keys", nargs="*", default=[], metavar="KEY",
+                   help="keys to press first, e.g. --keys colon p o d s enter down enter")  # fmt: skip
+    p.add_argument("--size", default="120x36", help="terminal size COLSxROWS (default 120x36)")
+    p.add_argument("--title", default=None, help="title of the SVG window")
+    p.add_argument("--all", action="store_true",
+                   help="write one SVG per main screen (podpath.tui.tour) into the -o directory")  # fmt: skip
+    p.add_argument("-o", "--output", required=True, metavar="FILE.svg|DIR")
+    p.set_defaults(handler=_screenshot)
+
+    p = sub.add_parser("tour", help="drive the explorer through its main screens by itself (for recordings)")
+    p.add_argument("--snapshot", metavar="FILE", help="snapshot to show (default: the bundled demo)")
+    p.add_argument("--delay", type=float, default=2.0, help="seconds to stay on each screen (default 2)")
+    p.add_argument("--record", metavar="FILE.cast", help="record the tour with asciinema into FILE.cast")
+    p.set_defaults(handler=_tour)
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+def bundled_snapshot() -> Snapshot:
+    """The demo snapshot shipped inside the package (recorded from the lab)."""
+    from podpath.snapshot.codec import SnapshotError, loads
+
+    try:
+        data = resources.files("podpath").joinpath("data", DEMO_SNAPSHOT).read_bytes()
+        return loads(data)
+    except (OSError, SnapshotError) as exc:
+        raise CliError(f"the bundled demo snapshot cannot be read: {exc}", EXIT_FAILURE) from None
+
+
+def file_source(path: str) -> SnapshotSource:
+    """A source for a snapshot file (loaded here, so a bad file is one clear error)."""
+    from podpath.snapshot.codec import SnapshotError, load_path
+    from podpath.tui.source import static_source
+
+    try:
+        return static_source(load_path(path), "snapshot", path)
+    except SnapshotError as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from None
+
+
+def live_source(host_root: str, lab_node: str | None = None) -> SnapshotSource:
+    """A source that collects the node in the app's worker thread (r re-collects)."""
+    from podpath.tui.source import live_source as make
+
+    def collect(cancel: threading.Event, previous: Snapshot | None) -> Snapshot:
+        from podpath.collectors.snapshot import take_snapshot
+
+        return take_snapshot(host_root, cancel=cancel, previous=previous)
+
+    if lab_node is not None:
+        return make(collect, lab_node, kind="lab")
+    return make(collect, host_root)
+
+
+# --- actions: shell and capture, pinned by PID + start time + netns inode ------------------
+
+
+@dataclass(frozen=True)
+class NodeActions:
+    """`s` and `c` for a live node: util-linux nsenter into the pinned netns."""
+
+    host_root: str = "/"
+
+    def _pin(self, target: PodTarget) -> int:
+        """An fd of the target's netns, opened only if PID, start time and inode still match.
+
+        The fd is opened first and the identity checked after, so the namespace entered
+        is the one of the process shown, even if the PID is reused right after.
+        """
+        from podpath.collectors.procfs import parse_stat
+
+        proc = os.path.join(self.host_root, "proc", str(target.pid))
+        fd = os.open(os.path.join(proc, "ns", "net"), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if target.netns_inode is not None and os.fstat(fd).st_ino != target.netns_inode:
+                raise PermissionError(f"the network namespace of pid {target.pid} changed")
+            with open(os.path.join(proc, "stat"), "rb") as fp:
+                started = parse_stat(fp.read()).start_time
+            if target.start_time is not None and started != target.start_time:
+                raise PermissionError(f"pid {target.pid} is another process now (start time changed)")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def shell(self, target: PodTarget) -> ActionResult:
+        """An interactive shell in the pod's network namespace (the node's filesystem)."""
+        from podpath.tui.actions import ActionResult
+
+        try:
+            fd = self._pin(target)
+        except (OSError, ValueError) as exc:
+            return ActionResult(False, f"refused: {target.pod}: {exc}")
+        try:
+            sys.stdout.write(f"podpath: shell in the network namespace of {target.pod}; exit to return\n")
+            sys.stdout.flush()
+            shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+            done = subprocess.run(
+                ["nsenter", f"--net=/proc/self/fd/{fd}", "--", shell],
+                pass_fds=(fd,), check=False,
+            )  # fmt: skip
+        except OSError as exc:
+            return ActionResult(False, f"nsenter failed: {exc.strerror}")
+        finally:
+            os.close(fd)
+        return ActionResult(True, f"shell in {target.pod} exited ({done.returncode})")
+
+    def capture(self, target: PodTarget, path: str, count: int, seconds: int) -> ActionResult:
+        """tcpdump on the pod's interface into a pcap, at most `count` packets or `seconds`."""
+        from podpath.tui.actions import ActionResult
+
+        try:
+            fd = self._pin(target)
+        except (OSError, ValueError) as exc:
+            return ActionResult(False, f"refused: {target.pod}: {exc}")
+        argv = ["nsenter", f"--net=/proc/self/fd/{fd}", "--", "tcpdump", "-i", target.interface,
+                "-c", str(count), "-w", path, "-U"]  # fmt: skip
+        try:
+            sys.stdout.write(f"podpath: capturing on {target.pod} {target.interface} for up to {seconds}s "
+                             f"or {count} packets into {path} (ctrl-c stops)\n")  # fmt: skip
+            sys.stdout.flush()
+            proc = subprocess.Popen(argv, pass_fds=(fd,))
+            try:
+                code = proc.wait(timeout=seconds)
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                # SIGINT lets tcpdump flush and close the pcap properly.
+                proc.send_signal(signal.SIGINT)
+                code = proc.wait(timeout=10)
+        except OSError as exc:
+            return ActionResult(False, f"tcpdump failed: {exc.strerror}")
+        finally:
+            os.close(fd)
+        ok = code in (0, -signal.SIGINT)
+        return ActionResult(ok, f"capture of {target.pod} written to {path}" if ok else f"tcpdump exited {code}")
+
+
+# --- handlers ------------------------------------------------------------------------------
+
+
+def build_app(source: SnapshotSource, live: bool = False, host_root: str = "/") -> PodpathApp:
+    """The app for a source (the one factory, with node actions when the source is live)."""
+    from podpath.tui.app import create_app
+
+    return create_app(source, NodeActions(host_root) if live else None)
+
+
+def _tui(args: argparse.Namespace) -> int:
+    if args.snapshot:
+        build_app(file_source(args.snapshot)).run()
+        return EXIT_OK
+    if sys.platform != "linux":
+        raise CliError("the live view reads Linux namespaces; use --snapshot FILE (or podpath demo)")
+    host_root = args.host_root or "/"
+    build_app(live_source(host_root, args.lab_node), live=True, host_root=host_root).run()
+    return EXIT_OK
+
+
+def demo_unavailable() -> str | None:
+    """Why the lab cannot run here (not Linux, not root, tools missing), or None."""
+    if sys.platform != "linux":
+        return f"the lab needs Linux (this is {sys.platform})"
+    from podpath.lab import missing_requirements
+
+    return missing_requirements()
+
+
+def _bundled(reason: str) -> int:
+    from podpath.tui.source import static_source
+
+    note = f"demo: a snapshot recorded from the lab, because {reason}"
+    build_app(static_source(bundled_snapshot(), "demo", "bundled snapshot", note)).run()
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if args.bundled:
+        return _bundled("--bundled was given")
+    reason = demo_unavailable()
+    if reason is not None:
+        return _bundled(reason)
+    from podpath.lab import LabError, LabSpec, running_lab
+
+    try:
+        with running_lab(LabSpec(args.name, nodes=2, pods=4, services=3)) as lab:
+            lab.interactive("node1", tui_in_node_argv(f"{args.name}/node1"))
+    except LabError as exc:
+        return _bundled(f"the lab did not come up ({exc})")
+    return EXIT_OK
+
+
+def tui_in_node_argv(label: str) -> list[str]:
+    """argv that runs this podpath's TUI inside a lab node, with this terminal's type.
+
+    The lab gives node commands a minimal environment; without TERM, Textual cannot
+    read the keyboard, so the terminal's own settings are passed on explicitly.
+    """
+    env = [f"{k}={os.environ[k]}" for k in ("TERM", "COLORTERM", "LANG", "LC_ALL") if k in os.environ]
+    if not any(e.startswith("TERM=") for e in env):
+        env.append("TERM=xterm-256color")
+    return ["env", *env, sys.executable, "-m", "podpath", "tui", "--lab-node", label]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`120x36` -> (120, 36)."""
+    try:
+        cols, rows = (int(v) for v in text.lower().split("x", 1))
+    except ValueError:
+        raise CliError(f"--size must look like 120x36, not {text!r}") from None
+    if not (20 <= cols <= 500 and 8 <= rows <= 200):
+        raise CliError("--size must be between 20x8 and 500x200")
+    return cols, rows
+
+
+async def render_svg(app: PodpathApp, keys: list[str], size: tuple[int, int], title: str | None) -> str:
+    """Run the app headless at a size, press keys, and return the screen as SVG."""
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        return app.export_screenshot(title=title)
+
+
+def _screenshot(args: argparse.Namespace) -> int:
+    from podpath.tui.source import static_source
+
+    size = parse_size(args.size)
+    if args.snapshot:
+        source = file_source(args.snapshot)
+    else:
+        source = static_source(bundled_snapshot(), "demo", "bundled snapshot")
+    if args.all:
+        from podpath.tui.tour import SHOTS
+
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, keys in SHOTS.items():
+            svg = asyncio.run(render_svg(build_app(source), list(keys), size, f"podpath — {name}"))
+            _write(out / f"{name}.svg", svg)
+        return EXIT_OK
+    svg = asyncio.run(render_svg(build_app(source), list(args.keys), size, args.title))
+    _write(Path(args.output), svg)
+    return EXIT_OK
+
+
+async def drive_tour(pilot: Any, delay: float) -> None:
+    """Show each screen of the tour at a readable pace, then quit."""
+    from podpath.tui.tour import SHOTS, TOUR
+
+    app = pilot.app
+    await asyncio.sleep(delay)
+    for name in TOUR:
+        for key in SHOTS[name]:
+            await pilot.press(key)
+            await asyncio.sleep(0.06)  # typing speed a viewer can follow
+        await asyncio.sleep(delay)
+        app.open_screen("node")
+        await pilot.pause()
+    app.exit()
+
+
+def _tour(args: argparse.Namespace) -> int:
+    from podpath.tui.source import static_source
+
+    if args.record:
+        if shutil.which("asciinema") is None:
+            raise CliError("recording needs asciinema (Debian: apt install asciinema)", EXIT_FAILURE)
+        inner = [sys.executable, "-m", "podpath", "tour", "--delay", str(args.delay)]
+        if args.snapshot:
+            inner += ["--snapshot", args.snapshot]
+        # asciinema takes one command string; shlex.join quotes every argument.
+        argv = ["asciinema", "rec", "--overwrite", "--cols", "120", "--rows", "36",
+                "-c", shlex.join(inner), "--", args.record]  # fmt: skip
+        return subprocess.run(argv, check=False).returncode
+    source = file_source(args.snapshot) if args.snapshot else static_source(
+        bundled_snapshot(), "demo", "bundled snapshot"
+    )
+
+    async def auto_pilot(pilot: Any) -> None:
+        await drive_tour(pilot, args.delay)
+
+    build_app(source).run(auto_pilot=auto_pilot)
+    return EXIT_OK
+
+
+def _write(path: Path, svg: str) -> None:
+    try:
+        path.write_text(svg, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}", EXIT_FAILURE) from None

@@ -1,0 +1,212 @@
+"""Pure row builders, checked against the fixed snapshot without an App."""
+
+from __future__ import annotations
+
+from podpath.tui.adapters import ConntrackView, ServiceView, Tuple5, Views
+from podpath.tui.list_rows import (
+    chain_rows,
+    endpoint_rows,
+    link_rows,
+    rule_rows,
+    service_rows,
+)
+from podpath.tui.node_rows import count_rows, derive, problems
+from podpath.tui.pod_rows import (
+    conntrack_rows,
+    container_rows,
+    interface_rows,
+    namespace_rows,
+    nat_rows,
+    neighbour_rows,
+    pod_rows,
+    route_rows,
+)
+from podpath.tui.rows import MORE_KEY, Row, cell, more_row, page, row
+
+from podpath.snapshot.index import SnapshotIndex
+
+WEB = "default/web-7d4b9c6f5d-x7k2p"
+
+
+def texts(r: Row) -> list[str]:
+    """The plain texts of a row."""
+    return [c.text for c in r.cells]
+
+
+def test_page_filters_case_insensitively() -> None:
+    """A filter keeps rows whose any cell contains the needle, ignoring case."""
+    rows = [row("a", "Alpha"), row("b", "beta"), row("c", "GAMMA")]
+    assert [r.key for r in page(rows, "AL").rows] == ["a"]
+    assert page(rows, "m").matched == 1
+
+
+def test_page_caps_rows_and_counts_the_rest() -> None:
+    """More rows than the limit are capped; `hidden` says how many were left out."""
+    rows = [row(str(i), i) for i in range(1000)]
+    shown = page(rows, "", limit=50)
+    assert len(shown.rows) == 50 and shown.total == 1000 and shown.hidden == 950
+
+
+def test_more_row_says_how_many_are_hidden() -> None:
+    """The cap row names the hidden count and spans the columns."""
+    r = more_row(12345, 3)
+    assert r.key == MORE_KEY and "12,345 more" in r.cells[0].text and len(r.cells) == 3
+
+
+def test_none_cell_is_a_dim_dash() -> None:
+    """Missing values show as a dim dash, not 'None'."""
+    assert cell(None).text == "-" and cell(None).role == "dim"
+
+
+def test_pod_rows_resolve_host_veth_and_bridge(index: SnapshotIndex) -> None:
+    """Each pod row shows the host-side veth (resolved via the peer) and the bridge."""
+    by_key = {r.key: texts(r) for r in pod_rows(index)}
+    web = by_key[WEB]
+    assert web[1] == "10.244.0.5"
+    assert web[4].startswith("veth") and web[5] == "cni0"
+
+
+def test_host_network_pod_is_marked(index: SnapshotIndex) -> None:
+    """A hostNetwork pod says so instead of a netns name."""
+    by_key = {r.key: texts(r) for r in pod_rows(index)}
+    assert by_key["kube-system/kube-proxy-8vhzt"][2] == "hostNetwork"
+
+
+def test_containers_list_pause_first(index: SnapshotIndex) -> None:
+    """The sandbox (pause) container comes first."""
+    pod = index.pods_by_name[WEB]
+    rows = container_rows(index, pod)
+    assert texts(rows[0])[0] == "pause" and texts(rows[0])[1] == "sandbox"
+
+
+def test_namespace_matrix_shows_shared_net_and_own_mnt(index: SnapshotIndex) -> None:
+    """The app container shares net/ipc/uts with pause and has its own mnt and pid."""
+    pod = index.pods_by_name[WEB]
+    matrix = {r.key: texts(r) for r in namespace_rows(index, pod)}
+    assert matrix["ns:net"][2].startswith("shared")
+    assert matrix["ns:ipc"][2].startswith("shared")
+    assert matrix["ns:mnt"][2].startswith("own")
+    assert matrix["ns:pid"][2].startswith("own")
+
+
+def test_interface_row_shows_eth0_peer_and_bridge(index: SnapshotIndex) -> None:
+    """eth0@ifN <-> vethX@if2 -> cni0, as the article's ip output reads."""
+    pod = index.pods_by_name[WEB]
+    eth0 = next(texts(r) for r in interface_rows(index, pod) if r.key == "if:2")
+    assert eth0[0].startswith("eth0@if") and eth0[1].startswith("↔ veth") and eth0[1].endswith("@if2")
+    assert eth0[2] == "→ cni0"
+
+
+def test_routes_include_the_nodes_route_to_the_pod(index: SnapshotIndex) -> None:
+    """The node's cni0 route that reaches the pod is listed after the pod's own routes."""
+    pod = index.pods_by_name[WEB]
+    rows = [texts(r) for r in route_rows(index, pod)]
+    assert any(r[0] == "pod" and r[2] == "0.0.0.0/0" for r in rows)
+    assert any(r[0] == "node" and r[2] == "10.244.0.0/24" and r[4] == "cni0" for r in rows)
+
+
+def test_neighbours_include_the_bridge_fdb_entry_for_the_pod_mac(index: SnapshotIndex) -> None:
+    """The bridge FDB entry for the pod's MAC is found on its veth port."""
+    pod = index.pods_by_name[WEB]
+    eth0 = index.pod_interface(pod)
+    assert eth0 is not None
+    fdb = [texts(r) for r in neighbour_rows(index, pod) if r.key.startswith("fdb:")]
+    assert fdb and fdb[0][3] == eth0.mac and fdb[0][4].startswith("veth")
+
+
+def test_nat_rows_give_this_endpoints_probability(index: SnapshotIndex, views: Views) -> None:
+    """The web pod is one of three endpoints of default/web: probability 1/3."""
+    pod = index.pods_by_name[WEB]
+    rows = [texts(r) for r in nat_rows(views.services(), pod)]
+    web = next(r for r in rows if r[0] == "default/web")
+    assert web[1] == "10.96.0.20:80/tcp" and abs(float(web[3]) - 1 / 3) < 1e-3
+    assert web[5].startswith("-A KUBE-SEP-") and "DNAT" in web[5]
+
+
+def _entry(dst: str, reply_src: str) -> ConntrackView:
+    return ConntrackView("tcp", "ESTABLISHED", Tuple5("10.244.0.8", dst, 5000, 80),
+                         Tuple5(reply_src, "10.244.0.8", 80, 5000), (), 100)  # fmt: skip
+
+
+def test_conntrack_dnat_is_explained() -> None:
+    """A DNAT'd entry to a live endpoint says which VIP went to which endpoint."""
+    svc = ServiceView("default", "web", "http", "10.96.0.20", 80, "tcp", None, (), "iptables")
+    svc = ServiceView(**{**svc.__dict__, "endpoints": (_endpoint("10.244.0.5"),)})
+    rows = conntrack_rows((_entry("10.96.0.20", "10.244.0.5"),), (svc,))
+    assert texts(rows[0])[4] == "DNAT 10.96.0.20 → 10.244.0.5"
+
+
+def _endpoint(ip: str):  # type: ignore[no-untyped-def]
+    from podpath.tui.adapters import Endpoint
+
+    return Endpoint(ip, 80, 1.0, "KUBE-SEP-X")
+
+
+def test_conntrack_to_a_removed_endpoint_is_stale() -> None:
+    """A DNAT to an address no longer among the Service's endpoints is flagged stale."""
+    svc = ServiceView("default", "web", "http", "10.96.0.20", 80, "tcp", None, (_endpoint("10.244.0.5"),), "iptables")
+    rows = conntrack_rows((_entry("10.96.0.20", "10.244.0.9"),), (svc,))
+    assert rows[0].cells[4].role == "error" and "stale" in rows[0].cells[4].text
+
+
+def test_conntrack_rows_filter_by_pod_ips(views: Views) -> None:
+    """Only entries involving the pod's IPs are kept when ips are given."""
+    rows = conntrack_rows(views.conntrack(), views.services(), frozenset({"10.244.0.7"}))
+    assert rows and all("10.244.0.7" in " ".join(texts(r)) for r in rows)
+
+
+def test_service_rows_resolve_local_remote_and_node_endpoints(index: SnapshotIndex, views: Views) -> None:
+    """Endpoints resolve to a local pod, a remote node, or this node (apiserver)."""
+    svcs = {s.key: s for s in views.services()}
+    web = next(s for k, s in svcs.items() if k.startswith("default/web:"))
+    places = [texts(r)[2] for r in endpoint_rows(index, web)]
+    assert places.count("remote node") == 1 and sum(p.startswith("default/web-") for p in places) == 2
+    api = next(s for k, s in svcs.items() if k.startswith("default/kubernetes:"))
+    assert texts(endpoint_rows(index, api)[0])[2] == "this node (host network)"
+
+
+def test_service_without_endpoints_is_a_warning(index: SnapshotIndex, views: Views) -> None:
+    """A Service with no endpoints says so, as a warning."""
+    prom = next(r for r in service_rows(index, views.services()) if r.key.startswith("monitoring/"))
+    assert prom.cells[2].text == "0" and prom.cells[3].role == "warning"
+
+
+def test_chain_rows_put_builtin_chains_first(views: Views) -> None:
+    """Built-in chains (with a policy) come before user chains."""
+    rs = views.rulesets()[0]
+    rows = chain_rows(rs, "nat")
+    names = [texts(r)[0] for r in rows]
+    assert names[:4] == ["INPUT", "OUTPUT", "POSTROUTING", "PREROUTING"]
+    assert "KUBE-SERVICES" in names
+
+
+def test_rule_rows_show_dnat_target(views: Views) -> None:
+    """A KUBE-SEP chain's rule shows its DNAT with --to-destination."""
+    rs = views.rulesets()[0]
+    sep = next(c.name for c in rs.chains("nat") if c.name.startswith("KUBE-SEP-"))
+    targets = [texts(r)[2] for r in rule_rows(rs.rules("nat", sep))]
+    assert any(t.startswith("DNAT --to-destination ") for t in targets)
+
+
+def test_links_tree_puts_pod_veths_under_the_bridge(index: SnapshotIndex) -> None:
+    """cni0 is followed by its ports, each naming its pod."""
+    rows = [texts(r) for r in link_rows(index)]
+    names = [r[0] for r in rows]
+    i = names.index("cni0")
+    assert names[i + 1].startswith(("├─ veth", "└─ veth"))
+    assert any("pod default/web-" in r[5] for r in rows)
+
+
+def test_problems_find_the_leaked_ipam_address_and_stale_conntrack(index: SnapshotIndex, views: Views) -> None:
+    """The fixture leaks 10.244.0.9 in IPAM and has a conntrack entry DNAT'd to it."""
+    found = problems(index, views)
+    subjects = [p.subject for p in found]
+    assert "IPAM cbr0 10.244.0.9" in subjects and "stale conntrack" in subjects
+
+
+def test_home_counts_match_the_snapshot(index: SnapshotIndex, views: Views) -> None:
+    """The home menu's counts are the snapshot's."""
+    counts = {r.key: r.cells[1].text for r in count_rows(index, derive(index, views))}
+    assert counts["go:pods"] == str(len(index.snapshot.pods))
+    assert counts["go:svc"] == str(len(views.services()))
+    assert counts["go:ct"] == "8"

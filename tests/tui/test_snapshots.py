@@ -1,0 +1,26 @@
+"""SVG snapshots of the main screens on the fixed snapshot (Textual pinned, keys from the tour).
+
+Update only after looking at the SVGs: `pytest tests/tui/test_snapshots.py --snapshot-update`,
+then open tests/tui/__snapshots__/ (rsvg-convert FILE.svg -o FILE.png to view).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from podpath.tui.app import PodpathApp
+from podpath.tui.tour import SHOTS
+
+SIZE = (120, 36)
+MAIN = (
+    "node", "pods", "pod-containers", "pod-interfaces", "pod-routes", "pod-neighbours", "pod-nat",
+    "pod-conntrack", "services", "service", "netfilter-chains", "netfilter-rules", "trace",
+    "trace-and", "trace-reply", "problems", "help",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MAIN)
+def test_screen_looks_as_approved(name: str, snap_compare: Callable[..., bool], make_app: Callable[..., PodpathApp]) -> None:
+    """The screen reached by the tour's keys renders exactly as the approved SVG."""
+    assert snap_compare(make_app(), press=list(SHOTS[name]), terminal_size=SIZE)

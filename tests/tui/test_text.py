@@ -1,0 +1,82 @@
+"""The one sanitiser: node text reaches the screen literally, controls made visible."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+from podpath.tui.text import clean, literal_content, literal_text
+from rich.console import Console
+
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def test_escape_becomes_a_visible_symbol() -> None:
+    """ESC is shown as ␛, so a CSI sequence is inert text."""
+    assert clean("\x1b[31mred") == "␛[31mred"
+
+
+def test_osc_title_and_bel_are_visible() -> None:
+    """An OSC 0 title sequence keeps none of its control bytes."""
+    assert clean("\x1b]0;pwned\x07") == "␛]0;pwned␇"
+
+
+def test_c1_controls_are_hex_escaped() -> None:
+    """C1 controls (a one-byte CSI is \\x9b) become \\xNN."""
+    assert clean("a\x9b31mb\x85") == "a\\x9b31mb\\x85"
+
+
+def test_bidi_overrides_are_escaped() -> None:
+    """Trojan-source bidi overrides and isolates are shown as code points."""
+    assert clean("ab\u202ecba\u2066x\u2069") == "ab\\u202ecba\\u2066x\\u2069"
+
+
+def test_undecodable_bytes_show_their_byte() -> None:
+    """A surrogateescape'd byte shows as the byte it was."""
+    raw = b"eth\xff0".decode("utf-8", "surrogateescape")
+    assert clean(raw) == "eth\\xff0"
+
+
+def test_del_and_newline_are_visible() -> None:
+    """DEL and LF cannot break a table row."""
+    assert clean("a\x7fb\nc") == "a␡b␊c"
+
+
+def test_plain_text_is_unchanged() -> None:
+    """Ordinary names pass untouched (including non-ASCII letters)."""
+    assert clean("kube-system/coredns-5d78c9869d-b2wxs ünïcødé") == "kube-system/coredns-5d78c9869d-b2wxs ünïcødé"
+
+
+def test_markup_is_not_parsed_by_literal_text() -> None:
+    """A click action in markup stays literal text with no style or meta."""
+    text = literal_text("[@click=app.quit]x[/]")
+    assert text.plain == "[@click=app.quit]x[/]"
+    assert not text.spans
+
+
+def test_markup_is_not_parsed_by_literal_content() -> None:
+    """Content from node text keeps brackets and has no spans."""
+    content = literal_content("[link=https://evil]eth0[/link] [b]")
+    assert content.plain == "[link=https://evil]eth0[/link] [b]"
+    assert not content.spans
+
+
+def test_rendered_output_has_no_escape_byte() -> None:
+    """Rendering hostile text through Rich emits no ESC from the data itself."""
+    console = Console(color_system=None, width=200, file=None, record=True)
+    console.print(literal_text("\x1b]52;c;ZXZpbA==\x07\x1b[2J\u202e"))
+    assert "\x1b" not in console.export_text()
+
+
+@given(st.text())
+def test_clean_output_never_holds_unsafe_characters(value: str) -> None:
+    """For any string, the cleaned form holds no control, bidi or surrogate character."""
+    assert not UNSAFE.search(clean(value))
+
+
+def test_literal_lines_keep_the_files_newlines_only() -> None:
+    """A config file's own newlines stay; an ESC inside a line is made visible."""
+    from podpath.tui.text_screen import literal_lines
+
+    assert literal_lines('{\n "name": "\x1b[2J"\n}').plain == '{\n "name": "␛[2J"\n}'

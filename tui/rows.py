@@ -1,0 +1,93 @@
+"""Rows: what a table shows, as plain data, built by pure functions and tested without an App.
+
+A `Row` has a stable key (so a refresh updates rows in place and the cursor survives)
+and cells of text with a semantic role; the table widget maps roles to theme colours.
+Cell text is raw node data: the widget passes it through `podpath.tui.text`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+
+# Semantic roles a cell may have; the table maps them to theme variables.
+ROLES = ("", "dim", "accent", "primary", "warning", "error", "success")
+
+# No table ever holds more rows than this: filter before rendering (a DataTable takes
+# ~118 us a row, 100k rows 12 s). The rest is summarised in one last row.
+MAX_ROWS = 400
+MORE_KEY = "\x00more"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: raw text and a semantic role."""
+
+    text: str
+    role: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row with a stable key."""
+
+    key: str
+    cells: tuple[Cell, ...]
+
+    @cached_property
+    def haystack(self) -> str:
+        """The lower-cased text a filter searches (built once: filtering runs per keystroke)."""
+        return "\x1f".join(c.text for c in self.cells).lower()
+
+
+def cell(text: object, role: str = "") -> Cell:
+    """A cell from any value (None shows as a dim dash)."""
+    if text is None or text == "":
+        return Cell("-", "dim")
+    return Cell(str(text), role)
+
+
+def row(key: str, *cells: Cell | str | int | None) -> Row:
+    """A row from cells or plain values."""
+    return Row(key, tuple(c if isinstance(c, Cell) else cell(c) for c in cells))
+
+
+@dataclass(frozen=True)
+class Page:
+    """The rows a table shows after filtering and capping."""
+
+    rows: tuple[Row, ...]
+    total: int  # rows before filtering
+    matched: int  # rows the filter kept (before capping)
+
+    @property
+    def hidden(self) -> int:
+        """Matching rows not shown because of the cap."""
+        return self.matched - len(self.rows)
+
+
+def page(rows: Iterable[Row], needle: str = "", limit: int = MAX_ROWS) -> Page:
+    """Filter rows by a case-insensitive substring and cap them at `limit`."""
+    needle = needle.lower()
+    shown: list[Row] = []
+    total = matched = 0
+    for r in rows:
+        total += 1
+        if needle and needle not in r.haystack:
+            continue
+        matched += 1
+        if len(shown) < limit:
+            shown.append(r)
+    return Page(tuple(shown), total, matched)
+
+
+def more_row(hidden: int, width: int) -> Row:
+    """The last row of a capped table."""
+    first = Cell(f"… {hidden:,} more — refine the filter with /", "warning")
+    return Row(MORE_KEY, (first, *(Cell("", "dim") for _ in range(width - 1))))
+
+
+def join(values: Iterable[object], sep: str = ", ") -> str:
+    """Values joined for one cell."""
+    return sep.join(str(v) for v in values)

@@ -1,0 +1,58 @@
+"""Where the app's snapshot comes from: given to the app by the composition root.
+
+The TUI never reads a node. The CLI builds a source: a snapshot already loaded (a
+file, the bundled demo, a test fixture), or a live collector passed in as a plain
+callable that takes a `threading.Event` to cancel (so the collector never imports
+Textual, and the TUI never imports the collectors).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from podpath.snapshot.model import Snapshot
+
+Collect = Callable[[threading.Event, Snapshot | None], Snapshot]
+
+
+@dataclass(frozen=True)
+class SnapshotSource:
+    """A snapshot source: an initial snapshot, and/or a way to collect a fresh one."""
+
+    kind: str  # "live" | "file" | "lab" | "demo" | "test"
+    name: str  # host root, file path, lab node name
+    initial: Snapshot | None = None
+    collect: Collect | None = None
+    # One line shown under the header, e.g. why the demo opened a bundled snapshot.
+    note: str | None = None
+
+    @property
+    def can_refresh(self) -> bool:
+        """True when `r` can collect a new snapshot."""
+        return self.collect is not None
+
+    def title(self, snapshot: Snapshot | None) -> str:
+        """The header's sub-title: what is shown, and from when."""
+        if self.kind == "live":
+            where = f"live host {self.name}"
+        elif self.kind == "lab":
+            where = f"lab node {self.name}"
+        else:
+            where = f"{self.kind} {self.name}"
+        if snapshot is None:
+            return f"{where} · collecting…"
+        taken = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snapshot.taken_at))
+        return f"{where} · {snapshot.node.hostname} · {taken}"
+
+
+def static_source(snapshot: Snapshot, kind: str, name: str, note: str | None = None) -> SnapshotSource:
+    """A source that only shows one snapshot (a file, the demo, a test)."""
+    return SnapshotSource(kind=kind, name=name, initial=snapshot, note=note)
+
+
+def live_source(collect: Collect, name: str, kind: str = "live") -> SnapshotSource:
+    """A source that collects in a worker thread, at start and on every refresh."""
+    return SnapshotSource(kind=kind, name=name, collect=collect)

@@ -1,0 +1,56 @@
+"""Named key sequences that show each main screen from the home screen.
+
+One list drives `podpath screenshot --all` (the screenshots/ in the README), the SVG
+snapshot tests, and anything that tours the app, so they always agree.
+"""
+
+from __future__ import annotations
+
+
+def _type(text: str) -> tuple[str, ...]:
+    return tuple(text)
+
+
+def _jump(name: str) -> tuple[str, ...]:
+    return ("colon", *_type(name), "enter")
+
+
+def _filter_open(text: str) -> tuple[str, ...]:
+    # `/text`, enter returns to the table, enter opens the only match.
+    return ("slash", *_type(text), "enter", "enter")
+
+
+_POD = (*_jump("pods"), *_filter_open("x7k2p"))
+_TRACE = (*_jump("pods"), "slash", *_type("client"), "enter", "t", *_type("10.96.0.20:80"), "enter")
+_NAT = (*_jump("ipt"), "enter", *_filter_open("nat"))
+
+SHOTS: dict[str, tuple[str, ...]] = {
+    "node": (),
+    "pods": _jump("pods"),
+    "pod-containers": _POD,
+    "pod-interfaces": (*_POD, "right"),
+    "pod-routes": (*_POD, "right", "right"),
+    "pod-neighbours": (*_POD, "right", "right", "right"),
+    "pod-nat": (*_POD, "right", "right", "right", "right"),
+    "pod-conntrack": (*_POD, "right", "right", "right", "right", "right"),
+    "services": _jump("svc"),
+    "service": (*_jump("svc"), *_filter_open("web:http")),
+    "netfilter-chains": _NAT,
+    "netfilter-rules": (*_NAT, *_filter_open("KUBE-SERVICES")),
+    "trace": _TRACE,
+    "trace-and": (*_TRACE, "a"),
+    "trace-reply": (*_TRACE, "p"),
+    "namespaces": _jump("ns"),
+    "links": _jump("links"),
+    "conntrack": _jump("ct"),
+    "cni": _jump("cni"),
+    "problems": _jump("problems"),
+    "help": (*_jump("pods"), "question_mark"),
+}
+
+# The order a scripted tour (`podpath tour`) shows them in: the article's story.
+TOUR: tuple[str, ...] = (
+    "node", "pods", "pod-containers", "pod-interfaces", "pod-routes", "pod-neighbours", "pod-nat",
+    "services", "service", "netfilter-rules", "trace", "trace-and", "trace-reply", "conntrack",
+    "links", "problems",
+)  # fmt: skip
