@@ -9,39 +9,15 @@ from a node or a snapshot goes through `clean` (to a visible plain string) and t
 
 from __future__ import annotations
 
-import re
-
 from rich.text import Text
 from textual.content import Content
 
-# C0 controls, DEL, C1 controls, bidi embeddings/overrides/isolates, marks that
-# reorder or hide text, line/paragraph separators, and every surrogate (lone
-# surrogates are undecodable bytes kept by surrogateescape).
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
-
-
-def _visible(match: re.Match[str]) -> str:
-    ch = match.group()
-    code = ord(ch)
-    if code < 0x20:
-        # Unicode "control pictures": ESC -> ␛, NUL -> ␀, LF -> ␊.
-        return chr(0x2400 + code)
-    if code == 0x7F:
-        return "\u2421"  # ␡
-    if 0x80 <= code <= 0x9F:
-        return f"\\x{code:02x}"
-    if 0xDC80 <= code <= 0xDCFF:
-        # A byte that was not UTF-8, kept by surrogateescape: show the byte.
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\u{code:04x}"
+from podpath.safe_text import visible
 
 
 def clean(value: object) -> str:
     """A plain string with every control, bidi and undecodable character made visible."""
-    text = value if isinstance(value, str) else str(value)
-    return _UNSAFE.sub(_visible, text)
+    return visible(value)
 
 
 def literal_text(value: object, style: str = "") -> Text:

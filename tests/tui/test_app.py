@@ -352,7 +352,7 @@ async def test_markup_in_a_pod_name_is_literal_and_fires_nothing(fixed_snapshot:
         table = app.screen.query_one("#table", RowTable)
         names = [table.get_row_at(i)[0].plain for i in range(table.row_count)]
         hostile = next(n for n in names if "@click" in n)
-        assert hostile == "default/[@click=app.quit]x[/]␛]0;pwned␇\\u202e"
+        assert hostile == "default/[@click=app.quit]x[/]\\x1b]0;pwned\\x07\\u202e"
         row = names.index(hostile)
         await pilot.click("#table", offset=(4, row + 1))
         await pilot.pause()

@@ -53,7 +53,7 @@ def test_hostile_pod_name_is_shown_literally_on_a_real_terminal(tmp_path: Path) 
         _wait_for(session, "jump to")
         _tmux("send-keys", "-t", session, "pods", "Enter")
         screen = _wait_for(session, "evil")
-        assert "[@click=app.quit]evil␛]2;PWNED␇␛[2J" in screen
+        assert "[@click=app.quit]evil\\x1b]2;PWNED\\x07\\x1b[2J" in screen
         assert "PWNED" not in _tmux("display-message", "-p", "-t", session, "#{pane_title}")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=20, check=False)

@@ -13,13 +13,13 @@ UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u2
 
 
 def test_escape_becomes_a_visible_symbol() -> None:
-    """ESC is shown as ␛, so a CSI sequence is inert text."""
-    assert clean("\x1b[31mred") == "␛[31mred"
+    """ESC is shown as \\x1b, so a CSI sequence is inert text."""
+    assert clean("\x1b[31mred") == "\\x1b[31mred"
 
 
 def test_osc_title_and_bel_are_visible() -> None:
     """An OSC 0 title sequence keeps none of its control bytes."""
-    assert clean("\x1b]0;pwned\x07") == "␛]0;pwned␇"
+    assert clean("\x1b]0;pwned\x07") == "\\x1b]0;pwned\\x07"
 
 
 def test_c1_controls_are_hex_escaped() -> None:
@@ -40,7 +40,7 @@ def test_undecodable_bytes_show_their_byte() -> None:
 
 def test_del_and_newline_are_visible() -> None:
     """DEL and LF cannot break a table row."""
-    assert clean("a\x7fb\nc") == "a␡b␊c"
+    assert clean("a\x7fb\nc") == "a\\x7fb\\x0ac"
 
 
 def test_plain_text_is_unchanged() -> None:
@@ -79,4 +79,4 @@ def test_literal_lines_keep_the_files_newlines_only() -> None:
     """A config file's own newlines stay; an ESC inside a line is made visible."""
     from podpath.tui.text_screen import literal_lines
 
-    assert literal_lines('{\n "name": "\x1b[2J"\n}').plain == '{\n "name": "␛[2J"\n}'
+    assert literal_lines('{\n "name": "\x1b[2J"\n}').plain == '{\n "name": "\\x1b[2J"\n}'
