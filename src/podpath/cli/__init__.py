@@ -26,9 +26,19 @@ class CliError(Exception):
         self.code = code
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every subcommand registered."""
-    from podpath.cli import inspect, lab, trace, tui
+# Subcommand -> the module that registers it. Only the module a command line needs is
+# imported, so `podpath ls namespaces` does not pay for Textual's or asyncio's imports.
+COMMAND_MODULES: dict[str, str] = {
+    "tui": "tui", "demo": "tui", "screenshot": "tui", "tour": "tui",
+    "snapshot": "inspect", "ls": "inspect",
+    "trace": "trace",
+    "lab": "lab",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with `only`, just that command's module is registered."""
+    import importlib
 
     parser = argparse.ArgumentParser(
         prog="podpath",
@@ -37,20 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"podpath {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (tui, inspect, trace, lab):
-        module.register(sub)
+    wanted = [COMMAND_MODULES[only]] if only in COMMAND_MODULES else ["tui", "inspect", "trace", "lab"]
+    for name in dict.fromkeys(wanted):
+        importlib.import_module(f"podpath.cli.{name}").register(sub)
     return parser
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, if any (the first non-option word)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `podpath` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        # Bare `podpath` opens the TUI on the live node, like k9s opens on the cluster.
-        args = parser.parse_args(["tui", *(argv or [])])
-        handler = args.handler
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not words or (words[0].startswith("-") and words[0] not in ("-h", "--help", "--version")):
+        # Bare `podpath [--snapshot F | --host-root D]` opens the TUI, as k9s opens on
+        # the cluster.
+        words = ["tui", *words]
+    args = build_parser(_command_word(words)).parse_args(words)
+    handler = args.handler
     try:
         code: int = handler(args)
     except CliError as exc:
