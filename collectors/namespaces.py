@@ -330,6 +330,16 @@ class NsidClient:
 # -- assembly ----------------------------------------------------------------------------
 
 
+def lowest_pids(processes: tuple[Process, ...]) -> set[int]:
+    """The lowest PID holding each namespace: the process lsns shows for it."""
+    lowest: dict[tuple[str, int], int] = {}
+    for p in processes:
+        for key in p.namespaces.items():
+            if key not in lowest or p.pid < lowest[key]:
+                lowest[key] = p.pid
+    return set(lowest.values())
+
+
 def _command(p: Process) -> str:
     """lsns's COMMAND: the command line joined by spaces, else comm (kernel threads)."""
     return " ".join(p.cmdline) if p.cmdline else p.comm

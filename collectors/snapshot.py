@@ -19,12 +19,12 @@ from podpath.collectors.cni import collect_cni, mark_stale
 from podpath.collectors.commands import CommandRunner
 from podpath.collectors.conntrack import ConntrackResult, collect_conntrack
 from podpath.collectors.hostroot import CollectorError, HostRoot
-from podpath.collectors.namespaces import net_namespace_targets, scan_namespaces
+from podpath.collectors.namespaces import lowest_pids, net_namespace_targets, scan_namespaces
 from podpath.collectors.netfilter import NetfilterResult, collect_netfilter
 from podpath.collectors.netns_scan import scan_network_namespaces
 from podpath.collectors.node import collect_node
 from podpath.collectors.pods import collect_pods
-from podpath.collectors.procfs import scan_processes, self_namespaces
+from podpath.collectors.procfs import scan_processes, self_namespaces, with_cmdlines
 
 from podpath.snapshot.model import SCHEMA_VERSION, CniState, Gap, NetNamespace, Pod, Snapshot
 
@@ -73,8 +73,12 @@ def _collect_local(
     gaps: list[Gap] = []
     node, node_gaps = collect_node(host, cancel)
     gaps += node_gaps
-    processes, proc_gaps = scan_processes(host, cancel)
+    # Listing namespaces alone needs only each namespace's lowest PID's command line.
+    full = bool(parts & {"processes", "pods"})
+    processes, proc_gaps = scan_processes(host, cancel, full=full)
     gaps += proc_gaps
+    if not full:
+        processes = with_cmdlines(host, processes, lowest_pids(processes))
     scan = scan_namespaces(host, processes, cancel)
     gaps += scan.gaps
     root_netns = scan.root_netns or 0

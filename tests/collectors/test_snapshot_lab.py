@@ -69,6 +69,19 @@ def test_namespaces_equal_lsns(shared_lab: Lab, snapshot: Snapshot) -> None:
         assert abs(ns.nprocs - int(row["nprocs"])) <= (4 if ns.pid == 1 else 0), row
 
 
+def test_ls_namespaces_json_equals_lsns_json(shared_lab: Lab, run_podpath: Any) -> None:
+    """`ls namespaces --json` (the light process scan) agrees with `lsns -J` on pid and command."""
+    out = run_podpath(shared_lab, NODE, "ls", "namespaces", "--json")
+    assert out.returncode == 0, out.stderr
+    ours = {(n["type"], n["inode"]): n for n in json.loads(out.stdout)["namespaces"]}
+    lsns = _node_json(shared_lab, "lsns", "-J", "-o", "NS,TYPE,NPROCS,PID,COMMAND")["namespaces"]
+    for row in lsns:
+        ns = ours[(row["type"], int(row["ns"]))]
+        assert ns["pid"] == int(row["pid"]), row
+        assert ns["command"] == row["command"], row
+        assert set(ns) >= {"inode", "type", "nprocs", "pid", "command", "netnsid", "nsfs"}
+
+
 def test_named_netns_are_listed_with_their_path(shared_lab: Lab, snapshot: Snapshot) -> None:
     """Every /run/netns entry of the node is a net namespace with its nsfs path."""
     names = shared_lab.exec(NODE, ["ip", "netns", "list"]).stdout.split()
