@@ -1,0 +1,298 @@
+"""Runs INSIDE a lab node: times commands and podpath's code in-process, prints JSON.
+
+    python driver.py PHASE 'JSON-ARGS'
+
+Each phase is a fresh process so one phase's memory does not slow the next. The last
+line of stdout is the JSON result ({name: [seconds, ...], ...} plus extras).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BASELINE = str(HERE / "baseline.sh")
+Result = dict[str, Any]
+
+
+def run_timed(argv: Sequence[str], timeout: float = 600) -> tuple[float, int, int]:
+    """Run argv to completion (output discarded): (wall seconds, peak RSS KiB, exit code)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = started + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            proc.kill()
+        time.sleep(0.001)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, int(usage.ru_maxrss), proc.returncode
+
+
+def phase_ab(args: Result) -> Result:
+    """Whole processes, alternating their order each round so drift cancels."""
+    commands: dict[str, list[str]] = args["commands"]
+    names = list(commands)
+    out: Result = {n: [] for n in names}
+    rss: Result = {n: [] for n in names}
+    rcs: Result = {n: [] for n in names}
+    for name in names:  # warm-up: page cache, first import
+        run_timed(commands[name])
+    for i in range(int(args["repeats"])):
+        order = names if i % 2 == 0 else list(reversed(names))
+        for name in order:
+            wall, kib, rc = run_timed(commands[name])
+            out[name].append(wall)
+            rss[name].append(kib)
+            rcs[name].append(rc)
+    return {"wall": out, "maxrss_kib": rss, "rc": rcs}
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def phase_collectors(args: Result) -> Result:
+    """Each collector in-process, alternated with the shell tool for the same facts."""
+    from podpath.collectors.cni import collect_cni
+    from podpath.collectors.commands import CommandRunner
+    from podpath.collectors.conntrack import collect_conntrack
+    from podpath.collectors.hostroot import HostRoot
+    from podpath.collectors.namespaces import net_namespace_targets, scan_namespaces
+    from podpath.collectors.netfilter import collect_netfilter
+    from podpath.collectors.netns_scan import scan_network_namespaces
+    from podpath.collectors.pods import collect_pods
+    from podpath.collectors.procfs import scan_processes
+    from podpath.collectors.snapshot import take_snapshot
+
+    from podpath.conntrack import parse_conntrack
+    from podpath.netfilter.iptables_save import parse_ruleset
+    from podpath.netfilter.kube_proxy import services
+    from podpath.netfilter.nft import nft_services, parse_nft_json
+
+    cancel = threading.Event()
+    runner = CommandRunner(host_root=Path("/"))
+    times: dict[str, list[float]] = {}
+    shell: dict[str, list[float]] = {}
+    counts: dict[str, float] = {}
+
+    def add(name: str, seconds: float) -> None:
+        times.setdefault(name, []).append(seconds)
+
+    with HostRoot("/") as host:
+        for i in range(int(args["repeats"])):
+            for part in ("lsns", "netns", "netfilter", "conntrack"):
+                shell.setdefault(part, []).append(run_timed(["sh", BASELINE, part])[0])
+            t = time.perf_counter()
+            procs, _ = scan_processes(host, cancel)
+            add("processes (/proc scan)", time.perf_counter() - t)
+            t = time.perf_counter()
+            scan = scan_namespaces(host, procs, cancel)
+            add("namespaces", time.perf_counter() - t)
+            root = scan.root_netns or 0
+            t = time.perf_counter()
+            targets = net_namespace_targets(host, scan)
+            netns, _ = scan_network_namespaces(targets, root, cancel)
+            add("netns: links+addrs+routes+neigh+fdb", time.perf_counter() - t)
+            t = time.perf_counter()
+            cni, _ = collect_cni(host, cancel)
+            pods, _ = collect_pods(host, procs, root or None, cancel, namespaces=scan.namespaces,
+                                   allocations=cni.allocations, redact=True)
+            add("pods (runtime state + CNI)", time.perf_counter() - t)
+            t = time.perf_counter()
+            nf = collect_netfilter(runner, None, cancel)
+            add("netfilter collect (tools)", time.perf_counter() - t)
+            text = "".join(d.text for d in nf.iptables)
+            gc.collect()
+            t = time.perf_counter()
+            rulesets = [parse_ruleset(d.text) for d in nf.iptables]
+            add("iptables parse", time.perf_counter() - t)
+            t = time.perf_counter()
+            svcs = [s for r in rulesets for s in services(r)]
+            add("kube-proxy Service model", time.perf_counter() - t)
+            if nf.nft is not None:
+                t = time.perf_counter()
+                nft_rs = parse_nft_json(nf.nft.json_text)
+                add("nft parse", time.perf_counter() - t)
+                t = time.perf_counter()
+                nsvcs = nft_services(nft_rs)
+                add("nft Service model", time.perf_counter() - t)
+                counts["nft services"] = len(nsvcs)
+                counts["nft json bytes"] = len(nf.nft.json_text)
+            t = time.perf_counter()
+            ct = collect_conntrack(runner, cancel)
+            add("conntrack collect (tool)", time.perf_counter() - t)
+            if ct.dump is not None:
+                t = time.perf_counter()
+                entries = parse_conntrack(ct.dump.text)
+                add("conntrack parse (on demand)", time.perf_counter() - t)
+                counts["conntrack entries"] = len(entries)
+            t = time.perf_counter()
+            take_snapshot()
+            add("take_snapshot, in-process, cold", time.perf_counter() - t)
+            counts.update({"processes": len(procs), "netns": len(netns), "pods": len(pods),
+                           "iptables bytes": len(text), "services": len(svcs),
+                           "round": i})
+    return {"times": times, "shell": shell, "counts": counts}
+
+
+def phase_refresh(args: Result) -> Result:
+    """take_snapshot(previous=...) on an unchanged node (the TUI's `r`) vs the shell script."""
+    from podpath.collectors.snapshot import take_snapshot
+
+    previous = take_snapshot()
+    podpath: list[float] = []
+    shell: list[float] = []
+    for i in range(int(args["repeats"])):
+        first_shell = i % 2 == 1
+        if first_shell:
+            shell.append(run_timed(["sh", BASELINE, "all"])[0])
+        t = time.perf_counter()
+        previous = take_snapshot(previous=previous)
+        podpath.append(time.perf_counter() - t)
+        if not first_shell:
+            shell.append(run_timed(["sh", BASELINE, "all"])[0])
+    return {"podpath": podpath, "shell": shell}
+
+
+def phase_trace(args: Result) -> Result:
+    """A Service trace through the loaded snapshot: cold (new index) and warm (kept index)."""
+    from podpath.snapshot.codec import load_path
+    from podpath.snapshot.index import SnapshotIndex
+    from podpath.trace.engine import trace
+    from podpath.trace.probe import Probe
+
+    t = time.perf_counter()
+    snap = load_path(args["snapshot"])
+    load_s = time.perf_counter() - t
+    probe = Probe(args["source"], args["destination"], "tcp")
+    cold: list[float] = []
+    warm: list[float] = []
+    branches = 0
+    for _ in range(int(args["repeats"])):
+        t = time.perf_counter()
+        index = SnapshotIndex(snap)
+        result = trace([index], probe)
+        cold.append(time.perf_counter() - t)
+        for _ in range(3):
+            t = time.perf_counter()
+            result = trace([index], probe)
+            warm.append(time.perf_counter() - t)
+        branches = len(result.branches)
+    return {"cold": cold, "warm": warm, "load": [load_s], "branches": branches}
+
+
+async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
+    from podpath.tui.app import create_app
+    from podpath.tui.source import static_source
+
+    t0 = time.perf_counter()
+    app = create_app(static_source(snap, "file", path))
+    out: dict[str, float] = {}
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        out["first_frame"] = time.perf_counter() - t0
+        t = time.perf_counter()
+        app.open_screen("svc")
+        await pilot.pause()
+        await pilot.pause()
+        out["services_screen"] = time.perf_counter() - t
+        await pilot.press("slash")
+        await pilot.pause()
+        keys: list[float] = []
+        for ch in needle:
+            t = time.perf_counter()
+            await pilot.press(ch)
+            await pilot.pause()
+            keys.append(time.perf_counter() - t)
+        for _ in needle:
+            t = time.perf_counter()
+            await pilot.press("backspace")
+            await pilot.pause()
+            keys.append(time.perf_counter() - t)
+        out["filter_key"] = sorted(keys)[len(keys) // 2]
+        out["filter_key_max"] = max(keys)
+    return out
+
+
+def phase_tui(args: Result) -> Result:
+    """TUI headless with Pilot on the scale snapshot."""
+    from podpath.snapshot.codec import load_path
+
+    snap = load_path(args["snapshot"])
+    runs = [asyncio.run(_tui_once(args["snapshot"], snap, args["needle"]))
+            for _ in range(int(args["repeats"]))]
+    return {k: [r[k] for r in runs] for k in runs[0]}
+
+
+def phase_snapfile(args: Result) -> Result:
+    """Write the scale snapshot with the CLI; report its size."""
+    path = args["snapshot"]
+    wall, kib, rc = run_timed(["podpath", "snapshot", "-o", path])
+    return {"size": os.path.getsize(path), "wall": wall, "maxrss_kib": kib, "rc": rc}
+
+
+def phase_profile(args: Result) -> Result:
+    """cProfile one target inside the node; the top functions by cumulative time, as text."""
+    import cProfile
+    import io
+    import pstats
+
+    target = args["target"]
+    prof = cProfile.Profile()
+    if target == "snapshot":
+        from podpath.collectors.snapshot import take_snapshot
+
+        prof.runcall(take_snapshot)
+    elif target == "services":
+        from podpath.snapshot.codec import load_path
+        from podpath.snapshot.index import SnapshotIndex
+
+        index = SnapshotIndex(load_path(args["snapshot"]))
+        prof.runcall(lambda: index.services)
+    elif target == "tui":
+        from podpath.snapshot.codec import load_path
+
+        snap = load_path(args["snapshot"])
+        prof.runcall(lambda: asyncio.run(_tui_once(args["snapshot"], snap, "svc-12")))
+    elif target == "ls-namespaces":
+        from podpath.cli import main as cli_main
+
+        prof.runcall(cli_main, ["ls", "namespaces", "--json"])
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(int(args.get("top", 40)))
+    return {"text": out.getvalue()}
+
+
+PHASES: dict[str, Callable[[Result], Result]] = {
+    "ab": phase_ab, "collectors": phase_collectors, "refresh": phase_refresh,
+    "trace": phase_trace, "tui": phase_tui, "snapfile": phase_snapfile,
+    "profile": phase_profile,
+}
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run one phase; JSON result on the last stdout line."""
+    result = PHASES[argv[0]](json.loads(argv[1]))
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,157 @@
+"""Rendering figures: the terminal/Markdown table, the JSON document, BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stats import Figure, Goal, Stat
+
+HEADERS = ("figure", "podpath", "baseline", "ratio", "goal", "met?")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Where and how the figures were measured."""
+
+    machine: str
+    date: str
+    command: str
+    sizes: dict[str, int]
+
+
+def format_value(value: float, unit: str) -> str:
+    """A value with a readable unit: ms below one second, MiB/MB for sizes."""
+    if unit == "s":
+        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+    if unit == "bytes":
+        return f"{value / 1e6:.1f} MB"
+    return f"{value:.0f} {unit}"
+
+
+def format_stat(s: Stat | None, unit: str) -> str:
+    """Median and spread, e.g. `1.23 s ±4%`; an em dash for no value."""
+    if s is None:
+        return "—"
+    text = format_value(s.median, unit)
+    return f"{text} ±{s.spread * 100:.0f}%" if len(s.samples) > 1 else text
+
+
+def format_goal(goal: Goal | None, unit: str) -> str:
+    """The goal as the issue states it."""
+    if goal is None:
+        return ""
+    if goal.kind == "ratio":
+        return f"<= {goal.limit:g}x"
+    return f"< {format_value(goal.limit, unit)}"
+
+
+def _met(flag: bool | None) -> str:
+    return {True: "yes", False: "**NO**", None: ""}[flag]
+
+
+def rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
+    """The table's cells, one tuple per figure."""
+    out: list[tuple[str, ...]] = []
+    for f in figures:
+        base = format_stat(f.baseline, f.unit)
+        if f.baseline is not None and f.baseline_label:
+            base = f"{base} ({f.baseline_label})"
+        ratio = f"{f.ratio:.2f}x" if f.ratio is not None else ""
+        out.append((f.title, format_stat(f.podpath, f.unit), base, ratio,
+                    format_goal(f.goal, f.unit), _met(f.met)))
+    return out
+
+
+def markdown_table(figures: Sequence[Figure]) -> str:
+    """A GitHub Markdown table of the figures."""
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    for cells in rows(figures):
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def text_table(figures: Sequence[Figure]) -> str:
+    """A plain aligned table for the terminal."""
+    table = [HEADERS, *rows(figures)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(HEADERS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in table)
+
+
+def _stat_json(s: Stat | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    return {"median": s.median, "min": s.low, "max": s.high, "spread": s.spread,
+            "samples": list(s.samples)}
+
+
+def to_json(info: RunInfo, figures: Sequence[Figure]) -> dict[str, Any]:
+    """The machine-readable form of a run (same figures as the table)."""
+    return {
+        "machine": info.machine,
+        "date": info.date,
+        "command": info.command,
+        "sizes": info.sizes,
+        "figures": [
+            {
+                "key": f.key, "title": f.title, "unit": f.unit,
+                "podpath": _stat_json(f.podpath), "baseline": _stat_json(f.baseline),
+                "baseline_label": f.baseline_label, "ratio": f.ratio,
+                "goal": None if f.goal is None else {"kind": f.goal.kind, "limit": f.goal.limit},
+                "met": f.met, "note": f.note, "extra": f.extra,
+            }
+            for f in figures
+        ],
+    }
+
+
+def _stat_from(doc: dict[str, Any] | None) -> Stat | None:
+    return None if doc is None else Stat(tuple(float(x) for x in doc["samples"]))
+
+
+def from_json(doc: dict[str, Any]) -> tuple[RunInfo, list[Figure]]:
+    """A run read back from its JSON (to re-render BENCHMARKS.md without re-measuring)."""
+    info = RunInfo(doc["machine"], doc["date"], doc["command"], dict(doc["sizes"]))
+    figures = []
+    for f in doc["figures"]:
+        podpath = _stat_from(f["podpath"])
+        assert podpath is not None
+        goal = f["goal"]
+        figures.append(Figure(
+            f["key"], f["title"], f["unit"], podpath, _stat_from(f["baseline"]),
+            f["baseline_label"], None if goal is None else Goal(goal["kind"], goal["limit"]),
+            f["note"], dict(f["extra"])))
+    return info, figures
+
+
+def dumps(info: RunInfo, figures: Sequence[Figure]) -> str:
+    """JSON text of a run."""
+    return json.dumps(to_json(info, figures), indent=1, sort_keys=True)
+
+
+def markdown(info: RunInfo, figures: Sequence[Figure], analysis: str = "") -> str:
+    """The BENCHMARKS.md document: how it was run, the table, notes and analysis."""
+    sizes = ", ".join(f"{k}={v:,}" for k, v in info.sizes.items())
+    notes = [f"- **{f.title}**: {f.note}" for f in figures if f.note]
+    parts = [
+        "# podpath benchmarks",
+        "",
+        f"- machine: {info.machine}",
+        f"- date: {info.date}",
+        f"- command: `{info.command}`",
+        f"- synthetic node: {sizes}",
+        "",
+        "Medians over alternating A/B runs; ±N% is half the min–max range relative to the "
+        "median. Ratio = podpath / baseline.",
+        "",
+        markdown_table(figures),
+        "",
+    ]
+    if notes:
+        parts += ["## Notes on the figures", "", *notes, ""]
+    if analysis:
+        parts += [analysis.rstrip(), ""]
+    return "\n".join(parts)
