@@ -80,6 +80,13 @@ class PodpathApp(App[None]):
             super().__init__()
             self.reason = reason
 
+    class ViewsReady(Message):
+        """The loaded snapshot's big views (Services, conntrack, problems) are parsed."""
+
+        def __init__(self, loaded: Loaded) -> None:
+            super().__init__()
+            self.loaded = loaded
+
     class RefreshDropped(Message):
         """A refresh was asked for while one was running: dropped, like k9s does."""
 
@@ -103,9 +110,28 @@ class PodpathApp(App[None]):
             self.action_refresh()
 
     def _show(self, snapshot: Snapshot) -> None:
-        self.loaded = Loaded(snapshot)
+        loaded = self.loaded = Loaded(snapshot)
         settle_heap()
         self.sub_title = clean(self.source.title(snapshot))
+        if loaded.small:
+            loaded.prepare()
+        else:
+            # After the first frame: parsing holds the GIL and would delay it.
+            self.call_after_refresh(self._prepare, loaded)
+
+    @work(thread=True, exclusive=True, group="prepare", exit_on_error=False, name="prepare")
+    def _prepare(self, loaded: Loaded) -> None:
+        """Parse the big views once per snapshot off the event loop, then tell the screens."""
+        loaded.prepare()
+        self.post_message(self.ViewsReady(loaded))
+
+    def on_podpath_app_views_ready(self, message: ViewsReady) -> None:
+        """Fill in what waited for the views (home's counts, Services, Conntrack)."""
+        if message.loaded is not self.loaded:
+            return  # a newer snapshot replaced it
+        for screen in self.screen_stack:
+            if isinstance(screen, BaseScreen):
+                screen.reload()
 
     def action_refresh(self) -> None:
         """Re-collect in a thread worker; a refresh while one runs is dropped."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, cast
 
-from podpath.tui.rows import Page, Row, page
+from podpath.tui.rows import Page, Row, RowSet, page, rowset
 from podpath.tui.state import AppState, Loaded
 from podpath.tui.table import RowTable
 from podpath.tui.text import clean, literal_content
@@ -56,8 +56,10 @@ class TableScreen(BaseScreen):
     def __init__(self, needle: str = "") -> None:
         super().__init__()
         self.needle = needle
-        self._rows: list[Row] = []
+        self._rows: RowSet = rowset(())
         self._built_for: Loaded | None = None
+        # True while the rows wait for the snapshot's views (parsed in a worker).
+        self._pending = False
 
     def compose(self) -> ComposeResult:
         """Header, title line with counts, hidden filter input, the table, footer."""
@@ -94,6 +96,10 @@ class TableScreen(BaseScreen):
         """All rows of this screen (filtered and capped later)."""
         return []
 
+    def build_rowset(self, loaded: Loaded) -> RowSet | None:
+        """All rows, ready to filter; None while they wait for views parsed in a worker."""
+        return rowset(self.build_rows(loaded))
+
     def gap_lines(self, loaded: Loaded) -> list[str]:
         """Why this view's data may be partial: the snapshot's gaps that concern it."""
         words = self.GAP_WORDS
@@ -114,8 +120,11 @@ class TableScreen(BaseScreen):
         """Rebuild rows when the snapshot changed, then show the filtered page."""
         loaded = self.loaded
         if loaded is not None and loaded is not self._built_for:
-            self._rows = self.build_rows(loaded)
-            self._built_for = loaded
+            built = self.build_rowset(loaded)
+            self._pending = built is None
+            if built is not None:
+                self._rows = built
+                self._built_for = loaded
             gaps = self.gap_lines(loaded)
             for note in self.query("#gaps").results(Static):
                 note.display = bool(gaps)
@@ -136,7 +145,9 @@ class TableScreen(BaseScreen):
         table.set_columns(self.columns())
         table.show(shown)
         self.query_one("#heading", Static).update(literal_content(self.heading()))
-        if self.needle:
+        if self._pending:
+            count = "parsing rules and conntrack…"
+        elif self.needle:
             count = f"{shown.matched:,} of {shown.total:,} match “{self.needle}”"
         else:
             count = f"{shown.total:,} rows"

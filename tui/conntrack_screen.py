@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from podpath.tui.base_screen import TableScreen
-from podpath.tui.pod_rows import CONNTRACK_COLUMNS, conntrack_rows
-from podpath.tui.rows import Row
+from podpath.tui.pod_rows import CONNTRACK_COLUMNS
+from podpath.tui.rows import RowSet
 from podpath.tui.state import Loaded
 
 
@@ -15,6 +15,6 @@ class ConntrackScreen(TableScreen):
     GAP_WORDS = ("conntrack",)
     COLUMNS = CONNTRACK_COLUMNS
 
-    def build_rows(self, loaded: Loaded) -> list[Row]:
-        """One row per entry."""
-        return conntrack_rows(loaded.views.conntrack(), loaded.views.services())
+    def build_rowset(self, loaded: Loaded) -> RowSet | None:
+        """One row per entry (built once per snapshot in a worker; None until then)."""
+        return loaded.conntrack_rows() if loaded.ready.is_set() else None

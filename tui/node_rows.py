@@ -70,11 +70,6 @@ def derive(index: SnapshotIndex, views: Views) -> Derived:
     return Derived(len(views.services()), len(views.conntrack()), tuple(problems(index, views)))
 
 
-# Below this much rule and conntrack text, home derives its counts at once (the
-# first frame stays well under 1 s); above it, in a worker thread.
-INLINE_DERIVE_BYTES = 2_000_000
-
-
 def raw_size(index: SnapshotIndex) -> int:
     """Bytes of rule and conntrack text the parsers would read."""
     snap = index.snapshot

@@ -5,19 +5,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 from podpath.tui.base_screen import TableScreen
-from podpath.tui.node_rows import (
-    INLINE_DERIVE_BYTES,
-    Derived,
-    count_rows,
-    derive,
-    fact_rows,
-    raw_size,
-)
+from podpath.tui.node_rows import count_rows, fact_rows
 from podpath.tui.rows import Page, Row, page
 from podpath.tui.state import Loaded
 from podpath.tui.table import RowTable
 from podpath.tui.text import literal_content
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Static
@@ -50,33 +42,20 @@ class NodeScreen(TableScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._derived: tuple[Loaded, Derived] | None = None
+        # Whether the rows shown include what the prepare worker parsed (counts, problems).
+        self._shown_ready = False
 
-    def derived(self, loaded: Loaded) -> Derived | None:
-        """Counts and problems for this snapshot: at once when small, else from a worker."""
-        if self._derived is not None and self._derived[0] is loaded:
-            return self._derived[1]
-        if raw_size(loaded.index) <= INLINE_DERIVE_BYTES:
-            self._derived = (loaded, derive(loaded.index, loaded.views))
-            return self._derived[1]
-        # After the first frame: parsing holds the GIL and would delay it.
-        self.call_after_refresh(self._derive, loaded)
-        return None
-
-    @work(thread=True, exclusive=True, group="home", exit_on_error=False)
-    def _derive(self, loaded: Loaded) -> None:
-        """Parse rules and conntrack off the event loop, then update home in place."""
-        result = derive(loaded.index, loaded.views)
-        self.app.call_from_thread(self._derive_done, loaded, result)
-
-    def _derive_done(self, loaded: Loaded, result: Derived) -> None:
-        if loaded is self.loaded:
-            self._derived = (loaded, result)
-            self.rebuild()
+    def reload(self) -> None:
+        """Rebuild when the snapshot changed or its views became ready."""
+        loaded = self.loaded
+        if loaded is not None and loaded.ready.is_set() != self._shown_ready:
+            self._shown_ready = loaded.ready.is_set()
+            self._built_for = None
+        super().reload()
 
     def build_rows(self, loaded: Loaded) -> list[Row]:
         """The views reachable from home, with counts."""
-        return count_rows(loaded.index, self.derived(loaded))
+        return count_rows(loaded.index, loaded.derived)
 
     def repaint_rows(self) -> Page:
         """Show facts, banner and menu."""
@@ -94,7 +73,7 @@ class NodeScreen(TableScreen):
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(("FACT", "VALUE"))
         facts.show(page(fact_rows(loaded.index)))
-        derived = self._derived[1] if self._derived and self._derived[0] is loaded else None
+        derived = loaded.derived
         found = derived.problems if derived else ()
         banner.set_class(bool(found), "-problems")
         if derived is None:

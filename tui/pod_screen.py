@@ -8,7 +8,7 @@ from typing import ClassVar
 from podpath.tui import pod_rows as pr
 from podpath.tui.base_screen import BaseScreen
 from podpath.tui.pod_rows import find_pod
-from podpath.tui.rows import Row, page
+from podpath.tui.rows import Cell, Row, page
 from podpath.tui.state import Loaded
 from podpath.tui.table import RowTable
 from podpath.tui.text import clean, literal_content
@@ -19,6 +19,10 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 from podpath.snapshot.model import Pod
 
 Builder = Callable[[Loaded, Pod], list[Row]]
+
+# Tabs whose rows need the parsed Services and conntrack: on a big snapshot they wait
+# for the app's prepare worker instead of parsing on the event loop.
+NEEDS_VIEWS = frozenset({"nat", "conntrack"})
 
 # (tab id, label, columns, row builder)
 TABS: tuple[tuple[str, str, Callable[[Pod], tuple[str, ...]], Builder], ...] = (
@@ -54,6 +58,7 @@ class PodScreen(BaseScreen):
         super().__init__()
         self.pod_key = pod_key
         self._built_for: Loaded | None = None
+        self._built_ready = False
 
     def compose(self) -> ComposeResult:
         """The pod's header line and one tab per aspect."""
@@ -83,9 +88,10 @@ class PodScreen(BaseScreen):
     def reload(self) -> None:
         """Fill every tab from the current snapshot."""
         loaded = self.loaded
-        if loaded is None or loaded is self._built_for:
+        if loaded is None or (loaded is self._built_for and loaded.ready.is_set() == self._built_ready):
             return
         self._built_for = loaded
+        self._built_ready = loaded.ready.is_set()
         pod = self.selected_pod()
         heading = self.query_one("#heading", Static)
         if pod is None:
@@ -101,6 +107,9 @@ class PodScreen(BaseScreen):
         for tab_id, _label, columns, build in TABS:
             table = self.query_one(f"#t-{tab_id}", RowTable)
             table.set_columns(columns(pod))
+            if tab_id in NEEDS_VIEWS and not self._built_ready:
+                table.show(page([Row("\x00pending", (Cell("parsing rules and conntrack…", "dim"),))]))
+                continue
             table.show(page(build(loaded, pod)))
         ns_table = self.query_one("#t-namespaces", RowTable)
         ns_table.set_columns(pr.namespace_columns(pod))

@@ -15,8 +15,10 @@ from functools import cached_property
 ROLES = ("", "dim", "accent", "primary", "warning", "error", "success")
 
 # No table ever holds more rows than this: filter before rendering (a DataTable takes
-# ~118 us a row, 100k rows 12 s). The rest is summarised in one last row.
-MAX_ROWS = 400
+# ~118 us a row to add, 100k rows 12 s, and every changed row on screen costs a fresh
+# render). The rest is summarised in one last row. 200 rows: a filter keystroke on
+# 10k Services repaints in ~30 ms (400 rows: ~70 ms).
+MAX_ROWS = 200
 MORE_KEY = "\x00more"
 
 
@@ -67,19 +69,29 @@ class Page:
         return self.matched - len(self.rows)
 
 
-def page(rows: Iterable[Row], needle: str = "", limit: int = MAX_ROWS) -> Page:
+@dataclass(frozen=True)
+class RowSet:
+    """Rows with their filter text precomputed, so a keystroke filters plain strings."""
+
+    rows: tuple[Row, ...]
+    haystacks: tuple[str, ...]
+
+
+def rowset(rows: Iterable[Row]) -> RowSet:
+    """Rows ready to filter: each row's lower-cased text built once."""
+    kept = tuple(rows)
+    return RowSet(kept, tuple(r.haystack for r in kept))
+
+
+def page(rows: Iterable[Row] | RowSet, needle: str = "", limit: int = MAX_ROWS) -> Page:
     """Filter rows by a case-insensitive substring and cap them at `limit`."""
+    found = rows if isinstance(rows, RowSet) else rowset(rows)
     needle = needle.lower()
-    shown: list[Row] = []
-    total = matched = 0
-    for r in rows:
-        total += 1
-        if needle and needle not in r.haystack:
-            continue
-        matched += 1
-        if len(shown) < limit:
-            shown.append(r)
-    return Page(tuple(shown), total, matched)
+    if not needle:
+        return Page(found.rows[:limit], len(found.rows), len(found.rows))
+    # Plain `in` over precomputed strings: ~1 ms for 10k rows; no renderables yet.
+    hits = [i for i, hay in enumerate(found.haystacks) if needle in hay]
+    return Page(tuple(found.rows[i] for i in hits[:limit]), len(found.rows), len(hits))
 
 
 def more_row(hidden: int, width: int) -> Row:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from podpath.tui.base_screen import TableScreen
-from podpath.tui.list_rows import SERVICE_COLUMNS, service_rows
-from podpath.tui.rows import Row
+from podpath.tui.list_rows import SERVICE_COLUMNS
+from podpath.tui.rows import RowSet
 from podpath.tui.state import Loaded
 
 
@@ -15,9 +15,9 @@ class ServicesScreen(TableScreen):
     GAP_WORDS = ("iptables", "nft", "services", "kube-proxy")
     COLUMNS = SERVICE_COLUMNS
 
-    def build_rows(self, loaded: Loaded) -> list[Row]:
-        """One row per Service port."""
-        return service_rows(loaded.index, loaded.views.services())
+    def build_rowset(self, loaded: Loaded) -> RowSet | None:
+        """One row per Service port (built once per snapshot in a worker; None until then)."""
+        return loaded.service_rows() if loaded.ready.is_set() else None
 
     def open_row(self, key: str, loaded: Loaded) -> None:
         """Open the Service screen."""

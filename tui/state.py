@@ -2,28 +2,84 @@
 
 from __future__ import annotations
 
+import gc
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from podpath.tui.actions import Actions
 from podpath.tui.adapters import Views
+from podpath.tui.list_rows import service_rows
+from podpath.tui.node_rows import Derived, derive, raw_size
+from podpath.tui.pod_rows import conntrack_rows
+from podpath.tui.rows import Row, RowSet, rowset
 from podpath.tui.source import SnapshotSource
 
 from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
 
+# Below this much rule and conntrack text, the views are prepared at once (the first
+# frame stays well under 1 s); above it, in a worker thread after the first frame.
+INLINE_PREPARE_BYTES = 2_000_000
+
 
 @dataclass
 class Loaded:
-    """One snapshot and everything derived from it (built lazily, cached)."""
+    """One snapshot and everything derived from it (built once, cached, shared by screens)."""
 
     snapshot: Snapshot
     index: SnapshotIndex = field(init=False)
     views: Views = field(init=False)
+    # Set once prepare() has parsed the big views: until then screens that need them
+    # show "…" instead of parsing on the event loop.
+    ready: threading.Event = field(init=False, default_factory=threading.Event)
+    _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
+    _derived: Derived | None = field(init=False, default=None)
+    _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
         self.index = SnapshotIndex(self.snapshot)
         self.views = Views(self.index)
+
+    @property
+    def small(self) -> bool:
+        """True when the big views are cheap enough to prepare on the event loop."""
+        return raw_size(self.index) <= INLINE_PREPARE_BYTES
+
+    def rows(self, name: str, build: Callable[[], list[Row]]) -> RowSet:
+        """The rows called `name`, built once per snapshot (thread-safe)."""
+        with self._lock:
+            found = self._rowsets.get(name)
+            if found is None:
+                found = self._rowsets[name] = rowset(build())
+            return found
+
+    def service_rows(self) -> RowSet:
+        """Every Service port as a row (the Services screen)."""
+        return self.rows("services", lambda: service_rows(self.index, self.views.services()))
+
+    def conntrack_rows(self) -> RowSet:
+        """Every conntrack entry as a row (the Conntrack screen)."""
+        return self.rows("conntrack", lambda: conntrack_rows(self.views.conntrack(), self.views.services()))
+
+    @property
+    def derived(self) -> Derived | None:
+        """Home's counts and problems, once prepared."""
+        return self._derived if self.ready.is_set() else None
+
+    def prepare(self) -> None:
+        """Parse the big views and build their rows (call from a worker thread on big snapshots)."""
+        if self.ready.is_set():
+            return
+        self.views.rulesets()
+        self._derived = derive(self.index, self.views)
+        self.service_rows()
+        self.conntrack_rows()
+        # The rows live as long as the snapshot: keep the cyclic GC from rescanning
+        # them on every collection (see podpath.tui.app.settle_heap).
+        gc.freeze()
+        self.ready.set()
 
 
 class AppState(Protocol):

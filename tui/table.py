@@ -9,10 +9,6 @@ from podpath.tui.text import literal_text
 from rich.text import Text
 from textual.widgets import DataTable
 
-# Rows added before the first repaint, then per later chunk.
-FIRST_ROWS = 60
-LATER_ROWS = 200
-
 
 class RowTable(DataTable[Text]):
     """A row-cursor table fed with `Row`s; the cursor and scroll survive updates."""
@@ -26,7 +22,6 @@ class RowTable(DataTable[Text]):
         self._columns_shown: tuple[str, ...] = ()
         self._keys: list[str] = []
         self._cells: dict[str, tuple[Cell, ...]] = {}
-        self._generation = 0
 
     def _styles(self) -> dict[str, str]:
         theme = self.app.current_theme
@@ -86,32 +81,12 @@ class RowTable(DataTable[Text]):
         self.clear()
         self._keys = keys
         self._cells = {r.key: r.cells for r in rows}
-        self._generation += 1
-        # A screenful first, so a filter keystroke repaints at once (~118 us a row);
-        # the rest follows after the refresh, in chunks, unless a newer show() came.
-        self._add_rows(rows[:FIRST_ROWS], styles)
-        self._restore(previous)
-        if len(rows) > FIRST_ROWS:
-            self.call_after_refresh(self._add_later, rows[FIRST_ROWS:], styles, previous, self._generation)
-
-    def _add_rows(self, rows: Sequence[Row], styles: dict[str, str]) -> None:
+        # All at once: a page is capped (rows.MAX_ROWS), and a DataTable only renders the
+        # lines on screen; adding rows in later chunks kept the loop busy between keys.
         for r in rows:
             self.add_row(*(self._cell(c, styles) for c in r.cells), key=r.key)
-
-    def _restore(self, previous: str | None) -> None:
         if previous is not None and previous in self._cells:
-            index = self._keys.index(previous)
-            if index < self.row_count:
-                self.move_cursor(row=index, animate=False)
-
-    def _add_later(self, rows: list[Row], styles: dict[str, str], previous: str | None, generation: int) -> None:
-        if generation != self._generation:
-            return  # a newer show() replaced these rows
-        self._add_rows(rows[:LATER_ROWS], styles)
-        if len(rows) > LATER_ROWS:
-            self.call_after_refresh(self._add_later, rows[LATER_ROWS:], styles, previous, generation)
-        elif previous is not None and self.selected_key != previous:
-            self._restore(previous)
+            self.move_cursor(row=self._keys.index(previous), animate=False)
 
     def move_to_key(self, key: str) -> bool:
         """Put the cursor on the row with this key, if shown."""

@@ -14,7 +14,7 @@ from podpath.tui.netfilter_screen import NetfilterScreen
 from podpath.tui.node_screen import NodeScreen
 from podpath.tui.pod_screen import PodScreen
 from podpath.tui.pods_screen import PodsScreen
-from podpath.tui.rows import MORE_KEY
+from podpath.tui.rows import MAX_ROWS, MORE_KEY
 from podpath.tui.service_screen import ServiceScreen
 from podpath.tui.services_screen import ServicesScreen
 from podpath.tui.source import live_source
@@ -309,7 +309,7 @@ async def test_refresh_while_a_big_snapshot_loads(fixed_snapshot: Snapshot) -> N
         await pilot.pause()
         assert any(isinstance(m, PodpathApp.SnapshotReady) and not m.refreshed for m in seen)
         table = app.screen.table
-        assert table.row_count == 401 and table._keys[-1] == MORE_KEY
+        assert table.row_count == MAX_ROWS + 1 and table._keys[-1] == MORE_KEY
         # A refresh keeps the cursor on the same pod (rows are updated by key).
         table.move_cursor(row=7)
         key = table.selected_key
