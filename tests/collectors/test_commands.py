@@ -48,6 +48,13 @@ def test_only_listed_programs_and_arguments_are_allowed() -> None:
     assert not is_allowed("sh", ("-c", "true"))
 
 
+def test_nft_flowtables_listing_is_allowed_but_not_with_extra_words() -> None:
+    """`nft -j -- list flowtables` (nft's metainfo, cheaply) runs; nothing appended to it does."""
+    assert is_allowed("nft", ("-j", "--", "list", "flowtables"))
+    assert not is_allowed("nft", ("-j", "--", "list", "flowtables", "ip"))
+    assert not is_allowed("nft", ("list", "flowtables"))
+
+
 def test_nft_table_names_that_nft_would_reparse_are_refused() -> None:
     """nft joins argv into one script line, so names with `;`, spaces or `-` are refused."""
     assert is_allowed("nft", ("-j", "--", "list", "table", "ip", "kube-proxy"))

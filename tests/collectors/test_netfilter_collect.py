@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from podpath.collectors.netfilter import (
     _parse_newgen,
+    _parse_tables,
     merge_nft_documents,
     native_tables,
 )
@@ -335,3 +336,44 @@ print(sh("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", sy
     assert count == 0 and nft_missing
     assert {kind for kind, _ in gaps} == {"permission"}
     assert ["permission", "CAP_NET_ADMIN"] in gaps and len(gaps) == 5
+
+
+@pytest.mark.lab
+def test_kernel_table_list_equals_nft_list_tables() -> None:
+    """The NFT_MSG_GETTABLE dump names the same tables, in the same order, as nft does."""
+    needs_lab()
+    out = in_netns(
+        _MIXED_SETUP
+        + """
+for family, name in (("inet", "a"), ("ip6", "b"), ("bridge", "c"), ("netdev", "d"), ("arp", "e")):
+    sh("nft", "add", "table", family, name)
+from podpath.collectors.netfilter import nft_table_names
+doc = json.loads(sh("nft", "-j", "list", "tables"))["nftables"]
+print(json.dumps({"kernel": nft_table_names(),
+                  "nft": [[i["table"]["family"], i["table"]["name"]] for i in doc if "table" in i]}))
+"""
+    )
+    assert out["kernel"] == out["nft"] and len(out["nft"]) == 8
+
+
+def _nlmsg(msgtype: int, payload: bytes) -> bytes:
+    import struct
+
+    body = struct.pack("=IHHII", 16 + len(payload), msgtype, 2, 1, 0) + payload
+    return body + b"\0" * (-len(body) % 4)
+
+
+def test_table_dump_datagrams_are_decoded() -> None:
+    """NEWTABLE messages give (family, name); NLMSG_DONE ends; an error or odd family gives None."""
+    import struct
+
+    def table(family: int, name: bytes) -> bytes:
+        attr = struct.pack("=HH", 4 + len(name) + 1, 1) + name + b"\0"
+        return _nlmsg(0xA00, bytes([family, 0, 0, 0]) + attr + b"\0" * (-len(attr) % 4))
+
+    found: list[tuple[str, str]] = []
+    assert _parse_tables(table(2, b"kube-proxy") + table(10, b"x"), found) is False
+    assert _parse_tables(table(1, b"filter") + _nlmsg(3, b"\0" * 4), found) is True
+    assert found == [("ip", "kube-proxy"), ("ip6", "x"), ("inet", "filter")]
+    assert _parse_tables(_nlmsg(2, struct.pack("=i", -1) + b"\0" * 16), []) is None
+    assert _parse_tables(table(99, b"odd"), []) is None

@@ -219,3 +219,109 @@ def test_services_round_trip_the_labs_kube_proxy_rules() -> None:
                 assert abs(endpoint.probability - 1 / len(rec.endpoints)) < 1e-9
         else:
             assert svc.no_endpoints == "REJECT"
+
+
+# --- the line-regex fast path must give exactly what the parser gives ---------------------
+
+def _save_text(count: int) -> str:
+    """kube-proxy's nat rules for `count` Services, in iptables-save's option order."""
+    from podpath.netfilter import kube_proxy as kp
+
+    assert kp.USE_LINE_REGEX
+    head = ["*nat", ":PREROUTING ACCEPT [0:0]", ":KUBE-SERVICES - [0:0]",
+            ":KUBE-NODEPORTS - [0:0]", ":KUBE-MARK-MASQ - [0:0]"]
+    rules: list[str] = []
+    for i in range(count):
+        svc, ip, name = f"KUBE-SVC-H{i:04d}", f"10.96.0.{i + 1}", f"ns/svc{i}:http"
+        head.append(f":{svc} - [0:0]")
+        rules.append(f'-A KUBE-SERVICES -d {ip}/32 -p tcp -m comment --comment "{name} cluster IP"'
+                     f" -m tcp --dport 80 -j {svc}")
+        rules.append(f'-A {svc} ! -s 10.244.0.0/16 -d {ip}/32 -p tcp -m comment --comment '
+                     f'"{name} cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ')
+        for k in range(3):
+            sep, pod = f"KUBE-SEP-H{i:04d}E{k}", f"10.244.{k}.{i % 250 + 1}"
+            prob = f" -m statistic --mode random --probability {1 / (3 - k):0.11f}" if k < 2 else ""
+            head.append(f":{sep} - [0:0]")
+            rules.append(f'-A {svc} -m comment --comment "{name} -> {pod}:8080"{prob} -j {sep}')
+            rules.append(f'-A {sep} -s {pod}/32 -m comment --comment "{name}" -j KUBE-MARK-MASQ')
+            rules.append(f'-A {sep} -p tcp -m comment --comment "{name}" -m tcp -j DNAT '
+                         f"--to-destination {pod}:8080")
+    rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: '
+                 'this must be the last rule in this chain" -m addrtype --dst-type LOCAL '
+                 "-j KUBE-NODEPORTS")
+    return "\n".join([*head, *rules, "COMMIT", ""])
+
+
+def _both_ways(text: str) -> tuple[tuple[Service, ...], tuple[Service, ...]]:
+    from podpath.netfilter import kube_proxy as kp
+
+    fast = services(parse_ruleset(text))
+    kp.USE_LINE_REGEX = False
+    try:
+        slow = services(parse_ruleset(text))
+    finally:
+        kp.USE_LINE_REGEX = True
+    return fast, slow
+
+
+def test_line_regex_reads_canonical_kube_proxy_lines() -> None:
+    """Every rule of a canonical kube-proxy dump but the nodeports jump takes the regex path."""
+    from podpath.netfilter.kube_proxy import _line_facts
+
+    lines = [x for x in _save_text(3).split("\n") if x.startswith("-A ")]
+    missed = [x for x in lines if _line_facts(x) is None]
+    assert len(missed) == 1 and "KUBE-NODEPORTS" in missed[0]
+
+
+LINE_CASES = [
+    '-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j KUBE-SVC-NPX46M4PTMTKRN6Y',
+    '-A KUBE-SVC-X ! -s 10.244.0.0/16 -d 10.96.0.1/32 -p tcp -m comment --comment "a/b:c cluster IP" -m tcp --dport 443 -j KUBE-MARK-MASQ',
+    "-A KUBE-SVC-X -d 10.96.0.1/32 -p udp -m comment --comment a/b:c -m udp --dport 53 -j KUBE-MARK-MASQ",
+    '-A KUBE-SVC-X -m comment --comment "a/b:c -> 10.244.1.3:80" -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-Y',
+    '-A KUBE-SEP-Y -s 10.244.1.3/32 -m comment --comment "a/b:c" -j KUBE-MARK-MASQ',
+    '-A KUBE-SEP-Y -p tcp -m comment --comment "a/b:c" -m tcp -j DNAT --to-destination 10.244.1.3:80',
+    '-A KUBE-SEP-Y -p tcp -m comment --comment "" -m tcp -j DNAT --to-destination [fd00::1]:80',
+    '-A KUBE-SERVICES ! -d 10.96.0.1/32 -p tcp -m comment --comment "x/y has no endpoints" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable',
+    "-A KUBE-SERVICES -d 10.96.0.0/24 -p sctp -m sctp --dport 80 -j KUBE-SVC-Z",
+    "-A KUBE-FW-Z -s 192.0.2.0/24 -m comment --comment ns/n:p -j KUBE-EXT-Z",
+    '-A KUBE-SEP-Y -s fd00::1/128 -m comment --comment "q\'uote <[b]> \x1b[31m" -j KUBE-MARK-MASQ',
+    "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
+]
+
+
+@pytest.mark.parametrize("line", LINE_CASES)
+def test_line_facts_equal_parsed_rule_facts(line: str) -> None:
+    """The regex's reading of a line equals the parser's, field by field."""
+    from podpath.netfilter.iptables_save import parse_rule
+    from podpath.netfilter.kube_proxy import _line_facts, _rule_facts
+
+    chain = line.split()[1]
+    fast = _line_facts(line)
+    slow = _rule_facts(parse_rule("nat", chain, 1, line, frozenset({"KUBE-MARK-MASQ"})))
+    if "MARK --set-xmark" in line:
+        assert fast is None
+    else:
+        assert fast is not None and fast.astuple() == slow.astuple()
+
+
+@pytest.mark.parametrize("path", IPTABLES, ids=[p.name for p in IPTABLES])
+def test_fixture_services_equal_with_and_without_line_regex(path: Path) -> None:
+    """The fast path changes no Service of any real-world dump."""
+    fast, slow = _both_ways(path.read_text(encoding="utf-8", errors="surrogateescape"))
+    assert fast == slow
+
+
+def test_canonical_dump_services_equal_with_and_without_line_regex() -> None:
+    """A kube-proxy dump in iptables-save order gives the same Services both ways."""
+    fast, slow = _both_ways(_save_text(40))
+    assert fast == slow
+    assert len(fast) == 40 and all(len(s.endpoints) == 3 for s in fast)
+    assert fast[0].masquerade == "when source not in 10.244.0.0/16"
+
+
+def test_quoted_dnat_target_still_found() -> None:
+    """A SEP chain whose DNAT target is spelled with quotes ("DN"AT) is still read."""
+    text = _save_text(1).replace("-j DNAT --to", '-j "DN"AT --to')
+    fast, slow = _both_ways(text)
+    assert fast == slow and fast[0].endpoints[0].ip == "10.244.0.1"
+    assert fast[0].endpoints[0].port == 8080 and '"DN"AT' in fast[0].endpoints[0].dnat_rule_text

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -496,6 +496,20 @@ class Ruleset:
         """True when the table declares or uses the chain (cheaper than `chain`)."""
         index = self._tables.get(table)
         return index is not None and (name in index.headers or name in index.lines)
+
+    def chain_names(self, table: str) -> tuple[str, ...]:
+        """The table's chain names in `chains` order, without building Chain objects."""
+        return tuple(self._chain_names(table))
+
+    def rule_count_of(self, table: str, chain: str) -> int:
+        """Number of rules in one chain (0 for an unknown chain), without parsing."""
+        index = self._tables.get(table)
+        return len(index.lines.get(chain, ())) if index else 0
+
+    def lines_of(self, table: str, chain: str) -> Sequence[str]:
+        """The chain's rule lines, unparsed and uncopied (read-only by contract)."""
+        index = self._tables.get(table)
+        return index.lines.get(chain, ()) if index else ()
 
     def rule_lines(self, table: str, chain: str) -> tuple[str, ...]:
         """The chain's rule lines, unparsed (cheap)."""
