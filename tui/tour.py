@@ -20,8 +20,11 @@ def _filter_open(text: str) -> tuple[str, ...]:
     return ("slash", *_type(text), "enter", "enter")
 
 
-_POD = (*_jump("pods"), *_filter_open("x7k2p"))
-_TRACE = (*_jump("pods"), "slash", *_type("client"), "enter", "t", *_type("10.96.0.20:80"), "enter")
+# Key sequences name only what every lab-made node has (a web Deployment behind the
+# default/web Service), so they work on the bundled demo recorded from the lab and on
+# the tests' fixed snapshot alike.
+_POD = (*_jump("pods"), *_filter_open("web"))
+_TRACE = (*_jump("pods"), "slash", *_type("web"), "enter", "t", *_type("default/web"), "enter")
 _NAT = (*_jump("ipt"), "enter", *_filter_open("nat"))
 
 SHOTS: dict[str, tuple[str, ...]] = {
