@@ -82,6 +82,14 @@ def test_pod_eth0_peer_is_its_veth_on_cni0(shared_lab: Lab) -> None:
         assert (peer["ifname"], peer.get("master")) == (pod.host_veth, "cni0")
 
 
+def test_pod_loopback_is_up(shared_lab: Lab) -> None:
+    """Like containerd (go-cni's cni-loopback), the lab brings each pod's lo up first."""
+    for pod in shared_lab.pods:
+        links = _json(shared_lab, pod.node, "ip", "-n", _pod_netns_name(pod), "-j", "link")
+        (lo,) = [link for link in links if link["ifname"] == "lo"]
+        assert "UP" in lo["flags"]
+
+
 def test_pod_address_is_on_eth0(shared_lab: Lab) -> None:
     """ip -n <pod netns> -j addr shows the recorded pod IP on eth0, inside the node's CIDR."""
     for pod in shared_lab.pods:

@@ -99,12 +99,14 @@ def _plugin_conf(
     return out
 
 
-def _invoke(init_pid: int, command: str, plugin_conf: dict[str, Any], pod: CniPod) -> str:
+def _invoke(
+    init_pid: int, command: str, plugin_conf: dict[str, Any], pod: CniPod, ifname: str = "eth0"
+) -> str:
     env = {
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": pod.container_id,
         "CNI_NETNS": pod.netns,
-        "CNI_IFNAME": "eth0",
+        "CNI_IFNAME": ifname,
         "CNI_ARGS": ";".join(f"{k}={v}" for k, v in pod.cni_args()),
         "CNI_PATH": CNI_BIN_DIR,
     }
@@ -124,8 +126,15 @@ def _invoke(init_pid: int, command: str, plugin_conf: dict[str, Any], pod: CniPo
     return done.stdout
 
 
+def _loopback(conf: dict[str, Any]) -> dict[str, Any]:
+    # containerd's CRI sets up `lo` first with go-cni's built-in "cni-loopback" network
+    # (WithLoNetwork), then the default network from /etc/cni/net.d.
+    return {"cniVersion": conf["cniVersion"], "name": "cni-loopback", "type": "loopback"}
+
+
 def add(init_pid: int, conf: dict[str, Any], pod: CniPod) -> dict[str, Any]:
-    """CNI ADD through the whole conflist; caches and returns the final result."""
+    """CNI ADD of lo, then through the whole conflist; caches and returns the final result."""
+    _invoke(init_pid, "ADD", _loopback(conf), pod, ifname="lo")
     prev: dict[str, Any] | None = None
     for plugin in conf["plugins"]:
         out = _invoke(init_pid, "ADD", _plugin_conf(conf, plugin, pod, prev), pod)
@@ -148,6 +157,7 @@ def delete(init_pid: int, conf: dict[str, Any], pod: CniPod) -> None:
         prev = None
     for plugin in reversed(conf["plugins"]):
         _invoke(init_pid, "DEL", _plugin_conf(conf, plugin, pod, prev), pod)
+    _invoke(init_pid, "DEL", _loopback(conf), pod, ifname="lo")
     cache.unlink(missing_ok=True)
 
 
