@@ -23,12 +23,15 @@ import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from podpath.collectors.hostroot import CollectorError, HostRoot, PermissionDenied, Vanished
-from podpath.collectors.netns_scan import NetnsTarget
 from podpath.collectors.procfs import nsfs_dev, parse_ns_link
 
 from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Namespace, Process
+
+if TYPE_CHECKING:
+    from podpath.collectors.netns_scan import NetnsTarget
 
 # lsns's type name -> name in mountinfo's nsfs root field / fd link text (same today).
 _KNOWN_TYPES = frozenset(NAMESPACE_TYPES)
@@ -454,6 +457,9 @@ def collect_namespaces(
 
 def net_namespace_targets(host: HostRoot, scan: NamespaceScan) -> list[NetnsTarget]:
     """The net namespaces to dump, each with a path to open and its bind-mount paths."""
+    # Imported here: listing namespaces alone never loads the netlink scanner.
+    from podpath.collectors.netns_scan import NetnsTarget
+
     targets = []
     for (kind, inode), h in scan.holders.items():
         if kind != "net":
