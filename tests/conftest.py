@@ -61,6 +61,21 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         require_lab()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """In CI, a skipped test is a failed test: a green CI must mean everything really ran.
+
+    This catches every skip (skipif for root, a missing tool or fixture files), not
+    only the lab's, so no check can quietly drop out of CI on a machine that lacks it.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (CI=true), which counts as a failure: {reason}"
+
+
 def _safe_down(name: str) -> None:
     from podpath.lab import LabError, down, state
 
