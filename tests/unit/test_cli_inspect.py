@@ -106,3 +106,14 @@ def test_gaps_go_to_stderr_and_exit_0(tmp_path: Path) -> None:
     out = _podpath("ls", "gaps", "--snapshot", _write(tmp_path, _snapshot(gaps=(gap,))))
     assert out.returncode == 0
     assert "CAP_SYS_PTRACE" in out.stdout and "needs CAP_SYS_PTRACE" in out.stderr
+
+
+def test_mixed_backends_are_warned_about(tmp_path: Path) -> None:
+    """Rules in both the legacy and the nft iptables backend give a warning on stderr."""
+    legacy = IptablesDump("legacy", "ipv4", ("iptables-legacy-save",),
+                          "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.1/32 -j DROP\nCOMMIT\n")
+    nft = IptablesDump("nft", "ipv4", ("iptables-nft-save",), KUBE_RULES)
+    out = _podpath("ls", "iptables", "--snapshot", _write(tmp_path, _snapshot(iptables=(legacy, nft))))
+    assert out.returncode == 0, out.stderr
+    assert "warning: rules in several iptables backends: iptables-legacy, iptables-nft" in out.stderr
+    assert "legacy" in out.stdout and "KUBE-SVC-X" in out.stdout

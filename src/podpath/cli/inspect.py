@@ -80,6 +80,14 @@ def load_snapshot(path: str) -> Snapshot:
         raise CliError(f"{path}: {exc}") from None
 
 
+def report_warnings(snapshot: Snapshot) -> None:
+    """Warn on stderr about what the rules say is wrong (e.g. mixed iptables backends)."""
+    from podpath.snapshot.index import SnapshotIndex
+
+    for warning in SnapshotIndex(snapshot).kube_proxy_mode.warnings:
+        print(f"podpath: warning: {visible(warning)}", file=sys.stderr)
+
+
 def report_gaps(gaps: tuple[Gap, ...]) -> None:
     """List what could not be read on stderr (skipped parts are not problems)."""
     real = [g for g in gaps if g.kind != "skipped"]
@@ -100,6 +108,7 @@ def _snapshot(args: argparse.Namespace) -> int:
     else:
         _write_file(args.output, text)
     report_gaps(snapshot.gaps)
+    report_warnings(snapshot)
     return EXIT_OK
 
 
@@ -127,4 +136,6 @@ def _ls(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(result) + "\n")
     report_gaps(snapshot.gaps)
+    if args.kind in ("iptables", "nft", "services"):
+        report_warnings(snapshot)
     return EXIT_OK

@@ -9,6 +9,7 @@ the raw dumps (parsed rulesets, Services, conntrack entries) are parsed at most 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from functools import cached_property
@@ -25,10 +26,13 @@ from podpath.snapshot.model import (
     Snapshot,
 )
 
+# A table object in `nft -j` output: {"table": {"family": "ip", "name": "kube-proxy", ...
+_NFT_TABLE = re.compile(r'\{"table":\s*\{"family":\s*"(\w+)",\s*"name":\s*"((?:[^"\\]|\\.)*)"')
+
 if TYPE_CHECKING:
     from podpath.conntrack import ConntrackEntry
     from podpath.netfilter.iptables_save import Ruleset
-    from podpath.netfilter.kube_proxy import Service
+    from podpath.netfilter.kube_proxy import KubeProxyMode, Service
 
 
 class SnapshotIndex:
@@ -159,6 +163,22 @@ class SnapshotIndex:
 
             found.extend(nft_services(parse_nft_json(self.snapshot.nft.json_text)))
         return tuple(found)
+
+    @cached_property
+    def kube_proxy_mode(self) -> KubeProxyMode:
+        """kube-proxy's mode and backend, with warnings such as mixed backends."""
+        from podpath.netfilter.kube_proxy import detect_mode
+
+        # IPv4 dumps only: the same backend in both families is not a mix.
+        ipv4 = {f"iptables-{d.backend}": r for d, r in self.rulesets if d.family == "ipv4"}
+        return detect_mode(ipv4, self.nft_tables)
+
+    @cached_property
+    def nft_tables(self) -> tuple[tuple[str, str], ...]:
+        """(family, name) of each native nftables table, without parsing its rules."""
+        if self.snapshot.nft is None:
+            return ()
+        return tuple(dict.fromkeys(_NFT_TABLE.findall(self.snapshot.nft.json_text)))
 
     @cached_property
     def conntrack(self) -> tuple[ConntrackEntry, ...]:
