@@ -27,7 +27,9 @@ import re
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +82,20 @@ class NetfilterResult:
     reused: bool = False
 
 
+@contextmanager
+def _nfnetlink_request(msg_type: int, flags: int, timeout: float) -> Iterator[socket.socket]:
+    """A NETLINK_NETFILTER socket that has sent one nf_tables request (family unspec)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+    try:
+        sock.settimeout(timeout)
+        sock.bind((0, 0))
+        nfgen = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
+        sock.send(struct.pack("=IHHII", 16 + len(nfgen), msg_type, flags, 1, 0) + nfgen)
+        yield sock
+    finally:
+        sock.close()
+
+
 def nft_generation(timeout: float = 1.0) -> int | None:
     """The nf_tables ruleset generation id of this network namespace, or None.
 
@@ -87,20 +103,10 @@ def nft_generation(timeout: float = 1.0) -> int | None:
     CAP_NET_ADMIN (nfnetlink checks it for every message); None when refused.
     """
     try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+        with _nfnetlink_request(_NFT_MSG_GETGEN, _NLM_F_REQUEST, timeout) as sock:
+            return _parse_newgen(sock.recv(65536))
     except OSError:
         return None
-    try:
-        sock.settimeout(timeout)
-        sock.bind((0, 0))
-        nfgen = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
-        header = struct.pack("=IHHII", 16 + len(nfgen), _NFT_MSG_GETGEN, _NLM_F_REQUEST, 1, 0)
-        sock.send(header + nfgen)
-        return _parse_newgen(sock.recv(65536))
-    except OSError:
-        return None
-    finally:
-        sock.close()
 
 
 def nft_table_names(timeout: float = 1.0) -> tuple[tuple[str, str], ...] | None:
@@ -110,28 +116,17 @@ def nft_table_names(timeout: float = 1.0) -> tuple[tuple[str, str], ...] | None:
     question, but nft 1.0.6 first fetches and decodes every rule: 0.7 s at 20k
     iptables-nft rules and 18-24 s at 100k, which made it the slowest part of a snapshot.
     """
+    found: list[tuple[str, str]] = []
     try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+        with _nfnetlink_request(_NFT_MSG_GETTABLE, _NLM_F_REQUEST | _NLM_F_DUMP, timeout) as sock:
+            while True:
+                done = _parse_tables(sock.recv(1 << 20), found)
+                if done is None:
+                    return None
+                if done:
+                    return tuple(found)
     except OSError:
         return None
-    try:
-        sock.settimeout(timeout)
-        sock.bind((0, 0))
-        nfgen = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
-        header = struct.pack("=IHHII", 16 + len(nfgen), _NFT_MSG_GETTABLE,
-                             _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0)
-        sock.send(header + nfgen)
-        found: list[tuple[str, str]] = []
-        while True:
-            done = _parse_tables(sock.recv(1 << 20), found)
-            if done is None:
-                return None
-            if done:
-                return tuple(found)
-    except OSError:
-        return None
-    finally:
-        sock.close()
 
 
 def _parse_tables(data: bytes, found: list[tuple[str, str]]) -> bool | None:
