@@ -8,6 +8,8 @@ are compared with real traffic (`lab.probe`) and the real conntrack table.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -19,7 +21,7 @@ from podpath.trace.model import Branch, Hop
 from podpath.trace.probe import Probe
 
 if TYPE_CHECKING:
-    from podpath.lab import Lab
+    from podpath.lab import Lab, PodRecord
 
 pytestmark = pytest.mark.lab
 
@@ -228,3 +230,143 @@ def test_live_trace_cli_inside_a_node(shared_lab: Lab, run_podpath: Any) -> None
     assert finals == set(web.endpoints)
     for b in data["branches"]:
         assert abs(b["probability"] - 1 / len(web.endpoints)) < 1e-6
+
+
+# --- host-gw: the same proofs on a private lab whose pod CIDRs are routed via the underlay.
+
+HOSTGW_LAB = f"t{os.getpid()}-trace-hostgw"
+
+
+def _web_pod(lab: Lab, node: str) -> PodRecord:
+    """A pod on `node` that serves HTTP on port 80 (coredns pods do not)."""
+    return next(p for p in lab.pods_on(node) if p.app == "web")
+
+
+@pytest.fixture(scope="module")
+def hostgw_lab() -> Iterator[Lab]:
+    """A private 2-node host-gw lab for this module (the shared lab is VXLAN)."""
+    from podpath.lab import LabSpec, running_lab
+
+    with running_lab(LabSpec(HOSTGW_LAB, nodes=2, pods=2, services=3, overlay="host-gw")) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def hostgw_indexes(hostgw_lab: Lab, run_podpath: Any) -> dict[str, SnapshotIndex]:
+    """Snapshots of both host-gw nodes, taken by the real CLI inside each node."""
+    web = hostgw_lab.service("default/web")[0]
+    for node, other in zip(NODES, reversed(NODES), strict=True):
+        first = _web_pod(hostgw_lab, node)
+        remote = _web_pod(hostgw_lab, other)
+        # Warm the underlay neighbours (node -> other node) and the bridge FDBs.
+        assert hostgw_lab.probe(first.ref, remote.ip, 80).ok
+        hostgw_lab.probe(first.ref, web.cluster_ip, web.port)
+    out: dict[str, SnapshotIndex] = {}
+    for node in NODES:
+        done = run_podpath(hostgw_lab, node, "snapshot", "-o", "-")
+        assert done.returncode == 0, done.stderr
+        out[node] = SnapshotIndex(codec.loads(done.stdout))
+    return out
+
+
+def test_hostgw_lab_has_no_overlay_device(hostgw_lab: Lab) -> None:
+    """The host-gw lab routes the other node's pod CIDR via its underlay address, no VXLAN."""
+    node2 = hostgw_lab.node("node2")
+    done = hostgw_lab.exec("node1", ["ip", "-j", "route", "show", node2.pod_cidr])
+    (route,) = json.loads(done.stdout)
+    assert (route["gateway"], route["dev"]) == (node2.address, "eth0")
+    links = json.loads(
+        hostgw_lab.exec("node1", ["ip", "-j", "link", "show", "type", "vxlan"]).stdout
+    )
+    assert links == []
+
+
+def test_hostgw_pod_route_decisions_equal_ip_route_get(
+    hostgw_lab: Lab, hostgw_indexes: dict[str, SnapshotIndex]
+) -> None:
+    """host-gw, from a pod: every route hop on both nodes equals `ip route get`."""
+    src = hostgw_lab.pods_on("node1")[0]
+    checked = 0
+    for dst in _destinations(hostgw_lab):
+        result = trace(_both(hostgw_indexes), Probe(src.ref, dst))
+        checked += _assert_routes_equal_kernel(hostgw_lab, hostgw_indexes, result.branches)
+    assert checked >= 10
+
+
+def test_hostgw_node_route_decisions_equal_ip_route_get(
+    hostgw_lab: Lab, hostgw_indexes: dict[str, SnapshotIndex]
+) -> None:
+    """host-gw, from each node's root netns: route hops equal `ip route get`."""
+    checked = 0
+    for node in NODES:
+        me = hostgw_indexes[node].snapshot.node.hostname
+        for dst in _destinations(hostgw_lab):
+            result = trace(_both(hostgw_indexes), Probe(me, dst))
+            checked += _assert_routes_equal_kernel(hostgw_lab, hostgw_indexes, result.branches)
+    assert checked >= 10
+
+
+def test_hostgw_cross_node_pod_trace_crosses_via_the_underlay_gateway(
+    hostgw_lab: Lab, hostgw_indexes: dict[str, SnapshotIndex]
+) -> None:
+    """Pod -> pod on the other node: node1 routes via node2's address, delivered on node2."""
+    src = _web_pod(hostgw_lab, "node1")
+    dst = _web_pod(hostgw_lab, "node2")
+    node1 = hostgw_indexes["node1"].snapshot.node.hostname
+    node2 = hostgw_indexes["node2"].snapshot.node.hostname
+    result = trace(_both(hostgw_indexes), Probe(src.ref, f"{dst.ip}:80"))
+    (branch,) = result.branches
+    assert branch.verdict == "delivered", branch.reason
+    assert not any(h.kind == "vxlan" for h in branch.hops)
+    underlay = hostgw_lab.node("node2").address
+    root1 = hostgw_indexes["node1"].snapshot.root_netns
+    crossing = [h for h in _route_hops(branch) if h.data["netns"] == root1]
+    assert [(h.data["dev"], h.data["gateway"]) for h in crossing] == [("eth0", underlay)]
+    (leave,) = [h for h in branch.hops if h.kind == "leave"]
+    assert (leave.node, leave.data["via"], leave.data["toward"]) == (node1, underlay, node2)
+    deliver = branch.hops[-1]
+    assert deliver.kind == "deliver" and deliver.node == node2
+    assert (deliver.data["pod"], deliver.data["address"]) == (dst.ref, dst.ip)
+    assert _assert_routes_equal_kernel(hostgw_lab, hostgw_indexes, result.branches) >= 3
+
+
+def test_hostgw_service_probe_lands_on_a_listed_endpoint(
+    hostgw_lab: Lab, hostgw_indexes: dict[str, SnapshotIndex]
+) -> None:
+    """host-gw Service trace lists the endpoints (1/n each); real probes land on all, only them."""
+    web = hostgw_lab.service("default/web")[0]
+    src = _web_pod(hostgw_lab, "node1")
+    result = trace(_both(hostgw_indexes), Probe(src.ref, f"{web.cluster_ip}:{web.port}"))
+    got = {(b.packet.dst, b.packet.dport): b.probability for b in result.branches}
+    assert set(got) == set(web.endpoints)
+    assert all(abs(p - 1 / len(web.endpoints)) < 1e-6 for p in got.values())
+    pods_by_ip = {p.ip: p.ref for p in hostgw_lab.pods}
+    want = {pods_by_ip[b.packet.dst] for b in result.branches}
+    # An endpoint on node2 proves the DNATed packet crosses host-gw in real life too.
+    assert {hostgw_lab.pod(r).node for r in want} == set(NODES)
+    seen: set[str] = set()
+    for _ in range(60):
+        answer = hostgw_lab.probe(src.ref, web.cluster_ip, web.port)
+        assert answer.ok, answer.error
+        assert answer.served_by in want, (answer.served_by, want)
+        seen.add(answer.served_by)
+        if seen == want:
+            break
+    assert seen == want
+    assert _assert_routes_equal_kernel(hostgw_lab, hostgw_indexes, result.branches) >= 2
+
+
+def test_hostgw_service_branches_are_delivered_on_the_endpoint_node(
+    hostgw_lab: Lab, hostgw_indexes: dict[str, SnapshotIndex]
+) -> None:
+    """Every host-gw Service branch is delivered to its endpoint pod, on that pod's node."""
+    web = hostgw_lab.service("default/web")[0]
+    src = _web_pod(hostgw_lab, "node1")
+    result = trace(_both(hostgw_indexes), Probe(src.ref, f"{web.cluster_ip}:{web.port}"))
+    hostname = {n: hostgw_indexes[n].snapshot.node.hostname for n in NODES}
+    for b in result.branches:
+        assert b.verdict == "delivered", b.reason
+        pod = hostgw_lab.pod(b.packet.dst)
+        deliver = b.hops[-1]
+        assert (deliver.kind, deliver.node) == ("deliver", hostname[pod.node])
+        assert deliver.data["pod"] == pod.ref

@@ -406,10 +406,14 @@ class Engine:
 
     def veth(self, flow: Flow, link: Link, nexthop: str) -> list[Branch]:
         """Across a veth pair into the peer namespace (and its bridge, if it is a port)."""
-        mac, nhop = self.neighbour_hop(flow, link, nexthop)
-        flow = flow.add(nhop)
         index = self.indexes[flow.node]
         peer = index.peer(link)
+        if peer is None and flow.netns == index.snapshot.root_netns:
+            # The node's own uplink is a veth whose peer lies outside every snapshot (a
+            # kind/container node's eth0, the lab's underlay): that is the wire out.
+            return self.leave(flow, link, nexthop)
+        mac, nhop = self.neighbour_hop(flow, link, nexthop)
+        flow = flow.add(nhop)
         if peer is None:
             return self.unsure(flow, f"the peer of veth {link.name} is not in the snapshot")
         there = self.label(flow.node, peer.netns)
