@@ -61,6 +61,8 @@ class PodpathApp(App[None]):
         Binding("colon", "jump", "Jump", key_display=":"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("r", "refresh", "Refresh"),
+        # Hidden in the footer (screens with a pod show their own `t`); listed by `?`.
+        Binding("t", "trace_here", "Trace", show=False),
         Binding("w", "write", "Write", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -296,6 +298,14 @@ class PodpathApp(App[None]):
         pod = self._selected_pod()
         if pod is not None:
             self.start_trace(f"{pod.namespace}/{pod.name}")
+
+    def action_trace_here(self) -> None:
+        """`t` anywhere: Trace, prefilled from what the current screen has selected."""
+        screen = self.screen
+        if isinstance(screen, TraceScreen) or not isinstance(screen, BaseScreen):
+            return  # already tracing, or a modal (help, prompt) is open
+        source, destination = screen.trace_inputs()
+        self.start_trace(source, destination)
 
     # --- write ------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from podpath.snapshot.model import Pod
+
 
 class BaseScreen(Screen[None]):
     """A screen that shows data from the loaded snapshot and reloads when it changes."""
@@ -33,6 +35,14 @@ class BaseScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         """Show the newest snapshot when coming back to this screen."""
         self.reload()
+
+    def trace_inputs(self) -> tuple[str, str]:
+        """(source, destination) that `t` prefills in Trace: the selected pod, if any."""
+        getter = getattr(self, "selected_pod", None)
+        pod = getter() if callable(getter) else None
+        if isinstance(pod, Pod):
+            return f"{pod.namespace}/{pod.name}", ""
+        return "", ""
 
     def action_back(self) -> None:
         """Go back one screen (never past the home screen)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from podpath.tui import pod_nat as pn
 from podpath.tui import pod_rows as pr
 from podpath.tui.base_screen import BaseScreen
 from podpath.tui.pod_rows import find_pod
@@ -71,6 +72,13 @@ class PodScreen(BaseScreen):
                     if tab_id == "containers":
                         yield RowTable(id="t-containers", classes="half")
                         yield RowTable(id="t-namespaces", classes="half")
+                    elif tab_id == "nat":
+                        yield Static("Services with this pod as an endpoint", classes="subheading")
+                        yield RowTable(id="t-nat", classes="third")
+                        yield Static("Rules that mention its IP (every backend, table, chain)", classes="subheading")
+                        yield RowTable(id="t-natrules", classes="third")
+                        yield Static("Masquerade/SNAT that can apply to its traffic (nat POSTROUTING)", classes="subheading")
+                        yield RowTable(id="t-masq")
                     else:
                         yield RowTable(id=f"t-{tab_id}")
         yield Footer()
@@ -111,9 +119,24 @@ class PodScreen(BaseScreen):
                 table.show(page([Row("\x00pending", (Cell("parsing rules and conntrack…", "dim"),))]))
                 continue
             table.show(page(build(loaded, pod)))
+        self._fill_nat_extras(loaded, pod)
         ns_table = self.query_one("#t-namespaces", RowTable)
         ns_table.set_columns(pr.namespace_columns(pod))
         ns_table.show(page(pr.namespace_rows(loaded.index, pod)))
+
+    def _fill_nat_extras(self, loaded: Loaded, pod: Pod) -> None:
+        """The NAT tab's rule mentions and masquerade (they need the prepared rulesets)."""
+        extras: tuple[tuple[str, tuple[str, ...], Callable[[], list[Row]]], ...] = (
+            ("#t-natrules", pn.MENTION_COLUMNS, lambda: pn.mention_rows(loaded.ip_mentions(), pod)),
+            ("#t-masq", pn.MASQUERADE_COLUMNS, lambda: pn.masquerade_rows(loaded.views.rulesets(), pod)),
+        )
+        for selector, columns, build in extras:
+            table = self.query_one(selector, RowTable)
+            table.set_columns(columns)
+            if not self._built_ready:
+                table.show(page([Row("\x00pending", (Cell("parsing rules…", "dim"),))]))
+            else:
+                table.show(page(build()))
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         """Focus the table of the tab just shown."""

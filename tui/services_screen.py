@@ -22,3 +22,11 @@ class ServicesScreen(TableScreen):
     def open_row(self, key: str, loaded: Loaded) -> None:
         """Open the Service screen."""
         self.state().open_screen("service", key)
+
+    def trace_inputs(self) -> tuple[str, str]:
+        """`t` traces toward the selected Service (VIP:port); the source is left to fill in."""
+        loaded, key = self.loaded, self.table.selected_key
+        if loaded is None or key is None or not loaded.ready.is_set():
+            return "", ""
+        svc = next((s for s in loaded.views.services() if s.key == key), None)
+        return ("", f"{svc.vip}:{svc.port}") if svc is not None else ("", "")

@@ -12,6 +12,7 @@ from podpath.tui.actions import Actions
 from podpath.tui.adapters import Views
 from podpath.tui.list_rows import service_rows
 from podpath.tui.node_rows import Derived, derive, raw_size
+from podpath.tui.pod_nat import Mention, mention_index
 from podpath.tui.pod_rows import conntrack_rows
 from podpath.tui.rows import Row, RowSet, rowset
 from podpath.tui.source import SnapshotSource
@@ -36,6 +37,7 @@ class Loaded:
     ready: threading.Event = field(init=False, default_factory=threading.Event)
     _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
     _derived: Derived | None = field(init=False, default=None)
+    _mentions: dict[str, tuple[Mention, ...]] | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -63,6 +65,13 @@ class Loaded:
         """Every conntrack entry as a row (the Conntrack screen)."""
         return self.rows("conntrack", lambda: conntrack_rows(self.views.conntrack(), self.views.services()))
 
+    def ip_mentions(self) -> dict[str, tuple[Mention, ...]]:
+        """Rules naming each pod IP (one pass over every rule; built in prepare on big snapshots)."""
+        with self._lock:
+            if self._mentions is None:
+                self._mentions = mention_index(self.views.rulesets(), self.index.pods_by_ip)
+            return self._mentions
+
     @property
     def derived(self) -> Derived | None:
         """Home's counts and problems, once prepared."""
@@ -76,6 +85,7 @@ class Loaded:
         self._derived = derive(self.index, self.views)
         self.service_rows()
         self.conntrack_rows()
+        self.ip_mentions()
         # The rows live as long as the snapshot: keep the cyclic GC from rescanning
         # them on every collection (see podpath.tui.app.settle_heap).
         gc.freeze()
