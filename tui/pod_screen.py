@@ -71,7 +71,7 @@ class PodScreen(BaseScreen):
                 with TabPane(label, id=f"tab-{tab_id}"):
                     if tab_id == "containers":
                         yield RowTable(id="t-containers", classes="half")
-                        yield RowTable(id="t-namespaces", classes="half")
+                        yield RowTable(id="t-namespaces")  # the rest of the pane: all 8 types
                     elif tab_id == "nat":
                         yield Static("Services with this pod as an endpoint", classes="subheading")
                         yield RowTable(id="t-nat", classes="third")
