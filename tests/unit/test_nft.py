@@ -297,3 +297,75 @@ def test_kep_minimal_listing_table_comment() -> None:
     assert rs.tables[0].comment == "Kubernetes service proxying rules"
     assert [r.text for r in rs.rules] == ["ip daddr . ip protocol . th dport vmap @service_ips"]
     assert nft_services(rs) == ()
+
+
+# --- lazy rule text and the GC pause ----------------------------------------------------------
+
+_JSON_FIXTURES = [p for p in NFT if p.suffix == ".json"]
+
+
+@pytest.mark.parametrize("path", _JSON_FIXTURES, ids=[p.name for p in _JSON_FIXTURES])
+def test_json_rule_text_is_rendered_on_first_use_and_equals_render_rule(path: Path) -> None:
+    """A JSON rule renders its text lazily, once, to exactly what render_rule gives."""
+    rs = parse_nft_json(path.read_text(encoding="utf-8", errors="surrogateescape"))
+    for rule in rs.rules:
+        assert "text" not in vars(rule)
+        assert rule.text == render_rule(list(rule.expr), rule.comment)
+        assert vars(rule)["text"] is rule.text
+
+
+def test_parse_nft_json_restores_the_garbage_collector() -> None:
+    """The GC paused while parsing is enabled again after, even for input it rejects."""
+    import gc
+
+    assert gc.isenabled()
+    parse_nft_json(_read("knftables-nft-j-list-mixed-objects.json"))
+    parse_nft_json("{not json")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_nft_json("{}")
+        assert not gc.isenabled()  # a caller's own pause is left alone
+    finally:
+        gc.enable()
+
+
+def _kp_json(dnat_comment: str | None = None) -> str:
+    """A one-Service kube-proxy table as `nft -j` prints it (endpoint chain: masq + dnat)."""
+    svc, ep = "service-AAAA-ns/web/tcp/http", "endpoint-BBBB-ns/web/tcp/http__10.244.0.5/80"
+    masq: dict[str, Any] = {"family": "ip", "table": "kube-proxy", "chain": ep, "expr": [
+        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                   "right": "10.244.0.5"}}, {"jump": {"target": "mark-for-masquerade"}}]}
+    if dnat_comment is not None:
+        masq["comment"] = dnat_comment
+    items: list[dict[str, Any]] = [
+        {"table": {"family": "ip", "name": "kube-proxy"}},
+        {"chain": {"family": "ip", "table": "kube-proxy", "name": svc}},
+        {"chain": {"family": "ip", "table": "kube-proxy", "name": ep}},
+        {"map": {"family": "ip", "table": "kube-proxy", "name": "service-ips",
+                 "type": ["ipv4_addr", "inet_proto", "inet_service"], "map": "verdict",
+                 "elem": [[{"concat": ["10.96.0.9", "tcp", 80]}, {"goto": {"target": svc}}]]}},
+        {"rule": {"family": "ip", "table": "kube-proxy", "chain": svc, "expr": [
+            {"vmap": {"key": {"numgen": {"mode": "random", "mod": 1}},
+                      "data": {"set": [[0, {"goto": {"target": ep}}]]}}}]}},
+        {"rule": masq},
+        {"rule": {"family": "ip", "table": "kube-proxy", "chain": ep, "expr": [
+            {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
+            {"dnat": {"addr": "10.244.0.5", "port": 80}}]}},
+    ]
+    return json.dumps({"nftables": items})
+
+
+def test_services_from_lazily_rendered_json_rules() -> None:
+    """nft_services reads endpoints from rules whose text is rendered only on demand."""
+    rs = parse_nft_json(_kp_json())
+    (svc,) = nft_services(rs)
+    assert [(e.ip, e.port, e.probability) for e in svc.endpoints] == [("10.244.0.5", 80, 1.0)]
+    assert svc.endpoints[0].dnat_rule_text == "meta l4proto tcp dnat to 10.244.0.5:80"
+
+
+def test_endpoint_still_reads_a_dnat_named_only_in_a_comment() -> None:
+    """A rule whose text says `dnat to` only in its comment is read, as the text parser does."""
+    rs = parse_nft_json(_kp_json('dnat to 10.9.9.9:8080'))
+    (svc,) = nft_services(rs)
+    assert [(e.ip, e.port) for e in svc.endpoints] == [("10.9.9.9", 8080)]

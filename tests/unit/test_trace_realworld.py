@@ -110,3 +110,17 @@ def test_nft_rule_parser_reads_kube_proxy_shapes() -> None:
     assert [e.kind for e in parse_rule("numgen random mod 2 vmap { 0 : goto a , 1 : goto b }")] == ["numgen"]
     assert [e.kind for e in parse_rule("mark and 0x4000 == 0 return")] == ["markcmp", "stmt"]
     assert [e.kind for e in parse_rule("frobnicate the packet")] == ["unknown"]
+
+
+def test_nft_stages_come_from_the_base_chain_index() -> None:
+    """A hook's stages are exactly the table's base chains at that hook (indexed once)."""
+    from podpath.netfilter.nft import parse_nft
+    from podpath.trace.nft import NftIndex, stages_for
+
+    idx = NftIndex.build(parse_nft(NFT.read_text()))
+    hooked = {k for k, c in idx.chains.items() if c.hook}
+    assert hooked and {k for keys in idx.base_chains.values() for k in keys} == hooked
+    labels = [s.label for s in stages_for(idx, "PREROUTING", 4)]
+    expected = [f"nft {f} {t} {n}" for (f, t, n), c in idx.chains.items()
+                if c.hook == "prerouting"]
+    assert labels == expected and "nft ip kube-proxy nat-prerouting" in labels

@@ -64,6 +64,11 @@ _ONE_ARG = frozenset({
     "nflog-group", "queue-num", "zone", "helper", "uid-owner", "gid-owner", "cgroup",
     "path", "icmp-type", "limit", "limit-burst", "ctstatus", "ctdir",
 })
+# The fast path's view of the same tables, keyed by an option chunk's first word (the
+# text after " -": "s", "-source", "-dport"), so the hot loop slices and joins nothing.
+_BUILTIN_BY_WORD = {opt[1:]: name for opt, name in _BUILTIN_OPTS.items()}
+_ONE_ARG_WORDS = frozenset("-" + option for option in _ONE_ARG)
+_OPTION_BY_WORD: dict[str, str] = {}  # "-dport" -> "dport", "-destination-port" -> "dport"
 FORMAT_SAVE = "iptables-save"
 FORMAT_SPEC = "iptables-S"
 FORMAT_FRAGMENT = "fragment"
@@ -172,7 +177,7 @@ def _parse_rule_fast(table: str, chain: str, position: int, line: str,
             return None  # a negative number, `! ` old syntax, or a double space
         if "!" in value and (" ! " in value or value.endswith(" !") or value == "!"):
             return None  # old syntax `--opt ! value`: the tokenizer handles it
-        if opt[0] == "-" and opt[1:] in _ONE_ARG and (not value or " " in value):
+        if opt in _ONE_ARG_WORDS and (not value or " " in value):
             # An argument starting with "-", or stray words after the one argument:
             # only the tokenizer gets those right.
             return None
@@ -189,7 +194,7 @@ def _parse_rule_fast(table: str, chain: str, position: int, line: str,
                 return None
             target_opts[opt[1:]] = value
             continue
-        builtin = _BUILTIN_OPTS.get("-" + opt)
+        builtin = _BUILTIN_BY_WORD.get(opt)
         if builtin is not None:
             if not value or " " in value:
                 return None  # stray words after a built-in option: the tokenizer keeps them
@@ -208,9 +213,12 @@ def _parse_rule_fast(table: str, chain: str, position: int, line: str,
             target = _target(value, opt == "g" or opt == "-goto", declared)
             target_opts = {}
         elif opt[0] == "-":
-            option = opt[1:]
-            matches.append(_match(module or protocol, _OPTION_ALIASES.get(option, option),
-                                  value, negated))
+            option = _OPTION_BY_WORD.get(opt)
+            if option is None:
+                if len(_OPTION_BY_WORD) > 10_000:  # bound memory on hostile input
+                    _OPTION_BY_WORD.clear()
+                option = _OPTION_BY_WORD[opt] = _OPTION_ALIASES.get(opt[1:], opt[1:])
+            matches.append(_match(module or protocol, option, value, negated))
         else:
             return None
     if neg or q != len(quoted):

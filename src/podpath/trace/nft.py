@@ -196,6 +196,9 @@ class NftIndex:
     chains: dict[tuple[str, str, str], NftChain] = field(default_factory=dict)
     sets: dict[tuple[str, str, str], NftSet] = field(default_factory=dict)
     _set_index: dict[tuple[str, str, str], _SetIndex] = field(default_factory=dict)
+    # Base chains by hook (lower case), in chain order: a trace asks for the stages of
+    # every hook it crosses, and kube-proxy's table has ~40k regular chains at 10k Services.
+    base_chains: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, ruleset: NftRuleset) -> NftIndex:
@@ -204,7 +207,11 @@ class NftIndex:
         for rule in ruleset.rules:
             idx.rules.setdefault((rule.family, rule.table, rule.chain), []).append(rule)
         for chain in ruleset.chains:
-            idx.chains[(chain.family, chain.table, chain.name)] = chain
+            key = (chain.family, chain.table, chain.name)
+            idx.chains[key] = chain
+        for key, chain in idx.chains.items():
+            if chain.hook is not None:
+                idx.base_chains.setdefault(chain.hook.lower(), []).append(key)
         for s in ruleset.sets:
             idx.sets[(s.family, s.table, s.name)] = s
         return idx
@@ -260,7 +267,8 @@ def nft_stages(index: SnapshotIndex, hook: str, family: int) -> list[Stage]:
 def stages_for(nft: NftIndex, hook: str, family: int, skip_iptables_tables: bool = True) -> list[Stage]:
     """Stages for every base chain of a family at a hook."""
     out: list[Stage] = []
-    for (fam, table, name), chain in nft.chains.items():
+    for fam, table, name in nft.base_chains.get(hook.lower(), ()):
+        chain = nft.chains[(fam, table, name)]
         if chain.hook != hook.lower() or family not in _FAMILIES.get(fam, ()):
             continue
         if skip_iptables_tables and table in _IPTABLES_TABLES:
