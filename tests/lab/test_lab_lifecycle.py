@@ -127,3 +127,56 @@ def test_failed_up_tears_down_what_it_built(monkeypatch: pytest.MonkeyPatch) -> 
         assert not _running(pid)
         assert [d for d in dirs if os.path.exists(d)] == []
     assert not lab_state.lab_dir(name).exists()
+
+
+def test_ctrl_c_during_up_leaves_nothing() -> None:
+    """SIGINT to `podpath lab up` half way through: exit 130, no process, cgroup, mount or state."""
+    import signal
+    import time
+
+    from podpath.lab.cgroups import hierarchies
+
+    name = f"t{os.getpid()}-sigint"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podpath", "lab", "up", "--name", name, "--pods", "6"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        # Interrupt once the node exists and pods are being made.
+        while not list(lab_state.lab_dir(name).glob("*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _safe_cleanup(name)
+    assert proc.returncode == 130, err
+    assert not lab_state.lab_dir(name).exists()
+    # Zombies are dead already (their parent, PID 1 once `up` exited, reaps them).
+    left = [(p.name, _read(p / "cmdline")) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and f"podpath-lab-{name}" in _read(p / "cgroup")
+            and _running(int(p.name))]
+    assert left == []
+    dirs = [Path(h.mountpoint + h.own_path.rstrip("/")) / f"podpath-lab-{name}" for h in hierarchies()]
+    assert [d for d in dirs if d.exists()] == []
+    assert name not in _host_mounts()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _safe_cleanup(name: str) -> None:
+    # Only if the test failed half way: never leave a lab behind.
+    if lab_state.lab_dir(name).exists():
+        try:
+            down(name)
+        except LabError:
+            pass
