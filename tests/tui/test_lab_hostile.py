@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
+from tmux_pane import tmux, wait_for
 
 from podpath.cli.tui import tui_in_node_argv
 
@@ -47,32 +48,20 @@ os.execv("/bin/sleep", [sys.argv[1], "300"])
 """
 
 
-def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=20, check=True).stdout
 
-
-def _wait_for(session: str, text: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    screen = ""
-    while time.monotonic() < deadline:
-        screen = _tmux("capture-pane", "-p", "-t", session)
-        if text in screen:
-            return screen
-        time.sleep(0.4)
-    raise AssertionError(f"{text!r} never appeared:\n{screen}")
 
 
 def _keys(session: str, *keys: str) -> None:
-    _tmux("send-keys", "-t", session, *keys)
+    tmux("send-keys", "-t", session, *keys)
 
 
 def _filter_and_open(session: str, needle: str) -> None:
     """`/` needle, then enter to keep the filter and enter to open the first match."""
     time.sleep(0.5)  # let the new level settle before the filter key
     _keys(session, "/")
-    _wait_for(session, "filter (substring)")
+    wait_for(session, "filter (substring)")
     _keys(session, "-l", needle)
-    _wait_for(session, "match")
+    wait_for(session, "match")
     _keys(session, "Enter")
     time.sleep(0.5)
     _keys(session, "Enter")
@@ -80,14 +69,14 @@ def _filter_and_open(session: str, needle: str) -> None:
 
 def _jump(session: str, name: str) -> None:
     _keys(session, ":")
-    _wait_for(session, "jump to")
+    wait_for(session, "jump to")
     _keys(session, name, "Enter")
 
 
 def _assert_untouched(session: str) -> None:
     """The app still runs and the pane title was never set by node data."""
-    assert "PWNED" not in _tmux("display-message", "-p", "-t", session, "#{pane_title}")
-    alive = _tmux("display-message", "-p", "-t", session, "#{pane_dead}").strip()
+    assert "PWNED" not in tmux("display-message", "-p", "-t", session, "#{pane_title}")
+    alive = tmux("display-message", "-p", "-t", session, "#{pane_dead}").strip()
     assert alive == "0"
 
 
@@ -104,28 +93,28 @@ def test_hostile_names_made_in_a_lab_node_show_literally_on_a_pty(make_lab: Call
     backend = "nft/ipv4" if "nf_tables" in version else "legacy/ipv4"
     argv = lab.enter_argv(node, tui_in_node_argv(node))
     session = f"pptui-hostile-{uuid.uuid4().hex[:8]}"
-    _tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", *argv)
-    _tmux("set-option", "-t", session, "remain-on-exit", "on")
+    tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", *argv)
+    tmux("set-option", "-t", session, "remain-on-exit", "on")
     try:
-        _wait_for(session, "VIEW")
+        wait_for(session, "VIEW")
         _jump(session, "ns")
         # The COMMAND column is capped in width: the row shows the start of the argv.
-        screen = _wait_for(session, "pwarg")
+        screen = wait_for(session, "pwarg")
         assert ARGV0_SHOWN[:40] in screen
         _assert_untouched(session)
         _jump(session, "links")
-        screen = _wait_for(session, "pwif")
+        screen = wait_for(session, "pwif")
         assert IFNAME_SHOWN in screen
         _assert_untouched(session)
         _jump(session, "ipt")
-        _wait_for(session, "Netfilter")
-        _wait_for(session, backend)
+        wait_for(session, "Netfilter")
+        wait_for(session, backend)
         _filter_and_open(session, backend)
-        _wait_for(session, "filter")
+        wait_for(session, "filter")
         _filter_and_open(session, "filter")
-        _wait_for(session, "INPUT")
+        wait_for(session, "INPUT")
         _filter_and_open(session, "INPUT")
-        screen = _wait_for(session, "[@click=app.quit]")
+        screen = wait_for(session, "[@click=app.quit]")
         assert COMMENT_SHOWN in screen
         _assert_untouched(session)
         _keys(session, "q")

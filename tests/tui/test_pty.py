@@ -6,11 +6,11 @@ import dataclasses
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+from tmux_pane import tmux, wait_for
 
 from podpath.snapshot import codec
 from podpath.snapshot.codec import load_path
@@ -23,19 +23,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=20, check=True).stdout
 
-
-def _wait_for(session: str, text: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    screen = ""
-    while time.monotonic() < deadline:
-        screen = _tmux("capture-pane", "-p", "-t", session)
-        if text in screen:
-            return screen
-        time.sleep(0.3)
-    raise AssertionError(f"{text!r} never appeared:\n{screen}")
 
 
 def test_hostile_pod_name_is_shown_literally_on_a_real_terminal(tmp_path: Path) -> None:
@@ -45,15 +33,15 @@ def test_hostile_pod_name_is_shown_literally_on_a_real_terminal(tmp_path: Path) 
     path = tmp_path / "hostile.json"
     path.write_text(codec.dumps(dataclasses.replace(snap, pods=(evil, *snap.pods[1:]))))
     session = f"pptui-{uuid.uuid4().hex[:8]}"
-    _tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "36",
+    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "36",
           str(PODPATH), "tui", "--snapshot", str(path))  # argv form: tmux runs it without a shell
     try:
-        _wait_for(session, "VIEW")
-        _tmux("send-keys", "-t", session, ":")
-        _wait_for(session, "jump to")
-        _tmux("send-keys", "-t", session, "pods", "Enter")
-        screen = _wait_for(session, "evil")
+        wait_for(session, "VIEW")
+        tmux("send-keys", "-t", session, ":")
+        wait_for(session, "jump to")
+        tmux("send-keys", "-t", session, "pods", "Enter")
+        screen = wait_for(session, "evil")
         assert "[@click=app.quit]evil\\x1b]2;PWNED\\x07\\x1b[2J" in screen
-        assert "PWNED" not in _tmux("display-message", "-p", "-t", session, "#{pane_title}")
+        assert "PWNED" not in tmux("display-message", "-p", "-t", session, "#{pane_title}")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=20, check=False)
