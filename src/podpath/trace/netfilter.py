@@ -11,6 +11,7 @@ gives the few rules that can match the packet's (destination, protocol, port).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from podpath.netfilter.iptables_save import Ruleset
@@ -64,13 +65,39 @@ class NfOutcome:
 
 
 @dataclass(frozen=True)
-class _State:
+class WalkState:
+    """One way through a ruleset so far: the packet as rewritten, and where in which chain."""
+
     packet: Packet
     probability: float
     hops: tuple[Hop, ...]
     nat: tuple[NatRecord, ...]
     uncertain: tuple[str, ...]
-    stack: tuple[tuple[str, int], ...]  # (chain, position of the last rule evaluated)
+    stack: tuple[tuple[str, int], ...]  # (chain, rule position), innermost last
+
+
+def walk_states(
+    start: WalkState,
+    step: Callable[[WalkState, list[NfOutcome]], list[WalkState]],
+    end: Callable[[WalkState, str, str], NfOutcome],
+    what: str,
+) -> list[NfOutcome]:
+    """Depth-first over every branch a walk splits into (statistic, numgen), in rule order.
+
+    `step` advances one state by one rule, appending finished branches to `done`; a walk
+    that runs too long or nests too deep (a jump loop) ends as uncertain, never hangs.
+    """
+    work = [start]
+    done: list[NfOutcome] = []
+    steps = 0
+    while work:
+        steps += 1
+        state = work.pop()
+        if steps > MAX_STEPS or len(state.stack) > 64:
+            done.append(end(state, "UNCERTAIN", f"the {what} did not end (a loop?)"))
+            continue
+        work.extend(reversed(step(state, done)))
+    return done
 
 
 def split_addr_port(spec: str) -> tuple[str, int | None, str]:
@@ -163,20 +190,10 @@ class _Walker:
         chain = self.ruleset.chain(self.table, self.start)
         if chain is None:
             return [NfOutcome(probability, "ACCEPT", packet)]
-        start = _State(packet, probability, (), (), (), ((self.start, 0),))
-        work = [start]
-        done: list[NfOutcome] = []
-        steps = 0
-        while work:
-            steps += 1
-            state = work.pop()
-            if steps > MAX_STEPS or len(state.stack) > 64:
-                done.append(self._end(state, "UNCERTAIN", "the chain walk did not end (a loop?)"))
-                continue
-            work.extend(reversed(self._step(state, done)))
-        return done
+        start = WalkState(packet, probability, (), (), (), ((self.start, 0),))
+        return walk_states(start, self._step, self._end, "chain walk")
 
-    def _end(self, state: _State, verdict: str, reason: str, extra: tuple[Hop, ...] = ()) -> NfOutcome:
+    def _end(self, state: WalkState, verdict: str, reason: str, extra: tuple[Hop, ...] = ()) -> NfOutcome:
         uncertain = state.uncertain + ((reason,) if verdict == "UNCERTAIN" else ())
         return NfOutcome(state.probability, verdict, state.packet, state.hops + extra, state.nat, uncertain, reason)
 
@@ -186,7 +203,7 @@ class _Walker:
                 return self.ruleset.rule(self.table, chain, pos)
         return None
 
-    def _step(self, state: _State, done: list[NfOutcome]) -> list[_State]:
+    def _step(self, state: WalkState, done: list[NfOutcome]) -> list[WalkState]:
         chain, after = state.stack[-1]
         rule = self._next_rule(chain, after, state.packet)
         if rule is None:
@@ -219,7 +236,7 @@ class _Walker:
             out.append(not_taken)
         return out
 
-    def _chain_end(self, state: _State, done: list[NfOutcome]) -> list[_State]:
+    def _chain_end(self, state: WalkState, done: list[NfOutcome]) -> list[WalkState]:
         if len(state.stack) > 1:
             return [replace(state, stack=state.stack[:-1])]
         header = self.ruleset.chain(self.table, self.start)
@@ -242,7 +259,7 @@ class _Walker:
         done.append(self._end(state, verdict, f"policy {policy} of {self.table}/{self.start}", hops))
         return []
 
-    def _apply(self, state: _State, rule: Rule, done: list[NfOutcome], prob: float | None) -> list[_State]:
+    def _apply(self, state: WalkState, rule: Rule, done: list[NfOutcome], prob: float | None) -> list[WalkState]:
         target = rule.target
         extra: dict[str, JsonValue] = {"taken": True}
         if prob is not None:
@@ -295,7 +312,7 @@ class _Walker:
         done.append(self._end(with_hop, "UNCERTAIN", note))
         return []
 
-    def _nat(self, state: _State, rule: Rule, done: list[NfOutcome], label: str) -> list[_State]:
+    def _nat(self, state: WalkState, rule: Rule, done: list[NfOutcome], label: str) -> list[WalkState]:
         assert rule.target is not None
         name, options = rule.target.name, rule.target.options
         packet = state.packet

@@ -19,7 +19,7 @@ from podpath.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, Nft
 from podpath.snapshot.index import SnapshotIndex
 from podpath.trace.hooks import Stage
 from podpath.trace.model import Hop, JsonValue, NatRecord, Packet
-from podpath.trace.netfilter import NfEnv, NfOutcome, split_addr_port
+from podpath.trace.netfilter import NfEnv, NfOutcome, WalkState, split_addr_port, walk_states
 from podpath.trace.routing import address, contains
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\{[^}]*\}|\S+')
@@ -35,7 +35,6 @@ _SELECTORS = {
 }
 _ONE_WORD = frozenset({"mark", "iifname", "oifname", "l4proto"})
 _VERDICTS = frozenset({"accept", "drop", "return", "continue"})
-MAX_STEPS = 20_000
 
 
 @dataclass(frozen=True)
@@ -281,14 +280,8 @@ def stages_for(nft: NftIndex, hook: str, family: int, skip_iptables_tables: bool
     return out
 
 
-@dataclass(frozen=True)
-class _State:
-    packet: Packet
-    probability: float
-    hops: tuple[Hop, ...]
-    nat: tuple[NatRecord, ...]
-    uncertain: tuple[str, ...]
-    stack: tuple[tuple[str, int], ...]  # (chain, index of the next rule)
+# A walk state's stack holds (chain, index of the next rule) here.
+_State = WalkState
 
 
 class NftWalker:
@@ -318,17 +311,8 @@ class NftWalker:
 
     def walk(self, packet: Packet, probability: float) -> list[NfOutcome]:
         """Every way the base chain can end."""
-        work = [_State(packet, probability, (), (), (), ((self.base, 0),))]
-        done: list[NfOutcome] = []
-        steps = 0
-        while work:
-            steps += 1
-            st = work.pop()
-            if steps > MAX_STEPS or len(st.stack) > 64:
-                done.append(self._end(st, "UNCERTAIN", "the nftables walk did not end (a loop?)"))
-                continue
-            work.extend(reversed(self._step(st, done)))
-        return done
+        start = _State(packet, probability, (), (), (), ((self.base, 0),))
+        return walk_states(start, self._step, self._end, "nftables walk")
 
     def _end(self, st: _State, verdict: str, reason: str) -> NfOutcome:
         unsure = st.uncertain + ((reason,) if verdict == "UNCERTAIN" else ())
