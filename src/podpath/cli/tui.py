@@ -237,10 +237,20 @@ def _demo(args: argparse.Namespace) -> int:
 
     try:
         with running_lab(LabSpec(args.name, nodes=2, pods=4, services=3)) as lab:
+            _send_traffic(lab)
             lab.interactive("node1", tui_in_node_argv(f"{args.name}/node1"))
     except LabError as exc:
         return _bundled(f"the lab did not come up ({exc})")
     return EXIT_OK
+
+
+def _send_traffic(lab: Any) -> None:
+    """Real connections from node1's pods to the Services, so conntrack has entries to show."""
+    web = lab.service("default/web")[0]
+    dns = lab.service("kube-system/kube-dns")[0]
+    for pod in lab.pods_on("node1"):
+        lab.probe(pod.ref, web.cluster_ip, web.port)
+        lab.probe(pod.ref, dns.cluster_ip, dns.port, proto="udp")
 
 
 def tui_in_node_argv(label: str) -> list[str]:
