@@ -17,6 +17,7 @@ from podpath.tui.pod_rows import conntrack_rows
 from podpath.tui.rows import Row, RowSet, rowset
 from podpath.tui.source import SnapshotSource
 
+from podpath.netfilter.nft import NftRuleset, parse_nft_json
 from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
 
@@ -38,6 +39,7 @@ class Loaded:
     _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
     _derived: Derived | None = field(init=False, default=None)
     _mentions: dict[str, tuple[Mention, ...]] | None = field(init=False, default=None)
+    _nft: NftRuleset | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -72,6 +74,13 @@ class Loaded:
                 self._mentions = mention_index(self.views.rulesets(), self.index.pods_by_ip)
             return self._mentions
 
+    def nft_ruleset(self) -> NftRuleset | None:
+        """The native nftables ruleset, parsed once (None when the snapshot has none)."""
+        with self._lock:
+            if self._nft is None and self.snapshot.nft is not None:
+                self._nft = parse_nft_json(self.snapshot.nft.json_text)
+            return self._nft
+
     @property
     def derived(self) -> Derived | None:
         """Home's counts and problems, once prepared."""
@@ -86,6 +95,7 @@ class Loaded:
         self.service_rows()
         self.conntrack_rows()
         self.ip_mentions()
+        self.nft_ruleset()
         # The rows live as long as the snapshot: keep the cyclic GC from rescanning
         # them on every collection (see podpath.tui.app.settle_heap).
         gc.freeze()
