@@ -17,7 +17,7 @@ from podpath.tui.pod_rows import conntrack_rows
 from podpath.tui.rows import Row, RowSet, rowset
 from podpath.tui.source import SnapshotSource
 
-from podpath.netfilter.nft import NftRuleset, parse_nft_json
+from podpath.netfilter.nft import NftRuleset
 from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
 
@@ -78,7 +78,7 @@ class Loaded:
         """The native nftables ruleset, parsed once (None when the snapshot has none)."""
         with self._lock:
             if self._nft is None and self.snapshot.nft is not None:
-                self._nft = parse_nft_json(self.snapshot.nft.json_text)
+                self._nft = self.index.nft_ruleset
             return self._nft
 
     @property

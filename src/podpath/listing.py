@@ -271,11 +271,8 @@ def iptables(index: SnapshotIndex) -> Listing:
 def nft(index: SnapshotIndex) -> Listing:
     """Rules of the native nftables tables."""
     rows: list[Row] = []
-    if index.snapshot.nft is not None:
-        from podpath.netfilter.nft import parse_nft_json
-
-        parsed = parse_nft_json(index.snapshot.nft.json_text)
-        for rule in parsed.rules:
+    if index.nft_ruleset is not None:
+        for rule in index.nft_ruleset.rules:
             rows.append({"family": rule.family, "table": rule.table, "chain": rule.chain,
                          "handle": rule.handle, "rule": rule.text})
     cols = (

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from podpath.conntrack import ConntrackEntry
     from podpath.netfilter.iptables_save import Ruleset
     from podpath.netfilter.kube_proxy import KubeProxyMode, Service
+    from podpath.netfilter.nft import NftRuleset
 
 
 class SnapshotIndex:
@@ -158,11 +159,21 @@ class SnapshotIndex:
         found: list[Service] = []
         for _dump, ruleset in self.rulesets:
             found.extend(iptables_services(ruleset))
-        if self.snapshot.nft is not None:
-            from podpath.netfilter.nft import nft_services, parse_nft_json
+        if self.nft_ruleset is not None:
+            from podpath.netfilter.nft import nft_services
 
-            found.extend(nft_services(parse_nft_json(self.snapshot.nft.json_text)))
+            found.extend(nft_services(self.nft_ruleset))
         return tuple(found)
+
+    @cached_property
+    def nft_ruleset(self) -> NftRuleset | None:
+        """The native nftables ruleset, parsed once for every view (None when absent)."""
+        if self.snapshot.nft is None:
+            return None
+        from podpath.netfilter.nft import parse_nft
+
+        # JSON from `nft -j`; hand-made snapshots may carry `nft list` text instead.
+        return parse_nft(self.snapshot.nft.json_text)
 
     @cached_property
     def kube_proxy_mode(self) -> KubeProxyMode:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from podpath.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, NftSet, parse_nft
+from podpath.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, NftSet
 from podpath.snapshot.index import SnapshotIndex
 from podpath.trace.hooks import Stage
 from podpath.trace.model import Hop, JsonValue, NatRecord, Packet
@@ -247,7 +247,10 @@ def nft_index(index: SnapshotIndex) -> NftIndex | None:
     cached = _CACHE.get(id(dump))
     if cached is not None and cached[0] is dump:
         return cached[1]
-    built = NftIndex.build(parse_nft(dump.json_text))
+    ruleset = index.nft_ruleset
+    if ruleset is None:
+        return None
+    built = NftIndex.build(ruleset)
     if len(_CACHE) > 16:
         _CACHE.clear()
     _CACHE[id(dump)] = (dump, built)
