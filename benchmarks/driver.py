@@ -198,7 +198,40 @@ def phase_trace(args: Result) -> Result:
     return {"cold": cold, "warm": warm, "load": [load_s], "branches": branches}
 
 
+async def _after_refresh(app: Any) -> None:
+    """Wait until the current screen has painted once after now."""
+    done = asyncio.Event()
+    app.screen.call_after_refresh(done.set)
+    await done.wait()
+
+
+async def _until(ready: Any, timeout: float = 120.0) -> None:
+    """Poll every 5 ms until ready() is true."""
+    end = time.perf_counter() + timeout
+    while not ready():
+        if time.perf_counter() > end:
+            raise TimeoutError("the screen never became ready")
+        await asyncio.sleep(0.005)
+
+
+def _services_rows_shown(app: Any) -> bool:
+    from podpath.tui.base_screen import TableScreen
+    from podpath.tui.rows import MORE_KEY
+    from podpath.tui.table import RowTable
+
+    screen = app.screen
+    if not isinstance(screen, TableScreen):
+        return False
+    table = next(iter(screen.query("#table").results(RowTable)), None)
+    return table is not None and table.row_count > 0 and table.selected_key not in (None, MORE_KEY)
+
+
 async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
+    """Two views of each TUI figure: what the user sees painted, and Pilot's time to idle.
+
+    Pilot's pause() waits until the whole process stops using CPU, so it also counts the
+    background worker that parses Services and conntrack after the first paint.
+    """
     from podpath.tui.app import create_app
     from podpath.tui.source import static_source
 
@@ -206,10 +239,17 @@ async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
     app = create_app(static_source(snap, "file", path))
     out: dict[str, float] = {}
     async with app.run_test(size=(160, 48)) as pilot:
+        await _after_refresh(app)
+        out["first_paint"] = time.perf_counter() - t0
         await pilot.pause()
         out["first_frame"] = time.perf_counter() - t0
+        await _until(lambda: app.loaded is not None and app.loaded.ready.is_set())
+        out["views_ready"] = time.perf_counter() - t0
         t = time.perf_counter()
         app.open_screen("svc")
+        await _until(lambda: _services_rows_shown(app))
+        await _after_refresh(app)
+        out["services_rows"] = time.perf_counter() - t
         await pilot.pause()
         await pilot.pause()
         out["services_screen"] = time.perf_counter() - t
@@ -228,6 +268,17 @@ async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
             keys.append(time.perf_counter() - t)
         out["filter_key"] = sorted(keys)[len(keys) // 2]
         out["filter_key_max"] = max(keys)
+        screen = app.screen
+        own: list[float] = []
+        texts = [needle[: i + 1] for i in range(len(needle))]
+        for text in texts + texts[-2::-1] + [""]:
+            t = time.perf_counter()
+            screen.needle = text
+            screen.repaint_rows()
+            await _after_refresh(app)
+            own.append(time.perf_counter() - t)
+        out["filter_repaint"] = sorted(own)[len(own) // 2]
+        out["filter_repaint_max"] = max(own)
     return out
 
 
