@@ -118,8 +118,9 @@ class PodpathApp(App[None]):
         if loaded.small:
             loaded.prepare()
         else:
-            # After the first frame: parsing holds the GIL and would delay it.
-            self.call_after_refresh(self._prepare, loaded)
+            # After the first frame of the screen that will show it (on start-up that
+            # screen is pushed after this call): parsing holds the GIL and would delay it.
+            self.call_after_refresh(lambda: self.screen.call_after_refresh(self._prepare, loaded))
 
     @work(thread=True, exclusive=True, group="prepare", exit_on_error=False, name="prepare")
     def _prepare(self, loaded: Loaded) -> None:
