@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from podpath.snapshot.model import Pod
 
@@ -205,7 +205,7 @@ class TableScreen(BaseScreen):
         """Leave this screen (never past home)."""
         super().action_back()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_row_table_row_selected(self, event: RowTable.RowSelected) -> None:
         """Enter on a row drills in."""
         event.stop()
         key = self.table.selected_key

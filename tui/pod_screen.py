@@ -15,7 +15,7 @@ from podpath.tui.table import RowTable
 from podpath.tui.text import clean, literal_content
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from podpath.snapshot.model import Pod
 
@@ -152,10 +152,10 @@ class PodScreen(BaseScreen):
         current = ids.index(tabs.active) if tabs.active in ids else 0
         tabs.active = ids[(current + step) % len(ids)]
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_row_table_row_selected(self, event: RowTable.RowSelected) -> None:
         """Enter on an interface opens its host-side peer in the Links view."""
         event.stop()
-        table = event.data_table
+        table = event.table
         if not isinstance(table, RowTable) or table.id != "t-interfaces":
             return
         cells = table.selected_cells()

@@ -14,7 +14,7 @@ from functools import cached_property
 # Semantic roles a cell may have; the table maps them to theme variables.
 ROLES = ("", "dim", "accent", "primary", "warning", "error", "success")
 
-# No table ever holds more rows than this: filter before rendering (a DataTable takes
+# No table ever holds more rows than this: filter before rendering (Textual's DataTable took
 # ~118 us a row to add, 100k rows 12 s, and every changed row on screen costs a fresh
 # render). The rest is summarised in one last row. 200 rows: a filter keystroke on
 # 10k Services repaints in ~30 ms (400 rows: ~70 ms).

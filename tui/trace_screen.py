@@ -23,7 +23,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.suggester import SuggestFromList
-from textual.widgets import DataTable, Footer, Header, Input, Select, Static
+from textual.widgets import Footer, Header, Input, Select, Static
 
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch, Trace
@@ -168,18 +168,18 @@ class TraceScreen(BaseScreen):
         # Cleaned line by line: the newlines are ours, everything else is literal.
         detail.update(Content("\n".join(clean(line) for line in text.split("\n"))))
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_row_table_row_highlighted(self, event: RowTable.RowHighlighted) -> None:
         """Moving in branches changes the hop list; moving in hops changes the detail."""
         event.stop()
-        if event.data_table.id == "branches":
+        if event.table.id == "branches":
             self.show_branch()
-        elif event.data_table.id == "hops":
+        elif event.table.id == "hops":
             self.show_hop()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_row_table_row_selected(self, event: RowTable.RowSelected) -> None:
         """Enter on a branch moves into its hops."""
         event.stop()
-        if event.data_table.id == "branches":
+        if event.table.id == "branches":
             self.query_one("#hops", RowTable).focus()
 
     def action_reply(self) -> None:

@@ -105,7 +105,7 @@ async def test_help_lists_the_current_screens_keys(make_app: Callable[..., Podpa
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         rows = app.screen.query_one(RowTable)
-        texts = [str(rows.get_row_at(i)[1]) for i in range(rows.row_count)]
+        texts = [rows.row_texts(i)[1] for i in range(rows.row_count)]
         assert "Shell" in texts and "Filter" in texts and any(t.startswith("jump to a view") for t in texts)
 
 
@@ -194,7 +194,7 @@ async def test_service_drill_shows_endpoints_and_chain_walk(make_app: Callable[.
         assert isinstance(screen, ServiceScreen)
         assert screen.query_one("#endpoints", RowTable).row_count == 3
         walk = screen.query_one("#walk", RowTable)
-        chains = {str(walk.get_row_at(i)[0]) for i in range(walk.row_count)}
+        chains = {walk.row_texts(i)[0] for i in range(walk.row_count)}
         assert "KUBE-SERVICES" in chains and any(c.startswith("KUBE-SEP-") for c in chains)
 
 
@@ -209,7 +209,7 @@ async def test_pod_tabs_switch_with_arrow_keys(make_app: Callable[..., PodpathAp
         tabs = app.screen.query_one("TabbedContent")
         assert tabs.active == "tab-interfaces"  # type: ignore[attr-defined]
         table = app.screen.query_one("#t-interfaces", RowTable)
-        assert any(str(table.get_row_at(i)[0]).startswith("eth0@if") for i in range(table.row_count))
+        assert any(table.row_texts(i)[0].startswith("eth0@if") for i in range(table.row_count))
 
 
 class RecordingActions:
@@ -350,7 +350,7 @@ async def test_markup_in_a_pod_name_is_literal_and_fires_nothing(fixed_snapshot:
     async with app.run_test(size=SIZE) as pilot:
         await jump(pilot, "pods")
         table = app.screen.query_one("#table", RowTable)
-        names = [table.get_row_at(i)[0].plain for i in range(table.row_count)]
+        names = [table.row_texts(i)[0] for i in range(table.row_count)]
         hostile = next(n for n in names if "@click" in n)
         assert hostile == "default/[@click=app.quit]x[/]\\x1b]0;pwned\\x07\\u202e"
         row = names.index(hostile)
@@ -378,7 +378,7 @@ async def test_home_parses_a_big_ruleset_in_a_worker(fixed_snapshot: Snapshot) -
         await app.workers.wait_for_complete()
         await pilot.pause()
         table = app.screen.table
-        counts = {k: table.get_row(k)[1].plain for k in table._keys}
+        counts = {k: table.row_texts(i)[1] for i, k in enumerate(table._keys)}
         assert counts["go:svc"] == "6" and counts["go:problems"] == "2"
 
 

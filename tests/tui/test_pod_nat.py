@@ -111,8 +111,8 @@ async def test_pod_screen_nat_tab_shows_mentions_and_masquerade(
         assert isinstance(screen, PodScreen)
         mentions = screen.query_one("#t-natrules", RowTable)
         masq = screen.query_one("#t-masq", RowTable)
-        mention_chains = {str(mentions.get_row_at(i)[2]) for i in range(mentions.row_count)}
-        masq_chains = {str(masq.get_row_at(i)[1]) for i in range(masq.row_count)}
+        mention_chains = {mentions.row_texts(i)[2] for i in range(mentions.row_count)}
+        masq_chains = {masq.row_texts(i)[1] for i in range(masq.row_count)}
         assert "CNI-DN-0f1e2d3c4b5a69788796a5b4" in mention_chains
         assert masq_chains == {"KUBE-POSTROUTING", "CNI-5f2a9c0e1d3b7a6c4e8f9a0b"}
         assert screen.query_one("#t-nat", RowTable).row_count == 1
@@ -138,7 +138,7 @@ async def test_t_on_the_services_screen_traces_to_the_selected_service(make_app:
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, ServicesScreen)
-        key = next(str(k.value) for k in screen.table.rows if "/web:" in str(k.value))
+        key = next(k for k in screen.table._keys if "/web:" in k)
         assert screen.table.move_to_key(key)
         await pilot.press("t")
         await pilot.pause()
