@@ -18,20 +18,17 @@ import errno
 import os
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from podpath.collectors.hostroot import (
     CollectorError,
     HostRoot,
     translate,
 )
+from podpath.collectors.parallel import part_count, run_parts, split
 
 from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Process
-
-_CHUNK = 256
-_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -180,16 +177,31 @@ def _optional(pid_fd: int, name: str, res: ScanResult) -> bytes | None:
 _GONE = (errno.ENOENT, errno.ESRCH)
 
 
+# A Process's fields in order, as plain values: what a forked part sends back (marshal).
+_Record = tuple[int, int, int, str, tuple[str, ...], int | None, str, str | None, dict[str, int]]
+
+# Below this many processes a part is not worth a fork (~1 ms) or a thread.
+_MIN_PER_PART = 128
+
+
 def read_process(host: HostRoot, pid: int, res: ScanResult, full: bool = True) -> Process | None:
     """One process, or None when it is gone (after a liveness re-check).
 
     With `full=False` only stat and the namespace links are read (no cmdline, no
     cgroup): enough to list namespaces, at a fraction of the syscalls.
     """
+    rec = _read_record(host, host.proc_fd(), pid, res, full, None)
+    return None if rec is None else Process(*rec)
+
+
+def _read_record(host: HostRoot, proc_fd: int, pid: int, res: ScanResult, full: bool,
+                 seen: set[tuple[str, int]] | None) -> _Record | None:
+    """`read_process` as a plain record. With `full=False` and a `seen` set, the command
+    line is read too when the process holds a namespace not in `seen` (then added)."""
     try:
         # One directory fd for all reads: if the PID is reused meanwhile, reads through
         # the old fd fail (ESRCH) instead of mixing two processes.
-        pid_fd = os.open(str(pid), _O_DIR, dir_fd=host.proc_fd())
+        pid_fd = os.open(str(pid), _O_DIR, dir_fd=proc_fd)
     except OSError as err:
         if err.errno not in _GONE:
             _count(res, "stat", err, f"/proc/{pid}")
@@ -206,24 +218,35 @@ def read_process(host: HostRoot, pid: int, res: ScanResult, full: bool = True) -
         except (ValueError, IndexError):
             res.failures[("stat", "error", None)] += 1
             return None
-        raw_cmd = _optional(pid_fd, "cmdline", res) if full else b""
-        raw_cg = _optional(pid_fd, "cgroup", res) if full else None
         spaces, ns_vanished = _read_namespaces(pid_fd, res)
+        raw_cg: bytes | None = None
+        raw_cmd: bytes | None = b""
+        if full:
+            raw_cmd = _optional(pid_fd, "cmdline", res)
+            raw_cg = _optional(pid_fd, "cgroup", res)
+        elif seen is not None and not seen.issuperset(spaces.items()):
+            # Listing namespaces shows the command of each one's lowest PID only. A scan
+            # of ascending PIDs meets that PID first, so reading the command of every
+            # process that brings a namespace not seen before covers all of them, here,
+            # through the same directory fd (no PID-reuse re-check needed, unlike later).
+            raw_cmd = _first_cmdline(pid_fd)
     finally:
         os.close(pid_fd)
     if (raw_cmd is None or ns_vanished) and not _alive(host, pid, st.start_time):
         return None
-    return Process(
-        pid=pid,
-        start_time=st.start_time,
-        ppid=st.ppid,
-        comm=st.comm,
-        cmdline=parse_cmdline(raw_cmd) if raw_cmd else (),
-        uid=uid,
-        state=st.state,
-        cgroup=pick_cgroup(raw_cg) if raw_cg else None,
-        namespaces=spaces,
-    )
+    if seen is not None:
+        seen.update(spaces.items())
+    return (pid, st.start_time, st.ppid, st.comm, parse_cmdline(raw_cmd) if raw_cmd else (),
+            uid, st.state, pick_cgroup(raw_cg) if raw_cg else None, spaces)
+
+
+def _first_cmdline(pid_fd: int) -> bytes | None:
+    """The command line for a namespace's listing: None if the process is gone, b"" if
+    unreadable (as `with_cmdlines` treats it: the command is then comm)."""
+    try:
+        return _read_at(pid_fd, "cmdline")
+    except OSError as err:
+        return None if err.errno in _GONE else b""
 
 
 def _gaps_from_failures(res: ScanResult) -> list[Gap]:
@@ -234,50 +257,59 @@ def _gaps_from_failures(res: ScanResult) -> list[Gap]:
     return gaps
 
 
+# What one part of the scan sends back: records, failures, vanished count, PIDs done.
+_Part = tuple[list[_Record], dict[tuple[str, str, str | None], int], int, int]
+
+
+def _scan_part(host: HostRoot, full: bool, cancel: threading.Event | None, pids: list[int]) -> _Part:
+    """Read a run of ascending PIDs, in order (see `_read_record` on `seen`)."""
+    res = ScanResult()
+    proc_fd = host.proc_fd()
+    seen: set[tuple[str, int]] = set()
+    records = []
+    done = 0
+    for pid in pids:
+        if done % 64 == 0 and cancel is not None and cancel.is_set():
+            break
+        rec = _read_record(host, proc_fd, pid, res, full, seen)
+        done += 1
+        if rec is None:
+            res.vanished += 1
+        else:
+            records.append(rec)
+    return records, dict(res.failures), res.vanished, done
+
+
 def scan_processes(
     host: HostRoot, cancel: threading.Event | None = None, *, full: bool = True
 ) -> tuple[tuple[Process, ...], tuple[Gap, ...]]:
     """All processes of <root>/proc, sorted by PID, with gaps for what could not be read.
 
-    `full=False` skips cmdline and cgroup (see `read_process`); `with_cmdlines` fills
-    in the command lines of the few processes that need one afterwards.
+    `full=False` skips cgroup and reads the command line only of the processes that
+    may be a namespace's lowest PID (see `_read_record`); `with_cmdlines` fills in any
+    the scan could not know about. The PIDs are split in ascending runs, one per core
+    (`parallel.run_parts`: forked children when safe, threads otherwise).
     """
     res = ScanResult()
     try:
         proc_fd = host.proc_fd()
         with os.scandir(proc_fd) as it:
-            entries = [(int(e.name), e.name) for e in it if e.name.isdigit()]
+            pids = sorted(int(e.name) for e in it if e.name.isdigit())
     except CollectorError as err:
         return (), (err.to_gap(),)
     except OSError as err:
         return (), (Gap("/proc", os.strerror(err.errno or 0) or str(err), "error"),)
-    pids = sorted(pid for pid, _ in entries)
-    chunks = [pids[i:i + _CHUNK] for i in range(0, len(pids), _CHUNK)]
-    # One ScanResult per chunk: Counter updates are not atomic across threads.
-    results = [ScanResult() for _ in chunks]
-
-    def work(index: int) -> None:
-        if cancel is not None and cancel.is_set():
-            return
-        part = results[index]
-        for pid in chunks[index]:
-            proc = read_process(host, pid, part, full)
-            if proc is None:
-                part.vanished += 1
-            else:
-                part.processes.append(proc)
-
-    # procfs reads are syscall-bound and release the GIL: a few threads overlap them.
-    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="podpath-procfs") as pool:
-        list(pool.map(work, range(len(chunks))))
-    for part in results:
-        res.failures.update(part.failures)
-        res.vanished += part.vanished
+    runs = split(pids, part_count(len(pids), _MIN_PER_PART))
+    parts = run_parts(partial(_scan_part, host, full, cancel), runs)
+    done = 0
+    for records, failures, vanished, part_done in parts:
+        res.processes += [Process(*rec) for rec in records]
+        res.failures.update(failures)
+        res.vanished += vanished
+        done += part_done
     if cancel is not None and cancel.is_set():
-        done = sum(len(r.processes) for r in results)
         res.gaps.append(Gap("/proc", f"cancelled after {done} of {len(pids)} processes",
                             "inconsistent"))
-    res.processes = [p for part in results for p in part.processes]
     return tuple(res.processes), tuple(res.gaps + _gaps_from_failures(res))
 
 
