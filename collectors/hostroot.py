@@ -16,19 +16,19 @@ which the collectors turn into `Gap`s.
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import functools
 import os
-import platform
 import re
 import stat as stat_mod
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from podpath.snapshot.model import Gap
 
 # Syscall number of openat2(2): the same on x86_64 and aarch64 (asm-generic).
-_SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "arm64": 437}.get(platform.machine())
+_SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "arm64": 437}.get(os.uname().machine)
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_IN_ROOT = 0x10
 _MAX_SYMLINKS = 40  # the kernel's own limit (MAXSYMLINKS)
@@ -96,29 +96,37 @@ def translate(err: OSError, subject: str, capability: str | None = None) -> Coll
     return CollectorError(subject, reason, code)
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
+@functools.cache
+def _openat2_abi() -> tuple[Any, Any] | None:
+    """libc's syscall() and struct open_how, or None without them.
 
+    ctypes is imported on first use: a node root of "/" never needs openat2, and the
+    import is a measurable part of `podpath ls namespaces` (which must beat lsns).
+    """
+    import ctypes
 
-def _libc() -> ctypes.CDLL | None:
+    class OpenHow(ctypes.Structure):
+        _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                    ("resolve", ctypes.c_uint64)]
+
     try:
-        return ctypes.CDLL(None, use_errno=True)
+        return ctypes.CDLL(None, use_errno=True), OpenHow
     except OSError:
         return None
 
 
-_LIBC = _libc()
-
-
 def openat2_in_root(dirfd: int, path: str, flags: int) -> int:
     """openat2(dirfd, path, flags, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS); raises OSError."""
-    if _SYS_OPENAT2 is None or _LIBC is None:
+    abi = _openat2_abi()
+    if _SYS_OPENAT2 is None or abi is None:
         raise OSError(errno.ENOSYS, "openat2 not supported on this architecture")
-    how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+    import ctypes
+
+    libc, open_how = abi
+    how = open_how(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
     raw = os.fsencode(path)
-    fd = _LIBC.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(raw),
-                       ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    fd = libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(raw),
+                      ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
     if fd < 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code), path)
@@ -144,7 +152,7 @@ class HostRoot:
     def __init__(self, path: str = "/", *, use_openat2: bool = True) -> None:
         self.path = os.path.abspath(path)
         self._root_fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._use_openat2 = use_openat2 and self._probe_openat2()
+        self._want_openat2 = use_openat2
         self._proc_fd: int | None = None
         self._lock = threading.Lock()
 
@@ -173,6 +181,11 @@ class HostRoot:
     def resolver(self) -> str:
         """Which resolution strategy is in use: "openat2" or "walk"."""
         return "openat2" if self._use_openat2 else "walk"
+
+    @functools.cached_property
+    def _use_openat2(self) -> bool:
+        """Whether openat2 resolves paths here, probed on first need (never for "/")."""
+        return self._want_openat2 and self._probe_openat2()
 
     def _probe_openat2(self) -> bool:
         try:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from podpath.collectors.hostroot import CollectorError, HostRoot
@@ -24,11 +22,14 @@ from podpath.collectors.procfs import scan_processes, self_namespaces, with_cmdl
 from podpath.snapshot.model import SCHEMA_VERSION, CniState, Gap, NetNamespace, Pod, Snapshot
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from podpath.collectors.conntrack import ConntrackResult
     from podpath.collectors.netfilter import NetfilterResult
 
-# The collectors of the optional parts are imported where they are used: `podpath ls
-# namespaces` must start faster than lsns, and these imports are a third of its time.
+# The collectors of the optional parts, and the thread pool that runs them, are imported
+# where they are used: `podpath ls namespaces` must start faster than lsns, and these
+# imports are a third of its time.
 
 # The parts a snapshot is made of; `podpath ls KIND` collects only what KIND needs.
 ALL_PARTS = frozenset({"processes", "netns", "pods", "cni", "netfilter", "conntrack"})
@@ -54,25 +55,37 @@ def take_snapshot(
         host = HostRoot(host_root)
     except OSError as exc:
         raise CollectorError(host_root, f"cannot open host root: {exc.strerror}") from None
-    with host, ThreadPoolExecutor(max_workers=2, thread_name_prefix="podpath-tools") as pool:
-        netfilter: Future[NetfilterResult] | None = None
-        conntrack: Future[ConntrackResult] | None = None
+    with host:
         if parts & {"netfilter", "conntrack"}:
-            from podpath.collectors.commands import CommandRunner
-            from podpath.collectors.conntrack import collect_conntrack
-            from podpath.collectors.netfilter import collect_netfilter
+            from concurrent.futures import ThreadPoolExecutor
 
-            runner = CommandRunner(host_root=Path(host.path))
-            reusable = previous if previous and previous.node.host_root == host.path else None
-            if "netfilter" in parts:
-                netfilter = pool.submit(collect_netfilter, runner, reusable, cancel)
-            if "conntrack" in parts:
-                conntrack = pool.submit(collect_conntrack, runner, cancel)
-        snapshot = _collect_local(host, cancel, taken_at, redact_env, parts)
-        snapshot = _with_tools(snapshot, netfilter, conntrack)
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="podpath-tools") as pool:
+                netfilter, conntrack = _start_tools(pool, host, previous, cancel, parts)
+                snapshot = _collect_local(host, cancel, taken_at, redact_env, parts)
+                snapshot = _with_tools(snapshot, netfilter, conntrack)
+        else:
+            snapshot = _collect_local(host, cancel, taken_at, redact_env, parts)
     skipped = tuple(Gap(part, "not collected for this command", "skipped")
                     for part in sorted(ALL_PARTS - parts))
     return replace(snapshot, duration=time.monotonic() - started, gaps=snapshot.gaps + skipped)
+
+
+def _start_tools(
+    pool: ThreadPoolExecutor, host: HostRoot, previous: Snapshot | None,
+    cancel: threading.Event, parts: frozenset[str],
+) -> tuple[Future[NetfilterResult] | None, Future[ConntrackResult] | None]:
+    """Start the external-tool collectors (netfilter, conntrack) on the pool's threads."""
+    from pathlib import Path
+
+    from podpath.collectors.commands import CommandRunner
+    from podpath.collectors.conntrack import collect_conntrack
+    from podpath.collectors.netfilter import collect_netfilter
+
+    runner = CommandRunner(host_root=Path(host.path))
+    reusable = previous if previous and previous.node.host_root == host.path else None
+    netfilter = pool.submit(collect_netfilter, runner, reusable, cancel) if "netfilter" in parts else None
+    conntrack = pool.submit(collect_conntrack, runner, cancel) if "conntrack" in parts else None
+    return netfilter, conntrack
 
 
 def _collect_local(
@@ -81,7 +94,8 @@ def _collect_local(
 ) -> Snapshot:
     """Everything read from /proc, runtime state and netlink in this process."""
     gaps: list[Gap] = []
-    node, node_gaps = collect_node(host, cancel)
+    # Each interface's rp_filter matters to the network parts only.
+    node, node_gaps = collect_node(host, cancel, interfaces="netns" in parts)
     gaps += node_gaps
     # Listing namespaces alone needs only each namespace's lowest PID's command line.
     full = bool(parts & {"processes", "pods"})

@@ -6,7 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from podpath.cli.inspect import json_listing
 from podpath.safe_text import visible
 from podpath.snapshot import codec
 from podpath.snapshot.model import (
@@ -117,3 +122,23 @@ def test_mixed_backends_are_warned_about(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "warning: rules in several iptables backends: iptables-legacy, iptables-nft" in out.stderr
     assert "legacy" in out.stdout and "KUBE-SVC-X" in out.stdout
+
+
+_SCALARS = st.one_of(st.text(), st.integers(), st.booleans(), st.none())
+_ROWS = st.lists(st.dictionaries(st.text(), st.one_of(_SCALARS, st.lists(_SCALARS),
+                                                      st.floats(allow_nan=False),
+                                                      st.dictionaries(st.text(), _SCALARS)),
+                                 max_size=6), max_size=5)
+
+
+@given(st.text(), _ROWS)
+def test_json_listing_is_byte_for_byte_what_json_writes(kind: str, rows: list[dict[str, Any]]) -> None:
+    """The fast JSON writer of `ls --json` (or its fallback) equals json.dumps exactly,
+    escape sequences and markup included."""
+    assert json_listing(kind, rows) == json.dumps({kind: rows}, ensure_ascii=True, indent=2)
+
+
+def test_json_listing_keeps_escapes_inert() -> None:
+    text = json_listing("namespaces", [{"command": "\x1b[31m[bold]x", "pids": [1, True, None]}])
+    assert "\x1b" not in text and "\\u001b[31m[bold]x" in text
+    assert json.loads(text) == {"namespaces": [{"command": "\x1b[31m[bold]x", "pids": [1, True, None]}]}
