@@ -1,0 +1,303 @@
+"""One native nftables table read over netlink, as the JSON `nft -j list table` prints.
+
+The document has nft 1.0.6's shape and order: the table, its named sets and maps (in
+the kernel's order), its chains, then each chain's rules. Anything the decoders cannot
+reproduce exactly makes the whole table Unsupported, with the reason, so the
+collector runs `nft -j list table` for that table instead (a wrong picture is worse
+than a slow one). So does a change of the ruleset generation during the read.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from podpath.collectors.nft_delinearize import Delinearizer, rule_comment
+from podpath.collectors.nft_netlink import (
+    FAMILY_NUMBERS,
+    NftNetlinkError,
+    NftSocket,
+    NlChain,
+    NlRule,
+    NlSet,
+)
+from podpath.collectors.nft_sets import (
+    SET_ANONYMOUS,
+    SetInfo,
+    elements_json,
+    set_info,
+    set_json,
+)
+from podpath.collectors.nft_types import Unsupported
+
+_HOOKS = ("prerouting", "input", "forward", "output", "postrouting", "ingress")
+_CHAIN_TYPES = frozenset({"filter", "nat", "route"})
+_CHAIN_F_BASE = 0x1
+_POLICIES = {0: "drop", 1: "accept"}
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A table's `{"nftables": [...]}` document (no metainfo), or why it is not decoded."""
+
+    family: str
+    name: str
+    json_text: str | None
+    reason: str | None = None
+    rules: int = 0
+
+
+def _checked(name: str) -> str:
+    """A name as nft prints it; names that are not UTF-8 are left to nft."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Unsupported("a name that is not UTF-8") from exc
+    return name
+
+
+class _Prefetch:
+    """Dumps run ahead of the decoder on a socket of their own, on a thread of their own.
+
+    The kernel does a dump's work inside send/recv, which release the GIL: on a
+    second core the next chains' rules and the anonymous sets' elements are read
+    while this thread decodes (each GETSETELEM walks the table's set list, so 9k sets
+    cost the kernel seconds). Results come back in request order; an error is raised
+    in the consumer.
+    """
+
+    def __init__(self, sock: NftSocket, calls: list[Callable[[NftSocket], Any]]) -> None:
+        self.sock = sock
+        self.calls = calls
+        self.results: list[Any] = []
+        self.error: BaseException | None = None
+        self.done = 0
+        self.stop = False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="nft-netlink", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for call in self.calls:
+                if self.stop:
+                    return
+                result = call(self.sock)
+                with self.cond:
+                    self.results.append(result)
+                    self.done += 1
+                    self.cond.notify_all()
+        except (NftNetlinkError, Unsupported, OSError) as exc:
+            with self.cond:
+                self.error = exc
+                self.cond.notify_all()
+
+    def get(self, index: int) -> Any:
+        """The result of call `index`, waiting for it."""
+        with self.cond:
+            while self.done <= index:
+                if self.error is not None:
+                    raise self.error
+                self.cond.wait()
+            return self.results[index]
+
+    def close(self) -> None:
+        """Stop after the dump in progress, wait for the thread, close the socket."""
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+class _TableReader:
+    """Reads one table; every method may raise Unsupported or NftNetlinkError."""
+
+    def __init__(self, sock: NftSocket, family: str, name: str) -> None:
+        self.sock = sock
+        self.family = family
+        self.fnum = FAMILY_NUMBERS[family]
+        self.name = _checked(name)
+        self.infos: dict[str, SetInfo] = {}
+        self.raw_sets: dict[str, NlSet] = {}
+        self.anon: dict[str, list[Any]] = {}
+        self.anon_index: dict[str, int] = {}
+        self.anon_fetch: _Prefetch | None = None
+
+    def read(self, threads: bool = True) -> tuple[str, int]:
+        table = self.sock.table(self.fnum, self.name)
+        if table.flags:
+            raise Unsupported(f"table flags {table.flags:#x}")
+        if self.sock.has_objects(self.fnum, self.name):
+            raise Unsupported("stateful objects (named counters, quotas...)")
+        if self.sock.has_flowtables(self.fnum, self.name):
+            raise Unsupported("flowtables")
+        for nlset in self.sock.sets(self.fnum, self.name):
+            self.raw_sets[nlset.name] = nlset
+        chains = self.sock.chains(self.fnum, self.name)
+        fnum, tname = self.fnum, self.name
+        anon = [n for n, s in self.raw_sets.items() if s.flags & SET_ANONYMOUS]
+        self.anon_index = {n: i for i, n in enumerate(anon)}
+        rules_fetch: _Prefetch | None = None
+        try:
+            if threads and chains:
+                rules_fetch = _Prefetch(NftSocket(), [
+                    functools.partial(NftSocket.rules, family=fnum, table=tname,
+                                      chain=c.name) for c in chains])
+            if threads and anon:
+                self.anon_fetch = _Prefetch(NftSocket(), [
+                    functools.partial(NftSocket.elements, family=fnum, table=tname,
+                                      set_name=n) for n in anon])
+            return self._document(table.handle, chains, rules_fetch)
+        finally:
+            for fetch in (rules_fetch, self.anon_fetch):
+                if fetch is not None:
+                    fetch.close()
+
+    def _document(self, handle: int, chains: list[NlChain],
+                  rules_fetch: _Prefetch | None) -> tuple[str, int]:
+        parts = [json.dumps({"table": {"family": self.family, "name": self.name,
+                                       "handle": handle}})]
+        for nlset in self.raw_sets.values():
+            if not nlset.flags & SET_ANONYMOUS:  # anonymous sets are shown inline in rules
+                parts.append(json.dumps(self._set_object(nlset)))
+        parts.extend(json.dumps(self._chain(c)) for c in chains)
+        delin = Delinearizer(self.fnum, self._info, self._anon_elements)
+        count = 0
+        for i, chain in enumerate(chains):
+            rules = (rules_fetch.get(i) if rules_fetch is not None
+                     else self.sock.rules(self.fnum, self.name, chain.name))
+            if not rules:
+                continue
+            objects = []
+            for rule in rules:
+                try:
+                    objects.append(self._rule(delin, chain.name, rule))
+                except Unsupported as exc:
+                    raise Unsupported(f"chain {chain.name}, rule {rule.handle}: {exc}") from exc
+            # One encoder call per chain, brackets dropped: the items join the document.
+            parts.append(json.dumps(objects)[1:-1])
+            count += len(rules)
+        return '{"nftables": [' + ", ".join(parts) + "]}", count
+
+    def _rule(self, delin: Delinearizer, chain: str, rule: NlRule) -> dict[str, Any]:
+        if rule.extra:
+            raise Unsupported(f"rule attributes {rule.extra}")
+        stmts = delin.statements(rule.exprs)
+        if not stmts:
+            raise Unsupported("a rule without statements")
+        body: dict[str, Any] = {"family": self.family, "table": self.name,
+                                "chain": _checked(chain), "handle": rule.handle}
+        comment = rule_comment(rule.userdata)
+        if comment is not None:
+            body["comment"] = comment
+        body["expr"] = stmts
+        return {"rule": body}
+
+    def _info(self, set_name: str) -> SetInfo:
+        info = self.infos.get(set_name)
+        if info is None:
+            nlset = self.raw_sets.get(set_name)
+            if nlset is None:
+                raise Unsupported(f"a rule refers to set {set_name}, which is not listed")
+            info = set_info(nlset)
+            self.infos[set_name] = info
+        return info
+
+    def _anon_elements(self, info: SetInfo) -> list[Any]:
+        found = self.anon.get(info.name)
+        if found is None:
+            index = self.anon_index.get(info.name)
+            if self.anon_fetch is not None and index is not None:
+                elements = self.anon_fetch.get(index)
+            else:
+                elements = self.sock.elements(self.fnum, self.name, info.name)
+            found = elements_json(info, elements)
+            self.anon[info.name] = found
+        return found
+
+    def _set_object(self, nlset: NlSet) -> dict[str, Any]:
+        info = self._info(nlset.name)
+        _checked(nlset.name)
+        elements = self.sock.elements(self.fnum, self.name, nlset.name)
+        return set_json(self.family, self.name, nlset, info, elements)
+
+    def _chain(self, chain: NlChain) -> dict[str, Any]:
+        body: dict[str, Any] = {"family": self.family, "table": self.name,
+                                "name": _checked(chain.name), "handle": chain.handle}
+        if chain.flags & ~_CHAIN_F_BASE:
+            raise Unsupported(f"chain {chain.name}: flags {chain.flags:#x}")
+        if chain.hooknum is None:
+            return {"chain": body}
+        if chain.devices or chain.type not in _CHAIN_TYPES or chain.hooknum >= len(_HOOKS):
+            raise Unsupported(f"chain {chain.name}: hook form")
+        if chain.hooknum == 5 and self.family != "inet":
+            raise Unsupported(f"chain {chain.name}: ingress hook")
+        policy = _POLICIES.get(1 if chain.policy is None else chain.policy)
+        if policy is None:
+            raise Unsupported(f"chain {chain.name}: policy {chain.policy}")
+        body.update({"type": chain.type, "hook": _HOOKS[chain.hooknum],
+                     "prio": chain.priority or 0, "policy": policy})
+        return {"chain": body}
+
+
+def list_table(family: str, name: str, sock: NftSocket | None = None) -> Listing:
+    """Read one table over netlink; a Listing with json_text, or None and the reason.
+
+    The generation id is read before and after: a ruleset that changed meanwhile may
+    have been read half old, half new, so that read does not count.
+    """
+    if family not in ("ip", "ip6", "inet"):
+        return Listing(family, name, None, f"family {family} is read by nft")
+    own = sock is None
+    s = NftSocket() if sock is None else sock
+    try:
+        before = s.generation()
+        try:
+            text, count = _TableReader(s, family, name).read()
+        except Unsupported as exc:
+            return Listing(family, name, None, str(exc))
+        if s.generation() != before:
+            return Listing(family, name, None, "the ruleset changed during the read")
+        return Listing(family, name, text, None, count)
+    except NftNetlinkError as exc:
+        return Listing(family, name, None, f"netlink: {exc}")
+    finally:
+        if own:
+            s.close()
+
+
+# Exit status of `python -m podpath.collectors.nft_listing` for a table it does not read
+# (the reason on stderr): the caller lists that table with nft instead.
+EXIT_NOT_READ = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m podpath.collectors.nft_listing FAMILY NAME`: the table's document.
+
+    The collector runs this in a child process: the read is seconds of CPU at 10k
+    Services, which then overlaps the collector's own work on another core, and its
+    memory (~200 MB at 72k rules) goes back to the system when it exits.
+    """
+    import gc
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        sys.stderr.write("usage: python -m podpath.collectors.nft_listing FAMILY NAME\n")
+        return 2
+    # Tens of thousands of small acyclic objects, freed by reference counting: the
+    # cycle collector's passes over them would only cost time.
+    gc.disable()
+    listing = list_table(args[0], args[1])
+    if listing.json_text is None:
+        sys.stderr.write(f"{listing.reason}\n")
+        return EXIT_NOT_READ
+    sys.stdout.write(listing.json_text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
