@@ -16,11 +16,12 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from podpath.snapshot.model import Gap
@@ -50,6 +51,11 @@ ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
         }
     ),
 }
+
+# podpath's own helpers, run as `python -m MODULE ARGS` by this interpreter: work that
+# would hold the GIL and memory of the collecting process for seconds runs on another
+# core, and its memory is returned when it exits.
+OWN_MODULES = frozenset({"podpath.collectors.nft_listing"})
 
 # `nft -j -- list table FAMILY NAME` is allowed for these families and for names that
 # are plain nft identifiers: nft joins its argv into one script line and parses it, so
@@ -203,25 +209,53 @@ class CommandRunner:
             result = _with_warnings(result, tuple(warnings))
         return result
 
+    def run_module(
+        self, module: str, args: Sequence[str], cancel: threading.Event | None = None
+    ) -> CommandResult:
+        """Run one of podpath's OWN_MODULES in a fresh interpreter, with run()'s bounds."""
+        subject = " ".join(("python -m", module, *args))
+        argv = (sys.executable, "-m", module, *args)
+        if module not in OWN_MODULES:
+            return _failed("python", argv, Gap(subject, "command not allowed"))
+        import podpath
+
+        # The child imports this very podpath, whatever put it on our sys.path (not
+        # resolved: an editable install's package is a tree of links into the source).
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(podpath.__file__)))
+        env = {**self.env, "PYTHONPATH": package_parent}
+        ev = cancel if cancel is not None else threading.Event()
+        return _execute("python", argv, replace(self, env=env), ev, subject)
+
     def submit(
         self, program: str, args: Sequence[str], cancel: threading.Event | None = None
     ) -> Future[CommandResult]:
         """Start a command on its own thread and return a future for its result."""
-        fut: Future[CommandResult] = Future()
         argv = tuple(args)
+        return _on_thread(lambda: self.run(program, argv, cancel), program)
 
-        def work() -> None:
-            fut.set_running_or_notify_cancel()
-            try:
-                fut.set_result(self.run(program, argv, cancel))
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiter, not swallowed
-                fut.set_exception(exc)
-
-        threading.Thread(target=work, name=f"podpath-cmd-{program}", daemon=True).start()
-        return fut
+    def submit_module(
+        self, module: str, args: Sequence[str], cancel: threading.Event | None = None
+    ) -> Future[CommandResult]:
+        """run_module on its own thread; a future for its result."""
+        argv = tuple(args)
+        return _on_thread(lambda: self.run_module(module, argv, cancel), "python")
 
     def _uses_host_root(self) -> bool:
         return os.path.realpath(self.host_root) != "/"
+
+
+def _on_thread(call: Callable[[], CommandResult], name: str) -> Future[CommandResult]:
+    fut: Future[CommandResult] = Future()
+
+    def work() -> None:
+        fut.set_running_or_notify_cancel()
+        try:
+            fut.set_result(call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter, not swallowed
+            fut.set_exception(exc)
+
+    threading.Thread(target=work, name=f"podpath-cmd-{name}", daemon=True).start()
+    return fut
 
 
 def _with_warnings(result: CommandResult, warnings: tuple[Gap, ...]) -> CommandResult:

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from podpath.collectors.commands import CommandResult, CommandRunner, is_safe_nft_name
@@ -42,6 +42,14 @@ COMPAT_TABLES: dict[str, frozenset[str]] = {
     "ip": frozenset({"filter", "nat", "mangle", "raw", "security"}),
     "ip6": frozenset({"filter", "nat", "mangle", "raw", "security"}),
 }
+
+# Native tables of these families are read over netlink (nft_listing), others by nft.
+NETLINK_FAMILIES = frozenset({"ip", "ip6", "inet"})
+
+_NETLINK_READER = "podpath.collectors.nft_listing"
+# nft_listing's exit status for a table it leaves to nft (kept here: importing the
+# reader would load its decoders into every snapshot process).
+EXIT_NOT_READ = 3
 
 _FAMILIES = (("ipv4", "iptables", "ip_tables_names"), ("ipv6", "ip6tables", "ip6_tables_names"))
 _LIST_TABLES = ("-j", "--", "list", "tables")
@@ -247,10 +255,24 @@ class _NftSide:
     compat: tuple[tuple[str, Future[CommandResult]], ...]  # (family, iptables-nft-save run)
     # `nft -j list flowtables` when the kernel listed the tables, else `nft -j list tables`.
     listing: Future[CommandResult]
-    # The kernel's table list (None: refused, so nft's listing is used) and, started at
-    # once, the `nft -j list table` run of each native table.
+    # The kernel's table list (None: refused, so nft's listing is used).
     kernel_tables: tuple[tuple[str, str], ...] | None
-    native: tuple[Future[CommandResult], ...]
+    # Started at once, for each native table: its netlink read (nft_listing, in a child
+    # process) or its `nft -j list table` run.
+    native: tuple[tuple[tuple[str, str], Future[CommandResult]], ...]
+
+
+def netlink_reader_enabled() -> bool:
+    """Whether native tables are read over netlink (PODPATH_NFT_READER=nft turns it off)."""
+    return os.environ.get("PODPATH_NFT_READER", "netlink") != "nft"
+
+
+def _start_table_read(runner: CommandRunner, family: str, name: str,
+                      cancel: threading.Event) -> Future[CommandResult]:
+    """Read a native table over netlink where the reader handles its family, else by nft."""
+    if family in NETLINK_FAMILIES and netlink_reader_enabled():
+        return runner.submit_module(_NETLINK_READER, (family, name), cancel)
+    return runner.submit("nft", ("-j", "--", "list", "table", family, name), cancel)
 
 
 def _start_nft_side(runner: CommandRunner, cancel: threading.Event) -> _NftSide:
@@ -262,11 +284,10 @@ def _start_nft_side(runner: CommandRunner, cancel: threading.Event) -> _NftSide:
         return _NftSide(compat, runner.submit("nft", _LIST_TABLES, cancel), None, ())
     listing = runner.submit("nft", _LIST_FLOWTABLES, cancel)
     native = _native_of(kernel)
-    running: tuple[Future[CommandResult], ...] = ()
+    running: tuple[tuple[tuple[str, str], Future[CommandResult]], ...] = ()
     if all(is_safe_nft_name(name) for _, name in native):
         # Every tool runs at once: the whole read costs about the slowest one.
-        running = tuple(runner.submit("nft", ("-j", "--", "list", "table", f, n), cancel)
-                        for f, n in native)
+        running = tuple(((f, n), _start_table_read(runner, f, n, cancel)) for f, n in native)
     return _NftSide(compat, listing, kernel, running)
 
 
@@ -324,18 +345,18 @@ def _native_ruleset(
     side: _NftSide, runner: CommandRunner, cancel: threading.Event
 ) -> tuple[NftDump | None, list[Gap]]:
     """Dump the native nft tables (named by the kernel or by nft), as one nft JSON document."""
+    documents = _native_documents(side, runner, cancel)  # waits for all: no stray children
     listed = side.listing.result()
-    started = [fut.result() for fut in side.native]  # wait for all: no stray children
     gaps = list(listed.warnings)
     if listed.gap is not None:
         return None, [*gaps, listed.gap]
-    if side.kernel_tables is not None:
-        tables = _native_of(side.kernel_tables)
-    else:
+    if side.kernel_tables is None:
         try:
             tables = native_tables(listed.stdout)
         except ValueError as exc:
             return None, [*gaps, Gap("nft -j list tables", f"unexpected output: {exc}", "error")]
+    else:
+        tables = _native_of(side.kernel_tables)
     if any(not is_safe_nft_name(name) for _, name in tables):
         # A name nft would re-parse cannot be passed on its command line; read it all.
         result = runner.run("nft", _LIST_RULESET, cancel)
@@ -344,20 +365,44 @@ def _native_ruleset(
             return None, [*gaps, result.gap]
         return NftDump(result.stdout), gaps
     if side.kernel_tables is None:
-        running = [runner.submit("nft", ("-j", "--", "list", "table", f, n), cancel)
+        running = [((f, n), runner.submit("nft", ("-j", "--", "list", "table", f, n), cancel))
                    for f, n in tables]
-        started = [fut.result() for fut in running]
+        documents = [fut.result() for _, fut in running]
     parts = [_metainfo_document(listed.stdout)]
-    for result in started:
-        gaps.extend(result.warnings)
-        if result.gap is not None:
-            gaps.append(result.gap)
+    for run in documents:
+        gaps.extend(run.warnings)
+        if run.gap is not None:
+            gaps.append(run.gap)
         else:
-            parts.append(result.stdout)
+            parts.append(run.stdout)
     try:
         return NftDump(merge_nft_documents(parts)), gaps
     except ValueError as exc:
         return None, [*gaps, Gap("nft -j list table", f"unexpected output: {exc}", "error")]
+
+
+def _native_documents(
+    side: _NftSide, runner: CommandRunner, cancel: threading.Event
+) -> list[CommandResult]:
+    """Each started native table read: nft's run, or the netlink reader's (same output).
+
+    A table the netlink reader does not reproduce exactly as nft prints it (or a
+    ruleset that changed during the read) is listed by nft instead: a slow picture
+    is better than a wrong one. A reader that failed otherwise is worth a warning.
+    """
+    out: list[CommandResult] = []
+    for (family, name), fut in side.native:
+        result = fut.result()
+        if result.program != "python" or result.ok:
+            out.append(result)
+            continue
+        fallback = runner.run("nft", ("-j", "--", "list", "table", family, name), cancel)
+        if result.returncode != EXIT_NOT_READ and not result.cancelled:
+            why = result.gap.reason if result.gap is not None else "failed"
+            note = Gap(f"nft table {family} {name} over netlink", f"{why}; listed by nft instead")
+            fallback = replace(fallback, warnings=(note, *fallback.warnings))
+        out.append(fallback)
+    return out
 
 
 def _native_of(tables: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
