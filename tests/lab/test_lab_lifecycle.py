@@ -138,12 +138,13 @@ def test_ctrl_c_during_up_leaves_nothing() -> None:
 
     name = f"t{os.getpid()}-sigint"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "podpath", "lab", "up", "--name", name, "--pods", "6"],
+        [sys.executable, "-m", "podpath", "lab", "up", "--name", name, "--pods", "40"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        # Interrupt once the node exists and pods are being made.
+        # Interrupt once the node exists and pods are being made (40 pods: `up` then
+        # takes seconds, so the signal lands half way even on a fast machine).
         while not list(lab_state.lab_dir(name).glob("*")) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
