@@ -12,9 +12,13 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from podpath.snapshot.index import SnapshotIndex
 from podpath.trace.model import JsonValue
+
+if TYPE_CHECKING:
+    from podpath.trace.nft import NftIndex
 
 PROTOCOLS = ("tcp", "udp", "icmp")
 
@@ -161,21 +165,38 @@ _DPORT = re.compile(r" --dport (?P<port>\d+)")
 _NFT_TARGET = re.compile(r"^goto service-\w+-(?P<name>[^/\s]+/[^/\s]+)/\w+/(?P<pname>\S*)$")
 
 
+# Per indexed nft ruleset: kube-proxy's service-ips elements by Service, built on the
+# first Service trace (scanning the 10k-element map each time was 7 ms of every trace).
+_NFT_SERVICES: dict[int, tuple[object, dict[str, list[tuple[str, int, str, str]]]]] = {}
+
+
 def _nft_services(index: SnapshotIndex, name: str) -> list[tuple[str, int, str, str]]:
+    """(VIP, port, port name, protocol) of each service-ips element of Service `name`."""
     from podpath.trace.nft import nft_index
 
     nft = nft_index(index)
-    out: list[tuple[str, int, str, str]] = []
     if nft is None:
-        return out
+        return []
+    cached = _NFT_SERVICES.get(id(nft))
+    if cached is None or cached[0] is not nft:
+        if len(_NFT_SERVICES) > 16:
+            _NFT_SERVICES.clear()
+        cached = (nft, _kube_proxy_service_ips(nft))
+        _NFT_SERVICES[id(nft)] = cached
+    return cached[1].get(name, [])
+
+
+def _kube_proxy_service_ips(nft: NftIndex) -> dict[str, list[tuple[str, int, str, str]]]:
+    by_name: dict[str, list[tuple[str, int, str, str]]] = {}
     for (_fam, table, set_name), s in nft.sets.items():
         if table != "kube-proxy" or set_name != "service-ips":
             continue
         for el in s.elements:
             m = _NFT_TARGET.match(el.value or "")
-            if m and m["name"] == name and len(el.key) == 3 and el.key[2].isdigit():
-                out.append((el.key[0], int(el.key[2]), m["pname"], el.key[1]))
-    return out
+            if m and len(el.key) == 3 and el.key[2].isdigit():
+                by_name.setdefault(m["name"], []).append(
+                    (el.key[0], int(el.key[2]), m["pname"], el.key[1]))
+    return by_name
 
 
 def _lines_with(text: str, needle: str) -> list[str]:
