@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from podpath.collectors.hostroot import CollectorError, HostRoot, PermissionDenied, Vanished
 from podpath.collectors.parallel import part_count, run_parts, split
-from podpath.collectors.procfs import nsfs_dev, parse_ns_link
+from podpath.collectors.procfs import FdHolders, ns_fds, nsfs_dev, parse_ns_link
 
 from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Namespace, Process
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from podpath.collectors.netns_scan import NetnsTarget
 
 # lsns's type name -> name in mountinfo's nsfs root field / fd link text (same today).
-_KNOWN_TYPES = frozenset(NAMESPACE_TYPES)
 
 
 @dataclass
@@ -165,28 +164,6 @@ def _scan_run_netns(host: HostRoot, dev: int, holders: dict[tuple[str, int], Hol
                 h.mount_open.append(os.path.join(host.path, path.lstrip("/")))
 
 
-def _fds_of(proc_fd: int, pid: int) -> list[tuple[tuple[str, int], int]]:
-    """(namespace, fd) for every fd of a process that is an nsfs file; OSError passes up."""
-    dfd = os.open(f"{pid}/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc_fd)
-    try:
-        names = os.listdir(dfd)
-        found = []
-        for name in names:
-            try:
-                target = os.readlink(name, dir_fd=dfd)
-            except OSError:
-                continue  # closed meanwhile
-            # Cheap prefilter: most fds are files, sockets, pipes and anon inodes.
-            if target[-1:] != "]" or target.startswith(("socket:", "pipe:", "anon_inode:")):
-                continue
-            parsed = parse_ns_link(target)
-            if parsed is not None and parsed[0] in _KNOWN_TYPES:
-                found.append((parsed, int(name)))
-        return found
-    finally:
-        os.close(dfd)
-
-
 # A unit of holder-scan work: ("mountinfo", "self" | "1" | "PID") or ("fd", PID).
 _Task = tuple[str, str | int]
 
@@ -232,7 +209,7 @@ def _holder_part(host: HostRoot, cancel: threading.Event | None, tasks: list[_Ta
         else:
             pid = int(arg)
             try:
-                fds += [(kind, inode, pid, fd) for (kind, inode), fd in _fds_of(proc_fd, pid)]
+                fds += [(kind, inode, pid, fd) for kind, inode, fd in ns_fds(proc_fd, pid)]
             except PermissionError:
                 fd_denied += 1
             except OSError:
@@ -240,9 +217,18 @@ def _holder_part(host: HostRoot, cancel: threading.Event | None, tasks: list[_Ta
     return mounts, mount_denied, fds, fd_denied
 
 
+def _holders_of(holders: dict[tuple[str, int], Holders], kind: str, inode: int) -> Holders:
+    """The Holders of a namespace, created on first use (not on every lookup)."""
+    h = holders.get((kind, inode))
+    if h is None:
+        h = holders[(kind, inode)] = Holders()
+    return h
+
+
 def _scan_holders(host: HostRoot, processes: tuple[Process, ...], dev: int,
                   holders: dict[tuple[str, int], Holders], gaps: list[Gap], *, scan_fds: bool,
-                  all_mnt: bool, cancel: threading.Event | None) -> None:
+                  all_mnt: bool, cancel: threading.Event | None,
+                  fd_holders: FdHolders | None) -> None:
     """nsfs mounts (every mount namespace's mountinfo, /run/netns) and fd holders.
 
     The mount and fd tables are read together, split across the cores by
@@ -250,7 +236,7 @@ def _scan_holders(host: HostRoot, processes: tuple[Process, ...], dev: int,
     them (mount tables by source, then /run/netns, then fds by PID).
     """
     tasks: list[_Task] = [("mountinfo", src) for src in _mount_sources(processes, all_mnt)]
-    if scan_fds:
+    if scan_fds and fd_holders is None:
         tasks += [("fd", p.pid) for p in processes]
     weight = sum(_MOUNTINFO_WEIGHT if t[0] == "mountinfo" else 1.0 for t in tasks)
     runs = split(tasks, part_count(int(weight), _MIN_PER_PART),
@@ -265,12 +251,14 @@ def _scan_holders(host: HostRoot, processes: tuple[Process, ...], dev: int,
     _scan_run_netns(host, dev, holders, gaps)
     if not scan_fds:
         return
-    for _, _, fds, _ in parts:
-        for kind, inode, pid, fd in fds:
-            holders.setdefault((kind, inode), Holders()).fds.append((pid, fd))
+    if fd_holders is None:
+        fd_holders = FdHolders(tuple(f for part in parts for f in part[2]),
+                               sum(part[3] for part in parts))
+    for kind, inode, pid, fd in fd_holders.found:
+        _holders_of(holders, kind, inode).fds.append((pid, fd))
     if cancel is not None and cancel.is_set():
         gaps.append(Gap("/proc/*/fd", "cancelled", "inconsistent"))
-    fd_denied = sum(part[3] for part in parts)
+    fd_denied = fd_holders.denied
     if fd_denied:
         gaps.append(Gap("/proc/*/fd", f"{fd_denied} processes: permission denied (needs CAP_SYS_PTRACE)",
                         "permission", "CAP_SYS_PTRACE"))
@@ -467,16 +455,21 @@ def scan_namespaces(
     scan_fds: bool = True,
     all_mount_namespaces: bool = True,
     netnsid: bool = True,
+    fd_holders: FdHolders | None = None,
 ) -> NamespaceScan:
-    """Every namespace held by a process, an nsfs mount or an fd, with its holders."""
+    """Every namespace held by a process, an nsfs mount or an fd, with its holders.
+
+    `fd_holders` are the fd holders read by `procfs.scan_processes_and_fds`; without
+    them the fd tables are read here.
+    """
     gaps: list[Gap] = []
     dev = nsfs_dev(host)
     holders: dict[tuple[str, int], Holders] = {}
     for p in processes:
         for kind, inode in p.namespaces.items():
-            holders.setdefault((kind, inode), Holders()).pids.append(p.pid)
+            _holders_of(holders, kind, inode).pids.append(p.pid)
     _scan_holders(host, processes, dev, holders, gaps, scan_fds=scan_fds,
-                  all_mnt=all_mount_namespaces, cancel=cancel)
+                  all_mnt=all_mount_namespaces, cancel=cancel, fd_holders=fd_holders)
     nsids = _netnsids(host, holders, dev, gaps) if netnsid else {}
     names = read_user_names(host)
     procs = {p.pid: p for p in processes}

@@ -97,6 +97,40 @@ def parse_ns_link(target: str) -> tuple[str, int] | None:
         return None
 
 
+_KNOWN_TYPES = frozenset(NAMESPACE_TYPES)
+
+
+def ns_fds(proc_fd: int, pid: int) -> list[tuple[str, int, int]]:
+    """(type, inode, fd) for every fd of a process that is an nsfs file; OSError passes up."""
+    dfd = os.open(f"{pid}/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc_fd)
+    try:
+        names = os.listdir(dfd)
+        found = []
+        for name in names:
+            try:
+                target = os.readlink(name, dir_fd=dfd)
+            except OSError:
+                continue  # closed meanwhile
+            # Cheap prefilter: most fds are files, sockets, pipes and anon inodes.
+            if target[-1:] != "]" or target.startswith(("socket:", "pipe:", "anon_inode:")):
+                continue
+            parsed = parse_ns_link(target)
+            if parsed is not None and parsed[0] in _KNOWN_TYPES:
+                found.append((parsed[0], parsed[1], int(name)))
+        return found
+    finally:
+        os.close(dfd)
+
+
+
+@dataclass(frozen=True)
+class FdHolders:
+    """Namespaces held by open fds (a CNI plugin or `ip netns exec` holding one)."""
+
+    found: tuple[tuple[str, int, int, int], ...]  # (type, inode, pid, fd), in PID order
+    denied: int  # fd tables unreadable without CAP_SYS_PTRACE
+
+
 @dataclass
 class ScanResult:
     """Processes plus what could not be read (aggregated into a few gaps)."""
@@ -257,16 +291,21 @@ def _gaps_from_failures(res: ScanResult) -> list[Gap]:
     return gaps
 
 
-# What one part of the scan sends back: records, failures, vanished count, PIDs done.
-_Part = tuple[list[_Record], dict[tuple[str, str, str | None], int], int, int]
+# What one part of the scan sends back: records, failures, vanished count, PIDs done,
+# nsfs fds found (type, inode, pid, fd) and fd tables denied.
+_Part = tuple[list[_Record], dict[tuple[str, str, str | None], int], int, int,
+              list[tuple[str, int, int, int]], int]
 
 
-def _scan_part(host: HostRoot, full: bool, cancel: threading.Event | None, pids: list[int]) -> _Part:
+def _scan_part(host: HostRoot, full: bool, fds: bool, cancel: threading.Event | None,
+               pids: list[int]) -> _Part:
     """Read a run of ascending PIDs, in order (see `_read_record` on `seen`)."""
     res = ScanResult()
     proc_fd = host.proc_fd()
     seen: set[tuple[str, int]] = set()
     records = []
+    held: list[tuple[str, int, int, int]] = []
+    fd_denied = 0
     done = 0
     for pid in pids:
         if done % 64 == 0 and cancel is not None and cancel.is_set():
@@ -275,9 +314,16 @@ def _scan_part(host: HostRoot, full: bool, cancel: threading.Event | None, pids:
         done += 1
         if rec is None:
             res.vanished += 1
-        else:
-            records.append(rec)
-    return records, dict(res.failures), res.vanished, done
+            continue
+        records.append(rec)
+        if fds:
+            try:
+                held += [(kind, inode, pid, fd) for kind, inode, fd in ns_fds(proc_fd, pid)]
+            except PermissionError:
+                fd_denied += 1
+            except OSError:
+                pass  # exited: its fds no longer hold anything
+    return records, dict(res.failures), res.vanished, done, held, fd_denied
 
 
 def scan_processes(
@@ -290,27 +336,40 @@ def scan_processes(
     the scan could not know about. The PIDs are split in ascending runs, one per core
     (`parallel.run_parts`: forked children when safe, threads otherwise).
     """
+    processes, gaps, _ = scan_processes_and_fds(host, cancel, full=full, fds=False)
+    return processes, gaps
+
+
+def scan_processes_and_fds(
+    host: HostRoot, cancel: threading.Event | None = None, *, full: bool = True,
+    fds: bool = True,
+) -> tuple[tuple[Process, ...], tuple[Gap, ...], FdHolders]:
+    """`scan_processes`, reading each process's fd table for nsfs fds in the same pass
+    (for `namespaces.scan_namespaces`): one split of the PIDs across the cores, not two."""
     res = ScanResult()
     try:
         proc_fd = host.proc_fd()
         with os.scandir(proc_fd) as it:
             pids = sorted(int(e.name) for e in it if e.name.isdigit())
     except CollectorError as err:
-        return (), (err.to_gap(),)
+        return (), (err.to_gap(),), FdHolders((), 0)
     except OSError as err:
-        return (), (Gap("/proc", os.strerror(err.errno or 0) or str(err), "error"),)
+        return (), (Gap("/proc", os.strerror(err.errno or 0) or str(err), "error"),), FdHolders((), 0)
     runs = split(pids, part_count(len(pids), _MIN_PER_PART))
-    parts = run_parts(partial(_scan_part, host, full, cancel), runs)
-    done = 0
-    for records, failures, vanished, part_done in parts:
+    parts = run_parts(partial(_scan_part, host, full, fds, cancel), runs)
+    done = fd_denied = 0
+    held: list[tuple[str, int, int, int]] = []
+    for records, failures, vanished, part_done, part_held, part_denied in parts:
         res.processes += [Process(*rec) for rec in records]
         res.failures.update(failures)
         res.vanished += vanished
         done += part_done
+        held += part_held
+        fd_denied += part_denied
     if cancel is not None and cancel.is_set():
         res.gaps.append(Gap("/proc", f"cancelled after {done} of {len(pids)} processes",
                             "inconsistent"))
-    return tuple(res.processes), tuple(res.gaps + _gaps_from_failures(res))
+    return tuple(res.processes), tuple(res.gaps + _gaps_from_failures(res)), FdHolders(tuple(held), fd_denied)
 
 
 def self_namespaces(host: HostRoot) -> dict[str, int]:

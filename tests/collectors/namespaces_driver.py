@@ -15,7 +15,7 @@ import time
 
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.namespaces import net_namespace_targets, scan_namespaces
-from podpath.collectors.procfs import scan_processes
+from podpath.collectors.procfs import scan_processes, scan_processes_and_fds
 
 
 def _start(argv: list[str]) -> subprocess.Popen[bytes]:
@@ -70,6 +70,9 @@ def main(workdir: str) -> None:
     procs, gaps = scan_processes(host)
     scan = scan_namespaces(host, procs)
     targets = net_namespace_targets(host, scan)
+    # The same scan with the fd tables read in the process pass (as snapshots do).
+    procs2, gaps2, fd_holders = scan_processes_and_fds(host)
+    scan2 = scan_namespaces(host, procs2, fd_holders=fd_holders)
     out = {
         "lsns": json.loads(lsns.stdout),
         "ours": [dataclasses.asdict(n) for n in scan.namespaces],
@@ -81,6 +84,8 @@ def main(workdir: str) -> None:
         "fd": fd_inode,
         "peer_net": _inode(f"/proc/{peer.pid}/ns/net"),
         "link_netnsid": link.get("link_netnsid"),
+        "ours_fds_in_process_pass": [dataclasses.asdict(n) for n in scan2.namespaces],
+        "fd_holders_seen": [list(f) for f in fd_holders.found],
     }
     print(json.dumps(out))
     os.close(fd)

@@ -96,6 +96,12 @@ def test_fd_only_netns_listed(run: dict[str, Any]) -> None:
     assert "/fd/" in target[2]
 
 
+def test_fd_tables_read_in_the_process_pass_give_the_same_namespaces(run: dict[str, Any]) -> None:
+    """scan_processes_and_fds (one pass for stat, ns links and fds) changes nothing."""
+    assert run["ours_fds_in_process_pass"] == run["ours"]
+    assert any(f[0] == "net" and f[1] == run["fd"] for f in run["fd_holders_seen"])
+
+
 def test_netnsid_equals_ip_link_netnsid(run: dict[str, Any]) -> None:
     """The netnsid of a veth peer's netns equals what `ip -j link` reports as link_netnsid."""
     assert run["link_netnsid"] is not None
