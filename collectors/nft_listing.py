@@ -9,6 +9,7 @@ than a slow one). So does a change of the ruleset generation during the read.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import threading
@@ -182,13 +183,16 @@ class _TableReader:
     def _rules_part(self, threads: bool, part: tuple[list[str], list[NlChain]]
                     ) -> tuple[str, int, str | None]:
         """The rules of a run of chains as JSON items: (text, rules, None), or the reason
-        they cannot be printed exactly as ("", 0, reason). Uses sockets of its own."""
+        they cannot be printed exactly as ("", 0, reason).
+
+        Runs on a reader of its own (sockets, anonymous-set cache): parts may run on
+        threads of one process when forking is not safe.
+        """
         anon, chains = part
-        own = NftSocket()
-        saved = self.sock, self.anon, self.anon_fetch
-        self.sock, self.anon = own, {}
+        reader = copy.copy(self)
+        reader.sock, reader.anon, reader.anon_fetch = NftSocket(), {}, None
+        reader.anon_index = {n: i for i, n in enumerate(anon)}
         fnum, tname = self.fnum, self.name
-        self.anon_index = {n: i for i, n in enumerate(anon)}
         rules_fetch: _Prefetch | None = None
         try:
             if threads and chains:
@@ -196,19 +200,18 @@ class _TableReader:
                     functools.partial(NftSocket.rules, family=fnum, table=tname,
                                       chain=c.name) for c in chains])
             if threads and anon:
-                self.anon_fetch = _Prefetch(NftSocket(), [
+                reader.anon_fetch = _Prefetch(NftSocket(), [
                     functools.partial(NftSocket.elements, family=fnum, table=tname,
                                       set_name=n) for n in anon])
-            text, count = self._rules_json(chains, rules_fetch)
+            text, count = reader._rules_json(chains, rules_fetch)
             return text, count, None
         except (Unsupported, NftNetlinkError) as exc:
             return "", 0, str(exc) if isinstance(exc, Unsupported) else f"netlink: {exc}"
         finally:
-            for fetch in (rules_fetch, self.anon_fetch):
+            for fetch in (rules_fetch, reader.anon_fetch):
                 if fetch is not None:
                     fetch.close()
-            own.close()
-            self.sock, self.anon, self.anon_fetch = saved
+            reader.sock.close()
 
     def _rules_json(self, chains: list[NlChain], rules_fetch: _Prefetch | None) -> tuple[str, int]:
         delin = Delinearizer(self.fnum, self._info, self._anon_elements)

@@ -213,6 +213,24 @@ def test_kube_proxy_table_of_a_thousand_services_is_read_exactly() -> None:
     assert got["ip kube-proxy"].startswith("equal"), got
 
 
+# A second thread in the reading process: forking is then unsafe, and the runs of
+# chains are decoded on threads, each with a reader of its own.
+_A_THREAD = """
+import threading
+_hold = threading.Event()
+threading.Thread(target=_hold.wait, daemon=True).start()
+"""
+
+
+def test_large_table_read_on_threads_when_forking_is_unsafe() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    import nft_render
+
+    got = _compare(nft_render.render(_services(1000)), _A_THREAD)
+    assert list(got) == ["ip kube-proxy"]
+    assert got["ip kube-proxy"].startswith("equal"), got
+
+
 @pytest.mark.parametrize("family", ["arp", "bridge", "netdev"])
 def test_other_families_are_left_to_nft(family: str) -> None:
     from podpath.collectors.nft_listing import list_table
