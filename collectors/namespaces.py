@@ -27,14 +27,12 @@ from typing import TYPE_CHECKING
 
 from podpath.collectors.hostroot import CollectorError, HostRoot, PermissionDenied, Vanished
 from podpath.collectors.parallel import part_count, run_parts, split
-from podpath.collectors.procfs import FdHolders, ns_fds, nsfs_dev, parse_ns_link
+from podpath.collectors.procfs import FdHolders, nsfs_dev, parse_ns_link, read_fd_holders
 
 from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Namespace, Process
 
 if TYPE_CHECKING:
     from podpath.collectors.netns_scan import NetnsTarget
-
-# lsns's type name -> name in mountinfo's nsfs root field / fd link text (same today).
 
 
 @dataclass
@@ -125,7 +123,7 @@ def _add_mounts(host: HostRoot, found: list[tuple[str, str, int, str]],
                 holders: dict[tuple[str, int], Holders]) -> None:
     """Record nsfs mounts (source, type, inode, mount point) in the order they were read."""
     for src, kind, inode, mountpoint in found:
-        h = holders.setdefault((kind, inode), Holders())
+        h = _holders_of(holders, kind, inode)
         if src == "self":
             host_path, open_path = _host_view(host, mountpoint), mountpoint
         else:
@@ -155,7 +153,7 @@ def _scan_run_netns(host: HostRoot, dev: int, holders: dict[tuple[str, int], Hol
             continue
         if dev and st.st_dev != dev:
             continue  # a leftover empty file, not a mounted nsfs inode
-        h = holders.setdefault(("net", st.st_ino), Holders())
+        h = _holders_of(holders, "net", st.st_ino)
         if path not in h.mounts:
             h.mounts.append(path)
             try:
@@ -164,57 +162,38 @@ def _scan_run_netns(host: HostRoot, dev: int, holders: dict[tuple[str, int], Hol
                 h.mount_open.append(os.path.join(host.path, path.lstrip("/")))
 
 
-# A unit of holder-scan work: ("mountinfo", "self" | "1" | "PID") or ("fd", PID).
-_Task = tuple[str, str | int]
+# What one part of the mount-table scan sends back (plain values: it may run in a
+# child): nsfs mounts (source, type, inode, mount point), and mount tables denied.
+_MountPart = tuple[list[tuple[str, str, int, str]], int]
 
-# What one part of the holder scan sends back (plain values: it may run in a child):
-# nsfs mounts (source, type, inode, mount point), mount tables denied,
-# fd holders (type, inode, pid, fd), fd tables denied.
-_HolderPart = tuple[list[tuple[str, str, int, str]], int, list[tuple[str, int, int, int]], int]
-
-# Reading one mount namespace's table costs ~2.2x one process's fd table (89 us vs
-# 40 us at 250 pods: the kernel formats every mount of the namespace).
-_MOUNTINFO_WEIGHT = 2.2
-# Below this much work (in fd tables) a part is not worth a fork (~1 ms) or a thread.
-_MIN_PER_PART = 128
+# Below this many mount tables (~90 us each at 250 pods) a part is not worth a fork.
+_MIN_TABLES_PER_PART = 64
 
 
-def _holder_part(host: HostRoot, cancel: threading.Event | None, tasks: list[_Task]) -> _HolderPart:
-    """Read the mount tables and fd tables of `tasks`, in order."""
-    proc_fd = host.proc_fd()
+def _mount_part(host: HostRoot, cancel: threading.Event | None, sources: list[str]) -> _MountPart:
+    """Read the nsfs mounts of these mount tables ("self" or a PID), in order."""
     mounts: list[tuple[str, str, int, str]] = []
-    fds: list[tuple[str, int, int, int]] = []
-    mount_denied = fd_denied = 0
-    for i, (what, arg) in enumerate(tasks):
+    denied = 0
+    for i, src in enumerate(sources):
         if i % 32 == 0 and cancel is not None and cancel.is_set():
             break
-        if what == "mountinfo":
-            src = str(arg)
-            try:
-                # Most mount namespaces (one per container) hold no nsfs mount. The kernel
-                # writes /proc/PID/mounts ~3x faster than mountinfo (no root field: for
-                # cgroup v1 mounts that is a cgroup path walk each), and the same mounts
-                # with their type ("nsfs /run/netns/x nsfs rw 0 0"): read mountinfo, for
-                # the inode in its root field, only where mounts shows an nsfs mount.
-                if b" nsfs " not in host.proc_read(f"{src}/mounts"):
-                    continue
-                raw = host.proc_read(f"{src}/mountinfo")
-            except PermissionDenied:
-                mount_denied += 1
+        try:
+            # Most mount namespaces (one per container) hold no nsfs mount. The kernel
+            # writes /proc/PID/mounts ~3x faster than mountinfo (no root field: for
+            # cgroup v1 mounts that is a cgroup path walk each), and the same mounts
+            # with their type ("nsfs /run/netns/x nsfs rw 0 0"): read mountinfo, for
+            # the inode in its root field, only where mounts shows an nsfs mount.
+            if b" nsfs " not in host.proc_read(f"{src}/mounts"):
                 continue
-            except CollectorError:
-                continue  # the process exited: another process of the same mnt ns may remain
-            text = raw.decode("utf-8", "surrogateescape")
-            mounts += [(src, kind, inode, point) for kind, inode, point in parse_nsfs_mounts(text)]
-        else:
-            pid = int(arg)
-            try:
-                fds += [(kind, inode, pid, fd) for kind, inode, fd in ns_fds(proc_fd, pid)]
-            except PermissionError:
-                fd_denied += 1
-            except OSError:
-                continue  # exited: its fds no longer hold anything
-    return mounts, mount_denied, fds, fd_denied
+            raw = host.proc_read(f"{src}/mountinfo")
+        except PermissionDenied:
+            denied += 1
+            continue
+        except CollectorError:
+            continue  # the process exited: another process of the same mnt ns may remain
+        text = raw.decode("utf-8", "surrogateescape")
+        mounts += [(src, kind, inode, point) for kind, inode, point in parse_nsfs_mounts(text)]
+    return mounts, denied
 
 
 def _holders_of(holders: dict[tuple[str, int], Holders], kind: str, inode: int) -> Holders:
@@ -231,20 +210,15 @@ def _scan_holders(host: HostRoot, processes: tuple[Process, ...], dev: int,
                   fd_holders: FdHolders | None) -> None:
     """nsfs mounts (every mount namespace's mountinfo, /run/netns) and fd holders.
 
-    The mount and fd tables are read together, split across the cores by
-    `parallel.run_parts`, and merged in the order one sequential scan would have met
-    them (mount tables by source, then /run/netns, then fds by PID).
+    The mount tables are split across the cores by `parallel.run_parts` and merged in
+    source order; the fd holders come from the process scan, or are read here.
     """
-    tasks: list[_Task] = [("mountinfo", src) for src in _mount_sources(processes, all_mnt)]
-    if scan_fds and fd_holders is None:
-        tasks += [("fd", p.pid) for p in processes]
-    weight = sum(_MOUNTINFO_WEIGHT if t[0] == "mountinfo" else 1.0 for t in tasks)
-    runs = split(tasks, part_count(int(weight), _MIN_PER_PART),
-                          lambda t: _MOUNTINFO_WEIGHT if t[0] == "mountinfo" else 1.0)
-    parts = run_parts(partial(_holder_part, host, cancel), runs)
-    for mounts, _, _, _ in parts:
+    sources = _mount_sources(processes, all_mnt)
+    runs = split(sources, part_count(len(sources), _MIN_TABLES_PER_PART))
+    parts = run_parts(partial(_mount_part, host, cancel), runs)
+    for mounts, _ in parts:
         _add_mounts(host, mounts, holders)
-    mount_denied = sum(part[1] for part in parts)
+    mount_denied = sum(denied for _, denied in parts)
     if mount_denied:
         gaps.append(Gap("/proc/*/mountinfo", f"{mount_denied} mount tables: permission denied",
                         "permission", "CAP_SYS_PTRACE"))
@@ -252,8 +226,7 @@ def _scan_holders(host: HostRoot, processes: tuple[Process, ...], dev: int,
     if not scan_fds:
         return
     if fd_holders is None:
-        fd_holders = FdHolders(tuple(f for part in parts for f in part[2]),
-                               sum(part[3] for part in parts))
+        fd_holders = read_fd_holders(host, [p.pid for p in processes], cancel)
     for kind, inode, pid, fd in fd_holders.found:
         _holders_of(holders, kind, inode).fds.append((pid, fd))
     if cancel is not None and cancel.is_set():
@@ -363,16 +336,6 @@ class NsidClient:
 
 
 # -- assembly ----------------------------------------------------------------------------
-
-
-def lowest_pids(processes: tuple[Process, ...]) -> set[int]:
-    """The lowest PID holding each namespace: the process lsns shows for it."""
-    lowest: dict[tuple[str, int], int] = {}
-    for p in processes:
-        for key in p.namespaces.items():
-            if key not in lowest or p.pid < lowest[key]:
-                lowest[key] = p.pid
-    return set(lowest.values())
 
 
 def _command(p: Process) -> str:

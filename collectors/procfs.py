@@ -18,7 +18,7 @@ import errno
 import os
 import threading
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
 from podpath.collectors.hostroot import (
@@ -276,7 +276,7 @@ def _read_record(host: HostRoot, proc_fd: int, pid: int, res: ScanResult, full: 
 
 def _first_cmdline(pid_fd: int) -> bytes | None:
     """The command line for a namespace's listing: None if the process is gone, b"" if
-    unreadable (as `with_cmdlines` treats it: the command is then comm)."""
+    unreadable (the listing then shows comm, as lsns does)."""
     try:
         return _read_at(pid_fd, "cmdline")
     except OSError as err:
@@ -317,13 +317,41 @@ def _scan_part(host: HostRoot, full: bool, fds: bool, cancel: threading.Event | 
             continue
         records.append(rec)
         if fds:
-            try:
-                held += [(kind, inode, pid, fd) for kind, inode, fd in ns_fds(proc_fd, pid)]
-            except PermissionError:
-                fd_denied += 1
-            except OSError:
-                pass  # exited: its fds no longer hold anything
+            fd_denied += _add_fds(proc_fd, pid, held)
     return records, dict(res.failures), res.vanished, done, held, fd_denied
+
+
+def _add_fds(proc_fd: int, pid: int, held: list[tuple[str, int, int, int]]) -> int:
+    """Append a process's nsfs fds as (type, inode, pid, fd); 1 when its fd table is
+    unreadable (permission), else 0."""
+    try:
+        held += [(kind, inode, pid, fd) for kind, inode, fd in ns_fds(proc_fd, pid)]
+    except PermissionError:
+        return 1
+    except OSError:
+        pass  # exited: its fds no longer hold anything
+    return 0
+
+
+def _fd_part(host: HostRoot, cancel: threading.Event | None, pids: list[int]
+             ) -> tuple[list[tuple[str, int, int, int]], int]:
+    proc_fd = host.proc_fd()
+    held: list[tuple[str, int, int, int]] = []
+    denied = 0
+    for i, pid in enumerate(pids):
+        if i % 64 == 0 and cancel is not None and cancel.is_set():
+            break
+        denied += _add_fds(proc_fd, pid, held)
+    return held, denied
+
+
+def read_fd_holders(host: HostRoot, pids: list[int], cancel: threading.Event | None = None
+                    ) -> FdHolders:
+    """The nsfs fds of these processes (ascending PIDs), split across the cores: for
+    callers that scanned the processes without `scan_processes_and_fds`."""
+    runs = split(pids, part_count(len(pids), _MIN_PER_PART))
+    parts = run_parts(partial(_fd_part, host, cancel), runs)
+    return FdHolders(tuple(f for held, _ in parts for f in held), sum(d for _, d in parts))
 
 
 def scan_processes(
@@ -332,8 +360,7 @@ def scan_processes(
     """All processes of <root>/proc, sorted by PID, with gaps for what could not be read.
 
     `full=False` skips cgroup and reads the command line only of the processes that
-    may be a namespace's lowest PID (see `_read_record`); `with_cmdlines` fills in any
-    the scan could not know about. The PIDs are split in ascending runs, one per core
+    may be a namespace's lowest PID (see `_read_record`). The PIDs are split in ascending runs, one per core
     (`parallel.run_parts`: forked children when safe, threads otherwise).
     """
     processes, gaps, _ = scan_processes_and_fds(host, cancel, full=full, fds=False)
@@ -397,24 +424,3 @@ def nsfs_dev(host: HostRoot) -> int:
         finally:
             os.close(fd)
     return 0
-
-
-def with_cmdlines(host: HostRoot, processes: tuple[Process, ...], pids: set[int]
-                  ) -> tuple[Process, ...]:
-    """The processes, with the command line read for those in `pids` that lack one.
-
-    A command line is kept only if the process still has the same start time, so a
-    reused PID never lends its command to the process that was scanned.
-    """
-    out = []
-    for proc in processes:
-        if proc.pid in pids and not proc.cmdline:
-            try:
-                raw = host.proc_read(f"{proc.pid}/cmdline")
-                again = parse_stat(host.proc_read(f"{proc.pid}/stat"))
-            except (CollectorError, ValueError, IndexError):
-                raw, again = b"", None
-            if raw and again is not None and again.start_time == proc.start_time:
-                proc = replace(proc, cmdline=parse_cmdline(raw))
-        out.append(proc)
-    return tuple(out)

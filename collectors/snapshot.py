@@ -15,9 +15,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from podpath.collectors.hostroot import CollectorError, HostRoot
-from podpath.collectors.namespaces import lowest_pids, net_namespace_targets, scan_namespaces
+from podpath.collectors.namespaces import net_namespace_targets, scan_namespaces
 from podpath.collectors.node import collect_node
-from podpath.collectors.procfs import scan_processes_and_fds, self_namespaces, with_cmdlines
+from podpath.collectors.procfs import scan_processes_and_fds, self_namespaces
 
 from podpath.snapshot.model import SCHEMA_VERSION, CniState, Gap, NetNamespace, Pod, Snapshot
 
@@ -102,8 +102,6 @@ def _collect_local(
     # The fd tables (namespaces held by an fd) are read in the same pass.
     processes, proc_gaps, fd_holders = scan_processes_and_fds(host, cancel, full=full)
     gaps += proc_gaps
-    if not full:
-        processes = with_cmdlines(host, processes, lowest_pids(processes))
     scan = scan_namespaces(host, processes, cancel, fd_holders=fd_holders)
     gaps += scan.gaps
     root_netns = scan.root_netns or 0
