@@ -868,17 +868,16 @@ class _RuleDecoder:
     # -- meta/ct mark set ------------------------------------------------------------
 
     def _meta_set(self, op: tuple[Any, ...]) -> None:
-        name = _META_SET.get(op[2])
-        if name is None:
-            raise Unsupported(f"meta set key {op[2]}")
-        self.out.append({"mangle": {"key": {"meta": {"key": name}},
-                                    "value": self._mark_value(op[1])}})
+        self._mark_set("meta", _META_SET, op)
 
     def _ct_set(self, op: tuple[Any, ...]) -> None:
-        name = _CT_SET.get(op[2])
+        self._mark_set("ct", _CT_SET, op)
+
+    def _mark_set(self, kind: str, keys: dict[int, str], op: tuple[Any, ...]) -> None:
+        name = keys.get(op[2])
         if name is None:
-            raise Unsupported(f"ct set key {op[2]}")
-        self.out.append({"mangle": {"key": {"ct": {"key": name}},
+            raise Unsupported(f"{kind} set key {op[2]}")
+        self.out.append({"mangle": {"key": {kind: {"key": name}},
                                     "value": self._mark_value(op[1])}})
 
     def _mark_value(self, slot: int) -> Any:

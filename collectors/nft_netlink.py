@@ -18,6 +18,8 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from podpath.collectors.netlink_decode import cstr
+
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NLMSG_ERROR = 2
@@ -92,9 +94,9 @@ def attr_list(data: bytes) -> list[bytes]:
     return out
 
 
-def string(value: bytes) -> str:
-    """A NUL-terminated attribute string (surrogate-escaped: names are bytes to the kernel)."""
-    return value.split(b"\0", 1)[0].decode("utf-8", errors="surrogateescape")
+# A NUL-terminated attribute string, surrogate-escaped (names are bytes to the kernel):
+# the rtnetlink decoder's.
+string = cstr
 
 
 def be32(value: bytes) -> int:
