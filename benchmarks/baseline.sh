@@ -1,5 +1,5 @@
 #!/bin/sh
-# The shell tools podpath replaces, as issue 6 lists them: lsns -J; per netns ip -j -d
+# The shell tools podpath replaces, as docs/performance.md lists them: lsns -J; per netns ip -j -d
 # link, ip -j addr, ip -j route show table all, ip -j neigh; root ip -j -d
 # link/addr/route/rule/neigh, bridge -j fdb; iptables-save; conntrack -L.
 # `all-nft` adds kube-proxy's native nftables table, for the nftables-mode run (where

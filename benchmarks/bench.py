@@ -3,8 +3,8 @@
     benchmarks/run [--quick] [--json FILE] [--pods N] [--services N] ...
 
 Builds the node with podpath's lab (runc pods on cni0, kube-proxy rules), shapes it
-(conntrack entries, sleeping processes, an nftables run), measures every figure of
-issue 6 inside the node with driver.py, prints one table and writes BENCHMARKS.md.
+(conntrack entries, sleeping processes, an nftables run), measures every figure
+BENCHMARKS.md reports inside the node with driver.py, prints one table and writes it.
 The lab is always torn down, also on errors and Ctrl-C.
 """
 

@@ -2,7 +2,7 @@
 
 Every command podpath may run is listed in `ALLOWED` with the exact arguments it may
 take, because some "read" commands write: `iptables-legacy-save -t mangle` creates the
-table it names and `ipvsadm` runs modprobe (reliability.md). Commands run from argv lists
+table it names and `ipvsadm` runs modprobe (docs/reliability.md). Commands run from argv lists
 (never a shell), in their own process group (so a hanging child dies with its parent),
 with a timeout, a cap on the output read, and a `threading.Event` that cancels them.
 Failures come back as `Gap`s, never as exceptions.

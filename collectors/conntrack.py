@@ -1,7 +1,7 @@
 """Read the conntrack table with `conntrack -L -o extended` (kept as text, parsed on demand).
 
 Measured at 50k entries: `conntrack -L -o extended` 0.2 s, pyroute2 4.4-22.5 s
-(performance.md), so the tool it is. The text is stored as printed; podpath.conntrack
+(docs/performance.md), so the tool it is. The text is stored as printed; podpath.conntrack
 parses it lazily. conntrack-tools 1.4.7 lists every family by default (the extended
 format labels each line ipv4/ipv6); older tools listed only IPv4, so for them, or when
 the version is unknown, `-f ipv6` is read too.

@@ -1,6 +1,6 @@
 """Collect netfilter rules from every backend present: legacy, nft-compat and native nft.
 
-No single tool shows the truth (reliability.md): `iptables-nft-save` omits legacy rules
+No single tool shows the truth (docs/reliability.md): `iptables-nft-save` omits legacy rules
 and native nft tables, `iptables-legacy-save` shows only legacy, and `nft -j list
 ruleset` on iptables-nft rules is huge and slow (14 s and 778 MB at 100k rules). So:
 

@@ -4,7 +4,7 @@ A socket stays in the network namespace it was created in, so whoever opened it 
 `netns_scan`) can hand it to any thread and the dumps below read that namespace.
 
 The kernel sets NLM_F_DUMP_INTR on a dump part when the table changed while it was being
-dumped (reliability.md row 6: 96 of 300 dumps under address churn). pyroute2 0.9.7 does
+dumped (docs/reliability.md row 6: 96 of 300 dumps under address churn). pyroute2 0.9.7 does
 not check it, so this module does, on every message: a flagged dump is retried and,
 when it stays flagged, returned with `inconsistent=True` so the caller records a Gap.
 """

@@ -1,6 +1,6 @@
 """Scan network namespaces: links, addresses, routes, rules, neighbours and bridge FDB.
 
-How a namespace is reached (docs/style.md traps 2 and 3, performance.md):
+How a namespace is reached (docs/architecture.md, "Entering namespaces"; docs/performance.md):
 - One dedicated thread, created here and used for nothing else, opens each target's
   nsfs file, checks that it is the namespace the caller listed (nsfs dev and inode:
   a name can be deleted and re-created between listing and reading, reliability row 4),

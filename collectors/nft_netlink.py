@@ -2,7 +2,7 @@
 
 `nft -j list table` spends its 7-10 s at 10k kube-proxy Services in its own netlink
 fetch and decoding; the kernel answers the same dumps in well under a second when they
-are asked the right way (issue 6). This module only moves bytes: it sends nfnetlink
+are asked the right way (docs/performance.md). This module only moves bytes: it sends nfnetlink
 requests, checks every reply (errors, NLM_F_DUMP_INTR), and turns attributes into
 small typed records. What the expressions mean is nft_delinearize's business.
 

@@ -29,7 +29,7 @@ _SUMMARY_MARK = "flow entries have been shown"
 
 # NamedTuples rather than frozen dataclasses: equally immutable and typed, but about
 # 5x cheaper to build (0.3 us vs 3 us here), which decides whether 50k+ entries parse
-# in well under half a second (performance.md).
+# in well under half a second (docs/performance.md).
 class ConntrackTuple(NamedTuple):
     """One direction of a connection: addresses, ports (or ICMP fields) and counters."""
 

@@ -1,7 +1,7 @@
 """`podpath ls KIND`: one table definition per kind drives both the text and the JSON.
 
 Like lsns, a listing is a list of rows (plain JSON values) and the columns shown in
-text form. The JSON keys are a stable contract (issue 3); text columns may be
+text form. The JSON keys are a stable contract (docs/architecture.md); text columns may be
 abbreviations of them.
 """
 

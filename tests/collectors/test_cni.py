@@ -14,8 +14,7 @@ from podpath.collectors.cni import (
 )
 from podpath.collectors.hostroot import HostRoot
 
-REPO = Path(__file__).resolve().parents[2]
-CNI = REPO.parent / "shared" / "fixtures" / "realworld" / "cni"
+CNI = Path(__file__).resolve().parents[1] / "fixtures" / "realworld" / "cni"
 
 # Which fixture files are valid CNI configs (templates are not JSON until rendered).
 VALID = {

@@ -136,8 +136,8 @@ def test_permission_message_names_the_capability(tmp_path: Path) -> None:
 def test_fixture_permission_stderr_is_classified() -> None:
     """The real-world `iptables-save` permission-denied stderr classifies as permission."""
     text = (
-        Path(__file__).resolve().parents[2].parent
-        / "shared/fixtures/realworld/iptables/aks-iptables-save-nf_tables-permission-denied-stderr.txt"
+        Path(__file__).resolve().parents[1]
+        / "fixtures/realworld/iptables/aks-iptables-save-nf_tables-permission-denied-stderr.txt"
     ).read_text()
     gap = classify_stderr("iptables-nft-save", text, 1)
     assert gap.kind == "permission" and gap.capability == "CAP_NET_ADMIN"

@@ -1,4 +1,4 @@
-"""HostRoot keeps every read inside the host root (reliability.md row 11)."""
+"""HostRoot keeps every read inside the host root (docs/reliability.md row 11)."""
 
 from __future__ import annotations
 

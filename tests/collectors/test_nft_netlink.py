@@ -21,7 +21,7 @@ from test_netfilter_collect import in_netns, needs_lab
 
 from podpath.lab.records import ServiceRecord
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "realworld" / "nftables"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "realworld" / "nftables"
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 # In the child: list every table both ways; print {"family name": outcome}.
@@ -93,7 +93,7 @@ def test_kube_proxy_test_ruleset_is_read_exactly() -> None:
 
 
 def test_foreign_ruleset_with_fib_and_pkttype_is_read_exactly() -> None:
-    """Calico issue 13263's host firewall, Tailscale and portmap rules in iptables-nft's tables."""
+    """projectcalico/calico#13263's host firewall, Tailscale and portmap rules in iptables-nft's tables."""
     got = _compare(_fixture("calico-issue13263-foreign-ruleset-nft-commands.txt"), _IPTABLES_BASE)
     assert got == {"ip filter": "equal, 50 rules", "ip nat": "equal, 14 rules",
                    "ip mangle": "equal, 7 rules"}

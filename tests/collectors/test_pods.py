@@ -21,8 +21,7 @@ from podpath.collectors.pods import (
 
 from podpath.snapshot.model import IpamAllocation, Process
 
-REPO = Path(__file__).resolve().parents[2]
-REAL = REPO.parent / "shared" / "fixtures" / "realworld"
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 RUNTIME = REAL / "runtime"
 
 ROOT_NET = 4026531840

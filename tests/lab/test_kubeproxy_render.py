@@ -9,8 +9,7 @@ from podpath.lab.kubeproxy import restore_input
 from podpath.lab.names import ext_chain, sep_chain, svc_chain
 from podpath.lab.records import ServiceRecord
 
-REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "realworld" / "iptables"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "realworld" / "iptables"
 PROXIER = FIXTURES / "k8s-proxier-test-overall-rules-restore-input.txt"
 
 

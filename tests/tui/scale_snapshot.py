@@ -1,4 +1,4 @@
-"""A node at the scale issue 6 names, built in-process: 250 pods, 10k Services, 50k conntrack.
+"""A node at the benchmark's scale, built in-process: 250 pods, 10k Services, 50k conntrack.
 
 The fixed snapshot (fixtures/make_snapshot.py) gives the node's shape; this adds pods
 on cni0 (their netns, host-side veths, FDB and neighbour entries), kube-proxy's

@@ -26,8 +26,7 @@ from podpath.netfilter.nft import parse_nft_json
 from podpath.snapshot.model import NftDump, Snapshot
 
 SIZE = (120, 36)
-REPO = Path(__file__).resolve().parents[2]
-REALWORLD = REPO.parent / "shared" / "fixtures" / "realworld" / "nftables"
+REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld" / "nftables"
 
 SVC = "service-ULMVA6XW-default/web/tcp/http"
 EP = "endpoint-5TPGNJF2-default/web/tcp/http__10.244.0.5/80"

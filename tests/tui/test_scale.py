@@ -1,4 +1,4 @@
-"""The app on a node at issue 6's scale: 250 pods, 10k Services, 50k conntrack entries.
+"""The app on a node at the benchmark's scale: 250 pods, 10k Services, 50k conntrack entries.
 
 Correctness only (timings come from the benchmark, benchmarks/run, figure 5):
 home comes up before the rules are parsed, and Services are shown, filtered and capped.

@@ -20,7 +20,7 @@ from podpath.conntrack import (
     parse_conntrack_line,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "realworld" / "conntrack"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "realworld" / "conntrack"
 
 EXTENDED = (
     "ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.1 dst=10.96.0.10 sport=40000 dport=80 "

@@ -24,7 +24,7 @@ from podpath.netfilter.iptables_save import (
 )
 from podpath.netfilter.model import Match
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "realworld"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 IPTABLES = sorted((FIXTURES / "iptables").iterdir())
 
 

@@ -17,7 +17,7 @@ from podpath.netfilter.kube_proxy import (
     split_host_port,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "realworld"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 IPTABLES = sorted((FIXTURES / "iptables").iterdir())
 
 

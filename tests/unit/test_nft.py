@@ -20,7 +20,7 @@ from podpath.netfilter.nft import (
     render_rule,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "realworld"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 NFT = sorted((FIXTURES / "nftables").iterdir())
 
 

@@ -15,7 +15,7 @@ from podpath.trace.netfilter import NfEnv, walk_table
 from podpath.trace.nft import parse_rule
 from podpath.trace.probe import Probe
 
-REALWORLD = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "realworld"
+REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 IPTABLES = REALWORLD / "iptables" / "k8s-proxier-test-overall-rules-restore-input.txt"
 NFT = REALWORLD / "nftables" / "k8s-nftables-proxier-test-overall-rules-nft-f-dump.txt"
 

@@ -2,7 +2,7 @@
 
 A trace is data, like a snapshot: the engine builds it, `render` turns it into text or
 the JSON contract, the TUI shows it. Hops carry a `data` mapping with exactly the keys
-the JSON contract promises for their kind (issue 4, "CLI and output").
+the JSON contract promises for their kind (README, "Trace output").
 """
 
 from __future__ import annotations
