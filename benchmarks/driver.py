@@ -28,8 +28,9 @@ Result = dict[str, Any]
 def run_timed(argv: Sequence[str], timeout: float = 600) -> tuple[float, int, int]:
     """Run argv to completion (output discarded): (wall seconds, peak RSS KiB, exit code)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = started + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -80,7 +81,6 @@ def phase_collectors(args: Result) -> Result:
     from podpath.collectors.pods import collect_pods
     from podpath.collectors.procfs import scan_processes
     from podpath.collectors.snapshot import take_snapshot
-
     from podpath.conntrack import parse_conntrack
     from podpath.netfilter.iptables_save import parse_ruleset
     from podpath.netfilter.kube_proxy import services
@@ -112,8 +112,15 @@ def phase_collectors(args: Result) -> Result:
             add("netns: links+addrs+routes+neigh+fdb", time.perf_counter() - t)
             t = time.perf_counter()
             cni, _ = collect_cni(host, cancel)
-            pods, _ = collect_pods(host, procs, root or None, cancel, namespaces=scan.namespaces,
-                                   allocations=cni.allocations, redact=True)
+            pods, _ = collect_pods(
+                host,
+                procs,
+                root or None,
+                cancel,
+                namespaces=scan.namespaces,
+                allocations=cni.allocations,
+                redact=True,
+            )
             add("pods (runtime state + CNI)", time.perf_counter() - t)
             t = time.perf_counter()
             nf = collect_netfilter(runner, None, cancel)
@@ -146,9 +153,16 @@ def phase_collectors(args: Result) -> Result:
             t = time.perf_counter()
             take_snapshot()
             add("take_snapshot, in-process, cold", time.perf_counter() - t)
-            counts.update({"processes": len(procs), "netns": len(netns), "pods": len(pods),
-                           "iptables bytes": len(text), "services": len(svcs),
-                           "round": i})
+            counts.update(
+                {
+                    "processes": len(procs),
+                    "netns": len(netns),
+                    "pods": len(pods),
+                    "iptables bytes": len(text),
+                    "services": len(svcs),
+                    "round": i,
+                }
+            )
     return {"times": times, "shell": shell, "counts": counts}
 
 
@@ -276,8 +290,9 @@ async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
         for ch, text in zip(needle, typed, strict=True):
             keys.append(await _key_to_paint(app, ch, ch, lambda t=text: screen.needle == t))
         for text in typed[-2::-1] + [""]:
-            keys.append(await _key_to_paint(app, "backspace", None,
-                                            lambda t=text: screen.needle == t))
+            keys.append(
+                await _key_to_paint(app, "backspace", None, lambda t=text: screen.needle == t)
+            )
         out["filter_paint"] = sorted(keys)[len(keys) // 2]
         out["filter_paint_max"] = max(keys)
         pilot_keys: list[float] = []
@@ -300,8 +315,10 @@ def phase_tui(args: Result) -> Result:
     from podpath.snapshot.codec import load_path
 
     snap = load_path(args["snapshot"])
-    runs = [asyncio.run(_tui_once(args["snapshot"], snap, args["needle"]))
-            for _ in range(int(args["repeats"]))]
+    runs = [
+        asyncio.run(_tui_once(args["snapshot"], snap, args["needle"]))
+        for _ in range(int(args["repeats"]))
+    ]
     return {k: [r[k] for r in runs] for k in runs[0]}
 
 
@@ -345,8 +362,12 @@ def phase_profile(args: Result) -> Result:
 
 
 PHASES: dict[str, Callable[[Result], Result]] = {
-    "ab": phase_ab, "collectors": phase_collectors, "refresh": phase_refresh,
-    "trace": phase_trace, "tui": phase_tui, "snapfile": phase_snapfile,
+    "ab": phase_ab,
+    "collectors": phase_collectors,
+    "refresh": phase_refresh,
+    "trace": phase_trace,
+    "tui": phase_tui,
+    "snapfile": phase_snapfile,
     "profile": phase_profile,
 }
 

@@ -93,8 +93,10 @@ def _service_lines(svc: ServiceRecord) -> list[str]:
     key = f"{svc.cluster_ip} . {proto} . {svc.port}"
     lines = [f"# {svc.port_ref}", f"add element {t} cluster-ips {{ {svc.cluster_ip} }}"]
     if not svc.endpoints:
-        lines.append(f'add element {t} no-endpoint-services {{ {key} comment "{svc.port_ref}" '
-                     ": goto reject-chain }")
+        lines.append(
+            f'add element {t} no-endpoint-services {{ {key} comment "{svc.port_ref}" '
+            ": goto reject-chain }"
+        )
         return lines
     chain = service_chain(svc)
     eps = [endpoint_chain(svc, ip, port) for ip, port in svc.endpoints]

@@ -28,15 +28,19 @@ def program_iptables(lab: Lab, svcs: Sequence[ServiceRecord]) -> None:
     """Replace kube-proxy's Service rules with these (one flushing iptables-restore)."""
     saved = lab.exec(NODE, ["iptables-save"], timeout=300).stdout
     rules = restore_input(svcs, jumps=False)
-    lab.exec(NODE, ["iptables-restore", "-w", "30"], input=merge_for_restore(saved, rules),
-             timeout=600)
+    lab.exec(
+        NODE, ["iptables-restore", "-w", "30"], input=merge_for_restore(saved, rules), timeout=600
+    )
 
 
 def drop_iptables_services(lab: Lab) -> None:
     """Remove every KUBE-SVC/SEP/EXT chain and the rules using them (for the nft run)."""
     saved = lab.exec(NODE, ["iptables-save"], timeout=300).stdout
-    kept = [line for line in saved.splitlines()
-            if not any(c in line for c in KUBE_SERVICE_CHAINS) and "has no endpoints" not in line]
+    kept = [
+        line
+        for line in saved.splitlines()
+        if not any(c in line for c in KUBE_SERVICE_CHAINS) and "has no endpoints" not in line
+    ]
     lab.exec(NODE, ["iptables-restore", "-w", "30"], input="\n".join(kept) + "\n", timeout=600)
 
 
@@ -45,8 +49,9 @@ def load_nft(lab: Lab, svcs: Sequence[ServiceRecord]) -> None:
     lab.exec(NODE, ["nft", "-f", "-"], input=nft_render.render(svcs), timeout=600)
 
 
-def conntrack_lines(pods: Sequence[PodRecord], svcs: Sequence[ServiceRecord], count: int
-                    ) -> list[str]:
+def conntrack_lines(
+    pods: Sequence[PodRecord], svcs: Sequence[ServiceRecord], count: int
+) -> list[str]:
     """`conntrack -R` input: `count` DNAT'd pod -> ClusterIP TCP flows, all distinct."""
     backed = [s for s in svcs if s.endpoints]
     clients = [p.ip for p in pods]
@@ -70,7 +75,7 @@ def add_conntrack(lab: Lab, svcs: Sequence[ServiceRecord], count: int) -> int:
     """Insert conntrack entries in batches (`conntrack -R -`); returns the table's size."""
     lines = conntrack_lines(lab.pods, svcs, count)
     for start in range(0, len(lines), 10_000):
-        chunk = "\n".join(lines[start:start + 10_000]) + "\n"
+        chunk = "\n".join(lines[start : start + 10_000]) + "\n"
         lab.exec(NODE, ["conntrack", "-R", "-"], input=chunk, timeout=300, check=False)
     return conntrack_count(lab)
 
@@ -91,6 +96,8 @@ def add_sleepers(lab: Lab, count: int) -> None:
     """Start `count` sleeping processes inside the node (they die with the node)."""
     if count <= 0:
         return
-    script = ('i=0; while [ "$i" -lt "$1" ]; do sleep 1000000 </dev/null >/dev/null 2>&1 & '
-              'i=$((i+1)); done')
+    script = (
+        'i=0; while [ "$i" -lt "$1" ]; do sleep 1000000 </dev/null >/dev/null 2>&1 & '
+        "i=$((i+1)); done"
+    )
     lab.exec(NODE, ["sh", "-c", script, "sleepers", str(count)], timeout=300)

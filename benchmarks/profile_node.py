@@ -23,8 +23,7 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--services", type=int, default=10_000)
     p.add_argument("--conntrack", type=int, default=50_000)
     p.add_argument("--top", type=int, default=35)
-    p.add_argument("targets", nargs="+",
-                   choices=["snapshot", "services", "tui", "ls-namespaces"])
+    p.add_argument("targets", nargs="+", choices=["snapshot", "services", "tui", "ls-namespaces"])
     args = p.parse_args(argv)
     with lab_up(args.pods, args.services) as lab:
         node_build.add_conntrack(lab, node_build.plan(lab, args.services), args.conntrack)

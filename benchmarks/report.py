@@ -60,8 +60,16 @@ def rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
         if f.baseline is not None and f.baseline_label:
             base = f"{base} ({f.baseline_label})"
         ratio = f"{f.ratio:.2f}x" if f.ratio is not None else ""
-        out.append((f.title, format_stat(f.podpath, f.unit), base, ratio,
-                    format_goal(f.goal, f.unit), _met(f.met)))
+        out.append(
+            (
+                f.title,
+                format_stat(f.podpath, f.unit),
+                base,
+                ratio,
+                format_goal(f.goal, f.unit),
+                _met(f.met),
+            )
+        )
     return out
 
 
@@ -77,15 +85,21 @@ def text_table(figures: Sequence[Figure]) -> str:
     """A plain aligned table for the terminal."""
     table = [HEADERS, *rows(figures)]
     widths = [max(len(r[i]) for r in table) for i in range(len(HEADERS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in table)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
+    )
 
 
 def _stat_json(s: Stat | None) -> dict[str, Any] | None:
     if s is None:
         return None
-    return {"median": s.median, "min": s.low, "max": s.high, "spread": s.spread,
-            "samples": list(s.samples)}
+    return {
+        "median": s.median,
+        "min": s.low,
+        "max": s.high,
+        "spread": s.spread,
+        "samples": list(s.samples),
+    }
 
 
 def to_json(info: RunInfo, figures: Sequence[Figure]) -> dict[str, Any]:
@@ -97,11 +111,17 @@ def to_json(info: RunInfo, figures: Sequence[Figure]) -> dict[str, Any]:
         "sizes": info.sizes,
         "figures": [
             {
-                "key": f.key, "title": f.title, "unit": f.unit,
-                "podpath": _stat_json(f.podpath), "baseline": _stat_json(f.baseline),
-                "baseline_label": f.baseline_label, "ratio": f.ratio,
+                "key": f.key,
+                "title": f.title,
+                "unit": f.unit,
+                "podpath": _stat_json(f.podpath),
+                "baseline": _stat_json(f.baseline),
+                "baseline_label": f.baseline_label,
+                "ratio": f.ratio,
                 "goal": None if f.goal is None else {"kind": f.goal.kind, "limit": f.goal.limit},
-                "met": f.met, "note": f.note, "extra": f.extra,
+                "met": f.met,
+                "note": f.note,
+                "extra": f.extra,
             }
             for f in figures
         ],
@@ -120,10 +140,19 @@ def from_json(doc: dict[str, Any]) -> tuple[RunInfo, list[Figure]]:
         podpath = _stat_from(f["podpath"])
         assert podpath is not None
         goal = f["goal"]
-        figures.append(Figure(
-            f["key"], f["title"], f["unit"], podpath, _stat_from(f["baseline"]),
-            f["baseline_label"], None if goal is None else Goal(goal["kind"], goal["limit"]),
-            f["note"], dict(f["extra"])))
+        figures.append(
+            Figure(
+                f["key"],
+                f["title"],
+                f["unit"],
+                podpath,
+                _stat_from(f["baseline"]),
+                f["baseline_label"],
+                None if goal is None else Goal(goal["kind"], goal["limit"]),
+                f["note"],
+                dict(f["extra"]),
+            )
+        )
     return info, figures
 
 

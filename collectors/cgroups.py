@@ -40,12 +40,17 @@ def _normalise_uid(raw: str) -> str:
 def _strip_mount(path: str) -> str:
     """Drop a /sys/fs/cgroup[/controller] prefix so only the hierarchy path remains."""
     if path.startswith("/sys/fs/cgroup/"):
-        rest = path[len("/sys/fs/cgroup"):]
+        rest = path[len("/sys/fs/cgroup") :]
         # cgroup v1 has a controller directory first (memory, cpu,cpuacct, ...)
         head = rest.split("/", 2)[1]
-        if not head.endswith(".slice") and head not in ("kubepods", "docker", "k8s.io",
-                                                        "system.slice", "kubelet"):
-            return rest[len(head) + 1:] or "/"
+        if not head.endswith(".slice") and head not in (
+            "kubepods",
+            "docker",
+            "k8s.io",
+            "system.slice",
+            "kubelet",
+        ):
+            return rest[len(head) + 1 :] or "/"
         return rest
     return path
 

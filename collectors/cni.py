@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
-
 from podpath.snapshot.model import CniConfig, CniState, Gap, IpamAllocation
 
 CONFIG_DIR = "/etc/cni/net.d"
@@ -47,12 +46,12 @@ def _plugins_of(doc: dict[str, Any], conflist: bool) -> list[dict[str, Any]]:
     if conflist:
         plugins = doc.get("plugins")
         if not isinstance(plugins, list) or not plugins:
-            raise ValueError("a .conflist needs a non-empty \"plugins\" list")
+            raise ValueError('a .conflist needs a non-empty "plugins" list')
         if not all(isinstance(p, dict) and isinstance(p.get("type"), str) for p in plugins):
-            raise ValueError("every plugin needs a string \"type\"")
+            raise ValueError('every plugin needs a string "type"')
         return plugins
     if not isinstance(doc.get("type"), str):
-        raise ValueError("a single-plugin config needs a string \"type\"")
+        raise ValueError('a single-plugin config needs a string "type"')
     return [doc]
 
 
@@ -64,14 +63,18 @@ def parse_cni_config(path: str, text: str) -> CniConfig:
         if not isinstance(doc, dict):
             raise ValueError("not a JSON object")
         if not isinstance(doc.get("name"), str) or not doc["name"]:
-            raise ValueError("missing network \"name\"")
+            raise ValueError('missing network "name"')
         plugins = _plugins_of(doc, conflist)
     except (ValueError, RecursionError) as err:
         return CniConfig(path=path, text=text, error=_one_line(err))
     version = doc.get("cniVersion")
-    return CniConfig(path=path, text=text, name=doc["name"],
-                     cni_version=version if isinstance(version, str) else None,
-                     plugins=tuple(str(p["type"]) for p in plugins))
+    return CniConfig(
+        path=path,
+        text=text,
+        name=doc["name"],
+        cni_version=version if isinstance(version, str) else None,
+        plugins=tuple(str(p["type"]) for p in plugins),
+    )
 
 
 def _one_line(err: BaseException) -> str:
@@ -92,14 +95,31 @@ def ipam_ranges(config: CniConfig) -> tuple[IpamRange, ...]:
         kind = str(ipam.get("type", ""))
         data_dir = ipam.get("dataDir") if isinstance(ipam.get("dataDir"), str) else None
         if isinstance(ipam.get("subnet"), str):
-            out.append(IpamRange(str(plugin["type"]), kind, ipam["subnet"], _s(ipam, "rangeStart"),
-                                 _s(ipam, "rangeEnd"), _s(ipam, "gateway"), data_dir))
+            out.append(
+                IpamRange(
+                    str(plugin["type"]),
+                    kind,
+                    ipam["subnet"],
+                    _s(ipam, "rangeStart"),
+                    _s(ipam, "rangeEnd"),
+                    _s(ipam, "gateway"),
+                    data_dir,
+                )
+            )
         for rangeset in ipam.get("ranges") or []:
             for r in rangeset if isinstance(rangeset, list) else []:
                 if isinstance(r, dict):
-                    out.append(IpamRange(str(plugin["type"]), kind, _s(r, "subnet"),
-                                         _s(r, "rangeStart"), _s(r, "rangeEnd"), _s(r, "gateway"),
-                                         data_dir))
+                    out.append(
+                        IpamRange(
+                            str(plugin["type"]),
+                            kind,
+                            _s(r, "subnet"),
+                            _s(r, "rangeStart"),
+                            _s(r, "rangeEnd"),
+                            _s(r, "gateway"),
+                            data_dir,
+                        )
+                    )
         if not any(o.plugin == plugin["type"] for o in out):
             out.append(IpamRange(str(plugin["type"]), kind, None, data_dir=data_dir))
     return tuple(out)
@@ -144,8 +164,9 @@ def parse_allocation(network: str, ip_name: str, content: str) -> IpamAllocation
     return IpamAllocation(network=network, ip=ip_name, container_id=cid, ifname=ifname)
 
 
-def read_host_local(host: HostRoot, data_dirs: tuple[str, ...], gaps: list[Gap]
-                    ) -> tuple[IpamAllocation, ...]:
+def read_host_local(
+    host: HostRoot, data_dirs: tuple[str, ...], gaps: list[Gap]
+) -> tuple[IpamAllocation, ...]:
     """All host-local reservations under the given data dirs."""
     out: list[IpamAllocation] = []
     for data_dir in data_dirs:
@@ -172,11 +193,16 @@ def read_host_local(host: HostRoot, data_dirs: tuple[str, ...], gaps: list[Gap]
     return tuple(out)
 
 
-def mark_stale(allocations: tuple[IpamAllocation, ...], sandbox_ids: set[str]
-               ) -> tuple[IpamAllocation, ...]:
+def mark_stale(
+    allocations: tuple[IpamAllocation, ...], sandbox_ids: set[str]
+) -> tuple[IpamAllocation, ...]:
     """Flag reservations whose container is not a known sandbox (leaked addresses)."""
-    return tuple(IpamAllocation(a.network, a.ip, a.container_id, a.ifname,
-                                stale=a.container_id not in sandbox_ids) for a in allocations)
+    return tuple(
+        IpamAllocation(
+            a.network, a.ip, a.container_id, a.ifname, stale=a.container_id not in sandbox_ids
+        )
+        for a in allocations
+    )
 
 
 def collect_cni(
@@ -198,5 +224,9 @@ def collect_cni(
         allocations = read_host_local(host, tuple(dirs), gaps)
     if sandbox_ids is not None:
         allocations = mark_stale(allocations, sandbox_ids)
-    return CniState(config_dir=config_dir, configs=configs,
-                    active=active.path if active else None, allocations=allocations), tuple(gaps)
+    return CniState(
+        config_dir=config_dir,
+        configs=configs,
+        active=active.path if active else None,
+        allocations=allocations,
+    ), tuple(gaps)

@@ -40,8 +40,13 @@ ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
     "ip6tables-legacy-save": frozenset({()}),
     "iptables-nft-save": frozenset({()}),
     "ip6tables-nft-save": frozenset({()}),
-    "nft": frozenset({("-j", "--", "list", "ruleset"), ("-j", "--", "list", "tables"),
-                      ("-j", "--", "list", "flowtables")}),
+    "nft": frozenset(
+        {
+            ("-j", "--", "list", "ruleset"),
+            ("-j", "--", "list", "tables"),
+            ("-j", "--", "list", "flowtables"),
+        }
+    ),
     "conntrack": frozenset(
         {
             ("-L", "-o", "extended"),

@@ -14,7 +14,6 @@ import threading
 from dataclasses import dataclass
 
 from podpath.collectors.commands import CommandResult, CommandRunner
-
 from podpath.snapshot.model import ConntrackDump, Gap
 
 LIST_ARGS = ("-L", "-o", "extended")

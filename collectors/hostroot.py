@@ -42,8 +42,9 @@ class CollectorError(Exception):
 
     kind = "error"
 
-    def __init__(self, subject: str, reason: str, errno_: int | None = None,
-                 capability: str | None = None) -> None:
+    def __init__(
+        self, subject: str, reason: str, errno_: int | None = None, capability: str | None = None
+    ) -> None:
         super().__init__(f"{subject}: {reason}")
         self.subject = subject
         self.reason = reason
@@ -89,8 +90,9 @@ def translate(err: OSError, subject: str, capability: str | None = None) -> Coll
     if code in (errno.ENOENT, errno.ESRCH, errno.ENOTDIR):
         return Vanished(subject, reason, code)
     if code in (errno.EACCES, errno.EPERM):
-        return PermissionDenied(subject, "permission denied", code,
-                                capability or capability_for(subject))
+        return PermissionDenied(
+            subject, "permission denied", code, capability or capability_for(subject)
+        )
     if code in (errno.ENOSYS, errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
         return NotAvailable(subject, f"not available on this kernel ({reason})", code)
     return CollectorError(subject, reason, code)
@@ -106,8 +108,11 @@ def _openat2_abi() -> tuple[Any, Any] | None:
     import ctypes
 
     class OpenHow(ctypes.Structure):
-        _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                    ("resolve", ctypes.c_uint64)]
+        _fields_ = [
+            ("flags", ctypes.c_uint64),
+            ("mode", ctypes.c_uint64),
+            ("resolve", ctypes.c_uint64),
+        ]
 
     try:
         return ctypes.CDLL(None, use_errno=True), OpenHow
@@ -125,8 +130,13 @@ def openat2_in_root(dirfd: int, path: str, flags: int) -> int:
     libc, open_how = abi
     how = open_how(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
     raw = os.fsencode(path)
-    fd = libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(raw),
-                      ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    fd = libc.syscall(
+        ctypes.c_long(_SYS_OPENAT2),
+        ctypes.c_int(dirfd),
+        ctypes.c_char_p(raw),
+        ctypes.byref(how),
+        ctypes.c_size_t(ctypes.sizeof(how)),
+    )
     if fd < 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code), path)
@@ -272,7 +282,7 @@ class HostRoot:
         prefix = self.path.rstrip("/")
         if real == prefix:
             return "/"
-        return real[len(prefix):] if real.startswith(prefix + "/") else path
+        return real[len(prefix) :] if real.startswith(prefix + "/") else path
 
     # -- reads -----------------------------------------------------------------------
 
@@ -293,8 +303,10 @@ class HostRoot:
         fd = self.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             with os.scandir(fd) as it:
-                return [DirEntryInfo(e.name, e.is_dir(follow_symlinks=False), e.is_symlink())
-                        for e in it]
+                return [
+                    DirEntryInfo(e.name, e.is_dir(follow_symlinks=False), e.is_symlink())
+                    for e in it
+                ]
         except OSError as err:
             raise translate(err, path) from err
         finally:

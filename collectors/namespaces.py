@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 from podpath.collectors.hostroot import CollectorError, HostRoot, PermissionDenied, Vanished
 from podpath.collectors.parallel import part_count, run_parts, split
 from podpath.collectors.procfs import FdHolders, nsfs_dev, parse_ns_link, read_fd_holders
-
 from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Namespace, Process
 
 if TYPE_CHECKING:
@@ -67,8 +66,8 @@ def _unescape_mountinfo(field_: str) -> str:
     raw = field_.encode("utf-8", "surrogateescape")
     i = 0
     while i < len(raw):
-        if raw[i] == 0x5C and raw[i + 1:i + 4].isdigit():
-            out.append(int(raw[i + 1:i + 4], 8))
+        if raw[i] == 0x5C and raw[i + 1 : i + 4].isdigit():
+            out.append(int(raw[i + 1 : i + 4], 8))
             i += 4
         else:
             out.append(raw[i])
@@ -101,7 +100,7 @@ def _host_view(host: HostRoot, path: str) -> str:
     if path == prefix:
         return "/"
     if path.startswith(prefix + "/"):
-        return path[len(prefix):]
+        return path[len(prefix) :]
     return path
 
 
@@ -119,8 +118,9 @@ def _mount_sources(processes: tuple[Process, ...], all_mnt: bool) -> list[str]:
     return sources
 
 
-def _add_mounts(host: HostRoot, found: list[tuple[str, str, int, str]],
-                holders: dict[tuple[str, int], Holders]) -> None:
+def _add_mounts(
+    host: HostRoot, found: list[tuple[str, str, int, str]], holders: dict[tuple[str, int], Holders]
+) -> None:
     """Record nsfs mounts (source, type, inode, mount point) in the order they were read."""
     for src, kind, inode, mountpoint in found:
         h = _holders_of(holders, kind, inode)
@@ -135,8 +135,9 @@ def _add_mounts(host: HostRoot, found: list[tuple[str, str, int, str]],
             h.mount_open.append(open_path)
 
 
-def _scan_run_netns(host: HostRoot, dev: int, holders: dict[tuple[str, int], Holders],
-                    gaps: list[Gap]) -> None:
+def _scan_run_netns(
+    host: HostRoot, dev: int, holders: dict[tuple[str, int], Holders], gaps: list[Gap]
+) -> None:
     """Named netns under /run/netns (ip netns add, CNI's cni-<uuid>)."""
     try:
         names = host.listdir("/run/netns")
@@ -204,10 +205,18 @@ def _holders_of(holders: dict[tuple[str, int], Holders], kind: str, inode: int) 
     return h
 
 
-def _scan_holders(host: HostRoot, processes: tuple[Process, ...], dev: int,
-                  holders: dict[tuple[str, int], Holders], gaps: list[Gap], *, scan_fds: bool,
-                  all_mnt: bool, cancel: threading.Event | None,
-                  fd_holders: FdHolders | None) -> None:
+def _scan_holders(
+    host: HostRoot,
+    processes: tuple[Process, ...],
+    dev: int,
+    holders: dict[tuple[str, int], Holders],
+    gaps: list[Gap],
+    *,
+    scan_fds: bool,
+    all_mnt: bool,
+    cancel: threading.Event | None,
+    fd_holders: FdHolders | None,
+) -> None:
     """nsfs mounts (every mount namespace's mountinfo, /run/netns) and fd holders.
 
     The mount tables are split across the cores by `parallel.run_parts` and merged in
@@ -220,8 +229,14 @@ def _scan_holders(host: HostRoot, processes: tuple[Process, ...], dev: int,
         _add_mounts(host, mounts, holders)
     mount_denied = sum(denied for _, denied in parts)
     if mount_denied:
-        gaps.append(Gap("/proc/*/mountinfo", f"{mount_denied} mount tables: permission denied",
-                        "permission", "CAP_SYS_PTRACE"))
+        gaps.append(
+            Gap(
+                "/proc/*/mountinfo",
+                f"{mount_denied} mount tables: permission denied",
+                "permission",
+                "CAP_SYS_PTRACE",
+            )
+        )
     _scan_run_netns(host, dev, holders, gaps)
     if not scan_fds:
         return
@@ -233,8 +248,14 @@ def _scan_holders(host: HostRoot, processes: tuple[Process, ...], dev: int,
         gaps.append(Gap("/proc/*/fd", "cancelled", "inconsistent"))
     fd_denied = fd_holders.denied
     if fd_denied:
-        gaps.append(Gap("/proc/*/fd", f"{fd_denied} processes: permission denied (needs CAP_SYS_PTRACE)",
-                        "permission", "CAP_SYS_PTRACE"))
+        gaps.append(
+            Gap(
+                "/proc/*/fd",
+                f"{fd_denied} processes: permission denied (needs CAP_SYS_PTRACE)",
+                "permission",
+                "CAP_SYS_PTRACE",
+            )
+        )
 
 
 # -- users -------------------------------------------------------------------------------
@@ -311,7 +332,7 @@ class NsidClient:
                 if length < 16:
                     return None
                 if seq == self._seq:
-                    return self._parse_reply(mtype, data[off + 16:off + length])
+                    return self._parse_reply(mtype, data[off + 16 : off + length])
                 off += (length + 3) & ~3
 
     @staticmethod
@@ -354,8 +375,9 @@ def _open_path(host: HostRoot, kind: str, h: Holders) -> str | None:
     return None
 
 
-def _netnsids(host: HostRoot, holders: dict[tuple[str, int], Holders], dev: int,
-              gaps: list[Gap]) -> dict[int, int]:
+def _netnsids(
+    host: HostRoot, holders: dict[tuple[str, int], Holders], dev: int, gaps: list[Gap]
+) -> dict[int, int]:
     out: dict[int, int] = {}
     try:
         client = NsidClient()
@@ -390,10 +412,21 @@ def _netnsids(host: HostRoot, holders: dict[tuple[str, int], Holders], dev: int,
     return out
 
 
-def _build(kind: str, inode: int, dev: int, h: Holders, procs: dict[int, Process],
-           names: dict[int, str], host: HostRoot, nsids: dict[int, int]) -> Namespace:
-    held = tuple(label for label, present in
-                 (("process", h.pids), ("bind-mount", h.mounts), ("fd", h.fds)) if present)
+def _build(
+    kind: str,
+    inode: int,
+    dev: int,
+    h: Holders,
+    procs: dict[int, Process],
+    names: dict[int, str],
+    host: HostRoot,
+    nsids: dict[int, int],
+) -> Namespace:
+    held = tuple(
+        label
+        for label, present in (("process", h.pids), ("bind-mount", h.mounts), ("fd", h.fds))
+        if present
+    )
     lowest = procs[min(h.pids)] if h.pids else None
     return Namespace(
         type=kind,
@@ -431,15 +464,26 @@ def scan_namespaces(
     for p in processes:
         for kind, inode in p.namespaces.items():
             _holders_of(holders, kind, inode).pids.append(p.pid)
-    _scan_holders(host, processes, dev, holders, gaps, scan_fds=scan_fds,
-                  all_mnt=all_mount_namespaces, cancel=cancel, fd_holders=fd_holders)
+    _scan_holders(
+        host,
+        processes,
+        dev,
+        holders,
+        gaps,
+        scan_fds=scan_fds,
+        all_mnt=all_mount_namespaces,
+        cancel=cancel,
+        fd_holders=fd_holders,
+    )
     nsids = _netnsids(host, holders, dev, gaps) if netnsid else {}
     names = read_user_names(host)
     procs = {p.pid: p for p in processes}
     order = {t: i for i, t in enumerate(NAMESPACE_TYPES)}
     spaces = tuple(
         _build(kind, inode, dev, h, procs, names, host, nsids)
-        for (kind, inode), h in sorted(holders.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1]))
+        for (kind, inode), h in sorted(
+            holders.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])
+        )
     )
     root = procs[1].namespaces.get("net") if 1 in procs else None
     return NamespaceScan(spaces, tuple(gaps), dev, holders, root)

@@ -34,7 +34,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from podpath.collectors.commands import CommandResult, CommandRunner, is_safe_nft_name
-
 from podpath.snapshot.model import Gap, IptablesDump, NftDump, Snapshot
 
 # Tables iptables-nft creates, by nft family: these are dumped by ip(6)tables-nft-save.
@@ -166,8 +165,11 @@ def _string_attr(attrs: bytes, wanted: int) -> str | None:
         if alen < 4:
             return None
         if atype & 0x3FFF == wanted:
-            return attrs[off + 4 : off + alen].split(b"\0", 1)[0].decode(
-                "utf-8", errors="surrogateescape")
+            return (
+                attrs[off + 4 : off + alen]
+                .split(b"\0", 1)[0]
+                .decode("utf-8", errors="surrogateescape")
+            )
         off += (alen + 3) & ~3
     return None
 
@@ -267,8 +269,9 @@ def netlink_reader_enabled() -> bool:
     return os.environ.get("PODPATH_NFT_READER", "netlink") != "nft"
 
 
-def _start_table_read(runner: CommandRunner, family: str, name: str,
-                      cancel: threading.Event) -> Future[CommandResult]:
+def _start_table_read(
+    runner: CommandRunner, family: str, name: str, cancel: threading.Event
+) -> Future[CommandResult]:
     """Read a native table over netlink where the reader handles its family, else by nft."""
     if family in NETLINK_FAMILIES and netlink_reader_enabled():
         return runner.submit_module(_NETLINK_READER, (family, name), cancel)
@@ -365,8 +368,10 @@ def _native_ruleset(
             return None, [*gaps, result.gap]
         return NftDump(result.stdout), gaps
     if side.kernel_tables is None:
-        running = [((f, n), runner.submit("nft", ("-j", "--", "list", "table", f, n), cancel))
-                   for f, n in tables]
+        running = [
+            ((f, n), runner.submit("nft", ("-j", "--", "list", "table", f, n), cancel))
+            for f, n in tables
+        ]
         documents = [fut.result() for _, fut in running]
     parts = [_metainfo_document(listed.stdout)]
     for run in documents:

@@ -62,50 +62,119 @@ AF_BRIDGE = 7
 
 # --- names as iproute2 prints them ---------------------------------------------------------
 ROUTE_TYPES = {
-    0: "unspec", 1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
-    6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat", 11: "xresolve",
+    0: "unspec",
+    1: "unicast",
+    2: "local",
+    3: "broadcast",
+    4: "anycast",
+    5: "multicast",
+    6: "blackhole",
+    7: "unreachable",
+    8: "prohibit",
+    9: "throw",
+    10: "nat",
+    11: "xresolve",
 }
 # iproute2's rt_scopes: scope 0 (RT_SCOPE_UNIVERSE) is printed "global".
 SCOPES = {0: "global", 200: "site", 253: "link", 254: "host", 255: "nowhere"}
 PROTOCOLS = {
-    0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated", 9: "ra",
-    10: "mrt", 11: "zebra", 12: "bird", 13: "dnrouted", 14: "xorp", 15: "ntk", 16: "dhcp",
-    17: "mrouted", 18: "keepalived", 42: "babel", 99: "openr", 186: "bgp", 187: "isis",
-    188: "ospf", 189: "rip", 192: "eigrp",
+    0: "unspec",
+    1: "redirect",
+    2: "kernel",
+    3: "boot",
+    4: "static",
+    8: "gated",
+    9: "ra",
+    10: "mrt",
+    11: "zebra",
+    12: "bird",
+    13: "dnrouted",
+    14: "xorp",
+    15: "ntk",
+    16: "dhcp",
+    17: "mrouted",
+    18: "keepalived",
+    42: "babel",
+    99: "openr",
+    186: "bgp",
+    187: "isis",
+    188: "ospf",
+    189: "rip",
+    192: "eigrp",
 }
 OPERSTATES = {
-    0: "UNKNOWN", 1: "NOTPRESENT", 2: "DOWN", 3: "LOWERLAYERDOWN", 4: "TESTING",
-    5: "DORMANT", 6: "UP",
+    0: "UNKNOWN",
+    1: "NOTPRESENT",
+    2: "DOWN",
+    3: "LOWERLAYERDOWN",
+    4: "TESTING",
+    5: "DORMANT",
+    6: "UP",
 }
 RULE_ACTIONS = {
-    0: "unspec", 1: "lookup", 2: "goto", 3: "nop", 6: "blackhole", 7: "unreachable",
+    0: "unspec",
+    1: "lookup",
+    2: "goto",
+    3: "nop",
+    6: "blackhole",
+    7: "unreachable",
     8: "prohibit",
 }
 # Order in which `ip link` prints interface flags (iproute2 ip/ipaddress.c print_link_flags).
 _IFF_ORDER = (
-    (0x8, "LOOPBACK"), (0x2, "BROADCAST"), (0x10, "POINTOPOINT"), (0x1000, "MULTICAST"),
-    (0x80, "NOARP"), (0x200, "ALLMULTI"), (0x100, "PROMISC"), (0x400, "MASTER"),
-    (0x800, "SLAVE"), (0x4, "DEBUG"), (0x8000, "DYNAMIC"), (0x4000, "AUTOMEDIA"),
-    (0x2000, "PORTSEL"), (0x20, "NOTRAILERS"), (0x1, "UP"), (0x10000, "LOWER_UP"),
-    (0x20000, "DORMANT"), (0x40000, "ECHO"),
+    (0x8, "LOOPBACK"),
+    (0x2, "BROADCAST"),
+    (0x10, "POINTOPOINT"),
+    (0x1000, "MULTICAST"),
+    (0x80, "NOARP"),
+    (0x200, "ALLMULTI"),
+    (0x100, "PROMISC"),
+    (0x400, "MASTER"),
+    (0x800, "SLAVE"),
+    (0x4, "DEBUG"),
+    (0x8000, "DYNAMIC"),
+    (0x4000, "AUTOMEDIA"),
+    (0x2000, "PORTSEL"),
+    (0x20, "NOTRAILERS"),
+    (0x1, "UP"),
+    (0x10000, "LOWER_UP"),
+    (0x20000, "DORMANT"),
+    (0x40000, "ECHO"),
 )
 _IFF_UP = 0x1
 _IFF_RUNNING = 0x40
 _NUD_ORDER = (
-    (0x01, "INCOMPLETE"), (0x02, "REACHABLE"), (0x04, "STALE"), (0x08, "DELAY"),
-    (0x10, "PROBE"), (0x20, "FAILED"), (0x40, "NOARP"), (0x80, "PERMANENT"),
+    (0x01, "INCOMPLETE"),
+    (0x02, "REACHABLE"),
+    (0x04, "STALE"),
+    (0x08, "DELAY"),
+    (0x10, "PROBE"),
+    (0x20, "FAILED"),
+    (0x40, "NOARP"),
+    (0x80, "PERMANENT"),
 )
 NUD_STALE = 0x04
 NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
 _NEIGH_FLAGS = (
-    (0x01, "use"), (0x02, "self"), (0x04, "master"), (0x08, "proxy"),
-    (0x10, "extern_learn"), (0x20, "offload"), (0x40, "sticky"), (0x80, "router"),
+    (0x01, "use"),
+    (0x02, "self"),
+    (0x04, "master"),
+    (0x08, "proxy"),
+    (0x10, "extern_learn"),
+    (0x20, "offload"),
+    (0x40, "sticky"),
+    (0x80, "router"),
 )
 # RTNH_F_* flags, used both in rtm_flags and in each rtnexthop.
 _RTNH_FLAGS = (
-    (0x1, "dead"), (0x2, "pervasive"), (0x4, "onlink"), (0x8, "offload"),
-    (0x10, "linkdown"), (0x20, "unresolved"), (0x40, "trap"),
+    (0x1, "dead"),
+    (0x2, "pervasive"),
+    (0x4, "onlink"),
+    (0x8, "offload"),
+    (0x10, "linkdown"),
+    (0x20, "unresolved"),
+    (0x40, "trap"),
 )
 RTM_F_CLONED = 0x200
 FIB_RULE_INVERT = 0x2
@@ -248,7 +317,9 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
                 master=u32(master) if master is not None and len(master) >= 4 else None,
                 # `ip` hides IFLA_LINK when it equals the link itself (e.g. ipip fallback).
                 link=link_index if link_index not in (None, 0, index) else None,
-                link_netnsid=_I32.unpack_from(nsid)[0] if nsid is not None and len(nsid) >= 4 else None,
+                link_netnsid=_I32.unpack_from(nsid)[0]
+                if nsid is not None and len(nsid) >= 4
+                else None,
                 vxlan=vxlan,
             )
         )

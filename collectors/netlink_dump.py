@@ -223,8 +223,17 @@ def get_nsids(rs: RouteSocket, ns_fds: Sequence[int]) -> list[int | None]:
         for i, fd in enumerate(chunk, start):
             seq = rs.next_seq()
             pending[seq] = i
-            out += _NSID_REQ.pack(_NSID_REQ.size, RTM_GETNSID, NLM_F_REQUEST, seq, 0,
-                                  socket.AF_UNSPEC, 8, NETNSA_FD, fd)
+            out += _NSID_REQ.pack(
+                _NSID_REQ.size,
+                RTM_GETNSID,
+                NLM_F_REQUEST,
+                seq,
+                0,
+                socket.AF_UNSPEC,
+                8,
+                NETNSA_FD,
+                fd,
+            )
         rs.sock.send(bytes(out))
         while pending:
             buf = rs.recv()

@@ -47,7 +47,6 @@ from podpath.collectors.netlink_dump import (
     dump,
     get_nsids,
 )
-
 from podpath.snapshot.model import (
     Address,
     FdbEntry,
@@ -131,8 +130,10 @@ def _open_error_gap(target: NetnsTarget, exc: OSError, step: str) -> Gap:
         return Gap(subject(target), f"vanished before it could be read ({step})", "vanished")
     if exc.errno in (errno.EPERM, errno.EACCES):
         # Opening another process's ns file needs ptrace access; entering it CAP_SYS_ADMIN.
-        cap = "CAP_SYS_ADMIN" if step == "setns" else (
-            "CAP_SYS_PTRACE" if target.open_path.startswith("/proc/") else "CAP_DAC_OVERRIDE"
+        cap = (
+            "CAP_SYS_ADMIN"
+            if step == "setns"
+            else ("CAP_SYS_PTRACE" if target.open_path.startswith("/proc/") else "CAP_DAC_OVERRIDE")
         )
         return Gap(subject(target), f"permission denied ({step})", "permission", cap)
     return Gap(subject(target), f"{step} failed: {os.strerror(exc.errno or 0)}", "error")
@@ -193,7 +194,9 @@ class _Opener:
     def open_batch(self, targets: list[NetnsTarget]) -> list[_Opened | Gap]:
         """Open (and verify) each target; blocks until the batch is done."""
         if self.broken or not self.thread.is_alive():
-            return [Gap(subject(t), "not read: namespace switching failed", "error") for t in targets]
+            return [
+                Gap(subject(t), "not read: namespace switching failed", "error") for t in targets
+            ]
         self.requests.put(targets)
         return self.results.get()
 
@@ -212,8 +215,13 @@ class _Opener:
             out: list[_Opened | Gap] = []
             for target in batch:
                 if orig < 0 or self.broken:
-                    out.append(Gap(subject(target), reason if orig < 0 else
-                                   "not read: namespace switching failed", "error"))
+                    out.append(
+                        Gap(
+                            subject(target),
+                            reason if orig < 0 else "not read: namespace switching failed",
+                            "error",
+                        )
+                    )
                     continue
                 out.append(self._open_one(target, orig))
             self.results.put(out)

@@ -133,27 +133,54 @@ _IP4, _IP6 = _DT[TYPE_IPADDR], _DT[TYPE_IP6ADDR]
 _SVC, _PROTO = _DT[TYPE_INET_SERVICE], _DT[TYPE_INET_PROTOCOL]
 # Byte-aligned fields only: sub-byte ones (ip dscp, ip6 flowlabel...) are Unsupported.
 _TEMPLATES: dict[str, tuple[_Field, ...]] = {
-    "ip": _fields("ip", ("length", 16, 16, _INT), ("id", 32, 16, _INT),
-                  ("frag-off", 48, 16, _INT), ("ttl", 64, 8, _INT),
-                  ("protocol", 72, 8, _PROTO), ("checksum", 80, 16, _INT),
-                  ("saddr", 96, 32, _IP4), ("daddr", 128, 32, _IP4)),
-    "ip6": _fields("ip6", ("length", 32, 16, _INT), ("nexthdr", 48, 8, _PROTO),
-                   ("hoplimit", 56, 8, _INT), ("saddr", 64, 128, _IP6),
-                   ("daddr", 192, 128, _IP6)),
-    "tcp": _fields("tcp", ("sport", 0, 16, _SVC), ("dport", 16, 16, _SVC),
-                   ("sequence", 32, 32, _INT), ("ackseq", 64, 32, _INT),
-                   ("flags", 104, 8, _DT[TYPE_TCP_FLAG]), ("window", 112, 16, _INT),
-                   ("checksum", 128, 16, _INT), ("urgptr", 144, 16, _INT)),
-    "udp": _fields("udp", ("sport", 0, 16, _SVC), ("dport", 16, 16, _SVC),
-                   ("length", 32, 16, _INT), ("checksum", 48, 16, _INT)),
+    "ip": _fields(
+        "ip",
+        ("length", 16, 16, _INT),
+        ("id", 32, 16, _INT),
+        ("frag-off", 48, 16, _INT),
+        ("ttl", 64, 8, _INT),
+        ("protocol", 72, 8, _PROTO),
+        ("checksum", 80, 16, _INT),
+        ("saddr", 96, 32, _IP4),
+        ("daddr", 128, 32, _IP4),
+    ),
+    "ip6": _fields(
+        "ip6",
+        ("length", 32, 16, _INT),
+        ("nexthdr", 48, 8, _PROTO),
+        ("hoplimit", 56, 8, _INT),
+        ("saddr", 64, 128, _IP6),
+        ("daddr", 192, 128, _IP6),
+    ),
+    "tcp": _fields(
+        "tcp",
+        ("sport", 0, 16, _SVC),
+        ("dport", 16, 16, _SVC),
+        ("sequence", 32, 32, _INT),
+        ("ackseq", 64, 32, _INT),
+        ("flags", 104, 8, _DT[TYPE_TCP_FLAG]),
+        ("window", 112, 16, _INT),
+        ("checksum", 128, 16, _INT),
+        ("urgptr", 144, 16, _INT),
+    ),
+    "udp": _fields(
+        "udp",
+        ("sport", 0, 16, _SVC),
+        ("dport", 16, 16, _SVC),
+        ("length", 32, 16, _INT),
+        ("checksum", 48, 16, _INT),
+    ),
     "icmp": _fields("icmp", ("type", 0, 8, _DT[TYPE_ICMP_TYPE])),
     "icmpv6": _fields("icmpv6", ("type", 0, 8, _DT[TYPE_ICMP6_TYPE])),
     "th": _fields("th", ("sport", 0, 16, _SVC), ("dport", 16, 16, _SVC)),
 }
-_TRANSPORT_OF_PROTO = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_ICMP: "icmp",
-                       IPPROTO_ICMPV6: "icmpv6"}
-_ADDRESS_FIELDS = frozenset({("ip", "saddr"), ("ip", "daddr"), ("ip6", "saddr"),
-                             ("ip6", "daddr")})
+_TRANSPORT_OF_PROTO = {
+    IPPROTO_TCP: "tcp",
+    IPPROTO_UDP: "udp",
+    IPPROTO_ICMP: "icmp",
+    IPPROTO_ICMPV6: "icmpv6",
+}
+_ADDRESS_FIELDS = frozenset({("ip", "saddr"), ("ip", "daddr"), ("ip6", "saddr"), ("ip6", "daddr")})
 # The protocol keys whose `==` match nft keeps as a dependency of the next layer.
 _PROTOCOL_KEYS = frozenset({("ip", "protocol"), ("ip6", "nexthdr")})
 
@@ -163,15 +190,34 @@ _FIB_PRESENT = 32
 _NUMGEN_MODES = {0: "inc", 1: "random"}
 _DYNSET_OPS = {0: "add", 1: "update", 2: "delete"}
 _LIMIT_UNITS = {1: "second", 60: "minute", 3600: "hour", 86400: "day", 604800: "week"}
-_LOG_LEVELS = {0: "emerg", 1: "alert", 2: "crit", 3: "err", 5: "notice", 6: "info",
-               7: "debug", 8: "audit"}  # 4 (warn) is the default nft does not print
-_REJECT_ICMP = {0: "net-unreachable", 1: "host-unreachable", 2: "prot-unreachable",
-                3: "port-unreachable", 9: "net-prohibited", 10: "host-prohibited",
-                13: "admin-prohibited"}
-_REJECT_ICMPV6 = {0: "no-route", 1: "admin-prohibited", 3: "addr-unreachable",
-                  4: "port-unreachable", 5: "policy-fail", 6: "reject-route"}
-_REJECT_ICMPX = {0: "no-route", 1: "port-unreachable", 2: "host-unreachable",
-                 3: "admin-prohibited"}
+_LOG_LEVELS = {
+    0: "emerg",
+    1: "alert",
+    2: "crit",
+    3: "err",
+    5: "notice",
+    6: "info",
+    7: "debug",
+    8: "audit",
+}  # 4 (warn) is the default nft does not print
+_REJECT_ICMP = {
+    0: "net-unreachable",
+    1: "host-unreachable",
+    2: "prot-unreachable",
+    3: "port-unreachable",
+    9: "net-prohibited",
+    10: "host-prohibited",
+    13: "admin-prohibited",
+}
+_REJECT_ICMPV6 = {
+    0: "no-route",
+    1: "admin-prohibited",
+    3: "addr-unreachable",
+    4: "port-unreachable",
+    5: "policy-fail",
+    6: "reject-route",
+}
+_REJECT_ICMPX = {0: "no-route", 1: "port-unreachable", 2: "host-unreachable", 3: "admin-prohibited"}
 # NF_NAT_RANGE_*: MAP_IPS (1) and PROTO_SPECIFIED (2) follow from the registers.
 _NAT_FLAGS = ((4, "random"), (16, "fully-random"), (8, "persistent"))
 _NAT_IMPLIED = 1 | 2
@@ -242,8 +288,14 @@ def _raw_ct(a: dict[int, bytes]) -> tuple[Any, ...]:
 def _raw_bitwise(a: dict[int, bytes]) -> tuple[Any, ...]:
     if 6 in a and be32(a[6]) != 0:  # NFT_BITWISE_LSHIFT / RSHIFT
         raise Unsupported("bitwise shift")
-    return ("bitwise", _slot(be32(a[1])), _slot(be32(a[2])), be32(a[3]), data_value(a[4]),
-            data_value(a[5]))
+    return (
+        "bitwise",
+        _slot(be32(a[1])),
+        _slot(be32(a[2])),
+        be32(a[3]),
+        data_value(a[4]),
+        data_value(a[5]),
+    )
 
 
 def _raw_lookup(a: dict[int, bytes]) -> tuple[Any, ...]:
@@ -251,8 +303,13 @@ def _raw_lookup(a: dict[int, bytes]) -> tuple[Any, ...]:
     flags = be32(a[5]) if 5 in a else 0
     if flags & ~1:
         raise Unsupported(f"lookup flags {flags:#x}")
-    return ("lookup", _slot(be32(a[2])), string(a[1]),
-            None if dreg is None else (-1 if dreg == 0 else _slot(dreg)), bool(flags & 1))
+    return (
+        "lookup",
+        _slot(be32(a[2])),
+        string(a[1]),
+        None if dreg is None else (-1 if dreg == 0 else _slot(dreg)),
+        bool(flags & 1),
+    )
 
 
 def _raw_immediate(a: dict[int, bytes]) -> tuple[Any, ...]:
@@ -277,25 +334,44 @@ def _raw_fib(a: dict[int, bytes]) -> tuple[Any, ...]:
 
 
 def _raw_counter(a: dict[int, bytes]) -> tuple[Any, ...]:
-    return ("json", {"counter": {"packets": be64(a[2]) if 2 in a else 0,
-                                 "bytes": be64(a[1]) if 1 in a else 0}})
+    return (
+        "json",
+        {"counter": {"packets": be64(a[2]) if 2 in a else 0, "bytes": be64(a[1]) if 1 in a else 0}},
+    )
 
 
 def _raw_nat(a: dict[int, bytes]) -> tuple[Any, ...]:
     def reg(kind: int) -> int | None:
         return _slot(be32(a[kind])) if kind in a else None
-    return ("nat", be32(a[1]), be32(a[2]) if 2 in a else 0, reg(3), reg(4), reg(5), reg(6),
-            be32(a[7]) if 7 in a else 0)
+
+    return (
+        "nat",
+        be32(a[1]),
+        be32(a[2]) if 2 in a else 0,
+        reg(3),
+        reg(4),
+        reg(5),
+        reg(6),
+        be32(a[7]) if 7 in a else 0,
+    )
 
 
 def _raw_masq(a: dict[int, bytes]) -> tuple[Any, ...]:
-    return ("masq", be32(a[1]) if 1 in a else 0,
-            _slot(be32(a[2])) if 2 in a else None, _slot(be32(a[3])) if 3 in a else None)
+    return (
+        "masq",
+        be32(a[1]) if 1 in a else 0,
+        _slot(be32(a[2])) if 2 in a else None,
+        _slot(be32(a[3])) if 3 in a else None,
+    )
 
 
 def _raw_redir(a: dict[int, bytes]) -> tuple[Any, ...]:
-    return ("redir", be32(a[3]) if 3 in a else 0,
-            _slot(be32(a[1])) if 1 in a else None, _slot(be32(a[2])) if 2 in a else None)
+    return (
+        "redir",
+        be32(a[3]) if 3 in a else 0,
+        _slot(be32(a[1])) if 1 in a else None,
+        _slot(be32(a[2])) if 2 in a else None,
+    )
 
 
 def _raw_reject(a: dict[int, bytes]) -> tuple[Any, ...]:
@@ -307,8 +383,7 @@ def _raw_limit(a: dict[int, bytes]) -> tuple[Any, ...]:
     unit = _LIMIT_UNITS.get(be64(a[2]))
     if kind != 0 or unit is None:
         raise Unsupported("byte limits or odd limit units")
-    body: dict[str, Any] = {"rate": be64(a[1]), "burst": be32(a[3]) if 3 in a else 0,
-                            "per": unit}
+    body: dict[str, Any] = {"rate": be64(a[1]), "burst": be32(a[3]) if 3 in a else 0, "per": unit}
     flags = be32(a[5]) if 5 in a else 0
     if flags & ~1:
         raise Unsupported(f"limit flags {flags:#x}")
@@ -355,11 +430,24 @@ def _raw_notrack(a: dict[int, bytes]) -> tuple[Any, ...]:
 
 
 _RAW: dict[str, Callable[[dict[int, bytes]], tuple[Any, ...]]] = {
-    "payload": _raw_payload, "cmp": _raw_cmp, "range": _raw_range, "meta": _raw_meta,
-    "ct": _raw_ct, "bitwise": _raw_bitwise, "lookup": _raw_lookup,
-    "immediate": _raw_immediate, "numgen": _raw_numgen, "fib": _raw_fib,
-    "counter": _raw_counter, "nat": _raw_nat, "masq": _raw_masq, "redir": _raw_redir,
-    "reject": _raw_reject, "limit": _raw_limit, "log": _raw_log, "dynset": _raw_dynset,
+    "payload": _raw_payload,
+    "cmp": _raw_cmp,
+    "range": _raw_range,
+    "meta": _raw_meta,
+    "ct": _raw_ct,
+    "bitwise": _raw_bitwise,
+    "lookup": _raw_lookup,
+    "immediate": _raw_immediate,
+    "numgen": _raw_numgen,
+    "fib": _raw_fib,
+    "counter": _raw_counter,
+    "nat": _raw_nat,
+    "masq": _raw_masq,
+    "redir": _raw_redir,
+    "reject": _raw_reject,
+    "limit": _raw_limit,
+    "log": _raw_log,
+    "dynset": _raw_dynset,
     "notrack": _raw_notrack,
 }
 
@@ -391,10 +479,14 @@ SetLookup = Callable[[str], SetInfo]
 AnonElements = Callable[[SetInfo], list[Any]]
 
 # Register values of the keys, built once: ("k", size, json, dtype, order, kind, key).
-_META_VALUES = {key: ("k", size, {"meta": {"key": name}}, dtype, dtype.order, "meta", key)
-                for key, (name, dtype, size) in _META.items()}
-_CT_VALUES = {key: ("k", size, {"ct": {"key": name}}, dtype, dtype.order, "ct", key)
-              for key, (name, dtype, size) in _CT.items()}
+_META_VALUES = {
+    key: ("k", size, {"meta": {"key": name}}, dtype, dtype.order, "meta", key)
+    for key, (name, dtype, size) in _META.items()
+}
+_CT_VALUES = {
+    key: ("k", size, {"ct": {"key": name}}, dtype, dtype.order, "ct", key)
+    for key, (name, dtype, size) in _CT.items()
+}
 _MARK = _DT[TYPE_MARK]
 
 
@@ -504,8 +596,13 @@ class _RuleDecoder:
                 self._put(op[1], ("p", op[4], op[2], op[3]))
             elif kind == "cmp":
                 nxt = ops[i + 1] if i + 1 < n else None
-                if (op[2] == _CMP_GTE and nxt is not None and nxt[0] == "cmp"
-                        and nxt[2] == _CMP_LTE and nxt[1] == op[1]):
+                if (
+                    op[2] == _CMP_GTE
+                    and nxt is not None
+                    and nxt[0] == "cmp"
+                    and nxt[2] == _CMP_LTE
+                    and nxt[1] == op[1]
+                ):
                     self._range("==", op[1], op[3], nxt[3])
                     i += 1
                 else:
@@ -553,8 +650,18 @@ class _RuleDecoder:
 
     def _numgen(self, op: tuple[Any, ...]) -> None:
         _, slot, mod, mode, offset = op
-        self._put(slot, ("k", 4, {"numgen": {"mode": mode, "mod": mod, "offset": offset}},
-                         _INT, HOST, "numgen", 0))
+        self._put(
+            slot,
+            (
+                "k",
+                4,
+                {"numgen": {"mode": mode, "mod": mod, "offset": offset}},
+                _INT,
+                HOST,
+                "numgen",
+                0,
+            ),
+        )
 
     def _fib(self, op: tuple[Any, ...]) -> None:
         _, slot, result, flags = op
@@ -570,8 +677,18 @@ class _RuleDecoder:
             dtype, size = _DT[TYPE_IFINDEX], 4
         else:
             dtype, size = _DT[TYPE_FIB_ADDR], 4
-        self._put(slot, ("k", size, {"fib": {"result": name, "flags": names}}, dtype,
-                         dtype.order, "fib", result))
+        self._put(
+            slot,
+            (
+                "k",
+                size,
+                {"fib": {"result": name, "flags": names}},
+                dtype,
+                dtype.order,
+                "fib",
+                result,
+            ),
+        )
 
     def _bitwise(self, op: tuple[Any, ...]) -> None:
         _, sreg, dreg, size, mask, xor = op
@@ -666,8 +783,13 @@ class _RuleDecoder:
         if tag == "i":
             raise Unsupported("compare of an immediate")
         if len(data) != left[1]:
-            if (tag == "k" and left[3].id == TYPE_IFNAME and len(data) < 16
-                    and op in ("==", "!=") and b"\0" not in data):
+            if (
+                tag == "k"
+                and left[3].id == TYPE_IFNAME
+                and len(data) < 16
+                and op in ("==", "!=")
+                and b"\0" not in data
+            ):
                 right = render(left[3], data) + "*"
                 self.out.append(_match(op, left[2], right))
                 return
@@ -733,16 +855,18 @@ class _RuleDecoder:
         if dtype.bitmask and op == "!=" and not any(data):
             self.out.append(_match("in", left_json, dtype.render(mask, order)))
             return
-        self.out.append(_match(op, {"&": [left_json, dtype.render(mask, order)]},
-                               dtype.render(data, order)))
+        self.out.append(
+            _match(op, {"&": [left_json, dtype.render(mask, order)]}, dtype.render(data, order))
+        )
 
     def _range(self, op: str, slot: int, low: bytes, high: bytes) -> None:
         left = self._get(slot)
         if left[0] not in ("p", "k") or len(low) != left[1] or len(high) != left[1]:
             raise Unsupported("range over a computed value")
         left_json, dtype, order = self._key_json(left)
-        self.out.append(_match(op, left_json, {"range": [dtype.render(low, order),
-                                                         dtype.render(high, order)]}))
+        self.out.append(
+            _match(op, left_json, {"range": [dtype.render(low, order), dtype.render(high, order)]})
+        )
 
     def _range_op(self, op: tuple[Any, ...]) -> None:
         _, slot, range_op, low, high = op
@@ -877,8 +1001,9 @@ class _RuleDecoder:
         name = keys.get(op[2])
         if name is None:
             raise Unsupported(f"{kind} set key {op[2]}")
-        self.out.append({"mangle": {"key": {kind: {"key": name}},
-                                    "value": self._mark_value(op[1])}})
+        self.out.append(
+            {"mangle": {"key": {kind: {"key": name}}, "value": self._mark_value(op[1])}}
+        )
 
     def _mark_value(self, slot: int) -> Any:
         """The value of a `meta/ct mark set`: an immediate, a mark, or mask/xor of a mark."""
@@ -926,10 +1051,17 @@ def _prefix_len(mask: bytes) -> int | None:
 
 
 _HANDLERS: dict[str, Callable[[_RuleDecoder, tuple[Any, ...]], None]] = {
-    "ct": _RuleDecoder._ct, "numgen": _RuleDecoder._numgen, "fib": _RuleDecoder._fib,
-    "bitwise": _RuleDecoder._bitwise, "range": _RuleDecoder._range_op,
-    "lookup": _RuleDecoder._lookup, "dynset": _RuleDecoder._dynset,
-    "nat": _RuleDecoder._nat, "masq": _RuleDecoder._masq, "redir": _RuleDecoder._redir,
-    "reject": _RuleDecoder._reject, "meta_set": _RuleDecoder._meta_set,
+    "ct": _RuleDecoder._ct,
+    "numgen": _RuleDecoder._numgen,
+    "fib": _RuleDecoder._fib,
+    "bitwise": _RuleDecoder._bitwise,
+    "range": _RuleDecoder._range_op,
+    "lookup": _RuleDecoder._lookup,
+    "dynset": _RuleDecoder._dynset,
+    "nat": _RuleDecoder._nat,
+    "masq": _RuleDecoder._masq,
+    "redir": _RuleDecoder._redir,
+    "reject": _RuleDecoder._reject,
+    "meta_set": _RuleDecoder._meta_set,
     "ct_set": _RuleDecoder._ct_set,
 }

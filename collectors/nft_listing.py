@@ -143,8 +143,11 @@ class _TableReader:
         for nlset in self.sock.sets(self.fnum, self.name):
             self.raw_sets[nlset.name] = nlset
         chains = self.sock.chains(self.fnum, self.name)
-        parts = [json.dumps({"table": {"family": self.family, "name": self.name,
-                                       "handle": table.handle}})]
+        parts = [
+            json.dumps(
+                {"table": {"family": self.family, "name": self.name, "handle": table.handle}}
+            )
+        ]
         for nlset in self.raw_sets.values():
             if not nlset.flags & SET_ANONYMOUS:  # anonymous sets are shown inline in rules
                 parts.append(json.dumps(self._set_object(nlset)))
@@ -154,8 +157,9 @@ class _TableReader:
         # are contiguous, so their texts join in order.
         runs = self._balanced_runs(chains)
         count = 0
-        for text, done, reason in run_parts(functools.partial(self._rules_part, threads),
-                                            self._with_anon_sets(runs)):
+        for text, done, reason in run_parts(
+            functools.partial(self._rules_part, threads), self._with_anon_sets(runs)
+        ):
             if reason is not None:
                 raise Unsupported(reason)
             if text:
@@ -196,12 +200,13 @@ class _TableReader:
         start = 0
         for run in runs:
             end = start + len(run)
-            out.append((anon[start * len(anon) // total:end * len(anon) // total], run))
+            out.append((anon[start * len(anon) // total : end * len(anon) // total], run))
             start = end
         return out
 
-    def _rules_part(self, threads: bool, part: tuple[list[str], list[NlChain]]
-                    ) -> tuple[str, int, str | None]:
+    def _rules_part(
+        self, threads: bool, part: tuple[list[str], list[NlChain]]
+    ) -> tuple[str, int, str | None]:
         """The rules of a run of chains as JSON items: (text, rules, None), or the reason
         they cannot be printed exactly as ("", 0, reason).
 
@@ -216,13 +221,21 @@ class _TableReader:
         rules_fetch: _Prefetch | None = None
         try:
             if threads and chains:
-                rules_fetch = _Prefetch(NftSocket(), [
-                    functools.partial(NftSocket.rules, family=fnum, table=tname,
-                                      chain=c.name) for c in chains])
+                rules_fetch = _Prefetch(
+                    NftSocket(),
+                    [
+                        functools.partial(NftSocket.rules, family=fnum, table=tname, chain=c.name)
+                        for c in chains
+                    ],
+                )
             if threads and anon:
-                reader.anon_fetch = _Prefetch(NftSocket(), [
-                    functools.partial(NftSocket.elements, family=fnum, table=tname,
-                                      set_name=n) for n in anon])
+                reader.anon_fetch = _Prefetch(
+                    NftSocket(),
+                    [
+                        functools.partial(NftSocket.elements, family=fnum, table=tname, set_name=n)
+                        for n in anon
+                    ],
+                )
             text, count = reader._rules_json(chains, rules_fetch)
             return text, count, None
         except (Unsupported, NftNetlinkError) as exc:
@@ -238,8 +251,11 @@ class _TableReader:
         parts = []
         count = 0
         for i, chain in enumerate(chains):
-            rules = (rules_fetch.get(i) if rules_fetch is not None
-                     else self.sock.rules(self.fnum, self.name, chain.name))
+            rules = (
+                rules_fetch.get(i)
+                if rules_fetch is not None
+                else self.sock.rules(self.fnum, self.name, chain.name)
+            )
             if not rules:
                 continue
             objects = []
@@ -259,8 +275,12 @@ class _TableReader:
         stmts = delin.statements(rule.exprs)
         if not stmts:
             raise Unsupported("a rule without statements")
-        body: dict[str, Any] = {"family": self.family, "table": self.name,
-                                "chain": _checked(chain), "handle": rule.handle}
+        body: dict[str, Any] = {
+            "family": self.family,
+            "table": self.name,
+            "chain": _checked(chain),
+            "handle": rule.handle,
+        }
         comment = rule_comment(rule.userdata)
         if comment is not None:
             body["comment"] = comment
@@ -296,8 +316,12 @@ class _TableReader:
         return set_json(self.family, self.name, nlset, info, elements)
 
     def _chain(self, chain: NlChain) -> dict[str, Any]:
-        body: dict[str, Any] = {"family": self.family, "table": self.name,
-                                "name": _checked(chain.name), "handle": chain.handle}
+        body: dict[str, Any] = {
+            "family": self.family,
+            "table": self.name,
+            "name": _checked(chain.name),
+            "handle": chain.handle,
+        }
         if chain.flags & ~_CHAIN_F_BASE:
             raise Unsupported(f"chain {chain.name}: flags {chain.flags:#x}")
         if chain.hooknum is None:
@@ -309,8 +333,14 @@ class _TableReader:
         policy = _POLICIES.get(1 if chain.policy is None else chain.policy)
         if policy is None:
             raise Unsupported(f"chain {chain.name}: policy {chain.policy}")
-        body.update({"type": chain.type, "hook": _HOOKS[chain.hooknum],
-                     "prio": chain.priority or 0, "policy": policy})
+        body.update(
+            {
+                "type": chain.type,
+                "hook": _HOOKS[chain.hooknum],
+                "prio": chain.priority or 0,
+                "policy": policy,
+            }
+        )
         return {"chain": body}
 
 

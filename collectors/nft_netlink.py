@@ -258,8 +258,13 @@ def data_verdict(nested: bytes) -> tuple[int, str | None] | None:
 
 
 def _table(family: int, a: dict[int, bytes]) -> NlTable:
-    return NlTable(family, string(a[_TABLE_NAME]), be64(a[_TABLE_HANDLE]),
-                   be32(a[_TABLE_FLAGS]) if _TABLE_FLAGS in a else 0, a.get(_TABLE_USERDATA))
+    return NlTable(
+        family,
+        string(a[_TABLE_NAME]),
+        be64(a[_TABLE_HANDLE]),
+        be32(a[_TABLE_FLAGS]) if _TABLE_FLAGS in a else 0,
+        a.get(_TABLE_USERDATA),
+    )
 
 
 def _chain(a: dict[int, bytes]) -> NlChain:
@@ -275,10 +280,16 @@ def _chain(a: dict[int, bytes]) -> NlChain:
         elif _HOOK_DEVS in h:
             devices = tuple(string(d) for d in attr_list(h[_HOOK_DEVS]))
     return NlChain(
-        string(a[_CHAIN_NAME]), be64(a[_CHAIN_HANDLE]),
-        be32(a[_CHAIN_FLAGS]) if _CHAIN_FLAGS in a else 0, hooknum, priority, devices,
+        string(a[_CHAIN_NAME]),
+        be64(a[_CHAIN_HANDLE]),
+        be32(a[_CHAIN_FLAGS]) if _CHAIN_FLAGS in a else 0,
+        hooknum,
+        priority,
+        devices,
         be32(a[_CHAIN_POLICY]) if _CHAIN_POLICY in a else None,
-        string(a[_CHAIN_TYPE]) if _CHAIN_TYPE in a else None, a.get(_CHAIN_USERDATA))
+        string(a[_CHAIN_TYPE]) if _CHAIN_TYPE in a else None,
+        a.get(_CHAIN_USERDATA),
+    )
 
 
 def _set(a: dict[int, bytes]) -> NlSet:
@@ -295,12 +306,22 @@ def _set(a: dict[int, bytes]) -> NlSet:
         return be32(a[kind]) if kind in a else None
 
     return NlSet(
-        string(a[_SET_NAME]), be64(a[_SET_HANDLE]), opt32(_SET_FLAGS) or 0,
-        be32(a[_SET_KEY_TYPE]) if _SET_KEY_TYPE in a else 0, be32(a[_SET_KEY_LEN]),
-        opt32(_SET_DATA_TYPE), opt32(_SET_DATA_LEN), opt32(_SET_OBJ_TYPE), opt32(_SET_POLICY),
-        size, field_lens, be64(a[_SET_TIMEOUT]) if _SET_TIMEOUT in a else None,
-        opt32(_SET_GC_INTERVAL), a.get(_SET_USERDATA),
-        _SET_EXPR in a or _SET_EXPRESSIONS in a)
+        string(a[_SET_NAME]),
+        be64(a[_SET_HANDLE]),
+        opt32(_SET_FLAGS) or 0,
+        be32(a[_SET_KEY_TYPE]) if _SET_KEY_TYPE in a else 0,
+        be32(a[_SET_KEY_LEN]),
+        opt32(_SET_DATA_TYPE),
+        opt32(_SET_DATA_LEN),
+        opt32(_SET_OBJ_TYPE),
+        opt32(_SET_POLICY),
+        size,
+        field_lens,
+        be64(a[_SET_TIMEOUT]) if _SET_TIMEOUT in a else None,
+        opt32(_SET_GC_INTERVAL),
+        a.get(_SET_USERDATA),
+        _SET_EXPR in a or _SET_EXPRESSIONS in a,
+    )
 
 
 def _element(a: dict[int, bytes]) -> NlElement:
@@ -313,15 +334,23 @@ def _element(a: dict[int, bytes]) -> NlElement:
     return NlElement(
         data_value(a[_ELEM_KEY]) if _ELEM_KEY in a else None,
         data_value(a[_ELEM_KEY_END]) if _ELEM_KEY_END in a else None,
-        data, verdict, be32(a[_ELEM_FLAGS]) if _ELEM_FLAGS in a else 0,
+        data,
+        verdict,
+        be32(a[_ELEM_FLAGS]) if _ELEM_FLAGS in a else 0,
         be64(a[_ELEM_TIMEOUT]) if _ELEM_TIMEOUT in a else None,
         be64(a[_ELEM_EXPIRATION]) if _ELEM_EXPIRATION in a else None,
-        a.get(_ELEM_USERDATA), tuple(sorted(set(a) - _ELEM_KNOWN)))
+        a.get(_ELEM_USERDATA),
+        tuple(sorted(set(a) - _ELEM_KNOWN)),
+    )
 
 
 def _rule(a: dict[int, bytes]) -> NlRule:
-    return NlRule(be64(a[_RULE_HANDLE]), a.get(_RULE_EXPRESSIONS, b""), a.get(_RULE_USERDATA),
-                  tuple(sorted(set(a) - _RULE_IGNORED - {_RULE_EXPRESSIONS, _RULE_USERDATA})))
+    return NlRule(
+        be64(a[_RULE_HANDLE]),
+        a.get(_RULE_EXPRESSIONS, b""),
+        a.get(_RULE_USERDATA),
+        tuple(sorted(set(a) - _RULE_IGNORED - {_RULE_EXPRESSIONS, _RULE_USERDATA})),
+    )
 
 
 # ---------------------------------------------------------------- the socket
@@ -360,8 +389,10 @@ class NftSocket:
         seq = next(self._seq)
         flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
         payload = struct.pack("=BBH", family, 0, 0) + body
-        self.sock.send(_NLMSGHDR.pack(16 + len(payload), (NFNL_SUBSYS_NFTABLES << 8) | msg,
-                                      flags, seq, 0) + payload)
+        self.sock.send(
+            _NLMSGHDR.pack(16 + len(payload), (NFNL_SUBSYS_NFTABLES << 8) | msg, flags, seq, 0)
+            + payload
+        )
         yield from self._replies(seq, dump)
 
     def _replies(self, seq: int, dump: bool) -> Iterator[bytes]:
@@ -424,8 +455,9 @@ class NftSocket:
             return _table(family, attrs(reply))
         raise NftNetlinkError(f"no reply for table {name}")
 
-    def _table_dump(self, msg: int, family: int, table: str, kind: int) -> Iterator[
-            dict[int, bytes]]:
+    def _table_dump(
+        self, msg: int, family: int, table: str, kind: int
+    ) -> Iterator[dict[int, bytes]]:
         """A dump filtered to one table: by the kernel where it can, and here again.
 
         Kernels filter set, rule, object and flowtable dumps by NFTA_*_TABLE, but a
@@ -439,8 +471,7 @@ class NftSocket:
 
     def chains(self, family: int, table: str) -> list[NlChain]:
         """Every chain of a table, in the kernel's (creation) order."""
-        return [_chain(a) for a in self._table_dump(NFT_MSG_GETCHAIN, family, table,
-                                                     _CHAIN_TABLE)]
+        return [_chain(a) for a in self._table_dump(NFT_MSG_GETCHAIN, family, table, _CHAIN_TABLE)]
 
     def sets(self, family: int, table: str) -> list[NlSet]:
         """Every set and map of a table, anonymous ones included."""
@@ -478,5 +509,4 @@ class NftSocket:
 
     def has_flowtables(self, family: int, table: str) -> bool:
         """True when the table holds flowtables."""
-        return bool(list(self._table_dump(NFT_MSG_GETFLOWTABLE, family, table,
-                                          _FLOWTABLE_TABLE)))
+        return bool(list(self._table_dump(NFT_MSG_GETFLOWTABLE, family, table, _FLOWTABLE_TABLE)))

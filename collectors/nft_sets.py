@@ -47,8 +47,17 @@ _UD_KEYBYTEORDER, _UD_DATABYTEORDER, _UD_MERGE, _UD_COMMENT = 0, 1, 2, 7
 # typeof descriptions (3, 4) do not change what nft 1.0.6 prints: it names the types;
 # the data-interval hint (6) must be 0 (maps to single values).
 _UD_KEY_TYPEOF, _UD_DATA_TYPEOF, _UD_DATA_INTERVAL = 3, 4, 6
-_UD_KNOWN = frozenset({_UD_KEYBYTEORDER, _UD_DATABYTEORDER, _UD_MERGE, _UD_COMMENT,
-                       _UD_KEY_TYPEOF, _UD_DATA_TYPEOF, _UD_DATA_INTERVAL})
+_UD_KNOWN = frozenset(
+    {
+        _UD_KEYBYTEORDER,
+        _UD_DATABYTEORDER,
+        _UD_MERGE,
+        _UD_COMMENT,
+        _UD_KEY_TYPEOF,
+        _UD_DATA_TYPEOF,
+        _UD_DATA_INTERVAL,
+    }
+)
 _UD_ELEM_COMMENT = 0
 # nft's enum byteorder, as stored in the set's user data.
 _BYTEORDERS = {1: HOST, 2: BIG}
@@ -86,8 +95,9 @@ class SetInfo:
         return bool(self.flags & SET_MAP)
 
 
-def _fields(type_id: int, total: int, field_lens: tuple[int, ...], order: str | None) -> tuple[
-        Field, ...]:
+def _fields(
+    type_id: int, total: int, field_lens: tuple[int, ...], order: str | None
+) -> tuple[Field, ...]:
     """The components of a key or data of `total` bytes."""
     types = split_concat(type_id)
     if len(types) == 1:
@@ -96,8 +106,7 @@ def _fields(type_id: int, total: int, field_lens: tuple[int, ...], order: str | 
             raise Unsupported(f"{dtype.name} of {total} bytes")
         if dtype.id == TYPE_INTEGER and order is None:
             raise Unsupported("integer set without a byte order")
-        return (Field(dtype, order if dtype.id == TYPE_INTEGER and order else dtype.order,
-                      total),)
+        return (Field(dtype, order if dtype.id == TYPE_INTEGER and order else dtype.order, total),)
     if field_lens and len(field_lens) != len(types):
         raise Unsupported("concatenation field lengths disagree with its type")
     fields: list[Field] = []
@@ -134,11 +143,17 @@ def set_info(nlset: NlSet) -> SetInfo:
         elif nlset.data_type is None or nlset.data_len is None:
             raise Unsupported(f"map {nlset.name} without a data type")
         else:
-            data = _fields(nlset.data_type, nlset.data_len, (),
-                           _order(ud.get(_UD_DATABYTEORDER)))
+            data = _fields(nlset.data_type, nlset.data_len, (), _order(ud.get(_UD_DATABYTEORDER)))
     comment = ud.get(_UD_COMMENT)
-    return SetInfo(nlset.name, nlset.flags, key, data, verdict,
-                   _cstring(comment) if comment is not None else None, _UD_MERGE in ud)
+    return SetInfo(
+        nlset.name,
+        nlset.flags,
+        key,
+        data,
+        verdict,
+        _cstring(comment) if comment is not None else None,
+        _UD_MERGE in ud,
+    )
 
 
 def _order(raw: bytes | None) -> str | None:
@@ -286,18 +301,23 @@ def _interval(info: SetInfo, field: Field, low: int, high: int, elem: NlElement)
 # ---------------------------------------------------------------- the listing object
 
 
-def set_json(family: str, table: str, nlset: NlSet, info: SetInfo,
-             elements: list[NlElement]) -> dict[str, Any]:
+def set_json(
+    family: str, table: str, nlset: NlSet, info: SetInfo, elements: list[NlElement]
+) -> dict[str, Any]:
     """The named set or map object of `nft -j list table` (nft 1.0.6's field order)."""
     body: dict[str, Any] = {
-        "family": family, "name": nlset.name, "table": table,
-        "type": _type_json(info.key), "handle": nlset.handle,
+        "family": family,
+        "name": nlset.name,
+        "table": table,
+        "type": _type_json(info.key),
+        "handle": nlset.handle,
     }
     if info.comment is not None:
         body["comment"] = info.comment
     if info.is_map:
-        body["map"] = "verdict" if info.verdict else " . ".join(
-            f.dtype.name for f in info.data or ())
+        body["map"] = (
+            "verdict" if info.verdict else " . ".join(f.dtype.name for f in info.data or ())
+        )
     if not nlset.flags & SET_CONSTANT:
         if nlset.policy:  # NFT_SET_POL_MEMORY; performance (0) is not printed
             if nlset.policy != 1:
@@ -305,8 +325,15 @@ def set_json(family: str, table: str, nlset: NlSet, info: SetInfo,
             body["policy"] = "memory"
         if nlset.size:
             body["size"] = nlset.size
-    flags = [name for bit, name in ((SET_CONSTANT, "constant"), (SET_INTERVAL, "interval"),
-                                    (SET_TIMEOUT, "timeout")) if nlset.flags & bit]
+    flags = [
+        name
+        for bit, name in (
+            (SET_CONSTANT, "constant"),
+            (SET_INTERVAL, "interval"),
+            (SET_TIMEOUT, "timeout"),
+        )
+        if nlset.flags & bit
+    ]
     if flags:
         body["flags"] = flags
     if nlset.timeout:

@@ -55,29 +55,77 @@ def _symbols(pairs: dict[str, int]) -> dict[int, str]:
 
 
 _NFPROTO = _symbols({"ipv4": 2, "ipv6": 10})
-_CT_STATE = _symbols({"invalid": 1, "established": 2, "related": 4, "new": 8,
-                      "untracked": 64})
-_CT_STATUS = _symbols({"expected": 1, "seen-reply": 2, "assured": 4, "confirmed": 8,
-                       "snat": 16, "dnat": 32, "dying": 512})
+_CT_STATE = _symbols({"invalid": 1, "established": 2, "related": 4, "new": 8, "untracked": 64})
+_CT_STATUS = _symbols(
+    {
+        "expected": 1,
+        "seen-reply": 2,
+        "assured": 4,
+        "confirmed": 8,
+        "snat": 16,
+        "dnat": 32,
+        "dying": 512,
+    }
+)
 _CT_DIR = _symbols({"original": 0, "reply": 1})
 _PKTTYPE = _symbols({"host": 0, "broadcast": 1, "multicast": 2, "other": 3})
-_FIB_ADDR = _symbols({"unspec": 0, "unicast": 1, "local": 2, "broadcast": 3, "anycast": 4,
-                      "multicast": 5, "blackhole": 6, "unreachable": 7, "prohibit": 8})
-_TCP_FLAG = _symbols({"fin": 1, "syn": 2, "rst": 4, "psh": 8, "ack": 16, "urg": 32,
-                      "ecn": 64, "cwr": 128})
-_ICMP_TYPE = _symbols({
-    "echo-reply": 0, "destination-unreachable": 3, "source-quench": 4, "redirect": 5,
-    "echo-request": 8, "router-advertisement": 9, "router-solicitation": 10,
-    "time-exceeded": 11, "parameter-problem": 12, "timestamp-request": 13,
-    "timestamp-reply": 14, "info-request": 15, "info-reply": 16,
-    "address-mask-request": 17, "address-mask-reply": 18})
-_ICMP6_TYPE = _symbols({
-    "destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3,
-    "parameter-problem": 4, "echo-request": 128, "echo-reply": 129,
-    "mld-listener-query": 130, "mld-listener-report": 131, "mld-listener-done": 132,
-    "nd-router-solicit": 133, "nd-router-advert": 134, "nd-neighbor-solicit": 135,
-    "nd-neighbor-advert": 136, "nd-redirect": 137, "router-renumbering": 138,
-    "ind-neighbor-solicit": 141, "ind-neighbor-advert": 142, "mld2-listener-report": 143})
+_FIB_ADDR = _symbols(
+    {
+        "unspec": 0,
+        "unicast": 1,
+        "local": 2,
+        "broadcast": 3,
+        "anycast": 4,
+        "multicast": 5,
+        "blackhole": 6,
+        "unreachable": 7,
+        "prohibit": 8,
+    }
+)
+_TCP_FLAG = _symbols(
+    {"fin": 1, "syn": 2, "rst": 4, "psh": 8, "ack": 16, "urg": 32, "ecn": 64, "cwr": 128}
+)
+_ICMP_TYPE = _symbols(
+    {
+        "echo-reply": 0,
+        "destination-unreachable": 3,
+        "source-quench": 4,
+        "redirect": 5,
+        "echo-request": 8,
+        "router-advertisement": 9,
+        "router-solicitation": 10,
+        "time-exceeded": 11,
+        "parameter-problem": 12,
+        "timestamp-request": 13,
+        "timestamp-reply": 14,
+        "info-request": 15,
+        "info-reply": 16,
+        "address-mask-request": 17,
+        "address-mask-reply": 18,
+    }
+)
+_ICMP6_TYPE = _symbols(
+    {
+        "destination-unreachable": 1,
+        "packet-too-big": 2,
+        "time-exceeded": 3,
+        "parameter-problem": 4,
+        "echo-request": 128,
+        "echo-reply": 129,
+        "mld-listener-query": 130,
+        "mld-listener-report": 131,
+        "mld-listener-done": 132,
+        "nd-router-solicit": 133,
+        "nd-router-advert": 134,
+        "nd-neighbor-solicit": 135,
+        "nd-neighbor-advert": 136,
+        "nd-redirect": 137,
+        "router-renumbering": 138,
+        "ind-neighbor-solicit": 141,
+        "ind-neighbor-advert": 142,
+        "mld2-listener-report": 143,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -120,11 +168,13 @@ def _symbol(table: dict[int, str]) -> Callable[[bytes, str], Any]:
         if name is None:
             raise Unsupported(f"value {raw.hex()} has no symbol")
         return name
+
     return render
 
 
 def _flags(table: dict[int, str]) -> Callable[[bytes, str], Any]:
     """A bitmask: one name, or a list of names in bit order (nft's symbolic JSON)."""
+
     def render(raw: bytes, order: str) -> Any:
         value = _uint(raw, order)
         names = [name for bit, name in sorted(table.items()) if bit and value & bit == bit]
@@ -138,6 +188,7 @@ def _flags(table: dict[int, str]) -> Callable[[bytes, str], Any]:
                 raise Unsupported(f"flags {raw.hex()} have no names")
             return exact
         return names[0] if len(names) == 1 else names
+
     return render
 
 
@@ -196,27 +247,30 @@ def _boolean(raw: bytes, order: str) -> bool:
     return bool(value)
 
 
-DATATYPES: dict[int, Datatype] = {t.id: t for t in (
-    Datatype(TYPE_NFPROTO, "nf_proto", HOST, 8, _symbol(_NFPROTO)),
-    Datatype(TYPE_INTEGER, "integer", HOST, 0, _uint),
-    Datatype(TYPE_IPADDR, "ipv4_addr", BIG, 32, _ipv4),
-    Datatype(TYPE_IP6ADDR, "ipv6_addr", BIG, 128, _ipv6),
-    Datatype(TYPE_ETHERADDR, "ether_addr", BIG, 48, _ether),
-    Datatype(TYPE_INET_PROTOCOL, "inet_proto", BIG, 8, _proto),
-    Datatype(TYPE_INET_SERVICE, "inet_service", BIG, 16, _service),
-    Datatype(TYPE_ICMP_TYPE, "icmp_type", BIG, 8, _symbol(_ICMP_TYPE)),
-    Datatype(TYPE_TCP_FLAG, "tcp_flag", BIG, 8, _flags(_TCP_FLAG), bitmask=True),
-    Datatype(TYPE_MARK, "mark", HOST, 32, _uint),
-    Datatype(TYPE_IFINDEX, "iface_index", HOST, 32, _ifindex),
-    Datatype(TYPE_CT_STATE, "ct_state", HOST, 32, _flags(_CT_STATE), bitmask=True),
-    Datatype(TYPE_CT_DIR, "ct_dir", HOST, 8, _symbol(_CT_DIR)),
-    Datatype(TYPE_CT_STATUS, "ct_status", HOST, 32, _flags(_CT_STATUS), bitmask=True),
-    Datatype(TYPE_ICMP6_TYPE, "icmpv6_type", BIG, 8, _symbol(_ICMP6_TYPE)),
-    Datatype(TYPE_PKTTYPE, "pkt_type", HOST, 8, _symbol(_PKTTYPE)),
-    Datatype(TYPE_FIB_ADDR, "fib_addrtype", HOST, 32, _symbol(_FIB_ADDR)),
-    Datatype(TYPE_BOOLEAN, "boolean", HOST, 1, _boolean),
-    Datatype(TYPE_IFNAME, "ifname", HOST, 128, _ifname),
-)}
+DATATYPES: dict[int, Datatype] = {
+    t.id: t
+    for t in (
+        Datatype(TYPE_NFPROTO, "nf_proto", HOST, 8, _symbol(_NFPROTO)),
+        Datatype(TYPE_INTEGER, "integer", HOST, 0, _uint),
+        Datatype(TYPE_IPADDR, "ipv4_addr", BIG, 32, _ipv4),
+        Datatype(TYPE_IP6ADDR, "ipv6_addr", BIG, 128, _ipv6),
+        Datatype(TYPE_ETHERADDR, "ether_addr", BIG, 48, _ether),
+        Datatype(TYPE_INET_PROTOCOL, "inet_proto", BIG, 8, _proto),
+        Datatype(TYPE_INET_SERVICE, "inet_service", BIG, 16, _service),
+        Datatype(TYPE_ICMP_TYPE, "icmp_type", BIG, 8, _symbol(_ICMP_TYPE)),
+        Datatype(TYPE_TCP_FLAG, "tcp_flag", BIG, 8, _flags(_TCP_FLAG), bitmask=True),
+        Datatype(TYPE_MARK, "mark", HOST, 32, _uint),
+        Datatype(TYPE_IFINDEX, "iface_index", HOST, 32, _ifindex),
+        Datatype(TYPE_CT_STATE, "ct_state", HOST, 32, _flags(_CT_STATE), bitmask=True),
+        Datatype(TYPE_CT_DIR, "ct_dir", HOST, 8, _symbol(_CT_DIR)),
+        Datatype(TYPE_CT_STATUS, "ct_status", HOST, 32, _flags(_CT_STATUS), bitmask=True),
+        Datatype(TYPE_ICMP6_TYPE, "icmpv6_type", BIG, 8, _symbol(_ICMP6_TYPE)),
+        Datatype(TYPE_PKTTYPE, "pkt_type", HOST, 8, _symbol(_PKTTYPE)),
+        Datatype(TYPE_FIB_ADDR, "fib_addrtype", HOST, 32, _symbol(_FIB_ADDR)),
+        Datatype(TYPE_BOOLEAN, "boolean", HOST, 1, _boolean),
+        Datatype(TYPE_IFNAME, "ifname", HOST, 128, _ifname),
+    )
+}
 
 
 def datatype(type_id: int) -> Datatype:

@@ -11,20 +11,51 @@ import os
 import threading
 
 from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
-
 from podpath.snapshot.model import Gap, NodeFacts
 
 # Bit numbers from include/uapi/linux/capability.h.
 CAPABILITY_NAMES: tuple[str, ...] = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 )
 
 
@@ -85,13 +116,17 @@ def read_rp_filter(host: HostRoot, gaps: list[Gap], interfaces: bool = True) -> 
     return out
 
 
-def collect_node(host: HostRoot, cancel: threading.Event | None = None, *,
-                 interfaces: bool = True) -> tuple[NodeFacts, tuple[Gap, ...]]:
+def collect_node(
+    host: HostRoot, cancel: threading.Event | None = None, *, interfaces: bool = True
+) -> tuple[NodeFacts, tuple[Gap, ...]]:
     """NodeFacts of the node under `host`, with gaps for what could not be read;
     without `interfaces`, rp_filter holds only "all" and "default"."""
     gaps: list[Gap] = []
-    hostname = (_first_line(host, "/proc/sys/kernel/hostname", gaps)
-                or _first_line(host, "/etc/hostname", gaps) or "")
+    hostname = (
+        _first_line(host, "/proc/sys/kernel/hostname", gaps)
+        or _first_line(host, "/etc/hostname", gaps)
+        or ""
+    )
     kernel = _first_line(host, "/proc/sys/kernel/osrelease", gaps) or ""
     facts = NodeFacts(
         hostname=hostname,
@@ -99,8 +134,9 @@ def collect_node(host: HostRoot, cancel: threading.Event | None = None, *,
         host_root=host.path,
         boot_id=_first_line(host, "/proc/sys/kernel/random/boot_id", gaps),
         ip_forward=_int(_first_line(host, "/proc/sys/net/ipv4/ip_forward", gaps)),
-        bridge_nf_call_iptables=_int(_first_line(
-            host, "/proc/sys/net/bridge/bridge-nf-call-iptables", [], optional=True)),
+        bridge_nf_call_iptables=_int(
+            _first_line(host, "/proc/sys/net/bridge/bridge-nf-call-iptables", [], optional=True)
+        ),
         rp_filter=read_rp_filter(host, gaps, interfaces),
         capabilities=own_capabilities(host),
         euid=os.geteuid(),

@@ -42,7 +42,9 @@ def part_count(items: int, min_per_part: int) -> int:
     return max(1, min(cores(), _MAX_PARTS, items // max(1, min_per_part)))
 
 
-def split(items: Sequence[P], parts: int, weight: Callable[[P], float] | None = None) -> list[list[P]]:
+def split(
+    items: Sequence[P], parts: int, weight: Callable[[P], float] | None = None
+) -> list[list[P]]:
     """`items` cut into `parts` contiguous runs of about equal total weight, order kept."""
     if parts <= 1 or len(items) <= 1:
         return [list(items)]
@@ -127,7 +129,7 @@ class _Child:
                 # The caller promised a marshal-able result (see run_parts).
                 view = memoryview(marshal.dumps(cast(Any, work(part))))
                 while view:
-                    view = view[os.write(write_fd, view):]
+                    view = view[os.write(write_fd, view) :]
                 code = 0
             finally:
                 # Never run the parent's code (finally blocks, atexit, buffered stdout)

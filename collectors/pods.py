@@ -27,7 +27,6 @@ from typing import Any
 
 from podpath.collectors.cgroups import parse_cgroup_path
 from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
-
 from podpath.snapshot.model import Container, Gap, IpamAllocation, Namespace, Pod, Process
 
 CONTAINERD_TASKS = "/run/containerd/io.containerd.runtime.v2.task/k8s.io"
@@ -38,8 +37,16 @@ POD_LOGS = "/var/log/pods"
 _MAX_CONFIG = 4 * 1024 * 1024
 _ID = re.compile(r"^[0-9a-f]{64}$")
 # OCI namespace type -> lsns/procfs name
-_OCI_NS = {"network": "net", "mount": "mnt", "pid": "pid", "ipc": "ipc", "uts": "uts",
-           "user": "user", "cgroup": "cgroup", "time": "time"}
+_OCI_NS = {
+    "network": "net",
+    "mount": "mnt",
+    "pid": "pid",
+    "ipc": "ipc",
+    "uts": "uts",
+    "user": "user",
+    "cgroup": "cgroup",
+    "time": "time",
+}
 _SHARED_ORDER = ("net", "ipc", "uts", "pid", "mnt", "user", "cgroup", "time")
 
 
@@ -87,8 +94,9 @@ def _json_obj(text: str) -> dict[str, Any] | None:
 # -- OCI config and runc state ---------------------------------------------------------------
 
 
-def parse_oci_config(spec: dict[str, Any], cid: str, runtime: str, *, redact: bool = True
-                     ) -> RuntimeContainer:
+def parse_oci_config(
+    spec: dict[str, Any], cid: str, runtime: str, *, redact: bool = True
+) -> RuntimeContainer:
     """A RuntimeContainer from an OCI runtime spec (bundle config.json) with CRI annotations."""
     ann = spec.get("annotations") if isinstance(spec.get("annotations"), dict) else {}
     assert isinstance(ann, dict)
@@ -120,31 +128,50 @@ def parse_oci_config(spec: dict[str, Any], cid: str, runtime: str, *, redact: bo
 def _apply_containerd(rc: RuntimeContainer, ann: dict[str, str]) -> None:
     rc.runtime = "containerd"
     rc.kind = "sandbox" if ann.get("io.kubernetes.cri.container-type") == "sandbox" else "container"
-    rc.sandbox_id = ann.get("io.kubernetes.cri.sandbox-id") or (rc.id if rc.kind == "sandbox" else None)
+    rc.sandbox_id = ann.get("io.kubernetes.cri.sandbox-id") or (
+        rc.id if rc.kind == "sandbox" else None
+    )
     rc.pod_name = ann.get("io.kubernetes.cri.sandbox-name")
     rc.pod_namespace = ann.get("io.kubernetes.cri.sandbox-namespace")
     rc.pod_uid = ann.get("io.kubernetes.cri.sandbox-uid")
-    rc.name = ann.get("io.kubernetes.cri.container-name") or ("POD" if rc.kind == "sandbox" else None)
+    rc.name = ann.get("io.kubernetes.cri.container-name") or (
+        "POD" if rc.kind == "sandbox" else None
+    )
     rc.image = ann.get("io.kubernetes.cri.image-name")
     rc.log_dir = ann.get("io.kubernetes.cri.sandbox-log-directory")
 
 
 def _apply_crio(rc: RuntimeContainer, ann: dict[str, str]) -> None:
     rc.runtime = "cri-o"
-    rc.kind = "sandbox" if ann.get("io.kubernetes.cri-o.ContainerType") == "sandbox" else "container"
-    rc.sandbox_id = ann.get("io.kubernetes.cri-o.SandboxID") or (rc.id if rc.kind == "sandbox" else None)
+    rc.kind = (
+        "sandbox" if ann.get("io.kubernetes.cri-o.ContainerType") == "sandbox" else "container"
+    )
+    rc.sandbox_id = ann.get("io.kubernetes.cri-o.SandboxID") or (
+        rc.id if rc.kind == "sandbox" else None
+    )
     meta = _json_obj(ann.get("io.kubernetes.cri-o.Metadata", "")) or {}
     labels = _json_obj(ann.get("io.kubernetes.cri-o.Labels", "")) or {}
-    rc.pod_name = ann.get("io.kubernetes.pod.name") or str(labels.get("io.kubernetes.pod.name") or "") or (
-        str(meta["name"]) if rc.kind == "sandbox" and "name" in meta else None)
-    rc.pod_namespace = (ann.get("io.kubernetes.pod.namespace")
-                        or str(labels.get("io.kubernetes.pod.namespace") or "")
-                        or ann.get("io.kubernetes.cri-o.Namespace")
-                        or (str(meta["namespace"]) if "namespace" in meta else None))
-    rc.pod_uid = ann.get("io.kubernetes.pod.uid") or str(labels.get("io.kubernetes.pod.uid") or "") or (
-        str(meta["uid"]) if rc.kind == "sandbox" and "uid" in meta else None)
-    rc.name = ann.get("io.kubernetes.container.name") or str(labels.get("io.kubernetes.container.name") or "") or (
-        str(meta["name"]) if "name" in meta else None)
+    rc.pod_name = (
+        ann.get("io.kubernetes.pod.name")
+        or str(labels.get("io.kubernetes.pod.name") or "")
+        or (str(meta["name"]) if rc.kind == "sandbox" and "name" in meta else None)
+    )
+    rc.pod_namespace = (
+        ann.get("io.kubernetes.pod.namespace")
+        or str(labels.get("io.kubernetes.pod.namespace") or "")
+        or ann.get("io.kubernetes.cri-o.Namespace")
+        or (str(meta["namespace"]) if "namespace" in meta else None)
+    )
+    rc.pod_uid = (
+        ann.get("io.kubernetes.pod.uid")
+        or str(labels.get("io.kubernetes.pod.uid") or "")
+        or (str(meta["uid"]) if rc.kind == "sandbox" and "uid" in meta else None)
+    )
+    rc.name = (
+        ann.get("io.kubernetes.container.name")
+        or str(labels.get("io.kubernetes.container.name") or "")
+        or (str(meta["name"]) if "name" in meta else None)
+    )
     rc.image = ann.get("io.kubernetes.cri-o.ImageName") or ann.get("io.kubernetes.cri-o.Image")
     ips = [v for k, v in sorted(ann.items()) if k.startswith("io.kubernetes.cri-o.IP.")]
     rc.ips = tuple(ips) or _cni_result_ips(ann.get("io.kubernetes.cri-o.CNIResult", ""))
@@ -216,7 +243,9 @@ def _read_json(host: HostRoot, path: str, gaps: list[Gap]) -> dict[str, Any] | N
     return obj
 
 
-def read_containerd(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> list[RuntimeContainer]:
+def read_containerd(
+    host: HostRoot, gaps: list[Gap], *, redact: bool = True
+) -> list[RuntimeContainer]:
     """Containers and sandboxes of containerd's k8s.io namespace."""
     out = []
     ids = set(_list_ids(host, CONTAINERD_TASKS, gaps)) | set(_list_ids(host, CONTAINERD_RUNC, gaps))
@@ -227,9 +256,13 @@ def read_containerd(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> 
             spec = {"annotations": labels_as_annotations(state)}
             cfg = state.get("config")
             if isinstance(cfg, dict) and isinstance(cfg.get("namespaces"), list):
-                spec["linux"] = {"namespaces": [
-                    {"type": _runc_ns_type(n.get("type")), "path": n.get("path")}
-                    for n in cfg["namespaces"] if isinstance(n, dict)]}
+                spec["linux"] = {
+                    "namespaces": [
+                        {"type": _runc_ns_type(n.get("type")), "path": n.get("path")}
+                        for n in cfg["namespaces"]
+                        if isinstance(n, dict)
+                    ]
+                }
         if spec is None:
             continue
         rc = parse_oci_config(spec, cid, "containerd", redact=redact)
@@ -243,9 +276,16 @@ def read_containerd(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> 
 
 def _runc_ns_type(value: Any) -> str:
     # libcontainer's config uses "NEWNET", "NEWIPC", ... in state.json
-    return {"NEWNET": "network", "NEWNS": "mount", "NEWPID": "pid", "NEWIPC": "ipc",
-            "NEWUTS": "uts", "NEWUSER": "user", "NEWCGROUP": "cgroup",
-            "NEWTIME": "time"}.get(str(value), str(value))
+    return {
+        "NEWNET": "network",
+        "NEWNS": "mount",
+        "NEWPID": "pid",
+        "NEWIPC": "ipc",
+        "NEWUTS": "uts",
+        "NEWUSER": "user",
+        "NEWCGROUP": "cgroup",
+        "NEWTIME": "time",
+    }.get(str(value), str(value))
 
 
 def _read_pidfile(host: HostRoot, path: str) -> int | None:
@@ -304,12 +344,24 @@ def _alive(p: Process | None, start_time: int | None) -> bool:
     return p is not None and (start_time is None or p.start_time == start_time)
 
 
-def _shared(container: Process | None, sandbox: Process | None, rc: RuntimeContainer,
-            sandbox_rc: RuntimeContainer | None) -> tuple[str, ...]:
+def _shared(
+    container: Process | None,
+    sandbox: Process | None,
+    rc: RuntimeContainer,
+    sandbox_rc: RuntimeContainer | None,
+) -> tuple[str, ...]:
     """Namespace types a container shares with its sandbox (from processes, else from config)."""
-    if container is not None and sandbox is not None and container.namespaces and sandbox.namespaces:
-        return tuple(t for t in _SHARED_ORDER
-                     if t in container.namespaces and container.namespaces[t] == sandbox.namespaces.get(t))
+    if (
+        container is not None
+        and sandbox is not None
+        and container.namespaces
+        and sandbox.namespaces
+    ):
+        return tuple(
+            t
+            for t in _SHARED_ORDER
+            if t in container.namespaces and container.namespaces[t] == sandbox.namespaces.get(t)
+        )
     shared = []
     sb_pid = sandbox_rc.pid if sandbox_rc else None
     for t in _SHARED_ORDER:
@@ -317,7 +369,8 @@ def _shared(container: Process | None, sandbox: Process | None, rc: RuntimeConta
         if not path:
             continue
         if (sb_pid and path == f"/proc/{sb_pid}/ns/{t}") or (
-                sandbox_rc is not None and sandbox_rc.ns_paths.get(t) == path):
+            sandbox_rc is not None and sandbox_rc.ns_paths.get(t) == path
+        ):
             shared.append(t)
     return tuple(shared)
 
@@ -343,24 +396,41 @@ def _netns_of(ctx: _Ctx, pause: Process | None, path: str | None) -> int | None:
     return None
 
 
-def _container_model(ctx: _Ctx, rc: RuntimeContainer, sandbox_proc: Process | None,
-                     sandbox_rc: RuntimeContainer | None) -> Container:
-    pids = sorted(set(ctx.by_container.get(rc.id, [])) | (
-        {rc.pid} if rc.pid and _alive(ctx.procs.get(rc.pid), rc.start_time) else set()))
+def _container_model(
+    ctx: _Ctx,
+    rc: RuntimeContainer,
+    sandbox_proc: Process | None,
+    sandbox_rc: RuntimeContainer | None,
+) -> Container:
+    pids = sorted(
+        set(ctx.by_container.get(rc.id, []))
+        | ({rc.pid} if rc.pid and _alive(ctx.procs.get(rc.pid), rc.start_time) else set())
+    )
     init = ctx.procs.get(rc.pid) if rc.pid else None
     if init is None and pids:
         init = ctx.procs.get(pids[0])
     shared = () if rc.kind == "sandbox" else _shared(init, sandbox_proc, rc, sandbox_rc)
-    return Container(name=rc.name or rc.id[:12], id=rc.id, kind=rc.kind, pids=tuple(pids),
-                     image=rc.image, command=rc.command, env=rc.env, shared_namespaces=shared)
+    return Container(
+        name=rc.name or rc.id[:12],
+        id=rc.id,
+        kind=rc.kind,
+        pids=tuple(pids),
+        image=rc.image,
+        command=rc.command,
+        env=rc.env,
+        shared_namespaces=shared,
+    )
 
 
 def _pod_from_runtime(ctx: _Ctx, sandbox_id: str, members: list[RuntimeContainer]) -> Pod:
     sandbox_rc = next((m for m in members if m.kind == "sandbox"), None)
     head = sandbox_rc or members[0]
     pause: Process | None = None
-    if sandbox_rc is not None and sandbox_rc.pid and _alive(ctx.procs.get(sandbox_rc.pid),
-                                                            sandbox_rc.start_time):
+    if (
+        sandbox_rc is not None
+        and sandbox_rc.pid
+        and _alive(ctx.procs.get(sandbox_rc.pid), sandbox_rc.start_time)
+    ):
         pause = ctx.procs[sandbox_rc.pid]
     elif ctx.by_container.get(sandbox_id):
         pause = ctx.procs[min(ctx.by_container[sandbox_id])]
@@ -369,22 +439,34 @@ def _pod_from_runtime(ctx: _Ctx, sandbox_id: str, members: list[RuntimeContainer
         netns_path = ctx.host.canonical(netns_path)  # /var/run/netns/x -> /run/netns/x
     netns = _netns_of(ctx, pause, netns_path)
     host_network = bool(sandbox_rc and sandbox_rc.host_network) or (
-        netns is not None and netns == ctx.root_netns)
+        netns is not None and netns == ctx.root_netns
+    )
     ips = head.ips or tuple(ctx.alloc_by_container.get(sandbox_id, ()))
-    containers = tuple(_container_model(ctx, m, pause, sandbox_rc)
-                       for m in sorted(members, key=lambda m: (m.kind != "sandbox", m.name or "")))
+    containers = tuple(
+        _container_model(ctx, m, pause, sandbox_rc)
+        for m in sorted(members, key=lambda m: (m.kind != "sandbox", m.name or ""))
+    )
     return Pod(
-        namespace=head.pod_namespace or "", name=head.pod_name or "", uid=head.pod_uid or "",
-        sandbox_id=sandbox_id, pause_pid=pause.pid if pause else None,
+        namespace=head.pod_namespace or "",
+        name=head.pod_name or "",
+        uid=head.pod_uid or "",
+        sandbox_id=sandbox_id,
+        pause_pid=pause.pid if pause else None,
         pause_start_time=pause.start_time if pause else None,
-        netns_inode=netns, netns_path=netns_path, ips=ips, host_network=host_network,
-        containers=containers, runtime=head.runtime, source="runtime-state",
+        netns_inode=netns,
+        netns_path=netns_path,
+        ips=ips,
+        host_network=host_network,
+        containers=containers,
+        runtime=head.runtime,
+        source="runtime-state",
         log_dir=head.log_dir,
     )
 
 
-def _pods_from_cgroups(ctx: _Ctx, known_uids: set[str], known_ids: set[str],
-                       logs: dict[str, tuple[str, str, str]]) -> list[Pod]:
+def _pods_from_cgroups(
+    ctx: _Ctx, known_uids: set[str], known_ids: set[str], logs: dict[str, tuple[str, str, str]]
+) -> list[Pod]:
     """Pods of processes whose cgroup names a pod the runtime state did not cover."""
     by_pod: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     runtime_of: dict[str, str] = {}
@@ -408,21 +490,42 @@ def _pods_from_cgroups(ctx: _Ctx, known_uids: set[str], known_ids: set[str],
                 continue
             init = ctx.procs[min(pids)]
             kind = "sandbox" if cid == pause_cid else "container"
-            shared = () if kind == "sandbox" or pause is None else tuple(
-                t for t in _SHARED_ORDER if t in init.namespaces
-                and init.namespaces[t] == pause.namespaces.get(t))
-            models.append(Container(name="POD" if kind == "sandbox" else cid[:12], id=cid, kind=kind,
-                                    pids=tuple(sorted(pids)), command=init.cmdline,
-                                    shared_namespaces=shared))
-        pods.append(Pod(
-            namespace=ns, name=name, uid=uid, sandbox_id=pause_cid or "",
-            pause_pid=pause.pid if pause else None,
-            pause_start_time=pause.start_time if pause else None,
-            netns_inode=netns, host_network=netns is not None and netns == ctx.root_netns,
-            ips=tuple(ctx.alloc_by_container.get(pause_cid or "", ())),
-            containers=tuple(models), runtime=runtime_of.get(uid, "unknown"), source="cgroup",
-            log_dir=log_dir,
-        ))
+            shared = (
+                ()
+                if kind == "sandbox" or pause is None
+                else tuple(
+                    t
+                    for t in _SHARED_ORDER
+                    if t in init.namespaces and init.namespaces[t] == pause.namespaces.get(t)
+                )
+            )
+            models.append(
+                Container(
+                    name="POD" if kind == "sandbox" else cid[:12],
+                    id=cid,
+                    kind=kind,
+                    pids=tuple(sorted(pids)),
+                    command=init.cmdline,
+                    shared_namespaces=shared,
+                )
+            )
+        pods.append(
+            Pod(
+                namespace=ns,
+                name=name,
+                uid=uid,
+                sandbox_id=pause_cid or "",
+                pause_pid=pause.pid if pause else None,
+                pause_start_time=pause.start_time if pause else None,
+                netns_inode=netns,
+                host_network=netns is not None and netns == ctx.root_netns,
+                ips=tuple(ctx.alloc_by_container.get(pause_cid or "", ())),
+                containers=tuple(models),
+                runtime=runtime_of.get(uid, "unknown"),
+                source="cgroup",
+                log_dir=log_dir,
+            )
+        )
     return pods
 
 
@@ -444,8 +547,9 @@ def _find_pause(ctx: _Ctx, containers: dict[str, list[int]]) -> tuple[str | None
     return best
 
 
-def _pods_from_pause(ctx: _Ctx, covered_pids: set[int], covered_netns: set[int],
-                     namespaces: tuple[Namespace, ...]) -> list[Pod]:
+def _pods_from_pause(
+    ctx: _Ctx, covered_pids: set[int], covered_netns: set[int], namespaces: tuple[Namespace, ...]
+) -> list[Pod]:
     """Last resort: pause processes, and the first process of each /run/netns/cni-* netns."""
     pods = []
     for p in sorted(ctx.procs.values(), key=lambda p: p.pid):
@@ -473,13 +577,23 @@ def _bare_pod(ctx: _Ctx, p: Process, net: int | None, path: str | None) -> Pod:
     ref = parse_cgroup_path(p.cgroup) if p.cgroup else None
     cid = ref.container_id if ref and ref.container_id else ""
     name = os.path.basename(path) if path else f"pause-{p.pid}"
-    return Pod(namespace="", name=name, uid=ref.pod_uid or "" if ref else "", sandbox_id=cid,
-               pause_pid=p.pid, pause_start_time=p.start_time, netns_inode=net, netns_path=path,
-               host_network=net is not None and net == ctx.root_netns,
-               ips=tuple(ctx.alloc_by_container.get(cid, ())) if cid else (),
-               containers=(Container(name="POD", id=cid, kind="sandbox", pids=(p.pid,),
-                                     command=p.cmdline),),
-               runtime=ref.runtime if ref else "unknown", source="pause-process")
+    return Pod(
+        namespace="",
+        name=name,
+        uid=ref.pod_uid or "" if ref else "",
+        sandbox_id=cid,
+        pause_pid=p.pid,
+        pause_start_time=p.start_time,
+        netns_inode=net,
+        netns_path=path,
+        host_network=net is not None and net == ctx.root_netns,
+        ips=tuple(ctx.alloc_by_container.get(cid, ())) if cid else (),
+        containers=(
+            Container(name="POD", id=cid, kind="sandbox", pids=(p.pid,), command=p.cmdline),
+        ),
+        runtime=ref.runtime if ref else "unknown",
+        source="pause-process",
+    )
 
 
 def collect_pods(
@@ -528,6 +642,7 @@ def _fill_names(pod: Pod, logs: dict[str, tuple[str, str, str]]) -> Pod:
     """Take names from /var/log/pods when the source did not have them."""
     if pod.uid and pod.uid in logs and (not pod.name or not pod.namespace or not pod.log_dir):
         ns, name, path = logs[pod.uid]
-        return replace(pod, namespace=pod.namespace or ns, name=pod.name or name,
-                       log_dir=pod.log_dir or path)
+        return replace(
+            pod, namespace=pod.namespace or ns, name=pod.name or name, log_dir=pod.log_dir or path
+        )
     return pod

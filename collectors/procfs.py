@@ -27,7 +27,6 @@ from podpath.collectors.hostroot import (
     translate,
 )
 from podpath.collectors.parallel import part_count, run_parts, split
-
 from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Process
 
 
@@ -45,8 +44,8 @@ def parse_stat(raw: bytes) -> StatFields:
     """Parse /proc/PID/stat; comm may hold spaces and parentheses, so split at the LAST ')'."""
     open_ = raw.index(b"(")
     close = raw.rindex(b")")
-    comm = raw[open_ + 1:close].decode("utf-8", "surrogateescape")
-    rest = raw[close + 2:].split()
+    comm = raw[open_ + 1 : close].decode("utf-8", "surrogateescape")
+    rest = raw[close + 2 :].split()
     # rest[0] is field 3 (state); field 4 is ppid; field 22 is starttime.
     return StatFields(comm, rest[0].decode("ascii", "replace"), int(rest[1]), int(rest[19]))
 
@@ -87,7 +86,7 @@ def pick_cgroup(raw: bytes) -> str | None:
 
 @lru_cache(maxsize=65536)
 def parse_ns_link(target: str) -> tuple[str, int] | None:
-    """"net:[4026531840]" -> ("net", 4026531840)."""
+    """ "net:[4026531840]" -> ("net", 4026531840)."""
     kind, sep, rest = target.partition(":[")
     if not sep or not rest.endswith("]"):
         return None
@@ -120,7 +119,6 @@ def ns_fds(proc_fd: int, pid: int) -> list[tuple[str, int, int]]:
         return found
     finally:
         os.close(dfd)
-
 
 
 @dataclass(frozen=True)
@@ -228,8 +226,14 @@ def read_process(host: HostRoot, pid: int, res: ScanResult, full: bool = True) -
     return None if rec is None else Process(*rec)
 
 
-def _read_record(host: HostRoot, proc_fd: int, pid: int, res: ScanResult, full: bool,
-                 seen: set[tuple[str, int]] | None) -> _Record | None:
+def _read_record(
+    host: HostRoot,
+    proc_fd: int,
+    pid: int,
+    res: ScanResult,
+    full: bool,
+    seen: set[tuple[str, int]] | None,
+) -> _Record | None:
     """`read_process` as a plain record. With `full=False` and a `seen` set, the command
     line is read too when the process holds a namespace not in `seen` (then added)."""
     try:
@@ -270,8 +274,17 @@ def _read_record(host: HostRoot, proc_fd: int, pid: int, res: ScanResult, full: 
         return None
     if seen is not None:
         seen.update(spaces.items())
-    return (pid, st.start_time, st.ppid, st.comm, parse_cmdline(raw_cmd) if raw_cmd else (),
-            uid, st.state, pick_cgroup(raw_cg) if raw_cg else None, spaces)
+    return (
+        pid,
+        st.start_time,
+        st.ppid,
+        st.comm,
+        parse_cmdline(raw_cmd) if raw_cmd else (),
+        uid,
+        st.state,
+        pick_cgroup(raw_cg) if raw_cg else None,
+        spaces,
+    )
 
 
 def _first_cmdline(pid_fd: int) -> bytes | None:
@@ -286,19 +299,32 @@ def _first_cmdline(pid_fd: int) -> bytes | None:
 def _gaps_from_failures(res: ScanResult) -> list[Gap]:
     gaps = []
     for (what, kind, cap), count in sorted(res.failures.items(), key=str):
-        gaps.append(Gap(f"/proc/*/{what}", f"{count} processes: {kind}"
-                        + (f" (needs {cap})" if cap else ""), kind, cap))
+        gaps.append(
+            Gap(
+                f"/proc/*/{what}",
+                f"{count} processes: {kind}" + (f" (needs {cap})" if cap else ""),
+                kind,
+                cap,
+            )
+        )
     return gaps
 
 
 # What one part of the scan sends back: records, failures, vanished count, PIDs done,
 # nsfs fds found (type, inode, pid, fd) and fd tables denied.
-_Part = tuple[list[_Record], dict[tuple[str, str, str | None], int], int, int,
-              list[tuple[str, int, int, int]], int]
+_Part = tuple[
+    list[_Record],
+    dict[tuple[str, str, str | None], int],
+    int,
+    int,
+    list[tuple[str, int, int, int]],
+    int,
+]
 
 
-def _scan_part(host: HostRoot, full: bool, fds: bool, cancel: threading.Event | None,
-               pids: list[int]) -> _Part:
+def _scan_part(
+    host: HostRoot, full: bool, fds: bool, cancel: threading.Event | None, pids: list[int]
+) -> _Part:
     """Read a run of ascending PIDs, in order (see `_read_record` on `seen`)."""
     res = ScanResult()
     proc_fd = host.proc_fd()
@@ -333,8 +359,9 @@ def _add_fds(proc_fd: int, pid: int, held: list[tuple[str, int, int, int]]) -> i
     return 0
 
 
-def _fd_part(host: HostRoot, cancel: threading.Event | None, pids: list[int]
-             ) -> tuple[list[tuple[str, int, int, int]], int]:
+def _fd_part(
+    host: HostRoot, cancel: threading.Event | None, pids: list[int]
+) -> tuple[list[tuple[str, int, int, int]], int]:
     proc_fd = host.proc_fd()
     held: list[tuple[str, int, int, int]] = []
     denied = 0
@@ -345,8 +372,9 @@ def _fd_part(host: HostRoot, cancel: threading.Event | None, pids: list[int]
     return held, denied
 
 
-def read_fd_holders(host: HostRoot, pids: list[int], cancel: threading.Event | None = None
-                    ) -> FdHolders:
+def read_fd_holders(
+    host: HostRoot, pids: list[int], cancel: threading.Event | None = None
+) -> FdHolders:
     """The nsfs fds of these processes (ascending PIDs), split across the cores: for
     callers that scanned the processes without `scan_processes_and_fds`."""
     runs = split(pids, part_count(len(pids), _MIN_PER_PART))
@@ -368,7 +396,10 @@ def scan_processes(
 
 
 def scan_processes_and_fds(
-    host: HostRoot, cancel: threading.Event | None = None, *, full: bool = True,
+    host: HostRoot,
+    cancel: threading.Event | None = None,
+    *,
+    full: bool = True,
     fds: bool = True,
 ) -> tuple[tuple[Process, ...], tuple[Gap, ...], FdHolders]:
     """`scan_processes`, reading each process's fd table for nsfs fds in the same pass
@@ -381,7 +412,11 @@ def scan_processes_and_fds(
     except CollectorError as err:
         return (), (err.to_gap(),), FdHolders((), 0)
     except OSError as err:
-        return (), (Gap("/proc", os.strerror(err.errno or 0) or str(err), "error"),), FdHolders((), 0)
+        return (
+            (),
+            (Gap("/proc", os.strerror(err.errno or 0) or str(err), "error"),),
+            FdHolders((), 0),
+        )
     runs = split(pids, part_count(len(pids), _MIN_PER_PART))
     parts = run_parts(partial(_scan_part, host, full, fds, cancel), runs)
     done = fd_denied = 0
@@ -394,9 +429,14 @@ def scan_processes_and_fds(
         held += part_held
         fd_denied += part_denied
     if cancel is not None and cancel.is_set():
-        res.gaps.append(Gap("/proc", f"cancelled after {done} of {len(pids)} processes",
-                            "inconsistent"))
-    return tuple(res.processes), tuple(res.gaps + _gaps_from_failures(res)), FdHolders(tuple(held), fd_denied)
+        res.gaps.append(
+            Gap("/proc", f"cancelled after {done} of {len(pids)} processes", "inconsistent")
+        )
+    return (
+        tuple(res.processes),
+        tuple(res.gaps + _gaps_from_failures(res)),
+        FdHolders(tuple(held), fd_denied),
+    )
 
 
 def self_namespaces(host: HostRoot) -> dict[str, int]:

@@ -18,7 +18,6 @@ from podpath.collectors.hostroot import CollectorError, HostRoot
 from podpath.collectors.namespaces import net_namespace_targets, scan_namespaces
 from podpath.collectors.node import collect_node
 from podpath.collectors.procfs import scan_processes_and_fds, self_namespaces
-
 from podpath.snapshot.model import SCHEMA_VERSION, CniState, Gap, NetNamespace, Pod, Snapshot
 
 if TYPE_CHECKING:
@@ -65,14 +64,18 @@ def take_snapshot(
                 snapshot = _with_tools(snapshot, netfilter, conntrack)
         else:
             snapshot = _collect_local(host, cancel, taken_at, redact_env, parts)
-    skipped = tuple(Gap(part, "not collected for this command", "skipped")
-                    for part in sorted(ALL_PARTS - parts))
+    skipped = tuple(
+        Gap(part, "not collected for this command", "skipped") for part in sorted(ALL_PARTS - parts)
+    )
     return replace(snapshot, duration=time.monotonic() - started, gaps=snapshot.gaps + skipped)
 
 
 def _start_tools(
-    pool: ThreadPoolExecutor, host: HostRoot, previous: Snapshot | None,
-    cancel: threading.Event, parts: frozenset[str],
+    pool: ThreadPoolExecutor,
+    host: HostRoot,
+    previous: Snapshot | None,
+    cancel: threading.Event,
+    parts: frozenset[str],
 ) -> tuple[Future[NetfilterResult] | None, Future[ConntrackResult] | None]:
     """Start the external-tool collectors (netfilter, conntrack) on the pool's threads."""
     from pathlib import Path
@@ -83,13 +86,18 @@ def _start_tools(
 
     runner = CommandRunner(host_root=Path(host.path))
     reusable = previous if previous and previous.node.host_root == host.path else None
-    netfilter = pool.submit(collect_netfilter, runner, reusable, cancel) if "netfilter" in parts else None
+    netfilter = (
+        pool.submit(collect_netfilter, runner, reusable, cancel) if "netfilter" in parts else None
+    )
     conntrack = pool.submit(collect_conntrack, runner, cancel) if "conntrack" in parts else None
     return netfilter, conntrack
 
 
 def _collect_local(
-    host: HostRoot, cancel: threading.Event, taken_at: float, redact_env: bool,
+    host: HostRoot,
+    cancel: threading.Event,
+    taken_at: float,
+    redact_env: bool,
     parts: frozenset[str],
 ) -> Snapshot:
     """Everything read from /proc, runtime state and netlink in this process."""
@@ -109,11 +117,23 @@ def _collect_local(
         # PID 1's namespaces can be hidden (a sandbox, a restricted debug pod): our own
         # netns is then the best stand-in for the node's, and the gap says so.
         root_netns = self_namespaces(host).get("net", 0)
-        gaps.append(Gap("net namespace of PID 1", "unreadable; using podpath's own network "
-                        "namespace as the node's root", "permission", "CAP_SYS_PTRACE"))
+        gaps.append(
+            Gap(
+                "net namespace of PID 1",
+                "unreadable; using podpath's own network namespace as the node's root",
+                "permission",
+                "CAP_SYS_PTRACE",
+            )
+        )
     elif not root_netns:
-        gaps.append(Gap("net namespace of PID 1", "unreadable: the node's root netns is unknown",
-                        "permission", "CAP_SYS_PTRACE"))
+        gaps.append(
+            Gap(
+                "net namespace of PID 1",
+                "unreadable: the node's root netns is unknown",
+                "permission",
+                "CAP_SYS_PTRACE",
+            )
+        )
     netns: tuple[NetNamespace, ...] = ()
     if "netns" in parts:
         from podpath.collectors.netns_scan import scan_network_namespaces
@@ -133,8 +153,13 @@ def _collect_local(
         from podpath.collectors.pods import collect_pods
 
         pods, pod_gaps = collect_pods(
-            host, processes, root_netns or None, cancel,
-            namespaces=scan.namespaces, allocations=cni.allocations, redact=redact_env,
+            host,
+            processes,
+            root_netns or None,
+            cancel,
+            namespaces=scan.namespaces,
+            allocations=cni.allocations,
+            redact=redact_env,
         )
         gaps += pod_gaps
         pods = _with_interface_ips(pods, netns)
@@ -163,8 +188,7 @@ def _with_tools(
     """Add the netfilter and conntrack results once their tools have finished."""
     if netfilter is not None:
         nf = netfilter.result()
-        snapshot = replace(snapshot, iptables=nf.iptables, nft=nf.nft,
-                           gaps=snapshot.gaps + nf.gaps)
+        snapshot = replace(snapshot, iptables=nf.iptables, nft=nf.nft, gaps=snapshot.gaps + nf.gaps)
     if conntrack is not None:
         ct = conntrack.result()
         snapshot = replace(snapshot, conntrack=ct.dump, gaps=snapshot.gaps + ct.gaps)
@@ -180,8 +204,13 @@ def _with_interface_ips(pods: tuple[Pod, ...], netns: tuple[NetNamespace, ...]) 
         if ns is None or pod.host_network:
             out.append(pod)
             continue
-        ips = [a.address for link in ns.links if link.name != "lo"
-               for a in link.addresses if a.scope == "global"]
+        ips = [
+            a.address
+            for link in ns.links
+            if link.name != "lo"
+            for a in link.addresses
+            if a.scope == "global"
+        ]
         merged = tuple(dict.fromkeys([*ips, *pod.ips]))
         out.append(replace(pod, ips=merged))
     return tuple(out)

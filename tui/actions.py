@@ -61,8 +61,12 @@ class NoActions:
 
     def shell(self, target: PodTarget) -> ActionResult:
         """Refuse: there is no live node behind a snapshot."""
-        return ActionResult(False, f"no shell for {target.pod}: this is a snapshot, not a live node")
+        return ActionResult(
+            False, f"no shell for {target.pod}: this is a snapshot, not a live node"
+        )
 
     def capture(self, target: PodTarget, path: str, count: int, seconds: int) -> ActionResult:
         """Refuse: there is no live node behind a snapshot."""
-        return ActionResult(False, f"no capture for {target.pod}: this is a snapshot, not a live node")
+        return ActionResult(
+            False, f"no capture for {target.pod}: this is a snapshot, not a live node"
+        )

@@ -54,7 +54,9 @@ class ServiceView:
     @property
     def key(self) -> str:
         """A stable key: namespace/name:port/proto."""
-        return f"{self.namespace}/{self.name}:{self.port_name}/{self.vip}:{self.port}/{self.protocol}"
+        return (
+            f"{self.namespace}/{self.name}:{self.port_name}/{self.vip}:{self.port}/{self.protocol}"
+        )
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,9 @@ class Views:
         """Every conntrack entry."""
         with self._lock:
             if self._conntrack is None:
-                self._conntrack = _safely(self.notes, "conntrack", self._build_conntrack, _NO_CONNTRACK)
+                self._conntrack = _safely(
+                    self.notes, "conntrack", self._build_conntrack, _NO_CONNTRACK
+                )
                 gc.freeze()  # see podpath.tui.app.settle_heap
         return self._conntrack
 
@@ -230,7 +234,9 @@ def _conntrack_view(e: ConntrackEntry) -> ConntrackView:
         state=e.state or "",
         original=original,
         # An entry without a reply tuple is shown as its own mirror: no NAT claimed.
-        reply=_tuple5(e.reply) if e.reply is not None else Tuple5(original.dst, original.src, original.dport, original.sport),
+        reply=_tuple5(e.reply)
+        if e.reply is not None
+        else Tuple5(original.dst, original.src, original.dport, original.sport),
         flags=e.status,
         timeout=e.timeout,
     )

@@ -9,6 +9,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
+from textual import work
+from textual.app import App, SuspendNotSupported, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from podpath.snapshot import codec
+from podpath.snapshot.model import Pod, Snapshot
 from podpath.tui.actions import ActionResult, Actions, NoActions, pod_target
 from podpath.tui.base_screen import BaseScreen
 from podpath.tui.cni_screen import CniScreen
@@ -30,15 +39,6 @@ from podpath.tui.state import Loaded
 from podpath.tui.styles import CSS as APP_CSS
 from podpath.tui.text import clean
 from podpath.tui.trace_screen import TraceScreen
-from textual import work
-from textual.app import App, SuspendNotSupported, SystemCommand
-from textual.binding import Binding, BindingType
-from textual.message import Message
-from textual.screen import Screen
-from textual.worker import Worker, WorkerState
-
-from podpath.snapshot import codec
-from podpath.snapshot.model import Pod, Snapshot
 
 LIST_SCREENS: dict[str, type[BaseScreen]] = {
     "pods": PodsScreen,
@@ -147,7 +147,10 @@ class PodpathApp(App[None]):
             return
         self._collecting = True
         self.screen.set_class(True, "-collecting")
-        self.sub_title = clean(self.source.title(self.loaded.snapshot if self.loaded else None)) + " · ⟳ collecting…"
+        self.sub_title = (
+            clean(self.source.title(self.loaded.snapshot if self.loaded else None))
+            + " · ⟳ collecting…"
+        )
         self._collect()
 
     @work(thread=True, exclusive=False, group="collect", exit_on_error=False, name="collect")
@@ -169,7 +172,9 @@ class PodpathApp(App[None]):
         elif event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
             self._collecting = False
             error = event.worker.error
-            self.post_message(self.CollectFailed(f"{type(error).__name__}: {error}" if error else "cancelled"))
+            self.post_message(
+                self.CollectFailed(f"{type(error).__name__}: {error}" if error else "cancelled")
+            )
 
     def on_podpath_app_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show the new snapshot on every screen (rows update in place by key)."""
@@ -183,7 +188,9 @@ class PodpathApp(App[None]):
         """Say what failed; keep showing what we had."""
         self.sub_title = clean(self.source.title(self.loaded.snapshot if self.loaded else None))
         self.screen.set_class(False, "-collecting")
-        self.notify(clean(f"collecting failed: {message.reason}"), severity="error", markup=False, timeout=8)
+        self.notify(
+            clean(f"collecting failed: {message.reason}"), severity="error", markup=False, timeout=8
+        )
 
     def on_unmount(self) -> None:
         """Tell a running collector to stop."""
@@ -233,11 +240,17 @@ class PodpathApp(App[None]):
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """ctrl+p: every view, refresh and write, next to Textual's own commands."""
         yield from super().get_system_commands(screen)
-        names = {"node": "Node", **{k: v.__name__.removesuffix("Screen") for k, v in LIST_SCREENS.items()}, "trace": "Trace"}
+        names = {
+            "node": "Node",
+            **{k: v.__name__.removesuffix("Screen") for k, v in LIST_SCREENS.items()},
+            "trace": "Trace",
+        }
         for key, label in names.items():
             yield SystemCommand(f"Go to {label}", f":{key}", lambda k=key: self.open_screen(k))
         yield SystemCommand("Refresh", "Collect the node's state again (r)", self.action_refresh)
-        yield SystemCommand("Write snapshot", "Save the current snapshot as JSON (w)", self.action_write)
+        yield SystemCommand(
+            "Write snapshot", "Save the current snapshot as JSON (w)", self.action_write
+        )
 
     # --- pod actions (s, c, t) ----------------------------------------------------------
 
@@ -275,7 +288,9 @@ class PodpathApp(App[None]):
             self._handover(lambda: self.actions.capture(target, path, count, seconds))
 
         self.push_screen(
-            PromptScreen("capture to FILE [COUNT [SECONDS]] (tcpdump on the pod's eth0)", f"{default} 100 10"),
+            PromptScreen(
+                "capture to FILE [COUNT [SECONDS]] (tcpdump on the pod's eth0)", f"{default} 100 10"
+            ),
             answered,
         )
 
@@ -292,7 +307,9 @@ class PodpathApp(App[None]):
                 self.notify("this terminal cannot hand over to a shell", severity="error")
                 return
         self.refresh(repaint=True, layout=True)
-        self.notify(clean(result.message), severity="information" if result.ok else "error", markup=False)
+        self.notify(
+            clean(result.message), severity="information" if result.ok else "error", markup=False
+        )
 
     def action_pod_trace(self) -> None:
         """`t`: Trace from the selected pod."""
@@ -331,7 +348,9 @@ class PodpathApp(App[None]):
             with os.fdopen(fd, "w", encoding="ascii") as fp:
                 codec.dump(snapshot, fp)
         except OSError as exc:
-            self.notify(clean(f"cannot write {path}: {exc.strerror}"), severity="error", markup=False)
+            self.notify(
+                clean(f"cannot write {path}: {exc.strerror}"), severity="error", markup=False
+            )
             return
         self.notify(clean(f"snapshot written to {path}"), markup=False)
 

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar, cast
 
-from podpath.tui.rows import Page, Row, RowSet, page, rowset
-from podpath.tui.state import AppState, Loaded
-from podpath.tui.table import RowTable
-from podpath.tui.text import clean, literal_content
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -15,6 +11,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from podpath.snapshot.model import Pod
+from podpath.tui.rows import Page, Row, RowSet, page, rowset
+from podpath.tui.state import AppState, Loaded
+from podpath.tui.table import RowTable
+from podpath.tui.text import clean, literal_content
 
 
 class BaseScreen(Screen[None]):
@@ -116,7 +116,8 @@ class TableScreen(BaseScreen):
         if not words:
             return []
         found = [
-            f"{g.subject}: {g.reason}" for g in loaded.snapshot.gaps
+            f"{g.subject}: {g.reason}"
+            for g in loaded.snapshot.gaps
             if any(w in f"{g.subject} {g.reason}".lower() for w in words)
         ]
         found += [n for n in loaded.views.notes if any(w in n.lower() for w in words)]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from podpath.tui.rows import Row, page, row
-from podpath.tui.table import RowTable
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
+
+from podpath.tui.rows import Row, page, row
+from podpath.tui.table import RowTable
 
 GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
     (":", "jump to a view by name (:pods :svc :ns :links :ipt :ct :cni :trace :problems :node)"),
@@ -37,7 +38,11 @@ def key_rows(screen: Screen[object]) -> list[Row]:
         for binding in cls.__dict__.get("BINDINGS", []):
             if not isinstance(binding, Binding) or not binding.description:
                 continue
-            keys = binding.key.replace("slash", "/").replace("escape", "esc").replace("question_mark", "?")
+            keys = (
+                binding.key.replace("slash", "/")
+                .replace("escape", "esc")
+                .replace("question_mark", "?")
+            )
             if keys in seen:
                 continue
             seen.add(keys)
@@ -62,7 +67,9 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         """A title and the key table."""
         with Vertical(id="help"):
-            yield Static(f"Keys — {type(self.for_screen).__name__.removesuffix('Screen')}", id="help-title")
+            yield Static(
+                f"Keys — {type(self.for_screen).__name__.removesuffix('Screen')}", id="help-title"
+            )
             yield RowTable(id="keys")
 
     def on_mount(self) -> None:

@@ -13,17 +13,30 @@ from textual.widgets import Input, Static
 
 # Jump names and their aliases (k9s-like short forms and the full words).
 JUMPS: dict[str, str] = {
-    "node": "node", "home": "node",
-    "pods": "pods", "po": "pods", "pod": "pods",
-    "svc": "svc", "services": "svc", "service": "svc",
-    "ns": "ns", "namespaces": "ns",
-    "links": "links", "link": "links",
-    "ipt": "ipt", "iptables": "ipt", "netfilter": "ipt", "nf": "ipt",
-    "ct": "ct", "conntrack": "ct",
-    "cni": "cni", "ipam": "cni",
+    "node": "node",
+    "home": "node",
+    "pods": "pods",
+    "po": "pods",
+    "pod": "pods",
+    "svc": "svc",
+    "services": "svc",
+    "service": "svc",
+    "ns": "ns",
+    "namespaces": "ns",
+    "links": "links",
+    "link": "links",
+    "ipt": "ipt",
+    "iptables": "ipt",
+    "netfilter": "ipt",
+    "nf": "ipt",
+    "ct": "ct",
+    "conntrack": "ct",
+    "cni": "cni",
+    "ipam": "cni",
     "trace": "trace",
-    "problems": "problems", "pb": "problems",
-}  # fmt: skip
+    "problems": "problems",
+    "pb": "problems",
+}
 
 
 def resolve_jump(text: str) -> str | None:
@@ -39,7 +52,10 @@ class JumpScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         """The prompt."""
         with Vertical(id="jump"):
-            yield Static("jump to: " + " ".join(f":{n}" for n in dict.fromkeys(JUMPS.values())), id="jump-hint")
+            yield Static(
+                "jump to: " + " ".join(f":{n}" for n in dict.fromkeys(JUMPS.values())),
+                id="jump-hint",
+            )
             yield Input(
                 placeholder=":pods",
                 suggester=SuggestFromList(sorted(JUMPS), case_sensitive=False),
@@ -51,7 +67,9 @@ class JumpScreen(ModalScreen[str | None]):
         event.stop()
         name = resolve_jump(event.value)
         if name is None:
-            self.notify(f"no view called {event.value.strip()[:40]!r}", severity="warning", timeout=3)
+            self.notify(
+                f"no view called {event.value.strip()[:40]!r}", severity="warning", timeout=3
+            )
             return
         self.dismiss(name)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from podpath.tui.adapters import RulesetView, ServiceView
-from podpath.tui.pod_rows import link_label
-from podpath.tui.rows import Cell, Row, cell, join, row
-
 from podpath.netfilter.model import Rule
 from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link
+from podpath.tui.adapters import RulesetView, ServiceView
+from podpath.tui.pod_rows import link_label
+from podpath.tui.rows import Cell, Row, cell, join, row
 
 SERVICE_COLUMNS = ("SERVICE", "VIP:PORT", "EPS", "ENDPOINTS (probability, where)")
 
@@ -136,7 +135,13 @@ def rule_matches(rule: Rule) -> str:
             parts.append(f"-m {m.module}")
         module = m.module
         neg = "! " if m.negated else ""
-        short = {"source": "-s", "destination": "-d", "protocol": "-p", "in-interface": "-i", "out-interface": "-o"}
+        short = {
+            "source": "-s",
+            "destination": "-d",
+            "protocol": "-p",
+            "in-interface": "-i",
+            "out-interface": "-o",
+        }
         flag = short.get(m.option, f"--{m.option}") if m.module == "" else f"--{m.option}"
         parts.append(f"{neg}{flag} {m.value}".strip())
     return " ".join(parts) + (" " + " ".join(rule.unknown) if rule.unknown else "")
@@ -155,7 +160,9 @@ def rule_rows(rules: tuple[Rule, ...]) -> list[Row]:
     """One row per rule of a chain; jumps to user chains are highlighted."""
     out = []
     for r in rules:
-        target_role = "accent" if r.target is not None and r.target.kind in ("jump", "goto") else "primary"
+        target_role = (
+            "accent" if r.target is not None and r.target.kind in ("jump", "goto") else "primary"
+        )
         out.append(
             row(
                 f"rule:{r.position}",
@@ -251,8 +258,20 @@ def cni_rows(index: SnapshotIndex) -> list[Row]:
     cni = index.snapshot.cni
     out = []
     for c in cni.configs:
-        state = Cell("active", "success") if c.path == cni.active else Cell(c.error or "", "error" if c.error else "dim")
-        out.append(row(f"cfg:{c.path}", Cell(c.path, "accent"), cell(c.name), cell(join(c.plugins, " → ")), state))
+        state = (
+            Cell("active", "success")
+            if c.path == cni.active
+            else Cell(c.error or "", "error" if c.error else "dim")
+        )
+        out.append(
+            row(
+                f"cfg:{c.path}",
+                Cell(c.path, "accent"),
+                cell(c.name),
+                cell(join(c.plugins, " → ")),
+                state,
+            )
+        )
     for a in sorted(cni.allocations, key=lambda a: (a.network, a.ip)):
         pod = _pod_by_sandbox(index, a.container_id)
         owner = f"{pod} ({a.container_id[:12]})" if pod else a.container_id[:12]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from podpath.netfilter.nft import NftElement, NftRule, NftRuleset
 from podpath.tui.adapters import RulesetView
 from podpath.tui.base_screen import TableScreen
 from podpath.tui.list_rows import (
@@ -40,8 +41,6 @@ from podpath.tui.nft_rows import (
 from podpath.tui.rows import Row, RowSet, rowset
 from podpath.tui.state import Loaded
 from podpath.tui.text import clean
-
-from podpath.netfilter.nft import NftElement, NftRule, NftRuleset
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,11 @@ class NetfilterScreen(TableScreen):
         lv = self.level
         if lv.nft:
             table = f"{lv.family} {lv.table}" if lv.table is not None else None
-            elements = f"@{lv.set}" if lv.set is not None else (
-                f"rule {lv.vmap_rule} vmap" if lv.vmap_rule is not None else None)
+            elements = (
+                f"@{lv.set}"
+                if lv.set is not None
+                else (f"rule {lv.vmap_rule} vmap" if lv.vmap_rule is not None else None)
+            )
             parts = ["Netfilter", NFT_LABEL, table, lv.chain, elements]
         else:
             parts = ["Netfilter", rs.label if rs else None, lv.table, lv.chain]
@@ -211,7 +213,9 @@ class NetfilterScreen(TableScreen):
             if rs.has_chain(lv.table, target.name):
                 self.descend(Level(dump=lv.dump, table=lv.table, chain=target.name))
             else:
-                self.notify(clean(f"{target.name} is a target, not a chain"), markup=False, timeout=2)
+                self.notify(
+                    clean(f"{target.name} is a target, not a chain"), markup=False, timeout=2
+                )
 
     def _open_nft(self, kind: str, value: str, loaded: Loaded) -> None:
         """Enter in native nftables: a table, a chain, a set, a rule's verdict, an element's."""
@@ -236,10 +240,19 @@ class NetfilterScreen(TableScreen):
             if target is not None:
                 self._open_nft_chain(nft, here, target)
             elif named is not None:
-                self.descend(Level(nft=True, family=lv.family, table=lv.table, chain=lv.chain, set=named))
+                self.descend(
+                    Level(nft=True, family=lv.family, table=lv.table, chain=lv.chain, set=named)
+                )
             elif rule_vmap_elements(rule) is not None:
-                self.descend(Level(nft=True, family=lv.family, table=lv.table, chain=lv.chain,
-                                   vmap_rule=rule.position))
+                self.descend(
+                    Level(
+                        nft=True,
+                        family=lv.family,
+                        table=lv.table,
+                        chain=lv.chain,
+                        vmap_rule=rule.position,
+                    )
+                )
         elif kind == "nftelem" and value.isdigit():
             elements = self._nft_elements(nft)
             element = elements[int(value)] if int(value) < len(elements) else None
@@ -247,11 +260,17 @@ class NetfilterScreen(TableScreen):
             if target is not None:
                 self._open_nft_chain(nft, here, target)
             elif element is not None:
-                self.notify(clean(f"{element.value or 'no value'}: not a chain"), markup=False, timeout=2)
+                self.notify(
+                    clean(f"{element.value or 'no value'}: not a chain"), markup=False, timeout=2
+                )
 
     def _open_nft_chain(self, nft: NftRuleset, here: Level, name: str) -> None:
         """Descend to a chain of the current table, or say it is missing."""
-        if here.family is not None and here.table is not None and nft.get_chain(here.family, here.table, name):
+        if (
+            here.family is not None
+            and here.table is not None
+            and nft.get_chain(here.family, here.table, name)
+        ):
             self.descend(Level(nft=True, family=here.family, table=here.table, chain=name))
         else:
             self.notify(clean(f"chain {name} is not in this ruleset"), markup=False, timeout=2)
@@ -276,7 +295,12 @@ class NetfilterScreen(TableScreen):
             if backend_label not in (None, rs.label):
                 continue
             if rs.has_chain(table, chain):
-                self.path = [Level(), Level(dump=i), Level(dump=i, table=table), Level(dump=i, table=table, chain=chain)]
+                self.path = [
+                    Level(),
+                    Level(dump=i),
+                    Level(dump=i, table=table),
+                    Level(dump=i, table=table, chain=chain),
+                ]
                 self._cursor_keys = [None, None, None]
                 self.rebuild()
                 return True

@@ -11,9 +11,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from podpath.tui.rows import Cell, Row, cell, row
-
 from podpath.netfilter.nft import NftElement, NftRule, NftRuleset, NftSet, render_expr
+from podpath.tui.rows import Cell, Row, cell, row
 
 NFT_LABEL = "nftables"
 NFT_COMMAND = "nft -j list ruleset"
@@ -80,8 +79,17 @@ def nft_chain_rows(ruleset: NftRuleset, family: str, table: str) -> list[Row]:
     ]
     for s in ruleset.sets:
         if s.family == family and s.table == table:
-            out.append(row(f"nftset:{s.name}", Cell(f"@{s.name}", "success"), cell(set_type(s), "dim"),
-                           "", "", "", len(s.elements)))
+            out.append(
+                row(
+                    f"nftset:{s.name}",
+                    Cell(f"@{s.name}", "success"),
+                    cell(set_type(s), "dim"),
+                    "",
+                    "",
+                    "",
+                    len(s.elements),
+                )
+            )
     return out
 
 
@@ -108,8 +116,12 @@ def rule_target(rule: NftRule) -> str | None:
     """The chain a rule's `jump X` / `goto X` verdict names, if any."""
     for stmt in rule.expr:
         if isinstance(stmt, dict) and len(stmt) == 1:
-            (kind, val), = stmt.items()
-            if kind in ("jump", "goto") and isinstance(val, dict) and isinstance(val.get("target"), str):
+            ((kind, val),) = stmt.items()
+            if (
+                kind in ("jump", "goto")
+                and isinstance(val, dict)
+                and isinstance(val.get("target"), str)
+            ):
                 return str(val["target"])
     return None
 
@@ -140,7 +152,11 @@ def rule_vmap_elements(rule: NftRule) -> tuple[NftElement, ...] | None:
         if isinstance(item, list) and len(item) == 2:
             key, value = item
             parts = key.get("concat") if isinstance(key, dict) else None
-            keys = tuple(render_expr(k) for k in parts) if isinstance(parts, list) else (render_expr(key),)
+            keys = (
+                tuple(render_expr(k) for k in parts)
+                if isinstance(parts, list)
+                else (render_expr(key),)
+            )
             out.append(NftElement(keys, render_expr(value)))
     return tuple(out)
 

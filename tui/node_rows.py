@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from podpath.snapshot.index import SnapshotIndex
 from podpath.tui.adapters import Views
 from podpath.tui.rows import Cell, Row, cell, row
-
-from podpath.snapshot.index import SnapshotIndex
 
 
 @dataclass(frozen=True)
@@ -33,9 +32,7 @@ def kube_proxy_mode(index: SnapshotIndex) -> str:
 
 def iptables_backends(index: SnapshotIndex) -> list[str]:
     """Backends that hold at least one rule, labelled backend/family."""
-    return sorted(
-        {f"{d.backend}/{d.family}" for d in index.snapshot.iptables if "\n-A " in d.text}
-    )
+    return sorted({f"{d.backend}/{d.family}" for d in index.snapshot.iptables if "\n-A " in d.text})
 
 
 def fact_rows(index: SnapshotIndex) -> list[Row]:
@@ -96,7 +93,10 @@ def count_rows(index: SnapshotIndex, derived: Derived | None) -> list[Row]:
         ("problems", "Problems", len(derived.problems) if derived else pending),
     ]
     return [
-        Row(f"go:{key}", (Cell(label, "accent"), Cell(f"{value}", "primary"), Cell(f":{key}", "dim")))
+        Row(
+            f"go:{key}",
+            (Cell(label, "accent"), Cell(f"{value}", "primary"), Cell(f":{key}", "dim")),
+        )
         for key, label, value in entries
     ]
 
@@ -108,31 +108,52 @@ def problems(index: SnapshotIndex, views: Views) -> list[Problem]:
         Problem(
             "error" if g.kind in ("error", "inconsistent") else "warning",
             g.subject,
-            g.reason + (f" (needs {g.capability})" if g.capability and g.capability not in g.reason else ""),
+            g.reason
+            + (f" (needs {g.capability})" if g.capability and g.capability not in g.reason else ""),
         )
         for g in snap.gaps
     ]
     backends = {d.backend for d in snap.iptables if "\n-A " in d.text}
-    if len(backends) > 1 or (backends and snap.nft is not None and '"kube-proxy"' in snap.nft.json_text):
+    if len(backends) > 1 or (
+        backends and snap.nft is not None and '"kube-proxy"' in snap.nft.json_text
+    ):
         out.append(
             Problem(
                 "warning",
                 "mixed netfilter backends",
-                "rules exist in " + ", ".join(sorted(backends)) + (" and native nftables" if snap.nft else "")
+                "rules exist in "
+                + ", ".join(sorted(backends))
+                + (" and native nftables" if snap.nft else "")
                 + ": the kernel runs all of them, in hook priority order",
             )
         )
     if snap.node.euid not in (None, 0):
-        out.append(Problem("warning", "unprivileged", f"collected as uid {snap.node.euid}: parts may be missing"))
+        out.append(
+            Problem(
+                "warning",
+                "unprivileged",
+                f"collected as uid {snap.node.euid}: parts may be missing",
+            )
+        )
     for a in snap.cni.allocations:
         if a.stale:
             out.append(
-                Problem("warning", f"IPAM {a.network} {a.ip}", f"reserved for {a.container_id[:12]}, which is no pod: a leaked address")
+                Problem(
+                    "warning",
+                    f"IPAM {a.network} {a.ip}",
+                    f"reserved for {a.container_id[:12]}, which is no pod: a leaked address",
+                )
             )
     out.extend(_mtu_problems(index))
     stale = sum(1 for r in _stale_conntrack(views) if r)
     if stale:
-        out.append(Problem("warning", "stale conntrack", f"{stale} {'entry' if stale == 1 else 'entries'} DNAT to an address that is no longer a Service endpoint"))
+        out.append(
+            Problem(
+                "warning",
+                "stale conntrack",
+                f"{stale} {'entry' if stale == 1 else 'entries'} DNAT to an address that is no longer a Service endpoint",
+            )
+        )
     out.extend(Problem("warning", "parser", note) for note in views.notes)
     return out
 
@@ -142,7 +163,9 @@ def _stale_conntrack(views: Views) -> list[bool]:
     vips = {(s.vip, s.port) for s in services}
     endpoints = {(e.ip, e.port) for s in services for e in s.endpoints}
     return [
-        e.dnat and (e.original.dst, e.original.dport) in vips and (e.reply.src, e.reply.sport) not in endpoints
+        e.dnat
+        and (e.original.dst, e.original.dport) in vips
+        and (e.reply.src, e.reply.sport) not in endpoints
         for e in views.conntrack()
     ]
 

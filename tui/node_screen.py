@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Footer, Header, Static
+
 from podpath.tui.base_screen import TableScreen
 from podpath.tui.node_rows import count_rows, fact_rows
 from podpath.tui.rows import Page, Row, page
 from podpath.tui.state import Loaded
 from podpath.tui.table import RowTable
 from podpath.tui.text import literal_content
-from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Static
 
 
 class NodeScreen(TableScreen):

@@ -6,12 +6,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from podpath.tui.adapters import RulesetView
-from podpath.tui.rows import Cell, Row, cell, row
-
 from podpath.netfilter.model import Match, Rule
 from podpath.snapshot.index import ip_in
 from podpath.snapshot.model import Pod
+from podpath.tui.adapters import RulesetView
+from podpath.tui.rows import Cell, Row, cell, row
 
 # An address as iptables-save writes one (-s 10.244.0.3/32, --to-destination
 # 10.244.0.3:80, a comment's "-> 10.244.0.3:80"); the look-arounds keep 10.244.0.3
@@ -32,7 +31,9 @@ class Mention:
     text: str
 
 
-def mention_index(rulesets: Iterable[RulesetView], wanted: Iterable[str]) -> dict[str, tuple[Mention, ...]]:
+def mention_index(
+    rulesets: Iterable[RulesetView], wanted: Iterable[str]
+) -> dict[str, tuple[Mention, ...]]:
     """Every rule line naming one of `wanted` (pod IPs), by IP: one regex pass over all rules.
 
     Built once per snapshot in the prepare worker: 110k nat rules take ~0.2 s, too much
@@ -146,7 +147,12 @@ def masquerades(rulesets: Iterable[RulesetView], pod: Pod) -> list[Masquerade]:
 
 
 def _walk(
-    rs: RulesetView, chain: str, ips: tuple[str, ...], path: list[str], seen: frozenset[str], out: list[Masquerade]
+    rs: RulesetView,
+    chain: str,
+    ips: tuple[str, ...],
+    path: list[str],
+    seen: frozenset[str],
+    out: list[Masquerade],
 ) -> None:
     # `seen` is the chains on this path only: KUBE-MARK-MASQ may be reached twice, a loop not.
     if chain in seen or len(seen) > _MAX_DEPTH:

@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+
+from podpath.snapshot.model import Pod
 from podpath.tui import pod_nat as pn
 from podpath.tui import pod_rows as pr
 from podpath.tui.base_screen import BaseScreen
@@ -13,11 +18,6 @@ from podpath.tui.rows import Cell, Row, page
 from podpath.tui.state import Loaded
 from podpath.tui.table import RowTable
 from podpath.tui.text import clean, literal_content
-from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
-
-from podpath.snapshot.model import Pod
 
 Builder = Callable[[Loaded, Pod], list[Row]]
 
@@ -27,16 +27,33 @@ NEEDS_VIEWS = frozenset({"nat", "conntrack"})
 
 # (tab id, label, columns, row builder)
 TABS: tuple[tuple[str, str, Callable[[Pod], tuple[str, ...]], Builder], ...] = (
-    ("containers", "Containers", lambda p: pr.CONTAINER_COLUMNS, lambda ld, p: pr.container_rows(ld.index, p)),
-    ("interfaces", "Interfaces", lambda p: pr.INTERFACE_COLUMNS, lambda ld, p: pr.interface_rows(ld.index, p)),
+    (
+        "containers",
+        "Containers",
+        lambda p: pr.CONTAINER_COLUMNS,
+        lambda ld, p: pr.container_rows(ld.index, p),
+    ),
+    (
+        "interfaces",
+        "Interfaces",
+        lambda p: pr.INTERFACE_COLUMNS,
+        lambda ld, p: pr.interface_rows(ld.index, p),
+    ),
     ("routes", "Routes", lambda p: pr.ROUTE_COLUMNS, lambda ld, p: pr.route_rows(ld.index, p)),
-    ("neigh", "Neighbours/FDB", lambda p: pr.NEIGHBOUR_COLUMNS, lambda ld, p: pr.neighbour_rows(ld.index, p)),
+    (
+        "neigh",
+        "Neighbours/FDB",
+        lambda p: pr.NEIGHBOUR_COLUMNS,
+        lambda ld, p: pr.neighbour_rows(ld.index, p),
+    ),
     ("nat", "NAT", lambda p: pr.NAT_COLUMNS, lambda ld, p: pr.nat_rows(ld.views.services(), p)),
     (
         "conntrack",
         "Conntrack",
         lambda p: pr.CONNTRACK_COLUMNS,
-        lambda ld, p: pr.conntrack_rows(ld.views.conntrack(), ld.views.services(), frozenset(p.ips)),
+        lambda ld, p: pr.conntrack_rows(
+            ld.views.conntrack(), ld.views.services(), frozenset(p.ips)
+        ),
     ),
 )
 
@@ -75,9 +92,15 @@ class PodScreen(BaseScreen):
                     elif tab_id == "nat":
                         yield Static("Services with this pod as an endpoint", classes="subheading")
                         yield RowTable(id="t-nat", classes="third")
-                        yield Static("Rules that mention its IP (every backend, table, chain)", classes="subheading")
+                        yield Static(
+                            "Rules that mention its IP (every backend, table, chain)",
+                            classes="subheading",
+                        )
                         yield RowTable(id="t-natrules", classes="third")
-                        yield Static("Masquerade/SNAT that can apply to its traffic (nat POSTROUTING)", classes="subheading")
+                        yield Static(
+                            "Masquerade/SNAT that can apply to its traffic (nat POSTROUTING)",
+                            classes="subheading",
+                        )
                         yield RowTable(id="t-masq")
                     else:
                         yield RowTable(id=f"t-{tab_id}")
@@ -96,7 +119,9 @@ class PodScreen(BaseScreen):
     def reload(self) -> None:
         """Fill every tab from the current snapshot."""
         loaded = self.loaded
-        if loaded is None or (loaded is self._built_for and loaded.ready.is_set() == self._built_ready):
+        if loaded is None or (
+            loaded is self._built_for and loaded.ready.is_set() == self._built_ready
+        ):
             return
         self._built_for = loaded
         self._built_ready = loaded.ready.is_set()
@@ -116,7 +141,9 @@ class PodScreen(BaseScreen):
             table = self.query_one(f"#t-{tab_id}", RowTable)
             table.set_columns(columns(pod))
             if tab_id in NEEDS_VIEWS and not self._built_ready:
-                table.show(page([Row("\x00pending", (Cell("parsing rules and conntrack…", "dim"),))]))
+                table.show(
+                    page([Row("\x00pending", (Cell("parsing rules and conntrack…", "dim"),))])
+                )
                 continue
             table.show(page(build(loaded, pod)))
         self._fill_nat_extras(loaded, pod)
@@ -128,7 +155,11 @@ class PodScreen(BaseScreen):
         """The NAT tab's rule mentions and masquerade (they need the prepared rulesets)."""
         extras: tuple[tuple[str, tuple[str, ...], Callable[[], list[Row]]], ...] = (
             ("#t-natrules", pn.MENTION_COLUMNS, lambda: pn.mention_rows(loaded.ip_mentions(), pod)),
-            ("#t-masq", pn.MASQUERADE_COLUMNS, lambda: pn.masquerade_rows(loaded.views.rulesets(), pod)),
+            (
+                "#t-masq",
+                pn.MASQUERADE_COLUMNS,
+                lambda: pn.masquerade_rows(loaded.views.rulesets(), pod),
+            ),
         )
         for selector, columns, build in extras:
             table = self.query_one(selector, RowTable)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual.binding import Binding, BindingType
+
+from podpath.snapshot.model import Pod
 from podpath.tui.base_screen import TableScreen
 from podpath.tui.pod_rows import POD_COLUMNS, find_pod, pod_rows
 from podpath.tui.rows import Row
 from podpath.tui.state import Loaded
-from textual.binding import Binding, BindingType
-
-from podpath.snapshot.model import Pod
 
 
 class PodsScreen(TableScreen):

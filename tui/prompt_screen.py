@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from podpath.tui.text import literal_content
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
+
+from podpath.tui.text import literal_content
 
 
 class PromptScreen(ModalScreen[str | None]):

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Footer, Header, Static
+
+from podpath.netfilter.model import Rule
 from podpath.tui.adapters import ServiceView
 from podpath.tui.base_screen import BaseScreen
 from podpath.tui.list_rows import ENDPOINT_COLUMNS, endpoint_rows, rule_matches, rule_target
@@ -11,11 +16,6 @@ from podpath.tui.rows import Cell, Row, cell, page
 from podpath.tui.state import Loaded
 from podpath.tui.table import RowTable
 from podpath.tui.text import literal_content
-from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Static
-
-from podpath.netfilter.model import Rule
 
 WALK_COLUMNS = ("CHAIN", "#", "MATCHES", "TARGET")
 

@@ -48,7 +48,9 @@ class SnapshotSource:
         return f"{where} · {snapshot.node.hostname} · {taken}"
 
 
-def static_source(snapshot: Snapshot, kind: str, name: str, note: str | None = None) -> SnapshotSource:
+def static_source(
+    snapshot: Snapshot, kind: str, name: str, note: str | None = None
+) -> SnapshotSource:
     """A source that only shows one snapshot (a file, the demo, a test)."""
     return SnapshotSource(kind=kind, name=name, initial=snapshot, note=note)
 

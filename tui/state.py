@@ -8,6 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from podpath.netfilter.nft import NftRuleset
+from podpath.snapshot.index import SnapshotIndex
+from podpath.snapshot.model import Snapshot
 from podpath.tui.actions import Actions
 from podpath.tui.adapters import Views
 from podpath.tui.list_rows import service_rows
@@ -16,10 +19,6 @@ from podpath.tui.pod_nat import Mention, mention_index
 from podpath.tui.pod_rows import conntrack_rows
 from podpath.tui.rows import Row, RowSet, rowset
 from podpath.tui.source import SnapshotSource
-
-from podpath.netfilter.nft import NftRuleset
-from podpath.snapshot.index import SnapshotIndex
-from podpath.snapshot.model import Snapshot
 
 # Below this much rule and conntrack text, the views are prepared at once (the first
 # frame stays well under 1 s); above it, in a worker thread after the first frame.
@@ -65,7 +64,9 @@ class Loaded:
 
     def conntrack_rows(self) -> RowSet:
         """Every conntrack entry as a row (the Conntrack screen)."""
-        return self.rows("conntrack", lambda: conntrack_rows(self.views.conntrack(), self.views.services()))
+        return self.rows(
+            "conntrack", lambda: conntrack_rows(self.views.conntrack(), self.views.services())
+        )
 
     def ip_mentions(self) -> dict[str, tuple[Mention, ...]]:
         """Rules naming each pod IP (one pass over every rule; built in prepare on big snapshots)."""

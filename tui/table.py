@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from podpath.tui.rows import MORE_KEY, Cell, Page, Row, more_row
-from podpath.tui.text import clean
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
@@ -23,6 +21,9 @@ from textual.geometry import Region, Size, Spacing
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from podpath.tui.rows import MORE_KEY, Cell, Page, Row, more_row
+from podpath.tui.text import clean
 
 ROLE_COLOURS = ("accent", "primary", "warning", "error", "success")
 PADDING = 1  # blank cells on each side of a cell, as DataTable's cell_padding
@@ -264,8 +265,11 @@ class RowTable(ScrollView, can_focus=True):
         segments = []
         for i, width in enumerate(self._widths):
             text = texts[i] if i < len(texts) else ""
-            fitted = text + " " * (width - cell_len(text)) if cell_len(text) <= width else (
-                set_cell_size(text, width))
+            fitted = (
+                text + " " * (width - cell_len(text))
+                if cell_len(text) <= width
+                else (set_cell_size(text, width))
+            )
             segments.append(Segment(pad + fitted + pad, styles[min(i, len(styles) - 1)]))
         return Strip(segments, sum(w + 2 * PADDING for w in self._widths))
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from podpath.tui.text import clean, literal_content
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from podpath.tui.text import clean, literal_content
 
 
 def literal_lines(text: str) -> Content:

@@ -53,7 +53,20 @@ SHOTS: dict[str, tuple[str, ...]] = {
 
 # The order a scripted tour (`podpath tour`) shows them in: the article's story.
 TOUR: tuple[str, ...] = (
-    "node", "pods", "pod-containers", "pod-interfaces", "pod-routes", "pod-neighbours", "pod-nat",
-    "services", "service", "netfilter-rules", "trace", "trace-and", "trace-reply", "conntrack",
-    "links", "problems",
-)  # fmt: skip
+    "node",
+    "pods",
+    "pod-containers",
+    "pod-interfaces",
+    "pod-routes",
+    "pod-neighbours",
+    "pod-nat",
+    "services",
+    "service",
+    "netfilter-rules",
+    "trace",
+    "trace-and",
+    "trace-reply",
+    "conntrack",
+    "links",
+    "problems",
+)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from podpath.trace.model import Branch, Hop, Trace
 from podpath.tui.rows import Cell, Row, row
 
-from podpath.trace.model import Branch, Hop, Trace
-
-VERDICT_ROLES = {"delivered": "success", "dropped": "error", "leaves-node": "primary", "uncertain": "warning"}
+VERDICT_ROLES = {
+    "delivered": "success",
+    "dropped": "error",
+    "leaves-node": "primary",
+    "uncertain": "warning",
+}
 
 BRANCH_COLUMNS = ("#", "PROBABILITY", "VERDICT", "WHERE IT ENDS")
 
@@ -31,7 +35,13 @@ HOP_COLUMNS = ("#", "KIND", "NODE", "WHAT HAPPENS")
 def hop_rows(hops: tuple[Hop, ...]) -> list[Row]:
     """One row per hop of a path."""
     return [
-        row(f"h:{i}", Cell(str(i + 1), "dim"), Cell(h.kind, "accent"), Cell(h.node, "dim"), Cell(h.text))
+        row(
+            f"h:{i}",
+            Cell(str(i + 1), "dim"),
+            Cell(h.kind, "accent"),
+            Cell(h.node, "dim"),
+            Cell(h.text),
+        )
         for i, h in enumerate(hops)
     ]
 

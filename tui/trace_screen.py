@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.suggester import SuggestFromList
+from textual.widgets import Footer, Header, Input, Select, Static
+
+from podpath.trace.engine import trace
+from podpath.trace.model import Branch, Trace
+from podpath.trace.probe import Probe
 from podpath.tui.base_screen import BaseScreen
 from podpath.tui.rows import page
 from podpath.tui.state import Loaded
@@ -18,16 +28,6 @@ from podpath.tui.trace_rows import (
     hop_rows,
     path_hops,
 )
-from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
-from textual.content import Content
-from textual.suggester import SuggestFromList
-from textual.widgets import Footer, Header, Input, Select, Static
-
-from podpath.trace.engine import trace
-from podpath.trace.model import Branch, Trace
-from podpath.trace.probe import Probe
 
 # Errors the engine raises for a probe it cannot follow (ProbeError is a ValueError).
 TRACE_ERRORS = (ValueError, LookupError, TypeError, AttributeError, ImportError)
@@ -36,7 +36,12 @@ TRACE_ERRORS = (ValueError, LookupError, TypeError, AttributeError, ImportError)
 def run_trace(loaded: Loaded, source: str, destination: str, proto: str) -> Trace:
     """Ask the trace engine (a pure function of the snapshot) for every branch of a probe."""
     # The index is passed so parsed rulesets are reused across traces.
-    return trace([loaded.index], Probe(source=source, destination=destination, proto=proto), explain=True, reply=True)
+    return trace(
+        [loaded.index],
+        Probe(source=source, destination=destination, proto=proto),
+        explain=True,
+        reply=True,
+    )
 
 
 class TraceScreen(BaseScreen):
@@ -63,8 +68,15 @@ class TraceScreen(BaseScreen):
         yield Header()
         with Horizontal(id="trace-inputs"):
             yield Input(self.source_spec, placeholder="from: pod ns/name, pod IP, node", id="from")
-            yield Input(self.destination_spec, placeholder="to: ip[:port], ns/pod, ns/svc[:port]", id="to")
-            yield Select((("tcp", "tcp"), ("udp", "udp"), ("icmp", "icmp")), value="tcp", allow_blank=False, id="proto")
+            yield Input(
+                self.destination_spec, placeholder="to: ip[:port], ns/pod, ns/svc[:port]", id="to"
+            )
+            yield Select(
+                (("tcp", "tcp"), ("udp", "udp"), ("icmp", "icmp")),
+                value="tcp",
+                allow_blank=False,
+                id="proto",
+            )
         yield Static("Enter a source and a destination, then enter.", id="trace-status")
         yield RowTable(id="branches", classes="third")
         yield Static("", id="path-heading", classes="subheading")

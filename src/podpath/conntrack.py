@@ -140,25 +140,70 @@ def _parse_fast(line: str) -> ConntrackEntry | None:
     m = _COMMON.match(line)
     if m is None:
         return None
-    (fam, proto, pnum, timeout, state, s1, d1, sp1, dp1, pk1, by1, unrepl,
-     s2, d2, sp2, dp2, pk2, by2, assured, mark, zone, use) = m.groups()  # fmt: skip
+    (
+        fam,
+        proto,
+        pnum,
+        timeout,
+        state,
+        s1,
+        d1,
+        sp1,
+        dp1,
+        pk1,
+        by1,
+        unrepl,
+        s2,
+        d2,
+        sp2,
+        dp2,
+        pk2,
+        by2,
+        assured,
+        mark,
+        zone,
+        use,
+    ) = m.groups()
     original = ConntrackTuple(
-        s1, d1, int(sp1), int(dp1), None, None, None,
-        int(pk1) if pk1 else None, int(by1) if by1 else None,
-    )  # fmt: skip
+        s1,
+        d1,
+        int(sp1),
+        int(dp1),
+        None,
+        None,
+        None,
+        int(pk1) if pk1 else None,
+        int(by1) if by1 else None,
+    )
     reply = ConntrackTuple(
-        s2, d2, int(sp2), int(dp2), None, None, None,
-        int(pk2) if pk2 else None, int(by2) if by2 else None,
-    )  # fmt: skip
+        s2,
+        d2,
+        int(sp2),
+        int(dp2),
+        None,
+        None,
+        None,
+        int(pk2) if pk2 else None,
+        int(by2) if by2 else None,
+    )
     if unrepl:
         status: tuple[str, ...] = ("UNREPLIED", "ASSURED") if assured else ("UNREPLIED",)
     else:
         status = ("ASSURED",) if assured else ()
     family = _FAMILIES[fam] if fam else (6 if ":" in s1 else 4)
     return ConntrackEntry(
-        family, proto, int(pnum), state, int(timeout), original, reply, status,
-        int(mark), int(zone) if zone else None, int(use),
-    )  # fmt: skip
+        family,
+        proto,
+        int(pnum),
+        state,
+        int(timeout),
+        original,
+        reply,
+        status,
+        int(mark),
+        int(zone) if zone else None,
+        int(use),
+    )
 
 
 def _parse_tokens(line: str) -> ConntrackEntry | None:

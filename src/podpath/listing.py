@@ -72,17 +72,28 @@ def namespaces(index: SnapshotIndex) -> Listing:
     """Every namespace, lsns -J keys plus netnsid/nsfs and how it is held."""
     rows = [
         {
-            "inode": ns.inode, "type": ns.type, "nprocs": ns.nprocs, "pid": ns.pid,
-            "user": ns.user, "uid": ns.uid, "command": ns.command, "netnsid": ns.netnsid,
-            "nsfs": ns.nsfs, "held_by": list(ns.held_by),
+            "inode": ns.inode,
+            "type": ns.type,
+            "nprocs": ns.nprocs,
+            "pid": ns.pid,
+            "user": ns.user,
+            "uid": ns.uid,
+            "command": ns.command,
+            "netnsid": ns.netnsid,
+            "nsfs": ns.nsfs,
+            "held_by": list(ns.held_by),
         }
         for ns in index.snapshot.namespaces
     ]
     cols = (
-        Column("NS", _key("inode"), True), Column("TYPE", _key("type")),
-        Column("NPROCS", _key("nprocs"), True), Column("PID", _key("pid"), True),
-        Column("USER", _key("user")), Column("NETNSID", _key("netnsid"), True),
-        Column("NSFS", _key("nsfs")), Column("COMMAND", _key("command")),
+        Column("NS", _key("inode"), True),
+        Column("TYPE", _key("type")),
+        Column("NPROCS", _key("nprocs"), True),
+        Column("PID", _key("pid"), True),
+        Column("USER", _key("user")),
+        Column("NETNSID", _key("netnsid"), True),
+        Column("NSFS", _key("nsfs")),
+        Column("COMMAND", _key("command")),
     )
     return Listing(rows, cols)
 
@@ -94,11 +105,19 @@ def _interface_row(index: SnapshotIndex, link: Link) -> Row:
     peer = index.peer(link)
     master = index.link(peer.netns, peer.master) if peer and peer.master else None
     return {
-        "name": link.name, "ifindex": link.ifindex, "mac": link.mac, "mtu": link.mtu,
-        "kind": link.kind, "state": link.state,
+        "name": link.name,
+        "ifindex": link.ifindex,
+        "mac": link.mac,
+        "mtu": link.mtu,
+        "kind": link.kind,
+        "state": link.state,
         "addresses": [f"{a.address}/{a.prefixlen}" for a in link.addresses],
-        "peer": None if peer is None else {
-            "name": peer.name, "ifindex": peer.ifindex, "netns_inode": peer.netns,
+        "peer": None
+        if peer is None
+        else {
+            "name": peer.name,
+            "ifindex": peer.ifindex,
+            "netns_inode": peer.netns,
             "master": master.name if master else None,
         },
     }
@@ -106,18 +125,31 @@ def _interface_row(index: SnapshotIndex, link: Link) -> Row:
 
 def _pod_row(index: SnapshotIndex, pod: Pod) -> Row:
     ns = index.netns_by_inode.get(pod.netns_inode) if pod.netns_inode is not None else None
-    links = [] if ns is None or pod.host_network else [
-        _interface_row(index, link) for link in ns.links if link.name != "lo"
-    ]
+    links = (
+        []
+        if ns is None or pod.host_network
+        else [_interface_row(index, link) for link in ns.links if link.name != "lo"]
+    )
     return {
-        "namespace": pod.namespace, "name": pod.name, "uid": pod.uid,
-        "sandbox_id": pod.sandbox_id, "pause_pid": pod.pause_pid,
+        "namespace": pod.namespace,
+        "name": pod.name,
+        "uid": pod.uid,
+        "sandbox_id": pod.sandbox_id,
+        "pause_pid": pod.pause_pid,
         "netns": {"inode": pod.netns_inode, "path": pod.netns_path},
-        "ips": list(pod.ips), "host_network": pod.host_network, "runtime": pod.runtime,
+        "ips": list(pod.ips),
+        "host_network": pod.host_network,
+        "runtime": pod.runtime,
         "source": pod.source,
         "containers": [
-            {"name": c.name, "id": c.id, "kind": c.kind, "pids": list(c.pids), "image": c.image,
-             "shared_namespaces": list(c.shared_namespaces)}
+            {
+                "name": c.name,
+                "id": c.id,
+                "kind": c.kind,
+                "pids": list(c.pids),
+                "image": c.image,
+                "shared_namespaces": list(c.shared_namespaces),
+            }
             for c in pod.containers
         ],
         "interfaces": links,
@@ -136,8 +168,10 @@ def pods(index: SnapshotIndex) -> Listing:
     """Pods with their sandbox, netns, IPs, containers and interfaces (veth peers resolved)."""
     rows = [_pod_row(index, pod) for pod in index.snapshot.pods]
     cols = (
-        Column("NAMESPACE", _key("namespace")), Column("NAME", _key("name")),
-        Column("IP", _key("ips")), Column("PAUSE", _key("pause_pid"), True),
+        Column("NAMESPACE", _key("namespace")),
+        Column("NAME", _key("name")),
+        Column("IP", _key("ips")),
+        Column("PAUSE", _key("pause_pid"), True),
         Column("NETNS", lambda r: r["netns"]["path"] or r["netns"]["inode"]),
         Column("HOST-IF", _host_side),
         Column("CONTAINERS", lambda r: sum(c["kind"] != "sandbox" for c in r["containers"]), True),
@@ -176,11 +210,15 @@ def links(index: SnapshotIndex) -> Listing:
             row["peer_name"] = peer.name if peer else None
             rows.append(row)
     cols = (
-        Column("NETNS", _key("netns_label")), Column("IDX", _key("ifindex"), True),
+        Column("NETNS", _key("netns_label")),
+        Column("IDX", _key("ifindex"), True),
         Column("NAME", lambda r: r["name"] + (f"@if{r['link']}" if r.get("link") else "")),
-        Column("KIND", _key("kind")), Column("STATE", _key("state")),
-        Column("MTU", _key("mtu"), True), Column("MAC", _key("mac")),
-        Column("MASTER", _key("master_name")), Column("PEER", _key("peer_name")),
+        Column("KIND", _key("kind")),
+        Column("STATE", _key("state")),
+        Column("MTU", _key("mtu"), True),
+        Column("MAC", _key("mac")),
+        Column("MASTER", _key("master_name")),
+        Column("PEER", _key("peer_name")),
         Column("ADDRESSES", lambda r: [f"{a['address']}/{a['prefixlen']}" for a in r["addresses"]]),
     )
     return Listing(rows, cols)
@@ -201,10 +239,15 @@ def _per_netns(index: SnapshotIndex, attr: str) -> list[Row]:
 def routes(index: SnapshotIndex) -> Listing:
     """Routes of every table of every namespace."""
     cols = (
-        Column("NETNS", _key("netns_label")), Column("TABLE", _key("table"), True),
-        Column("TYPE", _key("type")), Column("DST", _key("dst")), Column("VIA", _key("gateway")),
-        Column("DEV", _key("dev_name")), Column("SRC", _key("prefsrc")),
-        Column("METRIC", _key("metric"), True), Column("PROTO", _key("protocol")),
+        Column("NETNS", _key("netns_label")),
+        Column("TABLE", _key("table"), True),
+        Column("TYPE", _key("type")),
+        Column("DST", _key("dst")),
+        Column("VIA", _key("gateway")),
+        Column("DEV", _key("dev_name")),
+        Column("SRC", _key("prefsrc")),
+        Column("METRIC", _key("metric"), True),
+        Column("PROTO", _key("protocol")),
         Column("SCOPE", _key("scope")),
     )
     return Listing(_per_netns(index, "routes"), cols)
@@ -213,9 +256,14 @@ def routes(index: SnapshotIndex) -> Listing:
 def rules(index: SnapshotIndex) -> Listing:
     """Policy routing rules of every namespace."""
     cols = (
-        Column("NETNS", _key("netns_label")), Column("PRIO", _key("priority"), True),
-        Column("FROM", _key("src")), Column("TO", _key("dst")), Column("FWMARK", _key("fwmark")),
-        Column("IIF", _key("iif")), Column("OIF", _key("oif")), Column("ACTION", _key("action")),
+        Column("NETNS", _key("netns_label")),
+        Column("PRIO", _key("priority"), True),
+        Column("FROM", _key("src")),
+        Column("TO", _key("dst")),
+        Column("FWMARK", _key("fwmark")),
+        Column("IIF", _key("iif")),
+        Column("OIF", _key("oif")),
+        Column("ACTION", _key("action")),
         Column("TABLE", _key("table"), True),
     )
     return Listing(_per_netns(index, "rules"), cols)
@@ -224,8 +272,10 @@ def rules(index: SnapshotIndex) -> Listing:
 def neighbours(index: SnapshotIndex) -> Listing:
     """ARP/NDP entries of every namespace."""
     cols = (
-        Column("NETNS", _key("netns_label")), Column("DST", _key("dst")),
-        Column("DEV", _key("dev_name")), Column("LLADDR", _key("lladdr")),
+        Column("NETNS", _key("netns_label")),
+        Column("DST", _key("dst")),
+        Column("DEV", _key("dev_name")),
+        Column("LLADDR", _key("lladdr")),
         Column("STATE", _key("state")),
     )
     return Listing(_per_netns(index, "neighbours"), cols)
@@ -237,9 +287,13 @@ def fdb(index: SnapshotIndex) -> Listing:
     for row in rows:
         row["master_name"] = _dev_name(index, row["netns"], row.get("master"))
     cols = (
-        Column("NETNS", _key("netns_label")), Column("MAC", _key("mac")),
-        Column("DEV", _key("dev_name")), Column("MASTER", _key("master_name")),
-        Column("VLAN", _key("vlan")), Column("DST", _key("dst")), Column("STATE", _key("state")),
+        Column("NETNS", _key("netns_label")),
+        Column("MAC", _key("mac")),
+        Column("DEV", _key("dev_name")),
+        Column("MASTER", _key("master_name")),
+        Column("VLAN", _key("vlan")),
+        Column("DST", _key("dst")),
+        Column("STATE", _key("state")),
         Column("FLAGS", _key("flags")),
     )
     return Listing(rows, cols)
@@ -255,15 +309,23 @@ def iptables(index: SnapshotIndex) -> Listing:
         for table in ruleset.tables:
             for chain in ruleset.chains(table):
                 for rule in ruleset.rules(table, chain.name):
-                    rows.append({
-                        "backend": dump.backend, "family": dump.family, "table": table,
-                        "chain": chain.name, "position": rule.position,
-                        "target": rule.target.name if rule.target else None,
-                        "rule": rule.text, "unknown": list(rule.unknown),
-                    })
+                    rows.append(
+                        {
+                            "backend": dump.backend,
+                            "family": dump.family,
+                            "table": table,
+                            "chain": chain.name,
+                            "position": rule.position,
+                            "target": rule.target.name if rule.target else None,
+                            "rule": rule.text,
+                            "unknown": list(rule.unknown),
+                        }
+                    )
     cols = (
-        Column("BACKEND", _key("backend")), Column("FAMILY", _key("family")),
-        Column("TABLE", _key("table")), Column("RULE", _key("rule")),
+        Column("BACKEND", _key("backend")),
+        Column("FAMILY", _key("family")),
+        Column("TABLE", _key("table")),
+        Column("RULE", _key("rule")),
     )
     return Listing(rows, cols)
 
@@ -273,11 +335,20 @@ def nft(index: SnapshotIndex) -> Listing:
     rows: list[Row] = []
     if index.nft_ruleset is not None:
         for rule in index.nft_ruleset.rules:
-            rows.append({"family": rule.family, "table": rule.table, "chain": rule.chain,
-                         "handle": rule.handle, "rule": rule.text})
+            rows.append(
+                {
+                    "family": rule.family,
+                    "table": rule.table,
+                    "chain": rule.chain,
+                    "handle": rule.handle,
+                    "rule": rule.text,
+                }
+            )
     cols = (
-        Column("FAMILY", _key("family")), Column("TABLE", _key("table")),
-        Column("CHAIN", _key("chain")), Column("RULE", _key("rule")),
+        Column("FAMILY", _key("family")),
+        Column("TABLE", _key("table")),
+        Column("CHAIN", _key("chain")),
+        Column("RULE", _key("rule")),
     )
     return Listing(rows, cols)
 
@@ -286,11 +357,18 @@ def services(index: SnapshotIndex) -> Listing:
     """kube-proxy Services with endpoints and each endpoint's share of new connections."""
     rows = [
         {
-            "namespace": s.namespace, "name": s.name, "port_name": s.port_name,
-            "protocol": s.protocol, "cluster_ip": s.cluster_ip, "port": s.port,
-            "node_port": s.node_port, "external_ips": list(s.external_ips),
-            "load_balancer_ips": list(s.load_balancer_ips), "backend": s.backend,
-            "masquerade": s.masquerade, "svc_chain": s.svc_chain,
+            "namespace": s.namespace,
+            "name": s.name,
+            "port_name": s.port_name,
+            "protocol": s.protocol,
+            "cluster_ip": s.cluster_ip,
+            "port": s.port,
+            "node_port": s.node_port,
+            "external_ips": list(s.external_ips),
+            "load_balancer_ips": list(s.load_balancer_ips),
+            "backend": s.backend,
+            "masquerade": s.masquerade,
+            "svc_chain": s.svc_chain,
             "endpoints": [
                 {"ip": e.ip, "port": e.port, "probability": e.probability, "chain": e.sep_chain}
                 for e in s.endpoints
@@ -299,12 +377,15 @@ def services(index: SnapshotIndex) -> Listing:
         for s in index.services
     ]
     cols = (
-        Column("NAMESPACE", _key("namespace")), Column("NAME", _key("name")),
+        Column("NAMESPACE", _key("namespace")),
+        Column("NAME", _key("name")),
         Column("PORT", lambda r: f"{r['port']}/{r['protocol']}"),
-        Column("CLUSTER-IP", _key("cluster_ip")), Column("NODEPORT", _key("node_port"), True),
-        Column("ENDPOINTS", lambda r: [
-            f"{e['ip']}:{e['port']}({e['probability']:.3f})" for e in r["endpoints"]
-        ]),
+        Column("CLUSTER-IP", _key("cluster_ip")),
+        Column("NODEPORT", _key("node_port"), True),
+        Column(
+            "ENDPOINTS",
+            lambda r: [f"{e['ip']}:{e['port']}({e['probability']:.3f})" for e in r["endpoints"]],
+        ),
     )
     return Listing(rows, cols)
 
@@ -317,9 +398,16 @@ def conntrack(index: SnapshotIndex) -> Listing:
     """Conntrack entries, original and reply tuples side by side."""
     rows = [
         {
-            "family": e.family, "protocol": e.protocol, "state": e.state, "timeout": e.timeout,
-            "original": _tuple_row(e.original), "reply": _tuple_row(e.reply),
-            "status": list(e.status), "mark": e.mark, "zone": e.zone, "dnat": e.is_dnat,
+            "family": e.family,
+            "protocol": e.protocol,
+            "state": e.state,
+            "timeout": e.timeout,
+            "original": _tuple_row(e.original),
+            "reply": _tuple_row(e.reply),
+            "status": list(e.status),
+            "mark": e.mark,
+            "zone": e.zone,
+            "dnat": e.is_dnat,
             "snat": e.is_snat,
         }
         for e in index.conntrack
@@ -330,11 +418,14 @@ def conntrack(index: SnapshotIndex) -> Listing:
             t = r[name]
             ports = f" {t['sport']}->{t['dport']}" if t["sport"] is not None else ""
             return f"{t['src']}->{t['dst']}{ports}"
+
         return cell
 
     cols = (
-        Column("PROTO", _key("protocol")), Column("STATE", _key("state")),
-        Column("ORIGINAL", side("original")), Column("REPLY", side("reply")),
+        Column("PROTO", _key("protocol")),
+        Column("STATE", _key("state")),
+        Column("ORIGINAL", side("original")),
+        Column("REPLY", side("reply")),
         Column("NAT", lambda r: "/".join(k for k in ("dnat", "snat") if r[k]) or None),
         Column("STATUS", _key("status")),
     )
@@ -345,23 +436,41 @@ def cni(index: SnapshotIndex) -> Listing:
     """CNI config files (the active one marked) and host-local IPAM allocations."""
     state = index.snapshot.cni
     rows: list[Row] = [
-        {"kind": "config", "path": c.path, "name": c.name, "active": c.path == state.active,
-         "plugins": list(c.plugins), "error": c.error}
+        {
+            "kind": "config",
+            "path": c.path,
+            "name": c.name,
+            "active": c.path == state.active,
+            "plugins": list(c.plugins),
+            "error": c.error,
+        }
         for c in state.configs
     ]
     rows += [
-        {"kind": "allocation", "network": a.network, "ip": a.ip, "container_id": a.container_id,
-         "ifname": a.ifname, "stale": a.stale}
+        {
+            "kind": "allocation",
+            "network": a.network,
+            "ip": a.ip,
+            "container_id": a.container_id,
+            "ifname": a.ifname,
+            "stale": a.stale,
+        }
         for a in state.allocations
     ]
     cols = (
         Column("KIND", _key("kind")),
         Column("WHAT", lambda r: r.get("path") or f"{r['network']} {r['ip']}"),
-        Column("DETAIL", lambda r: (
-            ("ACTIVE " if r.get("active") else "") + " -> ".join(r["plugins"])
-            if r["kind"] == "config" else f"{r['container_id'][:13]} {r.get('ifname') or ''}"
-        )),
-        Column("NOTE", lambda r: r.get("error") or ("stale: no such sandbox" if r.get("stale") else "")),
+        Column(
+            "DETAIL",
+            lambda r: (
+                ("ACTIVE " if r.get("active") else "") + " -> ".join(r["plugins"])
+                if r["kind"] == "config"
+                else f"{r['container_id'][:13]} {r.get('ifname') or ''}"
+            ),
+        ),
+        Column(
+            "NOTE", lambda r: r.get("error") or ("stale: no such sandbox" if r.get("stale") else "")
+        ),
     )
     return Listing(rows, cols)
 
@@ -370,16 +479,28 @@ def gaps(index: SnapshotIndex) -> Listing:
     """What could not be read, and why."""
     rows = [to_jsonable(g) for g in index.snapshot.gaps]
     cols = (
-        Column("KIND", _key("kind")), Column("SUBJECT", _key("subject")),
-        Column("REASON", _key("reason")), Column("CAPABILITY", _key("capability")),
+        Column("KIND", _key("kind")),
+        Column("SUBJECT", _key("subject")),
+        Column("REASON", _key("reason")),
+        Column("CAPABILITY", _key("capability")),
     )
     return Listing(rows, cols)
 
 
 KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
-    "namespaces": namespaces, "pods": pods, "links": links, "routes": routes, "rules": rules,
-    "neigh": neighbours, "fdb": fdb, "iptables": iptables, "nft": nft, "services": services,
-    "conntrack": conntrack, "cni": cni, "gaps": gaps,
+    "namespaces": namespaces,
+    "pods": pods,
+    "links": links,
+    "routes": routes,
+    "rules": rules,
+    "neigh": neighbours,
+    "fdb": fdb,
+    "iptables": iptables,
+    "nft": nft,
+    "services": services,
+    "conntrack": conntrack,
+    "cni": cni,
+    "gaps": gaps,
 }
 
 

@@ -40,20 +40,46 @@ def main(workdir: str) -> None:
     """Set up, measure with both tools, print JSON."""
     subprocess.run(["mount", "-t", "tmpfs", "ppns-tmp", workdir], check=True, timeout=10)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
-    keep = [_start(["sleep", "300"]),
-            _start(["unshare", "--net", "--uts", "--", "sleep", "300"]),
-            _start(["unshare", "--ipc", "--", "sleep", "300"])]
+    keep = [
+        _start(["sleep", "300"]),
+        _start(["unshare", "--net", "--uts", "--", "sleep", "300"]),
+        _start(["unshare", "--ipc", "--", "sleep", "300"]),
+    ]
     peer = keep[1]
-    subprocess.run(["ip", "link", "add", "ppnsA", "type", "veth", "peer", "name", "ppnsB",
-                    "netns", str(peer.pid)], check=True, timeout=10)
-    link = json.loads(subprocess.run(["ip", "-j", "link", "show", "ppnsA"], check=True,
-                                     capture_output=True, text=True, timeout=10).stdout)[0]
+    subprocess.run(
+        [
+            "ip",
+            "link",
+            "add",
+            "ppnsA",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ppnsB",
+            "netns",
+            str(peer.pid),
+        ],
+        check=True,
+        timeout=10,
+    )
+    link = json.loads(
+        subprocess.run(
+            ["ip", "-j", "link", "show", "ppnsA"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    )[0]
 
     # A netns held only by a bind mount: mount it, then kill its only process.
     mounted = _start(["unshare", "--net", "--", "sleep", "300"])
     nsfile = os.path.join(workdir, "ppns-bound")
     open(nsfile, "w").close()
-    subprocess.run(["mount", "--bind", f"/proc/{mounted.pid}/ns/net", nsfile], check=True, timeout=10)
+    subprocess.run(
+        ["mount", "--bind", f"/proc/{mounted.pid}/ns/net", nsfile], check=True, timeout=10
+    )
     bound_inode = _inode(nsfile)
     mounted.kill()
     mounted.wait()
@@ -78,8 +104,10 @@ def main(workdir: str) -> None:
         "ours": [dataclasses.asdict(n) for n in scan.namespaces],
         "gaps": [dataclasses.asdict(g) for g in gaps + scan.gaps],
         "targets": [[t.inode, t.dev, t.open_path, list(t.paths), t.holder_pid] for t in targets],
-        "self_ns": {k: _inode(f"/proc/self/ns/{k}") for k in
-                    ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")},
+        "self_ns": {
+            k: _inode(f"/proc/self/ns/{k}")
+            for k in ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")
+        },
         "bound": [bound_inode, nsfile],
         "fd": fd_inode,
         "peer_net": _inode(f"/proc/{peer.pid}/ns/net"),

@@ -20,7 +20,6 @@ from typing import Any
 
 from podpath.collectors.netlink_dump import RTM_GETADDR, RouteSocket, dump
 from podpath.collectors.netns_scan import NetnsTarget, scan_network_namespaces
-
 from podpath.snapshot.codec import to_jsonable
 
 PREFIX = "ppnl"
@@ -132,24 +131,69 @@ def build_topology() -> list[str]:
             "route add default via 10.244.0.1",
         ):
             run("ip", "-n", name, *line.split())
-    run("ip", "-n", names[0], "neigh", "add", "10.244.0.77", "lladdr", "02:00:00:00:00:77",
-        "dev", "eth0", "nud", "permanent")
+    run(
+        "ip",
+        "-n",
+        names[0],
+        "neigh",
+        "add",
+        "10.244.0.77",
+        "lladdr",
+        "02:00:00:00:00:77",
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    )
     run("ip", "-n", names[0], "route", "add", "unreachable", "10.97.0.0/16")
     run("ip", "-n", names[0], "route", "add", "10.50.0.0/16", "via", "10.244.0.1", "table", "7")
     run("ip", "-n", names[0], "rule", "add", "fwmark", "0x4", "lookup", "7", "priority", "10")
     # Both ends of a veth inside one pod namespace: a peer without IFLA_LINK_NETNSID.
     run("ip", "-n", names[1], "link", "add", "in0", "type", "veth", "peer", "name", "in1")
     # A veth between two pods, not through the root.
-    run("ip", "-n", names[1], "link", "add", "xb", "type", "veth", "peer", "name", "xc",
-        "netns", names[2])
+    run(
+        "ip",
+        "-n",
+        names[1],
+        "link",
+        "add",
+        "xb",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "xc",
+        "netns",
+        names[2],
+    )
     # Hostile names: an escape sequence and a byte that is not UTF-8.
     run("ip", "link", "add", HOSTILE[0], "type", "veth", "peer", "name", HOSTILE[1])
     run("bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "flannel.1", "dst", "192.168.77.2")
-    run("bridge", "fdb", "add", "0a:00:00:00:00:01", "dev", "flannel.1", "dst", "192.168.77.3",
-        "self", "permanent")
+    run(
+        "bridge",
+        "fdb",
+        "add",
+        "0a:00:00:00:00:01",
+        "dev",
+        "flannel.1",
+        "dst",
+        "192.168.77.3",
+        "self",
+        "permanent",
+    )
     run("bridge", "fdb", "add", "0a:00:00:00:00:02", "dev", f"veth{PREFIX}a", "master", "static")
-    run("ip", "neigh", "add", "10.244.0.88", "lladdr", "02:00:00:00:00:88", "dev", "cni0",
-        "nud", "permanent")
+    run(
+        "ip",
+        "neigh",
+        "add",
+        "10.244.0.88",
+        "lladdr",
+        "02:00:00:00:00:88",
+        "dev",
+        "cni0",
+        "nud",
+        "permanent",
+    )
     return names
 
 
@@ -168,7 +212,9 @@ def mode_topology() -> dict[str, Any]:
             break
         time.sleep(0.5)
     return {
-        "unstable": sorted(f"{k}:{v}" for k in after for v in after[k] if before[k][v] != after[k][v]),
+        "unstable": sorted(
+            f"{k}:{v}" for k in after for v in after[k] if before[k][v] != after[k][v]
+        ),
         "root": root,
         "inodes": {str(k): t.inode for k, t in zip(keys, targets, strict=True)},
         "tools": after,
@@ -285,8 +331,13 @@ def mode_addr_churn() -> dict[str, Any]:
         rs.close()
         for _ in range(10):
             scan, gaps = scan_network_namespaces([root_target(), target], root_target().inode)
-            scans.append({"n": len(scan), "gaps": to_jsonable(gaps),
-                          "addrs": sum(len(lk.addresses) for ns in scan for lk in ns.links)})
+            scans.append(
+                {
+                    "n": len(scan),
+                    "gaps": to_jsonable(gaps),
+                    "addrs": sum(len(lk.addresses) for ns in scan for lk in ns.links),
+                }
+            )
     finally:
         stop.set()
         th.join()
@@ -326,8 +377,13 @@ def mode_bench(count: int) -> dict[str, Any]:
         scan, gaps = scan_network_namespaces(targets, targets[0].inode)
         times.append(time.perf_counter() - t0)
     peers = sum(1 for ns in scan for lk in ns.links if lk.peer is not None)
-    return {"namespaces": len(scan), "gaps": len(gaps), "peers": peers,
-            "times": times, "median": sorted(times)[len(times) // 2]}
+    return {
+        "namespaces": len(scan),
+        "gaps": len(gaps),
+        "peers": peers,
+        "times": times,
+        "median": sorted(times)[len(times) // 2],
+    }
 
 
 def main() -> None:

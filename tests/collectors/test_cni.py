@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from podpath.collectors.cni import (
     collect_cni,
     ipam_ranges,
@@ -52,7 +53,8 @@ def test_ipam_ranges_of_bridge_host_local() -> None:
     config = parse_cni_config(name, (CNI / name).read_text())
     ranges = ipam_ranges(config)
     assert [(r.plugin, r.ipam_type, r.subnet, r.data_dir) for r in ranges] == [
-        ("bridge", "host-local", "10.12.2.0/24", "/tmp/bar")]
+        ("bridge", "host-local", "10.12.2.0/24", "/tmp/bar")
+    ]
 
 
 def test_data_dir_override_is_read(node_root: Path) -> None:
@@ -63,7 +65,8 @@ def test_data_dir_override_is_read(node_root: Path) -> None:
     with HostRoot(str(node_root)) as host:
         state, _ = collect_cni(host)
     assert ("network-chain-test", "10.12.2.7", "cccc") in {
-        (a.network, a.ip, a.container_id) for a in state.allocations}
+        (a.network, a.ip, a.container_id) for a in state.allocations
+    }
 
 
 def test_template_error_is_one_line() -> None:
@@ -79,7 +82,9 @@ def node_root(tmp_path: Path) -> Path:
     netd = tmp_path / "etc/cni/net.d"
     netd.mkdir(parents=True)
     shutil.copy(CNI / "10-calico.conflist.template", netd / "05-broken.conflist")
-    shutil.copy(CNI / "cni-plugins-bridge-host-local-bandwidth.conflist", netd / "10-bridge.conflist")
+    shutil.copy(
+        CNI / "cni-plugins-bridge-host-local-bandwidth.conflist", netd / "10-bridge.conflist"
+    )
     shutil.copy(CNI / "10-flannel.conflist", netd / "20-flannel.conflist")
     (netd / "00-readme.txt").write_text("not a config")
     alloc = tmp_path / "var/lib/cni/networks/mynet"
@@ -98,7 +103,10 @@ def test_lexical_first_valid_is_active(node_root: Path) -> None:
         state, gaps = collect_cni(host)
     assert gaps == ()
     assert [Path(c.path).name for c in state.configs] == [
-        "05-broken.conflist", "10-bridge.conflist", "20-flannel.conflist"]
+        "05-broken.conflist",
+        "10-bridge.conflist",
+        "20-flannel.conflist",
+    ]
     assert state.active == "/etc/cni/net.d/10-bridge.conflist"
 
 
@@ -107,8 +115,11 @@ def test_host_local_allocations_and_stale(node_root: Path) -> None:
     with HostRoot(str(node_root)) as host:
         state, _ = collect_cni(host, sandbox_ids={"aaaa"})
     got = {(a.ip, a.container_id, a.ifname, a.stale) for a in state.allocations}
-    assert got == {("10.1.2.3", "aaaa", "eth0", False), ("10.1.2.4", "bbbb", "eth0", True),
-                   ("fd00::5", "oldformat", None, True)}
+    assert got == {
+        ("10.1.2.3", "aaaa", "eth0", False),
+        ("10.1.2.4", "bbbb", "eth0", True),
+        ("fd00::5", "oldformat", None, True),
+    }
 
 
 def test_parse_allocation_ignores_bookkeeping() -> None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from podpath.collectors.commands import CommandRunner, classify_stderr, is_allowed
 
 
@@ -96,7 +97,9 @@ def _dead(pid: int) -> bool:
         return True
 
 
-def test_fake_binary_first_in_path_is_the_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fake_binary_first_in_path_is_the_one_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without injected bin_dirs, PATH decides: a fake first in PATH that hangs times out."""
     fake(tmp_path / "bin", "iptables-nft-save", "sleep 30")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ.get('PATH', '')}")
@@ -107,7 +110,11 @@ def test_fake_binary_first_in_path_is_the_one_run(tmp_path: Path, monkeypatch: p
 
 def test_failing_command_becomes_an_error_gap_with_its_stderr(tmp_path: Path) -> None:
     """Exit status 1 gives a gap carrying the tool's own message."""
-    fake(tmp_path / "bin", "iptables-nft-save", "echo 'iptables-nft-save: something broke' >&2; exit 1")
+    fake(
+        tmp_path / "bin",
+        "iptables-nft-save",
+        "echo 'iptables-nft-save: something broke' >&2; exit 1",
+    )
     result = runner(tmp_path / "bin").run("iptables-nft-save", ())
     assert result.returncode == 1
     assert result.gap is not None and result.gap.kind == "error"

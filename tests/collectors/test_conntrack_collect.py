@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from podpath.collectors.commands import CommandRunner
 from podpath.collectors.conntrack import collect_conntrack, tool_version
-
 from podpath.conntrack import parse_conntrack
 
 TOOLS = ("unshare", "nsenter", "ip", "nft", "conntrack")
@@ -114,8 +114,18 @@ finally:
 
 
 def _key(e: Any) -> tuple[Any, ...]:
-    return (e.family, e.protocol, e.original.src, e.original.dst, e.original.sport,
-            e.original.dport, e.reply.src, e.reply.dst, e.reply.sport, e.reply.dport)  # fmt: skip
+    return (
+        e.family,
+        e.protocol,
+        e.original.src,
+        e.original.dst,
+        e.original.sport,
+        e.original.dport,
+        e.reply.src,
+        e.reply.dst,
+        e.reply.sport,
+        e.reply.dport,
+    )
 
 
 @pytest.mark.lab
@@ -219,7 +229,16 @@ def test_unprivileged_real_conntrack_is_a_permission_gap() -> None:
         "print(json.dumps([[g.kind, g.capability] for g in r.gaps]))"
     )
     proc = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", sys.executable, "-c", code],
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            sys.executable,
+            "-c",
+            code,
+        ],
         capture_output=True,
         text=True,
         timeout=60,

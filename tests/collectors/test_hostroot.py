@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from podpath.collectors.hostroot import (
     HostRoot,
     NotAvailable,
@@ -82,8 +83,14 @@ def test_dotdot_clamps_at_root(host: HostRoot) -> None:
 
 def test_no_read_returns_the_canary(host: HostRoot, fake_root: Path) -> None:
     """No path of the fake root, followed any way, yields the outside canary."""
-    for path in ("/escape", "/climb", "/var/run/netns/cni-x", "/var/run/../canary",
-                 "/etc/dotdot", "/var/run/netns/../../canary"):
+    for path in (
+        "/escape",
+        "/climb",
+        "/var/run/netns/cni-x",
+        "/var/run/../canary",
+        "/etc/dotdot",
+        "/var/run/netns/../../canary",
+    ):
         try:
             assert CANARY not in host.read_text(path)
         except Vanished:

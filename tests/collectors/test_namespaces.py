@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.namespaces import (
     parse_nsfs_mounts,
@@ -39,9 +40,22 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The driver's output: lsns -J and podpath's namespaces from the same quiet pid ns."""
     work = tmp_path_factory.mktemp("ppns")
     done = subprocess.run(
-        ["unshare", "--pid", "--mount", "--net", "--fork", "--mount-proc", "--",
-         sys.executable, str(DRIVER), str(work)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            "unshare",
+            "--pid",
+            "--mount",
+            "--net",
+            "--fork",
+            "--mount-proc",
+            "--",
+            sys.executable,
+            str(DRIVER),
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
@@ -115,8 +129,10 @@ def test_no_gaps_as_root(run: dict[str, Any]) -> None:
 
 def test_parse_nsfs_mounts_escapes() -> None:
     """nsfs lines of mountinfo give type, inode and the unescaped mount point."""
-    text = ("1 2 0:4 net:[4026532999] /run/netns/a\\040b rw - nsfs nsfs rw\n"
-            "3 2 0:22 / /proc rw - proc proc rw\n")
+    text = (
+        "1 2 0:4 net:[4026532999] /run/netns/a\\040b rw - nsfs nsfs rw\n"
+        "3 2 0:22 / /proc rw - proc proc rw\n"
+    )
     assert parse_nsfs_mounts(text) == [("net", 4026532999, "/run/netns/a b")]
 
 
@@ -138,10 +154,15 @@ def test_host_scan_is_fast() -> None:
 
 def test_netns_churn_while_scanning() -> None:
     """Row 1: named netns added/deleted in a loop (private mount+net ns) while scanning 50x."""
-    loop = ("mount -t tmpfs ppchurn /run && "
-            "while :; do ip netns add ppchurn; ip netns del ppchurn; done")
-    churn = subprocess.Popen(["unshare", "--mount", "--net", "--", "sh", "-c", loop],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    loop = (
+        "mount -t tmpfs ppchurn /run && "
+        "while :; do ip netns add ppchurn; ip netns del ppchurn; done"
+    )
+    churn = subprocess.Popen(
+        ["unshare", "--mount", "--net", "--", "sh", "-c", loop],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         with HostRoot("/") as host:
             for _ in range(50):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from podpath.collectors.netfilter import (
     _parse_newgen,
     _parse_tables,
@@ -125,7 +126,9 @@ sh("iptables-nft", "-A", "INPUT", "-j", "ACCEPT")
 names_file = Path("/proc/net/ip_tables_names")
 names = names_file.read_text() if names_file.exists() else ""
 """
-        + _COLLECT.replace('"generation": res.generation,', '"generation": res.generation, "names": names,')
+        + _COLLECT.replace(
+            '"generation": res.generation,', '"generation": res.generation, "names": names,'
+        )
     )
     assert out["names"] == ""
     assert [d[:2] for d in out["dumps"]] == [["nft", "ipv4"], ["nft", "ipv6"]]
@@ -265,7 +268,9 @@ sh("nft", "add", "table", "ip", ".odd")
         + _COLLECT
     )
     doc = json.loads(out["nft"][0])["nftables"]
-    assert ("ip", ".odd") in [(i["table"]["family"], i["table"]["name"]) for i in doc if "table" in i]
+    assert ("ip", ".odd") in [
+        (i["table"]["family"], i["table"]["name"]) for i in doc if "table" in i
+    ]
     assert out["gaps"] == []
 
 
@@ -283,7 +288,11 @@ def test_native_tables_skip_iptables_nft_compat_tables() -> None:
             ]
         }
     )
-    assert native_tables(listing) == (("ip", "kube-proxy"), ("inet", "filter"), ("bridge", "filter"))
+    assert native_tables(listing) == (
+        ("ip", "kube-proxy"),
+        ("inet", "filter"),
+        ("bridge", "filter"),
+    )
 
 
 def test_merged_nft_documents_are_one_valid_document() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from podpath.collectors.netlink_decode import (
     decode_fdb,
     decode_links,
@@ -46,8 +47,18 @@ def run_driver(*args: str) -> Any:
     """Run the driver in a throw-away net+mount+pid namespace and parse its JSON."""
     _require_lab()
     argv = [
-        "unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc",
-        "--propagation", "private", "--", sys.executable, str(DRIVER), *args,
+        "unshare",
+        "--net",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--propagation",
+        "private",
+        "--",
+        sys.executable,
+        str(DRIVER),
+        *args,
     ]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -89,9 +100,13 @@ def test_links_equal_ip_link(topo: Any) -> None:
         index = _ifindex(view)
         want = sorted(
             (
-                lk["ifindex"], lk["ifname"], lk.get("linkinfo", {}).get("info_kind"),
+                lk["ifindex"],
+                lk["ifname"],
+                lk.get("linkinfo", {}).get("info_kind"),
                 # M-DOWN is ip's own note that the peer is down, not a kernel flag.
-                lk.get("address"), lk["mtu"], lk["operstate"],
+                lk.get("address"),
+                lk["mtu"],
+                lk["operstate"],
                 tuple(f for f in lk["flags"] if f != "M-DOWN"),
                 index.get(lk["master"]) if "master" in lk else None,
             )
@@ -99,8 +114,14 @@ def test_links_equal_ip_link(topo: Any) -> None:
         )
         got = sorted(
             (
-                lk["ifindex"], lk["name"], lk["kind"], lk["mac"], lk["mtu"], lk["state"],
-                tuple(lk["flags"]), lk["master"],
+                lk["ifindex"],
+                lk["name"],
+                lk["kind"],
+                lk["mac"],
+                lk["mtu"],
+                lk["state"],
+                tuple(lk["flags"]),
+                lk["master"],
             )
             for lk in ns["links"]
         )
@@ -149,8 +170,11 @@ def test_vxlan_details_equal_ip(topo: Any) -> None:
     data = lk["linkinfo"]["info_data"]
     mine = next(x for x in ns["links"] if x["name"] == "flannel.1")["vxlan"]
     assert mine == {
-        "vni": data["id"], "port": data["port"], "local": data.get("local"),
-        "group": data.get("group") or data.get("remote"), "dev": index[data["link"]],
+        "vni": data["id"],
+        "port": data["port"],
+        "local": data.get("local"),
+        "group": data.get("group") or data.get("remote"),
+        "dev": index[data["link"]],
         "learning": data["learning"],
     }
 
@@ -160,13 +184,21 @@ def test_addresses_equal_ip_addr(topo: Any) -> None:
     """Addresses attached to each link equal `ip -j addr`."""
     for _name, view, ns in _namespaces(topo):
         want = sorted(
-            (lk["ifindex"], 4 if a["family"] == "inet" else 6, a["local"], a["prefixlen"],
-             a["scope"], a.get("label"))
-            for lk in view["addr"] for a in lk["addr_info"]
+            (
+                lk["ifindex"],
+                4 if a["family"] == "inet" else 6,
+                a["local"],
+                a["prefixlen"],
+                a["scope"],
+                a.get("label"),
+            )
+            for lk in view["addr"]
+            for a in lk["addr_info"]
         )
         got = sorted(
             (lk["ifindex"], a["family"], a["address"], a["prefixlen"], a["scope"], a["label"])
-            for lk in ns["links"] for a in lk["addresses"]
+            for lk in ns["links"]
+            for a in lk["addresses"]
         )
         assert got == want
 
@@ -198,16 +230,35 @@ def test_routes_equal_ip_route_table_all(topo: Any) -> None:
                     (h.get("gateway"), index.get(h.get("dev", "")), h.get("weight", 1))
                     for h in r.get("nexthops", ())
                 )
-                want.append((
-                    family, _table(r.get("table", "main")), r.get("type", "unicast"),
-                    _cidr(r["dst"], family), r.get("gateway"), index.get(r.get("dev", "")),
-                    r.get("prefsrc"), r.get("metric"), r["scope"], r["protocol"],
-                    tuple(r.get("flags", ())), hops,
-                ))
+                want.append(
+                    (
+                        family,
+                        _table(r.get("table", "main")),
+                        r.get("type", "unicast"),
+                        _cidr(r["dst"], family),
+                        r.get("gateway"),
+                        index.get(r.get("dev", "")),
+                        r.get("prefsrc"),
+                        r.get("metric"),
+                        r["scope"],
+                        r["protocol"],
+                        tuple(r.get("flags", ())),
+                        hops,
+                    )
+                )
         got = [
             (
-                r["family"], r["table"], r["type"], r["dst"], r["gateway"], r["dev"],
-                r["prefsrc"], r["metric"], r["scope"], r["protocol"], tuple(r["flags"]),
+                r["family"],
+                r["table"],
+                r["type"],
+                r["dst"],
+                r["gateway"],
+                r["dev"],
+                r["prefsrc"],
+                r["metric"],
+                r["scope"],
+                r["protocol"],
+                tuple(r["flags"]),
                 tuple((h["gateway"], h["dev"], h["weight"]) for h in r["multipath"]),
             )
             for r in ns["routes"]
@@ -232,19 +283,42 @@ def test_rules_equal_ip_rule(topo: Any) -> None:
         for family, key in ((4, "rule4"), (6, "rule6")):
             for r in view[key]:
                 mark = int(r["fwmark"], 16) if "fwmark" in r else None
-                mask = int(r["fwmask"], 16) if "fwmask" in r else (
-                    0xFFFFFFFF if mark is not None else None
+                mask = (
+                    int(r["fwmask"], 16)
+                    if "fwmask" in r
+                    else (0xFFFFFFFF if mark is not None else None)
                 )
                 action = "goto" if "goto" in r else r.get("action", "lookup")
-                want.append((
-                    family, r["priority"], action, _table(r.get("table")),
-                    _ip_prefix(r, "src", family), _ip_prefix(r, "dst", family), mark, mask,
-                    r.get("iif"), r.get("oif"), "not" in r, r.get("goto"),
-                ))
+                want.append(
+                    (
+                        family,
+                        r["priority"],
+                        action,
+                        _table(r.get("table")),
+                        _ip_prefix(r, "src", family),
+                        _ip_prefix(r, "dst", family),
+                        mark,
+                        mask,
+                        r.get("iif"),
+                        r.get("oif"),
+                        "not" in r,
+                        r.get("goto"),
+                    )
+                )
         got = [
             (
-                r["family"], r["priority"], r["action"], r["table"], r["src"], r["dst"],
-                r["fwmark"], r["fwmask"], r["iif"], r["oif"], r["invert"], r["goto"],
+                r["family"],
+                r["priority"],
+                r["action"],
+                r["table"],
+                r["src"],
+                r["dst"],
+                r["fwmark"],
+                r["fwmask"],
+                r["iif"],
+                r["oif"],
+                r["invert"],
+                r["goto"],
             )
             for r in ns["rules"]
         ]
@@ -279,15 +353,25 @@ def test_fdb_equals_bridge_fdb(topo: Any) -> None:
         index = _ifindex(view)
         want = sorted(
             (
-                index[e["ifname"]], e["mac"], index.get(e.get("master", "")), e.get("vlan"),
-                e.get("dst"), e.get("state", ""), tuple(sorted(e["flags"])),
+                index[e["ifname"]],
+                e["mac"],
+                index.get(e.get("master", "")),
+                e.get("vlan"),
+                e.get("dst"),
+                e.get("state", ""),
+                tuple(sorted(e["flags"])),
             )
             for e in view["fdb"]
         )
         got = sorted(
             (
-                e["ifindex"], e["mac"], e["master"], e["vlan"], e["dst"],
-                e["state"][0] if e["state"] else "", tuple(sorted(set(e["flags"]) - {"use"})),
+                e["ifindex"],
+                e["mac"],
+                e["master"],
+                e["vlan"],
+                e["dst"],
+                e["state"][0] if e["state"] else "",
+                tuple(sorted(set(e["flags"]) - {"use"})),
             )
             for e in ns["fdb"]
         )
@@ -362,7 +446,11 @@ def test_truncated_and_garbage_messages_are_skipped() -> None:
 
 def test_link_without_linkinfo_has_no_kind_and_keeps_raw_name_bytes() -> None:
     """No IFLA_LINKINFO -> kind None; a non-UTF-8 name survives via surrogateescape."""
-    body = struct.pack("=BxHiII", 0, 1, 9, 0x11043, 0) + _nla(3, b"\xffx\0") + _nla(4, struct.pack("=I", 1400))
+    body = (
+        struct.pack("=BxHiII", 0, 1, 9, 0x11043, 0)
+        + _nla(3, b"\xffx\0")
+        + _nla(4, struct.pack("=I", 1400))
+    )
     link = decode_links([_msg(16, body)], 7)[0]
     assert link.kind is None and link.mtu == 1400 and link.netns == 7
     assert link.name.encode("utf-8", "surrogateescape") == b"\xffx"
@@ -376,11 +464,17 @@ def test_default_route_and_multipath_weights() -> None:
     route = decode_routes([_msg(24, body)], 1)[0]
     assert route.dst == "0.0.0.0/0" and route.flags == ("onlink",)
     assert route.multipath[0].gateway == "10.0.0.9" and route.multipath[0].weight == 3
-    assert (route.table, route.protocol, route.scope, route.type) == (254, "boot", "global", "unicast")
+    assert (route.table, route.protocol, route.scope, route.type) == (
+        254,
+        "boot",
+        "global",
+        "unicast",
+    )
 
 
 def test_fdb_states_follow_bridge_names() -> None:
     """NUD_PERMANENT -> permanent, NUD_NOARP -> static, reachable -> dynamic (no state)."""
+
     def entry(state: int) -> bytes:
         body = struct.pack("=BxxxiHBB", 7, 3, state, 0x2, 0) + _nla(2, bytes(6))
         return _msg(28, body)

@@ -75,15 +75,26 @@ def _declarations_first(commands: str) -> str:
     """`nft -f` commands with tables, sets, maps and chains before the rules using them
     (kube-proxy's test dump lists each chain's rules under the chain's own `add`)."""
     lines = commands.splitlines()
-    rank = [(0 if ln.startswith("add table") else
-             1 if ln.startswith(("add set", "add map", "add chain")) else 2) for ln in lines]
-    return "\n".join(ln for _, ln in sorted(zip(rank, lines, strict=True), key=lambda p: p[0])) + "\n"
+    rank = [
+        (
+            0
+            if ln.startswith("add table")
+            else 1
+            if ln.startswith(("add set", "add map", "add chain"))
+            else 2
+        )
+        for ln in lines
+    ]
+    return (
+        "\n".join(ln for _, ln in sorted(zip(rank, lines, strict=True), key=lambda p: p[0])) + "\n"
+    )
 
 
 def test_calico_table_is_read_exactly() -> None:
     """Felix's `table ip calico`: named sets, marks, verdicts, comments."""
     assert _compare(_fixture("calico-felix-fv-table-ip-calico-nft-list.txt")) == {
-        "ip calico": "equal, 62 rules"}
+        "ip calico": "equal, 62 rules"
+    }
 
 
 def test_kube_proxy_test_ruleset_is_read_exactly() -> None:
@@ -95,8 +106,11 @@ def test_kube_proxy_test_ruleset_is_read_exactly() -> None:
 def test_foreign_ruleset_with_fib_and_pkttype_is_read_exactly() -> None:
     """projectcalico/calico#13263's host firewall, Tailscale and portmap rules in iptables-nft's tables."""
     got = _compare(_fixture("calico-issue13263-foreign-ruleset-nft-commands.txt"), _IPTABLES_BASE)
-    assert got == {"ip filter": "equal, 50 rules", "ip nat": "equal, 14 rules",
-                   "ip mangle": "equal, 7 rules"}
+    assert got == {
+        "ip filter": "equal, 50 rules",
+        "ip nat": "equal, 14 rules",
+        "ip mangle": "equal, 7 rules",
+    }
 
 
 _MIXED = """
@@ -157,15 +171,20 @@ table inet concat {
 def test_common_statement_forms_are_read_exactly() -> None:
     """Interval, IPv6 and verdict-map sets, anonymous sets, ct, limit, log, bitwise
     marks, fib, pkttype, nat forms and numgen, in inet, ip and ip6 tables."""
-    assert _compare(_MIXED) == {"inet mix": "equal, 19 rules", "ip lim": "equal, 1 rules",
-                                "ip6 six": "equal, 1 rules"}
+    assert _compare(_MIXED) == {
+        "inet mix": "equal, 19 rules",
+        "ip lim": "equal, 1 rules",
+        "ip6 six": "equal, 1 rules",
+    }
 
 
 def test_forms_it_cannot_reproduce_are_refused_with_a_reason() -> None:
     got = _compare(_REFUSED)
     assert got == {
         "ip withobj": "unsupported: stateful objects (named counters, quotas...)",
-        "inet rejects": got["inet rejects"], "inet concat": got["inet concat"]}
+        "inet rejects": got["inet rejects"],
+        "inet concat": got["inet concat"],
+    }
     assert got["inet rejects"].startswith("unsupported: chain r, rule")
     assert got["inet concat"].startswith("unsupported: chain c, rule")
 
@@ -186,20 +205,37 @@ print(json.dumps({"same": body(netlink) == body(tool), "gaps": [g.subject for g 
 def test_collector_document_equals_nfts_when_some_tables_fall_back() -> None:
     """Read and refused tables together: the collector's document is nft's, in nft's order."""
     needs_lab()
-    got = in_netns(f"sh('nft', '-f', '-', input={_MIXED + _REFUSED!r})\n" + _COLLECT_BOTH,
-                   timeout=240)
-    assert got == {"same": True, "gaps": [],
-                   "tables": ["", "concat", "lim", "mix", "rejects", "six", "withobj"]}
+    got = in_netns(
+        f"sh('nft', '-f', '-', input={_MIXED + _REFUSED!r})\n" + _COLLECT_BOTH, timeout=240
+    )
+    assert got == {
+        "same": True,
+        "gaps": [],
+        "tables": ["", "concat", "lim", "mix", "rejects", "six", "withobj"],
+    }
 
 
 def _services(count: int) -> list[ServiceRecord]:
     """`count` Services of three endpoints each, as the lab plans them."""
     out = []
     for i in range(count):
-        eps = tuple((f"10.244.{(i * 3 + k) // 250}.{(i * 3 + k) % 250 + 2}", 8080) for k in range(3))
-        out.append(ServiceRecord("billing", f"svc-{i:04d}", "http", "TCP" if i % 5 else "UDP",
-                                 f"10.96.{i // 250}.{i % 250 + 2}", 80, None, eps,
-                                 f"KUBE-SVC-{i:016d}", ()))
+        eps = tuple(
+            (f"10.244.{(i * 3 + k) // 250}.{(i * 3 + k) % 250 + 2}", 8080) for k in range(3)
+        )
+        out.append(
+            ServiceRecord(
+                "billing",
+                f"svc-{i:04d}",
+                "http",
+                "TCP" if i % 5 else "UDP",
+                f"10.96.{i // 250}.{i % 250 + 2}",
+                80,
+                None,
+                eps,
+                f"KUBE-SVC-{i:016d}",
+                (),
+            )
+        )
     return out
 
 
@@ -249,12 +285,22 @@ def test_the_collector_knows_the_readers_exit_status() -> None:
 
 def test_reader_command_line_reports_what_it_does_not_read() -> None:
     needs_lab()
-    done = subprocess.run([sys.executable, "-m", "podpath.collectors.nft_listing", "bridge", "t"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "podpath.collectors.nft_listing", "bridge", "t"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (done.returncode, done.stdout) == (3, "")
     assert "read by nft" in done.stderr
-    usage = subprocess.run([sys.executable, "-m", "podpath.collectors.nft_listing"],
-                           capture_output=True, text=True, timeout=60, check=False)
+    usage = subprocess.run(
+        [sys.executable, "-m", "podpath.collectors.nft_listing"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert usage.returncode == 2 and "usage:" in usage.stderr
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.node import collect_node, decode_capabilities
 
@@ -25,8 +26,9 @@ def test_facts_equal_sysctl() -> None:
         pytest.skip("sysctl missing")
 
     def sysctl(key: str) -> str:
-        return subprocess.run(["sysctl", "-n", "--", key], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["sysctl", "-n", "--", key], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
 
     with HostRoot("/") as host:
         facts, _ = collect_node(host)
@@ -38,13 +40,29 @@ def test_facts_equal_sysctl() -> None:
     assert facts.euid == os.geteuid()
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root+setpriv")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root+setpriv"
+)
 def test_capabilities_follow_setpriv() -> None:
     """Under a bounding set of only NET_ADMIN, the collector reports exactly that."""
-    script = ("from podpath.collectors.hostroot import HostRoot\n"
-              "from podpath.collectors.node import collect_node\n"
-              "print(','.join(collect_node(HostRoot('/'))[0].capabilities))\n")
-    done = subprocess.run(["setpriv", "--bounding-set=-all,+net_admin", "--inh-caps=-all", "--",
-                           sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=30, check=True)
+    script = (
+        "from podpath.collectors.hostroot import HostRoot\n"
+        "from podpath.collectors.node import collect_node\n"
+        "print(','.join(collect_node(HostRoot('/'))[0].capabilities))\n"
+    )
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--bounding-set=-all,+net_admin",
+            "--inh-caps=-all",
+            "--",
+            sys.executable,
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     assert done.stdout.strip() == "CAP_NET_ADMIN"

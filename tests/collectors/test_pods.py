@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from podpath.collectors.cgroups import CgroupRef, parse_cgroup_path
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.pods import (
@@ -18,7 +19,6 @@ from podpath.collectors.pods import (
     collect_pods,
     is_pause,
 )
-
 from podpath.snapshot.model import IpamAllocation, Process
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
@@ -28,10 +28,17 @@ ROOT_NET = 4026531840
 POD_NET = 4026532500
 SB = "3eff2d8d3a4f3d3c0d1c4d4737c21b397bf7cbf77fd8a0fe370f6a59129cd535"
 CT = "f3a240d625b1e97b859e29f81360fd79538021c46eaafb325dc0fa195c8e4b6a"
-POD_SLICE = ("/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/"
-             "kubelet-kubepods-burstable-pod44e4b37f_504f_4f1c_80f3_4137bfbec5e4.slice")
-NS_POD = {"net": POD_NET, "ipc": 4026532501, "uts": 4026532502, "pid": 4026532503,
-          "mnt": 4026532504}
+POD_SLICE = (
+    "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-burstable.slice/"
+    "kubelet-kubepods-burstable-pod44e4b37f_504f_4f1c_80f3_4137bfbec5e4.slice"
+)
+NS_POD = {
+    "net": POD_NET,
+    "ipc": 4026532501,
+    "uts": 4026532502,
+    "pid": 4026532503,
+    "mnt": 4026532504,
+}
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -52,10 +59,20 @@ def _write(root: Path, path: str, data: object) -> None:
     target.write_text(json.dumps(data) if not isinstance(data, str) else data)
 
 
-def _proc(pid: int, start: int, comm: str, cmd: tuple[str, ...], cgroup: str,
-          ns: dict[str, int]) -> Process:
-    return Process(pid=pid, start_time=start, ppid=1, comm=comm, cmdline=cmd, uid=0,
-                   state="S", cgroup=cgroup, namespaces=dict(ns))
+def _proc(
+    pid: int, start: int, comm: str, cmd: tuple[str, ...], cgroup: str, ns: dict[str, int]
+) -> Process:
+    return Process(
+        pid=pid,
+        start_time=start,
+        ppid=1,
+        comm=comm,
+        cmdline=cmd,
+        uid=0,
+        state="S",
+        cgroup=cgroup,
+        namespaces=dict(ns),
+    )
 
 
 @pytest.fixture
@@ -66,20 +83,38 @@ def containerd_root(tmp_path: Path) -> Iterator[HostRoot]:
     container["process"]["env"] = ["PATH=/bin", "DB_PASSWORD=hunter2"]
     _write(tmp_path, f"{CONTAINERD_TASKS}/{SB}/config.json", sandbox)
     _write(tmp_path, f"{CONTAINERD_TASKS}/{CT}/config.json", container)
-    _write(tmp_path, f"{CONTAINERD_RUNC}/{SB}/state.json",
-           {"id": SB, "init_process_pid": 1322, "init_process_start": 5000})
-    _write(tmp_path, f"{CONTAINERD_RUNC}/{CT}/state.json",
-           {"id": CT, "init_process_pid": 1478, "init_process_start": 5100})
+    _write(
+        tmp_path,
+        f"{CONTAINERD_RUNC}/{SB}/state.json",
+        {"id": SB, "init_process_pid": 1322, "init_process_start": 5000},
+    )
+    _write(
+        tmp_path,
+        f"{CONTAINERD_RUNC}/{CT}/state.json",
+        {"id": CT, "init_process_pid": 1478, "init_process_start": 5100},
+    )
     with HostRoot(str(tmp_path)) as host:
         yield host
 
 
 def _coredns_processes(pause_start: int = 5000) -> tuple[Process, ...]:
     return (
-        _proc(1322, pause_start, "pause", ("/pause",), f"{POD_SLICE}/cri-containerd-{SB}.scope", NS_POD),
-        _proc(1478, 5100, "coredns", ("/coredns", "-conf", "/etc/coredns/Corefile"),
-              f"{POD_SLICE}/cri-containerd-{CT}.scope",
-              {**NS_POD, "pid": 4026532600, "mnt": 4026532601}),
+        _proc(
+            1322,
+            pause_start,
+            "pause",
+            ("/pause",),
+            f"{POD_SLICE}/cri-containerd-{SB}.scope",
+            NS_POD,
+        ),
+        _proc(
+            1478,
+            5100,
+            "coredns",
+            ("/coredns", "-conf", "/etc/coredns/Corefile"),
+            f"{POD_SLICE}/cri-containerd-{CT}.scope",
+            {**NS_POD, "pid": 4026532600, "mnt": 4026532601},
+        ),
     )
 
 
@@ -89,17 +124,25 @@ def test_containerd_pod_from_runtime_state(containerd_root: HostRoot) -> None:
     assert gaps == ()
     (pod,) = pods
     assert (pod.namespace, pod.name, pod.uid) == (
-        "kube-system", "coredns-5d78c9869d-79bfv", "44e4b37f-504f-4f1c-80f3-4137bfbec5e4")
+        "kube-system",
+        "coredns-5d78c9869d-79bfv",
+        "44e4b37f-504f-4f1c-80f3-4137bfbec5e4",
+    )
     assert pod.sandbox_id == SB and pod.pause_pid == 1322 and pod.pause_start_time == 5000
     assert pod.netns_inode == POD_NET
     assert pod.netns_path == "/var/run/netns/cni-c8f12417-13bc-a776-937a-0d987bcf8a2a"
     assert not pod.host_network and pod.runtime == "containerd" and pod.source == "runtime-state"
-    assert pod.log_dir == ("/var/log/pods/kube-system_coredns-5d78c9869d-79bfv_"
-                           "44e4b37f-504f-4f1c-80f3-4137bfbec5e4")
+    assert pod.log_dir == (
+        "/var/log/pods/kube-system_coredns-5d78c9869d-79bfv_44e4b37f-504f-4f1c-80f3-4137bfbec5e4"
+    )
     sandbox, app = pod.containers
     assert (sandbox.kind, sandbox.pids) == ("sandbox", (1322,))
     assert (app.name, app.id, app.pids, app.image) == (
-        "coredns", CT, (1478,), "registry.k8s.io/coredns/coredns:v1.10.1")
+        "coredns",
+        CT,
+        (1478,),
+        "registry.k8s.io/coredns/coredns:v1.10.1",
+    )
     assert app.shared_namespaces == ("net", "ipc", "uts")
 
 
@@ -136,10 +179,18 @@ def test_runc_state_only_uses_labels(tmp_path: Path) -> None:
     """With no readable bundle, runc's state.json labels carry the annotations."""
     sandbox = _spec(_load("kind-containerd-crictl-inspectp-coredns-systemd.json"))
     labels = [f"{k}={v}" for k, v in sandbox["annotations"].items()] + ["bundle=/x"]
-    _write(tmp_path, f"{CONTAINERD_RUNC}/{SB}/state.json",
-           {"init_process_pid": 1322, "init_process_start": 5000,
-            "config": {"labels": labels, "namespaces": [
-                {"type": "NEWNET", "path": "/var/run/netns/cni-abc"}]}})
+    _write(
+        tmp_path,
+        f"{CONTAINERD_RUNC}/{SB}/state.json",
+        {
+            "init_process_pid": 1322,
+            "init_process_start": 5000,
+            "config": {
+                "labels": labels,
+                "namespaces": [{"type": "NEWNET", "path": "/var/run/netns/cni-abc"}],
+            },
+        },
+    )
     with HostRoot(str(tmp_path)) as host:
         pods, _ = collect_pods(host, _coredns_processes()[:1], ROOT_NET)
     assert pods[0].name == "coredns-5d78c9869d-79bfv" and pods[0].pause_pid == 1322
@@ -149,11 +200,20 @@ def test_runc_state_only_uses_labels(tmp_path: Path) -> None:
 def test_host_network_sandbox(tmp_path: Path) -> None:
     """A sandbox without a network namespace entry, in the root netns, is hostNetwork."""
     sandbox = _spec(_load("kind-containerd-crictl-inspectp-coredns-systemd.json"))
-    sandbox["linux"]["namespaces"] = [n for n in sandbox["linux"]["namespaces"]
-                                      if n["type"] != "network"]
+    sandbox["linux"]["namespaces"] = [
+        n for n in sandbox["linux"]["namespaces"] if n["type"] != "network"
+    ]
     _write(tmp_path, f"{CONTAINERD_TASKS}/{SB}/config.json", sandbox)
-    procs = (_proc(1322, 5000, "pause", ("/pause",), f"{POD_SLICE}/cri-containerd-{SB}.scope",
-                   {**NS_POD, "net": ROOT_NET}),)
+    procs = (
+        _proc(
+            1322,
+            5000,
+            "pause",
+            ("/pause",),
+            f"{POD_SLICE}/cri-containerd-{SB}.scope",
+            {**NS_POD, "net": ROOT_NET},
+        ),
+    )
     with HostRoot(str(tmp_path)) as host:
         pods, _ = collect_pods(host, procs, ROOT_NET)
     assert pods[0].host_network and pods[0].netns_inode == ROOT_NET
@@ -168,13 +228,25 @@ def test_crio_pod_from_userdata(tmp_path: Path) -> None:
     _write(tmp_path, f"{CRIO_CONTAINERS}/{sid}/userdata/config.json", sandbox)
     _write(tmp_path, f"{CRIO_CONTAINERS}/{cid}/userdata/config.json", container)
     _write(tmp_path, f"{CRIO_CONTAINERS}/{cid}/userdata/pidfile", "1835083")
-    procs = (_proc(1835083, 7, "redis-server", ("redis-server",),
-                   f"/kubepods/besteffort/pod1/crio-{cid}", NS_POD),)
+    procs = (
+        _proc(
+            1835083,
+            7,
+            "redis-server",
+            ("redis-server",),
+            f"/kubepods/besteffort/pod1/crio-{cid}",
+            NS_POD,
+        ),
+    )
     with HostRoot(str(tmp_path)) as host:
         pods, gaps = collect_pods(host, procs, ROOT_NET)
     assert gaps == ()
     (pod,) = pods
-    assert (pod.namespace, pod.name, pod.uid) == ("redhat.test.crio", "podsandbox1", "redhat-test-crio")
+    assert (pod.namespace, pod.name, pod.uid) == (
+        "redhat.test.crio",
+        "podsandbox1",
+        "redhat-test-crio",
+    )
     assert pod.runtime == "cri-o" and pod.ips == ("10.244.0.3",)
     assert pod.netns_path == "/var/run/netns/dec735d1-0e86-44c1-94e0-a102173334a4"
     assert not pod.host_network
@@ -189,7 +261,12 @@ def test_cgroup_fallback_with_log_dir(tmp_path: Path) -> None:
     with HostRoot(str(tmp_path)) as host:
         pods, _ = collect_pods(host, _coredns_processes(), ROOT_NET)
     (pod,) = pods
-    assert (pod.namespace, pod.name, pod.uid, pod.source) == ("kube-system", "coredns-x", uid, "cgroup")
+    assert (pod.namespace, pod.name, pod.uid, pod.source) == (
+        "kube-system",
+        "coredns-x",
+        uid,
+        "cgroup",
+    )
     assert pod.sandbox_id == SB and pod.pause_pid == 1322 and pod.netns_inode == POD_NET
     app = next(c for c in pod.containers if c.kind == "container")
     assert app.id == CT and app.shared_namespaces == ("net", "ipc", "uts")
@@ -197,9 +274,11 @@ def test_cgroup_fallback_with_log_dir(tmp_path: Path) -> None:
 
 def test_pause_fallback(tmp_path: Path) -> None:
     """No runtime state and no pod cgroups: a pause process still makes a pod."""
-    procs = (_proc(1, 1, "catatonit", ("catatonit", "-P"), "/", {"net": ROOT_NET}),
-             _proc(40, 10, "catatonit", ("catatonit", "-P"), "/", NS_POD),
-             _proc(41, 11, "nginx", ("nginx",), "/", NS_POD))
+    procs = (
+        _proc(1, 1, "catatonit", ("catatonit", "-P"), "/", {"net": ROOT_NET}),
+        _proc(40, 10, "catatonit", ("catatonit", "-P"), "/", NS_POD),
+        _proc(41, 11, "nginx", ("nginx",), "/", NS_POD),
+    )
     with HostRoot(str(tmp_path)) as host:
         pods, _ = collect_pods(host, procs, ROOT_NET)
     (pod,) = pods
@@ -210,10 +289,20 @@ def test_hostile_runtime_state_is_a_gap(tmp_path: Path) -> None:
     """Garbage config.json/state.json become gaps, never exceptions."""
     _write(tmp_path, f"{CONTAINERD_TASKS}/{SB}/config.json", "{not json")
     _write(tmp_path, f"{CONTAINERD_RUNC}/{SB}/state.json", "[1, 2")
-    _write(tmp_path, f"{CONTAINERD_TASKS}/{CT}/config.json",
-           json.dumps({"annotations": {"io.kubernetes.cri.sandbox-name": "\x1b]0;pwn\x07[b]x",
-                                       "io.kubernetes.cri.container-type": "sandbox"},
-                       "linux": {"namespaces": "nope"}, "process": []}))
+    _write(
+        tmp_path,
+        f"{CONTAINERD_TASKS}/{CT}/config.json",
+        json.dumps(
+            {
+                "annotations": {
+                    "io.kubernetes.cri.sandbox-name": "\x1b]0;pwn\x07[b]x",
+                    "io.kubernetes.cri.container-type": "sandbox",
+                },
+                "linux": {"namespaces": "nope"},
+                "process": [],
+            }
+        ),
+    )
     with HostRoot(str(tmp_path)) as host:
         pods, gaps = collect_pods(host, (), ROOT_NET)
     assert len(gaps) == 2 and all(g.kind == "error" for g in gaps)
@@ -229,13 +318,20 @@ def test_is_pause() -> None:
 
 # Expected (pod uid, container id prefix, runtime) per line of cgroup-paths.tsv, in order.
 _U = {
-    "a": "10d16a28-60ff-475f-a631-510d9792219f", "b": "56ff41ec-02dd-45eb-8871-6fdef3ca7a24",
-    "c": "5931aa75-4603-4e65-b552-7c71cf55cfb5", "d": "a5d8fdd1-1369-469e-8a7d-2c1047529435",
-    "e": "06a0b8ac-1ec4-4058-982d-3a175e1f0458", "f": "d76e26fba3bf2bfd215eb29011d55250",
-    "g": "068e8fa0-9213-11e7-a01f-507b9d4141fa", "h": "01042b28-179d-446a-954a-7266557e12cd",
-    "i": "ac04f3f2-1f2c-11e9-b015-1ebee232acfa", "j": "63b3ebfc-2890-11e9-8154-16bf8ef8d9dc",
-    "k": "bd12dd3393227d950605a2444b13c27a", "l": "506a980e-4d84-43bf-9c8f-c8811e541ce2",
-    "m": "87c52d60-fefd-45a9-a420-895256fc03b5", "n": "44e4b37f-504f-4f1c-80f3-4137bfbec5e4",
+    "a": "10d16a28-60ff-475f-a631-510d9792219f",
+    "b": "56ff41ec-02dd-45eb-8871-6fdef3ca7a24",
+    "c": "5931aa75-4603-4e65-b552-7c71cf55cfb5",
+    "d": "a5d8fdd1-1369-469e-8a7d-2c1047529435",
+    "e": "06a0b8ac-1ec4-4058-982d-3a175e1f0458",
+    "f": "d76e26fba3bf2bfd215eb29011d55250",
+    "g": "068e8fa0-9213-11e7-a01f-507b9d4141fa",
+    "h": "01042b28-179d-446a-954a-7266557e12cd",
+    "i": "ac04f3f2-1f2c-11e9-b015-1ebee232acfa",
+    "j": "63b3ebfc-2890-11e9-8154-16bf8ef8d9dc",
+    "k": "bd12dd3393227d950605a2444b13c27a",
+    "l": "506a980e-4d84-43bf-9c8f-c8811e541ce2",
+    "m": "87c52d60-fefd-45a9-a420-895256fc03b5",
+    "n": "44e4b37f-504f-4f1c-80f3-4137bfbec5e4",
 }
 CGROUP_EXPECTED: list[tuple[str | None, str | None, str]] = [
     (_U["a"], "178ec18073cc", "containerd"),
@@ -290,8 +386,13 @@ def test_every_cgroup_fixture_line_parses() -> None:
 
 def test_cgroup_qos() -> None:
     """QoS class comes from the path; a pod without a QoS directory is guaranteed."""
-    assert parse_cgroup_path("/kubepods/burstable/pod01042b28-179d-446a-954a-7266557e12cd").qos == "burstable"
-    assert parse_cgroup_path("/kubepods/pod068e8fa0-9213-11e7-a01f-507b9d4141fa").qos == "guaranteed"
+    assert (
+        parse_cgroup_path("/kubepods/burstable/pod01042b28-179d-446a-954a-7266557e12cd").qos
+        == "burstable"
+    )
+    assert (
+        parse_cgroup_path("/kubepods/pod068e8fa0-9213-11e7-a01f-507b9d4141fa").qos == "guaranteed"
+    )
     assert parse_cgroup_path("/") == CgroupRef()
 
 
@@ -319,8 +420,9 @@ def test_pods_equal_lab_record(shared_lab: Any) -> None:
     import sys
 
     for node in shared_lab.record.nodes:
-        done = shared_lab.exec(node.name, [sys.executable, "-c", _LAB_SCRIPT], timeout=120,
-                               check=False)
+        done = shared_lab.exec(
+            node.name, [sys.executable, "-c", _LAB_SCRIPT], timeout=120, check=False
+        )
         assert done.returncode == 0, done.stderr
         result = json.loads(done.stdout)
         assert result["gaps"] == []
@@ -330,7 +432,10 @@ def test_pods_equal_lab_record(shared_lab: Any) -> None:
         for want in wanted:
             pod = got[want.uid]
             assert (pod["namespace"], pod["name"], pod["sandbox_id"]) == (
-                want.namespace, want.name, want.sandbox_id)
+                want.namespace,
+                want.name,
+                want.sandbox_id,
+            )
             assert pod["pause_pid"] == want.pause_pid
             assert pod["ips"] == [want.ip]
             assert pod["netns_path"] == want.netns_path

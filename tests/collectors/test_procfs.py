@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.procfs import (
     parse_cmdline,
@@ -146,8 +147,13 @@ print(json.dumps({"n": len(procs),
 
 
 def _run_restricted(prefix: list[str]) -> dict[str, object]:
-    done = subprocess.run([*prefix, "--", sys.executable, "-c", _SCAN_SCRIPT],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [*prefix, "--", sys.executable, "-c", _SCAN_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout)
     return result
@@ -156,8 +162,9 @@ def _run_restricted(prefix: list[str]) -> dict[str, object]:
 @pytest.fixture
 def other_users_process() -> Iterator[int]:
     """A process owned by nobody, whose namespaces root without caps cannot read."""
-    proc = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                             "--", "sleep", "60"])
+    proc = subprocess.Popen(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", "sleep", "60"]
+    )
     time.sleep(0.1)
     yield proc.pid
     proc.kill()

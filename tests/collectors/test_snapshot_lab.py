@@ -95,11 +95,16 @@ def test_named_netns_are_listed_with_their_path(shared_lab: Lab, snapshot: Snaps
 def test_veth_pairs_equal_ip_link(shared_lab: Lab, snapshot: Snapshot) -> None:
     """Each pod's eth0 peer ifindex and name equal what `ip -j -d link` says on both sides."""
     index = SnapshotIndex(snapshot)
-    host_links = {link["ifindex"]: link for link in _node_json(shared_lab, "ip", "-j", "-d", "link")}
+    host_links = {
+        link["ifindex"]: link for link in _node_json(shared_lab, "ip", "-j", "-d", "link")
+    }
     for pod in shared_lab.pods_on(NODE):
         netns = pod.netns_path.rsplit("/", 1)[-1]
-        (eth0,) = [link for link in _node_json(shared_lab, "ip", "-n", netns, "-j", "-d", "link")
-                   if link["ifname"] == "eth0"]
+        (eth0,) = [
+            link
+            for link in _node_json(shared_lab, "ip", "-n", netns, "-j", "-d", "link")
+            if link["ifname"] == "eth0"
+        ]
         ours = index.pod_interface(index.pods_by_name[pod.ref])
         assert ours is not None and ours.peer is not None
         assert ours.link == eth0["link_index"]
@@ -123,15 +128,21 @@ def test_root_routes_equal_ip_route(shared_lab: Lab, snapshot: Snapshot) -> None
         return "default" if route_dst == "0.0.0.0/0" else re.sub(r"/32$", "", route_dst)
 
     ours = Counter(
-        (names.get(r.table, str(r.table)), dst(r.dst), r.gateway,
-         (index.link(r.netns, r.dev).name if index.link(r.netns, r.dev) else None))
+        (
+            names.get(r.table, str(r.table)),
+            dst(r.dst),
+            r.gateway,
+            (index.link(r.netns, r.dev).name if index.link(r.netns, r.dev) else None),
+        )
         for r in index.routes(snapshot.root_netns)
         if r.family == 4
     )
     assert ours == theirs
 
 
-def test_iptables_chains_and_counts_equal_iptables_save(shared_lab: Lab, snapshot: Snapshot) -> None:
+def test_iptables_chains_and_counts_equal_iptables_save(
+    shared_lab: Lab, snapshot: Snapshot
+) -> None:
     """Rule counts and chain names per table equal the node's own `iptables-save`."""
     text = shared_lab.exec(NODE, ["iptables-save"]).stdout
     index = SnapshotIndex(snapshot)
@@ -149,8 +160,10 @@ def test_services_equal_the_labs_record(shared_lab: Lab, run_podpath: Any) -> No
     """`ls services --json` shows every Service port with its endpoints at 1/n each."""
     out = run_podpath(shared_lab, NODE, "ls", "services", "--json")
     assert out.returncode == 0, out.stderr
-    listed = {(s["namespace"], s["name"], s["port"], s["protocol"].upper()): s
-              for s in json.loads(out.stdout)["services"]}
+    listed = {
+        (s["namespace"], s["name"], s["port"], s["protocol"].upper()): s
+        for s in json.loads(out.stdout)["services"]
+    }
     for svc in shared_lab.services:
         got = listed[(svc.namespace, svc.name, svc.port, svc.protocol.upper())]
         assert got["cluster_ip"] == svc.cluster_ip
@@ -171,11 +184,24 @@ def test_conntrack_equals_conntrack_tool(shared_lab: Lab, snapshot: Snapshot) ->
     assert {(e.reply.src, e.reply.sport) for e in dnat} <= set(web.endpoints)
 
     def key(e: Any) -> tuple[object, ...]:
-        return (e.protocol, e.original.src, e.original.dst, e.original.sport, e.original.dport,
-                e.reply.src, e.reply.dst, e.reply.sport, e.reply.dport)
+        return (
+            e.protocol,
+            e.original.src,
+            e.original.dst,
+            e.original.sport,
+            e.original.dport,
+            e.reply.src,
+            e.reply.dst,
+            e.reply.sport,
+            e.reply.dport,
+        )
 
-    theirs = {key(e) for e in parse_conntrack(
-        shared_lab.exec(NODE, ["conntrack", "-L", "-o", "extended"]).stdout)}
+    theirs = {
+        key(e)
+        for e in parse_conntrack(
+            shared_lab.exec(NODE, ["conntrack", "-L", "-o", "extended"]).stdout
+        )
+    }
     ours = {key(e) for e in index.conntrack}
     # Entries only age between the two reads (nothing else sends traffic in the node):
     # the tool may miss some that expired since, never show one the snapshot lacks.

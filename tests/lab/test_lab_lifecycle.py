@@ -38,18 +38,45 @@ def test_cli_probe_from_another_process(shared_lab: Lab) -> None:
     """`podpath lab probe` in a fresh process reaches web through its Service name."""
     src = shared_lab.pods_on("node2")[0].name
     done = subprocess.run(
-        [sys.executable, "-m", "podpath", "lab", "probe", "--name", shared_lab.name, src, "default/web"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "podpath",
+            "lab",
+            "probe",
+            "--name",
+            shared_lab.name,
+            src,
+            "default/web",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0 and "served by pod default/web-" in done.stdout, done.stderr
 
 
 def test_cli_exec_runs_inside_the_node(shared_lab: Lab) -> None:
     """`podpath lab exec NODE -- hostname` prints the node's hostname."""
     done = subprocess.run(
-        [sys.executable, "-m", "podpath", "lab", "exec", "--name", shared_lab.name, "node2", "--", "hostname"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "podpath",
+            "lab",
+            "exec",
+            "--name",
+            shared_lab.name,
+            "node2",
+            "--",
+            "hostname",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (done.returncode, done.stdout.strip()) == (0, "node2"), done.stderr
 
 
@@ -139,8 +166,10 @@ def test_ctrl_c_during_up_leaves_nothing() -> None:
     name = f"t{os.getpid()}-sigint"
     proc = subprocess.Popen(
         [sys.executable, "-m", "podpath", "lab", "up", "--name", name, "--pods", "40"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         # Interrupt once the node exists and pods are being made (40 pods: `up` then
@@ -158,11 +187,17 @@ def test_ctrl_c_during_up_leaves_nothing() -> None:
     assert proc.returncode == 130, err
     assert not lab_state.lab_dir(name).exists()
     # Zombies are dead already (their parent, PID 1 once `up` exited, reaps them).
-    left = [(p.name, _read(p / "cmdline")) for p in Path("/proc").iterdir()
-            if p.name.isdigit() and f"podpath-lab-{name}" in _read(p / "cgroup")
-            and _running(int(p.name))]
+    left = [
+        (p.name, _read(p / "cmdline"))
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit()
+        and f"podpath-lab-{name}" in _read(p / "cgroup")
+        and _running(int(p.name))
+    ]
     assert left == []
-    dirs = [Path(h.mountpoint + h.own_path.rstrip("/")) / f"podpath-lab-{name}" for h in hierarchies()]
+    dirs = [
+        Path(h.mountpoint + h.own_path.rstrip("/")) / f"podpath-lab-{name}" for h in hierarchies()
+    ]
     assert [d for d in dirs if d.exists()] == []
     assert name not in _host_mounts()
 

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from podpath.tui.adapters import Views
-from podpath.tui.app import PodpathApp, create_app
-from podpath.tui.source import static_source
 
 from podpath.snapshot.codec import load_path
 from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
+from podpath.tui.adapters import Views
+from podpath.tui.app import PodpathApp, create_app
+from podpath.tui.source import static_source
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "snapshot.json"
 

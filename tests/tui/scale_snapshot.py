@@ -62,26 +62,90 @@ def _pod(i: int) -> tuple[Pod, NetNamespace, Link, tuple[FdbEntry, ...], Neighbo
     netns_name = f"cni-{i:08x}-3c4b-5d6e-7f80-91a2b3c4d5e6"
     pause_pid = 20000 + i * 3
     containers = (
-        Container("pause", sandbox, "sandbox", (pause_pid,), "registry.k8s.io/pause:3.9", ("/pause",)),
-        Container("web", sandbox[::-1], "container", (pause_pid + 1,), "docker.io/library/nginx:1.27",
-                  ("nginx", "-g", "daemon off;"), shared_namespaces=("net", "ipc", "uts")),
-    )  # fmt: skip
-    pod = Pod(f"team-{i % 25}", name, f"{i:08x}-9b1e-4c55-8d2a-000000000000", sandbox, pause_pid, 9000 + i,
-              inode, f"/run/netns/{netns_name}", (ip,), False, containers, "containerd")  # fmt: skip
+        Container(
+            "pause", sandbox, "sandbox", (pause_pid,), "registry.k8s.io/pause:3.9", ("/pause",)
+        ),
+        Container(
+            "web",
+            sandbox[::-1],
+            "container",
+            (pause_pid + 1,),
+            "docker.io/library/nginx:1.27",
+            ("nginx", "-g", "daemon off;"),
+            shared_namespaces=("net", "ipc", "uts"),
+        ),
+    )
+    pod = Pod(
+        f"team-{i % 25}",
+        name,
+        f"{i:08x}-9b1e-4c55-8d2a-000000000000",
+        sandbox,
+        pause_pid,
+        9000 + i,
+        inode,
+        f"/run/netns/{netns_name}",
+        (ip,),
+        False,
+        containers,
+        "containerd",
+    )
     links = (
-        Link(inode, 1, "lo", None, "00:00:00:00:00:00", 65536, "UNKNOWN", ("LOOPBACK", "UP"),
-             addresses=(Address(4, "127.0.0.1", 8, "host"),)),
-        Link(inode, 2, "eth0", "veth", mac, 1450, "UP", ("BROADCAST", "MULTICAST", "UP"), link=host_if,
-             link_netnsid=0, peer=LinkRef(4026531840, host_if), addresses=(Address(4, ip, 16),)),
-    )  # fmt: skip
+        Link(
+            inode,
+            1,
+            "lo",
+            None,
+            "00:00:00:00:00:00",
+            65536,
+            "UNKNOWN",
+            ("LOOPBACK", "UP"),
+            addresses=(Address(4, "127.0.0.1", 8, "host"),),
+        ),
+        Link(
+            inode,
+            2,
+            "eth0",
+            "veth",
+            mac,
+            1450,
+            "UP",
+            ("BROADCAST", "MULTICAST", "UP"),
+            link=host_if,
+            link_netnsid=0,
+            peer=LinkRef(4026531840, host_if),
+            addresses=(Address(4, ip, 16),),
+        ),
+    )
     routes = (
         Route(inode, 4, 254, "unicast", "0.0.0.0/0", gateway="10.244.0.1", dev=2),
-        Route(inode, 4, 254, "unicast", "10.244.0.0/16", dev=2, prefsrc=ip, scope="link", protocol="kernel"),
+        Route(
+            inode,
+            4,
+            254,
+            "unicast",
+            "10.244.0.0/16",
+            dev=2,
+            prefsrc=ip,
+            scope="link",
+            protocol="kernel",
+        ),
     )
     netns = NetNamespace(inode, 4, (f"/run/netns/{netns_name}",), 100 + i, pause_pid, links, routes)
     root = 4026531840
-    veth = Link(root, host_if, f"veth{sandbox[:8]}", "veth", host_mac, 1450, "UP", ("BROADCAST", "MULTICAST", "UP"),
-                master=CNI0, link=2, link_netnsid=100 + i, peer=LinkRef(inode, 2))  # fmt: skip
+    veth = Link(
+        root,
+        host_if,
+        f"veth{sandbox[:8]}",
+        "veth",
+        host_mac,
+        1450,
+        "UP",
+        ("BROADCAST", "MULTICAST", "UP"),
+        master=CNI0,
+        link=2,
+        link_netnsid=100 + i,
+        peer=LinkRef(inode, 2),
+    )
     fdb = (
         FdbEntry(root, host_if, mac, master=CNI0, state=(), flags=("master",)),
         FdbEntry(root, host_if, host_mac, master=CNI0, state=("permanent",), flags=("master",)),
@@ -99,7 +163,9 @@ def services(count: int, pods: int) -> list[ServiceRecord]:
             (pod_ip((i * 3 + k) % pods) if k < 2 else f"10.244.1.{(i + k) % 250 + 2}", 8080)
             for k in range(3)
         )
-        draft = ServiceRecord(f"team-{i % 25}", service_name(i), "http", "TCP", vip, 80, None, eps, "", ())
+        draft = ServiceRecord(
+            f"team-{i % 25}", service_name(i), "http", "TCP", vip, 80, None, eps, "", ()
+        )
         svc, seps = service_chains(draft)
         out.append(dataclasses.replace(draft, svc_chain=svc, sep_chains=seps))
     return out
@@ -147,7 +213,8 @@ def build(pods: int = 250, service_count: int = 10_000, conntrack: int = 50_000)
     return dataclasses.replace(
         base,
         pods=base.pods + tuple(b[0] for b in built),
-        netns=tuple(new_root if ns is root else ns for ns in base.netns) + tuple(b[1] for b in built),
+        netns=tuple(new_root if ns is root else ns for ns in base.netns)
+        + tuple(b[1] for b in built),
         iptables=(IptablesDump("nft", "ipv4", ("iptables-nft-save",), text),),
         conntrack=ConntrackDump(conntrack_text(conntrack, pods, svcs)),
     )

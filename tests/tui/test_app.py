@@ -7,6 +7,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from textual.message import Message
+
+from podpath.snapshot.codec import load_path
+from podpath.snapshot.model import Pod, Snapshot
 from podpath.tui.actions import ActionResult, PodTarget
 from podpath.tui.app import PodpathApp, create_app
 from podpath.tui.help_screen import HelpScreen
@@ -20,10 +24,6 @@ from podpath.tui.services_screen import ServicesScreen
 from podpath.tui.source import live_source
 from podpath.tui.table import RowTable
 from podpath.tui.trace_screen import TraceScreen
-from textual.message import Message
-
-from podpath.snapshot.codec import load_path
-from podpath.snapshot.model import Pod, Snapshot
 
 SIZE = (120, 36)
 CLIENT = "default/client-6f9b8d7c4-qp2ld"
@@ -44,7 +44,9 @@ async def test_home_shows_the_source_in_the_title(make_app: Callable[..., Podpat
         assert "2025-11-25 10:00:00 UTC" in app.sub_title
 
 
-async def test_jump_to_pods_then_drill_into_a_pod_and_back(make_app: Callable[..., PodpathApp]) -> None:
+async def test_jump_to_pods_then_drill_into_a_pod_and_back(
+    make_app: Callable[..., PodpathApp],
+) -> None:
     """:pods lists pods; enter opens the pod under the cursor; esc returns to the list."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -106,7 +108,11 @@ async def test_help_lists_the_current_screens_keys(make_app: Callable[..., Podpa
         assert isinstance(app.screen, HelpScreen)
         rows = app.screen.query_one(RowTable)
         texts = [rows.row_texts(i)[1] for i in range(rows.row_count)]
-        assert "Shell" in texts and "Filter" in texts and any(t.startswith("jump to a view") for t in texts)
+        assert (
+            "Shell" in texts
+            and "Filter" in texts
+            and any(t.startswith("jump to a view") for t in texts)
+        )
 
 
 async def _move_to(pilot: object, table: RowTable, key: str) -> None:
@@ -182,7 +188,9 @@ async def test_trace_of_nonsense_says_why(make_app: Callable[..., PodpathApp]) -
         assert "cannot trace" in str(app.screen.query_one("#trace-status").render())
 
 
-async def test_service_drill_shows_endpoints_and_chain_walk(make_app: Callable[..., PodpathApp]) -> None:
+async def test_service_drill_shows_endpoints_and_chain_walk(
+    make_app: Callable[..., PodpathApp],
+) -> None:
     """Enter on default/web shows its 3 endpoints and KUBE-SERVICES -> SVC -> SEP rules."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -243,10 +251,14 @@ async def test_shell_is_pinned_to_pause_pid_and_start_time(fixed_snapshot: Snaps
         await pilot.press("s")
         await pilot.pause()
     pod = next(p for p in fixed_snapshot.pods if f"{p.namespace}/{p.name}" == CLIENT)
-    assert actions.calls == [("shell", PodTarget(CLIENT, pod.pause_pid or 0, pod.pause_start_time, pod.netns_inode))]
+    assert actions.calls == [
+        ("shell", PodTarget(CLIENT, pod.pause_pid or 0, pod.pause_start_time, pod.netns_inode))
+    ]
 
 
-async def test_capture_asks_for_file_count_and_seconds(fixed_snapshot: Snapshot, tmp_path: Path) -> None:
+async def test_capture_asks_for_file_count_and_seconds(
+    fixed_snapshot: Snapshot, tmp_path: Path
+) -> None:
     """`c` prompts, then hands the file, count and duration to the injected action."""
     from podpath.tui.source import static_source
 
@@ -264,7 +276,9 @@ async def test_capture_asks_for_file_count_and_seconds(fixed_snapshot: Snapshot,
     assert [c[0] for c in actions.calls] == [f"capture {tmp_path}/x.pcap 5 2"]
 
 
-async def test_write_saves_a_loadable_snapshot(make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot, tmp_path: Path) -> None:
+async def test_write_saves_a_loadable_snapshot(
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot, tmp_path: Path
+) -> None:
     """`w` writes the current snapshot; it loads back equal."""
     app = make_app()
     out = tmp_path / "saved.json"
@@ -280,7 +294,9 @@ async def test_write_saves_a_loadable_snapshot(make_app: Callable[..., PodpathAp
 def _with_many_pods(fixed_snapshot: Snapshot, n: int) -> Snapshot:
     base = fixed_snapshot.pods[0]
     extra = tuple(
-        dataclasses.replace(base, name=f"load-{i:05d}", uid=f"u{i}", ips=(f"10.250.{i // 250}.{i % 250}",))
+        dataclasses.replace(
+            base, name=f"load-{i:05d}", uid=f"u{i}", ips=(f"10.250.{i // 250}.{i % 250}",)
+        )
         for i in range(n)
     )
     return dataclasses.replace(fixed_snapshot, pods=fixed_snapshot.pods + extra)
@@ -384,9 +400,8 @@ async def test_home_parses_a_big_ruleset_in_a_worker(fixed_snapshot: Snapshot) -
 
 async def test_a_view_with_partial_data_says_why(fixed_snapshot: Snapshot) -> None:
     """A conntrack gap in the snapshot is named on the Conntrack view, with its reason."""
-    from podpath.tui.source import static_source
-
     from podpath.snapshot.model import Gap
+    from podpath.tui.source import static_source
 
     gap = Gap("conntrack table", "permission denied", "permission", "CAP_NET_ADMIN")
     app = create_app(static_source(dataclasses.replace(fixed_snapshot, gaps=(gap,)), "test", "t"))
@@ -398,7 +413,9 @@ async def test_a_view_with_partial_data_says_why(fixed_snapshot: Snapshot) -> No
         assert not app.screen.query_one("#gaps").display
 
 
-async def test_enter_on_a_pod_interface_opens_its_host_peer(make_app: Callable[..., PodpathApp]) -> None:
+async def test_enter_on_a_pod_interface_opens_its_host_peer(
+    make_app: Callable[..., PodpathApp],
+) -> None:
     """Enter on eth0 in the Interfaces tab opens Links filtered to the host-side veth."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

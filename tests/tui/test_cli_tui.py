@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from podpath.tui.actions import PodTarget
-from podpath.tui.app import PodpathApp
 
 from podpath.cli import main
 from podpath.cli import tui as cli_tui
+from podpath.tui.actions import PodTarget
+from podpath.tui.app import PodpathApp
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "snapshot.json"
 
@@ -32,13 +32,29 @@ def test_parse_size_refuses_nonsense() -> None:
 def test_screenshot_writes_the_screen_after_keys(tmp_path: Path) -> None:
     """`podpath screenshot --keys : pods enter` writes an SVG of the pods list."""
     out = tmp_path / "pods.svg"
-    code = main(["screenshot", "--snapshot", str(FIXTURE), "--keys", "colon", "p", "o", "d", "s", "enter",
-                 "-o", str(out)])  # fmt: skip
+    code = main(
+        [
+            "screenshot",
+            "--snapshot",
+            str(FIXTURE),
+            "--keys",
+            "colon",
+            "p",
+            "o",
+            "d",
+            "s",
+            "enter",
+            "-o",
+            str(out),
+        ]
+    )
     svg = out.read_text()
     assert code == 0 and svg.startswith("<svg") and "web-7d4b9c6f5d-x7k2p" in svg
 
 
-def test_tui_refuses_a_broken_snapshot_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tui_refuses_a_broken_snapshot_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A truncated snapshot is one clear sentence and exit code 1, not a traceback."""
     bad = tmp_path / "bad.json"
     bad.write_text(FIXTURE.read_text()[:500])
@@ -51,7 +67,9 @@ def test_bundled_demo_snapshot_loads() -> None:
     assert cli_tui.bundled_snapshot().pods
 
 
-def test_demo_without_a_lab_opens_the_bundled_snapshot_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_without_a_lab_opens_the_bundled_snapshot_saying_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Where the lab cannot run, demo shows the bundled snapshot with the reason on screen."""
     shown: list[PodpathApp] = []
     monkeypatch.setattr(cli_tui, "demo_unavailable", lambda: "the lab needs root")
@@ -78,7 +96,7 @@ def _target(pid: int, start_time: int | None, inode: int | None) -> PodTarget:
 
 def _start_time(pid: int) -> int:
     raw = Path(f"/proc/{pid}/stat").read_bytes()
-    return int(raw[raw.rindex(b")") + 2:].split()[19])
+    return int(raw[raw.rindex(b")") + 2 :].split()[19])
 
 
 def test_pin_opens_the_namespace_of_the_same_process(sleeper: subprocess.Popen[bytes]) -> None:

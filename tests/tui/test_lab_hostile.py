@@ -48,9 +48,6 @@ os.execv("/bin/sleep", [sys.argv[1], "300"])
 """
 
 
-
-
-
 def _keys(session: str, *keys: str) -> None:
     tmux("send-keys", "-t", session, *keys)
 
@@ -80,7 +77,9 @@ def _assert_untouched(session: str) -> None:
     assert alive == "0"
 
 
-def test_hostile_names_made_in_a_lab_node_show_literally_on_a_pty(make_lab: Callable[..., Lab]) -> None:
+def test_hostile_names_made_in_a_lab_node_show_literally_on_a_pty(
+    make_lab: Callable[..., Lab],
+) -> None:
     """A hostile process argv, interface name and iptables comment are shown escaped; nothing fires."""
     lab = make_lab(nodes=1, pods=1, services=2)
     node = "node1"
@@ -88,7 +87,9 @@ def test_hostile_names_made_in_a_lab_node_show_literally_on_a_pty(make_lab: Call
     pid = int(spawned)
     # veth, not dummy: the dummy module may not be loadable where the lab runs.
     lab.exec(node, ["ip", "link", "add", IFNAME, "type", "veth", "peer", "name", "pwpeer0"])
-    lab.exec(node, ["iptables", "-A", "INPUT", "-m", "comment", "--comment", COMMENT, "-j", "ACCEPT"])
+    lab.exec(
+        node, ["iptables", "-A", "INPUT", "-m", "comment", "--comment", COMMENT, "-j", "ACCEPT"]
+    )
     version = lab.exec(node, ["iptables", "-V"]).stdout
     backend = "nft/ipv4" if "nf_tables" in version else "legacy/ipv4"
     argv = lab.enter_argv(node, tui_in_node_argv(node))
@@ -120,5 +121,7 @@ def test_hostile_names_made_in_a_lab_node_show_literally_on_a_pty(make_lab: Call
         _keys(session, "q")
         time.sleep(1)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=20, check=False)
+        subprocess.run(
+            ["tmux", "kill-session", "-t", session], capture_output=True, timeout=20, check=False
+        )
         lab.exec(node, ["kill", "--", str(pid)], check=False)

@@ -14,9 +14,6 @@ from podpath.cli.tui import tui_in_node_argv
 pytestmark = pytest.mark.lab
 
 
-
-
-
 def test_tui_in_a_lab_node_lists_its_pods_and_opens_one(shared_lab) -> None:  # type: ignore[no-untyped-def]
     """`podpath tui` in node1 shows the lab title, lists node1's pods, and opens one with its veth."""
     pod = next(p for p in shared_lab.pods if p.node == "node1")
@@ -48,4 +45,6 @@ def test_tui_in_a_lab_node_lists_its_pods_and_opens_one(shared_lab) -> None:  # 
         assert f"↔ {pod.host_veth}@if" in interfaces
         tmux("send-keys", "-t", session, "q")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=20, check=False)
+        subprocess.run(
+            ["tmux", "kill-session", "-t", session], capture_output=True, timeout=20, check=False
+        )

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from podpath.netfilter.nft import parse_nft_json
+from podpath.snapshot.model import NftDump, Snapshot
 from podpath.tui.app import PodpathApp
 from podpath.tui.netfilter_screen import NetfilterScreen
 from podpath.tui.nft_rows import (
@@ -22,9 +24,6 @@ from podpath.tui.nft_rows import (
 )
 from podpath.tui.table import RowTable
 
-from podpath.netfilter.nft import parse_nft_json
-from podpath.snapshot.model import NftDump, Snapshot
-
 SIZE = (120, 36)
 REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld" / "nftables"
 
@@ -37,7 +36,15 @@ def _chain(name: str, **base: Any) -> dict[str, Any]:
 
 
 def _rule(chain: str, handle: int, *expr: Any) -> dict[str, Any]:
-    return {"rule": {"family": "ip", "table": "kube-proxy", "chain": chain, "handle": handle, "expr": list(expr)}}
+    return {
+        "rule": {
+            "family": "ip",
+            "table": "kube-proxy",
+            "chain": chain,
+            "handle": handle,
+            "expr": list(expr),
+        }
+    }
 
 
 def _goto(target: str) -> dict[str, Any]:
@@ -48,25 +55,69 @@ def kube_proxy_json() -> str:
     """A small `nft -j list ruleset` of kube-proxy's nftables mode (one Service, one endpoint)."""
     items: list[dict[str, Any]] = [
         {"metainfo": {"version": "1.0.9", "json_schema_version": 1}},
-        {"table": {"family": "ip", "name": "kube-proxy", "handle": 1, "comment": "rules for kube-proxy"}},
+        {
+            "table": {
+                "family": "ip",
+                "name": "kube-proxy",
+                "handle": 1,
+                "comment": "rules for kube-proxy",
+            }
+        },
         _chain("nat-prerouting", type="nat", hook="prerouting", prio=-100, policy="accept"),
         _chain("services"),
         _chain(SVC),
         _chain(EP),
-        {"map": {"family": "ip", "table": "kube-proxy", "name": "service-ips", "map": "verdict",
-                 "type": ["ipv4_addr", "inet_proto", "inet_service"],
-                 "elem": [[{"concat": ["10.96.0.20", "tcp", 80]}, _goto(SVC)],
-                          [{"concat": ["10.96.0.30", "udp", 53]}, {"drop": None}]]}},
-        _rule("nat-prerouting", 10, {"counter": {"packets": 42, "bytes": 2520}}, {"jump": {"target": "services"}}),
-        _rule("services", 11, {"vmap": {
-            "key": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}},
-                               {"meta": {"key": "l4proto"}},
-                               {"payload": {"protocol": "th", "field": "dport"}}]},
-            "data": "@service-ips"}}),
-        _rule(SVC, 12, {"vmap": {"key": {"numgen": {"mode": "random", "mod": 1}},
-                                 "data": {"set": [[0, _goto(EP)]]}}}),
-        _rule(EP, 13, {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
-              {"dnat": {"addr": "10.244.0.5", "port": 80}}),
+        {
+            "map": {
+                "family": "ip",
+                "table": "kube-proxy",
+                "name": "service-ips",
+                "map": "verdict",
+                "type": ["ipv4_addr", "inet_proto", "inet_service"],
+                "elem": [
+                    [{"concat": ["10.96.0.20", "tcp", 80]}, _goto(SVC)],
+                    [{"concat": ["10.96.0.30", "udp", 53]}, {"drop": None}],
+                ],
+            }
+        },
+        _rule(
+            "nat-prerouting",
+            10,
+            {"counter": {"packets": 42, "bytes": 2520}},
+            {"jump": {"target": "services"}},
+        ),
+        _rule(
+            "services",
+            11,
+            {
+                "vmap": {
+                    "key": {
+                        "concat": [
+                            {"payload": {"protocol": "ip", "field": "daddr"}},
+                            {"meta": {"key": "l4proto"}},
+                            {"payload": {"protocol": "th", "field": "dport"}},
+                        ]
+                    },
+                    "data": "@service-ips",
+                }
+            },
+        ),
+        _rule(
+            SVC,
+            12,
+            {
+                "vmap": {
+                    "key": {"numgen": {"mode": "random", "mod": 1}},
+                    "data": {"set": [[0, _goto(EP)]]},
+                }
+            },
+        ),
+        _rule(
+            EP,
+            13,
+            {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
+            {"dnat": {"addr": "10.244.0.5", "port": 80}},
+        ),
     ]
     return json.dumps({"nftables": items})
 
@@ -74,21 +125,25 @@ def kube_proxy_json() -> str:
 def test_rule_counters_and_verdicts_come_from_the_expressions() -> None:
     """Counters, jump targets, named and inline vmaps are read from each rule's JSON."""
     nft = parse_nft_json(kube_proxy_json())
-    pre, = nft.chain_rules("ip", "kube-proxy", "nat-prerouting")
-    svc, = nft.chain_rules("ip", "kube-proxy", "services")
-    numgen, = nft.chain_rules("ip", "kube-proxy", SVC)
-    dnat, = nft.chain_rules("ip", "kube-proxy", EP)
+    (pre,) = nft.chain_rules("ip", "kube-proxy", "nat-prerouting")
+    (svc,) = nft.chain_rules("ip", "kube-proxy", "services")
+    (numgen,) = nft.chain_rules("ip", "kube-proxy", SVC)
+    (dnat,) = nft.chain_rules("ip", "kube-proxy", EP)
     assert (rule_counters(pre), rule_target(pre)) == ((42, 2520), "services")
     assert rule_vmap_set(svc) == "service-ips" and rule_target(svc) is None
     elements = rule_vmap_elements(numgen)
     assert elements is not None and [verdict_chain(e.value) for e in elements] == [EP]
-    assert rule_counters(dnat) is None and rule_vmap_elements(dnat) is None and rule_target(dnat) is None
+    assert (
+        rule_counters(dnat) is None
+        and rule_vmap_elements(dnat) is None
+        and rule_target(dnat) is None
+    )
 
 
 def test_rule_rows_show_text_handle_and_counters() -> None:
     """A rule row holds its position, handle, nft text and counter values."""
     nft = parse_nft_json(kube_proxy_json())
-    first, = nft_rule_rows(nft.chain_rules("ip", "kube-proxy", "nat-prerouting"))
+    (first,) = nft_rule_rows(nft.chain_rules("ip", "kube-proxy", "nat-prerouting"))
     texts = [c.text for c in first.cells]
     assert first.key == "nftrule:1"
     assert texts == ["1", "10", "counter packets 42 bytes 2520 jump services", "42", "2520"]
@@ -99,7 +154,14 @@ def test_chain_rows_list_base_chains_first_then_maps() -> None:
     nft = parse_nft_json(kube_proxy_json())
     rows = nft_chain_rows(nft, "ip", "kube-proxy")
     assert rows[0].key == "nftchain:nat-prerouting"
-    assert [c.text for c in rows[0].cells] == ["nat-prerouting", "nat", "prerouting", "-100", "accept", "1"]
+    assert [c.text for c in rows[0].cells] == [
+        "nat-prerouting",
+        "nat",
+        "prerouting",
+        "-100",
+        "accept",
+        "1",
+    ]
     assert rows[-1].key == "nftset:service-ips" and rows[-1].cells[0].text == "@service-ips"
 
 
@@ -110,7 +172,10 @@ def test_real_verdict_map_elements_render_key_and_verdict() -> None:
     assert found is not None
     rows = nft_element_rows(found.elements)
     assert [(r.cells[0].text, r.cells[1].text) for r in rows] == [
-        ("192.168.1.1 . tcp", "drop"), ("192.168.1.3 . tcp", "return"), ("192.168.1.2 . udp", "goto test")]
+        ("192.168.1.1 . tcp", "drop"),
+        ("192.168.1.3 . tcp", "return"),
+        ("192.168.1.2 . udp", "goto test"),
+    ]
     assert rows[2].cells[1].role == "accent" and rows[0].cells[1].role == ""
     assert rows[1].cells[2].text == "foo"
 
@@ -131,7 +196,9 @@ async def _open_netfilter(pilot: object) -> None:
     await pilot.pause()  # type: ignore[attr-defined]
 
 
-async def test_fixture_without_nft_has_no_nftables_backend(make_app: Callable[..., PodpathApp]) -> None:
+async def test_fixture_without_nft_has_no_nftables_backend(
+    make_app: Callable[..., PodpathApp],
+) -> None:
     """A snapshot without native nftables lists only its iptables dumps."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -141,7 +208,9 @@ async def test_fixture_without_nft_has_no_nftables_backend(make_app: Callable[..
         assert not screen.table.move_to_key("nft:")
 
 
-async def test_drill_table_chain_rule_and_follow_jump(make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot) -> None:
+async def test_drill_table_chain_rule_and_follow_jump(
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
+) -> None:
     """nftables -> ip kube-proxy -> nat-prerouting -> enter on `jump services` -> services; esc back."""
     app = make_app(_with_nft(fixed_snapshot, kube_proxy_json()))
     async with app.run_test(size=SIZE) as pilot:
@@ -164,7 +233,9 @@ async def test_drill_table_chain_rule_and_follow_jump(make_app: Callable[..., Po
         assert screen.level == screen.path[0] and screen.table.selected_key == "nft:"
 
 
-async def test_vmap_elements_goto_service_then_endpoint(make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot) -> None:
+async def test_vmap_elements_goto_service_then_endpoint(
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
+) -> None:
     """services' vmap @service-ips -> element goto service-... -> inline numgen vmap -> endpoint chain."""
     app = make_app(_with_nft(fixed_snapshot, kube_proxy_json()))
     async with app.run_test(size=SIZE) as pilot:
@@ -193,7 +264,9 @@ async def test_vmap_elements_goto_service_then_endpoint(make_app: Callable[..., 
         assert screen.level.set == "service-ips" and screen.table.selected_key == "nftelem:0"
 
 
-async def test_element_with_a_plain_verdict_stays_put(make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot) -> None:
+async def test_element_with_a_plain_verdict_stays_put(
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
+) -> None:
     """Enter on a `drop` element opens nothing: the element list stays."""
     app = make_app(_with_nft(fixed_snapshot, kube_proxy_json()))
     async with app.run_test(size=SIZE) as pilot:
@@ -205,7 +278,9 @@ async def test_element_with_a_plain_verdict_stays_put(make_app: Callable[..., Po
         assert screen.level.set == "service-ips" and screen.level.chain is None
 
 
-async def test_hostile_chain_name_is_shown_literally(make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot) -> None:
+async def test_hostile_chain_name_is_shown_literally(
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
+) -> None:
     """A chain named with markup and an escape shows literally in the table and heading."""
     hostile = "[@click=app.quit]x[/]\x1b[31m"
     doc = json.loads(kube_proxy_json())
@@ -219,4 +294,6 @@ async def test_hostile_chain_name_is_shown_literally(make_app: Callable[..., Pod
         for key in ("nft:", "nfttable:0", "nftchain:services", "nftrule:2"):
             await _enter(pilot, screen.table, key)
         assert screen.level.chain == hostile
-        assert app.is_running and "[@click=app.quit]x[/]" in str(screen.query_one("#heading").render())
+        assert app.is_running and "[@click=app.quit]x[/]" in str(
+            screen.query_one("#heading").render()
+        )

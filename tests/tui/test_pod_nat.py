@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from podpath.snapshot.index import SnapshotIndex
+from podpath.snapshot.model import Snapshot
 from podpath.tui.adapters import Views
 from podpath.tui.app import PodpathApp
 from podpath.tui.node_screen import NodeScreen
@@ -14,9 +16,6 @@ from podpath.tui.rows import Row
 from podpath.tui.services_screen import ServicesScreen
 from podpath.tui.table import RowTable
 from podpath.tui.trace_screen import TraceScreen
-
-from podpath.snapshot.index import SnapshotIndex
-from podpath.snapshot.model import Snapshot
 
 WEB = "default/web-7d4b9c6f5d-x7k2p"  # 10.244.0.5
 OTHER_WEB = "default/web-7d4b9c6f5d-m9q4z"  # 10.244.0.6
@@ -52,9 +51,21 @@ def with_cni_rules(snap: Snapshot) -> Snapshot:
     headers = [ln for ln in lines if ln.startswith(":")]
     rules = [ln for ln in lines if not ln.startswith(":")]
     extra = EXTRA_NAT.splitlines(keepends=True)
-    text = head + "*nat\n" + "".join(headers + [e for e in extra if e.startswith(":")] + rules
-                                     + [e for e in extra if not e.startswith(":")]) + "COMMIT\n" + rest
-    return dataclasses.replace(snap, iptables=(dataclasses.replace(dump, text=text), *snap.iptables[1:]))
+    text = (
+        head
+        + "*nat\n"
+        + "".join(
+            headers
+            + [e for e in extra if e.startswith(":")]
+            + rules
+            + [e for e in extra if not e.startswith(":")]
+        )
+        + "COMMIT\n"
+        + rest
+    )
+    return dataclasses.replace(
+        snap, iptables=(dataclasses.replace(dump, text=text), *snap.iptables[1:])
+    )
 
 
 def test_mentions_list_the_kube_sep_rules_of_the_pod(index: SnapshotIndex, views: Views) -> None:
@@ -66,7 +77,9 @@ def test_mentions_list_the_kube_sep_rules_of_the_pod(index: SnapshotIndex, views
     assert all(r[0] == "nft/ipv4" and r[1] == "nat" for r in rows)
 
 
-def test_mentions_include_a_hostport_dnat_but_not_a_longer_address(fixed_snapshot: Snapshot) -> None:
+def test_mentions_include_a_hostport_dnat_but_not_a_longer_address(
+    fixed_snapshot: Snapshot,
+) -> None:
     """A portmap CNI-DN DNAT to the pod is listed; a rule for 10.244.0.50 is not taken for 10.244.0.5."""
     index = SnapshotIndex(with_cni_rules(fixed_snapshot))
     views = Views(index)
@@ -80,11 +93,17 @@ def test_mentions_include_a_hostport_dnat_but_not_a_longer_address(fixed_snapsho
 def test_kube_proxy_masquerade_applies_when_marked(index: SnapshotIndex, views: Views) -> None:
     """KUBE-POSTROUTING's MASQUERADE applies only to packets marked 0x4000 (after the RETURN)."""
     rows = [texts(r) for r in masquerade_rows(views.rulesets(), index.pods_by_name[WEB])]
-    assert rows == [[
-        "nft/ipv4", "KUBE-POSTROUTING", "3", "MASQUERADE", "when marked 0x4000/0x4000",
-        '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" '
-        "-j MASQUERADE --random-fully",
-    ]]  # fmt: skip
+    assert rows == [
+        [
+            "nft/ipv4",
+            "KUBE-POSTROUTING",
+            "3",
+            "MASQUERADE",
+            "when marked 0x4000/0x4000",
+            '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" '
+            "-j MASQUERADE --random-fully",
+        ]
+    ]
 
 
 def test_bridge_plugin_masquerade_is_explained_for_its_pod_only(fixed_snapshot: Snapshot) -> None:
@@ -94,7 +113,10 @@ def test_bridge_plugin_masquerade_is_explained_for_its_pod_only(fixed_snapshot: 
     web = [texts(r) for r in masquerade_rows(views.rulesets(), index.pods_by_name[WEB])]
     cni = next(r for r in web if r[1].startswith("CNI-"))
     assert cni[3] == "MASQUERADE"
-    assert cni[4] == "when source 10.244.0.5 and destination not 10.244.0.0/24 and destination not 224.0.0.0/4"
+    assert (
+        cni[4]
+        == "when source 10.244.0.5 and destination not 10.244.0.0/24 and destination not 224.0.0.0/4"
+    )
     other = [texts(r) for r in masquerade_rows(views.rulesets(), index.pods_by_name[OTHER_WEB])]
     assert [r[1] for r in other] == ["KUBE-POSTROUTING"]
 
@@ -118,7 +140,9 @@ async def test_pod_screen_nat_tab_shows_mentions_and_masquerade(
         assert screen.query_one("#t-nat", RowTable).row_count == 1
 
 
-async def test_t_on_the_node_screen_opens_an_empty_trace(make_app: Callable[..., PodpathApp]) -> None:
+async def test_t_on_the_node_screen_opens_an_empty_trace(
+    make_app: Callable[..., PodpathApp],
+) -> None:
     """`t` on home (no pod selected) opens Trace with both ends empty."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -130,7 +154,9 @@ async def test_t_on_the_node_screen_opens_an_empty_trace(make_app: Callable[...,
         assert (screen.source_spec, screen.destination_spec) == ("", "")
 
 
-async def test_t_on_the_services_screen_traces_to_the_selected_service(make_app: Callable[..., PodpathApp]) -> None:
+async def test_t_on_the_services_screen_traces_to_the_selected_service(
+    make_app: Callable[..., PodpathApp],
+) -> None:
     """`t` on a Service row opens Trace with that Service's VIP:port as the destination."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -147,7 +173,9 @@ async def test_t_on_the_services_screen_traces_to_the_selected_service(make_app:
         assert (trace.source_spec, trace.destination_spec) == ("", "10.96.0.20:80")
 
 
-async def test_t_in_the_pod_screen_still_traces_from_the_pod(make_app: Callable[..., PodpathApp]) -> None:
+async def test_t_in_the_pod_screen_still_traces_from_the_pod(
+    make_app: Callable[..., PodpathApp],
+) -> None:
     """The Pod screen's own `t` keeps prefilling the pod as the source."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from podpath.snapshot.index import SnapshotIndex
 from podpath.tui.adapters import ConntrackView, ServiceView, Tuple5, Views
 from podpath.tui.list_rows import (
     chain_rows,
@@ -22,8 +23,6 @@ from podpath.tui.pod_rows import (
     route_rows,
 )
 from podpath.tui.rows import MORE_KEY, Row, cell, more_row, page, row
-
-from podpath.snapshot.index import SnapshotIndex
 
 WEB = "default/web-7d4b9c6f5d-x7k2p"
 
@@ -93,7 +92,9 @@ def test_interface_row_shows_eth0_peer_and_bridge(index: SnapshotIndex) -> None:
     """eth0@ifN <-> vethX@if2 -> cni0, as the article's ip output reads."""
     pod = index.pods_by_name[WEB]
     eth0 = next(texts(r) for r in interface_rows(index, pod) if r.key == "if:2")
-    assert eth0[0].startswith("eth0@if") and eth0[1].startswith("↔ veth") and eth0[1].endswith("@if2")
+    assert (
+        eth0[0].startswith("eth0@if") and eth0[1].startswith("↔ veth") and eth0[1].endswith("@if2")
+    )
     assert eth0[2] == "→ cni0"
 
 
@@ -124,8 +125,14 @@ def test_nat_rows_give_this_endpoints_probability(index: SnapshotIndex, views: V
 
 
 def _entry(dst: str, reply_src: str) -> ConntrackView:
-    return ConntrackView("tcp", "ESTABLISHED", Tuple5("10.244.0.8", dst, 5000, 80),
-                         Tuple5(reply_src, "10.244.0.8", 80, 5000), (), 100)  # fmt: skip
+    return ConntrackView(
+        "tcp",
+        "ESTABLISHED",
+        Tuple5("10.244.0.8", dst, 5000, 80),
+        Tuple5(reply_src, "10.244.0.8", 80, 5000),
+        (),
+        100,
+    )
 
 
 def test_conntrack_dnat_is_explained() -> None:
@@ -144,7 +151,17 @@ def _endpoint(ip: str):  # type: ignore[no-untyped-def]
 
 def test_conntrack_to_a_removed_endpoint_is_stale() -> None:
     """A DNAT to an address no longer among the Service's endpoints is flagged stale."""
-    svc = ServiceView("default", "web", "http", "10.96.0.20", 80, "tcp", None, (_endpoint("10.244.0.5"),), "iptables")
+    svc = ServiceView(
+        "default",
+        "web",
+        "http",
+        "10.96.0.20",
+        80,
+        "tcp",
+        None,
+        (_endpoint("10.244.0.5"),),
+        "iptables",
+    )
     rows = conntrack_rows((_entry("10.96.0.20", "10.244.0.9"),), (svc,))
     assert rows[0].cells[4].role == "error" and "stale" in rows[0].cells[4].text
 
@@ -155,12 +172,16 @@ def test_conntrack_rows_filter_by_pod_ips(views: Views) -> None:
     assert rows and all("10.244.0.7" in " ".join(texts(r)) for r in rows)
 
 
-def test_service_rows_resolve_local_remote_and_node_endpoints(index: SnapshotIndex, views: Views) -> None:
+def test_service_rows_resolve_local_remote_and_node_endpoints(
+    index: SnapshotIndex, views: Views
+) -> None:
     """Endpoints resolve to a local pod, a remote node, or this node (apiserver)."""
     svcs = {s.key: s for s in views.services()}
     web = next(s for k, s in svcs.items() if k.startswith("default/web:"))
     places = [texts(r)[2] for r in endpoint_rows(index, web)]
-    assert places.count("remote node") == 1 and sum(p.startswith("default/web-") for p in places) == 2
+    assert (
+        places.count("remote node") == 1 and sum(p.startswith("default/web-") for p in places) == 2
+    )
     api = next(s for k, s in svcs.items() if k.startswith("default/kubernetes:"))
     assert texts(endpoint_rows(index, api)[0])[2] == "this node (host network)"
 
@@ -197,7 +218,9 @@ def test_links_tree_puts_pod_veths_under_the_bridge(index: SnapshotIndex) -> Non
     assert any("pod default/web-" in r[5] for r in rows)
 
 
-def test_problems_find_the_leaked_ipam_address_and_stale_conntrack(index: SnapshotIndex, views: Views) -> None:
+def test_problems_find_the_leaked_ipam_address_and_stale_conntrack(
+    index: SnapshotIndex, views: Views
+) -> None:
     """The fixture leaks 10.244.0.9 in IPAM and has a conntrack entry DNAT'd to it."""
     found = problems(index, views)
     subjects = [p.subject for p in found]

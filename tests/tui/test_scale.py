@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from podpath.snapshot.model import Snapshot
 from podpath.tui.app import PodpathApp, create_app
 from podpath.tui.rows import MAX_ROWS, MORE_KEY
 from podpath.tui.services_screen import ServicesScreen
 from podpath.tui.source import static_source
-
-from podpath.snapshot.model import Snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale_snapshot import build  # noqa: E402

@@ -9,18 +9,35 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from podpath.tui.app import PodpathApp
 from podpath.tui.tour import SHOTS
 
 SIZE = (120, 36)
 MAIN = (
-    "node", "pods", "pod-containers", "pod-interfaces", "pod-routes", "pod-neighbours", "pod-nat",
-    "pod-conntrack", "services", "service", "netfilter-chains", "netfilter-rules", "trace",
-    "trace-and", "trace-reply", "problems", "help",
-)  # fmt: skip
+    "node",
+    "pods",
+    "pod-containers",
+    "pod-interfaces",
+    "pod-routes",
+    "pod-neighbours",
+    "pod-nat",
+    "pod-conntrack",
+    "services",
+    "service",
+    "netfilter-chains",
+    "netfilter-rules",
+    "trace",
+    "trace-and",
+    "trace-reply",
+    "problems",
+    "help",
+)
 
 
 @pytest.mark.parametrize("name", MAIN)
-def test_screen_looks_as_approved(name: str, snap_compare: Callable[..., bool], make_app: Callable[..., PodpathApp]) -> None:
+def test_screen_looks_as_approved(
+    name: str, snap_compare: Callable[..., bool], make_app: Callable[..., PodpathApp]
+) -> None:
     """The screen reached by the tour's keys renders exactly as the approved SVG."""
     assert snap_compare(make_app(), press=list(SHOTS[name]), terminal_size=SIZE)

@@ -6,10 +6,13 @@ import re
 
 from hypothesis import given
 from hypothesis import strategies as st
-from podpath.tui.text import clean, literal_content, literal_text
 from rich.console import Console
 
-UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+from podpath.tui.text import clean, literal_content, literal_text
+
+UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 
 def test_escape_becomes_a_visible_symbol() -> None:
@@ -45,7 +48,10 @@ def test_del_and_newline_are_visible() -> None:
 
 def test_plain_text_is_unchanged() -> None:
     """Ordinary names pass untouched (including non-ASCII letters)."""
-    assert clean("kube-system/coredns-5d78c9869d-b2wxs ünïcødé") == "kube-system/coredns-5d78c9869d-b2wxs ünïcødé"
+    assert (
+        clean("kube-system/coredns-5d78c9869d-b2wxs ünïcødé")
+        == "kube-system/coredns-5d78c9869d-b2wxs ünïcødé"
+    )
 
 
 def test_markup_is_not_parsed_by_literal_text() -> None:

@@ -8,7 +8,9 @@ import time
 
 def tmux(*args: str) -> str:
     """Run one tmux command; its stdout."""
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=20, check=True).stdout
+    return subprocess.run(
+        ["tmux", *args], capture_output=True, text=True, timeout=20, check=True
+    ).stdout
 
 
 def wait_for(session: str, text: str, timeout: float = 60) -> str:

@@ -86,18 +86,23 @@ def test_markdown_table_rows_and_escaping() -> None:
 
 def test_text_table_is_aligned() -> None:
     """Every column starts at the same offset on every line."""
-    figs = [Figure("a", "short", "s", stat([1.0])), Figure("b", "a much longer title", "s",
-                                                           stat([0.5]))]
+    figs = [
+        Figure("a", "short", "s", stat([1.0])),
+        Figure("b", "a much longer title", "s", stat([0.5])),
+    ]
     lines = text_table(figs).splitlines()
-    starts = {line.index(cell) for line, cell in zip(lines, ("podpath", "1.00 s", "500.0 ms"),
-                                                     strict=True)}
+    starts = {
+        line.index(cell)
+        for line, cell in zip(lines, ("podpath", "1.00 s", "500.0 ms"), strict=True)
+    }
     assert len(starts) == 1
 
 
 def test_json_has_the_same_figures() -> None:
     """--json writes every figure with its samples, ratio, goal and verdict."""
-    figs = [Figure("snapshot", "1. snap", "s", stat([1.0, 3.0]), stat([4.0]), "sh",
-                   Goal("ratio", 0.5))]
+    figs = [
+        Figure("snapshot", "1. snap", "s", stat([1.0, 3.0]), stat([4.0]), "sh", Goal("ratio", 0.5))
+    ]
     doc = json.loads(dumps(INFO, figs))
     assert doc["command"] == "benchmarks/run --quick"
     (f,) = doc["figures"]
@@ -115,8 +120,10 @@ def test_markdown_document_names_machine_and_command() -> None:
 
 def test_json_round_trip_renders_the_same_table() -> None:
     """--render rebuilds the same table from a run's JSON."""
-    figs = [Figure("a", "1. a", "s", stat([1.0, 2.0]), stat([4.0]), "sh", Goal("ratio", 0.5),
-                   "note"), Figure("b", "6. b", "MiB", stat([100.0]), goal=Goal("max", 300))]
+    figs = [
+        Figure("a", "1. a", "s", stat([1.0, 2.0]), stat([4.0]), "sh", Goal("ratio", 0.5), "note"),
+        Figure("b", "6. b", "MiB", stat([100.0]), goal=Goal("max", 300)),
+    ]
     info, back = from_json(json.loads(dumps(INFO, figs)))
     assert info == INFO
     assert markdown_table(back) == markdown_table(figs)

@@ -39,8 +39,9 @@ COMMIT
 
 
 def _podpath(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "podpath", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "podpath", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def _write(tmp_path: Path, snapshot: Snapshot) -> str:
@@ -98,9 +99,15 @@ def test_ls_services_from_a_snapshot(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     (svc,) = json.loads(out.stdout)["services"]
     assert (svc["namespace"], svc["name"], svc["cluster_ip"], svc["port"]) == (
-        "default", "web", "10.96.0.10", 80)
+        "default",
+        "web",
+        "10.96.0.10",
+        80,
+    )
     assert [(e["ip"], e["port"], e["probability"]) for e in svc["endpoints"]] == [
-        ("10.244.0.2", 8080, 0.5), ("10.244.1.2", 8080, 0.5)]
+        ("10.244.0.2", 8080, 0.5),
+        ("10.244.1.2", 8080, 0.5),
+    ]
 
 
 def test_gaps_go_to_stderr_and_exit_0(tmp_path: Path) -> None:
@@ -115,24 +122,43 @@ def test_gaps_go_to_stderr_and_exit_0(tmp_path: Path) -> None:
 
 def test_mixed_backends_are_warned_about(tmp_path: Path) -> None:
     """Rules in both the legacy and the nft iptables backend give a warning on stderr."""
-    legacy = IptablesDump("legacy", "ipv4", ("iptables-legacy-save",),
-                          "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.1/32 -j DROP\nCOMMIT\n")
+    legacy = IptablesDump(
+        "legacy",
+        "ipv4",
+        ("iptables-legacy-save",),
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.1/32 -j DROP\nCOMMIT\n",
+    )
     nft = IptablesDump("nft", "ipv4", ("iptables-nft-save",), KUBE_RULES)
-    out = _podpath("ls", "iptables", "--snapshot", _write(tmp_path, _snapshot(iptables=(legacy, nft))))
+    out = _podpath(
+        "ls", "iptables", "--snapshot", _write(tmp_path, _snapshot(iptables=(legacy, nft)))
+    )
     assert out.returncode == 0, out.stderr
-    assert "warning: rules in several iptables backends: iptables-legacy, iptables-nft" in out.stderr
+    assert (
+        "warning: rules in several iptables backends: iptables-legacy, iptables-nft" in out.stderr
+    )
     assert "legacy" in out.stdout and "KUBE-SVC-X" in out.stdout
 
 
 _SCALARS = st.one_of(st.text(), st.integers(), st.booleans(), st.none())
-_ROWS = st.lists(st.dictionaries(st.text(), st.one_of(_SCALARS, st.lists(_SCALARS),
-                                                      st.floats(allow_nan=False),
-                                                      st.dictionaries(st.text(), _SCALARS)),
-                                 max_size=6), max_size=5)
+_ROWS = st.lists(
+    st.dictionaries(
+        st.text(),
+        st.one_of(
+            _SCALARS,
+            st.lists(_SCALARS),
+            st.floats(allow_nan=False),
+            st.dictionaries(st.text(), _SCALARS),
+        ),
+        max_size=6,
+    ),
+    max_size=5,
+)
 
 
 @given(st.text(), _ROWS)
-def test_json_listing_is_byte_for_byte_what_json_writes(kind: str, rows: list[dict[str, Any]]) -> None:
+def test_json_listing_is_byte_for_byte_what_json_writes(
+    kind: str, rows: list[dict[str, Any]]
+) -> None:
     """The fast JSON writer of `ls --json` (or its fallback) equals json.dumps exactly,
     escape sequences and markup included."""
     assert json_listing(kind, rows) == json.dumps({kind: rows}, ensure_ascii=True, indent=2)
@@ -141,4 +167,6 @@ def test_json_listing_is_byte_for_byte_what_json_writes(kind: str, rows: list[di
 def test_json_listing_keeps_escapes_inert() -> None:
     text = json_listing("namespaces", [{"command": "\x1b[31m[bold]x", "pids": [1, True, None]}])
     assert "\x1b" not in text and "\\u001b[31m[bold]x" in text
-    assert json.loads(text) == {"namespaces": [{"command": "\x1b[31m[bold]x", "pids": [1, True, None]}]}
+    assert json.loads(text) == {
+        "namespaces": [{"command": "\x1b[31m[bold]x", "pids": [1, True, None]}]
+    }

@@ -49,7 +49,13 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
         mtu=draw(st.integers(0, 65535)),
         state=draw(node_text),
         peer=draw(st.none() | st.builds(LinkRef, small_int, small_int)),
-        addresses=tuple(draw(st.lists(st.builds(Address, st.sampled_from([4, 6]), node_text, small_int), max_size=2))),
+        addresses=tuple(
+            draw(
+                st.lists(
+                    st.builds(Address, st.sampled_from([4, 6]), node_text, small_int), max_size=2
+                )
+            )
+        ),
     )
     process = Process(
         pid=draw(small_int),
@@ -101,7 +107,9 @@ def test_dump_is_ascii_even_for_non_utf8_bytes() -> None:
     snap = Snapshot(SCHEMA_VERSION, 0.0, NodeFacts(raw, "k"), 1)
     text = codec.dumps(snap)
     assert text.isascii()
-    assert codec.loads(text).node.hostname.encode("utf-8", "surrogateescape") == b"nginx\xff\x1b[31m"
+    assert (
+        codec.loads(text).node.hostname.encode("utf-8", "surrogateescape") == b"nginx\xff\x1b[31m"
+    )
 
 
 def _minimal() -> dict[str, object]:
@@ -210,11 +218,17 @@ def _whole_snapshots() -> st.SearchStrategy[Snapshot]:
             return st.dictionaries(node_text, strategy_for(args[1]), max_size=2)
         assert dataclasses.is_dataclass(tp), tp
         hints = typing.get_type_hints(tp, vars(model))
-        return st.builds(tp, **{f.name: st.deferred(lambda t=hints[f.name]: strategy_for(t))
-                                for f in dataclasses.fields(tp)})
+        return st.builds(
+            tp,
+            **{
+                f.name: st.deferred(lambda t=hints[f.name]: strategy_for(t))
+                for f in dataclasses.fields(tp)
+            },
+        )
 
     return strategy_for(Snapshot).map(  # type: ignore[return-value]
-        lambda s: dataclasses.replace(s, schema_version=SCHEMA_VERSION))  # type: ignore[arg-type]
+        lambda s: dataclasses.replace(s, schema_version=SCHEMA_VERSION)
+    )  # type: ignore[arg-type]
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

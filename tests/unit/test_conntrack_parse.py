@@ -55,7 +55,9 @@ def test_every_fixture_parses_without_crashing() -> None:
 
 def test_dns_reply_fixture_entries() -> None:
     """node1: two UDP DNS flows to a pod, answered by that pod (no NAT)."""
-    entries = parse_conntrack(fixture("aks-kubenet-node1-conntrack-L-grep-podip-dns-dnat-reply.txt"))
+    entries = parse_conntrack(
+        fixture("aks-kubenet-node1-conntrack-L-grep-podip-dns-dnat-reply.txt")
+    )
     assert len(entries) == 2
     first = entries[0]
     assert (first.family, first.protocol, first.protonum, first.timeout) == (4, "udp", 17, 19)
@@ -74,7 +76,12 @@ def test_stderr_summary_line_is_skipped_and_dnat_seen() -> None:
     assert entries[0].original.dst == "10.0.0.10"
     assert entries[0].reply.src == "10.244.2.3" and entries[0].is_dnat
     last = entries[-1]
-    assert (last.protocol, last.state, last.timeout, last.status) == ("tcp", "TIME_WAIT", 114, ("ASSURED",))
+    assert (last.protocol, last.state, last.timeout, last.status) == (
+        "tcp",
+        "TIME_WAIT",
+        114,
+        ("ASSURED",),
+    )
     # Reply goes to the node's address, not the pod's: the pod's egress was masqueraded.
     assert last.reply.dst == "10.224.0.4" and last.is_snat
 
@@ -120,7 +127,11 @@ def test_icmp_type_code_id() -> None:
     """ICMP entries carry type, code and id per direction instead of ports."""
     entry = parse_conntrack_line(ICMP)
     assert entry is not None
-    assert (entry.original.icmp_type, entry.original.icmp_code, entry.original.icmp_id) == (8, 0, 1234)
+    assert (entry.original.icmp_type, entry.original.icmp_code, entry.original.icmp_id) == (
+        8,
+        0,
+        1234,
+    )
     assert (entry.reply.icmp_type, entry.reply.icmp_id) == (0, 1234)
     assert entry.original.sport is None and entry.state is None
 
@@ -129,7 +140,13 @@ def test_proc_nf_conntrack_line_with_expanded_ipv6() -> None:
     """/proc/net/nf_conntrack lines (zero-padded IPv6, zone=0, use=2) parse too."""
     entry = parse_conntrack_line(PROC)
     assert entry is not None
-    assert (entry.family, entry.protocol, entry.status, entry.zone, entry.use) == (6, "udp", ("UNREPLIED",), 0, 2)
+    assert (entry.family, entry.protocol, entry.status, entry.zone, entry.use) == (
+        6,
+        "udp",
+        ("UNREPLIED",),
+        0,
+        2,
+    )
     assert not entry.seen_reply
 
 
@@ -176,7 +193,9 @@ def test_any_text_never_crashes(text: str) -> None:
 
 def test_iterator_and_filter_forms() -> None:
     """iter_conntrack yields lazily; `contains` narrows to lines mentioning an address."""
-    text = "\n".join([EXTENDED, ICMP, "conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown."])
+    text = "\n".join(
+        [EXTENDED, ICMP, "conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown."]
+    )
     it = iter_conntrack(text)
     assert next(it).protocol == "tcp"
     assert [e.protocol for e in iter_conntrack(text, contains="10.0.0.2")] == ["icmp"]
@@ -195,4 +214,6 @@ def test_fifty_thousand_entries_parse_quickly() -> None:
 
 def test_line_without_reply_tuple_is_not_an_entry() -> None:
     """A line cut before its reply tuple (e.g. a truncated dump) is skipped, not half-parsed."""
-    assert parse_conntrack_line("tcp 6 10 ESTABLISHED src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2") is None
+    assert (
+        parse_conntrack_line("tcp 6 10 ESTABLISHED src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2") is None
+    )

@@ -59,13 +59,23 @@ def _violations(predicate: str) -> list[str]:
             top = imported.split(".")[0]
             if predicate == "core" and _is_core(module) and top in UI_AND_NODE_LIBRARIES:
                 bad.append(f"{module} imports {imported}")
-            if predicate == "core-layers" and _is_core(module) and imported.startswith(
-                ("podpath.collectors", "podpath.tui")
+            if (
+                predicate == "core-layers"
+                and _is_core(module)
+                and imported.startswith(("podpath.collectors", "podpath.tui"))
             ):
                 bad.append(f"{module} imports {imported}")
-            if predicate == "collectors" and module.startswith("podpath.collectors") and imported.startswith("podpath.tui"):
+            if (
+                predicate == "collectors"
+                and module.startswith("podpath.collectors")
+                and imported.startswith("podpath.tui")
+            ):
                 bad.append(f"{module} imports {imported}")
-            if predicate == "tui" and module.startswith("podpath.tui") and imported.startswith("podpath.collectors"):
+            if (
+                predicate == "tui"
+                and module.startswith("podpath.tui")
+                and imported.startswith("podpath.collectors")
+            ):
                 bad.append(f"{module} imports {imported}")
             if top in ("collectors", "tui"):
                 bad.append(f"{module} imports the bare name {imported}")
@@ -93,8 +103,18 @@ def test_core_import_pulls_no_ui_or_netlink_library() -> None:
 def test_wheel_contains_every_module(tmp_path: Path) -> None:
     """The built wheel ships every module of src/podpath, collectors/ and tui/ under podpath."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
         check=True,
         capture_output=True,
     )

@@ -34,30 +34,45 @@ def _read(name: str) -> str:
 
 def kube_proxy_dump(services: int, endpoints: int = 3) -> str:
     """A synthetic nat table in kube-proxy's exact iptables shape (1 + 1 + 3e rules a Service)."""
-    heads = ["*nat", ":PREROUTING ACCEPT [0:0]", ":KUBE-SERVICES - [0:0]",
-             ":KUBE-MARK-MASQ - [0:0]"]
+    heads = [
+        "*nat",
+        ":PREROUTING ACCEPT [0:0]",
+        ":KUBE-SERVICES - [0:0]",
+        ":KUBE-MARK-MASQ - [0:0]",
+    ]
     rules = ['-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES']
     for s in range(services):
         svc = f"KUBE-SVC-{s:016X}"
         vip = f"10.96.{s // 250}.{s % 250 + 1}"
         heads.append(f":{svc} - [0:0]")
-        rules.append(f'-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment '
-                     f'"ns{s}/svc{s}:http cluster IP" -m tcp --dport 80 -j {svc}')
-        rules.append(f'-A {svc} ! -s 10.244.0.0/16 -d {vip}/32 -p tcp -m comment --comment '
-                     f'"ns{s}/svc{s}:http cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ')
+        rules.append(
+            f"-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment "
+            f'"ns{s}/svc{s}:http cluster IP" -m tcp --dport 80 -j {svc}'
+        )
+        rules.append(
+            f"-A {svc} ! -s 10.244.0.0/16 -d {vip}/32 -p tcp -m comment --comment "
+            f'"ns{s}/svc{s}:http cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ'
+        )
         for e in range(endpoints):
             sep = f"KUBE-SEP-{s:012X}{e:04X}"
             n = s * endpoints + e
             ip = f"10.244.{n // 250 % 250}.{n % 250 + 1}"
             heads.append(f":{sep} - [0:0]")
-            stat = (f" -m statistic --mode random --probability {1 / (endpoints - e):.11f}"
-                    if e < endpoints - 1 else "")
-            rules.append(f'-A {svc} -m comment --comment "ns{s}/svc{s}:http -> {ip}:8080"'
-                         f"{stat} -j {sep}")
-            rules.append(f'-A {sep} -s {ip}/32 -m comment --comment "ns{s}/svc{s}:http" '
-                         "-j KUBE-MARK-MASQ")
-            rules.append(f'-A {sep} -p tcp -m comment --comment "ns{s}/svc{s}:http" -m tcp '
-                         f"-j DNAT --to-destination {ip}:8080")
+            stat = (
+                f" -m statistic --mode random --probability {1 / (endpoints - e):.11f}"
+                if e < endpoints - 1
+                else ""
+            )
+            rules.append(
+                f'-A {svc} -m comment --comment "ns{s}/svc{s}:http -> {ip}:8080"{stat} -j {sep}'
+            )
+            rules.append(
+                f'-A {sep} -s {ip}/32 -m comment --comment "ns{s}/svc{s}:http" -j KUBE-MARK-MASQ'
+            )
+            rules.append(
+                f'-A {sep} -p tcp -m comment --comment "ns{s}/svc{s}:http" -m tcp '
+                f"-j DNAT --to-destination {ip}:8080"
+            )
     return "\n".join(heads + rules + ["COMMIT", ""])
 
 
@@ -85,11 +100,17 @@ def test_fast_and_token_parsers_agree_on_fixtures(path: Path) -> None:
 
 def test_formats_are_detected() -> None:
     """save dumps, -S specs, -nL listings, grep fragments and error text are told apart."""
-    assert parse_ruleset(_read("calico-felix-fv-cali-iptables-dump-v1.8.4.txt")).format == FORMAT_SAVE
+    assert (
+        parse_ruleset(_read("calico-felix-fv-cali-iptables-dump-v1.8.4.txt")).format == FORMAT_SAVE
+    )
     assert parse_ruleset(_read("cilium-test-iptables-t-mangle-S-tproxy.txt")).format == FORMAT_SPEC
-    assert parse_ruleset(
-        _read("k8s-ipvs-mode-iptables-t-nat-nL-loadbalancer.txt")).format == FORMAT_LISTING
-    assert parse_ruleset(_read("aks-kubenet-lb-service-grep-fragment.txt")).format == FORMAT_FRAGMENT
+    assert (
+        parse_ruleset(_read("k8s-ipvs-mode-iptables-t-nat-nL-loadbalancer.txt")).format
+        == FORMAT_LISTING
+    )
+    assert (
+        parse_ruleset(_read("aks-kubenet-lb-service-grep-fragment.txt")).format == FORMAT_FRAGMENT
+    )
     err = parse_ruleset(_read("aks-iptables-save-nf_tables-permission-denied-stderr.txt"))
     assert err.format == FORMAT_ERROR
     assert err.tables == ()
@@ -175,8 +196,10 @@ def test_escaped_quote_comment() -> None:
     """ip-masq-agent's comment with backslash-escaped quotes is unescaped exactly."""
     rs = parse_ruleset(_read("aks-ip-masq-agent-escaped-quote-comment-fragment.txt"))
     rule = rs.rules("nat", "POSTROUTING")[0]
-    assert rule.comment == ('"ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL '
-                            'destination traffic to our custom IP-MASQ-AGENT chain"')
+    assert rule.comment == (
+        '"ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL '
+        'destination traffic to our custom IP-MASQ-AGENT chain"'
+    )
     assert Match("addrtype", "dst-type", "LOCAL", True) in rule.matches
     assert rule.target is not None and rule.target.name == "IP-MASQ-AGENT"
 
@@ -185,8 +208,10 @@ def test_double_comments_are_both_kept() -> None:
     """Calico writes two comments per rule; both are matches, `comment` joins them."""
     rs = parse_ruleset(_read("aks-calico-policy-chains-grep-fragment.txt"))
     rule = rs.rules("filter", "cali-fw-azve0cf0fbcf9f")[3]
-    assert rule.comments == ("cali:X5UXgW1SU0LxFZdH",
-                             "Drop VXLAN encapped packets originating in workloads")
+    assert rule.comments == (
+        "cali:X5UXgW1SU0LxFZdH",
+        "Drop VXLAN encapped packets originating in workloads",
+    )
     assert rule.first("dports") == Match("multiport", "dports", "4789")
     goto = rs.rules("filter", "cali-from-wl-dispatch")[0]
     assert goto.target is not None and goto.target.kind == "goto"
@@ -213,15 +238,18 @@ def test_legacy_tables_warning_is_surfaced() -> None:
     """iptables-nft's `# Warning: iptables-legacy tables present` becomes a warning."""
     rs = parse_ruleset(_read("aks-iptables-nft-vnL-legacy-tables-present-warning-truncated.txt"))
     assert any("iptables-legacy tables present" in w for w in rs.warnings)
-    save = parse_ruleset("# Warning: iptables-legacy tables present, use iptables-legacy "
-                         "to see them\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")
+    save = parse_ruleset(
+        "# Warning: iptables-legacy tables present, use iptables-legacy "
+        "to see them\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n"
+    )
     assert save.warnings[0].startswith("Warning: iptables-legacy tables present")
 
 
 def test_counters_form_of_iptables_save_c() -> None:
     """`iptables-save -c` puts [packets:bytes] before each rule."""
-    rs = parse_ruleset("*filter\n:INPUT ACCEPT [5:600]\n[12:3400] -A INPUT -s 10.0.0.0/8 "
-                       "-j DROP\nCOMMIT\n")
+    rs = parse_ruleset(
+        "*filter\n:INPUT ACCEPT [5:600]\n[12:3400] -A INPUT -s 10.0.0.0/8 -j DROP\nCOMMIT\n"
+    )
     rule = rs.rules("filter", "INPUT")[0]
     assert rule.counters == (12, 3400)
     assert rule.text == "-A INPUT -s 10.0.0.0/8 -j DROP"
@@ -236,9 +264,14 @@ def test_spec_format_policies_and_tproxy() -> None:
     assert chain is not None and chain.policy == "ACCEPT"
     tproxy = rs.rules("mangle", "OLD_CILIUM_PRE_mangle")[1]
     assert tproxy.target is not None
-    assert tproxy.target.options == {"on-port": "43477", "on-ip": "127.0.0.1",
-                                     "tproxy-mark": "0x200/0xffffffff"}
-    assert Match("socket", "transparent", "") in rs.rules("mangle", "OLD_CILIUM_PRE_mangle")[0].matches
+    assert tproxy.target.options == {
+        "on-port": "43477",
+        "on-ip": "127.0.0.1",
+        "tproxy-mark": "0x200/0xffffffff",
+    }
+    assert (
+        Match("socket", "transparent", "") in rs.rules("mangle", "OLD_CILIUM_PRE_mangle")[0].matches
+    )
 
 
 def test_listing_rows_are_rebuilt() -> None:
@@ -251,7 +284,9 @@ def test_listing_rows_are_rebuilt() -> None:
     assert masq.comment == "default/nginx-service:http cluster IP"
     ipvs = parse_ruleset(_read("k8s-ipvs-mode-iptables-t-nat-nL-loadbalancer.txt"))
     rule = ipvs.rules("nat", "KUBE-FIREWALL")[0]
-    assert rule.first("match-set") == Match("set", "match-set", "KUBE-LOAD-BALANCER-SOURCE-CIDR dst,dst,src")
+    assert rule.first("match-set") == Match(
+        "set", "match-set", "KUBE-LOAD-BALANCER-SOURCE-CIDR dst,dst,src"
+    )
     mark = ipvs.rules("nat", "KUBE-MARK-MASQ")[0]
     assert mark.target is not None and mark.target.options == {"or-mark": "0x4000"}
 
@@ -279,9 +314,11 @@ def test_dispatch_indexes_exact_destinations() -> None:
 
 def test_dispatch_sends_negated_and_masked_destinations_to_fallback() -> None:
     """`! -d` and non-/32 destinations can match many addresses: never indexed."""
-    rs = parse_ruleset("*nat\n:X - [0:0]\n-A X ! -d 10.0.0.1/32 -j RETURN\n"
-                       "-A X -d 10.0.0.0/8 -j RETURN\n-A X -d 10.0.0.1/32 -j RETURN\n"
-                       "-A X -d fd00::0:1/128 -p udp -m udp --dport 53 -j RETURN\nCOMMIT\n")
+    rs = parse_ruleset(
+        "*nat\n:X - [0:0]\n-A X ! -d 10.0.0.1/32 -j RETURN\n"
+        "-A X -d 10.0.0.0/8 -j RETURN\n-A X -d 10.0.0.1/32 -j RETURN\n"
+        "-A X -d fd00::0:1/128 -p udp -m udp --dport 53 -j RETURN\nCOMMIT\n"
+    )
     dispatch = rs.dispatch("nat", "X")
     assert dispatch.fallback == (1, 2)
     assert dispatch.candidates("10.0.0.1", "tcp", 443) == (1, 2, 3)
@@ -316,8 +353,9 @@ def test_scale_dump_indexes_and_parses() -> None:
     assert sum(1 for _ in rs.all_rules("nat")) == rs.rule_count("nat")
 
 
-_COMMENT_TEXT = st.text(st.characters(exclude_characters="\n\x00\r",
-                                      exclude_categories=["Cs"]), max_size=60)
+_COMMENT_TEXT = st.text(
+    st.characters(exclude_characters="\n\x00\r", exclude_categories=["Cs"]), max_size=60
+)
 
 
 @given(_COMMENT_TEXT)
@@ -338,12 +376,44 @@ def test_arbitrary_text_never_raises(text: str) -> None:
     list(rs.all_rules())
 
 
-_WORDS = st.sampled_from([
-    "-p", "tcp", "!", "-s", "10.0.0.0/8", "-m", "comment", "--comment", '"a b"', '"x -y"',
-    "--dport", "80", "-j", "DNAT", "--to-destination", "1.2.3.4:80", "-1", "-A", "word",
-    '"q\\"q"', "--set", "-g", "KUBE-SVC-X", " ", "--mark", "0x1/0x1", '""', "-f",
-    '"!"', '"-x"', "--match-set", "a", "b", "--rsource",
-])
+_WORDS = st.sampled_from(
+    [
+        "-p",
+        "tcp",
+        "!",
+        "-s",
+        "10.0.0.0/8",
+        "-m",
+        "comment",
+        "--comment",
+        '"a b"',
+        '"x -y"',
+        "--dport",
+        "80",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        "1.2.3.4:80",
+        "-1",
+        "-A",
+        "word",
+        '"q\\"q"',
+        "--set",
+        "-g",
+        "KUBE-SVC-X",
+        " ",
+        "--mark",
+        "0x1/0x1",
+        '""',
+        "-f",
+        '"!"',
+        '"-x"',
+        "--match-set",
+        "a",
+        "b",
+        "--rsource",
+    ]
+)
 
 
 @given(st.lists(_WORDS, max_size=14))
@@ -357,8 +427,9 @@ def test_fast_path_equals_tokenizer_on_random_rules(words: list[str]) -> None:
 
 def test_spec_verbose_counters_and_empty_input() -> None:
     """`iptables -S -v` puts `-c PKTS BYTES` in the rule; empty text is an empty ruleset."""
-    rs = parse_ruleset("-P INPUT ACCEPT -c 1 2\n-A INPUT -s 10.1.0.0/16 -c 7 700 -j DROP\n",
-                       default_table="filter")
+    rs = parse_ruleset(
+        "-P INPUT ACCEPT -c 1 2\n-A INPUT -s 10.1.0.0/16 -c 7 700 -j DROP\n", default_table="filter"
+    )
     rule = rs.rules("filter", "INPUT")[0]
     assert rule.counters == (7, 700)
     assert rule.matches == (Match("", "source", "10.1.0.0/16"),)

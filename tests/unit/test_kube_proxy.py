@@ -53,7 +53,9 @@ def test_two_endpoints_split_half_and_half() -> None:
     """svc4: probability 0.5 then the rest: each endpoint gets exactly one half."""
     svc4 = _services("k8s-proxier-test-overall-rules-restore-input.txt")["ns4/svc4:p80/TCP"]
     assert [(e.ip, e.port, e.sep_chain) for e in svc4.endpoints] == [
-        ("10.180.0.4", 80, "KUBE-SEP-UKSFD7AGPMPPLUHC"), ("10.180.0.5", 80, "KUBE-SEP-C6EBXVWJJZMIWKLZ")]
+        ("10.180.0.4", 80, "KUBE-SEP-UKSFD7AGPMPPLUHC"),
+        ("10.180.0.5", 80, "KUBE-SEP-C6EBXVWJJZMIWKLZ"),
+    ]
     assert [e.probability for e in svc4.endpoints] == [0.5, 0.5]
     assert svc4.endpoints[0].dnat_rule_text.endswith("-j DNAT --to-destination 10.180.0.4:80")
     assert svc4.external_ips == ("192.168.99.33",)
@@ -80,7 +82,8 @@ def test_service_without_endpoints_is_rejected() -> None:
 def test_three_endpoints_from_rounded_probabilities() -> None:
     """0.33333333349 then 0.5 then the rest: shares multiply out exactly (1e-9)."""
     svc = _services("kep2086-kind-worker-iptables-save-tail-svc-probability.txt")[
-        "default/agnhost-server/TCP"]
+        "default/agnhost-server/TCP"
+    ]
     assert [e.ip for e in svc.endpoints] == ["10.244.1.4", "10.244.2.3", "10.244.2.4"]
     p1 = 0.33333333349
     expected = [p1, (1 - p1) * 0.5, (1 - p1) * 0.5]
@@ -121,7 +124,9 @@ def test_kubenet_lb_fragment_with_interface_masquerade() -> None:
     assert svc.cluster_ip == "10.0.42.82"
     assert svc.load_balancer_ips == ("4.225.83.202",)
     assert [(e.ip, e.port, e.probability) for e in svc.endpoints] == [
-        ("10.244.0.113", 80, 0.5), ("10.244.1.136", 80, 0.5)]
+        ("10.244.0.113", 80, 0.5),
+        ("10.244.1.136", 80, 0.5),
+    ]
     assert svc.masquerade == "when not from interface azv+"
 
 
@@ -150,7 +155,8 @@ def test_2015_userspace_portals() -> None:
 def test_ipvs_listing_reads_nodeport() -> None:
     """An `iptables -nL` listing still yields the Service's VIP, port and node port."""
     svc = _services("kep265-ipvs-era-iptables-t-nat-nL-nodeport-truncated.txt")[
-        "default/nginx-service:http/TCP"]
+        "default/nginx-service:http/TCP"
+    ]
     assert (svc.cluster_ip, svc.port, svc.node_port) == ("10.101.28.148", 3080, 31604)
 
 
@@ -164,9 +170,17 @@ def test_endpoint_shares_formula() -> None:
 def test_comment_and_address_helpers() -> None:
     """Comment forms across versions, and ip:port forms including IPv6."""
     assert parse_service_comment("default/kubernetes:https cluster IP") == (
-        "default", "kubernetes", "https", "cluster IP")
+        "default",
+        "kubernetes",
+        "https",
+        "cluster IP",
+    )
     assert parse_service_comment("portal for default/kubernetes:") == (
-        "default", "kubernetes", "", "")
+        "default",
+        "kubernetes",
+        "",
+        "",
+    )
     assert parse_service_comment("kubernetes service portals") is None
     assert split_host_port("[fd00::5]:8080") == ("fd00::5", 8080)
     assert split_host_port("10.0.0.1:80") == ("10.0.0.1", 80)
@@ -176,7 +190,8 @@ def test_comment_and_address_helpers() -> None:
 def test_backend_detection_from_canaries() -> None:
     """KUBE-PROXY-CANARY picks the backend; rules in two backends give a warning."""
     proxy = parse_ruleset(
-        (FIXTURES / "iptables" / "aks-kube-proxy-netns-iptables-save-truncated.txt").read_text())
+        (FIXTURES / "iptables" / "aks-kube-proxy-netns-iptables-save-truncated.txt").read_text()
+    )
     legacy = parse_ruleset("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n")
     mode = detect_mode({"iptables-legacy": legacy, "iptables-nft": proxy})
     assert (mode.mode, mode.backend) == ("iptables", "iptables-nft")
@@ -188,7 +203,8 @@ def test_backend_detection_from_canaries() -> None:
 def test_ipvs_mode_detection() -> None:
     """KUBE-LOAD-BALANCER and ipset matches mean IPVS mode."""
     rs = parse_ruleset(
-        (FIXTURES / "iptables" / "k8s-ipvs-mode-iptables-t-nat-nL-loadbalancer.txt").read_text())
+        (FIXTURES / "iptables" / "k8s-ipvs-mode-iptables-t-nat-nL-loadbalancer.txt").read_text()
+    )
     assert detect_mode({"iptables-nft": rs}).mode == "ipvs"
 
 
@@ -198,14 +214,25 @@ def test_services_round_trip_the_labs_kube_proxy_rules() -> None:
     records = pytest.importorskip("podpath.lab.records")
     names = pytest.importorskip("podpath.lab.names")
     recs = []
-    for i, (proto, count, node_port) in enumerate([("TCP", 3, 30080), ("UDP", 1, None),
-                                                   ("TCP", 0, None), ("TCP", 4, None)]):
+    for i, (proto, count, node_port) in enumerate(
+        [("TCP", 3, 30080), ("UDP", 1, None), ("TCP", 0, None), ("TCP", 4, None)]
+    ):
         ref = f"lab/svc{i}:p{i}"
         eps = tuple((f"10.244.1.{10 + i * 5 + k}", 8000 + k) for k in range(count))
-        recs.append(records.ServiceRecord(
-            "lab", f"svc{i}", f"p{i}", proto, f"10.96.0.{50 + i}", 80 + i, node_port, eps,
-            names.svc_chain(ref, proto),
-            tuple(names.sep_chain(ref, proto, f"{ip}:{port}") for ip, port in eps)))
+        recs.append(
+            records.ServiceRecord(
+                "lab",
+                f"svc{i}",
+                f"p{i}",
+                proto,
+                f"10.96.0.{50 + i}",
+                80 + i,
+                node_port,
+                eps,
+                names.svc_chain(ref, proto),
+                tuple(names.sep_chain(ref, proto, f"{ip}:{port}") for ip, port in eps),
+            )
+        )
     found = {s.key: s for s in services(parse_ruleset(kubeproxy.restore_input(recs)))}
     for rec in recs:
         svc = found[rec.port_ref]
@@ -223,32 +250,46 @@ def test_services_round_trip_the_labs_kube_proxy_rules() -> None:
 
 # --- the line-regex fast path must give exactly what the parser gives ---------------------
 
+
 def _save_text(count: int) -> str:
     """kube-proxy's nat rules for `count` Services, in iptables-save's option order."""
     from podpath.netfilter import kube_proxy as kp
 
     assert kp.USE_LINE_REGEX
-    head = ["*nat", ":PREROUTING ACCEPT [0:0]", ":KUBE-SERVICES - [0:0]",
-            ":KUBE-NODEPORTS - [0:0]", ":KUBE-MARK-MASQ - [0:0]"]
+    head = [
+        "*nat",
+        ":PREROUTING ACCEPT [0:0]",
+        ":KUBE-SERVICES - [0:0]",
+        ":KUBE-NODEPORTS - [0:0]",
+        ":KUBE-MARK-MASQ - [0:0]",
+    ]
     rules: list[str] = []
     for i in range(count):
         svc, ip, name = f"KUBE-SVC-H{i:04d}", f"10.96.0.{i + 1}", f"ns/svc{i}:http"
         head.append(f":{svc} - [0:0]")
-        rules.append(f'-A KUBE-SERVICES -d {ip}/32 -p tcp -m comment --comment "{name} cluster IP"'
-                     f" -m tcp --dport 80 -j {svc}")
-        rules.append(f'-A {svc} ! -s 10.244.0.0/16 -d {ip}/32 -p tcp -m comment --comment '
-                     f'"{name} cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ')
+        rules.append(
+            f'-A KUBE-SERVICES -d {ip}/32 -p tcp -m comment --comment "{name} cluster IP"'
+            f" -m tcp --dport 80 -j {svc}"
+        )
+        rules.append(
+            f"-A {svc} ! -s 10.244.0.0/16 -d {ip}/32 -p tcp -m comment --comment "
+            f'"{name} cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ'
+        )
         for k in range(3):
             sep, pod = f"KUBE-SEP-H{i:04d}E{k}", f"10.244.{k}.{i % 250 + 1}"
             prob = f" -m statistic --mode random --probability {1 / (3 - k):0.11f}" if k < 2 else ""
             head.append(f":{sep} - [0:0]")
             rules.append(f'-A {svc} -m comment --comment "{name} -> {pod}:8080"{prob} -j {sep}')
             rules.append(f'-A {sep} -s {pod}/32 -m comment --comment "{name}" -j KUBE-MARK-MASQ')
-            rules.append(f'-A {sep} -p tcp -m comment --comment "{name}" -m tcp -j DNAT '
-                         f"--to-destination {pod}:8080")
-    rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: '
-                 'this must be the last rule in this chain" -m addrtype --dst-type LOCAL '
-                 "-j KUBE-NODEPORTS")
+            rules.append(
+                f'-A {sep} -p tcp -m comment --comment "{name}" -m tcp -j DNAT '
+                f"--to-destination {pod}:8080"
+            )
+    rules.append(
+        '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: '
+        'this must be the last rule in this chain" -m addrtype --dst-type LOCAL '
+        "-j KUBE-NODEPORTS"
+    )
     return "\n".join([*head, *rules, "COMMIT", ""])
 
 

@@ -83,7 +83,11 @@ def test_listing_text_calico_table() -> None:
     this_host = rs.get_set("ip", "calico", "cali40this-host")
     assert this_host is not None
     assert [e.key[0] for e in this_host.elements] == [
-        "10.128.0.212", "127.0.0.0", "127.0.0.1", "192.168.122.1"]
+        "10.128.0.212",
+        "127.0.0.0",
+        "127.0.0.1",
+        "192.168.122.1",
+    ]
     post = rs.get_chain("ip", "calico", "nat-POSTROUTING")
     assert post is not None and post.prio == "srcnat + 10" and post.hook == "postrouting"
     fwd = rs.chain_rules("ip", "calico", "filter-FORWARD")
@@ -94,21 +98,30 @@ def test_listing_text_calico_table() -> None:
 def test_commands_text_foreign_ruleset() -> None:
     """`nft -f` commands of another tool's ruleset: tables, chains and rules in order."""
     rs = parse_nft(_read("calico-issue13263-foreign-ruleset-nft-commands.txt"))
-    assert {(t.family, t.name) for t in rs.tables} == {("ip", "filter"), ("ip", "mangle"),
-                                                       ("ip", "nat")}
+    assert {(t.family, t.name) for t in rs.tables} == {
+        ("ip", "filter"),
+        ("ip", "mangle"),
+        ("ip", "nat"),
+    }
     rules = rs.chain_rules("ip", "filter", "nixos-fw-log-refuse")
     assert rules[0].text == "pkttype != unicast counter jump nixos-fw-refuse"
 
 
 def test_kube_proxy_nft_services_from_commands() -> None:
     """kube-proxy's nftables test ruleset: the six Services with VIPs, ports, endpoints."""
-    svcs = {s.key: s for s in nft_services(parse_nft(_read(
-        "k8s-nftables-proxier-test-overall-rules-nft-f-dump.txt")))}
+    svcs = {
+        s.key: s
+        for s in nft_services(
+            parse_nft(_read("k8s-nftables-proxier-test-overall-rules-nft-f-dump.txt"))
+        )
+    }
     assert sorted(svcs) == [f"ns{i}/svc{i}:p80" for i in range(1, 7)]
     svc4 = svcs["ns4/svc4:p80"]
     assert (svc4.cluster_ip, svc4.port, svc4.protocol) == ("172.30.0.44", 80, "TCP")
     assert [(e.ip, e.port, e.probability) for e in svc4.endpoints] == [
-        ("10.180.0.4", 80, 0.5), ("10.180.0.5", 80, 0.5)]
+        ("10.180.0.4", 80, 0.5),
+        ("10.180.0.5", 80, 0.5),
+    ]
     assert svc4.endpoints[0].dnat_rule_text == "meta l4proto tcp dnat to 10.180.0.4:80"
     assert svc4.external_ips == ("192.168.99.33",)
     assert svc4.masquerade == "when source not in 10.0.0.0/8"
@@ -126,32 +139,88 @@ def _kube_proxy_json() -> str:
     """A small `nft -j list ruleset` of kube-proxy's table, as nft 1.0 prints it."""
     t: dict[str, Any] = {"family": "ip", "table": "kube-proxy"}
     svc = "service-AAAA-ns/web/tcp/http"
-    eps = ["endpoint-BBBB-ns/web/tcp/http__10.1.0.5/8080",
-           "endpoint-CCCC-ns/web/tcp/http__10.1.0.6/8080",
-           "endpoint-DDDD-ns/web/tcp/http__10.1.0.7/8080"]
+    eps = [
+        "endpoint-BBBB-ns/web/tcp/http__10.1.0.5/8080",
+        "endpoint-CCCC-ns/web/tcp/http__10.1.0.6/8080",
+        "endpoint-DDDD-ns/web/tcp/http__10.1.0.7/8080",
+    ]
     items: list[dict[str, Any]] = [
         {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
         {"table": {"family": "ip", "name": "kube-proxy", "handle": 1}},
         {"set": {**t, "name": "cluster-ips", "type": "ipv4_addr", "elem": ["10.96.0.20"]}},
-        {"map": {**t, "name": "service-ips", "type": ["ipv4_addr", "inet_proto", "inet_service"],
-                 "map": "verdict", "elem": [[{"concat": ["10.96.0.20", "tcp", 80]},
-                                             {"goto": {"target": svc}}]]}},
+        {
+            "map": {
+                **t,
+                "name": "service-ips",
+                "type": ["ipv4_addr", "inet_proto", "inet_service"],
+                "map": "verdict",
+                "elem": [[{"concat": ["10.96.0.20", "tcp", 80]}, {"goto": {"target": svc}}]],
+            }
+        },
         {"chain": {**t, "name": svc, "handle": 5}},
-        {"rule": {**t, "chain": svc, "handle": 6, "expr": [
-            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
-                       "right": "10.96.0.20"}},
-            {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
-                       "right": {"prefix": {"addr": "10.0.0.0", "len": 8}}}},
-            {"jump": {"target": "mark-for-masquerade"}}]}},
-        {"rule": {**t, "chain": svc, "handle": 7, "expr": [{"vmap": {
-            "key": {"numgen": {"mode": "random", "mod": 3, "offset": 0}},
-            "data": {"set": [[i, {"goto": {"target": ep}}] for i, ep in enumerate(eps)]}}}]}},
+        {
+            "rule": {
+                **t,
+                "chain": svc,
+                "handle": 6,
+                "expr": [
+                    {
+                        "match": {
+                            "op": "==",
+                            "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                            "right": "10.96.0.20",
+                        }
+                    },
+                    {
+                        "match": {
+                            "op": "!=",
+                            "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                            "right": {"prefix": {"addr": "10.0.0.0", "len": 8}},
+                        }
+                    },
+                    {"jump": {"target": "mark-for-masquerade"}},
+                ],
+            }
+        },
+        {
+            "rule": {
+                **t,
+                "chain": svc,
+                "handle": 7,
+                "expr": [
+                    {
+                        "vmap": {
+                            "key": {"numgen": {"mode": "random", "mod": 3, "offset": 0}},
+                            "data": {
+                                "set": [[i, {"goto": {"target": ep}}] for i, ep in enumerate(eps)]
+                            },
+                        }
+                    }
+                ],
+            }
+        },
     ]
     for i, ep in enumerate(eps):
         items.append({"chain": {**t, "name": ep, "handle": 10 + i}})
-        items.append({"rule": {**t, "chain": ep, "handle": 20 + i, "expr": [
-            {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
-            {"dnat": {"addr": f"10.1.0.{5 + i}", "port": 8080}}]}})
+        items.append(
+            {
+                "rule": {
+                    **t,
+                    "chain": ep,
+                    "handle": 20 + i,
+                    "expr": [
+                        {
+                            "match": {
+                                "op": "==",
+                                "left": {"meta": {"key": "l4proto"}},
+                                "right": "tcp",
+                            }
+                        },
+                        {"dnat": {"addr": f"10.1.0.{5 + i}", "port": 8080}},
+                    ],
+                }
+            }
+        )
     return json.dumps({"nftables": items})
 
 
@@ -159,7 +228,9 @@ def test_kube_proxy_nft_services_from_json() -> None:
     """The same extraction works on `nft -j` JSON: numgen mod 3 gives thirds."""
     rs = parse_nft(_kube_proxy_json())
     svc_rules = rs.chain_rules("ip", "kube-proxy", "service-AAAA-ns/web/tcp/http")
-    assert svc_rules[0].text == "ip daddr 10.96.0.20 ip saddr != 10.0.0.0/8 jump mark-for-masquerade"
+    assert (
+        svc_rules[0].text == "ip daddr 10.96.0.20 ip saddr != 10.0.0.0/8 jump mark-for-masquerade"
+    )
     assert svc_rules[1].text.startswith("numgen random mod 3 vmap { 0 : goto endpoint-BBBB")
     (svc,) = nft_services(rs)
     assert (svc.namespace, svc.name, svc.port_name, svc.protocol) == ("ns", "web", "http", "TCP")
@@ -180,8 +251,10 @@ def test_bad_json_is_reported_not_raised() -> None:
     for _ in range(5000):
         deep = {"&": [deep, 1]}
     assert render_rule([deep]) == "<expression nested too deeply>"
-    odd = parse_nft_json('{"nftables": [{"rule": {"family": "ip", "table": "t", "chain": "c",'
-                         ' "expr": [{"weird": {"a": 1}}], "comment": 5}}, 3, {"x": 1, "y": 2}]}')
+    odd = parse_nft_json(
+        '{"nftables": [{"rule": {"family": "ip", "table": "t", "chain": "c",'
+        ' "expr": [{"weird": {"a": 1}}], "comment": 5}}, 3, {"x": 1, "y": 2}]}'
+    )
     assert odd.rules[0].text == '{"weird":{"a":1}}'
     assert odd.rules[0].comment is None
     assert len(odd.warnings) == 2
@@ -196,14 +269,18 @@ def test_render_unknown_expression_verbatim() -> None:
 
 def test_text_elements_with_comments_and_ipv6() -> None:
     """Element lists: ` . ` concatenations, comments, verdicts, and IPv6 colons."""
-    elems = parse_elements('1.2.3.4 . tcp . 80 comment "ns2/svc2:p80" : drop, '
-                           "fd00::1 . udp . 53 : goto svc-x")
+    elems = parse_elements(
+        '1.2.3.4 . tcp . 80 comment "ns2/svc2:p80" : drop, fd00::1 . udp . 53 : goto svc-x'
+    )
     assert elems[0] == NftElement(("1.2.3.4", "tcp", "80"), "drop", "ns2/svc2:p80")
     assert elems[1] == NftElement(("fd00::1", "udp", "53"), "goto svc-x", None)
-    assert parse_elements("fd00::1, 10.0.0.1") == (NftElement(("fd00::1",)),
-                                                   NftElement(("10.0.0.1",)))
+    assert parse_elements("fd00::1, 10.0.0.1") == (
+        NftElement(("fd00::1",)),
+        NftElement(("10.0.0.1",)),
+    )
     assert parse_elements('1.1.1.1 comment "a : b . c" : accept') == (
-        NftElement(("1.1.1.1",), "accept", "a : b . c"),)
+        NftElement(("1.1.1.1",), "accept", "a : b . c"),
+    )
 
 
 @given(st.text(max_size=300))
@@ -282,11 +359,17 @@ def test_kube_proxy_nft_services_from_listing() -> None:
     no_ep = rs.get_set("ip", "kube-proxy", "no-endpoint-services")
     assert no_ep is not None and no_ep.comment is None
     pre = rs.get_chain("ip", "kube-proxy", "nat-prerouting")
-    assert pre is not None and (pre.hook, pre.prio, pre.policy) == ("prerouting", "dstnat", "accept")
+    assert pre is not None and (pre.hook, pre.prio, pre.policy) == (
+        "prerouting",
+        "dstnat",
+        "accept",
+    )
     svcs = {s.key: s for s in nft_services(rs)}
     assert sorted(svcs) == ["ns1/svc1:p80", "ns4/svc4:p80", "ns6/svc6:p80"]
     assert [(e.ip, e.port, e.probability) for e in svcs["ns4/svc4:p80"].endpoints] == [
-        ("10.180.0.4", 80, 0.5), ("10.180.0.5", 80, 0.5)]
+        ("10.180.0.4", 80, 0.5),
+        ("10.180.0.5", 80, 0.5),
+    ]
     assert svcs["ns1/svc1:p80"].cluster_ip == "172.30.0.41"
     assert svcs["ns6/svc6:p80"].no_endpoints == "REJECT"
 
@@ -333,25 +416,64 @@ def test_parse_nft_json_restores_the_garbage_collector() -> None:
 def _kp_json(dnat_comment: str | None = None) -> str:
     """A one-Service kube-proxy table as `nft -j` prints it (endpoint chain: masq + dnat)."""
     svc, ep = "service-AAAA-ns/web/tcp/http", "endpoint-BBBB-ns/web/tcp/http__10.244.0.5/80"
-    masq: dict[str, Any] = {"family": "ip", "table": "kube-proxy", "chain": ep, "expr": [
-        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
-                   "right": "10.244.0.5"}}, {"jump": {"target": "mark-for-masquerade"}}]}
+    masq: dict[str, Any] = {
+        "family": "ip",
+        "table": "kube-proxy",
+        "chain": ep,
+        "expr": [
+            {
+                "match": {
+                    "op": "==",
+                    "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                    "right": "10.244.0.5",
+                }
+            },
+            {"jump": {"target": "mark-for-masquerade"}},
+        ],
+    }
     if dnat_comment is not None:
         masq["comment"] = dnat_comment
     items: list[dict[str, Any]] = [
         {"table": {"family": "ip", "name": "kube-proxy"}},
         {"chain": {"family": "ip", "table": "kube-proxy", "name": svc}},
         {"chain": {"family": "ip", "table": "kube-proxy", "name": ep}},
-        {"map": {"family": "ip", "table": "kube-proxy", "name": "service-ips",
-                 "type": ["ipv4_addr", "inet_proto", "inet_service"], "map": "verdict",
-                 "elem": [[{"concat": ["10.96.0.9", "tcp", 80]}, {"goto": {"target": svc}}]]}},
-        {"rule": {"family": "ip", "table": "kube-proxy", "chain": svc, "expr": [
-            {"vmap": {"key": {"numgen": {"mode": "random", "mod": 1}},
-                      "data": {"set": [[0, {"goto": {"target": ep}}]]}}}]}},
+        {
+            "map": {
+                "family": "ip",
+                "table": "kube-proxy",
+                "name": "service-ips",
+                "type": ["ipv4_addr", "inet_proto", "inet_service"],
+                "map": "verdict",
+                "elem": [[{"concat": ["10.96.0.9", "tcp", 80]}, {"goto": {"target": svc}}]],
+            }
+        },
+        {
+            "rule": {
+                "family": "ip",
+                "table": "kube-proxy",
+                "chain": svc,
+                "expr": [
+                    {
+                        "vmap": {
+                            "key": {"numgen": {"mode": "random", "mod": 1}},
+                            "data": {"set": [[0, {"goto": {"target": ep}}]]},
+                        }
+                    }
+                ],
+            }
+        },
         {"rule": masq},
-        {"rule": {"family": "ip", "table": "kube-proxy", "chain": ep, "expr": [
-            {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
-            {"dnat": {"addr": "10.244.0.5", "port": 80}}]}},
+        {
+            "rule": {
+                "family": "ip",
+                "table": "kube-proxy",
+                "chain": ep,
+                "expr": [
+                    {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
+                    {"dnat": {"addr": "10.244.0.5", "port": 80}},
+                ],
+            }
+        },
     ]
     return json.dumps({"nftables": items})
 
@@ -366,6 +488,6 @@ def test_services_from_lazily_rendered_json_rules() -> None:
 
 def test_endpoint_still_reads_a_dnat_named_only_in_a_comment() -> None:
     """A rule whose text says `dnat to` only in its comment is read, as the text parser does."""
-    rs = parse_nft_json(_kp_json('dnat to 10.9.9.9:8080'))
+    rs = parse_nft_json(_kp_json("dnat to 10.9.9.9:8080"))
     (svc,) = nft_services(rs)
     assert [(e.ip, e.port) for e in svc.endpoints] == [("10.9.9.9", 8080)]

@@ -8,6 +8,7 @@ import sys
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from podpath.collectors import parallel
 
 
@@ -49,8 +50,13 @@ except ChildProcessError:
 
 
 def test_parts_run_in_children_and_come_back_in_order() -> None:
-    done = subprocess.run([sys.executable, "-c", _IN_CHILDREN], capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _IN_CHILDREN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")
 
 

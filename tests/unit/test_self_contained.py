@@ -21,7 +21,9 @@ def _tracked_text_files() -> list[Path]:
     """Every file a clone holds (git's list, so build and cache folders do not count)."""
     out = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        check=True,
     ).stdout
     files = []
     for name in out.decode().split("\0"):

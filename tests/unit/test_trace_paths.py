@@ -45,7 +45,9 @@ def test_same_node_pod_to_pod_through_the_bridge() -> None:
 
 def test_unknown_mac_is_flooded_and_says_so() -> None:
     """Without an FDB entry the bridge floods; the trace says so and follows the owning port."""
-    snap = build_node(NodeSpec(pods=[PodSpec("a", "10.244.0.5"), PodSpec("b", "10.244.0.6")], fdb_known=False))
+    snap = build_node(
+        NodeSpec(pods=[PodSpec("a", "10.244.0.5"), PodSpec("b", "10.244.0.6")], fdb_known=False)
+    )
     b = _only(trace([snap], Probe("default/a", "10.244.0.6:80")).branches)
     bridge = next(h for h in b.hops if h.kind == "bridge")
     assert bridge.data["flooded"] is True and "flooded" in bridge.text
@@ -54,8 +56,11 @@ def test_unknown_mac_is_flooded_and_says_so() -> None:
 
 def test_missing_neighbour_entry_says_arp_would_resolve_it() -> None:
     """With no ARP entry the trace names who would answer the ARP request."""
-    snap = build_node(NodeSpec(pods=[PodSpec("a", "10.244.0.5"), PodSpec("b", "10.244.0.6")],
-                               neighbours_known=False))
+    snap = build_node(
+        NodeSpec(
+            pods=[PodSpec("a", "10.244.0.5"), PodSpec("b", "10.244.0.6")], neighbours_known=False
+        )
+    )
     b = _only(trace([snap], Probe("default/a", "10.244.0.6:80")).branches)
     neigh = next(h for h in b.hops if h.kind == "neighbour")
     assert "ARP would be answered by" in neigh.text and neigh.data["lladdr"] == "02:00:00:00:00:41"
@@ -69,7 +74,11 @@ def test_cross_node_host_gw_continues_on_the_other_node() -> None:
     assert b.verdict == "delivered" and "pod default/c" in b.reason
     routes = [h for h in b.hops if h.kind == "route"]
     on_a = next(h for h in routes if h.node == "node-a" and h.data["iif"] == "cni0")
-    assert (on_a.data["matched"], on_a.data["gateway"], on_a.data["dev"]) == ("10.244.1.0/24", "192.168.0.3", "eth0")
+    assert (on_a.data["matched"], on_a.data["gateway"], on_a.data["dev"]) == (
+        "10.244.1.0/24",
+        "192.168.0.3",
+        "eth0",
+    )
     leave = next(h for h in b.hops if h.kind == "leave")
     assert leave.data["toward"] == "node-b"
 
@@ -80,7 +89,12 @@ def test_cross_node_without_the_other_snapshot_leaves_the_node() -> None:
     b = _only(trace([a], Probe("default/a", "10.244.1.5:80")).branches)
     assert b.verdict == "leaves-node"
     leave = b.hops[-1]
-    assert (leave.kind, leave.data["dev"], leave.data["via"], leave.data["toward"]) == ("leave", "eth0", "192.168.0.3", None)
+    assert (leave.kind, leave.data["dev"], leave.data["via"], leave.data["toward"]) == (
+        "leave",
+        "eth0",
+        "192.168.0.3",
+        None,
+    )
 
 
 def test_cross_node_vxlan_encapsulates_to_the_remote_vtep() -> None:
@@ -98,8 +112,11 @@ def test_cross_node_vxlan_encapsulates_to_the_remote_vtep() -> None:
 def test_blackhole_route_drops() -> None:
     """A blackhole route in the node drops the forwarded packet and names the route."""
     a, _ = two_nodes()
-    a = with_root(a, routes=next(n for n in a.netns if n.inode == a.root_netns).routes
-                  + (Route(a.root_netns, 4, MAIN, "blackhole", "10.99.0.0/16"),))
+    a = with_root(
+        a,
+        routes=next(n for n in a.netns if n.inode == a.root_netns).routes
+        + (Route(a.root_netns, 4, MAIN, "blackhole", "10.99.0.0/16"),),
+    )
     b = _only(trace([a], Probe("default/a", "10.99.0.1:80")).branches)
     assert b.verdict == "dropped" and "blackhole" in b.reason
     assert b.hops[-1].kind == "drop"
@@ -108,24 +125,41 @@ def test_blackhole_route_drops() -> None:
 def test_unreachable_route_drops() -> None:
     """An unreachable route drops with host unreachable."""
     a, _ = two_nodes()
-    a = with_root(a, routes=next(n for n in a.netns if n.inode == a.root_netns).routes
-                  + (Route(a.root_netns, 4, MAIN, "unreachable", "10.98.0.0/16"),))
+    a = with_root(
+        a,
+        routes=next(n for n in a.netns if n.inode == a.root_netns).routes
+        + (Route(a.root_netns, 4, MAIN, "unreachable", "10.98.0.0/16"),),
+    )
     b = _only(trace([a], Probe("default/a", "10.98.0.1:80")).branches)
     assert b.verdict == "dropped" and "unreachable" in b.reason
 
 
 def test_policy_routing_by_fwmark_from_a_mangle_rule() -> None:
     """A mangle OUTPUT MARK makes the node reroute through the fwmark rule's table."""
-    mangle = "\n".join([
-        "*mangle", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]",
-        ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]",
-        "-A OUTPUT -d 203.0.113.0/24 -j MARK --set-xmark 0x1/0xffffffff", "COMMIT", "",
-    ])
-    spec = NodeSpec(iptables=mangle, rules=(
-        Rule(root_inode(0), 4, 0, "lookup", table=255),
-        Rule(root_inode(0), 4, 100, "lookup", table=100, fwmark=0x1, fwmask=0xFFFFFFFF),
-        Rule(root_inode(0), 4, 32766, "lookup", table=254),
-    ), extra_routes=(Route(root_inode(0), 4, 100, "unicast", "0.0.0.0/0", gateway="192.168.0.254", dev=ETH0),))
+    mangle = "\n".join(
+        [
+            "*mangle",
+            ":PREROUTING ACCEPT [0:0]",
+            ":INPUT ACCEPT [0:0]",
+            ":FORWARD ACCEPT [0:0]",
+            ":OUTPUT ACCEPT [0:0]",
+            ":POSTROUTING ACCEPT [0:0]",
+            "-A OUTPUT -d 203.0.113.0/24 -j MARK --set-xmark 0x1/0xffffffff",
+            "COMMIT",
+            "",
+        ]
+    )
+    spec = NodeSpec(
+        iptables=mangle,
+        rules=(
+            Rule(root_inode(0), 4, 0, "lookup", table=255),
+            Rule(root_inode(0), 4, 100, "lookup", table=100, fwmark=0x1, fwmask=0xFFFFFFFF),
+            Rule(root_inode(0), 4, 32766, "lookup", table=254),
+        ),
+        extra_routes=(
+            Route(root_inode(0), 4, 100, "unicast", "0.0.0.0/0", gateway="192.168.0.254", dev=ETH0),
+        ),
+    )
     snap = build_node(spec)
     b = _only(trace([snap], Probe("node", "203.0.113.5:443")).branches)
     routes = [h for h in b.hops if h.kind == "route"]

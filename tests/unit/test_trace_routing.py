@@ -24,7 +24,13 @@ BASE = [
 def test_longest_prefix_wins_over_default() -> None:
     """A /24 beats the default route for an address inside it."""
     d = lookup(_ns(BASE), "10.244.1.7")
-    assert (d.type, d.matched, d.gateway, d.dev, d.table) == ("unicast", "10.244.1.0/24", "192.168.0.3", 2, 254)
+    assert (d.type, d.matched, d.gateway, d.dev, d.table) == (
+        "unicast",
+        "10.244.1.0/24",
+        "192.168.0.3",
+        2,
+        254,
+    )
 
 
 def test_local_table_is_consulted_first() -> None:
@@ -77,7 +83,10 @@ def test_blackhole_and_unreachable_routes() -> None:
 
 def test_rule_action_prohibit() -> None:
     """A `prohibit` policy rule ends the lookup."""
-    rules = (Rule(NS, 4, 5, "prohibit", dst="203.0.113.0/24"), Rule(NS, 4, 32766, "lookup", table=254))
+    rules = (
+        Rule(NS, 4, 5, "prohibit", dst="203.0.113.0/24"),
+        Rule(NS, 4, 32766, "lookup", table=254),
+    )
     assert lookup(_ns(BASE, rules), "203.0.113.9").type == "prohibit"
 
 

@@ -50,7 +50,9 @@ def test_netfilter_hops_name_table_chain_rule_and_backend() -> None:
     branch = trace([a], Probe("default/a", f"{VIP}:80")).branches[0]
     nf = [h for h in branch.hops if h.kind == "netfilter"]
     assert nf and all({"table", "chain", "rule", "backend"} <= set(h.data) for h in nf)
-    assert any(h.data["chain"] == "KUBE-SERVICES" and "-j KUBE-SVC-" in str(h.data["rule"]) for h in nf)
+    assert any(
+        h.data["chain"] == "KUBE-SERVICES" and "-j KUBE-SVC-" in str(h.data["rule"]) for h in nf
+    )
     assert all(h.data["backend"] == "nft" for h in nf)
 
 
@@ -81,7 +83,11 @@ def test_reply_from_a_service_comes_back_from_the_vip() -> None:
         reply = branch.reply[0]
         assert reply.verdict == "delivered", reply.reason
         assert (reply.packet.src, reply.packet.sport, reply.packet.dst, reply.packet.dport) == (
-            VIP, 80, "10.244.0.5", 40000)
+            VIP,
+            80,
+            "10.244.0.5",
+            40000,
+        )
 
 
 def test_node_to_service_masquerades_through_kube_mark_masq() -> None:
@@ -135,11 +141,21 @@ def test_unknown_service_is_a_probe_error() -> None:
 
 def test_jump_loop_ends_uncertain_instead_of_hanging() -> None:
     """Chains that jump to each other end the branch as uncertain, not in an endless walk."""
-    rules = "\n".join([
-        "*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
-        ":LOOP-A - [0:0]", ":LOOP-B - [0:0]",
-        "-A FORWARD -j LOOP-A", "-A LOOP-A -j LOOP-B", "-A LOOP-B -j LOOP-A", "COMMIT", "",
-    ])
+    rules = "\n".join(
+        [
+            "*filter",
+            ":INPUT ACCEPT [0:0]",
+            ":FORWARD ACCEPT [0:0]",
+            ":OUTPUT ACCEPT [0:0]",
+            ":LOOP-A - [0:0]",
+            ":LOOP-B - [0:0]",
+            "-A FORWARD -j LOOP-A",
+            "-A LOOP-A -j LOOP-B",
+            "-A LOOP-B -j LOOP-A",
+            "COMMIT",
+            "",
+        ]
+    )
     a, b = two_nodes("host-gw", rules, rules)
     branch = trace([a, b], Probe("default/a", "10.244.1.5:80")).branches[0]
     assert branch.verdict == "uncertain" and "loop" in branch.reason

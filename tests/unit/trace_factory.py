@@ -110,82 +110,254 @@ def build_node(spec: NodeSpec) -> Snapshot:
     bridge_ip = _bridge_ip(spec.pod_cidr)
     plen = 24
     root_links = [
-        Link(root, LO, "lo", None, "00:00:00:00:00:00", 65536, "UNKNOWN", ("LOOPBACK", "UP"),
-             addresses=(Address(4, "127.0.0.1", 8, "host"),)),
-        Link(root, ETH0, "eth0", None, mac(n, ETH0), 1500, "UP", ("UP",),
-             addresses=(Address(4, spec.address, plen),)),
-        Link(root, CNI0, "cni0", "bridge", mac(n, CNI0), 1450, "UP", ("UP",),
-             addresses=(Address(4, bridge_ip, 24),)),
+        Link(
+            root,
+            LO,
+            "lo",
+            None,
+            "00:00:00:00:00:00",
+            65536,
+            "UNKNOWN",
+            ("LOOPBACK", "UP"),
+            addresses=(Address(4, "127.0.0.1", 8, "host"),),
+        ),
+        Link(
+            root,
+            ETH0,
+            "eth0",
+            None,
+            mac(n, ETH0),
+            1500,
+            "UP",
+            ("UP",),
+            addresses=(Address(4, spec.address, plen),),
+        ),
+        Link(
+            root,
+            CNI0,
+            "cni0",
+            "bridge",
+            mac(n, CNI0),
+            1450,
+            "UP",
+            ("UP",),
+            addresses=(Address(4, bridge_ip, 24),),
+        ),
     ]
     routes = [
-        Route(root, 4, MAIN, "unicast", "0.0.0.0/0", gateway=spec.gateway, dev=ETH0, prefsrc=spec.address),
-        Route(root, 4, MAIN, "unicast", f"{spec.address.rsplit('.', 1)[0]}.0/24", dev=ETH0, scope="link",
-              prefsrc=spec.address, protocol="kernel"),
-        Route(root, 4, MAIN, "unicast", spec.pod_cidr, dev=CNI0, scope="link", prefsrc=bridge_ip,
-              protocol="kernel"),
+        Route(
+            root,
+            4,
+            MAIN,
+            "unicast",
+            "0.0.0.0/0",
+            gateway=spec.gateway,
+            dev=ETH0,
+            prefsrc=spec.address,
+        ),
+        Route(
+            root,
+            4,
+            MAIN,
+            "unicast",
+            f"{spec.address.rsplit('.', 1)[0]}.0/24",
+            dev=ETH0,
+            scope="link",
+            prefsrc=spec.address,
+            protocol="kernel",
+        ),
+        Route(
+            root,
+            4,
+            MAIN,
+            "unicast",
+            spec.pod_cidr,
+            dev=CNI0,
+            scope="link",
+            prefsrc=bridge_ip,
+            protocol="kernel",
+        ),
         Route(root, 4, LOCAL, "local", "127.0.0.0/8", dev=LO, scope="host", prefsrc="127.0.0.1"),
-        Route(root, 4, LOCAL, "local", f"{spec.address}/32", dev=ETH0, scope="host", prefsrc=spec.address),
-        Route(root, 4, LOCAL, "local", f"{bridge_ip}/32", dev=CNI0, scope="host", prefsrc=bridge_ip),
+        Route(
+            root,
+            4,
+            LOCAL,
+            "local",
+            f"{spec.address}/32",
+            dev=ETH0,
+            scope="host",
+            prefsrc=spec.address,
+        ),
+        Route(
+            root, 4, LOCAL, "local", f"{bridge_ip}/32", dev=CNI0, scope="host", prefsrc=bridge_ip
+        ),
     ]
     neighbours: list[Neighbour] = [
         Neighbour(root, 4, ETH0, spec.gateway, mac(99, 1), ("REACHABLE",)),
     ]
     fdb: list[FdbEntry] = []
     if spec.overlay == "vxlan" and spec.peers:
-        root_links.append(Link(root, FLANNEL, "flannel.1", "vxlan", flannel_mac(n), 1450, "UNKNOWN", ("UP",),
-                               addresses=(Address(4, spec.pod_cidr.split("/")[0], 32),),
-                               vxlan=Vxlan(1, 8472, spec.address, None, ETH0, False)))
+        root_links.append(
+            Link(
+                root,
+                FLANNEL,
+                "flannel.1",
+                "vxlan",
+                flannel_mac(n),
+                1450,
+                "UNKNOWN",
+                ("UP",),
+                addresses=(Address(4, spec.pod_cidr.split("/")[0], 32),),
+                vxlan=Vxlan(1, 8472, spec.address, None, ETH0, False),
+            )
+        )
     for peer in spec.peers:
-        neighbours.append(Neighbour(root, 4, ETH0, peer.address, mac(peer.index, ETH0), ("REACHABLE",)))
+        neighbours.append(
+            Neighbour(root, 4, ETH0, peer.address, mac(peer.index, ETH0), ("REACHABLE",))
+        )
         if spec.overlay == "vxlan":
             net = peer.pod_cidr.split("/")[0]
-            routes.append(Route(root, 4, MAIN, "unicast", peer.pod_cidr, gateway=net, dev=FLANNEL,
-                                flags=("onlink",)))
-            neighbours.append(Neighbour(root, 4, FLANNEL, net, flannel_mac(peer.index), ("PERMANENT",)))
-            fdb.append(FdbEntry(root, FLANNEL, flannel_mac(peer.index), dst=peer.address,
-                                state=("permanent",), flags=("self",)))
+            routes.append(
+                Route(
+                    root,
+                    4,
+                    MAIN,
+                    "unicast",
+                    peer.pod_cidr,
+                    gateway=net,
+                    dev=FLANNEL,
+                    flags=("onlink",),
+                )
+            )
+            neighbours.append(
+                Neighbour(root, 4, FLANNEL, net, flannel_mac(peer.index), ("PERMANENT",))
+            )
+            fdb.append(
+                FdbEntry(
+                    root,
+                    FLANNEL,
+                    flannel_mac(peer.index),
+                    dst=peer.address,
+                    state=("permanent",),
+                    flags=("self",),
+                )
+            )
         else:
-            routes.append(Route(root, 4, MAIN, "unicast", peer.pod_cidr, gateway=peer.address, dev=ETH0))
+            routes.append(
+                Route(root, 4, MAIN, "unicast", peer.pod_cidr, gateway=peer.address, dev=ETH0)
+            )
     namespaces: list[NetNamespace] = []
     pods: list[Pod] = []
     for i, p in enumerate(spec.pods):
         inode = pod_inode(n, i)
         veth_index = 10 + i
-        host_veth = Link(root, veth_index, f"veth{n}{i:03d}", "veth", mac(n, veth_index), 1450, "UP", ("UP",),
-                         master=CNI0, link=2, link_netnsid=i, peer=LinkRef(inode, ETH0))
+        host_veth = Link(
+            root,
+            veth_index,
+            f"veth{n}{i:03d}",
+            "veth",
+            mac(n, veth_index),
+            1450,
+            "UP",
+            ("UP",),
+            master=CNI0,
+            link=2,
+            link_netnsid=i,
+            peer=LinkRef(inode, ETH0),
+        )
         root_links.append(host_veth)
-        pod_eth0 = Link(inode, ETH0, "eth0", "veth", pod_mac(n, i), 1450, "UP", ("UP",), link=veth_index,
-                        link_netnsid=0, peer=LinkRef(root, veth_index), addresses=(Address(4, p.ip, 24),))
+        pod_eth0 = Link(
+            inode,
+            ETH0,
+            "eth0",
+            "veth",
+            pod_mac(n, i),
+            1450,
+            "UP",
+            ("UP",),
+            link=veth_index,
+            link_netnsid=0,
+            peer=LinkRef(root, veth_index),
+            addresses=(Address(4, p.ip, 24),),
+        )
         pod_links = (
-            Link(inode, LO, "lo", None, "00:00:00:00:00:00", 65536, "UNKNOWN", ("LOOPBACK", "UP"),
-                 addresses=(Address(4, "127.0.0.1", 8, "host"),)),
+            Link(
+                inode,
+                LO,
+                "lo",
+                None,
+                "00:00:00:00:00:00",
+                65536,
+                "UNKNOWN",
+                ("LOOPBACK", "UP"),
+                addresses=(Address(4, "127.0.0.1", 8, "host"),),
+            ),
             pod_eth0,
         )
         pod_routes = (
             Route(inode, 4, MAIN, "unicast", "0.0.0.0/0", gateway=bridge_ip, dev=ETH0),
-            Route(inode, 4, MAIN, "unicast", spec.pod_cidr, dev=ETH0, scope="link", prefsrc=p.ip,
-                  protocol="kernel"),
+            Route(
+                inode,
+                4,
+                MAIN,
+                "unicast",
+                spec.pod_cidr,
+                dev=ETH0,
+                scope="link",
+                prefsrc=p.ip,
+                protocol="kernel",
+            ),
             Route(inode, 4, LOCAL, "local", "127.0.0.0/8", dev=LO, scope="host"),
             Route(inode, 4, LOCAL, "local", f"{p.ip}/32", dev=ETH0, scope="host", prefsrc=p.ip),
         )
         pod_neigh = (Neighbour(inode, 4, ETH0, bridge_ip, mac(n, CNI0), ("REACHABLE",)),)
-        namespaces.append(NetNamespace(inode, links=pod_links, routes=pod_routes,
-                                       neighbours=pod_neigh if spec.neighbours_known else ()))
+        namespaces.append(
+            NetNamespace(
+                inode,
+                links=pod_links,
+                routes=pod_routes,
+                neighbours=pod_neigh if spec.neighbours_known else (),
+            )
+        )
         if spec.neighbours_known:
             neighbours.append(Neighbour(root, 4, CNI0, p.ip, pod_mac(n, i), ("REACHABLE",)))
         if spec.fdb_known:
             fdb.append(FdbEntry(root, veth_index, pod_mac(n, i), master=CNI0))
-        pods.append(Pod(p.namespace, p.name, f"uid-{n}-{i}", f"sandbox-{n}-{i}", 100 + i,
-                        netns_inode=inode, ips=(p.ip,), runtime="containerd"))
+        pods.append(
+            Pod(
+                p.namespace,
+                p.name,
+                f"uid-{n}-{i}",
+                f"sandbox-{n}-{i}",
+                100 + i,
+                netns_inode=inode,
+                ips=(p.ip,),
+                runtime="containerd",
+            )
+        )
     routes.extend(spec.extra_routes)
-    root_ns = NetNamespace(root, links=tuple(root_links), routes=tuple(routes), rules=spec.rules,
-                           neighbours=tuple(neighbours), fdb=tuple(fdb))
-    dumps = (IptablesDump(spec.iptables_backend, "ipv4", ("iptables-save",), spec.iptables),) if spec.iptables else ()
+    root_ns = NetNamespace(
+        root,
+        links=tuple(root_links),
+        routes=tuple(routes),
+        rules=spec.rules,
+        neighbours=tuple(neighbours),
+        fdb=tuple(fdb),
+    )
+    dumps = (
+        (IptablesDump(spec.iptables_backend, "ipv4", ("iptables-save",), spec.iptables),)
+        if spec.iptables
+        else ()
+    )
     return Snapshot(
         schema_version=SCHEMA_VERSION,
         taken_at=0.0,
-        node=NodeFacts(spec.hostname, "6.1.0", ip_forward=spec.ip_forward,
-                       bridge_nf_call_iptables=spec.bridge_nf_call_iptables),
+        node=NodeFacts(
+            spec.hostname,
+            "6.1.0",
+            ip_forward=spec.ip_forward,
+            bridge_nf_call_iptables=spec.bridge_nf_call_iptables,
+        ),
         root_netns=root,
         pods=tuple(pods),
         netns=(root_ns, *namespaces),
@@ -194,26 +366,51 @@ def build_node(spec: NodeSpec) -> Snapshot:
     )
 
 
-def two_nodes(overlay: str = "host-gw", iptables_a: str = "", iptables_b: str = "") -> tuple[Snapshot, Snapshot]:
+def two_nodes(
+    overlay: str = "host-gw", iptables_a: str = "", iptables_b: str = ""
+) -> tuple[Snapshot, Snapshot]:
     """node-a (pods a, b) and node-b (pods c, d), routed to each other by host-gw or VXLAN."""
-    a = NodeSpec(0, "node-a", "192.168.0.2", "10.244.0.0/24",
-                 pods=[PodSpec("a", "10.244.0.5"), PodSpec("b", "10.244.0.6")],
-                 peers=[PeerNode("192.168.0.3", "10.244.1.0/24", 1)], overlay=overlay, iptables=iptables_a)
-    b = NodeSpec(1, "node-b", "192.168.0.3", "10.244.1.0/24",
-                 pods=[PodSpec("c", "10.244.1.5"), PodSpec("d", "10.244.1.6")],
-                 peers=[PeerNode("192.168.0.2", "10.244.0.0/24", 0)], overlay=overlay, iptables=iptables_b)
+    a = NodeSpec(
+        0,
+        "node-a",
+        "192.168.0.2",
+        "10.244.0.0/24",
+        pods=[PodSpec("a", "10.244.0.5"), PodSpec("b", "10.244.0.6")],
+        peers=[PeerNode("192.168.0.3", "10.244.1.0/24", 1)],
+        overlay=overlay,
+        iptables=iptables_a,
+    )
+    b = NodeSpec(
+        1,
+        "node-b",
+        "192.168.0.3",
+        "10.244.1.0/24",
+        pods=[PodSpec("c", "10.244.1.5"), PodSpec("d", "10.244.1.6")],
+        peers=[PeerNode("192.168.0.2", "10.244.0.0/24", 0)],
+        overlay=overlay,
+        iptables=iptables_b,
+    )
     return build_node(a), build_node(b)
 
 
 def with_root(snapshot: Snapshot, **changes: object) -> Snapshot:
     """The snapshot with its root netns changed (routes=..., rules=..., fdb=...)."""
-    netns = tuple(replace(ns, **changes) if ns.inode == snapshot.root_netns else ns  # type: ignore[arg-type]
-                  for ns in snapshot.netns)
+    netns = tuple(
+        replace(ns, **changes) if ns.inode == snapshot.root_netns else ns  # type: ignore[arg-type]
+        for ns in snapshot.netns
+    )
     return replace(snapshot, netns=netns)
 
 
-def kube_services(vip: str, port: int, endpoints: list[str], name: str = "default/web",
-                  extra_filter: str = "", forward_policy: str = "ACCEPT", nodeport: int | None = None) -> str:
+def kube_services(
+    vip: str,
+    port: int,
+    endpoints: list[str],
+    name: str = "default/web",
+    extra_filter: str = "",
+    forward_policy: str = "ACCEPT",
+    nodeport: int | None = None,
+) -> str:
     """iptables-save text in kube-proxy's shape: one Service with endpoints, MASQUERADE, KUBE-FORWARD."""
     svc = "KUBE-SVC-TESTSVC0000000001"
     seps = [f"KUBE-SEP-TESTSEP{i:011d}" for i in range(len(endpoints))]
@@ -239,20 +436,32 @@ def kube_services(vip: str, port: int, endpoints: list[str], name: str = "defaul
         f'-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment "{name}:http cluster IP" -m tcp --dport {port} -j {svc}',
     ]
     if nodeport is not None:
-        nat.append(f'-A KUBE-NODEPORTS -p tcp -m comment --comment "{name}:http" -m tcp --dport {nodeport} -j {svc}')
-    nat.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
-    nat.append(f'-A {svc} ! -s 10.244.0.0/16 -d {vip}/32 -p tcp -m comment --comment "{name}:http cluster IP" -m tcp --dport {port} -j KUBE-MARK-MASQ')
+        nat.append(
+            f'-A KUBE-NODEPORTS -p tcp -m comment --comment "{name}:http" -m tcp --dport {nodeport} -j {svc}'
+        )
+    nat.append(
+        '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS'
+    )
+    nat.append(
+        f'-A {svc} ! -s 10.244.0.0/16 -d {vip}/32 -p tcp -m comment --comment "{name}:http cluster IP" -m tcp --dport {port} -j KUBE-MARK-MASQ'
+    )
     if nodeport is not None:
-        nat.append(f'-A {svc} -p tcp -m comment --comment "{name}:http" -m tcp --dport {nodeport} -j KUBE-MARK-MASQ')
+        nat.append(
+            f'-A {svc} -p tcp -m comment --comment "{name}:http" -m tcp --dport {nodeport} -j KUBE-MARK-MASQ'
+        )
     n = len(endpoints)
     for i, (ep, sep) in enumerate(zip(endpoints, seps, strict=True)):
         if i < n - 1:
-            nat.append(f'-A {svc} -m comment --comment "{name}:http -> {ep}:8080" -m statistic --mode random --probability {1 / (n - i):.11f} -j {sep}')
+            nat.append(
+                f'-A {svc} -m comment --comment "{name}:http -> {ep}:8080" -m statistic --mode random --probability {1 / (n - i):.11f} -j {sep}'
+            )
         else:
             nat.append(f'-A {svc} -m comment --comment "{name}:http -> {ep}:8080" -j {sep}')
     for ep, sep in zip(endpoints, seps, strict=True):
         nat.append(f'-A {sep} -s {ep}/32 -m comment --comment "{name}:http" -j KUBE-MARK-MASQ')
-        nat.append(f'-A {sep} -p tcp -m comment --comment "{name}:http" -m tcp -j DNAT --to-destination {ep}:8080')
+        nat.append(
+            f'-A {sep} -p tcp -m comment --comment "{name}:http" -m tcp -j DNAT --to-destination {ep}:8080'
+        )
     nat.append("COMMIT")
     filt = [
         "*filter",
@@ -261,7 +470,7 @@ def kube_services(vip: str, port: int, endpoints: list[str], name: str = "defaul
         ":OUTPUT ACCEPT [0:0]",
         ":KUBE-FORWARD - [0:0]",
         '-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
-        '-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP',
+        "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
         '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT',
         '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
     ]

@@ -32,8 +32,12 @@ class CliError(Exception):
 # Subcommand -> the module that registers it. Only the module a command line needs is
 # imported, so `podpath ls namespaces` does not pay for Textual's or asyncio's imports.
 COMMAND_MODULES: dict[str, str] = {
-    "tui": "tui", "demo": "tui", "screenshot": "tui", "tour": "tui",
-    "snapshot": "inspect", "ls": "inspect",
+    "tui": "tui",
+    "demo": "tui",
+    "screenshot": "tui",
+    "tour": "tui",
+    "snapshot": "inspect",
+    "ls": "inspect",
     "trace": "trace",
     "lab": "lab",
 }
@@ -60,10 +64,19 @@ class _HelpFormatter(argparse.HelpFormatter):
     width: that import (with bz2 and lzma) cost ~4 ms of each `podpath ls`.
     """
 
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        super().__init__(prog, indent_increment, max_help_position,
-                         _terminal_width() - 2 if width is None else width)
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(
+            prog,
+            indent_increment,
+            max_help_position,
+            _terminal_width() - 2 if width is None else width,
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,7 +104,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"podpath {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    wanted = [COMMAND_MODULES[only]] if only in COMMAND_MODULES else ["tui", "inspect", "trace", "lab"]
+    wanted = (
+        [COMMAND_MODULES[only]] if only in COMMAND_MODULES else ["tui", "inspect", "trace", "lab"]
+    )
     for name in dict.fromkeys(wanted):
         importlib.import_module(f"podpath.cli.{name}").register(sub)
     return parser

@@ -36,21 +36,36 @@ def register(sub: Any) -> None:
     from podpath.listing import kinds
 
     snap = sub.add_parser("snapshot", help="write the node's snapshot as versioned JSON")
-    snap.add_argument("--host-root", default="/", metavar="DIR",
-                      help="read the node under DIR (e.g. /host in a debug pod)")
-    snap.add_argument("-o", "--output", default="-", metavar="FILE",
-                      help="where to write the snapshot (- for stdout, the default)")
-    snap.add_argument("--show-env", action="store_true",
-                      help="keep containers' environment values (redacted by default)")
+    snap.add_argument(
+        "--host-root",
+        default="/",
+        metavar="DIR",
+        help="read the node under DIR (e.g. /host in a debug pod)",
+    )
+    snap.add_argument(
+        "-o",
+        "--output",
+        default="-",
+        metavar="FILE",
+        help="where to write the snapshot (- for stdout, the default)",
+    )
+    snap.add_argument(
+        "--show-env",
+        action="store_true",
+        help="keep containers' environment values (redacted by default)",
+    )
     snap.add_argument("--indent", type=int, default=None, help="pretty-print with this indent")
     snap.set_defaults(handler=_snapshot)
 
     ls = sub.add_parser("ls", help="list one kind of object, like lsns/ip do")
-    ls.add_argument("kind", choices=list(kinds()), metavar="KIND",
-                    help="one of: " + ", ".join(kinds()))
+    ls.add_argument(
+        "kind", choices=list(kinds()), metavar="KIND", help="one of: " + ", ".join(kinds())
+    )
     source = ls.add_mutually_exclusive_group()
     source.add_argument("--host-root", default="/", metavar="DIR", help="read the node under DIR")
-    source.add_argument("--snapshot", metavar="FILE", help="read a snapshot file instead of the node")
+    source.add_argument(
+        "--snapshot", metavar="FILE", help="read a snapshot file instead of the node"
+    )
     ls.add_argument("--json", action="store_true", help="print JSON (like lsns -J / ip -j)")
     ls.set_defaults(handler=_ls)
 
@@ -65,8 +80,9 @@ def collect_live(
     if not os.path.isdir(host_root):
         raise CliError(f"host root {host_root!r} is not a directory")
     try:
-        return take_snapshot(host_root, parts=ALL_PARTS if parts is None else parts,
-                             redact_env=redact_env)
+        return take_snapshot(
+            host_root, parts=ALL_PARTS if parts is None else parts, redact_env=redact_env
+        )
     except CollectorError as exc:
         raise CliError(str(exc)) from None
 
@@ -175,8 +191,12 @@ def _json_rows(kind: str, rows: list[dict[str, Any]]) -> str | None:
     from json.encoder import encode_basestring_ascii as enc
 
     # Exact types: a bool is not written as an int, an IntEnum not as its name.
-    scalar: dict[type, Any] = {str: enc, int: int.__repr__, bool: _json_true_false,
-                               type(None): _json_null}
+    scalar: dict[type, Any] = {
+        str: enc,
+        int: int.__repr__,
+        bool: _json_true_false,
+        type(None): _json_null,
+    }
     prefixes: dict[str, str] = {}
     out = []
     for row in rows:
@@ -199,8 +219,10 @@ def _json_rows(kind: str, rows: list[dict[str, Any]]) -> str | None:
                     if write is None:
                         return None
                     cells.append(write(item))
-                items.append(prefix + ("[\n        " + ",\n        ".join(cells) + "\n      ]"
-                                       if cells else "[]"))
+                items.append(
+                    prefix
+                    + ("[\n        " + ",\n        ".join(cells) + "\n      ]" if cells else "[]")
+                )
             else:
                 return None
         out.append("{" + ",".join(items) + "\n    }" if items else "{}")

@@ -66,9 +66,10 @@ def register(sub: Any) -> None:
 
 def _name(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--name", default=os.environ.get("PODPATH_LAB", DEFAULT_NAME),
+        "--name",
+        default=os.environ.get("PODPATH_LAB", DEFAULT_NAME),
         help=f"lab name (default $PODPATH_LAB or {DEFAULT_NAME!r})",
-    )  # fmt: skip
+    )
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -198,8 +199,12 @@ def record_lab(lab: Any, directory: str) -> list[str]:
     os.makedirs(directory, exist_ok=True)
     written = []
     for node in lab.nodes:
-        out = lab.exec(node.name, [sys.executable, "-m", "podpath", "snapshot", "-o", "-"],
-                       timeout=300, check=False)
+        out = lab.exec(
+            node.name,
+            [sys.executable, "-m", "podpath", "snapshot", "-o", "-"],
+            timeout=300,
+            check=False,
+        )
         if out.returncode != 0:
             raise CliError(f"snapshot of {node.name} failed: {out.stderr.strip()}", EXIT_FAILURE)
         path = os.path.join(directory, f"{node.name}.json")

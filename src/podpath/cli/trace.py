@@ -19,18 +19,39 @@ def register(sub: Any) -> None:
         "NodePort, through the node's real routes, neighbours, bridge FDB, overlay and "
         "netfilter rules, with the probability of each branch kube-proxy's rules create.",
     )
-    p.add_argument("--from", dest="source", required=True, metavar="SRC",
-                   help="NAMESPACE/POD, a pod IP, 'node', a node's hostname or address")
-    p.add_argument("--to", dest="destination", required=True, metavar="DST[:PORT]",
-                   help="an address, NAMESPACE/POD, a Service NAMESPACE/NAME[:PORT], NODE-ADDRESS:NODEPORT")
+    p.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="SRC",
+        help="NAMESPACE/POD, a pod IP, 'node', a node's hostname or address",
+    )
+    p.add_argument(
+        "--to",
+        dest="destination",
+        required=True,
+        metavar="DST[:PORT]",
+        help="an address, NAMESPACE/POD, a Service NAMESPACE/NAME[:PORT], NODE-ADDRESS:NODEPORT",
+    )
     p.add_argument("--proto", choices=PROTOCOLS, default="tcp", help="protocol (default tcp)")
     p.add_argument("--sport", type=int, default=None, help="source port (default: unspecified)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--host-root", default=None, metavar="DIR",
-                       help="read the live node whose root filesystem is at DIR (default /)")
-    where.add_argument("--snapshot", action="append", default=None, metavar="FILE",
-                       help="trace saved snapshots instead; repeat for several nodes")
-    p.add_argument("--reply", action="store_true", help="also trace the reply, with conntrack's reverse NAT")
+    where.add_argument(
+        "--host-root",
+        default=None,
+        metavar="DIR",
+        help="read the live node whose root filesystem is at DIR (default /)",
+    )
+    where.add_argument(
+        "--snapshot",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="trace saved snapshots instead; repeat for several nodes",
+    )
+    p.add_argument(
+        "--reply", action="store_true", help="also trace the reply, with conntrack's reverse NAT"
+    )
     p.add_argument("--explain", action="store_true", help="show each route decision's binary AND")
     p.add_argument("--json", action="store_true", help="print the trace as JSON")
     p.set_defaults(handler=run)

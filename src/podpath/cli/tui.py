@@ -38,33 +38,59 @@ def register(sub: Any) -> None:
     """Register `tui`, `demo` and `screenshot`."""
     p = sub.add_parser("tui", help="open the explorer (the default command)")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--host-root", default=None, metavar="DIR",
-                        help="the node's root filesystem (/ on a node, /host in a debug pod)")  # fmt: skip
-    source.add_argument("--snapshot", metavar="FILE", help="open a saved snapshot instead of the live node")
+    source.add_argument(
+        "--host-root",
+        default=None,
+        metavar="DIR",
+        help="the node's root filesystem (/ on a node, /host in a debug pod)",
+    )
+    source.add_argument(
+        "--snapshot", metavar="FILE", help="open a saved snapshot instead of the live node"
+    )
     # Set by `podpath demo` when it runs the TUI inside a lab node: labels the title.
     p.add_argument("--lab-node", default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=_tui)
 
-    p = sub.add_parser("demo", help="build a lab node and open the explorer on it (torn down on exit)")
+    p = sub.add_parser(
+        "demo", help="build a lab node and open the explorer on it (torn down on exit)"
+    )
     p.add_argument("--name", default=DEMO_LAB, help=f"lab name (default {DEMO_LAB!r})")
     p.add_argument("--bundled", action="store_true", help="skip the lab: open the bundled snapshot")
     p.set_defaults(handler=_demo)
 
     p = sub.add_parser("screenshot", help="save an SVG of a screen after a key sequence")
-    p.add_argument("--snapshot", metavar="FILE", help="snapshot to show (default: the bundled demo)")
-    p.add_argument("--keys", nargs="*", default=[], metavar="KEY",
-                   help="keys to press first, e.g. --keys colon p o d s enter down enter")  # fmt: skip
+    p.add_argument(
+        "--snapshot", metavar="FILE", help="snapshot to show (default: the bundled demo)"
+    )
+    p.add_argument(
+        "--keys",
+        nargs="*",
+        default=[],
+        metavar="KEY",
+        help="keys to press first, e.g. --keys colon p o d s enter down enter",
+    )
     p.add_argument("--size", default="120x36", help="terminal size COLSxROWS (default 120x36)")
     p.add_argument("--title", default=None, help="title of the SVG window")
-    p.add_argument("--all", action="store_true",
-                   help="write one SVG per main screen (podpath.tui.tour) into the -o directory")  # fmt: skip
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="write one SVG per main screen (podpath.tui.tour) into the -o directory",
+    )
     p.add_argument("-o", "--output", required=True, metavar="FILE.svg|DIR")
     p.set_defaults(handler=_screenshot)
 
-    p = sub.add_parser("tour", help="drive the explorer through its main screens by itself (for recordings)")
-    p.add_argument("--snapshot", metavar="FILE", help="snapshot to show (default: the bundled demo)")
-    p.add_argument("--delay", type=float, default=2.0, help="seconds to stay on each screen (default 2)")
-    p.add_argument("--record", metavar="FILE.cast", help="record the tour with asciinema into FILE.cast")
+    p = sub.add_parser(
+        "tour", help="drive the explorer through its main screens by itself (for recordings)"
+    )
+    p.add_argument(
+        "--snapshot", metavar="FILE", help="snapshot to show (default: the bundled demo)"
+    )
+    p.add_argument(
+        "--delay", type=float, default=2.0, help="seconds to stay on each screen (default 2)"
+    )
+    p.add_argument(
+        "--record", metavar="FILE.cast", help="record the tour with asciinema into FILE.cast"
+    )
     p.set_defaults(handler=_tour)
 
 
@@ -132,7 +158,9 @@ class NodeActions:
             with open(os.path.join(proc, "stat"), "rb") as fp:
                 started = parse_stat(fp.read()).start_time
             if target.start_time is not None and started != target.start_time:
-                raise PermissionError(f"pid {target.pid} is another process now (start time changed)")
+                raise PermissionError(
+                    f"pid {target.pid} is another process now (start time changed)"
+                )
         except BaseException:
             os.close(fd)
             raise
@@ -147,13 +175,16 @@ class NodeActions:
         except (OSError, ValueError) as exc:
             return ActionResult(False, f"refused: {target.pod}: {exc}")
         try:
-            sys.stdout.write(f"podpath: shell in the network namespace of {target.pod}; exit to return\n")
+            sys.stdout.write(
+                f"podpath: shell in the network namespace of {target.pod}; exit to return\n"
+            )
             sys.stdout.flush()
             shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
             done = subprocess.run(
                 ["nsenter", f"--net=/proc/self/fd/{fd}", "--", shell],
-                pass_fds=(fd,), check=False,
-            )  # fmt: skip
+                pass_fds=(fd,),
+                check=False,
+            )
         except OSError as exc:
             return ActionResult(False, f"nsenter failed: {exc.strerror}")
         finally:
@@ -168,11 +199,24 @@ class NodeActions:
             fd = self._pin(target)
         except (OSError, ValueError) as exc:
             return ActionResult(False, f"refused: {target.pod}: {exc}")
-        argv = ["nsenter", f"--net=/proc/self/fd/{fd}", "--", "tcpdump", "-i", target.interface,
-                "-c", str(count), "-w", path, "-U"]  # fmt: skip
+        argv = [
+            "nsenter",
+            f"--net=/proc/self/fd/{fd}",
+            "--",
+            "tcpdump",
+            "-i",
+            target.interface,
+            "-c",
+            str(count),
+            "-w",
+            path,
+            "-U",
+        ]
         try:
-            sys.stdout.write(f"podpath: capturing on {target.pod} {target.interface} for up to {seconds}s "
-                             f"or {count} packets into {path} (ctrl-c stops)\n")  # fmt: skip
+            sys.stdout.write(
+                f"podpath: capturing on {target.pod} {target.interface} for up to {seconds}s "
+                f"or {count} packets into {path} (ctrl-c stops)\n"
+            )
             sys.stdout.flush()
             proc = subprocess.Popen(argv, pass_fds=(fd,))
             try:
@@ -186,7 +230,9 @@ class NodeActions:
         finally:
             os.close(fd)
         ok = code in (0, -signal.SIGINT)
-        return ActionResult(ok, f"capture of {target.pod} written to {path}" if ok else f"tcpdump exited {code}")
+        return ActionResult(
+            ok, f"capture of {target.pod} written to {path}" if ok else f"tcpdump exited {code}"
+        )
 
 
 # --- handlers ------------------------------------------------------------------------------
@@ -204,7 +250,9 @@ def _tui(args: argparse.Namespace) -> int:
         build_app(file_source(args.snapshot)).run()
         return EXIT_OK
     if sys.platform != "linux":
-        raise CliError("the live view reads Linux namespaces; use --snapshot FILE (or podpath demo)")
+        raise CliError(
+            "the live view reads Linux namespaces; use --snapshot FILE (or podpath demo)"
+        )
     host_root = args.host_root or "/"
     build_app(live_source(host_root, args.lab_node), live=True, host_root=host_root).run()
     return EXIT_OK
@@ -259,7 +307,9 @@ def tui_in_node_argv(label: str) -> list[str]:
     The lab gives node commands a minimal environment; without TERM, Textual cannot
     read the keyboard, so the terminal's own settings are passed on explicitly.
     """
-    env = [f"{k}={os.environ[k]}" for k in ("TERM", "COLORTERM", "LANG", "LC_ALL") if k in os.environ]
+    env = [
+        f"{k}={os.environ[k]}" for k in ("TERM", "COLORTERM", "LANG", "LC_ALL") if k in os.environ
+    ]
     if not any(e.startswith("TERM=") for e in env):
         env.append("TERM=xterm-256color")
     return ["env", *env, sys.executable, "-m", "podpath", "tui", "--lab-node", label]
@@ -276,7 +326,9 @@ def parse_size(text: str) -> tuple[int, int]:
     return cols, rows
 
 
-async def render_svg(app: PodpathApp, keys: list[str], size: tuple[int, int], title: str | None) -> str:
+async def render_svg(
+    app: PodpathApp, keys: list[str], size: tuple[int, int], title: str | None
+) -> str:
     """Run the app headless at a size, press keys, and return the screen as SVG."""
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
@@ -331,16 +383,31 @@ def _tour(args: argparse.Namespace) -> int:
 
     if args.record:
         if shutil.which("asciinema") is None:
-            raise CliError("recording needs asciinema (Debian: apt install asciinema)", EXIT_FAILURE)
+            raise CliError(
+                "recording needs asciinema (Debian: apt install asciinema)", EXIT_FAILURE
+            )
         inner = [sys.executable, "-m", "podpath", "tour", "--delay", str(args.delay)]
         if args.snapshot:
             inner += ["--snapshot", args.snapshot]
         # asciinema takes one command string; shlex.join quotes every argument.
-        argv = ["asciinema", "rec", "--overwrite", "--cols", "120", "--rows", "36",
-                "-c", shlex.join(inner), "--", args.record]  # fmt: skip
+        argv = [
+            "asciinema",
+            "rec",
+            "--overwrite",
+            "--cols",
+            "120",
+            "--rows",
+            "36",
+            "-c",
+            shlex.join(inner),
+            "--",
+            args.record,
+        ]
         return subprocess.run(argv, check=False).returncode
-    source = file_source(args.snapshot) if args.snapshot else static_source(
-        bundled_snapshot(), "demo", "bundled snapshot"
+    source = (
+        file_source(args.snapshot)
+        if args.snapshot
+        else static_source(bundled_snapshot(), "demo", "bundled snapshot")
     )
 
     async def auto_pilot(pilot: Any) -> None:

@@ -22,9 +22,17 @@ from podpath.lab.probe import ProbeResult, run_probe
 from podpath.lab.records import LabError, LabRecord, LabSpec, NodeRecord, PodRecord, ServiceRecord
 
 REQUIRED_TOOLS = (
-    "nsenter", "unshare", "runc", "catatonit", "busybox", "ip", "bridge", "iptables-restore",
-    "mount", "python3",
-)  # fmt: skip
+    "nsenter",
+    "unshare",
+    "runc",
+    "catatonit",
+    "busybox",
+    "ip",
+    "bridge",
+    "iptables-restore",
+    "mount",
+    "python3",
+)
 CNI_PLUGINS = ("bridge", "host-local", "portmap")
 T = TypeVar("T")
 R = TypeVar("R")
@@ -128,10 +136,17 @@ class Lab:
         """Run argv in all of a node's namespaces; capture text output."""
         full = self.enter_argv(node, argv)
         done = subprocess.run(
-            full, input=input, capture_output=True, text=True, errors="surrogateescape",
-            timeout=timeout, env=node_env(), cwd="/", check=False,
+            full,
+            input=input,
+            capture_output=True,
+            text=True,
+            errors="surrogateescape",
+            timeout=timeout,
+            env=node_env(),
+            cwd="/",
+            check=False,
             stdin=None if input is not None else subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         if check and done.returncode != 0:
             raise LabCommandError(done.returncode, full, done.stdout, done.stderr)
         return done
@@ -226,9 +241,11 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
     for node in nodes:
         saved = run_in(node.init_pid, ["iptables-save"], timeout=120).stdout
         run_in(
-            node.init_pid, ["iptables-restore", "-w", "30"],
-            input=merge_for_restore(saved, rules), timeout=300,
-        )  # fmt: skip
+            node.init_pid,
+            ["iptables-restore", "-w", "30"],
+            input=merge_for_restore(saved, rules),
+            timeout=300,
+        )
     record = replace(record, services=tuple(svcs), up_seconds=round(time.monotonic() - started, 2))
     state.write(record)
     return record
@@ -276,11 +293,17 @@ def status() -> list[LabSummary]:
         )
         out.append(
             LabSummary(
-                name, alive, len(record.nodes), len(record.pods),
+                name,
+                alive,
+                len(record.nodes),
+                len(record.pods),
                 len({(s.namespace, s.name) for s in record.services}),
-                record.spec.overlay, record.created, record.up_seconds, str(state.lab_dir(name)),
+                record.spec.overlay,
+                record.created,
+                record.up_seconds,
+                str(state.lab_dir(name)),
             )
-        )  # fmt: skip
+        )
     return out
 
 

@@ -128,9 +128,15 @@ def run_in_net(
     full = ["nsenter", "-t", str(holder_pid), "-n", "--", *argv]
     try:
         done = subprocess.run(
-            full, input=input, capture_output=True, text=True, timeout=timeout,
-            env=node_env(), cwd="/", check=False,
-        )  # fmt: skip
+            full,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=node_env(),
+            cwd="/",
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"timed out after {timeout:g}s: {' '.join(argv)}") from exc
     if done.returncode != 0:
@@ -158,18 +164,43 @@ def start_node(lab: str, node: str, log_path: Path) -> tuple[int, int, list[str]
             mounts += [".", "cgroup2"]  # pure cgroup v2: mounted over the tmpfs itself
     procs_files = [f"{d}/cgroup.procs" for d in cg_dirs]
     argv = [
-        "sh", "-c", _JOIN_CGROUPS, "sh", *procs_files, "--",
-        "unshare", "--pid", "--mount", "--net", "--uts", "--ipc", "--cgroup",
-        "--fork", "--mount-proc", "--propagation", "private", "--",
-        "sh", "-c", _NODE_INIT, "podpath-node-init", node, *mounts,
-    ]  # fmt: skip
+        "sh",
+        "-c",
+        _JOIN_CGROUPS,
+        "sh",
+        *procs_files,
+        "--",
+        "unshare",
+        "--pid",
+        "--mount",
+        "--net",
+        "--uts",
+        "--ipc",
+        "--cgroup",
+        "--fork",
+        "--mount-proc",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        _NODE_INIT,
+        "podpath-node-init",
+        node,
+        *mounts,
+    ]
     with open(log_path, "ab") as log:
         # A session of its own: the lab outlives the command that built it and does
         # not get the terminal's SIGINT/SIGHUP; `lab down` ends it.
         unshare = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True, env={**node_env()}, cwd="/",
-        )  # fmt: skip
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**node_env()},
+            cwd="/",
+        )
     try:
         pid = _wait_ready(unshare, log_path)
     except BaseException:
@@ -211,14 +242,24 @@ def _tail(path: Path) -> str:
 def start_underlay(log_path: Path) -> tuple[int, int]:
     """Start the lab's underlay: a process holding a net namespace with the node bridge."""
     argv = [
-        "unshare", "--net", "--uts", "--",
-        "sh", "-c", "hostname underlay && ip link set lo up && exec catatonit -P",
-    ]  # fmt: skip
+        "unshare",
+        "--net",
+        "--uts",
+        "--",
+        "sh",
+        "-c",
+        "hostname underlay && ip link set lo up && exec catatonit -P",
+    ]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True, env=node_env(), cwd="/",
-        )  # fmt: skip
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env=node_env(),
+            cwd="/",
+        )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -68,13 +68,37 @@ def services(spec: LabSpec, pods: list[PodRecord]) -> list[ServiceRecord]:
     dns = [p for p in pods if p.app == "dns"]
     web = sorted((p for p in pods if p.app == "web"), key=lambda p: (p.node, p.name))
     out = [
-        _service("kube-system", "kube-dns", "dns", "UDP", DNS_IP, 53, None,
-                 tuple((p.ip, 53) for p in dns)),
-        _service("kube-system", "kube-dns", "dns-tcp", "TCP", DNS_IP, 53, None,
-                 tuple((p.ip, 53) for p in dns)),
-        _service("default", "web", "http", "TCP", "10.96.0.100", 80, WEB_NODE_PORT,
-                 tuple((p.ip, 80) for p in web)),
-    ]  # fmt: skip
+        _service(
+            "kube-system",
+            "kube-dns",
+            "dns",
+            "UDP",
+            DNS_IP,
+            53,
+            None,
+            tuple((p.ip, 53) for p in dns),
+        ),
+        _service(
+            "kube-system",
+            "kube-dns",
+            "dns-tcp",
+            "TCP",
+            DNS_IP,
+            53,
+            None,
+            tuple((p.ip, 53) for p in dns),
+        ),
+        _service(
+            "default",
+            "web",
+            "http",
+            "TCP",
+            "10.96.0.100",
+            80,
+            WEB_NODE_PORT,
+            tuple((p.ip, 80) for p in web),
+        ),
+    ]
     for i in range(spec.services - 2):
         endpoints: tuple[tuple[str, int], ...] = ()
         if web and i % NO_ENDPOINTS_EVERY != NO_ENDPOINTS_EVERY - 1:

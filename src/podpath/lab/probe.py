@@ -135,9 +135,18 @@ def run_probe(lab: Lab, src: str, dst: str, port: int | None, proto: str) -> Pro
         ok, out, err = False, "", "timed out"
     served = _served_by(lab, out) if ok else None
     return ProbeResult(
-        src_name, src_node, dst, target.address, target.port, proto, ok, out.strip(), served,
-        "" if ok else (err or "no answer"), round(time.monotonic() - began, 3),
-    )  # fmt: skip
+        src_name,
+        src_node,
+        dst,
+        target.address,
+        target.port,
+        proto,
+        ok,
+        out.strip(),
+        served,
+        "" if ok else (err or "no answer"),
+        round(time.monotonic() - began, 3),
+    )
 
 
 def _served_by(lab: Lab, answer: str) -> str | None:

@@ -90,9 +90,15 @@ def create_and_start(
         # Detached runc hands its stdio to the container: a pipe here would be held
         # open by the server forever, so both go to the container's log file.
         done = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            env=node_env(), cwd="/", timeout=60, check=False,
-        )  # fmt: skip
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env=node_env(),
+            cwd="/",
+            timeout=60,
+            check=False,
+        )
     if done.returncode != 0:
         tail = out_path.read_text(errors="replace")[-800:] if log_path else ""
         raise LabError(f"runc run {container_id[:12]} failed (exit {done.returncode}): {tail}")

@@ -33,37 +33,135 @@ _COUNTERS = re.compile(r"^\[(\d+):(\d+)\]$")
 
 # Short and long spellings of the built-in options -> the long name used in Match.option.
 _BUILTIN_OPTS = {
-    "-s": "source", "--source": "source", "--src": "source",
-    "-d": "destination", "--destination": "destination", "--dst": "destination",
-    "-p": "protocol", "--protocol": "protocol", "--proto": "protocol",
-    "-i": "in-interface", "--in-interface": "in-interface",
-    "-o": "out-interface", "--out-interface": "out-interface",
+    "-s": "source",
+    "--source": "source",
+    "--src": "source",
+    "-d": "destination",
+    "--destination": "destination",
+    "--dst": "destination",
+    "-p": "protocol",
+    "--protocol": "protocol",
+    "--proto": "protocol",
+    "-i": "in-interface",
+    "--in-interface": "in-interface",
+    "-o": "out-interface",
+    "--out-interface": "out-interface",
 }
 _PROTO_NUMBERS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp", "132": "sctp"}
 # Older iptables dumped some option names in short forms; the trace engine sees one name.
-_OPTION_ALIASES = {"destination-port": "dport", "source-port": "sport",
-                   "destination-ports": "dports", "source-ports": "sports"}
+_OPTION_ALIASES = {
+    "destination-port": "dport",
+    "source-port": "sport",
+    "destination-ports": "dports",
+    "source-ports": "sports",
+}
 # Target extensions shipped with iptables 1.8 (man iptables-extensions, TARGET EXTENSIONS).
-TARGET_EXTENSIONS = frozenset({
-    "AUDIT", "CHECKSUM", "CLASSIFY", "CLUSTERIP", "CONNMARK", "CONNSECMARK", "CT", "DNAT",
-    "DNPT", "DSCP", "ECN", "HL", "HMARK", "IDLETIMER", "LED", "LOG", "MARK", "MASQUERADE",
-    "MIRROR", "NETMAP", "NFLOG", "NFQUEUE", "NOTRACK", "RATEEST", "REDIRECT", "REJECT",
-    "SAME", "SECMARK", "SET", "SNAT", "SNPT", "SYNPROXY", "TCPMSS", "TCPOPTSTRIP", "TEE",
-    "TOS", "TPROXY", "TRACE", "TTL", "ULOG",
-})
+TARGET_EXTENSIONS = frozenset(
+    {
+        "AUDIT",
+        "CHECKSUM",
+        "CLASSIFY",
+        "CLUSTERIP",
+        "CONNMARK",
+        "CONNSECMARK",
+        "CT",
+        "DNAT",
+        "DNPT",
+        "DSCP",
+        "ECN",
+        "HL",
+        "HMARK",
+        "IDLETIMER",
+        "LED",
+        "LOG",
+        "MARK",
+        "MASQUERADE",
+        "MIRROR",
+        "NETMAP",
+        "NFLOG",
+        "NFQUEUE",
+        "NOTRACK",
+        "RATEEST",
+        "REDIRECT",
+        "REJECT",
+        "SAME",
+        "SECMARK",
+        "SET",
+        "SNAT",
+        "SNPT",
+        "SYNPROXY",
+        "TCPMSS",
+        "TCPOPTSTRIP",
+        "TEE",
+        "TOS",
+        "TPROXY",
+        "TRACE",
+        "TTL",
+        "ULOG",
+    }
+)
 
 # Options that always take exactly one argument: iptables consumes the next word even
 # when it starts with "-" (`--comment -A` is a comment "-A"; iptables-save quotes it not).
-_ONE_ARG = frozenset({
-    "comment", "mark", "probability", "every", "packet", "mode", "dport", "sport",
-    "destination-port", "source-port", "dports", "sports", "ctstate", "state", "src-type",
-    "dst-type", "to-destination", "to-source", "to-ports", "to", "set-xmark", "set-mark",
-    "or-mark", "and-mark", "xor-mark", "reject-with", "log-prefix", "log-level", "name",
-    "seconds", "hitcount", "mask", "nfacct-name", "on-port", "on-ip", "tproxy-mark",
-    "physdev-in", "physdev-out", "string", "algo", "set-class", "nflog-prefix",
-    "nflog-group", "queue-num", "zone", "helper", "uid-owner", "gid-owner", "cgroup",
-    "path", "icmp-type", "limit", "limit-burst", "ctstatus", "ctdir",
-})
+_ONE_ARG = frozenset(
+    {
+        "comment",
+        "mark",
+        "probability",
+        "every",
+        "packet",
+        "mode",
+        "dport",
+        "sport",
+        "destination-port",
+        "source-port",
+        "dports",
+        "sports",
+        "ctstate",
+        "state",
+        "src-type",
+        "dst-type",
+        "to-destination",
+        "to-source",
+        "to-ports",
+        "to",
+        "set-xmark",
+        "set-mark",
+        "or-mark",
+        "and-mark",
+        "xor-mark",
+        "reject-with",
+        "log-prefix",
+        "log-level",
+        "name",
+        "seconds",
+        "hitcount",
+        "mask",
+        "nfacct-name",
+        "on-port",
+        "on-ip",
+        "tproxy-mark",
+        "physdev-in",
+        "physdev-out",
+        "string",
+        "algo",
+        "set-class",
+        "nflog-prefix",
+        "nflog-group",
+        "queue-num",
+        "zone",
+        "helper",
+        "uid-owner",
+        "gid-owner",
+        "cgroup",
+        "path",
+        "icmp-type",
+        "limit",
+        "limit-burst",
+        "ctstatus",
+        "ctdir",
+    }
+)
 # The fast path's view of the same tables, keyed by an option chunk's first word (the
 # text after " -": "s", "-source", "-dport"), so the hot loop slices and joins nothing.
 _BUILTIN_BY_WORD = {opt[1:]: name for opt, name in _BUILTIN_OPTS.items()}
@@ -118,8 +216,9 @@ def _match(module: str, option: str, value: str, negated: bool) -> Match:
     return found
 
 
-def parse_rule(table: str, chain: str, position: int, line: str,
-               declared: AbstractSet[str] = frozenset()) -> Rule:
+def parse_rule(
+    table: str, chain: str, position: int, line: str, declared: AbstractSet[str] = frozenset()
+) -> Rule:
     """Parse one `-A CHAIN ...` line (optionally `[p:b]`-prefixed) into a Rule.
 
     `declared` names the dump's chains, so `-j NAME` is known to be a jump, not an
@@ -132,8 +231,9 @@ def parse_rule(table: str, chain: str, position: int, line: str,
     return _parse_rule_tokens(table, chain, position, line, declared)
 
 
-def _parse_rule_fast(table: str, chain: str, position: int, line: str,
-                     declared: AbstractSet[str] = frozenset()) -> Rule | None:
+def _parse_rule_fast(
+    table: str, chain: str, position: int, line: str, declared: AbstractSet[str] = frozenset()
+) -> Rule | None:
     """The common case, split into option chunks at " -"; None when unusual (then tokens).
 
     Splitting a line into ~8 option chunks with str.split instead of walking ~20 tokens
@@ -225,12 +325,12 @@ def _parse_rule_fast(table: str, chain: str, position: int, line: str,
         return None
     if target is not None and target_opts:
         target = Target(target.name, target.kind, target_opts)
-    return Rule(table, chain, position, line, tuple(matches), target, None, (),
-                tuple(modules))
+    return Rule(table, chain, position, line, tuple(matches), target, None, (), tuple(modules))
 
 
-def _parse_rule_tokens(table: str, chain: str, position: int, line: str,
-                       declared: AbstractSet[str] = frozenset()) -> Rule:
+def _parse_rule_tokens(
+    table: str, chain: str, position: int, line: str, declared: AbstractSet[str] = frozenset()
+) -> Rule:
     """The general parser, token by token: counters, old syntax, unknown words."""
     text = line
     counters: tuple[int, int] | None = None
@@ -311,8 +411,9 @@ def _parse_rule_tokens(table: str, chain: str, position: int, line: str,
                 i += 1
             value = " ".join(values)
             if module == "\0target":
-                target_opts[option] = value if option not in target_opts else (
-                    target_opts[option] + " " + value)
+                target_opts[option] = (
+                    value if option not in target_opts else (target_opts[option] + " " + value)
+                )
             else:
                 owner = module or protocol
                 matches.append(_match(owner, _OPTION_ALIASES.get(option, option), value, negate))
@@ -322,8 +423,17 @@ def _parse_rule_tokens(table: str, chain: str, position: int, line: str,
         negate = False
     if target is not None and target_opts:
         target = Target(target.name, target.kind, target_opts)
-    return Rule(table, chain, position, text, tuple(matches), target, counters,
-                tuple(unknown), tuple(modules))
+    return Rule(
+        table,
+        chain,
+        position,
+        text,
+        tuple(matches),
+        target,
+        counters,
+        tuple(unknown),
+        tuple(modules),
+    )
 
 
 _TARGET_CACHE: dict[tuple[str, bool, bool], Target] = {}
@@ -488,8 +598,7 @@ class Ruleset:
             index = self._tables.get(table)
             if index is None:
                 return ()
-            found = tuple(_chain_header(table, n, index.headers.get(n, ""))
-                          for n in index.order())
+            found = tuple(_chain_header(table, n, index.headers.get(n, "")) for n in index.order())
             self._chains[table] = found
         return found
 
@@ -528,7 +637,8 @@ class Ruleset:
         """Every chain name of the dump (jump targets vs extension targets)."""
         if self._declared is None:
             self._declared = frozenset(
-                n for t in self._tables.values() for n in (*t.headers, *t.lines))
+                n for t in self._tables.values() for n in (*t.headers, *t.lines)
+            )
         return self._declared
 
     def rules(self, table: str, chain: str) -> tuple[Rule, ...]:
@@ -539,8 +649,9 @@ class Ruleset:
             index = self._tables.get(table)
             lines = index.lines.get(chain, []) if index else []
             declared = self._declared_names()
-            found = tuple(parse_rule(table, chain, pos, line, declared)
-                          for pos, line in enumerate(lines, 1))
+            found = tuple(
+                parse_rule(table, chain, pos, line, declared) for pos, line in enumerate(lines, 1)
+            )
             self._parsed[key] = found
         return found
 
@@ -586,8 +697,9 @@ class Ruleset:
     def rule_count(self, table: str | None = None) -> int:
         """Number of rules in one table, or in all tables."""
         tables = [table] if table is not None else list(self._tables)
-        return sum(len(v) for t in tables if t in self._tables
-                   for v in self._tables[t].lines.values())
+        return sum(
+            len(v) for t in tables if t in self._tables for v in self._tables[t].lines.values()
+        )
 
     def dispatch(self, table: str, chain: str) -> Dispatch:
         """The (dst, proto, dport) index of a chain, built once from its raw lines."""
@@ -731,7 +843,8 @@ class _Indexer:
         """Report a table that ended without COMMIT (a truncated dump)."""
         if not self.committed and self.current is not None:
             self.warnings.append(
-                f"table {self.current.name}: no COMMIT (truncated dump); rules kept")
+                f"table {self.current.name}: no COMMIT (truncated dump); rules kept"
+            )
 
 
 def parse_ruleset(text: str, default_table: str | None = None) -> Ruleset:
@@ -751,8 +864,9 @@ def parse_ruleset(text: str, default_table: str | None = None) -> Ruleset:
     indexer.run()
     indexer.end_table()
     if fmt in (FORMAT_FRAGMENT, FORMAT_SPEC) and indexer.tables:
-        indexer.warnings.append(f"{fmt} without *table lines: rules assigned to table "
-                                f"{', '.join(indexer.tables)}")
+        indexer.warnings.append(
+            f"{fmt} without *table lines: rules assigned to table {', '.join(indexer.tables)}"
+        )
     return Ruleset(fmt, indexer.tables, _dedupe(indexer.warnings))
 
 
@@ -770,12 +884,16 @@ def _dedupe(items: list[str]) -> list[str]:
 def parse_listing_ruleset(text: str, default_table: str | None = None) -> Ruleset:
     """A Ruleset from `iptables -nL` output: rules rebuilt as `-A` lines where possible."""
     listing = parse_listing(text)
-    table = default_table or ("nat" if re.search(r"\b(DNAT|MASQUERADE|KUBE-SVC-|KUBE-SEP-)",
-                                                 text) else "filter")
+    table = default_table or (
+        "nat" if re.search(r"\b(DNAT|MASQUERADE|KUBE-SVC-|KUBE-SEP-)", text) else "filter"
+    )
     index = _Table(table)
     for chain in listing.chains:
         index.headers[chain.name] = f":{chain.name} {chain.policy or '-'}"
         index.lines[chain.name] = list(chain.rule_lines)
-    warnings = [f"{FORMAT_LISTING} listing (not iptables-save): rules rebuilt from columns, "
-                f"assigned to table {table}", *listing.warnings]
+    warnings = [
+        f"{FORMAT_LISTING} listing (not iptables-save): rules rebuilt from columns, "
+        f"assigned to table {table}",
+        *listing.warnings,
+    ]
     return Ruleset(FORMAT_LISTING, {table: index} if index.headers else {}, _dedupe(warnings))

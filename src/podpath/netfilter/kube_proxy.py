@@ -19,7 +19,8 @@ from podpath.netfilter.model import Rule
 # "ns/name:port cluster IP", "ns/name external IP", "portal for ns/name:", "ns/name:p -> ip:port"
 _COMMENT = re.compile(
     r"^(?:portal for )?(?P<ns>[A-Za-z0-9][-A-Za-z0-9.]*)/(?P<name>[A-Za-z0-9][-A-Za-z0-9.]*)"
-    r"(?::(?P<port>[-A-Za-z0-9.]*))?(?:\s+(?P<rest>.*))?$")
+    r"(?::(?P<port>[-A-Za-z0-9.]*))?(?:\s+(?P<rest>.*))?$"
+)
 _ARROW = re.compile(r"->\s*\[?([0-9A-Fa-f.:]+?)\]?:(\d+)\s*$")
 _HASH_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-")
 _MAX_DEPTH = 4
@@ -84,8 +85,12 @@ def parse_service_comment(comment: str) -> tuple[str, str, str, str] | None:
     found = _COMMENT.match(comment.strip())
     if not found:
         return None
-    return (found.group("ns"), found.group("name"), found.group("port") or "",
-            found.group("rest") or "")
+    return (
+        found.group("ns"),
+        found.group("name"),
+        found.group("port") or "",
+        found.group("rest") or "",
+    )
 
 
 def endpoint_shares(probabilities: Iterable[float | None]) -> tuple[float, ...]:
@@ -157,7 +162,7 @@ def _chain_hash(chain: str) -> str | None:
     """The per-service-port hash of a KUBE-SVC-/EXT-/FW-/SVL-/XLB- chain."""
     for prefix in _HASH_PREFIXES:
         if chain.startswith(prefix):
-            return chain[len(prefix):]
+            return chain[len(prefix) :]
     return None
 
 
@@ -172,12 +177,16 @@ _CANON = re.compile(
     r"(?: (?P<sneg>! )?-s (?P<src>[0-9A-Fa-f.:/]+))?+"
     r"(?: (?P<dneg>! )?-d (?P<dst>[0-9A-Fa-f.:/]+))?+"
     r"(?: -p (?P<proto>tcp|udp|sctp))?+"
-    r"(?: -m comment --comment (?:\"(?P<qc>[^\"\\]*)\"|(?P<c>[\x23-\x2c\x2e-\x5b\x5d-\x7e]" + _VAL + r"*)))?+"
+    r"(?: -m comment --comment (?:\"(?P<qc>[^\"\\]*)\"|(?P<c>[\x23-\x2c\x2e-\x5b\x5d-\x7e]"
+    + _VAL
+    + r"*)))?+"
     r"(?: -m (?:tcp|udp|sctp)(?: --dport (?P<dport>[0-9]+))?)?+"
     r"(?: -m statistic --mode random --probability (?P<prob>[0-9.]+))?+"
     r" -j (?P<target>[A-Za-z0-9_-]+)"
-    r"(?: --(?P<topt>to-destination|reject-with) (?P<tval>[\x23-\x2c\x2e-\x5b\x5d-\x7e]" + _VAL
-    + r"*))?+")
+    r"(?: --(?P<topt>to-destination|reject-with) (?P<tval>[\x23-\x2c\x2e-\x5b\x5d-\x7e]"
+    + _VAL
+    + r"*))?+"
+)
 # Set to False to read every line through the parser (the reference, used by tests).
 USE_LINE_REGEX = True
 
@@ -185,12 +194,36 @@ USE_LINE_REGEX = True
 class _Facts:
     """What the Service model needs from one rule (plain slots: built 100k times)."""
 
-    __slots__ = ("chain", "text", "target", "to", "comments", "dst", "dport", "proto",
-                 "prob", "rcheck", "sources", "masq")
+    __slots__ = (
+        "chain",
+        "text",
+        "target",
+        "to",
+        "comments",
+        "dst",
+        "dport",
+        "proto",
+        "prob",
+        "rcheck",
+        "sources",
+        "masq",
+    )
 
-    def __init__(self, chain: str, text: str, target: str | None, to: str,
-                 comments: tuple[str, ...], dst: str | None, dport: int | None, proto: str,
-                 prob: str | None, rcheck: bool, sources: tuple[str, ...], masq: str) -> None:
+    def __init__(
+        self,
+        chain: str,
+        text: str,
+        target: str | None,
+        to: str,
+        comments: tuple[str, ...],
+        dst: str | None,
+        dport: int | None,
+        proto: str,
+        prob: str | None,
+        rcheck: bool,
+        sources: tuple[str, ...],
+        masq: str,
+    ) -> None:
         self.chain = chain
         self.text = text
         self.target = target  # None: a rule without -j
@@ -215,12 +248,19 @@ def _rule_facts(rule: Rule) -> _Facts:
     prob = rule.first("probability")
     name = target.name if target else None
     return _Facts(
-        rule.chain, rule.text, name,
-        target.options.get("to-destination", "") if target else "", rule.comments,
-        _dst(rule), _dport(rule), _proto(rule), prob.value if prob else None,
+        rule.chain,
+        rule.text,
+        name,
+        target.options.get("to-destination", "") if target else "",
+        rule.comments,
+        _dst(rule),
+        _dport(rule),
+        _proto(rule),
+        prob.value if prob else None,
         any(m.option == "rcheck" for m in rule.matches),
         tuple(m.value for m in rule.matches_of("", "source") if not m.negated),
-        describe_masquerade(rule) if name == "KUBE-MARK-MASQ" else "")
+        describe_masquerade(rule) if name == "KUBE-MARK-MASQ" else "",
+    )
 
 
 def _line_facts(line: str) -> _Facts | None:
@@ -228,8 +268,7 @@ def _line_facts(line: str) -> _Facts | None:
     found = _CANON.fullmatch(line)
     if found is None:
         return None
-    (chain, sneg, src, dneg, dst, proto, qc, c, dport, prob, target, topt,
-     tval) = found.groups()
+    (chain, sneg, src, dneg, dst, proto, qc, c, dport, prob, target, topt, tval) = found.groups()
     comment = qc if qc is not None else c
     exact = None
     if dst is not None and not dneg:
@@ -239,10 +278,19 @@ def _line_facts(line: str) -> _Facts | None:
     if target == "KUBE-MARK-MASQ":
         masq = f"when source {'not ' if sneg else ''}in {src}" if src is not None else "all"
     return _Facts(
-        chain, line, target, tval if topt == "to-destination" else "",
-        (comment,) if comment is not None else (), exact,
-        int(dport) if dport is not None else None, proto.upper() if proto else "", prob,
-        False, (src,) if src is not None and not sneg else (), masq)
+        chain,
+        line,
+        target,
+        tval if topt == "to-destination" else "",
+        (comment,) if comment is not None else (),
+        exact,
+        int(dport) if dport is not None else None,
+        proto.upper() if proto else "",
+        prob,
+        False,
+        (src,) if src is not None and not sneg else (),
+        masq,
+    )
 
 
 class _Builder:
@@ -289,8 +337,9 @@ class _Builder:
         for pos, line in enumerate(self.rs.lines_of("nat", chain), 1):
             # The parsed target name is the line's text with only quotes and backslashes
             # taken out: a line without DNAT even then cannot jump to DNAT.
-            if "DNAT" in line or (('"' in line or "\\" in line) and "DNAT" in line.replace(
-                    '"', "").replace("\\", "")):
+            if "DNAT" in line or (
+                ('"' in line or "\\" in line) and "DNAT" in line.replace('"', "").replace("\\", "")
+            ):
                 fast = _line_facts(line) if USE_LINE_REGEX else None
                 found = fast if fast is not None else self._parsed("nat", chain, pos)
                 if found.target == "DNAT":
@@ -409,31 +458,51 @@ class _Builder:
             if draft.fw_chain is None and "KUBE-FW-" + hashed in names:
                 draft.fw_chain = "KUBE-FW-" + hashed
             for prefix in ("KUBE-SVL-", "KUBE-XLB-"):
-                if draft.local_chain is None and prefix + hashed in names and (
-                        self.rs.rule_count_of(nat, prefix + hashed)):
+                if (
+                    draft.local_chain is None
+                    and prefix + hashed in names
+                    and (self.rs.rule_count_of(nat, prefix + hashed))
+                ):
                     draft.local_chain = prefix + hashed
         self._cluster_ip_from_chains(draft)
         for ip in draft.no_local_ips:
             if ip not in draft.lb_ips and ip not in draft.external_ips:
                 draft.external_ips.append(ip)
-        local_seps = {e.sep_chain for e in self.endpoints(draft.local_chain)} if (
-            draft.local_chain) else None
+        local_seps = (
+            {e.sep_chain for e in self.endpoints(draft.local_chain)}
+            if (draft.local_chain)
+            else None
+        )
         endpoints = self.endpoints(draft.svc_chain or draft.local_chain)
         if local_seps is not None:
             endpoints = tuple(replace(e, local=e.sep_chain in local_seps) for e in endpoints)
         source_ranges = tuple(
-            src for r in (self.facts(nat, draft.fw_chain) if draft.fw_chain else ())
-            for src in r.sources)
+            src
+            for r in (self.facts(nat, draft.fw_chain) if draft.fw_chain else ())
+            for src in r.sources
+        )
         return Service(
-            namespace=draft.namespace, name=draft.name, port_name=draft.port_name,
-            protocol=draft.protocol or "TCP", cluster_ip=draft.cluster_ip, port=draft.port,
-            node_port=draft.node_port, external_ips=tuple(draft.external_ips),
-            load_balancer_ips=tuple(draft.lb_ips), svc_chain=draft.svc_chain,
-            endpoints=endpoints, masquerade=self.masquerade(draft),
-            ext_chain=draft.ext_chain, fw_chain=draft.fw_chain, local_chain=draft.local_chain,
-            health_check_node_port=draft.health, source_ranges=source_ranges,
-            no_endpoints=draft.no_endpoints, no_local_endpoints=draft.no_local,
-            evidence=tuple(dict.fromkeys(draft.evidence)))
+            namespace=draft.namespace,
+            name=draft.name,
+            port_name=draft.port_name,
+            protocol=draft.protocol or "TCP",
+            cluster_ip=draft.cluster_ip,
+            port=draft.port,
+            node_port=draft.node_port,
+            external_ips=tuple(draft.external_ips),
+            load_balancer_ips=tuple(draft.lb_ips),
+            svc_chain=draft.svc_chain,
+            endpoints=endpoints,
+            masquerade=self.masquerade(draft),
+            ext_chain=draft.ext_chain,
+            fw_chain=draft.fw_chain,
+            local_chain=draft.local_chain,
+            health_check_node_port=draft.health,
+            source_ranges=source_ranges,
+            no_endpoints=draft.no_endpoints,
+            no_local_endpoints=draft.no_local,
+            evidence=tuple(dict.fromkeys(draft.evidence)),
+        )
 
     def _cluster_ip_from_chains(self, draft: _Draft) -> None:
         """Fill a missing cluster IP from the KUBE-SVC/SVL "cluster IP" masquerade rule."""
@@ -479,8 +548,10 @@ class _Builder:
             return (_dnat_endpoint(dnat, share, target),)
         if self.rs.rule_count_of("nat", target):
             # an intermediate chain (2015: KUBE-SVC -> KUBE-SVC -> DNAT)
-            return tuple(replace(e, probability=e.probability * share)
-                         for e in self.endpoints(target, depth + 1))
+            return tuple(
+                replace(e, probability=e.probability * share)
+                for e in self.endpoints(target, depth + 1)
+            )
         # A fragment without the SEP chain: the comment still says "-> ip:port".
         for comment in rule.comments:
             arrow = _ARROW.search(comment)
@@ -490,8 +561,9 @@ class _Builder:
 
     def masquerade(self, draft: _Draft) -> str:
         """How kube-proxy masquerades traffic to this Service's cluster IP."""
-        candidates = [r for r in self.facts("nat", draft.svc_chain or "")
-                      if r.target == "KUBE-MARK-MASQ"]
+        candidates = [
+            r for r in self.facts("nat", draft.svc_chain or "") if r.target == "KUBE-MARK-MASQ"
+        ]
         if draft.cluster_ip:
             if self._services_masq is None:
                 # Old kube-proxy: the masquerade rule sits in KUBE-SERVICES; index it once
@@ -566,7 +638,8 @@ def _services(ruleset: Ruleset) -> tuple[Service, ...]:
         names = ruleset.chain_names(table)
         for name in names:
             if name in ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-PROXY-FIREWALL") or (
-                    name.startswith("KUBE-PORTALS-")):
+                name.startswith("KUBE-PORTALS-")
+            ):
                 builder.scan_services_chain(table, name)
         for name in names:
             if name == "KUBE-NODEPORTS" or name.startswith("KUBE-NODEPORT-"):
@@ -580,8 +653,12 @@ def _services(ruleset: Ruleset) -> tuple[Service, ...]:
 
 def _orphan_chains(builder: _Builder) -> None:
     """Services seen only through their KUBE-SVC-/SVL- chains (grep fragments, tails)."""
-    known = {_chain_hash(c) for d in builder.drafts.values()
-             for c in (d.svc_chain, d.ext_chain, d.fw_chain, d.local_chain) if c}
+    known = {
+        _chain_hash(c)
+        for d in builder.drafts.values()
+        for c in (d.svc_chain, d.ext_chain, d.fw_chain, d.local_chain)
+        if c
+    }
     for name in builder.rs.chain_names("nat"):
         if not name.startswith(("KUBE-SVC-", "KUBE-SVL-")):
             continue
@@ -601,8 +678,9 @@ def _orphan_chains(builder: _Builder) -> None:
         known.add(hashed)
 
 
-def detect_mode(rulesets: Mapping[str, Ruleset], nft_tables: Iterable[tuple[str, str]] = ()
-                ) -> KubeProxyMode:
+def detect_mode(
+    rulesets: Mapping[str, Ruleset], nft_tables: Iterable[tuple[str, str]] = ()
+) -> KubeProxyMode:
     """kube-proxy's mode and backend from each backend's ruleset and the nft table names.
 
     `rulesets` maps a backend label ("iptables-legacy", "iptables-nft", ...) to its dump;
@@ -621,18 +699,23 @@ def detect_mode(rulesets: Mapping[str, Ruleset], nft_tables: Iterable[tuple[str,
             evidence.append(f"{label}: chain KUBE-PROXY-CANARY")
         if "KUBE-IPTABLES-HINT" in names or "KUBE-KUBELET-CANARY" in names:
             hint_backends.append(label)
-            evidence.append(f"{label}: kubelet chains "
-                            f"{', '.join(sorted(names & {'KUBE-IPTABLES-HINT', 'KUBE-KUBELET-CANARY'}))}")
+            evidence.append(
+                f"{label}: kubelet chains "
+                f"{', '.join(sorted(names & {'KUBE-IPTABLES-HINT', 'KUBE-KUBELET-CANARY'}))}"
+            )
     nft_kube = [f"{fam} {name}" for fam, name in nft_tables if name == "kube-proxy"]
     used = [label for label, rs in rulesets.items() if rs.rule_count() > 0]
     if len(used) > 1:
-        warnings.append(f"rules in several iptables backends: {', '.join(used)}; "
-                        "the kernel runs all of them")
+        warnings.append(
+            f"rules in several iptables backends: {', '.join(used)}; the kernel runs all of them"
+        )
     if nft_kube:
         evidence.append(f"nftables: table {', '.join(nft_kube)}")
         if proxy_backends:
-            warnings.append("kube-proxy nftables table and iptables canary both present "
-                            "(mode switch leftovers?)")
+            warnings.append(
+                "kube-proxy nftables table and iptables canary both present "
+                "(mode switch leftovers?)"
+            )
         return KubeProxyMode("nftables", "nftables", tuple(evidence), tuple(warnings))
     backend = proxy_backends[0] if proxy_backends else None
     if backend is None:
@@ -642,20 +725,22 @@ def detect_mode(rulesets: Mapping[str, Ruleset], nft_tables: Iterable[tuple[str,
                 evidence.append(f"{label}: chain nat KUBE-SERVICES")
                 break
     if backend is None:
-        return KubeProxyMode(None, hint_backends[0] if hint_backends else None,
-                             tuple(evidence), tuple(warnings))
+        return KubeProxyMode(
+            None, hint_backends[0] if hint_backends else None, tuple(evidence), tuple(warnings)
+        )
     if len(proxy_backends) > 1:
         warnings.append(f"KUBE-PROXY-CANARY in several backends: {', '.join(proxy_backends)}")
     rs = rulesets[backend]
     ipvs = any(c.name in ("KUBE-LOAD-BALANCER", "KUBE-NODE-PORT") for c in rs.chains("nat")) or (
-        any("KUBE-CLUSTER-IP" in line for line in rs.rule_lines("nat", "KUBE-SERVICES")))
+        any("KUBE-CLUSTER-IP" in line for line in rs.rule_lines("nat", "KUBE-SERVICES"))
+    )
     if ipvs:
         evidence.append(f"{backend}: ipset-based KUBE-SERVICES (IPVS mode)")
-    return KubeProxyMode("ipvs" if ipvs else "iptables", backend, tuple(evidence),
-                         tuple(warnings))
+    return KubeProxyMode("ipvs" if ipvs else "iptables", backend, tuple(evidence), tuple(warnings))
 
 
-def detect_backend(rulesets: Mapping[str, Ruleset],
-                   nft_tables: Iterable[tuple[str, str]] = ()) -> str | None:
+def detect_backend(
+    rulesets: Mapping[str, Ruleset], nft_tables: Iterable[tuple[str, str]] = ()
+) -> str | None:
     """The netfilter backend kube-proxy writes to (a key of `rulesets`, or "nftables")."""
     return detect_mode(rulesets, nft_tables).backend

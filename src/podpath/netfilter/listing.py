@@ -76,7 +76,7 @@ def _rebuild(chain: str, cols: dict[str, str], extra: str) -> str:
     out += _address("-d", cols.get("destination", ""))
     prot = cols.get("prot", "all")
     if prot not in ("all", "0"):
-        out += (["!", "-p", prot[1:]] if prot.startswith("!") else ["-p", prot])
+        out += ["!", "-p", prot[1:]] if prot.startswith("!") else ["-p", prot]
     target_opts: list[str] = []
     for comment in _COMMENT.findall(extra):
         out += ["-m", "comment", "--comment", _q(comment)]
@@ -85,7 +85,7 @@ def _rebuild(chain: str, cols: dict[str, str], extra: str) -> str:
         found = pattern.search(extra)
         if not found:
             continue
-        extra = extra[: found.start()] + " " + extra[found.end():]
+        extra = extra[: found.start()] + " " + extra[found.end() :]
         g = found.groups()
         if kind in ("port", "sport"):
             opt = "--dport" if kind == "port" else "--sport"
@@ -101,8 +101,10 @@ def _rebuild(chain: str, cols: dict[str, str], extra: str) -> str:
         elif kind == "ctstate":
             out += ["-m", "conntrack"] + (["!"] if g[0] else []) + ["--ctstate", g[1]]
         elif kind == "to":
-            target_opts += ["--to-destination" if cols.get("target") == "DNAT"
-                            else "--to-source", g[0]]
+            target_opts += [
+                "--to-destination" if cols.get("target") == "DNAT" else "--to-source",
+                g[0],
+            ]
         elif kind == "mark-target":
             target_opts += [f"--{g[0]}-mark" if g[0] != "set" else "--set-mark", g[1]]
         elif kind == "reject":
@@ -153,8 +155,11 @@ def parse_listing(text: str) -> Listing:
             lines.append(f"-A {name} {_q(line.strip())}")
             continue
         cols = dict(zip(cols_names, words, strict=False))
-        extra = line.split(None, len(cols_names))[len(cols_names)] if len(
-            words) > len(cols_names) else ""
+        extra = (
+            line.split(None, len(cols_names))[len(cols_names)]
+            if len(words) > len(cols_names)
+            else ""
+        )
         lines.append(_rebuild(name, cols, extra))
     flush()
     return Listing(tuple(chains), tuple(warnings))

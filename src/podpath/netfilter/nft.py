@@ -72,8 +72,16 @@ class _JsonRule(NftRule):
     a Service view reads only the chains it walks.
     """
 
-    def __init__(self, family: str, table: str, chain: str, position: int,
-                 expr: tuple[Any, ...], handle: int | None, comment: str | None) -> None:
+    def __init__(
+        self,
+        family: str,
+        table: str,
+        chain: str,
+        position: int,
+        expr: tuple[Any, ...],
+        handle: int | None,
+        comment: str | None,
+    ) -> None:
         # Not the dataclass __init__: `text` is left for the cached_property below.
         put = object.__setattr__
         put(self, "family", family)
@@ -139,7 +147,7 @@ class NftRuleset:
                     found.setdefault((rule.family, rule.table, rule.chain), []).append(rule)
                 found = {k: tuple(v) for k, v in found.items()}
             else:
-                for obj in (self.sets if kind == "sets" else self.chains):
+                for obj in self.sets if kind == "sets" else self.chains:
                     found.setdefault((obj.family, obj.table, obj.name), obj)
             self._index[kind] = found
         return found
@@ -171,7 +179,7 @@ def render_expr(expr: Any) -> str:
     if kind is str:
         return expr  # type: ignore[no-any-return]
     if kind is dict and len(expr) == 1:
-        (key, val), = expr.items()
+        ((key, val),) = expr.items()
         render = _RENDER.get(key)
         if render is not None:
             try:
@@ -193,7 +201,7 @@ def render_expr(expr: Any) -> str:
         return ", ".join(render_expr(e) for e in expr)
     if not isinstance(expr, dict) or len(expr) != 1:
         return json.dumps(expr, separators=(",", ":"), ensure_ascii=False)
-    (key, val), = expr.items()
+    ((key, val),) = expr.items()
     render = _RENDER.get(key)
     if render is not None:
         try:
@@ -229,8 +237,7 @@ def _r_payload(v: dict[str, Any]) -> str:
 
 
 # Meta keys nft prints without the `meta` keyword.
-_BARE_META = frozenset({"iifname", "oifname", "iif", "oif", "mark", "skuid", "skgid",
-                        "nfproto"})
+_BARE_META = frozenset({"iifname", "oifname", "iif", "oif", "mark", "skuid", "skgid", "nfproto"})
 
 
 def _r_meta(v: dict[str, Any]) -> str:
@@ -253,6 +260,7 @@ def _r_nat(kind: str) -> Any:
         if flags:
             out += " " + (" ".join(flags) if isinstance(flags, list) else str(flags))
         return out
+
     return render
 
 
@@ -298,8 +306,9 @@ def _r_reject(v: Any) -> str:
 def _r_log(v: Any) -> str:
     if not v:
         return "log"
-    return "log" + "".join(f' {k} "{val}"' if k == "prefix" else f" {k} {val}"
-                           for k, val in v.items())
+    return "log" + "".join(
+        f' {k} "{val}"' if k == "prefix" else f" {k} {val}" for k, val in v.items()
+    )
 
 
 def _r_update(v: dict[str, Any]) -> str:
@@ -315,8 +324,9 @@ _RENDER: dict[str, Any] = {
     "concat": lambda v: " . ".join(render_expr(x) for x in v),
     "prefix": lambda v: f"{render_expr(v['addr'])}/{v['len']}",
     "range": lambda v: f"{render_expr(v[0])}-{render_expr(v[1])}",
-    "elem": lambda v: render_expr(v["val"]) + (f' comment "{v["comment"]}"'
-                                               if v.get("comment") else ""),
+    "elem": lambda v: (
+        render_expr(v["val"]) + (f' comment "{v["comment"]}"' if v.get("comment") else "")
+    ),
     "jump": lambda v: f"jump {v['target']}",
     "goto": lambda v: f"goto {v['target']}",
     "vmap": _r_map("vmap"),
@@ -385,6 +395,7 @@ def _gc_paused(build: Callable[[_T], _R]) -> Callable[[_T], _R]:
     The collector would rescan the growing heap over and over: 10k Services' JSON took
     1.2-1.6 s to load with it and 0.4 s without.
     """
+
     @functools.wraps(build)
     def paused(arg: _T) -> _R:
         was_enabled = gc.isenabled()
@@ -394,6 +405,7 @@ def _gc_paused(build: Callable[[_T], _R]) -> Callable[[_T], _R]:
         finally:
             if was_enabled:
                 gc.enable()
+
     return paused
 
 
@@ -422,7 +434,7 @@ def parse_nft_json(text: str) -> NftRuleset:
         if not isinstance(item, dict) or len(item) != 1:
             warnings.append(f"unknown item: {json.dumps(item)[:200]}")
             continue
-        (kind, v), = item.items()
+        ((kind, v),) = item.items()
         if not isinstance(v, dict):
             warnings.append(f"unknown {kind}: {json.dumps(v)[:200]}")
             continue
@@ -430,13 +442,26 @@ def parse_nft_json(text: str) -> NftRuleset:
         if kind == "metainfo":
             meta = v
         elif kind == "table":
-            tables.append(NftTable(fam, str(v.get("name", "")), _int(v.get("handle")),
-                                   _opt_str(v.get("comment"))))
+            tables.append(
+                NftTable(
+                    fam, str(v.get("name", "")), _int(v.get("handle")), _opt_str(v.get("comment"))
+                )
+            )
         elif kind == "chain":
             seen[0][(fam, tab)] = None
-            chains.append(NftChain(fam, tab, str(v.get("name", "")), _int(v.get("handle")),
-                                   v.get("type"), v.get("hook"), v.get("prio"),
-                                   v.get("policy"), v.get("comment")))
+            chains.append(
+                NftChain(
+                    fam,
+                    tab,
+                    str(v.get("name", "")),
+                    _int(v.get("handle")),
+                    v.get("type"),
+                    v.get("hook"),
+                    v.get("prio"),
+                    v.get("policy"),
+                    v.get("comment"),
+                )
+            )
         elif kind == "rule":
             seen[1][(fam, tab)] = None
             name = str(v.get("chain", ""))
@@ -445,39 +470,59 @@ def parse_nft_json(text: str) -> NftRuleset:
             raw_expr = v.get("expr")
             expr: list[Any] = raw_expr if isinstance(raw_expr, list) else []
             comment = _opt_str(v.get("comment"))
-            rules.append(_JsonRule(fam, tab, name, positions[key], tuple(expr),
-                                   _int(v.get("handle")), comment))
+            rules.append(
+                _JsonRule(
+                    fam, tab, name, positions[key], tuple(expr), _int(v.get("handle")), comment
+                )
+            )
         elif kind in ("set", "map"):
             seen[2][(fam, tab)] = None
             typ = v.get("type", ())
             raw_elems = v.get("elem")
             elems: list[Any] = raw_elems if isinstance(raw_elems, list) else []
             flags = v.get("flags", ())
-            sets.append(NftSet(
-                fam, tab, str(v.get("name", "")), kind,
-                tuple(typ) if isinstance(typ, list) else (str(typ),),
-                render_expr(v["map"]) if "map" in v else None,
-                tuple(flags) if isinstance(flags, list) else (str(flags),),
-                tuple(_element(e) for e in elems), _int(v.get("handle")),
-                _opt_str(v.get("comment"))))
+            sets.append(
+                NftSet(
+                    fam,
+                    tab,
+                    str(v.get("name", "")),
+                    kind,
+                    tuple(typ) if isinstance(typ, list) else (str(typ),),
+                    render_expr(v["map"]) if "map" in v else None,
+                    tuple(flags) if isinstance(flags, list) else (str(flags),),
+                    tuple(_element(e) for e in elems),
+                    _int(v.get("handle")),
+                    _opt_str(v.get("comment")),
+                )
+            )
         else:
-            warnings.append(f"{kind} objects are kept out of the model: "
-                            f"{fam} {tab} {v.get('name', '')}".strip())
+            warnings.append(
+                f"{kind} objects are kept out of the model: {fam} {tab} {v.get('name', '')}".strip()
+            )
     known = {(t.family, t.name) for t in tables}
     # `nft -j list set/map ...` names no table object: derive it from its members.
     for fam_tab in (*seen[0], *seen[1], *seen[2]):
         if fam_tab not in known:
             known.add(fam_tab)
             tables.append(NftTable(*fam_tab))
-    return NftRuleset("json", tuple(tables), tuple(chains), tuple(rules), tuple(sets),
-                      tuple(dict.fromkeys(warnings)), meta)
+    return NftRuleset(
+        "json",
+        tuple(tables),
+        tuple(chains),
+        tuple(rules),
+        tuple(sets),
+        tuple(dict.fromkeys(warnings)),
+        meta,
+    )
 
 
 # ---------------------------------------------------------------- text formats
 
 _COMMENT_RE = re.compile(r'\s*comment\s+"((?:[^"\\]|\\.)*)"\s*;?\s*$')
-_TYPE_RE = re.compile(r"type\s+(\w+)\s+hook\s+(\w+)(?:\s+device\s+\S+)?\s+priority\s+([^;]+?)\s*;"
-                      r"(?:\s*policy\s+(\w+)\s*;)?")
+_TYPE_RE = re.compile(
+    r"type\s+(\w+)\s+hook\s+(\w+)(?:\s+device\s+\S+)?\s+priority\s+([^;]+?)\s*;"
+    r"(?:\s*policy\s+(\w+)\s*;)?"
+)
 
 
 def _split_top(text: str, sep: str = ",") -> list[str]:
@@ -512,7 +557,7 @@ def parse_elements(body: str) -> tuple[NftElement, ...]:
         found = _ELEM_COMMENT.search(part)
         if found:  # removed first: a comment may itself hold " : " or " . "
             comment = found.group(1)
-            part = part[: found.start()] + part[found.end():]
+            part = part[: found.start()] + part[found.end() :]
         # nft prints map data after " : " (spaces required: IPv6 keys hold colons).
         key_text, sep, value = part.partition(" : ")
         key = tuple(k.strip() for k in key_text.split(" . "))
@@ -551,18 +596,34 @@ class _TextState:
                 raw = found.group(3).strip()
                 prio = int(raw) if re.fullmatch(r"-?\d+", raw) else raw
             self.chains[key] = NftChain(
-                family, table, name, None, found.group(1) if found else None,
-                found.group(2) if found else None, prio,
+                family,
+                table,
+                name,
+                None,
+                found.group(1) if found else None,
+                found.group(2) if found else None,
+                prio,
                 (found.group(4) if found else None) or ("accept" if found else None),
-                comment.group(1) if comment else None)
+                comment.group(1) if comment else None,
+            )
 
     def rule(self, family: str, table: str, chain: str, text: str) -> None:
         self.chain(family, table, chain)
         key = (family, table, chain)
         self.positions[key] = self.positions.get(key, 0) + 1
         comment = _COMMENT_RE.search(text)
-        self.rules.append(NftRule(family, table, chain, self.positions[key], text.strip(),
-                                  (), None, comment.group(1) if comment else None))
+        self.rules.append(
+            NftRule(
+                family,
+                table,
+                chain,
+                self.positions[key],
+                text.strip(),
+                (),
+                None,
+                comment.group(1) if comment else None,
+            )
+        )
 
     def set(self, family: str, table: str, name: str, kind: str, spec: str) -> None:
         self.table(family, table)
@@ -575,11 +636,17 @@ class _TextState:
         type_text = typ.group(1) if typ else ""
         key_type, _, map_type = type_text.partition(" : ")
         self.sets[key] = NftSet(
-            family, table, name, kind, tuple(k.strip() for k in key_type.split(" . ") if k),
+            family,
+            table,
+            name,
+            kind,
+            tuple(k.strip() for k in key_type.split(" . ") if k),
             map_type.strip() or None,
             tuple(f.strip() for f in flags.group(1).split(",")) if flags else (),
-            parse_elements(elements.group(1)) if elements else (), None,
-            comment.group(1) if comment else None)
+            parse_elements(elements.group(1)) if elements else (),
+            None,
+            comment.group(1) if comment else None,
+        )
 
     def chain_has_rules(self, family: str, table: str, name: str) -> bool:
         """True once a rule was added to the chain (a later `comment` line is a rule)."""
@@ -597,15 +664,29 @@ class _TextState:
         out = []
         for key, old in self.sets.items():
             extra = self.added.get(key)
-            out.append(old if not extra else NftSet(
-                old.family, old.table, old.name, old.kind, old.type, old.map_type, old.flags,
-                old.elements + tuple(extra), old.handle, old.comment))
+            out.append(
+                old
+                if not extra
+                else NftSet(
+                    old.family,
+                    old.table,
+                    old.name,
+                    old.kind,
+                    old.type,
+                    old.map_type,
+                    old.flags,
+                    old.elements + tuple(extra),
+                    old.handle,
+                    old.comment,
+                )
+            )
         return tuple(out)
 
 
 _COMMAND = re.compile(
     r"^(add|create|insert|replace)\s+(table|chain|rule|set|map|element)\s+(\w+)\s+(\S+)"
-    r"(?:\s+(\S+))?\s*(.*)$")
+    r"(?:\s+(\S+))?\s*(.*)$"
+)
 
 
 def _braces(text: str) -> str:
@@ -659,8 +740,11 @@ def _parse_listing(lines: list[str], state: _TextState) -> None:
             state.table(family, table)
             continue
         if block is None:
-            opened = re.match(r"^(chain|set|map|flowtable|counter|quota|ct\s+\w+)\s+(\S+)\s*\{"
-                              r"\s*(\})?", line)
+            opened = re.match(
+                r"^(chain|set|map|flowtable|counter|quota|ct\s+\w+)\s+(\S+)\s*\{"
+                r"\s*(\})?",
+                line,
+            )
             if opened:
                 kind = opened.group(1)
                 block = (kind, opened.group(2))
@@ -670,10 +754,12 @@ def _parse_listing(lines: list[str], state: _TextState) -> None:
                     block = None
             elif line.startswith("comment") and table:
                 comment = re.search(r'"((?:[^"\\]|\\.)*)"', line)
-                state.tables = [NftTable(t.family, t.name, t.handle,
-                                         comment.group(1) if comment else t.comment)
-                                if (t.family, t.name) == (family, table) else t
-                                for t in state.tables]
+                state.tables = [
+                    NftTable(t.family, t.name, t.handle, comment.group(1) if comment else t.comment)
+                    if (t.family, t.name) == (family, table)
+                    else t
+                    for t in state.tables
+                ]
             elif line != "}":
                 state.warnings.append(f"unparsed line: {line[:200]}")
             continue
@@ -684,8 +770,9 @@ def _parse_listing(lines: list[str], state: _TextState) -> None:
         buffer.append(line)
 
 
-def _close_block(state: _TextState, family: str, table: str, block: tuple[str, str],
-                 buffer: list[str]) -> None:
+def _close_block(
+    state: _TextState, family: str, table: str, block: tuple[str, str], buffer: list[str]
+) -> None:
     """Store a finished chain/set/map block."""
     kind, name = block
     if kind == "chain":
@@ -713,11 +800,19 @@ def parse_nft_text(text: str) -> NftRuleset:
         _parse_commands(lines, state)
     else:
         _parse_listing(lines, state)
-    fmt = "commands" if commands else ("text" if state.tables else (
-        "empty" if not text.strip() else "error"))
-    return NftRuleset(fmt, tuple(state.tables), tuple(state.chains.values()),
-                      tuple(state.rules), state.final_sets(),
-                      tuple(dict.fromkeys(state.warnings))[:50])
+    fmt = (
+        "commands"
+        if commands
+        else ("text" if state.tables else ("empty" if not text.strip() else "error"))
+    )
+    return NftRuleset(
+        fmt,
+        tuple(state.tables),
+        tuple(state.chains.values()),
+        tuple(state.rules),
+        state.final_sets(),
+        tuple(dict.fromkeys(state.warnings))[:50],
+    )
 
 
 def parse_nft(text: str) -> NftRuleset:
@@ -729,7 +824,8 @@ def parse_nft(text: str) -> NftRuleset:
 
 _KP_CHAIN = re.compile(
     r"^(?P<kind>service|external|endpoint|firewall)-(?P<hash>[A-Z0-9]+)-(?P<ns>[^/]+)/"
-    r"(?P<name>[^/]+)/(?P<proto>[a-z]+)/(?P<port>[^_/]*)(?:__(?P<ip>[^/]+)/(?P<eport>\d+))?$")
+    r"(?P<name>[^/]+)/(?P<proto>[a-z]+)/(?P<port>[^_/]*)(?:__(?P<ip>[^/]+)/(?P<eport>\d+))?$"
+)
 _NUMGEN = re.compile(r"numgen random mod (\d+)(?: offset (\d+))? vmap \{(.*)\}")
 _DNAT = re.compile(r"dnat(?: ip6?)? to (\[[^\]]+\]:\d+|[0-9a-fA-F.:]+)")
 _MASQ = re.compile(r"ip6? saddr != (\S+) jump mark-for-masquerade")
@@ -826,9 +922,13 @@ def _table_services(rs: NftRuleset, family: str, table: str) -> list[Service]:
     return [_finish(rs, family, table, d) for d in drafts.values()]
 
 
-def _no_endpoints(rs: NftRuleset, family: str, table: str,
-                  drafts: dict[tuple[str, str, str, str], _NftDraft],
-                  cluster_ips: set[str]) -> None:
+def _no_endpoints(
+    rs: NftRuleset,
+    family: str,
+    table: str,
+    drafts: dict[tuple[str, str, str, str], _NftDraft],
+    cluster_ips: set[str],
+) -> None:
     """Services that kube-proxy drops or rejects (the no-endpoint-* maps; comment names)."""
     vmap = rs.get_set(family, table, "no-endpoint-services")
     for elem in vmap.elements if vmap else ():
@@ -838,8 +938,11 @@ def _no_endpoints(rs: NftRuleset, family: str, table: str,
         ns, _, name = ns_name.partition("/")
         key = (ns, name, port_name, elem.key[1].upper())
         d = drafts.setdefault(key, _NftDraft(*key))
-        verdict = "REJECT" if (elem.value or "").endswith("reject-chain") else (
-            (elem.value or "").upper() or None)
+        verdict = (
+            "REJECT"
+            if (elem.value or "").endswith("reject-chain")
+            else ((elem.value or "").upper() or None)
+        )
         ip, port = elem.key[0], elem.key[2]
         d.evidence.append(f"no-endpoint-services: {' . '.join(elem.key)} : {elem.value}")
         if ip in cluster_ips:
@@ -877,12 +980,25 @@ def _finish(rs: NftRuleset, family: str, table: str, d: _NftDraft) -> Service:
         if found:
             fw_ranges = tuple(p.strip() for p in found.group(1).split(","))
     return Service(
-        namespace=d.ns, name=d.name, port_name=d.port_name, protocol=d.proto,
-        cluster_ip=d.cluster_ip, port=d.port, node_port=d.node_port,
-        external_ips=tuple(d.external), load_balancer_ips=(), svc_chain=d.svc_chain,
-        endpoints=tuple(endpoints), masquerade=masquerade, ext_chain=d.ext_chain,
-        fw_chain=d.fw_chain, source_ranges=fw_ranges, no_endpoints=d.no_endpoints,
-        backend="nftables", evidence=tuple(d.evidence))
+        namespace=d.ns,
+        name=d.name,
+        port_name=d.port_name,
+        protocol=d.proto,
+        cluster_ip=d.cluster_ip,
+        port=d.port,
+        node_port=d.node_port,
+        external_ips=tuple(d.external),
+        load_balancer_ips=(),
+        svc_chain=d.svc_chain,
+        endpoints=tuple(endpoints),
+        masquerade=masquerade,
+        ext_chain=d.ext_chain,
+        fw_chain=d.fw_chain,
+        source_ranges=fw_ranges,
+        no_endpoints=d.no_endpoints,
+        backend="nftables",
+        evidence=tuple(d.evidence),
+    )
 
 
 def _endpoint(rs: NftRuleset, family: str, table: str, chain: str, share: float) -> Endpoint:

@@ -203,7 +203,9 @@ def _convert_tuple(tp: Any, value: Any, where: str) -> Any:
         return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
     if len(args) != len(value):
         raise SnapshotError(f"{where}: expected {len(args)} items, found {len(value)}")
-    return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    return tuple(
+        _convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+    )
 
 
 def _convert_dict(tp: Any, value: Any, where: str) -> Any:

@@ -57,7 +57,9 @@ class SnapshotIndex:
     @cached_property
     def links_by_ref(self) -> dict[LinkRef, Link]:
         """Every link by (netns inode, ifindex)."""
-        return {LinkRef(ns.inode, link.ifindex): link for ns in self.snapshot.netns for link in ns.links}
+        return {
+            LinkRef(ns.inode, link.ifindex): link for ns in self.snapshot.netns for link in ns.links
+        }
 
     def link(self, netns: int, ifindex: int | None) -> Link | None:
         """The link with this index in this namespace, if known."""

@@ -69,7 +69,9 @@ class Engine:
                 for a in link.addresses:
                     if not a.address.startswith("127.") and a.address != "::1":
                         seen.setdefault(a.address, []).append((i, link))
-        return {addr: owners[0] for addr, owners in seen.items() if len({o[0] for o in owners}) == 1}
+        return {
+            addr: owners[0] for addr, owners in seen.items() if len({o[0] for o in owners}) == 1
+        }
 
     def hostname(self, node: int) -> str:
         """The hostname of a node."""
@@ -125,15 +127,32 @@ class Engine:
         hops = flow.hops + ((hop,) if hop is not None else ())
         end = (flow.node, flow.netns)
         if flow.uncertain and verdict != "uncertain":
-            return Branch(flow.probability, "uncertain", f"{reason} (if: {flow.uncertain[0]})", hops,
-                          flow.packet, verdict, flow.uncertain, flow.nat, end)
+            return Branch(
+                flow.probability,
+                "uncertain",
+                f"{reason} (if: {flow.uncertain[0]})",
+                hops,
+                flow.packet,
+                verdict,
+                flow.uncertain,
+                flow.nat,
+                end,
+            )
         uncertain = flow.uncertain or ((reason,) if verdict == "uncertain" else ())
-        return Branch(flow.probability, verdict, reason, hops, flow.packet, None, uncertain, flow.nat, end)
+        return Branch(
+            flow.probability, verdict, reason, hops, flow.packet, None, uncertain, flow.nat, end
+        )
 
     def drop(self, flow: Flow, reason: str, by: str) -> list[Branch]:
         """The packet is dropped here."""
-        hop = Hop("drop", self.hostname(flow.node), f"dropped: {reason}", (), (),
-                  {"reason": reason, "by": by, "netns": flow.netns})
+        hop = Hop(
+            "drop",
+            self.hostname(flow.node),
+            f"dropped: {reason}",
+            (),
+            (),
+            {"reason": reason, "by": by, "netns": flow.netns},
+        )
         return [self.finish(flow, "dropped", reason, hop)]
 
     def unsure(self, flow: Flow, reason: str) -> list[Branch]:
@@ -142,8 +161,15 @@ class Engine:
 
     # --- netfilter --------------------------------------------------------------------
 
-    def env(self, flow: Flow, in_link: Link | None, out_link: Link | None, bridged: bool = False,
-            physdev_in: str | None = None, physdev_out: str | None = None) -> NfEnv:
+    def env(
+        self,
+        flow: Flow,
+        in_link: Link | None,
+        out_link: Link | None,
+        bridged: bool = False,
+        physdev_in: str | None = None,
+        physdev_out: str | None = None,
+    ) -> NfEnv:
         """What the rules at a hook see for this flow."""
         index = self.indexes[flow.node]
         local = index.local_addresses.get(flow.netns, frozenset())
@@ -201,7 +227,9 @@ class Engine:
 
     # --- routing ----------------------------------------------------------------------
 
-    def route(self, flow: Flow, iif: str = "lo", note: str = "") -> tuple[RouteDecision, Hop] | None:
+    def route(
+        self, flow: Flow, iif: str = "lo", note: str = ""
+    ) -> tuple[RouteDecision, Hop] | None:
         """Look the route up in the flow's namespace, as a hop."""
         ns = self.netns(flow)
         if ns is None:
@@ -237,7 +265,9 @@ class Engine:
             "mark": p.mark,
             "prefsrc": decision.prefsrc,
         }
-        return decision, Hop("route", self.hostname(flow.node), text, tuple(details), decision.explain, data)
+        return decision, Hop(
+            "route", self.hostname(flow.node), text, tuple(details), decision.explain, data
+        )
 
     # --- the path ---------------------------------------------------------------------
 
@@ -298,9 +328,14 @@ class Engine:
         """A lookup that found a blackhole/unreachable/prohibit route, or nothing."""
         if decision.type == "none":
             return self.drop(flow, f"no route to {flow.packet.dst} (network unreachable)", "route")
-        what = {"blackhole": "silently discarded", "unreachable": "ICMP host unreachable",
-                "prohibit": "ICMP administratively prohibited"}[decision.type]
-        return self.drop(flow, f"{decision.type} route {decision.matched or decision.rule}: {what}", "route")
+        what = {
+            "blackhole": "silently discarded",
+            "unreachable": "ICMP host unreachable",
+            "prohibit": "ICMP administratively prohibited",
+        }[decision.type]
+        return self.drop(
+            flow, f"{decision.type} route {decision.matched or decision.rule}: {what}", "route"
+        )
 
     def receive(self, flow: Flow, iif: Link) -> list[Branch]:
         """A packet arriving on iif in flow.netns: PREROUTING, route, then INPUT or FORWARD."""
@@ -350,14 +385,23 @@ class Engine:
             port = f":{p.dport}" if p.dport is not None else ""
             text = f"delivered to {where}: {p.proto} {p.dst}{port}"
             pod = self.indexes[f.node].pods_by_netns.get(f.netns)
-            hop = Hop("deliver", self.hostname(f.node), text, (), (), {
-                "netns": f.netns,
-                "pod": f"{pod.namespace}/{pod.name}" if pod else None,
-                "node": self.hostname(f.node),
-                "address": p.dst,
-                "port": p.dport,
-            })
-            results.append(self.finish(f, "delivered", f"delivered to {where} ({p.dst}{port})", hop))
+            hop = Hop(
+                "deliver",
+                self.hostname(f.node),
+                text,
+                (),
+                (),
+                {
+                    "netns": f.netns,
+                    "pod": f"{pod.namespace}/{pod.name}" if pod else None,
+                    "node": self.hostname(f.node),
+                    "address": p.dst,
+                    "port": p.dport,
+                },
+            )
+            results.append(
+                self.finish(f, "delivered", f"delivered to {where} ({p.dst}{port})", hop)
+            )
         return results
 
     # --- conntrack reverse translation (the reply direction) ---------------------------
@@ -417,13 +461,20 @@ class Engine:
         if peer is None:
             return self.unsure(flow, f"the peer of veth {link.name} is not in the snapshot")
         there = self.label(flow.node, peer.netns)
-        hop = Hop("link", self.hostname(flow.node), f"veth {link.name} -> {peer.name} in {there}", (), (), {
-            "from": link.name,
-            "to": peer.name,
-            "from_netns": flow.netns,
-            "to_netns": peer.netns,
-            "type": "veth",
-        })
+        hop = Hop(
+            "link",
+            self.hostname(flow.node),
+            f"veth {link.name} -> {peer.name} in {there}",
+            (),
+            (),
+            {
+                "from": link.name,
+                "to": peer.name,
+                "from_netns": flow.netns,
+                "to_netns": peer.netns,
+                "type": "veth",
+            },
+        )
         # Crossing into another namespace scrubs the skb: the mark does not survive.
         moved = replace(flow.add(hop), netns=peer.netns, packet=flow.packet.with_(mark=0))
         master = index.link(peer.netns, peer.master)
@@ -434,16 +485,29 @@ class Engine:
     def bridge_in(self, flow: Flow, bridge: Link, port: Link, mac: str | None) -> list[Branch]:
         """A frame entering a bridge port: to the bridge's own stack, or bridged to another port."""
         if mac is None:
-            return self.unsure(flow, f"the destination MAC of the frame entering {bridge.name} is unknown")
+            return self.unsure(
+                flow, f"the destination MAC of the frame entering {bridge.name} is unknown"
+            )
         if bridge.mac is not None and mac.lower() == bridge.mac.lower():
-            hop = Hop("bridge", self.hostname(flow.node),
-                      f"bridge {bridge.name}: {mac} is the bridge's own MAC: up to the IP stack", (), (),
-                      {"bridge": bridge.name, "mac": mac, "port": None, "flooded": False, "local": True})
+            hop = Hop(
+                "bridge",
+                self.hostname(flow.node),
+                f"bridge {bridge.name}: {mac} is the bridge's own MAC: up to the IP stack",
+                (),
+                (),
+                {"bridge": bridge.name, "mac": mac, "port": None, "flooded": False, "local": True},
+            )
             return self.receive(flow.add(hop), bridge)
         return self.bridge_out(flow, bridge, None, port, mac)
 
-    def bridge_out(self, flow: Flow, bridge: Link, nexthop: str | None, ingress: Link | None,
-                   mac: str | None = None) -> list[Branch]:
+    def bridge_out(
+        self,
+        flow: Flow,
+        bridge: Link,
+        nexthop: str | None,
+        ingress: Link | None,
+        mac: str | None = None,
+    ) -> list[Branch]:
         """Bridge forwarding by FDB (or flooding), with br_netfilter for bridged IPv4 traffic."""
         index = self.indexes[flow.node]
         ns = self.netns(flow)
@@ -458,32 +522,55 @@ class Engine:
         if egress is None:
             # Unknown unicast: the bridge floods every port; the one that owns the MAC takes it.
             ports = index.bridge_ports(bridge)
-            egress = next((p for p in ports if (peer := index.peer(p)) is not None
-                           and peer.mac is not None and peer.mac.lower() == mac.lower()), None)
-            text = (f"bridge {bridge.name}: {mac} not in the FDB: flooded to all {len(ports)} ports"
-                    + (f"; {egress.name} leads to it" if egress else ""))
-            data: dict[str, JsonValue] = {"bridge": bridge.name, "mac": mac,
-                                          "port": egress.name if egress else None, "flooded": True}
+            egress = next(
+                (
+                    p
+                    for p in ports
+                    if (peer := index.peer(p)) is not None
+                    and peer.mac is not None
+                    and peer.mac.lower() == mac.lower()
+                ),
+                None,
+            )
+            text = (
+                f"bridge {bridge.name}: {mac} not in the FDB: flooded to all {len(ports)} ports"
+                + (f"; {egress.name} leads to it" if egress else "")
+            )
+            data: dict[str, JsonValue] = {
+                "bridge": bridge.name,
+                "mac": mac,
+                "port": egress.name if egress else None,
+                "flooded": True,
+            }
         else:
             state = ",".join(entry.state) if entry and entry.state else "learned"
             text = f"bridge {bridge.name}: fdb {mac} -> port {egress.name} ({state})"
             data = {"bridge": bridge.name, "mac": mac, "port": egress.name, "flooded": False}
         flow = flow.add(Hop("bridge", self.hostname(flow.node), text, (), (), data))
         if egress is None:
-            return self.unsure(flow, f"{mac} is unknown to {bridge.name} and no port leads to it: flooded")
+            return self.unsure(
+                flow, f"{mac} is unknown to {bridge.name} and no port leads to it: flooded"
+            )
         if ingress is not None:
             # Bridged between two ports: br_netfilter hands IPv4 frames to iptables.
             return self.bridged_netfilter(flow, bridge, ingress, egress)
         return self.port_out(flow, egress)
 
-    def bridged_netfilter(self, flow: Flow, bridge: Link, ingress: Link, egress: Link) -> list[Branch]:
+    def bridged_netfilter(
+        self, flow: Flow, bridge: Link, ingress: Link, egress: Link
+    ) -> list[Branch]:
         """br_netfilter: bridged frames traverse PREROUTING, FORWARD and POSTROUTING with in/out = the bridge."""
         facts = self.indexes[flow.node].snapshot.node
         if not self.is_root(flow) or facts.bridge_nf_call_iptables == 0:
             return self.port_out(flow, egress)
         if facts.bridge_nf_call_iptables is None:
-            flow = replace(flow, uncertain=flow.uncertain + (
-                "net.bridge.bridge-nf-call-iptables was not read; assumed 1 (kubelet needs it)",))
+            flow = replace(
+                flow,
+                uncertain=flow.uncertain
+                + (
+                    "net.bridge.bridge-nf-call-iptables was not read; assumed 1 (kubelet needs it)",
+                ),
+            )
         flow = self.reverse_snat(flow)
         env_in = self.env(flow, bridge, None, True, ingress.name, None)
         results: list[Branch] = []
@@ -513,10 +600,20 @@ class Engine:
             if peer is None:
                 return self.unsure(flow, f"the peer of {port.name} is not in the snapshot")
             there = self.label(flow.node, peer.netns)
-            hop = Hop("link", self.hostname(flow.node), f"veth {port.name} -> {peer.name} in {there}", (), (), {
-                "from": port.name, "to": peer.name, "from_netns": flow.netns, "to_netns": peer.netns,
-                "type": "veth",
-            })
+            hop = Hop(
+                "link",
+                self.hostname(flow.node),
+                f"veth {port.name} -> {peer.name} in {there}",
+                (),
+                (),
+                {
+                    "from": port.name,
+                    "to": peer.name,
+                    "from_netns": flow.netns,
+                    "to_netns": peer.netns,
+                    "type": "veth",
+                },
+            )
             moved = replace(flow.add(hop), netns=peer.netns, packet=flow.packet.with_(mark=0))
             return self.receive(moved, peer)
         return self.leave(flow, port, flow.packet.dst)
@@ -528,20 +625,33 @@ class Engine:
         ns = self.netns(flow)
         assert ns is not None
         if mac is None:
-            return self.unsure(flow, f"no MAC for {nexthop} on {device.name}: the VTEP cannot be chosen")
+            return self.unsure(
+                flow, f"no MAC for {nexthop} on {device.name}: the VTEP cannot be chosen"
+            )
         remote, how = vxlan_remote(ns, device, mac)
         vx = device.vxlan
         vni = vx.vni if vx else None
-        hop = Hop("vxlan", self.hostname(flow.node),
-                  f"vxlan {device.name}: encapsulate in UDP, VNI {vni}, to VTEP {remote}", (how,), (), {
-                      "dev": device.name, "vni": vni, "remote": remote,
-                      "local": vx.local if vx else None, "port": vx.port if vx else None,
-                  })
+        hop = Hop(
+            "vxlan",
+            self.hostname(flow.node),
+            f"vxlan {device.name}: encapsulate in UDP, VNI {vni}, to VTEP {remote}",
+            (how,),
+            (),
+            {
+                "dev": device.name,
+                "vni": vni,
+                "remote": remote,
+                "local": vx.local if vx else None,
+                "port": vx.port if vx else None,
+            },
+        )
         flow = flow.add(hop)
         if remote is None:
             return self.drop(flow, f"no remote VTEP for {mac} on {device.name}", "vxlan")
-        outer = replace(flow, packet=Packet(vx.local if vx else None, remote, "udp", None,
-                                            vx.port if vx else 4789))
+        outer = replace(
+            flow,
+            packet=Packet(vx.local if vx else None, remote, "udp", None, vx.port if vx else 4789),
+        )
         routed = self.route(outer, note="underlay route of the encapsulated packet")
         if routed is None:
             return self.unsure(flow, "namespace vanished")
@@ -557,31 +667,60 @@ class Engine:
         remote_dev = self._vxlan_device(target, vni)
         leave = self.leave_hop(flow, underlay, decision.gateway or remote, target)
         if remote_dev is None:
-            return self.unsure(flow.add(leave), f"node {self.hostname(target)} has no VXLAN device with VNI {vni}")
-        dec = Hop("vxlan", self.hostname(target),
-                  f"vxlan {remote_dev.name}: decapsulate VNI {vni} on {self.hostname(target)}", (), (), {
-                      "dev": remote_dev.name, "vni": vni, "remote": remote, "local": None, "port": None,
-                      "decap": True,
-                  })
-        moved = replace(flow.add(leave, dec), node=target, netns=remote_dev.netns,
-                        packet=flow.packet.with_(mark=0))
+            return self.unsure(
+                flow.add(leave), f"node {self.hostname(target)} has no VXLAN device with VNI {vni}"
+            )
+        dec = Hop(
+            "vxlan",
+            self.hostname(target),
+            f"vxlan {remote_dev.name}: decapsulate VNI {vni} on {self.hostname(target)}",
+            (),
+            (),
+            {
+                "dev": remote_dev.name,
+                "vni": vni,
+                "remote": remote,
+                "local": None,
+                "port": None,
+                "decap": True,
+            },
+        )
+        moved = replace(
+            flow.add(leave, dec),
+            node=target,
+            netns=remote_dev.netns,
+            packet=flow.packet.with_(mark=0),
+        )
         return self.receive(moved, remote_dev)
 
     def _vxlan_device(self, node: int, vni: int | None) -> Link | None:
         root = self.indexes[node].root_netns
         if root is None:
             return None
-        return next((link for link in root.links if link.vxlan is not None and link.vxlan.vni == vni), None)
+        return next(
+            (link for link in root.links if link.vxlan is not None and link.vxlan.vni == vni), None
+        )
 
     def leave_hop(self, flow: Flow, link: Link | None, nexthop: str, target: int | None) -> Hop:
         """The packet leaves the node."""
         toward = self.hostname(target) if target is not None else None
         name = link.name if link else None
         text = f"leaves {self.hostname(flow.node)} via {name} toward {nexthop}" + (
-            f" (node {toward})" if toward else "")
-        return Hop("leave", self.hostname(flow.node), text, (), (), {
-            "dev": name, "via": nexthop, "toward": toward, "netns": flow.netns,
-        })
+            f" (node {toward})" if toward else ""
+        )
+        return Hop(
+            "leave",
+            self.hostname(flow.node),
+            text,
+            (),
+            (),
+            {
+                "dev": name,
+                "via": nexthop,
+                "toward": toward,
+                "netns": flow.netns,
+            },
+        )
 
     def leaves(self, flow: Flow, link: Link | None, nexthop: str, what: str = "") -> list[Branch]:
         """The branch ends: the packet leaves for a place no snapshot covers."""
@@ -601,7 +740,9 @@ class Engine:
             return self.leaves(flow, link, nexthop)
         target, arrive = owner
         hop = self.leave_hop(flow, link, nexthop, target)
-        moved = replace(flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0))
+        moved = replace(
+            flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0)
+        )
         return self.receive(moved, arrive)
 
 
@@ -628,13 +769,15 @@ def trace(
     if reply:
         branches = [replace(b, reply=tuple(ct.trace_reply(engine, b))) for b in branches]
     probe_json: dict[str, JsonValue] = probe.as_json()
-    probe_json.update({
-        "src": source.address,
-        "src_label": source.label,
-        "dst": dest.address,
-        "dport": dest.port,
-        "dst_label": dest.label,
-        "node": indexes[source.node].snapshot.node.hostname,
-        "netns": source.netns,
-    })
+    probe_json.update(
+        {
+            "src": source.address,
+            "src_label": source.label,
+            "dst": dest.address,
+            "dport": dest.port,
+            "dst_label": dest.label,
+            "node": indexes[source.node].snapshot.node.hostname,
+            "netns": source.netns,
+        }
+    )
     return Trace(probe_json, tuple(sorted(branches, key=lambda b: -b.probability)))

@@ -45,7 +45,9 @@ def iptables_stages(backend: str, ruleset: Ruleset, hook: str) -> list[Stage]:
     return out
 
 
-def run_hook(stages: Sequence[Stage], packet: Packet, env: NfEnv, probability: float = 1.0) -> list[NfOutcome]:
+def run_hook(
+    stages: Sequence[Stage], packet: Packet, env: NfEnv, probability: float = 1.0
+) -> list[NfOutcome]:
     """Run every stage in priority order; each ACCEPTed branch goes on to the next stage."""
     ordered = sorted(stages, key=lambda s: s.priority)
     current = [NfOutcome(probability, "ACCEPT", packet)]

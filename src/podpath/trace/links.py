@@ -54,7 +54,9 @@ def resolve_mac(index: SnapshotIndex, ns: NetNamespace, link: Link, nexthop: str
     entry = neighbour(ns, link.ifindex, nexthop)
     if entry is not None and entry.lladdr and set(entry.state) & USABLE_STATES:
         state = ",".join(entry.state) or "no state"
-        return MacResolution(entry.lladdr, f"neighbour {nexthop} lladdr {entry.lladdr} {state}", entry)
+        return MacResolution(
+            entry.lladdr, f"neighbour {nexthop} lladdr {entry.lladdr} {state}", entry
+        )
     if entry is not None and "FAILED" in entry.state:
         return MacResolution(None, f"neighbour {nexthop} is FAILED: ARP got no answer", entry)
     # No usable entry: the kernel would resolve it now. Say who would answer, when we can tell.
@@ -71,7 +73,9 @@ def resolve_mac(index: SnapshotIndex, ns: NetNamespace, link: Link, nexthop: str
             elif any(a.address == nexthop for a in peer.addresses) or "NOARP" not in link.flags:
                 # A routed veth (Calico, ptp): the host side answers for everything (proxy ARP).
                 answer, who = peer.mac, f"the peer {peer.name} (proxy ARP or its own address)"
-    return MacResolution(answer, f"no neighbour entry for {nexthop} on {link.name}: ARP would be answered by {who}")
+    return MacResolution(
+        answer, f"no neighbour entry for {nexthop} on {link.name}: ARP would be answered by {who}"
+    )
 
 
 def fdb_port(ns: NetNamespace, bridge: Link, mac: str) -> FdbEntry | None:
@@ -90,11 +94,18 @@ def vxlan_remote(ns: NetNamespace, device: Link, mac: str) -> tuple[str | None, 
     for entry in ns.fdb:
         if entry.ifindex == device.ifindex and entry.dst and entry.mac.lower() == mac.lower():
             return entry.dst, f"fdb {mac} dst {entry.dst} on {device.name}"
-    defaults = [e.dst for e in ns.fdb if e.ifindex == device.ifindex and e.mac == ZERO_MAC and e.dst]
+    defaults = [
+        e.dst for e in ns.fdb if e.ifindex == device.ifindex and e.mac == ZERO_MAC and e.dst
+    ]
     if defaults:
-        return defaults[0], f"no fdb entry for {mac}: default destination {', '.join(defaults)} (flooded)"
+        return defaults[
+            0
+        ], f"no fdb entry for {mac}: default destination {', '.join(defaults)} (flooded)"
     if device.vxlan is not None and device.vxlan.group:
-        return device.vxlan.group, f"no fdb entry for {mac}: the device's remote/group {device.vxlan.group}"
+        return (
+            device.vxlan.group,
+            f"no fdb entry for {mac}: the device's remote/group {device.vxlan.group}",
+        )
     return None, f"no fdb entry for {mac} on {device.name} and no default destination"
 
 

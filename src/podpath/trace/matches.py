@@ -46,7 +46,9 @@ class RuleMatch:
 
     matched: bool
     probability: float = 1.0  # < 1 when a statistic match splits the trace
-    unknown: tuple[str, ...] = ()  # matches that could not be decided (rule treated as not matching)
+    unknown: tuple[
+        str, ...
+    ] = ()  # matches that could not be decided (rule treated as not matching)
 
 
 def iface_matches(pattern: str, name: str | None) -> bool:
@@ -146,10 +148,15 @@ def _port(spec: str, port: int | None) -> bool | None:
 
 
 # Options that only refine another option of the same match (never decide on their own).
-_MODIFIERS = frozenset({
-    ("limit", "limit-burst"), ("policy", "strict"), ("policy", "proto"), ("policy", "mode"),
-    ("conntrack", "ctdir"),
-})
+_MODIFIERS = frozenset(
+    {
+        ("limit", "limit-burst"),
+        ("policy", "strict"),
+        ("policy", "proto"),
+        ("policy", "mode"),
+        ("conntrack", "ctdir"),
+    }
+)
 
 Evaluator = Callable[[Match, Packet, MatchEnv], bool | None]
 
@@ -166,7 +173,9 @@ _BY_OPTION: dict[tuple[str, str], Evaluator] = {
     ("multiport", "dports"): lambda m, p, e: _port(m.value, p.dport),
     ("multiport", "sports"): lambda m, p, e: _port(m.value, p.sport),
     ("multiport", "ports"): lambda m, p, e: (
-        None if p.dport is None or p.sport is None else port_in(m.value, p.dport) or port_in(m.value, p.sport)
+        None
+        if p.dport is None or p.sport is None
+        else port_in(m.value, p.dport) or port_in(m.value, p.sport)
     ),
     ("addrtype", "dst-type"): lambda m, p, e: _addrtype(m.value, p.dst, e),
     ("addrtype", "src-type"): lambda m, p, e: _addrtype(m.value, p.src, e),
@@ -176,7 +185,9 @@ _BY_OPTION: dict[tuple[str, str], Evaluator] = {
     ("conntrack", "ctdir"): lambda m, p, e: m.value.upper() == p.direction.upper(),
     ("conntrack", "ctproto"): lambda m, p, e: m.value == p.proto,
     ("conntrack", "ctorigdst"): lambda m, p, e: contains(m.value, e.orig_dst or p.dst),
-    ("conntrack", "ctorigdstport"): lambda m, p, e: _port(m.value, e.orig_dport if e.dnat else p.dport),
+    ("conntrack", "ctorigdstport"): lambda m, p, e: _port(
+        m.value, e.orig_dport if e.dnat else p.dport
+    ),
     ("physdev", "physdev-is-bridged"): lambda m, p, e: e.bridged,
     ("physdev", "physdev-is-in"): lambda m, p, e: e.bridged,
     ("physdev", "physdev-is-out"): lambda m, p, e: e.bridged,
@@ -241,7 +252,9 @@ def evaluate_match(m: Match, rule: Rule, packet: Packet, env: MatchEnv) -> bool 
 
 
 def _statistic(rule: Rule) -> float | None:
-    mode = next((m.value for m in rule.matches if m.module == "statistic" and m.option == "mode"), None)
+    mode = next(
+        (m.value for m in rule.matches if m.module == "statistic" and m.option == "mode"), None
+    )
     if mode == "random":
         prob = next((m.value for m in rule.matches if m.option == "probability"), "1")
         try:

@@ -29,11 +29,33 @@ TABLE_PRIORITY: dict[str, dict[str, int]] = {
     "POSTROUTING": {"mangle": -150, "nat": 100},
 }
 # Targets that only annotate, log or mark the packet and let the walk continue.
-CONTINUING = frozenset({
-    "LOG", "NFLOG", "ULOG", "TRACE", "AUDIT", "CONNMARK", "CT", "NOTRACK", "TCPMSS", "CHECKSUM",
-    "DSCP", "TOS", "TTL", "HL", "CLASSIFY", "SECMARK", "CONNSECMARK", "IDLETIMER", "LED", "SET",
-    "ECN", "RATEEST", "TCPOPTSTRIP",
-})
+CONTINUING = frozenset(
+    {
+        "LOG",
+        "NFLOG",
+        "ULOG",
+        "TRACE",
+        "AUDIT",
+        "CONNMARK",
+        "CT",
+        "NOTRACK",
+        "TCPMSS",
+        "CHECKSUM",
+        "DSCP",
+        "TOS",
+        "TTL",
+        "HL",
+        "CLASSIFY",
+        "SECMARK",
+        "CONNSECMARK",
+        "IDLETIMER",
+        "LED",
+        "SET",
+        "ECN",
+        "RATEEST",
+        "TCPOPTSTRIP",
+    }
+)
 # Chains longer than this are walked through the dispatch index.
 DISPATCH_MIN_RULES = 32
 MAX_STEPS = 20_000
@@ -159,7 +181,9 @@ def _positions(ruleset: Ruleset, table: str, chain: str, packet: Packet) -> tupl
 class _Walker:
     """One table's walk from one built-in chain; yields outcomes for every branch."""
 
-    def __init__(self, ruleset: Ruleset, table: str, hook: str, env: NfEnv, start: str | None = None) -> None:
+    def __init__(
+        self, ruleset: Ruleset, table: str, hook: str, env: NfEnv, start: str | None = None
+    ) -> None:
         self.ruleset = ruleset
         self.table = table
         self.hook = hook
@@ -193,9 +217,19 @@ class _Walker:
         start = WalkState(packet, probability, (), (), (), ((self.start, 0),))
         return walk_states(start, self._step, self._end, "chain walk")
 
-    def _end(self, state: WalkState, verdict: str, reason: str, extra: tuple[Hop, ...] = ()) -> NfOutcome:
+    def _end(
+        self, state: WalkState, verdict: str, reason: str, extra: tuple[Hop, ...] = ()
+    ) -> NfOutcome:
         uncertain = state.uncertain + ((reason,) if verdict == "UNCERTAIN" else ())
-        return NfOutcome(state.probability, verdict, state.packet, state.hops + extra, state.nat, uncertain, reason)
+        return NfOutcome(
+            state.probability,
+            verdict,
+            state.packet,
+            state.hops + extra,
+            state.nat,
+            uncertain,
+            reason,
+        )
 
     def _next_rule(self, chain: str, after: int, packet: Packet) -> Rule | None:
         for pos in self.positions(chain, packet):
@@ -211,11 +245,18 @@ class _Walker:
         here = replace(state, stack=state.stack[:-1] + ((chain, rule.position),))
         result = evaluate_rule(rule, state.packet, self.env.matches)
         if result.unknown:
-            note = f"{self.table} {chain} rule {rule.position} ({rule.text}): cannot evaluate " + "; ".join(
-                result.unknown
-            ) + " from a snapshot; assumed not to match"
-            hop = self.hop(rule, f"{self.table}/{chain} #{rule.position}: undecidable, assumed no match",
-                           (rule.text, note), taken=False, uncertain=True)
+            note = (
+                f"{self.table} {chain} rule {rule.position} ({rule.text}): cannot evaluate "
+                + "; ".join(result.unknown)
+                + " from a snapshot; assumed not to match"
+            )
+            hop = self.hop(
+                rule,
+                f"{self.table}/{chain} #{rule.position}: undecidable, assumed no match",
+                (rule.text, note),
+                taken=False,
+                uncertain=True,
+            )
             return [replace(here, uncertain=here.uncertain + (note,), hops=here.hops + (hop,))]
         if not result.matched:
             return [here]
@@ -230,7 +271,9 @@ class _Walker:
             probability=1 - p,
         )
         taken = replace(here, probability=here.probability * p)
-        not_taken = replace(here, probability=here.probability * (1 - p), hops=here.hops + (skipped_hop,))
+        not_taken = replace(
+            here, probability=here.probability * (1 - p), hops=here.hops + (skipped_hop,)
+        )
         out = self._apply(taken, rule, done, p) if p > 0 else []
         if p < 1:
             out.append(not_taken)
@@ -256,10 +299,14 @@ class _Walker:
             text = f"{self.table}/{self.start}: no rule decided; policy {policy}"
             hops = (Hop("netfilter", self.env.hostname, text, (), (), data),)
         verdict = policy if policy in ("ACCEPT", "DROP") else "UNCERTAIN"
-        done.append(self._end(state, verdict, f"policy {policy} of {self.table}/{self.start}", hops))
+        done.append(
+            self._end(state, verdict, f"policy {policy} of {self.table}/{self.start}", hops)
+        )
         return []
 
-    def _apply(self, state: WalkState, rule: Rule, done: list[NfOutcome], prob: float | None) -> list[WalkState]:
+    def _apply(
+        self, state: WalkState, rule: Rule, done: list[NfOutcome], prob: float | None
+    ) -> list[WalkState]:
         target = rule.target
         extra: dict[str, JsonValue] = {"taken": True}
         if prob is not None:
@@ -312,7 +359,9 @@ class _Walker:
         done.append(self._end(with_hop, "UNCERTAIN", note))
         return []
 
-    def _nat(self, state: WalkState, rule: Rule, done: list[NfOutcome], label: str) -> list[WalkState]:
+    def _nat(
+        self, state: WalkState, rule: Rule, done: list[NfOutcome], label: str
+    ) -> list[WalkState]:
         assert rule.target is not None
         name, options = rule.target.name, rule.target.options
         packet = state.packet
@@ -333,7 +382,9 @@ class _Walker:
                 addr, port, note = split_addr_port(options.get("to-source", ""))
             else:
                 if self.env.out_address is None:
-                    msg = f"{label}: MASQUERADE but the out interface has no address in the snapshot"
+                    msg = (
+                        f"{label}: MASQUERADE but the out interface has no address in the snapshot"
+                    )
                     done.append(self._end(state, "UNCERTAIN", msg))
                     return []
                 addr = self.env.out_address
@@ -350,7 +401,13 @@ class _Walker:
             text,
             (note,) if note else (),
             (),
-            {"from": _ap(before), "to": _ap(after), "type": kind, "target": name, "table": self.table},
+            {
+                "from": _ap(before),
+                "to": _ap(after),
+                "type": kind,
+                "target": name,
+                "table": self.table,
+            },
         )
         st = replace(state, packet=new, hops=state.hops + (nat_hop,), nat=state.nat + (record,))
         # NAT targets are terminal in the nat table (they return NF_ACCEPT).

@@ -23,15 +23,36 @@ from podpath.trace.netfilter import NfEnv, NfOutcome, WalkState, split_addr_port
 from podpath.trace.routing import address, contains
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\{[^}]*\}|\S+')
-_PRIORITIES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
+_PRIORITIES = {
+    "raw": -300,
+    "mangle": -150,
+    "dstnat": -100,
+    "filter": 0,
+    "security": 50,
+    "srcnat": 100,
+}
 _IPTABLES_TABLES = frozenset({"filter", "nat", "mangle", "raw", "security"})
 _FAMILIES = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}
 # Two-word selectors and what they read from the packet.
 _SELECTORS = {
-    ("ip", "saddr"), ("ip", "daddr"), ("ip6", "saddr"), ("ip6", "daddr"), ("meta", "l4proto"),
-    ("ip", "protocol"), ("th", "dport"), ("th", "sport"), ("tcp", "dport"), ("tcp", "sport"),
-    ("udp", "dport"), ("udp", "sport"), ("ct", "state"), ("ct", "status"), ("meta", "mark"),
-    ("meta", "iifname"), ("meta", "oifname"), ("meta", "nfproto"),
+    ("ip", "saddr"),
+    ("ip", "daddr"),
+    ("ip6", "saddr"),
+    ("ip6", "daddr"),
+    ("meta", "l4proto"),
+    ("ip", "protocol"),
+    ("th", "dport"),
+    ("th", "sport"),
+    ("tcp", "dport"),
+    ("tcp", "sport"),
+    ("udp", "dport"),
+    ("udp", "sport"),
+    ("ct", "state"),
+    ("ct", "status"),
+    ("meta", "mark"),
+    ("meta", "iifname"),
+    ("meta", "oifname"),
+    ("meta", "nfproto"),
 }
 _ONE_WORD = frozenset({"mark", "iifname", "oifname", "l4proto"})
 _VERDICTS = frozenset({"accept", "drop", "return", "continue"})
@@ -138,12 +159,20 @@ def parse_rule(text: str) -> tuple[Expr, ...]:
                 selectors.append(nxt)
                 j = k
             if j < n and tokens[j] == "set" and sel in ("mark", "meta mark"):
-                rest = tokens[j + 1 : j + 4] if j + 1 < n and tokens[j + 1] in ("mark", "meta") else tokens[j + 1 : j + 2]
+                rest = (
+                    tokens[j + 1 : j + 4]
+                    if j + 1 < n and tokens[j + 1] in ("mark", "meta")
+                    else tokens[j + 1 : j + 2]
+                )
                 out.append(Expr("stmt", rhs="markset", args=tuple(rest)))
                 i = j + 1 + len(rest)
                 continue
             if j < n and tokens[j] == "and" and j + 3 < n and tokens[j + 2] in ("==", "!="):
-                out.append(Expr("markcmp", tuple(selectors), tokens[j + 2], tokens[j + 3], (tokens[j + 1],)))
+                out.append(
+                    Expr(
+                        "markcmp", tuple(selectors), tokens[j + 2], tokens[j + 3], (tokens[j + 1],)
+                    )
+                )
                 i = j + 4
                 continue
             if j < n and tokens[j] in ("vmap", "map") and j + 1 < n:
@@ -266,7 +295,9 @@ def nft_stages(index: SnapshotIndex, hook: str, family: int) -> list[Stage]:
     return stages_for(nft, hook, family, skip_iptables)
 
 
-def stages_for(nft: NftIndex, hook: str, family: int, skip_iptables_tables: bool = True) -> list[Stage]:
+def stages_for(
+    nft: NftIndex, hook: str, family: int, skip_iptables_tables: bool = True
+) -> list[Stage]:
     """Stages for every base chain of a family at a hook."""
     out: list[Stage] = []
     for fam, table, name in nft.base_chains.get(hook.lower(), ()):
@@ -276,10 +307,16 @@ def stages_for(nft: NftIndex, hook: str, family: int, skip_iptables_tables: bool
         if skip_iptables_tables and table in _IPTABLES_TABLES:
             continue
 
-        def run(packet: Packet, env: NfEnv, prob: float, key: tuple[str, str, str] = (fam, table, name)) -> list[NfOutcome]:
+        def run(
+            packet: Packet, env: NfEnv, prob: float, key: tuple[str, str, str] = (fam, table, name)
+        ) -> list[NfOutcome]:
             return NftWalker(nft, key, env).walk(packet, prob)
 
-        out.append(Stage(_priority(chain), f"nft {fam} {table} {name}", "nftables", chain.type == "nat", run))
+        out.append(
+            Stage(
+                _priority(chain), f"nft {fam} {table} {name}", "nftables", chain.type == "nat", run
+            )
+        )
     return out
 
 
@@ -335,21 +372,39 @@ class NftWalker:
             return [replace(st, stack=st.stack[:-1])]
         base = self.nft.chains[(self.family, self.table, self.base)]
         policy = (base.policy or "accept").upper()
-        done.append(self._end(st, policy if policy in ("ACCEPT", "DROP") else "UNCERTAIN",
-                              f"policy {policy.lower()} of {self.family} {self.table} {self.base}"))
+        done.append(
+            self._end(
+                st,
+                policy if policy in ("ACCEPT", "DROP") else "UNCERTAIN",
+                f"policy {policy.lower()} of {self.family} {self.table} {self.base}",
+            )
+        )
         return []
 
-    def _rule(self, st: _State, rule: NftRule, exprs: tuple[Expr, ...], start: int,
-              done: list[NfOutcome]) -> list[_State]:
+    def _rule(
+        self, st: _State, rule: NftRule, exprs: tuple[Expr, ...], start: int, done: list[NfOutcome]
+    ) -> list[_State]:
         """Evaluate expressions from `start`; a failed match moves on to the next rule."""
         label = f"{self.table}/{rule.chain} #{rule.position}"
         for pos in range(start, len(exprs)):
             e = exprs[pos]
             if e.kind == "unknown":
                 note = f"{label} ({rule.text}): cannot evaluate '{e.rhs}'; assumed not to match"
-                return [replace(st, uncertain=st.uncertain + (note,),
-                                hops=st.hops + (self.hop(rule, f"{label}: undecidable, assumed no match",
-                                                         taken=False, uncertain=True),))]
+                return [
+                    replace(
+                        st,
+                        uncertain=st.uncertain + (note,),
+                        hops=st.hops
+                        + (
+                            self.hop(
+                                rule,
+                                f"{label}: undecidable, assumed no match",
+                                taken=False,
+                                uncertain=True,
+                            ),
+                        ),
+                    )
+                ]
             if e.kind in ("match", "markcmp"):
                 ok = self._match(e, st.packet)
                 if ok is None:
@@ -365,7 +420,9 @@ class NftWalker:
                     return [replace(st, uncertain=st.uncertain + (note,))]
                 if value is None:
                     return [st]
-                hop = self.hop(rule, f"{label}: {' . '.join(e.selectors)} vmap {e.rhs} -> {value}", taken=True)
+                hop = self.hop(
+                    rule, f"{label}: {' . '.join(e.selectors)} vmap {e.rhs} -> {value}", taken=True
+                )
                 return self._verdict(replace(st, hops=st.hops + (hop,)), str(value), rule, done)
             if e.kind == "numgen":
                 return self._numgen(st, e, rule, done)
@@ -378,8 +435,9 @@ class NftWalker:
                 st = result
         return [st]
 
-    def _stmt(self, st: _State, e: Expr, rule: NftRule, done: list[NfOutcome],
-              label: str) -> _State | list[_State] | None:
+    def _stmt(
+        self, st: _State, e: Expr, rule: NftRule, done: list[NfOutcome], label: str
+    ) -> _State | list[_State] | None:
         """Apply a statement: the new state, a list of states (jumps), or None (ended)."""
         what = e.rhs
         if what in _VERDICTS or what in ("jump", "goto"):
@@ -388,12 +446,20 @@ class NftWalker:
             return self._verdict(replace(st, hops=st.hops + (hop,)), target, rule, done)
         if what == "reject":
             hop = self.hop(rule, f"{label}: reject", taken=True)
-            done.append(self._end(replace(st, hops=st.hops + (hop,)), "REJECT", f"rejected by {label}: {rule.text}"))
+            done.append(
+                self._end(
+                    replace(st, hops=st.hops + (hop,)),
+                    "REJECT",
+                    f"rejected by {label}: {rule.text}",
+                )
+            )
             return None
         if what == "markset":
             new = _mark_value(e.args, st.packet.mark)
             if new is None:
-                return replace(st, uncertain=st.uncertain + (f"{label}: mark statement not understood",))
+                return replace(
+                    st, uncertain=st.uncertain + (f"{label}: mark statement not understood",)
+                )
             hop = self.hop(rule, f"{label}: mark {st.packet.mark:#x} -> {new:#x}", taken=True)
             return replace(st, packet=st.packet.with_(mark=new), hops=st.hops + (hop,))
         if what in ("dnat", "snat", "masquerade"):
@@ -401,7 +467,9 @@ class NftWalker:
             return None
         return st  # update/log/notrack: no effect on the path
 
-    def _verdict(self, st: _State, value: str, rule: NftRule, done: list[NfOutcome]) -> list[_State]:
+    def _verdict(
+        self, st: _State, value: str, rule: NftRule, done: list[NfOutcome]
+    ) -> list[_State]:
         word, _, arg = value.partition(" ")
         if word == "accept":
             done.append(self._end(st, "ACCEPT", f"accepted by {self.table}/{rule.chain}"))
@@ -415,7 +483,9 @@ class NftWalker:
             return [st]
         if word in ("jump", "goto") and arg:
             if (self.family, self.table, arg) not in self.nft.chains and not self.chain_rules(arg):
-                return [replace(st, uncertain=st.uncertain + (f"chain {arg} is not in the ruleset",))]
+                return [
+                    replace(st, uncertain=st.uncertain + (f"chain {arg} is not in the ruleset",))
+                ]
             if word == "jump":
                 return [replace(st, stack=st.stack + ((arg, 0),))]
             base = st.stack[:-1] if len(st.stack) > 1 else ((self.base, 10**9),)
@@ -435,8 +505,12 @@ class NftWalker:
             p = 1.0 / mod
             if value is None:
                 continue
-            hop = self.hop(rule, f"{self.table}/{rule.chain} #{rule.position}: numgen {n} of {mod} -> {value}",
-                           taken=True, probability=p)
+            hop = self.hop(
+                rule,
+                f"{self.table}/{rule.chain} #{rule.position}: numgen {n} of {mod} -> {value}",
+                taken=True,
+                probability=p,
+            )
             branch = replace(st, probability=st.probability * p, hops=st.hops + (hop,))
             out.extend(self._verdict(branch, value, rule, done))
         return out
@@ -445,7 +519,11 @@ class NftWalker:
         p = st.packet
         if e.rhs == "dnat":
             addr, port, note = split_addr_port(e.args[0])
-            kind, before, after = "DNAT", (p.dst, p.dport), (addr, port if port is not None else p.dport)
+            kind, before, after = (
+                "DNAT",
+                (p.dst, p.dport),
+                (addr, port if port is not None else p.dport),
+            )
             new = p.with_(dst=after[0], dport=after[1])
         else:
             if e.rhs == "snat":
@@ -453,7 +531,13 @@ class NftWalker:
             else:
                 note = ""
                 if self.env.out_address is None:
-                    done.append(self._end(st, "UNCERTAIN", f"{label}: masquerade, but the out interface has no address"))
+                    done.append(
+                        self._end(
+                            st,
+                            "UNCERTAIN",
+                            f"{label}: masquerade, but the out interface has no address",
+                        )
+                    )
                     return None
                 addr, port = self.env.out_address, None
             kind, before = "SNAT", (p.src or "", p.sport)
@@ -461,11 +545,32 @@ class NftWalker:
             new = p.with_(src=after[0], sport=after[1])
         record = NatRecord(self.env.node, kind, before, after)
         text = f"{e.rhs} {_ap(before)} -> {_ap(after)}"
-        hop = Hop("nat", self.env.hostname, text, (note,) if note else (), (),
-                  {"from": _ap(before), "to": _ap(after), "type": kind, "target": e.rhs,
-                   "table": f"{self.family} {self.table}"})
-        done.append(self._end(replace(st, packet=new, hops=st.hops + (self.hop(rule, f"{label}: {e.rhs}", taken=True), hop),
-                                      nat=st.nat + (record,)), "ACCEPT", f"{e.rhs} by {label}"))
+        hop = Hop(
+            "nat",
+            self.env.hostname,
+            text,
+            (note,) if note else (),
+            (),
+            {
+                "from": _ap(before),
+                "to": _ap(after),
+                "type": kind,
+                "target": e.rhs,
+                "table": f"{self.family} {self.table}",
+            },
+        )
+        done.append(
+            self._end(
+                replace(
+                    st,
+                    packet=new,
+                    hops=st.hops + (self.hop(rule, f"{label}: {e.rhs}", taken=True), hop),
+                    nat=st.nat + (record,),
+                ),
+                "ACCEPT",
+                f"{e.rhs} by {label}",
+            )
+        )
         return None
 
     # --- matching -------------------------------------------------------------------
@@ -582,8 +687,13 @@ def _part_matches(pattern: str, value: str) -> bool:
         return contains(pattern, value)
     if "-" in pattern and address(pattern.split("-")[0]) is not None:
         lo, hi, v = address(pattern.split("-")[0]), address(pattern.split("-")[1]), address(value)
-        return lo is not None and hi is not None and v is not None and lo.version == v.version == hi.version \
+        return (
+            lo is not None
+            and hi is not None
+            and v is not None
+            and lo.version == v.version == hi.version
             and int(lo) <= int(v) <= int(hi)
+        )
     if "-" in pattern and value.isdigit():
         lo_s, _, hi_s = pattern.partition("-")
         return lo_s.isdigit() and hi_s.isdigit() and int(lo_s) <= int(value) <= int(hi_s)
@@ -593,7 +703,9 @@ def _part_matches(pattern: str, value: str) -> bool:
 
 
 def _key_matches(key: tuple[str, ...], values: tuple[str, ...]) -> bool:
-    return len(key) == len(values) and all(_part_matches(k, v) for k, v in zip(key, values, strict=True))
+    return len(key) == len(values) and all(
+        _part_matches(k, v) for k, v in zip(key, values, strict=True)
+    )
 
 
 def _mark_value(args: tuple[str, ...], mark: int) -> int | None:

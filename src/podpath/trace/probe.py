@@ -157,7 +157,9 @@ def resolve_destination(indexes: Sequence[SnapshotIndex], spec: str, proto: str)
 
 # kube-proxy's KUBE-SERVICES rules: -A KUBE-SERVICES -m comment --comment "NS/NAME:PORT cluster IP"
 # ... -d VIP[/32] ... --dport N -j KUBE-SVC-...
-_SERVICE_RULE = re.compile(r'--comment "?(?P<name>[^ ":]+/[^ ":]+)(?::(?P<pname>[^ "]*))? cluster IP')
+_SERVICE_RULE = re.compile(
+    r'--comment "?(?P<name>[^ ":]+/[^ ":]+)(?::(?P<pname>[^ "]*))? cluster IP'
+)
 _PROTO = re.compile(r" -p (?P<proto>\w+)")
 _DEST = re.compile(r" -d (?P<vip>[0-9a-fA-F.:]+)(?:/\d+)? ")
 _DPORT = re.compile(r" --dport (?P<port>\d+)")
@@ -195,7 +197,8 @@ def _kube_proxy_service_ips(nft: NftIndex) -> dict[str, list[tuple[str, int, str
             m = _NFT_TARGET.match(el.value or "")
             if m and len(el.key) == 3 and el.key[2].isdigit():
                 by_name.setdefault(m["name"], []).append(
-                    (el.key[0], int(el.key[2]), m["pname"], el.key[1]))
+                    (el.key[0], int(el.key[2]), m["pname"], el.key[1])
+                )
     return by_name
 
 

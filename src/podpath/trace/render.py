@@ -15,8 +15,12 @@ from podpath.trace.model import Branch, Hop, JsonValue, Trace
 
 def hop_json(hop: Hop) -> dict[str, JsonValue]:
     """One hop of the JSON contract: kind, node, text, details, then the kind's keys."""
-    out: dict[str, JsonValue] = {"kind": hop.kind, "node": hop.node, "text": hop.text,
-                                 "details": list(hop.details)}
+    out: dict[str, JsonValue] = {
+        "kind": hop.kind,
+        "node": hop.node,
+        "text": hop.text,
+        "details": list(hop.details),
+    }
     if hop.explain:
         out["explain"] = list(hop.explain)
     for key, value in hop.data.items():
@@ -75,7 +79,9 @@ def _hop_lines(hop: Hop, explain: bool, indent: str, multi_node: bool) -> list[s
     return lines
 
 
-def _branch_lines(branch: Branch, n: int, total: int, explain: bool, indent: str, title: str) -> list[str]:
+def _branch_lines(
+    branch: Branch, n: int, total: int, explain: bool, indent: str, title: str
+) -> list[str]:
     head = f"{indent}{title} {n} of {total}: p={branch.probability:.4f}  {branch.verdict.upper()}: {visible(branch.reason)}"
     lines = [head]
     nodes = {h.node for h in branch.hops}

@@ -35,18 +35,32 @@ def reverse(engine: Engine, flow: Flow, kind: str) -> Flow:
         if kind == "SNAT":
             if p.dst != after_addr or (after_port is not None and p.dport != after_port):
                 continue
-            new = p.with_(dst=before_addr, dport=before_port if before_port is not None else p.dport)
+            new = p.with_(
+                dst=before_addr, dport=before_port if before_port is not None else p.dport
+            )
             text = f"conntrack: reply to a SNAT: destination {_ap(p.dst, p.dport)} -> {_ap(new.dst, new.dport)}"
             old_s, new_s = _ap(p.dst, p.dport), _ap(new.dst, new.dport)
         else:
             if p.src != after_addr or (after_port is not None and p.sport != after_port):
                 continue
-            new = p.with_(src=before_addr, sport=before_port if before_port is not None else p.sport)
+            new = p.with_(
+                src=before_addr, sport=before_port if before_port is not None else p.sport
+            )
             text = f"conntrack: reply to a DNAT: source {_ap(p.src, p.sport)} -> {_ap(new.src, new.sport)}"
             old_s, new_s = _ap(p.src, p.sport), _ap(new.src, new.sport)
-        hop = Hop("conntrack", engine.hostname(flow.node), text, (), (), {
-            "from": old_s, "to": new_s, "type": f"un-{kind}", "field": "dst" if kind == "SNAT" else "src",
-        })
+        hop = Hop(
+            "conntrack",
+            engine.hostname(flow.node),
+            text,
+            (),
+            (),
+            {
+                "from": old_s,
+                "to": new_s,
+                "type": f"un-{kind}",
+                "field": "dst" if kind == "SNAT" else "src",
+            },
+        )
         remaining = tuple(r for r in flow.nat if r is not record)
         flow = replace(flow, packet=new, nat=remaining, hops=flow.hops + (hop,))
     return flow

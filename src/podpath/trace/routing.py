@@ -102,7 +102,9 @@ def describe_rule(rule: Rule) -> str:
     return " ".join(parts)
 
 
-def _rule_matches(rule: Rule, src: str | None, dst: str, mark: int, iif: str, oif: str | None) -> bool:
+def _rule_matches(
+    rule: Rule, src: str | None, dst: str, mark: int, iif: str, oif: str | None
+) -> bool:
     # fib_rule_match(): every selector present must match; `not` inverts the result.
     ok = True
     if rule.src and (src is None or not contains(rule.src, src)):
@@ -122,7 +124,9 @@ def _rule_matches(rule: Rule, src: str | None, dst: str, mark: int, iif: str, oi
 def _rules(ns: NetNamespace, family: int) -> list[Rule]:
     rules = [r for r in ns.rules if r.family == family]
     if not rules:
-        rules = [Rule(ns.inode, family, prio, "lookup", table=table) for prio, table in _DEFAULT_RULES]
+        rules = [
+            Rule(ns.inode, family, prio, "lookup", table=table) for prio, table in _DEFAULT_RULES
+        ]
     return sorted(rules, key=lambda r: r.priority)
 
 
@@ -167,7 +171,9 @@ def lookup(
             continue
         text = describe_rule(rule)
         if rule.action in DROP_TYPES:
-            return RouteDecision(ns.inode, dst, rule.action, None, None, text, None, None, None, tuple(notes))
+            return RouteDecision(
+                ns.inode, dst, rule.action, None, None, text, None, None, None, tuple(notes)
+            )
         if rule.action == "goto" and rule.goto is not None:
             target = by_priority.get(rule.goto)
             i = rules.index(target) if target is not None else len(rules)
@@ -197,9 +203,21 @@ def lookup(
         if "onlink" in route.flags:
             notes.append(f"onlink: gateway {gateway} is used without checking it is on-link")
         return RouteDecision(
-            ns.inode, dst, route.type, rule.table, route, text, dev, gateway, route.prefsrc, tuple(notes), lines
+            ns.inode,
+            dst,
+            route.type,
+            rule.table,
+            route,
+            text,
+            dev,
+            gateway,
+            route.prefsrc,
+            tuple(notes),
+            lines,
         )
-    return RouteDecision(ns.inode, dst, "none", None, None, "no rule found a route", None, None, None, tuple(notes))
+    return RouteDecision(
+        ns.inode, dst, "none", None, None, "no rule found a route", None, None, None, tuple(notes)
+    )
 
 
 def _ties(routes: list[Route]) -> bool:
@@ -244,5 +262,7 @@ def explain_and(ns: NetNamespace, table: int, dst: str, chosen: Route) -> tuple[
             f"{'==' if same else '!='} {net.network_address}: {verdict}{mark}"
         )
     if chosen_net is not None:
-        lines.append(f"the kernel takes the longest matching prefix: /{chosen_net.prefixlen} ({chosen.dst})")
+        lines.append(
+            f"the kernel takes the longest matching prefix: /{chosen_net.prefixlen} ({chosen.dst})"
+        )
     return tuple(lines)
