@@ -262,6 +262,7 @@ async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
     background worker that parses Services and conntrack after the first paint.
     """
     from podpath.tui.app import create_app
+    from podpath.tui.base_screen import TableScreen
     from podpath.tui.source import static_source
 
     t0 = time.perf_counter()
@@ -285,6 +286,7 @@ async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
         await pilot.press("slash")
         await pilot.pause()
         screen = app.screen
+        assert isinstance(screen, TableScreen)
         typed = [needle[: i + 1] for i in range(len(needle))]
         keys: list[float] = []
         for ch, text in zip(needle, typed, strict=True):

@@ -37,6 +37,11 @@ def _node_json(lab: Lab, *argv: str) -> Any:
     return json.loads(lab.exec(NODE, list(argv)).stdout)
 
 
+def _link_name(index: SnapshotIndex, netns: int, ifindex: int | None) -> str | None:
+    link = index.link(netns, ifindex)
+    return link.name if link else None
+
+
 def test_pods_equal_the_labs_record(shared_lab: Lab, run_podpath: Any) -> None:
     """`ls pods --json` shows each pod the lab made: name, uid, sandbox, pause PID, IP, veth."""
     out = run_podpath(shared_lab, NODE, "ls", "pods", "--json")
@@ -132,7 +137,7 @@ def test_root_routes_equal_ip_route(shared_lab: Lab, snapshot: Snapshot) -> None
             names.get(r.table, str(r.table)),
             dst(r.dst),
             r.gateway,
-            (index.link(r.netns, r.dev).name if index.link(r.netns, r.dev) else None),
+            _link_name(index, r.netns, r.dev),
         )
         for r in index.routes(snapshot.root_netns)
         if r.family == 4

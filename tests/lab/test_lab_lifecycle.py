@@ -132,7 +132,7 @@ def test_failed_up_tears_down_what_it_built(monkeypatch: pytest.MonkeyPatch) -> 
     from podpath.lab import pods as pods_module
 
     started: list[tuple[int, list[str]]] = []
-    real_start, real_make = lab_module.start_node, pods_module.make_pod
+    real_start, real_make = lab_module.start_node, pods_module.make_pod  # type: ignore[attr-defined]
 
     def spy_start(lab: str, node: str, log: Path) -> tuple[int, int, list[str]]:
         pid, start, dirs = real_start(lab, node, log)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from podpath.cli import main
+from podpath.cli import CliError, main
 from podpath.cli import tui as cli_tui
 from podpath.tui.actions import PodTarget
 from podpath.tui.app import PodpathApp
@@ -25,7 +25,7 @@ def test_parse_size_accepts_cols_x_rows() -> None:
 
 def test_parse_size_refuses_nonsense() -> None:
     """A malformed size is a clean CLI error."""
-    with pytest.raises(cli_tui.CliError):
+    with pytest.raises(CliError):
         cli_tui.parse_size("wide")
 
 

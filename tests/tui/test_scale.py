@@ -14,6 +14,7 @@ import pytest
 
 from podpath.snapshot.model import Snapshot
 from podpath.tui.app import PodpathApp, create_app
+from podpath.tui.base_screen import TableScreen
 from podpath.tui.rows import MAX_ROWS, MORE_KEY
 from podpath.tui.services_screen import ServicesScreen
 from podpath.tui.source import static_source
@@ -43,10 +44,12 @@ async def test_scale_snapshot_opens_filters_and_shows_services(scale: Snapshot) 
     """10k Services: home first shows "…", then the counts; Services filter to the right rows, capped."""
     app = create_app(static_source(scale, "file", "scale.json"))
     async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, TableScreen)
         home = app.screen.table
         assert home._cells["go:svc"][1].text == "…"  # not parsed before the first frame
         await _until_ready(app)
         await pilot.pause()
+        assert isinstance(app.screen, TableScreen)
         assert app.screen.table._cells["go:svc"][1].text == "10000"
         app.open_screen("svc")
         await pilot.pause()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,7 +31,7 @@ from podpath.snapshot.model import (
 # Text as the node hands it over: any code point, including lone surrogates that stand
 # for non-UTF-8 bytes decoded with surrogateescape, escapes and markup.
 node_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from(["\udcff", "\udc80"]),
+    alphabet=st.characters(exclude_categories=["Cs"]) | st.sampled_from(["\udcff", "\udc80"]),
     max_size=20,
 )
 small_int = st.integers(min_value=0, max_value=2**63)
@@ -113,7 +114,10 @@ def test_dump_is_ascii_even_for_non_utf8_bytes() -> None:
 
 
 def _minimal() -> dict[str, object]:
-    return json.loads(codec.dumps(Snapshot(SCHEMA_VERSION, 1.0, NodeFacts("n", "k"), 1)))
+    loaded: dict[str, object] = json.loads(
+        codec.dumps(Snapshot(SCHEMA_VERSION, 1.0, NodeFacts("n", "k"), 1))
+    )
+    return loaded
 
 
 @pytest.mark.parametrize(
@@ -190,6 +194,13 @@ _ANY_INT = st.integers(min_value=-(2**63), max_value=2**64)
 _FINITE = st.floats(allow_nan=False, allow_infinity=False)
 
 
+def _deferred(
+    strategy_for: Callable[[object], st.SearchStrategy[object]], tp: object
+) -> st.SearchStrategy[object]:
+    """The strategy for `tp`, built only when drawn (dataclasses refer to each other)."""
+    return st.deferred(lambda: strategy_for(tp))
+
+
 def _whole_snapshots() -> st.SearchStrategy[Snapshot]:
     import dataclasses
     import types
@@ -216,19 +227,17 @@ def _whole_snapshots() -> st.SearchStrategy[Snapshot]:
             return st.lists(strategy_for(args[0]), max_size=2).map(tuple)
         if origin is dict:
             return st.dictionaries(node_text, strategy_for(args[1]), max_size=2)
-        assert dataclasses.is_dataclass(tp), tp
+        assert isinstance(tp, type) and dataclasses.is_dataclass(tp), tp
         hints = typing.get_type_hints(tp, vars(model))
         return st.builds(
-            tp,
-            **{
-                f.name: st.deferred(lambda t=hints[f.name]: strategy_for(t))
-                for f in dataclasses.fields(tp)
-            },
+            tp, **{f.name: _deferred(strategy_for, hints[f.name]) for f in dataclasses.fields(tp)}
         )
 
-    return strategy_for(Snapshot).map(  # type: ignore[return-value]
-        lambda s: dataclasses.replace(s, schema_version=SCHEMA_VERSION)
-    )  # type: ignore[arg-type]
+    def current(snap: object) -> Snapshot:
+        assert isinstance(snap, Snapshot)
+        return dataclasses.replace(snap, schema_version=SCHEMA_VERSION)
+
+    return strategy_for(Snapshot).map(current)
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
