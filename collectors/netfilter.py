@@ -42,11 +42,11 @@ COMPAT_TABLES: dict[str, frozenset[str]] = {
     "ip6": frozenset({"filter", "nat", "mangle", "raw", "security"}),
 }
 
-# Native tables of these families are read over netlink (nft_listing), others by nft.
+# Native tables of these families are read over netlink (nftables.listing), others by nft.
 NETLINK_FAMILIES = frozenset({"ip", "ip6", "inet"})
 
-_NETLINK_READER = "podpath.collectors.nft_listing"
-# nft_listing's exit status for a table it leaves to nft (kept here: importing the
+_NETLINK_READER = "podpath.collectors.nftables.listing"
+# nftables.listing's exit status for a table it leaves to nft (kept here: importing the
 # reader would load its decoders into every snapshot process).
 EXIT_NOT_READ = 3
 
@@ -259,7 +259,7 @@ class _NftSide:
     listing: Future[CommandResult]
     # The kernel's table list (None: refused, so nft's listing is used).
     kernel_tables: tuple[tuple[str, str], ...] | None
-    # Started at once, for each native table: its netlink read (nft_listing, in a child
+    # Started at once, for each native table: its netlink read (nftables.listing, in a child
     # process) or its `nft -j list table` run.
     native: tuple[tuple[tuple[str, str], Future[CommandResult]], ...]
 

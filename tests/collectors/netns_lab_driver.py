@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from podpath.collectors.netlink_dump import RTM_GETADDR, RouteSocket, dump
-from podpath.collectors.netns_scan import NetnsTarget, scan_network_namespaces
+from podpath.collectors.netlink.netns_scan import NetnsTarget, scan_network_namespaces
+from podpath.collectors.netlink.rtnetlink import RTM_GETADDR, RouteSocket, dump
 from podpath.snapshot.codec import to_jsonable
 
 PREFIX = "ppnl"
@@ -320,7 +320,7 @@ def mode_addr_churn() -> dict[str, Any]:
         # (this driver is single-purpose and throw-away, so moving its thread is fine).
         fd = os.open(target.open_path, os.O_RDONLY)
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        from podpath.collectors.netns_scan import _setns
+        from podpath.collectors.netlink.netns_scan import _setns
 
         _setns(fd)
         rs = RouteSocket.open()

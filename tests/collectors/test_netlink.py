@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from podpath.collectors.netlink_decode import (
+from podpath.collectors.netlink.netns_scan import NetnsTarget, scan_network_namespaces
+from podpath.collectors.netlink.rtnetlink_decode import (
     decode_fdb,
     decode_links,
     decode_routes,
     iter_messages,
     parse_attrs,
 )
-from podpath.collectors.netns_scan import NetnsTarget, scan_network_namespaces
 
 DRIVER = Path(__file__).with_name("netns_lab_driver.py")
 HOSTILE = ("e\x1b[31mx", "\udcffbad")

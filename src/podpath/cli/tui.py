@@ -148,7 +148,7 @@ class NodeActions:
         The fd is opened first and the identity checked after, so the namespace entered
         is the one of the process shown, even if the PID is reused right after.
         """
-        from podpath.collectors.procfs import parse_stat
+        from podpath.collectors.proc.processes import parse_stat
 
         proc = os.path.join(self.host_root, "proc", str(target.pid))
         fd = os.open(os.path.join(proc, "ns", "net"), os.O_RDONLY | os.O_CLOEXEC)

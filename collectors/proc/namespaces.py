@@ -5,7 +5,7 @@
 and so does an open fd; kubelet/CNI leaks show up exactly there. This module merges
 three sources, each namespace identified by (nsfs dev, inode):
 
-- processes (from `procfs.scan_processes`): nprocs, lowest PID, its uid and command;
+- processes (from `processes.scan_processes`): nprocs, lowest PID, its uid and command;
 - nsfs mounts: /run/netns entries and every nsfs line in the mountinfo of /proc/self,
   /proc/1 and one process of each mount namespace;
 - open fds: /proc/PID/fd links that read "net:[...]" (and other types).
@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 
 from podpath.collectors.hostroot import CollectorError, HostRoot, PermissionDenied, Vanished
 from podpath.collectors.parallel import part_count, run_parts, split
-from podpath.collectors.procfs import FdHolders, nsfs_dev, parse_ns_link, read_fd_holders
+from podpath.collectors.proc.processes import FdHolders, nsfs_dev, parse_ns_link, read_fd_holders
 from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Namespace, Process
 
 if TYPE_CHECKING:
-    from podpath.collectors.netns_scan import NetnsTarget
+    from podpath.collectors.netlink.netns_scan import NetnsTarget
 
 
 @dataclass
@@ -455,7 +455,7 @@ def scan_namespaces(
 ) -> NamespaceScan:
     """Every namespace held by a process, an nsfs mount or an fd, with its holders.
 
-    `fd_holders` are the fd holders read by `procfs.scan_processes_and_fds`; without
+    `fd_holders` are the fd holders read by `processes.scan_processes_and_fds`; without
     them the fd tables are read here.
     """
     gaps: list[Gap] = []
@@ -500,7 +500,7 @@ def collect_namespaces(
 def net_namespace_targets(host: HostRoot, scan: NamespaceScan) -> list[NetnsTarget]:
     """The net namespaces to dump, each with a path to open and its bind-mount paths."""
     # Imported here: listing namespaces alone never loads the netlink scanner.
-    from podpath.collectors.netns_scan import NetnsTarget
+    from podpath.collectors.netlink.netns_scan import NetnsTarget
 
     targets = []
     for (kind, inode), h in scan.holders.items():

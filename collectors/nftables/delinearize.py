@@ -32,18 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from podpath.collectors.nft_netlink import (
-    attr_list,
-    attrs,
-    be32,
-    be64,
-    data_value,
-    data_verdict,
-    string,
-    udata,
-)
-from podpath.collectors.nft_sets import SetInfo
-from podpath.collectors.nft_types import (
+from podpath.collectors.nftables.datatypes import (
     BIG,
     DATATYPES,
     HOST,
@@ -70,6 +59,17 @@ from podpath.collectors.nft_types import (
     render,
     verdict_json,
 )
+from podpath.collectors.nftables.netlink import (
+    attr_list,
+    attrs,
+    be32,
+    be64,
+    data_value,
+    data_verdict,
+    string,
+    udata,
+)
+from podpath.collectors.nftables.sets import SetInfo
 
 # ---------------------------------------------------------------- vocabulary
 

@@ -7,8 +7,8 @@ How a namespace is reached (docs/architecture.md, "Entering namespaces"; docs/pe
   `setns()`es into it, opens a NETLINK_ROUTE socket there and `setns()`es back in
   `finally`. A netlink socket stays bound to the namespace it was created in, so the
   dumps are then read on the calling thread while the opener moves on.
-- Dumps are raw and decoded flat (`netlink_decode`); NLM_F_DUMP_INTR is checked on
-  every message (`netlink_dump`).
+- Dumps are raw and decoded flat (`rtnetlink_decode`); NLM_F_DUMP_INTR is checked on
+  every message (`rtnetlink`).
 - A veth's peer is reported by the kernel as (IFLA_LINK_NETNSID, IFLA_LINK). netnsids
   are per-namespace, so each one is resolved by asking the kernel (RTM_GETNSID with the
   candidate namespace's fd) from the namespace that holds the veth: the root first,
@@ -29,8 +29,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from podpath.collectors import netlink_dump as nd
-from podpath.collectors.netlink_decode import (
+from podpath.collectors.netlink import rtnetlink as nd
+from podpath.collectors.netlink.rtnetlink import (
+    MAX_ATTEMPTS,
+    DumpResult,
+    NetlinkError,
+    RouteSocket,
+    dump,
+    get_nsids,
+)
+from podpath.collectors.netlink.rtnetlink_decode import (
     AF_BRIDGE,
     decode_addresses,
     decode_fdb,
@@ -38,14 +46,6 @@ from podpath.collectors.netlink_decode import (
     decode_neighbours,
     decode_routes,
     decode_rules,
-)
-from podpath.collectors.netlink_dump import (
-    MAX_ATTEMPTS,
-    DumpResult,
-    NetlinkError,
-    RouteSocket,
-    dump,
-    get_nsids,
 )
 from podpath.snapshot.model import (
     Address,

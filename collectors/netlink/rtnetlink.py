@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from podpath.collectors.netlink_decode import (
+from podpath.collectors.netlink.rtnetlink_decode import (
     AF_BRIDGE,
     NLM_F_DUMP_INTR,
     NLMSG_DONE,

@@ -4,7 +4,7 @@
 fetch and decoding; the kernel answers the same dumps in well under a second when they
 are asked the right way (docs/performance.md). This module only moves bytes: it sends nfnetlink
 requests, checks every reply (errors, NLM_F_DUMP_INTR), and turns attributes into
-small typed records. What the expressions mean is nft_delinearize's business.
+small typed records. What the expressions mean is delinearize's business.
 
 Constants are the kernel's uapi values (linux/netfilter/nf_tables.h, nfnetlink.h).
 """
@@ -18,7 +18,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from podpath.collectors.netlink_decode import cstr
+from podpath.collectors.netlink.rtnetlink_decode import cstr
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10

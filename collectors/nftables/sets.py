@@ -14,8 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from podpath.collectors.nft_netlink import NlElement, NlSet, udata
-from podpath.collectors.nft_types import (
+from podpath.collectors.nftables.datatypes import (
     BIG,
     HOST,
     TYPE_INTEGER,
@@ -28,6 +27,7 @@ from podpath.collectors.nft_types import (
     split_concat,
     verdict_json,
 )
+from podpath.collectors.nftables.netlink import NlElement, NlSet, udata
 
 # Kernel set flags (NFT_SET_*).
 SET_ANONYMOUS = 0x1
