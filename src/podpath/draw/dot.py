@@ -58,10 +58,14 @@ CONNECTION_STYLE: dict[str, str] = {
 }
 
 
+def shown(value: object) -> str:
+    """Text from a node as the picture shows it: controls and non-XML characters made visible."""
+    return _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", visible(value))
+
+
 def label_text(value: object) -> str:
     """Text from a node, made safe to sit inside a Graphviz HTML-like label."""
-    text = _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", visible(value))
-    return html.escape(text.replace("\\", "\\\\"), quote=True)
+    return html.escape(shown(value).replace("\\", "\\\\"), quote=True)
 
 
 def _q(identifier: str) -> str:
