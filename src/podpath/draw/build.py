@@ -347,7 +347,9 @@ class _Builder:
     def uplink(self, i: int, root: NetNamespace, link: Link) -> str:
         """The node's own interface and the networks it is on."""
         lines = [*_address_lines(link), *([link.mac] if link.mac else [])]
-        lid = self.link_element(i, root, link, "uplink", link.name, lines)
+        # A container node's eth0 is a veth whose peer is outside: `ip` calls it eth0@ifN.
+        title = f"{link.name}@if{link.link}" if link.kind == "veth" and link.link else link.name
+        lid = self.link_element(i, root, link, "uplink", title, lines)
         for cidr in _global_addresses(link):
             net = ipaddress.ip_interface(cidr).network
             nid = address_id("net", str(net))
