@@ -8,9 +8,11 @@ it runs here, with an argument list, a timeout and stdin/stdout pipes, never a s
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -169,3 +171,61 @@ def trace_picture(snapshots: list[Snapshot], result: Trace, branch: int, output:
         node_map = build_map(snapshots, MapFilter(netns=path_netns(node_map, chosen)))
     path = trace_path(node_map, chosen, branch)
     write_picture(to_dot(node_map, path, trace_title(result.probe)), output)
+
+
+SVG_TERM_TIMEOUT = 600.0  # seconds; the 100 s tour converts in about 20
+
+
+def svg_term() -> str | None:
+    """svg-term (npm's svg-term-cli) on PATH or beside this Python (where ./run installs it)."""
+    beside = os.path.dirname(sys.executable)
+    return shutil.which("svg-term") or shutil.which("svg-term", path=beside)
+
+
+def animate_cast(cast: Path, output: Path) -> None:
+    """Turn an asciinema recording into an animated SVG with svg-term."""
+    from podpath.draw.cast import CastError, coalesce, preserve_spaces
+
+    program = svg_term()
+    if program is None:
+        raise CliError(
+            f"{cast} is recorded; the animated SVG needs svg-term "
+            "(npm install -g svg-term-cli@2.1.1, or ./run setup)",
+            EXIT_FAILURE,
+        )
+    try:
+        frames = coalesce(cast.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read {cast}: {exc.strerror}", EXIT_FAILURE) from None
+    except (CastError, UnicodeDecodeError) as exc:
+        raise CliError(f"{cast}: {exc}", EXIT_FAILURE) from None
+    with tempfile.TemporaryDirectory(prefix="podpath-cast-") as tmp:
+        joined, drawn = Path(tmp) / "tour.cast", Path(tmp) / "tour.svg"
+        joined.write_text(frames, encoding="utf-8")
+        # --no-optimize: svg-term's optimiser drops the white-space rule that keeps columns.
+        argv = [program, "--in", str(joined), "--out", str(drawn), "--window", "--no-optimize"]
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=SVG_TERM_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            raise CliError(f"svg-term took over {SVG_TERM_TIMEOUT:.0f} s", EXIT_FAILURE) from None
+        except OSError as exc:
+            raise CliError(f"svg-term could not run: {exc.strerror}", EXIT_FAILURE) from None
+        if done.returncode != 0 or not drawn.exists():
+            lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            why = lines[-1] if lines else f"exit status {done.returncode}"
+            raise CliError(f"svg-term failed: {why}", EXIT_FAILURE)
+        try:
+            svg = preserve_spaces(drawn.read_text(encoding="utf-8"))
+        except CastError as exc:
+            raise CliError(f"svg-term: {exc}", EXIT_FAILURE) from None
+    try:
+        output.write_text(svg, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc.strerror}", EXIT_FAILURE) from None
+
+
+def animation_path(cast: Path) -> Path:
+    """Where a recording's animation goes: tour.cast -> tour.svg."""
+    return (
+        cast.with_suffix(".svg") if cast.suffix == ".cast" else cast.with_name(cast.name + ".svg")
+    )
