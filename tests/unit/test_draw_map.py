@@ -166,7 +166,7 @@ def test_big_nodes_fold_veths_into_pod_boxes() -> None:
     assert joined(m, "bridge-port") == {("default/a", "cni0"), ("default/b", "cni0")}
     pod = next(e for e in m.elements if e.title == "default/a")
     assert pod.ports[0].text == "eth0@if10 ⇄ veth0000@if2" and pod.ports[0].peer == "veth0000"
-    many = build_node(NodeSpec(pods=[PodSpec(f"p{i}", f"10.244.0.{i + 2}") for i in range(41)]))
+    many = build_node(NodeSpec(pods=[PodSpec(f"p{i}", f"10.244.0.{i + 2}") for i in range(13)]))
     assert "veth" not in kinds(build_map([many]))
     assert "veth" in kinds(build_map([many], fold_veths=False))
 
@@ -294,3 +294,17 @@ def test_veth_to_a_namespace_no_pod_claims_is_drawn_as_a_netns() -> None:
     )
     m = build_map([snap])
     assert ("/run/netns/orphan", "veth0000@if2") in joined(m, "veth-pair")
+
+
+def test_big_maps_lay_pods_out_in_columns_small_ones_top_down() -> None:
+    """Folded pods get edge lengths 1..k (k about sqrt(n/3)) left to right; small maps go top down."""
+    from podpath.draw.dot import stagger
+
+    big = build_map(
+        [build_node(NodeSpec(pods=[PodSpec(f"p{i}", f"10.244.0.{i + 2}") for i in range(30)]))]
+    )
+    lengths = sorted(stagger(big).values())
+    assert lengths == [1] * 10 + [2] * 10 + [3] * 10
+    assert 'rankdir="LR"' in to_dot(big) and 'minlen="3"' in to_dot(big)
+    small = build_map(list(two_nodes()))
+    assert stagger(small) == {} and 'rankdir="TB"' in to_dot(small)

@@ -85,7 +85,7 @@ def add_map_options(p: argparse.ArgumentParser) -> None:
         "--fold-veths",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="draw host veths inside their pods' boxes (default: on nodes with over 40 pods)",
+        help="draw host veths inside their pods' boxes (default: on nodes with over 12 pods)",
     )
 
 

@@ -42,9 +42,10 @@ NOT_UPLINKS = frozenset(
 )
 MAX_LABELS = 4  # route labels on one connection before "+N more"
 MAX_ADDRESSES = 4  # addresses listed on one element before "N addresses"
-# Above this many pods on a node, host veths are folded into their pods' boxes: 250
-# veth boxes in one column made a picture eleven times taller than wide.
-FOLD_VETHS_ABOVE = 40
+# Above this many pods on a node, host veths are folded into their pods' boxes and the
+# pods laid out in columns: 250 pods side by side made a picture 55,000 pt wide, and
+# 250 veth boxes in one column one eleven times taller than wide.
+FOLD_VETHS_ABOVE = 12
 LOCAL_TABLE = 255
 
 

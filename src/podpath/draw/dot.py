@@ -4,9 +4,10 @@ Every string from the node goes into an HTML-like label through `label_text`: co
 characters made visible (podpath.safe_text), characters XML cannot hold shown as
 escapes, `&<>"` as entities, and backslashes doubled, because Graphviz expands `\\N`,
 `\\G`, `\\L` and their kin even inside HTML-like labels. Ids come from the model,
-which builds them from numbers and fixed words only. The picture reads left to
-right, from the pods out to the network; every second node is mirrored so two nodes
-face each other across the network they share.
+which builds them from numbers and fixed words only. The picture reads from the
+pods out to the network (top to bottom; left to right when big nodes lay pods out
+in columns); every second node is mirrored so two nodes face each other across the
+network they share.
 """
 
 from __future__ import annotations
@@ -151,6 +152,9 @@ class _Writer:
         self.title = title
         self.steps = path_elements(path) if path else {}
         self.minlen = stagger(node_map)
+        # Top to bottom reads like the textbook picture (pods above, the wire below);
+        # pods laid out in columns need left to right, or namespaces line up side by side.
+        self.direction = "LR" if self.minlen else "TB"
         self.lines: list[str] = []
 
     def mirrored(self, connection: Connection) -> bool:
@@ -196,9 +200,15 @@ class _Writer:
         self, connection: Connection, used: dict[str, list[tuple[int, str, bool]]]
     ) -> None:
         source, target = connection.source, connection.target
-        src_port = f":{_q(connection.source_port)}" if connection.source_port else ""
+        flipped = self.mirrored(connection)
+        src_port = ""
+        if connection.source_port and not flipped:
+            # From the pod's interface row, the last of its box: on the side facing its
+            # node. A mirrored node faces the other way: the line meets the box's edge.
+            side = "s" if self.direction == "TB" else "e"
+            src_port = f":{_q(connection.source_port)}:{side}"
         tail, head = f"{_q(source)}{src_port}", _q(target)
-        if self.mirrored(connection):
+        if flipped:
             tail, head = head, tail
         labels = [_row(text, size=8) for text in connection.labels]
         attrs = {
@@ -210,7 +220,6 @@ class _Writer:
         crossings = used.get(connection.id, [])
         if crossings:
             # Arrows point the way the packet went, in the drawn (possibly mirrored) direction.
-            flipped = self.mirrored(connection)
             forward = any(f != flipped for _n, _d, f in crossings)
             backward = any(f == flipped for _n, _d, f in crossings)
             directions = {d for _n, d, _f in crossings}
@@ -235,7 +244,7 @@ class _Writer:
     def write(self) -> str:
         self.lines = [
             "digraph podpath {",
-            f'  graph [rankdir="LR", newrank="true", nodesep="0.12", ranksep="0.5", fontname="{FONT}", fontsize="11"];',
+            f'  graph [rankdir="{self.direction}", newrank="true", nodesep="0.15", ranksep="0.35", fontname="{FONT}", fontsize="11"];',
             f'  node [fontname="{FONT}", fontsize="11", margin="0.08,0.04"];',
             f'  edge [fontname="{FONT}", fontsize="9", color="#666666", arrowsize="0.7"];',
         ]
