@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from podpath.cli import EXIT_FAILURE, EXIT_OK, CliError
-from podpath.cli.trace import load_snapshots
+from podpath.cli.trace import add_sources, load_snapshots
 
 if TYPE_CHECKING:
     from podpath.snapshot.model import Snapshot
@@ -38,20 +38,7 @@ def register(sub: Any) -> None:
         "with its remote VTEPs, the uplink and its network; with several snapshots, the nodes "
         "joined by the network they share. Without -o, print the map as an indented outline.",
     )
-    where = p.add_mutually_exclusive_group()
-    where.add_argument(
-        "--host-root",
-        default=None,
-        metavar="DIR",
-        help="read the live node whose root filesystem is at DIR (default /)",
-    )
-    where.add_argument(
-        "--snapshot",
-        action="append",
-        default=None,
-        metavar="FILE",
-        help="draw saved snapshots instead; repeat for several nodes",
-    )
+    add_sources(p, "draw")
     add_map_options(p)
     p.add_argument(
         "-o",

@@ -35,20 +35,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--proto", choices=PROTOCOLS, default="tcp", help="protocol (default tcp)")
     p.add_argument("--sport", type=int, default=None, help="source port (default: unspecified)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument(
-        "--host-root",
-        default=None,
-        metavar="DIR",
-        help="read the live node whose root filesystem is at DIR (default /)",
-    )
-    where.add_argument(
-        "--snapshot",
-        action="append",
-        default=None,
-        metavar="FILE",
-        help="trace saved snapshots instead; repeat for several nodes",
-    )
+    add_sources(p, "trace")
     p.add_argument(
         "--reply", action="store_true", help="also trace the reply, with conntrack's reverse NAT"
     )
@@ -68,6 +55,24 @@ def register(sub: Any) -> None:
         help="the branch --svg draws (default 1, as numbered in the text form)",
     )
     p.set_defaults(handler=run)
+
+
+def add_sources(p: argparse.ArgumentParser, verb: str) -> None:
+    """--host-root DIR (the live node) or --snapshot FILE... (saved ones), for `verb`."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--host-root",
+        default=None,
+        metavar="DIR",
+        help="read the live node whose root filesystem is at DIR (default /)",
+    )
+    where.add_argument(
+        "--snapshot",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help=f"{verb} saved snapshots instead; repeat for several nodes",
+    )
 
 
 def load_snapshots(args: argparse.Namespace) -> list[Snapshot]:
