@@ -18,7 +18,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from podpath.collectors.netlink.rtnetlink_decode import cstr
+from podpath.collectors.netlink.wire import cstr
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
