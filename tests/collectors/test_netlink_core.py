@@ -39,6 +39,7 @@ from podpath.collectors.netlink.wire import (
     payloads,
     split_messages,
 )
+from podpath.collectors.nftables.netlink import NftSocket
 
 DRIVER = Path(__file__).with_name("netlink_core_driver.py")
 RTM_NEWLINK = 16
@@ -227,6 +228,17 @@ def test_dump_interrupted_every_time_is_marked_inconsistent() -> None:
     assert (dump.inconsistent, dump.attempts, len(kernel.sent)) == (True, 3, 3)
     with pytest.raises(DumpInconsistent, match="every one of 3 dumps"):
         dump.checked()
+
+
+def test_nf_tables_refuses_a_dump_that_stays_interrupted() -> None:
+    """The nf_tables reader never lists a dump the kernel kept flagging: it raises."""
+
+    def script(_n: int, req: Request) -> list[bytes]:
+        table = msg(0xA00, b"\x02\0\0\0" + nla(1, b"t\0"), seq=req.seq, flags=0x2 | 0x10)
+        return [table + done(req.seq, flags=0x2 | 0x10)]
+
+    with pytest.raises(DumpInconsistent):
+        NftSocket(transport=ScriptedKernel(script)).table_names()
 
 
 def test_error_ending_a_dump_raises_and_the_socket_serves_the_next_one() -> None:
