@@ -20,7 +20,6 @@ from typing import Literal
 
 Strictness = Literal["strict", "lenient"]
 
-NLMSG_NOOP = 1
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLMSG_MIN_TYPE = 0x10  # types below are the protocol's own control messages

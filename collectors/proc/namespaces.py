@@ -450,14 +450,6 @@ def scan_namespaces(
     return NamespaceScan(spaces, tuple(gaps), dev, holders, root)
 
 
-def collect_namespaces(
-    host: HostRoot, processes: tuple[Process, ...], cancel: threading.Event | None = None
-) -> tuple[tuple[Namespace, ...], tuple[Gap, ...]]:
-    """All namespaces (see `scan_namespaces`) as (data, gaps)."""
-    scan = scan_namespaces(host, processes, cancel)
-    return scan.namespaces, scan.gaps
-
-
 def net_namespace_targets(host: HostRoot, scan: NamespaceScan) -> list[NetnsTarget]:
     """The net namespaces to dump, each with a path to open and its bind-mount paths."""
     # Imported here: listing namespaces alone never loads the netlink scanner.
