@@ -176,10 +176,6 @@ class CommandRunner:
                 return f"/{d}/{program}"
         return None
 
-    def available(self, program: str) -> bool:
-        """True when `program` can be found on the host root or among our own binaries."""
-        return self.host_binary(program) is not None or self.which(program) is not None
-
     def run(
         self, program: str, args: Sequence[str], cancel: threading.Event | None = None
     ) -> CommandResult:

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from podpath.collectors.netlink.wire import NetlinkError
 from podpath.collectors.nftables.datatypes import Unsupported
 from podpath.collectors.nftables.delinearize import Delinearizer, rule_comment
 from podpath.collectors.nftables.netlink import (
     FAMILY_NUMBERS,
-    NftNetlinkError,
     NftSocket,
     NlChain,
     NlRule,
@@ -97,7 +97,7 @@ class _Prefetch:
                     self.results.append(result)
                     self.done += 1
                     self.cond.notify_all()
-        except (NftNetlinkError, Unsupported, OSError) as exc:
+        except (Unsupported, OSError) as exc:  # NetlinkError is an OSError
             with self.cond:
                 self.error = exc
                 self.cond.notify_all()
@@ -119,7 +119,7 @@ class _Prefetch:
 
 
 class _TableReader:
-    """Reads one table; every method may raise Unsupported or NftNetlinkError."""
+    """Reads one table; every method may raise Unsupported or NetlinkError."""
 
     def __init__(self, sock: NftSocket, family: str, name: str) -> None:
         self.sock = sock
@@ -238,7 +238,7 @@ class _TableReader:
                 )
             text, count = reader._rules_json(chains, rules_fetch)
             return text, count, None
-        except (Unsupported, NftNetlinkError) as exc:
+        except (Unsupported, NetlinkError) as exc:
             return "", 0, str(exc) if isinstance(exc, Unsupported) else f"netlink: {exc}"
         finally:
             for fetch in (rules_fetch, reader.anon_fetch):
@@ -363,7 +363,7 @@ def list_table(family: str, name: str, sock: NftSocket | None = None) -> Listing
         if s.generation() != before:
             return Listing(family, name, None, "the ruleset changed during the read")
         return Listing(family, name, text, None, count)
-    except NftNetlinkError as exc:
+    except OSError as exc:  # NetlinkError, a timeout: nft lists the table instead
         return Listing(family, name, None, f"netlink: {exc}")
     finally:
         if own:

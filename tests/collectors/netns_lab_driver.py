@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from podpath.collectors.netlink.netns_scan import NetnsTarget, scan_network_namespaces
-from podpath.collectors.netlink.rtnetlink import RTM_GETADDR, RouteSocket, dump
+from podpath.collectors.netlink.rtnetlink import RTM_GETADDR, RouteSocket
 from podpath.snapshot.codec import to_jsonable
 
 PREFIX = "ppnl"
@@ -323,10 +323,10 @@ def mode_addr_churn() -> dict[str, Any]:
         from podpath.collectors.netlink.netns_scan import _setns
 
         _setns(fd)
-        rs = RouteSocket.open()
+        rs = RouteSocket()
         _setns(own)
         for _ in range(60):
-            if dump(rs, RTM_GETADDR, attempts=1).inconsistent:
+            if rs.dump_table(RTM_GETADDR, attempts=1).inconsistent:
                 single_flagged += 1
         rs.close()
         for _ in range(10):

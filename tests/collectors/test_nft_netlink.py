@@ -1,7 +1,7 @@
 """Native nft tables read over netlink: exactly what `nft -j list table` prints, or nft.
 
 Each ruleset is loaded with `nft -f` into a throw-away network namespace; there the
-netlink reader (nft_listing.list_table) and nft itself list every table, and the two
+netlink reader (nftables.listing.list_table) and nft itself list every table, and the two
 documents must be equal, or the reader must refuse the table with a reason (the
 collector then asks nft). A document that differs is a wrong picture: the one outcome
 these tests forbid.
