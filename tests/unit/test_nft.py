@@ -44,7 +44,7 @@ def test_json_rules_render_as_nft_text() -> None:
     assert [r.text for r in rs.rules] == [
         "ct state { established, related } accept",
         'ct status dnat accept comment "This rule does something"',
-        "iifname lo accept",
+        'iifname "lo" accept',
     ]
     assert rs.rules[1].comment == "This rule does something"
     assert rs.rules[0].handle == 169

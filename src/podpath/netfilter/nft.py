@@ -19,6 +19,8 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from podpath.netfilter.kube_proxy import Endpoint, Service, split_host_port
+from podpath.netfilter.nft_syntax import rule_expressions
+from podpath.netfilter.nft_text import rule_text
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -95,7 +97,33 @@ class _JsonRule(NftRule):
     @cached_property
     def text(self) -> str:
         """The rule as `nft list` prints it."""
-        return render_rule(list(self.expr), self.comment)
+        return rule_text(list(self.expr), self.comment, self.family)
+
+
+class _TextRule(NftRule):
+    """An NftRule read from nft text: its expressions are converted on first use.
+
+    The trace and the Service model read expressions only; converting the text of
+    rules nobody walks would be wasted.
+    """
+
+    def __init__(
+        self, family: str, table: str, chain: str, position: int, text: str, comment: str | None
+    ) -> None:
+        # Not the dataclass __init__: `expr` is left for the cached_property below.
+        put = object.__setattr__
+        put(self, "family", family)
+        put(self, "table", table)
+        put(self, "chain", chain)
+        put(self, "position", position)
+        put(self, "text", text)
+        put(self, "handle", None)
+        put(self, "comment", comment)
+
+    @cached_property
+    def expr(self) -> tuple[Any, ...]:
+        """The rule's statements as `nft -j` prints them (see nft_syntax)."""
+        return tuple(rule_expressions(self.text, self.family)[0])
 
 
 @dataclass(frozen=True)
@@ -105,6 +133,7 @@ class NftElement:
     key: tuple[str, ...]
     value: str | None = None  # map data, e.g. "goto service-..." or "drop"
     comment: str | None = None
+    expires: int | None = None  # seconds left, in sets with timeouts (affinity pins)
 
 
 @dataclass(frozen=True)
@@ -121,6 +150,7 @@ class NftSet:
     elements: tuple[NftElement, ...] = ()
     handle: int | None = None
     comment: str | None = None
+    timeout: int | None = None  # seconds an element lives (kube-proxy affinity: 10800)
 
 
 @dataclass(frozen=True)
@@ -359,13 +389,9 @@ def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def render_rule(expr: list[Any], comment: str | None = None) -> str:
-    """A rule's text from its JSON statements."""
-    try:
-        text = " ".join(render_expr(e) for e in expr)
-    except RecursionError:  # hostile nesting: nft itself never nests this deep
-        text = "<expression nested too deeply>"
-    return text + (f' comment "{comment}"' if comment else "")
+def render_rule(expr: list[Any], comment: str | None = None, family: str = "ip") -> str:
+    """A rule's text from its JSON statements, as `nft list` prints it."""
+    return rule_text(expr, comment, family)
 
 
 def _element(item: Any) -> NftElement:
@@ -375,14 +401,16 @@ def _element(item: Any) -> NftElement:
         item, data = item
         value = render_expr(data)
     comment = None
+    expires = None
     if isinstance(item, dict) and "elem" in item and isinstance(item["elem"], dict):
         comment = item["elem"].get("comment")
+        expires = _int(item["elem"].get("expires"))
         item = item["elem"].get("val")
     if isinstance(item, dict) and "concat" in item and isinstance(item["concat"], list):
         key = tuple(render_expr(k) for k in item["concat"])
     else:
         key = (render_expr(item),)
-    return NftElement(key, value, comment)
+    return NftElement(key, value, comment, expires)
 
 
 def _int(value: Any) -> int | None:
@@ -493,6 +521,7 @@ def parse_nft_json(text: str) -> NftRuleset:
                     tuple(_element(e) for e in elems),
                     _int(v.get("handle")),
                     _opt_str(v.get("comment")),
+                    _int(v.get("timeout")),
                 )
             )
         else:
@@ -560,9 +589,27 @@ def parse_elements(body: str) -> tuple[NftElement, ...]:
             part = part[: found.start()] + part[found.end() :]
         # nft prints map data after " : " (spaces required: IPv6 keys hold colons).
         key_text, sep, value = part.partition(" : ")
+        expires = None
+        timed = _ELEM_TIMES.search(key_text)
+        if timed:  # `10.0.0.5 timeout 3h expires 2h59m` in sets with timeouts
+            expires = duration(timed.group(2)) if timed.group(2) else None
+            key_text = key_text[: timed.start()]
         key = tuple(k.strip() for k in key_text.split(" . "))
-        out.append(NftElement(key, value.strip() or None if sep else None, comment))
+        out.append(NftElement(key, value.strip() or None if sep else None, comment, expires))
     return tuple(out)
+
+
+_ELEM_TIMES = re.compile(r"\s+(?:timeout\s+(\S+)\s*)?(?:expires\s+(\S+))?\s*$")
+_DURATION = re.compile(r"(\d+)(d|h|ms|m|s)")
+
+
+def duration(text: str) -> int | None:
+    """Seconds of an nft duration (`3h`, `2h59m59s984ms`, `10800s`), or None."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    scale = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0}
+    return sum(int(n) * scale[u] for n, u in parts)
 
 
 _ELEM_COMMENT = re.compile(r'\s*comment\s+"((?:[^"\\]|\\.)*)"')
@@ -613,14 +660,12 @@ class _TextState:
         self.positions[key] = self.positions.get(key, 0) + 1
         comment = _COMMENT_RE.search(text)
         self.rules.append(
-            NftRule(
+            _TextRule(
                 family,
                 table,
                 chain,
                 self.positions[key],
                 text.strip(),
-                (),
-                None,
                 comment.group(1) if comment else None,
             )
         )
@@ -630,6 +675,7 @@ class _TextState:
         key = (family, table, name)
         typ = re.search(r"type\s+([^;}\n]+?)\s*(?:;|$|\n|})", spec)
         flags = re.search(r"flags\s+([^;}\n]+?)\s*(?:;|$|\n|})", spec)
+        timeout = re.search(r"(?:^|[;\n\s])timeout\s+(\w+)", spec.split("elements", 1)[0])
         elements = re.search(r"elements\s*=\s*\{(.*)\}", spec, re.S)
         # The set's own comment, not an element's: look before `elements = {` only.
         comment = re.search(r'comment\s+"((?:[^"\\]|\\.)*)"', spec.split("elements", 1)[0])
@@ -646,6 +692,7 @@ class _TextState:
             parse_elements(elements.group(1)) if elements else (),
             None,
             comment.group(1) if comment else None,
+            duration(timeout.group(1)) if timeout else None,
         )
 
     def chain_has_rules(self, family: str, table: str, name: str) -> bool:
@@ -678,6 +725,7 @@ class _TextState:
                     old.elements + tuple(extra),
                     old.handle,
                     old.comment,
+                    old.timeout,
                 )
             )
         return tuple(out)
