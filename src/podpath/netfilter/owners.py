@@ -1,0 +1,203 @@
+"""Whose rule is it: the Service, NetworkPolicy, CNI plugin or host firewall that made a rule.
+
+Every agent on a node names its chains and comments its rules in its own way, and
+that is all a node shows of who wrote what:
+
+- kube-proxy: KUBE-SVC-/SEP-/EXT-/FW-/SVL-/XLB- chains with `ns/name:port ...`
+  comments (iptables); `service-HASH-ns/name/proto/port` and friends in `table ip
+  kube-proxy` (nftables); KUBE-SERVICES, KUBE-NODEPORTS, KUBE-LOAD-BALANCER... (IPVS).
+- kubelet: KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT.
+- NetworkPolicy: Calico `cali-pi-*`/`cali-po-*` (a policy's inbound/outbound rules, the
+  policy named by a `Policy NS/NAME ...` comment when Calico writes one), kube-router
+  `KUBE-NWPLCY-*` (comments `rule ... for network policy NAME`, and
+  KUBE-POD-FW-* for a pod's firewall), kube-network-policies' own nftables table.
+- CNI: portmap `CNI-HOSTPORT-*`/`CNI-DN-*`, the bridge plugin's ipMasq `CNI-*` chains
+  (comment `name: "NET" id: "..."`), flannel `FLANNEL-*`, ip-masq-agent `IP-MASQ-AGENT`.
+- anything else: the host firewall (or a named product when its prefix says so).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_KP_NFT_CHAIN = re.compile(
+    r"^(?P<kind>service|external|endpoint|firewall)-[A-Z0-9]+-(?P<ns>[^/]+)/(?P<name>[^/]+)/"
+    r"(?P<proto>[a-z]+)/(?P<port>[^_/]*)(?:__(?P<ip>[^/]+)/(?P<eport>\d+))?$"
+)
+_KP_COMMENT = re.compile(
+    r"^(?P<ns>[a-z0-9][-a-z0-9.]*)/(?P<name>[a-z0-9][-a-z0-9.]*)(?::(?P<port>[-a-z0-9.]*))?"
+    r"(?:\s|$)"
+)
+_CALICO_POLICY = re.compile(r"(?:Policy|policy)\s+(?P<name>\S+)(?:\s+(?P<dir>ingress|egress))?")
+_KUBE_ROUTER_POLICY = re.compile(r"network policy (?P<name>\S+)")
+_KUBE_PROXY_CHAINS = (
+    "KUBE-SVC-",
+    "KUBE-SVL-",
+    "KUBE-SEP-",
+    "KUBE-EXT-",
+    "KUBE-FW-",
+    "KUBE-XLB-",
+)
+_KUBE_PROXY_FIXED = frozenset(
+    {
+        "KUBE-SERVICES",
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-NODEPORTS",
+        "KUBE-POSTROUTING",
+        "KUBE-MARK-MASQ",
+        "KUBE-MARK-DROP",
+        "KUBE-FORWARD",
+        "KUBE-PROXY-FIREWALL",
+        "KUBE-PROXY-CANARY",
+        "KUBE-LOAD-BALANCER",
+        "KUBE-NODE-PORT",
+        "KUBE-SOURCE-RANGES-FIREWALL",
+        "KUBE-IPVS-FILTER",
+        "KUBE-IPVS-OUT-FILTER",
+        "KUBE-IPVS-IPS",
+    }
+)
+_KUBELET = frozenset({"KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"})
+# Chain-name prefixes of well-known agents that are neither Kubernetes nor a CNI.
+_PRODUCTS = (
+    ("CILIUM_", "cni", "Cilium"),
+    ("cilium", "cni", "Cilium"),
+    ("DOCKER", "host-firewall", "Docker"),
+    ("ts-", "host-firewall", "Tailscale"),
+    ("ufw-", "host-firewall", "ufw"),
+    ("f2b-", "host-firewall", "fail2ban"),
+    ("nixos-fw", "host-firewall", "NixOS firewall"),
+    ("LIBVIRT_", "host-firewall", "libvirt"),
+    ("WEAVE", "cni", "Weave Net"),
+)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who made a rule: kind, the agent, what it is for, and how podpath knows."""
+
+    kind: str  # service | kube-proxy | kubelet | network-policy | cni | host-firewall
+    agent: str  # kube-proxy, Calico, kube-router, portmap CNI, flannel, ...
+    name: str = ""  # the Service (ns/name:port), the policy, the pod interface...
+    how: str = ""  # the chain name or comment this was read from
+
+    def as_json(self) -> dict[str, str]:
+        """The owner as JSON (a trace hop's `owner` object)."""
+        return {"kind": self.kind, "agent": self.agent, "name": self.name, "how": self.how}
+
+    @property
+    def text(self) -> str:
+        """One phrase: `Service default/web:http (kube-proxy)`."""
+        what = {
+            "service": "Service",
+            "network-policy": "NetworkPolicy",
+            "cni": "CNI",
+            "kube-proxy": "kube-proxy",
+            "kubelet": "kubelet",
+            "host-firewall": "host firewall",
+        }.get(self.kind, self.kind)
+        if self.kind in ("kube-proxy", "kubelet"):
+            return what + (f" {self.name}" if self.name else "")
+        label = f"{what} {self.name}".strip() if self.name else what
+        return f"{label} ({self.agent})" if self.agent and self.agent != what else label
+
+
+def iptables_owner(table: str, chain: str, comments: tuple[str, ...]) -> Owner:
+    """The owner of an iptables rule, from its chain and `-m comment` texts."""
+    joined = " ".join(comments)
+    if chain.startswith(("cali-pi-", "cali-po-")):
+        found = _CALICO_POLICY.search(joined)
+        way = "inbound" if chain.startswith("cali-pi-") else "outbound"
+        name = found["name"] if found else chain
+        return Owner("network-policy", "Calico", name, f"{way} policy chain {chain}")
+    if chain.startswith("cali-"):
+        found = _CALICO_POLICY.search(joined)
+        if found:
+            return Owner("network-policy", "Calico", found["name"], f"comment in {chain}")
+        return Owner("cni", "Calico", _calico_endpoint(chain), f"chain {chain}")
+    if chain.startswith(("KUBE-NWPLCY-", "KUBE-POD-FW-", "KUBE-ROUTER-")):
+        found = _KUBE_ROUTER_POLICY.search(joined)
+        name = found["name"] if found else chain
+        kind = "network-policy" if not chain.startswith("KUBE-ROUTER-") else "cni"
+        return Owner(kind, "kube-router", name, f"chain {chain}")
+    if chain.startswith(_KUBE_PROXY_CHAINS) or chain in _KUBE_PROXY_FIXED:
+        service = _service_of(comments)
+        if service:
+            return Owner("service", "kube-proxy", service, f"comment in {chain}")
+        return Owner("kube-proxy", "kube-proxy", "", f"chain {chain}")
+    if chain in _KUBELET:
+        return Owner("kubelet", "kubelet", "", f"chain {chain}")
+    if chain.startswith(("CNI-HOSTPORT-", "CNI-DN-")):
+        return Owner("cni", "portmap CNI", _hostport(comments), f"chain {chain}")
+    if chain.startswith("CNI-"):
+        net = re.search(r'name: "([^"]*)"', joined)
+        return Owner("cni", "bridge CNI (ipMasq)", net.group(1) if net else "", f"chain {chain}")
+    if chain.startswith("FLANNEL") or "flanneld" in joined:
+        return Owner("cni", "flannel", "", f"chain {chain}")
+    if chain.startswith("IP-MASQ-AGENT") or "ip-masq-agent" in joined:
+        return Owner("cni", "ip-masq-agent", "", f"chain {chain}")
+    service = _service_of(comments)
+    if service:
+        return Owner("service", "kube-proxy", service, f"comment in {chain}")
+    for prefix, kind, agent in _PRODUCTS:
+        if chain.startswith(prefix):
+            return Owner(kind, agent, "", f"chain {chain}")
+    return Owner("host-firewall", "", f"{table}/{chain}", f"chain {chain}")
+
+
+def nft_owner(family: str, table: str, chain: str, comment: str | None) -> Owner:
+    """The owner of a native nftables rule, from its table, chain and comment."""
+    if table == "kube-proxy":
+        found = _KP_NFT_CHAIN.match(chain)
+        if found:
+            port = f":{found['port']}" if found["port"] else ""
+            return Owner(
+                "service", "kube-proxy", f"{found['ns']}/{found['name']}{port}", f"chain {chain}"
+            )
+        return Owner("kube-proxy", "kube-proxy", "", f"table {family} {table}")
+    if table == "kube-network-policies":
+        name = _knp_policy(chain, comment)
+        return Owner("network-policy", "kube-network-policies", name, f"table {family} {table}")
+    if table == "calico" or chain.startswith("cali") or "-cali-" in chain:
+        return iptables_owner(table, _calico_chain(chain), (comment,) if comment else ())
+    return iptables_owner(table, chain, (comment,) if comment else ())
+
+
+def _calico_chain(chain: str) -> str:
+    """Calico's nftables chains carry the iptables table as a prefix: filter-cali-pi-..."""
+    for prefix in ("filter-", "nat-", "mangle-", "raw-"):
+        if chain.startswith(prefix + "cali-"):
+            return chain[len(prefix) :]
+    return chain
+
+
+def _calico_endpoint(chain: str) -> str:
+    for prefix in ("cali-tw-", "cali-fw-", "cali-from-", "cali-to-"):
+        if chain.startswith(prefix) and not chain.endswith("dispatch"):
+            return f"workload endpoint {chain[len(prefix) :]}"
+    return ""
+
+
+def _service_of(comments: tuple[str, ...]) -> str:
+    for comment in comments:
+        found = _KP_COMMENT.match(comment.strip())
+        if found:
+            port = f":{found['port']}" if found["port"] else ""
+            return f"{found['ns']}/{found['name']}{port}"
+    return ""
+
+
+def _hostport(comments: tuple[str, ...]) -> str:
+    for comment in comments:
+        found = re.search(r'dnat name: "([^"]*)" id: "([^"]{0,12})', comment)
+        if found:
+            return f"hostPort of {found.group(1)} container {found.group(2)}"
+    return ""
+
+
+def _knp_policy(chain: str, comment: str | None) -> str:
+    """kube-network-policies names policy chains and comments after the policy."""
+    if comment:
+        return comment
+    return chain
