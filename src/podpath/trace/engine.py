@@ -13,38 +13,21 @@ Branches split at `-m statistic`/`numgen` and carry their probability.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link, NetNamespace, Snapshot
 from podpath.trace import reply as ct
+from podpath.trace.flow import Flow
 from podpath.trace.hooks import Stage, iptables_stages, run_hook
 from podpath.trace.links import fdb_port, primary_address, resolve_mac, vxlan_remote
 from podpath.trace.matches import MatchEnv
-from podpath.trace.model import Branch, Hop, JsonValue, NatRecord, Packet, Trace
+from podpath.trace.model import Branch, Hop, JsonValue, Packet, Trace
 from podpath.trace.netfilter import NfEnv
 from podpath.trace.probe import Probe, resolve_destination, resolve_source
 from podpath.trace.routing import DROP_TYPES, RouteDecision, lookup, table_name
 
 MAX_STEPS = 48
-
-
-@dataclass(frozen=True)
-class Flow:
-    """The packet at one place, with everything the branch has seen so far."""
-
-    packet: Packet
-    node: int
-    netns: int
-    probability: float = 1.0
-    hops: tuple[Hop, ...] = ()
-    nat: tuple[NatRecord, ...] = ()
-    uncertain: tuple[str, ...] = ()
-    steps: int = 0
-
-    def add(self, *hops: Hop) -> Flow:
-        """The flow with more hops."""
-        return replace(self, hops=self.hops + hops)
 
 
 class Engine:
