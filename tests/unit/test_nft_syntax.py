@@ -8,12 +8,15 @@ say a statement is unparsed, never a different one); the printer must give nft's
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import nft_real
 import pytest
 
+from podpath.netfilter.kube_proxy import Service
+from podpath.netfilter.kube_proxy_nft import nft_services
 from podpath.netfilter.nft import parse_nft_json, parse_nft_text
 from podpath.netfilter.nft_syntax import rule_expressions
 
@@ -168,3 +171,23 @@ def test_unknown_text_becomes_an_unparsed_statement() -> None:
     assert exprs[0]["match"]["right"] == "10.0.0.1"
     assert exprs[1] == {"unparsed": 'frobnicate hard comment "x"'}
     assert rule_expressions("")[0] == []
+
+
+def test_services_from_text_equal_services_from_nft_json() -> None:
+    """kube-proxy's Services read from its dump's text equal those read from nft's JSON of it."""
+    text = (NFTABLES / LOADABLE[0]).read_text()
+    loaded = nft_real.load(nft_real.commands_for(text)[1])
+    from_text = nft_services(parse_nft_text(text))
+    from_json = nft_services(parse_nft_json(loaded.json))
+    assert len(from_text) == 6
+
+    def unordered(svcs: tuple[Service, ...]) -> list[Service]:
+        # nft lists set elements sorted by value; the dump adds them in its own order.
+        return [
+            replace(
+                s, external_ips=tuple(sorted(s.external_ips)), evidence=tuple(sorted(s.evidence))
+            )
+            for s in svcs
+        ]
+
+    assert unordered(from_text) == unordered(from_json)

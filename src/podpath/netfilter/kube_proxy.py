@@ -61,8 +61,13 @@ class Service:
     source_ranges: tuple[str, ...] = ()  # loadBalancerSourceRanges from KUBE-FW-
     no_endpoints: str | None = None  # "REJECT"/"DROP" when kube-proxy rejects the port
     no_local_endpoints: str | None = None  # "DROP" for externalTrafficPolicy Local
-    backend: str = "iptables"  # or "nftables"
+    backend: str = "iptables"  # or "nftables", "ipvs"
     evidence: tuple[str, ...] = ()  # the rules/elements this was read from
+    affinity_timeout: int | None = None  # ClientIP session affinity: seconds a client stays
+    internal_policy: str = "Cluster"  # internalTrafficPolicy, as the rules show it
+    external_policy: str = "Cluster"  # externalTrafficPolicy ("Local": no SNAT, local only)
+    scheduler: str | None = None  # IPVS: rr, wrr, lc, sh...
+    persistent: int | None = None  # IPVS: persistence timeout (ClientIP affinity)
 
     @property
     def key(self) -> str:

@@ -162,7 +162,7 @@ class SnapshotIndex:
         for _dump, ruleset in self.rulesets:
             found.extend(iptables_services(ruleset))
         if self.nft_ruleset is not None:
-            from podpath.netfilter.nft import nft_services
+            from podpath.netfilter.kube_proxy_nft import nft_services
 
             found.extend(nft_services(self.nft_ruleset))
         return tuple(found)
