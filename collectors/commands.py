@@ -55,6 +55,8 @@ ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
             ("-C",),
         }
     ),
+    # Lists every set; run only when ip_set is already in the kernel (collectors/ipset.py).
+    "ipset": frozenset({("save",)}),
 }
 
 # podpath's own helpers, run as `python -m MODULE ARGS` by this interpreter: work that
