@@ -323,12 +323,18 @@ def iptables(index: SnapshotIndex) -> Listing:
                             "target": rule.target.name if rule.target else None,
                             "rule": rule.text,
                             "unknown": list(rule.unknown),
+                            "counter": (
+                                {"packets": rule.counters[0], "bytes": rule.counters[1]}
+                                if rule.counters is not None
+                                else None
+                            ),
                         }
                     )
     cols = (
         Column("BACKEND", _key("backend")),
         Column("FAMILY", _key("family")),
         Column("TABLE", _key("table")),
+        Column("PKTS", lambda r: r["counter"]["packets"] if r["counter"] else None, True),
         Column("RULE", _key("rule")),
     )
     return Listing(rows, cols)
@@ -346,6 +352,7 @@ def nft(index: SnapshotIndex) -> Listing:
                     "chain": rule.chain,
                     "handle": rule.handle,
                     "rule": rule.text,
+                    "counter": _nft_counter(rule.expr),
                 }
             )
     cols = (
@@ -379,6 +386,15 @@ def _policy(row: Row) -> str:
     if row["external_policy"] == "Local":
         parts.append("ext:Local")
     return ",".join(parts) or "-"
+
+
+def _nft_counter(expr: tuple[Any, ...]) -> dict[str, int] | None:
+    """An nft rule's `counter` statement's packets and bytes, when it has one."""
+    for stmt in expr:
+        counter = stmt.get("counter") if isinstance(stmt, dict) else None
+        if isinstance(counter, dict) and "packets" in counter:
+            return {"packets": int(counter["packets"]), "bytes": int(counter.get("bytes", 0))}
+    return None
 
 
 def services(index: SnapshotIndex) -> Listing:

@@ -67,3 +67,26 @@ def test_ipsets_equal_ipset_list(make_lab: Callable[..., Lab], run_podpath: Any)
         n: (s.type, set(s.members)) for n, s in theirs.items()
     }
     assert set(ours["KUBE-CLUSTER-IP"].members) == {"10.96.0.10,udp:53", "10.96.0.1,tcp:443"}
+
+
+def test_rule_counters_equal_iptables_save_c(shared_lab: Lab, run_podpath: Any) -> None:
+    """Each KUBE-SEP DNAT rule of web carries the packet counter `iptables-save -c` prints."""
+    import re
+
+    from podpath.snapshot.index import SnapshotIndex
+
+    web = shared_lab.service("default/web")[0]
+    src = shared_lab.pods_on("node1")[0]
+    assert shared_lab.probe(src.ref, web.cluster_ip, web.port).ok
+    done = run_podpath(shared_lab, "node1", "snapshot", "-o", "-")
+    assert done.returncode == 0, done.stderr
+    saved = shared_lab.exec("node1", ["iptables-save", "-c", "-t", "nat"]).stdout
+    ruleset = SnapshotIndex(codec.loads(done.stdout)).ruleset()
+    assert ruleset is not None
+    total = 0
+    for sep in web.sep_chains:
+        (want,) = re.findall(rf"^\[(\d+):(\d+)\] -A {sep} .*-j DNAT", saved, re.M)
+        (rule,) = [r for r in ruleset.rules("nat", sep) if r.target and r.target.name == "DNAT"]
+        assert rule.counters == (int(want[0]), int(want[1]))
+        total += rule.counters[0]
+    assert total >= 1  # the probe's first packet went through one of them

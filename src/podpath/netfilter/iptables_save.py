@@ -19,7 +19,7 @@ import ipaddress
 import re
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from podpath.netfilter.listing import parse_listing
 from podpath.netfilter.model import BUILTIN_VERDICTS, Chain, Match, Rule, Target
@@ -543,6 +543,9 @@ class _Table:
     name: str
     headers: dict[str, str] = field(default_factory=dict)  # chain -> ":NAME POLICY [p:b]"
     lines: dict[str, list[str]] = field(default_factory=dict)  # chain -> "-A NAME ..." lines
+    # `iptables-save -c` prefixes rules with [packets:bytes]: kept here, by chain and
+    # 1-based position, so the lines stay exactly what a dump without -c holds.
+    counters: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict)
 
     def order(self) -> list[str]:
         """Chain names: declared ones first (dump order), then those only used by -A."""
@@ -652,8 +655,18 @@ class Ruleset:
             found = tuple(
                 parse_rule(table, chain, pos, line, declared) for pos, line in enumerate(lines, 1)
             )
+            counted = index.counters.get(chain) if index else None
+            if counted:
+                found = tuple(
+                    replace(r, counters=counted.get(r.position, r.counters)) for r in found
+                )
             self._parsed[key] = found
         return found
+
+    def counters_of(self, table: str, chain: str, position: int) -> tuple[int, int] | None:
+        """The packet and byte counters of one rule, when the dump has them (-c)."""
+        index = self._tables.get(table)
+        return index.counters.get(chain, {}).get(position) if index else None
 
     def rule(self, table: str, chain: str, position: int) -> Rule | None:
         """One rule by its 1-based position (parses only that rule if the chain is cold)."""
@@ -664,7 +677,9 @@ class Ruleset:
         lines = index.lines.get(chain, []) if index else []
         if not 1 <= position <= len(lines):
             return None
-        return parse_rule(table, chain, position, lines[position - 1], self._declared_names())
+        rule = parse_rule(table, chain, position, lines[position - 1], self._declared_names())
+        counted = index.counters.get(chain, {}).get(position) if index else None
+        return replace(rule, counters=counted) if counted else rule
 
     def _chain_names(self, table: str) -> list[str]:
         """Chain names of one table in dump order (empty for an unknown table)."""
@@ -788,6 +803,21 @@ class _Indexer:
         last_lines: list[str] = []
         chains: dict[str, list[str]] = {}
         for raw in self.lines:
+            if raw[:1] == "[" and self.current is not None:
+                # `iptables-save -c`: "[packets:bytes] -A CHAIN ..." -> counters aside.
+                close = raw.find("] -A ")
+                found = _COUNTERS.match(raw[: close + 1]) if close > 0 else None
+                if found is not None:
+                    raw = raw[close + 2 :]
+                    end = raw.find(" ", 3)
+                    name = raw[3:end] if end > 0 else raw[3:].strip()
+                    if name != last_name:
+                        last_lines = chains.setdefault(name, [])
+                        last_name = name
+                    last_lines.append(raw)
+                    counted = self.current.counters.setdefault(name, {})
+                    counted[len(last_lines)] = (int(found.group(1)), int(found.group(2)))
+                    continue
             if raw[:3] == "-A " and self.current is not None:
                 # The hot path, 99% of a big dump: kube-proxy writes a chain's rules
                 # contiguously, so remembering the last chain skips most dict lookups.

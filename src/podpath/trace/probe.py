@@ -230,7 +230,9 @@ def find_service(
     """A Service's ClusterIP and port from kube-proxy's iptables or nftables rules."""
     candidates: list[tuple[str, int, str, str]] = []  # vip, port, port name, proto
     for dump in index.snapshot.iptables:
-        for line in _lines_with(dump.text, name):
+        for raw in _lines_with(dump.text, name):
+            # `iptables-save -c` puts [packets:bytes] before each rule.
+            line = raw.split("] ", 1)[1] if raw.startswith("[") and "] " in raw else raw
             if not line.startswith("-A KUBE-SERVICES "):
                 continue
             m = _SERVICE_RULE.search(line)
