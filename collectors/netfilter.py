@@ -89,6 +89,11 @@ class NetfilterResult:
     reused: bool = False
 
 
+# With each rule's packet and byte counters (`-c`): which branch real traffic has been
+# taking. Read-only like the plain save; never with -t (legacy -t creates the table).
+SAVE_ARGS = ("-c",)
+
+
 @contextmanager
 def _nfnetlink_request(msg_type: int, flags: int, timeout: float) -> Iterator[socket.socket]:
     """A NETLINK_NETFILTER socket that has sent one nf_tables request (family unspec)."""
@@ -280,7 +285,8 @@ def _start_table_read(
 
 def _start_nft_side(runner: CommandRunner, cancel: threading.Event) -> _NftSide:
     compat = tuple(
-        (family, runner.submit(f"{tool}-nft-save", (), cancel)) for family, tool, _ in _FAMILIES
+        (family, runner.submit(f"{tool}-nft-save", SAVE_ARGS, cancel))
+        for family, tool, _ in _FAMILIES
     )
     kernel = nft_table_names()
     if kernel is None:
@@ -332,7 +338,7 @@ def _collect_legacy(
             gaps.append(Gap(str(path), f"unreadable: {exc.strerror}", "error"))
             continue
         if names:
-            running.append((family, runner.submit(f"{tool}-legacy-save", (), cancel)))
+            running.append((family, runner.submit(f"{tool}-legacy-save", SAVE_ARGS, cancel)))
     dumps: list[IptablesDump] = []
     for family, fut in running:
         result = fut.result()
