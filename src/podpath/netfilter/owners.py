@@ -29,8 +29,16 @@ _KP_COMMENT = re.compile(
     r"^(?P<ns>[a-z0-9][-a-z0-9.]*)/(?P<name>[a-z0-9][-a-z0-9.]*)(?::(?P<port>[-a-z0-9.]*))?"
     r"(?:\s|$)"
 )
-_CALICO_POLICY = re.compile(r"(?:Policy|policy)\s+(?P<name>\S+)(?:\s+(?P<dir>ingress|egress))?")
-_KUBE_ROUTER_POLICY = re.compile(r"network policy (?P<name>\S+)")
+# Calico names the policy a rule belongs to in a comment `Policy NS/NAME ingress|egress`
+# (newer felix); its per-endpoint chains end in `Drop if no policies passed packet`.
+_CALICO_POLICY = re.compile(r"(?:^|\s)Policy (?P<name>\S+)(?: (?P<dir>ingress|egress))?")
+# kube-router: "... selected by policy name: NAME namespace NS" (older: no colon),
+# "run through nw policy NAME", "... destined for POD name:P namespace: NS".
+_KUBE_ROUTER_POLICY = re.compile(
+    r"policy name:? (?P<name>\S+) namespace:? (?P<ns>\S+)|nw policy (?P<nw>\S+)"
+    r"|network policy (?P<np>\S+)"
+)
+_KUBE_ROUTER_POD = re.compile(r"POD name:\s*(?P<pod>\S+) namespace:\s*(?P<ns>\S+)")
 _KUBE_PROXY_CHAINS = (
     "KUBE-SVC-",
     "KUBE-SVL-",
@@ -59,6 +67,10 @@ _KUBE_PROXY_FIXED = frozenset(
     }
 )
 _KUBELET = frozenset({"KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"})
+_BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
+_VERDICT_TARGETS = frozenset(
+    {"ACCEPT", "DROP", "REJECT", "RETURN", "MARK", "LOG", "DNAT", "SNAT", "MASQUERADE", "CT"}
+)
 # Chain-name prefixes of well-known agents that are neither Kubernetes nor a CNI.
 _PRODUCTS = (
     ("CILIUM_", "cni", "Cilium"),
@@ -103,9 +115,22 @@ class Owner:
         return f"{label} ({self.agent})" if self.agent and self.agent != what else label
 
 
-def iptables_owner(table: str, chain: str, comments: tuple[str, ...]) -> Owner:
-    """The owner of an iptables rule, from its chain and `-m comment` texts."""
+def iptables_owner(
+    table: str, chain: str, comments: tuple[str, ...], target: str | None = None
+) -> Owner:
+    """The owner of an iptables rule, from its chain, `-m comment` texts and target.
+
+    A rule in a built-in chain belongs to whoever it jumps to (`-A FORWARD -j
+    cali-FORWARD` is Calico's hook, `-j KUBE-SERVICES` kube-proxy's).
+    """
     joined = " ".join(comments)
+    builtin = chain in _BUILTIN_CHAINS
+    if builtin and target and target not in _VERDICT_TARGETS:
+        hooked = iptables_owner(table, target, comments)
+        if hooked.kind != "host-firewall":
+            return Owner(hooked.kind, hooked.agent, hooked.name, f"jump from {chain} to {target}")
+    if builtin and any(c.startswith("cali:") for c in comments):
+        return Owner("cni", "Calico", "", f"comment in {chain}")
     if chain.startswith(("cali-pi-", "cali-po-")):
         found = _CALICO_POLICY.search(joined)
         way = "inbound" if chain.startswith("cali-pi-") else "outbound"
@@ -115,12 +140,16 @@ def iptables_owner(table: str, chain: str, comments: tuple[str, ...]) -> Owner:
         found = _CALICO_POLICY.search(joined)
         if found:
             return Owner("network-policy", "Calico", found["name"], f"comment in {chain}")
-        return Owner("cni", "Calico", _calico_endpoint(chain), f"chain {chain}")
+        endpoint = _calico_endpoint(chain)
+        if "Drop if no policies passed packet" in joined:
+            name = f"policies of {endpoint}: none accepted" if endpoint else "no policy accepted"
+            return Owner("network-policy", "Calico", name, f"chain {chain}")
+        if "Drop if no profiles matched" in joined:
+            name = f"profiles of {endpoint}: none matched" if endpoint else "no profile matched"
+            return Owner("network-policy", "Calico", name, f"chain {chain}")
+        return Owner("cni", "Calico", endpoint, f"chain {chain}")
     if chain.startswith(("KUBE-NWPLCY-", "KUBE-POD-FW-", "KUBE-ROUTER-")):
-        found = _KUBE_ROUTER_POLICY.search(joined)
-        name = found["name"] if found else chain
-        kind = "network-policy" if not chain.startswith("KUBE-ROUTER-") else "cni"
-        return Owner(kind, "kube-router", name, f"chain {chain}")
+        return _kube_router(chain, joined)
     if chain.startswith(_KUBE_PROXY_CHAINS) or chain in _KUBE_PROXY_FIXED:
         service = _service_of(comments)
         if service:
@@ -146,6 +175,27 @@ def iptables_owner(table: str, chain: str, comments: tuple[str, ...]) -> Owner:
     return Owner("host-firewall", "", f"{table}/{chain}", f"chain {chain}")
 
 
+def _kube_router(chain: str, comments: str) -> Owner:
+    """kube-router's policy chains (KUBE-NWPLCY-*), pod firewalls (KUBE-POD-FW-*), the rest."""
+    found = _KUBE_ROUTER_POLICY.search(comments)
+    if found is not None:
+        if found["name"]:
+            name = f"{found['ns']}/{found['name']}"
+        else:
+            name = found["nw"] or found["np"]
+        return Owner("network-policy", "kube-router", name, f"chain {chain}")
+    pod = _KUBE_ROUTER_POD.search(comments)
+    if pod is not None:
+        return Owner(
+            "network-policy",
+            "kube-router",
+            f"pod firewall of {pod['ns']}/{pod['pod']}",
+            f"chain {chain}",
+        )
+    kind = "cni" if chain.startswith("KUBE-ROUTER-") else "network-policy"
+    return Owner(kind, "kube-router", "" if kind == "cni" else chain, f"chain {chain}")
+
+
 def nft_owner(family: str, table: str, chain: str, comment: str | None) -> Owner:
     """The owner of a native nftables rule, from its table, chain and comment."""
     if table == "kube-proxy":
@@ -160,7 +210,10 @@ def nft_owner(family: str, table: str, chain: str, comment: str | None) -> Owner
         name = _knp_policy(chain, comment)
         return Owner("network-policy", "kube-network-policies", name, f"table {family} {table}")
     if table == "calico" or chain.startswith("cali") or "-cali-" in chain:
-        return iptables_owner(table, _calico_chain(chain), (comment,) if comment else ())
+        made = iptables_owner(table, _calico_chain(chain), (comment,) if comment else ())
+        if made.agent != "Calico":  # Calico's base chains (filter-FORWARD...) of its table
+            return Owner("cni", "Calico", "", f"table {family} {table}")
+        return made
     return iptables_owner(table, chain, (comment,) if comment else ())
 
 

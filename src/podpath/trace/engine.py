@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from podpath.netfilter.ipset import IpSet, parse_ipsets
+from podpath.netfilter.owners import Owner
 from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link, NetNamespace, RecentList, Snapshot
 from podpath.trace import reply as ct
@@ -230,7 +231,8 @@ class Engine:
                 going.append(nxt)
             elif outcome.verdict in ("DROP", "REJECT"):
                 what = "rejected" if outcome.verdict == "REJECT" else "dropped"
-                ended.extend(self.drop(nxt, f"{what} at {hook}: {outcome.reason}", "netfilter"))
+                reason = f"{what} at {hook}: {outcome.reason}" + _owned_by(outcome.hops)
+                ended.extend(self.drop(nxt, reason, "netfilter"))
             else:
                 ended.extend(self.unsure(nxt, outcome.reason))
         return going, ended
@@ -791,6 +793,16 @@ class Engine:
             flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0)
         )
         return self.receive(moved, arrive)
+
+
+def _owned_by(hops: tuple[Hop, ...]) -> str:
+    """` (NetworkPolicy ns/name (Calico))`: who made the rule that ended the branch."""
+    for hop in reversed(hops):
+        owner = hop.data.get("owner") if hop.kind == "netfilter" else None
+        if isinstance(owner, dict):
+            made = Owner(*(str(owner.get(k) or "") for k in ("kind", "agent", "name", "how")))
+            return f" ({made.text})"
+    return ""
 
 
 def _indexes(snapshots: Sequence[Snapshot | SnapshotIndex]) -> list[SnapshotIndex]:

@@ -201,7 +201,9 @@ class _Walker:
 
     def hop(self, rule: Rule, text: str, details: tuple[str, ...] = (), **extra: JsonValue) -> Hop:
         owner: dict[str, JsonValue] = {
-            **iptables_owner(self.table, rule.chain, rule.comments).as_json()
+            **iptables_owner(
+                self.table, rule.chain, rule.comments, rule.target.name if rule.target else None
+            ).as_json()
         }
         counter: JsonValue = None
         if rule.counters is not None:
