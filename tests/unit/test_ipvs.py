@@ -275,3 +275,12 @@ def test_mode_and_services_say_ipvs() -> None:
     assert detect_mode({}, ipvs_services=3).mode == "ipvs"
     empty = parse_ruleset("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n")
     assert detect_mode({"iptables-nft": empty}).mode is None
+
+
+def test_service_names_in_ipvs_mode_get_one_clear_sentence() -> None:
+    """IPVS names no Service: `--to ns/name` says so and points at the ClusterIP."""
+    from podpath.trace.probe import ProbeError
+
+    node = _ipvs_node(_read("k8s-ipvs-readme-ipvsadm-ln.txt"))
+    with pytest.raises(ProbeError, match="IPVS mode, whose rules name no Service"):
+        trace([node], Probe("default/a", "default/kubernetes:https"))

@@ -191,3 +191,41 @@ def test_services_from_text_equal_services_from_nft_json() -> None:
         ]
 
     assert unordered(from_text) == unordered(from_json)
+
+
+def test_a_queued_packet_is_uncertain_and_says_why() -> None:
+    """kube-network-policies-style NFQUEUE: the trace cannot know the agent's verdict.
+
+    This kernel has no nft_queue, so the rule is written as libnftables-json(5) documents
+    the queue statement (`{"queue": {"num": N, "flags": ...}}`).
+    """
+    from trace_factory import NodeSpec, PodSpec, build_node
+
+    from podpath.trace.engine import trace
+    from podpath.trace.probe import Probe
+
+    t = {"family": "inet", "table": "kube-network-policies"}
+    doc = {
+        "nftables": [
+            {"table": {"family": "inet", "name": "kube-network-policies"}},
+            {"chain": {**t, "name": "forward", "type": "filter", "hook": "forward", "prio": -1}},
+            {
+                "rule": {
+                    **t,
+                    "chain": "forward",
+                    "expr": [
+                        {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}},
+                        {"queue": {"num": 100, "flags": "bypass"}},
+                    ],
+                }
+            },
+        ]
+    }
+    pods = [PodSpec("a", "10.244.0.5"), PodSpec("b", "10.244.0.6")]
+    node = build_node(NodeSpec(pods=pods, nft_json=json.dumps(doc)))
+    (branch,) = trace([node], Probe("default/a", "192.0.2.10:80")).branches
+    assert branch.verdict == "uncertain"
+    assert any("NFQUEUE" in u for u in branch.uncertain), branch.uncertain
+    hop = next(h for h in branch.hops if h.data.get("backend") == "nftables")
+    owner = hop.data["owner"]
+    assert isinstance(owner, dict) and owner["agent"] == "kube-network-policies"

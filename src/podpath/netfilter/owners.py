@@ -250,7 +250,7 @@ def _hostport(comments: tuple[str, ...]) -> str:
 
 
 def _knp_policy(chain: str, comment: str | None) -> str:
-    """kube-network-policies names policy chains and comments after the policy."""
+    """kube-network-policies queues packets to its agent, which evaluates the policies."""
     if comment:
         return comment
-    return chain
+    return "policies evaluated by its agent (NFQUEUE)"

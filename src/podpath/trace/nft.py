@@ -354,6 +354,11 @@ class NftWalker:
         if kind == "set":
             notes.append(self._set_update(st.packet, body))
             return st
+        if kind == "queue":
+            raise Unknown(
+                "the packet is queued to a program in userspace (NFQUEUE), which gives the "
+                "verdict; no ruleset says what it decides"
+            )
         raise Unknown(f"the {kind} statement is not modelled")
 
     # --- matches --------------------------------------------------------------------

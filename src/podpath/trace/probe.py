@@ -151,6 +151,11 @@ def resolve_destination(indexes: Sequence[SnapshotIndex], spec: str, proto: str)
             found = find_service(index, host, port_text, proto)
             if found is not None:
                 return found
+        if any(index.kube_proxy_mode.mode == "ipvs" for index in indexes):
+            raise ProbeError(
+                f"{host!r} is not a known pod, and kube-proxy runs in IPVS mode, whose rules "
+                "name no Service: trace its ClusterIP:port (podpath ls services lists them)"
+            )
         raise ProbeError(f"{host!r} is neither a known pod nor a Service in kube-proxy's rules")
     raise ProbeError(f"destination {spec!r} is not an address, pod, node or Service")
 
