@@ -543,9 +543,19 @@ class _Table:
     name: str
     headers: dict[str, str] = field(default_factory=dict)  # chain -> ":NAME POLICY [p:b]"
     lines: dict[str, list[str]] = field(default_factory=dict)  # chain -> "-A NAME ..." lines
-    # `iptables-save -c` prefixes rules with [packets:bytes]: kept here, by chain and
-    # 1-based position, so the lines stay exactly what a dump without -c holds.
-    counters: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict)
+    # `iptables-save -c` prefixes rules with [packets:bytes]: kept here as "p:b" text, by
+    # chain and position (index 0 = rule 1), so the lines stay what a dump without -c holds.
+    counters: dict[str, list[str | None]] = field(default_factory=dict)
+
+    def counter(self, chain: str, position: int) -> tuple[int, int] | None:
+        """The (packets, bytes) of a rule, when the dump has counters."""
+        counts = self.counters.get(chain)
+        if not counts or position > len(counts) or counts[position - 1] is None:
+            return None
+        packets, _, octets = str(counts[position - 1]).partition(":")
+        if not packets.isdigit() or not octets.isdigit():
+            return None
+        return int(packets), int(octets)
 
     def order(self) -> list[str]:
         """Chain names: declared ones first (dump order), then those only used by -A."""
@@ -655,10 +665,10 @@ class Ruleset:
             found = tuple(
                 parse_rule(table, chain, pos, line, declared) for pos, line in enumerate(lines, 1)
             )
-            counted = index.counters.get(chain) if index else None
-            if counted:
+            if index is not None and index.counters.get(chain):
                 found = tuple(
-                    replace(r, counters=counted.get(r.position, r.counters)) for r in found
+                    replace(r, counters=index.counter(chain, r.position) or r.counters)
+                    for r in found
                 )
             self._parsed[key] = found
         return found
@@ -666,7 +676,7 @@ class Ruleset:
     def counters_of(self, table: str, chain: str, position: int) -> tuple[int, int] | None:
         """The packet and byte counters of one rule, when the dump has them (-c)."""
         index = self._tables.get(table)
-        return index.counters.get(chain, {}).get(position) if index else None
+        return index.counter(chain, position) if index else None
 
     def rule(self, table: str, chain: str, position: int) -> Rule | None:
         """One rule by its 1-based position (parses only that rule if the chain is cold)."""
@@ -678,7 +688,7 @@ class Ruleset:
         if not 1 <= position <= len(lines):
             return None
         rule = parse_rule(table, chain, position, lines[position - 1], self._declared_names())
-        counted = index.counters.get(chain, {}).get(position) if index else None
+        counted = index.counter(chain, position) if index else None
         return replace(rule, counters=counted) if counted else rule
 
     def _chain_names(self, table: str) -> list[str]:
@@ -801,22 +811,25 @@ class _Indexer:
         """Index every line."""
         last_name = ""
         last_lines: list[str] = []
+        last_counts: list[str | None] = []
         chains: dict[str, list[str]] = {}
         for raw in self.lines:
             if raw[:1] == "[" and self.current is not None:
-                # `iptables-save -c`: "[packets:bytes] -A CHAIN ..." -> counters aside.
-                close = raw.find("] -A ")
-                found = _COUNTERS.match(raw[: close + 1]) if close > 0 else None
-                if found is not None:
-                    raw = raw[close + 2 :]
+                # `iptables-save -c`: "[packets:bytes] -A CHAIN ..."; the counters go aside
+                # as text (parsed when a rule is), the line as a dump without -c has it.
+                counter, sep, rest = raw.partition("] ")
+                if sep and rest[:3] == "-A ":
+                    raw = rest
                     end = raw.find(" ", 3)
                     name = raw[3:end] if end > 0 else raw[3:].strip()
                     if name != last_name:
                         last_lines = chains.setdefault(name, [])
                         last_name = name
+                        last_counts = self.current.counters.setdefault(name, [])
+                    if len(last_counts) < len(last_lines):
+                        last_counts.extend([None] * (len(last_lines) - len(last_counts)))
                     last_lines.append(raw)
-                    counted = self.current.counters.setdefault(name, {})
-                    counted[len(last_lines)] = (int(found.group(1)), int(found.group(2)))
+                    last_counts.append(counter[1:])
                     continue
             if raw[:3] == "-A " and self.current is not None:
                 # The hot path, 99% of a big dump: kube-proxy writes a chain's rules
@@ -826,6 +839,7 @@ class _Indexer:
                 if name != last_name:
                     last_lines = chains.setdefault(name, [])
                     last_name = name
+                    last_counts = []  # plain lines: a counter line re-reads its chain's list
                 last_lines.append(raw)
                 continue
             before = self.current
