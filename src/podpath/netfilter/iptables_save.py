@@ -673,11 +673,6 @@ class Ruleset:
             self._parsed[key] = found
         return found
 
-    def counters_of(self, table: str, chain: str, position: int) -> tuple[int, int] | None:
-        """The packet and byte counters of one rule, when the dump has them (-c)."""
-        index = self._tables.get(table)
-        return index.counter(chain, position) if index else None
-
     def rule(self, table: str, chain: str, position: int) -> Rule | None:
         """One rule by its 1-based position (parses only that rule if the chain is cold)."""
         cached = self._parsed.get((table, chain))

@@ -18,7 +18,8 @@ from typing import Any
 from podpath.netfilter.kube_proxy import Endpoint, Service
 from podpath.netfilter.nft import NftRuleset, gc_paused, render_expr
 
-_KP_CHAIN = re.compile(
+# kube-proxy names each Service port's chains; the name says whose they are.
+KP_CHAIN = re.compile(
     r"^(?P<kind>service|local|external|endpoint|firewall)-(?P<hash>[A-Z0-9]+)-(?P<ns>[^/]+)/"
     r"(?P<name>[^/]+)/(?P<proto>[a-z]+)/(?P<port>[^_/]*)(?:__(?P<ip>[^/]+)/(?P<eport>\d+))?$"
 )
@@ -76,7 +77,7 @@ class _Table:
 
     def draft(self, chain: str) -> _Draft | None:
         """The draft a kube-proxy chain name belongs to (created on first sight)."""
-        found = _KP_CHAIN.match(chain)
+        found = KP_CHAIN.match(chain)
         if not found:
             return None
         key = (found["ns"], found["name"], found["port"], found["proto"].upper())
@@ -251,7 +252,7 @@ class _Table:
                         chain,
                         rule.text,
                     )
-        named = _KP_CHAIN.match(chain)
+        named = KP_CHAIN.match(chain)
         if named and named["ip"]:
             return Endpoint(named["ip"], int(named["eport"]), share, chain, "")
         return Endpoint("", None, share, chain, "")

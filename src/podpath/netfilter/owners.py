@@ -21,10 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_KP_NFT_CHAIN = re.compile(
-    r"^(?P<kind>service|external|endpoint|firewall)-[A-Z0-9]+-(?P<ns>[^/]+)/(?P<name>[^/]+)/"
-    r"(?P<proto>[a-z]+)/(?P<port>[^_/]*)(?:__(?P<ip>[^/]+)/(?P<eport>\d+))?$"
-)
+from podpath.netfilter.kube_proxy_nft import KP_CHAIN
+
 _KP_COMMENT = re.compile(
     r"^(?P<ns>[a-z0-9][-a-z0-9.]*)/(?P<name>[a-z0-9][-a-z0-9.]*)(?::(?P<port>[-a-z0-9.]*))?"
     r"(?:\s|$)"
@@ -199,7 +197,7 @@ def _kube_router(chain: str, comments: str) -> Owner:
 def nft_owner(family: str, table: str, chain: str, comment: str | None) -> Owner:
     """The owner of a native nftables rule, from its table, chain and comment."""
     if table == "kube-proxy":
-        found = _KP_NFT_CHAIN.match(chain)
+        found = KP_CHAIN.match(chain)
         if found:
             port = f":{found['port']}" if found["port"] else ""
             return Owner(

@@ -26,7 +26,6 @@ Value = int | str | Address | frozenset[str] | tuple[Any, ...]
 # IP protocol numbers nft may print instead of names (and the reverse).
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "sctp": 132, "ipv6-icmp": 58, "icmpv6": 58}
 _PORT_PROTOS = frozenset({"tcp", "udp", "sctp"})
-_ICMP_TYPES = {"echo-request": 8, "echo-reply": 0}
 _ADDRESS_FIELDS = frozenset({"saddr", "daddr"})
 # Conntrack status bits a snapshot cannot know for one probe packet.
 _UNKNOWABLE_STATUS = frozenset({"assured", "expected", "dying", "untracked"})
@@ -389,8 +388,3 @@ def normal_key(text: str) -> str:
         except ValueError:
             return text
     return text
-
-
-def icmp_code(name: str) -> int | None:
-    """The ICMP type number of a name nft prints (echo-request -> 8)."""
-    return _ICMP_TYPES.get(name)
