@@ -84,7 +84,8 @@ def phase_collectors(args: Result) -> Result:
     from podpath.conntrack import parse_conntrack
     from podpath.netfilter.iptables_save import parse_ruleset
     from podpath.netfilter.kube_proxy import services
-    from podpath.netfilter.nft import nft_services, parse_nft_json
+    from podpath.netfilter.kube_proxy_nft import nft_services
+    from podpath.netfilter.nft import parse_nft_json
 
     cancel = threading.Event()
     runner = CommandRunner(host_root=Path("/"))
