@@ -229,9 +229,9 @@ async def _until(ready: Any, timeout: float = 120.0, step: float = 0.005) -> Non
 
 
 def _services_rows_shown(app: Any) -> bool:
-    from podpath.tui.base_screen import TableScreen
-    from podpath.tui.rows import MORE_KEY
-    from podpath.tui.table import RowTable
+    from podpath.tui.rows.model import MORE_KEY
+    from podpath.tui.screens.base import TableScreen
+    from podpath.tui.widgets.table import RowTable
 
     screen = app.screen
     if not isinstance(screen, TableScreen):
@@ -262,7 +262,7 @@ async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
     background worker that parses Services and conntrack after the first paint.
     """
     from podpath.tui.app import create_app
-    from podpath.tui.base_screen import TableScreen
+    from podpath.tui.screens.base import TableScreen
     from podpath.tui.source import static_source
 
     t0 = time.perf_counter()

@@ -19,26 +19,26 @@ from textual.worker import Worker, WorkerState
 from podpath.snapshot import codec
 from podpath.snapshot.model import Pod, Snapshot
 from podpath.tui.actions import ActionResult, Actions, NoActions, pod_target
-from podpath.tui.base_screen import BaseScreen
-from podpath.tui.cni_screen import CniScreen
-from podpath.tui.conntrack_screen import ConntrackScreen
-from podpath.tui.help_screen import HelpScreen
-from podpath.tui.jump_screen import JumpScreen
-from podpath.tui.links_screen import LinksScreen
-from podpath.tui.namespaces_screen import NamespacesScreen
-from podpath.tui.netfilter_screen import NetfilterScreen
-from podpath.tui.node_screen import NodeScreen
-from podpath.tui.pod_screen import PodScreen
-from podpath.tui.pods_screen import PodsScreen
-from podpath.tui.problems_screen import ProblemsScreen
-from podpath.tui.prompt_screen import PromptScreen
-from podpath.tui.service_screen import ServiceScreen
-from podpath.tui.services_screen import ServicesScreen
+from podpath.tui.screens.base import BaseScreen
+from podpath.tui.screens.cni import CniScreen
+from podpath.tui.screens.conntrack import ConntrackScreen
+from podpath.tui.screens.help import HelpScreen
+from podpath.tui.screens.jump import JumpScreen
+from podpath.tui.screens.links import LinksScreen
+from podpath.tui.screens.namespaces import NamespacesScreen
+from podpath.tui.screens.netfilter import NetfilterScreen
+from podpath.tui.screens.node import NodeScreen
+from podpath.tui.screens.pod import PodScreen
+from podpath.tui.screens.pods import PodsScreen
+from podpath.tui.screens.problems import ProblemsScreen
+from podpath.tui.screens.prompt import PromptScreen
+from podpath.tui.screens.service import ServiceScreen
+from podpath.tui.screens.services import ServicesScreen
+from podpath.tui.screens.trace import TraceScreen
 from podpath.tui.source import SnapshotSource
 from podpath.tui.state import Loaded
 from podpath.tui.styles import CSS as APP_CSS
 from podpath.tui.text import clean
-from podpath.tui.trace_screen import TraceScreen
 
 LIST_SCREENS: dict[str, type[BaseScreen]] = {
     "pods": PodsScreen,

@@ -13,11 +13,11 @@ from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
 from podpath.tui.actions import Actions
 from podpath.tui.adapters import Views
-from podpath.tui.list_rows import service_rows
-from podpath.tui.node_rows import Derived, derive, raw_size
-from podpath.tui.pod_nat import Mention, mention_index
-from podpath.tui.pod_rows import conntrack_rows
-from podpath.tui.rows import Row, RowSet, rowset
+from podpath.tui.rows.lists import service_rows
+from podpath.tui.rows.model import Row, RowSet, rowset
+from podpath.tui.rows.nat import Mention, mention_index
+from podpath.tui.rows.node import Derived, derive, raw_size
+from podpath.tui.rows.pod import conntrack_rows
 from podpath.tui.source import SnapshotSource
 
 # Below this much rule and conntrack text, the views are prepared at once (the first

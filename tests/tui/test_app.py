@@ -13,17 +13,17 @@ from podpath.snapshot.codec import load_path
 from podpath.snapshot.model import Pod, Snapshot
 from podpath.tui.actions import ActionResult, PodTarget
 from podpath.tui.app import PodpathApp, create_app
-from podpath.tui.help_screen import HelpScreen
-from podpath.tui.netfilter_screen import NetfilterScreen
-from podpath.tui.node_screen import NodeScreen
-from podpath.tui.pod_screen import PodScreen
-from podpath.tui.pods_screen import PodsScreen
-from podpath.tui.rows import MAX_ROWS, MORE_KEY
-from podpath.tui.service_screen import ServiceScreen
-from podpath.tui.services_screen import ServicesScreen
+from podpath.tui.rows.model import MAX_ROWS, MORE_KEY
+from podpath.tui.screens.help import HelpScreen
+from podpath.tui.screens.netfilter import NetfilterScreen
+from podpath.tui.screens.node import NodeScreen
+from podpath.tui.screens.pod import PodScreen
+from podpath.tui.screens.pods import PodsScreen
+from podpath.tui.screens.service import ServiceScreen
+from podpath.tui.screens.services import ServicesScreen
+from podpath.tui.screens.trace import TraceScreen
 from podpath.tui.source import live_source
-from podpath.tui.table import RowTable
-from podpath.tui.trace_screen import TraceScreen
+from podpath.tui.widgets.table import RowTable
 
 SIZE = (120, 36)
 CLIENT = "default/client-6f9b8d7c4-qp2ld"

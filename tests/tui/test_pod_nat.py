@@ -9,13 +9,13 @@ from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
 from podpath.tui.adapters import Views
 from podpath.tui.app import PodpathApp
-from podpath.tui.node_screen import NodeScreen
-from podpath.tui.pod_nat import masquerade_rows, mention_index, mention_rows
-from podpath.tui.pod_screen import PodScreen
-from podpath.tui.rows import Row
-from podpath.tui.services_screen import ServicesScreen
-from podpath.tui.table import RowTable
-from podpath.tui.trace_screen import TraceScreen
+from podpath.tui.rows.model import Row
+from podpath.tui.rows.nat import masquerade_rows, mention_index, mention_rows
+from podpath.tui.screens.node import NodeScreen
+from podpath.tui.screens.pod import PodScreen
+from podpath.tui.screens.services import ServicesScreen
+from podpath.tui.screens.trace import TraceScreen
+from podpath.tui.widgets.table import RowTable
 
 WEB = "default/web-7d4b9c6f5d-x7k2p"  # 10.244.0.5
 OTHER_WEB = "default/web-7d4b9c6f5d-m9q4z"  # 10.244.0.6

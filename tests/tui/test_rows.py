@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from podpath.snapshot.index import SnapshotIndex
 from podpath.tui.adapters import ConntrackView, ServiceView, Tuple5, Views
-from podpath.tui.list_rows import (
+from podpath.tui.rows.lists import (
     chain_rows,
     endpoint_rows,
     link_rows,
     rule_rows,
     service_rows,
 )
-from podpath.tui.node_rows import count_rows, derive, problems
-from podpath.tui.pod_rows import (
+from podpath.tui.rows.model import MORE_KEY, Row, cell, more_row, page, row
+from podpath.tui.rows.node import count_rows, derive, problems
+from podpath.tui.rows.pod import (
     conntrack_rows,
     container_rows,
     interface_rows,
@@ -22,7 +23,6 @@ from podpath.tui.pod_rows import (
     pod_rows,
     route_rows,
 )
-from podpath.tui.rows import MORE_KEY, Row, cell, more_row, page, row
 
 WEB = "default/web-7d4b9c6f5d-x7k2p"
 

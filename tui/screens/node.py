@@ -8,12 +8,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Static
 
-from podpath.tui.base_screen import TableScreen
-from podpath.tui.node_rows import count_rows, fact_rows
-from podpath.tui.rows import Page, Row, page
+from podpath.tui.rows.model import Page, Row, page
+from podpath.tui.rows.node import count_rows, fact_rows
+from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
-from podpath.tui.table import RowTable
 from podpath.tui.text import literal_content
+from podpath.tui.widgets.table import RowTable
 
 
 class NodeScreen(TableScreen):

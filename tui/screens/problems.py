@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from podpath.tui.base_screen import TableScreen
-from podpath.tui.node_rows import PROBLEM_COLUMNS, problem_rows, problems
-from podpath.tui.rows import Row
+from podpath.tui.rows.model import Row
+from podpath.tui.rows.node import PROBLEM_COLUMNS, problem_rows, problems
+from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 
 

@@ -10,14 +10,14 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from podpath.snapshot.model import Pod
-from podpath.tui import pod_nat as pn
-from podpath.tui import pod_rows as pr
-from podpath.tui.base_screen import BaseScreen
-from podpath.tui.pod_rows import find_pod
-from podpath.tui.rows import Cell, Row, page
+from podpath.tui.rows import nat as pn
+from podpath.tui.rows import pod as pr
+from podpath.tui.rows.model import Cell, Row, page
+from podpath.tui.rows.pod import find_pod
+from podpath.tui.screens.base import BaseScreen
 from podpath.tui.state import Loaded
-from podpath.tui.table import RowTable
 from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.table import RowTable
 
 Builder = Callable[[Loaded, Pod], list[Row]]
 

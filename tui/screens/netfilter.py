@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from podpath.netfilter.nft import NftElement, NftRule, NftRuleset
 from podpath.tui.adapters import RulesetView
-from podpath.tui.base_screen import TableScreen
-from podpath.tui.list_rows import (
+from podpath.tui.rows.lists import (
     BACKEND_COLUMNS,
     CHAIN_COLUMNS,
     RULE_COLUMNS,
@@ -22,7 +21,8 @@ from podpath.tui.list_rows import (
     rule_rows,
     table_rows,
 )
-from podpath.tui.nft_rows import (
+from podpath.tui.rows.model import Row, RowSet, rowset
+from podpath.tui.rows.nft import (
     NFT_CHAIN_COLUMNS,
     NFT_ELEMENT_COLUMNS,
     NFT_LABEL,
@@ -38,7 +38,7 @@ from podpath.tui.nft_rows import (
     rule_vmap_set,
     verdict_chain,
 )
-from podpath.tui.rows import Row, RowSet, rowset
+from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 from podpath.tui.text import clean
 

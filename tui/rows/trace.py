@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from podpath.trace.model import Branch, Hop, Trace
-from podpath.tui.rows import Cell, Row, row
+from podpath.tui.rows.model import Cell, Row, row
 
 VERDICT_ROLES = {
     "delivered": "success",

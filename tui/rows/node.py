@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from podpath.snapshot.index import SnapshotIndex
 from podpath.tui.adapters import Views
-from podpath.tui.rows import Cell, Row, cell, row
+from podpath.tui.rows.model import Cell, Row, cell, row
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from podpath.netfilter.model import Rule
 from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link
 from podpath.tui.adapters import RulesetView, ServiceView
-from podpath.tui.pod_rows import link_label
-from podpath.tui.rows import Cell, Row, cell, join, row
+from podpath.tui.rows.model import Cell, Row, cell, join, row
+from podpath.tui.rows.pod import link_label
 
 SERVICE_COLUMNS = ("SERVICE", "VIP:PORT", "EPS", "ENDPOINTS (probability, where)")
 

@@ -11,10 +11,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from podpath.snapshot.model import Pod
-from podpath.tui.rows import Page, Row, RowSet, page, rowset
+from podpath.tui.rows.model import Page, Row, RowSet, page, rowset
 from podpath.tui.state import AppState, Loaded
-from podpath.tui.table import RowTable
 from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.table import RowTable
 
 
 class BaseScreen(Screen[None]):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from podpath.tui.base_screen import TableScreen
-from podpath.tui.list_rows import CNI_COLUMNS, cni_rows
-from podpath.tui.rows import Row
+from podpath.tui.rows.lists import CNI_COLUMNS, cni_rows
+from podpath.tui.rows.model import Row
+from podpath.tui.screens.base import TableScreen
+from podpath.tui.screens.text_view import TextScreen
 from podpath.tui.state import Loaded
-from podpath.tui.text_screen import TextScreen
 
 
 class CniScreen(TableScreen):

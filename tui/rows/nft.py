@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from podpath.netfilter.nft import NftElement, NftRule, NftRuleset, NftSet, render_expr
-from podpath.tui.rows import Cell, Row, cell, row
+from podpath.tui.rows.model import Cell, Row, cell, row
 
 NFT_LABEL = "nftables"
 NFT_COMMAND = "nft -j list ruleset"

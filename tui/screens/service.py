@@ -10,12 +10,12 @@ from textual.widgets import Footer, Header, Static
 
 from podpath.netfilter.model import Rule
 from podpath.tui.adapters import ServiceView
-from podpath.tui.base_screen import BaseScreen
-from podpath.tui.list_rows import ENDPOINT_COLUMNS, endpoint_rows, rule_matches, rule_target
-from podpath.tui.rows import Cell, Row, cell, page
+from podpath.tui.rows.lists import ENDPOINT_COLUMNS, endpoint_rows, rule_matches, rule_target
+from podpath.tui.rows.model import Cell, Row, cell, page
+from podpath.tui.screens.base import BaseScreen
 from podpath.tui.state import Loaded
-from podpath.tui.table import RowTable
 from podpath.tui.text import literal_content
+from podpath.tui.widgets.table import RowTable
 
 WALK_COLUMNS = ("CHAIN", "#", "MATCHES", "TARGET")
 

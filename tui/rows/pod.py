@@ -7,7 +7,7 @@ import os
 from podpath.snapshot.index import SnapshotIndex, ip_in
 from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod
 from podpath.tui.adapters import ConntrackView, ServiceView, Tuple5
-from podpath.tui.rows import Cell, Row, cell, join, row
+from podpath.tui.rows.model import Cell, Row, cell, join, row
 
 POD_COLUMNS = ("POD", "IP", "NETNS", "PAUSE", "HOST IF", "BRIDGE", "CTRS")
 

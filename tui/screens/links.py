@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from podpath.tui.base_screen import TableScreen
-from podpath.tui.list_rows import LINK_COLUMNS, link_rows
-from podpath.tui.rows import Row
+from podpath.tui.rows.lists import LINK_COLUMNS, link_rows
+from podpath.tui.rows.model import Row
+from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 
 

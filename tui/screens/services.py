@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from podpath.tui.base_screen import TableScreen
-from podpath.tui.list_rows import SERVICE_COLUMNS
-from podpath.tui.rows import RowSet
+from podpath.tui.rows.lists import SERVICE_COLUMNS
+from podpath.tui.rows.model import RowSet
+from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 
 

@@ -10,7 +10,7 @@ from podpath.netfilter.model import Match, Rule
 from podpath.snapshot.index import ip_in
 from podpath.snapshot.model import Pod
 from podpath.tui.adapters import RulesetView
-from podpath.tui.rows import Cell, Row, cell, row
+from podpath.tui.rows.model import Cell, Row, cell, row
 
 # An address as iptables-save writes one (-s 10.244.0.3/32, --to-destination
 # 10.244.0.3:80, a comment's "-> 10.244.0.3:80"); the look-arounds keep 10.244.0.3

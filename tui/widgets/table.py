@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from podpath.tui.rows import MORE_KEY, Cell, Page, Row, more_row
+from podpath.tui.rows.model import MORE_KEY, Cell, Page, Row, more_row
 from podpath.tui.text import clean
 
 ROLE_COLOURS = ("accent", "primary", "warning", "error", "success")

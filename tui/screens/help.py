@@ -10,8 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-from podpath.tui.rows import Row, page, row
-from podpath.tui.table import RowTable
+from podpath.tui.rows.model import Row, page, row
+from podpath.tui.widgets.table import RowTable
 
 GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
     (":", "jump to a view by name (:pods :svc :ns :links :ipt :ct :cni :trace :problems :node)"),

@@ -7,9 +7,9 @@ from typing import ClassVar
 from textual.binding import Binding, BindingType
 
 from podpath.snapshot.model import Pod
-from podpath.tui.base_screen import TableScreen
-from podpath.tui.pod_rows import POD_COLUMNS, find_pod, pod_rows
-from podpath.tui.rows import Row
+from podpath.tui.rows.model import Row
+from podpath.tui.rows.pod import POD_COLUMNS, find_pod, pod_rows
+from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 
 

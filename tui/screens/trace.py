@@ -14,12 +14,8 @@ from textual.widgets import Footer, Header, Input, Select, Static
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch, Trace
 from podpath.trace.probe import Probe
-from podpath.tui.base_screen import BaseScreen
-from podpath.tui.rows import page
-from podpath.tui.state import Loaded
-from podpath.tui.table import RowTable
-from podpath.tui.text import clean, literal_content
-from podpath.tui.trace_rows import (
+from podpath.tui.rows.model import page
+from podpath.tui.rows.trace import (
     BRANCH_COLUMNS,
     HOP_COLUMNS,
     branch_rows,
@@ -28,6 +24,10 @@ from podpath.tui.trace_rows import (
     hop_rows,
     path_hops,
 )
+from podpath.tui.screens.base import BaseScreen
+from podpath.tui.state import Loaded
+from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.table import RowTable
 
 # Errors the engine raises for a probe it cannot follow (ProbeError is a ValueError).
 TRACE_ERRORS = (ValueError, LookupError, TypeError, AttributeError, ImportError)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from podpath.tui.base_screen import TableScreen
-from podpath.tui.pod_rows import CONNTRACK_COLUMNS
-from podpath.tui.rows import RowSet
+from podpath.tui.rows.model import RowSet
+from podpath.tui.rows.pod import CONNTRACK_COLUMNS
+from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 
 
