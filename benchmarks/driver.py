@@ -187,8 +187,8 @@ def phase_refresh(args: Result) -> Result:
 
 def phase_trace(args: Result) -> Result:
     """A Service trace through the loaded snapshot: cold (new index) and warm (kept index)."""
+    from podpath.analysis.index import SnapshotIndex
     from podpath.snapshot.codec import load_path
-    from podpath.snapshot.index import SnapshotIndex
     from podpath.trace.engine import trace
     from podpath.trace.probe import Probe
 
@@ -344,8 +344,8 @@ def phase_profile(args: Result) -> Result:
 
         prof.runcall(take_snapshot)
     elif target == "services":
+        from podpath.analysis.index import SnapshotIndex
         from podpath.snapshot.codec import load_path
-        from podpath.snapshot.index import SnapshotIndex
 
         index = SnapshotIndex(load_path(args["snapshot"]))
         prof.runcall(lambda: index.services)

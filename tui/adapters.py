@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.conntrack import ConntrackEntry, ConntrackTuple
 from podpath.netfilter.iptables_save import Ruleset
 from podpath.netfilter.kube_proxy import Service
 from podpath.netfilter.model import Chain, Rule
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import IptablesDump
 
 T = TypeVar("T")

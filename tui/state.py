@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.nft import NftRuleset
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
 from podpath.tui.actions import Actions
 from podpath.tui.adapters import Views

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link, Pod
 
 Row = dict[str, Any]

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot import codec
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
 
 if TYPE_CHECKING:

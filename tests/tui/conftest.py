@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.codec import load_path
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
 from podpath.tui.adapters import Views
 from podpath.tui.app import PodpathApp, create_app

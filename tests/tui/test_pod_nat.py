@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
 from podpath.tui.adapters import Views
 from podpath.tui.app import PodpathApp

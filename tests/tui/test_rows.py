@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
 from podpath.tui.adapters import ConntrackView, ServiceView, Tuple5, Views
 from podpath.tui.rows.lists import (
     chain_rows,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.model import Rule
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link
 from podpath.tui.adapters import RulesetView, ServiceView
 from podpath.tui.rows.model import Cell, Row, cell, join, row

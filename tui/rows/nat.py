@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from podpath.analysis.index import ip_in
 from podpath.netfilter.model import Match, Rule
-from podpath.snapshot.index import ip_in
 from podpath.snapshot.model import Pod
 from podpath.tui.adapters import RulesetView
 from podpath.tui.rows.model import Cell, Row, cell, row

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from podpath.snapshot.index import SnapshotIndex, ip_in
+from podpath.analysis.index import SnapshotIndex, ip_in
 from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod
 from podpath.tui.adapters import ConntrackView, ServiceView, Tuple5
 from podpath.tui.rows.model import Cell, Row, cell, join, row

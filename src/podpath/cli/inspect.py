@@ -101,8 +101,8 @@ def load_snapshot(path: str) -> Snapshot:
 
 def report_warnings(snapshot: Snapshot) -> None:
     """Warn on stderr about what the rules say is wrong (e.g. mixed iptables backends)."""
+    from podpath.analysis.index import SnapshotIndex
     from podpath.safe_text import visible
-    from podpath.snapshot.index import SnapshotIndex
 
     for warning in SnapshotIndex(snapshot).kube_proxy_mode.warnings:
         print(f"podpath: warning: {visible(warning)}", file=sys.stderr)
@@ -145,8 +145,8 @@ def _write_file(path: str, text: str) -> None:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    from podpath.analysis.index import SnapshotIndex
     from podpath.listing import listing, render_text
-    from podpath.snapshot.index import SnapshotIndex
 
     if args.snapshot:
         snapshot = load_snapshot(args.snapshot)

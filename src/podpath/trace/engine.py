@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.model import Link, NetNamespace, Snapshot
 from podpath.trace import reply as ct
 from podpath.trace.hooks import Stage, iptables_stages, run_hook

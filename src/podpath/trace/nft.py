@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, NftSet
-from podpath.snapshot.index import SnapshotIndex
 from podpath.trace.hooks import Stage
 from podpath.trace.model import Hop, JsonValue, NatRecord, Packet
 from podpath.trace.netfilter import NfEnv, NfOutcome, WalkState, split_addr_port, walk_states
