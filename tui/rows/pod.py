@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 
 from podpath.analysis.index import SnapshotIndex, ip_in
+from podpath.analysis.services import endpoints_of
+from podpath.netfilter.kube_proxy import Service
 from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod
-from podpath.tui.adapters import ConntrackView, ServiceView, Tuple5
+from podpath.trace.routing import table_name
 from podpath.tui.rows.model import Cell, Row, cell, join, row
+from podpath.tui.rows.services import service_id, vip_port
 
 POD_COLUMNS = ("POD", "IP", "NETNS", "PAUSE", "HOST IF", "BRIDGE", "CTRS")
 
@@ -167,10 +170,6 @@ def interface_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
 ROUTE_COLUMNS = ("WHERE", "TABLE", "DESTINATION", "VIA", "DEV", "SRC", "PROTO", "SCOPE")
 
 
-def _table_name(table: int) -> str:
-    return {254: "main", 255: "local", 253: "default"}.get(table, str(table))
-
-
 def route_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
     """The pod's routes (main table), then the node's routes that reach the pod's IPs."""
     out = []
@@ -183,7 +182,7 @@ def route_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
                 row(
                     f"pod:{i}",
                     Cell("pod", "accent"),
-                    _table_name(r.table),
+                    table_name(r.table),
                     r.dst,
                     r.gateway,
                     dev.name if dev else r.dev,
@@ -203,7 +202,7 @@ def route_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
             row(
                 f"node:{i}",
                 Cell("node", "primary"),
-                _table_name(r.table),
+                table_name(r.table),
                 r.dst,
                 r.gateway,
                 dev.name if dev else r.dev,
@@ -262,67 +261,17 @@ def neighbour_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
 NAT_COLUMNS = ("SERVICE", "VIP:PORT", "THIS ENDPOINT", "PROBABILITY", "MASQUERADE", "DNAT RULE")
 
 
-def nat_rows(services: tuple[ServiceView, ...], pod: Pod) -> list[Row]:
+def nat_rows(services: tuple[Service, ...], pod: Pod) -> list[Row]:
     """Services whose endpoints include this pod, with this endpoint's probability."""
-    ips = set(pod.ips)
-    out = []
-    for svc in services:
-        for ep in svc.endpoints:
-            if ep.ip not in ips:
-                continue
-            out.append(
-                row(
-                    f"{svc.key}>{ep.ip}:{ep.port}",
-                    Cell(f"{svc.namespace}/{svc.name}", "accent"),
-                    f"{svc.vip}:{svc.port}/{svc.protocol}",
-                    f"{ep.ip}:{ep.port}",
-                    Cell(f"{ep.probability:.4f}", "primary"),
-                    Cell(svc.masquerade, "dim"),
-                    cell(ep.dnat_rule or ep.chain, "dim"),
-                )
-            )
-    return out
-
-
-def endpoint_text(t: Tuple5) -> str:
-    """src:sport → dst:dport."""
-    sport = f":{t.sport}" if t.sport is not None else ""
-    dport = f":{t.dport}" if t.dport is not None else ""
-    return f"{t.src}{sport} → {t.dst}{dport}"
-
-
-CONNTRACK_COLUMNS = ("PROTO", "STATE", "ORIGINAL", "REPLY", "NOTE")
-
-
-def conntrack_rows(
-    entries: tuple[ConntrackView, ...],
-    services: tuple[ServiceView, ...] = (),
-    ips: frozenset[str] | None = None,
-) -> list[Row]:
-    """Conntrack entries (optionally only those involving `ips`), DNAT explained, stale flagged."""
-    vips = {(s.vip, s.port) for s in services}
-    endpoints = {(e.ip, e.port) for s in services for e in s.endpoints}
-    out = []
-    for i, e in enumerate(entries):
-        if ips is not None and not {e.original.src, e.original.dst, e.reply.src, e.reply.dst} & ips:
-            continue
-        note = Cell("", "dim")
-        if e.dnat:
-            target = (e.reply.src, e.reply.sport)
-            if (e.original.dst, e.original.dport) in vips and target not in endpoints:
-                note = Cell("stale: endpoint no longer in the Service", "error")
-            else:
-                note = Cell(f"DNAT {e.original.dst} → {e.reply.src}", "primary")
-        elif e.snat:
-            note = Cell(f"SNAT {e.original.src} → {e.reply.dst}", "primary")
-        out.append(
-            row(
-                f"ct:{i}",
-                Cell(e.protocol, "dim"),
-                cell(e.state),
-                endpoint_text(e.original),
-                endpoint_text(e.reply),
-                note,
-            )
+    return [
+        row(
+            f"{service_id(svc)}>{ep.ip}:{ep.port}",
+            Cell(f"{svc.namespace}/{svc.name}", "accent"),
+            vip_port(svc),
+            f"{ep.ip}:{ep.port}",
+            Cell(f"{ep.probability:.4f}", "primary"),
+            Cell(svc.masquerade, "dim"),
+            cell(ep.dnat_rule_text or ep.sep_chain, "dim"),
         )
-    return out
+        for svc, ep in endpoints_of(services, frozenset(pod.ips))
+    ]

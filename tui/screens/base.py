@@ -120,7 +120,7 @@ class TableScreen(BaseScreen):
             for g in loaded.snapshot.gaps
             if any(w in f"{g.subject} {g.reason}".lower() for w in words)
         ]
-        found += [n for n in loaded.views.notes if any(w in n.lower() for w in words)]
+        found += [n for n in loaded.parsed.notes if any(w in n.lower() for w in words)]
         return found
 
     def heading(self) -> str:

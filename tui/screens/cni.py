@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podpath.tui.rows.lists import CNI_COLUMNS, cni_rows
+from podpath.tui.rows.cni import CNI_COLUMNS, cni_rows
 from podpath.tui.rows.model import Row
 from podpath.tui.screens.base import TableScreen
 from podpath.tui.screens.text_view import TextScreen

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from podpath.tui.rows.conntrack import CONNTRACK_COLUMNS
 from podpath.tui.rows.model import RowSet
-from podpath.tui.rows.pod import CONNTRACK_COLUMNS
 from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 

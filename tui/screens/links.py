@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podpath.tui.rows.lists import LINK_COLUMNS, link_rows
+from podpath.tui.rows.links import LINK_COLUMNS, link_rows
 from podpath.tui.rows.model import Row
 from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded

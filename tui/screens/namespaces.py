@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from podpath.tui.rows.lists import NAMESPACE_COLUMNS, namespace_rows
 from podpath.tui.rows.model import Row
+from podpath.tui.rows.namespaces import NAMESPACE_COLUMNS, namespace_rows
 from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 

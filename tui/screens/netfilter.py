@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from podpath.analysis.rulesets import RuleDump
 from podpath.netfilter.nft import NftElement, NftRule, NftRuleset
-from podpath.tui.adapters import RulesetView
-from podpath.tui.rows.lists import (
+from podpath.tui.rows.model import Row, RowSet, rowset
+from podpath.tui.rows.netfilter import (
     BACKEND_COLUMNS,
     CHAIN_COLUMNS,
     RULE_COLUMNS,
@@ -21,7 +22,6 @@ from podpath.tui.rows.lists import (
     rule_rows,
     table_rows,
 )
-from podpath.tui.rows.model import Row, RowSet, rowset
 from podpath.tui.rows.nft import (
     NFT_CHAIN_COLUMNS,
     NFT_ELEMENT_COLUMNS,
@@ -81,8 +81,8 @@ class NetfilterScreen(TableScreen):
         """The current level."""
         return self.path[-1]
 
-    def _ruleset(self, loaded: Loaded) -> RulesetView | None:
-        rulesets = loaded.views.rulesets()
+    def _ruleset(self, loaded: Loaded) -> RuleDump | None:
+        rulesets = loaded.parsed.rule_dumps()
         dump = self.level.dump
         return rulesets[dump] if dump is not None and dump < len(rulesets) else None
 
@@ -174,7 +174,7 @@ class NetfilterScreen(TableScreen):
         if lv.nft:
             return self._nft_rows(nft) if nft is not None else []
         if rs is None:
-            rows = backend_rows(loaded.views.rulesets())
+            rows = backend_rows(loaded.parsed.rule_dumps())
             return rows + [nft_backend_row(nft)] if nft is not None else rows
         if lv.table is None:
             return table_rows(rs)
@@ -285,23 +285,3 @@ class NetfilterScreen(TableScreen):
                 self.table.move_to_key(key)
             return
         super().go_back()
-
-    def show_chain(self, backend_label: str | None, table: str, chain: str) -> bool:
-        """Jump straight to a chain (used by other screens); False when it does not exist."""
-        loaded = self.loaded
-        if loaded is None:
-            return False
-        for i, rs in enumerate(loaded.views.rulesets()):
-            if backend_label not in (None, rs.label):
-                continue
-            if rs.has_chain(table, chain):
-                self.path = [
-                    Level(),
-                    Level(dump=i),
-                    Level(dump=i, table=table),
-                    Level(dump=i, table=table, chain=chain),
-                ]
-                self._cursor_keys = [None, None, None]
-                self.rebuild()
-                return True
-        return False

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Static
 
+from podpath.analysis.dataplane import mode_text
 from podpath.tui.rows.model import Page, Row, page
 from podpath.tui.rows.node import count_rows, fact_rows
 from podpath.tui.screens.base import TableScreen
@@ -73,8 +74,9 @@ class NodeScreen(TableScreen):
             return page([])
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(("FACT", "VALUE"))
-        facts.show(page(fact_rows(loaded.index)))
         derived = loaded.derived
+        mode = mode_text(loaded.parsed.kube_proxy_mode()) if derived else "…"
+        facts.show(page(fact_rows(loaded.index, mode)))
         found = derived.problems if derived else ()
         banner.set_class(bool(found), "-problems")
         if derived is None:

@@ -12,6 +12,7 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 from podpath.snapshot.model import Pod
 from podpath.tui.rows import nat as pn
 from podpath.tui.rows import pod as pr
+from podpath.tui.rows.conntrack import CONNTRACK_COLUMNS, conntrack_rows
 from podpath.tui.rows.model import Cell, Row, page
 from podpath.tui.rows.pod import find_pod
 from podpath.tui.screens.base import BaseScreen
@@ -46,14 +47,12 @@ TABS: tuple[tuple[str, str, Callable[[Pod], tuple[str, ...]], Builder], ...] = (
         lambda p: pr.NEIGHBOUR_COLUMNS,
         lambda ld, p: pr.neighbour_rows(ld.index, p),
     ),
-    ("nat", "NAT", lambda p: pr.NAT_COLUMNS, lambda ld, p: pr.nat_rows(ld.views.services(), p)),
+    ("nat", "NAT", lambda p: pr.NAT_COLUMNS, lambda ld, p: pr.nat_rows(ld.parsed.services(), p)),
     (
         "conntrack",
         "Conntrack",
-        lambda p: pr.CONNTRACK_COLUMNS,
-        lambda ld, p: pr.conntrack_rows(
-            ld.views.conntrack(), ld.views.services(), frozenset(p.ips)
-        ),
+        lambda p: CONNTRACK_COLUMNS,
+        lambda ld, p: conntrack_rows(ld.parsed.conntrack(), ld.parsed.services(), frozenset(p.ips)),
     ),
 )
 
@@ -158,7 +157,7 @@ class PodScreen(BaseScreen):
             (
                 "#t-masq",
                 pn.MASQUERADE_COLUMNS,
-                lambda: pn.masquerade_rows(loaded.views.rulesets(), pod),
+                lambda: pn.masquerade_rows(loaded.parsed.rule_dumps(), pod),
             ),
         )
         for selector, columns, build in extras:

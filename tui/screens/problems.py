@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from podpath.analysis.problems import problems
 from podpath.tui.rows.model import Row
-from podpath.tui.rows.node import PROBLEM_COLUMNS, problem_rows, problems
+from podpath.tui.rows.problems import PROBLEM_COLUMNS, problem_rows
 from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 
@@ -16,4 +17,4 @@ class ProblemsScreen(TableScreen):
 
     def build_rows(self, loaded: Loaded) -> list[Row]:
         """All rows of this view."""
-        return problem_rows(problems(loaded.index, loaded.views))
+        return problem_rows(problems(loaded.parsed))

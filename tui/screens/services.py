@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from podpath.tui.rows.lists import SERVICE_COLUMNS
 from podpath.tui.rows.model import RowSet
+from podpath.tui.rows.services import SERVICE_COLUMNS, find_service, vip
 from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 
@@ -28,5 +28,5 @@ class ServicesScreen(TableScreen):
         loaded, key = self.loaded, self.table.selected_key
         if loaded is None or key is None or not loaded.ready.is_set():
             return "", ""
-        svc = next((s for s in loaded.views.services() if s.key == key), None)
-        return ("", f"{svc.vip}:{svc.port}") if svc is not None else ("", "")
+        svc = find_service(loaded.parsed.services(), key)
+        return ("", f"{vip(svc)}:{svc.port}") if svc is not None else ("", "")

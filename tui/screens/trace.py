@@ -90,8 +90,9 @@ class TraceScreen(BaseScreen):
         if loaded is not None:
             pods = list(loaded.index.pods_by_name)
             ips = list(loaded.index.pods_by_ip)
-            svcs = [f"{s.namespace}/{s.name}:{s.port}" for s in loaded.views.services()]
-            svcs += [f"{s.vip}:{s.port}" for s in loaded.views.services()]
+            services = loaded.parsed.services()
+            svcs = [f"{s.namespace}/{s.name}:{s.port}" for s in services]
+            svcs += [f"{s.cluster_ip}:{s.port}" for s in services if s.cluster_ip]
             words = completions(pods, ips, svcs)
             self.query_one("#from", Input).suggester = SuggestFromList(words, case_sensitive=False)
             self.query_one("#to", Input).suggester = SuggestFromList(words, case_sensitive=False)

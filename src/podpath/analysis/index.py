@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import defaultdict
-from collections.abc import Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -201,15 +200,6 @@ class SnapshotIndex:
         from podpath.conntrack import parse_conntrack
 
         return parse_conntrack(self.snapshot.conntrack.text)
-
-    def conntrack_for(self, ips: Iterable[str]) -> tuple[ConntrackEntry, ...]:
-        """Conntrack entries whose original or reply tuple involves any of these IPs."""
-        wanted = set(ips)
-        return tuple(
-            e
-            for e in self.conntrack
-            if {e.original.src, e.original.dst, e.reply.src, e.reply.dst} & wanted
-        )
 
 
 def _has_kube_chains(ruleset: Ruleset) -> bool:
