@@ -487,6 +487,23 @@ def gaps(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
+def problems(index: SnapshotIndex) -> Listing:
+    """Everything worth a warning, errors first: what the TUI's Problems screen lists."""
+    from podpath.analysis.parsed import ParsedSnapshot
+    from podpath.analysis.problems import problems as find
+
+    rows: list[Row] = [
+        {"severity": p.severity, "subject": p.subject, "why": p.why}
+        for p in find(ParsedSnapshot(index))
+    ]
+    cols = (
+        Column("SEVERITY", _key("severity")),
+        Column("SUBJECT", _key("subject")),
+        Column("WHY", _key("why")),
+    )
+    return Listing(rows, cols)
+
+
 KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "namespaces": namespaces,
     "pods": pods,
@@ -501,6 +518,7 @@ KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "conntrack": conntrack,
     "cni": cni,
     "gaps": gaps,
+    "problems": problems,
 }
 
 

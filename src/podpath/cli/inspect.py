@@ -14,7 +14,8 @@ from podpath.cli import EXIT_OK, CliError
 if TYPE_CHECKING:
     from podpath.snapshot.model import Gap, Snapshot
 
-# What each `ls` kind needs collected on a live node (namespaces are always read).
+# What each `ls` kind needs collected on a live node (namespaces are always read); a
+# kind not listed (problems) needs every part.
 _PARTS: dict[str, frozenset[str]] = {
     "namespaces": frozenset(),
     "pods": frozenset({"processes", "netns", "pods", "cni"}),
@@ -157,7 +158,8 @@ def _ls(args: argparse.Namespace) -> int:
         sys.stdout.write(json_listing(args.kind, result.rows) + "\n")
     else:
         sys.stdout.write(render_text(result) + "\n")
-    report_gaps(snapshot.gaps)
+    if args.kind != "problems":  # problems lists the gaps and warnings itself
+        report_gaps(snapshot.gaps)
     if args.kind in ("iptables", "nft", "services"):
         report_warnings(snapshot)
     return EXIT_OK
