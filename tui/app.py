@@ -18,38 +18,17 @@ from textual.worker import Worker, WorkerState
 
 from podpath.snapshot import codec
 from podpath.snapshot.model import Pod, Snapshot
+from podpath.tui import registry
 from podpath.tui.actions import ActionResult, Actions, NoActions, pod_target
 from podpath.tui.screens.base import BaseScreen
-from podpath.tui.screens.cni import CniScreen
-from podpath.tui.screens.conntrack import ConntrackScreen
 from podpath.tui.screens.help import HelpScreen
 from podpath.tui.screens.jump import JumpScreen
-from podpath.tui.screens.links import LinksScreen
-from podpath.tui.screens.namespaces import NamespacesScreen
-from podpath.tui.screens.netfilter import NetfilterScreen
-from podpath.tui.screens.node import NodeScreen
-from podpath.tui.screens.pod import PodScreen
-from podpath.tui.screens.pods import PodsScreen
-from podpath.tui.screens.problems import ProblemsScreen
 from podpath.tui.screens.prompt import PromptScreen
-from podpath.tui.screens.service import ServiceScreen
-from podpath.tui.screens.services import ServicesScreen
 from podpath.tui.screens.trace import TraceScreen
 from podpath.tui.source import SnapshotSource
 from podpath.tui.state import Loaded
 from podpath.tui.styles import CSS as APP_CSS
 from podpath.tui.text import clean
-
-LIST_SCREENS: dict[str, type[BaseScreen]] = {
-    "pods": PodsScreen,
-    "svc": ServicesScreen,
-    "ns": NamespacesScreen,
-    "links": LinksScreen,
-    "ipt": NetfilterScreen,
-    "ct": ConntrackScreen,
-    "cni": CniScreen,
-    "problems": ProblemsScreen,
-}
 
 
 class PodpathApp(App[None]):
@@ -107,7 +86,7 @@ class PodpathApp(App[None]):
         self.sub_title = clean(self.source.title(None))
         if self.source.initial is not None:
             self._show(self.source.initial)
-        self.push_screen(NodeScreen())
+        self.push_screen(registry.home().screen(""))
         if self.source.initial is None and self.source.can_refresh:
             self.action_refresh()
 
@@ -199,25 +178,24 @@ class PodpathApp(App[None]):
     # --- navigation -------------------------------------------------------------------
 
     def open_screen(self, name: str, argument: str | None = None) -> None:
-        """Open a view by jump name; list views replace the current view, details stack."""
-        screen: Screen[None]
-        if name == "node":
+        """Open a view of the registry by name (home pops back to home; others stack)."""
+        view = registry.find(name)
+        if view is None or (view.detail and not argument):
+            self.notify(clean(f"no view called {name!r}"), severity="warning", markup=False)
+            return
+        if view.name == registry.HOME:
             while len(self.screen_stack) > 2:
                 self.pop_screen()
             return
-        if name == "pod" and argument is not None:
-            screen = PodScreen(argument)
-        elif name == "service" and argument is not None:
-            screen = ServiceScreen(argument)
-        elif name == "trace":
-            screen = TraceScreen(argument or "")
-        elif name in LIST_SCREENS:
-            cls = LIST_SCREENS[name]
-            screen = cls(argument or "") if argument else cls()
-        else:
-            self.notify(f"no view called {name!r}", severity="warning", markup=False)
-            return
-        self.push_screen(screen)
+        self.push_screen(view.screen(argument or ""))
+
+    def home_menu(self, loaded: Loaded) -> list[tuple[str, str, str]]:
+        """Home's menu: (name, label, count) of every view `:` offers but home itself."""
+        return [
+            (v.name, v.label, registry.count_text(v, loaded))
+            for v in registry.jump_views()
+            if v.name != registry.HOME
+        ]
 
     def start_trace(self, source: str, destination: str = "") -> None:
         """Open Trace with the inputs filled in."""
@@ -226,9 +204,9 @@ class PodpathApp(App[None]):
     def action_jump(self) -> None:
         """`:` prompt."""
 
-        def jump(name: str | None) -> None:
-            if name is not None:
-                self.open_screen(name)
+        def jump(choice: tuple[str, str] | None) -> None:
+            if choice is not None:
+                self.open_screen(*choice)
 
         self.push_screen(JumpScreen(), jump)
 
@@ -240,13 +218,12 @@ class PodpathApp(App[None]):
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """ctrl+p: every view, refresh and write, next to Textual's own commands."""
         yield from super().get_system_commands(screen)
-        names = {
-            "node": "Node",
-            **{k: v.__name__.removesuffix("Screen") for k, v in LIST_SCREENS.items()},
-            "trace": "Trace",
-        }
-        for key, label in names.items():
-            yield SystemCommand(f"Go to {label}", f":{key}", lambda k=key: self.open_screen(k))
+        for view in registry.jump_views():
+            yield SystemCommand(
+                f"Go to {view.label}",
+                f":{view.name} — {view.about}",
+                lambda name=view.name: self.open_screen(name),
+            )
         yield SystemCommand("Refresh", "Collect the node's state again (r)", self.action_refresh)
         yield SystemCommand(
             "Write snapshot", "Save the current snapshot as JSON (w)", self.action_write

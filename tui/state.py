@@ -11,13 +11,12 @@ from typing import Protocol
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.mentions import MentionIndex, mention_index
 from podpath.analysis.parsed import ParsedSnapshot
-from podpath.analysis.problems import problems
+from podpath.analysis.problems import Problem, problems
 from podpath.netfilter.nft import NftRuleset
 from podpath.snapshot.model import Snapshot
 from podpath.tui.actions import Actions
 from podpath.tui.rows.conntrack import conntrack_rows
 from podpath.tui.rows.model import Row, RowSet, rowset
-from podpath.tui.rows.node import Derived
 from podpath.tui.rows.services import service_rows
 from podpath.tui.source import SnapshotSource
 
@@ -37,7 +36,7 @@ class Loaded:
     # show "…" instead of parsing on the event loop.
     ready: threading.Event = field(init=False, default_factory=threading.Event)
     _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
-    _derived: Derived | None = field(init=False, default=None)
+    _problems: tuple[Problem, ...] | None = field(init=False, default=None)
     _mentions: MentionIndex | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
@@ -80,19 +79,18 @@ class Loaded:
         return self.parsed.nft_ruleset()
 
     @property
-    def derived(self) -> Derived | None:
-        """Home's counts and problems, once prepared."""
-        return self._derived if self.ready.is_set() else None
+    def problems(self) -> tuple[Problem, ...] | None:
+        """The snapshot's problems (podpath.analysis.problems), once prepared."""
+        return self._problems if self.ready.is_set() else None
 
     def prepare(self) -> None:
         """Parse the big views and build their rows (call from a worker thread on big snapshots)."""
         if self.ready.is_set():
             return
-        found = problems(self.parsed)  # parses every view
+        self._problems = problems(self.parsed)  # parses every view
         # The parsed views live as long as the snapshot: keep the cyclic GC from
         # rescanning them while the rows are built (see podpath.tui.app.settle_heap).
         gc.freeze()
-        self._derived = Derived(len(self.parsed.services()), len(self.parsed.conntrack()), found)
         self.service_rows()
         self.conntrack_rows()
         self.ip_mentions()
@@ -118,9 +116,13 @@ class AppState(Protocol):
     actions: Actions
 
     def open_screen(self, name: str, argument: str | None = None) -> None:
-        """Open a screen by its jump name (pods, svc, ...), with an optional argument."""
+        """Open a view of the registry by name (pods, svc, pod, ...), with an optional argument."""
         ...
 
     def start_trace(self, source: str, destination: str = "") -> None:
         """Open the Trace screen with a source (and destination) filled in."""
+        ...
+
+    def home_menu(self, loaded: Loaded) -> list[tuple[str, str, str]]:
+        """Home's menu from the view registry: (jump name, label, count) per view."""
         ...

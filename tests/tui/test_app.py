@@ -389,9 +389,16 @@ async def test_home_parses_a_big_ruleset_in_a_worker(fixed_snapshot: Snapshot) -
     from podpath.tui.source import static_source
 
     app = create_app(static_source(_with_big_ruleset(fixed_snapshot), "test", "big"))
-    async with app.run_test(size=SIZE) as pilot:
+    seen: list[Message] = []
+    async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
         assert isinstance(app.screen, NodeScreen)
-        await app.workers.wait_for_complete()
+        first = {k: app.screen.table.row_texts(i)[1] for i, k in enumerate(app.screen.table._keys)}
+        assert first["go:svc"] == "…"  # the first frame did not wait for the parse
+        # The worker starts after the first frame: wait for its message, not for idle.
+        for _ in range(200):
+            if any(isinstance(m, PodpathApp.ViewsReady) for m in seen):
+                break
+            await pilot.pause(0.05)
         await pilot.pause()
         table = app.screen.table
         counts = {k: table.row_texts(i)[1] for i, k in enumerate(table._keys)}

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from podpath.analysis.dataplane import iptables_backends
 from podpath.analysis.index import SnapshotIndex
-from podpath.analysis.problems import Problem
 from podpath.tui.rows.model import Cell, Row, cell, row
 
 
@@ -29,36 +28,12 @@ def fact_rows(index: SnapshotIndex, kube_proxy: str) -> list[Row]:
     return [row(f"fact:{k}", Cell(k, "dim"), cell(v)) for k, v in facts]
 
 
-@dataclass(frozen=True)
-class Derived:
-    """What home shows that needs the rules and conntrack parsed (slow on big nodes)."""
-
-    services: int
-    conntrack: int
-    problems: tuple[Problem, ...]
+MENU_COLUMNS = ("VIEW", "COUNT", "JUMP")
 
 
-def count_rows(index: SnapshotIndex, derived: Derived | None) -> list[Row]:
-    """The screens reachable from home, each with its count ("…" while still parsing)."""
-    snap = index.snapshot
-    pending = "…"
-    links = sum(len(ns.links) for ns in snap.netns)
-    rules = sum(d.text.count("\n-A ") for d in snap.iptables)
-    entries: list[tuple[str, str, object]] = [
-        ("pods", "Pods", len(snap.pods)),
-        ("svc", "Services", derived.services if derived else pending),
-        ("ns", "Namespaces", len(snap.namespaces)),
-        ("links", "Links", links),
-        ("ipt", "Netfilter rules", rules),
-        ("ct", "Conntrack entries", derived.conntrack if derived else pending),
-        ("cni", "CNI configs / IPAM", f"{len(snap.cni.configs)} / {len(snap.cni.allocations)}"),
-        ("trace", "Trace a packet", ""),
-        ("problems", "Problems", len(derived.problems) if derived else pending),
-    ]
+def menu_rows(entries: Iterable[tuple[str, str, str]]) -> list[Row]:
+    """Home's menu: one row per (jump name, label, count), enter opens the view."""
     return [
-        Row(
-            f"go:{key}",
-            (Cell(label, "accent"), Cell(f"{value}", "primary"), Cell(f":{key}", "dim")),
-        )
-        for key, label, value in entries
+        Row(f"go:{name}", (Cell(label, "accent"), Cell(count, "primary"), Cell(f":{name}", "dim")))
+        for name, label, count in entries
     ]

@@ -155,6 +155,11 @@ class TableScreen(BaseScreen):
         table = self.table
         table.set_columns(self.columns())
         table.show(shown)
+        self.show_title(shown)
+        return shown
+
+    def show_title(self, shown: Page) -> None:
+        """The title line: heading, and how many rows there are or match the filter."""
         self.query_one("#heading", Static).update(literal_content(self.heading()))
         if self._pending:
             count = "parsing rules and conntrack…"
@@ -163,7 +168,6 @@ class TableScreen(BaseScreen):
         else:
             count = f"{shown.total:,} rows"
         self.query_one("#count", Static).update(literal_content(count))
-        return shown
 
     def action_filter(self) -> None:
         """Show the filter input and focus it."""

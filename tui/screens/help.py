@@ -1,8 +1,8 @@
-"""`?`: every key of the current screen, and the app's global keys."""
+"""`?`: every key of the current screen, and the app's global keys (views from the registry)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -10,11 +10,12 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from podpath.tui import registry
 from podpath.tui.rows.model import Row, page, row
 from podpath.tui.widgets.table import RowTable
 
+# The app's own keys; `:`'s line is added from the registry when help opens.
 GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
-    (":", "jump to a view by name (:pods :svc :ns :links :ipt :ct :cni :trace :problems :node)"),
     ("/", "filter the current list (substring); esc clears"),
     ("enter", "drill in"),
     ("esc", "back"),
@@ -27,13 +28,13 @@ GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
-def key_rows(screen: Screen[object]) -> list[Row]:
+def key_rows(screen: Screen[Any]) -> list[Row]:
     """The screen's own bindings, then the global keys."""
     out = []
     seen = set()
     # Subclasses first, so a screen's own meaning of a key wins over its base's.
     for cls in type(screen).__mro__:
-        if not cls.__module__.startswith("podpath."):
+        if cls.__module__.startswith("textual."):
             continue  # Textual's own focus/copy keys are not ours to explain
         for binding in cls.__dict__.get("BINDINGS", []):
             if not isinstance(binding, Binding) or not binding.description:
@@ -47,7 +48,8 @@ def key_rows(screen: Screen[object]) -> list[Row]:
                 continue
             seen.add(keys)
             out.append(row(f"s:{keys}", keys, binding.description))
-    for keys, what in GLOBAL_KEYS:
+    views = " ".join(f":{v.name}" for v in registry.jump_views())
+    for keys, what in ((":", f"jump to a view by name ({views})"), *GLOBAL_KEYS):
         if keys not in seen:
             out.append(row(f"g:{keys}", keys, what))
     return out
@@ -60,7 +62,7 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q", "dismiss", "Close"),
     ]
 
-    def __init__(self, for_screen: Screen[object]) -> None:
+    def __init__(self, for_screen: Screen[Any]) -> None:
         super().__init__()
         self.for_screen = for_screen
 

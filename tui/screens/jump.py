@@ -1,4 +1,4 @@
-"""`:`: jump to a view by name, k9s style, with completion."""
+"""`:`: jump to a view by name, k9s style, with completion (names from podpath.tui.registry)."""
 
 from __future__ import annotations
 
@@ -11,67 +11,40 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Static
 
-# Jump names and their aliases (k9s-like short forms and the full words).
-JUMPS: dict[str, str] = {
-    "node": "node",
-    "home": "node",
-    "pods": "pods",
-    "po": "pods",
-    "pod": "pods",
-    "svc": "svc",
-    "services": "svc",
-    "service": "svc",
-    "ns": "ns",
-    "namespaces": "ns",
-    "links": "links",
-    "link": "links",
-    "ipt": "ipt",
-    "iptables": "ipt",
-    "netfilter": "ipt",
-    "nf": "ipt",
-    "ct": "ct",
-    "conntrack": "ct",
-    "cni": "cni",
-    "ipam": "cni",
-    "trace": "trace",
-    "problems": "problems",
-    "pb": "problems",
-}
+from podpath.tui import registry
+from podpath.tui.text import clean
 
 
-def resolve_jump(text: str) -> str | None:
-    """The screen name for what the user typed (leading ':' optional), or None."""
-    return JUMPS.get(text.strip().lstrip(":").lower())
-
-
-class JumpScreen(ModalScreen[str | None]):
-    """A one-line prompt at the bottom; returns the chosen screen name."""
+class JumpScreen(ModalScreen[tuple[str, str] | None]):
+    """A one-line prompt at the bottom; returns (view name, argument), e.g. ("pods", "web")."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def compose(self) -> ComposeResult:
-        """The prompt."""
+        """The prompt, and every view's name as a hint."""
         with Vertical(id="jump"):
             yield Static(
-                "jump to: " + " ".join(f":{n}" for n in dict.fromkeys(JUMPS.values())),
+                "jump to: " + " ".join(f":{v.name}" for v in registry.jump_views()),
                 id="jump-hint",
             )
             yield Input(
-                placeholder=":pods",
-                suggester=SuggestFromList(sorted(JUMPS), case_sensitive=False),
+                placeholder=":pods [filter]",
+                suggester=SuggestFromList(registry.jump_words(), case_sensitive=False),
                 id="jump-input",
             )
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter jumps (or says the name is unknown)."""
+        """Enter jumps (or says the name is unknown and stays open)."""
         event.stop()
-        name = resolve_jump(event.value)
-        if name is None:
+        found = registry.resolve(event.value)
+        if found is None:
+            name = event.value.strip()[:40]
             self.notify(
-                f"no view called {event.value.strip()[:40]!r}", severity="warning", timeout=3
+                clean(f"no view called {name!r}"), severity="warning", timeout=3, markup=False
             )
             return
-        self.dismiss(name)
+        view, argument = found
+        self.dismiss((view.name, argument))
 
     def action_cancel(self) -> None:
         """Esc closes without jumping."""

@@ -1,4 +1,4 @@
-"""Home: the node's facts, what it holds, and a banner for problems."""
+"""Home: the node's facts, the views it holds (from the registry), and a banner for problems."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from podpath.analysis.dataplane import mode_text
 from podpath.tui.rows.model import Page, Row, page
-from podpath.tui.rows.node import count_rows, fact_rows
+from podpath.tui.rows.node import MENU_COLUMNS, fact_rows, menu_rows
 from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 from podpath.tui.text import literal_content
@@ -18,34 +18,37 @@ from podpath.tui.widgets.table import RowTable
 
 
 class NodeScreen(TableScreen):
-    """The home screen: facts, counts (enter opens each), and a problems banner."""
+    """The home screen: facts, the menu of views with counts (enter opens each), a problems banner."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "problems", "Problems"),
-        Binding("y", "copy", "Copy"),
+        # Home has nothing to go back to: esc only clears the filter.
+        Binding("escape", "back", "Clear filter", show=False),
     ]
     HEADING = "Node"
-    COLUMNS = ("VIEW", "COUNT", "JUMP")
-
-    def compose(self) -> ComposeResult:
-        """Banner, facts, the menu of views."""
-        yield Header()
-        yield Static("", id="note")
-        yield Static("", id="banner")
-        yield RowTable(id="facts")
-        yield RowTable(id="table")
-        yield Footer()
-
-    def prepare(self) -> None:
-        """The facts table is not a stop for the cursor."""
-        facts = self.query_one("#facts", RowTable)
-        facts.can_focus = False
-        facts.show_cursor = False
+    COLUMNS = MENU_COLUMNS
 
     def __init__(self) -> None:
         super().__init__()
         # Whether the rows shown include what the prepare worker parsed (counts, problems).
         self._shown_ready = False
+
+    def compose(self) -> ComposeResult:
+        """Banner, facts, the filter (hidden until /), the menu of views."""
+        yield Header()
+        yield Static("", id="note")
+        yield Static("", id="banner")
+        yield RowTable(id="facts")
+        yield Input(placeholder="filter the views — esc clears", id="filter")
+        yield RowTable(id="table")
+        yield Footer()
+
+    def prepare(self) -> None:
+        """The facts table is not a stop for the cursor; the filter starts hidden."""
+        facts = self.query_one("#facts", RowTable)
+        facts.can_focus = False
+        facts.show_cursor = False
+        self.query_one("#filter", Input).display = bool(self.needle)
 
     def reload(self) -> None:
         """Rebuild when the snapshot changed or its views became ready."""
@@ -56,8 +59,12 @@ class NodeScreen(TableScreen):
         super().reload()
 
     def build_rows(self, loaded: Loaded) -> list[Row]:
-        """The views reachable from home, with counts."""
-        return count_rows(loaded.index, loaded.derived)
+        """The views reachable from home (the registry's), with counts."""
+        return menu_rows(self.state().home_menu(loaded))
+
+    def gap_lines(self, loaded: Loaded) -> list[str]:
+        """Home names problems in its banner, not in a gap line."""
+        return []
 
     def repaint_rows(self) -> Page:
         """Show facts, banner and menu."""
@@ -72,14 +79,13 @@ class NodeScreen(TableScreen):
             banner.update("collecting the node's state…")
             banner.set_class(False, "-problems")
             return page([])
+        found = loaded.problems
+        mode = mode_text(loaded.parsed.kube_proxy_mode()) if found is not None else "…"
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(("FACT", "VALUE"))
-        derived = loaded.derived
-        mode = mode_text(loaded.parsed.kube_proxy_mode()) if derived else "…"
         facts.show(page(fact_rows(loaded.index, mode)))
-        found = derived.problems if derived else ()
         banner.set_class(bool(found), "-problems")
-        if derived is None:
+        if found is None:
             banner.update("parsing rules and conntrack for problems…")
         elif found:
             first = found[0]
@@ -90,11 +96,10 @@ class NodeScreen(TableScreen):
             )
         else:
             banner.update("✓ no gaps or warnings")
-        table = self.table
-        table.set_columns(self.columns())
-        shown = page(self._rows)
-        table.show(shown)
-        return shown
+        return super().repaint_rows()
+
+    def show_title(self, shown: Page) -> None:
+        """Home has no title line: the banner and the facts take its place."""
 
     def on_click(self, event: object) -> None:
         """A click on the banner opens the Problems screen."""
@@ -111,5 +116,5 @@ class NodeScreen(TableScreen):
         if key.startswith("go:"):
             self.state().open_screen(key[3:])
 
-    def action_back(self) -> None:
+    def go_back(self) -> None:
         """Home has nowhere to go back to."""
