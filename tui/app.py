@@ -264,12 +264,11 @@ class PodpathApp(App[None]):
             count, seconds = _count_seconds(rest)
             self._handover(lambda: self.actions.capture(target, path, count, seconds))
 
-        self.push_screen(
-            PromptScreen(
-                "capture to FILE [COUNT [SECONDS]] (tcpdump on the pod's eth0)", f"{default} 100 10"
-            ),
-            answered,
-        )
+        where = self.actions.capture_directory()
+        question = "capture to FILE [COUNT [SECONDS]] (tcpdump on the pod's eth0)"
+        if where is not None:
+            question += f"; a name without a directory goes to {where}"
+        self.push_screen(PromptScreen(question, f"{default} 100 10"), answered)
 
     def _handover(self, action: Callable[[], ActionResult]) -> None:
         """Give the terminal to an action (app suspended), then report its result."""

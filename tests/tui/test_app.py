@@ -236,6 +236,10 @@ class RecordingActions:
         self.calls.append((f"capture {path} {count} {seconds}", target))
         return ActionResult(True, "capture done")
 
+    def capture_directory(self) -> str | None:
+        """Where relative names would go."""
+        return "/captures"
+
 
 async def test_shell_is_pinned_to_pause_pid_and_start_time(fixed_snapshot: Snapshot) -> None:
     """`s` hands the injected action the pod's pause PID, start time and netns inode."""
