@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
+from rich.console import RenderableType
 from textual import work
 from textual.app import App, SuspendNotSupported, SystemCommand
 from textual.binding import Binding, BindingType
@@ -18,17 +19,26 @@ from textual.worker import Worker, WorkerState
 
 from podpath.snapshot import codec
 from podpath.snapshot.model import Pod, Snapshot
-from podpath.tui import registry
+from podpath.tui import crash, registry
 from podpath.tui.actions import ActionResult, Actions, NoActions, pod_target
 from podpath.tui.screens.base import BaseScreen
 from podpath.tui.screens.help import HelpScreen
 from podpath.tui.screens.jump import JumpScreen
 from podpath.tui.screens.prompt import PromptScreen
 from podpath.tui.screens.trace import TraceScreen
-from podpath.tui.source import SnapshotSource
+from podpath.tui.source import CollectError, SnapshotSource
 from podpath.tui.state import Loaded
 from podpath.tui.styles import CSS as APP_CSS
 from podpath.tui.text import clean
+
+# What each worker does, for the one sentence that says it failed.
+WORKER_CONTEXT = {
+    "collect": "collecting the node",
+    "prepare": "parsing the rules and conntrack",
+    "trace": "tracing",
+}
+# Failures of the environment rather than of podpath: said as they are, no report file.
+EXPECTED_ERRORS = (OSError, CollectError)
 
 
 class PodpathApp(App[None]):
@@ -78,6 +88,11 @@ class PodpathApp(App[None]):
         self.loaded: Loaded | None = None
         self._cancel = threading.Event()
         self._collecting = False
+        # Set by exit(): from then on keys do nothing while the screens are torn down.
+        self.quitting = False
+        # What is printed on exit (a crash's one sentence) is never wrapped or cropped:
+        # the report's path in it must stay whole to be copied.
+        self.error_console.soft_wrap = True
 
     # --- loading ----------------------------------------------------------------------
 
@@ -140,20 +155,45 @@ class PodpathApp(App[None]):
         return self.source.collect(self._cancel, previous)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """Hand a finished collection to the screens; report failures in one place."""
-        if event.worker.group != "collect":
+        """The app's own workers: failures to report_failure, a collected snapshot to the screens."""
+        worker = event.worker
+        if event.state == WorkerState.ERROR:
+            self.report_failure(worker)
+        if worker.group == "prepare" and event.state == WorkerState.ERROR:
+            loaded = self.loaded
+            if loaded is not None:
+                loaded.failed = True
+                self.post_message(self.ViewsReady(loaded))
+        if worker.group != "collect":
             return
         if event.state == WorkerState.SUCCESS:
             self._collecting = False
-            result = event.worker.result
+            result = worker.result
             if isinstance(result, Snapshot):
                 self.post_message(self.SnapshotReady(result, refreshed=self.loaded is not None))
         elif event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
             self._collecting = False
-            error = event.worker.error
+            error = worker.error
             self.post_message(
                 self.CollectFailed(f"{type(error).__name__}: {error}" if error else "cancelled")
             )
+
+    def report_failure(self, worker: Worker[object]) -> None:
+        """The one place a failed worker reaches the user: one notice; a report file for a bug.
+
+        Errors of the environment (a permission, a vanished file, a collector's own
+        refusal) are said as they are. Anything else is a bug: its traceback goes to a
+        private file (no locals) that the notice names.
+        """
+        error = worker.error
+        if error is None:
+            return
+        what = WORKER_CONTEXT.get(worker.name, worker.name or "a background task")
+        if isinstance(error, EXPECTED_ERRORS):
+            text = f"{what} failed: {type(error).__name__}: {error}"
+        else:
+            text = crash.sentence(error, what, crash.write_report(error, what))
+        self.notify(clean(text), severity="error", markup=False, timeout=10)
 
     def on_podpath_app_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show the new snapshot on every screen (rows update in place by key)."""
@@ -164,12 +204,30 @@ class PodpathApp(App[None]):
                 screen.reload()
 
     def on_podpath_app_collect_failed(self, message: CollectFailed) -> None:
-        """Say what failed; keep showing what we had."""
+        """Keep showing what we had (report_failure has said what failed)."""
         self.sub_title = clean(self.source.title(self.loaded.snapshot if self.loaded else None))
         self.screen.set_class(False, "-collecting")
-        self.notify(
-            clean(f"collecting failed: {message.reason}"), severity="error", markup=False, timeout=8
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An unexpected error: exit status 1 and one sentence naming a report file, never locals.
+
+        Textual's default prints a Rich traceback with every frame's locals, which hold
+        the snapshot (pods, environment names); crash.Crash renders as one line instead.
+        """
+        super()._handle_exception(
+            error if isinstance(error, crash.Crash) else crash.Crash(error, "the TUI")
         )
+
+    def exit(
+        self, result: None = None, return_code: int = 0, message: RenderableType | None = None
+    ) -> None:
+        """Quit; keys typed after this do nothing (see check_action)."""
+        self.quitting = True
+        super().exit(result, return_code, message)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """No action once quitting: a `t` typed right after `q` must not open a screen."""
+        return False if self.quitting else super().check_action(action, parameters)
 
     def on_unmount(self) -> None:
         """Tell a running collector to stop."""

@@ -6,7 +6,9 @@ import gc
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from textual.worker import Worker
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.mentions import MentionIndex, mention_index
@@ -35,6 +37,8 @@ class Loaded:
     # Set once prepare() has parsed the big views: until then screens that need them
     # show "…" instead of parsing on the event loop.
     ready: threading.Event = field(init=False, default_factory=threading.Event)
+    # True when preparing the views failed (a bug, reported once): screens stop waiting.
+    failed: bool = field(init=False, default=False)
     _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
     _problems: tuple[Problem, ...] | None = field(init=False, default=None)
     _mentions: MentionIndex | None = field(init=False, default=None)
@@ -114,6 +118,11 @@ class AppState(Protocol):
     loaded: Loaded | None
     source: SnapshotSource
     actions: Actions
+    quitting: bool
+
+    def report_failure(self, worker: Worker[Any]) -> None:
+        """Tell the user, once, that a worker failed (the one place failures are reported)."""
+        ...
 
     def open_screen(self, name: str, argument: str | None = None) -> None:
         """Open a view of the registry by name (pods, svc, pod, ...), with an optional argument."""

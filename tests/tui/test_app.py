@@ -155,6 +155,7 @@ async def test_trace_from_the_selected_pod(make_app: Callable[..., PodpathApp]) 
         screen = app.screen
         assert isinstance(screen, TraceScreen) and screen.source_spec == CLIENT
         await pilot.press(*"10.96.0.20:80", "enter")
+        await app.workers.wait_for_complete()
         await pilot.pause()
         assert screen.trace is not None and len(screen.trace.branches) == 3
         assert all(abs(b.probability - 1 / 3) < 1e-6 for b in screen.trace.branches)
@@ -167,6 +168,8 @@ async def test_trace_reply_path_and_binary_and(make_app: Callable[..., PodpathAp
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         app.start_trace(CLIENT, "10.96.0.20:80")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, TraceScreen)
@@ -184,6 +187,8 @@ async def test_trace_of_nonsense_says_why(make_app: Callable[..., PodpathApp]) -
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         app.start_trace(CLIENT, "no-such-thing")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
         await pilot.pause()
         assert "cannot trace" in str(app.screen.query_one("#trace-status").render())
 

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
+from textual.worker import Worker, WorkerState
 
 from podpath.snapshot.model import Pod
 from podpath.tui.rows.model import Page, Row, RowSet, page, rowset
 from podpath.tui.state import AppState, Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.table import RowTable
+
+
+def pending_text(loaded: Loaded | None) -> str:
+    """What a view that waits for the parse worker says meanwhile (or after it failed)."""
+    if loaded is not None and loaded.failed:
+        return "not shown: parsing the rules and conntrack failed"
+    return "parsing rules and conntrack…"
 
 
 class BaseScreen(Screen[None]):
@@ -48,6 +56,24 @@ class BaseScreen(Screen[None]):
         """Go back one screen (never past the home screen)."""
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """No action once the app is quitting: the screens are being torn down."""
+        return False if self.state().quitting else super().check_action(action, parameters)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker of this screen finished: its result to worker_done, a failure reported once."""
+        if event.state == WorkerState.SUCCESS:
+            self.worker_done(event.worker)
+        elif event.state == WorkerState.ERROR:
+            self.state().report_failure(event.worker)
+            self.worker_failed(event.worker)
+
+    def worker_done(self, worker: Worker[Any]) -> None:
+        """Show what a worker of this screen produced (screens with workers override)."""
+
+    def worker_failed(self, worker: Worker[Any]) -> None:
+        """Leave a screen's waiting state after its worker failed (already reported)."""
 
 
 class TableScreen(BaseScreen):
@@ -162,7 +188,7 @@ class TableScreen(BaseScreen):
         """The title line: heading, and how many rows there are or match the filter."""
         self.query_one("#heading", Static).update(literal_content(self.heading()))
         if self._pending:
-            count = "parsing rules and conntrack…"
+            count = pending_text(self.loaded)
         elif self.needle:
             count = f"{shown.matched:,} of {shown.total:,} match “{self.needle}”"
         else:

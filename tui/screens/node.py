@@ -11,7 +11,7 @@ from textual.widgets import Footer, Header, Input, Static
 from podpath.analysis.dataplane import mode_text
 from podpath.tui.rows.model import Page, Row, page
 from podpath.tui.rows.node import MENU_COLUMNS, fact_rows, menu_rows
-from podpath.tui.screens.base import TableScreen
+from podpath.tui.screens.base import TableScreen, pending_text
 from podpath.tui.state import Loaded
 from podpath.tui.text import literal_content
 from podpath.tui.widgets.table import RowTable
@@ -86,7 +86,7 @@ class NodeScreen(TableScreen):
         facts.show(page(fact_rows(loaded.index, mode)))
         banner.set_class(bool(found), "-problems")
         if found is None:
-            banner.update("parsing rules and conntrack for problems…")
+            banner.update(pending_text(loaded))
         elif found:
             first = found[0]
             banner.update(

@@ -15,7 +15,7 @@ from podpath.tui.rows import pod as pr
 from podpath.tui.rows.conntrack import CONNTRACK_COLUMNS, conntrack_rows
 from podpath.tui.rows.model import Cell, Row, page
 from podpath.tui.rows.pod import find_pod
-from podpath.tui.screens.base import BaseScreen
+from podpath.tui.screens.base import BaseScreen, pending_text
 from podpath.tui.state import Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.table import RowTable
@@ -140,9 +140,7 @@ class PodScreen(BaseScreen):
             table = self.query_one(f"#t-{tab_id}", RowTable)
             table.set_columns(columns(pod))
             if tab_id in NEEDS_VIEWS and not self._built_ready:
-                table.show(
-                    page([Row("\x00pending", (Cell("parsing rules and conntrack…", "dim"),))])
-                )
+                table.show(page([Row("\x00pending", (Cell(pending_text(loaded), "dim"),))]))
                 continue
             table.show(page(build(loaded, pod)))
         self._fill_nat_extras(loaded, pod)
@@ -164,7 +162,7 @@ class PodScreen(BaseScreen):
             table = self.query_one(selector, RowTable)
             table.set_columns(columns)
             if not self._built_ready:
-                table.show(page([Row("\x00pending", (Cell("parsing rules…", "dim"),))]))
+                table.show(page([Row("\x00pending", (Cell(pending_text(loaded), "dim"),))]))
             else:
                 table.show(page(build()))
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -10,6 +12,7 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Header, Input, Select, Static
+from textual.worker import Worker
 
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch, Trace
@@ -29,19 +32,27 @@ from podpath.tui.state import Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.table import RowTable
 
-# Errors the engine raises for a probe it cannot follow (ProbeError is a ValueError).
-TRACE_ERRORS = (ValueError, LookupError, TypeError, AttributeError, ImportError)
+# What the engine raises for a probe it cannot follow: ProbeError, a ValueError (an
+# unknown pod, a bad port or address). Anything else is a bug, reported as one.
+TRACE_ERRORS = (ValueError,)
 
 
-def run_trace(loaded: Loaded, source: str, destination: str, proto: str) -> Trace:
+@dataclass(frozen=True)
+class Outcome:
+    """One run of the trace engine: the trace, or why the probe cannot be traced."""
+
+    probe: Probe
+    trace: Trace | None
+    error: str | None = None
+
+
+def run_trace(loaded: Loaded, probe: Probe) -> Outcome:
     """Ask the trace engine (a pure function of the snapshot) for every branch of a probe."""
-    # The index is passed so parsed rulesets are reused across traces.
-    return trace(
-        [loaded.index],
-        Probe(source=source, destination=destination, proto=proto),
-        explain=True,
-        reply=True,
-    )
+    try:
+        # The index is passed so parsed rulesets are reused across traces.
+        return Outcome(probe, trace([loaded.index], probe, explain=True, reply=True))
+    except TRACE_ERRORS as exc:
+        return Outcome(probe, None, str(exc))
 
 
 class TraceScreen(BaseScreen):
@@ -118,7 +129,7 @@ class TraceScreen(BaseScreen):
         self.query_one("#from", Input).focus()
 
     def action_run(self) -> None:
-        """Trace the probe and show its branches."""
+        """Trace the probe in a thread worker; the branches show when it is done."""
         loaded = self.loaded
         src = self.query_one("#from", Input).value.strip()
         dst = self.query_one("#to", Input).value.strip()
@@ -127,20 +138,50 @@ class TraceScreen(BaseScreen):
         if loaded is None or not src or not dst:
             status.update("Enter a source and a destination.")
             return
-        try:
-            self.trace = run_trace(loaded, src, dst, proto)
-        except TRACE_ERRORS as exc:
-            self.trace = None
-            status.update(literal_content(f"cannot trace: {exc}", "bold"))
-            self.query_one("#branches", RowTable).show(page([]))
+        probe = Probe(source=src, destination=dst, proto=proto)
+        status.update(literal_content(f"tracing {src} → {dst} ({proto})…"))
+        # Keys typed while it runs are this screen's (p, a), not more text for the inputs.
+        self.query_one("#branches", RowTable).focus()
+        self.run_worker(
+            partial(run_trace, loaded, probe),
+            name="trace",
+            group="trace",
+            thread=True,
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    def worker_done(self, worker: Worker[Any]) -> None:
+        """A trace finished: show its branches, or why it cannot be traced."""
+        if isinstance(worker.result, Outcome):
+            self.show_outcome(worker.result)
+
+    def worker_failed(self, worker: Worker[Any]) -> None:
+        """The engine failed (a bug, already reported): say so where the branches go."""
+        self.trace = None
+        self.query_one("#trace-status", Static).update(
+            literal_content("the trace failed: see the notification", "bold")
+        )
+        self.query_one("#branches", RowTable).show(page([]))
+        self.query_one("#hops", RowTable).show(page([]))
+
+    def show_outcome(self, outcome: Outcome) -> None:
+        """Show a finished trace's branches (the first one selected), or its error."""
+        status = self.query_one("#trace-status", Static)
+        probe = outcome.probe
+        self.trace = outcome.trace
+        branches = self.query_one("#branches", RowTable)
+        if outcome.trace is None:
+            status.update(literal_content(f"cannot trace: {outcome.error}", "bold"))
+            branches.show(page([]))
             self.query_one("#hops", RowTable).show(page([]))
             return
-        n = len(self.trace.branches)
-        status.update(literal_content(f"{src} → {dst} ({proto}): {n} branch(es)"))
-        branches = self.query_one("#branches", RowTable)
-        branches.show(page(branch_rows(self.trace)))
+        n = len(outcome.trace.branches)
+        status.update(
+            literal_content(f"{probe.source} → {probe.destination} ({probe.proto}): {n} branch(es)")
+        )
+        branches.show(page(branch_rows(outcome.trace)))
         branches.move_cursor(row=0, animate=False)
-        branches.focus()
         self.show_branch()
 
     def selected_branch(self) -> Branch | None:

@@ -126,9 +126,15 @@ def live_source(host_root: str, lab_node: str | None = None) -> SnapshotSource:
     from podpath.tui.source import live_source as make
 
     def collect(cancel: threading.Event, previous: Snapshot | None) -> Snapshot:
+        from podpath.collectors.hostroot import CollectorError
         from podpath.collectors.snapshot import take_snapshot
+        from podpath.tui.source import CollectError
 
-        return take_snapshot(host_root, cancel=cancel, previous=previous)
+        try:
+            return take_snapshot(host_root, cancel=cancel, previous=previous)
+        except CollectorError as exc:
+            # The collector's own refusal, worded for the user: not a bug to report.
+            raise CollectError(str(exc)) from exc
 
     if lab_node is not None:
         return make(collect, lab_node, kind="lab")
@@ -214,17 +220,21 @@ def build_app(source: SnapshotSource, live: bool = False, host_root: str = "/") 
     return create_app(source, NodeActions(host_root) if live else None)
 
 
+def run_app(app: PodpathApp) -> int:
+    """Run the app; its exit status (1 after an unexpected error, told in one sentence)."""
+    app.run()
+    return EXIT_FAILURE if app.return_code else EXIT_OK
+
+
 def _tui(args: argparse.Namespace) -> int:
     if args.snapshot:
-        build_app(file_source(args.snapshot)).run()
-        return EXIT_OK
+        return run_app(build_app(file_source(args.snapshot)))
     if sys.platform != "linux":
         raise CliError(
             "the live view reads Linux namespaces; use --snapshot FILE (or podpath demo)"
         )
     host_root = args.host_root or "/"
-    build_app(live_source(host_root, args.lab_node), live=True, host_root=host_root).run()
-    return EXIT_OK
+    return run_app(build_app(live_source(host_root, args.lab_node), live=True, host_root=host_root))
 
 
 def demo_unavailable() -> str | None:
@@ -240,8 +250,7 @@ def _bundled(reason: str) -> int:
     from podpath.tui.source import static_source
 
     note = f"demo: a snapshot recorded from the lab, because {reason}"
-    build_app(static_source(bundled_snapshot(), "demo", "bundled snapshot", note)).run()
-    return EXIT_OK
+    return run_app(build_app(static_source(bundled_snapshot(), "demo", "bundled snapshot", note)))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -299,12 +308,11 @@ async def render_svg(
     app: PodpathApp, keys: list[str], size: tuple[int, int], title: str | None
 ) -> str:
     """Run the app headless at a size, press keys, and return the screen as SVG."""
+    from podpath.tui.tour import press_and_settle
+
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
-        for key in keys:
-            await pilot.press(key)
-            await pilot.pause()
-        await app.workers.wait_for_complete()
+        await press_and_settle(pilot, keys)
         await pilot.pause(0.2)
         return app.export_screenshot(title=title)
 
