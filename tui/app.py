@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from podpath import safe_files
 from podpath.snapshot import codec
 from podpath.snapshot.model import Pod, Snapshot
 from podpath.tui import crash, registry
@@ -313,7 +315,7 @@ class PodpathApp(App[None]):
         target = pod_target(pod) if pod else None
         if target is None:
             return
-        default = f"podpath-{target.pod.replace('/', '_')}-{int(time.time())}.pcap"
+        default = f"podpath-{file_word(target.pod)}-{int(time.time())}.pcap"
 
         def answered(value: str | None) -> None:
             if not value or target is None:
@@ -367,26 +369,35 @@ class PodpathApp(App[None]):
             self.notify("nothing loaded yet", severity="warning")
             return
         snap = self.loaded.snapshot
-        default = f"podpath-{clean(snap.node.hostname)}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(snap.taken_at))}.json"
+        taken = time.strftime("%Y%m%dT%H%M%S", time.gmtime(snap.taken_at))
+        default = f"podpath-{file_word(snap.node.hostname)}-{taken}.json"
+        where = safe_files.state_dir("snapshots")
 
         def answered(path: str | None) -> None:
             if path:
-                self._write(snap, path)
+                self._write(snap, path, where)
 
-        self.push_screen(PromptScreen("write the snapshot to", default), answered)
+        question = f"write the snapshot to (a name without a directory goes to {where})"
+        self.push_screen(PromptScreen(question, default), answered)
 
-    def _write(self, snapshot: Snapshot, path: str) -> None:
+    def _write(self, snapshot: Snapshot, path: str, where: str) -> None:
         try:
-            # O_EXCL: never overwrite (or follow a planted symlink at) an existing path.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as fp:
+            # A new file only: never over an existing one, never through a planted symlink.
+            out = safe_files.create_new(path, where)
+        except safe_files.UnsafePath as exc:
+            self.notify(clean(f"not written: {exc}"), severity="error", markup=False)
+            return
+        try:
+            with os.fdopen(out.fd, "w", encoding="ascii", closefd=False) as fp:
                 codec.dump(snapshot, fp)
         except OSError as exc:
+            out.discard()
             self.notify(
-                clean(f"cannot write {path}: {exc.strerror}"), severity="error", markup=False
+                clean(f"cannot write {out.path}: {exc.strerror}"), severity="error", markup=False
             )
             return
-        self.notify(clean(f"snapshot written to {path}"), markup=False)
+        out.close()
+        self.notify(clean(f"snapshot written to {out.path}"), markup=False)
 
 
 def settle_heap() -> None:
@@ -397,6 +408,12 @@ def settle_heap() -> None:
     30x more (2,000 Service rows: 0.6 s -> 0.02 s). Refcounting still frees them.
     """
     gc.freeze()
+
+
+def file_word(text: str) -> str:
+    """Node text made safe in a file name: no '/', '..', spaces or control characters."""
+    word = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip(".")
+    return word[:64] or "node"
 
 
 def _count_seconds(text: str) -> tuple[int, int]:

@@ -39,7 +39,9 @@ def write_report(error: BaseException, context: str) -> str | None:
     except (OSError, UnsafePath):
         return None
     try:
-        with os.fdopen(out.fd, "w", encoding="utf-8", errors="backslashreplace") as fp:
+        with os.fdopen(
+            out.fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False
+        ) as fp:
             fp.write("\n".join(line.rstrip("\n") for line in lines) + "\n")
     except OSError:
         return None
