@@ -80,13 +80,11 @@ async def _open(pilot: Any, view: registry.View) -> Screen[Any]:
     return app.screen
 
 
-@pytest.mark.parametrize("name", [v.name for v in registry.VIEWS])
+@pytest.mark.parametrize("view", registry.VIEWS, ids=lambda v: v.name)
 async def test_each_key_of_each_view_keeps_the_app_alive(
-    name: str, make_app: Callable[..., PodpathApp]
+    view: registry.View, make_app: Callable[..., PodpathApp]
 ) -> None:
     """One key at a time on the view: no exception, the app runs on; q quits with status 0."""
-    view = registry.find(name)
-    assert view is not None
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -98,7 +96,7 @@ async def test_each_key_of_each_view_keeps_the_app_alive(
                 await pilot.pause()
             if key in QUIT_KEYS and not app.is_running:
                 break
-            assert app.is_running, f"{key} on {name} stopped the app"
+            assert app.is_running, f"{key} on {view.name} stopped the app"
             # Back to the view under test (a key may have opened or left a screen).
             while app.screen is not target and len(app.screen_stack) > 2:
                 app.pop_screen()
@@ -108,13 +106,11 @@ async def test_each_key_of_each_view_keeps_the_app_alive(
     assert app.return_code in (None, 0)
 
 
-@pytest.mark.parametrize("name", [v.name for v in registry.VIEWS])
+@pytest.mark.parametrize("view", registry.VIEWS, ids=lambda v: v.name)
 async def test_all_keys_of_a_view_at_once_then_quit(
-    name: str, make_app: Callable[..., PodpathApp]
+    view: registry.View, make_app: Callable[..., PodpathApp]
 ) -> None:
     """Every key of the view sent back to back, q and more keys after it: a clean exit."""
-    view = registry.find(name)
-    assert view is not None
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -128,13 +124,12 @@ async def test_all_keys_of_a_view_at_once_then_quit(
     assert app.return_code in (None, 0)
 
 
-@pytest.mark.parametrize("name", [v.name for v in registry.jump_views()])
+@pytest.mark.parametrize("view", registry.jump_views(), ids=lambda v: v.name)
 async def test_keys_typed_while_a_view_opens(
-    name: str, make_app: Callable[..., PodpathApp]
+    view: registry.View, make_app: Callable[..., PodpathApp]
 ) -> None:
     """`:name` enter and the view's keys at once, before it has mounted: nothing raises."""
-    view = registry.find(name)
-    assert view is not None
+    name = view.name
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
