@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from podpath.collectors.hostroot import CollectorError, HostRoot
-from podpath.collectors.procfs import parse_stat
+from podpath.collectors.proc.processes import parse_stat
 from podpath.safe_files import NewFile, UnsafePath, create_new, state_dir
 
 # Where the node tools are looked up: the running system's own, in this order.
