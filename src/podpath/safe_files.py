@@ -1,8 +1,9 @@
 """Files podpath creates on the machine it runs on: new, private, never through a planted path.
 
 podpath runs as root, so a file it writes at a path someone else can influence is an
-attack surface: a symlink planted in a world-writable directory turns "write a capture
-to /tmp/x.pcap" into "truncate /etc/shadow" (docs/reliability.md). Every file is
+attack surface: a symlink planted in a world-writable directory turned "capture to
+/tmp/x.pcap" (tcpdump -w, as root) into "truncate a root-only file and chown it to
+tcpdump" (tests/collectors/test_actions.py replays it). Every file is
 therefore created here, with O_CREAT|O_EXCL|O_NOFOLLOW relative to a directory fd that
 was checked first (owned by this user or root; not writable by others unless sticky),
 and its absolute path is reported. The default place is a private state directory.
