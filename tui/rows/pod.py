@@ -7,7 +7,7 @@ import os
 from podpath.analysis.index import SnapshotIndex, ip_in
 from podpath.analysis.services import endpoints_of
 from podpath.netfilter.kube_proxy import Service
-from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod
+from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod, Route
 from podpath.trace.routing import table_name
 from podpath.tui.rows.model import Cell, Row, cell, join, row
 from podpath.tui.rows.services import service_id, vip_port
@@ -171,47 +171,33 @@ ROUTE_COLUMNS = ("WHERE", "TABLE", "DESTINATION", "VIA", "DEV", "SRC", "PROTO", 
 
 
 def route_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
-    """The pod's routes (main table), then the node's routes that reach the pod's IPs."""
+    """The pod's routes (local table aside), then the node's routes that reach the pod's IPs."""
     out = []
     if pod.netns_inode is not None:
         for i, r in enumerate(index.routes(pod.netns_inode)):
-            if r.table == 255:
-                continue
-            dev = index.link(r.netns, r.dev)
-            out.append(
-                row(
-                    f"pod:{i}",
-                    Cell("pod", "accent"),
-                    table_name(r.table),
-                    r.dst,
-                    r.gateway,
-                    dev.name if dev else r.dev,
-                    r.prefsrc,
-                    Cell(r.protocol, "dim"),
-                    Cell(r.scope, "dim"),
-                )
-            )
-    root = index.snapshot.root_netns
-    for i, r in enumerate(index.routes(root)):
+            if r.table != 255:
+                out.append(_route_row(index, f"pod:{i}", Cell("pod", "accent"), r))
+    for i, r in enumerate(index.routes(index.snapshot.root_netns)):
         if r.table == 255 or r.dst in ("0.0.0.0/0", "::/0"):
             continue
-        if not any(ip_in(ip, r.dst) for ip in pod.ips):
-            continue
-        dev = index.link(r.netns, r.dev)
-        out.append(
-            row(
-                f"node:{i}",
-                Cell("node", "primary"),
-                table_name(r.table),
-                r.dst,
-                r.gateway,
-                dev.name if dev else r.dev,
-                r.prefsrc,
-                Cell(r.protocol, "dim"),
-                Cell(r.scope, "dim"),
-            )
-        )
+        if any(ip_in(ip, r.dst) for ip in pod.ips):
+            out.append(_route_row(index, f"node:{i}", Cell("node", "primary"), r))
     return out
+
+
+def _route_row(index: SnapshotIndex, key: str, where: Cell, r: Route) -> Row:
+    dev = index.link(r.netns, r.dev)
+    return row(
+        key,
+        where,
+        table_name(r.table),
+        r.dst,
+        r.gateway,
+        dev.name if dev else r.dev,
+        r.prefsrc,
+        Cell(r.protocol, "dim"),
+        Cell(r.scope, "dim"),
+    )
 
 
 NEIGHBOUR_COLUMNS = ("WHERE", "KIND", "ADDRESS", "LLADDR / MAC", "DEV / PORT", "STATE")
