@@ -13,7 +13,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from podpath.lab import cgroups, cni, network, pods, procs, runtime, state
+from podpath.cri.client import CriClient, CriError
+from podpath.lab import (
+    cgroups,
+    cni,
+    containerd,
+    cri_pods,
+    images,
+    network,
+    pods,
+    procs,
+    runtime,
+    state,
+)
 from podpath.lab.kubeproxy import merge_for_restore, restore_input
 from podpath.lab.names import mac_for
 from podpath.lab.node import enter_argv, node_env, run_in, start_node, start_underlay
@@ -33,10 +45,16 @@ REQUIRED_TOOLS = (
     "mount",
     "python3",
 )
+CONTAINERD_TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr")
 CNI_PLUGINS = ("bridge", "host-local", "portmap")
 T = TypeVar("T")
 R = TypeVar("R")
 WORKERS = 6  # parallel pod builds; runc and CNI spend most of their time in the kernel
+
+
+def default_runtime() -> str:
+    """containerd where it is installed, else the runc imitation."""
+    return "containerd" if containerd.installed() else "runc-imitation"
 
 
 @dataclass(frozen=True)
@@ -161,6 +179,31 @@ class Lab:
         """Send real traffic from a pod (or node) to a pod, Service, VIP or node."""
         return run_probe(self, src, dst, port, proto)
 
+    def cri(self, node: str) -> CriClient:
+        """A CRI client of a node's containerd (LabError on a runc-imitation lab)."""
+        if self.record.spec.runtime != "containerd":
+            raise LabError(f"lab {self.name!r} runs the runc imitation, which has no CRI")
+        return CriClient(containerd.host_socket(self.node(node).init_pid), timeout=60)
+
+    def add_container(self, pod_ref: str, name: str, *, start: bool = True) -> str:
+        """Create (and start) one more app container in a pod through CRI; its id."""
+        pod = self.pod(pod_ref)
+        plan = pods.PodPlan(pod.node, pod.namespace, pod.name, pod.uid, pod.app, pod.qos)
+        with self.cri(pod.node) as cri:
+            try:
+                cid: str = cri_pods.start_container(
+                    cri,
+                    self.node(pod.node).init_pid,
+                    plan,
+                    pod.sandbox_id,
+                    0,
+                    name=name,
+                    start=start,
+                )
+            except CriError as exc:
+                raise LabError(str(exc)) from exc
+        return cid
+
     def alive(self) -> bool:
         """True while every node's init process is running."""
         return all(procs.alive(n.init_pid, n.init_start) for n in self.record.nodes)
@@ -170,10 +213,11 @@ class Lab:
         down(self.name)
 
 
-def _check_tools() -> None:
+def _check_tools(runtime_name: str = "") -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (it creates namespaces, cgroups and runc containers)")
-    missing = [t for t in REQUIRED_TOOLS if shutil.which(t, path=node_env()["PATH"]) is None]
+    tools = REQUIRED_TOOLS + (CONTAINERD_TOOLS if runtime_name == "containerd" else ())
+    missing = [t for t in tools if shutil.which(t, path=node_env()["PATH"]) is None]
     missing += [
         f"{cni.CNI_BIN_DIR}/{p}" for p in CNI_PLUGINS if not Path(cni.CNI_BIN_DIR, p).exists()
     ]
@@ -193,7 +237,9 @@ def missing_requirements() -> str | None:
 def up(spec: LabSpec) -> Lab:
     """Build a lab and return it; on any failure (or Ctrl-C) it is torn down again."""
     spec.validate()
-    _check_tools()
+    if not spec.runtime:
+        spec = replace(spec, runtime=default_runtime())
+    _check_tools(spec.runtime)
     started = time.monotonic()
     d = state.claim(spec.name)
     record = LabRecord(spec, (), (), (), 0, 0, (), time.time(), 0.0)
@@ -223,17 +269,37 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
         record = replace(record, nodes=tuple(nodes), cgroup_dirs=tuple(cg_dirs))
         state.write(record)
         network.attach_node(under_pid, node)
-    network.wire_overlay(tuple(nodes), spec.overlay)
     mtu = network.VXLAN_MTU if spec.overlay == "vxlan" and spec.nodes > 1 else 1500
+    real = spec.runtime == "containerd"
+    daemons: dict[str, int] = {}
     for node in nodes:
-        runtime.install_images(node.init_pid)
         cni.install_conflist(node.init_pid, cni.conflist(node.pod_cidr, mtu))
+        if real:
+            # Started first: the daemons come up while the network is wired.
+            daemons[node.name] = containerd.start(node.init_pid)
+    network.wire_overlay(tuple(nodes), spec.overlay)
+    built = images.build(d / "images") if real else ()
+    for i, node in enumerate(nodes):
+        if real:
+            daemon = containerd.wait_ready(node.init_pid, daemons[node.name])
+            node = replace(node, containerd_pid=daemon.host_pid, containerd_start=daemon.start)
+            nodes[i] = node
+            record = replace(record, nodes=tuple(nodes))
+            state.write(record)
+            containerd.import_images(node.init_pid, built)
+        else:
+            runtime.install_images(node.init_pid)
         # kube-proxy's base chains exist before any pod (portmap marks into KUBE-MARK-MASQ).
         _restore(node, restore_input([], jumps=True))
     by_name = {n.name: n.init_pid for n in nodes}
     plans = pod_plans(spec)
-    confs = {n.name: pods.read_conf(n.init_pid) for n in nodes}
-    made = _parallel(lambda p: pods.make_pod(by_name[p.node], confs[p.node], p), plans)
+    if real:
+        sockets = {n.name: containerd.host_socket(n.init_pid) for n in nodes}
+        made = _parallel(lambda p: cri_pods.make_pod(by_name[p.node], sockets[p.node], p), plans)
+        made = _with_host_pids(made, by_name)
+    else:
+        confs = {n.name: pods.read_conf(n.init_pid) for n in nodes}
+        made = _parallel(lambda p: pods.make_pod(by_name[p.node], confs[p.node], p), plans)
     record = replace(record, pods=tuple(made))
     state.write(record)
     svcs = services(spec, made)
@@ -249,6 +315,18 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
     record = replace(record, services=tuple(svcs), up_seconds=round(time.monotonic() - started, 2))
     state.write(record)
     return record
+
+
+def _with_host_pids(made: list[PodRecord], init_pids: dict[str, int]) -> list[PodRecord]:
+    """Fill each pod's pause_host_pid from one walk of its node's process tree."""
+    host = {node: procs.host_pids(pid) for node, pid in init_pids.items()}
+    out = []
+    for pod in made:
+        found = host[pod.node].get(pod.pause_pid)
+        if found is None:
+            raise LabError(f"pause {pod.pause_pid} of {pod.ref} is not in node {pod.node}")
+        out.append(replace(pod, pause_host_pid=found))
+    return out
 
 
 def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -336,10 +414,15 @@ def _teardown(name: str, *, graceful: bool) -> None:
 def _kill_and_clean(record: LabRecord) -> list[str]:
     problems: list[str] = []
     for node in record.nodes:
-        # Killing a PID namespace's init kills every process in it; the node's mount
-        # namespace, and with it every netns bind mount and rootfs mount, then goes.
+        # Killing a PID namespace's init kills every process in it (containerd, its
+        # shims, pause and app processes); the node's mount namespace, and with it
+        # every netns bind mount and rootfs mount, then goes.
         if not procs.kill_and_wait(node.init_pid, node.init_start):
             problems.append(f"{node.name} init {node.init_pid} did not exit")
+        if node.containerd_pid and not procs.kill_and_wait(
+            node.containerd_pid, node.containerd_start
+        ):
+            problems.append(f"{node.name} containerd {node.containerd_pid} did not exit")
     if record.underlay_pid and not procs.kill_and_wait(record.underlay_pid, record.underlay_start):
         problems.append(f"underlay {record.underlay_pid} did not exit")
     for d in record.cgroup_dirs:
@@ -351,6 +434,8 @@ def _kill_and_clean(record: LabRecord) -> list[str]:
 def _remove_pods(record: LabRecord) -> list[str]:
     """Kubelet-style pod teardown on live nodes; returns what failed (never raises)."""
     live = {n.name: n.init_pid for n in record.nodes if procs.alive(n.init_pid, n.init_start)}
+    if record.spec.runtime == "containerd":
+        return _remove_cri_pods(record, live)
     confs: dict[str, dict[str, object]] = {}
     for node, pid in live.items():
         try:
@@ -363,6 +448,25 @@ def _remove_pods(record: LabRecord) -> list[str]:
         try:
             pods.remove_pod(live[pod.node], confs[pod.node], pod, full=False)
         except (LabError, OSError, subprocess.SubprocessError) as exc:
+            return f"{pod.ref}: {exc}"
+        return None
+
+    return [p for p in _parallel(remove, todo) if p is not None]
+
+
+def _remove_cri_pods(record: LabRecord, live: dict[str, int]) -> list[str]:
+    """StopPodSandbox + RemovePodSandbox of every pod whose containerd still runs."""
+    serving = {
+        n.name: containerd.host_socket(n.init_pid)
+        for n in record.nodes
+        if n.name in live and procs.alive(n.containerd_pid, n.containerd_start)
+    }
+    todo = [p for p in record.pods if p.node in serving]
+
+    def remove(pod: PodRecord) -> str | None:
+        try:
+            cri_pods.remove_pod(serving[pod.node], pod)
+        except CriError as exc:
             return f"{pod.ref}: {exc}"
         return None
 
