@@ -1,6 +1,9 @@
 """Pods without an API server: from the runtime's own state, else from fallbacks.
 
 Sources, best first:
+0. the CRI socket of the runtime (collectors/cri_state.py): read-only ListPodSandbox,
+   PodSandboxStatus, ListContainers and ContainerStatus calls, as crictl makes them;
+   the only source of exited and created containers, attempts and the sandbox image;
 1. containerd: bundle `config.json` under /run/containerd/io.containerd.runtime.v2.task/k8s.io/<id>/
    (OCI spec with io.kubernetes.cri.* annotations) and runc's state.json under
    /run/containerd/runc/k8s.io/<id>/ (init PID and start time; its config.labels
@@ -26,6 +29,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from podpath.collectors.cgroups import parse_cgroup_path
+from podpath.collectors.cri_state import (
+    CriListing,
+    container_status_file,
+    state_from_status_file,
+    state_name,
+)
 from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
 from podpath.snapshot.model import Container, Gap, IpamAllocation, Namespace, Pod, Process
 
@@ -72,6 +81,18 @@ class RuntimeContainer:
     ips: tuple[str, ...] = ()
     host_network: bool | None = None
     cgroups_path: str | None = None
+    source: str = "runtime-state"  # cri | runtime-state
+    state: str | None = None
+    attempt: int | None = None
+    restart_count: int | None = None
+    exit_code: int | None = None
+    created_at: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    reason: str | None = None
+    image_id: str | None = None
+    log_path: str | None = None
+    sandbox_image: str | None = None  # sandboxes only
 
 
 def redact_env(env: Iterable[str]) -> tuple[str, ...]:
@@ -383,6 +404,9 @@ class _Ctx:
     root_netns: int | None
     alloc_by_container: dict[str, list[str]]
     gaps: list[Gap]
+    # The node's own namespaces (PID 1's): a container in one of these shares it with
+    # every process of the node, not with its sandbox in particular.
+    node_ns: dict[str, int] = field(default_factory=dict)
 
 
 def _netns_of(ctx: _Ctx, pause: Process | None, path: str | None) -> int | None:
@@ -409,6 +433,7 @@ def _container_model(
     init = ctx.procs.get(rc.pid) if rc.pid else None
     if init is None and pids:
         init = ctx.procs.get(pids[0])
+    node_wide = _node_wide(ctx, init)
     shared = () if rc.kind == "sandbox" else _shared(init, sandbox_proc, rc, sandbox_rc)
     return Container(
         name=rc.name or rc.id[:12],
@@ -418,7 +443,29 @@ def _container_model(
         image=rc.image,
         command=rc.command,
         env=rc.env,
-        shared_namespaces=shared,
+        shared_namespaces=tuple(t for t in shared if t not in node_wide),
+        state=rc.state,
+        attempt=rc.attempt,
+        restart_count=rc.restart_count,
+        exit_code=rc.exit_code,
+        created_at=rc.created_at,
+        started_at=rc.started_at,
+        finished_at=rc.finished_at,
+        reason=rc.reason,
+        image_id=rc.image_id,
+        log_path=rc.log_path,
+        node_namespaces=node_wide,
+    )
+
+
+def _node_wide(ctx: _Ctx, proc: Process | None) -> tuple[str, ...]:
+    """Namespace types a process shares with the node's PID 1."""
+    if proc is None or not ctx.node_ns:
+        return ()
+    return tuple(
+        t
+        for t in _SHARED_ORDER
+        if t in proc.namespaces and proc.namespaces[t] == ctx.node_ns.get(t)
     )
 
 
@@ -444,7 +491,9 @@ def _pod_from_runtime(ctx: _Ctx, sandbox_id: str, members: list[RuntimeContainer
     ips = head.ips or tuple(ctx.alloc_by_container.get(sandbox_id, ()))
     containers = tuple(
         _container_model(ctx, m, pause, sandbox_rc)
-        for m in sorted(members, key=lambda m: (m.kind != "sandbox", m.name or ""))
+        for m in sorted(
+            members, key=lambda m: (m.kind != "sandbox", m.name or "", m.attempt or 0, m.id)
+        )
     )
     return Pod(
         namespace=head.pod_namespace or "",
@@ -459,8 +508,12 @@ def _pod_from_runtime(ctx: _Ctx, sandbox_id: str, members: list[RuntimeContainer
         host_network=host_network,
         containers=containers,
         runtime=head.runtime,
-        source="runtime-state",
+        source=head.source,
         log_dir=head.log_dir,
+        sandbox_image=sandbox_rc.sandbox_image if sandbox_rc else None,
+        state=sandbox_rc.state if sandbox_rc else None,
+        attempt=sandbox_rc.attempt if sandbox_rc else None,
+        created_at=sandbox_rc.created_at if sandbox_rc else None,
     )
 
 
@@ -605,8 +658,9 @@ def collect_pods(
     namespaces: tuple[Namespace, ...] = (),
     allocations: tuple[IpamAllocation, ...] = (),
     redact: bool = True,
+    cri: tuple[CriListing, ...] = (),
 ) -> tuple[tuple[Pod, ...], tuple[Gap, ...]]:
-    """Pods from runtime state (containerd, CRI-O), else cgroups, log dirs and pause processes."""
+    """Pods from CRI and runtime state (containerd, CRI-O), else cgroups, logs and pause."""
     gaps: list[Gap] = []
     procs = {p.pid: p for p in processes}
     by_container: dict[str, list[int]] = defaultdict(list)
@@ -618,10 +672,17 @@ def collect_pods(
     alloc: dict[str, list[str]] = defaultdict(list)
     for a in allocations:
         alloc[a.container_id].append(a.ip)
-    ctx = _Ctx(host, procs, by_container, root_netns, alloc, gaps)
+    node_ns = dict(procs[1].namespaces) if 1 in procs else {}
+    ctx = _Ctx(host, procs, by_container, root_netns, alloc, gaps, node_ns)
     runtime = read_containerd(host, gaps, redact=redact)
     if cancel is None or not cancel.is_set():
         runtime += read_crio(host, gaps, redact=redact)
+    from_cri = [rc for listing in cri for rc in containers_from_cri(listing, redact=redact)]
+    runtime = merge_runtime(from_cri, runtime)
+    if not from_cri:
+        for rc in runtime:
+            if rc.runtime == "containerd" and rc.state is None:
+                apply_status_file(rc, container_status_file(host, rc.id))
     groups: dict[str, list[RuntimeContainer]] = defaultdict(list)
     for rc in runtime:
         groups[rc.sandbox_id or rc.id].append(rc)
@@ -636,6 +697,136 @@ def collect_pods(
     pods = [_fill_names(p, logs) for p in pods]
     pods.sort(key=lambda p: (p.namespace, p.name, p.sandbox_id))
     return tuple(pods), tuple(gaps)
+
+
+# -- CRI ---------------------------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _ns(value: Any) -> int | None:
+    """A CRI timestamp (ns since the epoch); 0 means unset."""
+    ns = _int(value)
+    return ns if ns else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _apply_cri_info(rc: RuntimeContainer, info: dict[str, Any], redact: bool) -> None:
+    """Fill PID, command, env and namespaces from a verbose status's runtime spec."""
+    pid = _int(info.get("pid"))
+    rc.pid = pid if pid and pid > 0 else None
+    rc.command = _strs(info.get("args"))
+    env = _strs(info.get("env"))
+    rc.env = redact_env(env) if redact else env
+    for ns in info.get("namespaces") or []:
+        if isinstance(ns, dict) and str(ns.get("type")) in _OCI_NS:
+            path = ns.get("path")
+            rc.ns_paths[_OCI_NS[str(ns["type"])]] = str(path) if path else None
+    if isinstance(info.get("cgroups_path"), str):
+        rc.cgroups_path = info["cgroups_path"]
+
+
+def containers_from_cri(listing: CriListing, *, redact: bool = True) -> list[RuntimeContainer]:
+    """Sandboxes and containers of one CRI listing as RuntimeContainers (source "cri")."""
+    out: list[RuntimeContainer] = []
+    doc = listing.document
+    for item in doc.get("sandboxes") or []:
+        status, info = _dict(_dict(item).get("status")), _dict(_dict(item).get("info"))
+        meta = _dict(status.get("metadata"))
+        sid = str(status.get("id") or "")
+        if not sid:
+            continue
+        rc = RuntimeContainer(id=sid, runtime=listing.runtime, kind="sandbox", sandbox_id=sid)
+        rc.source = "cri"
+        rc.pod_name, rc.pod_namespace = str(meta.get("name", "")), str(meta.get("namespace", ""))
+        rc.pod_uid, rc.name = str(meta.get("uid", "")), "POD"
+        rc.attempt = _int(meta.get("attempt"))
+        rc.state = state_name(status.get("state"))
+        rc.created_at = _ns(status.get("created_at"))
+        network = _dict(status.get("network"))
+        ips = [str(network.get("ip") or "")] + [
+            str(_dict(a).get("ip") or "") for a in network.get("additional_ips") or []
+        ]
+        rc.ips = tuple(ip for ip in ips if ip)
+        options = _dict(_dict(_dict(status.get("linux")).get("namespaces")).get("options"))
+        rc.host_network = options.get("network") == "NODE"
+        image = info.get("image")
+        rc.sandbox_image = rc.image = str(image) if image else None
+        _apply_cri_info(rc, info, redact)
+        out.append(rc)
+    for item in doc.get("containers") or []:
+        status, info = _dict(_dict(item).get("status")), _dict(_dict(item).get("info"))
+        meta = _dict(status.get("metadata"))
+        cid = str(status.get("id") or "")
+        if not cid:
+            continue
+        labels, ann = _dict(status.get("labels")), _dict(status.get("annotations"))
+        rc = RuntimeContainer(id=cid, runtime=listing.runtime, kind="container")
+        rc.source = "cri"
+        rc.sandbox_id = str(_dict(item).get("pod_sandbox_id") or info.get("sandbox_id") or "")
+        rc.pod_name = labels.get("io.kubernetes.pod.name")
+        rc.pod_namespace = labels.get("io.kubernetes.pod.namespace")
+        rc.pod_uid = labels.get("io.kubernetes.pod.uid")
+        rc.name = str(meta.get("name") or "") or None
+        rc.attempt = _int(meta.get("attempt"))
+        rc.restart_count = _int(ann.get("io.kubernetes.container.restartCount"))
+        rc.state = state_name(status.get("state"))
+        rc.created_at = _ns(status.get("created_at"))
+        rc.started_at = _ns(status.get("started_at"))
+        rc.finished_at = _ns(status.get("finished_at"))
+        rc.exit_code = _int(status.get("exit_code")) if rc.state == "exited" else None
+        rc.reason = str(status.get("reason") or "") or None
+        rc.image = str(_dict(status.get("image")).get("image") or "") or None
+        rc.image_id = str(status.get("image_id") or status.get("image_ref") or "") or None
+        rc.log_path = str(status.get("log_path") or "") or None
+        _apply_cri_info(rc, info, redact)
+        out.append(rc)
+    return out
+
+
+def merge_runtime(
+    from_cri: list[RuntimeContainer], from_disk: list[RuntimeContainer]
+) -> list[RuntimeContainer]:
+    """CRI's records first; the runtime's files fill what CRI left out, and add the rest."""
+    disk = {rc.id: rc for rc in from_disk}
+    out = []
+    for rc in from_cri:
+        other = disk.pop(rc.id, None)
+        if other is not None:
+            rc.pid = rc.pid or other.pid
+            rc.start_time = other.start_time
+            rc.command = rc.command or other.command
+            rc.env = rc.env or other.env
+            rc.ns_paths = rc.ns_paths or other.ns_paths
+            rc.cgroups_path = rc.cgroups_path or other.cgroups_path
+            rc.log_dir = rc.log_dir or other.log_dir
+            rc.pod_uid = rc.pod_uid or other.pod_uid
+            rc.pod_name = rc.pod_name or other.pod_name
+            rc.pod_namespace = rc.pod_namespace or other.pod_namespace
+            rc.ips = rc.ips or other.ips
+        out.append(rc)
+    return out + list(disk.values())
+
+
+def apply_status_file(rc: RuntimeContainer, status: dict[str, Any] | None) -> None:
+    """State, times and exit code from containerd's on-disk CRI status of a container."""
+    if status is None or rc.kind == "sandbox":
+        return
+    rc.state = state_from_status_file(status)
+    rc.created_at = _ns(status.get("CreatedAt"))
+    rc.started_at = _ns(status.get("StartedAt"))
+    rc.finished_at = _ns(status.get("FinishedAt"))
+    if rc.state == "exited":
+        rc.exit_code = _int(status.get("ExitCode"))
+        rc.reason = str(status.get("Reason") or "") or None
 
 
 def _fill_names(pod: Pod, logs: dict[str, tuple[str, str, str]]) -> Pod:

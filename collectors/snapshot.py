@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from podpath.collectors.conntrack import ConntrackResult
+    from podpath.collectors.cri_state import CriListing
     from podpath.collectors.netfilter import NetfilterResult
 
 # The collectors of the optional parts, and the thread pool that runs them, are imported
@@ -102,6 +103,7 @@ def _collect_local(
 ) -> Snapshot:
     """Everything read from /proc, runtime state and netlink in this process."""
     gaps: list[Gap] = []
+    cri = _start_cri_listing(host) if "pods" in parts else None
     # Each interface's rp_filter matters to the network parts only.
     node, node_gaps = collect_node(host, cancel, interfaces="netns" in parts)
     gaps += node_gaps
@@ -152,6 +154,8 @@ def _collect_local(
         from podpath.collectors.cni import mark_stale
         from podpath.collectors.pods import collect_pods
 
+        listings, cri_gaps = cri.result() if cri is not None else ((), ())
+        gaps += cri_gaps
         pods, pod_gaps = collect_pods(
             host,
             processes,
@@ -160,6 +164,7 @@ def _collect_local(
             namespaces=scan.namespaces,
             allocations=cni.allocations,
             redact=redact_env,
+            cri=listings,
         )
         gaps += pod_gaps
         pods = _with_interface_ips(pods, netns)
@@ -178,6 +183,28 @@ def _collect_local(
         cni=cni,
         gaps=tuple(gaps),
     )
+
+
+def _start_cri_listing(host: HostRoot) -> Future[tuple[tuple[CriListing, ...], tuple[Gap, ...]]]:
+    """Ask the runtime's CRI socket for its pods while /proc is scanned (a child process)."""
+    from concurrent.futures import Future
+    from pathlib import Path
+
+    from podpath.collectors.commands import CommandRunner
+    from podpath.collectors.cri_state import read_listings
+
+    fut: Future[tuple[tuple[CriListing, ...], tuple[Gap, ...]]] = Future()
+    runner = CommandRunner(host_root=Path(host.path))
+
+    def work() -> None:
+        fut.set_running_or_notify_cancel()
+        try:
+            fut.set_result(read_listings(host, runner))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter, not swallowed
+            fut.set_exception(exc)
+
+    threading.Thread(target=work, name="podpath-cri", daemon=True).start()
+    return fut
 
 
 def _with_tools(
