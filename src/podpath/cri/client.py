@@ -100,6 +100,34 @@ class CriClient:
         except wire.WireError as exc:
             raise CriError(f"CRI {method}: unreadable response: {exc}") from exc
 
+    def call_many(self, method: str, requests: list[wire.Message]) -> list[wire.Message | None]:
+        """Send many requests at once (pipelined on one channel); None where NOT_FOUND.
+
+        Between a List and a Status call a container or sandbox may be removed: that
+        is the runtime's answer, not an error.
+        """
+        if self.read_only and method not in READ_ONLY:
+            raise CriError(f"CRI {method} changes the node; this client only reads")
+        req_type, resp_type = METHODS[method]
+        stub = self._channel.unary_unary(f"/{SERVICE}/{method}")
+        futures = [stub.future(wire.encode(req_type, r), timeout=self.timeout) for r in requests]
+        out: list[wire.Message | None] = []
+        for fut in futures:
+            try:
+                raw = fut.result()
+            except self._grpc.RpcError as exc:
+                if exc.code() == self._grpc.StatusCode.NOT_FOUND:
+                    out.append(None)
+                    continue
+                raise CriError(
+                    f"CRI {method} on {self.socket_path}: {exc.code().name}: {exc.details()}"
+                ) from exc
+            try:
+                out.append(wire.decode(resp_type, bytes(raw)))
+            except wire.WireError as exc:
+                raise CriError(f"CRI {method}: unreadable response: {exc}") from exc
+        return out
+
     def version(self) -> wire.Message:
         """Runtime name and versions (VersionResponse)."""
         return self.call("Version", {"version": "v1"})
