@@ -112,11 +112,9 @@ def test_restarted_container_shows_both_attempts(shared_lab: Lab, run_podpath: A
     (pod,) = [p for p in shared_lab.pods if len(p.containers) == 2]
     got = _podpath_pods(shared_lab, pod.node, run_podpath)[pod.sandbox_id]
     apps = sorted(
-        (
-            (c["attempt"], c["state"], c["exit_code"], c["restart_count"])
-            for c in got["containers"]
-            if c["kind"] == "container"
-        )
+        (c["attempt"], c["state"], c["exit_code"], c["restart_count"])
+        for c in got["containers"]
+        if c["kind"] == "container"
     )
     assert apps == [(0, "exited", 137, 0), (1, "running", None, 1)]
     shared = {tuple(c["shared_namespaces"]) for c in got["containers"] if c["kind"] == "container"}
