@@ -407,6 +407,8 @@ class _Ctx:
     # The node's own namespaces (PID 1's): a container in one of these shares it with
     # every process of the node, not with its sandbox in particular.
     node_ns: dict[str, int] = field(default_factory=dict)
+    # net namespace inode -> its nsfs bind mount (/run/netns/cni-...), from the scan.
+    netns_paths: dict[int, str] = field(default_factory=dict)
 
 
 def _netns_of(ctx: _Ctx, pause: Process | None, path: str | None) -> int | None:
@@ -543,13 +545,16 @@ def _pods_from_cgroups(
                 continue
             init = ctx.procs[min(pids)]
             kind = "sandbox" if cid == pause_cid else "container"
+            node_wide = _node_wide(ctx, init)
             shared = (
                 ()
                 if kind == "sandbox" or pause is None
                 else tuple(
                     t
                     for t in _SHARED_ORDER
-                    if t in init.namespaces and init.namespaces[t] == pause.namespaces.get(t)
+                    if t in init.namespaces
+                    and init.namespaces[t] == pause.namespaces.get(t)
+                    and t not in node_wide
                 )
             )
             models.append(
@@ -560,8 +565,11 @@ def _pods_from_cgroups(
                     pids=tuple(sorted(pids)),
                     command=init.cmdline,
                     shared_namespaces=shared,
+                    node_namespaces=node_wide,
                 )
             )
+        models = _names_from_log_dir(ctx.host, models, log_dir)
+        runtime = runtime_of.get(uid) or (runtime_from_parents(ctx, pause) if pause else "unknown")
         pods.append(
             Pod(
                 namespace=ns,
@@ -571,15 +579,61 @@ def _pods_from_cgroups(
                 pause_pid=pause.pid if pause else None,
                 pause_start_time=pause.start_time if pause else None,
                 netns_inode=netns,
+                netns_path=ctx.netns_paths.get(netns) if netns is not None else None,
                 host_network=netns is not None and netns == ctx.root_netns,
                 ips=tuple(ctx.alloc_by_container.get(pause_cid or "", ())),
                 containers=tuple(models),
-                runtime=runtime_of.get(uid, "unknown"),
+                runtime=runtime,
                 source="cgroup",
                 log_dir=log_dir,
             )
         )
     return pods
+
+
+# Shim processes that parent a pod's processes, and the runtime each belongs to.
+_SHIMS = {
+    "containerd-shim": "containerd",
+    "containerd-shim-runc-v2": "containerd",
+    "containerd-shim-runc-v1": "containerd",
+    "conmon": "cri-o",
+}
+
+
+def runtime_from_parents(ctx: _Ctx, proc: Process) -> str:
+    """The runtime whose shim parents a process: containerd, cri-o, docker, or unknown.
+
+    dockerd runs its containers under containerd-shim too, in containerd's `moby`
+    namespace, which the shim's command line names.
+    """
+    seen = 0
+    parent = ctx.procs.get(proc.ppid)
+    while parent is not None and seen < 8:
+        base = os.path.basename(parent.cmdline[0]) if parent.cmdline else parent.comm
+        runtime = _SHIMS.get(base) or _SHIMS.get(parent.comm)
+        if runtime == "containerd" and "moby" in parent.cmdline:
+            return "docker"
+        if runtime is not None:
+            return runtime
+        parent = ctx.procs.get(parent.ppid) if parent.ppid != parent.pid else None
+        seen += 1
+    return "unknown"
+
+
+def _names_from_log_dir(
+    host: HostRoot, models: list[Container], log_dir: str | None
+) -> list[Container]:
+    """Name a cgroup pod's one app container from its one kubelet log directory."""
+    apps = [c for c in models if c.kind == "container"]
+    if log_dir is None or len(apps) != 1:
+        return models
+    try:
+        names = [n for n in host.listdir(log_dir) if not n.startswith(".")]
+    except CollectorError:
+        return models
+    if len(names) != 1:
+        return models  # several containers: which id is which is not knowable here
+    return [replace(c, name=names[0]) if c is apps[0] else c for c in models]
 
 
 def _find_pause(ctx: _Ctx, containers: dict[str, list[int]]) -> tuple[str | None, Process | None]:
@@ -629,7 +683,9 @@ def _pods_from_pause(
 def _bare_pod(ctx: _Ctx, p: Process, net: int | None, path: str | None) -> Pod:
     ref = parse_cgroup_path(p.cgroup) if p.cgroup else None
     cid = ref.container_id if ref and ref.container_id else ""
+    path = path or (ctx.netns_paths.get(net) if net is not None else None)
     name = os.path.basename(path) if path else f"pause-{p.pid}"
+    runtime = ref.runtime if ref and ref.runtime != "unknown" else runtime_from_parents(ctx, p)
     return Pod(
         namespace="",
         name=name,
@@ -644,7 +700,7 @@ def _bare_pod(ctx: _Ctx, p: Process, net: int | None, path: str | None) -> Pod:
         containers=(
             Container(name="POD", id=cid, kind="sandbox", pids=(p.pid,), command=p.cmdline),
         ),
-        runtime=ref.runtime if ref else "unknown",
+        runtime=runtime,
         source="pause-process",
     )
 
@@ -673,7 +729,10 @@ def collect_pods(
     for a in allocations:
         alloc[a.container_id].append(a.ip)
     node_ns = dict(procs[1].namespaces) if 1 in procs else {}
-    ctx = _Ctx(host, procs, by_container, root_netns, alloc, gaps, node_ns)
+    netns_paths = {
+        ns.inode: ns.nsfs for ns in namespaces if ns.type == "net" and ns.nsfs is not None
+    }
+    ctx = _Ctx(host, procs, by_container, root_netns, alloc, gaps, node_ns, netns_paths)
     runtime = read_containerd(host, gaps, redact=redact)
     if cancel is None or not cancel.is_set():
         runtime += read_crio(host, gaps, redact=redact)
