@@ -35,6 +35,13 @@ from podpath.collectors.cri_state import (
     state_from_status_file,
     state_name,
 )
+from podpath.collectors.docker_state import (
+    container_ids,
+    parse_k8s_name,
+    read_config,
+    rfc3339_ns,
+    state_of,
+)
 from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
 from podpath.snapshot.model import Container, Gap, IpamAllocation, Namespace, Pod, Process
 
@@ -334,6 +341,95 @@ def read_crio(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> list[R
             rc.pid = _read_pidfile(host, f"{CRIO_CONTAINERS}/{cid}/userdata/pidfile")
         out.append(rc)
     return out
+
+
+def read_docker(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> list[RuntimeContainer]:
+    """Sandboxes and containers dockershim or cri-dockerd made, from dockerd's files."""
+    out = []
+    for cid in container_ids(host, gaps):
+        found = read_config(host, cid, gaps)
+        if found is not None:
+            out.append(docker_container(cid, *found, redact=redact))
+    return out
+
+
+def docker_container(
+    cid: str, config: dict[str, Any], hostconfig: dict[str, Any], *, redact: bool = True
+) -> RuntimeContainer:
+    """A RuntimeContainer from a Kubernetes-made container's config.v2.json + hostconfig.json."""
+    cfg = config.get("Config") if isinstance(config.get("Config"), dict) else {}
+    assert isinstance(cfg, dict)
+    labels = cfg.get("Labels") if isinstance(cfg.get("Labels"), dict) else {}
+    assert isinstance(labels, dict)
+    labels = {str(k): str(v) for k, v in labels.items()}
+    named = parse_k8s_name(str(config.get("Name", ""))) or {}
+    rc = RuntimeContainer(id=cid, runtime="docker")
+    sandbox = (
+        labels.get("io.kubernetes.docker.type") == "podsandbox" or named.get("container") == "POD"
+    )
+    rc.kind = "sandbox" if sandbox else "container"
+    rc.sandbox_id = cid if sandbox else labels.get("io.kubernetes.sandbox.id")
+    rc.pod_name = labels.get("io.kubernetes.pod.name") or named.get("pod")
+    rc.pod_namespace = labels.get("io.kubernetes.pod.namespace") or named.get("ns")
+    rc.pod_uid = labels.get("io.kubernetes.pod.uid") or named.get("uid")
+    rc.name = (
+        "POD" if sandbox else (labels.get("io.kubernetes.container.name") or named.get("container"))
+    )
+    attempt = named.get("attempt")
+    rc.attempt = int(attempt) if attempt is not None else None
+    restarts = labels.get("annotation.io.kubernetes.container.restartCount")
+    rc.restart_count = int(restarts) if restarts and restarts.isdigit() else None
+    rc.image = str(cfg.get("Image") or "") or None
+    rc.image_id = str(config.get("Image") or "") or None
+    if sandbox:
+        rc.sandbox_image = rc.image
+    path = str(config.get("Path") or "")
+    args = config.get("Args") if isinstance(config.get("Args"), list) else []
+    rc.command = tuple([path] if path else []) + _strs(args)
+    env = _strs(cfg.get("Env"))
+    rc.env = redact_env(env) if redact else env
+    state = config.get("State") if isinstance(config.get("State"), dict) else {}
+    assert isinstance(state, dict)
+    rc.state = state_of(state)
+    pid = state.get("Pid")
+    rc.pid = pid if rc.state == "running" and isinstance(pid, int) and pid > 0 else None
+    if sandbox:
+        # dockershim's PodSandboxStatus: READY while the sandbox container runs.
+        rc.state = "ready" if rc.state == "running" else "notready"
+    rc.created_at = rfc3339_ns(config.get("Created"))
+    rc.started_at = rfc3339_ns(state.get("StartedAt"))
+    rc.finished_at = rfc3339_ns(state.get("FinishedAt"))
+    if rc.state == "exited":
+        code = state.get("ExitCode")
+        rc.exit_code = code if isinstance(code, int) else None
+    mode = str(hostconfig.get("NetworkMode") or "")
+    if sandbox:
+        settings = config.get("NetworkSettings")
+        key = settings.get("SandboxKey") if isinstance(settings, dict) else None
+        rc.host_network = mode == "host"
+        if key and not rc.host_network:
+            rc.ns_paths["net"] = str(key)  # /var/run/docker/netns/<12 hex>
+        rc.ips = _docker_ips(config)
+    elif mode.startswith("container:"):
+        rc.ns_paths["net"] = None  # shares the sandbox's: compared through processes
+    if isinstance(hostconfig.get("CgroupParent"), str):
+        rc.cgroups_path = hostconfig["CgroupParent"]
+    log = labels.get("io.kubernetes.container.logpath")
+    if log and log.startswith(POD_LOGS + "/"):
+        rc.log_path = log
+        rc.log_dir = "/".join(log.split("/")[:5])
+    return rc
+
+
+def _docker_ips(config: dict[str, Any]) -> tuple[str, ...]:
+    # A CNI-networked sandbox runs with NetworkMode none: Docker knows no IP, CNI does.
+    settings = config.get("NetworkSettings")
+    networks = settings.get("Networks") if isinstance(settings, dict) else None
+    ips = []
+    for net in (networks or {}).values():
+        if isinstance(net, dict) and net.get("IPAddress"):
+            ips.append(str(net["IPAddress"]))
+    return tuple(ips)
 
 
 def read_pod_log_dirs(host: HostRoot) -> dict[str, tuple[str, str, str]]:
@@ -736,6 +832,7 @@ def collect_pods(
     runtime = read_containerd(host, gaps, redact=redact)
     if cancel is None or not cancel.is_set():
         runtime += read_crio(host, gaps, redact=redact)
+        runtime += read_docker(host, gaps, redact=redact)
     from_cri = [rc for listing in cri for rc in containers_from_cri(listing, redact=redact)]
     runtime = merge_runtime(from_cri, runtime)
     if not from_cri:

@@ -163,6 +163,37 @@ def oci_archive(ref: str, layer: bytes, entrypoint: list[str], cmd: list[str]) -
     return out.bytes()
 
 
+def docker_archive(ref: str, layer: bytes, entrypoint: list[str], cmd: list[str]) -> bytes:
+    """The same image as a docker-archive (`docker save` layout), which dockerd 20.10 loads."""
+    blobs: dict[str, bytes] = {}
+    layer_digest = str(_blob(blobs, layer)["digest"])
+    config = {
+        "architecture": _arch(),
+        "os": "linux",
+        "created": "1970-01-01T00:00:00Z",
+        "config": {"Entrypoint": entrypoint, "Cmd": cmd, "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }
+    config_bytes = _json(config)
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    layer_dir = layer_digest.split(":", 1)[1]
+    manifest = [{"Config": config_name, "RepoTags": [ref], "Layers": [f"{layer_dir}/layer.tar"]}]
+    out = _Layer()
+    out.file(config_name, config_bytes)
+    out.directory(layer_dir)
+    out.file(f"{layer_dir}/layer.tar", layer)
+    out.file("manifest.json", _json(manifest))
+    return out.bytes()
+
+
+def docker_images() -> tuple[tuple[str, bytes], ...]:
+    """(ref, docker-archive bytes) of the pause and busybox images."""
+    return (
+        (PAUSE_IMAGE, docker_archive(PAUSE_IMAGE, _pause_layer(), ["/pause", "-P"], [])),
+        (BUSYBOX_IMAGE, docker_archive(BUSYBOX_IMAGE, _busybox_layer(), [], ["sh"])),
+    )
+
+
 def build(directory: Path) -> tuple[BuiltImage, ...]:
     """Write the pause and busybox image archives into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,9 @@ from podpath.lab import (
     cni,
     containerd,
     cri_pods,
+    dockerd,
     images,
+    names,
     network,
     pods,
     procs,
@@ -203,6 +205,15 @@ class Lab:
             except CriError as exc:
                 raise LabError(str(exc)) from exc
         return cid
+
+    def add_docker_pod(self, node: str, name: str) -> dockerd.DockerPod:
+        """A web pod made by a real dockerd in the node, dockershim-style (dockerd starts once)."""
+        init_pid = self.node(node).init_pid
+        sock = dockerd.host_socket(init_pid)
+        if not os.path.exists(sock):
+            dockerd.start(init_pid)
+        plan = pods.PodPlan(node, "default", name, names.pod_uid(), "web", "besteffort")
+        return dockerd.make_pod(init_pid, sock, pods.read_conf(init_pid), plan)
 
     def alive(self) -> bool:
         """True while every node's init process is running."""

@@ -27,6 +27,7 @@ PRIVATE_DIRS: tuple[str, ...] = (
     "/var/log/pods",
     "/var/lib/kubelet",
     "/var/lib/containerd",
+    "/var/lib/docker",
 )
 
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -37,7 +38,7 @@ NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NODE_INIT = r"""
 set -eu
 node=$1; shift
-for d in /run /var/lib/cni /etc/cni/net.d /var/log/pods /var/lib/kubelet /var/lib/containerd; do
+for d in /run /var/lib/cni /etc/cni/net.d /var/log/pods /var/lib/kubelet /var/lib/containerd /var/lib/docker; do
   # A mount point must exist: on a machine that never had them this creates the
   # standard (empty) node directories once; they are left for the next lab.
   [ -d "$d" ] || mkdir -p "$d"

@@ -107,7 +107,8 @@ class Container:
     # cgroup, time on most nodes) are in node_namespaces instead.
     shared_namespaces: tuple[str, ...] = ()
     # What the runtime (CRI) reports; None where the source did not say.
-    state: str | None = None  # created | running | exited | unknown
+    # created | running | exited | unknown; a sandbox's: ready | notready
+    state: str | None = None
     attempt: int | None = None  # CRI metadata attempt: 0, then +1 per restart
     restart_count: int | None = None  # kubelet's io.kubernetes.container.restartCount
     exit_code: int | None = None  # exited containers only
