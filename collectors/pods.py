@@ -47,6 +47,10 @@ from podpath.snapshot.model import Container, Gap, IpamAllocation, Namespace, Po
 
 CONTAINERD_TASKS = "/run/containerd/io.containerd.runtime.v2.task/k8s.io"
 CONTAINERD_RUNC = "/run/containerd/runc/k8s.io"
+# k3s runs its own containerd with state in /run/k3s/containerd; the runc shim's root
+# stays /run/containerd/runc whatever the state dir (the shim's default Root option).
+K3S_TASKS = "/run/k3s/containerd/io.containerd.runtime.v2.task/k8s.io"
+CONTAINERD_TASK_ROOTS = (CONTAINERD_TASKS, K3S_TASKS)
 CRIO_CONTAINERS = "/run/containers/storage/overlay-containers"
 CRIO_RUNC = "/run/runc"
 POD_LOGS = "/var/log/pods"
@@ -167,6 +171,13 @@ def _apply_containerd(rc: RuntimeContainer, ann: dict[str, str]) -> None:
     )
     rc.image = ann.get("io.kubernetes.cri.image-name")
     rc.log_dir = ann.get("io.kubernetes.cri.sandbox-log-directory")
+    if not rc.pod_uid and rc.kind == "sandbox":
+        # Before sandbox-uid (containerd 1.7), the uid is the log directory's last field
+        # (/var/log/pods/<namespace>_<name>_<uid>), else the cgroup's pod<uid>.
+        tail = os.path.basename(rc.log_dir or "").split("_")
+        rc.pod_uid = tail[2] if len(tail) == 3 and tail[2] else None
+        if not rc.pod_uid and rc.cgroups_path:
+            rc.pod_uid = parse_cgroup_path(rc.cgroups_path).pod_uid
 
 
 def _apply_crio(rc: RuntimeContainer, ann: dict[str, str]) -> None:
@@ -274,32 +285,49 @@ def _read_json(host: HostRoot, path: str, gaps: list[Gap]) -> dict[str, Any] | N
 def read_containerd(
     host: HostRoot, gaps: list[Gap], *, redact: bool = True
 ) -> list[RuntimeContainer]:
-    """Containers and sandboxes of containerd's k8s.io namespace."""
+    """Containers and sandboxes of containerd's k8s.io namespace (and k3s's containerd)."""
     out = []
-    ids = set(_list_ids(host, CONTAINERD_TASKS, gaps)) | set(_list_ids(host, CONTAINERD_RUNC, gaps))
-    for cid in sorted(ids):
-        spec = _read_json(host, f"{CONTAINERD_TASKS}/{cid}/config.json", gaps)
-        state = _read_json(host, f"{CONTAINERD_RUNC}/{cid}/state.json", gaps)
-        if spec is None and state is not None:
-            spec = {"annotations": labels_as_annotations(state)}
-            cfg = state.get("config")
-            if isinstance(cfg, dict) and isinstance(cfg.get("namespaces"), list):
-                spec["linux"] = {
-                    "namespaces": [
-                        {"type": _runc_ns_type(n.get("type")), "path": n.get("path")}
-                        for n in cfg["namespaces"]
-                        if isinstance(n, dict)
-                    ]
-                }
-        if spec is None:
-            continue
-        rc = parse_oci_config(spec, cid, "containerd", redact=redact)
-        if state is not None:
-            apply_runc_state(rc, state)
-        elif rc.pid is None:
-            rc.pid = _read_pidfile(host, f"{CONTAINERD_TASKS}/{cid}/init.pid")
-        out.append(rc)
+    # Bundles first, under each state dir; then runc state of a container whose bundle
+    # is unreadable still names it (the runc shim's root is shared by all state dirs).
+    where = {
+        cid: tasks
+        for tasks in reversed(CONTAINERD_TASK_ROOTS)
+        for cid in _list_ids(host, tasks, gaps)
+    }
+    for cid in _list_ids(host, CONTAINERD_RUNC, gaps):
+        where.setdefault(cid, CONTAINERD_TASKS)
+    for cid, tasks in sorted(where.items()):
+        rc = _read_containerd_one(host, tasks, cid, gaps, redact)
+        if rc is not None:
+            out.append(rc)
     return out
+
+
+def _read_containerd_one(
+    host: HostRoot, tasks: str, cid: str, gaps: list[Gap], redact: bool
+) -> RuntimeContainer | None:
+    """One container of a containerd state dir, from its bundle and runc state."""
+    spec = _read_json(host, f"{tasks}/{cid}/config.json", gaps)
+    state = _read_json(host, f"{CONTAINERD_RUNC}/{cid}/state.json", gaps)
+    if spec is None and state is not None:
+        spec = {"annotations": labels_as_annotations(state)}
+        cfg = state.get("config")
+        if isinstance(cfg, dict) and isinstance(cfg.get("namespaces"), list):
+            spec["linux"] = {
+                "namespaces": [
+                    {"type": _runc_ns_type(n.get("type")), "path": n.get("path")}
+                    for n in cfg["namespaces"]
+                    if isinstance(n, dict)
+                ]
+            }
+    if spec is None:
+        return None
+    rc = parse_oci_config(spec, cid, "containerd", redact=redact)
+    if state is not None:
+        apply_runc_state(rc, state)
+    elif rc.pid is None:
+        rc.pid = _read_pidfile(host, f"{tasks}/{cid}/init.pid")
+    return rc
 
 
 def _runc_ns_type(value: Any) -> str:
@@ -466,18 +494,19 @@ def _shared(
     sandbox: Process | None,
     rc: RuntimeContainer,
     sandbox_rc: RuntimeContainer | None,
+    pinned: dict[str, int] | None = None,
 ) -> tuple[str, ...]:
-    """Namespace types a container shares with its sandbox (from processes, else from config)."""
-    if (
-        container is not None
-        and sandbox is not None
-        and container.namespaces
-        and sandbox.namespaces
-    ):
+    """Namespace types a container shares with its sandbox (from processes, else from config).
+
+    `pinned`: the sandbox's namespaces held by bind mounts (CRI-O's pinns), by inode, for
+    a sandbox with no process of its own (drop_infra_ctr).
+    """
+    theirs = sandbox.namespaces if sandbox is not None else (pinned or {})
+    if container is not None and container.namespaces and theirs:
         return tuple(
             t
             for t in _SHARED_ORDER
-            if t in container.namespaces and container.namespaces[t] == sandbox.namespaces.get(t)
+            if t in container.namespaces and container.namespaces[t] == theirs.get(t)
         )
     shared = []
     sb_pid = sandbox_rc.pid if sandbox_rc else None
@@ -532,7 +561,8 @@ def _container_model(
     if init is None and pids:
         init = ctx.procs.get(pids[0])
     node_wide = _node_wide(ctx, init)
-    shared = () if rc.kind == "sandbox" else _shared(init, sandbox_proc, rc, sandbox_rc)
+    pinned = _pinned(ctx, sandbox_rc) if sandbox_proc is None and rc.kind != "sandbox" else None
+    shared = () if rc.kind == "sandbox" else _shared(init, sandbox_proc, rc, sandbox_rc, pinned)
     return Container(
         name=rc.name or rc.id[:12],
         id=rc.id,
@@ -554,6 +584,18 @@ def _container_model(
         log_path=rc.log_path,
         node_namespaces=node_wide,
     )
+
+
+def _pinned(ctx: _Ctx, sandbox_rc: RuntimeContainer | None) -> dict[str, int]:
+    """Inodes of a process-less sandbox's namespaces pinned by bind mounts (not /proc paths)."""
+    out: dict[str, int] = {}
+    for t, path in sandbox_rc.ns_paths.items() if sandbox_rc else ():
+        if path and not path.startswith("/proc/"):
+            try:
+                out[t] = ctx.host.stat(path).st_ino
+            except CollectorError:
+                continue
+    return out
 
 
 def _node_wide(ctx: _Ctx, proc: Process | None) -> tuple[str, ...]:
