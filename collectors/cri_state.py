@@ -74,10 +74,19 @@ def sockets(host: HostRoot) -> list[tuple[str, str]]:
     return found
 
 
+def socket_reader_enabled() -> bool:
+    """Whether CRI sockets are asked (PODPATH_CRI_READER=files reads only the runtime's files)."""
+    import os
+
+    return os.environ.get("PODPATH_CRI_READER", "socket") != "files"
+
+
 def read_listings(
     host: HostRoot, runner: CommandRunner | None = None
 ) -> tuple[tuple[CriListing, ...], tuple[Gap, ...]]:
     """Ask every CRI socket of the node for its pods and containers (read-only calls)."""
+    if not socket_reader_enabled():
+        return (), ()
     runner = runner or CommandRunner()
     listings: list[CriListing] = []
     gaps: list[Gap] = []
