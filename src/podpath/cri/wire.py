@@ -175,6 +175,8 @@ def _len(text: str) -> bytes:
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    if pos < len(data) and data[pos] < 0x80:
+        return data[pos], pos + 1  # most keys and small lengths: one byte
     result = shift = 0
     while True:
         if pos >= len(data) or shift > 63:
@@ -256,11 +258,35 @@ def _decode_scalar(s: Schema, field: Field, wire_type: int, raw: int | bytes, de
     return _decode(s, field.type, raw, depth + 1)
 
 
+# (schema id, message) -> (immutable defaults, names of fields whose default is a new
+# list, names whose default is a new dict): decoding builds thousands of messages.
+_TEMPLATES: dict[tuple[int, str], tuple[Message, tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _template(s: Schema, message: str) -> tuple[Message, tuple[str, ...], tuple[str, ...]]:
+    key = (id(s), message)
+    found = _TEMPLATES.get(key)
+    if found is None:
+        fields = s.messages[message].values()
+        lists = tuple(f.name for f in fields if f.repeated and f.type != "map")
+        dicts = tuple(
+            f.name for f in fields if f.type == "map" or (not f.repeated and f.type in s.messages)
+        )
+        fixed = {f.name: _default(s, f) for f in fields if f.name not in lists + dicts}
+        found = _TEMPLATES[key] = (fixed, lists, dicts)
+    return found
+
+
 def _decode(s: Schema, message: str, data: bytes, depth: int) -> Message:
     if depth > _MAX_DEPTH:
         raise WireError("messages nested too deeply")
     fields = s.messages[message]
-    out: Message = {f.name: _default(s, f) for f in fields.values()}
+    fixed, lists, dicts = _template(s, message)
+    out: Message = dict(fixed)
+    for name in lists:
+        out[name] = []
+    for name in dicts:
+        out[name] = {}
     for number, wire_type, raw in _fields(data):
         field = fields.get(number)
         if field is None:

@@ -248,10 +248,3 @@ def _netns_path(info: dict[str, Any]) -> str:
             # containerd pins it under /var/run/netns, a symlink to /run/netns.
             return str(ns["path"]).replace("/var/run/netns/", "/run/netns/", 1)
     raise LabError("the sandbox's runtime spec names no network namespace")
-
-
-def remove_pod(socket: str, pod: PodRecord) -> None:
-    """StopPodSandbox (CNI DEL, containers killed) and RemovePodSandbox, as kubelet does."""
-    with CriClient(socket, timeout=60) as cri:
-        cri.call("StopPodSandbox", {"pod_sandbox_id": pod.sandbox_id})
-        cri.call("RemovePodSandbox", {"pod_sandbox_id": pod.sandbox_id})

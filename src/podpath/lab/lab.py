@@ -446,7 +446,10 @@ def _remove_pods(record: LabRecord) -> list[str]:
     """Kubelet-style pod teardown on live nodes; returns what failed (never raises)."""
     live = {n.name: n.init_pid for n in record.nodes if procs.alive(n.init_pid, n.init_start)}
     if record.spec.runtime == "containerd":
-        return _remove_cri_pods(record, live)
+        # Nothing of containerd's lives outside the node: its pods, shims, netns mounts
+        # and state die with the node's PID and mount namespaces, killed by PID next.
+        # Stopping 250 sandboxes through CRI first took 35-46 s for nothing.
+        return []
     confs: dict[str, dict[str, object]] = {}
     for node, pid in live.items():
         try:
@@ -459,25 +462,6 @@ def _remove_pods(record: LabRecord) -> list[str]:
         try:
             pods.remove_pod(live[pod.node], confs[pod.node], pod, full=False)
         except (LabError, OSError, subprocess.SubprocessError) as exc:
-            return f"{pod.ref}: {exc}"
-        return None
-
-    return [p for p in _parallel(remove, todo) if p is not None]
-
-
-def _remove_cri_pods(record: LabRecord, live: dict[str, int]) -> list[str]:
-    """StopPodSandbox + RemovePodSandbox of every pod whose containerd still runs."""
-    serving = {
-        n.name: containerd.host_socket(n.init_pid)
-        for n in record.nodes
-        if n.name in live and procs.alive(n.containerd_pid, n.containerd_start)
-    }
-    todo = [p for p in record.pods if p.node in serving]
-
-    def remove(pod: PodRecord) -> str | None:
-        try:
-            cri_pods.remove_pod(serving[pod.node], pod)
-        except CriError as exc:
             return f"{pod.ref}: {exc}"
         return None
 
