@@ -1,4 +1,4 @@
-"""What the `podpath_image` fixture (conftest.py) hands to tests."""
+"""What the `podpath_image` and `image_rootfs` fixtures (conftest.py) hand to tests."""
 
 from __future__ import annotations
 
@@ -13,3 +13,11 @@ class BuiltImage:
 
     archive: Path
     summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UnpackedImage:
+    """An image's layers extracted into one directory, and its config's Env."""
+
+    root: Path
+    env: tuple[str, ...]

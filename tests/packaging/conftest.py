@@ -17,13 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from built_image import BuiltImage
+from built_image import BuiltImage, UnpackedImage
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "image" / "build"
-# image/oci_archive.py is a script of the build, not a module of podpath: its tests
-# import it by name (mypy finds it through mypy_path).
+# image/oci_archive.py is a script of the build, not a module of podpath, and tests/tui
+# holds the tmux helpers: tests here import both by name (mypy finds them through
+# mypy_path; pytest only puts this folder on sys.path).
 sys.path.insert(0, str(REPO / "image"))
+sys.path.insert(0, str(REPO / "tests" / "tui"))
 TAG = "podpath:test"
 
 
@@ -59,13 +61,13 @@ def podpath_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltIma
 @pytest.fixture(scope="session")
 def image_rootfs(
     podpath_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
+) -> Iterator[UnpackedImage]:
     """The image's layers extracted in order, as a runtime's snapshotter would."""
     from oci_archive import unpack
 
     root = tmp_path_factory.mktemp("rootfs")
-    unpack(podpath_image.archive, root)
+    config = unpack(podpath_image.archive, root)
     try:
-        yield root
+        yield UnpackedImage(root, tuple(config["config"]["Env"]))
     finally:
         shutil.rmtree(root, ignore_errors=True)

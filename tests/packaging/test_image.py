@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from built_image import BuiltImage
+from built_image import BuiltImage, UnpackedImage
 from oci_archive import ImageSpec, build, full_reference, unpack
 
 if TYPE_CHECKING:
@@ -131,8 +131,9 @@ def test_full_reference(tag: str, reference: str) -> None:
 # --- the real image ---------------------------------------------------------------------------
 
 
-def test_image_holds_podpath_and_the_node_tools(image_rootfs: Path) -> None:
+def test_image_holds_podpath_and_the_node_tools(image_rootfs: UnpackedImage) -> None:
     """podpath, its data, and the tools it runs are in the image; docs and caches are not."""
+    root = image_rootfs.root
     for tool in (
         "usr/local/bin/podpath",
         "usr/sbin/ip",
@@ -145,21 +146,21 @@ def test_image_holds_podpath_and_the_node_tools(image_rootfs: Path) -> None:
         "usr/bin/lsns",
         "usr/bin/python3",
     ):
-        assert (image_rootfs / tool).exists(), tool
-    assert (image_rootfs / DEMO.lstrip("/")).is_file()
-    assert not [p for p in (image_rootfs / "usr/share/man").rglob("*") if not p.is_dir()]
-    docs = {p.name for p in (image_rootfs / "usr/share/doc").rglob("*") if p.is_file()}
+        assert (root / tool).exists(), tool
+    assert (root / DEMO.lstrip("/")).is_file()
+    assert not [p for p in (root / "usr/share/man").rglob("*") if not p.is_dir()]
+    docs = {p.name for p in (root / "usr/share/doc").rglob("*") if p.is_file()}
     assert docs == {"copyright"}
     # No pip or other caches: root's home holds only Debian's dotfiles.
-    assert {p.name for p in (image_rootfs / "root").iterdir()} <= {".bashrc", ".profile"}
-    assert (image_rootfs / "etc/resolv.conf").read_text() == ""  # not the build machine's
+    assert {p.name for p in (root / "root").iterdir()} <= {".bashrc", ".profile"}
+    assert (root / "etc/resolv.conf").read_text() == ""  # not the build machine's
     # The podpath layer is compiled in advance (the root may be read-only).
-    assert list((image_rootfs / SITE.lstrip("/") / "podpath/cli/__pycache__").glob("*.pyc"))
+    assert list((root / SITE.lstrip("/") / "podpath/cli/__pycache__").glob("*.pyc"))
 
 
-def test_image_is_small(podpath_image: BuiltImage, image_rootfs: Path) -> None:
+def test_image_is_small(podpath_image: BuiltImage, image_rootfs: UnpackedImage) -> None:
     """Unpacked under 150 MiB (Debian essential + python3 + the tools ~ 117, podpath ~ 17)."""
-    size = sum(p.lstat().st_size for p in image_rootfs.rglob("*") if not p.is_dir())
+    size = sum(p.lstat().st_size for p in image_rootfs.root.rglob("*") if not p.is_dir())
     assert size < 150 * 1024 * 1024, size
     assert len(podpath_image.summary["layers"]) == 2
 
