@@ -34,10 +34,10 @@ TRACE_ERRORS = (ValueError, LookupError, TypeError, AttributeError, ImportError)
 
 
 def run_trace(loaded: Loaded, source: str, destination: str, proto: str) -> Trace:
-    """Ask the trace engine (a pure function of the snapshot) for every branch of a probe."""
-    # The index is passed so parsed rulesets are reused across traces.
+    """Ask the trace engine (a pure function of the snapshots) for every branch of a probe."""
+    # The indexes are passed so parsed rulesets are reused across traces.
     return trace(
-        [loaded.index],
+        [loaded.index, *loaded.peer_indexes],
         Probe(source=source, destination=destination, proto=proto),
         explain=True,
         reply=True,
