@@ -57,6 +57,19 @@ def _serve(
     return record
 
 
+def _snapshot(
+    tmp_path: Path, targets: list[str], nodes: tuple[str, ...], logs: dict[str, bytes]
+) -> tuple[dict[str, Any], Path]:
+    """`kubectl podpath snapshot TARGETS -o DIR` against the stand-in; its record and DIR."""
+    out = tmp_path / "snaps"
+    argv = ["kubectl", "podpath", "snapshot", *targets, "-o", str(out), f"--image={IMAGE}"]
+    return _serve(tmp_path, argv, nodes, logs), out
+
+
+def _two_nodes() -> dict[str, bytes]:
+    return {"node1": _demo("demo-snapshot.json"), "node2": _demo("demo-snapshot-node2.json")}
+
+
 def _kubectl_minor() -> int:
     out = subprocess.run(
         ["kubectl", "version", "--client", "-o", "json"], capture_output=True, check=True
@@ -93,14 +106,8 @@ def test_our_pod_spec_is_the_one_kubectl_debug_creates(tmp_path: Path, mode: str
 
 def test_snapshot_of_all_nodes_comes_back_through_kubectl(tmp_path: Path) -> None:
     """--all-nodes: one pod per node, each snapshot saved as NODE.json, every pod deleted."""
-    logs = {"node1": _demo("demo-snapshot.json"), "node2": _demo("demo-snapshot-node2.json")}
-    out = tmp_path / "snaps"
-    record = _serve(
-        tmp_path,
-        ["kubectl", "podpath", "snapshot", "--all-nodes", "-o", str(out), f"--image={IMAGE}"],
-        ("node1", "node2"),
-        logs,
-    )
+    logs = _two_nodes()
+    record, out = _snapshot(tmp_path, ["--all-nodes"], ("node1", "node2"), logs)
     assert record["returncode"] == 0, record["stderr"]
     assert sorted(p.name for p in out.iterdir()) == ["node1.json", "node2.json"]
     for node, text in logs.items():
@@ -113,14 +120,7 @@ def test_snapshot_of_all_nodes_comes_back_through_kubectl(tmp_path: Path) -> Non
 
 def test_snapshots_stitch_into_a_cross_node_trace(tmp_path: Path) -> None:
     """The saved files of two nodes trace a packet from a pod on one to a pod on the other."""
-    logs = {"node1": _demo("demo-snapshot.json"), "node2": _demo("demo-snapshot-node2.json")}
-    out = tmp_path / "snaps"
-    record = _serve(
-        tmp_path,
-        ["kubectl", "podpath", "snapshot", "node1", "node2", "-o", str(out), f"--image={IMAGE}"],
-        ("node1", "node2"),
-        logs,
-    )
+    record, out = _snapshot(tmp_path, ["node1", "node2"], ("node1", "node2"), _two_nodes())
     assert record["returncode"] == 0, record["stderr"]
     files = [str(out / "node1.json"), str(out / "node2.json")]
     pods = json.loads(
@@ -131,10 +131,9 @@ def test_snapshots_stitch_into_a_cross_node_trace(tmp_path: Path) -> None:
         ).stdout
     )["pods"]
     target = pods[0]["ips"][0]
-    source = "node"
     trace = json.loads(
         subprocess.run(
-            [sys.executable, "-m", "podpath", "trace", "--json", "--from", source]
+            [sys.executable, "-m", "podpath", "trace", "--json", "--from", "node"]
             + ["--to", f"{target}:80", "--snapshot", files[0], "--snapshot", files[1]],
             capture_output=True,
             check=True,
@@ -148,13 +147,7 @@ def test_snapshots_stitch_into_a_cross_node_trace(tmp_path: Path) -> None:
 def test_a_node_that_sends_no_snapshot_fails_alone(tmp_path: Path) -> None:
     """Garbage from one node: that node is reported, the other saved, no partial file, exit 1."""
     logs = {"node1": _demo("demo-snapshot.json"), "node2": b"Error: podpath: not found\n"}
-    out = tmp_path / "snaps"
-    record = _serve(
-        tmp_path,
-        ["kubectl", "podpath", "snapshot", "node1", "node2", "-o", str(out), f"--image={IMAGE}"],
-        ("node1", "node2"),
-        logs,
-    )
+    record, out = _snapshot(tmp_path, ["node1", "node2"], ("node1", "node2"), logs)
     assert record["returncode"] == 1
     assert sorted(p.name for p in out.iterdir()) == ["node1.json"]
     assert "node2: what came back is not a snapshot" in record["stderr"]
@@ -163,13 +156,7 @@ def test_a_node_that_sends_no_snapshot_fails_alone(tmp_path: Path) -> None:
 
 def test_unknown_node_is_one_sentence(tmp_path: Path) -> None:
     """A node the API server does not know: kubectl's own message, no file, exit 1."""
-    out = tmp_path / "snaps"
-    record = _serve(
-        tmp_path,
-        ["kubectl", "podpath", "snapshot", "node9", "-o", str(out), f"--image={IMAGE}"],
-        ("node1",),
-        {},
-    )
+    record, out = _snapshot(tmp_path, ["node9"], ("node1",), {})
     assert record["returncode"] == 1
     assert record["stderr"].splitlines()[0].startswith("kubectl podpath: node9: no snapshot")
     assert 'nodes "node9" not found' in record["stderr"]
