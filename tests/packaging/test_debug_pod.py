@@ -49,9 +49,26 @@ def lab() -> Iterator[Lab]:
         web = made.service("default/web")[0]
         for pod in made.pods:
             made.probe(pod.ref, web.cluster_ip, web.port)
+        _settle(made)
         yield made
     finally:
         down(made.name)
+
+
+# Every link-local address of node1 and its pods out of IPv6 duplicate address detection,
+# whose end adds local routes and neighbour entries: two collections a few seconds
+# apart would otherwise differ by what the kernel did in between, not by how they read.
+_TENTATIVE = """
+ip -6 addr show tentative
+for ns in $(ip netns list | cut -d' ' -f1); do ip -n "$ns" -6 addr show tentative; done
+"""
+
+
+def _settle(lab: Lab, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while lab.exec("node1", ["sh", "-c", _TENTATIVE]).stdout.strip():
+        assert time.monotonic() < deadline, "IPv6 addresses still tentative"
+        time.sleep(0.5)
 
 
 def _pod(lab: Lab, image: UnpackedImage, scratch: Path, spec: dict[str, Any]) -> list[str]:
@@ -143,12 +160,13 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
         for k in sorted(set(a) | set(b)):
             out += _diff(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{path}.{k}")
         return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [
-            d
-            for i, (x, y) in enumerate(zip(a, b, strict=True))
-            for d in _diff(x, y, f"{path}[{i}]")
-        ]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) == len(b):
+            pairs = zip(a, b, strict=True)
+            return [d for i, (x, y) in enumerate(pairs) for d in _diff(x, y, f"{path}[{i}]")]
+        only_a = [x for x in a if x not in b]
+        only_b = [y for y in b if y not in a]
+        return [f"{path}: only node-direct {only_a!s:.600} / only in pod {only_b!s:.600}"]
     return [] if a == b else [f"{path}: {str(a)[:300]} != {str(b)[:300]}"]
 
 
