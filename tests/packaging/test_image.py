@@ -247,10 +247,14 @@ def test_containerd_imports_and_runs_the_image(
 
 # podman as root, with storage of its own in $1 and nothing on the machine's: inside a
 # lab node (cgroups and /run are the node's), no network, no default ulimits (this
-# machine's root may not raise them).
+# machine's root may not raise them). Its blob cache, which --root does not move, goes
+# to a tmpfs over /var/lib/containers in the node's private mount namespace (the empty
+# mount point stays, as the lab leaves its node directories).
 _PODMAN = r"""
 set -eu
 d=$1; archive=$2; demo=$3
+mkdir -p /var/lib/containers
+mount -t tmpfs podpath-test /var/lib/containers
 printf '[containers]\ndefault_ulimits = []\n' >"$d/containers.conf"
 export CONTAINERS_CONF="$d/containers.conf" TMPDIR="$d"
 podman() {
