@@ -19,6 +19,15 @@ node_debug_pod) by hand, from the spec:
 
 Only privileged containers are modelled: they keep every capability, no seccomp or
 AppArmor profile, which is what root running this gets anyway.
+
+What remains once the lab makes pods through containerd's CRI API: make this pod there
+instead, as kubelet translates the spec (k8s.io/cri-api runtime/v1): the image
+imported with `ctr -n k8s.io images import`; RunPodSandbox with
+linux.security_context.namespace_options network, pid and ipc = NODE and privileged;
+CreateContainer with the command, envs, stdin/tty, linux.security_context.privileged
+and mounts [{container_path: /host, host_path: /, propagation: PROPAGATION_PRIVATE}];
+StartContainer, then attach or exec through the runtime. test_debug_pod.py's
+assertions stay as they are; only `pod_argv` is replaced.
 """
 
 from __future__ import annotations
