@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.kube_proxy import Service
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link, Pod
 
 if TYPE_CHECKING:
@@ -580,6 +580,23 @@ def gaps(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
+def problems(index: SnapshotIndex) -> Listing:
+    """Everything worth a warning, errors first: what the TUI's Problems screen lists."""
+    from podpath.analysis.parsed import ParsedSnapshot
+    from podpath.analysis.problems import problems as find
+
+    rows: list[Row] = [
+        {"severity": p.severity, "subject": p.subject, "why": p.why}
+        for p in find(ParsedSnapshot(index))
+    ]
+    cols = (
+        Column("SEVERITY", _key("severity")),
+        Column("SUBJECT", _key("subject")),
+        Column("WHY", _key("why")),
+    )
+    return Listing(rows, cols)
+
+
 KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "namespaces": namespaces,
     "pods": pods,
@@ -594,6 +611,7 @@ KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "conntrack": conntrack,
     "cni": cni,
     "gaps": gaps,
+    "problems": problems,
 }
 
 

@@ -12,7 +12,7 @@ from podpath.cli import CliError
 from podpath.cli.tui import files_source
 from podpath.snapshot.codec import load_path
 from podpath.tui.app import create_app
-from podpath.tui.trace_screen import TraceScreen
+from podpath.tui.screens.trace import TraceScreen
 
 NODE1 = str(resources.files("podpath").joinpath("data", "demo-snapshot.json"))
 NODE2 = str(resources.files("podpath").joinpath("data", "demo-snapshot-node2.json"))
@@ -42,6 +42,8 @@ async def test_tui_trace_crosses_into_the_other_node() -> None:
     app = create_app(files_source([NODE1, NODE2]))
     async with app.run_test(size=(160, 48)) as pilot:
         app.start_trace(f"{client.namespace}/{client.name}", f"{target.ips[0]}:80")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, TraceScreen) and screen.trace is not None
