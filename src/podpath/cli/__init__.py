@@ -140,7 +140,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         code: int = handler(args)
     except CliError as exc:
-        print(f"podpath: {exc}", file=sys.stderr)
+        from podpath.safe_text import visible
+
+        # Messages quote file names and node data: control characters are shown, not sent.
+        print(f"podpath: {visible(exc)}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         print("podpath: interrupted", file=sys.stderr)

@@ -92,11 +92,9 @@ def load_snapshot(path: str) -> Snapshot:
     from podpath.snapshot import codec
 
     try:
-        if path == "-":
-            return codec.load(sys.stdin.buffer)
         return codec.load_path(path)
     except codec.SnapshotError as exc:
-        raise CliError(f"{path}: {exc}") from None
+        raise CliError(str(exc)) from None
 
 
 def report_warnings(snapshot: Snapshot) -> None:
@@ -117,7 +115,9 @@ def report_gaps(gaps: tuple[Gap, ...]) -> None:
 
     print(f"podpath: {len(real)} part(s) could not be read:", file=sys.stderr)
     for gap in real:
-        cap = f" (needs {gap.capability})" if gap.capability else ""
+        # Collectors often name the capability in the reason already: say it once.
+        needs = f"(needs {gap.capability})"
+        cap = f" {needs}" if gap.capability and needs not in gap.reason else ""
         print(f"  {visible(gap.subject)}: {visible(gap.reason)} [{gap.kind}]{cap}", file=sys.stderr)
 
 
