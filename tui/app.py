@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from podpath.output_file import OutputError, write_text
 from podpath.snapshot import codec
 from podpath.snapshot.model import Pod, Snapshot
 from podpath.tui.actions import ActionResult, Actions, NoActions, pod_target
@@ -343,16 +343,12 @@ class PodpathApp(App[None]):
 
     def _write(self, snapshot: Snapshot, path: str) -> None:
         try:
-            # O_EXCL: never overwrite (or follow a planted symlink at) an existing path.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as fp:
-                codec.dump(snapshot, fp)
-        except OSError as exc:
-            self.notify(
-                clean(f"cannot write {path}: {exc.strerror}"), severity="error", markup=False
-            )
+            # Whole or not at all, never over an existing file or through a planted link.
+            written = write_text(path, codec.dumps(snapshot), replace=False)
+        except OutputError as exc:
+            self.notify(clean(str(exc)), severity="error", markup=False)
             return
-        self.notify(clean(f"snapshot written to {path}"), markup=False)
+        self.notify(clean(f"snapshot written to {written}"), markup=False)
 
 
 def settle_heap() -> None:

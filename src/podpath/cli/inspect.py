@@ -137,11 +137,13 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _write_file(path: str, text: str) -> None:
+    """Replace `path` with the text as a whole (output_file): a signal never leaves half."""
+    from podpath.output_file import OutputError, write_text
+
     try:
-        with open(path, "w", encoding="ascii") as fp:
-            fp.write(text + "\n")
-    except OSError as exc:
-        raise CliError(f"cannot write {path!r}: {exc.strerror}") from None
+        write_text(path, text + "\n")
+    except OutputError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _ls(args: argparse.Namespace) -> int:
