@@ -249,6 +249,28 @@ class CommandRunner:
         return os.path.realpath(self.host_root) != "/"
 
 
+# Commands run in sessions of their own (so a timeout kills what they spawned), out of
+# reach of a signal sent to podpath's group: their process groups are kept here, for
+# `stop_all` to kill when podpath is told to stop.
+_RUNNING: set[int] = set()
+# Reentrant: stop_all runs in a signal handler, maybe while this thread holds it.
+_RUNNING_LOCK = threading.RLock()
+_STOPPING = threading.Event()
+
+
+def stop_all() -> None:
+    """Kill every command still running and start no more (podpath is exiting on a signal)."""
+    _STOPPING.set()
+    # Under the lock, so a command that ends meanwhile waits to leave the set.
+    with _RUNNING_LOCK:
+        for pgid in _RUNNING:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                # Exiting already, or not ours to kill.
+                continue
+
+
 def _on_thread(call: Callable[[], CommandResult], name: str) -> Future[CommandResult]:
     fut: Future[CommandResult] = Future()
 
@@ -321,6 +343,8 @@ def _execute(
 ) -> CommandResult:
     """Run argv with the runner's bounds; never raises for the command's own failures."""
     start = time.monotonic()
+    if _STOPPING.is_set():
+        return _failed(program, argv, Gap(subject, "cancelled: podpath is stopping", kind="error"))
     try:
         proc = subprocess.Popen(  # noqa: S603 - argv list from the allow-list, no shell
             argv,
@@ -338,11 +362,15 @@ def _execute(
         return _failed(program, argv, Gap(subject, f"cannot execute: {exc}", kind="permission"))
     except OSError as exc:
         return _failed(program, argv, Gap(subject, f"cannot execute: {exc}", kind="error"))
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc.pid)
     cap = _Capture()
     timed_out = cancelled = False
     try:
         timed_out, cancelled = _pump(proc, cap, runner, cancel, start)
     finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc.pid)
         if proc.poll() is None:
             _kill_group(proc)
         proc.wait()
@@ -382,7 +410,7 @@ def _pump(
     sel.register(proc.stderr, selectors.EVENT_READ, "err")
     try:
         while sel.get_map():
-            if cancel.is_set():
+            if cancel.is_set() or _STOPPING.is_set():
                 return False, True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
