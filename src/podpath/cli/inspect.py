@@ -116,8 +116,8 @@ def report_gaps(gaps: tuple[Gap, ...]) -> None:
     print(f"podpath: {len(real)} part(s) could not be read:", file=sys.stderr)
     for gap in real:
         # Collectors often name the capability in the reason already: say it once.
-        needs = f"(needs {gap.capability})"
-        cap = f" {needs}" if gap.capability and needs not in gap.reason else ""
+        needs = f"(needs {visible(gap.capability)})"
+        cap = f" {needs}" if gap.capability and needs not in visible(gap.reason) else ""
         print(f"  {visible(gap.subject)}: {visible(gap.reason)} [{gap.kind}]{cap}", file=sys.stderr)
 
 
