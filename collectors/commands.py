@@ -37,11 +37,12 @@ _READ_CHUNK = 1024 * 1024
 
 # Program -> the exact argument tuples it may be run with. Nothing else runs.
 ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
-    # Legacy save is only ever run WITHOUT -t: `-t TABLE` creates TABLE.
-    "iptables-legacy-save": frozenset({()}),
-    "ip6tables-legacy-save": frozenset({()}),
-    "iptables-nft-save": frozenset({()}),
-    "ip6tables-nft-save": frozenset({()}),
+    # Legacy save is only ever run WITHOUT -t: `-t TABLE` creates TABLE. `-c` adds each
+    # rule's packet/byte counters and changes nothing.
+    "iptables-legacy-save": frozenset({(), ("-c",)}),
+    "ip6tables-legacy-save": frozenset({(), ("-c",)}),
+    "iptables-nft-save": frozenset({(), ("-c",)}),
+    "ip6tables-nft-save": frozenset({(), ("-c",)}),
     "nft": frozenset(
         {
             ("-j", "--", "list", "ruleset"),
@@ -57,12 +58,14 @@ ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
             ("-C",),
         }
     ),
+    # Lists every set; run only when ip_set is already in the kernel (collectors/ipset.py).
+    "ipset": frozenset({("save",)}),
 }
 
 # podpath's own helpers, run as `python -m MODULE ARGS` by this interpreter: work that
 # would hold the GIL and memory of the collecting process for seconds runs on another
 # core, and its memory is returned when it exits.
-OWN_MODULES = frozenset({"podpath.collectors.nft_listing"})
+OWN_MODULES = frozenset({"podpath.collectors.nftables.listing"})
 
 # `nft -j -- list table FAMILY NAME` is allowed for these families and for names that
 # are plain nft identifiers: nft joins its argv into one script line and parses it, so
@@ -173,10 +176,6 @@ class CommandRunner:
         if found is None or self._in_host_root(found):
             return None
         return Path(found)
-
-    def available(self, program: str) -> bool:
-        """True when podpath's own `program` is installed."""
-        return self.which(program) is not None
 
     def _in_host_root(self, path: str) -> bool:
         """True when `path` (symlinks resolved) lies inside a host root other than "/"."""

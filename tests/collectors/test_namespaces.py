@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from podpath.collectors.hostroot import HostRoot
-from podpath.collectors.namespaces import (
+from podpath.collectors.proc.namespaces import (
     parse_nsfs_mounts,
     scan_namespaces,
 )
-from podpath.collectors.procfs import scan_processes
+from podpath.collectors.proc.processes import scan_processes
 
 DRIVER = Path(__file__).with_name("namespaces_driver.py")
 
@@ -134,22 +134,6 @@ def test_parse_nsfs_mounts_escapes() -> None:
         "3 2 0:22 / /proc rw - proc proc rw\n"
     )
     assert parse_nsfs_mounts(text) == [("net", 4026532999, "/run/netns/a b")]
-
-
-def test_host_scan_is_fast() -> None:
-    """The host scan (processes + namespaces) is well under lsns -J's own time budget."""
-    import time
-
-    with HostRoot("/") as host:
-        t0 = time.perf_counter()
-        procs, _ = scan_processes(host)
-        scan_namespaces(host, procs)
-        ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    subprocess.run(["lsns", "-J"], capture_output=True, timeout=60, check=True)
-    theirs = time.perf_counter() - t0
-    # Generous bound for a noisy 2-core box; the benchmark measures the real ratio.
-    assert ours < max(theirs * 2, 0.5), (ours, theirs)
 
 
 def test_netns_churn_while_scanning() -> None:

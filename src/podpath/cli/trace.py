@@ -35,6 +35,30 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--proto", choices=PROTOCOLS, default="tcp", help="protocol (default tcp)")
     p.add_argument("--sport", type=int, default=None, help="source port (default: unspecified)")
+    add_sources(p, "trace")
+    p.add_argument(
+        "--reply", action="store_true", help="also trace the reply, with conntrack's reverse NAT"
+    )
+    p.add_argument("--explain", action="store_true", help="show each route decision's binary AND")
+    p.add_argument("--json", action="store_true", help="print the trace as JSON")
+    p.add_argument(
+        "--svg",
+        default=None,
+        metavar="FILE.svg",
+        help="also draw the node map with the branch's hops on it (and its reply, with --reply)",
+    )
+    p.add_argument(
+        "--branch",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the branch --svg draws (default 1, as numbered in the text form)",
+    )
+    p.set_defaults(handler=run)
+
+
+def add_sources(p: argparse.ArgumentParser, verb: str) -> None:
+    """--host-root DIR (the live node) or --snapshot FILE... (saved ones), for `verb`."""
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--host-root",
@@ -47,17 +71,12 @@ def register(sub: Any) -> None:
         action="append",
         default=None,
         metavar="FILE",
-        help="trace saved snapshots instead; repeat for several nodes",
+        help=f"{verb} saved snapshots instead; repeat for several nodes",
     )
-    p.add_argument(
-        "--reply", action="store_true", help="also trace the reply, with conntrack's reverse NAT"
-    )
-    p.add_argument("--explain", action="store_true", help="show each route decision's binary AND")
-    p.add_argument("--json", action="store_true", help="print the trace as JSON")
-    p.set_defaults(handler=run)
 
 
-def _load(args: argparse.Namespace) -> list[Snapshot]:
+def load_snapshots(args: argparse.Namespace) -> list[Snapshot]:
+    """The snapshots a command names with --snapshot, or the live node (--host-root)."""
     if args.snapshot:
         from podpath.snapshot.codec import SnapshotError, load_path
 
@@ -79,12 +98,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sport is not None and not 0 < args.sport < 65536:
         raise CliError(f"--sport {args.sport} is not a port number (1-65535)")
-    snapshots = _load(args)
+    snapshots = load_snapshots(args)
     probe = Probe(args.source, args.destination, args.proto, args.sport)
     try:
         result = trace(snapshots, probe, explain=args.explain, reply=args.reply)
     except ProbeError as exc:
         raise CliError(str(exc)) from None
+    if args.svg is not None:
+        from podpath.cli.draw import trace_picture
+
+        trace_picture(snapshots, result, args.branch, args.svg)
     if args.json:
         print(dumps(result))
     else:

@@ -162,10 +162,34 @@ class SnapshotIndex:
         for _dump, ruleset in self.rulesets:
             found.extend(iptables_services(ruleset))
         if self.nft_ruleset is not None:
-            from podpath.netfilter.nft import nft_services
+            from podpath.netfilter.kube_proxy_nft import nft_services
 
             found.extend(nft_services(self.nft_ruleset))
+        if self.snapshot.ipvs is not None:
+            found.extend(self._ipvs_services())
         return tuple(found)
+
+    def _ipvs_services(self) -> tuple[Service, ...]:
+        """One Service per IPVS virtual service (IPVS names none)."""
+        from podpath.netfilter.ipset import parse_ipsets
+        from podpath.netfilter.ipvs import parse_ipvs
+        from podpath.netfilter.kube_proxy_ipvs import ipvs_services
+
+        assert self.snapshot.ipvs is not None
+        sets = parse_ipsets(self.snapshot.ipsets.text) if self.snapshot.ipsets else {}
+        root = self.root_netns
+        dummy = (
+            [a.address for link in root.links if link.name == "kube-ipvs0" for a in link.addresses]
+            if root
+            else []
+        )
+        node = [
+            a.address
+            for link in (root.links if root else ())
+            if link.name not in ("kube-ipvs0", "lo")
+            for a in link.addresses
+        ]
+        return ipvs_services(parse_ipvs(self.snapshot.ipvs.ip_vs), sets, dummy, node)
 
     @cached_property
     def nft_ruleset(self) -> NftRuleset | None:
@@ -184,7 +208,19 @@ class SnapshotIndex:
 
         # IPv4 dumps only: the same backend in both families is not a mix.
         ipv4 = {f"iptables-{d.backend}": r for d, r in self.rulesets if d.family == "ipv4"}
-        return detect_mode(ipv4, self.nft_tables)
+        ipvs = self.snapshot.ipvs
+        count = (
+            sum(
+                1
+                for line in ipvs.ip_vs.splitlines()
+                if line[:4] in ("TCP ", "UDP ", "SCTP", "FWM ")
+            )
+            if ipvs
+            else 0
+        )
+        root = self.root_netns
+        dummy = root is not None and any(link.name == "kube-ipvs0" for link in root.links)
+        return detect_mode(ipv4, self.nft_tables, ipvs_services=count, kube_ipvs0=dummy)
 
     @cached_property
     def nft_tables(self) -> tuple[tuple[str, str], ...]:
