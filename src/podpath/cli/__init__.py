@@ -138,10 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             gc.enable()
 
 
-# Commands that exit on SIGINT, SIGTERM or SIGHUP with their cleanup run: a snapshot
+# Commands that exit on SIGINT, SIGTERM or SIGHUP with their cleanup run: a file
 # being written is left whole, commands started are killed. The TUI and the lab handle
 # signals themselves.
-STOPPABLE_COMMANDS = frozenset({"snapshot", "ls", "trace"})
+STOPPABLE_COMMANDS = frozenset({"snapshot", "ls", "trace", "draw"})
 
 
 class Terminated(BaseException):
