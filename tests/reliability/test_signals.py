@@ -26,8 +26,6 @@ from podpath.snapshot import codec
 if TYPE_CHECKING:
     from podpath.lab import Lab
 
-pytestmark = pytest.mark.lab
-
 NODE = "node1"
 RUNS = 12
 SEED = 18
@@ -89,6 +87,7 @@ def _fake_tools(directory: Path) -> Path:
     return bin_dir
 
 
+@pytest.mark.lab
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_kills_every_running_command(
     shared_lab: Lab, tmp_path: Path, signum: signal.Signals
@@ -138,6 +137,7 @@ def _check_output(out: Path, previous: bytes, code: int, err: str) -> None:
         assert data.endswith(b"\n")
 
 
+@pytest.mark.lab
 def test_sigterm_at_random_moments_never_destroys_the_output(
     shared_lab: Lab, tmp_path: Path
 ) -> None:
@@ -164,6 +164,7 @@ def test_sigterm_at_random_moments_never_destroys_the_output(
         assert _temp_files(tmp_path) == [], f"run {run}"
 
 
+@pytest.mark.lab
 def test_sigterm_as_soon_as_the_output_changes(shared_lab: Lab, tmp_path: Path) -> None:
     """SIGTERM the moment FILE changes at all: what changed it must already be whole."""
     out = tmp_path / "node.json"
@@ -188,3 +189,23 @@ def test_sigterm_as_soon_as_the_output_changes(shared_lab: Lab, tmp_path: Path) 
             code, err = _finish(proc)
         _check_output(out, previous, code, f"run {run}: {err}")
         assert _temp_files(tmp_path) == []
+
+
+def test_a_signal_during_the_import_of_the_runner_is_handled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signal while the runner's module is half imported (no stop_all yet) still unwinds.
+
+    Found by the random-moment test: the handler looked up stop_all on the partially
+    initialised module and raised AttributeError instead of stopping cleanly.
+    """
+    import types
+
+    from podpath.cli import Terminated, _on_signal
+
+    half = types.ModuleType("podpath.collectors.commands")
+    monkeypatch.setitem(sys.modules, "podpath.collectors.commands", half)
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # leave pytest's handlers be
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with pytest.raises(Terminated):
+            _on_signal(signum, None)

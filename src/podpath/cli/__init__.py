@@ -166,9 +166,10 @@ def _on_signal(signum: int, _frame: object) -> None:
 
 def _stop_commands() -> None:
     """Kill the external commands still running (they run in sessions of their own)."""
-    commands = sys.modules.get("podpath.collectors.commands")
-    if commands is not None:
-        commands.stop_all()
+    # A module still being imported has no stop_all yet, and has started nothing.
+    stop = getattr(sys.modules.get("podpath.collectors.commands"), "stop_all", None)
+    if stop is not None:
+        stop()
 
 
 def _run(args: argparse.Namespace) -> int:
