@@ -65,7 +65,9 @@ ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
 # podpath's own helpers, run as `python -m MODULE ARGS` by this interpreter: work that
 # would hold the GIL and memory of the collecting process for seconds runs on another
 # core, and its memory is returned when it exits.
-OWN_MODULES = frozenset({"podpath.collectors.nftables.listing"})
+OWN_MODULES = frozenset(
+    {"podpath.collectors.nftables.listing", "podpath.collectors.runtime.cri_listing"}
+)
 
 # `nft -j -- list table FAMILY NAME` is allowed for these families and for names that
 # are plain nft identifiers: nft joins its argv into one script line and parses it, so

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from podpath.collectors.conntrack import ConntrackResult
     from podpath.collectors.netfilter import NetfilterResult
+    from podpath.collectors.runtime.cri_state import CriListing
 
 # The collectors of the optional parts, and the thread pool that runs them, are imported
 # where they are used: `podpath ls namespaces` must start faster than lsns, and these
@@ -112,6 +113,7 @@ def _collect_local(
 ) -> Snapshot:
     """Everything read from /proc, runtime state and netlink in this process."""
     gaps: list[Gap] = []
+    cri = _start_cri_listing(host) if "pods" in parts else None
     # Each interface's rp_filter matters to the network parts only.
     node, node_gaps = collect_node(host, cancel, interfaces="netns" in parts)
     gaps += node_gaps
@@ -162,6 +164,8 @@ def _collect_local(
         from podpath.collectors.cni import mark_stale
         from podpath.collectors.runtime.pods import collect_pods
 
+        listings, cri_gaps = cri.result() if cri is not None else ((), ())
+        gaps += cri_gaps
         pods, pod_gaps = collect_pods(
             host,
             processes,
@@ -170,6 +174,7 @@ def _collect_local(
             namespaces=scan.namespaces,
             allocations=cni.allocations,
             redact=redact_env,
+            cri=listings,
         )
         gaps += pod_gaps
         pods = _with_interface_ips(pods, netns)
@@ -214,6 +219,28 @@ def _kernel_state(
     ipvs, ipvs_gaps = collect_ipvs(host)
     ipsets, ipset_gaps = collect_ipsets(host, CommandRunner(host_root=Path(host.path)), cancel)
     return recent, ipvs, ipsets, [*recent_gaps, *ipvs_gaps, *ipset_gaps]
+
+
+def _start_cri_listing(host: HostRoot) -> Future[tuple[tuple[CriListing, ...], tuple[Gap, ...]]]:
+    """Ask the runtime's CRI socket for its pods while /proc is scanned (a child process)."""
+    from concurrent.futures import Future
+    from pathlib import Path
+
+    from podpath.collectors.commands import CommandRunner
+    from podpath.collectors.runtime.cri_state import read_listings
+
+    fut: Future[tuple[tuple[CriListing, ...], tuple[Gap, ...]]] = Future()
+    runner = CommandRunner(host_root=Path(host.path))
+
+    def work() -> None:
+        fut.set_running_or_notify_cancel()
+        try:
+            fut.set_result(read_listings(host, runner))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter, not swallowed
+            fut.set_exception(exc)
+
+    threading.Thread(target=work, name="podpath-cri", daemon=True).start()
+    return fut
 
 
 def _with_tools(

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.kube_proxy import Service
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link, Pod
 
 if TYPE_CHECKING:
@@ -145,6 +145,10 @@ def _pod_row(index: SnapshotIndex, pod: Pod) -> Row:
         "host_network": pod.host_network,
         "runtime": pod.runtime,
         "source": pod.source,
+        "sandbox_image": pod.sandbox_image,
+        "state": pod.state,
+        "attempt": pod.attempt,
+        "created_at": pod.created_at,
         "containers": [
             {
                 "name": c.name,
@@ -152,7 +156,18 @@ def _pod_row(index: SnapshotIndex, pod: Pod) -> Row:
                 "kind": c.kind,
                 "pids": list(c.pids),
                 "image": c.image,
+                "image_id": c.image_id,
+                "state": c.state,
+                "attempt": c.attempt,
+                "restart_count": c.restart_count,
+                "exit_code": c.exit_code,
+                "reason": c.reason,
+                "created_at": c.created_at,
+                "started_at": c.started_at,
+                "finished_at": c.finished_at,
+                "log_path": c.log_path,
                 "shared_namespaces": list(c.shared_namespaces),
+                "node_namespaces": list(c.node_namespaces),
             }
             for c in pod.containers
         ],
@@ -178,7 +193,12 @@ def pods(index: SnapshotIndex) -> Listing:
         Column("PAUSE", _key("pause_pid"), True),
         Column("NETNS", lambda r: r["netns"]["path"] or r["netns"]["inode"]),
         Column("HOST-IF", _host_side),
-        Column("CONTAINERS", lambda r: sum(c["kind"] != "sandbox" for c in r["containers"]), True),
+        # Containers by name: a restarted container's exited attempts are not more containers.
+        Column(
+            "CONTAINERS",
+            lambda r: len({c["name"] for c in r["containers"] if c["kind"] != "sandbox"}),
+            True,
+        ),
         Column("SANDBOX", lambda r: (r["sandbox_id"] or "")[:13]),
     )
     return Listing(rows, cols)
@@ -580,6 +600,23 @@ def gaps(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
+def problems(index: SnapshotIndex) -> Listing:
+    """Everything worth a warning, errors first: what the TUI's Problems screen lists."""
+    from podpath.analysis.parsed import ParsedSnapshot
+    from podpath.analysis.problems import problems as find
+
+    rows: list[Row] = [
+        {"severity": p.severity, "subject": p.subject, "why": p.why}
+        for p in find(ParsedSnapshot(index))
+    ]
+    cols = (
+        Column("SEVERITY", _key("severity")),
+        Column("SUBJECT", _key("subject")),
+        Column("WHY", _key("why")),
+    )
+    return Listing(rows, cols)
+
+
 KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "namespaces": namespaces,
     "pods": pods,
@@ -594,6 +631,7 @@ KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "conntrack": conntrack,
     "cni": cni,
     "gaps": gaps,
+    "problems": problems,
 }
 
 

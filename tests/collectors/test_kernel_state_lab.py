@@ -73,7 +73,7 @@ def test_rule_counters_equal_iptables_save_c(shared_lab: Lab, run_podpath: Any) 
     """Each KUBE-SEP DNAT rule of web carries the packet counter `iptables-save -c` prints."""
     import re
 
-    from podpath.snapshot.index import SnapshotIndex
+    from podpath.analysis.index import SnapshotIndex
 
     web = shared_lab.service("default/web")[0]
     src = shared_lab.pods_on("node1")[0]

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot import codec
-from podpath.snapshot.index import SnapshotIndex
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch, Hop
 from podpath.trace.probe import Probe

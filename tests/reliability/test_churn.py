@@ -48,7 +48,7 @@ _DRIVER = r"""
 import json, sys, traceback
 from podpath.collectors.snapshot import take_snapshot
 from podpath.listing import kinds, listing
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
 parts = frozenset({"processes", "netns", "pods", "cni"})
 for _ in range(int(sys.argv[1])):
     try:

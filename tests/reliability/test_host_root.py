@@ -20,7 +20,7 @@ import pytest
 
 from podpath.collectors.commands import CommandRunner
 from podpath.snapshot import codec
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
 
 if TYPE_CHECKING:
     from podpath.lab import Lab

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from trace_factory import NodeSpec, PodSpec, build_node, root_inode
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.ipset import parse_ipsets
 from podpath.netfilter.iptables_save import parse_ruleset
 from podpath.netfilter.ipvs import parse_ipvs, parse_ipvs_conn
 from podpath.netfilter.kube_proxy import detect_mode
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Address, IpsetDump, IpvsDump, Link, Route, Snapshot
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.ipset import IpSet, parse_ipsets
 from podpath.netfilter.owners import Owner
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link, NetNamespace, RecentList, Snapshot
 from podpath.trace import reply as ct
 from podpath.trace.flow import Flow

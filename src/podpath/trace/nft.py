@@ -18,10 +18,10 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, NftSet
 from podpath.netfilter.nft_text import value as text_of
 from podpath.netfilter.owners import nft_owner
-from podpath.snapshot.index import SnapshotIndex
 from podpath.trace.hooks import Stage
 from podpath.trace.model import Hop, JsonValue, NatRecord, Packet
 from podpath.trace.netfilter import NfEnv, NfOutcome, WalkState, split_addr_port, walk_states

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
 from podpath.trace.model import JsonValue
 
 if TYPE_CHECKING:
