@@ -18,10 +18,10 @@ from typing import Any
 
 from snapshot_mutants import byte_mutant, tree_mutant
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.cli.inspect import json_listing
 from podpath.listing import kinds, listing, render_text
 from podpath.snapshot import codec
-from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe, ProbeError

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.collectors.commands import CommandRunner
 from podpath.snapshot import codec
-from podpath.analysis.index import SnapshotIndex
 
 if TYPE_CHECKING:
     from podpath.lab import Lab
