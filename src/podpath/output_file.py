@@ -1,14 +1,14 @@
-"""Files podpath writes: whole or not at all, and never through a planted link.
+"""Files podpath replaces at a path the user names: whole or not at all, never through a link.
 
 Truncating a file and then writing it loses the old content to any signal in
 between (2 of 14 SIGTERMs to `podpath snapshot -o FILE` left an empty file), and
 opening a path as root follows whatever symlink someone planted there. So a file is
 written to a new temporary file in the same directory (O_CREAT|O_EXCL|O_NOFOLLOW,
 mode 0600), flushed to disk, and renamed over the target, which rename(2) does
-atomically; without `replace`, it is linked under its name instead, which fails if
-the name exists. A symlink at the target is refused rather than followed or
-replaced. FIFOs and character devices (/dev/null, a named pipe) are written in place:
-they hold no content to lose.
+atomically. A symlink at the target is refused rather than followed or replaced.
+FIFOs and character devices (/dev/null, a named pipe) are written in place: they hold
+no content to lose. (Files podpath creates in places of its own choosing, the TUI's
+captures and saved snapshots, are `podpath.safe_files`' new files.)
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ class OutputError(Exception):
     """A file that could not be written, with a one-sentence reason."""
 
 
-def write_text(path: str, text: str, *, replace: bool = True) -> str:
+def write_text(path: str, text: str) -> str:
     """Write `text` (ASCII) to `path` as a whole; return the absolute path written."""
-    return write_bytes(path, text.encode("ascii"), replace=replace)
+    return write_bytes(path, text.encode("ascii"))
 
 
-def write_bytes(path: str, data: bytes, *, replace: bool = True) -> str:
+def write_bytes(path: str, data: bytes) -> str:
     """Write `data` to `path` as a whole; return the absolute path written."""
     target = os.path.abspath(path)
     directory, name = os.path.split(target)
@@ -43,8 +43,8 @@ def write_bytes(path: str, data: bytes, *, replace: bool = True) -> str:
         if existing is not None and _is_stream(existing):
             _write_in_place(target, name, dir_fd, data)
         else:
-            _check_replaceable(target, existing, replace)
-            _write_and_rename(target, name, dir_fd, data, replace, existing)
+            _check_replaceable(target, existing)
+            _write_and_rename(target, name, dir_fd, data, existing)
     finally:
         os.close(dir_fd)
     return target
@@ -61,7 +61,7 @@ def _is_stream(st: os.stat_result) -> bool:
     return stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)
 
 
-def _check_replaceable(target: str, existing: os.stat_result | None, replace: bool) -> None:
+def _check_replaceable(target: str, existing: os.stat_result | None) -> None:
     if existing is None:
         return
     if stat.S_ISLNK(existing.st_mode):
@@ -73,8 +73,6 @@ def _check_replaceable(target: str, existing: os.stat_result | None, replace: bo
         raise OutputError(f"{target} is a directory")
     if not stat.S_ISREG(existing.st_mode):
         raise OutputError(f"{target} is not a regular file")
-    if not replace:
-        raise OutputError(f"{target} exists; podpath does not overwrite it")
 
 
 def _write_in_place(target: str, name: str, dir_fd: int, data: bytes) -> None:
@@ -96,7 +94,6 @@ def _write_and_rename(
     name: str,
     dir_fd: int,
     data: bytes,
-    replace: bool,
     existing: os.stat_result | None,
 ) -> None:
     temp = f".{name[:200]}.{secrets.token_hex(6)}.podpath-tmp"
@@ -115,15 +112,9 @@ def _write_and_rename(
             os.fsync(fd)
         finally:
             os.close(fd)
-        if replace:
-            os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        else:
-            # link(2) fails with EEXIST rather than replace a name that appeared since.
-            os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-        renamed = replace
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        renamed = True
         _sync_directory(dir_fd)
-    except FileExistsError:
-        raise OutputError(f"{target} exists; podpath does not overwrite it") from None
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror}") from None
     finally:

@@ -68,16 +68,6 @@ def test_new_file_is_private_and_named_absolutely(
     assert stat.S_IMODE((tmp_path / "rel.json").stat().st_mode) == 0o600
 
 
-def test_no_replace_refuses_an_existing_file(tmp_path: Path) -> None:
-    """`w` in the TUI never overwrites: an existing name is refused and kept."""
-    out = tmp_path / "saved.json"
-    out.write_text("keep\n")
-    with pytest.raises(OutputError, match="exists"):
-        write_text(str(out), "{}\n", replace=False)
-    assert out.read_text() == "keep\n"
-    assert _temp_files(tmp_path) == []
-
-
 def test_devices_are_written_in_place_never_replaced() -> None:
     """/dev/null is written to, not renamed over (which would replace the device node)."""
     before = os.stat("/dev/null")
