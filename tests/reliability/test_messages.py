@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from podpath.snapshot import codec
 from podpath.snapshot.model import SCHEMA_VERSION, Gap, NodeFacts, Snapshot
 
@@ -96,3 +98,27 @@ def test_control_characters_in_a_file_name_are_shown_not_sent(tmp_path: Path) ->
     assert out.returncode == 2
     assert "\x1b" not in out.stderr and "\x07" not in out.stderr
     assert "x\\x1b]2;PWNED\\x07.json" in out.stderr
+
+
+def test_an_unexpected_error_is_one_sentence_and_a_report_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug in a command prints one inert sentence naming a private report, exit 1."""
+    import podpath.listing
+    from podpath.cli import main
+
+    def broken(*_: object) -> None:
+        raise ValueError("no row for pod \x1b]2;PWNED\x07")
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(podpath.listing, "listing", broken)
+    assert main(["ls", "pods", "--snapshot", str(DEMO)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err
+    head, _, report = err.strip().partition("; details in ")
+    assert head == (
+        "podpath: ls failed unexpectedly (ValueError: no row for pod \\x1b]2;PWNED\\x07)"
+    )
+    text = Path(report).read_text()
+    assert "Traceback" in text and "ValueError" in text
+    assert Path(report).parent == tmp_path / "state" / "podpath" / "crashes"

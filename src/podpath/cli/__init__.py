@@ -199,4 +199,10 @@ def _run(args: argparse.Namespace) -> int:
         # `podpath ls ... | head` closes stdout early: not an error worth a traceback.
         sys.stderr.close()
         return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - reported as one sentence, details to a file
+        from podpath.crash_report import sentence, write_report
+
+        what = str(args.command)
+        print(f"podpath: {sentence(exc, what, write_report(exc, what))}", file=sys.stderr)
+        return EXIT_FAILURE
     return code
