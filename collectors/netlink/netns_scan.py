@@ -246,6 +246,10 @@ class _Opener:
             return Gap(subject(target), "is not a network namespace", "error")
         except OSError as exc:
             return _open_error_gap(target, exc, "open")
+        if (target.dev, target.inode) == _identity(orig):
+            # Already here: no setns, which needs CAP_SYS_ADMIN even into one's own
+            # namespace, so an unprivileged run still reads its own links and routes.
+            return self._socket_here(target, fd)
         try:
             _setns(fd)
         except OSError as exc:
@@ -274,6 +278,24 @@ class _Opener:
             assert error is not None
             return _open_error_gap(target, error, "socket")
         return _Opened(target, fd, rs)
+
+    @staticmethod
+    def _socket_here(target: NetnsTarget, fd: int) -> _Opened | Gap:
+        """A socket in the opener's own namespace, which is the target's."""
+        try:
+            return _Opened(target, fd, RouteSocket())
+        except OSError as exc:
+            os.close(fd)
+            return _open_error_gap(target, exc, "socket")
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    """(dev, inode) of an open nsfs file."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _close(opened: _Opened) -> None:

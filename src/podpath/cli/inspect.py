@@ -93,11 +93,9 @@ def load_snapshot(path: str) -> Snapshot:
     from podpath.snapshot import codec
 
     try:
-        if path == "-":
-            return codec.load(sys.stdin.buffer)
         return codec.load_path(path)
     except codec.SnapshotError as exc:
-        raise CliError(f"{path}: {exc}") from None
+        raise CliError(str(exc)) from None
 
 
 def report_warnings(snapshot: Snapshot) -> None:
@@ -118,7 +116,9 @@ def report_gaps(gaps: tuple[Gap, ...]) -> None:
 
     print(f"podpath: {len(real)} part(s) could not be read:", file=sys.stderr)
     for gap in real:
-        cap = f" (needs {gap.capability})" if gap.capability else ""
+        # Collectors often name the capability in the reason already: say it once.
+        needs = f"(needs {visible(gap.capability)})"
+        cap = f" {needs}" if gap.capability and needs not in visible(gap.reason) else ""
         print(f"  {visible(gap.subject)}: {visible(gap.reason)} [{gap.kind}]{cap}", file=sys.stderr)
 
 
@@ -138,11 +138,13 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _write_file(path: str, text: str) -> None:
+    """Replace `path` with the text as a whole (output_file): a signal never leaves half."""
+    from podpath.output_file import OutputError, write_text
+
     try:
-        with open(path, "w", encoding="ascii") as fp:
-            fp.write(text + "\n")
-    except OSError as exc:
-        raise CliError(f"cannot write {path!r}: {exc.strerror}") from None
+        write_text(path, text + "\n")
+    except OutputError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _ls(args: argparse.Namespace) -> int:

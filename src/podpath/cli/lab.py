@@ -222,6 +222,8 @@ def _probe(args: argparse.Namespace) -> int:
 
 def record_lab(lab: Any, directory: str) -> list[str]:
     """Take `podpath snapshot` inside every node of a lab; return the files written."""
+    from podpath.output_file import OutputError, write_text
+
     os.makedirs(directory, exist_ok=True)
     written = []
     for node in lab.nodes:
@@ -233,10 +235,10 @@ def record_lab(lab: Any, directory: str) -> list[str]:
         )
         if out.returncode != 0:
             raise CliError(f"snapshot of {node.name} failed: {out.stderr.strip()}", EXIT_FAILURE)
-        path = os.path.join(directory, f"{node.name}.json")
-        with open(path, "w", encoding="ascii") as fp:
-            fp.write(out.stdout)
-        written.append(path)
+        try:
+            written.append(write_text(os.path.join(directory, f"{node.name}.json"), out.stdout))
+        except OutputError as exc:
+            raise CliError(str(exc), EXIT_FAILURE) from None
     return written
 
 

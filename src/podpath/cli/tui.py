@@ -426,7 +426,9 @@ def _tour(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, svg: str) -> None:
+    from podpath.output_file import OutputError, write_bytes
+
     try:
-        path.write_text(svg, encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot write {path}: {exc.strerror}", EXIT_FAILURE) from None
+        write_bytes(str(path), svg.encode("utf-8"))
+    except OutputError as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from None
