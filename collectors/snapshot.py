@@ -25,13 +25,16 @@ if TYPE_CHECKING:
 
     from podpath.collectors.conntrack import ConntrackResult
     from podpath.collectors.netfilter import NetfilterResult
+    from podpath.collectors.netlink.sock_diag import DiagSocket
+    from podpath.collectors.proc.net_sockets import ProcNetFiles
 
 # The collectors of the optional parts, and the thread pool that runs them, are imported
 # where they are used: `podpath ls namespaces` must start faster than lsns, and these
 # imports are a third of its time.
 
 # The parts a snapshot is made of; `podpath ls KIND` collects only what KIND needs.
-ALL_PARTS = frozenset({"processes", "netns", "pods", "cni", "netfilter", "conntrack"})
+# "sockets" needs "netns": they are read by the same namespace scan.
+ALL_PARTS = frozenset({"processes", "netns", "sockets", "pods", "cni", "netfilter", "conntrack"})
 
 
 def take_snapshot(
@@ -107,8 +110,12 @@ def _collect_local(
     gaps += node_gaps
     # Listing namespaces alone needs only each namespace's lowest PID's command line.
     full = bool(parts & {"processes", "pods"})
-    # The fd tables (namespaces held by an fd) are read in the same pass.
-    processes, proc_gaps, fd_holders = scan_processes_and_fds(host, cancel, full=full)
+    # The fd tables (namespaces held by an fd, and who holds each socket) are read in
+    # the same pass.
+    sockets = "sockets" in parts and "netns" in parts
+    processes, proc_gaps, fd_holders = scan_processes_and_fds(
+        host, cancel, full=full, sockets=sockets
+    )
     gaps += proc_gaps
     scan = scan_namespaces(host, processes, cancel, fd_holders=fd_holders)
     gaps += scan.gaps
@@ -139,8 +146,13 @@ def _collect_local(
         from podpath.collectors.netlink.netns_scan import scan_network_namespaces
 
         targets = net_namespace_targets(host, scan)
-        netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel)
+        reader = _socket_reader(host, node.kernel) if sockets else None
+        netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel, reader)
         gaps += netns_gaps
+        if sockets:
+            from podpath.collectors.proc.net_sockets import with_owners
+
+            netns = with_owners(netns, fd_holders.sockets, processes)
     cni = CniState()
     if "cni" in parts or "pods" in parts:
         from podpath.collectors.cni import collect_cni
@@ -178,6 +190,14 @@ def _collect_local(
         cni=cni,
         gaps=tuple(gaps),
     )
+
+
+def _socket_reader(host: HostRoot, release: str) -> type[DiagSocket] | type[ProcNetFiles]:
+    """sock_diag when asking it loads no module, else /proc/net/{tcp,udp}{,6}."""
+    from podpath.collectors.netlink.sock_diag import DiagSocket, handlers_present
+    from podpath.collectors.proc.net_sockets import ProcNetFiles
+
+    return DiagSocket if handlers_present(host, release) else ProcNetFiles
 
 
 def _with_tools(
