@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link, NetNamespace, Snapshot
 from podpath.trace import reply as ct
+from podpath.trace.deliver import deliver
 from podpath.trace.hooks import Stage, iptables_stages, run_hook
 from podpath.trace.links import fdb_port, primary_address, resolve_mac, vxlan_remote
 from podpath.trace.matches import MatchEnv
@@ -375,33 +376,14 @@ class Engine:
         return results
 
     def local_in(self, flow: Flow, iif: Link | None) -> list[Branch]:
-        """INPUT, then delivery to the pod or the node's own stack."""
+        """INPUT, then delivery to the pod or the node's own stack, and its sockets."""
         going, ended = self.hook_split(flow, "INPUT", self.env(flow, iif, None))
         results = list(ended)
         for f in going:
             f = self.reverse_dnat(f)
             where = self.label(f.node, f.netns)
-            p = f.packet
-            port = f":{p.dport}" if p.dport is not None else ""
-            text = f"delivered to {where}: {p.proto} {p.dst}{port}"
-            pod = self.indexes[f.node].pods_by_netns.get(f.netns)
-            hop = Hop(
-                "deliver",
-                self.hostname(f.node),
-                text,
-                (),
-                (),
-                {
-                    "netns": f.netns,
-                    "pod": f"{pod.namespace}/{pod.name}" if pod else None,
-                    "node": self.hostname(f.node),
-                    "address": p.dst,
-                    "port": p.dport,
-                },
-            )
-            results.append(
-                self.finish(f, "delivered", f"delivered to {where} ({p.dst}{port})", hop)
-            )
+            verdict, reason, hop = deliver(self.indexes[f.node], f.netns, where, f.packet, iif)
+            results.append(self.finish(f, verdict, reason, hop))
         return results
 
     # --- conntrack reverse translation (the reply direction) ---------------------------
