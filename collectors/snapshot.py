@@ -9,6 +9,7 @@ dumps while the nf_tables generation id is unchanged.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import replace
@@ -193,10 +194,16 @@ def _collect_local(
 
 
 def _socket_reader(host: HostRoot, release: str) -> type[DiagSocket] | type[ProcNetFiles]:
-    """sock_diag when asking it loads no module, else /proc/net/{tcp,udp}{,6}."""
+    """sock_diag when asking it loads no module, else /proc/net/{tcp,udp}{,6}.
+
+    PODPATH_SOCKETS_READER=procfs reads procfs everywhere (as PODPATH_NFT_READER=nft
+    makes nft list every table); nothing forces sock_diag, which could load a module.
+    """
     from podpath.collectors.netlink.sock_diag import DiagSocket, handlers_present
     from podpath.collectors.proc.net_sockets import ProcNetFiles
 
+    if os.environ.get("PODPATH_SOCKETS_READER") == "procfs":
+        return ProcNetFiles
     return DiagSocket if handlers_present(host, release) else ProcNetFiles
 
 
