@@ -2,8 +2,8 @@
 
 Builds namespaces that exist only in that child, with real servers in them: a dual-stack
 [::] listener, a v6only one, a v4-mapped bind, a SO_REUSEPORT group of two processes, a
-UDP socket bound to a device, an established TCP connection, busybox httpd, and
-processes with hostile names. Then it takes podpath's snapshot twice (sock_diag, and
+UDP socket bound to a device, an established TCP connection, busybox httpd, processes
+with hostile names, and a namespace left with nothing but a TIME-WAIT socket. Then it takes podpath's snapshot twice (sock_diag, and
 procfs via PODPATH_SOCKETS_READER=procfs) and asks `ss -H -tuanpe` in every namespace,
 and prints all of it as one JSON document.
 """
@@ -54,6 +54,11 @@ elif kind == "reuse":
     tcp(socket.AF_INET, "0.0.0.0", 8080, reuse=True)
 elif kind == "root":
     tcp(socket.AF_INET, "127.0.0.1", 9000)
+elif kind == "timewait":
+    # The side that closes first keeps TIME-WAIT (60 s); then nothing else is left.
+    srv = tcp(socket.AF_INET, "127.0.0.1", 7000)
+    c = socket.create_connection(("127.0.0.1", 7000)); a = srv.accept()[0]
+    c.close(); time.sleep(0.2); a.close(); srv.close(); keep.clear()
 with open("/proc/self/comm", "w") as f:
     f.write(name)
 print("ready", flush=True)
@@ -86,7 +91,7 @@ def build() -> list[subprocess.Popen[str]]:
     run("mount", "-t", "tmpfs", f"{PREFIX}-run", "/run")
     Path("/run/netns").mkdir()
     run("ip", "link", "set", "lo", "up")
-    for ns in ("a", "b", "empty"):
+    for ns in ("a", "b", "empty", "tw"):
         run("ip", "netns", "add", f"{PREFIX}-{ns}")
         run("ip", "-n", f"{PREFIX}-{ns}", "link", "set", "lo", "up")
     run("ip", "link", "add", "ppsk0", "netns", f"{PREFIX}-a", "type", "veth", "peer", "ppsk1")
@@ -98,6 +103,7 @@ def build() -> list[subprocess.Popen[str]]:
         start(f"{PREFIX}-b", py, "-c", SERVER, "reuse", "worker-1"),
         start(f"{PREFIX}-b", py, "-c", SERVER, "reuse", "worker-2"),
         start(None, py, "-c", SERVER, "root", "rootd"),
+        start(f"{PREFIX}-tw", py, "-c", SERVER, "timewait", "closer"),
     ]
     busybox = shutil.which("busybox")
     if busybox is not None:
@@ -135,7 +141,7 @@ def main() -> None:
         out["procfs"] = snapshot()
         del os.environ["PODPATH_SOCKETS_READER"]
         out["ss"] = {"root": ss(None)}
-        for ns in ("a", "b", "empty"):
+        for ns in ("a", "b", "empty", "tw"):
             out["ss"][f"/run/netns/{PREFIX}-{ns}"] = ss(f"{PREFIX}-{ns}")
         sys.stdout.write(json.dumps(out, ensure_ascii=True))
     finally:

@@ -25,6 +25,7 @@ from podpath.collectors.netlink.sock_diag import (
     SOCK_DIAG_BY_FAMILY,
     decode_sockets,
     handlers_present,
+    parse_sockstat,
 )
 from podpath.collectors.netlink.wire import MalformedMessage, message
 from podpath.collectors.proc.net_sockets import parse_table
@@ -59,18 +60,27 @@ def world() -> Any:
     return json.loads(res.stdout)
 
 
-def _ss_rows(lines: list[str]) -> dict[int, tuple[Key, frozenset[tuple[str, int, int]]]]:
-    """ss lines by inode: (netid, state, local, peer, send-q) and the owners."""
+Row = tuple[Key, frozenset[tuple[str, int, int]]]
+
+
+def _ident(inode: int, local: str, peer: str) -> int | tuple[str, str]:
+    """A socket's identity: its inode, or both ends for TIME-WAIT ones (inode 0)."""
+    return inode or (local, peer)
+
+
+def _ss_rows(lines: list[str]) -> dict[int | tuple[str, str], Row]:
+    """ss lines by identity: (netid, state, local, peer, send-q) and the owners."""
     rows = {}
     for line in lines:
         netid, state, _rq, sq, local, peer = line.split()[:6]
-        inode = int(re.search(r"ino:(\d+)", line).group(1))  # type: ignore[union-attr]
+        found = re.search(r"ino:(\d+)", line)
+        inode = int(found.group(1)) if found else 0
         owners = frozenset((c, int(p), int(f)) for c, p, f in _USER.findall(line))
-        rows[inode] = ((netid, state, local, peer, int(sq)), owners)
+        rows[_ident(inode, local, peer)] = ((netid, state, local, peer, int(sq)), owners)
     return rows
 
 
-def _ours(ns: dict[str, Any]) -> dict[int, tuple[Key, frozenset[tuple[str, int, int]]]]:
+def _ours(ns: dict[str, Any]) -> dict[int | tuple[str, str], Row]:
     """podpath's sockets of one namespace, written the way ss writes them."""
     devs = {link["ifindex"]: link["name"] for link in ns["links"]}
     rows = {}
@@ -79,7 +89,8 @@ def _ours(ns: dict[str, Any]) -> dict[int, tuple[Key, frozenset[tuple[str, int, 
         local = endpoint(s["family"], s["local"], s["local_port"], s["v6only"], dev)
         peer = peer_endpoint(s["family"], s["peer"], s["peer_port"], s["v6only"])
         owners = frozenset((o["comm"], o["pid"], o["fd"]) for o in s["owners"])
-        rows[s["inode"]] = ((s["protocol"], s["state"], local, peer, s["send_q"]), owners)
+        row = (s["protocol"], s["state"], local, peer, s["send_q"])
+        rows[_ident(s["inode"], local, peer)] = (row, owners)
     return rows
 
 
@@ -113,20 +124,17 @@ def test_procfs_reader_finds_the_same_sockets(world: Any) -> None:
     for label, lines in world["ss"].items():
         ns = spaces[label]
         assert ns["sockets_source"] == "procfs"
-        ours = {
-            s["inode"]: (s["protocol"], s["state"], s["local_port"], s["peer_port"] or 0)
+        ours = sorted(
+            (s["protocol"], s["state"], s["local_port"], s["peer_port"] or 0, s["inode"])
             for s in ns["sockets"]
-        }
-        want = {}
-        for inode, ((netid, state, local, peer, _sq), _owners) in _ss_rows(lines).items():
+        )
+        want = []
+        for ident, ((netid, state, local, peer, _sq), _owners) in _ss_rows(lines).items():
             port = peer.rsplit(":", 1)[1]
-            want[inode] = (
-                netid,
-                state,
-                int(local.rsplit(":", 1)[1]),
-                0 if port == "*" else int(port),
-            )
-        assert ours == want, label
+            inode = ident if isinstance(ident, int) else 0
+            lport = int(local.rsplit(":", 1)[1])
+            want.append((netid, state, lport, 0 if port == "*" else int(port), inode))
+        assert ours == sorted(want), label
         assert all(s["v6only"] is None for s in ns["sockets"])
 
 
@@ -152,6 +160,21 @@ def test_v6only_and_device_binds_are_read(world: Any) -> None:
     devs = {link["name"]: link["ifindex"] for link in ns["links"]}
     assert by_port[("udp", 54)]["bound_dev"] == devs["ppsk0"]
     assert by_port[("udp", 53)]["bound_dev"] is None and by_port[("udp", 53)]["peer"] is None
+
+
+def test_time_wait_alone_is_found(world: Any) -> None:
+    """A namespace left with one TIME-WAIT socket: sockstat's tw makes the reader walk for it."""
+    ns = _by_label(world["diag"])["/run/netns/ppsk-tw"]
+    assert [s["state"] for s in ns["sockets"]] == ["TIME-WAIT"]
+    assert ns["sockets"][0]["peer_port"] == 7000
+
+
+def test_sockstat_counters() -> None:
+    """TCP inuse and tw from sockstat, TCP6 inuse from sockstat6; anything else is 'unsure'."""
+    four = b"sockets: used 12\nTCP: inuse 3 orphan 0 tw 2 alloc 4 mem 0\nUDP: inuse 1 mem 0\n"
+    six = b"TCP6: inuse 1\nUDP6: inuse 0\n"
+    assert (parse_sockstat(four), parse_sockstat(six)) == ((3, 2), (1, 0))
+    assert parse_sockstat(b"TCP: orphan 0\n") is None and parse_sockstat(b"") is None
 
 
 def test_a_namespace_without_sockets_has_an_empty_table(world: Any) -> None:
@@ -195,7 +218,7 @@ def test_truncated_sock_diag_message_is_refused() -> None:
     """An inet_diag_msg shorter than its fixed header raises (a gap), never half a socket."""
     buf = message(SOCK_DIAG_BY_FAMILY, 2, 1, struct.pack("=BBBB", 2, 10, 0, 0) + bytes(20))
     with pytest.raises(MalformedMessage):
-        decode_sockets((buf,), 7, "tcp", 4)
+        decode_sockets((buf,), 7, "tcp", SOCK_DIAG_BY_FAMILY)
 
 
 def _root(tmp_path: Path, modules: str | None, builtin: str | None) -> HostRoot:
