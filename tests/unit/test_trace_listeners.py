@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
 from trace_factory import kube_services, pod_inode, root_inode, two_nodes
 
+from podpath.cli import main
+from podpath.snapshot import codec
 from podpath.snapshot.model import Container, IptablesDump, Snapshot, Socket, SocketOwner
 from podpath.sockets import Packet, receivers
 from podpath.trace.engine import trace
@@ -240,3 +245,30 @@ def test_icmp_is_not_checked() -> None:
     a = with_sockets(a, {})
     branch = only(trace([a], Probe("default/a", "default/b", proto="icmp")).branches)
     assert branch.verdict == "delivered"
+
+
+def test_host_network_pod_listener_in_the_node_namespace_names_its_pod() -> None:
+    """A hostNetwork pod's process listening in the root netns: the trace names that pod too."""
+    a, _b = two_nodes()
+    root = root_inode(0)
+    agent = replace(a.pods[0], name="agent", host_network=True, netns_inode=root)
+    a = replace(a, pods=(*a.pods, agent))
+    a = with_container(
+        with_sockets(a, {root: (listen(root, 9100, pid=77),)}), "agent", "exporter", (77,)
+    )
+    branch = only(trace([a], Probe("default/b", "192.168.0.2:9100")).branches)
+    assert branch.verdict == "delivered"
+    assert "nginx (pid 77) in container exporter of pod default/agent" in branch.reason
+
+
+def test_refused_branch_draws(tmp_path: Path) -> None:
+    """`trace --svg` draws a refused branch like any other (its verdict in the caption)."""
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz dot is not installed")
+    a = with_sockets(two_nodes()[0], {POD_B: (listen(POD_B, 80),)})
+    snap = tmp_path / "a.json"
+    snap.write_text(codec.dumps(a))
+    out = tmp_path / "refused.svg"
+    argv = ["trace", "--snapshot", str(snap), "--from", "default/a", "--to", "default/b:8080"]
+    assert main([*argv, "--svg", str(out)]) == 0
+    assert "REFUSED" in out.read_text()

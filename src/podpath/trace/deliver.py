@@ -55,10 +55,12 @@ def deliver(
             refusal = f"nothing listens on {_where(p.dst, p.dport)}/{p.proto} → {_REFUSAL[p.proto]}"
             hop = Hop("deliver", node, f"{text}, but {refusal}", (), (), data)
             return "refused", f"delivered to {where}, but {refusal}", hop
-        details = tuple(_listener_text(s, o) for s, o in zip(found, owners, strict=True))
+        details = tuple(
+            _listener_text(s, o, data["pod"]) for s, o in zip(found, owners, strict=True)
+        )
         if len(found) > 1:
             details += (f"a SO_REUSEPORT group of {len(found)}: the kernel picks one by hash",)
-        reason += ", " + _taken_by(p.proto, found, owners)
+        reason += ", " + _taken_by(p.proto, found, owners, data["pod"])
     return "delivered", reason, Hop("deliver", node, text, details, (), data)
 
 
@@ -112,21 +114,26 @@ def _listener_json(sock: Socket, owners: list[dict[str, JsonValue]]) -> dict[str
     }
 
 
-def _who(owner: dict[str, JsonValue]) -> str:
+def _who(owner: dict[str, JsonValue], pod: JsonValue) -> str:
+    """ "httpd (pid 42) in container web", naming the owner's pod when it is another one
+    (a hostNetwork pod's process listening in the node's namespace)."""
     where = f" in container {owner['container']}" if owner["container"] else ""
+    if owner["container"] and owner["pod"] != pod:
+        where += f" of pod {owner['pod']}"
     return f"{owner['comm']} (pid {owner['pid']}){where}"
 
 
-def _listener_text(sock: Socket, owners: list[dict[str, JsonValue]]) -> str:
+def _listener_text(sock: Socket, owners: list[dict[str, JsonValue]], pod: JsonValue) -> str:
     # A kernel socket (a VXLAN port) has no process; nor has one whose holder was unreadable.
-    who = ", ".join(_who(o) for o in owners) or "no process (a kernel socket, or an unreadable one)"
+    who = ", ".join(_who(o, pod) for o in owners)
+    who = who or "no process (a kernel socket, or an unreadable one)"
     return f"{sock.protocol} socket {local_endpoint(sock)} ({sock.state}) held by {who}"
 
 
 def _taken_by(
-    proto: str, found: tuple[Socket, ...], owners: list[list[dict[str, JsonValue]]]
+    proto: str, found: tuple[Socket, ...], owners: list[list[dict[str, JsonValue]]], pod: JsonValue
 ) -> str:
-    names = list(dict.fromkeys(_who(o) for held in owners for o in held))
+    names = list(dict.fromkeys(_who(o, pod) for held in owners for o in held))
     if not names:
         return f"taken by the kernel socket on {local_endpoint(found[0])}"
     return ("accepted by " if proto == "tcp" else "received by ") + ", ".join(names)
