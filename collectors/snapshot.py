@@ -19,7 +19,17 @@ from podpath.collectors.hostroot import CollectorError, HostRoot
 from podpath.collectors.proc.namespaces import net_namespace_targets, scan_namespaces
 from podpath.collectors.proc.node_facts import collect_node
 from podpath.collectors.proc.processes import scan_processes_and_fds, self_namespaces
-from podpath.snapshot.model import SCHEMA_VERSION, CniState, Gap, NetNamespace, Pod, Snapshot
+from podpath.snapshot.model import (
+    SCHEMA_VERSION,
+    CniState,
+    Gap,
+    IpsetDump,
+    IpvsDump,
+    NetNamespace,
+    Pod,
+    RecentList,
+    Snapshot,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +38,7 @@ if TYPE_CHECKING:
     from podpath.collectors.netfilter import NetfilterResult
     from podpath.collectors.netlink.sock_diag import DiagSocket
     from podpath.collectors.proc.net_sockets import ProcNetFiles
+    from podpath.collectors.runtime.cri_state import CriListing
 
 # The collectors of the optional parts, and the thread pool that runs them, are imported
 # where they are used: `podpath ls namespaces` must start faster than lsns, and these
@@ -106,6 +117,7 @@ def _collect_local(
 ) -> Snapshot:
     """Everything read from /proc, runtime state and netlink in this process."""
     gaps: list[Gap] = []
+    cri = _start_cri_listing(host) if "pods" in parts else None
     # Each interface's rp_filter matters to the network parts only.
     node, node_gaps = collect_node(host, cancel, interfaces="netns" in parts)
     gaps += node_gaps
@@ -165,6 +177,8 @@ def _collect_local(
         from podpath.collectors.cni import mark_stale
         from podpath.collectors.runtime.pods import collect_pods
 
+        listings, cri_gaps = cri.result() if cri is not None else ((), ())
+        gaps += cri_gaps
         pods, pod_gaps = collect_pods(
             host,
             processes,
@@ -173,10 +187,17 @@ def _collect_local(
             namespaces=scan.namespaces,
             allocations=cni.allocations,
             redact=redact_env,
+            cri=listings,
         )
         gaps += pod_gaps
         pods = _with_interface_ips(pods, netns)
         cni = replace(cni, allocations=mark_stale(cni.allocations, {p.sandbox_id for p in pods}))
+    recent: tuple[RecentList, ...] | None = None
+    ipvs: IpvsDump | None = None
+    ipsets: IpsetDump | None = None
+    if "netfilter" in parts:
+        recent, ipvs, ipsets, state_gaps = _kernel_state(host, cancel)
+        gaps += state_gaps
     if cancel.is_set():
         gaps.append(Gap("snapshot", "cancelled before it was complete", "inconsistent"))
     return Snapshot(
@@ -190,6 +211,9 @@ def _collect_local(
         netns=netns,
         cni=cni,
         gaps=tuple(gaps),
+        xt_recent=recent,
+        ipvs=ipvs,
+        ipsets=ipsets,
     )
 
 
@@ -205,6 +229,45 @@ def _socket_reader(host: HostRoot, release: str) -> type[DiagSocket] | type[Proc
     if os.environ.get("PODPATH_SOCKETS_READER") == "procfs":
         return ProcNetFiles
     return DiagSocket if handlers_present(host, release) else ProcNetFiles
+
+
+def _kernel_state(
+    host: HostRoot, cancel: threading.Event
+) -> tuple[tuple[RecentList, ...] | None, IpvsDump | None, IpsetDump | None, list[Gap]]:
+    """What some rules consult besides the rules: xt_recent lists, IPVS, ipsets."""
+    from pathlib import Path
+
+    from podpath.collectors.commands import CommandRunner
+    from podpath.collectors.ipset import collect_ipsets
+    from podpath.collectors.proc.ipvs import collect_ipvs
+    from podpath.collectors.proc.xt_recent import collect_xt_recent
+
+    recent, recent_gaps = collect_xt_recent(host, cancel)
+    ipvs, ipvs_gaps = collect_ipvs(host)
+    ipsets, ipset_gaps = collect_ipsets(host, CommandRunner(host_root=Path(host.path)), cancel)
+    return recent, ipvs, ipsets, [*recent_gaps, *ipvs_gaps, *ipset_gaps]
+
+
+def _start_cri_listing(host: HostRoot) -> Future[tuple[tuple[CriListing, ...], tuple[Gap, ...]]]:
+    """Ask the runtime's CRI socket for its pods while /proc is scanned (a child process)."""
+    from concurrent.futures import Future
+    from pathlib import Path
+
+    from podpath.collectors.commands import CommandRunner
+    from podpath.collectors.runtime.cri_state import read_listings
+
+    fut: Future[tuple[tuple[CriListing, ...], tuple[Gap, ...]]] = Future()
+    runner = CommandRunner(host_root=Path(host.path))
+
+    def work() -> None:
+        fut.set_running_or_notify_cancel()
+        try:
+            fut.set_result(read_listings(host, runner))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter, not swallowed
+            fut.set_exception(exc)
+
+    threading.Thread(target=work, name="podpath-cri", daemon=True).start()
+    return fut
 
 
 def _with_tools(

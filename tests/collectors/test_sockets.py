@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from podpath.analysis.sockets import endpoint, peer_endpoint
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.netlink.sock_diag import (
     SOCK_DIAG_BY_FAMILY,
@@ -29,7 +30,6 @@ from podpath.collectors.netlink.sock_diag import (
 )
 from podpath.collectors.netlink.wire import MalformedMessage, message
 from podpath.collectors.proc.net_sockets import parse_table
-from podpath.sockets import endpoint, peer_endpoint
 
 DRIVER = Path(__file__).with_name("sockets_driver.py")
 PROCNET = Path(__file__).parents[1] / "fixtures" / "realworld" / "procnet"

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot import codec
-from podpath.snapshot.index import SnapshotIndex
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe
 
@@ -66,7 +66,7 @@ def node1(shared_lab: Lab, run_podpath: Any) -> SnapshotIndex:
 
 def test_listeners_of_every_pod_equal_ss(shared_lab: Lab, listing: list[dict[str, Any]]) -> None:
     """For each pod on node1: netid, local address as ss writes it, comm and PID, as ss sees them."""
-    from podpath.sockets import endpoint
+    from podpath.analysis.sockets import endpoint
 
     for pod in shared_lab.pods_on("node1"):
         ours = {

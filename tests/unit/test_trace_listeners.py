@@ -10,10 +10,17 @@ from pathlib import Path
 import pytest
 from trace_factory import kube_services, pod_inode, root_inode, two_nodes
 
+from podpath.analysis.sockets import Packet, receivers
 from podpath.cli import main
 from podpath.snapshot import codec
-from podpath.snapshot.model import Container, IptablesDump, Snapshot, Socket, SocketOwner
-from podpath.sockets import Packet, receivers
+from podpath.snapshot.model import (
+    Container,
+    IptablesDump,
+    IpvsDump,
+    Snapshot,
+    Socket,
+    SocketOwner,
+)
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch
 from podpath.trace.probe import Probe
@@ -205,7 +212,7 @@ def test_kernel_socket_without_a_process_still_takes_the_packet() -> None:
 
 
 def test_ipvs_node_is_listeners_unknown_in_the_root_netns() -> None:
-    """On an IPVS node the root netns gives 'listeners unknown': IPVS takes VIP traffic first."""
+    """IPVS mode without IPVS state: 'listeners unknown' in the root netns; with it, refused."""
     a = with_sockets(two_nodes()[0], {})
     assert only(trace([a], Probe("default/a", "192.168.0.2:9999")).branches).verdict == "refused"
     ipvs = (
@@ -216,6 +223,10 @@ def test_ipvs_node_is_listeners_unknown_in_the_root_netns() -> None:
     branch = only(trace([a], Probe("default/a", "192.168.0.2:9999")).branches)
     assert branch.verdict == "delivered", branch.reason
     assert any("IPVS" in d for d in branch.hops[-1].details)
+    # With the IPVS state read (no virtual service on that port), the kernel's answer stands.
+    table = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"
+    a = replace(a, ipvs=IpvsDump(table))
+    assert only(trace([a], Probe("default/a", "192.168.0.2:9999")).branches).verdict == "refused"
 
 
 def test_reply_is_not_checked_against_listeners() -> None:

@@ -14,7 +14,8 @@ from podpath.cli import EXIT_OK, CliError
 if TYPE_CHECKING:
     from podpath.snapshot.model import Gap, Snapshot
 
-# What each `ls` kind needs collected on a live node (namespaces are always read).
+# What each `ls` kind needs collected on a live node (namespaces are always read); a
+# kind not listed (problems) needs every part.
 _PARTS: dict[str, frozenset[str]] = {
     "namespaces": frozenset(),
     "pods": frozenset({"processes", "netns", "pods", "cni"}),
@@ -108,8 +109,8 @@ def load_snapshot(path: str) -> Snapshot:
 
 def report_warnings(snapshot: Snapshot) -> None:
     """Warn on stderr about what the rules say is wrong (e.g. mixed iptables backends)."""
+    from podpath.analysis.index import SnapshotIndex
     from podpath.safe_text import visible
-    from podpath.snapshot.index import SnapshotIndex
 
     for warning in SnapshotIndex(snapshot).kube_proxy_mode.warnings:
         print(f"podpath: warning: {visible(warning)}", file=sys.stderr)
@@ -152,8 +153,8 @@ def _write_file(path: str, text: str) -> None:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    from podpath.analysis.index import SnapshotIndex
     from podpath.listing import listening_sockets, listing, render_text
-    from podpath.snapshot.index import SnapshotIndex
 
     if args.listening and args.kind != "sockets":
         raise CliError("--listening applies to `podpath ls sockets` only")
@@ -167,7 +168,8 @@ def _ls(args: argparse.Namespace) -> int:
         sys.stdout.write(json_listing(args.kind, result.rows) + "\n")
     else:
         sys.stdout.write(render_text(result) + "\n")
-    report_gaps(snapshot.gaps)
+    if args.kind != "problems":  # problems lists the gaps and warnings itself
+        report_gaps(snapshot.gaps)
     if args.kind in ("iptables", "nft", "services"):
         report_warnings(snapshot)
     return EXIT_OK

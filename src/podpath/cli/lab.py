@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
     """Register `podpath lab` and its subcommands."""
     lab = sub.add_parser(
         "lab",
-        help="build and use lab nodes (real namespaces, CNI, runc pods, kube-proxy rules)",
+        help="build and use lab nodes (real namespaces, CNI, containerd pods, kube-proxy rules)",
         description="A lab is one or two Kubernetes-like nodes built from real kernel parts "
         "in namespaces of their own; nothing touches this machine's network.",
     )
@@ -29,8 +29,26 @@ def register(sub: Any) -> None:
     _name(p)
     p.add_argument("--nodes", type=int, default=1, choices=(1, 2))
     p.add_argument("--pods", type=int, default=4, help="pods per node (default 4)")
-    p.add_argument("--services", type=int, default=3, help="Services, incl. kube-dns and web")
+    p.add_argument(
+        "--services",
+        type=int,
+        default=3,
+        help="Services, incl. kube-dns, web, web-sticky (ClientIP affinity), noep (no endpoints)",
+    )
     p.add_argument("--overlay", default="vxlan", choices=("vxlan", "host-gw"))
+    p.add_argument(
+        "--proxy-mode",
+        default="iptables",
+        choices=("iptables", "nftables"),
+        help="how kube-proxy programs Services (IPVS needs ip_vs, which this kernel lacks)",
+    )
+    p.add_argument(
+        "--runtime",
+        default="",
+        choices=("containerd", "runc-imitation"),
+        help="containerd (pods made through CRI; the default where containerd is installed) "
+        "or runc-imitation (the lab runs runc and writes containerd's files itself)",
+    )
     p.set_defaults(handler=_up)
 
     p = cmds.add_parser("down", help="tear a lab down, leaving nothing behind")
@@ -80,7 +98,15 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _up(args: argparse.Namespace) -> int:
     from podpath.lab import LabError, LabSpec, up
 
-    spec = LabSpec(args.name, args.nodes, args.pods, args.services, args.overlay)
+    spec = LabSpec(
+        args.name,
+        args.nodes,
+        args.pods,
+        args.services,
+        args.overlay,
+        proxy_mode=args.proxy_mode,
+        runtime=args.runtime,
+    )
     # up() tears a half-built lab down on KeyboardInterrupt: make SIGTERM/SIGHUP one too.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
@@ -89,7 +115,7 @@ def _up(args: argparse.Namespace) -> int:
         lab = up(spec)
     except LabError as exc:
         raise CliError(str(exc), EXIT_FAILURE) from exc
-    print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s")
+    print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s ({lab.record.spec.runtime})")
     for node in lab.nodes:
         print(f"  {node.name}  {node.address}  pods {node.pod_cidr}  init pid {node.init_pid}")
     print(f"  {len(lab.pods)} pods, {len({s.ref for s in lab.services})} Services")

@@ -8,6 +8,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 OVERLAYS: tuple[str, ...] = ("vxlan", "host-gw")
+# The kube-proxy modes this kernel can run (no ip_vs: IPVS is modelled, not built).
+PROXY_MODES: tuple[str, ...] = ("iptables", "nftables")
+# containerd: a real containerd per node, pods made through CRI; runc-imitation: the
+# lab runs runc itself and writes the files containerd would (where containerd is absent).
+RUNTIMES: tuple[str, ...] = ("containerd", "runc-imitation")
 MAX_NODES = 2
 MAX_PODS_PER_NODE = 250
 MAX_SERVICES = 10_000
@@ -29,6 +34,8 @@ class LabSpec:
     pods: int = 4
     services: int = 3
     overlay: str = "vxlan"
+    proxy_mode: str = "iptables"
+    runtime: str = ""  # "" picks containerd where it is installed (lab.up resolves it)
 
     def validate(self) -> None:
         """Raise LabError when the spec cannot be built."""
@@ -47,6 +54,13 @@ class LabSpec:
             )
         if self.overlay not in OVERLAYS:
             raise LabError(f"--overlay must be one of {', '.join(OVERLAYS)}, not {self.overlay!r}")
+        if self.proxy_mode not in PROXY_MODES:
+            raise LabError(
+                f"--proxy-mode must be one of {', '.join(PROXY_MODES)}, not {self.proxy_mode!r}"
+                + (" (this kernel has no ip_vs)" if self.proxy_mode == "ipvs" else "")
+            )
+        if self.runtime and self.runtime not in RUNTIMES:
+            raise LabError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,8 @@ class NodeRecord:
     address: str  # underlay IPv4 address of the node's eth0
     pod_cidr: str
     vtep_mac: str  # MAC of flannel.1 (used only with the vxlan overlay)
+    containerd_pid: int = 0  # host PID of the node's containerd (0: runc imitation)
+    containerd_start: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,7 @@ class ServiceRecord:
     endpoints: tuple[tuple[str, int], ...]  # (pod IP, target port)
     svc_chain: str  # KUBE-SVC-...
     sep_chains: tuple[str, ...]  # KUBE-SEP-... in endpoint order
+    affinity: int | None = None  # ClientIP session affinity timeout in seconds, or None
 
     @property
     def ref(self) -> str:

@@ -4,17 +4,17 @@ A TCP SYN that no listening socket takes is answered with a RST (connection refu
 a UDP datagram with ICMP port unreachable: the branch's verdict is then "refused",
 not "delivered" -- the classic Service targetPort mismatch. A delivered packet names
 the process(es) and container(s) whose socket takes it. When the snapshot cannot
-tell (no socket table for that namespace: an older snapshot, a gap; IPVS taking the
-packet before any socket), the packet is delivered with "listeners unknown", never
-refused.
+tell (no socket table for that namespace: an older snapshot, a gap; IPVS mode with no
+IPVS state, where a virtual service could take the packet before any socket), the
+packet is delivered with "listeners unknown", never refused.
 """
 
 from __future__ import annotations
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.sockets import Packet as SocketLookup
+from podpath.analysis.sockets import containers_by_pid, local_endpoint, receivers
 from podpath.snapshot.model import Container, Link, Pod, Socket
-from podpath.sockets import Packet as SocketLookup
-from podpath.sockets import containers_by_pid, local_endpoint, receivers
 from podpath.trace.model import Hop, JsonValue, Packet
 
 # What the kernel sends back when no socket takes the first packet.
@@ -73,8 +73,13 @@ def _lookup(
     ns = index.netns_by_inode.get(netns)
     if ns is None or ns.sockets is None:
         return None, "this snapshot has no socket table for the namespace"
-    if netns == index.snapshot.root_netns and index.kube_proxy_mode.mode == "ipvs":
-        return None, "kube-proxy's IPVS takes packets for Service addresses before any socket"
+    if (
+        netns == index.snapshot.root_netns
+        and index.snapshot.ipvs is None
+        and index.kube_proxy_mode.mode == "ipvs"
+    ):
+        # With the IPVS state read the engine has already let IPVS take what it takes.
+        return None, "kube-proxy runs in IPVS mode and the snapshot has no IPVS state"
     lookup = SocketLookup(p.proto, p.dst, p.dport, p.src, p.sport, iif.ifindex if iif else None)
     found = receivers(ns, lookup)
     if found is None:
