@@ -307,14 +307,20 @@ class _Opener:
             return _open_error_gap(target, error, "socket")
         return _Opened(target, fd, rs, sockets)
 
-    @staticmethod
-    def _socket_here(target: NetnsTarget, fd: int) -> _Opened | Gap:
-        """A socket in the opener's own namespace, which is the target's."""
+    def _socket_here(self, target: NetnsTarget, fd: int) -> _Opened | Gap:
+        """Sockets in the opener's own namespace, which is the target's."""
         try:
-            return _Opened(target, fd, RouteSocket())
+            rs = RouteSocket()
         except OSError as exc:
             os.close(fd)
             return _open_error_gap(target, exc, "socket")
+        sockets: SocketReader | OSError | None = None
+        if self.open_sockets is not None:
+            try:
+                sockets = self.open_sockets()
+            except OSError as exc:
+                sockets = exc  # the sockets alone are a gap; the tables are still read
+        return _Opened(target, fd, rs, sockets)
 
 
 def _identity(fd: int) -> tuple[int, int] | None:
