@@ -133,7 +133,8 @@ class PodScreen(BaseScreen):
         netns = "host network" if pod.host_network else (pod.netns_path or pod.netns_inode)
         info = (
             f"netns {netns} · pause pid {pod.pause_pid} · {pod.runtime} sandbox "
-            f"{pod.sandbox_id[:13]} · uid {pod.uid}"
+            f"{pod.sandbox_id[:13]} · uid {pod.uid} · found by {pr.pod_sources(pod)}"
+            + pr.cni_record(pod)
         )
         self.query_one("#podinfo", Static).update(literal_content(info))
         for tab_id, _label, columns, build in TABS:
