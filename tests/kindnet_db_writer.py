@@ -5,9 +5,10 @@ main.go `start()` (busy timeout 1 s, foreign keys, WAL, then the tables, whose
 statements are tests/fixtures/realworld/kindnet/cni-kindnet-schema.sql) and netconf.go
 `writeNetworkConfigWithoutIPs` (INSERT) then `ipInsert` (one UPDATE per family).
 
-As a script (run inside a lab node): `python kindnet_db_writer.py DB [--hold CMD...]`
-reads rows as JSON from stdin and writes them; with --hold it keeps its connection
-open (so the -wal and -shm stay beside the database) while CMD runs, and prints
+As a script (run inside a lab node):
+`python kindnet_db_writer.py DB [--keep-open] [--run CMD...]` reads rows as JSON from
+stdin and writes them; with --run it then runs CMD, its connection still open with
+--keep-open (so the -wal and -shm stay beside the database), and prints
 {"before": listing, "after": listing, "stdout": CMD's output, "stderr": ...}.
 """
 
@@ -79,23 +80,24 @@ def listing(directory: str | Path) -> dict[str, int]:
 
 
 def main(argv: list[str]) -> int:
-    """Write stdin's rows to argv[0]; with --hold, run a command while the writer is open."""
+    """Write stdin's rows to argv[0]; then run the command after --run, writer open or closed."""
     path = Path(argv[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     con = create(path)
     for row in json.loads(sys.stdin.read()):
         add_pod(con, row)
-    if "--hold" not in argv:
+    if "--keep-open" not in argv:
+        con.close()
+    if "--run" not in argv:
         con.close()
         return 0
-    cmd = argv[argv.index("--hold") + 1 :]
+    cmd = argv[argv.index("--run") + 1 :]
     before = listing(path.parent)
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     after = listing(path.parent)
     con.close()
-    json.dump(
-        {"before": before, "after": after, "stdout": done.stdout, "stderr": done.stderr}, sys.stdout
-    )
+    report = {"before": before, "after": after, "stdout": done.stdout, "stderr": done.stderr}
+    json.dump(report, sys.stdout)
     return done.returncode
 
 
