@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from textual.app import ComposeResult
-from textual.content import Content
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from podpath.snapshot.model import Pod
