@@ -314,9 +314,8 @@ def test_stopped_listener_is_a_deadline(tmp_path: Path) -> None:
     assert caught.value.code == "DEADLINE_EXCEEDED"
 
 
-def test_server_closing_before_settings(tmp_path: Path) -> None:
-    """A socket that accepts and closes at once (not a gRPC server): UNAVAILABLE, said so."""
-    path = tmp_path / "closer.sock"
+def _raw_server_error(path: Path, reply: bytes) -> RpcError:
+    """The client's error against a socket that reads the request, sends `reply`, and closes."""
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(path))
     listener.listen(1)
@@ -325,6 +324,7 @@ def test_server_closing_before_settings(tmp_path: Path) -> None:
         conn, _ = listener.accept()
         with conn:
             conn.recv(1024)  # read first: closing on unread data would be a reset instead
+            conn.sendall(reply)
 
     thread = threading.Thread(target=answer, daemon=True)
     thread.start()
@@ -334,7 +334,13 @@ def test_server_closing_before_settings(tmp_path: Path) -> None:
     finally:
         thread.join(5)
         listener.close()
-    assert (caught.value.code, caught.value.detail) == (
+    return caught.value
+
+
+def test_server_closing_before_settings(tmp_path: Path) -> None:
+    """A socket that accepts and closes at once (not a gRPC server): UNAVAILABLE, said so."""
+    err = _raw_server_error(tmp_path / "closer.sock", b"")
+    assert (err.code, err.detail) == (
         "UNAVAILABLE",
         "no HTTP/2 settings came (the runtime closed the connection)",
     )
@@ -372,26 +378,9 @@ def test_stream_reset_maps_to_a_code(serve: Serve, reset: h2.errors.ErrorCodes, 
 
 def test_not_an_http2_server(tmp_path: Path) -> None:
     """An HTTP/1.1 answer to the preface: UNAVAILABLE, one sentence, no h2 exception."""
-    path = tmp_path / "http1.sock"
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(path))
-    listener.listen(1)
-
-    def answer() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(1024)
-            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    try:
-        with pytest.raises(RpcError) as caught:
-            Channel(str(path)).unary(PATH, b"", 3)
-    finally:
-        thread.join(5)
-        listener.close()
-    assert (caught.value.code, caught.value.detail) == (
+    reply = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+    err = _raw_server_error(tmp_path / "http1.sock", reply)
+    assert (err.code, err.detail) == (
         "UNAVAILABLE",
         "not an HTTP/2 server (it did not open with SETTINGS)",
     )
