@@ -9,6 +9,7 @@ dumps while the nf_tables generation id is unchanged.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import replace
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
     from podpath.collectors.conntrack import ConntrackResult
     from podpath.collectors.netfilter import NetfilterResult
+    from podpath.collectors.netlink.sock_diag import DiagSocket
+    from podpath.collectors.proc.net_sockets import ProcNetFiles
     from podpath.collectors.runtime.cri_state import CriListing
 
 # The collectors of the optional parts, and the thread pool that runs them, are imported
@@ -42,7 +45,8 @@ if TYPE_CHECKING:
 # imports are a third of its time.
 
 # The parts a snapshot is made of; `podpath ls KIND` collects only what KIND needs.
-ALL_PARTS = frozenset({"processes", "netns", "pods", "cni", "netfilter", "conntrack"})
+# "sockets" needs "netns": they are read by the same namespace scan.
+ALL_PARTS = frozenset({"processes", "netns", "sockets", "pods", "cni", "netfilter", "conntrack"})
 
 
 def take_snapshot(
@@ -119,8 +123,12 @@ def _collect_local(
     gaps += node_gaps
     # Listing namespaces alone needs only each namespace's lowest PID's command line.
     full = bool(parts & {"processes", "pods"})
-    # The fd tables (namespaces held by an fd) are read in the same pass.
-    processes, proc_gaps, fd_holders = scan_processes_and_fds(host, cancel, full=full)
+    # The fd tables (namespaces held by an fd, and who holds each socket) are read in
+    # the same pass.
+    sockets = "sockets" in parts and "netns" in parts
+    processes, proc_gaps, fd_holders = scan_processes_and_fds(
+        host, cancel, full=full, sockets=sockets
+    )
     gaps += proc_gaps
     scan = scan_namespaces(host, processes, cancel, fd_holders=fd_holders)
     gaps += scan.gaps
@@ -151,8 +159,13 @@ def _collect_local(
         from podpath.collectors.netlink.netns_scan import scan_network_namespaces
 
         targets = net_namespace_targets(host, scan)
-        netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel)
+        reader = _socket_reader(host, node.kernel) if sockets else None
+        netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel, reader)
         gaps += netns_gaps
+        if sockets:
+            from podpath.collectors.proc.net_sockets import with_owners
+
+            netns = with_owners(netns, fd_holders.sockets, processes)
     cni = CniState()
     if "cni" in parts or "pods" in parts:
         from podpath.collectors.cni import collect_cni
@@ -202,6 +215,20 @@ def _collect_local(
         ipvs=ipvs,
         ipsets=ipsets,
     )
+
+
+def _socket_reader(host: HostRoot, release: str) -> type[DiagSocket] | type[ProcNetFiles]:
+    """sock_diag when asking it loads no module, else /proc/net/{tcp,udp}{,6}.
+
+    PODPATH_SOCKETS_READER=procfs reads procfs everywhere (as PODPATH_NFT_READER=nft
+    makes nft list every table); nothing forces sock_diag, which could load a module.
+    """
+    from podpath.collectors.netlink.sock_diag import DiagSocket, handlers_present
+    from podpath.collectors.proc.net_sockets import ProcNetFiles
+
+    if os.environ.get("PODPATH_SOCKETS_READER") == "procfs":
+        return ProcNetFiles
+    return DiagSocket if handlers_present(host, release) else ProcNetFiles
 
 
 def _kernel_state(

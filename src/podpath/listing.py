@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.sockets import containers_by_pid, endpoint, is_listening, peer_endpoint
 from podpath.netfilter.kube_proxy import Service
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
-from podpath.snapshot.model import Link, Pod
+from podpath.snapshot.model import Container, Link, Pod, Socket, SocketOwner
 
 if TYPE_CHECKING:
     from podpath.netfilter.kube_proxy import Service
@@ -323,6 +324,95 @@ def fdb(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
+# --- sockets --------------------------------------------------------------------------
+
+
+def _owner_row(by_pid: dict[int, tuple[Pod, Container]], owner: SocketOwner) -> Row:
+    pod, container = by_pid.get(owner.pid, (None, None))
+    return {
+        "pid": owner.pid,
+        "comm": owner.comm,
+        "fd": owner.fd,
+        "pod": f"{pod.namespace}/{pod.name}" if pod else None,
+        "container": container.name if container else None,
+    }
+
+
+def _socket_row(
+    index: SnapshotIndex, by_pid: dict[int, tuple[Pod, Container]], sock: Socket
+) -> Row:
+    pod = index.pods_by_netns.get(sock.netns)
+    dev = _dev_name(index, sock.netns, sock.bound_dev) if sock.bound_dev else None
+    return {
+        "netns": sock.netns,
+        "netns_label": _netns_label(index, sock.netns),
+        "pod": f"{pod.namespace}/{pod.name}" if pod else None,
+        "netid": sock.protocol,
+        "family": sock.family,
+        "state": sock.state,
+        "recv_q": sock.recv_q,
+        "send_q": sock.send_q,
+        "local": sock.local,
+        "local_port": sock.local_port,
+        "peer": sock.peer,
+        "peer_port": sock.peer_port,
+        "v6only": sock.v6only,
+        "bound_dev": dev,
+        "inode": sock.inode,
+        "uid": sock.uid,
+        "owners": [_owner_row(by_pid, o) for o in sock.owners],
+    }
+
+
+def _process_cell(row: Row) -> str:
+    """ss -p's users:(("comm",pid=N,fd=M),...), without the users: prefix."""
+    return ",".join(f'("{o["comm"]}",pid={o["pid"]},fd={o["fd"]})' for o in row["owners"])
+
+
+def _container_cell(row: Row) -> str:
+    """Each owner's container; with its pod when that is not the namespace's own pod."""
+    names = []
+    for o in row["owners"]:
+        if o["container"] is None:
+            continue
+        names.append(o["container"] if o["pod"] == row["pod"] else f"{o['pod']}/{o['container']}")
+    return ",".join(dict.fromkeys(names))
+
+
+def sockets(index: SnapshotIndex, listening_only: bool = False) -> Listing:
+    """TCP and UDP sockets of every namespace, like `ss -tuanp` run in each (listeners first)."""
+    by_pid = containers_by_pid(index.snapshot.pods)
+    rows = []
+    for ns in index.snapshot.netns:
+        found = [s for s in ns.sockets or () if not listening_only or is_listening(s)]
+        found.sort(key=lambda s: (not is_listening(s), s.protocol, s.local_port, s.family))
+        rows += [_socket_row(index, by_pid, s) for s in found]
+    cols = (
+        Column("NETNS", _key("netns_label")),
+        Column("NETID", _key("netid")),
+        Column("STATE", _key("state")),
+        Column("RECV-Q", _key("recv_q"), True),
+        Column("SEND-Q", _key("send_q"), True),
+        Column(
+            "LOCAL",
+            lambda r: endpoint(
+                r["family"], r["local"], r["local_port"], r["v6only"], r["bound_dev"]
+            ),
+        ),
+        Column(
+            "PEER", lambda r: peer_endpoint(r["family"], r["peer"], r["peer_port"], r["v6only"])
+        ),
+        Column("PROCESS", _process_cell),
+        Column("CONTAINER", _container_cell),
+    )
+    return Listing(rows, cols)
+
+
+def listening_sockets(index: SnapshotIndex) -> Listing:
+    """Only the listening sockets (TCP LISTEN, unconnected UDP), like `ss -tulnp`."""
+    return sockets(index, listening_only=True)
+
+
 # --- netfilter, services, conntrack, cni, gaps ---------------------------------------
 
 
@@ -628,6 +718,7 @@ KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "iptables": iptables,
     "nft": nft,
     "services": services,
+    "sockets": sockets,
     "conntrack": conntrack,
     "cni": cni,
     "gaps": gaps,

@@ -27,6 +27,7 @@ _PARTS: dict[str, frozenset[str]] = {
     "iptables": frozenset({"netfilter"}),
     "nft": frozenset({"netfilter"}),
     "services": frozenset({"netfilter"}),
+    "sockets": frozenset({"processes", "netns", "sockets", "pods"}),
     "conntrack": frozenset({"conntrack"}),
     "cni": frozenset({"pods", "cni"}),
 }
@@ -68,6 +69,12 @@ def register(sub: Any) -> None:
         "--snapshot", metavar="FILE", help="read a snapshot file instead of the node"
     )
     ls.add_argument("--json", action="store_true", help="print JSON (like lsns -J / ip -j)")
+    ls.add_argument(
+        "-l",
+        "--listening",
+        action="store_true",
+        help="with `ls sockets`: only listening sockets (TCP LISTEN, unconnected UDP), like ss -l",
+    )
     ls.set_defaults(handler=_ls)
 
 
@@ -149,13 +156,16 @@ def _write_file(path: str, text: str) -> None:
 
 def _ls(args: argparse.Namespace) -> int:
     from podpath.analysis.index import SnapshotIndex
-    from podpath.listing import listing, render_text
+    from podpath.listing import listening_sockets, listing, render_text
 
+    if args.listening and args.kind != "sockets":
+        raise CliError("--listening applies to `podpath ls sockets` only")
     if args.snapshot:
         snapshot = load_snapshot(args.snapshot)
     else:
         snapshot = collect_live(args.host_root, _PARTS.get(args.kind))
-    result = listing(SnapshotIndex(snapshot), args.kind)
+    index = SnapshotIndex(snapshot)
+    result = listening_sockets(index) if args.listening else listing(index, args.kind)
     if args.json:
         sys.stdout.write(json_listing(args.kind, result.rows) + "\n")
     else:

@@ -276,6 +276,37 @@ class FdbEntry:
 
 
 @dataclass(frozen=True)
+class SocketOwner:
+    """A process holding a socket open, as `ss -p` shows it: ("comm",pid=N,fd=M)."""
+
+    pid: int
+    comm: str
+    fd: int
+
+
+@dataclass(frozen=True)
+class Socket:
+    """A TCP or UDP socket of one network namespace, as `ss -tuan` shows it."""
+
+    netns: int
+    protocol: str  # tcp | udp
+    family: int  # 4 or 6
+    state: str  # ss's names: LISTEN, UNCONN, ESTAB, TIME-WAIT, SYN-RECV, CLOSE-WAIT, ...
+    local: str  # the bound address; 0.0.0.0 or :: for a wildcard bind
+    local_port: int
+    peer: str | None = None  # None while unconnected (LISTEN, UNCONN)
+    peer_port: int | None = None
+    inode: int = 0  # sockfs inode; 0 for TIME-WAIT and not-yet-accepted connections
+    uid: int | None = None
+    recv_q: int = 0  # a listener's accept queue; otherwise bytes not yet read
+    send_q: int = 0  # a listener's backlog (sock_diag); otherwise bytes not yet acked
+    # IPv6 sockets: False when a wildcard bind also takes IPv4 (v4-mapped); None: unknown.
+    v6only: bool | None = None
+    bound_dev: int | None = None  # SO_BINDTODEVICE ifindex, when bound to one device
+    owners: tuple[SocketOwner, ...] = ()
+
+
+@dataclass(frozen=True)
 class NetNamespace:
     """Everything the kernel's network stack holds for one network namespace."""
 
@@ -289,6 +320,10 @@ class NetNamespace:
     rules: tuple[Rule, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
     fdb: tuple[FdbEntry, ...] = ()
+    # TCP and UDP sockets; None when they were not read (older snapshots, a gap).
+    sockets: tuple[Socket, ...] | None = None
+    # How they were read: "sock_diag" or "procfs" (which cannot tell v6only).
+    sockets_source: str | None = None
 
 
 @dataclass(frozen=True)
