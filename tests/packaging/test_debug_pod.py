@@ -213,11 +213,14 @@ def test_traces_in_the_debug_pod_equal_the_node_direct_ones(
 ) -> None:
     """`podpath trace --host-root /host` in the pod prints what the node-direct trace prints."""
     here = lab.pods_on("node1")
+    # A web pod listens on :80; a dns pod does not, and a trace to it is rightly refused.
+    web_pod = next(p for p in here if p.app == "web")
+    other = next(p for p in here if p is not web_pod)
     web = lab.service("default/web")[0]
     src, dst = {
         "pod-to-service": (here[0].ref, f"{web.cluster_ip}:{web.port}"),
-        "pod-to-pod": (here[0].ref, f"{here[1].ip}:80"),
-        "node-to-pod": ("node", f"{here[0].ip}:80"),
+        "pod-to-pod": (other.ref, f"{web_pod.ip}:80"),
+        "node-to-pod": ("node", f"{web_pod.ip}:80"),
     }[case]
     args = ["trace", "--from", src, "--to", dst, "--reply", "--json"]
     spec = node_debug_pod("node1", IMAGE, ["podpath", *args, "--host-root", "/host"], stdin=False)
