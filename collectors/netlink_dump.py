@@ -40,6 +40,9 @@ RTM_GETADDR = 22
 RTM_GETROUTE = 26
 RTM_GETNEIGH = 30
 RTM_GETRULE = 34
+RTM_GETQDISC = 38
+RTM_GETTFILTER = 46
+RTM_GETNETCONF = 82
 RTM_GETNSID = 90
 NETNSA_FD = 3
 
@@ -54,8 +57,19 @@ _NLMSGHDR = struct.Struct("=IHHII")
 _NSID_REQ = struct.Struct("=IHHIIBxxxHHI")  # nlmsghdr + rtgenmsg(padded) + NETNSA_FD u32
 
 # Family header of each dump request: ifinfomsg 16 bytes, ifaddrmsg 8, rtmsg 12,
-# fib_rule_hdr 12, ndmsg 12. Only the family byte is set: dump everything.
-_HEADER_LEN = {RTM_GETLINK: 16, RTM_GETADDR: 8, RTM_GETROUTE: 12, RTM_GETRULE: 12, RTM_GETNEIGH: 12}
+# fib_rule_hdr 12, ndmsg 12, tcmsg 20, netconfmsg 1 (padded to 4). Only the family byte
+# is set: dump everything.
+_HEADER_LEN = {
+    RTM_GETLINK: 16,
+    RTM_GETADDR: 8,
+    RTM_GETROUTE: 12,
+    RTM_GETRULE: 12,
+    RTM_GETNEIGH: 12,
+    RTM_GETQDISC: 20,
+    RTM_GETTFILTER: 20,
+    RTM_GETNETCONF: 4,
+}
+_TCMSG = struct.Struct("=BxxxiIII")
 
 
 class NetlinkError(OSError):
@@ -118,15 +132,16 @@ def _recv_view() -> memoryview:
     return view
 
 
-def _request(msg_type: int, family: int, seq: int) -> bytes:
-    header_len = _HEADER_LEN[msg_type]
-    payload = bytes([family]) + bytes(header_len - 1)
-    return _NLMSGHDR.pack(16 + header_len, msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + payload
+def _request(msg_type: int, family: int, seq: int, header: bytes | None = None) -> bytes:
+    payload = header if header is not None else bytes([family]) + bytes(_HEADER_LEN[msg_type] - 1)
+    return _NLMSGHDR.pack(16 + len(payload), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + payload
 
 
-def _dump_once(rs: RouteSocket, msg_type: int, family: int) -> tuple[list[bytes], bool]:
+def _dump_once(
+    rs: RouteSocket, msg_type: int, family: int, header: bytes | None = None
+) -> tuple[list[bytes], bool]:
     seq = rs.next_seq()
-    rs.sock.send(_request(msg_type, family, seq))
+    rs.sock.send(_request(msg_type, family, seq, header))
     parts: list[bytes] = []
     interrupted = False
     while True:
@@ -157,12 +172,19 @@ def _dump_once(rs: RouteSocket, msg_type: int, family: int) -> tuple[list[bytes]
 
 
 def dump(
-    rs: RouteSocket, msg_type: int, family: int = socket.AF_UNSPEC, attempts: int = MAX_ATTEMPTS
+    rs: RouteSocket,
+    msg_type: int,
+    family: int = socket.AF_UNSPEC,
+    attempts: int = MAX_ATTEMPTS,
+    header: bytes | None = None,
 ) -> DumpResult:
-    """Dump one table (RTM_GET* with NLM_F_DUMP); retry while the kernel flags it interrupted."""
+    """Dump one table (RTM_GET* with NLM_F_DUMP); retry while the kernel flags it interrupted.
+
+    `header` replaces the family-only request header, e.g. a tcmsg naming one interface.
+    """
     parts: list[bytes] = []
     for attempt in range(1, max(1, attempts) + 1):
-        parts, interrupted = _dump_once(rs, msg_type, family)
+        parts, interrupted = _dump_once(rs, msg_type, family, header)
         if not interrupted:
             return DumpResult(tuple(parts), False, attempt)
     return DumpResult(tuple(parts), True, max(1, attempts))
@@ -207,6 +229,11 @@ def dump_namespace(rs: RouteSocket, attempts: int = MAX_ATTEMPTS) -> NamespaceDu
         neighbours=dump(rs, RTM_GETNEIGH, attempts=attempts),
         fdb=dump(rs, RTM_GETNEIGH, AF_BRIDGE, attempts=attempts),
     )
+
+
+def tc_filter_header(ifindex: int, parent: int) -> bytes:
+    """The tcmsg of a filter dump of one interface below one parent (tc_dump_tfilter needs both)."""
+    return _TCMSG.pack(socket.AF_UNSPEC, ifindex, 0, parent, 0)
 
 
 def get_nsids(rs: RouteSocket, ns_fds: Sequence[int]) -> list[int | None]:

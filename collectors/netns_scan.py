@@ -9,6 +9,9 @@ How a namespace is reached (docs/architecture.md, "Entering namespaces"; docs/pe
   dumps are then read on the calling thread while the opener moves on.
 - Dumps are raw and decoded flat (`netlink_decode`); NLM_F_DUMP_INTR is checked on
   every message (`netlink_dump`).
+- Besides links, addresses, routes, rules, neighbours and FDB, each namespace's netconf
+  (forwarding, rp_filter, proxy_arp per interface) and tc qdiscs are dumped, and the
+  filters of every clsact/ingress qdisc (where eBPF dataplanes attach their programs).
 - A veth's peer is reported by the kernel as (IFLA_LINK_NETNSID, IFLA_LINK). netnsids
   are per-namespace, so each one is resolved by asking the kernel (RTM_GETNSID with the
   candidate namespace's fd) from the namespace that holds the veth: the root first,
@@ -30,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from podpath.collectors import netlink_dump as nd
+from podpath.collectors.netconf_decode import decode_netconf
 from podpath.collectors.netlink_decode import (
     AF_BRIDGE,
     decode_addresses,
@@ -46,6 +50,13 @@ from podpath.collectors.netlink_dump import (
     RouteSocket,
     dump,
     get_nsids,
+    tc_filter_header,
+)
+from podpath.collectors.tc_decode import (
+    EGRESS_PARENT,
+    INGRESS_PARENT,
+    decode_filters,
+    decode_qdiscs,
 )
 from podpath.snapshot.model import (
     Address,
@@ -54,9 +65,12 @@ from podpath.snapshot.model import (
     Link,
     LinkRef,
     Neighbour,
+    NetConf,
     NetNamespace,
     Route,
     Rule,
+    TcFilter,
+    TcQdisc,
 )
 
 CLONE_NEWNET = 0x40000000
@@ -107,6 +121,9 @@ class _Scanned:
     rules: list[Rule] = field(default_factory=list)
     neighbours: list[Neighbour] = field(default_factory=list)
     fdb: list[FdbEntry] = field(default_factory=list)
+    netconf: list[NetConf] = field(default_factory=list)
+    qdiscs: list[TcQdisc] = field(default_factory=list)
+    filters: list[TcFilter] = field(default_factory=list)
     # netnsid (as seen from this namespace) -> inode of the namespace it names
     nsids: dict[int, int] = field(default_factory=dict)
 
@@ -289,11 +306,16 @@ def _dump_gap(target: NetnsTarget, what: str, exc: OSError) -> Gap:
 
 
 def _dump_checked(
-    opened: _Opened, what: str, msg_type: int, family: int, gaps: list[Gap]
+    opened: _Opened,
+    what: str,
+    msg_type: int,
+    family: int,
+    gaps: list[Gap],
+    header: bytes | None = None,
 ) -> DumpResult:
     assert opened.rs is not None
     try:
-        result = dump(opened.rs, msg_type, family, MAX_ATTEMPTS)
+        result = dump(opened.rs, msg_type, family, MAX_ATTEMPTS, header)
     except (NetlinkError, OSError) as exc:
         gaps.append(_dump_gap(opened.target, what, exc))
         return DumpResult((), False, 0)
@@ -326,7 +348,26 @@ def _scan_one(opened: _Opened, gaps: list[Gap]) -> _Scanned:
     s.fdb = decode_fdb(
         _dump_checked(opened, "fdb", nd.RTM_GETNEIGH, AF_BRIDGE, gaps).buffers, inode
     )
+    s.netconf = decode_netconf(
+        _dump_checked(opened, "netconf", nd.RTM_GETNETCONF, fam, gaps).buffers
+    )
+    s.qdiscs = decode_qdiscs(_dump_checked(opened, "qdiscs", nd.RTM_GETQDISC, fam, gaps).buffers)
+    s.filters = _scan_filters(opened, s.qdiscs, gaps)
     return s
+
+
+def _scan_filters(opened: _Opened, qdiscs: list[TcQdisc], gaps: list[Gap]) -> list[TcFilter]:
+    """Filters of each clsact/ingress qdisc: a filter dump names one interface and parent."""
+    out: list[TcFilter] = []
+    for q in qdiscs:
+        if q.kind not in ("clsact", "ingress"):
+            continue
+        parents = (INGRESS_PARENT, EGRESS_PARENT) if q.kind == "clsact" else (INGRESS_PARENT,)
+        for parent in parents:
+            header = tc_filter_header(q.ifindex, parent)
+            result = _dump_checked(opened, "tc filters", nd.RTM_GETTFILTER, 0, gaps, header)
+            out.extend(decode_filters(result.buffers))
+    return out
 
 
 def _ask_nsids(s: _Scanned, candidates: Sequence[_Scanned], gaps: list[Gap]) -> None:
@@ -410,6 +451,9 @@ def _build(s: _Scanned, netnsid: int | None) -> NetNamespace:
         rules=tuple(s.rules),
         neighbours=tuple(s.neighbours),
         fdb=tuple(s.fdb),
+        netconf=tuple(s.netconf),
+        qdiscs=tuple(s.qdiscs),
+        tc_filters=tuple(s.filters),
     )
 
 
