@@ -141,6 +141,10 @@ def _collect_local(
         targets = net_namespace_targets(host, scan)
         netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel)
         gaps += netns_gaps
+        from podpath.collectors.bpf_info import name_programs
+
+        netns, bpf_gaps = name_programs(netns)
+        gaps += bpf_gaps
     cni = CniState()
     if "cni" in parts or "pods" in parts:
         from podpath.collectors.cni import collect_cni
