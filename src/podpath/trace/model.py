@@ -22,6 +22,7 @@ HOP_KINDS = (
     "deliver",
     "drop",
     "leave",
+    "ebpf",
 )
 # Branch verdicts of the JSON contract.
 VERDICTS = ("delivered", "dropped", "leaves-node", "uncertain")

@@ -12,13 +12,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from podpath.trace.model import Branch, Hop, Packet
+from podpath.trace.probe import hostport
 
 if TYPE_CHECKING:
     from podpath.trace.engine import Engine, Flow
 
 
 def _ap(addr: str | None, port: int | None) -> str:
-    return f"{addr}:{port}" if port is not None else str(addr)
+    return hostport(addr, port)
 
 
 def reverse(engine: Engine, flow: Flow, kind: str) -> Flow:
