@@ -12,19 +12,43 @@ Branches split at `-m statistic`/`numgen` and carry their probability.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from podpath.dataplane import detect
 from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link, NetNamespace, Snapshot
 from podpath.trace import reply as ct
+from podpath.trace import sysctls
+from podpath.trace.ebpf import Attachment, attached, ebpf_hop
 from podpath.trace.hooks import Stage, iptables_stages, run_hook
-from podpath.trace.links import fdb_port, primary_address, resolve_mac, vxlan_remote
+from podpath.trace.links import (
+    MacResolution,
+    fdb_port,
+    primary_address,
+    resolve_mac,
+    vxlan_remote,
+)
 from podpath.trace.matches import MatchEnv
 from podpath.trace.model import Branch, Hop, JsonValue, NatRecord, Packet, Trace
 from podpath.trace.netfilter import NfEnv
-from podpath.trace.probe import Probe, resolve_destination, resolve_source
-from podpath.trace.routing import DROP_TYPES, RouteDecision, lookup, table_name
+from podpath.trace.probe import (
+    Destination,
+    Probe,
+    Source,
+    hostport,
+    resolve_destination,
+    resolve_source,
+)
+from podpath.trace.routing import (
+    DROP_TYPES,
+    RouteDecision,
+    has_source_rules,
+    lookup,
+    select_source,
+    table_name,
+    validate_source,
+)
 
 MAX_STEPS = 48
 
@@ -73,6 +97,18 @@ class Engine:
             addr: owners[0] for addr, owners in seen.items() if len({o[0] for o in owners}) == 1
         }
 
+    def remote_owner(self, node: int) -> Callable[[str], tuple[str, str | None] | None]:
+        """Who answers ARP/NDP for an address on another loaded node (for node `node`'s wire)."""
+
+        def owner(ip: str) -> tuple[str, str | None] | None:
+            found = self._owners.get(ip)
+            if found is None or found[0] == node:
+                return None
+            target, link = found
+            return f"node {self.hostname(target)} ({link.name} {link.mac})", link.mac
+
+        return owner
+
     def hostname(self, node: int) -> str:
         """The hostname of a node."""
         return self.indexes[node].snapshot.node.hostname
@@ -95,7 +131,7 @@ class Engine:
             return f"pod {pod.namespace}/{pod.name}"
         ns = index.netns_by_inode.get(netns)
         if ns is not None and ns.paths:
-            return ns.paths[0]
+            return f"netns {ns.paths[0]}"
         return f"netns {netns}"
 
     def stages(self, node: int, hook: str, family: int) -> list[Stage]:
@@ -228,7 +264,7 @@ class Engine:
     # --- routing ----------------------------------------------------------------------
 
     def route(
-        self, flow: Flow, iif: str = "lo", note: str = ""
+        self, flow: Flow, iif: str = "lo", note: str = "", source_note: str = ""
     ) -> tuple[RouteDecision, Hop] | None:
         """Look the route up in the flow's namespace, as a hop."""
         ns = self.netns(flow)
@@ -247,6 +283,8 @@ class Engine:
         details = [f"rule {decision.rule}", f"table {table_name(decision.table)}"]
         if note:
             details.insert(0, note)
+        if source_note:
+            details.append(source_note)
         if iif != "lo":
             details.append(f"input interface {iif}")
         details.extend(decision.notes)
@@ -277,9 +315,28 @@ class Engine:
         if routed is None:
             return self.unsure(flow, f"network namespace {flow.netns} is not in the snapshot")
         decision, hop = routed
+        if flow.packet.src is None and decision.type not in DROP_TYPES and decision.type != "none":
+            ns = self.netns(flow)
+            assert ns is not None
+            choice = select_source(ns, decision, flow.packet.dst)
+            source_note = f"source {choice.address or '(none)'}: {choice.how}"
+            hop = replace(
+                hop,
+                details=hop.details + (source_note,),
+                data={**hop.data, "chosen_src": choice.address},
+            )
+            flow = replace(flow, packet=flow.packet.with_(src=choice.address))
+            if choice.address is None:
+                return self.drop(flow.add(hop), choice.how, "route")
+            if has_source_rules(ns, 6 if ":" in flow.packet.dst else 4):
+                # ip_route_connect(): with the source chosen, the kernel looks up again,
+                # and a rule that selects on the source can now pick another table.
+                flow = flow.add(hop)
+                again = self.route(flow, note="second lookup with the chosen source")
+                if again is None:
+                    return self.unsure(flow, "namespace vanished")
+                decision, hop = again
         flow = flow.add(hop)
-        if flow.packet.src is None:
-            flow = replace(flow, packet=flow.packet.with_(src=self._source(flow, decision)))
         if decision.type in DROP_TYPES or decision.type == "none":
             return self.no_route(flow, decision)
         index = self.indexes[flow.node]
@@ -301,15 +358,6 @@ class Engine:
             else:
                 results.extend(self.after_output(f, decision))
         return results
-
-    def _source(self, flow: Flow, decision: RouteDecision) -> str | None:
-        if decision.type == "local":
-            return flow.packet.dst
-        if decision.prefsrc:
-            return decision.prefsrc
-        link = self.indexes[flow.node].link(flow.netns, decision.dev)
-        fam = 6 if ":" in flow.packet.dst else 4
-        return primary_address(link, fam) if link else None
 
     def after_output(self, flow: Flow, decision: RouteDecision) -> list[Branch]:
         """POSTROUTING and transmission (or local delivery) of a locally generated packet."""
@@ -342,6 +390,10 @@ class Engine:
         flow = replace(flow, steps=flow.steps + 1)
         if flow.steps > MAX_STEPS:
             return self.unsure(flow, "too many hops: a routing loop?")
+        ns = self.netns(flow)
+        if ns is not None:
+            for program in attached(ns, iif, "ingress"):
+                return self.ebpf(flow, iif, program)
         flow = self.reverse_snat(flow)
         going, ended = self.hook_split(flow, "PREROUTING", self.env(flow, iif, None))
         results = list(ended)
@@ -358,11 +410,42 @@ class Engine:
         flow = flow.add(hop)
         if decision.type in DROP_TYPES or decision.type == "none":
             return self.no_route(flow, decision)
+        ns = self.netns(flow)
+        assert ns is not None
+        facts = self.indexes[flow.node].snapshot.node if self.is_root(flow) else None
+        family = 6 if ":" in flow.packet.dst else 4
+        if decision.type not in ("local", "broadcast"):
+            fwd = sysctls.forwarding(ns, family, iif, facts)
+            if fwd is False:
+                if family == 6:
+                    name = "net.ipv6.conf.all.forwarding"
+                elif sysctls.has_netconf(ns):
+                    name = f"net.ipv4.conf.{iif.name}.forwarding"
+                else:
+                    name = "net.ipv4.ip_forward"
+                where = self.label(flow.node, flow.netns)
+                return self.drop(
+                    flow, f"{name} is 0: {where} does not forward (ICMP host unreachable)", "sysctl"
+                )
+        if family == 4 and flow.packet.src is not None:
+            check = validate_source(
+                ns,
+                flow.packet.src,
+                flow.packet.dst,
+                iif,
+                sysctls.rp_filter(ns, iif, facts),
+                flow.packet.mark,
+            )
+            if not check.ok:
+                return self.drop(
+                    flow, f"{check.reason} (a martian: the kernel drops it)", "rp_filter"
+                )
+            if check.mode:
+                flow = replace(
+                    flow, hops=flow.hops[:-1] + (_with_detail(flow.hops[-1], check.reason),)
+                )
         if decision.type in ("local", "broadcast"):
             return self.local_in(flow, iif)
-        facts = self.indexes[flow.node].snapshot.node
-        if self.is_root(flow) and facts.ip_forward == 0:
-            return self.drop(flow, "net.ipv4.ip_forward is 0: the node does not forward", "sysctl")
         index = self.indexes[flow.node]
         out = index.link(flow.netns, decision.dev)
         going, ended = self.hook_split(flow, "FORWARD", self.env(flow, iif, out))
@@ -382,8 +465,7 @@ class Engine:
             f = self.reverse_dnat(f)
             where = self.label(f.node, f.netns)
             p = f.packet
-            port = f":{p.dport}" if p.dport is not None else ""
-            text = f"delivered to {where}: {p.proto} {p.dst}{port}"
+            text = f"delivered to {where}: {p.proto} {hostport(p.dst, p.dport)}"
             pod = self.indexes[f.node].pods_by_netns.get(f.netns)
             hop = Hop(
                 "deliver",
@@ -400,7 +482,9 @@ class Engine:
                 },
             )
             results.append(
-                self.finish(f, "delivered", f"delivered to {where} ({p.dst}{port})", hop)
+                self.finish(
+                    f, "delivered", f"delivered to {where} ({hostport(p.dst, p.dport)})", hop
+                )
             )
         return results
 
@@ -424,6 +508,10 @@ class Engine:
             return self.unsure(flow, f"output device {decision.dev} is not in the snapshot")
         if link.state == "DOWN":
             return self.drop(flow, f"{link.name} is down", "link")
+        ns = self.netns(flow)
+        if ns is not None:
+            for program in attached(ns, link, "egress"):
+                return self.ebpf(flow, link, program)
         nexthop = decision.gateway or flow.packet.dst
         if link.kind == "vxlan":
             return self.vxlan(flow, link, nexthop)
@@ -433,20 +521,50 @@ class Engine:
             return self.veth(flow, link, nexthop)
         return self.leave(flow, link, nexthop)
 
-    def neighbour_hop(self, flow: Flow, link: Link, nexthop: str) -> tuple[str | None, Hop]:
-        """Resolve the next hop's MAC on link, as a hop."""
+    def neighbour_hop(self, flow: Flow, link: Link, nexthop: str) -> tuple[Flow, MacResolution]:
+        """Resolve the next hop's MAC on link: the flow with the hop (and any assumption)."""
         ns = self.netns(flow)
         assert ns is not None
-        res = resolve_mac(self.indexes[flow.node], ns, link, nexthop)
+        res = resolve_mac(
+            self.indexes[flow.node],
+            ns,
+            link,
+            nexthop,
+            self._arp_sender(flow, ns, link),
+            self.remote_owner(flow.node),
+        )
+        from_table = res.entry is not None and res.mac is not None and res.mac == res.entry.lladdr
         data: dict[str, JsonValue] = {
             "netns": flow.netns,
             "dev": link.name,
             "ip": nexthop,
             "lladdr": res.mac,
             "state": list(res.entry.state) if res.entry else None,
-            "from_table": res.entry is not None,
+            "from_table": from_table,
+            "answered": res.answered,
         }
-        return res.mac, Hop("neighbour", self.hostname(flow.node), res.how, (), (), data)
+        hop = Hop("neighbour", self.hostname(flow.node), res.how, res.details, (), data)
+        flow = flow.add(hop)
+        if res.uncertain:
+            flow = replace(flow, uncertain=flow.uncertain + (res.uncertain,))
+        return flow, res
+
+    def _arp_sender(self, flow: Flow, ns: NetNamespace, link: Link) -> str | None:
+        """The sender address of the ARP request: the packet's source when it is local
+        (arp_announce=0), else the device's own address (arp_solicit)."""
+        src = flow.packet.src
+        if src is not None and src in self.indexes[flow.node].local_addresses.get(flow.netns, ()):
+            return src
+        return primary_address(link, 6 if ":" in flow.packet.dst else 4)
+
+    def unresolved(self, flow: Flow, res: MacResolution) -> list[Branch]:
+        """The next hop never answered: the kernel drops the queued packet (EHOSTUNREACH)."""
+        return self.drop(flow, res.how, "neighbour")
+
+    def ebpf(self, flow: Flow, link: Link, program: Attachment) -> list[Branch]:
+        """An eBPF program decides here; podpath cannot run it, so the branch stops, named."""
+        hop = ebpf_hop(self.hostname(flow.node), flow.netns, link, program)
+        return [self.finish(flow.add(hop), "uncertain", hop.text)]
 
     def veth(self, flow: Flow, link: Link, nexthop: str) -> list[Branch]:
         """Across a veth pair into the peer namespace (and its bridge, if it is a port)."""
@@ -456,8 +574,10 @@ class Engine:
             # The node's own uplink is a veth whose peer lies outside every snapshot (a
             # kind/container node's eth0, the lab's underlay): that is the wire out.
             return self.leave(flow, link, nexthop)
-        mac, nhop = self.neighbour_hop(flow, link, nexthop)
-        flow = flow.add(nhop)
+        flow, res = self.neighbour_hop(flow, link, nexthop)
+        mac = res.mac
+        if not res.answered:
+            return self.unresolved(flow, res)
         if peer is None:
             return self.unsure(flow, f"the peer of veth {link.name} is not in the snapshot")
         there = self.label(flow.node, peer.netns)
@@ -513,8 +633,10 @@ class Engine:
         ns = self.netns(flow)
         assert ns is not None
         if nexthop is not None:
-            mac, nhop = self.neighbour_hop(flow, bridge, nexthop)
-            flow = flow.add(nhop)
+            flow, res = self.neighbour_hop(flow, bridge, nexthop)
+            mac = res.mac
+            if not res.answered:
+                return self.unresolved(flow, res)
         if mac is None:
             return self.unsure(flow, f"no MAC for {nexthop} on {bridge.name}")
         entry = fdb_port(ns, bridge, mac)
@@ -620,8 +742,10 @@ class Engine:
 
     def vxlan(self, flow: Flow, device: Link, nexthop: str) -> list[Branch]:
         """Encapsulate toward the remote VTEP and route the outer packet over the underlay."""
-        mac, nhop = self.neighbour_hop(flow, device, nexthop)
-        flow = flow.add(nhop)
+        flow, res = self.neighbour_hop(flow, device, nexthop)
+        mac = res.mac
+        if not res.answered:
+            return self.unresolved(flow, res)
         ns = self.netns(flow)
         assert ns is not None
         if mac is None:
@@ -731,8 +855,9 @@ class Engine:
 
     def leave(self, flow: Flow, link: Link, nexthop: str) -> list[Branch]:
         """Out of a plain device: to another traced node, or out of the picture."""
-        mac, nhop = self.neighbour_hop(flow, link, nexthop)
-        flow = flow.add(nhop)
+        flow, res = self.neighbour_hop(flow, link, nexthop)
+        if not res.answered:
+            return self.unresolved(flow, res)
         # The next hop decides where the frame lands; a node reached through a router
         # other than itself is out of the picture (its receiving device is unknown).
         owner = self._owners.get(nexthop)
@@ -744,6 +869,28 @@ class Engine:
             flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0)
         )
         return self.receive(moved, arrive)
+
+
+def _ebpf_services(
+    indexes: Sequence[SnapshotIndex], source: Source, dest: Destination
+) -> tuple[str, ...]:
+    """On an eBPF dataplane without kube-proxy rules, a Service address is not what it seems."""
+    index = indexes[source.node]
+    known = any(
+        dest.address in ix.pods_by_ip
+        or dest.address in ix.local_addresses.get(ix.snapshot.root_netns, ())
+        for ix in indexes
+    )
+    if known:
+        return ()
+    plane = detect(index)
+    if not plane.ebpf or plane.kube_proxy_rules:
+        return ()
+    return (
+        f"{plane.summary}: a Service address is resolved in eBPF maps (kube-proxy replacement) "
+        "and socket-level load balancing may rewrite the destination at connect(); "
+        "podpath cannot see which backend is chosen",
+    )
 
 
 def _indexes(snapshots: Sequence[Snapshot | SnapshotIndex]) -> list[SnapshotIndex]:
@@ -761,11 +908,13 @@ def trace(
     Pass SnapshotIndex objects to reuse parsed rulesets across traces.
     """
     indexes = _indexes(snapshots)
-    source = resolve_source(indexes, probe.source)
-    dest = resolve_destination(indexes, probe.destination, probe.proto)
+    dest = resolve_destination(indexes, probe.destination, probe.proto, probe.family)
+    # The source speaks the destination's family (a dual-stack pod has one of each).
+    source = resolve_source(indexes, probe.source, 6 if ":" in dest.address else 4)
     packet = Packet(source.address, dest.address, probe.proto, probe.sport, dest.port)
     engine = Engine(indexes, explain)
-    branches = engine.output(Flow(packet, source.node, source.netns))
+    flow = Flow(packet, source.node, source.netns, uncertain=_ebpf_services(indexes, source, dest))
+    branches = engine.output(flow)
     if reply:
         branches = [replace(b, reply=tuple(ct.trace_reply(engine, b))) for b in branches]
     probe_json: dict[str, JsonValue] = probe.as_json()
@@ -781,3 +930,7 @@ def trace(
         }
     )
     return Trace(probe_json, tuple(sorted(branches, key=lambda b: -b.probability)))
+
+
+def _with_detail(hop: Hop, detail: str) -> Hop:
+    return replace(hop, details=hop.details + (detail,))
