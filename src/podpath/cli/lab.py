@@ -27,10 +27,28 @@ def register(sub: Any) -> None:
 
     p = cmds.add_parser("up", help="build a lab")
     _name(p)
-    p.add_argument("--nodes", type=int, default=1, choices=(1, 2))
+    p.add_argument("--nodes", type=int, default=1, choices=(1, 2, 3, 4, 5))
     p.add_argument("--pods", type=int, default=4, help="pods per node (default 4)")
     p.add_argument("--services", type=int, default=3, help="Services, incl. kube-dns and web")
-    p.add_argument("--overlay", default="vxlan", choices=("vxlan", "host-gw"))
+    p.add_argument(
+        "--overlay",
+        default="vxlan",
+        choices=("vxlan", "host-gw"),
+        help="how pods cross nodes with --cni bridge or calico: VXLAN, or routes via the nodes",
+    )
+    p.add_argument(
+        "--cni",
+        default="bridge",
+        choices=("bridge", "calico", "ptp", "aws-vpc"),
+        help="pod network: bridge (+flannel), calico (routed, proxy ARP), ptp (kindnet), "
+        "aws-vpc (ENIs, policy rules)",
+    )
+    p.add_argument(
+        "--ip-family",
+        default="ipv4",
+        choices=("ipv4", "ipv6", "dual"),
+        help="pod and Service address families (dual: both, IPv4 first)",
+    )
     p.set_defaults(handler=_up)
 
     p = cmds.add_parser("down", help="tear a lab down, leaving nothing behind")
@@ -56,6 +74,7 @@ def register(sub: Any) -> None:
     p.add_argument("src", metavar="FROM", help="pod name, namespace/name or IP, or a node")
     p.add_argument("dst", metavar="TO[:PORT]", help="pod, Service (ns/name), VIP, or node")
     p.add_argument("--udp", action="store_true", help="probe UDP (e.g. kube-dns:53)")
+    p.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6 addresses of names")
     p.set_defaults(handler=_probe)
 
     p = cmds.add_parser("record", help="save a snapshot of every node: DIR/NODE.json")
@@ -80,7 +99,9 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _up(args: argparse.Namespace) -> int:
     from podpath.lab import LabError, LabSpec, up
 
-    spec = LabSpec(args.name, args.nodes, args.pods, args.services, args.overlay)
+    spec = LabSpec(
+        args.name, args.nodes, args.pods, args.services, args.overlay, args.cni, args.ip_family
+    )
     # up() tears a half-built lab down on KeyboardInterrupt: make SIGTERM/SIGHUP one too.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
@@ -90,8 +111,10 @@ def _up(args: argparse.Namespace) -> int:
     except LabError as exc:
         raise CliError(str(exc), EXIT_FAILURE) from exc
     print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s")
-    for node in lab.nodes:
-        print(f"  {node.name}  {node.address}  pods {node.pod_cidr}  init pid {node.init_pid}")
+    print(f"  cni {spec.cni}, {spec.ip_family}" + (f", {spec.overlay}" if spec.nodes > 1 else ""))
+    for node, record in zip(lab.nodes, lab.record.nodes, strict=True):
+        cidrs = " ".join(c for c in (node.pod_cidr, record.pod_cidr6) if c)
+        print(f"  {node.name}  {node.address}  pods {cidrs}  init pid {node.init_pid}")
     print(f"  {len(lab.pods)} pods, {len({s.ref for s in lab.services})} Services")
     print(f"shell:  podpath lab shell --name {lab.name} node1")
     print(f"down:   podpath lab down --name {lab.name}")
@@ -121,12 +144,15 @@ def _status(args: argparse.Namespace) -> int:
     if not labs:
         print("no labs")
         return EXIT_OK
-    print(f"{'NAME':<24} {'STATE':<7} {'NODES':>5} {'PODS':>5} {'SVCS':>5} {'OVERLAY':<8} UP(s)")
+    print(
+        f"{'NAME':<24} {'STATE':<7} {'NODES':>5} {'PODS':>5} {'SVCS':>5} {'CNI':<8} "
+        f"{'FAMILY':<6} {'OVERLAY':<8} UP(s)"
+    )
     for s in labs:
         state = "up" if s.alive else "dead"
         print(
             f"{s.name:<24} {state:<7} {s.nodes:>5} {s.pods:>5} {s.services:>5} "
-            f"{s.overlay:<8} {s.up_seconds:.1f}"
+            f"{s.cni:<8} {s.ip_family:<6} {s.overlay:<8} {s.up_seconds:.1f}"
         )
     return EXIT_OK
 
@@ -181,10 +207,13 @@ def _probe(args: argparse.Namespace) -> int:
 
     lab = _loaded(args.name)
     try:
-        result = lab.probe(args.src, args.dst, proto="udp" if args.udp else "tcp")
+        result = lab.probe(
+            args.src, args.dst, proto="udp" if args.udp else "tcp", family=6 if args.ipv6 else None
+        )
     except LabError as exc:
         raise CliError(str(exc)) from exc
-    where = f"{result.address}:{result.port}/{result.proto}"
+    host = f"[{result.address}]" if ":" in result.address else result.address
+    where = f"{host}:{result.port}/{result.proto}"
     if not result.ok:
         print(f"{result.src} -> {args.dst} ({where}): FAILED: {result.error}")
         return EXIT_FAILURE

@@ -58,54 +58,70 @@ def _service(
     )
 
 
-def synthetic_ip(index: int) -> str:
+def synthetic_ip(index: int, family: int = 4) -> str:
     """ClusterIP of synthetic Service `index` (0-based), clear of kube-dns and web."""
+    if family == 6:
+        return f"fd00:10:96::{1 + index // 250:x}:{1 + index % 250:x}"
     return f"10.96.{1 + index // 250}.{1 + index % 250}"
 
 
+# kube-dns and web ClusterIPs per family (IPv6 from the lab's SERVICE_CIDR6).
+DNS_IPS = {4: DNS_IP, 6: "fd00:10:96::a"}
+WEB_IPS = {4: "10.96.0.100", 6: "fd00:10:96::64"}
+
+
+def pod_ip(pod: PodRecord, family: int) -> str | None:
+    """A pod's address of one family (records from before dual-stack hold only `ip`)."""
+    for ip in pod.ips or (pod.ip,):
+        if (":" in ip) == (family == 6):
+            return ip
+    return None
+
+
 def services(spec: LabSpec, pods: list[PodRecord]) -> list[ServiceRecord]:
-    """kube-dns (53 udp+tcp), web (80/tcp + NodePort), then synthetic Services up to spec."""
-    dns = [p for p in pods if p.app == "dns"]
-    web = sorted((p for p in pods if p.app == "web"), key=lambda p: (p.node, p.name))
+    """kube-dns (53 udp+tcp), web (80/tcp + NodePort), then synthetic Services up to spec.
+
+    A dual-stack lab gets each of kube-dns and web in both families, as a
+    PreferDualStack Service has a ClusterIP of each; synthetic Services use the primary
+    family only.
+    """
+    out: list[ServiceRecord] = []
+    for n, family in enumerate(spec.families):
+        out += _services(spec, pods, family, synthetic=n == 0)
+    return out
+
+
+def _services(
+    spec: LabSpec, pods: list[PodRecord], family: int, synthetic: bool
+) -> list[ServiceRecord]:
+    dns = [ip for p in pods if p.app == "dns" and (ip := pod_ip(p, family))]
+    web_pods = sorted((p for p in pods if p.app == "web"), key=lambda p: (p.node, p.name))
+    web = [ip for p in web_pods if (ip := pod_ip(p, family))]
     out = [
         _service(
-            "kube-system",
-            "kube-dns",
-            "dns",
-            "UDP",
-            DNS_IP,
-            53,
-            None,
-            tuple((p.ip, 53) for p in dns),
+            "kube-system", "kube-dns", "dns", "UDP", DNS_IPS[family], 53, None,
+            tuple((ip, 53) for ip in dns),
         ),
         _service(
-            "kube-system",
-            "kube-dns",
-            "dns-tcp",
-            "TCP",
-            DNS_IP,
-            53,
-            None,
-            tuple((p.ip, 53) for p in dns),
+            "kube-system", "kube-dns", "dns-tcp", "TCP", DNS_IPS[family], 53, None,
+            tuple((ip, 53) for ip in dns),
         ),
         _service(
-            "default",
-            "web",
-            "http",
-            "TCP",
-            "10.96.0.100",
-            80,
-            WEB_NODE_PORT,
-            tuple((p.ip, 80) for p in web),
+            "default", "web", "http", "TCP", WEB_IPS[family], 80, WEB_NODE_PORT,
+            tuple((ip, 80) for ip in web),
         ),
-    ]
+    ]  # fmt: skip
+    if not synthetic:
+        return out
     for i in range(spec.services - 2):
         endpoints: tuple[tuple[str, int], ...] = ()
         if web and i % NO_ENDPOINTS_EVERY != NO_ENDPOINTS_EVERY - 1:
-            picks = {web[(i + k) % len(web)].ip for k in range(ENDPOINTS_PER_SYNTHETIC)}
+            picks = {web[(i + k) % len(web)] for k in range(ENDPOINTS_PER_SYNTHETIC)}
             endpoints = tuple((ip, 80) for ip in sorted(picks))
         ns = SYNTHETIC_NAMESPACES[i % len(SYNTHETIC_NAMESPACES)]
         out.append(
-            _service(ns, f"svc-{i + 1:04d}", "http", "TCP", synthetic_ip(i), 80, None, endpoints)
+            _service(
+                ns, f"svc-{i + 1:04d}", "http", "TCP", synthetic_ip(i, family), 80, None, endpoints
+            )
         )
     return out

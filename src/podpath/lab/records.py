@@ -8,7 +8,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 OVERLAYS: tuple[str, ...] = ("vxlan", "host-gw")
-MAX_NODES = 2
+# Pod network shapes: the CNI bridge plugin (+ flannel-style overlay), Calico's routed
+# veths, kindnet's ptp veths, the AWS VPC CNI's ENI policy routing.
+CNIS: tuple[str, ...] = ("bridge", "calico", "ptp", "aws-vpc")
+IP_FAMILIES: tuple[str, ...] = ("ipv4", "ipv6", "dual")
+MAX_NODES = 5
 MAX_PODS_PER_NODE = 250
 MAX_SERVICES = 10_000
 
@@ -22,13 +26,20 @@ class LabError(Exception):
 
 @dataclass(frozen=True)
 class LabSpec:
-    """The shape of a lab: how many nodes, pods per node and Services, and the overlay."""
+    """The shape of a lab: nodes, pods per node, Services, the pod network and its families."""
 
     name: str
     nodes: int = 1
     pods: int = 4
     services: int = 3
     overlay: str = "vxlan"
+    cni: str = "bridge"
+    ip_family: str = "ipv4"
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The IP families of pods and Services, the primary one first."""
+        return {"ipv4": (4,), "ipv6": (6,), "dual": (4, 6)}[self.ip_family]
 
     def validate(self) -> None:
         """Raise LabError when the spec cannot be built."""
@@ -47,6 +58,14 @@ class LabSpec:
             )
         if self.overlay not in OVERLAYS:
             raise LabError(f"--overlay must be one of {', '.join(OVERLAYS)}, not {self.overlay!r}")
+        if self.cni not in CNIS:
+            raise LabError(f"--cni must be one of {', '.join(CNIS)}, not {self.cni!r}")
+        if self.ip_family not in IP_FAMILIES:
+            raise LabError(
+                f"--ip-family must be one of {', '.join(IP_FAMILIES)}, not {self.ip_family!r}"
+            )
+        if self.cni == "aws-vpc" and self.ip_family != "ipv4":
+            raise LabError("the aws-vpc lab is IPv4 only (the VPC CNI's IPv6 mode is not built)")
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,8 @@ class NodeRecord:
     address: str  # underlay IPv4 address of the node's eth0
     pod_cidr: str
     vtep_mac: str  # MAC of flannel.1 (used only with the vxlan overlay)
+    address6: str | None = None  # underlay IPv6 address of eth0 (ipv6 and dual labs)
+    pod_cidr6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,7 @@ class PodRecord:
     containers: tuple[tuple[str, str], ...]  # (container name, container id)
     app: str  # "web" or "dns": what its app container serves
     qos: str  # kubelet QoS class directory: besteffort | burstable
+    ips: tuple[str, ...] = ()  # every address of the pod, `ip` (the primary family's) first
 
     @property
     def ref(self) -> str:
@@ -144,7 +166,10 @@ def _tuples(items: list[list[Any]]) -> tuple[tuple[Any, ...], ...]:
 
 
 def _record_from_dict(raw: dict[str, Any]) -> LabRecord:
-    pods = tuple(PodRecord(**{**p, "containers": _tuples(p["containers"])}) for p in raw["pods"])
+    pods = tuple(
+        PodRecord(**{**p, "containers": _tuples(p["containers"]), "ips": tuple(p.get("ips", ()))})
+        for p in raw["pods"]
+    )
     services = tuple(
         ServiceRecord(
             **{**s, "endpoints": _tuples(s["endpoints"]), "sep_chains": tuple(s["sep_chains"])}
