@@ -862,13 +862,49 @@ class Engine:
         # other than itself is out of the picture (its receiving device is unknown).
         owner = self._owners.get(nexthop)
         if owner is None or owner[0] == flow.node:
-            return self.leaves(flow, link, nexthop)
-        target, arrive = owner
+            beyond = self._beyond(flow)
+            if beyond is None:
+                return self.leaves(flow, link, nexthop)
+            target, arrive, assumption = beyond
+            flow = replace(flow, uncertain=flow.uncertain + (assumption,))
+        else:
+            target, arrive = owner
         hop = self.leave_hop(flow, link, nexthop, target)
         moved = replace(
             flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0)
         )
         return self.receive(moved, arrive)
+
+    def _beyond(self, flow: Flow) -> tuple[int, Link, str] | None:
+        """Where a packet sent toward a router outside the snapshots would land, as an assumption.
+
+        When another loaded node owns the destination (its pod, or its own address), the
+        network between (a VPC, routers) is assumed to deliver it there, on the interface
+        that node's route back to the source uses: a cloud fabric delivers to the ENI that
+        owns the address, which is the one its replies leave by.
+        """
+        dst = flow.packet.dst
+        for i, index in enumerate(self.indexes):
+            if i == flow.node:
+                continue
+            root = index.root_netns
+            owns = dst in index.pods_by_ip or dst in index.local_addresses.get(
+                index.snapshot.root_netns, ()
+            )
+            if root is None or not owns or flow.packet.src is None:
+                continue
+            back = lookup(root, flow.packet.src, dst, 0, "lo")
+            arrive = index.link(root.inode, back.dev)
+            if back.type != "unicast" or arrive is None:
+                continue
+            return (
+                i,
+                arrive,
+                f"the network beyond {self.hostname(flow.node)} (not in the snapshots) delivers "
+                f"{dst} to node {self.hostname(i)} on {arrive.name}, the interface its route "
+                f"back to {flow.packet.src} uses",
+            )
+        return None
 
 
 def _ebpf_services(
