@@ -45,6 +45,7 @@ from podpath.trace.routing import (
     RouteDecision,
     has_source_rules,
     lookup,
+    masquerade_source,
     select_source,
     table_name,
     validate_source,
@@ -224,12 +225,20 @@ class Engine:
             orig_dst=dnat.before[0] if dnat else None,
             orig_dport=dnat.before[1] if dnat else None,
         )
+        ns = self.netns(flow)
+        out_address = None
+        if out_link is not None:
+            out_address = (
+                masquerade_source(ns, out_link, flow.packet.dst)
+                if ns is not None
+                else primary_address(out_link, fam)
+            )
         return NfEnv(
             flow.node,
             self.hostname(flow.node),
             "",
             matches,
-            out_address=primary_address(out_link, fam) if out_link else None,
+            out_address=out_address,
             in_address=primary_address(in_link, fam) if in_link else None,
         )
 
@@ -788,7 +797,7 @@ class Engine:
         if owner is None or owner[0] == flow.node:
             return self.leaves(flow, underlay, decision.gateway or remote, f"VTEP {remote}")
         target, _link = owner
-        remote_dev = self._vxlan_device(target, vni)
+        remote_dev = self._vxlan_device(target, vni, remote)
         leave = self.leave_hop(flow, underlay, decision.gateway or remote, target)
         if remote_dev is None:
             return self.unsure(
@@ -817,13 +826,22 @@ class Engine:
         )
         return self.receive(moved, remote_dev)
 
-    def _vxlan_device(self, node: int, vni: int | None) -> Link | None:
+    def _vxlan_device(self, node: int, vni: int | None, remote: str | None = None) -> Link | None:
+        """The device that decapsulates: same VNI, and bound to the VTEP address the packet
+        was sent to (flannel.1 and flannel-v6.1 share VNI 1 but not their local address)."""
         root = self.indexes[node].root_netns
         if root is None:
             return None
-        return next(
-            (link for link in root.links if link.vxlan is not None and link.vxlan.vni == vni), None
-        )
+        found = [lk for lk in root.links if lk.vxlan is not None and lk.vxlan.vni == vni]
+        exact = [lk for lk in found if lk.vxlan is not None and lk.vxlan.local == remote]
+        family = [
+            lk
+            for lk in found
+            if lk.vxlan is not None
+            and remote is not None
+            and (lk.vxlan.local is None or (":" in lk.vxlan.local) == (":" in remote))
+        ]
+        return next(iter(exact or family or found), None)
 
     def leave_hop(self, flow: Flow, link: Link | None, nexthop: str, target: int | None) -> Hop:
         """The packet leaves the node."""

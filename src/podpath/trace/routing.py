@@ -312,19 +312,24 @@ def select_source(ns: NetNamespace, decision: RouteDecision, dst: str) -> Source
 
 
 def _select_source4(ns: NetNamespace, decision: RouteDecision) -> SourceChoice:
-    """inet_select_addr(): the route's device first, preferring the gateway's subnet."""
+    """inet_select_addr() for the route's device, gateway and scope."""
     scope = _scope(decision.route.scope) if decision.route is not None else 0
+    return inet_select_addr(ns, decision.dev, decision.gateway, scope)
+
+
+def inet_select_addr(
+    ns: NetNamespace, dev_index: int | None, target: str | None, scope: int
+) -> SourceChoice:
+    """The kernel's IPv4 source choice: the device first, preferring the target's subnet."""
     links = {link.ifindex: link for link in ns.links}
-    dev = links.get(decision.dev) if decision.dev is not None else None
-    target = decision.gateway
+    dev = links.get(dev_index) if dev_index is not None else None
     if dev is not None:
         first: Address | None = None
         for a in dev.addresses:
-            # lo's addresses are host scope; others count at their own scope.
             if a.family != 4 or _scope(a.scope) > scope:
                 continue
             if target is None or _in_subnet(target, a):
-                why = f"in the subnet of gateway {target}" if target else "its first address"
+                why = f"in the subnet of {target}" if target else "its first address"
                 return SourceChoice(
                     a.address, f"{a.address} of {dev.name}: {why} (inet_select_addr)"
                 )
@@ -346,6 +351,16 @@ def _select_source4(ns: NetNamespace, decision: RouteDecision) -> SourceChoice:
                     "suitable one of the namespace (inet_select_addr)",
                 )
     return SourceChoice(None, "no address can be the source: the kernel refuses to send")
+
+
+def masquerade_source(ns: NetNamespace, out: Link, dst: str) -> str | None:
+    """The address MASQUERADE rewrites the source to: the output device's, chosen as the kernel
+    chooses it (nf_nat_masquerade_ipv4: inet_select_addr at universe scope; IPv6: RFC 6724)."""
+    ip = address(dst)
+    if ip is not None and ip.version == 6:
+        fake = RouteDecision(ns.inode, dst, "unicast", None, None, "", out.ifindex, None, None)
+        return _select_source6(ns, fake, dst).address
+    return inet_select_addr(ns, out.ifindex, dst, 0).address
 
 
 def _common_prefix(a: str, b: str) -> int:
