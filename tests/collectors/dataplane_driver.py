@@ -50,6 +50,9 @@ def target(path: str) -> NetnsTarget:
 def build(objdir: Path) -> None:
     """The Calico-style and Cilium-style pods, filters, qdiscs and XDP."""
     run("mount", "-t", "tmpfs", f"{PREFIX}-run", "/run")
+    # tc pins into a bpf filesystem: a fresh one of this child's own, never the host's
+    # (the host's /sys/fs/bpf superblock would be shared with this mount namespace).
+    run("mount", "-t", "bpf", "bpf", "/sys/fs/bpf")
     Path("/run/netns").mkdir()
     run("ip", "netns", "attach", f"{PREFIX}-root", str(os.getpid()))
     tc_obj = compile_program(objdir / "bpf_lxc.o", "cil_from_container", "from-container")

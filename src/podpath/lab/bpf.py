@@ -35,6 +35,12 @@ attributes #0 = {{ norecurse nounwind readnone }}
 """
 
 
+# tc loads objects through libbpf, which wants a bpf filesystem to pin into: the node
+# gets a fresh one of its own over its private /sys, never the machine's /sys/fs/bpf
+# (whose mount entries a node inherits but cannot reach under its own sysfs).
+MOUNT_BPFFS = ["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"]
+
+
 def llc() -> str | None:
     """Path of LLVM's static compiler, when installed."""
     return shutil.which("llc") or next(
