@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from podpath.dataplane import detect
 from podpath.snapshot.index import SnapshotIndex
 from podpath.tui.adapters import Views
 from podpath.tui.rows import Cell, Row, cell, row
@@ -46,6 +47,7 @@ def fact_rows(index: SnapshotIndex) -> list[Row]:
         ("runtime", ", ".join(runtimes)),
         ("CNI config", snap.cni.active),
         ("kube-proxy", kube_proxy_mode(index)),
+        ("dataplane", detect(index).summary),
         ("iptables", ", ".join(iptables_backends(index)) or None),
         ("ip_forward", snap.node.ip_forward),
         ("taken", f"{taken} ({snap.duration:.2f} s)"),
