@@ -71,7 +71,11 @@ def register(sub: Any) -> None:
 
     p = cmds.add_parser("probe", help="send real traffic: lab probe FROM TO[:PORT]")
     _name(p)
-    p.add_argument("src", metavar="FROM", help="pod name, namespace/name or IP, or a node")
+    p.add_argument(
+        "src",
+        metavar="FROM",
+        help="pod name, namespace/name or IP, a node, or NODE:/run/netns/NAME (any netns)",
+    )
     p.add_argument("dst", metavar="TO[:PORT]", help="pod, Service (ns/name), VIP, or node")
     p.add_argument("--udp", action="store_true", help="probe UDP (e.g. kube-dns:53)")
     p.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6 addresses of names")
@@ -112,8 +116,12 @@ def _up(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_FAILURE) from exc
     print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s")
     print(f"  cni {spec.cni}, {spec.ip_family}" + (f", {spec.overlay}" if spec.nodes > 1 else ""))
-    for node, record in zip(lab.nodes, lab.record.nodes, strict=True):
+    for index, (node, record) in enumerate(zip(lab.nodes, lab.record.nodes, strict=True), 1):
         cidrs = " ".join(c for c in (node.pod_cidr, record.pod_cidr6) if c)
+        if spec.cni == "aws-vpc":
+            from podpath.lab.awsvpc import pod_range
+
+            cidrs = "-".join(pod_range(index))
         print(f"  {node.name}  {node.address}  pods {cidrs}  init pid {node.init_pid}")
     print(f"  {len(lab.pods)} pods, {len({s.ref for s in lab.services})} Services")
     print(f"shell:  podpath lab shell --name {lab.name} node1")
