@@ -75,11 +75,11 @@ def phase_collectors(args: Result) -> Result:
     from podpath.collectors.commands import CommandRunner
     from podpath.collectors.conntrack import collect_conntrack
     from podpath.collectors.hostroot import HostRoot
-    from podpath.collectors.namespaces import net_namespace_targets, scan_namespaces
     from podpath.collectors.netfilter import collect_netfilter
-    from podpath.collectors.netns_scan import scan_network_namespaces
-    from podpath.collectors.pods import collect_pods
-    from podpath.collectors.procfs import scan_processes
+    from podpath.collectors.netlink.netns_scan import scan_network_namespaces
+    from podpath.collectors.proc.namespaces import net_namespace_targets, scan_namespaces
+    from podpath.collectors.proc.processes import scan_processes
+    from podpath.collectors.runtime.pods import collect_pods
     from podpath.collectors.snapshot import take_snapshot
     from podpath.conntrack import parse_conntrack
     from podpath.netfilter.iptables_save import parse_ruleset

@@ -60,7 +60,7 @@ ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
 # podpath's own helpers, run as `python -m MODULE ARGS` by this interpreter: work that
 # would hold the GIL and memory of the collecting process for seconds runs on another
 # core, and its memory is returned when it exits.
-OWN_MODULES = frozenset({"podpath.collectors.nft_listing"})
+OWN_MODULES = frozenset({"podpath.collectors.nftables.listing"})
 
 # `nft -j -- list table FAMILY NAME` is allowed for these families and for names that
 # are plain nft identifiers: nft joins its argv into one script line and parses it, so
@@ -175,10 +175,6 @@ class CommandRunner:
             if os.path.lexists(self.host_root / d / program):
                 return f"/{d}/{program}"
         return None
-
-    def available(self, program: str) -> bool:
-        """True when `program` can be found on the host root or among our own binaries."""
-        return self.host_binary(program) is not None or self.which(program) is not None
 
     def run(
         self, program: str, args: Sequence[str], cancel: threading.Event | None = None

@@ -24,16 +24,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import struct
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from podpath.collectors.commands import CommandResult, CommandRunner, is_safe_nft_name
+from podpath.collectors.nftables.netlink import FAMILIES, NftSocket
 from podpath.snapshot.model import Gap, IptablesDump, NftDump, Snapshot
 
 # Tables iptables-nft creates, by nft family: these are dumped by ip(6)tables-nft-save.
@@ -42,11 +39,11 @@ COMPAT_TABLES: dict[str, frozenset[str]] = {
     "ip6": frozenset({"filter", "nat", "mangle", "raw", "security"}),
 }
 
-# Native tables of these families are read over netlink (nft_listing), others by nft.
+# Native tables of these families are read over netlink (nftables.listing), others by nft.
 NETLINK_FAMILIES = frozenset({"ip", "ip6", "inet"})
 
-_NETLINK_READER = "podpath.collectors.nft_listing"
-# nft_listing's exit status for a table it leaves to nft (kept here: importing the
+_NETLINK_READER = "podpath.collectors.nftables.listing"
+# nftables.listing's exit status for a table it leaves to nft (kept here: importing the
 # reader would load its decoders into every snapshot process).
 EXIT_NOT_READ = 3
 
@@ -56,21 +53,6 @@ _LIST_TABLES = ("-j", "--", "list", "tables")
 # tables` takes seconds at scale. Used for the metainfo when the kernel named the tables.
 _LIST_FLOWTABLES = ("-j", "--", "list", "flowtables")
 _LIST_RULESET = ("-j", "--", "list", "ruleset")
-
-# nfnetlink: NFNL_SUBSYS_NFTABLES (10) << 8 | NFT_MSG_GETGEN (16); reply NFT_MSG_NEWGEN.
-_NETLINK_NETFILTER = 12
-_NFT_MSG_GETGEN = (10 << 8) | 16
-_NFT_MSG_NEWGEN = (10 << 8) | 15
-_NLMSG_ERROR = 2
-_NLM_F_REQUEST = 1
-_NFTA_GEN_ID = 1
-_NFT_MSG_GETTABLE = (10 << 8) | 1
-_NFT_MSG_NEWTABLE = (10 << 8) | 0
-_NLMSG_DONE = 3
-_NLM_F_DUMP = 0x300
-_NFTA_TABLE_NAME = 1
-# nfgenmsg.nfgen_family (NFPROTO_*) -> nft's family keyword.
-_NFPROTO_NAMES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
 
 _NFT_ENVELOPE = re.compile(r'\A\s*\{\s*"nftables"\s*:\s*\[(.*)\]\s*\}\s*\Z', re.S)
 _METAINFO = re.compile(r'\A\s*\{\s*"metainfo"\s*:\s*\{[^{}]*\}\s*\}\s*,?\s*', re.S)
@@ -89,20 +71,6 @@ class NetfilterResult:
     reused: bool = False
 
 
-@contextmanager
-def _nfnetlink_request(msg_type: int, flags: int, timeout: float) -> Iterator[socket.socket]:
-    """A NETLINK_NETFILTER socket that has sent one nf_tables request (family unspec)."""
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
-    try:
-        sock.settimeout(timeout)
-        sock.bind((0, 0))
-        nfgen = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
-        sock.send(struct.pack("=IHHII", 16 + len(nfgen), msg_type, flags, 1, 0) + nfgen)
-        yield sock
-    finally:
-        sock.close()
-
-
 def nft_generation(timeout: float = 1.0) -> int | None:
     """The nf_tables ruleset generation id of this network namespace, or None.
 
@@ -110,8 +78,8 @@ def nft_generation(timeout: float = 1.0) -> int | None:
     CAP_NET_ADMIN (nfnetlink checks it for every message); None when refused.
     """
     try:
-        with _nfnetlink_request(_NFT_MSG_GETGEN, _NLM_F_REQUEST, timeout) as sock:
-            return _parse_newgen(sock.recv(65536))
+        with NftSocket(timeout) as sock:
+            return sock.generation()
     except OSError:
         return None
 
@@ -123,74 +91,22 @@ def nft_table_names(timeout: float = 1.0) -> tuple[tuple[str, str], ...] | None:
     question, but nft 1.0.6 first fetches and decodes every rule: 0.7 s at 20k
     iptables-nft rules and 18-24 s at 100k, which made it the slowest part of a snapshot.
     """
-    found: list[tuple[str, str]] = []
     try:
-        with _nfnetlink_request(_NFT_MSG_GETTABLE, _NLM_F_REQUEST | _NLM_F_DUMP, timeout) as sock:
-            while True:
-                done = _parse_tables(sock.recv(1 << 20), found)
-                if done is None:
-                    return None
-                if done:
-                    return tuple(found)
-    except OSError:
+        with NftSocket(timeout) as sock:
+            return with_family_keywords(sock.table_names())
+    except OSError:  # refused (EPERM), malformed, or changing on every attempt
         return None
 
 
-def _parse_tables(data: bytes, found: list[tuple[str, str]]) -> bool | None:
-    """Append the tables of one dump datagram; True at NLMSG_DONE, None on an error."""
-    off = 0
-    while off + 16 <= len(data):
-        length, msgtype = struct.unpack_from("=IH", data, off)
-        if length < 16 or off + length > len(data):
-            return None
-        if msgtype == _NLMSG_DONE:
-            return True
-        if msgtype == _NLMSG_ERROR:
-            return None
-        if msgtype == _NFT_MSG_NEWTABLE and length >= 20:
-            family = _NFPROTO_NAMES.get(data[off + 16])
-            name = _string_attr(data[off + 20 : off + length], _NFTA_TABLE_NAME)
-            if family is None or name is None:
-                return None  # a family nft has no name for: let nft answer instead
-            found.append((family, name))
-        off += (length + 3) & ~3
-    return False
-
-
-def _string_attr(attrs: bytes, wanted: int) -> str | None:
-    """One NUL-terminated string attribute of a netlink attribute block."""
-    off = 0
-    while off + 4 <= len(attrs):
-        alen, atype = struct.unpack_from("=HH", attrs, off)
-        if alen < 4:
-            return None
-        if atype & 0x3FFF == wanted:
-            return (
-                attrs[off + 4 : off + alen]
-                .split(b"\0", 1)[0]
-                .decode("utf-8", errors="surrogateescape")
-            )
-        off += (alen + 3) & ~3
-    return None
-
-
-def _parse_newgen(data: bytes) -> int | None:
-    """Decode NFTA_GEN_ID from an NFT_MSG_NEWGEN reply; None on an error reply."""
-    if len(data) < 20:
-        return None
-    length, msgtype = struct.unpack_from("=IH", data)
-    if msgtype != _NFT_MSG_NEWGEN:
-        return None
-    off = 20  # nlmsghdr (16) + nfgenmsg (4)
-    end = min(length, len(data))
-    while off + 4 <= end:
-        alen, atype = struct.unpack_from("=HH", data, off)
-        if alen < 4:
-            return None
-        if atype & 0x3FFF == _NFTA_GEN_ID and alen >= 8:
-            return int(struct.unpack_from(">I", data, off + 4)[0])
-        off += (alen + 3) & ~3
-    return None
+def with_family_keywords(tables: list[tuple[int, str]]) -> tuple[tuple[str, str], ...] | None:
+    """(NFPROTO number, name) pairs as (nft's family keyword, name); None for an unknown family."""
+    named: list[tuple[str, str]] = []
+    for number, name in tables:
+        family = FAMILIES.get(number)
+        if family is None:
+            return None  # a family nft has no keyword for: let nft answer instead
+        named.append((family, name))
+    return tuple(named)
 
 
 def collect_netfilter(
@@ -259,7 +175,7 @@ class _NftSide:
     listing: Future[CommandResult]
     # The kernel's table list (None: refused, so nft's listing is used).
     kernel_tables: tuple[tuple[str, str], ...] | None
-    # Started at once, for each native table: its netlink read (nft_listing, in a child
+    # Started at once, for each native table: its netlink read (nftables.listing, in a child
     # process) or its `nft -j list table` run.
     native: tuple[tuple[tuple[str, str], Future[CommandResult]], ...]
 

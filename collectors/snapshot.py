@@ -15,9 +15,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from podpath.collectors.hostroot import CollectorError, HostRoot
-from podpath.collectors.namespaces import net_namespace_targets, scan_namespaces
-from podpath.collectors.node import collect_node
-from podpath.collectors.procfs import scan_processes_and_fds, self_namespaces
+from podpath.collectors.proc.namespaces import net_namespace_targets, scan_namespaces
+from podpath.collectors.proc.node_facts import collect_node
+from podpath.collectors.proc.processes import scan_processes_and_fds, self_namespaces
 from podpath.snapshot.model import SCHEMA_VERSION, CniState, Gap, NetNamespace, Pod, Snapshot
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def _collect_local(
         )
     netns: tuple[NetNamespace, ...] = ()
     if "netns" in parts:
-        from podpath.collectors.netns_scan import scan_network_namespaces
+        from podpath.collectors.netlink.netns_scan import scan_network_namespaces
 
         targets = net_namespace_targets(host, scan)
         netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel)
@@ -154,7 +154,7 @@ def _collect_local(
     pods: tuple[Pod, ...] = ()
     if "pods" in parts:
         from podpath.collectors.cni import mark_stale
-        from podpath.collectors.pods import collect_pods
+        from podpath.collectors.runtime.pods import collect_pods
 
         pods, pod_gaps = collect_pods(
             host,

@@ -1,4 +1,4 @@
-"""Build a lab, send real traffic, record node1's snapshot as the bundled demo, redraw SVGs.
+"""Build a lab, send real traffic, record the bundled demo snapshots, redraw every picture.
 
 The lab name is fixed so pod names (derived from it) are stable between recordings.
 """
@@ -36,6 +36,10 @@ def main() -> int:
         # Without --snapshot, `screenshot` shows the bundled demo, titled as such.
         [sys.executable, "-m", "podpath", "screenshot", "--all", "-o", str(REPO / "screenshots")],
         check=True,
+    )
+    # The map, a trace drawn on it, and the tour's recording with its animation.
+    subprocess.run(
+        [sys.executable, str(REPO / "screenshots" / "draw_pictures.py"), "--tour"], check=True
     )
     print("screenshots redrawn in", REPO / "screenshots", "- look at each before committing")
     return 0

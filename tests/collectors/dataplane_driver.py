@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from podpath.collectors.bpf_info import name_programs
-from podpath.collectors.netns_scan import NetnsTarget, scan_network_namespaces
+from podpath.collectors.netlink.netns_scan import NetnsTarget, scan_network_namespaces
 from podpath.lab.bpf import XDP_PASS, compile_program
 from podpath.snapshot.codec import to_jsonable
 

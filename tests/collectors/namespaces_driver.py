@@ -14,8 +14,8 @@ import sys
 import time
 
 from podpath.collectors.hostroot import HostRoot
-from podpath.collectors.namespaces import net_namespace_targets, scan_namespaces
-from podpath.collectors.procfs import scan_processes, scan_processes_and_fds
+from podpath.collectors.proc.namespaces import net_namespace_targets, scan_namespaces
+from podpath.collectors.proc.processes import scan_processes, scan_processes_and_fds
 
 
 def _start(argv: list[str]) -> subprocess.Popen[bytes]:

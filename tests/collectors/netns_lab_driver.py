@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from podpath.collectors.netlink_dump import RTM_GETADDR, RouteSocket, dump
-from podpath.collectors.netns_scan import NetnsTarget, scan_network_namespaces
+from podpath.collectors.netlink.netns_scan import NetnsTarget, scan_network_namespaces
+from podpath.collectors.netlink.rtnetlink import RTM_GETADDR, RouteSocket
 from podpath.snapshot.codec import to_jsonable
 
 PREFIX = "ppnl"
@@ -320,13 +320,13 @@ def mode_addr_churn() -> dict[str, Any]:
         # (this driver is single-purpose and throw-away, so moving its thread is fine).
         fd = os.open(target.open_path, os.O_RDONLY)
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        from podpath.collectors.netns_scan import _setns
+        from podpath.collectors.netlink.netns_scan import _setns
 
         _setns(fd)
-        rs = RouteSocket.open()
+        rs = RouteSocket()
         _setns(own)
         for _ in range(60):
-            if dump(rs, RTM_GETADDR, attempts=1).inconsistent:
+            if rs.dump_table(RTM_GETADDR, attempts=1).inconsistent:
                 single_flagged += 1
         rs.close()
         for _ in range(10):

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from podpath.collectors.netconf_decode import decode_netconf
-from podpath.collectors.tc_decode import decode_filters, hook_of, protocol_str
+from podpath.collectors.netlink.netconf_decode import decode_netconf
+from podpath.collectors.netlink.tc_decode import decode_filters, hook_of, protocol_str
+from podpath.collectors.netlink.wire import MalformedMessage, message
 from podpath.lab.bpf import llc
 
 DRIVER = Path(__file__).with_name("dataplane_driver.py")
@@ -195,11 +196,14 @@ def test_counters_equal_ip_s_link(run: Any) -> None:
     assert moved >= 6  # three pings and their replies
 
 
-def test_decoders_skip_garbage() -> None:
-    """Truncated or foreign messages decode to nothing rather than raising."""
-    junk = [b"\x00" * 7, b"\xff" * 40, bytes(16)]
-    assert decode_filters(junk) == []
-    assert decode_netconf(junk) == []
+def test_decoders_refuse_malformed_and_skip_foreign_messages() -> None:
+    """A malformed dump raises (the scan makes it a gap); messages of other types are skipped."""
+    with pytest.raises(MalformedMessage):
+        decode_filters([b"\xff" * 40])
+    with pytest.raises(MalformedMessage):
+        decode_netconf([b"\x00" * 7])
+    foreign = message(24, 0, 1, bytes(12))  # an RTM_NEWROUTE among them
+    assert decode_filters([foreign]) == [] and decode_netconf([foreign]) == []
 
 
 def test_hook_and_protocol_names() -> None:

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from podpath.collectors.hostroot import HostRoot
-from podpath.collectors.namespaces import (
+from podpath.collectors.proc.namespaces import (
     parse_nsfs_mounts,
     scan_namespaces,
 )
-from podpath.collectors.procfs import scan_processes
+from podpath.collectors.proc.processes import scan_processes
 
 DRIVER = Path(__file__).with_name("namespaces_driver.py")
 

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from netlink_fakes import Request, ScriptedKernel, done, error, msg, nla
 
 from podpath.collectors.netfilter import (
-    _parse_newgen,
-    _parse_tables,
     merge_nft_documents,
     native_tables,
+    with_family_keywords,
 )
+from podpath.collectors.netlink.wire import NetlinkError
+from podpath.collectors.nftables.netlink import NftSocket
 
 TOOLS = ("unshare", "iptables-legacy", "iptables-nft", "nft", "conntrack")
 
@@ -312,16 +314,18 @@ def test_merge_rejects_text_that_is_not_nft_json() -> None:
         merge_nft_documents(['{"nftables": []}', "Error: something"])
 
 
-def test_generation_reply_is_decoded_and_errors_give_none() -> None:
-    """NFT_MSG_NEWGEN's NFTA_GEN_ID is read big-endian; an NLMSG_ERROR reply gives None."""
+def test_generation_reply_is_decoded_and_an_error_raised() -> None:
+    """A real NFT_MSG_NEWGEN (seq 1, port 0x1f03): NFTA_GEN_ID read big-endian; EPERM raised."""
     reply = bytes.fromhex(
         "300000000f0a000001000000031f0000000000010800010000000029080002000000"
-        "1f030c000300707974686f6e330000"
+        "1f030c000300707974686f6e3300"
     )
-    assert _parse_newgen(reply) == 0x29
-    error = bytes.fromhex("24000000020000000100000000000000ffffffff")
-    assert _parse_newgen(error) is None
-    assert _parse_newgen(b"") is None
+    kernel = ScriptedKernel(lambda _n, _req: [reply], portid=0x1F03)
+    assert NftSocket(transport=kernel).generation() == 0x29
+    refused = ScriptedKernel(lambda _n, req: [error(req.seq, -1)])
+    with pytest.raises(NetlinkError) as caught:
+        NftSocket(transport=refused).generation()
+    assert caught.value.errno == 1
 
 
 @pytest.mark.lab
@@ -365,24 +369,17 @@ print(json.dumps({"kernel": nft_table_names(),
     assert out["kernel"] == out["nft"] and len(out["nft"]) == 8
 
 
-def _nlmsg(msgtype: int, payload: bytes) -> bytes:
-    import struct
+def test_table_dump_is_decoded_and_unknown_families_are_left_to_nft() -> None:
+    """NEWTABLE messages give (family, name) in order; a family nft cannot name gives None."""
 
-    body = struct.pack("=IHHII", 16 + len(payload), msgtype, 2, 1, 0) + payload
-    return body + b"\0" * (-len(body) % 4)
+    def table(family: int, name: bytes, seq: int) -> bytes:
+        return msg(0xA00, bytes([family, 0, 0, 0]) + nla(1, name + b"\0"), seq=seq)
 
+    def script(_n: int, req: Request) -> list[bytes]:
+        first = table(2, b"kube-proxy", req.seq) + table(10, b"x", req.seq)
+        return [first, table(1, b"filter", req.seq) + done(req.seq)]
 
-def test_table_dump_datagrams_are_decoded() -> None:
-    """NEWTABLE messages give (family, name); NLMSG_DONE ends; an error or odd family gives None."""
-    import struct
-
-    def table(family: int, name: bytes) -> bytes:
-        attr = struct.pack("=HH", 4 + len(name) + 1, 1) + name + b"\0"
-        return _nlmsg(0xA00, bytes([family, 0, 0, 0]) + attr + b"\0" * (-len(attr) % 4))
-
-    found: list[tuple[str, str]] = []
-    assert _parse_tables(table(2, b"kube-proxy") + table(10, b"x"), found) is False
-    assert _parse_tables(table(1, b"filter") + _nlmsg(3, b"\0" * 4), found) is True
-    assert found == [("ip", "kube-proxy"), ("ip6", "x"), ("inet", "filter")]
-    assert _parse_tables(_nlmsg(2, struct.pack("=i", -1) + b"\0" * 16), []) is None
-    assert _parse_tables(table(99, b"odd"), []) is None
+    tables = NftSocket(transport=ScriptedKernel(script)).table_names()
+    assert tables == [(2, "kube-proxy"), (10, "x"), (1, "filter")]
+    assert with_family_keywords(tables) == (("ip", "kube-proxy"), ("ip6", "x"), ("inet", "filter"))
+    assert with_family_keywords([(2, "a"), (99, "odd")]) is None

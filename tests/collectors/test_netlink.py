@@ -14,19 +14,26 @@ import struct
 import subprocess
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from netlink_fakes import Request, ScriptedKernel, done, msg
 
-from podpath.collectors.netlink_decode import (
+from podpath.collectors.netlink.netns_scan import (
+    NetnsTarget,
+    _Opened,
+    _read,
+    scan_network_namespaces,
+)
+from podpath.collectors.netlink.rtnetlink import RouteSocket
+from podpath.collectors.netlink.rtnetlink_decode import (
     decode_fdb,
     decode_links,
     decode_routes,
-    iter_messages,
-    parse_attrs,
 )
-from podpath.collectors.netns_scan import NetnsTarget, scan_network_namespaces
+from podpath.snapshot.model import Gap
 
 DRIVER = Path(__file__).with_name("netns_lab_driver.py")
 HOSTILE = ("e\x1b[31mx", "\udcffbad")
@@ -436,12 +443,28 @@ def _msg(mtype: int, body: bytes, flags: int = 2) -> bytes:
     return struct.pack("=IHHII", 16 + len(body), mtype, flags, 1, 0) + body
 
 
-def test_truncated_and_garbage_messages_are_skipped() -> None:
-    """A length past the buffer or below the header ends the walk instead of raising."""
-    good = _msg(16, struct.pack("=BxHiII", 0, 1, 5, 0, 0) + _nla(3, b"eth0\0"))
-    assert [m[1] for m in iter_messages([good + b"\xff" * 7])] == [16]
-    assert decode_links([good[:20], b"\x00" * 3, struct.pack("=IHHII", 2, 16, 0, 0, 0)], 1) == []
-    assert parse_attrs(b"\x40\x00\x01\x00abcd", 0, 8) == {}
+def test_malformed_dump_is_a_gap_and_the_other_tables_still_read() -> None:
+    """A links dump with an overrunning attribute: a gap naming it, no half-read links."""
+
+    def script(n: int, req: Request) -> list[bytes]:
+        header = struct.pack("=BxHiII", 0, 1, 5, 0, 0)
+        body = header + _nla(3, b"eth0\0")
+        if n == 0:  # the first links dump: the name attribute claims more bytes than it has
+            body = header + struct.pack("=HH", 64, 3) + b"eth0"
+        if req.msg_type != 18:
+            return [done(req.seq)]
+        return [msg(16, body, seq=req.seq), done(req.seq)]
+
+    st = os.stat("/proc/self/ns/net")
+    target = NetnsTarget(st.st_ino, st.st_dev, "/proc/self/ns/net")
+    opened = _Opened(target, -1, RouteSocket(transport=ScriptedKernel(script)))
+    gaps: list[Gap] = []
+    assert _read(opened, "links", 18, 0, partial(decode_links, netns=1), gaps) == []
+    assert [(g.kind, g.reason.split(":")[0]) for g in gaps] == [("error", "links dump failed")]
+    assert "malformed netlink message" in gaps[0].reason
+    assert [
+        lk.name for lk in _read(opened, "links", 18, 0, partial(decode_links, netns=1), [])
+    ] == ["eth0"]
 
 
 def test_link_without_linkinfo_has_no_kind_and_keeps_raw_name_bytes() -> None:

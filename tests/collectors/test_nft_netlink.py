@@ -1,7 +1,7 @@
 """Native nft tables read over netlink: exactly what `nft -j list table` prints, or nft.
 
 Each ruleset is loaded with `nft -f` into a throw-away network namespace; there the
-netlink reader (nft_listing.list_table) and nft itself list every table, and the two
+netlink reader (nftables.listing.list_table) and nft itself list every table, and the two
 documents must be equal, or the reader must refuse the table with a reason (the
 collector then asks nft). A document that differs is a wrong picture: the one outcome
 these tests forbid.
@@ -26,7 +26,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 # In the child: list every table both ways; print {"family name": outcome}.
 _COMPARE = """
-from podpath.collectors.nft_listing import list_table
+from podpath.collectors.nftables.listing import list_table
 def body(text):
     return [x for x in json.loads(text)["nftables"] if "metainfo" not in x]
 out = {}
@@ -269,7 +269,7 @@ def test_large_table_read_on_threads_when_forking_is_unsafe() -> None:
 
 @pytest.mark.parametrize("family", ["arp", "bridge", "netdev"])
 def test_other_families_are_left_to_nft(family: str) -> None:
-    from podpath.collectors.nft_listing import list_table
+    from podpath.collectors.nftables.listing import list_table
 
     listing: Any = list_table(family, "t")
     assert listing.json_text is None and "read by nft" in listing.reason
@@ -278,7 +278,8 @@ def test_other_families_are_left_to_nft(family: str) -> None:
 
 def test_the_collector_knows_the_readers_exit_status() -> None:
     """netfilter keeps its own copy of the constant (to not import the decoders)."""
-    from podpath.collectors import netfilter, nft_listing
+    from podpath.collectors import netfilter
+    from podpath.collectors.nftables import listing as nft_listing
 
     assert netfilter.EXIT_NOT_READ == nft_listing.EXIT_NOT_READ
 
@@ -286,7 +287,7 @@ def test_the_collector_knows_the_readers_exit_status() -> None:
 def test_reader_command_line_reports_what_it_does_not_read() -> None:
     needs_lab()
     done = subprocess.run(
-        [sys.executable, "-m", "podpath.collectors.nft_listing", "bridge", "t"],
+        [sys.executable, "-m", "podpath.collectors.nftables.listing", "bridge", "t"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -295,7 +296,7 @@ def test_reader_command_line_reports_what_it_does_not_read() -> None:
     assert (done.returncode, done.stdout) == (3, "")
     assert "read by nft" in done.stderr
     usage = subprocess.run(
-        [sys.executable, "-m", "podpath.collectors.nft_listing"],
+        [sys.executable, "-m", "podpath.collectors.nftables.listing"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from podpath.collectors.hostroot import HostRoot
-from podpath.collectors.node import collect_node, decode_capabilities
+from podpath.collectors.proc.node_facts import collect_node, decode_capabilities
 
 
 def test_decode_capabilities() -> None:
@@ -47,7 +47,7 @@ def test_capabilities_follow_setpriv() -> None:
     """Under a bounding set of only NET_ADMIN, the collector reports exactly that."""
     script = (
         "from podpath.collectors.hostroot import HostRoot\n"
-        "from podpath.collectors.node import collect_node\n"
+        "from podpath.collectors.proc.node_facts import collect_node\n"
         "print(','.join(collect_node(HostRoot('/'))[0].capabilities))\n"
     )
     done = subprocess.run(

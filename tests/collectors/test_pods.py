@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from podpath.collectors.cgroups import CgroupRef, parse_cgroup_path
 from podpath.collectors.hostroot import HostRoot
-from podpath.collectors.pods import (
+from podpath.collectors.runtime.cgroups import CgroupRef, parse_cgroup_path
+from podpath.collectors.runtime.pods import (
     CONTAINERD_RUNC,
     CONTAINERD_TASKS,
     CRIO_CONTAINERS,
@@ -399,10 +399,10 @@ def test_cgroup_qos() -> None:
 _LAB_SCRIPT = """
 import json, dataclasses
 from podpath.collectors.hostroot import HostRoot
-from podpath.collectors.procfs import scan_processes
-from podpath.collectors.namespaces import scan_namespaces
+from podpath.collectors.proc.processes import scan_processes
+from podpath.collectors.proc.namespaces import scan_namespaces
 from podpath.collectors.cni import collect_cni
-from podpath.collectors.pods import collect_pods
+from podpath.collectors.runtime.pods import collect_pods
 h = HostRoot("/")
 procs, _ = scan_processes(h)
 scan = scan_namespaces(h, procs)
@@ -445,7 +445,7 @@ def test_pods_equal_lab_record(shared_lab: Any) -> None:
 
 def test_real_paths_never_crash_on_this_host() -> None:
     """Collecting on this machine (no runtime) returns data or gaps, no exception."""
-    from podpath.collectors.procfs import scan_processes
+    from podpath.collectors.proc.processes import scan_processes
 
     with HostRoot("/") as host:
         procs, _ = scan_processes(host)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from podpath.collectors.hostroot import HostRoot
-from podpath.collectors.procfs import (
+from podpath.collectors.proc.processes import (
     parse_cmdline,
     parse_ns_link,
     parse_stat,
@@ -136,8 +136,8 @@ def test_cancel_stops_scan(host: HostRoot) -> None:
 _SCAN_SCRIPT = """
 import json
 from podpath.collectors.hostroot import HostRoot
-from podpath.collectors.procfs import scan_processes
-from podpath.collectors.namespaces import scan_namespaces
+from podpath.collectors.proc.processes import scan_processes
+from podpath.collectors.proc.namespaces import scan_namespaces
 h = HostRoot("/")
 procs, gaps = scan_processes(h)
 scan = scan_namespaces(h, procs)

@@ -39,6 +39,7 @@ COMMAND_MODULES: dict[str, str] = {
     "snapshot": "inspect",
     "ls": "inspect",
     "trace": "trace",
+    "draw": "draw",
     "lab": "lab",
 }
 
@@ -105,7 +106,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"podpath {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = (
-        [COMMAND_MODULES[only]] if only in COMMAND_MODULES else ["tui", "inspect", "trace", "lab"]
+        [COMMAND_MODULES[only]]
+        if only in COMMAND_MODULES
+        else ["tui", "inspect", "trace", "draw", "lab"]
     )
     for name in dict.fromkeys(wanted):
         importlib.import_module(f"podpath.cli.{name}").register(sub)

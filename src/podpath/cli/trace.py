@@ -44,6 +44,30 @@ def register(sub: Any) -> None:
     family.add_argument(
         "-6", dest="family", action="store_const", const=6, help="use IPv6 addresses of names"
     )
+    add_sources(p, "trace")
+    p.add_argument(
+        "--reply", action="store_true", help="also trace the reply, with conntrack's reverse NAT"
+    )
+    p.add_argument("--explain", action="store_true", help="show each route decision's binary AND")
+    p.add_argument("--json", action="store_true", help="print the trace as JSON")
+    p.add_argument(
+        "--svg",
+        default=None,
+        metavar="FILE.svg",
+        help="also draw the node map with the branch's hops on it (and its reply, with --reply)",
+    )
+    p.add_argument(
+        "--branch",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the branch --svg draws (default 1, as numbered in the text form)",
+    )
+    p.set_defaults(handler=run)
+
+
+def add_sources(p: argparse.ArgumentParser, verb: str) -> None:
+    """--host-root DIR (the live node) or --snapshot FILE... (saved ones), for `verb`."""
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--host-root",
@@ -56,17 +80,12 @@ def register(sub: Any) -> None:
         action="append",
         default=None,
         metavar="FILE",
-        help="trace saved snapshots instead; repeat for several nodes",
+        help=f"{verb} saved snapshots instead; repeat for several nodes",
     )
-    p.add_argument(
-        "--reply", action="store_true", help="also trace the reply, with conntrack's reverse NAT"
-    )
-    p.add_argument("--explain", action="store_true", help="show each route decision's binary AND")
-    p.add_argument("--json", action="store_true", help="print the trace as JSON")
-    p.set_defaults(handler=run)
 
 
-def _load(args: argparse.Namespace) -> list[Snapshot]:
+def load_snapshots(args: argparse.Namespace) -> list[Snapshot]:
+    """The snapshots a command names with --snapshot, or the live node (--host-root)."""
     if args.snapshot:
         from podpath.snapshot.codec import SnapshotError, load_path
 
@@ -88,12 +107,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sport is not None and not 0 < args.sport < 65536:
         raise CliError(f"--sport {args.sport} is not a port number (1-65535)")
-    snapshots = _load(args)
+    snapshots = load_snapshots(args)
     probe = Probe(args.source, args.destination, args.proto, args.sport, args.family)
     try:
         result = trace(snapshots, probe, explain=args.explain, reply=args.reply)
     except ProbeError as exc:
         raise CliError(str(exc)) from None
+    if args.svg is not None:
+        from podpath.cli.draw import trace_picture
+
+        trace_picture(snapshots, result, args.branch, args.svg)
     if args.json:
         print(dumps(result))
     else:

@@ -98,7 +98,9 @@ def register(sub: Any) -> None:
         "--delay", type=float, default=2.0, help="seconds to stay on each screen (default 2)"
     )
     p.add_argument(
-        "--record", metavar="FILE.cast", help="record the tour with asciinema into FILE.cast"
+        "--record",
+        metavar="FILE.cast",
+        help="record the tour with asciinema into FILE.cast, and animate it as FILE.svg (svg-term)",
     )
     p.set_defaults(handler=_tour)
 
@@ -157,7 +159,7 @@ class NodeActions:
         The fd is opened first and the identity checked after, so the namespace entered
         is the one of the process shown, even if the PID is reused right after.
         """
-        from podpath.collectors.procfs import parse_stat
+        from podpath.collectors.proc.processes import parse_stat
 
         proc = os.path.join(self.host_root, "proc", str(target.pid))
         fd = os.open(os.path.join(proc, "ns", "net"), os.O_RDONLY | os.O_CLOEXEC)
@@ -415,7 +417,13 @@ def _tour(args: argparse.Namespace) -> int:
             "--",
             args.record,
         ]
-        return subprocess.run(argv, check=False).returncode
+        code = subprocess.run(argv, check=False).returncode
+        if code != 0:
+            return code
+        from podpath.cli.draw import animate_cast, animation_path
+
+        animate_cast(Path(args.record), animation_path(Path(args.record)))
+        return EXIT_OK
     source = (
         file_source(args.snapshot)
         if args.snapshot

@@ -35,8 +35,6 @@ TYPE_ICMP_TYPE = 14
 TYPE_TCP_FLAG = 15
 TYPE_MARK = 19
 TYPE_IFINDEX = 20
-TYPE_UID = 24
-TYPE_GID = 25
 TYPE_CT_STATE = 26
 TYPE_CT_DIR = 27
 TYPE_CT_STATUS = 28
@@ -297,11 +295,6 @@ def split_concat(type_id: int) -> list[Datatype]:
         raise Unsupported("set without a key type")
     parts.reverse()
     return parts
-
-
-def reg_len(bits: int) -> int:
-    """Bytes a value of `bits` takes in the registers: rounded up to 32-bit words."""
-    return ((bits + 31) // 32) * 4
 
 
 def verdict_json(code: int, chain: str | None) -> dict[str, Any]:

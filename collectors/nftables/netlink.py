@@ -2,32 +2,39 @@
 
 `nft -j list table` spends its 7-10 s at 10k kube-proxy Services in its own netlink
 fetch and decoding; the kernel answers the same dumps in well under a second when they
-are asked the right way (docs/performance.md). This module only moves bytes: it sends nfnetlink
-requests, checks every reply (errors, NLM_F_DUMP_INTR), and turns attributes into
-small typed records. What the expressions mean is nft_delinearize's business.
+are asked the right way (docs/performance.md). This module only moves bytes: it sends
+nfnetlink requests through the netlink core (`collectors/netlink/nlsocket.py`, which
+checks every answer and retries interrupted dumps) and turns attributes into small
+typed records. What the expressions mean is delinearize's business.
 
 Constants are the kernel's uapi values (linux/netfilter/nf_tables.h, nfnetlink.h).
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from podpath.collectors.netlink_decode import cstr
+from podpath.collectors.netlink.nlsocket import TIMEOUT, NetlinkSocket
+from podpath.collectors.netlink.wire import (
+    MalformedMessage,
+    attribute,
+    attribute_list,
+    attributes,
+    cstr,
+    nested,
+)
+
+if TYPE_CHECKING:
+    from podpath.collectors.netlink.nlsocket import Transport
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_DUMP = 0x300
-NLM_F_DUMP_INTR = 0x10
+AF_UNSPEC = 0
 
+# Requests; each one's reply is the NFT_MSG_NEW* just below it (GETTABLE 1 -> NEWTABLE 0).
 NFT_MSG_GETTABLE = 1
 NFT_MSG_GETCHAIN = 4
 NFT_MSG_GETRULE = 7
@@ -41,61 +48,15 @@ NFT_MSG_GETFLOWTABLE = 23
 FAMILIES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
 FAMILY_NUMBERS = {name: num for num, name in FAMILIES.items()}
 
-NLA_F_NESTED = 0x8000
-NLA_TYPE_MASK = 0x3FFF
-
-_NLMSGHDR = struct.Struct("=IHHII")
-_NLATTR = struct.Struct("=HH")
 _BE32 = struct.Struct(">I")
 _BE32S = struct.Struct(">i")
 _BE64 = struct.Struct(">Q")
-# A dump part is at most 32 KiB (the kernel's netlink dump buffer); one message is less.
-_RECV_BUFFER = 1 << 17
-
-
-class NftNetlinkError(OSError):
-    """The kernel refused a request (EPERM without CAP_NET_ADMIN) or the reply was bad."""
-
-
-class DumpInterrupted(NftNetlinkError):
-    """NLM_F_DUMP_INTR: the ruleset changed while the kernel was dumping it."""
+_NFGENMSG = struct.Struct("=BBH")  # family, version (NFNETLINK_V0), resource id
 
 
 # ---------------------------------------------------------------- attributes
 
-
-def attrs(data: bytes, start: int = 0, end: int | None = None) -> dict[int, bytes]:
-    """The attributes of one netlink attribute block, by type (nested flag masked off)."""
-    out: dict[int, bytes] = {}
-    stop = len(data) if end is None else end
-    off = start
-    unpack = _NLATTR.unpack_from
-    while off + 4 <= stop:
-        alen, atype = unpack(data, off)
-        if alen < 4 or off + alen > stop:
-            raise NftNetlinkError(f"malformed netlink attribute at {off}")
-        out[atype & NLA_TYPE_MASK] = data[off + 4 : off + alen]
-        off += (alen + 3) & ~3
-    return out
-
-
-def attr_list(data: bytes) -> list[bytes]:
-    """The payloads of a nested list (NFTA_LIST_ELEM ...), in order."""
-    out: list[bytes] = []
-    off = 0
-    stop = len(data)
-    unpack = _NLATTR.unpack_from
-    while off + 4 <= stop:
-        alen, _ = unpack(data, off)
-        if alen < 4 or off + alen > stop:
-            raise NftNetlinkError(f"malformed netlink list at {off}")
-        out.append(data[off + 4 : off + alen])
-        off += (alen + 3) & ~3
-    return out
-
-
-# A NUL-terminated attribute string, surrogate-escaped (names are bytes to the kernel):
-# the rtnetlink decoder's.
+# A NUL-terminated attribute string, surrogate-escaped (names are bytes to the kernel).
 string = cstr
 
 
@@ -114,15 +75,9 @@ def be64(value: bytes) -> int:
     return int(_BE64.unpack(value)[0])
 
 
-def attr(kind: int, value: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    raw = _NLATTR.pack(4 + len(value), kind) + value
-    return raw + b"\0" * (-len(raw) & 3)
-
-
 def strattr(kind: int, value: str) -> bytes:
     """A NUL-terminated string attribute."""
-    return attr(kind, value.encode("utf-8", errors="surrogateescape") + b"\0")
+    return attribute(kind, value.encode("utf-8", errors="surrogateescape") + b"\0")
 
 
 def udata(blob: bytes) -> dict[int, bytes]:
@@ -132,7 +87,7 @@ def udata(blob: bytes) -> dict[int, bytes]:
     while off + 2 <= len(blob):
         kind, length = blob[off], blob[off + 1]
         if off + 2 + length > len(blob):
-            raise NftNetlinkError("malformed user data")
+            raise MalformedMessage(f"user data entry of {length} bytes at {off} overruns it")
         out[kind] = blob[off + 2 : off + 2 + length]
         off += 2 + length
     return out
@@ -239,20 +194,20 @@ _OBJ_TABLE = 1
 _FLOWTABLE_TABLE = 1
 
 
-def data_value(nested: bytes) -> bytes:
+def data_value(data: bytes) -> bytes:
     """The bytes of an NFTA_DATA_VALUE inside an NFTA_*_DATA attribute."""
-    found = attrs(nested).get(_DATA_VALUE)
+    found = nested(data, "strict").get(_DATA_VALUE)
     if found is None:
-        raise NftNetlinkError("data attribute without a value")
+        raise MalformedMessage("a data attribute without a value")
     return found
 
 
-def data_verdict(nested: bytes) -> tuple[int, str | None] | None:
+def data_verdict(data: bytes) -> tuple[int, str | None] | None:
     """(verdict code, chain) of an NFTA_DATA_VERDICT inside a data attribute, or None."""
-    found = attrs(nested).get(_DATA_VERDICT)
+    found = nested(data, "strict").get(_DATA_VERDICT)
     if found is None:
         return None
-    verdict = attrs(found)
+    verdict = nested(found, "strict")
     chain = verdict.get(_VERDICT_CHAIN)
     return be32s(verdict[_VERDICT_CODE]), string(chain) if chain is not None else None
 
@@ -272,13 +227,13 @@ def _chain(a: dict[int, bytes]) -> NlChain:
     devices: tuple[str, ...] = ()
     hook = a.get(_CHAIN_HOOK)
     if hook is not None:
-        h = attrs(hook)
+        h = nested(hook, "strict")
         hooknum = be32(h[_HOOK_NUM]) if _HOOK_NUM in h else None
         priority = be32s(h[_HOOK_PRIORITY]) if _HOOK_PRIORITY in h else None
         if _HOOK_DEV in h:
             devices = (string(h[_HOOK_DEV]),)
         elif _HOOK_DEVS in h:
-            devices = tuple(string(d) for d in attr_list(h[_HOOK_DEVS]))
+            devices = tuple(string(d) for d in attribute_list(h[_HOOK_DEVS], "strict"))
     return NlChain(
         string(a[_CHAIN_NAME]),
         be64(a[_CHAIN_HANDLE]),
@@ -297,10 +252,11 @@ def _set(a: dict[int, bytes]) -> NlSet:
     field_lens: tuple[int, ...] = ()
     desc = a.get(_SET_DESC)
     if desc is not None:
-        d = attrs(desc)
+        d = nested(desc, "strict")
         size = be32(d[_SET_DESC_SIZE]) if _SET_DESC_SIZE in d else None
         if _SET_DESC_CONCAT in d:
-            field_lens = tuple(be32(attrs(f)[_FIELD_LEN]) for f in attr_list(d[_SET_DESC_CONCAT]))
+            fields = attribute_list(d[_SET_DESC_CONCAT], "strict")
+            field_lens = tuple(be32(nested(f, "strict")[_FIELD_LEN]) for f in fields)
 
     def opt32(kind: int) -> int | None:
         return be32(a[kind]) if kind in a else None
@@ -356,104 +312,64 @@ def _rule(a: dict[int, bytes]) -> NlRule:
 # ---------------------------------------------------------------- the socket
 
 
-class NftSocket:
+def _need(a: dict[int, bytes], kind: int, what: str) -> bytes:
+    found = a.get(kind)
+    if found is None:
+        raise MalformedMessage(f"{what} without attribute {kind}")
+    return found
+
+
+class NftSocket(NetlinkSocket):
     """A NETLINK_NETFILTER socket of the calling thread's network namespace.
 
-    One dump at a time per socket (the kernel answers EBUSY to a second one), so
-    callers that want parallel dumps open one socket per thread.
+    Every reply is checked by the netlink core (sender, port id, sequence, errors);
+    a dump the kernel flagged NLM_F_DUMP_INTR on every attempt raises
+    DumpInconsistent, since a listing cannot be half old, half new. One dump at a
+    time per socket (the kernel answers EBUSY to a second one), so callers that want
+    parallel dumps open one socket per thread.
     """
 
-    def __init__(self, timeout: float = 5.0) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        self.sock.settimeout(timeout)
-        self.sock.bind((0, 0))
-        self._seq = itertools.count(1)
-        self._buf = bytearray(_RECV_BUFFER)
+    def __init__(self, timeout: float = TIMEOUT, transport: Transport | None = None) -> None:
+        super().__init__(NETLINK_NETFILTER, timeout, transport)
 
-    def close(self) -> None:
-        """Close the socket."""
-        self.sock.close()
+    def _replies(self, msg: int, family: int, body: bytes) -> list[tuple[int, dict[int, bytes]]]:
+        """(family, attributes) of each NFT_MSG_NEW* a dump request is answered with."""
+        request = (NFNL_SUBSYS_NFTABLES << 8) | msg
+        dump = self.dump(request, _NFGENMSG.pack(family, 0, 0) + body).checked()
+        out = []
+        for buf, mtype, off, end in dump.messages:
+            if mtype != request - 1:
+                continue  # not a listing: nothing to read
+            if off + 4 > end:
+                raise MalformedMessage("an nf_tables message without its nfgenmsg")
+            out.append((buf[off], attributes(buf, off + 4, end, "strict")))
+        return out
 
-    def __enter__(self) -> NftSocket:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def request(self, msg: int, family: int, body: bytes, dump: bool) -> Iterator[bytes]:
-        """Send one nf_tables request; yield each reply message's attribute block.
-
-        Raises NftNetlinkError on an error reply and DumpInterrupted when the kernel
-        flags a dump part NLM_F_DUMP_INTR.
-        """
-        seq = next(self._seq)
-        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
-        payload = struct.pack("=BBH", family, 0, 0) + body
-        self.sock.send(
-            _NLMSGHDR.pack(16 + len(payload), (NFNL_SUBSYS_NFTABLES << 8) | msg, flags, seq, 0)
-            + payload
-        )
-        yield from self._replies(seq, dump)
-
-    def _replies(self, seq: int, dump: bool) -> Iterator[bytes]:
-        buf = self._buf
-        view = memoryview(buf)
-        unpack = _NLMSGHDR.unpack_from
-        while True:
-            size = self.sock.recv_into(buf)
-            off = 0
-            while off + 16 <= size:
-                length, mtype, mflags, mseq, _ = unpack(buf, off)
-                if length < 16 or off + length > size:
-                    raise NftNetlinkError("truncated netlink message")
-                if mseq != seq:
-                    off += (length + 3) & ~3
-                    continue  # a late reply to an abandoned request
-                if mflags & NLM_F_DUMP_INTR:
-                    self._drain(seq, buf, off, size, dump)
-                    raise DumpInterrupted("nf_tables changed during the dump")
-                if mtype == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", buf, off + 16)[0]
-                    if code == 0 and not dump:
-                        return
-                    # An error ends a dump too: nothing follows it.
-                    raise NftNetlinkError(code, os.strerror(code))
-                if mtype == NLMSG_DONE:
-                    return
-                # nlmsghdr (16) + nfgenmsg (4), then the attributes.
-                yield bytes(view[off + 20 : off + length])
-                off += (length + 3) & ~3
-            if not dump:
-                return
-
-    def _drain(self, seq: int, buf: bytearray, off: int, size: int, dump: bool) -> None:
-        """Read the rest of an interrupted dump so the socket can serve the next one."""
-        unpack = _NLMSGHDR.unpack_from
-        while dump:
-            while off + 16 <= size:
-                length, mtype, _, mseq, _ = unpack(buf, off)
-                if length < 16:
-                    return
-                if mseq == seq and mtype in (NLMSG_DONE, NLMSG_ERROR):
-                    return
-                off += (length + 3) & ~3
-            size = self.sock.recv_into(buf)
-            off = 0
+    def _get(self, msg: int, family: int, body: bytes) -> dict[int, bytes]:
+        """The attributes of the one NFT_MSG_NEW* a request that is not a dump gets."""
+        request = (NFNL_SUBSYS_NFTABLES << 8) | msg
+        reply = self.call(request, _NFGENMSG.pack(family, 0, 0) + body)
+        start = reply.offset + _NFGENMSG.size
+        if reply.msg_type != request - 1 or start > reply.end:
+            raise MalformedMessage(f"message type {reply.msg_type} in answer to {request}")
+        return attributes(reply.buffer, start, reply.end, "strict")
 
     # -- the requests a table listing needs --------------------------------------------
 
     def generation(self) -> int:
         """The ruleset generation id (NFT_MSG_GETGEN)."""
-        for reply in self.request(NFT_MSG_GETGEN, socket.AF_UNSPEC, b"", dump=False):
-            return be32(attrs(reply)[_GEN_ID])
-        raise NftNetlinkError("no NFT_MSG_NEWGEN reply")
+        return be32(_need(self._get(NFT_MSG_GETGEN, AF_UNSPEC, b""), _GEN_ID, "NEWGEN"))
+
+    def table_names(self) -> list[tuple[int, str]]:
+        """(NFPROTO family, name) of every table of this namespace, in the kernel's order."""
+        return [
+            (family, string(_need(a, _TABLE_NAME, "NEWTABLE")))
+            for family, a in self._replies(NFT_MSG_GETTABLE, AF_UNSPEC, b"")
+        ]
 
     def table(self, family: int, name: str) -> NlTable:
         """One table's own attributes."""
-        body = strattr(_TABLE_NAME, name)
-        for reply in self.request(NFT_MSG_GETTABLE, family, body, dump=False):
-            return _table(family, attrs(reply))
-        raise NftNetlinkError(f"no reply for table {name}")
+        return _table(family, self._get(NFT_MSG_GETTABLE, family, strattr(_TABLE_NAME, name)))
 
     def _table_dump(
         self, msg: int, family: int, table: str, kind: int
@@ -464,8 +380,7 @@ class NftSocket:
         chain dump lists the chains of every table of the family.
         """
         wanted = table.encode("utf-8", errors="surrogateescape")
-        for m in self.request(msg, family, strattr(kind, table), True):
-            a = attrs(m)
+        for _family, a in self._replies(msg, family, strattr(kind, table)):
             if a.get(kind, b"").split(b"\0", 1)[0] == wanted:
                 yield a
 
@@ -481,10 +396,10 @@ class NftSocket:
         """The elements of one set, in the kernel's order."""
         body = strattr(_ELEM_LIST_TABLE, table) + strattr(_ELEM_LIST_SET, set_name)
         out: list[NlElement] = []
-        for m in self.request(NFT_MSG_GETSETELEM, family, body, True):
-            listed = attrs(m).get(_ELEM_LIST_ELEMENTS)
+        for _family, a in self._replies(NFT_MSG_GETSETELEM, family, body):
+            listed = a.get(_ELEM_LIST_ELEMENTS)
             if listed is not None:
-                out.extend(_element(attrs(e)) for e in attr_list(listed))
+                out.extend(_element(nested(e, "strict")) for e in attribute_list(listed, "strict"))
         return out
 
     def rules(self, family: int, table: str, chain: str) -> list[NlRule]:
@@ -496,10 +411,9 @@ class NftSocket:
         """
         body = strattr(_RULE_TABLE, table) + strattr(_RULE_CHAIN, chain)
         out = []
-        for m in self.request(NFT_MSG_GETRULE, family, body, True):
-            a = attrs(m)
+        for _family, a in self._replies(NFT_MSG_GETRULE, family, body):
             if string(a[_RULE_TABLE]) != table or string(a[_RULE_CHAIN]) != chain:
-                raise NftNetlinkError(f"a rule of another chain in the dump of {chain}")
+                raise MalformedMessage(f"a rule of another chain in the dump of {chain}")
             out.append(_rule(a))
         return out
 

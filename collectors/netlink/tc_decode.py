@@ -12,7 +12,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from podpath.collectors.netlink_decode import cstr, iter_messages, parse_attrs, u32
+from podpath.collectors.netlink.rtnetlink_decode import u32
+from podpath.collectors.netlink.wire import attributes, cstr, nested, payloads
 from podpath.snapshot.model import BpfProgram, TcFilter, TcQdisc
 
 RTM_NEWQDISC = 36
@@ -77,11 +78,9 @@ def protocol_str(ethertype: int) -> str:
 def decode_qdiscs(buffers: Iterable[bytes]) -> list[TcQdisc]:
     """RTM_NEWQDISC messages -> TcQdisc objects."""
     out: list[TcQdisc] = []
-    for buf, mtype, _flags, off, end in iter_messages(buffers):
-        if mtype != RTM_NEWQDISC or off + _TCMSG.size > end:
-            continue
+    for buf, off, end in payloads(buffers, RTM_NEWQDISC, _TCMSG.size, "strict"):
         _family, ifindex, handle, parent, _info = _TCMSG.unpack_from(buf, off)
-        a = parse_attrs(buf, off + _TCMSG.size, end)
+        a = attributes(buf, off + _TCMSG.size, end, "strict")
         kind = a.get(TCA_KIND)
         if kind is None:
             continue
@@ -96,11 +95,9 @@ def decode_filters(buffers: Iterable[bytes]) -> list[TcFilter]:
     and no options (tc prints it as the bare first line) and is skipped here.
     """
     out: list[TcFilter] = []
-    for buf, mtype, _flags, off, end in iter_messages(buffers):
-        if mtype != RTM_NEWTFILTER or off + _TCMSG.size > end:
-            continue
+    for buf, off, end in payloads(buffers, RTM_NEWTFILTER, _TCMSG.size, "strict"):
         _family, ifindex, handle, parent, info = _TCMSG.unpack_from(buf, off)
-        a = parse_attrs(buf, off + _TCMSG.size, end)
+        a = attributes(buf, off + _TCMSG.size, end, "strict")
         kind_raw, options = a.get(TCA_KIND), a.get(TCA_OPTIONS)
         if kind_raw is None or (handle == 0 and options is None):
             continue
@@ -128,7 +125,7 @@ def decode_filters(buffers: Iterable[bytes]) -> list[TcFilter]:
 
 
 def _bpf_options(options: bytes) -> tuple[bool, BpfProgram | None]:
-    a = parse_attrs(options, 0, len(options))
+    a = nested(options, "strict")
     flags = a.get(TCA_BPF_FLAGS)
     direct = bool(flags is not None and len(flags) >= 4 and u32(flags) & TCA_BPF_FLAG_ACT_DIRECT)
     prog_id, tag, name = a.get(TCA_BPF_ID), a.get(TCA_BPF_TAG), a.get(TCA_BPF_NAME)

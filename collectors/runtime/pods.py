@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from podpath.collectors.cgroups import parse_cgroup_path
 from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
+from podpath.collectors.runtime.cgroups import parse_cgroup_path
 from podpath.snapshot.model import Container, Gap, IpamAllocation, Namespace, Pod, Process
 
 CONTAINERD_TASKS = "/run/containerd/io.containerd.runtime.v2.task/k8s.io"

@@ -216,16 +216,6 @@ _Record = tuple[int, int, int, str, tuple[str, ...], int | None, str, str | None
 _MIN_PER_PART = 128
 
 
-def read_process(host: HostRoot, pid: int, res: ScanResult, full: bool = True) -> Process | None:
-    """One process, or None when it is gone (after a liveness re-check).
-
-    With `full=False` only stat and the namespace links are read (no cmdline, no
-    cgroup): enough to list namespaces, at a fraction of the syscalls.
-    """
-    rec = _read_record(host, host.proc_fd(), pid, res, full, None)
-    return None if rec is None else Process(*rec)
-
-
 def _read_record(
     host: HostRoot,
     proc_fd: int,
@@ -234,8 +224,10 @@ def _read_record(
     full: bool,
     seen: set[tuple[str, int]] | None,
 ) -> _Record | None:
-    """`read_process` as a plain record. With `full=False` and a `seen` set, the command
-    line is read too when the process holds a namespace not in `seen` (then added)."""
+    """One process as a plain record (a Process's fields), or None when it is gone (after a
+    liveness re-check). With `full=False` only stat and the namespace links are read, and,
+    given a `seen` set, the command line when the process holds a namespace not in `seen`
+    (then added)."""
     try:
         # One directory fd for all reads: if the PID is reused meanwhile, reads through
         # the old fd fail (ESRCH) instead of mixing two processes.

@@ -14,8 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from podpath.collectors.nft_netlink import NlElement, NlSet, udata
-from podpath.collectors.nft_types import (
+from podpath.collectors.nftables.datatypes import (
     BIG,
     HOST,
     TYPE_INTEGER,
@@ -28,6 +27,7 @@ from podpath.collectors.nft_types import (
     split_concat,
     verdict_json,
 )
+from podpath.collectors.nftables.netlink import NlElement, NlSet, string, udata
 
 # Kernel set flags (NFT_SET_*).
 SET_ANONYMOUS = 0x1
@@ -151,7 +151,7 @@ def set_info(nlset: NlSet) -> SetInfo:
         key,
         data,
         verdict,
-        _cstring(comment) if comment is not None else None,
+        string(comment) if comment is not None else None,
         _UD_MERGE in ud,
     )
 
@@ -160,10 +160,6 @@ def _order(raw: bytes | None) -> str | None:
     if raw is None or len(raw) != 4:
         return None
     return _BYTEORDERS.get(struct.unpack("=I", raw)[0])
-
-
-def _cstring(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", errors="surrogateescape")
 
 
 # ---------------------------------------------------------------- values
@@ -207,7 +203,7 @@ def _element_extras(elem: NlElement, set_name: str) -> dict[str, Any]:
         if set(ud) - {_UD_ELEM_COMMENT}:
             raise Unsupported(f"set {set_name}: element flags in user data")
         if _UD_ELEM_COMMENT in ud:
-            extras["comment"] = _cstring(ud[_UD_ELEM_COMMENT])
+            extras["comment"] = string(ud[_UD_ELEM_COMMENT])
     return extras
 
 

@@ -13,7 +13,7 @@ import socket
 import struct
 from collections.abc import Iterable
 
-from podpath.collectors.netlink_decode import iter_messages, parse_attrs
+from podpath.collectors.netlink.wire import attributes, payloads
 from podpath.snapshot.model import NetConf
 
 RTM_NEWNETCONF = 80
@@ -33,13 +33,11 @@ def _int(data: bytes | None) -> int | None:
 def decode_netconf(buffers: Iterable[bytes]) -> list[NetConf]:
     """RTM_NEWNETCONF messages of AF_INET and AF_INET6 -> NetConf objects."""
     out: list[NetConf] = []
-    for buf, mtype, _flags, off, end in iter_messages(buffers):
-        if mtype != RTM_NEWNETCONF or off + _NETCONFMSG_LEN > end:
-            continue
+    for buf, off, end in payloads(buffers, RTM_NEWNETCONF, _NETCONFMSG_LEN, "strict"):
         family = buf[off]
         if family not in (socket.AF_INET, socket.AF_INET6):
             continue  # MPLS and others
-        a = parse_attrs(buf, off + _NETCONFMSG_LEN, end)
+        a = attributes(buf, off + _NETCONFMSG_LEN, end, "strict")
         ifindex = _int(a.get(NETCONFA_IFINDEX))
         if ifindex is None:
             continue

@@ -32,18 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from podpath.collectors.nft_netlink import (
-    attr_list,
-    attrs,
-    be32,
-    be64,
-    data_value,
-    data_verdict,
-    string,
-    udata,
-)
-from podpath.collectors.nft_sets import SetInfo
-from podpath.collectors.nft_types import (
+from podpath.collectors.netlink.wire import attribute_list, nested
+from podpath.collectors.nftables.datatypes import (
     BIG,
     DATATYPES,
     HOST,
@@ -70,6 +60,15 @@ from podpath.collectors.nft_types import (
     render,
     verdict_json,
 )
+from podpath.collectors.nftables.netlink import (
+    be32,
+    be64,
+    data_value,
+    data_verdict,
+    string,
+    udata,
+)
+from podpath.collectors.nftables.sets import SetInfo
 
 # ---------------------------------------------------------------- vocabulary
 
@@ -461,13 +460,13 @@ def _strict(raw: bytes) -> str:
 
 def decode_expr(raw: bytes) -> tuple[Any, ...]:
     """One NFTA_LIST_ELEM (expression name + data) as a flat tuple; Unsupported if unknown."""
-    a = attrs(raw)
+    a = nested(raw, "strict")
     name = string(a[_EXPR_NAME])
     decode = _RAW.get(name)
     if decode is None:
         raise Unsupported(f"expression {name}")
     try:
-        return decode(attrs(a.get(_EXPR_DATA, b"")))
+        return decode(nested(a.get(_EXPR_DATA, b""), "strict"))
     except (KeyError, IndexError, struct.error) as exc:
         raise Unsupported(f"expression {name} with missing attributes") from exc
 
@@ -546,7 +545,7 @@ class Delinearizer:
         """The JSON statements of one rule's NFTA_RULE_EXPRESSIONS."""
         cache = self._cache
         ops = []
-        for raw in attr_list(exprs):
+        for raw in attribute_list(exprs, "strict"):
             op = cache.get(raw)
             if op is None:
                 op = decode_expr(raw)

@@ -5,7 +5,7 @@
 and so does an open fd; kubelet/CNI leaks show up exactly there. This module merges
 three sources, each namespace identified by (nsfs dev, inode):
 
-- processes (from `procfs.scan_processes`): nprocs, lowest PID, its uid and command;
+- processes (from `processes.scan_processes`): nprocs, lowest PID, its uid and command;
 - nsfs mounts: /run/netns entries and every nsfs line in the mountinfo of /proc/self,
   /proc/1 and one process of each mount namespace;
 - open fds: /proc/PID/fd links that read "net:[...]" (and other types).
@@ -17,21 +17,22 @@ on the host network, as `kubectl debug node` does.
 
 from __future__ import annotations
 
-import _socket
 import os
-import struct
 import threading
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
 from podpath.collectors.hostroot import CollectorError, HostRoot, PermissionDenied, Vanished
+from podpath.collectors.netlink.nlsocket import BATCH as NSID_BATCH
+from podpath.collectors.netlink.rtnetlink import RouteSocket
+from podpath.collectors.netlink.wire import NetlinkError
 from podpath.collectors.parallel import part_count, run_parts, split
-from podpath.collectors.procfs import FdHolders, nsfs_dev, parse_ns_link, read_fd_holders
+from podpath.collectors.proc.processes import FdHolders, nsfs_dev, parse_ns_link, read_fd_holders
 from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Namespace, Process
 
 if TYPE_CHECKING:
-    from podpath.collectors.netns_scan import NetnsTarget
+    from podpath.collectors.netlink.netns_scan import NetnsTarget
 
 
 @dataclass
@@ -291,71 +292,6 @@ def _user_name(uid: int | None, names: dict[int, str], host: HostRoot) -> str | 
     return None
 
 
-# -- netnsid -----------------------------------------------------------------------------
-
-_RTM_NEWNSID = 88
-_RTM_GETNSID = 90
-_NLMSG_ERROR = 2
-_NLM_F_REQUEST = 1
-_NETNSA_NSID = 1
-_NETNSA_FD = 3
-
-
-class NsidClient:
-    """Asks the kernel for netnsids (RTM_GETNSID) on one NETLINK_ROUTE socket."""
-
-    def __init__(self) -> None:
-        # The C socket type that socket.socket wraps: this needs none of the wrapper,
-        # and `import socket` builds enums of every AF_/SOCK_/MSG_ constant, ~9 ms of
-        # `podpath ls namespaces` on this machine.
-        self._sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, 0)
-        self._sock.settimeout(2.0)
-        self._sock.bind((0, 0))
-        self._seq = 0
-
-    def close(self) -> None:
-        """Close the netlink socket."""
-        self._sock.close()
-
-    def nsid_of_fd(self, fd: int) -> int | None:
-        """The netnsid of the netns open at `fd` as seen from our netns; None if unassigned."""
-        self._seq += 1
-        # nlmsghdr + struct rtgenmsg (1 byte, padded to 4) + NETNSA_FD u32 attribute.
-        payload = struct.pack("=B3x", _socket.AF_UNSPEC) + struct.pack("=HHI", 8, _NETNSA_FD, fd)
-        msg = struct.pack("=IHHII", 16 + len(payload), _RTM_GETNSID, _NLM_F_REQUEST, self._seq, 0)
-        self._sock.send(msg + payload)
-        while True:
-            data = self._sock.recv(65536)
-            off = 0
-            while off + 16 <= len(data):
-                length, mtype, _flags, seq, _pid = struct.unpack_from("=IHHII", data, off)
-                if length < 16:
-                    return None
-                if seq == self._seq:
-                    return self._parse_reply(mtype, data[off + 16 : off + length])
-                off += (length + 3) & ~3
-
-    @staticmethod
-    def _parse_reply(mtype: int, body: bytes) -> int | None:
-        if mtype == _NLMSG_ERROR:
-            (code,) = struct.unpack_from("=i", body, 0)
-            if code:
-                raise OSError(-code, os.strerror(-code))
-            return None
-        if mtype != _RTM_NEWNSID:
-            return None
-        off = 4  # struct rtgenmsg, padded
-        while off + 4 <= len(body):
-            alen, atype = struct.unpack_from("=HH", body, off)
-            if alen < 4:
-                break
-            if atype == _NETNSA_NSID and alen >= 8:
-                (nsid,) = struct.unpack_from("=i", body, off + 4)
-                return None if nsid < 0 else int(nsid)  # -1: NETNSA_NSID_NOT_ASSIGNED
-            off += (alen + 3) & ~3
-        return None
-
-
 # -- assembly ----------------------------------------------------------------------------
 
 
@@ -378,38 +314,63 @@ def _open_path(host: HostRoot, kind: str, h: Holders) -> str | None:
 def _netnsids(
     host: HostRoot, holders: dict[tuple[str, int], Holders], dev: int, gaps: list[Gap]
 ) -> dict[int, int]:
+    """netnsid of each net namespace as the collector's own netns sees it (RTM_GETNSID)."""
     out: dict[int, int] = {}
     try:
-        client = NsidClient()
+        sock = RouteSocket(timeout=2.0)
     except OSError as err:
         gaps.append(Gap("netnsid", f"netlink socket: {os.strerror(err.errno or 0)}", "unavailable"))
         return out
     try:
-        for (kind, inode), h in holders.items():
-            if kind != "net":
-                continue
-            path = _open_path(host, kind, h)
-            if path is None:
-                continue
+        wanted = [
+            (inode, path)
+            for (kind, inode), h in holders.items()
+            if kind == "net" and (path := _open_path(host, kind, h)) is not None
+        ]
+        # One batch of open fds at a time: the kernel answers a batch in one go.
+        for start in range(0, len(wanted), NSID_BATCH):
+            _ask_batch(sock, wanted[start : start + NSID_BATCH], dev, out, gaps)
+    finally:
+        sock.close()
+    return out
+
+
+def _ask_batch(
+    sock: RouteSocket,
+    batch: list[tuple[int, str]],
+    dev: int,
+    out: dict[int, int],
+    gaps: list[Gap],
+) -> None:
+    opened: list[tuple[int, int]] = []  # (inode, fd)
+    try:
+        for inode, path in batch:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
-                continue
+                continue  # gone since it was listed
             try:
                 st = os.fstat(fd)
-                if st.st_ino != inode or (dev and st.st_dev != dev):
-                    continue  # replaced between discovery and now: never ask about another
-                nsid = client.nsid_of_fd(fd)
-            except OSError as err:
-                gaps.append(Gap(f"netnsid of net:[{inode}]", os.strerror(err.errno or 0), "error"))
-                continue
-            finally:
+            except OSError:
                 os.close(fd)
-            if nsid is not None:
+                continue
+            if st.st_ino != inode or (dev and st.st_dev != dev):
+                os.close(fd)  # replaced between discovery and now: never ask about another
+                continue
+            opened.append((inode, fd))
+        try:
+            answers = sock.nsids([fd for _, fd in opened])
+        except OSError as err:
+            gaps.append(Gap("netnsid", f"netlink: {err}", "error"))
+            return
+        for (inode, _fd), nsid in zip(opened, answers, strict=True):
+            if isinstance(nsid, NetlinkError):
+                gaps.append(Gap(f"netnsid of net:[{inode}]", str(nsid), "error"))
+            elif nsid is not None:
                 out[inode] = nsid
     finally:
-        client.close()
-    return out
+        for _inode, fd in opened:
+            os.close(fd)
 
 
 def _build(
@@ -455,7 +416,7 @@ def scan_namespaces(
 ) -> NamespaceScan:
     """Every namespace held by a process, an nsfs mount or an fd, with its holders.
 
-    `fd_holders` are the fd holders read by `procfs.scan_processes_and_fds`; without
+    `fd_holders` are the fd holders read by `processes.scan_processes_and_fds`; without
     them the fd tables are read here.
     """
     gaps: list[Gap] = []
@@ -489,18 +450,10 @@ def scan_namespaces(
     return NamespaceScan(spaces, tuple(gaps), dev, holders, root)
 
 
-def collect_namespaces(
-    host: HostRoot, processes: tuple[Process, ...], cancel: threading.Event | None = None
-) -> tuple[tuple[Namespace, ...], tuple[Gap, ...]]:
-    """All namespaces (see `scan_namespaces`) as (data, gaps)."""
-    scan = scan_namespaces(host, processes, cancel)
-    return scan.namespaces, scan.gaps
-
-
 def net_namespace_targets(host: HostRoot, scan: NamespaceScan) -> list[NetnsTarget]:
     """The net namespaces to dump, each with a path to open and its bind-mount paths."""
     # Imported here: listing namespaces alone never loads the netlink scanner.
-    from podpath.collectors.netns_scan import NetnsTarget
+    from podpath.collectors.netlink.netns_scan import NetnsTarget
 
     targets = []
     for (kind, inode), h in scan.holders.items():

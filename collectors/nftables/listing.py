@@ -17,23 +17,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from podpath.collectors.nft_delinearize import Delinearizer, rule_comment
-from podpath.collectors.nft_netlink import (
+from podpath.collectors.netlink.wire import NetlinkError
+from podpath.collectors.nftables.datatypes import Unsupported
+from podpath.collectors.nftables.delinearize import Delinearizer, rule_comment
+from podpath.collectors.nftables.netlink import (
     FAMILY_NUMBERS,
-    NftNetlinkError,
     NftSocket,
     NlChain,
     NlRule,
     NlSet,
 )
-from podpath.collectors.nft_sets import (
+from podpath.collectors.nftables.sets import (
     SET_ANONYMOUS,
     SetInfo,
     elements_json,
     set_info,
     set_json,
 )
-from podpath.collectors.nft_types import Unsupported
 from podpath.collectors.parallel import part_count, run_parts, split
 
 # Below this many chains a run is not worth a forked decoder (kube-proxy has ~3.6 per
@@ -97,7 +97,7 @@ class _Prefetch:
                     self.results.append(result)
                     self.done += 1
                     self.cond.notify_all()
-        except (NftNetlinkError, Unsupported, OSError) as exc:
+        except (Unsupported, OSError) as exc:  # NetlinkError is an OSError
             with self.cond:
                 self.error = exc
                 self.cond.notify_all()
@@ -119,7 +119,7 @@ class _Prefetch:
 
 
 class _TableReader:
-    """Reads one table; every method may raise Unsupported or NftNetlinkError."""
+    """Reads one table; every method may raise Unsupported or NetlinkError."""
 
     def __init__(self, sock: NftSocket, family: str, name: str) -> None:
         self.sock = sock
@@ -238,7 +238,7 @@ class _TableReader:
                 )
             text, count = reader._rules_json(chains, rules_fetch)
             return text, count, None
-        except (Unsupported, NftNetlinkError) as exc:
+        except (Unsupported, NetlinkError) as exc:
             return "", 0, str(exc) if isinstance(exc, Unsupported) else f"netlink: {exc}"
         finally:
             for fetch in (rules_fetch, reader.anon_fetch):
@@ -363,20 +363,20 @@ def list_table(family: str, name: str, sock: NftSocket | None = None) -> Listing
         if s.generation() != before:
             return Listing(family, name, None, "the ruleset changed during the read")
         return Listing(family, name, text, None, count)
-    except NftNetlinkError as exc:
+    except OSError as exc:  # NetlinkError, a timeout: nft lists the table instead
         return Listing(family, name, None, f"netlink: {exc}")
     finally:
         if own:
             s.close()
 
 
-# Exit status of `python -m podpath.collectors.nft_listing` for a table it does not read
+# Exit status of `python -m podpath.collectors.nftables.listing` for a table it does not read
 # (the reason on stderr): the caller lists that table with nft instead.
 EXIT_NOT_READ = 3
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m podpath.collectors.nft_listing FAMILY NAME`: the table's document.
+    """`python -m podpath.collectors.nftables.listing FAMILY NAME`: the table's document.
 
     The collector runs this in a child process: the read is seconds of CPU at 10k
     Services, which then overlaps the collector's own work on another core, and its
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        sys.stderr.write("usage: python -m podpath.collectors.nft_listing FAMILY NAME\n")
+        sys.stderr.write("usage: python -m podpath.collectors.nftables.listing FAMILY NAME\n")
         return 2
     # Tens of thousands of small acyclic objects, freed by reference counting: the
     # cycle collector's passes over them would only cost time.

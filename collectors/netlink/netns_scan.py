@@ -7,8 +7,8 @@ How a namespace is reached (docs/architecture.md, "Entering namespaces"; docs/pe
   `setns()`es into it, opens a NETLINK_ROUTE socket there and `setns()`es back in
   `finally`. A netlink socket stays bound to the namespace it was created in, so the
   dumps are then read on the calling thread while the opener moves on.
-- Dumps are raw and decoded flat (`netlink_decode`); NLM_F_DUMP_INTR is checked on
-  every message (`netlink_dump`).
+- Dumps are raw and decoded flat (`rtnetlink_decode`); the netlink core (`nlsocket`)
+  checks every reply's sender, port id, sequence number and NLM_F_DUMP_INTR.
 - Besides links, addresses, routes, rules, neighbours and FDB, each namespace's netconf
   (forwarding, rp_filter, proxy_arp per interface) and tc qdiscs are dumped, and the
   filters of every clsact/ingress qdisc (where eBPF dataplanes attach their programs).
@@ -26,16 +26,30 @@ import errno
 import fcntl
 import os
 import queue
-import socket
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import TypeVar
 
-from podpath.collectors import netlink_dump as nd
-from podpath.collectors.netconf_decode import decode_netconf
-from podpath.collectors.netlink_decode import (
+from podpath.collectors.netlink.netconf_decode import decode_netconf
+from podpath.collectors.netlink.nlsocket import MAX_ATTEMPTS
+from podpath.collectors.netlink.rtnetlink import (
     AF_BRIDGE,
+    AF_UNSPEC,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETNEIGH,
+    RTM_GETNETCONF,
+    RTM_GETQDISC,
+    RTM_GETROUTE,
+    RTM_GETRULE,
+    RTM_GETTFILTER,
+    RouteSocket,
+    tc_filter_header,
+)
+from podpath.collectors.netlink.rtnetlink_decode import (
     decode_addresses,
     decode_fdb,
     decode_links,
@@ -43,21 +57,13 @@ from podpath.collectors.netlink_decode import (
     decode_routes,
     decode_rules,
 )
-from podpath.collectors.netlink_dump import (
-    MAX_ATTEMPTS,
-    DumpResult,
-    NetlinkError,
-    RouteSocket,
-    dump,
-    get_nsids,
-    tc_filter_header,
-)
-from podpath.collectors.tc_decode import (
+from podpath.collectors.netlink.tc_decode import (
     EGRESS_PARENT,
     INGRESS_PARENT,
     decode_filters,
     decode_qdiscs,
 )
+from podpath.collectors.netlink.wire import NetlinkError
 from podpath.snapshot.model import (
     Address,
     FdbEntry,
@@ -72,6 +78,8 @@ from podpath.snapshot.model import (
     TcFilter,
     TcQdisc,
 )
+
+T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h
@@ -266,7 +274,7 @@ class _Opener:
         rs: RouteSocket | None = None
         error: OSError | None = None
         try:
-            rs = RouteSocket.open()
+            rs = RouteSocket()
         except OSError as exc:
             error = exc
         finally:
@@ -298,27 +306,38 @@ def _close(opened: _Opened) -> None:
 
 
 def _dump_gap(target: NetnsTarget, what: str, exc: OSError) -> Gap:
-    if isinstance(exc, TimeoutError | socket.timeout):
+    if isinstance(exc, TimeoutError):
         return Gap(subject(target), f"{what} dump timed out", "timeout")
     if exc.errno in (errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
         return Gap(subject(target), f"{what} not available on this kernel", "unavailable")
-    return Gap(subject(target), f"{what} dump failed: {exc.strerror or exc}", "error")
+    # str() of a NetlinkError carries the kernel's extended-ack text, when it sent one.
+    why = str(exc) if isinstance(exc, NetlinkError) else (exc.strerror or str(exc))
+    return Gap(subject(target), f"{what} dump failed: {why}", "error")
 
 
-def _dump_checked(
+def _read(
     opened: _Opened,
     what: str,
     msg_type: int,
     family: int,
+    decode: Callable[[tuple[bytes, ...]], list[T]],
     gaps: list[Gap],
     header: bytes | None = None,
-) -> DumpResult:
+) -> list[T]:
+    """Dump one table and decode it; what could not be read or trusted becomes a gap.
+
+    `header` replaces the family-only request header (a tcmsg naming one interface).
+    """
     assert opened.rs is not None
     try:
-        result = dump(opened.rs, msg_type, family, MAX_ATTEMPTS, header)
-    except (NetlinkError, OSError) as exc:
+        if header is None:
+            result = opened.rs.dump_table(msg_type, family, MAX_ATTEMPTS)
+        else:
+            result = opened.rs.dump(msg_type, header, MAX_ATTEMPTS)
+        decoded = decode(result.buffers)  # MalformedMessage: a gap, never half a message
+    except OSError as exc:
         gaps.append(_dump_gap(opened.target, what, exc))
-        return DumpResult((), False, 0)
+        return []
     if result.inconsistent:
         gaps.append(
             Gap(
@@ -327,31 +346,30 @@ def _dump_checked(
                 "inconsistent",
             )
         )
-    return result
+    return decoded
 
 
 def _scan_one(opened: _Opened, gaps: list[Gap]) -> _Scanned:
     inode = opened.target.inode
-    fam = socket.AF_UNSPEC
     s = _Scanned(opened)
-    s.links = decode_links(_dump_checked(opened, "links", nd.RTM_GETLINK, fam, gaps).buffers, inode)
-    s.addresses = decode_addresses(
-        _dump_checked(opened, "addresses", nd.RTM_GETADDR, fam, gaps).buffers
+    s.links = _read(
+        opened, "links", RTM_GETLINK, AF_UNSPEC, partial(decode_links, netns=inode), gaps
     )
-    s.routes = decode_routes(
-        _dump_checked(opened, "routes", nd.RTM_GETROUTE, fam, gaps).buffers, inode
+    s.addresses = _read(opened, "addresses", RTM_GETADDR, AF_UNSPEC, decode_addresses, gaps)
+    s.routes = _read(
+        opened, "routes", RTM_GETROUTE, AF_UNSPEC, partial(decode_routes, netns=inode), gaps
     )
-    s.rules = decode_rules(_dump_checked(opened, "rules", nd.RTM_GETRULE, fam, gaps).buffers, inode)
-    s.neighbours = decode_neighbours(
-        _dump_checked(opened, "neighbours", nd.RTM_GETNEIGH, fam, gaps).buffers, inode
+    s.rules = _read(
+        opened, "rules", RTM_GETRULE, AF_UNSPEC, partial(decode_rules, netns=inode), gaps
     )
-    s.fdb = decode_fdb(
-        _dump_checked(opened, "fdb", nd.RTM_GETNEIGH, AF_BRIDGE, gaps).buffers, inode
+    # AF_UNSPEC reaches neigh_dump_info (ARP and NDP tables); the bridge FDB is the
+    # separate PF_BRIDGE handler (rtnl_fdb_dump), so it needs its own request.
+    s.neighbours = _read(
+        opened, "neighbours", RTM_GETNEIGH, AF_UNSPEC, partial(decode_neighbours, netns=inode), gaps
     )
-    s.netconf = decode_netconf(
-        _dump_checked(opened, "netconf", nd.RTM_GETNETCONF, fam, gaps).buffers
-    )
-    s.qdiscs = decode_qdiscs(_dump_checked(opened, "qdiscs", nd.RTM_GETQDISC, fam, gaps).buffers)
+    s.fdb = _read(opened, "fdb", RTM_GETNEIGH, AF_BRIDGE, partial(decode_fdb, netns=inode), gaps)
+    s.netconf = _read(opened, "netconf", RTM_GETNETCONF, AF_UNSPEC, decode_netconf, gaps)
+    s.qdiscs = _read(opened, "qdiscs", RTM_GETQDISC, AF_UNSPEC, decode_qdiscs, gaps)
     s.filters = _scan_filters(opened, s.qdiscs, gaps)
     return s
 
@@ -365,8 +383,7 @@ def _scan_filters(opened: _Opened, qdiscs: list[TcQdisc], gaps: list[Gap]) -> li
         parents = (INGRESS_PARENT, EGRESS_PARENT) if q.kind == "clsact" else (INGRESS_PARENT,)
         for parent in parents:
             header = tc_filter_header(q.ifindex, parent)
-            result = _dump_checked(opened, "tc filters", nd.RTM_GETTFILTER, 0, gaps, header)
-            out.extend(decode_filters(result.buffers))
+            out += _read(opened, "tc filters", RTM_GETTFILTER, 0, decode_filters, gaps, header)
     return out
 
 
@@ -377,12 +394,16 @@ def _ask_nsids(s: _Scanned, candidates: Sequence[_Scanned], gaps: list[Gap]) -> 
     if rs is None or not usable:
         return
     try:
-        ids = get_nsids(rs, [c.opened.ns_fd for c in usable])
+        ids = rs.nsids([c.opened.ns_fd for c in usable])
     except OSError as exc:
         gaps.append(_dump_gap(s.opened.target, "netnsid", exc))
         return
+    refused = [nsid for nsid in ids if isinstance(nsid, NetlinkError)]
+    if refused:
+        why = f"{len(refused)} netnsid lookups refused: {refused[0]}"
+        gaps.append(Gap(subject(s.opened.target), why, "error"))
     for cand, nsid in zip(usable, ids, strict=True):
-        if nsid is not None:
+        if isinstance(nsid, int):
             s.nsids.setdefault(nsid, cand.opened.target.inode)
 
 
@@ -510,13 +531,16 @@ def scan_network_namespaces(
         if cancel.is_set():
             gaps.append(Gap("netns scan", "cancelled before every namespace was read", "error"))
         _resolve_peers(scanned, root, gaps)
-        root_ids: list[int | None] = [None] * len(scanned)
+        root_ids: list[int | NetlinkError | None] = [None] * len(scanned)
         if root is not None and root.opened.rs is not None:
             try:
-                root_ids = get_nsids(root.opened.rs, [s.opened.ns_fd for s in scanned])
+                root_ids = root.opened.rs.nsids([s.opened.ns_fd for s in scanned])
             except OSError as exc:
                 gaps.append(_dump_gap(root.opened.target, "netnsid", exc))
-        result = tuple(_build(s, nsid) for s, nsid in zip(scanned, root_ids, strict=True))
+        result = tuple(
+            _build(s, nsid if isinstance(nsid, int) else None)
+            for s, nsid in zip(scanned, root_ids, strict=True)
+        )
         return result, tuple(gaps)
     finally:
         if opener is not None:
@@ -534,7 +558,7 @@ def _own_root(root_inode: int) -> _Scanned | None:
     except OSError:
         return None
     try:
-        rs = RouteSocket.open()
+        rs = RouteSocket()
     except OSError:
         os.close(fd)
         return None

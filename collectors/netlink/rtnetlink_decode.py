@@ -3,8 +3,10 @@
 pyroute2 builds a tree of nla objects per message; at 250 namespaces that parse costs
 ~0.48 s against ~0.05 s for this flat walk (docs/performance.md). Every decoder takes the
 raw buffers a dump returned (one or more netlink messages each) and the inode of the
-namespace they came from, and skips messages it does not understand instead of failing:
-the kernel adds attributes over time, and a dump is data, not a contract.
+namespace they came from. Messages of other types, families and attributes it does not
+know are skipped (the kernel adds attributes over time); a message whose lengths do not
+add up raises `MalformedMessage` (the netlink core's strict walk), which the scanner
+records as a gap rather than showing part of a message as the whole.
 
 Constants are the kernel's uapi values (linux/rtnetlink.h, if_link.h, neighbour.h,
 fib_rules.h, if_addr.h); names printed for them follow iproute2, so a decoded object
@@ -16,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import socket
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
+from podpath.collectors.netlink.rtnetlink import AF_BRIDGE
+from podpath.collectors.netlink.wire import MalformedMessage, attributes, cstr, nested, payloads
 from podpath.snapshot.model import (
     Address,
     BpfProgram,
@@ -32,23 +36,12 @@ from podpath.snapshot.model import (
     Xdp,
 )
 
-# --- netlink framing (linux/netlink.h) -------------------------------------------------
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_MULTI = 0x2
-NLM_F_DUMP_INTR = 0x10
-
 RTM_NEWLINK = 16
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
 RTM_NEWNEIGH = 28
 RTM_NEWRULE = 32
-RTM_NEWNSID = 88
 
-NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
-
-_NLMSGHDR = struct.Struct("=IHHII")
-_NLA = struct.Struct("=HH")
 _U16 = struct.Struct("=H")
 _BE16 = struct.Struct("!H")
 _U32 = struct.Struct("=I")
@@ -64,7 +57,6 @@ _STATS_FIELDS = tuple(f.name for f in dataclasses.fields(LinkStats))
 
 AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
-AF_BRIDGE = 7
 
 # --- names as iproute2 prints them ---------------------------------------------------------
 ROUTE_TYPES = {
@@ -205,52 +197,6 @@ NDA_DST, NDA_LLADDR, NDA_VLAN, NDA_MASTER = 1, 2, 5, 9
 _FAMILY_LEN = {AF_INET: 4, AF_INET6: 16}
 
 
-def iter_messages(buffers: Iterable[bytes]) -> Iterator[tuple[bytes, int, int, int, int]]:
-    """Yield (buffer, type, flags, payload offset, message end) for every message."""
-    unpack = _NLMSGHDR.unpack_from
-    for buf in buffers:
-        off = 0
-        size = len(buf)
-        while off + 16 <= size:
-            length, mtype, flags, _seq, _pid = unpack(buf, off)
-            if length < 16 or off + length > size:
-                break  # a malformed length would loop or read past the buffer
-            yield buf, mtype, flags, off + 16, off + length
-            off += (length + 3) & ~3
-
-
-def parse_attrs(buf: bytes, off: int, end: int) -> dict[int, bytes]:
-    """Return {attribute type: payload} for the rtattrs in buf[off:end] (last one wins)."""
-    attrs: dict[int, bytes] = {}
-    unpack = _NLA.unpack_from
-    while off + 4 <= end:
-        alen, atype = unpack(buf, off)
-        if alen < 4 or off + alen > end:
-            break
-        attrs[atype & NLA_TYPE_MASK] = buf[off + 4 : off + alen]
-        off += (alen + 3) & ~3
-    return attrs
-
-
-def _attr_list(data: bytes) -> list[tuple[int, bytes]]:
-    """Attributes of a nested payload, in order (repeats kept)."""
-    out: list[tuple[int, bytes]] = []
-    off = 0
-    end = len(data)
-    while off + 4 <= end:
-        alen, atype = _NLA.unpack_from(data, off)
-        if alen < 4 or off + alen > end:
-            break
-        out.append((atype & NLA_TYPE_MASK, data[off + 4 : off + alen]))
-        off += (alen + 3) & ~3
-    return out
-
-
-def cstr(data: bytes) -> str:
-    """A NUL-terminated kernel string, decoded so any byte survives (surrogateescape)."""
-    return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-
-
 def ip_str(data: bytes) -> str | None:
     """An IPv4 or IPv6 address in the form `ip` prints; None for other lengths."""
     if len(data) == 4:
@@ -297,11 +243,9 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
     """RTM_NEWLINK messages -> Link objects (no addresses, peer unresolved)."""
     out: list[Link] = []
     unpack = _IFINFOMSG.unpack_from
-    for buf, mtype, _flags, off, end in iter_messages(buffers):
-        if mtype != RTM_NEWLINK or off + 16 > end:
-            continue
+    for buf, off, end in payloads(buffers, RTM_NEWLINK, 16, "strict"):
         _family, _type, index, flags, _change = unpack(buf, off)
-        a = parse_attrs(buf, off + 16, end)
+        a = attributes(buf, off + 16, end, "strict")
         name = a.get(IFLA_IFNAME)
         mtu = a.get(IFLA_MTU)
         oper = a.get(IFLA_OPERSTATE)
@@ -351,7 +295,7 @@ def _stats64(data: bytes) -> LinkStats | None:
 
 def _xdp(data: bytes) -> Xdp | None:
     """IFLA_XDP: the attach mode and program id, when a program is attached."""
-    a = parse_attrs(data, 0, len(data))
+    a = nested(data, "strict")
     attached = a.get(IFLA_XDP_ATTACHED)
     if not attached or attached[0] == 0:
         return None
@@ -365,7 +309,7 @@ def _xdp(data: bytes) -> Xdp | None:
 
 
 def _linkinfo(info: bytes) -> tuple[str | None, Vxlan | None]:
-    attrs = parse_attrs(info, 0, len(info))
+    attrs = attributes(info, 0, len(info), "strict")
     kind_raw = attrs.get(IFLA_INFO_KIND)
     kind = cstr(kind_raw) if kind_raw is not None else None
     data = attrs.get(IFLA_INFO_DATA)
@@ -375,7 +319,7 @@ def _linkinfo(info: bytes) -> tuple[str | None, Vxlan | None]:
 
 
 def _vxlan(data: bytes) -> Vxlan:
-    a = parse_attrs(data, 0, len(data))
+    a = attributes(data, 0, len(data), "strict")
     vni = a.get(IFLA_VXLAN_ID)
     port = a.get(IFLA_VXLAN_PORT)  # network byte order
     local = a.get(IFLA_VXLAN_LOCAL) or a.get(IFLA_VXLAN_LOCAL6)
@@ -406,13 +350,11 @@ def decode_addresses(buffers: Iterable[bytes]) -> list[tuple[int, Address]]:
     """RTM_NEWADDR messages -> (ifindex, Address) pairs."""
     out: list[tuple[int, Address]] = []
     unpack = _IFADDRMSG.unpack_from
-    for buf, mtype, _flags, off, end in iter_messages(buffers):
-        if mtype != RTM_NEWADDR or off + 8 > end:
-            continue
+    for buf, off, end in payloads(buffers, RTM_NEWADDR, 8, "strict"):
         family, prefixlen, _ifa_flags, scope, index = unpack(buf, off)
         if family not in _FAMILY_LEN:
             continue
-        a = parse_attrs(buf, off + 8, end)
+        a = attributes(buf, off + 8, end, "strict")
         # IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on
         # point-to-point links and equals IFA_LOCAL otherwise (iproute2 does the same).
         raw = a.get(IFA_LOCAL) or a.get(IFA_ADDRESS)
@@ -442,13 +384,11 @@ def decode_routes(buffers: Iterable[bytes], netns: int) -> list[Route]:
     """RTM_NEWROUTE messages of every table -> Route objects (IPv4 and IPv6 only)."""
     out: list[Route] = []
     unpack = _RTMSG.unpack_from
-    for buf, mtype, _flags, off, end in iter_messages(buffers):
-        if mtype != RTM_NEWROUTE or off + 12 > end:
-            continue
+    for buf, off, end in payloads(buffers, RTM_NEWROUTE, 12, "strict"):
         family, dst_len, _src_len, tos, table, proto, scope, rtype, rflags = unpack(buf, off)
         if family not in _FAMILY_LEN or rflags & RTM_F_CLONED:
             continue  # multicast routing families, MPLS, and route cache entries
-        a = parse_attrs(buf, off + 12, end)
+        a = attributes(buf, off + 12, end, "strict")
         tbl = a.get(RTA_TABLE)
         dst = a.get(RTA_DST)
         oif = a.get(RTA_OIF)
@@ -494,8 +434,8 @@ def _multipath(data: bytes) -> tuple[Nexthop, ...]:
     while off + 8 <= end:
         length, flags, hops_weight, ifindex = _RTNEXTHOP.unpack_from(data, off)
         if length < 8 or off + length > end:
-            break
-        a = parse_attrs(data, off + 8, off + length)
+            raise MalformedMessage(f"nexthop length {length} at {off} overruns {end}")
+        a = attributes(data, off + 8, off + length, "strict")
         hops.append(
             Nexthop(
                 gateway=_gateway(a),
@@ -515,13 +455,11 @@ def decode_rules(buffers: Iterable[bytes], netns: int) -> list[Rule]:
     """RTM_NEWRULE messages -> Rule objects (IPv4 and IPv6 only)."""
     out: list[Rule] = []
     unpack = _RTMSG.unpack_from  # struct fib_rule_hdr has the same layout as rtmsg
-    for buf, mtype, _flags, off, end in iter_messages(buffers):
-        if mtype != RTM_NEWRULE or off + 12 > end:
-            continue
+    for buf, off, end in payloads(buffers, RTM_NEWRULE, 12, "strict"):
         family, dst_len, src_len, _tos, table, _r1, _r2, action, rflags = unpack(buf, off)
         if family not in _FAMILY_LEN:
             continue
-        a = parse_attrs(buf, off + 12, end)
+        a = attributes(buf, off + 12, end, "strict")
         prio = a.get(FRA_PRIORITY)
         tbl = a.get(FRA_TABLE)
         mark = a.get(FRA_FWMARK)
@@ -566,13 +504,11 @@ def decode_neighbours(buffers: Iterable[bytes], netns: int) -> list[Neighbour]:
     """RTM_NEWNEIGH messages of AF_INET/AF_INET6 -> Neighbour objects."""
     out: list[Neighbour] = []
     unpack = _NDMSG.unpack_from
-    for buf, mtype, _flags, off, end in iter_messages(buffers):
-        if mtype != RTM_NEWNEIGH or off + 12 > end:
-            continue
+    for buf, off, end in payloads(buffers, RTM_NEWNEIGH, 12, "strict"):
         family, index, state, nflags, _ntype = unpack(buf, off)
         if family not in _FAMILY_LEN:
             continue
-        a = parse_attrs(buf, off + 12, end)
+        a = attributes(buf, off + 12, end, "strict")
         dst = a.get(NDA_DST)
         dst_ip = ip_str(dst) if dst is not None else None
         if dst_ip is None:
@@ -606,13 +542,11 @@ def decode_fdb(buffers: Iterable[bytes], netns: int) -> list[FdbEntry]:
     """RTM_NEWNEIGH messages of AF_BRIDGE (bridge and VXLAN FDB) -> FdbEntry objects."""
     out: list[FdbEntry] = []
     unpack = _NDMSG.unpack_from
-    for buf, mtype, _flags, off, end in iter_messages(buffers):
-        if mtype != RTM_NEWNEIGH or off + 12 > end:
-            continue
+    for buf, off, end in payloads(buffers, RTM_NEWNEIGH, 12, "strict"):
         family, index, state, nflags, _ntype = unpack(buf, off)
         if family != AF_BRIDGE:
             continue
-        a = parse_attrs(buf, off + 12, end)
+        a = attributes(buf, off + 12, end, "strict")
         mac = mac_str(a.get(NDA_LLADDR))
         if mac is None:
             continue
@@ -632,26 +566,3 @@ def decode_fdb(buffers: Iterable[bytes], netns: int) -> list[FdbEntry]:
             )
         )
     return out
-
-
-# --- errors and nsid replies ---------------------------------------------------------------
-
-
-def error_code(buf: bytes, off: int, end: int) -> int:
-    """The (negative errno or 0) code of an NLMSG_ERROR or NLMSG_DONE payload."""
-    if off + 4 > end:
-        return 0
-    return int(_I32.unpack_from(buf, off)[0])
-
-
-NETNSA_NSID = 1
-
-
-def decode_nsid(buf: bytes, off: int, end: int) -> int | None:
-    """The NETNSA_NSID of an RTM_NEWNSID payload; None when not assigned (-1)."""
-    a = parse_attrs(buf, off + 4, end)  # struct rtgenmsg padded to 4 bytes
-    raw = a.get(NETNSA_NSID)
-    if raw is None or len(raw) < 4:
-        return None
-    nsid = int(_I32.unpack_from(raw)[0])
-    return nsid if nsid >= 0 else None

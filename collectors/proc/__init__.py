@@ -1,0 +1,1 @@
+"""procfs: processes, their namespaces (lsns-style) and the node's own facts."""

@@ -1,0 +1,1 @@
+"""Container runtime state: pods and containers from containerd/CRI-O files and cgroups."""
