@@ -94,3 +94,18 @@ def test_ebpf_hop_renders_as_text_and_json_kind() -> None:
     t = trace([build(_cilium())], Probe("default/a", "10.0.1.6:80"))
     text = render_text(t)
     assert "ebpf       tc ingress of lxc80a882bfd44a: eBPF program cil_from_contai" in text
+
+
+def test_ebpf_hop_is_placed_on_the_device_in_the_picture() -> None:
+    """trace --svg: the ebpf hop lands on the lxc veth it is attached to, captioned by program."""
+    from podpath.draw.build import build_map
+    from podpath.draw.path import trace_path
+
+    snap = build(_cilium())
+    (branch,) = trace([snap], Probe("default/a", "10.0.1.6:80")).branches
+    path = trace_path(build_map([snap]), branch)
+    last = path.steps[-1]
+    # Elements are named by netns and ifindex: the lxc veth is ifindex 10 of the root.
+    assert last.kind == "ebpf" and last.element == f"n0.link.{snap.root_netns}.{host_index(0)}"
+    assert last.text == "tc ingress of lxc80a882bfd44a: cil_from_contai decides"
+    assert not path.unplaced
