@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.sockets import containers_by_pid, endpoint, is_listening, peer_endpoint
+from podpath.netfilter.kube_proxy import Service
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
-from podpath.snapshot.index import SnapshotIndex
-from podpath.snapshot.model import Link, Pod
+from podpath.snapshot.model import Container, Link, Pod, Socket, SocketOwner
+
+if TYPE_CHECKING:
+    from podpath.netfilter.kube_proxy import Service
 
 Row = dict[str, Any]
 
@@ -141,6 +146,10 @@ def _pod_row(index: SnapshotIndex, pod: Pod) -> Row:
         "host_network": pod.host_network,
         "runtime": pod.runtime,
         "source": pod.source,
+        "sandbox_image": pod.sandbox_image,
+        "state": pod.state,
+        "attempt": pod.attempt,
+        "created_at": pod.created_at,
         "containers": [
             {
                 "name": c.name,
@@ -148,7 +157,18 @@ def _pod_row(index: SnapshotIndex, pod: Pod) -> Row:
                 "kind": c.kind,
                 "pids": list(c.pids),
                 "image": c.image,
+                "image_id": c.image_id,
+                "state": c.state,
+                "attempt": c.attempt,
+                "restart_count": c.restart_count,
+                "exit_code": c.exit_code,
+                "reason": c.reason,
+                "created_at": c.created_at,
+                "started_at": c.started_at,
+                "finished_at": c.finished_at,
+                "log_path": c.log_path,
                 "shared_namespaces": list(c.shared_namespaces),
+                "node_namespaces": list(c.node_namespaces),
             }
             for c in pod.containers
         ],
@@ -174,7 +194,12 @@ def pods(index: SnapshotIndex) -> Listing:
         Column("PAUSE", _key("pause_pid"), True),
         Column("NETNS", lambda r: r["netns"]["path"] or r["netns"]["inode"]),
         Column("HOST-IF", _host_side),
-        Column("CONTAINERS", lambda r: sum(c["kind"] != "sandbox" for c in r["containers"]), True),
+        # Containers by name: a restarted container's exited attempts are not more containers.
+        Column(
+            "CONTAINERS",
+            lambda r: len({c["name"] for c in r["containers"] if c["kind"] != "sandbox"}),
+            True,
+        ),
         Column("SANDBOX", lambda r: (r["sandbox_id"] or "")[:13]),
     )
     return Listing(rows, cols)
@@ -299,6 +324,95 @@ def fdb(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
+# --- sockets --------------------------------------------------------------------------
+
+
+def _owner_row(by_pid: dict[int, tuple[Pod, Container]], owner: SocketOwner) -> Row:
+    pod, container = by_pid.get(owner.pid, (None, None))
+    return {
+        "pid": owner.pid,
+        "comm": owner.comm,
+        "fd": owner.fd,
+        "pod": f"{pod.namespace}/{pod.name}" if pod else None,
+        "container": container.name if container else None,
+    }
+
+
+def _socket_row(
+    index: SnapshotIndex, by_pid: dict[int, tuple[Pod, Container]], sock: Socket
+) -> Row:
+    pod = index.pods_by_netns.get(sock.netns)
+    dev = _dev_name(index, sock.netns, sock.bound_dev) if sock.bound_dev else None
+    return {
+        "netns": sock.netns,
+        "netns_label": _netns_label(index, sock.netns),
+        "pod": f"{pod.namespace}/{pod.name}" if pod else None,
+        "netid": sock.protocol,
+        "family": sock.family,
+        "state": sock.state,
+        "recv_q": sock.recv_q,
+        "send_q": sock.send_q,
+        "local": sock.local,
+        "local_port": sock.local_port,
+        "peer": sock.peer,
+        "peer_port": sock.peer_port,
+        "v6only": sock.v6only,
+        "bound_dev": dev,
+        "inode": sock.inode,
+        "uid": sock.uid,
+        "owners": [_owner_row(by_pid, o) for o in sock.owners],
+    }
+
+
+def _process_cell(row: Row) -> str:
+    """ss -p's users:(("comm",pid=N,fd=M),...), without the users: prefix."""
+    return ",".join(f'("{o["comm"]}",pid={o["pid"]},fd={o["fd"]})' for o in row["owners"])
+
+
+def _container_cell(row: Row) -> str:
+    """Each owner's container; with its pod when that is not the namespace's own pod."""
+    names = []
+    for o in row["owners"]:
+        if o["container"] is None:
+            continue
+        names.append(o["container"] if o["pod"] == row["pod"] else f"{o['pod']}/{o['container']}")
+    return ",".join(dict.fromkeys(names))
+
+
+def sockets(index: SnapshotIndex, listening_only: bool = False) -> Listing:
+    """TCP and UDP sockets of every namespace, like `ss -tuanp` run in each (listeners first)."""
+    by_pid = containers_by_pid(index.snapshot.pods)
+    rows = []
+    for ns in index.snapshot.netns:
+        found = [s for s in ns.sockets or () if not listening_only or is_listening(s)]
+        found.sort(key=lambda s: (not is_listening(s), s.protocol, s.local_port, s.family))
+        rows += [_socket_row(index, by_pid, s) for s in found]
+    cols = (
+        Column("NETNS", _key("netns_label")),
+        Column("NETID", _key("netid")),
+        Column("STATE", _key("state")),
+        Column("RECV-Q", _key("recv_q"), True),
+        Column("SEND-Q", _key("send_q"), True),
+        Column(
+            "LOCAL",
+            lambda r: endpoint(
+                r["family"], r["local"], r["local_port"], r["v6only"], r["bound_dev"]
+            ),
+        ),
+        Column(
+            "PEER", lambda r: peer_endpoint(r["family"], r["peer"], r["peer_port"], r["v6only"])
+        ),
+        Column("PROCESS", _process_cell),
+        Column("CONTAINER", _container_cell),
+    )
+    return Listing(rows, cols)
+
+
+def listening_sockets(index: SnapshotIndex) -> Listing:
+    """Only the listening sockets (TCP LISTEN, unconnected UDP), like `ss -tulnp`."""
+    return sockets(index, listening_only=True)
+
+
 # --- netfilter, services, conntrack, cni, gaps ---------------------------------------
 
 
@@ -319,12 +433,18 @@ def iptables(index: SnapshotIndex) -> Listing:
                             "target": rule.target.name if rule.target else None,
                             "rule": rule.text,
                             "unknown": list(rule.unknown),
+                            "counter": (
+                                {"packets": rule.counters[0], "bytes": rule.counters[1]}
+                                if rule.counters is not None
+                                else None
+                            ),
                         }
                     )
     cols = (
         Column("BACKEND", _key("backend")),
         Column("FAMILY", _key("family")),
         Column("TABLE", _key("table")),
+        Column("PKTS", lambda r: r["counter"]["packets"] if r["counter"] else None, True),
         Column("RULE", _key("rule")),
     )
     return Listing(rows, cols)
@@ -342,6 +462,7 @@ def nft(index: SnapshotIndex) -> Listing:
                     "chain": rule.chain,
                     "handle": rule.handle,
                     "rule": rule.text,
+                    "counter": _nft_counter(rule.expr),
                 }
             )
     cols = (
@@ -353,38 +474,120 @@ def nft(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
+def _service_type(s: Service) -> str:
+    if s.load_balancer_ips:
+        return "LoadBalancer"
+    if s.node_port is not None:
+        return "NodePort"
+    return "ClusterIP" if s.cluster_ip else ("ExternalIP" if s.external_ips else "-")
+
+
+def _affinity(row: Row) -> str:
+    timeout = row["affinity"]["timeout"] if row["affinity"] else None
+    if timeout is None:
+        return "-"
+    return f"ClientIP {timeout}s" + (f" ({len(row['pins'])} pinned)" if row["pins"] else "")
+
+
+def _policy(row: Row) -> str:
+    parts = []
+    if row["internal_policy"] == "Local":
+        parts.append("int:Local")
+    if row["external_policy"] == "Local":
+        parts.append("ext:Local")
+    return ",".join(parts) or "-"
+
+
+def _nft_counter(expr: tuple[Any, ...]) -> dict[str, int] | None:
+    """An nft rule's `counter` statement's packets and bytes, when it has one."""
+    for stmt in expr:
+        counter = stmt.get("counter") if isinstance(stmt, dict) else None
+        if isinstance(counter, dict) and "packets" in counter:
+            return {"packets": int(counter["packets"]), "bytes": int(counter.get("bytes", 0))}
+    return None
+
+
 def services(index: SnapshotIndex) -> Listing:
-    """kube-proxy Services with endpoints and each endpoint's share of new connections."""
-    rows = [
-        {
-            "namespace": s.namespace,
-            "name": s.name,
-            "port_name": s.port_name,
-            "protocol": s.protocol,
-            "cluster_ip": s.cluster_ip,
-            "port": s.port,
-            "node_port": s.node_port,
-            "external_ips": list(s.external_ips),
-            "load_balancer_ips": list(s.load_balancer_ips),
-            "backend": s.backend,
-            "masquerade": s.masquerade,
-            "svc_chain": s.svc_chain,
-            "endpoints": [
-                {"ip": e.ip, "port": e.port, "probability": e.probability, "chain": e.sep_chain}
-                for e in s.endpoints
-            ],
-        }
-        for s in index.services
-    ]
+    """kube-proxy Services with endpoints, each endpoint's share, affinity and policies."""
+    from podpath.netfilter.affinity import service_pins
+    from podpath.netfilter.ipvs import parse_ipvs_conn
+
+    snap = index.snapshot
+    conns = parse_ipvs_conn(snap.ipvs.ip_vs_conn) if snap.ipvs and snap.ipvs.ip_vs_conn else ()
+    rows = []
+    for s in index.services:
+        pins = service_pins(s, snap.xt_recent or (), index.nft_ruleset, conns)
+        rows.append(
+            {
+                "namespace": s.namespace,
+                "name": s.name,
+                "port_name": s.port_name,
+                "protocol": s.protocol,
+                "type": _service_type(s),
+                "cluster_ip": s.cluster_ip,
+                "port": s.port,
+                "node_port": s.node_port,
+                "external_ips": list(s.external_ips),
+                "load_balancer_ips": list(s.load_balancer_ips),
+                "source_ranges": list(s.source_ranges),
+                "backend": s.backend,
+                "masquerade": s.masquerade,
+                "svc_chain": s.svc_chain,
+                "internal_policy": s.internal_policy,
+                "external_policy": s.external_policy,
+                "no_endpoints": s.no_endpoints,
+                "no_local_endpoints": s.no_local_endpoints,
+                "affinity": (
+                    {"type": "ClientIP", "timeout": s.affinity_timeout}
+                    if s.affinity_timeout is not None
+                    else None
+                ),
+                "pins": [
+                    {
+                        "client": p.client,
+                        "endpoint": p.endpoint,
+                        "age": p.age,
+                        "expires": p.expires,
+                        "source": p.source,
+                    }
+                    for p in pins
+                ],
+                "ipvs": (
+                    {"scheduler": s.scheduler, "persistent": s.persistent}
+                    if s.backend == "ipvs"
+                    else None
+                ),
+                "endpoints": [
+                    {
+                        "ip": e.ip,
+                        "port": e.port,
+                        "probability": e.probability,
+                        "chain": e.sep_chain,
+                        "local": e.local,
+                        "weight": e.weight,
+                    }
+                    for e in s.endpoints
+                ],
+            }
+        )
     cols = (
         Column("NAMESPACE", _key("namespace")),
         Column("NAME", _key("name")),
+        Column("TYPE", _key("type")),
         Column("PORT", lambda r: f"{r['port']}/{r['protocol']}"),
         Column("CLUSTER-IP", _key("cluster_ip")),
         Column("NODEPORT", _key("node_port"), True),
         Column(
+            "MODE", lambda r: r["backend"] if not r["ipvs"] else f"ipvs:{r['ipvs']['scheduler']}"
+        ),
+        Column("AFFINITY", _affinity),
+        Column("POLICY", _policy),
+        Column(
             "ENDPOINTS",
-            lambda r: [f"{e['ip']}:{e['port']}({e['probability']:.3f})" for e in r["endpoints"]],
+            lambda r: (
+                [f"{e['ip']}:{e['port']}({e['probability']:.3f})" for e in r["endpoints"]]
+                or (r["no_endpoints"] or "none")
+            ),
         ),
     )
     return Listing(rows, cols)
@@ -487,6 +690,23 @@ def gaps(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
+def problems(index: SnapshotIndex) -> Listing:
+    """Everything worth a warning, errors first: what the TUI's Problems screen lists."""
+    from podpath.analysis.parsed import ParsedSnapshot
+    from podpath.analysis.problems import problems as find
+
+    rows: list[Row] = [
+        {"severity": p.severity, "subject": p.subject, "why": p.why}
+        for p in find(ParsedSnapshot(index))
+    ]
+    cols = (
+        Column("SEVERITY", _key("severity")),
+        Column("SUBJECT", _key("subject")),
+        Column("WHY", _key("why")),
+    )
+    return Listing(rows, cols)
+
+
 KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "namespaces": namespaces,
     "pods": pods,
@@ -498,9 +718,11 @@ KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "iptables": iptables,
     "nft": nft,
     "services": services,
+    "sockets": sockets,
     "conntrack": conntrack,
     "cni": cni,
     "gaps": gaps,
+    "problems": problems,
 }
 
 

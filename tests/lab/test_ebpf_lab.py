@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 from topology_proof import RUN_ID, module_lab, ordered, snapshots, web_pods
 
-from podpath.dataplane import detect
+from podpath.analysis.dataplane import detect
 from podpath.lab.bpf import MOUNT_BPFFS, compile_program, llc
 from podpath.lab.node import node_path
 from podpath.trace.engine import trace

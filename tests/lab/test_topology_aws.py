@@ -26,10 +26,10 @@ from topology_proof import (
     web_pods,
 )
 
+from podpath.analysis.dataplane import detect
+from podpath.analysis.index import SnapshotIndex
 from podpath.conntrack import parse_conntrack
-from podpath.dataplane import detect
 from podpath.lab.cni_plugin import secondary_eni
-from podpath.snapshot.index import SnapshotIndex
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe
 

@@ -17,7 +17,7 @@ from topology_proof import (
     web_pods,
 )
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe
 from podpath.trace.render import render_text

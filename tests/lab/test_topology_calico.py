@@ -24,8 +24,8 @@ from topology_proof import (
     web_pods,
 )
 
-from podpath.dataplane import detect
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.dataplane import detect
+from podpath.analysis.index import SnapshotIndex
 from podpath.trace import sysctls
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe

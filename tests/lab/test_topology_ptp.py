@@ -19,8 +19,8 @@ from topology_proof import (
     web_pods,
 )
 
-from podpath.dataplane import detect
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.dataplane import detect
+from podpath.analysis.index import SnapshotIndex
 
 if TYPE_CHECKING:
     from podpath.lab import Lab

@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot import codec
-from podpath.snapshot.index import SnapshotIndex
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch, Hop
 from podpath.trace.probe import Probe

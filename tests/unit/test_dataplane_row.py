@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from routed_factory import RoutedNode, RoutedPod, build, host_index
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.dataplane import dataplane_text, mode_text
+from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.parsed import ParsedSnapshot
 from podpath.snapshot.model import BpfProgram, Link, NetNamespace, Snapshot, TcFilter
-from podpath.tui.node_rows import fact_rows
+from podpath.tui.rows.node import fact_rows
 
 
 def _dataplane(snapshot: Snapshot) -> str:
-    (found,) = [r for r in fact_rows(SnapshotIndex(snapshot)) if r.key == "fact:dataplane"]
+    """The dataplane fact as the home screen builds it, through the parsed views."""
+    parsed = ParsedSnapshot(SnapshotIndex(snapshot))
+    rows = fact_rows(
+        parsed.index,
+        mode_text(parsed.kube_proxy_mode()),
+        dataplane_text(parsed.dataplane()),
+    )
+    (found,) = [r for r in rows if r.key == "fact:dataplane"]
     return found.cells[1].text
 
 

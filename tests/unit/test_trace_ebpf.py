@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from routed_factory import ETH0, RoutedNode, RoutedPod, bpf_filter, build, host_index
 
-from podpath.dataplane import detect
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.dataplane import detect
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.model import BpfProgram, IptablesDump, Link, Xdp
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from realworld_ip import REALWORLD, addresses, arp_entries, lines, routes, rules, tc_filters
 
-from podpath.dataplane import detect
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.dataplane import detect
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.model import (
     SCHEMA_VERSION,
     Address,

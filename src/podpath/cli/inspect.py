@@ -14,7 +14,8 @@ from podpath.cli import EXIT_OK, CliError
 if TYPE_CHECKING:
     from podpath.snapshot.model import Gap, Snapshot
 
-# What each `ls` kind needs collected on a live node (namespaces are always read).
+# What each `ls` kind needs collected on a live node (namespaces are always read); a
+# kind not listed (problems) needs every part.
 _PARTS: dict[str, frozenset[str]] = {
     "namespaces": frozenset(),
     "pods": frozenset({"processes", "netns", "pods", "cni"}),
@@ -26,6 +27,7 @@ _PARTS: dict[str, frozenset[str]] = {
     "iptables": frozenset({"netfilter"}),
     "nft": frozenset({"netfilter"}),
     "services": frozenset({"netfilter"}),
+    "sockets": frozenset({"processes", "netns", "sockets", "pods"}),
     "conntrack": frozenset({"conntrack"}),
     "cni": frozenset({"pods", "cni"}),
 }
@@ -67,6 +69,12 @@ def register(sub: Any) -> None:
         "--snapshot", metavar="FILE", help="read a snapshot file instead of the node"
     )
     ls.add_argument("--json", action="store_true", help="print JSON (like lsns -J / ip -j)")
+    ls.add_argument(
+        "-l",
+        "--listening",
+        action="store_true",
+        help="with `ls sockets`: only listening sockets (TCP LISTEN, unconnected UDP), like ss -l",
+    )
     ls.set_defaults(handler=_ls)
 
 
@@ -92,17 +100,15 @@ def load_snapshot(path: str) -> Snapshot:
     from podpath.snapshot import codec
 
     try:
-        if path == "-":
-            return codec.load(sys.stdin.buffer)
         return codec.load_path(path)
     except codec.SnapshotError as exc:
-        raise CliError(f"{path}: {exc}") from None
+        raise CliError(str(exc)) from None
 
 
 def report_warnings(snapshot: Snapshot) -> None:
     """Warn on stderr about what the rules say is wrong (e.g. mixed iptables backends)."""
+    from podpath.analysis.index import SnapshotIndex
     from podpath.safe_text import visible
-    from podpath.snapshot.index import SnapshotIndex
 
     for warning in SnapshotIndex(snapshot).kube_proxy_mode.warnings:
         print(f"podpath: warning: {visible(warning)}", file=sys.stderr)
@@ -117,7 +123,9 @@ def report_gaps(gaps: tuple[Gap, ...]) -> None:
 
     print(f"podpath: {len(real)} part(s) could not be read:", file=sys.stderr)
     for gap in real:
-        cap = f" (needs {gap.capability})" if gap.capability else ""
+        # Collectors often name the capability in the reason already: say it once.
+        needs = f"(needs {visible(gap.capability)})"
+        cap = f" {needs}" if gap.capability and needs not in visible(gap.reason) else ""
         print(f"  {visible(gap.subject)}: {visible(gap.reason)} [{gap.kind}]{cap}", file=sys.stderr)
 
 
@@ -137,27 +145,33 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _write_file(path: str, text: str) -> None:
+    """Replace `path` with the text as a whole (output_file): a signal never leaves half."""
+    from podpath.output_file import OutputError, write_text
+
     try:
-        with open(path, "w", encoding="ascii") as fp:
-            fp.write(text + "\n")
-    except OSError as exc:
-        raise CliError(f"cannot write {path!r}: {exc.strerror}") from None
+        write_text(path, text + "\n")
+    except OutputError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from podpath.listing import listing, render_text
-    from podpath.snapshot.index import SnapshotIndex
+    from podpath.analysis.index import SnapshotIndex
+    from podpath.listing import listening_sockets, listing, render_text
 
+    if args.listening and args.kind != "sockets":
+        raise CliError("--listening applies to `podpath ls sockets` only")
     if args.snapshot:
         snapshot = load_snapshot(args.snapshot)
     else:
         snapshot = collect_live(args.host_root, _PARTS.get(args.kind))
-    result = listing(SnapshotIndex(snapshot), args.kind)
+    index = SnapshotIndex(snapshot)
+    result = listening_sockets(index) if args.listening else listing(index, args.kind)
     if args.json:
         sys.stdout.write(json_listing(args.kind, result.rows) + "\n")
     else:
         sys.stdout.write(render_text(result) + "\n")
-    report_gaps(snapshot.gaps)
+    if args.kind != "problems":  # problems lists the gaps and warnings itself
+        report_gaps(snapshot.gaps)
     if args.kind in ("iptables", "nft", "services"):
         report_warnings(snapshot)
     return EXIT_OK

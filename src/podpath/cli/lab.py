@@ -18,8 +18,8 @@ def register(sub: Any) -> None:
     """Register `podpath lab` and its subcommands."""
     lab = sub.add_parser(
         "lab",
-        help="build and use lab nodes (real namespaces, CNI, runc pods, kube-proxy rules)",
-        description="A lab is one or two Kubernetes-like nodes built from real kernel parts "
+        help="build and use lab nodes (real namespaces, CNI, containerd pods, kube-proxy rules)",
+        description="A lab is one to five Kubernetes-like nodes built from real kernel parts "
         "in namespaces of their own; nothing touches this machine's network.",
     )
     lab.set_defaults(handler=lambda args: _usage(lab))
@@ -29,7 +29,12 @@ def register(sub: Any) -> None:
     _name(p)
     p.add_argument("--nodes", type=int, default=1, choices=(1, 2, 3, 4, 5))
     p.add_argument("--pods", type=int, default=4, help="pods per node (default 4)")
-    p.add_argument("--services", type=int, default=3, help="Services, incl. kube-dns and web")
+    p.add_argument(
+        "--services",
+        type=int,
+        default=3,
+        help="Services, incl. kube-dns, web, web-sticky (ClientIP affinity), noep (no endpoints)",
+    )
     p.add_argument(
         "--overlay",
         default="vxlan",
@@ -48,6 +53,19 @@ def register(sub: Any) -> None:
         default="ipv4",
         choices=("ipv4", "ipv6", "dual"),
         help="pod and Service address families (dual: both, IPv4 first)",
+    )
+    p.add_argument(
+        "--proxy-mode",
+        default="iptables",
+        choices=("iptables", "nftables"),
+        help="how kube-proxy programs Services (IPVS needs ip_vs, which this kernel lacks)",
+    )
+    p.add_argument(
+        "--runtime",
+        default="",
+        choices=("containerd", "runc-imitation"),
+        help="containerd (pods made through CRI; the default where containerd is installed) "
+        "or runc-imitation (the lab runs runc and writes containerd's files itself)",
     )
     p.set_defaults(handler=_up)
 
@@ -104,7 +122,15 @@ def _up(args: argparse.Namespace) -> int:
     from podpath.lab import LabError, LabSpec, up
 
     spec = LabSpec(
-        args.name, args.nodes, args.pods, args.services, args.overlay, args.cni, args.ip_family
+        args.name,
+        args.nodes,
+        args.pods,
+        args.services,
+        args.overlay,
+        args.cni,
+        args.ip_family,
+        proxy_mode=args.proxy_mode,
+        runtime=args.runtime,
     )
     # up() tears a half-built lab down on KeyboardInterrupt: make SIGTERM/SIGHUP one too.
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -114,8 +140,9 @@ def _up(args: argparse.Namespace) -> int:
         lab = up(spec)
     except LabError as exc:
         raise CliError(str(exc), EXIT_FAILURE) from exc
-    print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s")
-    print(f"  cni {spec.cni}, {spec.ip_family}" + (f", {spec.overlay}" if spec.nodes > 1 else ""))
+    print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s ({lab.record.spec.runtime})")
+    shape = f"  cni {spec.cni}, {spec.ip_family}, kube-proxy {spec.proxy_mode}"
+    print(shape + (f", {spec.overlay}" if spec.nodes > 1 else ""))
     for index, (node, record) in enumerate(zip(lab.nodes, lab.record.nodes, strict=True), 1):
         cidrs = " ".join(c for c in (node.pod_cidr, record.pod_cidr6) if c)
         if spec.cni == "aws-vpc":
@@ -233,6 +260,8 @@ def _probe(args: argparse.Namespace) -> int:
 
 def record_lab(lab: Any, directory: str) -> list[str]:
     """Take `podpath snapshot` inside every node of a lab; return the files written."""
+    from podpath.output_file import OutputError, write_text
+
     os.makedirs(directory, exist_ok=True)
     written = []
     for node in lab.nodes:
@@ -244,10 +273,10 @@ def record_lab(lab: Any, directory: str) -> list[str]:
         )
         if out.returncode != 0:
             raise CliError(f"snapshot of {node.name} failed: {out.stderr.strip()}", EXIT_FAILURE)
-        path = os.path.join(directory, f"{node.name}.json")
-        with open(path, "w", encoding="ascii") as fp:
-            fp.write(out.stdout)
-        written.append(path)
+        try:
+            written.append(write_text(os.path.join(directory, f"{node.name}.json"), out.stdout))
+        except OutputError as exc:
+            raise CliError(str(exc), EXIT_FAILURE) from None
     return written
 
 

@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from podpath.lab.cni_plugin import ENI_TABLE, secondary_eni
-from podpath.lab.network import GATEWAY, UNDERLAY_PREFIX, set_sysctls
+from podpath.lab.network import UNDERLAY_GATEWAY, UNDERLAY_PREFIX, set_sysctls
 from podpath.lab.node import run_in, run_in_net
 from podpath.lab.records import NodeRecord, PodRecord
 
@@ -57,7 +57,7 @@ def conflist(node_index: int) -> dict[str, Any]:
                     "type": "host-local",
                     "ranges": [
                         [{"subnet": VPC_CIDR, "rangeStart": start, "rangeEnd": end,
-                          "gateway": GATEWAY}]
+                          "gateway": UNDERLAY_GATEWAY}]
                     ],
                 },
             },
@@ -92,8 +92,8 @@ def prepare_node(node: NodeRecord, index: int) -> None:
         f"link set {SECONDARY_ENI} up\n"
         # The kernel's subnet route for eth1 moves to the ENI's own table.
         f"route del {VPC_CIDR} dev {SECONDARY_ENI}\n"
-        f"route add {GATEWAY} dev {SECONDARY_ENI} scope link table {ENI_TABLE}\n"
-        f"route add default via {GATEWAY} dev {SECONDARY_ENI} table {ENI_TABLE}\n"
+        f"route add {UNDERLAY_GATEWAY} dev {SECONDARY_ENI} scope link table {ENI_TABLE}\n"
+        f"route add default via {UNDERLAY_GATEWAY} dev {SECONDARY_ENI} table {ENI_TABLE}\n"
         f"rule add not to {VPC_CIDR} lookup main pref {RULE_LEAVE_VPC}\n"
     )
     run_in(node.init_pid, ["ip", "-batch", "-"], input=script)

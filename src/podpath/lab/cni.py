@@ -11,8 +11,9 @@ from podpath.lab.node import node_path, run_in
 from podpath.lab.records import LabError
 
 CNI_BIN_DIR = "/usr/lib/cni"
-# podpath's own plugins (calico, aws-cni shapes), written into each node's private
-# /var/lib/cni: a runtime finds them on CNI_PATH like any other plugin.
+# The node's own plugin directory in its private /var/lib/cni: podpath's own plugins
+# (calico, aws-cni shapes) and links to Debian's, so a runtime with one plugin
+# directory (containerd 1.6's `bin_dir`) finds them all, like any other plugin.
 SHIM_BIN_DIR = "/var/lib/cni/bin"
 CNI_PATH = f"{CNI_BIN_DIR}:{SHIM_BIN_DIR}"
 CONF_DIR = "/etc/cni/net.d"
@@ -33,11 +34,30 @@ def default_routes(cidrs: list[str]) -> list[dict[str, str]]:
     return [{"dst": "::/0" if ":" in c else "0.0.0.0/0"} for c in cidrs]
 
 
-def conflist(pod_cidr: str, mtu: int, pod_cidr6: str | None = None) -> dict[str, Any]:
+def portmap_plugin(mark_chain: str | None = "KUBE-MARK-MASQ") -> dict[str, Any]:
+    """The portmap plugin's entry, marking hostPort traffic for SNAT in `mark_chain`.
+
+    portmap marks hostPort traffic for SNAT in kube-proxy's KUBE-MARK-MASQ chain when
+    kube-proxy runs in iptables mode; with kube-proxy in nftables mode there is no such
+    chain, and portmap uses its own (CNI-HOSTPORT-SETMARK, CNI-HOSTPORT-MASQ).
+    """
+    portmap: dict[str, Any] = {"type": "portmap", "capabilities": {"portMappings": True}}
+    if mark_chain is not None:
+        portmap["externalSetMarkChain"] = mark_chain
+    return portmap
+
+
+def conflist(
+    pod_cidr: str,
+    mtu: int,
+    pod_cidr6: str | None = None,
+    mark_chain: str | None = "KUBE-MARK-MASQ",
+) -> dict[str, Any]:
     """The node's conflist: bridge cni0 + host-local IPAM + portmap (containerd's example).
 
     With an IPv6 CIDR (IPv6-only labs pass it alone as `pod_cidr`) host-local gives each
     pod one address per family, and the bridge plugin a gateway of each on cni0.
+    `mark_chain` is portmap's SNAT mark chain (portmap_plugin).
     """
     cidrs = [pod_cidr] + ([pod_cidr6] if pod_cidr6 else [])
     return {
@@ -58,11 +78,7 @@ def conflist(pod_cidr: str, mtu: int, pod_cidr6: str | None = None) -> dict[str,
                     "routes": default_routes(cidrs),
                 },
             },
-            {
-                "type": "portmap",
-                "capabilities": {"portMappings": True},
-                "externalSetMarkChain": "KUBE-MARK-MASQ",
-            },
+            portmap_plugin(mark_chain),
         ],
     }
 

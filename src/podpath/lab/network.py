@@ -18,8 +18,12 @@ from podpath.lab.records import NodeRecord
 UNDERLAY_BRIDGE = "lab0"
 UNDERLAY_PREFIX = 16
 UNDERLAY6_PREFIX = 64
-GATEWAY = "172.18.0.1"
-GATEWAY6 = "fd00:172:18::1"
+# The underlay bridge's own addresses, every node's default gateways (kind's docker bridge
+# gateway is 172.18.0.1 too): a ClusterIP is routed, as on a real node, so kube-proxy's
+# filter rules (REJECT of a Service without endpoints) see it. The underlay namespace
+# forwards nothing, and nothing in it leads out of the lab.
+UNDERLAY_GATEWAY = "172.18.0.1"
+UNDERLAY_GATEWAY6 = "fd00:172:18::1"
 VXLAN_DEV = "flannel.1"
 VXLAN6_DEV = "flannel-v6.1"
 VXLAN_VNI = 1
@@ -60,8 +64,8 @@ def make_underlay(underlay_pid: int) -> None:
         ["ip", "-batch", "-"],
         input=(
             f"link add {UNDERLAY_BRIDGE} type bridge\n"
-            f"addr add {GATEWAY}/{UNDERLAY_PREFIX} dev {UNDERLAY_BRIDGE}\n"
-            f"addr add {GATEWAY6}/{UNDERLAY6_PREFIX} dev {UNDERLAY_BRIDGE} nodad\n"
+            f"addr add {UNDERLAY_GATEWAY}/{UNDERLAY_PREFIX} dev {UNDERLAY_BRIDGE}\n"
+            f"addr add {UNDERLAY_GATEWAY6}/{UNDERLAY6_PREFIX} dev {UNDERLAY_BRIDGE} nodad\n"
             f"link set {UNDERLAY_BRIDGE} up\n"
         ),
     )
@@ -83,9 +87,9 @@ def attach_node(underlay_pid: int, node: NodeRecord, name: str = "eth0") -> None
     script = f"addr add {node.address}/{UNDERLAY_PREFIX} dev eth0\nlink set eth0 up\n"
     if node.address6:
         script += f"addr add {node.address6}/{UNDERLAY6_PREFIX} dev eth0 nodad\n"
-    script += f"route add default via {GATEWAY} dev eth0\n"
+    script += f"route add default via {UNDERLAY_GATEWAY} dev eth0\n"
     if node.address6:
-        script += f"route add ::/0 via {GATEWAY6} dev eth0\n"
+        script += f"route add ::/0 via {UNDERLAY_GATEWAY6} dev eth0\n"
     run_in(node.init_pid, ["ip", "-batch", "-"], input=script)
 
 

@@ -9,6 +9,8 @@ from podpath.lab.records import LabSpec, PodRecord, ServiceRecord
 
 WEB_NODE_PORT = 30080
 WEB_HOST_PORT = 8080
+# ClientIP session affinity timeout of web-sticky (kube-proxy's default, 3 hours).
+AFFINITY_SECONDS = 10800
 SYNTHETIC_NAMESPACES = ("shop", "billing", "default")
 # Every tenth synthetic Service has no endpoints, as real clusters always have some.
 NO_ENDPOINTS_EVERY = 10
@@ -35,7 +37,12 @@ def pod_plans(spec: LabSpec) -> list[PodPlan]:
                 continue
             ports = ((WEB_HOST_PORT, 80, "tcp"),) if n == 1 and i == 1 else ()
             name = pod_name("web", spec.name, node, str(i))
-            plans.append(PodPlan(node, "default", name, pod_uid(), "web", "besteffort", ports))
+            # One pod whose app container crashed once (attempt 0 exited, attempt 1
+            # running), as every real node has some; the imitation cannot restart.
+            restarts = int(n == 1 and i == 2 and spec.runtime == "containerd")
+            plans.append(
+                PodPlan(node, "default", name, pod_uid(), "web", "besteffort", ports, restarts)
+            )
     return plans
 
 
@@ -48,13 +55,24 @@ def _service(
     port: int,
     node_port: int | None,
     endpoints: tuple[tuple[str, int], ...],
+    affinity: int | None = None,
 ) -> ServiceRecord:
     draft = ServiceRecord(
         namespace, name, port_name, protocol, cluster_ip, port, node_port, endpoints, "", ()
     )
     svc, seps = service_chains(draft)
     return ServiceRecord(
-        namespace, name, port_name, protocol, cluster_ip, port, node_port, endpoints, svc, seps
+        namespace,
+        name,
+        port_name,
+        protocol,
+        cluster_ip,
+        port,
+        node_port,
+        endpoints,
+        svc,
+        seps,
+        affinity,
     )
 
 
@@ -65,9 +83,11 @@ def synthetic_ip(index: int, family: int = 4) -> str:
     return f"10.96.{1 + index // 250}.{1 + index % 250}"
 
 
-# kube-dns and web ClusterIPs per family (IPv6 from the lab's SERVICE_CIDR6).
+# kube-dns, web, web-sticky and noep ClusterIPs per family (IPv6 from the lab's SERVICE_CIDR6).
 DNS_IPS = {4: DNS_IP, 6: "fd00:10:96::a"}
 WEB_IPS = {4: "10.96.0.100", 6: "fd00:10:96::64"}
+STICKY_IPS = {4: "10.96.0.101", 6: "fd00:10:96::65"}
+NOEP_IPS = {4: "10.96.0.102", 6: "fd00:10:96::66"}
 
 
 def pod_ip(pod: PodRecord, family: int) -> str | None:
@@ -79,11 +99,13 @@ def pod_ip(pod: PodRecord, family: int) -> str | None:
 
 
 def services(spec: LabSpec, pods: list[PodRecord]) -> list[ServiceRecord]:
-    """kube-dns (53 udp+tcp), web (80/tcp + NodePort), then synthetic Services up to spec.
+    """kube-dns (53 udp+tcp), web (80/tcp + NodePort), web-sticky, noep, then synthetic ones.
 
-    A dual-stack lab gets each of kube-dns and web in both families, as a
-    PreferDualStack Service has a ClusterIP of each; synthetic Services use the primary
-    family only.
+    `spec.services` counts Services (not ports): 2 makes kube-dns and web; a third is
+    web-sticky (web's pods with ClientIP session affinity), a fourth noep (no endpoints:
+    kube-proxy rejects it); the rest are synthetic. A dual-stack lab gets each of these
+    named Services in both families, as a PreferDualStack Service has a ClusterIP of
+    each; synthetic Services use the primary family only.
     """
     out: list[ServiceRecord] = []
     for n, family in enumerate(spec.families):
@@ -97,6 +119,7 @@ def _services(
     dns = [ip for p in pods if p.app == "dns" and (ip := pod_ip(p, family))]
     web_pods = sorted((p for p in pods if p.app == "web"), key=lambda p: (p.node, p.name))
     web = [ip for p in web_pods if (ip := pod_ip(p, family))]
+    web_eps = tuple((ip, 80) for ip in web)
     out = [
         _service(
             "kube-system", "kube-dns", "dns", "UDP", DNS_IPS[family], 53, None,
@@ -107,13 +130,21 @@ def _services(
             tuple((ip, 53) for ip in dns),
         ),
         _service(
-            "default", "web", "http", "TCP", WEB_IPS[family], 80, WEB_NODE_PORT,
-            tuple((ip, 80) for ip in web),
+            "default", "web", "http", "TCP", WEB_IPS[family], 80, WEB_NODE_PORT, web_eps,
         ),
     ]  # fmt: skip
+    if spec.services >= 3:
+        out.append(
+            _service(
+                "default", "web-sticky", "http", "TCP", STICKY_IPS[family], 80, None, web_eps,
+                AFFINITY_SECONDS,
+            )
+        )  # fmt: skip
+    if spec.services >= 4:
+        out.append(_service("default", "noep", "http", "TCP", NOEP_IPS[family], 80, None, ()))
     if not synthetic:
         return out
-    for i in range(spec.services - 2):
+    for i in range(spec.services - 4):
         endpoints: tuple[tuple[str, int], ...] = ()
         if web and i % NO_ENDPOINTS_EVERY != NO_ENDPOINTS_EVERY - 1:
             picks = {web[(i + k) % len(web)] for k in range(ENDPOINTS_PER_SYNTHETIC)}

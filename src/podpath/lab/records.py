@@ -12,6 +12,11 @@ OVERLAYS: tuple[str, ...] = ("vxlan", "host-gw")
 # veths, kindnet's ptp veths, the AWS VPC CNI's ENI policy routing.
 CNIS: tuple[str, ...] = ("bridge", "calico", "ptp", "aws-vpc")
 IP_FAMILIES: tuple[str, ...] = ("ipv4", "ipv6", "dual")
+# The kube-proxy modes this kernel can run (no ip_vs: IPVS is modelled, not built).
+PROXY_MODES: tuple[str, ...] = ("iptables", "nftables")
+# containerd: a real containerd per node, pods made through CRI; runc-imitation: the
+# lab runs runc itself and writes the files containerd would (where containerd is absent).
+RUNTIMES: tuple[str, ...] = ("containerd", "runc-imitation")
 MAX_NODES = 5
 MAX_PODS_PER_NODE = 250
 MAX_SERVICES = 10_000
@@ -35,6 +40,8 @@ class LabSpec:
     overlay: str = "vxlan"
     cni: str = "bridge"
     ip_family: str = "ipv4"
+    proxy_mode: str = "iptables"
+    runtime: str = ""  # "" picks containerd where it is installed (lab.up resolves it)
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -66,6 +73,13 @@ class LabSpec:
             )
         if self.cni == "aws-vpc" and self.ip_family != "ipv4":
             raise LabError("the aws-vpc lab is IPv4 only (the VPC CNI's IPv6 mode is not built)")
+        if self.proxy_mode not in PROXY_MODES:
+            raise LabError(
+                f"--proxy-mode must be one of {', '.join(PROXY_MODES)}, not {self.proxy_mode!r}"
+                + (" (this kernel has no ip_vs)" if self.proxy_mode == "ipvs" else "")
+            )
+        if self.runtime and self.runtime not in RUNTIMES:
+            raise LabError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,8 @@ class NodeRecord:
     vtep_mac: str  # MAC of flannel.1 (used only with the vxlan overlay)
     address6: str | None = None  # underlay IPv6 address of eth0 (ipv6 and dual labs)
     pod_cidr6: str | None = None
+    containerd_pid: int = 0  # host PID of the node's containerd (0: runc imitation)
+    containerd_start: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,7 @@ class ServiceRecord:
     endpoints: tuple[tuple[str, int], ...]  # (pod IP, target port)
     svc_chain: str  # KUBE-SVC-...
     sep_chains: tuple[str, ...]  # KUBE-SEP-... in endpoint order
+    affinity: int | None = None  # ClientIP session affinity timeout in seconds, or None
 
     @property
     def ref(self) -> str:

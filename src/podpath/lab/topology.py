@@ -53,14 +53,25 @@ def conflist(spec: LabSpec, node: NodeRecord, index: int) -> tuple[str, dict[str
     if 6 in spec.families and spec.overlay == "vxlan" and spec.nodes > 1:
         mtu = network.VXLAN6_MTU
     found = cidrs(spec, node)
-    return cni.CONFLIST_NAME, cni.conflist(found[0], mtu, found[1] if len(found) > 1 else None)
+    # kube-proxy's nftables mode has no KUBE-MARK-MASQ: portmap then marks in chains of its own.
+    mark_chain = None if spec.proxy_mode == "nftables" else "KUBE-MARK-MASQ"
+    pod_cidr6 = found[1] if len(found) > 1 else None
+    return cni.CONFLIST_NAME, cni.conflist(found[0], mtu, pod_cidr6, mark_chain)
 
 
 def install_plugins(spec: LabSpec, node: NodeRecord) -> None:
-    """Write podpath's own plugins onto the node's CNI_PATH (its private /var/lib/cni)."""
+    """Fill the node's own CNI bin directory (its private /var/lib/cni/bin).
+
+    podpath's own plugins are written there; Debian's are linked there too, because
+    containerd 1.6 searches one `bin_dir` only (a list of them came in containerd 2.1).
+    """
     bin_dir = node_path(node.init_pid, cni.SHIM_BIN_DIR)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for plugin in DEBIAN_PLUGINS[spec.cni]:
+        link = bin_dir / plugin
+        if not link.is_symlink():
+            link.symlink_to(f"{cni.CNI_BIN_DIR}/{plugin}")
     for plugin in OWN_PLUGINS.get(spec.cni, ()):
-        bin_dir.mkdir(parents=True, exist_ok=True)
         path = bin_dir / plugin
         path.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m podpath.lab.cni_plugin {plugin}\n')
         path.chmod(0o755)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.model import FdbEntry, Link, Neighbour, NetNamespace
 from podpath.trace import sysctls
 from podpath.trace.routing import lookup, validate_source

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
 from podpath.trace.model import JsonValue
 
 if TYPE_CHECKING:
@@ -255,18 +255,37 @@ def resolve_destination(
             address = _pick(netns_addresses(index, inode), family, label)
             return Destination(address, parse_port(port_text), label)
     if "/" in host:
+        if port_text and port_text.isdigit():
+            parse_port(port_text)  # a number that is no port is the port's fault, not the Service's
         for index in indexes:
             found = find_service(index, host, port_text, proto, family)
             if found is not None:
                 return found
+        ports = sorted(
+            {(port, pname) for index in indexes for _, port, pname, _ in service_ports(index, host)}
+        )
+        vips = {vip for index in indexes for vip, _, _, _ in service_ports(index, host)}
+        if family is not None and vips and all(family_of(vip) != family for vip in vips):
+            raise ProbeError(f"Service {host} has no IPv{family} ClusterIP in kube-proxy's rules")
+        if ports:
+            listed = ", ".join(f"{port} ({pname})" if pname else str(port) for port, pname in ports)
+            raise ProbeError(
+                f"Service {host} has no {proto} port {port_text!r} (its ports: {listed})"
+            )
+        if any(index.kube_proxy_mode.mode == "ipvs" for index in indexes):
+            raise ProbeError(
+                f"{host!r} is not a known pod, and kube-proxy runs in IPVS mode, whose rules "
+                "name no Service: trace its ClusterIP:port (podpath ls services lists them)"
+            )
         raise ProbeError(f"{host!r} is neither a known pod nor a Service in kube-proxy's rules")
     raise ProbeError(f"destination {spec!r} is not an address, pod, node, netns or Service")
 
 
 # kube-proxy's KUBE-SERVICES rules: -A KUBE-SERVICES -m comment --comment "NS/NAME:PORT cluster IP"
-# ... -d VIP[/32] ... --dport N -j KUBE-SVC-...
+# ... -d VIP[/32] ... --dport N -j KUBE-SVC-... (and, in the filter table, "... has no
+# endpoints" ... -j REJECT for a Service without endpoints).
 _SERVICE_RULE = re.compile(
-    r'--comment "?(?P<name>[^ ":]+/[^ ":]+)(?::(?P<pname>[^ "]*))? cluster IP'
+    r'--comment "?(?P<name>[^ ":]+/[^ ":]+)(?::(?P<pname>[^ "]*))? (?:cluster IP|has no endpoints)"'
 )
 _PROTO = re.compile(r" -p (?P<proto>\w+)")
 _DEST = re.compile(r" -d (?P<vip>[0-9a-fA-F.:]+)(?:/\d+)? ")
@@ -299,14 +318,22 @@ def _nft_services(index: SnapshotIndex, name: str) -> list[tuple[str, int, str, 
 def _kube_proxy_service_ips(nft: NftIndex) -> dict[str, list[tuple[str, int, str, str]]]:
     by_name: dict[str, list[tuple[str, int, str, str]]] = {}
     for (_fam, table, set_name), s in nft.sets.items():
-        if table != "kube-proxy" or set_name != "service-ips":
+        if table != "kube-proxy" or set_name not in ("service-ips", "no-endpoint-services"):
             continue
+        cluster = nft.sets.get((_fam, table, "cluster-ips"))
+        cluster_ips = {e.key[0] for e in cluster.elements} if cluster else set()
         for el in s.elements:
+            if len(el.key) != 3 or not el.key[2].isdigit():
+                continue
             m = _NFT_TARGET.match(el.value or "")
-            if m and len(el.key) == 3 and el.key[2].isdigit():
-                by_name.setdefault(m["name"], []).append(
-                    (el.key[0], int(el.key[2]), m["pname"], el.key[1])
-                )
+            if m:
+                name, pname = m["name"], m["pname"]
+            elif set_name == "no-endpoint-services" and el.comment and el.key[0] in cluster_ips:
+                # A Service without endpoints: its element's comment names it, ns/name:port.
+                name, _, pname = el.comment.partition(":")
+            else:
+                continue
+            by_name.setdefault(name, []).append((el.key[0], int(el.key[2]), pname, el.key[1]))
     return by_name
 
 
@@ -327,9 +354,23 @@ def find_service(
     index: SnapshotIndex, name: str, port_text: str | None, proto: str, family: int | None = None
 ) -> Destination | None:
     """A Service's ClusterIP and port from kube-proxy's iptables or nftables rules."""
-    candidates: list[tuple[str, int, str, str]] = []  # vip, port, port name, proto
+    for vip, port, pname, cproto in service_ports(index, name):
+        if cproto != proto and proto != "icmp":
+            continue
+        if family is not None and family_of(vip) != family:
+            continue
+        if port_text is None or port_text in (str(port), pname):
+            return Destination(vip, port, f"service {name}:{pname or port}")
+    return None
+
+
+def service_ports(index: SnapshotIndex, name: str) -> list[tuple[str, int, str, str]]:
+    """(VIP, port, port name, protocol) of each port of Service `name` in kube-proxy's rules."""
+    candidates: list[tuple[str, int, str, str]] = []
     for dump in index.snapshot.iptables:
-        for line in _lines_with(dump.text, name):
+        for raw in _lines_with(dump.text, name):
+            # `iptables-save -c` puts [packets:bytes] before each rule.
+            line = raw.split("] ", 1)[1] if raw.startswith("[") and "] " in raw else raw
             if not line.startswith("-A KUBE-SERVICES "):
                 continue
             m = _SERVICE_RULE.search(line)
@@ -338,11 +379,4 @@ def find_service(
                 candidates.append((d["vip"], int(p["port"]), m["pname"] or "", pr["proto"]))
     if index.snapshot.nft is not None:
         candidates.extend(_nft_services(index, name))
-    for vip, port, pname, cproto in candidates:
-        if cproto != proto and proto != "icmp":
-            continue
-        if family is not None and family_of(vip) != family:
-            continue
-        if port_text is None or port_text in (str(port), pname):
-            return Destination(vip, port, f"service {name}:{pname or port}")
-    return None
+    return candidates
