@@ -107,8 +107,9 @@ def external_chain(svc: ServiceRecord) -> str:
 
 
 def endpoint_chain(svc: ServiceRecord, ip: str, port: int) -> str:
-    """endpoint-HASH-ns/name/proto/port__IP/PORT."""
-    return _named("endpoint", f"{_port_path(svc)}__{ip}/{port}")
+    """endpoint-HASH-ns/name/proto/port__IP/PORT (an IPv6 address's colons as dots: a
+    chain name cannot hold a colon, servicePortEndpointChainNameBase)."""
+    return _named("endpoint", f"{_port_path(svc)}__{ip.replace(':', '.')}/{port}")
 
 
 def affinity_set(svc: ServiceRecord, ip: str, port: int) -> str:
