@@ -209,7 +209,12 @@ def resolve_source(
                 if family is not None and family_of(spec) != family:
                     raise ProbeError(f"{spec} is not an IPv{family} address")
                 return Source(i, pod.netns_inode, spec, label)
-            return Source(i, pod.netns_inode, _pick(pod.ips, family, label), label)
+            # A pod known only by its pause process has no IPs of its own: its
+            # namespace's addresses stand in, and without any the kernel picks the source.
+            addresses = pod.ips or tuple(netns_addresses(index, pod.netns_inode))
+            if not addresses and family is None:
+                return Source(i, pod.netns_inode, None, label)
+            return Source(i, pod.netns_inode, _pick(addresses, family, label), label)
     for i, index in enumerate(indexes):
         facts = index.snapshot.node
         if spec in ("node", facts.hostname) and (spec != "node" or i == 0):
