@@ -44,7 +44,9 @@ def lab() -> Iterator[Lab]:
     """2 AWS-style nodes, 3 pods each (addresses alternate between the two ENIs)."""
     from podpath.lab import LabSpec
 
-    spec = LabSpec(f"{RUN_ID}-aws", nodes=2, pods=3, services=3, cni="aws-vpc")
+    spec = LabSpec(
+        f"{RUN_ID}-aws", nodes=2, pods=3, services=3, cni="aws-vpc", runtime="containerd"
+    )
     with module_lab(spec) as built:
         yield built
 

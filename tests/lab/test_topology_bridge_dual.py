@@ -33,7 +33,15 @@ def lab() -> Iterator[Lab]:
     """2 bridge nodes, dual-stack, flannel-style VXLAN for both families."""
     from podpath.lab import LabSpec
 
-    spec = LabSpec(f"{RUN_ID}-dual", nodes=2, pods=3, services=3, cni="bridge", ip_family="dual")
+    spec = LabSpec(
+        f"{RUN_ID}-dual",
+        nodes=2,
+        pods=3,
+        services=3,
+        cni="bridge",
+        ip_family="dual",
+        runtime="containerd",
+    )
     with module_lab(spec) as built:
         yield built
 

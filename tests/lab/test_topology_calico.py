@@ -41,7 +41,15 @@ def lab() -> Iterator[Lab]:
     """3 Calico nodes, dual-stack, VXLAN between them."""
     from podpath.lab import LabSpec
 
-    spec = LabSpec(f"{RUN_ID}-calico", nodes=3, pods=3, services=3, cni="calico", ip_family="dual")
+    spec = LabSpec(
+        f"{RUN_ID}-calico",
+        nodes=3,
+        pods=3,
+        services=3,
+        cni="calico",
+        ip_family="dual",
+        runtime="containerd",
+    )
     with module_lab(spec) as built:
         yield built
 

@@ -33,7 +33,15 @@ def lab() -> Iterator[Lab]:
     """2 kindnet nodes, dual-stack, routes via the node addresses."""
     from podpath.lab import LabSpec
 
-    spec = LabSpec(f"{RUN_ID}-ptp", nodes=2, pods=3, services=3, cni="ptp", ip_family="dual")
+    spec = LabSpec(
+        f"{RUN_ID}-ptp",
+        nodes=2,
+        pods=3,
+        services=3,
+        cni="ptp",
+        ip_family="dual",
+        runtime="containerd",
+    )
     with module_lab(spec) as built:
         yield built
 
