@@ -162,6 +162,10 @@ def _collect_local(
         reader = _socket_reader(host, node.kernel) if sockets else None
         netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel, reader)
         gaps += netns_gaps
+        from podpath.collectors.bpf_info import name_programs
+
+        netns, bpf_gaps = name_programs(netns)
+        gaps += bpf_gaps
         if sockets:
             from podpath.collectors.proc.net_sockets import with_owners
 

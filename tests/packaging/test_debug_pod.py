@@ -5,8 +5,8 @@ The pod is the one `kubectl debug node/node1 --profile=sysadmin` creates
 kubelet and runc make it, with the image built from this checkout as its root.
 What differs between two collections is taken out, and only that (see _normalised):
 the collecting processes themselves, the collection's time, conntrack's countdowns,
-neighbour states that age on their own, iptables-save's date comment, and the chroot
-in front of the node's own iptables-save that a host root runs.
+neighbour states that age on their own, interface counters, iptables-save's date
+comment, and the chroot in front of the node's own iptables-save that a host root runs.
 """
 
 from __future__ import annotations
@@ -143,6 +143,9 @@ def _normalised(raw: bytes) -> dict[str, Any]:
     for netns in snap["netns"]:
         for n in netns["neighbours"]:
             n["state"] = sorted("dynamic" if s in _AGEING else s for s in n["state"])
+        for link in netns["links"]:
+            # Interface counters move with every packet between the two collections.
+            link.pop("stats", None)
     for dump in snap["iptables"]:
         dump["text"] = _SAVE_DATES.sub("# (date)", dump["text"])
         # Under a host root the node's own iptables-save runs, chrooted (commands.py).
