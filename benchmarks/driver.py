@@ -84,7 +84,8 @@ def phase_collectors(args: Result) -> Result:
     from podpath.conntrack import parse_conntrack
     from podpath.netfilter.iptables_save import parse_ruleset
     from podpath.netfilter.kube_proxy import services
-    from podpath.netfilter.nft import nft_services, parse_nft_json
+    from podpath.netfilter.kube_proxy_nft import nft_services
+    from podpath.netfilter.nft import parse_nft_json
 
     cancel = threading.Event()
     runner = CommandRunner(host_root=Path("/"))
@@ -187,8 +188,8 @@ def phase_refresh(args: Result) -> Result:
 
 def phase_trace(args: Result) -> Result:
     """A Service trace through the loaded snapshot: cold (new index) and warm (kept index)."""
+    from podpath.analysis.index import SnapshotIndex
     from podpath.snapshot.codec import load_path
-    from podpath.snapshot.index import SnapshotIndex
     from podpath.trace.engine import trace
     from podpath.trace.probe import Probe
 
@@ -229,9 +230,9 @@ async def _until(ready: Any, timeout: float = 120.0, step: float = 0.005) -> Non
 
 
 def _services_rows_shown(app: Any) -> bool:
-    from podpath.tui.base_screen import TableScreen
-    from podpath.tui.rows import MORE_KEY
-    from podpath.tui.table import RowTable
+    from podpath.tui.rows.model import MORE_KEY
+    from podpath.tui.screens.base import TableScreen
+    from podpath.tui.widgets.table import RowTable
 
     screen = app.screen
     if not isinstance(screen, TableScreen):
@@ -262,7 +263,7 @@ async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
     background worker that parses Services and conntrack after the first paint.
     """
     from podpath.tui.app import create_app
-    from podpath.tui.base_screen import TableScreen
+    from podpath.tui.screens.base import TableScreen
     from podpath.tui.source import static_source
 
     t0 = time.perf_counter()
@@ -344,8 +345,8 @@ def phase_profile(args: Result) -> Result:
 
         prof.runcall(take_snapshot)
     elif target == "services":
+        from podpath.analysis.index import SnapshotIndex
         from podpath.snapshot.codec import load_path
-        from podpath.snapshot.index import SnapshotIndex
 
         index = SnapshotIndex(load_path(args["snapshot"]))
         prof.runcall(lambda: index.services)

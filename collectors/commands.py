@@ -35,11 +35,12 @@ _READ_CHUNK = 1024 * 1024
 
 # Program -> the exact argument tuples it may be run with. Nothing else runs.
 ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
-    # Legacy save is only ever run WITHOUT -t: `-t TABLE` creates TABLE.
-    "iptables-legacy-save": frozenset({()}),
-    "ip6tables-legacy-save": frozenset({()}),
-    "iptables-nft-save": frozenset({()}),
-    "ip6tables-nft-save": frozenset({()}),
+    # Legacy save is only ever run WITHOUT -t: `-t TABLE` creates TABLE. `-c` adds each
+    # rule's packet/byte counters and changes nothing.
+    "iptables-legacy-save": frozenset({(), ("-c",)}),
+    "ip6tables-legacy-save": frozenset({(), ("-c",)}),
+    "iptables-nft-save": frozenset({(), ("-c",)}),
+    "ip6tables-nft-save": frozenset({(), ("-c",)}),
     "nft": frozenset(
         {
             ("-j", "--", "list", "ruleset"),
@@ -55,6 +56,8 @@ ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
             ("-C",),
         }
     ),
+    # Lists every set; run only when ip_set is already in the kernel (collectors/ipset.py).
+    "ipset": frozenset({("save",)}),
 }
 
 # podpath's own helpers, run as `python -m MODULE ARGS` by this interpreter: work that

@@ -71,6 +71,11 @@ class NetfilterResult:
     reused: bool = False
 
 
+# With each rule's packet and byte counters (`-c`): which branch real traffic has been
+# taking. Read-only like the plain save; never with -t (legacy -t creates the table).
+SAVE_ARGS = ("-c",)
+
+
 def nft_generation(timeout: float = 1.0) -> int | None:
     """The nf_tables ruleset generation id of this network namespace, or None.
 
@@ -196,7 +201,8 @@ def _start_table_read(
 
 def _start_nft_side(runner: CommandRunner, cancel: threading.Event) -> _NftSide:
     compat = tuple(
-        (family, runner.submit(f"{tool}-nft-save", (), cancel)) for family, tool, _ in _FAMILIES
+        (family, runner.submit(f"{tool}-nft-save", SAVE_ARGS, cancel))
+        for family, tool, _ in _FAMILIES
     )
     kernel = nft_table_names()
     if kernel is None:
@@ -248,7 +254,7 @@ def _collect_legacy(
             gaps.append(Gap(str(path), f"unreadable: {exc.strerror}", "error"))
             continue
         if names:
-            running.append((family, runner.submit(f"{tool}-legacy-save", (), cancel)))
+            running.append((family, runner.submit(f"{tool}-legacy-save", SAVE_ARGS, cancel)))
     dumps: list[IptablesDump] = []
     for family, fut in running:
         result = fut.result()

@@ -18,7 +18,17 @@ from podpath.collectors.hostroot import CollectorError, HostRoot
 from podpath.collectors.proc.namespaces import net_namespace_targets, scan_namespaces
 from podpath.collectors.proc.node_facts import collect_node
 from podpath.collectors.proc.processes import scan_processes_and_fds, self_namespaces
-from podpath.snapshot.model import SCHEMA_VERSION, CniState, Gap, NetNamespace, Pod, Snapshot
+from podpath.snapshot.model import (
+    SCHEMA_VERSION,
+    CniState,
+    Gap,
+    IpsetDump,
+    IpvsDump,
+    NetNamespace,
+    Pod,
+    RecentList,
+    Snapshot,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -164,6 +174,12 @@ def _collect_local(
         gaps += pod_gaps
         pods = _with_interface_ips(pods, netns)
         cni = replace(cni, allocations=mark_stale(cni.allocations, {p.sandbox_id for p in pods}))
+    recent: tuple[RecentList, ...] | None = None
+    ipvs: IpvsDump | None = None
+    ipsets: IpsetDump | None = None
+    if "netfilter" in parts:
+        recent, ipvs, ipsets, state_gaps = _kernel_state(host, cancel)
+        gaps += state_gaps
     if cancel.is_set():
         gaps.append(Gap("snapshot", "cancelled before it was complete", "inconsistent"))
     return Snapshot(
@@ -177,7 +193,27 @@ def _collect_local(
         netns=netns,
         cni=cni,
         gaps=tuple(gaps),
+        xt_recent=recent,
+        ipvs=ipvs,
+        ipsets=ipsets,
     )
+
+
+def _kernel_state(
+    host: HostRoot, cancel: threading.Event
+) -> tuple[tuple[RecentList, ...] | None, IpvsDump | None, IpsetDump | None, list[Gap]]:
+    """What some rules consult besides the rules: xt_recent lists, IPVS, ipsets."""
+    from pathlib import Path
+
+    from podpath.collectors.commands import CommandRunner
+    from podpath.collectors.ipset import collect_ipsets
+    from podpath.collectors.proc.ipvs import collect_ipvs
+    from podpath.collectors.proc.xt_recent import collect_xt_recent
+
+    recent, recent_gaps = collect_xt_recent(host, cancel)
+    ipvs, ipvs_gaps = collect_ipvs(host)
+    ipsets, ipset_gaps = collect_ipsets(host, CommandRunner(host_root=Path(host.path)), cancel)
+    return recent, ipvs, ipsets, [*recent_gaps, *ipvs_gaps, *ipset_gaps]
 
 
 def _with_tools(

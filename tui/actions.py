@@ -1,8 +1,9 @@
 """Actions that touch the node (shell, capture), injected by the CLI.
 
 The TUI cannot read or enter the node itself; it describes the target and the CLI's
-implementation re-checks it (PID + start time + netns inode, so a reused PID or a
-re-created namespace is refused) before running util-linux `nsenter` or `tcpdump`.
+implementation (podpath.collectors.actions) re-checks it (PID + start time + netns
+inode, so a reused PID or a re-created namespace is refused) before running util-linux
+`nsenter` or `tcpdump`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ class Actions(Protocol):
         ...
 
     def capture(self, target: PodTarget, path: str, count: int, seconds: int) -> ActionResult:
-        """Capture packets on the target's interface into a pcap file."""
+        """Capture packets on the target's interface into a new pcap file (never overwritten)."""
+        ...
+
+    def capture_directory(self) -> str | None:
+        """Where a capture file name without a directory goes (None: no captures here)."""
         ...
 
 
@@ -70,3 +75,7 @@ class NoActions:
         return ActionResult(
             False, f"no capture for {target.pod}: this is a snapshot, not a live node"
         )
+
+    def capture_directory(self) -> str | None:
+        """None: a snapshot has nowhere to capture from."""
+        return None

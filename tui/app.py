@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
+from rich.console import RenderableType
 from textual import work
 from textual.app import App, SuspendNotSupported, SystemCommand
 from textual.binding import Binding, BindingType
@@ -16,40 +18,29 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from podpath import safe_files
 from podpath.snapshot import codec
 from podpath.snapshot.model import Pod, Snapshot
+from podpath.tui import crash, registry
 from podpath.tui.actions import ActionResult, Actions, NoActions, pod_target
-from podpath.tui.base_screen import BaseScreen
-from podpath.tui.cni_screen import CniScreen
-from podpath.tui.conntrack_screen import ConntrackScreen
-from podpath.tui.help_screen import HelpScreen
-from podpath.tui.jump_screen import JumpScreen
-from podpath.tui.links_screen import LinksScreen
-from podpath.tui.namespaces_screen import NamespacesScreen
-from podpath.tui.netfilter_screen import NetfilterScreen
-from podpath.tui.node_screen import NodeScreen
-from podpath.tui.pod_screen import PodScreen
-from podpath.tui.pods_screen import PodsScreen
-from podpath.tui.problems_screen import ProblemsScreen
-from podpath.tui.prompt_screen import PromptScreen
-from podpath.tui.service_screen import ServiceScreen
-from podpath.tui.services_screen import ServicesScreen
-from podpath.tui.source import SnapshotSource
+from podpath.tui.screens.base import BaseScreen
+from podpath.tui.screens.help import HelpScreen
+from podpath.tui.screens.jump import JumpScreen
+from podpath.tui.screens.prompt import PromptScreen
+from podpath.tui.screens.trace import TraceScreen
+from podpath.tui.source import CollectError, SnapshotSource
 from podpath.tui.state import Loaded
 from podpath.tui.styles import CSS as APP_CSS
 from podpath.tui.text import clean
-from podpath.tui.trace_screen import TraceScreen
 
-LIST_SCREENS: dict[str, type[BaseScreen]] = {
-    "pods": PodsScreen,
-    "svc": ServicesScreen,
-    "ns": NamespacesScreen,
-    "links": LinksScreen,
-    "ipt": NetfilterScreen,
-    "ct": ConntrackScreen,
-    "cni": CniScreen,
-    "problems": ProblemsScreen,
+# What each worker does, for the one sentence that says it failed.
+WORKER_CONTEXT = {
+    "collect": "collecting the node",
+    "prepare": "parsing the rules and conntrack",
+    "trace": "tracing",
 }
+# Failures of the environment rather than of podpath: said as they are, no report file.
+EXPECTED_ERRORS = (OSError, CollectError)
 
 
 class PodpathApp(App[None]):
@@ -99,6 +90,11 @@ class PodpathApp(App[None]):
         self.loaded: Loaded | None = None
         self._cancel = threading.Event()
         self._collecting = False
+        # Set by exit(): from then on keys do nothing while the screens are torn down.
+        self.quitting = False
+        # What is printed on exit (a crash's one sentence) is never wrapped or cropped:
+        # the report's path in it must stay whole to be copied.
+        self.error_console.soft_wrap = True
 
     # --- loading ----------------------------------------------------------------------
 
@@ -107,7 +103,7 @@ class PodpathApp(App[None]):
         self.sub_title = clean(self.source.title(None))
         if self.source.initial is not None:
             self._show(self.source.initial)
-        self.push_screen(NodeScreen())
+        self.push_screen(registry.home().screen(""))
         if self.source.initial is None and self.source.can_refresh:
             self.action_refresh()
 
@@ -161,20 +157,45 @@ class PodpathApp(App[None]):
         return self.source.collect(self._cancel, previous)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """Hand a finished collection to the screens; report failures in one place."""
-        if event.worker.group != "collect":
+        """The app's own workers: failures to report_failure, a collected snapshot to the screens."""
+        worker = event.worker
+        if event.state == WorkerState.ERROR:
+            self.report_failure(worker)
+        if worker.group == "prepare" and event.state == WorkerState.ERROR:
+            loaded = self.loaded
+            if loaded is not None:
+                loaded.failed = True
+                self.post_message(self.ViewsReady(loaded))
+        if worker.group != "collect":
             return
         if event.state == WorkerState.SUCCESS:
             self._collecting = False
-            result = event.worker.result
+            result = worker.result
             if isinstance(result, Snapshot):
                 self.post_message(self.SnapshotReady(result, refreshed=self.loaded is not None))
         elif event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
             self._collecting = False
-            error = event.worker.error
+            error = worker.error
             self.post_message(
                 self.CollectFailed(f"{type(error).__name__}: {error}" if error else "cancelled")
             )
+
+    def report_failure(self, worker: Worker[object]) -> None:
+        """The one place a failed worker reaches the user: one notice; a report file for a bug.
+
+        Errors of the environment (a permission, a vanished file, a collector's own
+        refusal) are said as they are. Anything else is a bug: its traceback goes to a
+        private file (no locals) that the notice names.
+        """
+        error = worker.error
+        if error is None:
+            return
+        what = WORKER_CONTEXT.get(worker.name, worker.name or "a background task")
+        if isinstance(error, EXPECTED_ERRORS):
+            text = f"{what} failed: {type(error).__name__}: {error}"
+        else:
+            text = crash.sentence(error, what, crash.write_report(error, what))
+        self.notify(clean(text), severity="error", markup=False, timeout=10)
 
     def on_podpath_app_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show the new snapshot on every screen (rows update in place by key)."""
@@ -185,12 +206,30 @@ class PodpathApp(App[None]):
                 screen.reload()
 
     def on_podpath_app_collect_failed(self, message: CollectFailed) -> None:
-        """Say what failed; keep showing what we had."""
+        """Keep showing what we had (report_failure has said what failed)."""
         self.sub_title = clean(self.source.title(self.loaded.snapshot if self.loaded else None))
         self.screen.set_class(False, "-collecting")
-        self.notify(
-            clean(f"collecting failed: {message.reason}"), severity="error", markup=False, timeout=8
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An unexpected error: exit status 1 and one sentence naming a report file, never locals.
+
+        Textual's default prints a Rich traceback with every frame's locals, which hold
+        the snapshot (pods, environment names); crash.Crash renders as one line instead.
+        """
+        super()._handle_exception(
+            error if isinstance(error, crash.Crash) else crash.Crash(error, "the TUI")
         )
+
+    def exit(
+        self, result: None = None, return_code: int = 0, message: RenderableType | None = None
+    ) -> None:
+        """Quit; keys typed after this do nothing (see check_action)."""
+        self.quitting = True
+        super().exit(result, return_code, message)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """No action once quitting: a `t` typed right after `q` must not open a screen."""
+        return False if self.quitting else super().check_action(action, parameters)
 
     def on_unmount(self) -> None:
         """Tell a running collector to stop."""
@@ -199,25 +238,24 @@ class PodpathApp(App[None]):
     # --- navigation -------------------------------------------------------------------
 
     def open_screen(self, name: str, argument: str | None = None) -> None:
-        """Open a view by jump name; list views replace the current view, details stack."""
-        screen: Screen[None]
-        if name == "node":
+        """Open a view of the registry by name (home pops back to home; others stack)."""
+        view = registry.find(name)
+        if view is None or (view.detail and not argument):
+            self.notify(clean(f"no view called {name!r}"), severity="warning", markup=False)
+            return
+        if view.name == registry.HOME:
             while len(self.screen_stack) > 2:
                 self.pop_screen()
             return
-        if name == "pod" and argument is not None:
-            screen = PodScreen(argument)
-        elif name == "service" and argument is not None:
-            screen = ServiceScreen(argument)
-        elif name == "trace":
-            screen = TraceScreen(argument or "")
-        elif name in LIST_SCREENS:
-            cls = LIST_SCREENS[name]
-            screen = cls(argument or "") if argument else cls()
-        else:
-            self.notify(f"no view called {name!r}", severity="warning", markup=False)
-            return
-        self.push_screen(screen)
+        self.push_screen(view.screen(argument or ""))
+
+    def home_menu(self, loaded: Loaded) -> list[tuple[str, str, str]]:
+        """Home's menu: (name, label, count) of every view `:` offers but home itself."""
+        return [
+            (v.name, v.label, registry.count_text(v, loaded))
+            for v in registry.jump_views()
+            if v.name != registry.HOME
+        ]
 
     def start_trace(self, source: str, destination: str = "") -> None:
         """Open Trace with the inputs filled in."""
@@ -226,9 +264,9 @@ class PodpathApp(App[None]):
     def action_jump(self) -> None:
         """`:` prompt."""
 
-        def jump(name: str | None) -> None:
-            if name is not None:
-                self.open_screen(name)
+        def jump(choice: tuple[str, str] | None) -> None:
+            if choice is not None:
+                self.open_screen(*choice)
 
         self.push_screen(JumpScreen(), jump)
 
@@ -240,13 +278,12 @@ class PodpathApp(App[None]):
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """ctrl+p: every view, refresh and write, next to Textual's own commands."""
         yield from super().get_system_commands(screen)
-        names = {
-            "node": "Node",
-            **{k: v.__name__.removesuffix("Screen") for k, v in LIST_SCREENS.items()},
-            "trace": "Trace",
-        }
-        for key, label in names.items():
-            yield SystemCommand(f"Go to {label}", f":{key}", lambda k=key: self.open_screen(k))
+        for view in registry.jump_views():
+            yield SystemCommand(
+                f"Go to {view.label}",
+                f":{view.name} — {view.about}",
+                lambda name=view.name: self.open_screen(name),
+            )
         yield SystemCommand("Refresh", "Collect the node's state again (r)", self.action_refresh)
         yield SystemCommand(
             "Write snapshot", "Save the current snapshot as JSON (w)", self.action_write
@@ -278,7 +315,7 @@ class PodpathApp(App[None]):
         target = pod_target(pod) if pod else None
         if target is None:
             return
-        default = f"podpath-{target.pod.replace('/', '_')}-{int(time.time())}.pcap"
+        default = f"podpath-{file_word(target.pod)}-{int(time.time())}.pcap"
 
         def answered(value: str | None) -> None:
             if not value or target is None:
@@ -287,12 +324,11 @@ class PodpathApp(App[None]):
             count, seconds = _count_seconds(rest)
             self._handover(lambda: self.actions.capture(target, path, count, seconds))
 
-        self.push_screen(
-            PromptScreen(
-                "capture to FILE [COUNT [SECONDS]] (tcpdump on the pod's eth0)", f"{default} 100 10"
-            ),
-            answered,
-        )
+        where = self.actions.capture_directory()
+        question = "capture to FILE [COUNT [SECONDS]] (tcpdump on the pod's eth0)"
+        if where is not None:
+            question += f"; a name without a directory goes to {where}"
+        self.push_screen(PromptScreen(question, f"{default} 100 10"), answered)
 
     def _handover(self, action: Callable[[], ActionResult]) -> None:
         """Give the terminal to an action (app suspended), then report its result."""
@@ -333,26 +369,35 @@ class PodpathApp(App[None]):
             self.notify("nothing loaded yet", severity="warning")
             return
         snap = self.loaded.snapshot
-        default = f"podpath-{clean(snap.node.hostname)}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(snap.taken_at))}.json"
+        taken = time.strftime("%Y%m%dT%H%M%S", time.gmtime(snap.taken_at))
+        default = f"podpath-{file_word(snap.node.hostname)}-{taken}.json"
+        where = safe_files.state_dir("snapshots")
 
         def answered(path: str | None) -> None:
             if path:
-                self._write(snap, path)
+                self._write(snap, path, where)
 
-        self.push_screen(PromptScreen("write the snapshot to", default), answered)
+        question = f"write the snapshot to (a name without a directory goes to {where})"
+        self.push_screen(PromptScreen(question, default), answered)
 
-    def _write(self, snapshot: Snapshot, path: str) -> None:
+    def _write(self, snapshot: Snapshot, path: str, where: str) -> None:
         try:
-            # O_EXCL: never overwrite (or follow a planted symlink at) an existing path.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as fp:
+            # A new file only: never over an existing one, never through a planted symlink.
+            out = safe_files.create_new(path, where)
+        except safe_files.UnsafePath as exc:
+            self.notify(clean(f"not written: {exc}"), severity="error", markup=False)
+            return
+        try:
+            with os.fdopen(out.fd, "w", encoding="ascii", closefd=False) as fp:
                 codec.dump(snapshot, fp)
         except OSError as exc:
+            out.discard()
             self.notify(
-                clean(f"cannot write {path}: {exc.strerror}"), severity="error", markup=False
+                clean(f"cannot write {out.path}: {exc.strerror}"), severity="error", markup=False
             )
             return
-        self.notify(clean(f"snapshot written to {path}"), markup=False)
+        out.close()
+        self.notify(clean(f"snapshot written to {out.path}"), markup=False)
 
 
 def settle_heap() -> None:
@@ -363,6 +408,12 @@ def settle_heap() -> None:
     30x more (2,000 Service rows: 0.6 s -> 0.02 s). Refcounting still frees them.
     """
     gc.freeze()
+
+
+def file_word(text: str) -> str:
+    """Node text made safe in a file name: no '/', '..', spaces or control characters."""
+    word = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip(".")
+    return word[:64] or "node"
 
 
 def _count_seconds(text: str) -> tuple[int, int]:

@@ -18,6 +18,10 @@ from podpath.snapshot.model import Snapshot
 Collect = Callable[[threading.Event, Snapshot | None], Snapshot]
 
 
+class CollectError(Exception):
+    """Collecting failed for a reason the collector knows and words (one sentence)."""
+
+
 @dataclass(frozen=True)
 class SnapshotSource:
     """A snapshot source: an initial snapshot, and/or a way to collect a fresh one."""

@@ -6,18 +6,20 @@ import gc
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+from textual.worker import Worker
+
+from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.mentions import MentionIndex, mention_index
+from podpath.analysis.parsed import ParsedSnapshot
+from podpath.analysis.problems import Problem, problems
 from podpath.netfilter.nft import NftRuleset
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
 from podpath.tui.actions import Actions
-from podpath.tui.adapters import Views
-from podpath.tui.list_rows import service_rows
-from podpath.tui.node_rows import Derived, derive, raw_size
-from podpath.tui.pod_nat import Mention, mention_index
-from podpath.tui.pod_rows import conntrack_rows
-from podpath.tui.rows import Row, RowSet, rowset
+from podpath.tui.rows.conntrack import conntrack_rows
+from podpath.tui.rows.model import Row, RowSet, rowset
+from podpath.tui.rows.services import service_rows
 from podpath.tui.source import SnapshotSource
 
 # Below this much rule and conntrack text, the views are prepared at once (the first
@@ -31,24 +33,25 @@ class Loaded:
 
     snapshot: Snapshot
     index: SnapshotIndex = field(init=False)
-    views: Views = field(init=False)
+    parsed: ParsedSnapshot = field(init=False)
     # Set once prepare() has parsed the big views: until then screens that need them
     # show "…" instead of parsing on the event loop.
     ready: threading.Event = field(init=False, default_factory=threading.Event)
+    # True when preparing the views failed (a bug, reported once): screens stop waiting.
+    failed: bool = field(init=False, default=False)
     _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
-    _derived: Derived | None = field(init=False, default=None)
-    _mentions: dict[str, tuple[Mention, ...]] | None = field(init=False, default=None)
-    _nft: NftRuleset | None = field(init=False, default=None)
+    _problems: tuple[Problem, ...] | None = field(init=False, default=None)
+    _mentions: MentionIndex | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
         self.index = SnapshotIndex(self.snapshot)
-        self.views = Views(self.index)
+        self.parsed = ParsedSnapshot(self.index)
 
     @property
     def small(self) -> bool:
         """True when the big views are cheap enough to prepare on the event loop."""
-        return raw_size(self.index) <= INLINE_PREPARE_BYTES
+        return raw_size(self.snapshot) <= INLINE_PREPARE_BYTES
 
     def rows(self, name: str, build: Callable[[], list[Row]]) -> RowSet:
         """The rows called `name`, built once per snapshot (thread-safe)."""
@@ -60,39 +63,38 @@ class Loaded:
 
     def service_rows(self) -> RowSet:
         """Every Service port as a row (the Services screen)."""
-        return self.rows("services", lambda: service_rows(self.index, self.views.services()))
+        return self.rows("services", lambda: service_rows(self.index, self.parsed.services()))
 
     def conntrack_rows(self) -> RowSet:
         """Every conntrack entry as a row (the Conntrack screen)."""
         return self.rows(
-            "conntrack", lambda: conntrack_rows(self.views.conntrack(), self.views.services())
+            "conntrack", lambda: conntrack_rows(self.parsed.conntrack(), self.parsed.services())
         )
 
-    def ip_mentions(self) -> dict[str, tuple[Mention, ...]]:
+    def ip_mentions(self) -> MentionIndex:
         """Rules naming each pod IP (one pass over every rule; built in prepare on big snapshots)."""
         with self._lock:
             if self._mentions is None:
-                self._mentions = mention_index(self.views.rulesets(), self.index.pods_by_ip)
+                self._mentions = mention_index(self.parsed.rule_dumps(), self.index.pods_by_ip)
             return self._mentions
 
     def nft_ruleset(self) -> NftRuleset | None:
         """The native nftables ruleset, parsed once (None when the snapshot has none)."""
-        with self._lock:
-            if self._nft is None and self.snapshot.nft is not None:
-                self._nft = self.index.nft_ruleset
-            return self._nft
+        return self.parsed.nft_ruleset()
 
     @property
-    def derived(self) -> Derived | None:
-        """Home's counts and problems, once prepared."""
-        return self._derived if self.ready.is_set() else None
+    def problems(self) -> tuple[Problem, ...] | None:
+        """The snapshot's problems (podpath.analysis.problems), once prepared."""
+        return self._problems if self.ready.is_set() else None
 
     def prepare(self) -> None:
         """Parse the big views and build their rows (call from a worker thread on big snapshots)."""
         if self.ready.is_set():
             return
-        self.views.rulesets()
-        self._derived = derive(self.index, self.views)
+        self._problems = problems(self.parsed)  # parses every view
+        # The parsed views live as long as the snapshot: keep the cyclic GC from
+        # rescanning them while the rows are built (see podpath.tui.app.settle_heap).
+        gc.freeze()
         self.service_rows()
         self.conntrack_rows()
         self.ip_mentions()
@@ -103,17 +105,33 @@ class Loaded:
         self.ready.set()
 
 
+def raw_size(snap: Snapshot) -> int:
+    """Bytes of rule and conntrack text the parsers would read."""
+    size = sum(len(d.text) for d in snap.iptables)
+    size += len(snap.nft.json_text) if snap.nft else 0
+    return size + (len(snap.conntrack.text) if snap.conntrack else 0)
+
+
 class AppState(Protocol):
     """What screens may ask of the app (so screens do not import the app module)."""
 
     loaded: Loaded | None
     source: SnapshotSource
     actions: Actions
+    quitting: bool
+
+    def report_failure(self, worker: Worker[Any]) -> None:
+        """Tell the user, once, that a worker failed (the one place failures are reported)."""
+        ...
 
     def open_screen(self, name: str, argument: str | None = None) -> None:
-        """Open a screen by its jump name (pods, svc, ...), with an optional argument."""
+        """Open a view of the registry by name (pods, svc, pod, ...), with an optional argument."""
         ...
 
     def start_trace(self, source: str, destination: str = "") -> None:
         """Open the Trace screen with a source (and destination) filled in."""
+        ...
+
+    def home_menu(self, loaded: Loaded) -> list[tuple[str, str, str]]:
+        """Home's menu from the view registry: (jump name, label, count) per view."""
         ...

@@ -6,6 +6,9 @@ snapshot tests, and anything that tours the app, so they always agree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 def _type(text: str) -> tuple[str, ...]:
     return tuple(text)
@@ -70,3 +73,11 @@ TOUR: tuple[str, ...] = (
     "links",
     "problems",
 )
+
+
+async def press_and_settle(pilot: Any, keys: Iterable[str]) -> None:
+    """Press keys as a user would, each key's work (a trace, a parse) done before the next."""
+    for key in keys:
+        await pilot.press(key)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()

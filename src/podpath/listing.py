@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from podpath.analysis.index import SnapshotIndex
+from podpath.netfilter.kube_proxy import Service
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Link, Pod
+
+if TYPE_CHECKING:
+    from podpath.netfilter.kube_proxy import Service
 
 Row = dict[str, Any]
 
@@ -319,12 +323,18 @@ def iptables(index: SnapshotIndex) -> Listing:
                             "target": rule.target.name if rule.target else None,
                             "rule": rule.text,
                             "unknown": list(rule.unknown),
+                            "counter": (
+                                {"packets": rule.counters[0], "bytes": rule.counters[1]}
+                                if rule.counters is not None
+                                else None
+                            ),
                         }
                     )
     cols = (
         Column("BACKEND", _key("backend")),
         Column("FAMILY", _key("family")),
         Column("TABLE", _key("table")),
+        Column("PKTS", lambda r: r["counter"]["packets"] if r["counter"] else None, True),
         Column("RULE", _key("rule")),
     )
     return Listing(rows, cols)
@@ -342,6 +352,7 @@ def nft(index: SnapshotIndex) -> Listing:
                     "chain": rule.chain,
                     "handle": rule.handle,
                     "rule": rule.text,
+                    "counter": _nft_counter(rule.expr),
                 }
             )
     cols = (
@@ -353,38 +364,120 @@ def nft(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
+def _service_type(s: Service) -> str:
+    if s.load_balancer_ips:
+        return "LoadBalancer"
+    if s.node_port is not None:
+        return "NodePort"
+    return "ClusterIP" if s.cluster_ip else ("ExternalIP" if s.external_ips else "-")
+
+
+def _affinity(row: Row) -> str:
+    timeout = row["affinity"]["timeout"] if row["affinity"] else None
+    if timeout is None:
+        return "-"
+    return f"ClientIP {timeout}s" + (f" ({len(row['pins'])} pinned)" if row["pins"] else "")
+
+
+def _policy(row: Row) -> str:
+    parts = []
+    if row["internal_policy"] == "Local":
+        parts.append("int:Local")
+    if row["external_policy"] == "Local":
+        parts.append("ext:Local")
+    return ",".join(parts) or "-"
+
+
+def _nft_counter(expr: tuple[Any, ...]) -> dict[str, int] | None:
+    """An nft rule's `counter` statement's packets and bytes, when it has one."""
+    for stmt in expr:
+        counter = stmt.get("counter") if isinstance(stmt, dict) else None
+        if isinstance(counter, dict) and "packets" in counter:
+            return {"packets": int(counter["packets"]), "bytes": int(counter.get("bytes", 0))}
+    return None
+
+
 def services(index: SnapshotIndex) -> Listing:
-    """kube-proxy Services with endpoints and each endpoint's share of new connections."""
-    rows = [
-        {
-            "namespace": s.namespace,
-            "name": s.name,
-            "port_name": s.port_name,
-            "protocol": s.protocol,
-            "cluster_ip": s.cluster_ip,
-            "port": s.port,
-            "node_port": s.node_port,
-            "external_ips": list(s.external_ips),
-            "load_balancer_ips": list(s.load_balancer_ips),
-            "backend": s.backend,
-            "masquerade": s.masquerade,
-            "svc_chain": s.svc_chain,
-            "endpoints": [
-                {"ip": e.ip, "port": e.port, "probability": e.probability, "chain": e.sep_chain}
-                for e in s.endpoints
-            ],
-        }
-        for s in index.services
-    ]
+    """kube-proxy Services with endpoints, each endpoint's share, affinity and policies."""
+    from podpath.netfilter.affinity import service_pins
+    from podpath.netfilter.ipvs import parse_ipvs_conn
+
+    snap = index.snapshot
+    conns = parse_ipvs_conn(snap.ipvs.ip_vs_conn) if snap.ipvs and snap.ipvs.ip_vs_conn else ()
+    rows = []
+    for s in index.services:
+        pins = service_pins(s, snap.xt_recent or (), index.nft_ruleset, conns)
+        rows.append(
+            {
+                "namespace": s.namespace,
+                "name": s.name,
+                "port_name": s.port_name,
+                "protocol": s.protocol,
+                "type": _service_type(s),
+                "cluster_ip": s.cluster_ip,
+                "port": s.port,
+                "node_port": s.node_port,
+                "external_ips": list(s.external_ips),
+                "load_balancer_ips": list(s.load_balancer_ips),
+                "source_ranges": list(s.source_ranges),
+                "backend": s.backend,
+                "masquerade": s.masquerade,
+                "svc_chain": s.svc_chain,
+                "internal_policy": s.internal_policy,
+                "external_policy": s.external_policy,
+                "no_endpoints": s.no_endpoints,
+                "no_local_endpoints": s.no_local_endpoints,
+                "affinity": (
+                    {"type": "ClientIP", "timeout": s.affinity_timeout}
+                    if s.affinity_timeout is not None
+                    else None
+                ),
+                "pins": [
+                    {
+                        "client": p.client,
+                        "endpoint": p.endpoint,
+                        "age": p.age,
+                        "expires": p.expires,
+                        "source": p.source,
+                    }
+                    for p in pins
+                ],
+                "ipvs": (
+                    {"scheduler": s.scheduler, "persistent": s.persistent}
+                    if s.backend == "ipvs"
+                    else None
+                ),
+                "endpoints": [
+                    {
+                        "ip": e.ip,
+                        "port": e.port,
+                        "probability": e.probability,
+                        "chain": e.sep_chain,
+                        "local": e.local,
+                        "weight": e.weight,
+                    }
+                    for e in s.endpoints
+                ],
+            }
+        )
     cols = (
         Column("NAMESPACE", _key("namespace")),
         Column("NAME", _key("name")),
+        Column("TYPE", _key("type")),
         Column("PORT", lambda r: f"{r['port']}/{r['protocol']}"),
         Column("CLUSTER-IP", _key("cluster_ip")),
         Column("NODEPORT", _key("node_port"), True),
         Column(
+            "MODE", lambda r: r["backend"] if not r["ipvs"] else f"ipvs:{r['ipvs']['scheduler']}"
+        ),
+        Column("AFFINITY", _affinity),
+        Column("POLICY", _policy),
+        Column(
             "ENDPOINTS",
-            lambda r: [f"{e['ip']}:{e['port']}({e['probability']:.3f})" for e in r["endpoints"]],
+            lambda r: (
+                [f"{e['ip']}:{e['port']}({e['probability']:.3f})" for e in r["endpoints"]]
+                or (r["no_endpoints"] or "none")
+            ),
         ),
     )
     return Listing(rows, cols)
@@ -487,6 +580,23 @@ def gaps(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
+def problems(index: SnapshotIndex) -> Listing:
+    """Everything worth a warning, errors first: what the TUI's Problems screen lists."""
+    from podpath.analysis.parsed import ParsedSnapshot
+    from podpath.analysis.problems import problems as find
+
+    rows: list[Row] = [
+        {"severity": p.severity, "subject": p.subject, "why": p.why}
+        for p in find(ParsedSnapshot(index))
+    ]
+    cols = (
+        Column("SEVERITY", _key("severity")),
+        Column("SUBJECT", _key("subject")),
+        Column("WHY", _key("why")),
+    )
+    return Listing(rows, cols)
+
+
 KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "namespaces": namespaces,
     "pods": pods,
@@ -501,6 +611,7 @@ KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "conntrack": conntrack,
     "cni": cni,
     "gaps": gaps,
+    "problems": problems,
 }
 
 

@@ -166,22 +166,6 @@ def test_parse_nsfs_mounts_escapes() -> None:
     assert parse_nsfs_mounts(text) == [("net", 4026532999, "/run/netns/a b")]
 
 
-def test_host_scan_is_fast() -> None:
-    """The host scan (processes + namespaces) is well under lsns -J's own time budget."""
-    import time
-
-    with HostRoot("/") as host:
-        t0 = time.perf_counter()
-        procs, _ = scan_processes(host)
-        scan_namespaces(host, procs)
-        ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    subprocess.run(["lsns", "-J"], capture_output=True, timeout=60, check=True)
-    theirs = time.perf_counter() - t0
-    # Generous bound for a noisy 2-core box; the benchmark measures the real ratio.
-    assert ours < max(theirs * 2, 0.5), (ours, theirs)
-
-
 def test_netns_churn_while_scanning() -> None:
     """Row 1: named netns added/deleted in a loop (private mount+net ns) while scanning 50x."""
     loop = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,7 +93,9 @@ print(json.dumps(out))
 
 
 def _rules(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("-A ")]
+    # The collector saves with -c: each rule starts with [packets:bytes].
+    lines = [re.sub(r"^\[\d+:\d+\] ", "", line) for line in text.splitlines()]
+    return [line for line in lines if line.startswith("-A ")]
 
 
 @pytest.mark.lab
@@ -276,7 +279,7 @@ print(json.dumps({{
 """
     )
     assert out["elapsed"] < 10
-    assert out["gaps"] == [["iptables-nft-save", "timeout"]]
+    assert out["gaps"] == [["iptables-nft-save -c", "timeout"]]
     assert sorted(map(tuple, out["dumps"])) == [("legacy", "ipv4"), ("nft", "ipv6")]
     assert out["nft"]
     # An incomplete nft-side read is never stamped: the next refresh reads it all again.

@@ -175,8 +175,12 @@ def test_kube_proxy_rules_are_in_iptables_save(shared_lab: Lab) -> None:
             text,
             re.M,
         ), svc.port_ref
-        jumps = re.findall(rf"^-A {svc.svc_chain} .*-j (KUBE-SEP-\w+)$", text, re.M)
+        # ClientIP affinity (web-sticky) first sends known clients back (-m recent --rcheck).
+        found = re.findall(rf"^-A {svc.svc_chain} (.*)-j (KUBE-SEP-\w+)$", text, re.M)
+        jumps = [sep for rule, sep in found if "--rcheck" not in rule]
         assert tuple(jumps) == svc.sep_chains
+        pinned = [sep for rule, sep in found if "--rcheck" in rule]
+        assert tuple(pinned) == (svc.sep_chains if svc.affinity is not None else ())
         for (ip, port), sep in zip(svc.endpoints, svc.sep_chains, strict=True):
             assert re.search(
                 rf"^-A {sep} .*-j DNAT --to-destination {re.escape(ip)}:{port}$", text, re.M

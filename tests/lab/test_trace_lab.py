@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot import codec
-from podpath.snapshot.index import SnapshotIndex
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch, Hop
 from podpath.trace.probe import Probe
@@ -142,35 +142,91 @@ def test_node_route_decisions_equal_ip_route_get(
     assert checked >= 5
 
 
+# --- Services, in each kube-proxy mode the lab runs: the iptables shared lab, and an
+# nftables lab of the same shape. Every prediction is checked against real traffic
+# (who answered) and the kernel's conntrack entry (endpoint chosen, SNAT or not).
+
+NFT_LAB = f"t{os.getpid()}-trace-nft"
+_SNAPSHOTS: dict[str, dict[str, SnapshotIndex]] = {}
+
+
+@pytest.fixture(scope="module")
+def nft_lab() -> Iterator[Lab]:
+    """A 2-node VXLAN lab whose Services kube-proxy programs in nftables mode."""
+    from podpath.lab import LabSpec, running_lab
+
+    spec = LabSpec(NFT_LAB, nodes=2, pods=3, services=4, overlay="vxlan", proxy_mode="nftables")
+    with running_lab(spec) as lab:
+        yield lab
+
+
+@pytest.fixture(params=["iptables", "nftables"])
+def proxy_lab(request: pytest.FixtureRequest) -> Lab:
+    """The lab of one kube-proxy mode (built on first use)."""
+    lab: Lab = request.getfixturevalue("shared_lab" if request.param == "iptables" else "nft_lab")
+    return lab
+
+
+def _snapshots(lab: Lab, run_podpath: Any, fresh: bool = False) -> list[SnapshotIndex]:
+    """A snapshot of each node taken by the real CLI inside it (after warming neighbours)."""
+    if fresh or lab.name not in _SNAPSHOTS:
+        web = lab.service("default/web")[0]
+        for node in NODES:
+            lab.probe(lab.pods_on(node)[0].ref, web.cluster_ip, web.port)
+        out: dict[str, SnapshotIndex] = {}
+        for node in NODES:
+            done = run_podpath(lab, node, "snapshot", "-o", "-")
+            assert done.returncode == 0, done.stderr
+            out[node] = SnapshotIndex(codec.loads(done.stdout))
+        _SNAPSHOTS[lab.name] = out
+    return [_SNAPSHOTS[lab.name][n] for n in NODES]
+
+
+def _conntrack(lab: Lab, node: str, *filters: str) -> list[Any]:
+    from podpath.conntrack import parse_conntrack
+
+    done = lab.exec(node, ["conntrack", "-L", *filters], check=False)
+    return list(parse_conntrack(done.stdout))
+
+
+def _predicted_replies(
+    branches: tuple[Branch, ...],
+) -> set[tuple[str | None, int | None, str | None]]:
+    """(reply source, reply source port, reply destination) the kernel's entry must show."""
+    return {(b.packet.dst, b.packet.dport, b.packet.src) for b in branches}
+
+
 def test_service_branches_are_the_endpoints_with_equal_shares(
-    shared_lab: Lab, indexes: dict[str, SnapshotIndex]
+    proxy_lab: Lab, run_podpath: Any
 ) -> None:
     """A Service trace lists exactly the Service's endpoints, each with probability 1/n."""
-    web = shared_lab.service("default/web")[0]
-    src = shared_lab.pods_on("node1")[0]
-    result = trace(_both(indexes), Probe(src.ref, f"{web.cluster_ip}:{web.port}"))
+    web = proxy_lab.service("default/web")[0]
+    src = proxy_lab.pods_on("node1")[0]
+    result = trace(
+        _snapshots(proxy_lab, run_podpath), Probe(src.ref, f"{web.cluster_ip}:{web.port}")
+    )
     got = {(b.packet.dst, b.packet.dport): b.probability for b in result.branches}
     assert set(got) == set(web.endpoints)
     for p in got.values():
         assert abs(p - 1 / len(web.endpoints)) < 1e-6
-    assert all(b.verdict == "delivered" for b in result.branches), [
+    assert all(b.verdict == "delivered" and not b.uncertain for b in result.branches), [
         b.reason for b in result.branches
     ]
 
 
-def test_real_traffic_lands_on_listed_endpoints(
-    shared_lab: Lab, indexes: dict[str, SnapshotIndex]
-) -> None:
+def test_real_traffic_lands_on_listed_endpoints(proxy_lab: Lab, run_podpath: Any) -> None:
     """Repeated real probes land only on endpoints the trace listed, and reach all of them."""
-    web = shared_lab.service("default/web")[0]
-    src = shared_lab.pods_on("node1")[0]
-    result = trace(_both(indexes), Probe(src.ref, f"{web.cluster_ip}:{web.port}"))
+    web = proxy_lab.service("default/web")[0]
+    src = proxy_lab.pods_on("node1")[0]
+    result = trace(
+        _snapshots(proxy_lab, run_podpath), Probe(src.ref, f"{web.cluster_ip}:{web.port}")
+    )
     listed = {b.end for b in result.branches}
-    pods_by_ip = {p.ip: p.ref for p in shared_lab.pods}
+    pods_by_ip = {p.ip: p.ref for p in proxy_lab.pods}
     want = {pods_by_ip[b.packet.dst] for b in result.branches}
     seen: set[str] = set()
     for _ in range(60):
-        answer = shared_lab.probe(src.ref, web.cluster_ip, web.port)
+        answer = proxy_lab.probe(src.ref, web.cluster_ip, web.port)
         assert answer.ok, answer.error
         assert answer.served_by in want, (answer.served_by, want)
         seen.add(answer.served_by)
@@ -179,14 +235,12 @@ def test_real_traffic_lands_on_listed_endpoints(
     assert seen == want and len(listed) == len(want)
 
 
-def test_conntrack_reply_tuple_equals_the_traced_reply(
-    shared_lab: Lab, indexes: dict[str, SnapshotIndex]
-) -> None:
-    """The kernel's conntrack reply tuple for a real Service connection is one the trace predicted."""
-    web = shared_lab.service("default/web")[0]
-    src = shared_lab.pods_on("node1")[0]
-    result = trace(_both(indexes), Probe(src.ref, f"{web.cluster_ip}:{web.port}"), reply=True)
-    predicted = {(b.packet.dst, b.packet.dport, b.packet.src) for b in result.branches}
+def test_conntrack_reply_tuple_equals_the_traced_reply(proxy_lab: Lab, run_podpath: Any) -> None:
+    """The kernel's conntrack entry (endpoint chosen, source NATed or not) is one the trace predicted."""
+    web = proxy_lab.service("default/web")[0]
+    src = proxy_lab.pods_on("node1")[0]
+    probe = Probe(src.ref, f"{web.cluster_ip}:{web.port}")
+    result = trace(_snapshots(proxy_lab, run_podpath), probe, reply=True)
     for b in result.branches:
         (reply,) = b.reply
         assert reply.verdict == "delivered", reply.reason
@@ -195,26 +249,21 @@ def test_conntrack_reply_tuple_equals_the_traced_reply(
             web.port,
             src.ip,
         )
-    shared_lab.probe(src.ref, web.cluster_ip, web.port)
-    done = shared_lab.exec(
-        "node1",
-        ["conntrack", "-L", "-p", "tcp", "--orig-dst", web.cluster_ip, "--orig-src", src.ip],
-        check=False,
+    proxy_lab.probe(src.ref, web.cluster_ip, web.port)
+    entries = _conntrack(
+        proxy_lab, "node1", "-p", "tcp", "--orig-dst", web.cluster_ip, "--orig-src", src.ip
     )
-    from podpath.conntrack import parse_conntrack
-
-    entries = parse_conntrack(done.stdout)
-    assert entries, done.stderr
+    assert entries
     for e in entries:
-        assert (e.reply.src, e.reply.sport, e.reply.dst) in predicted
+        assert (e.reply.src, e.reply.sport, e.reply.dst) in _predicted_replies(result.branches)
 
 
-def test_live_trace_cli_inside_a_node(shared_lab: Lab, run_podpath: Any) -> None:
+def test_live_trace_cli_inside_a_node(proxy_lab: Lab, run_podpath: Any) -> None:
     """`podpath trace --json` on the live node lists the web Service's endpoints with 1/n each."""
-    web = shared_lab.service("default/web")[0]
-    src = shared_lab.pods_on("node1")[0]
+    web = proxy_lab.service("default/web")[0]
+    src = proxy_lab.pods_on("node1")[0]
     done = run_podpath(
-        shared_lab,
+        proxy_lab,
         "node1",
         "trace",
         "--from",
@@ -230,6 +279,88 @@ def test_live_trace_cli_inside_a_node(shared_lab: Lab, run_podpath: Any) -> None
     assert finals == set(web.endpoints)
     for b in data["branches"]:
         assert abs(b["probability"] - 1 / len(web.endpoints)) < 1e-6
+        backends = {h["backend"] for h in b["hops"] if h["kind"] == "netfilter"}
+        assert ("nftables" in backends) == (proxy_lab.record.spec.proxy_mode == "nftables")
+
+
+def test_service_without_endpoints_is_rejected_like_the_kernel(
+    proxy_lab: Lab, run_podpath: Any
+) -> None:
+    """`--to default/noep:http`: the trace says kube-proxy rejects it; a real connect is refused."""
+    noep = proxy_lab.service("default/noep")[0]
+    src = proxy_lab.pods_on("node1")[0]
+    (branch,) = trace(
+        _snapshots(proxy_lab, run_podpath), Probe(src.ref, "default/noep:http")
+    ).branches
+    assert branch.verdict == "dropped" and "reject" in branch.reason.lower(), branch.reason
+    assert branch.packet.dst == noep.cluster_ip
+    answer = proxy_lab.probe(src.ref, noep.cluster_ip, noep.port)
+    assert not answer.ok and "refused" in answer.error, answer
+
+
+def test_hairpin_is_masqueraded_like_conntrack_shows(proxy_lab: Lab, run_podpath: Any) -> None:
+    """A web pod reaching web's VIP and landing on itself is SNATed; the kernel's entry agrees."""
+    web = proxy_lab.service("default/web")[0]
+    src = next(p for p in proxy_lab.pods_on("node1") if p.app == "web")
+    result = trace(
+        _snapshots(proxy_lab, run_podpath), Probe(src.ref, f"{web.cluster_ip}:{web.port}")
+    )
+    (self_branch,) = [b for b in result.branches if b.packet.dst == src.ip]
+    assert self_branch.verdict == "delivered" and self_branch.packet.src != src.ip
+    others = [b for b in result.branches if b.packet.dst != src.ip]
+    assert others and all(b.packet.src == src.ip for b in others)
+    for _ in range(60):
+        if proxy_lab.probe(src.ref, web.cluster_ip, web.port).served_by == src.ref:
+            break
+    else:
+        pytest.fail("60 probes never landed on the probing pod itself")
+    entries = _conntrack(
+        proxy_lab, "node1", "-p", "tcp", "--orig-dst", web.cluster_ip, "--orig-src", src.ip
+    )
+    hairpin = [e for e in entries if e.reply.src == src.ip]
+    assert hairpin and all(e.reply.dst == self_branch.packet.src for e in hairpin)
+    for e in entries:
+        assert (e.reply.src, e.reply.sport, e.reply.dst) in _predicted_replies(result.branches)
+
+
+def test_node_port_from_the_other_node_is_masqueraded_like_conntrack_shows(
+    proxy_lab: Lab, run_podpath: Any
+) -> None:
+    """A pod on node2 to node1's NodePort: DNAT and SNAT on node1, as its conntrack entry says."""
+    web = proxy_lab.service("default/web")[0]
+    assert web.node_port is not None
+    node1 = proxy_lab.node("node1")
+    src = proxy_lab.pods_on("node2")[0]
+    result = trace(
+        _snapshots(proxy_lab, run_podpath), Probe(src.ref, f"{node1.address}:{web.node_port}")
+    )
+    assert {(b.packet.dst, b.packet.dport) for b in result.branches} == set(web.endpoints)
+    assert all(b.verdict == "delivered" and b.packet.src != src.ip for b in result.branches), [
+        b.reason for b in result.branches
+    ]
+    answer = proxy_lab.probe(src.ref, node1.address, web.node_port)
+    assert answer.ok, answer.error
+    entries = _conntrack(
+        proxy_lab, "node1", "-p", "tcp", "--orig-dst", node1.address, "--orig-src", src.ip
+    )
+    assert entries
+    for e in entries:
+        assert (e.reply.src, e.reply.sport, e.reply.dst) in _predicted_replies(result.branches)
+
+
+def test_session_affinity_pin_is_followed(proxy_lab: Lab, run_podpath: Any) -> None:
+    """web-sticky (ClientIP): real probes stick to one pod; a fresh snapshot's trace follows that pin."""
+    sticky = proxy_lab.service("default/web-sticky")[0]
+    src = proxy_lab.pods_on("node1")[0]
+    served = {proxy_lab.probe(src.ref, sticky.cluster_ip, sticky.port).served_by for _ in range(4)}
+    (pinned,) = served
+    assert pinned is not None, served
+    indexes = _snapshots(proxy_lab, run_podpath, fresh=True)
+    (branch,) = trace(indexes, Probe(src.ref, "default/web-sticky:http")).branches
+    assert branch.verdict == "delivered" and branch.probability == 1.0, branch.reason
+    assert branch.packet.dst == proxy_lab.pod(pinned).ip
+    notes = [d for h in branch.hops for d in h.details]
+    assert any("pinned" in n and src.ip in n for n in notes), notes
 
 
 # --- host-gw: the same proofs on a private lab whose pod CIDRs are routed via the underlay.

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.parsed import ParsedSnapshot
 from podpath.snapshot.codec import load_path
-from podpath.snapshot.index import SnapshotIndex
 from podpath.snapshot.model import Snapshot
-from podpath.tui.adapters import Views
 from podpath.tui.app import PodpathApp, create_app
 from podpath.tui.source import static_source
 
@@ -30,9 +30,9 @@ def index(fixed_snapshot: Snapshot) -> SnapshotIndex:
 
 
 @pytest.fixture
-def views(index: SnapshotIndex) -> Views:
+def parsed(index: SnapshotIndex) -> ParsedSnapshot:
     """Parsed views over the fixed snapshot."""
-    return Views(index)
+    return ParsedSnapshot(index)
 
 
 @pytest.fixture

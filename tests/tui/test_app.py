@@ -13,17 +13,17 @@ from podpath.snapshot.codec import load_path
 from podpath.snapshot.model import Pod, Snapshot
 from podpath.tui.actions import ActionResult, PodTarget
 from podpath.tui.app import PodpathApp, create_app
-from podpath.tui.help_screen import HelpScreen
-from podpath.tui.netfilter_screen import NetfilterScreen
-from podpath.tui.node_screen import NodeScreen
-from podpath.tui.pod_screen import PodScreen
-from podpath.tui.pods_screen import PodsScreen
-from podpath.tui.rows import MAX_ROWS, MORE_KEY
-from podpath.tui.service_screen import ServiceScreen
-from podpath.tui.services_screen import ServicesScreen
+from podpath.tui.rows.model import MAX_ROWS, MORE_KEY
+from podpath.tui.screens.help import HelpScreen
+from podpath.tui.screens.netfilter import NetfilterScreen
+from podpath.tui.screens.node import NodeScreen
+from podpath.tui.screens.pod import PodScreen
+from podpath.tui.screens.pods import PodsScreen
+from podpath.tui.screens.service import ServiceScreen
+from podpath.tui.screens.services import ServicesScreen
+from podpath.tui.screens.trace import TraceScreen
 from podpath.tui.source import live_source
-from podpath.tui.table import RowTable
-from podpath.tui.trace_screen import TraceScreen
+from podpath.tui.widgets.table import RowTable
 
 SIZE = (120, 36)
 CLIENT = "default/client-6f9b8d7c4-qp2ld"
@@ -155,6 +155,7 @@ async def test_trace_from_the_selected_pod(make_app: Callable[..., PodpathApp]) 
         screen = app.screen
         assert isinstance(screen, TraceScreen) and screen.source_spec == CLIENT
         await pilot.press(*"10.96.0.20:80", "enter")
+        await app.workers.wait_for_complete()
         await pilot.pause()
         assert screen.trace is not None and len(screen.trace.branches) == 3
         assert all(abs(b.probability - 1 / 3) < 1e-6 for b in screen.trace.branches)
@@ -167,6 +168,8 @@ async def test_trace_reply_path_and_binary_and(make_app: Callable[..., PodpathAp
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         app.start_trace(CLIENT, "10.96.0.20:80")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, TraceScreen)
@@ -184,6 +187,8 @@ async def test_trace_of_nonsense_says_why(make_app: Callable[..., PodpathApp]) -
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         app.start_trace(CLIENT, "no-such-thing")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
         await pilot.pause()
         assert "cannot trace" in str(app.screen.query_one("#trace-status").render())
 
@@ -235,6 +240,10 @@ class RecordingActions:
         """Record a capture."""
         self.calls.append((f"capture {path} {count} {seconds}", target))
         return ActionResult(True, "capture done")
+
+    def capture_directory(self) -> str | None:
+        """Where relative names would go."""
+        return "/captures"
 
 
 async def test_shell_is_pinned_to_pause_pid_and_start_time(fixed_snapshot: Snapshot) -> None:
@@ -389,9 +398,16 @@ async def test_home_parses_a_big_ruleset_in_a_worker(fixed_snapshot: Snapshot) -
     from podpath.tui.source import static_source
 
     app = create_app(static_source(_with_big_ruleset(fixed_snapshot), "test", "big"))
-    async with app.run_test(size=SIZE) as pilot:
+    seen: list[Message] = []
+    async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
         assert isinstance(app.screen, NodeScreen)
-        await app.workers.wait_for_complete()
+        first = {k: app.screen.table.row_texts(i)[1] for i, k in enumerate(app.screen.table._keys)}
+        assert first["go:svc"] == "…"  # the first frame did not wait for the parse
+        # The worker starts after the first frame: wait for its message, not for idle.
+        for _ in range(200):
+            if any(isinstance(m, PodpathApp.ViewsReady) for m in seen):
+                break
+            await pilot.pause(0.05)
         await pilot.pause()
         table = app.screen.table
         counts = {k: table.row_texts(i)[1] for i, k in enumerate(table._keys)}

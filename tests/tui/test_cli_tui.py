@@ -1,18 +1,15 @@
-"""The composition root: `podpath screenshot`, `demo`'s fallback, pinned node actions, import hygiene."""
+"""The composition root: `podpath screenshot`, `demo`'s fallback, import hygiene (node actions: tests/collectors/test_actions.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from podpath.cli import CliError, main
 from podpath.cli import tui as cli_tui
-from podpath.tui.actions import PodTarget
 from podpath.tui.app import PodpathApp
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "snapshot.json"
@@ -77,48 +74,6 @@ def test_demo_without_a_lab_opens_the_bundled_snapshot_saying_why(
     assert main(["demo"]) == 0
     source = shown[0].source
     assert source.kind == "demo" and source.note is not None and "the lab needs root" in source.note
-
-
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A short-lived child process we own, killed afterwards."""
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def _target(pid: int, start_time: int | None, inode: int | None) -> PodTarget:
-    return PodTarget("default/x", pid, start_time, inode)
-
-
-def _start_time(pid: int) -> int:
-    raw = Path(f"/proc/{pid}/stat").read_bytes()
-    return int(raw[raw.rindex(b")") + 2 :].split()[19])
-
-
-def test_pin_opens_the_namespace_of_the_same_process(sleeper: subprocess.Popen[bytes]) -> None:
-    """PID, start time and netns inode all match: the netns fd is the process's."""
-    inode = os.stat(f"/proc/{sleeper.pid}/ns/net").st_ino
-    fd = cli_tui.NodeActions()._pin(_target(sleeper.pid, _start_time(sleeper.pid), inode))
-    try:
-        assert os.fstat(fd).st_ino == inode
-    finally:
-        os.close(fd)
-
-
-def test_shell_is_refused_when_the_pid_was_reused(sleeper: subprocess.Popen[bytes]) -> None:
-    """A different start time means another process now has the PID: refused, nothing run."""
-    result = cli_tui.NodeActions().shell(_target(sleeper.pid, _start_time(sleeper.pid) + 1, None))
-    assert not result.ok and "start time changed" in result.message
-
-
-def test_capture_is_refused_when_the_netns_changed(sleeper: subprocess.Popen[bytes]) -> None:
-    """A netns inode other than the one shown is refused."""
-    result = cli_tui.NodeActions().capture(_target(sleeper.pid, None, 1), "/dev/null", 1, 1)
-    assert not result.ok and "namespace" in result.message
 
 
 def test_tui_never_loads_the_collectors() -> None:

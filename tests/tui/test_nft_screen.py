@@ -11,8 +11,7 @@ from typing import Any
 from podpath.netfilter.nft import parse_nft_json
 from podpath.snapshot.model import NftDump, Snapshot
 from podpath.tui.app import PodpathApp
-from podpath.tui.netfilter_screen import NetfilterScreen
-from podpath.tui.nft_rows import (
+from podpath.tui.rows.nft import (
     nft_chain_rows,
     nft_element_rows,
     nft_rule_rows,
@@ -22,7 +21,8 @@ from podpath.tui.nft_rows import (
     rule_vmap_set,
     verdict_chain,
 )
-from podpath.tui.table import RowTable
+from podpath.tui.screens.netfilter import NetfilterScreen
+from podpath.tui.widgets.table import RowTable
 
 SIZE = (120, 36)
 REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld" / "nftables"

@@ -5,17 +5,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.mentions import mention_index
+from podpath.analysis.parsed import ParsedSnapshot
 from podpath.snapshot.model import Snapshot
-from podpath.tui.adapters import Views
 from podpath.tui.app import PodpathApp
-from podpath.tui.node_screen import NodeScreen
-from podpath.tui.pod_nat import masquerade_rows, mention_index, mention_rows
-from podpath.tui.pod_screen import PodScreen
-from podpath.tui.rows import Row
-from podpath.tui.services_screen import ServicesScreen
-from podpath.tui.table import RowTable
-from podpath.tui.trace_screen import TraceScreen
+from podpath.tui.rows.model import Row
+from podpath.tui.rows.nat import masquerade_rows, mention_rows
+from podpath.tui.screens.node import NodeScreen
+from podpath.tui.screens.pod import PodScreen
+from podpath.tui.screens.services import ServicesScreen
+from podpath.tui.screens.trace import TraceScreen
+from podpath.tui.widgets.table import RowTable
 
 WEB = "default/web-7d4b9c6f5d-x7k2p"  # 10.244.0.5
 OTHER_WEB = "default/web-7d4b9c6f5d-m9q4z"  # 10.244.0.6
@@ -68,10 +69,14 @@ def with_cni_rules(snap: Snapshot) -> Snapshot:
     )
 
 
-def test_mentions_list_the_kube_sep_rules_of_the_pod(index: SnapshotIndex, views: Views) -> None:
+def test_mentions_list_the_kube_sep_rules_of_the_pod(
+    index: SnapshotIndex, parsed: ParsedSnapshot
+) -> None:
     """The web pod's IP is named by its KUBE-SVC jump, KUBE-SEP masquerade mark and DNAT rules."""
     pod = index.pods_by_name[WEB]
-    rows = [texts(r) for r in mention_rows(mention_index(views.rulesets(), index.pods_by_ip), pod)]
+    rows = [
+        texts(r) for r in mention_rows(mention_index(parsed.rule_dumps(), index.pods_by_ip), pod)
+    ]
     assert {r[2] for r in rows} == {"KUBE-SVC-CDGGSHYLG3RE2FKL", "KUBE-SEP-J44QSZ26JCYCDSXF"}
     assert any("--to-destination 10.244.0.5:80" in r[4] for r in rows)
     assert all(r[0] == "nft/ipv4" and r[1] == "nat" for r in rows)
@@ -82,17 +87,21 @@ def test_mentions_include_a_hostport_dnat_but_not_a_longer_address(
 ) -> None:
     """A portmap CNI-DN DNAT to the pod is listed; a rule for 10.244.0.50 is not taken for 10.244.0.5."""
     index = SnapshotIndex(with_cni_rules(fixed_snapshot))
-    views = Views(index)
+    parsed = ParsedSnapshot(index)
     pod = index.pods_by_name[WEB]
-    rows = [texts(r) for r in mention_rows(mention_index(views.rulesets(), index.pods_by_ip), pod)]
+    rows = [
+        texts(r) for r in mention_rows(mention_index(parsed.rule_dumps(), index.pods_by_ip), pod)
+    ]
     chains = {r[2] for r in rows}
     assert "CNI-DN-0f1e2d3c4b5a69788796a5b4" in chains and "POSTROUTING" in chains
     assert not any("10.244.0.50" in r[4] for r in rows)
 
 
-def test_kube_proxy_masquerade_applies_when_marked(index: SnapshotIndex, views: Views) -> None:
+def test_kube_proxy_masquerade_applies_when_marked(
+    index: SnapshotIndex, parsed: ParsedSnapshot
+) -> None:
     """KUBE-POSTROUTING's MASQUERADE applies only to packets marked 0x4000 (after the RETURN)."""
-    rows = [texts(r) for r in masquerade_rows(views.rulesets(), index.pods_by_name[WEB])]
+    rows = [texts(r) for r in masquerade_rows(parsed.rule_dumps(), index.pods_by_name[WEB])]
     assert rows == [
         [
             "nft/ipv4",
@@ -109,15 +118,15 @@ def test_kube_proxy_masquerade_applies_when_marked(index: SnapshotIndex, views: 
 def test_bridge_plugin_masquerade_is_explained_for_its_pod_only(fixed_snapshot: Snapshot) -> None:
     """The bridge plugin's per-pod chain masquerades 10.244.0.5 off-subnet; another pod gets none of it."""
     index = SnapshotIndex(with_cni_rules(fixed_snapshot))
-    views = Views(index)
-    web = [texts(r) for r in masquerade_rows(views.rulesets(), index.pods_by_name[WEB])]
+    parsed = ParsedSnapshot(index)
+    web = [texts(r) for r in masquerade_rows(parsed.rule_dumps(), index.pods_by_name[WEB])]
     cni = next(r for r in web if r[1].startswith("CNI-"))
     assert cni[3] == "MASQUERADE"
     assert (
         cni[4]
         == "when source 10.244.0.5 and destination not 10.244.0.0/24 and destination not 224.0.0.0/4"
     )
-    other = [texts(r) for r in masquerade_rows(views.rulesets(), index.pods_by_name[OTHER_WEB])]
+    other = [texts(r) for r in masquerade_rows(parsed.rule_dumps(), index.pods_by_name[OTHER_WEB])]
     assert [r[1] for r in other] == ["KUBE-POSTROUTING"]
 
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from podpath.snapshot.index import SnapshotIndex
-from podpath.tui.adapters import ConntrackView, ServiceView, Tuple5, Views
-from podpath.tui.list_rows import (
-    chain_rows,
-    endpoint_rows,
-    link_rows,
-    rule_rows,
-    service_rows,
-)
-from podpath.tui.node_rows import count_rows, derive, problems
-from podpath.tui.pod_rows import (
-    conntrack_rows,
+from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.parsed import ParsedSnapshot
+from podpath.analysis.problems import problems
+from podpath.conntrack import ConntrackEntry, ConntrackTuple
+from podpath.netfilter.kube_proxy import Endpoint, Service
+from podpath.tui.rows.conntrack import conntrack_rows
+from podpath.tui.rows.links import link_rows
+from podpath.tui.rows.model import MORE_KEY, Row, cell, more_row, page, row
+from podpath.tui.rows.netfilter import chain_rows, rule_rows
+from podpath.tui.rows.node import menu_rows
+from podpath.tui.rows.pod import (
     container_rows,
     interface_rows,
     namespace_rows,
@@ -22,7 +21,8 @@ from podpath.tui.pod_rows import (
     pod_rows,
     route_rows,
 )
-from podpath.tui.rows import MORE_KEY, Row, cell, more_row, page, row
+from podpath.tui.rows.problems import problem_rows
+from podpath.tui.rows.services import endpoint_rows, service_id, service_rows
 
 WEB = "default/web-7d4b9c6f5d-x7k2p"
 
@@ -115,68 +115,57 @@ def test_neighbours_include_the_bridge_fdb_entry_for_the_pod_mac(index: Snapshot
     assert fdb and fdb[0][3] == eth0.mac and fdb[0][4].startswith("veth")
 
 
-def test_nat_rows_give_this_endpoints_probability(index: SnapshotIndex, views: Views) -> None:
+def test_nat_rows_give_this_endpoints_probability(
+    index: SnapshotIndex, parsed: ParsedSnapshot
+) -> None:
     """The web pod is one of three endpoints of default/web: probability 1/3."""
     pod = index.pods_by_name[WEB]
-    rows = [texts(r) for r in nat_rows(views.services(), pod)]
+    rows = [texts(r) for r in nat_rows(parsed.services(), pod)]
     web = next(r for r in rows if r[0] == "default/web")
     assert web[1] == "10.96.0.20:80/tcp" and abs(float(web[3]) - 1 / 3) < 1e-3
     assert web[5].startswith("-A KUBE-SEP-") and "DNAT" in web[5]
 
 
-def _entry(dst: str, reply_src: str) -> ConntrackView:
-    return ConntrackView(
+def _entry(dst: str, reply_src: str) -> ConntrackEntry:
+    return ConntrackEntry(
+        4,
         "tcp",
+        6,
         "ESTABLISHED",
-        Tuple5("10.244.0.8", dst, 5000, 80),
-        Tuple5(reply_src, "10.244.0.8", 80, 5000),
-        (),
         100,
+        ConntrackTuple("10.244.0.8", dst, 5000, 80),
+        ConntrackTuple(reply_src, "10.244.0.8", 80, 5000),
     )
+
+
+def _web(*endpoint_ips: str) -> Service:
+    endpoints = tuple(Endpoint(ip, 80, 1.0, "KUBE-SEP-X", "") for ip in endpoint_ips)
+    return Service("default", "web", "http", "TCP", "10.96.0.20", 80, endpoints=endpoints)
 
 
 def test_conntrack_dnat_is_explained() -> None:
     """A DNAT'd entry to a live endpoint says which VIP went to which endpoint."""
-    svc = ServiceView("default", "web", "http", "10.96.0.20", 80, "tcp", None, (), "iptables")
-    svc = ServiceView(**{**svc.__dict__, "endpoints": (_endpoint("10.244.0.5"),)})
-    rows = conntrack_rows((_entry("10.96.0.20", "10.244.0.5"),), (svc,))
+    rows = conntrack_rows((_entry("10.96.0.20", "10.244.0.5"),), (_web("10.244.0.5"),))
     assert texts(rows[0])[4] == "DNAT 10.96.0.20 → 10.244.0.5"
-
-
-def _endpoint(ip: str):  # type: ignore[no-untyped-def]
-    from podpath.tui.adapters import Endpoint
-
-    return Endpoint(ip, 80, 1.0, "KUBE-SEP-X")
 
 
 def test_conntrack_to_a_removed_endpoint_is_stale() -> None:
     """A DNAT to an address no longer among the Service's endpoints is flagged stale."""
-    svc = ServiceView(
-        "default",
-        "web",
-        "http",
-        "10.96.0.20",
-        80,
-        "tcp",
-        None,
-        (_endpoint("10.244.0.5"),),
-        "iptables",
-    )
-    rows = conntrack_rows((_entry("10.96.0.20", "10.244.0.9"),), (svc,))
+    rows = conntrack_rows((_entry("10.96.0.20", "10.244.0.9"),), (_web("10.244.0.5"),))
     assert rows[0].cells[4].role == "error" and "stale" in rows[0].cells[4].text
 
 
-def test_conntrack_rows_filter_by_pod_ips(views: Views) -> None:
+def test_conntrack_rows_filter_by_pod_ips(parsed: ParsedSnapshot) -> None:
     """Only entries involving the pod's IPs are kept when ips are given."""
-    rows = conntrack_rows(views.conntrack(), views.services(), frozenset({"10.244.0.7"}))
+    rows = conntrack_rows(parsed.conntrack(), parsed.services(), frozenset({"10.244.0.7"}))
     assert rows and all("10.244.0.7" in " ".join(texts(r)) for r in rows)
 
 
 def test_service_rows_resolve_local_remote_and_node_endpoints(
-    index: SnapshotIndex, views: Views
+    index: SnapshotIndex, parsed: ParsedSnapshot
 ) -> None:
     """Endpoints resolve to a local pod, a remote node, or this node (apiserver)."""
-    svcs = {s.key: s for s in views.services()}
+    svcs = {service_id(s): s for s in parsed.services()}
     web = next(s for k, s in svcs.items() if k.startswith("default/web:"))
     places = [texts(r)[2] for r in endpoint_rows(index, web)]
     assert (
@@ -186,24 +175,28 @@ def test_service_rows_resolve_local_remote_and_node_endpoints(
     assert texts(endpoint_rows(index, api)[0])[2] == "this node (host network)"
 
 
-def test_service_without_endpoints_is_a_warning(index: SnapshotIndex, views: Views) -> None:
+def test_service_without_endpoints_is_a_warning(
+    index: SnapshotIndex, parsed: ParsedSnapshot
+) -> None:
     """A Service with no endpoints says so, as a warning."""
-    prom = next(r for r in service_rows(index, views.services()) if r.key.startswith("monitoring/"))
+    prom = next(
+        r for r in service_rows(index, parsed.services()) if r.key.startswith("monitoring/")
+    )
     assert prom.cells[2].text == "0" and prom.cells[3].role == "warning"
 
 
-def test_chain_rows_put_builtin_chains_first(views: Views) -> None:
+def test_chain_rows_put_builtin_chains_first(parsed: ParsedSnapshot) -> None:
     """Built-in chains (with a policy) come before user chains."""
-    rs = views.rulesets()[0]
+    rs = parsed.rule_dumps()[0]
     rows = chain_rows(rs, "nat")
     names = [texts(r)[0] for r in rows]
     assert names[:4] == ["INPUT", "OUTPUT", "POSTROUTING", "PREROUTING"]
     assert "KUBE-SERVICES" in names
 
 
-def test_rule_rows_show_dnat_target(views: Views) -> None:
+def test_rule_rows_show_dnat_target(parsed: ParsedSnapshot) -> None:
     """A KUBE-SEP chain's rule shows its DNAT with --to-destination."""
-    rs = views.rulesets()[0]
+    rs = parsed.rule_dumps()[0]
     sep = next(c.name for c in rs.chains("nat") if c.name.startswith("KUBE-SEP-"))
     targets = [texts(r)[2] for r in rule_rows(rs.rules("nat", sep))]
     assert any(t.startswith("DNAT --to-destination ") for t in targets)
@@ -218,18 +211,16 @@ def test_links_tree_puts_pod_veths_under_the_bridge(index: SnapshotIndex) -> Non
     assert any("pod default/web-" in r[5] for r in rows)
 
 
-def test_problems_find_the_leaked_ipam_address_and_stale_conntrack(
-    index: SnapshotIndex, views: Views
-) -> None:
-    """The fixture leaks 10.244.0.9 in IPAM and has a conntrack entry DNAT'd to it."""
-    found = problems(index, views)
-    subjects = [p.subject for p in found]
-    assert "IPAM cbr0 10.244.0.9" in subjects and "stale conntrack" in subjects
+def test_problem_rows_keep_the_analysis_order(parsed: ParsedSnapshot) -> None:
+    """One row per problem, in the order the analysis gives (errors first)."""
+    found = problems(parsed)
+    rows = problem_rows(found)
+    assert [texts(r)[1] for r in rows] == [p.subject for p in found]
+    assert [r.cells[0].role for r in rows] == [p.severity for p in found]
 
 
-def test_home_counts_match_the_snapshot(index: SnapshotIndex, views: Views) -> None:
-    """The home menu's counts are the snapshot's."""
-    counts = {r.key: r.cells[1].text for r in count_rows(index, derive(index, views))}
-    assert counts["go:pods"] == str(len(index.snapshot.pods))
-    assert counts["go:svc"] == str(len(views.services()))
-    assert counts["go:ct"] == "8"
+def test_menu_rows_key_each_view_by_its_jump_name() -> None:
+    """Home's menu rows are keyed go:NAME and show the label, the count and `:NAME`."""
+    rows = menu_rows([("pods", "Pods", "5"), ("trace", "Trace a packet", "")])
+    assert [r.key for r in rows] == ["go:pods", "go:trace"]
+    assert texts(rows[0]) == ["Pods", "5", ":pods"]

@@ -14,9 +14,9 @@ import pytest
 
 from podpath.snapshot.model import Snapshot
 from podpath.tui.app import PodpathApp, create_app
-from podpath.tui.base_screen import TableScreen
-from podpath.tui.rows import MAX_ROWS, MORE_KEY
-from podpath.tui.services_screen import ServicesScreen
+from podpath.tui.rows.model import MAX_ROWS, MORE_KEY
+from podpath.tui.screens.base import TableScreen
+from podpath.tui.screens.services import ServicesScreen
 from podpath.tui.source import static_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

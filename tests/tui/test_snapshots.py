@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from textual.pilot import Pilot
 
 from podpath.tui.app import PodpathApp
-from podpath.tui.tour import SHOTS
+from podpath.tui.tour import SHOTS, press_and_settle
 
 SIZE = (120, 36)
 MAIN = (
@@ -40,4 +41,8 @@ def test_screen_looks_as_approved(
     name: str, snap_compare: Callable[..., bool], make_app: Callable[..., PodpathApp]
 ) -> None:
     """The screen reached by the tour's keys renders exactly as the approved SVG."""
-    assert snap_compare(make_app(), press=list(SHOTS[name]), terminal_size=SIZE)
+
+    async def keys(pilot: Pilot[None]) -> None:
+        await press_and_settle(pilot, SHOTS[name])
+
+    assert snap_compare(make_app(), run_before=keys, terminal_size=SIZE)

@@ -83,6 +83,6 @@ def test_clean_output_never_holds_unsafe_characters(value: str) -> None:
 
 def test_literal_lines_keep_the_files_newlines_only() -> None:
     """A config file's own newlines stay; an ESC inside a line is made visible."""
-    from podpath.tui.text_screen import literal_lines
+    from podpath.tui.screens.text_view import literal_lines
 
     assert literal_lines('{\n "name": "\x1b[2J"\n}').plain == '{\n "name": "\\x1b[2J"\n}'

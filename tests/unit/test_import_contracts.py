@@ -21,6 +21,37 @@ PACKAGE_DIRS = {
 }
 
 
+# The layers, lowest first: a module may import its own layer and the ones below it,
+# never one above (docs/architecture.md). The snapshot model at the bottom; the
+# parsers and the collectors that fill the model; the analysis drawn from a snapshot;
+# the trace engine built on it; then what only front ends use; the front ends on top.
+# A package not listed is a front end: nothing below may import it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("podpath.snapshot",),
+    (
+        "podpath.netfilter",
+        "podpath.conntrack",
+        "podpath.safe_text",
+        "podpath.safe_files",
+        "podpath.collectors",
+    ),
+    ("podpath.analysis",),
+    ("podpath.trace",),
+    ("podpath.listing", "podpath.lab", "podpath.draw"),
+)
+TOP = len(LAYERS)
+
+
+def layer_of(module: str) -> int:
+    """The layer a module is in (the root package `podpath` itself is the lowest)."""
+    if module == "podpath":
+        return -1
+    for number, packages in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in packages):
+            return number
+    return TOP
+
+
 def _modules(folder: Path, package: str) -> dict[str, Path]:
     found = {}
     for path in sorted(folder.rglob("*.py")):
@@ -86,6 +117,41 @@ def _violations(predicate: str) -> list[str]:
 def test_import_contract(contract: str) -> None:
     """Core imports no UI/netlink library nor collectors/tui; collectors and tui never meet."""
     assert _violations(contract) == []
+
+
+def _layer_violations(modules: dict[str, Path]) -> list[str]:
+    bad = []
+    for module, path in modules.items():
+        for imported in _imports(path):
+            if imported.split(".")[0] != "podpath":
+                continue
+            if layer_of(imported) > layer_of(module):
+                bad.append(
+                    f"{module} (layer {layer_of(module)}) imports {imported} (layer {layer_of(imported)})"
+                )
+            if module.startswith("podpath.tui") and imported.startswith("podpath.cli"):
+                bad.append(f"{module} imports {imported}: the CLI gives the TUI what it needs")
+    return bad
+
+
+def test_layers_import_only_downwards() -> None:
+    """snapshot < parsers and collectors < analysis < trace < listing, lab, draw < cli and tui."""
+    assert _layer_violations(_all_modules()) == []
+
+
+def test_the_layer_check_sees_a_violation(tmp_path: Path) -> None:
+    """A parser that imports the analysis, or a TUI module the CLI, is reported."""
+    parser = tmp_path / "parser.py"
+    parser.write_text(
+        "from podpath.analysis.problems import problems\nimport podpath.snapshot.model\n"
+    )
+    screen = tmp_path / "screen.py"
+    screen.write_text("if True:\n    from podpath.cli.tui import run_app\n")
+    found = _layer_violations({"podpath.netfilter.bad": parser, "podpath.tui.screens.bad": screen})
+    assert found == [
+        "podpath.netfilter.bad (layer 1) imports podpath.analysis.problems (layer 2)",
+        "podpath.tui.screens.bad imports podpath.cli.tui: the CLI gives the TUI what it needs",
+    ]
 
 
 def test_core_import_pulls_no_ui_or_netlink_library() -> None:

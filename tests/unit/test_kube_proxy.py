@@ -366,3 +366,20 @@ def test_quoted_dnat_target_still_found() -> None:
     fast, slow = _both_ways(text)
     assert fast == slow and fast[0].endpoints[0].ip == "10.244.0.1"
     assert fast[0].endpoints[0].port == 8080 and '"DN"AT' in fast[0].endpoints[0].dnat_rule_text
+
+
+def test_service_semantics_from_real_iptables_dumps() -> None:
+    """ClientIP affinity (its --seconds), externalTrafficPolicy and internalTrafficPolicy Local."""
+    overall = _services("k8s-proxier-test-overall-rules-restore-input.txt")
+    assert overall["ns5/svc5:p80/TCP"].affinity_timeout == 10800
+    assert overall["ns1/svc1:p80/TCP"].affinity_timeout is None
+    assert overall["ns2/svc2:p80/TCP"].external_policy == "Local"
+    assert overall["ns3/svc3:p80/TCP"].external_policy == "Cluster"
+    with_ep = _services("aks-etp-local-node-with-endpoint-grep-fragment.txt")
+    assert with_ep["default/nginx/TCP"].external_policy == "Local"
+    without = _services("aks-etp-local-node-without-endpoint-grep-fragment.txt")
+    assert without["default/nginx/TCP"].no_local_endpoints == "DROP"
+    svl = _services("kep2086-kind-worker-iptables-save-tail-svl.txt")
+    assert svl["default/agnhost-server/TCP"].internal_policy == "Local"
+    svc = _services("kep2086-kind-worker-iptables-save-tail-svc-probability.txt")
+    assert svc["default/agnhost-server/TCP"].internal_policy == "Cluster"

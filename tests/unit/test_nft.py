@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from podpath.netfilter.kube_proxy_nft import nft_services
 from podpath.netfilter.nft import (
     NftElement,
-    nft_services,
     parse_elements,
     parse_nft,
     parse_nft_json,
@@ -44,7 +44,7 @@ def test_json_rules_render_as_nft_text() -> None:
     assert [r.text for r in rs.rules] == [
         "ct state { established, related } accept",
         'ct status dnat accept comment "This rule does something"',
-        "iifname lo accept",
+        'iifname "lo" accept',
     ]
     assert rs.rules[1].comment == "This rule does something"
     assert rs.rules[0].handle == 169
@@ -129,10 +129,13 @@ def test_kube_proxy_nft_services_from_commands() -> None:
     svc2 = svcs["ns2/svc2:p80"]
     assert svc2.node_port == 3001
     assert set(svc2.external_ips) == {"192.168.99.22", "1.2.3.4"}
+    assert (svc2.external_policy, svc2.no_local_endpoints) == ("Local", "DROP")
     svc5 = svcs["ns5/svc5:p80"]
     assert svc5.source_ranges == ("203.0.113.0/25",)
+    assert (svc5.affinity_timeout, svc5.node_port, svc5.external_policy) == (10800, 3002, "Cluster")
     svc6 = svcs["ns6/svc6:p80"]
     assert (svc6.cluster_ip, svc6.no_endpoints, svc6.endpoints) == ("172.30.0.46", "REJECT", ())
+    assert svcs["ns1/svc1:p80"].affinity_timeout is None
 
 
 def _kube_proxy_json() -> str:
@@ -486,8 +489,8 @@ def test_services_from_lazily_rendered_json_rules() -> None:
     assert svc.endpoints[0].dnat_rule_text == "meta l4proto tcp dnat to 10.244.0.5:80"
 
 
-def test_endpoint_still_reads_a_dnat_named_only_in_a_comment() -> None:
-    """A rule whose text says `dnat to` only in its comment is read, as the text parser does."""
+def test_a_dnat_named_only_in_a_comment_is_not_an_endpoint() -> None:
+    """A comment saying `dnat to` is text, not a statement: the endpoint is the real dnat's."""
     rs = parse_nft_json(_kp_json("dnat to 10.9.9.9:8080"))
     (svc,) = nft_services(rs)
-    assert [(e.ip, e.port) for e in svc.endpoints] == [("10.9.9.9", 8080)]
+    assert [(e.ip, e.port) for e in svc.endpoints] == [("10.244.0.5", 80)]

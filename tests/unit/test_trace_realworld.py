@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nft_real
 import pytest
 from trace_factory import NodeSpec, PodSpec, build_node
 
 from podpath.netfilter.iptables_save import parse_ruleset
+from podpath.snapshot.model import Snapshot
 from podpath.trace.engine import trace
 from podpath.trace.matches import MatchEnv
 from podpath.trace.model import Packet
 from podpath.trace.netfilter import NfEnv, walk_table
-from podpath.trace.nft import parse_rule
 from podpath.trace.probe import Probe
 
 REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
@@ -88,13 +89,34 @@ def test_iptables_dump_filter_rejects_service_without_endpoints() -> None:
     assert [o.verdict for o in out] == ["REJECT"]
 
 
-def _nft_node() -> object:
-    return build_node(NodeSpec(pods=[PodSpec("a", "10.244.0.5")], nft_json=NFT.read_text()))
+# The dump's endpoints are 10.180.0.x in a 10.0.0.0/8 cluster: pods live there too.
+_PODS = [PodSpec("a", "10.180.0.9"), PodSpec("ep3", "10.180.0.3"), PodSpec("ep4", "10.180.0.4")]
 
 
-def test_nft_numgen_splits_into_equal_branches() -> None:
+_NFT_JSON: list[str] = []
+
+
+def _nft_json() -> str:
+    """The dump loaded into the real nft and read back with `nft -j list ruleset` (cached)."""
+    if not _NFT_JSON:
+        _NFT_JSON.append(nft_real.load(nft_real.commands_for(NFT.read_text())[1]).json)
+    return _NFT_JSON[0]
+
+
+@pytest.fixture(params=["json", "text"])
+def nft_form(request: pytest.FixtureRequest) -> str:
+    """The ruleset as a node's snapshot holds it (nft -j) and as the dump's own text."""
+    return str(request.param)
+
+
+def _nft_node(form: str = "json") -> Snapshot:
+    text = _nft_json() if form == "json" else NFT.read_text()
+    return build_node(NodeSpec(pod_cidr="10.180.0.0/24", pods=_PODS, nft_json=text))
+
+
+def test_nft_numgen_splits_into_equal_branches(nft_form: str) -> None:
     """kube-proxy's nftables `numgen random mod 2 vmap` gives two branches of 0.5."""
-    result = trace([_nft_node()], Probe("default/a", "172.30.0.44:80"))  # type: ignore[list-item]
+    result = trace([_nft_node(nft_form)], Probe("default/a", "172.30.0.44:80"))
     assert sorted((round(b.probability, 6), b.packet.dst) for b in result.branches) == [
         (0.5, "10.180.0.4"),
         (0.5, "10.180.0.5"),
@@ -107,41 +129,54 @@ def test_nft_numgen_splits_into_equal_branches() -> None:
     assert hop.data["backend"] == "nftables" and hop.data["table"] == "ip kube-proxy"
 
 
-def test_nft_service_by_name() -> None:
+def test_nft_service_by_name(nft_form: str) -> None:
     """A Service name resolves through the service-ips map."""
-    result = trace([_nft_node()], Probe("default/a", "ns1/svc1:p80"))  # type: ignore[list-item]
+    result = trace([_nft_node(nft_form)], Probe("default/a", "ns1/svc1:p80"))
     assert [b.packet.dst for b in result.branches] == ["10.180.0.1"]
 
 
-def test_nft_no_endpoints_is_rejected_in_forward() -> None:
+def test_nft_no_endpoints_is_rejected_in_forward(nft_form: str) -> None:
     """A ClusterIP without endpoints is rejected via no-endpoint-services -> reject-chain."""
-    result = trace([_nft_node()], Probe("default/a", "172.30.0.46:80"))  # type: ignore[list-item]
+    result = trace([_nft_node(nft_form)], Probe("default/a", "172.30.0.46:80"))
     assert [b.verdict for b in result.branches] == ["dropped"]
     assert "reject" in result.branches[0].reason
 
 
-def test_nft_nodeport_on_the_node_address() -> None:
+def test_nft_nodeport_on_the_node_address(nft_form: str) -> None:
     """A NodePort on the node's address goes through nodeport-ips and service-nodeports."""
-    result = trace([_nft_node()], Probe("default/a", "192.168.0.2:3001"))  # type: ignore[list-item]
+    result = trace([_nft_node(nft_form)], Probe("default/a", "192.168.0.2:3001"))
     assert [(b.packet.dst, b.packet.dport) for b in result.branches] == [("10.180.0.2", 80)]
 
 
-def test_nft_affinity_set_is_uncertain() -> None:
-    """The dynamic affinity set is kernel state: the branch is uncertain and names the rule."""
-    result = trace([_nft_node()], Probe("default/a", "172.30.0.45:80"))  # type: ignore[list-item]
-    branch = result.branches[0]
-    assert branch.verdict == "uncertain" and any("@affinity-" in u for u in branch.uncertain)
+def test_nft_affinity_without_a_pin_follows_numgen_and_says_what_it_records(nft_form: str) -> None:
+    """An empty affinity set means no pin: numgen picks, and the endpoint chain records the client."""
+    result = trace([_nft_node(nft_form)], Probe("default/a", "172.30.0.45:80"))
+    (branch,) = result.branches
+    assert branch.verdict == "delivered" and branch.packet.dst == "10.180.0.3"
+    notes = [d for h in branch.hops for d in h.details]
+    assert any("is not in set affinity-GTK6MW7G" in n for n in notes)
+    assert any("records 10.180.0.9 in set affinity-GTK6MW7G" in n for n in notes)
 
 
-def test_nft_rule_parser_reads_kube_proxy_shapes() -> None:
-    """The rule parser understands concatenated vmaps, numgen and mark arithmetic."""
-    kinds = [e.kind for e in parse_rule("ip daddr . meta l4proto . th dport vmap @service-ips")]
-    assert kinds == ["vmap"]
-    assert [e.kind for e in parse_rule("numgen random mod 2 vmap { 0 : goto a , 1 : goto b }")] == [
-        "numgen"
-    ]
-    assert [e.kind for e in parse_rule("mark and 0x4000 == 0 return")] == ["markcmp", "stmt"]
-    assert [e.kind for e in parse_rule("frobnicate the packet")] == ["unknown"]
+def test_nft_pod_to_cluster_ip_is_not_masqueraded(nft_form: str) -> None:
+    """A pod inside the cluster CIDR reaches a ClusterIP without SNAT: the mark is never set."""
+    result = trace([_nft_node(nft_form)], Probe("default/a", "172.30.0.44:80"))
+    branch = next(b for b in result.branches if b.packet.dst == "10.180.0.4")
+    assert branch.verdict == "delivered", branch.reason
+    assert [r.kind for r in branch.nat] == ["DNAT"]
+    assert not any(h.kind == "nat" and h.data["type"] == "SNAT" for h in branch.hops)
+    assert not branch.uncertain
+
+
+def test_nft_hairpin_is_masqueraded_through_the_mark(nft_form: str) -> None:
+    """An endpoint reaching its own Service is marked in its endpoint chain and masqueraded."""
+    result = trace([_nft_node(nft_form)], Probe("default/ep3", "172.30.0.43:80"))
+    (branch,) = result.branches
+    assert branch.verdict == "delivered", branch.reason
+    kinds = [(h.data["type"], h.data["target"]) for h in branch.hops if h.kind == "nat"]
+    assert kinds == [("DNAT", "dnat"), ("SNAT", "masquerade")], [h.text for h in branch.hops]
+    marks = [h.text for h in branch.hops if "mark 0x" in h.text]
+    assert any("0x0 -> 0x4000" in t for t in marks) and any("0x4000 -> 0x0" in t for t in marks)
 
 
 def test_nft_stages_come_from_the_base_chain_index() -> None:

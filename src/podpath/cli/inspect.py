@@ -14,7 +14,8 @@ from podpath.cli import EXIT_OK, CliError
 if TYPE_CHECKING:
     from podpath.snapshot.model import Gap, Snapshot
 
-# What each `ls` kind needs collected on a live node (namespaces are always read).
+# What each `ls` kind needs collected on a live node (namespaces are always read); a
+# kind not listed (problems) needs every part.
 _PARTS: dict[str, frozenset[str]] = {
     "namespaces": frozenset(),
     "pods": frozenset({"processes", "netns", "pods", "cni"}),
@@ -101,7 +102,7 @@ def load_snapshot(path: str) -> Snapshot:
 
 def rule_warnings(snapshot: Snapshot) -> list[str]:
     """What the rules say is wrong (e.g. mixed iptables backends), as printable sentences."""
-    from podpath.snapshot.index import SnapshotIndex
+    from podpath.analysis.index import SnapshotIndex
 
     return list(SnapshotIndex(snapshot).kube_proxy_mode.warnings)
 
@@ -167,8 +168,8 @@ def _write_file(path: str, text: str) -> None:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    from podpath.analysis.index import SnapshotIndex
     from podpath.listing import listing, render_text
-    from podpath.snapshot.index import SnapshotIndex
 
     if args.snapshot:
         snapshot = load_snapshot(args.snapshot)
@@ -179,7 +180,8 @@ def _ls(args: argparse.Namespace) -> int:
         sys.stdout.write(json_listing(args.kind, result.rows) + "\n")
     else:
         sys.stdout.write(render_text(result) + "\n")
-    report_gaps(snapshot.gaps)
+    if args.kind != "problems":  # problems lists the gaps and warnings itself
+        report_gaps(snapshot.gaps)
     if args.kind in ("iptables", "nft", "services"):
         report_warnings(snapshot)
     return EXIT_OK

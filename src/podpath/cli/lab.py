@@ -29,8 +29,19 @@ def register(sub: Any) -> None:
     _name(p)
     p.add_argument("--nodes", type=int, default=1, choices=(1, 2))
     p.add_argument("--pods", type=int, default=4, help="pods per node (default 4)")
-    p.add_argument("--services", type=int, default=3, help="Services, incl. kube-dns and web")
+    p.add_argument(
+        "--services",
+        type=int,
+        default=3,
+        help="Services, incl. kube-dns, web, web-sticky (ClientIP affinity), noep (no endpoints)",
+    )
     p.add_argument("--overlay", default="vxlan", choices=("vxlan", "host-gw"))
+    p.add_argument(
+        "--proxy-mode",
+        default="iptables",
+        choices=("iptables", "nftables"),
+        help="how kube-proxy programs Services (IPVS needs ip_vs, which this kernel lacks)",
+    )
     p.set_defaults(handler=_up)
 
     p = cmds.add_parser("down", help="tear a lab down, leaving nothing behind")
@@ -80,7 +91,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _up(args: argparse.Namespace) -> int:
     from podpath.lab import LabError, LabSpec, up
 
-    spec = LabSpec(args.name, args.nodes, args.pods, args.services, args.overlay)
+    spec = LabSpec(args.name, args.nodes, args.pods, args.services, args.overlay, args.proxy_mode)
     # up() tears a half-built lab down on KeyboardInterrupt: make SIGTERM/SIGHUP one too.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)

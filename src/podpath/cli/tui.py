@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from podpath.cli import EXIT_FAILURE, EXIT_OK, CliError
+from podpath.safe_text import visible
 
 if TYPE_CHECKING:
+    from podpath.collectors.actions import Pin
     from podpath.snapshot.model import Snapshot
     from podpath.tui.actions import ActionResult, PodTarget
     from podpath.tui.app import PodpathApp
@@ -126,9 +128,15 @@ def live_source(host_root: str, lab_node: str | None = None) -> SnapshotSource:
     from podpath.tui.source import live_source as make
 
     def collect(cancel: threading.Event, previous: Snapshot | None) -> Snapshot:
+        from podpath.collectors.hostroot import CollectorError
         from podpath.collectors.snapshot import take_snapshot
+        from podpath.tui.source import CollectError
 
-        return take_snapshot(host_root, cancel=cancel, previous=previous)
+        try:
+            return take_snapshot(host_root, cancel=cancel, previous=previous)
+        except CollectorError as exc:
+            # The collector's own refusal, worded for the user: not a bug to report.
+            raise CollectError(str(exc)) from exc
 
     if lab_node is not None:
         return make(collect, lab_node, kind="lab")
@@ -138,103 +146,70 @@ def live_source(host_root: str, lab_node: str | None = None) -> SnapshotSource:
 # --- actions: shell and capture, pinned by PID + start time + netns inode ------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class NodeActions:
-    """`s` and `c` for a live node: util-linux nsenter into the pinned netns."""
+    """`s` and `c` on a live node, done by podpath.collectors.actions (nsenter, tcpdump)."""
 
     host_root: str = "/"
+    # Where relative capture names go; podpath's private state directory unless given.
+    capture_dir: str | None = None
 
-    def _pin(self, target: PodTarget) -> int:
-        """An fd of the target's netns, opened only if PID, start time and inode still match.
+    def capture_directory(self) -> str:
+        """The directory a capture file name without a directory goes to."""
+        if self.capture_dir is None:
+            from podpath.collectors.actions import default_capture_dir
 
-        The fd is opened first and the identity checked after, so the namespace entered
-        is the one of the process shown, even if the PID is reused right after.
-        """
-        from podpath.collectors.proc.processes import parse_stat
-
-        proc = os.path.join(self.host_root, "proc", str(target.pid))
-        fd = os.open(os.path.join(proc, "ns", "net"), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if target.netns_inode is not None and os.fstat(fd).st_ino != target.netns_inode:
-                raise PermissionError(f"the network namespace of pid {target.pid} changed")
-            with open(os.path.join(proc, "stat"), "rb") as fp:
-                started = parse_stat(fp.read()).start_time
-            if target.start_time is not None and started != target.start_time:
-                raise PermissionError(
-                    f"pid {target.pid} is another process now (start time changed)"
-                )
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+            self.capture_dir = default_capture_dir()
+        return self.capture_dir
 
     def shell(self, target: PodTarget) -> ActionResult:
         """An interactive shell in the pod's network namespace (the node's filesystem)."""
+        from podpath.collectors.actions import ActionRefused, run_shell
         from podpath.tui.actions import ActionResult
 
+        sys.stdout.write(
+            f"podpath: shell in the network namespace of {visible(target.pod)}; exit to return\n"
+        )
+        sys.stdout.flush()
         try:
-            fd = self._pin(target)
-        except (OSError, ValueError) as exc:
+            code = run_shell(self.host_root, _pin(target))
+        except ActionRefused as exc:
             return ActionResult(False, f"refused: {target.pod}: {exc}")
-        try:
-            sys.stdout.write(
-                f"podpath: shell in the network namespace of {target.pod}; exit to return\n"
-            )
-            sys.stdout.flush()
-            shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
-            done = subprocess.run(
-                ["nsenter", f"--net=/proc/self/fd/{fd}", "--", shell],
-                pass_fds=(fd,),
-                check=False,
-            )
-        except OSError as exc:
-            return ActionResult(False, f"nsenter failed: {exc.strerror}")
-        finally:
-            os.close(fd)
-        return ActionResult(True, f"shell in {target.pod} exited ({done.returncode})")
+        return ActionResult(True, f"shell in {target.pod} exited ({code})")
 
     def capture(self, target: PodTarget, path: str, count: int, seconds: int) -> ActionResult:
-        """tcpdump on the pod's interface into a pcap, at most `count` packets or `seconds`."""
+        """tcpdump on the pod's interface into a new pcap file, at most `count` packets or `seconds`."""
+        from podpath.collectors.actions import ActionRefused, new_capture_file, run_capture
         from podpath.tui.actions import ActionResult
 
         try:
-            fd = self._pin(target)
-        except (OSError, ValueError) as exc:
-            return ActionResult(False, f"refused: {target.pod}: {exc}")
-        argv = [
-            "nsenter",
-            f"--net=/proc/self/fd/{fd}",
-            "--",
-            "tcpdump",
-            "-i",
-            target.interface,
-            "-c",
-            str(count),
-            "-w",
-            path,
-            "-U",
-        ]
-        try:
-            sys.stdout.write(
-                f"podpath: capturing on {target.pod} {target.interface} for up to {seconds}s "
-                f"or {count} packets into {path} (ctrl-c stops)\n"
-            )
-            sys.stdout.flush()
-            proc = subprocess.Popen(argv, pass_fds=(fd,))
-            try:
-                code = proc.wait(timeout=seconds)
-            except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                # SIGINT lets tcpdump flush and close the pcap properly.
-                proc.send_signal(signal.SIGINT)
-                code = proc.wait(timeout=10)
-        except OSError as exc:
-            return ActionResult(False, f"tcpdump failed: {exc.strerror}")
-        finally:
-            os.close(fd)
-        ok = code in (0, -signal.SIGINT)
-        return ActionResult(
-            ok, f"capture of {target.pod} written to {path}" if ok else f"tcpdump exited {code}"
+            out = new_capture_file(path, self.capture_directory())
+        except ActionRefused as exc:
+            return ActionResult(False, f"no capture of {target.pod}: {exc}")
+        sys.stdout.write(
+            f"podpath: capturing on {visible(target.pod)} {visible(target.interface)} for up to "
+            f"{seconds}s or {count} packets into {visible(out.path)} (ctrl-c stops)\n"
         )
+        sys.stdout.flush()
+        try:
+            done = run_capture(self.host_root, _pin(target), target.interface, out, count, seconds)
+        except ActionRefused as exc:
+            out.discard()
+            return ActionResult(False, f"refused: {target.pod}: {exc}")
+        if done.returncode not in (0, -signal.SIGINT) or done.size == 0:
+            out.discard()  # removed only if nothing was written
+            kept = f"; {done.size:,} bytes in {out.path}" if done.size else "; nothing written"
+            return ActionResult(False, f"tcpdump exited {done.returncode}{kept}")
+        out.close()
+        return ActionResult(
+            True, f"capture of {target.pod} written to {out.path} ({done.size:,} bytes)"
+        )
+
+
+def _pin(target: PodTarget) -> Pin:
+    from podpath.collectors.actions import Pin
+
+    return Pin(target.pid, target.start_time, target.netns_inode)
 
 
 # --- handlers ------------------------------------------------------------------------------
@@ -247,17 +222,21 @@ def build_app(source: SnapshotSource, live: bool = False, host_root: str = "/") 
     return create_app(source, NodeActions(host_root) if live else None)
 
 
+def run_app(app: PodpathApp) -> int:
+    """Run the app; its exit status (1 after an unexpected error, told in one sentence)."""
+    app.run()
+    return EXIT_FAILURE if app.return_code else EXIT_OK
+
+
 def _tui(args: argparse.Namespace) -> int:
     if args.snapshot:
-        build_app(file_source(args.snapshot)).run()
-        return EXIT_OK
+        return run_app(build_app(file_source(args.snapshot)))
     if sys.platform != "linux":
         raise CliError(
             "the live view reads Linux namespaces; use --snapshot FILE (or podpath demo)"
         )
     host_root = args.host_root or "/"
-    build_app(live_source(host_root, args.lab_node), live=True, host_root=host_root).run()
-    return EXIT_OK
+    return run_app(build_app(live_source(host_root, args.lab_node), live=True, host_root=host_root))
 
 
 def demo_unavailable() -> str | None:
@@ -273,8 +252,7 @@ def _bundled(reason: str) -> int:
     from podpath.tui.source import static_source
 
     note = f"demo: a snapshot recorded from the lab, because {reason}"
-    build_app(static_source(bundled_snapshot(), "demo", "bundled snapshot", note)).run()
-    return EXIT_OK
+    return run_app(build_app(static_source(bundled_snapshot(), "demo", "bundled snapshot", note)))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -332,12 +310,11 @@ async def render_svg(
     app: PodpathApp, keys: list[str], size: tuple[int, int], title: str | None
 ) -> str:
     """Run the app headless at a size, press keys, and return the screen as SVG."""
+    from podpath.tui.tour import press_and_settle
+
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
-        for key in keys:
-            await pilot.press(key)
-            await pilot.pause()
-        await app.workers.wait_for_complete()
+        await press_and_settle(pilot, keys)
         await pilot.pause(0.2)
         return app.export_screenshot(title=title)
 

@@ -19,8 +19,16 @@ CNI_VERSION = "1.0.0"
 RESULTS_DIR = "/var/lib/cni/results"
 
 
-def conflist(pod_cidr: str, mtu: int) -> dict[str, Any]:
-    """The node's conflist: bridge cni0 + host-local IPAM + portmap (containerd's example)."""
+def conflist(pod_cidr: str, mtu: int, mark_chain: str | None = "KUBE-MARK-MASQ") -> dict[str, Any]:
+    """The node's conflist: bridge cni0 + host-local IPAM + portmap (containerd's example).
+
+    portmap marks hostPort traffic for SNAT in kube-proxy's KUBE-MARK-MASQ chain when
+    kube-proxy runs in iptables mode; with kube-proxy in nftables mode there is no such
+    chain, and portmap uses its own (CNI-HOSTPORT-SETMARK, CNI-HOSTPORT-MASQ).
+    """
+    portmap: dict[str, Any] = {"type": "portmap", "capabilities": {"portMappings": True}}
+    if mark_chain is not None:
+        portmap["externalSetMarkChain"] = mark_chain
     return {
         "cniVersion": CNI_VERSION,
         "name": NETWORK_NAME,
@@ -39,11 +47,7 @@ def conflist(pod_cidr: str, mtu: int) -> dict[str, Any]:
                     "routes": [{"dst": "0.0.0.0/0"}],
                 },
             },
-            {
-                "type": "portmap",
-                "capabilities": {"portMappings": True},
-                "externalSetMarkChain": "KUBE-MARK-MASQ",
-            },
+            portmap,
         ],
     }
 

@@ -53,6 +53,13 @@ def _nat_service(svc: ServiceRecord) -> tuple[list[str], list[str], list[str]]:
         f"-A {svc.svc_chain} -m comment --comment {_comment(name + ' cluster IP')} {pm} "
         f"-d {svc.cluster_ip} --dport {svc.port} ! -s {CLUSTER_CIDR} -j KUBE-MARK-MASQ"
     )
+    if svc.affinity is not None:
+        # ClientIP affinity: a client seen within the timeout goes back to its endpoint.
+        for (ip, port), sep in zip(svc.endpoints, svc.sep_chains, strict=True):
+            rules.append(
+                f"-A {svc.svc_chain} -m comment --comment {_comment(f'{name} -> {ip}:{port}')} "
+                f"-m recent --name {sep} --rcheck --seconds {svc.affinity} --reap -j {sep}"
+            )
     count = len(svc.endpoints)
     for index, ((ip, port), sep) in enumerate(zip(svc.endpoints, svc.sep_chains, strict=True)):
         stat = (
@@ -67,8 +74,9 @@ def _nat_service(svc: ServiceRecord) -> tuple[list[str], list[str], list[str]]:
     for (ip, port), sep in zip(svc.endpoints, svc.sep_chains, strict=True):
         chains.append(sep)
         rules.append(f"-A {sep} -m comment --comment {_comment(name)} -s {ip} -j KUBE-MARK-MASQ")
+        recent = f"-m recent --name {sep} --set " if svc.affinity is not None else ""
         rules.append(
-            f"-A {sep} -m comment --comment {_comment(name)} {pm} "
+            f"-A {sep} -m comment --comment {_comment(name)} {recent}{pm} "
             f"-j DNAT --to-destination {ip}:{port}"
         )
     if svc.node_port is not None:
@@ -119,6 +127,22 @@ _NAT_FIXED = (
     f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
     '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
 )
+
+
+# What kubelet creates in every mode (the backend hint and canaries, pkg/kubelet
+# kubelet_network_linux.go): an nftables-mode node still has these iptables chains.
+KUBELET_CHAINS = """\
+*mangle
+:KUBE-IPTABLES-HINT - [0:0]
+:KUBE-KUBELET-CANARY - [0:0]
+COMMIT
+*nat
+:KUBE-KUBELET-CANARY - [0:0]
+COMMIT
+*filter
+:KUBE-KUBELET-CANARY - [0:0]
+COMMIT
+"""
 
 
 def _chain_decls(chains: Iterable[str]) -> list[str]:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from podpath.lab import cgroups, cni, network, pods, procs, runtime, state
-from podpath.lab.kubeproxy import merge_for_restore, restore_input
+from podpath.lab.kubeproxy import KUBELET_CHAINS, merge_for_restore, restore_input
+from podpath.lab.kubeproxy_nft import render as render_nft
 from podpath.lab.names import mac_for
 from podpath.lab.node import enter_argv, node_env, run_in, start_node, start_underlay
 from podpath.lab.plan import pod_plans, services
@@ -30,6 +31,7 @@ REQUIRED_TOOLS = (
     "ip",
     "bridge",
     "iptables-restore",
+    "nft",
     "mount",
     "python3",
 )
@@ -225,11 +227,14 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
         network.attach_node(under_pid, node)
     network.wire_overlay(tuple(nodes), spec.overlay)
     mtu = network.VXLAN_MTU if spec.overlay == "vxlan" and spec.nodes > 1 else 1500
+    nft_mode = spec.proxy_mode == "nftables"
     for node in nodes:
         runtime.install_images(node.init_pid)
-        cni.install_conflist(node.init_pid, cni.conflist(node.pod_cidr, mtu))
-        # kube-proxy's base chains exist before any pod (portmap marks into KUBE-MARK-MASQ).
-        _restore(node, restore_input([], jumps=True))
+        mark_chain = None if nft_mode else "KUBE-MARK-MASQ"
+        cni.install_conflist(node.init_pid, cni.conflist(node.pod_cidr, mtu, mark_chain))
+        # kube-proxy's base chains exist before any pod (portmap marks into KUBE-MARK-MASQ);
+        # in nftables mode only kubelet's own iptables chains exist.
+        _restore(node, KUBELET_CHAINS if nft_mode else restore_input([], jumps=True))
     by_name = {n.name: n.init_pid for n in nodes}
     plans = pod_plans(spec)
     confs = {n.name: pods.read_conf(n.init_pid) for n in nodes}
@@ -239,6 +244,10 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
     svcs = services(spec, made)
     rules = restore_input(svcs, jumps=False)
     for node in nodes:
+        if nft_mode:
+            text = render_nft(svcs, (node.address,))
+            run_in(node.init_pid, ["nft", "-f", "-"], input=text, timeout=300)
+            continue
         saved = run_in(node.init_pid, ["iptables-save"], timeout=120).stdout
         run_in(
             node.init_pid,

@@ -11,6 +11,11 @@ from podpath.lab.records import NodeRecord
 
 UNDERLAY_BRIDGE = "lab0"
 UNDERLAY_PREFIX = 16
+# The underlay bridge's own address, every node's default gateway (kind's docker bridge
+# gateway is 172.18.0.1 too): a ClusterIP is routed, as on a real node, so kube-proxy's
+# filter rules (REJECT of a Service without endpoints) see it. The underlay namespace
+# forwards nothing, and nothing in it leads out of the lab.
+UNDERLAY_GATEWAY = "172.18.0.1"
 VXLAN_DEV = "flannel.1"
 VXLAN_VNI = 1
 VXLAN_PORT = 8472  # flannel's vxlan backend port (the Linux default, not IANA's 4789)
@@ -32,7 +37,11 @@ def make_underlay(underlay_pid: int) -> None:
     run_in_net(
         underlay_pid,
         ["ip", "-batch", "-"],
-        input=f"link add {UNDERLAY_BRIDGE} type bridge\nlink set {UNDERLAY_BRIDGE} up\n",
+        input=(
+            f"link add {UNDERLAY_BRIDGE} type bridge\n"
+            f"addr add {UNDERLAY_GATEWAY}/{UNDERLAY_PREFIX} dev {UNDERLAY_BRIDGE}\n"
+            f"link set {UNDERLAY_BRIDGE} up\n"
+        ),
     )
 
 
@@ -50,7 +59,10 @@ def attach_node(underlay_pid: int, node: NodeRecord) -> None:
     run_in(
         node.init_pid,
         ["ip", "-batch", "-"],
-        input=(f"addr add {node.address}/{UNDERLAY_PREFIX} dev eth0\nlink set eth0 up\n"),
+        input=(
+            f"addr add {node.address}/{UNDERLAY_PREFIX} dev eth0\nlink set eth0 up\n"
+            f"route add default via {UNDERLAY_GATEWAY} dev eth0\n"
+        ),
     )
 
 

@@ -9,6 +9,8 @@ from podpath.lab.records import LabSpec, PodRecord, ServiceRecord
 
 WEB_NODE_PORT = 30080
 WEB_HOST_PORT = 8080
+# ClientIP session affinity timeout of web-sticky (kube-proxy's default, 3 hours).
+AFFINITY_SECONDS = 10800
 SYNTHETIC_NAMESPACES = ("shop", "billing", "default")
 # Every tenth synthetic Service has no endpoints, as real clusters always have some.
 NO_ENDPOINTS_EVERY = 10
@@ -48,13 +50,24 @@ def _service(
     port: int,
     node_port: int | None,
     endpoints: tuple[tuple[str, int], ...],
+    affinity: int | None = None,
 ) -> ServiceRecord:
     draft = ServiceRecord(
         namespace, name, port_name, protocol, cluster_ip, port, node_port, endpoints, "", ()
     )
     svc, seps = service_chains(draft)
     return ServiceRecord(
-        namespace, name, port_name, protocol, cluster_ip, port, node_port, endpoints, svc, seps
+        namespace,
+        name,
+        port_name,
+        protocol,
+        cluster_ip,
+        port,
+        node_port,
+        endpoints,
+        svc,
+        seps,
+        affinity,
     )
 
 
@@ -64,9 +77,15 @@ def synthetic_ip(index: int) -> str:
 
 
 def services(spec: LabSpec, pods: list[PodRecord]) -> list[ServiceRecord]:
-    """kube-dns (53 udp+tcp), web (80/tcp + NodePort), then synthetic Services up to spec."""
+    """kube-dns (53 udp+tcp), web (80/tcp + NodePort), web-sticky, noep, then synthetic ones.
+
+    `spec.services` counts Services (not ports): 2 makes kube-dns and web; a third is
+    web-sticky (web's pods with ClientIP session affinity), a fourth noep (no endpoints:
+    kube-proxy rejects it); the rest are synthetic.
+    """
     dns = [p for p in pods if p.app == "dns"]
     web = sorted((p for p in pods if p.app == "web"), key=lambda p: (p.node, p.name))
+    web_eps = tuple((p.ip, 80) for p in web)
     out = [
         _service(
             "kube-system",
@@ -96,10 +115,26 @@ def services(spec: LabSpec, pods: list[PodRecord]) -> list[ServiceRecord]:
             "10.96.0.100",
             80,
             WEB_NODE_PORT,
-            tuple((p.ip, 80) for p in web),
+            web_eps,
         ),
     ]
-    for i in range(spec.services - 2):
+    if spec.services >= 3:
+        out.append(
+            _service(
+                "default",
+                "web-sticky",
+                "http",
+                "TCP",
+                "10.96.0.101",
+                80,
+                None,
+                web_eps,
+                AFFINITY_SECONDS,
+            )
+        )
+    if spec.services >= 4:
+        out.append(_service("default", "noep", "http", "TCP", "10.96.0.102", 80, None, ()))
+    for i in range(spec.services - 4):
         endpoints: tuple[tuple[str, int], ...] = ()
         if web and i % NO_ENDPOINTS_EVERY != NO_ENDPOINTS_EVERY - 1:
             picks = {web[(i + k) % len(web)].ip for k in range(ENDPOINTS_PER_SYNTHETIC)}

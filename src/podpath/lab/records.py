@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 OVERLAYS: tuple[str, ...] = ("vxlan", "host-gw")
+# The kube-proxy modes this kernel can run (no ip_vs: IPVS is modelled, not built).
+PROXY_MODES: tuple[str, ...] = ("iptables", "nftables")
 MAX_NODES = 2
 MAX_PODS_PER_NODE = 250
 MAX_SERVICES = 10_000
@@ -29,6 +31,7 @@ class LabSpec:
     pods: int = 4
     services: int = 3
     overlay: str = "vxlan"
+    proxy_mode: str = "iptables"
 
     def validate(self) -> None:
         """Raise LabError when the spec cannot be built."""
@@ -47,6 +50,11 @@ class LabSpec:
             )
         if self.overlay not in OVERLAYS:
             raise LabError(f"--overlay must be one of {', '.join(OVERLAYS)}, not {self.overlay!r}")
+        if self.proxy_mode not in PROXY_MODES:
+            raise LabError(
+                f"--proxy-mode must be one of {', '.join(PROXY_MODES)}, not {self.proxy_mode!r}"
+                + (" (this kernel has no ip_vs)" if self.proxy_mode == "ipvs" else "")
+            )
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,7 @@ class ServiceRecord:
     endpoints: tuple[tuple[str, int], ...]  # (pod IP, target port)
     svc_chain: str  # KUBE-SVC-...
     sep_chains: tuple[str, ...]  # KUBE-SEP-... in endpoint order
+    affinity: int | None = None  # ClientIP session affinity timeout in seconds, or None
 
     @property
     def ref(self) -> str:

@@ -19,7 +19,7 @@ import ipaddress
 import re
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from podpath.netfilter.listing import parse_listing
 from podpath.netfilter.model import BUILTIN_VERDICTS, Chain, Match, Rule, Target
@@ -543,6 +543,19 @@ class _Table:
     name: str
     headers: dict[str, str] = field(default_factory=dict)  # chain -> ":NAME POLICY [p:b]"
     lines: dict[str, list[str]] = field(default_factory=dict)  # chain -> "-A NAME ..." lines
+    # `iptables-save -c` prefixes rules with [packets:bytes]: kept here as "p:b" text, by
+    # chain and position (index 0 = rule 1), so the lines stay what a dump without -c holds.
+    counters: dict[str, list[str | None]] = field(default_factory=dict)
+
+    def counter(self, chain: str, position: int) -> tuple[int, int] | None:
+        """The (packets, bytes) of a rule, when the dump has counters."""
+        counts = self.counters.get(chain)
+        if not counts or position > len(counts) or counts[position - 1] is None:
+            return None
+        packets, _, octets = str(counts[position - 1]).partition(":")
+        if not packets.isdigit() or not octets.isdigit():
+            return None
+        return int(packets), int(octets)
 
     def order(self) -> list[str]:
         """Chain names: declared ones first (dump order), then those only used by -A."""
@@ -652,6 +665,11 @@ class Ruleset:
             found = tuple(
                 parse_rule(table, chain, pos, line, declared) for pos, line in enumerate(lines, 1)
             )
+            if index is not None and index.counters.get(chain):
+                found = tuple(
+                    replace(r, counters=index.counter(chain, r.position) or r.counters)
+                    for r in found
+                )
             self._parsed[key] = found
         return found
 
@@ -664,7 +682,9 @@ class Ruleset:
         lines = index.lines.get(chain, []) if index else []
         if not 1 <= position <= len(lines):
             return None
-        return parse_rule(table, chain, position, lines[position - 1], self._declared_names())
+        rule = parse_rule(table, chain, position, lines[position - 1], self._declared_names())
+        counted = index.counter(chain, position) if index else None
+        return replace(rule, counters=counted) if counted else rule
 
     def _chain_names(self, table: str) -> list[str]:
         """Chain names of one table in dump order (empty for an unknown table)."""
@@ -786,8 +806,26 @@ class _Indexer:
         """Index every line."""
         last_name = ""
         last_lines: list[str] = []
+        last_counts: list[str | None] = []
         chains: dict[str, list[str]] = {}
         for raw in self.lines:
+            if raw[:1] == "[" and self.current is not None:
+                # `iptables-save -c`: "[packets:bytes] -A CHAIN ..."; the counters go aside
+                # as text (parsed when a rule is), the line as a dump without -c has it.
+                counter, sep, rest = raw.partition("] ")
+                if sep and rest[:3] == "-A ":
+                    raw = rest
+                    end = raw.find(" ", 3)
+                    name = raw[3:end] if end > 0 else raw[3:].strip()
+                    if name != last_name:
+                        last_lines = chains.setdefault(name, [])
+                        last_name = name
+                        last_counts = self.current.counters.setdefault(name, [])
+                    if len(last_counts) < len(last_lines):
+                        last_counts.extend([None] * (len(last_lines) - len(last_counts)))
+                    last_lines.append(raw)
+                    last_counts.append(counter[1:])
+                    continue
             if raw[:3] == "-A " and self.current is not None:
                 # The hot path, 99% of a big dump: kube-proxy writes a chain's rules
                 # contiguously, so remembering the last chain skips most dict lookups.
@@ -796,6 +834,7 @@ class _Indexer:
                 if name != last_name:
                     last_lines = chains.setdefault(name, [])
                     last_name = name
+                    last_counts = []  # plain lines: a counter line re-reads its chain's list
                 last_lines.append(raw)
                 continue
             before = self.current

@@ -36,6 +36,7 @@ class Endpoint:
     sep_chain: str  # KUBE-SEP-... (iptables) or endpoint-... (nftables)
     dnat_rule_text: str  # the rule that rewrites the destination, verbatim
     local: bool | None = None  # on this node (KUBE-SVL membership); None when unknown
+    weight: int | None = None  # IPVS real server weight
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,13 @@ class Service:
     source_ranges: tuple[str, ...] = ()  # loadBalancerSourceRanges from KUBE-FW-
     no_endpoints: str | None = None  # "REJECT"/"DROP" when kube-proxy rejects the port
     no_local_endpoints: str | None = None  # "DROP" for externalTrafficPolicy Local
-    backend: str = "iptables"  # or "nftables"
+    backend: str = "iptables"  # or "nftables", "ipvs"
     evidence: tuple[str, ...] = ()  # the rules/elements this was read from
+    affinity_timeout: int | None = None  # ClientIP session affinity: seconds a client stays
+    internal_policy: str = "Cluster"  # internalTrafficPolicy, as the rules show it
+    external_policy: str = "Cluster"  # externalTrafficPolicy ("Local": no SNAT, local only)
+    scheduler: str | None = None  # IPVS: rr, wrr, lc, sh...
+    persistent: int | None = None  # IPVS: persistence timeout (ClientIP affinity)
 
     @property
     def key(self) -> str:
@@ -125,6 +131,9 @@ class _Draft:
     ext_chain: str | None = None
     fw_chain: str | None = None
     local_chain: str | None = None
+    internal_local: bool = (
+        False  # the ClusterIP rule jumps to KUBE-SVL (internalTrafficPolicy Local)
+    )
     health: int | None = None
     no_endpoints: str | None = None
     no_local: str | None = None
@@ -400,6 +409,7 @@ class _Builder:
             elif "cluster IP" in rest or chain.startswith("KUBE-PORTALS-"):
                 draft.cluster_ip = dst or draft.cluster_ip
                 draft.port = port if port is not None else draft.port
+                draft.internal_local = draft.internal_local or target.startswith("KUBE-SVL-")
             else:  # e.g. KUBE-PROXY-FIREWALL's "traffic not accepted by KUBE-FW-..."
                 continue
             draft.port = draft.port if draft.port is not None else port
@@ -502,6 +512,42 @@ class _Builder:
             no_endpoints=draft.no_endpoints,
             no_local_endpoints=draft.no_local,
             evidence=tuple(dict.fromkeys(draft.evidence)),
+            affinity_timeout=self.affinity(draft.svc_chain or draft.local_chain),
+            internal_policy="Local"
+            if draft.internal_local or self._int_local(draft)
+            else "Cluster",
+            external_policy="Local" if draft.no_local or self._ext_local(draft) else "Cluster",
+        )
+
+    def affinity(self, chain: str | None) -> int | None:
+        """ClientIP affinity: the `-m recent --rcheck --seconds N` of the Service chain."""
+        for pos, rule in enumerate(self.facts("nat", chain) if chain else (), 1):
+            if not rule.rcheck:
+                continue
+            parsed = self.rs.rule("nat", rule.chain, pos)
+            seconds = parsed.first("seconds") if parsed is not None else None
+            if seconds is not None and seconds.value.isdigit():
+                return int(seconds.value)
+        return None
+
+    def _int_local(self, draft: _Draft) -> bool:
+        """internalTrafficPolicy Local: the ClusterIP's masquerade rule is in KUBE-SVL.
+
+        kube-proxy writes the "cluster IP" rule into the chain ClusterIP traffic uses.
+        """
+        return draft.local_chain is not None and any(
+            "cluster IP" in " ".join(r.comments) for r in self.facts("nat", draft.local_chain)
+        )
+
+    def _ext_local(self, draft: _Draft) -> bool:
+        """externalTrafficPolicy Local: KUBE-EXT hands external traffic to KUBE-SVL, pod
+        traffic is short-circuited to KUBE-SVC, and a health check node port exists."""
+        if draft.health is not None:
+            return True
+        return draft.ext_chain is not None and any(
+            (r.target or "").startswith(("KUBE-SVL-", "KUBE-XLB-"))
+            or any(c.startswith("pod traffic for ") for c in r.comments)
+            for r in self.facts("nat", draft.ext_chain)
         )
 
     def _cluster_ip_from_chains(self, draft: _Draft) -> None:
@@ -679,7 +725,11 @@ def _orphan_chains(builder: _Builder) -> None:
 
 
 def detect_mode(
-    rulesets: Mapping[str, Ruleset], nft_tables: Iterable[tuple[str, str]] = ()
+    rulesets: Mapping[str, Ruleset],
+    nft_tables: Iterable[tuple[str, str]] = (),
+    *,
+    ipvs_services: int = 0,
+    kube_ipvs0: bool = False,
 ) -> KubeProxyMode:
     """kube-proxy's mode and backend from each backend's ruleset and the nft table names.
 
@@ -687,9 +737,15 @@ def detect_mode(
     `nft_tables` lists native nft (family, table) pairs. kube-proxy creates the chain
     KUBE-PROXY-CANARY in the backend it uses; kubelet creates KUBE-KUBELET-CANARY and
     (since 1.28) KUBE-IPTABLES-HINT in mangle, telling other tools which backend to use.
+    IPVS mode is also told by the kernel itself: `ipvs_services` virtual services in
+    /proc/net/ip_vs, and the dummy `kube-ipvs0` holding the ClusterIPs.
     """
     evidence: list[str] = []
     warnings: list[str] = []
+    if ipvs_services:
+        evidence.append(f"/proc/net/ip_vs: {ipvs_services} virtual services")
+    if kube_ipvs0:
+        evidence.append("link kube-ipvs0 (the dummy holding every ClusterIP)")
     proxy_backends = []
     hint_backends = []
     for label, rs in rulesets.items():
@@ -725,8 +781,9 @@ def detect_mode(
                 evidence.append(f"{label}: chain nat KUBE-SERVICES")
                 break
     if backend is None:
+        mode = "ipvs" if ipvs_services or kube_ipvs0 else None
         return KubeProxyMode(
-            None, hint_backends[0] if hint_backends else None, tuple(evidence), tuple(warnings)
+            mode, hint_backends[0] if hint_backends else None, tuple(evidence), tuple(warnings)
         )
     if len(proxy_backends) > 1:
         warnings.append(f"KUBE-PROXY-CANARY in several backends: {', '.join(proxy_backends)}")
@@ -736,6 +793,7 @@ def detect_mode(
     )
     if ipvs:
         evidence.append(f"{backend}: ipset-based KUBE-SERVICES (IPVS mode)")
+    ipvs = ipvs or bool(ipvs_services) or kube_ipvs0
     return KubeProxyMode("ipvs" if ipvs else "iptables", backend, tuple(evidence), tuple(warnings))
 
 

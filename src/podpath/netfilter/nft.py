@@ -2,9 +2,8 @@
 
 Both become one structure (tables -> chains -> rules, sets and maps with elements).
 JSON rules keep their expression list and get a text rendering in nft's own syntax;
-text rules keep their text. kube-proxy's nftables mode (table ip kube-proxy: the
-service-ips vmap -> service-* chains -> `numgen random mod N vmap` -> endpoint-* chains
-with `dnat to`) is read into the same Service/Endpoint shapes as iptables mode.
+text rules keep their text and get the same expressions, converted on first use.
+kube-proxy's Services are read from the structure in netfilter.kube_proxy_nft.
 """
 
 from __future__ import annotations
@@ -18,7 +17,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
-from podpath.netfilter.kube_proxy import Endpoint, Service, split_host_port
+from podpath.netfilter.nft_syntax import rule_expressions
+from podpath.netfilter.nft_text import rule_text
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -95,7 +95,33 @@ class _JsonRule(NftRule):
     @cached_property
     def text(self) -> str:
         """The rule as `nft list` prints it."""
-        return render_rule(list(self.expr), self.comment)
+        return rule_text(list(self.expr), self.comment, self.family)
+
+
+class _TextRule(NftRule):
+    """An NftRule read from nft text: its expressions are converted on first use.
+
+    The trace and the Service model read expressions only; converting the text of
+    rules nobody walks would be wasted.
+    """
+
+    def __init__(
+        self, family: str, table: str, chain: str, position: int, text: str, comment: str | None
+    ) -> None:
+        # Not the dataclass __init__: `expr` is left for the cached_property below.
+        put = object.__setattr__
+        put(self, "family", family)
+        put(self, "table", table)
+        put(self, "chain", chain)
+        put(self, "position", position)
+        put(self, "text", text)
+        put(self, "handle", None)
+        put(self, "comment", comment)
+
+    @cached_property
+    def expr(self) -> tuple[Any, ...]:
+        """The rule's statements as `nft -j` prints them (see nft_syntax)."""
+        return tuple(rule_expressions(self.text, self.family)[0])
 
 
 @dataclass(frozen=True)
@@ -105,6 +131,7 @@ class NftElement:
     key: tuple[str, ...]
     value: str | None = None  # map data, e.g. "goto service-..." or "drop"
     comment: str | None = None
+    expires: int | None = None  # seconds left, in sets with timeouts (affinity pins)
 
 
 @dataclass(frozen=True)
@@ -121,6 +148,7 @@ class NftSet:
     elements: tuple[NftElement, ...] = ()
     handle: int | None = None
     comment: str | None = None
+    timeout: int | None = None  # seconds an element lives (kube-proxy affinity: 10800)
 
 
 @dataclass(frozen=True)
@@ -359,13 +387,9 @@ def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def render_rule(expr: list[Any], comment: str | None = None) -> str:
-    """A rule's text from its JSON statements."""
-    try:
-        text = " ".join(render_expr(e) for e in expr)
-    except RecursionError:  # hostile nesting: nft itself never nests this deep
-        text = "<expression nested too deeply>"
-    return text + (f' comment "{comment}"' if comment else "")
+def render_rule(expr: list[Any], comment: str | None = None, family: str = "ip") -> str:
+    """A rule's text from its JSON statements, as `nft list` prints it."""
+    return rule_text(expr, comment, family)
 
 
 def _element(item: Any) -> NftElement:
@@ -375,21 +399,23 @@ def _element(item: Any) -> NftElement:
         item, data = item
         value = render_expr(data)
     comment = None
+    expires = None
     if isinstance(item, dict) and "elem" in item and isinstance(item["elem"], dict):
         comment = item["elem"].get("comment")
+        expires = _int(item["elem"].get("expires"))
         item = item["elem"].get("val")
     if isinstance(item, dict) and "concat" in item and isinstance(item["concat"], list):
         key = tuple(render_expr(k) for k in item["concat"])
     else:
         key = (render_expr(item),)
-    return NftElement(key, value, comment)
+    return NftElement(key, value, comment, expires)
 
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _gc_paused(build: Callable[[_T], _R]) -> Callable[[_T], _R]:
+def gc_paused(build: Callable[[_T], _R]) -> Callable[[_T], _R]:
     """Run `build` with the cyclic GC paused: it only allocates acyclic JSON-sized data.
 
     The collector would rescan the growing heap over and over: 10k Services' JSON took
@@ -409,7 +435,7 @@ def _gc_paused(build: Callable[[_T], _R]) -> Callable[[_T], _R]:
     return paused
 
 
-@_gc_paused
+@gc_paused
 def parse_nft_json(text: str) -> NftRuleset:
     """Parse `nft -j list ...` output; never raises (problems become warnings)."""
     if len(text) > MAX_JSON_BYTES:
@@ -493,6 +519,7 @@ def parse_nft_json(text: str) -> NftRuleset:
                     tuple(_element(e) for e in elems),
                     _int(v.get("handle")),
                     _opt_str(v.get("comment")),
+                    _int(v.get("timeout")),
                 )
             )
         else:
@@ -560,9 +587,27 @@ def parse_elements(body: str) -> tuple[NftElement, ...]:
             part = part[: found.start()] + part[found.end() :]
         # nft prints map data after " : " (spaces required: IPv6 keys hold colons).
         key_text, sep, value = part.partition(" : ")
+        expires = None
+        timed = _ELEM_TIMES.search(key_text)
+        if timed:  # `10.0.0.5 timeout 3h expires 2h59m` in sets with timeouts
+            expires = duration(timed.group(2)) if timed.group(2) else None
+            key_text = key_text[: timed.start()]
         key = tuple(k.strip() for k in key_text.split(" . "))
-        out.append(NftElement(key, value.strip() or None if sep else None, comment))
+        out.append(NftElement(key, value.strip() or None if sep else None, comment, expires))
     return tuple(out)
+
+
+_ELEM_TIMES = re.compile(r"\s+(?:timeout\s+(\S+)\s*)?(?:expires\s+(\S+))?\s*$")
+_DURATION = re.compile(r"(\d+)(d|h|ms|m|s)")
+
+
+def duration(text: str) -> int | None:
+    """Seconds of an nft duration (`3h`, `2h59m59s984ms`, `10800s`), or None."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    scale = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0}
+    return sum(int(n) * scale[u] for n, u in parts)
 
 
 _ELEM_COMMENT = re.compile(r'\s*comment\s+"((?:[^"\\]|\\.)*)"')
@@ -613,14 +658,12 @@ class _TextState:
         self.positions[key] = self.positions.get(key, 0) + 1
         comment = _COMMENT_RE.search(text)
         self.rules.append(
-            NftRule(
+            _TextRule(
                 family,
                 table,
                 chain,
                 self.positions[key],
                 text.strip(),
-                (),
-                None,
                 comment.group(1) if comment else None,
             )
         )
@@ -630,6 +673,7 @@ class _TextState:
         key = (family, table, name)
         typ = re.search(r"type\s+([^;}\n]+?)\s*(?:;|$|\n|})", spec)
         flags = re.search(r"flags\s+([^;}\n]+?)\s*(?:;|$|\n|})", spec)
+        timeout = re.search(r"(?:^|[;\n\s])timeout\s+(\w+)", spec.split("elements", 1)[0])
         elements = re.search(r"elements\s*=\s*\{(.*)\}", spec, re.S)
         # The set's own comment, not an element's: look before `elements = {` only.
         comment = re.search(r'comment\s+"((?:[^"\\]|\\.)*)"', spec.split("elements", 1)[0])
@@ -646,6 +690,7 @@ class _TextState:
             parse_elements(elements.group(1)) if elements else (),
             None,
             comment.group(1) if comment else None,
+            duration(timeout.group(1)) if timeout else None,
         )
 
     def chain_has_rules(self, family: str, table: str, name: str) -> bool:
@@ -678,6 +723,7 @@ class _TextState:
                     old.elements + tuple(extra),
                     old.handle,
                     old.comment,
+                    old.timeout,
                 )
             )
         return tuple(out)
@@ -818,197 +864,3 @@ def parse_nft_text(text: str) -> NftRuleset:
 def parse_nft(text: str) -> NftRuleset:
     """Parse nft output in whichever format it is (JSON, listing, commands)."""
     return parse_nft_json(text) if text.lstrip().startswith("{") else parse_nft_text(text)
-
-
-# ---------------------------------------------------------------- kube-proxy
-
-_KP_CHAIN = re.compile(
-    r"^(?P<kind>service|external|endpoint|firewall)-(?P<hash>[A-Z0-9]+)-(?P<ns>[^/]+)/"
-    r"(?P<name>[^/]+)/(?P<proto>[a-z]+)/(?P<port>[^_/]*)(?:__(?P<ip>[^/]+)/(?P<eport>\d+))?$"
-)
-_NUMGEN = re.compile(r"numgen random mod (\d+)(?: offset (\d+))? vmap \{(.*)\}")
-_DNAT = re.compile(r"dnat(?: ip6?)? to (\[[^\]]+\]:\d+|[0-9a-fA-F.:]+)")
-_MASQ = re.compile(r"ip6? saddr != (\S+) jump mark-for-masquerade")
-
-
-def _verdict_chain(value: str | None) -> str | None:
-    """The chain of a `goto X` / `jump X` map value."""
-    if value and value.split(" ", 1)[0] in ("goto", "jump"):
-        return value.split(" ", 1)[1].strip()
-    return None
-
-
-@_gc_paused
-def nft_services(ruleset: NftRuleset) -> tuple[Service, ...]:
-    """Every Service port in kube-proxy's nftables tables (ip and ip6 kube-proxy)."""
-    out: list[Service] = []
-    for table in ruleset.tables:
-        if table.name == "kube-proxy":
-            out.extend(_table_services(ruleset, table.family, table.name))
-    return tuple(sorted(out, key=lambda s: (s.namespace, s.name, s.port_name, s.protocol)))
-
-
-@dataclass
-class _NftDraft:
-    """A Service port assembled from map elements and chains."""
-
-    ns: str
-    name: str
-    port_name: str
-    proto: str
-    svc_chain: str | None = None
-    ext_chain: str | None = None
-    fw_chain: str | None = None
-    cluster_ip: str | None = None
-    port: int | None = None
-    node_port: int | None = None
-    external: list[str] = field(default_factory=list)
-    no_endpoints: str | None = None
-    evidence: list[str] = field(default_factory=list)
-
-
-def _table_services(rs: NftRuleset, family: str, table: str) -> list[Service]:
-    """Services of one kube-proxy table."""
-    drafts: dict[tuple[str, str, str, str], _NftDraft] = {}
-
-    def draft_for(chain: str) -> _NftDraft | None:
-        found = _KP_CHAIN.match(chain)
-        if not found:
-            return None
-        key = (found["ns"], found["name"], found["port"], found["proto"].upper())
-        if key not in drafts:
-            drafts[key] = _NftDraft(*key)
-        d = drafts[key]
-        kind = found["kind"]
-        if kind == "service":
-            d.svc_chain = chain
-        elif kind == "external":
-            d.ext_chain = chain
-        elif kind == "firewall":
-            d.fw_chain = chain
-        return d
-
-    cluster_set = rs.get_set(family, table, "cluster-ips")
-    cluster_ips = {e.key[0] for e in cluster_set.elements} if cluster_set else set()
-    for chain in rs.chains:
-        if chain.family == family and chain.table == table:
-            draft_for(chain.name)
-    svc_map = rs.get_set(family, table, "service-ips")
-    for elem in svc_map.elements if svc_map else ():
-        target = _verdict_chain(elem.value)
-        d = draft_for(target) if target else None
-        if d is None or len(elem.key) < 3:
-            continue
-        ip, port = elem.key[0], elem.key[2]
-        d.evidence.append(f"service-ips: {' . '.join(elem.key)} : {elem.value}")
-        if target and target.startswith("service-") and (ip in cluster_ips or not cluster_ips):
-            d.cluster_ip, d.port = ip, int(port) if port.isdigit() else None
-        elif ip not in d.external:
-            d.external.append(ip)
-            d.port = d.port if d.port is not None else (int(port) if port.isdigit() else None)
-    np_map = rs.get_set(family, table, "service-nodeports")
-    for elem in np_map.elements if np_map else ():
-        target = _verdict_chain(elem.value)
-        d = draft_for(target) if target else None
-        if d is not None and len(elem.key) >= 2 and elem.key[1].isdigit():
-            d.node_port = int(elem.key[1])
-            d.evidence.append(f"service-nodeports: {' . '.join(elem.key)} : {elem.value}")
-    _no_endpoints(rs, family, table, drafts, cluster_ips)
-    fw_map = rs.get_set(family, table, "firewall-ips")
-    for elem in fw_map.elements if fw_map else ():
-        target = _verdict_chain(elem.value)
-        if target:
-            draft_for(target)
-    return [_finish(rs, family, table, d) for d in drafts.values()]
-
-
-def _no_endpoints(
-    rs: NftRuleset,
-    family: str,
-    table: str,
-    drafts: dict[tuple[str, str, str, str], _NftDraft],
-    cluster_ips: set[str],
-) -> None:
-    """Services that kube-proxy drops or rejects (the no-endpoint-* maps; comment names)."""
-    vmap = rs.get_set(family, table, "no-endpoint-services")
-    for elem in vmap.elements if vmap else ():
-        if not elem.comment or len(elem.key) < 3:
-            continue
-        ns_name, _, port_name = elem.comment.partition(":")
-        ns, _, name = ns_name.partition("/")
-        key = (ns, name, port_name, elem.key[1].upper())
-        d = drafts.setdefault(key, _NftDraft(*key))
-        verdict = (
-            "REJECT"
-            if (elem.value or "").endswith("reject-chain")
-            else ((elem.value or "").upper() or None)
-        )
-        ip, port = elem.key[0], elem.key[2]
-        d.evidence.append(f"no-endpoint-services: {' . '.join(elem.key)} : {elem.value}")
-        if ip in cluster_ips:
-            d.cluster_ip = ip
-            d.port = int(port) if port.isdigit() else d.port
-            d.no_endpoints = verdict
-        elif ip not in d.external:
-            d.external.append(ip)
-
-
-def _finish(rs: NftRuleset, family: str, table: str, d: _NftDraft) -> Service:
-    """Endpoints, shares and masquerade from the service-* chain."""
-    endpoints: list[Endpoint] = []
-    masquerade = "none"
-    for rule in rs.chain_rules(family, table, d.svc_chain) if d.svc_chain else ():
-        masq = _MASQ.search(rule.text)
-        if masq:
-            masquerade = f"when source not in {masq.group(1)}"
-        elif "jump mark-for-masquerade" in rule.text and masquerade == "none":
-            masquerade = "all"
-        numgen = _NUMGEN.search(rule.text)
-        if numgen:
-            mod = int(numgen.group(1))
-            picks = parse_elements(numgen.group(3))
-            counts: dict[str, int] = {}
-            for pick in picks:
-                target = _verdict_chain(pick.value)
-                if target:
-                    counts[target] = counts.get(target, 0) + 1
-            for target, count in counts.items():
-                endpoints.append(_endpoint(rs, family, table, target, count / mod))
-    fw_ranges: tuple[str, ...] = ()
-    for rule in rs.chain_rules(family, table, d.fw_chain) if d.fw_chain else ():
-        found = re.search(r"saddr != \{?\s*([^}]+?)\s*\}? drop", rule.text)
-        if found:
-            fw_ranges = tuple(p.strip() for p in found.group(1).split(","))
-    return Service(
-        namespace=d.ns,
-        name=d.name,
-        port_name=d.port_name,
-        protocol=d.proto,
-        cluster_ip=d.cluster_ip,
-        port=d.port,
-        node_port=d.node_port,
-        external_ips=tuple(d.external),
-        load_balancer_ips=(),
-        svc_chain=d.svc_chain,
-        endpoints=tuple(endpoints),
-        masquerade=masquerade,
-        ext_chain=d.ext_chain,
-        fw_chain=d.fw_chain,
-        source_ranges=fw_ranges,
-        no_endpoints=d.no_endpoints,
-        backend="nftables",
-        evidence=tuple(d.evidence),
-    )
-
-
-def _endpoint(rs: NftRuleset, family: str, table: str, chain: str, share: float) -> Endpoint:
-    """One endpoint-* chain: its dnat rule, else what its name says."""
-    for rule in rs.chain_rules(family, table, chain):
-        found = _DNAT.search(rule.text)
-        if found:
-            ip, port = split_host_port(found.group(1))
-            return Endpoint(ip, port, share, chain, rule.text)
-    named = _KP_CHAIN.match(chain)
-    if named and named["ip"]:
-        return Endpoint(named["ip"], int(named["eport"]), share, chain, "")
-    return Endpoint("", None, share, chain, "")

@@ -291,6 +291,39 @@ class NftDump:
 
 
 @dataclass(frozen=True)
+class RecentEntry:
+    """One source address an xt_recent list holds (/proc/net/xt_recent/NAME)."""
+
+    address: str
+    last_seen: int  # jiffies of its last packet
+    age: float | None = None  # seconds from that packet to the snapshot (None: clock unread)
+
+
+@dataclass(frozen=True)
+class RecentList:
+    """An xt_recent list: kube-proxy's ClientIP affinity keeps one per endpoint (KUBE-SEP-...)."""
+
+    name: str
+    entries: tuple[RecentEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class IpvsDump:
+    """IPVS as the kernel shows it, verbatim: /proc/net/ip_vs and /proc/net/ip_vs_conn."""
+
+    ip_vs: str
+    ip_vs_conn: str | None = None
+
+
+@dataclass(frozen=True)
+class IpsetDump:
+    """The node's ipsets, as `ipset save` prints them (kube-proxy IPVS mode, Calico...)."""
+
+    text: str
+    command: tuple[str, ...] = ("ipset", "save")
+
+
+@dataclass(frozen=True)
 class ConntrackDump:
     """The conntrack table, as `conntrack -L -o extended` prints it."""
 
@@ -350,3 +383,7 @@ class Snapshot:
     cni: CniState = field(default_factory=CniState)
     gaps: tuple[Gap, ...] = ()
     duration: float = 0.0  # seconds the collection took
+    # Kernel state some rules consult, of the node's root netns.
+    xt_recent: tuple[RecentList, ...] | None = None  # None: not read (an older snapshot)
+    ipvs: IpvsDump | None = None  # None: not read, or no ip_vs in the kernel
+    ipsets: IpsetDump | None = None

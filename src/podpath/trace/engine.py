@@ -13,38 +13,24 @@ Branches split at `-m statistic`/`numgen` and carry their probability.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from podpath.snapshot.index import SnapshotIndex
-from podpath.snapshot.model import Link, NetNamespace, Snapshot
+from podpath.analysis.index import SnapshotIndex
+from podpath.netfilter.ipset import IpSet, parse_ipsets
+from podpath.netfilter.owners import Owner
+from podpath.snapshot.model import Link, NetNamespace, RecentList, Snapshot
 from podpath.trace import reply as ct
+from podpath.trace.flow import Flow
 from podpath.trace.hooks import Stage, iptables_stages, run_hook
+from podpath.trace.ipvs import IpvsState, ipvs_stages
 from podpath.trace.links import fdb_port, primary_address, resolve_mac, vxlan_remote
 from podpath.trace.matches import MatchEnv
-from podpath.trace.model import Branch, Hop, JsonValue, NatRecord, Packet, Trace
+from podpath.trace.model import Branch, Hop, JsonValue, Packet, Trace
 from podpath.trace.netfilter import NfEnv
 from podpath.trace.probe import Probe, resolve_destination, resolve_source
 from podpath.trace.routing import DROP_TYPES, RouteDecision, lookup, table_name
 
 MAX_STEPS = 48
-
-
-@dataclass(frozen=True)
-class Flow:
-    """The packet at one place, with everything the branch has seen so far."""
-
-    packet: Packet
-    node: int
-    netns: int
-    probability: float = 1.0
-    hops: tuple[Hop, ...] = ()
-    nat: tuple[NatRecord, ...] = ()
-    uncertain: tuple[str, ...] = ()
-    steps: int = 0
-
-    def add(self, *hops: Hop) -> Flow:
-        """The flow with more hops."""
-        return replace(self, hops=self.hops + hops)
 
 
 class Engine:
@@ -54,6 +40,8 @@ class Engine:
         self.indexes = list(indexes)
         self.explain = explain
         self._stages: dict[tuple[int, str, int], list[Stage]] = {}
+        self._ipvs: dict[int, IpvsState | None] = {}
+        self._sets: dict[int, tuple[IpSet, ...] | None] = {}
         self._owners = self._address_owners()
 
     # --- lookups ----------------------------------------------------------------------
@@ -109,8 +97,25 @@ class Engine:
                 if dump.family == fam:
                     found.extend(iptables_stages(dump.backend, ruleset, hook))
             found.extend(self._nft_stages(node, hook, family))
+            state = self._ipvs_state(node)
+            if state is not None:
+                found.extend(ipvs_stages(state, hook))
             self._stages[key] = found
         return found
+
+    def _ipvs_state(self, node: int) -> IpvsState | None:
+        """The node's IPVS virtual services and connections (None without ip_vs)."""
+        if node not in self._ipvs:
+            dump = self.indexes[node].snapshot.ipvs
+            self._ipvs[node] = IpvsState(dump) if dump is not None else None
+        return self._ipvs[node]
+
+    def _ipsets(self, node: int) -> tuple[IpSet, ...] | None:
+        """The node's ipsets, parsed once (None when the snapshot did not read them)."""
+        if node not in self._sets:
+            dump = self.indexes[node].snapshot.ipsets
+            self._sets[node] = tuple(parse_ipsets(dump.text).values()) if dump else None
+        return self._sets[node]
 
     def _nft_stages(self, node: int, hook: str, family: int) -> list[Stage]:
         snapshot = self.indexes[node].snapshot
@@ -187,6 +192,8 @@ class Engine:
             snat=snat,
             orig_dst=dnat.before[0] if dnat else None,
             orig_dport=dnat.before[1] if dnat else None,
+            recent=self._recent(flow.node),
+            ipsets=self._ipsets(flow.node),
         )
         return NfEnv(
             flow.node,
@@ -196,6 +203,10 @@ class Engine:
             out_address=primary_address(out_link, fam) if out_link else None,
             in_address=primary_address(in_link, fam) if in_link else None,
         )
+
+    def _recent(self, node: int) -> tuple[RecentList, ...] | None:
+        """The node's xt_recent lists; None when the snapshot did not read them."""
+        return self.indexes[node].snapshot.xt_recent
 
     def hook_split(self, flow: Flow, hook: str, env: NfEnv) -> tuple[list[Flow], list[Branch]]:
         """Run a hook: the flows that go on, and the branches that end here."""
@@ -220,7 +231,8 @@ class Engine:
                 going.append(nxt)
             elif outcome.verdict in ("DROP", "REJECT"):
                 what = "rejected" if outcome.verdict == "REJECT" else "dropped"
-                ended.extend(self.drop(nxt, f"{what} at {hook}: {outcome.reason}", "netfilter"))
+                reason = f"{what} at {hook}: {outcome.reason}" + _owned_by(outcome.hops)
+                ended.extend(self.drop(nxt, reason, "netfilter"))
             else:
                 ended.extend(self.unsure(nxt, outcome.reason))
         return going, ended
@@ -375,10 +387,18 @@ class Engine:
         return results
 
     def local_in(self, flow: Flow, iif: Link | None) -> list[Branch]:
-        """INPUT, then delivery to the pod or the node's own stack."""
+        """INPUT, then delivery to the pod or the node's own stack (or on, after IPVS)."""
         going, ended = self.hook_split(flow, "INPUT", self.env(flow, iif, None))
         results = list(ended)
         for f in going:
+            if f.packet.dst != flow.packet.dst:
+                # IPVS scheduled the connection at LOCAL_IN: it is sent on to the real server.
+                results.extend(self.ipvs_forward(f))
+                continue
+            unmodelled = self._ipvs_unknown(f)
+            if unmodelled:
+                results.extend(self.unsure(f, unmodelled))
+                continue
             f = self.reverse_dnat(f)
             where = self.label(f.node, f.netns)
             p = f.packet
@@ -403,6 +423,35 @@ class Engine:
                 self.finish(f, "delivered", f"delivered to {where} ({p.dst}{port})", hop)
             )
         return results
+
+    def ipvs_forward(self, flow: Flow) -> list[Branch]:
+        """IPVS NAT xmit: route to the real server, POSTROUTING, and out."""
+        routed = self.route(flow, note="IPVS sends the connection to its real server")
+        if routed is None:
+            return self.unsure(flow, f"network namespace {flow.netns} is not in the snapshot")
+        decision, hop = routed
+        flow = flow.add(hop)
+        if decision.type in DROP_TYPES or decision.type == "none":
+            return self.no_route(flow, decision)
+        return self.after_output(flow, decision)
+
+    def _ipvs_unknown(self, flow: Flow) -> str:
+        """Why a packet for a kube-ipvs0 ClusterIP cannot be followed (IPVS state unread)."""
+        index = self.indexes[flow.node]
+        p = flow.packet
+        if p.direction != "original" or not self.is_root(flow) or index.snapshot.ipvs is not None:
+            return ""
+        if index.kube_proxy_mode.mode != "ipvs":
+            return ""
+        ns = self.netns(flow)
+        dummy = next((link for link in ns.links if link.name == "kube-ipvs0"), None) if ns else None
+        if dummy is None or not any(a.address == p.dst for a in dummy.addresses):
+            return ""
+        return (
+            f"kube-proxy runs in IPVS mode and {p.dst} is a ClusterIP on kube-ipvs0: IPVS "
+            "would send it to a real server, but the snapshot has no IPVS state "
+            "(/proc/net/ip_vs was not read)"
+        )
 
     # --- conntrack reverse translation (the reply direction) ---------------------------
 
@@ -744,6 +793,16 @@ class Engine:
             flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0)
         )
         return self.receive(moved, arrive)
+
+
+def _owned_by(hops: tuple[Hop, ...]) -> str:
+    """` (NetworkPolicy ns/name (Calico))`: who made the rule that ended the branch."""
+    for hop in reversed(hops):
+        owner = hop.data.get("owner") if hop.kind == "netfilter" else None
+        if isinstance(owner, dict):
+            made = Owner(*(str(owner.get(k) or "") for k in ("kind", "agent", "name", "how")))
+            return f" ({made.text})"
+    return ""
 
 
 def _indexes(snapshots: Sequence[Snapshot | SnapshotIndex]) -> list[SnapshotIndex]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.model import FdbEntry, Link, Neighbour, NetNamespace
 
 ZERO_MAC = "00:00:00:00:00:00"

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from podpath.netfilter.ipset import IpSet, member_matches
 from podpath.netfilter.model import Match, Rule
+from podpath.snapshot.model import RecentList
 from podpath.trace.model import Packet
 from podpath.trace.routing import address, contains
 
@@ -38,6 +40,10 @@ class MatchEnv:
     snat: bool = False
     orig_dst: str | None = None
     orig_dport: int | None = None
+    # The node's xt_recent lists when the snapshot has them (None: unknown kernel state).
+    recent: tuple[RecentList, ...] | None = None
+    # The node's ipsets when the snapshot has them (None: unknown).
+    ipsets: tuple[IpSet, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class RuleMatch:
     unknown: tuple[
         str, ...
     ] = ()  # matches that could not be decided (rule treated as not matching)
+    # What kernel state decided the match (an affinity pin), worth showing on the hop.
+    notes: tuple[str, ...] = ()
 
 
 def iface_matches(pattern: str, name: str | None) -> bool:
@@ -158,6 +166,25 @@ _MODIFIERS = frozenset(
     }
 )
 
+
+def _match_set(m: Match, p: Packet, e: MatchEnv) -> bool | None:
+    """`-m set --match-set NAME src,dst`: each flag picks the packet field for one dimension."""
+    name, _, flags = m.value.partition(" ")
+    if e.ipsets is None:
+        return None
+    found = next((s for s in e.ipsets if s.name == name), None)
+    if found is None:
+        return False  # iptables refuses a rule naming a missing set: it was destroyed since
+    values: list[str | int | None] = []
+    for flag, dim in zip(flags.strip().split(","), found.dimensions, strict=False):
+        if dim == "port":
+            port = p.sport if flag == "src" else p.dport
+            values.append(None if port is None else f"{p.proto}:{port}")
+        else:
+            values.append(p.src if flag == "src" else p.dst)
+    return member_matches(found, tuple(values))
+
+
 Evaluator = Callable[[Match, Packet, MatchEnv], bool | None]
 
 _BUILTIN: dict[str, Evaluator] = {
@@ -193,6 +220,7 @@ _BY_OPTION: dict[tuple[str, str], Evaluator] = {
     ("physdev", "physdev-is-out"): lambda m, p, e: e.bridged,
     ("physdev", "physdev-in"): lambda m, p, e: e.bridged and iface_matches(m.value, e.physdev_in),
     ("physdev", "physdev-out"): lambda m, p, e: e.bridged and iface_matches(m.value, e.physdev_out),
+    ("set", "match-set"): _match_set,
     ("iprange", "src-range"): lambda m, p, e: _range(m.value, p.src),
     ("iprange", "dst-range"): lambda m, p, e: _range(m.value, p.dst),
     ("pkttype", "pkt-type"): lambda m, p, e: m.value == "unicast",
@@ -221,13 +249,42 @@ def _l4(m: Match, p: Packet, e: MatchEnv) -> bool | None:
     return None
 
 
-def _recent(m: Match, rule: Rule) -> bool | None:
-    # `--set` only records the source and always matches; --rcheck/--update test
-    # kernel state (session affinity) that a snapshot does not hold.
-    options = {x.option for x in rule.matches if x.module == "recent"}
-    if options & {"rcheck", "update", "remove"}:
-        return None
-    return True
+def _recent_options(rule: Rule) -> dict[str, str]:
+    return {x.option: x.value for x in rule.matches if x.module == "recent"}
+
+
+def _recent(m: Match, rule: Rule, packet: Packet, env: MatchEnv) -> bool | None:
+    """xt_recent: `--set` records and matches; `--rcheck` asks the list the snapshot read."""
+    return _recent_check(rule, packet, env)[0]
+
+
+def _recent_check(rule: Rule, packet: Packet, env: MatchEnv) -> tuple[bool | None, str]:
+    """(matches?, why) for a rule's -m recent options (kube-proxy's ClientIP affinity)."""
+    options = _recent_options(rule)
+    if "set" in options and not options.keys() & {"rcheck", "update", "remove"}:
+        name = options.get("name", "DEFAULT")
+        return True, f"records {packet.src} in xt_recent list {name}: later connections follow it"
+    if "remove" in options or "update" in options:
+        return None, "-m recent --remove/--update changes kernel state: not modelled"
+    name = options.get("name", "DEFAULT")
+    if env.recent is None:
+        return None, f"the snapshot has no xt_recent lists to check {name}"
+    address = packet.dst if "rdest" in options else packet.src
+    lst = next((r for r in env.recent if r.name == name), None)
+    entry = next((e for e in lst.entries if e.address == address), None) if lst else None
+    if entry is None:
+        return False, f"{address} is not in xt_recent list {name} when the snapshot was taken"
+    seconds = options.get("seconds")
+    if seconds is None:
+        return True, f"{address} is in xt_recent list {name} when the snapshot was taken: pinned"
+    if entry.age is None:
+        return None, f"{address} is in xt_recent list {name}, but its age is unknown"
+    fresh = entry.age <= float(seconds)
+    state = "pinned" if fresh else "expired"
+    return fresh, (
+        f"{address} is in xt_recent list {name}, last seen {entry.age:.0f}s before the "
+        f"snapshot (window {seconds}s): {state}"
+    )
 
 
 def evaluate_match(m: Match, rule: Rule, packet: Packet, env: MatchEnv) -> bool | None:
@@ -240,7 +297,7 @@ def evaluate_match(m: Match, rule: Rule, packet: Packet, env: MatchEnv) -> bool 
     elif m.module in ("tcp", "udp", "sctp", "icmp"):
         result = _l4(m, packet, env)
     elif m.module == "recent":
-        result = _recent(m, rule)
+        result = _recent(m, rule, packet, env)
     else:
         fn = _BY_OPTION.get((m.module, m.option))
         if fn is None and (m.module, m.option) in _MODIFIERS:
@@ -270,12 +327,16 @@ def _statistic(rule: Rule) -> float | None:
 def evaluate_rule(rule: Rule, packet: Packet, env: MatchEnv) -> RuleMatch:
     """All of a rule's matches, ANDed; a statistic match yields a probability instead of yes."""
     unknown: list[str] = []
+    notes: tuple[str, ...] = ()
+    if "recent" in rule.modules or any(m.module == "recent" for m in rule.matches):
+        decided, why = _recent_check(rule, packet, env)
+        notes = (why,) if decided is not None else ()
     for m in rule.matches:
         if m.module == "statistic":
             continue
         result = evaluate_match(m, rule, packet, env)
         if result is False:
-            return RuleMatch(False)
+            return RuleMatch(False, notes=notes if m.module == "recent" else ())
         if result is None:
             neg = "! " if m.negated else ""
             where = f"-m {m.module} " if m.module else ""
@@ -288,5 +349,5 @@ def evaluate_rule(rule: Rule, packet: Packet, env: MatchEnv) -> RuleMatch:
         prob = _statistic(rule)
         if prob is None:
             return RuleMatch(False, unknown=("-m statistic with an unknown mode",))
-        return RuleMatch(True, probability=min(max(prob, 0.0), 1.0))
-    return RuleMatch(True)
+        return RuleMatch(True, probability=min(max(prob, 0.0), 1.0), notes=notes)
+    return RuleMatch(True, notes=notes)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from podpath.netfilter.iptables_save import Ruleset
 from podpath.netfilter.model import Rule
+from podpath.netfilter.owners import iptables_owner
 from podpath.trace.matches import MatchEnv, evaluate_rule
 from podpath.trace.model import Hop, JsonValue, NatRecord, Packet
 
@@ -199,6 +200,14 @@ class _Walker:
         return found
 
     def hop(self, rule: Rule, text: str, details: tuple[str, ...] = (), **extra: JsonValue) -> Hop:
+        owner: dict[str, JsonValue] = {
+            **iptables_owner(
+                self.table, rule.chain, rule.comments, rule.target.name if rule.target else None
+            ).as_json()
+        }
+        counter: JsonValue = None
+        if rule.counters is not None:
+            counter = {"packets": rule.counters[0], "bytes": rule.counters[1]}
         data: dict[str, JsonValue] = {
             "table": self.table,
             "chain": rule.chain,
@@ -206,6 +215,8 @@ class _Walker:
             "backend": self.env.backend,
             "hook": self.hook,
             "position": rule.position,
+            "counter": counter,
+            "owner": owner,
         }
         data.update(extra)
         return Hop("netfilter", self.env.hostname, text, details, (), data)
@@ -259,9 +270,18 @@ class _Walker:
             )
             return [replace(here, uncertain=here.uncertain + (note,), hops=here.hops + (hop,))]
         if not result.matched:
-            return [here]
+            if not result.notes:
+                return [here]
+            # A miss decided by kernel state (no affinity pin): worth a line on the branch.
+            miss = self.hop(
+                rule,
+                f"{self.table}/{chain} #{rule.position}: no match",
+                (rule.text, *result.notes),
+                taken=False,
+            )
+            return [replace(here, hops=here.hops + (miss,))]
         if result.probability >= 1.0:
-            return self._apply(here, rule, done, None)
+            return self._apply(here, rule, done, None, result.notes)
         p = result.probability
         skipped_hop = self.hop(
             rule,
@@ -274,7 +294,7 @@ class _Walker:
         not_taken = replace(
             here, probability=here.probability * (1 - p), hops=here.hops + (skipped_hop,)
         )
-        out = self._apply(taken, rule, done, p) if p > 0 else []
+        out = self._apply(taken, rule, done, p, result.notes) if p > 0 else []
         if p < 1:
             out.append(not_taken)
         return out
@@ -305,14 +325,19 @@ class _Walker:
         return []
 
     def _apply(
-        self, state: WalkState, rule: Rule, done: list[NfOutcome], prob: float | None
+        self,
+        state: WalkState,
+        rule: Rule,
+        done: list[NfOutcome],
+        prob: float | None,
+        notes: tuple[str, ...] = (),
     ) -> list[WalkState]:
         target = rule.target
         extra: dict[str, JsonValue] = {"taken": True}
         if prob is not None:
             extra["probability"] = prob
         label = f"{self.table}/{rule.chain} #{rule.position}"
-        details: tuple[str, ...] = (rule.text,)
+        details: tuple[str, ...] = (rule.text, *notes)
         if prob is not None:
             details += (f"statistic: this branch takes it with probability {prob:.4f}",)
         if target is None:

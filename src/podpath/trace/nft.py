@@ -1,28 +1,44 @@
-"""Walking native nftables base chains (kube-proxy's nftables mode) for one packet.
+"""Walking native nftables base chains (kube-proxy's nftables mode, Calico, host firewalls).
 
-Rules are read from their nft syntax (the text `nft list` prints; JSON rules carry the
-same rendering), which covers what kube-proxy writes: address/protocol/port matches and
-concatenations, named and anonymous sets, verdict maps (`vmap @service-ips`),
-`numgen random mod N vmap {...}` (N branches of 1/N), `fib ... type local`, `ct state`,
-marks, jump/goto/return, dnat/snat/masquerade, drop/reject/accept. Anything else makes
-the branch uncertain, naming the rule. Tables that iptables-nft owns (filter, nat, ...)
-are skipped when an iptables-nft dump is present: those rules are walked from the dump.
+Each rule is evaluated from its structured statements, as `nft -j` prints them (rules
+given as text are converted to the same structure by netfilter.nft_syntax): matches
+of payload/meta/ct/fib selectors against values, named and anonymous sets, verdict
+maps (`vmap @service-ips`), `numgen random mod N vmap {...}` (N branches of 1/N),
+mark arithmetic (`meta mark set meta mark | 0x4000`, `meta mark & 0x4000 == 0`),
+jump/goto/return, dnat/snat/masquerade/redirect, drop/reject/accept. The rule's text
+is shown on the hop, never evaluated. What a snapshot cannot decide makes the branch
+uncertain and names the rule; it is never guessed. Tables that iptables-nft owns
+(filter, nat, ...) are skipped when an iptables-nft dump is present: those rules are
+walked from the dump.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from typing import Any
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, NftSet
-from podpath.snapshot.index import SnapshotIndex
+from podpath.netfilter.nft_text import value as text_of
+from podpath.netfilter.owners import nft_owner
 from podpath.trace.hooks import Stage
 from podpath.trace.model import Hop, JsonValue, NatRecord, Packet
 from podpath.trace.netfilter import NfEnv, NfOutcome, WalkState, split_addr_port, walk_states
-from podpath.trace.routing import address, contains
+from podpath.trace.nft_values import (
+    NoMatch,
+    Unknown,
+    Value,
+    Where,
+    check_knowable,
+    equals,
+    flags_of,
+    key_matches,
+    normal,
+    normal_key,
+    read,
+)
 
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\{[^}]*\}|\S+')
 _PRIORITIES = {
     "raw": -300,
     "mangle": -150,
@@ -33,163 +49,13 @@ _PRIORITIES = {
 }
 _IPTABLES_TABLES = frozenset({"filter", "nat", "mangle", "raw", "security"})
 _FAMILIES = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}
-# Two-word selectors and what they read from the packet.
-_SELECTORS = {
-    ("ip", "saddr"),
-    ("ip", "daddr"),
-    ("ip6", "saddr"),
-    ("ip6", "daddr"),
-    ("meta", "l4proto"),
-    ("ip", "protocol"),
-    ("th", "dport"),
-    ("th", "sport"),
-    ("tcp", "dport"),
-    ("tcp", "sport"),
-    ("udp", "dport"),
-    ("udp", "sport"),
-    ("ct", "state"),
-    ("ct", "status"),
-    ("meta", "mark"),
-    ("meta", "iifname"),
-    ("meta", "oifname"),
-    ("meta", "nfproto"),
-}
-_ONE_WORD = frozenset({"mark", "iifname", "oifname", "l4proto"})
-_VERDICTS = frozenset({"accept", "drop", "return", "continue"})
-
-
-@dataclass(frozen=True)
-class Expr:
-    """One parsed piece of a rule: a match, a verdict map, a statement, or something unknown."""
-
-    kind: str  # match | vmap | markcmp | numgen | stmt | unknown
-    selectors: tuple[str, ...] = ()
-    op: str = "=="
-    rhs: str = ""
-    args: tuple[str, ...] = ()
-
-
-def _selector(tokens: list[str], i: int) -> tuple[str | None, int]:
-    if i + 1 < len(tokens) and (tokens[i], tokens[i + 1]) in _SELECTORS:
-        return f"{tokens[i]} {tokens[i + 1]}", i + 2
-    if tokens[i] == "fib" and i + 3 < len(tokens) and tokens[i + 2] == "type":
-        return f"fib {tokens[i + 1]} type", i + 3
-    if tokens[i] in _ONE_WORD:
-        return tokens[i], i + 1
-    return None, i
-
-
-@lru_cache(maxsize=200_000)
-def parse_rule(text: str) -> tuple[Expr, ...]:
-    """A rule's text as expressions, left to right (cached: kube-proxy repeats shapes)."""
-    tokens = _TOKEN.findall(text)
-    out: list[Expr] = []
-    i, n = 0, len(tokens)
-    while i < n:
-        t = tokens[i]
-        if t == "comment":
-            i += 2
-            continue
-        if t == "counter":
-            i += 1
-            while i + 1 < n and tokens[i] in ("packets", "bytes"):
-                i += 2
-            continue
-        if t in _VERDICTS:
-            out.append(Expr("stmt", rhs=t))
-            i += 1
-            continue
-        if t in ("jump", "goto") and i + 1 < n:
-            out.append(Expr("stmt", rhs=t, args=(tokens[i + 1],)))
-            i += 2
-            continue
-        if t == "reject":
-            j = i + 1
-            while j < n and tokens[j] not in ("comment",):
-                j += 1
-            out.append(Expr("stmt", rhs="reject", args=tuple(tokens[i + 1 : j])))
-            i = j
-            continue
-        if t in ("dnat", "snat"):
-            j = i + 1
-            if j < n and tokens[j] in ("ip", "ip6"):
-                j += 1
-            if j + 1 < n and tokens[j] == "to":
-                out.append(Expr("stmt", rhs=t, args=(tokens[j + 1],)))
-                i = j + 2
-                continue
-        if t == "masquerade":
-            j = i + 1
-            args: list[str] = []
-            while j < n and tokens[j] in ("fully-random", "random", "persistent", "to"):
-                if tokens[j] == "to" and j + 1 < n:
-                    args.append(tokens[j + 1])
-                    j += 1
-                j += 1
-            out.append(Expr("stmt", rhs="masquerade", args=tuple(args)))
-            i = j
-            continue
-        if t in ("update", "add") and i + 2 < n and tokens[i + 1].startswith("@"):
-            out.append(Expr("stmt", rhs="update", args=(tokens[i + 1],)))
-            i += 3
-            continue
-        if t in ("notrack", "log"):
-            j = i + 1
-            while t == "log" and j + 1 < n and tokens[j] in ("prefix", "level", "flags", "group"):
-                j += 2
-            out.append(Expr("stmt", rhs=t))
-            i = j
-            continue
-        if t == "numgen" and i + 4 < n and tokens[i + 1] == "random" and tokens[i + 2] == "mod":
-            j = i + 4
-            offset = "0"
-            if j + 1 < n and tokens[j] == "offset":
-                offset, j = tokens[j + 1], j + 2
-            if j + 1 < n and tokens[j] == "vmap":
-                out.append(Expr("numgen", rhs=tokens[j + 1], args=(tokens[i + 3], offset)))
-                i = j + 2
-                continue
-        sel, j = _selector(tokens, i)
-        if sel is not None:
-            selectors = [sel]
-            while j + 1 < n and tokens[j] == ".":
-                nxt, k = _selector(tokens, j + 1)
-                if nxt is None:
-                    break
-                selectors.append(nxt)
-                j = k
-            if j < n and tokens[j] == "set" and sel in ("mark", "meta mark"):
-                rest = (
-                    tokens[j + 1 : j + 4]
-                    if j + 1 < n and tokens[j + 1] in ("mark", "meta")
-                    else tokens[j + 1 : j + 2]
-                )
-                out.append(Expr("stmt", rhs="markset", args=tuple(rest)))
-                i = j + 1 + len(rest)
-                continue
-            if j < n and tokens[j] == "and" and j + 3 < n and tokens[j + 2] in ("==", "!="):
-                out.append(
-                    Expr(
-                        "markcmp", tuple(selectors), tokens[j + 2], tokens[j + 3], (tokens[j + 1],)
-                    )
-                )
-                i = j + 4
-                continue
-            if j < n and tokens[j] in ("vmap", "map") and j + 1 < n:
-                out.append(Expr("vmap", tuple(selectors), rhs=tokens[j + 1]))
-                i = j + 2
-                continue
-            op = "=="
-            if j < n and tokens[j] in ("==", "!=", "eq", "ne"):
-                op = "!=" if tokens[j] in ("!=", "ne") else "=="
-                j += 1
-            if j < n:
-                out.append(Expr("match", tuple(selectors), op, tokens[j]))
-                i = j + 1
-                continue
-        out.append(Expr("unknown", rhs=" ".join(tokens[i:])))
-        break
-    return tuple(out)
+_VERDICTS = frozenset({"accept", "drop", "return", "continue", "jump", "goto"})
+# Statements that change nothing the path depends on.
+_PASSIVE = frozenset({"counter", "log", "notrack", "quota", "synproxy"})
+# Keys a `... set` statement may change without changing the packet's path.
+_HARMLESS_MANGLE = frozenset(
+    {("ct", "mark"), ("ct", "label"), ("meta", "priority"), ("meta", "nftrace"), ("ip", "dscp")}
+)
 
 
 def _priority(chain: NftChain) -> int:
@@ -211,7 +77,7 @@ def _priority(chain: NftChain) -> int:
 
 @dataclass
 class _SetIndex:
-    exact: dict[tuple[str, ...], str | None] = field(default_factory=dict)
+    exact: dict[tuple[str, ...], NftElement] = field(default_factory=dict)
     other: list[NftElement] = field(default_factory=list)
 
 
@@ -253,16 +119,12 @@ class NftIndex:
                 return None
             found = _SetIndex()
             for e in s.elements:
-                if any("/" in k or "-" in k for k in e.key):
+                if any("/" in k or "-" in k or k.endswith("*") for k in e.key):
                     found.other.append(e)
                 else:
-                    found.exact.setdefault(tuple(_norm(k) for k in e.key), e.value)
+                    found.exact.setdefault(tuple(normal_key(k) for k in e.key), e)
             self._set_index[key] = found
         return found
-
-
-def _norm(text: str) -> str:
-    return text.strip().lower()
 
 
 _CACHE: dict[int, tuple[object, NftIndex]] = {}
@@ -322,6 +184,22 @@ def stages_for(
 
 # A walk state's stack holds (chain, index of the next rule) here.
 _State = WalkState
+# What one statement did: go on with this state, branch into these, or end (None).
+_Step = _State | list[_State] | None
+
+
+class _RuleMiss(Exception):
+    """The rule does not match: go on with the next rule."""
+
+
+def _counter(rule: NftRule) -> dict[str, JsonValue] | None:
+    """The rule's packet/byte counter, when it has one."""
+    for stmt in rule.expr:
+        if isinstance(stmt, dict) and isinstance(stmt.get("counter"), dict):
+            c = stmt["counter"]
+            if "packets" in c:
+                return {"packets": int(c["packets"]), "bytes": int(c.get("bytes", 0))}
+    return None
 
 
 class NftWalker:
@@ -331,13 +209,24 @@ class NftWalker:
         self.nft = nft
         self.family, self.table, self.base = key
         self.env = env
+        hook = nft.chains[key].hook or ""
+        self.where = Where(env.matches, hook.lower())
 
     def chain_rules(self, name: str) -> list[NftRule]:
         """The rules of a chain of this table."""
         return self.nft.rules.get((self.family, self.table, name), [])
 
-    def hop(self, rule: NftRule, text: str, **extra: JsonValue) -> Hop:
+    def label(self, rule: NftRule) -> str:
+        """`table/chain #position` of a rule."""
+        return f"{self.table}/{rule.chain} #{rule.position}"
+
+    def hop(
+        self, rule: NftRule, text: str, details: tuple[str, ...] = (), **extra: JsonValue
+    ) -> Hop:
         """A netfilter hop for a rule of this table."""
+        owner: dict[str, JsonValue] = {
+            **nft_owner(self.family, self.table, rule.chain, rule.comment).as_json()
+        }
         data: dict[str, JsonValue] = {
             "table": f"{self.family} {self.table}",
             "chain": rule.chain,
@@ -345,9 +234,11 @@ class NftWalker:
             "backend": "nftables",
             "hook": self.nft.chains[(self.family, self.table, self.base)].hook,
             "position": rule.position,
+            "counter": _counter(rule),
+            "owner": owner,
         }
         data.update(extra)
-        return Hop("netfilter", self.env.hostname, text, (rule.text,), (), data)
+        return Hop("netfilter", self.env.hostname, text, details, (), data)
 
     def walk(self, packet: Packet, probability: float) -> list[NfOutcome]:
         """Every way the base chain can end."""
@@ -365,7 +256,7 @@ class NftWalker:
             return self._return(st, done)
         rule = rules[index]
         here = replace(st, stack=st.stack[:-1] + ((chain, index + 1),))
-        return self._rule(here, rule, parse_rule(rule.text), 0, done)
+        return self._rule(here, rule, done)
 
     def _return(self, st: _State, done: list[NfOutcome]) -> list[_State]:
         if len(st.stack) > 1:
@@ -381,101 +272,242 @@ class NftWalker:
         )
         return []
 
-    def _rule(
-        self, st: _State, rule: NftRule, exprs: tuple[Expr, ...], start: int, done: list[NfOutcome]
-    ) -> list[_State]:
-        """Evaluate expressions from `start`; a failed match moves on to the next rule."""
-        label = f"{self.table}/{rule.chain} #{rule.position}"
-        for pos in range(start, len(exprs)):
-            e = exprs[pos]
-            if e.kind == "unknown":
-                note = f"{label} ({rule.text}): cannot evaluate '{e.rhs}'; assumed not to match"
-                return [
-                    replace(
-                        st,
-                        uncertain=st.uncertain + (note,),
-                        hops=st.hops
-                        + (
-                            self.hop(
-                                rule,
-                                f"{label}: undecidable, assumed no match",
-                                taken=False,
-                                uncertain=True,
-                            ),
-                        ),
-                    )
-                ]
-            if e.kind in ("match", "markcmp"):
-                ok = self._match(e, st.packet)
-                if ok is None:
-                    note = f"{label} ({rule.text}): cannot evaluate {' . '.join(e.selectors)} {e.rhs}; assumed not to match"
-                    return [replace(st, uncertain=st.uncertain + (note,))]
-                if not ok:
+    def _rule(self, st: _State, rule: NftRule, done: list[NfOutcome]) -> list[_State]:
+        """Evaluate a rule's statements in order; a failed match moves on to the next rule."""
+        notes: list[str] = []
+        for stmt in rule.expr:
+            try:
+                result = self._statement(st, rule, stmt, done, notes)
+            except _RuleMiss:
+                if not notes:
                     return [st]
-                continue
-            if e.kind == "vmap":
-                value = self._lookup(e, st.packet)
-                if value is _UNKNOWN:
-                    note = f"{label} ({rule.text}): cannot look up {e.rhs}; assumed no element"
-                    return [replace(st, uncertain=st.uncertain + (note,))]
-                if value is None:
-                    return [st]
-                hop = self.hop(
-                    rule, f"{label}: {' . '.join(e.selectors)} vmap {e.rhs} -> {value}", taken=True
-                )
-                return self._verdict(replace(st, hops=st.hops + (hop,)), str(value), rule, done)
-            if e.kind == "numgen":
-                return self._numgen(st, e, rule, done)
-            if e.kind == "stmt":
-                result = self._stmt(st, e, rule, done, label)
-                if result is None:
-                    return []
-                if isinstance(result, list):
-                    return result
-                st = result
+                # A lookup in kernel-filled state (an affinity pin) is worth showing even
+                # when it misses: the branch took the path it took because of it.
+                miss = self.hop(rule, f"{self.label(rule)}: no match", tuple(notes), taken=False)
+                return [replace(st, hops=st.hops + (miss,))]
+            except Unknown as why:
+                return [self._undecidable(st, rule, stmt, str(why))]
+            if result is None:
+                return []
+            if isinstance(result, list):
+                return result
+            st = result
+        if notes:  # a rule that only recorded something (an affinity pin): say what
+            hop = self.hop(rule, f"{self.label(rule)}: {rule.text}", tuple(notes), taken=True)
+            st = replace(st, hops=st.hops + (hop,))
         return [st]
 
-    def _stmt(
-        self, st: _State, e: Expr, rule: NftRule, done: list[NfOutcome], label: str
-    ) -> _State | list[_State] | None:
-        """Apply a statement: the new state, a list of states (jumps), or None (ended)."""
-        what = e.rhs
-        if what in _VERDICTS or what in ("jump", "goto"):
-            target = f"{what} {e.args[0]}" if e.args else what
-            hop = self.hop(rule, f"{label}: {target}", taken=True)
+    def _undecidable(self, st: _State, rule: NftRule, stmt: Any, why: str) -> _State:
+        """The rule cannot be evaluated here: assumed not to match, and the branch says so."""
+        label = self.label(rule)
+        what = text_of(stmt) if not isinstance(stmt, dict) or "match" not in stmt else ""
+        shown = what or _match_text(stmt)
+        note = f"{label} ({rule.text}): cannot evaluate '{shown}': {why}; assumed not to match"
+        hop = self.hop(
+            rule,
+            f"{label}: undecidable, assumed no match",
+            (note,),
+            taken=False,
+            uncertain=True,
+        )
+        return replace(st, uncertain=st.uncertain + (note,), hops=st.hops + (hop,))
+
+    def _statement(
+        self, st: _State, rule: NftRule, stmt: Any, done: list[NfOutcome], notes: list[str]
+    ) -> _Step:
+        """Apply one statement; raise _RuleMiss when a match fails, Unknown when undecidable."""
+        if not isinstance(stmt, dict) or len(stmt) != 1:
+            raise Unknown("a statement of unknown shape")
+        ((kind, body),) = stmt.items()
+        if kind == "match":
+            if not self._match(body, st.packet, notes):
+                raise _RuleMiss()
+            return st
+        if kind in _VERDICTS:
+            target = f"{kind} {body['target']}" if isinstance(body, dict) else kind
+            hop = self.hop(rule, f"{self.label(rule)}: {target}", tuple(notes), taken=True)
             return self._verdict(replace(st, hops=st.hops + (hop,)), target, rule, done)
-        if what == "reject":
-            hop = self.hop(rule, f"{label}: reject", taken=True)
+        if kind in _PASSIVE:
+            return st
+        if kind == "limit":
+            # One probe packet is within any rate; `limit rate over` matches only above it.
+            if isinstance(body, dict) and body.get("inv"):
+                raise _RuleMiss()
+            return st
+        if kind == "vmap":
+            return self._vmap(st, rule, body, done, notes)
+        if kind == "reject":
+            hop = self.hop(rule, f"{self.label(rule)}: reject", tuple(notes), taken=True)
             done.append(
                 self._end(
                     replace(st, hops=st.hops + (hop,)),
                     "REJECT",
-                    f"rejected by {label}: {rule.text}",
+                    f"rejected by {self.label(rule)}: {rule.text}",
                 )
             )
             return None
-        if what == "markset":
-            new = _mark_value(e.args, st.packet.mark)
-            if new is None:
-                return replace(
-                    st, uncertain=st.uncertain + (f"{label}: mark statement not understood",)
-                )
-            hop = self.hop(rule, f"{label}: mark {st.packet.mark:#x} -> {new:#x}", taken=True)
-            return replace(st, packet=st.packet.with_(mark=new), hops=st.hops + (hop,))
-        if what in ("dnat", "snat", "masquerade"):
-            self._nat(st, e, rule, done, label)
+        if kind == "mangle":
+            return self._mangle(st, rule, body)
+        if kind in ("dnat", "snat", "masquerade", "redirect"):
+            self._nat(st, rule, kind, body, done, notes)
             return None
-        return st  # update/log/notrack: no effect on the path
+        if kind == "set":
+            notes.append(self._set_update(st.packet, body))
+            return st
+        if kind == "queue":
+            raise Unknown(
+                "the packet is queued to a program in userspace (NFQUEUE), which gives the "
+                "verdict; no ruleset says what it decides"
+            )
+        raise Unknown(f"the {kind} statement is not modelled")
+
+    # --- matches --------------------------------------------------------------------
+
+    def _match(self, body: dict[str, Any], p: Packet, notes: list[str]) -> bool:
+        op = body.get("op", "==")
+        try:
+            left = read(body.get("left"), p, self.where)
+        except NoMatch:
+            return False
+        right = body.get("right")
+        if isinstance(left, frozenset) and _is_status(body.get("left")):
+            check_knowable(left, right)
+        if op in ("==", "in", "!="):
+            found = self._contains(left, right, op, notes)
+            return found if op != "!=" else not found
+        if op in ("<", ">", "<=", ">="):
+            if not isinstance(left, int) or not isinstance(right, int):
+                raise Unknown(f"'{op}' of values that are not numbers")
+            return {
+                "<": left < right,
+                ">": left > right,
+                "<=": left <= right,
+                ">=": left >= right,
+            }[op]
+        raise Unknown(f"the operator {op!r} is not modelled")
+
+    def _contains(self, left: Value, right: Any, op: str, notes: list[str]) -> bool:
+        """Equality, set membership, or (flags) any-of, for == / in / !=."""
+        if isinstance(right, str) and right.startswith("@"):
+            found = self._lookup(right[1:], left, notes)
+            return found is not None
+        if isinstance(right, dict) and "set" in right:
+            items = right["set"]
+            return any(_element_matches(left, item) for item in _as_list(items))
+        if isinstance(right, list):
+            return bool(flags_of(left) & {str(x).lower() for x in right})
+        return equals(left, right)
+
+    def _lookup(self, name: str, left: Value, notes: list[str]) -> NftElement | None:
+        """The element of a named set or map that holds the value (None when none does)."""
+        key = (self.family, self.table, name)
+        s = self.nft.sets.get(key)
+        if s is None:
+            raise Unknown(f"set {name} is not in the ruleset")
+        values = left if isinstance(left, tuple) else (left,)
+        found = self._find(key, values)
+        if _is_timed(s):
+            notes.append(_pin_note(s, values, found))
+        return found
+
+    def _find(self, key: tuple[str, str, str], values: tuple[Value, ...]) -> NftElement | None:
+        idx = self.nft.set_index(key)
+        if idx is None:
+            return None
+        found = idx.exact.get(tuple(normal(v) for v in values))
+        if found is not None:
+            return found
+        for el in idx.other:
+            if key_matches(values, el.key) if len(values) > 1 else equals(values[0], el.key[0]):
+                return el
+        return None
+
+    # --- verdict maps and numgen ----------------------------------------------------
+
+    def _vmap(
+        self,
+        st: _State,
+        rule: NftRule,
+        body: dict[str, Any],
+        done: list[NfOutcome],
+        notes: list[str],
+    ) -> _Step:
+        key_expr, data = body.get("key"), body.get("data")
+        if isinstance(key_expr, dict) and "numgen" in key_expr:
+            return self._numgen(st, rule, key_expr["numgen"], data, done)
+        try:
+            left = read(key_expr, st.packet, self.where)
+        except NoMatch:
+            raise _RuleMiss() from None
+        verdict: str | None
+        if isinstance(data, str) and data.startswith("@"):
+            found = self._lookup(data[1:], left, notes)
+            verdict = found.value if found is not None else None
+        elif isinstance(data, dict) and "set" in data:
+            verdict = None
+            for item in _as_list(data["set"]):
+                if isinstance(item, list) and len(item) == 2 and _element_matches(left, item[0]):
+                    verdict = _verdict_text(item[1])
+                    break
+        else:
+            raise Unknown("a verdict map of unknown shape")
+        if verdict is None:
+            raise _RuleMiss()  # no element: the rule does not match
+        shown = text_of(key_expr)
+        where = data if isinstance(data, str) else "{...}"
+        hop = self.hop(
+            rule, f"{self.label(rule)}: {shown} vmap {where} -> {verdict}", tuple(notes), taken=True
+        )
+        return self._verdict(replace(st, hops=st.hops + (hop,)), verdict, rule, done)
+
+    def _numgen(
+        self, st: _State, rule: NftRule, gen: dict[str, Any], data: Any, done: list[NfOutcome]
+    ) -> list[_State]:
+        mode, mod, offset = gen.get("mode"), gen.get("mod"), gen.get("offset", 0) or 0
+        if not isinstance(mod, int) or mod <= 0 or not isinstance(offset, int):
+            raise Unknown("numgen without a modulus")
+        if mode != "random":
+            raise Unknown(f"numgen {mode} depends on packets seen before; the choice is unknown")
+        if isinstance(data, dict) and "set" in data:
+            pairs = [
+                (item[0], _verdict_text(item[1]))
+                for item in _as_list(data["set"])
+                if isinstance(item, list) and len(item) == 2
+            ]
+        elif isinstance(data, str) and data.startswith("@"):
+            s = self.nft.sets.get((self.family, self.table, data[1:]))
+            if s is None:
+                raise Unknown(f"map {data} is not in the ruleset")
+            pairs = [(e.key[0], e.value) for e in s.elements if len(e.key) == 1]
+        else:
+            raise Unknown("a numgen map of unknown shape")
+        out: list[_State] = []
+        p = 1.0 / mod
+        for n in range(offset, offset + mod):
+            value = next((v for k, v in pairs if v is not None and equals(n, k)), None)
+            if value is None:
+                continue  # no element: this share of packets does not match the rule
+            hop = self.hop(
+                rule,
+                f"{self.label(rule)}: numgen {n} of {mod} -> {value}",
+                (f"numgen random: this branch takes it with probability {p:.4f}",),
+                taken=True,
+                probability=p,
+            )
+            branch = replace(st, probability=st.probability * p, hops=st.hops + (hop,))
+            out.extend(self._verdict(branch, value, rule, done))
+        return out
 
     def _verdict(
         self, st: _State, value: str, rule: NftRule, done: list[NfOutcome]
     ) -> list[_State]:
         word, _, arg = value.partition(" ")
+        arg = arg.strip()
         if word == "accept":
-            done.append(self._end(st, "ACCEPT", f"accepted by {self.table}/{rule.chain}"))
+            done.append(self._end(st, "ACCEPT", f"accepted by {self.label(rule)}"))
             return []
         if word == "drop":
-            done.append(self._end(st, "DROP", f"dropped by {self.table}/{rule.chain}: {rule.text}"))
+            done.append(self._end(st, "DROP", f"dropped by {self.label(rule)}: {rule.text}"))
             return []
         if word == "return":
             return self._return(st, done)
@@ -493,43 +525,63 @@ class NftWalker:
         done.append(self._end(st, "UNCERTAIN", f"verdict {value!r} is not modelled"))
         return []
 
-    def _numgen(self, st: _State, e: Expr, rule: NftRule, done: list[NfOutcome]) -> list[_State]:
-        try:
-            mod, offset = int(e.args[0]), int(e.args[1])
-        except ValueError:
-            return [replace(st, uncertain=st.uncertain + (f"numgen {e.args} not understood",))]
-        elements = {_norm(el.key[0]): el.value for el in _anon_elements(e.rhs)}
-        out: list[_State] = []
-        for n in range(offset, offset + mod):
-            value = elements.get(str(n))
-            p = 1.0 / mod
-            if value is None:
-                continue
-            hop = self.hop(
-                rule,
-                f"{self.table}/{rule.chain} #{rule.position}: numgen {n} of {mod} -> {value}",
-                taken=True,
-                probability=p,
-            )
-            branch = replace(st, probability=st.probability * p, hops=st.hops + (hop,))
-            out.extend(self._verdict(branch, value, rule, done))
-        return out
+    # --- statements that change the packet --------------------------------------------
 
-    def _nat(self, st: _State, e: Expr, rule: NftRule, done: list[NfOutcome], label: str) -> None:
-        p = st.packet
-        if e.rhs == "dnat":
-            addr, port, note = split_addr_port(e.args[0])
-            kind, before, after = (
-                "DNAT",
-                (p.dst, p.dport),
-                (addr, port if port is not None else p.dport),
+    def _mangle(self, st: _State, rule: NftRule, body: dict[str, Any]) -> _Step:
+        key = body.get("key")
+        which = _selector(key)
+        if which == ("meta", "mark"):
+            new = read(body.get("value"), st.packet, self.where)
+            if not isinstance(new, int):
+                raise Unknown("a mark that is not a number")
+            new &= 0xFFFFFFFF
+            hop = self.hop(
+                rule, f"{self.label(rule)}: mark {st.packet.mark:#x} -> {new:#x}", taken=True
             )
-            new = p.with_(dst=after[0], dport=after[1])
-        else:
-            if e.rhs == "snat":
-                addr, port, note = split_addr_port(e.args[0])
+            return replace(st, packet=st.packet.with_(mark=new), hops=st.hops + (hop,))
+        if which in _HARMLESS_MANGLE:
+            return st
+        raise Unknown(f"setting {text_of(key)} is not modelled")
+
+    def _set_update(self, p: Packet, body: Any) -> str:
+        """What an `update @set { ip saddr }` records (kube-proxy's session affinity)."""
+        name = str(body.get("set", "")).lstrip("@") if isinstance(body, dict) else ""
+        try:
+            value = read(body.get("elem"), p, self.where) if isinstance(body, dict) else None
+        except (Unknown, NoMatch):
+            value = None
+        s = self.nft.sets.get((self.family, self.table, name))
+        timeout = f" for {s.timeout}s" if s is not None and s.timeout else ""
+        shown = normal(value) if value is not None else "the packet"
+        return f"records {shown} in set {name}{timeout}: later connections follow this choice"
+
+    def _nat(
+        self,
+        st: _State,
+        rule: NftRule,
+        kind: str,
+        body: Any,
+        done: list[NfOutcome],
+        notes: list[str],
+    ) -> None:
+        p = st.packet
+        label = self.label(rule)
+        args = body if isinstance(body, dict) else {}
+        note = ""
+        if kind in ("dnat", "redirect"):
+            if kind == "redirect":
+                addr = self.env.in_address or "127.0.0.1"
+                port = _port(args.get("port"), p.dport)
             else:
-                note = ""
+                addr, port, note = _nat_target(args, p.dport)
+            before = (p.dst, p.dport)
+            after = (addr, port)
+            record_kind = "DNAT"
+            new = p.with_(dst=addr, dport=port)
+        else:
+            if kind == "snat":
+                addr, port, note = _nat_target(args, p.sport)
+            else:
                 if self.env.out_address is None:
                     done.append(
                         self._end(
@@ -538,183 +590,127 @@ class NftWalker:
                             f"{label}: masquerade, but the out interface has no address",
                         )
                     )
-                    return None
-                addr, port = self.env.out_address, None
-            kind, before = "SNAT", (p.src or "", p.sport)
-            after = (addr, port if port is not None else p.sport)
-            new = p.with_(src=after[0], sport=after[1])
-        record = NatRecord(self.env.node, kind, before, after)
-        text = f"{e.rhs} {_ap(before)} -> {_ap(after)}"
-        hop = Hop(
+                    return
+                addr, port = self.env.out_address, _port(args.get("port"), p.sport)
+            before = (p.src or "", p.sport)
+            after = (addr, port)
+            record_kind = "SNAT"
+            new = p.with_(src=addr, sport=port)
+        record = NatRecord(self.env.node, record_kind, before, after)
+        nat_hop = Hop(
             "nat",
             self.env.hostname,
-            text,
+            f"{kind} {_ap(before)} -> {_ap(after)}",
             (note,) if note else (),
             (),
             {
                 "from": _ap(before),
                 "to": _ap(after),
-                "type": kind,
-                "target": e.rhs,
+                "type": record_kind,
+                "target": kind,
                 "table": f"{self.family} {self.table}",
             },
         )
+        rule_hop = self.hop(rule, f"{label}: {kind}", tuple(notes), taken=True)
         done.append(
             self._end(
-                replace(
-                    st,
-                    packet=new,
-                    hops=st.hops + (self.hop(rule, f"{label}: {e.rhs}", taken=True), hop),
-                    nat=st.nat + (record,),
-                ),
+                replace(st, packet=new, hops=st.hops + (rule_hop, nat_hop), nat=st.nat + (record,)),
                 "ACCEPT",
-                f"{e.rhs} by {label}",
+                f"{kind} by {label}",
             )
         )
-        return None
-
-    # --- matching -------------------------------------------------------------------
-
-    def _value(self, selector: str, p: Packet) -> str | None:
-        env = self.env.matches
-        if selector in ("ip saddr", "ip6 saddr"):
-            return p.src
-        if selector in ("ip daddr", "ip6 daddr"):
-            return p.dst
-        if selector in ("meta l4proto", "ip protocol", "l4proto"):
-            return p.proto
-        if selector in ("th dport", "tcp dport", "udp dport"):
-            if selector != "th dport" and selector.split()[0] != p.proto:
-                return "\0"  # another protocol's port never matches
-            return None if p.dport is None else str(p.dport)
-        if selector in ("th sport", "tcp sport", "udp sport"):
-            return None if p.sport is None else str(p.sport)
-        if selector == "ct state":
-            return p.ct_state.lower()
-        if selector in ("mark", "meta mark"):
-            return str(p.mark)
-        if selector in ("iifname", "meta iifname"):
-            return env.in_iface or ""
-        if selector in ("oifname", "meta oifname"):
-            return env.out_iface or ""
-        if selector.startswith("fib "):
-            which = p.src if selector.split()[1] == "saddr" else p.dst
-            if which is None:
-                return None
-            return "local" if which in env.local_addresses else "unicast"
-        if selector == "ct status":
-            return "dnat" if env.dnat else ("snat" if env.snat else "")
-        return None
-
-    def _match(self, e: Expr, p: Packet) -> bool | None:
-        if e.kind == "markcmp":
-            try:
-                masked = p.mark & int(e.args[0], 0)
-                result = masked == int(e.rhs, 0)
-            except ValueError:
-                return None
-            return result if e.op == "==" else not result
-        values = [self._value(s, p) for s in e.selectors]
-        if any(v is None for v in values):
-            return None
-        found = self._contains(e.rhs, tuple(v or "" for v in values))
-        if found is None:
-            return None
-        return found if e.op == "==" else not found
-
-    def _contains(self, rhs: str, values: tuple[str, ...]) -> bool | None:
-        if rhs.startswith("@"):
-            key = (self.family, self.table, rhs[1:])
-            s = self.nft.sets.get(key)
-            if s is None:
-                return None
-            if "dynamic" in s.flags:
-                return None  # filled by the packets themselves (affinity): kernel state
-            return self._in_elements(key, values) is not None
-        if rhs.startswith("{"):
-            return any(_key_matches(el.key, values) for el in _anon_elements(rhs))
-        parts = tuple(x.strip() for x in re.split(r",\s*", rhs))
-        if len(values) == 1 and len(parts) > 1:
-            return any(_part_matches(x, values[0]) for x in parts)
-        return _key_matches((rhs,), values)
-
-    def _in_elements(self, key: tuple[str, str, str], values: tuple[str, ...]) -> NftElement | None:
-        idx = self.nft.set_index(key)
-        if idx is None:
-            return None
-        normal = tuple(_norm(v) for v in values)
-        if normal in idx.exact:
-            return NftElement(normal, idx.exact[normal])
-        return next((el for el in idx.other if _key_matches(el.key, values)), None)
-
-    def _lookup(self, e: Expr, p: Packet) -> str | None | object:
-        values = [self._value(s, p) for s in e.selectors]
-        if any(v is None for v in values):
-            return _UNKNOWN
-        vals = tuple(v or "" for v in values)
-        if e.rhs.startswith("@"):
-            key = (self.family, self.table, e.rhs[1:])
-            if key not in self.nft.sets:
-                return _UNKNOWN
-            found = self._in_elements(key, vals)
-            return found.value if found else None
-        for el in _anon_elements(e.rhs):
-            if _key_matches(el.key, vals):
-                return el.value
-        return None
-
-
-_UNKNOWN = object()
 
 
 def _ap(pair: tuple[str, int | None]) -> str:
     addr, port = pair
-    return addr if port is None else f"{addr}:{port}"
+    if port is None:
+        return addr
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-@lru_cache(maxsize=4096)
-def _anon_elements(body: str) -> tuple[NftElement, ...]:
-    from podpath.netfilter.nft import parse_elements
-
-    return parse_elements(body.strip()[1:-1] if body.strip().startswith("{") else body)
-
-
-def _part_matches(pattern: str, value: str) -> bool:
-    pattern, value = _norm(pattern), _norm(value)
-    if pattern == value:
-        return True
-    if "/" in pattern:
-        return contains(pattern, value)
-    if "-" in pattern and address(pattern.split("-")[0]) is not None:
-        lo, hi, v = address(pattern.split("-")[0]), address(pattern.split("-")[1]), address(value)
-        return (
-            lo is not None
-            and hi is not None
-            and v is not None
-            and lo.version == v.version == hi.version
-            and int(lo) <= int(v) <= int(hi)
-        )
-    if "-" in pattern and value.isdigit():
-        lo_s, _, hi_s = pattern.partition("-")
-        return lo_s.isdigit() and hi_s.isdigit() and int(lo_s) <= int(value) <= int(hi_s)
-    if pattern.startswith("0x") and value.isdigit():
-        return int(pattern, 16) == int(value)
-    return False
+def _port(value: Any, default: int | None) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("range"), list) and value["range"]:
+        first = value["range"][0]
+        return first if isinstance(first, int) else default
+    if value is None:
+        return default
+    raise Unknown("a NAT port given by an expression")
 
 
-def _key_matches(key: tuple[str, ...], values: tuple[str, ...]) -> bool:
-    return len(key) == len(values) and all(
-        _part_matches(k, v) for k, v in zip(key, values, strict=True)
-    )
+def _nat_target(args: dict[str, Any], default_port: int | None) -> tuple[str, int | None, str]:
+    """The address and port a dnat/snat statement writes (the first of a range, with a note)."""
+    addr = args.get("addr")
+    note = ""
+    if isinstance(addr, dict) and isinstance(addr.get("range"), list) and addr["range"]:
+        note = "an address range: the kernel picks one; showing the first"
+        addr = addr["range"][0]
+    if not isinstance(addr, str):
+        raise Unknown("a NAT address given by an expression (a map lookup)")
+    host, port_in_text, text_note = split_addr_port(addr)
+    port = _port(args.get("port"), port_in_text if port_in_text is not None else default_port)
+    if isinstance(args.get("port"), dict):
+        note = note or "a port range: the kernel picks one; showing the first"
+    return host, port, note or text_note
 
 
-def _mark_value(args: tuple[str, ...], mark: int) -> int | None:
-    try:
-        if len(args) == 3 and args[0] in ("mark", "meta"):
-            op, value = args[1], int(args[2], 0)
-            return {"or": mark | value, "and": mark & value, "xor": mark ^ value}.get(op)
-        if len(args) == 1:
-            return int(args[0], 0)
-    except ValueError:
-        return None
+def _selector(expr: Any) -> tuple[str, str] | None:
+    if isinstance(expr, dict) and len(expr) == 1:
+        ((kind, body),) = expr.items()
+        if isinstance(body, dict):
+            if kind == "payload":
+                return (str(body.get("protocol")), str(body.get("field")))
+            if kind in ("meta", "ct"):
+                return (kind, str(body.get("key")))
     return None
+
+
+def _is_status(expr: Any) -> bool:
+    return _selector(expr) == ("ct", "status")
+
+
+def _as_list(items: Any) -> list[Any]:
+    return items if isinstance(items, list) else [items]
+
+
+def _element_matches(left: Value, item: Any) -> bool:
+    if isinstance(item, dict) and "concat" in item:
+        return key_matches(left, tuple(item["concat"]))
+    return equals(left, item)
+
+
+def _verdict_text(data: Any) -> str | None:
+    """`goto X` / `jump X` / `drop` from a map element's JSON data."""
+    if isinstance(data, str):
+        return data
+    if isinstance(data, dict) and len(data) == 1:
+        ((kind, body),) = data.items()
+        if kind in ("jump", "goto") and isinstance(body, dict):
+            return f"{kind} {body.get('target')}"
+        if body is None:
+            return str(kind)
+    return None
+
+
+def _is_timed(s: NftSet) -> bool:
+    """A set the packets fill themselves (kube-proxy's affinity sets): kernel state."""
+    return "timeout" in s.flags or "dynamic" in s.flags
+
+
+def _pin_note(s: NftSet, values: tuple[Value, ...], found: NftElement | None) -> str:
+    shown = " . ".join(normal(v) for v in values)
+    if found is None:
+        return f"{shown} is not in set {s.name} when the snapshot was taken"
+    expires = f", expires in {found.expires}s" if found.expires is not None else ""
+    return f"{shown} is in set {s.name} when the snapshot was taken{expires}: pinned"
+
+
+def _match_text(stmt: Any) -> str:
+    body = stmt.get("match", {}) if isinstance(stmt, dict) else {}
+    if not isinstance(body, dict):
+        return text_of(stmt)
+    op = body.get("op", "==")
+    left = text_of(body.get("left"))
+    right = text_of(body.get("right"))
+    return f"{left} {right}" if op in ("==", "in") else f"{left} {op} {right}"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from podpath.snapshot.index import SnapshotIndex
+from podpath.analysis.index import SnapshotIndex
 from podpath.trace.model import JsonValue
 
 if TYPE_CHECKING:
@@ -151,14 +151,20 @@ def resolve_destination(indexes: Sequence[SnapshotIndex], spec: str, proto: str)
             found = find_service(index, host, port_text, proto)
             if found is not None:
                 return found
+        if any(index.kube_proxy_mode.mode == "ipvs" for index in indexes):
+            raise ProbeError(
+                f"{host!r} is not a known pod, and kube-proxy runs in IPVS mode, whose rules "
+                "name no Service: trace its ClusterIP:port (podpath ls services lists them)"
+            )
         raise ProbeError(f"{host!r} is neither a known pod nor a Service in kube-proxy's rules")
     raise ProbeError(f"destination {spec!r} is not an address, pod, node or Service")
 
 
 # kube-proxy's KUBE-SERVICES rules: -A KUBE-SERVICES -m comment --comment "NS/NAME:PORT cluster IP"
-# ... -d VIP[/32] ... --dport N -j KUBE-SVC-...
+# ... -d VIP[/32] ... --dport N -j KUBE-SVC-... (and, in the filter table, "... has no
+# endpoints" ... -j REJECT for a Service without endpoints).
 _SERVICE_RULE = re.compile(
-    r'--comment "?(?P<name>[^ ":]+/[^ ":]+)(?::(?P<pname>[^ "]*))? cluster IP'
+    r'--comment "?(?P<name>[^ ":]+/[^ ":]+)(?::(?P<pname>[^ "]*))? (?:cluster IP|has no endpoints)"'
 )
 _PROTO = re.compile(r" -p (?P<proto>\w+)")
 _DEST = re.compile(r" -d (?P<vip>[0-9a-fA-F.:]+)(?:/\d+)? ")
@@ -191,14 +197,22 @@ def _nft_services(index: SnapshotIndex, name: str) -> list[tuple[str, int, str, 
 def _kube_proxy_service_ips(nft: NftIndex) -> dict[str, list[tuple[str, int, str, str]]]:
     by_name: dict[str, list[tuple[str, int, str, str]]] = {}
     for (_fam, table, set_name), s in nft.sets.items():
-        if table != "kube-proxy" or set_name != "service-ips":
+        if table != "kube-proxy" or set_name not in ("service-ips", "no-endpoint-services"):
             continue
+        cluster = nft.sets.get((_fam, table, "cluster-ips"))
+        cluster_ips = {e.key[0] for e in cluster.elements} if cluster else set()
         for el in s.elements:
+            if len(el.key) != 3 or not el.key[2].isdigit():
+                continue
             m = _NFT_TARGET.match(el.value or "")
-            if m and len(el.key) == 3 and el.key[2].isdigit():
-                by_name.setdefault(m["name"], []).append(
-                    (el.key[0], int(el.key[2]), m["pname"], el.key[1])
-                )
+            if m:
+                name, pname = m["name"], m["pname"]
+            elif set_name == "no-endpoint-services" and el.comment and el.key[0] in cluster_ips:
+                # A Service without endpoints: its element's comment names it, ns/name:port.
+                name, _, pname = el.comment.partition(":")
+            else:
+                continue
+            by_name.setdefault(name, []).append((el.key[0], int(el.key[2]), pname, el.key[1]))
     return by_name
 
 
@@ -221,7 +235,9 @@ def find_service(
     """A Service's ClusterIP and port from kube-proxy's iptables or nftables rules."""
     candidates: list[tuple[str, int, str, str]] = []  # vip, port, port name, proto
     for dump in index.snapshot.iptables:
-        for line in _lines_with(dump.text, name):
+        for raw in _lines_with(dump.text, name):
+            # `iptables-save -c` puts [packets:bytes] before each rule.
+            line = raw.split("] ", 1)[1] if raw.startswith("[") and "] " in raw else raw
             if not line.startswith("-A KUBE-SERVICES "):
                 continue
             m = _SERVICE_RULE.search(line)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from podpath.netfilter.owners import Owner
 from podpath.safe_text import visible
 from podpath.trace.model import Branch, Hop, JsonValue, Trace
 
@@ -70,10 +71,33 @@ def _header(trace: Trace) -> str:
     )
 
 
+# How a netfilter hop's backend is named in text (the JSON's "backend" value).
+_BACKENDS = {"nft": "iptables-nft", "legacy": "iptables-legacy", "nftables": "nftables"}
+
+
+def _rule_facts(hop: Hop) -> list[str]:
+    """Who made a netfilter hop's rule, and its counter, as one line (empty when unknown)."""
+    facts = []
+    owner = hop.data.get("owner")
+    if isinstance(owner, dict):
+        made = Owner(*(str(owner.get(k) or "") for k in ("kind", "agent", "name", "how")))
+        facts.append(f"rule of {made.text}")
+    counter = hop.data.get("counter")
+    if isinstance(counter, dict):
+        facts.append(f"counter {counter.get('packets')} packets {counter.get('bytes')} bytes")
+    return ["; ".join(facts)] if facts else []
+
+
 def _hop_lines(hop: Hop, explain: bool, indent: str, multi_node: bool) -> list[str]:
     where = f"[{hop.node}] " if multi_node else ""
-    lines = [f"{indent}{hop.kind:<10} {where}{visible(hop.text)}"]
-    lines.extend(f"{indent}{'':<10}   {visible(d)}" for d in hop.details)
+    text = hop.text
+    details = list(hop.details)
+    if hop.kind == "netfilter":
+        backend = str(hop.data.get("backend") or "")
+        text = f"{_BACKENDS.get(backend, backend)} {text}".strip()
+        details = _rule_facts(hop) + details
+    lines = [f"{indent}{hop.kind:<10} {where}{visible(text)}"]
+    lines.extend(f"{indent}{'':<10}   {visible(d)}" for d in details)
     if explain:
         lines.extend(f"{indent}{'':<10}   {visible(e)}" for e in hop.explain)
     return lines

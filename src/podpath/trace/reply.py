@@ -9,12 +9,26 @@ client is local) — so the client sees the Service VIP and port answering.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from podpath.trace.flow import Flow
 from podpath.trace.model import Branch, Hop, Packet
 
-if TYPE_CHECKING:
-    from podpath.trace.engine import Engine, Flow
+
+class Engine(Protocol):
+    """What the way back needs of the engine (which imports this module, not the reverse)."""
+
+    def is_root(self, flow: Flow) -> bool:
+        """True in a node's own namespace."""
+        ...
+
+    def hostname(self, node: int) -> str:
+        """The hostname of a node."""
+        ...
+
+    def output(self, flow: Flow) -> list[Branch]:
+        """Trace a packet sent from the flow's namespace."""
+        ...
 
 
 def _ap(addr: str | None, port: int | None) -> str:
@@ -82,8 +96,6 @@ def reply_packet(forward: Packet) -> Packet:
 
 def trace_reply(engine: Engine, branch: Branch) -> list[Branch]:
     """Trace the reply of a delivered branch from where it was delivered."""
-    from podpath.trace.engine import Flow
-
     delivered = branch.verdict == "delivered" or branch.outcome == "delivered"
     if not delivered or branch.end is None or branch.packet.src is None:
         return []

@@ -1,0 +1,191 @@
+"""The two things podpath does on a live node besides reading it: a shell and a capture.
+
+Both enter a pod's network namespace with util-linux `nsenter`, pinned to what the
+user saw: the pause process's /proc directory is opened once and its start time and
+netns inode are checked through that directory fd, so a PID reused in between, or a
+namespace re-created, is refused (docs/reliability.md rows 3 and 4). /proc is reached
+through the node's HostRoot like every other read. The programs come from the running
+system's own directories, never from a host root or $PATH, and only in the two argv
+shapes built here. A capture is written to a file podpath creates itself
+(podpath.safe_files: O_EXCL|O_NOFOLLOW in a checked directory) and handed to tcpdump
+as its stdout, so tcpdump never opens, follows or truncates a path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from podpath.collectors.hostroot import CollectorError, HostRoot
+from podpath.collectors.proc.processes import parse_stat
+from podpath.safe_files import NewFile, UnsafePath, create_new, state_dir
+
+# Where the node tools are looked up: the running system's own, in this order.
+TRUSTED_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# An interface name as the kernel accepts one (IFNAMSIZ 16 with the NUL; no '/' or
+# whitespace), and never an option to tcpdump.
+_IFNAME = re.compile(r"[A-Za-z0-9_.:@+=][A-Za-z0-9_.:@+=-]{0,14}")
+MAX_PACKETS = 1_000_000
+MAX_SECONDS = 3600
+
+
+class ActionRefused(Exception):
+    """An action that must not run, and why, in one sentence."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A pod's network namespace as it was shown: the pause PID, its start time, the netns inode."""
+
+    pid: int
+    start_time: int | None
+    netns_inode: int | None
+
+
+def program(name: str) -> str:
+    """The running system's own `name` (nsenter, tcpdump, a shell), or refuse."""
+    found = shutil.which(name, path=TRUSTED_PATH)
+    if found is None:
+        raise ActionRefused(f"{name} is not installed in {TRUSTED_PATH}")
+    return found
+
+
+def open_pinned_netns(host: HostRoot, pin: Pin) -> int:
+    """An fd of the pinned process's netns; refused unless PID, start time and inode still match."""
+    try:
+        pid_fd = host.proc_open(str(pin.pid), os.O_RDONLY | os.O_DIRECTORY)
+    except CollectorError as exc:
+        raise ActionRefused(f"pid {pin.pid} is gone ({exc})") from None
+    try:
+        # Both reads go through the one directory fd: they are of the same process,
+        # even if the PID is reused meanwhile (the old directory then reads ESRCH).
+        netns = os.open("ns/net", os.O_RDONLY | os.O_CLOEXEC, dir_fd=pid_fd)
+        try:
+            with open(os.open("stat", os.O_RDONLY | os.O_CLOEXEC, dir_fd=pid_fd), "rb") as fp:
+                started = parse_stat(fp.read()).start_time
+            if pin.start_time is not None and started != pin.start_time:
+                raise ActionRefused(f"pid {pin.pid} is another process now (start time changed)")
+            if pin.netns_inode is not None and os.fstat(netns).st_ino != pin.netns_inode:
+                raise ActionRefused(f"the network namespace of pid {pin.pid} changed")
+        except BaseException:
+            os.close(netns)
+            raise
+        return netns
+    except (OSError, ValueError, IndexError) as exc:
+        raise ActionRefused(f"pid {pin.pid} cannot be entered ({exc})") from None
+    finally:
+        os.close(pid_fd)
+
+
+def shell_argv(netns_fd: int) -> list[str]:
+    """`nsenter --net=/proc/self/fd/N -- SHELL`: a shell in the netns, on the node's filesystem."""
+    shell = next((s for s in ("bash", "sh") if shutil.which(s, path=TRUSTED_PATH)), None)
+    if shell is None:
+        raise ActionRefused(f"no shell (bash, sh) in {TRUSTED_PATH}")
+    return [program("nsenter"), f"--net=/proc/self/fd/{netns_fd}", "--", program(shell)]
+
+
+def capture_argv(netns_fd: int, interface: str, count: int) -> list[str]:
+    """`nsenter ... -- tcpdump -i IF -c N -U -w -`: packets as pcap on stdout."""
+    if not _IFNAME.fullmatch(interface):
+        raise ActionRefused(f"{interface!r} is not an interface name")
+    if not 1 <= count <= MAX_PACKETS:
+        raise ActionRefused(f"a capture takes 1 to {MAX_PACKETS} packets, not {count}")
+    return [
+        program("nsenter"),
+        f"--net=/proc/self/fd/{netns_fd}",
+        "--",
+        program("tcpdump"),
+        "-i",
+        interface,
+        "-c",
+        str(count),
+        "-U",
+        "-w",
+        "-",
+    ]
+
+
+@contextlib.contextmanager
+def _interrupts_go_to_the_child() -> Iterator[None]:
+    """As system(3) does: while an interactive child runs, ctrl-c is the child's alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal dispositions can only be changed on the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_shell(host_root: str, pin: Pin) -> int:
+    """Run an interactive shell in the pinned netns (the terminal is the caller's); its exit status."""
+    with HostRoot(host_root) as host:
+        netns = open_pinned_netns(host, pin)
+    try:
+        argv = shell_argv(netns)
+        proc = subprocess.Popen(argv, pass_fds=(netns,))  # noqa: S603 - argv built above
+        with _interrupts_go_to_the_child():
+            return proc.wait()
+    except OSError as exc:
+        raise ActionRefused(f"nsenter failed: {exc.strerror}") from None
+    finally:
+        os.close(netns)
+
+
+def default_capture_dir() -> str:
+    """Where captures go unless an absolute path is given: podpath's private state directory."""
+    return state_dir("captures")
+
+
+def new_capture_file(path: str, directory: str) -> NewFile:
+    """Create the capture file (relative names in `directory`), or refuse with the reason."""
+    try:
+        return create_new(path, directory)
+    except UnsafePath as exc:
+        raise ActionRefused(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Captured:
+    """How a capture ended: tcpdump's exit status and the pcap's size."""
+
+    returncode: int
+    size: int
+
+
+def run_capture(
+    host_root: str, pin: Pin, interface: str, out: NewFile, count: int, seconds: int
+) -> Captured:
+    """tcpdump on the pinned netns's interface into `out`, at most `count` packets or `seconds`."""
+    seconds = max(1, min(seconds, MAX_SECONDS))
+    with HostRoot(host_root) as host:
+        netns = open_pinned_netns(host, pin)
+    try:
+        argv = capture_argv(netns, interface, count)
+        proc = subprocess.Popen(argv, stdout=out.fd, pass_fds=(netns,))  # noqa: S603
+        # ctrl-c reaches tcpdump (the terminal's foreground group), which then exits.
+        with _interrupts_go_to_the_child():
+            try:
+                code = proc.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                # SIGINT lets tcpdump flush the last packets and exit cleanly.
+                proc.send_signal(signal.SIGINT)
+                try:
+                    code = proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    code = proc.wait()
+    except OSError as exc:
+        raise ActionRefused(f"tcpdump failed: {exc.strerror}") from None
+    finally:
+        os.close(netns)
+    return Captured(code, os.fstat(out.fd).st_size)

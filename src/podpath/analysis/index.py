@@ -1,0 +1,252 @@
+"""Lookups over one snapshot, built once and shared by the trace engine, CLI and TUI.
+
+A `Snapshot` is plain data; questions like "which pod owns 10.244.0.5" or "what is the
+host-side peer of this eth0" need indexes. They are built lazily (each on first use)
+so opening a big snapshot costs nothing until a view needs it, and derived views of
+the raw dumps (parsed rulesets, Services, conntrack entries) are parsed at most once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import defaultdict
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from podpath.snapshot.model import (
+    IptablesDump,
+    Link,
+    LinkRef,
+    NetNamespace,
+    Pod,
+    Process,
+    Route,
+    Snapshot,
+)
+
+# A table object in `nft -j` output: {"table": {"family": "ip", "name": "kube-proxy", ...
+_NFT_TABLE = re.compile(r'\{"table":\s*\{"family":\s*"(\w+)",\s*"name":\s*"((?:[^"\\]|\\.)*)"')
+
+if TYPE_CHECKING:
+    from podpath.conntrack import ConntrackEntry
+    from podpath.netfilter.iptables_save import Ruleset
+    from podpath.netfilter.kube_proxy import KubeProxyMode, Service
+    from podpath.netfilter.nft import NftRuleset
+
+
+class SnapshotIndex:
+    """Cached lookups over one immutable snapshot."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    # --- namespaces and links -------------------------------------------------------
+
+    @cached_property
+    def netns_by_inode(self) -> dict[int, NetNamespace]:
+        """Network namespaces by nsfs inode."""
+        return {ns.inode: ns for ns in self.snapshot.netns}
+
+    @property
+    def root_netns(self) -> NetNamespace | None:
+        """The node's own network namespace, when it was read."""
+        return self.netns_by_inode.get(self.snapshot.root_netns)
+
+    @cached_property
+    def links_by_ref(self) -> dict[LinkRef, Link]:
+        """Every link by (netns inode, ifindex)."""
+        return {
+            LinkRef(ns.inode, link.ifindex): link for ns in self.snapshot.netns for link in ns.links
+        }
+
+    def link(self, netns: int, ifindex: int | None) -> Link | None:
+        """The link with this index in this namespace, if known."""
+        if ifindex is None:
+            return None
+        return self.links_by_ref.get(LinkRef(netns, ifindex))
+
+    def link_by_name(self, netns: int, name: str) -> Link | None:
+        """The link with this name in this namespace, if known."""
+        ns = self.netns_by_inode.get(netns)
+        if ns is None:
+            return None
+        return next((link for link in ns.links if link.name == name), None)
+
+    def peer(self, link: Link) -> Link | None:
+        """The other end of a veth pair, when it was resolved and collected."""
+        if link.peer is None:
+            return None
+        return self.links_by_ref.get(link.peer)
+
+    def bridge_ports(self, bridge: Link) -> tuple[Link, ...]:
+        """Links enslaved to this bridge, in ifindex order."""
+        ns = self.netns_by_inode.get(bridge.netns)
+        if ns is None:
+            return ()
+        return tuple(link for link in ns.links if link.master == bridge.ifindex)
+
+    def routes(self, netns: int, table: int | None = None) -> tuple[Route, ...]:
+        """Routes of one namespace, optionally of one table."""
+        ns = self.netns_by_inode.get(netns)
+        if ns is None:
+            return ()
+        return tuple(r for r in ns.routes if table is None or r.table == table)
+
+    @cached_property
+    def local_addresses(self) -> dict[int, frozenset[str]]:
+        """Addresses configured on each namespace's links (addrtype LOCAL), by netns inode."""
+        out: dict[int, set[str]] = defaultdict(set)
+        for ns in self.snapshot.netns:
+            for link in ns.links:
+                out[ns.inode].update(a.address for a in link.addresses)
+        return {k: frozenset(v) for k, v in out.items()}
+
+    # --- pods and processes ---------------------------------------------------------
+
+    @cached_property
+    def pods_by_ip(self) -> dict[str, Pod]:
+        """Pods by each of their IPs (hostNetwork pods excluded: their IP is the node's)."""
+        return {ip: pod for pod in self.snapshot.pods if not pod.host_network for ip in pod.ips}
+
+    @cached_property
+    def pods_by_name(self) -> dict[str, Pod]:
+        """Pods by "namespace/name"."""
+        return {f"{p.namespace}/{p.name}": p for p in self.snapshot.pods}
+
+    @cached_property
+    def pods_by_netns(self) -> dict[int, Pod]:
+        """Pods by the inode of their network namespace (hostNetwork pods excluded)."""
+        return {
+            p.netns_inode: p
+            for p in self.snapshot.pods
+            if p.netns_inode is not None and not p.host_network
+        }
+
+    @cached_property
+    def processes_by_pid(self) -> dict[int, Process]:
+        """Processes by PID."""
+        return {p.pid: p for p in self.snapshot.processes}
+
+    def pod_interface(self, pod: Pod, name: str = "eth0") -> Link | None:
+        """A pod's interface by name (eth0 by default)."""
+        if pod.netns_inode is None:
+            return None
+        return self.link_by_name(pod.netns_inode, name)
+
+    # --- derived views of the raw dumps ---------------------------------------------
+
+    @cached_property
+    def rulesets(self) -> tuple[tuple[IptablesDump, Ruleset], ...]:
+        """Each iptables dump with its (lazily indexed) parsed ruleset."""
+        from podpath.netfilter.iptables_save import parse_ruleset
+
+        return tuple((dump, parse_ruleset(dump.text)) for dump in self.snapshot.iptables)
+
+    def ruleset(self, family: str = "ipv4", backend: str | None = None) -> Ruleset | None:
+        """The ruleset kube-proxy most likely programs for a family (nft before legacy)."""
+        candidates = [(d, r) for d, r in self.rulesets if d.family == family]
+        if backend is not None:
+            candidates = [(d, r) for d, r in candidates if d.backend == backend]
+        # Prefer the backend that actually holds kube-proxy chains, then nft.
+        candidates.sort(key=lambda dr: (not _has_kube_chains(dr[1]), dr[0].backend != "nft"))
+        return candidates[0][1] if candidates else None
+
+    @cached_property
+    def services(self) -> tuple[Service, ...]:
+        """kube-proxy Services derived from the rules of every backend and nftables."""
+        from podpath.netfilter.kube_proxy import services as iptables_services
+
+        found: list[Service] = []
+        for _dump, ruleset in self.rulesets:
+            found.extend(iptables_services(ruleset))
+        if self.nft_ruleset is not None:
+            from podpath.netfilter.kube_proxy_nft import nft_services
+
+            found.extend(nft_services(self.nft_ruleset))
+        if self.snapshot.ipvs is not None:
+            found.extend(self._ipvs_services())
+        return tuple(found)
+
+    def _ipvs_services(self) -> tuple[Service, ...]:
+        """One Service per IPVS virtual service (IPVS names none)."""
+        from podpath.netfilter.ipset import parse_ipsets
+        from podpath.netfilter.ipvs import parse_ipvs
+        from podpath.netfilter.kube_proxy_ipvs import ipvs_services
+
+        assert self.snapshot.ipvs is not None
+        sets = parse_ipsets(self.snapshot.ipsets.text) if self.snapshot.ipsets else {}
+        root = self.root_netns
+        dummy = (
+            [a.address for link in root.links if link.name == "kube-ipvs0" for a in link.addresses]
+            if root
+            else []
+        )
+        node = [
+            a.address
+            for link in (root.links if root else ())
+            if link.name not in ("kube-ipvs0", "lo")
+            for a in link.addresses
+        ]
+        return ipvs_services(parse_ipvs(self.snapshot.ipvs.ip_vs), sets, dummy, node)
+
+    @cached_property
+    def nft_ruleset(self) -> NftRuleset | None:
+        """The native nftables ruleset, parsed once for every view (None when absent)."""
+        if self.snapshot.nft is None:
+            return None
+        from podpath.netfilter.nft import parse_nft
+
+        # JSON from `nft -j`; hand-made snapshots may carry `nft list` text instead.
+        return parse_nft(self.snapshot.nft.json_text)
+
+    @cached_property
+    def kube_proxy_mode(self) -> KubeProxyMode:
+        """kube-proxy's mode and backend, with warnings such as mixed backends."""
+        from podpath.netfilter.kube_proxy import detect_mode
+
+        # IPv4 dumps only: the same backend in both families is not a mix.
+        ipv4 = {f"iptables-{d.backend}": r for d, r in self.rulesets if d.family == "ipv4"}
+        ipvs = self.snapshot.ipvs
+        count = (
+            sum(
+                1
+                for line in ipvs.ip_vs.splitlines()
+                if line[:4] in ("TCP ", "UDP ", "SCTP", "FWM ")
+            )
+            if ipvs
+            else 0
+        )
+        root = self.root_netns
+        dummy = root is not None and any(link.name == "kube-ipvs0" for link in root.links)
+        return detect_mode(ipv4, self.nft_tables, ipvs_services=count, kube_ipvs0=dummy)
+
+    @cached_property
+    def nft_tables(self) -> tuple[tuple[str, str], ...]:
+        """(family, name) of each native nftables table, without parsing its rules."""
+        if self.snapshot.nft is None:
+            return ()
+        return tuple(dict.fromkeys(_NFT_TABLE.findall(self.snapshot.nft.json_text)))
+
+    @cached_property
+    def conntrack(self) -> tuple[ConntrackEntry, ...]:
+        """Parsed conntrack entries (empty when the table was not read)."""
+        if self.snapshot.conntrack is None:
+            return ()
+        from podpath.conntrack import parse_conntrack
+
+        return parse_conntrack(self.snapshot.conntrack.text)
+
+
+def _has_kube_chains(ruleset: Ruleset) -> bool:
+    return any(
+        chain.name == "KUBE-SERVICES" for table in ruleset.tables for chain in ruleset.chains(table)
+    )
+
+
+def ip_in(address: str, cidr: str) -> bool:
+    """True when an address lies inside a CIDR (False for unparsable input)."""
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False

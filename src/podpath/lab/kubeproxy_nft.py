@@ -1,0 +1,173 @@
+"""kube-proxy's nftables mode, rendered as the `nft -f` input kube-proxy writes.
+
+The layout is kube-proxy's own (the real-world fixture
+k8s-nftables-proxier-test-overall-rules-nft-f-dump.txt, from proxier_test.go): a
+`table ip kube-proxy` with the cluster-ips and nodeport-ips sets, the service-ips,
+service-nodeports, firewall-ips and no-endpoint-* verdict maps, one
+service-HASH-ns/name/proto/port chain per Service port (`numgen random mod N vmap`),
+one endpoint-HASH-...__IP/PORT chain per endpoint (`dnat to`), external-* chains for
+NodePorts, affinity-* sets for ClientIP session affinity, masquerading via the 0x4000
+mark, and reject-chain for Services without endpoints. One difference: every chain is
+declared before a rule jumps to it, as `nft -f` requires of a fresh table (kube-proxy's
+test dump adds some chains after the rule that names them).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable
+
+from podpath.lab.records import ServiceRecord
+
+CLUSTER_CIDR = "10.244.0.0/16"
+SERVICE_CIDR = "10.96.0.0/16"
+TABLE = "ip kube-proxy"
+
+_HEADER = """\
+add table ip kube-proxy { comment "rules for kube-proxy" ; }
+flush table ip kube-proxy
+add set ip kube-proxy cluster-ips { type ipv4_addr ; comment "Active ClusterIPs" ; }
+add set ip kube-proxy nodeport-ips { type ipv4_addr ; comment "IPs that accept NodePort traffic" ; }
+add map ip kube-proxy firewall-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "destinations that are subject to LoadBalancerSourceRanges" ; }
+add map ip kube-proxy no-endpoint-nodeports { type inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to service nodeports with no endpoints" ; }
+add map ip kube-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to services with no endpoints" ; }
+add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }
+add map ip kube-proxy service-nodeports { type inet_proto . inet_service : verdict ; comment "NodePort traffic" ; }
+add chain ip kube-proxy cluster-ips-check
+add chain ip kube-proxy filter-prerouting-pre-dnat { type filter hook prerouting priority -110 ; }
+add chain ip kube-proxy filter-output-pre-dnat { type filter hook output priority -110 ; }
+add chain ip kube-proxy filter-forward { type filter hook forward priority 0 ; }
+add chain ip kube-proxy filter-input { type filter hook input priority 0 ; }
+add chain ip kube-proxy filter-output { type filter hook output priority 0 ; }
+add chain ip kube-proxy firewall-check
+add chain ip kube-proxy mark-for-masquerade
+add chain ip kube-proxy masquerading
+add chain ip kube-proxy nat-output { type nat hook output priority -100 ; }
+add chain ip kube-proxy nat-postrouting { type nat hook postrouting priority 100 ; }
+add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100 ; }
+add chain ip kube-proxy nodeport-endpoints-check
+add chain ip kube-proxy reject-chain { comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }
+add chain ip kube-proxy services
+add chain ip kube-proxy service-endpoints-check
+add rule ip kube-proxy cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"
+add rule ip kube-proxy cluster-ips-check ip daddr { SERVICE_CIDR } drop comment "Drop traffic to unallocated ClusterIPs"
+add rule ip kube-proxy filter-prerouting-pre-dnat ct state new jump firewall-check
+add rule ip kube-proxy filter-forward ct state new jump service-endpoints-check
+add rule ip kube-proxy filter-forward ct state new jump cluster-ips-check
+add rule ip kube-proxy filter-input ct state new jump nodeport-endpoints-check
+add rule ip kube-proxy filter-input ct state new jump service-endpoints-check
+add rule ip kube-proxy filter-output ct state new jump service-endpoints-check
+add rule ip kube-proxy filter-output-pre-dnat ct state new jump firewall-check
+add rule ip kube-proxy filter-output ct state new jump cluster-ips-check
+add rule ip kube-proxy firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips
+add rule ip kube-proxy mark-for-masquerade mark set mark or 0x4000
+add rule ip kube-proxy masquerading mark and 0x4000 == 0 return
+add rule ip kube-proxy masquerading mark set mark xor 0x4000
+add rule ip kube-proxy masquerading masquerade fully-random
+add rule ip kube-proxy nat-output jump services
+add rule ip kube-proxy nat-postrouting jump masquerading
+add rule ip kube-proxy nat-prerouting jump services
+add rule ip kube-proxy nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports
+add rule ip kube-proxy reject-chain reject
+add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips
+add rule ip kube-proxy services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
+add rule ip kube-proxy service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services
+"""
+
+
+def chain_hash(text: str) -> str:
+    """kube-proxy's hash of a chain name base: base32 of sha256, first 8 characters."""
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:8]
+
+
+def _port_path(svc: ServiceRecord) -> str:
+    # ns/name/proto/port-name, as servicePortChainNameBase writes it.
+    return f"{svc.namespace}/{svc.name}/{svc.protocol.lower()}/{svc.port_name}"
+
+
+def _named(prefix: str, path: str) -> str:
+    return f"{prefix}-{chain_hash(path)}-{path}"
+
+
+def service_chain(svc: ServiceRecord) -> str:
+    """service-HASH-ns/name/proto/port: the Service port's Cluster-policy chain."""
+    return _named("service", _port_path(svc))
+
+
+def external_chain(svc: ServiceRecord) -> str:
+    """external-HASH-ns/name/proto/port: where NodePort traffic goes."""
+    return f"external-{service_chain(svc).removeprefix('service-')}"
+
+
+def endpoint_chain(svc: ServiceRecord, ip: str, port: int) -> str:
+    """endpoint-HASH-ns/name/proto/port__IP/PORT."""
+    return _named("endpoint", f"{_port_path(svc)}__{ip}/{port}")
+
+
+def affinity_set(svc: ServiceRecord, ip: str, port: int) -> str:
+    """affinity-HASH-...__IP/PORT: the clients pinned to one endpoint (ClientIP affinity)."""
+    return f"affinity-{endpoint_chain(svc, ip, port).removeprefix('endpoint-')}"
+
+
+def _service_lines(svc: ServiceRecord) -> list[str]:
+    t = TABLE
+    proto = svc.protocol.lower()
+    key = f"{svc.cluster_ip} . {proto} . {svc.port}"
+    lines = [f"# {svc.port_ref}", f"add element {t} cluster-ips {{ {svc.cluster_ip} }}"]
+    if not svc.endpoints:
+        lines.append(
+            f'add element {t} no-endpoint-services {{ {key} comment "{svc.port_ref}" '
+            ": goto reject-chain }"
+        )
+        if svc.node_port is not None:
+            lines.append(
+                f"add element {t} no-endpoint-nodeports {{ {proto} . {svc.node_port} "
+                f'comment "{svc.port_ref}" : goto reject-chain }}'
+            )
+        return lines
+    chain = service_chain(svc)
+    eps = [endpoint_chain(svc, ip, port) for ip, port in svc.endpoints]
+    if svc.affinity is not None:
+        lines += [
+            f"add set {t} {affinity_set(svc, ip, port)} {{ type ipv4_addr ; "
+            f"flags dynamic,timeout ; timeout {svc.affinity}s ; }}"
+            for ip, port in svc.endpoints
+        ]
+    # Every chain is declared before a rule jumps to it: nft -f resolves goto targets.
+    lines += [f"add chain {t} {chain}", *(f"add chain {t} {ep}" for ep in eps)]
+    lines.append(
+        f"add rule {t} {chain} ip daddr {svc.cluster_ip} ip saddr != {CLUSTER_CIDR} "
+        "jump mark-for-masquerade"
+    )
+    if svc.affinity is not None:
+        lines += [
+            f"add rule {t} {chain} ip saddr @{affinity_set(svc, ip, port)} goto {ep}"
+            for (ip, port), ep in zip(svc.endpoints, eps, strict=True)
+        ]
+    vmap = " , ".join(f"{i} : goto {ep}" for i, ep in enumerate(eps))
+    lines.append(f"add rule {t} {chain} numgen random mod {len(eps)} vmap {{ {vmap} }}")
+    for (ip, port), ep in zip(svc.endpoints, eps, strict=True):
+        lines.append(f"add rule {t} {ep} ip saddr {ip} jump mark-for-masquerade")
+        if svc.affinity is not None:
+            lines.append(f"add rule {t} {ep} update @{affinity_set(svc, ip, port)} {{ ip saddr }}")
+        lines.append(f"add rule {t} {ep} meta l4proto {proto} dnat to {ip}:{port}")
+    lines.append(f"add element {t} service-ips {{ {key} : goto {chain} }}")
+    if svc.node_port is not None:
+        ext = external_chain(svc)
+        lines += [
+            f"add chain {t} {ext}",
+            f"add rule {t} {ext} jump mark-for-masquerade",
+            f"add rule {t} {ext} goto {chain}",
+            f"add element {t} service-nodeports {{ {proto} . {svc.node_port} : goto {ext} }}",
+        ]
+    return lines
+
+
+def render(services: Iterable[ServiceRecord], node_ips: Iterable[str] = ()) -> str:
+    """The full `nft -f` input for these Service ports on a node with these addresses."""
+    lines = [_HEADER.replace("SERVICE_CIDR", SERVICE_CIDR).rstrip("\n")]
+    lines += [f"add element {TABLE} nodeport-ips {{ {ip} }}" for ip in node_ips]
+    for svc in services:
+        lines += _service_lines(svc)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,177 @@
+"""Every view of the app, in one table: what the app, `:`, home, help and ctrl+p read.
+
+A view has a jump name (k9s style, with aliases), a label, a factory that builds its
+screen from an optional argument (a filter, a pod, a Service), and the count home
+shows beside it. Adding a screen means adding its module and one `View` here; nothing
+else lists the screens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from textual.screen import Screen
+
+from podpath.tui.screens.cni import CniScreen
+from podpath.tui.screens.conntrack import ConntrackScreen
+from podpath.tui.screens.links import LinksScreen
+from podpath.tui.screens.namespaces import NamespacesScreen
+from podpath.tui.screens.netfilter import NetfilterScreen
+from podpath.tui.screens.node import NodeScreen
+from podpath.tui.screens.pod import PodScreen
+from podpath.tui.screens.pods import PodsScreen
+from podpath.tui.screens.problems import ProblemsScreen
+from podpath.tui.screens.service import ServiceScreen
+from podpath.tui.screens.services import ServicesScreen
+from podpath.tui.screens.trace import TraceScreen
+from podpath.tui.state import Loaded
+
+# The home view's name: opening it returns to home instead of stacking a second one.
+HOME = "node"
+
+# What home shows for a count that waits for the parse worker.
+PENDING = "…"
+
+
+@dataclass(frozen=True)
+class View:
+    """One screen the user can open by name."""
+
+    name: str  # what `:` takes, e.g. "svc"
+    label: str  # home's menu and the command palette, e.g. "Services"
+    screen: Callable[[str], Screen[None]]  # the argument ("" for none) -> a new screen
+    about: str  # one line for help and the palette
+    aliases: tuple[str, ...] = ()
+    # Home's count for a snapshot; None while it waits for the parse worker.
+    count: Callable[[Loaded], object] | None = None
+    # Detail views need an argument (which pod, which Service): not on home or `:`.
+    detail: bool = False
+
+
+def _when_ready(count: Callable[[Loaded], object]) -> Callable[[Loaded], object]:
+    """A count that needs the parsed views: None (pending) until the worker is done."""
+    return lambda loaded: count(loaded) if loaded.ready.is_set() else None
+
+
+def _rules(loaded: Loaded) -> int:
+    # Counted in the dumps' text: home must not wait for the rules to be parsed.
+    return sum(d.text.count("\n-A ") for d in loaded.snapshot.iptables)
+
+
+VIEWS: tuple[View, ...] = (
+    View(HOME, "Node", lambda arg: NodeScreen(), "the node's facts and this menu", ("home",)),
+    View(
+        "pods",
+        "Pods",
+        PodsScreen,
+        "every pod sandbox: IP, netns, pause PID, host veth, bridge",
+        ("po", "pod"),
+        lambda ld: len(ld.snapshot.pods),
+    ),
+    View(
+        "svc",
+        "Services",
+        ServicesScreen,
+        "Services as kube-proxy programmed them: VIP:port -> endpoints",
+        ("services", "service"),
+        _when_ready(lambda ld: len(ld.parsed.services())),
+    ),
+    View(
+        "ns",
+        "Namespaces",
+        NamespacesScreen,
+        "every namespace of every type, as lsns lists them",
+        ("namespaces",),
+        lambda ld: len(ld.snapshot.namespaces),
+    ),
+    View(
+        "links",
+        "Links",
+        LinksScreen,
+        "the root namespace's links: bridges, ports, overlays",
+        ("link",),
+        lambda ld: sum(len(ns.links) for ns in ld.snapshot.netns),
+    ),
+    View(
+        "ipt",
+        "Netfilter rules",
+        NetfilterScreen,
+        "iptables and nftables: backend, table, chain, rule",
+        ("iptables", "netfilter", "nf", "nft"),
+        _rules,
+    ),
+    View(
+        "ct",
+        "Conntrack entries",
+        ConntrackScreen,
+        "the conntrack table: original and reply, NAT explained",
+        ("conntrack",),
+        _when_ready(lambda ld: len(ld.parsed.conntrack())),
+    ),
+    View(
+        "cni",
+        "CNI configs / IPAM",
+        CniScreen,
+        "CNI config files and host-local IPAM reservations",
+        ("ipam",),
+        lambda ld: f"{len(ld.snapshot.cni.configs)} / {len(ld.snapshot.cni.allocations)}",
+    ),
+    View(
+        "trace",
+        "Trace a packet",
+        TraceScreen,
+        "follow a packet hop by hop, each kernel decision explained",
+        count=lambda ld: "",
+    ),
+    View(
+        "problems",
+        "Problems",
+        ProblemsScreen,
+        "gaps, warnings and leaks, each with why",
+        ("pb",),
+        _when_ready(lambda ld: len(ld.problems or ())),
+    ),
+    View("pod", "Pod", PodScreen, "one pod in tabs", detail=True),
+    View("service", "Service", ServiceScreen, "one Service: endpoints and chain walk", detail=True),
+)
+
+
+def find(name: str) -> View | None:
+    """The view called `name` (its canonical name, detail views included)."""
+    return next((v for v in VIEWS if v.name == name), None)
+
+
+def home() -> View:
+    """The home view (the Node screen)."""
+    found = find(HOME)
+    assert found is not None, "the registry has no home view"
+    return found
+
+
+def jump_views() -> tuple[View, ...]:
+    """The views `:` and the palette offer, in home's order."""
+    return tuple(v for v in VIEWS if not v.detail)
+
+
+def jump_words() -> list[str]:
+    """Every name and alias `:` accepts, for completion."""
+    return sorted({w for v in jump_views() for w in (v.name, *v.aliases)})
+
+
+def resolve(text: str) -> tuple[View, str] | None:
+    """The view and argument for what was typed after `:` (`pods web` -> Pods filtered by web)."""
+    word, _, argument = text.strip().lstrip(":").partition(" ")
+    word = word.lower()
+    for view in jump_views():
+        if word == view.name or word in view.aliases:
+            return view, argument.strip()
+    return None
+
+
+def count_text(view: View, loaded: Loaded | None) -> str:
+    """Home's count cell for a view: the count, "…" while pending, "" for none."""
+    if view.count is None or loaded is None:
+        return ""
+    value = view.count(loaded)
+    return PENDING if value is None else f"{value}"

@@ -1,0 +1,39 @@
+"""Pure builders for the Node (home) screen: the node's facts and the menu of views."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from podpath.analysis.dataplane import iptables_backends
+from podpath.analysis.index import SnapshotIndex
+from podpath.tui.rows.model import Cell, Row, cell, row
+
+
+def fact_rows(index: SnapshotIndex, kube_proxy: str) -> list[Row]:
+    """Facts about the node, one per row (`kube_proxy`: the mode, as analysis words it)."""
+    snap = index.snapshot
+    runtimes = sorted({p.runtime for p in snap.pods}) or ["unknown"]
+    taken = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snap.taken_at))
+    facts: list[tuple[str, object]] = [
+        ("node", snap.node.hostname),
+        ("kernel", snap.node.kernel),
+        ("runtime", ", ".join(runtimes)),
+        ("CNI config", snap.cni.active),
+        ("kube-proxy", kube_proxy),
+        ("iptables", ", ".join(iptables_backends(index)) or None),
+        ("ip_forward", snap.node.ip_forward),
+        ("taken", f"{taken} ({snap.duration:.2f} s)"),
+    ]
+    return [row(f"fact:{k}", Cell(k, "dim"), cell(v)) for k, v in facts]
+
+
+MENU_COLUMNS = ("VIEW", "COUNT", "JUMP")
+
+
+def menu_rows(entries: Iterable[tuple[str, str, str]]) -> list[Row]:
+    """Home's menu: one row per (jump name, label, count), enter opens the view."""
+    return [
+        Row(f"go:{name}", (Cell(label, "accent"), Cell(count, "primary"), Cell(f":{name}", "dim")))
+        for name, label, count in entries
+    ]

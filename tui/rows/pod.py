@@ -1,0 +1,263 @@
+"""Pure row builders for the Pods list and the Pod screen's tabs."""
+
+from __future__ import annotations
+
+import os
+
+from podpath.analysis.index import SnapshotIndex, ip_in
+from podpath.analysis.services import endpoints_of
+from podpath.netfilter.kube_proxy import Service
+from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod, Route
+from podpath.trace.routing import table_name
+from podpath.tui.rows.model import Cell, Row, cell, join, row
+from podpath.tui.rows.services import service_id, vip_port
+
+POD_COLUMNS = ("POD", "IP", "NETNS", "PAUSE", "HOST IF", "BRIDGE", "CTRS")
+
+
+def pod_key(pod: Pod) -> str:
+    """The key of a pod: namespace/name."""
+    return f"{pod.namespace}/{pod.name}"
+
+
+def pods_by_key(index: SnapshotIndex) -> dict[str, Pod]:
+    """Every pod by a unique key: namespace/name, or with `#sandbox` when that repeats.
+
+    Pods found without runtime state (cgroup or pause-process fallbacks) may have no
+    name at all, so namespace/name alone is not unique on a real node.
+    """
+    seen: dict[str, int] = {}
+    for pod in index.snapshot.pods:
+        seen[pod_key(pod)] = seen.get(pod_key(pod), 0) + 1
+    out: dict[str, Pod] = {}
+    for pod in index.snapshot.pods:
+        key = pod_key(pod)
+        if seen[key] > 1:
+            key = f"{key}#{(pod.sandbox_id or pod.uid or str(pod.pause_pid))[:12]}"
+        while key in out:
+            key += "'"
+        out[key] = pod
+    return out
+
+
+def find_pod(index: SnapshotIndex, key: str) -> Pod | None:
+    """The pod with this key (see pods_by_key)."""
+    return pods_by_key(index).get(key)
+
+
+def host_side(index: SnapshotIndex, pod: Pod) -> tuple[Link | None, Link | None, Link | None]:
+    """A pod's eth0, its host-side veth peer, and the bridge that peer is on."""
+    eth0 = index.pod_interface(pod)
+    peer = index.peer(eth0) if eth0 is not None else None
+    bridge = index.link(peer.netns, peer.master) if peer is not None else None
+    return eth0, peer, bridge
+
+
+def pod_rows(index: SnapshotIndex) -> list[Row]:
+    """One row per pod, sorted by namespace/name."""
+    out = []
+    for key, pod in sorted(pods_by_key(index).items()):
+        _eth0, peer, bridge = host_side(index, pod)
+        netns = os.path.basename(pod.netns_path) if pod.netns_path else None
+        if pod.host_network:
+            netns_cell = Cell("hostNetwork", "warning")
+        else:
+            netns_cell = cell(netns, "dim")
+        out.append(
+            row(
+                key,
+                Cell(key if pod.name else f"{key} (unnamed, via {pod.source})", "accent"),
+                cell(join(pod.ips)),
+                netns_cell,
+                cell(pod.pause_pid),
+                cell(peer.name if peer else None),
+                cell(bridge.name if bridge else None),
+                cell(len(pod.containers)),
+            )
+        )
+    return out
+
+
+CONTAINER_COLUMNS = ("CONTAINER", "KIND", "PID", "IMAGE", "COMMAND")
+
+
+def container_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
+    """The pod's containers, sandbox (pause) first."""
+    ordered = sorted(pod.containers, key=lambda c: (c.kind != "sandbox", c.name))
+    out = []
+    for c in ordered:
+        command = c.command
+        if not command and c.pids:
+            proc = index.processes_by_pid.get(c.pids[0])
+            command = proc.cmdline if proc else ()
+        out.append(
+            row(
+                f"ctr:{c.id}",
+                Cell(c.name, "accent" if c.kind == "sandbox" else ""),
+                Cell(c.kind, "dim"),
+                cell(join(c.pids)),
+                cell(c.image),
+                cell(" ".join(command)),
+            )
+        )
+    return out
+
+
+def namespace_columns(pod: Pod) -> tuple[str, ...]:
+    """Columns of the namespace-sharing matrix: type, then one per container."""
+    ordered = sorted(pod.containers, key=lambda c: (c.kind != "sandbox", c.name))
+    return ("NS TYPE", *(c.name for c in ordered))
+
+
+def namespace_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
+    """Per namespace type, each container's inode, marked shared with the sandbox or own."""
+    ordered = sorted(pod.containers, key=lambda c: (c.kind != "sandbox", c.name))
+    inodes: list[dict[str, int]] = []
+    for c in ordered:
+        proc = index.processes_by_pid.get(c.pids[0]) if c.pids else None
+        inodes.append(dict(proc.namespaces) if proc else {})
+    sandbox = inodes[0] if ordered and ordered[0].kind == "sandbox" else {}
+    out = []
+    for ns_type in NAMESPACE_TYPES:
+        cells = [Cell(ns_type, "primary")]
+        for c, found in zip(ordered, inodes, strict=True):
+            inode = found.get(ns_type)
+            if inode is None:
+                cells.append(Cell("?", "dim"))
+            elif c.kind == "sandbox":
+                cells.append(Cell(f"{inode}", "accent"))
+            elif inode == sandbox.get(ns_type):
+                cells.append(Cell(f"shared {inode}", "success"))
+            else:
+                cells.append(Cell(f"own {inode}", ""))
+        out.append(Row(f"ns:{ns_type}", tuple(cells)))
+    return out
+
+
+INTERFACE_COLUMNS = ("INTERFACE", "PEER (HOST)", "BRIDGE", "MAC", "MTU", "STATE", "ADDRESSES")
+
+
+def link_label(link: Link) -> str:
+    """`eth0@if12` as ip shows it."""
+    return f"{link.name}@if{link.link}" if link.link is not None else link.name
+
+
+def interface_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
+    """The pod's interfaces with their peers on the host and the bridge."""
+    if pod.netns_inode is None:
+        return []
+    ns = index.netns_by_inode.get(pod.netns_inode)
+    out = []
+    for link in ns.links if ns else ():
+        peer = index.peer(link)
+        bridge = index.link(peer.netns, peer.master) if peer else None
+        addrs = join(f"{a.address}/{a.prefixlen}" for a in link.addresses)
+        out.append(
+            row(
+                f"if:{link.ifindex}",
+                Cell(link_label(link), "accent"),
+                cell(f"↔ {link_label(peer)}" if peer else None),
+                cell(f"→ {bridge.name}" if bridge else None),
+                cell(link.mac, "dim"),
+                cell(link.mtu),
+                Cell(link.state, "success" if link.state in ("UP", "UNKNOWN") else "warning"),
+                cell(addrs),
+            )
+        )
+    return out
+
+
+ROUTE_COLUMNS = ("WHERE", "TABLE", "DESTINATION", "VIA", "DEV", "SRC", "PROTO", "SCOPE")
+
+
+def route_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
+    """The pod's routes (local table aside), then the node's routes that reach the pod's IPs."""
+    out = []
+    if pod.netns_inode is not None:
+        for i, r in enumerate(index.routes(pod.netns_inode)):
+            if r.table != 255:
+                out.append(_route_row(index, f"pod:{i}", Cell("pod", "accent"), r))
+    for i, r in enumerate(index.routes(index.snapshot.root_netns)):
+        if r.table == 255 or r.dst in ("0.0.0.0/0", "::/0"):
+            continue
+        if any(ip_in(ip, r.dst) for ip in pod.ips):
+            out.append(_route_row(index, f"node:{i}", Cell("node", "primary"), r))
+    return out
+
+
+def _route_row(index: SnapshotIndex, key: str, where: Cell, r: Route) -> Row:
+    dev = index.link(r.netns, r.dev)
+    return row(
+        key,
+        where,
+        table_name(r.table),
+        r.dst,
+        r.gateway,
+        dev.name if dev else r.dev,
+        r.prefsrc,
+        Cell(r.protocol, "dim"),
+        Cell(r.scope, "dim"),
+    )
+
+
+NEIGHBOUR_COLUMNS = ("WHERE", "KIND", "ADDRESS", "LLADDR / MAC", "DEV / PORT", "STATE")
+
+
+def neighbour_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
+    """ARP entries inside the pod and the bridge FDB entries for the pod's MAC."""
+    out = []
+    if pod.netns_inode is not None:
+        ns = index.netns_by_inode.get(pod.netns_inode)
+        for i, n in enumerate(ns.neighbours if ns else ()):
+            dev = index.link(n.netns, n.ifindex)
+            out.append(
+                row(
+                    f"neigh:{i}",
+                    Cell("pod", "accent"),
+                    "arp" if n.family == 4 else "ndp",
+                    n.dst,
+                    n.lladdr,
+                    dev.name if dev else n.ifindex,
+                    Cell(join(n.state), "dim"),
+                )
+            )
+    eth0 = index.pod_interface(pod)
+    root = index.root_netns
+    if eth0 is not None and eth0.mac and root is not None:
+        for i, f in enumerate(root.fdb):
+            if f.mac.lower() != eth0.mac.lower():
+                continue
+            port = index.link(f.netns, f.ifindex)
+            master = index.link(f.netns, f.master)
+            where = f"{master.name} fdb" if master else "fdb"
+            out.append(
+                row(
+                    f"fdb:{i}",
+                    Cell("node", "primary"),
+                    where,
+                    f.dst,
+                    f.mac,
+                    port.name if port else f.ifindex,
+                    Cell(join((*f.state, *f.flags)), "dim"),
+                )
+            )
+    return out
+
+
+NAT_COLUMNS = ("SERVICE", "VIP:PORT", "THIS ENDPOINT", "PROBABILITY", "MASQUERADE", "DNAT RULE")
+
+
+def nat_rows(services: tuple[Service, ...], pod: Pod) -> list[Row]:
+    """Services whose endpoints include this pod, with this endpoint's probability."""
+    return [
+        row(
+            f"{service_id(svc)}>{ep.ip}:{ep.port}",
+            Cell(f"{svc.namespace}/{svc.name}", "accent"),
+            vip_port(svc),
+            f"{ep.ip}:{ep.port}",
+            Cell(f"{ep.probability:.4f}", "primary"),
+            Cell(svc.masquerade, "dim"),
+            cell(ep.dnat_rule_text or ep.sep_chain, "dim"),
+        )
+        for svc, ep in endpoints_of(services, frozenset(pod.ips))
+    ]

@@ -1,0 +1,1 @@
+"""The TUI's screens: one Textual Screen per file, each opened through podpath.tui.registry."""

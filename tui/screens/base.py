@@ -1,0 +1,255 @@
+"""The shape every list screen shares: header, title line, filter, table, footer."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, cast
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+from textual.worker import Worker, WorkerState
+
+from podpath.snapshot.model import Pod
+from podpath.tui.rows.model import Page, Row, RowSet, page, rowset
+from podpath.tui.state import AppState, Loaded
+from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.table import RowTable
+
+
+def pending_text(loaded: Loaded | None) -> str:
+    """What a view that waits for the parse worker says meanwhile (or after it failed)."""
+    if loaded is not None and loaded.failed:
+        return "not shown: parsing the rules and conntrack failed"
+    return "parsing rules and conntrack…"
+
+
+class BaseScreen(Screen[None]):
+    """A screen that shows data from the loaded snapshot and reloads when it changes."""
+
+    def state(self) -> AppState:
+        """The app, seen through what screens may use."""
+        return cast(AppState, self.app)
+
+    @property
+    def loaded(self) -> Loaded | None:
+        """The current snapshot and its views, if one is loaded."""
+        return self.state().loaded
+
+    def reload(self) -> None:
+        """Show the current snapshot (called on mount and after every refresh)."""
+
+    def on_screen_resume(self) -> None:
+        """Show the newest snapshot when coming back to this screen."""
+        self.reload()
+
+    def trace_inputs(self) -> tuple[str, str]:
+        """(source, destination) that `t` prefills in Trace: the selected pod, if any."""
+        getter = getattr(self, "selected_pod", None)
+        pod = getter() if callable(getter) else None
+        if isinstance(pod, Pod):
+            return f"{pod.namespace}/{pod.name}", ""
+        return "", ""
+
+    def action_back(self) -> None:
+        """Go back one screen (never past the home screen)."""
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """No action once the app is quitting: the screens are being torn down."""
+        return False if self.state().quitting else super().check_action(action, parameters)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker of this screen finished: its result to worker_done, a failure reported once."""
+        if event.state == WorkerState.SUCCESS:
+            self.worker_done(event.worker)
+        elif event.state == WorkerState.ERROR:
+            self.state().report_failure(event.worker)
+            self.worker_failed(event.worker)
+
+    def worker_done(self, worker: Worker[Any]) -> None:
+        """Show what a worker of this screen produced (screens with workers override)."""
+
+    def worker_failed(self, worker: Worker[Any]) -> None:
+        """Leave a screen's waiting state after its worker failed (already reported)."""
+
+
+class TableScreen(BaseScreen):
+    """A filterable list of rows; enter drills in, esc goes back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "back", "Back"),
+        Binding("y", "copy", "Copy"),
+    ]
+    HEADING = ""
+    COLUMNS: tuple[str, ...] = ()
+    # Words that mark a snapshot gap (or parser note) as this view's: its data is partial.
+    GAP_WORDS: tuple[str, ...] = ()
+
+    def __init__(self, needle: str = "") -> None:
+        super().__init__()
+        self.needle = needle
+        self._rows: RowSet = rowset(())
+        self._built_for: Loaded | None = None
+        # True while the rows wait for the snapshot's views (parsed in a worker).
+        self._pending = False
+
+    def compose(self) -> ComposeResult:
+        """Header, title line with counts, hidden filter input, the table, footer."""
+        yield Header()
+        with Horizontal(id="titlebar"):
+            yield Static(self.HEADING, id="heading")
+            yield Static("", id="count")
+        yield Static("", id="gaps")
+        yield Input(value=self.needle, placeholder="filter (substring) — esc clears", id="filter")
+        yield RowTable(id="table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Set up, show the rows, focus the table."""
+        self.prepare()
+        self.reload()
+        self.table.focus()
+
+    def prepare(self) -> None:
+        """Set up widgets before the first rows are shown (the filter starts hidden)."""
+        self.query_one("#filter", Input).display = bool(self.needle)
+        self.query_one("#gaps", Static).display = False
+
+    @property
+    def table(self) -> RowTable:
+        """The screen's table."""
+        return self.query_one("#table", RowTable)
+
+    def columns(self) -> tuple[str, ...]:
+        """The column headers."""
+        return self.COLUMNS
+
+    def build_rows(self, loaded: Loaded) -> list[Row]:
+        """All rows of this screen (filtered and capped later)."""
+        return []
+
+    def build_rowset(self, loaded: Loaded) -> RowSet | None:
+        """All rows, ready to filter; None while they wait for views parsed in a worker."""
+        return rowset(self.build_rows(loaded))
+
+    def gap_lines(self, loaded: Loaded) -> list[str]:
+        """Why this view's data may be partial: the snapshot's gaps that concern it."""
+        words = self.GAP_WORDS
+        if not words:
+            return []
+        found = [
+            f"{g.subject}: {g.reason}"
+            for g in loaded.snapshot.gaps
+            if any(w in f"{g.subject} {g.reason}".lower() for w in words)
+        ]
+        found += [n for n in loaded.parsed.notes if any(w in n.lower() for w in words)]
+        return found
+
+    def heading(self) -> str:
+        """The title line (may include node data: it is shown literally)."""
+        return self.HEADING
+
+    def reload(self) -> None:
+        """Rebuild rows when the snapshot changed, then show the filtered page."""
+        loaded = self.loaded
+        if loaded is not None and loaded is not self._built_for:
+            built = self.build_rowset(loaded)
+            self._pending = built is None
+            if built is not None:
+                self._rows = built
+                self._built_for = loaded
+            gaps = self.gap_lines(loaded)
+            for note in self.query("#gaps").results(Static):
+                note.display = bool(gaps)
+                if gaps:
+                    more = f" (+{len(gaps) - 1} more, see :problems)" if len(gaps) > 1 else ""
+                    note.update(literal_content(f"⚠ partial: {gaps[0]}{more}"))
+        self.repaint_rows()
+
+    def rebuild(self) -> None:
+        """Rebuild rows from the same snapshot (the screen's own state changed)."""
+        self._built_for = None
+        self.reload()
+
+    def repaint_rows(self) -> Page:
+        """Apply the filter to the rows and show them."""
+        shown = page(self._rows, self.needle)
+        table = self.table
+        table.set_columns(self.columns())
+        table.show(shown)
+        self.show_title(shown)
+        return shown
+
+    def show_title(self, shown: Page) -> None:
+        """The title line: heading, and how many rows there are or match the filter."""
+        self.query_one("#heading", Static).update(literal_content(self.heading()))
+        if self._pending:
+            count = pending_text(self.loaded)
+        elif self.needle:
+            count = f"{shown.matched:,} of {shown.total:,} match “{self.needle}”"
+        else:
+            count = f"{shown.total:,} rows"
+        self.query_one("#count", Static).update(literal_content(count))
+
+    def action_filter(self) -> None:
+        """Show the filter input and focus it."""
+        filt = self.query_one("#filter", Input)
+        filt.display = True
+        filt.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Filter as the user types."""
+        if event.input.id == "filter":
+            event.stop()
+            self.needle = event.value
+            self.repaint_rows()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the filter returns to the table."""
+        if event.input.id == "filter":
+            event.stop()
+            self.table.focus()
+
+    def action_back(self) -> None:
+        """Esc clears the filter first, then goes back."""
+        filt = self.query_one("#filter", Input)
+        if self.needle or filt.has_focus:
+            self.clear_filter()
+            self.repaint_rows()
+            return
+        self.go_back()
+
+    def clear_filter(self) -> None:
+        """Empty and hide the filter, and give the table the focus back."""
+        filt = self.query_one("#filter", Input)
+        with filt.prevent(Input.Changed):
+            filt.value = ""
+        self.needle = ""
+        filt.display = False
+        self.table.focus()
+
+    def go_back(self) -> None:
+        """Leave this screen (never past home)."""
+        super().action_back()
+
+    def on_row_table_row_selected(self, event: RowTable.RowSelected) -> None:
+        """Enter on a row drills in."""
+        event.stop()
+        key = self.table.selected_key
+        loaded = self.loaded
+        if key is not None and loaded is not None:
+            self.open_row(key, loaded)
+
+    def open_row(self, key: str, loaded: Loaded) -> None:
+        """Drill into a row (screens override)."""
+
+    def action_copy(self) -> None:
+        """Copy the selected row's first cell (the name) to the clipboard."""
+        cells = self.table.selected_cells()
+        if cells:
+            self.app.copy_to_clipboard(cells[0].text)
+            self.notify(clean(f"copied {cells[0].text}"), markup=False, timeout=2)

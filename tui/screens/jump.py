@@ -1,0 +1,51 @@
+"""`:`: jump to a view by name, k9s style, with completion (names from podpath.tui.registry)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Input, Static
+
+from podpath.tui import registry
+from podpath.tui.text import clean
+
+
+class JumpScreen(ModalScreen[tuple[str, str] | None]):
+    """A one-line prompt at the bottom; returns (view name, argument), e.g. ("pods", "web")."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        """The prompt, and every view's name as a hint."""
+        with Vertical(id="jump"):
+            yield Static(
+                "jump to: " + " ".join(f":{v.name}" for v in registry.jump_views()),
+                id="jump-hint",
+            )
+            yield Input(
+                placeholder=":pods [filter]",
+                suggester=SuggestFromList(registry.jump_words(), case_sensitive=False),
+                id="jump-input",
+            )
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter jumps (or says the name is unknown and stays open)."""
+        event.stop()
+        found = registry.resolve(event.value)
+        if found is None:
+            name = event.value.strip()[:40]
+            self.notify(
+                clean(f"no view called {name!r}"), severity="warning", timeout=3, markup=False
+            )
+            return
+        view, argument = found
+        self.dismiss((view.name, argument))
+
+    def action_cancel(self) -> None:
+        """Esc closes without jumping."""
+        self.dismiss(None)

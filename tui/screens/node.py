@@ -1,0 +1,120 @@
+"""Home: the node's facts, the views it holds (from the registry), and a banner for problems."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Footer, Header, Input, Static
+
+from podpath.analysis.dataplane import mode_text
+from podpath.tui.rows.model import Page, Row, page
+from podpath.tui.rows.node import MENU_COLUMNS, fact_rows, menu_rows
+from podpath.tui.screens.base import TableScreen, pending_text
+from podpath.tui.state import Loaded
+from podpath.tui.text import literal_content
+from podpath.tui.widgets.table import RowTable
+
+
+class NodeScreen(TableScreen):
+    """The home screen: facts, the menu of views with counts (enter opens each), a problems banner."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "problems", "Problems"),
+        # Home has nothing to go back to: esc only clears the filter.
+        Binding("escape", "back", "Clear filter", show=False),
+    ]
+    HEADING = "Node"
+    COLUMNS = MENU_COLUMNS
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Whether the rows shown include what the prepare worker parsed (counts, problems).
+        self._shown_ready = False
+
+    def compose(self) -> ComposeResult:
+        """Banner, facts, the filter (hidden until /), the menu of views."""
+        yield Header()
+        yield Static("", id="note")
+        yield Static("", id="banner")
+        yield RowTable(id="facts")
+        yield Input(placeholder="filter the views — esc clears", id="filter")
+        yield RowTable(id="table")
+        yield Footer()
+
+    def prepare(self) -> None:
+        """The facts table is not a stop for the cursor; the filter starts hidden."""
+        facts = self.query_one("#facts", RowTable)
+        facts.can_focus = False
+        facts.show_cursor = False
+        self.query_one("#filter", Input).display = bool(self.needle)
+
+    def reload(self) -> None:
+        """Rebuild when the snapshot changed or its views became ready."""
+        loaded = self.loaded
+        if loaded is not None and loaded.ready.is_set() != self._shown_ready:
+            self._shown_ready = loaded.ready.is_set()
+            self._built_for = None
+        super().reload()
+
+    def build_rows(self, loaded: Loaded) -> list[Row]:
+        """The views reachable from home (the registry's), with counts."""
+        return menu_rows(self.state().home_menu(loaded))
+
+    def gap_lines(self, loaded: Loaded) -> list[str]:
+        """Home names problems in its banner, not in a gap line."""
+        return []
+
+    def repaint_rows(self) -> Page:
+        """Show facts, banner and menu."""
+        loaded = self.loaded
+        note = self.query_one("#note", Static)
+        source_note = self.state().source.note
+        note.display = bool(source_note)
+        if source_note:
+            note.update(literal_content(source_note))
+        banner = self.query_one("#banner", Static)
+        if loaded is None:
+            banner.update("collecting the node's state…")
+            banner.set_class(False, "-problems")
+            return page([])
+        found = loaded.problems
+        mode = mode_text(loaded.parsed.kube_proxy_mode()) if found is not None else "…"
+        facts = self.query_one("#facts", RowTable)
+        facts.set_columns(("FACT", "VALUE"))
+        facts.show(page(fact_rows(loaded.index, mode)))
+        banner.set_class(bool(found), "-problems")
+        if found is None:
+            banner.update(pending_text(loaded))
+        elif found:
+            first = found[0]
+            banner.update(
+                literal_content(
+                    f"⚠ {len(found)} problem(s): {first.subject} — {first.why}   (p or :problems)"
+                )
+            )
+        else:
+            banner.update("✓ no gaps or warnings")
+        return super().repaint_rows()
+
+    def show_title(self, shown: Page) -> None:
+        """Home has no title line: the banner and the facts take its place."""
+
+    def on_click(self, event: object) -> None:
+        """A click on the banner opens the Problems screen."""
+        widget = getattr(event, "widget", None)
+        if widget is not None and widget.id == "banner":
+            self.action_problems()
+
+    def action_problems(self) -> None:
+        """Open the Problems screen."""
+        self.state().open_screen("problems")
+
+    def open_row(self, key: str, loaded: Loaded) -> None:
+        """Open the view of the selected menu row."""
+        if key.startswith("go:"):
+            self.state().open_screen(key[3:])
+
+    def go_back(self) -> None:
+        """Home has nowhere to go back to."""

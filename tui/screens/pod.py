@@ -1,0 +1,201 @@
+"""One pod: containers and namespaces, interfaces, routes, neighbours/FDB, NAT, conntrack."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+
+from podpath.snapshot.model import Pod
+from podpath.tui.rows import nat as pn
+from podpath.tui.rows import pod as pr
+from podpath.tui.rows.conntrack import CONNTRACK_COLUMNS, conntrack_rows
+from podpath.tui.rows.model import Cell, Row, page
+from podpath.tui.rows.pod import find_pod
+from podpath.tui.screens.base import BaseScreen, pending_text
+from podpath.tui.state import Loaded
+from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.table import RowTable
+
+Builder = Callable[[Loaded, Pod], list[Row]]
+
+# Tabs whose rows need the parsed Services and conntrack: on a big snapshot they wait
+# for the app's prepare worker instead of parsing on the event loop.
+NEEDS_VIEWS = frozenset({"nat", "conntrack"})
+
+# (tab id, label, columns, row builder)
+TABS: tuple[tuple[str, str, Callable[[Pod], tuple[str, ...]], Builder], ...] = (
+    (
+        "containers",
+        "Containers",
+        lambda p: pr.CONTAINER_COLUMNS,
+        lambda ld, p: pr.container_rows(ld.index, p),
+    ),
+    (
+        "interfaces",
+        "Interfaces",
+        lambda p: pr.INTERFACE_COLUMNS,
+        lambda ld, p: pr.interface_rows(ld.index, p),
+    ),
+    ("routes", "Routes", lambda p: pr.ROUTE_COLUMNS, lambda ld, p: pr.route_rows(ld.index, p)),
+    (
+        "neigh",
+        "Neighbours/FDB",
+        lambda p: pr.NEIGHBOUR_COLUMNS,
+        lambda ld, p: pr.neighbour_rows(ld.index, p),
+    ),
+    ("nat", "NAT", lambda p: pr.NAT_COLUMNS, lambda ld, p: pr.nat_rows(ld.parsed.services(), p)),
+    (
+        "conntrack",
+        "Conntrack",
+        lambda p: CONNTRACK_COLUMNS,
+        lambda ld, p: conntrack_rows(ld.parsed.conntrack(), ld.parsed.services(), frozenset(p.ips)),
+    ),
+)
+
+
+class PodScreen(BaseScreen):
+    """Everything that decides where one pod's packets go, in tabs."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("s", "app.pod_shell", "Shell"),
+        Binding("c", "app.pod_capture", "Capture"),
+        Binding("t", "app.pod_trace", "Trace"),
+        Binding("y", "copy", "Copy"),
+        # priority: a wide table would otherwise take left/right to scroll sideways.
+        Binding("left,h,left_square_bracket", "tab(-1)", "Previous tab", show=False, priority=True),
+        Binding("right,l,right_square_bracket", "tab(1)", "Next tab", show=False, priority=True),
+    ]
+
+    def __init__(self, pod_key: str) -> None:
+        super().__init__()
+        self.pod_key = pod_key
+        self._built_for: Loaded | None = None
+        self._built_ready = False
+
+    def compose(self) -> ComposeResult:
+        """The pod's header line and one tab per aspect."""
+        yield Header()
+        yield Static("", id="heading")
+        yield Static("", id="podinfo")
+        with TabbedContent(id="tabs"):
+            for tab_id, label, _cols, _build in TABS:
+                with TabPane(label, id=f"tab-{tab_id}"):
+                    if tab_id == "containers":
+                        yield RowTable(id="t-containers", classes="half")
+                        yield RowTable(id="t-namespaces")  # the rest of the pane: all 8 types
+                    elif tab_id == "nat":
+                        yield Static("Services with this pod as an endpoint", classes="subheading")
+                        yield RowTable(id="t-nat", classes="third")
+                        yield Static(
+                            "Rules that mention its IP (every backend, table, chain)",
+                            classes="subheading",
+                        )
+                        yield RowTable(id="t-natrules", classes="third")
+                        yield Static(
+                            "Masquerade/SNAT that can apply to its traffic (nat POSTROUTING)",
+                            classes="subheading",
+                        )
+                        yield RowTable(id="t-masq")
+                    else:
+                        yield RowTable(id=f"t-{tab_id}")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Show the pod."""
+        self.reload()
+        self.query_one("#t-containers", RowTable).focus()
+
+    def selected_pod(self) -> Pod | None:
+        """This screen's pod."""
+        loaded = self.loaded
+        return find_pod(loaded.index, self.pod_key) if loaded else None
+
+    def reload(self) -> None:
+        """Fill every tab from the current snapshot."""
+        loaded = self.loaded
+        if loaded is None or (
+            loaded is self._built_for and loaded.ready.is_set() == self._built_ready
+        ):
+            return
+        self._built_for = loaded
+        self._built_ready = loaded.ready.is_set()
+        pod = self.selected_pod()
+        heading = self.query_one("#heading", Static)
+        if pod is None:
+            heading.update(literal_content(f"Pod {self.pod_key} — gone from this snapshot"))
+            return
+        heading.update(literal_content(f"Pod {self.pod_key}"))
+        netns = "host network" if pod.host_network else (pod.netns_path or pod.netns_inode)
+        info = (
+            f"netns {netns} · pause pid {pod.pause_pid} · {pod.runtime} sandbox "
+            f"{pod.sandbox_id[:13]} · uid {pod.uid}"
+        )
+        self.query_one("#podinfo", Static).update(literal_content(info))
+        for tab_id, _label, columns, build in TABS:
+            table = self.query_one(f"#t-{tab_id}", RowTable)
+            table.set_columns(columns(pod))
+            if tab_id in NEEDS_VIEWS and not self._built_ready:
+                table.show(page([Row("\x00pending", (Cell(pending_text(loaded), "dim"),))]))
+                continue
+            table.show(page(build(loaded, pod)))
+        self._fill_nat_extras(loaded, pod)
+        ns_table = self.query_one("#t-namespaces", RowTable)
+        ns_table.set_columns(pr.namespace_columns(pod))
+        ns_table.show(page(pr.namespace_rows(loaded.index, pod)))
+
+    def _fill_nat_extras(self, loaded: Loaded, pod: Pod) -> None:
+        """The NAT tab's rule mentions and masquerade (they need the prepared rulesets)."""
+        extras: tuple[tuple[str, tuple[str, ...], Callable[[], list[Row]]], ...] = (
+            ("#t-natrules", pn.MENTION_COLUMNS, lambda: pn.mention_rows(loaded.ip_mentions(), pod)),
+            (
+                "#t-masq",
+                pn.MASQUERADE_COLUMNS,
+                lambda: pn.masquerade_rows(loaded.parsed.rule_dumps(), pod),
+            ),
+        )
+        for selector, columns, build in extras:
+            table = self.query_one(selector, RowTable)
+            table.set_columns(columns)
+            if not self._built_ready:
+                table.show(page([Row("\x00pending", (Cell(pending_text(loaded), "dim"),))]))
+            else:
+                table.show(page(build()))
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """Focus the table of the tab just shown."""
+        pane = event.pane
+        tables = pane.query(RowTable)
+        if tables:
+            tables.first().focus()
+
+    def action_tab(self, step: int) -> None:
+        """Switch to the previous/next tab."""
+        tabs = self.query_one(TabbedContent)
+        ids = [f"tab-{t[0]}" for t in TABS]
+        current = ids.index(tabs.active) if tabs.active in ids else 0
+        tabs.active = ids[(current + step) % len(ids)]
+
+    def on_row_table_row_selected(self, event: RowTable.RowSelected) -> None:
+        """Enter on an interface opens its host-side peer in the Links view."""
+        event.stop()
+        table = event.table
+        if not isinstance(table, RowTable) or table.id != "t-interfaces":
+            return
+        cells = table.selected_cells()
+        if len(cells) > 1 and cells[1].text.startswith("↔ "):
+            peer = cells[1].text[2:].split("@")[0]
+            self.state().open_screen("links", peer)
+
+    def action_copy(self) -> None:
+        """Copy the first cell of the focused table's selected row."""
+        focused = self.focused
+        if isinstance(focused, RowTable):
+            cells = focused.selected_cells()
+            if cells:
+                self.app.copy_to_clipboard(cells[0].text)
+                self.notify(clean(f"copied {cells[0].text}"), markup=False, timeout=2)

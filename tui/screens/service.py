@@ -1,0 +1,82 @@
+"""One Service: its endpoints resolved to pods, and the chain walk kube-proxy wrote for it."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Footer, Header, Static
+
+from podpath.netfilter.kube_proxy import Service
+from podpath.tui.rows.model import page
+from podpath.tui.rows.services import (
+    ENDPOINT_COLUMNS,
+    WALK_COLUMNS,
+    chain_walk_rows,
+    endpoint_rows,
+    find_service,
+    vip,
+    vip_port,
+)
+from podpath.tui.screens.base import BaseScreen
+from podpath.tui.text import literal_content
+from podpath.tui.widgets.table import RowTable
+
+
+class ServiceScreen(BaseScreen):
+    """Endpoints (with probability and pod) above the chain walk."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("t", "trace", "Trace to it"),
+    ]
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def compose(self) -> ComposeResult:
+        """Heading, endpoints, chain walk."""
+        yield Header()
+        yield Static("", id="heading")
+        yield RowTable(id="endpoints", classes="half")
+        yield Static("Chain walk (nat table)", id="walk-heading", classes="subheading")
+        yield RowTable(id="walk")
+        yield Footer()
+
+    def service(self) -> Service | None:
+        """The Service this screen shows."""
+        loaded = self.loaded
+        return find_service(loaded.parsed.services(), self.key) if loaded else None
+
+    def on_mount(self) -> None:
+        """Show the Service."""
+        self.reload()
+        self.query_one("#endpoints", RowTable).focus()
+
+    def reload(self) -> None:
+        """Fill both tables."""
+        loaded, svc = self.loaded, self.service()
+        heading = self.query_one("#heading", Static)
+        if loaded is None or svc is None:
+            heading.update(literal_content(f"Service {self.key} — not in this snapshot"))
+            return
+        heading.update(
+            literal_content(
+                f"Service {svc.namespace}/{svc.name} {svc.port_name} · {vip_port(svc)} · "
+                f"{len(svc.endpoints)} endpoint(s) · {svc.svc_chain or svc.backend}"
+            )
+        )
+        endpoints = self.query_one("#endpoints", RowTable)
+        endpoints.set_columns(ENDPOINT_COLUMNS)
+        endpoints.show(page(endpoint_rows(loaded.index, svc)))
+        walk = self.query_one("#walk", RowTable)
+        walk.set_columns(WALK_COLUMNS)
+        walk.show(page(chain_walk_rows(loaded.parsed.rule_dumps(), svc)))
+
+    def action_trace(self) -> None:
+        """Open Trace toward this Service."""
+        svc = self.service()
+        if svc is not None:
+            self.state().start_trace("", f"{vip(svc)}:{svc.port}")

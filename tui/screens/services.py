@@ -1,0 +1,32 @@
+"""Services as kube-proxy programmed them: VIP:port -> endpoints with probabilities."""
+
+from __future__ import annotations
+
+from podpath.tui.rows.model import RowSet
+from podpath.tui.rows.services import SERVICE_COLUMNS, find_service, vip
+from podpath.tui.screens.base import TableScreen
+from podpath.tui.state import Loaded
+
+
+class ServicesScreen(TableScreen):
+    """Every Service port; enter shows its endpoints and chain walk."""
+
+    HEADING = "Services"
+    GAP_WORDS = ("iptables", "nft", "services", "kube-proxy")
+    COLUMNS = SERVICE_COLUMNS
+
+    def build_rowset(self, loaded: Loaded) -> RowSet | None:
+        """One row per Service port (built once per snapshot in a worker; None until then)."""
+        return loaded.service_rows() if loaded.ready.is_set() else None
+
+    def open_row(self, key: str, loaded: Loaded) -> None:
+        """Open the Service screen."""
+        self.state().open_screen("service", key)
+
+    def trace_inputs(self) -> tuple[str, str]:
+        """`t` traces toward the selected Service (VIP:port); the source is left to fill in."""
+        loaded, key = self.loaded, self.table.selected_key
+        if loaded is None or key is None or not loaded.ready.is_set():
+            return "", ""
+        svc = find_service(loaded.parsed.services(), key)
+        return ("", f"{vip(svc)}:{svc.port}") if svc is not None else ("", "")

@@ -1,0 +1,252 @@
+"""Trace: source and destination with completion, branches with probabilities, hops, reply, AND."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.suggester import SuggestFromList
+from textual.widgets import Footer, Header, Input, Select, Static
+from textual.worker import Worker
+
+from podpath.trace.engine import trace
+from podpath.trace.model import Branch, Trace
+from podpath.trace.probe import Probe
+from podpath.tui.rows.model import page
+from podpath.tui.rows.trace import (
+    BRANCH_COLUMNS,
+    HOP_COLUMNS,
+    branch_rows,
+    completions,
+    hop_detail,
+    hop_rows,
+    path_hops,
+)
+from podpath.tui.screens.base import BaseScreen
+from podpath.tui.state import Loaded
+from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.table import RowTable
+
+# What the engine raises for a probe it cannot follow: ProbeError, a ValueError (an
+# unknown pod, a bad port or address). Anything else is a bug, reported as one.
+TRACE_ERRORS = (ValueError,)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run of the trace engine: the trace, or why the probe cannot be traced."""
+
+    probe: Probe
+    trace: Trace | None
+    error: str | None = None
+
+
+def run_trace(loaded: Loaded, probe: Probe) -> Outcome:
+    """Ask the trace engine (a pure function of the snapshot) for every branch of a probe."""
+    try:
+        # The index is passed so parsed rulesets are reused across traces.
+        return Outcome(probe, trace([loaded.index], probe, explain=True, reply=True))
+    except TRACE_ERRORS as exc:
+        return Outcome(probe, None, str(exc))
+
+
+class TraceScreen(BaseScreen):
+    """Pick a source and destination; see each branch, its hops, and the way back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+r", "run", "Run"),
+        Binding("p", "reply", "Reply path"),
+        Binding("a", "explain", "Binary AND"),
+        Binding("f", "focus_from", "From"),
+    ]
+
+    def __init__(self, source: str = "", destination: str = "") -> None:
+        super().__init__()
+        self.source_spec = source
+        self.destination_spec = destination
+        self.trace: Trace | None = None
+        self.show_reply = False
+        self.explain = False
+
+    def compose(self) -> ComposeResult:
+        """Inputs, branches, hops, detail of the selected hop."""
+        yield Header()
+        with Horizontal(id="trace-inputs"):
+            yield Input(self.source_spec, placeholder="from: pod ns/name, pod IP, node", id="from")
+            yield Input(
+                self.destination_spec, placeholder="to: ip[:port], ns/pod, ns/svc[:port]", id="to"
+            )
+            yield Select(
+                (("tcp", "tcp"), ("udp", "udp"), ("icmp", "icmp")),
+                value="tcp",
+                allow_blank=False,
+                id="proto",
+            )
+        yield Static("Enter a source and a destination, then enter.", id="trace-status")
+        yield RowTable(id="branches", classes="third")
+        yield Static("", id="path-heading", classes="subheading")
+        yield RowTable(id="hops")
+        yield Static("", id="hop-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Completion over pods, Services and IPs; run at once when both ends are given."""
+        loaded = self.loaded
+        if loaded is not None:
+            pods = list(loaded.index.pods_by_name)
+            ips = list(loaded.index.pods_by_ip)
+            services = loaded.parsed.services()
+            svcs = [f"{s.namespace}/{s.name}:{s.port}" for s in services]
+            svcs += [f"{s.cluster_ip}:{s.port}" for s in services if s.cluster_ip]
+            words = completions(pods, ips, svcs)
+            self.query_one("#from", Input).suggester = SuggestFromList(words, case_sensitive=False)
+            self.query_one("#to", Input).suggester = SuggestFromList(words, case_sensitive=False)
+        self.query_one("#branches", RowTable).set_columns(BRANCH_COLUMNS)
+        self.query_one("#hops", RowTable).set_columns(HOP_COLUMNS)
+        if self.source_spec and self.destination_spec:
+            self.action_run()
+        elif self.source_spec:
+            self.query_one("#to", Input).focus()
+        else:
+            self.query_one("#from", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in From moves to To; enter in To runs the trace."""
+        event.stop()
+        if event.input.id == "from":
+            self.query_one("#to", Input).focus()
+        else:
+            self.action_run()
+
+    def action_focus_from(self) -> None:
+        """Edit the source."""
+        self.query_one("#from", Input).focus()
+
+    def action_run(self) -> None:
+        """Trace the probe in a thread worker; the branches show when it is done."""
+        loaded = self.loaded
+        src = self.query_one("#from", Input).value.strip()
+        dst = self.query_one("#to", Input).value.strip()
+        proto = str(self.query_one("#proto", Select).value)
+        status = self.query_one("#trace-status", Static)
+        if loaded is None or not src or not dst:
+            status.update("Enter a source and a destination.")
+            return
+        probe = Probe(source=src, destination=dst, proto=proto)
+        status.update(literal_content(f"tracing {src} → {dst} ({proto})…"))
+        # Keys typed while it runs are this screen's (p, a), not more text for the inputs.
+        self.query_one("#branches", RowTable).focus()
+        self.run_worker(
+            partial(run_trace, loaded, probe),
+            name="trace",
+            group="trace",
+            thread=True,
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    def worker_done(self, worker: Worker[Any]) -> None:
+        """A trace finished: show its branches, or why it cannot be traced."""
+        if isinstance(worker.result, Outcome):
+            self.show_outcome(worker.result)
+
+    def worker_failed(self, worker: Worker[Any]) -> None:
+        """The engine failed (a bug, already reported): say so where the branches go."""
+        self.trace = None
+        self.query_one("#trace-status", Static).update(
+            literal_content("the trace failed: see the notification", "bold")
+        )
+        self.query_one("#branches", RowTable).show(page([]))
+        self.query_one("#hops", RowTable).show(page([]))
+
+    def show_outcome(self, outcome: Outcome) -> None:
+        """Show a finished trace's branches (the first one selected), or its error."""
+        status = self.query_one("#trace-status", Static)
+        probe = outcome.probe
+        self.trace = outcome.trace
+        branches = self.query_one("#branches", RowTable)
+        if outcome.trace is None:
+            status.update(literal_content(f"cannot trace: {outcome.error}", "bold"))
+            branches.show(page([]))
+            self.query_one("#hops", RowTable).show(page([]))
+            return
+        n = len(outcome.trace.branches)
+        status.update(
+            literal_content(f"{probe.source} → {probe.destination} ({probe.proto}): {n} branch(es)")
+        )
+        branches.show(page(branch_rows(outcome.trace)))
+        branches.move_cursor(row=0, animate=False)
+        self.show_branch()
+
+    def selected_branch(self) -> Branch | None:
+        """The branch under the cursor."""
+        if self.trace is None or not self.trace.branches:
+            return None
+        key = self.query_one("#branches", RowTable).selected_key or "b:0"
+        i = int(key[2:])
+        return self.trace.branches[i] if i < len(self.trace.branches) else None
+
+    def show_branch(self) -> None:
+        """Show the hops of the selected branch (or its reply path)."""
+        branch = self.selected_branch()
+        hops_table = self.query_one("#hops", RowTable)
+        heading = self.query_one("#path-heading", Static)
+        if branch is None:
+            hops_table.show(page([]))
+            return
+        hops = path_hops(branch, self.show_reply)
+        which = "reply path (p: forward)" if self.show_reply else "forward path (p: reply)"
+        if self.show_reply and not branch.reply:
+            which = "no reply path for this branch"
+        heading.update(literal_content(f"{which} · {len(hops)} hops · {branch.reason}"))
+        hops_table.show(page(hop_rows(hops)))
+        self.show_hop()
+
+    def show_hop(self) -> None:
+        """Show what decided the selected hop."""
+        branch = self.selected_branch()
+        detail = self.query_one("#hop-detail", Static)
+        key = self.query_one("#hops", RowTable).selected_key
+        if branch is None or key is None:
+            detail.update("")
+            return
+        hops = path_hops(branch, self.show_reply)
+        i = int(key[2:])
+        text = hop_detail(hops[i], self.explain) if i < len(hops) else ""
+        # Cleaned line by line: the newlines are ours, everything else is literal.
+        detail.update(Content("\n".join(clean(line) for line in text.split("\n"))))
+
+    def on_row_table_row_highlighted(self, event: RowTable.RowHighlighted) -> None:
+        """Moving in branches changes the hop list; moving in hops changes the detail."""
+        event.stop()
+        if event.table.id == "branches":
+            self.show_branch()
+        elif event.table.id == "hops":
+            self.show_hop()
+
+    def on_row_table_row_selected(self, event: RowTable.RowSelected) -> None:
+        """Enter on a branch moves into its hops."""
+        event.stop()
+        if event.table.id == "branches":
+            self.query_one("#hops", RowTable).focus()
+
+    def action_reply(self) -> None:
+        """Toggle between the forward and the reply path."""
+        self.show_reply = not self.show_reply
+        self.show_branch()
+
+    def action_explain(self) -> None:
+        """Toggle the binary AND view of route lookups."""
+        self.explain = not self.explain
+        self.show_hop()
+
+    def reload(self) -> None:
+        """A new snapshot: trace again if a trace is shown."""
+        if self.trace is not None and self.is_mounted:
+            self.action_run()
