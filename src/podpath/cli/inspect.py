@@ -149,22 +149,20 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _write_snapshot(snapshot: Snapshot, output: str, indent: int | None) -> None:
+    from podpath.cli.snapshot_file import json_pieces, write_pieces
     from podpath.snapshot import codec
 
-    text = codec.dumps(snapshot, indent=indent)
+    # Pretty-printed files are for reading: one json.dumps is fine for those.
+    pieces = json_pieces(snapshot) if indent is None else iter([codec.dumps(snapshot, indent)])
     if output == "-":
-        sys.stdout.write(text + "\n")
+        write_pieces(sys.stdout, pieces)
         sys.stdout.flush()
-    else:
-        _write_file(output, text)
-
-
-def _write_file(path: str, text: str) -> None:
+        return
     try:
-        with open(path, "w", encoding="ascii") as fp:
-            fp.write(text + "\n")
+        with open(output, "w", encoding="ascii") as fp:
+            write_pieces(fp, pieces)
     except OSError as exc:
-        raise CliError(f"cannot write {path!r}: {exc.strerror}") from None
+        raise CliError(f"cannot write {output!r}: {exc.strerror}") from None
 
 
 def _ls(args: argparse.Namespace) -> int:
