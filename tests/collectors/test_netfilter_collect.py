@@ -335,6 +335,17 @@ def test_merged_nft_documents_are_one_valid_document() -> None:
     assert [i["table"]["name"] for i in merged[1:]] == ["a", "b"]
 
 
+def test_merge_keeps_each_body_as_written_between_its_brackets() -> None:
+    """Only the envelope, a later metainfo, the whitespace and trailing commas go."""
+    meta = '{"metainfo": {"version": "1.0.6"}}'
+    first = ' {"nftables": [ ' + meta + " ] }\n"
+    second = '{"nftables": [' + meta + ',  {"table": {"name": "a]b"}} ,\n]}'
+    third = '{"nftables":[{"chain": {"name": "c"}}]}'
+    assert merge_nft_documents([first, second, third]) == (
+        '{"nftables": [' + meta + ', {"table": {"name": "a]b"}} , {"chain": {"name": "c"}}]}'
+    )
+
+
 def test_merge_rejects_text_that_is_not_nft_json() -> None:
     """Garbage from a tool is an error, not silently spliced."""
     with pytest.raises(ValueError):
