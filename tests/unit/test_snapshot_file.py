@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from podpath.cli.snapshot_file import json_pieces, write_pieces
+from podpath.cli.snapshot_file import Encoded, json_pieces, write_pieces
 from podpath.snapshot import codec
 from podpath.snapshot.model import (
     SCHEMA_VERSION,
@@ -50,6 +51,23 @@ def test_pieces_join_to_what_codec_dumps_writes(texts: list[str], name: str, lar
     """Whatever strings are swapped out and written apart, the text is codec.dumps's."""
     snapshot = _snapshot(texts, name)
     assert "".join(json_pieces(snapshot, large=large)) == codec.dumps(snapshot)
+
+
+@given(st.lists(_TEXT, max_size=4), st.lists(_TEXT, min_size=1, max_size=4), _TEXT)
+def test_fields_encoded_ahead_give_the_same_text(
+    local: list[str], tools: list[str], name: str
+) -> None:
+    """Fields encoded while the tools ran, then the tools' fields: codec.dumps's text."""
+    before = _snapshot(local, name)
+    after = replace(
+        before,
+        iptables=_snapshot(tools, name).iptables,
+        conntrack=ConntrackDump("".join(tools)),
+        gaps=(*before.gaps, Gap("conntrack", "timed out", "timeout")),
+        duration=2.25,
+    )
+    ahead = Encoded(before, large=8)
+    assert "".join(json_pieces(after, ahead=ahead)) == codec.dumps(after)
 
 
 def test_large_strings_are_written_apart_and_the_file_loads() -> None:

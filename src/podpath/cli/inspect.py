@@ -12,6 +12,9 @@ from podpath.cli import EXIT_OK, CliError
 # codec, json, safe_text and the model are imported where they are used: `podpath ls
 # namespaces` must start faster than lsns, and Python imports are a fifth of its time.
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from podpath.cli.snapshot_file import Encoded
     from podpath.snapshot.model import Gap, Snapshot
 
 # What each `ls` kind needs collected on a live node (namespaces are always read); a
@@ -72,7 +75,11 @@ def register(sub: Any) -> None:
 
 
 def collect_live(
-    host_root: str, parts: frozenset[str] | None = None, *, redact_env: bool = True
+    host_root: str,
+    parts: frozenset[str] | None = None,
+    *,
+    redact_env: bool = True,
+    while_tools_run: Callable[[Snapshot], object] | None = None,
 ) -> Snapshot:
     """Take a snapshot of the live node, turning a bad host root into a CliError."""
     from podpath.collectors.hostroot import CollectorError
@@ -82,7 +89,10 @@ def collect_live(
         raise CliError(f"host root {host_root!r} is not a directory")
     try:
         return take_snapshot(
-            host_root, parts=ALL_PARTS if parts is None else parts, redact_env=redact_env
+            host_root,
+            parts=ALL_PARTS if parts is None else parts,
+            redact_env=redact_env,
+            while_tools_run=while_tools_run,
         )
     except CollectorError as exc:
         raise CliError(str(exc)) from None
@@ -129,13 +139,22 @@ def report_gaps(gaps: tuple[Gap, ...]) -> None:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
+    from podpath.cli.snapshot_file import Encoded
     from podpath.collectors.parallel import run_parts
 
-    snapshot = collect_live(args.host_root, redact_env=not args.show_env)
+    # What this process collected is encoded while iptables-save and nft still run.
+    ahead: list[Encoded] = []
+    snapshot = collect_live(
+        args.host_root,
+        redact_env=not args.show_env,
+        while_tools_run=(lambda local: ahead.append(Encoded(local)))
+        if args.indent is None
+        else None,
+    )
 
     def part(which: str) -> list[str] | None:
         if which == "write":
-            _write_snapshot(snapshot, args.output, args.indent)
+            _write_snapshot(snapshot, args.output, args.indent, ahead[0] if ahead else None)
             return None
         return rule_warnings(snapshot)
 
@@ -148,12 +167,18 @@ def _snapshot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_snapshot(snapshot: Snapshot, output: str, indent: int | None) -> None:
+def _write_snapshot(
+    snapshot: Snapshot, output: str, indent: int | None, ahead: Encoded | None = None
+) -> None:
     from podpath.cli.snapshot_file import json_pieces, write_pieces
     from podpath.snapshot import codec
 
     # Pretty-printed files are for reading: one json.dumps is fine for those.
-    pieces = json_pieces(snapshot) if indent is None else iter([codec.dumps(snapshot, indent)])
+    pieces = (
+        json_pieces(snapshot, ahead=ahead)
+        if indent is None
+        else iter([codec.dumps(snapshot, indent)])
+    )
     if output == "-":
         write_pieces(sys.stdout, pieces)
         sys.stdout.flush()

@@ -6,11 +6,17 @@ joins everything into one more string, and writing that string encodes a third c
 the peak of `podpath snapshot` (+85 MiB over the snapshot itself in nftables mode).
 Here the document is encoded with each large string swapped for a placeholder, and the
 file is written piece by piece, each large string escaped only when its turn comes.
+
+The fields collected in this process can be encoded ahead (`Encoded`), while
+iptables-save, nft and conntrack still run: only the tools' output is left to encode
+once they are done, and their output is the large strings, escaped as they are written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from json.encoder import encode_basestring_ascii
@@ -26,25 +32,49 @@ LARGE = 1 << 20
 WRITE_SLICE = 1 << 20
 
 
-def json_pieces(snapshot: Snapshot, large: int = LARGE) -> Iterator[str]:
-    """`codec.dumps(snapshot)` (no indent) as consecutive pieces of text."""
-    from podpath.snapshot import codec
+class Encoded:
+    """Each field of a snapshot as JSON text, its large strings swapped for placeholders."""
 
-    # A random token: node data cannot contain it by chance or by design.
-    token = secrets.token_hex(16)
-    swapped: list[str] = []
-    doc = _swap_large(codec.to_jsonable(snapshot), large, token, swapped)
-    # The options of codec.dumps; a unit test holds the two byte for byte equal.
-    text = json.dumps(doc, ensure_ascii=True, allow_nan=False)
+    def __init__(self, snapshot: Snapshot, large: int = LARGE) -> None:
+        self.snapshot = snapshot
+        self.large = large
+        # A random token: node data cannot contain it by chance or by design.
+        self.token = secrets.token_hex(16)
+        self.swapped: list[str] = []
+        self.fields = {
+            f.name: self.encode(getattr(snapshot, f.name)) for f in dataclasses.fields(snapshot)
+        }
+
+    def encode(self, value: Any) -> str:
+        """One value as codec.dumps writes it inside the document, with placeholders."""
+        from podpath.snapshot import codec
+
+        doc = _swap_large(codec.to_jsonable(value), self.large, self.token, self.swapped)
+        # The options of codec.dumps; a unit test holds the two byte for byte equal.
+        return json.dumps(doc, ensure_ascii=True, allow_nan=False)
+
+
+def json_pieces(
+    snapshot: Snapshot, large: int = LARGE, ahead: Encoded | None = None
+) -> Iterator[str]:
+    """`codec.dumps(snapshot)` (no indent) as consecutive pieces of text.
+
+    `ahead` holds fields encoded earlier (of a snapshot this one was made from by
+    `dataclasses.replace`): a field still holding the very same value is not encoded again.
+    """
+    enc = ahead if ahead is not None else Encoded(snapshot, large)
+    items = []
+    for f in dataclasses.fields(snapshot):
+        value = getattr(snapshot, f.name)
+        text = enc.fields[f.name] if value is getattr(enc.snapshot, f.name) else enc.encode(value)
+        # A dict as json.dumps writes it without indent: ", " between items, ": " after keys.
+        items.append(encode_basestring_ascii(f.name) + ": " + text)
+    text = "{" + ", ".join(items) + "}"
     done = 0
-    for number, value in enumerate(swapped):
-        # Placeholders are met in the order json.dumps walks the document (dict order,
-        # then list order), which is the order _swap_large took them out.
-        mark = encode_basestring_ascii(f"{token}-{number}")
-        at = text.index(mark, done)
-        yield text[done:at]
-        yield encode_basestring_ascii(value)
-        done = at + len(mark)
+    for mark in re.finditer('"' + enc.token + r'-(\d+)"', text):
+        yield text[done : mark.start()]
+        yield encode_basestring_ascii(enc.swapped[int(mark.group(1))])
+        done = mark.end()
     yield text[done:]
 
 
