@@ -7,15 +7,10 @@ processes on this 2-core machine took 96 ms on one thread, 86 ms on two threads 
 So a part that can run in a child does: the child computes it, sends the result back
 marshalled over a pipe and leaves with `os._exit`.
 
-fork() is used only while every other thread of this process is one of podpath's own
-tool waiters: a child of a multi-threaded process inherits locks that other threads
-may hold (the TUI collects on a worker thread next to Textual's). A snapshot starts
-iptables-save, nft and conntrack first, on threads named "podpath-tools" and
-"podpath-cmd-*" that only start a command, read its pipes and hand back a Future: the
-child's work takes none of their locks, and CPython re-creates its own (GIL, import
-lock, threading's) in the child. On threads instead, the /proc scan of a snapshot ran
-on one core beside them. Then, and wherever fork is not available, the parts run on
-threads as before. A child that fails for any reason (fork refused,
+fork() is used only while this process has a single thread: a child of a
+multi-threaded process inherits locks that other threads may hold (the TUI collects
+on a worker thread next to Textual's). Then, and wherever fork is not available, the
+parts run on threads as before. A child that fails for any reason (fork refused,
 killed, bad output) has its part computed here instead, so no result is ever lost.
 """
 
@@ -66,20 +61,9 @@ def split(
     return out
 
 
-# Threads of podpath's own that only run external commands and wait for them
-# (collectors/snapshot.py's tool pool, collectors/commands.py's runner threads).
-TOOL_THREAD_PREFIXES = ("podpath-tools", "podpath-cmd-")
-
-
 def can_fork() -> bool:
-    """Whether a child may be forked safely: fork exists and every other thread is a tool
-    waiter of podpath's own (see the module's docstring)."""
-    if not hasattr(os, "fork"):
-        return False
-    current = threading.current_thread()
-    return all(
-        t is current or t.name.startswith(TOOL_THREAD_PREFIXES) for t in threading.enumerate()
-    )
+    """Whether a child may be forked safely: fork exists and this process has one thread."""
+    return hasattr(os, "fork") and threading.active_count() == 1
 
 
 def run_parts(work: Callable[[P], R], parts: Sequence[P]) -> list[R]:

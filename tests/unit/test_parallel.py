@@ -79,36 +79,3 @@ def _unmarshallable(part: list[int]) -> object:
 
 def test_a_result_marshal_cannot_carry_is_recomputed_here() -> None:
     assert parallel.run_parts(_unmarshallable, [[1], [2, 3]]) == [1, 2]
-
-
-_BESIDE_THREADS = """
-import threading
-from podpath.collectors import parallel
-
-stop = threading.Event()
-waiter = threading.Thread(target=stop.wait, name="podpath-cmd-iptables-nft-save")
-waiter.start()
-assert parallel.can_fork(), "a tool waiter of podpath's own does not forbid fork"
-results = parallel.run_parts(lambda part: sum(part), [[1, 2], [3, 4]])
-assert results == [3, 7], results
-other = threading.Thread(target=stop.wait, name="someone-elses")
-other.start()
-assert not parallel.can_fork(), "any other thread does"
-assert parallel.run_parts(lambda part: sum(part), [[1, 2], [3, 4]]) == [3, 7]
-stop.set()
-waiter.join()
-other.join()
-print("ok")
-"""
-
-
-def test_fork_only_beside_podpaths_own_tool_threads() -> None:
-    """Fork is used beside podpath's tool-waiting threads, threads beside any other."""
-    done = subprocess.run(
-        [sys.executable, "-c", _BESIDE_THREADS],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")
