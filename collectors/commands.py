@@ -5,11 +5,13 @@ take, because some "read" commands write: `iptables-legacy-save -t mangle` creat
 table it names and `ipvsadm` runs modprobe (docs/reliability.md). Commands run from argv lists
 (never a shell), in their own process group (so a hanging child dies with its parent),
 with a timeout, a cap on the output read, and a `threading.Event` that cancels them.
-Failures come back as `Gap`s, never as exceptions.
+Only the running system's own binaries run, never one found under a host root
+(docs/reliability.md row 19). Failures come back as `Gap`s, never as exceptions.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import selectors
@@ -63,7 +65,9 @@ ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
 # podpath's own helpers, run as `python -m MODULE ARGS` by this interpreter: work that
 # would hold the GIL and memory of the collecting process for seconds runs on another
 # core, and its memory is returned when it exits.
-OWN_MODULES = frozenset({"podpath.collectors.nftables.listing"})
+OWN_MODULES = frozenset(
+    {"podpath.collectors.nftables.listing", "podpath.collectors.runtime.cri_listing"}
+)
 
 # `nft -j -- list table FAMILY NAME` is allowed for these families and for names that
 # are plain nft identifiers: nft joins its argv into one script line and parses it, so
@@ -73,10 +77,8 @@ NFT_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]{0,255}")
 # Words nft's grammar would read as keywords rather than as a table name.
 _NFT_RESERVED = frozenset({"ruleset", "tables", "table", "chain", "chains", "set", "sets", "map"})
 
-# Where host binaries live inside a host root, in the order searched.
-_SBIN_DIRS = ("usr/sbin", "sbin", "usr/bin", "bin")
-# chroot(1)'s own exit statuses: it could not chroot (125), or not run the command.
-_CHROOT_FAILED = frozenset({125, 126, 127})
+# Searched after PATH for podpath's own binaries (root's PATH may lack the sbin dirs).
+_SYSTEM_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
 # stderr text -> (gap kind, capability that would allow the read).
 _STDERR_KINDS: tuple[tuple[re.Pattern[str], str, str | None], ...] = (
@@ -143,41 +145,70 @@ class CommandResult:
 
 @dataclass(frozen=True)
 class CommandRunner:
-    """Runs allow-listed programs, preferring the host's own binaries under a host root."""
+    """Runs allow-listed programs: the running system's own binaries, never the node root's.
+
+    Under a host root (`--host-root /host` in a debug pod, a mounted disk image) the
+    tree is data, not code: a binary found there may have been planted, and running
+    it as root hands the machine over (a script at DIR/usr/sbin/iptables-nft-save
+    ran as uid 0 and its output was taken for the node's rules). The tools read the
+    kernel, not files: run from podpath's own system in the node's network namespace
+    (a debug pod shares it, hostNetwork), they see the node's rules. When podpath is
+    in another network namespace than the node's, they would read the wrong one, so
+    they are not run at all and a gap says why.
+    """
 
     host_root: Path = Path("/")
-    # Directories searched for podpath's own binaries; None means PATH plus the sbin dirs.
+    # Directories searched for podpath's own binaries; None means PATH plus the system dirs.
     bin_dirs: tuple[Path, ...] | None = None
     timeout: float = DEFAULT_TIMEOUT
     max_output: int = DEFAULT_MAX_OUTPUT
-    # Run the host root's binaries (through chroot) when host_root is not "/": a
-    # version mismatch between the node's iptables and ours mis-reads rules.
-    prefer_host_binaries: bool = True
     env: dict[str, str] = field(
         default_factory=lambda: {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     )
 
     def which(self, program: str) -> Path | None:
-        """Our own binary for `program`, or None when it is not installed."""
+        """Our own binary for `program`, or None when it is not installed (or only in the host root)."""
         if self.bin_dirs is not None:
-            search = os.pathsep.join(str(d) for d in self.bin_dirs)
+            dirs = [str(d) for d in self.bin_dirs]
         else:
-            search = os.pathsep.join(
-                [os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-            )
+            dirs = [*os.environ.get("PATH", "").split(os.pathsep), *_SYSTEM_DIRS]
+        # Relative PATH entries ("", ".") would search the working directory.
+        search = os.pathsep.join(d for d in dirs if os.path.isabs(d) and not self._in_host_root(d))
         found = shutil.which(program, path=search)
-        return Path(found) if found else None
-
-    def host_binary(self, program: str) -> str | None:
-        """The path (inside the host root) of the host's `program`, if it has one."""
-        if not self._uses_host_root():
+        if found is None or self._in_host_root(found):
             return None
-        for d in _SBIN_DIRS:
-            # lexists: the binary is usually a symlink (to /etc/alternatives/...) that
-            # only resolves correctly inside the chroot, so it is not followed here.
-            if os.path.lexists(self.host_root / d / program):
-                return f"/{d}/{program}"
-        return None
+        return Path(found)
+
+    def _in_host_root(self, path: str) -> bool:
+        """True when `path` (symlinks resolved) lies inside a host root other than "/"."""
+        root = self._host_root_real
+        if root == "/":
+            return False
+        real = os.path.realpath(path)
+        return real == root or real.startswith(root + "/")
+
+    @functools.cached_property
+    def _host_root_real(self) -> str:
+        return os.path.realpath(self.host_root)
+
+    @functools.cached_property
+    def wrong_namespace(self) -> str | None:
+        """Why the tools would read another network namespace than the node's, if they would."""
+        if self._host_root_real == "/":
+            return None
+        node = _node_netns(self.host_root)
+        try:
+            st = os.stat("/proc/self/ns/net")
+        except OSError:
+            return None
+        if node is None or node == (st.st_dev, st.st_ino):
+            # Unreadable (a gap says so elsewhere), or the same: the tools read the node.
+            return None
+        return (
+            f"podpath runs in network namespace {st.st_ino}, not the node's ({node[1]}), so "
+            "these tools would read the wrong rules; run podpath in the node's network "
+            "namespace (hostNetwork)"
+        )
 
     def run(
         self, program: str, args: Sequence[str], cancel: threading.Event | None = None
@@ -187,31 +218,15 @@ class CommandRunner:
         if not is_allowed(program, args):
             # A programming error, but it must never run: report rather than raise.
             return _failed(program, (program, *args), Gap(subject, "command not allowed"))
-        ev = cancel if cancel is not None else threading.Event()
-        warnings: list[Gap] = []
-        host_bin = self.host_binary(program) if self.prefer_host_binaries else None
-        if host_bin is not None:
-            chroot = shutil.which("chroot", path=self.env["PATH"]) or "/usr/sbin/chroot"
-            argv = (chroot, "--", str(self.host_root), host_bin, *args)
-            result = _execute(program, argv, self, ev, subject)
-            if result.returncode not in _CHROOT_FAILED or result.cancelled:
-                return result
-            warnings.append(
-                Gap(
-                    subject,
-                    f"the host's {host_bin} could not be run ({_first_line(result.stderr)}); "
-                    "used podpath's own, whose version may differ",
-                    kind="error",
-                )
-            )
+        wrong = self.wrong_namespace
+        if wrong is not None:
+            return _failed(program, (program, *args), Gap(subject, wrong, kind="error"))
         own = self.which(program)
         if own is None:
             gap = Gap(subject, f"{program} is not installed", kind="missing-tool")
-            return _failed(program, (program, *args), gap, tuple(warnings))
-        result = _execute(program, (str(own), *args), self, ev, subject)
-        if warnings:
-            result = _with_warnings(result, tuple(warnings))
-        return result
+            return _failed(program, (program, *args), gap)
+        ev = cancel if cancel is not None else threading.Event()
+        return _execute(program, (str(own), *args), self, ev, subject)
 
     def run_module(
         self, module: str, args: Sequence[str], cancel: threading.Event | None = None
@@ -221,6 +236,9 @@ class CommandRunner:
         argv = (sys.executable, "-m", module, *args)
         if module not in OWN_MODULES:
             return _failed("python", argv, Gap(subject, "command not allowed"))
+        wrong = self.wrong_namespace
+        if wrong is not None:
+            return _failed("python", argv, Gap(subject, wrong, kind="error"))
         import podpath
 
         # The child imports this very podpath, whatever put it on our sys.path (not
@@ -244,8 +262,39 @@ class CommandRunner:
         argv = tuple(args)
         return _on_thread(lambda: self.run_module(module, argv, cancel), "python")
 
-    def _uses_host_root(self) -> bool:
-        return os.path.realpath(self.host_root) != "/"
+
+# Commands run in sessions of their own (so a timeout kills what they spawned), out of
+# reach of a signal sent to podpath's group: their process groups are kept here, for
+# `stop_all` to kill when podpath is told to stop.
+_RUNNING: set[int] = set()
+# Reentrant: stop_all runs in a signal handler, maybe while this thread holds it.
+_RUNNING_LOCK = threading.RLock()
+_STOPPING = threading.Event()
+
+
+def stop_all() -> None:
+    """Kill every command still running and start no more (podpath is exiting on a signal)."""
+    _STOPPING.set()
+    # Under the lock, so a command that ends meanwhile waits to leave the set.
+    with _RUNNING_LOCK:
+        for pgid in _RUNNING:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                # Exiting already, or not ours to kill.
+                continue
+
+
+def _node_netns(host_root: Path) -> tuple[int, int] | None:
+    """(dev, inode) of the network namespace of PID 1 in the host root's /proc, if readable."""
+    from podpath.collectors.hostroot import CollectorError, HostRoot
+
+    try:
+        with HostRoot(str(host_root)) as host:
+            st = os.stat("1/ns/net", dir_fd=host.proc_fd())
+    except (OSError, CollectorError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _on_thread(call: Callable[[], CommandResult], name: str) -> Future[CommandResult]:
@@ -260,22 +309,6 @@ def _on_thread(call: Callable[[], CommandResult], name: str) -> Future[CommandRe
 
     threading.Thread(target=work, name=f"podpath-cmd-{name}", daemon=True).start()
     return fut
-
-
-def _with_warnings(result: CommandResult, warnings: tuple[Gap, ...]) -> CommandResult:
-    return CommandResult(
-        result.program,
-        result.argv,
-        result.returncode,
-        result.stdout,
-        result.stderr,
-        result.duration,
-        result.truncated,
-        result.timed_out,
-        result.cancelled,
-        result.gap,
-        warnings + result.warnings,
-    )
 
 
 def _failed(
@@ -320,6 +353,8 @@ def _execute(
 ) -> CommandResult:
     """Run argv with the runner's bounds; never raises for the command's own failures."""
     start = time.monotonic()
+    if _STOPPING.is_set():
+        return _failed(program, argv, Gap(subject, "cancelled: podpath is stopping", kind="error"))
     try:
         proc = subprocess.Popen(  # noqa: S603 - argv list from the allow-list, no shell
             argv,
@@ -337,11 +372,15 @@ def _execute(
         return _failed(program, argv, Gap(subject, f"cannot execute: {exc}", kind="permission"))
     except OSError as exc:
         return _failed(program, argv, Gap(subject, f"cannot execute: {exc}", kind="error"))
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc.pid)
     cap = _Capture()
     timed_out = cancelled = False
     try:
         timed_out, cancelled = _pump(proc, cap, runner, cancel, start)
     finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc.pid)
         if proc.poll() is None:
             _kill_group(proc)
         proc.wait()
@@ -383,7 +422,7 @@ def _pump(
     sel.register(proc.stderr, selectors.EVENT_READ, "err")
     try:
         while sel.get_map():
-            if cancel.is_set():
+            if cancel.is_set() or _STOPPING.is_set():
                 return False, True
             remaining = deadline - time.monotonic()
             if remaining <= 0:

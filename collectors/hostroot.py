@@ -120,6 +120,9 @@ def _openat2_abi() -> tuple[Any, Any] | None:
         return None
 
 
+_OPENAT2_ATTEMPTS = 16
+
+
 def openat2_in_root(dirfd: int, path: str, flags: int) -> int:
     """openat2(dirfd, path, flags, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS); raises OSError."""
     abi = _openat2_abi()
@@ -130,17 +133,22 @@ def openat2_in_root(dirfd: int, path: str, flags: int) -> int:
     libc, open_how = abi
     how = open_how(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
     raw = os.fsencode(path)
-    fd = libc.syscall(
-        ctypes.c_long(_SYS_OPENAT2),
-        ctypes.c_int(dirfd),
-        ctypes.c_char_p(raw),
-        ctypes.byref(how),
-        ctypes.c_size_t(ctypes.sizeof(how)),
-    )
-    if fd < 0:
+    # With RESOLVE_IN_ROOT, a `..` fails with EAGAIN whenever a rename or mount happened
+    # anywhere on the system during the lookup (openat2(2)); the caller is told to retry.
+    for _ in range(_OPENAT2_ATTEMPTS):
+        fd = libc.syscall(
+            ctypes.c_long(_SYS_OPENAT2),
+            ctypes.c_int(dirfd),
+            ctypes.c_char_p(raw),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
+        )
+        if fd >= 0:
+            return int(fd)
         code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), path)
-    return int(fd)
+        if code != errno.EAGAIN:
+            break
+    raise OSError(code, os.strerror(code), path)
 
 
 def _components(path: str) -> list[str]:

@@ -25,7 +25,7 @@ def collect_ipsets(
     """`ipset save` of the collector's netns; None when ip_set or the tool is absent."""
     if not host.exists("/sys/module/ip_set"):
         return None, []  # no ip_set in this kernel: nothing can use a set
-    if runner.host_binary("ipset") is None and runner.which("ipset") is None:
+    if runner.which("ipset") is None:
         return None, [Gap("ipset", "ipset is not installed: sets are unknown", "missing-tool")]
     result = runner.run("ipset", SAVE_ARGS, cancel)
     gaps = list(result.warnings)

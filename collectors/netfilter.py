@@ -297,7 +297,12 @@ def _native_ruleset(
             for f, n in tables
         ]
         documents = [fut.result() for _, fut in running]
-    parts = [_metainfo_document(listed.stdout)]
+    try:
+        parts = [_metainfo_document(listed.stdout)]
+    except ValueError as exc:
+        # A tool that printed something else than nft's JSON (another version, a wrapper).
+        subject = " ".join(("nft", *listed.argv[1:]))
+        return None, [*gaps, Gap(subject, f"unexpected output: {exc}", "error")]
     for run in documents:
         gaps.extend(run.warnings)
         if run.gap is not None:

@@ -9,6 +9,7 @@ dumps while the nf_tables generation id is unchanged.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import replace
@@ -36,13 +37,17 @@ if TYPE_CHECKING:
 
     from podpath.collectors.conntrack import ConntrackResult
     from podpath.collectors.netfilter import NetfilterResult
+    from podpath.collectors.netlink.sock_diag import DiagSocket
+    from podpath.collectors.proc.net_sockets import ProcNetFiles
+    from podpath.collectors.runtime.cri_state import CriListing
 
 # The collectors of the optional parts, and the thread pool that runs them, are imported
 # where they are used: `podpath ls namespaces` must start faster than lsns, and these
 # imports are a third of its time.
 
 # The parts a snapshot is made of; `podpath ls KIND` collects only what KIND needs.
-ALL_PARTS = frozenset({"processes", "netns", "pods", "cni", "netfilter", "conntrack"})
+# "sockets" needs "netns": they are read by the same namespace scan.
+ALL_PARTS = frozenset({"processes", "netns", "sockets", "pods", "cni", "netfilter", "conntrack"})
 
 
 def take_snapshot(
@@ -120,13 +125,18 @@ def _collect_local(
 ) -> Snapshot:
     """Everything read from /proc, runtime state and netlink in this process."""
     gaps: list[Gap] = []
+    cri = _start_cri_listing(host) if "pods" in parts else None
     # Each interface's rp_filter matters to the network parts only.
     node, node_gaps = collect_node(host, cancel, interfaces="netns" in parts)
     gaps += node_gaps
     # Listing namespaces alone needs only each namespace's lowest PID's command line.
     full = bool(parts & {"processes", "pods"})
-    # The fd tables (namespaces held by an fd) are read in the same pass.
-    processes, proc_gaps, fd_holders = scan_processes_and_fds(host, cancel, full=full)
+    # The fd tables (namespaces held by an fd, and who holds each socket) are read in
+    # the same pass.
+    sockets = "sockets" in parts and "netns" in parts
+    processes, proc_gaps, fd_holders = scan_processes_and_fds(
+        host, cancel, full=full, sockets=sockets
+    )
     gaps += proc_gaps
     scan = scan_namespaces(host, processes, cancel, fd_holders=fd_holders)
     gaps += scan.gaps
@@ -157,8 +167,13 @@ def _collect_local(
         from podpath.collectors.netlink.netns_scan import scan_network_namespaces
 
         targets = net_namespace_targets(host, scan)
-        netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel)
+        reader = _socket_reader(host, node.kernel) if sockets else None
+        netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel, reader)
         gaps += netns_gaps
+        if sockets:
+            from podpath.collectors.proc.net_sockets import with_owners
+
+            netns = with_owners(netns, fd_holders.sockets, processes)
     cni = CniState()
     if "cni" in parts or "pods" in parts:
         from podpath.collectors.cni import collect_cni
@@ -170,6 +185,8 @@ def _collect_local(
         from podpath.collectors.cni import mark_stale
         from podpath.collectors.runtime.pods import collect_pods
 
+        listings, cri_gaps = cri.result() if cri is not None else ((), ())
+        gaps += cri_gaps
         pods, pod_gaps = collect_pods(
             host,
             processes,
@@ -178,6 +195,7 @@ def _collect_local(
             namespaces=scan.namespaces,
             allocations=cni.allocations,
             redact=redact_env,
+            cri=listings,
         )
         gaps += pod_gaps
         pods = _with_interface_ips(pods, netns)
@@ -207,6 +225,20 @@ def _collect_local(
     )
 
 
+def _socket_reader(host: HostRoot, release: str) -> type[DiagSocket] | type[ProcNetFiles]:
+    """sock_diag when asking it loads no module, else /proc/net/{tcp,udp}{,6}.
+
+    PODPATH_SOCKETS_READER=procfs reads procfs everywhere (as PODPATH_NFT_READER=nft
+    makes nft list every table); nothing forces sock_diag, which could load a module.
+    """
+    from podpath.collectors.netlink.sock_diag import DiagSocket, handlers_present
+    from podpath.collectors.proc.net_sockets import ProcNetFiles
+
+    if os.environ.get("PODPATH_SOCKETS_READER") == "procfs":
+        return ProcNetFiles
+    return DiagSocket if handlers_present(host, release) else ProcNetFiles
+
+
 def _kernel_state(
     host: HostRoot, cancel: threading.Event
 ) -> tuple[tuple[RecentList, ...] | None, IpvsDump | None, IpsetDump | None, list[Gap]]:
@@ -222,6 +254,28 @@ def _kernel_state(
     ipvs, ipvs_gaps = collect_ipvs(host)
     ipsets, ipset_gaps = collect_ipsets(host, CommandRunner(host_root=Path(host.path)), cancel)
     return recent, ipvs, ipsets, [*recent_gaps, *ipvs_gaps, *ipset_gaps]
+
+
+def _start_cri_listing(host: HostRoot) -> Future[tuple[tuple[CriListing, ...], tuple[Gap, ...]]]:
+    """Ask the runtime's CRI socket for its pods while /proc is scanned (a child process)."""
+    from concurrent.futures import Future
+    from pathlib import Path
+
+    from podpath.collectors.commands import CommandRunner
+    from podpath.collectors.runtime.cri_state import read_listings
+
+    fut: Future[tuple[tuple[CriListing, ...], tuple[Gap, ...]]] = Future()
+    runner = CommandRunner(host_root=Path(host.path))
+
+    def work() -> None:
+        fut.set_running_or_notify_cancel()
+        try:
+            fut.set_result(read_listings(host, runner))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter, not swallowed
+            fut.set_exception(exc)
+
+    threading.Thread(target=work, name="podpath-cri", daemon=True).start()
+    return fut
 
 
 def _with_tools(

@@ -108,7 +108,7 @@ class PodpathApp(App[None]):
             self.action_refresh()
 
     def _show(self, snapshot: Snapshot) -> None:
-        loaded = self.loaded = Loaded(snapshot)
+        loaded = self.loaded = Loaded(snapshot, self.source.peers)
         settle_heap()
         self.sub_title = clean(self.source.title(snapshot))
         if loaded.small:

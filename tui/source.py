@@ -32,6 +32,8 @@ class SnapshotSource:
     collect: Collect | None = None
     # One line shown under the header, e.g. why the demo opened a bundled snapshot.
     note: str | None = None
+    # Snapshots of the cluster's other nodes: traces follow packets into them.
+    peers: tuple[Snapshot, ...] = ()
 
     @property
     def can_refresh(self) -> bool:
@@ -49,14 +51,22 @@ class SnapshotSource:
         if snapshot is None:
             return f"{where} · collecting…"
         taken = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snapshot.taken_at))
-        return f"{where} · {snapshot.node.hostname} · {taken}"
+        others = ""
+        if self.peers:
+            names = ", ".join(p.node.hostname for p in self.peers)
+            others = f" (+{len(self.peers)} for traces: {names})"
+        return f"{where} · {snapshot.node.hostname}{others} · {taken}"
 
 
 def static_source(
-    snapshot: Snapshot, kind: str, name: str, note: str | None = None
+    snapshot: Snapshot,
+    kind: str,
+    name: str,
+    note: str | None = None,
+    peers: tuple[Snapshot, ...] = (),
 ) -> SnapshotSource:
-    """A source that only shows one snapshot (a file, the demo, a test)."""
-    return SnapshotSource(kind=kind, name=name, initial=snapshot, note=note)
+    """A source that only shows one snapshot (a file, the demo, a test), with its peers."""
+    return SnapshotSource(kind=kind, name=name, initial=snapshot, note=note, peers=peers)
 
 
 def live_source(collect: Collect, name: str, kind: str = "live") -> SnapshotSource:

@@ -32,7 +32,10 @@ class Loaded:
     """One snapshot and everything derived from it (built once, cached, shared by screens)."""
 
     snapshot: Snapshot
+    # Other nodes' snapshots, indexed once: a trace may cross into them.
+    peers: tuple[Snapshot, ...] = ()
     index: SnapshotIndex = field(init=False)
+    peer_indexes: tuple[SnapshotIndex, ...] = field(init=False)
     parsed: ParsedSnapshot = field(init=False)
     # Set once prepare() has parsed the big views: until then screens that need them
     # show "…" instead of parsing on the event loop.
@@ -47,6 +50,7 @@ class Loaded:
     def __post_init__(self) -> None:
         self.index = SnapshotIndex(self.snapshot)
         self.parsed = ParsedSnapshot(self.index)
+        self.peer_indexes = tuple(SnapshotIndex(p) for p in self.peers)
 
     @property
     def small(self) -> bool:

@@ -9,6 +9,9 @@ How a namespace is reached (docs/architecture.md, "Entering namespaces"; docs/pe
   dumps are then read on the calling thread while the opener moves on.
 - Dumps are raw and decoded flat (`rtnetlink_decode`); the netlink core (`nlsocket`)
   checks every reply's sender, port id, sequence number and NLM_F_DUMP_INTR.
+- With a socket reader (sock_diag, or /proc/net/{tcp,udp}{,6} when sock_diag would load
+  a module), the opener opens that too while inside, and the namespace's TCP and UDP
+  sockets are read with the other tables.
 - A veth's peer is reported by the kernel as (IFLA_LINK_NETNSID, IFLA_LINK). netnsids
   are per-namespace, so each one is resolved by asking the kernel (RTM_GETNSID with the
   candidate namespace's fd) from the namespace that holds the veth: the root first,
@@ -28,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from podpath.collectors.netlink.nlsocket import MAX_ATTEMPTS
 from podpath.collectors.netlink.rtnetlink import (
@@ -60,7 +63,20 @@ from podpath.snapshot.model import (
     NetNamespace,
     Route,
     Rule,
+    Socket,
 )
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class SocketReader(Protocol):
+        """What reads one namespace's sockets: opened inside it, read from any thread."""
+
+        source: str
+
+        def sockets(self, netns: int) -> list[Socket]: ...
+        def close(self) -> None: ...
+
 
 T = TypeVar("T")
 
@@ -99,6 +115,8 @@ class _Opened:
     target: NetnsTarget
     ns_fd: int
     rs: RouteSocket | None
+    # The namespace's socket reader, or why it could not be opened (None: not asked for).
+    sockets: SocketReader | OSError | None = None
 
 
 @dataclass
@@ -112,6 +130,8 @@ class _Scanned:
     rules: list[Rule] = field(default_factory=list)
     neighbours: list[Neighbour] = field(default_factory=list)
     fdb: list[FdbEntry] = field(default_factory=list)
+    sockets: list[Socket] | None = None  # None: not read
+    sockets_source: str | None = None
     # netnsid (as seen from this namespace) -> inode of the namespace it names
     nsids: dict[int, int] = field(default_factory=dict)
 
@@ -189,7 +209,8 @@ class _Opener:
     is open at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sockets: Callable[[], SocketReader] | None = None) -> None:
+        self.open_sockets = sockets
         self.requests: queue.Queue[list[NetnsTarget] | None] = queue.Queue()
         self.results: queue.Queue[list[_Opened | Gap]] = queue.Queue()
         self.broken = False  # could not return to its own namespace: must not be reused
@@ -246,15 +267,25 @@ class _Opener:
             return Gap(subject(target), "is not a network namespace", "error")
         except OSError as exc:
             return _open_error_gap(target, exc, "open")
+        if (target.dev, target.inode) == _identity(orig):
+            # Already here: no setns, which needs CAP_SYS_ADMIN even into one's own
+            # namespace, so an unprivileged run still reads its own links and routes.
+            return self._socket_here(target, fd)
         try:
             _setns(fd)
         except OSError as exc:
             os.close(fd)
             return _open_error_gap(target, exc, "setns")
         rs: RouteSocket | None = None
+        sockets: SocketReader | OSError | None = None
         error: OSError | None = None
         try:
             rs = RouteSocket()
+            if self.open_sockets is not None:
+                try:
+                    sockets = self.open_sockets()
+                except OSError as exc:
+                    sockets = exc  # the sockets alone are a gap; the tables are still read
         except OSError as exc:
             error = exc
         finally:
@@ -264,19 +295,47 @@ class _Opener:
                 # This thread is now stuck in the target namespace; it is ours alone, so
                 # stop using it rather than open the next socket in the wrong place.
                 self.broken = True
-        if self.broken:
+        if self.broken or error is not None:
             if rs is not None:
                 rs.close()
+            if sockets is not None and not isinstance(sockets, OSError):
+                sockets.close()
             os.close(fd)
-            return Gap(subject(target), "not read: could not leave the namespace", "error")
-        if rs is None:
-            os.close(fd)
+            if self.broken:
+                return Gap(subject(target), "not read: could not leave the namespace", "error")
             assert error is not None
             return _open_error_gap(target, error, "socket")
-        return _Opened(target, fd, rs)
+        return _Opened(target, fd, rs, sockets)
+
+    def _socket_here(self, target: NetnsTarget, fd: int) -> _Opened | Gap:
+        """Sockets in the opener's own namespace, which is the target's."""
+        try:
+            rs = RouteSocket()
+        except OSError as exc:
+            os.close(fd)
+            return _open_error_gap(target, exc, "socket")
+        sockets: SocketReader | OSError | None = None
+        if self.open_sockets is not None:
+            try:
+                sockets = self.open_sockets()
+            except OSError as exc:
+                sockets = exc  # the sockets alone are a gap; the tables are still read
+        return _Opened(target, fd, rs, sockets)
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    """(dev, inode) of an open nsfs file."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _close(opened: _Opened) -> None:
+    if opened.sockets is not None and not isinstance(opened.sockets, OSError):
+        opened.sockets.close()
+    opened.sockets = None
     if opened.rs is not None:
         opened.rs.close()
         opened.rs = None
@@ -341,7 +400,27 @@ def _scan_one(opened: _Opened, gaps: list[Gap]) -> _Scanned:
         opened, "neighbours", RTM_GETNEIGH, AF_UNSPEC, partial(decode_neighbours, netns=inode), gaps
     )
     s.fdb = _read(opened, "fdb", RTM_GETNEIGH, AF_BRIDGE, partial(decode_fdb, netns=inode), gaps)
+    if opened.sockets is not None:
+        s.sockets_source, s.sockets = _read_sockets(opened, opened.sockets, gaps)
     return s
+
+
+def _read_sockets(
+    opened: _Opened, reader: SocketReader | OSError, gaps: list[Gap]
+) -> tuple[str | None, list[Socket] | None]:
+    """How the namespace's sockets were read, and they, then the reader is closed;
+    (None, None) and a gap when they could not be."""
+    opened.sockets = None
+    if isinstance(reader, OSError):
+        gaps.append(_dump_gap(opened.target, "sockets", reader))
+        return None, None
+    try:
+        return reader.source, reader.sockets(opened.target.inode)
+    except OSError as exc:
+        gaps.append(_dump_gap(opened.target, "sockets", exc))
+        return None, None
+    finally:
+        reader.close()
 
 
 def _ask_nsids(s: _Scanned, candidates: Sequence[_Scanned], gaps: list[Gap]) -> None:
@@ -429,6 +508,8 @@ def _build(s: _Scanned, netnsid: int | None) -> NetNamespace:
         rules=tuple(s.rules),
         neighbours=tuple(s.neighbours),
         fdb=tuple(s.fdb),
+        sockets=None if s.sockets is None else tuple(s.sockets),
+        sockets_source=None if s.sockets is None else s.sockets_source,
     )
 
 
@@ -451,9 +532,16 @@ def _unique(targets: Sequence[NetnsTarget], root_inode: int) -> list[NetnsTarget
 
 
 def scan_network_namespaces(
-    targets: Sequence[NetnsTarget], root_inode: int, cancel: threading.Event | None = None
+    targets: Sequence[NetnsTarget],
+    root_inode: int,
+    cancel: threading.Event | None = None,
+    sockets: Callable[[], SocketReader] | None = None,
 ) -> tuple[tuple[NetNamespace, ...], tuple[Gap, ...]]:
-    """Read every target namespace; what could not be read is returned as Gaps."""
+    """Read every target namespace; what could not be read is returned as Gaps.
+
+    `sockets` opens a socket reader in the opener's current namespace (e.g. DiagSocket):
+    given one, each namespace's TCP and UDP sockets are read too.
+    """
     cancel = cancel or threading.Event()
     ordered = _unique(targets, root_inode)
     gaps: list[Gap] = []
@@ -466,7 +554,7 @@ def scan_network_namespaces(
         if not any(t.inode == root_inode for t in ordered) and _own_netns_inode() == root_inode:
             own_root = _own_root(root_inode)
             root = own_root
-        opener = _Opener()
+        opener = _Opener(sockets)
         for start in range(0, len(ordered), _BATCH):
             if cancel.is_set():
                 break

@@ -361,16 +361,27 @@ def _command(p: Process) -> str:
     return " ".join(p.cmdline) if p.cmdline else p.comm
 
 
-def _open_path(proc: str, kind: str, h: Holders) -> str | None:
-    """A path that opens the namespace: a process's ns link, a bind mount or an fd."""
+def _open_path(proc: str, kind: str, inode: int, dev: int, h: Holders) -> str | None:
+    """A path that opens this namespace now, in the reader's view (`proc`: <root>/proc).
+
+    A process's ns link needs no check. A bind mount or an fd is tried in turn until one
+    leads to the namespace's (dev, inode): a mount table lists mounts that are covered
+    by a later mount on the same point (a debug pod's private /run over the node's
+    /run/netns/X in a copy of the node's mount namespace), and opening such a path
+    reaches the covering file, not the nsfs one. Only when none leads there is the
+    first returned, so the open that follows reports why.
+    """
     if h.pids:
         return f"{proc}/{min(h.pids)}/ns/{kind}"
-    if h.mount_open:
-        return h.mount_open[0]
-    if h.fds:
-        pid, fd = h.fds[0]
-        return f"{proc}/{pid}/fd/{fd}"
-    return None
+    candidates = [*h.mount_open, *(f"{proc}/{pid}/fd/{fd}" for pid, fd in h.fds)]
+    for path in candidates:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st.st_ino == inode and (not dev or st.st_dev == dev):
+            return path
+    return candidates[0] if candidates else None
 
 
 def _netnsids(
@@ -388,7 +399,7 @@ def _netnsids(
         wanted = [
             (inode, path)
             for (kind, inode), h in holders.items()
-            if kind == "net" and (path := _open_path(proc, kind, h)) is not None
+            if kind == "net" and (path := _open_path(proc, kind, inode, dev, h)) is not None
         ]
         # One batch of open fds at a time: the kernel answers a batch in one go.
         for start in range(0, len(wanted), NSID_BATCH):
@@ -523,7 +534,7 @@ def net_namespace_targets(host: HostRoot, scan: NamespaceScan) -> list[NetnsTarg
     for (kind, inode), h in scan.holders.items():
         if kind != "net":
             continue
-        path = _open_path(proc, kind, h)
+        path = _open_path(proc, kind, inode, scan.dev, h)
         if path is None:
             continue
         holder = min(h.pids) if h.pids else (h.fds[0][0] if h.fds else None)

@@ -99,8 +99,14 @@ def parse_ns_link(target: str) -> tuple[str, int] | None:
 _KNOWN_TYPES = frozenset(NAMESPACE_TYPES)
 
 
-def ns_fds(proc_fd: int, pid: int) -> list[tuple[str, int, int]]:
-    """(type, inode, fd) for every fd of a process that is an nsfs file; OSError passes up."""
+def ns_fds(
+    proc_fd: int, pid: int, sockets: list[tuple[int, int, int]] | None = None
+) -> list[tuple[str, int, int]]:
+    """(type, inode, fd) for every fd of a process that is an nsfs file; OSError passes up.
+
+    Given a `sockets` list, each socket fd is appended to it as (inode, pid, fd): the
+    owners `ss -p` shows, found by the same readlink (ss scans every fd table too).
+    """
     dfd = os.open(f"{pid}/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc_fd)
     try:
         names = os.listdir(dfd)
@@ -111,7 +117,13 @@ def ns_fds(proc_fd: int, pid: int) -> list[tuple[str, int, int]]:
             except OSError:
                 continue  # closed meanwhile
             # Cheap prefilter: most fds are files, sockets, pipes and anon inodes.
-            if target[-1:] != "]" or target.startswith(("socket:", "pipe:", "anon_inode:")):
+            if target[-1:] != "]":
+                continue
+            if target.startswith("socket:["):
+                if sockets is not None:
+                    sockets.append((int(target[8:-1]), pid, int(name)))
+                continue
+            if target.startswith(("pipe:", "anon_inode:")):
                 continue
             parsed = parse_ns_link(target)
             if parsed is not None and parsed[0] in _KNOWN_TYPES:
@@ -127,6 +139,8 @@ class FdHolders:
 
     found: tuple[tuple[str, int, int, int], ...]  # (type, inode, pid, fd), in PID order
     denied: int  # fd tables unreadable without CAP_SYS_PTRACE
+    # Socket fds (sockfs inode, pid, fd), when asked for: who holds each socket.
+    sockets: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass
@@ -303,7 +317,7 @@ def _gaps_from_failures(res: ScanResult) -> list[Gap]:
 
 
 # What one part of the scan sends back: records, failures, vanished count, PIDs done,
-# nsfs fds found (type, inode, pid, fd) and fd tables denied.
+# nsfs fds found (type, inode, pid, fd), fd tables denied, socket fds (inode, pid, fd).
 _Part = tuple[
     list[_Record],
     dict[tuple[str, str, str | None], int],
@@ -311,11 +325,17 @@ _Part = tuple[
     int,
     list[tuple[str, int, int, int]],
     int,
+    list[tuple[int, int, int]],
 ]
 
 
 def _scan_part(
-    host: HostRoot, full: bool, fds: bool, cancel: threading.Event | None, pids: list[int]
+    host: HostRoot,
+    full: bool,
+    fds: bool,
+    sockets: bool,
+    cancel: threading.Event | None,
+    pids: list[int],
 ) -> _Part:
     """Read a run of ascending PIDs, in order (see `_read_record` on `seen`)."""
     res = ScanResult()
@@ -323,6 +343,7 @@ def _scan_part(
     seen: set[tuple[str, int]] = set()
     records = []
     held: list[tuple[str, int, int, int]] = []
+    socket_fds: list[tuple[int, int, int]] | None = [] if sockets else None
     fd_denied = 0
     done = 0
     for pid in pids:
@@ -335,15 +356,20 @@ def _scan_part(
             continue
         records.append(rec)
         if fds:
-            fd_denied += _add_fds(proc_fd, pid, held)
-    return records, dict(res.failures), res.vanished, done, held, fd_denied
+            fd_denied += _add_fds(proc_fd, pid, held, socket_fds)
+    return records, dict(res.failures), res.vanished, done, held, fd_denied, socket_fds or []
 
 
-def _add_fds(proc_fd: int, pid: int, held: list[tuple[str, int, int, int]]) -> int:
-    """Append a process's nsfs fds as (type, inode, pid, fd); 1 when its fd table is
-    unreadable (permission), else 0."""
+def _add_fds(
+    proc_fd: int,
+    pid: int,
+    held: list[tuple[str, int, int, int]],
+    sockets: list[tuple[int, int, int]] | None = None,
+) -> int:
+    """Append a process's nsfs fds as (type, inode, pid, fd) (and its socket fds to
+    `sockets`, when given); 1 when its fd table is unreadable (permission), else 0."""
     try:
-        held += [(kind, inode, pid, fd) for kind, inode, fd in ns_fds(proc_fd, pid)]
+        held += [(kind, inode, pid, fd) for kind, inode, fd in ns_fds(proc_fd, pid, sockets)]
     except PermissionError:
         return 1
     except OSError:
@@ -393,9 +419,11 @@ def scan_processes_and_fds(
     *,
     full: bool = True,
     fds: bool = True,
+    sockets: bool = False,
 ) -> tuple[tuple[Process, ...], tuple[Gap, ...], FdHolders]:
     """`scan_processes`, reading each process's fd table for nsfs fds in the same pass
-    (for `namespaces.scan_namespaces`): one split of the PIDs across the cores, not two."""
+    (for `namespaces.scan_namespaces`): one split of the PIDs across the cores, not two.
+    With `sockets`, the socket fds found there are kept too (`FdHolders.sockets`)."""
     res = ScanResult()
     try:
         proc_fd = host.proc_fd()
@@ -410,16 +438,18 @@ def scan_processes_and_fds(
             FdHolders((), 0),
         )
     runs = split(pids, part_count(len(pids), _MIN_PER_PART))
-    parts = run_parts(partial(_scan_part, host, full, fds, cancel), runs)
+    parts = run_parts(partial(_scan_part, host, full, fds, sockets and fds, cancel), runs)
     done = fd_denied = 0
     held: list[tuple[str, int, int, int]] = []
-    for records, failures, vanished, part_done, part_held, part_denied in parts:
+    socket_fds: list[tuple[int, int, int]] = []
+    for records, failures, vanished, part_done, part_held, part_denied, part_sockets in parts:
         res.processes += [Process(*rec) for rec in records]
         res.failures.update(failures)
         res.vanished += vanished
         done += part_done
         held += part_held
         fd_denied += part_denied
+        socket_fds += part_sockets
     if cancel is not None and cancel.is_set():
         res.gaps.append(
             Gap("/proc", f"cancelled after {done} of {len(pids)} processes", "inconsistent")
@@ -427,7 +457,7 @@ def scan_processes_and_fds(
     return (
         tuple(res.processes),
         tuple(res.gaps + _gaps_from_failures(res)),
-        FdHolders(tuple(held), fd_denied),
+        FdHolders(tuple(held), fd_denied, tuple(socket_fds)),
     )
 
 

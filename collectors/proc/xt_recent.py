@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import threading
 
-from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
+from podpath.collectors.hostroot import CollectorError, HostRoot, PermissionDenied, Vanished
 from podpath.snapshot.model import Gap, RecentEntry, RecentList
 
 _LINE = re.compile(r"^src=(?P<src>\S+) ttl: \d+ last_seen: (?P<seen>\d+) oldest_pkt:")
@@ -83,7 +83,10 @@ def collect_xt_recent(
             host.proc_read("timer_list", limit=TIMER_LIST_LIMIT), host.proc_read("uptime").decode()
         )
     except CollectorError as err:
-        gaps.append(Gap("xt_recent ages", f"the kernel clock is unreadable: {err}", err.kind))
+        # timer_list is mode 0400 root: reading it takes a file capability, not ptrace.
+        needs = "CAP_DAC_READ_SEARCH" if isinstance(err, PermissionDenied) else err.capability
+        reason = f"the kernel clock is unreadable: {err}"
+        gaps.append(Gap("xt_recent ages", reason, err.kind, needs))
     if hz is None:
         gaps.append(Gap("xt_recent ages", "jiffies or HZ unknown: pins shown without their age"))
     out = []

@@ -1,6 +1,9 @@
 """Pods without an API server: from the runtime's own state, else from fallbacks.
 
 Sources, best first:
+0. the CRI socket of the runtime (collectors/runtime/cri_state.py): read-only ListPodSandbox,
+   PodSandboxStatus, ListContainers and ContainerStatus calls, as crictl makes them;
+   the only source of exited and created containers, attempts and the sandbox image;
 1. containerd: bundle `config.json` under /run/containerd/io.containerd.runtime.v2.task/k8s.io/<id>/
    (OCI spec with io.kubernetes.cri.* annotations) and runc's state.json under
    /run/containerd/runc/k8s.io/<id>/ (init PID and start time; its config.labels
@@ -27,10 +30,27 @@ from typing import Any
 
 from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
 from podpath.collectors.runtime.cgroups import parse_cgroup_path
+from podpath.collectors.runtime.cri_state import (
+    CriListing,
+    container_status_file,
+    state_from_status_file,
+    state_name,
+)
+from podpath.collectors.runtime.docker_state import (
+    container_ids,
+    parse_k8s_name,
+    read_config,
+    rfc3339_ns,
+    state_of,
+)
 from podpath.snapshot.model import Container, Gap, IpamAllocation, Namespace, Pod, Process
 
 CONTAINERD_TASKS = "/run/containerd/io.containerd.runtime.v2.task/k8s.io"
 CONTAINERD_RUNC = "/run/containerd/runc/k8s.io"
+# k3s runs its own containerd with state in /run/k3s/containerd; the runc shim's root
+# stays /run/containerd/runc whatever the state dir (the shim's default Root option).
+K3S_TASKS = "/run/k3s/containerd/io.containerd.runtime.v2.task/k8s.io"
+CONTAINERD_TASK_ROOTS = (CONTAINERD_TASKS, K3S_TASKS)
 CRIO_CONTAINERS = "/run/containers/storage/overlay-containers"
 CRIO_RUNC = "/run/runc"
 POD_LOGS = "/var/log/pods"
@@ -72,6 +92,18 @@ class RuntimeContainer:
     ips: tuple[str, ...] = ()
     host_network: bool | None = None
     cgroups_path: str | None = None
+    source: str = "runtime-state"  # cri | runtime-state
+    state: str | None = None
+    attempt: int | None = None
+    restart_count: int | None = None
+    exit_code: int | None = None
+    created_at: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    reason: str | None = None
+    image_id: str | None = None
+    log_path: str | None = None
+    sandbox_image: str | None = None  # sandboxes only
 
 
 def redact_env(env: Iterable[str]) -> tuple[str, ...]:
@@ -139,6 +171,13 @@ def _apply_containerd(rc: RuntimeContainer, ann: dict[str, str]) -> None:
     )
     rc.image = ann.get("io.kubernetes.cri.image-name")
     rc.log_dir = ann.get("io.kubernetes.cri.sandbox-log-directory")
+    if not rc.pod_uid and rc.kind == "sandbox":
+        # Before sandbox-uid (containerd 1.7), the uid is the log directory's last field
+        # (/var/log/pods/<namespace>_<name>_<uid>), else the cgroup's pod<uid>.
+        tail = os.path.basename(rc.log_dir or "").split("_")
+        rc.pod_uid = tail[2] if len(tail) == 3 and tail[2] else None
+        if not rc.pod_uid and rc.cgroups_path:
+            rc.pod_uid = parse_cgroup_path(rc.cgroups_path).pod_uid
 
 
 def _apply_crio(rc: RuntimeContainer, ann: dict[str, str]) -> None:
@@ -246,32 +285,49 @@ def _read_json(host: HostRoot, path: str, gaps: list[Gap]) -> dict[str, Any] | N
 def read_containerd(
     host: HostRoot, gaps: list[Gap], *, redact: bool = True
 ) -> list[RuntimeContainer]:
-    """Containers and sandboxes of containerd's k8s.io namespace."""
+    """Containers and sandboxes of containerd's k8s.io namespace (and k3s's containerd)."""
     out = []
-    ids = set(_list_ids(host, CONTAINERD_TASKS, gaps)) | set(_list_ids(host, CONTAINERD_RUNC, gaps))
-    for cid in sorted(ids):
-        spec = _read_json(host, f"{CONTAINERD_TASKS}/{cid}/config.json", gaps)
-        state = _read_json(host, f"{CONTAINERD_RUNC}/{cid}/state.json", gaps)
-        if spec is None and state is not None:
-            spec = {"annotations": labels_as_annotations(state)}
-            cfg = state.get("config")
-            if isinstance(cfg, dict) and isinstance(cfg.get("namespaces"), list):
-                spec["linux"] = {
-                    "namespaces": [
-                        {"type": _runc_ns_type(n.get("type")), "path": n.get("path")}
-                        for n in cfg["namespaces"]
-                        if isinstance(n, dict)
-                    ]
-                }
-        if spec is None:
-            continue
-        rc = parse_oci_config(spec, cid, "containerd", redact=redact)
-        if state is not None:
-            apply_runc_state(rc, state)
-        elif rc.pid is None:
-            rc.pid = _read_pidfile(host, f"{CONTAINERD_TASKS}/{cid}/init.pid")
-        out.append(rc)
+    # Bundles first, under each state dir; then runc state of a container whose bundle
+    # is unreadable still names it (the runc shim's root is shared by all state dirs).
+    where = {
+        cid: tasks
+        for tasks in reversed(CONTAINERD_TASK_ROOTS)
+        for cid in _list_ids(host, tasks, gaps)
+    }
+    for cid in _list_ids(host, CONTAINERD_RUNC, gaps):
+        where.setdefault(cid, CONTAINERD_TASKS)
+    for cid, tasks in sorted(where.items()):
+        rc = _read_containerd_one(host, tasks, cid, gaps, redact)
+        if rc is not None:
+            out.append(rc)
     return out
+
+
+def _read_containerd_one(
+    host: HostRoot, tasks: str, cid: str, gaps: list[Gap], redact: bool
+) -> RuntimeContainer | None:
+    """One container of a containerd state dir, from its bundle and runc state."""
+    spec = _read_json(host, f"{tasks}/{cid}/config.json", gaps)
+    state = _read_json(host, f"{CONTAINERD_RUNC}/{cid}/state.json", gaps)
+    if spec is None and state is not None:
+        spec = {"annotations": labels_as_annotations(state)}
+        cfg = state.get("config")
+        if isinstance(cfg, dict) and isinstance(cfg.get("namespaces"), list):
+            spec["linux"] = {
+                "namespaces": [
+                    {"type": _runc_ns_type(n.get("type")), "path": n.get("path")}
+                    for n in cfg["namespaces"]
+                    if isinstance(n, dict)
+                ]
+            }
+    if spec is None:
+        return None
+    rc = parse_oci_config(spec, cid, "containerd", redact=redact)
+    if state is not None:
+        apply_runc_state(rc, state)
+    elif rc.pid is None:
+        rc.pid = _read_pidfile(host, f"{tasks}/{cid}/init.pid")
+    return rc
 
 
 def _runc_ns_type(value: Any) -> str:
@@ -315,6 +371,95 @@ def read_crio(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> list[R
     return out
 
 
+def read_docker(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> list[RuntimeContainer]:
+    """Sandboxes and containers dockershim or cri-dockerd made, from dockerd's files."""
+    out = []
+    for cid in container_ids(host, gaps):
+        found = read_config(host, cid, gaps)
+        if found is not None:
+            out.append(docker_container(cid, *found, redact=redact))
+    return out
+
+
+def docker_container(
+    cid: str, config: dict[str, Any], hostconfig: dict[str, Any], *, redact: bool = True
+) -> RuntimeContainer:
+    """A RuntimeContainer from a Kubernetes-made container's config.v2.json + hostconfig.json."""
+    cfg = config.get("Config") if isinstance(config.get("Config"), dict) else {}
+    assert isinstance(cfg, dict)
+    labels = cfg.get("Labels") if isinstance(cfg.get("Labels"), dict) else {}
+    assert isinstance(labels, dict)
+    labels = {str(k): str(v) for k, v in labels.items()}
+    named = parse_k8s_name(str(config.get("Name", ""))) or {}
+    rc = RuntimeContainer(id=cid, runtime="docker")
+    sandbox = (
+        labels.get("io.kubernetes.docker.type") == "podsandbox" or named.get("container") == "POD"
+    )
+    rc.kind = "sandbox" if sandbox else "container"
+    rc.sandbox_id = cid if sandbox else labels.get("io.kubernetes.sandbox.id")
+    rc.pod_name = labels.get("io.kubernetes.pod.name") or named.get("pod")
+    rc.pod_namespace = labels.get("io.kubernetes.pod.namespace") or named.get("ns")
+    rc.pod_uid = labels.get("io.kubernetes.pod.uid") or named.get("uid")
+    rc.name = (
+        "POD" if sandbox else (labels.get("io.kubernetes.container.name") or named.get("container"))
+    )
+    attempt = named.get("attempt")
+    rc.attempt = int(attempt) if attempt is not None else None
+    restarts = labels.get("annotation.io.kubernetes.container.restartCount")
+    rc.restart_count = int(restarts) if restarts and restarts.isdigit() else None
+    rc.image = str(cfg.get("Image") or "") or None
+    rc.image_id = str(config.get("Image") or "") or None
+    if sandbox:
+        rc.sandbox_image = rc.image
+    path = str(config.get("Path") or "")
+    args = config.get("Args") if isinstance(config.get("Args"), list) else []
+    rc.command = tuple([path] if path else []) + _strs(args)
+    env = _strs(cfg.get("Env"))
+    rc.env = redact_env(env) if redact else env
+    state = config.get("State") if isinstance(config.get("State"), dict) else {}
+    assert isinstance(state, dict)
+    rc.state = state_of(state)
+    pid = state.get("Pid")
+    rc.pid = pid if rc.state == "running" and isinstance(pid, int) and pid > 0 else None
+    if sandbox:
+        # dockershim's PodSandboxStatus: READY while the sandbox container runs.
+        rc.state = "ready" if rc.state == "running" else "notready"
+    rc.created_at = rfc3339_ns(config.get("Created"))
+    rc.started_at = rfc3339_ns(state.get("StartedAt"))
+    rc.finished_at = rfc3339_ns(state.get("FinishedAt"))
+    if rc.state == "exited":
+        code = state.get("ExitCode")
+        rc.exit_code = code if isinstance(code, int) else None
+    mode = str(hostconfig.get("NetworkMode") or "")
+    if sandbox:
+        settings = config.get("NetworkSettings")
+        key = settings.get("SandboxKey") if isinstance(settings, dict) else None
+        rc.host_network = mode == "host"
+        if key and not rc.host_network:
+            rc.ns_paths["net"] = str(key)  # /var/run/docker/netns/<12 hex>
+        rc.ips = _docker_ips(config)
+    elif mode.startswith("container:"):
+        rc.ns_paths["net"] = None  # shares the sandbox's: compared through processes
+    if isinstance(hostconfig.get("CgroupParent"), str):
+        rc.cgroups_path = hostconfig["CgroupParent"]
+    log = labels.get("io.kubernetes.container.logpath")
+    if log and log.startswith(POD_LOGS + "/"):
+        rc.log_path = log
+        rc.log_dir = "/".join(log.split("/")[:5])
+    return rc
+
+
+def _docker_ips(config: dict[str, Any]) -> tuple[str, ...]:
+    # A CNI-networked sandbox runs with NetworkMode none: Docker knows no IP, CNI does.
+    settings = config.get("NetworkSettings")
+    networks = settings.get("Networks") if isinstance(settings, dict) else None
+    ips = []
+    for net in (networks or {}).values():
+        if isinstance(net, dict) and net.get("IPAddress"):
+            ips.append(str(net["IPAddress"]))
+    return tuple(ips)
+
+
 def read_pod_log_dirs(host: HostRoot) -> dict[str, tuple[str, str, str]]:
     """uid -> (namespace, name, path) from /var/log/pods/<namespace>_<name>_<uid>."""
     try:
@@ -349,18 +494,19 @@ def _shared(
     sandbox: Process | None,
     rc: RuntimeContainer,
     sandbox_rc: RuntimeContainer | None,
+    pinned: dict[str, int] | None = None,
 ) -> tuple[str, ...]:
-    """Namespace types a container shares with its sandbox (from processes, else from config)."""
-    if (
-        container is not None
-        and sandbox is not None
-        and container.namespaces
-        and sandbox.namespaces
-    ):
+    """Namespace types a container shares with its sandbox (from processes, else from config).
+
+    `pinned`: the sandbox's namespaces held by bind mounts (CRI-O's pinns), by inode, for
+    a sandbox with no process of its own (drop_infra_ctr).
+    """
+    theirs = sandbox.namespaces if sandbox is not None else (pinned or {})
+    if container is not None and container.namespaces and theirs:
         return tuple(
             t
             for t in _SHARED_ORDER
-            if t in container.namespaces and container.namespaces[t] == sandbox.namespaces.get(t)
+            if t in container.namespaces and container.namespaces[t] == theirs.get(t)
         )
     shared = []
     sb_pid = sandbox_rc.pid if sandbox_rc else None
@@ -383,6 +529,11 @@ class _Ctx:
     root_netns: int | None
     alloc_by_container: dict[str, list[str]]
     gaps: list[Gap]
+    # The node's own namespaces (PID 1's): a container in one of these shares it with
+    # every process of the node, not with its sandbox in particular.
+    node_ns: dict[str, int] = field(default_factory=dict)
+    # net namespace inode -> its nsfs bind mount (/run/netns/cni-...), from the scan.
+    netns_paths: dict[int, str] = field(default_factory=dict)
 
 
 def _netns_of(ctx: _Ctx, pause: Process | None, path: str | None) -> int | None:
@@ -409,7 +560,9 @@ def _container_model(
     init = ctx.procs.get(rc.pid) if rc.pid else None
     if init is None and pids:
         init = ctx.procs.get(pids[0])
-    shared = () if rc.kind == "sandbox" else _shared(init, sandbox_proc, rc, sandbox_rc)
+    node_wide = _node_wide(ctx, init)
+    pinned = _pinned(ctx, sandbox_rc) if sandbox_proc is None and rc.kind != "sandbox" else None
+    shared = () if rc.kind == "sandbox" else _shared(init, sandbox_proc, rc, sandbox_rc, pinned)
     return Container(
         name=rc.name or rc.id[:12],
         id=rc.id,
@@ -418,7 +571,41 @@ def _container_model(
         image=rc.image,
         command=rc.command,
         env=rc.env,
-        shared_namespaces=shared,
+        shared_namespaces=tuple(t for t in shared if t not in node_wide),
+        state=rc.state,
+        attempt=rc.attempt,
+        restart_count=rc.restart_count,
+        exit_code=rc.exit_code,
+        created_at=rc.created_at,
+        started_at=rc.started_at,
+        finished_at=rc.finished_at,
+        reason=rc.reason,
+        image_id=rc.image_id,
+        log_path=rc.log_path,
+        node_namespaces=node_wide,
+    )
+
+
+def _pinned(ctx: _Ctx, sandbox_rc: RuntimeContainer | None) -> dict[str, int]:
+    """Inodes of a process-less sandbox's namespaces pinned by bind mounts (not /proc paths)."""
+    out: dict[str, int] = {}
+    for t, path in sandbox_rc.ns_paths.items() if sandbox_rc else ():
+        if path and not path.startswith("/proc/"):
+            try:
+                out[t] = ctx.host.stat(path).st_ino
+            except CollectorError:
+                continue
+    return out
+
+
+def _node_wide(ctx: _Ctx, proc: Process | None) -> tuple[str, ...]:
+    """Namespace types a process shares with the node's PID 1."""
+    if proc is None or not ctx.node_ns:
+        return ()
+    return tuple(
+        t
+        for t in _SHARED_ORDER
+        if t in proc.namespaces and proc.namespaces[t] == ctx.node_ns.get(t)
     )
 
 
@@ -444,7 +631,9 @@ def _pod_from_runtime(ctx: _Ctx, sandbox_id: str, members: list[RuntimeContainer
     ips = head.ips or tuple(ctx.alloc_by_container.get(sandbox_id, ()))
     containers = tuple(
         _container_model(ctx, m, pause, sandbox_rc)
-        for m in sorted(members, key=lambda m: (m.kind != "sandbox", m.name or ""))
+        for m in sorted(
+            members, key=lambda m: (m.kind != "sandbox", m.name or "", m.attempt or 0, m.id)
+        )
     )
     return Pod(
         namespace=head.pod_namespace or "",
@@ -459,8 +648,12 @@ def _pod_from_runtime(ctx: _Ctx, sandbox_id: str, members: list[RuntimeContainer
         host_network=host_network,
         containers=containers,
         runtime=head.runtime,
-        source="runtime-state",
+        source=head.source,
         log_dir=head.log_dir,
+        sandbox_image=sandbox_rc.sandbox_image if sandbox_rc else None,
+        state=sandbox_rc.state if sandbox_rc else None,
+        attempt=sandbox_rc.attempt if sandbox_rc else None,
+        created_at=sandbox_rc.created_at if sandbox_rc else None,
     )
 
 
@@ -490,13 +683,16 @@ def _pods_from_cgroups(
                 continue
             init = ctx.procs[min(pids)]
             kind = "sandbox" if cid == pause_cid else "container"
+            node_wide = _node_wide(ctx, init)
             shared = (
                 ()
                 if kind == "sandbox" or pause is None
                 else tuple(
                     t
                     for t in _SHARED_ORDER
-                    if t in init.namespaces and init.namespaces[t] == pause.namespaces.get(t)
+                    if t in init.namespaces
+                    and init.namespaces[t] == pause.namespaces.get(t)
+                    and t not in node_wide
                 )
             )
             models.append(
@@ -507,8 +703,11 @@ def _pods_from_cgroups(
                     pids=tuple(sorted(pids)),
                     command=init.cmdline,
                     shared_namespaces=shared,
+                    node_namespaces=node_wide,
                 )
             )
+        models = _names_from_log_dir(ctx.host, models, log_dir)
+        runtime = runtime_of.get(uid) or (runtime_from_parents(ctx, pause) if pause else "unknown")
         pods.append(
             Pod(
                 namespace=ns,
@@ -518,15 +717,61 @@ def _pods_from_cgroups(
                 pause_pid=pause.pid if pause else None,
                 pause_start_time=pause.start_time if pause else None,
                 netns_inode=netns,
+                netns_path=ctx.netns_paths.get(netns) if netns is not None else None,
                 host_network=netns is not None and netns == ctx.root_netns,
                 ips=tuple(ctx.alloc_by_container.get(pause_cid or "", ())),
                 containers=tuple(models),
-                runtime=runtime_of.get(uid, "unknown"),
+                runtime=runtime,
                 source="cgroup",
                 log_dir=log_dir,
             )
         )
     return pods
+
+
+# Shim processes that parent a pod's processes, and the runtime each belongs to.
+_SHIMS = {
+    "containerd-shim": "containerd",
+    "containerd-shim-runc-v2": "containerd",
+    "containerd-shim-runc-v1": "containerd",
+    "conmon": "cri-o",
+}
+
+
+def runtime_from_parents(ctx: _Ctx, proc: Process) -> str:
+    """The runtime whose shim parents a process: containerd, cri-o, docker, or unknown.
+
+    dockerd runs its containers under containerd-shim too, in containerd's `moby`
+    namespace, which the shim's command line names.
+    """
+    seen = 0
+    parent = ctx.procs.get(proc.ppid)
+    while parent is not None and seen < 8:
+        base = os.path.basename(parent.cmdline[0]) if parent.cmdline else parent.comm
+        runtime = _SHIMS.get(base) or _SHIMS.get(parent.comm)
+        if runtime == "containerd" and "moby" in parent.cmdline:
+            return "docker"
+        if runtime is not None:
+            return runtime
+        parent = ctx.procs.get(parent.ppid) if parent.ppid != parent.pid else None
+        seen += 1
+    return "unknown"
+
+
+def _names_from_log_dir(
+    host: HostRoot, models: list[Container], log_dir: str | None
+) -> list[Container]:
+    """Name a cgroup pod's one app container from its one kubelet log directory."""
+    apps = [c for c in models if c.kind == "container"]
+    if log_dir is None or len(apps) != 1:
+        return models
+    try:
+        names = [n for n in host.listdir(log_dir) if not n.startswith(".")]
+    except CollectorError:
+        return models
+    if len(names) != 1:
+        return models  # several containers: which id is which is not knowable here
+    return [replace(c, name=names[0]) if c is apps[0] else c for c in models]
 
 
 def _find_pause(ctx: _Ctx, containers: dict[str, list[int]]) -> tuple[str | None, Process | None]:
@@ -576,7 +821,9 @@ def _pods_from_pause(
 def _bare_pod(ctx: _Ctx, p: Process, net: int | None, path: str | None) -> Pod:
     ref = parse_cgroup_path(p.cgroup) if p.cgroup else None
     cid = ref.container_id if ref and ref.container_id else ""
+    path = path or (ctx.netns_paths.get(net) if net is not None else None)
     name = os.path.basename(path) if path else f"pause-{p.pid}"
+    runtime = ref.runtime if ref and ref.runtime != "unknown" else runtime_from_parents(ctx, p)
     return Pod(
         namespace="",
         name=name,
@@ -591,7 +838,7 @@ def _bare_pod(ctx: _Ctx, p: Process, net: int | None, path: str | None) -> Pod:
         containers=(
             Container(name="POD", id=cid, kind="sandbox", pids=(p.pid,), command=p.cmdline),
         ),
-        runtime=ref.runtime if ref else "unknown",
+        runtime=runtime,
         source="pause-process",
     )
 
@@ -605,8 +852,9 @@ def collect_pods(
     namespaces: tuple[Namespace, ...] = (),
     allocations: tuple[IpamAllocation, ...] = (),
     redact: bool = True,
+    cri: tuple[CriListing, ...] = (),
 ) -> tuple[tuple[Pod, ...], tuple[Gap, ...]]:
-    """Pods from runtime state (containerd, CRI-O), else cgroups, log dirs and pause processes."""
+    """Pods from CRI and runtime state (containerd, CRI-O), else cgroups, logs and pause."""
     gaps: list[Gap] = []
     procs = {p.pid: p for p in processes}
     by_container: dict[str, list[int]] = defaultdict(list)
@@ -618,10 +866,21 @@ def collect_pods(
     alloc: dict[str, list[str]] = defaultdict(list)
     for a in allocations:
         alloc[a.container_id].append(a.ip)
-    ctx = _Ctx(host, procs, by_container, root_netns, alloc, gaps)
+    node_ns = dict(procs[1].namespaces) if 1 in procs else {}
+    netns_paths = {
+        ns.inode: ns.nsfs for ns in namespaces if ns.type == "net" and ns.nsfs is not None
+    }
+    ctx = _Ctx(host, procs, by_container, root_netns, alloc, gaps, node_ns, netns_paths)
     runtime = read_containerd(host, gaps, redact=redact)
     if cancel is None or not cancel.is_set():
         runtime += read_crio(host, gaps, redact=redact)
+        runtime += read_docker(host, gaps, redact=redact)
+    from_cri = [rc for listing in cri for rc in containers_from_cri(listing, redact=redact)]
+    runtime = merge_runtime(from_cri, runtime)
+    if not from_cri:
+        for rc in runtime:
+            if rc.runtime == "containerd" and rc.state is None:
+                apply_status_file(rc, container_status_file(host, rc.id))
     groups: dict[str, list[RuntimeContainer]] = defaultdict(list)
     for rc in runtime:
         groups[rc.sandbox_id or rc.id].append(rc)
@@ -636,6 +895,136 @@ def collect_pods(
     pods = [_fill_names(p, logs) for p in pods]
     pods.sort(key=lambda p: (p.namespace, p.name, p.sandbox_id))
     return tuple(pods), tuple(gaps)
+
+
+# -- CRI ---------------------------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _ns(value: Any) -> int | None:
+    """A CRI timestamp (ns since the epoch); 0 means unset."""
+    ns = _int(value)
+    return ns if ns else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _apply_cri_info(rc: RuntimeContainer, info: dict[str, Any], redact: bool) -> None:
+    """Fill PID, command, env and namespaces from a verbose status's runtime spec."""
+    pid = _int(info.get("pid"))
+    rc.pid = pid if pid and pid > 0 else None
+    rc.command = _strs(info.get("args"))
+    env = _strs(info.get("env"))
+    rc.env = redact_env(env) if redact else env
+    for ns in info.get("namespaces") or []:
+        if isinstance(ns, dict) and str(ns.get("type")) in _OCI_NS:
+            path = ns.get("path")
+            rc.ns_paths[_OCI_NS[str(ns["type"])]] = str(path) if path else None
+    if isinstance(info.get("cgroups_path"), str):
+        rc.cgroups_path = info["cgroups_path"]
+
+
+def containers_from_cri(listing: CriListing, *, redact: bool = True) -> list[RuntimeContainer]:
+    """Sandboxes and containers of one CRI listing as RuntimeContainers (source "cri")."""
+    out: list[RuntimeContainer] = []
+    doc = listing.document
+    for item in doc.get("sandboxes") or []:
+        status, info = _dict(_dict(item).get("status")), _dict(_dict(item).get("info"))
+        meta = _dict(status.get("metadata"))
+        sid = str(status.get("id") or "")
+        if not sid:
+            continue
+        rc = RuntimeContainer(id=sid, runtime=listing.runtime, kind="sandbox", sandbox_id=sid)
+        rc.source = "cri"
+        rc.pod_name, rc.pod_namespace = str(meta.get("name", "")), str(meta.get("namespace", ""))
+        rc.pod_uid, rc.name = str(meta.get("uid", "")), "POD"
+        rc.attempt = _int(meta.get("attempt"))
+        rc.state = state_name(status.get("state"))
+        rc.created_at = _ns(status.get("created_at"))
+        network = _dict(status.get("network"))
+        ips = [str(network.get("ip") or "")] + [
+            str(_dict(a).get("ip") or "") for a in network.get("additional_ips") or []
+        ]
+        rc.ips = tuple(ip for ip in ips if ip)
+        options = _dict(_dict(_dict(status.get("linux")).get("namespaces")).get("options"))
+        rc.host_network = options.get("network") == "NODE"
+        image = info.get("image")
+        rc.sandbox_image = rc.image = str(image) if image else None
+        _apply_cri_info(rc, info, redact)
+        out.append(rc)
+    for item in doc.get("containers") or []:
+        status, info = _dict(_dict(item).get("status")), _dict(_dict(item).get("info"))
+        meta = _dict(status.get("metadata"))
+        cid = str(status.get("id") or "")
+        if not cid:
+            continue
+        labels, ann = _dict(status.get("labels")), _dict(status.get("annotations"))
+        rc = RuntimeContainer(id=cid, runtime=listing.runtime, kind="container")
+        rc.source = "cri"
+        rc.sandbox_id = str(_dict(item).get("pod_sandbox_id") or info.get("sandbox_id") or "")
+        rc.pod_name = labels.get("io.kubernetes.pod.name")
+        rc.pod_namespace = labels.get("io.kubernetes.pod.namespace")
+        rc.pod_uid = labels.get("io.kubernetes.pod.uid")
+        rc.name = str(meta.get("name") or "") or None
+        rc.attempt = _int(meta.get("attempt"))
+        rc.restart_count = _int(ann.get("io.kubernetes.container.restartCount"))
+        rc.state = state_name(status.get("state"))
+        rc.created_at = _ns(status.get("created_at"))
+        rc.started_at = _ns(status.get("started_at"))
+        rc.finished_at = _ns(status.get("finished_at"))
+        rc.exit_code = _int(status.get("exit_code")) if rc.state == "exited" else None
+        rc.reason = str(status.get("reason") or "") or None
+        rc.image = str(_dict(status.get("image")).get("image") or "") or None
+        rc.image_id = str(status.get("image_id") or status.get("image_ref") or "") or None
+        rc.log_path = str(status.get("log_path") or "") or None
+        _apply_cri_info(rc, info, redact)
+        out.append(rc)
+    return out
+
+
+def merge_runtime(
+    from_cri: list[RuntimeContainer], from_disk: list[RuntimeContainer]
+) -> list[RuntimeContainer]:
+    """CRI's records first; the runtime's files fill what CRI left out, and add the rest."""
+    disk = {rc.id: rc for rc in from_disk}
+    out = []
+    for rc in from_cri:
+        other = disk.pop(rc.id, None)
+        if other is not None:
+            rc.pid = rc.pid or other.pid
+            rc.start_time = other.start_time
+            rc.command = rc.command or other.command
+            rc.env = rc.env or other.env
+            rc.ns_paths = rc.ns_paths or other.ns_paths
+            rc.cgroups_path = rc.cgroups_path or other.cgroups_path
+            rc.log_dir = rc.log_dir or other.log_dir
+            rc.pod_uid = rc.pod_uid or other.pod_uid
+            rc.pod_name = rc.pod_name or other.pod_name
+            rc.pod_namespace = rc.pod_namespace or other.pod_namespace
+            rc.ips = rc.ips or other.ips
+        out.append(rc)
+    return out + list(disk.values())
+
+
+def apply_status_file(rc: RuntimeContainer, status: dict[str, Any] | None) -> None:
+    """State, times and exit code from containerd's on-disk CRI status of a container."""
+    if status is None or rc.kind == "sandbox":
+        return
+    rc.state = state_from_status_file(status)
+    rc.created_at = _ns(status.get("CreatedAt"))
+    rc.started_at = _ns(status.get("StartedAt"))
+    rc.finished_at = _ns(status.get("FinishedAt"))
+    if rc.state == "exited":
+        rc.exit_code = _int(status.get("ExitCode"))
+        rc.reason = str(status.get("Reason") or "") or None
 
 
 def _fill_names(pod: Pod, logs: dict[str, tuple[str, str, str]]) -> Pod:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.sockets import containers_by_pid, endpoint, is_listening, peer_endpoint
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
-from podpath.snapshot.model import Link, Pod
+from podpath.snapshot.model import Container, Link, Pod, Socket, SocketOwner
 
 if TYPE_CHECKING:
     from podpath.netfilter.kube_proxy import Service
@@ -144,6 +145,10 @@ def _pod_row(index: SnapshotIndex, pod: Pod) -> Row:
         "host_network": pod.host_network,
         "runtime": pod.runtime,
         "source": pod.source,
+        "sandbox_image": pod.sandbox_image,
+        "state": pod.state,
+        "attempt": pod.attempt,
+        "created_at": pod.created_at,
         "containers": [
             {
                 "name": c.name,
@@ -151,7 +156,18 @@ def _pod_row(index: SnapshotIndex, pod: Pod) -> Row:
                 "kind": c.kind,
                 "pids": list(c.pids),
                 "image": c.image,
+                "image_id": c.image_id,
+                "state": c.state,
+                "attempt": c.attempt,
+                "restart_count": c.restart_count,
+                "exit_code": c.exit_code,
+                "reason": c.reason,
+                "created_at": c.created_at,
+                "started_at": c.started_at,
+                "finished_at": c.finished_at,
+                "log_path": c.log_path,
                 "shared_namespaces": list(c.shared_namespaces),
+                "node_namespaces": list(c.node_namespaces),
             }
             for c in pod.containers
         ],
@@ -177,7 +193,12 @@ def pods(index: SnapshotIndex) -> Listing:
         Column("PAUSE", _key("pause_pid"), True),
         Column("NETNS", lambda r: r["netns"]["path"] or r["netns"]["inode"]),
         Column("HOST-IF", _host_side),
-        Column("CONTAINERS", lambda r: sum(c["kind"] != "sandbox" for c in r["containers"]), True),
+        # Containers by name: a restarted container's exited attempts are not more containers.
+        Column(
+            "CONTAINERS",
+            lambda r: len({c["name"] for c in r["containers"] if c["kind"] != "sandbox"}),
+            True,
+        ),
         Column("SANDBOX", lambda r: (r["sandbox_id"] or "")[:13]),
     )
     return Listing(rows, cols)
@@ -300,6 +321,95 @@ def fdb(index: SnapshotIndex) -> Listing:
         Column("FLAGS", _key("flags")),
     )
     return Listing(rows, cols)
+
+
+# --- sockets --------------------------------------------------------------------------
+
+
+def _owner_row(by_pid: dict[int, tuple[Pod, Container]], owner: SocketOwner) -> Row:
+    pod, container = by_pid.get(owner.pid, (None, None))
+    return {
+        "pid": owner.pid,
+        "comm": owner.comm,
+        "fd": owner.fd,
+        "pod": f"{pod.namespace}/{pod.name}" if pod else None,
+        "container": container.name if container else None,
+    }
+
+
+def _socket_row(
+    index: SnapshotIndex, by_pid: dict[int, tuple[Pod, Container]], sock: Socket
+) -> Row:
+    pod = index.pods_by_netns.get(sock.netns)
+    dev = _dev_name(index, sock.netns, sock.bound_dev) if sock.bound_dev else None
+    return {
+        "netns": sock.netns,
+        "netns_label": _netns_label(index, sock.netns),
+        "pod": f"{pod.namespace}/{pod.name}" if pod else None,
+        "netid": sock.protocol,
+        "family": sock.family,
+        "state": sock.state,
+        "recv_q": sock.recv_q,
+        "send_q": sock.send_q,
+        "local": sock.local,
+        "local_port": sock.local_port,
+        "peer": sock.peer,
+        "peer_port": sock.peer_port,
+        "v6only": sock.v6only,
+        "bound_dev": dev,
+        "inode": sock.inode,
+        "uid": sock.uid,
+        "owners": [_owner_row(by_pid, o) for o in sock.owners],
+    }
+
+
+def _process_cell(row: Row) -> str:
+    """ss -p's users:(("comm",pid=N,fd=M),...), without the users: prefix."""
+    return ",".join(f'("{o["comm"]}",pid={o["pid"]},fd={o["fd"]})' for o in row["owners"])
+
+
+def _container_cell(row: Row) -> str:
+    """Each owner's container; with its pod when that is not the namespace's own pod."""
+    names = []
+    for o in row["owners"]:
+        if o["container"] is None:
+            continue
+        names.append(o["container"] if o["pod"] == row["pod"] else f"{o['pod']}/{o['container']}")
+    return ",".join(dict.fromkeys(names))
+
+
+def sockets(index: SnapshotIndex, listening_only: bool = False) -> Listing:
+    """TCP and UDP sockets of every namespace, like `ss -tuanp` run in each (listeners first)."""
+    by_pid = containers_by_pid(index.snapshot.pods)
+    rows = []
+    for ns in index.snapshot.netns:
+        found = [s for s in ns.sockets or () if not listening_only or is_listening(s)]
+        found.sort(key=lambda s: (not is_listening(s), s.protocol, s.local_port, s.family))
+        rows += [_socket_row(index, by_pid, s) for s in found]
+    cols = (
+        Column("NETNS", _key("netns_label")),
+        Column("NETID", _key("netid")),
+        Column("STATE", _key("state")),
+        Column("RECV-Q", _key("recv_q"), True),
+        Column("SEND-Q", _key("send_q"), True),
+        Column(
+            "LOCAL",
+            lambda r: endpoint(
+                r["family"], r["local"], r["local_port"], r["v6only"], r["bound_dev"]
+            ),
+        ),
+        Column(
+            "PEER", lambda r: peer_endpoint(r["family"], r["peer"], r["peer_port"], r["v6only"])
+        ),
+        Column("PROCESS", _process_cell),
+        Column("CONTAINER", _container_cell),
+    )
+    return Listing(rows, cols)
+
+
+def listening_sockets(index: SnapshotIndex) -> Listing:
+    """Only the listening sockets (TCP LISTEN, unconnected UDP), like `ss -tulnp`."""
+    return sockets(index, listening_only=True)
 
 
 # --- netfilter, services, conntrack, cni, gaps ---------------------------------------
@@ -607,6 +717,7 @@ KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "iptables": iptables,
     "nft": nft,
     "services": services,
+    "sockets": sockets,
     "conntrack": conntrack,
     "cni": cni,
     "gaps": gaps,

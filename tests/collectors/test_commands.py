@@ -1,9 +1,8 @@
-"""The command runner: allow-list, timeouts, output caps, stderr -> Gap, host binaries."""
+"""The command runner: allow-list, timeouts, output caps, stderr -> Gap."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import threading
 import time
@@ -187,40 +186,3 @@ def test_invalid_utf8_output_survives(tmp_path: Path) -> None:
     result = runner(tmp_path / "bin").run("iptables-nft-save", ())
     assert result.ok
     assert result.stdout.encode("utf-8", "surrogateescape") == b"a\xffb\n"
-
-
-def _host_root(tmp_path: Path) -> Path:
-    """A fake host root with a static busybox as /bin/sh (so chroot can run scripts)."""
-    root = tmp_path / "host"
-    (root / "bin").mkdir(parents=True)
-    busybox = shutil.which("busybox")
-    assert busybox is not None
-    shutil.copy2(busybox, root / "bin" / "busybox")
-    os.symlink("busybox", root / "bin" / "sh")
-    return root
-
-
-@pytest.mark.lab
-def test_host_binary_is_preferred_under_a_host_root(tmp_path: Path) -> None:
-    """With --host-root, the host's own binary runs (chrooted), not podpath's."""
-    root = _host_root(tmp_path)
-    fake(root / "usr" / "sbin", "iptables-nft-save", "echo host-version")
-    fake(tmp_path / "bin", "iptables-nft-save", "echo our-version")
-    result = runner(tmp_path / "bin", host_root=root).run("iptables-nft-save", ())
-    assert result.ok, result.gap
-    assert result.stdout == "host-version\n"
-    assert result.warnings == ()
-
-
-@pytest.mark.lab
-def test_unrunnable_host_binary_falls_back_with_a_warning(tmp_path: Path) -> None:
-    """A host binary that cannot run in this pod: ours runs and a warning gap says so."""
-    root = _host_root(tmp_path)
-    broken = root / "usr" / "sbin" / "iptables-nft-save"
-    broken.parent.mkdir(parents=True)
-    broken.write_text("#!/no/such/interpreter\n")
-    broken.chmod(0o755)
-    fake(tmp_path / "bin", "iptables-nft-save", "echo our-version")
-    result = runner(tmp_path / "bin", host_root=root).run("iptables-nft-save", ())
-    assert result.stdout == "our-version\n"
-    assert len(result.warnings) == 1 and "could not be run" in result.warnings[0].reason

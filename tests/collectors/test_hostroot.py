@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +157,19 @@ def test_canonical_is_host_view(host: HostRoot) -> None:
     """canonical() resolves /var/run -> /run inside the root and answers in host terms."""
     assert host.canonical("/var/run/netns/cni-x") == "/run/netns/cni-x"
     assert host.canonical("/var/run/netns/missing") == "/var/run/netns/missing"
+
+
+def test_dotdot_survives_mount_churn(fake_root: Path) -> None:
+    """openat2's EAGAIN (a mount anywhere during a `..` lookup) is retried, not an error."""
+    if os.geteuid() != 0:
+        pytest.skip("mount churn needs root")
+    loop = "while :; do mount -t tmpfs ppchurn /mnt && umount /mnt; done"
+    churn = subprocess.Popen(["unshare", "--mount", "--", "sh", "-c", loop])
+    try:
+        with HostRoot(str(fake_root)) as h:
+            assert h.resolver == "openat2"
+            for _ in range(3000):
+                assert h.read_text("/etc/dotdot") == INSIDE
+    finally:
+        churn.kill()
+        churn.wait()

@@ -19,7 +19,7 @@ from podpath.collectors.runtime.pods import (
     collect_pods,
     is_pause,
 )
-from podpath.snapshot.model import IpamAllocation, Process
+from podpath.snapshot.model import IpamAllocation, Namespace, Process
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 RUNTIME = REAL / "runtime"
@@ -285,6 +285,82 @@ def test_pause_fallback(tmp_path: Path) -> None:
     assert pod.pause_pid == 40 and pod.source == "pause-process" and pod.netns_inode == POD_NET
 
 
+NODE_NS = {"net": ROOT_NET, "user": 4026531837, "cgroup": 4026531835, "time": 4026531834}
+
+
+def _netns_scan(inode: int, path: str, pid: int) -> tuple[Namespace, ...]:
+    return (Namespace("net", inode, 4, 1, pid, 0, "root", "/pause", nsfs=path),)
+
+
+def test_fallback_pods_keep_netns_path_runtime_and_names(tmp_path: Path) -> None:
+    """Without runtime state: the scan's cni- netns path, the shim's runtime, the log dir's name."""
+    uid = "44e4b37f-504f-4f1c-80f3-4137bfbec5e4"
+    (tmp_path / "var/log/pods" / f"kube-system_coredns-x_{uid}" / "coredns").mkdir(parents=True)
+    shim = _proc(
+        900,
+        1,
+        "containerd-shim",
+        ("/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io"),
+        "/",
+        NODE_NS,
+    )
+    pause, app = _coredns_processes()
+    pause = Process(
+        **{**pause.__dict__, "ppid": 900, "cgroup": f"/kubepods/burstable/pod{uid}/{SB}"}
+    )
+    app = Process(**{**app.__dict__, "ppid": 900, "cgroup": f"/kubepods/burstable/pod{uid}/{CT}"})
+    init = _proc(1, 1, "systemd", ("/sbin/init",), "/", NODE_NS)
+    path = "/run/netns/cni-c8f12417-13bc-a776-937a-0d987bcf8a2a"
+    with HostRoot(str(tmp_path)) as host:
+        pods, _ = collect_pods(
+            host, (init, shim, pause, app), ROOT_NET, namespaces=_netns_scan(POD_NET, path, 1322)
+        )
+    (pod,) = pods
+    assert (pod.source, pod.runtime, pod.netns_path) == ("cgroup", "containerd", path)
+    assert [c.name for c in pod.containers] == ["POD", "coredns"]
+
+
+def test_pause_fallback_pod_keeps_netns_path_and_its_name_is_traceable(tmp_path: Path) -> None:
+    """A pause-only pod is named after its cni- netns, and trace --from accepts that name."""
+    from podpath.analysis.index import SnapshotIndex
+    from podpath.snapshot.model import SCHEMA_VERSION, NodeFacts, Snapshot
+    from podpath.trace.probe import resolve_source
+
+    path = "/run/netns/cni-5f1e0c37-2f4c-4b6e-8d1d-0a4d3c2b1a00"
+    procs = (
+        _proc(1, 1, "catatonit", ("catatonit", "-P"), "/", NODE_NS),
+        _proc(40, 10, "conmon", ("/usr/bin/conmon",), "/", NODE_NS),
+        Process(**{**_proc(41, 11, "pause", ("/pause",), "/", NS_POD).__dict__, "ppid": 40}),
+    )
+    with HostRoot(str(tmp_path)) as host:
+        pods, _ = collect_pods(host, procs, ROOT_NET, namespaces=_netns_scan(POD_NET, path, 41))
+    (pod,) = pods
+    assert (pod.source, pod.runtime, pod.netns_path) == ("pause-process", "cri-o", path)
+    assert pod.name == os.path.basename(path) and pod.namespace == ""
+    snap = Snapshot(SCHEMA_VERSION, 0.0, NodeFacts("n", "k"), ROOT_NET, pods=pods)
+    source = resolve_source([SnapshotIndex(snap)], pod.name)
+    assert source.netns == POD_NET
+
+
+def test_node_wide_namespaces_are_not_shared_with_the_sandbox(
+    containerd_root: HostRoot,
+) -> None:
+    """user/cgroup/time held by every process of the node are node_namespaces, not shared."""
+    pause, app = _coredns_processes()
+    pause = Process(**{**pause.__dict__, "namespaces": {**NS_POD, **_node_only()}})
+    app = Process(**{**app.__dict__, "namespaces": {**app.namespaces, **_node_only()}})
+    init = _proc(1, 1, "systemd", ("/sbin/init",), "/", NODE_NS)
+    pods, _ = collect_pods(containerd_root, (init, pause, app), ROOT_NET)
+    sandbox, container = pods[0].containers
+    assert container.shared_namespaces == ("net", "ipc", "uts")
+    assert container.node_namespaces == ("user", "cgroup", "time")
+    assert sandbox.node_namespaces == ("user", "cgroup", "time")
+
+
+def _node_only() -> dict[str, int]:
+    return {k: v for k, v in NODE_NS.items() if k != "net"}
+
+
 def test_hostile_runtime_state_is_a_gap(tmp_path: Path) -> None:
     """Garbage config.json/state.json become gaps, never exceptions."""
     _write(tmp_path, f"{CONTAINERD_TASKS}/{SB}/config.json", "{not json")
@@ -402,13 +478,16 @@ from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.proc.processes import scan_processes
 from podpath.collectors.proc.namespaces import scan_namespaces
 from podpath.collectors.cni import collect_cni
+from podpath.collectors.runtime.cri_state import read_listings
 from podpath.collectors.runtime.pods import collect_pods
 h = HostRoot("/")
+listings, cri_gaps = read_listings(h)
 procs, _ = scan_processes(h)
 scan = scan_namespaces(h, procs)
 cni, _ = collect_cni(h)
 pods, gaps = collect_pods(h, procs, scan.root_netns, namespaces=scan.namespaces,
-                          allocations=cni.allocations)
+                          allocations=cni.allocations, cri=listings)
+gaps = list(cri_gaps) + list(gaps)
 print(json.dumps({"pods": [dataclasses.asdict(p) for p in pods],
                   "gaps": [dataclasses.asdict(g) for g in gaps]}))
 """
@@ -416,7 +495,10 @@ print(json.dumps({"pods": [dataclasses.asdict(p) for p in pods],
 
 @pytest.mark.lab
 def test_pods_equal_lab_record(shared_lab: Any) -> None:
-    """Pods collected inside each lab node equal the lab's record (names, ids, pause, IP, netns)."""
+    """Pods collected inside each lab node equal the lab's record (names, ids, pause, IP, netns).
+
+    Through CRI, the exited first attempt of the lab's crashed container is listed too.
+    """
     import sys
 
     for node in shared_lab.record.nodes:
@@ -441,6 +523,7 @@ def test_pods_equal_lab_record(shared_lab: Any) -> None:
             assert pod["netns_path"] == want.netns_path
             assert not pod["host_network"]
             assert {cid for _, cid in want.containers} <= {c["id"] for c in pod["containers"]}
+            assert pod["source"] == "cri" and pod["sandbox_image"] == "registry.k8s.io/pause:3.9"
 
 
 def test_real_paths_never_crash_on_this_host() -> None:

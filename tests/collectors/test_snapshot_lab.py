@@ -74,7 +74,7 @@ def test_namespaces_equal_lsns(shared_lab: Lab, snapshot: Snapshot) -> None:
 def test_namespace_process_counts_equal_lsns(shared_lab: Lab, run_podpath: Any) -> None:
     """nprocs equals lsns's, read back to back (a probe's client may still be exiting).
 
-    podpath and the tools it runs, and lsns, are processes of the node's own namespaces
+    podpath and the tools it runs (its CRI listing child too), and lsns, are processes of the node's own namespaces
     (lowest PID 1), so those counts may differ by a few; every other one must be equal
     in one of three back-to-back readings.
     """

@@ -93,6 +93,7 @@ def test_host_gw_lab_crosses_nodes_and_down_leaves_nothing(make_lab: Callable[..
     route = lab.exec("node1", ["ip", "route", "show", dst.ip.rsplit(".", 1)[0] + ".0/24"]).stdout
     assert f"via {lab.node('node2').address} dev eth0" in route
     pids = [n.init_pid for n in lab.record.nodes] + [p.pause_host_pid for p in lab.pods]
+    pids += [n.containerd_pid for n in lab.record.nodes if n.containerd_pid]
     pids.append(lab.record.underlay_pid)
     cgroup_dirs = list(lab.record.cgroup_dirs)
     down(lab.name)
@@ -126,13 +127,16 @@ def test_invalid_spec_is_refused_before_anything_is_built() -> None:
     assert not lab_state.lab_dir(f"x{os.getpid()}").exists()
 
 
-def test_failed_up_tears_down_what_it_built(monkeypatch: pytest.MonkeyPatch) -> None:
-    """When a pod fails half way through up(), the nodes, cgroups and state are removed."""
+@pytest.mark.parametrize("runtime", ["containerd", "runc-imitation"])
+def test_failed_up_tears_down_what_it_built(monkeypatch: pytest.MonkeyPatch, runtime: str) -> None:
+    """When a pod fails half way through up(), the nodes, daemons, cgroups and state go."""
+    from podpath.lab import cri_pods
     from podpath.lab import lab as lab_module
     from podpath.lab import pods as pods_module
 
     started: list[tuple[int, list[str]]] = []
-    real_start, real_make = lab_module.start_node, pods_module.make_pod  # type: ignore[attr-defined]
+    real_start = lab_module.start_node  # type: ignore[attr-defined]
+    real_make, real_cri_make = pods_module.make_pod, cri_pods.make_pod
 
     def spy_start(lab: str, node: str, log: Path) -> tuple[int, int, list[str]]:
         pid, start, dirs = real_start(lab, node, log)
@@ -144,14 +148,22 @@ def test_failed_up_tears_down_what_it_built(monkeypatch: pytest.MonkeyPatch) -> 
             raise LabError("injected failure")
         return real_make(init_pid, conf, plan)
 
+    def failing_cri_make(init_pid: int, socket: str, plan: pods_module.PodPlan) -> object:
+        if plan.app == "web":
+            raise LabError("injected failure")
+        return real_cri_make(init_pid, socket, plan)
+
     monkeypatch.setattr(lab_module, "start_node", spy_start)
     monkeypatch.setattr(pods_module, "make_pod", failing_make)
+    monkeypatch.setattr(cri_pods, "make_pod", failing_cri_make)
     name = f"t{os.getpid()}-fail"
     with pytest.raises(LabError, match="injected failure"):
-        up(LabSpec(name, pods=2, services=2))
+        up(LabSpec(name, pods=2, services=2, runtime=runtime))
     assert started, "the node was never started"
     for pid, dirs in started:
         assert not _running(pid)
+        # A cgroup directory can only be removed once no process is left in it:
+        # containerd, its shims and the pause processes all ran below these.
         assert [d for d in dirs if os.path.exists(d)] == []
     assert not lab_state.lab_dir(name).exists()
 

@@ -135,15 +135,30 @@ def test_bundles_carry_cri_annotations(shared_lab: Lab) -> None:
 
 
 def test_runc_lists_every_container_running(shared_lab: Lab) -> None:
-    """runc --root /run/containerd/runc/k8s.io list shows each sandbox and container running."""
+    """runc's k8s.io root runs exactly the sandboxes and containers CRI calls running."""
     for node in shared_lab.nodes:
         out = shared_lab.exec(
             node.name, ["runc", "--root", "/run/containerd/runc/k8s.io", "list", "-f", "json"]
         )
         running = {c["id"] for c in json.loads(out.stdout) if c["status"] == "running"}
-        want = {p.sandbox_id for p in shared_lab.pods_on(node.name)}
-        want |= {cid for p in shared_lab.pods_on(node.name) for _, cid in p.containers}
+        with shared_lab.cri(node.name) as cri:
+            sandboxes = cri.call("ListPodSandbox")["items"]
+            containers = cri.call("ListContainers")["containers"]
+        want = {s["id"] for s in sandboxes if s["state"] == "SANDBOX_READY"}
+        want |= {c["id"] for c in containers if c["state"] == "CONTAINER_RUNNING"}
+        assert {s["id"] for s in sandboxes} == {p.sandbox_id for p in shared_lab.pods_on(node.name)}
         assert running == want
+
+
+def test_a_restarted_container_has_an_exited_attempt(shared_lab: Lab) -> None:
+    """The lab's crashed pod, as CRI reports it: attempt 0 EXITED, attempt 1 RUNNING."""
+    crashed = [p for p in shared_lab.pods if len(p.containers) == 2]
+    assert len(crashed) == 1
+    (pod,) = crashed
+    with shared_lab.cri(pod.node) as cri:
+        got = cri.call("ListContainers", {"filter": {"pod_sandbox_id": pod.sandbox_id}})
+    states = sorted((c["metadata"]["attempt"], c["state"]) for c in got["containers"])
+    assert states == [(0, "CONTAINER_EXITED"), (1, "CONTAINER_RUNNING")]
 
 
 def test_pause_cgroup_is_kubelet_cgroupfs_shaped(shared_lab: Lab) -> None:

@@ -128,8 +128,10 @@ def _minimal() -> dict[str, object]:
         ('{"schema_version": 999}', "schema version 999"),
         ('{"schema_version": 1, "a": NaN}', "NaN"),
         ('{"schema_version": 1, "schema_version": 1}', "twice"),
-        ('{"schema_version": 1, "n": ' + "9" * 5000 + "}", "integer too large"),
-        ("[" * 100_000 + "]" * 100_000, "nested deeper"),
+        ('{"schema_version": 1, "root_netns": ' + "9" * 5000 + "}", "integer too large"),
+        ("[" * 100_000 + "]" * 100_000, "not a JSON object"),
+        ('{"schema_version": 1, "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested deeper"),
+        ('{"schema_version": 1, "taken_at": 1e999}', "too large"),
         (b"\xff\xfe{}", "not UTF-8"),
     ],
 )
@@ -143,7 +145,9 @@ def test_wrong_field_type_names_the_field() -> None:
     """A field of the wrong type is reported with its path."""
     raw = _minimal()
     raw["node"] = {"hostname": 5, "kernel": "k"}
-    with pytest.raises(SnapshotError, match=r"snapshot\.node\.hostname: expected str"):
+    with pytest.raises(
+        SnapshotError, match=r"snapshot\.node\.hostname: expected a string, found a number"
+    ):
         codec.loads(json.dumps(raw))
 
 

@@ -23,7 +23,7 @@ PACKAGE_DIRS = {
 
 # The layers, lowest first: a module may import its own layer and the ones below it,
 # never one above (docs/architecture.md). The snapshot model at the bottom; the
-# parsers and the collectors that fill the model; the analysis drawn from a snapshot;
+# parsers, protocol clients (CRI) and the collectors that fill the model; the analysis drawn from a snapshot;
 # the trace engine built on it; then what only front ends use; the front ends on top.
 # A package not listed is a front end: nothing below may import it.
 LAYERS: tuple[tuple[str, ...], ...] = (
@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "podpath.conntrack",
         "podpath.safe_text",
         "podpath.safe_files",
+        "podpath.cri",
         "podpath.collectors",
     ),
     ("podpath.analysis",),

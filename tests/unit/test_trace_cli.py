@@ -11,6 +11,7 @@ from trace_factory import kube_services, two_nodes
 from podpath.cli import main
 from podpath.safe_text import visible
 from podpath.snapshot import codec
+from podpath.trace.model import VERDICTS
 
 HOP_KEYS = {
     "route": {"netns", "dst", "table", "matched", "dev", "gateway"},
@@ -60,7 +61,7 @@ def test_json_contract(snapshot_files: list[str], capsys: pytest.CaptureFixture[
     assert set(data) >= {"probe", "branches"}
     assert abs(sum(b["probability"] for b in data["branches"]) - 1.0) < 1e-9
     for branch in data["branches"]:
-        assert branch["verdict"] in {"delivered", "dropped", "leaves-node", "uncertain"}
+        assert branch["verdict"] in VERDICTS
         for hop in branch["hops"] + [h for r in branch["reply"] for h in r["hops"]]:
             assert hop["kind"] in KINDS
             assert HOP_KEYS.get(hop["kind"], set()) <= set(hop)

@@ -47,10 +47,12 @@ class Outcome:
 
 
 def run_trace(loaded: Loaded, probe: Probe) -> Outcome:
-    """Ask the trace engine (a pure function of the snapshot) for every branch of a probe."""
+    """Ask the trace engine (a pure function of the snapshots) for every branch of a probe."""
     try:
-        # The index is passed so parsed rulesets are reused across traces.
-        return Outcome(probe, trace([loaded.index], probe, explain=True, reply=True))
+        # The indexes are passed so parsed rulesets are reused across traces; the other
+        # nodes' snapshots (podpath tui --snapshot A B ...) let the trace cross into them.
+        indexes = [loaded.index, *loaded.peer_indexes]
+        return Outcome(probe, trace(indexes, probe, explain=True, reply=True))
     except TRACE_ERRORS as exc:
         return Outcome(probe, None, str(exc))
 

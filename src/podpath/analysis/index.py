@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -111,8 +111,18 @@ class SnapshotIndex:
 
     @cached_property
     def pods_by_name(self) -> dict[str, Pod]:
-        """Pods by "namespace/name"."""
-        return {f"{p.namespace}/{p.name}": p for p in self.snapshot.pods}
+        """Pods by "namespace/name", and by bare name where that name is unique.
+
+        `podpath ls pods` prints namespace and name in two columns, and a pod found
+        only by a fallback (a pause process, a cni- netns) has no namespace: any name
+        it prints must be accepted back (trace --from/--to, the TUI's jump).
+        """
+        out = {f"{p.namespace}/{p.name}": p for p in self.snapshot.pods}
+        counts = Counter(p.name for p in self.snapshot.pods if p.name)
+        for p in self.snapshot.pods:
+            if p.name and counts[p.name] == 1:
+                out.setdefault(p.name, p)
+        return out
 
     @cached_property
     def pods_by_netns(self) -> dict[int, Pod]:

@@ -138,18 +138,71 @@ def main(argv: Sequence[str] | None = None) -> int:
             gc.enable()
 
 
+# Commands that exit on SIGINT, SIGTERM or SIGHUP with their cleanup run: a file
+# being written is left whole, commands started are killed. The TUI and the lab handle
+# signals themselves.
+STOPPABLE_COMMANDS = frozenset({"snapshot", "ls", "trace", "draw"})
+
+
+class Terminated(BaseException):
+    """SIGINT, SIGTERM or SIGHUP arrived: unwind like KeyboardInterrupt, then exit 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    """Stop the external commands first (threads wait for them while the stack unwinds), then unwind."""
+    import signal
+
+    for ignored in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(ignored, signal.SIG_IGN)  # a second signal must not cut the cleanup short
+    _stop_commands()
+    # Not KeyboardInterrupt, even for SIGINT: one that passes through an import (run by
+    # exec) makes CPython end the process by SIGINT at exit, whatever it returns.
+    raise Terminated(signum)
+
+
+def _stop_commands() -> None:
+    """Kill the external commands still running (they run in sessions of their own)."""
+    # A module still being imported has no stop_all yet, and has started nothing.
+    stop = getattr(sys.modules.get("podpath.collectors.commands"), "stop_all", None)
+    if stop is not None:
+        stop()
+
+
 def _run(args: argparse.Namespace) -> int:
     handler = args.handler
+    if args.command in STOPPABLE_COMMANDS:
+        import signal
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _on_signal)
     try:
         code: int = handler(args)
+    except Terminated as exc:
+        _stop_commands()
+        print("podpath: interrupted" if exc.signum == 2 else "podpath: terminated", file=sys.stderr)
+        return 128 + exc.signum
     except CliError as exc:
-        print(f"podpath: {exc}", file=sys.stderr)
+        from podpath.safe_text import visible
+
+        # Messages quote file names and node data: control characters are shown, not sent.
+        print(f"podpath: {visible(exc)}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
+        _stop_commands()
         print("podpath: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `podpath ls ... | head` closes stdout early: not an error worth a traceback.
         sys.stderr.close()
         return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - reported as one sentence, details to a file
+        from podpath.crash_report import sentence, write_report
+
+        what = str(args.command)
+        print(f"podpath: {sentence(exc, what, write_report(exc, what))}", file=sys.stderr)
+        return EXIT_FAILURE
     return code

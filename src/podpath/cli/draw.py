@@ -113,12 +113,18 @@ def write_picture(dot_text: str, output: str) -> None:
     if output == "-":
         sys.stdout.write(run_dot(dot_text))
         return
-    path = Path(output)
-    text = dot_text if path.suffix.lower() in DOT_FORMATS else run_dot(dot_text)
+    text = dot_text if Path(output).suffix.lower() in DOT_FORMATS else run_dot(dot_text)
+    _write(output, text)
+
+
+def _write(output: str | Path, text: str) -> None:
+    """Replace `output` with `text` as a whole (output_file), or say why not."""
+    from podpath.output_file import OutputError, write_bytes
+
     try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot write {path}: {exc.strerror}", EXIT_FAILURE) from None
+        write_bytes(str(output), text.encode("utf-8"))
+    except OutputError as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -205,10 +211,7 @@ def animate_cast(cast: Path, output: Path) -> None:
             svg = preserve_spaces(drawn.read_text(encoding="utf-8"))
         except CastError as exc:
             raise CliError(f"svg-term: {exc}", EXIT_FAILURE) from None
-    try:
-        output.write_text(svg, encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot write {output}: {exc.strerror}", EXIT_FAILURE) from None
+    _write(output, svg)
 
 
 def animation_path(cast: Path) -> Path:

@@ -30,6 +30,7 @@ _PARTS: dict[str, frozenset[str]] = {
     "iptables": frozenset({"netfilter"}),
     "nft": frozenset({"netfilter"}),
     "services": frozenset({"netfilter"}),
+    "sockets": frozenset({"processes", "netns", "sockets", "pods"}),
     "conntrack": frozenset({"conntrack"}),
     "cni": frozenset({"pods", "cni"}),
 }
@@ -71,6 +72,12 @@ def register(sub: Any) -> None:
         "--snapshot", metavar="FILE", help="read a snapshot file instead of the node"
     )
     ls.add_argument("--json", action="store_true", help="print JSON (like lsns -J / ip -j)")
+    ls.add_argument(
+        "-l",
+        "--listening",
+        action="store_true",
+        help="with `ls sockets`: only listening sockets (TCP LISTEN, unconnected UDP), like ss -l",
+    )
     ls.set_defaults(handler=_ls)
 
 
@@ -103,11 +110,9 @@ def load_snapshot(path: str) -> Snapshot:
     from podpath.snapshot import codec
 
     try:
-        if path == "-":
-            return codec.load(sys.stdin.buffer)
         return codec.load_path(path)
     except codec.SnapshotError as exc:
-        raise CliError(f"{path}: {exc}") from None
+        raise CliError(str(exc)) from None
 
 
 def rule_warnings(snapshot: Snapshot) -> list[str]:
@@ -134,7 +139,9 @@ def report_gaps(gaps: tuple[Gap, ...]) -> None:
 
     print(f"podpath: {len(real)} part(s) could not be read:", file=sys.stderr)
     for gap in real:
-        cap = f" (needs {gap.capability})" if gap.capability else ""
+        # Collectors often name the capability in the reason already: say it once.
+        needs = f"(needs {visible(gap.capability)})"
+        cap = f" {needs}" if gap.capability and needs not in visible(gap.reason) else ""
         print(f"  {visible(gap.subject)}: {visible(gap.reason)} [{gap.kind}]{cap}", file=sys.stderr)
 
 
@@ -170,7 +177,8 @@ def _snapshot(args: argparse.Namespace) -> int:
 def _write_snapshot(
     snapshot: Snapshot, output: str, indent: int | None, ahead: Encoded | None = None
 ) -> None:
-    from podpath.cli.snapshot_file import json_pieces, write_pieces
+    from podpath.cli.snapshot_file import json_pieces, line_slices, write_pieces
+    from podpath.output_file import OutputError, write_chunks
     from podpath.snapshot import codec
 
     # Pretty-printed files are for reading: one json.dumps is fine for those.
@@ -184,21 +192,24 @@ def _write_snapshot(
         sys.stdout.flush()
         return
     try:
-        with open(output, "w", encoding="ascii") as fp:
-            write_pieces(fp, pieces)
-    except OSError as exc:
-        raise CliError(f"cannot write {output!r}: {exc.strerror}") from None
+        # Replaced as a whole (output_file): a signal never leaves half a file.
+        write_chunks(output, (text.encode("ascii") for text in line_slices(pieces)))
+    except OutputError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _ls(args: argparse.Namespace) -> int:
     from podpath.analysis.index import SnapshotIndex
-    from podpath.listing import listing, render_text
+    from podpath.listing import listening_sockets, listing, render_text
 
+    if args.listening and args.kind != "sockets":
+        raise CliError("--listening applies to `podpath ls sockets` only")
     if args.snapshot:
         snapshot = load_snapshot(args.snapshot)
     else:
         snapshot = collect_live(args.host_root, _PARTS.get(args.kind))
-    result = listing(SnapshotIndex(snapshot), args.kind)
+    index = SnapshotIndex(snapshot)
+    result = listening_sockets(index) if args.listening else listing(index, args.kind)
     if args.json:
         sys.stdout.write(json_listing(args.kind, result.rows) + "\n")
     else:

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
     """Register `podpath lab` and its subcommands."""
     lab = sub.add_parser(
         "lab",
-        help="build and use lab nodes (real namespaces, CNI, runc pods, kube-proxy rules)",
+        help="build and use lab nodes (real namespaces, CNI, containerd pods, kube-proxy rules)",
         description="A lab is one or two Kubernetes-like nodes built from real kernel parts "
         "in namespaces of their own; nothing touches this machine's network.",
     )
@@ -41,6 +41,13 @@ def register(sub: Any) -> None:
         default="iptables",
         choices=("iptables", "nftables"),
         help="how kube-proxy programs Services (IPVS needs ip_vs, which this kernel lacks)",
+    )
+    p.add_argument(
+        "--runtime",
+        default="",
+        choices=("containerd", "runc-imitation"),
+        help="containerd (pods made through CRI; the default where containerd is installed) "
+        "or runc-imitation (the lab runs runc and writes containerd's files itself)",
     )
     p.set_defaults(handler=_up)
 
@@ -91,7 +98,15 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _up(args: argparse.Namespace) -> int:
     from podpath.lab import LabError, LabSpec, up
 
-    spec = LabSpec(args.name, args.nodes, args.pods, args.services, args.overlay, args.proxy_mode)
+    spec = LabSpec(
+        args.name,
+        args.nodes,
+        args.pods,
+        args.services,
+        args.overlay,
+        proxy_mode=args.proxy_mode,
+        runtime=args.runtime,
+    )
     # up() tears a half-built lab down on KeyboardInterrupt: make SIGTERM/SIGHUP one too.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
@@ -100,7 +115,7 @@ def _up(args: argparse.Namespace) -> int:
         lab = up(spec)
     except LabError as exc:
         raise CliError(str(exc), EXIT_FAILURE) from exc
-    print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s")
+    print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s ({lab.record.spec.runtime})")
     for node in lab.nodes:
         print(f"  {node.name}  {node.address}  pods {node.pod_cidr}  init pid {node.init_pid}")
     print(f"  {len(lab.pods)} pods, {len({s.ref for s in lab.services})} Services")
@@ -207,6 +222,8 @@ def _probe(args: argparse.Namespace) -> int:
 
 def record_lab(lab: Any, directory: str) -> list[str]:
     """Take `podpath snapshot` inside every node of a lab; return the files written."""
+    from podpath.output_file import OutputError, write_text
+
     os.makedirs(directory, exist_ok=True)
     written = []
     for node in lab.nodes:
@@ -218,10 +235,10 @@ def record_lab(lab: Any, directory: str) -> list[str]:
         )
         if out.returncode != 0:
             raise CliError(f"snapshot of {node.name} failed: {out.stderr.strip()}", EXIT_FAILURE)
-        path = os.path.join(directory, f"{node.name}.json")
-        with open(path, "w", encoding="ascii") as fp:
-            fp.write(out.stdout)
-        written.append(path)
+        try:
+            written.append(write_text(os.path.join(directory, f"{node.name}.json"), out.stdout))
+        except OutputError as exc:
+            raise CliError(str(exc), EXIT_FAILURE) from None
     return written
 
 

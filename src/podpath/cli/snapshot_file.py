@@ -92,9 +92,15 @@ def _swap_large(value: Any, large: int, token: str, swapped: list[str]) -> Any:
     return value
 
 
-def write_pieces(fp: TextIO, pieces: Iterator[str]) -> None:
-    """Write the pieces and a final newline, each in slices of WRITE_SLICE characters."""
+def line_slices(pieces: Iterator[str]) -> Iterator[str]:
+    """The pieces in slices of at most WRITE_SLICE characters, then the final newline."""
     for piece in pieces:
         for start in range(0, len(piece), WRITE_SLICE):
-            fp.write(piece[start : start + WRITE_SLICE])
-    fp.write("\n")
+            yield piece[start : start + WRITE_SLICE]
+    yield "\n"
+
+
+def write_pieces(fp: TextIO, pieces: Iterator[str]) -> None:
+    """Write the pieces and a final newline to a text stream, slice by slice."""
+    for text in line_slices(pieces):
+        fp.write(text)

@@ -47,8 +47,14 @@ def register(sub: Any) -> None:
         help="the node's root filesystem (/ on a node, /host in a debug pod)",
     )
     source.add_argument(
-        "--snapshot", metavar="FILE", help="open a saved snapshot instead of the live node"
+        "--snapshot",
+        nargs="+",
+        action="extend",
+        metavar="FILE",
+        help="open saved snapshots instead of the live node: the first (or --node) is "
+        "shown, traces cross into the others (e.g. DIR/*.json from kubectl podpath snapshot)",
     )
+    p.add_argument("--node", help="with several snapshots: the node to show (its hostname)")
     # Set by `podpath demo` when it runs the TUI inside a lab node: labels the title.
     p.add_argument("--lab-node", default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=_tui)
@@ -114,13 +120,28 @@ def bundled_snapshot() -> Snapshot:
 
 def file_source(path: str) -> SnapshotSource:
     """A source for a snapshot file (loaded here, so a bad file is one clear error)."""
+    return files_source([path])
+
+
+def files_source(paths: list[str], node: str | None = None) -> SnapshotSource:
+    """A source showing one of several nodes' snapshot files, the others its trace peers."""
     from podpath.snapshot.codec import SnapshotError, load_path
     from podpath.tui.source import static_source
 
     try:
-        return static_source(load_path(path), "snapshot", path)
+        loaded = [(path, load_path(path)) for path in paths]
     except SnapshotError as exc:
         raise CliError(str(exc), EXIT_FAILURE) from None
+    names = [snap.node.hostname for _, snap in loaded]
+    if node is None:
+        shown = 0
+    elif node in names:
+        shown = names.index(node)
+    else:
+        raise CliError(f"--node {node}: no snapshot of that node (nodes: {', '.join(names)})")
+    path, snapshot = loaded[shown]
+    peers = tuple(snap for i, (_, snap) in enumerate(loaded) if i != shown)
+    return static_source(snapshot, "snapshot", path, peers=peers)
 
 
 def live_source(host_root: str, lab_node: str | None = None) -> SnapshotSource:
@@ -230,7 +251,9 @@ def run_app(app: PodpathApp) -> int:
 
 def _tui(args: argparse.Namespace) -> int:
     if args.snapshot:
-        return run_app(build_app(file_source(args.snapshot)))
+        return run_app(build_app(files_source(args.snapshot, args.node)))
+    if args.node:
+        raise CliError("--node picks one of several --snapshot files")
     if sys.platform != "linux":
         raise CliError(
             "the live view reads Linux namespaces; use --snapshot FILE (or podpath demo)"
@@ -403,7 +426,9 @@ def _tour(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, svg: str) -> None:
+    from podpath.output_file import OutputError, write_bytes
+
     try:
-        path.write_text(svg, encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot write {path}: {exc.strerror}", EXIT_FAILURE) from None
+        write_bytes(str(path), svg.encode("utf-8"))
+    except OutputError as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from None

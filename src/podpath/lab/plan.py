@@ -37,7 +37,12 @@ def pod_plans(spec: LabSpec) -> list[PodPlan]:
                 continue
             ports = ((WEB_HOST_PORT, 80, "tcp"),) if n == 1 and i == 1 else ()
             name = pod_name("web", spec.name, node, str(i))
-            plans.append(PodPlan(node, "default", name, pod_uid(), "web", "besteffort", ports))
+            # One pod whose app container crashed once (attempt 0 exited, attempt 1
+            # running), as every real node has some; the imitation cannot restart.
+            restarts = int(n == 1 and i == 2 and spec.runtime == "containerd")
+            plans.append(
+                PodPlan(node, "default", name, pod_uid(), "web", "besteffort", ports, restarts)
+            )
     return plans
 
 

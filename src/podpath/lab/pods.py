@@ -28,6 +28,7 @@ class PodPlan:
     app: str  # "web" or "dns"
     qos: str
     host_ports: tuple[tuple[int, int, str], ...] = ()
+    restarts: int = 0  # app container crashes before the running attempt
 
     @property
     def container_name(self) -> str:

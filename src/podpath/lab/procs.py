@@ -80,3 +80,28 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` in the process tree (breadth first)."""
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        kids = children(queue.pop(0))
+        found += kids
+        queue += kids
+    return found
+
+
+def host_pids(init_pid: int) -> dict[int, int]:
+    """PID in the node -> PID here, for every process below a node's init."""
+    out: dict[int, int] = {}
+    for pid in descendants(init_pid):
+        try:
+            chain = nspid(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        # NSpid lists the PID from our namespace inward: [here, node, container...].
+        if len(chain) > 1:
+            out[chain[1]] = pid
+    return out

@@ -10,6 +10,9 @@ from typing import Any
 OVERLAYS: tuple[str, ...] = ("vxlan", "host-gw")
 # The kube-proxy modes this kernel can run (no ip_vs: IPVS is modelled, not built).
 PROXY_MODES: tuple[str, ...] = ("iptables", "nftables")
+# containerd: a real containerd per node, pods made through CRI; runc-imitation: the
+# lab runs runc itself and writes the files containerd would (where containerd is absent).
+RUNTIMES: tuple[str, ...] = ("containerd", "runc-imitation")
 MAX_NODES = 2
 MAX_PODS_PER_NODE = 250
 MAX_SERVICES = 10_000
@@ -32,6 +35,7 @@ class LabSpec:
     services: int = 3
     overlay: str = "vxlan"
     proxy_mode: str = "iptables"
+    runtime: str = ""  # "" picks containerd where it is installed (lab.up resolves it)
 
     def validate(self) -> None:
         """Raise LabError when the spec cannot be built."""
@@ -55,6 +59,8 @@ class LabSpec:
                 f"--proxy-mode must be one of {', '.join(PROXY_MODES)}, not {self.proxy_mode!r}"
                 + (" (this kernel has no ip_vs)" if self.proxy_mode == "ipvs" else "")
             )
+        if self.runtime and self.runtime not in RUNTIMES:
+            raise LabError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class NodeRecord:
     address: str  # underlay IPv4 address of the node's eth0
     pod_cidr: str
     vtep_mac: str  # MAC of flannel.1 (used only with the vxlan overlay)
+    containerd_pid: int = 0  # host PID of the node's containerd (0: runc imitation)
+    containerd_start: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,18 @@
-"""Snapshot <-> JSON, with a loader that refuses hostile or broken input.
+"""Snapshot <-> JSON, with a loader that refuses hostile or broken input in bounded memory.
 
 `json.load` alone is not a safe loader (see docs/reliability.md): deep nesting raises
-RecursionError, huge integers ValueError, NaN and duplicate keys are accepted, and
-large files cost many times their size in memory. `load_snapshot` bounds size and
-depth before parsing, rejects NaN/Infinity and duplicate keys, and checks every
-field against the dataclass types, so a bad file gives one clear sentence.
+RecursionError, huge integers ValueError, NaN and duplicate keys are accepted, and it
+builds everything before anything can be checked -- a 200 MB file holding one large
+array under an unknown key took 5.2 GB and 39 s before "missing field" could be said.
+
+So the loader reads the file's bytes once, against the model's types: each field is
+built straight into its dataclass as it is read, a value of the wrong type is refused
+where it stands, and the value of a key the model does not know (a newer writer's
+field, or junk) is skipped with one regular-expression match that checks its strings
+and brackets without building anything. What is built is charged to a memory budget
+(`MAX_LOAD_MEMORY`, and a few times the file's size), so a file that is valid but
+would not fit is refused with a sentence, not by the kernel's OOM killer. Only regular
+files are read: a FIFO or a device given as a snapshot is refused without opening it.
 
 Strings may carry lone surrogates (non-UTF-8 bytes read with surrogateescape);
 `ensure_ascii=True` writes them as `\\udcXX` escapes, which load back unchanged.
@@ -12,21 +20,41 @@ Strings may carry lone surrogates (non-UTF-8 bytes read with surrogateescape);
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import errno
 import json
+import math
+import os
 import re
+import stat
+import sys
 import types
 import typing
+from collections.abc import Callable
 from functools import cache
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from podpath.snapshot.model import SCHEMA_VERSION, Snapshot
 
+# json's own string scanner (C): unescapes and checks one string; typeshed omits it.
+_scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+
 MAX_SNAPSHOT_BYTES = 512 * 1024 * 1024
+# What a load may hold at once: the file's bytes plus everything built from them.
+MAX_LOAD_MEMORY = 1024 * 1024 * 1024
+# Built objects may also take at most this many times the file's size (or the floor):
+# real snapshots are mostly long strings and come out near 1x.
+LOAD_MEMORY_RATIO = 8
+LOAD_MEMORY_FLOOR = 64 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_INT_DIGITS = 40
-
-T = TypeVar("T")
+# How deep the model's own objects nest (snapshot.netns[].links[].addresses[]); the
+# rest of MAX_DEPTH is what the value of an unknown key may use.
+_MODEL_DEPTH = 8
+_UTF8_CHUNK = 16 * 1024 * 1024
+# Strings longer than this are decoded from a memoryview, not from a copied slice.
+_LONG_STRING = 4096
 
 
 class SnapshotError(ValueError):
@@ -54,187 +82,596 @@ def dump(snapshot: Snapshot, fp: IO[str], indent: int | None = None) -> None:
     fp.write(dumps(snapshot, indent))
 
 
-def loads(text: str | bytes) -> Snapshot:
-    """Parse and validate a snapshot; raise SnapshotError with a clear reason."""
-    if len(text) > MAX_SNAPSHOT_BYTES:
-        raise SnapshotError(f"snapshot is larger than {MAX_SNAPSHOT_BYTES // 2**20} MiB")
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise SnapshotError(f"snapshot is not UTF-8 text (byte {exc.start})") from None
-    _check_depth(text)
-    try:
-        raw = json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_int=_parse_int,
-            object_pairs_hook=_unique_keys,
-        )
-    except json.JSONDecodeError as exc:
-        raise SnapshotError(
-            f"snapshot is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except (RecursionError, MemoryError):
-        raise SnapshotError("snapshot is nested too deeply or too large to load") from None
-    if not isinstance(raw, dict):
-        raise SnapshotError("snapshot is not a JSON object")
-    version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise SnapshotError(
-            f"snapshot schema version {version!r} is not supported (this podpath reads "
-            f"version {SCHEMA_VERSION})"
-        )
-    return from_jsonable(Snapshot, raw)
-
-
-def load(fp: IO[bytes]) -> Snapshot:
-    """Read a snapshot from a binary file, refusing oversized input before reading it."""
-    data = fp.read(MAX_SNAPSHOT_BYTES + 1)
-    return loads(data)
+# --- reading the file -------------------------------------------------------------------
 
 
 def load_path(path: str) -> Snapshot:
-    """Read a snapshot file by path; every failure is a SnapshotError."""
+    """Read a snapshot file by path ('-' is stdin); every failure is a SnapshotError naming it."""
+    name = "stdin" if path == "-" else path
     try:
-        with open(path, "rb") as fp:
-            return load(fp)
+        data = _read_capped(sys.stdin.buffer) if path == "-" else _read_regular_file(path)
+        return loads(data)
+    except SnapshotError as exc:
+        raise SnapshotError(f"{name}: {exc}") from None
     except OSError as exc:
-        raise SnapshotError(f"cannot read snapshot {path!r}: {exc.strerror}") from None
+        raise SnapshotError(f"cannot read snapshot {name}: {exc.strerror or exc}") from None
 
 
-def _reject_constant(name: str) -> Any:
-    raise SnapshotError(f"snapshot contains {name}, which is not valid JSON data")
+def _read_regular_file(path: str) -> bytes:
+    """The bytes of a regular file, refusing FIFOs, devices and oversized files unread.
+
+    Opening a FIFO blocks until a writer comes, and opening some devices acts (a
+    watchdog starts counting, a tape rewinds): the type is checked before the open,
+    and again on the opened file in case the path was swapped in between.
+    """
+    before = os.stat(path)
+    _check_regular(before)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fp:
+        st = os.fstat(fd)
+        _check_regular(st)
+        if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            raise OSError(errno.ESTALE, "the file was replaced while it was being opened")
+        return _read_capped(fp)
 
 
-def _parse_int(digits: str) -> int:
-    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
-        raise SnapshotError("snapshot contains an integer too large to be real data")
-    return int(digits)
+def _check_regular(st: os.stat_result) -> None:
+    if stat.S_ISREG(st.st_mode):
+        if st.st_size > MAX_SNAPSHOT_BYTES:
+            raise SnapshotError(_too_large())
+        return
+    kinds = {
+        stat.S_ISDIR: "a directory",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
+    kind = next((name for test, name in kinds.items() if test(st.st_mode)), "not a file")
+    raise SnapshotError(f"snapshot is {kind}, not a regular file")
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise SnapshotError(f"snapshot has the key {key!r} twice in one object")
-        out[key] = value
-    return out
+def _too_large() -> str:
+    return f"snapshot is larger than {MAX_SNAPSHOT_BYTES // 2**20} MiB"
 
 
-# A JSON string (unrolled-loop form, linear) or one structural bracket.
-_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+def _read_capped(fp: IO[bytes]) -> bytes:
+    data = fp.read(MAX_SNAPSHOT_BYTES + 1)
+    if len(data) > MAX_SNAPSHOT_BYTES:
+        raise SnapshotError(_too_large())
+    return data
 
 
-def _check_depth(text: str) -> None:
-    """Refuse nesting deeper than MAX_DEPTH before json.loads can recurse on it."""
-    depth = 0
-    for match in _JSON_TOKEN.finditer(text):
-        ch = match.group()[0]
-        if ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise SnapshotError(f"snapshot is nested deeper than {MAX_DEPTH} levels")
-        elif ch in "]}":
-            depth -= 1
+def load(fp: IO[bytes]) -> Snapshot:
+    """Read a snapshot from a binary stream, refusing oversized input before reading it all."""
+    try:
+        data = _read_capped(fp)
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot: {exc.strerror or exc}") from None
+    return loads(data)
 
 
-def from_jsonable(cls: type[T], data: Any, where: str = "snapshot") -> T:
-    """Build a dataclass from plain JSON values, checking every field's type."""
-    return typing.cast(T, _convert(cls, data, where))
+def loads(text: str | bytes) -> Snapshot:
+    """Parse and validate a snapshot; raise SnapshotError with a clear reason."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if len(data) > MAX_SNAPSHOT_BYTES:
+        raise SnapshotError(_too_large())
+    _check_utf8(data)
+    decoder = _Decoder(data)
+    try:
+        return decoder.snapshot()
+    except _Bad as bad:
+        raise SnapshotError(bad.sentence(data)) from None
+    except IndexError:
+        raise SnapshotError(_syntax_sentence(data, len(data), "the text ends early")) from None
+
+
+def _check_utf8(data: bytes) -> None:
+    """Refuse bytes that are not UTF-8, a chunk at a time (no copy of the whole text)."""
+    if data.isascii():
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for start in range(0, len(data), _UTF8_CHUNK):
+        chunk = view[start : start + _UTF8_CHUNK]
+        try:
+            decoder.decode(chunk, final=start + _UTF8_CHUNK >= len(data))
+        except UnicodeDecodeError as exc:
+            raise SnapshotError(f"snapshot is not UTF-8 text (byte {start + exc.start})") from None
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class _Bad(Exception):
+    """A refusal found while decoding: a syntax error at a byte, or a field of the wrong kind."""
+
+    def __init__(self, reason: str, pos: int | None = None, *, whole: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.pos = pos  # set for syntax errors: reported as a line and column
+        self.whole = whole  # the reason is a sentence about the whole file
+        self.path: list[str | int] = []  # field names and indexes, innermost first
+
+    def at(self, step: str | int) -> _Bad:
+        """Record that the error lies under `step` (a field name, list index or dict key)."""
+        self.path.append(step)
+        return self
+
+    def sentence(self, data: bytes) -> str:
+        """The one sentence the user sees."""
+        if self.pos is not None:
+            return _syntax_sentence(data, self.pos, self.reason)
+        if self.whole:
+            return self.reason
+        where = "snapshot" + "".join(
+            f"[{step}]"
+            if isinstance(step, int)
+            else f".{step}"
+            if _FIELD_NAME.fullmatch(step)
+            else f"[{step!r}]"
+            for step in reversed(self.path)
+        )
+        return f"{where}: {self.reason}"
+
+
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _syntax_sentence(data: bytes, pos: int, reason: str) -> str:
+    line = data.count(b"\n", 0, pos) + 1
+    column = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+    return f"snapshot is not valid JSON: {reason} (line {line}, column {column})"
+
+
+def _found(data: bytes, pos: int) -> str:
+    """What the value at `pos` is, for "expected X, found Y"."""
+    if pos >= len(data):
+        return "the end of the text"
+    return _KINDS.get(data[pos], "something else")
+
+
+_KINDS = {
+    ord('"'): "a string",
+    ord("{"): "an object",
+    ord("["): "a list",
+    ord("t"): "a boolean",
+    ord("f"): "a boolean",
+    ord("n"): "null",
+    **{ord(c): "a number" for c in "-0123456789"},
+}
+
+
+def _expected(what: str, data: bytes, pos: int) -> _Bad:
+    """A wrong-kind error, or the syntax error it really is when no value starts at `pos`."""
+    found = _found(data, pos)
+    if found == "something else":
+        return _no_value(data, pos)
+    return _Bad(f"expected {what}, found {found}")
+
+
+def _no_value(data: bytes, pos: int) -> _Bad:
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        if data.startswith(constant, pos):
+            return _Bad(
+                f"snapshot contains {constant.decode()}, which is not valid JSON data", whole=True
+            )
+    return _Bad("expected a value", pos)
+
+
+# --- the grammar, as byte patterns ------------------------------------------------------
+
+_WS_BYTES = b" \t\n\r"
+_WS = re.compile(rb"[ \t\n\r]*+")
+
+
+def _ws(data: bytes, pos: int) -> int:
+    """The position after the whitespace at `pos`."""
+    if pos < len(data) and data[pos] in _WS_BYTES:
+        match = _WS.match(data, pos)
+        assert match is not None  # a possessive `*`: it always matches
+        return match.end()
+    return pos
+
+
+_STRING = re.compile(rb'"(?:[^"\\\x00-\x1f]++|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*+"')
+_SIMPLE_STRING = re.compile(rb'"([^"\\\x00-\x1f]*+)"')
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+# \uXXXX escapes of characters beyond Latin-1, and of a surrogate pair's first half.
+_WIDE_ESCAPE = re.compile(rb"\\u(?:0[1-9a-fA-F]|[1-9a-fA-F])")
+_ASTRAL = re.compile(rb"\\u[dD][89abAB]")
+_KEY = re.compile(rb'"([A-Za-z_][A-Za-z0-9_]*+)"[ \t\n\r]*+:[ \t\n\r]*+')
+_COLON = re.compile(rb"[ \t\n\r]*+:[ \t\n\r]*+")
+# After a value: the separator or closing bracket, and the whitespace after it.
+_AFTER = re.compile(rb"[ \t\n\r]*+([,\]}])[ \t\n\r]*+")
+_NUMBER = re.compile(rb"(-?(?:0|[1-9][0-9]*+))(\.[0-9]++)?+([eE][-+]?+[0-9]++)?+")
+# No capturing groups: inside the possessive repeats of `_nested`, a capturing group
+# makes Python 3.11's `re` raise SystemError ("The span of capturing group is wrong").
+_SCALAR = re.compile(
+    rb"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][-+]?+[0-9]++)?+|true|false|null"
+)
+
+
+def _nested(levels: int) -> re.Pattern[bytes]:
+    """A list or object up to `levels` deep, matched (not built) in one pass of `re`.
+
+    Strings, numbers and literals are checked exactly, and so are commas: one between
+    elements, none leading or trailing. To keep the pattern linear in `levels` (each
+    level holds one copy of the one below), lists and objects share one rule, so a key
+    is optional in both and `[...}` is not told from `[...]`; the value of an unknown
+    key is checked that far, never parsed. Possessive repeats never backtrack.
+    """
+    ws = rb"[ \t\n\r]*+"
+    scalar = rb"(?:" + _STRING.pattern + rb"|" + _SCALAR.pattern + rb")"
+    key = rb"(?:" + _STRING.pattern + ws + rb":" + ws + rb")?+"
+    # After an element: a comma not followed by a closing bracket, or the bracket.
+    after = ws + rb"(?:," + ws + rb"(?![\]}])|(?=[\]}]))"
+    element = scalar
+    for _ in range(levels):
+        element = (
+            rb"(?:" + scalar + rb"|[\[{]" + ws + rb"(?:" + key + element + after + rb")*+[\]}])"
+        )
+    return re.compile(rb"[\[{]" + ws + rb"(?:" + key + element + after + rb")*+[\]}]")
 
 
 @cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _unknown_value() -> re.Pattern[bytes]:
+    """The pattern that skips an unknown key's list or object (compiled on first need)."""
+    return _nested(MAX_DEPTH - _MODEL_DEPTH - 1)
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _convert_dataclass(tp, value, where)
-    if origin in (typing.Union, types.UnionType):
-        return _convert_union(tp, value, where)
-    if origin is tuple:
-        return _convert_tuple(tp, value, where)
-    if origin is dict:
-        return _convert_dict(tp, value, where)
-    if tp is Any:
-        return value
-    return _convert_scalar(tp, value, where)
+# --- the decoder ------------------------------------------------------------------------
+
+# A reader takes the decoder and the position of a value's first byte, and returns the
+# value built and the position just after it.
+Reader = Callable[["_Decoder", int], tuple[Any, int]]
 
 
-def _convert_dataclass(cls: type, value: Any, where: str) -> Any:
-    if not isinstance(value, dict):
-        raise SnapshotError(f"{where}: expected an object, found {_kind(value)}")
-    hints = _hints(cls)
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name in value:
-            kwargs[f.name] = _convert(hints[f.name], value[f.name], f"{where}.{f.name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise SnapshotError(f"{where}: missing field {f.name!r}")
-    # Unknown keys are ignored: newer writers may add fields (more keys are welcome).
-    return cls(**kwargs)
+class _Decoder:
+    """One load: the bytes, and the memory budget what is built is charged to."""
 
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.view = memoryview(data)
+        self.limit = min(
+            MAX_LOAD_MEMORY - len(data), max(LOAD_MEMORY_FLOOR, LOAD_MEMORY_RATIO * len(data))
+        )
+        self.spent = 0
 
-def _convert_union(tp: Any, value: Any, where: str) -> Any:
-    args = typing.get_args(tp)
-    if value is None:
-        if type(None) in args:
-            return None
-        raise SnapshotError(f"{where}: must not be null")
-    errors = []
-    for arg in args:
-        if arg is type(None):
-            continue
+    def charge(self, nbytes: int) -> None:
+        """Count `nbytes` more as built; refuse the load once over budget."""
+        self.spent += nbytes
+        if self.spent > self.limit:
+            raise _Bad(
+                f"snapshot is too large to load: it would take more than "
+                f"{self.limit // 2**20} MiB of memory",
+                whole=True,
+            )
+
+    def snapshot(self) -> Snapshot:
+        """The whole document: one Snapshot object and nothing after it."""
+        data = self.data
+        pos = _ws(data, 0)
+        if pos >= len(data) or data[pos] != ord("{"):
+            if pos < len(data) and data[pos] in b'"[-0123456789tfn':
+                raise _Bad("snapshot is not a JSON object", whole=True)
+            raise _no_value(data, pos)
+        _check_version(data, pos)
         try:
-            return _convert(arg, value, where)
-        except SnapshotError as exc:
-            errors.append(str(exc))
-    raise SnapshotError(errors[0] if errors else f"{where}: unexpected value")
+            snapshot, pos = _reader(Snapshot)(self, pos)
+        except _Bad as bad:
+            if bad.pos is None:
+                _check_version(data, pos, everywhere=True)
+            raise
+        pos = _ws(data, pos)
+        if pos != len(data):
+            raise _Bad("extra data after the snapshot", pos)
+        return typing.cast(Snapshot, snapshot)
 
 
-def _convert_tuple(tp: Any, value: Any, where: str) -> Any:
-    if not isinstance(value, list):
-        raise SnapshotError(f"{where}: expected a list, found {_kind(value)}")
+def _check_version(data: bytes, pos: int, everywhere: bool = False) -> None:
+    """Refuse another schema version before its fields are judged by this one's rules.
+
+    The writer puts `schema_version` first, which is all that is looked at up front;
+    when a field turned out wrong, the other top-level keys are searched too.
+    """
+    pos = _ws(data, pos + 1)
+    while True:
+        key = _KEY.match(data, pos)
+        if key is None:
+            return
+        value = key.end()
+        if key.group(1) == b"schema_version":
+            try:
+                found = data[value : _skip(data, value)]
+            except (_Bad, IndexError):
+                return
+            if found != str(SCHEMA_VERSION).encode():
+                shown = found[:40].decode("utf-8", "replace") + ("..." if len(found) > 40 else "")
+                raise _Bad(
+                    f"snapshot schema version {shown} is not supported "
+                    f"(this podpath reads version {SCHEMA_VERSION})",
+                    whole=True,
+                )
+            return
+        if not everywhere:
+            return
+        try:
+            end = _skip(data, value)
+        except _Bad:
+            return
+        after = _AFTER.match(data, end)
+        if after is None or after.group(1) != b",":
+            return
+        pos = after.end()
+
+
+def _skip(data: bytes, pos: int) -> int:
+    """The end of the value at `pos`, which is checked but not built."""
+    first = data[pos]
+    if first == ord('"'):
+        match = _STRING.match(data, pos)
+        if match is None:
+            raise _Bad("a string is not terminated or holds a raw control character", pos)
+        return match.end()
+    if first in b"[{":
+        match = _unknown_value().match(data, pos)
+        if match is None:
+            raise _Bad(
+                f"a list or object is unbalanced or nested deeper than {MAX_DEPTH} levels", pos
+            )
+        return match.end()
+    match = _SCALAR.match(data, pos)
+    if match is None:
+        raise _no_value(data, pos)
+    return match.end()
+
+
+def _after(data: bytes, pos: int, closer: int) -> tuple[bool, int]:
+    """After a value inside a list or object: (True, next) after a comma, (False, end) at `closer`."""
+    match = _AFTER.match(data, pos)
+    if match is None or match.group(1)[0] not in (ord(","), closer):
+        raise _Bad(f"expected ',' or '{chr(closer)}'", _ws(data, pos))
+    return match.group(1)[0] == ord(","), match.end()
+
+
+def _string(d: _Decoder, pos: int) -> tuple[str, int]:
+    data = d.data
+    simple = _SIMPLE_STRING.match(data, pos)
+    if simple is not None:
+        end = simple.end()
+        size = end - pos - 2
+        if size <= _LONG_STRING:
+            raw = simple.group(1)
+            d.charge(49 + (size if raw.isascii() else 4 * size))
+            return raw.decode("utf-8"), end
+        # A long string: sized before it is built, decoded without a copy of its bytes.
+        wide = _NON_ASCII.search(data, pos + 1, end - 1) is not None
+        d.charge(49 + (4 * size if wide else size))
+        return str(d.view[pos + 1 : end - 1], "utf-8"), end
+    if data[pos] != ord('"'):
+        raise _expected("a string", data, pos)
+    match = _STRING.match(data, pos)
+    if match is None:
+        raise _Bad("a string is not terminated or holds a raw control character", pos)
+    end = match.end()
+    # Escapes: the body (with its closing quote) is decoded, then unescaped by json's
+    # own scanner. Both copies are charged: a str takes 1, 2 or 4 bytes a character,
+    # whichever its widest character needs (PEP 393).
+    size = end - pos
+    d.charge(98 + size + _width(data, pos, end) * size)
+    try:
+        value, _ = _scanstring(str(d.view[pos + 1 : end], "utf-8"), 0, True)
+    except ValueError as exc:  # JSONDecodeError: _STRING already checked what it checks
+        raise _Bad(f"a string is not valid ({exc.args[0]})", pos) from None
+    return value, end
+
+
+def _width(data: bytes, start: int, end: int) -> int:
+    """Bytes per character of the str a JSON string's bytes decode to, at most."""
+    if _NON_ASCII.search(data, start, end) is not None or _ASTRAL.search(data, start, end):
+        return 4
+    return 2 if _WIDE_ESCAPE.search(data, start, end) is not None else 1
+
+
+def _int(d: _Decoder, pos: int) -> tuple[int, int]:
+    data = d.data
+    match = _NUMBER.match(data, pos)
+    if match is None:
+        raise _expected("an integer", data, pos)
+    if match.lastindex != 1:
+        raise _Bad("expected an integer, found a number with a fraction or exponent")
+    digits = match.group(1)
+    if len(digits) - digits.startswith(b"-") > MAX_INT_DIGITS:
+        raise _Bad("an integer too large to be real data")
+    d.charge(32)
+    return int(digits), match.end()
+
+
+def _float(d: _Decoder, pos: int) -> tuple[float, int]:
+    data = d.data
+    match = _NUMBER.match(data, pos)
+    if match is None:
+        raise _expected("a number", data, pos)
+    if match.end() - pos > MAX_INT_DIGITS + 32:
+        raise _Bad("a number too long to be real data")
+    value = float(match.group())
+    if not math.isfinite(value):
+        raise _Bad("a number too large to be real data")
+    d.charge(24)
+    return value, match.end()
+
+
+def _bool(d: _Decoder, pos: int) -> tuple[bool, int]:
+    data = d.data
+    if data.startswith(b"true", pos):
+        return True, pos + 4
+    if data.startswith(b"false", pos):
+        return False, pos + 5
+    raise _expected("a boolean", data, pos)
+
+
+_SCALARS: dict[Any, Reader] = {str: _string, int: _int, float: _float, bool: _bool}
+
+
+@cache
+def _reader(tp: Any) -> Reader:
+    """The reader of values of type `tp` (built once per type)."""
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _dataclass_reader(tp)
+    origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if len(args) == 2 and args[1] is Ellipsis:
-        return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-    if len(args) != len(value):
-        raise SnapshotError(f"{where}: expected {len(args)} items, found {len(value)}")
-    return tuple(
-        _convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+    if origin in (typing.Union, types.UnionType):
+        return _union_reader(args)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return _tuple_reader(_reader(args[0]))
+    if origin is dict and args[0] is str:
+        return _dict_reader(_reader(args[1]))
+    raise TypeError(f"the snapshot codec cannot read fields of type {tp!r}")
+
+
+def _union_reader(args: tuple[Any, ...]) -> Reader:
+    optional = type(None) in args
+    choices = [_reader(a) for a in args if a is not type(None)]
+
+    def read(d: _Decoder, pos: int) -> tuple[Any, int]:
+        if optional and d.data.startswith(b"null", pos):
+            return None, pos + 4
+        if len(choices) == 1:
+            return choices[0](d, pos)
+        first: _Bad | None = None
+        for choice in choices:
+            try:
+                return choice(d, pos)
+            except _Bad as bad:
+                if bad.pos is not None:
+                    raise
+                first = first or bad
+        assert first is not None
+        raise first
+
+    return read
+
+
+def _tuple_reader(item: Reader) -> Reader:
+    def read(d: _Decoder, pos: int) -> tuple[tuple[Any, ...], int]:
+        data = d.data
+        if data[pos] != ord("["):
+            raise _expected("a list", data, pos)
+        pos = _ws(data, pos + 1)
+        if data[pos] == ord("]"):
+            return (), pos + 1
+        items: list[Any] = []
+        more = True
+        while more:
+            try:
+                value, pos = item(d, pos)
+            except _Bad as bad:
+                raise bad.at(len(items)) from None
+            items.append(value)
+            more, pos = _after(data, pos, ord("]"))
+        d.charge(56 + 8 * len(items))
+        return tuple(items), pos
+
+    return read
+
+
+def _key(d: _Decoder, pos: int) -> tuple[str, int]:
+    """An object key that is not a plain name (escapes, any character), and its colon."""
+    data = d.data
+    if data[pos] != ord('"'):
+        raise _Bad("expected a key in double quotes", pos)
+    key, pos = _string(d, pos)
+    colon = _COLON.match(data, pos)
+    if colon is None:
+        raise _Bad("expected ':' after a key", pos)
+    return key, colon.end()
+
+
+def _dict_reader(value_reader: Reader) -> Reader:
+    def read(d: _Decoder, pos: int) -> tuple[dict[str, Any], int]:
+        data = d.data
+        if data[pos] != ord("{"):
+            raise _expected("an object", data, pos)
+        pos = _ws(data, pos + 1)
+        out: dict[str, Any] = {}
+        if data[pos] == ord("}"):
+            return out, pos + 1
+        more = True
+        while more:
+            key, pos = _key(d, pos)
+            if key in out:
+                raise _Bad(f"the key {key!r} appears twice in one object")
+            try:
+                out[key], pos = value_reader(d, pos)
+            except _Bad as bad:
+                raise bad.at(key) from None
+            more, pos = _after(data, pos, ord("}"))
+        d.charge(sys.getsizeof(out))
+        return out, pos
+
+    return read
+
+
+def _dataclass_reader(cls: type) -> Reader:
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    # Readers are looked up by the key's bytes, so plain keys are never decoded.
+    by_key: dict[bytes, tuple[str, Reader]] = {}
+    required = frozenset(
+        f.name
+        for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     )
+    # An instance and its __dict__ with every field set.
+    cost = 64 + sys.getsizeof(dict.fromkeys(f.name for f in fields))
+
+    def read(d: _Decoder, pos: int) -> tuple[Any, int]:
+        if not by_key:
+            # Built on first use: the model's types refer to each other.
+            by_key.update({f.name.encode(): (f.name, _reader(hints[f.name])) for f in fields})
+        data = d.data
+        if data[pos] != ord("{"):
+            raise _expected("an object", data, pos)
+        pos = _ws(data, pos + 1)
+        kwargs: dict[str, Any] = {}
+        unknown: set[bytes] = set()
+        more = data[pos] != ord("}")
+        if not more:
+            pos += 1
+        while more:
+            plain = _KEY.match(data, pos)
+            if plain is not None:
+                key, pos = plain.group(1), plain.end()
+            else:
+                text, pos = _key(d, pos)
+                key = text.encode("utf-8", "surrogatepass")
+            known = by_key.get(key)
+            if known is None:
+                if key in unknown:
+                    raise _Bad(f"the key {_show_key(key)!r} appears twice in one object")
+                unknown.add(key)
+                pos = _skip(data, pos)
+            else:
+                name, read_value = known
+                if name in kwargs:
+                    raise _Bad(f"the key {name!r} appears twice in one object")
+                try:
+                    kwargs[name], pos = read_value(d, pos)
+                except _Bad as bad:
+                    raise bad.at(name) from None
+            more, pos = _after(data, pos, ord("}"))
+        missing = required.difference(kwargs)
+        if missing:
+            name = next(f.name for f in fields if f.name in missing)
+            raise _Bad(f"missing field {name!r}")
+        d.charge(cost)
+        return cls(**kwargs), pos
+
+    return read
 
 
-def _convert_dict(tp: Any, value: Any, where: str) -> Any:
-    if not isinstance(value, dict):
-        raise SnapshotError(f"{where}: expected an object, found {_kind(value)}")
-    key_type, value_type = typing.get_args(tp)
-    if key_type is not str:
-        raise SnapshotError(f"{where}: only string keys are supported")
-    return {k: _convert(value_type, v, f"{where}[{k!r}]") for k, v in value.items()}
-
-
-def _convert_scalar(tp: Any, value: Any, where: str) -> Any:
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is bool or tp is str:
-        if isinstance(value, tp):
-            return value
-    else:
-        raise SnapshotError(f"{where}: unsupported field type {tp!r}")
-    raise SnapshotError(f"{where}: expected {tp.__name__}, found {_kind(value)}")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )
+def _show_key(key: bytes) -> str:
+    return key.decode("utf-8", "backslashreplace")

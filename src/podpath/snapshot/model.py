@@ -102,8 +102,24 @@ class Container:
     command: tuple[str, ...] = ()
     # OCI process env as KEY=<redacted> unless redaction was turned off.
     env: tuple[str, ...] = ()
-    # Namespace types this container shares with its sandbox (e.g. net, ipc, uts).
+    # Namespace types this container shares with its sandbox (e.g. net, ipc, uts) and
+    # not with the whole node: namespaces every process of the node shares (user,
+    # cgroup, time on most nodes) are in node_namespaces instead.
     shared_namespaces: tuple[str, ...] = ()
+    # What the runtime (CRI) reports; None where the source did not say.
+    # created | running | exited | unknown; a sandbox's: ready | notready
+    state: str | None = None
+    attempt: int | None = None  # CRI metadata attempt: 0, then +1 per restart
+    restart_count: int | None = None  # kubelet's io.kubernetes.container.restartCount
+    exit_code: int | None = None  # exited containers only
+    created_at: int | None = None  # unix time in nanoseconds, as CRI reports it
+    started_at: int | None = None
+    finished_at: int | None = None
+    reason: str | None = None  # why it exited (Completed, Error, OOMKilled, ...)
+    image_id: str | None = None  # the image's id (sha256:...), CRI image_ref
+    log_path: str | None = None
+    # Namespace types shared with every process of the node (not a pod's doing).
+    node_namespaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,9 +138,14 @@ class Pod:
     host_network: bool = False
     containers: tuple[Container, ...] = ()
     runtime: str = "unknown"  # containerd | cri-o | docker | unknown
-    # How the pod was found: runtime-state | cgroup | log-dir | pause-process
+    # How the pod was found: cri (the runtime's CRI socket) | runtime-state (its files)
+    # | cgroup | log-dir | pause-process
     source: str = "runtime-state"
     log_dir: str | None = None
+    sandbox_image: str | None = None  # the pause image, e.g. registry.k8s.io/pause:3.9
+    state: str | None = None  # ready | notready (CRI PodSandboxState); None: not known
+    attempt: int | None = None  # sandbox attempt (a re-created sandbox counts up)
+    created_at: int | None = None  # unix time in nanoseconds
 
 
 @dataclass(frozen=True)
@@ -255,6 +276,37 @@ class FdbEntry:
 
 
 @dataclass(frozen=True)
+class SocketOwner:
+    """A process holding a socket open, as `ss -p` shows it: ("comm",pid=N,fd=M)."""
+
+    pid: int
+    comm: str
+    fd: int
+
+
+@dataclass(frozen=True)
+class Socket:
+    """A TCP or UDP socket of one network namespace, as `ss -tuan` shows it."""
+
+    netns: int
+    protocol: str  # tcp | udp
+    family: int  # 4 or 6
+    state: str  # ss's names: LISTEN, UNCONN, ESTAB, TIME-WAIT, SYN-RECV, CLOSE-WAIT, ...
+    local: str  # the bound address; 0.0.0.0 or :: for a wildcard bind
+    local_port: int
+    peer: str | None = None  # None while unconnected (LISTEN, UNCONN)
+    peer_port: int | None = None
+    inode: int = 0  # sockfs inode; 0 for TIME-WAIT and not-yet-accepted connections
+    uid: int | None = None
+    recv_q: int = 0  # a listener's accept queue; otherwise bytes not yet read
+    send_q: int = 0  # a listener's backlog (sock_diag); otherwise bytes not yet acked
+    # IPv6 sockets: False when a wildcard bind also takes IPv4 (v4-mapped); None: unknown.
+    v6only: bool | None = None
+    bound_dev: int | None = None  # SO_BINDTODEVICE ifindex, when bound to one device
+    owners: tuple[SocketOwner, ...] = ()
+
+
+@dataclass(frozen=True)
 class NetNamespace:
     """Everything the kernel's network stack holds for one network namespace."""
 
@@ -268,6 +320,10 @@ class NetNamespace:
     rules: tuple[Rule, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
     fdb: tuple[FdbEntry, ...] = ()
+    # TCP and UDP sockets; None when they were not read (older snapshots, a gap).
+    sockets: tuple[Socket, ...] | None = None
+    # How they were read: "sock_diag" or "procfs" (which cannot tell v6only).
+    sockets_source: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from podpath.netfilter.ipset import IpSet, parse_ipsets
 from podpath.netfilter.owners import Owner
 from podpath.snapshot.model import Link, NetNamespace, RecentList, Snapshot
 from podpath.trace import reply as ct
+from podpath.trace.deliver import deliver
 from podpath.trace.flow import Flow
 from podpath.trace.hooks import Stage, iptables_stages, run_hook
 from podpath.trace.ipvs import IpvsState, ipvs_stages
@@ -387,7 +388,8 @@ class Engine:
         return results
 
     def local_in(self, flow: Flow, iif: Link | None) -> list[Branch]:
-        """INPUT, then delivery to the pod or the node's own stack (or on, after IPVS)."""
+        """INPUT, then delivery to the pod or the node's own stack and its sockets (or on,
+        after IPVS)."""
         going, ended = self.hook_split(flow, "INPUT", self.env(flow, iif, None))
         results = list(ended)
         for f in going:
@@ -401,27 +403,8 @@ class Engine:
                 continue
             f = self.reverse_dnat(f)
             where = self.label(f.node, f.netns)
-            p = f.packet
-            port = f":{p.dport}" if p.dport is not None else ""
-            text = f"delivered to {where}: {p.proto} {p.dst}{port}"
-            pod = self.indexes[f.node].pods_by_netns.get(f.netns)
-            hop = Hop(
-                "deliver",
-                self.hostname(f.node),
-                text,
-                (),
-                (),
-                {
-                    "netns": f.netns,
-                    "pod": f"{pod.namespace}/{pod.name}" if pod else None,
-                    "node": self.hostname(f.node),
-                    "address": p.dst,
-                    "port": p.dport,
-                },
-            )
-            results.append(
-                self.finish(f, "delivered", f"delivered to {where} ({p.dst}{port})", hop)
-            )
+            verdict, reason, hop = deliver(self.indexes[f.node], f.netns, where, f.packet, iif)
+            results.append(self.finish(f, verdict, reason, hop))
         return results
 
     def ipvs_forward(self, flow: Flow) -> list[Branch]:

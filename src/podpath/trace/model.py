@@ -24,7 +24,8 @@ HOP_KINDS = (
     "leave",
 )
 # Branch verdicts of the JSON contract.
-VERDICTS = ("delivered", "dropped", "leaves-node", "uncertain")
+# "refused": delivered, but no socket takes it (TCP RST, UDP ICMP port unreachable).
+VERDICTS = ("delivered", "refused", "dropped", "leaves-node", "uncertain")
 
 JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
 

@@ -147,10 +147,20 @@ def resolve_destination(indexes: Sequence[SnapshotIndex], spec: str, proto: str)
             if address is not None:
                 return Destination(address, parse_port(port_text), f"node {host}")
     if "/" in host:
+        if port_text and port_text.isdigit():
+            parse_port(port_text)  # a number that is no port is the port's fault, not the Service's
         for index in indexes:
             found = find_service(index, host, port_text, proto)
             if found is not None:
                 return found
+        ports = sorted(
+            {(port, pname) for index in indexes for _, port, pname, _ in service_ports(index, host)}
+        )
+        if ports:
+            listed = ", ".join(f"{port} ({pname})" if pname else str(port) for port, pname in ports)
+            raise ProbeError(
+                f"Service {host} has no {proto} port {port_text!r} (its ports: {listed})"
+            )
         if any(index.kube_proxy_mode.mode == "ipvs" for index in indexes):
             raise ProbeError(
                 f"{host!r} is not a known pod, and kube-proxy runs in IPVS mode, whose rules "
@@ -233,7 +243,17 @@ def find_service(
     index: SnapshotIndex, name: str, port_text: str | None, proto: str
 ) -> Destination | None:
     """A Service's ClusterIP and port from kube-proxy's iptables or nftables rules."""
-    candidates: list[tuple[str, int, str, str]] = []  # vip, port, port name, proto
+    for vip, port, pname, cproto in service_ports(index, name):
+        if cproto != proto and proto != "icmp":
+            continue
+        if port_text is None or port_text in (str(port), pname):
+            return Destination(vip, port, f"service {name}:{pname or port}")
+    return None
+
+
+def service_ports(index: SnapshotIndex, name: str) -> list[tuple[str, int, str, str]]:
+    """(VIP, port, port name, protocol) of each port of Service `name` in kube-proxy's rules."""
+    candidates: list[tuple[str, int, str, str]] = []
     for dump in index.snapshot.iptables:
         for raw in _lines_with(dump.text, name):
             # `iptables-save -c` puts [packets:bytes] before each rule.
@@ -246,9 +266,4 @@ def find_service(
                 candidates.append((d["vip"], int(p["port"]), m["pname"] or "", pr["proto"]))
     if index.snapshot.nft is not None:
         candidates.extend(_nft_services(index, name))
-    for vip, port, pname, cproto in candidates:
-        if cproto != proto and proto != "icmp":
-            continue
-        if port_text is None or port_text in (str(port), pname):
-            return Destination(vip, port, f"service {name}:{pname or port}")
-    return None
+    return candidates

@@ -1,0 +1,104 @@
+"""What a CRI runtime reports about its pods, read over its socket with read-only calls.
+
+`python -m podpath.collectors.runtime.cri_listing SOCKET` prints one JSON document: the
+runtime's Version, every sandbox (ListPodSandbox, then PodSandboxStatus verbose) and
+every container (ListContainers, then ContainerStatus verbose), as crictl's `pods`,
+`inspectp`, `ps -a` and `inspect` read them. Only the calls in
+`podpath.cri.client.READ_ONLY` can be made (the client refuses others).
+
+It runs as a child process: grpcio starts threads of its own in C, which must never
+be running when the collectors fork their /proc scan (collectors/parallel.py).
+The verbose `info` JSON (runtime spec, config) is cut down to the fields podpath
+uses before it is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+# Exit status when the socket answers nothing (no runtime there): not an error.
+NO_RUNTIME = 3
+
+
+def _info(response: dict[str, Any]) -> dict[str, Any]:
+    """The fields podpath uses from a verbose status `info` map (containerd's shape)."""
+    raw = response.get("info", {}).get("info")
+    try:
+        info = json.loads(raw) if isinstance(raw, str) else {}
+    except ValueError:
+        return {}
+    if not isinstance(info, dict):
+        return {}
+    spec = info.get("runtimeSpec") if isinstance(info.get("runtimeSpec"), dict) else {}
+    assert isinstance(spec, dict)
+    process = spec.get("process") if isinstance(spec.get("process"), dict) else {}
+    linux = spec.get("linux") if isinstance(spec.get("linux"), dict) else {}
+    assert isinstance(process, dict) and isinstance(linux, dict)
+    return {
+        "pid": info.get("pid"),
+        "image": info.get("image"),
+        "sandbox_id": info.get("sandboxID"),
+        "runtime_type": info.get("runtimeType"),
+        "args": process.get("args"),
+        "env": process.get("env"),
+        "namespaces": linux.get("namespaces"),
+        "cgroups_path": linux.get("cgroupsPath"),
+        "annotations": spec.get("annotations"),
+    }
+
+
+def listing(socket_path: str, timeout: float = 10.0) -> dict[str, Any]:
+    """Version, sandboxes and containers of the runtime at `socket_path` (read-only)."""
+    from podpath.cri.client import CriClient
+
+    with CriClient(socket_path, timeout=timeout, read_only=True) as cri:
+        version = cri.version()
+        sandboxes = cri.call("ListPodSandbox")["items"]
+        containers = cri.call("ListContainers")["containers"]
+        sb_status = cri.call_many(
+            "PodSandboxStatus", [{"pod_sandbox_id": s["id"], "verbose": True} for s in sandboxes]
+        )
+        ct_status = cri.call_many(
+            "ContainerStatus", [{"container_id": c["id"], "verbose": True} for c in containers]
+        )
+    return {
+        "socket": socket_path,
+        "version": version,
+        "sandboxes": [
+            {"status": r["status"], "info": _info(r)} for r in sb_status if r is not None
+        ],
+        "containers": [
+            {"status": r["status"], "info": _info(r), "pod_sandbox_id": c["pod_sandbox_id"]}
+            for c, r in zip(containers, ct_status, strict=True)
+            if r is not None
+        ],
+    }
+
+
+def main(argv: list[str]) -> int:
+    """`python -m podpath.collectors.runtime.cri_listing SOCKET`: the listing as JSON on stdout."""
+    from podpath.cri.client import CriError
+
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m podpath.collectors.runtime.cri_listing SOCKET\n")
+        return 2
+    try:
+        doc = listing(argv[0])
+    except CriError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return NO_RUNTIME if "UNAVAILABLE" in str(exc) else 1
+    sys.stdout.write(json.dumps(doc, separators=(",", ":"), default=_bytes))
+    return 0
+
+
+def _bytes(value: object) -> str:
+    # KeyValue.value is bytes in the proto; nothing podpath prints needs more.
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,138 @@
+"""Pods as the CRI runtime reports them, and containerd's CRI status files as the fallback.
+
+Best source: the runtime's CRI socket (collectors/runtime/cri_listing.py, read-only calls in
+a child process), which knows what no file under /run holds — the sandbox image,
+exited and created containers, attempts, exit codes and times. When no socket
+answers, containerd's CRI plugin still keeps each container's status on disk
+(<root>/io.containerd.grpc.v1.cri/containers/<id>/status: pid, created/started/
+finished times, exit code, reason), which gives the state of the containers whose
+bundles are still there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from podpath.collectors.commands import CommandRunner
+from podpath.collectors.hostroot import CollectorError, HostRoot
+from podpath.snapshot.model import Gap
+
+# Where each runtime shape keeps its CRI socket (containerd, k3s's containerd, CRI-O,
+# cri-dockerd), as /run paths: /var/run is a symlink to /run on every distribution.
+CRI_SOCKETS: tuple[tuple[str, str], ...] = (
+    ("containerd", "/run/containerd/containerd.sock"),
+    ("containerd", "/run/k3s/containerd/containerd.sock"),
+    ("cri-o", "/run/crio/crio.sock"),
+    ("docker", "/run/cri-dockerd.sock"),
+)
+CONTAINERD_CRI_ROOTS = (
+    "/var/lib/containerd/io.containerd.grpc.v1.cri",
+    "/var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri",
+)
+LISTING_MODULE = "podpath.collectors.runtime.cri_listing"
+_MAX_STATUS = 256 * 1024
+# CRI ContainerState / PodSandboxState names -> the short words podpath shows.
+_STATES = {
+    "CONTAINER_CREATED": "created",
+    "CONTAINER_RUNNING": "running",
+    "CONTAINER_EXITED": "exited",
+    "CONTAINER_UNKNOWN": "unknown",
+    "SANDBOX_READY": "ready",
+    "SANDBOX_NOTREADY": "notready",
+}
+
+
+@dataclass(frozen=True)
+class CriListing:
+    """What one CRI socket answered (the cri_listing document) and which runtime it is."""
+
+    runtime: str
+    socket: str
+    document: dict[str, Any]
+
+
+def state_name(value: object) -> str | None:
+    """created | running | exited | unknown | ready | notready from a CRI state value."""
+    return _STATES.get(str(value)) if value is not None else None
+
+
+def sockets(host: HostRoot) -> list[tuple[str, str]]:
+    """(runtime, socket path as seen from here) of each CRI socket present on the node."""
+    import stat
+
+    found = []
+    for runtime, path in CRI_SOCKETS:
+        try:
+            st = host.stat(path)
+        except CollectorError:
+            continue
+        if stat.S_ISSOCK(st.st_mode):
+            # Connecting needs a path; HostRoot has checked it stays inside the root.
+            found.append((runtime, host.path.rstrip("/") + host.canonical(path)))
+    return found
+
+
+def socket_reader_enabled() -> bool:
+    """Whether CRI sockets are asked (PODPATH_CRI_READER=files reads only the runtime's files)."""
+    import os
+
+    return os.environ.get("PODPATH_CRI_READER", "socket") != "files"
+
+
+def read_listings(
+    host: HostRoot, runner: CommandRunner | None = None
+) -> tuple[tuple[CriListing, ...], tuple[Gap, ...]]:
+    """Ask every CRI socket of the node for its pods and containers (read-only calls)."""
+    if not socket_reader_enabled():
+        return (), ()
+    runner = runner or CommandRunner()
+    listings: list[CriListing] = []
+    gaps: list[Gap] = []
+    for runtime, path in sockets(host):
+        result = runner.run_module(LISTING_MODULE, (path,))
+        if result.gap is not None or result.returncode != 0:
+            reason = (result.stderr or "").strip().splitlines()[-1:] or ["no answer"]
+            gaps.append(
+                Gap(
+                    f"CRI socket {path}",
+                    f"not read ({reason[0][:300]}); pods come from the runtime's files",
+                    "unavailable",
+                )
+            )
+            continue
+        try:
+            doc = json.loads(result.stdout)
+        except ValueError:
+            gaps.append(Gap(f"CRI socket {path}", "listing is not JSON", "error"))
+            continue
+        if isinstance(doc, dict):
+            listings.append(CriListing(runtime, path, doc))
+    return tuple(listings), tuple(gaps)
+
+
+def container_status_file(host: HostRoot, container_id: str) -> dict[str, Any] | None:
+    """containerd's CRI status file of a container, or None when there is none."""
+    for root in CONTAINERD_CRI_ROOTS:
+        try:
+            text = host.read_text(f"{root}/containers/{container_id}/status", limit=_MAX_STATUS)
+        except CollectorError:
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+    return None
+
+
+def state_from_status_file(status: dict[str, Any]) -> str | None:
+    """created / running / exited from the times in a CRI status file (as CRI derives it)."""
+    try:
+        started, finished = int(status.get("StartedAt", 0)), int(status.get("FinishedAt", 0))
+    except (TypeError, ValueError):
+        return None
+    if finished:
+        return "exited"
+    return "running" if started else "created"

@@ -1,0 +1,294 @@
+"""Every runtime shape a node may have, on real dumps: CRI answers, k3s, CRI-O without infra,
+containerd before sandbox-uid, and Docker's dockershim containers."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from podpath.collectors.hostroot import HostRoot
+from podpath.collectors.runtime.cri_state import CriListing
+from podpath.collectors.runtime.docker_state import parse_k8s_name, rfc3339_ns
+from podpath.collectors.runtime.pods import (
+    CONTAINERD_RUNC,
+    CRIO_CONTAINERS,
+    K3S_TASKS,
+    collect_pods,
+    containers_from_cri,
+    docker_container,
+)
+from podpath.snapshot.model import Process
+
+RUNTIME = Path(__file__).resolve().parents[1] / "fixtures" / "realworld" / "runtime"
+ROOT_NET = 4026531840
+POD_NET = 4026532500
+NS_POD = {"net": POD_NET, "ipc": 4026532501, "uts": 4026532502, "pid": 4026532503}
+
+
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((RUNTIME / name).read_text())
+    return data
+
+
+def _write(root: Path, path: str, data: object) -> None:
+    target = root / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(data if isinstance(data, str) else json.dumps(data))
+
+
+def _proc(pid: int, comm: str, cgroup: str, ns: dict[str, int], ppid: int = 1) -> Process:
+    return Process(pid, 5000 + pid, ppid, comm, (comm,), 0, "S", cgroup, dict(ns))
+
+
+def _ns(stamp: str) -> int:
+    """crictl prints CRI's nanosecond times as RFC 3339; back to nanoseconds."""
+    got = rfc3339_ns(stamp)
+    return got if got is not None else 0
+
+
+def _crictl_to_listing(inspectp: dict[str, Any], inspect: dict[str, Any]) -> dict[str, Any]:
+    """The cri_listing document a runtime answering these `crictl inspectp/inspect` gives.
+
+    crictl prints the CRI responses as protobuf JSON (camelCase, RFC 3339 times); the
+    listing keeps the proto field names and integers, as podpath.cri.wire decodes them.
+    """
+    sb, sb_info = inspectp["status"], inspectp["info"]
+    ct, ct_info = inspect["status"], inspect["info"]
+    return {
+        "sandboxes": [
+            {
+                "status": {
+                    "id": sb["id"],
+                    "metadata": sb["metadata"],
+                    "state": sb["state"],
+                    "created_at": _ns(sb["createdAt"]),
+                    "network": {"ip": sb["network"]["ip"], "additional_ips": []},
+                    "linux": {"namespaces": {"options": sb["linux"]["namespaces"]["options"]}},
+                    "labels": sb["labels"],
+                },
+                "info": {
+                    "pid": sb_info["pid"],
+                    "image": sb_info["image"],
+                    "args": sb_info["runtimeSpec"]["process"]["args"],
+                    "namespaces": sb_info["runtimeSpec"]["linux"]["namespaces"],
+                },
+            }
+        ],
+        "containers": [
+            {
+                "pod_sandbox_id": sb["id"],
+                "status": {
+                    "id": ct["id"],
+                    "metadata": ct["metadata"],
+                    "state": ct["state"],
+                    "created_at": _ns(ct["createdAt"]),
+                    "started_at": _ns(ct["startedAt"]),
+                    "finished_at": _ns(ct["finishedAt"]),
+                    "exit_code": ct["exitCode"],
+                    "image": {"image": ct["image"]["image"]},
+                    "image_ref": ct["imageRef"],
+                    "labels": ct["labels"],
+                    "annotations": ct["annotations"],
+                    "log_path": ct["logPath"],
+                },
+                "info": {
+                    "pid": ct_info["pid"],
+                    "sandbox_id": ct_info["sandboxID"],
+                    "args": ct_info["runtimeSpec"]["process"]["args"],
+                    "namespaces": ct_info["runtimeSpec"]["linux"]["namespaces"],
+                },
+            }
+        ],
+    }
+
+
+def test_cri_answers_of_a_kind_node_make_the_pod() -> None:
+    """kind's containerd answers (crictl inspectp/inspect): sandbox image, state, attempt, image id."""
+    inspectp = _load("kind-containerd-crictl-inspectp-coredns-systemd.json")
+    inspect = _load("kind-containerd-crictl-inspect-container-coredns.json")
+    listing = CriListing(
+        "containerd", "/run/containerd/containerd.sock", _crictl_to_listing(inspectp, inspect)
+    )
+    sandbox, app = containers_from_cri(listing)
+    assert (sandbox.kind, sandbox.sandbox_image, sandbox.state, sandbox.attempt) == (
+        "sandbox",
+        inspectp["info"]["image"],
+        "ready",
+        0,
+    )
+    assert sandbox.pod_uid == "44e4b37f-504f-4f1c-80f3-4137bfbec5e4" and sandbox.source == "cri"
+    assert (app.name, app.state, app.attempt, app.restart_count) == ("coredns", "running", 0, 0)
+    assert app.image == "registry.k8s.io/coredns/coredns:v1.10.1"
+    assert app.image_id == inspect["status"]["imageRef"]
+    assert app.finished_at is None and app.exit_code is None
+    assert app.started_at == _ns(inspect["status"]["startedAt"])
+    assert app.log_path == inspect["status"]["logPath"]
+    with _EmptyRoot() as host:
+        procs = (
+            _proc(sandbox.pid or 0, "pause", "/", NS_POD),
+            _proc(app.pid or 0, "coredns", "/", {**NS_POD, "pid": 4026532600}),
+        )
+        pods, gaps = collect_pods(host, procs, ROOT_NET, cri=(listing,))
+    (pod,) = pods
+    assert (pod.source, pod.sandbox_image, pod.state, pod.pause_pid) == (
+        "cri",
+        inspectp["info"]["image"],
+        "ready",
+        sandbox.pid,
+    )
+    assert [c.shared_namespaces for c in pod.containers] == [(), ("net", "ipc", "uts")]
+
+
+class _EmptyRoot:
+    """A host root with nothing in it (no runtime files): only CRI answers."""
+
+    def __enter__(self) -> HostRoot:
+        import tempfile
+
+        self._dir = tempfile.TemporaryDirectory()
+        self._host = HostRoot(self._dir.name)
+        return self._host.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._host.__exit__(None, None, None)
+        self._dir.cleanup()
+
+
+def _specs() -> tuple[dict[str, Any], dict[str, Any]]:
+    sandbox = _load("kind-containerd-crictl-inspectp-coredns-systemd.json")["info"]["runtimeSpec"]
+    app = _load("kind-containerd-crictl-inspect-container-coredns.json")["info"]["runtimeSpec"]
+    return sandbox, app
+
+
+SB = "3eff2d8d3a4f3d3c0d1c4d4737c21b397bf7cbf77fd8a0fe370f6a59129cd535"
+CT = "f3a240d625b1e97b859e29f81360fd79538021c46eaafb325dc0fa195c8e4b6a"
+
+
+def test_k3s_state_dir(tmp_path: Path) -> None:
+    """k3s's containerd keeps bundles under /run/k3s/containerd; runc state stays in /run/containerd."""
+    sandbox, app = _specs()
+    _write(tmp_path, f"{K3S_TASKS}/{SB}/config.json", sandbox)
+    _write(tmp_path, f"{K3S_TASKS}/{CT}/config.json", app)
+    _write(
+        tmp_path,
+        f"{CONTAINERD_RUNC}/{SB}/state.json",
+        {"init_process_pid": 1322, "init_process_start": 6322},
+    )
+    _write(tmp_path, f"{K3S_TASKS}/{CT}/init.pid", "1478")
+    procs = (_proc(1322, "pause", "/", NS_POD), _proc(1478, "coredns", "/", NS_POD))
+    with HostRoot(str(tmp_path)) as host:
+        pods, gaps = collect_pods(host, procs, ROOT_NET)
+    assert gaps == ()
+    (pod,) = pods
+    assert (pod.name, pod.runtime, pod.pause_pid) == (
+        "coredns-5d78c9869d-79bfv",
+        "containerd",
+        1322,
+    )
+    assert {c.id: c.pids for c in pod.containers} == {SB: (1322,), CT: (1478,)}
+
+
+def test_containerd_before_sandbox_uid(tmp_path: Path) -> None:
+    """Without io.kubernetes.cri.sandbox-uid the uid comes from the sandbox's log directory."""
+    sandbox, app = _specs()
+    sandbox = copy.deepcopy(sandbox)
+    del sandbox["annotations"]["io.kubernetes.cri.sandbox-uid"]
+    _write(
+        tmp_path, f"/run/containerd/io.containerd.runtime.v2.task/k8s.io/{SB}/config.json", sandbox
+    )
+    with HostRoot(str(tmp_path)) as host:
+        pods, _ = collect_pods(host, (), ROOT_NET)
+    assert pods[0].uid == "44e4b37f-504f-4f1c-80f3-4137bfbec5e4"
+
+
+def test_crio_without_infra_container(tmp_path: Path) -> None:
+    """CRI-O with drop_infra_ctr: no pause process; the pod is its pinned netns and containers."""
+    sandbox = copy.deepcopy(_load("falco-crio-pod-info-runtimespec.json")["runtimeSpec"])
+    app = _load("falco-crio-container-info-runtimespec.json")["runtimeSpec"]
+    # What CRI-O adds to a dropped infra container's spec (pkg/annotations/v2: V1Spoofed).
+    sandbox["annotations"]["io.kubernetes.cri-o.Spoofed"] = "true"
+    sid = sandbox["annotations"]["io.kubernetes.cri-o.SandboxID"]
+    cid = app["annotations"]["io.kubernetes.cri-o.ContainerID"]
+    _write(tmp_path, f"{CRIO_CONTAINERS}/{sid}/userdata/config.json", sandbox)
+    _write(tmp_path, f"{CRIO_CONTAINERS}/{cid}/userdata/config.json", app)
+    _write(tmp_path, f"{CRIO_CONTAINERS}/{cid}/userdata/pidfile", "1835083")
+    # pinns pins the namespaces under /var/run/{net,ipc,uts}ns (files here: only inodes count).
+    netns = "/run/netns/dec735d1-0e86-44c1-94e0-a102173334a4"
+    for kind in ("netns", "ipcns", "utsns"):
+        _write(tmp_path, f"/run/{kind}/dec735d1-0e86-44c1-94e0-a102173334a4", "")
+    (tmp_path / "var").mkdir(exist_ok=True)
+    (tmp_path / "var" / "run").symlink_to("../run")
+    inode = {
+        t: (tmp_path / f"run/{t}ns/dec735d1-0e86-44c1-94e0-a102173334a4").stat().st_ino
+        for t in ("net", "ipc", "uts")
+    }
+    procs = (
+        _proc(
+            1835083, "redis-server", f"/kubepods/besteffort/pod1/crio-{cid}", {**inode, "pid": 7}
+        ),
+    )
+    with HostRoot(str(tmp_path)) as host:
+        pods, gaps = collect_pods(host, procs, ROOT_NET)
+    assert gaps == ()
+    (pod,) = pods
+    assert pod.pause_pid is None and pod.runtime == "cri-o"
+    assert pod.netns_path == netns
+    assert pod.netns_inode == (tmp_path / netns.lstrip("/")).stat().st_ino
+    app_model = next(c for c in pod.containers if c.kind == "container")
+    assert app_model.pids == (1835083,) and "net" in app_model.shared_namespaces
+    assert next(c for c in pod.containers if c.kind == "sandbox").pids == ()
+
+
+# -- Docker (dockershim / cri-dockerd) -------------------------------------------------------
+# The real shape is tested against a real dockerd in tests/lab/test_docker_lab.py; these
+# pin the pure parts on the forms dockershim's naming.go and Go's time format produce.
+
+
+def test_dockershim_names_parse() -> None:
+    """k8s_<container>_<pod>_<namespace>_<uid>_<attempt>; other names are not pods'."""
+    got = parse_k8s_name(
+        "/k8s_POD_coredns-5644d7b6d9-c5tbq_kube-system_caf1aa9e-c2ee-4782-ad6d-98736fa15dd2_13"
+    )
+    assert got == {
+        "container": "POD",
+        "pod": "coredns-5644d7b6d9-c5tbq",
+        "ns": "kube-system",
+        "uid": "caf1aa9e-c2ee-4782-ad6d-98736fa15dd2",
+        "attempt": "13",
+    }
+    assert parse_k8s_name("/k8s_web_a_b_c") is None
+    assert parse_k8s_name("/registry") is None
+
+
+def test_go_times_become_nanoseconds() -> None:
+    """RFC 3339 with nanoseconds and zones; Go's zero time is no time."""
+    assert rfc3339_ns("1970-01-01T00:00:01.000000002Z") == 1_000_000_002
+    assert rfc3339_ns("1970-01-01T01:00:01.5+01:00") == 1_500_000_000
+    assert rfc3339_ns("0001-01-01T00:00:00Z") is None
+    assert rfc3339_ns("yesterday") is None
+
+
+def test_host_network_docker_sandbox_has_no_netns_of_its_own() -> None:
+    """A hostNetwork sandbox (NetworkMode host) is ready, hostNetwork, with no netns path."""
+    config = {
+        "Name": "/k8s_POD_kube-proxy-qddkg_kube-system_10f7fc16-c6fc-4a84-b1e1-90c0b99f71c1_26",
+        "Image": "sha256:da86e6ba6ca197bf6bc5e9d900febd906b133eaa4750e6bed647b0fbe50ed43e",
+        "Config": {
+            "Image": "k8s.gcr.io/pause:3.1",
+            "Labels": {"io.kubernetes.docker.type": "podsandbox"},
+        },
+        "State": {"Running": True, "Pid": 77, "StartedAt": "2019-10-02T19:01:22.9Z"},
+        "NetworkSettings": {"SandboxKey": "/var/run/docker/netns/default"},
+    }
+    rc = docker_container("a" * 64, config, {"NetworkMode": "host"})
+    assert (rc.kind, rc.state, rc.host_network, rc.pid, rc.attempt) == (
+        "sandbox",
+        "ready",
+        True,
+        77,
+        26,
+    )
+    assert rc.pod_name == "kube-proxy-qddkg" and rc.sandbox_image == "k8s.gcr.io/pause:3.1"
+    assert "net" not in rc.ns_paths

@@ -1,0 +1,204 @@
+"""`kubectl podpath` run by the real kubectl, against a stand-in API server (fake_apiserver.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_apiserver import drop_empty
+
+from podpath.cli.kubectl import (
+    SESSION_ENV,
+    Kubectl,
+    debug_argv,
+    node_debug_pod,
+    snapshot_command,
+    tui_command,
+)
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("kubectl") is None or shutil.which("unshare") is None,
+    reason="needs root (a network namespace of its own), kubectl and unshare",
+)
+
+SERVER = Path(__file__).with_name("fake_apiserver.py")
+PLUGIN = Path(sys.executable).with_name("kubectl-podpath")
+IMAGE = "registry.example/podpath:0.1.0"
+
+
+def _demo(name: str) -> bytes:
+    return resources.files("podpath").joinpath("data", name).read_bytes()
+
+
+def _serve(
+    tmp_path: Path, command: list[str], nodes: tuple[str, ...], logs: dict[str, bytes]
+) -> dict[str, Any]:
+    """Run `command` against a stand-in API server that knows `nodes`; what it saw."""
+    (tmp_path / "nodes.json").write_text(json.dumps(list(nodes)))
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    for node, text in logs.items():
+        (tmp_path / "logs" / node).write_bytes(text)
+    env = {**os.environ, "PATH": f"{PLUGIN.parent}:{os.environ['PATH']}"}
+    subprocess.run(
+        ["unshare", "--net", "--", sys.executable, str(SERVER), str(tmp_path), "--", *command],
+        check=True,
+        timeout=300,
+        env=env,
+    )
+    record: dict[str, Any] = json.loads((tmp_path / "record.json").read_text())
+    return record
+
+
+def _snapshot(
+    tmp_path: Path, targets: list[str], nodes: tuple[str, ...], logs: dict[str, bytes]
+) -> tuple[dict[str, Any], Path]:
+    """`kubectl podpath snapshot TARGETS -o DIR` against the stand-in; its record and DIR."""
+    out = tmp_path / "snaps"
+    argv = ["kubectl", "podpath", "snapshot", *targets, "-o", str(out), f"--image={IMAGE}"]
+    return _serve(tmp_path, argv, nodes, logs), out
+
+
+def _two_nodes() -> dict[str, bytes]:
+    return {"node1": _demo("demo-snapshot.json"), "node2": _demo("demo-snapshot-node2.json")}
+
+
+def _kubectl_minor() -> int:
+    out = subprocess.run(
+        ["kubectl", "version", "--client", "-o", "json"], capture_output=True, check=True
+    )
+    return int(json.loads(out.stdout)["clientVersion"]["minor"].rstrip("+"))
+
+
+def _as_made(pod: dict[str, Any]) -> dict[str, Any]:
+    """A created pod without its random name suffix, empty fields left out."""
+    made: dict[str, Any] = drop_empty(pod)
+    name = made["metadata"]["name"]
+    made["metadata"]["name"] = name[: name.rindex("-")] + "-xxxxx"
+    return made
+
+
+@pytest.mark.parametrize("mode", ["tui", "snapshot"])
+def test_our_pod_spec_is_the_one_kubectl_debug_creates(tmp_path: Path, mode: str) -> None:
+    """The pod kubectl itself POSTs for the plugin's argv equals node_debug_pod()."""
+    tty = mode == "tui"
+    command = tui_command() if tty else snapshot_command(600)
+    argv = debug_argv(Kubectl(), "node1", IMAGE, command, "s1", tty=tty, quiet=not tty)
+    record = _serve(tmp_path, argv, ("node1",), {"node1": b""})
+    expected = node_debug_pod(
+        "node1",
+        IMAGE,
+        command,
+        env={SESSION_ENV: "s1"},
+        stdin=True,
+        tty=tty,
+        labelled=_kubectl_minor() >= 34,
+    )
+    assert [_as_made(p) for p in record["created"]] == [expected]
+
+
+def test_snapshot_of_all_nodes_comes_back_through_kubectl(tmp_path: Path) -> None:
+    """--all-nodes: one pod per node, each snapshot saved as NODE.json, every pod deleted."""
+    logs = _two_nodes()
+    record, out = _snapshot(tmp_path, ["--all-nodes"], ("node1", "node2"), logs)
+    assert record["returncode"] == 0, record["stderr"]
+    assert sorted(p.name for p in out.iterdir()) == ["node1.json", "node2.json"]
+    for node, text in logs.items():
+        assert (out / f"{node}.json").read_bytes() == text
+        assert stat.S_IMODE((out / f"{node}.json").stat().st_mode) == 0o644
+    assert sorted(p["spec"]["nodeName"] for p in record["created"]) == ["node1", "node2"]
+    assert sorted(record["deleted"]) == sorted(p["metadata"]["name"] for p in record["created"])
+    assert "GET /api/v1/nodes" in record["requests"]
+
+
+def test_snapshots_stitch_into_a_cross_node_trace(tmp_path: Path) -> None:
+    """The saved files of two nodes trace a packet from a pod on one to a pod on the other."""
+    record, out = _snapshot(tmp_path, ["node1", "node2"], ("node1", "node2"), _two_nodes())
+    assert record["returncode"] == 0, record["stderr"]
+    files = [str(out / "node1.json"), str(out / "node2.json")]
+    pods = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "podpath", "ls", "pods", "--json", "--snapshot", files[1]],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )["pods"]
+    target = pods[0]["ips"][0]
+    trace = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "podpath", "trace", "--json", "--from", "node"]
+            + ["--to", f"{target}:80", "--snapshot", files[0], "--snapshot", files[1]],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    (branch,) = trace["branches"]
+    assert branch["verdict"] == "delivered"
+    assert {hop["node"] for hop in branch["hops"]} == {"node1", "node2"}
+
+
+def test_a_node_that_sends_no_snapshot_fails_alone(tmp_path: Path) -> None:
+    """Garbage from one node: that node is reported, the other saved, no partial file, exit 1."""
+    logs = {"node1": _demo("demo-snapshot.json"), "node2": b"Error: podpath: not found\n"}
+    record, out = _snapshot(tmp_path, ["node1", "node2"], ("node1", "node2"), logs)
+    assert record["returncode"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["node1.json"]
+    assert "node2: what came back is not a snapshot" in record["stderr"]
+    assert len(record["deleted"]) == 2
+
+
+def test_unknown_node_is_one_sentence(tmp_path: Path) -> None:
+    """A node the API server does not know: kubectl's own message, no file, exit 1."""
+    record, out = _snapshot(tmp_path, ["node9"], ("node1",), {})
+    assert record["returncode"] == 1
+    assert record["stderr"].splitlines()[0].startswith("kubectl podpath: node9: no snapshot")
+    assert 'nodes "node9" not found' in record["stderr"]
+    assert list(out.iterdir()) == []
+
+
+def test_tui_pod_is_created_with_a_terminal_and_deleted_after(tmp_path: Path) -> None:
+    """`kubectl podpath NODE`: kubectl creates the -it pod; the plugin deletes it when it ends."""
+    record = _serve(
+        tmp_path, ["kubectl", "podpath", "node1", f"--image={IMAGE}"], ("node1",), {"node1": b""}
+    )
+    (pod,) = record["created"]
+    container = pod["spec"]["containers"][0]
+    assert (container["stdin"], container["tty"]) == (True, True)
+    assert container["command"] == ["podpath", "tui", "--host-root", "/host"]
+    assert record["deleted"] == [pod["metadata"]["name"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["node1"], "no image: pass --image=REF or set PODPATH_IMAGE"),
+        (["--image=x", "Node_1"], "'Node_1' is not a node name"),
+        (["--image=x", "--", "-rf"], "'-rf' is not a node name"),
+        (["--image=-x", "node1"], "'-x' is not an image reference"),
+        (["snapshot", "--image=x", "-o", "d"], "name the nodes, or pass --all-nodes"),
+    ],
+)
+def test_bad_usage_is_one_sentence(args: list[str], message: str) -> None:
+    """Bad usage: exit 2 and one sentence, before kubectl runs at all."""
+    env = {k: v for k, v in os.environ.items() if k != "PODPATH_IMAGE"}
+    env["KUBECTL"] = "/nonexistent/kubectl"
+    done = subprocess.run([str(PLUGIN), *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_kubectl_finds_the_plugin_on_path() -> None:
+    """kubectl runs kubectl-podpath as `kubectl podpath` (the krew convention)."""
+    env = {**os.environ, "PATH": f"{PLUGIN.parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["kubectl", "podpath", "--version"], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip().startswith("kubectl-podpath ")
