@@ -145,6 +145,10 @@ def _pod_row(index: SnapshotIndex, pod: Pod) -> Row:
         "host_network": pod.host_network,
         "runtime": pod.runtime,
         "source": pod.source,
+        "also_from": list(pod.also_from),
+        "host_interface": pod.host_interface,
+        "gateways": list(pod.gateways),
+        "mtu": pod.mtu,
         "sandbox_image": pod.sandbox_image,
         "state": pod.state,
         "attempt": pod.attempt,
@@ -200,6 +204,7 @@ def pods(index: SnapshotIndex) -> Listing:
             True,
         ),
         Column("SANDBOX", lambda r: (r["sandbox_id"] or "")[:13]),
+        Column("SOURCE", lambda r: "+".join([r["source"], *r["also_from"]])),
     )
     return Listing(rows, cols)
 

@@ -139,13 +139,19 @@ class Pod:
     containers: tuple[Container, ...] = ()
     runtime: str = "unknown"  # containerd | cri-o | docker | unknown
     # How the pod was found: cri (the runtime's CRI socket) | runtime-state (its files)
-    # | cgroup | log-dir | pause-process
+    # | cgroup | log-dir | pause-process | kindnet-db (cni-kindnet's pod database)
     source: str = "runtime-state"
     log_dir: str | None = None
     sandbox_image: str | None = None  # the pause image, e.g. registry.k8s.io/pause:3.9
     state: str | None = None  # ready | notready (CRI PodSandboxState); None: not known
     attempt: int | None = None  # sandbox attempt (a re-created sandbox counts up)
     created_at: int | None = None  # unix time in nanoseconds
+    # Other sources that added to what `source` found (e.g. kindnet-db), in order.
+    also_from: tuple[str, ...] = ()
+    # What the CNI plugin recorded for the pod (kindnet's database); None/() where unknown.
+    host_interface: str | None = None  # the host side of the pod's veth
+    gateways: tuple[str, ...] = ()
+    mtu: int | None = None
 
 
 @dataclass(frozen=True)
