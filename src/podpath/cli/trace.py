@@ -140,12 +140,13 @@ def cached_indexes(
 
 def store_indexes(directory: str, misses: list[tuple[str, SnapshotIndex]]) -> None:
     """Keep what the trace parsed, for the next trace of the same files."""
-    from podpath.trace.index_cache import CacheError, store
+    from podpath.output_file import OutputError, write_bytes
+    from podpath.trace.index_cache import cache_path, encode
 
     for key, index in misses:
         try:
-            store(directory, key, index)
-        except CacheError as exc:
+            write_bytes(cache_path(directory, key), encode(key, index))
+        except OutputError as exc:
             raise CliError(f"the trace is done, but its cache was not written: {exc}") from None
 
 

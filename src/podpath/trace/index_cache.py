@@ -12,7 +12,7 @@ it holds. It is only read when it is a regular file owned by this user and writa
 by no one else (pickle builds objects, so a file someone else could write is not
 trusted), and only classes of those modules may be built from it. Anything else --
 a missing, foreign, corrupt or stale file -- is a miss: the snapshot is parsed as
-without a cache, and the cache rewritten whole (podpath.output_file).
+without a cache, and the CLI rewrites the cache whole (podpath.output_file).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from typing import Any
 
 from podpath import __version__
 from podpath.analysis.index import SnapshotIndex
-from podpath.output_file import OutputError, write_chunks
 from podpath.trace.nft import NftIndex, adopt_nft_index, nft_index
 
 # The modules whose objects a cached index holds; their source is part of the key, and
@@ -159,14 +158,10 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in an index cache")
 
 
-def store(directory: str, key: str, index: SnapshotIndex) -> str:
-    """Write the index (with what traces parsed so far) under its key; the path written."""
+def encode(key: str, index: SnapshotIndex) -> bytes:
+    """The cache file of an index (with what traces parsed so far), for `cache_path`."""
     nft = nft_index(index) if index.snapshot.nft is not None else None
     buffer = io.BytesIO()
     buffer.write(_FORMAT)
     pickle.dump((key, index, nft), buffer, protocol=5)
-    path = cache_path(directory, key)
-    try:
-        return write_chunks(path, [buffer.getbuffer().tobytes()])
-    except OutputError as exc:
-        raise CacheError(str(exc)) from None
+    return buffer.getvalue()
