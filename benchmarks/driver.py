@@ -267,6 +267,23 @@ def phase_trace(args: Result) -> Result:
     return {"cold": cold, "warm": warm, "load": [load_s], "branches": branches}
 
 
+def phase_trace_cli(args: Result) -> Result:
+    """`podpath trace --snapshot --json` end to end: full parse, and with --cache (warmed once)."""
+    import tempfile
+
+    base = ["podpath", "trace", "--snapshot", args["snapshot"], "--from", args["source"]]
+    base += ["--to", args["destination"], "--json"]
+    with tempfile.TemporaryDirectory(prefix="podpath-bench-cache-") as cache:
+        cached = [*base, "--cache", cache]
+        _wall, _kib, rc = run_timed(cached)  # the miss: parses and writes the cache
+        parsed: list[float] = []
+        hits: list[float] = []
+        for _ in range(int(args["repeats"])):
+            parsed.append(run_timed(base)[0])
+            hits.append(run_timed(cached)[0])
+    return {"parsed": parsed, "cached": hits, "rc": rc}
+
+
 async def _after_refresh(app: Any) -> None:
     """Wait until the current screen has painted once after now."""
     done = asyncio.Event()
@@ -424,6 +441,7 @@ PHASES: dict[str, Callable[[Result], Result]] = {
     "collectors": phase_collectors,
     "refresh": phase_refresh,
     "trace": phase_trace,
+    "trace_cli": phase_trace_cli,
     "tui": phase_tui,
     "snapfile": phase_snapfile,
     "profile": phase_profile,

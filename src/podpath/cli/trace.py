@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.cli import EXIT_OK, CliError
 from podpath.snapshot.model import Snapshot
 from podpath.trace.probe import PROTOCOLS, Probe, ProbeError
@@ -47,6 +48,13 @@ def register(sub: Any) -> None:
     add_sources(p, "trace")
     p.add_argument(
         "--reply", action="store_true", help="also trace the reply, with conntrack's reverse NAT"
+    )
+    p.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="with --snapshot: keep each snapshot's parsed rules in DIR and reuse them "
+        "(keyed by the file's content; nothing is written elsewhere)",
     )
     p.add_argument("--explain", action="store_true", help="show each route decision's binary AND")
     p.add_argument("--json", action="store_true", help="print the trace as JSON")
@@ -100,6 +108,48 @@ def load_snapshots(args: argparse.Namespace) -> list[Snapshot]:
     return [take_snapshot(host_root=args.host_root or "/")]
 
 
+def cached_indexes(
+    paths: list[str], directory: str, misses: list[tuple[str, SnapshotIndex]]
+) -> list[SnapshotIndex]:
+    """Each snapshot's index from the cache in `directory`, or parsed (appended to `misses`)."""
+    from podpath.snapshot.codec import SnapshotError, loads, read_path
+    from podpath.trace.index_cache import CacheError, check_directory, lookup
+
+    try:
+        check_directory(directory)
+    except CacheError as exc:
+        raise CliError(str(exc)) from None
+    out = []
+    for path in paths:
+        name = "stdin" if path == "-" else path
+        try:
+            data = read_path(path)  # its errors name the file already
+            found = lookup(directory, data)
+        except (SnapshotError, CacheError) as exc:
+            raise CliError(str(exc)) from None
+        index = found.index
+        if index is None:
+            try:
+                index = SnapshotIndex(loads(data))
+            except SnapshotError as exc:
+                raise CliError(f"{name}: {exc}") from None
+            misses.append((found.key, index))
+        out.append(index)
+    return out
+
+
+def store_indexes(directory: str, misses: list[tuple[str, SnapshotIndex]]) -> None:
+    """Keep what the trace parsed, for the next trace of the same files."""
+    from podpath.output_file import OutputError, write_bytes
+    from podpath.trace.index_cache import cache_path, encode
+
+    for key, index in misses:
+        try:
+            write_bytes(cache_path(directory, key), encode(key, index))
+        except OutputError as exc:
+            raise CliError(f"the trace is done, but its cache was not written: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Handle `podpath trace`."""
     from podpath.trace.engine import trace
@@ -107,12 +157,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sport is not None and not 0 < args.sport < 65536:
         raise CliError(f"--sport {args.sport} is not a port number (1-65535)")
-    snapshots = load_snapshots(args)
+    if args.cache is not None and not args.snapshot:
+        raise CliError("--cache DIR needs --snapshot FILE (a live node is read afresh)")
     probe = Probe(args.source, args.destination, args.proto, args.sport, args.family)
+    misses: list[tuple[str, SnapshotIndex]] = []
+    if args.cache is not None:
+        indexes = cached_indexes(args.snapshot, args.cache, misses)
+        snapshots = [index.snapshot for index in indexes]
+    else:
+        snapshots = load_snapshots(args)
+        indexes = [SnapshotIndex(s) for s in snapshots]
     try:
-        result = trace(snapshots, probe, explain=args.explain, reply=args.reply)
+        result = trace(indexes, probe, explain=args.explain, reply=args.reply)
     except ProbeError as exc:
         raise CliError(str(exc)) from None
+    if misses:
+        store_indexes(args.cache, misses)
     if args.svg is not None:
         from podpath.cli.draw import trace_picture
 
