@@ -192,10 +192,11 @@ class PodpathApp(App[None]):
             return
         what = WORKER_CONTEXT.get(worker.name, worker.name or "a background task")
         if isinstance(error, EXPECTED_ERRORS):
-            text = f"{what} failed: {type(error).__name__}: {error}"
+            text = clean(f"{what} failed: {type(error).__name__}: {error}")
         else:
+            # Already made visible: cleaning it again would double its backslashes.
             text = crash.sentence(error, what, crash.write_report(error, what))
-        self.notify(clean(text), severity="error", markup=False, timeout=10)
+        self.notify(text, severity="error", markup=False, timeout=10)
 
     def on_podpath_app_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show the new snapshot on every screen (rows update in place by key)."""
