@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +249,7 @@ async def test_every_hostile_string_is_found_by_typing_what_is_shown(hostile_fil
     app = build_app(static_source(snap, "snapshot", "hostile.json"))
     # (jump name, the text each corpus value is shown in): pods by name, uts namespaces
     # by their command, interfaces by their name.
-    screens = {
+    screens: dict[str, Callable[[int, str], str]] = {
         "pods": lambda i, v: f"hostile/pw{i}-{v}",
         "ns": lambda i, v: v,
         "links": lambda i, v: v[:64],
