@@ -129,16 +129,17 @@ HelpScreen, JumpScreen, PromptScreen {
 }
 
 #help {
-    width: 100;
+    width: 90%;
+    max-width: 140;
     height: auto;
-    max-height: 80%;
+    max-height: 90%;
     border: thick $primary;
     background: $surface;
 }
 
 #help RowTable {
     height: auto;
-    max-height: 30;
+    max-height: 40;
 }
 
 #help-title {
