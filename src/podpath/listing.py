@@ -288,7 +288,8 @@ def _per_netns(index: SnapshotIndex, attr: str) -> list[Row]:
 
 def _family(row: Row) -> str:
     """ipv4 or ipv6, as the iptables listing names families."""
-    return {4: "ipv4", 6: "ipv6"}.get(row.get("family"), str(row.get("family")))
+    family = row.get("family")
+    return "ipv4" if family == 4 else "ipv6" if family == 6 else str(family)
 
 
 def routes(index: SnapshotIndex) -> Listing:
