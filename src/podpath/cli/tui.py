@@ -308,14 +308,17 @@ def tui_in_node_argv(label: str) -> list[str]:
     """argv that runs this podpath's TUI inside a lab node, with this terminal's type.
 
     The lab gives node commands a minimal environment; without TERM, Textual cannot
-    read the keyboard, so the terminal's own settings are passed on explicitly.
+    read the keyboard, so the terminal's own settings are passed on explicitly. An
+    inherited COLUMNS/LINES is dropped: Textual prefers it to the pty's size, and an
+    exported COLUMNS=80 LINES=24 pinned the TUI at 80x24 in a 200x50 tmux pane.
     """
     env = [
         f"{k}={os.environ[k]}" for k in ("TERM", "COLORTERM", "LANG", "LC_ALL") if k in os.environ
     ]
     if not any(e.startswith("TERM=") for e in env):
         env.append("TERM=xterm-256color")
-    return ["env", *env, sys.executable, "-m", "podpath", "tui", "--lab-node", label]
+    unset = ["-u", "COLUMNS", "-u", "LINES"]
+    return ["env", *unset, *env, sys.executable, "-m", "podpath", "tui", "--lab-node", label]
 
 
 def parse_size(text: str) -> tuple[int, int]:
