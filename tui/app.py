@@ -23,6 +23,7 @@ from podpath.snapshot import codec
 from podpath.snapshot.model import Pod, Snapshot
 from podpath.tui import crash, registry
 from podpath.tui.actions import ActionResult, Actions, NoActions, pod_target
+from podpath.tui.key_order import KeyOrder
 from podpath.tui.screens.base import BaseScreen
 from podpath.tui.screens.help import HelpScreen
 from podpath.tui.screens.jump import JumpScreen
@@ -43,7 +44,7 @@ WORKER_CONTEXT = {
 EXPECTED_ERRORS = (OSError, CollectError)
 
 
-class PodpathApp(App[None]):
+class PodpathApp(KeyOrder, App[None]):
     """Explore one node's networking from a snapshot source."""
 
     CSS = APP_CSS

@@ -53,7 +53,7 @@ class ServiceScreen(BaseScreen):
     def on_mount(self) -> None:
         """Show the Service."""
         self.reload()
-        self.query_one("#endpoints", RowTable).focus()
+        self.set_focus(self.query_one("#endpoints", RowTable))
 
     def reload(self) -> None:
         """Fill both tables."""

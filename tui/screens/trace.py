@@ -30,6 +30,7 @@ from podpath.tui.rows.trace import (
 from podpath.tui.screens.base import BaseScreen
 from podpath.tui.state import Loaded
 from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
 
 # What the engine raises for a probe it cannot follow: ProbeError, a ValueError (an
@@ -63,6 +64,15 @@ class TraceScreen(BaseScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("ctrl+r", "run", "Run"),
+        # From the inputs (where letters and digits are typed) down to the branch list.
+        # priority: an Input takes ↓ itself (to scroll); check_action lets a table's
+        # ↓ move its cursor as usual.
+        Binding("down", "to_branches", "Branches", key_display="↓", priority=True),
+        # priority: enter moves the focus (From -> To -> branches -> hops) before the
+        # next key is let in (podpath.tui.key_order).
+        Binding("enter", "enter", "Next", show=False, priority=True),
+        Binding("1", "branch(1)", "Branch N", key_display="1-9"),
+        *(Binding(f"{n}", f"branch({n})", f"Branch {n}", show=False) for n in range(2, 10)),
         Binding("p", "reply", "Reply path"),
         Binding("a", "explain", "Binary AND"),
         Binding("f", "focus_from", "From"),
@@ -80,8 +90,10 @@ class TraceScreen(BaseScreen):
         """Inputs, branches, hops, detail of the selected hop."""
         yield Header()
         with Horizontal(id="trace-inputs"):
-            yield Input(self.source_spec, placeholder="from: pod ns/name, pod IP, node", id="from")
-            yield Input(
+            yield KeyInput(
+                self.source_spec, placeholder="from: pod ns/name, pod IP, node", id="from"
+            )
+            yield KeyInput(
                 self.destination_spec, placeholder="to: ip[:port], ns/pod, ns/svc[:port]", id="to"
             )
             yield Select(
@@ -114,21 +126,54 @@ class TraceScreen(BaseScreen):
         if self.source_spec and self.destination_spec:
             self.action_run()
         elif self.source_spec:
-            self.query_one("#to", Input).focus()
+            self.set_focus(self.query_one("#to", Input))
         else:
-            self.query_one("#from", Input).focus()
+            self.set_focus(self.query_one("#from", Input))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter in From moves to To; enter in To runs the trace."""
+        """Enter in From moves to To; enter in To runs the trace (the binding does it first)."""
         event.stop()
-        if event.input.id == "from":
-            self.query_one("#to", Input).focus()
-        else:
+        self._enter_in(event.input.id)
+
+    def action_enter(self) -> None:
+        """Enter: From -> To, To runs the trace, a branch shows its hops."""
+        focused = self.focused
+        self._enter_in(focused.id if focused is not None else None)
+
+    def _enter_in(self, where: str | None) -> None:
+        if where == "from":
+            self.set_focus(self.query_one("#to", Input))
+        elif where == "to":
             self.action_run()
+        elif where == "branches":
+            self.set_focus(self.query_one("#hops", RowTable))
 
     def action_focus_from(self) -> None:
         """Edit the source."""
-        self.query_one("#from", Input).focus()
+        self.set_focus(self.query_one("#from", Input))
+
+    def action_to_branches(self) -> None:
+        """Leave the inputs for the branch list (↓ from From, To or the protocol)."""
+        self.set_focus(self.query_one("#branches", RowTable))
+
+    def action_branch(self, number: int) -> None:
+        """Pick branch `number` (1-9): its hops are shown and the cursor moves to them."""
+        branches = self.query_one("#branches", RowTable)
+        if self.trace is None or not 1 <= number <= len(self.trace.branches):
+            self.notify(f"there is no branch {number}", severity="warning", timeout=2)
+            return
+        branches.move_cursor(row=number - 1)
+        self.show_branch()
+        self.set_focus(self.query_one("#hops", RowTable))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """↓ to the branches only from an input: in a table it moves the cursor."""
+        if action == "to_branches" and not isinstance(self.focused, (Input, Select)):
+            return False
+        focused_id = self.focused.id if self.focused is not None else None
+        if action == "enter" and focused_id not in ("from", "to", "branches"):
+            return False
+        return super().check_action(action, parameters)
 
     def action_run(self) -> None:
         """Trace the probe in a thread worker; the branches show when it is done."""
@@ -143,7 +188,7 @@ class TraceScreen(BaseScreen):
         probe = Probe(source=src, destination=dst, proto=proto)
         status.update(literal_content(f"tracing {src} → {dst} ({proto})…"))
         # Keys typed while it runs are this screen's (p, a), not more text for the inputs.
-        self.query_one("#branches", RowTable).focus()
+        self.set_focus(self.query_one("#branches", RowTable))
         self.run_worker(
             partial(run_trace, loaded, probe),
             name="trace",
@@ -179,8 +224,11 @@ class TraceScreen(BaseScreen):
             self.query_one("#hops", RowTable).show(page([]))
             return
         n = len(outcome.trace.branches)
+        pick = " · ↑↓ or 1-9 picks one, enter shows its hops" if n > 1 else ""
         status.update(
-            literal_content(f"{probe.source} → {probe.destination} ({probe.proto}): {n} branch(es)")
+            literal_content(
+                f"{probe.source} → {probe.destination} ({probe.proto}): {n} branch(es){pick}"
+            )
         )
         branches.show(page(branch_rows(outcome.trace)))
         branches.move_cursor(row=0, animate=False)
@@ -236,7 +284,7 @@ class TraceScreen(BaseScreen):
         """Enter on a branch moves into its hops."""
         event.stop()
         if event.table.id == "branches":
-            self.query_one("#hops", RowTable).focus()
+            self.set_focus(self.query_one("#hops", RowTable))
 
     def action_reply(self) -> None:
         """Toggle between the forward and the reply path."""
