@@ -129,7 +129,7 @@ HelpScreen, JumpScreen, PromptScreen {
 }
 
 #help {
-    width: 90%;
+    width: 96%;
     max-width: 140;
     height: auto;
     max-height: 90%;

@@ -141,6 +141,8 @@ def test_help_names_keys_as_they_are_typed() -> None:
     assert rows["Previous tab"] == "← h ["
     assert rows["Next tab"] == "→ l ]"
     assert rows["Back"] == "esc"
+    keys = [r.cells[0].text for r in key_rows(PodsScreen())]
+    assert len(keys) == len(set(keys)) and "⏎" not in keys  # each key once, as typed
     names = " ".join(rows.values())
     assert not re.search(r"square_bracket|escape|question_mark|slash|colon|,", names)
 

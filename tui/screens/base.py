@@ -84,7 +84,9 @@ class TableScreen(BaseScreen):
         # priority: they move the focus, and must have done it when the next key is let
         # in (podpath.tui.key_order); check_action limits each to where it applies.
         Binding("slash", "filter", "Filter", priority=True),
-        Binding("enter", "enter", "Open / back to the list", show=False, priority=True),
+        Binding(
+            "enter", "enter", "Open (in the filter: back to the list)", show=False, priority=True
+        ),
         Binding("escape", "back", "Back"),
         Binding("y", "copy", "Copy"),
     ]

@@ -36,6 +36,7 @@ KEY_NAMES = {
     "up": "↑",
     "down": "↓",
     "escape": "esc",
+    "enter": "enter",
     "pageup": "PgUp",
     "pagedown": "PgDn",
 }
