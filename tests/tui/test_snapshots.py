@@ -31,6 +31,9 @@ MAIN = (
     "trace",
     "trace-and",
     "trace-reply",
+    "trace-map-view",
+    "map-view",
+    "namespaces",
     "problems",
     "help",
 )

@@ -14,6 +14,8 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Header, Input, Select, Static
 from textual.worker import Worker
 
+from podpath.draw.build import MapFilter, build_map
+from podpath.draw.path import path_netns, trace_path, trace_title
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch, Trace
 from podpath.trace.probe import Probe
@@ -28,6 +30,7 @@ from podpath.tui.rows.trace import (
     path_hops,
 )
 from podpath.tui.screens.base import BaseScreen
+from podpath.tui.screens.map import MapScreen
 from podpath.tui.state import Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.keys import KeyInput
@@ -36,6 +39,9 @@ from podpath.tui.widgets.table import RowTable
 # What the engine raises for a probe it cannot follow: ProbeError, a ValueError (an
 # unknown pod, a bad port or address). Anything else is a bug, reported as one.
 TRACE_ERRORS = (ValueError,)
+# Pods on a node above which the map of a trace shows only the pods it passes (as
+# `podpath trace --svg` does): 250 pods would bury the path's dozen lines.
+FOCUS_PODS_ABOVE = 24
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class TraceScreen(BaseScreen):
         *(Binding(f"{n}", f"branch({n})", f"Branch {n}", show=False) for n in range(2, 10)),
         Binding("p", "reply", "Reply path"),
         Binding("a", "explain", "Binary AND"),
+        Binding("m", "map", "On the map"),
         Binding("f", "focus_from", "From"),
     ]
 
@@ -290,6 +297,23 @@ class TraceScreen(BaseScreen):
         """Toggle between the forward and the reply path."""
         self.show_reply = not self.show_reply
         self.show_branch()
+
+    def action_map(self) -> None:
+        """The selected branch and its reply on the node map, each step numbered in order."""
+        branch, loaded, result = self.selected_branch(), self.loaded, self.trace
+        if branch is None or loaded is None or result is None:
+            self.notify("trace something first (ctrl+r)", severity="warning", timeout=2)
+            return
+        snapshots = [loaded.snapshot, *loaded.peers]
+        node_map = build_map(snapshots)
+        wanted = None
+        if any(len(s.pods) > FOCUS_PODS_ABOVE for s in snapshots):
+            # A big node: the pods the packet passes, with every bridge and device around them.
+            wanted = MapFilter(netns=path_netns(node_map, branch))
+            node_map = build_map(snapshots, wanted)
+        number = result.branches.index(branch) + 1
+        path = trace_path(node_map, branch, number)
+        self.app.push_screen(MapScreen(path=path, title=trace_title(result.probe), wanted=wanted))
 
     def action_explain(self) -> None:
         """Toggle the binary AND view of route lookups."""
