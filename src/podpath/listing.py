@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.sockets import containers_by_pid, endpoint, is_listening, peer_endpoint
-from podpath.netfilter.kube_proxy import Service
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
 from podpath.snapshot.model import Container, Link, NetNamespace, Pod, Socket, SocketOwner
