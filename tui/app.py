@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import ClassVar
 
 from rich.console import RenderableType
@@ -81,6 +82,16 @@ class PodpathApp(KeyOrder, App[None]):
             super().__init__()
             self.loaded = loaded
 
+    class Progress(Message):
+        """A step of collecting (kind "collect") or preparing the views ("prepare") started."""
+
+        def __init__(self, kind: str, what: str, done: int, total: int) -> None:
+            super().__init__()
+            self.kind = kind
+            self.what = what
+            self.done = done
+            self.total = total
+
     class RefreshDropped(Message):
         """A refresh was asked for while one was running: dropped, like k9s does."""
 
@@ -122,8 +133,27 @@ class PodpathApp(KeyOrder, App[None]):
     @work(thread=True, exclusive=True, group="prepare", exit_on_error=False, name="prepare")
     def _prepare(self, loaded: Loaded) -> None:
         """Parse the big views once per snapshot off the event loop, then tell the screens."""
-        loaded.prepare()
+        loaded.prepare(partial(self._post_progress, "prepare"))
         self.post_message(self.ViewsReady(loaded))
+
+    def _post_progress(self, kind: str, what: str, done: int, total: int) -> None:
+        """From a worker thread: a step started (post_message is thread-safe)."""
+        self.post_message(self.Progress(kind, what, done, total))
+
+    def on_podpath_app_progress(self, message: Progress) -> None:
+        """Say which part is being read or parsed, and how far: in the header, and on
+        the screens waiting for the views."""
+        loaded = self.loaded
+        if message.kind == "collect" and self._collecting:
+            shown = loaded.snapshot if loaded else None
+            self.sub_title = (
+                clean(self.source.title(shown))
+                + f" · ⟳ reading {message.what} ({message.done + 1}/{message.total})…"
+            )
+        elif message.kind == "prepare" and loaded is not None and not loaded.ready.is_set():
+            for screen in self.screen_stack:
+                if isinstance(screen, BaseScreen):
+                    screen.reload()
 
     def on_podpath_app_views_ready(self, message: ViewsReady) -> None:
         """Fill in what waited for the views (home's counts, Services, Conntrack)."""
@@ -155,7 +185,7 @@ class PodpathApp(KeyOrder, App[None]):
         """Collect a snapshot off the event loop (post_message is thread-safe)."""
         assert self.source.collect is not None
         previous = self.loaded.snapshot if self.loaded else None
-        return self.source.collect(self._cancel, previous)
+        return self.source.collect(self._cancel, previous, partial(self._post_progress, "collect"))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The app's own workers: failures to report_failure, a collected snapshot to the screens."""

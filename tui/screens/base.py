@@ -23,6 +23,8 @@ def pending_text(loaded: Loaded | None) -> str:
     """What a view that waits for the parse worker says meanwhile (or after it failed)."""
     if loaded is not None and loaded.failed:
         return "not shown: parsing the rules and conntrack failed"
+    if loaded is not None and loaded.step:
+        return f"preparing the views: {loaded.step}…"
     return "parsing rules and conntrack…"
 
 

@@ -26,6 +26,8 @@ from podpath.cli import EXIT_FAILURE, EXIT_OK, CliError
 from podpath.safe_text import visible
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from podpath.collectors.actions import Pin
     from podpath.snapshot.model import Snapshot
     from podpath.tui.actions import ActionResult, PodTarget
@@ -157,13 +159,17 @@ def live_source(host_root: str, lab_node: str | None = None) -> SnapshotSource:
     """A source that collects the node in the app's worker thread (r re-collects)."""
     from podpath.tui.source import live_source as make
 
-    def collect(cancel: threading.Event, previous: Snapshot | None) -> Snapshot:
+    def collect(
+        cancel: threading.Event,
+        previous: Snapshot | None,
+        progress: Callable[[str, int, int], object],
+    ) -> Snapshot:
         from podpath.collectors.hostroot import CollectorError
         from podpath.collectors.snapshot import take_snapshot
         from podpath.tui.source import CollectError
 
         try:
-            return take_snapshot(host_root, cancel=cancel, previous=previous)
+            return take_snapshot(host_root, cancel=cancel, previous=previous, progress=progress)
         except CollectorError as exc:
             # The collector's own refusal, worded for the user: not a bug to report.
             raise CollectError(str(exc)) from exc
