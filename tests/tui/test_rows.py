@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.analysis.problems import problems
@@ -15,6 +17,7 @@ from podpath.tui.rows.node import menu_rows
 from podpath.tui.rows.pod import (
     container_rows,
     interface_rows,
+    namespace_columns,
     namespace_rows,
     nat_rows,
     neighbour_rows,
@@ -76,6 +79,69 @@ def test_containers_list_pause_first(index: SnapshotIndex) -> None:
     pod = index.pods_by_name[WEB]
     rows = container_rows(index, pod)
     assert texts(rows[0])[0] == "pause" and texts(rows[0])[1] == "sandbox"
+
+
+def _cri_pod(index: SnapshotIndex, name: str = WEB) -> SnapshotIndex:
+    """The fixture with a pod as containerd reports it: a restarted web, an exited sidecar."""
+    snap = index.snapshot
+    now_ns = int(snap.taken_at * 1e9)
+    pod = index.pods_by_name[name]
+    pause, web = sorted(pod.containers, key=lambda c: c.kind != "sandbox")
+    pause = replace(pause, image=None, node_namespaces=("user", "cgroup", "time"))
+    web = replace(
+        web,
+        state="running",
+        attempt=2,
+        restart_count=2,
+        started_at=now_ns - 180 * 10**9,
+        node_namespaces=("user", "cgroup", "time"),
+    )
+    sidecar = replace(
+        web,
+        name="sidecar",
+        id="51dec4" * 10,
+        state="exited",
+        attempt=0,
+        restart_count=0,
+        exit_code=137,
+        reason="OOMKilled",
+        started_at=now_ns - 2 * 3600 * 10**9,
+        finished_at=now_ns - 90 * 60 * 10**9,
+        pids=(),
+    )
+    cri = replace(
+        pod,
+        containers=(pause, web, sidecar),
+        sandbox_image="registry.k8s.io/pause:3.10",
+        state="ready",
+        attempt=0,
+        created_at=now_ns - 3 * 86400 * 10**9,
+    )
+    return SnapshotIndex(replace(snap, pods=tuple(cri if p is pod else p for p in snap.pods)))
+
+
+def test_containers_read_like_crictl_ps_a(index: SnapshotIndex) -> None:
+    """State, attempt, restarts, exit code and reason, ages; the sandbox's state and pause image."""
+    cri = _cri_pod(index)
+    rows = {texts(r)[0]: texts(r) for r in container_rows(cri, cri.pods_by_name[WEB])}
+    # CONTAINER KIND STATE ATTEMPT RESTARTS EXIT STARTED FINISHED PID IMAGE COMMAND
+    pause, web, sidecar = rows["pause"], rows["web"], rows["sidecar"]
+    assert pause[2:5] == ["ready", "0", "-"] and pause[6] == "3d ago"
+    assert pause[9] == "registry.k8s.io/pause:3.10"
+    assert web[2:8] == ["running", "2", "2", "-", "3m ago", "-"]
+    assert sidecar[2:8] == ["exited", "0", "0", "137 OOMKilled", "2h ago", "1h ago"]
+    cells = {c.text: c.role for r in container_rows(cri, cri.pods_by_name[WEB]) for c in r.cells}
+    assert cells["137 OOMKilled"] == "error" and cells["running"] == "success"
+
+
+def test_namespace_matrix_marks_node_wide_namespaces(index: SnapshotIndex) -> None:
+    """user/cgroup/time every process has are `node`, not `shared` with the pod."""
+    cri = _cri_pod(index)
+    pod = cri.pods_by_name[WEB]
+    matrix = {r.key: texts(r) for r in namespace_rows(cri, pod)}
+    web = namespace_columns(pod).index("web")
+    assert all(matrix[f"ns:{t}"][web].startswith("node ") for t in ("user", "cgroup", "time"))
+    assert matrix["ns:net"][web].startswith("shared") and matrix["ns:mnt"][web].startswith("own")
 
 
 def test_namespace_matrix_shows_shared_net_and_own_mnt(index: SnapshotIndex) -> None:
