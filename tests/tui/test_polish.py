@@ -1,4 +1,4 @@
-"""Issue 16's polish, each found by using the TUI: keys in bursts, focus after a filter, the
+"""The polish found by using the TUI: keys in bursts, focus after a filter, the
 trace's branch keys, help's key names, and the namespaces view on a 160-column screen.
 
 Bursts are posted the way a terminal delivers fast typing: all keys queued before the
