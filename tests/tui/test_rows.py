@@ -9,6 +9,7 @@ from podpath.analysis.parsed import ParsedSnapshot
 from podpath.analysis.problems import problems
 from podpath.conntrack import ConntrackEntry, ConntrackTuple
 from podpath.netfilter.kube_proxy import Endpoint, Service
+from podpath.snapshot.model import RecentEntry, RecentList
 from podpath.tui.rows.conntrack import conntrack_rows
 from podpath.tui.rows.links import link_rows
 from podpath.tui.rows.model import MORE_KEY, Row, cell, more_row, page, row
@@ -25,7 +26,12 @@ from podpath.tui.rows.pod import (
     route_rows,
 )
 from podpath.tui.rows.problems import problem_rows
-from podpath.tui.rows.services import endpoint_rows, service_id, service_rows
+from podpath.tui.rows.services import (
+    endpoint_rows,
+    service_fact_rows,
+    service_id,
+    service_rows,
+)
 
 WEB = "default/web-7d4b9c6f5d-x7k2p"
 
@@ -233,12 +239,12 @@ def test_service_rows_resolve_local_remote_and_node_endpoints(
     """Endpoints resolve to a local pod, a remote node, or this node (apiserver)."""
     svcs = {service_id(s): s for s in parsed.services()}
     web = next(s for k, s in svcs.items() if k.startswith("default/web:"))
-    places = [texts(r)[2] for r in endpoint_rows(index, web)]
+    places = [texts(r)[3] for r in endpoint_rows(index, web)]
     assert (
         places.count("remote node") == 1 and sum(p.startswith("default/web-") for p in places) == 2
     )
     api = next(s for k, s in svcs.items() if k.startswith("default/kubernetes:"))
-    assert texts(endpoint_rows(index, api)[0])[2] == "this node (host network)"
+    assert texts(endpoint_rows(index, api)[0])[3] == "this node (host network)"
 
 
 def test_service_without_endpoints_is_a_warning(
@@ -248,7 +254,62 @@ def test_service_without_endpoints_is_a_warning(
     prom = next(
         r for r in service_rows(index, parsed.services()) if r.key.startswith("monitoring/")
     )
-    assert prom.cells[2].text == "0" and prom.cells[3].role == "warning"
+    assert prom.cells[6].text == "0" and prom.cells[7].role == "warning"
+    assert prom.cells[7].text == "no endpoints: REJECT"  # kube-proxy's verdict for it
+
+
+def test_service_list_reads_like_kubectl_get_svc_plus_kube_proxy(
+    index: SnapshotIndex, parsed: ParsedSnapshot
+) -> None:
+    """TYPE from the rules (web has a NodePort), MODE, and no affinity or policy by default."""
+    rows = {r.key: texts(r) for r in service_rows(index, parsed.services())}
+    web = next(v for k, v in rows.items() if k.startswith("default/web:"))
+    dns = next(v for k, v in rows.items() if k.startswith("kube-system/kube-dns:dns/"))
+    assert web[1:6] == ["NodePort", "10.96.0.20:80/tcp", "iptables", "-", "-"]
+    assert dns[1] == "ClusterIP"
+
+
+def test_service_facts_name_affinity_pins_policies_and_no_endpoint_verdict(
+    index: SnapshotIndex, parsed: ParsedSnapshot
+) -> None:
+    """ClientIP affinity with the client pinned now (xt_recent), Local policy, REJECT."""
+    web = next(s for s in parsed.services() if s.name == "web")
+    sticky = replace(web, affinity_timeout=10800, external_policy="Local")
+    first = web.endpoints[0]
+    pinned = RecentList(first.sep_chain, (RecentEntry("10.244.0.8", 1, 12.0),))
+    with_pin = SnapshotIndex(replace(index.snapshot, xt_recent=(pinned,)))
+    facts = {texts(r)[0]: texts(r)[1] for r in service_fact_rows(with_pin, sticky)}
+    assert facts["type"] == "NodePort" and facts["mode"] == "iptables"
+    assert facts["reached at"] == "ClusterIP 10.96.0.20:80/tcp, NodePort 30080"
+    assert facts["affinity"] == "ClientIP, 10800s; 1 pinned"
+    assert facts["pinned"] == (
+        f"10.244.0.8 → {first.ip}:{first.port}  (12s ago, xt_recent {first.sep_chain})"
+    )
+    assert facts["traffic policy"] == "internal Cluster, external Local"
+    list_row = texts(service_rows(with_pin, [sticky])[0])
+    assert list_row[4:6] == ["ClientIP 10800s, 1 pinned", "ext:Local"]
+    prom = next(s for s in parsed.services() if s.namespace == "monitoring")
+    facts = {texts(r)[0]: texts(r)[1] for r in service_fact_rows(index, prom)}
+    assert facts["no endpoints"] == "REJECT"
+
+
+def test_ipvs_endpoints_show_weights_and_an_unmodelled_scheduler(
+    index: SnapshotIndex, parsed: ParsedSnapshot
+) -> None:
+    """lc chooses by live connection counts: no share is claimed; weights are shown."""
+    web = next(s for s in parsed.services() if s.name == "web")
+    ipvs = replace(
+        web,
+        backend="ipvs",
+        scheduler="lc",
+        endpoints=tuple(replace(e, weight=1) for e in web.endpoints),
+    )
+    rows = [texts(r) for r in endpoint_rows(index, ipvs)]
+    assert all(r[1] == "not modelled (lc)" and r[2] == "1" for r in rows)
+    facts = {texts(r)[0]: texts(r)[1] for r in service_fact_rows(index, ipvs)}
+    assert "least connections" in facts["mode"] and "live state" in facts["mode"]
+    rr = replace(ipvs, scheduler="rr")
+    assert all(texts(r)[1] == "0.3333" for r in endpoint_rows(index, rr))
 
 
 def test_chain_rows_put_builtin_chains_first(parsed: ParsedSnapshot) -> None:
@@ -264,8 +325,10 @@ def test_rule_rows_show_dnat_target(parsed: ParsedSnapshot) -> None:
     """A KUBE-SEP chain's rule shows its DNAT with --to-destination."""
     rs = parsed.rule_dumps()[0]
     sep = next(c.name for c in rs.chains("nat") if c.name.startswith("KUBE-SEP-"))
-    targets = [texts(r)[2] for r in rule_rows(rs.rules("nat", sep))]
-    assert any(t.startswith("DNAT --to-destination ") for t in targets)
+    rows = [texts(r) for r in rule_rows(rs.rules("nat", sep))]
+    # #, PKTS, BYTES, TARGET, OWNER, MATCHES, COMMENT
+    dnat = next(r for r in rows if r[3].startswith("DNAT --to-destination "))
+    assert dnat[4].startswith("Service default/") and dnat[4].count(" ") == 1
 
 
 def test_links_tree_puts_pod_veths_under_the_bridge(index: SnapshotIndex) -> None:
