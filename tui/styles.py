@@ -99,6 +99,12 @@ RowTable.third {
     max-height: 8;
 }
 
+#flow {
+    height: auto;
+    padding: 0 1;
+    color: $text-muted;
+}
+
 #hop-detail {
     height: auto;
     max-height: 12;

@@ -25,11 +25,13 @@ from podpath.tui.rows.trace import (
     HOP_COLUMNS,
     branch_rows,
     completions,
+    flow_entries,
+    flow_text,
     hop_detail,
     hop_rows,
     path_hops,
 )
-from podpath.tui.screens.base import BaseScreen
+from podpath.tui.screens.base import BaseScreen, pending_text
 from podpath.tui.screens.map import MapScreen
 from podpath.tui.state import Loaded
 from podpath.tui.text import clean, literal_content
@@ -112,6 +114,7 @@ class TraceScreen(BaseScreen):
         yield Static("Enter a source and a destination, then enter.", id="trace-status")
         yield RowTable(id="branches", classes="third")
         yield Static("", id="path-heading", classes="subheading")
+        yield Static("", id="flow")
         yield RowTable(id="hops")
         yield Static("", id="hop-detail")
         yield Footer()
@@ -262,8 +265,18 @@ class TraceScreen(BaseScreen):
         if self.show_reply and not branch.reply:
             which = "no reply path for this branch"
         heading.update(literal_content(f"{which} · {len(hops)} hops · {branch.reason}"))
+        self.query_one("#flow", Static).update(literal_content(self.flow_line(branch)))
         hops_table.show(page(hop_rows(hops)))
         self.show_hop()
+
+    def flow_line(self, branch: Branch) -> str:
+        """The conntrack entries of the traced flow now, beside the predicted branch."""
+        loaded, result = self.loaded, self.trace
+        if loaded is None or result is None:
+            return ""
+        if not loaded.ready.is_set():
+            return f"conntrack now: {pending_text(loaded)}"
+        return flow_text(flow_entries(loaded.parsed.conntrack(), result.probe), branch)
 
     def show_hop(self) -> None:
         """Show what decided the selected hop."""
