@@ -6,6 +6,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from trace_pilot import traced
+
 from podpath.draw.build import build_map
 from podpath.draw.outline import outline
 from podpath.safe_text import visible
@@ -13,7 +15,6 @@ from podpath.snapshot.model import Snapshot
 from podpath.tui.app import PodpathApp
 from podpath.tui.screens.map import MapScreen
 from podpath.tui.screens.pod import PodScreen
-from podpath.tui.screens.trace import TraceScreen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale_snapshot import build  # noqa: E402
@@ -104,13 +105,7 @@ async def test_the_trace_on_the_map_numbers_each_step_where_it_happens(
     """m in Trace: the client pod has step 1, the bridge and the server pod later steps, in order."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        app.push_screen(TraceScreen(CLIENT, "default/web:80"))
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        trace = app.screen
-        assert isinstance(trace, TraceScreen)
+        trace, _result = await traced(pilot, CLIENT, "default/web:80")
         branch = trace.selected_branch()
         assert branch is not None and branch.verdict == "delivered"
         await pilot.press("m")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from test_every_key import post_key
 from textual.widgets import Input, TabbedContent
+from trace_pilot import traced
 
 from podpath.snapshot.model import HolderFd, Namespace, Snapshot
 from podpath.tui import registry
@@ -22,7 +23,6 @@ from podpath.tui.screens.help import HelpScreen, key_rows
 from podpath.tui.screens.namespaces import NamespacesScreen
 from podpath.tui.screens.pod import TABS, PodScreen
 from podpath.tui.screens.pods import PodsScreen
-from podpath.tui.screens.trace import TraceScreen
 from podpath.tui.widgets.table import RowTable
 
 SIZE = (120, 36)
@@ -109,14 +109,8 @@ async def test_trace_down_leaves_the_inputs_and_2_picks_the_second_branch(
     """From the inputs, ↓ (shown in the footer) reaches the branches; `2` shows branch 2's hops."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        app.push_screen(TraceScreen(CLIENT, "default/web:80"))
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, TraceScreen) and screen.trace is not None
-        assert len(screen.trace.branches) >= 2
+        screen, result = await traced(pilot, CLIENT, "default/web:80")
+        assert len(result.branches) >= 2
         await pilot.press("f")
         await pilot.pause()
         assert _focused(app) is screen.query_one("#from", Input)
@@ -127,7 +121,7 @@ async def test_trace_down_leaves_the_inputs_and_2_picks_the_second_branch(
         await pilot.press("2")
         await pilot.pause()
         assert screen.query_one("#branches", RowTable).selected_key == "b:1"
-        assert screen.selected_branch() is screen.trace.branches[1]
+        assert screen.selected_branch() is result.branches[1]
         assert _focused(app) is screen.query_one("#hops", RowTable)
         # Typing digits in an input stays typing.
         await pilot.press("f", "1")

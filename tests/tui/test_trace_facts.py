@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from trace_pilot import traced
+
 from podpath.tui.app import PodpathApp
 from podpath.tui.rows.trace import flow_entries, flow_text
-from podpath.tui.screens.trace import TraceScreen
 from podpath.tui.widgets.table import RowTable
 
 SIZE = (160, 48)
@@ -20,13 +21,7 @@ async def test_hops_name_the_rules_owner_and_the_flow_is_shown_from_conntrack(
     """client -> default/web:80: KUBE-SEP hops are the Service's; conntrack holds 3 entries."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        app.push_screen(TraceScreen(CLIENT, "default/web:80"))
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, TraceScreen) and screen.trace is not None
+        screen, result = await traced(pilot, CLIENT, "default/web:80")
         hops = screen.query_one("#hops", RowTable)
         rows = [hops.row_texts(i) for i in range(hops.row_count)]
         # #, KIND, NODE, RULE OF, WHAT HAPPENS
@@ -46,10 +41,10 @@ async def test_hops_name_the_rules_owner_and_the_flow_is_shown_from_conntrack(
         assert branch is not None
         loaded = app.loaded
         assert loaded is not None
-        entries = flow_entries(loaded.parsed.conntrack(), screen.trace.probe)
+        entries = flow_entries(loaded.parsed.conntrack(), result.probe)
         assert flow == flow_text(entries, branch)
-        marked = [b for b in screen.trace.branches if "= this branch" in flow_text(entries, b)]
-        assert 1 <= len(marked) < len(screen.trace.branches)
+        marked = [b for b in result.branches if "= this branch" in flow_text(entries, b)]
+        assert 1 <= len(marked) < len(result.branches)
 
 
 async def test_a_flow_the_kernel_has_not_seen_says_so(
@@ -58,10 +53,6 @@ async def test_a_flow_the_kernel_has_not_seen_says_so(
     """client -> kube-dns over tcp: no entry; the line says the prediction is alone."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        app.push_screen(TraceScreen(CLIENT, "kube-system/kube-dns:53"))
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await traced(pilot, CLIENT, "kube-system/kube-dns:53")
         flow = str(app.screen.query_one("#flow").render())
         assert flow == "conntrack now: no entry of this flow (the kernel has not seen it)"
