@@ -507,7 +507,8 @@ def nft(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
-def _service_type(s: Service) -> str:
+def service_type(s: Service) -> str:
+    """The Service's type as its rules show it: LoadBalancer, NodePort, ClusterIP, ExternalIP."""
     if s.load_balancer_ips:
         return "LoadBalancer"
     if s.node_port is not None:
@@ -556,7 +557,7 @@ def services(index: SnapshotIndex) -> Listing:
                 "name": s.name,
                 "port_name": s.port_name,
                 "protocol": s.protocol,
-                "type": _service_type(s),
+                "type": service_type(s),
                 "cluster_ip": s.cluster_ip,
                 "port": s.port,
                 "node_port": s.node_port,

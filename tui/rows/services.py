@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.rulesets import RuleDump
 from podpath.analysis.services import endpoint_place
+from podpath.listing import service_type
 from podpath.netfilter.affinity import Pin, service_pins
 from podpath.netfilter.ipvs import SCHEDULERS, WEIGHTED, IpvsConnection, parse_ipvs_conn
 from podpath.netfilter.kube_proxy import Service
@@ -51,15 +52,6 @@ SERVICE_COLUMNS = (
     "EPS",
     "ENDPOINTS (probability, where)",
 )
-
-
-def service_type(svc: Service) -> str:
-    """The Service's type as its rules show it: LoadBalancer, NodePort, ClusterIP, ExternalIP."""
-    if svc.load_balancer_ips:
-        return "LoadBalancer"
-    if svc.node_port is not None:
-        return "NodePort"
-    return "ClusterIP" if svc.cluster_ip else ("ExternalIP" if svc.external_ips else "-")
 
 
 def mode_text(svc: Service) -> str:

@@ -185,9 +185,13 @@ class TableScreen(BaseScreen):
         self._built_for = None
         self.reload()
 
+    def shown_page(self) -> Page:
+        """The rows to show: those the filter keeps, capped (a screen may order them its way)."""
+        return page(self._rows, self.needle)
+
     def repaint_rows(self) -> Page:
         """Apply the filter to the rows and show them."""
-        shown = page(self._rows, self.needle)
+        shown = self.shown_page()
         table = self.table
         table.set_columns(self.columns())
         table.show(shown)

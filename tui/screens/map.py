@@ -74,15 +74,10 @@ class MapScreen(TableScreen):
             self._folded = set() if self.path is not None else initially_folded(self._lines)
         return []
 
-    def repaint_rows(self) -> Page:
+    def shown_page(self) -> Page:
         """The unfolded lines, or the matching ones with the lines above them."""
         folded = self._folded or set()
-        shown = map_page(self._lines, self._haystacks, self.needle, folded, self.path)
-        table = self.table
-        table.set_columns(self.columns())
-        table.show(shown)
-        self.show_title(shown)
-        return shown
+        return map_page(self._lines, self._haystacks, self.needle, folded, self.path)
 
     def show_title(self, shown: Page) -> None:
         """As every list, but counting the lines shown when some are folded."""
