@@ -46,6 +46,7 @@ class KeyOrder(_Base):
         self._key_in_flight: events.Key | None = None
         self._key_since = 0.0
         self._key_released: events.Key | None = None
+        self._released_since = 0.0
         self._release_pending = False
 
     async def on_event(self, event: events.Event) -> None:
@@ -87,7 +88,13 @@ class KeyOrder(_Base):
         return bool(self._waiting_keys) or self._busy()
 
     def _busy(self) -> bool:
-        """A key is still being handled, or the screen keys are for is still mounting."""
+        """A key is still being handled or on its way back in, or its screen is mounting."""
+        if self._key_released is not None:
+            # Handed on but not read again yet: a second key handed on now would be read
+            # first, and this one would queue behind the rest (`pods` typed as `pdso`).
+            if time.monotonic() - self._released_since < KEY_TIMEOUT:
+                return True
+            self._key_released = None  # never read again (the app is closing)
         if self._key_in_flight is not None:
             if time.monotonic() - self._key_since < KEY_TIMEOUT:
                 return True
@@ -115,5 +122,5 @@ class KeyOrder(_Base):
             self._schedule_release(KEY_STEP)
             return
         key = self._waiting_keys.popleft()
-        self._key_released = key
+        self._key_released, self._released_since = key, time.monotonic()
         self.post_message(key)

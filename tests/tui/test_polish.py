@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 from test_every_key import post_key
+from textual import events
 from textual.widgets import Input, TabbedContent
 from trace_pilot import traced
 
@@ -196,3 +197,21 @@ async def test_ns_fits_160_columns_and_names_the_fd_that_holds_a_namespace(
         await pilot.pause()
         drawn = _drawn(app)
         assert "HELD BY" in drawn and "bind /run/netns/cni-" in drawn
+
+
+async def test_keys_handed_on_keep_their_order(make_app: Callable[..., PodpathApp]) -> None:
+    """Two waiting keys released before the first is read again stay in order (`pods`, not `pdso`).
+
+    Under load the release timer fired again before the key it had handed on was read;
+    that key then queued behind the others. The two releases are made back to back here.
+    """
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("colon")
+        await pilot.pause()
+        for key in "ods":
+            app._waiting_keys.append(events.Key(key, key))
+        app._release_key()
+        app._release_key()  # the first key is still on its way back in
+        await pilot.pause(0.3)
+        assert app.screen.query_one("#jump-input", Input).value == "ods"
