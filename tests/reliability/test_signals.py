@@ -209,3 +209,29 @@ def test_a_signal_during_the_import_of_the_runner_is_handled(
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with pytest.raises(Terminated):
             _on_signal(signum, None)
+
+
+def test_a_signal_while_a_class_is_made_exits_as_terminated(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A signal inside `__set_name__` (a dataclass made by a late import) still exits 143.
+
+    Found by the random-moment test: Python 3.11 wraps what `__set_name__` raises in a
+    RuntimeError, and the command reported a crash instead of "terminated".
+    """
+    import argparse
+
+    from podpath.cli import Terminated, _run
+
+    class Arrives:
+        def __set_name__(self, owner: type, name: str) -> None:
+            raise Terminated(signal.SIGTERM)
+
+    def handler(_args: argparse.Namespace) -> int:
+        type("MadeLate", (), {"field": Arrives()})
+        return 0
+
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # leave pytest's handlers be
+    args = argparse.Namespace(command="snapshot", handler=handler)
+    assert _run(args) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "podpath: terminated\n"

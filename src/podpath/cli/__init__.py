@@ -172,6 +172,30 @@ def _stop_commands() -> None:
         stop()
 
 
+def _terminated(exc: Terminated) -> int:
+    """Exit status and one line for a signal that stopped the command."""
+    _stop_commands()
+    print("podpath: interrupted" if exc.signum == 2 else "podpath: terminated", file=sys.stderr)
+    return 128 + exc.signum
+
+
+def _wrapped_termination(exc: BaseException) -> Terminated | None:
+    """The Terminated that CPython wrapped in another exception, if any.
+
+    A signal handled while a class is being made (a dataclass defined by a module
+    imported late) raises inside `__set_name__`, which Python 3.11 reports as
+    RuntimeError("Error calling __set_name__ ...") with the Terminated as its cause.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, Terminated):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     handler = args.handler
     if args.command in STOPPABLE_COMMANDS:
@@ -182,9 +206,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         code: int = handler(args)
     except Terminated as exc:
-        _stop_commands()
-        print("podpath: interrupted" if exc.signum == 2 else "podpath: terminated", file=sys.stderr)
-        return 128 + exc.signum
+        return _terminated(exc)
     except CliError as exc:
         from podpath.safe_text import visible
 
@@ -200,6 +222,9 @@ def _run(args: argparse.Namespace) -> int:
         sys.stderr.close()
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - reported as one sentence, details to a file
+        wrapped = _wrapped_termination(exc)
+        if wrapped is not None:
+            return _terminated(wrapped)
         from podpath.crash_report import sentence, write_report
 
         what = str(args.command)
