@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from textual.screen import Screen
 
+from podpath.netfilter.iptables_save import count_rules
 from podpath.tui.screens.cni import CniScreen
 from podpath.tui.screens.conntrack import ConntrackScreen
 from podpath.tui.screens.links import LinksScreen
@@ -57,7 +58,7 @@ def _when_ready(count: Callable[[Loaded], object]) -> Callable[[Loaded], object]
 
 def _rules(loaded: Loaded) -> int:
     # Counted in the dumps' text: home must not wait for the rules to be parsed.
-    return sum(d.text.count("\n-A ") for d in loaded.snapshot.iptables)
+    return sum(count_rules(d.text) for d in loaded.snapshot.iptables)
 
 
 VIEWS: tuple[View, ...] = (

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.netfilter.iptables_save import count_rules
 from podpath.netfilter.kube_proxy import KubeProxyMode
 from podpath.snapshot.model import BpfProgram, Link, NetNamespace
 
@@ -45,7 +46,8 @@ def dataplane_text(plane: Dataplane | None) -> str:
 
 def iptables_backends(index: SnapshotIndex) -> list[str]:
     """The iptables dumps that hold at least one rule, as backend/family."""
-    return sorted({f"{d.backend}/{d.family}" for d in index.snapshot.iptables if "\n-A " in d.text})
+    dumps = index.snapshot.iptables
+    return sorted({f"{d.backend}/{d.family}" for d in dumps if count_rules(d.text)})
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ _TOKEN = re.compile(r'(?:[^ \t"]+|"[^"\\]*(?:\\.[^"\\]*)*"?)+')
 _QUOTED_PART = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"?|([^"]+)')
 _ESCAPE = re.compile(r"\\(.)")
 _COUNTERS = re.compile(r"^\[(\d+):(\d+)\]$")
+# A rule line, with or without the `[packets:bytes] ` that `iptables-save -c` puts first.
+_RULE_LINE = re.compile(r"^(?:\[\d+:\d+\] )?-A ", re.M)
 
 # Short and long spellings of the built-in options -> the long name used in Match.option.
 _BUILTIN_OPTS = {
@@ -173,6 +175,11 @@ FORMAT_FRAGMENT = "fragment"
 FORMAT_LISTING = "iptables-L"
 FORMAT_ERROR = "error"
 FORMAT_EMPTY = "empty"
+
+
+def count_rules(text: str) -> int:
+    """How many rules a dump holds, counted in its text without parsing it."""
+    return len(_RULE_LINE.findall(text))
 
 
 def tokenize(line: str) -> list[str]:
