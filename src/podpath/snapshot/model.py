@@ -54,6 +54,10 @@ class NodeFacts:
     # Effective capabilities of the collecting process, by name (CAP_NET_ADMIN, ...).
     capabilities: tuple[str, ...] = ()
     euid: int | None = None
+    # The conntrack table: entries now and the most it holds (net.netfilter.
+    # nf_conntrack_count, nf_conntrack_max); None where nf_conntrack is not loaded.
+    conntrack_count: int | None = None
+    conntrack_max: int | None = None
 
 
 @dataclass(frozen=True)
