@@ -10,10 +10,11 @@ from typing import Any, Protocol
 
 from textual.worker import Worker
 
+from podpath.analysis.findings import Finding
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.mentions import MentionIndex, mention_index
 from podpath.analysis.parsed import ParsedSnapshot
-from podpath.analysis.problems import Problem, problems
+from podpath.doctor import diagnose
 from podpath.netfilter.nft import NftRuleset
 from podpath.snapshot.model import Snapshot
 from podpath.tui.actions import Actions
@@ -43,7 +44,7 @@ class Loaded:
     # True when preparing the views failed (a bug, reported once): screens stop waiting.
     failed: bool = field(init=False, default=False)
     _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
-    _problems: tuple[Problem, ...] | None = field(init=False, default=None)
+    _problems: tuple[Finding, ...] | None = field(init=False, default=None)
     _mentions: MentionIndex | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
@@ -87,15 +88,17 @@ class Loaded:
         return self.parsed.nft_ruleset()
 
     @property
-    def problems(self) -> tuple[Problem, ...] | None:
-        """The snapshot's problems (podpath.analysis.problems), once prepared."""
+    def problems(self) -> tuple[Finding, ...] | None:
+        """What `podpath doctor` finds on these snapshots (podpath.doctor), once prepared."""
         return self._problems if self.ready.is_set() else None
 
     def prepare(self) -> None:
         """Parse the big views and build their rows (call from a worker thread on big snapshots)."""
         if self.ready.is_set():
             return
-        self._problems = problems(self.parsed)  # parses every view
+        # Parses every view, and traces every path from every pod position.
+        indexes = [self.index, *self.peer_indexes]
+        self._problems = diagnose(indexes, [self.parsed]).findings
         # The parsed views live as long as the snapshot: keep the cyclic GC from
         # rescanning them while the rows are built (see podpath.tui.app.settle_heap).
         gc.freeze()

@@ -35,12 +35,15 @@ async def test_problems_screen_lists_what_ls_problems_prints(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Row for row, the screen shows `ls problems --json`'s severity, subject and why."""
+    """Row for row, the screen shows `ls problems --json`'s grade, subject, why and fix."""
     snap = _with_gaps(fixed_snapshot) if gaps else fixed_snapshot
     path = tmp_path / "snap.json"
     path.write_text(codec.dumps(snap))
     assert main(["ls", "problems", "--snapshot", str(path), "--json"]) == 0
-    listed = [tuple(p.values()) for p in json.loads(capsys.readouterr().out)["problems"]]
+    listed = [
+        (p["grade"], p["subject"], p["why"], p["fix"])
+        for p in json.loads(capsys.readouterr().out)["problems"]
+    ]
     app = make_app(snap)
     async with app.run_test(size=SIZE) as pilot:
         app.open_screen("problems")
@@ -48,4 +51,4 @@ async def test_problems_screen_lists_what_ls_problems_prints(
         assert isinstance(app.screen, ProblemsScreen)
         table = app.screen.query_one("#table", RowTable)
         shown = [tuple(table.row_texts(i)) for i in range(table.row_count)]
-    assert shown == listed and len(listed) == (4 if gaps else 2)
+    assert shown == listed and len(listed) == (5 if gaps else 3)

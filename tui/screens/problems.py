@@ -1,20 +1,20 @@
-"""Everything wrong or missing, each with why."""
+"""What `podpath doctor` finds: each failing path and fact, graded, with its cause and fix."""
 
 from __future__ import annotations
 
-from podpath.analysis.problems import problems
-from podpath.tui.rows.model import Row
+from podpath.tui.rows.model import RowSet, rowset
 from podpath.tui.rows.problems import PROBLEM_COLUMNS, problem_rows
 from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded
 
 
 class ProblemsScreen(TableScreen):
-    """Everything wrong or missing, each with why."""
+    """The doctor's findings, critical first."""
 
     HEADING = "Problems"
     COLUMNS = PROBLEM_COLUMNS
 
-    def build_rows(self, loaded: Loaded) -> list[Row]:
-        """All rows of this view."""
-        return problem_rows(problems(loaded.parsed))
+    def build_rowset(self, loaded: Loaded) -> RowSet | None:
+        """The findings as rows; None while the doctor runs in the parse worker."""
+        found = loaded.problems
+        return None if found is None else rowset(problem_rows(found))
