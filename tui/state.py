@@ -135,8 +135,8 @@ class AppState(Protocol):
         """Open a view of the registry by name (pods, svc, pod, ...), with an optional argument."""
         ...
 
-    def start_trace(self, source: str, destination: str = "") -> None:
-        """Open the Trace screen with a source (and destination) filled in."""
+    def start_trace(self, source: str, destination: str = "", proto: str = "tcp") -> None:
+        """Open the Trace screen with a source (and destination, protocol) filled in."""
         ...
 
     def home_menu(self, loaded: Loaded) -> list[tuple[str, str, str]]:
