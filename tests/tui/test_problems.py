@@ -52,3 +52,39 @@ async def test_problems_screen_lists_what_ls_problems_prints(
         table = app.screen.query_one("#table", RowTable)
         shown = [tuple(table.row_texts(i)) for i in range(table.row_count)]
     assert shown == listed and len(listed) == (5 if gaps else 3)
+
+
+async def test_the_selected_finding_is_shown_whole_and_enter_traces_its_first_path(
+    fixed_snapshot: Snapshot, make_app: Callable[..., PodpathApp]
+) -> None:
+    """The detail under the list follows the cursor; enter opens Trace on the finding's first
+    path (source, destination and protocol filled in); a fact finding has none to open."""
+    from podpath.tui.screens.trace import TraceScreen
+
+    app = make_app(fixed_snapshot)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_screen("problems")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ProblemsScreen)
+        detail = str(screen.query_one("#finding").render())
+        assert "ipam-leaked" in detail and "fix:" in detail and "enter: trace" not in detail
+        await pilot.press("enter")  # a fact: nothing to trace, the list stays
+        await pilot.pause()
+        assert app.screen is screen
+        await pilot.press("down")
+        await pilot.pause()
+        detail = str(screen.query_one("#finding").render())
+        assert "service-no-endpoints" in detail and "enter: trace its first path" in detail
+        finding = app.loaded.problems[1] if app.loaded and app.loaded.problems else None
+        assert finding is not None and finding.check == "service-no-endpoints"
+        await pilot.press("enter")
+        await pilot.pause()
+        trace = app.screen
+        assert isinstance(trace, TraceScreen)
+        first = finding.paths[0]
+        assert (trace.source_spec, trace.destination_spec, trace.proto) == (
+            first.source,
+            first.destination,
+            first.proto,
+        )
