@@ -27,6 +27,16 @@ Result = dict[str, Any]
 
 def run_timed(argv: Sequence[str], timeout: float = 600) -> tuple[float, int, int]:
     """Run argv to completion (output discarded): (wall seconds, peak RSS KiB, exit code)."""
+    wall, kib, rc, _ = run_measured(argv, timeout)
+    return wall, kib, rc
+
+
+def run_measured(argv: Sequence[str], timeout: float = 600) -> tuple[float, int, int, float]:
+    """run_timed plus the CPU seconds (user + system) of argv and every child it reaped.
+
+    CPU time moves far less than wall time with the host's load: it is what A/B runs on a
+    busy machine can compare. (wait4's peak RSS is the largest process of the tree.)
+    """
     started = time.perf_counter()
     proc = subprocess.Popen(
         list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -41,7 +51,7 @@ def run_timed(argv: Sequence[str], timeout: float = 600) -> tuple[float, int, in
         time.sleep(0.001)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, int(usage.ru_maxrss), proc.returncode
+    return wall, int(usage.ru_maxrss), proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def phase_ab(args: Result) -> Result:
@@ -51,16 +61,60 @@ def phase_ab(args: Result) -> Result:
     out: Result = {n: [] for n in names}
     rss: Result = {n: [] for n in names}
     rcs: Result = {n: [] for n in names}
+    cpu: Result = {n: [] for n in names}
     for name in names:  # warm-up: page cache, first import
         run_timed(commands[name])
     for i in range(int(args["repeats"])):
         order = names if i % 2 == 0 else list(reversed(names))
         for name in order:
-            wall, kib, rc = run_timed(commands[name])
+            wall, kib, rc, seconds = run_measured(commands[name])
             out[name].append(wall)
             rss[name].append(kib)
             rcs[name].append(rc)
-    return {"wall": out, "maxrss_kib": rss, "rc": rcs}
+            cpu[name].append(seconds)
+    return {"wall": out, "maxrss_kib": rss, "rc": rcs, "cpu": cpu}
+
+
+def phase_syscalls(args: Result) -> Result:
+    """System calls of each command and its children (`strace -c -f`): calls and errors.
+
+    Counts do not depend on the machine's load; divided by the processes of the node
+    they give the cost per process of each tool.
+    """
+    import shutil
+    import tempfile
+
+    if shutil.which("strace") is None:
+        return {"available": False}
+    out: Result = {"available": True}
+    for name, argv in args["commands"].items():
+        with tempfile.NamedTemporaryFile("r", suffix=".strace") as summary:
+            subprocess.run(
+                ["strace", "-c", "-f", "-o", summary.name, "--", *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=600,
+                check=False,
+            )
+            out[name] = strace_totals(summary.read())
+    return out
+
+
+def strace_totals(text: str) -> dict[str, Any]:
+    """The total calls and errors, and the calls of each syscall, of a `strace -c` table."""
+    calls: dict[str, int] = {}
+    total = errors = 0
+    for line in text.splitlines():
+        cells = line.split()
+        # "% time  seconds  usecs/call  calls  [errors]  syscall"; errors may be blank.
+        if len(cells) not in (5, 6) or not cells[3].isdigit():
+            continue
+        if cells[-1] == "total":
+            total, errors = int(cells[3]), int(cells[4]) if len(cells) == 6 else 0
+        else:
+            calls[cells[-1]] = int(cells[3])
+    return {"total": total, "errors": errors, "calls": calls}
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -366,6 +420,7 @@ def phase_profile(args: Result) -> Result:
 
 PHASES: dict[str, Callable[[Result], Result]] = {
     "ab": phase_ab,
+    "syscalls": phase_syscalls,
     "collectors": phase_collectors,
     "refresh": phase_refresh,
     "trace": phase_trace,

@@ -101,3 +101,40 @@ def add_sleepers(lab: Lab, count: int) -> None:
         "i=$((i+1)); done"
     )
     lab.exec(NODE, ["sh", "-c", script, "sleepers", str(count)], timeout=300)
+
+
+# The issue's node shape: named netns created with `ip netns add`, each with a veth
+# whose host end is on a bridge, each held by a process started with `ip netns exec`
+# (which gives every such process a mount namespace of its own, a copy of the node's
+# with every /run/netns mount in it). Everything stays inside the lab node.
+_HOLDERS = r"""
+set -e
+n=$1
+ip link add name holders0 type bridge
+ip link set holders0 up
+i=0; while [ "$i" -lt "$n" ]; do echo "netns add holder-$i"; i=$((i+1)); done | ip -batch -
+i=0; while [ "$i" -lt "$n" ]; do
+  echo "link add hv$i type veth peer name eth0 netns holder-$i"
+  echo "link set hv$i master holders0 up"
+  i=$((i+1))
+done | ip -batch -
+i=0; while [ "$i" -lt "$n" ]; do
+  printf 'addr add 10.250.%d.%d/16 dev eth0\nlink set eth0 up\n' $((i/250)) $((i%250+1)) \
+    | ip -n "holder-$i" -batch -
+  ip netns exec "holder-$i" sleep 1000000 </dev/null >/dev/null 2>&1 &
+  i=$((i+1))
+done
+"""
+
+
+def add_netns_holders(lab: Lab, count: int) -> None:
+    """`count` named netns on a bridge, each held by an `ip netns exec` sleeper."""
+    if count <= 0:
+        return
+    lab.exec(NODE, ["sh", "-c", _HOLDERS, "holders", str(count)], timeout=600)
+
+
+def named_netns_count(lab: Lab) -> int:
+    """Named netns under the node's /run/netns (the lab's pods' and the holders')."""
+    out = lab.exec(NODE, ["sh", "-c", "ls /run/netns | wc -l"], check=False).stdout.strip()
+    return int(out) if out.isdigit() else 0

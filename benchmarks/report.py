@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stats import Figure, Goal, Stat
+from stats import Figure, Goal, Growth, Stat
 
-HEADERS = ("figure", "podpath", "baseline", "ratio", "goal", "met?")
+HEADERS = ("figure", "node", "podpath", "baseline", "ratio", "goal", "met?")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ def rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
         out.append(
             (
                 f.title,
+                f.shape,
                 format_stat(f.podpath, f.unit),
                 base,
                 ratio,
@@ -75,19 +76,81 @@ def rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
 
 def markdown_table(figures: Sequence[Figure]) -> str:
     """A GitHub Markdown table of the figures."""
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    for cells in rows(figures):
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
+    return _markdown(HEADERS, rows(figures))
 
 
 def text_table(figures: Sequence[Figure]) -> str:
     """A plain aligned table for the terminal."""
-    table = [HEADERS, *rows(figures)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(HEADERS))]
+    return _aligned(HEADERS, rows(figures))
+
+
+def _markdown(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in cells:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines)
+
+
+def _aligned(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
+    table = [tuple(headers), *(tuple(r) for r in cells)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table
     )
+
+
+def _scale_label(scale: float) -> str:
+    return f"{scale:g}x"
+
+
+def growth_headers(growth: Sequence[Growth]) -> tuple[str, ...]:
+    """Columns of the growth table: one per scale, for podpath and for the baseline."""
+    scales = growth[0].scales if growth else (1.0, 2.0, 4.0)
+    labels = [_scale_label(x) for x in scales]
+    return (
+        "figure",
+        "node",
+        *labels,
+        "exponent",
+        "baseline " + " / ".join(labels),
+        "baseline exponent",
+        "goal",
+        "met?",
+    )
+
+
+def growth_rows(growth: Sequence[Growth]) -> list[tuple[str, ...]]:
+    """The growth table's cells: each size's median, the fitted exponents, the verdict."""
+    out: list[tuple[str, ...]] = []
+    for g in growth:
+        base = "—"
+        base_k = ""
+        if g.baseline is not None:
+            base = " / ".join(format_value(s.median, g.unit) for s in g.baseline)
+            base_k = f"{g.baseline_exponent:.2f}"
+        out.append(
+            (
+                g.title,
+                g.shape,
+                *(format_value(s.median, g.unit) for s in g.podpath),
+                f"{g.exponent:.2f}",
+                base,
+                base_k,
+                f"<= {g.limit:g}",
+                _met(g.met),
+            )
+        )
+    return out
+
+
+def growth_markdown(growth: Sequence[Growth]) -> str:
+    """The growth table in Markdown."""
+    return _markdown(growth_headers(growth), growth_rows(growth))
+
+
+def growth_text(growth: Sequence[Growth]) -> str:
+    """The growth table aligned for the terminal."""
+    return _aligned(growth_headers(growth), growth_rows(growth))
 
 
 def _stat_json(s: Stat | None) -> dict[str, Any] | None:
@@ -102,8 +165,10 @@ def _stat_json(s: Stat | None) -> dict[str, Any] | None:
     }
 
 
-def to_json(info: RunInfo, figures: Sequence[Figure]) -> dict[str, Any]:
-    """The machine-readable form of a run (same figures as the table)."""
+def to_json(
+    info: RunInfo, figures: Sequence[Figure], growth: Sequence[Growth] = ()
+) -> dict[str, Any]:
+    """The machine-readable form of a run (same figures as the tables)."""
     return {
         "machine": info.machine,
         "date": info.date,
@@ -122,8 +187,26 @@ def to_json(info: RunInfo, figures: Sequence[Figure]) -> dict[str, Any]:
                 "met": f.met,
                 "note": f.note,
                 "extra": f.extra,
+                "shape": f.shape,
             }
             for f in figures
+        ],
+        "growth": [
+            {
+                "key": g.key,
+                "title": g.title,
+                "unit": g.unit,
+                "shape": g.shape,
+                "scales": list(g.scales),
+                "podpath": [_stat_json(s) for s in g.podpath],
+                "baseline": None if g.baseline is None else [_stat_json(s) for s in g.baseline],
+                "baseline_label": g.baseline_label,
+                "limit": g.limit,
+                "exponent": g.exponent,
+                "baseline_exponent": g.baseline_exponent,
+                "met": g.met,
+            }
+            for g in growth
         ],
     }
 
@@ -132,7 +215,16 @@ def _stat_from(doc: dict[str, Any] | None) -> Stat | None:
     return None if doc is None else Stat(tuple(float(x) for x in doc["samples"]))
 
 
-def from_json(doc: dict[str, Any]) -> tuple[RunInfo, list[Figure]]:
+def _stats_from(docs: list[dict[str, Any]]) -> tuple[Stat, ...]:
+    out = []
+    for d in docs:
+        s = _stat_from(d)
+        assert s is not None
+        out.append(s)
+    return tuple(out)
+
+
+def from_json(doc: dict[str, Any]) -> tuple[RunInfo, list[Figure], list[Growth]]:
     """A run read back from its JSON (to re-render BENCHMARKS.md without re-measuring)."""
     info = RunInfo(doc["machine"], doc["date"], doc["command"], dict(doc["sizes"]))
     figures = []
@@ -151,27 +243,51 @@ def from_json(doc: dict[str, Any]) -> tuple[RunInfo, list[Figure]]:
                 None if goal is None else Goal(goal["kind"], goal["limit"]),
                 f["note"],
                 dict(f["extra"]),
+                f.get("shape", ""),
             )
         )
-    return info, figures
+    growth = [
+        Growth(
+            g["key"],
+            g["title"],
+            g["unit"],
+            g["shape"],
+            tuple(float(x) for x in g["scales"]),
+            _stats_from(g["podpath"]),
+            None if g["baseline"] is None else _stats_from(g["baseline"]),
+            g["baseline_label"],
+            float(g["limit"]),
+        )
+        for g in doc.get("growth", [])
+    ]
+    return info, figures, growth
 
 
-def dumps(info: RunInfo, figures: Sequence[Figure]) -> str:
+def dumps(info: RunInfo, figures: Sequence[Figure], growth: Sequence[Growth] = ()) -> str:
     """JSON text of a run."""
-    return json.dumps(to_json(info, figures), indent=1, sort_keys=True)
+    return json.dumps(to_json(info, figures, growth), indent=1, sort_keys=True)
 
 
-def markdown(info: RunInfo, figures: Sequence[Figure], analysis: str = "") -> str:
-    """The BENCHMARKS.md document: how it was run, the table, notes and analysis."""
+def markdown(
+    info: RunInfo,
+    figures: Sequence[Figure],
+    analysis: str = "",
+    growth: Sequence[Growth] = (),
+) -> str:
+    """The BENCHMARKS.md document: how it was run, the tables, notes and analysis."""
     sizes = ", ".join(f"{k}={v:,}" for k, v in info.sizes.items())
-    notes = [f"- **{f.title}**: {f.note}" for f in figures if f.note]
+    notes = [
+        f"- **{f.title}**" + (f" ({f.shape})" if f.shape else "") + f": {f.note}"
+        for f in figures
+        if f.note
+    ]
     parts = [
         "# podpath benchmarks",
         "",
         f"- machine: {info.machine}",
         f"- date: {info.date}",
         f"- command: `{info.command}`",
-        f"- synthetic node: {sizes}",
+        f"- nodes: {sizes}",
         "",
         "Medians over alternating A/B runs; ±N% is half the min–max range relative to the "
         "median. Ratio = podpath / baseline.",
@@ -179,6 +295,18 @@ def markdown(info: RunInfo, figures: Sequence[Figure], analysis: str = "") -> st
         markdown_table(figures),
         "",
     ]
+    if growth:
+        parts += [
+            "## Growth",
+            "",
+            "Each figure on the same node shape at 1x, 2x and 4x its size (pods, Services, "
+            "conntrack entries, processes and netns holders together), with the exponent k "
+            "of the power law time ~ size^k fitted to the three medians (1 is linear; a "
+            "fixed start-up cost beside a linear one gives k < 1).",
+            "",
+            growth_markdown(growth),
+            "",
+        ]
     if notes:
         parts += ["## Notes on the figures", "", *notes, ""]
     if analysis:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ class Figure:
     goal: Goal | None = None
     note: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    shape: str = ""  # which node shape it was measured on (bench.SHAPES)
 
     @property
     def ratio(self) -> float | None:
@@ -84,3 +86,54 @@ class Figure:
     def met(self) -> bool | None:
         """Whether the goal is met (None: no goal, or not judgeable)."""
         return None if self.goal is None else self.goal.met(self.podpath, self.baseline)
+
+
+def fit_exponent(scales: Sequence[float], values: Sequence[float]) -> float:
+    """k of the power law value ~ scale**k that fits best (least squares on log-log).
+
+    1 is linear, 2 quadratic; a fixed cost beside a linear one (start-up) gives k < 1.
+    """
+    if len(scales) != len(values) or len(scales) < 2:
+        raise ValueError("an exponent needs at least two (scale, value) points")
+    if min(scales) <= 0 or min(values) <= 0:
+        raise ValueError("scales and values must be positive")
+    xs = [math.log(x) for x in scales]
+    ys = [math.log(y) for y in values]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    if den == 0:
+        raise ValueError("an exponent needs at least two different scales")
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den
+
+
+@dataclass(frozen=True)
+class Growth:
+    """One figure measured on the same node shape at several sizes (1x, 2x, 4x)."""
+
+    key: str
+    title: str
+    unit: str
+    shape: str
+    scales: tuple[float, ...]  # relative sizes, the smallest being 1
+    podpath: tuple[Stat, ...]  # one per scale
+    baseline: tuple[Stat, ...] | None = None
+    baseline_label: str = ""
+    # Worst exponent accepted: linear, with room for the noise of three medians.
+    limit: float = 1.1
+
+    @property
+    def exponent(self) -> float:
+        """podpath's fitted growth exponent over the scales."""
+        return fit_exponent(self.scales, [s.median for s in self.podpath])
+
+    @property
+    def baseline_exponent(self) -> float | None:
+        """The baseline's fitted growth exponent, when it was measured."""
+        if self.baseline is None:
+            return None
+        return fit_exponent(self.scales, [s.median for s in self.baseline])
+
+    @property
+    def met(self) -> bool:
+        """Whether podpath grows no worse than linearly (within the limit)."""
+        return self.exponent <= self.limit

@@ -56,6 +56,8 @@ _LIST_RULESET = ("-j", "--", "list", "ruleset")
 
 _NFT_ENVELOPE = re.compile(r'\A\s*\{\s*"nftables"\s*:\s*\[(.*)\]\s*\}\s*\Z', re.S)
 _METAINFO = re.compile(r'\A\s*\{\s*"metainfo"\s*:\s*\{[^{}]*\}\s*\}\s*,?\s*', re.S)
+# The same, matched at an offset (`\A` only ever matches at the start of the string).
+_METAINFO_AT = re.compile(_METAINFO.pattern.removeprefix("\\A"), re.S)
 
 
 @dataclass(frozen=True)
@@ -371,20 +373,35 @@ def merge_nft_documents(documents: list[str]) -> str:
     """Splice several `nft -j` documents into one, keeping only the first metainfo.
 
     Done on the text: the native kube-proxy table alone is 33 MB at 10k Services and
-    json.loads of it takes 1-2.6 s, which the collector must not pay.
+    json.loads of it takes 1-2.6 s, which the collector must not pay. Each body is
+    located by its offsets and copied once, into one join: the earlier chain of
+    group, slice, join and concatenations held up to five copies of the table at
+    once, the peak of a snapshot in nftables mode.
     """
     if len(documents) == 1:
         return documents[0]
-    bodies: list[str] = []
+    pieces = ['{"nftables": [']
     for i, doc in enumerate(documents):
-        body = _envelope_body(doc)
-        meta = _METAINFO.match(body)
+        match = _NFT_ENVELOPE.match(doc)
+        if match is None:
+            raise ValueError("not an nft -j document")
+        start, end = match.span(1)
+        meta = _METAINFO_AT.match(doc, start, end)
         if i > 0 and meta is not None:
-            body = body[meta.end() :]
-        body = body.strip().rstrip(",")
-        if body:
-            bodies.append(body)
-    return '{"nftables": [' + ", ".join(bodies) + "]}"
+            start = meta.end()
+        # What body.strip().rstrip(",") kept, as offsets.
+        while start < end and doc[start].isspace():
+            start += 1
+        while end > start and doc[end - 1].isspace():
+            end -= 1
+        while end > start and doc[end - 1] == ",":
+            end -= 1
+        if start < end:
+            if len(pieces) > 1:
+                pieces.append(", ")
+            pieces.append(doc[start:end])
+    pieces.append("]}")
+    return "".join(pieces)
 
 
 def _envelope_body(document: str) -> str:

@@ -32,6 +32,7 @@ from podpath.snapshot.model import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from podpath.collectors.conntrack import ConntrackResult
@@ -56,11 +57,16 @@ def take_snapshot(
     *,
     redact_env: bool = True,
     parts: frozenset[str] = ALL_PARTS,
+    while_tools_run: Callable[[Snapshot], object] | None = None,
 ) -> Snapshot:
     """Collect everything podpath knows about the node under `host_root`.
 
     Namespaces and node facts are always read; `parts` limits the rest (a partial
     snapshot records which parts were skipped as gaps of kind "skipped").
+    `while_tools_run` is given what this process collected while the external tools
+    (iptables-save, nft, conntrack) may still run: work on it overlaps their wait. The
+    result is made from it by `dataclasses.replace`, so its other fields are the same
+    objects.
     """
     started = time.monotonic()
     taken_at = time.time()
@@ -76,6 +82,8 @@ def take_snapshot(
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="podpath-tools") as pool:
                 netfilter, conntrack = _start_tools(pool, host, previous, cancel, parts)
                 snapshot = _collect_local(host, cancel, taken_at, redact_env, parts)
+                if while_tools_run is not None:
+                    while_tools_run(snapshot)
                 snapshot = _with_tools(snapshot, netfilter, conntrack)
         else:
             snapshot = _collect_local(host, cancel, taken_at, redact_env, parts)
@@ -162,6 +170,10 @@ def _collect_local(
         reader = _socket_reader(host, node.kernel) if sockets else None
         netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel, reader)
         gaps += netns_gaps
+        from podpath.collectors.bpf_info import name_programs
+
+        netns, bpf_gaps = name_programs(netns)
+        gaps += bpf_gaps
         if sockets:
             from podpath.collectors.proc.net_sockets import with_owners
 

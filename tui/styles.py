@@ -38,6 +38,12 @@ Screen {
     color: $text-muted;
 }
 
+/* Wraps (a long netns path), plus a line when the CNI plugin recorded host if, gateway, MTU. */
+#podinfo {
+    height: auto;
+    max-height: 3;
+}
+
 .subheading {
     color: $primary;
     text-style: bold;

@@ -9,6 +9,9 @@ How a namespace is reached (docs/architecture.md, "Entering namespaces"; docs/pe
   dumps are then read on the calling thread while the opener moves on.
 - Dumps are raw and decoded flat (`rtnetlink_decode`); the netlink core (`nlsocket`)
   checks every reply's sender, port id, sequence number and NLM_F_DUMP_INTR.
+- Besides links, addresses, routes, rules, neighbours and FDB, each namespace's netconf
+  (forwarding, rp_filter, proxy_arp per interface) and tc qdiscs are dumped, and the
+  filters of every clsact/ingress qdisc (where eBPF dataplanes attach their programs).
 - With a socket reader (sock_diag, or /proc/net/{tcp,udp}{,6} when sock_diag would load
   a module), the opener opens that too while inside, and the namespace's TCP and UDP
   sockets are read with the other tables.
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
+from podpath.collectors.netlink.netconf_decode import decode_netconf
 from podpath.collectors.netlink.nlsocket import MAX_ATTEMPTS
 from podpath.collectors.netlink.rtnetlink import (
     AF_BRIDGE,
@@ -40,9 +44,13 @@ from podpath.collectors.netlink.rtnetlink import (
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNEIGH,
+    RTM_GETNETCONF,
+    RTM_GETQDISC,
     RTM_GETROUTE,
     RTM_GETRULE,
+    RTM_GETTFILTER,
     RouteSocket,
+    tc_filter_header,
 )
 from podpath.collectors.netlink.rtnetlink_decode import (
     decode_addresses,
@@ -52,6 +60,12 @@ from podpath.collectors.netlink.rtnetlink_decode import (
     decode_routes,
     decode_rules,
 )
+from podpath.collectors.netlink.tc_decode import (
+    EGRESS_PARENT,
+    INGRESS_PARENT,
+    decode_filters,
+    decode_qdiscs,
+)
 from podpath.collectors.netlink.wire import NetlinkError
 from podpath.snapshot.model import (
     Address,
@@ -60,10 +74,13 @@ from podpath.snapshot.model import (
     Link,
     LinkRef,
     Neighbour,
+    NetConf,
     NetNamespace,
     Route,
     Rule,
     Socket,
+    TcFilter,
+    TcQdisc,
 )
 
 if TYPE_CHECKING:
@@ -130,6 +147,9 @@ class _Scanned:
     rules: list[Rule] = field(default_factory=list)
     neighbours: list[Neighbour] = field(default_factory=list)
     fdb: list[FdbEntry] = field(default_factory=list)
+    netconf: list[NetConf] = field(default_factory=list)
+    qdiscs: list[TcQdisc] = field(default_factory=list)
+    filters: list[TcFilter] = field(default_factory=list)
     sockets: list[Socket] | None = None  # None: not read
     sockets_source: str | None = None
     # netnsid (as seen from this namespace) -> inode of the namespace it names
@@ -361,11 +381,18 @@ def _read(
     family: int,
     decode: Callable[[tuple[bytes, ...]], list[T]],
     gaps: list[Gap],
+    header: bytes | None = None,
 ) -> list[T]:
-    """Dump one table and decode it; what could not be read or trusted becomes a gap."""
+    """Dump one table and decode it; what could not be read or trusted becomes a gap.
+
+    `header` replaces the family-only request header (a tcmsg naming one interface).
+    """
     assert opened.rs is not None
     try:
-        result = opened.rs.dump_table(msg_type, family, MAX_ATTEMPTS)
+        if header is None:
+            result = opened.rs.dump_table(msg_type, family, MAX_ATTEMPTS)
+        else:
+            result = opened.rs.dump(msg_type, header, MAX_ATTEMPTS)
         decoded = decode(result.buffers)  # MalformedMessage: a gap, never half a message
     except OSError as exc:
         gaps.append(_dump_gap(opened.target, what, exc))
@@ -400,9 +427,25 @@ def _scan_one(opened: _Opened, gaps: list[Gap]) -> _Scanned:
         opened, "neighbours", RTM_GETNEIGH, AF_UNSPEC, partial(decode_neighbours, netns=inode), gaps
     )
     s.fdb = _read(opened, "fdb", RTM_GETNEIGH, AF_BRIDGE, partial(decode_fdb, netns=inode), gaps)
+    s.netconf = _read(opened, "netconf", RTM_GETNETCONF, AF_UNSPEC, decode_netconf, gaps)
+    s.qdiscs = _read(opened, "qdiscs", RTM_GETQDISC, AF_UNSPEC, decode_qdiscs, gaps)
+    s.filters = _scan_filters(opened, s.qdiscs, gaps)
     if opened.sockets is not None:
         s.sockets_source, s.sockets = _read_sockets(opened, opened.sockets, gaps)
     return s
+
+
+def _scan_filters(opened: _Opened, qdiscs: list[TcQdisc], gaps: list[Gap]) -> list[TcFilter]:
+    """Filters of each clsact/ingress qdisc: a filter dump names one interface and parent."""
+    out: list[TcFilter] = []
+    for q in qdiscs:
+        if q.kind not in ("clsact", "ingress"):
+            continue
+        parents = (INGRESS_PARENT, EGRESS_PARENT) if q.kind == "clsact" else (INGRESS_PARENT,)
+        for parent in parents:
+            header = tc_filter_header(q.ifindex, parent)
+            out += _read(opened, "tc filters", RTM_GETTFILTER, 0, decode_filters, gaps, header)
+    return out
 
 
 def _read_sockets(
@@ -508,6 +551,9 @@ def _build(s: _Scanned, netnsid: int | None) -> NetNamespace:
         rules=tuple(s.rules),
         neighbours=tuple(s.neighbours),
         fdb=tuple(s.fdb),
+        netconf=tuple(s.netconf),
+        qdiscs=tuple(s.qdiscs),
+        tc_filters=tuple(s.filters),
         sockets=None if s.sockets is None else tuple(s.sockets),
         sockets_source=None if s.sockets is None else s.sockets_source,
     )

@@ -32,14 +32,27 @@ RTM_GETADDR = 22
 RTM_GETROUTE = 26
 RTM_GETNEIGH = 30
 RTM_GETRULE = 34
+RTM_GETQDISC = 38
+RTM_GETTFILTER = 46
+RTM_GETNETCONF = 82
 RTM_NEWNSID = 88
 RTM_GETNSID = 90
 NETNSA_NSID = 1
 NETNSA_FD = 3
 
 # Family header of each dump request: ifinfomsg 16 bytes, ifaddrmsg 8, rtmsg 12,
-# fib_rule_hdr 12, ndmsg 12. Only the family byte is set: dump everything.
-_HEADER_LEN = {RTM_GETLINK: 16, RTM_GETADDR: 8, RTM_GETROUTE: 12, RTM_GETRULE: 12, RTM_GETNEIGH: 12}
+# fib_rule_hdr 12, ndmsg 12, tcmsg 20, netconfmsg 1 (padded to 4). Only the family
+# byte is set: dump everything.
+_HEADER_LEN = {
+    RTM_GETLINK: 16,
+    RTM_GETADDR: 8,
+    RTM_GETROUTE: 12,
+    RTM_GETRULE: 12,
+    RTM_GETNEIGH: 12,
+    RTM_GETQDISC: 20,
+    RTM_GETNETCONF: 4,
+}
+_TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
 _I32 = struct.Struct("=i")
 
 
@@ -52,7 +65,8 @@ class RouteSocket(NetlinkSocket):
     def dump_table(
         self, msg_type: int, family: int = AF_UNSPEC, attempts: int = MAX_ATTEMPTS
     ) -> Dump:
-        """Dump one table (RTM_GETLINK, GETADDR, GETROUTE, GETRULE, GETNEIGH) of `family`."""
+        """Dump one table (RTM_GETLINK, GETADDR, GETROUTE, GETRULE, GETNEIGH, GETQDISC,
+        GETNETCONF) of `family`."""
         header = bytes([family]) + bytes(_HEADER_LEN[msg_type] - 1)
         return self.dump(msg_type, header, attempts)
 
@@ -70,6 +84,11 @@ class RouteSocket(NetlinkSocket):
             for fd in ns_fds
         ]
         return [_nsid(answer) for answer in self.calls(requests)]
+
+
+def tc_filter_header(ifindex: int, parent: int) -> bytes:
+    """The tcmsg of a filter dump of one interface below one parent (tc_dump_tfilter needs both)."""
+    return _TCMSG.pack(AF_UNSPEC, ifindex, 0, parent, 0)
 
 
 def _nsid(answer: Reply | NetlinkError) -> int | NetlinkError | None:

@@ -15,21 +15,25 @@ compares directly with `ip -d -j` output.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
 from collections.abc import Iterable
 
 from podpath.collectors.netlink.rtnetlink import AF_BRIDGE
-from podpath.collectors.netlink.wire import MalformedMessage, attributes, cstr, payloads
+from podpath.collectors.netlink.wire import MalformedMessage, attributes, cstr, nested, payloads
 from podpath.snapshot.model import (
     Address,
+    BpfProgram,
     FdbEntry,
     Link,
+    LinkStats,
     Neighbour,
     Nexthop,
     Route,
     Rule,
     Vxlan,
+    Xdp,
 )
 
 RTM_NEWLINK = 16
@@ -48,6 +52,8 @@ _RTMSG = struct.Struct("=BBBBBBBBI")
 _NDMSG = struct.Struct("=BxxxiHBB")
 _RTNEXTHOP = struct.Struct("=HBBi")
 _IFA_CACHE = struct.Struct("=IIII")
+# struct rtnl_link_stats64: the fields of LinkStats, in order; older kernels send fewer.
+_STATS_FIELDS = tuple(f.name for f in dataclasses.fields(LinkStats))
 
 AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
@@ -174,6 +180,10 @@ FIB_RULE_INVERT = 0x2
 # --- attribute numbers ------------------------------------------------------------------------
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 3, 4, 5
 IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_LINK_NETNSID = 10, 16, 18, 37
+IFLA_STATS64, IFLA_XDP = 23, 43
+IFLA_XDP_ATTACHED, IFLA_XDP_PROG_ID = 2, 4
+# XDP_ATTACHED_*: how a program is attached (iproute2 prints xdp, xdpgeneric, xdpoffload).
+XDP_MODES = {1: "drv", 2: "generic", 3: "offload", 4: "multi"}
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_VXLAN_ID, IFLA_VXLAN_GROUP, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL = 1, 2, 3, 4
 IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT, IFLA_VXLAN_GROUP6, IFLA_VXLAN_LOCAL6 = 7, 15, 16, 17
@@ -248,6 +258,8 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
         if info is not None:
             kind, vxlan = _linkinfo(info)
         link_index = _I32.unpack_from(lnk)[0] if lnk is not None and len(lnk) >= 4 else None
+        stats = a.get(IFLA_STATS64)
+        xdp = a.get(IFLA_XDP)
         out.append(
             Link(
                 netns=netns,
@@ -265,9 +277,35 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
                 if nsid is not None and len(nsid) >= 4
                 else None,
                 vxlan=vxlan,
+                stats=_stats64(stats) if stats is not None else None,
+                xdp=_xdp(xdp) if xdp is not None else None,
             )
         )
     return out
+
+
+def _stats64(data: bytes) -> LinkStats | None:
+    """struct rtnl_link_stats64: as many u64 counters as the kernel sent (ip -s -s link)."""
+    count = min(len(data) // 8, len(_STATS_FIELDS))
+    if count == 0:
+        return None
+    values = struct.unpack_from(f"={count}Q", data)
+    return LinkStats(**dict(zip(_STATS_FIELDS, values, strict=False)))
+
+
+def _xdp(data: bytes) -> Xdp | None:
+    """IFLA_XDP: the attach mode and program id, when a program is attached."""
+    a = nested(data, "strict")
+    attached = a.get(IFLA_XDP_ATTACHED)
+    if not attached or attached[0] == 0:
+        return None
+    prog_id = a.get(IFLA_XDP_PROG_ID)
+    return Xdp(
+        mode=XDP_MODES.get(attached[0], str(attached[0])),
+        program=BpfProgram(id=u32(prog_id), type="xdp")
+        if prog_id is not None and len(prog_id) >= 4
+        else None,
+    )
 
 
 def _linkinfo(info: bytes) -> tuple[str | None, Vxlan | None]:

@@ -76,20 +76,37 @@ def _unescape_mountinfo(field_: str) -> str:
     return out.decode("utf-8", "surrogateescape")
 
 
+def nsfs_fields(raw: bytes) -> list[tuple[bytes, bytes]]:
+    r"""(root, mount point) of each nsfs line of a mountinfo text, both still escaped.
+
+    Mount points escape spaces as \040, so " - nsfs " occurs in a line only where
+    the separator precedes the filesystem type nsfs; the root of an nsfs mount is the
+    namespace ("net:[4026532999]").
+    """
+    found = []
+    for line in raw.split(b"\n"):
+        if b" - nsfs " in line:
+            fields = line.split(b" ", 5)
+            if len(fields) == 6:
+                found.append((fields[3], fields[4]))
+    return found
+
+
+def nsfs_mount(root: bytes, point: bytes) -> tuple[str, int, str] | None:
+    """(type, inode, unescaped mount point) of one nsfs mount; None for a foreign root."""
+    parsed = parse_ns_link(root.decode("utf-8", "surrogateescape"))
+    if parsed is None:
+        return None
+    return parsed[0], parsed[1], _unescape_mountinfo(point.decode("utf-8", "surrogateescape"))
+
+
 def parse_nsfs_mounts(text: str) -> list[tuple[str, int, str]]:
     """The nsfs mounts of a mountinfo text: (type, inode, mount point)."""
     found = []
-    for line in text.splitlines():
-        pre, sep, post = line.partition(" - ")
-        if not sep or not post.startswith("nsfs "):
-            continue
-        fields = pre.split(" ")
-        if len(fields) < 5:
-            continue
-        parsed = parse_ns_link(fields[3])
-        if parsed is None:
-            continue
-        found.append((parsed[0], parsed[1], _unescape_mountinfo(fields[4])))
+    for root, point in nsfs_fields(text.encode("utf-8", "surrogateescape")):
+        mount = nsfs_mount(root, point)
+        if mount is not None:
+            found.append(mount)
     return found
 
 
@@ -105,9 +122,13 @@ def _host_view(host: HostRoot, path: str) -> str:
     return path
 
 
-def _mount_sources(processes: tuple[Process, ...], all_mnt: bool) -> list[str]:
-    """Which /proc entries' mountinfo to read: self, 1, and one per mount namespace."""
-    sources = ["self", "1"]
+def _mount_sources(host: HostRoot, processes: tuple[Process, ...], all_mnt: bool) -> list[str]:
+    """Which /proc entries' mountinfo to read: self, 1, and one per mount namespace.
+
+    PID 1 is left out when it sees the mounts exactly as this process does (same mount
+    namespace and root, on "/"): its table would repeat ours line for line.
+    """
+    sources = ["self"] if _sees_as_self(host, "1") else ["self", "1"]
     if all_mnt:
         seen: set[int] = set()
         for p in processes:
@@ -119,10 +140,28 @@ def _mount_sources(processes: tuple[Process, ...], all_mnt: bool) -> list[str]:
     return sources
 
 
+def _sees_as_self(host: HostRoot, pid: str) -> bool:
+    """Whether `pid` shares this process's mount namespace and root, on a "/" host root."""
+    if not host.is_slash:
+        return False
+    try:
+        proc_fd = host.proc_fd()
+        if os.readlink(f"{pid}/ns/mnt", dir_fd=proc_fd) != os.readlink(
+            "self/ns/mnt", dir_fd=proc_fd
+        ):
+            return False
+        theirs = os.stat(f"{pid}/root", dir_fd=proc_fd)
+        ours = os.stat("self/root", dir_fd=proc_fd)
+    except (OSError, CollectorError):
+        return False  # unreadable: read its table and let that report why
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+
+
 def _add_mounts(
     host: HostRoot, found: list[tuple[str, str, int, str]], holders: dict[tuple[str, int], Holders]
 ) -> None:
     """Record nsfs mounts (source, type, inode, mount point) in the order they were read."""
+    proc = host.proc  # a readlink each time it is asked for
     for src, kind, inode, mountpoint in found:
         h = _holders_of(holders, kind, inode)
         if src == "self":
@@ -130,7 +169,7 @@ def _add_mounts(
         else:
             # The mount point is in that process's root: reach it through
             # /proc/PID/root (mount points are canonical, no symlinks to resolve).
-            host_path, open_path = mountpoint, f"{host.proc}/{src}/root{mountpoint}"
+            host_path, open_path = mountpoint, f"{proc}/{src}/root{mountpoint}"
         if host_path not in h.mounts:
             h.mounts.append(host_path)
             h.mount_open.append(open_path)
@@ -173,9 +212,19 @@ _MIN_TABLES_PER_PART = 64
 
 
 def _mount_part(host: HostRoot, cancel: threading.Event | None, sources: list[str]) -> _MountPart:
-    """Read the nsfs mounts of these mount tables ("self" or a PID), in order."""
+    """Read the nsfs mounts of these mount tables ("self" or a PID), in order.
+
+    Only the first (source, root, mount point) of each is sent back: `ip netns exec`
+    gives each of its processes a copy of the node's mount namespace, so on a node with
+    N named netns held that way N tables repeat the same N nsfs mounts. Later repeats
+    would be dropped by `_add_mounts` anyway (same host path); dropping them here saves
+    the parse and the pipe. "self" is kept apart unless the host root is "/": its mount
+    points are in the reader's view, the others' in the host's.
+    """
     mounts: list[tuple[str, str, int, str]] = []
     denied = 0
+    seen: set[tuple[bytes, bytes]] = set()
+    direct = False
     for i, src in enumerate(sources):
         if i % 32 == 0 and cancel is not None and cancel.is_set():
             break
@@ -184,8 +233,9 @@ def _mount_part(host: HostRoot, cancel: threading.Event | None, sources: list[st
             # writes /proc/PID/mounts ~3x faster than mountinfo (no root field: for
             # cgroup v1 mounts that is a cgroup path walk each), and the same mounts
             # with their type ("nsfs /run/netns/x nsfs rw 0 0"): read mountinfo, for
-            # the inode in its root field, only where mounts shows an nsfs mount.
-            if b" nsfs " not in host.proc_read(f"{src}/mounts"):
+            # the inode in its root field, only where mounts shows an nsfs mount --
+            # or at once after a table that had some, as copies come in runs of PIDs.
+            if not direct and b" nsfs " not in host.proc_read(f"{src}/mounts"):
                 continue
             raw = host.proc_read(f"{src}/mountinfo")
         except PermissionDenied:
@@ -193,8 +243,19 @@ def _mount_part(host: HostRoot, cancel: threading.Event | None, sources: list[st
             continue
         except CollectorError:
             continue  # the process exited: another process of the same mnt ns may remain
-        text = raw.decode("utf-8", "surrogateescape")
-        mounts += [(src, kind, inode, point) for kind, inode, point in parse_nsfs_mounts(text)]
+        fields = nsfs_fields(raw)
+        direct = bool(fields)
+        fresh = set(fields) - seen
+        if not fresh:
+            continue
+        if src != "self" or host.is_slash:
+            seen |= fresh
+        for root, point in fields:
+            if (root, point) in fresh:
+                fresh.discard((root, point))
+                mount = nsfs_mount(root, point)
+                if mount is not None:
+                    mounts.append((src, *mount))
     return mounts, denied
 
 
@@ -223,7 +284,7 @@ def _scan_holders(
     The mount tables are split across the cores by `parallel.run_parts` and merged in
     source order; the fd holders come from the process scan, or are read here.
     """
-    sources = _mount_sources(processes, all_mnt)
+    sources = _mount_sources(host, processes, all_mnt)
     runs = split(sources, part_count(len(sources), _MIN_TABLES_PER_PART))
     parts = run_parts(partial(_mount_part, host, cancel), runs)
     for mounts, _ in parts:
@@ -300,8 +361,8 @@ def _command(p: Process) -> str:
     return " ".join(p.cmdline) if p.cmdline else p.comm
 
 
-def _open_path(host: HostRoot, kind: str, inode: int, dev: int, h: Holders) -> str | None:
-    """A path that opens this namespace now, in the reader's view.
+def _open_path(proc: str, kind: str, inode: int, dev: int, h: Holders) -> str | None:
+    """A path that opens this namespace now, in the reader's view (`proc`: <root>/proc).
 
     A process's ns link needs no check. A bind mount or an fd is tried in turn until one
     leads to the namespace's (dev, inode): a mount table lists mounts that are covered
@@ -311,8 +372,8 @@ def _open_path(host: HostRoot, kind: str, inode: int, dev: int, h: Holders) -> s
     first returned, so the open that follows reports why.
     """
     if h.pids:
-        return f"{host.proc}/{min(h.pids)}/ns/{kind}"
-    candidates = [*h.mount_open, *(f"{host.proc}/{pid}/fd/{fd}" for pid, fd in h.fds)]
+        return f"{proc}/{min(h.pids)}/ns/{kind}"
+    candidates = [*h.mount_open, *(f"{proc}/{pid}/fd/{fd}" for pid, fd in h.fds)]
     for path in candidates:
         try:
             st = os.stat(path)
@@ -334,10 +395,11 @@ def _netnsids(
         gaps.append(Gap("netnsid", f"netlink socket: {os.strerror(err.errno or 0)}", "unavailable"))
         return out
     try:
+        proc = host.proc
         wanted = [
             (inode, path)
             for (kind, inode), h in holders.items()
-            if kind == "net" and (path := _open_path(host, kind, inode, dev, h)) is not None
+            if kind == "net" and (path := _open_path(proc, kind, inode, dev, h)) is not None
         ]
         # One batch of open fds at a time: the kernel answers a batch in one go.
         for start in range(0, len(wanted), NSID_BATCH):
@@ -468,10 +530,11 @@ def net_namespace_targets(host: HostRoot, scan: NamespaceScan) -> list[NetnsTarg
     from podpath.collectors.netlink.netns_scan import NetnsTarget
 
     targets = []
+    proc = host.proc
     for (kind, inode), h in scan.holders.items():
         if kind != "net":
             continue
-        path = _open_path(host, kind, inode, scan.dev, h)
+        path = _open_path(proc, kind, inode, scan.dev, h)
         if path is None:
             continue
         holder = min(h.pids) if h.pids else (h.fds[0][0] if h.fds else None)

@@ -10,9 +10,14 @@ Sources, best first:
    repeat the annotations as "key=value" when the bundle is unreadable);
 2. CRI-O: /run/containers/storage/overlay-containers/<id>/userdata/config.json
    (io.kubernetes.cri-o.* annotations) with runc's state under /run/runc/<id>/;
+   Docker (dockershim, cri-dockerd): /var/lib/docker/containers/<id>/config.v2.json;
 3. fallbacks: cgroup paths of processes (pod UID, container ID, runtime),
    /var/log/pods/<namespace>_<name>_<uid> for names, pause processes
    (comm `pause`, `catatonit -P`) and the first process in a /run/netns/cni-* netns.
+
+kindnet's pod database (collectors/runtime/kindnet_db.py), where present, fills in
+the pods these found (by sandbox id, else by network namespace) and adds the pods
+it alone knows, with source "kindnet-db".
 
 Everything read from the node is hostile input: JSON errors become gaps, never crashes.
 """
@@ -43,6 +48,8 @@ from podpath.collectors.runtime.docker_state import (
     rfc3339_ns,
     state_of,
 )
+from podpath.collectors.runtime.kindnet_db import SOURCE as KINDNET_SOURCE
+from podpath.collectors.runtime.kindnet_db import KindnetPod, read_kindnet_db
 from podpath.snapshot.model import Container, Gap, IpamAllocation, Namespace, Pod, Process
 
 CONTAINERD_TASKS = "/run/containerd/io.containerd.runtime.v2.task/k8s.io"
@@ -104,6 +111,11 @@ class RuntimeContainer:
     image_id: str | None = None
     log_path: str | None = None
     sandbox_image: str | None = None  # sandboxes only
+    # What the CNI plugin recorded (kindnet's database), sandboxes only.
+    host_interface: str | None = None
+    gateways: tuple[str, ...] = ()
+    mtu: int | None = None
+    also_from: tuple[str, ...] = ()  # other sources that filled in this record
 
 
 def redact_env(env: Iterable[str]) -> tuple[str, ...]:
@@ -647,13 +659,21 @@ def _pod_from_runtime(ctx: _Ctx, sandbox_id: str, members: list[RuntimeContainer
         ips=ips,
         host_network=host_network,
         containers=containers,
-        runtime=head.runtime,
+        runtime=(
+            runtime_from_parents(ctx, pause)
+            if head.runtime == "unknown" and pause is not None
+            else head.runtime
+        ),
         source=head.source,
         log_dir=head.log_dir,
         sandbox_image=sandbox_rc.sandbox_image if sandbox_rc else None,
         state=sandbox_rc.state if sandbox_rc else None,
         attempt=sandbox_rc.attempt if sandbox_rc else None,
         created_at=sandbox_rc.created_at if sandbox_rc else None,
+        also_from=head.also_from,
+        host_interface=head.host_interface,
+        gateways=head.gateways,
+        mtu=head.mtu,
     )
 
 
@@ -877,6 +897,10 @@ def collect_pods(
         runtime += read_docker(host, gaps, redact=redact)
     from_cri = [rc for listing in cri for rc in containers_from_cri(listing, redact=redact)]
     runtime = merge_runtime(from_cri, runtime)
+    kindnet: list[RuntimeContainer] = []
+    if cancel is None or not cancel.is_set():
+        kindnet = [kindnet_sandbox(k) for k in read_kindnet_db(host, gaps)]
+    runtime, kindnet_only = merge_records(runtime, kindnet)
     if not from_cri:
         for rc in runtime:
             if rc.runtime == "containerd" and rc.state is None:
@@ -893,6 +917,7 @@ def collect_pods(
     covered_netns = {p.netns_inode for p in pods if p.netns_inode is not None}
     pods += _pods_from_pause(ctx, covered, covered_netns, namespaces)
     pods = [_fill_names(p, logs) for p in pods]
+    pods = _with_kindnet(ctx, pods, kindnet_only)
     pods.sort(key=lambda p: (p.namespace, p.name, p.sandbox_id))
     return tuple(pods), tuple(gaps)
 
@@ -994,24 +1019,123 @@ def merge_runtime(
     from_cri: list[RuntimeContainer], from_disk: list[RuntimeContainer]
 ) -> list[RuntimeContainer]:
     """CRI's records first; the runtime's files fill what CRI left out, and add the rest."""
-    disk = {rc.id: rc for rc in from_disk}
-    out = []
-    for rc in from_cri:
-        other = disk.pop(rc.id, None)
+    merged, rest = merge_records(from_cri, from_disk)
+    return merged + rest
+
+
+def merge_records(
+    first: list[RuntimeContainer], then: list[RuntimeContainer]
+) -> tuple[list[RuntimeContainer], list[RuntimeContainer]]:
+    """(`first`, each filled in by the record of `then` with its id; `then`'s other records)."""
+    others = {rc.id: rc for rc in then}
+    for rc in first:
+        other = others.pop(rc.id, None)
         if other is not None:
-            rc.pid = rc.pid or other.pid
-            rc.start_time = other.start_time
-            rc.command = rc.command or other.command
-            rc.env = rc.env or other.env
-            rc.ns_paths = rc.ns_paths or other.ns_paths
-            rc.cgroups_path = rc.cgroups_path or other.cgroups_path
-            rc.log_dir = rc.log_dir or other.log_dir
-            rc.pod_uid = rc.pod_uid or other.pod_uid
-            rc.pod_name = rc.pod_name or other.pod_name
-            rc.pod_namespace = rc.pod_namespace or other.pod_namespace
-            rc.ips = rc.ips or other.ips
-        out.append(rc)
-    return out + list(disk.values())
+            _fill(rc, other)
+    return first, list(others.values())
+
+
+def _fill(rc: RuntimeContainer, other: RuntimeContainer) -> None:
+    """Fill what `rc` left out from `other`, a record of the same container."""
+    rc.pid = rc.pid or other.pid
+    rc.start_time = rc.start_time or other.start_time
+    rc.command = rc.command or other.command
+    rc.env = rc.env or other.env
+    rc.ns_paths = rc.ns_paths or other.ns_paths
+    rc.cgroups_path = rc.cgroups_path or other.cgroups_path
+    rc.log_dir = rc.log_dir or other.log_dir
+    rc.pod_uid = rc.pod_uid or other.pod_uid
+    rc.pod_name = rc.pod_name or other.pod_name
+    rc.pod_namespace = rc.pod_namespace or other.pod_namespace
+    rc.ips = rc.ips or other.ips
+    rc.host_interface = rc.host_interface or other.host_interface
+    rc.gateways = rc.gateways or other.gateways
+    rc.mtu = rc.mtu or other.mtu
+    if other.source == KINDNET_SOURCE and KINDNET_SOURCE not in rc.also_from:
+        # CRI and the runtime's files are two views of one runtime; kindnet is another witness.
+        rc.also_from += (KINDNET_SOURCE,)
+
+
+# Sources that know a pod's sandbox id for certain (the rest are fallbacks).
+_RUNTIME_SOURCES = ("cri", "runtime-state", KINDNET_SOURCE)
+
+
+# -- kindnet's pod database ----------------------------------------------------------------------
+
+
+def kindnet_sandbox(row: KindnetPod) -> RuntimeContainer:
+    """A sandbox record from a row of kindnet's pod database (runtime not known from it)."""
+    return RuntimeContainer(
+        id=row.sandbox_id,
+        runtime="unknown",
+        kind="sandbox",
+        sandbox_id=row.sandbox_id,
+        pod_namespace=row.namespace or None,
+        pod_name=row.name or None,
+        pod_uid=row.uid or None,
+        name="POD",
+        ns_paths={"net": row.netns},
+        ips=row.ips,
+        host_network=False,  # cni-kindnet is only called for pods with a network of their own
+        source=KINDNET_SOURCE,
+        host_interface=row.host_interface,
+        gateways=row.gateways,
+        mtu=row.mtu,
+    )
+
+
+def _with_kindnet(ctx: _Ctx, pods: list[Pod], rows: list[RuntimeContainer]) -> list[Pod]:
+    """Fallback pods filled in by the kindnet rows of their sandbox or netns; the rest as pods."""
+    by_id = {rc.id: rc for rc in rows}
+    by_netns: dict[int, RuntimeContainer] = {}
+    for rc in rows:
+        inode = _netns_of(ctx, None, rc.ns_paths.get("net"))
+        if inode is not None:
+            by_netns.setdefault(inode, rc)
+    out = []
+    for pod in pods:
+        found = by_id.get(pod.sandbox_id) if pod.sandbox_id else None
+        if found is None and pod.netns_inode is not None and pod.source not in _RUNTIME_SOURCES:
+            # A fallback pod may not know its sandbox id; its network namespace is the pod.
+            found = by_netns.get(pod.netns_inode)
+        # A row fills one pod only: by_id holds the rows not used yet.
+        if found is None or by_id.pop(found.id, None) is None:
+            out.append(pod)
+        else:
+            out.append(_kindnet_filled(ctx, pod, found))
+    for rc in by_id.values():
+        pod = _pod_from_runtime(ctx, rc.id, [rc])
+        if pod.netns_inode is None:
+            ctx.gaps.append(
+                Gap(
+                    f"kindnet-db pod {pod.namespace}/{pod.name}",
+                    f"its netns {pod.netns_path} is gone: a stale row still holding "
+                    f"{', '.join(pod.ips) or 'no IP'}",
+                    "inconsistent",
+                )
+            )
+        out.append(pod)
+    return out
+
+
+def _kindnet_filled(ctx: _Ctx, pod: Pod, rc: RuntimeContainer) -> Pod:
+    """A fallback pod with what kindnet's row knows and the fallback did not."""
+    named = not pod.namespace and rc.pod_namespace and rc.pod_name
+    path = rc.ns_paths.get("net")
+    return replace(
+        pod,
+        # A fallback's name without a namespace is a placeholder (its netns, pause-PID).
+        namespace=rc.pod_namespace or "" if named else pod.namespace,
+        name=rc.pod_name or "" if named else pod.name,
+        uid=pod.uid or rc.pod_uid or "",
+        sandbox_id=pod.sandbox_id or rc.id,
+        netns_path=pod.netns_path or (ctx.host.canonical(path) if path else None),
+        ips=pod.ips or rc.ips,
+        also_from=(*pod.also_from, KINDNET_SOURCE),
+        host_interface=rc.host_interface,
+        gateways=rc.gateways,
+        mtu=rc.mtu,
+    )
 
 
 def apply_status_file(rc: RuntimeContainer, status: dict[str, Any] | None) -> None:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.sockets import containers_by_pid, endpoint, is_listening, peer_endpoint
-from podpath.netfilter.kube_proxy import Service
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
 from podpath.snapshot.model import Container, Link, Pod, Socket, SocketOwner
@@ -146,6 +145,10 @@ def _pod_row(index: SnapshotIndex, pod: Pod) -> Row:
         "host_network": pod.host_network,
         "runtime": pod.runtime,
         "source": pod.source,
+        "also_from": list(pod.also_from),
+        "host_interface": pod.host_interface,
+        "gateways": list(pod.gateways),
+        "mtu": pod.mtu,
         "sandbox_image": pod.sandbox_image,
         "state": pod.state,
         "attempt": pod.attempt,
@@ -201,6 +204,7 @@ def pods(index: SnapshotIndex) -> Listing:
             True,
         ),
         Column("SANDBOX", lambda r: (r["sandbox_id"] or "")[:13]),
+        Column("SOURCE", lambda r: "+".join([r["source"], *r["also_from"]])),
     )
     return Listing(rows, cols)
 

@@ -17,6 +17,7 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 
 
 class OutputError(Exception):
@@ -30,6 +31,15 @@ def write_text(path: str, text: str) -> str:
 
 def write_bytes(path: str, data: bytes) -> str:
     """Write `data` to `path` as a whole; return the absolute path written."""
+    return write_chunks(path, (data,))
+
+
+def write_chunks(path: str, chunks: Iterable[bytes]) -> str:
+    """`write_bytes` of the chunks joined, without ever holding them joined.
+
+    A snapshot at 10k Services is tens of MB: joined and encoded it was two more copies
+    at the peak of `podpath snapshot -o FILE`.
+    """
     target = os.path.abspath(path)
     directory, name = os.path.split(target)
     if not name or path.endswith("/"):
@@ -41,10 +51,10 @@ def write_bytes(path: str, data: bytes) -> str:
     try:
         existing = _lstat(name, dir_fd)
         if existing is not None and _is_stream(existing):
-            _write_in_place(target, name, dir_fd, data)
+            _write_in_place(target, name, dir_fd, chunks)
         else:
             _check_replaceable(target, existing)
-            _write_and_rename(target, name, dir_fd, data, existing)
+            _write_and_rename(target, name, dir_fd, chunks, existing)
     finally:
         os.close(dir_fd)
     return target
@@ -75,7 +85,7 @@ def _check_replaceable(target: str, existing: os.stat_result | None) -> None:
         raise OutputError(f"{target} is not a regular file")
 
 
-def _write_in_place(target: str, name: str, dir_fd: int, data: bytes) -> None:
+def _write_in_place(target: str, name: str, dir_fd: int, data: Iterable[bytes]) -> None:
     """Write to a FIFO or character device that is already there (never created)."""
     try:
         fd = os.open(name, os.O_WRONLY | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
@@ -93,7 +103,7 @@ def _write_and_rename(
     target: str,
     name: str,
     dir_fd: int,
-    data: bytes,
+    data: Iterable[bytes],
     existing: os.stat_result | None,
 ) -> None:
     temp = f".{name[:200]}.{secrets.token_hex(6)}.podpath-tmp"
@@ -122,10 +132,11 @@ def _write_and_rename(
             _unlink_quietly(temp, dir_fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_all(fd: int, data: Iterable[bytes]) -> None:
+    for chunk in data:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _sync_directory(dir_fd: int) -> None:

@@ -36,6 +36,30 @@ def _inode(path: str) -> int:
     return os.stat(path).st_ino
 
 
+def _nsfs_mounts_by_findmnt() -> list[list[str]]:
+    """[pid, fsroot, target] of every nsfs mount of every mount namespace, by findmnt."""
+    first: dict[str, str] = {}
+    for pid in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int):
+        try:
+            first.setdefault(os.readlink(f"/proc/{pid}/ns/mnt"), pid)
+        except OSError:
+            continue  # exited, or a kernel thread
+    found = []
+    for pid in first.values():
+        done = subprocess.run(
+            ["findmnt", "-J", "-t", "nsfs", "--task", pid, "-o", "TARGET,FSROOT"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode == 0 and done.stdout.strip():
+            found += [
+                [pid, m["fsroot"], m["target"]] for m in json.loads(done.stdout)["filesystems"]
+            ]
+    return found
+
+
 def main(workdir: str) -> None:
     """Set up, measure with both tools, print JSON."""
     subprocess.run(["mount", "-t", "tmpfs", "ppns-tmp", workdir], check=True, timeout=10)
@@ -91,6 +115,30 @@ def main(workdir: str) -> None:
     held.kill()
     held.wait()
 
+    # Named netns held by `ip netns exec` processes: each runs in its own copy of this
+    # mount namespace, which repeats every /run/netns mount (a tmpfs here: the
+    # machine's own /run/netns is never touched).
+    subprocess.run(["mount", "-t", "tmpfs", "ppns-run", "/run"], check=True, timeout=10)
+    named = ["ppns-x", "ppns-y", "ppns-z"]
+    for name in named:
+        subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    keep += [_start(["ip", "netns", "exec", name, "sleep", "300"]) for name in named]
+
+    # A netns held only by a bind mount inside another process's private mount
+    # namespace: only that namespace's mount table shows it.
+    hidden_dir = os.path.join(workdir, "hidden")
+    os.mkdir(hidden_dir)
+    target = _start(["unshare", "--net", "--", "sleep", "300"])
+    hidden_inode = _inode(f"/proc/{target.pid}/ns/net")
+    hide = 'mount -t tmpfs pphidden "$1" && touch "$1/ns" && mount --bind "$2" "$1/ns" && exec sleep 300'
+    hider = _start(
+        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", hide, "sh"]
+        + [hidden_dir, f"/proc/{target.pid}/ns/net"]
+    )
+    keep.append(hider)
+    target.kill()
+    target.wait()
+
     lsns = subprocess.run(["lsns", "-J"], check=True, capture_output=True, text=True, timeout=30)
     host = HostRoot("/")
     procs, gaps = scan_processes(host)
@@ -114,6 +162,10 @@ def main(workdir: str) -> None:
         "link_netnsid": link.get("link_netnsid"),
         "ours_fds_in_process_pass": [dataclasses.asdict(n) for n in scan2.namespaces],
         "fd_holders_seen": [list(f) for f in fd_holders.found],
+        "holders": [[k[0], k[1], h.mounts, h.mount_open] for k, h in scan.holders.items()],
+        "findmnt": _nsfs_mounts_by_findmnt(),
+        "named": [[name, _inode(f"/run/netns/{name}")] for name in named],
+        "hidden": [hidden_inode, os.path.join(hidden_dir, "ns"), hider.pid],
     }
     print(json.dumps(out))
     os.close(fd)

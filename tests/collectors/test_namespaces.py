@@ -122,6 +122,36 @@ def test_netnsid_equals_ip_link_netnsid(run: dict[str, Any]) -> None:
     assert _ours(run)[("net", run["peer_net"])]["netnsid"] == run["link_netnsid"]
 
 
+def test_every_nsfs_mount_of_every_mount_namespace_is_a_holder(run: dict[str, Any]) -> None:
+    """Every nsfs mount findmnt shows in any mount namespace is a bind-mount holder of ours."""
+    mounts = {(k, i): paths for k, i, paths, _ in run["holders"]}
+    assert run["findmnt"]
+    for pid, fsroot, target in run["findmnt"]:
+        kind, _, inode = fsroot.partition(":[")
+        assert target in mounts[(kind, int(inode.rstrip("]")))], (pid, fsroot, target)
+
+
+def test_named_netns_held_by_ip_netns_exec(run: dict[str, Any]) -> None:
+    """A named netns whose process runs in `ip netns exec`'s own mount namespace."""
+    ours = _ours(run)
+    for name, inode in run["named"]:
+        ns = ours[("net", inode)]
+        assert ns["held_by"] == ["process", "bind-mount"], ns
+        assert ns["nsfs"] == f"/run/netns/{name}" and ns["nprocs"] == 1, ns
+
+
+def test_netns_bind_mounted_only_in_another_mount_namespace(run: dict[str, Any]) -> None:
+    """A netns held only by a mount in another process's mount namespace (lsns misses it)."""
+    inode, path, pid = run["hidden"]
+    ns = _ours(run)[("net", inode)]
+    assert ns["held_by"] == ["bind-mount"] and ns["nprocs"] == 0, ns
+    assert ns["nsfs"] == path
+    opened = {i: open_paths for k, i, _, open_paths in run["holders"] if k == "net"}
+    assert opened[inode] == [f"/proc/{pid}/root{path}"]
+    theirs = {n["ns"] for n in _flatten(run["lsns"]["namespaces"])}
+    assert inode not in theirs
+
+
 def test_no_gaps_as_root(run: dict[str, Any]) -> None:
     """Root with all capabilities reads everything in the quiet namespace."""
     assert run["gaps"] == []

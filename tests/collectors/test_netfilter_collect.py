@@ -122,6 +122,30 @@ def test_mixed_backends_are_all_collected_and_labelled() -> None:
 
 
 @pytest.mark.lab
+def test_snapshot_command_warns_about_mixed_backends(tmp_path: Path) -> None:
+    """`podpath snapshot` writes the file and warns about mixed backends (found meanwhile)."""
+    needs_lab()
+    path = tmp_path / "mixed.json"
+    out = in_netns(
+        _MIXED_SETUP
+        + f"""
+import sys
+done = subprocess.run([sys.executable, "-m", "podpath", "snapshot", "-o", {str(path)!r}],
+                      capture_output=True, text=True, timeout=120)
+print(json.dumps([done.returncode, done.stderr]))
+"""
+    )
+    code, stderr = out
+    assert code == 0, stderr
+    (line,) = [x for x in stderr.splitlines() if "warning: rules in several iptables" in x]
+    assert "iptables-legacy" in line and "iptables-nft" in line
+    from podpath.snapshot.codec import load_path
+
+    snap = load_path(str(path))
+    assert {(d.backend, d.family) for d in snap.iptables} >= {("legacy", "ipv4"), ("nft", "ipv4")}
+
+
+@pytest.mark.lab
 def test_legacy_is_not_read_when_no_legacy_table_exists() -> None:
     """A namespace whose ip_tables_names is empty gets no legacy dump (and no gap)."""
     needs_lab()
@@ -309,6 +333,17 @@ def test_merged_nft_documents_are_one_valid_document() -> None:
     merged = json.loads(merge_nft_documents([empty, a, b]))["nftables"]
     assert merged[0] == json.loads(meta)
     assert [i["table"]["name"] for i in merged[1:]] == ["a", "b"]
+
+
+def test_merge_keeps_each_body_as_written_between_its_brackets() -> None:
+    """Only the envelope, a later metainfo, the whitespace and trailing commas go."""
+    meta = '{"metainfo": {"version": "1.0.6"}}'
+    first = ' {"nftables": [ ' + meta + " ] }\n"
+    second = '{"nftables": [' + meta + ',  {"table": {"name": "a]b"}} ,\n]}'
+    third = '{"nftables":[{"chain": {"name": "c"}}]}'
+    assert merge_nft_documents([first, second, third]) == (
+        '{"nftables": [' + meta + ', {"table": {"name": "a]b"}} , {"chain": {"name": "c"}}]}'
+    )
 
 
 def test_merge_rejects_text_that_is_not_nft_json() -> None:

@@ -535,3 +535,39 @@ def test_real_paths_never_crash_on_this_host() -> None:
         pods, gaps = collect_pods(host, procs, None)
     assert isinstance(pods, tuple) and isinstance(gaps, tuple)
     assert os.getpid() not in {p.pause_pid for p in pods}
+
+
+def test_kindnet_row_fills_the_runtime_pod_of_its_sandbox(
+    tmp_path: Path, containerd_root: HostRoot
+) -> None:
+    """kindnet's row adds host interface, gateway and MTU; the runtime's facts stay first."""
+    from kindnet_db_writer import add_pod, create
+
+    db = tmp_path / "var/lib/cni-kindnet/cni.db"
+    db.parent.mkdir(parents=True)
+    con = create(db)
+    add_pod(
+        con,
+        {
+            "container_id": SB,
+            "name": "other-name",  # the runtime's own name wins
+            "namespace": "kube-system",
+            "uid": "44e4b37f-504f-4f1c-80f3-4137bfbec5e4",
+            "netns": "/var/run/netns/cni-c8f12417-13bc-a776-937a-0d987bcf8a2a",
+            "interface_name": "knet0a1b2c3d",
+            "mtu": 1450,
+            "v4": "10.244.0.3",
+            "gw4": "10.244.0.0",
+        },
+    )
+    con.close()
+    pods, gaps = collect_pods(containerd_root, _coredns_processes(), ROOT_NET)
+    assert gaps == ()
+    (pod,) = pods
+    assert (pod.name, pod.source, pod.also_from) == (
+        "coredns-5d78c9869d-79bfv",
+        "runtime-state",
+        ("kindnet-db",),
+    )
+    assert (pod.host_interface, pod.gateways, pod.mtu) == ("knet0a1b2c3d", ("10.244.0.0",), 1450)
+    assert pod.ips == ("10.244.0.3",) and pod.pause_pid == 1322

@@ -141,6 +141,7 @@ def test_image_holds_podpath_and_the_node_tools(image_rootfs: UnpackedImage) -> 
         "usr/sbin/iptables-nft-save",
         "usr/sbin/nft",
         "usr/sbin/conntrack",
+        "usr/sbin/ipset",
         "usr/bin/tcpdump",
         "usr/bin/nsenter",
         "usr/bin/lsns",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual.message import Message
+from textual.widgets import Static
 
 from podpath.snapshot.codec import load_path
 from podpath.snapshot.model import Pod, Snapshot
@@ -457,3 +458,30 @@ async def test_enter_on_a_cni_config_shows_its_text(make_app: Callable[..., Podp
         await pilot.pause()
         assert type(app.screen).__name__ == "TextScreen"
         assert '"type": "bridge"' in str(app.screen.query_one("#text-body").render())
+
+
+async def test_pod_screen_says_where_the_pod_was_found_and_what_cni_recorded(
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
+) -> None:
+    """The heading names the sources; a second line shows kindnet's host if, gateway, MTU."""
+    first = fixed_snapshot.pods[0]
+    pod = dataclasses.replace(
+        first,
+        source="cri",
+        also_from=("kindnet-db",),
+        host_interface="knet1a2b3c4d",
+        gateways=("10.244.0.0",),
+        mtu=1450,
+    )
+    snap = dataclasses.replace(fixed_snapshot, pods=(pod, *fixed_snapshot.pods[1:]))
+    app = make_app(snap)
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(PodScreen(f"{pod.namespace}/{pod.name}"))
+        await pilot.pause()
+        heading = str(app.screen.query_one("#heading", Static).render())
+        info = str(app.screen.query_one("#podinfo", Static).render())
+        assert heading.endswith("· found by cri+kindnet-db")
+        assert info.splitlines()[-1] == (
+            "CNI recorded host if knet1a2b3c4d, gateway 10.244.0.0, mtu 1450"
+        )
+        assert app.screen.query_one("#podinfo", Static).size.height == 3

@@ -97,3 +97,32 @@ def test_nft_affinity_without_pin_spreads_and_records() -> None:
     for b in result.branches:
         notes = [d for h in b.hops for d in h.details]
         assert any("records 10.244.0.5 in set affinity-" in n for n in notes), notes
+
+
+def test_ipv6_services_are_kube_proxys_ip6_table_read_back() -> None:
+    """IPv6 Services render to `table ip6 kube-proxy` (what kube-proxy's IPv6 proxier writes),
+    which the real nft loads and podpath reads back: VIPs, endpoints, affinity, no endpoints."""
+    from podpath.netfilter.kube_proxy_nft import nft_services
+    from podpath.netfilter.nft import parse_nft_json
+
+    eps6 = (("fd00:10:244::6", 80), ("fd00:10:244::7", 80))
+    web6 = _service("default", "web", "http", "TCP", "fd00:10:96::64", 80, 30080, eps6)
+    sticky6 = _service(
+        "default", "web-sticky", "http", "TCP", "fd00:10:96::65", 80, None, eps6, 10800
+    )
+    noep6 = _service("default", "noep", "http", "TCP", "fd00:10:96::66", 80, None, ())
+    both = [*SERVICES, web6, sticky6, noep6]
+    text = render(both, (NODE_IP, "fd00:172:18::2"), 4) + render(
+        both, (NODE_IP, "fd00:172:18::2"), 6
+    )
+    assert "table ip6 kube-proxy" in text and "endpoint-" in text
+    services = nft_services(parse_nft_json(nft_real.load(text).json))
+    by_vip = {s.cluster_ip: s for s in services}
+    assert set(by_vip) == {s.cluster_ip for s in both}
+    for svc in (web6, sticky6):
+        got = by_vip[svc.cluster_ip]
+        assert {(e.ip, e.port) for e in got.endpoints} == set(eps6)
+        assert all(":" not in e.sep_chain for e in got.endpoints)  # dots, as kube-proxy writes
+    assert by_vip[web6.cluster_ip].node_port == 30080
+    assert by_vip[sticky6.cluster_ip].affinity_timeout == 10800
+    assert by_vip[noep6.cluster_ip].endpoints == ()

@@ -10,8 +10,8 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.tui.rows.model import Cell, Row, cell, row
 
 
-def fact_rows(index: SnapshotIndex, kube_proxy: str) -> list[Row]:
-    """Facts about the node, one per row (`kube_proxy`: the mode, as analysis words it)."""
+def fact_rows(index: SnapshotIndex, kube_proxy: str, dataplane: str) -> list[Row]:
+    """Facts about the node, one per row (`kube_proxy`, `dataplane`: as analysis words them)."""
     snap = index.snapshot
     runtimes = sorted({p.runtime for p in snap.pods}) or ["unknown"]
     taken = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snap.taken_at))
@@ -21,6 +21,7 @@ def fact_rows(index: SnapshotIndex, kube_proxy: str) -> list[Row]:
         ("runtime", ", ".join(runtimes)),
         ("CNI config", snap.cni.active),
         ("kube-proxy", kube_proxy),
+        ("dataplane", dataplane),
         ("iptables", ", ".join(iptables_backends(index)) or None),
         ("ip_forward", snap.node.ip_forward),
         ("taken", f"{taken} ({snap.duration:.2f} s)"),

@@ -45,6 +45,25 @@ def find_pod(index: SnapshotIndex, key: str) -> Pod | None:
     return pods_by_key(index).get(key)
 
 
+def pod_sources(pod: Pod) -> str:
+    """Where the pod was found, then who else added to it: "cri+kindnet-db"."""
+    return "+".join((pod.source, *pod.also_from))
+
+
+def cni_record(pod: Pod) -> str:
+    """What the CNI plugin recorded for the pod (host interface, gateways, MTU), or "".
+
+    Shown on a line of its own: the pod's info line is already wider than most terminals.
+    """
+    parts = [
+        f"host if {pod.host_interface}" if pod.host_interface else "",
+        f"gateway {join(pod.gateways)}" if pod.gateways else "",
+        f"mtu {pod.mtu}" if pod.mtu is not None else "",
+    ]
+    recorded = ", ".join(p for p in parts if p)
+    return f"CNI recorded {recorded}" if recorded else ""
+
+
 def host_side(index: SnapshotIndex, pod: Pod) -> tuple[Link | None, Link | None, Link | None]:
     """A pod's eth0, its host-side veth peer, and the bridge that peer is on."""
     eth0 = index.pod_interface(pod)

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Input, Static
 
-from podpath.analysis.dataplane import mode_text
+from podpath.analysis.dataplane import dataplane_text, mode_text
 from podpath.tui.rows.model import Page, Row, page
 from podpath.tui.rows.node import MENU_COLUMNS, fact_rows, menu_rows
 from podpath.tui.screens.base import TableScreen, pending_text
@@ -81,9 +81,10 @@ class NodeScreen(TableScreen):
             return page([])
         found = loaded.problems
         mode = mode_text(loaded.parsed.kube_proxy_mode()) if found is not None else "…"
+        plane = dataplane_text(loaded.parsed.dataplane()) if found is not None else "…"
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(("FACT", "VALUE"))
-        facts.show(page(fact_rows(loaded.index, mode)))
+        facts.show(page(fact_rows(loaded.index, mode, plane)))
         banner.set_class(bool(found), "-problems")
         if found is None:
             banner.update(pending_text(loaded))

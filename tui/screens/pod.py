@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from podpath.snapshot.model import Pod
@@ -129,13 +130,15 @@ class PodScreen(BaseScreen):
         if pod is None:
             heading.update(literal_content(f"Pod {self.pod_key} — gone from this snapshot"))
             return
-        heading.update(literal_content(f"Pod {self.pod_key}"))
+        heading.update(literal_content(f"Pod {self.pod_key} · found by {pr.pod_sources(pod)}"))
         netns = "host network" if pod.host_network else (pod.netns_path or pod.netns_inode)
         info = (
             f"netns {netns} · pause pid {pod.pause_pid} · {pod.runtime} sandbox "
             f"{pod.sandbox_id[:13]} · uid {pod.uid}"
         )
-        self.query_one("#podinfo", Static).update(literal_content(info))
+        # Each line made literal on its own: a newline inside node text is shown escaped.
+        lines = [literal_content(line) for line in (info, pr.cni_record(pod)) if line]
+        self.query_one("#podinfo", Static).update(Content("\n").join(lines))
         for tab_id, _label, columns, build in TABS:
             table = self.query_one(f"#t-{tab_id}", RowTable)
             table.set_columns(columns(pod))

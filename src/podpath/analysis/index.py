@@ -215,8 +215,15 @@ class SnapshotIndex:
         """kube-proxy's mode and backend, with warnings such as mixed backends."""
         from podpath.netfilter.kube_proxy import detect_mode
 
-        # IPv4 dumps only: the same backend in both families is not a mix.
-        ipv4 = {f"iptables-{d.backend}": r for d, r in self.rulesets if d.family == "ipv4"}
+        # One ruleset per backend, the IPv4 dump's: the same backend in both families is
+        # not a mix. An IPv6-only cluster's kube-proxy writes ip6tables alone, so a
+        # backend's IPv6 dump speaks when its IPv4 one has no kube-proxy chains.
+        by_backend: dict[str, Ruleset] = {}
+        for d, r in sorted(self.rulesets, key=lambda pair: pair[0].family != "ipv4"):
+            label = f"iptables-{d.backend}"
+            kept = by_backend.get(label)
+            if kept is None or (not _has_kube_chains(kept) and _has_kube_chains(r)):
+                by_backend[label] = r
         ipvs = self.snapshot.ipvs
         count = (
             sum(
@@ -229,7 +236,7 @@ class SnapshotIndex:
         )
         root = self.root_netns
         dummy = root is not None and any(link.name == "kube-ipvs0" for link in root.links)
-        return detect_mode(ipv4, self.nft_tables, ipvs_services=count, kube_ipvs0=dummy)
+        return detect_mode(by_backend, self.nft_tables, ipvs_services=count, kube_ipvs0=dummy)
 
     @cached_property
     def nft_tables(self) -> tuple[tuple[str, str], ...]:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar, cast
 
+from podpath.analysis.dataplane import Dataplane, detect
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.rulesets import RuleDump, rule_dumps
 from podpath.conntrack import ConntrackEntry
@@ -68,6 +69,10 @@ class ParsedSnapshot:
         """kube-proxy's mode and backend (None when the rules could not be read)."""
         return self._once("kube-proxy mode", lambda: self.index.kube_proxy_mode, None)
 
+    def dataplane(self) -> Dataplane | None:
+        """The node's dataplane: CNI shape, eBPF, kube-proxy (None when it could not be told)."""
+        return self._once("dataplane", lambda: detect(self.index), None)
+
     def parse_all(self) -> None:
         """Parse every view, so that `notes` names everything that could not be read."""
         self.rule_dumps()
@@ -75,3 +80,4 @@ class ParsedSnapshot:
         self.services()
         self.conntrack()
         self.kube_proxy_mode()
+        self.dataplane()

@@ -19,7 +19,7 @@ def register(sub: Any) -> None:
     lab = sub.add_parser(
         "lab",
         help="build and use lab nodes (real namespaces, CNI, containerd pods, kube-proxy rules)",
-        description="A lab is one or two Kubernetes-like nodes built from real kernel parts "
+        description="A lab is one to five Kubernetes-like nodes built from real kernel parts "
         "in namespaces of their own; nothing touches this machine's network.",
     )
     lab.set_defaults(handler=lambda args: _usage(lab))
@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
 
     p = cmds.add_parser("up", help="build a lab")
     _name(p)
-    p.add_argument("--nodes", type=int, default=1, choices=(1, 2))
+    p.add_argument("--nodes", type=int, default=1, choices=(1, 2, 3, 4, 5))
     p.add_argument("--pods", type=int, default=4, help="pods per node (default 4)")
     p.add_argument(
         "--services",
@@ -35,7 +35,25 @@ def register(sub: Any) -> None:
         default=3,
         help="Services, incl. kube-dns, web, web-sticky (ClientIP affinity), noep (no endpoints)",
     )
-    p.add_argument("--overlay", default="vxlan", choices=("vxlan", "host-gw"))
+    p.add_argument(
+        "--overlay",
+        default="vxlan",
+        choices=("vxlan", "host-gw"),
+        help="how pods cross nodes with --cni bridge or calico: VXLAN, or routes via the nodes",
+    )
+    p.add_argument(
+        "--cni",
+        default="bridge",
+        choices=("bridge", "calico", "ptp", "aws-vpc"),
+        help="pod network: bridge (+flannel), calico (routed, proxy ARP), ptp (kindnet), "
+        "aws-vpc (ENIs, policy rules)",
+    )
+    p.add_argument(
+        "--ip-family",
+        default="ipv4",
+        choices=("ipv4", "ipv6", "dual"),
+        help="pod and Service address families (dual: both, IPv4 first)",
+    )
     p.add_argument(
         "--proxy-mode",
         default="iptables",
@@ -71,9 +89,14 @@ def register(sub: Any) -> None:
 
     p = cmds.add_parser("probe", help="send real traffic: lab probe FROM TO[:PORT]")
     _name(p)
-    p.add_argument("src", metavar="FROM", help="pod name, namespace/name or IP, or a node")
+    p.add_argument(
+        "src",
+        metavar="FROM",
+        help="pod name, namespace/name or IP, a node, or NODE:/run/netns/NAME (any netns)",
+    )
     p.add_argument("dst", metavar="TO[:PORT]", help="pod, Service (ns/name), VIP, or node")
     p.add_argument("--udp", action="store_true", help="probe UDP (e.g. kube-dns:53)")
+    p.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6 addresses of names")
     p.set_defaults(handler=_probe)
 
     p = cmds.add_parser("record", help="save a snapshot of every node: DIR/NODE.json")
@@ -104,6 +127,8 @@ def _up(args: argparse.Namespace) -> int:
         args.pods,
         args.services,
         args.overlay,
+        args.cni,
+        args.ip_family,
         proxy_mode=args.proxy_mode,
         runtime=args.runtime,
     )
@@ -116,8 +141,15 @@ def _up(args: argparse.Namespace) -> int:
     except LabError as exc:
         raise CliError(str(exc), EXIT_FAILURE) from exc
     print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s ({lab.record.spec.runtime})")
-    for node in lab.nodes:
-        print(f"  {node.name}  {node.address}  pods {node.pod_cidr}  init pid {node.init_pid}")
+    shape = f"  cni {spec.cni}, {spec.ip_family}, kube-proxy {spec.proxy_mode}"
+    print(shape + (f", {spec.overlay}" if spec.nodes > 1 else ""))
+    for index, (node, record) in enumerate(zip(lab.nodes, lab.record.nodes, strict=True), 1):
+        cidrs = " ".join(c for c in (node.pod_cidr, record.pod_cidr6) if c)
+        if spec.cni == "aws-vpc":
+            from podpath.lab.awsvpc import pod_range
+
+            cidrs = "-".join(pod_range(index))
+        print(f"  {node.name}  {node.address}  pods {cidrs}  init pid {node.init_pid}")
     print(f"  {len(lab.pods)} pods, {len({s.ref for s in lab.services})} Services")
     print(f"shell:  podpath lab shell --name {lab.name} node1")
     print(f"down:   podpath lab down --name {lab.name}")
@@ -147,12 +179,15 @@ def _status(args: argparse.Namespace) -> int:
     if not labs:
         print("no labs")
         return EXIT_OK
-    print(f"{'NAME':<24} {'STATE':<7} {'NODES':>5} {'PODS':>5} {'SVCS':>5} {'OVERLAY':<8} UP(s)")
+    print(
+        f"{'NAME':<24} {'STATE':<7} {'NODES':>5} {'PODS':>5} {'SVCS':>5} {'CNI':<8} "
+        f"{'FAMILY':<6} {'OVERLAY':<8} UP(s)"
+    )
     for s in labs:
         state = "up" if s.alive else "dead"
         print(
             f"{s.name:<24} {state:<7} {s.nodes:>5} {s.pods:>5} {s.services:>5} "
-            f"{s.overlay:<8} {s.up_seconds:.1f}"
+            f"{s.cni:<8} {s.ip_family:<6} {s.overlay:<8} {s.up_seconds:.1f}"
         )
     return EXIT_OK
 
@@ -207,10 +242,13 @@ def _probe(args: argparse.Namespace) -> int:
 
     lab = _loaded(args.name)
     try:
-        result = lab.probe(args.src, args.dst, proto="udp" if args.udp else "tcp")
+        result = lab.probe(
+            args.src, args.dst, proto="udp" if args.udp else "tcp", family=6 if args.ipv6 else None
+        )
     except LabError as exc:
         raise CliError(str(exc)) from exc
-    where = f"{result.address}:{result.port}/{result.proto}"
+    host = f"[{result.address}]" if ":" in result.address else result.address
+    where = f"{host}:{result.port}/{result.proto}"
     if not result.ok:
         print(f"{result.src} -> {args.dst} ({where}): FAILED: {result.error}")
         return EXIT_FAILURE

@@ -24,17 +24,26 @@ def register(sub: Any) -> None:
         dest="source",
         required=True,
         metavar="SRC",
-        help="NAMESPACE/POD, a pod IP, 'node', a node's hostname or address",
+        help="NAMESPACE/POD, a pod IP, 'node', a node's hostname or address, or any network "
+        "namespace: netns:NAME, its path or inode, or an address only it holds",
     )
     p.add_argument(
         "--to",
         dest="destination",
         required=True,
         metavar="DST[:PORT]",
-        help="an address, NAMESPACE/POD, a Service NAMESPACE/NAME[:PORT], NODE-ADDRESS:NODEPORT",
+        help="an address ([V6]:PORT with a port), NAMESPACE/POD, netns:NAME, a Service "
+        "NAMESPACE/NAME[:PORT], NODE-ADDRESS:NODEPORT",
     )
     p.add_argument("--proto", choices=PROTOCOLS, default="tcp", help="protocol (default tcp)")
     p.add_argument("--sport", type=int, default=None, help="source port (default: unspecified)")
+    family = p.add_mutually_exclusive_group()
+    family.add_argument(
+        "-4", dest="family", action="store_const", const=4, help="use IPv4 addresses of names"
+    )
+    family.add_argument(
+        "-6", dest="family", action="store_const", const=6, help="use IPv6 addresses of names"
+    )
     add_sources(p, "trace")
     p.add_argument(
         "--reply", action="store_true", help="also trace the reply, with conntrack's reverse NAT"
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sport is not None and not 0 < args.sport < 65536:
         raise CliError(f"--sport {args.sport} is not a port number (1-65535)")
     snapshots = load_snapshots(args)
-    probe = Probe(args.source, args.destination, args.proto, args.sport)
+    probe = Probe(args.source, args.destination, args.proto, args.sport, args.family)
     try:
         result = trace(snapshots, probe, explain=args.explain, reply=args.reply)
     except ProbeError as exc:

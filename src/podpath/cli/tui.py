@@ -64,6 +64,15 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--name", default=DEMO_LAB, help=f"lab name (default {DEMO_LAB!r})")
     p.add_argument("--bundled", action="store_true", help="skip the lab: open the bundled snapshot")
+    p.add_argument(
+        "--cni",
+        default="bridge",
+        choices=("bridge", "calico", "ptp", "aws-vpc"),
+        help="the lab's pod network (default bridge; see `podpath lab up --help`)",
+    )
+    p.add_argument(
+        "--ip-family", default="ipv4", choices=("ipv4", "ipv6", "dual"), help="pod address families"
+    )
     p.set_defaults(handler=_demo)
 
     p = sub.add_parser("screenshot", help="save an SVG of a screen after a key sequence")
@@ -287,7 +296,10 @@ def _demo(args: argparse.Namespace) -> int:
     from podpath.lab import LabError, LabSpec, running_lab
 
     try:
-        with running_lab(LabSpec(args.name, nodes=2, pods=4, services=3)) as lab:
+        spec = LabSpec(
+            args.name, nodes=2, pods=4, services=3, cni=args.cni, ip_family=args.ip_family
+        )
+        with running_lab(spec) as lab:
             _send_traffic(lab)
             lab.interactive("node1", tui_in_node_argv(f"{args.name}/node1"))
     except LabError as exc:

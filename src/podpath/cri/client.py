@@ -1,5 +1,6 @@
 """Calls to a CRI runtime's socket (runtime.v1.RuntimeService), with messages as dicts.
 
+`channel` carries the calls (gRPC over HTTP/2, pure Python); `wire` does the protobuf.
 Each method sends one request and returns the decoded response dict; failures raise
 CriError with one sentence. `READ_ONLY` names the calls that never change the node:
 the collectors may use only those (docs/reliability.md: a reader never writes).
@@ -8,9 +9,9 @@ the collectors may use only those (docs/reliability.md: a reader never writes).
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
 
 from podpath.cri import wire
+from podpath.cri.channel import Channel, RpcError
 
 SERVICE = "runtime.v1.RuntimeService"
 READ_ONLY = frozenset(
@@ -38,28 +39,22 @@ MAX_MESSAGE = 64 * 1024 * 1024
 
 
 class CriError(Exception):
-    """A CRI call failed; the message says which call and why."""
+    """A CRI call failed; the message says which call, on which socket, and why."""
+
+    def __init__(self, message: str, code: str = "UNKNOWN") -> None:
+        super().__init__(message)
+        # The gRPC status code name (UNAVAILABLE: no runtime answers at the socket).
+        self.code = code
 
 
 class CriClient:
-    """A gRPC channel to one runtime socket; use as a context manager."""
+    """One connection to a runtime's CRI socket; use as a context manager."""
 
     def __init__(self, socket_path: str, *, timeout: float = 30.0, read_only: bool = False):
-        import grpc
-
         self.socket_path = socket_path
         self.timeout = timeout
         self.read_only = read_only
-        self._grpc = grpc
-        self._channel = grpc.insecure_channel(
-            f"unix://{socket_path}",
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-                # One socket, no retries behind our back: a dead runtime is a clear error.
-                ("grpc.enable_retries", 0),
-            ],
-        )
-        self._stubs: dict[str, Any] = {}
+        self._channel = Channel(socket_path, max_message=MAX_MESSAGE, user_agent=_user_agent())
 
     def __enter__(self) -> CriClient:
         return self
@@ -73,61 +68,62 @@ class CriClient:
         self.close()
 
     def close(self) -> None:
-        """Close the channel."""
+        """Close the connection."""
         self._channel.close()
 
-    def call(self, method: str, request: wire.Message | None = None) -> wire.Message:
-        """Send one request; the decoded response, or CriError."""
+    def _check(self, method: str) -> tuple[str, str]:
+        """(request, response) message names of an allowed method, or CriError unsent."""
         if method not in METHODS:
             raise CriError(f"unknown CRI method {method}")
         if self.read_only and method not in READ_ONLY:
             raise CriError(f"CRI {method} changes the node; this client only reads")
-        req_type, resp_type = METHODS[method]
-        stub = self._stubs.get(method)
-        if stub is None:
-            # No (de)serialisers: grpcio hands bytes through, wire does the protobuf.
-            stub = self._channel.unary_unary(f"/{SERVICE}/{method}")
-            self._stubs[method] = stub
+        return METHODS[method]
+
+    def _failed(self, method: str, exc: RpcError) -> CriError:
+        return CriError(f"CRI {method} on {self.socket_path}: {exc.code}: {exc.detail}", exc.code)
+
+    def call(self, method: str, request: wire.Message | None = None) -> wire.Message:
+        """Send one request; the decoded response, or CriError."""
+        req_type, resp_type = self._check(method)
         payload = wire.encode(req_type, request or {})
         try:
-            raw = stub(payload, timeout=self.timeout, wait_for_ready=False)
-        except self._grpc.RpcError as exc:
-            code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
-            detail = exc.details() if hasattr(exc, "details") else str(exc)
-            raise CriError(f"CRI {method} on {self.socket_path}: {code}: {detail}") from exc
-        try:
-            return wire.decode(resp_type, bytes(raw))
-        except wire.WireError as exc:
-            raise CriError(f"CRI {method}: unreadable response: {exc}") from exc
+            raw = self._channel.unary(f"/{SERVICE}/{method}", payload, self.timeout)
+        except RpcError as exc:
+            raise self._failed(method, exc) from None
+        return _decode(method, resp_type, raw)
 
     def call_many(self, method: str, requests: list[wire.Message]) -> list[wire.Message | None]:
-        """Send many requests at once (pipelined on one channel); None where NOT_FOUND.
+        """Send many requests at once (concurrent streams on one connection); None where NOT_FOUND.
 
         Between a List and a Status call a container or sandbox may be removed: that
-        is the runtime's answer, not an error.
+        is the runtime's answer, not an error. `timeout` bounds the whole batch.
         """
-        if self.read_only and method not in READ_ONLY:
-            raise CriError(f"CRI {method} changes the node; this client only reads")
-        req_type, resp_type = METHODS[method]
-        stub = self._channel.unary_unary(f"/{SERVICE}/{method}")
-        futures = [stub.future(wire.encode(req_type, r), timeout=self.timeout) for r in requests]
+        req_type, resp_type = self._check(method)
+        payloads = [wire.encode(req_type, r) for r in requests]
+        results = self._channel.unary_many(f"/{SERVICE}/{method}", payloads, self.timeout)
         out: list[wire.Message | None] = []
-        for fut in futures:
-            try:
-                raw = fut.result()
-            except self._grpc.RpcError as exc:
-                if exc.code() == self._grpc.StatusCode.NOT_FOUND:
+        for raw in results:
+            if isinstance(raw, RpcError):
+                if raw.code == "NOT_FOUND":
                     out.append(None)
                     continue
-                raise CriError(
-                    f"CRI {method} on {self.socket_path}: {exc.code().name}: {exc.details()}"
-                ) from exc
-            try:
-                out.append(wire.decode(resp_type, bytes(raw)))
-            except wire.WireError as exc:
-                raise CriError(f"CRI {method}: unreadable response: {exc}") from exc
+                raise self._failed(method, raw)
+            out.append(_decode(method, resp_type, raw))
         return out
 
     def version(self) -> wire.Message:
         """Runtime name and versions (VersionResponse)."""
         return self.call("Version", {"version": "v1"})
+
+
+def _decode(method: str, resp_type: str, raw: bytes) -> wire.Message:
+    try:
+        return wire.decode(resp_type, raw)
+    except wire.WireError as exc:
+        raise CriError(f"CRI {method}: unreadable response: {exc}", "INTERNAL") from None
+
+
+def _user_agent() -> str:
+    from podpath import __version__
+
+    return f"podpath/{__version__}"

@@ -161,6 +161,9 @@ def _text(hop: Hop) -> str:
     if hop.kind == "leave":
         toward = f" (node {_s(d.get('toward'))})" if d.get("toward") else ""
         return f"leaves via {_s(d.get('dev'))} toward {_s(d.get('via'))}{toward}"
+    if hop.kind == "ebpf":
+        name = d.get("program_name") or d.get("section") or "eBPF program"
+        return f"{_s(d.get('hook'))} of {_s(d.get('dev'))}: {_s(name)} decides"
     return hop.text
 
 
@@ -181,6 +184,9 @@ def _points(placer: _Placer, hop: Hop) -> list[str | None]:
         return [placer.root_link(node, _s(d.get("bridge")))]
     if hop.kind == "vxlan":
         return [placer.root_link(node, _s(d.get("dev")))]
+    if hop.kind == "ebpf":
+        # Where the program is attached: the device the packet meets it on.
+        return [placer.link(node, _int(d.get("netns")), _s(d.get("dev")))]
     if hop.kind == "leave":
         out = placer.link(node, _int(d.get("netns")), _s(d.get("dev")))
         toward = d.get("toward")

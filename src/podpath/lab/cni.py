@@ -11,6 +11,11 @@ from podpath.lab.node import node_path, run_in
 from podpath.lab.records import LabError
 
 CNI_BIN_DIR = "/usr/lib/cni"
+# The node's own plugin directory in its private /var/lib/cni: podpath's own plugins
+# (calico, aws-cni shapes) and links to Debian's, so a runtime with one plugin
+# directory (containerd 1.6's `bin_dir`) finds them all, like any other plugin.
+SHIM_BIN_DIR = "/var/lib/cni/bin"
+CNI_PATH = f"{CNI_BIN_DIR}:{SHIM_BIN_DIR}"
 CONF_DIR = "/etc/cni/net.d"
 CONFLIST_NAME = "10-containerd-net.conflist"
 NETWORK_NAME = "containerd-net"
@@ -19,8 +24,18 @@ CNI_VERSION = "1.0.0"
 RESULTS_DIR = "/var/lib/cni/results"
 
 
-def conflist(pod_cidr: str, mtu: int, mark_chain: str | None = "KUBE-MARK-MASQ") -> dict[str, Any]:
-    """The node's conflist: bridge cni0 + host-local IPAM + portmap (containerd's example).
+def ipam_ranges(cidrs: list[str]) -> list[list[dict[str, str]]]:
+    """host-local `ranges`: one range set per family, so a pod gets one address of each."""
+    return [[{"subnet": cidr}] for cidr in cidrs]
+
+
+def default_routes(cidrs: list[str]) -> list[dict[str, str]]:
+    """A default route for each family present."""
+    return [{"dst": "::/0" if ":" in c else "0.0.0.0/0"} for c in cidrs]
+
+
+def portmap_plugin(mark_chain: str | None = "KUBE-MARK-MASQ") -> dict[str, Any]:
+    """The portmap plugin's entry, marking hostPort traffic for SNAT in `mark_chain`.
 
     portmap marks hostPort traffic for SNAT in kube-proxy's KUBE-MARK-MASQ chain when
     kube-proxy runs in iptables mode; with kube-proxy in nftables mode there is no such
@@ -29,6 +44,22 @@ def conflist(pod_cidr: str, mtu: int, mark_chain: str | None = "KUBE-MARK-MASQ")
     portmap: dict[str, Any] = {"type": "portmap", "capabilities": {"portMappings": True}}
     if mark_chain is not None:
         portmap["externalSetMarkChain"] = mark_chain
+    return portmap
+
+
+def conflist(
+    pod_cidr: str,
+    mtu: int,
+    pod_cidr6: str | None = None,
+    mark_chain: str | None = "KUBE-MARK-MASQ",
+) -> dict[str, Any]:
+    """The node's conflist: bridge cni0 + host-local IPAM + portmap (containerd's example).
+
+    With an IPv6 CIDR (IPv6-only labs pass it alone as `pod_cidr`) host-local gives each
+    pod one address per family, and the bridge plugin a gateway of each on cni0.
+    `mark_chain` is portmap's SNAT mark chain (portmap_plugin).
+    """
+    cidrs = [pod_cidr] + ([pod_cidr6] if pod_cidr6 else [])
     return {
         "cniVersion": CNI_VERSION,
         "name": NETWORK_NAME,
@@ -43,19 +74,28 @@ def conflist(pod_cidr: str, mtu: int, mark_chain: str | None = "KUBE-MARK-MASQ")
                 "mtu": mtu,
                 "ipam": {
                     "type": "host-local",
-                    "ranges": [[{"subnet": pod_cidr}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "ranges": ipam_ranges(cidrs),
+                    "routes": default_routes(cidrs),
                 },
             },
-            portmap,
+            portmap_plugin(mark_chain),
         ],
     }
 
 
-def install_conflist(init_pid: int, conf: dict[str, Any]) -> None:
+def install_conflist(init_pid: int, conf: dict[str, Any], filename: str = CONFLIST_NAME) -> None:
     """Write the conflist where the runtime reads it, inside the node."""
-    path = node_path(init_pid, f"{CONF_DIR}/{CONFLIST_NAME}")
+    path = node_path(init_pid, f"{CONF_DIR}/{filename}")
     path.write_text(json.dumps(conf, indent=2) + "\n")
+
+
+def read_conflist(init_pid: int) -> dict[str, Any]:
+    """The conflist a runtime would use: the lexically first *.conflist (libcni's order)."""
+    found = sorted(node_path(init_pid, CONF_DIR).glob("*.conflist"))
+    if not found:
+        raise FileNotFoundError(f"no conflist in {CONF_DIR}")
+    conf: dict[str, Any] = json.loads(found[0].read_text())
+    return conf
 
 
 @dataclass(frozen=True)
@@ -112,11 +152,11 @@ def _invoke(
         "CNI_NETNS": pod.netns,
         "CNI_IFNAME": ifname,
         "CNI_ARGS": ";".join(f"{k}={v}" for k, v in pod.cni_args()),
-        "CNI_PATH": CNI_BIN_DIR,
+        "CNI_PATH": CNI_PATH,
     }
     done = run_in(
         init_pid,
-        [f"{CNI_BIN_DIR}/{plugin_conf['type']}"],
+        [_plugin_path(init_pid, plugin_conf["type"])],
         input=json.dumps(plugin_conf),
         env=env,
         check=False,
@@ -128,6 +168,14 @@ def _invoke(
             f"{(done.stdout + done.stderr).strip()[-1000:]}"
         )
     return done.stdout
+
+
+def _plugin_path(init_pid: int, plugin: str) -> str:
+    """Where a plugin lives on the node's CNI_PATH (Debian's first, then podpath's own)."""
+    for d in CNI_PATH.split(":"):
+        if node_path(init_pid, f"{d}/{plugin}").exists():
+            return f"{d}/{plugin}"
+    raise LabError(f"CNI plugin {plugin!r} is not installed on the node ({CNI_PATH})")
 
 
 def _loopback(conf: dict[str, Any]) -> dict[str, Any]:
@@ -153,7 +201,7 @@ def add(init_pid: int, conf: dict[str, Any], pod: CniPod) -> dict[str, Any]:
 
 def delete(init_pid: int, conf: dict[str, Any], pod: CniPod) -> None:
     """CNI DEL through the conflist in reverse, with the cached result as prevResult."""
-    cache = node_path(init_pid, _cache_path(pod))
+    cache = node_path(init_pid, _cache_path(conf, pod))
     prev: dict[str, Any] | None = None
     try:
         prev = json.loads(cache.read_text()).get("result")
@@ -165,8 +213,8 @@ def delete(init_pid: int, conf: dict[str, Any], pod: CniPod) -> None:
     cache.unlink(missing_ok=True)
 
 
-def _cache_path(pod: CniPod) -> str:
-    return f"{RESULTS_DIR}/{NETWORK_NAME}-{pod.container_id}-eth0"
+def _cache_path(conf: dict[str, Any], pod: CniPod) -> str:
+    return f"{RESULTS_DIR}/{conf.get('name', NETWORK_NAME)}-{pod.container_id}-eth0"
 
 
 def _write_cache(init_pid: int, conf: dict[str, Any], pod: CniPod, result: dict[str, Any]) -> None:
@@ -183,18 +231,23 @@ def _write_cache(init_pid: int, conf: dict[str, Any], pod: CniPod, result: dict[
         "capabilityArgs": pod.runtime_config() if pod.port_mappings else {},
         "result": result,
     }
-    path = node_path(init_pid, _cache_path(pod))
+    path = node_path(init_pid, _cache_path(conf, pod))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entry))
 
 
+def pod_ips(result: dict[str, Any]) -> tuple[str, ...]:
+    """Every address of the pod from a CNI result, IPv4 first."""
+    found = [str(ip.get("address", "")).split("/")[0] for ip in result.get("ips", [])]
+    found = sorted((a for a in found if a), key=lambda a: ":" in a)
+    if not found:
+        raise LabError(f"CNI result has no address: {result}")
+    return tuple(found)
+
+
 def pod_ip(result: dict[str, Any]) -> str:
-    """The pod's IPv4 address from a CNI result."""
-    for ip in result.get("ips", []):
-        address = str(ip.get("address", ""))
-        if "." in address:
-            return address.split("/")[0]
-    raise LabError(f"CNI result has no IPv4 address: {result}")
+    """The pod's primary address from a CNI result: IPv4 when it has one."""
+    return pod_ips(result)[0]
 
 
 def host_veth(result: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from podpath.cri.client import CriClient, CriError
 from podpath.lab import images, procs
-from podpath.lab.cni import CNI_BIN_DIR, CONF_DIR
+from podpath.lab.cni import CONF_DIR, SHIM_BIN_DIR
 from podpath.lab.node import node_path, run_in
 from podpath.lab.records import LabError
 
@@ -60,7 +60,9 @@ disabled_plugins = [{disabled}]
   stream_server_address = "127.0.0.1"
 
 [{cri}.cni]
-  bin_dir = "{CNI_BIN_DIR}"
+  # The node's own plugin directory: podpath's calico and aws-cni plugins, and links
+  # to Debian's (containerd 1.6 searches one directory).
+  bin_dir = "{SHIM_BIN_DIR}"
   conf_dir = "{CONF_DIR}"
 
 [{cri}.containerd]

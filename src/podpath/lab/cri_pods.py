@@ -163,8 +163,10 @@ def _prepare_volumes(init_pid: int, plan: PodPlan, name: str, attempt: int) -> N
 
 
 def _cni_result(init_pid: int, sandbox_id: str) -> dict[str, Any]:
-    # libcni's result cache, written by containerd's go-cni for the pod's eth0.
-    path = node_path(init_pid, f"{cni.RESULTS_DIR}/{cni.NETWORK_NAME}-{sandbox_id}-eth0")
+    # libcni's result cache, written by containerd's go-cni for the pod's eth0, under
+    # the name of the node's network (containerd-net, k8s-pod-network, kindnet, aws-cni).
+    network = cni.read_conflist(init_pid).get("name", cni.NETWORK_NAME)
+    path = node_path(init_pid, f"{cni.RESULTS_DIR}/{network}-{sandbox_id}-eth0")
     try:
         result: dict[str, Any] = json.loads(path.read_text())["result"]
     except (OSError, ValueError, KeyError) as exc:
@@ -212,8 +214,10 @@ def _make(cri: CriClient, init_pid: int, plan: PodPlan) -> PodRecord:
     sandbox_id = str(cri.call("RunPodSandbox", {"config": sandbox_config(plan)})["pod_sandbox_id"])
     status = cri.call("PodSandboxStatus", {"pod_sandbox_id": sandbox_id, "verbose": True})
     info = json.loads(status["info"].get("info", "{}"))
-    ip = str(status["status"]["network"]["ip"])
     result = _cni_result(init_pid, sandbox_id)
+    # containerd reports the IPv4 address first on a dual-stack pod, as cni.pod_ips does.
+    ip = str(status["status"]["network"]["ip"])
+    ips = (ip, *(a for a in cni.pod_ips(result) if a != ip))
     if plan.app == "web":
         www = node_path(init_pid, _volume(plan))
         www.mkdir(parents=True, exist_ok=True)
@@ -239,6 +243,7 @@ def _make(cri: CriClient, init_pid: int, plan: PodPlan) -> PodRecord:
         containers=tuple(containers),
         app=plan.app,
         qos=plan.qos,
+        ips=ips,
     )
 
 

@@ -9,6 +9,9 @@ from podpath.lab.records import ServiceRecord
 
 CLUSTER_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/16"
+# The IPv6 family of a dual-stack or IPv6 cluster (kube-proxy runs one proxier per family).
+CLUSTER_CIDR6 = "fd00:10:244::/56"
+SERVICE_CIDR6 = "fd00:10:96::/112"
 MASQ_MARK = "0x4000"
 
 
@@ -16,6 +19,15 @@ def _comment(text: str) -> str:
     # kube-proxy quotes a comment only when it holds spaces (proxier.go writes the
     # quotes itself in those format strings).
     return f'"{text}"' if " " in text else text
+
+
+def join_host_port(ip: str, port: int) -> str:
+    """An endpoint as kube-proxy writes it (net.JoinHostPort): 10.0.0.1:80, [fd00::1]:80."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _cluster_cidr(svc: ServiceRecord) -> str:
+    return CLUSTER_CIDR6 if ":" in svc.cluster_ip else CLUSTER_CIDR
 
 
 def _proto_match(protocol: str) -> str:
@@ -26,7 +38,9 @@ def _proto_match(protocol: str) -> str:
 def service_chains(svc: ServiceRecord) -> tuple[str, tuple[str, ...]]:
     """The KUBE-SVC chain and KUBE-SEP chains (endpoint order) of a service port."""
     svc_name = svc.port_ref
-    seps = tuple(sep_chain(svc_name, svc.protocol, f"{ip}:{port}") for ip, port in svc.endpoints)
+    seps = tuple(
+        sep_chain(svc_name, svc.protocol, join_host_port(ip, port)) for ip, port in svc.endpoints
+    )
     return svc_chain(svc_name, svc.protocol), seps
 
 
@@ -51,13 +65,14 @@ def _nat_service(svc: ServiceRecord) -> tuple[list[str], list[str], list[str]]:
     )
     rules.append(
         f"-A {svc.svc_chain} -m comment --comment {_comment(name + ' cluster IP')} {pm} "
-        f"-d {svc.cluster_ip} --dport {svc.port} ! -s {CLUSTER_CIDR} -j KUBE-MARK-MASQ"
+        f"-d {svc.cluster_ip} --dport {svc.port} ! -s {_cluster_cidr(svc)} -j KUBE-MARK-MASQ"
     )
     if svc.affinity is not None:
         # ClientIP affinity: a client seen within the timeout goes back to its endpoint.
         for (ip, port), sep in zip(svc.endpoints, svc.sep_chains, strict=True):
+            endpoint = join_host_port(ip, port)
             rules.append(
-                f"-A {svc.svc_chain} -m comment --comment {_comment(f'{name} -> {ip}:{port}')} "
+                f"-A {svc.svc_chain} -m comment --comment {_comment(f'{name} -> {endpoint}')} "
                 f"-m recent --name {sep} --rcheck --seconds {svc.affinity} --reap -j {sep}"
             )
     count = len(svc.endpoints)
@@ -68,7 +83,7 @@ def _nat_service(svc: ServiceRecord) -> tuple[list[str], list[str], list[str]]:
             else ""
         )
         rules.append(
-            f"-A {svc.svc_chain} -m comment --comment {_comment(f'{name} -> {ip}:{port}')}"
+            f"-A {svc.svc_chain} -m comment --comment {_comment(f'{name} -> {join_host_port(ip, port)}')}"
             f"{stat} -j {sep}"
         )
     for (ip, port), sep in zip(svc.endpoints, svc.sep_chains, strict=True):
@@ -77,7 +92,7 @@ def _nat_service(svc: ServiceRecord) -> tuple[list[str], list[str], list[str]]:
         recent = f"-m recent --name {sep} --set " if svc.affinity is not None else ""
         rules.append(
             f"-A {sep} -m comment --comment {_comment(name)} {recent}{pm} "
-            f"-j DNAT --to-destination {ip}:{port}"
+            f"-j DNAT --to-destination {join_host_port(ip, port)}"
         )
     if svc.node_port is not None:
         ext = ext_chain(name, svc.protocol)
@@ -149,11 +164,13 @@ def _chain_decls(chains: Iterable[str]) -> list[str]:
     return [f":{chain} - [0:0]" for chain in chains]
 
 
-def restore_input(services: Iterable[ServiceRecord], *, jumps: bool = True) -> str:
+def restore_input(services: Iterable[ServiceRecord], *, jumps: bool = True, family: int = 4) -> str:
     """iptables-restore input (for --noflush) programming the given service ports.
 
     Declared chains are flushed and refilled by each load; the jumps from the built-in
-    chains (which kube-proxy inserts once) are written only when `jumps` is true.
+    chains (which kube-proxy inserts once) are written only when `jumps` is true. With
+    family 6 it is ip6tables-restore input for the IPv6 Services (pass only those):
+    the same chains, bracketed endpoints, and no IPv4 localnet rule.
     """
     svcs = list(services)
     nat_chains: list[str] = []
@@ -192,7 +209,7 @@ def restore_input(services: Iterable[ServiceRecord], *, jumps: bool = True) -> s
             )
         ),
         *(_FILTER_JUMPS if jumps else ()),
-        *_FILTER_FIXED,
+        *(_FILTER_FIXED if family == 4 else _FILTER_FIXED[1:]),
         *reject,
         "COMMIT",
         "*nat",

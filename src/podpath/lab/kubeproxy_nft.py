@@ -10,6 +10,10 @@ NodePorts, affinity-* sets for ClientIP session affinity, masquerading via the 0
 mark, and reject-chain for Services without endpoints. One difference: every chain is
 declared before a rule jumps to it, as `nft -f` requires of a fresh table (kube-proxy's
 test dump adds some chains after the rule that names them).
+
+kube-proxy runs one proxier per IP family: IPv6 Services go to a `table ip6 kube-proxy`
+of the same layout, with ipv6_addr sets, `ip6 saddr`/`ip6 daddr` matches, the IPv6
+cluster and Service CIDRs, and endpoints written as net.JoinHostPort writes them.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import base64
 import hashlib
 from collections.abc import Iterable
 
+from podpath.lab.kubeproxy import CLUSTER_CIDR6, SERVICE_CIDR6, join_host_port
 from podpath.lab.records import ServiceRecord
 
 CLUSTER_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/16"
 TABLE = "ip kube-proxy"
+TABLE6 = "ip6 kube-proxy"
 
 _HEADER = """\
 add table ip kube-proxy { comment "rules for kube-proxy" ; }
@@ -101,8 +107,9 @@ def external_chain(svc: ServiceRecord) -> str:
 
 
 def endpoint_chain(svc: ServiceRecord, ip: str, port: int) -> str:
-    """endpoint-HASH-ns/name/proto/port__IP/PORT."""
-    return _named("endpoint", f"{_port_path(svc)}__{ip}/{port}")
+    """endpoint-HASH-ns/name/proto/port__IP/PORT (an IPv6 address's colons as dots: a
+    chain name cannot hold a colon, servicePortEndpointChainNameBase)."""
+    return _named("endpoint", f"{_port_path(svc)}__{ip.replace(':', '.')}/{port}")
 
 
 def affinity_set(svc: ServiceRecord, ip: str, port: int) -> str:
@@ -110,8 +117,29 @@ def affinity_set(svc: ServiceRecord, ip: str, port: int) -> str:
     return f"affinity-{endpoint_chain(svc, ip, port).removeprefix('endpoint-')}"
 
 
+def family_of(svc: ServiceRecord) -> int:
+    """4 or 6: which proxier (and table) a Service port belongs to."""
+    return 6 if ":" in svc.cluster_ip else 4
+
+
+def _header(family: int) -> str:
+    """The table's fixed part for one family (the IPv4 text with the family's words)."""
+    text = _HEADER.replace("SERVICE_CIDR", SERVICE_CIDR if family == 4 else SERVICE_CIDR6)
+    if family == 6:
+        text = (
+            text.replace(" ip kube-proxy", " ip6 kube-proxy")
+            .replace("ipv4_addr", "ipv6_addr")
+            .replace(" ip daddr ", " ip6 daddr ")
+        )
+    return text.rstrip("\n")
+
+
 def _service_lines(svc: ServiceRecord) -> list[str]:
-    t = TABLE
+    family = family_of(svc)
+    t = TABLE if family == 4 else TABLE6
+    ip_kw = "ip" if family == 4 else "ip6"
+    addr_type = "ipv4_addr" if family == 4 else "ipv6_addr"
+    cluster_cidr = CLUSTER_CIDR if family == 4 else CLUSTER_CIDR6
     proto = svc.protocol.lower()
     key = f"{svc.cluster_ip} . {proto} . {svc.port}"
     lines = [f"# {svc.port_ref}", f"add element {t} cluster-ips {{ {svc.cluster_ip} }}"]
@@ -130,28 +158,30 @@ def _service_lines(svc: ServiceRecord) -> list[str]:
     eps = [endpoint_chain(svc, ip, port) for ip, port in svc.endpoints]
     if svc.affinity is not None:
         lines += [
-            f"add set {t} {affinity_set(svc, ip, port)} {{ type ipv4_addr ; "
+            f"add set {t} {affinity_set(svc, ip, port)} {{ type {addr_type} ; "
             f"flags dynamic,timeout ; timeout {svc.affinity}s ; }}"
             for ip, port in svc.endpoints
         ]
     # Every chain is declared before a rule jumps to it: nft -f resolves goto targets.
     lines += [f"add chain {t} {chain}", *(f"add chain {t} {ep}" for ep in eps)]
     lines.append(
-        f"add rule {t} {chain} ip daddr {svc.cluster_ip} ip saddr != {CLUSTER_CIDR} "
+        f"add rule {t} {chain} {ip_kw} daddr {svc.cluster_ip} {ip_kw} saddr != {cluster_cidr} "
         "jump mark-for-masquerade"
     )
     if svc.affinity is not None:
         lines += [
-            f"add rule {t} {chain} ip saddr @{affinity_set(svc, ip, port)} goto {ep}"
+            f"add rule {t} {chain} {ip_kw} saddr @{affinity_set(svc, ip, port)} goto {ep}"
             for (ip, port), ep in zip(svc.endpoints, eps, strict=True)
         ]
     vmap = " , ".join(f"{i} : goto {ep}" for i, ep in enumerate(eps))
     lines.append(f"add rule {t} {chain} numgen random mod {len(eps)} vmap {{ {vmap} }}")
     for (ip, port), ep in zip(svc.endpoints, eps, strict=True):
-        lines.append(f"add rule {t} {ep} ip saddr {ip} jump mark-for-masquerade")
+        lines.append(f"add rule {t} {ep} {ip_kw} saddr {ip} jump mark-for-masquerade")
         if svc.affinity is not None:
-            lines.append(f"add rule {t} {ep} update @{affinity_set(svc, ip, port)} {{ ip saddr }}")
-        lines.append(f"add rule {t} {ep} meta l4proto {proto} dnat to {ip}:{port}")
+            lines.append(
+                f"add rule {t} {ep} update @{affinity_set(svc, ip, port)} {{ {ip_kw} saddr }}"
+            )
+        lines.append(f"add rule {t} {ep} meta l4proto {proto} dnat to {join_host_port(ip, port)}")
     lines.append(f"add element {t} service-ips {{ {key} : goto {chain} }}")
     if svc.node_port is not None:
         ext = external_chain(svc)
@@ -164,10 +194,20 @@ def _service_lines(svc: ServiceRecord) -> list[str]:
     return lines
 
 
-def render(services: Iterable[ServiceRecord], node_ips: Iterable[str] = ()) -> str:
-    """The full `nft -f` input for these Service ports on a node with these addresses."""
-    lines = [_HEADER.replace("SERVICE_CIDR", SERVICE_CIDR).rstrip("\n")]
-    lines += [f"add element {TABLE} nodeport-ips {{ {ip} }}" for ip in node_ips]
+def render(services: Iterable[ServiceRecord], node_ips: Iterable[str] = (), family: int = 4) -> str:
+    """The full `nft -f` input of one family's table for its Service ports and node addresses.
+
+    Service ports and node addresses of the other family are left out: they belong to
+    the other proxier's table.
+    """
+    table = TABLE if family == 4 else TABLE6
+    lines = [_header(family)]
+    lines += [
+        f"add element {table} nodeport-ips {{ {ip} }}"
+        for ip in node_ips
+        if (":" in ip) == (family == 6)
+    ]
     for svc in services:
-        lines += _service_lines(svc)
+        if family_of(svc) == family:
+            lines += _service_lines(svc)
     return "\n".join(lines) + "\n"

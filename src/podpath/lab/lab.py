@@ -27,6 +27,7 @@ from podpath.lab import (
     procs,
     runtime,
     state,
+    topology,
 )
 from podpath.lab.kubeproxy import KUBELET_CHAINS, merge_for_restore, restore_input
 from podpath.lab.kubeproxy_nft import render as render_nft
@@ -45,12 +46,13 @@ REQUIRED_TOOLS = (
     "ip",
     "bridge",
     "iptables-restore",
+    "ip6tables-restore",
     "nft",
     "mount",
     "python3",
 )
 CONTAINERD_TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr")
-CNI_PLUGINS = ("bridge", "host-local", "portmap")
+CNI_PLUGINS = ("bridge", "ptp", "host-local", "portmap", "loopback")
 T = TypeVar("T")
 R = TypeVar("R")
 WORKERS = 6  # parallel pod builds; runc and CNI spend most of their time in the kernel
@@ -84,6 +86,8 @@ class LabSummary:
     created: float
     up_seconds: float
     state_dir: str
+    cni: str = "bridge"
+    ip_family: str = "ipv4"
 
 
 class LabCommandError(subprocess.CalledProcessError):
@@ -179,9 +183,16 @@ class Lab:
             self.enter_argv(node, argv), env=node_env(), cwd="/", check=False
         ).returncode
 
-    def probe(self, src: str, dst: str, port: int | None = None, proto: str = "tcp") -> ProbeResult:
-        """Send real traffic from a pod (or node) to a pod, Service, VIP or node."""
-        return run_probe(self, src, dst, port, proto)
+    def probe(
+        self,
+        src: str,
+        dst: str,
+        port: int | None = None,
+        proto: str = "tcp",
+        family: int | None = None,
+    ) -> ProbeResult:
+        """Send real traffic from a pod (or node) to a pod, Service, VIP or node (IPv4 or IPv6)."""
+        return run_probe(self, src, dst, port, proto, family)
 
     def cri(self, node: str) -> CriClient:
         """A CRI client of a node's containerd (LabError on a runc-imitation lab)."""
@@ -275,24 +286,31 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
         name = f"node{n}"
         pid, start, dirs = start_node(spec.name, name, d / f"{name}.log")
         cg_dirs += dirs
+        v6 = 6 in spec.families
         node = NodeRecord(
-            name, pid, start, network.node_address(n), network.pod_cidr(n), mac_for(spec.name, name)
+            name,
+            pid,
+            start,
+            network.node_address(n),
+            network.pod_cidr(n),
+            mac_for(spec.name, name),
+            network.node_address6(n) if v6 else None,
+            network.pod_cidr6(n) if v6 else None,
         )
         nodes.append(node)
         record = replace(record, nodes=tuple(nodes), cgroup_dirs=tuple(cg_dirs))
         state.write(record)
         network.attach_node(under_pid, node)
-    mtu = network.VXLAN_MTU if spec.overlay == "vxlan" and spec.nodes > 1 else 1500
+    topology.wire(spec, tuple(nodes))
     nft_mode = spec.proxy_mode == "nftables"
     real = spec.runtime == "containerd"
     daemons: dict[str, int] = {}
-    for node in nodes:
-        mark_chain = None if nft_mode else "KUBE-MARK-MASQ"
-        cni.install_conflist(node.init_pid, cni.conflist(node.pod_cidr, mtu, mark_chain))
+    for index, node in enumerate(nodes, 1):
+        # The conflist and podpath's own plugins are in place before containerd reads them.
+        topology.prepare_node(spec, node, index, under_pid)
         if real:
-            # Started first: the daemons come up while the network is wired.
+            # Started first: the daemons come up while the other nodes are prepared.
             daemons[node.name] = containerd.start(node.init_pid)
-    network.wire_overlay(tuple(nodes), spec.overlay)
     built = images.build(d / "images") if real else ()
     for i, node in enumerate(nodes):
         if real:
@@ -306,7 +324,9 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
             runtime.install_images(node.init_pid)
         # kube-proxy's base chains exist before any pod (portmap marks into KUBE-MARK-MASQ);
         # in nftables mode only kubelet's own iptables chains exist.
-        _restore(node, KUBELET_CHAINS if nft_mode else restore_input([], jumps=True))
+        for family in spec.families:
+            base = KUBELET_CHAINS if nft_mode else restore_input([], jumps=True, family=family)
+            _restore(node, base, family)
     by_name = {n.name: n.init_pid for n in nodes}
     plans = pod_plans(spec)
     if real:
@@ -318,20 +338,27 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
         made = _parallel(lambda p: pods.make_pod(by_name[p.node], confs[p.node], p), plans)
     record = replace(record, pods=tuple(made))
     state.write(record)
+    topology.after_pods(spec, under_pid, tuple(nodes), record.pods)
     svcs = services(spec, made)
-    rules = restore_input(svcs, jumps=False)
     for node in nodes:
         if nft_mode:
-            text = render_nft(svcs, (node.address,))
-            run_in(node.init_pid, ["nft", "-f", "-"], input=text, timeout=300)
+            # One table per family, as kube-proxy runs one proxier per family.
+            addresses = tuple(a for a in (node.address, node.address6) if a)
+            for family in spec.families:
+                text = render_nft(svcs, addresses, family)
+                run_in(node.init_pid, ["nft", "-f", "-"], input=text, timeout=300)
             continue
-        saved = run_in(node.init_pid, ["iptables-save"], timeout=120).stdout
-        run_in(
-            node.init_pid,
-            ["iptables-restore", "-w", "30"],
-            input=merge_for_restore(saved, rules),
-            timeout=300,
-        )
+        for family in spec.families:
+            tool = "iptables" if family == 4 else "ip6tables"
+            mine = [s for s in svcs if (":" in s.cluster_ip) == (family == 6)]
+            rules = restore_input(mine, jumps=False, family=family)
+            saved = run_in(node.init_pid, [f"{tool}-save"], timeout=120).stdout
+            run_in(
+                node.init_pid,
+                [f"{tool}-restore", "-w", "30"],
+                input=merge_for_restore(saved, rules),
+                timeout=300,
+            )
     record = replace(record, services=tuple(svcs), up_seconds=round(time.monotonic() - started, 2))
     state.write(record)
     return record
@@ -358,8 +385,9 @@ def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _restore(node: NodeRecord, rules: str) -> None:
-    run_in(node.init_pid, ["iptables-restore", "--noflush", "-w", "30"], input=rules, timeout=300)
+def _restore(node: NodeRecord, rules: str, family: int = 4) -> None:
+    tool = "iptables-restore" if family == 4 else "ip6tables-restore"
+    run_in(node.init_pid, [tool, "--noflush", "-w", "30"], input=rules, timeout=300)
 
 
 def load(name: str) -> Lab:
@@ -400,6 +428,8 @@ def status() -> list[LabSummary]:
                 record.created,
                 record.up_seconds,
                 str(state.lab_dir(name)),
+                record.spec.cni,
+                record.spec.ip_family,
             )
         )
     return out

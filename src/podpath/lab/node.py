@@ -17,7 +17,8 @@ from pathlib import Path
 from podpath.lab import cgroups, procs
 from podpath.lab.records import LabError
 
-# Private per node: the runtime's, CNI's and kubelet's state (containerd's root too),
+# Private per node: the runtime's, CNI's and kubelet's state (containerd's root too;
+# kindnet's pod database, which tests write as cni-kindnet would),
 # and the bits of /etc and /var/log that a node writes. /run also holds /run/netns (named pod netns) and the
 # runc root, and hides the host's /run/xtables.lock from the node's iptables.
 PRIVATE_DIRS: tuple[str, ...] = (
@@ -28,6 +29,7 @@ PRIVATE_DIRS: tuple[str, ...] = (
     "/var/lib/kubelet",
     "/var/lib/containerd",
     "/var/lib/docker",
+    "/var/lib/cni-kindnet",
 )
 
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -38,7 +40,8 @@ NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NODE_INIT = r"""
 set -eu
 node=$1; shift
-for d in /run /var/lib/cni /etc/cni/net.d /var/log/pods /var/lib/kubelet /var/lib/containerd /var/lib/docker; do
+for d in /run /var/lib/cni /etc/cni/net.d /var/log/pods /var/lib/kubelet /var/lib/containerd /var/lib/docker \
+    /var/lib/cni-kindnet; do
   # A mount point must exist: on a machine that never had them this creates the
   # standard (empty) node directories once; they are left for the next lab.
   [ -d "$d" ] || mkdir -p "$d"

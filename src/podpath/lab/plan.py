@@ -76,9 +76,26 @@ def _service(
     )
 
 
-def synthetic_ip(index: int) -> str:
+def synthetic_ip(index: int, family: int = 4) -> str:
     """ClusterIP of synthetic Service `index` (0-based), clear of kube-dns and web."""
+    if family == 6:
+        return f"fd00:10:96::{1 + index // 250:x}:{1 + index % 250:x}"
     return f"10.96.{1 + index // 250}.{1 + index % 250}"
+
+
+# kube-dns, web, web-sticky and noep ClusterIPs per family (IPv6 from the lab's SERVICE_CIDR6).
+DNS_IPS = {4: DNS_IP, 6: "fd00:10:96::a"}
+WEB_IPS = {4: "10.96.0.100", 6: "fd00:10:96::64"}
+STICKY_IPS = {4: "10.96.0.101", 6: "fd00:10:96::65"}
+NOEP_IPS = {4: "10.96.0.102", 6: "fd00:10:96::66"}
+
+
+def pod_ip(pod: PodRecord, family: int) -> str | None:
+    """A pod's address of one family (records from before dual-stack hold only `ip`)."""
+    for ip in pod.ips or (pod.ip,):
+        if (":" in ip) == (family == 6):
+            return ip
+    return None
 
 
 def services(spec: LabSpec, pods: list[PodRecord]) -> list[ServiceRecord]:
@@ -86,66 +103,56 @@ def services(spec: LabSpec, pods: list[PodRecord]) -> list[ServiceRecord]:
 
     `spec.services` counts Services (not ports): 2 makes kube-dns and web; a third is
     web-sticky (web's pods with ClientIP session affinity), a fourth noep (no endpoints:
-    kube-proxy rejects it); the rest are synthetic.
+    kube-proxy rejects it); the rest are synthetic. A dual-stack lab gets each of these
+    named Services in both families, as a PreferDualStack Service has a ClusterIP of
+    each; synthetic Services use the primary family only.
     """
-    dns = [p for p in pods if p.app == "dns"]
-    web = sorted((p for p in pods if p.app == "web"), key=lambda p: (p.node, p.name))
-    web_eps = tuple((p.ip, 80) for p in web)
+    out: list[ServiceRecord] = []
+    for n, family in enumerate(spec.families):
+        out += _services(spec, pods, family, synthetic=n == 0)
+    return out
+
+
+def _services(
+    spec: LabSpec, pods: list[PodRecord], family: int, synthetic: bool
+) -> list[ServiceRecord]:
+    dns = [ip for p in pods if p.app == "dns" and (ip := pod_ip(p, family))]
+    web_pods = sorted((p for p in pods if p.app == "web"), key=lambda p: (p.node, p.name))
+    web = [ip for p in web_pods if (ip := pod_ip(p, family))]
+    web_eps = tuple((ip, 80) for ip in web)
     out = [
         _service(
-            "kube-system",
-            "kube-dns",
-            "dns",
-            "UDP",
-            DNS_IP,
-            53,
-            None,
-            tuple((p.ip, 53) for p in dns),
+            "kube-system", "kube-dns", "dns", "UDP", DNS_IPS[family], 53, None,
+            tuple((ip, 53) for ip in dns),
         ),
         _service(
-            "kube-system",
-            "kube-dns",
-            "dns-tcp",
-            "TCP",
-            DNS_IP,
-            53,
-            None,
-            tuple((p.ip, 53) for p in dns),
+            "kube-system", "kube-dns", "dns-tcp", "TCP", DNS_IPS[family], 53, None,
+            tuple((ip, 53) for ip in dns),
         ),
         _service(
-            "default",
-            "web",
-            "http",
-            "TCP",
-            "10.96.0.100",
-            80,
-            WEB_NODE_PORT,
-            web_eps,
+            "default", "web", "http", "TCP", WEB_IPS[family], 80, WEB_NODE_PORT, web_eps,
         ),
-    ]
+    ]  # fmt: skip
     if spec.services >= 3:
         out.append(
             _service(
-                "default",
-                "web-sticky",
-                "http",
-                "TCP",
-                "10.96.0.101",
-                80,
-                None,
-                web_eps,
+                "default", "web-sticky", "http", "TCP", STICKY_IPS[family], 80, None, web_eps,
                 AFFINITY_SECONDS,
             )
-        )
+        )  # fmt: skip
     if spec.services >= 4:
-        out.append(_service("default", "noep", "http", "TCP", "10.96.0.102", 80, None, ()))
+        out.append(_service("default", "noep", "http", "TCP", NOEP_IPS[family], 80, None, ()))
+    if not synthetic:
+        return out
     for i in range(spec.services - 4):
         endpoints: tuple[tuple[str, int], ...] = ()
         if web and i % NO_ENDPOINTS_EVERY != NO_ENDPOINTS_EVERY - 1:
-            picks = {web[(i + k) % len(web)].ip for k in range(ENDPOINTS_PER_SYNTHETIC)}
+            picks = {web[(i + k) % len(web)] for k in range(ENDPOINTS_PER_SYNTHETIC)}
             endpoints = tuple((ip, 80) for ip in sorted(picks))
         ns = SYNTHETIC_NAMESPACES[i % len(SYNTHETIC_NAMESPACES)]
         out.append(
-            _service(ns, f"svc-{i + 1:04d}", "http", "TCP", synthetic_ip(i), 80, None, endpoints)
+            _service(
+                ns, f"svc-{i + 1:04d}", "http", "TCP", synthetic_ip(i, family), 80, None, endpoints
+            )
         )
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +67,8 @@ def _bind(source: str, dest: str, ro: bool = False) -> dict[str, Any]:
     }
 
 
-# A DNS-like echo on :53, UDP and TCP, naming the pod that answered. busybox's nc has
+# A DNS-like echo on :53, UDP and TCP, IPv4 and IPv6 (one dual-stack socket each),
+# naming the pod that answered. busybox's nc has
 # no UDP mode, so the kube-dns-like pod runs the node's python3 (its /usr is bound in).
 DNS_ECHO = r"""
 import os, socket, threading
@@ -76,8 +76,9 @@ NAME = os.environ.get("HOSTNAME", "?")
 def reply(data):
     return (NAME + ": " + data.decode(errors="replace").strip() + "\n").encode()
 def udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 53))
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", 53))
     while True:
         data, peer = s.recvfrom(4096)
         s.sendto(reply(data), peer)
@@ -88,9 +89,10 @@ def serve(conn):
             conn.sendall(reply(conn.recv(4096)))
         except OSError:
             pass
-t = socket.socket()
+t = socket.socket(socket.AF_INET6)
 t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-t.bind(("0.0.0.0", 53))
+t.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+t.bind(("::", 53))
 t.listen(128)
 threading.Thread(target=udp, daemon=True).start()
 while True:
@@ -132,6 +134,7 @@ def make_pod(init_pid: int, conf: dict[str, Any], plan: PodPlan) -> PodRecord:
     )
     result = cni.add(init_pid, conf, cni_pod)
     ip = cni.pod_ip(result)
+    ips = cni.pod_ips(result)
     meta = PodMeta(plan.namespace, plan.name, plan.uid, sandbox_id, _log_dir(plan), plan.qos)
     node_path(init_pid, f"{meta.log_dir}/{plan.container_name}").mkdir(parents=True)
     pause_pid = runtime.create_and_start(
@@ -168,6 +171,7 @@ def make_pod(init_pid: int, conf: dict[str, Any], plan: PodPlan) -> PodRecord:
         containers=((plan.container_name, app_id),),
         app=plan.app,
         qos=plan.qos,
+        ips=ips,
     )
 
 
@@ -203,6 +207,4 @@ def remove_pod(init_pid: int, conf: dict[str, Any], pod: PodRecord, *, full: boo
 
 def read_conf(init_pid: int) -> dict[str, Any]:
     """The node's installed conflist."""
-    text = node_path(init_pid, f"{cni.CONF_DIR}/{cni.CONFLIST_NAME}").read_text()
-    conf: dict[str, Any] = json.loads(text)
-    return conf
+    return cni.read_conflist(init_pid)

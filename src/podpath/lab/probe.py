@@ -20,7 +20,7 @@ PROBE_TIMEOUT = 5
 
 _UDP_CLIENT = r"""
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(float(sys.argv[3]))
 s.sendto(b"podpath probe\n", (sys.argv[1], int(sys.argv[2])))
 sys.stdout.write(s.recv(4096).decode(errors="replace"))
@@ -51,6 +51,9 @@ class _Target:
 
 
 def _split_port(dst: str) -> tuple[str, int | None]:
+    if dst.startswith("["):
+        host, _, rest = dst[1:].partition("]")
+        return host, int(rest[1:]) if rest[1:].isdigit() else None
     if dst.count(":") == 1:
         host, _, port = dst.partition(":")
         if port.isdigit():
@@ -58,20 +61,31 @@ def _split_port(dst: str) -> tuple[str, int | None]:
     return dst, None
 
 
-def _resolve_dst(lab: Lab, dst: str, port: int | None, proto: str) -> _Target:
+def _family(address: str, family: int | None) -> bool:
+    return family is None or (":" in address) == (family == 6)
+
+
+def _resolve_dst(lab: Lab, dst: str, port: int | None, proto: str, family: int | None) -> _Target:
     for node in lab.nodes:
-        if dst in (node.name, node.address):
-            return _Target(node.address, port or _web_node_port(lab))
+        record = next(n for n in lab.record.nodes if n.name == node.name)
+        if dst in (node.name, node.address, record.address6):
+            address = record.address6 if family == 6 or dst == record.address6 else node.address
+            return _Target(address or node.address, port or _web_node_port(lab))
     for pod in lab.pods:
-        if dst in (pod.name, pod.ref, pod.ip):
-            return _Target(pod.ip, port or (53 if pod.app == "dns" else 80))
+        ips = pod.ips or (pod.ip,)
+        if dst in (pod.name, pod.ref, *ips):
+            address = dst if dst in ips else next((ip for ip in ips if _family(ip, family)), None)
+            if address is None:
+                raise LabError(f"pod {pod.ref} has no IPv{family} address")
+            return _Target(address, port or (53 if pod.app == "dns" else 80))
     matches = [s for s in lab.services if dst in (s.ref, s.name, s.cluster_ip)]
+    matches = [s for s in matches if _family(s.cluster_ip, family) or dst == s.cluster_ip]
     if matches:
         chosen = [s for s in matches if s.protocol.lower() == proto] or matches
         if port is not None:
             chosen = [s for s in chosen if s.port == port] or chosen
         return _Target(chosen[0].cluster_ip, port or chosen[0].port)
-    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", dst):
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+|[0-9a-fA-F:]*:[0-9a-fA-F:]*", dst):
         return _Target(dst, port or 80)
     raise LabError(f"probe destination {dst!r} is no pod, Service, node or IP of lab {lab.name!r}")
 
@@ -107,18 +121,28 @@ def _body(raw: str) -> str:
     return body if sep and head.startswith("HTTP/") else raw
 
 
-def run_probe(lab: Lab, src: str, dst: str, port: int | None, proto: str) -> ProbeResult:
-    """Run one probe; failures to connect are a result (ok=False), not an exception."""
+def run_probe(
+    lab: Lab, src: str, dst: str, port: int | None, proto: str, family: int | None = None
+) -> ProbeResult:
+    """Run one probe; failures to connect are a result (ok=False), not an exception.
+
+    `family` (4 or 6) picks which address a pod, Service or node name stands for.
+    """
     proto = proto.lower()
     if proto not in ("tcp", "udp"):
         raise LabError(f"probe protocol must be tcp or udp, not {proto!r}")
     host, given_port = _split_port(dst)
-    target = _resolve_dst(lab, host, port or given_port, proto)
+    target = _resolve_dst(lab, host, port or given_port, proto, family)
     prefix: list[str] = []
     src_node: str
     src_name: str
     if src in {n.name for n in lab.nodes}:
         src_node, src_name = src, src
+    elif ":/" in src and src.split(":", 1)[0] in {n.name for n in lab.nodes}:
+        # A namespace of a node that is no pod (one made by hand): NODE:/run/netns/NAME.
+        src_node, path = src.split(":", 1)
+        src_name = src
+        prefix = ["nsenter", f"--net={path}", "--"]
     else:
         pod = lab.pod(src)
         src_node, src_name = pod.node, pod.ref

@@ -8,12 +8,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 OVERLAYS: tuple[str, ...] = ("vxlan", "host-gw")
+# Pod network shapes: the CNI bridge plugin (+ flannel-style overlay), Calico's routed
+# veths, kindnet's ptp veths, the AWS VPC CNI's ENI policy routing.
+CNIS: tuple[str, ...] = ("bridge", "calico", "ptp", "aws-vpc")
+IP_FAMILIES: tuple[str, ...] = ("ipv4", "ipv6", "dual")
 # The kube-proxy modes this kernel can run (no ip_vs: IPVS is modelled, not built).
 PROXY_MODES: tuple[str, ...] = ("iptables", "nftables")
 # containerd: a real containerd per node, pods made through CRI; runc-imitation: the
 # lab runs runc itself and writes the files containerd would (where containerd is absent).
 RUNTIMES: tuple[str, ...] = ("containerd", "runc-imitation")
-MAX_NODES = 2
+MAX_NODES = 5
 MAX_PODS_PER_NODE = 250
 MAX_SERVICES = 10_000
 
@@ -27,15 +31,22 @@ class LabError(Exception):
 
 @dataclass(frozen=True)
 class LabSpec:
-    """The shape of a lab: how many nodes, pods per node and Services, and the overlay."""
+    """The shape of a lab: nodes, pods per node, Services, the pod network and its families."""
 
     name: str
     nodes: int = 1
     pods: int = 4
     services: int = 3
     overlay: str = "vxlan"
+    cni: str = "bridge"
+    ip_family: str = "ipv4"
     proxy_mode: str = "iptables"
     runtime: str = ""  # "" picks containerd where it is installed (lab.up resolves it)
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The IP families of pods and Services, the primary one first."""
+        return {"ipv4": (4,), "ipv6": (6,), "dual": (4, 6)}[self.ip_family]
 
     def validate(self) -> None:
         """Raise LabError when the spec cannot be built."""
@@ -54,6 +65,14 @@ class LabSpec:
             )
         if self.overlay not in OVERLAYS:
             raise LabError(f"--overlay must be one of {', '.join(OVERLAYS)}, not {self.overlay!r}")
+        if self.cni not in CNIS:
+            raise LabError(f"--cni must be one of {', '.join(CNIS)}, not {self.cni!r}")
+        if self.ip_family not in IP_FAMILIES:
+            raise LabError(
+                f"--ip-family must be one of {', '.join(IP_FAMILIES)}, not {self.ip_family!r}"
+            )
+        if self.cni == "aws-vpc" and self.ip_family != "ipv4":
+            raise LabError("the aws-vpc lab is IPv4 only (the VPC CNI's IPv6 mode is not built)")
         if self.proxy_mode not in PROXY_MODES:
             raise LabError(
                 f"--proxy-mode must be one of {', '.join(PROXY_MODES)}, not {self.proxy_mode!r}"
@@ -73,6 +92,8 @@ class NodeRecord:
     address: str  # underlay IPv4 address of the node's eth0
     pod_cidr: str
     vtep_mac: str  # MAC of flannel.1 (used only with the vxlan overlay)
+    address6: str | None = None  # underlay IPv6 address of eth0 (ipv6 and dual labs)
+    pod_cidr6: str | None = None
     containerd_pid: int = 0  # host PID of the node's containerd (0: runc imitation)
     containerd_start: int = 0
 
@@ -94,6 +115,7 @@ class PodRecord:
     containers: tuple[tuple[str, str], ...]  # (container name, container id)
     app: str  # "web" or "dns": what its app container serves
     qos: str  # kubelet QoS class directory: besteffort | burstable
+    ips: tuple[str, ...] = ()  # every address of the pod, `ip` (the primary family's) first
 
     @property
     def ref(self) -> str:
@@ -161,7 +183,10 @@ def _tuples(items: list[list[Any]]) -> tuple[tuple[Any, ...], ...]:
 
 
 def _record_from_dict(raw: dict[str, Any]) -> LabRecord:
-    pods = tuple(PodRecord(**{**p, "containers": _tuples(p["containers"])}) for p in raw["pods"])
+    pods = tuple(
+        PodRecord(**{**p, "containers": _tuples(p["containers"]), "ips": tuple(p.get("ips", ()))})
+        for p in raw["pods"]
+    )
     services = tuple(
         ServiceRecord(
             **{**s, "endpoints": _tuples(s["endpoints"]), "sep_chains": tuple(s["sep_chains"])}

@@ -39,7 +39,7 @@ def service_pins(
     if service.affinity_timeout is None:
         return ()
     out: list[Pin] = []
-    by_chain = {e.sep_chain: f"{e.ip}:{e.port}" for e in service.endpoints}
+    by_chain = {e.sep_chain: _hostport(e.ip, e.port) for e in service.endpoints}
     if service.backend == "iptables":
         for lst in recent:
             endpoint = by_chain.get(lst.name)
@@ -61,6 +61,11 @@ def service_pins(
     elif service.backend == "ipvs" and service.cluster_ip is not None:
         for conn in ipvs_connections:
             if conn.template and conn.virtual == service.cluster_ip:
-                endpoint = f"{conn.server}:{conn.server_port}"
+                endpoint = _hostport(conn.server, conn.server_port)
                 out.append(Pin(conn.client, endpoint, None, conn.expires, "ip_vs_conn template"))
     return tuple(out)
+
+
+def _hostport(ip: str, port: int | None) -> str:
+    """An endpoint as kube-proxy writes it: 10.0.0.1:80, [fd00::1]:80."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"

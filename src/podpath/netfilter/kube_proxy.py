@@ -749,7 +749,7 @@ def detect_mode(
     proxy_backends = []
     hint_backends = []
     for label, rs in rulesets.items():
-        names = {c.name for t in rs.tables for c in rs.chains(t)}
+        names = {n for t in rs.tables for n in rs.chain_names(t)}
         if "KUBE-PROXY-CANARY" in names:
             proxy_backends.append(label)
             evidence.append(f"{label}: chain KUBE-PROXY-CANARY")

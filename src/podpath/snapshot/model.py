@@ -143,13 +143,19 @@ class Pod:
     containers: tuple[Container, ...] = ()
     runtime: str = "unknown"  # containerd | cri-o | docker | unknown
     # How the pod was found: cri (the runtime's CRI socket) | runtime-state (its files)
-    # | cgroup | log-dir | pause-process
+    # | cgroup | log-dir | pause-process | kindnet-db (cni-kindnet's pod database)
     source: str = "runtime-state"
     log_dir: str | None = None
     sandbox_image: str | None = None  # the pause image, e.g. registry.k8s.io/pause:3.9
     state: str | None = None  # ready | notready (CRI PodSandboxState); None: not known
     attempt: int | None = None  # sandbox attempt (a re-created sandbox counts up)
     created_at: int | None = None  # unix time in nanoseconds
+    # Other sources that added to what `source` found (e.g. kindnet-db), in order.
+    also_from: tuple[str, ...] = ()
+    # What the CNI plugin recorded for the pod (kindnet's database); None/() where unknown.
+    host_interface: str | None = None  # the host side of the pod's veth
+    gateways: tuple[str, ...] = ()
+    mtu: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,56 @@ class Vxlan:
 
 
 @dataclass(frozen=True)
+class LinkStats:
+    """An interface's counters (IFLA_STATS64, struct rtnl_link_stats64), as `ip -s -s link` shows them."""
+
+    rx_packets: int = 0
+    tx_packets: int = 0
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rx_errors: int = 0
+    tx_errors: int = 0
+    rx_dropped: int = 0
+    tx_dropped: int = 0
+    multicast: int = 0
+    collisions: int = 0
+    rx_length_errors: int = 0
+    rx_over_errors: int = 0
+    rx_crc_errors: int = 0
+    rx_frame_errors: int = 0
+    rx_fifo_errors: int = 0
+    rx_missed_errors: int = 0
+    tx_aborted_errors: int = 0
+    tx_carrier_errors: int = 0
+    tx_fifo_errors: int = 0
+    tx_heartbeat_errors: int = 0
+    tx_window_errors: int = 0
+    rx_compressed: int = 0
+    tx_compressed: int = 0
+    rx_nohandler: int = 0
+    rx_otherhost_dropped: int = 0
+
+
+@dataclass(frozen=True)
+class BpfProgram:
+    """An eBPF program attached to an interface (tc filter or XDP), as far as it was learned."""
+
+    id: int | None = None
+    name: str | None = None  # the program's own name (bpf_prog_info, at most 15 chars)
+    tag: str | None = None  # hex SHA of the instructions, as tc and bpftool print it
+    section: str | None = None  # tc's bpf_name: object and section, e.g. bpf_lxc.o:[from-container]
+    type: str | None = None  # sched_cls, sched_act, xdp, ... (bpf_prog_info)
+
+
+@dataclass(frozen=True)
+class Xdp:
+    """An XDP attachment of a link (IFLA_XDP)."""
+
+    mode: str  # drv | generic | offload | multi
+    program: BpfProgram | None = None
+
+
+@dataclass(frozen=True)
 class Link:
     """A network interface in one namespace."""
 
@@ -201,6 +257,8 @@ class Link:
     peer: LinkRef | None = None  # the veth peer, resolved to a namespace inode
     addresses: tuple[Address, ...] = ()
     vxlan: Vxlan | None = None
+    stats: LinkStats | None = None
+    xdp: Xdp | None = None
 
 
 @dataclass(frozen=True)
@@ -280,6 +338,48 @@ class FdbEntry:
 
 
 @dataclass(frozen=True)
+class NetConf:
+    """One interface's IP sysctls in one namespace (RTM_GETNETCONF), as `ip netconf` shows them.
+
+    `ifindex` -1 is conf/all and -2 conf/default. The kernel combines some with `all`:
+    rp_filter is max(all, interface), proxy_arp is all OR interface (IN_DEV_* macros).
+    """
+
+    family: int  # 4 or 6
+    ifindex: int
+    forwarding: int | None = None
+    rp_filter: int | None = None  # IPv4 only: 0 off, 1 strict, 2 loose
+    proxy_neigh: int | None = None  # proxy_arp (IPv4) or proxy_ndp (IPv6)
+    mc_forwarding: int | None = None
+    ignore_routes_with_linkdown: int | None = None
+
+
+@dataclass(frozen=True)
+class TcQdisc:
+    """A queueing discipline of an interface (RTM_GETQDISC)."""
+
+    ifindex: int
+    kind: str  # noqueue, fq_codel, clsact, ingress, htb, ...
+    handle: str  # as tc prints it, e.g. "ffff:" or "1:"
+    parent: str  # "root", "ingress" (ffff:fff1 for clsact/ingress) or a class id
+
+
+@dataclass(frozen=True)
+class TcFilter:
+    """A traffic control filter of an interface (RTM_GETTFILTER), e.g. an eBPF classifier."""
+
+    ifindex: int
+    hook: str  # ingress | egress (clsact/ingress qdisc) or the parent handle, e.g. "1:"
+    kind: str  # bpf, u32, flower, matchall, ...
+    protocol: str  # all, ip, ipv6, 802.1Q, or the hex ethertype
+    pref: int
+    chain: int = 0
+    handle: str | None = None
+    direct_action: bool = False
+    program: BpfProgram | None = None  # kind bpf: the attached program (None for classic BPF)
+
+
+@dataclass(frozen=True)
 class SocketOwner:
     """A process holding a socket open, as `ss -p` shows it: ("comm",pid=N,fd=M)."""
 
@@ -324,6 +424,9 @@ class NetNamespace:
     rules: tuple[Rule, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
     fdb: tuple[FdbEntry, ...] = ()
+    netconf: tuple[NetConf, ...] = ()
+    qdiscs: tuple[TcQdisc, ...] = ()
+    tc_filters: tuple[TcFilter, ...] = ()
     # TCP and UDP sockets; None when they were not read (older snapshots, a gap).
     sockets: tuple[Socket, ...] | None = None
     # How they were read: "sock_diag" or "procfs" (which cannot tell v6only).

@@ -16,6 +16,7 @@ from podpath.analysis.sockets import Packet as SocketLookup
 from podpath.analysis.sockets import containers_by_pid, local_endpoint, receivers
 from podpath.snapshot.model import Container, Link, Pod, Socket
 from podpath.trace.model import Hop, JsonValue, Packet
+from podpath.trace.probe import hostport
 
 # What the kernel sends back when no socket takes the first packet.
 _REFUSAL = {"tcp": "RST (connection refused)", "udp": "ICMP port unreachable"}
@@ -29,7 +30,6 @@ def deliver(
     `where` names the namespace ("pod default/web-0"); `iif` is the device it arrived on.
     """
     node = index.snapshot.node.hostname
-    port = f":{p.dport}" if p.dport is not None else ""
     pod = index.pods_by_netns.get(netns)
     data: dict[str, JsonValue] = {
         "netns": netns,
@@ -38,8 +38,8 @@ def deliver(
         "address": p.dst,
         "port": p.dport,
     }
-    text = f"delivered to {where}: {p.proto} {p.dst}{port}"
-    reason = f"delivered to {where} ({p.dst}{port})"
+    text = f"delivered to {where}: {p.proto} {hostport(p.dst, p.dport)}"
+    reason = f"delivered to {where} ({hostport(p.dst, p.dport)})"
     found, unknown = _lookup(index, netns, p, iif)
     details: tuple[str, ...] = ()
     if unknown is not None:
@@ -52,7 +52,9 @@ def deliver(
         data["listening"] = bool(found)
         data["listeners"] = [_listener_json(s, o) for s, o in zip(found, owners, strict=True)]
         if not found:
-            refusal = f"nothing listens on {_where(p.dst, p.dport)}/{p.proto} → {_REFUSAL[p.proto]}"
+            refusal = (
+                f"nothing listens on {hostport(p.dst, p.dport)}/{p.proto} → {_REFUSAL[p.proto]}"
+            )
             hop = Hop("deliver", node, f"{text}, but {refusal}", (), (), data)
             return "refused", f"delivered to {where}, but {refusal}", hop
         details = tuple(
@@ -85,10 +87,6 @@ def _lookup(
     if found is None:
         return None, "the namespace's sockets cannot answer for this address"
     return found, None
-
-
-def _where(address: str, port: int | None) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def _owners(by_pid: dict[int, tuple[Pod, Container]], sock: Socket) -> list[dict[str, JsonValue]]:

@@ -12,24 +12,48 @@ Branches split at `-m statistic`/`numgen` and carry their probability.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.ipset import IpSet, parse_ipsets
 from podpath.netfilter.owners import Owner
 from podpath.snapshot.model import Link, NetNamespace, RecentList, Snapshot
 from podpath.trace import reply as ct
+from podpath.trace import sysctls
 from podpath.trace.deliver import deliver
+from podpath.trace.ebpf import Attachment, attached, ebpf_hop
 from podpath.trace.flow import Flow
 from podpath.trace.hooks import Stage, iptables_stages, run_hook
 from podpath.trace.ipvs import IpvsState, ipvs_stages
-from podpath.trace.links import fdb_port, primary_address, resolve_mac, vxlan_remote
+from podpath.trace.links import (
+    MacResolution,
+    fdb_port,
+    primary_address,
+    resolve_mac,
+    vxlan_remote,
+)
 from podpath.trace.matches import MatchEnv
 from podpath.trace.model import Branch, Hop, JsonValue, Packet, Trace
 from podpath.trace.netfilter import NfEnv
-from podpath.trace.probe import Probe, resolve_destination, resolve_source
-from podpath.trace.routing import DROP_TYPES, RouteDecision, lookup, table_name
+from podpath.trace.probe import (
+    Destination,
+    Probe,
+    Source,
+    resolve_destination,
+    resolve_source,
+)
+from podpath.trace.routing import (
+    DROP_TYPES,
+    RouteDecision,
+    has_source_rules,
+    lookup,
+    masquerade_source,
+    select_source,
+    table_name,
+    validate_source,
+)
 
 MAX_STEPS = 48
 
@@ -62,6 +86,18 @@ class Engine:
             addr: owners[0] for addr, owners in seen.items() if len({o[0] for o in owners}) == 1
         }
 
+    def remote_owner(self, node: int) -> Callable[[str], tuple[str, str | None] | None]:
+        """Who answers ARP/NDP for an address on another loaded node (for node `node`'s wire)."""
+
+        def owner(ip: str) -> tuple[str, str | None] | None:
+            found = self._owners.get(ip)
+            if found is None or found[0] == node:
+                return None
+            target, link = found
+            return f"node {self.hostname(target)} ({link.name} {link.mac})", link.mac
+
+        return owner
+
     def hostname(self, node: int) -> str:
         """The hostname of a node."""
         return self.indexes[node].snapshot.node.hostname
@@ -84,7 +120,7 @@ class Engine:
             return f"pod {pod.namespace}/{pod.name}"
         ns = index.netns_by_inode.get(netns)
         if ns is not None and ns.paths:
-            return ns.paths[0]
+            return f"netns {ns.paths[0]}"
         return f"netns {netns}"
 
     def stages(self, node: int, hook: str, family: int) -> list[Stage]:
@@ -196,12 +232,20 @@ class Engine:
             recent=self._recent(flow.node),
             ipsets=self._ipsets(flow.node),
         )
+        ns = self.netns(flow)
+        out_address = None
+        if out_link is not None:
+            out_address = (
+                masquerade_source(ns, out_link, flow.packet.dst)
+                if ns is not None
+                else primary_address(out_link, fam)
+            )
         return NfEnv(
             flow.node,
             self.hostname(flow.node),
             "",
             matches,
-            out_address=primary_address(out_link, fam) if out_link else None,
+            out_address=out_address,
             in_address=primary_address(in_link, fam) if in_link else None,
         )
 
@@ -241,7 +285,7 @@ class Engine:
     # --- routing ----------------------------------------------------------------------
 
     def route(
-        self, flow: Flow, iif: str = "lo", note: str = ""
+        self, flow: Flow, iif: str = "lo", note: str = "", source_note: str = ""
     ) -> tuple[RouteDecision, Hop] | None:
         """Look the route up in the flow's namespace, as a hop."""
         ns = self.netns(flow)
@@ -260,6 +304,8 @@ class Engine:
         details = [f"rule {decision.rule}", f"table {table_name(decision.table)}"]
         if note:
             details.insert(0, note)
+        if source_note:
+            details.append(source_note)
         if iif != "lo":
             details.append(f"input interface {iif}")
         details.extend(decision.notes)
@@ -290,9 +336,28 @@ class Engine:
         if routed is None:
             return self.unsure(flow, f"network namespace {flow.netns} is not in the snapshot")
         decision, hop = routed
+        if flow.packet.src is None and decision.type not in DROP_TYPES and decision.type != "none":
+            ns = self.netns(flow)
+            assert ns is not None
+            choice = select_source(ns, decision, flow.packet.dst)
+            source_note = f"source {choice.address or '(none)'}: {choice.how}"
+            hop = replace(
+                hop,
+                details=hop.details + (source_note,),
+                data={**hop.data, "chosen_src": choice.address},
+            )
+            flow = replace(flow, packet=flow.packet.with_(src=choice.address))
+            if choice.address is None:
+                return self.drop(flow.add(hop), choice.how, "route")
+            if has_source_rules(ns, 6 if ":" in flow.packet.dst else 4):
+                # ip_route_connect(): with the source chosen, the kernel looks up again,
+                # and a rule that selects on the source can now pick another table.
+                flow = flow.add(hop)
+                again = self.route(flow, note="second lookup with the chosen source")
+                if again is None:
+                    return self.unsure(flow, "namespace vanished")
+                decision, hop = again
         flow = flow.add(hop)
-        if flow.packet.src is None:
-            flow = replace(flow, packet=flow.packet.with_(src=self._source(flow, decision)))
         if decision.type in DROP_TYPES or decision.type == "none":
             return self.no_route(flow, decision)
         index = self.indexes[flow.node]
@@ -314,15 +379,6 @@ class Engine:
             else:
                 results.extend(self.after_output(f, decision))
         return results
-
-    def _source(self, flow: Flow, decision: RouteDecision) -> str | None:
-        if decision.type == "local":
-            return flow.packet.dst
-        if decision.prefsrc:
-            return decision.prefsrc
-        link = self.indexes[flow.node].link(flow.netns, decision.dev)
-        fam = 6 if ":" in flow.packet.dst else 4
-        return primary_address(link, fam) if link else None
 
     def after_output(self, flow: Flow, decision: RouteDecision) -> list[Branch]:
         """POSTROUTING and transmission (or local delivery) of a locally generated packet."""
@@ -355,6 +411,10 @@ class Engine:
         flow = replace(flow, steps=flow.steps + 1)
         if flow.steps > MAX_STEPS:
             return self.unsure(flow, "too many hops: a routing loop?")
+        ns = self.netns(flow)
+        if ns is not None:
+            for program in attached(ns, iif, "ingress"):
+                return self.ebpf(flow, iif, program)
         flow = self.reverse_snat(flow)
         going, ended = self.hook_split(flow, "PREROUTING", self.env(flow, iif, None))
         results = list(ended)
@@ -371,11 +431,42 @@ class Engine:
         flow = flow.add(hop)
         if decision.type in DROP_TYPES or decision.type == "none":
             return self.no_route(flow, decision)
+        ns = self.netns(flow)
+        assert ns is not None
+        facts = self.indexes[flow.node].snapshot.node if self.is_root(flow) else None
+        family = 6 if ":" in flow.packet.dst else 4
+        if decision.type not in ("local", "broadcast"):
+            fwd = sysctls.forwarding(ns, family, iif, facts)
+            if fwd is False:
+                if family == 6:
+                    name = "net.ipv6.conf.all.forwarding"
+                elif sysctls.has_netconf(ns):
+                    name = f"net.ipv4.conf.{iif.name}.forwarding"
+                else:
+                    name = "net.ipv4.ip_forward"
+                where = self.label(flow.node, flow.netns)
+                return self.drop(
+                    flow, f"{name} is 0: {where} does not forward (ICMP host unreachable)", "sysctl"
+                )
+        if family == 4 and flow.packet.src is not None:
+            check = validate_source(
+                ns,
+                flow.packet.src,
+                flow.packet.dst,
+                iif,
+                sysctls.rp_filter(ns, iif, facts),
+                flow.packet.mark,
+            )
+            if not check.ok:
+                return self.drop(
+                    flow, f"{check.reason} (a martian: the kernel drops it)", "rp_filter"
+                )
+            if check.mode:
+                flow = replace(
+                    flow, hops=flow.hops[:-1] + (_with_detail(flow.hops[-1], check.reason),)
+                )
         if decision.type in ("local", "broadcast"):
             return self.local_in(flow, iif)
-        facts = self.indexes[flow.node].snapshot.node
-        if self.is_root(flow) and facts.ip_forward == 0:
-            return self.drop(flow, "net.ipv4.ip_forward is 0: the node does not forward", "sysctl")
         index = self.indexes[flow.node]
         out = index.link(flow.netns, decision.dev)
         going, ended = self.hook_split(flow, "FORWARD", self.env(flow, iif, out))
@@ -456,6 +547,10 @@ class Engine:
             return self.unsure(flow, f"output device {decision.dev} is not in the snapshot")
         if link.state == "DOWN":
             return self.drop(flow, f"{link.name} is down", "link")
+        ns = self.netns(flow)
+        if ns is not None:
+            for program in attached(ns, link, "egress"):
+                return self.ebpf(flow, link, program)
         nexthop = decision.gateway or flow.packet.dst
         if link.kind == "vxlan":
             return self.vxlan(flow, link, nexthop)
@@ -465,20 +560,50 @@ class Engine:
             return self.veth(flow, link, nexthop)
         return self.leave(flow, link, nexthop)
 
-    def neighbour_hop(self, flow: Flow, link: Link, nexthop: str) -> tuple[str | None, Hop]:
-        """Resolve the next hop's MAC on link, as a hop."""
+    def neighbour_hop(self, flow: Flow, link: Link, nexthop: str) -> tuple[Flow, MacResolution]:
+        """Resolve the next hop's MAC on link: the flow with the hop (and any assumption)."""
         ns = self.netns(flow)
         assert ns is not None
-        res = resolve_mac(self.indexes[flow.node], ns, link, nexthop)
+        res = resolve_mac(
+            self.indexes[flow.node],
+            ns,
+            link,
+            nexthop,
+            self._arp_sender(flow, ns, link),
+            self.remote_owner(flow.node),
+        )
+        from_table = res.entry is not None and res.mac is not None and res.mac == res.entry.lladdr
         data: dict[str, JsonValue] = {
             "netns": flow.netns,
             "dev": link.name,
             "ip": nexthop,
             "lladdr": res.mac,
             "state": list(res.entry.state) if res.entry else None,
-            "from_table": res.entry is not None,
+            "from_table": from_table,
+            "answered": res.answered,
         }
-        return res.mac, Hop("neighbour", self.hostname(flow.node), res.how, (), (), data)
+        hop = Hop("neighbour", self.hostname(flow.node), res.how, res.details, (), data)
+        flow = flow.add(hop)
+        if res.uncertain:
+            flow = replace(flow, uncertain=flow.uncertain + (res.uncertain,))
+        return flow, res
+
+    def _arp_sender(self, flow: Flow, ns: NetNamespace, link: Link) -> str | None:
+        """The sender address of the ARP request: the packet's source when it is local
+        (arp_announce=0), else the device's own address (arp_solicit)."""
+        src = flow.packet.src
+        if src is not None and src in self.indexes[flow.node].local_addresses.get(flow.netns, ()):
+            return src
+        return primary_address(link, 6 if ":" in flow.packet.dst else 4)
+
+    def unresolved(self, flow: Flow, res: MacResolution) -> list[Branch]:
+        """The next hop never answered: the kernel drops the queued packet (EHOSTUNREACH)."""
+        return self.drop(flow, res.how, "neighbour")
+
+    def ebpf(self, flow: Flow, link: Link, program: Attachment) -> list[Branch]:
+        """An eBPF program decides here; podpath cannot run it, so the branch stops, named."""
+        hop = ebpf_hop(self.hostname(flow.node), flow.netns, link, program)
+        return [self.finish(flow.add(hop), "uncertain", hop.text)]
 
     def veth(self, flow: Flow, link: Link, nexthop: str) -> list[Branch]:
         """Across a veth pair into the peer namespace (and its bridge, if it is a port)."""
@@ -488,8 +613,10 @@ class Engine:
             # The node's own uplink is a veth whose peer lies outside every snapshot (a
             # kind/container node's eth0, the lab's underlay): that is the wire out.
             return self.leave(flow, link, nexthop)
-        mac, nhop = self.neighbour_hop(flow, link, nexthop)
-        flow = flow.add(nhop)
+        flow, res = self.neighbour_hop(flow, link, nexthop)
+        mac = res.mac
+        if not res.answered:
+            return self.unresolved(flow, res)
         if peer is None:
             return self.unsure(flow, f"the peer of veth {link.name} is not in the snapshot")
         there = self.label(flow.node, peer.netns)
@@ -545,8 +672,10 @@ class Engine:
         ns = self.netns(flow)
         assert ns is not None
         if nexthop is not None:
-            mac, nhop = self.neighbour_hop(flow, bridge, nexthop)
-            flow = flow.add(nhop)
+            flow, res = self.neighbour_hop(flow, bridge, nexthop)
+            mac = res.mac
+            if not res.answered:
+                return self.unresolved(flow, res)
         if mac is None:
             return self.unsure(flow, f"no MAC for {nexthop} on {bridge.name}")
         entry = fdb_port(ns, bridge, mac)
@@ -652,8 +781,10 @@ class Engine:
 
     def vxlan(self, flow: Flow, device: Link, nexthop: str) -> list[Branch]:
         """Encapsulate toward the remote VTEP and route the outer packet over the underlay."""
-        mac, nhop = self.neighbour_hop(flow, device, nexthop)
-        flow = flow.add(nhop)
+        flow, res = self.neighbour_hop(flow, device, nexthop)
+        mac = res.mac
+        if not res.answered:
+            return self.unresolved(flow, res)
         ns = self.netns(flow)
         assert ns is not None
         if mac is None:
@@ -696,7 +827,7 @@ class Engine:
         if owner is None or owner[0] == flow.node:
             return self.leaves(flow, underlay, decision.gateway or remote, f"VTEP {remote}")
         target, _link = owner
-        remote_dev = self._vxlan_device(target, vni)
+        remote_dev = self._vxlan_device(target, vni, remote)
         leave = self.leave_hop(flow, underlay, decision.gateway or remote, target)
         if remote_dev is None:
             return self.unsure(
@@ -725,13 +856,22 @@ class Engine:
         )
         return self.receive(moved, remote_dev)
 
-    def _vxlan_device(self, node: int, vni: int | None) -> Link | None:
+    def _vxlan_device(self, node: int, vni: int | None, remote: str | None = None) -> Link | None:
+        """The device that decapsulates: same VNI, and bound to the VTEP address the packet
+        was sent to (flannel.1 and flannel-v6.1 share VNI 1 but not their local address)."""
         root = self.indexes[node].root_netns
         if root is None:
             return None
-        return next(
-            (link for link in root.links if link.vxlan is not None and link.vxlan.vni == vni), None
-        )
+        found = [lk for lk in root.links if lk.vxlan is not None and lk.vxlan.vni == vni]
+        exact = [lk for lk in found if lk.vxlan is not None and lk.vxlan.local == remote]
+        family = [
+            lk
+            for lk in found
+            if lk.vxlan is not None
+            and remote is not None
+            and (lk.vxlan.local is None or (":" in lk.vxlan.local) == (":" in remote))
+        ]
+        return next(iter(exact or family or found), None)
 
     def leave_hop(self, flow: Flow, link: Link | None, nexthop: str, target: int | None) -> Hop:
         """The packet leaves the node."""
@@ -763,19 +903,78 @@ class Engine:
 
     def leave(self, flow: Flow, link: Link, nexthop: str) -> list[Branch]:
         """Out of a plain device: to another traced node, or out of the picture."""
-        mac, nhop = self.neighbour_hop(flow, link, nexthop)
-        flow = flow.add(nhop)
+        flow, res = self.neighbour_hop(flow, link, nexthop)
+        if not res.answered:
+            return self.unresolved(flow, res)
         # The next hop decides where the frame lands; a node reached through a router
         # other than itself is out of the picture (its receiving device is unknown).
         owner = self._owners.get(nexthop)
         if owner is None or owner[0] == flow.node:
-            return self.leaves(flow, link, nexthop)
-        target, arrive = owner
+            beyond = self._beyond(flow)
+            if beyond is None:
+                return self.leaves(flow, link, nexthop)
+            target, arrive, assumption = beyond
+            flow = replace(flow, uncertain=flow.uncertain + (assumption,))
+        else:
+            target, arrive = owner
         hop = self.leave_hop(flow, link, nexthop, target)
         moved = replace(
             flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0)
         )
         return self.receive(moved, arrive)
+
+    def _beyond(self, flow: Flow) -> tuple[int, Link, str] | None:
+        """Where a packet sent toward a router outside the snapshots would land, as an assumption.
+
+        When another loaded node owns the destination (its pod, or its own address), the
+        network between (a VPC, routers) is assumed to deliver it there, on the interface
+        that node's route back to the source uses: a cloud fabric delivers to the ENI that
+        owns the address, which is the one its replies leave by.
+        """
+        dst = flow.packet.dst
+        for i, index in enumerate(self.indexes):
+            if i == flow.node:
+                continue
+            root = index.root_netns
+            owns = dst in index.pods_by_ip or dst in index.local_addresses.get(
+                index.snapshot.root_netns, ()
+            )
+            if root is None or not owns or flow.packet.src is None:
+                continue
+            back = lookup(root, flow.packet.src, dst, 0, "lo")
+            arrive = index.link(root.inode, back.dev)
+            if back.type != "unicast" or arrive is None:
+                continue
+            return (
+                i,
+                arrive,
+                f"the network beyond {self.hostname(flow.node)} (not in the snapshots) delivers "
+                f"{dst} to node {self.hostname(i)} on {arrive.name}, the interface its route "
+                f"back to {flow.packet.src} uses",
+            )
+        return None
+
+
+def _ebpf_services(
+    indexes: Sequence[SnapshotIndex], source: Source, dest: Destination
+) -> tuple[str, ...]:
+    """On an eBPF dataplane without kube-proxy rules, a Service address is not what it seems."""
+    index = indexes[source.node]
+    known = any(
+        dest.address in ix.pods_by_ip
+        or dest.address in ix.local_addresses.get(ix.snapshot.root_netns, ())
+        for ix in indexes
+    )
+    if known:
+        return ()
+    plane = detect(index)
+    if not plane.ebpf or plane.kube_proxy_rules:
+        return ()
+    return (
+        f"{plane.summary}: a Service address is resolved in eBPF maps (kube-proxy replacement) "
+        "and socket-level load balancing may rewrite the destination at connect(); "
+        "podpath cannot see which backend is chosen",
+    )
 
 
 def _owned_by(hops: tuple[Hop, ...]) -> str:
@@ -803,11 +1002,13 @@ def trace(
     Pass SnapshotIndex objects to reuse parsed rulesets across traces.
     """
     indexes = _indexes(snapshots)
-    source = resolve_source(indexes, probe.source)
-    dest = resolve_destination(indexes, probe.destination, probe.proto)
+    dest = resolve_destination(indexes, probe.destination, probe.proto, probe.family)
+    # The source speaks the destination's family (a dual-stack pod has one of each).
+    source = resolve_source(indexes, probe.source, 6 if ":" in dest.address else 4)
     packet = Packet(source.address, dest.address, probe.proto, probe.sport, dest.port)
     engine = Engine(indexes, explain)
-    branches = engine.output(Flow(packet, source.node, source.netns))
+    flow = Flow(packet, source.node, source.netns, uncertain=_ebpf_services(indexes, source, dest))
+    branches = engine.output(flow)
     if reply:
         branches = [replace(b, reply=tuple(ct.trace_reply(engine, b))) for b in branches]
     probe_json: dict[str, JsonValue] = probe.as_json()
@@ -823,3 +1024,7 @@ def trace(
         }
     )
     return Trace(probe_json, tuple(sorted(branches, key=lambda b: -b.probability)))
+
+
+def _with_detail(hop: Hop, detail: str) -> Hop:
+    return replace(hop, details=hop.details + (detail,))

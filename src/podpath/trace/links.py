@@ -1,18 +1,26 @@
 """Layer 2 decisions: neighbours (ARP/NDP), bridge FDB ports, flooding, VXLAN remotes.
 
 The kernel resolves the next hop's IP to a MAC with the neighbour table of the
-output device; a bridge forwards a frame to the port its FDB holds for the
-destination MAC, or floods it to every port when the MAC is unknown; a VXLAN device
-finds the remote VTEP for an inner MAC in its own FDB (`bridge fdb show dev
-flannel.1`), falling back to the all-zero MAC entries (the default destinations).
+output device; without a usable entry it asks, and who answers decides whether the
+packet goes anywhere: on a bridge the owner of the address; across a routed veth
+(Calico, kindnet, AWS VPC CNI) the peer namespace for its own addresses, or by proxy
+ARP only when proxy_arp is on AND it has a route for the target leaving by another
+device (arp_process, arp_fwd_proxy); for IPv6 only an address of the receiving
+interface itself (ndisc_recv_ns). A bridge forwards a frame to the port its FDB holds
+for the destination MAC, or floods it; a VXLAN device finds the remote VTEP for an
+inner MAC in its own FDB (`bridge fdb show dev flannel.1`), falling back to the
+all-zero MAC entries (the default destinations).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.model import FdbEntry, Link, Neighbour, NetNamespace
+from podpath.trace import sysctls
+from podpath.trace.routing import lookup, validate_source
 
 ZERO_MAC = "00:00:00:00:00:00"
 # Neighbour states the kernel will send to without a new resolution first.
@@ -21,11 +29,19 @@ USABLE_STATES = frozenset({"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", 
 
 @dataclass(frozen=True)
 class MacResolution:
-    """How a next hop's MAC was found (or would be)."""
+    """How a next hop's MAC was found (or would be), and whether anyone answers at all."""
 
     mac: str | None
     how: str  # one sentence for the trace
     entry: Neighbour | None = None
+    # False when the kernel's resolution gets no answer: the packet is dropped.
+    answered: bool = True
+    details: tuple[str, ...] = ()
+    uncertain: str | None = None  # what had to be assumed, when something was not collected
+
+
+# Who would answer for an address on a device outside the snapshot: (who, MAC) or None.
+RemoteOwner = Callable[[str], tuple[str, str | None] | None]
 
 
 def neighbour(ns: NetNamespace, ifindex: int, ip: str) -> Neighbour | None:
@@ -49,32 +65,167 @@ def owner_mac(index: SnapshotIndex, bridge: Link, ip: str) -> tuple[str | None, 
     return None, "nobody known"
 
 
-def resolve_mac(index: SnapshotIndex, ns: NetNamespace, link: Link, nexthop: str) -> MacResolution:
-    """The MAC the kernel puts on a frame for nexthop out of link."""
+def resolve_mac(
+    index: SnapshotIndex,
+    ns: NetNamespace,
+    link: Link,
+    nexthop: str,
+    sender: str | None = None,
+    remote: RemoteOwner | None = None,
+) -> MacResolution:
+    """The MAC the kernel puts on a frame for nexthop out of link, and who answers for it."""
     entry = neighbour(ns, link.ifindex, nexthop)
     if entry is not None and entry.lladdr and set(entry.state) & USABLE_STATES:
         state = ",".join(entry.state) or "no state"
         return MacResolution(
             entry.lladdr, f"neighbour {nexthop} lladdr {entry.lladdr} {state}", entry
         )
+    if "NOARP" in link.flags:
+        # arp_constructor(): a NOARP device never resolves; frames carry its own address.
+        return MacResolution(link.mac, f"{link.name} is NOARP: no resolution, sent as is", entry)
+    proto = "NDP" if ":" in nexthop else "ARP"
+    seen = ""
     if entry is not None and "FAILED" in entry.state:
-        return MacResolution(None, f"neighbour {nexthop} is FAILED: ARP got no answer", entry)
-    # No usable entry: the kernel would resolve it now. Say who would answer, when we can tell.
-    answer: str | None = None
-    who = "an unknown host"
-    if link.kind == "bridge":
-        answer, who = owner_mac(index, link, nexthop)
-    elif link.kind == "veth":
-        peer = index.peer(link)
-        if peer is not None:
-            master = index.link(peer.netns, peer.master)
-            if master is not None and master.kind == "bridge":
-                answer, who = owner_mac(index, master, nexthop)
-            elif any(a.address == nexthop for a in peer.addresses) or "NOARP" not in link.flags:
-                # A routed veth (Calico, ptp): the host side answers for everything (proxy ARP).
-                answer, who = peer.mac, f"the peer {peer.name} (proxy ARP or its own address)"
+        seen = f" (the table holds {nexthop} FAILED: an earlier resolution got no answer)"
+    answer = _who_answers(index, ns, link, nexthop, sender, remote)
+    if answer.answered:
+        what = f"no neighbour entry for {nexthop} on {link.name}: {proto} would be answered by"
+        return MacResolution(
+            answer.mac,
+            f"{what} {answer.how}{seen}",
+            entry,
+            True,
+            answer.details,
+            answer.uncertain,
+        )
     return MacResolution(
-        answer, f"no neighbour entry for {nexthop} on {link.name}: ARP would be answered by {who}"
+        None,
+        f"{proto} for {nexthop} on {link.name} gets no answer: {answer.how}{seen}",
+        entry,
+        False,
+        answer.details,
+        answer.uncertain,
+    )
+
+
+def _who_answers(
+    index: SnapshotIndex,
+    ns: NetNamespace,
+    link: Link,
+    nexthop: str,
+    sender: str | None,
+    remote: RemoteOwner | None,
+) -> MacResolution:
+    if link.kind == "bridge":
+        mac, who = owner_mac(index, link, nexthop)
+        if mac is not None:
+            return MacResolution(mac, who)
+        return MacResolution(None, f"{who}; the request floods the bridge")
+    if link.kind == "veth":
+        peer = index.peer(link)
+        if peer is None:
+            return MacResolution(None, "an unknown host (the veth peer is not in the snapshot)")
+        master = index.link(peer.netns, peer.master)
+        if master is not None and master.kind == "bridge":
+            mac, who = owner_mac(index, master, nexthop)
+            return MacResolution(mac, who)
+        peer_ns = index.netns_by_inode.get(peer.netns)
+        if peer_ns is None:
+            return MacResolution(None, f"{peer.name}, whose namespace is not in the snapshot")
+        if ":" in nexthop:
+            return _ndp_answer(index, peer_ns, peer, nexthop)
+        return _arp_answer(index, peer_ns, peer, nexthop, sender)
+    if remote is not None:
+        found = remote(nexthop)
+        if found is not None:
+            who, mac = found
+            return MacResolution(mac, who)
+    return MacResolution(None, "an unknown host (outside the loaded snapshots)")
+
+
+def _owner(index: SnapshotIndex, peer_ns: NetNamespace, peer: Link) -> str:
+    pod = index.pods_by_netns.get(peer_ns.inode)
+    if pod is not None:
+        return f"{peer.name} of pod {pod.namespace}/{pod.name}"
+    if peer_ns.inode == index.snapshot.root_netns:
+        return f"{peer.name} of node {index.snapshot.node.hostname}"
+    return f"{peer.name} of netns {peer_ns.paths[0] if peer_ns.paths else peer_ns.inode}"
+
+
+def _arp_answer(
+    index: SnapshotIndex, peer_ns: NetNamespace, peer: Link, tip: str, sip: str | None
+) -> MacResolution:
+    """arp_process() on the receiving end of a routed veth: its own address, or proxy ARP."""
+    who = _owner(index, peer_ns, peer)
+    if tip in index.local_addresses.get(peer_ns.inode, frozenset()):
+        # arp_ignore=0: a namespace answers for any of its addresses on any interface.
+        return MacResolution(peer.mac, f"{who}: {tip} is its own address")
+    facts = index.snapshot.node if peer_ns.inode == index.snapshot.root_netns else None
+    fwd = sysctls.forwarding(peer_ns, 4, peer, facts)
+    proxy = sysctls.proxy_arp(peer_ns, peer)
+    if proxy is None:
+        return MacResolution(
+            peer.mac,
+            f"{who} if it proxies ARP",
+            uncertain=f"proxy_arp of {peer.name} was not collected; assumed on (a routed veth)",
+        )
+    if not proxy:
+        return MacResolution(
+            None, f"{tip} is not an address of {who}, and proxy_arp is 0 there", answered=False
+        )
+    if fwd is False:
+        return MacResolution(
+            None, f"{who} has proxy_arp=1 but forwarding=0: proxy ARP needs both", answered=False
+        )
+    # The answer needs a route for the target that leaves by another device (arp_fwd_proxy),
+    # found by an input lookup from the sender, reverse path check included.
+    back = lookup(peer_ns, tip, sip, 0, peer.name)
+    if back.type != "unicast":
+        why = "no route" if back.type == "none" else f"a {back.type} route"
+        return MacResolution(
+            None,
+            f"{who} has proxy_arp=1, but its namespace has {why} to {tip}, so proxy ARP does "
+            "not answer",
+            answered=False,
+        )
+    if back.dev == peer.ifindex:
+        return MacResolution(
+            None,
+            f"{who} has proxy_arp=1, but its route to {tip} leads back out of {peer.name}",
+            answered=False,
+        )
+    if sip is not None:
+        check = validate_source(peer_ns, sip, tip, peer, sysctls.rp_filter(peer_ns, peer, facts))
+        if not check.ok:
+            return MacResolution(
+                None,
+                f"{who} has proxy_arp=1, but the request's sender fails: {check.reason}",
+                answered=False,
+            )
+    out = index.link(peer_ns.inode, back.dev)
+    return MacResolution(
+        peer.mac,
+        f"{who} by proxy ARP (proxy_arp=1; it routes {tip} via "
+        f"{out.name if out else back.dev}, not back out of {peer.name})",
+        details=(f"proxy ARP route: {back.rule}, {back.matched} in table {back.table}",),
+    )
+
+
+def _ndp_answer(
+    index: SnapshotIndex, peer_ns: NetNamespace, peer: Link, target: str
+) -> MacResolution:
+    """ndisc_recv_ns() on the receiving end of a veth: an address of that very interface."""
+    who = _owner(index, peer_ns, peer)
+    if any(a.address == target for a in peer.addresses):
+        return MacResolution(peer.mac, f"{who}: {target} is an address of that interface")
+    if sysctls.proxy_ndp(peer_ns, peer):
+        return MacResolution(
+            peer.mac,
+            f"{who} if it holds a proxy entry for {target} (proxy_ndp=1)",
+            uncertain=f"proxy_ndp is on for {peer.name}; its proxy entries are not collected",
+        )
+    return MacResolution(
+        None, f"{target} is not an address of {who}, which does not proxy NDP", answered=False
     )
 
 

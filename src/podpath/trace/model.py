@@ -22,6 +22,7 @@ HOP_KINDS = (
     "deliver",
     "drop",
     "leave",
+    "ebpf",
 )
 # Branch verdicts of the JSON contract.
 # "refused": delivered, but no socket takes it (TCP RST, UDP ICMP port unreachable).

@@ -1,9 +1,13 @@
 """What to trace: parsing `--from`/`--to` and resolving them against node snapshots.
 
-A source is a pod (`NAMESPACE/NAME`), a pod IP, or a node (`node`, its hostname or
-one of its addresses). A destination is an address, a pod, a Service
-`NAMESPACE/NAME[:PORT]` (found in kube-proxy's rules), or a node address with a
-NodePort. Ports are numbers; a Service port may also be given by its name.
+A source is a pod (`NAMESPACE/NAME`), a pod IP, a node (`node`, its hostname or one
+of its addresses), or any network namespace: `netns:NAME` (a bind mount such as
+/run/netns/NAME), its path, its inode, or an address that only it holds (a pod the
+runtime does not know, a namespace made by hand). A destination is an address, a
+pod, a network namespace, a Service `NAMESPACE/NAME[:PORT]` (found in kube-proxy's
+rules), or a node address with a NodePort. Ports are numbers; a Service port may also
+be given by its name. The address family follows the destination: a dual-stack pod
+sends to an IPv6 destination from its IPv6 address; `family` picks one for names.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Probe:
     destination: str
     proto: str = "tcp"
     sport: int | None = None
+    family: int | None = None  # 4 or 6: which address a pod, node or netns name stands for
 
     def as_json(self) -> dict[str, JsonValue]:
         """The probe as the JSON contract's `probe` object."""
@@ -43,6 +48,7 @@ class Probe:
             "to": self.destination,
             "proto": self.proto,
             "sport": self.sport,
+            "family": self.family,
         }
 
 
@@ -65,8 +71,18 @@ class Destination:
     label: str
 
 
+def hostport(address: str | None, port: int | None) -> str:
+    """`10.0.0.1:80`, `[fd00::5]:80`, or the bare address when there is no port."""
+    if port is None:
+        return str(address)
+    return f"[{address}]:{port}" if address and ":" in address else f"{address}:{port}"
+
+
 def split_port(spec: str) -> tuple[str, str | None]:
-    """Split `HOST:PORT`, `[V6]:PORT` or `NS/NAME:PORT`; a bare IPv6 address has no port."""
+    """Split `HOST:PORT`, `[V6]:PORT`, `NS/NAME:PORT` or `netns:NAME:PORT`; a bare IPv6 address has no port."""
+    if spec.startswith("netns:"):
+        host, sep, port = spec.rpartition(":")
+        return (host, port) if sep and host != "netns" and port.isdigit() else (spec, None)
     if spec.startswith("["):
         host, _, rest = spec[1:].partition("]")
         return host, rest[1:] if rest.startswith(":") else None
@@ -94,68 +110,168 @@ def parse_port(text: str | None) -> int | None:
     return int(text)
 
 
-def node_address(index: SnapshotIndex) -> str | None:
-    """The node's main address: the preferred source of its default route, else its first global IPv4 address."""
+def family_of(address: str) -> int:
+    """4 or 6."""
+    return 6 if ":" in address else 4
+
+
+def _of_family(addresses: Sequence[str], family: int | None) -> str | None:
+    for a in addresses:
+        if family is None or family_of(a) == family:
+            return a
+    return None
+
+
+def node_address(index: SnapshotIndex, family: int = 4) -> str | None:
+    """The node's main address: the preferred source of its default route, else its first global address."""
     root = index.root_netns
     if root is None:
         return None
+    default = "0.0.0.0/0" if family == 4 else "::/0"
     for route in root.routes:
-        if route.table == 254 and route.dst in ("0.0.0.0/0", "default") and route.prefsrc:
+        if route.table == 254 and route.dst in (default, "default") and route.prefsrc:
             return route.prefsrc
     for link in root.links:
         if link.kind in ("bridge", "vxlan", "veth") or link.name == "lo":
             continue
         for address in link.addresses:
-            if address.family == 4 and address.scope == "global":
+            if address.family == family and address.scope == "global":
                 return address.address
     return None
 
 
-def resolve_source(indexes: Sequence[SnapshotIndex], spec: str) -> Source:
+def netns_addresses(index: SnapshotIndex, inode: int) -> list[str]:
+    """Global addresses of a namespace's interfaces (lo excluded), IPv4 first."""
+    ns = index.netns_by_inode.get(inode)
+    if ns is None:
+        return []
+    found = [
+        a.address
+        for link in ns.links
+        if link.name != "lo"
+        for a in link.addresses
+        if a.scope == "global"
+    ]
+    return sorted(found, key=family_of)
+
+
+def find_netns(index: SnapshotIndex, spec: str) -> int | None:
+    """A network namespace by `netns:NAME|PATH|INODE`, a path, or an inode number."""
+    key = spec[len("netns:") :] if spec.startswith("netns:") else spec
+    if not spec.startswith(("netns:", "/")) and not spec.isdigit():
+        return None
+    if key.isdigit() and int(key) in index.netns_by_inode:
+        return int(key)
+    for ns in index.snapshot.netns:
+        for path in ns.paths:
+            if key in (path, path.rsplit("/", 1)[-1]):
+                return ns.inode
+    return None
+
+
+def _netns_holding(index: SnapshotIndex, address: str) -> int | None:
+    """The one non-root namespace whose interfaces hold this address."""
+    root = index.snapshot.root_netns
+    holders = [
+        ino for ino, addrs in index.local_addresses.items() if address in addrs and ino != root
+    ]
+    return holders[0] if len(holders) == 1 else None
+
+
+def _netns_label(index: SnapshotIndex, inode: int) -> str:
+    ns = index.netns_by_inode.get(inode)
+    return f"netns {ns.paths[0]}" if ns is not None and ns.paths else f"netns {inode}"
+
+
+def _pick(addresses: Sequence[str], family: int | None, what: str) -> str:
+    found = _of_family(addresses, family)
+    if found is None:
+        fam = f"IPv{family} address" if family else "address"
+        raise ProbeError(f"{what} has no {fam}")
+    return found
+
+
+def resolve_source(
+    indexes: Sequence[SnapshotIndex], spec: str, family: int | None = None
+) -> Source:
     """Find where a source lives: which node, which network namespace, which address."""
     for i, index in enumerate(indexes):
         pod = index.pods_by_name.get(spec)
         if pod is None and is_address(spec):
             pod = index.pods_by_ip.get(spec)
         if pod is not None:
+            label = f"pod {pod.namespace}/{pod.name}"
             if pod.host_network:
                 return Source(i, index.snapshot.root_netns, None, f"pod {spec} (hostNetwork)")
             if pod.netns_inode is None:
                 raise ProbeError(f"pod {spec} has no known network namespace")
-            address = spec if is_address(spec) else (pod.ips[0] if pod.ips else None)
-            return Source(i, pod.netns_inode, address, f"pod {pod.namespace}/{pod.name}")
+            if is_address(spec):
+                if family is not None and family_of(spec) != family:
+                    raise ProbeError(f"{spec} is not an IPv{family} address")
+                return Source(i, pod.netns_inode, spec, label)
+            # A pod known only by its pause process has no IPs of its own: its
+            # namespace's addresses stand in, and without any the kernel picks the source.
+            addresses = pod.ips or tuple(netns_addresses(index, pod.netns_inode))
+            if not addresses and family is None:
+                return Source(i, pod.netns_inode, None, label)
+            return Source(i, pod.netns_inode, _pick(addresses, family, label), label)
     for i, index in enumerate(indexes):
         facts = index.snapshot.node
         if spec in ("node", facts.hostname) and (spec != "node" or i == 0):
             return Source(i, index.snapshot.root_netns, None, f"node {facts.hostname}")
         if is_address(spec) and spec in index.local_addresses.get(index.snapshot.root_netns, ()):
             return Source(i, index.snapshot.root_netns, spec, f"node {facts.hostname}")
-    raise ProbeError(f"source {spec!r} is neither a known pod, pod IP, nor node")
+    for i, index in enumerate(indexes):
+        inode = find_netns(index, spec)
+        if inode is None and is_address(spec):
+            inode = _netns_holding(index, spec)
+            if inode is not None:
+                return Source(i, inode, spec, _netns_label(index, inode))
+        if inode is not None:
+            label = _netns_label(index, inode)
+            if inode == index.snapshot.root_netns:
+                return Source(i, inode, None, f"node {index.snapshot.node.hostname}")
+            return Source(i, inode, _pick(netns_addresses(index, inode), family, label), label)
+    raise ProbeError(f"source {spec!r} is neither a known pod, pod IP, node, nor network namespace")
 
 
-def resolve_destination(indexes: Sequence[SnapshotIndex], spec: str, proto: str) -> Destination:
+def resolve_destination(
+    indexes: Sequence[SnapshotIndex], spec: str, proto: str, family: int | None = None
+) -> Destination:
     """Turn a destination into an address and port (Services through kube-proxy's rules)."""
     host, port_text = split_port(spec)
     if is_address(host):
+        if family is not None and family_of(host) != family:
+            raise ProbeError(f"{host} is not an IPv{family} address")
         return Destination(host, parse_port(port_text), host)
     for index in indexes:
         pod = index.pods_by_name.get(host)
         if pod is not None and pod.ips:
-            return Destination(pod.ips[0], parse_port(port_text), f"pod {host}")
+            label = f"pod {host}"
+            return Destination(_pick(pod.ips, family, label), parse_port(port_text), label)
         if host == index.snapshot.node.hostname:
-            address = node_address(index)
+            address = node_address(index, family or 4)
             if address is not None:
                 return Destination(address, parse_port(port_text), f"node {host}")
+    for index in indexes:
+        inode = find_netns(index, host)
+        if inode is not None:
+            label = _netns_label(index, inode)
+            address = _pick(netns_addresses(index, inode), family, label)
+            return Destination(address, parse_port(port_text), label)
     if "/" in host:
         if port_text and port_text.isdigit():
             parse_port(port_text)  # a number that is no port is the port's fault, not the Service's
         for index in indexes:
-            found = find_service(index, host, port_text, proto)
+            found = find_service(index, host, port_text, proto, family)
             if found is not None:
                 return found
         ports = sorted(
             {(port, pname) for index in indexes for _, port, pname, _ in service_ports(index, host)}
         )
+        vips = {vip for index in indexes for vip, _, _, _ in service_ports(index, host)}
+        if family is not None and vips and all(family_of(vip) != family for vip in vips):
+            raise ProbeError(f"Service {host} has no IPv{family} ClusterIP in kube-proxy's rules")
         if ports:
             listed = ", ".join(f"{port} ({pname})" if pname else str(port) for port, pname in ports)
             raise ProbeError(
@@ -167,7 +283,7 @@ def resolve_destination(indexes: Sequence[SnapshotIndex], spec: str, proto: str)
                 "name no Service: trace its ClusterIP:port (podpath ls services lists them)"
             )
         raise ProbeError(f"{host!r} is neither a known pod nor a Service in kube-proxy's rules")
-    raise ProbeError(f"destination {spec!r} is not an address, pod, node or Service")
+    raise ProbeError(f"destination {spec!r} is not an address, pod, node, netns or Service")
 
 
 # kube-proxy's KUBE-SERVICES rules: -A KUBE-SERVICES -m comment --comment "NS/NAME:PORT cluster IP"
@@ -240,11 +356,13 @@ def _lines_with(text: str, needle: str) -> list[str]:
 
 
 def find_service(
-    index: SnapshotIndex, name: str, port_text: str | None, proto: str
+    index: SnapshotIndex, name: str, port_text: str | None, proto: str, family: int | None = None
 ) -> Destination | None:
     """A Service's ClusterIP and port from kube-proxy's iptables or nftables rules."""
     for vip, port, pname, cproto in service_ports(index, name):
         if cproto != proto and proto != "icmp":
+            continue
+        if family is not None and family_of(vip) != family:
             continue
         if port_text is None or port_text in (str(port), pname):
             return Destination(vip, port, f"service {name}:{pname or port}")

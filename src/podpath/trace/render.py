@@ -12,6 +12,7 @@ import json
 from podpath.netfilter.owners import Owner
 from podpath.safe_text import visible
 from podpath.trace.model import Branch, Hop, JsonValue, Trace
+from podpath.trace.probe import hostport
 
 
 def hop_json(hop: Hop) -> dict[str, JsonValue]:
@@ -59,15 +60,13 @@ def dumps(trace: Trace) -> str:
     return json.dumps(trace_json(trace), indent=2, ensure_ascii=True)
 
 
-def _port(port: JsonValue) -> str:
-    return f":{port}" if port is not None else ""
-
-
 def _header(trace: Trace) -> str:
     p = trace.probe
+    dport = p.get("dport")
+    dst = hostport(str(p.get("dst")), dport if isinstance(dport, int) else None)
     return visible(
         f"trace {p.get('proto')} from {p.get('src_label')} ({p.get('src') or 'source chosen by routing'}) "
-        f"to {p.get('dst_label')} ({p.get('dst')}{_port(p.get('dport'))}) on {p.get('node')}"
+        f"to {p.get('dst_label')} ({dst}) on {p.get('node')}"
     )
 
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from podpath.trace.flow import Flow
 from podpath.trace.model import Branch, Hop, Packet
+from podpath.trace.probe import hostport
 
 
 class Engine(Protocol):
@@ -32,7 +33,7 @@ class Engine(Protocol):
 
 
 def _ap(addr: str | None, port: int | None) -> str:
-    return f"{addr}:{port}" if port is not None else str(addr)
+    return hostport(addr, port)
 
 
 def reverse(engine: Engine, flow: Flow, kind: str) -> Flow:

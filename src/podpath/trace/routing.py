@@ -14,9 +14,11 @@ import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 
-from podpath.snapshot.model import NetNamespace, Route, Rule
+from podpath.snapshot.model import Address, Link, NetNamespace, Route, Rule
 
 TABLE_NAMES = {255: "local", 254: "main", 253: "default"}
+# rt_scope_t: a route or address may be used for a scope at most as wide as its own.
+SCOPE_VALUES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 _DEFAULT_RULES = ((0, 255), (32766, 254), (32767, 253))
 # Route types that end the lookup without a next hop.
 DROP_TYPES = frozenset({"blackhole", "unreachable", "prohibit"})
@@ -38,6 +40,8 @@ class RouteDecision:
     prefsrc: str | None
     notes: tuple[str, ...] = ()
     explain: tuple[str, ...] = ()
+    # Every next hop device of the route (more than one for multipath): rp_filter's match.
+    devs: tuple[int, ...] = ()
 
     @property
     def matched(self) -> str | None:
@@ -202,6 +206,9 @@ def lookup(
             )
         if "onlink" in route.flags:
             notes.append(f"onlink: gateway {gateway} is used without checking it is on-link")
+        devs = tuple(h.dev for h in route.multipath if h.dev is not None) or (
+            (dev,) if dev is not None else ()
+        )
         return RouteDecision(
             ns.inode,
             dst,
@@ -214,6 +221,7 @@ def lookup(
             route.prefsrc,
             tuple(notes),
             lines,
+            devs,
         )
     return RouteDecision(
         ns.inode, dst, "none", None, None, "no rule found a route", None, None, None, tuple(notes)
@@ -266,3 +274,185 @@ def explain_and(ns: NetNamespace, table: int, dst: str, chosen: Route) -> tuple[
             f"the kernel takes the longest matching prefix: /{chosen_net.prefixlen} ({chosen.dst})"
         )
     return tuple(lines)
+
+
+def has_source_rules(ns: NetNamespace, family: int) -> bool:
+    """True when a policy rule selects on the source address (the chosen source matters)."""
+    return any(r.family == family and r.src for r in ns.rules)
+
+
+@dataclass(frozen=True)
+class SourceChoice:
+    """The source address the kernel gives a locally generated packet, and why."""
+
+    address: str | None
+    how: str
+
+
+def _scope(name: str) -> int:
+    return SCOPE_VALUES.get(name, int(name) if name.isdigit() else 0)
+
+
+def _in_subnet(target: str | None, a: Address) -> bool:
+    return target is not None and contains(f"{a.address}/{a.prefixlen}", target)
+
+
+def select_source(ns: NetNamespace, decision: RouteDecision, dst: str) -> SourceChoice:
+    """The source of a locally generated packet after this lookup (no bind, no IP_PKTINFO)."""
+    if decision.type == "local":
+        return SourceChoice(dst, f"{dst} is local: the packet is sent to itself")
+    if decision.prefsrc:
+        return SourceChoice(
+            decision.prefsrc, f"the route's preferred source (src {decision.prefsrc})"
+        )
+    ip = address(dst)
+    if ip is not None and ip.version == 6:
+        return _select_source6(ns, decision, dst)
+    return _select_source4(ns, decision)
+
+
+def _select_source4(ns: NetNamespace, decision: RouteDecision) -> SourceChoice:
+    """inet_select_addr() for the route's device, gateway and scope."""
+    scope = _scope(decision.route.scope) if decision.route is not None else 0
+    return inet_select_addr(ns, decision.dev, decision.gateway, scope)
+
+
+def inet_select_addr(
+    ns: NetNamespace, dev_index: int | None, target: str | None, scope: int
+) -> SourceChoice:
+    """The kernel's IPv4 source choice: the device first, preferring the target's subnet."""
+    links = {link.ifindex: link for link in ns.links}
+    dev = links.get(dev_index) if dev_index is not None else None
+    if dev is not None:
+        first: Address | None = None
+        for a in dev.addresses:
+            if a.family != 4 or _scope(a.scope) > scope:
+                continue
+            if target is None or _in_subnet(target, a):
+                why = f"in the subnet of {target}" if target else "its first address"
+                return SourceChoice(
+                    a.address, f"{a.address} of {dev.name}: {why} (inet_select_addr)"
+                )
+            first = first or a
+        if first is not None:
+            return SourceChoice(
+                first.address,
+                f"{first.address}: the first address of {dev.name} (inet_select_addr)",
+            )
+    # No usable address on the device (a Calico cali veth has none): the first one of
+    # the namespace's devices, in index order, that is neither link nor too narrow in scope.
+    for link in sorted(ns.links, key=lambda lk: lk.ifindex):
+        for a in link.addresses:
+            if a.family == 4 and a.scope != "link" and _scope(a.scope) <= scope:
+                where = dev.name if dev is not None else "the output device"
+                return SourceChoice(
+                    a.address,
+                    f"{a.address} of {link.name}: {where} has no usable address, so the first "
+                    "suitable one of the namespace (inet_select_addr)",
+                )
+    return SourceChoice(None, "no address can be the source: the kernel refuses to send")
+
+
+def masquerade_source(ns: NetNamespace, out: Link, dst: str) -> str | None:
+    """The address MASQUERADE rewrites the source to: the output device's, chosen as the kernel
+    chooses it (nf_nat_masquerade_ipv4: inet_select_addr at universe scope; IPv6: RFC 6724)."""
+    ip = address(dst)
+    if ip is not None and ip.version == 6:
+        fake = RouteDecision(ns.inode, dst, "unicast", None, None, "", out.ifindex, None, None)
+        return _select_source6(ns, fake, dst).address
+    return inet_select_addr(ns, out.ifindex, dst, 0).address
+
+
+def _common_prefix(a: str, b: str) -> int:
+    x, y = address(a), address(b)
+    if x is None or y is None:
+        return 0
+    return 128 - (int(x) ^ int(y)).bit_length()
+
+
+def _select_source6(ns: NetNamespace, decision: RouteDecision, dst: str) -> SourceChoice:
+    """ipv6_dev_get_saddr() (RFC 6724), in short: scope, the output device, longest prefix."""
+    ip = address(dst)
+    link_local_dst = ip is not None and ip.is_link_local
+    candidates: list[tuple[tuple[int, int, int], Address, Link]] = []
+    for link in ns.links:
+        for a in link.addresses:
+            if a.family != 6 or a.address == "::1":
+                continue
+            ll = a.scope == "link"
+            if ll != link_local_dst:
+                continue  # rule 2: the address's scope must fit the destination's
+            on_dev = int(link.ifindex == decision.dev)
+            if link_local_dst and not on_dev:
+                continue  # a link-local source only on the link it belongs to
+            candidates.append(((on_dev, _common_prefix(a.address, dst), -link.ifindex), a, link))
+    if not candidates:
+        return SourceChoice(None, "no IPv6 address of a fitting scope: the kernel refuses to send")
+    _key, best, link = max(candidates, key=lambda c: c[0])
+    return SourceChoice(
+        best.address,
+        f"{best.address} of {link.name}: RFC 6724 source selection (scope, output device, "
+        "longest matching prefix)",
+    )
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """fib_validate_source(): whether a received packet's source passes, and why."""
+
+    ok: bool
+    reason: str
+    mode: int | None  # the effective rp_filter, when known
+
+
+def validate_source(
+    ns: NetNamespace,
+    src: str,
+    dst: str,
+    iif: Link,
+    mode: int | None,
+    mark: int = 0,
+) -> SourceCheck:
+    """The reverse path check of an IPv4 packet received on `iif` (net/ipv4/fib_frontend.c)."""
+    local = any(a.address == src for link in ns.links for a in link.addresses)
+    if not mode:
+        # rp_filter off: only a source that is one of this namespace's own addresses is
+        # a martian (accept_local=0), as inet_lookup_ifaddr_rcu() decides.
+        if local:
+            return SourceCheck(
+                False, f"martian source: {src} is an address of this namespace", mode
+            )
+        why = "rp_filter is off" if mode == 0 else "rp_filter was not collected; no check assumed"
+        return SourceCheck(True, why, mode)
+    back = lookup(ns, src, dst, mark, "lo")
+    name = RP_FILTER_NAMES.get(mode, str(mode))
+    if back.type in DROP_TYPES or back.type == "none":
+        return SourceCheck(
+            False, f"rp_filter={mode} ({name}) on {iif.name}: no route back to {src}", mode
+        )
+    if back.type != "unicast":
+        return SourceCheck(
+            False, f"martian source: the route back to {src} is {back.type}, not unicast", mode
+        )
+    if iif.ifindex in back.devs:
+        return SourceCheck(
+            True, f"rp_filter={mode} ({name}): the route back to {src} uses {iif.name}", mode
+        )
+    if not any(a.family == 4 for a in iif.addresses):
+        return SourceCheck(
+            False,
+            f"rp_filter={mode} ({name}) on {iif.name}, which has no IPv4 address: "
+            f"the route back to {src} does not use it",
+            mode,
+        )
+    if mode == 1:
+        out = next((lk.name for lk in ns.links if lk.ifindex == back.dev), str(back.dev))
+        return SourceCheck(
+            False,
+            f"rp_filter=1 (strict) on {iif.name}: the route back to {src} leaves via {out}",
+            mode,
+        )
+    return SourceCheck(True, f"rp_filter={mode} ({name}): {src} is routable back", mode)
+
+
+RP_FILTER_NAMES = {0: "off", 1: "strict", 2: "loose"}

@@ -1,0 +1,70 @@
+"""The per-interface IP sysctls the kernel decides with, combined the way it combines them.
+
+include/linux/inetdevice.h: IN_DEV_RPFILTER is max(conf/all, conf/IFACE), IN_DEV_PROXY_ARP
+is conf/all OR conf/IFACE, IN_DEV_FORWARD is the interface's own value (writing
+conf/all/forwarding copies itself to every interface). IPv6 forwards only when
+conf/all/forwarding is set (ip6_forward). Values come from each namespace's netconf
+dump; a snapshot without one (older, or a gap) falls back to the node facts read from
+/proc/sys for the root namespace, and otherwise answers None: unknown, never guessed.
+"""
+
+from __future__ import annotations
+
+from podpath.snapshot.model import Link, NetConf, NetNamespace, NodeFacts
+
+ALL = -1
+DEFAULT = -2
+RP_FILTER_MODES = {0: "off", 1: "strict", 2: "loose"}
+
+
+def netconf(ns: NetNamespace, family: int, ifindex: int) -> NetConf | None:
+    """The netconf entry of one interface (or ALL / DEFAULT) in one family, if collected."""
+    for conf in ns.netconf:
+        if conf.family == family and conf.ifindex == ifindex:
+            return conf
+    return None
+
+
+def rp_filter(ns: NetNamespace, link: Link, facts: NodeFacts | None = None) -> int | None:
+    """The effective IPv4 rp_filter of a receiving interface: max(all, interface)."""
+    dev, every = netconf(ns, 4, link.ifindex), netconf(ns, 4, ALL)
+    if dev is not None and every is not None:
+        if dev.rp_filter is None or every.rp_filter is None:
+            return None
+        return max(dev.rp_filter, every.rp_filter)
+    if facts is not None and link.name in facts.rp_filter and "all" in facts.rp_filter:
+        return max(facts.rp_filter[link.name], facts.rp_filter["all"])
+    return None
+
+
+def proxy_arp(ns: NetNamespace, link: Link) -> bool | None:
+    """Whether an interface answers ARP for others (proxy_arp: all OR interface)."""
+    dev, every = netconf(ns, 4, link.ifindex), netconf(ns, 4, ALL)
+    if dev is None or every is None or dev.proxy_neigh is None or every.proxy_neigh is None:
+        return None
+    return bool(dev.proxy_neigh or every.proxy_neigh)
+
+
+def proxy_ndp(ns: NetNamespace, link: Link) -> bool | None:
+    """Whether an interface answers neighbour solicitations from its proxy entries."""
+    dev, every = netconf(ns, 6, link.ifindex), netconf(ns, 6, ALL)
+    if dev is None or every is None or dev.proxy_neigh is None or every.proxy_neigh is None:
+        return None
+    return bool(dev.proxy_neigh or every.proxy_neigh)
+
+
+def forwarding(
+    ns: NetNamespace, family: int, link: Link, facts: NodeFacts | None = None
+) -> bool | None:
+    """Whether a packet received on `link` may be forwarded (IPv4: the interface; IPv6: all)."""
+    conf = netconf(ns, family, link.ifindex if family == 4 else ALL)
+    if conf is not None and conf.forwarding is not None:
+        return bool(conf.forwarding)
+    if facts is not None and family == 4 and facts.ip_forward is not None:
+        return bool(facts.ip_forward)
+    return None
+
+
+def has_netconf(ns: NetNamespace) -> bool:
+    """True when the namespace's sysctls were collected."""
+    return bool(ns.netconf)
