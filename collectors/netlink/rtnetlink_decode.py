@@ -187,6 +187,8 @@ XDP_MODES = {1: "drv", 2: "generic", 3: "offload", 4: "multi"}
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_VXLAN_ID, IFLA_VXLAN_GROUP, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL = 1, 2, 3, 4
 IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT, IFLA_VXLAN_GROUP6, IFLA_VXLAN_LOCAL6 = 7, 15, 16, 17
+# u8 switches, named as `ip -d link` names them.
+_VXLAN_FLAGS = ((11, "proxy"), (13, "l2miss"), (14, "l3miss"))
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL = 1, 2, 3
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
 RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 9, 15, 18
@@ -333,6 +335,7 @@ def _vxlan(data: bytes) -> Vxlan:
         group=_nonzero_ip(group),
         dev=u32(dev) if dev is not None and len(dev) >= 4 and u32(dev) else None,
         learning=bool(learning[0]) if learning else True,
+        flags=tuple(name for attr, name in _VXLAN_FLAGS if (v := a.get(attr)) and v[0]),
     )
 
 

@@ -105,7 +105,7 @@ def build_topology() -> list[str]:
         "addr add 192.168.77.1/24 dev ulay0",
         "link set ulay0 up",
         "link set ulay1 up",
-        "link add flannel.1 type vxlan id 42 local 192.168.77.1 dev ulay0 dstport 8472 nolearning",
+        "link add flannel.1 type vxlan id 42 local 192.168.77.1 dev ulay0 dstport 8472 nolearning proxy",
         "route add blackhole 10.99.0.0/16",
         "route add prohibit 10.98.0.0/16 table 100",
         "rule add not from 10.1.0.0/16 fwmark 0x1/0xff lookup 100 priority 100",

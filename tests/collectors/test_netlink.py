@@ -170,7 +170,7 @@ def test_veth_pairs_equal_ip_link_in_both_namespaces(topo: Any) -> None:
 
 @pytest.mark.lab
 def test_vxlan_details_equal_ip(topo: Any) -> None:
-    """VNI, local, port, learning and underlay device equal `ip -d link` info_data."""
+    """VNI, local, port, learning, flags and underlay device equal `ip -d link` info_data."""
     view, ns = topo["tools"]["None"], _namespaces(topo)[0][2]
     index = _ifindex(view)
     lk = next(x for x in view["link"] if x["ifname"] == "flannel.1")
@@ -183,6 +183,7 @@ def test_vxlan_details_equal_ip(topo: Any) -> None:
         "group": data.get("group") or data.get("remote"),
         "dev": index[data["link"]],
         "learning": data["learning"],
+        "flags": [f for f in ("proxy", "l2miss", "l3miss") if data.get(f)],
     }
 
 

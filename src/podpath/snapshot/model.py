@@ -187,6 +187,8 @@ class Vxlan:
     group: str | None = None  # remote or multicast group, when fixed
     dev: int | None = None  # underlay ifindex in the same namespace
     learning: bool = True
+    # proxy (answers ARP from the neighbour table), l2miss, l3miss (misses go to an agent).
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
