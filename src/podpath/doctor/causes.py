@@ -76,6 +76,9 @@ class Cause:
 
 def hop_text(hop: Hop) -> str:
     """A hop as one line: `[node1] netfilter filter/KUBE-SERVICES #3: -> REJECT`."""
+    # A hop's text often starts with its kind ("dropped: ...", "bridge cni0: ..."): say it once.
+    if hop.text.startswith(hop.kind):
+        return f"[{hop.node}] {hop.text}"
     return f"[{hop.node}] {hop.kind} {hop.text}"
 
 
@@ -441,7 +444,7 @@ def _unresolved(
     return Cause(
         "neighbour-unresolved",
         "critical",
-        f"node {node}",
+        f"next hop {ip} on {dev} of node {node}",
         f"{way}{reason}",
         f"the next hop {ip} on {dev} must answer ARP/NDP (or the overlay agent must add "
         f"`ip neigh add {ip} lladdr MAC dev {dev} nud permanent`)",
