@@ -77,10 +77,11 @@ def add_sources(p: argparse.ArgumentParser, verb: str) -> None:
     )
     where.add_argument(
         "--snapshot",
-        action="append",
+        action="extend",
+        nargs="+",
         default=None,
         metavar="FILE",
-        help=f"{verb} saved snapshots instead; repeat for several nodes",
+        help=f"{verb} saved snapshots instead, one per node (--snapshot A B, or repeated)",
     )
 
 

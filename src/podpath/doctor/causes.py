@@ -133,7 +133,7 @@ def _reply_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
     """A delivered request whose answer does not come back, or comes back untranslated."""
     for reply in branch.reply:
         if reply.verdict == "dropped":
-            return _dropped(reply, aim, indexes, way="the reply ")
+            return _dropped(reply, aim, indexes, way="on the way back, ")
         if reply.verdict == "uncertain":
             return _uncertain(reply, aim)
         astray = _astray(reply, aim, indexes) if reply.verdict == "leaves-node" else None
