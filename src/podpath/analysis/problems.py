@@ -142,11 +142,26 @@ def _backends(parsed: ParsedSnapshot, node: str) -> list[Finding]:
             "remove the rules of the backend kube-proxy does not use (iptables-legacy-save "
             "and iptables-nft-save show each), and make every agent use the same iptables",
             node,
-            evidence=mode.evidence,
+            evidence=(*mode.evidence, *_rules_per_backend(parsed)),
             key=f"{node}:{warning}",
         )
         for warning in mode.warnings
     ]
+
+
+def _rules_per_backend(parsed: ParsedSnapshot) -> list[str]:
+    """`iptables-legacy/ipv4: 1 rule, in filter/DOCTOR-TEST`: where each backend's rules are."""
+    out = []
+    for dump in parsed.rule_dumps():
+        rs = dump.ruleset
+        held = [f"{t}/{c}" for t in rs.tables for c in rs.chain_names(t) if rs.rule_count_of(t, c)]
+        if held:
+            n = rs.rule_count()
+            shown = ", ".join(held[:4]) + (
+                f" (+{len(held) - 4} more chains)" if len(held) > 4 else ""
+            )
+            out.append(f"iptables-{dump.label}: {n} rule{'s' if n != 1 else ''}, in {shown}")
+    return out
 
 
 def _leaked_ipam(index: SnapshotIndex, node: str) -> list[Finding]:
