@@ -71,9 +71,12 @@ def root_target() -> NetnsTarget:
 
 
 def _without_timers(links: Any) -> Any:
-    # A bridge's info_data carries running timers, which differ on every call.
+    # A bridge's info_data (and a port's info_slave_data) carries running timers, which
+    # differ on every call: of a port's data only its hairpin mode is kept.
     for link in links:
-        link.get("linkinfo", {}).pop("info_slave_data", None)
+        slave = link.get("linkinfo", {}).pop("info_slave_data", None)
+        if slave is not None and "hairpin" in slave:
+            link["linkinfo"]["info_slave_data"] = {"hairpin": slave["hairpin"]}
         data = link.get("linkinfo", {}).get("info_data", {})
         for key in [k for k in data if k.endswith("_timer")]:
             del data[key]
@@ -123,6 +126,8 @@ def build_topology() -> list[str]:
         host = f"veth{PREFIX}{letter}"
         run("ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", name)
         run("ip", "link", "set", host, "master", "cni0", "up")
+        if letter == "a":
+            run("bridge", "link", "set", "dev", host, "hairpin", "on")
         for line in (
             "link set lo up",
             "link set eth0 up",

@@ -261,6 +261,9 @@ class Link:
     vxlan: Vxlan | None = None
     stats: LinkStats | None = None
     xdp: Xdp | None = None
+    # A bridge port's hairpin mode (IFLA_BRPORT_MODE): may a frame leave by the port it came
+    # in on? None when the link is no bridge port, or the kernel did not say.
+    hairpin: bool | None = None
 
 
 @dataclass(frozen=True)
