@@ -656,7 +656,8 @@ class Engine:
                 (),
                 {"bridge": bridge.name, "mac": mac, "port": None, "flooded": False, "local": True},
             )
-            return self.receive(flow.add(hop), bridge)
+            entered = (flow.node, flow.netns, bridge.ifindex, port.ifindex, flow.packet.dst)
+            return self.receive(replace(flow.add(hop), entered=entered), bridge)
         return self.bridge_out(flow, bridge, None, port, mac)
 
     def bridge_out(
@@ -712,10 +713,33 @@ class Engine:
             return self.unsure(
                 flow, f"{mac} is unknown to {bridge.name} and no port leads to it: flooded"
             )
+        if ingress is None and self._hairpin_refused(flow, bridge, egress):
+            return self.drop(
+                flow,
+                f"{egress.name} is the port the frame came in by and hairpin mode is off: "
+                f"bridge {bridge.name} does not send it back out (br_netfilter DNAT to "
+                f"{flow.packet.dst}, which is behind that same port)",
+                "hairpin",
+            )
         if ingress is not None:
             # Bridged between two ports: br_netfilter hands IPv4 frames to iptables.
             return self.bridged_netfilter(flow, bridge, ingress, egress)
         return self.port_out(flow, egress)
+
+    def _hairpin_refused(self, flow: Flow, bridge: Link, egress: Link) -> bool:
+        """br_nf_pre_routing_finish(): a frame DNATed in the bridge's PREROUTING to an address
+        behind the bridge is bridged (bridged_dnat), and br_forward() sends nothing back out
+        of its ingress port unless that port is in hairpin mode."""
+        entered = flow.entered
+        if entered is None or not self.is_root(flow):
+            return False
+        *where, dst = entered
+        if tuple(where) != (flow.node, flow.netns, bridge.ifindex, egress.ifindex):
+            return False
+        facts = self.indexes[flow.node].snapshot.node
+        dnat = dst != flow.packet.dst
+        # An unknown hairpin mode (older snapshots) is not judged.
+        return dnat and facts.bridge_nf_call_iptables != 0 and egress.hairpin is False
 
     def bridged_netfilter(
         self, flow: Flow, bridge: Link, ingress: Link, egress: Link
