@@ -89,7 +89,7 @@ def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
     if branch.verdict == "dropped":
         return _dropped(branch, aim, indexes, way="")
     if branch.verdict == "uncertain":
-        return _uncertain(branch, aim)
+        return _detour(branch, aim, indexes) or _uncertain(branch, aim)
     if branch.verdict == "delivered":
         return _reply_cause(branch, aim, indexes)
     if branch.verdict == "leaves-node":
@@ -129,13 +129,68 @@ def _astray(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
     )
 
 
+def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
+    """A packet for a pod of a loaded node sent to a gateway that is not that node, while
+    that node routes the sender's pods straight back (host-gw): the sender lacks the route.
+
+    Where the owner also routes by a gateway (a cloud VPC that routes pod CIDRs), the
+    network beyond decides, and the doctor does not judge.
+    """
+    for reply in branch.reply:
+        found = _detour(reply, aim, indexes)
+        if found is not None:
+            return found
+    dst = branch.packet.dst
+    owner = next((i for i in indexes if dst in i.pods_by_ip), None)
+    if owner is None:
+        return None
+    for leave in (h for h in branch.hops if h.kind == "leave"):
+        sender = next((i for i in indexes if i.snapshot.node.hostname == leave.node), None)
+        if sender is None or sender is owner:
+            continue
+        via = str(leave.data.get("via") or "")
+        if via in _node_addresses(owner) or not _routes_straight(owner, sender):
+            return None
+        pod = owner.pods_by_ip[dst]
+        there = owner.snapshot.node.hostname
+        routes = [h for h in branch.hops if h.kind == "route" and h.node == leave.node]
+        route = routes[-1] if routes else None
+        return Cause(
+            "no-route",
+            "critical",
+            f"node {leave.node}",
+            f"pod {pod.namespace}/{pod.name} ({dst}) is on node {there}, but node "
+            f"{leave.node} sends its packets via {leave.data.get('dev')} to {via}, which is "
+            f"not {there}, while {there} routes {leave.node}'s pods straight to "
+            f"{leave.node} (host-gw): no route to {there}'s pod network",
+            f"add the route to {there}'s pod CIDR via {there}'s address (host-gw), or check "
+            "the CNI agent that programs it",
+            hop_text(leave),
+            (route.text,) if route is not None else (branch.reason,),
+            key=f"{leave.node}:{there}",
+            partial_grade="critical",
+        )
+    return None
+
+
+def _node_addresses(index: SnapshotIndex) -> frozenset[str]:
+    return index.local_addresses.get(index.snapshot.root_netns, frozenset())
+
+
+def _routes_straight(owner: SnapshotIndex, sender: SnapshotIndex) -> bool:
+    """True when the owner's root netns routes something via one of the sender's addresses."""
+    ns = owner.netns_by_inode.get(owner.snapshot.root_netns)
+    mine = _node_addresses(sender)
+    return ns is not None and any(r.gateway in mine for r in ns.routes if r.gateway)
+
+
 def _reply_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
     """A delivered request whose answer does not come back, or comes back untranslated."""
     for reply in branch.reply:
         if reply.verdict == "dropped":
             return _dropped(reply, aim, indexes, way="on the way back, ")
         if reply.verdict == "uncertain":
-            return _uncertain(reply, aim)
+            return _detour(reply, aim, indexes) or _uncertain(reply, aim)
         astray = _astray(reply, aim, indexes) if reply.verdict == "leaves-node" else None
         if astray is not None:
             return replace(astray, cause=f"the reply: {astray.cause}")
