@@ -361,3 +361,81 @@ def test_pod_mtu_above_the_overlays(make_lab: Callable[..., Lab], run_podpath: A
     text = json.dumps(mtu)
     assert "1500" in text and str(overlay) in text
     assert status in (0, 1)
+
+
+# --- the prediction checked by the kernel ------------------------------------------------
+
+
+def test_trace_shows_the_conntrack_entry_the_kernel_made(shared_lab: Lab, run_podpath: Any) -> None:
+    """After a real connection to web's VIP, `trace --conntrack --json` lists its entry: DNAT
+    to the pod that answered (the probe says which), one the trace predicted; the entries
+    are those `conntrack -L` lists for the flow."""
+    client = _web(shared_lab)
+    vip = _vip(shared_lab)
+    answer = shared_lab.probe(client.ref, vip, 80)
+    assert answer.ok and answer.served_by is not None, answer
+    served = shared_lab.pod(answer.served_by)
+    done = run_podpath(
+        shared_lab,
+        "node1",
+        "trace",
+        "--from",
+        client.ref,
+        "--to",
+        f"{vip}:80",
+        "--conntrack",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    observed = json.loads(done.stdout)["observed"]
+    assert observed["source"] == "conntrack -L, live"
+    mine = [e for e in observed["conntrack"] if e["endpoint"] == f"{served.ip}:80"]
+    assert mine and all(e["dnat"] and e["predicted_by"] for e in mine), observed
+    listed = _sh(shared_lab, "node1", f"conntrack -L -p tcp -s {client.ip} -d {vip} --dport 80")
+    ports = {int(m) for m in re.findall(r"^tcp .*? sport=(\d+)", listed, re.M)}
+    assert {e["original"]["sport"] for e in observed["conntrack"]} <= ports
+    assert {e["original"]["sport"] for e in mine} & ports
+
+
+def test_watch_shows_the_rule_counters_a_real_connection_moves(shared_lab: Lab) -> None:
+    """`trace --watch` while a real connection is made: its conntrack entry and the KUBE-SEP
+    rule of the endpoint that answered are printed as they move; Ctrl-C ends it with a
+    summary."""
+    import os
+    import signal
+    import time
+
+    client = _other(shared_lab)
+    vip = _vip(shared_lab)
+    argv = [sys.executable, "-m", "podpath", "trace", "--from", client.ref, "--to", f"{vip}:80"]
+    watcher = subprocess.Popen(
+        shared_lab.enter_argv("node1", [*argv, "--watch", "0.5"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        for line in watcher.stdout:
+            if line.startswith("watching every"):
+                break
+        answer = shared_lab.probe(client.ref, vip, 80)
+        assert answer.ok and answer.served_by is not None, answer
+        time.sleep(3)
+        os.killpg(watcher.pid, signal.SIGINT)
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            os.killpg(watcher.pid, signal.SIGKILL)
+            watcher.wait()
+    # Ctrl-C reaches the whole group: nsenter ends by it, podpath prints its summary.
+    assert "Traceback" not in err, err
+    served = shared_lab.pod(answer.served_by)
+    assert re.search(
+        rf" conntrack  tcp \S+ {client.ip}:\d+ -> {vip}:80 .*DNAT to {served.ip}:80", out
+    )
+    assert re.search(
+        rf" counter    \+\d+ packets? .*KUBE-SEP-\S+ .*--to-destination {served.ip}:80", out
+    )
+    assert "watched: " in out
