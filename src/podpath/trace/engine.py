@@ -12,7 +12,7 @@ Branches split at `-m statistic`/`numgen` and carry their probability.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 
 from podpath.analysis.dataplane import detect
@@ -68,6 +68,9 @@ class Engine:
         self._ipvs: dict[int, IpvsState | None] = {}
         self._sets: dict[int, tuple[IpSet, ...] | None] = {}
         self._owners = self._address_owners()
+        # Set by a caller that traces many paths (the doctor): flows a DNAT sent to
+        # destinations with equal keys behave alike, so one is followed for all of them.
+        self.alike: Callable[[Flow], Hashable | None] | None = None
 
     # --- lookups ----------------------------------------------------------------------
 
@@ -280,7 +283,35 @@ class Engine:
                 ended.extend(self.drop(nxt, reason, "netfilter"))
             else:
                 ended.extend(self.unsure(nxt, outcome.reason))
+        if self.alike is not None and len(going) > 1:
+            going = self._merge_alike(flow, going)
         return going, ended
+
+    def _merge_alike(self, before: Flow, going: list[Flow]) -> list[Flow]:
+        """One flow per key of `alike` among the DNATed ones, carrying their probability."""
+        assert self.alike is not None
+        kept: list[Flow] = []
+        first: dict[Hashable, int] = {}
+        merged: dict[int, int] = {}
+        for f in going:
+            key = self.alike(f) if f.packet.dst != before.packet.dst else None
+            if key is None or key not in first:
+                if key is not None:
+                    first[key] = len(kept)
+                kept.append(f)
+                continue
+            i = first[key]
+            kept[i] = replace(kept[i], probability=kept[i].probability + f.probability)
+            merged[i] = merged.get(i, 0) + 1
+        for i, n in merged.items():
+            note = (
+                f"and {n} more destination{'s' if n != 1 else ''} alike (same position, "
+                "same listener): followed once for all"
+            )
+            kept[i] = replace(
+                kept[i], hops=kept[i].hops[:-1] + (_with_detail(kept[i].hops[-1], note),)
+            )
+        return kept
 
     # --- routing ----------------------------------------------------------------------
 
