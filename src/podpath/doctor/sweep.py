@@ -21,7 +21,7 @@ and how many real paths it stands for.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from podpath.analysis.findings import PathRef
@@ -35,6 +35,7 @@ from podpath.doctor.mtu import path_mtu_cause
 from podpath.doctor.tracer import Origin, Tracer
 from podpath.netfilter.kube_proxy import Service
 from podpath.snapshot.model import Pod
+from podpath.trace.flow import Flow
 from podpath.trace.model import Trace
 from podpath.trace.routing import lookup
 
@@ -178,7 +179,9 @@ class _ServiceSweep:
         indexes = self.tracer.indexes
         for members in groups.values():
             svc, aim = members[0]
-            trace = self.tracer.trace(origin, aim.address, aim.port, aim.proto)
+            trace = self.tracer.trace(
+                origin, aim.address, aim.port, aim.proto, self.alike(origin, svc)
+            )
             causes = _share(trace, aim, indexes)
             self.out.judged.append(Judged(self.path(origin, svc, aim), causes, weight, "", trace))
             rest = members[1:]
@@ -201,12 +204,31 @@ class _ServiceSweep:
                 elif self.expanded < EXPANSION_LIMIT:
                     self.expanded += 1
                     again = self.tracer.trace(
-                        origin, other_aim.address, other_aim.port, other_aim.proto
+                        origin,
+                        other_aim.address,
+                        other_aim.port,
+                        other_aim.proto,
+                        self.alike(origin, other),
                     )
                     mine = _share(again, other_aim, indexes)
                     self.out.judged.append(Judged(path, mine, weight, "", again))
                 else:
                     self.out.judged.append(Judged(path, causes, weight, like))
+
+    def alike(self, origin: Origin, svc: Service) -> Callable[[Flow], Hashable | None]:
+        """What makes two endpoints of a Service behave alike for the trace: the packet as
+        DNAT left it but for its destination address, and where that address lives (the
+        pod's position and whether it listens, the node, or the route to it)."""
+        endpoints = {ep.ip for ep in svc.endpoints}
+
+        def key(flow: Flow) -> Hashable | None:
+            p = flow.packet
+            if p.dst not in endpoints:
+                return None
+            where = self.endpoint_shape(p.dst, p.dport, p.proto, origin)
+            return (flow.node, flow.netns, p.src, p.sport, p.proto, p.dport, p.mark, where)
+
+        return key
 
     def path(self, origin: Origin, svc: Service, aim: Aim) -> PathRef:
         """The path in `podpath trace` words."""

@@ -10,7 +10,7 @@ every hop is the engine's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 
 from podpath.analysis.index import SnapshotIndex
@@ -45,8 +45,23 @@ class Tracer:
         self.engine = Engine(self.indexes)
         self.runs = 0
 
-    def trace(self, origin: Origin, dst: str, port: int | None, proto: str) -> Trace:
-        """Every branch of a packet from `origin` to dst:port, each with its reply."""
+    def trace(
+        self,
+        origin: Origin,
+        dst: str,
+        port: int | None,
+        proto: str,
+        alike: Callable[[Flow], Hashable | None] | None = None,
+    ) -> Trace:
+        """Every branch of a packet from `origin` to dst:port, each with its reply; with
+        `alike`, endpoints of equal keys are followed once (their branches merged)."""
+        self.engine.alike = alike
+        try:
+            return self._trace(origin, dst, port, proto)
+        finally:
+            self.engine.alike = None
+
+    def _trace(self, origin: Origin, dst: str, port: int | None, proto: str) -> Trace:
         self.runs += 1
         index = self.indexes[origin.node]
         root = index.snapshot.root_netns
