@@ -267,6 +267,22 @@ def phase_trace(args: Result) -> Result:
     return {"cold": cold, "warm": warm, "load": [load_s], "branches": branches}
 
 
+def phase_doctor(args: Result) -> Result:
+    """`podpath doctor --json --snapshot` on the node's snapshot: wall and CPU, and its coverage."""
+    argv = [sys.executable, "-m", "podpath", "doctor", "--json", "--snapshot", args["snapshot"]]
+    wall: list[float] = []
+    cpu: list[float] = []
+    for _ in range(int(args["repeats"])):
+        w, _kib, rc, c = run_measured(argv)
+        if rc not in (0, 1):  # 1: something critical was found, which is an answer
+            raise RuntimeError(f"podpath doctor exited {rc}")
+        wall.append(w)
+        cpu.append(c)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    report = json.loads(done.stdout)
+    return {"wall": wall, "cpu": cpu, "coverage": report["coverage"], "summary": report["summary"]}
+
+
 async def _after_refresh(app: Any) -> None:
     """Wait until the current screen has painted once after now."""
     done = asyncio.Event()
@@ -424,6 +440,7 @@ PHASES: dict[str, Callable[[Result], Result]] = {
     "collectors": phase_collectors,
     "refresh": phase_refresh,
     "trace": phase_trace,
+    "doctor": phase_doctor,
     "tui": phase_tui,
     "snapfile": phase_snapfile,
     "profile": phase_profile,
