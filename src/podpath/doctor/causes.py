@@ -329,16 +329,17 @@ def _dropped(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str) -
         return _unresolved(branch, aim, way, node, reason, drop)
     if by == "hairpin":
         pod = _pod_at(indexes, branch)
+        port = reason.split(" ", 1)[0]  # the engine's reason starts with the port's name
         return Cause(
             "hairpin-off",
             "critical",
             f"pod {pod}",
             f"{reason}: a pod that reaches a Service which picks the pod itself gets no answer",
-            "turn hairpin mode on for the pod's bridge port (`bridge link set dev PORT "
-            "hairpin on`; kubelet --hairpin-mode=hairpin-veth, or the bridge CNI plugin's "
-            '"hairpinMode": true)',
+            f"turn hairpin mode on for the pod's bridge port: bridge link set dev {port} "
+            "hairpin on (for good: kubelet --hairpin-mode=hairpin-veth, or the bridge CNI "
+            'plugin\'s "hairpinMode": true)',
             hop_text(drop) if drop else None,
-            (reason,),
+            (f"bridge -d link show dev {port}: hairpin off",),
             key=pod,
             partial_grade="critical",
         )
