@@ -11,7 +11,7 @@ give no finding but the Service the lab leaves without endpoints on purpose.
 
 Not built here, and why: a conntrack table near full (nf_conntrack_max is read-only
 outside the machine's own namespace, which the lab never touches: tests/unit has it),
-ETP=Local and proxy ARP without a route (no lab option builds them yet).
+ETP=Local without a local endpoint (no lab option builds it yet).
 """
 
 from __future__ import annotations
@@ -277,6 +277,25 @@ def test_hairpin_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     assert not lab.probe(web.ref, _vip(lab), 80).ok
     lab.exec("node1", ["bridge", "link", "set", "dev", web.host_veth, "hairpin", "on"])
     assert lab.probe(web.ref, _vip(lab), 80).ok
+
+
+def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """A Calico node loses its default route: its pods' gateway 169.254.1.1 is answered by
+    proxy ARP only for addresses the node routes elsewhere, so nothing answers; and the
+    node itself cannot route to ClusterIPs. Two criticals; both probes fail."""
+    lab = make_lab(nodes=1, pods=2, services=3, cni="calico")
+    lab.exec("node1", ["ip", "route", "del", "default"])
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    proxy = _one(report, "proxy-arp-no-route")
+    assert proxy["subject"] == "next hop 169.254.1.1 on eth0 of node node1"
+    assert "has proxy_arp=1, but its namespace has no route to 169.254.1.1" in proxy["cause"]
+    assert "default route" in proxy["fix"]
+    unrouted = _one(report, "no-route")
+    assert {p["from"] for p in unrouted["paths"]} == {"node1"}
+    assert "before kube-proxy's DNAT" in unrouted["fix"]
+    assert not lab.probe(_other(lab).ref, _web(lab).ip, 80).ok
+    assert not lab.probe("node1", _vip(lab), 80).ok
 
 
 CALICO_RULES = """

@@ -475,18 +475,29 @@ def _no_route(
 ) -> Cause:
     route = _last(branch, "route")
     evidence = (f"{route.text}",) if route is not None else (reason,)
+    unreachable = "network unreachable" in reason
+    if aim.kind == "service" and branch.packet.dst == aim.address:
+        # Still the ClusterIP: the output route lookup comes before kube-proxy's DNAT.
+        fix = (
+            "give the node a route for Service addresses (usually its default route): the "
+            "routing decision comes before kube-proxy's DNAT"
+        )
+    else:
+        fix = (
+            "add the route (host-gw: the remote pod CIDR via the node that owns it), or "
+            "check the CNI agent that programs it"
+        )
+    netns = drop.data.get("netns") if drop is not None else None
     return Cause(
         "no-route",
         "critical",
         f"node {node}",
         f"{way}{reason}: {aim.label} cannot be reached from there",
-        "add the route (host-gw: the remote pod CIDR via the node that owns it), or "
-        "check the CNI agent that programs it",
+        fix,
         hop_text(drop) if drop else None,
         evidence,
-        key=f"{node}:{branch.packet.dst}"
-        if "network unreachable" in reason
-        else f"{node}:{reason}",
+        # One finding for every address the same namespace has no route to.
+        key=f"{node}:{netns}:unreachable" if unreachable else f"{node}:{reason}",
         partial_grade="critical",
     )
 
@@ -497,6 +508,19 @@ def _unresolved(
     neighbour = _last(branch, "neighbour")
     dev = str(neighbour.data.get("dev")) if neighbour is not None else "?"
     ip = str(neighbour.data.get("ip")) if neighbour is not None else "?"
+    if "proxy_arp=1" in reason and "no route" in reason:
+        return Cause(
+            "proxy-arp-no-route",
+            "critical",
+            f"next hop {ip} on {dev} of node {node}",
+            f"{way}{reason}",
+            f"give node {node} a route that covers {ip} out of another interface (Calico: "
+            "its default route): proxy ARP answers only for addresses the node routes elsewhere",
+            hop_text(drop) if drop else None,
+            (reason,),
+            key=f"{node}:{ip}",
+            partial_grade="critical",
+        )
     return Cause(
         "neighbour-unresolved",
         "critical",
