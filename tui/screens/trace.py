@@ -16,6 +16,7 @@ from textual.worker import Worker
 
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch, Trace
+from podpath.trace.observed import flow_entries, observed_lines
 from podpath.trace.probe import Probe
 from podpath.tui.rows.model import page
 from podpath.tui.rows.trace import (
@@ -44,6 +45,8 @@ class Outcome:
     probe: Probe
     trace: Trace | None
     error: str | None = None
+    # The kernel's side: the flow's conntrack entries in the snapshot (refresh re-reads).
+    observed: tuple[str, ...] = ()
 
 
 def run_trace(loaded: Loaded, probe: Probe) -> Outcome:
@@ -52,13 +55,38 @@ def run_trace(loaded: Loaded, probe: Probe) -> Outcome:
         # The indexes are passed so parsed rulesets are reused across traces; the other
         # nodes' snapshots (podpath tui --snapshot A B ...) let the trace cross into them.
         indexes = [loaded.index, *loaded.peer_indexes]
-        return Outcome(probe, trace(indexes, probe, explain=True, reply=True))
+        result = trace(indexes, probe, explain=True, reply=True)
     except TRACE_ERRORS as exc:
         return Outcome(probe, None, str(exc))
+    return Outcome(probe, result, observed=observed(loaded, result))
+
+
+def observed(loaded: Loaded, result: Trace) -> tuple[str, ...]:
+    """The traced flow's conntrack entries on the node it starts from, as lines."""
+    node = result.probe.get("node")
+    if node != loaded.snapshot.node.hostname:
+        entries = next(
+            (i.conntrack for i in loaded.peer_indexes if i.snapshot.node.hostname == node), None
+        )
+        snap = next((p for p in loaded.peers if p.node.hostname == node), None)
+    else:
+        entries, snap = loaded.parsed.conntrack(), loaded.snapshot
+    if snap is None or entries is None or snap.conntrack is None:
+        return (f"conntrack of {node}: not read",)
+    where = f"{node}, as of the snapshot; r re-reads"
+    return tuple(observed_lines(result, flow_entries(result, entries), where))
 
 
 class TraceScreen(BaseScreen):
     """Pick a source and destination; see each branch, its hops, and the way back."""
+
+    DEFAULT_CSS = """
+    TraceScreen #observed {
+        height: auto;
+        max-height: 5;
+        padding: 0 1;
+    }
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
@@ -93,6 +121,7 @@ class TraceScreen(BaseScreen):
             )
         yield Static("Enter a source and a destination, then enter.", id="trace-status")
         yield RowTable(id="branches", classes="third")
+        yield Static("", id="observed")
         yield Static("", id="path-heading", classes="subheading")
         yield RowTable(id="hops")
         yield Static("", id="hop-detail")
@@ -176,6 +205,7 @@ class TraceScreen(BaseScreen):
         branches = self.query_one("#branches", RowTable)
         if outcome.trace is None:
             status.update(literal_content(f"cannot trace: {outcome.error}", "bold"))
+            self.query_one("#observed", Static).update("")
             branches.show(page([]))
             self.query_one("#hops", RowTable).show(page([]))
             return
@@ -184,6 +214,10 @@ class TraceScreen(BaseScreen):
             literal_content(f"{probe.source} → {probe.destination} ({probe.proto}): {n} branch(es)")
         )
         branches.show(page(branch_rows(outcome.trace)))
+        # Cleaned line by line: the newlines are ours, everything else is literal.
+        self.query_one("#observed", Static).update(
+            Content("\n".join(clean(line) for line in outcome.observed))
+        )
         branches.move_cursor(row=0, animate=False)
         self.show_branch()
 
