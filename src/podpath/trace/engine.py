@@ -498,6 +498,9 @@ class Engine:
                 )
         if decision.type in ("local", "broadcast"):
             return self.local_in(flow, iif)
+        refused = self._hairpin_refused(flow, decision)
+        if refused is not None:
+            return self.drop(flow, refused, "hairpin")
         index = self.indexes[flow.node]
         out = index.link(flow.netns, decision.dev)
         going, ended = self.hook_split(flow, "FORWARD", self.env(flow, iif, out))
@@ -744,33 +747,41 @@ class Engine:
             return self.unsure(
                 flow, f"{mac} is unknown to {bridge.name} and no port leads to it: flooded"
             )
-        if ingress is None and self._hairpin_refused(flow, bridge, egress):
-            return self.drop(
-                flow,
-                f"{egress.name} is the port the frame came in by and hairpin mode is off: "
-                f"bridge {bridge.name} does not send it back out (br_netfilter DNAT to "
-                f"{flow.packet.dst}, which is behind that same port)",
-                "hairpin",
-            )
         if ingress is not None:
             # Bridged between two ports: br_netfilter hands IPv4 frames to iptables.
             return self.bridged_netfilter(flow, bridge, ingress, egress)
         return self.port_out(flow, egress)
 
-    def _hairpin_refused(self, flow: Flow, bridge: Link, egress: Link) -> bool:
+    def _hairpin_refused(self, flow: Flow, decision: RouteDecision) -> str | None:
         """br_nf_pre_routing_finish(): a frame DNATed in the bridge's PREROUTING to an address
-        behind the bridge is bridged (bridged_dnat), and br_forward() sends nothing back out
-        of its ingress port unless that port is in hairpin mode."""
+        behind that same bridge is bridged (bridged_dnat), before any FORWARD hook, and
+        br_forward() sends nothing back out of its ingress port unless that port is in
+        hairpin mode. Why it is dropped, or None."""
         entered = flow.entered
-        if entered is None or not self.is_root(flow):
-            return False
-        *where, dst = entered
-        if tuple(where) != (flow.node, flow.netns, bridge.ifindex, egress.ifindex):
-            return False
-        facts = self.indexes[flow.node].snapshot.node
-        dnat = dst != flow.packet.dst
+        if entered is None or not self.is_root(flow) or decision.dev is None:
+            return None
+        node, netns, bridge_index, port_index, dst = entered
+        index = self.indexes[flow.node]
+        bridge = index.link(flow.netns, decision.dev)
+        if (node, netns) != (flow.node, flow.netns) or bridge is None:
+            return None
+        if bridge.ifindex != bridge_index or dst == flow.packet.dst:
+            return None
+        if index.snapshot.node.bridge_nf_call_iptables == 0:
+            return None
+        ns = self.netns(flow)
+        assert ns is not None
+        mac = resolve_mac(index, ns, bridge, decision.gateway or flow.packet.dst).mac
+        entry = fdb_port(ns, bridge, mac) if mac is not None else None
+        port = index.link(flow.netns, entry.ifindex) if entry is not None else None
         # An unknown hairpin mode (older snapshots) is not judged.
-        return dnat and facts.bridge_nf_call_iptables != 0 and egress.hairpin is False
+        if port is None or port.ifindex != port_index or port.hairpin is not False:
+            return None
+        return (
+            f"{port.name} is the port the frame came in by and hairpin mode is off: bridge "
+            f"{bridge.name} does not send it back out (br_netfilter DNAT to {flow.packet.dst}, "
+            "which is behind that same port)"
+        )
 
     def bridged_netfilter(
         self, flow: Flow, bridge: Link, ingress: Link, egress: Link
