@@ -99,7 +99,9 @@ def _add(old: Finding, cause: Cause, grade: str, j: Judged) -> Finding:
         paths = (*paths, j.path)
     evidence = old.evidence
     if len(evidence) < EVIDENCE_LIMIT:
-        evidence = tuple(dict.fromkeys((*evidence, *cause.evidence)))[:EVIDENCE_LIMIT]
+        # A rule already quoted with its table and chain is not quoted again bare.
+        new = [e for e in cause.evidence if not any(x.endswith(e) for x in evidence)]
+        evidence = tuple(dict.fromkeys((*evidence, *new)))[:EVIDENCE_LIMIT]
     return Finding(
         old.check,
         _worse(old.grade, grade),

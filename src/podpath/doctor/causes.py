@@ -538,15 +538,17 @@ def _unresolved(
 def _uncertain(branch: Branch, aim: Aim) -> Cause:
     """A branch the engine could not follow: a fact the doctor cannot judge."""
     why = branch.uncertain[0] if branch.uncertain else branch.reason
+    # One finding per Service and reason, whichever of its addresses was traced.
+    subject = f"Service {aim.service.key}" if aim.service and aim.service.name else aim.label
     return Cause(
         "cannot-judge",
         "info",
-        aim.label,
+        subject,
         f"cannot be judged from a snapshot: {why}",
         "nothing to fix from here; check it on the node (the trace names what decides it)",
         hop_text(branch.hops[-1]) if branch.hops else None,
         (why,),
-        key=f"{aim.label}:{why}",
+        key=f"{subject}:{why}",
         partial_grade="info",
     )
 
