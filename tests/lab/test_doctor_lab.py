@@ -11,7 +11,8 @@ give no finding but the Service the lab leaves without endpoints on purpose.
 
 Not built here, and why: a conntrack table near full (nf_conntrack_max is read-only
 outside the machine's own namespace, which the lab never touches: tests/unit has it),
-ETP=Local without a local endpoint (no lab option builds it yet).
+ETP=Local without a local endpoint (no lab option builds it yet: tests/unit has it on
+kube-proxy's own rules).
 """
 
 from __future__ import annotations
