@@ -51,6 +51,7 @@ SNAPSHOT_GOAL = Goal("ratio", 0.3)
 RSS_GOAL = Goal("max", 200)
 NAMESPACES_GOAL = Goal("ratio", 1.0)
 NAMESPACES_HIGH_GOAL = Goal("ratio", 0.6)
+TRACE_CLI_GOAL = Goal("max", 0.25)
 
 
 @dataclass(frozen=True)
@@ -395,6 +396,35 @@ def trace_figures(node: Node, repeats: int, label: str) -> list[Figure]:
     ]
 
 
+def trace_cli_figures(node: Node, repeats: int, label: str) -> list[Figure]:
+    """Figure 4c: `podpath trace --snapshot --json` to a Service, end to end, without and with --cache."""
+    source, dest = pick_probe(node.lab, node.svcs)
+    r = drive(
+        node.lab,
+        "trace_cli",
+        {"snapshot": SNAP_PATH, "source": source, "destination": dest, "repeats": repeats},
+    )
+    key = node.shape.key
+    return [
+        Figure(
+            f"{key}.trace_cli.{label}",
+            f"4c. CLI `trace --snapshot` ({label}), end to end",
+            "s",
+            stat(r["parsed"]),
+            goal=TRACE_CLI_GOAL,
+            shape=key,
+        ),
+        Figure(
+            f"{key}.trace_cli_cached.{label}",
+            f"4c. CLI `trace --snapshot --cache DIR` ({label}), end to end",
+            "s",
+            stat(r["cached"]),
+            goal=TRACE_CLI_GOAL,
+            shape=key,
+        ),
+    ]
+
+
 def doctor_figure(node: Node, repeats: int) -> Figure:
     """Figure 4d: `podpath doctor --snapshot` judging every path of the node."""
     r = drive(node.lab, "doctor", {"snapshot": SNAP_PATH, "repeats": repeats})
@@ -426,6 +456,7 @@ _TUI_ROWS = (
 )
 _TUI_GOALS = {
     "paint": Goal("max", 1.0),
+    "views": Goal("max", 1.5),
     "filter": Goal("max", 0.100),
     "services_rows": Goal("max", 0.300),
 }
@@ -510,6 +541,7 @@ def measure_node(node: Node, plan: Plan, full: bool) -> list[Figure]:
         )
     log(f"{key}: figure 4 (trace)")
     figs += trace_figures(node, reps, "iptables")
+    figs += trace_cli_figures(node, reps, "iptables")
     log(f"{key}: figure 4d (doctor)")
     figs.append(doctor_figure(node, max(2, reps // 2)))
     if plan.tui:
@@ -532,6 +564,7 @@ def measure_node(node: Node, plan: Plan, full: bool) -> list[Figure]:
             figs += [f for f in cf if "nft" in f.key or "netfilter" in f.key]
         snapfile_figure(node)
         figs += trace_figures(node, max(2, reps // 2), "nft")
+        figs += trace_cli_figures(node, max(2, reps // 2), "nft")
     return figs
 
 
@@ -543,7 +576,10 @@ GROWTH_FIGURES = {
     "snapshot_size": "6. snapshot file size",
     "trace.iptables": "4. Service trace (iptables), kept index",
     "trace_cold.iptables": "4. Service trace (iptables), first",
+    "trace_cli.iptables": "4c. CLI `trace --snapshot` (iptables), end to end",
+    "trace_cli_cached.iptables": "4c. CLI `trace --snapshot --cache DIR` (iptables)",
     "tui.paint": "5. TUI first frame painted",
+    "tui.views": "5. TUI Services, conntrack, problems counts usable",
     "tui.filter": "5. TUI filter keystroke to repainted table",
     "refresh": "6b. refresh of an unchanged node vs shell script",
     "snapshot_nft": "1n. `podpath snapshot` vs shell script, nftables mode",

@@ -267,6 +267,23 @@ def phase_trace(args: Result) -> Result:
     return {"cold": cold, "warm": warm, "load": [load_s], "branches": branches}
 
 
+def phase_trace_cli(args: Result) -> Result:
+    """`podpath trace --snapshot --json` end to end: full parse, and with --cache (warmed once)."""
+    import tempfile
+
+    base = ["podpath", "trace", "--snapshot", args["snapshot"], "--from", args["source"]]
+    base += ["--to", args["destination"], "--json"]
+    with tempfile.TemporaryDirectory(prefix="podpath-bench-cache-") as cache:
+        cached = [*base, "--cache", cache]
+        _wall, _kib, rc = run_timed(cached)  # the miss: parses and writes the cache
+        parsed: list[float] = []
+        hits: list[float] = []
+        for _ in range(int(args["repeats"])):
+            parsed.append(run_timed(base)[0])
+            hits.append(run_timed(cached)[0])
+    return {"parsed": parsed, "cached": hits, "rc": rc}
+
+
 def phase_doctor(args: Result) -> Result:
     """`podpath doctor --json --snapshot` on the node's snapshot: wall and CPU, and its coverage."""
     argv = [sys.executable, "-m", "podpath", "doctor", "--json", "--snapshot", args["snapshot"]]
@@ -440,6 +457,7 @@ PHASES: dict[str, Callable[[Result], Result]] = {
     "collectors": phase_collectors,
     "refresh": phase_refresh,
     "trace": phase_trace,
+    "trace_cli": phase_trace_cli,
     "doctor": phase_doctor,
     "tui": phase_tui,
     "snapfile": phase_snapfile,

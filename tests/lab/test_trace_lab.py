@@ -501,3 +501,31 @@ def test_hostgw_service_branches_are_delivered_on_the_endpoint_node(
         deliver = b.hops[-1]
         assert (deliver.kind, deliver.node) == ("deliver", hostname[pod.node])
         assert deliver.data["pod"] == pod.ref
+
+
+def test_cached_trace_equals_the_full_parse_on_lab_snapshots(
+    proxy_lab: Lab, run_podpath: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`trace --cache DIR` on both nodes' snapshots prints the full parse's `--json --reply`, miss and hit."""
+    from podpath.cli import main
+
+    files = []
+    for node in NODES:
+        done = run_podpath(proxy_lab, node, "snapshot", "-o", "-")
+        assert done.returncode == 0, done.stderr
+        path = tmp_path / f"{node}.json"
+        path.write_text(done.stdout)
+        files += ["--snapshot", str(path)]
+    web = proxy_lab.service("default/web")[0]
+    src = proxy_lab.pods_on("node1")[0].ref
+    args = ["trace", *files, "--from", src, "--to", f"{web.cluster_ip}:{web.port}", "--json"]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    outputs = []
+    for extra in ([], ["--cache", str(cache)], ["--cache", str(cache)]):
+        assert main([*args, "--reply", *extra]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2]
+    finals = {(b["final"]["dst"], b["final"]["dport"]) for b in json.loads(outputs[0])["branches"]}
+    assert finals == set(web.endpoints)
+    assert len(os.listdir(cache)) == len(NODES)

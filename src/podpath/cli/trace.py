@@ -9,6 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.cli import EXIT_OK, CliError, Terminated
 from podpath.safe_text import visible
 from podpath.snapshot.model import Snapshot
@@ -56,6 +57,13 @@ def register(sub: Any) -> None:
     add_sources(p, "trace")
     p.add_argument(
         "--reply", action="store_true", help="also trace the reply, with conntrack's reverse NAT"
+    )
+    p.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="with --snapshot: keep each snapshot's parsed rules in DIR and reuse them "
+        "(keyed by the file's content; nothing is written elsewhere)",
     )
     p.add_argument("--explain", action="store_true", help="show each route decision's binary AND")
     p.add_argument(
@@ -127,6 +135,48 @@ def load_snapshots(args: argparse.Namespace) -> list[Snapshot]:
     return [take_snapshot(host_root=args.host_root or "/")]
 
 
+def cached_indexes(
+    paths: list[str], directory: str, misses: list[tuple[str, SnapshotIndex]]
+) -> list[SnapshotIndex]:
+    """Each snapshot's index from the cache in `directory`, or parsed (appended to `misses`)."""
+    from podpath.snapshot.codec import SnapshotError, loads, read_path
+    from podpath.trace.index_cache import CacheError, check_directory, lookup
+
+    try:
+        check_directory(directory)
+    except CacheError as exc:
+        raise CliError(str(exc)) from None
+    out = []
+    for path in paths:
+        name = "stdin" if path == "-" else path
+        try:
+            data = read_path(path)  # its errors name the file already
+            found = lookup(directory, data)
+        except (SnapshotError, CacheError) as exc:
+            raise CliError(str(exc)) from None
+        index = found.index
+        if index is None:
+            try:
+                index = SnapshotIndex(loads(data))
+            except SnapshotError as exc:
+                raise CliError(f"{name}: {exc}") from None
+            misses.append((found.key, index))
+        out.append(index)
+    return out
+
+
+def store_indexes(directory: str, misses: list[tuple[str, SnapshotIndex]]) -> None:
+    """Keep what the trace parsed, for the next trace of the same files."""
+    from podpath.output_file import OutputError, write_bytes
+    from podpath.trace.index_cache import cache_path, encode
+
+    for key, index in misses:
+        try:
+            write_bytes(cache_path(directory, key), encode(key, index))
+        except OutputError as exc:
+            raise CliError(f"the trace is done, but its cache was not written: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Handle `podpath trace`."""
     from podpath.trace.engine import trace
@@ -136,25 +186,35 @@ def run(args: argparse.Namespace) -> int:
     if args.sport is not None and not 0 < args.sport < 65536:
         raise CliError(f"--sport {args.sport} is not a port number (1-65535)")
     live = not args.snapshot
+    if args.cache is not None and not args.snapshot:
+        raise CliError("--cache DIR needs --snapshot FILE (a live node is read afresh)")
     if args.watch is not None and not live:
         raise CliError("--watch re-reads the live node; it cannot watch saved snapshots")
     if args.watch is not None and args.json:
         raise CliError("--watch prints what moved as it happens, as text; leave out --json")
     if args.watch is not None and not 0.2 <= args.watch <= 3600:
         raise CliError(f"--watch {args.watch:g}: give 0.2 to 3600 seconds between readings")
-    snapshots = load_snapshots(args)
     probe = Probe(args.source, args.destination, args.proto, args.sport, args.family)
+    misses: list[tuple[str, SnapshotIndex]] = []
+    if args.cache is not None:
+        indexes = cached_indexes(args.snapshot, args.cache, misses)
+        snapshots = [index.snapshot for index in indexes]
+    else:
+        snapshots = load_snapshots(args)
+        indexes = [SnapshotIndex(s) for s in snapshots]
     try:
-        result = trace(snapshots, probe, explain=args.explain, reply=args.reply)
+        result = trace(indexes, probe, explain=args.explain, reply=args.reply)
     except ProbeError as exc:
         raise CliError(str(exc)) from None
+    if misses:
+        store_indexes(args.cache, misses)
     if args.svg is not None:
         from podpath.cli.draw import trace_picture
 
         trace_picture(snapshots, result, args.branch, args.svg)
     # Text shows the kernel's side whenever it is live; JSON only when asked (its contract).
     show = args.conntrack or (live and not args.json)
-    entries, where = _flow_entries(result, snapshots, live) if show else ([], "")
+    entries, where = _flow_entries(result, indexes, live) if show else ([], "")
     if args.json:
         doc = trace_json(result)
         if show:
@@ -171,18 +231,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _flow_entries(
-    result: Trace, snapshots: list[Snapshot], live: bool
+    result: Trace, indexes: list[SnapshotIndex], live: bool
 ) -> tuple[list[ConntrackEntry], str]:
     """The traced flow's entries in the source node's conntrack table, and where they came from."""
-    from podpath.analysis.index import SnapshotIndex
     from podpath.trace.observed import flow_entries
 
     node = str(result.probe.get("node"))
-    snap = next((s for s in snapshots if s.node.hostname == node), snapshots[0])
-    if snap.conntrack is None:
-        return [], f"not read on {snap.node.hostname}"
-    where = "conntrack -L, live" if live else f"the snapshot of {snap.node.hostname}"
-    return flow_entries(result, SnapshotIndex(snap).conntrack), where
+    index = next((i for i in indexes if i.snapshot.node.hostname == node), indexes[0])
+    if index.snapshot.conntrack is None:
+        return [], f"not read on {index.snapshot.node.hostname}"
+    where = "conntrack -L, live" if live else f"the snapshot of {index.snapshot.node.hostname}"
+    return flow_entries(result, index.conntrack), where
 
 
 def _entry_key(e: ConntrackEntry) -> str:
@@ -214,7 +273,7 @@ def _watch(
     try:
         while True:
             time.sleep(every)
-            fresh = take_snapshot(host_root=args.host_root or "/", parts=parts)
+            fresh = SnapshotIndex(take_snapshot(host_root=args.host_root or "/", parts=parts))
             try:
                 again = trace([fresh], probe, reply=args.reply)
             except ProbeError as exc:

@@ -749,7 +749,13 @@ def detect_mode(
     proxy_backends = []
     hint_backends = []
     for label, rs in rulesets.items():
-        names = {n for t in rs.tables for n in rs.chain_names(t)}
+        # Asked of each table's chain index: a set of every chain name cost ~10 ms at
+        # 10k Services, and this runs before a trace's first step.
+        names = {
+            n
+            for n in ("KUBE-PROXY-CANARY", "KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY")
+            if any(rs.has_chain(t, n) for t in rs.tables)
+        }
         if "KUBE-PROXY-CANARY" in names:
             proxy_backends.append(label)
             evidence.append(f"{label}: chain KUBE-PROXY-CANARY")
@@ -788,8 +794,9 @@ def detect_mode(
     if len(proxy_backends) > 1:
         warnings.append(f"KUBE-PROXY-CANARY in several backends: {', '.join(proxy_backends)}")
     rs = rulesets[backend]
-    ipvs = any(c.name in ("KUBE-LOAD-BALANCER", "KUBE-NODE-PORT") for c in rs.chains("nat")) or (
-        any("KUBE-CLUSTER-IP" in line for line in rs.rule_lines("nat", "KUBE-SERVICES"))
+    # has_chain, not chains(): building 36k Chain headers took 0.2 s at 10k Services.
+    ipvs = any(rs.has_chain("nat", n) for n in ("KUBE-LOAD-BALANCER", "KUBE-NODE-PORT")) or (
+        any("KUBE-CLUSTER-IP" in line for line in rs.lines_of("nat", "KUBE-SERVICES"))
     )
     if ipvs:
         evidence.append(f"{backend}: ipset-based KUBE-SERVICES (IPVS mode)")

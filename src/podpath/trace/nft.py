@@ -148,6 +148,15 @@ def nft_index(index: SnapshotIndex) -> NftIndex | None:
     return built
 
 
+def adopt_nft_index(index: SnapshotIndex, built: NftIndex) -> None:
+    """Use an index built earlier (podpath.trace.index_cache) for this snapshot's nft dump."""
+    dump = index.snapshot.nft
+    if dump is not None:
+        if len(_CACHE) > 16:
+            _CACHE.clear()
+        _CACHE[id(dump)] = (dump, built)
+
+
 def nft_stages(index: SnapshotIndex, hook: str, family: int) -> list[Stage]:
     """The nftables base chains registered at a hook, as stages."""
     nft = nft_index(index)

@@ -1,0 +1,246 @@
+"""`podpath trace --cache DIR`: the cached path answers exactly as the full parse does.
+
+The snapshots hold kube-proxy's real rulesets (tests/fixtures/realworld): the iptables
+proxier's restore input and the nftables proxier's dump, as the real nft lists it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import nft_real
+import pytest
+from trace_factory import NodeSpec, PodSpec, build_node
+
+from podpath.cli import main
+from podpath.snapshot import codec
+from podpath.snapshot.model import Snapshot
+from podpath.trace import index_cache
+
+REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
+IPTABLES = REALWORLD / "iptables" / "k8s-proxier-test-overall-rules-restore-input.txt"
+NFT = REALWORLD / "nftables" / "k8s-nftables-proxier-test-overall-rules-nft-f-dump.txt"
+_PODS = [PodSpec("a", "10.180.0.9"), PodSpec("ep3", "10.180.0.3"), PodSpec("ep4", "10.180.0.4")]
+# Services of both dumps: two endpoints, one, session affinity, a NodePort, none.
+PROBES = [
+    ("default/a", "172.30.0.44:80"),
+    ("default/a", "ns1/svc1:p80"),
+    ("default/a", "172.30.0.45:80"),
+    ("default/a", "192.168.0.2:3001"),
+    ("default/a", "172.30.0.46:80"),
+]
+
+
+# The restore input holds kube-proxy's own chains; the jumps into them from the base
+# chains are what kube-proxy adds with `iptables -I` (pkg/proxy/iptables/proxier.go).
+_JUMPS = {
+    "filter": [
+        '-A INPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+        '-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+        '-A FORWARD -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+        '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    ],
+    "nat": [
+        '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+        '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+        '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+    ],
+}
+
+
+def _iptables_text(text: str) -> str:
+    """The restore input as iptables-save shows a node: base-chain jumps first in each table."""
+    for table, jumps in _JUMPS.items():
+        head = f"*{table}\n"
+        assert head in text
+        text = text.replace(head, head + "\n".join(jumps) + "\n", 1)
+    return text
+
+
+def _iptables_node(text: str | None = None) -> Snapshot:
+    rules = _iptables_text(IPTABLES.read_text() if text is None else text)
+    return build_node(NodeSpec(pod_cidr="10.180.0.0/24", pods=_PODS, iptables=rules))
+
+
+def _nft_node() -> Snapshot:
+    text = nft_real.load(nft_real.commands_for(NFT.read_text())[1]).json
+    return build_node(NodeSpec(pod_cidr="10.180.0.0/24", pods=_PODS, nft_json=text))
+
+
+@pytest.fixture(params=["iptables", "nftables"])
+def snapshot_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A real-world ruleset's node, saved as `podpath snapshot` saves it."""
+    if not IPTABLES.exists() or not NFT.exists():
+        pytest.skip("real-world fixtures missing")
+    snap = _iptables_node() if request.param == "iptables" else _nft_node()
+    path = tmp_path / "snapshots" / "node.json"
+    path.parent.mkdir()
+    path.write_text(codec.dumps(snap))
+    return path
+
+
+def _trace(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["trace", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _traced(capsys: pytest.CaptureFixture[str], snap: Path, src: str, dst: str, *extra: str) -> str:
+    code, out, err = _trace(
+        capsys, "--snapshot", str(snap), "--from", src, "--to", dst, "--json", "--reply", *extra
+    )
+    assert code == 0, err
+    return out
+
+
+def test_cached_trace_json_equals_the_full_parse(
+    snapshot_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every probe's full `trace --json --reply` is the same parsed, cached (miss) and cached (hit)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for src, dst in PROBES:
+        parsed = _traced(capsys, snapshot_file, src, dst)
+        hops = [h for b in json.loads(parsed)["branches"] for h in b["hops"]]
+        assert any(h["kind"] == "netfilter" for h in hops), (src, dst)
+        assert _traced(capsys, snapshot_file, src, dst, "--cache", str(cache)) == parsed
+        assert _traced(capsys, snapshot_file, src, dst, "--cache", str(cache)) == parsed
+    assert len(os.listdir(cache)) == 1
+
+
+def test_second_trace_reads_the_cache(snapshot_file: Path, tmp_path: Path) -> None:
+    """After a trace with --cache, the file's index is found by its content, whole."""
+    data = snapshot_file.read_bytes()
+    assert index_cache.lookup(str(tmp_path), data).index is None
+    code = main(["trace", "--snapshot", str(snapshot_file), "--from", "default/a", "--to",
+                 "172.30.0.44:80", "--cache", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    found = index_cache.lookup(str(tmp_path), data).index
+    assert found is not None
+    assert found.snapshot == codec.loads(data)
+
+
+def test_changed_snapshot_is_not_answered_from_the_old_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rewriting the snapshot with other rules in place: the cached trace follows the new rules."""
+    if not IPTABLES.exists():
+        pytest.skip("real-world fixtures missing")
+    snap = tmp_path / "node.json"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    text = IPTABLES.read_text()
+    snap.write_text(codec.dumps(_iptables_node()))
+    before = _traced(capsys, snap, "default/a", "172.30.0.44:80", "--cache", str(cache))
+    assert '"dst": "10.180.0.5"' in before
+    # One of svc4's endpoints moves from 10.180.0.5 to 10.180.0.7: same size, same mtime.
+    stat = snap.stat()
+    moved = text.replace("10.180.0.5:80", "10.180.0.7:80")
+    assert moved != text
+    snap.write_text(codec.dumps(_iptables_node(moved)))
+    os.utime(snap, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after = _traced(capsys, snap, "default/a", "172.30.0.44:80", "--cache", str(cache))
+    assert after == _traced(capsys, snap, "default/a", "172.30.0.44:80")
+    assert '"dst": "10.180.0.7"' in after and '"dst": "10.180.0.5"' not in after
+
+
+def test_without_cache_nothing_is_written(
+    snapshot_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trace of a snapshot without --cache leaves its directory as it was."""
+    before = sorted(os.listdir(snapshot_file.parent))
+    _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80")
+    assert sorted(os.listdir(snapshot_file.parent)) == before == ["node.json"]
+
+
+def _only_cache_file(directory: Path) -> Path:
+    (found,) = directory.glob("podpath-index-*")
+    return found
+
+
+def test_cache_others_may_write_is_not_read(snapshot_file: Path, tmp_path: Path) -> None:
+    """A cache file writable by group or others is a miss (pickle is not read from it)."""
+    main(["trace", "--snapshot", str(snapshot_file), "--from", "default/a", "--to",
+          "172.30.0.44:80", "--cache", str(tmp_path)])  # fmt: skip
+    path = _only_cache_file(tmp_path)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+    path.chmod(0o666)
+    assert index_cache.lookup(str(tmp_path), snapshot_file.read_bytes()).index is None
+
+
+class _Marker:
+    """Stands for a callable a crafted cache would name."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("true",))
+
+
+def test_cache_naming_other_callables_is_a_miss(
+    snapshot_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cache file that would call anything but podpath's model classes is refused, and the trace still answers."""
+    data = snapshot_file.read_bytes()
+    key = index_cache.key_of(data)
+    path = Path(index_cache.cache_path(str(tmp_path), key))
+    path.write_bytes(b"podpath-index-cache 1\n" + pickle.dumps((key, _Marker(), None)))
+    path.chmod(0o600)
+    assert index_cache.lookup(str(tmp_path), data).index is None
+    parsed = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80")
+    assert (
+        _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
+        == parsed
+    )
+
+
+def test_corrupt_cache_is_a_miss_and_rewritten(
+    snapshot_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated cache file is parsed around and replaced by a whole one."""
+    parsed = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
+    path = _only_cache_file(tmp_path)
+    path.write_bytes(path.read_bytes()[:1000])
+    assert (
+        _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
+        == parsed
+    )
+    assert index_cache.lookup(str(tmp_path), snapshot_file.read_bytes()).index is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--cache", "/nonexistent-podpath-cache"],
+            "podpath: cache directory /nonexistent-podpath-cache: No such file or directory\n",
+        ),
+        (
+            ["--cache", "/etc/hostname"],
+            "podpath: cache directory /etc/hostname is not a directory\n",
+        ),
+    ],
+)
+def test_unusable_cache_directory_is_one_sentence(
+    snapshot_file: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """A cache directory that is missing or a file is refused in one sentence."""
+    code, out, err = _trace(
+        capsys,
+        "--snapshot",
+        str(snapshot_file),
+        "--from",
+        "default/a",
+        "--to",
+        "172.30.0.44:80",
+        *args,
+    )
+    assert (code, out, err) == (2, "", message)
+
+
+def test_cache_needs_a_snapshot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--cache on the live node is refused before anything is read."""
+    code, out, err = _trace(capsys, "--from", "node", "--to", "10.0.0.1", "--cache", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert err == "podpath: --cache DIR needs --snapshot FILE (a live node is read afresh)\n"
