@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,6 @@ from podpath.snapshot.model import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from podpath.collectors.conntrack import ConntrackResult
@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 # The collectors of the optional parts, and the thread pool that runs them, are imported
 # where they are used: `podpath ls namespaces` must start faster than lsns, and these
 # imports are a third of its time.
+
+# Told each step as it starts: (what is being read, steps done, steps in all). A plain
+# callable, like the cancel Event: the CLI prints it, the TUI shows it; collectors
+# know neither.
+Progress = Callable[[str, int, int], object]
 
 # The parts a snapshot is made of; `podpath ls KIND` collects only what KIND needs.
 # "sockets" needs "netns": they are read by the same namespace scan.
@@ -58,6 +63,7 @@ def take_snapshot(
     redact_env: bool = True,
     parts: frozenset[str] = ALL_PARTS,
     while_tools_run: Callable[[Snapshot], object] | None = None,
+    progress: Progress | None = None,
 ) -> Snapshot:
     """Collect everything podpath knows about the node under `host_root`.
 
@@ -66,11 +72,12 @@ def take_snapshot(
     `while_tools_run` is given what this process collected while the external tools
     (iptables-save, nft, conntrack) may still run: work on it overlaps their wait. The
     result is made from it by `dataclasses.replace`, so its other fields are the same
-    objects.
+    objects. `progress` is told each step as it starts.
     """
     started = time.monotonic()
     taken_at = time.time()
     cancel = cancel or threading.Event()
+    steps = _Steps(progress, parts)
     try:
         host = HostRoot(host_root)
     except OSError as exc:
@@ -81,16 +88,45 @@ def take_snapshot(
 
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="podpath-tools") as pool:
                 netfilter, conntrack = _start_tools(pool, host, previous, cancel, parts)
-                snapshot = _collect_local(host, cancel, taken_at, redact_env, parts)
+                snapshot = _collect_local(host, cancel, taken_at, redact_env, parts, steps)
                 if while_tools_run is not None:
                     while_tools_run(snapshot)
+                steps.start(TOOLS_STEP)
                 snapshot = _with_tools(snapshot, netfilter, conntrack)
         else:
-            snapshot = _collect_local(host, cancel, taken_at, redact_env, parts)
+            snapshot = _collect_local(host, cancel, taken_at, redact_env, parts, steps)
     skipped = tuple(
         Gap(part, "not collected for this command", "skipped") for part in sorted(ALL_PARTS - parts)
     )
     return replace(snapshot, duration=time.monotonic() - started, gaps=snapshot.gaps + skipped)
+
+
+TOOLS_STEP = "netfilter rules and conntrack (iptables-save, nft, conntrack)"
+
+
+class _Steps:
+    """Tells `progress` each step as it starts, numbered out of the steps `parts` needs."""
+
+    def __init__(self, progress: Progress | None, parts: frozenset[str]) -> None:
+        self.progress = progress
+        self.done = 0
+        wanted = {
+            "node facts": True,
+            "processes": True,
+            "namespaces": True,
+            "network namespaces": "netns" in parts,
+            "CNI configs": bool(parts & {"cni", "pods"}),
+            "pods": "pods" in parts,
+            "IPVS, ipsets, xt_recent": "netfilter" in parts,
+            TOOLS_STEP: bool(parts & {"netfilter", "conntrack"}),
+        }
+        self.total = sum(wanted.values())
+
+    def start(self, what: str) -> None:
+        """`what` starts now."""
+        if self.progress is not None:
+            self.progress(what, self.done, self.total)
+        self.done += 1
 
 
 def _start_tools(
@@ -122,10 +158,12 @@ def _collect_local(
     taken_at: float,
     redact_env: bool,
     parts: frozenset[str],
+    steps: _Steps,
 ) -> Snapshot:
     """Everything read from /proc, runtime state and netlink in this process."""
     gaps: list[Gap] = []
     cri = _start_cri_listing(host) if "pods" in parts else None
+    steps.start("node facts")
     # Each interface's rp_filter matters to the network parts only.
     node, node_gaps = collect_node(host, cancel, interfaces="netns" in parts)
     gaps += node_gaps
@@ -134,10 +172,12 @@ def _collect_local(
     # The fd tables (namespaces held by an fd, and who holds each socket) are read in
     # the same pass.
     sockets = "sockets" in parts and "netns" in parts
+    steps.start("processes")
     processes, proc_gaps, fd_holders = scan_processes_and_fds(
         host, cancel, full=full, sockets=sockets
     )
     gaps += proc_gaps
+    steps.start("namespaces")
     scan = scan_namespaces(host, processes, cancel, fd_holders=fd_holders)
     gaps += scan.gaps
     root_netns = scan.root_netns or 0
@@ -166,6 +206,7 @@ def _collect_local(
     if "netns" in parts:
         from podpath.collectors.netlink.netns_scan import scan_network_namespaces
 
+        steps.start("network namespaces")
         targets = net_namespace_targets(host, scan)
         reader = _socket_reader(host, node.kernel) if sockets else None
         netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel, reader)
@@ -182,6 +223,7 @@ def _collect_local(
     if "cni" in parts or "pods" in parts:
         from podpath.collectors.cni import collect_cni
 
+        steps.start("CNI configs")
         cni, cni_gaps = collect_cni(host, cancel)
         gaps += cni_gaps
     pods: tuple[Pod, ...] = ()
@@ -189,6 +231,7 @@ def _collect_local(
         from podpath.collectors.cni import mark_stale
         from podpath.collectors.runtime.pods import collect_pods
 
+        steps.start("pods")
         listings, cri_gaps = cri.result() if cri is not None else ((), ())
         gaps += cri_gaps
         pods, pod_gaps = collect_pods(
@@ -208,6 +251,7 @@ def _collect_local(
     ipvs: IpvsDump | None = None
     ipsets: IpsetDump | None = None
     if "netfilter" in parts:
+        steps.start("IPVS, ipsets, xt_recent")
         recent, ipvs, ipsets, state_gaps = _kernel_state(host, cancel)
         gaps += state_gaps
     if cancel.is_set():

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import ClassVar
 
 from rich.console import RenderableType
@@ -23,6 +24,7 @@ from podpath.snapshot import codec
 from podpath.snapshot.model import Pod, Snapshot
 from podpath.tui import crash, registry
 from podpath.tui.actions import ActionResult, Actions, NoActions, pod_target
+from podpath.tui.key_order import KeyOrder
 from podpath.tui.screens.base import BaseScreen
 from podpath.tui.screens.help import HelpScreen
 from podpath.tui.screens.jump import JumpScreen
@@ -43,7 +45,7 @@ WORKER_CONTEXT = {
 EXPECTED_ERRORS = (OSError, CollectError)
 
 
-class PodpathApp(App[None]):
+class PodpathApp(KeyOrder, App[None]):
     """Explore one node's networking from a snapshot source."""
 
     CSS = APP_CSS
@@ -79,6 +81,16 @@ class PodpathApp(App[None]):
         def __init__(self, loaded: Loaded) -> None:
             super().__init__()
             self.loaded = loaded
+
+    class Progress(Message):
+        """A step of collecting (kind "collect") or preparing the views ("prepare") started."""
+
+        def __init__(self, kind: str, what: str, done: int, total: int) -> None:
+            super().__init__()
+            self.kind = kind
+            self.what = what
+            self.done = done
+            self.total = total
 
     class RefreshDropped(Message):
         """A refresh was asked for while one was running: dropped, like k9s does."""
@@ -121,8 +133,27 @@ class PodpathApp(App[None]):
     @work(thread=True, exclusive=True, group="prepare", exit_on_error=False, name="prepare")
     def _prepare(self, loaded: Loaded) -> None:
         """Parse the big views once per snapshot off the event loop, then tell the screens."""
-        loaded.prepare()
+        loaded.prepare(partial(self._post_progress, "prepare"))
         self.post_message(self.ViewsReady(loaded))
+
+    def _post_progress(self, kind: str, what: str, done: int, total: int) -> None:
+        """From a worker thread: a step started (post_message is thread-safe)."""
+        self.post_message(self.Progress(kind, what, done, total))
+
+    def on_podpath_app_progress(self, message: Progress) -> None:
+        """Say which part is being read or parsed, and how far: in the header, and on
+        the screens waiting for the views."""
+        loaded = self.loaded
+        if message.kind == "collect" and self._collecting:
+            shown = loaded.snapshot if loaded else None
+            self.sub_title = (
+                clean(self.source.title(shown))
+                + f" · ⟳ reading {message.what} ({message.done + 1}/{message.total})…"
+            )
+        elif message.kind == "prepare" and loaded is not None and not loaded.ready.is_set():
+            for screen in self.screen_stack:
+                if isinstance(screen, BaseScreen):
+                    screen.reload()
 
     def on_podpath_app_views_ready(self, message: ViewsReady) -> None:
         """Fill in what waited for the views (home's counts, Services, Conntrack)."""
@@ -154,7 +185,7 @@ class PodpathApp(App[None]):
         """Collect a snapshot off the event loop (post_message is thread-safe)."""
         assert self.source.collect is not None
         previous = self.loaded.snapshot if self.loaded else None
-        return self.source.collect(self._cancel, previous)
+        return self.source.collect(self._cancel, previous, partial(self._post_progress, "collect"))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The app's own workers: failures to report_failure, a collected snapshot to the screens."""
@@ -192,10 +223,11 @@ class PodpathApp(App[None]):
             return
         what = WORKER_CONTEXT.get(worker.name, worker.name or "a background task")
         if isinstance(error, EXPECTED_ERRORS):
-            text = f"{what} failed: {type(error).__name__}: {error}"
+            text = clean(f"{what} failed: {type(error).__name__}: {error}")
         else:
+            # Already made visible: cleaning it again would double its backslashes.
             text = crash.sentence(error, what, crash.write_report(error, what))
-        self.notify(clean(text), severity="error", markup=False, timeout=10)
+        self.notify(text, severity="error", markup=False, timeout=10)
 
     def on_podpath_app_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show the new snapshot on every screen (rows update in place by key)."""

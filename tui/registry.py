@@ -16,6 +16,7 @@ from textual.screen import Screen
 from podpath.tui.screens.cni import CniScreen
 from podpath.tui.screens.conntrack import ConntrackScreen
 from podpath.tui.screens.links import LinksScreen
+from podpath.tui.screens.map import MapScreen
 from podpath.tui.screens.namespaces import NamespacesScreen
 from podpath.tui.screens.netfilter import NetfilterScreen
 from podpath.tui.screens.node import NodeScreen
@@ -92,6 +93,14 @@ VIEWS: tuple[View, ...] = (
         "the root namespace's links: bridges, ports, overlays",
         ("link",),
         lambda ld: sum(len(ns.links) for ns in ld.snapshot.netns),
+    ),
+    View(
+        "map",
+        "Node map",
+        MapScreen,
+        "podpath draw as a tree: pods, veths, bridges, overlay, uplink",
+        ("draw",),
+        lambda ld: f"{1 + len(ld.peers)} node{'s' if ld.peers else ''}",
     ),
     View(
         "ipt",

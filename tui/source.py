@@ -2,8 +2,8 @@
 
 The TUI never reads a node. The CLI builds a source: a snapshot already loaded (a
 file, the bundled demo, a test fixture), or a live collector passed in as a plain
-callable that takes a `threading.Event` to cancel (so the collector never imports
-Textual, and the TUI never imports the collectors).
+callable that takes a `threading.Event` to cancel and a progress callable (so the
+collector never imports Textual, and the TUI never imports the collectors).
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 from podpath.snapshot.model import Snapshot
 
-Collect = Callable[[threading.Event, Snapshot | None], Snapshot]
+# Told each step of a long task as it starts: (what, steps done, steps in all).
+Progress = Callable[[str, int, int], object]
+# (cancel, previous snapshot, progress) -> a fresh snapshot.
+Collect = Callable[[threading.Event, Snapshot | None, Progress], Snapshot]
 
 
 class CollectError(Exception):

@@ -43,6 +43,8 @@ class Loaded:
     ready: threading.Event = field(init=False, default_factory=threading.Event)
     # True when preparing the views failed (a bug, reported once): screens stop waiting.
     failed: bool = field(init=False, default=False)
+    # What prepare() is doing now, e.g. "Services (2/5)"; "" before it starts.
+    step: str = field(init=False, default="")
     _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
     _problems: tuple[Finding, ...] | None = field(init=False, default=None)
     _mentions: MentionIndex | None = field(init=False, default=None)
@@ -92,24 +94,37 @@ class Loaded:
         """What `podpath doctor` finds on these snapshots (podpath.doctor), once prepared."""
         return self._problems if self.ready.is_set() else None
 
-    def prepare(self) -> None:
-        """Parse the big views and build their rows (call from a worker thread on big snapshots)."""
+    def prepare(self, progress: Callable[[str, int, int], object] | None = None) -> None:
+        """Parse the big views and build their rows (call from a worker thread on big snapshots).
+
+        `progress` is told each step as it starts; `step` says the same to the screens.
+        """
         if self.ready.is_set():
             return
+        steps: tuple[tuple[str, Callable[[], object]], ...] = (
+            ("parsing rules and conntrack", self._parse),
+            ("Services", self.service_rows),
+            ("conntrack entries", self.conntrack_rows),
+            ("rules naming each pod", self.ip_mentions),
+            ("nftables ruleset", self.nft_ruleset),
+        )
+        for done, (what, run) in enumerate(steps):
+            self.step = f"{what} ({done + 1}/{len(steps)})"
+            if progress is not None:
+                progress(what, done, len(steps))
+            run()
+        # The rows live as long as the snapshot: keep the cyclic GC from rescanning
+        # them on every collection (see podpath.tui.app.settle_heap).
+        gc.freeze()
+        self.ready.set()
+
+    def _parse(self) -> None:
         # Parses every view, and traces every path from every pod position.
         indexes = [self.index, *self.peer_indexes]
         self._problems = diagnose(indexes, [self.parsed]).findings
         # The parsed views live as long as the snapshot: keep the cyclic GC from
         # rescanning them while the rows are built (see podpath.tui.app.settle_heap).
         gc.freeze()
-        self.service_rows()
-        self.conntrack_rows()
-        self.ip_mentions()
-        self.nft_ruleset()
-        # The rows live as long as the snapshot: keep the cyclic GC from rescanning
-        # them on every collection (see podpath.tui.app.settle_heap).
-        gc.freeze()
-        self.ready.set()
 
 
 def raw_size(snap: Snapshot) -> int:

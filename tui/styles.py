@@ -105,6 +105,12 @@ RowTable.third {
     max-height: 8;
 }
 
+#flow {
+    height: auto;
+    padding: 0 1;
+    color: $text-muted;
+}
+
 #hop-detail {
     height: auto;
     max-height: 12;
@@ -135,16 +141,17 @@ HelpScreen, JumpScreen, PromptScreen {
 }
 
 #help {
-    width: 100;
+    width: 96%;
+    max-width: 140;
     height: auto;
-    max-height: 80%;
+    max-height: 90%;
     border: thick $primary;
     background: $surface;
 }
 
 #help RowTable {
     height: auto;
-    max-height: 30;
+    max-height: 40;
 }
 
 #help-title {

@@ -46,6 +46,9 @@ SHOTS: dict[str, tuple[str, ...]] = {
     "trace": _TRACE,
     "trace-and": (*_TRACE, "a"),
     "trace-reply": (*_TRACE, "p"),
+    # "-view": screenshots/map.svg and trace-map.svg are `podpath draw`'s pictures.
+    "trace-map-view": (*_TRACE, "m"),
+    "map-view": _jump("map"),
     "namespaces": _jump("ns"),
     "links": _jump("links"),
     "conntrack": _jump("ct"),
@@ -69,8 +72,10 @@ TOUR: tuple[str, ...] = (
     "trace",
     "trace-and",
     "trace-reply",
+    "trace-map-view",
     "conntrack",
     "links",
+    "map-view",
     "problems",
 )
 

@@ -29,7 +29,7 @@ from podpath.collectors.netlink.rtnetlink import RouteSocket
 from podpath.collectors.netlink.wire import NetlinkError
 from podpath.collectors.parallel import part_count, run_parts, split
 from podpath.collectors.proc.processes import FdHolders, nsfs_dev, parse_ns_link, read_fd_holders
-from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Namespace, Process
+from podpath.snapshot.model import NAMESPACE_TYPES, Gap, HolderFd, Namespace, Process
 
 if TYPE_CHECKING:
     from podpath.collectors.netlink.netns_scan import NetnsTarget
@@ -475,6 +475,7 @@ def _build(
         netnsid=nsids.get(inode) if kind == "net" else None,
         nsfs=h.mounts[0] if h.mounts else None,
         held_by=held,
+        holder_fds=tuple(HolderFd(pid, fd) for pid, fd in sorted(set(h.fds))),
     )
 
 

@@ -15,7 +15,8 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.sockets import containers_by_pid, endpoint, is_listening, peer_endpoint
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
-from podpath.snapshot.model import Container, Link, Pod, Socket, SocketOwner
+from podpath.snapshot.model import Container, Link, NetNamespace, Pod, Socket, SocketOwner
+from podpath.trace.routing import table_name
 
 if TYPE_CHECKING:
     from podpath.netfilter.kube_proxy import Service
@@ -86,6 +87,7 @@ def namespaces(index: SnapshotIndex) -> Listing:
             "netnsid": ns.netnsid,
             "nsfs": ns.nsfs,
             "held_by": list(ns.held_by),
+            "holder_fds": [{"pid": h.pid, "fd": h.fd} for h in ns.holder_fds],
         }
         for ns in index.snapshot.namespaces
     ]
@@ -237,6 +239,11 @@ def links(index: SnapshotIndex) -> Listing:
             row["master_name"] = _dev_name(index, ns.inode, link.master)
             peer = index.peer(link)
             row["peer_name"] = peer.name if peer else None
+            vxlan = link.vxlan
+            row["vxlan_dev_name"] = (
+                _dev_name(index, ns.inode, vxlan.dev) if vxlan and vxlan.dev else None
+            )
+            row["vxlan_remotes"] = _vxlan_remotes(ns, link)
             rows.append(row)
     cols = (
         Column("NETNS", _key("netns_label")),
@@ -249,8 +256,23 @@ def links(index: SnapshotIndex) -> Listing:
         Column("MASTER", _key("master_name")),
         Column("PEER", _key("peer_name")),
         Column("ADDRESSES", lambda r: [f"{a['address']}/{a['prefixlen']}" for a in r["addresses"]]),
+        # `ip -d link show type vxlan`: id, local, remote (fixed, or the FDB's), dstport, dev.
+        Column("VNI", lambda r: r["vxlan"]["vni"] if r["vxlan"] else None, True),
+        Column("LOCAL", lambda r: r["vxlan"]["local"] if r["vxlan"] else None),
+        Column("REMOTE", lambda r: r["vxlan_remotes"] or None),
+        Column("DSTPORT", lambda r: r["vxlan"]["port"] if r["vxlan"] else None, True),
+        Column("UNDERLAY", _key("vxlan_dev_name")),
     )
     return Listing(rows, cols)
+
+
+def _vxlan_remotes(ns: NetNamespace, link: Link) -> list[str]:
+    """A VXLAN device's remote VTEPs: its fixed remote or group, else its FDB's destinations."""
+    if link.vxlan is None:
+        return []
+    fixed = [link.vxlan.group] if link.vxlan.group else []
+    learnt = [f.dst for f in ns.fdb if f.ifindex == link.ifindex and f.dst]
+    return list(dict.fromkeys(fixed + learnt))
 
 
 def _per_netns(index: SnapshotIndex, attr: str) -> list[Row]:
@@ -261,15 +283,25 @@ def _per_netns(index: SnapshotIndex, attr: str) -> list[Row]:
             row["netns_label"] = _netns_label(index, ns.inode)
             if "dev" in row or "ifindex" in row:
                 row["dev_name"] = _dev_name(index, ns.inode, row.get("dev", row.get("ifindex")))
+            if "table" in row:
+                # As `ip` names them: 254 is main, 255 local, 253 default.
+                row["table_name"] = table_name(row["table"]) if row["table"] is not None else None
             rows.append(row)
     return rows
+
+
+def _family(row: Row) -> str:
+    """ipv4 or ipv6, as the iptables listing names families."""
+    family = row.get("family")
+    return "ipv4" if family == 4 else "ipv6" if family == 6 else str(family)
 
 
 def routes(index: SnapshotIndex) -> Listing:
     """Routes of every table of every namespace."""
     cols = (
         Column("NETNS", _key("netns_label")),
-        Column("TABLE", _key("table"), True),
+        Column("FAMILY", _family),
+        Column("TABLE", _key("table_name")),
         Column("TYPE", _key("type")),
         Column("DST", _key("dst")),
         Column("VIA", _key("gateway")),
@@ -286,6 +318,8 @@ def rules(index: SnapshotIndex) -> Listing:
     """Policy routing rules of every namespace."""
     cols = (
         Column("NETNS", _key("netns_label")),
+        # `ip rule` and `ip -6 rule` are two lists: without it their rules look doubled.
+        Column("FAMILY", _family),
         Column("PRIO", _key("priority"), True),
         Column("FROM", _key("src")),
         Column("TO", _key("dst")),
@@ -293,7 +327,7 @@ def rules(index: SnapshotIndex) -> Listing:
         Column("IIF", _key("iif")),
         Column("OIF", _key("oif")),
         Column("ACTION", _key("action")),
-        Column("TABLE", _key("table"), True),
+        Column("TABLE", _key("table_name")),
     )
     return Listing(_per_netns(index, "rules"), cols)
 
@@ -478,7 +512,8 @@ def nft(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
-def _service_type(s: Service) -> str:
+def service_type(s: Service) -> str:
+    """The Service's type as its rules show it: LoadBalancer, NodePort, ClusterIP, ExternalIP."""
     if s.load_balancer_ips:
         return "LoadBalancer"
     if s.node_port is not None:
@@ -527,7 +562,7 @@ def services(index: SnapshotIndex) -> Listing:
                 "name": s.name,
                 "port_name": s.port_name,
                 "protocol": s.protocol,
-                "type": _service_type(s),
+                "type": service_type(s),
                 "cluster_ip": s.cluster_ip,
                 "port": s.port,
                 "node_port": s.node_port,

@@ -158,6 +158,7 @@ def main(workdir: str) -> None:
         },
         "bound": [bound_inode, nsfile],
         "fd": fd_inode,
+        "fd_holder": [os.getpid(), fd],
         "peer_net": _inode(f"/proc/{peer.pid}/ns/net"),
         "link_netnsid": link.get("link_netnsid"),
         "ours_fds_in_process_pass": [dataclasses.asdict(n) for n in scan2.namespaces],

@@ -106,6 +106,8 @@ def test_fd_only_netns_listed(run: dict[str, Any]) -> None:
     """Row 5: a netns held only by an open fd is listed as held by "fd"."""
     ns = _ours(run)[("net", run["fd"])]
     assert ns["held_by"] == ["fd"] and ns["nprocs"] == 0
+    pid, fd = run["fd_holder"]
+    assert {"pid": pid, "fd": fd} in ns["holder_fds"]  # which process and fd hold it
     target = next(t for t in run["targets"] if t[0] == run["fd"])
     assert "/fd/" in target[2]
 

@@ -274,8 +274,8 @@ def test_tui_works_on_the_debug_pods_terminal(
         tmux("send-keys", "-t", session, ":")
         wait_for(session, "jump to")
         tmux("send-keys", "-t", session, "ns", "Enter")
-        # Held by its bind mount alone: listed with no process.
-        assert re.search(rf"net\s+{only}\s+0\s+-", wait_for(session, str(only)))
+        # Held by its bind mount alone: listed with no process (TYPE INODE NSID PROCS PID).
+        assert re.search(rf"net\s+{only}\s+(\d+|-)\s+0\s+-", wait_for(session, str(only)))
         tmux("send-keys", "-t", session, "q")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -3,7 +3,8 @@
 Each value is text that anyone who names a pod, a process, an interface or a rule
 controls, and that would do something if it reached a terminal or Textual's markup
 parser: markup and click actions, CSI, OSC (title, clipboard, hyperlink), C1 controls,
-bidi overrides, undecodable bytes, NUL/DEL/newlines, shell syntax and a 100 KB value.
+bidi overrides, undecodable bytes, NUL/DEL/newlines, shell syntax, a 100 KB value and
+backslashes that spell escapes.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ CORPUS: dict[str, str] = {
     "shell": "$(touch /tmp/podpath-hostile-PWN);pw",
     "dash": "-pw --help",
     "long": "pw" + "x" * 100_000,
+    # Backslashes that spell escapes: shown doubled, never alike to the controls they spell.
+    "backslash": "pw\\x1b[2J\\u202e\\",
 }
 
 # What must never reach a terminal: C0 controls but newline, DEL, C1, bidi controls,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +206,75 @@ def test_hostile_names_made_in_a_node_are_listed_inert(make_lab: Any) -> None:
                     assert shown in out.stdout, kind
     finally:
         lab.exec(node, ["kill", "--", pid], check=False)
+
+
+# A name like the one the hardening review could not find by typing what it saw.
+_SEEN = "pwfind\u202eevil.exe\n\x1b[2J"
+
+
+async def _filter(pilot: Any, needle: str, typed: bool) -> list[tuple[str, ...]]:
+    """Open `/` on the current list, enter `needle`, and return the rows then shown."""
+    from textual.widgets import Input
+
+    screen = pilot.app.screen
+    await pilot.press("slash")
+    box = screen.query_one("#filter", Input)
+    box.value = ""
+    if typed:
+        await pilot.press(*needle)  # key by key, as a user types it
+    else:
+        box.value = needle  # a 100 KB name is not typed
+    await pilot.pause()
+    table = screen.table
+    return [table.row_texts(i) for i in range(table.row_count)]
+
+
+async def test_every_hostile_string_is_found_by_typing_what_is_shown(hostile_file: Path) -> None:
+    """Every corpus value, typed into `/` as it is displayed (escapes and all), finds its row.
+
+    And the escapes are unambiguous: a backslash is shown doubled, so typing what a
+    name holding ESC shows never finds one that holds the four characters `\\x1b`.
+    """
+    import dataclasses
+
+    from hostile_corpus import CORPUS
+
+    from podpath.cli.tui import build_app
+    from podpath.safe_text import visible
+    from podpath.tui.source import static_source
+
+    snap = codec.load_path(str(hostile_file))
+    seen = dataclasses.replace(snap.pods[-1], namespace="hostile", name=_SEEN, uid="seen")
+    snap = dataclasses.replace(snap, pods=(*snap.pods, seen))
+    app = build_app(static_source(snap, "snapshot", "hostile.json"))
+    # (jump name, the text each corpus value is shown in): pods by name, uts namespaces
+    # by their command, interfaces by their name.
+    screens: dict[str, Callable[[int, str], str]] = {
+        "pods": lambda i, v: f"hostile/pw{i}-{v}",
+        "ns": lambda i, v: v,
+        "links": lambda i, v: v[:64],
+    }
+    async with app.run_test(size=(160, 48)) as pilot:
+        await app.workers.wait_for_complete()
+        for name, shown_as in screens.items():
+            await pilot.press("escape", "escape", "colon", *name, "enter")
+            await pilot.pause()
+            for i, value in enumerate(CORPUS.values()):
+                needle = visible(shown_as(i, value))[:80]
+                rows = await _filter(pilot, needle, typed=False)
+                assert rows, (name, needle)
+                assert all(needle.lower() in " ".join(r).lower() for r in rows), (name, needle)
+                shown = [r for r in rows if visible(shown_as(i, value))[:80] in " ".join(r)]
+                assert shown, (name, needle)
+        await pilot.press("escape", "escape", "colon", *"pods", "enter")
+        await pilot.pause()
+        for needle in ("\\x1b[2J", "\\u202eevil", "\\x0a", "\\U202EEVIL"):
+            rows = await _filter(pilot, needle, typed=True)
+            assert any("pwfind" in r[0] for r in rows), needle
+        # ESC's escape and a literal backslash-x-1-b are told apart, both ways.
+        esc = await _filter(pilot, "pw\\x1b[2J", typed=True)
+        literal = await _filter(pilot, "pw\\\\x1b[2J", typed=True)
+        assert esc and literal
+        assert not any("pw\\\\x1b" in r[0] for r in esc)
+        assert all("pw\\\\x1b" in r[0] for r in literal)
+    assert not CANARY.exists()

@@ -23,7 +23,7 @@ from podpath.tui.screens.pods import PodsScreen
 from podpath.tui.screens.service import ServiceScreen
 from podpath.tui.screens.services import ServicesScreen
 from podpath.tui.screens.trace import TraceScreen
-from podpath.tui.source import live_source
+from podpath.tui.source import Progress, live_source
 from podpath.tui.widgets.table import RowTable
 
 SIZE = (120, 36)
@@ -317,7 +317,7 @@ async def test_refresh_while_a_big_snapshot_loads(fixed_snapshot: Snapshot) -> N
     release = threading.Event()
     big = _with_many_pods(fixed_snapshot, 5000)
 
-    def collect(cancel: threading.Event, previous: Snapshot | None) -> Snapshot:
+    def collect(cancel: threading.Event, previous: Snapshot | None, progress: Progress) -> Snapshot:
         release.wait(10)
         return big if previous is None else _with_many_pods(fixed_snapshot, 5001)
 
@@ -349,7 +349,7 @@ async def test_refresh_while_a_big_snapshot_loads(fixed_snapshot: Snapshot) -> N
 async def test_a_failing_collector_is_reported_not_raised(fixed_snapshot: Snapshot) -> None:
     """A collector that raises posts CollectFailed and the app keeps running."""
 
-    def collect(cancel: threading.Event, previous: Snapshot | None) -> Snapshot:
+    def collect(cancel: threading.Event, previous: Snapshot | None, progress: Progress) -> Snapshot:
         raise PermissionError("no CAP_NET_ADMIN")
 
     app = create_app(live_source(collect, "/"))

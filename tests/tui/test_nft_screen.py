@@ -146,7 +146,9 @@ def test_rule_rows_show_text_handle_and_counters() -> None:
     (first,) = nft_rule_rows(nft.chain_rules("ip", "kube-proxy", "nat-prerouting"))
     texts = [c.text for c in first.cells]
     assert first.key == "nftrule:1"
-    assert texts == ["1", "10", "counter packets 42 bytes 2520 jump services", "42", "2520"]
+    # #, HANDLE, PKTS, BYTES (counters first, as iptables -L -v), OWNER, RULE
+    rule = "counter packets 42 bytes 2520 jump services"
+    assert texts == ["1", "10", "42", "2520", "kube-proxy", rule]
 
 
 def test_chain_rows_list_base_chains_first_then_maps() -> None:
@@ -221,7 +223,7 @@ async def test_drill_table_chain_rule_and_follow_jump(
         await _enter(pilot, screen.table, "nfttable:0")
         assert (screen.level.family, screen.level.table) == ("ip", "kube-proxy")
         await _enter(pilot, screen.table, "nftchain:nat-prerouting")
-        assert screen.table.selected_cells()[3].text == "42"
+        assert screen.table.selected_cells()[2].text == "42"
         await _enter(pilot, screen.table, "nftrule:1")
         assert screen.level.chain == "services"
         assert screen.heading() == "Netfilter › nftables › ip kube-proxy › services"
@@ -252,7 +254,7 @@ async def test_vmap_elements_goto_service_then_endpoint(
         assert screen.level.vmap_rule == 1
         await _enter(pilot, screen.table, "nftelem:0")
         assert screen.level.chain == EP
-        assert "dnat to 10.244.0.5:80" in screen.table.selected_cells()[2].text
+        assert "dnat to 10.244.0.5:80" in screen.table.selected_cells()[5].text
         await pilot.press("escape")
         await pilot.pause()
         assert screen.level.vmap_rule == 1 and screen.table.selected_key == "nftelem:0"

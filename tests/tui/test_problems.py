@@ -88,24 +88,3 @@ async def test_the_selected_finding_is_shown_whole_and_enter_traces_its_first_pa
             first.destination,
             first.proto,
         )
-
-
-async def test_the_trace_screen_shows_the_flows_conntrack_entries(
-    fixed_snapshot: Snapshot, make_app: Callable[..., PodpathApp]
-) -> None:
-    """Beside a trace, the snapshot's conntrack entries of that flow: the one DNATed to the
-    leaked 10.244.0.9 is marked as no endpoint the trace predicts."""
-    from podpath.tui.screens.trace import TraceScreen
-
-    app = make_app(fixed_snapshot)
-    async with app.run_test(size=SIZE) as pilot:
-        app.start_trace("10.244.0.8", "10.96.0.20:80")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, TraceScreen)
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        shown = str(screen.query_one("#observed").render())
-    assert "entries of this flow" in shown
-    assert "10.244.0.8:51002 -> 10.96.0.20:80" in shown
-    assert "DNAT to 10.244.0.9:80 (NOT among the trace's endpoints)" in shown

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.conntrack import ConntrackEntry, ConntrackTuple
 from podpath.netfilter.kube_proxy import Endpoint, Service
+from podpath.snapshot.model import RecentEntry, RecentList
 from podpath.tui.rows.conntrack import conntrack_rows
 from podpath.tui.rows.links import link_rows
 from podpath.tui.rows.model import MORE_KEY, Row, cell, more_row, page, row
@@ -14,6 +17,7 @@ from podpath.tui.rows.node import menu_rows
 from podpath.tui.rows.pod import (
     container_rows,
     interface_rows,
+    namespace_columns,
     namespace_rows,
     nat_rows,
     neighbour_rows,
@@ -21,7 +25,12 @@ from podpath.tui.rows.pod import (
     route_rows,
 )
 from podpath.tui.rows.problems import GRADE_ROLES, problem_rows
-from podpath.tui.rows.services import endpoint_rows, service_id, service_rows
+from podpath.tui.rows.services import (
+    endpoint_rows,
+    service_fact_rows,
+    service_id,
+    service_rows,
+)
 
 WEB = "default/web-7d4b9c6f5d-x7k2p"
 
@@ -75,6 +84,69 @@ def test_containers_list_pause_first(index: SnapshotIndex) -> None:
     pod = index.pods_by_name[WEB]
     rows = container_rows(index, pod)
     assert texts(rows[0])[0] == "pause" and texts(rows[0])[1] == "sandbox"
+
+
+def _cri_pod(index: SnapshotIndex, name: str = WEB) -> SnapshotIndex:
+    """The fixture with a pod as containerd reports it: a restarted web, an exited sidecar."""
+    snap = index.snapshot
+    now_ns = int(snap.taken_at * 1e9)
+    pod = index.pods_by_name[name]
+    pause, web = sorted(pod.containers, key=lambda c: c.kind != "sandbox")
+    pause = replace(pause, image=None, node_namespaces=("user", "cgroup", "time"))
+    web = replace(
+        web,
+        state="running",
+        attempt=2,
+        restart_count=2,
+        started_at=now_ns - 180 * 10**9,
+        node_namespaces=("user", "cgroup", "time"),
+    )
+    sidecar = replace(
+        web,
+        name="sidecar",
+        id="51dec4" * 10,
+        state="exited",
+        attempt=0,
+        restart_count=0,
+        exit_code=137,
+        reason="OOMKilled",
+        started_at=now_ns - 2 * 3600 * 10**9,
+        finished_at=now_ns - 90 * 60 * 10**9,
+        pids=(),
+    )
+    cri = replace(
+        pod,
+        containers=(pause, web, sidecar),
+        sandbox_image="registry.k8s.io/pause:3.10",
+        state="ready",
+        attempt=0,
+        created_at=now_ns - 3 * 86400 * 10**9,
+    )
+    return SnapshotIndex(replace(snap, pods=tuple(cri if p is pod else p for p in snap.pods)))
+
+
+def test_containers_read_like_crictl_ps_a(index: SnapshotIndex) -> None:
+    """State, attempt, restarts, exit code and reason, ages; the sandbox's state and pause image."""
+    cri = _cri_pod(index)
+    rows = {texts(r)[0]: texts(r) for r in container_rows(cri, cri.pods_by_name[WEB])}
+    # CONTAINER KIND STATE ATTEMPT RESTARTS EXIT STARTED FINISHED PID IMAGE COMMAND
+    pause, web, sidecar = rows["pause"], rows["web"], rows["sidecar"]
+    assert pause[2:5] == ["ready", "0", "-"] and pause[6] == "3d ago"
+    assert pause[9] == "registry.k8s.io/pause:3.10"
+    assert web[2:8] == ["running", "2", "2", "-", "3m ago", "-"]
+    assert sidecar[2:8] == ["exited", "0", "0", "137 OOMKilled", "2h ago", "1h ago"]
+    cells = {c.text: c.role for r in container_rows(cri, cri.pods_by_name[WEB]) for c in r.cells}
+    assert cells["137 OOMKilled"] == "error" and cells["running"] == "success"
+
+
+def test_namespace_matrix_marks_node_wide_namespaces(index: SnapshotIndex) -> None:
+    """user/cgroup/time every process has are `node`, not `shared` with the pod."""
+    cri = _cri_pod(index)
+    pod = cri.pods_by_name[WEB]
+    matrix = {r.key: texts(r) for r in namespace_rows(cri, pod)}
+    web = namespace_columns(pod).index("web")
+    assert all(matrix[f"ns:{t}"][web].startswith("node ") for t in ("user", "cgroup", "time"))
+    assert matrix["ns:net"][web].startswith("shared") and matrix["ns:mnt"][web].startswith("own")
 
 
 def test_namespace_matrix_shows_shared_net_and_own_mnt(index: SnapshotIndex) -> None:
@@ -166,12 +238,12 @@ def test_service_rows_resolve_local_remote_and_node_endpoints(
     """Endpoints resolve to a local pod, a remote node, or this node (apiserver)."""
     svcs = {service_id(s): s for s in parsed.services()}
     web = next(s for k, s in svcs.items() if k.startswith("default/web:"))
-    places = [texts(r)[2] for r in endpoint_rows(index, web)]
+    places = [texts(r)[3] for r in endpoint_rows(index, web)]
     assert (
         places.count("remote node") == 1 and sum(p.startswith("default/web-") for p in places) == 2
     )
     api = next(s for k, s in svcs.items() if k.startswith("default/kubernetes:"))
-    assert texts(endpoint_rows(index, api)[0])[2] == "this node (host network)"
+    assert texts(endpoint_rows(index, api)[0])[3] == "this node (host network)"
 
 
 def test_service_without_endpoints_is_a_warning(
@@ -181,7 +253,62 @@ def test_service_without_endpoints_is_a_warning(
     prom = next(
         r for r in service_rows(index, parsed.services()) if r.key.startswith("monitoring/")
     )
-    assert prom.cells[2].text == "0" and prom.cells[3].role == "warning"
+    assert prom.cells[6].text == "0" and prom.cells[7].role == "warning"
+    assert prom.cells[7].text == "no endpoints: REJECT"  # kube-proxy's verdict for it
+
+
+def test_service_list_reads_like_kubectl_get_svc_plus_kube_proxy(
+    index: SnapshotIndex, parsed: ParsedSnapshot
+) -> None:
+    """TYPE from the rules (web has a NodePort), MODE, and no affinity or policy by default."""
+    rows = {r.key: texts(r) for r in service_rows(index, parsed.services())}
+    web = next(v for k, v in rows.items() if k.startswith("default/web:"))
+    dns = next(v for k, v in rows.items() if k.startswith("kube-system/kube-dns:dns/"))
+    assert web[1:6] == ["NodePort", "10.96.0.20:80/tcp", "iptables", "-", "-"]
+    assert dns[1] == "ClusterIP"
+
+
+def test_service_facts_name_affinity_pins_policies_and_no_endpoint_verdict(
+    index: SnapshotIndex, parsed: ParsedSnapshot
+) -> None:
+    """ClientIP affinity with the client pinned now (xt_recent), Local policy, REJECT."""
+    web = next(s for s in parsed.services() if s.name == "web")
+    sticky = replace(web, affinity_timeout=10800, external_policy="Local")
+    first = web.endpoints[0]
+    pinned = RecentList(first.sep_chain, (RecentEntry("10.244.0.8", 1, 12.0),))
+    with_pin = SnapshotIndex(replace(index.snapshot, xt_recent=(pinned,)))
+    facts = {texts(r)[0]: texts(r)[1] for r in service_fact_rows(with_pin, sticky)}
+    assert facts["type"] == "NodePort" and facts["mode"] == "iptables"
+    assert facts["reached at"] == "ClusterIP 10.96.0.20:80/tcp, NodePort 30080"
+    assert facts["affinity"] == "ClientIP, 10800s; 1 pinned"
+    assert facts["pinned"] == (
+        f"10.244.0.8 → {first.ip}:{first.port}  (12s ago, xt_recent {first.sep_chain})"
+    )
+    assert facts["traffic policy"] == "internal Cluster, external Local"
+    list_row = texts(service_rows(with_pin, [sticky])[0])
+    assert list_row[4:6] == ["ClientIP 10800s, 1 pinned", "ext:Local"]
+    prom = next(s for s in parsed.services() if s.namespace == "monitoring")
+    facts = {texts(r)[0]: texts(r)[1] for r in service_fact_rows(index, prom)}
+    assert facts["no endpoints"] == "REJECT"
+
+
+def test_ipvs_endpoints_show_weights_and_an_unmodelled_scheduler(
+    index: SnapshotIndex, parsed: ParsedSnapshot
+) -> None:
+    """lc chooses by live connection counts: no share is claimed; weights are shown."""
+    web = next(s for s in parsed.services() if s.name == "web")
+    ipvs = replace(
+        web,
+        backend="ipvs",
+        scheduler="lc",
+        endpoints=tuple(replace(e, weight=1) for e in web.endpoints),
+    )
+    rows = [texts(r) for r in endpoint_rows(index, ipvs)]
+    assert all(r[1] == "not modelled (lc)" and r[2] == "1" for r in rows)
+    facts = {texts(r)[0]: texts(r)[1] for r in service_fact_rows(index, ipvs)}
+    assert "least connections" in facts["mode"] and "live state" in facts["mode"]
+    rr = replace(ipvs, scheduler="rr")
+    assert all(texts(r)[1] == "0.3333" for r in endpoint_rows(index, rr))
 
 
 def test_chain_rows_put_builtin_chains_first(parsed: ParsedSnapshot) -> None:
@@ -197,8 +324,10 @@ def test_rule_rows_show_dnat_target(parsed: ParsedSnapshot) -> None:
     """A KUBE-SEP chain's rule shows its DNAT with --to-destination."""
     rs = parsed.rule_dumps()[0]
     sep = next(c.name for c in rs.chains("nat") if c.name.startswith("KUBE-SEP-"))
-    targets = [texts(r)[2] for r in rule_rows(rs.rules("nat", sep))]
-    assert any(t.startswith("DNAT --to-destination ") for t in targets)
+    rows = [texts(r) for r in rule_rows(rs.rules("nat", sep))]
+    # #, PKTS, BYTES, TARGET, OWNER, MATCHES, COMMENT
+    dnat = next(r for r in rows if r[3].startswith("DNAT --to-destination "))
+    assert dnat[4].startswith("Service default/") and dnat[4].count(" ") == 1
 
 
 def test_links_tree_puts_pod_veths_under_the_bridge(index: SnapshotIndex) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from test_rows import _cri_pod
 from textual.pilot import Pilot
 
+from podpath.analysis.index import SnapshotIndex
 from podpath.tui.app import PodpathApp
 from podpath.tui.tour import SHOTS, press_and_settle
 
@@ -31,6 +33,9 @@ MAIN = (
     "trace",
     "trace-and",
     "trace-reply",
+    "trace-map-view",
+    "map-view",
+    "namespaces",
     "problems",
     "help",
 )
@@ -46,3 +51,17 @@ def test_screen_looks_as_approved(
         await press_and_settle(pilot, SHOTS[name])
 
     assert snap_compare(make_app(), run_before=keys, terminal_size=SIZE)
+
+
+def test_pod_containers_with_runtime_facts_look_as_approved(
+    snap_compare: Callable[..., bool],
+    make_app: Callable[..., PodpathApp],
+    index: SnapshotIndex,
+) -> None:
+    """The containers tab with containerd's facts: a restarted container, an OOM-killed one."""
+    cri = _cri_pod(index, "default/web-7d4b9c6f5d-m9q4z")  # the pod the tour opens
+
+    async def keys(pilot: Pilot[None]) -> None:
+        await press_and_settle(pilot, SHOTS["pod-containers"])
+
+    assert snap_compare(make_app(cri.snapshot), run_before=keys, terminal_size=(160, 36))

@@ -86,3 +86,51 @@ def test_literal_lines_keep_the_files_newlines_only() -> None:
     from podpath.tui.screens.text_view import literal_lines
 
     assert literal_lines('{\n "name": "\x1b[2J"\n}').plain == '{\n "name": "\\x1b[2J"\n}'
+
+
+def test_a_backslash_is_shown_doubled() -> None:
+    """A name holding the four characters `\\x1b` never looks like one holding ESC."""
+    assert clean("pw\\x1b[2J") == "pw\\\\x1b[2J"
+    assert clean("pw\x1b[2J") == "pw\\x1b[2J"
+    assert clean("pw\\x1b[2J") != clean("pw\x1b[2J")
+
+
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4})")
+
+
+def _unescape(shown: str) -> str:
+    """Read a shown string back (the way a user reads it): each escape to its character."""
+
+    def one(m: re.Match[str]) -> str:
+        body = m.group(1)
+        if body == "\\":
+            return "\\"
+        code = int(body[1:], 16)
+        return chr(code + 0xDC00) if body[0] == "x" and code > 0x9F else chr(code)
+
+    return _ESCAPE.sub(one, shown)
+
+
+@given(st.text())
+def test_what_is_shown_reads_back_to_exactly_the_value(value: str) -> None:
+    """The escapes are unambiguous: two different strings are never shown alike."""
+    assert _unescape(clean(value)) == value
+
+
+def test_a_filter_finds_what_is_shown() -> None:
+    """Rows are filtered by their text as displayed: escapes can be typed to find them."""
+    from podpath.tui.rows.model import page, row
+
+    rows = [
+        row("esc", "web\u202eevil.exe\n\x1b[2J"),
+        row("literal", "web\\x1b[2J"),
+        row("plain", "web"),
+    ]
+    for needle, found in (
+        ("\\x1b[2J", {"esc", "literal"}),
+        ("\\u202eevil", {"esc"}),
+        ("\\X0A", {"esc"}),
+        ("web\\\\x1b", {"literal"}),
+        ("exe\\x0a\\x1b", {"esc"}),
+    ):
+        assert {r.key for r in page(rows, needle).rows} == found, needle

@@ -239,7 +239,9 @@ def test_label_text_escapes_markup_controls_and_graphviz_escapes() -> None:
     """XML specials become entities, controls become visible, backslashes are doubled."""
     assert label_text('<b>&"') == "&lt;b&gt;&amp;&quot;"
     assert label_text("a\x1b[31m") == "a\\\\x1b[31m"
-    assert label_text("\\N\\G") == "\\\\N\\\\G"
+    # A backslash is shown doubled (safe_text.visible: `\\N` never reads as an escape), and
+    # each of those is escaped again for Graphviz.
+    assert label_text("\\N\\G") == "\\\\\\\\N\\\\\\\\G"
     assert label_text("\ufffe") == "\\\\ufffe"
     assert label_text("\udcff") == "\\\\xff"
 

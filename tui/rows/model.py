@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
+from podpath.safe_text import visible
+
 # Semantic roles a cell may have; the table maps them to theme variables.
 ROLES = ("", "dim", "accent", "primary", "warning", "error", "success")
 
@@ -39,8 +41,12 @@ class Row:
 
     @cached_property
     def haystack(self) -> str:
-        """The lower-cased text a filter searches (built once: filtering runs per keystroke)."""
-        return "\x1f".join(c.text for c in self.cells).lower()
+        """The lower-cased text a filter searches, as it is shown (built once per row).
+
+        The table shows each cell through `visible` (`\\x1b`, `\\u202e`): the filter
+        searches that same text, so whatever is on screen can be typed to find it.
+        """
+        return "\n".join(visible(c.text) for c in self.cells).lower()
 
 
 def cell(text: object, role: str = "") -> Cell:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from podpath.analysis.rulesets import RuleDump
 from podpath.netfilter.model import Rule
+from podpath.netfilter.owners import Owner, iptables_owner
 from podpath.tui.rows.model import Cell, Row, cell, row
 
 BACKEND_COLUMNS = ("BACKEND", "TABLES", "CHAINS", "RULES", "COMMAND")
@@ -57,7 +58,26 @@ def chain_rows(ruleset: RuleDump, table: str) -> list[Row]:
     return out
 
 
-RULE_COLUMNS = ("#", "MATCHES", "TARGET", "COMMENT", "PKTS")
+# Counters and target first, as `iptables -L -v` prints them; then who made the rule.
+RULE_COLUMNS = ("#", "PKTS", "BYTES", "TARGET", "OWNER", "MATCHES", "COMMENT")
+OWNER_ROLES = {
+    "service": "success",
+    "kube-proxy": "primary",
+    "kubelet": "primary",
+    "network-policy": "warning",
+    "cni": "accent",
+    "host-firewall": "dim",
+}
+
+
+def owner_text(owner: Owner) -> str:
+    """Who made a rule, short enough for a column: a Service by name (kube-proxy's)."""
+    return f"Service {owner.name}" if owner.kind == "service" and owner.name else owner.text
+
+
+def owner_cell(owner: Owner) -> Cell:
+    """Who made a rule, coloured by kind (a Service, a policy, a CNI, the host's firewall)."""
+    return Cell(owner_text(owner), OWNER_ROLES.get(owner.kind, ""))
 
 
 def rule_matches(rule: Rule) -> str:
@@ -99,14 +119,17 @@ def rule_rows(rules: tuple[Rule, ...]) -> list[Row]:
         target_role = (
             "accent" if r.target is not None and r.target.kind in ("jump", "goto") else "primary"
         )
+        owner = iptables_owner(r.table, r.chain, r.comments, r.target.name if r.target else None)
         out.append(
             row(
                 f"rule:{r.position}",
                 Cell(str(r.position), "dim"),
-                cell(rule_matches(r)),
-                Cell(rule_target(r), target_role),
-                cell(r.comment, "dim"),
                 cell(r.counters[0] if r.counters else None),
+                cell(r.counters[1] if r.counters else None),
+                Cell(rule_target(r), target_role),
+                owner_cell(owner),
+                cell(rule_matches(r)),
+                cell(r.comment, "dim"),
             )
         )
     return out

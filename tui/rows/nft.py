@@ -12,7 +12,9 @@ from collections import Counter
 from typing import Any
 
 from podpath.netfilter.nft import NftElement, NftRule, NftRuleset, NftSet, render_expr
+from podpath.netfilter.owners import nft_owner
 from podpath.tui.rows.model import Cell, Row, cell, row
+from podpath.tui.rows.netfilter import owner_cell
 
 NFT_LABEL = "nftables"
 NFT_COMMAND = "nft -j list ruleset"
@@ -99,7 +101,7 @@ def set_type(s: NftSet) -> str:
     return f"{kind} : {s.map_type}" if s.map_type else kind
 
 
-NFT_RULE_COLUMNS = ("#", "HANDLE", "RULE", "PKTS", "BYTES")
+NFT_RULE_COLUMNS = ("#", "HANDLE", "PKTS", "BYTES", "OWNER", "RULE")
 
 
 def rule_counters(rule: NftRule) -> tuple[int, int] | None:
@@ -178,9 +180,10 @@ def nft_rule_rows(rules: tuple[NftRule, ...]) -> list[Row]:
                 f"nftrule:{r.position}",
                 Cell(str(r.position), "dim"),
                 cell(r.handle, "dim"),
-                Cell(r.text, "accent" if leads else ""),
                 cell(counters[0] if counters else None),
                 cell(counters[1] if counters else None),
+                owner_cell(nft_owner(r.family, r.table, r.chain, r.comment)),
+                Cell(r.text, "accent" if leads else ""),
             )
         )
     return out

@@ -97,25 +97,72 @@ def pod_rows(index: SnapshotIndex) -> list[Row]:
     return out
 
 
-CONTAINER_COLUMNS = ("CONTAINER", "KIND", "PID", "IMAGE", "COMMAND")
+# As `crictl ps -a` (and `crictl pods` for the sandbox): state, attempt, restarts, how
+# it exited, when; then the PIDs and image. Times are ages at the snapshot's moment.
+CONTAINER_COLUMNS = (
+    "CONTAINER",
+    "KIND",
+    "STATE",
+    "ATTEMPT",
+    "RESTARTS",
+    "EXIT",
+    "STARTED",
+    "FINISHED",
+    "PID",
+    "IMAGE",
+    "COMMAND",
+)
+STATE_ROLES = {"running": "success", "ready": "success", "exited": "warning"}
+
+
+def age(nanoseconds: int | None, now: float) -> str | None:
+    """`3m ago` for a CRI timestamp (unix nanoseconds), seen from `now` (unix seconds)."""
+    if not nanoseconds:
+        return None
+    seconds = max(0, int(now - nanoseconds / 1e9))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _exit_cell(code: int | None, reason: str | None) -> Cell:
+    if code is None:
+        return cell(reason, "dim")
+    text = f"{code} {reason}" if reason else str(code)
+    return Cell(text, "error" if code != 0 else "dim")
 
 
 def container_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
-    """The pod's containers, sandbox (pause) first."""
+    """The pod's containers, sandbox (pause) first, with what the runtime says of each."""
     ordered = sorted(pod.containers, key=lambda c: (c.kind != "sandbox", c.name))
+    now = index.snapshot.taken_at
     out = []
     for c in ordered:
         command = c.command
         if not command and c.pids:
             proc = index.processes_by_pid.get(c.pids[0])
             command = proc.cmdline if proc else ()
+        sandbox = c.kind == "sandbox"
+        # The sandbox's state and attempt are the pod's (crictl pods); its image the pause's.
+        state = (c.state or pod.state) if sandbox else c.state
+        attempt = c.attempt if c.attempt is not None or not sandbox else pod.attempt
+        started = c.started_at or c.created_at or (pod.created_at if sandbox else None)
+        image = (c.image or pod.sandbox_image) if sandbox else c.image
+        failed = c.state == "exited" and c.exit_code not in (None, 0)
         out.append(
             row(
                 f"ctr:{c.id}",
-                Cell(c.name, "accent" if c.kind == "sandbox" else ""),
+                Cell(c.name, "accent" if sandbox else ""),
                 Cell(c.kind, "dim"),
+                cell(state, "error" if failed else STATE_ROLES.get(state or "", "")),
+                cell(attempt),
+                cell(c.restart_count, "warning" if c.restart_count else ""),
+                _exit_cell(c.exit_code, c.reason),
+                cell(age(started, now), "dim"),
+                cell(age(c.finished_at, now), "dim"),
                 cell(join(c.pids)),
-                cell(c.image),
+                cell(image),
                 cell(" ".join(command)),
             )
         )
@@ -129,7 +176,7 @@ def namespace_columns(pod: Pod) -> tuple[str, ...]:
 
 
 def namespace_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
-    """Per namespace type, each container's inode, marked shared with the sandbox or own."""
+    """Per namespace type, each container's inode: node-wide, shared with the sandbox, or own."""
     ordered = sorted(pod.containers, key=lambda c: (c.kind != "sandbox", c.name))
     inodes: list[dict[str, int]] = []
     for c in ordered:
@@ -143,6 +190,10 @@ def namespace_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
             inode = found.get(ns_type)
             if inode is None:
                 cells.append(Cell("?", "dim"))
+            elif ns_type in c.node_namespaces:
+                # Every process of the node has it (user, cgroup, time on most nodes): not
+                # something the pod shares, and not the container's own.
+                cells.append(Cell(f"node {inode}", "dim"))
             elif c.kind == "sandbox":
                 cells.append(Cell(f"{inode}", "accent"))
             elif inode == sandbox.get(ns_type):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.rulesets import RuleDump
 from podpath.analysis.services import endpoint_place
+from podpath.listing import service_type
+from podpath.netfilter.affinity import Pin, service_pins
+from podpath.netfilter.ipvs import SCHEDULERS, WEIGHTED, IpvsConnection, parse_ipvs_conn
 from podpath.netfilter.kube_proxy import Service
 from podpath.netfilter.model import Rule
 from podpath.tui.rows.model import Cell, Row, cell, row
@@ -38,7 +41,50 @@ def find_service(services: Iterable[Service], key: str) -> Service | None:
     return next((s for s in services if service_id(s) == key), None)
 
 
-SERVICE_COLUMNS = ("SERVICE", "VIP:PORT", "EPS", "ENDPOINTS (probability, where)")
+# As `kubectl get svc` names them, then how kube-proxy programmed the port on this node.
+SERVICE_COLUMNS = (
+    "SERVICE",
+    "TYPE",
+    "VIP:PORT",
+    "MODE",
+    "AFFINITY",
+    "POLICY",
+    "EPS",
+    "ENDPOINTS (probability, where)",
+)
+
+
+def mode_text(svc: Service) -> str:
+    """iptables, nftables, or `ipvs rr` (the scheduler IPVS chooses with)."""
+    return f"ipvs {svc.scheduler}" if svc.backend == "ipvs" and svc.scheduler else svc.backend
+
+
+def policy_text(svc: Service) -> str:
+    """The traffic policies that are not the default: `int:Local`, `ext:Local`."""
+    parts = [
+        f"{side}:Local"
+        for side, policy in (("int", svc.internal_policy), ("ext", svc.external_policy))
+        if policy == "Local"
+    ]
+    return ",".join(parts)
+
+
+def pins_of(index: SnapshotIndex, svc: Service) -> tuple[Pin, ...]:
+    """Who is pinned to which endpoint now (ClientIP affinity), from the kernel's state."""
+    if svc.affinity_timeout is None:
+        return ()
+    snap = index.snapshot
+    conns: tuple[IpvsConnection, ...] = ()
+    if svc.backend == "ipvs" and snap.ipvs and snap.ipvs.ip_vs_conn:
+        conns = parse_ipvs_conn(snap.ipvs.ip_vs_conn)
+    return service_pins(svc, snap.xt_recent or (), index.nft_ruleset, conns)
+
+
+def affinity_text(svc: Service, pins: Sequence[Pin]) -> str:
+    """`ClientIP 10800s, 2 pinned`, or empty without affinity."""
+    if svc.affinity_timeout is None:
+        return ""
+    return f"ClientIP {svc.affinity_timeout}s" + (f", {len(pins)} pinned" if pins else "")
 
 
 def endpoint_summary(index: SnapshotIndex, svc: Service) -> str:
@@ -48,7 +94,10 @@ def endpoint_summary(index: SnapshotIndex, svc: Service) -> str:
         pod = index.pods_by_ip.get(ep.ip)
         where = pod.name if pod else endpoint_place(index, ep.ip).label
         parts.append(f"{ep.probability:.0%} {where} ({ep.ip}:{ep.port})")
-    return ", ".join(parts) if parts else "no endpoints"
+    if parts:
+        return ", ".join(parts)
+    # What kube-proxy does with a packet for it: REJECT (or DROP), else nothing at all.
+    return f"no endpoints: {svc.no_endpoints}" if svc.no_endpoints else "no endpoints"
 
 
 def service_rows(index: SnapshotIndex, services: Iterable[Service]) -> list[Row]:
@@ -60,7 +109,11 @@ def service_rows(index: SnapshotIndex, services: Iterable[Service]) -> list[Row]
             row(
                 service_id(svc),
                 Cell(name, "accent"),
+                Cell(service_type(svc), "dim"),
                 vip_port(svc),
+                Cell(mode_text(svc), "dim"),
+                cell(affinity_text(svc, pins_of(index, svc))),
+                cell(policy_text(svc), "warning"),
                 Cell(str(len(svc.endpoints)), "primary" if svc.endpoints else "warning"),
                 Cell(endpoint_summary(index, svc), "warning" if not svc.endpoints else ""),
             )
@@ -68,24 +121,73 @@ def service_rows(index: SnapshotIndex, services: Iterable[Service]) -> list[Row]
     return out
 
 
-ENDPOINT_COLUMNS = ("ENDPOINT", "PROBABILITY", "POD / NODE", "SEP CHAIN")
+ENDPOINT_COLUMNS = ("ENDPOINT", "PROBABILITY", "WEIGHT", "POD / NODE", "SEP CHAIN / IPVS")
 
 
 def endpoint_rows(index: SnapshotIndex, svc: Service) -> list[Row]:
     """A Service's endpoints, each resolved to a local pod or a remote node."""
+    # IPVS's lc, sh, ... choose by live state podpath does not have: no share is shown.
+    modelled = svc.backend != "ipvs" or svc.scheduler in WEIGHTED
     out = []
     for ep in svc.endpoints:
         place = endpoint_place(index, ep.ip)
+        share = (
+            Cell(f"{ep.probability:.4f}", "primary")
+            if modelled
+            else Cell(f"not modelled ({svc.scheduler})", "warning")
+        )
         out.append(
             row(
                 f"ep:{ep.ip}:{ep.port}",
                 f"{ep.ip}:{ep.port}",
-                Cell(f"{ep.probability:.4f}", "primary"),
+                share,
+                cell(ep.weight),
                 Cell(place.label, PLACE_ROLES[place.kind]),
                 cell(ep.sep_chain, "dim"),
             )
         )
     return out
+
+
+FACT_COLUMNS = ("FACT", "VALUE")
+
+
+def service_fact_rows(index: SnapshotIndex, svc: Service) -> list[Row]:
+    """What kube-proxy made of the Service on this node: type, mode, policies, affinity, pins."""
+    pins = pins_of(index, svc)
+    facts: list[tuple[str, str, str]] = [("type", service_type(svc), "accent")]
+    mode = svc.backend
+    if svc.backend == "ipvs" and svc.scheduler:
+        how = SCHEDULERS.get(svc.scheduler, svc.scheduler)
+        known = "" if svc.scheduler in WEIGHTED else ": its choice depends on live state"
+        mode = f"ipvs, scheduler {svc.scheduler} ({how}){known}"
+    facts.append(("mode", mode, ""))
+    reach = [f"ClusterIP {vip_port(svc)}"]
+    if svc.node_port is not None:
+        reach.append(f"NodePort {svc.node_port}")
+    reach += [f"external IP {ip}" for ip in svc.external_ips]
+    reach += [f"load balancer {ip}" for ip in svc.load_balancer_ips]
+    facts.append(("reached at", ", ".join(reach), ""))
+    if svc.source_ranges:
+        facts.append(("source ranges", ", ".join(svc.source_ranges), ""))
+    policy = f"internal {svc.internal_policy}, external {svc.external_policy}"
+    facts.append(("traffic policy", policy, "warning" if policy_text(svc) else ""))
+    facts.append(("masquerade", svc.masquerade, "dim"))
+    if not svc.endpoints:
+        verdict = svc.no_endpoints or "no rule: the packet goes on unchanged"
+        facts.append(("no endpoints", verdict, "warning"))
+    if svc.no_local_endpoints:
+        facts.append(("no local endpoint", svc.no_local_endpoints, "warning"))
+    if svc.health_check_node_port is not None:
+        facts.append(("health check", f"NodePort {svc.health_check_node_port}", "dim"))
+    if svc.affinity_timeout is not None:
+        facts.append(("affinity", f"ClientIP, {svc.affinity_timeout}s; {len(pins)} pinned", ""))
+    rows = [row(f"fact:{k}", Cell(k, "dim"), Cell(v, role)) for k, v, role in facts]
+    for i, pin in enumerate(pins):
+        when = f"{pin.age:.0f}s ago" if pin.age is not None else f"expires in {pin.expires}s"
+        text = f"{pin.client} → {pin.endpoint}  ({when}, {pin.source})"
+        rows.append(row(f"pin:{i}", Cell("pinned", "dim"), Cell(text, "success")))
+    return rows
 
 
 WALK_COLUMNS = ("CHAIN", "#", "MATCHES", "TARGET")

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from podpath.trace.model import Branch, Hop, Trace
+from collections.abc import Iterable
+
+from podpath.conntrack import ConntrackEntry
+from podpath.netfilter.owners import Owner
+from podpath.trace.model import Branch, Hop, JsonValue, Trace
 from podpath.tui.rows.model import Cell, Row, row
+from podpath.tui.rows.netfilter import owner_text
+
+# How a netfilter hop's backend is named (the JSON's "backend" value), as `podpath trace`.
+BACKENDS = {"nft": "iptables-nft", "legacy": "iptables-legacy", "nftables": "nftables"}
+MAX_FLOW_ENTRIES = 3  # conntrack entries of the traced flow named on the line
 
 VERDICT_ROLES = {
     "delivered": "success",
@@ -29,21 +38,48 @@ def branch_rows(trace: Trace) -> list[Row]:
     ]
 
 
-HOP_COLUMNS = ("#", "KIND", "NODE", "WHAT HAPPENS")
+HOP_COLUMNS = ("#", "KIND", "NODE", "RULE OF", "WHAT HAPPENS")
+
+
+def hop_owner(hop: Hop) -> Owner | None:
+    """Who made the rule a netfilter (or IPVS, eBPF) hop took, when the trace says."""
+    owner = hop.data.get("owner")
+    if not isinstance(owner, dict):
+        return None
+    return Owner(*(str(owner.get(k) or "") for k in ("kind", "agent", "name", "how")))
 
 
 def hop_rows(hops: tuple[Hop, ...]) -> list[Row]:
-    """One row per hop of a path."""
-    return [
-        row(
-            f"h:{i}",
-            Cell(str(i + 1), "dim"),
-            Cell(h.kind, "accent"),
-            Cell(h.node, "dim"),
-            Cell(h.text),
+    """One row per hop of a path; a rule's hop says whose rule it is."""
+    out = []
+    for i, h in enumerate(hops):
+        owner = hop_owner(h)
+        out.append(
+            row(
+                f"h:{i}",
+                Cell(str(i + 1), "dim"),
+                Cell(h.kind, "accent"),
+                Cell(h.node, "dim"),
+                Cell(owner_text(owner) if owner else "", "success" if owner else "dim"),
+                Cell(h.text),
+            )
         )
-        for i, h in enumerate(hops)
-    ]
+    return out
+
+
+def rule_facts(hop: Hop) -> str:
+    """A rule hop's backend, owner and counter in one line (empty for other hops)."""
+    facts = []
+    backend = hop.data.get("backend")
+    if hop.kind == "netfilter" and backend:
+        facts.append(BACKENDS.get(str(backend), str(backend)))
+    owner = hop_owner(hop)
+    if owner is not None:
+        facts.append(f"rule of {owner.text}")
+    counter = hop.data.get("counter")
+    if isinstance(counter, dict):
+        facts.append(f"counter {counter.get('packets')} packets {counter.get('bytes')} bytes")
+    return " · ".join(facts)
 
 
 def path_hops(branch: Branch, reply: bool) -> tuple[Hop, ...]:
@@ -55,7 +91,8 @@ def path_hops(branch: Branch, reply: bool) -> tuple[Hop, ...]:
 
 def hop_detail(hop: Hop, explain: bool) -> str:
     """The entries that decided a hop, one per line; with `explain`, the binary AND too."""
-    lines = [hop.text, *("  " + d for d in hop.details)]
+    facts = rule_facts(hop)
+    lines = [hop.text, *([f"  {facts}"] if facts else []), *("  " + d for d in hop.details)]
     if explain and hop.explain:
         lines += ["", "route lookup, bit by bit:", *("  " + e for e in hop.explain)]
     elif hop.explain:
@@ -66,3 +103,58 @@ def hop_detail(hop: Hop, explain: bool) -> str:
 def completions(pod_names: list[str], pod_ips: list[str], services: list[str]) -> list[str]:
     """Everything the source/destination inputs complete: pods, Services, IPs, the node."""
     return sorted({"node", *pod_names, *pod_ips, *services})
+
+
+def _hostport(ip: str, port: int | None) -> str:
+    shown = f"[{ip}]" if ":" in ip else ip
+    return f"{shown}:{port}" if port is not None else shown
+
+
+def _endpoint(branch: Branch) -> str | None:
+    """The endpoint the branch's last DNAT chose (`10.244.0.5:80`), if it has one."""
+    for hop in reversed(branch.hops):
+        if hop.kind == "nat" and hop.data.get("type") == "DNAT":
+            return str(hop.data.get("to"))
+    return None
+
+
+def flow_entries(
+    entries: Iterable[ConntrackEntry], probe: dict[str, JsonValue]
+) -> list[ConntrackEntry]:
+    """The conntrack entries of the traced flow: its protocol, source and destination."""
+    proto, src, dst, dport = (probe.get(k) for k in ("proto", "src", "dst", "dport"))
+    return [
+        e
+        for e in entries
+        if e.protocol == proto
+        and e.original.src == src
+        and e.original.dst == dst
+        and (dport is None or e.original.dport == dport)
+    ]
+
+
+def flow_text(entries: list[ConntrackEntry], branch: Branch) -> str:
+    """The live entries beside the prediction: tuples, the NAT applied, the chosen endpoint."""
+    if not entries:
+        return "conntrack now: no entry of this flow (the kernel has not seen it)"
+    predicted = _endpoint(branch)
+    parts = []
+    for e in entries[:MAX_FLOW_ENTRIES]:
+        o, r = e.original, e.reply
+        nat = []
+        chosen = _hostport(r.src, r.sport)
+        if (r.src, r.sport) != (o.dst, o.dport):
+            nat.append(f"DNAT to {chosen}")
+        if r.dst != o.src:
+            nat.append(f"SNAT to {r.dst}")
+        same = " = this branch" if predicted is not None and chosen == predicted else ""
+        parts.append(
+            f"{e.state or e.protocol} {_hostport(o.src, o.sport)} → {_hostport(o.dst, o.dport)}, "
+            f"reply from {chosen}" + (f" ({', '.join(nat)}{same})" if nat else same)
+        )
+    more = f" (+{len(entries) - MAX_FLOW_ENTRIES} more)" if len(entries) > MAX_FLOW_ENTRIES else ""
+    return (
+        f"conntrack now, {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: "
+        + "; ".join(parts)
+        + more
+    )

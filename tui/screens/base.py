@@ -15,6 +15,7 @@ from podpath.snapshot.model import Pod
 from podpath.tui.rows.model import Page, Row, RowSet, page, rowset
 from podpath.tui.state import AppState, Loaded
 from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
 
 
@@ -22,6 +23,8 @@ def pending_text(loaded: Loaded | None) -> str:
     """What a view that waits for the parse worker says meanwhile (or after it failed)."""
     if loaded is not None and loaded.failed:
         return "not shown: parsing the rules and conntrack failed"
+    if loaded is not None and loaded.step:
+        return f"preparing the views: {loaded.step}…"
     return "parsing rules and conntrack…"
 
 
@@ -80,7 +83,12 @@ class TableScreen(BaseScreen):
     """A filterable list of rows; enter drills in, esc goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter"),
+        # priority: they move the focus, and must have done it when the next key is let
+        # in (podpath.tui.key_order); check_action limits each to where it applies.
+        Binding("slash", "filter", "Filter", priority=True),
+        Binding(
+            "enter", "enter", "Open (in the filter: back to the list)", show=False, priority=True
+        ),
         Binding("escape", "back", "Back"),
         Binding("y", "copy", "Copy"),
     ]
@@ -104,7 +112,9 @@ class TableScreen(BaseScreen):
             yield Static(self.HEADING, id="heading")
             yield Static("", id="count")
         yield Static("", id="gaps")
-        yield Input(value=self.needle, placeholder="filter (substring) — esc clears", id="filter")
+        yield KeyInput(
+            value=self.needle, placeholder="filter (substring) — esc clears", id="filter"
+        )
         yield RowTable(id="table")
         yield Footer()
 
@@ -112,7 +122,7 @@ class TableScreen(BaseScreen):
         """Set up, show the rows, focus the table."""
         self.prepare()
         self.reload()
-        self.table.focus()
+        self.set_focus(self.table)
 
     def prepare(self) -> None:
         """Set up widgets before the first rows are shown (the filter starts hidden)."""
@@ -175,9 +185,13 @@ class TableScreen(BaseScreen):
         self._built_for = None
         self.reload()
 
+    def shown_page(self) -> Page:
+        """The rows to show: those the filter keeps, capped (a screen may order them its way)."""
+        return page(self._rows, self.needle)
+
     def repaint_rows(self) -> Page:
         """Apply the filter to the rows and show them."""
-        shown = page(self._rows, self.needle)
+        shown = self.shown_page()
         table = self.table
         table.set_columns(self.columns())
         table.show(shown)
@@ -195,11 +209,42 @@ class TableScreen(BaseScreen):
             count = f"{shown.total:,} rows"
         self.query_one("#count", Static).update(literal_content(count))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`/` opens the filter unless text is being typed; enter is the filter's or the list's."""
+        focused = self.focused
+        if action == "filter" and isinstance(focused, Input):
+            return False
+        if action == "enter":
+            in_filter = isinstance(focused, Input) and focused.id == "filter"
+            on_list = focused is not None and focused.id == "table"
+            if not (in_filter or on_list):
+                return False
+        return super().check_action(action, parameters)
+
+    def action_enter(self) -> None:
+        """Enter: in the filter, back to the list; on the list, open the row (at once)."""
+        if isinstance(self.focused, Input):
+            self.action_filter_done()
+            return
+        key, loaded = self.table.selected_key, self.loaded
+        if key is not None and loaded is not None:
+            self.open_row(key, loaded)
+
+    def action_filter_done(self) -> None:
+        """Enter in the filter: the rows filtered by all that was typed, then the table."""
+        # The Input.Changed of the last letters may still be on their way: ↓ must move
+        # in the filtered rows, not in the ones before them.
+        value = self.query_one("#filter", Input).value
+        if value != self.needle:
+            self.needle = value
+            self.repaint_rows()
+        self.set_focus(self.table)
+
     def action_filter(self) -> None:
         """Show the filter input and focus it."""
         filt = self.query_one("#filter", Input)
         filt.display = True
-        filt.focus()
+        self.set_focus(filt)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Filter as the user types."""
@@ -212,7 +257,7 @@ class TableScreen(BaseScreen):
         """Enter in the filter returns to the table."""
         if event.input.id == "filter":
             event.stop()
-            self.table.focus()
+            self.set_focus(self.table)
 
     def action_back(self) -> None:
         """Esc clears the filter first, then goes back."""
@@ -230,7 +275,7 @@ class TableScreen(BaseScreen):
             filt.value = ""
         self.needle = ""
         filt.display = False
-        self.table.focus()
+        self.set_focus(self.table)
 
     def go_back(self) -> None:
         """Leave this screen (never past home)."""

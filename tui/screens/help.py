@@ -7,11 +7,12 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.keys import format_key
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 from podpath.tui import registry
-from podpath.tui.rows.model import Row, page, row
+from podpath.tui.rows.model import Cell, Row, page, row
 from podpath.tui.widgets.table import RowTable
 
 # The app's own keys; `:`'s line is added from the registry when help opens.
@@ -28,8 +29,33 @@ GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
+# How a key is written in help (Textual's names are not what the keyboard says).
+KEY_NAMES = {
+    "left": "←",
+    "right": "→",
+    "up": "↑",
+    "down": "↓",
+    "escape": "esc",
+    "enter": "enter",
+    "pageup": "PgUp",
+    "pagedown": "PgDn",
+}
+
+
+def key_text(binding: Binding) -> str:
+    """The keys of a binding as a user types them: `left,h,left_square_bracket` -> `← h [`."""
+    if binding.key_display:
+        return binding.key_display
+    shown = []
+    for key in binding.key.split(","):
+        *modifiers, name = key.strip().split("+")
+        text = KEY_NAMES.get(name) or format_key(name)
+        shown.append("+".join((*modifiers, text)))
+    return " ".join(shown)
+
+
 def key_rows(screen: Screen[Any]) -> list[Row]:
-    """The screen's own bindings, then the global keys."""
+    """The screen's own bindings, the global keys, then one `:name` line per view."""
     out = []
     seen = set()
     # Subclasses first, so a screen's own meaning of a key wins over its base's.
@@ -39,19 +65,19 @@ def key_rows(screen: Screen[Any]) -> list[Row]:
         for binding in cls.__dict__.get("BINDINGS", []):
             if not isinstance(binding, Binding) or not binding.description:
                 continue
-            keys = (
-                binding.key.replace("slash", "/")
-                .replace("escape", "esc")
-                .replace("question_mark", "?")
-            )
+            keys = key_text(binding)
             if keys in seen:
                 continue
             seen.add(keys)
             out.append(row(f"s:{keys}", keys, binding.description))
-    views = " ".join(f":{v.name}" for v in registry.jump_views())
-    for keys, what in ((":", f"jump to a view by name ({views})"), *GLOBAL_KEYS):
+    jump = (":", "jump to a view by name, then enter (`:pods web` opens Pods filtered)")
+    for keys, what in (jump, *GLOBAL_KEYS):
         if keys not in seen:
             out.append(row(f"g:{keys}", keys, what))
+    # One line per view: a line listing them all was cut at the modal's edge.
+    for view in registry.jump_views():
+        aliases = " ".join(f":{a}" for a in view.aliases)
+        out.append(Row(f"v:{view.name}", (Cell(f":{view.name}"), Cell(view.about), Cell(aliases))))
     return out
 
 
@@ -77,6 +103,6 @@ class HelpScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         """Fill the table."""
         table = self.query_one(RowTable)
-        table.set_columns(("KEY", "WHAT IT DOES"))
+        table.set_columns(("KEY", "WHAT IT DOES", "ALSO"))
         table.show(page(key_rows(self.for_screen)))
-        table.focus()
+        self.set_focus(table)

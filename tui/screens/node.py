@@ -14,6 +14,7 @@ from podpath.tui.rows.node import MENU_COLUMNS, fact_rows, menu_rows
 from podpath.tui.screens.base import TableScreen, pending_text
 from podpath.tui.state import Loaded
 from podpath.tui.text import literal_content
+from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
 
 
@@ -39,7 +40,7 @@ class NodeScreen(TableScreen):
         yield Static("", id="note")
         yield Static("", id="banner")
         yield RowTable(id="facts")
-        yield Input(placeholder="filter the views — esc clears", id="filter")
+        yield KeyInput(placeholder="filter the views — esc clears", id="filter")
         yield RowTable(id="table")
         yield Footer()
 

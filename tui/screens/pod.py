@@ -58,6 +58,21 @@ TABS: tuple[tuple[str, str, Callable[[Pod], tuple[str, ...]], Builder], ...] = (
 )
 
 
+class PodTabs(TabbedContent):
+    """Tabs whose active tab only the keys and clicks on the tabs choose.
+
+    Textual's TabbedContent also switches to a pane when something in it is focused
+    (TabPane.Focused). Focus arrives later than the keys: in a burst of `h h h h h`
+    each key's focus message came back after the next keys and switched to an older
+    tab, so the burst moved one tab and left `l`/`]` working on a hidden table. The
+    screen focuses the active tab's table itself; a focus message changes nothing.
+    """
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        event.stop()
+        event.prevent_default()  # the base class's handler would switch tabs
+
+
 class PodScreen(BaseScreen):
     """Everything that decides where one pod's packets go, in tabs."""
 
@@ -83,7 +98,7 @@ class PodScreen(BaseScreen):
         yield Header()
         yield Static("", id="heading")
         yield Static("", id="podinfo")
-        with TabbedContent(id="tabs"):
+        with PodTabs(id="tabs"):
             for tab_id, label, _cols, _build in TABS:
                 with TabPane(label, id=f"tab-{tab_id}"):
                     if tab_id == "containers":
@@ -109,7 +124,7 @@ class PodScreen(BaseScreen):
     def on_mount(self) -> None:
         """Show the pod."""
         self.reload()
-        self.query_one("#t-containers", RowTable).focus()
+        self.set_focus(self.query_one("#t-containers", RowTable))
 
     def selected_pod(self) -> Pod | None:
         """This screen's pod."""
@@ -170,18 +185,22 @@ class PodScreen(BaseScreen):
                 table.show(page(build()))
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        """Focus the table of the tab just shown."""
-        pane = event.pane
-        tables = pane.query(RowTable)
+        """Focus the first table of the tab shown now (not the event's: keys may have moved on)."""
+        self._focus_active_table()
+
+    def _focus_active_table(self) -> None:
+        pane = self.query_one(TabbedContent).active_pane
+        tables = pane.query(RowTable) if pane is not None else None
         if tables:
-            tables.first().focus()
+            self.set_focus(tables.first())
 
     def action_tab(self, step: int) -> None:
-        """Switch to the previous/next tab."""
+        """Switch to the previous/next tab (each key of a burst moves one tab)."""
         tabs = self.query_one(TabbedContent)
         ids = [f"tab-{t[0]}" for t in TABS]
         current = ids.index(tabs.active) if tabs.active in ids else 0
         tabs.active = ids[(current + step) % len(ids)]
+        self._focus_active_table()
 
     def on_row_table_row_selected(self, event: RowTable.RowSelected) -> None:
         """Enter on an interface opens its host-side peer in the Links view."""

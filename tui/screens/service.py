@@ -12,10 +12,12 @@ from podpath.netfilter.kube_proxy import Service
 from podpath.tui.rows.model import page
 from podpath.tui.rows.services import (
     ENDPOINT_COLUMNS,
+    FACT_COLUMNS,
     WALK_COLUMNS,
     chain_walk_rows,
     endpoint_rows,
     find_service,
+    service_fact_rows,
     vip,
     vip_port,
 )
@@ -40,6 +42,7 @@ class ServiceScreen(BaseScreen):
         """Heading, endpoints, chain walk."""
         yield Header()
         yield Static("", id="heading")
+        yield RowTable(id="facts")
         yield RowTable(id="endpoints", classes="half")
         yield Static("Chain walk (nat table)", id="walk-heading", classes="subheading")
         yield RowTable(id="walk")
@@ -53,7 +56,7 @@ class ServiceScreen(BaseScreen):
     def on_mount(self) -> None:
         """Show the Service."""
         self.reload()
-        self.query_one("#endpoints", RowTable).focus()
+        self.set_focus(self.query_one("#endpoints", RowTable))
 
     def reload(self) -> None:
         """Fill both tables."""
@@ -68,6 +71,9 @@ class ServiceScreen(BaseScreen):
                 f"{len(svc.endpoints)} endpoint(s) · {svc.svc_chain or svc.backend}"
             )
         )
+        facts = self.query_one("#facts", RowTable)
+        facts.set_columns(FACT_COLUMNS)
+        facts.show(page(service_fact_rows(loaded.index, svc)))
         endpoints = self.query_one("#endpoints", RowTable)
         endpoints.set_columns(ENDPOINT_COLUMNS)
         endpoints.show(page(endpoint_rows(loaded.index, svc)))

@@ -14,9 +14,10 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Header, Input, Select, Static
 from textual.worker import Worker
 
+from podpath.draw.build import MapFilter, build_map
+from podpath.draw.path import path_netns, trace_path, trace_title
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch, Trace
-from podpath.trace.observed import flow_entries, observed_lines
 from podpath.trace.probe import Probe
 from podpath.tui.rows.model import page
 from podpath.tui.rows.trace import (
@@ -24,18 +25,25 @@ from podpath.tui.rows.trace import (
     HOP_COLUMNS,
     branch_rows,
     completions,
+    flow_entries,
+    flow_text,
     hop_detail,
     hop_rows,
     path_hops,
 )
-from podpath.tui.screens.base import BaseScreen
+from podpath.tui.screens.base import BaseScreen, pending_text
+from podpath.tui.screens.map import MapScreen
 from podpath.tui.state import Loaded
 from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
 
 # What the engine raises for a probe it cannot follow: ProbeError, a ValueError (an
 # unknown pod, a bad port or address). Anything else is a bug, reported as one.
 TRACE_ERRORS = (ValueError,)
+# Pods on a node above which the map of a trace shows only the pods it passes (as
+# `podpath trace --svg` does): 250 pods would bury the path's dozen lines.
+FOCUS_PODS_ABOVE = 24
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,6 @@ class Outcome:
     probe: Probe
     trace: Trace | None
     error: str | None = None
-    # The kernel's side: the flow's conntrack entries in the snapshot (refresh re-reads).
-    observed: tuple[str, ...] = ()
 
 
 def run_trace(loaded: Loaded, probe: Probe) -> Outcome:
@@ -55,44 +61,29 @@ def run_trace(loaded: Loaded, probe: Probe) -> Outcome:
         # The indexes are passed so parsed rulesets are reused across traces; the other
         # nodes' snapshots (podpath tui --snapshot A B ...) let the trace cross into them.
         indexes = [loaded.index, *loaded.peer_indexes]
-        result = trace(indexes, probe, explain=True, reply=True)
+        return Outcome(probe, trace(indexes, probe, explain=True, reply=True))
     except TRACE_ERRORS as exc:
         return Outcome(probe, None, str(exc))
-    return Outcome(probe, result, observed=observed(loaded, result))
-
-
-def observed(loaded: Loaded, result: Trace) -> tuple[str, ...]:
-    """The traced flow's conntrack entries on the node it starts from, as lines."""
-    node = result.probe.get("node")
-    if node != loaded.snapshot.node.hostname:
-        entries = next(
-            (i.conntrack for i in loaded.peer_indexes if i.snapshot.node.hostname == node), None
-        )
-        snap = next((p for p in loaded.peers if p.node.hostname == node), None)
-    else:
-        entries, snap = loaded.parsed.conntrack(), loaded.snapshot
-    if snap is None or entries is None or snap.conntrack is None:
-        return (f"conntrack of {node}: not read",)
-    where = f"{node}, as of the snapshot; r re-reads"
-    return tuple(observed_lines(result, flow_entries(result, entries), where))
 
 
 class TraceScreen(BaseScreen):
     """Pick a source and destination; see each branch, its hops, and the way back."""
 
-    DEFAULT_CSS = """
-    TraceScreen #observed {
-        height: auto;
-        max-height: 5;
-        padding: 0 1;
-    }
-    """
-
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("ctrl+r", "run", "Run"),
+        # From the inputs (where letters and digits are typed) down to the branch list.
+        # priority: an Input takes ↓ itself (to scroll); check_action lets a table's
+        # ↓ move its cursor as usual.
+        Binding("down", "to_branches", "Branches", key_display="↓", priority=True),
+        # priority: enter moves the focus (From -> To -> branches -> hops) before the
+        # next key is let in (podpath.tui.key_order).
+        Binding("enter", "enter", "Next", show=False, priority=True),
+        Binding("1", "branch(1)", "Branch N", key_display="1-9"),
+        *(Binding(f"{n}", f"branch({n})", f"Branch {n}", show=False) for n in range(2, 10)),
         Binding("p", "reply", "Reply path"),
         Binding("a", "explain", "Binary AND"),
+        Binding("m", "map", "On the map"),
         Binding("f", "focus_from", "From"),
     ]
 
@@ -109,8 +100,10 @@ class TraceScreen(BaseScreen):
         """Inputs, branches, hops, detail of the selected hop."""
         yield Header()
         with Horizontal(id="trace-inputs"):
-            yield Input(self.source_spec, placeholder="from: pod ns/name, pod IP, node", id="from")
-            yield Input(
+            yield KeyInput(
+                self.source_spec, placeholder="from: pod ns/name, pod IP, node", id="from"
+            )
+            yield KeyInput(
                 self.destination_spec, placeholder="to: ip[:port], ns/pod, ns/svc[:port]", id="to"
             )
             yield Select(
@@ -121,8 +114,8 @@ class TraceScreen(BaseScreen):
             )
         yield Static("Enter a source and a destination, then enter.", id="trace-status")
         yield RowTable(id="branches", classes="third")
-        yield Static("", id="observed")
         yield Static("", id="path-heading", classes="subheading")
+        yield Static("", id="flow")
         yield RowTable(id="hops")
         yield Static("", id="hop-detail")
         yield Footer()
@@ -144,21 +137,54 @@ class TraceScreen(BaseScreen):
         if self.source_spec and self.destination_spec:
             self.action_run()
         elif self.source_spec:
-            self.query_one("#to", Input).focus()
+            self.set_focus(self.query_one("#to", Input))
         else:
-            self.query_one("#from", Input).focus()
+            self.set_focus(self.query_one("#from", Input))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter in From moves to To; enter in To runs the trace."""
+        """Enter in From moves to To; enter in To runs the trace (the binding does it first)."""
         event.stop()
-        if event.input.id == "from":
-            self.query_one("#to", Input).focus()
-        else:
+        self._enter_in(event.input.id)
+
+    def action_enter(self) -> None:
+        """Enter: From -> To, To runs the trace, a branch shows its hops."""
+        focused = self.focused
+        self._enter_in(focused.id if focused is not None else None)
+
+    def _enter_in(self, where: str | None) -> None:
+        if where == "from":
+            self.set_focus(self.query_one("#to", Input))
+        elif where == "to":
             self.action_run()
+        elif where == "branches":
+            self.set_focus(self.query_one("#hops", RowTable))
 
     def action_focus_from(self) -> None:
         """Edit the source."""
-        self.query_one("#from", Input).focus()
+        self.set_focus(self.query_one("#from", Input))
+
+    def action_to_branches(self) -> None:
+        """Leave the inputs for the branch list (↓ from From, To or the protocol)."""
+        self.set_focus(self.query_one("#branches", RowTable))
+
+    def action_branch(self, number: int) -> None:
+        """Pick branch `number` (1-9): its hops are shown and the cursor moves to them."""
+        branches = self.query_one("#branches", RowTable)
+        if self.trace is None or not 1 <= number <= len(self.trace.branches):
+            self.notify(f"there is no branch {number}", severity="warning", timeout=2)
+            return
+        branches.move_cursor(row=number - 1)
+        self.show_branch()
+        self.set_focus(self.query_one("#hops", RowTable))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """↓ to the branches only from an input: in a table it moves the cursor."""
+        if action == "to_branches" and not isinstance(self.focused, (Input, Select)):
+            return False
+        focused_id = self.focused.id if self.focused is not None else None
+        if action == "enter" and focused_id not in ("from", "to", "branches"):
+            return False
+        return super().check_action(action, parameters)
 
     def action_run(self) -> None:
         """Trace the probe in a thread worker; the branches show when it is done."""
@@ -173,7 +199,7 @@ class TraceScreen(BaseScreen):
         probe = Probe(source=src, destination=dst, proto=proto)
         status.update(literal_content(f"tracing {src} → {dst} ({proto})…"))
         # Keys typed while it runs are this screen's (p, a), not more text for the inputs.
-        self.query_one("#branches", RowTable).focus()
+        self.set_focus(self.query_one("#branches", RowTable))
         self.run_worker(
             partial(run_trace, loaded, probe),
             name="trace",
@@ -205,19 +231,17 @@ class TraceScreen(BaseScreen):
         branches = self.query_one("#branches", RowTable)
         if outcome.trace is None:
             status.update(literal_content(f"cannot trace: {outcome.error}", "bold"))
-            self.query_one("#observed", Static).update("")
             branches.show(page([]))
             self.query_one("#hops", RowTable).show(page([]))
             return
         n = len(outcome.trace.branches)
+        pick = " · ↑↓ or 1-9 picks one, enter shows its hops" if n > 1 else ""
         status.update(
-            literal_content(f"{probe.source} → {probe.destination} ({probe.proto}): {n} branch(es)")
+            literal_content(
+                f"{probe.source} → {probe.destination} ({probe.proto}): {n} branch(es){pick}"
+            )
         )
         branches.show(page(branch_rows(outcome.trace)))
-        # Cleaned line by line: the newlines are ours, everything else is literal.
-        self.query_one("#observed", Static).update(
-            Content("\n".join(clean(line) for line in outcome.observed))
-        )
         branches.move_cursor(row=0, animate=False)
         self.show_branch()
 
@@ -242,8 +266,18 @@ class TraceScreen(BaseScreen):
         if self.show_reply and not branch.reply:
             which = "no reply path for this branch"
         heading.update(literal_content(f"{which} · {len(hops)} hops · {branch.reason}"))
+        self.query_one("#flow", Static).update(literal_content(self.flow_line(branch)))
         hops_table.show(page(hop_rows(hops)))
         self.show_hop()
+
+    def flow_line(self, branch: Branch) -> str:
+        """The conntrack entries of the traced flow now, beside the predicted branch."""
+        loaded, result = self.loaded, self.trace
+        if loaded is None or result is None:
+            return ""
+        if not loaded.ready.is_set():
+            return f"conntrack now: {pending_text(loaded)}"
+        return flow_text(flow_entries(loaded.parsed.conntrack(), result.probe), branch)
 
     def show_hop(self) -> None:
         """Show what decided the selected hop."""
@@ -271,12 +305,29 @@ class TraceScreen(BaseScreen):
         """Enter on a branch moves into its hops."""
         event.stop()
         if event.table.id == "branches":
-            self.query_one("#hops", RowTable).focus()
+            self.set_focus(self.query_one("#hops", RowTable))
 
     def action_reply(self) -> None:
         """Toggle between the forward and the reply path."""
         self.show_reply = not self.show_reply
         self.show_branch()
+
+    def action_map(self) -> None:
+        """The selected branch and its reply on the node map, each step numbered in order."""
+        branch, loaded, result = self.selected_branch(), self.loaded, self.trace
+        if branch is None or loaded is None or result is None:
+            self.notify("trace something first (ctrl+r)", severity="warning", timeout=2)
+            return
+        snapshots = [loaded.snapshot, *loaded.peers]
+        node_map = build_map(snapshots)
+        wanted = None
+        if any(len(s.pods) > FOCUS_PODS_ABOVE for s in snapshots):
+            # A big node: the pods the packet passes, with every bridge and device around them.
+            wanted = MapFilter(netns=path_netns(node_map, branch))
+            node_map = build_map(snapshots, wanted)
+        number = result.branches.index(branch) + 1
+        path = trace_path(node_map, branch, number)
+        self.app.push_screen(MapScreen(path=path, title=trace_title(result.probe), wanted=wanted))
 
     def action_explain(self) -> None:
         """Toggle the binary AND view of route lookups."""

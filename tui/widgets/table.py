@@ -24,6 +24,7 @@ from textual.strip import Strip
 
 from podpath.tui.rows.model import MORE_KEY, Cell, Page, Row, more_row
 from podpath.tui.text import clean
+from podpath.tui.widgets.keys import pass_on
 
 ROLE_COLOURS = ("accent", "primary", "warning", "error", "success")
 PADDING = 1  # blank cells on each side of a cell, as DataTable's cell_padding
@@ -320,6 +321,10 @@ class RowTable(ScrollView, can_focus=True):
         """Enter: say which row was chosen."""
         if self._keys:
             self.post_message(self.RowSelected(self, self.selected_key))
+
+    async def _on_key(self, event: events.Key) -> None:
+        """A key that arrived after the focus moved on goes to the focused widget (keys.py)."""
+        pass_on(self, event)
 
     async def _on_click(self, event: events.Click) -> None:
         """A click on a row moves the cursor there and selects it (as DataTable does)."""

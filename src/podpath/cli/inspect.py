@@ -94,13 +94,17 @@ def collect_live(
 
     if not os.path.isdir(host_root):
         raise CliError(f"host root {host_root!r} is not a directory")
+    from podpath.cli.progress import ProgressLine
+
     try:
-        return take_snapshot(
-            host_root,
-            parts=ALL_PARTS if parts is None else parts,
-            redact_env=redact_env,
-            while_tools_run=while_tools_run,
-        )
+        with ProgressLine() as progress:
+            return take_snapshot(
+                host_root,
+                parts=ALL_PARTS if parts is None else parts,
+                redact_env=redact_env,
+                while_tools_run=while_tools_run,
+                progress=progress,
+            )
     except CollectorError as exc:
         raise CliError(str(exc)) from None
 

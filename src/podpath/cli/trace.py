@@ -132,7 +132,10 @@ def load_snapshots(args: argparse.Namespace) -> list[Snapshot]:
         from podpath.collectors.snapshot import take_snapshot
     except ImportError as exc:
         raise CliError(f"live collection is not available ({exc}); use --snapshot FILE") from None
-    return [take_snapshot(host_root=args.host_root or "/")]
+    from podpath.cli.progress import ProgressLine
+
+    with ProgressLine() as progress:
+        return [take_snapshot(host_root=args.host_root or "/", progress=progress)]
 
 
 def cached_indexes(

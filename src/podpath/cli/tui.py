@@ -26,6 +26,8 @@ from podpath.cli import EXIT_FAILURE, EXIT_OK, CliError
 from podpath.safe_text import visible
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from podpath.collectors.actions import Pin
     from podpath.snapshot.model import Snapshot
     from podpath.tui.actions import ActionResult, PodTarget
@@ -157,13 +159,17 @@ def live_source(host_root: str, lab_node: str | None = None) -> SnapshotSource:
     """A source that collects the node in the app's worker thread (r re-collects)."""
     from podpath.tui.source import live_source as make
 
-    def collect(cancel: threading.Event, previous: Snapshot | None) -> Snapshot:
+    def collect(
+        cancel: threading.Event,
+        previous: Snapshot | None,
+        progress: Callable[[str, int, int], object],
+    ) -> Snapshot:
         from podpath.collectors.hostroot import CollectorError
         from podpath.collectors.snapshot import take_snapshot
         from podpath.tui.source import CollectError
 
         try:
-            return take_snapshot(host_root, cancel=cancel, previous=previous)
+            return take_snapshot(host_root, cancel=cancel, previous=previous, progress=progress)
         except CollectorError as exc:
             # The collector's own refusal, worded for the user: not a bug to report.
             raise CollectError(str(exc)) from exc
@@ -320,14 +326,17 @@ def tui_in_node_argv(label: str) -> list[str]:
     """argv that runs this podpath's TUI inside a lab node, with this terminal's type.
 
     The lab gives node commands a minimal environment; without TERM, Textual cannot
-    read the keyboard, so the terminal's own settings are passed on explicitly.
+    read the keyboard, so the terminal's own settings are passed on explicitly. An
+    inherited COLUMNS/LINES is dropped: Textual prefers it to the pty's size, and an
+    exported COLUMNS=80 LINES=24 pinned the TUI at 80x24 in a 200x50 tmux pane.
     """
     env = [
         f"{k}={os.environ[k]}" for k in ("TERM", "COLORTERM", "LANG", "LC_ALL") if k in os.environ
     ]
     if not any(e.startswith("TERM=") for e in env):
         env.append("TERM=xterm-256color")
-    return ["env", *env, sys.executable, "-m", "podpath", "tui", "--lab-node", label]
+    unset = ["-u", "COLUMNS", "-u", "LINES"]
+    return ["env", *unset, *env, sys.executable, "-m", "podpath", "tui", "--lab-node", label]
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -61,6 +61,14 @@ class NodeFacts:
 
 
 @dataclass(frozen=True)
+class HolderFd:
+    """An open file descriptor that holds a namespace (/proc/PID/fd/FD -> net:[...])."""
+
+    pid: int
+    fd: int
+
+
+@dataclass(frozen=True)
 class Namespace:
     """One namespace of any type, as lsns shows it, plus holders lsns misses."""
 
@@ -76,6 +84,8 @@ class Namespace:
     nsfs: str | None = None  # a bind-mount path of the nsfs file, e.g. /run/netns/cni-...
     # How it is held: "process", "bind-mount", "fd".
     held_by: tuple[str, ...] = ()
+    # Which open fds hold it (pid, fd), when "fd" is among held_by.
+    holder_fds: tuple[HolderFd, ...] = ()
 
 
 @dataclass(frozen=True)

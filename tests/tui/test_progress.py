@@ -1,0 +1,125 @@
+"""Progress: which part is being read or parsed and how far — in the TUI, and on the CLI's
+stderr when (and only when) it is a terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from textual.message import Message
+
+from podpath.lab.node import node_env
+from podpath.snapshot.model import Snapshot
+from podpath.tui.app import PodpathApp, create_app
+from podpath.tui.source import Progress, live_source, static_source
+from podpath.tui.state import Loaded
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale_snapshot import build  # noqa: E402
+
+SIZE = (120, 36)
+
+
+async def test_refresh_says_which_part_is_being_read(fixed_snapshot: Snapshot) -> None:
+    """While the collector reads its 4th of 8 parts, the header says so; then the snapshot shows."""
+    reading, release = threading.Event(), threading.Event()
+
+    def collect(cancel: threading.Event, previous: Snapshot | None, progress: Progress) -> Snapshot:
+        progress("network namespaces", 3, 8)
+        reading.set()
+        release.wait(10)
+        return fixed_snapshot
+
+    app = create_app(live_source(collect, "/"))
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if "reading network namespaces (4/8)" in app.sub_title:
+                break
+        assert reading.is_set() and "⟳ reading network namespaces (4/8)…" in app.sub_title
+        release.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "reading" not in app.sub_title and fixed_snapshot.node.hostname in app.sub_title
+
+
+def test_preparing_the_views_names_each_step_in_order(fixed_snapshot: Snapshot) -> None:
+    """Loaded.prepare tells each step (what, done, total) as it starts, and keeps the last."""
+    seen: list[tuple[str, int, int]] = []
+    loaded = Loaded(fixed_snapshot)
+    loaded.prepare(lambda what, done, total: seen.append((what, done, total)))
+    assert [s[1] for s in seen] == list(range(5)) and {s[2] for s in seen} == {5}
+    assert seen[0][0] == "parsing rules and conntrack" and seen[1][0] == "Services"
+    assert loaded.ready.is_set() and loaded.step == "nftables ruleset (5/5)"
+
+
+async def test_a_big_snapshot_says_how_far_the_background_parse_is() -> None:
+    """10k Services are parsed in a worker: the app is told each of its steps, in order."""
+    scale = build(pods=10, service_count=10_000, conntrack=1000)
+    app = create_app(static_source(scale, "file", "scale.json"))
+    seen: list[Message] = []
+    async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
+        for _ in range(1200):  # the worker starts after the first frame
+            if app.loaded is not None and app.loaded.ready.is_set():
+                break
+            await pilot.pause(0.05)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        steps = [
+            (m.what, m.done, m.total)
+            for m in seen
+            if isinstance(m, PodpathApp.Progress) and m.kind == "prepare"
+        ]
+        assert steps[0] == ("parsing rules and conntrack", 0, 5) and steps[-1][1] == 4
+        assert app.loaded is not None and app.loaded.ready.is_set()
+
+
+def _ls_in_node(lab, stderr_tty: bool) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    """`podpath ls links` in node1, stderr on a pty or a pipe: (status, stdout, stderr)."""
+    argv = lab.enter_argv("node1", [sys.executable, "-m", "podpath", "ls", "links"])
+    if not stderr_tty:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=120, env=node_env(), check=False
+        )
+        return done.returncode, done.stdout, done.stderr
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            env=node_env(),
+        )
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        out = proc.stdout.read().decode() if proc.stdout else ""
+        return proc.wait(timeout=120), out, b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(controller)
+
+
+@pytest.mark.lab
+def test_cli_progress_line_only_on_a_terminal(shared_lab) -> None:  # type: ignore[no-untyped-def]
+    """On a pty, stderr says which part is read (n/total) and erases the line; piped, nothing."""
+    code, out, err = _ls_in_node(shared_lab, stderr_tty=True)
+    assert code == 0 and "cni0" in out
+    assert "podpath: reading network namespaces (" in err
+    assert "podpath: reading node facts (1/" in err
+    assert err.rindex("\r\x1b[K") > err.rindex("reading")  # erased once collected
+    code, out, err = _ls_in_node(shared_lab, stderr_tty=False)
+    assert code == 0 and "cni0" in out
+    assert "reading" not in err and "\r" not in err

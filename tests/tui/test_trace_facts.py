@@ -1,0 +1,58 @@
+"""The trace screen beside what the kernel holds: whose rule each netfilter hop took, and
+the live conntrack entries of the traced flow next to the predicted branch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from trace_pilot import traced
+
+from podpath.tui.app import PodpathApp
+from podpath.tui.rows.trace import flow_entries, flow_text
+from podpath.tui.widgets.table import RowTable
+
+SIZE = (160, 48)
+CLIENT = "default/client-6f9b8d7c4-qp2ld"
+
+
+async def test_hops_name_the_rules_owner_and_the_flow_is_shown_from_conntrack(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """client -> default/web:80: KUBE-SEP hops are the Service's; conntrack holds 3 entries."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen, result = await traced(pilot, CLIENT, "default/web:80")
+        hops = screen.query_one("#hops", RowTable)
+        rows = [hops.row_texts(i) for i in range(hops.row_count)]
+        # #, KIND, NODE, RULE OF, WHAT HAPPENS
+        sep = next(r for r in rows if r[1] == "netfilter" and "KUBE-SEP-" in r[4])
+        assert sep[3] == "Service default/web:http"  # kube-proxy's: said in the detail
+        assert all(r[3] == "" for r in rows if r[1] in ("route", "link", "bridge"))
+        hops.move_cursor(row=rows.index(sep))
+        await pilot.pause()
+        detail = str(screen.query_one("#hop-detail").render())
+        assert "rule of Service default/web:http (kube-proxy)" in detail
+        assert "iptables-nft" in detail
+        flow = str(screen.query_one("#flow").render())
+        assert flow.startswith("conntrack now, 3 entries: ESTABLISHED 10.244.0.8:51544 → ")
+        assert "reply from 10.244.1.5:80 (DNAT to 10.244.1.5:80" in flow
+        # The branch under the cursor is marked where the kernel chose its endpoint.
+        branch = screen.selected_branch()
+        assert branch is not None
+        loaded = app.loaded
+        assert loaded is not None
+        entries = flow_entries(loaded.parsed.conntrack(), result.probe)
+        assert flow == flow_text(entries, branch)
+        marked = [b for b in result.branches if "= this branch" in flow_text(entries, b)]
+        assert 1 <= len(marked) < len(result.branches)
+
+
+async def test_a_flow_the_kernel_has_not_seen_says_so(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """client -> kube-dns over tcp: no entry; the line says the prediction is alone."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await traced(pilot, CLIENT, "kube-system/kube-dns:53")
+        flow = str(app.screen.query_one("#flow").render())
+        assert flow == "conntrack now: no entry of this flow (the kernel has not seen it)"

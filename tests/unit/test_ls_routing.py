@@ -1,0 +1,82 @@
+"""`podpath ls rules|routes|links` on a saved snapshot: families, table names, VXLAN columns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from trace_factory import root_inode, two_nodes, with_root
+
+from podpath.cli import main
+from podpath.snapshot import codec
+from podpath.snapshot.model import Route, Rule
+
+ROOT = root_inode(0)
+# What `ip rule` and `ip -6 rule` print on any node: the same three rules, one list each.
+RULES = tuple(
+    Rule(ROOT, family, priority, "lookup", table)
+    for family in (4, 6)
+    for priority, table in ((0, 255), (32766, 254), (32767, 253))
+)
+
+
+@pytest.fixture
+def snapshot_file(tmp_path: Path) -> str:
+    """node-a of a flannel VXLAN pair, with both families' default rules and a table 100 route."""
+    node, _ = two_nodes("vxlan")
+    routes = next(ns.routes for ns in node.netns if ns.inode == ROOT)
+    extra = Route(ROOT, 4, 100, "unicast", "10.9.0.0/16", gateway="192.168.0.1", dev=2)
+    node = with_root(node, rules=RULES, routes=(*routes, extra))
+    path = tmp_path / "node-a.json"
+    path.write_text(codec.dumps(node))
+    return str(path)
+
+
+def _ls(capsys: pytest.CaptureFixture[str], *args: str) -> list[list[str]]:
+    assert main(["ls", *args]) == 0
+    return [line.split() for line in capsys.readouterr().out.splitlines()]
+
+
+def test_rules_have_a_family_and_tables_by_name(
+    snapshot_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IPv4 and IPv6 rules differ by FAMILY; tables read local/main/default as in `ip rule`."""
+    lines = _ls(capsys, "rules", "--snapshot", snapshot_file)
+    header = lines[0]
+    assert header[:3] == ["NETNS", "FAMILY", "PRIO"] and header[-1] == "TABLE"
+    shown = sorted((line[1], line[2], line[-1]) for line in lines[1:])
+    assert shown == sorted(
+        (fam, prio, table)
+        for fam in ("ipv4", "ipv6")
+        for prio, table in (("0", "local"), ("32766", "main"), ("32767", "default"))
+    )
+    assert len(set(map(tuple, lines[1:]))) == len(lines) - 1  # no row looks doubled
+
+
+def test_routes_name_main_and_keep_other_tables_numbered(
+    snapshot_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`main` for 254, `100` stays 100; JSON keeps the number and adds the name."""
+    lines = _ls(capsys, "routes", "--snapshot", snapshot_file)
+    col = lines[0].index("TABLE")
+    tables = {line[col] for line in lines[1:]}
+    assert {"main", "local", "100"} == tables
+    assert lines[0][1] == "FAMILY" and {line[1] for line in lines[1:]} == {"ipv4"}
+    main(["ls", "routes", "--snapshot", snapshot_file, "--json"])
+    rows = json.loads(capsys.readouterr().out)["routes"]
+    pairs = {(r["table"], r["table_name"]) for r in rows}
+    assert {(254, "main"), (255, "local"), (100, "100")} == pairs
+
+
+def test_links_show_vxlan_like_ip_d_link(
+    snapshot_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """flannel.1: VNI 1, local 192.168.0.2, the FDB's remote VTEP, port 8472, over eth0."""
+    lines = _ls(capsys, "links", "--snapshot", snapshot_file)
+    header = lines[0]
+    assert header[-5:] == ["VNI", "LOCAL", "REMOTE", "DSTPORT", "UNDERLAY"]
+    flannel = next(line for line in lines if "flannel.1" in line)
+    assert flannel[-5:] == ["1", "192.168.0.2", "192.168.0.3", "8472", "eth0"]
+    veth = next(line for line in lines[1:] if "veth" in " ".join(line))
+    assert "8472" not in veth
