@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -424,6 +425,25 @@ def trace_cli_figures(node: Node, repeats: int, label: str) -> list[Figure]:
     ]
 
 
+def doctor_figure(node: Node, repeats: int) -> Figure:
+    """Figure 4d: `podpath doctor --snapshot` judging every path of the node."""
+    r = drive(node.lab, "doctor", {"snapshot": SNAP_PATH, "repeats": repeats})
+    c = r["coverage"]
+    note = (
+        f"{c['paths']:,} paths from {c['classes']} pod positions ({c['pods']} pods) and "
+        f"{c['service_ports']:,} Service ports in {c['traces']:,} traces; "
+        f"CPU {statistics.median(r['cpu']):.2f} s; findings {r['summary']}"
+    )
+    return Figure(
+        f"{node.shape.key}.doctor",
+        "4d. `podpath doctor --snapshot` (every Service and pod path judged)",
+        "s",
+        stat(r["wall"]),
+        note=note,
+        shape=node.shape.key,
+    )
+
+
 # (the driver's sample, the figure's name, its title) of figure 5.
 _TUI_ROWS = (
     ("first_paint", "paint", "first frame painted (home, counts still parsing)"),
@@ -522,6 +542,8 @@ def measure_node(node: Node, plan: Plan, full: bool) -> list[Figure]:
     log(f"{key}: figure 4 (trace)")
     figs += trace_figures(node, reps, "iptables")
     figs += trace_cli_figures(node, reps, "iptables")
+    log(f"{key}: figure 4d (doctor)")
+    figs.append(doctor_figure(node, max(2, reps // 2)))
     if plan.tui:
         log(f"{key}: figure 5 (TUI)")
         figs += tui_figures(node, reps if full else 1)

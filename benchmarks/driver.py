@@ -284,6 +284,22 @@ def phase_trace_cli(args: Result) -> Result:
     return {"parsed": parsed, "cached": hits, "rc": rc}
 
 
+def phase_doctor(args: Result) -> Result:
+    """`podpath doctor --json --snapshot` on the node's snapshot: wall and CPU, and its coverage."""
+    argv = [sys.executable, "-m", "podpath", "doctor", "--json", "--snapshot", args["snapshot"]]
+    wall: list[float] = []
+    cpu: list[float] = []
+    for _ in range(int(args["repeats"])):
+        w, _kib, rc, c = run_measured(argv)
+        if rc not in (0, 1):  # 1: something critical was found, which is an answer
+            raise RuntimeError(f"podpath doctor exited {rc}")
+        wall.append(w)
+        cpu.append(c)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    report = json.loads(done.stdout)
+    return {"wall": wall, "cpu": cpu, "coverage": report["coverage"], "summary": report["summary"]}
+
+
 async def _after_refresh(app: Any) -> None:
     """Wait until the current screen has painted once after now."""
     done = asyncio.Event()
@@ -442,6 +458,7 @@ PHASES: dict[str, Callable[[Result], Result]] = {
     "refresh": phase_refresh,
     "trace": phase_trace,
     "trace_cli": phase_trace_cli,
+    "doctor": phase_doctor,
     "tui": phase_tui,
     "snapfile": phase_snapfile,
     "profile": phase_profile,

@@ -289,9 +289,9 @@ class PodpathApp(KeyOrder, App[None]):
             if v.name != registry.HOME
         ]
 
-    def start_trace(self, source: str, destination: str = "") -> None:
+    def start_trace(self, source: str, destination: str = "", proto: str = "tcp") -> None:
         """Open Trace with the inputs filled in."""
-        self.push_screen(TraceScreen(source, destination))
+        self.push_screen(TraceScreen(source, destination, proto))
 
     def action_jump(self) -> None:
         """`:` prompt."""

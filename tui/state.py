@@ -10,10 +10,11 @@ from typing import Any, Protocol
 
 from textual.worker import Worker
 
+from podpath.analysis.findings import Finding
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.mentions import MentionIndex, mention_index
 from podpath.analysis.parsed import ParsedSnapshot
-from podpath.analysis.problems import Problem, problems
+from podpath.doctor import diagnose
 from podpath.netfilter.nft import NftRuleset
 from podpath.snapshot.model import Snapshot
 from podpath.tui.actions import Actions
@@ -45,7 +46,7 @@ class Loaded:
     # What prepare() is doing now, e.g. "Services (2/5)"; "" before it starts.
     step: str = field(init=False, default="")
     _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
-    _problems: tuple[Problem, ...] | None = field(init=False, default=None)
+    _problems: tuple[Finding, ...] | None = field(init=False, default=None)
     _mentions: MentionIndex | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
@@ -89,8 +90,8 @@ class Loaded:
         return self.parsed.nft_ruleset()
 
     @property
-    def problems(self) -> tuple[Problem, ...] | None:
-        """The snapshot's problems (podpath.analysis.problems), once prepared."""
+    def problems(self) -> tuple[Finding, ...] | None:
+        """What `podpath doctor` finds on these snapshots (podpath.doctor), once prepared."""
         return self._problems if self.ready.is_set() else None
 
     def prepare(self, progress: Callable[[str, int, int], object] | None = None) -> None:
@@ -118,7 +119,9 @@ class Loaded:
         self.ready.set()
 
     def _parse(self) -> None:
-        self._problems = problems(self.parsed)  # parses every view
+        # Parses every view, and traces every path from every pod position.
+        indexes = [self.index, *self.peer_indexes]
+        self._problems = diagnose(indexes, [self.parsed]).findings
         # The parsed views live as long as the snapshot: keep the cyclic GC from
         # rescanning them while the rows are built (see podpath.tui.app.settle_heap).
         gc.freeze()
@@ -147,8 +150,8 @@ class AppState(Protocol):
         """Open a view of the registry by name (pods, svc, pod, ...), with an optional argument."""
         ...
 
-    def start_trace(self, source: str, destination: str = "") -> None:
-        """Open the Trace screen with a source (and destination) filled in."""
+    def start_trace(self, source: str, destination: str = "", proto: str = "tcp") -> None:
+        """Open the Trace screen with a source (and destination, protocol) filled in."""
         ...
 
     def home_menu(self, loaded: Loaded) -> list[tuple[str, str, str]]:

@@ -185,8 +185,12 @@ IFLA_XDP_ATTACHED, IFLA_XDP_PROG_ID = 2, 4
 # XDP_ATTACHED_*: how a program is attached (iproute2 prints xdp, xdpgeneric, xdpoffload).
 XDP_MODES = {1: "drv", 2: "generic", 3: "offload", 4: "multi"}
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 4, 5
+IFLA_BRPORT_MODE = 4  # u8: hairpin mode of a bridge port
 IFLA_VXLAN_ID, IFLA_VXLAN_GROUP, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL = 1, 2, 3, 4
 IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT, IFLA_VXLAN_GROUP6, IFLA_VXLAN_LOCAL6 = 7, 15, 16, 17
+# u8 switches, named as `ip -d link` names them.
+_VXLAN_FLAGS = ((11, "proxy"), (13, "l2miss"), (14, "l3miss"))
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL = 1, 2, 3
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
 RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 9, 15, 18
@@ -254,9 +258,11 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
         nsid = a.get(IFLA_LINK_NETNSID)
         kind: str | None = None
         vxlan: Vxlan | None = None
+        hairpin: bool | None = None
         info = a.get(IFLA_LINKINFO)
         if info is not None:
             kind, vxlan = _linkinfo(info)
+            hairpin = _hairpin(info)
         link_index = _I32.unpack_from(lnk)[0] if lnk is not None and len(lnk) >= 4 else None
         stats = a.get(IFLA_STATS64)
         xdp = a.get(IFLA_XDP)
@@ -279,9 +285,21 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
                 vxlan=vxlan,
                 stats=_stats64(stats) if stats is not None else None,
                 xdp=_xdp(xdp) if xdp is not None else None,
+                hairpin=hairpin,
             )
         )
     return out
+
+
+def _hairpin(info: bytes) -> bool | None:
+    """A bridge port's hairpin mode, from IFLA_INFO_SLAVE_DATA (`ip -d link`: hairpin on)."""
+    attrs = attributes(info, 0, len(info), "strict")
+    slave = attrs.get(IFLA_INFO_SLAVE_KIND)
+    data = attrs.get(IFLA_INFO_SLAVE_DATA)
+    if slave is None or cstr(slave) != "bridge" or data is None:
+        return None
+    mode = attributes(data, 0, len(data), "strict").get(IFLA_BRPORT_MODE)
+    return bool(mode[0]) if mode else None
 
 
 def _stats64(data: bytes) -> LinkStats | None:
@@ -333,6 +351,7 @@ def _vxlan(data: bytes) -> Vxlan:
         group=_nonzero_ip(group),
         dev=u32(dev) if dev is not None and len(dev) >= 4 and u32(dev) else None,
         learning=bool(learning[0]) if learning else True,
+        flags=tuple(name for attr, name in _VXLAN_FLAGS if (v := a.get(attr)) and v[0]),
     )
 
 

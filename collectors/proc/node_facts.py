@@ -1,4 +1,5 @@
-"""Facts about the node as a whole: names, kernel, forwarding and filtering sysctls, our privileges.
+"""Facts about the node as a whole: names, kernel, forwarding and filtering sysctls, the
+conntrack table's fill, our privileges.
 
 Sysctls are read from <root>/proc/sys, i.e. for the network namespace of whoever
 mounted that procfs (the host's, in a hostNetwork debug pod). bridge-nf-call-iptables
@@ -140,5 +141,13 @@ def collect_node(
         rp_filter=read_rp_filter(host, gaps, interfaces),
         capabilities=own_capabilities(host),
         euid=os.geteuid(),
+        # Both files exist only while nf_conntrack is loaded: absent is not an error.
+        # The count is the reader's namespace's; the maximum is the whole kernel's.
+        conntrack_count=_int(
+            _first_line(host, "/proc/sys/net/netfilter/nf_conntrack_count", gaps, optional=True)
+        ),
+        conntrack_max=_int(
+            _first_line(host, "/proc/sys/net/netfilter/nf_conntrack_max", gaps, optional=True)
+        ),
     )
     return facts, tuple(gaps)

@@ -730,18 +730,31 @@ def gaps(index: SnapshotIndex) -> Listing:
 
 
 def problems(index: SnapshotIndex) -> Listing:
-    """Everything worth a warning, errors first: what the TUI's Problems screen lists."""
-    from podpath.analysis.parsed import ParsedSnapshot
-    from podpath.analysis.problems import problems as find
+    """Everything `podpath doctor` finds, worst first: what the TUI's Problems screen lists."""
+    from podpath.doctor import diagnose
 
     rows: list[Row] = [
-        {"severity": p.severity, "subject": p.subject, "why": p.why}
-        for p in find(ParsedSnapshot(index))
+        {
+            "severity": f.severity,
+            "subject": f.subject,
+            "why": f.cause,
+            "fix": f.fix,
+            "id": f.id,
+            "check": f.check,
+            "grade": f.grade,
+            "node": f.node,
+            "hop": f.hop,
+            "evidence": list(f.evidence),
+            "affected": f.affected,
+            "paths": [p.text for p in f.paths],
+        }
+        for f in diagnose([index]).findings
     ]
     cols = (
         Column("SEVERITY", _key("severity")),
         Column("SUBJECT", _key("subject")),
         Column("WHY", _key("why")),
+        Column("FIX", _key("fix")),
     )
     return Listing(rows, cols)
 

@@ -71,9 +71,12 @@ def root_target() -> NetnsTarget:
 
 
 def _without_timers(links: Any) -> Any:
-    # A bridge's info_data carries running timers, which differ on every call.
+    # A bridge's info_data (and a port's info_slave_data) carries running timers, which
+    # differ on every call: of a port's data only its hairpin mode is kept.
     for link in links:
-        link.get("linkinfo", {}).pop("info_slave_data", None)
+        slave = link.get("linkinfo", {}).pop("info_slave_data", None)
+        if slave is not None and "hairpin" in slave:
+            link["linkinfo"]["info_slave_data"] = {"hairpin": slave["hairpin"]}
         data = link.get("linkinfo", {}).get("info_data", {})
         for key in [k for k in data if k.endswith("_timer")]:
             del data[key]
@@ -105,7 +108,7 @@ def build_topology() -> list[str]:
         "addr add 192.168.77.1/24 dev ulay0",
         "link set ulay0 up",
         "link set ulay1 up",
-        "link add flannel.1 type vxlan id 42 local 192.168.77.1 dev ulay0 dstport 8472 nolearning",
+        "link add flannel.1 type vxlan id 42 local 192.168.77.1 dev ulay0 dstport 8472 nolearning proxy",
         "route add blackhole 10.99.0.0/16",
         "route add prohibit 10.98.0.0/16 table 100",
         "rule add not from 10.1.0.0/16 fwmark 0x1/0xff lookup 100 priority 100",
@@ -123,6 +126,8 @@ def build_topology() -> list[str]:
         host = f"veth{PREFIX}{letter}"
         run("ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", name)
         run("ip", "link", "set", host, "master", "cni0", "up")
+        if letter == "a":
+            run("bridge", "link", "set", "dev", host, "hairpin", "on")
         for line in (
             "link set lo up",
             "link set eth0 up",

@@ -102,7 +102,8 @@ def test_topology_scanned_without_gaps(topo: Any) -> None:
 
 @pytest.mark.lab
 def test_links_equal_ip_link(topo: Any) -> None:
-    """ifindex, name, kind, MAC, MTU, operstate, flags and master equal `ip -j -d link`."""
+    """ifindex, name, kind, MAC, MTU, operstate, flags, master and a bridge port's hairpin
+    mode equal `ip -j -d link`."""
     for _name, view, ns in _namespaces(topo):
         index = _ifindex(view)
         want = sorted(
@@ -116,6 +117,7 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 lk["operstate"],
                 tuple(f for f in lk["flags"] if f != "M-DOWN"),
                 index.get(lk["master"]) if "master" in lk else None,
+                _slave_hairpin(lk),
             )
             for lk in view["link"]
         )
@@ -129,10 +131,22 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 lk["state"],
                 tuple(lk["flags"]),
                 lk["master"],
+                lk["hairpin"],
             )
             for lk in ns["links"]
         )
         assert got == want
+    hairpins = [lk["hairpin"] for _n, _v, ns in _namespaces(topo) for lk in ns["links"]]
+    assert True in hairpins and False in hairpins  # the driver turns it on for one port
+
+
+def _slave_hairpin(lk: dict[str, Any]) -> bool | None:
+    """ip's `hairpin` of a bridge port (info_slave_data), None for any other link."""
+    info = lk.get("linkinfo", {})
+    if info.get("info_slave_kind") != "bridge":
+        return None
+    hairpin = info.get("info_slave_data", {}).get("hairpin")
+    return None if hairpin is None else bool(hairpin)
 
 
 @pytest.mark.lab
@@ -170,7 +184,7 @@ def test_veth_pairs_equal_ip_link_in_both_namespaces(topo: Any) -> None:
 
 @pytest.mark.lab
 def test_vxlan_details_equal_ip(topo: Any) -> None:
-    """VNI, local, port, learning and underlay device equal `ip -d link` info_data."""
+    """VNI, local, port, learning, flags and underlay device equal `ip -d link` info_data."""
     view, ns = topo["tools"]["None"], _namespaces(topo)[0][2]
     index = _ifindex(view)
     lk = next(x for x in view["link"] if x["ifname"] == "flannel.1")
@@ -183,6 +197,7 @@ def test_vxlan_details_equal_ip(topo: Any) -> None:
         "group": data.get("group") or data.get("remote"),
         "dev": index[data["link"]],
         "learning": data["learning"],
+        "flags": [f for f in ("proxy", "l2miss", "l3miss") if data.get(f)],
     }
 
 

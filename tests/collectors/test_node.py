@@ -66,3 +66,38 @@ def test_capabilities_follow_setpriv() -> None:
         check=True,
     )
     assert done.stdout.strip() == "CAP_NET_ADMIN"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("conntrack") is None or shutil.which("unshare") is None,
+    reason="needs root, conntrack and unshare",
+)
+def test_conntrack_fill_equals_conntrack_count() -> None:
+    """In a private netns with 3 entries inserted, the count is conntrack -C's and the
+    maximum is the kernel's nf_conntrack_max."""
+    if not os.path.exists("/proc/sys/net/netfilter/nf_conntrack_max"):
+        pytest.fail("nf_conntrack is not loaded here: the conntrack tests need it")
+    insert = [
+        f"conntrack -I -p udp -s 10.9.0.{i} -d 10.9.1.1 --sport 4000 --dport 53 "
+        "--timeout 120 >/dev/null 2>&1"
+        for i in (1, 2, 3)
+    ]
+    script = (
+        "from podpath.collectors.hostroot import HostRoot\n"
+        "from podpath.collectors.proc.node_facts import collect_node\n"
+        "f = collect_node(HostRoot('/'))[0]\n"
+        "print(f.conntrack_count, f.conntrack_max)\n"
+    )
+    shell = "; ".join([*insert, f'{sys.executable} -c "$1"', "conntrack -C"])
+    done = subprocess.run(
+        ["unshare", "--net", "--", "sh", "-c", shell, "sh", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    ours, tool = done.stdout.splitlines()
+    count, limit = ours.split()
+    assert int(count) == int(tool) == 3
+    with open("/proc/sys/net/netfilter/nf_conntrack_max") as f:
+        assert int(limit) == int(f.read())

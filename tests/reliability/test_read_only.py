@@ -93,6 +93,8 @@ def test_every_command_and_a_tui_session_change_nothing(shared_lab: Lab, tmp_pat
         *([*podpath, "ls", kind] for kind in kinds()),
         [*podpath, "snapshot", "-o", str(tmp_path / "node.json")],
         [*podpath, "trace", "--from", pod, "--to", "default/web:80", "--reply", "--explain"],
+        [*podpath, "trace", "--from", pod, "--to", "default/web:80", "--conntrack", "--json"],
+        [*podpath, "doctor"],
         [sys.executable, "-c", _TUI_SESSION],
     ]
     before = _settled(shared_lab)

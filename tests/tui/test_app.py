@@ -412,7 +412,7 @@ async def test_home_parses_a_big_ruleset_in_a_worker(fixed_snapshot: Snapshot) -
         await pilot.pause()
         table = app.screen.table
         counts = {k: table.row_texts(i)[1] for i, k in enumerate(table._keys)}
-        assert counts["go:svc"] == "6" and counts["go:problems"] == "2"
+        assert counts["go:svc"] == "6" and counts["go:problems"] == "3"
 
 
 async def test_a_view_with_partial_data_says_why(fixed_snapshot: Snapshot) -> None:

@@ -172,10 +172,10 @@ async def test_a_failing_parse_worker_is_reported_once_and_views_stop_waiting(
     from podpath.tui.app import create_app
     from podpath.tui.source import static_source
 
-    def broken(parsed: object) -> tuple[()]:
+    def broken(indexes: object, parsed: object) -> tuple[()]:
         raise KeyError("KUBE-SVC-X")
 
-    monkeypatch.setattr(state, "problems", broken)
+    monkeypatch.setattr(state, "diagnose", broken)
     monkeypatch.setattr(state, "INLINE_PREPARE_BYTES", 0)  # prepare in the worker
     app = create_app(static_source(fixed_snapshot, "test", "t"))
     seen: list[Message] = []

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.parsed import ParsedSnapshot
-from podpath.analysis.problems import problems
 from podpath.conntrack import ConntrackEntry, ConntrackTuple
 from podpath.netfilter.kube_proxy import Endpoint, Service
 from podpath.snapshot.model import RecentEntry, RecentList
@@ -25,7 +24,7 @@ from podpath.tui.rows.pod import (
     pod_rows,
     route_rows,
 )
-from podpath.tui.rows.problems import problem_rows
+from podpath.tui.rows.problems import GRADE_ROLES, problem_rows
 from podpath.tui.rows.services import (
     endpoint_rows,
     service_fact_rows,
@@ -340,12 +339,14 @@ def test_links_tree_puts_pod_veths_under_the_bridge(index: SnapshotIndex) -> Non
     assert any("pod default/web-" in r[5] for r in rows)
 
 
-def test_problem_rows_keep_the_analysis_order(parsed: ParsedSnapshot) -> None:
-    """One row per problem, in the order the analysis gives (errors first)."""
-    found = problems(parsed)
+def test_problem_rows_keep_the_doctors_order(index: SnapshotIndex) -> None:
+    """One row per finding, in the doctor's order, each with its grade, subject, cause, fix."""
+    from podpath.doctor import diagnose
+
+    found = diagnose([index]).findings
     rows = problem_rows(found)
-    assert [texts(r)[1] for r in rows] == [p.subject for p in found]
-    assert [r.cells[0].role for r in rows] == [p.severity for p in found]
+    assert [texts(r) for r in rows] == [[f.grade, f.subject, f.cause, f.fix] for f in found]
+    assert [r.cells[0].role for r in rows] == [GRADE_ROLES[f.grade] for f in found]
 
 
 def test_menu_rows_key_each_view_by_its_jump_name() -> None:

@@ -14,12 +14,11 @@ from podpath.analysis.dataplane import mode_text
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.mentions import mention_index, mentions_of
 from podpath.analysis.parsed import ParsedSnapshot
-from podpath.analysis.problems import problems
 from podpath.analysis.services import endpoint_place, endpoints_of
 from podpath.conntrack import parse_conntrack
 from podpath.netfilter.kube_proxy import KubeProxyMode
 from podpath.snapshot.codec import load_path
-from podpath.snapshot.model import CniState, Gap, IpamAllocation, IptablesDump, Snapshot
+from podpath.snapshot.model import IptablesDump, Snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "tui" / "fixtures" / "snapshot.json"
@@ -40,76 +39,6 @@ def _node(**changes: object) -> Snapshot:
     """A built node (trace_factory) with kube-proxy rules for one Service, then `changes`."""
     snap = build_node(NodeSpec(iptables=kube_services("10.96.0.10", 80, ["10.244.0.2"])))
     return dataclasses.replace(snap, **changes)  # type: ignore[arg-type]
-
-
-def test_problems_of_the_fixture_are_the_leak_and_the_stale_entry(fixed: Snapshot) -> None:
-    """The fixture leaks 10.244.0.9 in IPAM and has one conntrack entry DNAT'd to it."""
-    found = problems(_parsed(fixed))
-    assert [(p.severity, p.subject) for p in found] == [
-        ("warning", "IPAM cbr0 10.244.0.9"),
-        ("warning", "stale conntrack"),
-    ]
-    assert found[1].why.startswith("1 entry DNAT to an address")
-
-
-def test_problems_put_errors_first_and_leave_skipped_parts_out() -> None:
-    """An inconsistent dump is an error listed first; a part not asked for is no problem."""
-    gaps = (
-        Gap("links of netns x", "the dump was interrupted", "inconsistent"),
-        Gap("conntrack", "not collected for this listing", "skipped"),
-        Gap("/proc/4242/environ", "permission denied", "permission", "CAP_SYS_PTRACE"),
-    )
-    found = problems(_parsed(_node(gaps=gaps)))
-    assert [(p.severity, p.subject) for p in found] == [
-        ("error", "links of netns x"),
-        ("warning", "/proc/4242/environ"),
-    ]
-    assert found[1].why == "permission denied (needs CAP_SYS_PTRACE)"
-
-
-def test_problems_repeat_kube_proxys_mixed_backend_warning() -> None:
-    """Rules in two iptables backends give detect_mode's warning, once, as a problem."""
-    legacy = IptablesDump(
-        "legacy",
-        "ipv4",
-        ("iptables-legacy-save",),
-        "*filter\n:INPUT ACCEPT\n-A INPUT -j ACCEPT\nCOMMIT\n",
-    )
-    snap = _node()
-    snap = dataclasses.replace(snap, iptables=(*snap.iptables, legacy))
-    found = [p for p in problems(_parsed(snap)) if p.subject == "netfilter backends"]
-    assert len(found) == 1 and "several iptables backends" in found[0].why
-
-
-def test_problems_name_unprivileged_collection_and_each_leaked_address() -> None:
-    """A non-root collector and every stale IPAM reservation are listed."""
-    cni = CniState(
-        allocations=(
-            IpamAllocation("cbr0", "10.244.0.9", "9e4dab12cd34aa", stale=True),
-            IpamAllocation("cbr0", "10.244.0.10", "live", stale=False),
-        )
-    )
-    snap = _node(cni=cni)
-    snap = dataclasses.replace(snap, node=dataclasses.replace(snap.node, euid=65534))
-    subjects = [p.subject for p in problems(_parsed(snap))]
-    assert subjects == ["IPAM cbr0 10.244.0.9", "unprivileged"]
-
-
-def test_a_parser_failure_is_one_note_and_one_problem(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A parser that raises on a dump leaves that view empty and is listed as a problem."""
-    import podpath.netfilter.kube_proxy as kube_proxy
-
-    def broken(ruleset: object) -> tuple[()]:
-        raise ValueError("unexpected token")
-
-    monkeypatch.setattr(kube_proxy, "services", broken)
-    parsed = _parsed(_node())
-    assert parsed.services() == ()
-    assert (
-        "warning",
-        "parser",
-        "Services: could not be parsed (ValueError: unexpected token)",
-    ) in [(p.severity, p.subject, p.why) for p in problems(parsed)]
 
 
 def test_mode_text_words_every_outcome_of_detect_mode() -> None:

@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("podpath.analysis",),
     ("podpath.trace",),
-    ("podpath.listing", "podpath.lab", "podpath.draw"),
+    ("podpath.listing", "podpath.lab", "podpath.draw", "podpath.doctor"),
 )
 TOP = len(LAYERS)
 
@@ -136,7 +136,7 @@ def _layer_violations(modules: dict[str, Path]) -> list[str]:
 
 
 def test_layers_import_only_downwards() -> None:
-    """snapshot < parsers and collectors < analysis < trace < listing, lab, draw < cli and tui."""
+    """snapshot < parsers and collectors < analysis < trace < listing, lab, draw, doctor < cli and tui."""
     assert _layer_violations(_all_modules()) == []
 
 

@@ -1,18 +1,26 @@
-"""Pure row builders for the Problems screen (the list comes from podpath.analysis.problems)."""
+"""Pure row builders for the Problems screen (the findings come from podpath.doctor)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from podpath.analysis.problems import Problem
+from podpath.analysis.findings import Finding
 from podpath.tui.rows.model import Cell, Row, cell, row
 
-PROBLEM_COLUMNS = ("SEVERITY", "SUBJECT", "WHY")
+PROBLEM_COLUMNS = ("GRADE", "SUBJECT", "CAUSE", "FIX")
+# How each grade is drawn (a role the table styles).
+GRADE_ROLES = {"critical": "error", "warning": "warning", "info": "primary"}
 
 
-def problem_rows(found: Iterable[Problem]) -> list[Row]:
-    """One row per problem, in the analysis's order (errors first)."""
+def problem_rows(found: Iterable[Finding]) -> list[Row]:
+    """One row per finding, in the doctor's order (critical first)."""
     return [
-        row(f"p:{i}", Cell(p.severity, p.severity), Cell(p.subject, "accent"), cell(p.why))
-        for i, p in enumerate(found)
+        row(
+            f"p:{i}",
+            Cell(f.grade, GRADE_ROLES[f.grade]),
+            Cell(f.subject, "accent"),
+            cell(f.cause),
+            cell(f.fix),
+        )
+        for i, f in enumerate(found)
     ]

@@ -93,7 +93,7 @@ class NodeScreen(TableScreen):
             first = found[0]
             banner.update(
                 literal_content(
-                    f"⚠ {len(found)} problem(s): {first.subject} — {first.why}   (p or :problems)"
+                    f"⚠ {len(found)} problem(s): {first.subject} — {first.cause}   (p or :problems)"
                 )
             )
         else:

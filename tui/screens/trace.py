@@ -87,10 +87,11 @@ class TraceScreen(BaseScreen):
         Binding("f", "focus_from", "From"),
     ]
 
-    def __init__(self, source: str = "", destination: str = "") -> None:
+    def __init__(self, source: str = "", destination: str = "", proto: str = "tcp") -> None:
         super().__init__()
         self.source_spec = source
         self.destination_spec = destination
+        self.proto = proto
         self.trace: Trace | None = None
         self.show_reply = False
         self.explain = False
@@ -107,7 +108,7 @@ class TraceScreen(BaseScreen):
             )
             yield Select(
                 (("tcp", "tcp"), ("udp", "udp"), ("icmp", "icmp")),
-                value="tcp",
+                value=self.proto,
                 allow_blank=False,
                 id="proto",
             )

@@ -1,103 +1,328 @@
-"""Everything worth a warning on a node, each with why: the list `podpath ls problems`
-prints and the TUI's Problems screen shows.
+"""What a node's facts show is wrong, without a trace: the fact checks of `podpath doctor`.
 
-Gaps (what could not be read), kube-proxy's own warnings (several netfilter backends
-in use, mode-switch leftovers), an unprivileged collection, leaked IPAM addresses, pod
-MTUs above the overlay's, conntrack entries DNATed to a former endpoint, and whatever
-the parsers could not read.
+What could not be read (gaps, an unprivileged collection, what a parser could not
+read), a conntrack table nearly full, a second netfilter backend holding rules,
+addresses IPAM handed to no pod, conntrack entries that still send a connection to a
+former endpoint, sysctls a bridge CNI with kube-proxy needs, pods whose MTU is not
+the CNI config's. The doctor (`podpath.doctor`) adds what the traces of every path
+show; where a fault also fails paths (forwarding off, bridge-nf-call-iptables off) the
+fact and the paths make one finding, with the same id.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 
 from podpath.analysis.conntrack import stale_entries
+from podpath.analysis.findings import Finding, ordered
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.parsed import ParsedSnapshot
-from podpath.snapshot.model import Gap
+from podpath.conntrack import ConntrackEntry
+from podpath.snapshot.model import CniConfig
 
 # Gap kinds that mean the data is wrong, not just missing.
 ERROR_GAPS = frozenset({"error", "inconsistent"})
+# conntrack's fill level that is a warning, and the one that is critical (the kernel
+# drops the first packet of every new connection once the table is full).
+CONNTRACK_WARN = 0.80
+CONNTRACK_CRITICAL = 0.95
+STALE_EXAMPLES = 5
 
 
-@dataclass(frozen=True)
-class Problem:
-    """Something wrong or missing on the node, and why it matters."""
-
-    severity: str  # "error" or "warning"
-    subject: str
-    why: str
-
-
-def problems(parsed: ParsedSnapshot) -> tuple[Problem, ...]:
-    """Every problem of the snapshot, errors first, then by subject."""
+def problems(parsed: ParsedSnapshot) -> tuple[Finding, ...]:
+    """Every finding the node's facts show, worst first (the doctor adds the paths')."""
     parsed.parse_all()
     index = parsed.index
-    snap = index.snapshot
-    found = [_gap_problem(g) for g in snap.gaps if g.kind != "skipped"]
-    mode = parsed.kube_proxy_mode()
-    if mode is not None:
-        found += [Problem("warning", "netfilter backends", w) for w in mode.warnings]
+    node = index.snapshot.node.hostname
+    found: list[Finding] = []
+    found += _gaps(parsed, node)
+    found += _conntrack_fill(index, node)
+    found += _backends(parsed, node)
+    found += _leaked_ipam(index, node)
+    found += _stale_conntrack(parsed, node)
+    found += _bridge_sysctls(index, parsed, node)
+    found += _forwarding(index, node)
+    found += _cni_mtu(index, node)
+    return ordered(found)
+
+
+def _gaps(parsed: ParsedSnapshot, node: str) -> list[Finding]:
+    """What could not be read: the doctor's view of it is partial, not the node broken."""
+    snap = parsed.index.snapshot
+    out = []
+    for gap in snap.gaps:
+        if gap.kind == "skipped":
+            continue
+        needs = (
+            f" (needs {gap.capability})"
+            if gap.capability and gap.capability not in gap.reason
+            else ""
+        )
+        out.append(
+            Finding(
+                "unread",
+                "warning" if gap.kind in ERROR_GAPS else "info",
+                gap.subject,
+                f"could not be read: {gap.reason}{needs}; paths through it are judged without it",
+                f"run podpath with {gap.capability}" if gap.capability else "see the reason",
+                node,
+                key=f"{gap.subject}:{gap.reason}",
+            )
+        )
     if snap.node.euid not in (None, 0):
-        found.append(
-            Problem(
+        out.append(
+            Finding(
+                "unread",
                 "warning",
                 "unprivileged",
                 f"collected as uid {snap.node.euid}: parts may be missing",
+                "run podpath as root (or in a privileged debug pod)",
+                node,
+                key="unprivileged",
             )
         )
-    found += [
-        Problem(
+    out += [
+        Finding(
+            "unread",
+            "warning",
+            "parser",
+            note,
+            "report it: podpath could not read what the node's tools printed",
+            node,
+            key=f"parser:{note}",
+        )
+        for note in parsed.notes
+    ]
+    return out
+
+
+def _conntrack_fill(index: SnapshotIndex, node: str) -> list[Finding]:
+    facts = index.snapshot.node
+    count, limit = facts.conntrack_count, facts.conntrack_max
+    if count is None or not limit:
+        return []
+    fill = count / limit
+    if fill < CONNTRACK_WARN:
+        return []
+    full = count >= limit
+    grade = "critical" if fill >= CONNTRACK_CRITICAL else "warning"
+    state = "full" if full else f"{fill:.0%} full"
+    return [
+        Finding(
+            "conntrack-full",
+            grade,
+            f"node {node}",
+            f"the conntrack table is {state}: {count} of {limit} entries; the kernel drops "
+            "the first packet of every new connection once it is full "
+            '("nf_conntrack: table full, dropping packet" in the kernel log)',
+            "raise net.netfilter.nf_conntrack_max (kube-proxy's --conntrack-min and "
+            "--conntrack-max-per-core set it), or find what opens so many connections "
+            "(conntrack -L | sort by source)",
+            node,
+            "conntrack table: nf_conntrack_count / nf_conntrack_max",
+            (
+                f"net.netfilter.nf_conntrack_count = {count}",
+                f"net.netfilter.nf_conntrack_max = {limit}",
+            ),
+            key=node,
+        )
+    ]
+
+
+def _backends(parsed: ParsedSnapshot, node: str) -> list[Finding]:
+    mode = parsed.kube_proxy_mode()
+    if mode is None:
+        return []
+    return [
+        Finding(
+            "netfilter-backends",
+            "warning",
+            f"node {node}",
+            warning,
+            "remove the rules of the backend kube-proxy does not use (iptables-legacy-save "
+            "and iptables-nft-save show each), and make every agent use the same iptables",
+            node,
+            evidence=(*mode.evidence, *_rules_per_backend(parsed)),
+            key=f"{node}:{warning}",
+        )
+        for warning in mode.warnings
+    ]
+
+
+def _rules_per_backend(parsed: ParsedSnapshot) -> list[str]:
+    """`iptables-legacy/ipv4: 1 rule, in filter/DOCTOR-TEST`: where each backend's rules are."""
+    out = []
+    for dump in parsed.rule_dumps():
+        rs = dump.ruleset
+        held = [f"{t}/{c}" for t in rs.tables for c in rs.chain_names(t) if rs.rule_count_of(t, c)]
+        if held:
+            n = rs.rule_count()
+            shown = ", ".join(held[:4]) + (
+                f" (+{len(held) - 4} more chains)" if len(held) > 4 else ""
+            )
+            out.append(f"iptables-{dump.label}: {n} rule{'s' if n != 1 else ''}, in {shown}")
+    return out
+
+
+def _leaked_ipam(index: SnapshotIndex, node: str) -> list[Finding]:
+    return [
+        Finding(
+            "ipam-leaked",
             "warning",
             f"IPAM {a.network} {a.ip}",
-            f"reserved for {a.container_id[:12]}, which is no pod: a leaked address",
+            f"{a.ip} is reserved for {a.container_id[:12]}, which is no pod: a leaked address, "
+            "never handed out again (when the range runs out, pods fail to start)",
+            f"remove /var/lib/cni/networks/{a.network}/{a.ip} once you are sure no sandbox "
+            f"{a.container_id[:12]} exists (crictl pods -q --no-trunc)",
+            node,
+            evidence=(f"/var/lib/cni/networks/{a.network}/{a.ip}: {a.container_id}",),
+            key=f"{node}:{a.network}:{a.ip}",
         )
-        for a in snap.cni.allocations
+        for a in index.snapshot.cni.allocations
         if a.stale
     ]
-    found += mtu_problems(index)
-    stale = len(stale_entries(parsed.conntrack(), parsed.services()))
-    if stale:
-        entries = "entry" if stale == 1 else "entries"
-        found.append(
-            Problem(
-                "warning",
-                "stale conntrack",
-                f"{stale} {entries} DNAT to an address that is no longer a Service endpoint",
-            )
+
+
+def _stale_conntrack(parsed: ParsedSnapshot, node: str) -> list[Finding]:
+    stale = stale_entries(parsed.conntrack(), parsed.services())
+    if not stale:
+        return []
+    n = len(stale)
+    targets = sorted({(e.protocol, e.reply.src, e.reply.sport) for e in stale})
+    where = ", ".join(f"{ip}:{port}/{proto}" for proto, ip, port in targets[:STALE_EXAMPLES])
+    return [
+        Finding(
+            "stale-conntrack",
+            "warning",
+            f"node {node}",
+            f"{n} conntrack {'entry still DNATs' if n == 1 else 'entries still DNAT'} a Service to "
+            f"{'an address' if len(targets) == 1 else 'addresses'} no longer among its "
+            f"endpoints ({where}): packets of those flows keep going there until the entries "
+            "expire",
+            "delete them as kube-proxy does for UDP: "
+            + "; ".join(_delete_command(e) for e in stale[:2])
+            + ("; ..." if n > 2 else ""),
+            node,
+            evidence=tuple(_entry_text(e) for e in stale[:STALE_EXAMPLES]),
+            key=node,
         )
-    found += [Problem("warning", "parser", note) for note in parsed.notes]
-    return tuple(sorted(found, key=lambda p: (p.severity != "error", p.subject)))
+    ]
 
 
-def _gap_problem(gap: Gap) -> Problem:
-    needs = (
-        f" (needs {gap.capability})" if gap.capability and gap.capability not in gap.reason else ""
+def _delete_command(entry: ConntrackEntry) -> str:
+    o, r = entry.original, entry.reply
+    return f"conntrack -D -p {entry.protocol} --orig-dst {o.dst} --reply-src {r.src}"
+
+
+def _entry_text(entry: ConntrackEntry) -> str:
+    o, r = entry.original, entry.reply
+    return (
+        f"{entry.protocol} {o.src}:{o.sport} -> {o.dst}:{o.dport} "
+        f"(reply from {r.src}:{r.sport}) {entry.state or ''}".rstrip()
     )
-    return Problem(
-        "error" if gap.kind in ERROR_GAPS else "warning", gap.subject, gap.reason + needs
-    )
 
 
-def mtu_problems(index: SnapshotIndex) -> list[Problem]:
-    """Pods whose eth0 MTU is above the overlay's: large packets to other nodes are lost."""
-    root = index.root_netns
-    if root is None:
-        return []
-    overlays = [link for link in root.links if link.kind == "vxlan"]
-    if not overlays:
-        return []
-    overlay_mtu = min(link.mtu for link in overlays)
-    out = []
+def _bridged_pods(index: SnapshotIndex) -> list[str]:
+    """Bridges of the root namespace that pods' host veths are ports of."""
+    bridges: list[str] = []
     for pod in index.snapshot.pods:
         eth0 = index.pod_interface(pod)
-        if eth0 is not None and eth0.mtu > overlay_mtu:
-            out.append(
-                Problem(
-                    "warning",
-                    f"MTU {pod.namespace}/{pod.name}",
-                    f"eth0 MTU {eth0.mtu} > overlay MTU {overlay_mtu}: large packets to other "
-                    "nodes are dropped or fragmented",
-                )
-            )
-    return out
+        peer = index.peer(eth0) if eth0 is not None else None
+        master = index.link(peer.netns, peer.master) if peer is not None else None
+        if master is not None and master.kind == "bridge" and master.name not in bridges:
+            bridges.append(master.name)
+    return bridges
+
+
+def _bridge_sysctls(index: SnapshotIndex, parsed: ParsedSnapshot, node: str) -> list[Finding]:
+    """bridge-nf-call-iptables off (or br_netfilter absent) on a bridge CNI with kube-proxy."""
+    facts = index.snapshot.node
+    bridges = _bridged_pods(index)
+    mode = parsed.kube_proxy_mode()
+    if not bridges or mode is None or mode.mode not in ("iptables", "nftables", "ipvs"):
+        return []
+    if facts.bridge_nf_call_iptables not in (0, None):
+        return []
+    value = "absent (br_netfilter is not loaded)" if facts.bridge_nf_call_iptables is None else "0"
+    return [
+        Finding(
+            "bridge-nf-off",
+            "warning",
+            f"node {node}",
+            f"net.bridge.bridge-nf-call-iptables is {value} while pods are on bridge "
+            f"{', '.join(bridges)} and kube-proxy runs in {mode.mode} mode: a Service "
+            "endpoint's answer to a pod on the same bridge is bridged past conntrack, "
+            "untranslated",
+            "modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1 (and keep "
+            "both in /etc/modules-load.d/ and /etc/sysctl.d/)",
+            node,
+            evidence=(f"net.bridge.bridge-nf-call-iptables = {value}",),
+            key=node,
+        )
+    ]
+
+
+def _forwarding(index: SnapshotIndex, node: str) -> list[Finding]:
+    """ip_forward off on a node with pods: every path that crosses the node's stack fails."""
+    facts = index.snapshot.node
+    if facts.ip_forward != 0 or not any(not p.host_network for p in index.snapshot.pods):
+        return []
+    return [
+        Finding(
+            "ip-forward-off",
+            "warning",
+            f"node {node}",
+            "net.ipv4.ip_forward is 0 on a node with pods: nothing a pod sends is routed "
+            "beyond the node's own addresses and its bridge",
+            "sysctl -w net.ipv4.ip_forward=1 and keep it in /etc/sysctl.d/ (kubelet and "
+            "every CNI need forwarding)",
+            node,
+            evidence=("net.ipv4.ip_forward = 0",),
+            key=node,
+        )
+    ]
+
+
+def _cni_mtu(index: SnapshotIndex, node: str) -> list[Finding]:
+    """Pods whose eth0 MTU is not the one the active CNI config asks for."""
+    conf = next(
+        (c for c in index.snapshot.cni.configs if c.path == index.snapshot.cni.active), None
+    )
+    wanted = _config_mtu(conf) if conf is not None else None
+    if wanted is None or conf is None:
+        return []
+    off = []
+    for pod in index.snapshot.pods:
+        eth0 = index.pod_interface(pod)
+        if eth0 is not None and not pod.host_network and eth0.mtu != wanted:
+            off.append(f"{pod.namespace}/{pod.name} eth0 mtu {eth0.mtu}")
+    if not off:
+        return []
+    return [
+        Finding(
+            "mtu-mismatch",
+            "warning",
+            f"node {node}",
+            f"{len(off)} pod{'s' if len(off) != 1 else ''}' eth0 MTU differs from the "
+            f"mtu {wanted} of the CNI config {conf.path}: made before the config changed, "
+            "or changed since",
+            "re-create those pods (the CNI plugin sets the MTU when it makes a pod's network)",
+            node,
+            evidence=(f"{conf.path}: mtu {wanted}", *off[:5]),
+            key=f"{node}:cni-config",
+        )
+    ]
+
+
+def _config_mtu(conf: CniConfig) -> int | None:
+    """The `mtu` of the first plugin of a config that sets one."""
+    try:
+        doc = json.loads(conf.text)
+    except ValueError:
+        return None
+    plugins = doc.get("plugins") if isinstance(doc, dict) else None
+    for plugin in plugins if isinstance(plugins, list) else [doc]:
+        if isinstance(plugin, dict) and isinstance(plugin.get("mtu"), int):
+            mtu: int = plugin["mtu"]
+            return mtu
+    return None

@@ -39,6 +39,7 @@ COMMAND_MODULES: dict[str, str] = {
     "snapshot": "inspect",
     "ls": "inspect",
     "trace": "trace",
+    "doctor": "doctor",
     "draw": "draw",
     "lab": "lab",
 }
@@ -108,7 +109,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     wanted = (
         [COMMAND_MODULES[only]]
         if only in COMMAND_MODULES
-        else ["tui", "inspect", "trace", "draw", "lab"]
+        else ["tui", "inspect", "trace", "doctor", "draw", "lab"]
     )
     for name in dict.fromkeys(wanted):
         importlib.import_module(f"podpath.cli.{name}").register(sub)
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Commands that exit on SIGINT, SIGTERM or SIGHUP with their cleanup run: a file
 # being written is left whole, commands started are killed. The TUI and the lab handle
 # signals themselves.
-STOPPABLE_COMMANDS = frozenset({"snapshot", "ls", "trace", "draw"})
+STOPPABLE_COMMANDS = frozenset({"snapshot", "ls", "trace", "doctor", "draw"})
 
 
 class Terminated(BaseException):

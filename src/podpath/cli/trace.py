@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, Any
 
 from podpath.analysis.index import SnapshotIndex
-from podpath.cli import EXIT_OK, CliError
+from podpath.cli import EXIT_OK, CliError, Terminated
+from podpath.safe_text import visible
 from podpath.snapshot.model import Snapshot
 from podpath.trace.probe import PROTOCOLS, Probe, ProbeError
+
+if TYPE_CHECKING:
+    from podpath.conntrack import ConntrackEntry
+    from podpath.trace.model import Trace
 
 
 def register(sub: Any) -> None:
@@ -57,6 +66,23 @@ def register(sub: Any) -> None:
         "(keyed by the file's content; nothing is written elsewhere)",
     )
     p.add_argument("--explain", action="store_true", help="show each route decision's binary AND")
+    p.add_argument(
+        "--conntrack",
+        action="store_true",
+        help="beside the trace, the conntrack entries of this flow: which endpoint the kernel "
+        "chose, whether NAT was applied (shown in text whenever the node is live; with --snapshot, the "
+        "snapshot's table)",
+    )
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=2.0,
+        default=None,
+        metavar="SECONDS",
+        help="live node only: re-read conntrack and the path's rule counters every SECONDS "
+        "(default 2), read-only, while you reproduce the problem; Ctrl-C ends",
+    )
     p.add_argument("--json", action="store_true", help="print the trace as JSON")
     p.add_argument(
         "--svg",
@@ -85,10 +111,11 @@ def add_sources(p: argparse.ArgumentParser, verb: str) -> None:
     )
     where.add_argument(
         "--snapshot",
-        action="append",
+        action="extend",
+        nargs="+",
         default=None,
         metavar="FILE",
-        help=f"{verb} saved snapshots instead; repeat for several nodes",
+        help=f"{verb} saved snapshots instead, one per node (--snapshot A B, or repeated)",
     )
 
 
@@ -156,12 +183,20 @@ def store_indexes(directory: str, misses: list[tuple[str, SnapshotIndex]]) -> No
 def run(args: argparse.Namespace) -> int:
     """Handle `podpath trace`."""
     from podpath.trace.engine import trace
-    from podpath.trace.render import dumps, render_text
+    from podpath.trace.observed import observed_json, observed_lines
+    from podpath.trace.render import render_text, trace_json
 
     if args.sport is not None and not 0 < args.sport < 65536:
         raise CliError(f"--sport {args.sport} is not a port number (1-65535)")
+    live = not args.snapshot
     if args.cache is not None and not args.snapshot:
         raise CliError("--cache DIR needs --snapshot FILE (a live node is read afresh)")
+    if args.watch is not None and not live:
+        raise CliError("--watch re-reads the live node; it cannot watch saved snapshots")
+    if args.watch is not None and args.json:
+        raise CliError("--watch prints what moved as it happens, as text; leave out --json")
+    if args.watch is not None and not 0.2 <= args.watch <= 3600:
+        raise CliError(f"--watch {args.watch:g}: give 0.2 to 3600 seconds between readings")
     probe = Probe(args.source, args.destination, args.proto, args.sport, args.family)
     misses: list[tuple[str, SnapshotIndex]] = []
     if args.cache is not None:
@@ -180,8 +215,90 @@ def run(args: argparse.Namespace) -> int:
         from podpath.cli.draw import trace_picture
 
         trace_picture(snapshots, result, args.branch, args.svg)
+    # Text shows the kernel's side whenever it is live; JSON only when asked (its contract).
+    show = args.conntrack or (live and not args.json)
+    entries, where = _flow_entries(result, indexes, live) if show else ([], "")
     if args.json:
-        print(dumps(result))
-    else:
-        print(render_text(result, explain=args.explain), end="")
+        doc = trace_json(result)
+        if show:
+            doc["observed"] = observed_json(result, entries, where)
+        print(json.dumps(doc, indent=2, ensure_ascii=True))
+        return EXIT_OK
+    print(render_text(result, explain=args.explain), end="")
+    if show:
+        print()
+        print("\n".join(visible(x) for x in observed_lines(result, entries, where)))
+    if args.watch is not None:
+        _watch(args, probe, result, entries, args.watch)
     return EXIT_OK
+
+
+def _flow_entries(
+    result: Trace, indexes: list[SnapshotIndex], live: bool
+) -> tuple[list[ConntrackEntry], str]:
+    """The traced flow's entries in the source node's conntrack table, and where they came from."""
+    from podpath.trace.observed import flow_entries
+
+    node = str(result.probe.get("node"))
+    index = next((i for i in indexes if i.snapshot.node.hostname == node), indexes[0])
+    if index.snapshot.conntrack is None:
+        return [], f"not read on {index.snapshot.node.hostname}"
+    where = "conntrack -L, live" if live else f"the snapshot of {index.snapshot.node.hostname}"
+    return flow_entries(result, index.conntrack), where
+
+
+def _entry_key(e: ConntrackEntry) -> str:
+    # An entry is news when new, or in a new state; its timeout ticks on.
+    return f"{e.original.src}:{e.original.sport} {e.reply.src}:{e.reply.sport} {e.state}"
+
+
+def _watch(
+    args: argparse.Namespace,
+    probe: Probe,
+    first: Trace,
+    shown: list[ConntrackEntry],
+    every: float,
+) -> None:
+    """Re-read conntrack and the counters (read-only) and print what changed, until Ctrl-C."""
+    from podpath.collectors.snapshot import take_snapshot
+    from podpath.trace.engine import trace
+    from podpath.trace.observed import entry_line, moved, predicted_endpoints
+
+    # What the trace needs to resolve the probe again, and the counters and table; no sockets.
+    parts = frozenset({"processes", "netns", "pods", "cni", "netfilter", "conntrack"})
+    predicted = predicted_endpoints(first)
+    seen = {_entry_key(e) for e in shown}
+    new = 0
+    reported: dict[str, int] = {}
+    print(
+        f"\nwatching every {every:g} s (conntrack -L, iptables-save -c, nft; read-only); Ctrl-C ends"
+    )
+    try:
+        while True:
+            time.sleep(every)
+            fresh = SnapshotIndex(take_snapshot(host_root=args.host_root or "/", parts=parts))
+            try:
+                again = trace([fresh], probe, reply=args.reply)
+            except ProbeError as exc:
+                raise CliError(f"the watched flow cannot be traced any more: {exc}") from None
+            stamp = time.strftime("%H:%M:%S")
+            entries, _ = _flow_entries(again, [fresh], True)
+            for e in entries:
+                key = _entry_key(e)
+                if key not in seen:
+                    seen.add(key)
+                    new += 1
+                    print(visible(f"{stamp} conntrack  {entry_line(e, predicted)}"))
+            for m in moved(first, again):
+                rule = f"{m.node} {m.where} {m.rule}"
+                if reported.get(rule) != m.packets:
+                    reported[rule] = m.packets
+                    print(visible(f"{stamp} counter    {m.text}"))
+            sys.stdout.flush()
+    except (KeyboardInterrupt, Terminated) as exc:
+        if isinstance(exc, Terminated) and exc.signum != signal.SIGINT:
+            raise  # SIGTERM or SIGHUP: stop as every command does
+        print(
+            f"\nwatched: {new} new conntrack entr{'y' if new == 1 else 'ies'}, "
+            f"{len(reported)} rule{'s' if len(reported) != 1 else ''} counted the flow"
+        )

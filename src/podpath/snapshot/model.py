@@ -54,6 +54,10 @@ class NodeFacts:
     # Effective capabilities of the collecting process, by name (CAP_NET_ADMIN, ...).
     capabilities: tuple[str, ...] = ()
     euid: int | None = None
+    # The conntrack table: entries now and the most it holds (net.netfilter.
+    # nf_conntrack_count, nf_conntrack_max); None where nf_conntrack is not loaded.
+    conntrack_count: int | None = None
+    conntrack_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,8 @@ class Vxlan:
     group: str | None = None  # remote or multicast group, when fixed
     dev: int | None = None  # underlay ifindex in the same namespace
     learning: bool = True
+    # proxy (answers ARP from the neighbour table), l2miss, l3miss (misses go to an agent).
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -265,6 +271,9 @@ class Link:
     vxlan: Vxlan | None = None
     stats: LinkStats | None = None
     xdp: Xdp | None = None
+    # A bridge port's hairpin mode (IFLA_BRPORT_MODE): may a frame leave by the port it came
+    # in on? None when the link is no bridge port, or the kernel did not say.
+    hairpin: bool | None = None
 
 
 @dataclass(frozen=True)

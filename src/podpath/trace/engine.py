@@ -12,7 +12,7 @@ Branches split at `-m statistic`/`numgen` and carry their probability.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 
 from podpath.analysis.dataplane import detect
@@ -68,6 +68,9 @@ class Engine:
         self._ipvs: dict[int, IpvsState | None] = {}
         self._sets: dict[int, tuple[IpSet, ...] | None] = {}
         self._owners = self._address_owners()
+        # Set by a caller that traces many paths (the doctor): flows a DNAT sent to
+        # destinations with equal keys behave alike, so one is followed for all of them.
+        self.alike: Callable[[Flow], Hashable | None] | None = None
 
     # --- lookups ----------------------------------------------------------------------
 
@@ -280,7 +283,35 @@ class Engine:
                 ended.extend(self.drop(nxt, reason, "netfilter"))
             else:
                 ended.extend(self.unsure(nxt, outcome.reason))
+        if self.alike is not None and len(going) > 1:
+            going = self._merge_alike(flow, going)
         return going, ended
+
+    def _merge_alike(self, before: Flow, going: list[Flow]) -> list[Flow]:
+        """One flow per key of `alike` among the DNATed ones, carrying their probability."""
+        assert self.alike is not None
+        kept: list[Flow] = []
+        first: dict[Hashable, int] = {}
+        merged: dict[int, int] = {}
+        for f in going:
+            key = self.alike(f) if f.packet.dst != before.packet.dst else None
+            if key is None or key not in first:
+                if key is not None:
+                    first[key] = len(kept)
+                kept.append(f)
+                continue
+            i = first[key]
+            kept[i] = replace(kept[i], probability=kept[i].probability + f.probability)
+            merged[i] = merged.get(i, 0) + 1
+        for i, n in merged.items():
+            note = (
+                f"and {n} more destination{'s' if n != 1 else ''} alike (same position, "
+                "same listener): followed once for all"
+            )
+            kept[i] = replace(
+                kept[i], hops=kept[i].hops[:-1] + (_with_detail(kept[i].hops[-1], note),)
+            )
+        return kept
 
     # --- routing ----------------------------------------------------------------------
 
@@ -467,6 +498,9 @@ class Engine:
                 )
         if decision.type in ("local", "broadcast"):
             return self.local_in(flow, iif)
+        refused = self._hairpin_refused(flow, decision)
+        if refused is not None:
+            return self.drop(flow, refused, "hairpin")
         index = self.indexes[flow.node]
         out = index.link(flow.netns, decision.dev)
         going, ended = self.hook_split(flow, "FORWARD", self.env(flow, iif, out))
@@ -656,7 +690,8 @@ class Engine:
                 (),
                 {"bridge": bridge.name, "mac": mac, "port": None, "flooded": False, "local": True},
             )
-            return self.receive(flow.add(hop), bridge)
+            entered = (flow.node, flow.netns, bridge.ifindex, port.ifindex, flow.packet.dst)
+            return self.receive(replace(flow.add(hop), entered=entered), bridge)
         return self.bridge_out(flow, bridge, None, port, mac)
 
     def bridge_out(
@@ -716,6 +751,37 @@ class Engine:
             # Bridged between two ports: br_netfilter hands IPv4 frames to iptables.
             return self.bridged_netfilter(flow, bridge, ingress, egress)
         return self.port_out(flow, egress)
+
+    def _hairpin_refused(self, flow: Flow, decision: RouteDecision) -> str | None:
+        """br_nf_pre_routing_finish(): a frame DNATed in the bridge's PREROUTING to an address
+        behind that same bridge is bridged (bridged_dnat), before any FORWARD hook, and
+        br_forward() sends nothing back out of its ingress port unless that port is in
+        hairpin mode. Why it is dropped, or None."""
+        entered = flow.entered
+        if entered is None or not self.is_root(flow) or decision.dev is None:
+            return None
+        node, netns, bridge_index, port_index, dst = entered
+        index = self.indexes[flow.node]
+        bridge = index.link(flow.netns, decision.dev)
+        if (node, netns) != (flow.node, flow.netns) or bridge is None:
+            return None
+        if bridge.ifindex != bridge_index or dst == flow.packet.dst:
+            return None
+        if index.snapshot.node.bridge_nf_call_iptables == 0:
+            return None
+        ns = self.netns(flow)
+        assert ns is not None
+        mac = resolve_mac(index, ns, bridge, decision.gateway or flow.packet.dst).mac
+        entry = fdb_port(ns, bridge, mac) if mac is not None else None
+        port = index.link(flow.netns, entry.ifindex) if entry is not None else None
+        # An unknown hairpin mode (older snapshots) is not judged.
+        if port is None or port.ifindex != port_index or port.hairpin is not False:
+            return None
+        return (
+            f"{port.name} is the port the frame came in by and hairpin mode is off: bridge "
+            f"{bridge.name} does not send it back out (br_netfilter DNAT to {flow.packet.dst}, "
+            "which is behind that same port)"
+        )
 
     def bridged_netfilter(
         self, flow: Flow, bridge: Link, ingress: Link, egress: Link

@@ -19,6 +19,10 @@ class Flow:
     nat: tuple[NatRecord, ...] = ()
     uncertain: tuple[str, ...] = ()
     steps: int = 0
+    # The bridge port a frame addressed to the bridge came in by, and its destination then
+    # (node, netns, bridge ifindex, port ifindex, dst): br_netfilter's PREROUTING may DNAT it back
+    # out of that same port, which only hairpin mode allows.
+    entered: tuple[int, int, int, int, str | None] | None = None
 
     def add(self, *hops: Hop) -> Flow:
         """The flow with more hops."""

@@ -135,12 +135,40 @@ def _who_answers(
         if ":" in nexthop:
             return _ndp_answer(index, peer_ns, peer, nexthop)
         return _arp_answer(index, peer_ns, peer, nexthop, sender)
+    if link.kind == "vxlan":
+        lost = _vxlan_arp_lost(ns, link, nexthop)
+        if lost is not None:
+            return lost
     if remote is not None:
         found = remote(nexthop)
         if found is not None:
             who, mac = found
             return MacResolution(mac, who)
     return MacResolution(None, "an unknown host (outside the loaded snapshots)")
+
+
+def _vxlan_arp_lost(ns: NetNamespace, link: Link, nexthop: str) -> MacResolution | None:
+    """Why ARP/NDP out of a VXLAN device reaches nobody, or None when it goes somewhere."""
+    flags = link.vxlan.flags if link.vxlan is not None else ()
+    if "proxy" in flags:
+        # arp_reduce(): the device answers from its own neighbour table, which lacks nexthop.
+        agent = "l3miss" in flags
+        how = f"{link.name} answers ARP itself (proxy) and has no entry for {nexthop}"
+    else:
+        # The request is a broadcast frame: it goes where the FDB sends ff:ff:ff:ff:ff:ff.
+        dst, why = vxlan_remote(ns, link, "ff:ff:ff:ff:ff:ff")
+        if dst is not None:
+            return None
+        agent = "l2miss" in flags
+        how = f"the broadcast request has nowhere to go ({why})"
+    if agent:
+        return MacResolution(
+            None,
+            how,
+            uncertain=f"{link.name} reports the miss to an agent (l2miss/l3miss), "
+            "which may add the entry",
+        )
+    return MacResolution(None, how, answered=False)
 
 
 def _owner(index: SnapshotIndex, peer_ns: NetNamespace, peer: Link) -> str:

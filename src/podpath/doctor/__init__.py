@@ -1,0 +1,133 @@
+"""The doctor: every path of the loaded nodes traced, every failing one explained, graded, fixed.
+
+One analysis for `podpath doctor`, `podpath ls problems` and the TUI's Problems view.
+It sits above the trace engine (it traces), beside the other things only front ends
+use (listing, draw): `diagnose(indexes)` sweeps the paths (`sweep`), names each failing
+branch's cause (`causes`, `mtu`), adds what a node's facts show without a trace
+(`podpath.analysis.problems`), and merges equal causes into one finding each.
+
+Modules, one idea each: classes (pods in one network position), tracer (one engine
+for many paths), sweep (which paths, grouped how), causes (why a branch fails), mtu
+(MTU along a path), findings (the report), render (its text).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from podpath.analysis.findings import GRADES, PATH_EXAMPLES, Finding, PathRef, ordered
+from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.parsed import ParsedSnapshot
+from podpath.analysis.problems import problems
+from podpath.doctor.causes import Cause
+from podpath.doctor.findings import Coverage, Report
+from podpath.doctor.sweep import Judged, sweep
+from podpath.doctor.tracer import Tracer
+
+# A path whose failing branches take at least this share of its connections fails whole.
+WHOLE = 0.999
+EVIDENCE_LIMIT = 8
+
+
+def diagnose(indexes: Sequence[SnapshotIndex], parsed: Sequence[ParsedSnapshot] = ()) -> Report:
+    """Every finding of the loaded nodes; `parsed` may give the first nodes' parsed views."""
+    started = time.perf_counter()
+    views = [*parsed, *(ParsedSnapshot(i) for i in indexes[len(parsed) :])]
+    tracer = Tracer(indexes)
+    swept = sweep(tracer, views)
+    found: dict[str, Finding] = {}
+    for view in views:
+        for finding in problems(view):
+            found.setdefault(finding.id, finding)
+    _merge_paths(found, swept.judged)
+    coverage = Coverage(
+        nodes=tuple(i.snapshot.node.hostname for i in indexes),
+        pods=sum(len(c.members) for c in swept.classes),
+        classes=len(swept.classes),
+        service_ports=swept.service_ports,
+        paths=sum(j.weight for j in swept.judged),
+        traces=tracer.runs,
+        seconds=time.perf_counter() - started,
+    )
+    return Report(ordered(list(found.values())), coverage)
+
+
+def _worse(a: str, b: str) -> str:
+    return a if GRADES.index(a) <= GRADES.index(b) else b
+
+
+def _merge_paths(found: dict[str, Finding], judged: list[Judged]) -> None:
+    """One finding per cause: the paths it decides, the worst grade, the first hop."""
+    shared: dict[str, set[str]] = {}
+    for j in judged:
+        for cause, share in j.causes:
+            grade = cause.grade if share >= WHOLE else cause.partial_grade
+            old = found.get(cause.id)
+            if old is None:
+                found[cause.id] = _finding(cause, grade, j)
+            else:
+                found[cause.id] = _add(old, cause, grade, j)
+            if j.like:
+                shared.setdefault(cause.id, set()).add(j.path.destination)
+    for cid, others in shared.items():
+        finding = found[cid]
+        n = len(others)
+        if finding.check not in ("service-no-endpoints", "etp-local-no-endpoint") and n:
+            found[cid] = _with_subject(finding, f"{finding.subject} (and {n} like it)")
+
+
+def _finding(cause: Cause, grade: str, j: Judged) -> Finding:
+    return Finding(
+        cause.check,
+        grade,
+        cause.subject,
+        cause.text,
+        cause.fix,
+        j.path.node,
+        cause.hop,
+        cause.evidence[:EVIDENCE_LIMIT],
+        (j.path,),
+        j.weight,
+        cause.key,
+    )
+
+
+def _add(old: Finding, cause: Cause, grade: str, j: Judged) -> Finding:
+    paths: tuple[PathRef, ...] = old.paths
+    if len(paths) < PATH_EXAMPLES and j.path not in paths:
+        paths = (*paths, j.path)
+    evidence = old.evidence
+    if len(evidence) < EVIDENCE_LIMIT:
+        # A rule already quoted with its table and chain is not quoted again bare.
+        new = [e for e in cause.evidence if not any(x.endswith(e) for x in evidence)]
+        evidence = tuple(dict.fromkeys((*evidence, *new)))[:EVIDENCE_LIMIT]
+    return Finding(
+        old.check,
+        _worse(old.grade, grade),
+        old.subject,
+        old.cause,
+        old.fix,
+        old.node,
+        old.hop or cause.hop,
+        evidence,
+        paths,
+        old.affected + j.weight,
+        old.key,
+    )
+
+
+def _with_subject(finding: Finding, subject: str) -> Finding:
+    return Finding(
+        finding.check,
+        finding.grade,
+        subject,
+        finding.cause,
+        finding.fix,
+        finding.node,
+        finding.hop,
+        finding.evidence,
+        finding.paths,
+        finding.affected,
+        finding.key,
+    )

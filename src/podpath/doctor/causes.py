@@ -1,0 +1,594 @@
+"""Why a traced branch fails: the check it belongs to, the hop that decided it, and the fix.
+
+The trace engine says what happens to a packet and why, hop by hop; this module reads
+one branch's verdict and deciding hop and names the cause in the doctor's terms: no
+listener, a Service without endpoints, forwarding off, a rule that drops it and whose
+rule it is, a missing route or VTEP, a bridge that will not send a frame back out of
+the port it came in on, a reply conntrack did not translate back. A branch the engine
+could not follow to the end (an eBPF program, an IPVS scheduler's choice) is a fact the
+doctor cannot judge: it is named, graded info, never called broken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.sockets import is_listening, local_endpoint
+from podpath.netfilter.kube_proxy import Service
+from podpath.netfilter.owners import Owner
+from podpath.trace.model import Branch, Hop
+
+
+@dataclass(frozen=True)
+class Aim:
+    """What a traced path is meant to reach, in the words of a finding."""
+
+    kind: str  # service (a ClusterIP), nodeport, external (LB or external IP), pod
+    label: str  # "Service default/web:http", "pod default/web-0"
+    address: str
+    port: int | None
+    proto: str
+    service: Service | None = None
+
+    @property
+    def target(self) -> str:
+        """`10.96.0.10:53`: what the client sends to (and must hear back from)."""
+        return f"{self.address}:{self.port}" if self.port is not None else self.address
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Why one branch fails, in the doctor's words; equal causes make one finding."""
+
+    check: str
+    grade: str  # when every branch of the path fails this way
+    subject: str
+    cause: str
+    fix: str
+    hop: str | None = None
+    evidence: tuple[str, ...] = ()
+    key: str = ""  # what makes it one finding (default: the subject)
+    partial_grade: str = "warning"  # when only some branches fail this way
+    # Branches of one path failing for the same cause each add a part (an endpoint):
+    # the sentence is cause + the parts joined + tail.
+    parts: tuple[str, ...] = ()
+    tail: str = ""
+
+    @property
+    def id(self) -> str:
+        """The finding this cause belongs to."""
+        return f"{self.check}:{self.key or self.subject}"
+
+    @property
+    def text(self) -> str:
+        """The whole sentence."""
+        return self.cause + ", ".join(self.parts) + self.tail
+
+    def joined(self, other: Cause) -> Cause:
+        """This cause with another branch's parts and evidence (the same id)."""
+        return replace(
+            self,
+            parts=tuple(dict.fromkeys((*self.parts, *other.parts))),
+            evidence=tuple(dict.fromkeys((*self.evidence, *other.evidence))),
+        )
+
+
+def hop_text(hop: Hop) -> str:
+    """A hop as one line: `[node1] netfilter filter/KUBE-SERVICES #3: -> REJECT`."""
+    # A hop's text often starts with its kind ("dropped: ...", "bridge cni0: ..."): say it once.
+    if hop.text.startswith(hop.kind):
+        return f"[{hop.node}] {hop.text}"
+    return f"[{hop.node}] {hop.kind} {hop.text}"
+
+
+def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
+    """The cause of a failing branch (with its reply), or None when it works."""
+    if branch.verdict == "refused":
+        return _refused(branch, aim, indexes)
+    if branch.verdict == "dropped":
+        return _dropped(branch, aim, indexes, way="")
+    if branch.verdict == "uncertain":
+        return _detour(branch, aim, indexes) or _uncertain(branch, aim)
+    if branch.verdict == "delivered":
+        return _reply_cause(branch, aim, indexes)
+    if branch.verdict == "leaves-node":
+        return _astray(branch, aim, indexes) or _reply_cause(branch, aim, indexes)
+    return None
+
+
+def _astray(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
+    """A packet for a pod of a loaded node that leaves toward somewhere else: no route to it."""
+    dst = branch.packet.dst
+    owner = next((i for i in indexes if dst in i.pods_by_ip), None)
+    if owner is None:
+        return None
+    pod = owner.pods_by_ip[dst]
+    leave = _last(branch, "leave")
+    route = _last(branch, "route")
+    node = leave.node if leave is not None else ""
+    via = (
+        f" via {leave.data.get('dev')} toward {leave.data.get('via')}" if leave is not None else ""
+    )
+    there = owner.snapshot.node.hostname
+    matched = route.data.get("matched") if route is not None else None
+    return Cause(
+        "no-route",
+        "critical",
+        f"node {node}",
+        f"pod {pod.namespace}/{pod.name} ({dst}) is on node {there}, but node {node} sends its "
+        f"packets{via}"
+        + (f" by the route {matched}" if matched else "")
+        + f", which is not {there}: no route to its pod network",
+        f"add the route to {there}'s pod CIDR (host-gw: via {there}'s address), or check the "
+        "CNI agent that programs it",
+        hop_text(leave) if leave is not None else None,
+        (route.text,) if route is not None else (branch.reason,),
+        key=f"{node}:{there}",
+        partial_grade="critical",
+    )
+
+
+def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
+    """A packet for a pod of a loaded node sent to a gateway that is not that node, while
+    that node routes the sender's pods straight back (host-gw): the sender lacks the route.
+
+    Where the owner also routes by a gateway (a cloud VPC that routes pod CIDRs), the
+    network beyond decides, and the doctor does not judge.
+    """
+    for reply in branch.reply:
+        found = _detour(reply, aim, indexes)
+        if found is not None:
+            return found
+    dst = branch.packet.dst
+    owner = next((i for i in indexes if dst in i.pods_by_ip), None)
+    if owner is None:
+        return None
+    for leave in (h for h in branch.hops if h.kind == "leave"):
+        sender = next((i for i in indexes if i.snapshot.node.hostname == leave.node), None)
+        if sender is None or sender is owner:
+            continue
+        via = str(leave.data.get("via") or "")
+        if via in _node_addresses(owner) or not _routes_straight(owner, sender):
+            return None
+        pod = owner.pods_by_ip[dst]
+        there = owner.snapshot.node.hostname
+        routes = [h for h in branch.hops if h.kind == "route" and h.node == leave.node]
+        route = routes[-1] if routes else None
+        return Cause(
+            "no-route",
+            "critical",
+            f"node {leave.node}",
+            f"pod {pod.namespace}/{pod.name} ({dst}) is on node {there}, but node "
+            f"{leave.node} sends its packets via {leave.data.get('dev')} to {via}, which is "
+            f"not {there}, while {there} routes {leave.node}'s pods straight to "
+            f"{leave.node} (host-gw): no route to {there}'s pod network",
+            f"add the route to {there}'s pod CIDR via {there}'s address (host-gw), or check "
+            "the CNI agent that programs it",
+            hop_text(leave),
+            (route.text,) if route is not None else (branch.reason,),
+            key=f"{leave.node}:{there}",
+            partial_grade="critical",
+        )
+    return None
+
+
+def _node_addresses(index: SnapshotIndex) -> frozenset[str]:
+    return index.local_addresses.get(index.snapshot.root_netns, frozenset())
+
+
+def _routes_straight(owner: SnapshotIndex, sender: SnapshotIndex) -> bool:
+    """True when the owner's root netns routes something via one of the sender's addresses."""
+    ns = owner.netns_by_inode.get(owner.snapshot.root_netns)
+    mine = _node_addresses(sender)
+    return ns is not None and any(r.gateway in mine for r in ns.routes if r.gateway)
+
+
+def _reply_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
+    """A delivered request whose answer does not come back, or comes back untranslated."""
+    for reply in branch.reply:
+        if reply.verdict == "dropped":
+            return _dropped(reply, aim, indexes, way="on the way back, ")
+        if reply.verdict == "uncertain":
+            return _detour(reply, aim, indexes) or _uncertain(reply, aim)
+        astray = _astray(reply, aim, indexes) if reply.verdict == "leaves-node" else None
+        if astray is not None:
+            return replace(astray, cause=f"the reply: {astray.cause}")
+        if reply.verdict in ("delivered", "leaves-node"):
+            # The client asked aim.target: an answer from anywhere else is not its answer.
+            src = reply.packet.src
+            port = reply.packet.sport
+            if src != aim.address or (aim.port is not None and port != aim.port):
+                return _untranslated(branch, reply, aim, indexes)
+    return None
+
+
+def _refused(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause:
+    deliver = next((h for h in reversed(branch.hops) if h.kind == "deliver"), None)
+    data = deliver.data if deliver is not None else {}
+    where = f"{branch.packet.dst}:{branch.packet.dport}/{branch.packet.proto}"
+    pod = data.get("pod")
+    serves = _listening(indexes, branch, branch.packet.proto)
+    who = f"pod {pod}" if pod else where
+    if aim.service is not None:
+        port = serves[0].rsplit(":", 1)[-1].split("/")[0] if serves else ""
+        fix = (
+            f"point the Service's targetPort at a port its pods serve ({branch.packet.dport} -> "
+            f"{port}), or make the pods serve {branch.packet.dport}"
+            if serves
+            else "its pods listen on nothing: start their server, or fix the Service's targetPort"
+        )
+    else:
+        fix = f"start the server on {where}, or point the client at a port the pod serves"
+    return Cause(
+        "no-listener",
+        "critical",
+        aim.label if aim.service is not None else who,
+        "nothing listens on ",
+        fix,
+        hop_text(deliver) if deliver is not None else None,
+        (f"{who} listens on {', '.join(serves)}" if serves else f"{who} listens on nothing",),
+        key=aim.label if aim.service is not None else where,
+        parts=(f"{where}" + (f" ({who})" if pod else ""),),
+        tail=f": {aim.target}/{aim.proto} gets {_refusal(aim.proto)}",
+    )
+
+
+def _refusal(proto: str) -> str:
+    return "a RST (connection refused)" if proto == "tcp" else "ICMP port unreachable"
+
+
+def _listening(indexes: list[SnapshotIndex], branch: Branch, proto: str) -> tuple[str, ...]:
+    """What the namespace the branch ended in does listen on, as `ss -l` would say it."""
+    if branch.end is None:
+        return ()
+    node, netns = branch.end
+    ns = indexes[node].netns_by_inode.get(netns)
+    if ns is None or ns.sockets is None:
+        return ()
+    return tuple(
+        dict.fromkeys(
+            f"{local_endpoint(s)}/{s.protocol}"
+            for s in sorted(ns.sockets, key=lambda s: (s.protocol != proto, s.local_port))
+            if is_listening(s)
+        )
+    )
+
+
+def _last(branch: Branch, kind: str) -> Hop | None:
+    return next((h for h in reversed(branch.hops) if h.kind == kind), None)
+
+
+def _owner(hop: Hop) -> Owner | None:
+    owner = hop.data.get("owner")
+    if not isinstance(owner, dict):
+        return None
+    return Owner(*(str(owner.get(k) or "") for k in ("kind", "agent", "name", "how")))
+
+
+_BACKENDS = {"nft": "iptables-nft", "legacy": "iptables-legacy", "nftables": "nftables"}
+
+
+def _rule_evidence(hop: Hop) -> tuple[str, ...]:
+    backend = str(hop.data.get("backend") or "")
+    where = f"{_BACKENDS.get(backend, backend)} {hop.data.get('table')}/{hop.data.get('chain')}"
+    return (f"{where}: {hop.data.get('rule')}",)
+
+
+def _dropped(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str) -> Cause:
+    drop = _last(branch, "drop")
+    by = str(drop.data.get("by")) if drop is not None else ""
+    reason = branch.reason
+    node = drop.node if drop is not None else ""
+    if by == "netfilter":
+        return _netfilter_drop(branch, aim, indexes, way, node)
+    if by == "sysctl":
+        return Cause(
+            "ip-forward-off",
+            "critical",
+            f"node {node}",
+            f"{reason}: pod traffic that crosses the node (to other nodes, to Service "
+            "endpoints it routes) is dropped",
+            "sysctl -w net.ipv4.ip_forward=1 and keep it in /etc/sysctl.d/ (kubelet and "
+            "every CNI need forwarding)",
+            hop_text(drop) if drop else None,
+            (reason,),
+            key=node,
+            partial_grade="critical",
+        )
+    if by == "rp_filter":
+        return Cause(
+            "rp-filter",
+            "critical",
+            f"node {node}",
+            f"{way}{reason}",
+            "set rp_filter to 2 (loose) or 0 on the receiving interface and on 'all' (the "
+            "kernel uses the higher of the two), or route the way back through the "
+            "interface the packets arrive on",
+            hop_text(drop) if drop else None,
+            (reason,),
+            key=f"{node}:{_route_dev(branch)}",
+            partial_grade="critical",
+        )
+    if by == "route":
+        return _no_route(branch, aim, way, node, reason, drop)
+    if by == "vxlan":
+        return Cause(
+            "vxlan-fdb-missing",
+            "critical",
+            f"node {node}",
+            f"{way}{reason}: the overlay cannot reach that node's pods",
+            "the overlay agent (flannel) adds `bridge fdb append MAC dev DEV dst VTEP` for "
+            "each node: restart it, or add the entry",
+            hop_text(drop) if drop else None,
+            (reason,),
+            key=f"{node}:{reason}",
+            partial_grade="critical",
+        )
+    if by == "neighbour":
+        return _unresolved(branch, aim, way, node, reason, drop)
+    if by == "hairpin":
+        pod = _pod_at(indexes, branch)
+        port = reason.split(" ", 1)[0]  # the engine's reason starts with the port's name
+        return Cause(
+            "hairpin-off",
+            "critical",
+            f"pod {pod}",
+            f"{reason}: a pod that reaches a Service which picks the pod itself gets no answer",
+            f"turn hairpin mode on for the pod's bridge port: bridge link set dev {port} "
+            "hairpin on (for good: kubelet --hairpin-mode=hairpin-veth, or the bridge CNI "
+            'plugin\'s "hairpinMode": true)',
+            hop_text(drop) if drop else None,
+            (f"bridge -d link show dev {port}: hairpin off",),
+            key=pod,
+            partial_grade="critical",
+        )
+    if by == "link":
+        return Cause(
+            "link-down",
+            "critical",
+            f"node {node}",
+            f"{way}{reason}",
+            "bring the device up (ip link set DEV up), or find out why it went down",
+            hop_text(drop) if drop else None,
+            (reason,),
+            key=f"{node}:{reason}",
+            partial_grade="critical",
+        )
+    return Cause(
+        "dropped",
+        "critical",
+        aim.label,
+        f"{way}{reason}",
+        "see the deciding hop",
+        hop_text(drop) if drop else None,
+        (reason,),
+        key=f"{aim.label}:{reason}",
+    )
+
+
+def _pod_at(indexes: list[SnapshotIndex], branch: Branch) -> str:
+    """The pod whose address the branch's packet was sent to (after any DNAT)."""
+    for index in indexes:
+        pod = index.pods_by_ip.get(branch.packet.dst)
+        if pod is not None:
+            return f"{pod.namespace}/{pod.name}"
+    return branch.packet.dst
+
+
+def _route_dev(branch: Branch) -> str:
+    route = _last(branch, "route")
+    return str(route.data.get("iif") or route.data.get("dev")) if route is not None else ""
+
+
+def _netfilter_drop(
+    branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str, node: str
+) -> Cause:
+    rule = _last(branch, "netfilter")
+    drop = _last(branch, "drop")
+    text = str(rule.data.get("rule") or "") if rule is not None else ""
+    owner = _owner(rule) if rule is not None else None
+    evidence = _rule_evidence(rule) if rule is not None else ()
+    decided = hop_text(rule) if rule is not None else (hop_text(drop) if drop else None)
+    svc = aim.service
+    if "has no endpoints" in text or (
+        owner and owner.kind == "service" and svc and not svc.endpoints
+    ):
+        name = owner.name if owner and owner.name else aim.label
+        return Cause(
+            "service-no-endpoints",
+            "warning",
+            f"Service {name}",
+            f"Service {name} has no endpoints: kube-proxy "
+            f"{'rejects' if 'REJECT' in text or 'reject' in text else 'drops'} "
+            f"every connection to {aim.target}/{aim.proto}",
+            "no ready pod backs it: check the Service's selector and its pods' readiness "
+            "(kubectl get endpointslices -l kubernetes.io/service-name=NAME -n NAMESPACE)",
+            decided,
+            evidence,
+            key=name,
+            partial_grade="warning",
+        )
+    if "has no local endpoints" in text:
+        name = owner.name if owner and owner.name else aim.label
+        health = (
+            f" (its health check node port is {svc.health_check_node_port})"
+            if svc and svc.health_check_node_port
+            else ""
+        )
+        return Cause(
+            "etp-local-no-endpoint",
+            "warning",
+            f"Service {name}",
+            f"Service {name} has externalTrafficPolicy Local and no endpoint on node {node}: "
+            f"{aim.target}/{aim.proto} from outside is dropped here{health}",
+            "run an endpoint on this node, let the load balancer's health check steer "
+            "traffic away from it, or set externalTrafficPolicy: Cluster",
+            decided,
+            evidence,
+            key=f"{node}:{name}",
+            partial_grade="warning",
+        )
+    mixed = _other_backend(rule, indexes, node) if rule is not None else ""
+    if owner is not None and owner.kind == "network-policy":
+        return Cause(
+            "network-policy-drop",
+            "warning",
+            f"NetworkPolicy {owner.name}",
+            f"{way}{owner.text} drops {branch.packet.src} -> {aim.target}/{aim.proto}{mixed}",
+            f"if this traffic is wanted, allow it in {owner.name}'s rules",
+            decided,
+            evidence,
+            key=owner.name,
+            partial_grade="warning",
+        )
+    what = owner.text if owner is not None else "a rule"
+    return Cause(
+        "netfilter-drop",
+        "critical",
+        f"rule {rule.data.get('table')}/{rule.data.get('chain')}" if rule else aim.label,
+        f"{way}{what} {'rejects' if 'REJECT' in text else 'drops'} "
+        f"{branch.packet.src} -> {aim.target}/{aim.proto}{mixed}",
+        "remove or narrow the rule, or ask its owner why it drops this traffic",
+        decided,
+        evidence,
+        key=f"{node}:{text}",
+        partial_grade="warning",
+    )
+
+
+def _other_backend(rule: Hop, indexes: list[SnapshotIndex], node: str) -> str:
+    """`, in iptables-legacy, which iptables-nft-save does not show` when backends are mixed."""
+    backend = str(rule.data.get("backend") or "")
+    index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
+    if index is None or not index.kube_proxy_mode.warnings:
+        return ""
+    shown = _BACKENDS.get(backend, backend)
+    main = index.kube_proxy_mode.backend
+    if main is None or main == shown:
+        return ""
+    return f" (a rule of {shown}, not of {main} that kube-proxy uses: the node's rules are split)"
+
+
+def _no_route(
+    branch: Branch, aim: Aim, way: str, node: str, reason: str, drop: Hop | None
+) -> Cause:
+    route = _last(branch, "route")
+    evidence = (f"{route.text}",) if route is not None else (reason,)
+    unreachable = "network unreachable" in reason
+    if aim.kind == "service" and branch.packet.dst == aim.address:
+        # Still the ClusterIP: the output route lookup comes before kube-proxy's DNAT.
+        fix = (
+            "give the node a route for Service addresses (usually its default route): the "
+            "routing decision comes before kube-proxy's DNAT"
+        )
+    else:
+        fix = (
+            "add the route (host-gw: the remote pod CIDR via the node that owns it), or "
+            "check the CNI agent that programs it"
+        )
+    netns = drop.data.get("netns") if drop is not None else None
+    return Cause(
+        "no-route",
+        "critical",
+        f"node {node}",
+        f"{way}{reason}: {aim.label} cannot be reached from there",
+        fix,
+        hop_text(drop) if drop else None,
+        evidence,
+        # One finding for every address the same namespace has no route to.
+        key=f"{node}:{netns}:unreachable" if unreachable else f"{node}:{reason}",
+        partial_grade="critical",
+    )
+
+
+def _unresolved(
+    branch: Branch, aim: Aim, way: str, node: str, reason: str, drop: Hop | None
+) -> Cause:
+    neighbour = _last(branch, "neighbour")
+    dev = str(neighbour.data.get("dev")) if neighbour is not None else "?"
+    ip = str(neighbour.data.get("ip")) if neighbour is not None else "?"
+    if "proxy_arp=1" in reason and "no route" in reason:
+        return Cause(
+            "proxy-arp-no-route",
+            "critical",
+            f"next hop {ip} on {dev} of node {node}",
+            f"{way}{reason}",
+            f"give node {node} a route that covers {ip} out of another interface (Calico: "
+            "its default route): proxy ARP answers only for addresses the node routes elsewhere",
+            hop_text(drop) if drop else None,
+            (reason,),
+            key=f"{node}:{ip}",
+            partial_grade="critical",
+        )
+    return Cause(
+        "neighbour-unresolved",
+        "critical",
+        f"next hop {ip} on {dev} of node {node}",
+        f"{way}{reason}",
+        f"the next hop {ip} on {dev} must answer ARP/NDP (or the overlay agent must add "
+        f"`ip neigh add {ip} lladdr MAC dev {dev} nud permanent`)",
+        hop_text(drop) if drop else None,
+        (reason,),
+        key=f"{node}:{dev}:{ip}",
+        partial_grade="critical",
+    )
+
+
+def _uncertain(branch: Branch, aim: Aim) -> Cause:
+    """A branch the engine could not follow: a fact the doctor cannot judge."""
+    why = branch.uncertain[0] if branch.uncertain else branch.reason
+    # One finding per Service and reason, whichever of its addresses was traced.
+    subject = f"Service {aim.service.key}" if aim.service and aim.service.name else aim.label
+    return Cause(
+        "cannot-judge",
+        "info",
+        subject,
+        f"cannot be judged from a snapshot: {why}",
+        "nothing to fix from here; check it on the node (the trace names what decides it)",
+        hop_text(branch.hops[-1]) if branch.hops else None,
+        (why,),
+        key=f"{subject}:{why}",
+        partial_grade="info",
+    )
+
+
+def _untranslated(branch: Branch, reply: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause:
+    """The answer reaches the client from the endpoint's own address, not from the VIP."""
+    src = f"{reply.packet.src}:{reply.packet.sport}"
+    node = branch.hops[0].node if branch.hops else ""
+    index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
+    facts = index.snapshot.node if index is not None else None
+    bridged = any(h.kind == "bridge" for h in reply.hops)
+    off = facts is not None and facts.bridge_nf_call_iptables in (0, None)
+    if bridged and off and facts is not None:
+        value = (
+            "absent (br_netfilter is not loaded)" if facts.bridge_nf_call_iptables is None else "0"
+        )
+        return Cause(
+            "bridge-nf-off",
+            "critical",
+            f"node {node}",
+            f"net.bridge.bridge-nf-call-iptables is {value} on a bridge CNI with kube-proxy: "
+            f"the answer to {aim.target} is bridged past conntrack and reaches the client "
+            f"from {src}, which it never asked (TCP answers with a RST)",
+            "modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1 (and keep "
+            "both in /etc/modules-load.d/ and /etc/sysctl.d/)",
+            hop_text(next(h for h in reply.hops if h.kind == "bridge")),
+            (f"net.bridge.bridge-nf-call-iptables = {value}",),
+            key=node,
+            partial_grade="critical",
+        )
+    return Cause(
+        "reply-untranslated",
+        "critical",
+        aim.label,
+        f"the answer to {aim.target} reaches the client from {src}, not from "
+        f"{aim.target}: conntrack does not translate it back on its way",
+        "make the reply pass the node that DNATed the request (asymmetric routing "
+        "bypasses its conntrack entry)",
+        hop_text(reply.hops[-1]) if reply.hops else None,
+        (reply.reason,),
+        key=f"{aim.label}:{src}",
+        partial_grade="critical",
+    )

@@ -1,0 +1,254 @@
+"""Pods that sit in the same network position behave alike: trace from one of each.
+
+Two pods of a node are in one class when everything the kernel consults for their
+packets is the same up to their own address: the bridge (or routed veth) their host
+side is on, the routes and policy rules of their namespace, the MTUs and hairpin mode
+of both ends of their veth, the per-interface sysctls, tc and XDP programs of the host
+side, and how the node's own routes and rules treat their address. A pod whose address
+or host interface any rule names that is not kube-proxy's own per-endpoint rule (a
+NetworkPolicy ipset, a host firewall line, an xt_recent affinity pin) is a class of its
+own: the doctor cannot tell that it behaves like the others, so it traces it itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+from podpath.analysis.index import SnapshotIndex
+from podpath.snapshot.model import Link, NetNamespace, Pod, Route, Rule
+
+# An address as rules and ipsets write one (the look-arounds keep 10.244.0.3 from
+# matching inside 10.244.0.35 or 110.244.0.3); as podpath.analysis.mentions reads them.
+_ADDRESS = re.compile(
+    r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7})(?![\w.]|:[0-9a-fA-F]*:)"
+)
+# Chains kube-proxy and kubelet write: their rules name endpoints (`-s EP -j
+# KUBE-MARK-MASQ`, `DNAT --to-destination EP`) the same way for every pod, and the trace
+# of a Service covers them; any other chain naming a pod sets it apart.
+_KUBE_CHAIN = re.compile(r"^KUBE-")
+_KUBE_NFT_TABLES = frozenset({"kube-proxy"})
+SELF = "<self>"
+LINK_LOCAL = "<link-local>"
+
+
+@dataclass(frozen=True)
+class PodClass:
+    """Pods of one node in one network position; `members[0]` is the one traced."""
+
+    node: int  # index of the node's snapshot
+    key: tuple[object, ...]
+    members: tuple[Pod, ...]
+
+    @property
+    def representative(self) -> Pod:
+        """The pod traced for the whole class."""
+        return self.members[0]
+
+    @property
+    def label(self) -> str:
+        """`default/web-0` or `default/web-0 (and 11 pods like it)`."""
+        pod = self.representative
+        more = len(self.members) - 1
+        like = f" (and {more} pod{'s' if more != 1 else ''} like it)" if more else ""
+        return f"{pod.namespace}/{pod.name}{like}"
+
+
+def traceable(pod: Pod) -> bool:
+    """A pod the doctor traces from and to: its own netns, with an address."""
+    return not pod.host_network and pod.netns_inode is not None and bool(pod.ips)
+
+
+def pod_classes(index: SnapshotIndex, node: int) -> list[PodClass]:
+    """The node's traceable pods grouped by network position, in pod order."""
+    singled = singled_out(index)
+    groups: dict[tuple[object, ...], list[Pod]] = {}
+    for pod in index.snapshot.pods:
+        if traceable(pod):
+            groups.setdefault(position(index, pod, singled), []).append(pod)
+    return [PodClass(node, key, tuple(members)) for key, members in groups.items()]
+
+
+def position(index: SnapshotIndex, pod: Pod, singled: frozenset[str]) -> tuple[object, ...]:
+    """What the kernel consults for this pod's packets, with its own address left out."""
+    if any(ip in singled for ip in pod.ips):
+        return ("single", pod.namespace, pod.name, pod.netns_inode)
+    assert pod.netns_inode is not None
+    own = frozenset(pod.ips)
+    ns = index.netns_by_inode.get(pod.netns_inode)
+    inside = _namespace_shape(ns, own) if ns is not None else ("unread", pod.netns_inode)
+    host_side: tuple[object, ...] = ()
+    eth0 = index.pod_interface(pod)
+    peer = index.peer(eth0) if eth0 is not None else None
+    if peer is not None:
+        if peer.name in singled:
+            return ("single", pod.namespace, pod.name, pod.netns_inode)
+        root = index.netns_by_inode.get(peer.netns)
+        master = index.link(peer.netns, peer.master)
+        host_side = (
+            peer.netns,
+            master.name if master is not None else None,
+            _link_shape(peer, own, with_name=False),
+            _host_side_extras(root, peer) if root is not None else (),
+            _root_shape(index, peer, own),
+        )
+    return ("pod", inside, host_side)
+
+
+def _link_shape(link: Link, own: frozenset[str], *, with_name: bool = True) -> tuple[object, ...]:
+    """A link's fields, its addresses with the pod's own replaced (name optional)."""
+    return (
+        link.name if with_name else None,
+        link.kind,
+        link.mtu,
+        link.state,
+        link.flags,
+        tuple((a.family, _plain(a.address, own), a.prefixlen) for a in link.addresses),
+        # Fields later snapshots add (hairpin mode, counters excluded): compared when present.
+        *(getattr(link, f.name) for f in fields(link) if f.name in ("hairpin", "xdp")),
+    )
+
+
+def _host_side_extras(root: NetNamespace, peer: Link) -> tuple[object, ...]:
+    """Per-interface sysctls and tc programs of the host side, where the snapshot has them."""
+    extras: list[object] = []
+    for name in ("netconf", "qdiscs", "tc_filters"):
+        items = getattr(root, name, ())
+        extras.append(
+            tuple(
+                tuple(getattr(item, f.name) for f in fields(item) if f.name != "ifindex")
+                for item in items
+                if getattr(item, "ifindex", None) == peer.ifindex
+            )
+        )
+    return tuple(extras)
+
+
+def _namespace_shape(ns: NetNamespace, own: frozenset[str]) -> tuple[object, ...]:
+    """The pod namespace's links, routes and rules, its own addresses left out."""
+    names = {link.ifindex: link.name for link in ns.links}
+    return (
+        tuple(sorted((_link_shape(link, own) for link in ns.links), key=repr)),
+        tuple(sorted((_route_shape(r, own, names) for r in ns.routes), key=repr)),
+        tuple(sorted((_rule_shape(r, own) for r in ns.rules), key=repr)),
+    )
+
+
+def _plain(address: str, own: frozenset[str]) -> str:
+    """An address with the pod's own, and every IPv6 link-local one (each veth end makes
+    its own from its random MAC), replaced by a placeholder."""
+    if address in own:
+        return SELF
+    if address.lower().startswith("fe80:"):
+        return LINK_LOCAL
+    return address
+
+
+def _strip(cidr: str | None, own: frozenset[str]) -> str | None:
+    if cidr is None:
+        return None
+    address, slash, length = cidr.partition("/")
+    return f"{_plain(address, own)}{slash}{length}"
+
+
+def _route_shape(route: Route, own: frozenset[str], names: dict[int, str]) -> tuple[object, ...]:
+    return (
+        route.table,
+        route.type,
+        _strip(route.dst, own),
+        route.gateway,
+        names.get(route.dev, route.dev) if route.dev is not None else None,
+        _strip(route.prefsrc, own),
+        route.metric,
+        route.scope,
+        route.flags,
+        tuple(
+            (n.gateway, names.get(n.dev, n.dev) if n.dev else None, n.weight)
+            for n in route.multipath
+        ),
+    )
+
+
+def _rule_shape(rule: Rule, own: frozenset[str]) -> tuple[object, ...]:
+    return (
+        rule.priority,
+        rule.action,
+        rule.table,
+        _strip(rule.src, own),
+        _strip(rule.dst, own),
+        rule.fwmark,
+        rule.fwmask,
+        rule.iif,
+        rule.oif,
+        rule.invert,
+        rule.goto,
+    )
+
+
+def _root_shape(index: SnapshotIndex, peer: Link, own: frozenset[str]) -> tuple[object, ...]:
+    """How the node's routes and rules treat the pod: its /32 route via its own veth
+    (routed CNIs), `from POD lookup TABLE` rules (AWS VPC CNI), each with the pod left out."""
+    root = index.netns_by_inode.get(peer.netns)
+    if root is None:
+        return ()
+    names = {
+        link.ifindex: ("<veth>" if link.ifindex == peer.ifindex else link.name)
+        for link in root.links
+    }
+    routes = [
+        _route_shape(r, own, names)
+        for r in root.routes
+        if r.dev == peer.ifindex or r.dst.partition("/")[0] in own
+    ]
+    rules = [
+        _rule_shape(r, own)
+        for r in root.rules
+        if (r.src or "").partition("/")[0] in own
+        or (r.dst or "").partition("/")[0] in own
+        or r.iif == peer.name
+        or r.oif == peer.name
+    ]
+    return (tuple(sorted(routes, key=repr)), tuple(sorted(rules, key=repr)))
+
+
+def singled_out(index: SnapshotIndex) -> frozenset[str]:
+    """Pod addresses and host interface names that a rule other than kube-proxy's names."""
+    pods = [p for p in index.snapshot.pods if traceable(p)]
+    ips = frozenset(ip for p in pods for ip in p.ips)
+    veths: set[str] = set()
+    for pod in pods:
+        eth0 = index.pod_interface(pod)
+        peer = index.peer(eth0) if eth0 is not None else None
+        if peer is not None:
+            veths.add(peer.name)
+    found: set[str] = set()
+    for text in other_rule_texts(index):
+        found.update(a for a in _ADDRESS.findall(text) if a in ips)
+        if veths:
+            found.update(w for w in text.split() if w in veths)
+    if index.snapshot.ipsets is not None:
+        found.update(a for a in _ADDRESS.findall(index.snapshot.ipsets.text) if a in ips)
+    for recent in index.snapshot.xt_recent or ():
+        found.update(e.address for e in recent.entries if e.address in ips)
+    return frozenset(found)
+
+
+def other_rule_texts(index: SnapshotIndex) -> Iterable[str]:
+    """Every rule line that is not in a kube-proxy or kubelet chain or table."""
+    for _dump, ruleset in index.rulesets:
+        for table in ruleset.tables:
+            for chain in ruleset.chain_names(table):
+                if not _KUBE_CHAIN.match(chain):
+                    yield from ruleset.lines_of(table, chain)
+    nft = index.nft_ruleset
+    if nft is not None:
+        for rule in nft.rules:
+            if rule.table not in _KUBE_NFT_TABLES:
+                yield rule.text
+        for s in nft.sets:
+            # kube-proxy's own sets name endpoints alike for every pod, except its
+            # affinity sets, which pin clients (pods) to endpoints.
+            if s.table not in _KUBE_NFT_TABLES or s.name.startswith("affinity-"):
+                for element in s.elements:
+                    yield " ".join(element.key)

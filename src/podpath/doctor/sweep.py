@@ -1,0 +1,421 @@
+"""Every path worth checking on the loaded nodes, traced once per kind of path.
+
+The paths: every Service port from each pod of a node, from the node itself and, for
+NodePorts, load-balancer and external IPs, from a client outside the cluster; and every
+pod to every other pod's address across the loaded snapshots (to a port it listens on,
+else ICMP). Tracing each of 10k Services from each of 250 pods would take hours, so:
+
+- pods are traced from one representative of each network position
+  (`podpath.doctor.classes`): the others behave alike;
+- Service ports are grouped by shape (protocol, policies, affinity, and per endpoint
+  where it lives, whether it listens, whether it is the client itself); one port of
+  each shape is traced per source, and the rest share its verdict. When that port
+  fails for a reason of its own (nothing listens, no endpoints), each port of the
+  shape is traced (or, for no endpoints, read from its rules) so the finding names it;
+- pod-to-pod paths are grouped by the source's and the destination's position.
+
+Each judged path keeps the causes of its failing branches (`podpath.doctor.causes`)
+and how many real paths it stands for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from podpath.analysis.findings import PathRef
+from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.parsed import ParsedSnapshot
+from podpath.analysis.sockets import Packet as SocketLookup
+from podpath.analysis.sockets import is_listening, receivers
+from podpath.doctor.causes import Aim, Cause, branch_cause
+from podpath.doctor.classes import PodClass, other_rule_texts, pod_classes, traceable
+from podpath.doctor.mtu import path_mtu_cause
+from podpath.doctor.tracer import Origin, Tracer
+from podpath.netfilter.kube_proxy import Service
+from podpath.snapshot.model import Pod
+from podpath.trace.flow import Flow
+from podpath.trace.model import Trace
+from podpath.trace.routing import lookup
+
+# Causes a Service port of the same shape shares: they come from the node, the
+# client's position or the way to an endpoint's position, not from the port itself.
+SERVICE_SPECIFIC = frozenset({"no-listener", "service-no-endpoints", "etp-local-no-endpoint"})
+# Causes read from each port's own kube-proxy rules, with no trace of their own.
+FROM_RULES = frozenset({"service-no-endpoints", "etp-local-no-endpoint"})
+# At most this many extra traces to name the ports of failing shapes (the rest share).
+EXPANSION_LIMIT = 2000
+_ADDRESS = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3})(?![\w.])")
+_PORT = re.compile(r"(?:dport|sport|dports|ports)\s+(?:\{\s*)?(\d+)")
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One judged path: the causes of its failing branches and how many paths it stands for."""
+
+    path: PathRef
+    causes: tuple[tuple[Cause, float], ...]  # (cause, share of its connections)
+    weight: int = 1
+    like: str = ""  # when it was not traced itself: the path whose trace it shares
+    trace: Trace | None = None
+
+
+@dataclass
+class Sweep:
+    """The result of sweeping the loaded nodes."""
+
+    judged: list[Judged] = field(default_factory=list)
+    classes: list[PodClass] = field(default_factory=list)
+    # (node, pod netns inode) -> the key of the pod's class
+    class_of: dict[tuple[int, int], tuple[object, ...]] = field(default_factory=dict)
+    service_ports: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def sweep(tracer: Tracer, parsed: Sequence[ParsedSnapshot]) -> Sweep:
+    """Judge every Service and pod-to-pod path of the loaded nodes."""
+    out = Sweep()
+    indexes = tracer.indexes
+    classes = {node: _classes(index, node, parsed[node]) for node, index in enumerate(indexes)}
+    for node in classes:
+        out.classes.extend(classes[node])
+        for cls in classes[node]:
+            for pod in cls.members:
+                out.class_of[(node, pod.netns_inode or 0)] = cls.key
+    for node, index in enumerate(indexes):
+        services = parsed[node].services()
+        out.service_ports += len(services)
+        _ServiceSweep(tracer, node, index, classes[node], services, out).run()
+    _pod_paths(tracer, classes, out)
+    return out
+
+
+def _classes(index: SnapshotIndex, node: int, parsed: ParsedSnapshot) -> list[PodClass]:
+    """The node's pod classes, each led by a pod that is some Service's endpoint if one is
+    (so that the hairpin path, a pod reaching itself through a Service, is traced)."""
+    endpoints = {ep.ip for svc in parsed.services() for ep in svc.endpoints}
+    out = []
+    for cls in pod_classes(index, node):
+        first = next((p for p in cls.members if set(p.ips) & endpoints), cls.members[0])
+        members = (first, *(p for p in cls.members if p is not first))
+        out.append(replace(cls, members=members))
+    return out
+
+
+def _share(trace: Trace, aim: Aim, indexes: list[SnapshotIndex]) -> tuple[tuple[Cause, float], ...]:
+    """The causes of a trace's failing branches, each with the share of connections it takes."""
+    found: dict[str, tuple[Cause, float]] = {}
+    for branch in trace.branches:
+        cause = branch_cause(branch, aim, indexes)
+        if cause is None and branch.verdict in ("delivered", "leaves-node"):
+            cause = path_mtu_cause(branch, aim, indexes)
+        if cause is not None:
+            first, had = found.get(cause.id, (cause, 0.0))
+            found[cause.id] = (first.joined(cause) if had else cause, had + branch.probability)
+    return tuple(found.values())
+
+
+class _ServiceSweep:
+    """Every Service port of one node, from each source, grouped by shape."""
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        node: int,
+        index: SnapshotIndex,
+        classes: list[PodClass],
+        services: tuple[Service, ...],
+        out: Sweep,
+    ) -> None:
+        self.tracer = tracer
+        self.node = node
+        self.index = index
+        self.classes = classes
+        self.services = services
+        self.out = out
+        self.hostname = index.snapshot.node.hostname
+        self.listens: dict[tuple[int, str, str, int | None], str] = {}
+        self.routes: dict[str, tuple[object, ...]] = {}
+        self.mentioned, self.ports = _mentioned(index)
+        self.expanded = 0
+
+    def origins(self) -> list[tuple[Origin, int]]:
+        """Each source of this node with how many pods it stands for (the node: 1)."""
+        found = [
+            (
+                Origin("pod", self.node, _pod_label(c.representative), c.representative),
+                len(c.members),
+            )
+            for c in self.classes
+        ]
+        found.append((Origin("node", self.node, self.hostname), 1))
+        return found
+
+    def run(self) -> None:
+        """Trace each shape from each source; share or expand the verdicts."""
+        for origin, weight in self.origins():
+            groups: dict[tuple[object, ...], list[tuple[Service, Aim]]] = {}
+            for svc in self.services:
+                aim = _cluster_aim(svc)
+                if aim is not None:
+                    groups.setdefault(self.shape(svc, aim, origin), []).append((svc, aim))
+            self.judge_groups(origin, weight, groups)
+        outside = Origin("outside", self.node, "outside")
+        address = self.tracer.node_address(self.node)
+        groups = {}
+        for svc in self.services:
+            for aim in _outside_aims(svc, address):
+                groups.setdefault(self.shape(svc, aim, outside), []).append((svc, aim))
+        self.judge_groups(outside, 1, groups)
+
+    def judge_groups(
+        self,
+        origin: Origin,
+        weight: int,
+        groups: dict[tuple[object, ...], list[tuple[Service, Aim]]],
+    ) -> None:
+        """Trace the first port of each shape; the others share its verdict or are traced."""
+        indexes = self.tracer.indexes
+        for members in groups.values():
+            svc, aim = members[0]
+            trace = self.tracer.trace(
+                origin, aim.address, aim.port, aim.proto, self.alike(origin, svc)
+            )
+            causes = _share(trace, aim, indexes)
+            self.out.judged.append(Judged(self.path(origin, svc, aim), causes, weight, "", trace))
+            rest = members[1:]
+            if not rest:
+                continue
+            own = [c for c, _ in causes if c.check in SERVICE_SPECIFIC]
+            shared = tuple((c, p) for c, p in causes if c.check not in SERVICE_SPECIFIC)
+            like = self.path(origin, svc, aim).text
+            for other, other_aim in rest:
+                path = self.path(origin, other, other_aim)
+                if not own:
+                    self.out.judged.append(Judged(path, shared, weight, like))
+                elif all(c.check in FROM_RULES for c in own):
+                    mine = tuple(
+                        (_from_rules(c, other, other_aim, svc), p)
+                        for c, p in causes
+                        if c.check in FROM_RULES
+                    )
+                    self.out.judged.append(Judged(path, mine + shared, weight, like))
+                elif self.expanded < EXPANSION_LIMIT:
+                    self.expanded += 1
+                    again = self.tracer.trace(
+                        origin,
+                        other_aim.address,
+                        other_aim.port,
+                        other_aim.proto,
+                        self.alike(origin, other),
+                    )
+                    mine = _share(again, other_aim, indexes)
+                    self.out.judged.append(Judged(path, mine, weight, "", again))
+                else:
+                    self.out.judged.append(Judged(path, causes, weight, like))
+
+    def alike(self, origin: Origin, svc: Service) -> Callable[[Flow], Hashable | None]:
+        """What makes two endpoints of a Service behave alike for the trace: the packet as
+        DNAT left it but for its destination address, and where that address lives (the
+        pod's position and whether it listens, the node, or the route to it)."""
+        endpoints = {ep.ip for ep in svc.endpoints}
+
+        def key(flow: Flow) -> Hashable | None:
+            p = flow.packet
+            if p.dst not in endpoints:
+                return None
+            where = self.endpoint_shape(p.dst, p.dport, p.proto, origin)
+            return (flow.node, flow.netns, p.src, p.sport, p.proto, p.dport, p.mark, where)
+
+        return key
+
+    def path(self, origin: Origin, svc: Service, aim: Aim) -> PathRef:
+        """The path in `podpath trace` words."""
+        if aim.kind == "service" and svc.cluster_ip:
+            dest = f"{svc.namespace}/{svc.name}:{svc.port}" if svc.name else aim.target
+        else:
+            dest = aim.target
+        return PathRef(origin.label, dest, aim.proto, self.hostname)
+
+    def shape(self, svc: Service, aim: Aim, origin: Origin) -> tuple[object, ...]:
+        """What the traces of this port depend on, beyond its own name and addresses."""
+        addresses = [aim.address, *(ep.ip for ep in svc.endpoints)]
+        named = tuple(a for a in addresses if a in self.mentioned)
+        ports = tuple(
+            p
+            for p in (aim.port, svc.port, svc.node_port, *(ep.port for ep in svc.endpoints))
+            if p is not None and p in self.ports
+        )
+        return (
+            aim.kind,
+            aim.proto,
+            svc.backend,
+            svc.no_endpoints,
+            svc.no_local_endpoints,
+            svc.internal_policy,
+            svc.external_policy,
+            svc.affinity_timeout is not None,
+            svc.masquerade,
+            svc.scheduler,
+            svc.persistent is not None,
+            svc.source_ranges,
+            svc.health_check_node_port is not None,
+            named,
+            ports,
+            tuple(
+                (
+                    self.endpoint_shape(ep.ip, ep.port, aim.proto, origin),
+                    round(ep.probability, 6),
+                    ep.local,
+                    ep.weight,
+                )
+                for ep in svc.endpoints
+            ),
+        )
+
+    def endpoint_shape(
+        self, ip: str, port: int | None, proto: str, origin: Origin
+    ) -> tuple[object, ...]:
+        """Where an endpoint lives, whether it listens, whether it is the client itself."""
+        if origin.pod is not None and ip in origin.pod.ips:
+            return ("self",)
+        for node, index in enumerate(self.tracer.indexes):
+            pod = index.pods_by_ip.get(ip)
+            if pod is not None and traceable(pod):
+                key = self.out.class_of.get((node, pod.netns_inode or 0))
+                return ("pod", node, key, self.listening(node, index, pod, ip, port, proto))
+            if ip in index.local_addresses.get(index.snapshot.root_netns, ()):
+                return ("node", node, ip, port)
+        route = self.routes.get(ip)
+        if route is None:
+            root = self.index.root_netns
+            if root is None:
+                route = ("unread",)
+            else:
+                decision = lookup(root, ip)
+                route = (decision.type, decision.matched, decision.gateway, decision.dev)
+            self.routes[ip] = route
+        return ("remote", route)
+
+    def listening(
+        self, node: int, index: SnapshotIndex, pod: Pod, ip: str, port: int | None, proto: str
+    ) -> str:
+        """yes, no or unknown: whether the pod takes a new connection to ip:port."""
+        key = (node, ip, proto, port)
+        found = self.listens.get(key)
+        if found is None:
+            ns = index.netns_by_inode.get(pod.netns_inode or 0)
+            if ns is None or port is None or proto not in ("tcp", "udp"):
+                found = "unknown"
+            else:
+                taken = receivers(ns, SocketLookup(proto, ip, port))
+                found = "unknown" if taken is None else ("yes" if taken else "no")
+            self.listens[key] = found
+        return found
+
+
+def _pod_label(pod: Pod) -> str:
+    return f"{pod.namespace}/{pod.name}"
+
+
+def _cluster_aim(svc: Service) -> Aim | None:
+    """The ClusterIP:port a pod or the node sends to."""
+    if not svc.cluster_ip or svc.port is None or svc.cluster_ip in ("None", ""):
+        return None
+    return Aim("service", _service_label(svc), svc.cluster_ip, svc.port, svc.protocol.lower(), svc)
+
+
+def _service_label(svc: Service) -> str:
+    if svc.name:
+        return f"Service {svc.key}"
+    return f"virtual service {svc.cluster_ip}:{svc.port}/{svc.protocol.lower()}"
+
+
+def _outside_aims(svc: Service, node_address: str | None) -> Iterable[Aim]:
+    """What a client outside the cluster sends to: the NodePort, LB and external IPs."""
+    proto = svc.protocol.lower()
+    label = _service_label(svc)
+    if svc.node_port is not None and node_address is not None:
+        yield Aim("nodeport", f"{label} (NodePort)", node_address, svc.node_port, proto, svc)
+    if svc.port is not None:
+        for ip in (*svc.load_balancer_ips, *svc.external_ips):
+            yield Aim("external", f"{label} ({ip})", ip, svc.port, proto, svc)
+
+
+def _from_rules(cause: Cause, svc: Service, aim: Aim, like: Service) -> Cause:
+    """The same rules-decided cause for another port of the same shape, from its own rules."""
+    name = svc.key if svc.name else aim.target
+    verdict = (
+        "has no endpoints" if cause.check == "service-no-endpoints" else "has no local endpoints"
+    )
+    evidence = tuple(e for e in svc.evidence if verdict in e) or cause.evidence
+    return replace(
+        cause,
+        subject=f"Service {name}",
+        cause=cause.cause.replace(like.key, name).replace(
+            f"{like.cluster_ip}:{like.port}", aim.target
+        ),
+        evidence=evidence,
+        hop=f"{cause.hop} (traced for Service {like.key}: the same kube-proxy rules)",
+        key=cause.key.replace(like.key, name),
+    )
+
+
+def _mentioned(index: SnapshotIndex) -> tuple[frozenset[str], frozenset[int]]:
+    """Addresses and ports that rules other than kube-proxy's name (they set a path apart)."""
+    addresses: set[str] = set()
+    ports: set[int] = set()
+    for text in other_rule_texts(index):
+        addresses.update(_ADDRESS.findall(text))
+        ports.update(int(p) for p in _PORT.findall(text))
+    return frozenset(addresses), frozenset(ports)
+
+
+def _pod_paths(tracer: Tracer, classes: dict[int, list[PodClass]], out: Sweep) -> None:
+    """Every pod to every other pod's address, traced once per (source class, destination kind)."""
+    indexes = tracer.indexes
+    targets: dict[tuple[object, ...], list[tuple[int, Pod, str, int | None, str]]] = {}
+    for node, found in classes.items():
+        for cls in found:
+            for pod in cls.members:
+                proto, port = _served_port(indexes[node], pod)
+                targets.setdefault((node, cls.key, proto, port), []).append(
+                    (node, pod, pod.ips[0], port, proto)
+                )
+    for node, found in classes.items():
+        for cls in found:
+            src = cls.representative
+            origin = Origin("pod", node, _pod_label(src), src)
+            for members in targets.values():
+                others = [m for m in members if m[1] is not src]
+                if not others:
+                    continue
+                dnode, dpod, ip, port, proto = others[0]
+                weight = len(cls.members) * len(members) - sum(
+                    1 for m in members if m[1] in cls.members
+                )
+                aim = Aim("pod", f"pod {_pod_label(dpod)}", ip, port, proto)
+                trace = tracer.trace(origin, ip, port, proto)
+                dest = f"{ip}:{port}" if port is not None else ip
+                path = PathRef(origin.label, dest, proto, indexes[node].snapshot.node.hostname)
+                out.judged.append(
+                    Judged(path, _share(trace, aim, indexes), max(weight, 1), "", trace)
+                )
+
+
+def _served_port(index: SnapshotIndex, pod: Pod) -> tuple[str, int | None]:
+    """A port the pod serves (TCP first, lowest port), or ICMP when it serves none."""
+    ns = index.netns_by_inode.get(pod.netns_inode or 0)
+    if ns is None or not ns.sockets:
+        return "icmp", None
+    own = {"0.0.0.0", "::", *pod.ips}
+    listening = sorted(
+        (s.protocol != "tcp", s.local_port, s.protocol)
+        for s in ns.sockets
+        if is_listening(s) and s.local in own and s.protocol in ("tcp", "udp")
+    )
+    if not listening:
+        return "icmp", None
+    _, port, proto = listening[0]
+    return proto, port

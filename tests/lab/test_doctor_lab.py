@@ -1,0 +1,461 @@
+"""`podpath doctor` on real lab nodes: each fault built for real, then found and proven.
+
+Every check has a test that breaks a node of a private lab the way the field breaks
+them (a sysctl, a deleted route or FDB entry, a killed server, hairpin mode off,
+Calico-shaped policy rules, a second iptables backend, a leaked IPAM file, a stale
+conntrack entry), runs the real `podpath doctor --json` inside the node (or over the
+snapshots of every node), and checks the finding: its grade, the hop that decided it,
+its evidence and fix. Where the fault fails a path, `lab probe` then sends real
+traffic along it and the kernel must fail it as predicted. The healthy shared lab must
+give no finding but the Service the lab leaves without endpoints on purpose.
+
+Not built here, and why: a conntrack table near full (nf_conntrack_max is read-only
+outside the machine's own namespace, which the lab never touches: tests/unit has it),
+ETP=Local without a local endpoint (no lab option builds it yet: tests/unit has it on
+kube-proxy's own rules).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from podpath.lab import Lab, PodRecord
+
+pytestmark = pytest.mark.lab
+
+Report = dict[str, Any]
+_PID = re.compile(r'\("[^"]*",pid=(\d+),fd=\d+\)')
+
+
+def _doctor(lab: Lab, node: str, run_podpath: Any) -> tuple[int, Report]:
+    """`podpath doctor --json` run live inside a node: its exit status and report."""
+    done = run_podpath(lab, node, "doctor", "--json")
+    assert done.returncode in (0, 1), done.stderr
+    report: Report = json.loads(done.stdout)
+    return done.returncode, report
+
+
+def _doctor_all(lab: Lab, run_podpath: Any, tmp_path: Path) -> tuple[int, Report]:
+    """`podpath doctor --json --snapshot A B` over a snapshot of every node of the lab."""
+    files = []
+    for record in lab.record.nodes:
+        done = run_podpath(lab, record.name, "snapshot", "-o", "-")
+        assert done.returncode == 0, done.stderr
+        path = tmp_path / f"{record.name}.json"
+        path.write_text(done.stdout)
+        files.append(str(path))
+    argv = [sys.executable, "-m", "podpath", "doctor", "--json", "--snapshot", *files]
+    done2 = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done2.returncode in (0, 1), done2.stderr
+    report: Report = json.loads(done2.stdout)
+    return done2.returncode, report
+
+
+def _checks(report: Report) -> set[tuple[str, str]]:
+    return {(f["grade"], f["check"]) for f in report["findings"]}
+
+
+def _one(report: Report, check: str, subject: str | None = None) -> dict[str, Any]:
+    found = [
+        f for f in report["findings"] if f["check"] == check and subject in (None, f["subject"])
+    ]
+    assert len(found) == 1, [f["id"] for f in report["findings"]]
+    first: dict[str, Any] = found[0]
+    return first
+
+
+def _web(lab: Lab, node: str = "node1") -> PodRecord:
+    return next(p for p in lab.pods_on(node) if p.app == "web")
+
+
+def _other(lab: Lab, node: str = "node1") -> PodRecord:
+    """A pod of the node that is no web pod (the dns pod), a client of web's Services."""
+    return next(p for p in lab.pods_on(node) if p.app != "web")
+
+
+def _vip(lab: Lab, name: str = "default/web") -> str:
+    return lab.service(name)[0].cluster_ip
+
+
+def _sh(lab: Lab, node: str, script: str) -> str:
+    return lab.exec(node, ["sh", "-c", script]).stdout
+
+
+# --- the healthy lab: no false alarm -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def healthy(shared_lab: Lab, run_podpath: Any) -> tuple[int, Report]:
+    """The doctor run live in node1 of the shared (healthy) lab."""
+    return _doctor(shared_lab, "node1", run_podpath)
+
+
+def test_the_healthy_lab_has_only_the_service_it_leaves_without_endpoints(
+    shared_lab: Lab, healthy: tuple[int, Report]
+) -> None:
+    """One warning (default/noep, which the lab makes without endpoints), exit 0; the
+    kernel agrees: noep refuses, web answers."""
+    status, report = healthy
+    assert status == 0
+    assert _checks(report) == {("warning", "service-no-endpoints")}
+    noep = _one(report, "service-no-endpoints")
+    assert noep["subject"] == "Service default/noep:http"
+    assert "REJECT" in (noep["hop"] or "") and "kubectl get endpointslices" in noep["fix"]
+    assert report["coverage"]["paths"] > 0 and report["coverage"]["service_ports"] >= 4
+    client = _web(shared_lab)
+    assert not shared_lab.probe(client.ref, _vip(shared_lab, "default/noep"), 80).ok
+    assert shared_lab.probe(client.ref, _vip(shared_lab), 80).ok
+
+
+def test_every_node_together_has_no_more(shared_lab: Lab, run_podpath: Any, tmp_path: Path) -> None:
+    """Pod to every other pod across both nodes, every Service from each: nothing more."""
+    status, report = _doctor_all(shared_lab, run_podpath, tmp_path)
+    assert status == 0
+    assert _checks(report) == {("warning", "service-no-endpoints")}
+    assert report["coverage"]["nodes"] == ["node1", "node2"]
+    assert report["coverage"]["pods"] == len(shared_lab.pods)
+
+
+def test_ls_problems_lists_the_doctors_findings(
+    shared_lab: Lab, run_podpath: Any, healthy: tuple[int, Report]
+) -> None:
+    """`ls problems` is the same analysis: the same findings, by id."""
+    done = run_podpath(shared_lab, "node1", "ls", "problems", "--json")
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)["problems"]
+    assert [p["id"] for p in listed] == [f["id"] for f in healthy[1]["findings"]]
+
+
+# --- faults on the path, proven by real traffic --------------------------------------
+
+
+def test_nothing_listening_behind_a_service(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """web's only pod loses its server: critical no-listener for each Service it backs,
+    decided at delivery; the probe is refused."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    web = _web(lab)
+    ss = _sh(lab, "node1", f"nsenter --net={web.netns_path} -- ss -H -tlnp 'sport = :80'")
+    (pid,) = set(_PID.findall(ss))
+    lab.exec("node1", ["kill", "-9", pid])
+    lab.exec("node1", ["sh", "-c", f"while kill -0 {pid} 2>/dev/null; do sleep 0.1; done"])
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    assert {f["subject"] for f in report["findings"] if f["check"] == "no-listener"} == {
+        "Service default/web:http",
+        "Service default/web-sticky:http",
+    }
+    finding = _one(report, "no-listener", "Service default/web:http")
+    assert finding["grade"] == "critical"
+    assert f"nothing listens on {web.ip}:80/tcp" in finding["cause"]
+    assert "delivered to pod" in finding["hop"] and "targetPort" in finding["fix"]
+    answer = lab.probe(_other(lab).ref, _vip(lab), 80)
+    assert not answer.ok and "refused" in answer.error.lower()
+
+
+def test_ip_forward_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """net.ipv4.ip_forward=0 on node1: critical, with the sysctl as evidence; a pod of
+    node1 no longer reaches a pod of node2."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    lab.exec("node1", ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    finding = _one(report, "ip-forward-off")
+    assert finding["grade"] == "critical" and finding["subject"] == "node node1"
+    assert "net.ipv4.ip_forward = 0" in finding["evidence"]
+    assert "does not forward" in finding["hop"] and "ip_forward=1" in finding["fix"]
+    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80).ok
+
+
+def test_rp_filter_drops_the_way_back(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node1 sends node2's pods the underlay way but their answers come back over VXLAN,
+    where rp_filter=1 checks the way back: critical, decided on node1's way back."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    node2 = lab.node("node2")
+    half = f"{node2.pod_cidr.rsplit('/', 1)[0]}/25"
+    lab.exec("node1", ["ip", "route", "add", half, "via", node2.address, "dev", "eth0"])
+    lab.exec("node1", ["sysctl", "-qw", "net.ipv4.conf.flannel/1.rp_filter=1"])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    finding = _one(report, "rp-filter")
+    assert finding["grade"] == "critical" and finding["node"] == "node1"
+    assert finding["cause"].startswith("on the way back, rp_filter=1 (strict) on flannel.1")
+    assert finding["hop"].startswith("[node1] dropped: rp_filter=1")
+    assert "loose" in finding["fix"]
+    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80).ok
+
+
+def test_bridge_nf_call_iptables_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """A bridge CNI with kube-proxy and bridge-nf-call-iptables=0: the answer of a Service
+    endpoint on the same bridge is bridged past conntrack; the client never connects."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    lab.exec("node1", ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"])
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    finding = _one(report, "bridge-nf-off")
+    assert finding["grade"] == "critical"
+    assert "net.bridge.bridge-nf-call-iptables = 0" in finding["evidence"]
+    assert finding["hop"].startswith("[node1] bridge cni0")
+    assert "modprobe br_netfilter" in finding["fix"]
+    assert not lab.probe(_other(lab).ref, _vip(lab), 80).ok
+
+
+def test_vxlan_fdb_entry_missing(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node2's VTEP gone from node1's flannel.1 FDB: critical, naming the MAC; node2's
+    pods are out of reach."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    node2 = lab.node("node2")
+    fdb = _sh(lab, "node1", "bridge fdb show dev flannel.1")
+    (line,) = [x for x in fdb.splitlines() if f"dst {node2.address}" in x]
+    mac = line.split()[0]
+    lab.exec("node1", ["bridge", "fdb", "del", mac, "dev", "flannel.1", "dst", node2.address])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    finding = _one(report, "vxlan-fdb-missing")
+    assert finding["grade"] == "critical" and finding["node"] == "node1"
+    assert f"no remote VTEP for {mac} on flannel.1" in finding["cause"]
+    assert "bridge fdb append" in finding["fix"]
+    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80).ok
+
+
+def test_vxlan_neighbour_missing(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """node2's VTEP address gone from node1's neighbours on flannel.1 (no FDB entry floods
+    ARP): critical, naming the next hop; the probe fails."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    vtep = lab.node("node2").pod_cidr.split("/")[0]
+    lab.exec("node1", ["ip", "neigh", "del", vtep, "dev", "flannel.1"])
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    finding = _one(report, "neighbour-unresolved")
+    assert finding["grade"] == "critical"
+    assert finding["subject"] == f"next hop {vtep} on flannel.1 of node node1"
+    assert "the broadcast request has nowhere to go" in finding["cause"]
+    assert f"ip neigh add {vtep} lladdr MAC dev flannel.1" in finding["fix"]
+    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80).ok
+
+
+def test_host_gw_route_missing(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """host-gw without the route to node2's pod CIDR: pods of node2 are sent to the default
+    gateway instead; critical no-route on node1."""
+    lab = make_lab(nodes=2, pods=2, services=3, overlay="host-gw")
+    cidr = lab.node("node2").pod_cidr
+    lab.exec("node1", ["ip", "route", "del", cidr])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    finding = _one(report, "no-route")
+    assert finding["grade"] == "critical" and finding["node"] == "node1"
+    assert "add the route" in finding["fix"]
+    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80).ok
+
+
+def test_hairpin_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """web's only pod calls its own Service with hairpin mode off on its bridge port:
+    critical, naming the pod and the port; the probe times out."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    web = _web(lab)
+    lab.exec("node1", ["bridge", "link", "set", "dev", web.host_veth, "hairpin", "off"])
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    finding = _one(report, "hairpin-off")
+    assert finding["grade"] == "critical" and finding["subject"] == f"pod {web.ref}"
+    assert f"{web.host_veth} is the port the frame came in by" in finding["cause"]
+    assert "hairpin on" in finding["fix"]
+    assert not lab.probe(web.ref, _vip(lab), 80).ok
+    lab.exec("node1", ["bridge", "link", "set", "dev", web.host_veth, "hairpin", "on"])
+    assert lab.probe(web.ref, _vip(lab), 80).ok
+
+
+def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """A Calico node loses its default route: its pods' gateway 169.254.1.1 is answered by
+    proxy ARP only for addresses the node routes elsewhere, so nothing answers; and the
+    node itself cannot route to ClusterIPs. Two criticals; both probes fail."""
+    lab = make_lab(nodes=1, pods=2, services=3, cni="calico")
+    lab.exec("node1", ["ip", "route", "del", "default"])
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    proxy = _one(report, "proxy-arp-no-route")
+    assert proxy["subject"] == "next hop 169.254.1.1 on eth0 of node node1"
+    assert "has proxy_arp=1, but its namespace has no route to 169.254.1.1" in proxy["cause"]
+    assert "default route" in proxy["fix"]
+    unrouted = _one(report, "no-route")
+    assert {p["from"] for p in unrouted["paths"]} == {"node1"}
+    assert "before kube-proxy's DNAT" in unrouted["fix"]
+    assert not lab.probe(_other(lab).ref, _web(lab).ip, 80).ok
+    assert not lab.probe("node1", _vip(lab), 80).ok
+
+
+CALICO_RULES = """
+iptables -N cali-FORWARD
+iptables -N cali-tw-{port}
+iptables -N cali-pi-_Jx0r1UzJG1w5pqnZ
+iptables -I FORWARD 1 -m comment --comment cali:wUHhoiAYhphO9Mso -j cali-FORWARD
+iptables -A cali-FORWARD -d {ip}/32 -m comment --comment cali:8ZoYfO5HKXWbB3pk -j cali-tw-{port}
+iptables -A cali-tw-{port} -m comment --comment cali:Pw4yEo0gO4x6TzaQ \
+  -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+iptables -A cali-tw-{port} -m comment --comment cali:pm-LK-c1ra31tRwz -j cali-pi-_Jx0r1UzJG1w5pqnZ
+iptables -A cali-pi-_Jx0r1UzJG1w5pqnZ -p tcp -m comment --comment cali:Qc7dsXqnnl_8bfDa \
+  -m comment --comment "Policy default/deny-web ingress" -j DROP
+"""
+
+
+def test_network_policy_drop_names_the_policy(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """Calico-shaped rules (cali-FORWARD, cali-tw-PORT, a cali-pi- chain whose Deny rule is
+    commented with its policy) drop TCP to web: the finding names the policy."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    web = _web(lab)
+    _sh(lab, "node1", CALICO_RULES.format(port=web.host_veth, ip=web.ip))
+    status, report = _doctor(lab, "node1", run_podpath)
+    finding = _one(report, "network-policy-drop")
+    assert finding["subject"] == "NetworkPolicy default/deny-web"
+    assert finding["cause"].startswith("NetworkPolicy default/deny-web (Calico) drops ")
+    assert finding["hop"] == "[node1] netfilter filter/cali-pi-_Jx0r1UzJG1w5pqnZ #1: -> DROP"
+    assert not [p for p in finding["paths"] if "kube-dns" in p["to"]], finding["paths"]
+    assert "cali-pi-_Jx0r1UzJG1w5pqnZ" in " ".join(finding["evidence"])
+    assert status == (1 if finding["grade"] == "critical" else 0)
+    assert not lab.probe(_other(lab).ref, web.ip, 80).ok
+
+
+# --- facts of the node -----------------------------------------------------------------
+
+
+def test_facts_of_the_node(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """A second iptables backend with a rule, an IPAM file for no pod, and a conntrack entry
+    still DNATing web's VIP to an address that is no endpoint: one warning each, with the
+    file, the rule's chain and the entry as evidence, and a fix for each."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    web, client = _web(lab), _other(lab)
+    gone = web.ip.rsplit(".", 1)[0] + ".77"
+    ipam = _sh(lab, "node1", "ls -d /var/lib/cni/networks/*/").split()[0].rstrip("/")
+    _sh(
+        lab,
+        "node1",
+        f"printf '%s\\n%s' 0123456789abcdef0123 eth0 > {ipam}/{gone}; "
+        "iptables-legacy -N DOCTOR-LEFTOVER; iptables-legacy -A DOCTOR-LEFTOVER -j ACCEPT; "
+        f"conntrack -I -p tcp -s {client.ip} -d {_vip(lab)} --sport 40000 --dport 80 "
+        f"--reply-src {gone} --reply-dst {client.ip} --reply-port-src 80 "
+        "--reply-port-dst 40000 --state ESTABLISHED --timeout 600 -u ASSURED",
+    )
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 0  # warnings only
+    assert _checks(report) == {
+        ("warning", "ipam-leaked"),
+        ("warning", "netfilter-backends"),
+        ("warning", "stale-conntrack"),
+    }
+    leaked = _one(report, "ipam-leaked")
+    assert gone in leaked["subject"] and f"{ipam}/{gone}" in leaked["fix"]
+    backends = _one(report, "netfilter-backends")
+    assert "iptables-legacy/ipv4: 1 rule, in filter/DOCTOR-LEFTOVER" in backends["evidence"]
+    stale = _one(report, "stale-conntrack")
+    assert f"{gone}:80/tcp" in stale["cause"]
+    assert f"--reply-src {gone}" in stale["fix"]
+
+
+def test_pod_mtu_above_the_overlays(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """A pod whose eth0 MTU exceeds what the VXLAN overlay carries: found with both MTUs."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    web = _web(lab)
+    overlay = int(_sh(lab, "node1", "cat /sys/class/net/flannel.1/mtu"))
+    _sh(lab, "node1", f"nsenter --net={web.netns_path} -- ip link set dev eth0 mtu 1500")
+    _sh(lab, "node1", f"ip link set dev {web.host_veth} mtu 1500")
+    status, report = _doctor(lab, "node1", run_podpath)
+    mtu = [f for f in report["findings"] if "mtu" in f["check"]]
+    assert mtu, [f["id"] for f in report["findings"]]
+    text = json.dumps(mtu)
+    assert "1500" in text and str(overlay) in text
+    assert status in (0, 1)
+
+
+# --- the prediction checked by the kernel ------------------------------------------------
+
+
+def test_trace_shows_the_conntrack_entry_the_kernel_made(shared_lab: Lab, run_podpath: Any) -> None:
+    """After a real connection to web's VIP, `trace --conntrack --json` lists its entry: DNAT
+    to the pod that answered (the probe says which), one the trace predicted; the entries
+    are those `conntrack -L` lists for the flow."""
+    client = _web(shared_lab)
+    vip = _vip(shared_lab)
+    answer = shared_lab.probe(client.ref, vip, 80)
+    assert answer.ok and answer.served_by is not None, answer
+    served = shared_lab.pod(answer.served_by)
+    done = run_podpath(
+        shared_lab,
+        "node1",
+        "trace",
+        "--from",
+        client.ref,
+        "--to",
+        f"{vip}:80",
+        "--conntrack",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    observed = json.loads(done.stdout)["observed"]
+    assert observed["source"] == "conntrack -L, live"
+    mine = [e for e in observed["conntrack"] if e["endpoint"] == f"{served.ip}:80"]
+    assert mine and all(e["dnat"] and e["predicted_by"] for e in mine), observed
+    listed = _sh(shared_lab, "node1", f"conntrack -L -p tcp -s {client.ip} -d {vip} --dport 80")
+    ports = {int(m) for m in re.findall(r"^tcp .*? sport=(\d+)", listed, re.M)}
+    assert {e["original"]["sport"] for e in observed["conntrack"]} <= ports
+    assert {e["original"]["sport"] for e in mine} & ports
+
+
+def test_watch_shows_the_rule_counters_a_real_connection_moves(shared_lab: Lab) -> None:
+    """`trace --watch` while a real connection is made: its conntrack entry and the KUBE-SEP
+    rule of the endpoint that answered are printed as they move; Ctrl-C ends it with a
+    summary."""
+    import os
+    import signal
+    import time
+
+    client = _other(shared_lab)
+    vip = _vip(shared_lab)
+    argv = [sys.executable, "-m", "podpath", "trace", "--from", client.ref, "--to", f"{vip}:80"]
+    watcher = subprocess.Popen(
+        shared_lab.enter_argv("node1", [*argv, "--watch", "0.5"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        for line in watcher.stdout:
+            if line.startswith("watching every"):
+                break
+        answer = shared_lab.probe(client.ref, vip, 80)
+        assert answer.ok and answer.served_by is not None, answer
+        time.sleep(3)
+        os.killpg(watcher.pid, signal.SIGINT)
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            os.killpg(watcher.pid, signal.SIGKILL)
+            watcher.wait()
+    # Ctrl-C reaches the whole group: nsenter ends by it, podpath prints its summary.
+    assert "Traceback" not in err, err
+    served = shared_lab.pod(answer.served_by)
+    assert re.search(
+        rf" conntrack  tcp \S+ {client.ip}:\d+ -> {vip}:80 .*DNAT to {served.ip}:80", out
+    )
+    assert re.search(
+        rf" counter    \+\d+ packets? .*KUBE-SEP-\S+ .*--to-destination {served.ip}:80", out
+    )
+    assert "watched: " in out

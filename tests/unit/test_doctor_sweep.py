@@ -1,0 +1,45 @@
+"""The doctor's sweep: endpoints alike are followed once, and the verdicts do not change."""
+
+from __future__ import annotations
+
+from trace_factory import NodeSpec, PodSpec, build_node, kube_services
+
+from podpath.analysis.index import SnapshotIndex
+from podpath.doctor import diagnose
+from podpath.doctor.tracer import Origin, Tracer
+
+PODS = [PodSpec(f"web-{i}", f"10.244.0.{i + 2}") for i in range(6)]
+VIP = "10.96.0.10"
+
+
+def _index() -> SnapshotIndex:
+    endpoints = [p.ip for p in PODS[1:]]
+    return SnapshotIndex(
+        build_node(NodeSpec(pods=PODS, iptables=kube_services(VIP, 80, endpoints)))
+    )
+
+
+def test_alike_endpoints_are_followed_once_with_their_whole_probability() -> None:
+    """Five endpoints in one position, none listening differently: one branch of p=1
+    instead of five of p=0.2, with the same verdict and a note that says so."""
+    index = _index()
+    pod = index.snapshot.pods[0]
+    origin = Origin("pod", 0, "default/web-0", pod)
+    tracer = Tracer([index])
+    every = tracer.trace(origin, VIP, 80, "tcp")
+    once = tracer.trace(origin, VIP, 80, "tcp", lambda f: (f.packet.dport, "same"))
+    assert len(every.branches) == 5 and len(once.branches) == 1
+    assert abs(once.branches[0].probability - 1.0) < 1e-9
+    assert {b.verdict for b in every.branches} == {once.branches[0].verdict}
+    notes = [d for h in once.branches[0].hops for d in h.details if "more destinations alike" in d]
+    assert notes == [
+        "and 4 more destinations alike (same position, same listener): followed once for all"
+    ]
+    assert tracer.engine.alike is None  # reset after the call
+
+
+def test_the_report_counts_every_path_though_fewer_are_followed() -> None:
+    """diagnose() on the node: the Service's paths from every pod are counted."""
+    report = diagnose([_index()])
+    assert report.coverage.pods == len(PODS)
+    assert report.coverage.paths >= len(PODS)
