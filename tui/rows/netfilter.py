@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from podpath.analysis.rulesets import RuleDump
 from podpath.netfilter.model import Rule
+from podpath.netfilter.owners import iptables_owner
 from podpath.tui.rows.model import Cell, Row, cell, row
 
 BACKEND_COLUMNS = ("BACKEND", "TABLES", "CHAINS", "RULES", "COMMAND")
@@ -57,7 +58,7 @@ def chain_rows(ruleset: RuleDump, table: str) -> list[Row]:
     return out
 
 
-RULE_COLUMNS = ("#", "MATCHES", "TARGET", "COMMENT", "PKTS")
+RULE_COLUMNS = ("#", "MATCHES", "TARGET", "PKTS", "OWNER", "COMMENT")
 
 
 def rule_matches(rule: Rule) -> str:
@@ -92,10 +93,11 @@ def rule_target(rule: Rule) -> str:
     return f"{prefix}{rule.target.name} {opts}".strip()
 
 
-def rule_rows(rules: tuple[Rule, ...]) -> list[Row]:
-    """One row per rule of a chain; jumps to user chains are highlighted."""
+def rule_rows(rules: tuple[Rule, ...], table: str) -> list[Row]:
+    """One row per rule of a chain, with who made it; jumps to user chains are highlighted."""
     out = []
     for r in rules:
+        owner = iptables_owner(table, r.chain, r.comments, r.target.name if r.target else None)
         target_role = (
             "accent" if r.target is not None and r.target.kind in ("jump", "goto") else "primary"
         )
@@ -105,8 +107,9 @@ def rule_rows(rules: tuple[Rule, ...]) -> list[Row]:
                 Cell(str(r.position), "dim"),
                 cell(rule_matches(r)),
                 Cell(rule_target(r), target_role),
-                cell(r.comment, "dim"),
                 cell(r.counters[0] if r.counters else None),
+                cell(owner.text),
+                cell(r.comment, "dim"),
             )
         )
     return out

@@ -180,7 +180,7 @@ class NetfilterScreen(TableScreen):
             return table_rows(rs)
         if lv.chain is None:
             return chain_rows(rs, lv.table)
-        return rule_rows(rs.rules(lv.table, lv.chain))
+        return rule_rows(rs.rules(lv.table, lv.chain), lv.table)
 
     def descend(self, level: Level) -> None:
         """Go one level deeper, remembering where the cursor was."""
