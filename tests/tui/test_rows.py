@@ -206,7 +206,7 @@ def test_rule_rows_name_who_made_each_rule(parsed: ParsedSnapshot) -> None:
     """A KUBE-SEP chain's rules are the Service's, named as a trace hop names them."""
     rs = parsed.rule_dumps()[0]
     sep = next(c.name for c in rs.chains("nat") if c.name.startswith("KUBE-SEP-"))
-    owners = {texts(r)[4] for r in rule_rows(rs.rules("nat", sep), "nat")}
+    owners = {texts(r)[5] for r in rule_rows(rs.rules("nat", sep), "nat")}
     assert len(owners) == 1 and owners.pop().startswith("Service ")
 
 

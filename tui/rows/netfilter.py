@@ -58,7 +58,8 @@ def chain_rows(ruleset: RuleDump, table: str) -> list[Row]:
     return out
 
 
-RULE_COLUMNS = ("#", "MATCHES", "TARGET", "PKTS", "OWNER", "COMMENT")
+# OWNER comes last: the comment (what the node wrote) stays in view on an 80-column terminal.
+RULE_COLUMNS = ("#", "MATCHES", "TARGET", "COMMENT", "PKTS", "OWNER")
 
 
 def rule_matches(rule: Rule) -> str:
@@ -107,9 +108,9 @@ def rule_rows(rules: tuple[Rule, ...], table: str) -> list[Row]:
                 Cell(str(r.position), "dim"),
                 cell(rule_matches(r)),
                 Cell(rule_target(r), target_role),
+                cell(r.comment, "dim"),
                 cell(r.counters[0] if r.counters else None),
                 cell(owner.text),
-                cell(r.comment, "dim"),
             )
         )
     return out
