@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.sockets import containers_by_pid, endpoint, is_listening, peer_endpoint
+from podpath.netfilter.owners import Owner, iptables_owner, nft_owner
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
 from podpath.snapshot.model import Container, Link, NetNamespace, Pod, Socket, SocketOwner
@@ -470,6 +471,12 @@ def iptables(index: SnapshotIndex) -> Listing:
                             "position": rule.position,
                             "target": rule.target.name if rule.target else None,
                             "rule": rule.text,
+                            "owner": iptables_owner(
+                                table,
+                                chain.name,
+                                rule.comments,
+                                rule.target.name if rule.target else None,
+                            ).as_json(),
                             "unknown": list(rule.unknown),
                             "counter": (
                                 {"packets": rule.counters[0], "bytes": rule.counters[1]}
@@ -483,9 +490,16 @@ def iptables(index: SnapshotIndex) -> Listing:
         Column("FAMILY", _key("family")),
         Column("TABLE", _key("table")),
         Column("PKTS", lambda r: r["counter"]["packets"] if r["counter"] else None, True),
+        Column("OWNER", _owner_text),
         Column("RULE", _key("rule")),
     )
     return Listing(rows, cols)
+
+
+def _owner_text(row: Row) -> str:
+    """Who made the rule, as a trace hop says it: `NetworkPolicy default/web (kube-router)`."""
+    o = row["owner"]
+    return Owner(o["kind"], o["agent"], o["name"], o["how"]).text
 
 
 def nft(index: SnapshotIndex) -> Listing:
@@ -501,12 +515,14 @@ def nft(index: SnapshotIndex) -> Listing:
                     "handle": rule.handle,
                     "rule": rule.text,
                     "counter": _nft_counter(rule.expr),
+                    "owner": nft_owner(rule.family, rule.table, rule.chain, rule.comment).as_json(),
                 }
             )
     cols = (
         Column("FAMILY", _key("family")),
         Column("TABLE", _key("table")),
         Column("CHAIN", _key("chain")),
+        Column("OWNER", _owner_text),
         Column("RULE", _key("rule")),
     )
     return Listing(rows, cols)

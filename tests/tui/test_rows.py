@@ -330,6 +330,14 @@ def test_rule_rows_show_dnat_target(parsed: ParsedSnapshot) -> None:
     assert dnat[4].startswith("Service default/") and dnat[4].count(" ") == 1
 
 
+def test_rule_rows_name_who_made_each_rule(parsed: ParsedSnapshot) -> None:
+    """A KUBE-SEP chain's rules are the Service's, named as a trace hop names them."""
+    rs = parsed.rule_dumps()[0]
+    sep = next(c.name for c in rs.chains("nat") if c.name.startswith("KUBE-SEP-"))
+    owners = {texts(r)[4] for r in rule_rows(rs.rules("nat", sep))}
+    assert len(owners) == 1 and owners.pop().startswith("Service ")
+
+
 def test_links_tree_puts_pod_veths_under_the_bridge(index: SnapshotIndex) -> None:
     """cni0 is followed by its ports, each naming its pod."""
     rows = [texts(r) for r in link_rows(index)]

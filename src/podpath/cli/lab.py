@@ -60,6 +60,7 @@ def register(sub: Any) -> None:
         choices=("iptables", "nftables"),
         help="how kube-proxy programs Services (IPVS needs ip_vs, which this kernel lacks)",
     )
+    _policy(p)
     p.add_argument(
         "--runtime",
         default="",
@@ -105,6 +106,16 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_record)
 
 
+def _policy(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--policy",
+        default="",
+        choices=("kube-router",),
+        help="enforce the lab's NetworkPolicies with real rules, as this engine does "
+        "(kube-router: iptables and ipsets; IPv4)",
+    )
+
+
 def _name(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--name",
@@ -131,6 +142,7 @@ def _up(args: argparse.Namespace) -> int:
         args.ip_family,
         proxy_mode=args.proxy_mode,
         runtime=args.runtime,
+        policy=args.policy,
     )
     # up() tears a half-built lab down on KeyboardInterrupt: make SIGTERM/SIGHUP one too.
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -142,6 +154,7 @@ def _up(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_FAILURE) from exc
     print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s ({lab.record.spec.runtime})")
     shape = f"  cni {spec.cni}, {spec.ip_family}, kube-proxy {spec.proxy_mode}"
+    shape += f", NetworkPolicy by {spec.policy}" if spec.policy else ""
     print(shape + (f", {spec.overlay}" if spec.nodes > 1 else ""))
     for index, (node, record) in enumerate(zip(lab.nodes, lab.record.nodes, strict=True), 1):
         cidrs = " ".join(c for c in (node.pod_cidr, record.pod_cidr6) if c)

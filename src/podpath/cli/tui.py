@@ -75,6 +75,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--ip-family", default="ipv4", choices=("ipv4", "ipv6", "dual"), help="pod address families"
     )
+    p.add_argument(
+        "--policy",
+        default="",
+        choices=("kube-router",),
+        help="enforce NetworkPolicies with this engine's real rules (see `podpath lab up --help`)",
+    )
     p.set_defaults(handler=_demo)
 
     p = sub.add_parser("screenshot", help="save an SVG of a screen after a key sequence")
@@ -303,7 +309,13 @@ def _demo(args: argparse.Namespace) -> int:
 
     try:
         spec = LabSpec(
-            args.name, nodes=2, pods=4, services=3, cni=args.cni, ip_family=args.ip_family
+            args.name,
+            nodes=2,
+            pods=4,
+            services=3,
+            cni=args.cni,
+            ip_family=args.ip_family,
+            policy=args.policy,
         )
         with running_lab(spec) as lab:
             _send_traffic(lab)

@@ -29,6 +29,7 @@ from podpath.lab import (
     state,
     topology,
 )
+from podpath.lab.kube_router import ipset_input, iptables_input
 from podpath.lab.kubeproxy import KUBELET_CHAINS, merge_for_restore, restore_input
 from podpath.lab.kubeproxy_nft import render as render_nft
 from podpath.lab.names import mac_for
@@ -237,10 +238,11 @@ class Lab:
         down(self.name)
 
 
-def _check_tools(runtime_name: str = "") -> None:
+def _check_tools(runtime_name: str = "", policy: str = "") -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (it creates namespaces, cgroups and runc containers)")
     tools = REQUIRED_TOOLS + (CONTAINERD_TOOLS if runtime_name == "containerd" else ())
+    tools += ("ipset",) if policy else ()
     missing = [t for t in tools if shutil.which(t, path=node_env()["PATH"]) is None]
     missing += [
         f"{cni.CNI_BIN_DIR}/{p}" for p in CNI_PLUGINS if not Path(cni.CNI_BIN_DIR, p).exists()
@@ -263,7 +265,7 @@ def up(spec: LabSpec) -> Lab:
     spec.validate()
     if not spec.runtime:
         spec = replace(spec, runtime=default_runtime())
-    _check_tools(spec.runtime)
+    _check_tools(spec.runtime, spec.policy)
     started = time.monotonic()
     d = state.claim(spec.name)
     record = LabRecord(spec, (), (), (), 0, 0, (), time.time(), 0.0)
@@ -359,9 +361,18 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
                 input=merge_for_restore(saved, rules),
                 timeout=300,
             )
+    if spec.policy:
+        for node in nodes:
+            _enforce_policies(node, made)
     record = replace(record, services=tuple(svcs), up_seconds=round(time.monotonic() - started, 2))
     state.write(record)
     return record
+
+
+def _enforce_policies(node: NodeRecord, made: Sequence[PodRecord]) -> None:
+    """kube-router's sync: its ipsets first (the rules name them), then its filter rules."""
+    run_in(node.init_pid, ["ipset", "restore", "-exist"], input=ipset_input(made), timeout=60)
+    _restore(node, iptables_input(node.name, made))
 
 
 def _with_host_pids(made: list[PodRecord], init_pids: dict[str, int]) -> list[PodRecord]:

@@ -17,6 +17,8 @@ PROXY_MODES: tuple[str, ...] = ("iptables", "nftables")
 # containerd: a real containerd per node, pods made through CRI; runc-imitation: the
 # lab runs runc itself and writes the files containerd would (where containerd is absent).
 RUNTIMES: tuple[str, ...] = ("containerd", "runc-imitation")
+# NetworkPolicy engines the lab can program with real rules ("" enforces none).
+POLICY_ENGINES: tuple[str, ...] = ("kube-router",)
 MAX_NODES = 5
 MAX_PODS_PER_NODE = 250
 MAX_SERVICES = 10_000
@@ -42,6 +44,7 @@ class LabSpec:
     ip_family: str = "ipv4"
     proxy_mode: str = "iptables"
     runtime: str = ""  # "" picks containerd where it is installed (lab.up resolves it)
+    policy: str = ""  # a NetworkPolicy engine of POLICY_ENGINES, or "" for none
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -78,6 +81,12 @@ class LabSpec:
                 f"--proxy-mode must be one of {', '.join(PROXY_MODES)}, not {self.proxy_mode!r}"
                 + (" (this kernel has no ip_vs)" if self.proxy_mode == "ipvs" else "")
             )
+        if self.policy and self.policy not in POLICY_ENGINES:
+            raise LabError(
+                f"--policy must be one of {', '.join(POLICY_ENGINES)}, not {self.policy!r}"
+            )
+        if self.policy and self.ip_family != "ipv4":
+            raise LabError("--policy kube-router is built for IPv4 labs only (--ip-family ipv4)")
         if self.runtime and self.runtime not in RUNTIMES:
             raise LabError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
 

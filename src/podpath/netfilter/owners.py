@@ -36,6 +36,11 @@ _KUBE_ROUTER_POLICY = re.compile(
     r"policy name:? (?P<name>\S+) namespace:? (?P<ns>\S+)|nw policy (?P<nw>\S+)"
     r"|network policy (?P<np>\S+)"
 )
+# kube-router's chain for pods no policy selects (it marks them allowed), and the `how`
+# of a pod firewall's jump into one policy's chain (the trace lists those at a drop).
+KUBE_ROUTER_DEFAULT = "KUBE-NWPLCY-DEFAULT"
+KUBE_ROUTER_UNSELECTED = "default (no policy selects the pod)"
+POLICY_JUMP = "jump to the policy's chain from"
 _KUBE_ROUTER_POD = re.compile(r"POD name:\s*(?P<pod>\S+) namespace:\s*(?P<ns>\S+)")
 _KUBE_PROXY_CHAINS = (
     "KUBE-SVC-",
@@ -175,12 +180,25 @@ def iptables_owner(
 
 def _kube_router(chain: str, comments: str) -> Owner:
     """kube-router's policy chains (KUBE-NWPLCY-*), pod firewalls (KUBE-POD-FW-*), the rest."""
+    if (
+        chain == KUBE_ROUTER_DEFAULT
+        or "default ingress network policy" in comments
+        or ("default egress network policy" in comments)
+    ):
+        return Owner("network-policy", "kube-router", KUBE_ROUTER_UNSELECTED, f"chain {chain}")
+    if chain == "KUBE-NWPLCY-COMMON":
+        return Owner(
+            "network-policy", "kube-router", "common rules (state, ICMP)", f"chain {chain}"
+        )
     found = _KUBE_ROUTER_POLICY.search(comments)
     if found is not None:
         if found["name"]:
             name = f"{found['ns']}/{found['name']}"
+        elif found["nw"]:
+            # The pod firewall's jump into a policy names it without its namespace.
+            return Owner("network-policy", "kube-router", found["nw"], f"{POLICY_JUMP} {chain}")
         else:
-            name = found["nw"] or found["np"]
+            name = found["np"]
         return Owner("network-policy", "kube-router", name, f"chain {chain}")
     pod = _KUBE_ROUTER_POD.search(comments)
     if pod is not None:

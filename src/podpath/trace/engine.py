@@ -20,8 +20,8 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.ipset import IpSet, parse_ipsets
 from podpath.netfilter.owners import Owner
 from podpath.snapshot.model import Link, NetNamespace, RecentList, Snapshot
+from podpath.trace import policy, sysctls
 from podpath.trace import reply as ct
-from podpath.trace import sysctls
 from podpath.trace.deliver import deliver
 from podpath.trace.ebpf import Attachment, attached, ebpf_hop
 from podpath.trace.flow import Flow
@@ -271,7 +271,7 @@ class Engine:
                 flow,
                 packet=outcome.packet,
                 probability=outcome.probability,
-                hops=flow.hops + outcome.hops,
+                hops=flow.hops + policy.annotate(outcome.hops),
                 nat=flow.nat + outcome.nat,
                 uncertain=flow.uncertain + outcome.uncertain,
             )
@@ -280,6 +280,7 @@ class Engine:
             elif outcome.verdict in ("DROP", "REJECT"):
                 what = "rejected" if outcome.verdict == "REJECT" else "dropped"
                 reason = f"{what} at {hook}: {outcome.reason}" + _owned_by(outcome.hops)
+                reason += policy.denial(outcome.hops)
                 ended.extend(self.drop(nxt, reason, "netfilter"))
             else:
                 ended.extend(self.unsure(nxt, outcome.reason))
