@@ -36,6 +36,7 @@ import struct
 from podpath.collectors.hostroot import CollectorError, HostRoot
 from podpath.collectors.netlink.nlsocket import TIMEOUT, NetlinkSocket
 from podpath.collectors.netlink.wire import attributes, payloads
+from podpath.collectors.proc.net_sockets import STATE_NAMES
 from podpath.snapshot.model import Socket
 
 NETLINK_SOCK_DIAG = 4
@@ -49,21 +50,6 @@ INET_DIAG_SKV6ONLY = 11
 # Every state of include/net/tcp_states.h (1 ESTABLISHED .. 12 NEW_SYN_RECV).
 ALL_STATES = 0x1FFE
 LISTEN = 1 << 10
-# The names `ss` prints; UDP uses TCP_CLOSE for an unconnected socket, ss's UNCONN.
-STATE_NAMES = {
-    1: "ESTAB",
-    2: "SYN-SENT",
-    3: "SYN-RECV",
-    4: "FIN-WAIT-1",
-    5: "FIN-WAIT-2",
-    6: "TIME-WAIT",
-    7: "UNCONN",
-    8: "CLOSE-WAIT",
-    9: "LAST-ACK",
-    10: "LISTEN",
-    11: "CLOSING",
-    12: "SYN-RECV",  # TCP_NEW_SYN_RECV: a request socket, shown as ss shows it
-}
 _VERSION = {AF_INET: 4, AF_INET6: 6}
 
 # inet_diag_req_v2: family, protocol, ext, pad, states, then inet_diag_sockid (48 bytes).

@@ -29,8 +29,10 @@ from podpath.snapshot.model import NetNamespace, Process, Socket, SocketOwner
 
 # The files, the protocol and the IP version each one lists.
 FILES = (("tcp", "tcp", 4), ("tcp6", "tcp", 6), ("udp", "udp", 4), ("udp6", "udp", 6))
-# `st` is a TCP state number (include/net/tcp_states.h); UDP uses 07 (TCP_CLOSE) unbound.
-_STATES = {
+# `st` is a TCP state number (include/net/tcp_states.h), named as `ss` prints it; UDP
+# uses 07 (TCP_CLOSE) for an unconnected socket, ss's UNCONN; 12 (TCP_NEW_SYN_RECV) is a
+# request socket. sock_diag's reader names the same numbers with this table.
+STATE_NAMES = {
     1: "ESTAB",
     2: "SYN-SENT",
     3: "SYN-RECV",
@@ -111,7 +113,7 @@ def parse_table(raw: bytes, netns: int, protocol: str, version: int) -> list[Soc
                 netns=netns,
                 protocol=protocol,
                 family=version,
-                state=_STATES.get(state, f"state {state}"),
+                state=STATE_NAMES.get(state, f"state {state}"),
                 local=local,
                 local_port=local_port,
                 peer=None if unconnected else peer,
