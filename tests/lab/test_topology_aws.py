@@ -11,18 +11,15 @@ conntrack entry shows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 from topology_proof import (
-    RUN_ID,
     assert_pod_to_pod,
     assert_routes_equal_kernel,
     assert_service,
-    module_lab,
     ordered,
-    snapshots,
+    topology_fixtures,
     web_pods,
 )
 
@@ -39,22 +36,10 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    """2 AWS-style nodes, 3 pods each (addresses alternate between the two ENIs)."""
-    from podpath.lab import LabSpec
-
-    spec = LabSpec(
-        f"{RUN_ID}-aws", nodes=2, pods=3, services=3, cni="aws-vpc", runtime="containerd"
-    )
-    with module_lab(spec) as built:
-        yield built
-
-
-@pytest.fixture(scope="module")
-def indexes(lab: Lab) -> dict[str, SnapshotIndex]:
-    """Every node's snapshot."""
-    return snapshots(lab)
+# 2 AWS-style nodes, 3 pods each (addresses alternate between the two ENIs).
+lab, indexes = topology_fixtures(
+    "aws", nodes=2, pods=3, services=3, cni="aws-vpc", runtime="containerd"
+)
 
 
 def _on(lab: Lab, node: str, secondary: bool) -> PodRecord:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 from topology_proof import (
-    RUN_ID,
     assert_pod_to_pod,
     assert_routes_equal_kernel,
     assert_service,
-    module_lab,
     ordered,
-    snapshots,
+    topology_fixtures,
     web_pods,
 )
 
@@ -28,28 +25,10 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    """2 bridge nodes, dual-stack, flannel-style VXLAN for both families."""
-    from podpath.lab import LabSpec
-
-    spec = LabSpec(
-        f"{RUN_ID}-dual",
-        nodes=2,
-        pods=3,
-        services=3,
-        cni="bridge",
-        ip_family="dual",
-        runtime="containerd",
-    )
-    with module_lab(spec) as built:
-        yield built
-
-
-@pytest.fixture(scope="module")
-def indexes(lab: Lab) -> dict[str, SnapshotIndex]:
-    """Every node's snapshot."""
-    return snapshots(lab)
+# 2 bridge nodes, dual-stack, flannel-style VXLAN for both families.
+lab, indexes = topology_fixtures(
+    "dual", nodes=2, pods=3, services=3, cni="bridge", ip_family="dual", runtime="containerd"
+)
 
 
 @pytest.mark.parametrize("node", ["node1", "node2"])

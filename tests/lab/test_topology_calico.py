@@ -21,6 +21,7 @@ from topology_proof import (
     module_lab,
     ordered,
     snapshots,
+    topology_fixtures,
     web_pods,
 )
 
@@ -36,28 +37,10 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    """3 Calico nodes, dual-stack, VXLAN between them."""
-    from podpath.lab import LabSpec
-
-    spec = LabSpec(
-        f"{RUN_ID}-calico",
-        nodes=3,
-        pods=3,
-        services=3,
-        cni="calico",
-        ip_family="dual",
-        runtime="containerd",
-    )
-    with module_lab(spec) as built:
-        yield built
-
-
-@pytest.fixture(scope="module")
-def indexes(lab: Lab) -> dict[str, SnapshotIndex]:
-    """Every node's snapshot, after a first connection warmed nothing on purpose but routes."""
-    return snapshots(lab)
+# 3 Calico nodes, dual-stack, VXLAN between them.
+lab, indexes = topology_fixtures(
+    "calico", nodes=3, pods=3, services=3, cni="calico", ip_family="dual", runtime="containerd"
+)
 
 
 def test_nodes_have_calicos_shape(lab: Lab, indexes: dict[str, SnapshotIndex]) -> None:

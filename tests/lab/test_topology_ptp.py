@@ -6,16 +6,14 @@ Also the most nodes a lab takes (5), each routing every other node's pod CIDRs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
 from topology_proof import (
-    RUN_ID,
     assert_pod_to_pod,
     assert_service,
-    module_lab,
-    snapshots,
+    topology_fixtures,
     web_pods,
 )
 
@@ -28,28 +26,10 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    """2 kindnet nodes, dual-stack, routes via the node addresses."""
-    from podpath.lab import LabSpec
-
-    spec = LabSpec(
-        f"{RUN_ID}-ptp",
-        nodes=2,
-        pods=3,
-        services=3,
-        cni="ptp",
-        ip_family="dual",
-        runtime="containerd",
-    )
-    with module_lab(spec) as built:
-        yield built
-
-
-@pytest.fixture(scope="module")
-def indexes(lab: Lab) -> dict[str, SnapshotIndex]:
-    """Every node's snapshot."""
-    return snapshots(lab)
+# 2 kindnet nodes, dual-stack, routes via the node addresses.
+lab, indexes = topology_fixtures(
+    "ptp", nodes=2, pods=3, services=3, cni="ptp", ip_family="dual", runtime="containerd"
+)
 
 
 def test_nodes_have_kindnets_shape(lab: Lab, indexes: dict[str, SnapshotIndex]) -> None:

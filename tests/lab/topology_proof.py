@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot import codec
@@ -45,6 +47,28 @@ def module_lab(spec: LabSpec) -> Iterator[Lab]:
     atexit.register(_down)
     with running_lab(spec) as lab:
         yield lab
+
+
+def topology_fixtures(
+    suffix: str, **spec: Any
+) -> tuple[Callable[[], Iterator[Lab]], Callable[[Lab], dict[str, SnapshotIndex]]]:
+    """A module's `lab` (built from LabSpec(f"{RUN_ID}-{suffix}", **spec)) and its `indexes`.
+
+    Assign both in the test module: `lab, indexes = topology_fixtures("ptp", cni="ptp")`.
+    """
+
+    @pytest.fixture(scope="module", name="lab")
+    def lab_fixture() -> Iterator[Lab]:
+        from podpath.lab import LabSpec
+
+        with module_lab(LabSpec(f"{RUN_ID}-{suffix}", **spec)) as built:
+            yield built
+
+    @pytest.fixture(scope="module", name="indexes")
+    def indexes_fixture(lab: Lab) -> dict[str, SnapshotIndex]:
+        return snapshots(lab)
+
+    return lab_fixture, indexes_fixture
 
 
 def snapshots(lab: Lab) -> dict[str, SnapshotIndex]:
