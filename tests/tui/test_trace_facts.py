@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 from trace_pilot import traced
 
+from podpath.trace.observed import flow_entries
 from podpath.tui.app import PodpathApp
-from podpath.tui.rows.trace import flow_entries, flow_text
+from podpath.tui.rows.trace import flow_text
 from podpath.tui.widgets.table import RowTable
 
 SIZE = (160, 48)
@@ -41,7 +42,7 @@ async def test_hops_name_the_rules_owner_and_the_flow_is_shown_from_conntrack(
         assert branch is not None
         loaded = app.loaded
         assert loaded is not None
-        entries = flow_entries(loaded.parsed.conntrack(), result.probe)
+        entries = flow_entries(result, loaded.parsed.conntrack())
         assert flow == flow_text(entries, branch)
         marked = [b for b in result.branches if "= this branch" in flow_text(entries, b)]
         assert 1 <= len(marked) < len(result.branches)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from podpath.conntrack import ConntrackEntry
 from podpath.netfilter.owners import Owner
-from podpath.trace.model import Branch, Hop, JsonValue, Trace
+from podpath.trace.model import Branch, Hop, Trace
 from podpath.tui.rows.model import Cell, Row, row
 from podpath.tui.rows.netfilter import owner_text
 
@@ -116,21 +114,6 @@ def _endpoint(branch: Branch) -> str | None:
         if hop.kind == "nat" and hop.data.get("type") == "DNAT":
             return str(hop.data.get("to"))
     return None
-
-
-def flow_entries(
-    entries: Iterable[ConntrackEntry], probe: dict[str, JsonValue]
-) -> list[ConntrackEntry]:
-    """The conntrack entries of the traced flow: its protocol, source and destination."""
-    proto, src, dst, dport = (probe.get(k) for k in ("proto", "src", "dst", "dport"))
-    return [
-        e
-        for e in entries
-        if e.protocol == proto
-        and e.original.src == src
-        and e.original.dst == dst
-        and (dport is None or e.original.dport == dport)
-    ]
 
 
 def flow_text(entries: list[ConntrackEntry], branch: Branch) -> str:

@@ -18,6 +18,7 @@ from podpath.draw.build import MapFilter, build_map
 from podpath.draw.path import path_netns, trace_path, trace_title
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch, Trace
+from podpath.trace.observed import flow_entries
 from podpath.trace.probe import Probe
 from podpath.tui.rows.model import page
 from podpath.tui.rows.trace import (
@@ -25,7 +26,6 @@ from podpath.tui.rows.trace import (
     HOP_COLUMNS,
     branch_rows,
     completions,
-    flow_entries,
     flow_text,
     hop_detail,
     hop_rows,
@@ -277,7 +277,7 @@ class TraceScreen(BaseScreen):
             return ""
         if not loaded.ready.is_set():
             return f"conntrack now: {pending_text(loaded)}"
-        return flow_text(flow_entries(loaded.parsed.conntrack(), result.probe), branch)
+        return flow_text(flow_entries(result, loaded.parsed.conntrack()), branch)
 
     def show_hop(self) -> None:
         """Show what decided the selected hop."""
