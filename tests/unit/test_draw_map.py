@@ -192,7 +192,7 @@ def test_host_network_pods_and_pods_without_a_netns_are_still_drawn() -> None:
 
 
 def test_containers_are_listed_without_the_sandbox() -> None:
-    """A pod's box names its app containers; the pause sandbox is not one of them."""
+    """A pod's box names each app container once; the pause sandbox is not one of them."""
     a = build_node(NodeSpec(pods=[PodSpec("a", "10.244.0.5")]))
     pod = dataclasses.replace(
         a.pods[0],
@@ -200,6 +200,8 @@ def test_containers_are_listed_without_the_sandbox() -> None:
             Container("POD", "1", "sandbox"),
             Container("web", "2", "container"),
             Container("sidecar", "3", "container"),
+            # web restarted: crictl ps -a lists the exited attempt beside the running one
+            Container("web", "4", "container"),
         ),
     )
     m = build_map([dataclasses.replace(a, pods=(pod,))])

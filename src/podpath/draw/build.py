@@ -371,7 +371,8 @@ class _Builder:
         )
         pid = pod_id(i, pod.namespace, pod.name, pod.uid)
         lines = [", ".join(pod.ips) if pod.ips else "no IP"]
-        names = [c.name for c in pod.containers if c.kind != "sandbox"]
+        # One name per container: a restarted one lists each attempt (crictl ps -a).
+        names = list(dict.fromkeys(c.name for c in pod.containers if c.kind != "sandbox"))
         if names:
             lines.append("containers: " + ", ".join(names))
         ports: list[Port] = []
