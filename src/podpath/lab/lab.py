@@ -249,6 +249,18 @@ def _check_tools(runtime_name: str = "", policy: str = "") -> None:
     ]
     if missing:
         raise LabError(f"the lab needs tools that are not installed: {', '.join(missing)}")
+    if not _has_overlayfs():
+        # Asked of /proc/filesystems: a mount -t overlay would load the module itself.
+        raise LabError("the lab needs the overlay filesystem (modprobe overlay)")
+
+
+def _has_overlayfs() -> bool:
+    """True when this kernel already has the overlay filesystem (built in or loaded)."""
+    try:
+        lines = Path("/proc/filesystems").read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.split()[-1:] == ["overlay"] for line in lines)
 
 
 def missing_requirements() -> str | None:
