@@ -278,9 +278,18 @@ def _tail(path: Path) -> str:
         return "(no log)"
 
 
-def start_underlay(log_path: Path) -> tuple[int, int]:
-    """Start the lab's underlay: a process holding a net namespace with the node bridge."""
+def start_underlay(log_path: Path, cgroup_dirs: Sequence[str] = ()) -> tuple[int, int]:
+    """Start the lab's underlay: a process holding a net namespace with the node bridge.
+
+    It joins cgroup_dirs first, so the lab's cgroups hold every process it runs."""
+    procs_files = [f"{d}/cgroup.procs" for d in cgroup_dirs]
     argv = [
+        "sh",
+        "-c",
+        _JOIN_CGROUPS,
+        "sh",
+        *procs_files,
+        "--",
         "unshare",
         "--net",
         "--uts",
