@@ -178,9 +178,11 @@ def _down(args: argparse.Namespace) -> int:
 
     began = time.monotonic()
     try:
-        down(args.name)
+        notes = down(args.name)
     except LabError as exc:
         raise CliError(str(exc), EXIT_FAILURE) from exc
+    for note in notes:
+        print(f"podpath: lab {args.name!r}: {note}", file=sys.stderr)
     print(f"lab {args.name!r} down in {time.monotonic() - began:.1f}s")
     return EXIT_OK
 

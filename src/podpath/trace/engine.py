@@ -468,18 +468,8 @@ class Engine:
         facts = self.indexes[flow.node].snapshot.node if self.is_root(flow) else None
         family = 6 if ":" in flow.packet.dst else 4
         if decision.type not in ("local", "broadcast"):
-            fwd = sysctls.forwarding(ns, family, iif, facts)
-            if fwd is False:
-                if family == 6:
-                    name = "net.ipv6.conf.all.forwarding"
-                elif sysctls.has_netconf(ns):
-                    name = f"net.ipv4.conf.{iif.name}.forwarding"
-                else:
-                    name = "net.ipv4.ip_forward"
-                where = self.label(flow.node, flow.netns)
-                return self.drop(
-                    flow, f"{name} is 0: {where} does not forward (ICMP host unreachable)", "sysctl"
-                )
+            if sysctls.forwarding(ns, family, iif, facts) is False:
+                return self.drop(flow, self._not_forwarded(flow, ns, iif, decision), "sysctl")
         if family == 4 and flow.packet.src is not None:
             check = validate_source(
                 ns,
@@ -512,6 +502,39 @@ class Engine:
             for g in post:
                 results.extend(self.transmit(self.reverse_dnat(g), decision))
         return results
+
+    def _not_forwarded(
+        self, flow: Flow, ns: NetNamespace, iif: Link, decision: RouteDecision
+    ) -> str:
+        """Why a packet to be forwarded is dropped where iif does not forward.
+
+        The input lookup gives it an ip_error route, and ip_error() sends no ICMP when
+        the input device does not forward: it only counts InAddrErrors (Ip6 likewise in
+        ip6_forward()). A packet DNATed behind the bridge it came in by is no exception:
+        br_netfilter bridges it only after that lookup succeeds (its old "bridged-and-
+        DNAT'ed traffic doesn't require ip_forwarding" branch has been unreachable
+        since 251da4130115 cached ip_error routes, and was removed as dead code).
+        """
+        family = 6 if ":" in flow.packet.dst else 4
+        if family == 6:
+            name = "net.ipv6.conf.all.forwarding"
+        elif sysctls.has_netconf(ns):
+            name = f"net.ipv4.conf.{iif.name}.forwarding"
+        else:
+            name = "net.ipv4.ip_forward"
+        counter = "Ip6InAddrErrors" if family == 6 else "IpInAddrErrors"
+        reason = (
+            f"{name} is 0: {self.label(flow.node, flow.netns)} does not forward (dropped "
+            f"without an ICMP error; nstat counts it in {counter})"
+        )
+        out = self.indexes[flow.node].link(flow.netns, decision.dev)
+        dnat = any(r.node == flow.node and r.kind == "DNAT" for r in flow.nat)
+        if dnat and iif.kind == "bridge" and out is not None and out.ifindex == iif.ifindex:
+            reason += (
+                f"; DNATed to {flow.packet.dst}, behind the bridge {iif.name} it came in by, "
+                "it is routed all the same, not bridged"
+            )
+        return reason
 
     def local_in(self, flow: Flow, iif: Link | None) -> list[Branch]:
         """INPUT, then delivery to the pod or the node's own stack and its sockets (or on,
