@@ -26,6 +26,16 @@ def _owner(hop: Hop) -> Owner | None:
     return Owner(*(str(made.get(k) or "") for k in ("kind", "agent", "name", "how")))
 
 
+def _policy_hop(hop: Hop) -> bool:
+    """True for a taken rule a NetworkPolicy engine owns (the only hops annotate changes)."""
+    # Checked before an Owner is built: a Service with 250 endpoints gives 250 outcomes
+    # of ~250 hops each, and annotate sees every one of them.
+    if hop.kind != "netfilter" or hop.data.get("taken") is not True:
+        return False
+    made = hop.data.get("owner")
+    return isinstance(made, dict) and made.get("kind") == "network-policy"
+
+
 def _taken(hop: Hop) -> bool:
     return hop.data.get("taken") is True
 
@@ -61,11 +71,11 @@ def annotate(hops: tuple[Hop, ...]) -> tuple[Hop, ...]:
     """The hops, with a note on each rule by which a NetworkPolicy (or none) allowed the packet."""
     out = []
     for hop in hops:
-        owner = _owner(hop)
-        rule = str(hop.data.get("rule") or "")
+        owner = _owner(hop) if _policy_hop(hop) else None
         if owner is None or owner.kind != "network-policy" or not _taken(hop):
             out.append(hop)
             continue
+        rule = str(hop.data.get("rule") or "")
         note = ""
         if _ALLOW_MARK in rule and "/" in owner.name:
             note = f"NetworkPolicy {owner.name} ({owner.agent}) allows this packet"
