@@ -28,6 +28,27 @@ from podpath.tui.source import SnapshotSource
 INLINE_PREPARE_BYTES = 2_000_000
 
 
+# The views a big snapshot's worker prepares, in the order it prepares them: first what
+# home's counts need (Services, conntrack, problems), then the rows and indexes only a
+# screen needs (built for that screen first when it is opened before its turn).
+SERVICES = "Services"
+CONNTRACK = "conntrack entries"
+PROBLEMS = "problems"
+SERVICE_ROWS = "Service rows"
+CONNTRACK_ROWS = "conntrack rows"
+MENTIONS = "rules naming each pod"
+STAGES = (SERVICES, CONNTRACK, PROBLEMS, SERVICE_ROWS, CONNTRACK_ROWS, MENTIONS)
+# What each stage does, as a screen waiting for it says it.
+DOING = {
+    SERVICES: "parsing the rules and kube-proxy's Services",
+    CONNTRACK: "parsing conntrack",
+    PROBLEMS: "judging every path (podpath doctor)",
+    SERVICE_ROWS: "building the Service rows",
+    CONNTRACK_ROWS: "building the conntrack rows",
+    MENTIONS: "finding the rules that name each pod",
+}
+
+
 @dataclass
 class Loaded:
     """One snapshot and everything derived from it (built once, cached, shared by screens)."""
@@ -38,13 +59,16 @@ class Loaded:
     index: SnapshotIndex = field(init=False)
     peer_indexes: tuple[SnapshotIndex, ...] = field(init=False)
     parsed: ParsedSnapshot = field(init=False)
-    # Set once prepare() has parsed the big views: until then screens that need them
-    # show "…" instead of parsing on the event loop.
+    # Set once prepare() has done every stage; each stage is told by has() as it is done,
+    # so that a screen shows what it needs without waiting for the rest.
     ready: threading.Event = field(init=False, default_factory=threading.Event)
     # True when preparing the views failed (a bug, reported once): screens stop waiting.
     failed: bool = field(init=False, default=False)
-    # What prepare() is doing now, e.g. "Services (2/5)"; "" before it starts.
-    step: str = field(init=False, default="")
+    # The stage being prepared now (one of STAGES) and its number; "" before it starts.
+    current: str = field(init=False, default="")
+    number: int = field(init=False, default=0)
+    _done: set[str] = field(init=False, default_factory=set)
+    _wanted: list[str] = field(init=False, default_factory=list)
     _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
     _problems: tuple[Finding, ...] | None = field(init=False, default=None)
     _mentions: MentionIndex | None = field(init=False, default=None)
@@ -59,6 +83,31 @@ class Loaded:
     def small(self) -> bool:
         """True when the big views are cheap enough to prepare on the event loop."""
         return raw_size(self.snapshot) <= INLINE_PREPARE_BYTES
+
+    @property
+    def step(self) -> str:
+        """What prepare() is doing now, e.g. "Service rows (4/6)"; "" before it starts."""
+        return f"{self.current} ({self.how_far()})" if self.current else ""
+
+    def how_far(self) -> str:
+        """How far prepare() is: the stage's number out of all, e.g. "4/6"."""
+        return f"{self.number}/{len(STAGES)}"
+
+    def has(self, stage: str) -> bool:
+        """True once `stage` (one of STAGES) is prepared: asking for it costs nothing."""
+        with self._lock:
+            return stage in self._done
+
+    def done_stages(self) -> frozenset[str]:
+        """The stages prepared so far."""
+        with self._lock:
+            return frozenset(self._done)
+
+    def want(self, stage: str) -> None:
+        """A screen needs `stage` now: the worker prepares it next (after the current one)."""
+        with self._lock:
+            if stage not in self._done and stage not in self._wanted:
+                self._wanted.append(stage)
 
     def rows(self, name: str, build: Callable[[], list[Row]]) -> RowSet:
         """The rows called `name`, built once per snapshot (thread-safe)."""
@@ -92,39 +141,66 @@ class Loaded:
     @property
     def problems(self) -> tuple[Finding, ...] | None:
         """What `podpath doctor` finds on these snapshots (podpath.doctor), once prepared."""
-        return self._problems if self.ready.is_set() else None
+        return self._problems if self.has(PROBLEMS) else None
 
     def prepare(self, progress: Callable[[str, int, int], object] | None = None) -> None:
-        """Parse the big views and build their rows (call from a worker thread on big snapshots).
+        """Prepare every stage, home's counts first (call from a worker thread on big snapshots).
 
-        `progress` is told each step as it starts; `step` says the same to the screens.
+        `progress` is told each stage as it starts, which is also when the one before it
+        is done; `current` and `how_far()` say the same to the screens.
         """
         if self.ready.is_set():
             return
-        steps: tuple[tuple[str, Callable[[], object]], ...] = (
-            ("parsing rules and conntrack", self._parse),
-            ("Services", self.service_rows),
-            ("conntrack entries", self.conntrack_rows),
-            ("rules naming each pod", self.ip_mentions),
-            ("nftables ruleset", self.nft_ruleset),
-        )
-        for done, (what, run) in enumerate(steps):
-            self.step = f"{what} ({done + 1}/{len(steps)})"
+        runs: dict[str, Callable[[], object]] = {
+            SERVICES: self._parse_rules,
+            CONNTRACK: self._parse_conntrack,
+            PROBLEMS: self._diagnose,
+            SERVICE_ROWS: self.service_rows,
+            CONNTRACK_ROWS: self.conntrack_rows,
+            MENTIONS: self.ip_mentions,
+        }
+        for done in range(len(STAGES)):
+            stage = self._next_stage()
+            self.current, self.number = stage, done + 1
             if progress is not None:
-                progress(what, done, len(steps))
-            run()
+                progress(stage, done, len(STAGES))
+            runs[stage]()
+            with self._lock:
+                self._done.add(stage)
         # The rows live as long as the snapshot: keep the cyclic GC from rescanning
         # them on every collection (see podpath.tui.app.settle_heap).
         gc.freeze()
         self.ready.set()
 
-    def _parse(self) -> None:
-        # Parses every view, and traces every path from every pod position.
+    def _next_stage(self) -> str:
+        """A stage a screen asked for, else the first not yet done in STAGES order."""
+        with self._lock:
+            while self._wanted:
+                stage = self._wanted.pop(0)
+                if stage not in self._done:
+                    return stage
+            return next(s for s in STAGES if s not in self._done)
+
+    def _parse_rules(self) -> None:
+        # kube-proxy's Services (which parses the rules and any nft ruleset), and the
+        # facts home shows beside the counts.
+        self.parsed.rule_dumps()
+        self.parsed.nft_ruleset()
+        self.parsed.services()
+        self.parsed.kube_proxy_mode()
+        self.parsed.dataplane()
+        # The parsed views live as long as the snapshot: keep the cyclic GC from
+        # rescanning them while the rest is built (see podpath.tui.app.settle_heap).
+        gc.freeze()
+
+    def _parse_conntrack(self) -> None:
+        self.parsed.conntrack()
+        gc.freeze()
+
+    def _diagnose(self) -> None:
+        # Traces every path from every pod position, on the views parsed above.
         indexes = [self.index, *self.peer_indexes]
         self._problems = diagnose(indexes, [self.parsed]).findings
-        # The parsed views live as long as the snapshot: keep the cyclic GC from
-        # rescanning them while the rows are built (see podpath.tui.app.settle_heap).
-        gc.freeze()
 
 
 def raw_size(snap: Snapshot) -> int:

@@ -15,9 +15,23 @@ from textual.message import Message
 
 from podpath.lab.node import node_env
 from podpath.snapshot.model import Snapshot
+from podpath.tui import registry, state
 from podpath.tui.app import PodpathApp, create_app
+from podpath.tui.rows.model import MORE_KEY, RowSet, page, rowset
+from podpath.tui.rows.services import service_rows
+from podpath.tui.screens.base import TableScreen
+from podpath.tui.screens.services import ServicesScreen
 from podpath.tui.source import Progress, live_source, static_source
-from podpath.tui.state import Loaded
+from podpath.tui.state import (
+    CONNTRACK,
+    CONNTRACK_ROWS,
+    MENTIONS,
+    PROBLEMS,
+    SERVICE_ROWS,
+    SERVICES,
+    STAGES,
+    Loaded,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale_snapshot import build  # noqa: E402
@@ -48,18 +62,57 @@ async def test_refresh_says_which_part_is_being_read(fixed_snapshot: Snapshot) -
         assert "reading" not in app.sub_title and fixed_snapshot.node.hostname in app.sub_title
 
 
-def test_preparing_the_views_names_each_step_in_order(fixed_snapshot: Snapshot) -> None:
-    """Loaded.prepare tells each step (what, done, total) as it starts, and keeps the last."""
+def test_preparing_the_views_names_each_stage_in_order(fixed_snapshot: Snapshot) -> None:
+    """Loaded.prepare tells each stage (what, done, total) as it starts, counts' stages first."""
     seen: list[tuple[str, int, int]] = []
     loaded = Loaded(fixed_snapshot)
     loaded.prepare(lambda what, done, total: seen.append((what, done, total)))
-    assert [s[1] for s in seen] == list(range(5)) and {s[2] for s in seen} == {5}
-    assert seen[0][0] == "parsing rules and conntrack" and seen[1][0] == "Services"
-    assert loaded.ready.is_set() and loaded.step == "nftables ruleset (5/5)"
+    assert seen == [(stage, i, len(STAGES)) for i, stage in enumerate(STAGES)]
+    assert STAGES[:3] == (SERVICES, CONNTRACK, PROBLEMS)
+    assert loaded.ready.is_set() and loaded.step == f"{STAGES[-1]} (6/6)"
+
+
+def test_home_counts_are_ready_before_any_rows_are_built(fixed_snapshot: Snapshot) -> None:
+    """When the first rows start to be built, home's Services, conntrack and problems counts
+    are already there, and no screen's rows exist yet."""
+    loaded = Loaded(fixed_snapshot)
+    counted = [v for v in registry.jump_views() if v.name in ("svc", "ct", "problems")]
+    at_rows: list[tuple[list[str], frozenset[str]]] = []
+
+    def told(what: str, done: int, total: int) -> None:
+        if what == SERVICE_ROWS:
+            at_rows.append(
+                ([registry.count_text(v, loaded) for v in counted], loaded.done_stages())
+            )
+
+    assert [registry.count_text(v, loaded) for v in counted] == [registry.PENDING] * 3
+    loaded.prepare(told)
+    ((counts, done),) = at_rows
+    assert registry.PENDING not in counts and counts == [
+        str(len(loaded.parsed.services())),
+        str(len(loaded.parsed.conntrack())),
+        str(len(loaded.problems or ())),
+    ]
+    assert done == {SERVICES, CONNTRACK, PROBLEMS}
+
+
+def test_a_screen_opened_early_gets_its_stage_next(fixed_snapshot: Snapshot) -> None:
+    """A stage wanted by a screen (the Conntrack rows) is prepared right after the current one."""
+    loaded = Loaded(fixed_snapshot)
+    order: list[str] = []
+
+    def told(what: str, done: int, total: int) -> None:
+        order.append(what)
+        if what == SERVICES:
+            loaded.want(CONNTRACK_ROWS)
+
+    loaded.prepare(told)
+    assert order == [SERVICES, CONNTRACK_ROWS, CONNTRACK, PROBLEMS, SERVICE_ROWS, MENTIONS]
+    assert loaded.ready.is_set() and all(loaded.has(s) for s in STAGES)
 
 
 async def test_a_big_snapshot_says_how_far_the_background_parse_is() -> None:
-    """10k Services are parsed in a worker: the app is told each of its steps, in order."""
+    """10k Services are parsed in a worker: the app is told each of its stages, in order."""
     scale = build(pods=10, service_count=10_000, conntrack=1000)
     app = create_app(static_source(scale, "file", "scale.json"))
     seen: list[Message] = []
@@ -75,8 +128,51 @@ async def test_a_big_snapshot_says_how_far_the_background_parse_is() -> None:
             for m in seen
             if isinstance(m, PodpathApp.Progress) and m.kind == "prepare"
         ]
-        assert steps[0] == ("parsing rules and conntrack", 0, 5) and steps[-1][1] == 4
+        assert steps[0] == (SERVICES, 0, 6) and steps[-1][1] == 5
         assert app.loaded is not None and app.loaded.ready.is_set()
+
+
+async def test_counts_show_while_rows_are_still_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the worker held while it builds the Service rows, home already shows all three
+    counts, and Services says what it waits for; released, it shows every row as before."""
+    scale = build(pods=10, service_count=2_000, conntrack=500)
+    monkeypatch.setattr(state, "INLINE_PREPARE_BYTES", 0)  # prepare in the worker
+    building, release = threading.Event(), threading.Event()
+    real = Loaded.service_rows
+
+    def held(self: Loaded) -> RowSet:
+        building.set()
+        release.wait(30)
+        return real(self)
+
+    monkeypatch.setattr(Loaded, "service_rows", held)
+    app = create_app(static_source(scale, "file", "scale.json"))
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(600):
+            if building.is_set():
+                break
+            await pilot.pause(0.05)
+        assert building.is_set()
+        await pilot.pause()
+        loaded = app.loaded
+        assert loaded is not None and not loaded.has(SERVICE_ROWS)
+        home = app.screen
+        assert isinstance(home, TableScreen)
+        cells = home.table._cells
+        assert cells["go:svc"][1].text == "2000" and cells["go:ct"][1].text == "500"
+        assert cells["go:problems"][1].text == str(len(loaded.problems or ()))
+        app.open_screen("svc")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ServicesScreen)
+        waiting = str(screen.query_one("#count").render())
+        assert waiting == "building the Service rows (4/6)…", waiting
+        release.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shown = [k for k in screen.table._keys if k != MORE_KEY]
+        expected = rowset(service_rows(loaded.index, loaded.parsed.services()))
+        assert shown and shown == [r.key for r in page(expected).rows]
 
 
 def _ls_in_node(lab, stderr_tty: bool) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]

@@ -33,7 +33,7 @@ from podpath.tui.rows.trace import (
 )
 from podpath.tui.screens.base import BaseScreen, pending_text
 from podpath.tui.screens.map import MapScreen
-from podpath.tui.state import Loaded
+from podpath.tui.state import CONNTRACK, Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
@@ -275,8 +275,8 @@ class TraceScreen(BaseScreen):
         loaded, result = self.loaded, self.trace
         if loaded is None or result is None:
             return ""
-        if not loaded.ready.is_set():
-            return f"conntrack now: {pending_text(loaded)}"
+        if not loaded.has(CONNTRACK):
+            return f"conntrack now: {pending_text(loaded, CONNTRACK)}"
         return flow_text(flow_entries(result, loaded.parsed.conntrack()), branch)
 
     def show_hop(self) -> None:
