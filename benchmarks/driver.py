@@ -397,6 +397,7 @@ async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
     from podpath.tui.source import static_source
 
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     app = create_app(static_source(snap, "file", path))
     out: dict[str, float] = {}
     async with app.run_test(size=(160, 48)) as pilot:
@@ -408,6 +409,7 @@ async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
         await _until(lambda: _counts_shown(app))
         await _after_refresh(app)
         out["counts_shown"] = time.perf_counter() - t0
+        out["counts_shown_cpu"] = time.process_time() - cpu0
         await _until(lambda: app.loaded is not None and app.loaded.ready.is_set())
         out["views_ready"] = time.perf_counter() - t0
         out["parse_stall"] = stalls.stop()

@@ -73,6 +73,9 @@ class Loaded:
     _problems: tuple[Finding, ...] | None = field(init=False, default=None)
     _mentions: MentionIndex | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
+    # Guards only _done and _wanted: _lock is held while rows are built (seconds at 10k
+    # Services), and the event loop asks has() on every repaint.
+    _stage_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.index = SnapshotIndex(self.snapshot)
@@ -95,22 +98,27 @@ class Loaded:
 
     def has(self, stage: str) -> bool:
         """True once `stage` (one of STAGES) is prepared: asking for it costs nothing."""
-        with self._lock:
+        with self._stage_lock:
             return stage in self._done
 
     def done_stages(self) -> frozenset[str]:
         """The stages prepared so far."""
-        with self._lock:
+        with self._stage_lock:
             return frozenset(self._done)
 
     def want(self, stage: str) -> None:
         """A screen needs `stage` now: the worker prepares it next (after the current one)."""
-        with self._lock:
+        with self._stage_lock:
             if stage not in self._done and stage not in self._wanted:
                 self._wanted.append(stage)
 
     def rows(self, name: str, build: Callable[[], list[Row]]) -> RowSet:
         """The rows called `name`, built once per snapshot (thread-safe)."""
+        # Rows already built are returned without waiting for the worker, which holds
+        # the lock while it builds the next ones.
+        built = self._rowsets.get(name)
+        if built is not None:
+            return built
         with self._lock:
             found = self._rowsets.get(name)
             if found is None:
@@ -129,6 +137,8 @@ class Loaded:
 
     def ip_mentions(self) -> MentionIndex:
         """Rules naming each pod IP (one pass over every rule; built in prepare on big snapshots)."""
+        if self._mentions is not None:
+            return self._mentions
         with self._lock:
             if self._mentions is None:
                 self._mentions = mention_index(self.parsed.rule_dumps(), self.index.pods_by_ip)
@@ -151,6 +161,23 @@ class Loaded:
         """
         if self.ready.is_set():
             return
+        # The cyclic GC is paused while the views are built: they are acyclic, and each
+        # full collection their allocations set off rescans everything parsed so far
+        # while holding the GIL (0.1-0.6 s each at 10k Services: frames not painted).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._prepare_stages(progress)
+        finally:
+            if collecting:
+                gc.enable()
+        # The rows live as long as the snapshot: keep the cyclic GC from rescanning
+        # them on every collection (see podpath.tui.app.settle_heap).
+        gc.freeze()
+        self.ready.set()
+
+    def _prepare_stages(self, progress: Callable[[str, int, int], object] | None) -> None:
+        """Run every stage, a wanted one first."""
         runs: dict[str, Callable[[], object]] = {
             SERVICES: self._parse_rules,
             CONNTRACK: self._parse_conntrack,
@@ -165,16 +192,12 @@ class Loaded:
             if progress is not None:
                 progress(stage, done, len(STAGES))
             runs[stage]()
-            with self._lock:
+            with self._stage_lock:
                 self._done.add(stage)
-        # The rows live as long as the snapshot: keep the cyclic GC from rescanning
-        # them on every collection (see podpath.tui.app.settle_heap).
-        gc.freeze()
-        self.ready.set()
 
     def _next_stage(self) -> str:
         """A stage a screen asked for, else the first not yet done in STAGES order."""
-        with self._lock:
+        with self._stage_lock:
             while self._wanted:
                 stage = self._wanted.pop(0)
                 if stage not in self._done:
@@ -189,13 +212,9 @@ class Loaded:
         self.parsed.services()
         self.parsed.kube_proxy_mode()
         self.parsed.dataplane()
-        # The parsed views live as long as the snapshot: keep the cyclic GC from
-        # rescanning them while the rest is built (see podpath.tui.app.settle_heap).
-        gc.freeze()
 
     def _parse_conntrack(self) -> None:
         self.parsed.conntrack()
-        gc.freeze()
 
     def _diagnose(self) -> None:
         # Traces every path from every pod position, on the views parsed above.
