@@ -16,6 +16,7 @@ from podpath.analysis.mentions import MentionIndex, mention_index
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.doctor import diagnose
 from podpath.netfilter.nft import NftRuleset
+from podpath.progress import Items
 from podpath.snapshot.model import Snapshot
 from podpath.tui.actions import Actions
 from podpath.tui.rows.conntrack import conntrack_rows
@@ -67,6 +68,9 @@ class Loaded:
     # The stage being prepared now (one of STAGES) and its number; "" before it starts.
     current: str = field(init=False, default="")
     number: int = field(init=False, default=0)
+    # How many of the current stage's items are done, where their number is known.
+    _items: Items | None = field(init=False, default=None)
+    _told: Callable[[str, int, int], object] | None = field(init=False, default=None)
     _done: set[str] = field(init=False, default_factory=set)
     _wanted: list[str] = field(init=False, default_factory=list)
     _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
@@ -93,8 +97,13 @@ class Loaded:
         return f"{self.current} ({self.how_far()})" if self.current else ""
 
     def how_far(self) -> str:
-        """How far prepare() is: the stage's number out of all, e.g. "4/6"."""
-        return f"{self.number}/{len(STAGES)}"
+        """How far prepare() is: the stage's number out of all, and of its items where
+        their number is known, e.g. "4/6" or "5/6, 20,000/50,002"."""
+        far = f"{self.number}/{len(STAGES)}"
+        items = self._items
+        if items is not None and items.what == self.current and items.count:
+            far += f", {min(items.count, items.size):,}/{items.size:,}"
+        return far
 
     def has(self, stage: str) -> bool:
         """True once `stage` (one of STAGES) is prepared: asking for it costs nothing."""
@@ -127,13 +136,30 @@ class Loaded:
 
     def service_rows(self) -> RowSet:
         """Every Service port as a row (the Services screen)."""
-        return self.rows("services", lambda: service_rows(self.index, self.parsed.services()))
+        return self.rows(
+            "services",
+            lambda: service_rows(
+                self.index, self.parsed.services(), self._counting(len(self.parsed.services()))
+            ),
+        )
 
     def conntrack_rows(self) -> RowSet:
         """Every conntrack entry as a row (the Conntrack screen)."""
         return self.rows(
-            "conntrack", lambda: conntrack_rows(self.parsed.conntrack(), self.parsed.services())
+            "conntrack",
+            lambda: conntrack_rows(
+                self.parsed.conntrack(),
+                self.parsed.services(),
+                tick=self._counting(len(self.parsed.conntrack())),
+            ),
         )
+
+    def _counting(self, size: int) -> Callable[[], object]:
+        """Counts the current stage's items for how_far() and the worker's progress."""
+        items = self._items = Items(
+            self._told, self.current, self.number - 1, len(STAGES), size
+        )
+        return items.tick
 
     def ip_mentions(self) -> MentionIndex:
         """Rules naming each pod IP (one pass over every rule; built in prepare on big snapshots)."""
@@ -161,6 +187,7 @@ class Loaded:
         """
         if self.ready.is_set():
             return
+        self._told = progress
         # The cyclic GC is paused while the views are built: they are acyclic, and each
         # full collection their allocations set off rescans everything parsed so far
         # while holding the GIL (0.1-0.6 s each at 10k Services: frames not painted).

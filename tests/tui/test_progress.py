@@ -3,8 +3,10 @@ stderr when (and only when) it is a terminal."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
+import re
 import subprocess
 import sys
 import threading
@@ -132,6 +134,38 @@ async def test_a_big_snapshot_says_how_far_the_background_parse_is() -> None:
         assert app.loaded is not None and app.loaded.ready.is_set()
 
 
+async def test_building_rows_tells_how_many_are_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Service and conntrack rows are counted as they are built: the app is told
+    "Service rows i/n" with i growing, and a screen waiting for them says the same."""
+    monkeypatch.setenv("PODPATH_PROGRESS_INTERVAL", "0")
+    scale = build(pods=10, service_count=3_000, conntrack=2_000)
+    monkeypatch.setattr(state, "INLINE_PREPARE_BYTES", 0)  # prepare in the worker
+    app = create_app(static_source(scale, "file", "scale.json"))
+    seen: list[Message] = []
+    async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
+        for _ in range(1200):
+            if app.loaded is not None and app.loaded.ready.is_set():
+                break
+            await pilot.pause(0.05)
+        await app.workers.wait_for_complete()
+        told = [m.what for m in seen if isinstance(m, PodpathApp.Progress) and m.kind == "prepare"]
+    counted = {
+        what: [
+            int(m.group(1).replace(",", ""))
+            for t in told
+            if (m := re.match(rf"{what} ([\d,]+)/", t))
+        ]
+        for what in (SERVICE_ROWS, CONNTRACK_ROWS)
+    }
+    for what, size in ((SERVICE_ROWS, "3,000"), (CONNTRACK_ROWS, "2,000")):
+        assert counted[what] and counted[what] == sorted(counted[what]), told
+        assert all(t.endswith(f"/{size}") for t in told if t.startswith(f"{what} ")), told
+    loaded = Loaded(scale)
+    loaded.current, loaded.number = CONNTRACK_ROWS, 5
+    loaded.conntrack_rows()  # counted outside the worker too: how_far() says how many
+    assert loaded.how_far() == "5/6, 2,000/2,000"
+
+
 async def test_counts_show_while_rows_are_still_built(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the worker held while it builds the Service rows, home already shows all three
     counts, and Services says what it waits for; released, it shows every row as before."""
@@ -178,9 +212,11 @@ async def test_counts_show_while_rows_are_still_built(monkeypatch: pytest.Monkey
 def _ls_in_node(lab, stderr_tty: bool) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
     """`podpath ls links` in node1, stderr on a pty or a pipe: (status, stdout, stderr)."""
     argv = lab.enter_argv("node1", [sys.executable, "-m", "podpath", "ls", "links"])
+    # Items are told at most every 0.1 s; a small lab node reads its netns faster.
+    env = {**node_env(), "PODPATH_PROGRESS_INTERVAL": "0"}
     if not stderr_tty:
         done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=120, env=node_env(), check=False
+            argv, capture_output=True, text=True, timeout=120, env=env, check=False
         )
         return done.returncode, done.stdout, done.stderr
     controller, terminal = pty.openpty()
@@ -190,7 +226,7 @@ def _ls_in_node(lab, stderr_tty: bool) -> tuple[int, str, str]:  # type: ignore[
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=terminal,
-            env=node_env(),
+            env=env,
         )
         os.close(terminal)
         chunks = []
@@ -210,12 +246,37 @@ def _ls_in_node(lab, stderr_tty: bool) -> tuple[int, str, str]:  # type: ignore[
 
 @pytest.mark.lab
 def test_cli_progress_line_only_on_a_terminal(shared_lab) -> None:  # type: ignore[no-untyped-def]
-    """On a pty, stderr says which part is read (n/total) and erases the line; piped, nothing."""
+    """On a pty, stderr says which part is read (n/total) and how many of its namespaces,
+    and erases the line; piped, nothing."""
     code, out, err = _ls_in_node(shared_lab, stderr_tty=True)
     assert code == 0 and "cni0" in out
     assert "podpath: reading network namespaces (" in err
     assert "podpath: reading node facts (1/" in err
+    # How far the namespace scan is: namespaces read of all, growing to all of them.
+    counts = re.findall(r"reading network namespaces (\d+)/(\d+) \(", err)
+    assert counts and counts[-1][0] == counts[-1][1], err
+    assert [int(a) for a, _ in counts] == sorted(int(a) for a, _ in counts)
     assert err.rindex("\r\x1b[K") > err.rindex("reading")  # erased once collected
     code, out, err = _ls_in_node(shared_lab, stderr_tty=False)
     assert code == 0 and "cni0" in out
     assert "reading" not in err and "\r" not in err
+
+
+@pytest.mark.lab
+def test_tui_header_counts_the_namespaces_it_reads(shared_lab) -> None:  # type: ignore[no-untyped-def]
+    """The TUI collecting a lab node live (Pilot, inside the node) says in its header which
+    part it reads and how many of its network namespaces are read, then shows the node."""
+    driver = str(Path(__file__).resolve().parent / "progress_driver.py")
+    argv = shared_lab.enter_argv("node1", [sys.executable, driver])
+    env = {**node_env(), "PODPATH_PROGRESS_INTERVAL": "0"}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    counted = [t for t in seen["told"] if re.fullmatch(r"network namespaces \d+/\d+", t)]
+    assert counted, seen["told"]
+    read, of = counted[-1].split()[-1].split("/")
+    assert read == of and int(of) >= len(shared_lab.pods_on("node1")) + 1
+    assert any(
+        re.search(r"⟳ reading network namespaces \d+/\d+ \(4/8\)…", h) for h in seen["headers"]
+    )
+    assert "reading" not in seen["title"]
