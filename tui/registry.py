@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from textual.screen import Screen
 
-from podpath.netfilter.iptables_save import count_rules
 from podpath.tui.screens.cni import CniScreen
 from podpath.tui.screens.conntrack import ConntrackScreen
 from podpath.tui.screens.links import LinksScreen
@@ -57,8 +56,7 @@ def _once(stage: str, count: Callable[[Loaded], object]) -> Callable[[Loaded], o
 
 
 def _rules(loaded: Loaded) -> int:
-    # Counted in the dumps' text: home must not wait for the rules to be parsed.
-    return sum(count_rules(d.text) for d in loaded.snapshot.iptables)
+    return loaded.rule_count()
 
 
 VIEWS: tuple[View, ...] = (

@@ -33,6 +33,9 @@ class NodeScreen(TableScreen):
         super().__init__()
         # The stages of the prepare worker the rows shown include (counts, problems).
         self._shown_stages: frozenset[str] = frozenset()
+        # The facts shown, and what they were made from: counting a big node's rules for
+        # its "iptables" fact takes 70 ms, and home is repainted at each step of the parse.
+        self._facts: tuple[tuple[object, ...], list[Row]] = ((), [])
 
     def compose(self) -> ComposeResult:
         """Banner, facts, the filter (hidden until /), the menu of views."""
@@ -86,7 +89,11 @@ class NodeScreen(TableScreen):
         plane = dataplane_text(loaded.parsed.dataplane()) if parsed else "…"
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(("FACT", "VALUE"))
-        facts.show(page(fact_rows(loaded.index, mode, plane)))
+        made_of = (loaded, mode, plane)
+        if self._facts[0] != made_of:
+            backends = loaded.iptables_backends()
+            self._facts = (made_of, fact_rows(loaded.index, mode, plane, backends))
+        facts.show(page(self._facts[1]))
         banner.set_class(bool(found), "-problems")
         if found is None:
             banner.update(pending_text(loaded, PROBLEMS))
