@@ -147,7 +147,9 @@ class Loaded:
         return self.rows(
             "services",
             lambda: service_rows(
-                self.index, self.parsed.services(), self._counting(len(self.parsed.services()))
+                self.index,
+                self.parsed.services(),
+                self._counting(len(self.parsed.services())).tick,
             ),
         )
 
@@ -158,14 +160,14 @@ class Loaded:
             lambda: conntrack_rows(
                 self.parsed.conntrack(),
                 self.parsed.services(),
-                tick=self._counting(len(self.parsed.conntrack())),
+                tick=self._counting(len(self.parsed.conntrack())).tick,
             ),
         )
 
-    def _counting(self, size: int) -> Callable[[], object]:
+    def _counting(self, size: int) -> Items:
         """Counts the current stage's items for how_far() and the worker's progress."""
         items = self._items = Items(self._told, self.current, self.number - 1, len(STAGES), size)
-        return items.tick
+        return items
 
     def ip_mentions(self) -> MentionIndex:
         """Rules naming each pod IP (one pass over every rule; built in prepare on big snapshots)."""
@@ -268,7 +270,8 @@ class Loaded:
     def _diagnose(self) -> None:
         # Traces every path from every pod position, on the views parsed above.
         indexes = [self.index, *self.peer_indexes]
-        self._problems = diagnose(indexes, [self.parsed]).findings
+        judged = self._counting(0).reached
+        self._problems = diagnose(indexes, [self.parsed], judged).findings
 
 
 def raw_size(snap: Snapshot) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from textual.message import Message
 
+import podpath
 from podpath.lab.node import node_env
 from podpath.snapshot.model import Snapshot
 from podpath.tui import registry, state
@@ -280,3 +281,43 @@ def test_tui_header_counts_the_namespaces_it_reads(shared_lab) -> None:  # type:
         re.search(r"⟳ reading network namespaces \d+/\d+ \(4/8\)…", h) for h in seen["headers"]
     )
     assert "reading" not in seen["title"]
+
+
+def _doctor_stderr(tty: bool) -> tuple[int, str]:
+    """`podpath doctor --snapshot` of the demo node, stderr on a pty or a pipe."""
+    demo = Path(podpath.__file__).resolve().parent / "data" / "demo-snapshot.json"
+    argv = [sys.executable, "-m", "podpath", "doctor", "--json", "--snapshot", str(demo)]
+    env = {**os.environ, "PODPATH_PROGRESS_INTERVAL": "0"}
+    if not tty:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+        return done.returncode, done.stderr
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal, env=env
+        )
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return proc.wait(timeout=120), b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(controller)
+
+
+def test_doctor_says_how_many_paths_it_has_judged_on_a_terminal_only() -> None:
+    """On a pty the doctor's line counts the (source, Service port) paths judged up to all
+    of them, and is erased; piped, stderr carries nothing of it."""
+    code, err = _doctor_stderr(tty=True)
+    assert code in (0, 1)
+    counts = re.findall(r"podpath: judging Service paths (\d+)/(\d+)…", err)
+    assert counts and counts[-1][0] == counts[-1][1], err
+    assert err.endswith("\r\x1b[K")
+    code, err = _doctor_stderr(tty=False)
+    assert code in (0, 1) and "judging" not in err and "\r" not in err

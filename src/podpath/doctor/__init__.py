@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from podpath.analysis.findings import GRADES, PATH_EXAMPLES, Finding, PathRef, ordered
@@ -32,13 +32,18 @@ WHOLE = 0.999
 EVIDENCE_LIMIT = 8
 
 
-def diagnose(indexes: Sequence[SnapshotIndex], parsed: Sequence[ParsedSnapshot] = ()) -> Report:
-    """Every finding of the loaded nodes; `parsed` may give the first nodes' parsed views."""
+def diagnose(
+    indexes: Sequence[SnapshotIndex],
+    parsed: Sequence[ParsedSnapshot] = (),
+    judged: Callable[[int, int], object] | None = None,
+) -> Report:
+    """Every finding of the loaded nodes; `parsed` may give the first nodes' parsed views;
+    `judged` is told how many (source, Service port) paths are judged of how many."""
     started = time.perf_counter()
     views = [*parsed, *(ParsedSnapshot(i) for i in indexes[len(parsed) :])]
     tracer = Tracer(indexes)
     with _cyclic_gc_paused():
-        swept = sweep(tracer, views)
+        swept = sweep(tracer, views, judged)
     found: dict[str, Finding] = {}
     for view in views:
         for finding in problems(view):

@@ -80,8 +80,13 @@ class Sweep:
         return sum(j.weight for j in self.judged) + self.working
 
 
-def sweep(tracer: Tracer, parsed: Sequence[ParsedSnapshot]) -> Sweep:
-    """Judge every Service and pod-to-pod path of the loaded nodes."""
+def sweep(
+    tracer: Tracer,
+    parsed: Sequence[ParsedSnapshot],
+    judged: Callable[[int, int], object] | None = None,
+) -> Sweep:
+    """Judge every Service and pod-to-pod path of the loaded nodes; `judged` is told how
+    many (source, Service port) paths are judged of how many, a shape at a time."""
     out = Sweep()
     indexes = tracer.indexes
     classes = {node: _classes(index, node, parsed[node]) for node, index in enumerate(indexes)}
@@ -90,12 +95,31 @@ def sweep(tracer: Tracer, parsed: Sequence[ParsedSnapshot]) -> Sweep:
         for cls in classes[node]:
             for pod in cls.members:
                 out.class_of[(node, pod.netns_inode or 0)] = cls.key
+    sweeps = []
     for node, index in enumerate(indexes):
         services = parsed[node].services()
         out.service_ports += len(services)
-        _ServiceSweep(tracer, node, index, classes[node], services, out).run()
+        sweeps.append(_ServiceSweep(tracer, node, index, classes[node], services, out))
+    told = _Told(judged, sum(s.size() for s in sweeps))
+    for each in sweeps:
+        each.run(told)
     _pod_paths(tracer, classes, out)
     return out
+
+
+@dataclass
+class _Told:
+    """How many (source, Service port) paths are judged, told to a progress callable."""
+
+    told: Callable[[int, int], object] | None
+    total: int
+    done: int = 0
+
+    def add(self, count: int) -> None:
+        """`count` more paths are judged."""
+        self.done += count
+        if self.told is not None:
+            self.told(self.done, self.total)
 
 
 def _classes(index: SnapshotIndex, node: int, parsed: ParsedSnapshot) -> list[PodClass]:
@@ -151,6 +175,11 @@ class _ServiceSweep:
         self.routes: dict[str, tuple[object, ...]] = {}
         self.mentioned, self.ports = _mentioned(index)
         self.expanded = 0
+        self.cluster_aims = [
+            (svc, aim) for svc in services if (aim := _cluster_aim(svc)) is not None
+        ]
+        address = tracer.node_address(node)
+        self.outside_aims = [(svc, aim) for svc in services for aim in _outside_aims(svc, address)]
 
     def origins(self) -> list[tuple[Origin, int]]:
         """Each source of this node with how many pods it stands for (the node: 1)."""
@@ -164,15 +193,16 @@ class _ServiceSweep:
         found.append((Origin("node", self.node, self.hostname), 1))
         return found
 
-    def run(self) -> None:
+    def size(self) -> int:
+        """How many (source, Service port) paths run() judges."""
+        return len(self.origins()) * len(self.cluster_aims) + len(self.outside_aims)
+
+    def run(self, told: _Told) -> None:
         """Trace each shape from each source; share or expand the verdicts."""
-        aims = [(svc, aim) for svc in self.services if (aim := _cluster_aim(svc)) is not None]
         for origin, weight in self.origins():
-            self.judge_groups(origin, weight, self.group(aims, origin))
+            self.judge_groups(origin, weight, self.group(self.cluster_aims, origin), told)
         outside = Origin("outside", self.node, "outside")
-        address = self.tracer.node_address(self.node)
-        aims = [(svc, aim) for svc in self.services for aim in _outside_aims(svc, address)]
-        self.judge_groups(outside, 1, self.group(aims, outside))
+        self.judge_groups(outside, 1, self.group(self.outside_aims, outside), told)
 
     def group(
         self, aims: list[tuple[Service, Aim]], origin: Origin
@@ -190,10 +220,12 @@ class _ServiceSweep:
         origin: Origin,
         weight: int,
         groups: list[list[tuple[Service, Aim]]],
+        told: _Told,
     ) -> None:
         """Trace the first port of each shape; the others share its verdict or are traced."""
         indexes = self.tracer.indexes
         for members in groups:
+            told.add(len(members))
             svc, aim = members[0]
             trace = self.tracer.trace(
                 origin, aim.address, aim.port, aim.proto, self.alike(origin, svc)
