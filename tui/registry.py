@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from textual.screen import Screen
 
-from podpath.netfilter.iptables_save import count_rules
 from podpath.tui.screens.cni import CniScreen
 from podpath.tui.screens.conntrack import ConntrackScreen
 from podpath.tui.screens.links import LinksScreen
@@ -27,7 +26,7 @@ from podpath.tui.screens.problems import ProblemsScreen
 from podpath.tui.screens.service import ServiceScreen
 from podpath.tui.screens.services import ServicesScreen
 from podpath.tui.screens.trace import TraceScreen
-from podpath.tui.state import Loaded
+from podpath.tui.state import CONNTRACK, PROBLEMS, SERVICES, Loaded
 
 # The home view's name: opening it returns to home instead of stacking a second one.
 HOME = "node"
@@ -51,14 +50,13 @@ class View:
     detail: bool = False
 
 
-def _when_ready(count: Callable[[Loaded], object]) -> Callable[[Loaded], object]:
-    """A count that needs the parsed views: None (pending) until the worker is done."""
-    return lambda loaded: count(loaded) if loaded.ready.is_set() else None
+def _once(stage: str, count: Callable[[Loaded], object]) -> Callable[[Loaded], object]:
+    """A count that needs a stage of the parse worker: None (pending) until that stage is done."""
+    return lambda loaded: count(loaded) if loaded.has(stage) else None
 
 
 def _rules(loaded: Loaded) -> int:
-    # Counted in the dumps' text: home must not wait for the rules to be parsed.
-    return sum(count_rules(d.text) for d in loaded.snapshot.iptables)
+    return loaded.rule_count()
 
 
 VIEWS: tuple[View, ...] = (
@@ -77,7 +75,7 @@ VIEWS: tuple[View, ...] = (
         ServicesScreen,
         "Services as kube-proxy programmed them: VIP:port -> endpoints",
         ("services", "service"),
-        _when_ready(lambda ld: len(ld.parsed.services())),
+        _once(SERVICES, lambda ld: len(ld.parsed.services())),
     ),
     View(
         "ns",
@@ -117,7 +115,7 @@ VIEWS: tuple[View, ...] = (
         ConntrackScreen,
         "the conntrack table: original and reply, NAT explained",
         ("conntrack",),
-        _when_ready(lambda ld: len(ld.parsed.conntrack())),
+        _once(CONNTRACK, lambda ld: len(ld.parsed.conntrack())),
     ),
     View(
         "cni",
@@ -140,7 +138,7 @@ VIEWS: tuple[View, ...] = (
         ProblemsScreen,
         "gaps, warnings and leaks, each with why",
         ("pb",),
-        _when_ready(lambda ld: len(ld.problems or ())),
+        _once(PROBLEMS, lambda ld: len(ld.problems or ())),
     ),
     View("pod", "Pod", PodScreen, "one pod in tabs", detail=True),
     View("service", "Service", ServiceScreen, "one Service: endpoints and chain walk", detail=True),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from podpath.tui.rows.conntrack import CONNTRACK_COLUMNS
 from podpath.tui.rows.model import RowSet
 from podpath.tui.screens.base import TableScreen
-from podpath.tui.state import Loaded
+from podpath.tui.state import CONNTRACK_ROWS, Loaded
 
 
 class ConntrackScreen(TableScreen):
@@ -15,6 +15,11 @@ class ConntrackScreen(TableScreen):
     GAP_WORDS = ("conntrack",)
     COLUMNS = CONNTRACK_COLUMNS
 
+    PENDING_STAGE = CONNTRACK_ROWS
+
     def build_rowset(self, loaded: Loaded) -> RowSet | None:
         """One row per entry (built once per snapshot in a worker; None until then)."""
-        return loaded.conntrack_rows() if loaded.ready.is_set() else None
+        if loaded.has(CONNTRACK_ROWS):
+            return loaded.conntrack_rows()
+        loaded.want(CONNTRACK_ROWS)
+        return None
