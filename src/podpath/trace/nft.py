@@ -19,7 +19,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from podpath.analysis.index import SnapshotIndex
-from podpath.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, NftSet
+from podpath.netfilter.nft import (
+    NftChain,
+    NftElement,
+    NftRule,
+    NftRuleset,
+    NftSet,
+    gc_paused,
+)
 from podpath.netfilter.nft_text import value as text_of
 from podpath.netfilter.owners import nft_owner
 from podpath.trace.hooks import Stage
@@ -96,7 +103,13 @@ class NftIndex:
 
     @classmethod
     def build(cls, ruleset: NftRuleset) -> NftIndex:
-        """Index a ruleset once."""
+        """Index a ruleset once (with the cyclic GC paused, see `_build`)."""
+        return gc_paused(cls._build)(ruleset)
+
+    @classmethod
+    def _build(cls, ruleset: NftRuleset) -> NftIndex:
+        # Right after a parse the heap holds ~650k objects: each collection the 40k new
+        # lists set off walked all of them (1.0 s of 10k Services' index, 0.06 s paused).
         idx = cls(ruleset)
         for rule in ruleset.rules:
             idx.rules.setdefault((rule.family, rule.table, rule.chain), []).append(rule)
@@ -117,14 +130,19 @@ class NftIndex:
             s = self.sets.get(key)
             if s is None:
                 return None
-            found = _SetIndex()
-            for e in s.elements:
-                if any("/" in k or "-" in k or k.endswith("*") for k in e.key):
-                    found.other.append(e)
-                else:
-                    found.exact.setdefault(tuple(normal_key(k) for k in e.key), e)
-            self._set_index[key] = found
+            found = self._set_index[key] = gc_paused(_index_set)(s)
         return found
+
+
+def _index_set(s: NftSet) -> _SetIndex:
+    """A set's elements: exact keys by their normal form, prefixes and ranges apart."""
+    found = _SetIndex()
+    for e in s.elements:
+        if any("/" in k or "-" in k or k.endswith("*") for k in e.key):
+            found.other.append(e)
+        else:
+            found.exact.setdefault(tuple(normal_key(k) for k in e.key), e)
+    return found
 
 
 _CACHE: dict[int, tuple[object, NftIndex]] = {}
