@@ -14,6 +14,7 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.cli import EXIT_OK, CliError, Terminated
 from podpath.safe_text import visible
 from podpath.snapshot.model import Snapshot
+from podpath.trace.index_pickle import CorruptCache
 from podpath.trace.probe import PROTOCOLS, Probe, ProbeError
 
 if TYPE_CHECKING:
@@ -140,11 +141,14 @@ def load_snapshots(args: argparse.Namespace) -> list[Snapshot]:
 
 
 def cached_indexes(
-    paths: list[str], directory: str, misses: list[tuple[str, SnapshotIndex]]
+    paths: list[str], directory: str, misses: list[tuple[str, SnapshotIndex]], read: bool = True
 ) -> list[SnapshotIndex]:
-    """Each snapshot's index from the cache in `directory`, or parsed (appended to `misses`)."""
+    """Each snapshot's index from the cache in `directory`, or parsed (appended to `misses`).
+
+    With `read` False every snapshot is parsed (a cached index was found damaged).
+    """
     from podpath.snapshot.codec import SnapshotError, loads, read_path
-    from podpath.trace.index_cache import CacheError, check_directory, lookup
+    from podpath.trace.index_cache import Cached, CacheError, check_directory, key_of, lookup
 
     try:
         check_directory(directory)
@@ -155,7 +159,7 @@ def cached_indexes(
         name = "stdin" if path == "-" else path
         try:
             data = read_path(path)  # its errors name the file already
-            found = lookup(directory, data)
+            found = lookup(directory, data) if read else Cached(key_of(data), None)
         except (SnapshotError, CacheError) as exc:
             raise CliError(str(exc)) from None
         index = found.index
@@ -172,13 +176,15 @@ def cached_indexes(
 def store_indexes(directory: str, misses: list[tuple[str, SnapshotIndex]]) -> None:
     """Keep what the trace parsed, for the next trace of the same files."""
     from podpath.output_file import OutputError, write_bytes
-    from podpath.trace.index_cache import cache_path, encode
+    from podpath.trace.index_cache import cache_path, encode, prune
 
     for key, index in misses:
         try:
             write_bytes(cache_path(directory, key), encode(key, index))
         except OutputError as exc:
             raise CliError(f"the trace is done, but its cache was not written: {exc}") from None
+    if misses:
+        prune(directory)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -215,6 +221,15 @@ def run(args: argparse.Namespace) -> int:
         result = trace(indexes, probe, explain=args.explain, reply=args.reply)
     except ProbeError as exc:
         raise CliError(str(exc)) from None
+    except CorruptCache:
+        # A cached value that does not unpickle: answer from the snapshots, and rewrite.
+        misses.clear()
+        indexes = cached_indexes(args.snapshot, args.cache, misses, read=False)
+        snapshots = [index.snapshot for index in indexes]
+        try:
+            result = trace(indexes, probe, explain=args.explain, reply=args.reply)
+        except ProbeError as exc:
+            raise CliError(str(exc)) from None
     if misses:
         store_indexes(args.cache, misses)
     if args.svg is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import ipaddress
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
@@ -549,7 +549,9 @@ class _Table:
 
     name: str
     headers: dict[str, str] = field(default_factory=dict)  # chain -> ":NAME POLICY [p:b]"
-    lines: dict[str, list[str]] = field(default_factory=dict)  # chain -> "-A NAME ..." lines
+    # chain -> "-A NAME ..." lines: a dict while indexing, _SplitLines once read back
+    # from a pickle (podpath.trace.index_cache).
+    lines: Mapping[str, list[str]] = field(default_factory=dict)
     # `iptables-save -c` prefixes rules with [packets:bytes]: kept here as "p:b" text, by
     # chain and position (index 0 = rule 1), so the lines stay what a dump without -c holds.
     counters: dict[str, list[str | None]] = field(default_factory=dict)
@@ -569,6 +571,55 @@ class _Table:
         names = list(self.headers)
         names.extend(n for n in self.lines if n not in self.headers)
         return names
+
+    def writable(self) -> dict[str, list[str]]:
+        """The lines by chain, to add to (only a table being indexed is added to)."""
+        assert isinstance(self.lines, dict), "a table read back from a pickle is not indexed again"
+        return self.lines
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # Each chain's lines as one string, split when the chain is asked for: 40k
+        # strings instead of 110k to unpickle, and a trace asks for 15-34 chains.
+        lines = self.lines
+        if not isinstance(lines, _SplitLines):
+            lines = _SplitLines({chain: _join(found) for chain, found in lines.items()})
+        return (_Table, (self.name, self.headers, lines, self.counters))
+
+
+def _join(lines: Sequence[str]) -> str:
+    """One chain's lines as one string: empty for none, else each after a newline."""
+    return "".join("\n" + line for line in lines)
+
+
+class _SplitLines(Mapping[str, list[str]]):
+    """Rule lines by chain, each chain kept as one string until its lines are asked for.
+
+    Rule lines never hold a newline (the dump was split on them), so `_join` loses nothing.
+    """
+
+    def __init__(self, joined: dict[str, str]) -> None:
+        self._joined = joined
+        self._split: dict[str, list[str]] = {}
+
+    def __getitem__(self, chain: str) -> list[str]:
+        found = self._split.get(chain)
+        if found is None:
+            text = self._joined[chain]
+            found = self._split[chain] = text[1:].split("\n") if text else []
+        return found
+
+    def __contains__(self, chain: object) -> bool:
+        return chain in self._joined
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._joined)
+
+    def __len__(self) -> int:
+        return len(self._joined)
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # Split lines are never changed (read-only by contract): the strings still hold them.
+        return (_SplitLines, (self._joined,))
 
 
 def _chain_header(table: str, name: str, header: str) -> Chain:
@@ -600,6 +651,11 @@ class Ruleset:
         self._chains: dict[str, tuple[Chain, ...]] = {}
         self._dispatch: dict[tuple[str, str], Dispatch] = {}
         self._declared: frozenset[str] | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        # Pickled for `trace --cache`: the chain headers and names (40k each at 10k
+        # Services) are cheaper rebuilt on the rare first use than unpickled every time.
+        return {**self.__dict__, "_chains": {}, "_declared": None}
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -847,7 +903,7 @@ class _Indexer:
             before = self.current
             self.other(raw.strip())
             if self.current is not before and self.current is not None:
-                chains = self.current.lines
+                chains = self.current.writable()
                 last_name = ""
 
     def other(self, line: str) -> None:
@@ -862,7 +918,7 @@ class _Indexer:
                 rest = line[close + 1 :].lstrip() if close > 0 else line
             parts = rest.split(None, 2)
             if len(parts) >= 2 and parts[0] in ("-A", "--append"):
-                self.table_for_headerless().lines.setdefault(parts[1], []).append(line)
+                self.table_for_headerless().writable().setdefault(parts[1], []).append(line)
             elif len(parts) >= 2 and parts[0] in ("-P", "-N"):
                 self.table_for_headerless().headers[parts[1]] = rest
             elif self.fmt != FORMAT_ERROR:
@@ -936,7 +992,7 @@ def parse_listing_ruleset(text: str, default_table: str | None = None) -> Rulese
     index = _Table(table)
     for chain in listing.chains:
         index.headers[chain.name] = f":{chain.name} {chain.policy or '-'}"
-        index.lines[chain.name] = list(chain.rule_lines)
+        index.writable()[chain.name] = list(chain.rule_lines)
     warnings = [
         f"{FORMAT_LISTING} listing (not iptables-save): rules rebuilt from columns, "
         f"assigned to table {table}",
