@@ -14,7 +14,7 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.cli import EXIT_OK, CliError, Terminated
 from podpath.safe_text import visible
 from podpath.snapshot.model import Snapshot
-from podpath.trace.index_pickle import CorruptCache
+from podpath.snapshot.packed import CorruptCache
 from podpath.trace.probe import PROTOCOLS, Probe, ProbeError
 
 if TYPE_CHECKING:

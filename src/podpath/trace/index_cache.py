@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from podpath import __version__
 from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.nft import NftRuleset
-from podpath.trace.index_pickle import CACHED_MODULES, LOAD_ERRORS, PickledValues, dump, load
+from podpath.snapshot.packed import LOAD_ERRORS, PackedSnapshot
+from podpath.trace.index_pickle import CACHED_MODULES, PickledValues, dump, load
 from podpath.trace.nft import NftIndex, adopt_nft_index, nft_index
 
 _FORMAT = b"podpath-index-cache 2\n"
@@ -43,10 +44,22 @@ _FORMAT = b"podpath-index-cache 2\n"
 # of MB at 10k Services).
 KEEP = 8
 _NAME = re.compile(r"podpath-index-[0-9a-f]{40}\.pickle")
-# What a SnapshotIndex holds that a trace does not read, or rebuilds cheaply: the
-# parsed nft ruleset (the cached NftIndex has what the walk reads) and the Service
-# model (tens of thousands of objects).
-_LEFT_OUT = frozenset({"nft_ruleset", "services"})
+# What a SnapshotIndex holds that a trace does not read, or rebuilds faster than it
+# unpickles: the parsed nft ruleset (the cached NftIndex has what the walk reads), the
+# Service model (tens of thousands of objects), and lookups by IP, name or inode.
+_LEFT_OUT = frozenset(
+    {
+        "nft_ruleset",
+        "services",
+        "netns_by_inode",
+        "links_by_ref",
+        "local_addresses",
+        "pods_by_ip",
+        "pods_by_name",
+        "pods_by_netns",
+        "processes_by_pid",
+    }
+)
 
 
 class CacheError(Exception):
@@ -149,16 +162,21 @@ def encode(key: str, index: SnapshotIndex) -> bytes:
     nft = nft_index(index) if index.snapshot.nft is not None else None
     kept = SnapshotIndex.__new__(SnapshotIndex)
     kept.__dict__.update((k, v) for k, v in vars(index).items() if k not in _LEFT_OUT)
+    kept.snapshot = PackedSnapshot.of(index.snapshot)
     return _FORMAT + dump((key, kept, None if nft is None else _packed(nft)))
 
 
 def _packed(nft: NftIndex) -> NftIndex:
     """An NftIndex whose rules, chains and sets unpack one by one when a walk asks."""
     r = nft.ruleset
+    # One key object per chain in both maps: pickle writes a key seen before as a
+    # reference, so the 36k chain names are unpickled once.
+    keys = {key: key for key in nft.rules}
+    chains = {keys.get(key, key): chain for key, chain in nft.chains.items()}
     return NftIndex(
         NftRuleset(r.format, r.tables, warnings=r.warnings, metainfo=r.metainfo),
         PickledValues.of(nft.rules),
-        PickledValues.of(nft.chains),
+        PickledValues.of(chains),
         PickledValues.of(nft.sets),
         PickledValues.of(nft._set_index),
         nft.base_chains,

@@ -19,10 +19,13 @@ import sys
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
 
+from podpath.snapshot.packed import LOAD_ERRORS, CorruptCache
+
 # The modules whose objects a cached index holds; their source is part of the cache's
 # key (podpath.trace.index_cache), and only their classes may be built from it.
 CACHED_MODULES = (
     "podpath.snapshot.model",
+    "podpath.snapshot.packed",
     "podpath.analysis.index",
     "podpath.netfilter.iptables_save",
     "podpath.netfilter.model",
@@ -35,18 +38,6 @@ CACHED_MODULES = (
 )
 # Plain containers pickle records by name (everything else is a CACHED_MODULES class).
 _BUILTINS = {("builtins", "set"), ("builtins", "frozenset"), ("collections", "defaultdict")}
-# What a damaged or foreign pickle raises while it is read.
-LOAD_ERRORS = (
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    TypeError,
-    AttributeError,
-    KeyError,
-    IndexError,
-    RecursionError,
-)
-
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
@@ -137,7 +128,3 @@ class PickledValues(MutableMapping[_K, _V]):
             for key, value in self._packed.items()
         }
         return (PickledValues, (packed,))
-
-
-class CorruptCache(Exception):
-    """A cached value that cannot be unpickled, found after the cache was read."""
