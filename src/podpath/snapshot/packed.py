@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import pickle
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from podpath.snapshot.model import NftDump, Snapshot
@@ -59,8 +60,15 @@ def _load(data: bytes) -> Any:
         raise CorruptCache(f"a cached snapshot field is damaged ({exc})") from None
 
 
-class _Packed:
-    """A field kept as pickle bytes in the instance's dict until it is first read."""
+class Packed:
+    """A field kept as pickle bytes in the instance's dict until it is first read.
+
+    `loader` unpickles it (by default allowing the snapshot model's classes only) and
+    raises CorruptCache for a damaged value.
+    """
+
+    def __init__(self, loader: Callable[[bytes], Any] | None = None) -> None:
+        self.loader = loader or _load
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -71,14 +79,15 @@ class _Packed:
             return self
         state = obj.__dict__
         if self.name not in state:
-            state[self.name] = _load(state.pop(self.key))
+            state[self.name] = self.loader(state[self.key])
+            del state[self.key]
         return state[self.name]
 
     def __set__(self, obj: object, value: Any) -> None:
         obj.__dict__[self.name] = value  # a frozen dataclass sets its fields through here
 
 
-def _pack(obj: object, fields: tuple[str, ...]) -> dict[str, Any]:
+def pack_state(obj: object, fields: tuple[str, ...]) -> dict[str, Any]:
     """The instance dict of a packed copy of `obj`: `fields` as pickle bytes."""
     state = dict(vars(obj))
     for name in fields:
@@ -87,7 +96,7 @@ def _pack(obj: object, fields: tuple[str, ...]) -> dict[str, Any]:
     return state
 
 
-def _same_fields(a: object, b: object) -> bool:
+def same_fields(a: object, b: object) -> bool:
     """Field-by-field equality of two snapshots or dumps (packed or not)."""
     names = a.__dataclass_fields__  # type: ignore[attr-defined]
     return all(getattr(a, name) == getattr(b, name) for name in names)
@@ -96,17 +105,17 @@ def _same_fields(a: object, b: object) -> bool:
 class PackedNftDump(NftDump):
     """An NftDump whose JSON text is unpickled when first read."""
 
-    json_text = _Packed()
+    json_text = Packed()
 
     @classmethod
     def of(cls, dump: NftDump) -> PackedNftDump:
         """A packed copy of `dump`."""
         packed = cls.__new__(cls)
-        packed.__dict__.update(_pack(dump, ("json_text",)))
+        packed.__dict__.update(pack_state(dump, ("json_text",)))
         return packed
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, NftDump) and _same_fields(self, other)
+        return isinstance(other, NftDump) and same_fields(self, other)
 
     __hash__ = NftDump.__hash__
 
@@ -118,21 +127,21 @@ _SNAPSHOT_FIELDS = ("processes", "namespaces", "conntrack")
 class PackedSnapshot(Snapshot):
     """A Snapshot whose process table, namespace list and conntrack text are unpickled when read."""
 
-    processes = _Packed()
-    namespaces = _Packed()
-    conntrack = _Packed()
+    processes = Packed()
+    namespaces = Packed()
+    conntrack = Packed()
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> PackedSnapshot:
         """A packed copy of `snapshot` (its nft dump packed too)."""
         packed = cls.__new__(cls)
-        state = _pack(snapshot, _SNAPSHOT_FIELDS)
+        state = pack_state(snapshot, _SNAPSHOT_FIELDS)
         if snapshot.nft is not None:
             state["nft"] = PackedNftDump.of(snapshot.nft)
         packed.__dict__.update(state)
         return packed
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Snapshot) and _same_fields(self, other)
+        return isinstance(other, Snapshot) and same_fields(self, other)
 
     __hash__ = Snapshot.__hash__

@@ -36,8 +36,15 @@ from podpath import __version__
 from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.nft import NftRuleset
 from podpath.snapshot.packed import LOAD_ERRORS, PackedSnapshot
-from podpath.trace.index_pickle import CACHED_MODULES, PickledValues, dump, load
-from podpath.trace.nft import NftIndex, adopt_nft_index, nft_index
+from podpath.trace.index_pickle import (
+    CACHED_MODULES,
+    PackedBuckets,
+    PackedNftSet,
+    PickledValues,
+    dump,
+    load,
+)
+from podpath.trace.nft import NftIndex, _SetIndex, adopt_nft_index, nft_index
 
 _FORMAT = b"podpath-index-cache 2\n"
 # How many index files a cache directory keeps (each holds a snapshot's rules: tens
@@ -167,20 +174,26 @@ def encode(key: str, index: SnapshotIndex) -> bytes:
 
 
 def _packed(nft: NftIndex) -> NftIndex:
-    """An NftIndex whose rules, chains and sets unpack one by one when a walk asks."""
+    """An NftIndex whose chains, sets and set indexes unpack a part at a time when a walk asks."""
     r = nft.ruleset
     # One key object per chain in both maps: pickle writes a key seen before as a
     # reference, so the 36k chain names are unpickled once.
     keys = {key: key for key in nft.rules}
     chains = {keys.get(key, key): chain for key, chain in nft.chains.items()}
+    sets = {key: PackedNftSet.of(s) for key, s in nft.sets.items()}
+    set_index = {
+        key: _SetIndex(PackedBuckets.of(found.exact), found.other)
+        for key, found in nft._set_index.items()
+    }
+    names = nft.service_names
     return NftIndex(
         NftRuleset(r.format, r.tables, warnings=r.warnings, metainfo=r.metainfo),
         PickledValues.of(nft.rules),
         PickledValues.of(chains),
-        PickledValues.of(nft.sets),
-        PickledValues.of(nft._set_index),
+        PickledValues.of(sets),
+        PickledValues.of(set_index),
         nft.base_chains,
-        nft.service_names,
+        None if names is None else PackedBuckets.of(names),
     )
 
 

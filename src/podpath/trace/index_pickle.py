@@ -7,7 +7,10 @@ else makes the read fail (and the CLI parse the snapshot instead).
 `PickledValues` keeps each value of a large mapping as its own pickle, unpacked the
 first time it is asked for: kube-proxy's nft table at 10k Services has 36k chains of
 73k rules and 256 sets, and a trace walks 15-34 chains and looks in a few sets.
-Unpickling all of it took 0.6 s; its keys alone take milliseconds.
+Unpickling all of it took 0.6 s; its keys alone take milliseconds. `PackedBuckets`
+does the same for a mapping with many small values that is asked for one key (a map's
+10k elements, 10k Service names), and `PackedNftSet` for a set's elements: a trace
+reads the flags of kube-proxy's 10k-element maps and looks one key up in them.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import gc
 import io
 import pickle
 import sys
+import zlib
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
 
-from podpath.snapshot.packed import LOAD_ERRORS, CorruptCache
+from podpath.netfilter.nft import NftSet
+from podpath.snapshot.packed import LOAD_ERRORS, CorruptCache, Packed, pack_state, same_fields
 
 # The modules whose objects a cached index holds; their source is part of the cache's
 # key (podpath.trace.index_cache), and only their classes may be built from it.
@@ -128,3 +133,86 @@ class PickledValues(MutableMapping[_K, _V]):
             for key, value in self._packed.items()
         }
         return (PickledValues, (packed,))
+
+
+# Keys per bucket of a PackedBuckets: a lookup unpickles one bucket (~64 values).
+_BUCKET = 64
+
+
+def _bucket_of(key: object, buckets: int) -> int:
+    """A key's bucket, the same in every process (hash() of str is salted per process)."""
+    return zlib.crc32(repr(key).encode("utf-8", "surrogatepass")) % buckets
+
+
+class PackedBuckets(Mapping[_K, _V]):
+    """A read-only mapping kept as pickled buckets of keys; a lookup unpacks one bucket.
+
+    Keys are plain values (str, int, tuples of them) whose repr is stable.
+    """
+
+    def __init__(self, packed: tuple[bytes, ...], size: int) -> None:
+        self._packed = packed
+        self._size = size
+        self._live: dict[int, dict[_K, _V]] = {}
+
+    @classmethod
+    def of(cls, values: Mapping[_K, _V]) -> PackedBuckets[_K, _V]:
+        """`values` packed in buckets."""
+        count = max(1, len(values) // _BUCKET)
+        buckets: list[dict[_K, _V]] = [{} for _ in range(count)]
+        for key, value in values.items():
+            buckets[_bucket_of(key, count)][key] = value
+        return cls(tuple(dump(b) for b in buckets), len(values))
+
+    def _bucket(self, number: int) -> dict[_K, _V]:
+        found = self._live.get(number)
+        if found is None:
+            try:
+                found = load(self._packed[number])
+            except LOAD_ERRORS as exc:
+                raise CorruptCache(f"a cached index is damaged ({exc})") from None
+            if not isinstance(found, dict):
+                raise CorruptCache("a cached index is damaged (a bucket is not a mapping)")
+            self._live[number] = found
+        return found
+
+    def __getitem__(self, key: _K) -> _V:
+        return self._bucket(_bucket_of(key, len(self._packed)))[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._bucket(_bucket_of(key, len(self._packed)))
+
+    def __iter__(self) -> Iterator[_K]:
+        for number in range(len(self._packed)):
+            yield from self._bucket(number)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (PackedBuckets, (self._packed, self._size))
+
+
+def _load_packed(data: bytes) -> Any:
+    try:
+        return load(data)
+    except LOAD_ERRORS as exc:
+        raise CorruptCache(f"a cached index is damaged ({exc})") from None
+
+
+class PackedNftSet(NftSet):
+    """An NftSet whose elements are unpickled when first read (its flags and types are not packed)."""
+
+    elements = Packed(_load_packed)
+
+    @classmethod
+    def of(cls, s: NftSet) -> PackedNftSet:
+        """A packed copy of `s`."""
+        packed = cls.__new__(cls)
+        packed.__dict__.update(pack_state(s, ("elements",)))
+        return packed
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NftSet) and same_fields(self, other)
+
+    __hash__ = NftSet.__hash__

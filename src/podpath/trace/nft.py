@@ -85,8 +85,9 @@ def _priority(chain: NftChain) -> int:
 
 @dataclass
 class _SetIndex:
-    exact: dict[tuple[str, ...], NftElement] = field(default_factory=dict)
-    other: list[NftElement] = field(default_factory=list)
+    # Elements by their key's normal form; in a cached index, read a bucket at a time.
+    exact: Mapping[tuple[str, ...], NftElement] = field(default_factory=dict)
+    other: list[NftElement] = field(default_factory=list)  # prefixes, ranges, wildcards
 
 
 @dataclass
@@ -107,7 +108,7 @@ class NftIndex:
     base_chains: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     # kube-proxy's Services by name, from its service-ips maps (podpath.trace.probe),
     # kept with the index: scanning the 10k-element maps took 7-30 ms of every trace.
-    service_names: dict[str, list[tuple[str, int, str, str]]] | None = None
+    service_names: Mapping[str, list[tuple[str, int, str, str]]] | None = None
 
     @classmethod
     def build(cls, ruleset: NftRuleset) -> NftIndex:
@@ -142,13 +143,14 @@ class NftIndex:
 
 def _index_set(s: NftSet) -> _SetIndex:
     """A set's elements: exact keys by their normal form, prefixes and ranges apart."""
-    found = _SetIndex()
+    exact: dict[tuple[str, ...], NftElement] = {}
+    other: list[NftElement] = []
     for e in s.elements:
         if any("/" in k or "-" in k or k.endswith("*") for k in e.key):
-            found.other.append(e)
+            other.append(e)
         else:
-            found.exact.setdefault(tuple(normal_key(k) for k in e.key), e)
-    return found
+            exact.setdefault(tuple(normal_key(k) for k in e.key), e)
+    return _SetIndex(exact, other)
 
 
 _CACHE: dict[int, tuple[object, NftIndex]] = {}
