@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -249,3 +252,19 @@ def _whole_snapshots() -> st.SearchStrategy[Snapshot]:
 def test_round_trip_covers_every_model_type(snapshot: Snapshot) -> None:
     """load(dump(s)) == s with every field of every model type populated at random."""
     assert codec.loads(codec.dumps(snapshot)) == snapshot
+
+
+def test_digest_path_is_the_sha256_of_what_read_path_reads(tmp_path: Path) -> None:
+    """The slice-by-slice digest `trace --cache` keys on equals SHA-256 of the bytes read whole."""
+    path = tmp_path / "snap.json"
+    path.write_bytes(b"x" * (3 * 1024 * 1024 + 17))
+    assert codec.digest_path(str(path)) == hashlib.sha256(codec.read_path(str(path))).digest()
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    assert codec.digest_path(str(empty)) == hashlib.sha256(b"").digest()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(SnapshotError, match="is a FIFO, not a regular file"):
+        codec.digest_path(str(fifo))
+    with pytest.raises(SnapshotError, match="No such file"):
+        codec.digest_path(str(tmp_path / "missing.json"))

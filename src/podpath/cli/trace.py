@@ -147,8 +147,14 @@ def cached_indexes(
 
     With `read` False every snapshot is parsed (a cached index was found damaged).
     """
-    from podpath.snapshot.codec import SnapshotError, loads, read_path
-    from podpath.trace.index_cache import Cached, CacheError, check_directory, key_of, lookup
+    from podpath.snapshot.codec import SnapshotError, digest_path, loads, read_path
+    from podpath.trace.index_cache import (
+        CacheError,
+        check_directory,
+        key_of,
+        key_of_digest,
+        lookup_key,
+    )
 
     try:
         check_directory(directory)
@@ -158,17 +164,25 @@ def cached_indexes(
     for path in paths:
         name = "stdin" if path == "-" else path
         try:
-            data = read_path(path)  # its errors name the file already
-            found = lookup(directory, data) if read else Cached(key_of(data), None)
+            data = read_path(path) if path == "-" else None  # stdin is read once
+            if read:
+                # A file is only hashed here; it is read whole (and hashed again, for
+                # the key of what is parsed) on a miss.
+                key = key_of_digest(digest_path(path)) if data is None else key_of(data)
+                index = lookup_key(directory, key).index
+                if index is not None:
+                    out.append(index)
+                    continue
+            if data is None:
+                data = read_path(path)  # its errors name the file already
+            key = key_of(data)
         except (SnapshotError, CacheError) as exc:
             raise CliError(str(exc)) from None
-        index = found.index
-        if index is None:
-            try:
-                index = SnapshotIndex(loads(data))
-            except SnapshotError as exc:
-                raise CliError(f"{name}: {exc}") from None
-            misses.append((found.key, index))
+        try:
+            index = SnapshotIndex(loads(data))
+        except SnapshotError as exc:
+            raise CliError(f"{name}: {exc}") from None
+        misses.append((key, index))
         out.append(index)
     return out
 

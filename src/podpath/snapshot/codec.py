@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import errno
+import hashlib
 import json
 import math
 import os
@@ -53,6 +54,7 @@ MAX_INT_DIGITS = 40
 # rest of MAX_DEPTH is what the value of an unknown key may use.
 _MODEL_DEPTH = 8
 _UTF8_CHUNK = 16 * 1024 * 1024
+_DIGEST_SLICE = 1024 * 1024
 # Strings longer than this are decoded from a memoryview, not from a copied slice.
 _LONG_STRING = 4096
 
@@ -103,6 +105,39 @@ def read_path(path: str) -> bytes:
         raise SnapshotError(f"{name}: {exc}") from None
     except OSError as exc:
         raise SnapshotError(f"cannot read snapshot {name}: {exc.strerror or exc}") from None
+
+
+def digest_path(path: str) -> bytes:
+    """SHA-256 of a snapshot file's bytes, refused as `read_path` refuses, read in slices.
+
+    What `trace --cache` keys on: read whole, the 28 MB of a 10k-Service snapshot were
+    another 15-25 ms of copying into fresh memory for a cache hit that never parses it.
+    """
+    try:
+        before = os.stat(path)
+        _check_regular(before)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            _check_regular(st)
+            if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+                raise OSError(errno.ESTALE, "the file was replaced while it was being opened")
+            digest = hashlib.sha256()
+            buffer = bytearray(_DIGEST_SLICE)
+            view = memoryview(buffer)
+            total = 0
+            while count := os.readv(fd, [buffer]):
+                total += count
+                if total > MAX_SNAPSHOT_BYTES:
+                    raise SnapshotError(_too_large())
+                digest.update(view[:count])
+            return digest.digest()
+        finally:
+            os.close(fd)
+    except SnapshotError as exc:
+        raise SnapshotError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
 
 
 def _read_regular_file(path: str) -> bytes:

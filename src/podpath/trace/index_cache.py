@@ -108,7 +108,12 @@ def code_fingerprint() -> bytes:
 
 def key_of(data: bytes) -> str:
     """The cache key of a snapshot file's bytes (with this podpath's code)."""
-    return hashlib.sha256(code_fingerprint() + hashlib.sha256(data).digest()).hexdigest()
+    return key_of_digest(hashlib.sha256(data).digest())
+
+
+def key_of_digest(digest: bytes) -> str:
+    """The cache key of a snapshot file whose bytes have this SHA-256."""
+    return hashlib.sha256(code_fingerprint() + digest).hexdigest()
 
 
 def cache_path(directory: str, key: str) -> str:
@@ -128,7 +133,11 @@ def check_directory(directory: str) -> None:
 
 def lookup(directory: str, data: bytes) -> Cached:
     """The cached index of a snapshot file's bytes, or a miss (index None) with its key."""
-    key = key_of(data)
+    return lookup_key(directory, key_of(data))
+
+
+def lookup_key(directory: str, key: str) -> Cached:
+    """The cached index of the snapshot with this key, or a miss (index None)."""
     return Cached(key, _read(cache_path(directory, key), key))
 
 
