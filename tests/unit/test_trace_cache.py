@@ -19,7 +19,7 @@ from podpath.cli import main
 from podpath.snapshot import codec
 from podpath.snapshot.model import Snapshot
 from podpath.trace import index_cache
-from podpath.trace.index_pickle import PickledValues, load
+from podpath.trace.index_pickle import RulesView, load
 from podpath.trace.nft import NftIndex
 
 REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
@@ -304,9 +304,10 @@ def test_damaged_packed_value_is_answered_from_the_snapshot(
     _key, index, nft = index_cache_load(path)
     if nft is None:
         pytest.skip("values are packed one by one in the nft index")
-    assert isinstance(nft, NftIndex) and isinstance(nft.rules, PickledValues)
-    nft.rules._packed = dict.fromkeys(nft.rules._packed, b"not a pickle")
-    nft.rules._live = {}
+    assert isinstance(nft, NftIndex) and isinstance(nft.rules, RulesView)
+    store = nft.rules.store
+    store._packed = {t: dict.fromkeys(names, b"not a pickle") for t, names in store._packed.items()}
+    store._live = {}
     path.write_bytes(b"podpath-index-cache 2\n" + pickle.dumps((key, index, nft), protocol=5))
     path.chmod(0o600)
     again = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))

@@ -38,9 +38,12 @@ from podpath.netfilter.nft import NftRuleset
 from podpath.snapshot.packed import LOAD_ERRORS, PackedSnapshot
 from podpath.trace.index_pickle import (
     CACHED_MODULES,
+    ChainsView,
     PackedBuckets,
+    PackedChains,
     PackedNftSet,
     PickledValues,
+    RulesView,
     dump,
     load,
 )
@@ -185,10 +188,7 @@ def encode(key: str, index: SnapshotIndex) -> bytes:
 def _packed(nft: NftIndex) -> NftIndex:
     """An NftIndex whose chains, sets and set indexes unpack a part at a time when a walk asks."""
     r = nft.ruleset
-    # One key object per chain in both maps: pickle writes a key seen before as a
-    # reference, so the 36k chain names are unpickled once.
-    keys = {key: key for key in nft.rules}
-    chains = {keys.get(key, key): chain for key, chain in nft.chains.items()}
+    chains = PackedChains.of(nft.chains, nft.rules)
     sets = {key: PackedNftSet.of(s) for key, s in nft.sets.items()}
     set_index = {
         key: _SetIndex(PackedBuckets.of(found.exact), found.other)
@@ -197,8 +197,8 @@ def _packed(nft: NftIndex) -> NftIndex:
     names = nft.service_names
     return NftIndex(
         NftRuleset(r.format, r.tables, warnings=r.warnings, metainfo=r.metainfo),
-        PickledValues.of(nft.rules),
-        PickledValues.of(chains),
+        RulesView(chains),
+        ChainsView(chains),
         PickledValues.of(sets),
         PickledValues.of(set_index),
         nft.base_chains,

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
 
-from podpath.netfilter.nft import NftSet
+from podpath.netfilter.nft import NftChain, NftRule, NftSet
 from podpath.snapshot.packed import LOAD_ERRORS, CorruptCache, Packed, pack_state, same_fields
 
 # The modules whose objects a cached index holds; their source is part of the cache's
@@ -216,3 +216,140 @@ class PackedNftSet(NftSet):
         return isinstance(other, NftSet) and same_fields(self, other)
 
     __hash__ = NftSet.__hash__
+
+
+_ChainKey = tuple[str, str, str]  # (family, table, chain)
+
+
+class PackedChains:
+    """An nft ruleset's chains and their rules: one pickle per chain, found by table and name.
+
+    The walk asks `chains` and `rules` (the two views) for 15-34 of kube-proxy's 36k
+    chains. Keyed by name within each (family, table), the store unpickles 36k strings
+    and byte strings, not 72k tuples of them: half the cost of two PickledValues.
+    """
+
+    def __init__(
+        self,
+        packed: dict[tuple[str, str], dict[str, bytes]],
+        no_chain: frozenset[_ChainKey],
+        no_rules: frozenset[_ChainKey],
+    ) -> None:
+        self._packed = packed
+        self.no_chain = no_chain  # rules whose chain was not listed
+        self.no_rules = no_rules  # chains without rules
+        self._live: dict[_ChainKey, tuple[NftChain | None, list[NftRule]]] = {}
+
+    @classmethod
+    def of(
+        cls, chains: Mapping[_ChainKey, NftChain], rules: Mapping[_ChainKey, list[NftRule]]
+    ) -> PackedChains:
+        """Each chain with its rules packed on its own."""
+        packed: dict[tuple[str, str], dict[str, bytes]] = {}
+        for key in dict.fromkeys([*chains, *rules]):
+            family, table, name = key
+            pair = (chains.get(key), list(rules.get(key, ())))
+            packed.setdefault((family, table), {})[name] = dump(pair)
+        no_chain = frozenset(k for k in rules if k not in chains)
+        no_rules = frozenset(k for k in chains if not rules.get(k))
+        return cls(packed, no_chain, no_rules)
+
+    def has(self, key: _ChainKey) -> bool:
+        """True when the chain or rules of it were listed."""
+        family, table, name = key
+        return name in self._packed.get((family, table), ())
+
+    def get(self, key: _ChainKey) -> tuple[NftChain | None, list[NftRule]]:
+        """A listed chain and its rules (KeyError when not listed)."""
+        found = self._live.get(key)
+        if found is None:
+            family, table, name = key
+            packed = self._packed.get((family, table), {}).get(name)
+            if packed is None:
+                raise KeyError(key)
+            found = _load_packed(packed)
+            if not isinstance(found, tuple) or len(found) != 2:
+                raise CorruptCache("a cached index is damaged (a chain is not a pair)")
+            self._live[key] = found
+        return found
+
+    def keys(self) -> Iterator[_ChainKey]:
+        """Every listed chain's key."""
+        for (family, table), names in self._packed.items():
+            for name in names:
+                yield (family, table, name)
+
+    def __len__(self) -> int:
+        return sum(len(names) for names in self._packed.values())
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        packed = {
+            (family, table): {
+                name: dump(self._live[(family, table, name)])
+                if (family, table, name) in self._live
+                else blob
+                for name, blob in names.items()
+            }
+            for (family, table), names in self._packed.items()
+        }
+        return (PackedChains, (packed, self.no_chain, self.no_rules))
+
+
+class ChainsView(Mapping[_ChainKey, NftChain]):
+    """The chains of a PackedChains, as NftIndex.chains."""
+
+    def __init__(self, store: PackedChains) -> None:
+        self.store = store
+
+    def __getitem__(self, key: _ChainKey) -> NftChain:
+        if key not in self:
+            raise KeyError(key)
+        chain = self.store.get(key)[0]
+        assert chain is not None  # keys of unlisted chains are not in the view
+        return chain
+
+    def __contains__(self, key: object) -> bool:
+        return (
+            isinstance(key, tuple)
+            and len(key) == 3
+            and self.store.has(key)
+            and key not in self.store.no_chain
+        )
+
+    def __iter__(self) -> Iterator[_ChainKey]:
+        return (k for k in self.store.keys() if k not in self.store.no_chain)
+
+    def __len__(self) -> int:
+        return len(self.store) - len(self.store.no_chain)
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (ChainsView, (self.store,))
+
+
+class RulesView(Mapping[_ChainKey, list[NftRule]]):
+    """The rules by chain of a PackedChains, as NftIndex.rules (chains with rules only)."""
+
+    def __init__(self, store: PackedChains) -> None:
+        self.store = store
+
+    def __getitem__(self, key: _ChainKey) -> list[NftRule]:
+        if key not in self:
+            raise KeyError(key)
+        return self.store.get(key)[1]
+
+    def __contains__(self, key: object) -> bool:
+        return (
+            isinstance(key, tuple)
+            and len(key) == 3
+            and self.store.has(key)
+            and key not in self.store.no_rules
+        )
+
+    def __iter__(self) -> Iterator[_ChainKey]:
+        return (k for k in self.store.keys() if k not in self.store.no_rules)
+
+    def __len__(self) -> int:
+        return len(self.store) - len(self.store.no_rules)
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (RulesView, (self.store,))
