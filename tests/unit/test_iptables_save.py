@@ -480,3 +480,41 @@ def test_pickled_listing_keeps_empty_chains() -> None:
     again = pickle.loads(pickle.dumps(ruleset))
     assert ruleset.rule_lines("filter", "EMPTY") == again.rule_lines("filter", "EMPTY") == ()
     assert again.has_chain("filter", "EMPTY")
+
+
+_COUNTED = """*nat
+:PREROUTING ACCEPT [3:180]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-A - [0:0]
+:KUBE-MIXED - [0:0]
+[12:720] -A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+[0:0] -A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m udp --dport 53 -j KUBE-SVC-A
+[5:300] -A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 443 -j KUBE-SVC-A
+[7:420] -A KUBE-SVC-A -m statistic --mode random --probability 0.5 -j KUBE-MARK-MASQ
+-A KUBE-MIXED -j RETURN
+[1:60] -A KUBE-MIXED -j ACCEPT
+[2:120] -A KUBE-SVC-A -j ACCEPT
+COMMIT
+"""
+
+
+@pytest.mark.parametrize("text", [_COUNTED, _COUNTED.replace("\n", "\r\n")], ids=["lf", "crlf"])
+def test_pickled_counted_ruleset_keeps_every_counter(text: str) -> None:
+    """`iptables-save -c` rules read back with their counters: chains together, mixed, interleaved."""
+    import pickle
+
+    ruleset = parse_ruleset(text)
+    again = pickle.loads(pickle.dumps(ruleset))
+    twice = pickle.loads(pickle.dumps(again))
+    for chain in ruleset.chain_names("nat"):
+        assert again.rule_lines("nat", chain) == ruleset.rule_lines("nat", chain)
+        for pos in range(1, ruleset.rule_count_of("nat", chain) + 1):
+            assert again.rule("nat", chain, pos) == ruleset.rule("nat", chain, pos)
+        assert twice.rules("nat", chain) == again.rules("nat", chain) == ruleset.rules("nat", chain)
+    assert again.rule("nat", "KUBE-SERVICES", 2).counters == (5, 300)
+    assert again.rule("nat", "KUBE-MIXED", 1).counters is None
+    kept = again._tables["nat"].lines._joined
+    # Together in the text: a span with counters; interleaved or mixed: joined.
+    assert isinstance(kept["KUBE-SVC-A"], str) and isinstance(kept["KUBE-MIXED"], str)
+    # The lines of a CRLF dump are not the text's own (the CRs were cut): never spans.
+    assert len(kept["KUBE-SERVICES"]) == 3 if "\r" not in text else kept["KUBE-SERVICES"][0] == "\n"
