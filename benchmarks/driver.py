@@ -268,20 +268,35 @@ def phase_trace(args: Result) -> Result:
 
 
 def phase_trace_cli(args: Result) -> Result:
-    """`podpath trace --snapshot --json` end to end: full parse, and with --cache (warmed once)."""
+    """`podpath trace --snapshot --json` end to end: full parse, and with --cache (warmed once).
+
+    Wall and CPU (user + system) of each run, the two kinds alternating in order so
+    that the host's load drifts over both alike.
+    """
     import tempfile
 
     base = ["podpath", "trace", "--snapshot", args["snapshot"], "--from", args["source"]]
     base += ["--to", args["destination"], "--json"]
     with tempfile.TemporaryDirectory(prefix="podpath-bench-cache-") as cache:
         cached = [*base, "--cache", cache]
-        _wall, _kib, rc = run_timed(cached)  # the miss: parses and writes the cache
-        parsed: list[float] = []
-        hits: list[float] = []
-        for _ in range(int(args["repeats"])):
-            parsed.append(run_timed(base)[0])
-            hits.append(run_timed(cached)[0])
-    return {"parsed": parsed, "cached": hits, "rc": rc}
+        _wall, _kib, rc, miss_cpu = run_measured(cached)  # the miss: parses, writes the cache
+        runs: dict[str, tuple[list[float], list[float]]] = {"parsed": ([], []), "cached": ([], [])}
+        for i in range(int(args["repeats"])):
+            order = [("parsed", base), ("cached", cached)]
+            for name, argv in order if i % 2 == 0 else reversed(order):
+                wall, _kib, code, cpu = run_measured(argv)
+                if code != 0:
+                    raise RuntimeError(f"podpath trace exited {code}")
+                runs[name][0].append(wall)
+                runs[name][1].append(cpu)
+    return {
+        "parsed": runs["parsed"][0],
+        "cached": runs["cached"][0],
+        "cpu_parsed": runs["parsed"][1],
+        "cpu_cached": runs["cached"][1],
+        "cpu_miss": miss_cpu,
+        "rc": rc,
+    }
 
 
 def phase_doctor(args: Result) -> Result:

@@ -135,10 +135,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in NO_GC_COMMANDS:
         gc.disable()
     try:
-        return _run(build_parser(command).parse_args(words))
+        code = _run(build_parser(command).parse_args(words))
     finally:
         if collecting:
             gc.enable()
+        if argv is None:
+            # The process ends next. Its final collections walk every object still
+            # alive -- 2.4 s of CPU after a trace of 10k Services' nft ruleset -- and
+            # reference counting frees them anyway: frozen objects are not walked.
+            gc.freeze()
+    if argv is None and command in EXIT_AT_ONCE_COMMANDS:
+        _exit_at_once(code)
+    return code
+
+
+# One-shot commands that hold nothing to clean up once they return (no atexit hooks,
+# no threads, every file closed): the process may end without freeing its heap.
+EXIT_AT_ONCE_COMMANDS = frozenset({"trace"})
+
+
+def _exit_at_once(code: int) -> None:
+    """End the process now, its output flushed, without freeing the heap."""
+    # Freeing a trace's snapshot and rules one object at a time took 20-30 ms of a
+    # 0.3 s `trace --snapshot --cache`.
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return  # a closed or broken stream: let the interpreter's own exit report it
+    os._exit(code)
 
 
 # Commands that exit on SIGINT, SIGTERM or SIGHUP with their cleanup run: a file
