@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 
-
 def test_each_test_has_its_own_state_and_cache_directories(tmp_path: Path) -> None:
     """XDG_STATE_HOME and XDG_CACHE_HOME are temporary, never the user's."""
     state = Path(os.environ["XDG_STATE_HOME"])
