@@ -31,11 +31,13 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handle `podpath doctor`."""
     from podpath.analysis.index import SnapshotIndex
+    from podpath.cli.inspect import one_per_node
     from podpath.doctor import diagnose
     from podpath.doctor.findings import dumps
     from podpath.doctor.render import render_text
 
     snapshots = load_snapshots(args)
+    one_per_node(args.snapshot or [], snapshots)
     report = diagnose([SnapshotIndex(s) for s in snapshots])
     if args.json:
         sys.stdout.write(dumps(report) + "\n")
