@@ -237,7 +237,7 @@ def _ls(args: argparse.Namespace) -> int:
         sys.stdout.write(render_text(result) + "\n")
     for snapshot in snapshots:
         node = snapshot.node.hostname if len(snapshots) > 1 else None
-        if args.kind != "problems":  # problems lists the gaps and warnings itself
+        if args.kind not in ("problems", "gaps"):  # those list the gaps themselves
             report_gaps(snapshot.gaps, node)
         if args.kind in ("iptables", "nft", "services"):
             report_warnings(snapshot, node=node)
