@@ -100,7 +100,11 @@ def take_snapshot(
     skipped = tuple(
         Gap(part, "not collected for this command", "skipped") for part in sorted(ALL_PARTS - parts)
     )
-    return replace(snapshot, duration=time.monotonic() - started, gaps=snapshot.gaps + skipped)
+    # "needs CAP_X" only where CAP_X is missing; otherwise the reason it was refused.
+    from podpath.collectors.proc.denials import checked_gaps, own_facts
+
+    gaps = checked_gaps(snapshot.gaps, snapshot.node.capabilities, *own_facts())
+    return replace(snapshot, duration=time.monotonic() - started, gaps=gaps + skipped)
 
 
 TOOLS_STEP = "netfilter rules and conntrack (iptables-save, nft, conntrack)"

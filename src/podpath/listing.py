@@ -739,10 +739,18 @@ def gaps(index: SnapshotIndex) -> Listing:
     cols = (
         Column("KIND", _key("kind")),
         Column("SUBJECT", _key("subject")),
-        Column("REASON", _key("reason")),
+        Column("REASON", _gap_reason),
         Column("CAPABILITY", _key("capability")),
     )
     return Listing(rows, cols)
+
+
+def _gap_reason(row: Row) -> object:
+    """The reason without a "(needs CAP_X)" that the CAPABILITY column says already."""
+    reason, cap = row.get("reason"), row.get("capability")
+    if isinstance(reason, str) and cap:
+        return reason.replace(f" (needs {cap})", "")
+    return reason
 
 
 def problems(index: SnapshotIndex) -> Listing:

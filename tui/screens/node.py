@@ -16,6 +16,7 @@ from podpath.tui.state import PROBLEMS, SERVICES, Loaded
 from podpath.tui.text import literal_content
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
+from podpath.wording import count
 
 
 class NodeScreen(TableScreen):
@@ -101,7 +102,7 @@ class NodeScreen(TableScreen):
             first = found[0]
             banner.update(
                 literal_content(
-                    f"⚠ {len(found)} problem(s): {first.subject} — {first.cause}   (p or :problems)"
+                    f"⚠ {count(len(found), 'problem')}: {first.subject} — {first.cause}   (p or :problems)"
                 )
             )
         else:

@@ -24,6 +24,7 @@ from podpath.tui.rows.services import (
 from podpath.tui.screens.base import BaseScreen
 from podpath.tui.text import literal_content
 from podpath.tui.widgets.table import RowTable
+from podpath.wording import count
 
 
 class ServiceScreen(BaseScreen):
@@ -68,7 +69,7 @@ class ServiceScreen(BaseScreen):
         heading.update(
             literal_content(
                 f"Service {svc.namespace}/{svc.name} {svc.port_name} · {vip_port(svc)} · "
-                f"{len(svc.endpoints)} endpoint(s) · {svc.svc_chain or svc.backend}"
+                f"{count(len(svc.endpoints), 'endpoint')} · {svc.svc_chain or svc.backend}"
             )
         )
         facts = self.query_one("#facts", RowTable)

@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handle `podpath doctor`."""
     from podpath.analysis.index import SnapshotIndex
+    from podpath.cli.inspect import one_per_node
     from podpath.cli.progress import ProgressLine
     from podpath.doctor import diagnose
     from podpath.doctor.findings import dumps
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from podpath.progress import Items
 
     snapshots = load_snapshots(args)
+    one_per_node(args.snapshot or [], snapshots)
     with ProgressLine(verb="judging") as progress:
         judged = Items(progress, "Service paths", 0, 1, 0).reached
         report = diagnose([SnapshotIndex(s) for s in snapshots], judged=judged)

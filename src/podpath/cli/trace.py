@@ -277,6 +277,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         snapshots = load_snapshots(args)
         indexes = [SnapshotIndex(s) for s in snapshots]
+    from podpath.cli.inspect import one_per_node
+
+    one_per_node(args.snapshot or [], snapshots)
     try:
         result = trace(indexes, probe, explain=args.explain, reply=args.reply)
     except ProbeError as exc:

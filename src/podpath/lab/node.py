@@ -97,8 +97,10 @@ def node_env() -> dict[str, str]:
         "TERM": os.environ.get("TERM", "xterm-256color"),
     }
     # The node shares this filesystem: a development PYTHONPATH means the same inside.
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    # So are the directories podpath writes to (a test session's are temporary).
+    for name in ("PYTHONPATH", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        if name in os.environ:
+            env[name] = os.environ[name]
     return env
 
 

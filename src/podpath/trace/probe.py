@@ -240,6 +240,8 @@ def resolve_destination(
 ) -> Destination:
     """Turn a destination into an address and port (Services through kube-proxy's rules)."""
     host, port_text = split_port(spec)
+    if proto == "icmp" and port_text is not None:
+        raise ProbeError(f"ICMP has no ports: give {host} without ':{port_text}'")
     if is_address(host):
         if family is not None and family_of(host) != family:
             raise ProbeError(f"{host} is not an IPv{family} address")
@@ -264,6 +266,8 @@ def resolve_destination(
             parse_port(port_text)  # a number that is no port is the port's fault, not the Service's
         for index in indexes:
             found = find_service(index, host, port_text, proto, family)
+            if found is not None and proto == "icmp":  # a ping to the ClusterIP: no port
+                return Destination(found.address, None, f"service {host}")
             if found is not None:
                 return found
         ports = sorted(
