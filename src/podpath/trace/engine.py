@@ -324,7 +324,17 @@ class Engine:
         if ns is None:
             return None
         p = flow.packet
-        decision = lookup(ns, p.dst, p.src, p.mark, iif, explain=self.explain)
+        decision = lookup(
+            ns,
+            p.dst,
+            p.src,
+            p.mark,
+            iif,
+            explain=self.explain,
+            proto=p.proto,
+            sport=p.sport,
+            dport=p.dport,
+        )
         index = self.indexes[flow.node]
         dev = index.link(flow.netns, decision.dev)
         gw = f" via {decision.gateway}" if decision.gateway else ""
@@ -341,6 +351,7 @@ class Engine:
         if iif != "lo":
             details.append(f"input interface {iif}")
         details.extend(decision.notes)
+        details.extend(f"assumed: {a}" for a in decision.assumed)
         data: dict[str, JsonValue] = {
             "netns": flow.netns,
             "dst": p.dst,
@@ -356,6 +367,9 @@ class Engine:
             "mark": p.mark,
             "prefsrc": decision.prefsrc,
         }
+        if decision.assumed:
+            # Flow.add makes the branch uncertain on these.
+            data["assumes"] = list(decision.assumed)
         return decision, Hop(
             "route", self.hostname(flow.node), text, tuple(details), decision.explain, data
         )
