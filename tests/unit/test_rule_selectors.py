@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from realworld_ip import REALWORLD, lines, rules
+
 from podpath.snapshot.model import Link, NetNamespace, Route, Rule
 from podpath.trace.routing import describe_rule, lookup
 
@@ -149,3 +151,15 @@ def test_describe_rule_prints_every_selector_in_ip_rule_order() -> None:
     assert describe_rule(Rule(NS, 4, 72, "lookup", l3mdev=True, protocol="unspec")) == (
         "72: from all lookup [l3mdev-table]"
     )
+
+
+def test_describe_rule_reads_like_real_ip_rule_list() -> None:
+    """Rules parsed from AWS's and Cilium's published `ip rule list` read back line for line."""
+    for name in (
+        "aws/cni-proposal-host-ip-rule-list.txt",
+        "cilium/cilium-docs-eni-ip-rule-to-endpoint.txt",
+    ):
+        path = REALWORLD / name
+        want = [" ".join(line.split("<-")[0].replace("eni-1", "2").split()) for line in lines(path)]
+        got = [describe_rule(r) for r in rules(path, NS, {"eni-1": 2})]
+        assert got == want and len(got) >= 1

@@ -366,6 +366,10 @@ class Engine:
             "src": p.src,
             "mark": p.mark,
             "prefsrc": decision.prefsrc,
+            # What rules with ipproto/sport/dport select on (`ip route get ... ipproto dport`).
+            "proto": p.proto,
+            "sport": p.sport,
+            "dport": p.dport,
         }
         if decision.assumed:
             # Flow.add makes the branch uncertain on these.

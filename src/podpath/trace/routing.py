@@ -97,14 +97,21 @@ def _range(values: tuple[int, ...]) -> str:
     return str(first) if first == last else f"{first}-{last}"
 
 
+def _prefix_text(cidr: str) -> str:
+    """A rule's prefix as iproute2 prints it: a host prefix (/32, /128) as the bare address."""
+    addr, _, length = cidr.partition("/")
+    host = "128" if ":" in addr else "32"
+    return addr if length == host else cidr
+
+
 def describe_rule(rule: Rule) -> str:
     """A policy rule as `ip rule` prints it (iproute2's print_rule order)."""
     parts = [f"{rule.priority}:"]
     if rule.invert:
         parts.append("not")
-    parts.append(f"from {rule.src or 'all'}")
+    parts.append(f"from {_prefix_text(rule.src) if rule.src else 'all'}")
     if rule.dst:
-        parts.append(f"to {rule.dst}")
+        parts.append(f"to {_prefix_text(rule.dst)}")
     if rule.tos:
         parts.append(f"tos {rule.tos:#x}")
     if rule.fwmark is not None:
