@@ -267,6 +267,35 @@ def links(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
+# `ip -s link`'s counters: RX and TX bytes, packets, errors, dropped.
+_STAT_COLUMNS = tuple(
+    (f"{way.upper()}-{label}", f"{way}_{field}")
+    for way in ("rx", "tx")
+    for label, field in (
+        ("BYTES", "bytes"),
+        ("PKTS", "packets"),
+        ("ERR", "errors"),
+        ("DROP", "dropped"),
+    )
+)
+
+
+def _stat(field: str) -> Callable[[Row], object]:
+    return lambda row: row["stats"][field] if row.get("stats") else None
+
+
+def link_stats(index: SnapshotIndex) -> Listing:
+    """Every link with its counters, like `ip -s link` (JSON rows are those of `ls links`)."""
+    cols = (
+        Column("NETNS", _key("netns_label")),
+        Column("IDX", _key("ifindex"), True),
+        Column("NAME", _key("name")),
+        Column("STATE", _key("state")),
+        *(Column(header, _stat(field), True) for header, field in _STAT_COLUMNS),
+    )
+    return Listing(links(index).rows, cols)
+
+
 def _vxlan_remotes(ns: NetNamespace, link: Link) -> list[str]:
     """A VXLAN device's remote VTEPs: its fixed remote or group, else its FDB's destinations."""
     if link.vxlan is None:

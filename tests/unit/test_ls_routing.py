@@ -106,3 +106,22 @@ def test_rules_text_keeps_not_and_every_selector(
         True,
         "not from all to 172.18.0.0/16 lookup main",
     )
+
+
+def test_links_stats_columns_and_stats_only_for_links(
+    snapshot_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ls links -s` adds ip -s link's counters; `-s` with another kind is one clear sentence."""
+    lines = _ls(capsys, "links", "-s", "--snapshot", snapshot_file)
+    assert lines[0][-8:] == [
+        "RX-BYTES",
+        "RX-PKTS",
+        "RX-ERR",
+        "RX-DROP",
+        "TX-BYTES",
+        "TX-PKTS",
+        "TX-ERR",
+        "TX-DROP",
+    ]
+    assert main(["ls", "rules", "-s", "--snapshot", snapshot_file]) != 0
+    assert capsys.readouterr().err.strip() == "podpath: --stats applies to `podpath ls links` only"

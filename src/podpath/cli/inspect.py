@@ -78,6 +78,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="with `ls sockets`: only listening sockets (TCP LISTEN, unconnected UDP), like ss -l",
     )
+    ls.add_argument(
+        "-s",
+        "--stats",
+        action="store_true",
+        help="with `ls links`: RX/TX bytes, packets, errors and drops, like ip -s link",
+    )
     ls.set_defaults(handler=_ls)
 
 
@@ -204,16 +210,23 @@ def _write_snapshot(
 
 def _ls(args: argparse.Namespace) -> int:
     from podpath.analysis.index import SnapshotIndex
-    from podpath.listing import listening_sockets, listing, render_text
+    from podpath.listing import link_stats, listening_sockets, listing, render_text
 
     if args.listening and args.kind != "sockets":
         raise CliError("--listening applies to `podpath ls sockets` only")
+    if args.stats and args.kind != "links":
+        raise CliError("--stats applies to `podpath ls links` only")
     if args.snapshot:
         snapshot = load_snapshot(args.snapshot)
     else:
         snapshot = collect_live(args.host_root, _PARTS.get(args.kind))
     index = SnapshotIndex(snapshot)
-    result = listening_sockets(index) if args.listening else listing(index, args.kind)
+    if args.listening:
+        result = listening_sockets(index)
+    elif args.stats:
+        result = link_stats(index)
+    else:
+        result = listing(index, args.kind)
     if args.json:
         sys.stdout.write(json_listing(args.kind, result.rows) + "\n")
     else:
