@@ -53,3 +53,30 @@ def test_ls_links_stats_lie_between_two_ip_s_link_reads(shared_lab: Lab, run_pod
             assert before[name][key] <= int(shown[name][4 + i]) <= after[name][key], (name, key)
         moving += row["stats"]["rx_packets"] > 0
     assert moving >= 3  # eth0, the bridge, the veths carried the probe
+
+
+def test_trace_hops_carry_the_crossed_devices_counters(shared_lab: Lab, run_podpath: Any) -> None:
+    """A live trace's veth hops name the host ends' counters, between two `ip -s -j link` reads."""
+    src, dst = shared_lab.pods_on("node1")[0], shared_lab.pods_on("node1")[1]
+    assert shared_lab.probe(src.ref, dst.ip, 80).ok
+    before = _kernel(shared_lab)
+    done = run_podpath(
+        shared_lab, "node1", "trace", "--from", src.ref, "--to", f"{dst.ip}:80", "--json"
+    )
+    after = _kernel(shared_lab)
+    assert done.returncode == 0, done.stderr
+    (branch,) = json.loads(done.stdout)["branches"]
+    seen = 0
+    for hop in branch["hops"]:
+        for name, c in hop.get("counters", {}).items():
+            if not name.startswith("veth"):  # pods' eth0s are not in the root's `ip link`
+                continue
+            key = f"{c['direction']}_"
+            for field in FIELDS:
+                assert before[name][key + field] <= c[field] <= after[name][key + field], (
+                    name,
+                    field,
+                )
+            assert f"{name} {c['direction']} {c['packets']} pkts" in " ".join(hop["details"])
+            seen += 1
+    assert seen >= 2  # into the bridge from src, out of it to dst

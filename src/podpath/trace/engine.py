@@ -22,6 +22,7 @@ from podpath.netfilter.owners import Owner
 from podpath.snapshot.model import Link, NetNamespace, RecentList, Snapshot
 from podpath.trace import policy, sysctls
 from podpath.trace import reply as ct
+from podpath.trace.counters import with_counters
 from podpath.trace.deliver import deliver
 from podpath.trace.ebpf import Attachment, attached, ebpf_hop
 from podpath.trace.flow import Flow
@@ -1096,6 +1097,7 @@ def trace(
     branches = engine.output(flow)
     if reply:
         branches = [replace(b, reply=tuple(ct.trace_reply(engine, b))) for b in branches]
+    branches = [with_counters(b, indexes) for b in branches]
     probe_json: dict[str, JsonValue] = probe.as_json()
     probe_json.update(
         {
