@@ -23,6 +23,7 @@ MAIN = (
     "pod-containers",
     "pod-interfaces",
     "pod-routes",
+    "pod-rules",
     "pod-neighbours",
     "pod-nat",
     "pod-conntrack",
