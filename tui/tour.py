@@ -52,6 +52,7 @@ SHOTS: dict[str, tuple[str, ...]] = {
     "map-view": _jump("map"),
     "namespaces": _jump("ns"),
     "links": _jump("links"),
+    "routes": _jump("routes"),
     "conntrack": _jump("ct"),
     "cni": _jump("cni"),
     "problems": _jump("problems"),

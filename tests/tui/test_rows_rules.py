@@ -8,6 +8,7 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.model import LinkStats, Route, Rule, Snapshot
 from podpath.tui.rows.links import link_rows
 from podpath.tui.rows.pod import route_rows, rule_rows
+from podpath.tui.rows.routing import routing_rows
 
 WEB = "default/web-7d4b9c6f5d-x7k2p"
 
@@ -78,3 +79,25 @@ def test_links_view_shows_rx_tx_counters(index: SnapshotIndex) -> None:
         [c.text for c in r.cells][5:9] == ["35/4328", "0/0", "26/3343", "0/3"] for r in rows
     )
     assert rows[0].cells[8].role == "warning"
+
+
+def test_routing_view_lists_rules_then_their_tables_routes(index: SnapshotIndex) -> None:
+    """The Routing view: every root rule as `ip rule` words (`not` kept), then routes by table,
+    the table a rule consults first, with TYPE (blackhole in red)."""
+    pod = index.pods_by_name[WEB]
+    aws = _aws_like(index.snapshot, pod.ips[0])
+    rows = routing_rows(aws)
+    texts = _texts(rows)
+    rules = [r for r in texts if r[0].startswith("rule ")]
+    root = aws.root_netns
+    assert root is not None and len(rules) == len(root.rules)
+    assert ["rule 1025", "main", "lookup", "not from all to 172.18.0.0/16 lookup main"] in [
+        r[:4] for r in rules
+    ]
+    routes = [r for r in texts if r[0] == "route"]
+    assert len(routes) == len(root.routes) and texts.index(routes[0]) == len(rules)
+    tables = [r[1] for r in routes]
+    # In the order rules first consult them: 0 local, 512 main, 1536 table 2.
+    assert tables.index("local") < tables.index("main") < tables.index("2")
+    black = next(i for i, r in enumerate(texts) if r[2] == "blackhole")
+    assert rows[black].cells[2].role == "error"

@@ -37,6 +37,7 @@ MAIN = (
     "trace-map-view",
     "map-view",
     "namespaces",
+    "routes",
     "problems",
     "help",
 )
