@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from realworld_ip import REALWORLD, lines, rules
+from trace_factory import pod_inode, two_nodes
 
 from podpath.snapshot.model import Link, NetNamespace, Route, Rule
+from podpath.trace.engine import trace
+from podpath.trace.probe import Probe
 from podpath.trace.routing import describe_rule, lookup
 
 NS = 7
@@ -163,3 +168,30 @@ def test_describe_rule_reads_like_real_ip_rule_list() -> None:
         want = [" ".join(line.split("<-")[0].replace("eni-1", "2").split()) for line in lines(path)]
         got = [describe_rule(r) for r in rules(path, NS, {"eni-1": 2})]
         assert got == want and len(got) >= 1
+
+
+def test_assumption_under_not_says_the_rule_matches() -> None:
+    """`not uidrange 1000-2000` on local traffic: taken to match, and the assumption says so."""
+    rule = Rule(NS, 4, 70, "lookup", table=100, uidrange=(1000, 2000), invert=True)
+    d = lookup(_ns(rule), "8.8.8.8", proto="tcp", dport=80)
+    assert d.table == 100
+    assert d.assumed == (
+        "rule 70 (uidrange 1000-2000) taken to match (under `not`): the sending process's uid is not known",
+    )
+
+
+def test_a_trace_through_an_unknowable_rule_is_uncertain_and_names_it() -> None:
+    """A pod netns with a uidrange rule: the trace's branch is uncertain, naming rule 100."""
+    a, _ = two_nodes()
+    pod_ns = pod_inode(0, 0)
+    rules = (
+        Rule(pod_ns, 4, 0, "lookup", table=255),
+        Rule(pod_ns, 4, 100, "lookup", table=100, uidrange=(1000, 1000)),
+        Rule(pod_ns, 4, 32766, "lookup", table=254),
+    )
+    netns = tuple(replace(ns, rules=rules) if ns.inode == pod_ns else ns for ns in a.netns)
+    (branch,) = trace([replace(a, netns=netns)], Probe("default/a", "default/b:80")).branches
+    assert (branch.verdict, branch.outcome) == ("uncertain", "delivered")
+    assert any(
+        u.startswith("rule 100 (uidrange 1000-1000) taken not to match") for u in branch.uncertain
+    )

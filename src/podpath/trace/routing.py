@@ -232,6 +232,9 @@ def _rule_matches(rule: Rule, key: FlowKey, family: int, vrf: bool) -> tuple[boo
         ok = False
     if ok and (rule.sport or rule.dport):
         ok, assumed = _ports_match(rule, key, proto)
+    if assumed and rule.invert:
+        # `not`: the selector taken as false makes the rule match.
+        assumed = assumed.replace("taken not to match", "taken to match (under `not`)")
     return ok != rule.invert, assumed
 
 
