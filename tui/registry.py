@@ -23,6 +23,7 @@ from podpath.tui.screens.node import NodeScreen
 from podpath.tui.screens.pod import PodScreen
 from podpath.tui.screens.pods import PodsScreen
 from podpath.tui.screens.problems import ProblemsScreen
+from podpath.tui.screens.routing import RoutingScreen
 from podpath.tui.screens.service import ServiceScreen
 from podpath.tui.screens.services import ServicesScreen
 from podpath.tui.screens.trace import TraceScreen
@@ -59,6 +60,11 @@ def _rules(loaded: Loaded) -> int:
     return loaded.rule_count()
 
 
+def _routing_count(loaded: Loaded) -> str:
+    root = loaded.index.root_netns
+    return f"{len(root.rules)} / {len(root.routes)}" if root is not None else ""
+
+
 VIEWS: tuple[View, ...] = (
     View(HOME, "Node", lambda arg: NodeScreen(), "the node's facts and this menu", ("home",)),
     View(
@@ -92,6 +98,14 @@ VIEWS: tuple[View, ...] = (
         "the root namespace's links: bridges, ports, overlays",
         ("link",),
         lambda ld: sum(len(ns.links) for ns in ld.snapshot.netns),
+    ),
+    View(
+        "routes",
+        "Rules and routes",
+        RoutingScreen,
+        "policy rules, then every table's routes (ip rule, ip route)",
+        ("rules", "route", "rule"),
+        _routing_count,
     ),
     View(
         "map",

@@ -48,6 +48,7 @@ TABS: tuple[tuple[str, str, Callable[[Pod], tuple[str, ...]], Builder], ...] = (
         lambda ld, p: pr.interface_rows(ld.index, p),
     ),
     ("routes", "Routes", lambda p: pr.ROUTE_COLUMNS, lambda ld, p: pr.route_rows(ld.index, p)),
+    ("rules", "Rules", lambda p: pr.RULE_COLUMNS, lambda ld, p: pr.rule_rows(ld.index, p)),
     (
         "neigh",
         "Neighbours/FDB",

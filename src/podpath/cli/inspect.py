@@ -85,6 +85,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="with `ls sockets`: only listening sockets (TCP LISTEN, unconnected UDP), like ss -l",
     )
+    ls.add_argument(
+        "-s",
+        "--stats",
+        action="store_true",
+        help="with `ls links`: RX/TX bytes, packets, errors and drops, like ip -s link",
+    )
     ls.set_defaults(handler=_ls)
 
 
@@ -216,10 +222,12 @@ def _write_snapshot(
 
 def _ls(args: argparse.Namespace) -> int:
     from podpath.analysis.index import SnapshotIndex
-    from podpath.listing import listening_sockets, listing, render_text
+    from podpath.listing import link_stats, listening_sockets, listing, render_text
 
     if args.listening and args.kind != "sockets":
         raise CliError("--listening applies to `podpath ls sockets` only")
+    if args.stats and args.kind != "links":
+        raise CliError("--stats applies to `podpath ls links` only")
     if args.snapshot:
         snapshots = [load_snapshot(path) for path in args.snapshot]
         one_per_node(args.snapshot, snapshots)
@@ -228,7 +236,12 @@ def _ls(args: argparse.Namespace) -> int:
     results = []
     for snapshot in snapshots:
         index = SnapshotIndex(snapshot)
-        result = listening_sockets(index) if args.listening else listing(index, args.kind)
+        if args.listening:
+            result = listening_sockets(index)
+        elif args.stats:
+            result = link_stats(index)
+        else:
+            result = listing(index, args.kind)
         results.append((snapshot.node.hostname, result))
     result = results[0][1] if len(results) == 1 else with_node_column(results)
     if args.json:

@@ -370,6 +370,17 @@ class Rule(Value):
     oif: str | None = None
     invert: bool = False
     goto: int | None = None
+    # Selectors and options added after the first schema; their defaults mean "absent".
+    tos: int = 0
+    ipproto: int | None = None  # IP protocol number (6 tcp, 17 udp)
+    sport: tuple[int, ...] = ()  # (first, last) of the source port range; () when absent
+    dport: tuple[int, ...] = ()  # (first, last) of the destination port range
+    uidrange: tuple[int, ...] = ()  # (first, last) uid of the sending socket
+    tun_id: int | None = None
+    l3mdev: bool = False  # `lookup [l3mdev-table]`: the table of the packet's VRF
+    suppress_prefixlength: int | None = None
+    suppress_ifgroup: int | None = None
+    protocol: str | None = None  # who made the rule, as `ip rule` names it (kernel, boot, ...)
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,6 +22,7 @@ from podpath.netfilter.owners import Owner
 from podpath.snapshot.model import Link, NetNamespace, RecentList, Snapshot
 from podpath.trace import policy, sysctls
 from podpath.trace import reply as ct
+from podpath.trace.counters import with_counters
 from podpath.trace.deliver import deliver
 from podpath.trace.ebpf import Attachment, attached, ebpf_hop
 from podpath.trace.flow import Flow
@@ -324,7 +325,17 @@ class Engine:
         if ns is None:
             return None
         p = flow.packet
-        decision = lookup(ns, p.dst, p.src, p.mark, iif, explain=self.explain)
+        decision = lookup(
+            ns,
+            p.dst,
+            p.src,
+            p.mark,
+            iif,
+            explain=self.explain,
+            proto=p.proto,
+            sport=p.sport,
+            dport=p.dport,
+        )
         index = self.indexes[flow.node]
         dev = index.link(flow.netns, decision.dev)
         gw = f" via {decision.gateway}" if decision.gateway else ""
@@ -341,6 +352,7 @@ class Engine:
         if iif != "lo":
             details.append(f"input interface {iif}")
         details.extend(decision.notes)
+        details.extend(f"assumed: {a}" for a in decision.assumed)
         data: dict[str, JsonValue] = {
             "netns": flow.netns,
             "dst": p.dst,
@@ -355,7 +367,14 @@ class Engine:
             "src": p.src,
             "mark": p.mark,
             "prefsrc": decision.prefsrc,
+            # What rules with ipproto/sport/dport select on (`ip route get ... ipproto dport`).
+            "proto": p.proto,
+            "sport": p.sport,
+            "dport": p.dport,
         }
+        if decision.assumed:
+            # Flow.add makes the branch uncertain on these.
+            data["assumes"] = list(decision.assumed)
         return decision, Hop(
             "route", self.hostname(flow.node), text, tuple(details), decision.explain, data
         )
@@ -1101,6 +1120,7 @@ def trace(
     branches = engine.output(flow)
     if reply:
         branches = [replace(b, reply=tuple(ct.trace_reply(engine, b))) for b in branches]
+    branches = [with_counters(b, indexes) for b in branches]
     probe_json: dict[str, JsonValue] = probe.as_json()
     probe_json.update(
         {
