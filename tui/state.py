@@ -49,6 +49,7 @@ class Loaded:
     _problems: tuple[Finding, ...] | None = field(init=False, default=None)
     _mentions: MentionIndex | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
+    _others: dict[int, Loaded] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.index = SnapshotIndex(self.snapshot)
@@ -59,6 +60,21 @@ class Loaded:
     def small(self) -> bool:
         """True when the big views are cheap enough to prepare on the event loop."""
         return raw_size(self.snapshot) <= INLINE_PREPARE_BYTES
+
+    def node(self, number: int) -> Loaded:
+        """Loaded snapshot `number` as a Loaded of its own (0: this one; n: peers[n-1]), built once.
+
+        Its views are prepared by whoever shows it (prepare() in a worker when it is big).
+        """
+        if number == 0:
+            return self
+        with self._lock:
+            found = self._others.get(number)
+            if found is None:
+                snaps = (self.snapshot, *self.peers)
+                others = tuple(s for i, s in enumerate(snaps) if i != number)
+                found = self._others[number] = Loaded(snaps[number], others)
+            return found
 
     def rows(self, name: str, build: Callable[[], list[Row]]) -> RowSet:
         """The rows called `name`, built once per snapshot (thread-safe)."""

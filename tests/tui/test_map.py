@@ -11,10 +11,11 @@ from trace_pilot import traced
 from podpath.draw.build import build_map
 from podpath.draw.outline import outline
 from podpath.safe_text import visible
-from podpath.snapshot.model import Snapshot
+from podpath.snapshot.model import Pod, Snapshot
 from podpath.tui.app import PodpathApp
 from podpath.tui.screens.map import MapScreen
 from podpath.tui.screens.pod import PodScreen
+from podpath.tui.widgets.table import RowTable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale_snapshot import build  # noqa: E402
@@ -125,3 +126,78 @@ async def test_the_trace_on_the_map_numbers_each_step_where_it_happens(
         assert int(bridge[0]) < int(next(n for n in server if not n.startswith("↩")))
         assert any(n.startswith("↩") for v in steps.values() for n in v)  # the reply too
         assert "branch 1 (delivered) of trace tcp from pod" in screen.heading()
+
+
+DATA = Path(__file__).resolve().parents[2] / "src" / "podpath" / "data"
+
+
+def _two_nodes() -> PodpathApp:
+    """The app as `podpath tui --snapshot node1.json node2.json` builds it (the bundled demo's)."""
+    from podpath.snapshot.codec import load_path
+    from podpath.tui.app import create_app
+    from podpath.tui.source import static_source
+
+    node1 = load_path(str(DATA / "demo-snapshot.json"))
+    node2 = load_path(str(DATA / "demo-snapshot-node2.json"))
+    return create_app(static_source(node1, "snapshot", "node1.json", peers=(node2,)))
+
+
+def _select_a_pod_of(screen: MapScreen, node: Snapshot) -> Pod:
+    """Put the cursor on a pod of `node` in the map (under that node's line); that pod."""
+    pod = next(p for p in node.pods if not p.host_network and p.ips)
+    texts = _texts(screen)
+    first = next(i for i, t in enumerate(texts) if t.startswith(f"node {node.node.hostname}"))
+    line = next(
+        i for i, t in enumerate(texts) if i > first and f"pod {pod.namespace}/{pod.name}" in t
+    )
+    screen.table.move_cursor(row=line)
+    return pod
+
+
+async def test_enter_on_another_nodes_pod_opens_it_and_escape_returns_to_the_map() -> None:
+    """With two snapshots, enter on node2's pod shows that pod of node2's snapshot; esc: the map."""
+    app = _two_nodes()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("colon", *"map", "enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, MapScreen)
+        assert app.loaded is not None
+        node2 = app.loaded.peers[0]
+        pod = _select_a_pod_of(screen, node2)
+        await pilot.press("enter")
+        await pilot.pause()
+        shown = app.screen
+        assert isinstance(shown, PodScreen) and shown.node == 1
+        assert shown.pod_key == f"{pod.namespace}/{pod.name}"
+        assert shown.selected_pod() == pod  # node2's record, not a namesake of node1
+        heading = str(shown.query_one("#heading").render())
+        assert f"on {node2.node.hostname}" in heading
+        interfaces = shown.query_one("#t-interfaces", RowTable)
+        assert any(
+            pod.ips[0] in " ".join(interfaces.row_texts(i)) for i in range(interfaces.row_count)
+        )
+        await pilot.press("s")  # a shell would run on this machine, not on node2: refused
+        await pilot.pause()
+        assert any(node2.node.hostname in str(n.message) for n in app._notifications)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+
+
+async def test_t_on_another_nodes_pod_traces_from_it() -> None:
+    """t on node2's pod in :map opens Trace from that pod (the trace engine finds it on node2)."""
+    app = _two_nodes()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("colon", *"map", "enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, MapScreen) and app.loaded is not None
+        node2 = app.loaded.peers[0]
+        pod = _select_a_pod_of(screen, node2)
+        await pilot.press("t")
+        await pilot.pause()
+        from podpath.tui.screens.trace import TraceScreen
+
+        assert isinstance(app.screen, TraceScreen)
+        assert app.screen.source_spec == f"{pod.namespace}/{pod.name}"
