@@ -59,6 +59,8 @@ class KeyOrder(_Base):
             self._schedule_release(0.0 if self._key_in_flight is not None else KEY_STEP)
             return
         self._key_released = None
+        if not self.screen_stack:
+            return  # the app is closing and its screens are gone: nothing takes the key
         self._key_in_flight, self._key_since = event, time.monotonic()
         await super().on_event(event)  # a priority binding, or handed to the focused widget
         if not _forwarded(event):
