@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from textual.screen import Screen
 
 from podpath.netfilter.iptables_save import count_rules
+from podpath.netfilter.ipvs import parse_ipvs
 from podpath.tui.screens.cni import CniScreen
 from podpath.tui.screens.conntrack import ConntrackScreen
+from podpath.tui.screens.ipvs import IpvsScreen
 from podpath.tui.screens.links import LinksScreen
 from podpath.tui.screens.map import MapScreen
 from podpath.tui.screens.namespaces import NamespacesScreen
@@ -61,6 +63,12 @@ def _rules(loaded: Loaded) -> int:
     return sum(count_rules(d.text) for d in loaded.snapshot.iptables)
 
 
+def _virtual_services(loaded: Loaded) -> str:
+    # "-": no IPVS state at all (the screen says why), as against 0 virtual services.
+    ipvs = loaded.snapshot.ipvs
+    return "-" if ipvs is None else f"{len(parse_ipvs(ipvs.ip_vs))}"
+
+
 VIEWS: tuple[View, ...] = (
     View(HOME, "Node", lambda arg: NodeScreen(), "the node's facts and this menu", ("home",)),
     View(
@@ -78,6 +86,14 @@ VIEWS: tuple[View, ...] = (
         "Services as kube-proxy programmed them: VIP:port -> endpoints",
         ("services", "service"),
         _when_ready(lambda ld: len(ld.parsed.services())),
+    ),
+    View(
+        "ipvs",
+        "IPVS virtual services",
+        IpvsScreen,
+        "kube-proxy's IPVS mode: schedulers, real servers, weights, connections",
+        ("lvs", "ipvsadm"),
+        _virtual_services,
     ),
     View(
         "ns",

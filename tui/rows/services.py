@@ -36,6 +36,13 @@ def vip_port(svc: Service) -> str:
     return f"{vip(svc)}:{svc.port}/{svc.protocol.lower()}"
 
 
+def service_name(svc: Service) -> str:
+    """`namespace/name:port`, or a dash for an IPVS virtual service (IPVS names no Service)."""
+    if not svc.name:
+        return "-"
+    return f"{svc.namespace}/{svc.name}" + (f":{svc.port_name}" if svc.port_name else "")
+
+
 def find_service(services: Iterable[Service], key: str) -> Service | None:
     """The Service port with this key (see service_id)."""
     return next((s for s in services if service_id(s) == key), None)
@@ -104,11 +111,10 @@ def service_rows(index: SnapshotIndex, services: Iterable[Service]) -> list[Row]
     """One row per Service port."""
     out = []
     for svc in sorted(services, key=lambda s: (s.namespace, s.name, s.port_name)):
-        name = f"{svc.namespace}/{svc.name}" + (f":{svc.port_name}" if svc.port_name else "")
         out.append(
             row(
                 service_id(svc),
-                Cell(name, "accent"),
+                Cell(service_name(svc), "accent" if svc.name else "dim"),
                 Cell(service_type(svc), "dim"),
                 vip_port(svc),
                 Cell(mode_text(svc), "dim"),

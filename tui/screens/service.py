@@ -65,12 +65,16 @@ class ServiceScreen(BaseScreen):
         if loaded is None or svc is None:
             heading.update(literal_content(f"Service {self.key} — not in this snapshot"))
             return
-        heading.update(
-            literal_content(
+        count = f"{len(svc.endpoints)} endpoint(s)"
+        if svc.name:
+            text = (
                 f"Service {svc.namespace}/{svc.name} {svc.port_name} · {vip_port(svc)} · "
-                f"{len(svc.endpoints)} endpoint(s) · {svc.svc_chain or svc.backend}"
+                f"{count} · {svc.svc_chain or svc.backend}"
             )
-        )
+        else:
+            # IPVS names no Service: its virtual service is all there is to call it by.
+            text = f"IPVS virtual service {svc.svc_chain} · {count} · IPVS names no Service"
+        heading.update(literal_content(text))
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(FACT_COLUMNS)
         facts.show(page(service_fact_rows(loaded.index, svc)))
