@@ -250,6 +250,10 @@ class TableScreen(BaseScreen):
         """Filter as the user types."""
         if event.input.id == "filter":
             event.stop()
+            if event.value != event.input.value:
+                # Late: the filter changed since (enter then a drill-in cleared it), and
+                # this message must not bring its old text back.
+                return
             self.needle = event.value
             self.repaint_rows()
 
