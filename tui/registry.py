@@ -109,7 +109,8 @@ VIEWS: tuple[View, ...] = (
         LinksScreen,
         "the root namespace's links: bridges, ports, overlays",
         ("link",),
-        lambda ld: sum(len(ns.links) for ns in ld.snapshot.netns),
+        # What :links lists: the root namespace's links (pods' own are on their screens).
+        lambda ld: len(ld.index.root_netns.links) if ld.index.root_netns else 0,
     ),
     View(
         "map",

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 from test_every_key import post_key
 from textual.widgets import Input
 
+from podpath.analysis.index import SnapshotIndex
+from podpath.snapshot.codec import load_path
+from podpath.snapshot.model import Snapshot
+from podpath.tui import registry
 from podpath.tui.app import PodpathApp
 from podpath.tui.screens.netfilter import NetfilterScreen
+from podpath.tui.widgets.table import RowTable
 
 SIZE = (120, 36)
 
@@ -32,3 +39,105 @@ async def test_a_filter_typed_then_a_drill_in_leaves_the_next_level_unfiltered(
         assert screen.needle == "" and not screen.query_one("#filter", Input).display
         assert "match" not in str(screen.query_one("#count").render())
         assert screen.table.row_count > 1  # KUBE-* chains and the rest, not only "nat" ones
+
+
+DATA = Path(__file__).resolve().parents[2] / "src" / "podpath" / "data"
+
+
+def _demo_index() -> SnapshotIndex:
+    """The bundled demo's node1, recorded from a lab (its default/noep has no endpoints)."""
+    return SnapshotIndex(load_path(str(DATA / "demo-snapshot.json")))
+
+
+def test_home_counts_the_links_that_links_lists(fixed_snapshot: Snapshot) -> None:
+    """Home's Links count is the root namespace's links, the rows :links shows, not every netns's."""
+    from podpath.tui.rows.links import link_rows
+    from podpath.tui.state import Loaded
+
+    loaded = Loaded(fixed_snapshot)
+    view = registry.find("links")
+    assert view is not None
+    assert registry.count_text(view, loaded) == str(len(link_rows(loaded.index)))
+    assert sum(len(ns.links) for ns in fixed_snapshot.netns) > len(link_rows(loaded.index))
+
+
+def test_a_bridge_port_says_its_pod_before_its_addresses(index: SnapshotIndex) -> None:
+    """:links: a veth's last cell starts with its pod, not with a link-local address."""
+    from podpath.tui.rows.links import link_rows
+
+    ports = [r for r in link_rows(index) if r.cells[0].text.startswith(("├─ ", "└─ "))]
+    assert ports and all(r.cells[-1].text.startswith("pod ") for r in ports)
+
+
+def test_a_service_without_endpoints_walks_to_its_reject_rule() -> None:
+    """default/noep: the walk shows the filter table's REJECT kube-proxy wrote, and says so."""
+    from podpath.analysis.parsed import ParsedSnapshot
+    from podpath.tui.rows.services import chain_walk_rows, service_name, walk_heading
+
+    index = _demo_index()
+    parsed = ParsedSnapshot(index)
+    noep = next(s for s in parsed.services() if s.name == "noep")
+    assert service_name(noep) == "default/noep:http"
+    rows = [[c.text for c in r.cells] for r in chain_walk_rows(parsed.rule_dumps(), noep)]
+    assert rows and rows[0][0] == "filter KUBE-SERVICES"
+    assert rows[0][-1].startswith("REJECT") and f"-d {noep.cluster_ip}/32" in rows[0][2]
+    assert "without endpoints" in walk_heading(noep)
+    web = next(s for s in parsed.services() if s.name == "web")
+    assert walk_heading(web) == "Chain walk (nat table)"
+    assert all(
+        not r[0].startswith("filter")
+        for r in ([c.text for c in x.cells] for x in chain_walk_rows(parsed.rule_dumps(), web))
+    )
+
+
+async def test_j_and_k_move_the_cursor_as_in_k9s(make_app: Callable[..., PodpathApp]) -> None:
+    """In a list, j goes down a row and k back up, as ↓ and ↑ do."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("colon", *"pods", "enter")
+        await pilot.pause()
+        table = app.screen.query_one(RowTable)
+        assert table.cursor_row == 0
+        await pilot.press("j", "j")
+        assert table.cursor_row == 2
+        await pilot.press("k")
+        assert table.cursor_row == 1
+
+
+def test_help_says_what_enter_does_on_the_map_and_lists_moving() -> None:
+    """Map's help: enter opens a pod and folds a box; every help lists ↑ ↓ j k."""
+    from podpath.tui.screens.help import key_rows
+    from podpath.tui.screens.map import MapScreen
+
+    rows = {r.cells[0].text: r.cells[1].text for r in key_rows(MapScreen())}
+    assert rows["enter"].startswith("Open a pod") and "fold" in rows["enter"]
+    assert "j k" in next(k for k in rows if "↑" in k)
+
+
+def test_a_restarted_container_is_told_apart_in_the_namespace_matrix(
+    index: SnapshotIndex,
+) -> None:
+    """Two attempts of one container are `web#0` and `web#1`; the exited one says `exited`."""
+    from podpath.tui.rows.pod import namespace_columns, namespace_rows
+
+    pod = index.pods_by_name["default/web-7d4b9c6f5d-m9q4z"]
+    pause, web = sorted(pod.containers, key=lambda c: c.kind != "sandbox")
+    old = dataclasses.replace(web, id="0ld" * 20, attempt=0, state="exited", pids=())
+    new = dataclasses.replace(web, attempt=1, state="running")
+    pod = dataclasses.replace(pod, containers=(pause, old, new))
+    columns = namespace_columns(pod)
+    assert columns[2:] == ("web#0", "web#1")
+    net = next(r for r in namespace_rows(index, pod) if r.key == "ns:net")
+    assert net.cells[2].text == "exited" and net.cells[3].text.startswith("shared")
+
+
+async def test_one_row_is_one_row(
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
+) -> None:
+    """A list of one pod says `1 row`, and of two `2 rows`."""
+    for pods, said in ((1, "1 row"), (2, "2 rows")):
+        app = make_app(dataclasses.replace(fixed_snapshot, pods=fixed_snapshot.pods[:pods]))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("colon", *"pods", "enter")
+            await pilot.pause()
+            assert str(app.screen.query_one("#count").render()) == said

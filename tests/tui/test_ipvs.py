@@ -118,7 +118,7 @@ def test_empty_view_says_why_in_one_sentence(fixed_snapshot: Snapshot) -> None:
     """No ip_vs: the mode is named; IPVS mode without /proc/net/ip_vs: unknown; loaded but empty."""
     plain = SnapshotIndex(fixed_snapshot)
     reason = empty_reason(plain, plain.kube_proxy_mode.mode)
-    assert reason is not None and reason.startswith("No IPVS on this node")
+    assert reason is not None and reason.startswith("No IPVS here: ")
     assert "kube-proxy runs in iptables mode" in reason
     unread = SnapshotIndex(ipvs_node(ipvs=False))
     reason = empty_reason(unread, "ipvs")
@@ -143,7 +143,7 @@ async def test_empty_view_shows_the_sentence_and_home_counts_a_dash(
         assert view is not None and registry.count_text(view, app.loaded) == "-"
         screen = await _open_ipvs(pilot)
         assert screen.table.row_count == 1 and screen.table.selected_key == EMPTY_KEY
-        assert screen.table.row_texts(0)[0].startswith("No IPVS on this node")
+        assert screen.table.row_texts(0)[0].startswith("No IPVS here: ")
         assert "no virtual services" in str(screen.query_one("#count").render())
         await pilot.press("enter")  # the sentence opens nothing
         await pilot.pause()

@@ -62,13 +62,11 @@ def empty_reason(index: SnapshotIndex, mode: str | None) -> str | None:
             )
             why = f": {gap.subject}: {gap.reason}" if gap else " (ip_vs was not loaded)"
             return (
-                "kube-proxy runs in IPVS mode here (kube-ipvs0, its ipsets), but "
-                f"/proc/net/ip_vs was not read{why}; its virtual services are unknown."
+                "kube-proxy runs in IPVS mode (kube-ipvs0, its ipsets) but /proc/net/ip_vs "
+                f"was not read{why}: its virtual services are unknown."
             )
-        return (
-            "No IPVS on this node: /proc/net/ip_vs is absent (the ip_vs module is not "
-            f"loaded), and {mode_text}; see :svc for its Services."
-        )
+        # Short: it is the one line on the screen, and must fit 120 columns whole.
+        return f"No IPVS here: /proc/net/ip_vs is absent (ip_vs not loaded); {mode_text} (:svc)."
     if not parse_ipvs(ipvs.ip_vs):
         return f"ip_vs is loaded but holds no virtual service; {mode_text}."
     return None

@@ -172,7 +172,15 @@ def container_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
 def namespace_columns(pod: Pod) -> tuple[str, ...]:
     """Columns of the namespace-sharing matrix: type, then one per container."""
     ordered = sorted(pod.containers, key=lambda c: (c.kind != "sandbox", c.name))
-    return ("NS TYPE", *(c.name for c in ordered))
+    names = [c.name for c in ordered]
+    # A restarted container is listed once per attempt: `web#0`, `web#1` tell them apart.
+    return (
+        "NS TYPE",
+        *(
+            f"{c.name}#{c.attempt}" if names.count(c.name) > 1 and c.attempt is not None else c.name
+            for c in ordered
+        ),
+    )
 
 
 def namespace_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
@@ -189,7 +197,8 @@ def namespace_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
         for c, found in zip(ordered, inodes, strict=True):
             inode = found.get(ns_type)
             if inode is None:
-                cells.append(Cell("?", "dim"))
+                # An exited container has no process left to read namespaces from.
+                cells.append(Cell("exited" if c.state == "exited" else "?", "dim"))
             elif ns_type in c.node_namespaces:
                 # Every process of the node has it (user, cgroup, time on most nodes): not
                 # something the pod shares, and not the container's own.

@@ -201,18 +201,42 @@ WALK_COLUMNS = ("CHAIN", "#", "MATCHES", "TARGET")
 
 def chain_walk_rows(dumps: Iterable[RuleDump], svc: Service) -> list[Row]:
     """KUBE-SERVICES rules that jump to the Service's chain, its rules, and each endpoint chain's."""
+    if svc.backend != "iptables":
+        return []  # nftables and IPVS modes write no chains of their own in iptables
     wanted = [c for c in (svc.svc_chain, *(e.sep_chain for e in svc.endpoints)) if c]
     out: list[Row] = []
     for dump in dumps:
-        if "nat" not in dump.tables:
-            continue
-        for r in dump.rules("nat", "KUBE-SERVICES"):
-            if r.target is not None and r.target.name in wanted:
-                out.append(_walk_row(dump.label, r, "KUBE-SERVICES"))
-        for name in wanted:
-            for r in dump.rules("nat", name):
-                out.append(_walk_row(dump.label, r, name))
+        if "nat" in dump.tables:
+            for r in dump.rules("nat", "KUBE-SERVICES"):
+                if r.target is not None and r.target.name in wanted:
+                    out.append(_walk_row(dump.label, r, "KUBE-SERVICES"))
+            for name in wanted:
+                for r in dump.rules("nat", name):
+                    out.append(_walk_row(dump.label, r, name))
+        if not svc.endpoints and "filter" in dump.tables:
+            # Without endpoints kube-proxy rejects in the filter table, by comment:
+            # "NS/NAME:PORT has no endpoints" (pkg/proxy/iptables/proxier.go).
+            said = f"{service_name(svc)} has no endpoints"
+            for chain in NO_ENDPOINT_CHAINS:
+                for r in dump.rules("filter", chain):
+                    if (r.comment or "").startswith(said):
+                        out.append(_walk_row(dump.label, r, f"filter {chain}"))
     return out
+
+
+# The filter table's chains where kube-proxy rejects traffic to a Service without endpoints.
+NO_ENDPOINT_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES")
+
+
+def walk_heading(svc: Service) -> str:
+    """What the chain walk below shows for this Service, or why it is empty."""
+    if svc.backend == "nftables":
+        return "Chain walk: none in iptables (nftables mode: :ipt, then nftables, table kube-proxy)"
+    if svc.backend == "ipvs":
+        return "Chain walk: none (IPVS forwards it: :ipvs lists its real servers)"
+    if not svc.endpoints:
+        return "Chain walk (the filter table's rule for a Service without endpoints)"
+    return "Chain walk (nat table)"
 
 
 def _walk_row(label: str, r: Rule, chain: str) -> Row:

@@ -206,7 +206,7 @@ class TableScreen(BaseScreen):
         elif self.needle:
             count = f"{shown.matched:,} of {shown.total:,} match “{self.needle}”"
         else:
-            count = f"{shown.total:,} rows"
+            count = f"{shown.total:,} row{'' if shown.total == 1 else 's'}"
         self.query_one("#count", Static).update(literal_content(count))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

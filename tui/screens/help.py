@@ -17,6 +17,7 @@ from podpath.tui.widgets.table import RowTable
 
 # The app's own keys; `:`'s line is added from the registry when help opens.
 GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
+    ("↑ ↓ j k", "move in the list (PgUp PgDn, home end; ← → scroll a wide one)"),
     ("/", "filter the current list (substring); esc clears"),
     ("enter", "drill in"),
     ("esc", "back"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from podpath.tui.rows.ipvs import (
@@ -25,6 +28,17 @@ from podpath.tui.text import clean, literal_content
 
 class IpvsScreen(TableScreen):
     """Every virtual service with its real servers; enter opens a server's pod or the Service."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("t", "app.trace_here", "Trace to it"),
+        Binding(
+            "enter",
+            "enter",
+            "Open a real server's pod, or a virtual service; in the filter: back to the list",
+            show=False,
+            priority=True,
+        ),
+    ]
 
     HEADING = "IPVS virtual services"
     GAP_WORDS = ("ip_vs", "ipvs", "ipset")

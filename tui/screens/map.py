@@ -34,6 +34,14 @@ class MapScreen(TableScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "app.pod_trace", "Trace"),
         Binding("z", "fold_all", "Fold/unfold all"),
+        # As the list's enter (priority, see TableScreen), said the way the map uses it.
+        Binding(
+            "enter",
+            "enter",
+            "Open a pod (any node's), fold or unfold a box; in the filter: back to the map",
+            show=False,
+            priority=True,
+        ),
     ]
     HEADING = "Node map"
     GAP_WORDS = ("netns", "link", "netlink", "route", "pod")

@@ -18,8 +18,10 @@ from podpath.tui.rows.services import (
     endpoint_rows,
     find_service,
     service_fact_rows,
+    service_name,
     vip,
     vip_port,
+    walk_heading,
 )
 from podpath.tui.screens.base import BaseScreen
 from podpath.tui.text import literal_content
@@ -68,7 +70,7 @@ class ServiceScreen(BaseScreen):
         count = f"{len(svc.endpoints)} endpoint(s)"
         if svc.name:
             text = (
-                f"Service {svc.namespace}/{svc.name} {svc.port_name} · {vip_port(svc)} · "
+                f"Service {service_name(svc)} · {vip_port(svc)} · "
                 f"{count} · {svc.svc_chain or svc.backend}"
             )
         else:
@@ -81,6 +83,7 @@ class ServiceScreen(BaseScreen):
         endpoints = self.query_one("#endpoints", RowTable)
         endpoints.set_columns(ENDPOINT_COLUMNS)
         endpoints.show(page(endpoint_rows(loaded.index, svc)))
+        self.query_one("#walk-heading", Static).update(literal_content(walk_heading(svc)))
         walk = self.query_one("#walk", RowTable)
         walk.set_columns(WALK_COLUMNS)
         walk.show(page(chain_walk_rows(loaded.parsed.rule_dumps(), svc)))
