@@ -141,3 +141,18 @@ async def test_one_row_is_one_row(
             await pilot.press("colon", *"pods", "enter")
             await pilot.pause()
             assert str(app.screen.query_one("#count").render()) == said
+
+
+async def test_at_80x24_the_trace_keeps_room_for_its_hops(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """On an 80x24 terminal the branches and the hop detail shrink: hops stay on screen."""
+    from trace_pilot import traced
+
+    for size, at_least in (((80, 24), 4), ((120, 36), 8)):
+        app = make_app()
+        async with app.run_test(size=size) as pilot:
+            screen, _trace = await traced(pilot, "default/client-6f9b8d7c4-qp2ld", "default/web:80")
+            await pilot.pause()
+            hops = screen.query_one("#hops", RowTable)
+            assert hops.size.height - 1 >= at_least, (size, hops.size)  # rows under the header

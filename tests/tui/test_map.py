@@ -201,3 +201,23 @@ async def test_t_on_another_nodes_pod_traces_from_it() -> None:
 
         assert isinstance(app.screen, TraceScreen)
         assert app.screen.source_spec == f"{pod.namespace}/{pod.name}"
+
+
+async def test_slash_name_enter_enter_opens_the_pod_found(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """`/client` enter enter on :map opens the client pod, not the node line above the match."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("colon", *"map", "enter", "slash", *"client", "enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, MapScreen)
+        assert _texts(screen)[0].startswith("node ")  # the lines above are shown...
+        await pilot.press("enter")  # ...but the cursor is on the match
+        await pilot.pause()
+        assert isinstance(app.screen, PodScreen) and app.screen.pod_key == CLIENT
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+        assert str(screen.query_one("#count").render()).startswith("1 of ")

@@ -89,12 +89,28 @@ class MapScreen(TableScreen):
         return map_page(self._lines, self._haystacks, self.needle, folded, self.path)
 
     def show_title(self, shown: Page) -> None:
-        """As every list, but counting the lines shown when some are folded."""
+        """As every list, but in lines, counting those shown when some are folded."""
         super().show_title(shown)
-        if not self.needle and shown.matched < shown.total:
-            self.query_one("#count", Static).update(
-                literal_content(f"{shown.matched:,} of {shown.total:,} lines (z unfolds all)")
-            )
+        if self.needle:
+            return
+        if shown.matched < shown.total:
+            text = f"{shown.matched:,} of {shown.total:,} lines (z unfolds all)"
+        else:
+            text = f"{shown.total:,} line{'' if shown.total == 1 else 's'}"
+        self.query_one("#count", Static).update(literal_content(text))
+
+    def repaint_rows(self) -> Page:
+        """As every list; with a filter, the cursor on a matching line, not the lines above it."""
+        shown = super().repaint_rows()
+        needle = self.needle.lower()
+        if not needle:
+            return shown
+        at = self.table.selected_key
+        matching = [r.key for r in shown.rows if needle in r.haystack]
+        if matching and at not in matching:
+            # `/name` enter enter must open the pod found, not the node line above it.
+            self.table.move_to_key(matching[0])
+        return shown
 
     def _line(self, key: str) -> MapLine | None:
         return next((line for line in self._lines if line.key == key), None)

@@ -69,6 +69,10 @@ def run_trace(loaded: Loaded, probe: Probe) -> Outcome:
 class TraceScreen(BaseScreen):
     """Pick a source and destination; see each branch, its hops, and the way back."""
 
+    # Under 30 lines (80x24) the branches and the hop's detail take less room, or no hop
+    # of the path itself would be left on screen (tui/styles.py, `-short`).
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("ctrl+r", "run", "Run"),
@@ -124,8 +128,10 @@ class TraceScreen(BaseScreen):
         """Completion over pods, Services and IPs; run at once when both ends are given."""
         loaded = self.loaded
         if loaded is not None:
-            pods = list(loaded.index.pods_by_name)
-            ips = list(loaded.index.pods_by_ip)
+            # Every loaded node's pods: a trace may start or end on any of them.
+            indexes = [loaded.index, *loaded.peer_indexes]
+            pods = [name for index in indexes for name in index.pods_by_name]
+            ips = [ip for index in indexes for ip in index.pods_by_ip]
             services = loaded.parsed.services()
             svcs = [f"{s.namespace}/{s.name}:{s.port}" for s in services]
             svcs += [f"{s.cluster_ip}:{s.port}" for s in services if s.cluster_ip]
