@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from test_every_key import post_key
+from textual.pilot import Pilot
 from textual.widgets import Input
 
 from podpath.analysis.index import SnapshotIndex
@@ -156,3 +157,74 @@ async def test_at_80x24_the_trace_keeps_room_for_its_hops(
             await pilot.pause()
             hops = screen.query_one("#hops", RowTable)
             assert hops.size.height - 1 >= at_least, (size, hops.size)  # rows under the header
+
+
+async def _open_row_of(pilot: Pilot[None], view: str, text: str, column: int | None = None) -> None:
+    """`:view`, the cursor on the first row holding `text` (in `column`, or any), then enter."""
+    app = pilot.app
+    await pilot.press("colon", *view, "enter")
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    table = app.screen.query_one(RowTable)
+    cells = [table.row_texts(i) for i in range(table.row_count)]
+    row = next(
+        i for i, r in enumerate(cells) if text in (r[column] if column is not None else " ".join(r))
+    )
+    table.move_cursor(row=row)
+    await pilot.press("enter")
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_enter_on_a_conntrack_entry_traces_that_connection(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """:ct enter on the UDP lookup of pod 10.244.0.5: Trace runs from it to 10.96.0.10:53/udp."""
+    from podpath.tui.screens.trace import TraceScreen
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await _open_row_of(pilot, "ct", "10.244.0.5:", column=2)  # ORIGINAL's source
+        screen = app.screen
+        assert isinstance(screen, TraceScreen)
+        assert (screen.source_spec, screen.destination_spec, screen.proto) == (
+            "10.244.0.5",
+            "10.96.0.10:53",
+            "udp",
+        )
+        assert screen.trace is not None and screen.trace.branches
+
+
+async def test_enter_on_a_pods_namespace_link_or_address_opens_the_pod(
+    make_app: Callable[..., PodpathApp], index: SnapshotIndex
+) -> None:
+    """:ns on a pod's netns, :links on its veth, :cni on its reserved IP: enter opens the pod."""
+    from podpath.tui.screens.pod import PodScreen
+
+    pod = index.pods_by_name["default/client-6f9b8d7c4-qp2ld"]
+    assert pod.netns_inode is not None and pod.ips
+    host_veth = next(
+        link.name
+        for link in index.root_netns.links  # type: ignore[union-attr]
+        if link.peer is not None and link.peer.netns == pod.netns_inode
+    )
+    for view, text in (("ns", str(pod.netns_inode)), ("links", host_veth), ("cni", pod.ips[0])):
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await _open_row_of(pilot, view, text)
+            shown = app.screen
+            assert isinstance(shown, PodScreen), view
+            assert shown.pod_key == "default/client-6f9b8d7c4-qp2ld", view
+
+
+async def test_enter_on_the_nodes_own_namespace_says_it_is_no_pods(
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
+) -> None:
+    """:ns enter on the root netns: one line saying no pod holds it, the list stays."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await _open_row_of(pilot, "ns", str(fixed_snapshot.root_netns))
+        assert type(app.screen).__name__ == "NamespacesScreen"
+        assert any("no pod of this node" in str(n.message) for n in app._notifications)

@@ -40,6 +40,24 @@ def pods_by_key(index: SnapshotIndex) -> dict[str, Pod]:
     return out
 
 
+def key_of(index: SnapshotIndex, pod: Pod) -> str | None:
+    """The pod's key (see pods_by_key), None when it is not one of this snapshot's pods."""
+    return next((k for k, p in pods_by_key(index).items() if p is pod), None)
+
+
+def pod_holding(index: SnapshotIndex, ns_type: str, inode: int) -> Pod | None:
+    """The pod whose sandbox or containers are in this namespace (net: its netns), if any."""
+    if ns_type == "net":
+        return index.pods_by_netns.get(inode)
+    for pod in index.snapshot.pods:
+        for container in pod.containers:
+            for pid in container.pids:
+                proc = index.processes_by_pid.get(pid)
+                if proc is not None and dict(proc.namespaces).get(ns_type) == inode:
+                    return pod
+    return None
+
+
 def find_pod(index: SnapshotIndex, key: str) -> Pod | None:
     """The pod with this key (see pods_by_key)."""
     return pods_by_key(index).get(key)

@@ -13,6 +13,7 @@ from textual.worker import Worker, WorkerState
 
 from podpath.snapshot.model import Pod
 from podpath.tui.rows.model import Page, Row, RowSet, page, rowset
+from podpath.tui.rows.pod import key_of
 from podpath.tui.state import AppState, Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.keys import KeyInput
@@ -295,6 +296,14 @@ class TableScreen(BaseScreen):
 
     def open_row(self, key: str, loaded: Loaded) -> None:
         """Drill into a row (screens override)."""
+
+    def open_pod(self, loaded: Loaded, pod: Pod | None, what: str) -> None:
+        """Open a pod's screen, or say in one line that `what` belongs to no pod."""
+        key = key_of(loaded.index, pod) if pod is not None else None
+        if key is None:
+            self.notify(clean(f"{what}: no pod of this node"), timeout=3, markup=False)
+            return
+        self.state().open_screen("pod", key)
 
     def action_copy(self) -> None:
         """Copy the selected row's first cell (the name) to the clipboard."""
