@@ -228,3 +228,19 @@ async def test_enter_on_the_nodes_own_namespace_says_it_is_no_pods(
         await _open_row_of(pilot, "ns", str(fixed_snapshot.root_netns))
         assert type(app.screen).__name__ == "NamespacesScreen"
         assert any("no pod of this node" in str(n.message) for n in app._notifications)
+
+
+async def test_p_on_a_branch_that_leaves_the_node_says_why_there_is_no_reply(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """p on the branch to the remote endpoint: no reply shown, and the heading says why."""
+    from trace_pilot import traced
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen, result = await traced(pilot, "default/client-6f9b8d7c4-qp2ld", "default/web:80")
+        leaving = next(i for i, b in enumerate(result.branches) if b.verdict == "leaves-node")
+        await pilot.press(str(leaving + 1), "p")
+        await pilot.pause()
+        heading = str(screen.query_one("#path-heading").render())
+        assert heading.startswith("no reply path (p: forward): the packet leaves the loaded nodes")

@@ -66,6 +66,16 @@ def run_trace(loaded: Loaded, probe: Probe) -> Outcome:
         return Outcome(probe, None, str(exc))
 
 
+def no_reply_reason(branch: Branch) -> str:
+    """Why a branch has no way back to show, in a few words."""
+    if branch.verdict == "leaves-node":
+        # The reply starts on the node the packet went to: its snapshot is needed.
+        return "the packet leaves the loaded nodes; load the other node's snapshot too"
+    if branch.verdict == "delivered":
+        return "the reply could not be followed"
+    return f"the packet is not delivered ({branch.verdict})"
+
+
 class TraceScreen(BaseScreen):
     """Pick a source and destination; see each branch, its hops, and the way back."""
 
@@ -270,8 +280,10 @@ class TraceScreen(BaseScreen):
         hops = path_hops(branch, self.show_reply)
         which = "reply path (p: forward)" if self.show_reply else "forward path (p: reply)"
         if self.show_reply and not branch.reply:
-            which = "no reply path for this branch"
-        heading.update(literal_content(f"{which} · {len(hops)} hops · {branch.reason}"))
+            which = f"no reply path (p: forward): {no_reply_reason(branch)}"
+            heading.update(literal_content(f"{which} · the branch: {branch.reason}"))
+        else:
+            heading.update(literal_content(f"{which} · {len(hops)} hops · {branch.reason}"))
         self.query_one("#flow", Static).update(literal_content(self.flow_line(branch)))
         hops_table.show(page(hop_rows(hops)))
         self.show_hop()
