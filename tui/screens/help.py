@@ -21,7 +21,7 @@ GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
     ("/", "filter the current list (substring); esc clears"),
     ("enter", "drill in"),
     ("esc", "back"),
-    ("t", "trace a packet (from the selected pod, or to the selected Service)"),
+    ("t", "trace a packet: from the selected pod, to the selected Service, or a connection"),
     ("r", "refresh (live node: re-collect in the background)"),
     ("w", "write the current snapshot to a file"),
     ("ctrl+p", "command palette"),
