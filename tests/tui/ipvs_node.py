@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
 from podpath.netfilter.ipvs import parse_ipvs
-from podpath.snapshot.model import Address, IpsetDump, IpvsDump, Link, Route, Snapshot
+from podpath.snapshot.model import Snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from trace_factory import LOCAL, NodeSpec, PodSpec, build_node, root_inode  # noqa: E402
+from trace_factory import NodeSpec, PodSpec, build_node, ipvs_mode  # noqa: E402
 
 REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 # kube-router's toolbox listing: five virtual services, rr, persistence with a mask,
@@ -18,7 +17,6 @@ REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 KUBE_ROUTER = "kube-router-toolbox-ipvsadm-persistent-mask.txt"
 # prometheus/procfs's /proc/net/ip_vs: hex, wlc and sh, Tunnel/Route, IPv6, a fwmark.
 PROC_HEX = "procfs-proc-net-ip_vs-hex-tunnel-route-fwm.txt"
-DUMMY = 9
 DNS_POD = "kube-system/coredns-7d8f9c6b5-x2v9q"
 
 
@@ -47,31 +45,5 @@ def ipvs_node(ip_vs: str | None = None, *, ipvs: bool = True) -> Snapshot:
             iptables=rules,
         )
     )
-    root = root_inode(0)
     vips = sorted({s.address for s in parse_ipvs(text) if s.address and ":" not in s.address})
-    dummy = Link(
-        root,
-        DUMMY,
-        "kube-ipvs0",
-        "dummy",
-        "1a:ce:f5:5f:c1:4d",
-        1500,
-        "DOWN",
-        ("BROADCAST", "NOARP"),
-        addresses=tuple(Address(4, v, 32) for v in vips),
-    )
-    local = tuple(
-        Route(root, 4, LOCAL, "local", f"{v}/32", dev=DUMMY, scope="host", prefsrc=v) for v in vips
-    )
-    netns = tuple(
-        dataclasses.replace(ns, links=(*ns.links, dummy), routes=(*ns.routes, *local))
-        if ns.inode == root
-        else ns
-        for ns in snap.netns
-    )
-    return dataclasses.replace(
-        snap,
-        netns=netns,
-        ipvs=IpvsDump(text, None) if ipvs else None,
-        ipsets=IpsetDump("") if ipvs else None,
-    )
+    return ipvs_mode(snap, text, vips, ipvs=ipvs)

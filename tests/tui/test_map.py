@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from textual.pilot import Pilot
 from trace_pilot import traced
 
 from podpath.draw.build import build_map
@@ -30,6 +31,15 @@ def _split(text: str) -> tuple[int, str]:
     return (len(text) - len(rest)) // 3, rest
 
 
+async def _open_map(pilot: Pilot[None], *keys: str) -> MapScreen:
+    """`:map` (then `keys`): the map screen."""
+    await pilot.press("colon", *"map", "enter", *keys)
+    await pilot.pause()
+    screen = pilot.app.screen
+    assert isinstance(screen, MapScreen)
+    return screen
+
+
 def _texts(screen: MapScreen) -> list[str]:
     table = screen.table
     column = 1 if screen.path is not None else 0
@@ -43,10 +53,7 @@ async def test_map_is_the_draw_outline_and_enter_opens_a_pod(
     expected = [(r.depth, visible(r.text)) for r in outline(build_map([fixed_snapshot]))]
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("colon", *"map", "enter")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, MapScreen)
+        screen = await _open_map(pilot)
         shown = [_split(t) for t in _texts(screen)]
         assert shown == expected
         pod_line = next(i for i, (_d, t) in enumerate(shown) if t.startswith(f"pod {CLIENT}"))
@@ -62,10 +69,7 @@ async def test_a_filter_keeps_the_lines_above_a_match(
     """`/client` shows the client pod under its veth, bridge, IP stack and node."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("colon", *"map", "enter", "slash", *"client", "enter")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, MapScreen)
+        screen = await _open_map(pilot, "slash", *"client", "enter")
         texts = _texts(screen)
         lines = [_split(t) for t in texts]
         kinds = [t.split()[0] for _d, t in lines]
@@ -83,10 +87,7 @@ async def test_250_pods_start_folded_and_a_pod_is_found_by_name() -> None:
     pod = scale.pods[-1]
     app = create_app(static_source(scale, "file", "scale.json"))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("colon", *"map", "enter")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, MapScreen)
+        screen = await _open_map(pilot)
         texts = _texts(screen)
         folded = [t for t in texts if "▸ bridge cni0" in t]
         assert folded and "below, enter unfolds" in folded[0]
@@ -154,17 +155,21 @@ def _select_a_pod_of(screen: MapScreen, node: Snapshot) -> Pod:
     return pod
 
 
+async def _on_a_pod_of_node2(pilot: Pilot[None]) -> tuple[MapScreen, Snapshot, Pod]:
+    """:map with the cursor on a pod of the second node: the screen, that node, the pod."""
+    screen = await _open_map(pilot)
+    app = pilot.app
+    assert isinstance(app, PodpathApp) and app.loaded is not None
+    loaded = app.loaded
+    node2: Snapshot = loaded.peers[0]
+    return screen, node2, _select_a_pod_of(screen, node2)
+
+
 async def test_enter_on_another_nodes_pod_opens_it_and_escape_returns_to_the_map() -> None:
     """With two snapshots, enter on node2's pod shows that pod of node2's snapshot; esc: the map."""
     app = _two_nodes()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("colon", *"map", "enter")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, MapScreen)
-        assert app.loaded is not None
-        node2 = app.loaded.peers[0]
-        pod = _select_a_pod_of(screen, node2)
+        screen, node2, pod = await _on_a_pod_of_node2(pilot)
         await pilot.press("enter")
         await pilot.pause()
         shown = app.screen
@@ -189,12 +194,7 @@ async def test_t_on_another_nodes_pod_traces_from_it() -> None:
     """t on node2's pod in :map opens Trace from that pod (the trace engine finds it on node2)."""
     app = _two_nodes()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("colon", *"map", "enter")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, MapScreen) and app.loaded is not None
-        node2 = app.loaded.peers[0]
-        pod = _select_a_pod_of(screen, node2)
+        screen, node2, pod = await _on_a_pod_of_node2(pilot)
         await pilot.press("t")
         await pilot.pause()
         from podpath.tui.screens.trace import TraceScreen
@@ -209,14 +209,12 @@ async def test_slash_name_enter_enter_opens_the_pod_found(
     """`/client` enter enter on :map opens the client pod, not the node line above the match."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("colon", *"map", "enter", "slash", *"client", "enter")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, MapScreen)
+        screen = await _open_map(pilot, "slash", *"client", "enter")
         assert _texts(screen)[0].startswith("node ")  # the lines above are shown...
         await pilot.press("enter")  # ...but the cursor is on the match
         await pilot.pause()
-        assert isinstance(app.screen, PodScreen) and app.screen.pod_key == CLIENT
+        pod_screen = app.screen
+        assert isinstance(pod_screen, PodScreen) and pod_screen.pod_key == CLIENT
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is screen

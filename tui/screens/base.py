@@ -80,6 +80,13 @@ class BaseScreen(Screen[None]):
         """Leave a screen's waiting state after its worker failed (already reported)."""
 
 
+def enter_binding(what: str) -> Binding:
+    """The list's enter (TableScreen's: priority, hidden), with what it does on this screen."""
+    return Binding(
+        "enter", "enter", f"{what}; in the filter: back to the list", show=False, priority=True
+    )
+
+
 class TableScreen(BaseScreen):
     """A filterable list of rows; enter drills in, esc goes back."""
 

@@ -9,7 +9,7 @@ from textual.binding import Binding, BindingType
 from podpath.conntrack import ConntrackEntry
 from podpath.tui.rows.conntrack import CONNTRACK_COLUMNS
 from podpath.tui.rows.model import RowSet
-from podpath.tui.screens.base import TableScreen
+from podpath.tui.screens.base import TableScreen, enter_binding
 from podpath.tui.state import Loaded
 
 
@@ -18,13 +18,7 @@ class ConntrackScreen(TableScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "app.trace_here", "Trace it"),
-        Binding(
-            "enter",
-            "enter",
-            "Trace the connection (its original tuple); in the filter: back to the list",
-            show=False,
-            priority=True,
-        ),
+        enter_binding("Trace the connection (its original tuple)"),
     ]
 
     HEADING = "Conntrack"

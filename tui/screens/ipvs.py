@@ -20,7 +20,7 @@ from podpath.tui.rows.ipvs import (
 from podpath.tui.rows.model import Cell, Page, Row, RowSet, rowset
 from podpath.tui.rows.pod import pods_by_key
 from podpath.tui.rows.services import service_id
-from podpath.tui.screens.base import TableScreen
+from podpath.tui.screens.base import TableScreen, enter_binding
 from podpath.tui.screens.pod import PodScreen
 from podpath.tui.state import Loaded
 from podpath.tui.text import clean, literal_content
@@ -31,13 +31,7 @@ class IpvsScreen(TableScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "app.trace_here", "Trace to it"),
-        Binding(
-            "enter",
-            "enter",
-            "Open a real server's pod, or a virtual service; in the filter: back to the list",
-            show=False,
-            priority=True,
-        ),
+        enter_binding("Open a real server's pod, or a virtual service"),
     ]
 
     HEADING = "IPVS virtual services"

@@ -22,7 +22,7 @@ from podpath.tui.rows.map import (
 )
 from podpath.tui.rows.model import Page, Row
 from podpath.tui.rows.pod import pods_by_key
-from podpath.tui.screens.base import TableScreen
+from podpath.tui.screens.base import TableScreen, enter_binding
 from podpath.tui.screens.pod import PodScreen
 from podpath.tui.state import Loaded
 from podpath.tui.text import literal_content
@@ -34,14 +34,7 @@ class MapScreen(TableScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "app.pod_trace", "Trace"),
         Binding("z", "fold_all", "Fold/unfold all"),
-        # As the list's enter (priority, see TableScreen), said the way the map uses it.
-        Binding(
-            "enter",
-            "enter",
-            "Open a pod (any node's), fold or unfold a box; in the filter: back to the map",
-            show=False,
-            priority=True,
-        ),
+        enter_binding("Open a pod (any node's), fold or unfold a box"),
     ]
     HEADING = "Node map"
     GAP_WORDS = ("netns", "link", "netlink", "route", "pod")
