@@ -258,3 +258,16 @@ def test_services_list_names_no_service_for_an_ipvs_virtual_service() -> None:
     index = SnapshotIndex(ipvs_node())
     rows = service_rows(index, index.services)
     assert rows and {r.cells[0].text for r in rows} == {"-"}
+
+
+def test_home_counts_every_virtual_service_without_parsing() -> None:
+    """Home's count, read from the text, is the number of virtual services parse_ipvs finds."""
+    from podpath.netfilter.ipvs import parse_ipvs
+    from podpath.tui.state import Loaded
+
+    view = registry.find("ipvs")
+    assert view is not None
+    for name in (KUBE_ROUTER, PROC_HEX):
+        text = listing(name)
+        count = registry.count_text(view, Loaded(ipvs_node(text)))
+        assert count == str(len(parse_ipvs(text))), name
