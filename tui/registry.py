@@ -94,7 +94,7 @@ VIEWS: tuple[View, ...] = (
         "ipvs",
         "IPVS virtual services",
         IpvsScreen,
-        "kube-proxy's IPVS mode: schedulers, real servers, weights, connections",
+        "IPVS virtual services: schedulers, real servers, weights",
         ("lvs", "ipvsadm"),
         _virtual_services,
     ),

@@ -244,3 +244,13 @@ async def test_p_on_a_branch_that_leaves_the_node_says_why_there_is_no_reply(
         await pilot.pause()
         heading = str(screen.query_one("#path-heading").render())
         assert heading.startswith("no reply path (p: forward): the packet leaves the loaded nodes")
+
+
+def test_every_help_line_fits_an_80_column_terminal() -> None:
+    """What each key and view does is said in 61 characters: help's modal at 80 columns."""
+    from podpath.tui.screens.help import key_rows
+
+    for view in registry.VIEWS:
+        screen = view.screen("x" if view.detail else "")
+        for row in key_rows(screen):
+            assert len(row.cells[1].text) <= 61, (view.name, row.cells[1].text)

@@ -83,7 +83,7 @@ class BaseScreen(Screen[None]):
 def enter_binding(what: str) -> Binding:
     """The list's enter (TableScreen's: priority, hidden), with what it does on this screen."""
     return Binding(
-        "enter", "enter", f"{what}; in the filter: back to the list", show=False, priority=True
+        "enter", "enter", f"{what} (in the filter: to the list)", show=False, priority=True
     )
 
 

@@ -18,7 +18,7 @@ class ConntrackScreen(TableScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "app.trace_here", "Trace it"),
-        enter_binding("Trace the connection (its original tuple)"),
+        enter_binding("Trace the connection"),
     ]
 
     HEADING = "Conntrack"

@@ -31,7 +31,7 @@ class IpvsScreen(TableScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "app.trace_here", "Trace to it"),
-        enter_binding("Open a real server's pod, or a virtual service"),
+        enter_binding("Open a server's pod or a service"),
     ]
 
     HEADING = "IPVS virtual services"

@@ -34,7 +34,7 @@ class MapScreen(TableScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "app.pod_trace", "Trace"),
         Binding("z", "fold_all", "Fold/unfold all"),
-        enter_binding("Open a pod (any node's), fold or unfold a box"),
+        enter_binding("Open a pod or fold a box"),
     ]
     HEADING = "Node map"
     GAP_WORDS = ("netns", "link", "netlink", "route", "pod")
