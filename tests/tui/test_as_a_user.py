@@ -254,3 +254,19 @@ def test_every_help_line_fits_an_80_column_terminal() -> None:
         screen = view.screen("x" if view.detail else "")
         for row in key_rows(screen):
             assert len(row.cells[1].text) <= 61, (view.name, row.cells[1].text)
+
+
+async def test_a_key_that_arrives_after_the_screens_are_gone_is_dropped(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """A key read, or coming back up, once every screen is torn down (q, then more keys): no crash."""
+    from textual import events
+
+    app = make_app()
+    assert not app.screen_stack  # not running: as after the screens were popped on quit
+    key = events.Key("t", "t")
+    await app.on_event(key)  # raised ScreenStackError (App.on_event reads self.screen)
+    forwarded = events.Key("t", "t")
+    forwarded._set_forwarded()
+    await app.on_event(forwarded)
+    await app._on_key(events.Key("y", "y"))  # App._check_bindings read self.screen too
