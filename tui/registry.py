@@ -15,6 +15,7 @@ from textual.screen import Screen
 
 from podpath.tui.screens.cni import CniScreen
 from podpath.tui.screens.conntrack import ConntrackScreen
+from podpath.tui.screens.ipvs import IpvsScreen
 from podpath.tui.screens.links import LinksScreen
 from podpath.tui.screens.map import MapScreen
 from podpath.tui.screens.namespaces import NamespacesScreen
@@ -65,6 +66,16 @@ def _routing_count(loaded: Loaded) -> str:
     return f"{len(root.rules)} / {len(root.routes)}" if root is not None else ""
 
 
+def _virtual_services(loaded: Loaded) -> str:
+    # "-": no IPVS state at all (the screen says why), as against 0 virtual services.
+    ipvs = loaded.snapshot.ipvs
+    if ipvs is None:
+        return "-"
+    # Counted in the text, as analysis.index counts them for the mode: home must not parse.
+    kinds = ("TCP ", "UDP ", "SCTP", "FWM ")
+    return f"{sum(1 for line in ipvs.ip_vs.splitlines() if line[:4] in kinds)}"
+
+
 VIEWS: tuple[View, ...] = (
     View(HOME, "Node", lambda arg: NodeScreen(), "the node's facts and this menu", ("home",)),
     View(
@@ -84,6 +95,14 @@ VIEWS: tuple[View, ...] = (
         _once(SERVICES, lambda ld: len(ld.parsed.services())),
     ),
     View(
+        "ipvs",
+        "IPVS virtual services",
+        IpvsScreen,
+        "IPVS virtual services: schedulers, real servers, weights",
+        ("lvs", "ipvsadm"),
+        _virtual_services,
+    ),
+    View(
         "ns",
         "Namespaces",
         NamespacesScreen,
@@ -97,7 +116,8 @@ VIEWS: tuple[View, ...] = (
         LinksScreen,
         "the root namespace's links: bridges, ports, overlays",
         ("link",),
-        lambda ld: sum(len(ns.links) for ns in ld.snapshot.netns),
+        # What :links lists: the root namespace's links (pods' own are on their screens).
+        lambda ld: len(ld.index.root_netns.links) if ld.index.root_netns else 0,
     ),
     View(
         "routes",

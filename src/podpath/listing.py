@@ -263,6 +263,7 @@ def links(index: SnapshotIndex) -> Listing:
         Column("REMOTE", lambda r: r["vxlan_remotes"] or None),
         Column("DSTPORT", lambda r: r["vxlan"]["port"] if r["vxlan"] else None, True),
         Column("UNDERLAY", _key("vxlan_dev_name")),
+        Column("OPTIONS", lambda r: _vxlan_options(r["vxlan"]) or None),
     )
     return Listing(rows, cols)
 
@@ -294,6 +295,13 @@ def link_stats(index: SnapshotIndex) -> Listing:
         *(Column(header, _stat(field), True) for header, field in _STAT_COLUMNS),
     )
     return Listing(links(index).rows, cols)
+
+
+def _vxlan_options(vxlan: dict[str, Any] | None) -> list[str]:
+    """What `ip -d link` prints of a VXLAN device's non-default switches: nolearning proxy l2miss."""
+    if not vxlan:
+        return []
+    return (["nolearning"] if not vxlan["learning"] else []) + list(vxlan["flags"])
 
 
 def _vxlan_remotes(ns: NetNamespace, link: Link) -> list[str]:

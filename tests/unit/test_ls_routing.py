@@ -72,12 +72,12 @@ def test_routes_name_main_and_keep_other_tables_numbered(
 def test_links_show_vxlan_like_ip_d_link(
     snapshot_file: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """flannel.1: VNI 1, local 192.168.0.2, the FDB's remote VTEP, port 8472, over eth0."""
+    """flannel.1: VNI 1, local 192.168.0.2, the FDB's remote VTEP, port 8472, over eth0, nolearning."""
     lines = _ls(capsys, "links", "--snapshot", snapshot_file)
     header = lines[0]
-    assert header[-5:] == ["VNI", "LOCAL", "REMOTE", "DSTPORT", "UNDERLAY"]
+    assert header[-6:] == ["VNI", "LOCAL", "REMOTE", "DSTPORT", "UNDERLAY", "OPTIONS"]
     flannel = next(line for line in lines if "flannel.1" in line)
-    assert flannel[-5:] == ["1", "192.168.0.2", "192.168.0.3", "8472", "eth0"]
+    assert flannel[-6:] == ["1", "192.168.0.2", "192.168.0.3", "8472", "eth0", "nolearning"]
     veth = next(line for line in lines[1:] if "veth" in " ".join(line))
     assert "8472" not in veth
 

@@ -48,7 +48,7 @@ def link_rows(index: SnapshotIndex) -> list[Row]:
         addrs = join(f"{a.address}/{a.prefixlen}" for a in link.addresses)
         if link.vxlan is not None:
             v = link.vxlan
-            addrs = join(x for x in (addrs, f"vni {v.vni} port {v.port} local {v.local}") if x)
+            addrs = join(x for x in (f"vni {v.vni} port {v.port} local {v.local}", addrs) if x)
         out.append(
             row(
                 f"link:{link.ifindex}",
@@ -58,7 +58,8 @@ def link_rows(index: SnapshotIndex) -> list[Row]:
                 link.mtu,
                 Cell(link.state, "success" if link.state in ("UP", "UNKNOWN") else "warning"),
                 *counter_cells(link.stats),
-                cell(join(x for x in (addrs, detail) if x)),
+                # What it is for (its pod, its remote VTEPs) first: addresses can be long.
+                cell(join(x for x in (detail, addrs) if x)),
             )
         )
 

@@ -40,6 +40,24 @@ def pods_by_key(index: SnapshotIndex) -> dict[str, Pod]:
     return out
 
 
+def key_of(index: SnapshotIndex, pod: Pod) -> str | None:
+    """The pod's key (see pods_by_key), None when it is not one of this snapshot's pods."""
+    return next((k for k, p in pods_by_key(index).items() if p is pod), None)
+
+
+def pod_holding(index: SnapshotIndex, ns_type: str, inode: int) -> Pod | None:
+    """The pod whose sandbox or containers are in this namespace (net: its netns), if any."""
+    if ns_type == "net":
+        return index.pods_by_netns.get(inode)
+    for pod in index.snapshot.pods:
+        for container in pod.containers:
+            for pid in container.pids:
+                proc = index.processes_by_pid.get(pid)
+                if proc is not None and dict(proc.namespaces).get(ns_type) == inode:
+                    return pod
+    return None
+
+
 def find_pod(index: SnapshotIndex, key: str) -> Pod | None:
     """The pod with this key (see pods_by_key)."""
     return pods_by_key(index).get(key)
@@ -172,7 +190,15 @@ def container_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
 def namespace_columns(pod: Pod) -> tuple[str, ...]:
     """Columns of the namespace-sharing matrix: type, then one per container."""
     ordered = sorted(pod.containers, key=lambda c: (c.kind != "sandbox", c.name))
-    return ("NS TYPE", *(c.name for c in ordered))
+    names = [c.name for c in ordered]
+    # A restarted container is listed once per attempt: `web#0`, `web#1` tell them apart.
+    return (
+        "NS TYPE",
+        *(
+            f"{c.name}#{c.attempt}" if names.count(c.name) > 1 and c.attempt is not None else c.name
+            for c in ordered
+        ),
+    )
 
 
 def namespace_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
@@ -189,7 +215,8 @@ def namespace_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
         for c, found in zip(ordered, inodes, strict=True):
             inode = found.get(ns_type)
             if inode is None:
-                cells.append(Cell("?", "dim"))
+                # An exited container has no process left to read namespaces from.
+                cells.append(Cell("exited" if c.state == "exited" else "?", "dim"))
             elif ns_type in c.node_namespaces:
                 # Every process of the node has it (user, cgroup, time on most nodes): not
                 # something the pod shares, and not the container's own.

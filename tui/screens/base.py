@@ -13,6 +13,7 @@ from textual.worker import Worker, WorkerState
 
 from podpath.snapshot.model import Pod
 from podpath.tui.rows.model import Page, Row, RowSet, page, rowset
+from podpath.tui.rows.pod import key_of
 from podpath.tui.state import DOING, AppState, Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.keys import KeyInput
@@ -83,6 +84,13 @@ class BaseScreen(Screen[None]):
 
     def worker_failed(self, worker: Worker[Any]) -> None:
         """Leave a screen's waiting state after its worker failed (already reported)."""
+
+
+def enter_binding(what: str) -> Binding:
+    """The list's enter (TableScreen's: priority, hidden), with what it does on this screen."""
+    return Binding(
+        "enter", "enter", f"{what} (in the filter: to the list)", show=False, priority=True
+    )
 
 
 class TableScreen(BaseScreen):
@@ -214,7 +222,7 @@ class TableScreen(BaseScreen):
         elif self.needle:
             count = f"{shown.matched:,} of {shown.total:,} match “{self.needle}”"
         else:
-            count = f"{shown.total:,} rows"
+            count = f"{shown.total:,} row{'' if shown.total == 1 else 's'}"
         self.query_one("#count", Static).update(literal_content(count))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -258,6 +266,10 @@ class TableScreen(BaseScreen):
         """Filter as the user types."""
         if event.input.id == "filter":
             event.stop()
+            if event.value != event.input.value:
+                # Late: the filter changed since (enter then a drill-in cleared it), and
+                # this message must not bring its old text back.
+                return
             self.needle = event.value
             self.repaint_rows()
 
@@ -299,6 +311,14 @@ class TableScreen(BaseScreen):
 
     def open_row(self, key: str, loaded: Loaded) -> None:
         """Drill into a row (screens override)."""
+
+    def open_pod(self, loaded: Loaded, pod: Pod | None, what: str) -> None:
+        """Open a pod's screen, or say in one line that `what` belongs to no pod."""
+        key = key_of(loaded.index, pod) if pod is not None else None
+        if key is None:
+            self.notify(clean(f"{what}: no pod of this node"), timeout=3, markup=False)
+            return
+        self.state().open_screen("pod", key)
 
     def action_copy(self) -> None:
         """Copy the selected row's first cell (the name) to the clipboard."""

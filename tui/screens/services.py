@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+
 from podpath.tui.rows.model import RowSet
 from podpath.tui.rows.services import SERVICE_COLUMNS, find_service, vip
 from podpath.tui.screens.base import TableScreen
@@ -10,6 +14,8 @@ from podpath.tui.state import SERVICE_ROWS, SERVICES, Loaded
 
 class ServicesScreen(TableScreen):
     """Every Service port; enter shows its endpoints and chain walk."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("t", "app.trace_here", "Trace to it")]
 
     HEADING = "Services"
     GAP_WORDS = ("iptables", "nft", "services", "kube-proxy")

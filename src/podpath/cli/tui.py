@@ -54,7 +54,8 @@ def register(sub: Any) -> None:
         action="extend",
         metavar="FILE",
         help="open saved snapshots instead of the live node: the first (or --node) is "
-        "shown, traces cross into the others (e.g. DIR/*.json from kubectl podpath snapshot)",
+        "shown, the others are on :map and traces cross into them (--snapshot A B, or "
+        "repeated; e.g. DIR/*.json from kubectl podpath snapshot)",
     )
     p.add_argument("--node", help="with several snapshots: the node to show (its hostname)")
     # Set by `podpath demo` when it runs the TUI inside a lab node: labels the title.
