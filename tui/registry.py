@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from textual.screen import Screen
 
-from podpath.netfilter.iptables_save import count_rules
 from podpath.tui.screens.cni import CniScreen
 from podpath.tui.screens.conntrack import ConntrackScreen
 from podpath.tui.screens.ipvs import IpvsScreen
@@ -25,10 +24,11 @@ from podpath.tui.screens.node import NodeScreen
 from podpath.tui.screens.pod import PodScreen
 from podpath.tui.screens.pods import PodsScreen
 from podpath.tui.screens.problems import ProblemsScreen
+from podpath.tui.screens.routing import RoutingScreen
 from podpath.tui.screens.service import ServiceScreen
 from podpath.tui.screens.services import ServicesScreen
 from podpath.tui.screens.trace import TraceScreen
-from podpath.tui.state import Loaded
+from podpath.tui.state import CONNTRACK, PROBLEMS, SERVICES, Loaded
 
 # The home view's name: opening it returns to home instead of stacking a second one.
 HOME = "node"
@@ -52,14 +52,18 @@ class View:
     detail: bool = False
 
 
-def _when_ready(count: Callable[[Loaded], object]) -> Callable[[Loaded], object]:
-    """A count that needs the parsed views: None (pending) until the worker is done."""
-    return lambda loaded: count(loaded) if loaded.ready.is_set() else None
+def _once(stage: str, count: Callable[[Loaded], object]) -> Callable[[Loaded], object]:
+    """A count that needs a stage of the parse worker: None (pending) until that stage is done."""
+    return lambda loaded: count(loaded) if loaded.has(stage) else None
 
 
 def _rules(loaded: Loaded) -> int:
-    # Counted in the dumps' text: home must not wait for the rules to be parsed.
-    return sum(count_rules(d.text) for d in loaded.snapshot.iptables)
+    return loaded.rule_count()
+
+
+def _routing_count(loaded: Loaded) -> str:
+    root = loaded.index.root_netns
+    return f"{len(root.rules)} / {len(root.routes)}" if root is not None else ""
 
 
 def _virtual_services(loaded: Loaded) -> str:
@@ -88,7 +92,7 @@ VIEWS: tuple[View, ...] = (
         ServicesScreen,
         "Services as kube-proxy programmed them: VIP:port -> endpoints",
         ("services", "service"),
-        _when_ready(lambda ld: len(ld.parsed.services())),
+        _once(SERVICES, lambda ld: len(ld.parsed.services())),
     ),
     View(
         "ipvs",
@@ -116,6 +120,14 @@ VIEWS: tuple[View, ...] = (
         lambda ld: len(ld.index.root_netns.links) if ld.index.root_netns else 0,
     ),
     View(
+        "routes",
+        "Rules and routes",
+        RoutingScreen,
+        "policy rules, then every table's routes (ip rule, ip route)",
+        ("rules", "route", "rule"),
+        _routing_count,
+    ),
+    View(
         "map",
         "Node map",
         MapScreen,
@@ -137,7 +149,7 @@ VIEWS: tuple[View, ...] = (
         ConntrackScreen,
         "the conntrack table: original and reply, NAT explained",
         ("conntrack",),
-        _when_ready(lambda ld: len(ld.parsed.conntrack())),
+        _once(CONNTRACK, lambda ld: len(ld.parsed.conntrack())),
     ),
     View(
         "cni",
@@ -160,7 +172,7 @@ VIEWS: tuple[View, ...] = (
         ProblemsScreen,
         "gaps, warnings and leaks, each with why",
         ("pb",),
-        _when_ready(lambda ld: len(ld.problems or ())),
+        _once(PROBLEMS, lambda ld: len(ld.problems or ())),
     ),
     View("pod", "Pod", PodScreen, "one pod in tabs", detail=True),
     View("service", "Service", ServiceScreen, "one Service: endpoints and chain walk", detail=True),

@@ -180,7 +180,7 @@ async def test_enter_on_a_virtual_service_opens_it_and_t_traces_to_it() -> None:
         shown = app.screen
         assert isinstance(shown, ServiceScreen)
         heading = str(shown.query_one("#heading").render())
-        assert heading.startswith("IPVS virtual service TCP 10.3.0.10:53 · 1 endpoint(s)")
+        assert heading.startswith("IPVS virtual service TCP 10.3.0.10:53 · 1 endpoint ·")
         await press_and_settle(pilot, ("escape",))
         _cursor_to(screen, "TCP 10.3.0.10:53")
         await pilot.press("t")

@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "podpath.conntrack",
         "podpath.safe_text",
         "podpath.safe_files",
+        "podpath.progress",
         "podpath.cri",
         "podpath.collectors",
     ),

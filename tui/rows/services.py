@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.rulesets import RuleDump
@@ -107,10 +107,14 @@ def endpoint_summary(index: SnapshotIndex, svc: Service) -> str:
     return f"no endpoints: {svc.no_endpoints}" if svc.no_endpoints else "no endpoints"
 
 
-def service_rows(index: SnapshotIndex, services: Iterable[Service]) -> list[Row]:
-    """One row per Service port."""
+def service_rows(
+    index: SnapshotIndex, services: Iterable[Service], tick: Callable[[], object] | None = None
+) -> list[Row]:
+    """One row per Service port (`tick` is told each one, for progress)."""
     out = []
     for svc in sorted(services, key=lambda s: (s.namespace, s.name, s.port_name)):
+        if tick is not None:
+            tick()
         out.append(
             row(
                 service_id(svc),

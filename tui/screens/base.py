@@ -14,19 +14,25 @@ from textual.worker import Worker, WorkerState
 from podpath.snapshot.model import Pod
 from podpath.tui.rows.model import Page, Row, RowSet, page, rowset
 from podpath.tui.rows.pod import key_of
-from podpath.tui.state import AppState, Loaded
+from podpath.tui.state import DOING, AppState, Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
 
 
-def pending_text(loaded: Loaded | None) -> str:
-    """What a view that waits for the parse worker says meanwhile (or after it failed)."""
+def pending_text(loaded: Loaded | None, stage: str | None = None) -> str:
+    """What a view that waits for a stage of the parse worker says meanwhile (or after it
+    failed): what it waits for, and what the worker is doing now and how far it is."""
     if loaded is not None and loaded.failed:
         return "not shown: parsing the rules and conntrack failed"
-    if loaded is not None and loaded.step:
-        return f"preparing the views: {loaded.step}…"
-    return "parsing rules and conntrack…"
+    if loaded is None or not loaded.current:
+        return f"{DOING.get(stage or '', 'preparing the views')}…"
+    now = f"{DOING[loaded.current]} ({loaded.how_far()})"
+    if stage is None:
+        return f"preparing the views: {now}…"
+    if stage == loaded.current:
+        return f"{now}…"
+    return f"{DOING[stage]} next; now {now}…"
 
 
 class BaseScreen(Screen[None]):
@@ -102,6 +108,8 @@ class TableScreen(BaseScreen):
     ]
     HEADING = ""
     COLUMNS: tuple[str, ...] = ()
+    # The stage of the parse worker whose rows this screen waits for (tui/state.py).
+    PENDING_STAGE: str | None = None
     # Words that mark a snapshot gap (or parser note) as this view's: its data is partial.
     GAP_WORDS: tuple[str, ...] = ()
 
@@ -210,7 +218,7 @@ class TableScreen(BaseScreen):
         """The title line: heading, and how many rows there are or match the filter."""
         self.query_one("#heading", Static).update(literal_content(self.heading()))
         if self._pending:
-            count = pending_text(self.loaded)
+            count = pending_text(self.loaded, self.PENDING_STAGE)
         elif self.needle:
             count = f"{shown.matched:,} of {shown.total:,} match “{self.needle}”"
         else:

@@ -10,7 +10,7 @@ from podpath.conntrack import ConntrackEntry
 from podpath.tui.rows.conntrack import CONNTRACK_COLUMNS
 from podpath.tui.rows.model import RowSet
 from podpath.tui.screens.base import TableScreen, enter_binding
-from podpath.tui.state import Loaded
+from podpath.tui.state import CONNTRACK, CONNTRACK_ROWS, Loaded
 
 
 class ConntrackScreen(TableScreen):
@@ -25,13 +25,18 @@ class ConntrackScreen(TableScreen):
     GAP_WORDS = ("conntrack",)
     COLUMNS = CONNTRACK_COLUMNS
 
+    PENDING_STAGE = CONNTRACK_ROWS
+
     def build_rowset(self, loaded: Loaded) -> RowSet | None:
         """One row per entry (built once per snapshot in a worker; None until then)."""
-        return loaded.conntrack_rows() if loaded.ready.is_set() else None
+        if loaded.has(CONNTRACK_ROWS):
+            return loaded.conntrack_rows()
+        loaded.want(CONNTRACK_ROWS)
+        return None
 
     def _entry(self) -> ConntrackEntry | None:
         loaded, key = self.loaded, self.table.selected_key
-        if loaded is None or key is None or not loaded.ready.is_set():
+        if loaded is None or key is None or not loaded.has(CONNTRACK):
             return None
         number = key.removeprefix("ct:")
         entries = loaded.parsed.conntrack()

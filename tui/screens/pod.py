@@ -18,15 +18,21 @@ from podpath.tui.rows.conntrack import CONNTRACK_COLUMNS, conntrack_rows
 from podpath.tui.rows.model import Cell, Row, page
 from podpath.tui.rows.pod import find_pod
 from podpath.tui.screens.base import BaseScreen, pending_text
-from podpath.tui.state import Loaded
+from podpath.tui.state import CONNTRACK, MENTIONS, SERVICES, Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.table import RowTable
 
 Builder = Callable[[Loaded, Pod], list[Row]]
 
-# Tabs whose rows need the parsed Services and conntrack: on a big snapshot they wait
-# for the app's prepare worker instead of parsing on the event loop.
-NEEDS_VIEWS = frozenset({"nat", "conntrack"})
+# Tables whose rows need the parsed Services, conntrack or the rule mentions: on a big
+# snapshot each waits for that stage of the app's prepare worker instead of parsing on
+# the event loop.
+NEEDS_VIEWS: dict[str, tuple[str, ...]] = {
+    "nat": (SERVICES,),
+    "conntrack": (SERVICES, CONNTRACK),
+    "natrules": (MENTIONS,),
+    "masq": (SERVICES,),
+}
 
 # (tab id, label, columns, row builder)
 TABS: tuple[tuple[str, str, Callable[[Pod], tuple[str, ...]], Builder], ...] = (
@@ -43,6 +49,7 @@ TABS: tuple[tuple[str, str, Callable[[Pod], tuple[str, ...]], Builder], ...] = (
         lambda ld, p: pr.interface_rows(ld.index, p),
     ),
     ("routes", "Routes", lambda p: pr.ROUTE_COLUMNS, lambda ld, p: pr.route_rows(ld.index, p)),
+    ("rules", "Rules", lambda p: pr.RULE_COLUMNS, lambda ld, p: pr.rule_rows(ld.index, p)),
     (
         "neigh",
         "Neighbours/FDB",
@@ -95,7 +102,7 @@ class PodScreen(BaseScreen):
         # (a pod opened from :map with several snapshots loaded).
         self.node = node
         self._built_for: Loaded | None = None
-        self._built_ready = False
+        self._built_stages: frozenset[str] = frozenset()
 
     @property
     def loaded(self) -> Loaded | None:
@@ -185,11 +192,11 @@ class PodScreen(BaseScreen):
         """Fill every tab from the current snapshot."""
         loaded = self.loaded
         if loaded is None or (
-            loaded is self._built_for and loaded.ready.is_set() == self._built_ready
+            loaded is self._built_for and loaded.done_stages() == self._built_stages
         ):
             return
         self._built_for = loaded
-        self._built_ready = loaded.ready.is_set()
+        self._built_stages = loaded.done_stages()
         pod = self.selected_pod()
         heading = self.query_one("#heading", Static)
         if pod is None:
@@ -210,8 +217,7 @@ class PodScreen(BaseScreen):
         for tab_id, _label, columns, build in TABS:
             table = self.query_one(f"#t-{tab_id}", RowTable)
             table.set_columns(columns(pod))
-            if tab_id in NEEDS_VIEWS and not self._built_ready:
-                table.show(page([Row("\x00pending", (Cell(pending_text(loaded), "dim"),))]))
+            if not self._stages_done(loaded, tab_id):
                 continue
             table.show(page(build(loaded, pod)))
         self._fill_nat_extras(loaded, pod)
@@ -232,10 +238,18 @@ class PodScreen(BaseScreen):
         for selector, columns, build in extras:
             table = self.query_one(selector, RowTable)
             table.set_columns(columns)
-            if not self._built_ready:
-                table.show(page([Row("\x00pending", (Cell(pending_text(loaded), "dim"),))]))
-            else:
+            if self._stages_done(loaded, selector[3:]):
                 table.show(page(build()))
+
+    def _stages_done(self, loaded: Loaded, table_id: str) -> bool:
+        """True when the table's stages are prepared; else it says what it waits for."""
+        missing = [s for s in NEEDS_VIEWS.get(table_id, ()) if not loaded.has(s)]
+        if missing:
+            loaded.want(missing[0])
+            text = pending_text(loaded, missing[0])
+            table = self.query_one(f"#t-{table_id}", RowTable)
+            table.show(page([Row("\x00pending", (Cell(text, "dim"),))]))
+        return not missing
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         """Focus the first table of the tab shown now (not the event's: keys may have moved on)."""

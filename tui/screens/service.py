@@ -26,6 +26,7 @@ from podpath.tui.rows.services import (
 from podpath.tui.screens.base import BaseScreen
 from podpath.tui.text import literal_content
 from podpath.tui.widgets.table import RowTable
+from podpath.wording import count
 
 
 class ServiceScreen(BaseScreen):
@@ -67,15 +68,15 @@ class ServiceScreen(BaseScreen):
         if loaded is None or svc is None:
             heading.update(literal_content(f"Service {self.key} — not in this snapshot"))
             return
-        count = f"{len(svc.endpoints)} endpoint(s)"
+        eps = count(len(svc.endpoints), "endpoint")
         if svc.name:
             text = (
                 f"Service {service_name(svc)} · {vip_port(svc)} · "
-                f"{count} · {svc.svc_chain or svc.backend}"
+                f"{eps} · {svc.svc_chain or svc.backend}"
             )
         else:
             # IPVS names no Service: its virtual service is all there is to call it by.
-            text = f"IPVS virtual service {svc.svc_chain} · {count} · IPVS names no Service"
+            text = f"IPVS virtual service {svc.svc_chain} · {eps} · IPVS names no Service"
         heading.update(literal_content(text))
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(FACT_COLUMNS)

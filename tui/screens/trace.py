@@ -33,7 +33,7 @@ from podpath.tui.rows.trace import (
 )
 from podpath.tui.screens.base import BaseScreen, pending_text
 from podpath.tui.screens.map import MapScreen
-from podpath.tui.state import Loaded
+from podpath.tui.state import CONNTRACK, SERVICES, Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
@@ -142,7 +142,9 @@ class TraceScreen(BaseScreen):
             indexes = [loaded.index, *loaded.peer_indexes]
             pods = [name for index in indexes for name in index.pods_by_name]
             ips = [ip for index in indexes for ip in index.pods_by_ip]
-            services = loaded.parsed.services()
+            # Services only once parsed: on a big node parsing them here would hold the
+            # event loop for most of a second (the prepare worker parses them first).
+            services = loaded.parsed.services() if loaded.small or loaded.has(SERVICES) else ()
             svcs = [f"{s.namespace}/{s.name}:{s.port}" for s in services]
             svcs += [f"{s.cluster_ip}:{s.port}" for s in services if s.cluster_ip]
             words = completions(pods, ips, svcs)
@@ -293,8 +295,8 @@ class TraceScreen(BaseScreen):
         loaded, result = self.loaded, self.trace
         if loaded is None or result is None:
             return ""
-        if not loaded.ready.is_set():
-            return f"conntrack now: {pending_text(loaded)}"
+        if not loaded.has(CONNTRACK):
+            return f"conntrack now: {pending_text(loaded, CONNTRACK)}"
         return flow_text(flow_entries(result, loaded.parsed.conntrack()), branch)
 
     def show_hop(self) -> None:

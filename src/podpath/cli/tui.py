@@ -150,6 +150,9 @@ def files_source(paths: list[str], node: str | None = None) -> SnapshotSource:
         loaded = [(path, load_path(path)) for path in paths]
     except SnapshotError as exc:
         raise CliError(str(exc), EXIT_FAILURE) from None
+    from podpath.cli.inspect import one_per_node
+
+    one_per_node(paths, [snap for _, snap in loaded])
     names = [snap.node.hostname for _, snap in loaded]
     if node is None:
         shown = 0
