@@ -82,6 +82,7 @@ class Loaded:
     # Guards only _done and _wanted: _lock is held while rows are built (seconds at 10k
     # Services), and the event loop asks has() on every repaint.
     _stage_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    # Other nodes' snapshots as Loaded of their own (a pod of theirs opened from :map).
     _others: dict[int, Loaded] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,6 +100,21 @@ class Loaded:
     def small(self) -> bool:
         """True when the big views are cheap enough to prepare on the event loop."""
         return raw_size(self.snapshot) <= INLINE_PREPARE_BYTES
+
+    def node(self, number: int) -> Loaded:
+        """Loaded snapshot `number` as a Loaded of its own (0: this one; n: peers[n-1]), built once.
+
+        Its views are prepared by whoever shows it (prepare() in a worker when it is big).
+        """
+        if number == 0:
+            return self
+        with self._lock:
+            found = self._others.get(number)
+            if found is None:
+                snaps = (self.snapshot, *self.peers)
+                others = tuple(s for i, s in enumerate(snaps) if i != number)
+                found = self._others[number] = Loaded(snaps[number], others)
+            return found
 
     @property
     def step(self) -> str:
@@ -129,21 +145,6 @@ class Loaded:
         with self._stage_lock:
             if stage not in self._done and stage not in self._wanted:
                 self._wanted.append(stage)
-
-    def node(self, number: int) -> Loaded:
-        """Loaded snapshot `number` as a Loaded of its own (0: this one; n: peers[n-1]), built once.
-
-        Its views are prepared by whoever shows it (prepare() in a worker when it is big).
-        """
-        if number == 0:
-            return self
-        with self._lock:
-            found = self._others.get(number)
-            if found is None:
-                snaps = (self.snapshot, *self.peers)
-                others = tuple(s for i, s in enumerate(snaps) if i != number)
-                found = self._others[number] = Loaded(snaps[number], others)
-            return found
 
     def rows(self, name: str, build: Callable[[], list[Row]]) -> RowSet:
         """The rows called `name`, built once per snapshot (thread-safe)."""

@@ -268,6 +268,13 @@ def links(index: SnapshotIndex) -> Listing:
     return Listing(rows, cols)
 
 
+def _vxlan_options(vxlan: dict[str, Any] | None) -> list[str]:
+    """What `ip -d link` prints of a VXLAN device's non-default switches: nolearning proxy l2miss."""
+    if not vxlan:
+        return []
+    return (["nolearning"] if not vxlan["learning"] else []) + list(vxlan["flags"])
+
+
 # `ip -s link`'s counters: RX and TX bytes, packets, errors, dropped.
 _STAT_COLUMNS = tuple(
     (f"{way.upper()}-{label}", f"{way}_{field}")
@@ -295,13 +302,6 @@ def link_stats(index: SnapshotIndex) -> Listing:
         *(Column(header, _stat(field), True) for header, field in _STAT_COLUMNS),
     )
     return Listing(links(index).rows, cols)
-
-
-def _vxlan_options(vxlan: dict[str, Any] | None) -> list[str]:
-    """What `ip -d link` prints of a VXLAN device's non-default switches: nolearning proxy l2miss."""
-    if not vxlan:
-        return []
-    return (["nolearning"] if not vxlan["learning"] else []) + list(vxlan["flags"])
 
 
 def _vxlan_remotes(ns: NetNamespace, link: Link) -> list[str]:

@@ -22,7 +22,7 @@ from podpath.tui.rows.pod import pods_by_key
 from podpath.tui.rows.services import service_id
 from podpath.tui.screens.base import TableScreen, enter_binding
 from podpath.tui.screens.pod import PodScreen
-from podpath.tui.state import Loaded
+from podpath.tui.state import SERVICES, Loaded
 from podpath.tui.text import clean, literal_content
 
 
@@ -38,13 +38,16 @@ class IpvsScreen(TableScreen):
     GAP_WORDS = ("ip_vs", "ipvs", "ipset")
     COLUMNS = IPVS_COLUMNS
 
+    PENDING_STAGE = SERVICES
+
     def __init__(self, needle: str = "") -> None:
         super().__init__(needle)
         self._empty = False
 
     def build_rowset(self, loaded: Loaded) -> RowSet | None:
         """The virtual services, or one row saying why there are none (once the views are parsed)."""
-        if not loaded.ready.is_set():
+        if not loaded.has(SERVICES):
+            loaded.want(SERVICES)  # kube-proxy's mode and Services: parsed in that stage
             return None
         mode = loaded.parsed.kube_proxy_mode()
         reason = empty_reason(loaded.index, mode.mode if mode else None)

@@ -68,15 +68,15 @@ class ServiceScreen(BaseScreen):
         if loaded is None or svc is None:
             heading.update(literal_content(f"Service {self.key} — not in this snapshot"))
             return
-        how_many = count(len(svc.endpoints), "endpoint")
+        eps = count(len(svc.endpoints), "endpoint")
         if svc.name:
             text = (
                 f"Service {service_name(svc)} · {vip_port(svc)} · "
-                f"{how_many} · {svc.svc_chain or svc.backend}"
+                f"{eps} · {svc.svc_chain or svc.backend}"
             )
         else:
             # IPVS names no Service: its virtual service is all there is to call it by.
-            text = f"IPVS virtual service {svc.svc_chain} · {how_many} · IPVS names no Service"
+            text = f"IPVS virtual service {svc.svc_chain} · {eps} · IPVS names no Service"
         heading.update(literal_content(text))
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(FACT_COLUMNS)
