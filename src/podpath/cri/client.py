@@ -33,6 +33,11 @@ METHODS: dict[str, tuple[str, str]] = {
         "RemoveContainer",
         "ListContainers",
         "ContainerStatus",
+        # Run a command in a container, or get the URL of an exec/attach stream on the
+        # runtime's streaming server (kubelet's `kubectl exec` and `attach`).
+        "ExecSync",
+        "Exec",
+        "Attach",
     )
 }
 MAX_MESSAGE = 64 * 1024 * 1024
