@@ -1,4 +1,4 @@
-"""An attach (or exec) stream of a CRI runtime's streaming server, bridged to this terminal.
+"""An attach stream of a CRI runtime's streaming server, bridged to this terminal.
 
 kubelet proxies `kubectl attach`/`kubectl debug -it` to the URL a CRI Attach call
 returns; the runtime's streaming server (k8s.io/kubelet's cri/streaming, vendored by

@@ -106,6 +106,15 @@ def _namespaces_of(text: str) -> dict[str, str]:
     return {line.split(":", 1)[0]: line for line in text.split()}
 
 
+def _assert_in_host_namespaces(lab: Lab, cri: CriClient, pod: debug_pod.DebugPod) -> None:
+    """The pod's processes are in node1's network, PID, IPC and UTS namespaces."""
+    init = lab.node("node1").init_pid
+    node = {t: os.readlink(f"/proc/{init}/ns/{t}") for t in HOST_NAMESPACES}
+    links = [f"/proc/self/ns/{t}" for t in HOST_NAMESPACES]
+    seen = _namespaces_of(_exec(cri, pod, "readlink", *links).decode())
+    assert seen == node, "a pod with hostNetwork, hostPID and hostIPC"
+
+
 def _node_direct(lab: Lab, *args: str) -> bytes:
     done = lab.exec("node1", [sys.executable, "-m", "podpath", *args], timeout=300)
     return done.stdout.encode("utf-8", "surrogateescape")
@@ -239,14 +248,12 @@ def test_the_pod_runs_in_the_nodes_network_pid_and_ipc_namespaces(lab: Lab, cri:
     spec = node_debug_pod("node1", IMAGE, snapshot_command(600), stdin=True)
     assert debug_pod.namespace_options(spec) == {"network": "NODE", "pid": "NODE", "ipc": "NODE"}
     init = lab.node("node1").init_pid
-    node = {t: os.readlink(f"/proc/{init}/ns/{t}") for t in (*HOST_NAMESPACES, "mnt")}
-    links = [f"/proc/self/ns/{t}" for t in (*HOST_NAMESPACES, "mnt")]
     with debug_pod.running(cri, init, spec) as pod:
-        seen = _namespaces_of(_exec(cri, pod, "readlink", *links).decode())
+        _assert_in_host_namespaces(lab, cri, pod)
+        mnt = _exec(cri, pod, "readlink", "/proc/self/ns/mnt").decode().strip()
         hostname = _exec(cri, pod, "cat", "/proc/sys/kernel/hostname").decode().strip()
         root = _exec(cri, pod, "stat", "-c", "%i", "/host/run/netns").decode().strip()
-    assert {t: seen[t] for t in HOST_NAMESPACES} == {t: node[t] for t in HOST_NAMESPACES}
-    assert seen["mnt"] != node["mnt"], "a mount namespace of its own, with the node at /host"
+    assert mnt != os.readlink(f"/proc/{init}/ns/mnt"), "a mount namespace of its own"
     assert hostname == lab.exec("node1", ["hostname"]).stdout.strip() == "node1"
     assert root == str(os.stat(f"/proc/{init}/root/run/netns").st_ino), "the node's / at /host"
 
@@ -258,12 +265,13 @@ def test_a_pod_without_host_namespaces_sees_another_node(lab: Lab, cri: CriClien
         del spec["spec"][key]
     init = lab.node("node1").init_pid
     node = {t: os.readlink(f"/proc/{init}/ns/{t}") for t in HOST_NAMESPACES}
+    ns_links = [f"/proc/self/ns/{t}" for t in HOST_NAMESPACES]
     with debug_pod.running(cri, init, spec) as pod:
-        seen = _namespaces_of(_exec(cri, pod, "readlink", "/proc/self/ns/net").decode())
+        seen = _namespaces_of(_exec(cri, pod, "readlink", *ns_links).decode())
         links = json.loads(
             _exec(cri, pod, "podpath", "ls", "links", "--json", "--host-root", "/host")
         )
-    assert seen["net"] != node["net"]
+    assert all(seen[t] != node[t] for t in HOST_NAMESPACES), seen
     direct = json.loads(_node_direct(lab, "ls", "links", "--json"))
     assert links != direct, "the equality tests below would fail for such a pod"
 
@@ -272,6 +280,7 @@ def test_snapshot_in_the_debug_pod_equals_the_node_direct_one(lab: Lab, cri: Cri
     """Pods, namespaces (the bind-mounted netns too), links, routes, rules, netfilter, conntrack."""
     spec = node_debug_pod("node1", IMAGE, snapshot_command(600), env={SESSION_ENV: "t"}, stdin=True)
     with debug_pod.running(cri, lab.node("node1").init_pid, spec) as pod:
+        _assert_in_host_namespaces(lab, cri, pod)
         # kubectl podpath's way: attach, then send the line the pod waits for.
         stream = subprocess.Popen(
             _stream_argv(lab, debug_pod.attach_url(cri, pod, tty=False)),
@@ -321,6 +330,7 @@ def test_traces_in_the_debug_pod_equal_the_node_direct_ones(
     args = ["trace", "--from", src, "--to", dst, "--reply", "--json"]
     spec = node_debug_pod("node1", IMAGE, snapshot_command(600), stdin=True)
     with debug_pod.running(cri, lab.node("node1").init_pid, spec) as pod:
+        _assert_in_host_namespaces(lab, cri, pod)
         # `kubectl exec` into the debug pod: CRI ExecSync.
         in_pod = _trace_normalised(
             json.loads(_exec(cri, pod, "podpath", *args, "--host-root", "/host"))
@@ -338,6 +348,7 @@ def test_tui_works_on_the_debug_pods_terminal(lab: Lab, cri: CriClient) -> None:
     spec = node_debug_pod("node1", IMAGE, tui_command(), stdin=True, tty=True)
     session = f"ppdbg-{uuid.uuid4().hex[:8]}"
     with debug_pod.running(cri, lab.node("node1").init_pid, spec) as pod:
+        _assert_in_host_namespaces(lab, cri, pod)
         argv = _stream_argv(lab, debug_pod.attach_url(cri, pod, tty=True))
         tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40", *argv)
         try:

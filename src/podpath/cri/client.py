@@ -33,10 +33,9 @@ METHODS: dict[str, tuple[str, str]] = {
         "RemoveContainer",
         "ListContainers",
         "ContainerStatus",
-        # Run a command in a container, or get the URL of an exec/attach stream on the
-        # runtime's streaming server (kubelet's `kubectl exec` and `attach`).
+        # Run a command in a container (`kubectl exec`), or get the URL of an attach
+        # stream on the runtime's streaming server (`kubectl attach`, `debug -it`).
         "ExecSync",
-        "Exec",
         "Attach",
     )
 }
