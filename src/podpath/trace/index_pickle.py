@@ -295,11 +295,39 @@ class PackedChains:
         return (PackedChains, (packed, self.no_chain, self.no_rules))
 
 
-class ChainsView(Mapping[_ChainKey, NftChain]):
-    """The chains of a PackedChains, as NftIndex.chains."""
+class _StoreView:
+    """What the two views of a PackedChains share: its keys, less those they leave out."""
 
     def __init__(self, store: PackedChains) -> None:
         self.store = store
+
+    def _left_out(self) -> frozenset[_ChainKey]:
+        raise NotImplementedError
+
+    def __contains__(self, key: object) -> bool:
+        return (
+            isinstance(key, tuple)
+            and len(key) == 3
+            and self.store.has(key)
+            and key not in self._left_out()
+        )
+
+    def __iter__(self) -> Iterator[_ChainKey]:
+        left_out = self._left_out()
+        return (k for k in self.store.keys() if k not in left_out)
+
+    def __len__(self) -> int:
+        return len(self.store) - len(self._left_out())
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (self.__class__, (self.store,))
+
+
+class ChainsView(_StoreView, Mapping[_ChainKey, NftChain]):
+    """The chains of a PackedChains, as NftIndex.chains."""
+
+    def _left_out(self) -> frozenset[_ChainKey]:
+        return self.store.no_chain
 
     def __getitem__(self, key: _ChainKey) -> NftChain:
         if key not in self:
@@ -308,48 +336,14 @@ class ChainsView(Mapping[_ChainKey, NftChain]):
         assert chain is not None  # keys of unlisted chains are not in the view
         return chain
 
-    def __contains__(self, key: object) -> bool:
-        return (
-            isinstance(key, tuple)
-            and len(key) == 3
-            and self.store.has(key)
-            and key not in self.store.no_chain
-        )
 
-    def __iter__(self) -> Iterator[_ChainKey]:
-        return (k for k in self.store.keys() if k not in self.store.no_chain)
-
-    def __len__(self) -> int:
-        return len(self.store) - len(self.store.no_chain)
-
-    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        return (ChainsView, (self.store,))
-
-
-class RulesView(Mapping[_ChainKey, list[NftRule]]):
+class RulesView(_StoreView, Mapping[_ChainKey, list[NftRule]]):
     """The rules by chain of a PackedChains, as NftIndex.rules (chains with rules only)."""
 
-    def __init__(self, store: PackedChains) -> None:
-        self.store = store
+    def _left_out(self) -> frozenset[_ChainKey]:
+        return self.store.no_rules
 
     def __getitem__(self, key: _ChainKey) -> list[NftRule]:
         if key not in self:
             raise KeyError(key)
         return self.store.get(key)[1]
-
-    def __contains__(self, key: object) -> bool:
-        return (
-            isinstance(key, tuple)
-            and len(key) == 3
-            and self.store.has(key)
-            and key not in self.store.no_rules
-        )
-
-    def __iter__(self) -> Iterator[_ChainKey]:
-        return (k for k in self.store.keys() if k not in self.store.no_rules)
-
-    def __len__(self) -> int:
-        return len(self.store) - len(self.store.no_rules)
-
-    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        return (RulesView, (self.store,))
