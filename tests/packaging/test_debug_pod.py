@@ -1,11 +1,14 @@
 """The image's podpath in a node debug pod sees what podpath run on the node itself sees.
 
 The pod is the one `kubectl debug node/node1 --profile=sysadmin` creates
-(podpath.cli.kubectl.node_debug_pod), made on a lab node by debug_pod.py the way
-kubelet and runc make it, with the image built from this checkout as its root.
+(podpath.cli.kubectl.node_debug_pod), made by node1's real containerd through CRI the
+way kubelet makes it (debug_pod.py), from the image built from this checkout and
+imported with `ctr images import`. Its output comes back the ways kubectl gets it: an
+attach through containerd's streaming server (cri_stream.py, what `kubectl debug -i`
+and `kubectl podpath` use) and ExecSync (what `kubectl exec` without a terminal uses).
 What differs between two collections is taken out, and only that (see _normalised):
 the collecting processes themselves, the collection's time, conntrack's countdowns,
-neighbour states that age on their own, interface counters, iptables-save's date
+neighbour states that age on their own, interface and chain counters, iptables-save's date
 comment, and the chroot in front of the node's own iptables-save that a host root runs.
 """
 
@@ -22,12 +25,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import debug_pod
 import pytest
-from built_image import UnpackedImage
-from debug_pod import pod_argv
+from built_image import BuiltImage
 from tmux_pane import tmux, wait_for
 
 from podpath.cli.kubectl import SESSION_ENV, node_debug_pod, snapshot_command, tui_command
+from podpath.cri.client import CriClient
+from podpath.lab import containerd
+from podpath.lab.node import node_env
 
 if TYPE_CHECKING:
     from podpath.lab import Lab
@@ -35,16 +41,22 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.lab
 
 IMAGE = "podpath:test"
+IMAGE_REF = "docker.io/library/podpath:test"  # what containerd names the tag
 ONLY_MOUNTED = "pp-only"  # a netns held by nothing but its /run/netns bind mount
+STREAM = Path(__file__).with_name("cri_stream.py")
+HOST_NAMESPACES = ("net", "pid", "ipc", "uts")  # a host-network pod keeps the node's UTS
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    """A 2-node lab with real traffic behind it and a netns held only by a bind mount."""
+def lab(podpath_image: BuiltImage) -> Iterator[Lab]:
+    """A 2-node containerd lab with real traffic, the image on node1, a bind-mounted netns."""
     from podpath.lab import LabSpec, down, up
 
-    made = up(LabSpec(f"t{os.getpid()}-dbg", nodes=2, pods=2, services=2))
+    if not containerd.installed():
+        pytest.skip("needs containerd, its runc shim and ctr")
+    made = up(LabSpec(f"t{os.getpid()}-dbg", nodes=2, pods=2, services=2, runtime="containerd"))
     try:
+        debug_pod.import_image(made.node("node1").init_pid, podpath_image.archive, IMAGE_REF)
         made.exec("node1", ["ip", "netns", "add", ONLY_MOUNTED])
         web = made.service("default/web")[0]
         for pod in made.pods:
@@ -53,6 +65,13 @@ def lab() -> Iterator[Lab]:
         yield made
     finally:
         down(made.name)
+
+
+@pytest.fixture
+def cri(lab: Lab) -> Iterator[CriClient]:
+    """node1's CRI socket, with time for an ExecSync of a whole snapshot."""
+    with CriClient(containerd.host_socket(lab.node("node1").init_pid), timeout=300) as client:
+        yield client
 
 
 # Every link-local address of node1 and its pods out of IPv6 duplicate address detection,
@@ -71,8 +90,29 @@ def _settle(lab: Lab, timeout: float = 30) -> None:
         time.sleep(0.5)
 
 
-def _pod(lab: Lab, image: UnpackedImage, scratch: Path, spec: dict[str, Any]) -> list[str]:
-    return pod_argv(lab.node("node1").init_pid, spec, image.root, scratch, image.env)
+def _stream_argv(lab: Lab, url: str) -> list[str]:
+    """argv that bridges this terminal (or pipes) to a CRI attach URL, run inside node1."""
+    return lab.enter_argv("node1", [sys.executable, str(STREAM), url])
+
+
+def _exec(cri: CriClient, pod: debug_pod.DebugPod, *cmd: str) -> bytes:
+    code, out, err = debug_pod.exec_sync(cri, pod, cmd)
+    assert code == 0, err.decode(errors="replace")[-2000:]
+    return out
+
+
+def _namespaces_of(text: str) -> dict[str, str]:
+    """{'net': 'net:[4026...]', ...} from `readlink /proc/self/ns/...` lines."""
+    return {line.split(":", 1)[0]: line for line in text.split()}
+
+
+def _assert_in_host_namespaces(lab: Lab, cri: CriClient, pod: debug_pod.DebugPod) -> None:
+    """The pod's processes are in node1's network, PID, IPC and UTS namespaces."""
+    init = lab.node("node1").init_pid
+    node = {t: os.readlink(f"/proc/{init}/ns/{t}") for t in HOST_NAMESPACES}
+    links = [f"/proc/self/ns/{t}" for t in HOST_NAMESPACES]
+    seen = _namespaces_of(_exec(cri, pod, "readlink", *links).decode())
+    assert seen == node, "a pod with hostNetwork, hostPID and hostIPC"
 
 
 def _node_direct(lab: Lab, *args: str) -> bytes:
@@ -84,6 +124,11 @@ def _node_direct(lab: Lab, *args: str) -> bytes:
 
 _CT_TIMEOUT = re.compile(r"^(\S+\s+\d+\s+\S+\s+\d+\s+)\d+", re.M)
 _SAVE_DATES = re.compile(r"^# (Generated by|Completed on) .*$", re.M)
+# iptables-save -c's chain and rule counters (":INPUT ACCEPT [14:1708]", "[9:903] -A
+# INPUT ..."): the attach's own packets on the node's loopback move them between the
+# two collections.
+_CHAIN_COUNTERS = re.compile(r"^(:\S+ \S+) \[\d+:\d+\]$", re.M)
+_RULE_COUNTERS = re.compile(r"^\[\d+:\d+\] ", re.M)
 _AGEING = frozenset({"REACHABLE", "STALE", "DELAY", "PROBE"})
 
 
@@ -137,6 +182,10 @@ def _normalised(raw: bytes) -> dict[str, Any]:
         for p in snap["processes"]
         if p["pid"] not in readers
     ]
+    for pod in snap["pods"]:
+        for container in pod["containers"]:
+            # The debug pod's own container runs the collecting podpath.
+            container["pids"] = [pid for pid in container["pids"] if pid not in readers]
     for key in ("taken_at", "duration"):
         snap.pop(key)
     snap["node"].pop("host_root")
@@ -147,7 +196,9 @@ def _normalised(raw: bytes) -> dict[str, Any]:
             # Interface counters move with every packet between the two collections.
             link.pop("stats", None)
     for dump in snap["iptables"]:
-        dump["text"] = _SAVE_DATES.sub("# (date)", dump["text"])
+        text = _SAVE_DATES.sub("# (date)", dump["text"])
+        text = _CHAIN_COUNTERS.sub(r"\g<1> [counters]", text)
+        dump["text"] = _RULE_COUNTERS.sub("[counters] ", text)
         # Under a host root the node's own iptables-save runs, chrooted (commands.py).
         if dump["command"][:3] == ["/usr/sbin/chroot", "--", "/host"]:
             dump["command"] = dump["command"][3:]
@@ -182,49 +233,88 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
         only_a = [x for x in a if x not in b]
         only_b = [y for y in b if y not in a]
         return [f"{path}: only node-direct {only_a!s:.600} / only in pod {only_b!s:.600}"]
+    if isinstance(a, str) and isinstance(b, str) and a != b and "\n" in a + b:
+        lines = [(x, y) for x, y in zip(a.splitlines(), b.splitlines(), strict=False) if x != y]
+        first = lines[0] if lines else (f"{len(a.splitlines())} lines", f"{len(b.splitlines())}")
+        return [f"{path}: first differing line {first[0][:300]!r} != {first[1][:300]!r}"]
     return [] if a == b else [f"{path}: {str(a)[:300]} != {str(b)[:300]}"]
 
 
 # --- the tests ---------------------------------------------------------------------------
 
 
-def test_snapshot_in_the_debug_pod_equals_the_node_direct_one(
-    lab: Lab, image_rootfs: UnpackedImage, tmp_path: Path
-) -> None:
+def test_the_pod_runs_in_the_nodes_network_pid_and_ipc_namespaces(lab: Lab, cri: CriClient) -> None:
+    """kubelet's translation of the sysadmin pod: host net/pid/ipc, its own mounts, /host."""
+    spec = node_debug_pod("node1", IMAGE, snapshot_command(600), stdin=True)
+    assert debug_pod.namespace_options(spec) == {"network": "NODE", "pid": "NODE", "ipc": "NODE"}
+    init = lab.node("node1").init_pid
+    with debug_pod.running(cri, init, spec) as pod:
+        _assert_in_host_namespaces(lab, cri, pod)
+        mnt = _exec(cri, pod, "readlink", "/proc/self/ns/mnt").decode().strip()
+        hostname = _exec(cri, pod, "cat", "/proc/sys/kernel/hostname").decode().strip()
+        root = _exec(cri, pod, "stat", "-c", "%i", "/host/run/netns").decode().strip()
+    assert mnt != os.readlink(f"/proc/{init}/ns/mnt"), "a mount namespace of its own"
+    assert hostname == lab.exec("node1", ["hostname"]).stdout.strip() == "node1"
+    assert root == str(os.stat(f"/proc/{init}/root/run/netns").st_ino), "the node's / at /host"
+
+
+def test_a_pod_without_host_namespaces_sees_another_node(lab: Lab, cri: CriClient) -> None:
+    """Without hostNetwork/hostPID the same pod is in namespaces of its own: links differ."""
+    spec = node_debug_pod("node1", IMAGE, snapshot_command(600), stdin=True)
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        del spec["spec"][key]
+    init = lab.node("node1").init_pid
+    node = {t: os.readlink(f"/proc/{init}/ns/{t}") for t in HOST_NAMESPACES}
+    ns_links = [f"/proc/self/ns/{t}" for t in HOST_NAMESPACES]
+    with debug_pod.running(cri, init, spec) as pod:
+        seen = _namespaces_of(_exec(cri, pod, "readlink", *ns_links).decode())
+        links = json.loads(
+            _exec(cri, pod, "podpath", "ls", "links", "--json", "--host-root", "/host")
+        )
+    assert all(seen[t] != node[t] for t in HOST_NAMESPACES), seen
+    direct = json.loads(_node_direct(lab, "ls", "links", "--json"))
+    assert links != direct, "the equality tests below would fail for such a pod"
+
+
+def test_snapshot_in_the_debug_pod_equals_the_node_direct_one(lab: Lab, cri: CriClient) -> None:
     """Pods, namespaces (the bind-mounted netns too), links, routes, rules, netfilter, conntrack."""
     spec = node_debug_pod("node1", IMAGE, snapshot_command(600), env={SESSION_ENV: "t"}, stdin=True)
-    pod = subprocess.Popen(
-        _pod(lab, image_rootfs, tmp_path, spec),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        # The pod waits for its line (kubectl podpath sends it once attached): the node
-        # is read directly meanwhile, with the pod's process and mounts present in both.
-        time.sleep(1)
-        assert pod.poll() is None, pod.stderr.read() if pod.stderr else ""
-        direct = _node_direct(lab, "snapshot", "-o", "-")
-        in_pod, err = pod.communicate(b"go\n", timeout=300)
-    finally:
-        if pod.poll() is None:
-            pod.kill()
-            pod.wait()
-    assert pod.returncode == 0, err.decode()[-2000:]
+    with debug_pod.running(cri, lab.node("node1").init_pid, spec) as pod:
+        _assert_in_host_namespaces(lab, cri, pod)
+        # kubectl podpath's way: attach, then send the line the pod waits for.
+        stream = subprocess.Popen(
+            _stream_argv(lab, debug_pod.attach_url(cri, pod, tty=False)),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=node_env(),
+        )
+        try:
+            # The node is read directly meanwhile, with the pod's processes and mounts
+            # present in both collections.
+            time.sleep(1)
+            assert stream.poll() is None, stream.stderr.read() if stream.stderr else ""
+            direct = _node_direct(lab, "snapshot", "-o", "-")
+            in_pod, err = stream.communicate(b"go\n", timeout=300)
+        finally:
+            if stream.poll() is None:
+                stream.kill()
+                stream.wait()
+    assert stream.returncode == 0, err.decode()[-2000:]
     a, b = _normalised(direct), _normalised(in_pod)
     assert _diff(a, b) == []
     assert json.loads(in_pod)["node"]["host_root"] == "/host"
     # What the equality is about, so that it cannot hold vacuously.
     mounted = [n for n in b["netns"] if f"/run/netns/{ONLY_MOUNTED}" in n["paths"]]
     assert len(mounted) == 1 and mounted[0]["links"], "the bind-mounted netns and its lo"
-    assert {p["name"] for p in b["pods"]} == {p.name for p in lab.pods_on("node1")}
+    assert {p["name"] for p in b["pods"]} == {p.name for p in lab.pods_on("node1")} | {pod.name}
     assert b["gaps"] == []
     assert b["conntrack"]["text"].strip() and b["iptables"]
 
 
 @pytest.mark.parametrize("case", ["pod-to-service", "pod-to-pod", "node-to-pod"])
 def test_traces_in_the_debug_pod_equal_the_node_direct_ones(
-    lab: Lab, image_rootfs: UnpackedImage, tmp_path: Path, case: str
+    lab: Lab, cri: CriClient, case: str
 ) -> None:
     """`podpath trace --host-root /host` in the pod prints what the node-direct trace prints."""
     here = lab.pods_on("node1")
@@ -238,54 +328,61 @@ def test_traces_in_the_debug_pod_equal_the_node_direct_ones(
         "node-to-pod": ("node", f"{web_pod.ip}:80"),
     }[case]
     args = ["trace", "--from", src, "--to", dst, "--reply", "--json"]
-    spec = node_debug_pod("node1", IMAGE, ["podpath", *args, "--host-root", "/host"], stdin=False)
-    done = subprocess.run(
-        _pod(lab, image_rootfs, tmp_path, spec),
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    direct = _trace_normalised(json.loads(_node_direct(lab, *args)))
-    in_pod = _trace_normalised(json.loads(done.stdout))
+    spec = node_debug_pod("node1", IMAGE, snapshot_command(600), stdin=True)
+    with debug_pod.running(cri, lab.node("node1").init_pid, spec) as pod:
+        _assert_in_host_namespaces(lab, cri, pod)
+        # `kubectl exec` into the debug pod: CRI ExecSync.
+        in_pod = _trace_normalised(
+            json.loads(_exec(cri, pod, "podpath", *args, "--host-root", "/host"))
+        )
+        direct = _trace_normalised(json.loads(_node_direct(lab, *args)))
     assert _diff(direct, in_pod) == []
     # Endpoints on node2 leave node1; none is dropped or left uncertain.
     verdicts = {b["verdict"] for b in in_pod["branches"]}
     assert verdicts and verdicts <= {"delivered", "leaves-node"}
 
 
-def test_tui_works_on_the_debug_pods_terminal(
-    lab: Lab, image_rootfs: UnpackedImage, tmp_path: Path
-) -> None:
-    """The TUI on the pod's terminal lists node1's pods and the bind-mounted netns; q quits."""
+def test_tui_works_on_the_debug_pods_terminal(lab: Lab, cri: CriClient) -> None:
+    """The TUI on the pod's terminal, attached as kubectl debug -it does: pods, netns; q quits."""
     only = int(lab.exec("node1", ["stat", "-L", "-c", "%i", f"/run/netns/{ONLY_MOUNTED}"]).stdout)
     spec = node_debug_pod("node1", IMAGE, tui_command(), stdin=True, tty=True)
-    argv = _pod(lab, image_rootfs, tmp_path, spec)
     session = f"ppdbg-{uuid.uuid4().hex[:8]}"
-    tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40", *argv)
-    try:
-        home = wait_for(session, "VIEW")
-        assert "live host /host" in home
-        tmux("send-keys", "-t", session, ":")
-        wait_for(session, "jump to")
-        tmux("send-keys", "-t", session, "pods", "Enter")
-        pod = lab.pods_on("node1")[0]
-        assert pod.ip in wait_for(session, pod.name)
-        tmux("send-keys", "-t", session, ":")
-        wait_for(session, "jump to")
-        tmux("send-keys", "-t", session, "ns", "Enter")
-        # Held by its bind mount alone: listed with no process (TYPE INODE NSID PROCS PID).
-        assert re.search(rf"net\s+{only}\s+(\d+|-)\s+0\s+-", wait_for(session, str(only)))
-        tmux("send-keys", "-t", session, "q")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            sessions = subprocess.run(
-                ["tmux", "list-sessions", "-F", "#S"], capture_output=True, text=True, check=False
-            ).stdout.split()
-            if session not in sessions:
-                break
-            time.sleep(0.3)
-        else:
-            raise AssertionError("the TUI did not quit on q")
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, check=False)
+    with debug_pod.running(cri, lab.node("node1").init_pid, spec) as pod:
+        _assert_in_host_namespaces(lab, cri, pod)
+        argv = _stream_argv(lab, debug_pod.attach_url(cri, pod, tty=True))
+        tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40", *argv)
+        try:
+            # The TUI started before the attach: the size the attach sends redraws it.
+            home = wait_for(session, "VIEW")
+            assert "live host /host" in home
+            tmux("send-keys", "-t", session, ":")
+            wait_for(session, "jump to")
+            tmux("send-keys", "-t", session, "pods", "Enter")
+            first = lab.pods_on("node1")[0]
+            assert first.ip in wait_for(session, first.name)
+            tmux("send-keys", "-t", session, ":")
+            wait_for(session, "jump to")
+            tmux("send-keys", "-t", session, "ns", "Enter")
+            # Held by its bind mount alone: listed with no process (TYPE INODE NSID PROCS PID).
+            assert re.search(rf"net\s+{only}\s+(\d+|-)\s+0\s+-", wait_for(session, str(only)))
+            tmux("send-keys", "-t", session, "q")
+            _wait_gone(session)
+            status = cri.call("ContainerStatus", {"container_id": pod.container_id})["status"]
+            assert (status["state"], status["exit_code"]) == ("CONTAINER_EXITED", 0)
+        finally:
+            subprocess.run(
+                ["tmux", "kill-session", "-t", session], capture_output=True, check=False
+            )
+
+
+def _wait_gone(session: str, timeout: float = 20) -> None:
+    """Until the tmux session ends (its command, the attach, ended with the container)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sessions = subprocess.run(
+            ["tmux", "list-sessions", "-F", "#S"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        if session not in sessions:
+            return
+        time.sleep(0.3)
+    raise AssertionError("the TUI did not quit on q")

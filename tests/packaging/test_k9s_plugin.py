@@ -111,7 +111,9 @@ def test_k9s_command_runs_kubectl_debug_on_the_node(tmp_path: Path, scope: str) 
         [plugin["command"], *args], capture_output=True, text=True, env=run_env, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    debug, get = log.read_text().splitlines()
+    # The cluster is checked (pods listed) before the pod is made, and its pods listed after.
+    check, debug, get = log.read_text().splitlines()
+    assert check == get
     assert debug.startswith("--context=prod debug node/node7 --profile=sysadmin ")
     assert "--image=registry.example/podpath:0.1.0" in debug
     assert debug.endswith(" -it -- podpath tui --host-root /host")

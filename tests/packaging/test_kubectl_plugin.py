@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -32,6 +33,14 @@ pytestmark = pytest.mark.skipif(
 SERVER = Path(__file__).with_name("fake_apiserver.py")
 PLUGIN = Path(sys.executable).with_name("kubectl-podpath")
 IMAGE = "registry.example/podpath:0.1.0"
+# A kubeconfig whose server nothing listens on (port 9 of the test's own loopback).
+KUBECONFIG_NOWHERE = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+"""
 
 
 def _demo(name: str) -> bytes:
@@ -160,7 +169,46 @@ def test_unknown_node_is_one_sentence(tmp_path: Path) -> None:
     assert record["returncode"] == 1
     assert record["stderr"].splitlines()[0].startswith("kubectl podpath: node9: no snapshot")
     assert 'nodes "node9" not found' in record["stderr"]
-    assert list(out.iterdir()) == []
+    assert not out.exists(), "the directory it made for nothing is removed"
+
+
+def test_a_directory_that_was_there_stays_when_nothing_came_back(tmp_path: Path) -> None:
+    """-o DIR that existed before: kept (with what was in it) when no node sends a snapshot."""
+    out = tmp_path / "snaps"
+    out.mkdir()
+    (out / "old.json").write_text("{}")
+    record, _ = _snapshot(tmp_path, ["node9"], ("node1",), {})
+    assert record["returncode"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["old.json"]
+
+
+_BROKEN = {
+    "not yaml": "apiVersion: v1\nclusters: [{{{\n",
+    "no server": KUBECONFIG_NOWHERE,
+}
+
+
+@pytest.mark.parametrize("kubeconfig", sorted(_BROKEN))
+@pytest.mark.parametrize(
+    "command",
+    [["node1"], ["snapshot", "node1", "-o", "{out}"], ["snapshot", "--all-nodes", "-o", "{out}"]],
+    ids=["tui", "snapshot", "snapshot-all-nodes"],
+)
+def test_a_broken_kubeconfig_is_one_sentence_and_leaves_nothing(
+    tmp_path: Path, kubeconfig: str, command: list[str]
+) -> None:
+    """No pod made, no cleanup message about pods that cannot exist, no empty DIR left."""
+    config = tmp_path / "broken-kubeconfig"
+    config.write_text(_BROKEN[kubeconfig])
+    out = tmp_path / "snaps"
+    argv = ["kubectl", "podpath", *(w.format(out=out) for w in command)]
+    record = _serve(tmp_path, [*argv, f"--image={IMAGE}", f"--kubeconfig={config}"], ("node1",), {})
+    assert record["returncode"] == 1
+    (line,) = record["stderr"].strip().splitlines()
+    assert line.startswith("kubectl podpath: ")
+    assert "not deleted" not in line and "Traceback" not in line
+    assert record["created"] == [] and record["requests"] == []
+    assert not out.exists()
 
 
 def test_tui_pod_is_created_with_a_terminal_and_deleted_after(tmp_path: Path) -> None:
@@ -193,6 +241,52 @@ def test_bad_usage_is_one_sentence(args: list[str], message: str) -> None:
     assert done.returncode == 2
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def _dry_run(*args: str) -> tuple[list[str], dict[str, Any]]:
+    """`kubectl-podpath ... --dry-run` with no kubectl to run: its command lines and pod."""
+    env = {**os.environ, "KUBECTL": "/nonexistent/kubectl"}
+    done = subprocess.run(
+        [str(PLUGIN), *args, f"--image={IMAGE}", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    commands = [line.removeprefix("# ") for line in lines if line.startswith("# ")]
+    pod: dict[str, Any] = json.loads("\n".join(line for line in lines if not line.startswith("#")))
+    return commands, pod
+
+
+def test_dry_run_of_all_nodes_shows_the_listing_and_the_pod_of_each(tmp_path: Path) -> None:
+    """snapshot --all-nodes --dry-run: `get nodes`, then the pod each listed NODE gets; no DIR."""
+    out = tmp_path / "snaps"
+    commands, pod = _dry_run("snapshot", "--all-nodes", "-o", str(out))
+    assert commands[0] == "/nonexistent/kubectl get nodes -o name"
+    assert commands[1].startswith("/nonexistent/kubectl debug node/NODE --profile=sysadmin ")
+    assert len(commands) == 2
+    assert pod == node_debug_pod(
+        "NODE", IMAGE, snapshot_command(600), env={SESSION_ENV: "<session>"}, stdin=True
+    )
+    assert not out.exists()
+
+
+def test_dry_run_of_named_nodes_shows_one_command_per_node(tmp_path: Path) -> None:
+    """snapshot A B A --dry-run: one kubectl debug per distinct node, in order, shell-quoted."""
+    commands, pod = _dry_run("snapshot", "node-a", "node-b", "node-a", "-o", str(tmp_path / "d"))
+    assert [c.split()[2] for c in commands] == ["node/node-a", "node/node-b"]
+    assert pod["spec"]["nodeName"] == "node-a"
+    assert shlex.split(commands[0]) == debug_argv(
+        Kubectl("/nonexistent/kubectl"),
+        "node-a",
+        IMAGE,
+        snapshot_command(600),
+        "<session>",
+        tty=False,
+        quiet=True,
+    )
 
 
 def test_kubectl_finds_the_plugin_on_path() -> None:

@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "podpath.netfilter",
         "podpath.conntrack",
         "podpath.safe_text",
+        "podpath.wording",
         "podpath.safe_files",
         "podpath.progress",
         "podpath.cri",

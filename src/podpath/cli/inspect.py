@@ -270,6 +270,8 @@ def one_per_node(paths: Sequence[str], snapshots: Sequence[Snapshot]) -> None:
     """Refuse two snapshots of one node: a file given twice, or snapshots of two clusters."""
     from podpath.safe_text import visible
 
+    if not paths:  # the live node: one snapshot, of this node
+        return
     seen: dict[str, str] = {}
     for path, snapshot in zip(paths, snapshots, strict=True):
         name = snapshot.node.hostname

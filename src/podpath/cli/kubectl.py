@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -148,9 +149,22 @@ def debug_argv(
     quiet: bool = False,
 ) -> list[str]:
     """The `kubectl debug node/NODE ...` command line that starts podpath's pod."""
+    return _debug_args(kubectl, check_node_name(node), image, command, session, tty, quiet)
+
+
+def _debug_args(
+    kubectl: Kubectl,
+    node: str,
+    image: str,
+    command: Sequence[str],
+    session: str,
+    tty: bool,
+    quiet: bool,
+) -> list[str]:
+    """debug_argv with `node` taken as given (a checked name, or a dry run's placeholder)."""
     args = [
         "debug",
-        f"node/{check_node_name(node)}",
+        f"node/{node}",
         "--profile=sysadmin",
         f"--image={check_image(image)}",
         f"--env={SESSION_ENV}={session}",
@@ -241,17 +255,24 @@ def list_nodes(kubectl: Kubectl) -> list[str]:
     return [check_node_name(n) for n in names]
 
 
-def session_pods(kubectl: Kubectl, session: str) -> list[str]:
-    """Names of the node debug pods whose container carries PODPATH_SESSION=session."""
+def list_pods(kubectl: Kubectl) -> list[dict[str, Any]]:
+    """The pods of the namespace (`kubectl get pods -o json`)."""
     done = _run(kubectl.argv("get", "pods", "-o", "json"))
     if done.returncode != 0:
         raise PluginError(f"kubectl get pods failed: {_last_line(done.stderr)}")
     try:
         items = json.loads(done.stdout).get("items", [])
     except (ValueError, AttributeError):
-        raise PluginError("kubectl get pods printed something that is not a pod list") from None
+        items = None
+    if not isinstance(items, list):
+        raise PluginError("kubectl get pods printed something that is not a pod list")
+    return [pod for pod in items if isinstance(pod, dict)]
+
+
+def session_pods(kubectl: Kubectl, session: str) -> list[str]:
+    """Names of the node debug pods whose container carries PODPATH_SESSION=session."""
     names = []
-    for pod in items:
+    for pod in list_pods(kubectl):
         if not pod.get("metadata", {}).get("name", "").startswith(DEBUG_POD_PREFIX):
             continue
         for container in pod.get("spec", {}).get("containers", []):
@@ -260,6 +281,18 @@ def session_pods(kubectl: Kubectl, session: str) -> list[str]:
                 names.append(pod["metadata"]["name"])
                 break
     return sorted(names)
+
+
+def check_cluster(kubectl: Kubectl) -> None:
+    """PluginError unless kubectl can list pods: nothing is created on a cluster it cannot reach.
+
+    The plugin lists pods to delete them afterwards; a kubeconfig that is broken, or an
+    API server that does not answer, is reported before any debug pod can exist.
+    """
+    try:
+        list_pods(kubectl)
+    except PluginError as exc:
+        raise PluginError(f"cannot use the cluster, no debug pod made: {exc}") from None
 
 
 def delete_session(kubectl: Kubectl, session: str) -> str:
@@ -283,6 +316,7 @@ def open_tui(kubectl: Kubectl, node: str, image: str, extra: Sequence[str], *, k
     """Run the TUI in a debug pod on this terminal; delete the pod afterwards."""
     session = uuid.uuid4().hex[:12]
     argv = debug_argv(kubectl, node, image, tui_command(extra), session, tty=True)
+    check_cluster(kubectl)
     try:
         code = subprocess.run(argv, check=False).returncode
     except FileNotFoundError:
@@ -413,7 +447,7 @@ def collect(
     """Snapshots of `nodes`, at most `parallel` at once; the results and the cleanup line."""
     session = uuid.uuid4().hex[:12]
     cancel = threading.Event()
-    outdir.mkdir(parents=True, exist_ok=True)
+    made = make_output_dir(outdir)
     try:
         with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="podpath-node") as pool:
             futures = [
@@ -429,12 +463,40 @@ def collect(
                     f.cancel()
                 raise
     except KeyboardInterrupt:
+        remove_if_empty(made)
         if not keep:
             said = delete_session(kubectl, session)
             if said:
                 print(f"kubectl podpath: {said}", file=sys.stderr)
         raise
+    if not any(r.path for r in results):
+        remove_if_empty(made)
     return results, "" if keep else delete_session(kubectl, session)
+
+
+def make_output_dir(outdir: Path) -> list[Path]:
+    """Create outdir and its missing parents; the directories made, deepest first."""
+    made = []
+    for d in (outdir, *outdir.parents):
+        if d.exists():
+            break
+        made.append(d)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PluginError(f"cannot create {outdir}: {exc.strerror}") from None
+    if not outdir.is_dir():
+        raise PluginError(f"{outdir} is not a directory")
+    return made
+
+
+def remove_if_empty(made: Sequence[Path]) -> None:
+    """Remove the directories make_output_dir made, deepest first, while they are empty."""
+    for d in made:
+        try:
+            d.rmdir()
+        except OSError:
+            return  # something was written there meanwhile: it stays, and so do its parents
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -496,8 +558,10 @@ def _kubectl(args: argparse.Namespace) -> Kubectl:
     )
 
 
-def _dry_run(argv: list[str], node: str, image: str, command: list[str], tty: bool) -> int:
-    print("# " + " ".join(argv))
+def _dry_run(argvs: list[list[str]], node: str, image: str, command: list[str], tty: bool) -> int:
+    for argv in argvs:
+        # Quoted as a shell would need it: the line can be run as printed.
+        print("# " + shlex.join(argv))
     pod = node_debug_pod(node, image, command, env={SESSION_ENV: "<session>"}, tty=tty)
     print(json.dumps(pod, indent=2))
     return EXIT_OK
@@ -511,8 +575,23 @@ def _tui(args: argparse.Namespace) -> int:
         argv = debug_argv(
             kubectl, node, image, tui_command(args.podpath_args), "<session>", tty=True
         )
-        return _dry_run(argv, node, image, tui_command(args.podpath_args), True)
+        return _dry_run([argv], node, image, tui_command(args.podpath_args), True)
     return open_tui(kubectl, node, image, args.podpath_args, keep=args.keep)
+
+
+def _snapshot_dry_run(kubectl: Kubectl, nodes: list[str], image: str, timeout: int) -> int:
+    """The commands of a snapshot run, one per named node; with --all-nodes, the node list first."""
+    command = snapshot_command(timeout)
+    if nodes:
+        argvs = [
+            debug_argv(kubectl, n, image, command, "<session>", tty=False, quiet=True)
+            for n in nodes
+        ]
+        return _dry_run(argvs, nodes[0], image, command, False)
+    # The nodes are known only once kubectl lists them: NODE stands for each one.
+    listing = kubectl.argv("get", "nodes", "-o", "name")
+    each = _debug_args(kubectl, "NODE", image, command, "<session>", False, True)
+    return _dry_run([listing, each], "NODE", image, command, False)
 
 
 def _snapshot(args: argparse.Namespace) -> int:
@@ -524,14 +603,12 @@ def _snapshot(args: argparse.Namespace) -> int:
         raise PluginError("--parallel and --timeout must be at least 1", EXIT_USAGE)
     nodes = [check_node_name(n) for n in args.nodes]
     if args.dry_run:
-        node = nodes[0] if nodes else "NODE"
-        command = snapshot_command(args.timeout)
-        argv = debug_argv(kubectl, node, image, command, "<session>", tty=False, quiet=True)
-        return _dry_run(argv, node, image, command, False)
+        return _snapshot_dry_run(kubectl, list(dict.fromkeys(nodes)), image, args.timeout)
     if args.all_nodes:
         nodes = list_nodes(kubectl)
         if not nodes:
             raise PluginError("the cluster has no nodes")
+    check_cluster(kubectl)
     results, cleanup = collect(
         kubectl,
         list(dict.fromkeys(nodes)),

@@ -33,6 +33,10 @@ METHODS: dict[str, tuple[str, str]] = {
         "RemoveContainer",
         "ListContainers",
         "ContainerStatus",
+        # Run a command in a container (`kubectl exec`), or get the URL of an attach
+        # stream on the runtime's streaming server (`kubectl attach`, `debug -it`).
+        "ExecSync",
+        "Attach",
     )
 }
 MAX_MESSAGE = 64 * 1024 * 1024
