@@ -126,15 +126,53 @@ def _interrupts_go_to_the_child() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def _terminal_comes_back() -> Iterator[None]:
+    """While an interactive shell runs, make sure the terminal can be given back, and take it.
+
+    An interactive shell makes its own process group the terminal's foreground one, and
+    on exit gives the terminal back to the group it started in. In a PID namespace of
+    its own with that group's leader outside (the TUI inside a lab node: podpath demo),
+    getpgrp() is 0: the shell cannot name the group, the terminal stayed with the dead
+    shell's, and the TUI, in the background, read no key again. So the caller first leads
+    a group of its own there, the foreground one; afterwards it takes the terminal back
+    whoever holds it (SIGTTOU ignored: a background group may then set it, as shells do).
+    """
+    if threading.current_thread() is not threading.main_thread() or not os.isatty(0):
+        yield
+        return
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    # OSError: not a terminal we can arrange (no job control): the shell runs as before.
+    try:
+        with contextlib.suppress(OSError):
+            if os.getpgrp() == 0:
+                os.setpgid(0, 0)
+                os.tcsetpgrp(0, os.getpgrp())
+    finally:
+        signal.signal(signal.SIGTTOU, previous)
+    try:
+        yield
+    finally:
+        previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        # OSError: the terminal is gone (hung up), there is nothing to take back.
+        try:
+            with contextlib.suppress(OSError):
+                if os.getpgrp() != 0 and os.tcgetpgrp(0) != os.getpgrp():
+                    os.tcsetpgrp(0, os.getpgrp())
+        finally:
+            signal.signal(signal.SIGTTOU, previous)
+
+
 def run_shell(host_root: str, pin: Pin) -> int:
     """Run an interactive shell in the pinned netns (the terminal is the caller's); its exit status."""
     with HostRoot(host_root) as host:
         netns = open_pinned_netns(host, pin)
     try:
         argv = shell_argv(netns)
-        proc = subprocess.Popen(argv, pass_fds=(netns,))  # noqa: S603 - argv built above
-        with _interrupts_go_to_the_child():
-            return proc.wait()
+        with _terminal_comes_back():
+            proc = subprocess.Popen(argv, pass_fds=(netns,))  # noqa: S603 - argv built above
+            with _interrupts_go_to_the_child():
+                return proc.wait()
     except OSError as exc:
         raise ActionRefused(f"nsenter failed: {exc.strerror}") from None
     finally:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from podpath import progress as progress_types
 from podpath.collectors.hostroot import CollectorError, HostRoot
 from podpath.collectors.proc.namespaces import net_namespace_targets, scan_namespaces
 from podpath.collectors.proc.node_facts import collect_node
@@ -45,10 +46,11 @@ if TYPE_CHECKING:
 # where they are used: `podpath ls namespaces` must start faster than lsns, and these
 # imports are a third of its time.
 
-# Told each step as it starts: (what is being read, steps done, steps in all). A plain
-# callable, like the cancel Event: the CLI prints it, the TUI shows it; collectors
-# know neither.
-Progress = Callable[[str, int, int], object]
+# Told each step as it starts: (what is being read, steps done, steps in all), and
+# again with how many of its items are read where their number is known
+# (podpath.progress). A plain callable, like the cancel Event: the CLI prints it, the
+# TUI shows it; collectors know neither.
+Progress = progress_types.Progress
 
 # The parts a snapshot is made of; `podpath ls KIND` collects only what KIND needs.
 # "sockets" needs "netns": they are read by the same namespace scan.
@@ -98,7 +100,11 @@ def take_snapshot(
     skipped = tuple(
         Gap(part, "not collected for this command", "skipped") for part in sorted(ALL_PARTS - parts)
     )
-    return replace(snapshot, duration=time.monotonic() - started, gaps=snapshot.gaps + skipped)
+    # "needs CAP_X" only where CAP_X is missing; otherwise the reason it was refused.
+    from podpath.collectors.proc.denials import checked_gaps, own_facts
+
+    gaps = checked_gaps(snapshot.gaps, snapshot.node.capabilities, *own_facts())
+    return replace(snapshot, duration=time.monotonic() - started, gaps=gaps + skipped)
 
 
 TOOLS_STEP = "netfilter rules and conntrack (iptables-save, nft, conntrack)"
@@ -110,6 +116,7 @@ class _Steps:
     def __init__(self, progress: Progress | None, parts: frozenset[str]) -> None:
         self.progress = progress
         self.done = 0
+        self.last = ""
         wanted = {
             "node facts": True,
             "processes": True,
@@ -126,7 +133,12 @@ class _Steps:
         """`what` starts now."""
         if self.progress is not None:
             self.progress(what, self.done, self.total)
+        self.last = what
         self.done += 1
+
+    def items(self, size: int) -> progress_types.Items:
+        """Counts the items of the step started last (told at most every 0.1 s)."""
+        return progress_types.Items(self.progress, self.last, self.done - 1, self.total, size)
 
 
 def _start_tools(
@@ -209,7 +221,8 @@ def _collect_local(
         steps.start("network namespaces")
         targets = net_namespace_targets(host, scan)
         reader = _socket_reader(host, node.kernel) if sockets else None
-        netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel, reader)
+        read = steps.items(len(targets)).reached
+        netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel, reader, read)
         gaps += netns_gaps
         from podpath.collectors.bpf_info import name_programs
 

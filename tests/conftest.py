@@ -6,6 +6,9 @@
 - `shared_lab`: one session-wide lab (2 nodes, vxlan, a few pods, kube-dns + web + two
   more Services). Tests only READ it; build your own with `make_lab` to change things.
 - `run_podpath(lab, node, *args)`: runs `python -m podpath ARGS` inside a lab node.
+- XDG_STATE_HOME and XDG_CACHE_HOME point into a temporary directory for the whole
+  session (so for every subprocess and lab node) and into each test's own for the test:
+  crash reports and captures of a test run never land in the user's ~/.local/state.
 
 podpath.lab is imported lazily so a broken lab never stops unit tests from collecting.
 """
@@ -14,9 +17,12 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -32,6 +38,61 @@ RUN_ID = f"t{os.getpid()}"
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
+
+
+def _real_dir(variable: str, default: str) -> Path:
+    return Path(os.environ.get(variable) or Path.home() / default)
+
+
+# The user's own directories, before this session replaces them.
+REAL_STATE = _real_dir("XDG_STATE_HOME", ".local/state") / "podpath"
+REAL_CACHE = _real_dir("XDG_CACHE_HOME", ".cache")
+# The image build's cache of Debian packages and wheels is meant to be shared (it makes
+# later builds offline): it stays where it is.
+os.environ.setdefault("PODPATH_IMAGE_CACHE", str(REAL_CACHE / "podpath-image"))
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="podpath-tests-xdg-"))
+atexit.register(shutil.rmtree, _SESSION_DIR, True)
+os.environ["XDG_STATE_HOME"] = str(_SESSION_DIR / "state")
+os.environ["XDG_CACHE_HOME"] = str(_SESSION_DIR / "cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_xdg_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test writes its state and cache files to directories of its own."""
+    base = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_STATE_HOME", str(base / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
+
+
+def _naming(directory: Path, text: str) -> dict[str, int]:
+    """Files under `directory` whose bytes contain `text`, with their mtimes."""
+    found: dict[str, int] = {}
+    if not directory.is_dir():
+        return found
+    for path in directory.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and text.encode() in path.read_bytes():
+                found[str(path)] = path.stat().st_mtime_ns
+        except OSError:
+            continue  # another session's file, removed or unreadable meanwhile
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _real_state_untouched(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No test of this checkout writes to the user's real podpath state directory.
+
+    Other sessions on the machine write there too: only files that name this checkout
+    (a crash report holds the argv, with this checkout's .venv) are counted.
+    """
+    checkout = str(request.config.rootpath)
+    before = _naming(REAL_STATE, checkout)
+    yield
+    after = _naming(REAL_STATE, checkout)
+    written = sorted(path for path, mtime in after.items() if before.get(path) != mtime)
+    assert not written, f"tests wrote to the real {REAL_STATE}: {written}"
 
 
 def lab_unavailable() -> str | None:

@@ -51,6 +51,8 @@ class KeyOrder(_Base):
 
     async def on_event(self, event: events.Event) -> None:
         """Let a key in only when the one before it is done and its screen is mounted."""
+        if isinstance(event, events.Key) and not self.screen_stack:
+            return  # the app is closing and its screens are gone: nothing takes the key
         if not isinstance(event, events.Key) or event.is_forwarded:
             await super().on_event(event)
             return
@@ -69,6 +71,11 @@ class KeyOrder(_Base):
 
     async def _on_key(self, event: events.Key) -> None:
         """The key came back up to the app: its bindings run, and then it is done."""
+        if not self.screen_stack:
+            # Back up after the app's screens were torn down (q, then more keys).
+            event.prevent_default()
+            self._key_done(event)
+            return
         await super()._on_key(event)
         event.prevent_default()  # App._on_key ran through super(): not a second time
         self._key_done(event)

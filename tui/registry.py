@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from textual.screen import Screen
 
-from podpath.netfilter.iptables_save import count_rules
 from podpath.tui.screens.cni import CniScreen
 from podpath.tui.screens.conntrack import ConntrackScreen
+from podpath.tui.screens.ipvs import IpvsScreen
 from podpath.tui.screens.links import LinksScreen
 from podpath.tui.screens.map import MapScreen
 from podpath.tui.screens.namespaces import NamespacesScreen
@@ -24,10 +24,11 @@ from podpath.tui.screens.node import NodeScreen
 from podpath.tui.screens.pod import PodScreen
 from podpath.tui.screens.pods import PodsScreen
 from podpath.tui.screens.problems import ProblemsScreen
+from podpath.tui.screens.routing import RoutingScreen
 from podpath.tui.screens.service import ServiceScreen
 from podpath.tui.screens.services import ServicesScreen
 from podpath.tui.screens.trace import TraceScreen
-from podpath.tui.state import Loaded
+from podpath.tui.state import CONNTRACK, PROBLEMS, SERVICES, Loaded
 
 # The home view's name: opening it returns to home instead of stacking a second one.
 HOME = "node"
@@ -51,14 +52,28 @@ class View:
     detail: bool = False
 
 
-def _when_ready(count: Callable[[Loaded], object]) -> Callable[[Loaded], object]:
-    """A count that needs the parsed views: None (pending) until the worker is done."""
-    return lambda loaded: count(loaded) if loaded.ready.is_set() else None
+def _once(stage: str, count: Callable[[Loaded], object]) -> Callable[[Loaded], object]:
+    """A count that needs a stage of the parse worker: None (pending) until that stage is done."""
+    return lambda loaded: count(loaded) if loaded.has(stage) else None
 
 
 def _rules(loaded: Loaded) -> int:
-    # Counted in the dumps' text: home must not wait for the rules to be parsed.
-    return sum(count_rules(d.text) for d in loaded.snapshot.iptables)
+    return loaded.rule_count()
+
+
+def _routing_count(loaded: Loaded) -> str:
+    root = loaded.index.root_netns
+    return f"{len(root.rules)} / {len(root.routes)}" if root is not None else ""
+
+
+def _virtual_services(loaded: Loaded) -> str:
+    # "-": no IPVS state at all (the screen says why), as against 0 virtual services.
+    ipvs = loaded.snapshot.ipvs
+    if ipvs is None:
+        return "-"
+    # Counted in the text, as analysis.index counts them for the mode: home must not parse.
+    kinds = ("TCP ", "UDP ", "SCTP", "FWM ")
+    return f"{sum(1 for line in ipvs.ip_vs.splitlines() if line[:4] in kinds)}"
 
 
 VIEWS: tuple[View, ...] = (
@@ -77,7 +92,15 @@ VIEWS: tuple[View, ...] = (
         ServicesScreen,
         "Services as kube-proxy programmed them: VIP:port -> endpoints",
         ("services", "service"),
-        _when_ready(lambda ld: len(ld.parsed.services())),
+        _once(SERVICES, lambda ld: len(ld.parsed.services())),
+    ),
+    View(
+        "ipvs",
+        "IPVS virtual services",
+        IpvsScreen,
+        "IPVS virtual services: schedulers, real servers, weights",
+        ("lvs", "ipvsadm"),
+        _virtual_services,
     ),
     View(
         "ns",
@@ -93,7 +116,16 @@ VIEWS: tuple[View, ...] = (
         LinksScreen,
         "the root namespace's links: bridges, ports, overlays",
         ("link",),
-        lambda ld: sum(len(ns.links) for ns in ld.snapshot.netns),
+        # What :links lists: the root namespace's links (pods' own are on their screens).
+        lambda ld: len(ld.index.root_netns.links) if ld.index.root_netns else 0,
+    ),
+    View(
+        "routes",
+        "Rules and routes",
+        RoutingScreen,
+        "policy rules, then every table's routes (ip rule, ip route)",
+        ("rules", "route", "rule"),
+        _routing_count,
     ),
     View(
         "map",
@@ -117,7 +149,7 @@ VIEWS: tuple[View, ...] = (
         ConntrackScreen,
         "the conntrack table: original and reply, NAT explained",
         ("conntrack",),
-        _when_ready(lambda ld: len(ld.parsed.conntrack())),
+        _once(CONNTRACK, lambda ld: len(ld.parsed.conntrack())),
     ),
     View(
         "cni",
@@ -140,7 +172,7 @@ VIEWS: tuple[View, ...] = (
         ProblemsScreen,
         "gaps, warnings and leaks, each with why",
         ("pb",),
-        _when_ready(lambda ld: len(ld.problems or ())),
+        _once(PROBLEMS, lambda ld: len(ld.problems or ())),
     ),
     View("pod", "Pod", PodScreen, "one pod in tabs", detail=True),
     View("service", "Service", ServiceScreen, "one Service: endpoints and chain walk", detail=True),

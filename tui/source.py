@@ -57,7 +57,7 @@ class SnapshotSource:
         others = ""
         if self.peers:
             names = ", ".join(p.node.hostname for p in self.peers)
-            others = f" (+{len(self.peers)} for traces: {names})"
+            others = f" (+{len(self.peers)} on :map and in traces: {names})"
         return f"{where} · {snapshot.node.hostname}{others} · {taken}"
 
 

@@ -15,7 +15,9 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.mentions import MentionIndex, mention_index
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.doctor import diagnose
+from podpath.netfilter.iptables_save import count_rules
 from podpath.netfilter.nft import NftRuleset
+from podpath.progress import Items
 from podpath.snapshot.model import Snapshot
 from podpath.tui.actions import Actions
 from podpath.tui.rows.conntrack import conntrack_rows
@@ -28,7 +30,28 @@ from podpath.tui.source import SnapshotSource
 INLINE_PREPARE_BYTES = 2_000_000
 
 
-@dataclass
+# The views a big snapshot's worker prepares, in the order it prepares them: first what
+# home's counts need (Services, conntrack, problems), then the rows and indexes only a
+# screen needs (built for that screen first when it is opened before its turn).
+SERVICES = "Services"
+CONNTRACK = "conntrack entries"
+PROBLEMS = "problems"
+SERVICE_ROWS = "Service rows"
+CONNTRACK_ROWS = "conntrack rows"
+MENTIONS = "rules naming each pod"
+STAGES = (SERVICES, CONNTRACK, PROBLEMS, SERVICE_ROWS, CONNTRACK_ROWS, MENTIONS)
+# What each stage does, as a screen waiting for it says it.
+DOING = {
+    SERVICES: "parsing the rules and kube-proxy's Services",
+    CONNTRACK: "parsing conntrack",
+    PROBLEMS: "judging every path (podpath doctor)",
+    SERVICE_ROWS: "building the Service rows",
+    CONNTRACK_ROWS: "building the conntrack rows",
+    MENTIONS: "finding the rules that name each pod",
+}
+
+
+@dataclass(repr=False)
 class Loaded:
     """One snapshot and everything derived from it (built once, cached, shared by screens)."""
 
@@ -38,30 +61,98 @@ class Loaded:
     index: SnapshotIndex = field(init=False)
     peer_indexes: tuple[SnapshotIndex, ...] = field(init=False)
     parsed: ParsedSnapshot = field(init=False)
-    # Set once prepare() has parsed the big views: until then screens that need them
-    # show "…" instead of parsing on the event loop.
+    # Set once prepare() has done every stage; each stage is told by has() as it is done,
+    # so that a screen shows what it needs without waiting for the rest.
     ready: threading.Event = field(init=False, default_factory=threading.Event)
     # True when preparing the views failed (a bug, reported once): screens stop waiting.
     failed: bool = field(init=False, default=False)
-    # What prepare() is doing now, e.g. "Services (2/5)"; "" before it starts.
-    step: str = field(init=False, default="")
+    # The stage being prepared now (one of STAGES) and its number; "" before it starts.
+    current: str = field(init=False, default="")
+    number: int = field(init=False, default=0)
+    # How many of the current stage's items are done, where their number is known.
+    _items: Items | None = field(init=False, default=None)
+    _told: Callable[[str, int, int], object] | None = field(init=False, default=None)
+    _done: set[str] = field(init=False, default_factory=set)
+    _wanted: list[str] = field(init=False, default_factory=list)
     _rowsets: dict[str, RowSet] = field(init=False, default_factory=dict)
     _problems: tuple[Finding, ...] | None = field(init=False, default=None)
     _mentions: MentionIndex | None = field(init=False, default=None)
+    _rule_counts: tuple[int, ...] | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
+    # Guards only _done and _wanted: _lock is held while rows are built (seconds at 10k
+    # Services), and the event loop asks has() on every repaint.
+    _stage_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    # Other nodes' snapshots as Loaded of their own (a pod of theirs opened from :map).
+    _others: dict[int, Loaded] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.index = SnapshotIndex(self.snapshot)
         self.parsed = ParsedSnapshot(self.index)
         self.peer_indexes = tuple(SnapshotIndex(p) for p in self.peers)
 
+    def __repr__(self) -> str:
+        # Textual names each worker after the repr of its arguments: the dataclass repr
+        # of a 10k-Service snapshot took the event loop 0.5 s to build for each worker.
+        node = self.snapshot.node.hostname
+        return f"<Loaded {node!r} +{len(self.peers)} peers, {self.step or 'not prepared'}>"
+
     @property
     def small(self) -> bool:
         """True when the big views are cheap enough to prepare on the event loop."""
         return raw_size(self.snapshot) <= INLINE_PREPARE_BYTES
 
+    def node(self, number: int) -> Loaded:
+        """Loaded snapshot `number` as a Loaded of its own (0: this one; n: peers[n-1]), built once.
+
+        Its views are prepared by whoever shows it (prepare() in a worker when it is big).
+        """
+        if number == 0:
+            return self
+        with self._lock:
+            found = self._others.get(number)
+            if found is None:
+                snaps = (self.snapshot, *self.peers)
+                others = tuple(s for i, s in enumerate(snaps) if i != number)
+                found = self._others[number] = Loaded(snaps[number], others)
+            return found
+
+    @property
+    def step(self) -> str:
+        """What prepare() is doing now, e.g. "Service rows (4/6)"; "" before it starts."""
+        return f"{self.current} ({self.how_far()})" if self.current else ""
+
+    def how_far(self) -> str:
+        """How far prepare() is: the stage's number out of all, and of its items where
+        their number is known, e.g. "4/6" or "5/6, 20,000/50,002"."""
+        far = f"{self.number}/{len(STAGES)}"
+        items = self._items
+        if items is not None and items.what == self.current and items.count:
+            far += f", {min(items.count, items.size):,}/{items.size:,}"
+        return far
+
+    def has(self, stage: str) -> bool:
+        """True once `stage` (one of STAGES) is prepared: asking for it costs nothing."""
+        with self._stage_lock:
+            return stage in self._done
+
+    def done_stages(self) -> frozenset[str]:
+        """The stages prepared so far."""
+        with self._stage_lock:
+            return frozenset(self._done)
+
+    def want(self, stage: str) -> None:
+        """A screen needs `stage` now: the worker prepares it next (after the current one)."""
+        with self._stage_lock:
+            if stage not in self._done and stage not in self._wanted:
+                self._wanted.append(stage)
+
     def rows(self, name: str, build: Callable[[], list[Row]]) -> RowSet:
         """The rows called `name`, built once per snapshot (thread-safe)."""
+        # Rows already built are returned without waiting for the worker, which holds
+        # the lock while it builds the next ones.
+        built = self._rowsets.get(name)
+        if built is not None:
+            return built
         with self._lock:
             found = self._rowsets.get(name)
             if found is None:
@@ -70,20 +161,55 @@ class Loaded:
 
     def service_rows(self) -> RowSet:
         """Every Service port as a row (the Services screen)."""
-        return self.rows("services", lambda: service_rows(self.index, self.parsed.services()))
+        return self.rows(
+            "services",
+            lambda: service_rows(
+                self.index,
+                self.parsed.services(),
+                self._counting(len(self.parsed.services())).tick,
+            ),
+        )
 
     def conntrack_rows(self) -> RowSet:
         """Every conntrack entry as a row (the Conntrack screen)."""
         return self.rows(
-            "conntrack", lambda: conntrack_rows(self.parsed.conntrack(), self.parsed.services())
+            "conntrack",
+            lambda: conntrack_rows(
+                self.parsed.conntrack(),
+                self.parsed.services(),
+                tick=self._counting(len(self.parsed.conntrack())).tick,
+            ),
         )
+
+    def _counting(self, size: int) -> Items:
+        """Counts the current stage's items for how_far() and the worker's progress."""
+        items = self._items = Items(self._told, self.current, self.number - 1, len(STAGES), size)
+        return items
 
     def ip_mentions(self) -> MentionIndex:
         """Rules naming each pod IP (one pass over every rule; built in prepare on big snapshots)."""
+        if self._mentions is not None:
+            return self._mentions
         with self._lock:
             if self._mentions is None:
                 self._mentions = mention_index(self.parsed.rule_dumps(), self.index.pods_by_ip)
             return self._mentions
+
+    def rule_counts(self) -> tuple[int, ...]:
+        """The rules of each iptables dump, counted in their text once: home must not wait
+        for the rules to be parsed, nor count 16 MB again each time it is repainted (0.1 s)."""
+        if self._rule_counts is None:
+            self._rule_counts = tuple(count_rules(d.text) for d in self.snapshot.iptables)
+        return self._rule_counts
+
+    def rule_count(self) -> int:
+        """The rules of every iptables dump (home's count)."""
+        return sum(self.rule_counts())
+
+    def iptables_backends(self) -> list[str]:
+        """The dumps holding at least one rule, as backend/family (home's "iptables" fact)."""
+        dumps = zip(self.snapshot.iptables, self.rule_counts(), strict=True)
+        return sorted({f"{d.backend}/{d.family}" for d, n in dumps if n})
 
     def nft_ruleset(self) -> NftRuleset | None:
         """The native nftables ruleset, parsed once (None when the snapshot has none)."""
@@ -92,39 +218,77 @@ class Loaded:
     @property
     def problems(self) -> tuple[Finding, ...] | None:
         """What `podpath doctor` finds on these snapshots (podpath.doctor), once prepared."""
-        return self._problems if self.ready.is_set() else None
+        return self._problems if self.has(PROBLEMS) else None
 
     def prepare(self, progress: Callable[[str, int, int], object] | None = None) -> None:
-        """Parse the big views and build their rows (call from a worker thread on big snapshots).
+        """Prepare every stage, home's counts first (call from a worker thread on big snapshots).
 
-        `progress` is told each step as it starts; `step` says the same to the screens.
+        `progress` is told each stage as it starts, which is also when the one before it
+        is done; `current` and `how_far()` say the same to the screens.
         """
         if self.ready.is_set():
             return
-        steps: tuple[tuple[str, Callable[[], object]], ...] = (
-            ("parsing rules and conntrack", self._parse),
-            ("Services", self.service_rows),
-            ("conntrack entries", self.conntrack_rows),
-            ("rules naming each pod", self.ip_mentions),
-            ("nftables ruleset", self.nft_ruleset),
-        )
-        for done, (what, run) in enumerate(steps):
-            self.step = f"{what} ({done + 1}/{len(steps)})"
-            if progress is not None:
-                progress(what, done, len(steps))
-            run()
+        self._told = progress
+        # The cyclic GC is paused while the views are built: they are acyclic, and each
+        # full collection their allocations set off rescans everything parsed so far
+        # while holding the GIL (0.1-0.6 s each at 10k Services: frames not painted).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._prepare_stages(progress)
+        finally:
+            if collecting:
+                gc.enable()
         # The rows live as long as the snapshot: keep the cyclic GC from rescanning
         # them on every collection (see podpath.tui.app.settle_heap).
         gc.freeze()
         self.ready.set()
 
-    def _parse(self) -> None:
-        # Parses every view, and traces every path from every pod position.
+    def _prepare_stages(self, progress: Callable[[str, int, int], object] | None) -> None:
+        """Run every stage, a wanted one first."""
+        runs: dict[str, Callable[[], object]] = {
+            SERVICES: self._parse_rules,
+            CONNTRACK: self._parse_conntrack,
+            PROBLEMS: self._diagnose,
+            SERVICE_ROWS: self.service_rows,
+            CONNTRACK_ROWS: self.conntrack_rows,
+            MENTIONS: self.ip_mentions,
+        }
+        for done in range(len(STAGES)):
+            stage = self._next_stage()
+            self.current, self.number = stage, done + 1
+            if progress is not None:
+                progress(stage, done, len(STAGES))
+            runs[stage]()
+            with self._stage_lock:
+                self._done.add(stage)
+
+    def _next_stage(self) -> str:
+        """A stage a screen asked for, else the first not yet done in STAGES order."""
+        with self._stage_lock:
+            while self._wanted:
+                stage = self._wanted.pop(0)
+                if stage not in self._done:
+                    return stage
+            return next(s for s in STAGES if s not in self._done)
+
+    def _parse_rules(self) -> None:
+        # kube-proxy's Services (which parses the rules and any nft ruleset), and the
+        # facts home shows beside the counts.
+        self.parsed.rule_dumps()
+        self.parsed.nft_ruleset()
+        self.parsed.services()
+        self.parsed.kube_proxy_mode()
+        self.parsed.dataplane()
+
+    def _parse_conntrack(self) -> None:
+        self.parsed.conntrack()
+
+    def _diagnose(self) -> None:
+        # Traces every path from every pod position, on the views parsed above.
         indexes = [self.index, *self.peer_indexes]
-        self._problems = diagnose(indexes, [self.parsed]).findings
-        # The parsed views live as long as the snapshot: keep the cyclic GC from
-        # rescanning them while the rows are built (see podpath.tui.app.settle_heap).
-        gc.freeze()
+        judged = self._counting(0).reached
+        self._problems = diagnose(indexes, [self.parsed], judged).findings
 
 
 def raw_size(snap: Snapshot) -> int:

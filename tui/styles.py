@@ -123,6 +123,19 @@ RowTable.third {
     height: 3;
 }
 
+/* A short terminal (80x24): the hops of the path keep most of the screen. */
+TraceScreen.-short RowTable.third {
+    max-height: 4;
+}
+
+TraceScreen.-short #hop-detail {
+    max-height: 5;
+}
+
+TraceScreen.-short #flow {
+    max-height: 2;
+}
+
 #trace-inputs Input {
     width: 2fr;
 }

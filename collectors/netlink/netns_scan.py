@@ -582,11 +582,13 @@ def scan_network_namespaces(
     root_inode: int,
     cancel: threading.Event | None = None,
     sockets: Callable[[], SocketReader] | None = None,
+    read: Callable[[int, int], object] | None = None,
 ) -> tuple[tuple[NetNamespace, ...], tuple[Gap, ...]]:
     """Read every target namespace; what could not be read is returned as Gaps.
 
     `sockets` opens a socket reader in the opener's current namespace (e.g. DiagSocket):
-    given one, each namespace's TCP and UDP sockets are read too.
+    given one, each namespace's TCP and UDP sockets are read too. `read` is told how
+    many namespaces were read (or found gone) of how many, a batch at a time.
     """
     cancel = cancel or threading.Event()
     ordered = _unique(targets, root_inode)
@@ -616,6 +618,8 @@ def scan_network_namespaces(
                     root = s
                 elif root is not None:
                     _early_nsids(s, root, gaps)
+            if read is not None:
+                read(start + len(batch), len(ordered))
         if cancel.is_set():
             gaps.append(Gap("netns scan", "cancelled before every namespace was read", "error"))
         _resolve_peers(scanned, root, gaps)

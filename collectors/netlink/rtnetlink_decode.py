@@ -19,6 +19,7 @@ import dataclasses
 import socket
 import struct
 from collections.abc import Iterable
+from typing import Any
 
 from podpath.collectors.netlink.rtnetlink import AF_BRIDGE
 from podpath.collectors.netlink.wire import MalformedMessage, attributes, cstr, nested, payloads
@@ -51,6 +52,8 @@ _IFADDRMSG = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _NDMSG = struct.Struct("=BxxxiHBB")
 _RTNEXTHOP = struct.Struct("=HBBi")
+_PORT_RANGE = struct.Struct("=HH")
+_UID_RANGE = struct.Struct("=II")
 _IFA_CACHE = struct.Struct("=IIII")
 # struct rtnl_link_stats64: the fields of LinkStats, in order; older kernels send fewer.
 _STATS_FIELDS = tuple(f.name for f in dataclasses.fields(LinkStats))
@@ -196,6 +199,8 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
 RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 9, 15, 18
 FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_GOTO, FRA_PRIORITY = 1, 2, 3, 4, 6
 FRA_FWMARK, FRA_TABLE, FRA_FWMASK, FRA_OIFNAME = 10, 15, 16, 17
+FRA_TUN_ID, FRA_SUPPRESS_IFGROUP, FRA_SUPPRESS_PREFIXLEN, FRA_L3MDEV = 12, 13, 14, 19
+FRA_UID_RANGE, FRA_PROTOCOL, FRA_IP_PROTO, FRA_SPORT_RANGE, FRA_DPORT_RANGE = 20, 21, 22, 23, 24
 NDA_DST, NDA_LLADDR, NDA_VLAN, NDA_MASTER = 1, 2, 5, 9
 
 _FAMILY_LEN = {AF_INET: 4, AF_INET6: 16}
@@ -475,7 +480,7 @@ def decode_rules(buffers: Iterable[bytes], netns: int) -> list[Rule]:
     out: list[Rule] = []
     unpack = _RTMSG.unpack_from  # struct fib_rule_hdr has the same layout as rtmsg
     for buf, off, end in payloads(buffers, RTM_NEWRULE, 12, "strict"):
-        family, dst_len, src_len, _tos, table, _r1, _r2, action, rflags = unpack(buf, off)
+        family, dst_len, src_len, tos, table, _r1, _r2, action, rflags = unpack(buf, off)
         if family not in _FAMILY_LEN:
             continue
         a = attributes(buf, off + 12, end, "strict")
@@ -502,8 +507,43 @@ def decode_rules(buffers: Iterable[bytes], netns: int) -> list[Rule]:
                 oif=cstr(oif) if oif is not None else None,
                 invert=bool(rflags & FIB_RULE_INVERT),
                 goto=u32(goto) if goto is not None and len(goto) >= 4 else None,
+                tos=tos,
+                **_rule_options(a),
             )
         )
+    return out
+
+
+def _rule_options(a: dict[int, bytes]) -> dict[str, Any]:
+    """The selectors and options a rule carries beyond addresses, marks and devices."""
+    # fib_nl_fill_rule() sends each only when set; suppress_* are u32 with -1 meaning unset.
+    out: dict[str, Any] = {}
+    proto = a.get(FRA_IP_PROTO)
+    if proto:
+        out["ipproto"] = proto[0]
+    for key, attr in (("sport", FRA_SPORT_RANGE), ("dport", FRA_DPORT_RANGE)):
+        ports = a.get(attr)  # struct fib_rule_port_range: u16 start, u16 end
+        if ports is not None and len(ports) >= 4:
+            out[key] = tuple(_PORT_RANGE.unpack_from(ports))
+    uids = a.get(FRA_UID_RANGE)  # struct fib_rule_uid_range: u32 start, u32 end
+    if uids is not None and len(uids) >= 8:
+        out["uidrange"] = tuple(_UID_RANGE.unpack_from(uids))
+    tun = a.get(FRA_TUN_ID)  # __be64
+    if tun is not None and len(tun) >= 8:
+        out["tun_id"] = int.from_bytes(tun[:8], "big")
+    l3mdev = a.get(FRA_L3MDEV)
+    if l3mdev:
+        out["l3mdev"] = bool(l3mdev[0])
+    for key, attr in (
+        ("suppress_prefixlength", FRA_SUPPRESS_PREFIXLEN),
+        ("suppress_ifgroup", FRA_SUPPRESS_IFGROUP),
+    ):
+        value = a.get(attr)
+        if value is not None and len(value) >= 4 and u32(value) != 0xFFFFFFFF:
+            out[key] = u32(value)
+    who = a.get(FRA_PROTOCOL)
+    if who:
+        out["protocol"] = PROTOCOLS.get(who[0], str(who[0]))
     return out
 
 

@@ -30,6 +30,7 @@ from podpath.collectors.netlink.wire import NetlinkError
 from podpath.collectors.parallel import part_count, run_parts, split
 from podpath.collectors.proc.processes import FdHolders, nsfs_dev, parse_ns_link, read_fd_holders
 from podpath.snapshot.model import NAMESPACE_TYPES, Gap, HolderFd, Namespace, Process
+from podpath.wording import count
 
 if TYPE_CHECKING:
     from podpath.collectors.netlink.netns_scan import NetnsTarget
@@ -294,7 +295,7 @@ def _scan_holders(
         gaps.append(
             Gap(
                 "/proc/*/mountinfo",
-                f"{mount_denied} mount tables: permission denied",
+                f"{count(mount_denied, 'mount table')}: permission denied",
                 "permission",
                 "CAP_SYS_PTRACE",
             )
@@ -313,7 +314,7 @@ def _scan_holders(
         gaps.append(
             Gap(
                 "/proc/*/fd",
-                f"{fd_denied} processes: permission denied (needs CAP_SYS_PTRACE)",
+                f"{count(fd_denied, 'process', 'processes')}: permission denied",
                 "permission",
                 "CAP_SYS_PTRACE",
             )

@@ -28,6 +28,7 @@ from podpath.collectors.hostroot import (
 )
 from podpath.collectors.parallel import part_count, run_parts, split
 from podpath.snapshot.model import NAMESPACE_TYPES, Gap, Process
+from podpath.wording import count
 
 
 @dataclass(frozen=True)
@@ -304,11 +305,13 @@ def _first_cmdline(pid_fd: int) -> bytes | None:
 
 def _gaps_from_failures(res: ScanResult) -> list[Gap]:
     gaps = []
-    for (what, kind, cap), count in sorted(res.failures.items(), key=str):
+    for (what, kind, cap), n in sorted(res.failures.items(), key=str):
         gaps.append(
             Gap(
                 f"/proc/*/{what}",
-                f"{count} processes: {kind}" + (f" (needs {cap})" if cap else ""),
+                # The capability is shown from the gap's field (once, and only if missing).
+                f"{count(n, 'process', 'processes')}: "
+                + ("permission denied" if kind == "permission" else kind),
                 kind,
                 cap,
             )

@@ -93,14 +93,7 @@ def read_listings(
     for runtime, path in sockets(host):
         result = runner.run_module(LISTING_MODULE, (path,))
         if result.gap is not None or result.returncode != 0:
-            reason = (result.stderr or "").strip().splitlines()[-1:] or ["no answer"]
-            gaps.append(
-                Gap(
-                    f"CRI socket {path}",
-                    f"not read ({reason[0][:300]}); pods come from the runtime's files",
-                    "unavailable",
-                )
-            )
+            gaps.append(_unread_socket_gap(path, result.stderr, result.gap))
             continue
         try:
             doc = json.loads(result.stdout)
@@ -110,6 +103,21 @@ def read_listings(
         if isinstance(doc, dict):
             listings.append(CriListing(runtime, path, doc))
     return tuple(listings), tuple(gaps)
+
+
+def _unread_socket_gap(path: str, stderr: str | None, gap: Gap | None) -> Gap:
+    """Why a CRI socket was not read: its listing's last word, or why it did not run."""
+    lines = (stderr or "").strip().splitlines()
+    why = (lines[-1] if lines else gap.reason if gap is not None else "no answer")[:300]
+    subject = f"CRI socket {path}"
+    if "permission denied" in why.lower():  # EACCES on connect: the socket's mode or owner
+        return Gap(
+            subject,
+            "permission denied; pods come from the runtime's files",
+            "permission",
+            "CAP_DAC_OVERRIDE",
+        )
+    return Gap(subject, f"not read ({why}); pods come from the runtime's files", "unavailable")
 
 
 def container_status_file(host: HostRoot, container_id: str) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from podpath.netfilter.owners import Owner, iptables_owner, nft_owner
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
 from podpath.snapshot.model import Container, Link, NetNamespace, Pod, Socket, SocketOwner
-from podpath.trace.routing import table_name
+from podpath.trace.routing import describe_rule, table_name
 
 if TYPE_CHECKING:
     from podpath.netfilter.kube_proxy import Service
@@ -263,8 +263,45 @@ def links(index: SnapshotIndex) -> Listing:
         Column("REMOTE", lambda r: r["vxlan_remotes"] or None),
         Column("DSTPORT", lambda r: r["vxlan"]["port"] if r["vxlan"] else None, True),
         Column("UNDERLAY", _key("vxlan_dev_name")),
+        Column("OPTIONS", lambda r: _vxlan_options(r["vxlan"]) or None),
     )
     return Listing(rows, cols)
+
+
+def _vxlan_options(vxlan: dict[str, Any] | None) -> list[str]:
+    """What `ip -d link` prints of a VXLAN device's non-default switches: nolearning proxy l2miss."""
+    if not vxlan:
+        return []
+    return (["nolearning"] if not vxlan["learning"] else []) + list(vxlan["flags"])
+
+
+# `ip -s link`'s counters: RX and TX bytes, packets, errors, dropped.
+_STAT_COLUMNS = tuple(
+    (f"{way.upper()}-{label}", f"{way}_{field}")
+    for way in ("rx", "tx")
+    for label, field in (
+        ("BYTES", "bytes"),
+        ("PKTS", "packets"),
+        ("ERR", "errors"),
+        ("DROP", "dropped"),
+    )
+)
+
+
+def _stat(field: str) -> Callable[[Row], object]:
+    return lambda row: row["stats"][field] if row.get("stats") else None
+
+
+def link_stats(index: SnapshotIndex) -> Listing:
+    """Every link with its counters, like `ip -s link` (JSON rows are those of `ls links`)."""
+    cols = (
+        Column("NETNS", _key("netns_label")),
+        Column("IDX", _key("ifindex"), True),
+        Column("NAME", _key("name")),
+        Column("STATE", _key("state")),
+        *(Column(header, _stat(field), True) for header, field in _STAT_COLUMNS),
+    )
+    return Listing(links(index).rows, cols)
 
 
 def _vxlan_remotes(ns: NetNamespace, link: Link) -> list[str]:
@@ -316,21 +353,20 @@ def routes(index: SnapshotIndex) -> Listing:
 
 
 def rules(index: SnapshotIndex) -> Listing:
-    """Policy routing rules of every namespace."""
+    """Policy routing rules of every namespace, each worded as `ip rule` prints it."""
+    rows = _per_netns(index, "rules")
+    texts = [describe_rule(rule) for ns in index.snapshot.netns for rule in ns.rules]
+    for row, text in zip(rows, texts, strict=True):
+        # "1025: not from all to 172.18.0.0/16 lookup main": the words after the priority.
+        row["text"] = text.split(": ", 1)[1]
     cols = (
         Column("NETNS", _key("netns_label")),
         # `ip rule` and `ip -6 rule` are two lists: without it their rules look doubled.
         Column("FAMILY", _family),
         Column("PRIO", _key("priority"), True),
-        Column("FROM", _key("src")),
-        Column("TO", _key("dst")),
-        Column("FWMARK", _key("fwmark")),
-        Column("IIF", _key("iif")),
-        Column("OIF", _key("oif")),
-        Column("ACTION", _key("action")),
-        Column("TABLE", _key("table_name")),
+        Column("RULE", _key("text")),
     )
-    return Listing(_per_netns(index, "rules"), cols)
+    return Listing(rows, cols)
 
 
 def neighbours(index: SnapshotIndex) -> Listing:
@@ -739,10 +775,18 @@ def gaps(index: SnapshotIndex) -> Listing:
     cols = (
         Column("KIND", _key("kind")),
         Column("SUBJECT", _key("subject")),
-        Column("REASON", _key("reason")),
+        Column("REASON", _gap_reason),
         Column("CAPABILITY", _key("capability")),
     )
     return Listing(rows, cols)
+
+
+def _gap_reason(row: Row) -> object:
+    """The reason without a "(needs CAP_X)" that the CAPABILITY column says already."""
+    reason, cap = row.get("reason"), row.get("capability")
+    if isinstance(reason, str) and cap:
+        return reason.replace(f" (needs {cap})", "")
+    return reason
 
 
 def problems(index: SnapshotIndex) -> Listing:

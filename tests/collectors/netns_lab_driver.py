@@ -92,6 +92,8 @@ def views(ns: str | None) -> dict[str, Any]:
         "route6": ip(ns, "-6", "-d", "route", "show", "table", "all"),
         "rule4": ip(ns, "-4", "rule", "show"),
         "rule6": ip(ns, "-6", "rule", "show"),
+        "rule4text": run(*(("ip", "-n", ns) if ns else ("ip",)), "-4", "rule", "show"),
+        "rule6text": run(*(("ip", "-n", ns) if ns else ("ip",)), "-6", "rule", "show"),
         "neigh": ip(ns, "neigh", "show"),
         "fdb": bridge_fdb(ns),
         "nsids": ip(ns, "netns", "list-id"),
@@ -153,6 +155,17 @@ def build_topology() -> list[str]:
     run("ip", "-n", names[0], "route", "add", "unreachable", "10.97.0.0/16")
     run("ip", "-n", names[0], "route", "add", "10.50.0.0/16", "via", "10.244.0.1", "table", "7")
     run("ip", "-n", names[0], "rule", "add", "fwmark", "0x4", "lookup", "7", "priority", "10")
+    # Every selector and option `ip rule` knows beyond addresses, marks and devices.
+    for line in (
+        "rule add ipproto udp dport 53 lookup 100 pref 90",
+        "rule add lookup main suppress_prefixlength 0 pref 80",
+        "rule add from 10.0.0.0/8 tos 0x10 uidrange 1000-2000 ipproto tcp sport 1000-2000"
+        " dport 80 tun_id 7 lookup 200 suppress_ifgroup 5 pref 70 proto 99",
+        "rule add l3mdev pref 72",
+        "rule add dport 10-20 blackhole pref 73",
+        "-6 rule add ipproto ipv6-icmp lookup 100 suppress_prefixlength 64 pref 91 proto static",
+    ):
+        run("ip", "-n", names[2], *line.split())
     # Both ends of a veth inside one pod namespace: a peer without IFLA_LINK_NETNSID.
     run("ip", "-n", names[1], "link", "add", "in0", "type", "veth", "peer", "name", "in1")
     # A veth between two pods, not through the root.

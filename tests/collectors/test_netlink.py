@@ -33,7 +33,8 @@ from podpath.collectors.netlink.rtnetlink_decode import (
     decode_links,
     decode_routes,
 )
-from podpath.snapshot.model import Gap
+from podpath.snapshot.model import Gap, Rule
+from podpath.trace.routing import describe_rule
 
 DRIVER = Path(__file__).with_name("netns_lab_driver.py")
 HOSTILE = ("e\x1b[31mx", "\udcffbad")
@@ -325,6 +326,7 @@ def test_rules_equal_ip_rule(topo: Any) -> None:
                         r.get("oif"),
                         "not" in r,
                         r.get("goto"),
+                        _ip_rule_options(r),
                     )
                 )
         got = [
@@ -341,12 +343,77 @@ def test_rules_equal_ip_rule(topo: Any) -> None:
                 r["oif"],
                 r["invert"],
                 r["goto"],
+                _our_rule_options(r),
             )
             for r in ns["rules"]
         ]
         assert sorted(got, key=repr) == sorted(want, key=repr)
     root_rules = _namespaces(topo)[0][2]["rules"]
     assert any(r["fwmark"] == 1 and r["fwmask"] == 0xFF and r["invert"] for r in root_rules)
+    pod_rules = _namespaces(topo)[3][2]["rules"]
+    assert any(r["suppress_prefixlength"] == 0 for r in pod_rules)
+    assert any(r["dport"] == [53, 53] and r["ipproto"] == 17 for r in pod_rules)
+
+
+def _span(rule: Any, key: str) -> tuple[int, int] | None:
+    if key in rule:
+        return (rule[key], rule[key])
+    if f"{key}_start" in rule:
+        return (rule[f"{key}_start"], rule[f"{key}_end"])
+    return None
+
+
+_IPPROTO = {"tcp": 6, "udp": 17, "ipv6-icmp": 58}
+
+
+def _ip_rule_options(r: Any) -> tuple[Any, ...]:
+    """The selectors beyond addresses, marks and devices, as `ip -j rule` spells them."""
+    return (
+        int(r["tos"], 16) if "tos" in r else 0,
+        _IPPROTO[r["ipproto"]] if "ipproto" in r else None,
+        _span(r, "sport"),
+        _span(r, "dport"),
+        (r["uid_start"], r["uid_end"]) if "uid_start" in r else None,
+        r.get("tun_id"),
+        "l3mdev" in r,
+        r.get("suppress_prefixlen"),
+        int(r["suppress_ifgroup"]) if "suppress_ifgroup" in r else None,
+    )
+
+
+def _our_rule_options(r: Any) -> tuple[Any, ...]:
+    """The same selectors from podpath's scan."""
+    return (
+        r["tos"],
+        r["ipproto"],
+        tuple(r["sport"]) or None,
+        tuple(r["dport"]) or None,
+        tuple(r["uidrange"]) or None,
+        r["tun_id"],
+        r["l3mdev"],
+        r["suppress_prefixlength"],
+        r["suppress_ifgroup"],
+    )
+
+
+@pytest.mark.lab
+def test_rules_read_as_ip_rule_prints_them(topo: Any) -> None:
+    """describe_rule of every scanned rule is the line `ip rule show` prints, selectors and proto included."""
+    seen = 0
+    for _name, view, ns in _namespaces(topo):
+        for family, key in ((4, "rule4text"), (6, "rule6text")):
+            want = [line.replace(":\t", ": ").strip() for line in view[key].splitlines()]
+            rules = sorted(
+                (Rule(**{**r, **_tuples(r)}) for r in ns["rules"] if r["family"] == family),
+                key=lambda r: r.priority,
+            )
+            assert [describe_rule(r) for r in rules] == want
+            seen += len(rules)
+    assert seen > 10
+
+
+def _tuples(r: Any) -> dict[str, Any]:
+    return {k: tuple(r[k]) for k in ("sport", "dport", "uidrange")}
 
 
 @pytest.mark.lab

@@ -9,9 +9,11 @@ its evidence and fix. Where the fault fails a path, `lab probe` then sends real
 traffic along it and the kernel must fail it as predicted. The healthy shared lab must
 give no finding but the Service the lab leaves without endpoints on purpose.
 
-Not built here, and why: a conntrack table near full (nf_conntrack_max is read-only
-outside the machine's own namespace, which the lab never touches: tests/unit has it),
-ETP=Local without a local endpoint (no lab option builds it yet: tests/unit has it on
+Not built here, and why: a conntrack table near full (in any network namespace but the
+machine's own, net.netfilter.nf_conntrack_max is read-only and is the machine's global
+value, and the lab never writes the machine's sysctls: the kernel fact is held by
+test_conntrack_max_is_the_machines_in_a_lab_node, the check by tests/unit), ETP=Local
+without a local endpoint (no lab option builds it yet: tests/unit has it on
 kube-proxy's own rules).
 """
 
@@ -459,3 +461,15 @@ def test_watch_shows_the_rule_counters_a_real_connection_moves(shared_lab: Lab) 
         rf" counter    \+\d+ packets? .*KUBE-SEP-\S+ .*--to-destination {served.ip}:80", out
     )
     assert "watched: " in out
+
+
+def test_conntrack_max_is_the_machines_in_a_lab_node(shared_lab: Lab) -> None:
+    """Why conntrack-full is not built in a lab: in a node's network namespace
+    nf_conntrack_max is mode 0444 and shows the machine's value (the kernel's
+    nf_conntrack_standalone_init_sysctl: "Don't allow non-init_net ns to alter global
+    sysctls"), while nf_conntrack_count is the namespace's own. Should a kernel give a
+    namespace its own maximum, this fails, and the fault can be built for real."""
+    path = "/proc/sys/net/netfilter/nf_conntrack_max"
+    mode, value = _sh(shared_lab, "node1", f"stat -c %a {path}; cat {path}").split()
+    assert mode == "444"
+    assert int(value) == int(Path(path).read_text())

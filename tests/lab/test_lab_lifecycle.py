@@ -228,3 +228,86 @@ def _safe_cleanup(name: str) -> None:
             down(name)
         except LabError:
             pass
+
+
+def _ns_holders(inodes: set[int]) -> list[str]:
+    """Processes or host mounts still holding any of these namespace inodes."""
+    held = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or not _running(int(p.name)):
+            continue
+        for kind in ("net", "mnt"):
+            try:
+                if os.stat(p / "ns" / kind).st_ino in inodes:
+                    held.append(f"pid {p.name} ({kind})")
+            except OSError:
+                continue
+    for line in _host_mounts().splitlines():
+        if " - nsfs " in line and any(f"[{ino}]" in line for ino in inodes):
+            held.append(line)
+    return held
+
+
+@pytest.mark.parametrize("ledger", ["kept", "process lines garbled"])
+def test_down_of_a_lab_whose_record_is_corrupt_leaves_nothing(
+    make_lab: Callable[..., Lab], ledger: str
+) -> None:
+    """`podpath lab down` of a lab whose lab.json is garbage ends every process of it (from
+    its ledger, or from its cgroups when the ledger's process lines are garbled too), and
+    no netns, mount, cgroup or state of it is left; it says the record was unreadable."""
+    lab = make_lab(nodes=2, pods=2, services=2)
+    record = lab.record
+    pids = {n.init_pid for n in record.nodes} | {p.pause_host_pid for p in lab.pods}
+    pids |= {n.containerd_pid for n in record.nodes if n.containerd_pid}
+    pids.add(record.underlay_pid)
+    inodes = {
+        os.stat(f"/proc/{n.init_pid}/ns/{kind}").st_ino
+        for n in record.nodes
+        for kind in ("net", "mnt")
+    }
+    inodes |= {os.stat(f"/proc/{p.pause_host_pid}/ns/net").st_ino for p in lab.pods}
+    inodes.add(os.stat(f"/proc/{record.underlay_pid}/ns/net").st_ino)
+    d = lab_state.lab_dir(lab.name)
+    (d / "lab.json").write_bytes(b'{"spec": \xff\x00 not json')
+    if ledger != "kept":
+        path = d / lab_state.LEDGER_FILE
+        lines = path.read_text().splitlines()
+        path.write_text(
+            "".join(
+                (line.replace('"pid"', '"p\x00id"') if '"process"' in line else line) + "\n"
+                for line in lines
+            )
+        )
+        assert lab_state.ledger(lab.name).processes == ()
+    done = subprocess.run(
+        [sys.executable, "-m", "podpath", "lab", "down", "--name", lab.name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "lab state is unreadable" in done.stderr
+    assert [pid for pid in pids if _running(pid)] == []
+    assert _ns_holders(inodes) == []
+    assert [c for c in record.cgroup_dirs if os.path.exists(c)] == []
+    assert not d.exists()
+
+
+def test_down_spares_a_process_whose_pid_was_reused(make_lab: Callable[..., Lab]) -> None:
+    """A ledger entry whose PID now names another process (another start time) is not
+    killed by `lab down`; the lab's own processes are."""
+    lab = make_lab(nodes=1, pods=1, services=2)
+    other = subprocess.Popen(["sleep", "300"])
+    try:
+        from podpath.lab import procs
+
+        start = procs.start_time(other.pid)
+        assert start is not None
+        lab_state.note_started(lab.name, "reused", other.pid, start - 1)
+        down(lab.name)
+        assert other.poll() is None and _running(other.pid)
+        assert not _running(lab.nodes[0].init_pid)
+    finally:
+        other.kill()
+        other.wait()

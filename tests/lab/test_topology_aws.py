@@ -27,6 +27,8 @@ from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
 from podpath.conntrack import parse_conntrack
 from podpath.lab.cni_plugin import secondary_eni
+from podpath.listing import render_text
+from podpath.listing import rules as rules_listing
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe
 
@@ -87,6 +89,23 @@ def test_rules_and_static_neighbours_equal_the_kernel(
         (gw,) = [n for n in ns.neighbours if n.dst == "169.254.1.1"]
         assert gw.state == ("PERMANENT",)
     assert detect(index).cni == "aws-vpc-cni"
+
+
+def test_ls_rules_says_what_ip_rule_says(lab: Lab, indexes: dict[str, SnapshotIndex]) -> None:
+    """`ls rules` of the root netns, line for line, is `ip rule show` (with `not`, host prefixes)."""
+    index = indexes["node1"]
+    root = index.root_netns
+    assert root is not None
+    kernel = lab.exec("node1", ["ip", "rule", "show"]).stdout.splitlines()
+    listing = rules_listing(index)
+    got = [
+        f"{row['priority']}:\t{row['text']}"
+        for row in listing.rows
+        if row["netns"] == root.inode and row["family"] == 4
+    ]
+    assert got == [line.rstrip() for line in kernel]
+    text = render_text(listing)
+    assert any(" 1025 not from all to " in line for line in text.splitlines())
 
 
 @pytest.mark.parametrize("secondary", [False, True])

@@ -27,6 +27,7 @@ from topology_proof import (
 
 from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
+from podpath.draw.build import build_map
 from podpath.trace import sysctls
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe
@@ -102,6 +103,30 @@ def test_node_to_pod_source_is_the_kernels(lab: Lab, indexes: dict[str, Snapshot
 HAND = "handpod"
 HAND_IP = "10.244.0.50"
 HAND_VETH = "cali1234567890a"
+
+
+def test_map_draws_the_routed_nodes_as_the_kernel_has_them(
+    lab: Lab, indexes: dict[str, SnapshotIndex]
+) -> None:
+    """No bridge; every cali veth and pod address drawn; both Calico VXLAN devices join every pair."""
+    m = build_map([i.snapshot for i in ordered(indexes)])
+    assert not [e for e in m.elements if e.kind == "bridge"]
+    for number, node in enumerate(sorted(indexes)):
+        kernel = json.loads(lab.exec(node, ["ip", "-j", "link", "show", "type", "veth"]).stdout)
+        cali = {lk["ifname"] for lk in kernel if lk["ifname"].startswith("cali")}
+        drawn = {e.name for e in m.elements if e.node == number and e.kind == "veth"}
+        assert cali and cali == drawn
+        pods = {e.pod: set(e.addresses) for e in m.elements if e.node == number and e.kind == "pod"}
+        for pod in lab.pods_on(node):
+            assert set(pod.ips) <= pods[pod.ref], pod.ref
+    joined: dict[str, set[frozenset[int | None]]] = {}
+    for tunnel in (c for c in m.connections if c.kind == "tunnel"):
+        ends = [m.element(tunnel.source), m.element(tunnel.target)]
+        names = {e.name for e in ends if e is not None}
+        assert len(names) == 1 and len(ends) == 2, tunnel  # a device joins its own kind
+        joined.setdefault(names.pop() or "", set()).add(frozenset(e.node for e in ends if e))
+    pairs = {frozenset(pair) for pair in ((0, 1), (0, 2), (1, 2))}
+    assert joined == {"vxlan.calico": pairs, "vxlan-v6.calico": pairs}
 
 
 @pytest.fixture(scope="module")

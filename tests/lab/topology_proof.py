@@ -132,6 +132,10 @@ def kernel_route(lab: Lab, node: str, index: SnapshotIndex, hop: Hop) -> dict[st
         argv += ["from", str(d["src"])]
     if d.get("mark"):
         argv += ["mark", str(d["mark"])]
+    # The flow's protocol and ports, which rules with ipproto/sport/dport select on.
+    if d.get("proto") in ("tcp", "udp"):
+        argv += ["ipproto", str(d["proto"])]
+        argv += [w for k in ("sport", "dport") if d.get(k) for w in (k, str(d[k]))]
     path = netns_path(index, int(str(d["netns"])))
     if path is not None:
         argv = ["nsenter", f"--net={path}", "--", *argv]
@@ -141,6 +145,7 @@ def kernel_route(lab: Lab, node: str, index: SnapshotIndex, hop: Hop) -> dict[st
         ("Network is unreachable", "none"),
         ("No route to host", "no-forward"),
         ("Invalid cross-device link", "rp_filter"),
+        ("Invalid argument", "blackhole"),
     ):
         if done.returncode != 0 and text in done.stderr:
             return {"type": kind}

@@ -23,7 +23,7 @@ def test_first_snapshot_is_shown_the_others_are_peers() -> None:
     source = files_source([NODE1, NODE2])
     assert source.initial is not None and source.initial.node.hostname == "node1"
     assert [p.node.hostname for p in source.peers] == ["node2"]
-    assert "(+1 for traces: node2)" in source.title(source.initial)
+    assert "(+1 on :map and in traces: node2)" in source.title(source.initial)
 
 
 def test_node_picks_the_snapshot_shown() -> None:

@@ -76,3 +76,12 @@ def test_every_missing_privilege_is_named(shared_lab: Lab, prefix: list[str]) ->
     assert lines
     for line in lines:
         assert len(re.findall(r"\(needs CAP_[A-Z_]+\)", line)) <= 1, line
+        # A refusal is said as one: "permission denied", never a bare "permission".
+        assert not re.search(r": permission(?! denied)", line), line
+    # The node's containerd socket refuses nobody (EACCES): said as such, not "no answer".
+    if prefix is NOBODY:
+        cri = [g for g in gaps if g["subject"].startswith("CRI socket")]
+        assert cri, gaps
+        for gap in cri:
+            assert (gap["kind"], gap["capability"]) == ("permission", "CAP_DAC_OVERRIDE"), gap
+            assert gap["reason"].startswith("permission denied"), gap

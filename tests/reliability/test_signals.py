@@ -191,6 +191,20 @@ def test_sigterm_as_soon_as_the_output_changes(shared_lab: Lab, tmp_path: Path) 
         assert _temp_files(tmp_path) == []
 
 
+def _leave_pytests_handlers_be(monkeypatch: pytest.MonkeyPatch) -> None:
+    """podpath.cli installs no handler in this process (its signal numbers stay real)."""
+    import types
+
+    fake = types.SimpleNamespace(
+        SIGINT=signal.SIGINT,
+        SIGTERM=signal.SIGTERM,
+        SIGHUP=signal.SIGHUP,
+        SIG_IGN=signal.SIG_IGN,
+        signal=lambda *_: None,
+    )
+    monkeypatch.setattr("podpath.cli._signals", lambda: fake)
+
+
 def test_a_signal_during_the_import_of_the_runner_is_handled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -205,7 +219,7 @@ def test_a_signal_during_the_import_of_the_runner_is_handled(
 
     half = types.ModuleType("podpath.collectors.commands")
     monkeypatch.setitem(sys.modules, "podpath.collectors.commands", half)
-    monkeypatch.setattr(signal, "signal", lambda *_: None)  # leave pytest's handlers be
+    _leave_pytests_handlers_be(monkeypatch)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with pytest.raises(Terminated):
             _on_signal(signum, None)
@@ -231,7 +245,90 @@ def test_a_signal_while_a_class_is_made_exits_as_terminated(
         type("MadeLate", (), {"field": Arrives()})
         return 0
 
-    monkeypatch.setattr(signal, "signal", lambda *_: None)  # leave pytest's handlers be
+    _leave_pytests_handlers_be(monkeypatch)
     args = argparse.Namespace(command="snapshot", handler=handler)
     assert _run(args) == 128 + signal.SIGTERM
     assert capsys.readouterr().err == "podpath: terminated\n"
+
+
+DEMO = Path(codec.__file__).resolve().parents[1] / "data" / "demo-snapshot.json"
+# Moments of `podpath ls namespaces`: just after each of these modules is imported (read
+# from `-X importtime`), from the first line podpath runs to the listing's own work.
+EARLY_MOMENTS = (
+    "podpath.cli",
+    "argparse",
+    "podpath.snapshot.model",
+    "podpath.netfilter.kube_proxy",
+    "podpath.listing",
+    "podpath.collectors.proc.namespaces",
+    "podpath.cli.progress",
+)
+
+
+def _interrupt_after_import(module: str, argv: list[str], stdout: int) -> tuple[int, str]:
+    """Run podpath, send SIGINT once `module` has been imported; (exit status, stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "podpath", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    lines = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if line.rsplit("|", 1)[-1].strip() == module:
+                proc.send_signal(signal.SIGINT)
+                break
+        lines.extend(proc.stderr)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, "".join(x for x in lines if not x.startswith("import time:"))
+
+
+@pytest.mark.parametrize("module", EARLY_MOMENTS)
+def test_ctrl_c_at_any_early_moment_never_shows_a_traceback(module: str) -> None:
+    """Ctrl-C while podpath imports what it needs: "interrupted" (or done), never a traceback."""
+    code, err = _interrupt_after_import(module, ["ls", "namespaces"], subprocess.DEVNULL)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    # 130: interrupted; 0: it had finished before the signal was handled.
+    assert (code, err.splitlines()[-1:]) in ((130, ["podpath: interrupted"]), (0, [])) or (
+        code == 0 and "podpath: interrupted" not in err
+    ), (code, err)
+
+
+@pytest.mark.parametrize("module", ["podpath.cli", "podpath.listing", "podpath.cli.progress"])
+def test_ctrl_c_with_stdout_closed_ends_quietly(module: str) -> None:
+    """`podpath ... | tail`, then Ctrl-C: tail is gone, and podpath says no more than "interrupted"."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        code, err = _interrupt_after_import(module, ["ls", "namespaces"], write_end)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception" not in err, err
+    assert code in (0, 130), (code, err)
+
+
+def test_output_to_a_closed_pipe_ends_quietly() -> None:
+    """`podpath ls pods --snapshot F | true`: the reader is gone before a byte is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "podpath", "ls", "pods", "--snapshot", str(DEMO)],
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (out.returncode, out.stderr) == (0, "")

@@ -23,6 +23,7 @@ MAIN = (
     "pod-containers",
     "pod-interfaces",
     "pod-routes",
+    "pod-rules",
     "pod-neighbours",
     "pod-nat",
     "pod-conntrack",
@@ -36,6 +37,7 @@ MAIN = (
     "trace-map-view",
     "map-view",
     "namespaces",
+    "routes",
     "problems",
     "help",
 )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -249,3 +252,92 @@ def _whole_snapshots() -> st.SearchStrategy[Snapshot]:
 def test_round_trip_covers_every_model_type(snapshot: Snapshot) -> None:
     """load(dump(s)) == s with every field of every model type populated at random."""
     assert codec.loads(codec.dumps(snapshot)) == snapshot
+
+
+def test_digest_path_is_the_sha256_of_what_read_path_reads(tmp_path: Path) -> None:
+    """The slice-by-slice digest `trace --cache` keys on equals SHA-256 of the bytes read whole."""
+    path = tmp_path / "snap.json"
+    path.write_bytes(b"x" * (3 * 1024 * 1024 + 17))
+    assert codec.digest_path(str(path)) == hashlib.sha256(codec.read_path(str(path))).digest()
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    assert codec.digest_path(str(empty)) == hashlib.sha256(b"").digest()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(SnapshotError, match="is a FIFO, not a regular file"):
+        codec.digest_path(str(fifo))
+    with pytest.raises(SnapshotError, match="No such file"):
+        codec.digest_path(str(tmp_path / "missing.json"))
+
+
+_DEMO = Path(codec.__file__).resolve().parents[1] / "data" / "demo-snapshot.json"
+
+
+def _strict_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every list of objects go through the regex reader (the fast path never fits)."""
+    monkeypatch.setattr(codec, "_FAST_WORST_RATIO", 10**12)
+
+
+def _outcome(text: str | bytes) -> object:
+    try:
+        return codec.loads(text)
+    except SnapshotError as exc:
+        return str(exc)
+
+
+def _variants() -> list[str]:
+    """The demo snapshot with one thing wrong (or merely unusual) inside its lists of objects."""
+    text = _DEMO.read_text()
+    replacements = [
+        ('"ifindex": 1,', '"ifindex": "1",'),  # a string for an integer
+        ('"ifindex": 1,', '"ifindex": true,'),  # a boolean for an integer
+        ('"ifindex": 1,', '"ifindex": 1.0,'),  # a fraction for an integer
+        ('"ifindex": 1,', '"ifindex": 1' + "0" * 45 + ","),  # an integer too long
+        ('"ifindex": 1,', '"ifindex": NaN,'),
+        ('"ifindex": 1,', '"ifindex": 1, "ifindex": 1,'),  # a duplicate key
+        ('"ifindex": 1,', '"ifindex": 1, "future": [[{"x": 1}]],'),  # an unknown key
+        ('"ifindex": 1,', '"ifindex": 1, "future": ' + "[" * 40 + "]" * 40 + ","),
+        ('"ifindex": 1,', ""),  # a missing field
+        ('"ifindex": 1,', '"ifindex": 1,,'),  # a syntax error
+        ('"pid": ', '"pid": -'),  # a negative pid (valid)
+        ('"comm": "', '"comm": "\\u00e9\\udcff\\ud83d\\ude00'),  # escapes, lone surrogates
+    ]
+    out = []
+    for old, new in replacements:
+        assert old in text, old
+        out.append(text.replace(old, new, 1))
+    return out
+
+
+def test_fast_lists_load_exactly_as_the_regex_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every variant loads to the same snapshot, or is refused with the same sentence, either way."""
+    texts = [_DEMO.read_text(), *_variants()]
+    fast = [_outcome(t) for t in texts]
+    assert isinstance(fast[0], Snapshot) and any(isinstance(f, str) for f in fast)
+    _strict_only(monkeypatch)
+    assert [_outcome(t) for t in texts] == fast
+
+
+def test_fast_lists_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo snapshot's lists of objects are parsed by json, not by the regex reader."""
+    calls: list[int] = []
+    real = codec._JSON.raw_decode
+
+    def counted(text: str, pos: int) -> tuple[object, int]:
+        calls.append(pos)
+        return real(text, pos)
+
+    monkeypatch.setattr(codec._JSON, "raw_decode", counted)
+    assert codec.loads(_DEMO.read_bytes()) == codec.loads(_DEMO.read_text())
+    assert len(calls) >= 8  # namespaces, processes, pods, netns... in each of the two loads
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(_whole_snapshots())
+def test_fast_and_regex_readers_agree_on_random_snapshots(snapshot: Snapshot) -> None:
+    """Random snapshots with every model type load the same with and without the fast path."""
+    text = codec.dumps(snapshot)
+    fast = codec.loads(text)
+    with pytest.MonkeyPatch.context() as patch:
+        _strict_only(patch)
+        assert codec.loads(text) == fast == snapshot

@@ -3,21 +3,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from trace_factory import NodeSpec, PodSpec, build_node, root_inode
+from trace_factory import NodeSpec, PodSpec, build_node, ipvs_mode
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.ipset import parse_ipsets
 from podpath.netfilter.iptables_save import parse_ruleset
 from podpath.netfilter.ipvs import parse_ipvs, parse_ipvs_conn
 from podpath.netfilter.kube_proxy import detect_mode
-from podpath.snapshot.model import Address, IpsetDump, IpvsDump, Link, Route, Snapshot
+from podpath.snapshot.model import Snapshot
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch
 from podpath.trace.probe import Probe
@@ -148,7 +147,6 @@ def test_real_ipset_save_parses_and_matches_like_the_set_match() -> None:
 # --- traces through IPVS -------------------------------------------------------------------
 
 VIPS = ("10.0.0.1", "10.0.0.10")
-DUMMY = 9
 
 
 def _ipvs_node(listing: str, *, ipvs: bool = True, conn: str | None = None) -> Snapshot:
@@ -157,35 +155,8 @@ def _ipvs_node(listing: str, *, ipvs: bool = True, conn: str | None = None) -> S
     snap = build_node(
         NodeSpec(pod_cidr="10.244.0.0/24", pods=[PodSpec("a", "10.244.0.5")], iptables=rules)
     )
-    root = root_inode(0)
     vips = {s.address for s in parse_ipvs(listing) if s.address} or set(VIPS)
-    dummy = Link(
-        root,
-        DUMMY,
-        "kube-ipvs0",
-        "dummy",
-        "1a:ce:f5:5f:c1:4d",
-        1500,
-        "DOWN",
-        ("BROADCAST", "NOARP"),
-        addresses=tuple(Address(4, v, 32) for v in sorted(vips)),
-    )
-    local = tuple(
-        Route(root, 4, 255, "local", f"{v}/32", dev=DUMMY, scope="host", prefsrc=v)
-        for v in sorted(vips)
-    )
-    netns = tuple(
-        dataclasses.replace(ns, links=ns.links + (dummy,), routes=ns.routes + local)
-        if ns.inode == root
-        else ns
-        for ns in snap.netns
-    )
-    return dataclasses.replace(
-        snap,
-        netns=netns,
-        ipvs=IpvsDump(listing, conn) if ipvs else None,
-        ipsets=IpsetDump("") if ipvs else None,
-    )
+    return ipvs_mode(snap, listing, sorted(vips), ipvs=ipvs, conn=conn)
 
 
 def _dnat(branch: Branch) -> list[str]:

@@ -44,7 +44,7 @@ def test_rules_have_a_family_and_tables_by_name(
     """IPv4 and IPv6 rules differ by FAMILY; tables read local/main/default as in `ip rule`."""
     lines = _ls(capsys, "rules", "--snapshot", snapshot_file)
     header = lines[0]
-    assert header[:3] == ["NETNS", "FAMILY", "PRIO"] and header[-1] == "TABLE"
+    assert header[:3] == ["NETNS", "FAMILY", "PRIO"] and header[-1] == "RULE"
     shown = sorted((line[1], line[2], line[-1]) for line in lines[1:])
     assert shown == sorted(
         (fam, prio, table)
@@ -72,11 +72,56 @@ def test_routes_name_main_and_keep_other_tables_numbered(
 def test_links_show_vxlan_like_ip_d_link(
     snapshot_file: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """flannel.1: VNI 1, local 192.168.0.2, the FDB's remote VTEP, port 8472, over eth0."""
+    """flannel.1: VNI 1, local 192.168.0.2, the FDB's remote VTEP, port 8472, over eth0, nolearning."""
     lines = _ls(capsys, "links", "--snapshot", snapshot_file)
     header = lines[0]
-    assert header[-5:] == ["VNI", "LOCAL", "REMOTE", "DSTPORT", "UNDERLAY"]
+    assert header[-6:] == ["VNI", "LOCAL", "REMOTE", "DSTPORT", "UNDERLAY", "OPTIONS"]
     flannel = next(line for line in lines if "flannel.1" in line)
-    assert flannel[-5:] == ["1", "192.168.0.2", "192.168.0.3", "8472", "eth0"]
+    assert flannel[-6:] == ["1", "192.168.0.2", "192.168.0.3", "8472", "eth0", "nolearning"]
     veth = next(line for line in lines[1:] if "veth" in " ".join(line))
     assert "8472" not in veth
+
+
+def test_rules_text_keeps_not_and_every_selector(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`not`, ipproto/dport and suppress_prefixlength read as `ip rule` prints them."""
+    node, _ = two_nodes("vxlan")
+    extra = (
+        Rule(ROOT, 4, 80, "lookup", 254, suppress_prefixlength=0),
+        Rule(ROOT, 4, 90, "lookup", 100, ipproto=17, dport=(53, 53)),
+        Rule(ROOT, 4, 1025, "lookup", 254, dst="172.18.0.0/16", invert=True),
+    )
+    path = tmp_path / "node.json"
+    path.write_text(codec.dumps(with_root(node, rules=RULES[:3] + extra)))
+    assert main(["ls", "rules", "--snapshot", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "1025 not from all to 172.18.0.0/16 lookup main\n" in text
+    assert "  90 from all ipproto udp dport 53 lookup 100\n" in text
+    assert "  80 from all lookup main suppress_prefixlength 0\n" in text
+    main(["ls", "rules", "--snapshot", str(path), "--json"])
+    rows = json.loads(capsys.readouterr().out)["rules"]
+    inverted = next(r for r in rows if r["priority"] == 1025)
+    assert (inverted["invert"], inverted["text"]) == (
+        True,
+        "not from all to 172.18.0.0/16 lookup main",
+    )
+
+
+def test_links_stats_columns_and_stats_only_for_links(
+    snapshot_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ls links -s` adds ip -s link's counters; `-s` with another kind is one clear sentence."""
+    lines = _ls(capsys, "links", "-s", "--snapshot", snapshot_file)
+    assert lines[0][-8:] == [
+        "RX-BYTES",
+        "RX-PKTS",
+        "RX-ERR",
+        "RX-DROP",
+        "TX-BYTES",
+        "TX-PKTS",
+        "TX-ERR",
+        "TX-DROP",
+    ]
+    assert main(["ls", "rules", "-s", "--snapshot", snapshot_file]) != 0
+    assert capsys.readouterr().err.strip() == "podpath: --stats applies to `podpath ls links` only"

@@ -19,6 +19,8 @@ from podpath.cli import main
 from podpath.snapshot import codec
 from podpath.snapshot.model import Snapshot
 from podpath.trace import index_cache
+from podpath.trace.index_pickle import RulesView, load
+from podpath.trace.nft import NftIndex
 
 REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 IPTABLES = REALWORLD / "iptables" / "k8s-proxier-test-overall-rules-restore-input.txt"
@@ -185,7 +187,7 @@ def test_cache_naming_other_callables_is_a_miss(
     data = snapshot_file.read_bytes()
     key = index_cache.key_of(data)
     path = Path(index_cache.cache_path(str(tmp_path), key))
-    path.write_bytes(b"podpath-index-cache 1\n" + pickle.dumps((key, _Marker(), None)))
+    path.write_bytes(b"podpath-index-cache 2\n" + pickle.dumps((key, _Marker(), None)))
     path.chmod(0o600)
     assert index_cache.lookup(str(tmp_path), data).index is None
     parsed = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80")
@@ -244,3 +246,79 @@ def test_cache_needs_a_snapshot(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     code, out, err = _trace(capsys, "--from", "node", "--to", "10.0.0.1", "--cache", str(tmp_path))
     assert (code, out) == (2, "")
     assert err == "podpath: --cache DIR needs --snapshot FILE (a live node is read afresh)\n"
+
+
+def test_cache_directory_keeps_the_most_recently_used_index_files(
+    snapshot_file: Path, tmp_path: Path
+) -> None:
+    """After a write, only the KEEP newest podpath-index files remain; nothing else is touched."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old = [cache / f"podpath-index-{n:040x}.pickle" for n in range(index_cache.KEEP + 3)]
+    for age, path in enumerate(reversed(old)):
+        path.write_bytes(b"stale")
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))  # old[0] is the newest
+    others = [cache / "podpath-index-notes.txt", cache / "snapshot.json", cache / "podpath-index-x"]
+    for path in others:
+        path.write_text("not an index")
+    os.utime(others[0], (1, 1))
+    assert main(["trace", "--snapshot", str(snapshot_file), "--from", "default/a", "--to",
+                 "172.30.0.44:80", "--cache", str(cache)]) == 0  # fmt: skip
+    kept = sorted(p.name for p in cache.glob("podpath-index-*.pickle"))
+    new = Path(index_cache.cache_path(str(cache), index_cache.key_of(snapshot_file.read_bytes())))
+    assert kept == sorted([new.name, *(p.name for p in old[: index_cache.KEEP - 1])])
+    assert all(p.read_text() == "not an index" for p in others)
+
+
+def test_a_hit_counts_as_a_use(snapshot_file: Path, tmp_path: Path) -> None:
+    """Reading an index file renews its time, so pruning removes the least recently used."""
+    main(["trace", "--snapshot", str(snapshot_file), "--from", "default/a", "--to",
+          "172.30.0.44:80", "--cache", str(tmp_path)])  # fmt: skip
+    path = _only_cache_file(tmp_path)
+    os.utime(path, (1, 1))
+    assert index_cache.lookup(str(tmp_path), snapshot_file.read_bytes()).index is not None
+    assert path.stat().st_mtime > 1_000_000
+
+
+def test_prune_leaves_what_it_cannot_remove(tmp_path: Path) -> None:
+    """Index files in a directory this user cannot write stay; pruning reports none removed."""
+    if os.geteuid() == 0:
+        pytest.skip("root can remove files from any directory")
+    for n in range(index_cache.KEEP + 2):
+        (tmp_path / f"podpath-index-{n:040x}.pickle").write_bytes(b"x")
+    tmp_path.chmod(0o500)
+    try:
+        assert index_cache.prune(str(tmp_path)) == []
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_damaged_packed_value_is_answered_from_the_snapshot(
+    snapshot_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cache whose outer pickle reads but whose packed chains do not: parsed again, same answer."""
+    parsed = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80")
+    _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
+    path = _only_cache_file(tmp_path)
+    key = index_cache.key_of(snapshot_file.read_bytes())
+    _key, index, nft = index_cache_load(path)
+    if nft is None:
+        pytest.skip("values are packed one by one in the nft index")
+    assert isinstance(nft, NftIndex) and isinstance(nft.rules, RulesView)
+    store = nft.rules.store
+    store._packed = {t: dict.fromkeys(names, b"not a pickle") for t, names in store._packed.items()}
+    store._live = {}
+    path.write_bytes(b"podpath-index-cache 2\n" + pickle.dumps((key, index, nft), protocol=5))
+    path.chmod(0o600)
+    again = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
+    assert again == parsed
+    rewritten = index_cache.lookup(str(tmp_path), snapshot_file.read_bytes()).index
+    assert rewritten is not None
+
+
+def index_cache_load(path: Path) -> tuple[object, ...]:
+    """The tuple a cache file holds (read with the cache's own restricted unpickler)."""
+    data = path.read_bytes()
+    found = load(data[len(b"podpath-index-cache 2\n") :])
+    assert isinstance(found, tuple)
+    return found

@@ -115,7 +115,7 @@ def test_aws_to_the_pod_is_main_by_rule_512() -> None:
     """Toward the pod: rule 512 (`to 10.0.97.30 lookup main`) and main's /32 into its aws* veth."""
     t = trace([_aws_node()], Probe("node", "10.0.97.30:80"))
     route = t.branches[0].hops[0].data
-    assert str(route["rule"]).startswith("512: from all to 10.0.97.30/32 lookup main")
+    assert str(route["rule"]).startswith("512: from all to 10.0.97.30 lookup main")
     assert (route["table"], route["dev"]) == (254, "aws8db0408c9a8")
 
 
@@ -136,7 +136,7 @@ def test_aws_leaving_the_vpc_uses_main_by_rule_1025() -> None:
 def test_aws_inside_the_vpc_uses_the_enis_table_by_rule_1536() -> None:
     """Inside the VPC the pod's own rule 1536 picks eni-1: out of eth1, the ENI it belongs to."""
     d = _host_route("10.0.50.5")
-    assert str(d["rule"]).startswith("1536: from 10.0.97.30/32 lookup 2")
+    assert str(d["rule"]).startswith("1536: from 10.0.97.30 lookup 2")
     assert (d["table"], d["dev"], d["gateway"]) == (ENI_1, "eth1", "10.0.96.1")
 
 
@@ -215,7 +215,7 @@ def test_cilium_eni_endpoint_egress_uses_rule_30_and_table_92() -> None:
     """From the endpoint into the VPC: rule 30 (from the endpoint to 192.168.0.0/16) -> table 92 -> eth2."""
     (branch,) = trace([_cilium_node()], Probe("default/ep", "192.168.50.5:80")).branches
     host = next(h.data for h in branch.hops if h.kind == "route" and h.data["iif"])
-    assert str(host["rule"]).startswith("30: from 192.168.105.44/32 to 192.168.0.0/16 lookup 92")
+    assert str(host["rule"]).startswith("30: from 192.168.105.44 to 192.168.0.0/16 lookup 92")
     assert (host["table"], host["dev"], host["gateway"]) == (92, "eth2", "192.168.0.1")
 
 
@@ -223,7 +223,7 @@ def test_cilium_eni_to_endpoint_uses_rule_20_and_the_lxc_route() -> None:
     """Toward the endpoint: rule 20 sends it to main, whose /32 leads into lxc5a4def8d96c5."""
     t = trace([_cilium_node()], Probe("node", "192.168.105.44:80"))
     route = t.branches[0].hops[0].data
-    assert str(route["rule"]).startswith("20: from all to 192.168.105.44/32 lookup main")
+    assert str(route["rule"]).startswith("20: from all to 192.168.105.44 lookup main")
     assert route["dev"] == "lxc5a4def8d96c5"
 
 

@@ -14,7 +14,9 @@ from podpath.snapshot.model import (
     SCHEMA_VERSION,
     Address,
     FdbEntry,
+    IpsetDump,
     IptablesDump,
+    IpvsDump,
     Link,
     LinkRef,
     Neighbour,
@@ -29,6 +31,7 @@ from podpath.snapshot.model import (
 )
 
 LO, ETH0, CNI0, FLANNEL = 1, 2, 3, 4
+KUBE_IPVS0 = 9
 LOCAL, MAIN = 255, 254
 
 
@@ -391,6 +394,41 @@ def two_nodes(
         iptables=iptables_b,
     )
     return build_node(a), build_node(b)
+
+
+def ipvs_mode(
+    snapshot: Snapshot,
+    listing: str,
+    vips: list[str],
+    *,
+    ipvs: bool = True,
+    conn: str | None = None,
+) -> Snapshot:
+    """The node as kube-proxy's IPVS mode leaves it: the VIPs on the dummy kube-ipvs0 with
+    local routes, and (unless ipvs=False: not read) the IPVS listing and an empty ipset dump."""
+    root = snapshot.root_netns
+    dummy = Link(
+        root,
+        KUBE_IPVS0,
+        "kube-ipvs0",
+        "dummy",
+        "1a:ce:f5:5f:c1:4d",
+        1500,
+        "DOWN",
+        ("BROADCAST", "NOARP"),
+        addresses=tuple(Address(4, v, 32) for v in vips),
+    )
+    local = tuple(
+        Route(root, 4, LOCAL, "local", f"{v}/32", dev=KUBE_IPVS0, scope="host", prefsrc=v)
+        for v in vips
+    )
+    root_ns = next(ns for ns in snapshot.netns if ns.inode == root)
+    changed = with_root(snapshot, links=(*root_ns.links, dummy), routes=(*root_ns.routes, *local))
+    return replace(
+        changed,
+        ipvs=IpvsDump(listing, conn) if ipvs else None,
+        ipsets=IpsetDump("") if ipvs else None,
+    )
 
 
 def with_root(snapshot: Snapshot, **changes: object) -> Snapshot:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from podpath.analysis.conntrack import involves, nat_note, service_addresses
 from podpath.conntrack import ConntrackEntry, ConntrackTuple
@@ -27,12 +27,16 @@ def conntrack_rows(
     entries: tuple[ConntrackEntry, ...],
     services: Iterable[Service] = (),
     ips: frozenset[str] | None = None,
+    tick: Callable[[], object] | None = None,
 ) -> list[Row]:
-    """Conntrack entries (optionally only those involving `ips`), DNAT explained, stale flagged."""
+    """Conntrack entries (optionally only those involving `ips`), DNAT explained, stale
+    flagged (`tick` is told each entry, for progress)."""
     addresses = service_addresses(services)
     out = []
     # Keys are positions in the whole table, so a pod's rows keep the Conntrack screen's keys.
     for i, e in enumerate(entries):
+        if tick is not None:
+            tick()
         if ips is not None and not involves(e, ips):
             continue
         note = nat_note(e, addresses)

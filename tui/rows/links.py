@@ -3,11 +3,36 @@
 from __future__ import annotations
 
 from podpath.analysis.index import SnapshotIndex
-from podpath.snapshot.model import Link
+from podpath.snapshot.model import Link, LinkStats
 from podpath.tui.rows.model import Cell, Row, cell, join, row
 from podpath.tui.rows.pod import link_label
 
-LINK_COLUMNS = ("LINK", "KIND", "MAC", "MTU", "STATE", "ADDRESSES / DETAILS")
+LINK_COLUMNS = (
+    "LINK",
+    "KIND",
+    "MAC",
+    "MTU",
+    "STATE",
+    # `ip -s link`'s counters, per direction: packets/bytes, errors/dropped.
+    "RX PKTS/BYTES",
+    "RX ERR/DROP",
+    "TX PKTS/BYTES",
+    "TX ERR/DROP",
+    "ADDRESSES / DETAILS",
+)
+
+
+def counter_cells(stats: LinkStats | None) -> tuple[Cell, ...]:
+    """RX and TX packets/bytes and errors/dropped; a dim dash each when not collected."""
+    if stats is None:
+        return (cell(None),) * 4
+    out: list[Cell] = []
+    for way in ("rx", "tx"):
+        packets, size = getattr(stats, f"{way}_packets"), getattr(stats, f"{way}_bytes")
+        errors, dropped = getattr(stats, f"{way}_errors"), getattr(stats, f"{way}_dropped")
+        out.append(Cell(f"{packets}/{size}", "dim" if not packets else ""))
+        out.append(Cell(f"{errors}/{dropped}", "warning" if errors or dropped else "dim"))
+    return tuple(out)
 
 
 def link_rows(index: SnapshotIndex) -> list[Row]:
@@ -23,7 +48,7 @@ def link_rows(index: SnapshotIndex) -> list[Row]:
         addrs = join(f"{a.address}/{a.prefixlen}" for a in link.addresses)
         if link.vxlan is not None:
             v = link.vxlan
-            addrs = join(x for x in (addrs, f"vni {v.vni} port {v.port} local {v.local}") if x)
+            addrs = join(x for x in (f"vni {v.vni} port {v.port} local {v.local}", addrs) if x)
         out.append(
             row(
                 f"link:{link.ifindex}",
@@ -32,7 +57,9 @@ def link_rows(index: SnapshotIndex) -> list[Row]:
                 cell(link.mac, "dim"),
                 link.mtu,
                 Cell(link.state, "success" if link.state in ("UP", "UNKNOWN") else "warning"),
-                cell(join(x for x in (addrs, detail) if x)),
+                *counter_cells(link.stats),
+                # What it is for (its pod, its remote VTEPs) first: addresses can be long.
+                cell(join(x for x in (detail, addrs) if x)),
             )
         )
 

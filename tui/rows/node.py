@@ -10,8 +10,11 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.tui.rows.model import Cell, Row, cell, row
 
 
-def fact_rows(index: SnapshotIndex, kube_proxy: str, dataplane: str) -> list[Row]:
-    """Facts about the node, one per row (`kube_proxy`, `dataplane`: as analysis words them)."""
+def fact_rows(
+    index: SnapshotIndex, kube_proxy: str, dataplane: str, backends: list[str] | None = None
+) -> list[Row]:
+    """Facts about the node, one per row (`kube_proxy`, `dataplane`: as analysis words them;
+    `backends`: the iptables backends holding rules, when the caller has counted them)."""
     snap = index.snapshot
     runtimes = sorted({p.runtime for p in snap.pods}) or ["unknown"]
     taken = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snap.taken_at))
@@ -22,7 +25,7 @@ def fact_rows(index: SnapshotIndex, kube_proxy: str, dataplane: str) -> list[Row
         ("CNI config", snap.cni.active),
         ("kube-proxy", kube_proxy),
         ("dataplane", dataplane),
-        ("iptables", ", ".join(iptables_backends(index)) or None),
+        ("iptables", ", ".join(iptables_backends(index) if backends is None else backends) or None),
         ("ip_forward", snap.node.ip_forward),
         ("taken", f"{taken} ({snap.duration:.2f} s)"),
     ]

@@ -7,8 +7,8 @@ import os
 from podpath.analysis.index import SnapshotIndex, ip_in
 from podpath.analysis.services import endpoints_of
 from podpath.netfilter.kube_proxy import Service
-from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod, Route
-from podpath.trace.routing import table_name
+from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod, Route, Rule
+from podpath.trace.routing import describe_rule, table_name
 from podpath.tui.rows.model import Cell, Row, cell, join, row
 from podpath.tui.rows.services import service_id, vip_port
 
@@ -38,6 +38,24 @@ def pods_by_key(index: SnapshotIndex) -> dict[str, Pod]:
             key += "'"
         out[key] = pod
     return out
+
+
+def key_of(index: SnapshotIndex, pod: Pod) -> str | None:
+    """The pod's key (see pods_by_key), None when it is not one of this snapshot's pods."""
+    return next((k for k, p in pods_by_key(index).items() if p is pod), None)
+
+
+def pod_holding(index: SnapshotIndex, ns_type: str, inode: int) -> Pod | None:
+    """The pod whose sandbox or containers are in this namespace (net: its netns), if any."""
+    if ns_type == "net":
+        return index.pods_by_netns.get(inode)
+    for pod in index.snapshot.pods:
+        for container in pod.containers:
+            for pid in container.pids:
+                proc = index.processes_by_pid.get(pid)
+                if proc is not None and dict(proc.namespaces).get(ns_type) == inode:
+                    return pod
+    return None
 
 
 def find_pod(index: SnapshotIndex, key: str) -> Pod | None:
@@ -172,7 +190,15 @@ def container_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
 def namespace_columns(pod: Pod) -> tuple[str, ...]:
     """Columns of the namespace-sharing matrix: type, then one per container."""
     ordered = sorted(pod.containers, key=lambda c: (c.kind != "sandbox", c.name))
-    return ("NS TYPE", *(c.name for c in ordered))
+    names = [c.name for c in ordered]
+    # A restarted container is listed once per attempt: `web#0`, `web#1` tell them apart.
+    return (
+        "NS TYPE",
+        *(
+            f"{c.name}#{c.attempt}" if names.count(c.name) > 1 and c.attempt is not None else c.name
+            for c in ordered
+        ),
+    )
 
 
 def namespace_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
@@ -189,7 +215,8 @@ def namespace_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
         for c, found in zip(ordered, inodes, strict=True):
             inode = found.get(ns_type)
             if inode is None:
-                cells.append(Cell("?", "dim"))
+                # An exited container has no process left to read namespaces from.
+                cells.append(Cell("exited" if c.state == "exited" else "?", "dim"))
             elif ns_type in c.node_namespaces:
                 # Every process of the node has it (user, cgroup, time on most nodes): not
                 # something the pod shares, and not the container's own.
@@ -237,22 +264,43 @@ def interface_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
     return out
 
 
-ROUTE_COLUMNS = ("WHERE", "TABLE", "DESTINATION", "VIA", "DEV", "SRC", "PROTO", "SCOPE")
+ROUTE_COLUMNS = ("WHERE", "TABLE", "TYPE", "DESTINATION", "VIA", "DEV", "SRC", "PROTO", "SCOPE")
+# Route types that end a lookup without a next hop, shown as an error.
+_DROP_TYPES = frozenset({"blackhole", "unreachable", "prohibit"})
 
 
 def route_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
-    """The pod's routes (local table aside), then the node's routes that reach the pod's IPs."""
+    """The pod's routes (local table aside), then the node's routes that reach the pod's IPs,
+    then every route of a node table a rule picks for the pod's own traffic (`from POD lookup 2`)."""
     out = []
     if pod.netns_inode is not None:
         for i, r in enumerate(index.routes(pod.netns_inode)):
             if r.table != 255:
                 out.append(_route_row(index, f"pod:{i}", Cell("pod", "accent"), r))
+    chosen = _tables_for_pod_source(index, pod)
     for i, r in enumerate(index.routes(index.snapshot.root_netns)):
-        if r.table == 255 or r.dst in ("0.0.0.0/0", "::/0"):
+        if r.table == 255:
             continue
-        if any(ip_in(ip, r.dst) for ip in pod.ips):
+        if r.table in chosen or (
+            r.dst not in ("0.0.0.0/0", "::/0") and any(ip_in(ip, r.dst) for ip in pod.ips)
+        ):
             out.append(_route_row(index, f"node:{i}", Cell("node", "primary"), r))
     return out
+
+
+def _tables_for_pod_source(index: SnapshotIndex, pod: Pod) -> frozenset[int]:
+    """Tables other than main that a node rule selects by the pod's source address."""
+    root = index.root_netns
+    rules = root.rules if root is not None else ()
+    return frozenset(
+        r.table
+        for r in rules
+        if r.action == "lookup"
+        and r.table not in (None, 253, 254, 255)
+        and r.src
+        and not r.invert
+        and any(ip_in(ip, r.src) for ip in pod.ips)
+    )
 
 
 def _route_row(index: SnapshotIndex, key: str, where: Cell, r: Route) -> Row:
@@ -261,6 +309,7 @@ def _route_row(index: SnapshotIndex, key: str, where: Cell, r: Route) -> Row:
         key,
         where,
         table_name(r.table),
+        Cell(r.type, "error" if r.type in _DROP_TYPES else "dim"),
         r.dst,
         r.gateway,
         dev.name if dev else r.dev,
@@ -268,6 +317,39 @@ def _route_row(index: SnapshotIndex, key: str, where: Cell, r: Route) -> Row:
         Cell(r.protocol, "dim"),
         Cell(r.scope, "dim"),
     )
+
+
+RULE_COLUMNS = ("WHERE", "FAMILY", "PRIO", "RULE")
+
+
+def rule_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
+    """The pod's policy rules, then the node's that can select a table for the pod's packets,
+    each as `ip rule` prints it (a rule only for other pods' addresses is left out)."""
+    out = []
+    if pod.netns_inode is not None:
+        ns = index.netns_by_inode.get(pod.netns_inode)
+        for i, r in enumerate(ns.rules if ns else ()):
+            out.append(_rule_row(f"pod:{i}", Cell("pod", "accent"), r))
+    root = index.root_netns
+    for i, r in enumerate(root.rules if root is not None else ()):
+        if _concerns(r, pod):
+            out.append(_rule_row(f"node:{i}", Cell("node", "primary"), r))
+    return out
+
+
+def _concerns(rule: Rule, pod: Pod) -> bool:
+    """Can the rule take the pod's packets (its src holds the pod) or packets to it (its dst does)?"""
+    if rule.invert or not pod.ips:
+        return True
+    outbound = rule.src is None or any(ip_in(ip, rule.src) for ip in pod.ips)
+    inbound = rule.dst is not None and any(ip_in(ip, rule.dst) for ip in pod.ips)
+    return outbound or inbound
+
+
+def _rule_row(key: str, where: Cell, r: Rule) -> Row:
+    prio, _, text = describe_rule(r).partition(": ")
+    role = "error" if r.action in _DROP_TYPES else ""
+    return row(key, where, "ipv4" if r.family == 4 else "ipv6", prio, Cell(text, role))
 
 
 NEIGHBOUR_COLUMNS = ("WHERE", "KIND", "ADDRESS", "LLADDR / MAC", "DEV / PORT", "STATE")

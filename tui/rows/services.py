@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.rulesets import RuleDump
@@ -34,6 +34,13 @@ def vip(svc: Service) -> str:
 def vip_port(svc: Service) -> str:
     """`10.96.0.10:53/udp`."""
     return f"{vip(svc)}:{svc.port}/{svc.protocol.lower()}"
+
+
+def service_name(svc: Service) -> str:
+    """`namespace/name:port`, or a dash for an IPVS virtual service (IPVS names no Service)."""
+    if not svc.name:
+        return "-"
+    return f"{svc.namespace}/{svc.name}" + (f":{svc.port_name}" if svc.port_name else "")
 
 
 def find_service(services: Iterable[Service], key: str) -> Service | None:
@@ -100,15 +107,18 @@ def endpoint_summary(index: SnapshotIndex, svc: Service) -> str:
     return f"no endpoints: {svc.no_endpoints}" if svc.no_endpoints else "no endpoints"
 
 
-def service_rows(index: SnapshotIndex, services: Iterable[Service]) -> list[Row]:
-    """One row per Service port."""
+def service_rows(
+    index: SnapshotIndex, services: Iterable[Service], tick: Callable[[], object] | None = None
+) -> list[Row]:
+    """One row per Service port (`tick` is told each one, for progress)."""
     out = []
     for svc in sorted(services, key=lambda s: (s.namespace, s.name, s.port_name)):
-        name = f"{svc.namespace}/{svc.name}" + (f":{svc.port_name}" if svc.port_name else "")
+        if tick is not None:
+            tick()
         out.append(
             row(
                 service_id(svc),
-                Cell(name, "accent"),
+                Cell(service_name(svc), "accent" if svc.name else "dim"),
                 Cell(service_type(svc), "dim"),
                 vip_port(svc),
                 Cell(mode_text(svc), "dim"),
@@ -195,18 +205,42 @@ WALK_COLUMNS = ("CHAIN", "#", "MATCHES", "TARGET")
 
 def chain_walk_rows(dumps: Iterable[RuleDump], svc: Service) -> list[Row]:
     """KUBE-SERVICES rules that jump to the Service's chain, its rules, and each endpoint chain's."""
+    if svc.backend != "iptables":
+        return []  # nftables and IPVS modes write no chains of their own in iptables
     wanted = [c for c in (svc.svc_chain, *(e.sep_chain for e in svc.endpoints)) if c]
     out: list[Row] = []
     for dump in dumps:
-        if "nat" not in dump.tables:
-            continue
-        for r in dump.rules("nat", "KUBE-SERVICES"):
-            if r.target is not None and r.target.name in wanted:
-                out.append(_walk_row(dump.label, r, "KUBE-SERVICES"))
-        for name in wanted:
-            for r in dump.rules("nat", name):
-                out.append(_walk_row(dump.label, r, name))
+        if "nat" in dump.tables:
+            for r in dump.rules("nat", "KUBE-SERVICES"):
+                if r.target is not None and r.target.name in wanted:
+                    out.append(_walk_row(dump.label, r, "KUBE-SERVICES"))
+            for name in wanted:
+                for r in dump.rules("nat", name):
+                    out.append(_walk_row(dump.label, r, name))
+        if not svc.endpoints and "filter" in dump.tables:
+            # Without endpoints kube-proxy rejects in the filter table, by comment:
+            # "NS/NAME:PORT has no endpoints" (pkg/proxy/iptables/proxier.go).
+            said = f"{service_name(svc)} has no endpoints"
+            for chain in NO_ENDPOINT_CHAINS:
+                for r in dump.rules("filter", chain):
+                    if (r.comment or "").startswith(said):
+                        out.append(_walk_row(dump.label, r, f"filter {chain}"))
     return out
+
+
+# The filter table's chains where kube-proxy rejects traffic to a Service without endpoints.
+NO_ENDPOINT_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES")
+
+
+def walk_heading(svc: Service) -> str:
+    """What the chain walk below shows for this Service, or why it is empty."""
+    if svc.backend == "nftables":
+        return "Chain walk: none in iptables (nftables mode: :ipt, then nftables, table kube-proxy)"
+    if svc.backend == "ipvs":
+        return "Chain walk: none (IPVS forwards it: :ipvs lists its real servers)"
+    if not svc.endpoints:
+        return "Chain walk (the filter table's rule for a Service without endpoints)"
+    return "Chain walk (nat table)"
 
 
 def _walk_row(label: str, r: Rule, chain: str) -> Row:

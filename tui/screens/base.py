@@ -13,19 +13,26 @@ from textual.worker import Worker, WorkerState
 
 from podpath.snapshot.model import Pod
 from podpath.tui.rows.model import Page, Row, RowSet, page, rowset
-from podpath.tui.state import AppState, Loaded
+from podpath.tui.rows.pod import key_of
+from podpath.tui.state import DOING, AppState, Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
 
 
-def pending_text(loaded: Loaded | None) -> str:
-    """What a view that waits for the parse worker says meanwhile (or after it failed)."""
+def pending_text(loaded: Loaded | None, stage: str | None = None) -> str:
+    """What a view that waits for a stage of the parse worker says meanwhile (or after it
+    failed): what it waits for, and what the worker is doing now and how far it is."""
     if loaded is not None and loaded.failed:
         return "not shown: parsing the rules and conntrack failed"
-    if loaded is not None and loaded.step:
-        return f"preparing the views: {loaded.step}…"
-    return "parsing rules and conntrack…"
+    if loaded is None or not loaded.current:
+        return f"{DOING.get(stage or '', 'preparing the views')}…"
+    now = f"{DOING[loaded.current]} ({loaded.how_far()})"
+    if stage is None:
+        return f"preparing the views: {now}…"
+    if stage == loaded.current:
+        return f"{now}…"
+    return f"{DOING[stage]} next; now {now}…"
 
 
 class BaseScreen(Screen[None]):
@@ -79,6 +86,13 @@ class BaseScreen(Screen[None]):
         """Leave a screen's waiting state after its worker failed (already reported)."""
 
 
+def enter_binding(what: str) -> Binding:
+    """The list's enter (TableScreen's: priority, hidden), with what it does on this screen."""
+    return Binding(
+        "enter", "enter", f"{what} (in the filter: to the list)", show=False, priority=True
+    )
+
+
 class TableScreen(BaseScreen):
     """A filterable list of rows; enter drills in, esc goes back."""
 
@@ -94,6 +108,8 @@ class TableScreen(BaseScreen):
     ]
     HEADING = ""
     COLUMNS: tuple[str, ...] = ()
+    # The stage of the parse worker whose rows this screen waits for (tui/state.py).
+    PENDING_STAGE: str | None = None
     # Words that mark a snapshot gap (or parser note) as this view's: its data is partial.
     GAP_WORDS: tuple[str, ...] = ()
 
@@ -202,11 +218,11 @@ class TableScreen(BaseScreen):
         """The title line: heading, and how many rows there are or match the filter."""
         self.query_one("#heading", Static).update(literal_content(self.heading()))
         if self._pending:
-            count = pending_text(self.loaded)
+            count = pending_text(self.loaded, self.PENDING_STAGE)
         elif self.needle:
             count = f"{shown.matched:,} of {shown.total:,} match “{self.needle}”"
         else:
-            count = f"{shown.total:,} rows"
+            count = f"{shown.total:,} row{'' if shown.total == 1 else 's'}"
         self.query_one("#count", Static).update(literal_content(count))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -250,6 +266,10 @@ class TableScreen(BaseScreen):
         """Filter as the user types."""
         if event.input.id == "filter":
             event.stop()
+            if event.value != event.input.value:
+                # Late: the filter changed since (enter then a drill-in cleared it), and
+                # this message must not bring its old text back.
+                return
             self.needle = event.value
             self.repaint_rows()
 
@@ -291,6 +311,14 @@ class TableScreen(BaseScreen):
 
     def open_row(self, key: str, loaded: Loaded) -> None:
         """Drill into a row (screens override)."""
+
+    def open_pod(self, loaded: Loaded, pod: Pod | None, what: str) -> None:
+        """Open a pod's screen, or say in one line that `what` belongs to no pod."""
+        key = key_of(loaded.index, pod) if pod is not None else None
+        if key is None:
+            self.notify(clean(f"{what}: no pod of this node"), timeout=3, markup=False)
+            return
+        self.state().open_screen("pod", key)
 
     def action_copy(self) -> None:
         """Copy the selected row's first cell (the name) to the clipboard."""

@@ -21,8 +21,11 @@ class CniScreen(TableScreen):
         return cni_rows(loaded.index)
 
     def open_row(self, key: str, loaded: Loaded) -> None:
-        """Enter on a config file shows its text."""
+        """Enter on a config file shows its text; on a reservation, the pod holding the IP."""
         if key.startswith("cfg:"):
             config = next((c for c in loaded.snapshot.cni.configs if c.path == key[4:]), None)
             if config is not None:
                 self.app.push_screen(TextScreen(config.path, config.text))
+        elif key.startswith("ipam:"):
+            ip = key.rsplit("/", 1)[-1]
+            self.open_pod(loaded, loaded.index.pods_by_ip.get(ip), f"{ip} (reserved)")

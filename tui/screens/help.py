@@ -17,10 +17,11 @@ from podpath.tui.widgets.table import RowTable
 
 # The app's own keys; `:`'s line is added from the registry when help opens.
 GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
+    ("↑ ↓ j k", "move (PgUp PgDn home end; ← → scroll a wide list)"),
     ("/", "filter the current list (substring); esc clears"),
     ("enter", "drill in"),
     ("esc", "back"),
-    ("t", "trace a packet (from the selected pod, or to the selected Service)"),
+    ("t", "trace from the selected pod, to a Service, or a connection"),
     ("r", "refresh (live node: re-collect in the background)"),
     ("w", "write the current snapshot to a file"),
     ("ctrl+p", "command palette"),
@@ -70,7 +71,7 @@ def key_rows(screen: Screen[Any]) -> list[Row]:
                 continue
             seen.add(keys)
             out.append(row(f"s:{keys}", keys, binding.description))
-    jump = (":", "jump to a view by name, then enter (`:pods web` opens Pods filtered)")
+    jump = (":", "jump to a view: `:pods web` enter opens Pods filtered")
     for keys, what in (jump, *GLOBAL_KEYS):
         if keys not in seen:
             out.append(row(f"g:{keys}", keys, what))

@@ -22,9 +22,10 @@ from podpath.tui.rows.map import (
 )
 from podpath.tui.rows.model import Page, Row
 from podpath.tui.rows.pod import pods_by_key
-from podpath.tui.screens.base import TableScreen
+from podpath.tui.screens.base import TableScreen, enter_binding
+from podpath.tui.screens.pod import PodScreen
 from podpath.tui.state import Loaded
-from podpath.tui.text import clean, literal_content
+from podpath.tui.text import literal_content
 
 
 class MapScreen(TableScreen):
@@ -33,6 +34,7 @@ class MapScreen(TableScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "app.pod_trace", "Trace"),
         Binding("z", "fold_all", "Fold/unfold all"),
+        enter_binding("Open a pod or fold a box"),
     ]
     HEADING = "Node map"
     GAP_WORDS = ("netns", "link", "netlink", "route", "pod")
@@ -80,23 +82,39 @@ class MapScreen(TableScreen):
         return map_page(self._lines, self._haystacks, self.needle, folded, self.path)
 
     def show_title(self, shown: Page) -> None:
-        """As every list, but counting the lines shown when some are folded."""
+        """As every list, but in lines, counting those shown when some are folded."""
         super().show_title(shown)
-        if not self.needle and shown.matched < shown.total:
-            self.query_one("#count", Static).update(
-                literal_content(f"{shown.matched:,} of {shown.total:,} lines (z unfolds all)")
-            )
+        if self.needle:
+            return
+        if shown.matched < shown.total:
+            text = f"{shown.matched:,} of {shown.total:,} lines (z unfolds all)"
+        else:
+            text = f"{shown.total:,} line{'' if shown.total == 1 else 's'}"
+        self.query_one("#count", Static).update(literal_content(text))
+
+    def repaint_rows(self) -> Page:
+        """As every list; with a filter, the cursor on a matching line, not the lines above it."""
+        shown = super().repaint_rows()
+        needle = self.needle.lower()
+        if not needle:
+            return shown
+        at = self.table.selected_key
+        matching = [r.key for r in shown.rows if needle in r.haystack]
+        if matching and at not in matching:
+            # `/name` enter enter must open the pod found, not the node line above it.
+            self.table.move_to_key(matching[0])
+        return shown
 
     def _line(self, key: str) -> MapLine | None:
         return next((line for line in self._lines if line.key == key), None)
 
     def selected_pod(self) -> Pod | None:
-        """The pod under the cursor (for t), if the line is one of this node's pods."""
+        """The pod under the cursor (for t), on whichever loaded node it is."""
         loaded, key = self.loaded, self.table.selected_key
         line = self._line(key) if key is not None else None
-        if loaded is None or line is None or line.pod is None or line.node:
+        if loaded is None or line is None or line.pod is None:
             return None
-        return self._pod_key(loaded, line)[1]
+        return self._pod_key(loaded.node(line.node or 0), line)[1]
 
     @staticmethod
     def _pod_key(loaded: Loaded, line: MapLine) -> tuple[str, Pod] | tuple[None, None]:
@@ -106,33 +124,21 @@ class MapScreen(TableScreen):
         return None, None
 
     def open_row(self, key: str, loaded: Loaded) -> None:
-        """Enter: a pod opens its screen; a line with lines under it folds or unfolds."""
+        """Enter: a pod opens its screen (another node's too); a line with lines under it folds."""
         line = self._line(key)
         if line is None:
             return
-        if line.pod is not None and line.node:
-            host = self._hostname(loaded, line.node)
-            self.notify(
-                clean(f"{line.pod} is on {host}: open podpath on that node to see it"),
-                timeout=3,
-                markup=False,
-            )
-            return
         if line.pod is not None:
-            pod_key, _pod = self._pod_key(loaded, line)
+            node = line.node or 0
+            pod_key, _pod = self._pod_key(loaded.node(node), line)
             if pod_key is not None:
-                self.state().open_screen("pod", pod_key)
+                self.app.push_screen(PodScreen(pod_key, node))
                 return
         if line.below and not self.needle:
             folded = self._folded if self._folded is not None else set()
             folded.symmetric_difference_update({key})
             self._folded = folded
             self.repaint_rows()
-
-    @staticmethod
-    def _hostname(loaded: Loaded, node: int) -> str:
-        peers = loaded.peers
-        return peers[node - 1].node.hostname if 0 < node <= len(peers) else f"node #{node}"
 
     def action_fold_all(self) -> None:
         """z: unfold everything; again, fold the long boxes (or every box under the stack)."""

@@ -39,7 +39,7 @@ from podpath.tui.rows.nft import (
     verdict_chain,
 )
 from podpath.tui.screens.base import TableScreen
-from podpath.tui.state import Loaded
+from podpath.tui.state import SERVICES, Loaded
 from podpath.tui.text import clean
 
 
@@ -69,6 +69,8 @@ class NetfilterScreen(TableScreen):
     """The node's iptables rules, browsed like a file tree."""
 
     HEADING = "Netfilter"
+    # A big native nft ruleset is parsed with the Services (tui/state.py).
+    PENDING_STAGE = SERVICES
     GAP_WORDS = ("iptables", "nft", "netfilter", "rules")
 
     def __init__(self, needle: str = "") -> None:
@@ -123,7 +125,7 @@ class NetfilterScreen(TableScreen):
     @staticmethod
     def _nft_parsed(loaded: Loaded) -> bool:
         """True when asking for the nft ruleset will not parse it on the event loop."""
-        return loaded.snapshot.nft is None or loaded.small or loaded.ready.is_set()
+        return loaded.snapshot.nft is None or loaded.small or loaded.has(SERVICES)
 
     def build_rowset(self, loaded: Loaded) -> RowSet | None:
         """Rows of the current level; None while a big nft ruleset is parsed in the worker."""

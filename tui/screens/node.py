@@ -12,10 +12,11 @@ from podpath.analysis.dataplane import dataplane_text, mode_text
 from podpath.tui.rows.model import Page, Row, page
 from podpath.tui.rows.node import MENU_COLUMNS, fact_rows, menu_rows
 from podpath.tui.screens.base import TableScreen, pending_text
-from podpath.tui.state import Loaded
+from podpath.tui.state import PROBLEMS, SERVICES, Loaded
 from podpath.tui.text import literal_content
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
+from podpath.wording import count
 
 
 class NodeScreen(TableScreen):
@@ -31,8 +32,11 @@ class NodeScreen(TableScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        # Whether the rows shown include what the prepare worker parsed (counts, problems).
-        self._shown_ready = False
+        # The stages of the prepare worker the rows shown include (counts, problems).
+        self._shown_stages: frozenset[str] = frozenset()
+        # The facts shown, and what they were made from: counting a big node's rules for
+        # its "iptables" fact takes 70 ms, and home is repainted at each step of the parse.
+        self._facts: tuple[tuple[object, ...], list[Row]] = ((), [])
 
     def compose(self) -> ComposeResult:
         """Banner, facts, the filter (hidden until /), the menu of views."""
@@ -54,8 +58,8 @@ class NodeScreen(TableScreen):
     def reload(self) -> None:
         """Rebuild when the snapshot changed or its views became ready."""
         loaded = self.loaded
-        if loaded is not None and loaded.ready.is_set() != self._shown_ready:
-            self._shown_ready = loaded.ready.is_set()
+        if loaded is not None and loaded.done_stages() != self._shown_stages:
+            self._shown_stages = loaded.done_stages()
             self._built_for = None
         super().reload()
 
@@ -81,19 +85,24 @@ class NodeScreen(TableScreen):
             banner.set_class(False, "-problems")
             return page([])
         found = loaded.problems
-        mode = mode_text(loaded.parsed.kube_proxy_mode()) if found is not None else "…"
-        plane = dataplane_text(loaded.parsed.dataplane()) if found is not None else "…"
+        parsed = loaded.has(SERVICES)
+        mode = mode_text(loaded.parsed.kube_proxy_mode()) if parsed else "…"
+        plane = dataplane_text(loaded.parsed.dataplane()) if parsed else "…"
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(("FACT", "VALUE"))
-        facts.show(page(fact_rows(loaded.index, mode, plane)))
+        made_of = (loaded, mode, plane)
+        if self._facts[0] != made_of:
+            backends = loaded.iptables_backends()
+            self._facts = (made_of, fact_rows(loaded.index, mode, plane, backends))
+        facts.show(page(self._facts[1]))
         banner.set_class(bool(found), "-problems")
         if found is None:
-            banner.update(pending_text(loaded))
+            banner.update(pending_text(loaded, PROBLEMS))
         elif found:
             first = found[0]
             banner.update(
                 literal_content(
-                    f"⚠ {len(found)} problem(s): {first.subject} — {first.cause}   (p or :problems)"
+                    f"⚠ {count(len(found), 'problem')}: {first.subject} — {first.cause}   (p or :problems)"
                 )
             )
         else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.worker import Worker
 
 from podpath.snapshot.model import Pod
 from podpath.tui.rows import nat as pn
@@ -17,15 +18,21 @@ from podpath.tui.rows.conntrack import CONNTRACK_COLUMNS, conntrack_rows
 from podpath.tui.rows.model import Cell, Row, page
 from podpath.tui.rows.pod import find_pod
 from podpath.tui.screens.base import BaseScreen, pending_text
-from podpath.tui.state import Loaded
+from podpath.tui.state import CONNTRACK, MENTIONS, SERVICES, Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.table import RowTable
 
 Builder = Callable[[Loaded, Pod], list[Row]]
 
-# Tabs whose rows need the parsed Services and conntrack: on a big snapshot they wait
-# for the app's prepare worker instead of parsing on the event loop.
-NEEDS_VIEWS = frozenset({"nat", "conntrack"})
+# Tables whose rows need the parsed Services, conntrack or the rule mentions: on a big
+# snapshot each waits for that stage of the app's prepare worker instead of parsing on
+# the event loop.
+NEEDS_VIEWS: dict[str, tuple[str, ...]] = {
+    "nat": (SERVICES,),
+    "conntrack": (SERVICES, CONNTRACK),
+    "natrules": (MENTIONS,),
+    "masq": (SERVICES,),
+}
 
 # (tab id, label, columns, row builder)
 TABS: tuple[tuple[str, str, Callable[[Pod], tuple[str, ...]], Builder], ...] = (
@@ -42,6 +49,7 @@ TABS: tuple[tuple[str, str, Callable[[Pod], tuple[str, ...]], Builder], ...] = (
         lambda ld, p: pr.interface_rows(ld.index, p),
     ),
     ("routes", "Routes", lambda p: pr.ROUTE_COLUMNS, lambda ld, p: pr.route_rows(ld.index, p)),
+    ("rules", "Rules", lambda p: pr.RULE_COLUMNS, lambda ld, p: pr.rule_rows(ld.index, p)),
     (
         "neigh",
         "Neighbours/FDB",
@@ -78,8 +86,8 @@ class PodScreen(BaseScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
-        Binding("s", "app.pod_shell", "Shell"),
-        Binding("c", "app.pod_capture", "Capture"),
+        Binding("s", "node_action('pod_shell')", "Shell"),
+        Binding("c", "node_action('pod_capture')", "Capture"),
         Binding("t", "app.pod_trace", "Trace"),
         Binding("y", "copy", "Copy"),
         # priority: a wide table would otherwise take left/right to scroll sideways.
@@ -87,11 +95,42 @@ class PodScreen(BaseScreen):
         Binding("right,l,right_square_bracket", "tab(1)", "Next tab", show=False, priority=True),
     ]
 
-    def __init__(self, pod_key: str) -> None:
+    def __init__(self, pod_key: str, node: int = 0) -> None:
         super().__init__()
         self.pod_key = pod_key
+        # Which loaded snapshot the pod is in: 0 the node shown, n the n-th other node
+        # (a pod opened from :map with several snapshots loaded).
+        self.node = node
         self._built_for: Loaded | None = None
-        self._built_ready = False
+        self._built_stages: frozenset[str] = frozenset()
+
+    @property
+    def loaded(self) -> Loaded | None:
+        """The snapshot of the pod's node (another node's, for a pod opened from its map)."""
+        shown = self.state().loaded
+        if shown is None or self.node == 0:
+            return shown
+        if self.node > len(shown.peers):
+            return None
+        return shown.node(self.node)
+
+    def node_name(self) -> str:
+        """The hostname of the pod's node."""
+        loaded = self.loaded
+        return loaded.snapshot.node.hostname if loaded is not None else f"node #{self.node}"
+
+    async def action_node_action(self, action: str) -> None:
+        """s and c act on this machine: refused for another node's pod, with why."""
+        if self.node:
+            what = "a shell" if action == "pod_shell" else "a capture"
+            self.notify(
+                clean(f"{self.pod_key} is on {self.node_name()}: {what} needs podpath there"),
+                severity="warning",
+                timeout=4,
+                markup=False,
+            )
+            return
+        await self.app.run_action(f"app.{action}")
 
     def compose(self) -> ComposeResult:
         """The pod's header line and one tab per aspect."""
@@ -122,9 +161,27 @@ class PodScreen(BaseScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        """Show the pod."""
+        """Show the pod (another node's views are prepared in a worker first when big)."""
+        loaded = self.loaded
+        if loaded is not None and self.node and not loaded.ready.is_set():
+            if loaded.small:
+                loaded.prepare()
+            else:
+                self.run_worker(loaded.prepare, thread=True, exit_on_error=False, name="prepare")
         self.reload()
         self.set_focus(self.query_one("#t-containers", RowTable))
+
+    def worker_done(self, worker: Worker[Any]) -> None:
+        """Another node's views are parsed: fill the tabs that waited."""
+        self.reload()
+
+    def worker_failed(self, worker: Worker[Any]) -> None:
+        """Preparing another node's views failed (reported): the tabs say so."""
+        loaded = self.loaded
+        if loaded is not None:
+            loaded.failed = True
+            self._built_for = None
+            self.reload()
 
     def selected_pod(self) -> Pod | None:
         """This screen's pod."""
@@ -135,17 +192,20 @@ class PodScreen(BaseScreen):
         """Fill every tab from the current snapshot."""
         loaded = self.loaded
         if loaded is None or (
-            loaded is self._built_for and loaded.ready.is_set() == self._built_ready
+            loaded is self._built_for and loaded.done_stages() == self._built_stages
         ):
             return
         self._built_for = loaded
-        self._built_ready = loaded.ready.is_set()
+        self._built_stages = loaded.done_stages()
         pod = self.selected_pod()
         heading = self.query_one("#heading", Static)
         if pod is None:
             heading.update(literal_content(f"Pod {self.pod_key} — gone from this snapshot"))
             return
-        heading.update(literal_content(f"Pod {self.pod_key} · found by {pr.pod_sources(pod)}"))
+        where = f" on {loaded.snapshot.node.hostname}" if loaded.peers else ""
+        heading.update(
+            literal_content(f"Pod {self.pod_key}{where} · found by {pr.pod_sources(pod)}")
+        )
         netns = "host network" if pod.host_network else (pod.netns_path or pod.netns_inode)
         info = (
             f"netns {netns} · pause pid {pod.pause_pid} · {pod.runtime} sandbox "
@@ -157,8 +217,7 @@ class PodScreen(BaseScreen):
         for tab_id, _label, columns, build in TABS:
             table = self.query_one(f"#t-{tab_id}", RowTable)
             table.set_columns(columns(pod))
-            if tab_id in NEEDS_VIEWS and not self._built_ready:
-                table.show(page([Row("\x00pending", (Cell(pending_text(loaded), "dim"),))]))
+            if not self._stages_done(loaded, tab_id):
                 continue
             table.show(page(build(loaded, pod)))
         self._fill_nat_extras(loaded, pod)
@@ -179,10 +238,18 @@ class PodScreen(BaseScreen):
         for selector, columns, build in extras:
             table = self.query_one(selector, RowTable)
             table.set_columns(columns)
-            if not self._built_ready:
-                table.show(page([Row("\x00pending", (Cell(pending_text(loaded), "dim"),))]))
-            else:
+            if self._stages_done(loaded, selector[3:]):
                 table.show(page(build()))
+
+    def _stages_done(self, loaded: Loaded, table_id: str) -> bool:
+        """True when the table's stages are prepared; else it says what it waits for."""
+        missing = [s for s in NEEDS_VIEWS.get(table_id, ()) if not loaded.has(s)]
+        if missing:
+            loaded.want(missing[0])
+            text = pending_text(loaded, missing[0])
+            table = self.query_one(f"#t-{table_id}", RowTable)
+            table.show(page([Row("\x00pending", (Cell(text, "dim"),))]))
+        return not missing
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         """Focus the first table of the tab shown now (not the event's: keys may have moved on)."""
@@ -211,6 +278,14 @@ class PodScreen(BaseScreen):
         cells = table.selected_cells()
         if len(cells) > 1 and cells[1].text.startswith("↔ "):
             peer = cells[1].text[2:].split("@")[0]
+            if self.node:
+                # :links shows the root namespace of the node the app shows, not this one.
+                self.notify(
+                    clean(f"{peer} is in {self.node_name()}'s root namespace"),
+                    timeout=3,
+                    markup=False,
+                )
+                return
             self.state().open_screen("links", peer)
 
     def action_copy(self) -> None:

@@ -10,7 +10,7 @@ from podpath.doctor.render import finding_lines
 from podpath.tui.rows.model import Page, RowSet, rowset
 from podpath.tui.rows.problems import PROBLEM_COLUMNS, problem_rows
 from podpath.tui.screens.base import TableScreen
-from podpath.tui.state import Loaded
+from podpath.tui.state import PROBLEMS, Loaded
 from podpath.tui.text import clean
 from podpath.tui.widgets.table import RowTable
 
@@ -28,6 +28,7 @@ class ProblemsScreen(TableScreen):
     """
     HEADING = "Problems"
     COLUMNS = PROBLEM_COLUMNS
+    PENDING_STAGE = PROBLEMS
 
     def prepare(self) -> None:
         """The table, then the selected finding's detail under it."""
@@ -37,7 +38,10 @@ class ProblemsScreen(TableScreen):
     def build_rowset(self, loaded: Loaded) -> RowSet | None:
         """The findings as rows; None while the doctor runs in the parse worker."""
         found = loaded.problems
-        return None if found is None else rowset(problem_rows(found))
+        if found is None:
+            loaded.want(PROBLEMS)
+            return None
+        return rowset(problem_rows(found))
 
     def repaint_rows(self) -> Page:
         """Show the rows, and the selected finding in full."""

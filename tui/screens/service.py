@@ -18,12 +18,15 @@ from podpath.tui.rows.services import (
     endpoint_rows,
     find_service,
     service_fact_rows,
+    service_name,
     vip,
     vip_port,
+    walk_heading,
 )
 from podpath.tui.screens.base import BaseScreen
 from podpath.tui.text import literal_content
 from podpath.tui.widgets.table import RowTable
+from podpath.wording import count
 
 
 class ServiceScreen(BaseScreen):
@@ -65,18 +68,23 @@ class ServiceScreen(BaseScreen):
         if loaded is None or svc is None:
             heading.update(literal_content(f"Service {self.key} — not in this snapshot"))
             return
-        heading.update(
-            literal_content(
-                f"Service {svc.namespace}/{svc.name} {svc.port_name} · {vip_port(svc)} · "
-                f"{len(svc.endpoints)} endpoint(s) · {svc.svc_chain or svc.backend}"
+        eps = count(len(svc.endpoints), "endpoint")
+        if svc.name:
+            text = (
+                f"Service {service_name(svc)} · {vip_port(svc)} · "
+                f"{eps} · {svc.svc_chain or svc.backend}"
             )
-        )
+        else:
+            # IPVS names no Service: its virtual service is all there is to call it by.
+            text = f"IPVS virtual service {svc.svc_chain} · {eps} · IPVS names no Service"
+        heading.update(literal_content(text))
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(FACT_COLUMNS)
         facts.show(page(service_fact_rows(loaded.index, svc)))
         endpoints = self.query_one("#endpoints", RowTable)
         endpoints.set_columns(ENDPOINT_COLUMNS)
         endpoints.show(page(endpoint_rows(loaded.index, svc)))
+        self.query_one("#walk-heading", Static).update(literal_content(walk_heading(svc)))
         walk = self.query_one("#walk", RowTable)
         walk.set_columns(WALK_COLUMNS)
         walk.show(page(chain_walk_rows(loaded.parsed.rule_dumps(), svc)))

@@ -33,7 +33,7 @@ from podpath.tui.rows.trace import (
 )
 from podpath.tui.screens.base import BaseScreen, pending_text
 from podpath.tui.screens.map import MapScreen
-from podpath.tui.state import Loaded
+from podpath.tui.state import CONNTRACK, SERVICES, Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
@@ -66,8 +66,22 @@ def run_trace(loaded: Loaded, probe: Probe) -> Outcome:
         return Outcome(probe, None, str(exc))
 
 
+def no_reply_reason(branch: Branch) -> str:
+    """Why a branch has no way back to show, in a few words."""
+    if branch.verdict == "leaves-node":
+        # The reply starts on the node the packet went to: its snapshot is needed.
+        return "the packet leaves the loaded nodes; load the other node's snapshot too"
+    if branch.verdict == "delivered":
+        return "the reply could not be followed"
+    return f"the packet is not delivered ({branch.verdict})"
+
+
 class TraceScreen(BaseScreen):
     """Pick a source and destination; see each branch, its hops, and the way back."""
+
+    # Under 30 lines (80x24) the branches and the hop's detail take less room, or no hop
+    # of the path itself would be left on screen (tui/styles.py, `-short`).
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
@@ -124,9 +138,13 @@ class TraceScreen(BaseScreen):
         """Completion over pods, Services and IPs; run at once when both ends are given."""
         loaded = self.loaded
         if loaded is not None:
-            pods = list(loaded.index.pods_by_name)
-            ips = list(loaded.index.pods_by_ip)
-            services = loaded.parsed.services()
+            # Every loaded node's pods: a trace may start or end on any of them.
+            indexes = [loaded.index, *loaded.peer_indexes]
+            pods = [name for index in indexes for name in index.pods_by_name]
+            ips = [ip for index in indexes for ip in index.pods_by_ip]
+            # Services only once parsed: on a big node parsing them here would hold the
+            # event loop for most of a second (the prepare worker parses them first).
+            services = loaded.parsed.services() if loaded.small or loaded.has(SERVICES) else ()
             svcs = [f"{s.namespace}/{s.name}:{s.port}" for s in services]
             svcs += [f"{s.cluster_ip}:{s.port}" for s in services if s.cluster_ip]
             words = completions(pods, ips, svcs)
@@ -264,8 +282,10 @@ class TraceScreen(BaseScreen):
         hops = path_hops(branch, self.show_reply)
         which = "reply path (p: forward)" if self.show_reply else "forward path (p: reply)"
         if self.show_reply and not branch.reply:
-            which = "no reply path for this branch"
-        heading.update(literal_content(f"{which} · {len(hops)} hops · {branch.reason}"))
+            which = f"no reply path (p: forward): {no_reply_reason(branch)}"
+            heading.update(literal_content(f"{which} · the branch: {branch.reason}"))
+        else:
+            heading.update(literal_content(f"{which} · {len(hops)} hops · {branch.reason}"))
         self.query_one("#flow", Static).update(literal_content(self.flow_line(branch)))
         hops_table.show(page(hop_rows(hops)))
         self.show_hop()
@@ -275,8 +295,8 @@ class TraceScreen(BaseScreen):
         loaded, result = self.loaded, self.trace
         if loaded is None or result is None:
             return ""
-        if not loaded.ready.is_set():
-            return f"conntrack now: {pending_text(loaded)}"
+        if not loaded.has(CONNTRACK):
+            return f"conntrack now: {pending_text(loaded, CONNTRACK)}"
         return flow_text(flow_entries(result, loaded.parsed.conntrack()), branch)
 
     def show_hop(self) -> None:

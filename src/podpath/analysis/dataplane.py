@@ -22,6 +22,7 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.iptables_save import count_rules
 from podpath.netfilter.kube_proxy import KubeProxyMode
 from podpath.snapshot.model import BpfProgram, Link, NetNamespace
+from podpath.wording import count
 
 CILIUM_LINKS = ("cilium_host", "cilium_net", "cilium_vxlan", "cilium_geneve", "cilium_wg0")
 CALICO_LINKS = ("vxlan.calico", "vxlan-v6.calico", "tunl0", "wireguard.cali")
@@ -143,6 +144,6 @@ def detect(index: SnapshotIndex) -> Dataplane:
         cni = "kindnet/ptp"
         evidence.append("host veths holding the pods' gateway address")
     if programs:
-        evidence.append(f"{len(programs)} eBPF program attachment(s)")
+        evidence.append(count(len(programs), "eBPF program attachment"))
     evidence.append(f"kube-proxy rules ({mode_text(mode)})" if kube else "no kube-proxy rules")
     return Dataplane(cni, bool(programs), kube, programs, tuple(evidence))

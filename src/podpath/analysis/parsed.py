@@ -37,6 +37,10 @@ class ParsedSnapshot:
 
     def _once(self, what: str, build: Callable[[], T], default: T) -> T:
         """Build a view once; a parse failure leaves `default` and a note naming `what`."""
+        # A view already built is returned without the lock: the TUI's event loop asks
+        # for parsed views while its worker holds the lock parsing the next one.
+        if what in self._cache:
+            return cast(T, self._cache[what])
         with self._lock:
             if what not in self._cache:
                 try:

@@ -273,7 +273,8 @@ def _forwarding(index: SnapshotIndex, node: str) -> list[Finding]:
             "warning",
             f"node {node}",
             "net.ipv4.ip_forward is 0 on a node with pods: nothing a pod sends is routed "
-            "beyond the node's own addresses and its bridge",
+            "beyond the node's own addresses, Services included (a DNATed packet is routed "
+            "even to an endpoint on the same bridge); only pod to pod on one bridge works",
             "sysctl -w net.ipv4.ip_forward=1 and keep it in /etc/sysctl.d/ (kubelet and "
             "every CNI need forwarding)",
             node,

@@ -7,14 +7,20 @@ fast and the core stays free of UI and netlink libraries.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 from podpath import __version__
+
+# argparse and typing are imported where they are used: until `main` has installed its
+# signal handlers a Ctrl-C is a traceback, and their imports were most of that window.
+# (mypy takes any TYPE_CHECKING as typing's.)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -59,47 +65,54 @@ def _terminal_width() -> int:
     return columns or 80
 
 
-class _HelpFormatter(argparse.HelpFormatter):
-    """argparse's help formatter, given the terminal width.
+def _parser_class() -> type[argparse.ArgumentParser]:
+    """An ArgumentParser class (and so every subcommand's) using `_HelpFormatter` by default."""
+    import argparse
 
-    Every `add_argument` builds a formatter, and argparse's own asks shutil for the
-    width: that import (with bz2 and lzma) cost ~4 ms of each `podpath ls`.
-    """
+    class _HelpFormatter(argparse.HelpFormatter):
+        """argparse's help formatter, given the terminal width.
 
-    def __init__(
-        self,
-        prog: str,
-        indent_increment: int = 2,
-        max_help_position: int = 24,
-        width: int | None = None,
-    ) -> None:
-        super().__init__(
-            prog,
-            indent_increment,
-            max_help_position,
-            _terminal_width() - 2 if width is None else width,
-        )
+        Every `add_argument` builds a formatter, and argparse's own asks shutil for the
+        width: that import (with bz2 and lzma) cost ~4 ms of each `podpath ls`.
+        """
 
+        def __init__(
+            self,
+            prog: str,
+            indent_increment: int = 2,
+            max_help_position: int = 24,
+            width: int | None = None,
+        ) -> None:
+            super().__init__(
+                prog,
+                indent_increment,
+                max_help_position,
+                _terminal_width() - 2 if width is None else width,
+            )
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser (and so every subcommand's) using `_HelpFormatter` by default."""
+    class _Parser(argparse.ArgumentParser):
+        """An ArgumentParser using `_HelpFormatter` by default."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _HelpFormatter)
-        super().__init__(*args, **kwargs)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("formatter_class", _HelpFormatter)
+            super().__init__(*args, **kwargs)
+
+    return _Parser
 
 
 # Commands that run once and exit without the cycle collector: `ls` allocates tens of
 # thousands of small acyclic objects (processes, namespaces, rows), freed by reference
-# counting; the collector's passes over them were ~7% of `podpath ls namespaces`.
-NO_GC_COMMANDS = frozenset({"ls"})
+# counting; the collector's passes over them were ~7% of `podpath ls namespaces`. The
+# doctor's passes rescanned the loaded snapshot and parsed rules: 0.3-0.5 s of its CPU
+# at 10k Services, with the same peak RSS without them.
+NO_GC_COMMANDS = frozenset({"ls", "doctor"})
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with `only`, just that command's module is registered."""
     import importlib
 
-    parser = _Parser(
+    parser = _parser_class()(
         prog="podpath",
         description="Explore one Kubernetes node's networking: namespaces, pods, veths, "
         "routes, NAT rules, conntrack, and packet traces.",
@@ -123,7 +136,31 @@ def _command_word(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `podpath` console script."""
-    words = list(sys.argv[1:] if argv is None else argv)
+    # Before any other work: a Ctrl-C while a command's modules are imported ends as
+    # "interrupted", never as a traceback (the TUI and the lab get theirs back in _main).
+    caught = _catch_signals()
+    previous = _EARLY_PREVIOUS or caught
+    try:
+        if _EARLY_SIGNALS:
+            raise Terminated(_EARLY_SIGNALS[0])
+        return _main(sys.argv[1:] if argv is None else argv, previous, argv is None)
+    except Terminated as exc:
+        return _terminated(exc)
+    except SystemExit:
+        _restore_signals(previous)  # --help, --version, a usage error: back to Python's
+        raise
+    except Exception as exc:
+        wrapped = _wrapped_termination(exc)
+        if wrapped is None:
+            raise
+        return _terminated(wrapped)
+    finally:
+        _quiet_if_closed(sys.stdout)
+
+
+def _main(argv: Sequence[str], previous: dict[int, Any], whole_process: bool) -> int:
+    """Run the command of `argv`; `whole_process` when this process ends after it."""
+    words = list(argv)
     if not words or (words[0].startswith("-") and words[0] not in ("-h", "--help", "--version")):
         # Bare `podpath [--snapshot F | --host-root D]` opens the TUI, as k9s opens on
         # the cluster.
@@ -133,10 +170,113 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in NO_GC_COMMANDS:
         gc.disable()
     try:
-        return _run(build_parser(command).parse_args(words))
+        args = _parse(build_parser(command), words)
+        if args.command not in STOPPABLE_COMMANDS:
+            _restore_signals(previous)
+        code = _run(args)
     finally:
         if collecting:
             gc.enable()
+        if whole_process:
+            # The process ends next. Its final collections walk every object still
+            # alive -- 2.4 s of CPU after a trace of 10k Services' nft ruleset -- and
+            # reference counting frees them anyway: frozen objects are not walked.
+            gc.freeze()
+    if whole_process and command in EXIT_AT_ONCE_COMMANDS:
+        _exit_at_once(code)
+    return code
+
+
+# One-shot commands that hold nothing to clean up once they return (no atexit hooks,
+# no threads, every file closed): the process may end without freeing its heap.
+EXIT_AT_ONCE_COMMANDS = frozenset({"trace"})
+
+
+def _exit_at_once(code: int) -> None:
+    """End the process now, its output flushed, without freeing the heap."""
+    # Freeing a trace's snapshot and rules one object at a time took 20-30 ms of a
+    # 0.3 s `trace --snapshot --cache`.
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return  # a closed or broken stream: let the interpreter's own exit report it
+    os._exit(code)
+
+
+def _parse(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namespace:
+    """parse_args, but an unknown option is reported with the usage of the command given it."""
+    args, extras = parser.parse_known_args(words)
+    if extras:
+        _innermost(parser, words).error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def _innermost(parser: argparse.ArgumentParser, words: list[str]) -> argparse.ArgumentParser:
+    """The (sub)command parser that the words select: `lab up` -> the parser of `up`."""
+    import argparse
+
+    for action in parser._actions:  # argparse keeps its subcommands nowhere public
+        if isinstance(action, argparse._SubParsersAction):
+            for i, word in enumerate(words):
+                chosen = action.choices.get(word)
+                if chosen is not None:
+                    return _innermost(chosen, words[i + 1 :])
+    return parser
+
+
+def _signals() -> Any:
+    """The _signal module: the C module that `signal` wraps, with the same functions.
+
+    `import signal` imports enum (~2 ms, during which a Ctrl-C would still be a
+    traceback), and a handler that imports it while enum is half imported fails.
+    """
+    return __import__("_signal")
+
+
+def _catch_signals(handler: Any = None) -> dict[int, Any]:
+    """Make SIGINT, SIGTERM and SIGHUP raise Terminated (or call `handler`); return the
+    handlers they had."""
+    signal = _signals()
+    previous: dict[int, Any] = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, handler or _on_signal)
+    except ValueError:  # main() called off the main thread (a test): leave signals alone
+        return {}
+    return previous
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    """Give the signals back the handlers `_catch_signals` found."""
+    signal = _signals()
+
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def _quiet_if_closed(stream: Any) -> None:
+    """Flush `stream`; if its reader has gone (`| head`), send what is left to /dev/null.
+
+    Otherwise the flush at exit fails again and Python prints "Exception ignored ...
+    BrokenPipeError" (the recipe of the signal module's documentation, "Note on SIGPIPE").
+    """
+    try:
+        stream.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except ValueError:  # already closed: nothing is left to flush
+        return
+
+
+def say(message: str) -> None:
+    """One line on stderr, unless nobody reads it any more (`2>&1 | head`)."""
+    try:
+        print(message, file=sys.stderr)
+    except BrokenPipeError:
+        _quiet_if_closed(sys.stderr)
 
 
 # Commands that exit on SIGINT, SIGTERM or SIGHUP with their cleanup run: a file
@@ -155,7 +295,7 @@ class Terminated(BaseException):
 
 def _on_signal(signum: int, _frame: object) -> None:
     """Stop the external commands first (threads wait for them while the stack unwinds), then unwind."""
-    import signal
+    signal = _signals()
 
     for ignored in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(ignored, signal.SIG_IGN)  # a second signal must not cut the cleanup short
@@ -176,7 +316,7 @@ def _stop_commands() -> None:
 def _terminated(exc: Terminated) -> int:
     """Exit status and one line for a signal that stopped the command."""
     _stop_commands()
-    print("podpath: interrupted" if exc.signum == 2 else "podpath: terminated", file=sys.stderr)
+    say("podpath: interrupted" if exc.signum == 2 else "podpath: terminated")
     return 128 + exc.signum
 
 
@@ -200,10 +340,7 @@ def _wrapped_termination(exc: BaseException) -> Terminated | None:
 def _run(args: argparse.Namespace) -> int:
     handler = args.handler
     if args.command in STOPPABLE_COMMANDS:
-        import signal
-
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, _on_signal)
+        _catch_signals()
     try:
         code: int = handler(args)
     except Terminated as exc:
@@ -212,15 +349,15 @@ def _run(args: argparse.Namespace) -> int:
         from podpath.safe_text import visible
 
         # Messages quote file names and node data: control characters are shown, not sent.
-        print(f"podpath: {visible(exc)}", file=sys.stderr)
+        say(f"podpath: {visible(exc)}")
         return exc.code
     except KeyboardInterrupt:
         _stop_commands()
-        print("podpath: interrupted", file=sys.stderr)
+        say("podpath: interrupted")
         return 130
     except BrokenPipeError:
         # `podpath ls ... | head` closes stdout early: not an error worth a traceback.
-        sys.stderr.close()
+        _quiet_if_closed(sys.stdout)
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - reported as one sentence, details to a file
         wrapped = _wrapped_termination(exc)
@@ -229,6 +366,29 @@ def _run(args: argparse.Namespace) -> int:
         from podpath.crash_report import sentence, write_report
 
         what = str(args.command)
-        print(f"podpath: {sentence(exc, what, write_report(exc, what))}", file=sys.stderr)
+        say(f"podpath: {sentence(exc, what, write_report(exc, what))}")
         return EXIT_FAILURE
     return code
+
+
+def _started_as_podpath() -> bool:
+    """Whether this process is the `podpath` program: its script, or `python -m podpath`."""
+    entry = sys.modules.get("__main__")
+    spec = getattr(entry, "__spec__", None)
+    script = os.path.basename(str(getattr(entry, "__file__", "")))
+    return getattr(spec, "name", None) == "podpath.__main__" or script == "podpath"
+
+
+# Signals that arrived between the end of this module and the start of `main`, where
+# nothing can unwind: `main` sees them first thing, before it starts any work.
+_EARLY_SIGNALS: list[int] = []
+
+
+def _on_early_signal(signum: int, _frame: object) -> None:
+    """Remember the signal for `main` (the script is between `import` and `main()`)."""
+    _EARLY_SIGNALS.append(signum)
+
+
+# Caught as soon as this module has run, when it runs as the program (not when a test or
+# another program imports it): the imports of a command's modules come next.
+_EARLY_PREVIOUS: dict[int, Any] = _catch_signals(_on_early_signal) if _started_as_podpath() else {}

@@ -31,12 +31,18 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handle `podpath doctor`."""
     from podpath.analysis.index import SnapshotIndex
+    from podpath.cli.inspect import one_per_node
+    from podpath.cli.progress import ProgressLine
     from podpath.doctor import diagnose
     from podpath.doctor.findings import dumps
     from podpath.doctor.render import render_text
+    from podpath.progress import Items
 
     snapshots = load_snapshots(args)
-    report = diagnose([SnapshotIndex(s) for s in snapshots])
+    one_per_node(args.snapshot or [], snapshots)
+    with ProgressLine(verb="judging") as progress:
+        judged = Items(progress, "Service paths", 0, 1, 0).reached
+        report = diagnose([SnapshotIndex(s) for s in snapshots], judged=judged)
     if args.json:
         sys.stdout.write(dumps(report) + "\n")
     else:

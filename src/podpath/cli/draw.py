@@ -124,7 +124,8 @@ def _write(output: str | Path, text: str) -> None:
     try:
         write_bytes(str(output), text.encode("utf-8"))
     except OutputError as exc:
-        raise CliError(str(exc), EXIT_FAILURE) from None
+        # A path that cannot be written is bad input, exit 2 as `snapshot -o` says it.
+        raise CliError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,7 +157,11 @@ def trace_picture(snapshots: list[Snapshot], result: Trace, branch: int, output:
     if output == "-":
         raise CliError("--svg needs a file name: stdout carries the trace itself")
     if not 1 <= branch <= len(result.branches):
-        raise CliError(f"--branch {branch}: the trace has {len(result.branches)} branches")
+        from podpath.wording import count
+
+        raise CliError(
+            f"--branch {branch}: the trace has {count(len(result.branches), 'branch', 'branches')}"
+        )
     chosen = result.branches[branch - 1]
     node_map = build_map(snapshots)
     if any(len(s.pods) > FOCUS_ABOVE for s in snapshots):

@@ -12,9 +12,10 @@ from podpath.cli import EXIT_OK, CliError
 # codec, json, safe_text and the model are imported where they are used: `podpath ls
 # namespaces` must start faster than lsns, and Python imports are a fifth of its time.
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from podpath.cli.snapshot_file import Encoded
+    from podpath.listing import Listing
     from podpath.snapshot.model import Gap, Snapshot
 
 # What each `ls` kind needs collected on a live node (namespaces are always read); a
@@ -69,7 +70,13 @@ def register(sub: Any) -> None:
     source = ls.add_mutually_exclusive_group()
     source.add_argument("--host-root", default="/", metavar="DIR", help="read the node under DIR")
     source.add_argument(
-        "--snapshot", metavar="FILE", help="read a snapshot file instead of the node"
+        "--snapshot",
+        action="extend",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="read snapshot files instead of the node; with several (--snapshot A B, or "
+        "repeated), every node's rows are listed, with a NODE column",
     )
     ls.add_argument("--json", action="store_true", help="print JSON (like lsns -J / ip -j)")
     ls.add_argument(
@@ -77,6 +84,12 @@ def register(sub: Any) -> None:
         "--listening",
         action="store_true",
         help="with `ls sockets`: only listening sockets (TCP LISTEN, unconnected UDP), like ss -l",
+    )
+    ls.add_argument(
+        "-s",
+        "--stats",
+        action="store_true",
+        help="with `ls links`: RX/TX bytes, packets, errors and drops, like ip -s link",
     )
     ls.set_defaults(handler=_ls)
 
@@ -126,22 +139,27 @@ def rule_warnings(snapshot: Snapshot) -> list[str]:
     return list(SnapshotIndex(snapshot).kube_proxy_mode.warnings)
 
 
-def report_warnings(snapshot: Snapshot, warnings: list[str] | None = None) -> None:
+def report_warnings(
+    snapshot: Snapshot, warnings: list[str] | None = None, node: str | None = None
+) -> None:
     """Warn on stderr about what the rules say is wrong (computed here unless given)."""
     from podpath.safe_text import visible
 
+    where = f"{visible(node)}: " if node else ""
     for warning in rule_warnings(snapshot) if warnings is None else warnings:
-        print(f"podpath: warning: {visible(warning)}", file=sys.stderr)
+        print(f"podpath: {where}warning: {visible(warning)}", file=sys.stderr)
 
 
-def report_gaps(gaps: tuple[Gap, ...]) -> None:
+def report_gaps(gaps: tuple[Gap, ...], node: str | None = None) -> None:
     """List what could not be read on stderr (skipped parts are not problems)."""
     real = [g for g in gaps if g.kind != "skipped"]
     if not real:
         return
     from podpath.safe_text import visible
+    from podpath.wording import count
 
-    print(f"podpath: {len(real)} part(s) could not be read:", file=sys.stderr)
+    where = f" of {visible(node)}" if node else ""
+    print(f"podpath: {count(len(real), 'part')}{where} could not be read:", file=sys.stderr)
     for gap in real:
         # Collectors often name the capability in the reason already: say it once.
         needs = f"(needs {visible(gap.capability)})"
@@ -204,25 +222,75 @@ def _write_snapshot(
 
 def _ls(args: argparse.Namespace) -> int:
     from podpath.analysis.index import SnapshotIndex
-    from podpath.listing import listening_sockets, listing, render_text
+    from podpath.listing import link_stats, listening_sockets, listing, render_text
 
     if args.listening and args.kind != "sockets":
         raise CliError("--listening applies to `podpath ls sockets` only")
+    if args.stats and args.kind != "links":
+        raise CliError("--stats applies to `podpath ls links` only")
     if args.snapshot:
-        snapshot = load_snapshot(args.snapshot)
+        snapshots = [load_snapshot(path) for path in args.snapshot]
+        one_per_node(args.snapshot, snapshots)
     else:
-        snapshot = collect_live(args.host_root, _PARTS.get(args.kind))
-    index = SnapshotIndex(snapshot)
-    result = listening_sockets(index) if args.listening else listing(index, args.kind)
+        snapshots = [collect_live(args.host_root, _PARTS.get(args.kind))]
+    results = []
+    for snapshot in snapshots:
+        index = SnapshotIndex(snapshot)
+        if args.listening:
+            result = listening_sockets(index)
+        elif args.stats:
+            result = link_stats(index)
+        else:
+            result = listing(index, args.kind)
+        results.append((snapshot.node.hostname, result))
+    result = results[0][1] if len(results) == 1 else with_node_column(results)
     if args.json:
         sys.stdout.write(json_listing(args.kind, result.rows) + "\n")
     else:
         sys.stdout.write(render_text(result) + "\n")
-    if args.kind != "problems":  # problems lists the gaps and warnings itself
-        report_gaps(snapshot.gaps)
-    if args.kind in ("iptables", "nft", "services"):
-        report_warnings(snapshot)
+    for snapshot in snapshots:
+        node = snapshot.node.hostname if len(snapshots) > 1 else None
+        if args.kind not in ("problems", "gaps"):  # those list the gaps themselves
+            report_gaps(snapshot.gaps, node)
+        if args.kind in ("iptables", "nft", "services"):
+            report_warnings(snapshot, node=node)
     return EXIT_OK
+
+
+def with_node_column(listings: list[tuple[str, Listing]]) -> Listing:
+    """Several nodes' listings as one, each row led by its node (as kubectl's NODE column)."""
+    from podpath.listing import Column, Listing
+
+    first = listings[0][1]
+    rows = [{"node": node, **row} for node, result in listings for row in result.rows]
+    return Listing(rows, (Column("NODE", lambda row: row.get("node")), *first.columns))
+
+
+def one_per_node(paths: Sequence[str], snapshots: Sequence[Snapshot]) -> None:
+    """Refuse two snapshots of one node: a file given twice, or snapshots of two clusters."""
+    from podpath.safe_text import visible
+
+    if not paths:  # the live node: one snapshot, of this node
+        return
+    seen: dict[str, str] = {}
+    for path, snapshot in zip(paths, snapshots, strict=True):
+        name = snapshot.node.hostname
+        first = seen.setdefault(name, path)
+        if first is path:
+            continue
+        if _same_file(first, path):
+            raise CliError(f"{visible(path)} is given twice: give one snapshot per node")
+        raise CliError(
+            f"{visible(first)} and {visible(path)} are both snapshots of node {visible(name)}: "
+            "give one snapshot per node (two clusters' snapshots cannot be used together)"
+        )
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return a == b or os.path.samefile(a, b)
+    except OSError:  # stdin ("-") or a file gone since it was read
+        return False
 
 
 def json_listing(kind: str, rows: list[dict[str, Any]]) -> str:

@@ -96,7 +96,14 @@ def register(sub: Any) -> None:
         help="pod name, namespace/name or IP, a node, or NODE:/run/netns/NAME (any netns)",
     )
     p.add_argument("dst", metavar="TO[:PORT]", help="pod, Service (ns/name), VIP, or node")
-    p.add_argument("--udp", action="store_true", help="probe UDP (e.g. kube-dns:53)")
+    # --proto as `podpath trace` spells it; --udp, the short form, is kept.
+    proto = p.add_mutually_exclusive_group()
+    proto.add_argument(
+        "--proto", choices=("tcp", "udp"), default="tcp", help="protocol, as trace (default tcp)"
+    )
+    proto.add_argument(
+        "--udp", dest="proto", action="store_const", const="udp", help="the same as --proto udp"
+    )
     p.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6 addresses of names")
     p.set_defaults(handler=_probe)
 
@@ -163,7 +170,11 @@ def _up(args: argparse.Namespace) -> int:
 
             cidrs = "-".join(pod_range(index))
         print(f"  {node.name}  {node.address}  pods {cidrs}  init pid {node.init_pid}")
-    print(f"  {len(lab.pods)} pods, {len({s.ref for s in lab.services})} Services")
+    from podpath.wording import count
+
+    print(
+        f"  {count(len(lab.pods), 'pod')}, {count(len({s.ref for s in lab.services}), 'Service')}"
+    )
     print(f"shell:  podpath lab shell --name {lab.name} node1")
     print(f"down:   podpath lab down --name {lab.name}")
     return EXIT_OK
@@ -178,9 +189,11 @@ def _down(args: argparse.Namespace) -> int:
 
     began = time.monotonic()
     try:
-        down(args.name)
+        notes = down(args.name)
     except LabError as exc:
         raise CliError(str(exc), EXIT_FAILURE) from exc
+    for note in notes:
+        print(f"podpath: lab {args.name!r}: {note}", file=sys.stderr)
     print(f"lab {args.name!r} down in {time.monotonic() - began:.1f}s")
     return EXIT_OK
 
@@ -255,9 +268,7 @@ def _probe(args: argparse.Namespace) -> int:
 
     lab = _loaded(args.name)
     try:
-        result = lab.probe(
-            args.src, args.dst, proto="udp" if args.udp else "tcp", family=6 if args.ipv6 else None
-        )
+        result = lab.probe(args.src, args.dst, proto=args.proto, family=6 if args.ipv6 else None)
     except LabError as exc:
         raise CliError(str(exc)) from exc
     host = f"[{result.address}]" if ":" in result.address else result.address

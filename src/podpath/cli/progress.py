@@ -17,16 +17,18 @@ ERASE = "\r\x1b[K"  # to the line's start, then clear it
 class ProgressLine:
     """A `progress(what, done, total)` callable for the collectors, and a context that erases it."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, verb: str = "reading") -> None:
         self.stream = stream if stream is not None else sys.stderr
+        self.verb = verb
         self.shown = _is_terminal(self.stream)
         self.written = False
 
     def __call__(self, what: str, done: int, total: int) -> None:
-        """Say that `what` is being read, as step done+1 of total."""
+        """Say that `what` is being read (the verb), as step done+1 of total (if several)."""
         if not self.shown:
             return
-        self.stream.write(f"{ERASE}podpath: reading {what} ({done + 1}/{total})…")
+        step = f" ({done + 1}/{total})" if total > 1 else ""
+        self.stream.write(f"{ERASE}podpath: {self.verb} {what}{step}…")
         self.stream.flush()
         self.written = True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import signal
 import sys
@@ -13,6 +14,7 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.cli import EXIT_OK, CliError, Terminated
 from podpath.safe_text import visible
 from podpath.snapshot.model import Snapshot
+from podpath.snapshot.packed import CorruptCache
 from podpath.trace.probe import PROTOCOLS, Probe, ProbeError
 
 if TYPE_CHECKING:
@@ -138,12 +140,63 @@ def load_snapshots(args: argparse.Namespace) -> list[Snapshot]:
         return [take_snapshot(host_root=args.host_root or "/", progress=progress)]
 
 
+class Digests:
+    """The SHA-256 of each snapshot file, computed on a thread while the trace engine is imported.
+
+    Hashing 28-48 MB takes 20-35 ms and releases the GIL; importing the engine takes
+    longer and needs it, so on two cores the hashing costs no wall time.
+    """
+
+    def __init__(self, paths: list[str]) -> None:
+        import threading
+
+        from podpath.snapshot.codec import SnapshotError, digest_path
+
+        self._found: dict[str, bytes | SnapshotError] = {}
+
+        def work() -> None:
+            for path in dict.fromkeys(paths):
+                if path != "-":  # stdin is read once, in order
+                    try:
+                        self._found[path] = digest_path(path)
+                    except SnapshotError as exc:
+                        self._found[path] = exc
+
+        self._thread = threading.Thread(target=work, name="podpath-digest", daemon=True)
+        self._thread.start()
+
+    def of(self, path: str) -> bytes:
+        """The file's digest (raises what `digest_path` raised)."""
+        from podpath.snapshot.codec import digest_path
+
+        self._thread.join()
+        found = self._found.get(path)
+        if found is None:
+            return digest_path(path)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
 def cached_indexes(
-    paths: list[str], directory: str, misses: list[tuple[str, SnapshotIndex]]
+    paths: list[str],
+    directory: str,
+    misses: list[tuple[str, SnapshotIndex]],
+    read: bool = True,
+    digests: Digests | None = None,
 ) -> list[SnapshotIndex]:
-    """Each snapshot's index from the cache in `directory`, or parsed (appended to `misses`)."""
-    from podpath.snapshot.codec import SnapshotError, loads, read_path
-    from podpath.trace.index_cache import CacheError, check_directory, lookup
+    """Each snapshot's index from the cache in `directory`, or parsed (appended to `misses`).
+
+    With `read` False every snapshot is parsed (a cached index was found damaged).
+    """
+    from podpath.snapshot.codec import SnapshotError, digest_path, loads, read_path
+    from podpath.trace.index_cache import (
+        CacheError,
+        check_directory,
+        key_of,
+        key_of_digest,
+        lookup_key,
+    )
 
     try:
         check_directory(directory)
@@ -153,17 +206,28 @@ def cached_indexes(
     for path in paths:
         name = "stdin" if path == "-" else path
         try:
-            data = read_path(path)  # its errors name the file already
-            found = lookup(directory, data)
+            data = read_path(path) if path == "-" else None  # stdin is read once
+            if read:
+                # A file is only hashed here; it is read whole (and hashed again, for
+                # the key of what is parsed) on a miss.
+                if data is not None:
+                    key = key_of(data)
+                else:
+                    key = key_of_digest(digests.of(path) if digests else digest_path(path))
+                index = lookup_key(directory, key).index
+                if index is not None:
+                    out.append(index)
+                    continue
+            if data is None:
+                data = read_path(path)  # its errors name the file already
+            key = key_of(data)
         except (SnapshotError, CacheError) as exc:
             raise CliError(str(exc)) from None
-        index = found.index
-        if index is None:
-            try:
-                index = SnapshotIndex(loads(data))
-            except SnapshotError as exc:
-                raise CliError(f"{name}: {exc}") from None
-            misses.append((found.key, index))
+        try:
+            index = SnapshotIndex(loads(data))
+        except SnapshotError as exc:
+            raise CliError(f"{name}: {exc}") from None
+        misses.append((key, index))
         out.append(index)
     return out
 
@@ -171,17 +235,20 @@ def cached_indexes(
 def store_indexes(directory: str, misses: list[tuple[str, SnapshotIndex]]) -> None:
     """Keep what the trace parsed, for the next trace of the same files."""
     from podpath.output_file import OutputError, write_bytes
-    from podpath.trace.index_cache import cache_path, encode
+    from podpath.trace.index_cache import cache_path, encode, prune
 
     for key, index in misses:
         try:
             write_bytes(cache_path(directory, key), encode(key, index))
         except OutputError as exc:
             raise CliError(f"the trace is done, but its cache was not written: {exc}") from None
+    if misses:
+        prune(directory)
 
 
 def run(args: argparse.Namespace) -> int:
     """Handle `podpath trace`."""
+    digests = Digests(args.snapshot) if args.cache is not None and args.snapshot else None
     from podpath.trace.engine import trace
     from podpath.trace.observed import observed_json, observed_lines
     from podpath.trace.render import render_text, trace_json
@@ -198,17 +265,34 @@ def run(args: argparse.Namespace) -> int:
     if args.watch is not None and not 0.2 <= args.watch <= 3600:
         raise CliError(f"--watch {args.watch:g}: give 0.2 to 3600 seconds between readings")
     probe = Probe(args.source, args.destination, args.proto, args.sport, args.family)
+    if args.watch is None:
+        # One trace, then exit: the snapshot, the rules and the trace are acyclic data
+        # freed by reference counting. The cyclic GC's passes over 10^5-10^6 objects
+        # were the largest cost after the parse (main() restores it).
+        gc.disable()
     misses: list[tuple[str, SnapshotIndex]] = []
     if args.cache is not None:
-        indexes = cached_indexes(args.snapshot, args.cache, misses)
+        indexes = cached_indexes(args.snapshot, args.cache, misses, digests=digests)
         snapshots = [index.snapshot for index in indexes]
     else:
         snapshots = load_snapshots(args)
         indexes = [SnapshotIndex(s) for s in snapshots]
+    from podpath.cli.inspect import one_per_node
+
+    one_per_node(args.snapshot or [], snapshots)
     try:
         result = trace(indexes, probe, explain=args.explain, reply=args.reply)
     except ProbeError as exc:
         raise CliError(str(exc)) from None
+    except CorruptCache:
+        # A cached value that does not unpickle: answer from the snapshots, and rewrite.
+        misses.clear()
+        indexes = cached_indexes(args.snapshot, args.cache, misses, read=False)
+        snapshots = [index.snapshot for index in indexes]
+        try:
+            result = trace(indexes, probe, explain=args.explain, reply=args.reply)
+        except ProbeError as exc:
+            raise CliError(str(exc)) from None
     if misses:
         store_indexes(args.cache, misses)
     if args.svg is not None:

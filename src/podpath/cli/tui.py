@@ -54,7 +54,8 @@ def register(sub: Any) -> None:
         action="extend",
         metavar="FILE",
         help="open saved snapshots instead of the live node: the first (or --node) is "
-        "shown, traces cross into the others (e.g. DIR/*.json from kubectl podpath snapshot)",
+        "shown, the others are on :map and traces cross into them (--snapshot A B, or "
+        "repeated; e.g. DIR/*.json from kubectl podpath snapshot)",
     )
     p.add_argument("--node", help="with several snapshots: the node to show (its hostname)")
     # Set by `podpath demo` when it runs the TUI inside a lab node: labels the title.
@@ -149,6 +150,9 @@ def files_source(paths: list[str], node: str | None = None) -> SnapshotSource:
         loaded = [(path, load_path(path)) for path in paths]
     except SnapshotError as exc:
         raise CliError(str(exc), EXIT_FAILURE) from None
+    from podpath.cli.inspect import one_per_node
+
+    one_per_node(paths, [snap for _, snap in loaded])
     names = [snap.node.hostname for _, snap in loaded]
     if node is None:
         shown = 0

@@ -13,8 +13,10 @@ for many paths), sweep (which paths, grouped how), causes (why a branch fails), 
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from podpath.analysis.findings import GRADES, PATH_EXAMPLES, Finding, PathRef, ordered
 from podpath.analysis.index import SnapshotIndex
@@ -30,12 +32,18 @@ WHOLE = 0.999
 EVIDENCE_LIMIT = 8
 
 
-def diagnose(indexes: Sequence[SnapshotIndex], parsed: Sequence[ParsedSnapshot] = ()) -> Report:
-    """Every finding of the loaded nodes; `parsed` may give the first nodes' parsed views."""
+def diagnose(
+    indexes: Sequence[SnapshotIndex],
+    parsed: Sequence[ParsedSnapshot] = (),
+    judged: Callable[[int, int], object] | None = None,
+) -> Report:
+    """Every finding of the loaded nodes; `parsed` may give the first nodes' parsed views;
+    `judged` is told how many (source, Service port) paths are judged of how many."""
     started = time.perf_counter()
     views = [*parsed, *(ParsedSnapshot(i) for i in indexes[len(parsed) :])]
     tracer = Tracer(indexes)
-    swept = sweep(tracer, views)
+    with _cyclic_gc_paused():
+        swept = sweep(tracer, views, judged)
     found: dict[str, Finding] = {}
     for view in views:
         for finding in problems(view):
@@ -46,11 +54,26 @@ def diagnose(indexes: Sequence[SnapshotIndex], parsed: Sequence[ParsedSnapshot] 
         pods=sum(len(c.members) for c in swept.classes),
         classes=len(swept.classes),
         service_ports=swept.service_ports,
-        paths=sum(j.weight for j in swept.judged),
+        paths=swept.paths,
         traces=tracer.runs,
         seconds=time.perf_counter() - started,
     )
     return Report(ordered(list(found.values())), coverage)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while the sweep runs: it allocates hundreds of thousands of
+    acyclic hops, flows and verdicts (freed by reference counting), and every collection
+    they set off rescans the parsed rules and Services: a third of the sweep at 10k
+    Services (1.5-2.3 s with it, 1.1-1.5 s without)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _worse(a: str, b: str) -> str:

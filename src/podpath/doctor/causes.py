@@ -287,8 +287,9 @@ def _dropped(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str) -
             "ip-forward-off",
             "critical",
             f"node {node}",
-            f"{reason}: pod traffic that crosses the node (to other nodes, to Service "
-            "endpoints it routes) is dropped",
+            f"{reason}: what the node routes for its pods is dropped (to other nodes, and "
+            "to every Service endpoint: a DNATed packet is routed even when its endpoint is "
+            "on the same bridge); pod to pod on one bridge is bridged and still works",
             "sysctl -w net.ipv4.ip_forward=1 and keep it in /etc/sysctl.d/ (kubelet and "
             "every CNI need forwarding)",
             hop_text(drop) if drop else None,

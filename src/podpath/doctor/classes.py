@@ -63,15 +63,42 @@ def traceable(pod: Pod) -> bool:
 def pod_classes(index: SnapshotIndex, node: int) -> list[PodClass]:
     """The node's traceable pods grouped by network position, in pod order."""
     singled = singled_out(index)
+    roots: dict[int, _Root] = {}
     groups: dict[tuple[object, ...], list[Pod]] = {}
     for pod in index.snapshot.pods:
         if traceable(pod):
-            groups.setdefault(position(index, pod, singled), []).append(pod)
+            groups.setdefault(position(index, pod, singled, roots), []).append(pod)
     return [PodClass(node, key, tuple(members)) for key, members in groups.items()]
 
 
-def position(index: SnapshotIndex, pod: Pod, singled: frozenset[str]) -> tuple[object, ...]:
-    """What the kernel consults for this pod's packets, with its own address left out."""
+@dataclass(frozen=True)
+class _Root:
+    """A root namespace's link names and routes indexed once, for every pod's veth on it
+    (each pod looked through all of them: quadratic in the pods)."""
+
+    names: dict[int, str]
+    by_dev: dict[int, list[Route]]
+    by_address: dict[str, list[Route]]
+
+
+def _root(ns: NetNamespace) -> _Root:
+    by_dev: dict[int, list[Route]] = {}
+    by_address: dict[str, list[Route]] = {}
+    for route in ns.routes:
+        if route.dev is not None:
+            by_dev.setdefault(route.dev, []).append(route)
+        by_address.setdefault(route.dst.partition("/")[0], []).append(route)
+    return _Root({link.ifindex: link.name for link in ns.links}, by_dev, by_address)
+
+
+def position(
+    index: SnapshotIndex,
+    pod: Pod,
+    singled: frozenset[str],
+    roots: dict[int, _Root] | None = None,
+) -> tuple[object, ...]:
+    """What the kernel consults for this pod's packets, with its own address left out
+    (`roots` keeps each root namespace's index for the next pod)."""
     if any(ip in singled for ip in pod.ips):
         return ("single", pod.namespace, pod.name, pod.netns_inode)
     assert pod.netns_inode is not None
@@ -91,7 +118,7 @@ def position(index: SnapshotIndex, pod: Pod, singled: frozenset[str]) -> tuple[o
             master.name if master is not None else None,
             _link_shape(peer, own, with_name=False),
             _host_side_extras(root, peer) if root is not None else (),
-            _root_shape(index, peer, own),
+            _root_shape(index, peer, own, {} if roots is None else roots),
         )
     return ("pod", inside, host_side)
 
@@ -186,21 +213,27 @@ def _rule_shape(rule: Rule, own: frozenset[str]) -> tuple[object, ...]:
     )
 
 
-def _root_shape(index: SnapshotIndex, peer: Link, own: frozenset[str]) -> tuple[object, ...]:
+def _root_shape(
+    index: SnapshotIndex, peer: Link, own: frozenset[str], roots: dict[int, _Root]
+) -> tuple[object, ...]:
     """How the node's routes and rules treat the pod: its /32 route via its own veth
     (routed CNIs), `from POD lookup TABLE` rules (AWS VPC CNI), each with the pod left out."""
     root = index.netns_by_inode.get(peer.netns)
     if root is None:
         return ()
-    names = {
-        link.ifindex: ("<veth>" if link.ifindex == peer.ifindex else link.name)
-        for link in root.links
-    }
-    routes = [
-        _route_shape(r, own, names)
-        for r in root.routes
-        if r.dev == peer.ifindex or r.dst.partition("/")[0] in own
+    seen = roots.get(root.inode)
+    if seen is None:
+        seen = roots[root.inode] = _root(root)
+    names = dict(seen.names)
+    if peer.ifindex in names:
+        names[peer.ifindex] = "<veth>"
+    mine = [
+        *seen.by_dev.get(peer.ifindex, ()),
+        *(r for a in own for r in seen.by_address.get(a, ())),
     ]
+    # A route both via the veth and to the pod's address is one route.
+    unique = list({id(r): r for r in mine}.values())
+    routes = [_route_shape(r, own, names) for r in unique]
     rules = [
         _rule_shape(r, own)
         for r in root.rules

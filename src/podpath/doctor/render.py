@@ -9,6 +9,7 @@ from __future__ import annotations
 from podpath.analysis.findings import Finding
 from podpath.doctor.findings import Report
 from podpath.safe_text import visible
+from podpath.wording import count
 
 _LABELS = ("cause", "decided", "evidence", "fix", "paths", "trace")
 
@@ -19,9 +20,9 @@ def render_text(report: Report) -> str:
     nodes = ", ".join(cov.nodes)
     lines = [
         visible(
-            f"podpath doctor: {nodes}: {cov.paths} paths judged from {cov.classes} pod "
-            f"position{'s' if cov.classes != 1 else ''} ({cov.pods} pods) and "
-            f"{cov.service_ports} Service ports, in {cov.traces} traces"
+            f"podpath doctor: {nodes}: {count(cov.paths, 'path')} judged from "
+            f"{count(cov.classes, 'pod position')} ({count(cov.pods, 'pod')}) and "
+            f"{count(cov.service_ports, 'Service port')}, in {count(cov.traces, 'trace')}"
         )
     ]
     for finding in report.findings:

@@ -71,10 +71,22 @@ class Sweep:
     class_of: dict[tuple[int, int], tuple[object, ...]] = field(default_factory=dict)
     service_ports: int = 0
     notes: list[str] = field(default_factory=list)
+    # Paths that share a working trace's verdict without being listed in `judged`.
+    working: int = 0
+
+    @property
+    def paths(self) -> int:
+        """How many source -> destination paths were judged, listed or not."""
+        return sum(j.weight for j in self.judged) + self.working
 
 
-def sweep(tracer: Tracer, parsed: Sequence[ParsedSnapshot]) -> Sweep:
-    """Judge every Service and pod-to-pod path of the loaded nodes."""
+def sweep(
+    tracer: Tracer,
+    parsed: Sequence[ParsedSnapshot],
+    judged: Callable[[int, int], object] | None = None,
+) -> Sweep:
+    """Judge every Service and pod-to-pod path of the loaded nodes; `judged` is told how
+    many (source, Service port) paths are judged of how many, a shape at a time."""
     out = Sweep()
     indexes = tracer.indexes
     classes = {node: _classes(index, node, parsed[node]) for node, index in enumerate(indexes)}
@@ -83,12 +95,31 @@ def sweep(tracer: Tracer, parsed: Sequence[ParsedSnapshot]) -> Sweep:
         for cls in classes[node]:
             for pod in cls.members:
                 out.class_of[(node, pod.netns_inode or 0)] = cls.key
+    sweeps = []
     for node, index in enumerate(indexes):
         services = parsed[node].services()
         out.service_ports += len(services)
-        _ServiceSweep(tracer, node, index, classes[node], services, out).run()
+        sweeps.append(_ServiceSweep(tracer, node, index, classes[node], services, out))
+    told = _Told(judged, sum(s.size() for s in sweeps))
+    for each in sweeps:
+        each.run(told)
     _pod_paths(tracer, classes, out)
     return out
+
+
+@dataclass
+class _Told:
+    """How many (source, Service port) paths are judged, told to a progress callable."""
+
+    told: Callable[[int, int], object] | None
+    total: int
+    done: int = 0
+
+    def add(self, count: int) -> None:
+        """`count` more paths are judged."""
+        self.done += count
+        if self.told is not None:
+            self.told(self.done, self.total)
 
 
 def _classes(index: SnapshotIndex, node: int, parsed: ParsedSnapshot) -> list[PodClass]:
@@ -136,9 +167,19 @@ class _ServiceSweep:
         self.out = out
         self.hostname = index.snapshot.node.hostname
         self.listens: dict[tuple[int, str, str, int | None], str] = {}
+        # (ip, port, proto) -> where an endpoint lives: the same for every source but the
+        # endpoint itself, and asked for each endpoint of 10k Services from each source.
+        self.places: dict[tuple[str, int | None, str], tuple[object, ...]] = {}
+        self.shapes: dict[tuple[object, ...], tuple[tuple[object, ...], frozenset[str]]] = {}
+        self.interned: dict[tuple[object, ...], tuple[object, ...]] = {}
         self.routes: dict[str, tuple[object, ...]] = {}
         self.mentioned, self.ports = _mentioned(index)
         self.expanded = 0
+        self.cluster_aims = [
+            (svc, aim) for svc in services if (aim := _cluster_aim(svc)) is not None
+        ]
+        address = tracer.node_address(node)
+        self.outside_aims = [(svc, aim) for svc in services for aim in _outside_aims(svc, address)]
 
     def origins(self) -> list[tuple[Origin, int]]:
         """Each source of this node with how many pods it stands for (the node: 1)."""
@@ -152,32 +193,39 @@ class _ServiceSweep:
         found.append((Origin("node", self.node, self.hostname), 1))
         return found
 
-    def run(self) -> None:
+    def size(self) -> int:
+        """How many (source, Service port) paths run() judges."""
+        return len(self.origins()) * len(self.cluster_aims) + len(self.outside_aims)
+
+    def run(self, told: _Told) -> None:
         """Trace each shape from each source; share or expand the verdicts."""
         for origin, weight in self.origins():
-            groups: dict[tuple[object, ...], list[tuple[Service, Aim]]] = {}
-            for svc in self.services:
-                aim = _cluster_aim(svc)
-                if aim is not None:
-                    groups.setdefault(self.shape(svc, aim, origin), []).append((svc, aim))
-            self.judge_groups(origin, weight, groups)
+            self.judge_groups(origin, weight, self.group(self.cluster_aims, origin), told)
         outside = Origin("outside", self.node, "outside")
-        address = self.tracer.node_address(self.node)
-        groups = {}
-        for svc in self.services:
-            for aim in _outside_aims(svc, address):
-                groups.setdefault(self.shape(svc, aim, outside), []).append((svc, aim))
-        self.judge_groups(outside, 1, groups)
+        self.judge_groups(outside, 1, self.group(self.outside_aims, outside), told)
+
+    def group(
+        self, aims: list[tuple[Service, Aim]], origin: Origin
+    ) -> list[list[tuple[Service, Aim]]]:
+        """The ports grouped by shape from this source, in the order of their first port."""
+        groups: dict[int, list[tuple[Service, Aim]]] = {}
+        for svc, aim in aims:
+            # Shapes are interned: equal shapes are one object, so its id is the key
+            # (hashing the nested tuple again for each of 10k ports is not needed).
+            groups.setdefault(id(self.shape(svc, aim, origin)), []).append((svc, aim))
+        return list(groups.values())
 
     def judge_groups(
         self,
         origin: Origin,
         weight: int,
-        groups: dict[tuple[object, ...], list[tuple[Service, Aim]]],
+        groups: list[list[tuple[Service, Aim]]],
+        told: _Told,
     ) -> None:
         """Trace the first port of each shape; the others share its verdict or are traced."""
         indexes = self.tracer.indexes
-        for members in groups.values():
+        for members in groups:
+            told.add(len(members))
             svc, aim = members[0]
             trace = self.tracer.trace(
                 origin, aim.address, aim.port, aim.proto, self.alike(origin, svc)
@@ -189,6 +237,11 @@ class _ServiceSweep:
                 continue
             own = [c for c, _ in causes if c.check in SERVICE_SPECIFIC]
             shared = tuple((c, p) for c, p in causes if c.check not in SERVICE_SPECIFIC)
+            if not causes:
+                # Every port of the shape works as its traced one does: counted, and not
+                # named one by one (no finding will list them).
+                self.out.working += weight * len(rest)
+                continue
             like = self.path(origin, svc, aim).text
             for other, other_aim in rest:
                 path = self.path(origin, other, other_aim)
@@ -240,6 +293,25 @@ class _ServiceSweep:
 
     def shape(self, svc: Service, aim: Aim, origin: Origin) -> tuple[object, ...]:
         """What the traces of this port depend on, beyond its own name and addresses."""
+        # The same for every source but a pod that is one of the port's endpoints: built
+        # once per port and aim (10k ports are grouped again for each source).
+        key = (id(svc), aim.kind, aim.address, aim.port, aim.proto)
+        found = self.shapes.get(key)
+        if found is None:
+            found = self.shapes[key] = (
+                self.intern(self._shape(svc, aim, None)),
+                frozenset(ep.ip for ep in svc.endpoints),
+            )
+        common, endpoint_ips = found
+        if origin.pod is not None and not endpoint_ips.isdisjoint(origin.pod.ips):
+            return self.intern(self._shape(svc, aim, origin))
+        return common
+
+    def intern(self, shape: tuple[object, ...]) -> tuple[object, ...]:
+        """The one object equal to `shape` (so that equal shapes are identical)."""
+        return self.interned.setdefault(shape, shape)
+
+    def _shape(self, svc: Service, aim: Aim, origin: Origin | None) -> tuple[object, ...]:
         addresses = [aim.address, *(ep.ip for ep in svc.endpoints)]
         named = tuple(a for a in addresses if a in self.mentioned)
         ports = tuple(
@@ -275,11 +347,19 @@ class _ServiceSweep:
         )
 
     def endpoint_shape(
-        self, ip: str, port: int | None, proto: str, origin: Origin
+        self, ip: str, port: int | None, proto: str, origin: Origin | None
     ) -> tuple[object, ...]:
         """Where an endpoint lives, whether it listens, whether it is the client itself."""
-        if origin.pod is not None and ip in origin.pod.ips:
+        if origin is not None and origin.pod is not None and ip in origin.pod.ips:
             return ("self",)
+        key = (ip, port, proto)
+        found = self.places.get(key)
+        if found is None:
+            found = self.places[key] = self._place(ip, port, proto)
+        return found
+
+    def _place(self, ip: str, port: int | None, proto: str) -> tuple[object, ...]:
+        """Where an endpoint lives (a pod of a class, the node, or a route) and whether it listens."""
         for node, index in enumerate(self.tracer.indexes):
             pod = index.pods_by_ip.get(ip)
             if pod is not None and traceable(pod):

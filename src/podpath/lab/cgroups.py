@@ -82,6 +82,21 @@ def make_node_cgroups(lab: str, node: str) -> list[str]:
     return made
 
 
+def members(dirs: list[str]) -> list[int]:
+    """PIDs of the processes in these cgroup directories and every cgroup below them."""
+    pids: list[int] = []
+    for d in dirs:
+        root = Path(d)
+        if not root.is_dir():
+            continue
+        for procs_file in [root / "cgroup.procs", *root.rglob("*/cgroup.procs")]:
+            try:
+                pids += [int(word) for word in procs_file.read_text().split()]
+            except (FileNotFoundError, ValueError):
+                continue  # removed meanwhile
+    return list(dict.fromkeys(pids))
+
+
 def remove_tree(path: str, timeout: float = 10.0) -> list[str]:
     """rmdir a cgroup directory bottom-up (cgroupfs allows only rmdir); return failures."""
     root = Path(path)

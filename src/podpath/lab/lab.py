@@ -36,7 +36,15 @@ from podpath.lab.names import mac_for
 from podpath.lab.node import enter_argv, node_env, run_in, start_node, start_underlay
 from podpath.lab.plan import pod_plans, services
 from podpath.lab.probe import ProbeResult, run_probe
-from podpath.lab.records import LabError, LabRecord, LabSpec, NodeRecord, PodRecord, ServiceRecord
+from podpath.lab.records import (
+    LabError,
+    LabRecord,
+    LabSpec,
+    NodeRecord,
+    PodRecord,
+    ServiceRecord,
+    check_name,
+)
 
 REQUIRED_TOOLS = (
     "nsenter",
@@ -233,9 +241,9 @@ class Lab:
         """True while every node's init process is running."""
         return all(procs.alive(n.init_pid, n.init_start) for n in self.record.nodes)
 
-    def down(self) -> None:
+    def down(self) -> list[str]:
         """Tear the lab down (same as podpath.lab.down(name))."""
-        down(self.name)
+        return down(self.name)
 
 
 def _check_tools(runtime_name: str = "", policy: str = "") -> None:
@@ -249,6 +257,18 @@ def _check_tools(runtime_name: str = "", policy: str = "") -> None:
     ]
     if missing:
         raise LabError(f"the lab needs tools that are not installed: {', '.join(missing)}")
+    if not _has_overlayfs():
+        # Asked of /proc/filesystems: a mount -t overlay would load the module itself.
+        raise LabError("the lab needs the overlay filesystem (modprobe overlay)")
+
+
+def _has_overlayfs() -> bool:
+    """True when this kernel already has the overlay filesystem (built in or loaded)."""
+    try:
+        lines = Path("/proc/filesystems").read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.split()[-1:] == ["overlay"] for line in lines)
 
 
 def missing_requirements() -> str | None:
@@ -278,15 +298,25 @@ def up(spec: LabSpec) -> Lab:
 
 
 def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabRecord:
-    under_pid, under_start = start_underlay(d / "underlay.log")
-    record = replace(record, underlay_pid=under_pid, underlay_start=under_start)
+    under_dirs = cgroups.make_node_cgroups(spec.name, "underlay")
+    state.note_cgroups(spec.name, under_dirs)
+    under_pid, under_start = start_underlay(d / "underlay.log", under_dirs)
+    state.note_started(spec.name, "underlay", under_pid, under_start)
+    record = replace(
+        record,
+        underlay_pid=under_pid,
+        underlay_start=under_start,
+        cgroup_dirs=tuple(under_dirs),
+    )
     state.write(record)
     network.make_underlay(under_pid)
     nodes: list[NodeRecord] = []
-    cg_dirs: list[str] = []
+    cg_dirs: list[str] = list(under_dirs)
     for n in range(1, spec.nodes + 1):
         name = f"node{n}"
         pid, start, dirs = start_node(spec.name, name, d / f"{name}.log")
+        state.note_cgroups(spec.name, dirs)
+        state.note_started(spec.name, name, pid, start)
         cg_dirs += dirs
         v6 = 6 in spec.families
         node = NodeRecord(
@@ -317,6 +347,7 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
     for i, node in enumerate(nodes):
         if real:
             daemon = containerd.wait_ready(node.init_pid, daemons[node.name])
+            state.note_started(spec.name, f"{node.name} containerd", daemon.host_pid, daemon.start)
             node = replace(node, containerd_pid=daemon.host_pid, containerd_start=daemon.start)
             nodes[i] = node
             record = replace(record, nodes=tuple(nodes))
@@ -446,49 +477,77 @@ def status() -> list[LabSummary]:
     return out
 
 
-def down(name: str) -> None:
-    """Tear a lab down: pods (CNI DEL), nodes, underlay, cgroups, state; LabError on leftovers."""
+def down(name: str) -> list[str]:
+    """Tear a lab down: pods (CNI DEL), nodes, underlay, cgroups, state; LabError on leftovers.
+
+    Returns notes worth telling (a record that could not be read, and what was ended
+    from the ledger instead)."""
+    check_name(name)  # it names the directory removed below
     if not state.lab_dir(name).exists():
         raise LabError(f"no lab named {name!r} (podpath lab status lists them)")
-    _teardown(name, graceful=True)
+    return _teardown(name, graceful=True)
 
 
-def _teardown(name: str, *, graceful: bool) -> None:
+def _teardown(name: str, *, graceful: bool) -> list[str]:
     problems: list[str] = []
+    notes: list[str] = []
     try:
         record = state.read(name)
     except LabError as exc:
         record = None
-        problems.append(str(exc))
-    if record is not None:
-        try:
-            if graceful:
-                problems += _remove_pods(record)
-        finally:
-            # Whatever happened above (a bug, Ctrl-C), the nodes die and their cgroups go.
-            problems += _kill_and_clean(record)
+        notes.append(f"{exc}; ended what the lab's ledger and cgroups name instead")
+    ledger = state.ledger(name)
+    if ledger.unreadable:
+        lines = ", ".join(map(str, ledger.unreadable))
+        notes.append(f"ledger line(s) {lines} unreadable; the lab's cgroups were swept for them")
+    try:
+        if graceful and record is not None:
+            problems += _remove_pods(record)
+    finally:
+        # Whatever happened above (a bug, Ctrl-C), the nodes die and their cgroups go.
+        problems += _kill_and_clean(record, ledger)
     state.forget(name)
     if problems:
         raise LabError(f"lab {name!r} left things behind: {'; '.join(problems)}")
+    return notes
 
 
-def _kill_and_clean(record: LabRecord) -> list[str]:
+def _started(record: LabRecord | None, ledger: state.Ledger) -> list[state.Started]:
+    """Every process the lab started, node inits first (their PID namespaces take the rest)."""
+    found: list[state.Started] = []
+    if record is not None:
+        for node in record.nodes:
+            found.append(state.Started(node.name, node.init_pid, node.init_start))
+            if node.containerd_pid:
+                what = f"{node.name} containerd"
+                found.append(state.Started(what, node.containerd_pid, node.containerd_start))
+        if record.underlay_pid:
+            found.append(state.Started("underlay", record.underlay_pid, record.underlay_start))
+    found += ledger.processes
+    unique = list({(p.pid, p.start): p for p in found}.values())
+    return sorted(unique, key=lambda p: " " in p.what or p.what == "underlay")
+
+
+def _kill_and_clean(record: LabRecord | None, ledger: state.Ledger) -> list[str]:
     problems: list[str] = []
-    for node in record.nodes:
+    for started in _started(record, ledger):
         # Killing a PID namespace's init kills every process in it (containerd, its
         # shims, pause and app processes); the node's mount namespace, and with it
-        # every netns bind mount and rootfs mount, then goes.
-        if not procs.kill_and_wait(node.init_pid, node.init_start):
-            problems.append(f"{node.name} init {node.init_pid} did not exit")
-        if node.containerd_pid and not procs.kill_and_wait(
-            node.containerd_pid, node.containerd_start
-        ):
-            problems.append(f"{node.name} containerd {node.containerd_pid} did not exit")
-    if record.underlay_pid and not procs.kill_and_wait(record.underlay_pid, record.underlay_start):
-        problems.append(f"underlay {record.underlay_pid} did not exit")
-    for d in record.cgroup_dirs:
+        # every netns bind mount and rootfs mount, then goes. A PID whose start time
+        # differs is another process now: kill_and_wait leaves it alone.
+        if not procs.kill_and_wait(started.pid, started.start):
+            problems.append(f"{started.what} (pid {started.pid}) did not exit")
+    dirs = list(dict.fromkeys((*(record.cgroup_dirs if record else ()), *ledger.cgroup_dirs)))
+    # Anything still in the lab's own cgroups is the lab's, whatever the files say.
+    for pid in cgroups.members(dirs):
+        if pid == os.getpid():
+            continue  # `lab down` run from inside the lab: the node's init takes it
+        began = procs.start_time(pid)
+        if began is not None and not procs.kill_and_wait(pid, began):
+            problems.append(f"process {pid} in the lab's cgroups did not exit")
+    for d in dirs:
         problems += cgroups.remove_tree(d)
-    problems += cgroups.remove_lab_parents(list(record.cgroup_dirs))
+    problems += cgroups.remove_lab_parents(dirs)
     return problems
 
 

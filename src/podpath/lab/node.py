@@ -1,7 +1,8 @@
 """A lab node: one init process in its own pid, mount, net, uts, ipc and cgroup namespaces.
 
 The node shares this machine's filesystem except for private tmpfs mounts on the
-directories a Kubernetes node keeps its state in, so the project's virtualenv (and
+directories a Kubernetes node keeps its state in, and overlays on /etc, /var/lib and
+/var/log that keep what the node writes there, so the project's virtualenv (and
 `python -m podpath`) works inside it while nothing it writes reaches the host.
 """
 
@@ -31,22 +32,36 @@ PRIVATE_DIRS: tuple[str, ...] = (
     "/var/lib/docker",
     "/var/lib/cni-kindnet",
 )
+# Seen through an overlay whose upper layer is on the node's /run tmpfs: a mount point
+# this machine lacks (/var/lib/cni-kindnet, /etc/cni/net.d) is made in the node, not on
+# the machine, and so is anything a node's daemon writes there. A directory made on the
+# machine could not be removed safely: rmdir of a directory that is a mount point in
+# another mount namespace succeeds and detaches that mount (Linux >= 3.18), so the last
+# lab down would break the labs still up.
+OVERLAID_DIRS: tuple[str, ...] = ("/etc", "/var/lib", "/var/log")
+OVERLAY_UPPER = "/run/podpath-node"
 
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# Runs as PID 1 of the node (argv: node name, then pairs of cgroup subdir and mount
-# options; options "cgroup2" mean a unified hierarchy). `unshare` already made the
-# mount namespace's propagation private, so none of these mounts reach the host.
+# Runs as PID 1 of the node (argv: node name, the overlaid and the private directories
+# joined by ':', then pairs of cgroup subdir and mount options; options "cgroup2" mean
+# a unified hierarchy). `unshare` already made the mount namespace's propagation
+# private, so none of these mounts reach the host.
 _NODE_INIT = r"""
 set -eu
-node=$1; shift
-for d in /run /var/lib/cni /etc/cni/net.d /var/log/pods /var/lib/kubelet /var/lib/containerd /var/lib/docker \
-    /var/lib/cni-kindnet; do
-  # A mount point must exist: on a machine that never had them this creates the
-  # standard (empty) node directories once; they are left for the next lab.
-  [ -d "$d" ] || mkdir -p "$d"
+node=$1; overlaid=$2; private=$3; upper=$4; shift 4
+mount -t tmpfs -o mode=0755,size=1g "podpath-$node" /run
+IFS=:
+for d in $overlaid; do
+  o="$upper/overlay$(printf %s "$d" | tr / _)"
+  mkdir -p "$o/upper" "$o/work"
+  mount -t overlay -o "lowerdir=$d,upperdir=$o/upper,workdir=$o/work" "podpath-$node" "$d"
+done
+for d in $private; do
+  mkdir -p "$d"
   mount -t tmpfs -o mode=0755,size=1g "podpath-$node" "$d"
 done
+unset IFS
 mkdir -p /run/netns /run/lock
 # A sysfs of our own shows the node's net namespace in /sys/class/net.
 mount -t sysfs sysfs /sys
@@ -82,8 +97,10 @@ def node_env() -> dict[str, str]:
         "TERM": os.environ.get("TERM", "xterm-256color"),
     }
     # The node shares this filesystem: a development PYTHONPATH means the same inside.
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    # So are the directories podpath writes to (a test session's are temporary).
+    for name in ("PYTHONPATH", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        if name in os.environ:
+            env[name] = os.environ[name]
     return env
 
 
@@ -156,8 +173,24 @@ def node_path(init_pid: int, path: str) -> Path:
     return Path(f"/proc/{init_pid}/root{path}")
 
 
-def start_node(lab: str, node: str, log_path: Path) -> tuple[int, int, list[str]]:
+def _private_tmpfs(private_dirs: Sequence[str]) -> list[str]:
+    """The directories that get a tmpfs after /run; LabError for one the overlays miss."""
+    out = []
+    for d in private_dirs:
+        if d == "/run":
+            continue
+        if not any(d.startswith(f"{top}/") for top in OVERLAID_DIRS) or ":" in d:
+            # Its mount point would have to be made on this machine.
+            raise LabError(f"lab node directory {d} is not below {', '.join(OVERLAID_DIRS)}")
+        out.append(d)
+    return out
+
+
+def start_node(
+    lab: str, node: str, log_path: Path, private_dirs: Sequence[str] = PRIVATE_DIRS
+) -> tuple[int, int, list[str]]:
     """Start a node's init; return (host pid, start time, cgroup dirs) once it is ready."""
+    tmpfs = _private_tmpfs(private_dirs)
     cg_dirs = cgroups.make_node_cgroups(lab, node)
     mounts: list[str] = []
     for h in cgroups.hierarchies():
@@ -192,6 +225,9 @@ def start_node(lab: str, node: str, log_path: Path) -> tuple[int, int, list[str]
         _NODE_INIT,
         "podpath-node-init",
         node,
+        ":".join(OVERLAID_DIRS),
+        ":".join(tmpfs),
+        OVERLAY_UPPER,
         *mounts,
     ]
     with open(log_path, "ab") as log:
@@ -244,9 +280,18 @@ def _tail(path: Path) -> str:
         return "(no log)"
 
 
-def start_underlay(log_path: Path) -> tuple[int, int]:
-    """Start the lab's underlay: a process holding a net namespace with the node bridge."""
+def start_underlay(log_path: Path, cgroup_dirs: Sequence[str] = ()) -> tuple[int, int]:
+    """Start the lab's underlay: a process holding a net namespace with the node bridge.
+
+    It joins cgroup_dirs first, so the lab's cgroups hold every process it runs."""
+    procs_files = [f"{d}/cgroup.procs" for d in cgroup_dirs]
     argv = [
+        "sh",
+        "-c",
+        _JOIN_CGROUPS,
+        "sh",
+        *procs_files,
+        "--",
         "unshare",
         "--net",
         "--uts",

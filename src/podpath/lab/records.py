@@ -31,6 +31,14 @@ class LabError(Exception):
     """A lab operation failed; the message is one sentence a user can act on."""
 
 
+def check_name(name: str) -> None:
+    """LabError unless name is a valid lab name (it names directories and cgroups)."""
+    if not _NAME_RE.match(name):
+        raise LabError(
+            f"invalid lab name {name!r}: use 1-40 of a-z, 0-9 and '-' (not at either end)"
+        )
+
+
 @dataclass(frozen=True)
 class LabSpec:
     """The shape of a lab: nodes, pods per node, Services, the pod network and its families."""
@@ -53,10 +61,7 @@ class LabSpec:
 
     def validate(self) -> None:
         """Raise LabError when the spec cannot be built."""
-        if not _NAME_RE.match(self.name):
-            raise LabError(
-                f"invalid lab name {self.name!r}: use 1-40 of a-z, 0-9 and '-' (not at either end)"
-            )
+        check_name(self.name)
         if not 1 <= self.nodes <= MAX_NODES:
             raise LabError(f"--nodes must be 1..{MAX_NODES}, not {self.nodes}")
         if not 1 <= self.pods <= MAX_PODS_PER_NODE:

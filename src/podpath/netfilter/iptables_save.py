@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import ipaddress
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
@@ -549,10 +549,13 @@ class _Table:
 
     name: str
     headers: dict[str, str] = field(default_factory=dict)  # chain -> ":NAME POLICY [p:b]"
-    lines: dict[str, list[str]] = field(default_factory=dict)  # chain -> "-A NAME ..." lines
+    # chain -> "-A NAME ..." lines: a dict while indexing, _SplitLines once read back
+    # from a pickle (podpath.trace.index_cache).
+    lines: Mapping[str, list[str]] = field(default_factory=dict)
     # `iptables-save -c` prefixes rules with [packets:bytes]: kept here as "p:b" text, by
     # chain and position (index 0 = rule 1), so the lines stay what a dump without -c holds.
-    counters: dict[str, list[str | None]] = field(default_factory=dict)
+    # A dict while indexing, _SplitCounters (split with the lines) once read back.
+    counters: Mapping[str, list[str | None]] = field(default_factory=dict)
 
     def counter(self, chain: str, position: int) -> tuple[int, int] | None:
         """The (packets, bytes) of a rule, when the dump has counters."""
@@ -569,6 +572,155 @@ class _Table:
         names = list(self.headers)
         names.extend(n for n in self.lines if n not in self.headers)
         return names
+
+    def writable(self) -> dict[str, list[str]]:
+        """The lines by chain, to add to (only a table being indexed is added to)."""
+        assert isinstance(self.lines, dict), "a table read back from a pickle is not indexed again"
+        return self.lines
+
+    def writable_counters(self) -> dict[str, list[str | None]]:
+        """The counters by chain, to add to (only a table being indexed is added to)."""
+        assert isinstance(self.counters, dict), "a table read back is not indexed again"
+        return self.counters
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # Each chain's lines as one string (or a span of the dump, Ruleset.__getstate__),
+        # split when the chain is asked for: 40k strings instead of 110k lines and 100k
+        # counters to unpickle, and a trace asks for 15-34 chains.
+        lines = self.lines
+        if not isinstance(lines, _SplitLines):
+            joined: dict[str, str | tuple[int, ...]] = {c: _join(v) for c, v in lines.items()}
+            lines = _SplitLines(joined, "", dict(self.counters))
+        return (_Table, (self.name, self.headers, lines, _SplitCounters(lines)))
+
+
+def _join(lines: Sequence[str]) -> str:
+    """One chain's lines as one string: empty for none, else each after a newline."""
+    return "".join("\n" + line for line in lines)
+
+
+class _SplitLines(Mapping[str, list[str]]):
+    """Rule lines (and counters) by chain, each chain kept as one string until asked for.
+
+    A chain is its lines joined (`_join`), or, where they lie together in the dump's
+    text, the (start, end) of them there -- (start, end, 1) when each carries its
+    `[packets:bytes] ` counters. The text is kept anyway: 15 MB of joined lines and
+    100k counter strings at 10k Services were most of reading the rules back. Rule
+    lines never hold a newline (the dump was split on them), so nothing is lost.
+    """
+
+    def __init__(
+        self,
+        joined: dict[str, str | tuple[int, ...]],
+        text: str = "",
+        counters: dict[str, list[str | None]] | None = None,
+    ) -> None:
+        self._joined = joined
+        self._text = text
+        self._counters = counters or {}  # counters of the chains kept joined
+        self._split: dict[str, list[str]] = {}
+
+    def __getitem__(self, chain: str) -> list[str]:
+        found = self._split.get(chain)
+        if found is None:
+            value = self._joined[chain]
+            if isinstance(value, str):
+                found = value[1:].split("\n") if value else []
+            elif len(value) == 2:
+                found = self._text[value[0] : value[1]].split("\n")
+            else:
+                found = []
+                counts: list[str | None] = []
+                for raw in self._text[value[0] : value[1]].split("\n"):
+                    counter, _, rest = raw.partition("] ")
+                    found.append(rest)
+                    counts.append(counter[1:])
+                self._counters[chain] = counts
+            self._split[chain] = found
+        return found
+
+    def counters_of(self, chain: str) -> list[str | None] | None:
+        """The chain's counters (None when its lines carry none)."""
+        value = self._joined.get(chain)
+        if isinstance(value, tuple) and len(value) == 3:
+            self[chain]  # splits the lines and their counters
+        return self._counters.get(chain)
+
+    def counted(self) -> Iterator[str]:
+        """The chains whose lines carry counters."""
+        for chain, value in self._joined.items():
+            if chain in self._counters or (isinstance(value, tuple) and len(value) == 3):
+                yield chain
+
+    def __contains__(self, chain: object) -> bool:
+        return chain in self._joined
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._joined)
+
+    def __len__(self) -> int:
+        return len(self._joined)
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # Split lines are never changed (read-only by contract): the strings still hold
+        # them; counters split from a span are left to be split again.
+        joined = self._joined
+        kept = {c: v for c, v in self._counters.items() if not isinstance(joined.get(c), tuple)}
+        return (_SplitLines, (joined, self._text, kept))
+
+
+class _SplitCounters(Mapping[str, list[str | None]]):
+    """The counters of a _SplitLines, by chain, split with its lines."""
+
+    def __init__(self, lines: _SplitLines) -> None:
+        self._lines = lines
+
+    def __getitem__(self, chain: str) -> list[str | None]:
+        found = self._lines.counters_of(chain)
+        if found is None:
+            raise KeyError(chain)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return self._lines.counted()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._lines.counted())
+
+
+def _spans(
+    lines: Mapping[str, list[str]], counters: Mapping[str, list[str | None]], text: str
+) -> _SplitLines:
+    """The chains' lines as spans of `text` where they lie together in it, else joined."""
+    out: dict[str, str | tuple[int, ...]] = {}
+    kept: dict[str, list[str | None]] = {}
+    cursor = 0
+    misses = 0
+    for chain in lines:
+        found = lines[chain]
+        counts = counters.get(chain)
+        searched: str | None = None
+        if not counts:
+            searched = "\n".join(found)
+        elif len(counts) == len(found) and None not in counts:
+            searched = "\n".join(f"[{c}] {line}" for c, line in zip(counts, found, strict=True))
+        # iptables-save lists a chain's rules together, chains in the order the index
+        # met them: each is searched for from where the one before ended. A miss reads
+        # to the end, so a dump that interleaves chains stops being searched.
+        start = text.find(searched, cursor) if found and searched and misses < _SPAN_MISSES else -1
+        if searched is not None and start >= 0:
+            end = start + len(searched)  # exactly the lines (and counters) searched for
+            out[chain] = (start, end, 1) if counts else (start, end)
+            cursor = end
+        else:
+            misses += bool(found)
+            out[chain] = _join(found)
+            if counts:
+                kept[chain] = counts
+    return _SplitLines(out, text, kept)
+
+
+_SPAN_MISSES = 8
 
 
 def _chain_header(table: str, name: str, header: str) -> Chain:
@@ -592,14 +744,31 @@ class Ruleset:
     tuple of frozen objects, so callers can share a Ruleset across refreshes.
     """
 
-    def __init__(self, fmt: str, tables: dict[str, _Table], warnings: list[str]) -> None:
+    def __init__(
+        self, fmt: str, tables: dict[str, _Table], warnings: list[str], text: str = ""
+    ) -> None:
         self.format = fmt
         self._tables = tables
+        self._text = text  # the dump the lines were split from, when they are its own
         self._warnings = tuple(warnings)
         self._parsed: dict[tuple[str, str], tuple[Rule, ...]] = {}
         self._chains: dict[str, tuple[Chain, ...]] = {}
         self._dispatch: dict[tuple[str, str], Dispatch] = {}
         self._declared: frozenset[str] | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        # Pickled for `trace --cache`: the chain headers and names (40k each at 10k
+        # Services) are cheaper rebuilt on the rare first use than unpickled every time,
+        # and the lines are kept as spans of the dump's text where they can be.
+        tables = self._tables
+        if self._text:
+            tables = {}
+            for name, t in self._tables.items():
+                if isinstance(t.lines, dict):
+                    lines = _spans(t.lines, t.counters, self._text)
+                    t = replace(t, lines=lines, counters=_SplitCounters(lines))
+                tables[name] = t
+        return {**self.__dict__, "_tables": tables, "_chains": {}, "_declared": None}
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -827,7 +996,7 @@ class _Indexer:
                     if name != last_name:
                         last_lines = chains.setdefault(name, [])
                         last_name = name
-                        last_counts = self.current.counters.setdefault(name, [])
+                        last_counts = self.current.writable_counters().setdefault(name, [])
                     if len(last_counts) < len(last_lines):
                         last_counts.extend([None] * (len(last_lines) - len(last_counts)))
                     last_lines.append(raw)
@@ -847,7 +1016,7 @@ class _Indexer:
             before = self.current
             self.other(raw.strip())
             if self.current is not before and self.current is not None:
-                chains = self.current.lines
+                chains = self.current.writable()
                 last_name = ""
 
     def other(self, line: str) -> None:
@@ -862,7 +1031,7 @@ class _Indexer:
                 rest = line[close + 1 :].lstrip() if close > 0 else line
             parts = rest.split(None, 2)
             if len(parts) >= 2 and parts[0] in ("-A", "--append"):
-                self.table_for_headerless().lines.setdefault(parts[1], []).append(line)
+                self.table_for_headerless().writable().setdefault(parts[1], []).append(line)
             elif len(parts) >= 2 and parts[0] in ("-P", "-N"):
                 self.table_for_headerless().headers[parts[1]] = rest
             elif self.fmt != FORMAT_ERROR:
@@ -913,7 +1082,7 @@ def parse_ruleset(text: str, default_table: str | None = None) -> Ruleset:
         indexer.warnings.append(
             f"{fmt} without *table lines: rules assigned to table {', '.join(indexer.tables)}"
         )
-    return Ruleset(fmt, indexer.tables, _dedupe(indexer.warnings))
+    return Ruleset(fmt, indexer.tables, _dedupe(indexer.warnings), text)
 
 
 def _dedupe(items: list[str]) -> list[str]:
@@ -936,7 +1105,7 @@ def parse_listing_ruleset(text: str, default_table: str | None = None) -> Rulese
     index = _Table(table)
     for chain in listing.chains:
         index.headers[chain.name] = f":{chain.name} {chain.policy or '-'}"
-        index.lines[chain.name] = list(chain.rule_lines)
+        index.writable()[chain.name] = list(chain.rule_lines)
     warnings = [
         f"{FORMAT_LISTING} listing (not iptables-save): rules rebuilt from columns, "
         f"assigned to table {table}",

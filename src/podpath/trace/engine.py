@@ -22,6 +22,7 @@ from podpath.netfilter.owners import Owner
 from podpath.snapshot.model import Link, NetNamespace, RecentList, Snapshot
 from podpath.trace import policy, sysctls
 from podpath.trace import reply as ct
+from podpath.trace.counters import with_counters
 from podpath.trace.deliver import deliver
 from podpath.trace.ebpf import Attachment, attached, ebpf_hop
 from podpath.trace.flow import Flow
@@ -324,7 +325,17 @@ class Engine:
         if ns is None:
             return None
         p = flow.packet
-        decision = lookup(ns, p.dst, p.src, p.mark, iif, explain=self.explain)
+        decision = lookup(
+            ns,
+            p.dst,
+            p.src,
+            p.mark,
+            iif,
+            explain=self.explain,
+            proto=p.proto,
+            sport=p.sport,
+            dport=p.dport,
+        )
         index = self.indexes[flow.node]
         dev = index.link(flow.netns, decision.dev)
         gw = f" via {decision.gateway}" if decision.gateway else ""
@@ -341,6 +352,7 @@ class Engine:
         if iif != "lo":
             details.append(f"input interface {iif}")
         details.extend(decision.notes)
+        details.extend(f"assumed: {a}" for a in decision.assumed)
         data: dict[str, JsonValue] = {
             "netns": flow.netns,
             "dst": p.dst,
@@ -355,7 +367,14 @@ class Engine:
             "src": p.src,
             "mark": p.mark,
             "prefsrc": decision.prefsrc,
+            # What rules with ipproto/sport/dport select on (`ip route get ... ipproto dport`).
+            "proto": p.proto,
+            "sport": p.sport,
+            "dport": p.dport,
         }
+        if decision.assumed:
+            # Flow.add makes the branch uncertain on these.
+            data["assumes"] = list(decision.assumed)
         return decision, Hop(
             "route", self.hostname(flow.node), text, tuple(details), decision.explain, data
         )
@@ -468,18 +487,8 @@ class Engine:
         facts = self.indexes[flow.node].snapshot.node if self.is_root(flow) else None
         family = 6 if ":" in flow.packet.dst else 4
         if decision.type not in ("local", "broadcast"):
-            fwd = sysctls.forwarding(ns, family, iif, facts)
-            if fwd is False:
-                if family == 6:
-                    name = "net.ipv6.conf.all.forwarding"
-                elif sysctls.has_netconf(ns):
-                    name = f"net.ipv4.conf.{iif.name}.forwarding"
-                else:
-                    name = "net.ipv4.ip_forward"
-                where = self.label(flow.node, flow.netns)
-                return self.drop(
-                    flow, f"{name} is 0: {where} does not forward (ICMP host unreachable)", "sysctl"
-                )
+            if sysctls.forwarding(ns, family, iif, facts) is False:
+                return self.drop(flow, self._not_forwarded(flow, ns, iif, decision), "sysctl")
         if family == 4 and flow.packet.src is not None:
             check = validate_source(
                 ns,
@@ -512,6 +521,39 @@ class Engine:
             for g in post:
                 results.extend(self.transmit(self.reverse_dnat(g), decision))
         return results
+
+    def _not_forwarded(
+        self, flow: Flow, ns: NetNamespace, iif: Link, decision: RouteDecision
+    ) -> str:
+        """Why a packet to be forwarded is dropped where iif does not forward.
+
+        The input lookup gives it an ip_error route, and ip_error() sends no ICMP when
+        the input device does not forward: it only counts InAddrErrors (Ip6 likewise in
+        ip6_forward()). A packet DNATed behind the bridge it came in by is no exception:
+        br_netfilter bridges it only after that lookup succeeds (its old "bridged-and-
+        DNAT'ed traffic doesn't require ip_forwarding" branch has been unreachable
+        since 251da4130115 cached ip_error routes, and was removed as dead code).
+        """
+        family = 6 if ":" in flow.packet.dst else 4
+        if family == 6:
+            name = "net.ipv6.conf.all.forwarding"
+        elif sysctls.has_netconf(ns):
+            name = f"net.ipv4.conf.{iif.name}.forwarding"
+        else:
+            name = "net.ipv4.ip_forward"
+        counter = "Ip6InAddrErrors" if family == 6 else "IpInAddrErrors"
+        reason = (
+            f"{name} is 0: {self.label(flow.node, flow.netns)} does not forward (dropped "
+            f"without an ICMP error; nstat counts it in {counter})"
+        )
+        out = self.indexes[flow.node].link(flow.netns, decision.dev)
+        dnat = any(r.node == flow.node and r.kind == "DNAT" for r in flow.nat)
+        if dnat and iif.kind == "bridge" and out is not None and out.ifindex == iif.ifindex:
+            reason += (
+                f"; DNATed to {flow.packet.dst}, behind the bridge {iif.name} it came in by, "
+                "it is routed all the same, not bridged"
+            )
+        return reason
 
     def local_in(self, flow: Flow, iif: Link | None) -> list[Branch]:
         """INPUT, then delivery to the pod or the node's own stack and its sockets (or on,
@@ -1078,6 +1120,7 @@ def trace(
     branches = engine.output(flow)
     if reply:
         branches = [replace(b, reply=tuple(ct.trace_reply(engine, b))) for b in branches]
+    branches = [with_counters(b, indexes) for b in branches]
     probe_json: dict[str, JsonValue] = probe.as_json()
     probe_json.update(
         {

@@ -25,5 +25,13 @@ class Flow:
     entered: tuple[int, int, int, int, str | None] | None = None
 
     def add(self, *hops: Hop) -> Flow:
-        """The flow with more hops."""
+        """The flow with more hops; what a hop assumed (data "assumes") makes it uncertain."""
+        assumed = tuple(
+            str(a)
+            for hop in hops
+            if isinstance(values := hop.data.get("assumes"), list)
+            for a in values
+        )
+        if assumed:
+            return replace(self, hops=self.hops + hops, uncertain=self.uncertain + assumed)
         return replace(self, hops=self.hops + hops)

@@ -2,9 +2,12 @@
 
 A CLI trace on a saved snapshot at 10k Services spends its time building what every
 trace of that file builds again: the snapshot's objects (~0.45 s of JSON decoding),
-the iptables chain index (~0.16 s) or the parsed nftables ruleset (~2 s), and the
+the iptables chain index (~0.16 s) or the parsed nftables ruleset (~0.8 s), and the
 KUBE-SERVICES dispatch map (~0.08 s). Here they are pickled once after a trace and
-read back in ~0.1 s (docs/performance.md has the measurements).
+read back in a fraction of that: what a trace reads of the rules stays packed until
+it is asked for (per-chain rule text, `podpath.trace.index_pickle.PickledValues`), and
+what only other views use (the parsed nft ruleset, the Service model) is left out.
+docs/performance.md has the measurements.
 
 The cache can never answer for another snapshot or another podpath: its key is the
 SHA-256 of the snapshot file's bytes and of the source of every module whose objects
@@ -13,41 +16,60 @@ by no one else (pickle builds objects, so a file someone else could write is not
 trusted), and only classes of those modules may be built from it. Anything else --
 a missing, foreign, corrupt or stale file -- is a miss: the snapshot is parsed as
 without a cache, and the CLI rewrites the cache whole (podpath.output_file).
+
+The directory keeps the `KEEP` most recently used index files (a hit counts as a
+use); older `podpath-index-*.pickle` files of this user are removed after a write,
+and nothing else in the directory is ever touched.
 """
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import importlib.util
-import io
 import os
-import pickle
+import re
 import stat
 import sys
 from dataclasses import dataclass
-from typing import Any
 
 from podpath import __version__
 from podpath.analysis.index import SnapshotIndex
-from podpath.trace.nft import NftIndex, adopt_nft_index, nft_index
-
-# The modules whose objects a cached index holds; their source is part of the key, and
-# only their classes may be built when the cache is read.
-CACHED_MODULES = (
-    "podpath.snapshot.model",
-    "podpath.analysis.index",
-    "podpath.netfilter.iptables_save",
-    "podpath.netfilter.model",
-    "podpath.netfilter.kube_proxy",
-    "podpath.netfilter.nft",
-    "podpath.netfilter.nft_syntax",
-    "podpath.trace.nft",
-    "podpath.conntrack",
+from podpath.netfilter.nft import NftRuleset
+from podpath.snapshot.packed import LOAD_ERRORS, PackedSnapshot
+from podpath.trace.index_pickle import (
+    CACHED_MODULES,
+    ChainsView,
+    PackedBuckets,
+    PackedChains,
+    PackedNftSet,
+    PickledValues,
+    RulesView,
+    dump,
+    load,
 )
-# Plain containers pickle records by name (everything else is a CACHED_MODULES class).
-_BUILTINS = {("builtins", "set"), ("builtins", "frozenset"), ("collections", "defaultdict")}
-_FORMAT = b"podpath-index-cache 1\n"
+from podpath.trace.nft import NftIndex, _SetIndex, adopt_nft_index, nft_index
+
+_FORMAT = b"podpath-index-cache 2\n"
+# How many index files a cache directory keeps (each holds a snapshot's rules: tens
+# of MB at 10k Services).
+KEEP = 8
+_NAME = re.compile(r"podpath-index-[0-9a-f]{40}\.pickle")
+# What a SnapshotIndex holds that a trace does not read, or rebuilds faster than it
+# unpickles: the parsed nft ruleset (the cached NftIndex has what the walk reads), the
+# Service model (tens of thousands of objects), and lookups by IP, name or inode.
+_LEFT_OUT = frozenset(
+    {
+        "nft_ruleset",
+        "services",
+        "netns_by_inode",
+        "links_by_ref",
+        "local_addresses",
+        "pods_by_ip",
+        "pods_by_name",
+        "pods_by_netns",
+        "processes_by_pid",
+    }
+)
 
 
 class CacheError(Exception):
@@ -62,10 +84,22 @@ class Cached:
     index: SnapshotIndex | None
 
 
+# The modules whose code made what a cache holds: those of its classes, and those that
+# computed their values (the codec, the parsers, the set and Service indexes).
+KEYED_MODULES = (
+    *CACHED_MODULES,
+    "podpath.snapshot.codec",
+    "podpath.netfilter.listing",
+    "podpath.netfilter.nft_text",
+    "podpath.trace.nft_values",
+    "podpath.trace.probe",
+)
+
+
 def code_fingerprint() -> bytes:
-    """SHA-256 over podpath's version, Python's and the source of CACHED_MODULES."""
+    """SHA-256 over podpath's version, Python's and the source of KEYED_MODULES."""
     digest = hashlib.sha256(f"{__version__} {sys.version}".encode())
-    for name in CACHED_MODULES:
+    for name in KEYED_MODULES:
         spec = importlib.util.find_spec(name)
         loader = spec.loader if spec is not None else None
         get_data = getattr(loader, "get_data", None)
@@ -77,7 +111,12 @@ def code_fingerprint() -> bytes:
 
 def key_of(data: bytes) -> str:
     """The cache key of a snapshot file's bytes (with this podpath's code)."""
-    return hashlib.sha256(code_fingerprint() + hashlib.sha256(data).digest()).hexdigest()
+    return key_of_digest(hashlib.sha256(data).digest())
+
+
+def key_of_digest(digest: bytes) -> str:
+    """The cache key of a snapshot file whose bytes have this SHA-256."""
+    return hashlib.sha256(code_fingerprint() + digest).hexdigest()
 
 
 def cache_path(directory: str, key: str) -> str:
@@ -97,7 +136,11 @@ def check_directory(directory: str) -> None:
 
 def lookup(directory: str, data: bytes) -> Cached:
     """The cached index of a snapshot file's bytes, or a miss (index None) with its key."""
-    key = key_of(data)
+    return lookup_key(directory, key_of(data))
+
+
+def lookup_key(directory: str, key: str) -> Cached:
+    """The cached index of the snapshot with this key, or a miss (index None)."""
     return Cached(key, _read(cache_path(directory, key), key))
 
 
@@ -115,26 +158,10 @@ def _read(path: str, key: str) -> SnapshotIndex | None:
         )
         if not trusted or fp.read(len(_FORMAT)) != _FORMAT:
             return None
-        collecting = gc.isenabled()
-        # The unpickler makes ~10^5 objects at once; the cyclic GC's passes over them
-        # tripled the read (0.07 s against 0.23 s for the iptables index at 10k Services).
-        gc.disable()
         try:
-            found = _Unpickler(fp).load()
-        except (
-            pickle.UnpicklingError,
-            EOFError,
-            ValueError,
-            TypeError,
-            AttributeError,
-            KeyError,
-            IndexError,
-            RecursionError,
-        ):
+            found = load(fp)
+        except LOAD_ERRORS:
             return None  # damaged or from elsewhere: parse the snapshot instead
-        finally:
-            if collecting:
-                gc.enable()
     if not isinstance(found, tuple) or len(found) != 3 or found[0] != key:
         return None
     _key, index, nft = found
@@ -142,26 +169,71 @@ def _read(path: str, key: str) -> SnapshotIndex | None:
         return None
     if nft is not None:
         adopt_nft_index(index, nft)
+    try:
+        os.utime(path)  # a use: `prune` keeps the most recently used
+    except OSError:
+        pass  # a read-only directory still serves hits; it is only pruned less well
     return index
-
-
-class _Unpickler(pickle.Unpickler):
-    """Builds only CACHED_MODULES' classes and plain containers, nothing callable else."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _BUILTINS:
-            return super().find_class(module, name)
-        if module in CACHED_MODULES:
-            found = getattr(sys.modules.get(module), name, None)
-            if isinstance(found, type) and found.__module__ == module:
-                return found
-        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in an index cache")
 
 
 def encode(key: str, index: SnapshotIndex) -> bytes:
     """The cache file of an index (with what traces parsed so far), for `cache_path`."""
     nft = nft_index(index) if index.snapshot.nft is not None else None
-    buffer = io.BytesIO()
-    buffer.write(_FORMAT)
-    pickle.dump((key, index, nft), buffer, protocol=5)
-    return buffer.getvalue()
+    kept = SnapshotIndex.__new__(SnapshotIndex)
+    kept.__dict__.update((k, v) for k, v in vars(index).items() if k not in _LEFT_OUT)
+    kept.snapshot = PackedSnapshot.of(index.snapshot)
+    return _FORMAT + dump((key, kept, None if nft is None else _packed(nft)))
+
+
+def _packed(nft: NftIndex) -> NftIndex:
+    """An NftIndex whose chains, sets and set indexes unpack a part at a time when a walk asks."""
+    r = nft.ruleset
+    chains = PackedChains.of(nft.chains, nft.rules)
+    sets = {key: PackedNftSet.of(s) for key, s in nft.sets.items()}
+    set_index = {
+        key: _SetIndex(PackedBuckets.of(found.exact), found.other)
+        for key, found in nft._set_index.items()
+    }
+    names = nft.service_names
+    return NftIndex(
+        NftRuleset(r.format, r.tables, warnings=r.warnings, metainfo=r.metainfo),
+        RulesView(chains),
+        ChainsView(chains),
+        PickledValues.of(sets),
+        PickledValues.of(set_index),
+        nft.base_chains,
+        None if names is None else PackedBuckets.of(names),
+    )
+
+
+def prune(directory: str, keep: int = KEEP) -> list[str]:
+    """Remove all but the `keep` most recently used index files of this user; their names.
+
+    Only regular files named as `cache_path` names them and owned by this user are
+    considered; anything else in the directory is left alone.
+    """
+    found: list[tuple[int, str]] = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not _NAME.fullmatch(entry.name):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # removed meanwhile
+                if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                    found.append((st.st_mtime_ns, entry.name))
+    except OSError:
+        return []
+    found.sort(reverse=True)
+    removed = []
+    for _mtime, name in found[keep:]:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except FileNotFoundError:
+            continue  # another trace pruned it first
+        except OSError:
+            break  # not ours to remove (a read-only directory): leave the rest too
+        removed.append(name)
+    return removed

@@ -15,11 +15,19 @@ walked from the dump.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from podpath.analysis.index import SnapshotIndex
-from podpath.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, NftSet
+from podpath.netfilter.nft import (
+    NftChain,
+    NftElement,
+    NftRule,
+    NftRuleset,
+    NftSet,
+    gc_paused,
+)
 from podpath.netfilter.nft_text import value as text_of
 from podpath.netfilter.owners import nft_owner
 from podpath.trace.hooks import Stage
@@ -77,38 +85,50 @@ def _priority(chain: NftChain) -> int:
 
 @dataclass
 class _SetIndex:
-    exact: dict[tuple[str, ...], NftElement] = field(default_factory=dict)
-    other: list[NftElement] = field(default_factory=list)
+    # Elements by their key's normal form; in a cached index, read a bucket at a time.
+    exact: Mapping[tuple[str, ...], NftElement] = field(default_factory=dict)
+    other: list[NftElement] = field(default_factory=list)  # prefixes, ranges, wildcards
 
 
 @dataclass
 class NftIndex:
-    """A parsed nftables ruleset with chains and sets indexed for walking."""
+    """A parsed nftables ruleset with chains and sets indexed for walking.
+
+    Read from a cache (podpath.trace.index_cache), `ruleset` holds the tables only and
+    the maps unpack their values when asked: the walk reads the maps, never `ruleset`.
+    """
 
     ruleset: NftRuleset
-    rules: dict[tuple[str, str, str], list[NftRule]] = field(default_factory=dict)
-    chains: dict[tuple[str, str, str], NftChain] = field(default_factory=dict)
-    sets: dict[tuple[str, str, str], NftSet] = field(default_factory=dict)
-    _set_index: dict[tuple[str, str, str], _SetIndex] = field(default_factory=dict)
+    rules: Mapping[tuple[str, str, str], list[NftRule]] = field(default_factory=dict)
+    chains: Mapping[tuple[str, str, str], NftChain] = field(default_factory=dict)
+    sets: Mapping[tuple[str, str, str], NftSet] = field(default_factory=dict)
+    _set_index: MutableMapping[tuple[str, str, str], _SetIndex] = field(default_factory=dict)
     # Base chains by hook (lower case), in chain order: a trace asks for the stages of
     # every hook it crosses, and kube-proxy's table has ~40k regular chains at 10k Services.
     base_chains: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    # kube-proxy's Services by name, from its service-ips maps (podpath.trace.probe),
+    # kept with the index: scanning the 10k-element maps took 7-30 ms of every trace.
+    service_names: Mapping[str, list[tuple[str, int, str, str]]] | None = None
 
     @classmethod
     def build(cls, ruleset: NftRuleset) -> NftIndex:
-        """Index a ruleset once."""
-        idx = cls(ruleset)
+        """Index a ruleset once (with the cyclic GC paused, see `_build`)."""
+        return gc_paused(cls._build)(ruleset)
+
+    @classmethod
+    def _build(cls, ruleset: NftRuleset) -> NftIndex:
+        # Right after a parse the heap holds ~650k objects: each collection the 40k new
+        # lists set off walked all of them (1.0 s of 10k Services' index, 0.06 s paused).
+        rules: dict[tuple[str, str, str], list[NftRule]] = {}
         for rule in ruleset.rules:
-            idx.rules.setdefault((rule.family, rule.table, rule.chain), []).append(rule)
-        for chain in ruleset.chains:
-            key = (chain.family, chain.table, chain.name)
-            idx.chains[key] = chain
-        for key, chain in idx.chains.items():
+            rules.setdefault((rule.family, rule.table, rule.chain), []).append(rule)
+        chains = {(chain.family, chain.table, chain.name): chain for chain in ruleset.chains}
+        base_chains: dict[str, list[tuple[str, str, str]]] = {}
+        for key, chain in chains.items():
             if chain.hook is not None:
-                idx.base_chains.setdefault(chain.hook.lower(), []).append(key)
-        for s in ruleset.sets:
-            idx.sets[(s.family, s.table, s.name)] = s
-        return idx
+                base_chains.setdefault(chain.hook.lower(), []).append(key)
+        sets = {(s.family, s.table, s.name): s for s in ruleset.sets}
+        return cls(ruleset, rules, chains, sets, {}, base_chains)
 
     def set_index(self, key: tuple[str, str, str]) -> _SetIndex | None:
         """Exact keys in a dict, prefixes/ranges in a list (built on first use)."""
@@ -117,14 +137,20 @@ class NftIndex:
             s = self.sets.get(key)
             if s is None:
                 return None
-            found = _SetIndex()
-            for e in s.elements:
-                if any("/" in k or "-" in k or k.endswith("*") for k in e.key):
-                    found.other.append(e)
-                else:
-                    found.exact.setdefault(tuple(normal_key(k) for k in e.key), e)
-            self._set_index[key] = found
+            found = self._set_index[key] = gc_paused(_index_set)(s)
         return found
+
+
+def _index_set(s: NftSet) -> _SetIndex:
+    """A set's elements: exact keys by their normal form, prefixes and ranges apart."""
+    exact: dict[tuple[str, ...], NftElement] = {}
+    other: list[NftElement] = []
+    for e in s.elements:
+        if any("/" in k or "-" in k or k.endswith("*") for k in e.key):
+            other.append(e)
+        else:
+            exact.setdefault(tuple(normal_key(k) for k in e.key), e)
+    return _SetIndex(exact, other)
 
 
 _CACHE: dict[int, tuple[object, NftIndex]] = {}

@@ -59,17 +59,24 @@ def denial(hops: tuple[Hop, ...]) -> str:
 
 def annotate(hops: tuple[Hop, ...]) -> tuple[Hop, ...]:
     """The hops, with a note on each rule by which a NetworkPolicy (or none) allowed the packet."""
-    out = []
-    for hop in hops:
-        owner = _owner(hop)
-        rule = str(hop.data.get("rule") or "")
-        if owner is None or owner.kind != "network-policy" or not _taken(hop):
-            out.append(hop)
+    out: list[Hop] | None = None
+    for i, hop in enumerate(hops):
+        # Tested inline before an Owner is built: a Service with 250 endpoints gives 250
+        # outcomes of ~250 hops each, and annotate sees every one of them.
+        if hop.kind != "netfilter" or hop.data.get("taken") is not True:
             continue
+        made = hop.data.get("owner")
+        if not isinstance(made, dict) or made.get("kind") != "network-policy":
+            continue
+        owner = _owner(hop)
+        assert owner is not None
+        rule = str(hop.data.get("rule") or "")
         note = ""
         if _ALLOW_MARK in rule and "/" in owner.name:
             note = f"NetworkPolicy {owner.name} ({owner.agent}) allows this packet"
         elif _ALLOW_MARK in rule and owner.name == KUBE_ROUTER_UNSELECTED:
             note = f"no NetworkPolicy selects this pod in this direction: allowed ({owner.agent})"
-        out.append(replace(hop, details=(*hop.details, note)) if note else hop)
-    return tuple(out)
+        if note:
+            out = list(hops) if out is None else out
+            out[i] = replace(hop, details=(*hop.details, note))
+    return hops if out is None else tuple(out)

@@ -240,6 +240,8 @@ def resolve_destination(
 ) -> Destination:
     """Turn a destination into an address and port (Services through kube-proxy's rules)."""
     host, port_text = split_port(spec)
+    if proto == "icmp" and port_text is not None:
+        raise ProbeError(f"ICMP has no ports: give {host} without ':{port_text}'")
     if is_address(host):
         if family is not None and family_of(host) != family:
             raise ProbeError(f"{host} is not an IPv{family} address")
@@ -264,6 +266,8 @@ def resolve_destination(
             parse_port(port_text)  # a number that is no port is the port's fault, not the Service's
         for index in indexes:
             found = find_service(index, host, port_text, proto, family)
+            if found is not None and proto == "icmp":  # a ping to the ClusterIP: no port
+                return Destination(found.address, None, f"service {host}")
             if found is not None:
                 return found
         ports = sorted(
@@ -299,11 +303,6 @@ _DPORT = re.compile(r" --dport (?P<port>\d+)")
 _NFT_TARGET = re.compile(r"^goto service-\w+-(?P<name>[^/\s]+/[^/\s]+)/\w+/(?P<pname>\S*)$")
 
 
-# Per indexed nft ruleset: kube-proxy's service-ips elements by Service, built on the
-# first Service trace (scanning the 10k-element map each time was 7 ms of every trace).
-_NFT_SERVICES: dict[int, tuple[object, dict[str, list[tuple[str, int, str, str]]]]] = {}
-
-
 def _nft_services(index: SnapshotIndex, name: str) -> list[tuple[str, int, str, str]]:
     """(VIP, port, port name, protocol) of each service-ips element of Service `name`."""
     from podpath.trace.nft import nft_index
@@ -311,20 +310,18 @@ def _nft_services(index: SnapshotIndex, name: str) -> list[tuple[str, int, str, 
     nft = nft_index(index)
     if nft is None:
         return []
-    cached = _NFT_SERVICES.get(id(nft))
-    if cached is None or cached[0] is not nft:
-        if len(_NFT_SERVICES) > 16:
-            _NFT_SERVICES.clear()
-        cached = (nft, _kube_proxy_service_ips(nft))
-        _NFT_SERVICES[id(nft)] = cached
-    return cached[1].get(name, [])
+    if nft.service_names is None:
+        # Built on the first Service trace of an index, and kept with it.
+        nft.service_names = _kube_proxy_service_ips(nft)
+    return nft.service_names.get(name, [])
 
 
 def _kube_proxy_service_ips(nft: NftIndex) -> dict[str, list[tuple[str, int, str, str]]]:
     by_name: dict[str, list[tuple[str, int, str, str]]] = {}
-    for (_fam, table, set_name), s in nft.sets.items():
+    for _fam, table, set_name in nft.sets:
         if table != "kube-proxy" or set_name not in ("service-ips", "no-endpoint-services"):
             continue
+        s = nft.sets[(_fam, table, set_name)]
         cluster = nft.sets.get((_fam, table, "cluster-ips"))
         cluster_ips = {e.key[0] for e in cluster.elements} if cluster else set()
         for el in s.elements:

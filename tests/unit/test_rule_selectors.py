@@ -1,0 +1,197 @@
+"""Policy-rule selectors beyond addresses and marks: ipproto, ports, tos, uidrange, suppress_*."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from realworld_ip import REALWORLD, lines, rules
+from trace_factory import pod_inode, two_nodes
+
+from podpath.snapshot.model import Link, NetNamespace, Route, Rule
+from podpath.trace.engine import trace
+from podpath.trace.probe import Probe
+from podpath.trace.routing import describe_rule, lookup
+
+NS = 7
+MAIN = [
+    Route(NS, 4, 254, "unicast", "0.0.0.0/0", gateway="172.18.0.1", dev=2),
+    Route(NS, 4, 254, "unicast", "172.18.0.0/16", dev=2, scope="link"),
+    Route(NS, 4, 100, "blackhole", "0.0.0.0/0"),
+]
+LINKS = (Link(NS, 2, "eth0", None, None, 1500, "UP"),)
+
+
+def _ns(*rules: Rule, routes: list[Route] = MAIN) -> NetNamespace:
+    base = (Rule(NS, 4, 0, "lookup", table=255), Rule(NS, 4, 32766, "lookup", table=254))
+    return NetNamespace(NS, links=LINKS, routes=tuple(routes), rules=base + rules)
+
+
+DNS_RULE = Rule(NS, 4, 90, "lookup", table=100, ipproto=17, dport=(53, 53))
+
+
+def test_ipproto_dport_rule_leaves_tcp_alone() -> None:
+    """`ipproto udp dport 53 lookup 100`: TCP to port 80 still routes by main."""
+    d = lookup(_ns(DNS_RULE), "8.8.8.8", proto="tcp", sport=40000, dport=80)
+    assert (d.type, d.gateway, d.table) == ("unicast", "172.18.0.1", 254)
+    assert not d.assumed
+
+
+def test_ipproto_dport_rule_takes_udp_53() -> None:
+    """The same rule sends UDP to port 53 into table 100's blackhole."""
+    d = lookup(_ns(DNS_RULE), "8.8.8.8", proto="udp", sport=40000, dport=53)
+    assert (d.type, d.table) == ("blackhole", 100)
+    assert d.rule == "90: from all ipproto udp dport 53 lookup 100"
+
+
+def test_port_rule_without_protocol_sees_port_zero() -> None:
+    """A lookup with no protocol (like `ip route get` without ipproto) matches no port range."""
+    d = lookup(_ns(Rule(NS, 4, 90, "lookup", table=100, dport=(0, 100))), "8.8.8.8")
+    assert d.table == 100
+
+
+def test_unknown_source_port_is_an_assumption_naming_the_rule() -> None:
+    """A sport range against a flow whose source port is unknown is assumed, never matched silently."""
+    rule = Rule(NS, 4, 91, "lookup", table=100, ipproto=6, sport=(1000, 2000))
+    d = lookup(_ns(rule), "8.8.8.8", proto="tcp", sport=None, dport=80)
+    assert d.table == 254
+    assert d.assumed == (
+        "rule 91 (sport 1000-2000) taken not to match: the flow's sport is not known",
+    )
+
+
+def test_tos_rule_does_not_match_a_tos_zero_packet() -> None:
+    """The traced packet has TOS 0: `tos 0x10 lookup 100` does not take it."""
+    d = lookup(_ns(Rule(NS, 4, 90, "lookup", table=100, tos=0x10)), "8.8.8.8", proto="tcp")
+    assert d.table == 254
+
+
+def test_suppress_prefixlength_zero_skips_the_default_route() -> None:
+    """wg-quick's `lookup main suppress_prefixlength 0`: main's default is rejected, the next rule decides."""
+    rules = (
+        Rule(NS, 4, 80, "lookup", table=254, suppress_prefixlength=0),
+        Rule(NS, 4, 85, "lookup", table=100),
+    )
+    d = lookup(_ns(*rules), "8.8.8.8", proto="tcp", dport=80)
+    assert (d.type, d.table, d.rule) == ("blackhole", 100, "85: from all lookup 100")
+    assert any("0.0.0.0/0 suppressed" in n for n in d.notes)
+
+
+def test_suppress_prefixlength_keeps_longer_prefixes() -> None:
+    """A /16 route in main survives suppress_prefixlength 0 and is used by rule 80."""
+    rules = (
+        Rule(NS, 4, 80, "lookup", table=254, suppress_prefixlength=0),
+        Rule(NS, 4, 85, "lookup", table=100),
+    )
+    d = lookup(_ns(*rules), "172.18.0.9")
+    assert (d.type, d.table, d.rule) == (
+        "unicast",
+        254,
+        "80: from all lookup main suppress_prefixlength 0",
+    )
+
+
+def test_blackhole_route_is_not_suppressed() -> None:
+    """A blackhole route is an error result: suppress_prefixlength does not skip it (fib_rules_lookup)."""
+    rules = (Rule(NS, 4, 80, "lookup", table=100, suppress_prefixlength=0),)
+    assert lookup(_ns(*rules), "8.8.8.8").type == "blackhole"
+
+
+def test_uidrange_on_local_traffic_is_an_assumption() -> None:
+    """A locally sent packet's uid is unknown: the uidrange rule is assumed not to match, and said so."""
+    rule = Rule(NS, 4, 70, "lookup", table=100, uidrange=(1000, 2000))
+    d = lookup(_ns(rule), "8.8.8.8", proto="tcp", dport=80)
+    assert d.table == 254
+    assert d.assumed and "uidrange 1000-2000" in d.assumed[0]
+
+
+def test_uidrange_on_forwarded_traffic_uses_uid_zero() -> None:
+    """A forwarded packet has uid 0: `uidrange 0-0` takes it, `uidrange 1000-2000` does not."""
+    zero = Rule(NS, 4, 70, "lookup", table=100, uidrange=(0, 0))
+    d = lookup(_ns(zero), "8.8.8.8", src="10.0.0.2", iif="eth1", proto="tcp", dport=80)
+    assert (d.table, d.assumed) == (100, ())
+    other = Rule(NS, 4, 70, "lookup", table=100, uidrange=(1000, 2000))
+    d = lookup(_ns(other), "8.8.8.8", src="10.0.0.2", iif="eth1", proto="tcp", dport=80)
+    assert (d.table, d.assumed) == (254, ())
+
+
+def test_inverted_ipproto_rule() -> None:
+    """`not ipproto udp lookup 100` takes TCP and leaves UDP."""
+    rule = Rule(NS, 4, 90, "lookup", table=100, ipproto=17, invert=True)
+    assert lookup(_ns(rule), "8.8.8.8", proto="tcp", dport=80).table == 100
+    assert lookup(_ns(rule), "8.8.8.8", proto="udp", dport=80).table == 254
+
+
+def test_l3mdev_rule_without_vrf_matches_nothing() -> None:
+    """`lookup [l3mdev-table]` matches only devices in a VRF; with none it is passed over."""
+    d = lookup(_ns(Rule(NS, 4, 1000, "lookup", l3mdev=True)), "8.8.8.8")
+    assert (d.table, d.assumed) == (254, ())
+
+
+def test_describe_rule_prints_every_selector_in_ip_rule_order() -> None:
+    """describe_rule gives the words and order of `ip rule show` (iproute2 6.1)."""
+    rule = Rule(
+        NS,
+        4,
+        70,
+        "lookup",
+        table=200,
+        src="10.0.0.0/8",
+        tos=0x10,
+        fwmark=4,
+        fwmask=0xFF,
+        iif="lo",
+        oif="lo",
+        uidrange=(1000, 2000),
+        ipproto=6,
+        sport=(1000, 2000),
+        dport=(80, 80),
+        tun_id=7,
+        suppress_ifgroup=5,
+        protocol="openr",
+    )
+    assert describe_rule(rule) == (
+        "70: from 10.0.0.0/8 tos 0x10 fwmark 0x4/0xff iif lo oif lo uidrange 1000-2000 "
+        "ipproto tcp sport 1000-2000 dport 80 tun_id 7 lookup 200 suppress_ifgroup 5 proto openr"
+    )
+    assert describe_rule(Rule(NS, 4, 72, "lookup", l3mdev=True, protocol="unspec")) == (
+        "72: from all lookup [l3mdev-table]"
+    )
+
+
+def test_describe_rule_reads_like_real_ip_rule_list() -> None:
+    """Rules parsed from AWS's and Cilium's published `ip rule list` read back line for line."""
+    for name in (
+        "aws/cni-proposal-host-ip-rule-list.txt",
+        "cilium/cilium-docs-eni-ip-rule-to-endpoint.txt",
+    ):
+        path = REALWORLD / name
+        want = [" ".join(line.split("<-")[0].replace("eni-1", "2").split()) for line in lines(path)]
+        got = [describe_rule(r) for r in rules(path, NS, {"eni-1": 2})]
+        assert got == want and len(got) >= 1
+
+
+def test_assumption_under_not_says_the_rule_matches() -> None:
+    """`not uidrange 1000-2000` on local traffic: taken to match, and the assumption says so."""
+    rule = Rule(NS, 4, 70, "lookup", table=100, uidrange=(1000, 2000), invert=True)
+    d = lookup(_ns(rule), "8.8.8.8", proto="tcp", dport=80)
+    assert d.table == 100
+    assert d.assumed == (
+        "rule 70 (uidrange 1000-2000) taken to match (under `not`): the sending process's uid is not known",
+    )
+
+
+def test_a_trace_through_an_unknowable_rule_is_uncertain_and_names_it() -> None:
+    """A pod netns with a uidrange rule: the trace's branch is uncertain, naming rule 100."""
+    a, _ = two_nodes()
+    pod_ns = pod_inode(0, 0)
+    rules = (
+        Rule(pod_ns, 4, 0, "lookup", table=255),
+        Rule(pod_ns, 4, 100, "lookup", table=100, uidrange=(1000, 1000)),
+        Rule(pod_ns, 4, 32766, "lookup", table=254),
+    )
+    netns = tuple(replace(ns, rules=rules) if ns.inode == pod_ns else ns for ns in a.netns)
+    (branch,) = trace([replace(a, netns=netns)], Probe("default/a", "default/b:80")).branches
+    assert (branch.verdict, branch.outcome) == ("uncertain", "delivered")
+    assert any(
+        u.startswith("rule 100 (uidrange 1000-1000) taken not to match") for u in branch.uncertain
+    )
