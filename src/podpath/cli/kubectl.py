@@ -15,7 +15,8 @@ credentials, and everything crosses the API server as `kubectl debug` traffic.
 
 kubectl leaves node debug pods behind when they end. Each pod this plugin starts carries
 PODPATH_SESSION=<id> in its environment, and the pods of a session are deleted when it
-ends (unless --keep).
+ends (unless --keep). Pods are listed once before any is made, so a cluster kubectl
+cannot reach is reported before anything exists to clean up.
 """
 
 from __future__ import annotations
