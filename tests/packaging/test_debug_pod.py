@@ -367,12 +367,25 @@ def test_tui_works_on_the_debug_pods_terminal(lab: Lab, cri: CriClient) -> None:
             assert re.search(rf"net\s+{only}\s+(\d+|-)\s+0\s+-", wait_for(session, str(only)))
             tmux("send-keys", "-t", session, "q")
             _wait_gone(session)
-            status = cri.call("ContainerStatus", {"container_id": pod.container_id})["status"]
-            assert (status["state"], status["exit_code"]) == ("CONTAINER_EXITED", 0)
+            assert _exit_status(cri, pod) == ("CONTAINER_EXITED", 0)
         finally:
             subprocess.run(
                 ["tmux", "kill-session", "-t", session], capture_output=True, check=False
             )
+
+
+def _exit_status(cri: CriClient, pod: debug_pod.DebugPod, timeout: float = 20) -> tuple[str, int]:
+    """The container's state and exit code once it is no longer running.
+
+    The attach stream ends when the TUI closes its terminal; containerd records the
+    exit a moment later, when the shim reports it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        status = cri.call("ContainerStatus", {"container_id": pod.container_id})["status"]
+        if status["state"] != "CONTAINER_RUNNING" or time.monotonic() > deadline:
+            return str(status["state"]), int(status["exit_code"])
+        time.sleep(0.2)
 
 
 def _wait_gone(session: str, timeout: float = 20) -> None:
