@@ -7,9 +7,10 @@ import os
 from podpath.analysis.index import SnapshotIndex, ip_in
 from podpath.analysis.services import endpoints_of
 from podpath.netfilter.kube_proxy import Service
-from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod, Route, Rule
-from podpath.trace.routing import describe_rule, table_name
+from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod, Rule
+from podpath.trace.routing import DROP_TYPES, describe_rule
 from podpath.tui.rows.model import Cell, Row, cell, join, row
+from podpath.tui.rows.routing import route_row
 from podpath.tui.rows.services import service_id, vip_port
 
 POD_COLUMNS = ("POD", "IP", "NETNS", "PAUSE", "HOST IF", "BRIDGE", "CTRS")
@@ -265,8 +266,6 @@ def interface_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
 
 
 ROUTE_COLUMNS = ("WHERE", "TABLE", "TYPE", "DESTINATION", "VIA", "DEV", "SRC", "PROTO", "SCOPE")
-# Route types that end a lookup without a next hop, shown as an error.
-_DROP_TYPES = frozenset({"blackhole", "unreachable", "prohibit"})
 
 
 def route_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
@@ -276,7 +275,7 @@ def route_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
     if pod.netns_inode is not None:
         for i, r in enumerate(index.routes(pod.netns_inode)):
             if r.table != 255:
-                out.append(_route_row(index, f"pod:{i}", Cell("pod", "accent"), r))
+                out.append(route_row(index, f"pod:{i}", Cell("pod", "accent"), r))
     chosen = _tables_for_pod_source(index, pod)
     for i, r in enumerate(index.routes(index.snapshot.root_netns)):
         if r.table == 255:
@@ -284,7 +283,7 @@ def route_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
         if r.table in chosen or (
             r.dst not in ("0.0.0.0/0", "::/0") and any(ip_in(ip, r.dst) for ip in pod.ips)
         ):
-            out.append(_route_row(index, f"node:{i}", Cell("node", "primary"), r))
+            out.append(route_row(index, f"node:{i}", Cell("node", "primary"), r))
     return out
 
 
@@ -300,22 +299,6 @@ def _tables_for_pod_source(index: SnapshotIndex, pod: Pod) -> frozenset[int]:
         and r.src
         and not r.invert
         and any(ip_in(ip, r.src) for ip in pod.ips)
-    )
-
-
-def _route_row(index: SnapshotIndex, key: str, where: Cell, r: Route) -> Row:
-    dev = index.link(r.netns, r.dev)
-    return row(
-        key,
-        where,
-        table_name(r.table),
-        Cell(r.type, "error" if r.type in _DROP_TYPES else "dim"),
-        r.dst,
-        r.gateway,
-        dev.name if dev else r.dev,
-        r.prefsrc,
-        Cell(r.protocol, "dim"),
-        Cell(r.scope, "dim"),
     )
 
 
@@ -348,7 +331,7 @@ def _concerns(rule: Rule, pod: Pod) -> bool:
 
 def _rule_row(key: str, where: Cell, r: Rule) -> Row:
     prio, _, text = describe_rule(r).partition(": ")
-    role = "error" if r.action in _DROP_TYPES else ""
+    role = "error" if r.action in DROP_TYPES else ""
     return row(key, where, "ipv4" if r.family == 4 else "ipv6", prio, Cell(text, role))
 
 

@@ -40,7 +40,7 @@ def routing_rows(index: SnapshotIndex) -> list[Row]:
         enumerate(root.routes),
         key=lambda ir: (ir[1].family, order.get(ir[1].table, len(order)), ir[1].table),
     )
-    out += [_route_row(index, i, r) for i, r in routes]
+    out += [route_row(index, f"route:{i}", Cell("route", "primary"), r) for i, r in routes]
     return out
 
 
@@ -61,11 +61,12 @@ def _rule_row(i: int, r: Rule) -> Row:
     )
 
 
-def _route_row(index: SnapshotIndex, i: int, r: Route) -> Row:
+def route_row(index: SnapshotIndex, key: str, where: Cell, r: Route) -> Row:
+    """One route as `ip route` prints it, under ROUTING_COLUMNS' last eight headers."""
     dev = index.link(r.netns, r.dev)
     return row(
-        f"route:{i}",
-        Cell("route", "primary"),
+        key,
+        where,
         table_name(r.table),
         Cell(r.type, "error" if r.type in DROP_TYPES else "dim"),
         r.dst,
