@@ -37,6 +37,7 @@ from podpath.tui.state import CONNTRACK, SERVICES, Loaded
 from podpath.tui.text import clean, literal_content
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
+from podpath.wording import count
 
 # What the engine raises for a probe it cannot follow: ProbeError, a ValueError (an
 # unknown pod, a bad port or address). Anything else is a bug, reported as one.
@@ -256,7 +257,7 @@ class TraceScreen(BaseScreen):
         pick = " · ↑↓ or 1-9 picks one, enter shows its hops" if n > 1 else ""
         status.update(
             literal_content(
-                f"{probe.source} → {probe.destination} ({probe.proto}): {n} branch(es){pick}"
+                f"{probe.source} → {probe.destination} ({probe.proto}): {count(n, 'branch', 'branches')}{pick}"
             )
         )
         branches.show(page(branch_rows(outcome.trace)))
