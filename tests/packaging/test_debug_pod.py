@@ -210,13 +210,26 @@ def _normalised(raw: bytes) -> dict[str, Any]:
 _AGEING_WORD = re.compile(r"\b(" + "|".join(sorted(_AGEING)) + r")\b")
 
 
-def _trace_normalised(value: Any) -> Any:
-    """A trace's JSON with the neighbour states that age between two runs made one word."""
+_COUNTED = re.compile(r"\b\d+ (pkts|bytes|errors|dropped)\b")
+
+
+def _trace_normalised(value: Any, *, counters: bool = False) -> Any:
+    """A trace's JSON with what moves between two runs made one word.
+
+    Neighbour states age, and interface counters (on the hops a packet crosses) count
+    whatever traffic passed between the two runs, so both are compared by shape only.
+    """
     if isinstance(value, dict):
-        return {k: _trace_normalised(v) for k, v in value.items()}
+        return {
+            k: _trace_normalised(v, counters=counters or k == "counters") for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_trace_normalised(v) for v in value]
-    return _AGEING_WORD.sub("dynamic", value) if isinstance(value, str) else value
+        return [_trace_normalised(v, counters=counters) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and counters:
+        return "N"
+    if isinstance(value, str):
+        return _COUNTED.sub(r"N \1", _AGEING_WORD.sub("dynamic", value))
+    return value
 
 
 def _diff(a: Any, b: Any, path: str = "") -> list[str]:
