@@ -58,6 +58,8 @@ CONTAINERD_RUNC = "/run/containerd/runc/k8s.io"
 # stays /run/containerd/runc whatever the state dir (the shim's default Root option).
 K3S_TASKS = "/run/k3s/containerd/io.containerd.runtime.v2.task/k8s.io"
 CONTAINERD_TASK_ROOTS = (CONTAINERD_TASKS, K3S_TASKS)
+# containerd 2.x's sandbox-image annotation (io.kubernetes.cri.podsandbox.image-name).
+CONTAINERD_SANDBOX_IMAGE = "io.kubernetes.cri.podsandbox.image-name"
 CRIO_CONTAINERS = "/run/containers/storage/overlay-containers"
 CRIO_RUNC = "/run/runc"
 POD_LOGS = "/var/log/pods"
@@ -182,6 +184,10 @@ def _apply_containerd(rc: RuntimeContainer, ann: dict[str, str]) -> None:
         "POD" if rc.kind == "sandbox" else None
     )
     rc.image = ann.get("io.kubernetes.cri.image-name")
+    if rc.kind == "sandbox":
+        # containerd 2.x names the pause image on the sandbox's own spec (1.6/1.7 do not:
+        # there only CRI knows it), internal/cri/annotations DefaultCRIAnnotations.
+        rc.image = rc.sandbox_image = ann.get(CONTAINERD_SANDBOX_IMAGE) or rc.image
     rc.log_dir = ann.get("io.kubernetes.cri.sandbox-log-directory")
     if not rc.pod_uid and rc.kind == "sandbox":
         # Before sandbox-uid (containerd 1.7), the uid is the log directory's last field
@@ -955,6 +961,13 @@ def _apply_cri_info(rc: RuntimeContainer, info: dict[str, Any], redact: bool) ->
             rc.ns_paths[_OCI_NS[str(ns["type"])]] = str(path) if path else None
     if isinstance(info.get("cgroups_path"), str):
         rc.cgroups_path = info["cgroups_path"]
+    netns = info.get("netns_path")
+    if rc.kind == "sandbox" and "net" not in rc.ns_paths and isinstance(netns, str) and netns:
+        # containerd 2.x without the sandbox's runtime spec (its task gone, or a sandboxer
+        # other than the pause container) still names the netns in its sandbox metadata.
+        rc.ns_paths["net"] = netns
+    if isinstance(info.get("log_directory"), str) and info["log_directory"]:
+        rc.log_dir = info["log_directory"]
 
 
 def containers_from_cri(listing: CriListing, *, redact: bool = True) -> list[RuntimeContainer]:
@@ -1048,6 +1061,8 @@ def _fill(rc: RuntimeContainer, other: RuntimeContainer) -> None:
     rc.pod_name = rc.pod_name or other.pod_name
     rc.pod_namespace = rc.pod_namespace or other.pod_namespace
     rc.ips = rc.ips or other.ips
+    rc.sandbox_image = rc.sandbox_image or other.sandbox_image
+    rc.image = rc.image or other.image
     rc.host_interface = rc.host_interface or other.host_interface
     rc.gateways = rc.gateways or other.gateways
     rc.mtu = rc.mtu or other.mtu

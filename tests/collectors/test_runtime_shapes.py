@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.runtime.cri_state import CriListing
 from podpath.collectors.runtime.docker_state import parse_k8s_name, rfc3339_ns
@@ -203,12 +205,16 @@ def test_containerd_before_sandbox_uid(tmp_path: Path) -> None:
     assert pods[0].uid == "44e4b37f-504f-4f1c-80f3-4137bfbec5e4"
 
 
-def test_crio_without_infra_container(tmp_path: Path) -> None:
+# CRI-O marks a dropped infra container's spec "io.kubernetes.cri-o.Spoofed" (the dump's
+# form, verbatim), and "spoofed.crio.io" since its annotation migration (cri-o/cri-o
+# f954a17e server/sandbox_run_linux.go:1298, pkg/annotations/v2/annotations.go:53, 129).
+@pytest.mark.parametrize("spoofed", ["io.kubernetes.cri-o.Spoofed", "spoofed.crio.io"])
+def test_crio_without_infra_container(tmp_path: Path, spoofed: str) -> None:
     """CRI-O with drop_infra_ctr: no pause process; the pod is its pinned netns and containers."""
     sandbox = copy.deepcopy(_load("falco-crio-pod-info-runtimespec.json")["runtimeSpec"])
     app = _load("falco-crio-container-info-runtimespec.json")["runtimeSpec"]
-    # What CRI-O adds to a dropped infra container's spec (pkg/annotations/v2: V1Spoofed).
-    sandbox["annotations"]["io.kubernetes.cri-o.Spoofed"] = "true"
+    assert sandbox["annotations"]["io.kubernetes.cri-o.Spoofed"] == "true"
+    sandbox["annotations"][spoofed] = sandbox["annotations"].pop("io.kubernetes.cri-o.Spoofed")
     sid = sandbox["annotations"]["io.kubernetes.cri-o.SandboxID"]
     cid = app["annotations"]["io.kubernetes.cri-o.ContainerID"]
     _write(tmp_path, f"{CRIO_CONTAINERS}/{sid}/userdata/config.json", sandbox)
