@@ -35,7 +35,9 @@ from typing import Any
 
 from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
 from podpath.collectors.runtime.cgroups import parse_cgroup_path
+from podpath.collectors.runtime.containerd_daemons import running_daemons
 from podpath.collectors.runtime.cri_state import (
+    CONTAINERD_CRI_ROOTS,
     CriListing,
     container_status_file,
     state_from_status_file,
@@ -301,17 +303,17 @@ def _read_json(host: HostRoot, path: str, gaps: list[Gap]) -> dict[str, Any] | N
 
 
 def read_containerd(
-    host: HostRoot, gaps: list[Gap], *, redact: bool = True
+    host: HostRoot,
+    gaps: list[Gap],
+    *,
+    redact: bool = True,
+    task_roots: tuple[str, ...] = CONTAINERD_TASK_ROOTS,
 ) -> list[RuntimeContainer]:
-    """Containers and sandboxes of containerd's k8s.io namespace (and k3s's containerd)."""
+    """Containers and sandboxes of containerd's k8s.io namespace, under each state dir."""
     out = []
     # Bundles first, under each state dir; then runc state of a container whose bundle
     # is unreadable still names it (the runc shim's root is shared by all state dirs).
-    where = {
-        cid: tasks
-        for tasks in reversed(CONTAINERD_TASK_ROOTS)
-        for cid in _list_ids(host, tasks, gaps)
-    }
+    where = {cid: tasks for tasks in reversed(task_roots) for cid in _list_ids(host, tasks, gaps)}
     for cid in _list_ids(host, CONTAINERD_RUNC, gaps):
         where.setdefault(cid, CONTAINERD_TASKS)
     for cid, tasks in sorted(where.items()):
@@ -897,7 +899,12 @@ def collect_pods(
         ns.inode: ns.nsfs for ns in namespaces if ns.type == "net" and ns.nsfs is not None
     }
     ctx = _Ctx(host, procs, by_container, root_netns, alloc, gaps, node_ns, netns_paths)
-    runtime = read_containerd(host, gaps, redact=redact)
+    # The well-known state dirs, and those of each containerd running (MicroK8s, k0s,
+    # --state/--root of its own): a state dir that does not exist is no gap.
+    daemons = running_daemons(host, processes, gaps, node_ns.get("mnt"))
+    task_roots = tuple(dict.fromkeys([*CONTAINERD_TASK_ROOTS, *(d.tasks() for d in daemons)]))
+    cri_roots = tuple(dict.fromkeys([*CONTAINERD_CRI_ROOTS, *(d.cri_root() for d in daemons)]))
+    runtime = read_containerd(host, gaps, redact=redact, task_roots=task_roots)
     if cancel is None or not cancel.is_set():
         runtime += read_crio(host, gaps, redact=redact)
         runtime += read_docker(host, gaps, redact=redact)
@@ -910,7 +917,7 @@ def collect_pods(
     if not from_cri:
         for rc in runtime:
             if rc.runtime == "containerd" and rc.state is None:
-                apply_status_file(rc, container_status_file(host, rc.id))
+                apply_status_file(rc, container_status_file(host, rc.id, cri_roots))
     groups: dict[str, list[RuntimeContainer]] = defaultdict(list)
     for rc in runtime:
         groups[rc.sandbox_id or rc.id].append(rc)

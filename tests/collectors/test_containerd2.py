@@ -149,7 +149,7 @@ def _v2_sandbox_response() -> dict[str, Any]:
     `config` is the CRI PodSandboxConfig from containerd's own testdata, verbatim.
     """
     config = _json(
-        REALWORLD / "containerd2" / "containerd-v2.3.4-checkpoint-testdata-sandbox_config.json"
+        REALWORLD / "containerd" / "containerd-v2.3.4-checkpoint-testdata-sandbox_config.json"
     )
     meta = config["metadata"]
     info = {
