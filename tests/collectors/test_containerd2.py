@@ -15,26 +15,23 @@ podsandbox/types/sandbox_info.go:29-45). With netns_mounts_under_state_dir the n
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
+
+from runtime_tree import CT, SB, kind_specs, load, write, write_containerd_pod
 
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.runtime.cri_listing import status_info
 from podpath.collectors.runtime.cri_state import CriListing
 from podpath.collectors.runtime.pods import (
-    CONTAINERD_RUNC,
     CONTAINERD_TASKS,
     collect_pods,
     containers_from_cri,
 )
 from podpath.snapshot.model import Namespace, Process
 
-REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 ROOT_NET = 4026531840
-SB = "3eff2d8d3a4f3d3c0d1c4d4737c21b397bf7cbf77fd8a0fe370f6a59129cd535"
-CT = "f3a240d625b1e97b859e29f81360fd79538021c46eaafb325dc0fa195c8e4b6a"
 UID = "44e4b37f-504f-4f1c-80f3-4137bfbec5e4"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 # netns_mounts_under_state_dir = true: <state dir of the CRI plugin>/netns/cni-<uuid>.
@@ -44,28 +41,9 @@ STATE_NETNS = (
 CRI_ROOT = "/var/lib/containerd/io.containerd.grpc.v1.cri"
 
 
-def _json(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
-
-
-def _write(root: Path, path: str, data: object) -> None:
-    target = root / path.lstrip("/")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(data if isinstance(data, str) else json.dumps(data))
-
-
 def _v2_specs() -> tuple[dict[str, Any], dict[str, Any]]:
     """kind's real containerd specs, annotated as 2.x's DefaultCRIAnnotations annotates them."""
-    runtime = REALWORLD / "runtime"
-    sandbox = copy.deepcopy(
-        _json(runtime / "kind-containerd-crictl-inspectp-coredns-systemd.json")["info"][
-            "runtimeSpec"
-        ]
-    )
-    app = _json(runtime / "kind-containerd-crictl-inspect-container-coredns.json")["info"][
-        "runtimeSpec"
-    ]
+    sandbox, app = kind_specs()
     sandbox["annotations"]["io.kubernetes.cri.podsandbox.image-name"] = PAUSE_IMAGE
     for ns in sandbox["linux"]["namespaces"]:
         if ns["type"] == "network":
@@ -79,15 +57,7 @@ def _proc(pid: int, comm: str, ns: dict[str, int]) -> Process:
 
 def test_a_containerd2_node_from_its_files(tmp_path: Path) -> None:
     """No CRI answer: bundle, runc state and CRI status file make the pod, pause image included."""
-    sandbox, app = _v2_specs()
-    _write(tmp_path, f"{CONTAINERD_TASKS}/{SB}/config.json", sandbox)
-    _write(tmp_path, f"{CONTAINERD_TASKS}/{CT}/config.json", app)
-    _write(
-        tmp_path,
-        f"{CONTAINERD_RUNC}/{SB}/state.json",
-        {"init_process_pid": 1322, "init_process_start": 6322},
-    )
-    _write(tmp_path, f"{CONTAINERD_TASKS}/{CT}/init.pid", "1478")
+    write_containerd_pod(tmp_path, CONTAINERD_TASKS, *_v2_specs())
     # internal/cri/store/container/status.go: versionedStatus embeds Status (flat keys).
     status = {
         "Version": "v1",
@@ -101,8 +71,8 @@ def test_a_containerd2_node_from_its_files(tmp_path: Path) -> None:
         "Resources": None,
         "Restore": False,
     }
-    _write(tmp_path, f"{CRI_ROOT}/containers/{CT}/status", status)
-    _write(tmp_path, STATE_NETNS, "")  # a file stands in for the nsfs mount: its inode counts
+    write(tmp_path, f"{CRI_ROOT}/containers/{CT}/status", status)
+    write(tmp_path, STATE_NETNS, "")  # a file stands in for the nsfs mount: its inode counts
     inode = (tmp_path / STATE_NETNS.lstrip("/")).stat().st_ino
     ns = {"net": inode, "ipc": 4026532501, "uts": 4026532502}
     procs = (_proc(1322, "pause", ns), _proc(1478, "coredns", {**ns, "pid": 4026532600}))
@@ -148,9 +118,7 @@ def _v2_sandbox_response() -> dict[str, Any]:
 
     `config` is the CRI PodSandboxConfig from containerd's own testdata, verbatim.
     """
-    config = _json(
-        REALWORLD / "containerd" / "containerd-v2.3.4-checkpoint-testdata-sandbox_config.json"
-    )
+    config = load("containerd/containerd-v2.3.4-checkpoint-testdata-sandbox_config.json")
     meta = config["metadata"]
     info = {
         "pid": 0,

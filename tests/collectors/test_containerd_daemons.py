@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from runtime_tree import REALWORLD, SB, kind_specs, write, write_containerd_pod
 
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.runtime.containerd_daemons import (
@@ -18,12 +19,11 @@ from podpath.collectors.runtime.containerd_daemons import (
     running_daemons,
 )
 from podpath.collectors.runtime.cri_state import sockets
-from podpath.collectors.runtime.pods import CONTAINERD_RUNC, collect_pods
+from podpath.collectors.runtime.pods import collect_pods
 from podpath.lab import Lab
 from podpath.snapshot.model import Gap, Process
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
-CONTAINERD = FIXTURES / "containerd"
+CONTAINERD = REALWORLD / "containerd"
 # snap sets these for MicroK8s's services (snapcraft's environment for a snap's apps).
 SNAP = {"${SNAP_DATA}": "/var/snap/microk8s/current", "${SNAP_COMMON}": "/var/snap/microk8s/common"}
 MICROK8S = ContainerdDirs(
@@ -41,12 +41,6 @@ def _microk8s_argv() -> list[str]:
     return ["/snap/microk8s/current/bin/containerd", *text.split()]
 
 
-def _write(root: Path, path: str, text: str) -> None:
-    target = root / path.lstrip("/")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
-
-
 def test_flags_in_every_form_containerd_takes() -> None:
     """-c X, --config=X, -a X, --root X, --state=X; later flags win; other flags skipped."""
     argv = ["containerd", "-l", "debug", "-c", "/a.toml", "--root=/r", "--state", "/s"]
@@ -61,7 +55,7 @@ def test_flags_in_every_form_containerd_takes() -> None:
 
 def test_containerds_default_config_gives_the_defaults(tmp_path: Path) -> None:
     """`containerd config default` (1.7, from containerd's tests) at the default path."""
-    _write(
+    write(
         tmp_path,
         "/etc/containerd/config.toml",
         (CONTAINERD / "containerd-v2.3.4-integration-testdata-default-1.7.toml").read_text(),
@@ -74,7 +68,7 @@ def test_containerds_default_config_gives_the_defaults(tmp_path: Path) -> None:
 
 def test_a_config_that_moves_root_and_state(tmp_path: Path) -> None:
     """root, state and [grpc] address of the config file named by -c, when no flag says."""
-    _write(
+    write(
         tmp_path,
         "/etc/k0s/containerd.toml",
         'version = 2\nroot = "/var/lib/k0s/containerd"\nstate = "/run/k0s/containerd"\n\n'
@@ -90,14 +84,14 @@ def test_a_config_that_moves_root_and_state(tmp_path: Path) -> None:
 
 def test_microk8s_flags_win_over_its_config(tmp_path: Path) -> None:
     """MicroK8s's args: --root/--state/--address over what its containerd.toml says."""
-    _write(tmp_path, "/var/snap/microk8s/current/args/containerd.toml", 'root = "/elsewhere"\n')
+    write(tmp_path, "/var/snap/microk8s/current/args/containerd.toml", 'root = "/elsewhere"\n')
     with HostRoot(str(tmp_path)) as host:
         assert dirs_of(host, _microk8s_argv(), []) == MICROK8S
 
 
 def test_a_config_that_is_not_toml_is_a_gap(tmp_path: Path) -> None:
     """A broken config named by -c: one gap, the defaults assumed, no exception."""
-    _write(tmp_path, "/etc/containerd/bad.toml", "root = [unterminated\n")
+    write(tmp_path, "/etc/containerd/bad.toml", "root = [unterminated\n")
     gaps: list[Gap] = []
     with HostRoot(str(tmp_path)) as host:
         assert dirs_of(host, ["containerd", "-c", "/etc/containerd/bad.toml"], gaps) == (
@@ -110,17 +104,8 @@ def test_a_config_that_is_not_toml_is_a_gap(tmp_path: Path) -> None:
 
 def test_pods_under_microk8s_state_dir(tmp_path: Path) -> None:
     """A pod whose bundle is under MicroK8s's state dir is found through its running containerd."""
-    runtime = FIXTURES / "runtime"
-    sandbox = json.loads(
-        (runtime / "kind-containerd-crictl-inspectp-coredns-systemd.json").read_text()
-    )["info"]["runtimeSpec"]
-    sid = sandbox["annotations"]["io.kubernetes.cri.sandbox-id"]
-    _write(tmp_path, f"{MICROK8S.tasks()}/{sid}/config.json", json.dumps(sandbox))
-    _write(
-        tmp_path,
-        f"{CONTAINERD_RUNC}/{sid}/state.json",
-        json.dumps({"init_process_pid": 1322, "init_process_start": 6322}),
-    )
+    sandbox, _ = kind_specs()
+    write_containerd_pod(tmp_path, MICROK8S.tasks(), sandbox)
     daemon = Process(900, 100, 1, "containerd", tuple(_microk8s_argv()), 0, "S", "/", {})
     pause = Process(1322, 6322, 1000, "pause", ("/pause",), 0, "S", "/", {"net": 4026532500})
     with HostRoot(str(tmp_path)) as host:
@@ -130,7 +115,7 @@ def test_pods_under_microk8s_state_dir(tmp_path: Path) -> None:
     assert (pod.name, pod.source, pod.sandbox_id, pod.pause_pid) == (
         "coredns-5d78c9869d-79bfv",
         "runtime-state",
-        sid,
+        SB,
         1322,
     )
 
