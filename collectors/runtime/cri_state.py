@@ -30,10 +30,9 @@ CRI_SOCKETS: tuple[tuple[str, str], ...] = (
     ("cri-o", "/run/crio/crio.sock"),
     ("docker", "/run/cri-dockerd.sock"),
 )
-CONTAINERD_CRI_ROOTS = (
-    "/var/lib/containerd/io.containerd.grpc.v1.cri",
-    "/var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri",
-)
+# containerd's root dirs (its own, k3s's); the CRI plugin's files are in a folder of each.
+CONTAINERD_ROOTS = ("/var/lib/containerd", "/var/lib/rancher/k3s/agent/containerd")
+CONTAINERD_CRI_ROOTS = tuple(f"{root}/io.containerd.grpc.v1.cri" for root in CONTAINERD_ROOTS)
 LISTING_MODULE = "podpath.collectors.runtime.cri_listing"
 _MAX_STATUS = 256 * 1024
 # CRI ContainerState / PodSandboxState names -> the short words podpath shows.

@@ -36,8 +36,10 @@ from typing import Any
 from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
 from podpath.collectors.runtime.cgroups import parse_cgroup_path
 from podpath.collectors.runtime.containerd_daemons import running_daemons
+from podpath.collectors.runtime.containerd_meta import container_images
 from podpath.collectors.runtime.cri_state import (
     CONTAINERD_CRI_ROOTS,
+    CONTAINERD_ROOTS,
     CriListing,
     container_status_file,
     state_from_status_file,
@@ -904,6 +906,7 @@ def collect_pods(
     daemons = running_daemons(host, processes, gaps, node_ns.get("mnt"))
     task_roots = tuple(dict.fromkeys([*CONTAINERD_TASK_ROOTS, *(d.tasks() for d in daemons)]))
     cri_roots = tuple(dict.fromkeys([*CONTAINERD_CRI_ROOTS, *(d.cri_root() for d in daemons)]))
+    roots = tuple(dict.fromkeys([*CONTAINERD_ROOTS, *(d.root for d in daemons)]))
     runtime = read_containerd(host, gaps, redact=redact, task_roots=task_roots)
     if cancel is None or not cancel.is_set():
         runtime += read_crio(host, gaps, redact=redact)
@@ -918,6 +921,7 @@ def collect_pods(
         for rc in runtime:
             if rc.runtime == "containerd" and rc.state is None:
                 apply_status_file(rc, container_status_file(host, rc.id, cri_roots))
+    _fill_images(host, roots, runtime, gaps)
     groups: dict[str, list[RuntimeContainer]] = defaultdict(list)
     for rc in runtime:
         groups[rc.sandbox_id or rc.id].append(rc)
@@ -1158,6 +1162,20 @@ def _kindnet_filled(ctx: _Ctx, pod: Pod, rc: RuntimeContainer) -> Pod:
         gateways=rc.gateways,
         mtu=rc.mtu,
     )
+
+
+def _fill_images(
+    host: HostRoot, roots: tuple[str, ...], records: list[RuntimeContainer], gaps: list[Gap]
+) -> None:
+    """Images no other source gave (1.6/1.7 sandboxes read from files) from containerd's store."""
+    missing = [rc for rc in records if rc.runtime == "containerd" and rc.image is None]
+    if not missing:
+        return
+    images = container_images(host, roots, (rc.id for rc in missing), gaps)
+    for rc in missing:
+        rc.image = images.get(rc.id)
+        if rc.kind == "sandbox":
+            rc.sandbox_image = rc.image
 
 
 def apply_status_file(rc: RuntimeContainer, status: dict[str, Any] | None) -> None:
