@@ -23,21 +23,31 @@ from typing import Any
 NO_RUNTIME = 3
 
 
-def _info(response: dict[str, Any]) -> dict[str, Any]:
-    """The fields podpath uses from a verbose status `info` map (containerd's shape)."""
-    raw = response.get("info", {}).get("info")
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def status_info(response: dict[str, Any]) -> dict[str, Any]:
+    """The fields podpath uses from a verbose status `info` map (containerd's shape).
+
+    containerd 1.6/1.7 and 2.x share the keys read here (pid, image, sandboxID,
+    runtimeType, runtimeSpec, config); 2.x adds `sandboxMetadata`, its sandbox store
+    record as {"Version": "v1", "Metadata": {..., "NetNSPath": ...}}, which is there
+    even when the runtime spec is not (internal/cri/server/podsandbox/types/sandbox_info.go).
+    """
+    raw = _obj(response.get("info")).get("info")
     try:
         info = json.loads(raw) if isinstance(raw, str) else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     if not isinstance(info, dict):
         return {}
-    spec = info.get("runtimeSpec") if isinstance(info.get("runtimeSpec"), dict) else {}
-    assert isinstance(spec, dict)
-    process = spec.get("process") if isinstance(spec.get("process"), dict) else {}
-    linux = spec.get("linux") if isinstance(spec.get("linux"), dict) else {}
-    assert isinstance(process, dict) and isinstance(linux, dict)
+    spec = _obj(info.get("runtimeSpec"))
+    process, linux = _obj(spec.get("process")), _obj(spec.get("linux"))
+    metadata = _obj(_obj(info.get("sandboxMetadata")).get("Metadata"))
     return {
+        "netns_path": metadata.get("NetNSPath"),
+        "log_directory": _obj(info.get("config")).get("log_directory"),
         "pid": info.get("pid"),
         "image": info.get("image"),
         "sandbox_id": info.get("sandboxID"),
@@ -68,10 +78,10 @@ def listing(socket_path: str, timeout: float = 10.0) -> dict[str, Any]:
         "socket": socket_path,
         "version": version,
         "sandboxes": [
-            {"status": r["status"], "info": _info(r)} for r in sb_status if r is not None
+            {"status": r["status"], "info": status_info(r)} for r in sb_status if r is not None
         ],
         "containers": [
-            {"status": r["status"], "info": _info(r), "pod_sandbox_id": c["pod_sandbox_id"]}
+            {"status": r["status"], "info": status_info(r), "pod_sandbox_id": c["pod_sandbox_id"]}
             for c, r in zip(containers, ct_status, strict=True)
             if r is not None
         ],

@@ -24,13 +24,15 @@ from podpath.snapshot.model import Gap
 CRI_SOCKETS: tuple[tuple[str, str], ...] = (
     ("containerd", "/run/containerd/containerd.sock"),
     ("containerd", "/run/k3s/containerd/containerd.sock"),
+    # k0s (its containerd.toml's [grpc] address) and MicroK8s (its args/containerd).
+    ("containerd", "/run/k0s/containerd.sock"),
+    ("containerd", "/var/snap/microk8s/common/run/containerd.sock"),
     ("cri-o", "/run/crio/crio.sock"),
     ("docker", "/run/cri-dockerd.sock"),
 )
-CONTAINERD_CRI_ROOTS = (
-    "/var/lib/containerd/io.containerd.grpc.v1.cri",
-    "/var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri",
-)
+# containerd's root dirs (its own, k3s's); the CRI plugin's files are in a folder of each.
+CONTAINERD_ROOTS = ("/var/lib/containerd", "/var/lib/rancher/k3s/agent/containerd")
+CONTAINERD_CRI_ROOTS = tuple(f"{root}/io.containerd.grpc.v1.cri" for root in CONTAINERD_ROOTS)
 LISTING_MODULE = "podpath.collectors.runtime.cri_listing"
 _MAX_STATUS = 256 * 1024
 # CRI ContainerState / PodSandboxState names -> the short words podpath shows.
@@ -68,9 +70,11 @@ def sockets(host: HostRoot) -> list[tuple[str, str]]:
             st = host.stat(path)
         except CollectorError:
             continue
-        if stat.S_ISSOCK(st.st_mode):
+        where = (runtime, host.path.rstrip("/") + host.canonical(path))
+        # A socket linked to another (k0s's to containerd's, say) is asked once.
+        if stat.S_ISSOCK(st.st_mode) and where not in found:
             # Connecting needs a path; HostRoot has checked it stays inside the root.
-            found.append((runtime, host.path.rstrip("/") + host.canonical(path)))
+            found.append(where)
     return found
 
 
@@ -120,9 +124,11 @@ def _unread_socket_gap(path: str, stderr: str | None, gap: Gap | None) -> Gap:
     return Gap(subject, f"not read ({why}); pods come from the runtime's files", "unavailable")
 
 
-def container_status_file(host: HostRoot, container_id: str) -> dict[str, Any] | None:
-    """containerd's CRI status file of a container, or None when there is none."""
-    for root in CONTAINERD_CRI_ROOTS:
+def container_status_file(
+    host: HostRoot, container_id: str, roots: tuple[str, ...] = CONTAINERD_CRI_ROOTS
+) -> dict[str, Any] | None:
+    """containerd's CRI status file of a container (under one of `roots`), or None."""
+    for root in roots:
         try:
             text = host.read_text(f"{root}/containers/{container_id}/status", limit=_MAX_STATUS)
         except CollectorError:

@@ -35,7 +35,11 @@ from typing import Any
 
 from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
 from podpath.collectors.runtime.cgroups import parse_cgroup_path
+from podpath.collectors.runtime.containerd_daemons import running_daemons
+from podpath.collectors.runtime.containerd_meta import container_images
 from podpath.collectors.runtime.cri_state import (
+    CONTAINERD_CRI_ROOTS,
+    CONTAINERD_ROOTS,
     CriListing,
     container_status_file,
     state_from_status_file,
@@ -58,6 +62,8 @@ CONTAINERD_RUNC = "/run/containerd/runc/k8s.io"
 # stays /run/containerd/runc whatever the state dir (the shim's default Root option).
 K3S_TASKS = "/run/k3s/containerd/io.containerd.runtime.v2.task/k8s.io"
 CONTAINERD_TASK_ROOTS = (CONTAINERD_TASKS, K3S_TASKS)
+# containerd 2.x's sandbox-image annotation (io.kubernetes.cri.podsandbox.image-name).
+CONTAINERD_SANDBOX_IMAGE = "io.kubernetes.cri.podsandbox.image-name"
 CRIO_CONTAINERS = "/run/containers/storage/overlay-containers"
 CRIO_RUNC = "/run/runc"
 POD_LOGS = "/var/log/pods"
@@ -182,6 +188,10 @@ def _apply_containerd(rc: RuntimeContainer, ann: dict[str, str]) -> None:
         "POD" if rc.kind == "sandbox" else None
     )
     rc.image = ann.get("io.kubernetes.cri.image-name")
+    if rc.kind == "sandbox":
+        # containerd 2.x names the pause image on the sandbox's own spec (1.6/1.7 do not:
+        # there only CRI knows it), internal/cri/annotations DefaultCRIAnnotations.
+        rc.image = rc.sandbox_image = ann.get(CONTAINERD_SANDBOX_IMAGE) or rc.image
     rc.log_dir = ann.get("io.kubernetes.cri.sandbox-log-directory")
     if not rc.pod_uid and rc.kind == "sandbox":
         # Before sandbox-uid (containerd 1.7), the uid is the log directory's last field
@@ -295,17 +305,17 @@ def _read_json(host: HostRoot, path: str, gaps: list[Gap]) -> dict[str, Any] | N
 
 
 def read_containerd(
-    host: HostRoot, gaps: list[Gap], *, redact: bool = True
+    host: HostRoot,
+    gaps: list[Gap],
+    *,
+    redact: bool = True,
+    task_roots: tuple[str, ...] = CONTAINERD_TASK_ROOTS,
 ) -> list[RuntimeContainer]:
-    """Containers and sandboxes of containerd's k8s.io namespace (and k3s's containerd)."""
+    """Containers and sandboxes of containerd's k8s.io namespace, under each state dir."""
     out = []
     # Bundles first, under each state dir; then runc state of a container whose bundle
     # is unreadable still names it (the runc shim's root is shared by all state dirs).
-    where = {
-        cid: tasks
-        for tasks in reversed(CONTAINERD_TASK_ROOTS)
-        for cid in _list_ids(host, tasks, gaps)
-    }
+    where = {cid: tasks for tasks in reversed(task_roots) for cid in _list_ids(host, tasks, gaps)}
     for cid in _list_ids(host, CONTAINERD_RUNC, gaps):
         where.setdefault(cid, CONTAINERD_TASKS)
     for cid, tasks in sorted(where.items()):
@@ -891,7 +901,13 @@ def collect_pods(
         ns.inode: ns.nsfs for ns in namespaces if ns.type == "net" and ns.nsfs is not None
     }
     ctx = _Ctx(host, procs, by_container, root_netns, alloc, gaps, node_ns, netns_paths)
-    runtime = read_containerd(host, gaps, redact=redact)
+    # The well-known state dirs, and those of each containerd running (MicroK8s, k0s,
+    # --state/--root of its own): a state dir that does not exist is no gap.
+    daemons = running_daemons(host, processes, gaps, node_ns.get("mnt"))
+    task_roots = tuple(dict.fromkeys([*CONTAINERD_TASK_ROOTS, *(d.tasks() for d in daemons)]))
+    cri_roots = tuple(dict.fromkeys([*CONTAINERD_CRI_ROOTS, *(d.cri_root() for d in daemons)]))
+    roots = tuple(dict.fromkeys([*CONTAINERD_ROOTS, *(d.root for d in daemons)]))
+    runtime = read_containerd(host, gaps, redact=redact, task_roots=task_roots)
     if cancel is None or not cancel.is_set():
         runtime += read_crio(host, gaps, redact=redact)
         runtime += read_docker(host, gaps, redact=redact)
@@ -904,7 +920,8 @@ def collect_pods(
     if not from_cri:
         for rc in runtime:
             if rc.runtime == "containerd" and rc.state is None:
-                apply_status_file(rc, container_status_file(host, rc.id))
+                apply_status_file(rc, container_status_file(host, rc.id, cri_roots))
+    _fill_images(host, roots, runtime, gaps)
     groups: dict[str, list[RuntimeContainer]] = defaultdict(list)
     for rc in runtime:
         groups[rc.sandbox_id or rc.id].append(rc)
@@ -955,6 +972,13 @@ def _apply_cri_info(rc: RuntimeContainer, info: dict[str, Any], redact: bool) ->
             rc.ns_paths[_OCI_NS[str(ns["type"])]] = str(path) if path else None
     if isinstance(info.get("cgroups_path"), str):
         rc.cgroups_path = info["cgroups_path"]
+    netns = info.get("netns_path")
+    if rc.kind == "sandbox" and "net" not in rc.ns_paths and isinstance(netns, str) and netns:
+        # containerd 2.x without the sandbox's runtime spec (its task gone, or a sandboxer
+        # other than the pause container) still names the netns in its sandbox metadata.
+        rc.ns_paths["net"] = netns
+    if isinstance(info.get("log_directory"), str) and info["log_directory"]:
+        rc.log_dir = info["log_directory"]
 
 
 def containers_from_cri(listing: CriListing, *, redact: bool = True) -> list[RuntimeContainer]:
@@ -1048,6 +1072,8 @@ def _fill(rc: RuntimeContainer, other: RuntimeContainer) -> None:
     rc.pod_name = rc.pod_name or other.pod_name
     rc.pod_namespace = rc.pod_namespace or other.pod_namespace
     rc.ips = rc.ips or other.ips
+    rc.sandbox_image = rc.sandbox_image or other.sandbox_image
+    rc.image = rc.image or other.image
     rc.host_interface = rc.host_interface or other.host_interface
     rc.gateways = rc.gateways or other.gateways
     rc.mtu = rc.mtu or other.mtu
@@ -1136,6 +1162,20 @@ def _kindnet_filled(ctx: _Ctx, pod: Pod, rc: RuntimeContainer) -> Pod:
         gateways=rc.gateways,
         mtu=rc.mtu,
     )
+
+
+def _fill_images(
+    host: HostRoot, roots: tuple[str, ...], records: list[RuntimeContainer], gaps: list[Gap]
+) -> None:
+    """Images no other source gave (1.6/1.7 sandboxes read from files) from containerd's store."""
+    missing = [rc for rc in records if rc.runtime == "containerd" and rc.image is None]
+    if not missing:
+        return
+    images = container_images(host, roots, (rc.id for rc in missing), gaps)
+    for rc in missing:
+        rc.image = images.get(rc.id)
+        if rc.kind == "sandbox":
+            rc.sandbox_image = rc.image
 
 
 def apply_status_file(rc: RuntimeContainer, status: dict[str, Any] | None) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.pod_counts import pod_counts
 from podpath.analysis.sockets import containers_by_pid, endpoint, is_listening, peer_endpoint
 from podpath.netfilter.owners import Owner, iptables_owner, nft_owner
 from podpath.safe_text import visible
@@ -137,6 +138,7 @@ def _pod_row(index: SnapshotIndex, pod: Pod) -> Row:
         if ns is None or pod.host_network
         else [_interface_row(index, link) for link in ns.links if link.name != "lo"]
     )
+    counts = pod_counts(pod)
     return {
         "namespace": pod.namespace,
         "name": pod.name,
@@ -156,6 +158,9 @@ def _pod_row(index: SnapshotIndex, pod: Pod) -> Row:
         "state": pod.state,
         "attempt": pod.attempt,
         "created_at": pod.created_at,
+        # As kubectl get pods: app containers running / app containers, restarts summed.
+        "ready": counts.ready,
+        "restarts": counts.restarts,
         "containers": [
             {
                 "name": c.name,
@@ -200,12 +205,10 @@ def pods(index: SnapshotIndex) -> Listing:
         Column("PAUSE", _key("pause_pid"), True),
         Column("NETNS", lambda r: r["netns"]["path"] or r["netns"]["inode"]),
         Column("HOST-IF", _host_side),
-        # Containers by name: a restarted container's exited attempts are not more containers.
-        Column(
-            "CONTAINERS",
-            lambda r: len({c["name"] for c in r["containers"] if c["kind"] != "sandbox"}),
-            True,
-        ),
+        # As kubectl get pods reads: a restarted container's exited attempts are not more
+        # containers, and the sandbox is none (podpath.analysis.pod_counts).
+        Column("READY", _key("ready"), True),
+        Column("RESTARTS", _key("restarts"), True),
         Column("SANDBOX", lambda r: (r["sandbox_id"] or "")[:13]),
         Column("SOURCE", lambda r: "+".join([r["source"], *r["also_from"]])),
     )

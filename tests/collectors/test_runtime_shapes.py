@@ -4,15 +4,16 @@ containerd before sandbox-uid, and Docker's dockershim containers."""
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
+
+import pytest
+from runtime_tree import CT, SB, kind_specs, load, write, write_containerd_pod
 
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.runtime.cri_state import CriListing
 from podpath.collectors.runtime.docker_state import parse_k8s_name, rfc3339_ns
 from podpath.collectors.runtime.pods import (
-    CONTAINERD_RUNC,
     CRIO_CONTAINERS,
     K3S_TASKS,
     collect_pods,
@@ -28,14 +29,7 @@ NS_POD = {"net": POD_NET, "ipc": 4026532501, "uts": 4026532502, "pid": 402653250
 
 
 def _load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((RUNTIME / name).read_text())
-    return data
-
-
-def _write(root: Path, path: str, data: object) -> None:
-    target = root / path.lstrip("/")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(data if isinstance(data, str) else json.dumps(data))
+    return load(f"runtime/{name}")
 
 
 def _proc(pid: int, comm: str, cgroup: str, ns: dict[str, int], ppid: int = 1) -> Process:
@@ -156,27 +150,9 @@ class _EmptyRoot:
         self._dir.cleanup()
 
 
-def _specs() -> tuple[dict[str, Any], dict[str, Any]]:
-    sandbox = _load("kind-containerd-crictl-inspectp-coredns-systemd.json")["info"]["runtimeSpec"]
-    app = _load("kind-containerd-crictl-inspect-container-coredns.json")["info"]["runtimeSpec"]
-    return sandbox, app
-
-
-SB = "3eff2d8d3a4f3d3c0d1c4d4737c21b397bf7cbf77fd8a0fe370f6a59129cd535"
-CT = "f3a240d625b1e97b859e29f81360fd79538021c46eaafb325dc0fa195c8e4b6a"
-
-
 def test_k3s_state_dir(tmp_path: Path) -> None:
     """k3s's containerd keeps bundles under /run/k3s/containerd; runc state stays in /run/containerd."""
-    sandbox, app = _specs()
-    _write(tmp_path, f"{K3S_TASKS}/{SB}/config.json", sandbox)
-    _write(tmp_path, f"{K3S_TASKS}/{CT}/config.json", app)
-    _write(
-        tmp_path,
-        f"{CONTAINERD_RUNC}/{SB}/state.json",
-        {"init_process_pid": 1322, "init_process_start": 6322},
-    )
-    _write(tmp_path, f"{K3S_TASKS}/{CT}/init.pid", "1478")
+    write_containerd_pod(tmp_path, K3S_TASKS, *kind_specs())
     procs = (_proc(1322, "pause", "/", NS_POD), _proc(1478, "coredns", "/", NS_POD))
     with HostRoot(str(tmp_path)) as host:
         pods, gaps = collect_pods(host, procs, ROOT_NET)
@@ -192,10 +168,9 @@ def test_k3s_state_dir(tmp_path: Path) -> None:
 
 def test_containerd_before_sandbox_uid(tmp_path: Path) -> None:
     """Without io.kubernetes.cri.sandbox-uid the uid comes from the sandbox's log directory."""
-    sandbox, app = _specs()
-    sandbox = copy.deepcopy(sandbox)
+    sandbox, _ = kind_specs()
     del sandbox["annotations"]["io.kubernetes.cri.sandbox-uid"]
-    _write(
+    write(
         tmp_path, f"/run/containerd/io.containerd.runtime.v2.task/k8s.io/{SB}/config.json", sandbox
     )
     with HostRoot(str(tmp_path)) as host:
@@ -203,21 +178,25 @@ def test_containerd_before_sandbox_uid(tmp_path: Path) -> None:
     assert pods[0].uid == "44e4b37f-504f-4f1c-80f3-4137bfbec5e4"
 
 
-def test_crio_without_infra_container(tmp_path: Path) -> None:
+# CRI-O marks a dropped infra container's spec "io.kubernetes.cri-o.Spoofed" (the dump's
+# form, verbatim), and "spoofed.crio.io" since its annotation migration (cri-o/cri-o
+# f954a17e server/sandbox_run_linux.go:1298, pkg/annotations/v2/annotations.go:53, 129).
+@pytest.mark.parametrize("spoofed", ["io.kubernetes.cri-o.Spoofed", "spoofed.crio.io"])
+def test_crio_without_infra_container(tmp_path: Path, spoofed: str) -> None:
     """CRI-O with drop_infra_ctr: no pause process; the pod is its pinned netns and containers."""
     sandbox = copy.deepcopy(_load("falco-crio-pod-info-runtimespec.json")["runtimeSpec"])
     app = _load("falco-crio-container-info-runtimespec.json")["runtimeSpec"]
-    # What CRI-O adds to a dropped infra container's spec (pkg/annotations/v2: V1Spoofed).
-    sandbox["annotations"]["io.kubernetes.cri-o.Spoofed"] = "true"
+    assert sandbox["annotations"]["io.kubernetes.cri-o.Spoofed"] == "true"
+    sandbox["annotations"][spoofed] = sandbox["annotations"].pop("io.kubernetes.cri-o.Spoofed")
     sid = sandbox["annotations"]["io.kubernetes.cri-o.SandboxID"]
     cid = app["annotations"]["io.kubernetes.cri-o.ContainerID"]
-    _write(tmp_path, f"{CRIO_CONTAINERS}/{sid}/userdata/config.json", sandbox)
-    _write(tmp_path, f"{CRIO_CONTAINERS}/{cid}/userdata/config.json", app)
-    _write(tmp_path, f"{CRIO_CONTAINERS}/{cid}/userdata/pidfile", "1835083")
+    write(tmp_path, f"{CRIO_CONTAINERS}/{sid}/userdata/config.json", sandbox)
+    write(tmp_path, f"{CRIO_CONTAINERS}/{cid}/userdata/config.json", app)
+    write(tmp_path, f"{CRIO_CONTAINERS}/{cid}/userdata/pidfile", "1835083")
     # pinns pins the namespaces under /var/run/{net,ipc,uts}ns (files here: only inodes count).
     netns = "/run/netns/dec735d1-0e86-44c1-94e0-a102173334a4"
     for kind in ("netns", "ipcns", "utsns"):
-        _write(tmp_path, f"/run/{kind}/dec735d1-0e86-44c1-94e0-a102173334a4", "")
+        write(tmp_path, f"/run/{kind}/dec735d1-0e86-44c1-94e0-a102173334a4", "")
     (tmp_path / "var").mkdir(exist_ok=True)
     (tmp_path / "var" / "run").symlink_to("../run")
     inode = {

@@ -296,3 +296,93 @@ def test_kubectl_finds_the_plugin_on_path() -> None:
         ["kubectl", "podpath", "--version"], capture_output=True, text=True, env=env, check=True
     )
     assert done.stdout.strip().startswith("kubectl-podpath ")
+
+
+# -- a reader that goes away, and Ctrl-C ------------------------------------------------------
+
+# Run by the stand-in as its COMMAND (so kubectl talks to it): the plugin with stdout a
+# pipe whose reader has already gone, as after `| head -1` ends.
+_CLOSED_PIPE = """
+import json, os, subprocess, sys
+read, write = os.pipe()
+os.close(read)
+done = subprocess.run(sys.argv[1:], stdout=write, stderr=subprocess.PIPE, text=True)
+print(json.dumps({"returncode": done.returncode, "stderr": done.stderr}))
+"""
+
+# Ctrl-C as a terminal sends it: SIGINT to the plugin's whole process group, once its
+# debug pod exists and kubectl waits on it (the stand-in's log of the node is a FIFO
+# nobody writes, so kubectl hangs reading it as it would on a slow node).
+_CTRL_C = """
+import json, os, signal, subprocess, sys, time
+argv = sys.argv[1:]
+plugin = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    pods = subprocess.run(["kubectl", "get", "pods", "-o", "name"], capture_output=True, text=True)
+    if "node-debugger-" in pods.stdout:
+        break
+    time.sleep(0.2)
+time.sleep(1)
+os.killpg(plugin.pid, signal.SIGINT)
+_, stderr = plugin.communicate(timeout=120)
+print(json.dumps({"returncode": plugin.returncode, "stderr": stderr}))
+"""
+
+
+def test_a_dry_run_into_head_ends_quietly() -> None:
+    """`kubectl podpath snapshot ... --dry-run | head -1`: one line, exit 0, no BrokenPipeError."""
+    nodes = [f"node-{i}" for i in range(3000)]  # more than a pipe holds: head leaves first
+    env = {**os.environ, "KUBECTL": "/nonexistent/kubectl"}
+    plugin = subprocess.Popen(
+        [str(PLUGIN), "snapshot", *nodes, "-o", "d", f"--image={IMAGE}", "--dry-run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert plugin.stdout is not None
+    head = subprocess.run(["head", "-1"], stdin=plugin.stdout, capture_output=True, check=True)
+    plugin.stdout.close()
+    _, stderr = plugin.communicate(timeout=60)
+    assert head.stdout.decode().startswith("# /nonexistent/kubectl debug node/node-0 ")
+    assert (plugin.returncode, stderr.decode()) == (0, "")
+
+
+def test_snapshots_listed_into_a_closed_pipe_end_quietly(tmp_path: Path) -> None:
+    """The saved files' lines into a pipe nobody reads: no traceback, pods deleted, files kept."""
+    out = tmp_path / "snaps"
+    argv = ["kubectl", "podpath", "snapshot", "--all-nodes", "-o", str(out), f"--image={IMAGE}"]
+    record = _serve(
+        tmp_path, [sys.executable, "-c", _CLOSED_PIPE, *argv], ("node1", "node2"), _two_nodes()
+    )
+    seen = json.loads(record["stdout"])
+    assert seen["returncode"] == 0, seen["stderr"]
+    assert "Traceback" not in seen["stderr"] and "BrokenPipe" not in seen["stderr"]
+    assert seen["stderr"].strip().startswith("kubectl podpath: deleted node-debugger-")
+    assert sorted(p.name for p in out.iterdir()) == ["node1.json", "node2.json"]
+    assert len(record["deleted"]) == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["node1"], ["snapshot", "node1", "-o", "{out}"]],
+    ids=["tui", "snapshot"],
+)
+def test_ctrl_c_says_interrupted_and_deletes_the_pods_it_made(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """SIGINT to the plugin's process group: `interrupted`, exit 130, its debug pod deleted."""
+    (tmp_path / "logs").mkdir()
+    os.mkfifo(tmp_path / "logs" / "node1")
+    out = tmp_path / "snaps"
+    argv = ["kubectl", "podpath", *(w.format(out=out) for w in command), f"--image={IMAGE}"]
+    record = _serve(tmp_path, [sys.executable, "-c", _CTRL_C, *argv], ("node1",), {})
+    # kubectl's own "Creating debugging pod ..." comes first: the driver's report is last.
+    seen = json.loads(record["stdout"].splitlines()[-1])
+    assert seen["returncode"] == 130, seen["stderr"]
+    lines = seen["stderr"].strip().splitlines()
+    assert "kubectl podpath: interrupted" in lines and "Traceback" not in seen["stderr"]
+    (pod,) = record["created"]
+    assert record["deleted"] == [pod["metadata"]["name"]]
+    assert f"kubectl podpath: deleted {pod['metadata']['name']}" in lines
+    assert not out.exists(), "no snapshot came back: the directory it made is removed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from podpath.analysis.index import SnapshotIndex, ip_in
+from podpath.analysis.pod_counts import pod_counts
 from podpath.analysis.services import endpoints_of
 from podpath.netfilter.kube_proxy import Service
 from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod, Rule
@@ -13,7 +14,7 @@ from podpath.tui.rows.model import Cell, Row, cell, join, row
 from podpath.tui.rows.routing import route_row
 from podpath.tui.rows.services import service_id, vip_port
 
-POD_COLUMNS = ("POD", "IP", "NETNS", "PAUSE", "HOST IF", "BRIDGE", "CTRS")
+POD_COLUMNS = ("POD", "IP", "NETNS", "PAUSE", "HOST IF", "BRIDGE", "READY")
 
 
 def pod_key(pod: Pod) -> str:
@@ -110,7 +111,8 @@ def pod_rows(index: SnapshotIndex) -> list[Row]:
                 cell(pod.pause_pid),
                 cell(peer.name if peer else None),
                 cell(bridge.name if bridge else None),
-                cell(len(pod.containers)),
+                # As `ls pods` and kubectl count: running app containers / app containers.
+                cell(pod_counts(pod).ready),
             )
         )
     return out

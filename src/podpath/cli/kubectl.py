@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from podpath import __version__
+from podpath.cli import _quiet_if_closed, say
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -322,11 +323,25 @@ def open_tui(kubectl: Kubectl, node: str, image: str, extra: Sequence[str], *, k
         code = subprocess.run(argv, check=False).returncode
     except FileNotFoundError:
         raise PluginError(f"{argv[0]} not found: install kubectl or set KUBECTL") from None
+    except KeyboardInterrupt:
+        # Ctrl-C reaches kubectl too (one process group): it ends, its pod stays behind.
+        if not keep:
+            _cleanup(kubectl, session)
+        raise
     if not keep:
-        said = delete_session(kubectl, session)
-        if said:
-            print(f"kubectl podpath: {said}", file=sys.stderr)
+        _cleanup(kubectl, session)
     return code
+
+
+def _cleanup(kubectl: Kubectl, session: str) -> None:
+    """Delete the session's debug pods, saying so; a second Ctrl-C does not cut it short."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        said = delete_session(kubectl, session)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if said:
+        say(f"kubectl podpath: {said}")
 
 
 # --- snapshots ------------------------------------------------------------------------------
@@ -466,9 +481,7 @@ def collect(
     except KeyboardInterrupt:
         remove_if_empty(made)
         if not keep:
-            said = delete_session(kubectl, session)
-            if said:
-                print(f"kubectl podpath: {said}", file=sys.stderr)
+            _cleanup(kubectl, session)
         raise
     if not any(r.path for r in results):
         remove_if_empty(made)
@@ -559,12 +572,20 @@ def _kubectl(args: argparse.Namespace) -> Kubectl:
     )
 
 
+def _stdout(line: str) -> None:
+    """print(line); once stdout's reader has gone (`| head -1`), the rest is dropped."""
+    try:
+        print(line)
+    except BrokenPipeError:
+        _quiet_if_closed(sys.stdout)
+
+
 def _dry_run(argvs: list[list[str]], node: str, image: str, command: list[str], tty: bool) -> int:
     for argv in argvs:
         # Quoted as a shell would need it: the line can be run as printed.
-        print("# " + shlex.join(argv))
+        _stdout("# " + shlex.join(argv))
     pod = node_debug_pod(node, image, command, env={SESSION_ENV: "<session>"}, tty=tty)
-    print(json.dumps(pod, indent=2))
+    _stdout(json.dumps(pod, indent=2))
     return EXIT_OK
 
 
@@ -623,12 +644,12 @@ def _snapshot(args: argparse.Namespace) -> int:
     for r in results:
         if r.path is not None:
             gaps = f" ({r.gaps} gaps: podpath ls gaps --snapshot {r.path})" if r.gaps else ""
-            print(f"{r.node}: {r.path}{gaps}")
+            _stdout(f"{r.node}: {r.path}{gaps}")
         else:
             failed += 1
-            print(f"kubectl podpath: {r.node}: {r.error}", file=sys.stderr)
+            say(f"kubectl podpath: {r.node}: {r.error}")
     if cleanup:
-        print(f"kubectl podpath: {cleanup}", file=sys.stderr)
+        say(f"kubectl podpath: {cleanup}")
     return EXIT_FAILURE if failed else EXIT_OK
 
 
@@ -638,16 +659,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     tui, snap = build_parser()
     try:
         if words[:1] == ["snapshot"]:
-            return _snapshot(snap.parse_args(words[1:]))
-        if words[:1] == ["tui"]:
-            words = words[1:]
-        return _tui(tui.parse_args(words))
+            code = _snapshot(snap.parse_args(words[1:]))
+        else:
+            code = _tui(tui.parse_args(words[1:] if words[:1] == ["tui"] else words))
     except PluginError as exc:
-        print(f"kubectl podpath: {exc}", file=sys.stderr)
-        return exc.code
+        say(f"kubectl podpath: {exc}")
+        code = exc.code
     except KeyboardInterrupt:
-        print("kubectl podpath: interrupted", file=sys.stderr)
-        return 130
+        say("kubectl podpath: interrupted")
+        code = 130
+    except BrokenPipeError:
+        # argparse's --help or usage into a closed pipe: nothing more to say.
+        code = EXIT_OK
+    # Flushed here, not at exit, so a reader that has gone (`| head -1`) is not a traceback.
+    _quiet_if_closed(sys.stdout)
+    return code
 
 
 if __name__ == "__main__":
