@@ -378,13 +378,13 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
             # One table per family, as kube-proxy runs one proxier per family.
             addresses = tuple(a for a in (node.address, node.address6) if a)
             for family in spec.families:
-                text = render_nft(svcs, addresses, family)
+                text = render_nft(svcs, addresses, family, _pod_ips(node, made))
                 run_in(node.init_pid, ["nft", "-f", "-"], input=text, timeout=300)
             continue
         for family in spec.families:
             tool = "iptables" if family == 4 else "ip6tables"
             mine = [s for s in svcs if (":" in s.cluster_ip) == (family == 6)]
-            rules = restore_input(mine, jumps=False, family=family)
+            rules = restore_input(mine, jumps=False, family=family, local_ips=_pod_ips(node, made))
             saved = run_in(node.init_pid, [f"{tool}-save"], timeout=120).stdout
             run_in(
                 node.init_pid,
@@ -398,6 +398,11 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
     record = replace(record, services=tuple(svcs), up_seconds=round(time.monotonic() - started, 2))
     state.write(record)
     return record
+
+
+def _pod_ips(node: NodeRecord, made: Sequence[PodRecord]) -> tuple[str, ...]:
+    """The node's pod IPs: its endpoints are the local ones of a traffic policy Local."""
+    return tuple(ip for p in made if p.node == node.name for ip in (p.ips or (p.ip,)))
 
 
 def _enforce_policies(node: NodeRecord, made: Sequence[PodRecord]) -> None:
