@@ -150,8 +150,10 @@ def test_nothing_listening_behind_a_service(make_lab: Callable[..., Lab], run_po
     lab.exec("node1", ["sh", "-c", f"while kill -0 {pid} 2>/dev/null; do sleep 0.1; done"])
     status, report = _doctor(lab, "node1", run_podpath)
     assert status == 1
+    # web's NodePort is judged from outside the cluster too (the node's eth0 address).
     assert {f["subject"] for f in report["findings"] if f["check"] == "no-listener"} == {
         "Service default/web:http",
+        "Service default/web:http (NodePort)",
         "Service default/web-sticky:http",
     }
     finding = _one(report, "no-listener", "Service default/web:http")

@@ -424,12 +424,21 @@ def _with_host_pids(made: list[PodRecord], init_pids: dict[str, int]) -> list[Po
 
 
 def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """map over a thread pool; on the first error (or Ctrl-C) queued work is cancelled."""
+    """map over a thread pool; on the first error (or Ctrl-C) queued work is cancelled.
+
+    On Ctrl-C the running calls are not awaited either: a pod build on a loaded node
+    can wait minutes on containerd, and the teardown that follows kills the nodes,
+    which ends those calls (their CRI socket and nsenter targets are gone).
+    """
     pool = ThreadPoolExecutor(max_workers=WORKERS)
+    interrupted = False
     try:
         return list(pool.map(fn, items))
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 def _restore(node: NodeRecord, rules: str, family: int = 4) -> None:
@@ -543,17 +552,28 @@ def _kill_and_clean(record: LabRecord | None, ledger: state.Ledger) -> list[str]
         if not procs.kill_and_wait(started.pid, started.start):
             problems.append(f"{started.what} (pid {started.pid}) did not exit")
     dirs = list(dict.fromkeys((*(record.cgroup_dirs if record else ()), *ledger.cgroup_dirs)))
-    # Anything still in the lab's own cgroups is the lab's, whatever the files say.
-    for pid in cgroups.members(dirs):
-        if pid == os.getpid():
-            continue  # `lab down` run from inside the lab: the node's init takes it
-        began = procs.start_time(pid)
-        if began is not None and not procs.kill_and_wait(pid, began):
-            problems.append(f"process {pid} in the lab's cgroups did not exit")
+    problems += _sweep_cgroups(dirs)
     for d in dirs:
         problems += cgroups.remove_tree(d)
     problems += cgroups.remove_lab_parents(dirs)
     return problems
+
+
+def _sweep_cgroups(dirs: list[str]) -> list[str]:
+    """Kill whatever is still in the lab's own cgroups (it is the lab's, whatever the
+    files say), round after round: a process may fork while the others die."""
+    deadline = time.monotonic() + procs.EXIT_TIMEOUT
+    while True:
+        left = [pid for pid in cgroups.members(dirs) if pid != os.getpid()]
+        # (`lab down` run from inside the lab is itself a member: the node's init takes it.)
+        found = [(pid, began) for pid in left if (began := procs.start_time(pid)) is not None]
+        if not found:
+            return []
+        for pid, began in found:
+            procs.kill(pid, began)
+        stuck = [pid for pid, began in found if not procs.wait_gone(pid, began, deadline)]
+        if stuck:
+            return [f"process {pid} in the lab's cgroups did not exit" for pid in stuck]
 
 
 def _remove_pods(record: LabRecord) -> list[str]:
