@@ -19,21 +19,9 @@ from podpath.lab.records import LabError
 
 
 def _start(script: str, log: Path) -> tuple[int, subprocess.Popen[bytes]]:
-    """`sh -c script` with the readiness pipe passed as start_node passes it."""
-    ready_r, ready_w = os.pipe()
-    try:
-        with open(log, "ab") as out:
-            child = subprocess.Popen(
-                ["sh", "-c", script],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                env={**lab_node.node_env(), "PODPATH_READY_FD": str(ready_w)},
-                pass_fds=(ready_w,),
-            )
-    finally:
-        os.close(ready_w)
-    return ready_r, child
+    """`sh -c script` with the readiness pipe, started as start_node starts an init."""
+    child, ready = lab_node._spawn(["sh", "-c", script], log)
+    return ready, child
 
 
 def _end(child: subprocess.Popen[bytes]) -> None:

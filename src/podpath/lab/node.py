@@ -245,25 +245,9 @@ def start_node(
         OVERLAY_UPPER,
         *mounts,
     ]
-    ready_r, ready_w = os.pipe()
+    unshare, ready = _spawn(argv, log_path)
     try:
-        with open(log_path, "ab") as log:
-            # A session of its own: the lab outlives the command that built it and does
-            # not get the terminal's SIGINT/SIGHUP; `lab down` ends it.
-            unshare = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                env={**node_env(), "PODPATH_READY_FD": str(ready_w)},
-                cwd="/",
-                pass_fds=(ready_w,),
-            )
-    finally:
-        os.close(ready_w)
-    try:
-        _await_ready(ready_r, unshare, log_path, f"node {node}")
+        _await_ready(ready, unshare, log_path, f"node {node}")
         pid = _node_init(unshare, log_path)
     except BaseException:
         unshare.kill()
@@ -275,6 +259,32 @@ def start_node(
     if started is None:
         raise LabError(f"node {node} exited right after starting; see {log_path}")
     return pid, started, cg_dirs
+
+
+def _spawn(argv: list[str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start an init (output to its log) with the write end of a readiness pipe passed
+    as $PODPATH_READY_FD; return it and the read end."""
+    ready_r, ready_w = os.pipe()
+    try:
+        with open(log_path, "ab") as log:
+            # A session of its own: the lab outlives the command that built it and does
+            # not get the terminal's SIGINT/SIGHUP; `lab down` ends it.
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env={**node_env(), "PODPATH_READY_FD": str(ready_w)},
+                cwd="/",
+                pass_fds=(ready_w,),
+            )
+    except BaseException:
+        os.close(ready_r)
+        raise
+    finally:
+        os.close(ready_w)
+    return child, ready_r
 
 
 def _await_ready(ready: int, child: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
@@ -343,24 +353,10 @@ def start_underlay(log_path: Path, cgroup_dirs: Sequence[str] = ()) -> tuple[int
         "-c",
         f"hostname underlay && ip link set lo up && {_READY}",
     ]
-    ready_r, ready_w = os.pipe()
-    try:
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                env={**node_env(), "PODPATH_READY_FD": str(ready_w)},
-                cwd="/",
-                pass_fds=(ready_w,),
-            )
-    finally:
-        os.close(ready_w)
+    proc, ready = _spawn(argv, log_path)
     try:
         # `unshare --net` without --fork execs: the PID that signals is catatonit's.
-        _await_ready(ready_r, proc, log_path, "the underlay")
+        _await_ready(ready, proc, log_path, "the underlay")
         started = procs.start_time(proc.pid)
         if started is None:
             raise LabError(f"the underlay exited right after starting: {_tail(log_path)}")
