@@ -552,7 +552,10 @@ def _kill_and_clean(record: LabRecord | None, ledger: state.Ledger) -> list[str]
         if not procs.kill_and_wait(started.pid, started.start):
             problems.append(f"{started.what} (pid {started.pid}) did not exit")
     dirs = list(dict.fromkeys((*(record.cgroup_dirs if record else ()), *ledger.cgroup_dirs)))
-    problems += _sweep_cgroups(dirs)
+    # The lab's parent cgroups too: a node interrupted while starting is in cgroups
+    # the ledger has not noted yet.
+    parents = [str(Path(d).parent) for d in dirs if Path(d).parent.name.startswith("podpath-lab-")]
+    problems += _sweep_cgroups(list(dict.fromkeys([*dirs, *parents])))
     for d in dirs:
         problems += cgroups.remove_tree(d)
     problems += cgroups.remove_lab_parents(dirs)

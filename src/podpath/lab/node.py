@@ -85,11 +85,12 @@ ${READY}
 
 # The last words of a node's and the underlay's init: tell the parent (one byte on the
 # pipe it passed) that every namespace and mount is in place, close the pipe (only a
-# node's `unshare --fork`, which waits for it, keeps a copy), and become catatonit.
+# node's `unshare --fork`, which waits for it, keeps a copy), and become catatonit. If
+# the parent is gone (Ctrl-C during `lab up`), the write fails and the init exits.
 # bash (Debian's essential shell) for `exec {fd}>&-`: dash takes single-digit fds only.
 _READY = (
     "exec bash -c 'fd=$PODPATH_READY_FD; unset PODPATH_READY_FD; "
-    'printf R >&"$fd"; exec {fd}>&-; exec catatonit -P\''
+    'printf R >&"$fd" || exit 1; exec {fd}>&-; exec catatonit -P\''
 )
 _NODE_INIT = _NODE_INIT.replace("${READY}", _READY)
 # A ceiling, not a wait: readiness is signalled. Creating a net namespace waits for the
@@ -231,6 +232,8 @@ def start_node(
         "--ipc",
         "--cgroup",
         "--fork",
+        # Whoever kills unshare (an interrupted start) ends the node's init with it.
+        "--kill-child",
         "--mount-proc",
         "--propagation",
         "private",
