@@ -12,9 +12,7 @@ give no finding but the Service the lab leaves without endpoints on purpose.
 Not built here, and why: a conntrack table near full (in any network namespace but the
 machine's own, net.netfilter.nf_conntrack_max is read-only and is the machine's global
 value, and the lab never writes the machine's sysctls: the kernel fact is held by
-test_conntrack_max_is_the_machines_in_a_lab_node, the check by tests/unit), ETP=Local
-without a local endpoint (no lab option builds it yet: tests/unit has it on
-kube-proxy's own rules).
+test_conntrack_max_is_the_machines_in_a_lab_node, the check by tests/unit).
 """
 
 from __future__ import annotations
@@ -152,8 +150,10 @@ def test_nothing_listening_behind_a_service(make_lab: Callable[..., Lab], run_po
     lab.exec("node1", ["sh", "-c", f"while kill -0 {pid} 2>/dev/null; do sleep 0.1; done"])
     status, report = _doctor(lab, "node1", run_podpath)
     assert status == 1
+    # web's NodePort is judged from outside the cluster too (the node's eth0 address).
     assert {f["subject"] for f in report["findings"] if f["check"] == "no-listener"} == {
         "Service default/web:http",
+        "Service default/web:http (NodePort)",
         "Service default/web-sticky:http",
     }
     finding = _one(report, "no-listener", "Service default/web:http")
@@ -332,6 +332,43 @@ def test_network_policy_drop_names_the_policy(
     assert "cali-pi-_Jx0r1UzJG1w5pqnZ" in " ".join(finding["evidence"])
     assert status == (1 if finding["grade"] == "critical" else 0)
     assert not lab.probe(_other(lab).ref, web.ip, 80).ok
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_traffic_policy_local_without_a_local_endpoint(
+    make_lab: Callable[..., Lab], run_podpath: Any, mode: str
+) -> None:
+    """web-local (both traffic policies Local, endpoints on node1 only): node2's doctor
+    warns of the NodePort outside clients lose there and of the ClusterIP its own pods
+    lose, each decided by kube-proxy's rule; node1's doctor warns of neither. Real
+    traffic agrees: node2's NodePort and ClusterIP time out, node1's NodePort answers."""
+    lab = make_lab(nodes=2, pods=3, services=4, proxy_mode=mode, traffic_policy_local=True)
+    svc = lab.service("default/web-local")[0]
+    node1, node2 = lab.node("node1"), lab.node("node2")
+    status, report = _doctor(lab, "node2", run_podpath)
+    assert status == 0  # warnings only
+    etp = _one(report, "etp-local-no-endpoint")
+    assert (etp["grade"], etp["subject"]) == ("warning", "Service default/web-local:http")
+    assert f"{node2.address}:{svc.node_port}/tcp from outside is dropped" in etp["cause"]
+    itp = _one(report, "itp-local-no-endpoint")
+    assert itp["grade"] == "warning" and f"{svc.cluster_ip}:80/tcp" in itp["cause"]
+    if mode == "iptables":
+        assert "KUBE-EXTERNAL-SERVICES" in etp["hop"] and "has no local endpoints" in str(
+            etp["evidence"]
+        )
+        assert "filter/KUBE-SERVICES" in itp["hop"]
+    else:
+        assert "nodeport-endpoints-check" in etp["hop"] and "@no-endpoint-nodeports" in etp["hop"]
+        assert "@no-endpoint-services" in itp["hop"]
+    assert "externalTrafficPolicy: Cluster" in etp["fix"]
+    _, healthy = _doctor(lab, "node1", run_podpath)
+    assert not {"etp-local-no-endpoint", "itp-local-no-endpoint"} & {
+        f["check"] for f in healthy["findings"]
+    }
+    dropped = lab.probe("node1", node2.address, svc.node_port)
+    assert not dropped.ok and "timed out" in dropped.error
+    assert not lab.probe(lab.pods_on("node2")[0].ref, svc.cluster_ip, 80).ok
+    assert lab.probe("node2", node1.address, svc.node_port).ok
 
 
 # --- facts of the node -----------------------------------------------------------------

@@ -230,16 +230,28 @@ def _safe_cleanup(name: str) -> None:
             pass
 
 
-def _ns_holders(inodes: set[int]) -> list[str]:
-    """Processes or host mounts still holding any of these namespace inodes."""
+def _ns_holders(inodes: set[int], before: int) -> list[str]:
+    """Processes started before tick `before` still holding any of these namespace inodes,
+    or host mounts of them.
+
+    A freed namespace's inode is reused: on a machine where other labs come and go, a
+    process started after `lab down` began may sit in a new namespace with an old inode
+    number (seen: another session's `busybox ping`); it cannot be one the lab left.
+    """
+    from podpath.lab import procs
+
     held = []
     for p in Path("/proc").iterdir():
         if not p.name.isdigit() or not _running(int(p.name)):
             continue
+        began = procs.start_time(int(p.name))
+        if began is None or began >= before:
+            continue
         for kind in ("net", "mnt"):
             try:
                 if os.stat(p / "ns" / kind).st_ino in inodes:
-                    held.append(f"pid {p.name} ({kind})")
+                    what = _read(p / "cmdline").replace("\0", " ").strip()
+                    held.append(f"pid {p.name} ({kind}) {what[:120]}")
             except OSError:
                 continue
     for line in _host_mounts().splitlines():
@@ -279,17 +291,19 @@ def test_down_of_a_lab_whose_record_is_corrupt_leaves_nothing(
             )
         )
         assert lab_state.ledger(lab.name).processes == ()
+    # Now, in clock ticks since boot (the unit of a process's start time).
+    down_began = int(float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK"))
     done = subprocess.run(
         [sys.executable, "-m", "podpath", "lab", "down", "--name", lab.name],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "lab state is unreadable" in done.stderr
     assert [pid for pid in pids if _running(pid)] == []
-    assert _ns_holders(inodes) == []
+    assert _ns_holders(inodes, down_began) == []
     assert [c for c in record.cgroup_dirs if os.path.exists(c)] == []
     assert not d.exists()
 

@@ -62,6 +62,12 @@ def register(sub: Any) -> None:
     )
     _policy(p)
     p.add_argument(
+        "--traffic-policy-local",
+        action="store_true",
+        help="add web-local: a NodePort Service with externalTrafficPolicy and "
+        "internalTrafficPolicy Local whose endpoints are on node1 only",
+    )
+    p.add_argument(
         "--runtime",
         default="",
         choices=("containerd", "runc-imitation"),
@@ -148,6 +154,7 @@ def _up(args: argparse.Namespace) -> int:
         args.cni,
         args.ip_family,
         proxy_mode=args.proxy_mode,
+        traffic_policy_local=args.traffic_policy_local,
         runtime=args.runtime,
         policy=args.policy,
     )

@@ -24,7 +24,7 @@ from podpath.analysis.parsed import ParsedSnapshot
 from podpath.analysis.problems import problems
 from podpath.doctor.causes import Cause
 from podpath.doctor.findings import Coverage, Report
-from podpath.doctor.sweep import Judged, sweep
+from podpath.doctor.sweep import FROM_RULES, Judged, sweep
 from podpath.doctor.tracer import Tracer
 
 # A path whose failing branches take at least this share of its connections fails whole.
@@ -96,7 +96,7 @@ def _merge_paths(found: dict[str, Finding], judged: list[Judged]) -> None:
     for cid, others in shared.items():
         finding = found[cid]
         n = len(others)
-        if finding.check not in ("service-no-endpoints", "etp-local-no-endpoint") and n:
+        if finding.check not in FROM_RULES and n:
             found[cid] = _with_subject(finding, f"{finding.subject} (and {n} like it)")
 
 

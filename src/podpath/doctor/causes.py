@@ -382,6 +382,14 @@ def _route_dev(branch: Branch) -> str:
     return str(route.data.get("iif") or route.data.get("dev")) if route is not None else ""
 
 
+def _service_name(owner: Owner | None, aim: Aim) -> str:
+    """ns/name:port of the Service a kube-proxy rule or the traced Service names."""
+    if owner is not None and owner.name:
+        return owner.name
+    svc = aim.service
+    return svc.key if svc is not None and svc.name else aim.label
+
+
 def _netfilter_drop(
     branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str, node: str
 ) -> Cause:
@@ -392,10 +400,19 @@ def _netfilter_drop(
     evidence = _rule_evidence(rule) if rule is not None else ()
     decided = hop_text(rule) if rule is not None else (hop_text(drop) if drop else None)
     svc = aim.service
+    # kube-proxy's nftables mode drops through its no-endpoint-* maps (a Service's
+    # element, no comment on the rule): the Service traced says which case it is.
+    nft_no_endpoint = (
+        svc is not None
+        and owner is not None
+        and owner.kind == "kube-proxy"
+        and ("@no-endpoint-" in text or text == "reject")
+    )
+    nft_local = nft_no_endpoint and "@no-endpoint-" in text
     if "has no endpoints" in text or (
-        owner and owner.kind == "service" and svc and not svc.endpoints
+        svc and not svc.endpoints and (nft_no_endpoint or (owner and owner.kind == "service"))
     ):
-        name = owner.name if owner and owner.name else aim.label
+        name = _service_name(owner, aim)
         return Cause(
             "service-no-endpoints",
             "warning",
@@ -410,8 +427,23 @@ def _netfilter_drop(
             key=name,
             partial_grade="warning",
         )
-    if "has no local endpoints" in text:
-        name = owner.name if owner and owner.name else aim.label
+    if ("has no local endpoints" in text or nft_local) and aim.kind == "service":
+        name = _service_name(owner, aim)
+        return Cause(
+            "itp-local-no-endpoint",
+            "warning",
+            f"Service {name}",
+            f"Service {name} has internalTrafficPolicy Local and no endpoint on node {node}: "
+            f"kube-proxy drops {aim.target}/{aim.proto} from this node's pods and the node itself",
+            "run an endpoint on every node whose pods use it (a DaemonSet), or set "
+            "internalTrafficPolicy: Cluster",
+            decided,
+            evidence,
+            key=f"{node}:{name}:internal",
+            partial_grade="warning",
+        )
+    if "has no local endpoints" in text or nft_local:
+        name = _service_name(owner, aim)
         health = (
             f" (its health check node port is {svc.health_check_node_port})"
             if svc and svc.health_check_node_port

@@ -41,9 +41,11 @@ from podpath.trace.routing import lookup
 
 # Causes a Service port of the same shape shares: they come from the node, the
 # client's position or the way to an endpoint's position, not from the port itself.
-SERVICE_SPECIFIC = frozenset({"no-listener", "service-no-endpoints", "etp-local-no-endpoint"})
+SERVICE_SPECIFIC = frozenset(
+    {"no-listener", "service-no-endpoints", "etp-local-no-endpoint", "itp-local-no-endpoint"}
+)
 # Causes read from each port's own kube-proxy rules, with no trace of their own.
-FROM_RULES = frozenset({"service-no-endpoints", "etp-local-no-endpoint"})
+FROM_RULES = frozenset({"service-no-endpoints", "etp-local-no-endpoint", "itp-local-no-endpoint"})
 # At most this many extra traces to name the ports of failing shapes (the rest share).
 EXPANSION_LIMIT = 2000
 _ADDRESS = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3})(?![\w.])")

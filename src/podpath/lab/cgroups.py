@@ -97,7 +97,7 @@ def members(dirs: list[str]) -> list[int]:
     return list(dict.fromkeys(pids))
 
 
-def remove_tree(path: str, timeout: float = 10.0) -> list[str]:
+def remove_tree(path: str, timeout: float = 60.0) -> list[str]:
     """rmdir a cgroup directory bottom-up (cgroupfs allows only rmdir); return failures."""
     root = Path(path)
     deadline = time.monotonic() + timeout
@@ -115,7 +115,8 @@ def remove_tree(path: str, timeout: float = 10.0) -> list[str]:
                 failures.append(f"{d}: {exc.strerror}")
         if not failures or time.monotonic() > deadline:
             return failures
-        # Tasks of a killed node leave their cgroups asynchronously: retry briefly.
+        # Tasks of a killed node leave their cgroups asynchronously (slowly under load):
+        # retry until they have, within the ceiling.
         time.sleep(0.05)
 
 

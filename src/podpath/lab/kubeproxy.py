@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from podpath.lab.names import ext_chain, sep_chain, svc_chain
+from podpath.lab.names import ext_chain, sep_chain, svc_chain, svl_chain
 from podpath.lab.records import ServiceRecord
 
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -49,43 +49,113 @@ def _probability(index: int, count: int) -> str:
     return f"{1.0 / float(count - index):0.10f}"
 
 
-def _nat_service(svc: ServiceRecord) -> tuple[list[str], list[str], list[str]]:
-    """(chains, KUBE-SERVICES rules, other rules) of the nat table for one service port."""
+def local_endpoints(svc: ServiceRecord, local_ips: Iterable[str]) -> tuple[tuple[str, int], ...]:
+    """The endpoints of a Service port that are pods of this node (`local_ips`)."""
+    mine = set(local_ips)
+    return tuple((ip, port) for ip, port in svc.endpoints if ip in mine)
+
+
+def _balance(
+    chain: str, svc: ServiceRecord, endpoints: tuple[tuple[str, int], ...], pm: str
+) -> list[str]:
+    """A policy chain's rules (KUBE-SVC- or KUBE-SVL-): affinity, then one jump per endpoint."""
     name = svc.port_ref
-    pm = _proto_match(svc.protocol)
-    chains: list[str] = []
-    services: list[str] = []
+    seps = dict(zip(svc.endpoints, svc.sep_chains, strict=True))
     rules: list[str] = []
-    if not svc.endpoints:
-        return chains, services, rules
-    chains.append(svc.svc_chain)
-    services.append(
-        f"-A KUBE-SERVICES -m comment --comment {_comment(name + ' cluster IP')} {pm} "
-        f"-d {svc.cluster_ip} --dport {svc.port} -j {svc.svc_chain}"
-    )
-    rules.append(
-        f"-A {svc.svc_chain} -m comment --comment {_comment(name + ' cluster IP')} {pm} "
-        f"-d {svc.cluster_ip} --dport {svc.port} ! -s {_cluster_cidr(svc)} -j KUBE-MARK-MASQ"
-    )
     if svc.affinity is not None:
         # ClientIP affinity: a client seen within the timeout goes back to its endpoint.
-        for (ip, port), sep in zip(svc.endpoints, svc.sep_chains, strict=True):
+        for ip, port in endpoints:
             endpoint = join_host_port(ip, port)
             rules.append(
-                f"-A {svc.svc_chain} -m comment --comment {_comment(f'{name} -> {endpoint}')} "
-                f"-m recent --name {sep} --rcheck --seconds {svc.affinity} --reap -j {sep}"
+                f"-A {chain} -m comment --comment {_comment(f'{name} -> {endpoint}')} "
+                f"-m recent --name {seps[(ip, port)]} --rcheck --seconds {svc.affinity} --reap "
+                f"-j {seps[(ip, port)]}"
             )
-    count = len(svc.endpoints)
-    for index, ((ip, port), sep) in enumerate(zip(svc.endpoints, svc.sep_chains, strict=True)):
+    count = len(endpoints)
+    for index, (ip, port) in enumerate(endpoints):
         stat = (
             f" -m statistic --mode random --probability {_probability(index, count)}"
             if index < count - 1
             else ""
         )
         rules.append(
-            f"-A {svc.svc_chain} -m comment --comment {_comment(f'{name} -> {join_host_port(ip, port)}')}"
-            f"{stat} -j {sep}"
+            f"-A {chain} -m comment --comment {_comment(f'{name} -> {join_host_port(ip, port)}')}"
+            f"{stat} -j {seps[(ip, port)]}"
         )
+    return rules
+
+
+def _ext_rules(svc: ServiceRecord, ext: str, has_external: bool) -> list[str]:
+    """KUBE-EXT-: masquerade (Cluster), or short-circuit pod and node traffic (Local)."""
+    name = svc.port_ref
+    if not svc.external_local:
+        return [
+            f"-A {ext} -m comment --comment "
+            f"{_comment(f'masquerade traffic for {name} external destinations')} -j KUBE-MARK-MASQ",
+            f"-A {ext} -j {svc.svc_chain}",
+        ]
+    # Pods and the node itself may use any endpoint (kube-proxy's short-circuit); the
+    # rest (outside clients, source kept) only this node's, through KUBE-SVL.
+    rules = [
+        f"-A {ext} -m comment --comment "
+        f"{_comment(f'pod traffic for {name} external destinations')} "
+        f"-s {_cluster_cidr(svc)} -j {svc.svc_chain}",
+        f"-A {ext} -m comment --comment "
+        f"{_comment(f'masquerade LOCAL traffic for {name} external destinations')} "
+        "-m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
+        f"-A {ext} -m comment --comment "
+        f"{_comment(f'route LOCAL traffic for {name} external destinations')} "
+        f"-m addrtype --src-type LOCAL -j {svc.svc_chain}",
+    ]
+    if has_external:
+        rules.append(f"-A {ext} -j {svl_chain(name, svc.protocol)}")
+    return rules
+
+
+def _nat_service(
+    svc: ServiceRecord, local: tuple[tuple[str, int], ...]
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(nat chains, nat KUBE-SERVICES rules, other nat rules, filter rules) of one service port.
+
+    `local` holds the endpoints on this node: with a traffic policy Local, a node
+    without any drops that traffic in the filter table ("has no local endpoints").
+    """
+    name = svc.port_ref
+    pm = _proto_match(svc.protocol)
+    chains: list[str] = []
+    services: list[str] = []
+    rules: list[str] = []
+    filters: list[str] = []
+    if not svc.endpoints:
+        return chains, services, rules, filters
+    svl = svl_chain(name, svc.protocol)
+    internal = svl if svc.internal_local else svc.svc_chain
+    has_internal = bool(local) or not svc.internal_local
+    has_external = bool(local) or not svc.external_local
+    uses_cluster = not svc.internal_local or svc.node_port is not None
+    uses_local = bool(local) and (svc.internal_local or svc.external_local)
+    drop = f"-m comment --comment {_comment(name + ' has no local endpoints')}"
+    if has_internal:
+        services.append(
+            f"-A KUBE-SERVICES -m comment --comment {_comment(name + ' cluster IP')} {pm} "
+            f"-d {svc.cluster_ip} --dport {svc.port} -j {internal}"
+        )
+    else:
+        filters.append(
+            f"-A KUBE-SERVICES {drop} {pm} -d {svc.cluster_ip} --dport {svc.port} -j DROP"
+        )
+    masq = (
+        f"-A {internal} -m comment --comment {_comment(name + ' cluster IP')} {pm} "
+        f"-d {svc.cluster_ip} --dport {svc.port} ! -s {_cluster_cidr(svc)} -j KUBE-MARK-MASQ"
+    )
+    if uses_cluster:
+        chains.append(svc.svc_chain)
+        rules += [masq] if internal == svc.svc_chain else []
+        rules += _balance(svc.svc_chain, svc, svc.endpoints, pm)
+    if uses_local:
+        chains.append(svl)
+        rules += [masq] if internal == svl and has_internal else []
+        rules += _balance(svl, svc, local, pm)
     for (ip, port), sep in zip(svc.endpoints, svc.sep_chains, strict=True):
         chains.append(sep)
         rules.append(f"-A {sep} -m comment --comment {_comment(name)} -s {ip} -j KUBE-MARK-MASQ")
@@ -101,12 +171,13 @@ def _nat_service(svc: ServiceRecord) -> tuple[list[str], list[str], list[str]]:
             f"-A KUBE-NODEPORTS -m comment --comment {_comment(name)} {pm} "
             f"--dport {svc.node_port} -j {ext}"
         )
-        rules.append(
-            f"-A {ext} -m comment --comment "
-            f"{_comment(f'masquerade traffic for {name} external destinations')} -j KUBE-MARK-MASQ"
-        )
-        rules.append(f"-A {ext} -j {svc.svc_chain}")
-    return chains, services, rules
+        rules += _ext_rules(svc, ext, has_external)
+        if not has_external:
+            filters.append(
+                f"-A KUBE-EXTERNAL-SERVICES {drop} -m addrtype --dst-type LOCAL {pm} "
+                f"--dport {svc.node_port} -j DROP"
+            )
+    return chains, services, rules, filters
 
 
 _FILTER_JUMPS = (
@@ -164,26 +235,35 @@ def _chain_decls(chains: Iterable[str]) -> list[str]:
     return [f":{chain} - [0:0]" for chain in chains]
 
 
-def restore_input(services: Iterable[ServiceRecord], *, jumps: bool = True, family: int = 4) -> str:
+def restore_input(
+    services: Iterable[ServiceRecord],
+    *,
+    jumps: bool = True,
+    family: int = 4,
+    local_ips: Iterable[str] = (),
+) -> str:
     """iptables-restore input (for --noflush) programming the given service ports.
 
     Declared chains are flushed and refilled by each load; the jumps from the built-in
     chains (which kube-proxy inserts once) are written only when `jumps` is true. With
     family 6 it is ip6tables-restore input for the IPv6 Services (pass only those):
-    the same chains, bracketed endpoints, and no IPv4 localnet rule.
+    the same chains, bracketed endpoints, and no IPv4 localnet rule. `local_ips`
+    (the node's pod IPs) tell which endpoints are this node's, for traffic policy Local.
     """
     svcs = list(services)
+    ips = tuple(local_ips)
     nat_chains: list[str] = []
     nat_services: list[str] = []
     nat_rules: list[str] = []
-    reject: list[str] = []
+    filter_rules: list[str] = []
     for svc in svcs:
-        chains, kube_services, rules = _nat_service(svc)
+        chains, kube_services, rules, filters = _nat_service(svc, local_endpoints(svc, ips))
         nat_chains += chains
         nat_services += kube_services
         nat_rules += rules
+        filter_rules += filters
         if not svc.endpoints:
-            reject.append(
+            filter_rules.append(
                 f"-A KUBE-SERVICES -m comment --comment {_comment(svc.port_ref + ' has no endpoints')} "
                 f"{_proto_match(svc.protocol)} -d {svc.cluster_ip} --dport {svc.port} -j REJECT"
             )
@@ -210,7 +290,7 @@ def restore_input(services: Iterable[ServiceRecord], *, jumps: bool = True, fami
         ),
         *(_FILTER_JUMPS if jumps else ()),
         *(_FILTER_FIXED if family == 4 else _FILTER_FIXED[1:]),
-        *reject,
+        *filter_rules,
         "COMMIT",
         "*nat",
         *_chain_decls(

@@ -7,7 +7,11 @@ service-nodeports, firewall-ips and no-endpoint-* verdict maps, one
 service-HASH-ns/name/proto/port chain per Service port (`numgen random mod N vmap`),
 one endpoint-HASH-...__IP/PORT chain per endpoint (`dnat to`), external-* chains for
 NodePorts, affinity-* sets for ClientIP session affinity, masquerading via the 0x4000
-mark, and reject-chain for Services without endpoints. One difference: every chain is
+mark, and reject-chain for Services without endpoints. A traffic policy Local adds a
+local-HASH-... chain over this node's endpoints; external- then short-circuits pod and
+node traffic to the service- chain, and a node without a local endpoint drops the
+rest through the no-endpoint-nodeports/no-endpoint-services maps (`drop`, as the
+fixture's ns2/svc2 shows). One difference: every chain is
 declared before a rule jumps to it, as `nft -f` requires of a fresh table (kube-proxy's
 test dump adds some chains after the rule that names them).
 
@@ -22,7 +26,7 @@ import base64
 import hashlib
 from collections.abc import Iterable
 
-from podpath.lab.kubeproxy import CLUSTER_CIDR6, SERVICE_CIDR6, join_host_port
+from podpath.lab.kubeproxy import CLUSTER_CIDR6, SERVICE_CIDR6, join_host_port, local_endpoints
 from podpath.lab.records import ServiceRecord
 
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -134,7 +138,47 @@ def _header(family: int) -> str:
     return text.rstrip("\n")
 
 
-def _service_lines(svc: ServiceRecord) -> list[str]:
+def local_chain(svc: ServiceRecord) -> str:
+    """local-HASH-ns/name/proto/port: the Service port's Local-policy chain."""
+    return f"local-{service_chain(svc).removeprefix('service-')}"
+
+
+def _policy_rules(
+    t: str, chain: str, svc: ServiceRecord, endpoints: tuple[tuple[str, int], ...], ip_kw: str
+) -> list[str]:
+    """A policy chain's rules (service- or local-): affinity, then numgen over its endpoints."""
+    eps = [endpoint_chain(svc, ip, port) for ip, port in endpoints]
+    lines: list[str] = []
+    if svc.affinity is not None:
+        lines += [
+            f"add rule {t} {chain} {ip_kw} saddr @{affinity_set(svc, ip, port)} goto {ep}"
+            for (ip, port), ep in zip(endpoints, eps, strict=True)
+        ]
+    vmap = " , ".join(f"{i} : goto {ep}" for i, ep in enumerate(eps))
+    lines.append(f"add rule {t} {chain} numgen random mod {len(eps)} vmap {{ {vmap} }}")
+    return lines
+
+
+def _external_rules(
+    t: str, svc: ServiceRecord, ip_kw: str, cluster_cidr: str, has_external: bool
+) -> list[str]:
+    """external-: masquerade (Cluster), or short-circuit pod and node traffic (Local)."""
+    ext, chain = external_chain(svc), service_chain(svc)
+    if not svc.external_local:
+        return [f"add rule {t} {ext} jump mark-for-masquerade", f"add rule {t} {ext} goto {chain}"]
+    lines = [
+        f"add rule {t} {ext} {ip_kw} saddr {cluster_cidr} goto {chain} "
+        'comment "short-circuit pod traffic"',
+        f"add rule {t} {ext} fib saddr type local jump mark-for-masquerade "
+        'comment "masquerade local traffic"',
+        f'add rule {t} {ext} fib saddr type local goto {chain} comment "short-circuit local traffic"',
+    ]
+    if has_external:
+        lines.append(f"add rule {t} {ext} goto {local_chain(svc)}")
+    return lines
+
+
+def _service_lines(svc: ServiceRecord, local: tuple[tuple[str, int], ...]) -> list[str]:
     family = family_of(svc)
     t = TABLE if family == 4 else TABLE6
     ip_kw = "ip" if family == 4 else "ip6"
@@ -154,7 +198,13 @@ def _service_lines(svc: ServiceRecord) -> list[str]:
                 f'comment "{svc.port_ref}" : goto reject-chain }}'
             )
         return lines
-    chain = service_chain(svc)
+    chain, lchain = service_chain(svc), local_chain(svc)
+    internal = lchain if svc.internal_local else chain
+    # A traffic policy Local without an endpoint on this node: that traffic is dropped.
+    has_internal = bool(local) or not svc.internal_local
+    has_external = bool(local) or not svc.external_local
+    uses_cluster = not svc.internal_local or svc.node_port is not None
+    uses_local = bool(local) and (svc.internal_local or svc.external_local)
     eps = [endpoint_chain(svc, ip, port) for ip, port in svc.endpoints]
     if svc.affinity is not None:
         lines += [
@@ -163,18 +213,17 @@ def _service_lines(svc: ServiceRecord) -> list[str]:
             for ip, port in svc.endpoints
         ]
     # Every chain is declared before a rule jumps to it: nft -f resolves goto targets.
-    lines += [f"add chain {t} {chain}", *(f"add chain {t} {ep}" for ep in eps)]
-    lines.append(
-        f"add rule {t} {chain} {ip_kw} daddr {svc.cluster_ip} {ip_kw} saddr != {cluster_cidr} "
-        "jump mark-for-masquerade"
-    )
-    if svc.affinity is not None:
-        lines += [
-            f"add rule {t} {chain} {ip_kw} saddr @{affinity_set(svc, ip, port)} goto {ep}"
-            for (ip, port), ep in zip(svc.endpoints, eps, strict=True)
-        ]
-    vmap = " , ".join(f"{i} : goto {ep}" for i, ep in enumerate(eps))
-    lines.append(f"add rule {t} {chain} numgen random mod {len(eps)} vmap {{ {vmap} }}")
+    policy = [(chain, svc.endpoints)] if uses_cluster else []
+    policy += [(lchain, local)] if uses_local else []
+    lines += [f"add chain {t} {c}" for c, _ in policy]
+    lines += [f"add chain {t} {ep}" for ep in eps]
+    for c, endpoints in policy:
+        if c == internal:
+            lines.append(
+                f"add rule {t} {c} {ip_kw} daddr {svc.cluster_ip} "
+                f"{ip_kw} saddr != {cluster_cidr} jump mark-for-masquerade"
+            )
+        lines += _policy_rules(t, c, svc, endpoints, ip_kw)
     for (ip, port), ep in zip(svc.endpoints, eps, strict=True):
         lines.append(f"add rule {t} {ep} {ip_kw} saddr {ip} jump mark-for-masquerade")
         if svc.affinity is not None:
@@ -182,24 +231,40 @@ def _service_lines(svc: ServiceRecord) -> list[str]:
                 f"add rule {t} {ep} update @{affinity_set(svc, ip, port)} {{ {ip_kw} saddr }}"
             )
         lines.append(f"add rule {t} {ep} meta l4proto {proto} dnat to {join_host_port(ip, port)}")
-    lines.append(f"add element {t} service-ips {{ {key} : goto {chain} }}")
+    if has_internal:
+        lines.append(f"add element {t} service-ips {{ {key} : goto {internal} }}")
+    else:
+        lines.append(
+            f'add element {t} no-endpoint-services {{ {key} comment "{svc.port_ref}" : drop }}'
+        )
     if svc.node_port is not None:
         ext = external_chain(svc)
         lines += [
             f"add chain {t} {ext}",
-            f"add rule {t} {ext} jump mark-for-masquerade",
-            f"add rule {t} {ext} goto {chain}",
+            *_external_rules(t, svc, ip_kw, cluster_cidr, has_external),
             f"add element {t} service-nodeports {{ {proto} . {svc.node_port} : goto {ext} }}",
         ]
+        if not has_external:
+            lines.append(
+                f"add element {t} no-endpoint-nodeports {{ {proto} . {svc.node_port} "
+                f'comment "{svc.port_ref}" : drop }}'
+            )
     return lines
 
 
-def render(services: Iterable[ServiceRecord], node_ips: Iterable[str] = (), family: int = 4) -> str:
+def render(
+    services: Iterable[ServiceRecord],
+    node_ips: Iterable[str] = (),
+    family: int = 4,
+    local_ips: Iterable[str] = (),
+) -> str:
     """The full `nft -f` input of one family's table for its Service ports and node addresses.
 
     Service ports and node addresses of the other family are left out: they belong to
-    the other proxier's table.
+    the other proxier's table. `local_ips` (the node's pod IPs) tell which
+    endpoints are this node's, for traffic policy Local.
     """
+    ips = tuple(local_ips)
     table = TABLE if family == 4 else TABLE6
     lines = [_header(family)]
     lines += [
@@ -209,5 +274,5 @@ def render(services: Iterable[ServiceRecord], node_ips: Iterable[str] = (), fami
     ]
     for svc in services:
         if family_of(svc) == family:
-            lines += _service_lines(svc)
+            lines += _service_lines(svc, local_endpoints(svc, ips))
     return "\n".join(lines) + "\n"

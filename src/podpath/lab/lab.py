@@ -378,13 +378,13 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
             # One table per family, as kube-proxy runs one proxier per family.
             addresses = tuple(a for a in (node.address, node.address6) if a)
             for family in spec.families:
-                text = render_nft(svcs, addresses, family)
+                text = render_nft(svcs, addresses, family, _pod_ips(node, made))
                 run_in(node.init_pid, ["nft", "-f", "-"], input=text, timeout=300)
             continue
         for family in spec.families:
             tool = "iptables" if family == 4 else "ip6tables"
             mine = [s for s in svcs if (":" in s.cluster_ip) == (family == 6)]
-            rules = restore_input(mine, jumps=False, family=family)
+            rules = restore_input(mine, jumps=False, family=family, local_ips=_pod_ips(node, made))
             saved = run_in(node.init_pid, [f"{tool}-save"], timeout=120).stdout
             run_in(
                 node.init_pid,
@@ -398,6 +398,11 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
     record = replace(record, services=tuple(svcs), up_seconds=round(time.monotonic() - started, 2))
     state.write(record)
     return record
+
+
+def _pod_ips(node: NodeRecord, made: Sequence[PodRecord]) -> tuple[str, ...]:
+    """The node's pod IPs: its endpoints are the local ones of a traffic policy Local."""
+    return tuple(ip for p in made if p.node == node.name for ip in (p.ips or (p.ip,)))
 
 
 def _enforce_policies(node: NodeRecord, made: Sequence[PodRecord]) -> None:
@@ -419,12 +424,21 @@ def _with_host_pids(made: list[PodRecord], init_pids: dict[str, int]) -> list[Po
 
 
 def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """map over a thread pool; on the first error (or Ctrl-C) queued work is cancelled."""
+    """map over a thread pool; on the first error (or Ctrl-C) queued work is cancelled.
+
+    On Ctrl-C the running calls are not awaited either: a pod build on a loaded node
+    can wait minutes on containerd, and the teardown that follows kills the nodes,
+    which ends those calls (their CRI socket and nsenter targets are gone).
+    """
     pool = ThreadPoolExecutor(max_workers=WORKERS)
+    interrupted = False
     try:
         return list(pool.map(fn, items))
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 def _restore(node: NodeRecord, rules: str, family: int = 4) -> None:
@@ -538,17 +552,31 @@ def _kill_and_clean(record: LabRecord | None, ledger: state.Ledger) -> list[str]
         if not procs.kill_and_wait(started.pid, started.start):
             problems.append(f"{started.what} (pid {started.pid}) did not exit")
     dirs = list(dict.fromkeys((*(record.cgroup_dirs if record else ()), *ledger.cgroup_dirs)))
-    # Anything still in the lab's own cgroups is the lab's, whatever the files say.
-    for pid in cgroups.members(dirs):
-        if pid == os.getpid():
-            continue  # `lab down` run from inside the lab: the node's init takes it
-        began = procs.start_time(pid)
-        if began is not None and not procs.kill_and_wait(pid, began):
-            problems.append(f"process {pid} in the lab's cgroups did not exit")
+    # The lab's parent cgroups too: a node interrupted while starting is in cgroups
+    # the ledger has not noted yet.
+    parents = [str(Path(d).parent) for d in dirs if Path(d).parent.name.startswith("podpath-lab-")]
+    problems += _sweep_cgroups(list(dict.fromkeys([*dirs, *parents])))
     for d in dirs:
         problems += cgroups.remove_tree(d)
     problems += cgroups.remove_lab_parents(dirs)
     return problems
+
+
+def _sweep_cgroups(dirs: list[str]) -> list[str]:
+    """Kill whatever is still in the lab's own cgroups (it is the lab's, whatever the
+    files say), round after round: a process may fork while the others die."""
+    deadline = time.monotonic() + procs.EXIT_TIMEOUT
+    while True:
+        left = [pid for pid in cgroups.members(dirs) if pid != os.getpid()]
+        # (`lab down` run from inside the lab is itself a member: the node's init takes it.)
+        found = [(pid, began) for pid in left if (began := procs.start_time(pid)) is not None]
+        if not found:
+            return []
+        for pid, began in found:
+            procs.kill(pid, began)
+        stuck = [pid for pid, began in found if not procs.wait_gone(pid, began, deadline)]
+        if stuck:
+            return [f"process {pid} in the lab's cgroups did not exit" for pid in stuck]
 
 
 def _remove_pods(record: LabRecord) -> list[str]:

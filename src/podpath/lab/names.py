@@ -27,6 +27,11 @@ def ext_chain(service_port_name: str, protocol: str) -> str:
     return "KUBE-EXT-" + port_proto_hash(service_port_name, protocol)
 
 
+def svl_chain(service_port_name: str, protocol: str) -> str:
+    """KUBE-SVL-<hash> for a service port (kube-proxy servicePortPolicyLocalChainName)."""
+    return "KUBE-SVL-" + port_proto_hash(service_port_name, protocol)
+
+
 def sep_chain(service_port_name: str, protocol: str, endpoint: str) -> str:
     """KUBE-SEP-<hash>: base32(sha256(name + protocol + "ip:port"))[:16]."""
     data = service_port_name + protocol.lower() + endpoint

@@ -9,6 +9,7 @@ directories a Kubernetes node keeps its state in, and overlays on /etc, /var/lib
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -79,8 +80,23 @@ echo 1 > /proc/sys/net/ipv4/ip_forward
 if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
   echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables
 fi
-exec catatonit -P
+${READY}
 """
+
+# The last words of a node's and the underlay's init: tell the parent (one byte on the
+# pipe it passed) that every namespace and mount is in place, close the pipe (only a
+# node's `unshare --fork`, which waits for it, keeps a copy), and become catatonit. If
+# the parent is gone (Ctrl-C during `lab up`), the write fails and the init exits.
+# bash (Debian's essential shell) for `exec {fd}>&-`: dash takes single-digit fds only.
+_READY = (
+    "exec bash -c 'fd=$PODPATH_READY_FD; unset PODPATH_READY_FD; "
+    'printf R >&"$fd" || exit 1; exec {fd}>&-; exec catatonit -P\''
+)
+_NODE_INIT = _NODE_INIT.replace("${READY}", _READY)
+# A ceiling, not a wait: readiness is signalled. Creating a net namespace waits for the
+# kernel's cleanup of namespaces other labs tore down (net_mutex), which under a load
+# of 13 on two cores took longer than the 15 s this once was.
+READY_TIMEOUT = 300.0
 
 # Moves itself into the node's cgroups, then becomes `unshare`: the cgroup namespace
 # unshare creates is rooted at the cgroups the process is in at that moment.
@@ -216,6 +232,8 @@ def start_node(
         "--ipc",
         "--cgroup",
         "--fork",
+        # Whoever kills unshare (an interrupted start) ends the node's init with it.
+        "--kill-child",
         "--mount-proc",
         "--propagation",
         "private",
@@ -230,20 +248,10 @@ def start_node(
         OVERLAY_UPPER,
         *mounts,
     ]
-    with open(log_path, "ab") as log:
-        # A session of its own: the lab outlives the command that built it and does
-        # not get the terminal's SIGINT/SIGHUP; `lab down` ends it.
-        unshare = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            env={**node_env()},
-            cwd="/",
-        )
+    unshare, ready = _spawn(argv, log_path)
     try:
-        pid = _wait_ready(unshare, log_path)
+        _await_ready(ready, unshare, log_path, f"node {node}")
+        pid = _node_init(unshare, log_path)
     except BaseException:
         unshare.kill()
         unshare.wait()
@@ -256,21 +264,69 @@ def start_node(
     return pid, started, cg_dirs
 
 
-def _wait_ready(unshare: subprocess.Popen[bytes], log_path: Path, timeout: float = 15) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if unshare.poll() is not None:
-            raise LabError(f"node init failed (exit {unshare.returncode}): {_tail(log_path)}")
-        for child in procs.children(unshare.pid):
-            try:
-                comm = Path(f"/proc/{child}/comm").read_text().strip()
-            except FileNotFoundError:
-                continue
-            # The init script execs catatonit only after every mount is in place.
-            if comm == "catatonit":
-                return child
-        time.sleep(0.01)
-    raise LabError(f"node init did not become ready in {timeout:g}s: {_tail(log_path)}")
+def _spawn(argv: list[str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start an init (output to its log) with the write end of a readiness pipe passed
+    as $PODPATH_READY_FD; return it and the read end."""
+    ready_r, ready_w = os.pipe()
+    try:
+        with open(log_path, "ab") as log:
+            # A session of its own: the lab outlives the command that built it and does
+            # not get the terminal's SIGINT/SIGHUP; `lab down` ends it.
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env={**node_env(), "PODPATH_READY_FD": str(ready_w)},
+                cwd="/",
+                pass_fds=(ready_w,),
+            )
+    except BaseException:
+        os.close(ready_r)
+        raise
+    finally:
+        os.close(ready_w)
+    return child, ready_r
+
+
+def _await_ready(ready: int, child: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
+    """Block until `child` signals readiness on the pipe `ready` (then close it).
+
+    Wakes on the signal itself, or when the child dies; LabError naming what was
+    awaited after READY_TIMEOUT seconds.
+    """
+    deadline = time.monotonic() + READY_TIMEOUT
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LabError(
+                    f"{what} did not get its namespaces and mounts ready in "
+                    f"{READY_TIMEOUT:g}s (awaited: `unshare` creating them, then "
+                    f"`exec catatonit`; a new net namespace waits for the kernel's cleanup "
+                    f"of old ones under load): {_tail(log_path)}"
+                )
+            readable, _, _ = select.select([ready], [], [], min(left, 1.0))
+            if readable:
+                if os.read(ready, 1) == b"R":
+                    return
+                child.wait()  # end of file: the child and every holder of the pipe exited
+            if child.poll() is not None:
+                raise LabError(
+                    f"{what} failed before it was ready (exit {child.returncode}): "
+                    f"{_tail(log_path)}"
+                )
+    finally:
+        os.close(ready)
+
+
+def _node_init(unshare: subprocess.Popen[bytes], log_path: Path) -> int:
+    """The host PID of the node's init: the one child `unshare --fork` made."""
+    kids = procs.children(unshare.pid)
+    if len(kids) != 1:
+        raise LabError(f"node init is not the one child of unshare ({kids}): {_tail(log_path)}")
+    return kids[0]
 
 
 def _tail(path: Path) -> str:
@@ -298,30 +354,17 @@ def start_underlay(log_path: Path, cgroup_dirs: Sequence[str] = ()) -> tuple[int
         "--",
         "sh",
         "-c",
-        "hostname underlay && ip link set lo up && exec catatonit -P",
+        f"hostname underlay && ip link set lo up && {_READY}",
     ]
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            env=node_env(),
-            cwd="/",
-        )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise LabError(f"underlay failed (exit {proc.returncode}): {_tail(log_path)}")
-        try:
-            if Path(f"/proc/{proc.pid}/comm").read_text().strip() == "catatonit":
-                started = procs.start_time(proc.pid)
-                if started is not None:
-                    return proc.pid, started
-        except FileNotFoundError:
-            pass
-        time.sleep(0.01)
-    proc.kill()
-    proc.wait()
-    raise LabError(f"underlay did not start: {_tail(log_path)}")
+    proc, ready = _spawn(argv, log_path)
+    try:
+        # `unshare --net` without --fork execs: the PID that signals is catatonit's.
+        _await_ready(ready, proc, log_path, "the underlay")
+        started = procs.start_time(proc.pid)
+        if started is None:
+            raise LabError(f"the underlay exited right after starting: {_tail(log_path)}")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc.pid, started

@@ -8,6 +8,9 @@ from podpath.lab.pods import DNS_IP, PodPlan
 from podpath.lab.records import LabSpec, PodRecord, ServiceRecord
 
 WEB_NODE_PORT = 30080
+# web-local's NodePort (externalTrafficPolicy Local, endpoints on node1 only).
+LOCAL_NODE_PORT = 30081
+LOCAL_NODE = "node1"
 WEB_HOST_PORT = 8080
 # ClientIP session affinity timeout of web-sticky (kube-proxy's default, 3 hours).
 AFFINITY_SECONDS = 10800
@@ -56,6 +59,7 @@ def _service(
     node_port: int | None,
     endpoints: tuple[tuple[str, int], ...],
     affinity: int | None = None,
+    local: bool = False,
 ) -> ServiceRecord:
     draft = ServiceRecord(
         namespace, name, port_name, protocol, cluster_ip, port, node_port, endpoints, "", ()
@@ -73,6 +77,8 @@ def _service(
         svc,
         seps,
         affinity,
+        external_local=local,
+        internal_local=local,
     )
 
 
@@ -88,6 +94,7 @@ DNS_IPS = {4: DNS_IP, 6: "fd00:10:96::a"}
 WEB_IPS = {4: "10.96.0.100", 6: "fd00:10:96::64"}
 STICKY_IPS = {4: "10.96.0.101", 6: "fd00:10:96::65"}
 NOEP_IPS = {4: "10.96.0.102", 6: "fd00:10:96::66"}
+LOCAL_IPS = {4: "10.96.0.103", 6: "fd00:10:96::67"}
 
 
 def pod_ip(pod: PodRecord, family: int) -> str | None:
@@ -105,7 +112,8 @@ def services(spec: LabSpec, pods: list[PodRecord]) -> list[ServiceRecord]:
     web-sticky (web's pods with ClientIP session affinity), a fourth noep (no endpoints:
     kube-proxy rejects it); the rest are synthetic. A dual-stack lab gets each of these
     named Services in both families, as a PreferDualStack Service has a ClusterIP of
-    each; synthetic Services use the primary family only.
+    each; synthetic Services use the primary family only. With
+    `spec.traffic_policy_local`, web-local follows the named ones (not counted).
     """
     out: list[ServiceRecord] = []
     for n, family in enumerate(spec.families):
@@ -142,6 +150,17 @@ def _services(
         )  # fmt: skip
     if spec.services >= 4:
         out.append(_service("default", "noep", "http", "TCP", NOEP_IPS[family], 80, None, ()))
+    if spec.traffic_policy_local:
+        # Both traffic policies Local, endpoints on one node: the other nodes drop it.
+        local_eps = tuple(
+            (ip, 80) for p in web_pods if p.node == LOCAL_NODE and (ip := pod_ip(p, family))
+        )
+        out.append(
+            _service(
+                "default", "web-local", "http", "TCP", LOCAL_IPS[family], 80, LOCAL_NODE_PORT,
+                local_eps, local=True,
+            )
+        )  # fmt: skip
     if not synthetic:
         return out
     for i in range(spec.services - 4):

@@ -48,22 +48,38 @@ def nspid(host_pid: int) -> list[int]:
     return [host_pid]
 
 
-def kill_and_wait(pid: int, started: int, timeout: float = 10.0) -> bool:
+# How long a SIGKILLed process may take to be gone: a ceiling, not a wait. A node's
+# init exits only once its PID namespace is empty, which on a loaded machine (load 13
+# on two cores) took longer than the 10 s this once was.
+EXIT_TIMEOUT = 60.0
+
+
+def kill_and_wait(pid: int, started: int, timeout: float = EXIT_TIMEOUT) -> bool:
     """SIGKILL our process (checked by start time) and wait until it is gone."""
+    kill(pid, started)
+    return wait_gone(pid, started, time.monotonic() + timeout)
+
+
+def kill(pid: int, started: int) -> None:
+    """SIGKILL our process (checked by start time); nothing when it is gone already."""
     if not alive(pid, started):
-        return True
+        return
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
-        return True
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+        pass
+
+
+def wait_gone(pid: int, started: int, deadline: float) -> bool:
+    """True once the process is gone (or a zombie) before `deadline` (time.monotonic)."""
+    while True:
         _reap(pid)
         state = _state(pid)
-        if state is None or state in ("Z", "X"):
+        if state is None or state in ("Z", "X") or not alive(pid, started):
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.02)
-    return False
 
 
 def _state(pid: int) -> str | None:

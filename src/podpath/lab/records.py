@@ -53,6 +53,9 @@ class LabSpec:
     proxy_mode: str = "iptables"
     runtime: str = ""  # "" picks containerd where it is installed (lab.up resolves it)
     policy: str = ""  # a NetworkPolicy engine of POLICY_ENGINES, or "" for none
+    # Add web-local: NodePort, externalTrafficPolicy and internalTrafficPolicy Local,
+    # endpoints on node1 only (the other nodes have none of their own).
+    traffic_policy_local: bool = False
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -92,6 +95,11 @@ class LabSpec:
             )
         if self.policy and self.ip_family != "ipv4":
             raise LabError("--policy kube-router is built for IPv4 labs only (--ip-family ipv4)")
+        if self.traffic_policy_local and self.pods < 2:
+            raise LabError(
+                "--traffic-policy-local needs --pods 2 or more (web-local's endpoints are "
+                "node1's web pods; its first pod is coredns)"
+            )
         if self.runtime and self.runtime not in RUNTIMES:
             raise LabError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
 
@@ -152,6 +160,8 @@ class ServiceRecord:
     svc_chain: str  # KUBE-SVC-...
     sep_chains: tuple[str, ...]  # KUBE-SEP-... in endpoint order
     affinity: int | None = None  # ClientIP session affinity timeout in seconds, or None
+    external_local: bool = False  # externalTrafficPolicy: Local (NodePort keeps the client IP)
+    internal_local: bool = False  # internalTrafficPolicy: Local (ClusterIP to this node's pods)
 
     @property
     def ref(self) -> str:

@@ -397,10 +397,19 @@ class _Builder:
                 draft.no_endpoints = target or draft.no_endpoints
                 draft.cluster_ip = draft.cluster_ip or dst
                 draft.port = draft.port or port
+            elif "has no local endpoints" in rest and chain == "KUBE-SERVICES":
+                # filter/KUBE-SERVICES: internalTrafficPolicy Local with no endpoint on
+                # this node drops the ClusterIP (external traffic is dropped in
+                # KUBE-EXTERNAL-SERVICES); no nat rule names the VIP then.
+                draft.internal_local = True
+                draft.cluster_ip = draft.cluster_ip or dst
+                draft.port = draft.port if draft.port is not None else port
+                continue
             elif "has no local endpoints" in rest:
                 draft.no_local = target
-                if dst:  # external or LB address: the comment does not say which
-                    draft.no_local_ips.append(dst)
+                if not dst:  # the NodePort's DROP: its --dport is no Service port
+                    continue
+                draft.no_local_ips.append(dst)  # external or LB: the comment does not say which
             elif "external IP" in rest:
                 self._external(draft, dst, rest)
             elif "loadbalancer IP" in rest:

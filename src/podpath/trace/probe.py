@@ -123,14 +123,23 @@ def _of_family(addresses: Sequence[str], family: int | None) -> str | None:
 
 
 def node_address(index: SnapshotIndex, family: int = 4) -> str | None:
-    """The node's main address: the preferred source of its default route, else its first global address."""
+    """The node's main address: the preferred source of its default route, else the
+    address of that route's device, else its first global address."""
     root = index.root_netns
     if root is None:
         return None
     default = "0.0.0.0/0" if family == 4 else "::/0"
-    for route in root.routes:
-        if route.table == 254 and route.dst in (default, "default") and route.prefsrc:
+    defaults = [r for r in root.routes if r.table == 254 and r.dst in (default, "default")]
+    for route in defaults:
+        if route.prefsrc:
             return route.prefsrc
+    for route in defaults:
+        # The kernel's source for a default route without one: its device's address
+        # (a veth or bridge too: kind, VMs and labs reach the world through one).
+        dev = index.link(root.inode, route.dev) if route.dev is not None else None
+        for address in dev.addresses if dev is not None else ():
+            if address.family == family and address.scope == "global":
+                return address.address
     for link in root.links:
         if link.kind in ("bridge", "vxlan", "veth") or link.name == "lo":
             continue
