@@ -321,6 +321,8 @@ class Link(Value):
     # A bridge port's hairpin mode (IFLA_BRPORT_MODE): may a frame leave by the port it came
     # in on? None when the link is no bridge port, or the kernel did not say.
     hairpin: bool | None = None
+    # The device group (IFLA_GROUP; `ip link ... group`), 0 "default"; None: not collected.
+    group: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -381,6 +383,8 @@ class Rule(Value):
     suppress_prefixlength: int | None = None
     suppress_ifgroup: int | None = None
     protocol: str | None = None  # who made the rule, as `ip rule` names it (kernel, boot, ...)
+    # FRA_FLOW: the realms (route class) the rule gives its result, from << 16 | to; IPv4 only.
+    realms: int | None = None
 
 
 @dataclass(frozen=True, eq=False)

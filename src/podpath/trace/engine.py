@@ -497,6 +497,9 @@ class Engine:
                 iif,
                 sysctls.rp_filter(ns, iif, facts),
                 flow.packet.mark,
+                flow.packet.proto,
+                flow.packet.sport,
+                flow.packet.dport,
             )
             if not check.ok:
                 return self.drop(
