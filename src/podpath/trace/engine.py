@@ -41,6 +41,7 @@ from podpath.trace.netfilter import NfEnv
 from podpath.trace.probe import (
     Destination,
     Probe,
+    ProbeError,
     Source,
     resolve_destination,
     resolve_source,
@@ -1113,6 +1114,8 @@ def trace(
 
     Pass SnapshotIndex objects to reuse parsed rulesets across traces.
     """
+    if probe.proto == "icmp" and probe.sport is not None:
+        raise ProbeError(f"ICMP has no ports: leave out the source port {probe.sport}")
     indexes = _indexes(snapshots)
     dest = resolve_destination(indexes, probe.destination, probe.proto, probe.family)
     # The source speaks the destination's family (a dual-stack pod has one of each).
