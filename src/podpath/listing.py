@@ -445,6 +445,28 @@ def _conf_order(conf: NetConf) -> tuple[int, bool, int]:
     return (conf.family, conf.ifindex >= 0, abs(conf.ifindex))
 
 
+def _eff(name: str) -> Callable[[Row], object]:
+    """A cell of the row's effective (kernel-combined) values."""
+    return lambda r: r["effective"][name]
+
+
+NETCONF_COLUMNS = (
+    Column("NETNS", _key("netns_label")),
+    Column("FAMILY", _family),
+    Column("DEV", _key("dev_name")),
+    Column("FORWARDING", _key("forwarding"), True),
+    Column("RP_FILTER", _key("rp_filter"), True),
+    Column("PROXY", _key("proxy_neigh"), True),
+    Column("MC_FWD", _key("mc_forwarding"), True),
+    Column("IGN_LINKDOWN", _key("ignore_routes_with_linkdown"), True),
+    # The kernel's own combination: forwarding (IPv6: conf/all), max(all, dev) rp_filter,
+    # all OR dev proxy_arp/proxy_ndp (include/linux/inetdevice.h).
+    Column("EFF-FWD", _eff("forwarding"), True),
+    Column("EFF-RPF", lambda r: _rp_mode(r["effective"]["rp_filter"])),
+    Column("EFF-PROXY", _eff("proxy_neigh"), True),
+)
+
+
 def netconf(index: SnapshotIndex) -> Listing:
     """Per-interface IP sysctls of every namespace (`ip netconf`), with the effective values."""
     rows: list[Row] = []
@@ -456,26 +478,7 @@ def netconf(index: SnapshotIndex) -> Listing:
             row["dev_name"] = _conf_dev(index, ns.inode, conf.ifindex)
             row["effective"] = _effective(ns, conf)
             rows.append(row)
-
-    def eff(name: str) -> Callable[[Row], object]:
-        return lambda r: r["effective"][name]
-
-    cols = (
-        Column("NETNS", _key("netns_label")),
-        Column("FAMILY", _family),
-        Column("DEV", _key("dev_name")),
-        Column("FORWARDING", _key("forwarding"), True),
-        Column("RP_FILTER", _key("rp_filter"), True),
-        Column("PROXY", _key("proxy_neigh"), True),
-        Column("MC_FWD", _key("mc_forwarding"), True),
-        Column("IGN_LINKDOWN", _key("ignore_routes_with_linkdown"), True),
-        # The kernel's own combination: forwarding (IPv6: conf/all), max(all, dev) rp_filter,
-        # all OR dev proxy_arp/proxy_ndp (include/linux/inetdevice.h).
-        Column("EFF-FWD", eff("forwarding"), True),
-        Column("EFF-RPF", lambda r: _rp_mode(r["effective"]["rp_filter"])),
-        Column("EFF-PROXY", eff("proxy_neigh"), True),
-    )
-    return Listing(rows, cols)
+    return Listing(rows, NETCONF_COLUMNS)
 
 
 def _rp_mode(value: object) -> str | None:
@@ -498,6 +501,21 @@ def _program_text(row: Row) -> str | None:
     ident = f"[{prog['id']}]" if prog.get("id") is not None else ""
     tag = f" tag {prog['tag']}" if prog.get("tag") else ""
     return f"{name}{ident}{tag}"
+
+
+TC_COLUMNS = (
+    Column("NETNS", _key("netns_label")),
+    Column("DEV", _key("dev_name")),
+    Column("OBJECT", _key("object")),
+    Column("KIND", _key("kind")),
+    # A qdisc's place (`parent root`, `parent ffff:fff1`); a filter's direction.
+    Column("WHERE", lambda r: r.get("hook") or f"parent {r['parent']}"),
+    Column("HANDLE", _key("handle")),
+    Column("PREF", _key("pref"), True),
+    Column("PROTO", _key("protocol")),
+    Column("DA", lambda r: ("yes" if r["direct_action"] else "no") if "hook" in r else None),
+    Column("PROGRAM", _program_text),
+)
 
 
 def tc(index: SnapshotIndex) -> Listing:
@@ -541,20 +559,7 @@ def tc(index: SnapshotIndex) -> Listing:
                             "program": _tc_program(f.program),
                         }
                     )
-    cols = (
-        Column("NETNS", _key("netns_label")),
-        Column("DEV", _key("dev_name")),
-        Column("OBJECT", _key("object")),
-        Column("KIND", _key("kind")),
-        # A qdisc's place (`parent root`, `parent ffff:fff1`); a filter's direction.
-        Column("WHERE", lambda r: r.get("hook") or f"parent {r['parent']}"),
-        Column("HANDLE", _key("handle")),
-        Column("PREF", _key("pref"), True),
-        Column("PROTO", _key("protocol")),
-        Column("DA", lambda r: ("yes" if r["direct_action"] else "no") if "hook" in r else None),
-        Column("PROGRAM", _program_text),
-    )
-    return Listing(rows, cols)
+    return Listing(rows, TC_COLUMNS)
 
 
 # --- sockets --------------------------------------------------------------------------
