@@ -423,21 +423,34 @@ def _effective(ns: NetNamespace, conf: NetConf) -> dict[str, int | None]:
     """What the kernel decides with on this interface, all+interface combined (sysctls)."""
     if conf.ifindex == sysctls.DEFAULT:
         # conf/default only seeds interfaces created later: nothing is decided with it.
-        return {"forwarding": None, "rp_filter": None, "proxy_neigh": None}
+        return dict.fromkeys(("forwarding", "rp_filter", "proxy_neigh", *_ORCONF))
     link = next((lk for lk in ns.links if lk.ifindex == conf.ifindex), None)
     if conf.ifindex == sysctls.ALL or link is None:
         return {
             "forwarding": conf.forwarding,
             "rp_filter": conf.rp_filter,
             "proxy_neigh": conf.proxy_neigh,
+            **{key: getattr(conf, key) for key in _ORCONF},
         }
     proxy = sysctls.proxy_arp(ns, link) if conf.family == 4 else sysctls.proxy_ndp(ns, link)
     forwarding = sysctls.forwarding(ns, conf.family, link)
+    every = sysctls.netconf(ns, conf.family, sysctls.ALL)
     return {
         "forwarding": None if forwarding is None else int(forwarding),
         "rp_filter": sysctls.rp_filter(ns, link) if conf.family == 4 else None,
         "proxy_neigh": None if proxy is None else int(proxy),
+        **{key: _or_conf(conf, every, key) for key in _ORCONF},
     }
+
+
+# IPv4 sysctls the kernel reads as all OR interface (IN_DEV_ORCONF in inetdevice.h).
+_ORCONF = ("accept_local", "route_localnet", "src_valid_mark")
+
+
+def _or_conf(conf: NetConf, every: NetConf | None, key: str) -> int | None:
+    """conf/all/KEY OR conf/DEV/KEY; None when either was not read."""
+    mine, theirs = getattr(conf, key), getattr(every, key) if every is not None else None
+    return None if mine is None or theirs is None else int(bool(mine or theirs))
 
 
 def _conf_order(conf: NetConf) -> tuple[int, bool, int]:
@@ -459,6 +472,9 @@ NETCONF_COLUMNS = (
     Column("PROXY", _key("proxy_neigh"), True),
     Column("MC_FWD", _key("mc_forwarding"), True),
     Column("IGN_LINKDOWN", _key("ignore_routes_with_linkdown"), True),
+    Column("ACC_LOCAL", _key("accept_local"), True),
+    Column("LOCALNET", _key("route_localnet"), True),
+    Column("SRC_VMARK", _key("src_valid_mark"), True),
     # The kernel's own combination: forwarding (IPv6: conf/all), max(all, dev) rp_filter,
     # all OR dev proxy_arp/proxy_ndp (include/linux/inetdevice.h).
     Column("EFF-FWD", _eff("forwarding"), True),

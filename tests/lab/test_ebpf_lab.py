@@ -172,6 +172,9 @@ _IPV4_KEYS = (
     "proxy_arp",
     "mc_forwarding",
     "ignore_routes_with_linkdown",
+    "accept_local",
+    "route_localnet",
+    "src_valid_mark",
 )
 # IPv6 has no mc_forwarding sysctl (netconf alone carries it).
 _IPV6_KEYS = ("forwarding", "proxy_ndp", "ignore_routes_with_linkdown")
@@ -197,13 +200,20 @@ def _proc_sys(lab: Lab, netns: str | None, family: int) -> dict[str, dict[str, i
 
 @pytest.fixture
 def sysctls_set(lab: Lab) -> Iterator[str]:
-    """conf/all/rp_filter 2 (loose) and the pod's host veth 1 (strict); proxy_arp on that veth."""
+    """conf/all/rp_filter 2 (loose) and the pod's host veth 1 (strict); proxy_arp and
+    route_localnet on that veth, accept_local on all."""
     dev = web_pods(lab, "node1")[0].host_veth
-    keys = ("all/rp_filter", f"{dev}/rp_filter", f"{dev}/proxy_arp")
+    keys = (
+        "all/rp_filter",
+        f"{dev}/rp_filter",
+        f"{dev}/proxy_arp",
+        f"{dev}/route_localnet",
+        "all/accept_local",
+    )
     old = {
         k: lab.exec("node1", ["cat", f"/proc/sys/net/ipv4/conf/{k}"]).stdout.strip() for k in keys
     }
-    for key, value in zip(keys, ("2", "1", "1"), strict=True):
+    for key, value in zip(keys, ("2", "1", "1", "1", "1"), strict=True):
         lab.exec("node1", ["sysctl", "-qw", f"net.ipv4.conf.{key.replace('/', '.')}={value}"])
     try:
         yield dev
@@ -238,3 +248,5 @@ def test_ls_netconf_equals_proc_sys_in_every_namespace(lab: Lab, sysctls_set: st
     )
     assert (veth["rp_filter"], veth["proxy_neigh"]) == (1, 1)
     assert veth["effective"]["rp_filter"] == 2 and veth["effective"]["proxy_neigh"] == 1
+    assert (veth["route_localnet"], veth["accept_local"]) == (1, 0)
+    assert veth["effective"]["route_localnet"] == 1 and veth["effective"]["accept_local"] == 1

@@ -429,6 +429,10 @@ class NetConf(Value):
     proxy_neigh: int | None = None  # proxy_arp (IPv4) or proxy_ndp (IPv6)
     mc_forwarding: int | None = None
     ignore_routes_with_linkdown: int | None = None
+    # IPv4 only, from /proc/sys (netconf does not carry them); None: not read.
+    accept_local: int | None = None  # a source address of this host accepted on input
+    route_localnet: int | None = None  # 127/8 routed, not a martian
+    src_valid_mark: int | None = None  # the packet's mark used in the reverse path lookup
 
 
 @dataclass(frozen=True, eq=False)
