@@ -263,3 +263,54 @@ def test_rp_filter_reverse_lookup_uses_the_flows_reversed_ports(
     assert _routed_packets(lab)["tcp"] == 0  # dropped on input, by rp_filter
     lab.probe(pod.ref, OUTSIDE, 81)
     assert _routed_packets(lab)["tcp"] >= 1
+
+
+MARK_TABLE = "podpath_test_vmark"
+
+
+@pytest.fixture
+def marked_way_back(lab: Lab) -> Iterator[Lab]:
+    """Packets from the pod to port 82 are marked 0x40 in prerouting; marked lookups go to a
+    table where the pod is unreachable; strict rp_filter. Whether the way back is found then
+    depends on src_valid_mark, which each test sets before its snapshot."""
+    pod = lab.pods_on("node1")[0]
+    rules = (
+        f"add table ip {MARK_TABLE}\n"
+        f"add chain ip {MARK_TABLE} pre {{ type filter hook prerouting priority -150; }}\n"
+        f"add rule ip {MARK_TABLE} pre ip saddr {pod.ip} tcp dport 82 meta mark set 0x40\n"
+    )
+    lab.exec("node1", ["nft", "-f", "-"], input=rules)
+    _ip(lab, "route", "add", "unreachable", f"{pod.ip}/32", "table", "100")
+    _ip(lab, "rule", "add", "fwmark", "0x40", "lookup", "100", "pref", "90")
+    old = lab.exec("node1", ["sysctl", "-n", "net.ipv4.conf.all.rp_filter"]).stdout.strip()
+    lab.exec("node1", ["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"])
+    try:
+        yield lab
+    finally:
+        lab.exec("node1", ["sysctl", "-qw", f"net.ipv4.conf.all.rp_filter={old}"], check=False)
+        lab.exec("node1", ["sysctl", "-qw", "net.ipv4.conf.all.src_valid_mark=0"], check=False)
+        lab.exec("node1", ["ip", "rule", "del", "pref", "90"], check=False)
+        lab.exec("node1", ["ip", "route", "flush", "table", "100"], check=False)
+        lab.exec("node1", ["nft", "delete", "table", "ip", MARK_TABLE], check=False)
+
+
+@pytest.mark.parametrize("valid_mark", [0, 1])
+def test_rp_filter_uses_the_mark_only_with_src_valid_mark(
+    marked_way_back: Lab, counted: None, valid_mark: int
+) -> None:
+    """src_valid_mark 0: the reverse lookup ignores the mark and the packet passes; 1: it takes
+    the marked way back, which is unreachable, and the packet is dropped; real packets agree."""
+    lab = marked_way_back
+    lab.exec("node1", ["sysctl", "-qw", f"net.ipv4.conf.all.src_valid_mark={valid_mark}"])
+    pod = lab.pods_on("node1")[0]
+    result = trace(ordered(snapshots(lab)), Probe(pod.ref, f"{OUTSIDE}:82", sport=40000))
+    (branch,) = result.branches
+    assert any("mark 0x0 -> 0x40" in h.text for h in branch.hops), [h.text for h in branch.hops]
+    lab.probe(pod.ref, OUTSIDE, 82)
+    routed = _routed_packets(lab)["tcp"]
+    if valid_mark:
+        assert branch.verdict == "dropped" and branch.hops[-1].data["by"] == "rp_filter"
+        assert routed == 0
+    else:
+        assert branch.verdict == "leaves-node", branch.reason
+        assert routed >= 1

@@ -268,3 +268,33 @@ def test_rp_filter_reverse_lookup_uses_the_reversed_ports() -> None:
     assert not bad.ok and "leaves via eth1" in bad.reason, bad.reason
     # TCP is not selected by the rule: main, eth0.
     assert validate_source(ns, "9.9.9.9", "172.18.0.5", eth0, 1, 0, "tcp", 53, 40000).ok
+
+
+def test_accept_local_lets_an_own_source_in_when_rp_filter_is_off() -> None:
+    """rp_filter 0: an own address as source is a martian, unless accept_local (all OR dev)."""
+    from podpath.snapshot.model import NetConf
+    from podpath.trace import sysctls
+    from podpath.trace.routing import validate_source
+
+    eth0 = replace(LINKS[0], addresses=(Address(4, "172.18.0.5", 16),))
+    ns = replace(_ns(), links=(eth0,))
+    assert not validate_source(ns, "172.18.0.5", "172.18.0.6", eth0, 0).ok
+    ns = replace(ns, netconf=(NetConf(4, -1, accept_local=0), NetConf(4, 2, accept_local=1)))
+    assert sysctls.accept_local(ns, eth0) is True
+    assert validate_source(ns, "172.18.0.5", "172.18.0.6", eth0, 0, accept_local=True).ok
+
+
+def test_src_valid_mark_is_all_or_interface_and_unknown_when_not_read() -> None:
+    """src_valid_mark: conf/all OR conf/DEV; None for a snapshot that did not read it."""
+    from podpath.snapshot.model import NetConf
+    from podpath.trace import sysctls
+
+    eth0 = LINKS[0]
+    assert (
+        sysctls.src_valid_mark(replace(_ns(), netconf=(NetConf(4, -1), NetConf(4, 2))), eth0)
+        is None
+    )
+    confs = (NetConf(4, -1, src_valid_mark=1), NetConf(4, 2, src_valid_mark=0))
+    assert sysctls.src_valid_mark(replace(_ns(), netconf=confs), eth0) is True
+    confs = (NetConf(4, -1, src_valid_mark=0), NetConf(4, 2, src_valid_mark=0))
+    assert sysctls.src_valid_mark(replace(_ns(), netconf=confs), eth0) is False

@@ -491,16 +491,20 @@ class Engine:
             if sysctls.forwarding(ns, family, iif, facts) is False:
                 return self.drop(flow, self._not_forwarded(flow, ns, iif, decision), "sysctl")
         if family == 4 and flow.packet.src is not None:
+            # __fib_validate_source(): the mark is used only with src_valid_mark (not
+            # read, in older snapshots: the packet's, as before).
+            vmark = sysctls.src_valid_mark(ns, iif)
             check = validate_source(
                 ns,
                 flow.packet.src,
                 flow.packet.dst,
                 iif,
                 sysctls.rp_filter(ns, iif, facts),
-                flow.packet.mark,
+                flow.packet.mark if vmark is not False else 0,
                 flow.packet.proto,
                 flow.packet.sport,
                 flow.packet.dport,
+                sysctls.accept_local(ns, iif) is True,
             )
             if not check.ok:
                 return self.drop(

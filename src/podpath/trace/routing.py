@@ -651,13 +651,18 @@ def validate_source(
     proto: str | None = None,
     sport: int | None = None,
     dport: int | None = None,
+    accept_local: bool = False,
 ) -> SourceCheck:
     """The reverse path check of an IPv4 packet received on `iif` (net/ipv4/fib_frontend.c).
 
     proto, sport and dport are the received packet's: the reverse lookup uses the flow's
-    reversed selectors when a rule needs them (see `reverse_selectors`).
+    reversed selectors when a rule needs them (see `reverse_selectors`). `mark` is the one
+    the lookup uses: the packet's with src_valid_mark, else 0 (the caller decides).
     """
     local = any(a.address == src for link in ns.links for a in link.addresses)
+    if not mode and accept_local:
+        # fib_validate_source(): accept_local skips the own-address test.
+        return SourceCheck(True, "rp_filter is off; accept_local=1 takes own addresses", mode)
     if not mode:
         # rp_filter off: only a source that is one of this namespace's own addresses is
         # a martian (accept_local=0), as inet_lookup_ifaddr_rcu() decides.
