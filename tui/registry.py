@@ -19,6 +19,7 @@ from podpath.tui.screens.ipvs import IpvsScreen
 from podpath.tui.screens.links import LinksScreen
 from podpath.tui.screens.map import MapScreen
 from podpath.tui.screens.namespaces import NamespacesScreen
+from podpath.tui.screens.netconf import NetconfScreen
 from podpath.tui.screens.netfilter import NetfilterScreen
 from podpath.tui.screens.node import NodeScreen
 from podpath.tui.screens.pod import PodScreen
@@ -27,8 +28,10 @@ from podpath.tui.screens.problems import ProblemsScreen
 from podpath.tui.screens.routing import RoutingScreen
 from podpath.tui.screens.service import ServiceScreen
 from podpath.tui.screens.services import ServicesScreen
+from podpath.tui.screens.tc import TcScreen
 from podpath.tui.screens.trace import TraceScreen
 from podpath.tui.state import CONNTRACK, PROBLEMS, SERVICES, Loaded
+from podpath.wording import count
 
 # The home view's name: opening it returns to home instead of stacking a second one.
 HOME = "node"
@@ -64,6 +67,10 @@ def _rules(loaded: Loaded) -> int:
 def _routing_count(loaded: Loaded) -> str:
     root = loaded.index.root_netns
     return f"{len(root.rules)} / {len(root.routes)}" if root is not None else ""
+
+
+def _filters(loaded: Loaded) -> int:
+    return sum(len(ns.tc_filters) for ns in loaded.snapshot.netns)
 
 
 def _virtual_services(loaded: Loaded) -> str:
@@ -126,6 +133,22 @@ VIEWS: tuple[View, ...] = (
         "policy rules, then every table's routes (ip rule, ip route)",
         ("rules", "route", "rule"),
         _routing_count,
+    ),
+    View(
+        "netconf",
+        "IP sysctls (netconf)",
+        NetconfScreen,
+        "forwarding, rp_filter, proxy_arp per netns and device",
+        ("sysctl", "sysctls"),
+        lambda ld: sum(len(ns.netconf) for ns in ld.snapshot.netns),
+    ),
+    View(
+        "tc",
+        "Traffic control (tc)",
+        TcScreen,
+        "qdiscs and filters per netns and device; eBPF programs",
+        ("qdisc", "qdiscs", "bpf"),
+        lambda ld: count(_filters(ld), "filter") if _filters(ld) else "0",
     ),
     View(
         "map",

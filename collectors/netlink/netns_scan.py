@@ -37,6 +37,8 @@ from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from podpath.collectors.netlink.netconf_decode import decode_netconf
+from podpath.collectors.netlink.netconf_sysctls import merge as merge_conf
+from podpath.collectors.netlink.netconf_sysctls import read_conf
 from podpath.collectors.netlink.nlsocket import MAX_ATTEMPTS
 from podpath.collectors.netlink.rtnetlink import (
     AF_BRIDGE,
@@ -134,6 +136,8 @@ class _Opened:
     rs: RouteSocket | None
     # The namespace's socket reader, or why it could not be opened (None: not asked for).
     sockets: SocketReader | OSError | None = None
+    # conf/DEV -> accept_local, route_localnet, src_valid_mark, read while in the namespace.
+    conf: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -299,6 +303,7 @@ class _Opener:
         rs: RouteSocket | None = None
         sockets: SocketReader | OSError | None = None
         error: OSError | None = None
+        conf: dict[str, dict[str, int]] = {}
         try:
             rs = RouteSocket()
             if self.open_sockets is not None:
@@ -306,6 +311,7 @@ class _Opener:
                     sockets = self.open_sockets()
                 except OSError as exc:
                     sockets = exc  # the sockets alone are a gap; the tables are still read
+            conf = read_conf()
         except OSError as exc:
             error = exc
         finally:
@@ -325,7 +331,7 @@ class _Opener:
                 return Gap(subject(target), "not read: could not leave the namespace", "error")
             assert error is not None
             return _open_error_gap(target, error, "socket")
-        return _Opened(target, fd, rs, sockets)
+        return _Opened(target, fd, rs, sockets, conf)
 
     def _socket_here(self, target: NetnsTarget, fd: int) -> _Opened | Gap:
         """Sockets in the opener's own namespace, which is the target's."""
@@ -340,7 +346,7 @@ class _Opener:
                 sockets = self.open_sockets()
             except OSError as exc:
                 sockets = exc  # the sockets alone are a gap; the tables are still read
-        return _Opened(target, fd, rs, sockets)
+        return _Opened(target, fd, rs, sockets, read_conf())
 
 
 def _identity(fd: int) -> tuple[int, int] | None:
@@ -427,7 +433,11 @@ def _scan_one(opened: _Opened, gaps: list[Gap]) -> _Scanned:
         opened, "neighbours", RTM_GETNEIGH, AF_UNSPEC, partial(decode_neighbours, netns=inode), gaps
     )
     s.fdb = _read(opened, "fdb", RTM_GETNEIGH, AF_BRIDGE, partial(decode_fdb, netns=inode), gaps)
-    s.netconf = _read(opened, "netconf", RTM_GETNETCONF, AF_UNSPEC, decode_netconf, gaps)
+    s.netconf = merge_conf(
+        _read(opened, "netconf", RTM_GETNETCONF, AF_UNSPEC, decode_netconf, gaps),
+        s.links,
+        opened.conf,
+    )
     s.qdiscs = _read(opened, "qdiscs", RTM_GETQDISC, AF_UNSPEC, decode_qdiscs, gaps)
     s.filters = _scan_filters(opened, s.qdiscs, gaps)
     if opened.sockets is not None:

@@ -183,7 +183,7 @@ FIB_RULE_INVERT = 0x2
 # --- attribute numbers ------------------------------------------------------------------------
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 3, 4, 5
 IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_LINK_NETNSID = 10, 16, 18, 37
-IFLA_STATS64, IFLA_XDP = 23, 43
+IFLA_STATS64, IFLA_XDP, IFLA_GROUP = 23, 43, 27
 IFLA_XDP_ATTACHED, IFLA_XDP_PROG_ID = 2, 4
 # XDP_ATTACHED_*: how a program is attached (iproute2 prints xdp, xdpgeneric, xdpoffload).
 XDP_MODES = {1: "drv", 2: "generic", 3: "offload", 4: "multi"}
@@ -199,7 +199,7 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
 RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 9, 15, 18
 FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_GOTO, FRA_PRIORITY = 1, 2, 3, 4, 6
 FRA_FWMARK, FRA_TABLE, FRA_FWMASK, FRA_OIFNAME = 10, 15, 16, 17
-FRA_TUN_ID, FRA_SUPPRESS_IFGROUP, FRA_SUPPRESS_PREFIXLEN, FRA_L3MDEV = 12, 13, 14, 19
+FRA_FLOW, FRA_TUN_ID, FRA_SUPPRESS_IFGROUP, FRA_SUPPRESS_PREFIXLEN, FRA_L3MDEV = 11, 12, 13, 14, 19
 FRA_UID_RANGE, FRA_PROTOCOL, FRA_IP_PROTO, FRA_SPORT_RANGE, FRA_DPORT_RANGE = 20, 21, 22, 23, 24
 NDA_DST, NDA_LLADDR, NDA_VLAN, NDA_MASTER = 1, 2, 5, 9
 
@@ -271,6 +271,7 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
         link_index = _I32.unpack_from(lnk)[0] if lnk is not None and len(lnk) >= 4 else None
         stats = a.get(IFLA_STATS64)
         xdp = a.get(IFLA_XDP)
+        group = a.get(IFLA_GROUP)
         out.append(
             Link(
                 netns=netns,
@@ -291,6 +292,7 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
                 stats=_stats64(stats) if stats is not None else None,
                 xdp=_xdp(xdp) if xdp is not None else None,
                 hairpin=hairpin,
+                group=u32(group) if group is not None and len(group) >= 4 else None,
             )
         )
     return out
@@ -541,6 +543,9 @@ def _rule_options(a: dict[int, bytes]) -> dict[str, Any]:
         value = a.get(attr)
         if value is not None and len(value) >= 4 and u32(value) != 0xFFFFFFFF:
             out[key] = u32(value)
+    flow = a.get(FRA_FLOW)  # u32 tclassid, sent only when not 0 (fib4_rule_fill)
+    if flow is not None and len(flow) >= 4 and u32(flow):
+        out["realms"] = u32(flow)
     who = a.get(FRA_PROTOCOL)
     if who:
         out["protocol"] = PROTOCOLS.get(who[0], str(who[0]))

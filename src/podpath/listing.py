@@ -17,7 +17,17 @@ from podpath.analysis.sockets import containers_by_pid, endpoint, is_listening, 
 from podpath.netfilter.owners import Owner, iptables_owner, nft_owner
 from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
-from podpath.snapshot.model import Container, Link, NetNamespace, Pod, Socket, SocketOwner
+from podpath.snapshot.model import (
+    BpfProgram,
+    Container,
+    Link,
+    NetConf,
+    NetNamespace,
+    Pod,
+    Socket,
+    SocketOwner,
+)
+from podpath.trace import sysctls
 from podpath.trace.routing import describe_rule, table_name
 
 if TYPE_CHECKING:
@@ -400,6 +410,175 @@ def fdb(index: SnapshotIndex) -> Listing:
         Column("FLAGS", _key("flags")),
     )
     return Listing(rows, cols)
+
+
+# --- netconf, tc ---------------------------------------------------------------------
+
+_CONF_NAMES = {sysctls.ALL: "all", sysctls.DEFAULT: "default"}
+
+
+def _conf_dev(index: SnapshotIndex, netns: int, ifindex: int) -> str | None:
+    """The row's device as /proc/sys/net/ipv*/conf names it: all, default, or the interface."""
+    return _CONF_NAMES.get(ifindex) or _dev_name(index, netns, ifindex)
+
+
+def _effective(ns: NetNamespace, conf: NetConf) -> dict[str, int | None]:
+    """What the kernel decides with on this interface, all+interface combined (sysctls)."""
+    if conf.ifindex == sysctls.DEFAULT:
+        # conf/default only seeds interfaces created later: nothing is decided with it.
+        return dict.fromkeys(("forwarding", "rp_filter", "proxy_neigh", *_ORCONF))
+    link = next((lk for lk in ns.links if lk.ifindex == conf.ifindex), None)
+    if conf.ifindex == sysctls.ALL or link is None:
+        return {
+            "forwarding": conf.forwarding,
+            "rp_filter": conf.rp_filter,
+            "proxy_neigh": conf.proxy_neigh,
+            **{key: getattr(conf, key) for key in _ORCONF},
+        }
+    proxy = sysctls.proxy_arp(ns, link) if conf.family == 4 else sysctls.proxy_ndp(ns, link)
+    forwarding = sysctls.forwarding(ns, conf.family, link)
+    every = sysctls.netconf(ns, conf.family, sysctls.ALL)
+    return {
+        "forwarding": None if forwarding is None else int(forwarding),
+        "rp_filter": sysctls.rp_filter(ns, link) if conf.family == 4 else None,
+        "proxy_neigh": None if proxy is None else int(proxy),
+        **{key: _or_conf(conf, every, key) for key in _ORCONF},
+    }
+
+
+# IPv4 sysctls the kernel reads as all OR interface (IN_DEV_ORCONF in inetdevice.h).
+_ORCONF = ("accept_local", "route_localnet", "src_valid_mark")
+
+
+def _or_conf(conf: NetConf, every: NetConf | None, key: str) -> int | None:
+    """conf/all/KEY OR conf/DEV/KEY; None when either was not read."""
+    mine, theirs = getattr(conf, key), getattr(every, key) if every is not None else None
+    return None if mine is None or theirs is None else int(bool(mine or theirs))
+
+
+def _conf_order(conf: NetConf) -> tuple[int, bool, int]:
+    # all, then default, then the interfaces in index order.
+    return (conf.family, conf.ifindex >= 0, abs(conf.ifindex))
+
+
+def _eff(name: str) -> Callable[[Row], object]:
+    """A cell of the row's effective (kernel-combined) values."""
+    return lambda r: r["effective"][name]
+
+
+NETCONF_COLUMNS = (
+    Column("NETNS", _key("netns_label")),
+    Column("FAMILY", _family),
+    Column("DEV", _key("dev_name")),
+    Column("FORWARDING", _key("forwarding"), True),
+    Column("RP_FILTER", _key("rp_filter"), True),
+    Column("PROXY", _key("proxy_neigh"), True),
+    Column("MC_FWD", _key("mc_forwarding"), True),
+    Column("IGN_LINKDOWN", _key("ignore_routes_with_linkdown"), True),
+    Column("ACC_LOCAL", _key("accept_local"), True),
+    Column("LOCALNET", _key("route_localnet"), True),
+    Column("SRC_VMARK", _key("src_valid_mark"), True),
+    # The kernel's own combination: forwarding (IPv6: conf/all), max(all, dev) rp_filter,
+    # all OR dev proxy_arp/proxy_ndp (include/linux/inetdevice.h).
+    Column("EFF-FWD", _eff("forwarding"), True),
+    Column("EFF-RPF", lambda r: _rp_mode(r["effective"]["rp_filter"])),
+    Column("EFF-PROXY", _eff("proxy_neigh"), True),
+)
+
+
+def netconf(index: SnapshotIndex) -> Listing:
+    """Per-interface IP sysctls of every namespace (`ip netconf`), with the effective values."""
+    rows: list[Row] = []
+    for ns in index.snapshot.netns:
+        for conf in sorted(ns.netconf, key=_conf_order):
+            row = to_jsonable(conf)
+            row["netns"] = ns.inode
+            row["netns_label"] = _netns_label(index, ns.inode)
+            row["dev_name"] = _conf_dev(index, ns.inode, conf.ifindex)
+            row["effective"] = _effective(ns, conf)
+            rows.append(row)
+    return Listing(rows, NETCONF_COLUMNS)
+
+
+def _rp_mode(value: object) -> str | None:
+    """An effective rp_filter with its meaning: 1 (strict)."""
+    if not isinstance(value, int):
+        return None
+    return f"{value} ({sysctls.RP_FILTER_MODES.get(value, '?')})"
+
+
+def _tc_program(program: BpfProgram | None) -> Row | None:
+    return None if program is None else to_jsonable(program)
+
+
+def _program_text(row: Row) -> str | None:
+    """A filter's program as `tc filter show` words it: name[id] tag, or the section."""
+    prog = row.get("program")
+    if not prog:
+        return None
+    name = prog.get("name") or prog.get("section") or "?"
+    ident = f"[{prog['id']}]" if prog.get("id") is not None else ""
+    tag = f" tag {prog['tag']}" if prog.get("tag") else ""
+    return f"{name}{ident}{tag}"
+
+
+TC_COLUMNS = (
+    Column("NETNS", _key("netns_label")),
+    Column("DEV", _key("dev_name")),
+    Column("OBJECT", _key("object")),
+    Column("KIND", _key("kind")),
+    # A qdisc's place (`parent root`, `parent ffff:fff1`); a filter's direction.
+    Column("WHERE", lambda r: r.get("hook") or f"parent {r['parent']}"),
+    Column("HANDLE", _key("handle")),
+    Column("PREF", _key("pref"), True),
+    Column("PROTO", _key("protocol")),
+    Column("DA", lambda r: ("yes" if r["direct_action"] else "no") if "hook" in r else None),
+    Column("PROGRAM", _program_text),
+)
+
+
+def tc(index: SnapshotIndex) -> Listing:
+    """Qdiscs and filters of every interface of every namespace, filters with their programs."""
+    rows: list[Row] = []
+    for ns in index.snapshot.netns:
+        label = _netns_label(index, ns.inode)
+        devs = {q.ifindex for q in ns.qdiscs} | {f.ifindex for f in ns.tc_filters}
+        for ifindex in sorted(devs):
+            dev = _dev_name(index, ns.inode, ifindex)
+            for q in ns.qdiscs:
+                if q.ifindex == ifindex:
+                    rows.append(
+                        {
+                            "netns": ns.inode,
+                            "netns_label": label,
+                            "dev_name": dev,
+                            "ifindex": ifindex,
+                            "object": "qdisc",
+                            "kind": q.kind,
+                            "handle": q.handle,
+                            "parent": q.parent,
+                        }
+                    )
+            for f in ns.tc_filters:
+                if f.ifindex == ifindex:
+                    rows.append(
+                        {
+                            "netns": ns.inode,
+                            "netns_label": label,
+                            "dev_name": dev,
+                            "ifindex": ifindex,
+                            "object": "filter",
+                            "kind": f.kind,
+                            "hook": f.hook,
+                            "protocol": f.protocol,
+                            "pref": f.pref,
+                            "chain": f.chain,
+                            "handle": f.handle,
+                            "direct_action": f.direct_action,
+                            "program": _tc_program(f.program),
+                        }
+                    )
+    return Listing(rows, TC_COLUMNS)
 
 
 # --- sockets --------------------------------------------------------------------------
@@ -830,6 +1009,8 @@ KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
     "rules": rules,
     "neigh": neighbours,
     "fdb": fdb,
+    "netconf": netconf,
+    "tc": tc,
     "iptables": iptables,
     "nft": nft,
     "services": services,

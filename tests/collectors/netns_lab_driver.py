@@ -162,12 +162,16 @@ def build_topology() -> list[str]:
         "rule add from 10.0.0.0/8 tos 0x10 uidrange 1000-2000 ipproto tcp sport 1000-2000"
         " dport 80 tun_id 7 lookup 200 suppress_ifgroup 5 pref 70 proto 99",
         "rule add l3mdev pref 72",
+        "rule add lookup 100 realms 5 pref 74",
+        "rule add fwmark 0x9 realms 3/7 goto 90 pref 75",
+        "rule add lookup main suppress_ifgroup default pref 76",
         "rule add dport 10-20 blackhole pref 73",
         "-6 rule add ipproto ipv6-icmp lookup 100 suppress_prefixlength 64 pref 91 proto static",
     ):
         run("ip", "-n", names[2], *line.split())
     # Both ends of a veth inside one pod namespace: a peer without IFLA_LINK_NETNSID.
     run("ip", "-n", names[1], "link", "add", "in0", "type", "veth", "peer", "name", "in1")
+    run("ip", "-n", names[1], "link", "set", "in1", "group", "7")
     # A veth between two pods, not through the root.
     run(
         "ip",

@@ -103,8 +103,8 @@ def test_topology_scanned_without_gaps(topo: Any) -> None:
 
 @pytest.mark.lab
 def test_links_equal_ip_link(topo: Any) -> None:
-    """ifindex, name, kind, MAC, MTU, operstate, flags, master and a bridge port's hairpin
-    mode equal `ip -j -d link`."""
+    """ifindex, name, kind, MAC, MTU, operstate, flags, master, a bridge port's hairpin
+    mode and the device group equal `ip -j -d link`."""
     for _name, view, ns in _namespaces(topo):
         index = _ifindex(view)
         want = sorted(
@@ -119,6 +119,7 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 tuple(f for f in lk["flags"] if f != "M-DOWN"),
                 index.get(lk["master"]) if "master" in lk else None,
                 _slave_hairpin(lk),
+                0 if lk["group"] == "default" else int(lk["group"]),
             )
             for lk in view["link"]
         )
@@ -133,10 +134,13 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 tuple(lk["flags"]),
                 lk["master"],
                 lk["hairpin"],
+                lk["group"],
             )
             for lk in ns["links"]
         )
         assert got == want
+    groups = {lk["group"] for _n, _v, ns in _namespaces(topo) for lk in ns["links"]}
+    assert {0, 7} <= groups  # the driver puts one link in group 7
     hairpins = [lk["hairpin"] for _n, _v, ns in _namespaces(topo) for lk in ns["links"]]
     assert True in hairpins and False in hairpins  # the driver turns it on for one port
 
@@ -353,6 +357,7 @@ def test_rules_equal_ip_rule(topo: Any) -> None:
     pod_rules = _namespaces(topo)[3][2]["rules"]
     assert any(r["suppress_prefixlength"] == 0 for r in pod_rules)
     assert any(r["dport"] == [53, 53] and r["ipproto"] == 17 for r in pod_rules)
+    assert {(3 << 16) | 7, 5} <= {r["realms"] for r in pod_rules}
 
 
 def _span(rule: Any, key: str) -> tuple[int, int] | None:
@@ -377,8 +382,21 @@ def _ip_rule_options(r: Any) -> tuple[Any, ...]:
         r.get("tun_id"),
         "l3mdev" in r,
         r.get("suppress_prefixlen"),
-        int(r["suppress_ifgroup"]) if "suppress_ifgroup" in r else None,
+        _group(r["suppress_ifgroup"]) if "suppress_ifgroup" in r else None,
+        _realms(r),
     )
+
+
+def _group(name: str) -> int:
+    """A device group as `ip -j` names it: "default" is group 0."""
+    return 0 if name == "default" else int(name)
+
+
+def _realms(r: Any) -> int | None:
+    """`ip -j rule`'s flow_from/flow_to as the kernel's FRA_FLOW (from << 16 | to)."""
+    if "flow_to" not in r:
+        return None
+    return int(r.get("flow_from", "0")) << 16 | int(r["flow_to"])
 
 
 def _our_rule_options(r: Any) -> tuple[Any, ...]:
@@ -393,6 +411,7 @@ def _our_rule_options(r: Any) -> tuple[Any, ...]:
         r["l3mdev"],
         r["suppress_prefixlength"],
         r["suppress_ifgroup"],
+        r["realms"],
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -67,3 +69,40 @@ def test_node_to_ipv6_pod_source_is_the_kernels(
     (branch,) = result.branches
     assert branch.hops[0].data["chosen_src"]
     assert assert_routes_equal_kernel(lab, indexes, result.branches) >= 2
+
+
+def _cli_probe(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    """`podpath lab probe` on this lab, as a user runs it."""
+    argv = [sys.executable, "-m", "podpath", "lab", "probe", "--name", lab.name, *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_lab_probe_6_names_the_ipv6_address_it_reached(lab: Lab) -> None:
+    """`lab probe -6 SRC POD`: the answering pod is named with the IPv6 address used, not its IPv4."""
+    src, dst = web_pods(lab, "node1")[0], web_pods(lab, "node2")[0]
+    ip4 = next(ip for ip in dst.ips if ":" not in ip)
+    ip6 = next(ip for ip in dst.ips if ":" in ip)
+    done = _cli_probe(lab, "-6", src.ref, dst.ref)
+    assert done.returncode == 0, done.stderr
+    assert f"([{ip6}]:80/tcp)" in done.stdout
+    assert f"served by pod {dst.ref} on node2 ({ip6})" in done.stdout
+    assert ip4 not in done.stdout
+    four = _cli_probe(lab, src.ref, dst.ref)
+    assert f"served by pod {dst.ref} on node2 ({ip4})" in four.stdout, four.stdout
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_lab_probe_icmp_pings_like_trace_says(
+    lab: Lab, indexes: dict[str, SnapshotIndex], family: int
+) -> None:
+    """`lab probe --proto icmp` sends a real echo request; the trace of it delivers, too."""
+    src, dst = web_pods(lab, "node1")[0], web_pods(lab, "node2")[-1]
+    addr = next(ip for ip in dst.ips if (":" in ip) == (family == 6))
+    result = trace(ordered(indexes), Probe(src.ref, addr, proto="icmp"))
+    assert [b.verdict for b in result.branches] == ["delivered"]
+    done = _cli_probe(lab, "--proto", "icmp", src.ref, addr)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"({addr}/icmp)" in done.stdout and "1 packets received" in done.stdout
+    refused = _cli_probe(lab, "--proto", "icmp", src.ref, f"{dst.ip}:80")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"podpath: ICMP has no ports: give {dst.ip} without a port"

@@ -39,6 +39,23 @@ def test_icmp_to_an_address_and_port_is_refused() -> None:
     assert out.stderr == "podpath: ICMP has no ports: give 10.244.0.2 without ':80'\n"
 
 
+def test_icmp_with_a_source_port_is_refused() -> None:
+    """`--proto icmp --sport N` is one sentence and exit 2, not a silently ignored port."""
+    out = _podpath(*TRACE, "--proto", "icmp", "--sport", "5", "--to", "10.244.0.2")
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == "podpath: ICMP has no ports: leave out --sport 5\n"
+
+
+def test_icmp_probe_with_a_source_port_is_refused_by_the_engine() -> None:
+    """The TUI's path (the engine itself) refuses an ICMP probe with a source port too."""
+    from podpath.snapshot import codec
+    from podpath.trace.engine import trace
+    from podpath.trace.probe import Probe, ProbeError
+
+    with pytest.raises(ProbeError, match="ICMP has no ports"):
+        trace([codec.load_path(str(DEMO))], Probe("node", "10.244.0.2", "icmp", sport=5))
+
+
 def test_icmp_to_a_service_pings_its_cluster_ip_without_a_port() -> None:
     """`--proto icmp --to ns/name` names the ClusterIP alone, as ping would."""
     out = _podpath(*TRACE, "--proto", "icmp", "--to", "default/web")

@@ -255,3 +255,15 @@ def test_service_names_in_ipvs_mode_get_one_clear_sentence() -> None:
     node = _ipvs_node(_read("k8s-ipvs-readme-ipvsadm-ln.txt"))
     with pytest.raises(ProbeError, match="IPVS mode, whose rules name no Service"):
         trace([node], Probe("default/a", "default/kubernetes:https"))
+
+
+def test_ipvs_hop_names_its_backend_once_as_other_netfilter_hops() -> None:
+    """`netfilter  ipvs TCP 10.0.0.10:53 rr: -> ...` (not `ipvs ipvs`), then `nat  DNAT a -> b`."""
+    from podpath.trace.render import render_text
+
+    node = _ipvs_node(_read("k8s-ipvs-readme-ipvsadm-ln.txt"))
+    lines = render_text(trace([node], Probe("default/a", "10.0.0.10:53"))).splitlines()
+    hop = next(line.strip() for line in lines if line.strip().startswith("netfilter  ipvs"))
+    assert hop.startswith("netfilter  ipvs TCP 10.0.0.10:53 rr: -> 172.17.0.2:53"), hop
+    assert not any("ipvs ipvs" in line for line in lines)
+    assert "nat        DNAT 10.0.0.10:53 -> 172.17.0.2:53" in [line.strip() for line in lines]

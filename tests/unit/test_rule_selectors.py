@@ -7,7 +7,7 @@ from dataclasses import replace
 from realworld_ip import REALWORLD, lines, rules
 from trace_factory import pod_inode, two_nodes
 
-from podpath.snapshot.model import Link, NetNamespace, Route, Rule
+from podpath.snapshot.model import Address, Link, NetNamespace, Route, Rule
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe
 from podpath.trace.routing import describe_rule, lookup
@@ -195,3 +195,106 @@ def test_a_trace_through_an_unknowable_rule_is_uncertain_and_names_it() -> None:
     assert any(
         u.startswith("rule 100 (uidrange 1000-1000) taken not to match") for u in branch.uncertain
     )
+
+
+def _grouped(group: int | None) -> NetNamespace:
+    """_ns with eth0 in a device group and `lookup main suppress_ifgroup 7` before table 100."""
+    eth0 = replace(LINKS[0], group=group)
+    rules = (
+        Rule(NS, 4, 80, "lookup", table=254, suppress_ifgroup=7),
+        Rule(NS, 4, 85, "lookup", table=100),
+    )
+    return replace(_ns(*rules), links=(eth0,))
+
+
+def test_suppress_ifgroup_rejects_a_route_through_a_device_of_that_group() -> None:
+    """eth0 in group 7: main's route via eth0 is suppressed, table 100's blackhole decides."""
+    d = lookup(_grouped(7), "8.8.8.8")
+    assert (d.type, d.table, d.assumed) == ("blackhole", 100, ())
+    assert any("dev eth0 is in group 7" in n for n in d.notes), d.notes
+
+
+def test_suppress_ifgroup_keeps_a_route_through_another_group() -> None:
+    """eth0 in group 0 (default): rule 80 uses main's route, nothing assumed."""
+    d = lookup(_grouped(0), "8.8.8.8")
+    assert (d.type, d.table, d.gateway, d.assumed) == ("unicast", 254, "172.18.0.1", ())
+
+
+def test_suppress_ifgroup_with_an_uncollected_group_is_an_assumption() -> None:
+    """An older snapshot without groups: group 0 is assumed, and said."""
+    d = lookup(_grouped(None), "8.8.8.8")
+    assert d.table == 254
+    assert d.assumed == (
+        "rule 80 (suppress_ifgroup 7): the group of dev eth0 is not known, taken as 0 (default)",
+    )
+
+
+def test_rule_with_realms_routes_as_without_and_says_the_tag() -> None:
+    """FRA_FLOW only tags the result (res->tclassid): the route is main's, with a note."""
+    rule = Rule(NS, 4, 70, "lookup", table=254, realms=(3 << 16) | 7)
+    d = lookup(_ns(rule), "8.8.8.8")
+    assert (d.type, d.table, d.gateway) == ("unicast", 254, "172.18.0.1")
+    assert d.rule == "70: from all lookup main realms 3/7"
+    assert any("realms 3/7" in n for n in d.notes), d.notes
+
+
+def test_describe_rule_words_realms_and_groups_as_ip_rule() -> None:
+    """`realms 5`, `realms 3/7 goto 90` and `suppress_ifgroup default` as `ip rule` prints them."""
+    assert describe_rule(Rule(NS, 4, 74, "lookup", table=100, realms=5)) == (
+        "74: from all lookup 100 realms 5"
+    )
+    assert describe_rule(Rule(NS, 4, 75, "goto", goto=90, fwmark=9, realms=(3 << 16) | 7)) == (
+        "75: from all fwmark 0x9 realms 3/7 goto 90"
+    )
+    assert describe_rule(Rule(NS, 4, 76, "lookup", table=254, suppress_ifgroup=0)) == (
+        "76: from all lookup main suppress_ifgroup default"
+    )
+
+
+def test_rp_filter_reverse_lookup_uses_the_reversed_ports() -> None:
+    """A reply from port 53 back to the sender: the reverse lookup asks for dport 53 (swapped)."""
+    from podpath.trace.routing import validate_source
+
+    back_rule = Rule(NS, 4, 90, "lookup", table=100, ipproto=17, dport=(53, 53))
+    routes = [*MAIN[:2], Route(NS, 4, 100, "unicast", "0.0.0.0/0", gateway="172.18.0.9", dev=3)]
+    eth1 = Link(NS, 3, "eth1", None, None, 1500, "UP")
+    eth0 = replace(LINKS[0], addresses=(Address(4, "172.18.0.5", 16),))
+    ns = replace(_ns(back_rule, routes=routes), links=(eth0, eth1))
+    # UDP from 9.9.9.9:40000 to :53 received on eth0: reversed, dport 40000: main, eth0 -> ok.
+    ok = validate_source(ns, "9.9.9.9", "172.18.0.5", eth0, 1, 0, "udp", 40000, 53)
+    assert ok.ok, ok.reason
+    # The same packet from source port 53: the way back is table 100 via eth1 -> strict drop.
+    bad = validate_source(ns, "9.9.9.9", "172.18.0.5", eth0, 1, 0, "udp", 53, 40000)
+    assert not bad.ok and "leaves via eth1" in bad.reason, bad.reason
+    # TCP is not selected by the rule: main, eth0.
+    assert validate_source(ns, "9.9.9.9", "172.18.0.5", eth0, 1, 0, "tcp", 53, 40000).ok
+
+
+def test_accept_local_lets_an_own_source_in_when_rp_filter_is_off() -> None:
+    """rp_filter 0: an own address as source is a martian, unless accept_local (all OR dev)."""
+    from podpath.snapshot.model import NetConf
+    from podpath.trace import sysctls
+    from podpath.trace.routing import validate_source
+
+    eth0 = replace(LINKS[0], addresses=(Address(4, "172.18.0.5", 16),))
+    ns = replace(_ns(), links=(eth0,))
+    assert not validate_source(ns, "172.18.0.5", "172.18.0.6", eth0, 0).ok
+    ns = replace(ns, netconf=(NetConf(4, -1, accept_local=0), NetConf(4, 2, accept_local=1)))
+    assert sysctls.accept_local(ns, eth0) is True
+    assert validate_source(ns, "172.18.0.5", "172.18.0.6", eth0, 0, accept_local=True).ok
+
+
+def test_src_valid_mark_is_all_or_interface_and_unknown_when_not_read() -> None:
+    """src_valid_mark: conf/all OR conf/DEV; None for a snapshot that did not read it."""
+    from podpath.snapshot.model import NetConf
+    from podpath.trace import sysctls
+
+    eth0 = LINKS[0]
+    assert (
+        sysctls.src_valid_mark(replace(_ns(), netconf=(NetConf(4, -1), NetConf(4, 2))), eth0)
+        is None
+    )
+    confs = (NetConf(4, -1, src_valid_mark=1), NetConf(4, 2, src_valid_mark=0))
+    assert sysctls.src_valid_mark(replace(_ns(), netconf=confs), eth0) is True
+    confs = (NetConf(4, -1, src_valid_mark=0), NetConf(4, 2, src_valid_mark=0))
+    assert sysctls.src_valid_mark(replace(_ns(), netconf=confs), eth0) is False

@@ -28,6 +28,8 @@ _PARTS: dict[str, frozenset[str]] = {
     "rules": frozenset({"netns", "pods"}),
     "neigh": frozenset({"netns", "pods"}),
     "fdb": frozenset({"netns", "pods"}),
+    "netconf": frozenset({"netns", "pods"}),
+    "tc": frozenset({"netns", "pods"}),
     "iptables": frozenset({"netfilter"}),
     "nft": frozenset({"netfilter"}),
     "services": frozenset({"netfilter"}),

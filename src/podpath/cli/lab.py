@@ -105,7 +105,10 @@ def register(sub: Any) -> None:
     # --proto as `podpath trace` spells it; --udp, the short form, is kept.
     proto = p.add_mutually_exclusive_group()
     proto.add_argument(
-        "--proto", choices=("tcp", "udp"), default="tcp", help="protocol, as trace (default tcp)"
+        "--proto",
+        choices=("tcp", "udp", "icmp"),
+        default="tcp",
+        help="protocol, as trace (default tcp; icmp sends one echo request)",
     )
     proto.add_argument(
         "--udp", dest="proto", action="store_const", const="udp", help="the same as --proto udp"
@@ -279,13 +282,17 @@ def _probe(args: argparse.Namespace) -> int:
     except LabError as exc:
         raise CliError(str(exc)) from exc
     host = f"[{result.address}]" if ":" in result.address else result.address
-    where = f"{host}:{result.port}/{result.proto}"
+    where = (
+        f"{result.address}/icmp"
+        if result.proto == "icmp"
+        else f"{host}:{result.port}/{result.proto}"
+    )
     if not result.ok:
         print(f"{result.src} -> {args.dst} ({where}): FAILED: {result.error}")
         return EXIT_FAILURE
     who = f" (answered by {result.served_by})" if result.served_by else ""
     print(f"{result.src} -> {args.dst} ({where}) in {result.seconds * 1000:.0f} ms{who}")
-    print(result.answer)
+    print(result.shown_answer())
     return EXIT_OK
 
 

@@ -255,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sport is not None and not 0 < args.sport < 65536:
         raise CliError(f"--sport {args.sport} is not a port number (1-65535)")
+    if args.sport is not None and args.proto == "icmp":
+        raise CliError(f"ICMP has no ports: leave out --sport {args.sport}")
     live = not args.snapshot
     if args.cache is not None and not args.snapshot:
         raise CliError("--cache DIR needs --snapshot FILE (a live node is read afresh)")

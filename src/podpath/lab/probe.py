@@ -42,6 +42,18 @@ class ProbeResult:
     served_by: str | None  # pod ref that answered, when the answer says
     error: str
     seconds: float
+    # The answering pod's address in the family the probe used (its page names its
+    # first address, IPv4 on a dual-stack pod, whichever family carried the request).
+    served_address: str | None = None
+
+    def shown_answer(self) -> str:
+        """The answer to print: a lab page names the address this probe reached the pod at."""
+        page = _PAGE_RE.search(self.answer)
+        if page is None or self.served_address is None:
+            return self.answer
+        return (
+            f"podpath lab: served by pod {page.group(1)} on {page.group(2)} ({self.served_address})"
+        )
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,10 @@ def _web_node_port(lab: Lab) -> int:
 
 
 def _client(target: _Target, proto: str) -> list[str]:
+    if proto == "icmp":
+        # One echo request; busybox ping exits 0 only when the reply came back.
+        family = "-6" if ":" in target.address else "-4"
+        return ["busybox", "ping", family, "-c", "1", "-W", "3", target.address]
     if proto == "udp":
         return [sys.executable, "-c", _UDP_CLIENT, target.address, str(target.port), "3"]
     # busybox nc for TCP (HTTP is spoken by hand: the static busybox's wget crashes in
@@ -105,7 +121,9 @@ def _client(target: _Target, proto: str) -> list[str]:
     return ["busybox", "timeout", "4", "busybox", "nc", "-w", "3", target.address, str(target.port)]
 
 
-def _request(target: _Target, proto: str) -> str:
+def _request(target: _Target, proto: str) -> str | None:
+    if proto == "icmp":
+        return None
     if proto == "tcp" and _is_http(target):
         return f"GET / HTTP/1.0\r\nHost: {target.address}\r\nUser-Agent: podpath-lab\r\n\r\n"
     return "podpath probe\n"
@@ -129,10 +147,14 @@ def run_probe(
     `family` (4 or 6) picks which address a pod, Service or node name stands for.
     """
     proto = proto.lower()
-    if proto not in ("tcp", "udp"):
-        raise LabError(f"probe protocol must be tcp or udp, not {proto!r}")
+    if proto not in ("tcp", "udp", "icmp"):
+        raise LabError(f"probe protocol must be tcp, udp or icmp, not {proto!r}")
     host, given_port = _split_port(dst)
+    if proto == "icmp" and (port or given_port) is not None:
+        raise LabError(f"ICMP has no ports: give {host} without a port")
     target = _resolve_dst(lab, host, port or given_port, proto, family)
+    if proto == "icmp":
+        target = _Target(target.address, 0)
     prefix: list[str] = []
     src_node: str
     src_name: str
@@ -157,7 +179,7 @@ def run_probe(
         ok = done.returncode == 0 and bool(out.strip())
     except subprocess.TimeoutExpired:
         ok, out, err = False, "", "timed out"
-    served = _served_by(lab, out) if ok else None
+    served = _served_by(lab, out) if ok and proto != "icmp" else None
     return ProbeResult(
         src_name,
         src_node,
@@ -170,7 +192,16 @@ def run_probe(
         served,
         "" if ok else (err or "no answer"),
         round(time.monotonic() - began, 3),
+        _served_address(lab, served, target.address),
     )
+
+
+def _served_address(lab: Lab, served: str | None, used: str) -> str | None:
+    """The answering pod's address of the family the probe used (None: not a pod)."""
+    pod = next((p for p in lab.pods if p.ref == served), None)
+    if pod is None:
+        return None
+    return next((ip for ip in pod.ips or (pod.ip,) if (":" in ip) == (":" in used)), None)
 
 
 def _served_by(lab: Lab, answer: str) -> str | None:

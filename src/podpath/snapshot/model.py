@@ -321,6 +321,8 @@ class Link(Value):
     # A bridge port's hairpin mode (IFLA_BRPORT_MODE): may a frame leave by the port it came
     # in on? None when the link is no bridge port, or the kernel did not say.
     hairpin: bool | None = None
+    # The device group (IFLA_GROUP; `ip link ... group`), 0 "default"; None: not collected.
+    group: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -381,6 +383,8 @@ class Rule(Value):
     suppress_prefixlength: int | None = None
     suppress_ifgroup: int | None = None
     protocol: str | None = None  # who made the rule, as `ip rule` names it (kernel, boot, ...)
+    # FRA_FLOW: the realms (route class) the rule gives its result, from << 16 | to; IPv4 only.
+    realms: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -425,6 +429,10 @@ class NetConf(Value):
     proxy_neigh: int | None = None  # proxy_arp (IPv4) or proxy_ndp (IPv6)
     mc_forwarding: int | None = None
     ignore_routes_with_linkdown: int | None = None
+    # IPv4 only, from /proc/sys (netconf does not carry them); None: not read.
+    accept_local: int | None = None  # a source address of this host accepted on input
+    route_localnet: int | None = None  # 127/8 routed, not a martian
+    src_valid_mark: int | None = None  # the packet's mark used in the reverse path lookup
 
 
 @dataclass(frozen=True, eq=False)

@@ -41,6 +41,7 @@ from podpath.trace.netfilter import NfEnv
 from podpath.trace.probe import (
     Destination,
     Probe,
+    ProbeError,
     Source,
     resolve_destination,
     resolve_source,
@@ -490,13 +491,20 @@ class Engine:
             if sysctls.forwarding(ns, family, iif, facts) is False:
                 return self.drop(flow, self._not_forwarded(flow, ns, iif, decision), "sysctl")
         if family == 4 and flow.packet.src is not None:
+            # __fib_validate_source(): the mark is used only with src_valid_mark (not
+            # read, in older snapshots: the packet's, as before).
+            vmark = sysctls.src_valid_mark(ns, iif)
             check = validate_source(
                 ns,
                 flow.packet.src,
                 flow.packet.dst,
                 iif,
                 sysctls.rp_filter(ns, iif, facts),
-                flow.packet.mark,
+                flow.packet.mark if vmark is not False else 0,
+                flow.packet.proto,
+                flow.packet.sport,
+                flow.packet.dport,
+                sysctls.accept_local(ns, iif) is True,
             )
             if not check.ok:
                 return self.drop(
@@ -1110,6 +1118,8 @@ def trace(
 
     Pass SnapshotIndex objects to reuse parsed rulesets across traces.
     """
+    if probe.proto == "icmp" and probe.sport is not None:
+        raise ProbeError(f"ICMP has no ports: leave out the source port {probe.sport}")
     indexes = _indexes(snapshots)
     dest = resolve_destination(indexes, probe.destination, probe.proto, probe.family)
     # The source speaks the destination's family (a dual-stack pod has one of each).

@@ -183,7 +183,7 @@ def _to_server(
     nat_hop = Hop(
         "nat",
         env.hostname,
-        f"ipvs {_ap(before)} -> {_ap(after)}",
+        f"DNAT {_ap(before)} -> {_ap(after)}",
         (),
         (),
         {"from": _ap(before), "to": _ap(after), "type": "DNAT", "target": "ipvs", "table": "ipvs"},
@@ -231,7 +231,8 @@ def _hop(
     }
     if share is not None:
         data["probability"] = share
-    return Hop("netfilter", env.hostname, f"ipvs {rule}: {what}", notes, (), data)
+    # The text form leads with the backend (data["backend"]), as for every netfilter hop.
+    return Hop("netfilter", env.hostname, f"{rule}: {what}", notes, (), data)
 
 
 def _ap(pair: tuple[str, int | None]) -> str:

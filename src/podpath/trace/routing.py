@@ -104,6 +104,22 @@ def _prefix_text(cidr: str) -> str:
     return addr if length == host else cidr
 
 
+def group_name(group: int) -> str:
+    """A device group as iproute2 names it (/etc/iproute2/group: 0 is "default")."""
+    return "default" if group == 0 else str(group)
+
+
+def _realm(value: int) -> str:
+    # /etc/iproute2/rt_realms names only realm 0, "cosmos".
+    return "cosmos" if value == 0 else str(value)
+
+
+def realms_text(realms: int) -> str:
+    """FRA_FLOW as `ip rule` prints it: TO alone, or FROM/TO when FROM is set."""
+    first, last = realms >> 16, realms & 0xFFFF
+    return f"{_realm(first)}/{_realm(last)}" if first else _realm(last)
+
+
 def describe_rule(rule: Rule) -> str:
     """A policy rule as `ip rule` prints it (iproute2's print_rule order)."""
     parts = [f"{rule.priority}:"]
@@ -139,10 +155,12 @@ def describe_rule(rule: Rule) -> str:
             if rule.suppress_prefixlength is not None:
                 parts.append(f"suppress_prefixlength {rule.suppress_prefixlength}")
             if rule.suppress_ifgroup is not None:
-                parts.append(f"suppress_ifgroup {rule.suppress_ifgroup}")
-    elif rule.action == "goto":
+                parts.append(f"suppress_ifgroup {group_name(rule.suppress_ifgroup)}")
+    if rule.realms:
+        parts.append(f"realms {realms_text(rule.realms)}")
+    if rule.action == "goto":
         parts.append(f"goto {rule.goto}")
-    else:
+    elif rule.action != "lookup":
         parts.append(rule.action)
     # print_rule(): `proto kernel` and `proto unspec` only with -d.
     if rule.protocol not in (None, "kernel", "unspec"):
@@ -249,13 +267,25 @@ def _suppressed(ns: NetNamespace, rule: Rule, route: Route) -> tuple[bool, str, 
             "next rule"
         )
         return True, note, ""
-    if rule.suppress_ifgroup is not None and route.dev is not None:
-        # Device groups are not collected: every device is taken to be in group 0 (default).
-        assumed = (
-            f"rule {rule.priority} (suppress_ifgroup {rule.suppress_ifgroup}): "
-            f"the group of dev {_dev_name(ns, route.dev)} is not known, taken as 0 (default)"
+    # The device of the route's first next hop (fib_info_nhc(fi, 0)->nhc_dev).
+    dev = route.dev if route.dev is not None or not route.multipath else route.multipath[0].dev
+    if rule.suppress_ifgroup is not None and dev is not None:
+        link = next((lk for lk in ns.links if lk.ifindex == dev), None)
+        wanted = group_name(rule.suppress_ifgroup)
+        if link is None or link.group is None:
+            # A snapshot taken before groups were collected: taken as group 0 (default).
+            assumed = (
+                f"rule {rule.priority} (suppress_ifgroup {wanted}): "
+                f"the group of dev {_dev_name(ns, dev)} is not known, taken as 0 (default)"
+            )
+            return rule.suppress_ifgroup == 0, "", assumed
+        if link.group != rule.suppress_ifgroup:
+            return False, "", ""
+        note = (
+            f"rule {rule.priority}: route {route.dst} suppressed "
+            f"(dev {link.name} is in group {wanted}, suppress_ifgroup {wanted}), next rule"
         )
-        return rule.suppress_ifgroup == 0, "", assumed
+        return True, note, ""
     return False, "", ""
 
 
@@ -370,6 +400,13 @@ def lookup(
             notes.append(
                 f"multipath route with {len(route.multipath)} next hops: the flow hash picks one; "
                 f"showing the first ({first.gateway or 'direct'})"
+            )
+        if rule.realms and family == 4:
+            # __fib_lookup(): the rule's realms become the result's tclassid, for tc's route
+            # classifier and iptables' realm match; the route's own realms take precedence.
+            notes.append(
+                f"rule {rule.priority} tags the route with realms {realms_text(rule.realms)} "
+                "(a class for tc and the realm match; the route chosen is the same)"
             )
         if "onlink" in route.flags:
             notes.append(f"onlink: gateway {gateway} is used without checking it is on-link")
@@ -574,6 +611,27 @@ def _select_source6(ns: NetNamespace, decision: RouteDecision, dst: str) -> Sour
     )
 
 
+def needs_flow_dissect(ns: NetNamespace, family: int = 4) -> bool:
+    """fib_rule_requires_fldissect(): a rule not bound to `iif lo` selects on ipproto or ports."""
+    return any(
+        r.family == family and r.iif != "lo" and (r.ipproto is not None or r.sport or r.dport)
+        for r in ns.rules
+    )
+
+
+def reverse_selectors(
+    ns: NetNamespace, proto: str | None, sport: int | None, dport: int | None
+) -> tuple[str | None, int | None, int | None]:
+    """The protocol and ports of __fib_validate_source()'s reverse lookup.
+
+    With a rule that needs them (fib4_rules_early_flow_dissect), the packet's protocol
+    with its ports swapped; otherwise none: protocol 0, ports 0.
+    """
+    if not needs_flow_dissect(ns):
+        return None, None, None
+    return proto, dport, sport
+
+
 @dataclass(frozen=True)
 class SourceCheck:
     """fib_validate_source(): whether a received packet's source passes, and why."""
@@ -590,9 +648,21 @@ def validate_source(
     iif: Link,
     mode: int | None,
     mark: int = 0,
+    proto: str | None = None,
+    sport: int | None = None,
+    dport: int | None = None,
+    accept_local: bool = False,
 ) -> SourceCheck:
-    """The reverse path check of an IPv4 packet received on `iif` (net/ipv4/fib_frontend.c)."""
+    """The reverse path check of an IPv4 packet received on `iif` (net/ipv4/fib_frontend.c).
+
+    proto, sport and dport are the received packet's: the reverse lookup uses the flow's
+    reversed selectors when a rule needs them (see `reverse_selectors`). `mark` is the one
+    the lookup uses: the packet's with src_valid_mark, else 0 (the caller decides).
+    """
     local = any(a.address == src for link in ns.links for a in link.addresses)
+    if not mode and accept_local:
+        # fib_validate_source(): accept_local skips the own-address test.
+        return SourceCheck(True, "rp_filter is off; accept_local=1 takes own addresses", mode)
     if not mode:
         # rp_filter off: only a source that is one of this namespace's own addresses is
         # a martian (accept_local=0), as inet_lookup_ifaddr_rcu() decides.
@@ -602,7 +672,8 @@ def validate_source(
             )
         why = "rp_filter is off" if mode == 0 else "rp_filter was not collected; no check assumed"
         return SourceCheck(True, why, mode)
-    back = lookup(ns, src, dst, mark, "lo")
+    rproto, rsport, rdport = reverse_selectors(ns, proto, sport, dport)
+    back = lookup(ns, src, dst, mark, "lo", proto=rproto, sport=rsport, dport=rdport)
     name = RP_FILTER_NAMES.get(mode, str(mode))
     if back.type in DROP_TYPES or back.type == "none":
         return SourceCheck(

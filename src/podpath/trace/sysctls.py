@@ -68,3 +68,24 @@ def forwarding(
 def has_netconf(ns: NetNamespace) -> bool:
     """True when the namespace's sysctls were collected."""
     return bool(ns.netconf)
+
+
+def _or_conf(ns: NetNamespace, link: Link, key: str) -> bool | None:
+    """An IPv4 sysctl the kernel reads as conf/all OR conf/IFACE (IN_DEV_ORCONF)."""
+    dev, every = netconf(ns, 4, link.ifindex), netconf(ns, 4, ALL)
+    if dev is None or every is None:
+        return None
+    mine, theirs = getattr(dev, key), getattr(every, key)
+    if mine is None or theirs is None:
+        return None
+    return bool(mine or theirs)
+
+
+def src_valid_mark(ns: NetNamespace, link: Link) -> bool | None:
+    """Whether the reverse path check of a packet received on `link` uses its mark."""
+    return _or_conf(ns, link, "src_valid_mark")
+
+
+def accept_local(ns: NetNamespace, link: Link) -> bool | None:
+    """Whether a packet received on `link` may carry one of this namespace's own addresses."""
+    return _or_conf(ns, link, "accept_local")
