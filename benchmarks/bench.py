@@ -52,6 +52,7 @@ RSS_GOAL = Goal("max", 200)
 NAMESPACES_GOAL = Goal("ratio", 1.0)
 NAMESPACES_HIGH_GOAL = Goal("ratio", 0.6)
 TRACE_CLI_GOAL = Goal("max", 0.25)
+DOCTOR_GOAL = Goal("max", 2.0)
 
 
 @dataclass(frozen=True)
@@ -439,6 +440,7 @@ def doctor_figure(node: Node, repeats: int) -> Figure:
         "4d. `podpath doctor --snapshot` (every Service and pod path judged)",
         "s",
         stat(r["wall"]),
+        goal=DOCTOR_GOAL,
         note=note,
         shape=node.shape.key,
     )
@@ -581,6 +583,7 @@ GROWTH_FIGURES = {
     "trace_cold.iptables": "4. Service trace (iptables), first",
     "trace_cli.iptables": "4c. CLI `trace --snapshot` (iptables), end to end",
     "trace_cli_cached.iptables": "4c. CLI `trace --snapshot --cache DIR` (iptables)",
+    "doctor": "4d. `podpath doctor --snapshot`",
     "tui.paint": "5. TUI first frame painted",
     "tui.views": "5. TUI Services, conntrack, problems counts usable",
     "tui.filter": "5. TUI filter keystroke to repainted table",
