@@ -191,9 +191,25 @@ def ab(lab: Lab, commands: dict[str, list[str]], repeats: int) -> dict[str, Any]
     return drive(lab, "ab", {"commands": commands, "repeats": repeats})
 
 
+# The 1-minute load average at each step of the run: on a shared machine wall times
+# move with it, so the report says how loaded the run was throughout, not only at start.
+_LOADS: list[float] = []
+
+
 def log(msg: str) -> None:
-    """Progress on stderr."""
+    """Progress on stderr (and a sample of the load average)."""
+    _LOADS.append(os.getloadavg()[0])
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load_during() -> str:
+    """The load averages sampled at each step of the run, in words."""
+    if not _LOADS:
+        return ""
+    return (
+        f"; 1-minute load average at each of {len(_LOADS)} steps: median "
+        f"{statistics.median(_LOADS):.1f}, {min(_LOADS):.1f}-{max(_LOADS):.1f}"
+    )
 
 
 @contextmanager
@@ -413,6 +429,7 @@ def trace_cli_figures(node: Node, repeats: int, label: str) -> list[Figure]:
             "s",
             stat(r["parsed"]),
             goal=TRACE_CLI_GOAL,
+            note=_cpu_of(r["cpu_parsed"]),
             shape=key,
         ),
         Figure(
@@ -421,9 +438,15 @@ def trace_cli_figures(node: Node, repeats: int, label: str) -> list[Figure]:
             "s",
             stat(r["cached"]),
             goal=TRACE_CLI_GOAL,
+            note=_cpu_of(r["cpu_cached"]),
             shape=key,
         ),
     ]
+
+
+def _cpu_of(cpu: list[float]) -> str:
+    """CPU seconds of a figure's runs (user + system): load distorts them less than wall time."""
+    return f"CPU {statistics.median(cpu):.2f} s ({min(cpu):.2f}-{max(cpu):.2f} s)"
 
 
 def doctor_figure(node: Node, repeats: int) -> Figure:
@@ -476,6 +499,8 @@ def tui_figures(node: Node, repeats: int) -> list[Figure]:
         note = ""
         if name == "filter":
             note = f"worst keystroke {max(r['filter_paint_max']) * 1000:.0f} ms"
+        elif name == "views":
+            note = "the app's process: " + _cpu_of(r["counts_shown_cpu"])
         figs.append(
             Figure(
                 f"{key}.tui.{name}",
@@ -712,7 +737,7 @@ def main(argv: Sequence[str]) -> int:
         return 130
     log(f"done in {time.monotonic() - started:.0f} s")
     info = report.RunInfo(
-        info_machine, time.strftime("%Y-%m-%d %H:%M:%S %Z"), command.strip(), sizes
+        info_machine + load_during(), time.strftime("%Y-%m-%d %H:%M:%S %Z"), command.strip(), sizes
     )
     print(report.text_table(figures))
     print(report.growth_text(growth))
