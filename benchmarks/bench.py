@@ -52,6 +52,7 @@ RSS_GOAL = Goal("max", 200)
 NAMESPACES_GOAL = Goal("ratio", 1.0)
 NAMESPACES_HIGH_GOAL = Goal("ratio", 0.6)
 TRACE_CLI_GOAL = Goal("max", 0.25)
+DOCTOR_GOAL = Goal("max", 2.0)
 
 
 @dataclass(frozen=True)
@@ -190,9 +191,25 @@ def ab(lab: Lab, commands: dict[str, list[str]], repeats: int) -> dict[str, Any]
     return drive(lab, "ab", {"commands": commands, "repeats": repeats})
 
 
+# The 1-minute load average at each step of the run: on a shared machine wall times
+# move with it, so the report says how loaded the run was throughout, not only at start.
+_LOADS: list[float] = []
+
+
 def log(msg: str) -> None:
-    """Progress on stderr."""
+    """Progress on stderr (and a sample of the load average)."""
+    _LOADS.append(os.getloadavg()[0])
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load_during() -> str:
+    """The load averages sampled at each step of the run, in words."""
+    if not _LOADS:
+        return ""
+    return (
+        f"; 1-minute load average at each of {len(_LOADS)} steps: median "
+        f"{statistics.median(_LOADS):.1f}, {min(_LOADS):.1f}-{max(_LOADS):.1f}"
+    )
 
 
 @contextmanager
@@ -412,6 +429,7 @@ def trace_cli_figures(node: Node, repeats: int, label: str) -> list[Figure]:
             "s",
             stat(r["parsed"]),
             goal=TRACE_CLI_GOAL,
+            note=_cpu_of(r["cpu_parsed"]),
             shape=key,
         ),
         Figure(
@@ -420,9 +438,15 @@ def trace_cli_figures(node: Node, repeats: int, label: str) -> list[Figure]:
             "s",
             stat(r["cached"]),
             goal=TRACE_CLI_GOAL,
+            note=_cpu_of(r["cpu_cached"]),
             shape=key,
         ),
     ]
+
+
+def _cpu_of(cpu: list[float]) -> str:
+    """CPU seconds of a figure's runs (user + system): load distorts them less than wall time."""
+    return f"CPU {statistics.median(cpu):.2f} s ({min(cpu):.2f}-{max(cpu):.2f} s)"
 
 
 def doctor_figure(node: Node, repeats: int) -> Figure:
@@ -439,6 +463,7 @@ def doctor_figure(node: Node, repeats: int) -> Figure:
         "4d. `podpath doctor --snapshot` (every Service and pod path judged)",
         "s",
         stat(r["wall"]),
+        goal=DOCTOR_GOAL,
         note=note,
         shape=node.shape.key,
     )
@@ -474,6 +499,8 @@ def tui_figures(node: Node, repeats: int) -> list[Figure]:
         note = ""
         if name == "filter":
             note = f"worst keystroke {max(r['filter_paint_max']) * 1000:.0f} ms"
+        elif name == "views":
+            note = "the app's process: " + _cpu_of(r["counts_shown_cpu"])
         figs.append(
             Figure(
                 f"{key}.tui.{name}",
@@ -581,6 +608,7 @@ GROWTH_FIGURES = {
     "trace_cold.iptables": "4. Service trace (iptables), first",
     "trace_cli.iptables": "4c. CLI `trace --snapshot` (iptables), end to end",
     "trace_cli_cached.iptables": "4c. CLI `trace --snapshot --cache DIR` (iptables)",
+    "doctor": "4d. `podpath doctor --snapshot`",
     "tui.paint": "5. TUI first frame painted",
     "tui.views": "5. TUI Services, conntrack, problems counts usable",
     "tui.filter": "5. TUI filter keystroke to repainted table",
@@ -709,7 +737,7 @@ def main(argv: Sequence[str]) -> int:
         return 130
     log(f"done in {time.monotonic() - started:.0f} s")
     info = report.RunInfo(
-        info_machine, time.strftime("%Y-%m-%d %H:%M:%S %Z"), command.strip(), sizes
+        info_machine + load_during(), time.strftime("%Y-%m-%d %H:%M:%S %Z"), command.strip(), sizes
     )
     print(report.text_table(figures))
     print(report.growth_text(growth))

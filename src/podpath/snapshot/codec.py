@@ -589,186 +589,38 @@ def _bool(d: _Decoder, pos: int) -> tuple[bool, int]:
     raise _expected("a boolean", data, pos)
 
 
-_SCALARS: dict[Any, Reader] = {str: _string, int: _int, float: _float, bool: _bool}
-
-
-@cache
-def _reader(tp: Any) -> Reader:
-    """The reader of values of type `tp` (built once per type)."""
-    if tp in _SCALARS:
-        return _SCALARS[tp]
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _dataclass_reader(tp)
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return _union_reader(args)
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        strict = _tuple_reader(_reader(args[0]))
-        if dataclasses.is_dataclass(args[0]):
-            return _objects_reader(tp, strict)
-        return strict
-    if origin is dict and args[0] is str:
-        return _dict_reader(_reader(args[1]))
-    raise TypeError(f"the snapshot codec cannot read fields of type {tp!r}")
-
-
-def _union_reader(args: tuple[Any, ...]) -> Reader:
-    optional = type(None) in args
-    choices = [_reader(a) for a in args if a is not type(None)]
-
-    def read(d: _Decoder, pos: int) -> tuple[Any, int]:
-        if optional and d.data.startswith(b"null", pos):
-            return None, pos + 4
-        if len(choices) == 1:
-            return choices[0](d, pos)
-        first: _Bad | None = None
-        for choice in choices:
-            try:
-                return choice(d, pos)
-            except _Bad as bad:
-                if bad.pos is not None:
-                    raise
-                first = first or bad
-        assert first is not None
-        raise first
-
-    return read
-
-
-def _tuple_reader(item: Reader) -> Reader:
-    def read(d: _Decoder, pos: int) -> tuple[tuple[Any, ...], int]:
-        data = d.data
-        if data[pos] != ord("["):
-            raise _expected("a list", data, pos)
-        pos = _ws(data, pos + 1)
-        if data[pos] == ord("]"):
-            return (), pos + 1
-        items: list[Any] = []
-        more = True
-        while more:
-            try:
-                value, pos = item(d, pos)
-            except _Bad as bad:
-                raise bad.at(len(items)) from None
-            items.append(value)
-            more, pos = _after(data, pos, ord("]"))
-        d.charge(56 + 8 * len(items))
-        return tuple(items), pos
-
-    return read
-
-
-def _key(d: _Decoder, pos: int) -> tuple[str, int]:
-    """An object key that is not a plain name (escapes, any character), and its colon."""
-    data = d.data
-    if data[pos] != ord('"'):
-        raise _Bad("expected a key in double quotes", pos)
-    key, pos = _string(d, pos)
-    colon = _COLON.match(data, pos)
-    if colon is None:
-        raise _Bad("expected ':' after a key", pos)
-    return key, colon.end()
-
-
-def _dict_reader(value_reader: Reader) -> Reader:
-    def read(d: _Decoder, pos: int) -> tuple[dict[str, Any], int]:
-        data = d.data
-        if data[pos] != ord("{"):
-            raise _expected("an object", data, pos)
-        pos = _ws(data, pos + 1)
-        out: dict[str, Any] = {}
-        if data[pos] == ord("}"):
-            return out, pos + 1
-        more = True
-        while more:
-            key, pos = _key(d, pos)
-            if key in out:
-                raise _Bad(f"the key {key!r} appears twice in one object")
-            try:
-                out[key], pos = value_reader(d, pos)
-            except _Bad as bad:
-                raise bad.at(key) from None
-            more, pos = _after(data, pos, ord("}"))
-        d.charge(sys.getsizeof(out))
-        return out, pos
-
-    return read
-
-
-def _dataclass_reader(cls: type) -> Reader:
-    hints = typing.get_type_hints(cls)
-    fields = dataclasses.fields(cls)
-    # Readers are looked up by the key's bytes, so plain keys are never decoded.
-    by_key: dict[bytes, tuple[str, Reader]] = {}
-    required = frozenset(
-        f.name
-        for f in fields
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    )
-    # An instance and its __dict__ with every field set.
-    cost = 64 + sys.getsizeof(dict.fromkeys(f.name for f in fields))
-
-    def read(d: _Decoder, pos: int) -> tuple[Any, int]:
-        if not by_key:
-            # Built on first use: the model's types refer to each other.
-            by_key.update({f.name.encode(): (f.name, _reader(hints[f.name])) for f in fields})
-        data = d.data
-        if data[pos] != ord("{"):
-            raise _expected("an object", data, pos)
-        pos = _ws(data, pos + 1)
-        kwargs: dict[str, Any] = {}
-        unknown: set[bytes] = set()
-        more = data[pos] != ord("}")
-        if not more:
-            pos += 1
-        while more:
-            plain = _KEY.match(data, pos)
-            if plain is not None:
-                key, pos = plain.group(1), plain.end()
-            else:
-                text, pos = _key(d, pos)
-                key = text.encode("utf-8", "surrogatepass")
-            known = by_key.get(key)
-            if known is None:
-                if key in unknown:
-                    raise _Bad(f"the key {_show_key(key)!r} appears twice in one object")
-                unknown.add(key)
-                pos = _skip(data, pos)
-            else:
-                name, read_value = known
-                if name in kwargs:
-                    raise _Bad(f"the key {name!r} appears twice in one object")
-                try:
-                    kwargs[name], pos = read_value(d, pos)
-                except _Bad as bad:
-                    raise bad.at(name) from None
-            more, pos = _after(data, pos, ord("}"))
-        missing = required.difference(kwargs)
-        if missing:
-            name = next(f.name for f in fields if f.name in missing)
-            raise _Bad(f"missing field {name!r}")
-        d.charge(cost)
-        return cls(**kwargs), pos
-
-    return read
-
-
-def _show_key(key: bytes) -> str:
-    return key.decode("utf-8", "backslashreplace")
-
-
-# --- the fast path for lists of objects ------------------------------------------------
+# --- one table of types, two ways to read a value -----------------------------------
 #
-# The reader above walks each value with a regular expression: 0.32 s for the 2.7 MB
-# of network namespaces (14.6k objects) of a node at 10k Services, 0.55 s for all the
-# lists of objects. A list of model objects in an ASCII document is first matched
-# whole by the pattern that skips unknown values (syntax, depth), then parsed by
-# json's C scanner and checked against the model's types here: 0.15 s. Anything this
-# path does not decide exactly as the reader above would (an unknown or duplicate key,
-# a value of another type, NaN, a number too long, a list that might not fit in the
-# memory budget) sends the list to that reader, which builds it or refuses it with
-# its own sentence: what is loaded, and every refusal, is the same either way.
+# Each type of the model is looked up once (`_kind`) and gets both ways of reading its
+# values, built side by side from the same fields and rules:
+#
+# - `read` walks the document's bytes with regular expressions: strict, bounded in
+#   memory as it goes, and able to say where a value is wrong. 0.32 s for the 2.7 MB of
+#   network namespaces (14.6k objects) of a node at 10k Services.
+# - `check` takes what json's C scanner built from the same bytes and returns the very
+#   value `read` would, or raises `_Undecided` wherever it could not be sure `read`
+#   would agree (another type, NaN, a number too long, a duplicate key): 0.15 s there.
+#
+# Lists of model objects in an ASCII document are first matched whole by the pattern
+# that skips unknown values (syntax, depth), then parsed by json and checked; anything
+# undecided, or a list that might not fit in the memory budget, goes to `read`, which
+# builds it or refuses it with its own sentence. What is loaded, and every refusal, is
+# the same either way (tests/unit/test_codec.py compares both on mutated snapshots).
+
+Check = Callable[[Any], Any]
+
+
+class _Undecided(Exception):
+    """The json path cannot decide this value as `read` would: `read` decides."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Kind:
+    """How values of one model type are read: from the bytes, or from json's parse."""
+
+    read: Reader
+    check: Check
+
 
 # json builds at most ~20x a list's bytes (small objects); the list is only parsed
 # this way when that much fits in what is left of the budget.
@@ -779,82 +631,29 @@ _INT_LIMIT = 10**MAX_INT_DIGITS
 _FLOAT_TEXT = MAX_INT_DIGITS + 32
 
 
-class _Undecided(Exception):
-    """The fast path cannot decide this value as the reader would: the reader decides."""
-
-
-def _refuse_constant(_text: str) -> Any:
-    raise _Undecided  # NaN, Infinity: the reader names them
-
-
-def _checked_float(text: str) -> float:
-    if len(text) > _FLOAT_TEXT:
-        raise _Undecided
-    return float(text)
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found = dict(pairs)
-    if len(found) != len(pairs):
-        raise _Undecided  # a duplicate key: the reader refuses it by name
-    return found
-
-
-_JSON = json.JSONDecoder(
-    object_pairs_hook=_unique_pairs, parse_float=_checked_float, parse_constant=_refuse_constant
-)
-
-Check = Callable[[Any], Any]
-
-
-def _objects_reader(tp: Any, strict: Reader) -> Reader:
-    """A reader of tuple[SomeModelClass, ...] that parses the list with json when it can."""
-
-    def read(d: _Decoder, pos: int) -> tuple[Any, int]:
-        data = d.data
-        if not d.ascii or data[pos] != ord("["):
-            return strict(d, pos)
-        try:
-            end = _skip(data, pos)
-        except _Bad:
-            return strict(d, pos)  # the reader locates the error its own way
-        size = end - pos
-        if _FAST_WORST_RATIO * size > d.limit - d.spent:
-            return strict(d, pos)  # it builds as it goes, and stops at the budget
-        try:
-            value, stop = _JSON.raw_decode(d.text, pos)
-            built = _check(tp)(value)
-        except (_Undecided, ValueError, RecursionError):
-            return strict(d, pos)
-        if stop != end:
-            return strict(d, pos)
-        d.charge(_FAST_KEPT_RATIO * size)
-        return built, end
-
-    return read
+def _reader(tp: Any) -> Reader:
+    """The strict reader of values of type `tp`."""
+    return _kind(tp).read
 
 
 @cache
-def _check(tp: Any) -> Check:
-    """The check (and conversion) of a json value against type `tp`, built once per type."""
-    if tp is str:
-        return _check_str
-    if tp is bool:
-        return _check_bool
-    if tp is int:
-        return _check_int
-    if tp is float:
-        return _check_float
+def _kind(tp: Any) -> _Kind:
+    """Both readers of values of type `tp` (built once per type)."""
+    if tp in _SCALARS:
+        return _SCALARS[tp]
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _check_object(tp)
+        return _object_kind(tp)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        return _check_union(args)
+        return _union_kind(args)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return _check_tuple(_check(args[0]))
+        kind = _tuple_kind(_kind(args[0]))
+        if dataclasses.is_dataclass(args[0]):
+            return _Kind(_json_first(kind), kind.check)
+        return kind
     if origin is dict and args[0] is str:
-        return _check_dict(_check(args[1]))
+        return _dict_kind(_kind(args[1]))
     raise TypeError(f"the snapshot codec cannot read fields of type {tp!r}")
 
 
@@ -872,7 +671,7 @@ def _check_bool(value: Any) -> bool:
 
 def _check_int(value: Any) -> int:
     if value.__class__ is not int or not -_INT_LIMIT < value < _INT_LIMIT:
-        raise _Undecided  # the reader takes at most MAX_INT_DIGITS digits
+        raise _Undecided  # `read` takes at most MAX_INT_DIGITS digits
     return value
 
 
@@ -885,61 +684,244 @@ def _check_float(value: Any) -> float:
     raise _Undecided
 
 
-def _check_union(args: tuple[Any, ...]) -> Check:
+_SCALARS: dict[Any, _Kind] = {
+    str: _Kind(_string, _check_str),
+    int: _Kind(_int, _check_int),
+    float: _Kind(_float, _check_float),
+    bool: _Kind(_bool, _check_bool),
+}
+
+
+def _union_kind(args: tuple[Any, ...]) -> _Kind:
     optional = type(None) in args
-    choices = [_check(a) for a in args if a is not type(None)]
+    choices = [_kind(a) for a in args if a is not type(None)]
+
+    def read(d: _Decoder, pos: int) -> tuple[Any, int]:
+        if optional and d.data.startswith(b"null", pos):
+            return None, pos + 4
+        if len(choices) == 1:
+            return choices[0].read(d, pos)
+        first: _Bad | None = None
+        for choice in choices:
+            try:
+                return choice.read(d, pos)
+            except _Bad as bad:
+                if bad.pos is not None:
+                    raise
+                first = first or bad
+        assert first is not None
+        raise first
 
     def check(value: Any) -> Any:
         if value is None and optional:
             return None
         for choice in choices:
             try:
-                return choice(value)
+                return choice.check(value)
             except _Undecided:
                 continue
         raise _Undecided
 
-    return check
+    return _Kind(read, check)
 
 
-def _check_tuple(item: Check) -> Check:
+def _tuple_kind(item: _Kind) -> _Kind:
+    read_item, check_item = item.read, item.check
+
+    def read(d: _Decoder, pos: int) -> tuple[tuple[Any, ...], int]:
+        data = d.data
+        if data[pos] != ord("["):
+            raise _expected("a list", data, pos)
+        pos = _ws(data, pos + 1)
+        if data[pos] == ord("]"):
+            return (), pos + 1
+        items: list[Any] = []
+        more = True
+        while more:
+            try:
+                value, pos = read_item(d, pos)
+            except _Bad as bad:
+                raise bad.at(len(items)) from None
+            items.append(value)
+            more, pos = _after(data, pos, ord("]"))
+        d.charge(56 + 8 * len(items))
+        return tuple(items), pos
+
     def check(value: Any) -> tuple[Any, ...]:
         if value.__class__ is not list:
             raise _Undecided
-        return tuple([item(v) for v in value])
+        return tuple([check_item(v) for v in value])
 
-    return check
+    return _Kind(read, check)
 
 
-def _check_dict(item: Check) -> Check:
+def _key(d: _Decoder, pos: int) -> tuple[str, int]:
+    """An object key that is not a plain name (escapes, any character), and its colon."""
+    data = d.data
+    if data[pos] != ord('"'):
+        raise _Bad("expected a key in double quotes", pos)
+    key, pos = _string(d, pos)
+    colon = _COLON.match(data, pos)
+    if colon is None:
+        raise _Bad("expected ':' after a key", pos)
+    return key, colon.end()
+
+
+def _dict_kind(item: _Kind) -> _Kind:
+    read_value, check_value = item.read, item.check
+
+    def read(d: _Decoder, pos: int) -> tuple[dict[str, Any], int]:
+        data = d.data
+        if data[pos] != ord("{"):
+            raise _expected("an object", data, pos)
+        pos = _ws(data, pos + 1)
+        out: dict[str, Any] = {}
+        if data[pos] == ord("}"):
+            return out, pos + 1
+        more = True
+        while more:
+            key, pos = _key(d, pos)
+            if key in out:
+                raise _Bad(f"the key {key!r} appears twice in one object")
+            try:
+                out[key], pos = read_value(d, pos)
+            except _Bad as bad:
+                raise bad.at(key) from None
+            more, pos = _after(data, pos, ord("}"))
+        d.charge(sys.getsizeof(out))
+        return out, pos
+
     def check(value: Any) -> dict[str, Any]:
         if value.__class__ is not dict:
             raise _Undecided
-        return {k: item(v) for k, v in value.items()}
+        return {k: check_value(v) for k, v in value.items()}
 
-    return check
+    return _Kind(read, check)
 
 
-def _check_object(cls: type) -> Check:
+def _object_kind(cls: type) -> _Kind:
     fields = dataclasses.fields(cls)
-    names = frozenset(f.name for f in fields)
     required = frozenset(
         f.name
         for f in fields
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     )
+    # Each field's kind by its key's bytes (so plain keys are never decoded) and by name.
+    by_key: dict[bytes, tuple[str, Reader]] = {}
     checks: dict[str, Check] = {}
+    # An instance and its __dict__ with every field set.
+    cost = 64 + sys.getsizeof(dict.fromkeys(f.name for f in fields))
+
+    def known() -> None:
+        # Built on first use: the model's types refer to each other.
+        hints = typing.get_type_hints(cls)
+        kinds = {f.name: _kind(hints[f.name]) for f in fields}
+        checks.update({name: k.check for name, k in kinds.items()})
+        by_key.update({name.encode(): (name, k.read) for name, k in kinds.items()})
+
+    def read(d: _Decoder, pos: int) -> tuple[Any, int]:
+        if not by_key:
+            known()
+        data = d.data
+        if data[pos] != ord("{"):
+            raise _expected("an object", data, pos)
+        pos = _ws(data, pos + 1)
+        kwargs: dict[str, Any] = {}
+        unknown: set[bytes] = set()
+        more = data[pos] != ord("}")
+        if not more:
+            pos += 1
+        while more:
+            plain = _KEY.match(data, pos)
+            if plain is not None:
+                key, pos = plain.group(1), plain.end()
+            else:
+                text, pos = _key(d, pos)
+                key = text.encode("utf-8", "surrogatepass")
+            field = by_key.get(key)
+            if field is None:
+                if key in unknown:
+                    raise _Bad(f"the key {_show_key(key)!r} appears twice in one object")
+                unknown.add(key)
+                pos = _skip(data, pos)
+            else:
+                name, read_value = field
+                if name in kwargs:
+                    raise _Bad(f"the key {name!r} appears twice in one object")
+                try:
+                    kwargs[name], pos = read_value(d, pos)
+                except _Bad as bad:
+                    raise bad.at(name) from None
+            more, pos = _after(data, pos, ord("}"))
+        missing = required.difference(kwargs)
+        if missing:
+            name = next(f.name for f in fields if f.name in missing)
+            raise _Bad(f"missing field {name!r}")
+        d.charge(cost)
+        return cls(**kwargs), pos
 
     def check(value: Any) -> Any:
         if value.__class__ is not dict:
             raise _Undecided
         if not checks:
-            # Built on first use: the model's types refer to each other.
-            hints = typing.get_type_hints(cls)
-            checks.update({f.name: _check(hints[f.name]) for f in fields})
-        keys = value.keys()
-        if not keys <= names or not required <= keys:
-            raise _Undecided  # an unknown key is skipped, a missing one named, by the reader
-        return cls(**{k: checks[k](v) for k, v in value.items()})
+            known()
+        if not required <= value.keys():
+            raise _Undecided  # `read` names the missing field
+        # A key the model does not know is left out, as `read` skips it: its value was
+        # matched by the pattern `read` skips it with before json parsed the list.
+        return cls(**{k: checks[k](v) for k, v in value.items() if k in checks})
 
-    return check
+    return _Kind(read, check)
+
+
+def _show_key(key: bytes) -> str:
+    return key.decode("utf-8", "backslashreplace")
+
+
+def _refuse_constant(_text: str) -> Any:
+    raise _Undecided  # NaN, Infinity: `read` names them
+
+
+def _checked_float(text: str) -> float:
+    if len(text) > _FLOAT_TEXT:
+        raise _Undecided
+    return float(text)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise _Undecided  # a duplicate key: `read` refuses it by name
+    return found
+
+
+_JSON = json.JSONDecoder(
+    object_pairs_hook=_unique_pairs, parse_float=_checked_float, parse_constant=_refuse_constant
+)
+
+
+def _json_first(kind: _Kind) -> Reader:
+    """A reader of a list of model objects that takes json's parse when `check` decides it."""
+
+    def read(d: _Decoder, pos: int) -> tuple[Any, int]:
+        data = d.data
+        if not d.ascii or data[pos] != ord("["):
+            return kind.read(d, pos)
+        try:
+            end = _skip(data, pos)
+        except _Bad:
+            return kind.read(d, pos)  # `read` locates the error its own way
+        size = end - pos
+        if _FAST_WORST_RATIO * size > d.limit - d.spent:
+            return kind.read(d, pos)  # it builds as it goes, and stops at the budget
+        try:
+            value, stop = _JSON.raw_decode(d.text, pos)
+            built = kind.check(value)
+        except (_Undecided, ValueError, RecursionError):
+            return kind.read(d, pos)
+        if stop != end:
+            return kind.read(d, pos)
+        d.charge(_FAST_KEPT_RATIO * size)
+        return built, end
+
+    return read
