@@ -4,9 +4,10 @@ Both enter a pod's network namespace with util-linux `nsenter`, pinned to what t
 user saw: the pause process's /proc directory is opened once and its start time and
 netns inode are checked through that directory fd, so a PID reused in between, or a
 namespace re-created, is refused (docs/reliability.md rows 3 and 4). /proc is reached
-through the node's HostRoot like every other read. The programs come from the running
-system's own directories, never from a host root or $PATH, and only in the two argv
-shapes built here. A capture is written to a file podpath creates itself
+through the node's HostRoot like every other read. The programs are started by the
+collectors' allow-listed runner (collectors/commands.py: `CommandRunner.start`), only
+in its two long-lived argv shapes, from the running system's own directories, never
+from a host root or $PATH. A capture is written to a file podpath creates itself
 (podpath.safe_files: O_EXCL|O_NOFOLLOW in a checked directory) and handed to tcpdump
 as its stdout, so tcpdump never opens, follows or truncates a path.
 """
@@ -15,23 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
 import signal
 import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+from podpath.collectors.commands import IFNAME, SHELLS, CommandRefused, CommandRunner
 from podpath.collectors.hostroot import CollectorError, HostRoot
 from podpath.collectors.proc.processes import parse_stat
 from podpath.safe_files import NewFile, UnsafePath, create_new, state_dir
 
 # Where the node tools are looked up: the running system's own, in this order.
-TRUSTED_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-# An interface name as the kernel accepts one (IFNAMSIZ 16 with the NUL; no '/' or
-# whitespace), and never an option to tcpdump.
-_IFNAME = re.compile(r"[A-Za-z0-9_.:@+=][A-Za-z0-9_.:@+=-]{0,14}")
+TRUSTED_DIRS = (Path("/usr/sbin"), Path("/usr/bin"), Path("/sbin"), Path("/bin"))
 MAX_PACKETS = 1_000_000
 MAX_SECONDS = 3600
 
@@ -49,12 +47,9 @@ class Pin:
     netns_inode: int | None
 
 
-def program(name: str) -> str:
-    """The running system's own `name` (nsenter, tcpdump, a shell), or refuse."""
-    found = shutil.which(name, path=TRUSTED_PATH)
-    if found is None:
-        raise ActionRefused(f"{name} is not installed in {TRUSTED_PATH}")
-    return found
+def runner(host_root: str) -> CommandRunner:
+    """The allow-listed runner the actions start their programs with (system dirs only)."""
+    return CommandRunner(host_root=Path(host_root), bin_dirs=TRUSTED_DIRS)
 
 
 def open_pinned_netns(host: HostRoot, pin: Pin) -> int:
@@ -84,25 +79,25 @@ def open_pinned_netns(host: HostRoot, pin: Pin) -> int:
         os.close(pid_fd)
 
 
-def shell_argv(netns_fd: int) -> list[str]:
+def shell_argv(commands: CommandRunner, netns_fd: int) -> list[str]:
     """`nsenter --net=/proc/self/fd/N -- SHELL`: a shell in the netns, on the node's filesystem."""
-    shell = next((s for s in ("bash", "sh") if shutil.which(s, path=TRUSTED_PATH)), None)
+    shell = next((s for s in SHELLS if commands.which(s) is not None), None)
     if shell is None:
-        raise ActionRefused(f"no shell (bash, sh) in {TRUSTED_PATH}")
-    return [program("nsenter"), f"--net=/proc/self/fd/{netns_fd}", "--", program(shell)]
+        raise ActionRefused(f"no shell ({', '.join(SHELLS)}) is installed")
+    return ["nsenter", f"--net=/proc/self/fd/{netns_fd}", "--", shell]
 
 
 def capture_argv(netns_fd: int, interface: str, count: int) -> list[str]:
-    """`nsenter ... -- tcpdump -i IF -c N -U -w -`: packets as pcap on stdout."""
-    if not _IFNAME.fullmatch(interface):
+    """`nsenter --net=/proc/self/fd/N -- tcpdump -i IF -c N -U -w -`: pcap on stdout."""
+    if not IFNAME.fullmatch(interface):
         raise ActionRefused(f"{interface!r} is not an interface name")
     if not 1 <= count <= MAX_PACKETS:
         raise ActionRefused(f"a capture takes 1 to {MAX_PACKETS} packets, not {count}")
     return [
-        program("nsenter"),
+        "nsenter",
         f"--net=/proc/self/fd/{netns_fd}",
         "--",
-        program("tcpdump"),
+        "tcpdump",
         "-i",
         interface,
         "-c",
@@ -168,13 +163,14 @@ def run_shell(host_root: str, pin: Pin) -> int:
     with HostRoot(host_root) as host:
         netns = open_pinned_netns(host, pin)
     try:
-        argv = shell_argv(netns)
+        commands = runner(host_root)
+        argv = shell_argv(commands, netns)
         with _terminal_comes_back():
-            proc = subprocess.Popen(argv, pass_fds=(netns,))  # noqa: S603 - argv built above
+            proc = commands.start(argv[0], argv[1:], pass_fds=(netns,))
             with _interrupts_go_to_the_child():
                 return proc.wait()
-    except OSError as exc:
-        raise ActionRefused(f"nsenter failed: {exc.strerror}") from None
+    except CommandRefused as exc:
+        raise ActionRefused(str(exc)) from None
     finally:
         os.close(netns)
 
@@ -209,7 +205,7 @@ def run_capture(
         netns = open_pinned_netns(host, pin)
     try:
         argv = capture_argv(netns, interface, count)
-        proc = subprocess.Popen(argv, stdout=out.fd, pass_fds=(netns,))  # noqa: S603
+        proc = runner(host_root).start(argv[0], argv[1:], stdout=out.fd, pass_fds=(netns,))
         # ctrl-c reaches tcpdump (the terminal's foreground group), which then exits.
         with _interrupts_go_to_the_child():
             try:
@@ -222,8 +218,8 @@ def run_capture(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     code = proc.wait()
-    except OSError as exc:
-        raise ActionRefused(f"tcpdump failed: {exc.strerror}") from None
+    except CommandRefused as exc:
+        raise ActionRefused(str(exc)) from None
     finally:
         os.close(netns)
     return Captured(code, os.fstat(out.fd).st_size)

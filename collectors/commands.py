@@ -62,6 +62,16 @@ ALLOWED: dict[str, frozenset[tuple[str, ...]]] = {
     "ipset": frozenset({("save",)}),
 }
 
+# Long-lived programs the user starts on purpose (the TUI's `s` shell and `c` capture,
+# collectors/actions.py): util-linux nsenter into a network namespace handed over as an
+# open fd, then a shell, or tcpdump writing pcap to its stdout. Checked by shape, as
+# `nft list table` is: the fd number, interface and count vary, nothing else does.
+NSENTER_NETNS = re.compile(r"--net=/proc/self/fd/[0-9]{1,9}")
+SHELLS = ("bash", "sh")
+# An interface name as the kernel accepts one (IFNAMSIZ 16 with the NUL; no '/' or
+# whitespace), and never an option to tcpdump.
+IFNAME = re.compile(r"[A-Za-z0-9_.:@+=][A-Za-z0-9_.:@+=-]{0,14}")
+
 # podpath's own helpers, run as `python -m MODULE ARGS` by this interpreter: work that
 # would hold the GIL and memory of the collecting process for seconds runs on another
 # core, and its memory is returned when it exits.
@@ -106,6 +116,27 @@ def is_allowed(program: str, args: Sequence[str]) -> bool:
     return program == "nft" and _is_nft_list_table(argv)
 
 
+def is_allowed_long_lived(program: str, args: Sequence[str]) -> bool:
+    """True for `nsenter --net=/proc/self/fd/N -- SHELL` or `... -- tcpdump -i IF -c N -U -w -`."""
+    argv = tuple(args)
+    if program != "nsenter" or len(argv) < 3:
+        return False
+    if not NSENTER_NETNS.fullmatch(argv[0]) or argv[1] != "--":
+        return False
+    inner, rest = argv[2], argv[3:]
+    if inner in SHELLS:
+        return rest == ()
+    return (
+        inner == "tcpdump"
+        and len(rest) == 7
+        and rest[0] == "-i"
+        and IFNAME.fullmatch(rest[1]) is not None
+        and rest[2] == "-c"
+        and rest[3].isdigit()
+        and rest[4:] == ("-U", "-w", "-")
+    )
+
+
 def _is_nft_list_table(argv: tuple[str, ...]) -> bool:
     """True for `-j -- list table FAMILY NAME` with a known family and a plain name."""
     if len(argv) != 6 or argv[:4] != ("-j", "--", "list", "table"):
@@ -117,6 +148,10 @@ def _is_nft_list_table(argv: tuple[str, ...]) -> bool:
 def is_safe_nft_name(name: str) -> bool:
     """True when `name` can be passed to nft as a table name without being re-parsed."""
     return NFT_IDENTIFIER.fullmatch(name) is not None and name not in _NFT_RESERVED
+
+
+class CommandRefused(Exception):
+    """A long-lived command that must not start, and why, in one sentence."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +282,46 @@ class CommandRunner:
         env = {**self.env, "PYTHONPATH": package_parent}
         ev = cancel if cancel is not None else threading.Event()
         return _execute("python", argv, replace(self, env=env), ev, subject)
+
+    def start(
+        self,
+        program: str,
+        args: Sequence[str],
+        *,
+        pass_fds: Sequence[int] = (),
+        stdout: int | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start an allow-listed long-lived command on the caller's terminal; refuse with why.
+
+        Unlike run(), the process is the caller's to wait for: it stays in podpath's
+        process group (an interactive shell takes the terminal, ctrl-c reaches a
+        capture) and inherits the environment (TERM, HOME for the shell). nsenter and
+        the program it runs are both this runner's own binaries, never a host root's.
+        """
+        argv = tuple(args)
+        subject = " ".join((program, *argv))
+        if not is_allowed_long_lived(program, argv):
+            raise CommandRefused(f"{subject} is not a command podpath may start")
+        if _STOPPING.is_set():
+            raise CommandRefused(f"{program} not started: podpath is stopping")
+        own = self.which(program)
+        inner = self.which(argv[2])
+        for name, found in ((program, own), (argv[2], inner)):
+            if found is None:
+                raise CommandRefused(f"{name} is not installed in {self._search_text()}")
+        resolved = (str(own), *argv[:2], str(inner), *argv[3:])
+        try:
+            return subprocess.Popen(  # noqa: S603 - argv list checked above, no shell
+                resolved, stdout=stdout, pass_fds=tuple(pass_fds), close_fds=True
+            )
+        except OSError as exc:
+            raise CommandRefused(f"{program} failed: {exc.strerror}") from None
+
+    def _search_text(self) -> str:
+        """Where which() looks, as a PATH-like string for a message."""
+        if self.bin_dirs is None:
+            return "PATH or " + ":".join(_SYSTEM_DIRS)
+        return ":".join(str(d) for d in self.bin_dirs)
 
     def submit(
         self, program: str, args: Sequence[str], cancel: threading.Event | None = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import os
 import re
 import stat as stat_mod
@@ -399,6 +400,27 @@ class HostRoot:
             return os.open(rel, flags | os.O_CLOEXEC, dir_fd=self.proc_fd())
         except OSError as err:
             raise translate(err, f"/proc/{rel}") from err
+
+
+def read_json_object(
+    host: HostRoot, path: str, gaps: list[Gap], limit: int = DEFAULT_READ_LIMIT
+) -> dict[str, Any] | None:
+    """A JSON object file of the node (a runtime's config or state); None, with a gap why, if not."""
+    try:
+        text = host.read_text(path, limit=limit)
+    except Vanished:
+        return None  # a container that went away meanwhile: nothing to report
+    except CollectorError as err:
+        gaps.append(err.to_gap())
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        gaps.append(Gap(path, "not a JSON object", "error"))
+        return None
+    return value
 
 
 def _read_fd(fd: int, limit: int, subject: str) -> bytes:

@@ -17,6 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from podpath.netfilter.nft_flags import FLAG_BITS
+
 
 class Unsupported(Exception):
     """Something this reader cannot render exactly as nft does: fall back to nft."""
@@ -53,18 +55,8 @@ def _symbols(pairs: dict[str, int]) -> dict[int, str]:
 
 
 _NFPROTO = _symbols({"ipv4": 2, "ipv6": 10})
-_CT_STATE = _symbols({"invalid": 1, "established": 2, "related": 4, "new": 8, "untracked": 64})
-_CT_STATUS = _symbols(
-    {
-        "expected": 1,
-        "seen-reply": 2,
-        "assured": 4,
-        "confirmed": 8,
-        "snat": 16,
-        "dnat": 32,
-        "dying": 512,
-    }
-)
+_CT_STATE = _symbols(FLAG_BITS[("ct", "state")])
+_CT_STATUS = _symbols(FLAG_BITS[("ct", "status")])
 _CT_DIR = _symbols({"original": 0, "reply": 1})
 _PKTTYPE = _symbols({"host": 0, "broadcast": 1, "multicast": 2, "other": 3})
 _FIB_ADDR = _symbols(
@@ -80,9 +72,7 @@ _FIB_ADDR = _symbols(
         "prohibit": 8,
     }
 )
-_TCP_FLAG = _symbols(
-    {"fin": 1, "syn": 2, "rst": 4, "psh": 8, "ack": 16, "urg": 32, "ecn": 64, "cwr": 128}
-)
+_TCP_FLAG = _symbols(FLAG_BITS[("tcp", "flags")])
 _ICMP_TYPE = _symbols(
     {
         "echo-reply": 0,

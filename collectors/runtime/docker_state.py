@@ -13,12 +13,11 @@ times and exit code, NetworkSettings.SandboxKey) and hostconfig.json
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from typing import Any
 
-from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
+from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished, read_json_object
 from podpath.snapshot.model import Gap
 
 DOCKER_CONTAINERS = "/var/lib/docker/containers"
@@ -57,22 +56,6 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _read(host: HostRoot, path: str, gaps: list[Gap]) -> dict[str, Any] | None:
-    try:
-        text = host.read_text(path, limit=_MAX_CONFIG)
-    except Vanished:
-        return None
-    except CollectorError as err:
-        gaps.append(err.to_gap())
-        return None
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        gaps.append(Gap(path, "not a JSON object", "error"))
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def container_ids(host: HostRoot, gaps: list[Gap]) -> list[str]:
     """Ids of the containers dockerd keeps under /var/lib/docker/containers."""
     try:
@@ -89,13 +72,15 @@ def read_config(
     host: HostRoot, cid: str, gaps: list[Gap]
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(config.v2.json, hostconfig.json) of a Kubernetes-made container, else None."""
-    config = _read(host, f"{DOCKER_CONTAINERS}/{cid}/config.v2.json", gaps)
+    config = read_json_object(host, f"{DOCKER_CONTAINERS}/{cid}/config.v2.json", gaps, _MAX_CONFIG)
     if config is None:
         return None
     labels = _dict(_dict(config.get("Config")).get("Labels"))
     if "io.kubernetes.pod.uid" not in labels and not parse_k8s_name(str(config.get("Name", ""))):
         return None  # a container of Docker's own, not a pod's
-    hostconfig = _read(host, f"{DOCKER_CONTAINERS}/{cid}/hostconfig.json", []) or {}
+    hostconfig = (
+        read_json_object(host, f"{DOCKER_CONTAINERS}/{cid}/hostconfig.json", [], _MAX_CONFIG) or {}
+    )
     return config, hostconfig
 
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished
+from podpath.collectors.hostroot import CollectorError, HostRoot, Vanished, read_json_object
 from podpath.collectors.runtime.cgroups import parse_cgroup_path
 from podpath.collectors.runtime.containerd_daemons import running_daemons
 from podpath.collectors.runtime.containerd_meta import container_images
@@ -290,20 +290,6 @@ def _list_ids(host: HostRoot, path: str, gaps: list[Gap]) -> list[str]:
         return []
 
 
-def _read_json(host: HostRoot, path: str, gaps: list[Gap]) -> dict[str, Any] | None:
-    try:
-        text = host.read_text(path, limit=_MAX_CONFIG)
-    except Vanished:
-        return None
-    except CollectorError as err:
-        gaps.append(err.to_gap())
-        return None
-    obj = _json_obj(text)
-    if obj is None:
-        gaps.append(Gap(path, "not a JSON object", "error"))
-    return obj
-
-
 def read_containerd(
     host: HostRoot,
     gaps: list[Gap],
@@ -329,8 +315,8 @@ def _read_containerd_one(
     host: HostRoot, tasks: str, cid: str, gaps: list[Gap], redact: bool
 ) -> RuntimeContainer | None:
     """One container of a containerd state dir, from its bundle and runc state."""
-    spec = _read_json(host, f"{tasks}/{cid}/config.json", gaps)
-    state = _read_json(host, f"{CONTAINERD_RUNC}/{cid}/state.json", gaps)
+    spec = read_json_object(host, f"{tasks}/{cid}/config.json", gaps, _MAX_CONFIG)
+    state = read_json_object(host, f"{CONTAINERD_RUNC}/{cid}/state.json", gaps, _MAX_CONFIG)
     if spec is None and state is not None:
         spec = {"annotations": labels_as_annotations(state)}
         cfg = state.get("config")
@@ -378,13 +364,15 @@ def read_crio(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> list[R
     """Containers and sandboxes from CRI-O's state (containers/storage userdata)."""
     out = []
     for cid in _list_ids(host, CRIO_CONTAINERS, gaps):
-        spec = _read_json(host, f"{CRIO_CONTAINERS}/{cid}/userdata/config.json", [])
+        spec = read_json_object(
+            host, f"{CRIO_CONTAINERS}/{cid}/userdata/config.json", [], _MAX_CONFIG
+        )
         if spec is None:
             continue  # image layers' containers (podman, builds) have no config: not ours
         rc = parse_oci_config(spec, cid, "cri-o", redact=redact)
         if rc.runtime != "cri-o":
             continue
-        state = _read_json(host, f"{CRIO_RUNC}/{cid}/state.json", [])
+        state = read_json_object(host, f"{CRIO_RUNC}/{cid}/state.json", [], _MAX_CONFIG)
         if state is not None:
             apply_runc_state(rc, state)
         if rc.pid is None:

@@ -756,10 +756,10 @@ def service_type(s: Service) -> str:
 
 
 def _affinity(row: Row) -> str:
+    from podpath.analysis.affinity import affinity_text
+
     timeout = row["affinity"]["timeout"] if row["affinity"] else None
-    if timeout is None:
-        return "-"
-    return f"ClientIP {timeout}s" + (f" ({len(row['pins'])} pinned)" if row["pins"] else "")
+    return affinity_text(timeout, len(row["pins"])) or "-"
 
 
 def _policy(row: Row) -> str:
@@ -782,14 +782,11 @@ def _nft_counter(expr: tuple[Any, ...]) -> dict[str, int] | None:
 
 def services(index: SnapshotIndex) -> Listing:
     """kube-proxy Services with endpoints, each endpoint's share, affinity and policies."""
-    from podpath.netfilter.affinity import service_pins
-    from podpath.netfilter.ipvs import parse_ipvs_conn
+    from podpath.analysis.affinity import affinity_pins
 
-    snap = index.snapshot
-    conns = parse_ipvs_conn(snap.ipvs.ip_vs_conn) if snap.ipvs and snap.ipvs.ip_vs_conn else ()
     rows = []
     for s in index.services:
-        pins = service_pins(s, snap.xt_recent or (), index.nft_ruleset, conns)
+        pins = affinity_pins(index, s)
         rows.append(
             {
                 "namespace": s.namespace,

@@ -74,19 +74,12 @@ def build(objdir: Path) -> None:
     run("ip", "-n", f"{PREFIX}-cilium", "addr", "add", "10.9.0.2/32", "dev", "eth0")
     run("ip", "-n", f"{PREFIX}-cilium", "route", "add", "10.9.0.1", "dev", "eth0")
     run("tc", "qdisc", "add", "dev", "lxc0123456789ab", "clsact")
-    run(
-        "tc", "filter", "add", "dev", "lxc0123456789ab", "ingress",
-        "bpf", "da", "obj", str(tc_obj), "sec", "from-container",
-    )  # fmt: skip
-    run(
-        "tc", "filter", "add", "dev", "lxc0123456789ab", "egress", "pref", "7",
-        "protocol", "ip", "bpf", "bytecode", "1,6 0 0 262144,",
-    )  # fmt: skip
+    tc_filter = ("tc", "filter", "add", "dev", "lxc0123456789ab")
+    run(*tc_filter, "ingress", "bpf", "da", "obj", str(tc_obj), "sec", "from-container")
+    run(*tc_filter, "egress", "pref", "7", "protocol", "ip", "bpf", "bytecode", "1,6 0 0 262144,")
     run("tc", "qdisc", "add", "dev", "cali0123456789a", "ingress")
-    run(
-        "ip", "-n", f"{PREFIX}-calico", "link", "set", "dev", "eth0",
-        "xdpgeneric", "obj", str(xdp_obj), "sec", "xdp",
-    )  # fmt: skip
+    calico_eth0 = ("ip", "-n", f"{PREFIX}-calico", "link", "set", "dev", "eth0")
+    run(*calico_eth0, "xdpgeneric", "obj", str(xdp_obj), "sec", "xdp")
     # Traffic through the classifier, so the counters are not all zero.
     ping = ["busybox", "ping", "-c", "3", "-i", "0.2", "10.9.0.1"]
     subprocess.run(

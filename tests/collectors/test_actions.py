@@ -20,7 +20,9 @@ from podpath.collectors.actions import (
     Pin,
     capture_argv,
     open_pinned_netns,
+    runner,
 )
+from podpath.collectors.commands import CommandRefused, CommandRunner
 from podpath.collectors.hostroot import HostRoot
 from podpath.safe_files import state_dir
 from podpath.tui.actions import PodTarget
@@ -266,3 +268,60 @@ def test_a_real_capture_goes_to_a_new_private_file_with_its_absolute_path(
     packets = _pcap_packets(expected.read_bytes())
     assert len(packets) == 3 and all(b"podpath" in p for p in packets)
     assert socket.inet_aton("127.0.0.1") in packets[0]
+
+
+@pytest.mark.parametrize(
+    ("program", "args"),
+    [
+        ("nsenter", ["--net=/proc/self/fd/3", "--", "touch", "{mark}"]),
+        ("nsenter", ["--net=/proc/self/fd/3", "--", "sh", "-c", "touch {mark}"]),
+        ("nsenter", ["--net=/proc/self/fd/3", "--", "tcpdump", "-i", "lo", "-w", "{mark}"]),
+        ("nsenter", ["--net=/proc/1/ns/net", "--", "sh"]),
+        ("nsenter", ["--mount=/proc/self/fd/3", "--", "sh"]),
+        ("touch", ["{mark}"]),
+        ("tcpdump", ["-i", "lo", "-c", "1", "-U", "-w", "-"]),
+    ],
+    ids=[
+        "other-program",
+        "shell-command",
+        "tcpdump-writes-a-path",
+        "proc-path",
+        "mount-ns",
+        "bare-program",
+        "tcpdump-outside-nsenter",
+    ],
+)
+def test_the_runner_refuses_to_start_what_the_actions_may_not_run(
+    tmp_path: Path, program: str, args: list[str]
+) -> None:
+    """Only the shell's and the capture's argv shapes start; anything else is refused unrun."""
+    mark = tmp_path / "ran"
+    argv = [a.replace("{mark}", str(mark)) for a in args]
+    with pytest.raises(CommandRefused, match="not a command podpath may start"):
+        runner("/").start(program, argv)
+    time.sleep(0.1)
+    assert not mark.exists()
+
+
+def test_the_actions_never_start_a_binary_found_in_the_host_root(tmp_path: Path) -> None:
+    """An nsenter planted under --host-root is not run: the runner looks outside the host root."""
+    planted = tmp_path / "usr" / "sbin"
+    planted.mkdir(parents=True)
+    mark = tmp_path / "ran"
+    for name in ("nsenter", "sh"):
+        (planted / name).write_text(f"#!/bin/sh\ntouch {mark}\n")
+        (planted / name).chmod(0o755)
+    commands = CommandRunner(host_root=tmp_path, bin_dirs=(planted,))
+    with pytest.raises(CommandRefused, match="nsenter is not installed"):
+        commands.start("nsenter", ["--net=/proc/self/fd/3", "--", "sh"])
+    assert not mark.exists()
+
+
+def test_a_capture_with_a_refused_interface_starts_nothing(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """The capture action refuses an option in place of the interface before starting tcpdump."""
+    result = NodeActions().capture(
+        _target(_pin(sleeper.pid), "-w/tmp/x"), str(tmp_path / "c.pcap"), 1, 1
+    )
+    assert not result.ok and "not an interface name" in result.message

@@ -44,10 +44,8 @@ def _require() -> None:
 def run() -> Any:
     """One driver run: scan, tools' views, inodes by name."""
     _require()
-    argv = [
-        "unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc",
-        "--propagation", "private", "--", sys.executable, str(DRIVER),
-    ]  # fmt: skip
+    unshare = "unshare --net --mount --pid --fork --mount-proc --propagation private --".split()
+    argv = [*unshare, sys.executable, str(DRIVER)]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout)

@@ -46,11 +46,8 @@ def lab() -> Iterator[Lab]:
         del obj
         built.exec("node1", MOUNT_BPFFS)
         built.exec("node1", ["tc", "qdisc", "add", "dev", pod.host_veth, "clsact"])
-        built.exec(
-            "node1",
-            ["tc", "filter", "add", "dev", pod.host_veth, "ingress", "bpf", "da",
-             "obj", "/run/bpf_lxc.o", "sec", "from-container"],
-        )  # fmt: skip
+        tc_filter = ["tc", "filter", "add", "dev", pod.host_veth, "ingress", "bpf", "da"]
+        built.exec("node1", [*tc_filter, "obj", "/run/bpf_lxc.o", "sec", "from-container"])
         yield built
 
 

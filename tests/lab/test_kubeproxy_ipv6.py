@@ -13,10 +13,8 @@ from podpath.lab.records import ServiceRecord
 
 
 def _svc6() -> ServiceRecord:
-    draft = ServiceRecord(
-        "default", "web", "http", "TCP", "fd00:10:96::64", 80, None,
-        (("fd00:10:244::5", 80), ("fd00:10:244:1::7", 80)), "", (),
-    )  # fmt: skip
+    vip, endpoints = "fd00:10:96::64", (("fd00:10:244::5", 80), ("fd00:10:244:1::7", 80))
+    draft = ServiceRecord("default", "web", "http", "TCP", vip, 80, None, endpoints, "", ())
     svc, seps = service_chains(draft)
     return ServiceRecord(**{**draft.__dict__, "svc_chain": svc, "sep_chains": seps})
 

@@ -56,8 +56,8 @@ def test_nodes_have_calicos_shape(lab: Lab, indexes: dict[str, SnapshotIndex]) -
     blackholes = {r.dst for r in root.routes if r.type == "blackhole"}
     assert blackholes == {"10.244.0.0/24", "fd00:10:244::/64"}
     pod = web_pods(lab, "node1")[0]
-    routes = json.loads(lab.exec("node1", ["ip", "-n", pod.netns_path.rsplit("/", 1)[1],
-                                            "-j", "route"]).stdout)  # fmt: skip
+    netns = pod.netns_path.rsplit("/", 1)[1]
+    routes = json.loads(lab.exec("node1", ["ip", "-n", netns, "-j", "route"]).stdout)
     assert {"dst": "default", "gateway": "169.254.1.1", "dev": "eth0", "flags": []} in routes
     assert detect(index).cni == "calico"
 

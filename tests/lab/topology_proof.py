@@ -75,10 +75,8 @@ def snapshots(lab: Lab) -> dict[str, SnapshotIndex]:
     """A snapshot of every node, taken by the real CLI inside the node."""
     out: dict[str, SnapshotIndex] = {}
     for node in lab.nodes:
-        done = lab.exec(
-            node.name, [sys.executable, "-m", "podpath", "snapshot", "-o", "-"], timeout=180,
-            check=False,
-        )  # fmt: skip
+        argv = [sys.executable, "-m", "podpath", "snapshot", "-o", "-"]
+        done = lab.exec(node.name, argv, timeout=180, check=False)
         assert done.returncode == 0, done.stderr
         out[node.name] = SnapshotIndex(codec.loads(done.stdout))
     return out

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 _TOKENS = (
-    b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b"null", b"true", b"-0", b"1e999",
-    b"NaN", b"-Infinity", b"\x00", b"\xff", b"\xc3", b"\\u0000", b"\\ud800", b"\\udcff",
-    b" ", b"\n", b'"x": 1,', b'"schema_version": 2,', b"9" * 60, b"[" * 40, b"]" * 40,
-)  # fmt: skip
+    *(b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b"null", b"true", b"-0", b"1e999"),
+    *(b"NaN", b"-Infinity", b"\x00", b"\xff", b"\xc3", b"\\u0000", b"\\ud800", b"\\udcff"),
+    *(b" ", b"\n", b'"x": 1,', b'"schema_version": 2,', b"9" * 60, b"[" * 40, b"]" * 40),
+)
 
 
 def byte_mutant(base: bytes, rng: random.Random) -> bytes:
@@ -46,11 +46,11 @@ def byte_mutant(base: bytes, rng: random.Random) -> bytes:
 
 
 _STRINGS = (
-    "", "-", "0", "garbage", "10.0.0.1/99", "::ffff:1.2.3.4", "999.1.1.1", "fe80::1%eth0",
-    "0.0.0.0/0", "default", "\x1b]2;PWNED\x07", "[@click=app.quit]", "\udcff", "a" * 5000,
-    "KUBE-SVC-XXXX", "*nat\n:X - [0:0]\n-A X -j Y\nCOMMIT\n", '{"nftables": [1]}',
-    "ipv4 2 tcp 6 1 ESTABLISHED src=1 dst=2", "-A KUBE-SERVICES -j", "veth", "bridge",
-)  # fmt: skip
+    *("", "-", "0", "garbage", "10.0.0.1/99", "::ffff:1.2.3.4", "999.1.1.1", "fe80::1%eth0"),
+    *("0.0.0.0/0", "default", "\x1b]2;PWNED\x07", "[@click=app.quit]", "\udcff", "a" * 5000),
+    *("KUBE-SVC-XXXX", "*nat\n:X - [0:0]\n-A X -j Y\nCOMMIT\n", '{"nftables": [1]}'),
+    *("ipv4 2 tcp 6 1 ESTABLISHED src=1 dst=2", "-A KUBE-SERVICES -j", "veth", "bridge"),
+)
 _INTS = (0, -1, 1, 2**31, 2**32 + 1, -(2**63), 10**39, 65536, 4026531840)
 
 

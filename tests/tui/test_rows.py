@@ -280,7 +280,7 @@ def test_service_facts_name_affinity_pins_policies_and_no_endpoint_verdict(
     facts = {texts(r)[0]: texts(r)[1] for r in service_fact_rows(with_pin, sticky)}
     assert facts["type"] == "NodePort" and facts["mode"] == "iptables"
     assert facts["reached at"] == "ClusterIP 10.96.0.20:80/tcp, NodePort 30080"
-    assert facts["affinity"] == "ClientIP, 10800s; 1 pinned"
+    assert facts["affinity"] == "ClientIP 10800s, 1 pinned"
     assert facts["pinned"] == (
         f"10.244.0.8 → {first.ip}:{first.port}  (12s ago, xt_recent {first.sep_chain})"
     )

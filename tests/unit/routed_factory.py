@@ -96,9 +96,16 @@ def _lo(inode: int, with6: bool) -> Link:
     if with6:
         addrs += (Address(6, "::1", 128, "host"),)
     return Link(
-        inode, LO, "lo", None, "00:00:00:00:00:00", 65536, "UNKNOWN", ("LOOPBACK", "UP"),
+        inode,
+        LO,
+        "lo",
+        None,
+        "00:00:00:00:00:00",
+        65536,
+        "UNKNOWN",
+        ("LOOPBACK", "UP"),
         addresses=addrs,
-    )  # fmt: skip
+    )
 
 
 def build(spec: RoutedNode) -> Snapshot:
@@ -122,17 +129,34 @@ def build(spec: RoutedNode) -> Snapshot:
             ("UP",),
             addresses=eth0_addrs,
             xdp=spec.xdp_on_eth0,
-        ),  # fmt: skip
+        ),
         *spec.extra_links,
     ]
     subnet = f"{spec.address.rsplit('.', 1)[0]}.0/24"
     routes: list[Route] = [
-        Route(root, 4, MAIN, "unicast", subnet, dev=ETH0, scope="link", prefsrc=spec.address,
-              protocol="kernel"),
+        Route(
+            root,
+            4,
+            MAIN,
+            "unicast",
+            subnet,
+            dev=ETH0,
+            scope="link",
+            prefsrc=spec.address,
+            protocol="kernel",
+        ),
         Route(root, 4, LOCAL, "local", "127.0.0.0/8", dev=LO, scope="host", prefsrc="127.0.0.1"),
-        Route(root, 4, LOCAL, "local", f"{spec.address}/32", dev=ETH0, scope="host",
-              prefsrc=spec.address),
-    ]  # fmt: skip
+        Route(
+            root,
+            4,
+            LOCAL,
+            "local",
+            f"{spec.address}/32",
+            dev=ETH0,
+            scope="host",
+            prefsrc=spec.address,
+        ),
+    ]
     if spec.default_gateway:
         routes.append(
             Route(root, 4, MAIN, "unicast", "0.0.0.0/0", gateway=spec.default_gateway, dev=ETH0)
@@ -161,10 +185,20 @@ def build(spec: RoutedNode) -> Snapshot:
         host_addrs = (Address(6, GW6, 64, "link"),) if p.ip6 else ()
         links.append(
             Link(
-                root, hidx, name, "veth", CALI_MAC, 1500, "UP", ("UP",),
-                link=ETH0, link_netnsid=i, peer=LinkRef(inode, ETH0), addresses=host_addrs,
+                root,
+                hidx,
+                name,
+                "veth",
+                CALI_MAC,
+                1500,
+                "UP",
+                ("UP",),
+                link=ETH0,
+                link_netnsid=i,
+                peer=LinkRef(inode, ETH0),
+                addresses=host_addrs,
             )
-        )  # fmt: skip
+        )
         routes.append(Route(root, 4, MAIN, "unicast", f"{p.ip}/32", dev=hidx, scope="link"))
         if p.ip6:
             routes.append(Route(root, 6, MAIN, "unicast", f"{p.ip6}/128", dev=hidx, metric=1024))
@@ -178,10 +212,20 @@ def build(spec: RoutedNode) -> Snapshot:
         pod_links = (
             _lo(inode, p.ip6 is not None),
             Link(
-                inode, ETH0, "eth0", "veth", pod_mac, 1500, "UP", ("UP",),
-                link=hidx, link_netnsid=0, peer=LinkRef(root, hidx), addresses=pod_addrs,
+                inode,
+                ETH0,
+                "eth0",
+                "veth",
+                pod_mac,
+                1500,
+                "UP",
+                ("UP",),
+                link=hidx,
+                link_netnsid=0,
+                peer=LinkRef(root, hidx),
+                addresses=pod_addrs,
             ),
-        )  # fmt: skip
+        )
         flags = ("onlink",) if spec.onlink else ()
         pod_routes = [
             Route(inode, 4, MAIN, "unicast", "0.0.0.0/0", gateway=GW4, dev=ETH0, flags=flags),
@@ -215,9 +259,17 @@ def build(spec: RoutedNode) -> Snapshot:
             )
         )
         pods.append(
-            Pod("default", p.name, f"uid-{n}-{i}", f"sb-{n}-{i}", 100 + i, netns_inode=inode,
-                ips=(p.ip, p.ip6) if p.ip6 else (p.ip,), runtime="containerd")
-        )  # fmt: skip
+            Pod(
+                "default",
+                p.name,
+                f"uid-{n}-{i}",
+                f"sb-{n}-{i}",
+                100 + i,
+                netns_inode=inode,
+                ips=(p.ip, p.ip6) if p.ip6 else (p.ip,),
+                runtime="containerd",
+            )
+        )
     routes.extend(spec.extra_routes)
     root_ns = NetNamespace(
         root,
@@ -253,6 +305,7 @@ def bpf_filter(ifindex: int, hook: str = "ingress") -> TcFilter:
         0,
         "0x1",
         True,
-        BpfProgram(2404, "cil_from_contai", "a55c91b88bcdc6f1", "bpf_lxc.o:[from-container]",
-                   "sched_cls"),
-    )  # fmt: skip
+        BpfProgram(
+            2404, "cil_from_contai", "a55c91b88bcdc6f1", "bpf_lxc.o:[from-container]", "sched_cls"
+        ),
+    )

@@ -42,6 +42,7 @@ def test_ebpf_node_says_ebpf_and_no_kube_proxy() -> None:
 def test_unknown_without_a_root_namespace() -> None:
     """A snapshot whose root netns was not read says unknown, not a guess."""
     snap = build(RoutedNode())
-    snap = Snapshot(snap.schema_version, 0.0, snap.node, 1, netns=(NetNamespace(2, links=(
-        Link(2, 1, "lo", None, None, 65536, "UNKNOWN"),)),))  # fmt: skip
+    lo = Link(2, 1, "lo", None, None, 65536, "UNKNOWN")
+    netns = (NetNamespace(2, links=(lo,)),)
+    snap = Snapshot(snap.schema_version, 0.0, snap.node, 1, netns=netns)
     assert _dataplane(snap) == "unknown"

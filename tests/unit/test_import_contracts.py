@@ -6,6 +6,7 @@ import ast
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,114 @@ def test_wheel_contains_every_module(tmp_path: Path) -> None:
     }
     assert expected - names == set()
     assert "podpath/py.typed" in names
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _module_level_imports(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The imports a module runs when it is loaded (not in functions, not for the type checker)."""
+    for node in body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If):
+            if not _is_type_checking(node.test):
+                yield from _module_level_imports(node.body)
+            yield from _module_level_imports(node.orelse)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
+                yield from _module_level_imports(block)
+
+
+def _import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the podpath modules it imports at load time.
+
+    `from a.b import c` counts as importing the package `a.b` too: it runs a.b's
+    __init__, and a package that imports its modules back is a cycle through it.
+    """
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found: set[str] = set()
+        for node in _module_level_imports(ast.parse(path.read_text(), str(path)).body):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+                continue
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        graph[module] = {m for m in found if m in modules and m != module}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_module_level_import_cycle() -> None:
+    """No podpath modules import each other in a circle when they are loaded."""
+    assert _cycles(_import_graph(_all_modules())) == []
+
+
+def test_the_cycle_check_sees_a_cycle_through_a_package(tmp_path: Path) -> None:
+    """A package __init__ that imports a module which imports a sibling through the package is a cycle."""
+    (tmp_path / "pkg").mkdir()
+    init = tmp_path / "pkg" / "__init__.py"
+    init.write_text("from podpath.x.main import run\n")
+    main = tmp_path / "pkg" / "main.py"
+    main.write_text("from . import helper\n")
+    helper = tmp_path / "pkg" / "helper.py"
+    helper.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import podpath.x\n")
+    lone = tmp_path / "pkg" / "lone.py"
+    lone.write_text("def late() -> None:\n    import podpath.x.main\n")
+    modules = {
+        "podpath.x": init,
+        "podpath.x.main": main,
+        "podpath.x.helper": helper,
+        "podpath.x.lone": lone,
+    }
+    assert _cycles(_import_graph(modules)) == [["podpath.x", "podpath.x.main"]]

@@ -63,8 +63,8 @@ def test_pickled_values_keep_what_was_set() -> None:
 
 def test_packed_set_equals_the_set() -> None:
     """A packed set has the same flags and elements, and equals the original."""
-    s = NftSet("ip", "t", "m", "map", ("ipv4_addr",), "verdict", ("interval",),
-               (NftElement(("10.0.0.1",), "goto x"),))  # fmt: skip
+    elements = (NftElement(("10.0.0.1",), "goto x"),)
+    s = NftSet("ip", "t", "m", "map", ("ipv4_addr",), "verdict", ("interval",), elements)
     packed = load(dump(PackedNftSet.of(s)))
     assert "elements" not in vars(packed)
     assert packed.flags == s.flags and packed == s and s == packed

@@ -27,6 +27,8 @@ IPTABLES = REALWORLD / "iptables" / "k8s-proxier-test-overall-rules-restore-inpu
 NFT = REALWORLD / "nftables" / "k8s-nftables-proxier-test-overall-rules-nft-f-dump.txt"
 _PODS = [PodSpec("a", "10.180.0.9"), PodSpec("ep3", "10.180.0.3"), PodSpec("ep4", "10.180.0.4")]
 # Services of both dumps: two endpoints, one, session affinity, a NodePort, none.
+# `--from default/a --to 172.30.0.44:80`: the probe the cache tests trace.
+A_TO_WEB = ("--from", "default/a", "--to", "172.30.0.44:80")
 PROBES = [
     ("default/a", "172.30.0.44:80"),
     ("default/a", "ns1/svc1:p80"),
@@ -117,8 +119,7 @@ def test_second_trace_reads_the_cache(snapshot_file: Path, tmp_path: Path) -> No
     """After a trace with --cache, the file's index is found by its content, whole."""
     data = snapshot_file.read_bytes()
     assert index_cache.lookup(str(tmp_path), data).index is None
-    code = main(["trace", "--snapshot", str(snapshot_file), "--from", "default/a", "--to",
-                 "172.30.0.44:80", "--cache", str(tmp_path)])  # fmt: skip
+    code = main(["trace", "--snapshot", str(snapshot_file), *A_TO_WEB, "--cache", str(tmp_path)])
     assert code == 0
     found = index_cache.lookup(str(tmp_path), data).index
     assert found is not None
@@ -165,8 +166,7 @@ def _only_cache_file(directory: Path) -> Path:
 
 def test_cache_others_may_write_is_not_read(snapshot_file: Path, tmp_path: Path) -> None:
     """A cache file writable by group or others is a miss (pickle is not read from it)."""
-    main(["trace", "--snapshot", str(snapshot_file), "--from", "default/a", "--to",
-          "172.30.0.44:80", "--cache", str(tmp_path)])  # fmt: skip
+    main(["trace", "--snapshot", str(snapshot_file), *A_TO_WEB, "--cache", str(tmp_path)])
     path = _only_cache_file(tmp_path)
     assert oct(path.stat().st_mode & 0o777) == oct(0o600)
     path.chmod(0o666)
@@ -262,8 +262,7 @@ def test_cache_directory_keeps_the_most_recently_used_index_files(
     for path in others:
         path.write_text("not an index")
     os.utime(others[0], (1, 1))
-    assert main(["trace", "--snapshot", str(snapshot_file), "--from", "default/a", "--to",
-                 "172.30.0.44:80", "--cache", str(cache)]) == 0  # fmt: skip
+    assert main(["trace", "--snapshot", str(snapshot_file), *A_TO_WEB, "--cache", str(cache)]) == 0
     kept = sorted(p.name for p in cache.glob("podpath-index-*.pickle"))
     new = Path(index_cache.cache_path(str(cache), index_cache.key_of(snapshot_file.read_bytes())))
     assert kept == sorted([new.name, *(p.name for p in old[: index_cache.KEEP - 1])])
@@ -272,8 +271,7 @@ def test_cache_directory_keeps_the_most_recently_used_index_files(
 
 def test_a_hit_counts_as_a_use(snapshot_file: Path, tmp_path: Path) -> None:
     """Reading an index file renews its time, so pruning removes the least recently used."""
-    main(["trace", "--snapshot", str(snapshot_file), "--from", "default/a", "--to",
-          "172.30.0.44:80", "--cache", str(tmp_path)])  # fmt: skip
+    main(["trace", "--snapshot", str(snapshot_file), *A_TO_WEB, "--cache", str(tmp_path)])
     path = _only_cache_file(tmp_path)
     os.utime(path, (1, 1))
     assert index_cache.lookup(str(tmp_path), snapshot_file.read_bytes()).index is not None

@@ -14,8 +14,16 @@ from podpath.trace.probe import Probe
 from podpath.trace.render import render_text
 
 PODS = [RoutedPod("a", "10.0.1.5", host_veth="lxc80a882bfd44a"), RoutedPod("b", "10.0.1.6")]
-CILIUM_HOST = Link(4026532000, 5, "cilium_host", "veth", "ee:33:1a:5c:1d:6c", 1500, "UP",
-                   ("BROADCAST", "MULTICAST", "NOARP", "UP", "LOWER_UP"))  # fmt: skip
+CILIUM_HOST = Link(
+    4026532000,
+    5,
+    "cilium_host",
+    "veth",
+    "ee:33:1a:5c:1d:6c",
+    1500,
+    "UP",
+    ("BROADCAST", "MULTICAST", "NOARP", "UP", "LOWER_UP"),
+)
 
 
 def _cilium(**changes: object) -> RoutedNode:
@@ -79,10 +87,16 @@ def test_egress_classifier_stops_the_packet_leaving() -> None:
 def test_xdp_program_on_the_receiving_device_is_named() -> None:
     """Arriving on a device with XDP: the XDP program decides first."""
     xdp = Xdp("drv", BpfProgram(7, "cil_xdp_entry", "0011223344556677", None, "xdp"))
-    b_node = RoutedNode(number=1, hostname="b", address="192.168.0.3", xdp_on_eth0=xdp,
-                        pods=[RoutedPod("c", "10.0.2.5")])  # fmt: skip
-    a_node = RoutedNode(pods=[RoutedPod("x", "10.0.1.9")],
-                        remote_routes=(("10.0.2.0/24", "192.168.0.3"),))  # fmt: skip
+    b_node = RoutedNode(
+        number=1,
+        hostname="b",
+        address="192.168.0.3",
+        xdp_on_eth0=xdp,
+        pods=[RoutedPod("c", "10.0.2.5")],
+    )
+    a_node = RoutedNode(
+        pods=[RoutedPod("x", "10.0.1.9")], remote_routes=(("10.0.2.0/24", "192.168.0.3"),)
+    )
     (b,) = trace([build(a_node), build(b_node)], Probe("default/x", "10.0.2.5:80")).branches
     hop = b.hops[-1]
     assert hop.kind == "ebpf" and hop.node == "b" and hop.data["hook"] == "xdp (drv)"

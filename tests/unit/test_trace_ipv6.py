@@ -69,8 +69,8 @@ def test_ip6_rules_choose_the_table() -> None:
         Rule(root, 6, 32766, "lookup", 254),
     )
     extra = (Route(root, 6, 9, "blackhole", "fd00:99::/64"),)
-    (b,) = trace([build(_node(rules=rules, extra_routes=extra))],
-                 Probe("node", "[fd00:99::1]:80")).branches  # fmt: skip
+    snap = build(_node(rules=rules, extra_routes=extra))
+    (b,) = trace([snap], Probe("node", "[fd00:99::1]:80")).branches
     assert b.verdict == "dropped" and "blackhole" in b.reason
     assert b.hops[0].data["table"] == 9
 

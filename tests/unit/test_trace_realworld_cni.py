@@ -32,8 +32,14 @@ AWS = REALWORLD / "aws"
 CILIUM = REALWORLD / "cilium"
 ROOT, POD = 4026532100, 4026532101
 # The host's devices named in the dumps; the pod's peer veth is the route's device.
-AWS_DEVS = {"eth0": 2, "eth1": 3, "aws8db0408c9a8": 231, "awsbcd978401eb": 232,
-            "awsc2f87dc4cdd": 233, "aws4914061689b": 234}  # fmt: skip
+AWS_DEVS = {
+    "eth0": 2,
+    "eth1": 3,
+    "aws8db0408c9a8": 231,
+    "awsbcd978401eb": 232,
+    "awsc2f87dc4cdd": 233,
+    "aws4914061689b": 234,
+}
 ENI_1 = 2  # the table the rt_tables name eni-1 stands for (device number + 1)
 
 
@@ -41,12 +47,28 @@ def _aws_node() -> Snapshot:
     pod_mac, pod_addrs = addresses(AWS / "cni-proposal-pod-ip-addr-show.txt", "eth0")
     (gw,) = arp_entries(AWS / "cni-proposal-pod-arp-a.txt", POD, {"eth0": 3})
     host_links = [
-        Link(ROOT, 1, "lo", None, "00:00:00:00:00:00", 65536, "UNKNOWN",
-             addresses=(Address(4, "127.0.0.1", 8, "host"),)),
-        Link(ROOT, 2, "eth0", None, "0a:00:00:00:00:02", 9001, "UP",
-             addresses=(Address(4, "10.0.104.183", 19),)),
+        Link(
+            ROOT,
+            1,
+            "lo",
+            None,
+            "00:00:00:00:00:00",
+            65536,
+            "UNKNOWN",
+            addresses=(Address(4, "127.0.0.1", 8, "host"),),
+        ),
+        Link(
+            ROOT,
+            2,
+            "eth0",
+            None,
+            "0a:00:00:00:00:02",
+            9001,
+            "UP",
+            addresses=(Address(4, "10.0.104.183", 19),),
+        ),
         Link(ROOT, 3, "eth1", None, "0a:00:00:00:00:03", 9001, "UP"),
-    ]  # fmt: skip
+    ]
     for name, index in AWS_DEVS.items():
         if name.startswith("aws"):
             peer = LinkRef(POD, 3) if index == 231 else None
@@ -63,11 +85,28 @@ def _aws_node() -> Snapshot:
     host_rules = rules(AWS / "cni-proposal-host-ip-rule-list.txt", ROOT, {"eni-1": ENI_1})
     host_rules += [Rule(ROOT, 4, 32766, "lookup", 254), Rule(ROOT, 4, 32767, "lookup", 253)]
     pod_links = (
-        Link(POD, 1, "lo", None, "00:00:00:00:00:00", 65536, "UNKNOWN",
-             addresses=(Address(4, "127.0.0.1", 8, "host"),)),
-        Link(POD, 3, "eth0", "veth", pod_mac, 1500, "UP", peer=LinkRef(ROOT, 231),
-             addresses=pod_addrs),
-    )  # fmt: skip
+        Link(
+            POD,
+            1,
+            "lo",
+            None,
+            "00:00:00:00:00:00",
+            65536,
+            "UNKNOWN",
+            addresses=(Address(4, "127.0.0.1", 8, "host"),),
+        ),
+        Link(
+            POD,
+            3,
+            "eth0",
+            "veth",
+            pod_mac,
+            1500,
+            "UP",
+            peer=LinkRef(ROOT, 231),
+            addresses=pod_addrs,
+        ),
+    )
     pod_routes = routes(AWS / "cni-proposal-pod-ip-route-show.txt", POD, {"eth0": 3})
     pod_routes.append(Route(POD, 4, 255, "local", "10.0.97.30/32", dev=3, scope="host"))
     return Snapshot(
@@ -81,7 +120,7 @@ def _aws_node() -> Snapshot:
                 ROOT, links=tuple(host_links), routes=tuple(host_routes), rules=tuple(host_rules)
             ),
             NetNamespace(POD, links=pod_links, routes=tuple(pod_routes), neighbours=(gw,)),
-        ),  # fmt: skip
+        ),
     )
 
 
@@ -97,8 +136,11 @@ def test_aws_dumps_parse_to_the_documented_shape() -> None:
     assert [(a.address, a.prefixlen) for a in addrs if a.family == 4] == [("10.0.97.30", 32)]
     parsed = rules(AWS / "cni-proposal-host-ip-rule-list.txt", ROOT, {"eni-1": ENI_1})
     assert [(r.priority, r.invert, r.table) for r in parsed] == [
-        (0, False, 255), (512, False, 254), (1025, True, 254), (1536, False, ENI_1),
-    ]  # fmt: skip
+        (0, False, 255),
+        (512, False, 254),
+        (1025, True, 254),
+        (1536, False, ENI_1),
+    ]
     assert lines(AWS / "cni-proposal-host-ip-route-show.txt")[2].endswith("scope link")
 
 
@@ -107,8 +149,10 @@ def test_aws_pod_gateway_needs_no_arp() -> None:
     (branch,) = trace([_aws_node()], Probe("default/app", "10.0.97.159:80")).branches
     gw = next(h for h in branch.hops if h.kind == "neighbour")
     assert (gw.data["ip"], gw.data["state"], gw.data["lladdr"]) == (
-        "169.254.1.1", ["PERMANENT"], "2a:09:74:cd:c4:62",
-    )  # fmt: skip
+        "169.254.1.1",
+        ["PERMANENT"],
+        "2a:09:74:cd:c4:62",
+    )
 
 
 def test_aws_to_the_pod_is_main_by_rule_512() -> None:
@@ -148,17 +192,51 @@ def _cilium_node() -> Snapshot:
     tc = tc_filters(CILIUM / "cilium-docs-tc-filter-show-cilium-host-egress.txt", 5, "egress")
     links = (
         Link(CROOT, 1, "lo", None, "00:00:00:00:00:00", 65536, "UNKNOWN"),
-        Link(CROOT, 2, "eth0", None, "0a:00:00:00:00:02", 9001, "UP",
-             addresses=(Address(4, "192.168.10.10", 16),)),
+        Link(
+            CROOT,
+            2,
+            "eth0",
+            None,
+            "0a:00:00:00:00:02",
+            9001,
+            "UP",
+            addresses=(Address(4, "192.168.10.10", 16),),
+        ),
         Link(CROOT, 3, "eth2", None, "0a:00:00:00:00:03", 9001, "UP"),
-        Link(CROOT, 4, "cilium_net", "veth", "86:56:9f:8b:8b:3c", 9001, "UP",
-             ("NOARP", "UP"), peer=LinkRef(CROOT, 5)),
-        Link(CROOT, 5, "cilium_host", "veth", "ee:33:1a:5c:1d:6c", 9001, "UP",
-             ("NOARP", "UP"), peer=LinkRef(CROOT, 4),
-             addresses=(Address(4, "192.168.174.161", 32, "link"),)),
-        Link(CROOT, 40, "lxc5a4def8d96c5", "veth", "0a:00:00:00:00:28", 9001, "UP",
-             peer=LinkRef(CPOD, 2)),
-    )  # fmt: skip
+        Link(
+            CROOT,
+            4,
+            "cilium_net",
+            "veth",
+            "86:56:9f:8b:8b:3c",
+            9001,
+            "UP",
+            ("NOARP", "UP"),
+            peer=LinkRef(CROOT, 5),
+        ),
+        Link(
+            CROOT,
+            5,
+            "cilium_host",
+            "veth",
+            "ee:33:1a:5c:1d:6c",
+            9001,
+            "UP",
+            ("NOARP", "UP"),
+            peer=LinkRef(CROOT, 4),
+            addresses=(Address(4, "192.168.174.161", 32, "link"),),
+        ),
+        Link(
+            CROOT,
+            40,
+            "lxc5a4def8d96c5",
+            "veth",
+            "0a:00:00:00:00:28",
+            9001,
+            "UP",
+            peer=LinkRef(CPOD, 2),
+        ),
+    )
     node_routes = routes(CILIUM / "cilium-docs-eni-route-to-lxc.txt", CROOT, CDEVS)
     node_routes += routes(CILIUM / "cilium-docs-eni-table-92.txt", CROOT, CDEVS, 92)
     # Modelled: the node's own subnet, and a CIDR routed to cilium_host (tunnel/host routing).
@@ -171,11 +249,32 @@ def _cilium_node() -> Snapshot:
     node_rules += [Rule(CROOT, 4, 0, "lookup", 255), Rule(CROOT, 4, 32766, "lookup", 254)]
     pod = NetNamespace(
         CPOD,
-        links=(Link(CPOD, 2, "eth0", "veth", "0a:00:00:00:01:02", 9001, "UP",
-                    peer=LinkRef(CROOT, 40), addresses=(Address(4, "192.168.105.44", 32),)),),
-        routes=(Route(CPOD, 4, 254, "unicast", "0.0.0.0/0", gateway="192.168.174.161", dev=2,
-                      flags=("onlink",)),),
-    )  # fmt: skip
+        links=(
+            Link(
+                CPOD,
+                2,
+                "eth0",
+                "veth",
+                "0a:00:00:00:01:02",
+                9001,
+                "UP",
+                peer=LinkRef(CROOT, 40),
+                addresses=(Address(4, "192.168.105.44", 32),),
+            ),
+        ),
+        routes=(
+            Route(
+                CPOD,
+                4,
+                254,
+                "unicast",
+                "0.0.0.0/0",
+                gateway="192.168.174.161",
+                dev=2,
+                flags=("onlink",),
+            ),
+        ),
+    )
     return Snapshot(
         schema_version=SCHEMA_VERSION,
         taken_at=0.0,
@@ -191,7 +290,7 @@ def _cilium_node() -> Snapshot:
                 tc_filters=tuple(tc),
             ),
             pod,
-        ),  # fmt: skip
+        ),
     )
 
 
@@ -201,8 +300,10 @@ def test_cilium_tc_dump_parses_to_the_program_tc_shows() -> None:
     assert (f.kind, f.pref, f.direct_action) == ("bpf", 1, True)
     assert f.program is not None
     assert (f.program.id, f.program.tag, f.program.section) == (
-        406, "e0362f5bd9163a0a", "bpf_host.o:[from-netdev]",
-    )  # fmt: skip
+        406,
+        "e0362f5bd9163a0a",
+        "bpf_host.o:[from-netdev]",
+    )
 
 
 def test_cilium_eni_node_is_detected_as_cilium_without_kube_proxy() -> None:
@@ -234,5 +335,7 @@ def test_cilium_host_egress_program_decides_and_is_named() -> None:
     hop = branch.hops[-1]
     assert (hop.kind, hop.data["dev"], hop.data["hook"]) == ("ebpf", "cilium_host", "tc egress")
     assert (hop.data["program_id"], hop.data["program_tag"], hop.data["section"]) == (
-        406, "e0362f5bd9163a0a", "bpf_host.o:[from-netdev]",
-    )  # fmt: skip
+        406,
+        "e0362f5bd9163a0a",
+        "bpf_host.o:[from-netdev]",
+    )

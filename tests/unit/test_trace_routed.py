@@ -235,7 +235,7 @@ def test_a_link_without_any_ipv4_address_cannot_source() -> None:
                 "UP",
                 addresses=(Address(4, "10.1.0.9", 32),),
             ),
-        ),  # fmt: skip
+        ),
         routes=(Route(inode, 4, 254, "unicast", "10.2.0.0/16", dev=2, scope="link"),),
     )
     snap = build(_calico())

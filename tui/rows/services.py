@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
+from podpath.analysis.affinity import affinity_pins, affinity_text
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.rulesets import RuleDump
 from podpath.analysis.services import endpoint_place
 from podpath.listing import service_type
-from podpath.netfilter.affinity import Pin, service_pins
-from podpath.netfilter.ipvs import SCHEDULERS, WEIGHTED, IpvsConnection, parse_ipvs_conn
+from podpath.netfilter.ipvs import SCHEDULERS, WEIGHTED
 from podpath.netfilter.kube_proxy import Service
 from podpath.netfilter.model import Rule
 from podpath.tui.rows.model import Cell, Row, cell, row
@@ -76,24 +76,6 @@ def policy_text(svc: Service) -> str:
     return ",".join(parts)
 
 
-def pins_of(index: SnapshotIndex, svc: Service) -> tuple[Pin, ...]:
-    """Who is pinned to which endpoint now (ClientIP affinity), from the kernel's state."""
-    if svc.affinity_timeout is None:
-        return ()
-    snap = index.snapshot
-    conns: tuple[IpvsConnection, ...] = ()
-    if svc.backend == "ipvs" and snap.ipvs and snap.ipvs.ip_vs_conn:
-        conns = parse_ipvs_conn(snap.ipvs.ip_vs_conn)
-    return service_pins(svc, snap.xt_recent or (), index.nft_ruleset, conns)
-
-
-def affinity_text(svc: Service, pins: Sequence[Pin]) -> str:
-    """`ClientIP 10800s, 2 pinned`, or empty without affinity."""
-    if svc.affinity_timeout is None:
-        return ""
-    return f"ClientIP {svc.affinity_timeout}s" + (f", {len(pins)} pinned" if pins else "")
-
-
 def endpoint_summary(index: SnapshotIndex, svc: Service) -> str:
     """Endpoints as `33% web-abc (10.244.0.5:80)`, remote ones marked."""
     parts = []
@@ -122,7 +104,7 @@ def service_rows(
                 Cell(service_type(svc), "dim"),
                 vip_port(svc),
                 Cell(mode_text(svc), "dim"),
-                cell(affinity_text(svc, pins_of(index, svc))),
+                cell(affinity_text(svc.affinity_timeout, len(affinity_pins(index, svc)))),
                 cell(policy_text(svc), "warning"),
                 Cell(str(len(svc.endpoints)), "primary" if svc.endpoints else "warning"),
                 Cell(endpoint_summary(index, svc), "warning" if not svc.endpoints else ""),
@@ -164,7 +146,7 @@ FACT_COLUMNS = ("FACT", "VALUE")
 
 def service_fact_rows(index: SnapshotIndex, svc: Service) -> list[Row]:
     """What kube-proxy made of the Service on this node: type, mode, policies, affinity, pins."""
-    pins = pins_of(index, svc)
+    pins = affinity_pins(index, svc)
     facts: list[tuple[str, str, str]] = [("type", service_type(svc), "accent")]
     mode = svc.backend
     if svc.backend == "ipvs" and svc.scheduler:
@@ -191,7 +173,7 @@ def service_fact_rows(index: SnapshotIndex, svc: Service) -> list[Row]:
     if svc.health_check_node_port is not None:
         facts.append(("health check", f"NodePort {svc.health_check_node_port}", "dim"))
     if svc.affinity_timeout is not None:
-        facts.append(("affinity", f"ClientIP, {svc.affinity_timeout}s; {len(pins)} pinned", ""))
+        facts.append(("affinity", affinity_text(svc.affinity_timeout, len(pins)), ""))
     rows = [row(f"fact:{k}", Cell(k, "dim"), Cell(v, role)) for k, v, role in facts]
     for i, pin in enumerate(pins):
         when = f"{pin.age:.0f}s ago" if pin.age is not None else f"expires in {pin.expires}s"

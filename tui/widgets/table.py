@@ -30,6 +30,20 @@ ROLE_COLOURS = ("accent", "primary", "warning", "error", "success")
 PADDING = 1  # blank cells on each side of a cell, as DataTable's cell_padding
 
 
+class RowMessage(Message):
+    """Something happened on one row of a RowTable: the table, and the row's key."""
+
+    def __init__(self, table: RowTable, key: str | None) -> None:
+        super().__init__()
+        self.table = table
+        self.key = key
+
+    @property
+    def control(self) -> RowTable:
+        """The table it happened in."""
+        return self.table
+
+
 class RowTable(ScrollView, can_focus=True):
     """A table of `Row`s with a header and a row cursor; the cursor survives updates."""
 
@@ -92,31 +106,11 @@ class RowTable(ScrollView, can_focus=True):
     }
     """
 
-    class RowHighlighted(Message):
+    class RowHighlighted(RowMessage):
         """The cursor moved to another row."""
 
-        def __init__(self, table: RowTable, key: str | None) -> None:
-            super().__init__()
-            self.table = table
-            self.key = key
-
-        @property
-        def control(self) -> RowTable:
-            """The table the cursor moved in."""
-            return self.table
-
-    class RowSelected(Message):
+    class RowSelected(RowMessage):
         """Enter (or a click) on a row."""
-
-        def __init__(self, table: RowTable, key: str | None) -> None:
-            super().__init__()
-            self.table = table
-            self.key = key
-
-        @property
-        def control(self) -> RowTable:
-            """The table the row was selected in."""
-            return self.table
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)

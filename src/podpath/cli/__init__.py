@@ -91,11 +91,14 @@ def _parser_class() -> type[argparse.ArgumentParser]:
             )
 
     class _Parser(argparse.ArgumentParser):
-        """An ArgumentParser using `_HelpFormatter` by default."""
+        """An ArgumentParser using `_HelpFormatter` by default, that names itself in its result."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.setdefault("formatter_class", _HelpFormatter)
             super().__init__(*args, **kwargs)
+            # A subcommand's parser is made with this class too, and its defaults are
+            # copied over its parent's: `command_parser` ends as the innermost one chosen.
+            self.set_defaults(command_parser=self)
 
     return _Parser
 
@@ -208,21 +211,9 @@ def _parse(parser: argparse.ArgumentParser, words: list[str]) -> argparse.Namesp
     """parse_args, but an unknown option is reported with the usage of the command given it."""
     args, extras = parser.parse_known_args(words)
     if extras:
-        _innermost(parser, words).error(f"unrecognized arguments: {' '.join(extras)}")
+        chosen: argparse.ArgumentParser = getattr(args, "command_parser", parser)
+        chosen.error(f"unrecognized arguments: {' '.join(extras)}")
     return args
-
-
-def _innermost(parser: argparse.ArgumentParser, words: list[str]) -> argparse.ArgumentParser:
-    """The (sub)command parser that the words select: `lab up` -> the parser of `up`."""
-    import argparse
-
-    for action in parser._actions:  # argparse keeps its subcommands nowhere public
-        if isinstance(action, argparse._SubParsersAction):
-            for i, word in enumerate(words):
-                chosen = action.choices.get(word)
-                if chosen is not None:
-                    return _innermost(chosen, words[i + 1 :])
-    return parser
 
 
 def _signals() -> Any:

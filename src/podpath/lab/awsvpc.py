@@ -56,14 +56,20 @@ def conflist(node_index: int) -> dict[str, Any]:
                 "ipam": {
                     "type": "host-local",
                     "ranges": [
-                        [{"subnet": VPC_CIDR, "rangeStart": start, "rangeEnd": end,
-                          "gateway": UNDERLAY_GATEWAY}]
+                        [
+                            {
+                                "subnet": VPC_CIDR,
+                                "rangeStart": start,
+                                "rangeEnd": end,
+                                "gateway": UNDERLAY_GATEWAY,
+                            }
+                        ]
                     ],
                 },
             },
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
         ],
-    }  # fmt: skip
+    }
 
 
 def snat_rules(node: NodeRecord) -> str:

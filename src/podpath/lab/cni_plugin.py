@@ -95,8 +95,8 @@ def add(kind: str, conf: dict[str, Any]) -> dict[str, Any]:
     ips = [str(ip["address"]).split("/")[0] for ip in ipam.get("ips", [])]
     if not ips:
         raise PluginError("IPAM returned no address")
-    _run("ip", "link", "add", host, "mtu", mtu, "type", "veth", "peer", "name", ifname,
-         "mtu", mtu, "netns", netns)  # fmt: skip
+    veth = ("ip", "link", "add", host, "mtu", mtu, "type", "veth")
+    _run(*veth, "peer", "name", ifname, "mtu", mtu, "netns", netns)
     if kind == "calico":
         _run("ip", "link", "set", host, "address", CALICO_MAC)
         _sysctl(f"net/ipv4/conf/{host}/proxy_arp", "1")
@@ -128,8 +128,8 @@ def add(kind: str, conf: dict[str, Any]) -> dict[str, Any]:
         _run("ip", "route", "add", f"{ip}/32", "dev", host, "scope", "link")
         routes.append({"dst": "0.0.0.0/0", "gw": GATEWAY4})
         if kind == "aws-cni":
-            _run(*pod, "neigh", "add", GATEWAY4, "lladdr", host_mac, "dev", ifname,
-                 "nud", "permanent")  # fmt: skip
+            gateway = ("neigh", "add", GATEWAY4, "lladdr", host_mac)
+            _run(*pod, *gateway, "dev", ifname, "nud", "permanent")
             _aws_rules("add", ip)
     return {
         "cniVersion": conf.get("cniVersion", "1.0.0"),

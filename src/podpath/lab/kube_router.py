@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -152,6 +153,12 @@ def _line(argv: list[str]) -> str:
     return " ".join(_q(a) if " " in a else a for a in argv)
 
 
+def _argv(line: str, **values: str) -> list[str]:
+    """iptables arguments written as one line: its shell words, each `{name}` word then `values[name]`."""
+    # Only the line, which is podpath's own text, is split; a value is one word whatever it holds.
+    return [values[w[1:-1]] if w[:1] + w[-1:] == "{}" else w for w in shlex.split(line)]
+
+
 def _top_level() -> list[str]:
     """The jumps from the built-in chains (position 1) and KUBE-ROUTER-INPUT's returns."""
     out = []
@@ -164,25 +171,35 @@ def _top_level() -> list[str]:
     returns = [[*cluster, "-d", SERVICE_CIDR, "-j", "RETURN"]]
     for proto in ("TCP", "UDP", "SCTP"):
         returns.append(
-            ["-p", proto.lower(), "-m", "comment", "--comment",
-             f"allow LOCAL {proto} traffic to node ports", "-m", "addrtype", "--dst-type",
-             "LOCAL", "-m", "multiport", "--dports", NODE_PORT_RANGE, "-j", "RETURN"]
-        )  # fmt: skip
+            _argv(
+                "-p {proto} -m comment --comment {comment} -m addrtype --dst-type LOCAL"
+                " -m multiport --dports {ports} -j RETURN",
+                proto=proto.lower(),
+                comment=f"allow LOCAL {proto} traffic to node ports",
+                ports=NODE_PORT_RANGE,
+            )
+        )
     out += [_line(["-A", INPUT, *_uuid_comment(INPUT, spec)]) for spec in returns]
     return out
 
 
 def _common_and_default() -> list[str]:
     """KUBE-NWPLCY-DEFAULT (mark: allowed) and KUBE-NWPLCY-COMMON (state, ICMP)."""
-    mark = ["-j", "MARK", "-m", "comment", "--comment",
-            "rule to mark traffic matching a network policy", "--set-xmark", "0x10000/0x10000"]  # fmt: skip
+    mark = _argv(
+        "-j MARK -m comment --comment 'rule to mark traffic matching a network policy'"
+        " --set-xmark 0x10000/0x10000"
+    )
     out = [_line(["-A", DEFAULT_CHAIN, *mark])]
     common = [
-        ["-m", "comment", "--comment", "rule to drop invalid state for pod",
-         "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"],
-        ["-m", "comment", "--comment", "rule for stateful firewall for pod",
-         "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
-    ]  # fmt: skip
+        _argv(
+            "-m comment --comment 'rule to drop invalid state for pod'"
+            " -m conntrack --ctstate INVALID -j DROP"
+        ),
+        _argv(
+            "-m comment --comment 'rule for stateful firewall for pod'"
+            " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+        ),
+    ]
     for icmp, comment in (
         ("echo-request", "allow icmp echo requests"),
         ("destination-unreachable", "allow icmp destination unreachable messages"),
@@ -214,9 +231,14 @@ def _policy_rules(policy: NetworkPolicy, version: str) -> list[str]:
         "rule to ACCEPT traffic from source pods to dest pods selected by policy name "
         f"{policy.name} namespace {policy.namespace}"
     )
-    base = ["-A", policy_chain(policy, version), "-m", "comment", "--comment", comment,
-            "-m", "set", "--match-set", src_set(policy), "src",
-            "-m", "set", "--match-set", dst_set(policy), "dst"]  # fmt: skip
+    base = _argv(
+        "-A {chain} -m comment --comment {comment}"
+        " -m set --match-set {src} src -m set --match-set {dst} dst",
+        chain=policy_chain(policy, version),
+        comment=comment,
+        src=src_set(policy),
+        dst=dst_set(policy),
+    )
     out = []
     for port in policy.ports or (None,):
         spec = [*base, "-p", port.protocol, "--dport", str(port.port)] if port else base
@@ -236,49 +258,98 @@ def _pod_rules(
     )
     applied = [p for p in policies if pod in selected(p, pods)]
     inserts = [
-        ["-d", ip, "-m", "comment", "--comment", f"run through nw policy {p.name}",
-         "-j", policy_chain(p, version)]
+        _argv(
+            "-d {ip} -m comment --comment {comment} -j {chain}",
+            ip=ip,
+            comment=f"run through nw policy {p.name}",
+            chain=policy_chain(p, version),
+        )
         for p in applied
-    ]  # fmt: skip
+    ]
     if not applied:
-        inserts.append(["-d", ip, "-m", "comment", "--comment",
-                        "run through default ingress network policy chain", "-j", DEFAULT_CHAIN])  # fmt: skip
+        inserts.append(
+            _argv(
+                "-d {ip} -m comment --comment 'run through default ingress network policy chain'"
+                " -j {chain}",
+                ip=ip,
+                chain=DEFAULT_CHAIN,
+            )
+        )
     # No policy of the lab has egress rules: every pod's egress takes the default chain.
-    inserts.append(["-s", ip, "-m", "comment", "--comment",
-                    "run through default egress network policy chain", "-j", DEFAULT_CHAIN])  # fmt: skip
-    inserts.append(["-m", "comment", "--comment",
-                    "rule to permit the traffic traffic to pods when source is the pod's local node",
-                    "-m", "addrtype", "--src-type", "LOCAL", "-d", ip, "-j", "ACCEPT"])  # fmt: skip
-    inserts.append(["-m", "comment", "--comment", "common bi-directional traffic policy rules",
-                    "-j", COMMON_CHAIN])  # fmt: skip
+    inserts.append(
+        _argv(
+            "-s {ip} -m comment --comment 'run through default egress network policy chain'"
+            " -j {chain}",
+            ip=ip,
+            chain=DEFAULT_CHAIN,
+        )
+    )
+    inserts.append(
+        _argv(
+            "-m comment --comment"
+            ' "rule to permit the traffic traffic to pods when source is the pod\'s local node"'
+            " -m addrtype --src-type LOCAL -d {ip} -j ACCEPT",
+            ip=ip,
+        )
+    )
+    inserts.append(
+        _argv(
+            "-m comment --comment 'common bi-directional traffic policy rules' -j {chain}",
+            chain=COMMON_CHAIN,
+        )
+    )
     out = [_line(["-I", chain, "1", *spec]) for spec in inserts]
     into = f"rule to jump traffic destined to {who} to chain {chain}"
     out_of = f"rule to jump traffic from {who} to chain {chain}"
     out += [
         _line(["-A", FORWARD, "-m", "comment", "--comment", into, "-d", ip, "-j", chain]),
         _line(["-A", OUTPUT, "-m", "comment", "--comment", into, "-d", ip, "-j", chain]),
-        _line(["-A", FORWARD, "-m", "physdev", "--physdev-is-bridged",
-               "-m", "comment", "--comment", into, "-d", ip, "-j", chain]),
-    ]  # fmt: skip
+        _line(
+            _argv(
+                "-A {forward} -m physdev --physdev-is-bridged"
+                " -m comment --comment {into} -d {ip} -j {chain}",
+                forward=FORWARD,
+                into=into,
+                ip=ip,
+                chain=chain,
+            )
+        ),
+    ]
     out += [
         _line(["-A", custom, "-m", "comment", "--comment", out_of, "-s", ip, "-j", chain])
         for _, custom in TOP_LEVEL
     ]
-    out.append(_line(["-A", FORWARD, "-m", "physdev", "--physdev-is-bridged",
-                      "-m", "comment", "--comment", out_of, "-s", ip, "-j", chain]))  # fmt: skip
-    out += [
-        _line(["-A", chain, "-m", "comment", "--comment",
-               f"rule to log dropped traffic {who}", "-m", "mark", "!", "--mark",
-               "0x10000/0x10000", "-j", "NFLOG", "--nflog-group", "100",
-               "-m", "limit", "--limit", "10/minute", "--limit-burst", "10"]),
-        _line(["-A", chain, "-m", "comment", "--comment",
-               f"rule to REJECT traffic destined for {who}",
-               "-m", "mark", "!", "--mark", "0x10000/0x10000", "-j", "REJECT"]),
-        _line(["-A", chain, "-j", "MARK", "--set-mark", "0/0x10000"]),
-        _line(["-A", chain, "-m", "comment", "--comment",
-               "set mark to ACCEPT traffic that comply to network policies",
-               "-j", "MARK", "--set-mark", "0x20000/0x20000"]),
-    ]  # fmt: skip
+    out.append(
+        _line(
+            _argv(
+                "-A {forward} -m physdev --physdev-is-bridged"
+                " -m comment --comment {out_of} -s {ip} -j {chain}",
+                forward=FORWARD,
+                out_of=out_of,
+                ip=ip,
+                chain=chain,
+            )
+        )
+    )
+    log = _argv(
+        "-A {chain} -m comment --comment {comment} -m mark ! --mark 0x10000/0x10000"
+        " -j NFLOG --nflog-group 100 -m limit --limit 10/minute --limit-burst 10",
+        chain=chain,
+        comment=f"rule to log dropped traffic {who}",
+    )
+    reject = _argv(
+        "-A {chain} -m comment --comment {comment} -m mark ! --mark 0x10000/0x10000 -j REJECT",
+        chain=chain,
+        comment=f"rule to REJECT traffic destined for {who}",
+    )
+    accept = _argv(
+        "-A {chain} -m comment --comment"
+        " 'set mark to ACCEPT traffic that comply to network policies'"
+        " -j MARK --set-mark 0x20000/0x20000",
+        chain=chain,
+    )
+    unmark = _argv("-A {chain} -j MARK --set-mark 0/0x10000", chain=chain)
+    out += [_line(log), _line(reject), _line(unmark), _line(accept)]
     return out
 
 
@@ -299,9 +370,10 @@ def iptables_input(
         lines += _policy_rules(policy, version)
     for pod in local:
         lines += _pod_rules(pod, policies, pods, version)
-    explicit = ["-m", "comment", "--comment",
-                "rule to explicitly ACCEPT traffic that comply to network policies",
-                "-m", "mark", "--mark", "0x20000/0x20000", "-j", "ACCEPT"]  # fmt: skip
+    explicit = _argv(
+        "-m comment --comment 'rule to explicitly ACCEPT traffic that comply to network policies'"
+        " -m mark --mark 0x20000/0x20000 -j ACCEPT"
+    )
     lines += [_line(["-A", custom, *explicit]) for _, custom in TOP_LEVEL]
     return "\n".join([*lines, "COMMIT", ""])
 

@@ -128,26 +128,16 @@ def _services(
     web_pods = sorted((p for p in pods if p.app == "web"), key=lambda p: (p.node, p.name))
     web = [ip for p in web_pods if (ip := pod_ip(p, family))]
     web_eps = tuple((ip, 80) for ip in web)
+    dns_eps = tuple((ip, 53) for ip in dns)
     out = [
-        _service(
-            "kube-system", "kube-dns", "dns", "UDP", DNS_IPS[family], 53, None,
-            tuple((ip, 53) for ip in dns),
-        ),
-        _service(
-            "kube-system", "kube-dns", "dns-tcp", "TCP", DNS_IPS[family], 53, None,
-            tuple((ip, 53) for ip in dns),
-        ),
-        _service(
-            "default", "web", "http", "TCP", WEB_IPS[family], 80, WEB_NODE_PORT, web_eps,
-        ),
-    ]  # fmt: skip
+        _service("kube-system", "kube-dns", "dns", "UDP", DNS_IPS[family], 53, None, dns_eps),
+        _service("kube-system", "kube-dns", "dns-tcp", "TCP", DNS_IPS[family], 53, None, dns_eps),
+        _service("default", "web", "http", "TCP", WEB_IPS[family], 80, WEB_NODE_PORT, web_eps),
+    ]
     if spec.services >= 3:
-        out.append(
-            _service(
-                "default", "web-sticky", "http", "TCP", STICKY_IPS[family], 80, None, web_eps,
-                AFFINITY_SECONDS,
-            )
-        )  # fmt: skip
+        sticky_ip = STICKY_IPS[family]
+        sticky = ("default", "web-sticky", "http", "TCP", sticky_ip, 80, None, web_eps)
+        out.append(_service(*sticky, AFFINITY_SECONDS))
     if spec.services >= 4:
         out.append(_service("default", "noep", "http", "TCP", NOEP_IPS[family], 80, None, ()))
     if spec.traffic_policy_local:

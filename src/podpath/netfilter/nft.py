@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from podpath.netfilter.nft_syntax import rule_expressions
-from podpath.netfilter.nft_text import rule_text
+from podpath.netfilter.nft_text import log_text, reject_text, rule_text, set_statement_text
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -321,26 +321,11 @@ def _r_map(kind: str) -> Any:
 
 
 def _r_reject(v: Any) -> str:
-    if not v:
-        return "reject"
-    out = "reject"
-    if v.get("type"):
-        out += f" with {v['type']}"
-        if v.get("expr"):
-            out += f" {render_expr(v['expr'])}"
-    return out
-
-
-def _r_log(v: Any) -> str:
-    if not v:
-        return "log"
-    return "log" + "".join(
-        f' {k} "{val}"' if k == "prefix" else f" {k} {val}" for k, val in v.items()
-    )
+    return reject_text(v, render_expr)
 
 
 def _r_update(v: dict[str, Any]) -> str:
-    return f"{v.get('op', 'update')} {v['set']} {{ {render_expr(v['elem'])} }}"
+    return set_statement_text(v, render_expr)
 
 
 _RENDER: dict[str, Any] = {
@@ -368,7 +353,7 @@ _RENDER: dict[str, Any] = {
     "redirect": _r_nat("redirect"),
     "mangle": _r_mangle,
     "reject": _r_reject,
-    "log": _r_log,
+    "log": log_text,
     "update": _r_update,
     "&": _r_binop("&"),
     "|": _r_binop("|"),

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from podpath.netfilter.nft_flags import FLAG_BITS
+
 # Payload fields: `ip saddr`, `tcp dport`, ... (protocol, fields nft knows for it).
 _PAYLOAD: dict[str, frozenset[str]] = {
     "ip": frozenset({"saddr", "daddr", "protocol", "ttl", "length", "dscp", "version"}),
@@ -90,30 +92,6 @@ _OPS = {
     "ge": ">=",
 }
 _BINOPS = {"&": "&", "and": "&", "|": "|", "or": "|", "^": "^", "xor": "^"}
-# Types nft compares as bit masks (a bare value or list is printed with op "in"), and
-# their bits: nft lists several flags in bit order.
-_FLAG_BITS: dict[tuple[str, str], dict[str, int]] = {
-    ("ct", "state"): {"invalid": 1, "established": 2, "related": 4, "new": 8, "untracked": 64},
-    ("tcp", "flags"): {
-        "fin": 1,
-        "syn": 2,
-        "rst": 4,
-        "psh": 8,
-        "ack": 16,
-        "urg": 32,
-        "ecn": 64,
-        "cwr": 128,
-    },
-    ("ct", "status"): {
-        "expected": 1,
-        "seen-reply": 2,
-        "assured": 4,
-        "confirmed": 8,
-        "snat": 16,
-        "dnat": 32,
-        "dying": 512,
-    },
-}
 # Names nft prints differently from how they may be written.
 _ALIASES = {("meta", "pkttype"): {"unicast": "host"}}
 _NAT_FLAGS = frozenset({"random", "fully-random", "persistent"})
@@ -413,8 +391,8 @@ def _match_or_mangle(toks: _Tokens, family: str) -> Any:
         op = _OPS[toks.take()]
     key = _key(_binop_base(left))
     right = _rhs(toks, family, key)
-    if key in _FLAG_BITS:
-        right = _sorted_flags(right, _FLAG_BITS[key])
+    if key in FLAG_BITS:
+        right = _sorted_flags(right, FLAG_BITS[key])
         if op == "==" and not _is_set(right):
             op = "in"
     return {"match": {"op": op, "left": left, "right": right}}

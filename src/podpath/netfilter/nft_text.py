@@ -9,6 +9,7 @@ Nothing evaluates this text: the trace reads the expressions themselves.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 # Meta keys nft prints without the `meta` keyword (meta_key_is_unqualified in nft).
@@ -207,20 +208,25 @@ def _nat(kind: str) -> Any:
 
 
 def _reject(v: Any, family: str) -> str:
+    if v and v.get("type") == _DEFAULT_REJECT.get(family) and v.get("expr") == "port-unreachable":
+        return "reject"
+    return reject_text(v, value)
+
+
+def reject_text(v: Any, render: Callable[[Any], str]) -> str:
+    """`reject [with TYPE [CODE]]` from a reject statement's body, the code put by `render`."""
     if not v:
         return "reject"
-    kind = v.get("type")
-    if kind == _DEFAULT_REJECT.get(family) and v.get("expr") == "port-unreachable":
-        return "reject"
     out = "reject"
-    if kind:
-        out += f" with {kind}"
+    if v.get("type"):
+        out += f" with {v['type']}"
         if v.get("expr"):
-            out += f" {value(v['expr'])}"
+            out += f" {render(v['expr'])}"
     return out
 
 
-def _log(v: Any) -> str:
+def log_text(v: Any) -> str:
+    """`log [prefix "..."] [level ...]` from a log statement's body."""
     if not v:
         return "log"
     return "log" + "".join(
@@ -228,8 +234,13 @@ def _log(v: Any) -> str:
     )
 
 
+def set_statement_text(v: dict[str, Any], render: Callable[[Any], str]) -> str:
+    """`update @set { ELEM }` (or add, delete), the element put by `render`."""
+    return f"{v.get('op', 'update')} {v['set']} {{ {render(v['elem'])} }}"
+
+
 def _set_stmt(v: dict[str, Any]) -> str:
-    return f"{v.get('op', 'update')} {v['set']} {{ {value(v['elem'])} }}"
+    return set_statement_text(v, value)
 
 
 def _limit(v: dict[str, Any]) -> str:
@@ -247,7 +258,7 @@ _STATEMENT: dict[str, Any] = {
     "snat": _nat("snat"),
     "masquerade": _nat("masquerade"),
     "redirect": _nat("redirect"),
-    "log": _log,
+    "log": log_text,
     "set": _set_stmt,
     "limit": _limit,
     "unparsed": lambda v: str(v),
