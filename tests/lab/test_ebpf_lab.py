@@ -101,22 +101,25 @@ def _ls_live(lab: Lab, kind: str) -> list[dict[str, Any]]:
     return rows
 
 
+EGRESS_FILTER = "egress pref 7 bpf da obj /run/bpf_lxc.o sec from-container"
+
+
 @pytest.fixture
 def egress_program(lab: Lab) -> Iterator[str]:
     """A second classifier, on the egress of the same veth (the direction back into the pod)."""
     pod = web_pods(lab, "node1")[0]
     lab.exec(
         "node1",
-        ["tc", "filter", "add", "dev", pod.host_veth, "egress", "pref", "7", "bpf", "da",
-         "obj", "/run/bpf_lxc.o", "sec", "from-container"],
-    )  # fmt: skip
+        ["tc", "filter", "add", "dev", pod.host_veth, *EGRESS_FILTER.split()],
+    )
     try:
         yield pod.host_veth
     finally:
         lab.exec(
-            "node1", ["tc", "filter", "del", "dev", pod.host_veth, "egress", "pref", "7"],
+            "node1",
+            ["tc", "filter", "del", "dev", pod.host_veth, "egress", "pref", "7"],
             check=False,
-        )  # fmt: skip
+        )
 
 
 def _tc_json(lab: Lab, *args: str) -> list[dict[str, Any]]:
@@ -152,10 +155,15 @@ def test_ls_tc_equals_tc_qdisc_and_filter_show(lab: Lab, egress_program: str) ->
         assert [
             (r["kind"], r["pref"], r["protocol"], r["handle"], r["direct_action"]) for r in mine
         ] == [
-            (f["kind"], f["pref"], f["protocol"], f["options"]["handle"],
-             bool(f["options"].get("direct-action")))
+            (
+                f["kind"],
+                f["pref"],
+                f["protocol"],
+                f["options"]["handle"],
+                bool(f["options"].get("direct-action")),
+            )
             for f in shown
-        ]  # fmt: skip
+        ]
         assert [(r["program"]["id"], r["program"]["name"], r["program"]["tag"]) for r in mine] == [
             (f["options"]["prog"]["id"], f["options"]["prog"]["name"], f["options"]["prog"]["tag"])
             for f in shown
@@ -217,9 +225,10 @@ def sysctls_set(lab: Lab) -> Iterator[str]:
     finally:
         for key, value in old.items():
             lab.exec(
-                "node1", ["sysctl", "-qw", f"net.ipv4.conf.{key.replace('/', '.')}={value}"],
+                "node1",
+                ["sysctl", "-qw", f"net.ipv4.conf.{key.replace('/', '.')}={value}"],
                 check=False,
-            )  # fmt: skip
+            )
 
 
 def test_ls_netconf_equals_proc_sys_in_every_namespace(lab: Lab, sysctls_set: str) -> None:

@@ -41,7 +41,7 @@ def _with_tc_and_netconf(snap: Snapshot) -> tuple[Snapshot, str]:
                         direct_action=True,
                         program=PROG,
                     ),
-                ),  # fmt: skip
+                ),
             )
         netns.append(ns)
     return dataclasses.replace(snap, netns=tuple(netns)), f"{pod.namespace}/{pod.name}"

@@ -22,7 +22,7 @@ def snapshot_file(tmp_path: Path) -> str:
     node, _ = two_nodes("vxlan")
     root = next(ns for ns in node.netns if ns.inode == ROOT)
     eth0 = next(link for link in root.links if link.name == "eth0")
-    netconf = (  # fmt: skip
+    netconf = (
         NetConf(
             4,
             -1,
@@ -49,9 +49,10 @@ def snapshot_file(tmp_path: Path) -> str:
     )
     qdiscs = (TcQdisc(eth0.ifindex, "clsact", "ffff:", "ffff:fff1"),)
     filters = (
-        TcFilter(eth0.ifindex, "ingress", "bpf", "all", 1, handle="0x1", direct_action=True,
-                 program=PROG),
-    )  # fmt: skip
+        TcFilter(
+            eth0.ifindex, "ingress", "bpf", "all", 1, handle="0x1", direct_action=True, program=PROG
+        ),
+    )
     node = with_root(node, netconf=netconf, qdiscs=qdiscs, tc_filters=filters)
     path = tmp_path / "node-a.json"
     path.write_text(codec.dumps(node))

@@ -147,10 +147,17 @@ def _services(
         )
         out.append(
             _service(
-                "default", "web-local", "http", "TCP", LOCAL_IPS[family], 80, LOCAL_NODE_PORT,
-                local_eps, local=True,
+                "default",
+                "web-local",
+                "http",
+                "TCP",
+                LOCAL_IPS[family],
+                80,
+                LOCAL_NODE_PORT,
+                local_eps,
+                local=True,
             )
-        )  # fmt: skip
+        )
     if not synthetic:
         return out
     for i in range(spec.services - 4):
