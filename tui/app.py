@@ -58,6 +58,10 @@ class PodpathApp(KeyOrder, App[None]):
         Binding("t", "trace_here", "Trace", show=False),
         Binding("w", "write", "Write", show=False),
         Binding("q", "quit", "Quit"),
+        # A k9s user quits with ctrl+c; Textual's default only says "press ctrl+q". An
+        # input with selected text still copies it (Input binds ctrl+c itself and skips
+        # the action, so this one runs, only when nothing is selected).
+        Binding("ctrl+c", "quit", "Quit", show=False, system=True),
     ]
 
     class SnapshotReady(Message):
@@ -347,6 +351,15 @@ class PodpathApp(KeyOrder, App[None]):
         target = pod_target(pod) if pod else None
         if target is None:
             return
+        where = self.actions.capture_directory()
+        if where is None:
+            # Nothing to capture from (a saved snapshot): say so before asking for a file.
+            self.notify(
+                clean(f"no capture for {target.pod}: this is a snapshot, not a live node"),
+                severity="error",
+                markup=False,
+            )
+            return
         default = f"podpath-{file_word(target.pod)}-{int(time.time())}.pcap"
 
         def answered(value: str | None) -> None:
@@ -356,10 +369,8 @@ class PodpathApp(KeyOrder, App[None]):
             count, seconds = _count_seconds(rest)
             self._handover(lambda: self.actions.capture(target, path, count, seconds))
 
-        where = self.actions.capture_directory()
         question = "capture to FILE [COUNT [SECONDS]] (tcpdump on the pod's eth0)"
-        if where is not None:
-            question += f"; a name without a directory goes to {where}"
+        question += f"; a name without a directory goes to {where}"
         self.push_screen(PromptScreen(question, f"{default} 100 10"), answered)
 
     def _handover(self, action: Callable[[], ActionResult]) -> None:

@@ -26,6 +26,7 @@ from podpath.tui.rows.trace import (
     HOP_COLUMNS,
     branch_rows,
     completions,
+    conntrack_label,
     flow_text,
     hop_detail,
     hop_rows,
@@ -292,13 +293,15 @@ class TraceScreen(BaseScreen):
         self.show_hop()
 
     def flow_line(self, branch: Branch) -> str:
-        """The conntrack entries of the traced flow now, beside the predicted branch."""
+        """The conntrack entries of the traced flow (the node's now, or the snapshot's)."""
         loaded, result = self.loaded, self.trace
         if loaded is None or result is None:
             return ""
+        # A saved snapshot's table is as old as the snapshot: say so, with its time.
+        label = conntrack_label(self.state().source.can_refresh, loaded.snapshot.taken_at)
         if not loaded.has(CONNTRACK):
-            return f"conntrack now: {pending_text(loaded, CONNTRACK)}"
-        return flow_text(flow_entries(result, loaded.parsed.conntrack()), branch)
+            return f"{label}: {pending_text(loaded, CONNTRACK)}"
+        return flow_text(flow_entries(result, loaded.parsed.conntrack()), branch, label)
 
     def show_hop(self) -> None:
         """Show what decided the selected hop."""
