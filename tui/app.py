@@ -144,15 +144,25 @@ class PodpathApp(KeyOrder, App[None]):
         """From a worker thread: a step started (post_message is thread-safe)."""
         self.post_message(self.Progress(kind, what, done, total))
 
+    def alive(self) -> bool:
+        """False once the app is shutting down (q, ctrl+c, the end of a test): the screens
+        and the header are being torn down, and a late message (a collected snapshot, a
+        step of the parse) must not query their widgets (NoMatches: HeaderTitle, #note)."""
+        return self.is_running and not self.quitting
+
     def on_podpath_app_progress(self, message: Progress) -> None:
         """Say which part is being read or parsed, and how far: in the header, and on
         the screens waiting for the views."""
+        if not self.alive():
+            return
         loaded = self.loaded
         if message.kind == "collect" and self._collecting:
             shown = loaded.snapshot if loaded else None
+            # The progress first: the header is cut at its right end (at 80 columns
+            # after about 60 characters), and what is being read is the news.
             self.sub_title = (
-                clean(self.source.title(shown))
-                + f" · ⟳ reading {message.what} ({message.done + 1}/{message.total})…"
+                f"⟳ reading {message.what} ({message.done + 1}/{message.total})… · "
+                + clean(self.source.title(shown))
             )
         elif message.kind == "prepare" and loaded is not None and not loaded.ready.is_set():
             for screen in self.screen_stack:
@@ -161,7 +171,7 @@ class PodpathApp(KeyOrder, App[None]):
 
     def on_podpath_app_views_ready(self, message: ViewsReady) -> None:
         """Fill in what waited for the views (home's counts, Services, Conntrack)."""
-        if message.loaded is not self.loaded:
+        if message.loaded is not self.loaded or not self.alive():
             return  # a newer snapshot replaced it
         for screen in self.screen_stack:
             if isinstance(screen, BaseScreen):
@@ -178,9 +188,8 @@ class PodpathApp(KeyOrder, App[None]):
             return
         self._collecting = True
         self.screen.set_class(True, "-collecting")
-        self.sub_title = (
-            clean(self.source.title(self.loaded.snapshot if self.loaded else None))
-            + " · ⟳ collecting…"
+        self.sub_title = "⟳ collecting… · " + clean(
+            self.source.title(self.loaded.snapshot if self.loaded else None)
         )
         self._collect()
 
@@ -235,6 +244,8 @@ class PodpathApp(KeyOrder, App[None]):
 
     def on_podpath_app_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show the new snapshot on every screen (rows update in place by key)."""
+        if not self.alive():
+            return
         self._show(message.snapshot)
         for screen in self.screen_stack:
             screen.set_class(False, "-collecting")
@@ -243,6 +254,8 @@ class PodpathApp(KeyOrder, App[None]):
 
     def on_podpath_app_collect_failed(self, message: CollectFailed) -> None:
         """Keep showing what we had (report_failure has said what failed)."""
+        if not self.alive():
+            return
         self.sub_title = clean(self.source.title(self.loaded.snapshot if self.loaded else None))
         self.screen.set_class(False, "-collecting")
 

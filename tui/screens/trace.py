@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.suggester import SuggestFromList
-from textual.widgets import Footer, Header, Input, Select, Static
+from textual.widgets import Header, Input, Select, Static
 from textual.worker import Worker
 
 from podpath.draw.build import MapFilter, build_map
@@ -36,6 +36,7 @@ from podpath.tui.screens.base import BaseScreen, pending_text
 from podpath.tui.screens.map import MapScreen
 from podpath.tui.state import CONNTRACK, SERVICES, Loaded
 from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.footer import KeysFooter
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
 from podpath.wording import count
@@ -134,7 +135,7 @@ class TraceScreen(BaseScreen):
         yield Static("", id="flow")
         yield RowTable(id="hops")
         yield Static("", id="hop-detail")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         """Completion over pods, Services and IPs; run at once when both ends are given."""
