@@ -277,8 +277,11 @@ class PodpathApp(KeyOrder, App[None]):
         super().exit(result, return_code, message)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """No action once quitting: a `t` typed right after `q` must not open a screen."""
-        return False if self.quitting else super().check_action(action, parameters)
+        """No action once quitting or shutting down: a `t` typed right after `q` must not
+        open a screen, and a screen being torn down has no widgets left to act on."""
+        if not self.alive():
+            return False
+        return super().check_action(action, parameters)
 
     def on_unmount(self) -> None:
         """Tell a running collector to stop."""

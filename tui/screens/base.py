@@ -70,7 +70,9 @@ class BaseScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """No action once the app is quitting: the screens are being torn down."""
-        return False if self.state().quitting else super().check_action(action, parameters)
+        if self.state().quitting or not self.app.is_running:
+            return False
+        return super().check_action(action, parameters)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker of this screen finished: its result to worker_done, a failure reported once."""
