@@ -58,6 +58,10 @@ class PodpathApp(KeyOrder, App[None]):
         Binding("t", "trace_here", "Trace", show=False),
         Binding("w", "write", "Write", show=False),
         Binding("q", "quit", "Quit"),
+        # A k9s user quits with ctrl+c; Textual's default only says "press ctrl+q". An
+        # input with selected text still copies it (Input binds ctrl+c itself and skips
+        # the action, so this one runs, only when nothing is selected).
+        Binding("ctrl+c", "quit", "Quit", show=False, system=True),
     ]
 
     class SnapshotReady(Message):
@@ -140,15 +144,25 @@ class PodpathApp(KeyOrder, App[None]):
         """From a worker thread: a step started (post_message is thread-safe)."""
         self.post_message(self.Progress(kind, what, done, total))
 
+    def alive(self) -> bool:
+        """False once the app is shutting down (q, ctrl+c, the end of a test): the screens
+        and the header are being torn down, and a late message (a collected snapshot, a
+        step of the parse) must not query their widgets (NoMatches: HeaderTitle, #note)."""
+        return self.is_running and not self.quitting
+
     def on_podpath_app_progress(self, message: Progress) -> None:
         """Say which part is being read or parsed, and how far: in the header, and on
         the screens waiting for the views."""
+        if not self.alive():
+            return
         loaded = self.loaded
         if message.kind == "collect" and self._collecting:
             shown = loaded.snapshot if loaded else None
+            # The progress first: the header is cut at its right end (at 80 columns
+            # after about 60 characters), and what is being read is the news.
             self.sub_title = (
-                clean(self.source.title(shown))
-                + f" · ⟳ reading {message.what} ({message.done + 1}/{message.total})…"
+                f"⟳ reading {message.what} ({message.done + 1}/{message.total})… · "
+                + clean(self.source.title(shown))
             )
         elif message.kind == "prepare" and loaded is not None and not loaded.ready.is_set():
             for screen in self.screen_stack:
@@ -157,7 +171,7 @@ class PodpathApp(KeyOrder, App[None]):
 
     def on_podpath_app_views_ready(self, message: ViewsReady) -> None:
         """Fill in what waited for the views (home's counts, Services, Conntrack)."""
-        if message.loaded is not self.loaded:
+        if message.loaded is not self.loaded or not self.alive():
             return  # a newer snapshot replaced it
         for screen in self.screen_stack:
             if isinstance(screen, BaseScreen):
@@ -174,9 +188,8 @@ class PodpathApp(KeyOrder, App[None]):
             return
         self._collecting = True
         self.screen.set_class(True, "-collecting")
-        self.sub_title = (
-            clean(self.source.title(self.loaded.snapshot if self.loaded else None))
-            + " · ⟳ collecting…"
+        self.sub_title = "⟳ collecting… · " + clean(
+            self.source.title(self.loaded.snapshot if self.loaded else None)
         )
         self._collect()
 
@@ -231,6 +244,8 @@ class PodpathApp(KeyOrder, App[None]):
 
     def on_podpath_app_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show the new snapshot on every screen (rows update in place by key)."""
+        if not self.alive():
+            return
         self._show(message.snapshot)
         for screen in self.screen_stack:
             screen.set_class(False, "-collecting")
@@ -239,6 +254,8 @@ class PodpathApp(KeyOrder, App[None]):
 
     def on_podpath_app_collect_failed(self, message: CollectFailed) -> None:
         """Keep showing what we had (report_failure has said what failed)."""
+        if not self.alive():
+            return
         self.sub_title = clean(self.source.title(self.loaded.snapshot if self.loaded else None))
         self.screen.set_class(False, "-collecting")
 
@@ -260,8 +277,11 @@ class PodpathApp(KeyOrder, App[None]):
         super().exit(result, return_code, message)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """No action once quitting: a `t` typed right after `q` must not open a screen."""
-        return False if self.quitting else super().check_action(action, parameters)
+        """No action once quitting or shutting down: a `t` typed right after `q` must not
+        open a screen, and a screen being torn down has no widgets left to act on."""
+        if not self.alive():
+            return False
+        return super().check_action(action, parameters)
 
     def on_unmount(self) -> None:
         """Tell a running collector to stop."""
@@ -347,6 +367,15 @@ class PodpathApp(KeyOrder, App[None]):
         target = pod_target(pod) if pod else None
         if target is None:
             return
+        where = self.actions.capture_directory()
+        if where is None:
+            # Nothing to capture from (a saved snapshot): say so before asking for a file.
+            self.notify(
+                clean(f"no capture for {target.pod}: this is a snapshot, not a live node"),
+                severity="error",
+                markup=False,
+            )
+            return
         default = f"podpath-{file_word(target.pod)}-{int(time.time())}.pcap"
 
         def answered(value: str | None) -> None:
@@ -356,10 +385,8 @@ class PodpathApp(KeyOrder, App[None]):
             count, seconds = _count_seconds(rest)
             self._handover(lambda: self.actions.capture(target, path, count, seconds))
 
-        where = self.actions.capture_directory()
         question = "capture to FILE [COUNT [SECONDS]] (tcpdump on the pod's eth0)"
-        if where is not None:
-            question += f"; a name without a directory goes to {where}"
+        question += f"; a name without a directory goes to {where}"
         self.push_screen(PromptScreen(question, f"{default} 100 10"), answered)
 
     def _handover(self, action: Callable[[], ActionResult]) -> None:

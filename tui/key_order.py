@@ -51,8 +51,11 @@ class KeyOrder(_Base):
 
     async def on_event(self, event: events.Event) -> None:
         """Let a key in only when the one before it is done and its screen is mounted."""
-        if isinstance(event, events.Key) and not self.screen_stack:
-            return  # the app is closing and its screens are gone: nothing takes the key
+        if isinstance(event, events.Key) and (not self.screen_stack or not self.is_running):
+            # The app is closing (is_running is False from the start of its shutdown):
+            # its screens are being torn down, and a key handled now would query widgets
+            # already removed (NoMatches '#table' on PodsScreen, seen under load).
+            return
         if not isinstance(event, events.Key) or event.is_forwarded:
             await super().on_event(event)
             return
@@ -84,6 +87,17 @@ class KeyOrder(_Base):
         """The widget that took the key has handled it: done, unless it bubbles on."""
         if event._stop_propagation:
             self._key_done(event)
+
+    def keys_pending(self) -> bool:
+        """True while a typed key waits or is being handled (tests wait for this to end)."""
+        in_flight = self._key_in_flight is not None and (
+            time.monotonic() - self._key_since < KEY_TIMEOUT
+        )
+        # Handed on and not read again yet (see _busy).
+        released = self._key_released is not None and (
+            time.monotonic() - self._released_since < KEY_TIMEOUT
+        )
+        return bool(self._waiting_keys) or self._release_pending or in_flight or released
 
     def _key_done(self, event: events.Key) -> None:
         if event is self._key_in_flight:

@@ -123,6 +123,13 @@ RowTable.third {
     height: 3;
 }
 
+/* A short terminal (80x24): home's menu of views keeps all its rows; the last facts
+   (ip_forward, taken: the header says when) scroll under the others. */
+NodeScreen.-short #facts {
+    max-height: 8;
+    margin-bottom: 0;
+}
+
 /* A short terminal (80x24): the hops of the path keep most of the screen. */
 TraceScreen.-short RowTable.third {
     max-height: 4;

@@ -286,6 +286,60 @@ async def test_capture_asks_for_file_count_and_seconds(
     assert [c[0] for c in actions.calls] == [f"capture {tmp_path}/x.pcap 5 2"]
 
 
+async def test_capture_on_a_snapshot_is_refused_before_asking_for_a_file(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """`c` on a saved snapshot says at once there is no live node; no file prompt opens."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_screen("pod", CLIENT)
+        await pilot.pause()
+        screen = app.screen
+        await pilot.press("c")
+        await pilot.pause()
+        assert app.screen is screen  # no PromptScreen pushed
+        messages = [str(n.message) for n in app._notifications]
+        assert messages == [f"no capture for {CLIENT}: this is a snapshot, not a live node"]
+
+
+async def test_ctrl_c_quits_like_q(make_app: Callable[..., PodpathApp]) -> None:
+    """ctrl+c on a list quits the app (as k9s does), not a "press ctrl+q" notice."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await jump(pilot, "pods")
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert not app._notifications
+    assert app.return_code == 0
+    assert app.quitting
+
+
+async def test_ctrl_c_in_an_input_copies_a_selection_and_quits_without_one(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """In Trace's To input ctrl+c copies selected text; with nothing selected it quits."""
+    from textual.widgets import Input
+    from textual.widgets.input import Selection
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.start_trace(CLIENT)
+        await pilot.pause()
+        field = app.screen.query_one("#to", Input)
+        assert app.focused is field
+        field.value = "default/web:80"
+        field.selection = Selection(0, len("default"))
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert app.clipboard == "default"
+        assert app.is_running and app.return_code is None
+        field.selection = Selection.cursor(0)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert app.quitting
+    assert app.return_code == 0
+
+
 async def test_write_saves_a_loadable_snapshot(
     make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot, tmp_path: Path
 ) -> None:

@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Callable
 
-from test_every_key import post_key
+from test_every_key import keys_handled, post_key
 from textual import events
 from textual.widgets import Input, TabbedContent
 from trace_pilot import traced
@@ -56,7 +56,7 @@ async def test_a_burst_of_tab_keys_moves_one_tab_per_key(
         tabs = screen.query_one(TabbedContent)
         for _ in range(5):
             post_key(app, "h")
-        await pilot.pause(0.5)
+        await keys_handled(pilot)
         at = TAB_IDS.index(tabs.active)
         assert at == (-5) % len(TAB_IDS)
         for key in ("l", "right", "right_square_bracket", "l"):
@@ -82,7 +82,7 @@ async def test_enter_in_a_filter_hands_the_next_keys_to_the_table(
         assert isinstance(pods, PodsScreen)
         for key in ("slash", "w", "e", "b", "enter", "down", "enter"):
             post_key(app, key)
-        await pilot.pause(0.5)
+        await keys_handled(pilot)
         assert isinstance(app.screen, PodScreen)
         assert app.screen.pod_key == "default/web-7d4b9c6f5d-x7k2p"  # second of two, by name
         assert pods.query_one("#filter", Input).value == "web"
@@ -98,7 +98,7 @@ async def test_keys_right_after_slash_go_to_the_filter(
         await pilot.pause()
         for key in ("slash", "w", "c"):
             post_key(app, key)
-        await pilot.pause(0.5)
+        await keys_handled(pilot)
         screen = app.screen
         assert isinstance(screen, PodsScreen)
         assert screen.needle == "wc" and screen.query_one("#filter", Input).has_focus
@@ -213,5 +213,5 @@ async def test_keys_handed_on_keep_their_order(make_app: Callable[..., PodpathAp
             app._waiting_keys.append(events.Key(key, key))
         app._release_key()
         app._release_key()  # the first key is still on its way back in
-        await pilot.pause(0.3)
+        await keys_handled(pilot)
         assert app.screen.query_one("#jump-input", Input).value == "ods"

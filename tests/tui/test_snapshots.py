@@ -67,3 +67,14 @@ def test_pod_containers_with_runtime_facts_look_as_approved(
         await press_and_settle(pilot, SHOTS["pod-containers"])
 
     assert snap_compare(make_app(cri.snapshot), run_before=keys, terminal_size=(160, 36))
+
+
+def test_trace_at_80x24_looks_as_approved(
+    snap_compare: Callable[..., bool], make_app: Callable[..., PodpathApp]
+) -> None:
+    """The trace on the classic 80x24 terminal: branches, hops and the detail all on screen."""
+
+    async def keys(pilot: Pilot[None]) -> None:
+        await press_and_settle(pilot, SHOTS["trace"])
+
+    assert snap_compare(make_app(), run_before=keys, terminal_size=(80, 24))

@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 from trace_pilot import traced
 
+from podpath.snapshot.model import Snapshot
 from podpath.trace.observed import flow_entries
-from podpath.tui.app import PodpathApp
-from podpath.tui.rows.trace import flow_text
+from podpath.tui.app import PodpathApp, create_app
+from podpath.tui.rows.trace import conntrack_label, flow_text
+from podpath.tui.source import live_source
 from podpath.tui.widgets.table import RowTable
 
 SIZE = (160, 48)
@@ -17,7 +19,7 @@ CLIENT = "default/client-6f9b8d7c4-qp2ld"
 
 
 async def test_hops_name_the_rules_owner_and_the_flow_is_shown_from_conntrack(
-    make_app: Callable[..., PodpathApp],
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
 ) -> None:
     """client -> default/web:80: KUBE-SEP hops are the Service's; conntrack holds 3 entries."""
     app = make_app()
@@ -35,7 +37,10 @@ async def test_hops_name_the_rules_owner_and_the_flow_is_shown_from_conntrack(
         assert "rule of Service default/web:http (kube-proxy)" in detail
         assert "iptables-nft" in detail
         flow = str(screen.query_one("#flow").render())
-        assert flow.startswith("conntrack now, 3 entries: ESTABLISHED 10.244.0.8:51544 → ")
+        # A saved snapshot's table is the snapshot's, at its time, not "now".
+        label = conntrack_label(False, fixed_snapshot.taken_at)
+        assert label.startswith("conntrack in the snapshot (20") and label.endswith(" UTC)")
+        assert flow.startswith(f"{label}, 3 entries: ESTABLISHED 10.244.0.8:51544 → ")
         assert "reply from 10.244.1.5:80 (DNAT to 10.244.1.5:80" in flow
         # The branch under the cursor is marked where the kernel chose its endpoint.
         branch = screen.selected_branch()
@@ -43,17 +48,30 @@ async def test_hops_name_the_rules_owner_and_the_flow_is_shown_from_conntrack(
         loaded = app.loaded
         assert loaded is not None
         entries = flow_entries(result, loaded.parsed.conntrack())
-        assert flow == flow_text(entries, branch)
-        marked = [b for b in result.branches if "= this branch" in flow_text(entries, b)]
+        assert flow == flow_text(entries, branch, label)
+        marked = [b for b in result.branches if "= this branch" in flow_text(entries, b, label)]
         assert 1 <= len(marked) < len(result.branches)
 
 
 async def test_a_flow_the_kernel_has_not_seen_says_so(
-    make_app: Callable[..., PodpathApp],
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
 ) -> None:
     """client -> kube-dns over tcp: no entry; the line says the prediction is alone."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
+        await traced(pilot, CLIENT, "kube-system/kube-dns:53")
+        flow = str(app.screen.query_one("#flow").render())
+        label = conntrack_label(False, fixed_snapshot.taken_at)
+        assert flow == f"{label}: no entry of this flow (the kernel had not seen it)"
+
+
+async def test_a_live_node_shows_its_conntrack_now(fixed_snapshot: Snapshot) -> None:
+    """On a source that collects (a live node), the flow line says "conntrack now"."""
+    app = create_app(live_source(lambda cancel, previous, progress: fixed_snapshot, "/"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
         await traced(pilot, CLIENT, "kube-system/kube-dns:53")
         flow = str(app.screen.query_one("#flow").render())
         assert flow == "conntrack now: no entry of this flow (the kernel has not seen it)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from podpath.conntrack import ConntrackEntry
 from podpath.netfilter.owners import Owner
 from podpath.trace.model import Branch, Hop, Trace
@@ -11,6 +13,7 @@ from podpath.tui.rows.netfilter import owner_text
 # How a netfilter hop's backend is named (the JSON's "backend" value), as `podpath trace`.
 BACKENDS = {"nft": "iptables-nft", "legacy": "iptables-legacy", "nftables": "nftables"}
 MAX_FLOW_ENTRIES = 3  # conntrack entries of the traced flow named on the line
+LIVE_CONNTRACK = "conntrack now"  # the flow line's label on a live node
 
 VERDICT_ROLES = {
     "delivered": "success",
@@ -116,10 +119,22 @@ def _endpoint(branch: Branch) -> str | None:
     return None
 
 
-def flow_text(entries: list[ConntrackEntry], branch: Branch) -> str:
-    """The live entries beside the prediction: tuples, the NAT applied, the chosen endpoint."""
+def conntrack_label(live: bool, taken_at: float) -> str:
+    """Whose conntrack the flow line shows: the live node's, or the saved snapshot's."""
+    if live:
+        return LIVE_CONNTRACK
+    taken = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(taken_at))
+    return f"conntrack in the snapshot ({taken})"
+
+
+def flow_text(entries: list[ConntrackEntry], branch: Branch, label: str = LIVE_CONNTRACK) -> str:
+    """The entries beside the prediction: tuples, the NAT applied, the chosen endpoint.
+
+    `label` says whose table it is (conntrack_label): a saved snapshot's is not "now".
+    """
     if not entries:
-        return "conntrack now: no entry of this flow (the kernel has not seen it)"
+        seen = "has not" if label == LIVE_CONNTRACK else "had not"
+        return f"{label}: no entry of this flow (the kernel {seen} seen it)"
     predicted = _endpoint(branch)
     parts = []
     for e in entries[:MAX_FLOW_ENTRIES]:
@@ -137,7 +152,7 @@ def flow_text(entries: list[ConntrackEntry], branch: Branch) -> str:
         )
     more = f" (+{len(entries) - MAX_FLOW_ENTRIES} more)" if len(entries) > MAX_FLOW_ENTRIES else ""
     return (
-        f"conntrack now, {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: "
+        f"{label}, {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: "
         + "; ".join(parts)
         + more
     )

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from podpath.snapshot.model import Pod
@@ -16,6 +16,7 @@ from podpath.tui.rows.model import Page, Row, RowSet, page, rowset
 from podpath.tui.rows.pod import key_of
 from podpath.tui.state import DOING, AppState, Loaded
 from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.footer import KeysFooter
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
 
@@ -69,7 +70,9 @@ class BaseScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """No action once the app is quitting: the screens are being torn down."""
-        return False if self.state().quitting else super().check_action(action, parameters)
+        if self.state().quitting or not self.app.is_running:
+            return False
+        return super().check_action(action, parameters)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker of this screen finished: its result to worker_done, a failure reported once."""
@@ -132,7 +135,7 @@ class TableScreen(BaseScreen):
             value=self.needle, placeholder="filter (substring) — esc clears", id="filter"
         )
         yield RowTable(id="table")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         """Set up, show the rows, focus the table."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
+from dataclasses import replace
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -13,7 +16,7 @@ from textual.widgets import Static
 
 from podpath.tui import registry
 from podpath.tui.rows.model import Cell, Row, page, row
-from podpath.tui.widgets.table import RowTable
+from podpath.tui.widgets.table import PADDING, RowTable
 
 # The app's own keys; `:`'s line is added from the registry when help opens.
 GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
@@ -29,6 +32,8 @@ GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
     ("q", "quit"),
 )
 
+
+COLUMNS = ("KEY", "WHAT IT DOES", "ALSO")
 
 # How a key is written in help (Textual's names are not what the keyboard says).
 KEY_NAMES = {
@@ -82,6 +87,29 @@ def key_rows(screen: Screen[Any]) -> list[Row]:
     return out
 
 
+def wrap_rows(rows: list[Row], width: int) -> list[Row]:
+    """Rows that fit `width` columns whole: when they do not, a view's aliases join its
+    line (`(also :home)`) and WHAT IT DOES wraps onto rows of its own (keys `KEY~1`...)."""
+    key_width = max((cell_len(r.cells[0].text) for r in rows), default=0)
+    also_width = max((cell_len(r.cells[2].text) for r in rows if len(r.cells) > 2), default=0)
+    widest = max((cell_len(r.cells[1].text) for r in rows if len(r.cells) > 1), default=0)
+    if key_width + widest + also_width + 6 * PADDING <= width:
+        return rows
+    # Two columns (HelpScreen.fit drops ALSO): the aliases move into the text.
+    room = max(width - key_width - 4 * PADDING, 10)
+    out = []
+    for r in rows:
+        key, what, *also = r.cells
+        text = f"{what.text} (also {also[0].text})" if also and also[0].text else what.text
+        first, *rest = textwrap.wrap(text, room) or [""]
+        out.append(Row(r.key, (key, replace(what, text=first))))
+        out.extend(
+            Row(f"{r.key}~{i}", (Cell(""), replace(what, text=line)))
+            for i, line in enumerate(rest, 1)
+        )
+    return out
+
+
 class HelpScreen(ModalScreen[None]):
     """A modal list of keys; esc or ? closes it."""
 
@@ -104,6 +132,21 @@ class HelpScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         """Fill the table."""
         table = self.query_one(RowTable)
-        table.set_columns(("KEY", "WHAT IT DOES", "ALSO"))
+        table.set_columns(COLUMNS)
         table.show(page(key_rows(self.for_screen)))
         self.set_focus(table)
+        self.call_after_refresh(self.fit)
+
+    def on_resize(self) -> None:
+        """A new width: wrap the lines again."""
+        self.call_after_refresh(self.fit)
+
+    def fit(self) -> None:
+        """Wrap the lines into the modal's width (80 columns cut `:`'s line), never cut them."""
+        table = self.query_one(RowTable)
+        # The vertical scrollbar's columns are kept free whether it shows or not.
+        width = table.size.width - table.styles.scrollbar_size_vertical
+        rows = key_rows(self.for_screen)
+        fitted = wrap_rows(rows, width)
+        table.set_columns(COLUMNS if fitted is rows else COLUMNS[:2])
+        table.show(page(fitted))

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from podpath.analysis.dataplane import dataplane_text, mode_text
 from podpath.tui.rows.model import Page, Row, page
@@ -14,6 +14,7 @@ from podpath.tui.rows.node import MENU_COLUMNS, fact_rows, menu_rows
 from podpath.tui.screens.base import TableScreen, pending_text
 from podpath.tui.state import PROBLEMS, SERVICES, Loaded
 from podpath.tui.text import literal_content
+from podpath.tui.widgets.footer import KeysFooter
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
 from podpath.wording import count
@@ -27,6 +28,10 @@ class NodeScreen(TableScreen):
         # Home has nothing to go back to: esc only clears the filter.
         Binding("escape", "back", "Clear filter", show=False),
     ]
+    # Under 30 lines (80x24) the facts give up two rows so every view of the menu shows
+    # (tui/styles.py, `-short`).
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
+
     HEADING = "Node"
     COLUMNS = MENU_COLUMNS
 
@@ -46,7 +51,7 @@ class NodeScreen(TableScreen):
         yield RowTable(id="facts")
         yield KeyInput(placeholder="filter the views — esc clears", id="filter")
         yield RowTable(id="table")
-        yield Footer()
+        yield KeysFooter()
 
     def prepare(self) -> None:
         """The facts table is not a stop for the cursor; the filter starts hidden."""

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import Header, Static, TabbedContent, TabPane
 from textual.worker import Worker
 
 from podpath.snapshot.model import Pod
@@ -20,6 +20,7 @@ from podpath.tui.rows.pod import find_pod
 from podpath.tui.screens.base import BaseScreen, pending_text
 from podpath.tui.state import CONNTRACK, MENTIONS, SERVICES, Loaded
 from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.footer import KeysFooter
 from podpath.tui.widgets.table import RowTable
 
 Builder = Callable[[Loaded, Pod], list[Row]]
@@ -158,7 +159,7 @@ class PodScreen(BaseScreen):
                         yield RowTable(id="t-masq")
                     else:
                         yield RowTable(id=f"t-{tab_id}")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         """Show the pod (another node's views are prepared in a worker first when big)."""

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from podpath.netfilter.kube_proxy import Service
 from podpath.tui.rows.model import page
@@ -25,6 +25,7 @@ from podpath.tui.rows.services import (
 )
 from podpath.tui.screens.base import BaseScreen
 from podpath.tui.text import literal_content
+from podpath.tui.widgets.footer import KeysFooter
 from podpath.tui.widgets.table import RowTable
 from podpath.wording import count
 
@@ -49,7 +50,7 @@ class ServiceScreen(BaseScreen):
         yield RowTable(id="endpoints", classes="half")
         yield Static("Chain walk (nat table)", id="walk-heading", classes="subheading")
         yield RowTable(id="walk")
-        yield Footer()
+        yield KeysFooter()
 
     def service(self) -> Service | None:
         """The Service this screen shows."""

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.suggester import SuggestFromList
-from textual.widgets import Footer, Header, Input, Select, Static
+from textual.widgets import Header, Input, Select, Static
 from textual.worker import Worker
 
 from podpath.draw.build import MapFilter, build_map
@@ -26,6 +26,7 @@ from podpath.tui.rows.trace import (
     HOP_COLUMNS,
     branch_rows,
     completions,
+    conntrack_label,
     flow_text,
     hop_detail,
     hop_rows,
@@ -35,6 +36,7 @@ from podpath.tui.screens.base import BaseScreen, pending_text
 from podpath.tui.screens.map import MapScreen
 from podpath.tui.state import CONNTRACK, SERVICES, Loaded
 from podpath.tui.text import clean, literal_content
+from podpath.tui.widgets.footer import KeysFooter
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
 from podpath.wording import count
@@ -133,7 +135,7 @@ class TraceScreen(BaseScreen):
         yield Static("", id="flow")
         yield RowTable(id="hops")
         yield Static("", id="hop-detail")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         """Completion over pods, Services and IPs; run at once when both ends are given."""
@@ -292,13 +294,15 @@ class TraceScreen(BaseScreen):
         self.show_hop()
 
     def flow_line(self, branch: Branch) -> str:
-        """The conntrack entries of the traced flow now, beside the predicted branch."""
+        """The conntrack entries of the traced flow (the node's now, or the snapshot's)."""
         loaded, result = self.loaded, self.trace
         if loaded is None or result is None:
             return ""
+        # A saved snapshot's table is as old as the snapshot: say so, with its time.
+        label = conntrack_label(self.state().source.can_refresh, loaded.snapshot.taken_at)
         if not loaded.has(CONNTRACK):
-            return f"conntrack now: {pending_text(loaded, CONNTRACK)}"
-        return flow_text(flow_entries(result, loaded.parsed.conntrack()), branch)
+            return f"{label}: {pending_text(loaded, CONNTRACK)}"
+        return flow_text(flow_entries(result, loaded.parsed.conntrack()), branch, label)
 
     def show_hop(self) -> None:
         """Show what decided the selected hop."""

@@ -1,0 +1,182 @@
+"""Every screen at 80x24, the classic terminal: its main rows on screen, whole footer keys
+with `?` among them, help wrapped rather than cut, the header's progress readable.
+
+Behaviour, not pixels: what is checked is where widgets were laid out and what they hold.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import Footer, Header
+from textual.widgets._footer import FooterKey
+from trace_pilot import traced
+
+from podpath.snapshot.model import Snapshot
+from podpath.tui import registry
+from podpath.tui.app import PodpathApp, create_app
+from podpath.tui.screens.help import HelpScreen, key_rows
+from podpath.tui.screens.trace import TraceScreen
+from podpath.tui.source import Progress, live_source
+from podpath.tui.widgets.footer import keep_whole
+from podpath.tui.widgets.table import RowTable
+
+SMALL = (80, 24)
+CLIENT = "default/client-6f9b8d7c4-qp2ld"
+# Rows a list must show at 80x24 (or all of them, when it has fewer): a screenful.
+MIN_ROWS = 8
+# The views whose main content is not a list of rows (map: a tree; home: its menu).
+MAIN_TABLE = {"node": "#table", "map": "#table", "service": "#endpoints"}
+
+
+def visible_rows(table: RowTable, footer: Widget) -> int:
+    """Data rows of `table` drawn on screen: inside the screen, above the footer."""
+    bottom = min(table.region.bottom, footer.region.y, SMALL[1])
+    header = 1  # the column headings stay on the table's first line
+    return max(0, min(bottom - table.region.y - header, table.row_count))
+
+
+async def settled(pilot: Pilot[None]) -> None:
+    """Let screens, workers and the footer's fitting finish."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
+def footer_of(app: PodpathApp) -> Footer:
+    """The current screen's footer."""
+    return app.screen.query_one(Footer)
+
+
+def shown_keys(footer: Footer) -> list[FooterKey]:
+    """The footer's keys that are drawn."""
+    return [k for k in footer.query(FooterKey) if k.display]
+
+
+def assert_footer_whole(app: PodpathApp) -> None:
+    """Each key drawn is whole inside the footer, `?` is one of them, no palette key."""
+    footer = footer_of(app)
+    keys = shown_keys(footer)
+    assert keys, "no key in the footer"
+    for key in keys:
+        assert key.region.right <= footer.region.right, (key.key, key.region)
+        assert not key.has_class("-command-palette")
+    if app.screen.active_bindings.get("question_mark") is not None:
+        assert "question_mark" in [k.key for k in keys]
+
+
+@pytest.mark.parametrize("name", [v.name for v in registry.VIEWS if v.name != "trace"])
+async def test_every_view_shows_its_rows_at_80x24(
+    name: str, make_app: Callable[..., PodpathApp]
+) -> None:
+    """Each registered view (and a pod, a Service) at 80x24: its rows are on screen."""
+    app = make_app()
+    argument = {"pod": CLIENT, "service": "default/web:http/10.96.0.20:80/tcp"}.get(name)
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        app.open_screen(name, argument)
+        await settled(pilot)
+        screen = app.screen
+        tables = list(screen.query(RowTable))
+        selector = MAIN_TABLE.get(name)
+        table = screen.query_one(selector, RowTable) if selector else tables[0]
+        if name == "pod":
+            # The tab shown first (Containers): its first table.
+            table = next(t for t in tables if t.display and t.region.height)
+        assert table.row_count > 0, name
+        shown = visible_rows(table, footer_of(app))
+        assert shown >= min(table.row_count, MIN_ROWS), (name, shown, table.row_count)
+        if name == "node":
+            assert shown == table.row_count  # home: every view of the menu
+        if name == "service":
+            walk = screen.query_one("#walk", RowTable)  # the chain walk under the endpoints
+            assert visible_rows(walk, footer_of(app)) >= min(walk.row_count, 4)
+        assert_footer_whole(app)
+
+
+async def test_the_trace_shows_its_hops_at_80x24(make_app: Callable[..., PodpathApp]) -> None:
+    """A 5-branch trace at 80x24: the branches, four hops or more, and the hop's detail."""
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        screen, result = await traced(pilot, CLIENT, "default/web:80")
+        await settled(pilot)
+        assert len(result.branches) > 1
+        footer = footer_of(app)
+        branches = screen.query_one("#branches", RowTable)
+        hops = screen.query_one("#hops", RowTable)
+        assert visible_rows(branches, footer) >= 2
+        assert visible_rows(hops, footer) >= min(hops.row_count, 4)
+        detail = screen.query_one("#hop-detail")
+        assert detail.region.height >= 2 and detail.region.bottom <= footer.region.y
+        assert_footer_whole(app)
+        # Picking branch 2 moves into its hops, still on screen.
+        await pilot.press("2")
+        await settled(pilot)
+        assert app.focused is hops and visible_rows(hops, footer) >= 4
+
+
+@pytest.mark.parametrize("where", ["node", "pods", "pod", "trace"])
+async def test_help_wraps_every_line_into_80_columns(
+    where: str, make_app: Callable[..., PodpathApp]
+) -> None:
+    """`?` at 80 columns: no line is wider than the table, and no word of one is lost."""
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        if where == "trace":
+            app.push_screen(TraceScreen(CLIENT, "default/web:80"))
+            await settled(pilot)
+            app.set_focus(None)  # ? typed in an input is text, not help
+        elif where != "node":
+            app.open_screen(where, CLIENT if where == "pod" else None)
+        await settled(pilot)
+        under = app.screen
+        await pilot.press("question_mark")
+        await settled(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        table = app.screen.query_one(RowTable)
+        room = table.size.width - table.styles.scrollbar_size_vertical
+        lines = [table.row_texts(i) for i in range(table.row_count)]
+        # The rows' width (the table's virtual width) fits: nothing to scroll sideways to.
+        assert table.virtual_size.width <= room, (table.virtual_size, room)
+        # Joined back, the wrapped lines say every word of each key's line.
+        said = {w.strip("()") for t in lines for w in " ".join(t[1:]).split()}
+        for original in key_rows(under):
+            for word in " ".join(c.text for c in original.cells[1:]).split():
+                assert word.strip("()") in said, word
+
+
+async def test_the_header_says_what_is_read_at_80_columns(fixed_snapshot: Snapshot) -> None:
+    """While a live node is read, the header's first 60 columns say which part and how far."""
+    reading = threading.Event()
+    release = threading.Event()
+
+    def collect(cancel: threading.Event, previous: Snapshot | None, progress: Progress) -> Snapshot:
+        progress("network namespaces", 3, 8)
+        reading.set()
+        release.wait(30)
+        return fixed_snapshot
+
+    app = create_app(live_source(collect, "/"))
+    async with app.run_test(size=SMALL) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if reading.is_set() and "reading" in app.sub_title:
+                break
+        header = app.screen.query_one(Header)
+        title = header.query_one("HeaderTitle").render()
+        shown = str(title)[: SMALL[0] - 20]  # what fits beside the icon and the clock
+        release.set()
+        assert "⟳ reading network namespaces (4/8)…" in shown, shown
+
+
+def test_keep_whole_keeps_help_and_drops_what_does_not_fit() -> None:
+    """Keys are kept in order while they fit whole; `?`'s room is set aside first."""
+    assert keep_whole([10, 10, 10, 6], 3, 30) == [True, True, False, True]
+    assert keep_whole([10, 10, 10], None, 30) == [True, True, True]
+    assert keep_whole([10, 25, 5], None, 30) == [True, False, True]

@@ -1,0 +1,66 @@
+"""The footer of every screen: on a narrow terminal, compact and made of whole keys only.
+
+Textual's Footer lays its keys out in one row and cuts the row at the edge: at 80
+columns the last key was cut mid-word ("m On th") and the command palette's key,
+docked over the row, drew as `^ppa lette` in an SVG. Under NARROW columns this footer
+is compact, leaves the palette's key to `?` (ctrl+p still opens it), hides the keys
+that do not fit whole, and keeps `?` Help among those shown, so every other key can be
+found.
+"""
+
+from __future__ import annotations
+
+from textual import events
+from textual.widgets import Footer
+
+# FooterKey is not exported by textual.widgets; Textual is pinned exactly (pyproject).
+from textual.widgets._footer import FooterKey
+
+# Terminals narrower than this get the compact footer of whole keys.
+NARROW = 100
+HELP_KEY = "question_mark"
+
+
+def keep_whole(widths: list[int], help_at: int | None, room: int) -> list[bool]:
+    """Which keys (in order, of these widths) to show in `room` columns: the first ones
+    that fit whole, after setting aside the room the help key needs."""
+    budget = room - (widths[help_at] if help_at is not None else 0)
+    used, shown = 0, []
+    for i, width in enumerate(widths):
+        if i == help_at:
+            shown.append(True)
+            continue
+        fits = used + width <= budget
+        used += width if fits else 0
+        shown.append(fits)
+    return shown
+
+
+class KeysFooter(Footer):
+    """A Footer that, on a narrow terminal, shows whole keys only, `?` Help always."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Narrow or wide now: rebuild the keys in the matching style."""
+        narrow = self.app.size.width < NARROW
+        if narrow != self.compact or narrow == self.show_command_palette:
+            self.compact = narrow
+            self.show_command_palette = not narrow
+            self.call_after_refresh(self.recompose)
+        elif narrow:
+            self.call_after_refresh(self._fit)
+
+    async def recompose(self) -> None:
+        """Textual rebuilds the keys when the bindings change: fit them again after."""
+        await super().recompose()
+        if self.compact:
+            self.call_after_refresh(self._fit)
+
+    def _fit(self) -> None:
+        keys = [k for k in self.query(FooterKey) if not k.has_class("-command-palette")]
+        if not keys or not all(k.display for k in keys):
+            return  # already fitted (a later resize recomposes first)
+        widths = [k.outer_size.width + k.styles.margin.width for k in keys]
+        helps = [i for i, k in enumerate(keys) if k.key == HELP_KEY]
+        shown = keep_whole(widths, helps[0] if helps else None, self.size.width)
+        for key, show in zip(keys, shown, strict=True):
+            key.display = show
