@@ -148,7 +148,7 @@ VIEWS: tuple[View, ...] = (
         TcScreen,
         "qdiscs and filters per netns and device; eBPF programs",
         ("qdisc", "qdiscs", "bpf"),
-        lambda ld: count(_filters(ld), "filter") if _filters(ld) else "0",
+        lambda ld: count(_filters(ld), "filter"),
     ),
     View(
         "map",

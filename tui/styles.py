@@ -123,10 +123,11 @@ RowTable.third {
     height: 3;
 }
 
-/* A short terminal (80x24): home's menu of views keeps all its rows; the last facts
-   (ip_forward, taken: the header says when) scroll under the others. */
+/* A short terminal (80x24): home's menu of views keeps all its rows; the facts after
+   the first five (dataplane, iptables, ip_forward, taken: the header says when) scroll
+   under the others. */
 NodeScreen.-short #facts {
-    max-height: 8;
+    max-height: 6;
     margin-bottom: 0;
 }
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+from netconf_tc_snapshot import with_tc_and_netconf
 from textual.pilot import Pilot
 
-from podpath.snapshot.model import BpfProgram, NetConf, Snapshot, TcFilter, TcQdisc
+from podpath.snapshot.model import Snapshot
 from podpath.tui import registry
 from podpath.tui.app import PodpathApp, create_app
 from podpath.tui.screens.netconf import NetconfScreen
@@ -16,35 +15,6 @@ from podpath.tui.source import static_source
 from podpath.tui.tour import press_and_settle
 
 SIZE = (120, 36)
-PROG = BpfProgram(id=42, name="cil_from_contai", tag="1a2b3c4d5e6f7a8b")
-
-
-def _with_tc_and_netconf(snap: Snapshot) -> tuple[Snapshot, str]:
-    """The first pod's netns gets a clsact with an ingress bpf filter, and strict rp_filter."""
-    pod = snap.pods[0]
-    netns = []
-    for ns in snap.netns:
-        if ns.inode == pod.netns_inode:
-            eth0 = next(link for link in ns.links if link.name != "lo")
-            ns = dataclasses.replace(
-                ns,
-                netconf=(NetConf(4, -1, 0, 2, 0), NetConf(4, eth0.ifindex, 0, 1, 0)),
-                qdiscs=(TcQdisc(eth0.ifindex, "clsact", "ffff:", "ingress"),),
-                tc_filters=(
-                    TcFilter(
-                        eth0.ifindex,
-                        "ingress",
-                        "bpf",
-                        "all",
-                        1,
-                        handle="0x1",
-                        direct_action=True,
-                        program=PROG,
-                    ),
-                ),
-            )
-        netns.append(ns)
-    return dataclasses.replace(snap, netns=tuple(netns)), f"{pod.namespace}/{pod.name}"
 
 
 def _app(snap: Snapshot) -> PodpathApp:
@@ -57,7 +27,7 @@ async def _open(pilot: Pilot[None], name: str) -> None:
 
 async def test_tc_view_lists_the_program_and_enter_opens_the_pod(fixed_snapshot: Snapshot) -> None:
     """:tc shows the qdisc and the filter with its program; enter on it opens the pod's screen."""
-    snap, pod_ref = _with_tc_and_netconf(fixed_snapshot)
+    snap, pod_ref = with_tc_and_netconf(fixed_snapshot)
     app = _app(snap)
     async with app.run_test(size=SIZE) as pilot:
         assert app.loaded is not None
@@ -77,7 +47,7 @@ async def test_tc_view_lists_the_program_and_enter_opens_the_pod(fixed_snapshot:
 async def test_netconf_view_shows_the_effective_rp_filter(fixed_snapshot: Snapshot) -> None:
     """:netconf (or :sysctl) lists all and the interface; the interface's effective rp_filter is
     max(all, dev) = 2 (loose)."""
-    snap, pod_ref = _with_tc_and_netconf(fixed_snapshot)
+    snap, pod_ref = with_tc_and_netconf(fixed_snapshot)
     app = _app(snap)
     async with app.run_test(size=SIZE) as pilot:
         await _open(pilot, "sysctl")

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from netconf_tc_snapshot import with_tc_and_netconf
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Footer, Header
@@ -72,10 +73,15 @@ def assert_footer_whole(app: PodpathApp) -> None:
 
 @pytest.mark.parametrize("name", [v.name for v in registry.VIEWS if v.name != "trace"])
 async def test_every_view_shows_its_rows_at_80x24(
-    name: str, make_app: Callable[..., PodpathApp]
+    name: str, make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
 ) -> None:
     """Each registered view (and a pod, a Service) at 80x24: its rows are on screen."""
-    app = make_app()
+    # The fixture has no sysctls or tc: those two views get a snapshot that has some.
+    app = (
+        make_app(with_tc_and_netconf(fixed_snapshot)[0])
+        if name in ("netconf", "tc")
+        else make_app()
+    )
     argument = {"pod": CLIENT, "service": "default/web:http/10.96.0.20:80/tcp"}.get(name)
     async with app.run_test(size=SMALL) as pilot:
         await settled(pilot)
