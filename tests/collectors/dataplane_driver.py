@@ -90,10 +90,17 @@ def build(objdir: Path) -> None:
     )
 
 
+def links_now(ns: str | None) -> list[dict[str, Any]]:
+    """`ip -j -s -s -d link show` in one namespace."""
+    pre = ("ip", "netns", "exec", ns) if ns else ()
+    links: list[dict[str, Any]] = jrun(*pre, "ip", "-j", "-s", "-s", "-d", "link", "show")
+    return links
+
+
 def views(ns: str | None) -> dict[str, Any]:
     """What the tools say about one namespace."""
     pre = ("ip", "netns", "exec", ns) if ns else ()
-    links = jrun(*pre, "ip", "-j", "-s", "-s", "-d", "link", "show")
+    links = links_now(ns)
     filters = {}
     for link in links:
         for hook in ("ingress", "egress"):
@@ -121,6 +128,9 @@ def main() -> None:
         names = {"root": f"/run/netns/{PREFIX}-root"}
         names.update({n: f"/run/netns/{PREFIX}-{n}" for n in ("calico", "cilium")})
         targets = [target(p) for p in names.values()]
+        # The counters just before the scan: what it reads lies between these and the
+        # tools' view just after (stray IPv6 packets move them in between, more under load).
+        before = {n: links_now(None if n == "root" else f"{PREFIX}-{n}") for n in names}
         scanned, gaps = scan_network_namespaces(targets, targets[0].inode)
         scanned, bpf_gaps = name_programs(scanned)
         tools = {n: views(None if n == "root" else f"{PREFIX}-{n}") for n in names}
@@ -130,6 +140,7 @@ def main() -> None:
             "gaps": to_jsonable(gaps + bpf_gaps),
             "inodes": {n: t.inode for n, t in zip(names, targets, strict=True)},
             "tools": tools,
+            "links_before": before,
         },
         sys.stdout,
     )
