@@ -28,6 +28,7 @@ from topology_proof import (
 from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
 from podpath.draw.build import build_map
+from podpath.draw.outline import outline
 from podpath.trace import sysctls
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe
@@ -127,6 +128,26 @@ def test_map_draws_the_routed_nodes_as_the_kernel_has_them(
         joined.setdefault(names.pop() or "", set()).add(frozenset(e.node for e in ends if e))
     pairs = {frozenset(pair) for pair in ((0, 1), (0, 2), (1, 2))}
     assert joined == {"vxlan.calico": pairs, "vxlan-v6.calico": pairs}
+
+
+def test_outline_of_two_of_three_nodes_names_the_third_as_their_tunnels_end(
+    indexes: dict[str, SnapshotIndex],
+) -> None:
+    """With node3's snapshot left out, its VTEP is the far end of node1's and node2's tunnels."""
+    first_two = [i.snapshot for i in ordered(indexes)][:2]
+    third = ordered(indexes)[2].snapshot
+    rows = outline(build_map(first_two))
+    underlay = next(
+        a.address
+        for ns in third.netns
+        for link in ns.links
+        if link.name == "eth0" and ns.inode == third.root_netns
+        for a in link.addresses
+        if a.family == 4
+    )
+    vtep = next(i for i, r in enumerate(rows) if r.text.startswith(f"VTEP {underlay} "))
+    assert rows[vtep + 1].text == "tunnels to it from node1, node2"
+    assert rows[vtep + 1].depth == rows[vtep].depth + 1
 
 
 @pytest.fixture(scope="module")

@@ -136,7 +136,10 @@ def _emit(
             }
         )
         if len(others) > 1:
-            rows.append(OutlineRow(depth + 1, current, "joins " + ", ".join(others)))
+            # A network joins the nodes on it; a VTEP no snapshot owns is the far end of
+            # several nodes' tunnels, and "joins" under it read as if it linked them.
+            verb = "tunnels to it from " if element.kind == "vtep" else "joins "
+            rows.append(OutlineRow(depth + 1, current, verb + ", ".join(others)))
     for child, connection in children.get(current, []):
         _emit(node_map, children, child, connection, depth + 1, rows)
 
