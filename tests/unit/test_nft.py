@@ -494,3 +494,19 @@ def test_a_dnat_named_only_in_a_comment_is_not_an_endpoint() -> None:
     rs = parse_nft_json(_kp_json("dnat to 10.9.9.9:8080"))
     (svc,) = nft_services(rs)
     assert [(e.ip, e.port) for e in svc.endpoints] == [("10.244.0.5", 80)]
+
+
+def test_nat_statements_read_as_nft_prints_them_in_both_renderings() -> None:
+    """NAT flags joined by commas and the family kept, in a rule's text and in an expression's
+    (the renderer of set and map values)."""
+    from podpath.netfilter.nft import render_expr
+    from podpath.netfilter.nft_text import rule_text
+
+    masquerade = [{"masquerade": {"flags": ["fully-random", "persistent"]}}]
+    dnat = [{"dnat": {"family": "ip", "addr": "10.244.0.5", "port": 80}}]
+    for rule, want in (
+        (masquerade, "masquerade fully-random,persistent"),
+        (dnat, "dnat ip to 10.244.0.5:80"),
+    ):
+        assert rule_text(rule) == want
+        assert render_expr(rule[0]) == want

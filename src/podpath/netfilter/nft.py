@@ -278,6 +278,8 @@ def _r_nat(kind: str) -> Any:
         if not v:
             return kind
         out = kind
+        if v.get("family"):  # `dnat ip to ...` in an inet table, as nft prints it
+            out += f" {v['family']}"
         if "addr" in v:
             out += " to " + render_expr(v["addr"])
             if "port" in v:
@@ -286,7 +288,8 @@ def _r_nat(kind: str) -> Any:
             out += " to :" + render_expr(v["port"])
         flags = v.get("flags")
         if flags:
-            out += " " + (" ".join(flags) if isinstance(flags, list) else str(flags))
+            # nft joins NAT flags with commas: `masquerade fully-random,persistent`.
+            out += " " + (",".join(flags) if isinstance(flags, list) else str(flags))
         return out
 
     return render
