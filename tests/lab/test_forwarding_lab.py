@@ -97,8 +97,9 @@ def test_ip_forward_off_bridges_pod_to_pod_but_drops_dnat_and_routed_traffic(
 def test_doctor_reports_only_the_paths_forwarding_off_breaks(
     make_lab: Callable[..., Lab], run_podpath: Any
 ) -> None:
-    """The doctor's ip-forward-off finding on node1 counts every pod -> Service port path
-    (all DNATed, so all routed) and none of the pod -> pod paths on cni0, which still work."""
+    """The doctor's ip-forward-off finding on node1 counts every pod -> Service port path and
+    every outside -> NodePort path (all DNATed, so all routed) and none of the pod -> pod
+    paths on cni0, which still work."""
     lab = make_lab(nodes=1, pods=3, services=3)
     web, other, dns, _ = _pods(lab)
     lab.exec("node1", ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
@@ -111,7 +112,10 @@ def test_doctor_reports_only_the_paths_forwarding_off_breaks(
     assert finding["grade"] == "critical"
     assert "only pod to pod on one bridge works" in finding["cause"]
     ports = {(s.namespace, s.name, s.port_name) for s in lab.services}
-    assert finding["affected"] == len(lab.pods) * len(ports)
+    # ... and a client outside the node to each NodePort: DNATed to a pod, so routed too.
+    node_ports = {(s.namespace, s.name, s.port_name) for s in lab.services if s.node_port}
+    assert node_ports
+    assert finding["affected"] == len(lab.pods) * len(ports) + len(node_ports)
     pod_paths = [path for path in finding["paths"] for p in (web, other, dns) if p.ip in path]
     assert pod_paths == []
     # What it leaves out still works, by real traffic.
