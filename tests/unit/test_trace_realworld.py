@@ -260,3 +260,11 @@ def test_nft_element_service_ends_when_its_chain_returns() -> None:
     chains = [h.data["chain"] for h in out.hops]
     assert chains == ["filter-forward", "helper", "filter-forward"]
     assert names == ["ns/svc:http", "ns/svc:http", ""]
+
+
+def test_nft_firewall_drop_names_the_service(nft_form: str) -> None:
+    """A source outside ns5/svc5's LoadBalancerSourceRanges is dropped in its firewall chain."""
+    result = trace([_nft_node(nft_form)], Probe("default/a", "5.6.7.8:80"))
+    (branch,) = result.branches
+    assert branch.verdict == "dropped"
+    assert branch.reason.endswith("(Service ns5/svc5:p80 (kube-proxy))"), branch.reason
