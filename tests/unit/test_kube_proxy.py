@@ -383,3 +383,13 @@ def test_service_semantics_from_real_iptables_dumps() -> None:
     assert svl["default/agnhost-server/TCP"].internal_policy == "Local"
     svc = _services("kep2086-kind-worker-iptables-save-tail-svc-probability.txt")
     assert svc["default/agnhost-server/TCP"].internal_policy == "Cluster"
+
+
+def test_element_service_reads_kube_proxys_element_comments_only() -> None:
+    """`ns/name:port` (or `ns/name`) as kube-proxy comments map elements; other text is not one."""
+    from podpath.netfilter.kube_proxy_nft import element_service
+
+    assert element_service("ns2/svc2:p80") == "ns2/svc2:p80"
+    assert element_service("kube-system/kube-dns") == "kube-system/kube-dns"
+    for other in (None, "", "short-circuit pod traffic", "a/b/c", "ns/svc:http drop"):
+        assert element_service(other) is None

@@ -510,3 +510,18 @@ def test_nat_statements_read_as_nft_prints_them_in_both_renderings() -> None:
     ):
         assert rule_text(rule) == want
         assert render_expr(rule[0]) == want
+
+
+def test_statements_read_alike_alone_and_in_a_rule_as_nft_printed_them() -> None:
+    """Each statement of Calico's real `nft list` rules, rendered alone by render_expr, joins to
+    the text nft printed: one table (nft_text) says how a statement reads."""
+    rs = parse_nft(_read("calico-felix-fv-table-ip-calico-nft-list.txt"))
+    assert len(rs.rules) > 50
+    for rule in rs.rules:
+        alone = " ".join(render_expr(s, rule.family) for s in rule.expr)
+        assert alone + (f' comment "{rule.comment}"' if rule.comment else "") == rule.text
+    masked = {"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, 16384]}, "right": 0}}
+    assert render_expr(masked) == "meta mark & 0x00004000 == 0x00000000"
+    reject = {"reject": {"type": "icmp", "expr": "port-unreachable"}}
+    assert render_expr(reject, "ip") == "reject"
+    assert render_expr(reject) == "reject with icmp port-unreachable"  # family unknown

@@ -190,3 +190,81 @@ def test_nft_stages_come_from_the_base_chain_index() -> None:
     labels = [s.label for s in stages_for(idx, "PREROUTING", 4)]
     expected = [f"nft {f} {t} {n}" for (f, t, n), c in idx.chains.items() if c.hook == "prerouting"]
     assert labels == expected and "nft ip kube-proxy nat-prerouting" in labels
+
+
+def test_nft_no_endpoint_reject_names_the_service_of_the_map_element(nft_form: str) -> None:
+    """ns6/svc6 has no endpoints: the no-endpoint-services element kube-proxy commented
+    `ns6/svc6:p80` sends it to the shared reject-chain; the drop reason and both hops name it."""
+    from podpath.trace.render import render_text
+
+    result = trace([_nft_node(nft_form)], Probe("default/a", "172.30.0.46:80"))
+    (branch,) = result.branches
+    assert branch.reason.endswith("(Service ns6/svc6:p80 (kube-proxy))"), branch.reason
+    owners = {
+        str(h.data["chain"]): h.data["owner"]
+        for h in branch.hops
+        if h.kind == "netfilter" and h.data["chain"] in ("service-endpoints-check", "reject-chain")
+    }
+    how = "comment of its element in map no-endpoint-services"
+    want = {"kind": "service", "agent": "kube-proxy", "name": "ns6/svc6:p80", "how": how}
+    assert owners == {"service-endpoints-check": want, "reject-chain": want}
+    assert "rule of Service ns6/svc6:p80 (kube-proxy)" in render_text(result)
+
+
+def test_nft_no_endpoint_nodeport_drop_names_the_service() -> None:
+    """A NodePort whose no-endpoint-nodeports element says `drop` names ns2/svc2:p80 there."""
+    from podpath.netfilter.nft import parse_nft
+    from podpath.trace.nft import NftIndex, NftWalker
+
+    idx = NftIndex.build(parse_nft(NFT.read_text()))
+    walker = NftWalker(idx, ("ip", "kube-proxy", "nodeport-endpoints-check"), _env())
+    (out,) = walker.walk(Packet("10.0.0.5", "192.168.0.2", "tcp", 40000, 3001), 1.0)
+    assert out.verdict == "DROP"
+    assert out.hops[-1].data["owner"] == {
+        "kind": "service",
+        "agent": "kube-proxy",
+        "name": "ns2/svc2:p80",
+        "how": "comment of its element in map no-endpoint-nodeports",
+    }
+
+
+_JUMPED = """table ip kube-proxy {
+\tmap no-endpoint-services {
+\t\ttype ipv4_addr . inet_proto . inet_service : verdict
+\t\telements = { 10.96.0.9 . tcp . 80 comment "ns/svc:http" : jump helper }
+\t}
+\tchain filter-forward {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tip daddr . meta l4proto . th dport vmap @no-endpoint-services
+\t\tdrop
+\t}
+\tchain helper {
+\t\tmeta mark set 0x00000001
+\t}
+}
+"""
+
+
+def test_nft_element_service_ends_when_its_chain_returns() -> None:
+    """The Service an element names owns the chain it jumps to, not the rules after the return."""
+    from podpath.netfilter.nft import parse_nft
+    from podpath.trace.nft import NftIndex, NftWalker
+
+    walker = NftWalker(
+        NftIndex.build(parse_nft(_JUMPED)), ("ip", "kube-proxy", "filter-forward"), _env()
+    )
+    (out,) = walker.walk(Packet("10.0.0.5", "10.96.0.9", "tcp", 40000, 80), 1.0)
+    assert out.verdict == "DROP"
+    owners = [h.data["owner"] for h in out.hops]
+    names = [o["name"] if isinstance(o, dict) else None for o in owners]
+    chains = [h.data["chain"] for h in out.hops]
+    assert chains == ["filter-forward", "helper", "filter-forward"]
+    assert names == ["ns/svc:http", "ns/svc:http", ""]
+
+
+def test_nft_firewall_drop_names_the_service(nft_form: str) -> None:
+    """A source outside ns5/svc5's LoadBalancerSourceRanges is dropped in its firewall chain."""
+    result = trace([_nft_node(nft_form)], Probe("default/a", "5.6.7.8:80"))
+    (branch,) = result.branches
+    assert branch.verdict == "dropped"
+    assert branch.reason.endswith("(Service ns5/svc5:p80 (kube-proxy))"), branch.reason

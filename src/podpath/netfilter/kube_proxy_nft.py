@@ -24,6 +24,16 @@ KP_CHAIN = re.compile(
     r"(?P<name>[^/]+)/(?P<proto>[a-z]+)/(?P<port>[^_/]*)(?:__(?P<ip>[^/]+)/(?P<eport>\d+))?$"
 )
 
+# What kube-proxy writes as a map element's comment: the Service port, `ns/name[:port]`.
+_ELEMENT_COMMENT = re.compile(r"^[a-z0-9][-a-z0-9.]*/[a-z0-9][-a-z0-9.]*(?::[-a-z0-9.]*)?$")
+
+
+def element_service(comment: str | None) -> str | None:
+    """The Service port (`ns/name:port`) a kube-proxy map element's comment names, if any."""
+    if comment is None or not _ELEMENT_COMMENT.match(comment):
+        return None
+    return comment.rstrip(":")
+
 
 @gc_paused
 def nft_services(ruleset: NftRuleset) -> tuple[Service, ...]:

@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from podpath.netfilter.nft_syntax import rule_expressions
-from podpath.netfilter.nft_text import log_text, reject_text, rule_text, set_statement_text
+from podpath.netfilter.nft_text import is_statement, rule_text, statement
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -199,24 +199,16 @@ class NftRuleset:
 # ---------------------------------------------------------------- JSON -> text
 
 
-def render_expr(expr: Any) -> str:
-    """nft's text for one JSON expression or statement (JSON verbatim if unknown)."""
+def render_expr(expr: Any, family: str = "") -> str:
+    """nft's text for one JSON expression or statement in a table of `family` (JSON verbatim
+    if unknown); statements are printed by nft_text, as in a rule's text."""
     # The two shapes of nearly every node first (exact types, as json.loads builds them);
     # anything else takes the general checks below, in their original order.
     kind = type(expr)
     if kind is str:
         return expr  # type: ignore[no-any-return]
     if kind is dict and len(expr) == 1:
-        ((key, val),) = expr.items()
-        render = _RENDER.get(key)
-        if render is not None:
-            try:
-                return str(render(val))
-            except (KeyError, TypeError, AttributeError, ValueError, IndexError):
-                pass
-        if val is None:
-            return str(key)
-        return json.dumps(expr, separators=(",", ":"), ensure_ascii=False)
+        return _render_node(expr, family)
     if expr is None:
         return ""
     if isinstance(expr, bool):
@@ -226,9 +218,18 @@ def render_expr(expr: Any) -> str:
     if isinstance(expr, str):
         return expr
     if isinstance(expr, list):
-        return ", ".join(render_expr(e) for e in expr)
+        return ", ".join(render_expr(e, family) for e in expr)
     if not isinstance(expr, dict) or len(expr) != 1:
         return json.dumps(expr, separators=(",", ":"), ensure_ascii=False)
+    return _render_node(expr, family)
+
+
+def _render_node(expr: dict[str, Any], family: str) -> str:
+    """A one-key JSON node: a statement as nft_text prints it, else an expression."""
+    if is_statement(expr):
+        # With no family known, a reject keeps its type (`reject with icmp port-unreachable`):
+        # which reject is the plain one depends on the table's family.
+        return statement(expr, family)
     ((key, val),) = expr.items()
     render = _RENDER.get(key)
     if render is not None:
@@ -239,12 +240,6 @@ def render_expr(expr: Any) -> str:
     if val is None:  # verdicts and argument-less statements: accept, drop, notrack...
         return str(key)
     return json.dumps(expr, separators=(",", ":"), ensure_ascii=False)
-
-
-def _r_match(v: dict[str, Any]) -> str:
-    op = v.get("op", "==")
-    left, right = render_expr(v["left"]), render_expr(v["right"])
-    return f"{left} {right}" if op in ("==", "in") else f"{left} {op} {right}"
 
 
 def _r_set(v: Any) -> str:
@@ -273,40 +268,8 @@ def _r_meta(v: dict[str, Any]) -> str:
     return key if key in _BARE_META else f"meta {key}"
 
 
-def _r_nat(kind: str) -> Any:
-    def render(v: Any) -> str:
-        if not v:
-            return kind
-        out = kind
-        if v.get("family"):  # `dnat ip to ...` in an inet table, as nft prints it
-            out += f" {v['family']}"
-        if "addr" in v:
-            out += " to " + render_expr(v["addr"])
-            if "port" in v:
-                out += ":" + render_expr(v["port"])
-        elif "port" in v:
-            out += " to :" + render_expr(v["port"])
-        flags = v.get("flags")
-        if flags:
-            # nft joins NAT flags with commas: `masquerade fully-random,persistent`.
-            out += " " + (",".join(flags) if isinstance(flags, list) else str(flags))
-        return out
-
-    return render
-
-
 def _r_binop(op: str) -> Any:
     return lambda v: f" {op} ".join(render_expr(x) for x in v)
-
-
-def _r_mangle(v: dict[str, Any]) -> str:
-    return f"{render_expr(v['key'])} set {render_expr(v['value'])}"
-
-
-def _r_counter(v: Any) -> str:
-    if isinstance(v, dict) and "packets" in v:
-        return f"counter packets {v['packets']} bytes {v.get('bytes', 0)}"
-    return "counter" if not v else f"counter name {render_expr(v)}"
 
 
 def _r_numgen(v: dict[str, Any]) -> str:
@@ -323,16 +286,7 @@ def _r_map(kind: str) -> Any:
     return lambda v: f"{render_expr(v['key'])} {kind} {render_expr(v['data'])}"
 
 
-def _r_reject(v: Any) -> str:
-    return reject_text(v, render_expr)
-
-
-def _r_update(v: dict[str, Any]) -> str:
-    return set_statement_text(v, render_expr)
-
-
 _RENDER: dict[str, Any] = {
-    "match": _r_match,
     "set": _r_set,
     "payload": _r_payload,
     "meta": _r_meta,
@@ -349,22 +303,11 @@ _RENDER: dict[str, Any] = {
     "map": _r_map("map"),
     "numgen": _r_numgen,
     "fib": _r_fib,
-    "counter": _r_counter,
-    "dnat": _r_nat("dnat"),
-    "snat": _r_nat("snat"),
-    "masquerade": _r_nat("masquerade"),
-    "redirect": _r_nat("redirect"),
-    "mangle": _r_mangle,
-    "reject": _r_reject,
-    "log": log_text,
-    "update": _r_update,
     "&": _r_binop("&"),
     "|": _r_binop("|"),
     "^": _r_binop("^"),
     "<<": _r_binop("<<"),
     ">>": _r_binop(">>"),
-    "limit": lambda v: f"limit rate {v['rate']}/{v.get('per', 'second')}",
-    "notrack": lambda v: "notrack",
     "symhash": lambda v: f"symhash mod {v['mod']}",
     "jhash": lambda v: f"jhash {render_expr(v['expr'])} mod {v['mod']}",
 }

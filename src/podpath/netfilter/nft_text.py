@@ -9,7 +9,6 @@ Nothing evaluates this text: the trace reads the expressions themselves.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 # Meta keys nft prints without the `meta` keyword (meta_key_is_unqualified in nft).
@@ -210,22 +209,22 @@ def _nat(kind: str) -> Any:
 def _reject(v: Any, family: str) -> str:
     if v and v.get("type") == _DEFAULT_REJECT.get(family) and v.get("expr") == "port-unreachable":
         return "reject"
-    return reject_text(v, value)
+    return _reject_with(v)
 
 
-def reject_text(v: Any, render: Callable[[Any], str]) -> str:
-    """`reject [with TYPE [CODE]]` from a reject statement's body, the code put by `render`."""
+def _reject_with(v: Any) -> str:
+    """`reject [with TYPE [CODE]]` from a reject statement's body."""
     if not v:
         return "reject"
     out = "reject"
     if v.get("type"):
         out += f" with {v['type']}"
         if v.get("expr"):
-            out += f" {render(v['expr'])}"
+            out += f" {value(v['expr'])}"
     return out
 
 
-def log_text(v: Any) -> str:
+def _log(v: Any) -> str:
     """`log [prefix "..."] [level ...]` from a log statement's body."""
     if not v:
         return "log"
@@ -234,13 +233,9 @@ def log_text(v: Any) -> str:
     )
 
 
-def set_statement_text(v: dict[str, Any], render: Callable[[Any], str]) -> str:
-    """`update @set { ELEM }` (or add, delete), the element put by `render`."""
-    return f"{v.get('op', 'update')} {v['set']} {{ {render(v['elem'])} }}"
-
-
 def _set_stmt(v: dict[str, Any]) -> str:
-    return set_statement_text(v, value)
+    """`update @set { ELEM }` (or add, delete) from a set statement's body."""
+    return f"{v.get('op', 'update')} {v['set']} {{ {value(v['elem'])} }}"
 
 
 def _limit(v: dict[str, Any]) -> str:
@@ -258,11 +253,23 @@ _STATEMENT: dict[str, Any] = {
     "snat": _nat("snat"),
     "masquerade": _nat("masquerade"),
     "redirect": _nat("redirect"),
-    "log": log_text,
+    "log": _log,
     "set": _set_stmt,
     "limit": _limit,
     "unparsed": lambda v: str(v),
 }
+
+
+# Kinds `statement` prints; "set" is one only with an op (else an anonymous set).
+_STATEMENT_KINDS = frozenset(_STATEMENT) | {"reject"}
+
+
+def is_statement(node: dict[str, Any]) -> bool:
+    """True when a one-key JSON node is a statement (match, NAT, counter...), not an expression."""
+    ((kind, body),) = node.items()
+    if kind == "set":
+        return isinstance(body, dict) and "op" in body
+    return kind in _STATEMENT_KINDS
 
 
 def statement(expr: Any, family: str = "ip") -> str:

@@ -704,6 +704,14 @@ class Engine:
             return self.unresolved(flow, res)
         if peer is None:
             return self.unsure(flow, f"the peer of veth {link.name} is not in the snapshot")
+        moved = self.cross_veth(flow, link, peer)
+        master = index.link(peer.netns, peer.master)
+        if master is not None and master.kind == "bridge":
+            return self.bridge_in(moved, master, peer, mac)
+        return self.receive(moved, peer)
+
+    def cross_veth(self, flow: Flow, link: Link, peer: Link) -> Flow:
+        """The flow after crossing veth `link` to its `peer`, in the peer's namespace."""
         there = self.label(flow.node, peer.netns)
         hop = Hop(
             "link",
@@ -720,11 +728,7 @@ class Engine:
             },
         )
         # Crossing into another namespace scrubs the skb: the mark does not survive.
-        moved = replace(flow.add(hop), netns=peer.netns, packet=flow.packet.with_(mark=0))
-        master = index.link(peer.netns, peer.master)
-        if master is not None and master.kind == "bridge":
-            return self.bridge_in(moved, master, peer, mac)
-        return self.receive(moved, peer)
+        return replace(flow.add(hop), netns=peer.netns, packet=flow.packet.with_(mark=0))
 
     def bridge_in(self, flow: Flow, bridge: Link, port: Link, mac: str | None) -> list[Branch]:
         """A frame entering a bridge port: to the bridge's own stack, or bridged to another port."""
@@ -877,23 +881,7 @@ class Engine:
             peer = index.peer(port)
             if peer is None:
                 return self.unsure(flow, f"the peer of {port.name} is not in the snapshot")
-            there = self.label(flow.node, peer.netns)
-            hop = Hop(
-                "link",
-                self.hostname(flow.node),
-                f"veth {port.name} -> {peer.name} in {there}",
-                (),
-                (),
-                {
-                    "from": port.name,
-                    "to": peer.name,
-                    "from_netns": flow.netns,
-                    "to_netns": peer.netns,
-                    "type": "veth",
-                },
-            )
-            moved = replace(flow.add(hop), netns=peer.netns, packet=flow.packet.with_(mark=0))
-            return self.receive(moved, peer)
+            return self.receive(self.cross_veth(flow, port, peer), peer)
         return self.leave(flow, port, flow.packet.dst)
 
     def vxlan(self, flow: Flow, device: Link, nexthop: str) -> list[Branch]:

@@ -97,6 +97,10 @@ class WalkState:
     nat: tuple[NatRecord, ...]
     uncertain: tuple[str, ...]
     stack: tuple[tuple[str, int], ...]  # (chain, rule position), innermost last
+    # (Service, how it is known, stack depth): the Service a kube-proxy map element sent
+    # the walk into a shared chain for (its reject-chain); rules at that depth or deeper
+    # are run for it. nftables walks only.
+    on_behalf: tuple[str, str, int] | None = None
 
 
 def walk_states(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.netfilter.kube_proxy_nft import element_service
 from podpath.netfilter.nft import (
     NftChain,
     NftElement,
@@ -29,7 +30,7 @@ from podpath.netfilter.nft import (
     gc_paused,
 )
 from podpath.netfilter.nft_text import value as text_of
-from podpath.netfilter.owners import nft_owner
+from podpath.netfilter.owners import Owner, nft_owner
 from podpath.trace.hooks import Stage
 from podpath.trace.model import Hop, JsonValue, NatRecord, Packet
 from podpath.trace.netfilter import NfEnv, NfOutcome, WalkState, split_addr_port, walk_states
@@ -256,12 +257,24 @@ class NftWalker:
         return f"{self.table}/{rule.chain} #{rule.position}"
 
     def hop(
-        self, rule: NftRule, text: str, details: tuple[str, ...] = (), **extra: JsonValue
+        self,
+        st: _State,
+        rule: NftRule,
+        text: str,
+        details: tuple[str, ...] = (),
+        behalf: tuple[str, str] | None = None,
+        **extra: JsonValue,
     ) -> Hop:
-        """A netfilter hop for a rule of this table."""
-        owner: dict[str, JsonValue] = {
-            **nft_owner(self.family, self.table, rule.chain, rule.comment).as_json()
-        }
+        """A netfilter hop for a rule of this table, run in state `st` (or for `behalf`:
+        the Service a map element names, and how that is known)."""
+        made = nft_owner(self.family, self.table, rule.chain, rule.comment)
+        if behalf is None and made.kind == "kube-proxy" and st.on_behalf is not None:
+            # A shared chain (reject-chain) entered from a Service's map element: its rule
+            # acts for that Service. A chain named for a Service says so itself.
+            behalf = st.on_behalf[:2] if len(st.stack) >= st.on_behalf[2] else None
+        if behalf is not None:
+            made = Owner("service", "kube-proxy", *behalf)
+        owner: dict[str, JsonValue] = {**made.as_json()}
         data: dict[str, JsonValue] = {
             "table": f"{self.family} {self.table}",
             "chain": rule.chain,
@@ -295,7 +308,10 @@ class NftWalker:
 
     def _return(self, st: _State, done: list[NfOutcome]) -> list[_State]:
         if len(st.stack) > 1:
-            return [replace(st, stack=st.stack[:-1])]
+            behalf = st.on_behalf
+            if behalf is not None and len(st.stack) - 1 < behalf[2]:
+                behalf = None  # back in the chain that looked the Service up: no longer its
+            return [replace(st, stack=st.stack[:-1], on_behalf=behalf)]
         base = self.nft.chains[(self.family, self.table, self.base)]
         policy = (base.policy or "accept").upper()
         done.append(
@@ -318,7 +334,9 @@ class NftWalker:
                     return [st]
                 # A lookup in kernel-filled state (an affinity pin) is worth showing even
                 # when it misses: the branch took the path it took because of it.
-                miss = self.hop(rule, f"{self.label(rule)}: no match", tuple(notes), taken=False)
+                miss = self.hop(
+                    st, rule, f"{self.label(rule)}: no match", tuple(notes), taken=False
+                )
                 return [replace(st, hops=st.hops + (miss,))]
             except Unknown as why:
                 return [self._undecidable(st, rule, stmt, str(why))]
@@ -328,7 +346,7 @@ class NftWalker:
                 return result
             st = result
         if notes:  # a rule that only recorded something (an affinity pin): say what
-            hop = self.hop(rule, f"{self.label(rule)}: {rule.text}", tuple(notes), taken=True)
+            hop = self.hop(st, rule, f"{self.label(rule)}: {rule.text}", tuple(notes), taken=True)
             st = replace(st, hops=st.hops + (hop,))
         return [st]
 
@@ -339,6 +357,7 @@ class NftWalker:
         shown = what or _match_text(stmt)
         note = f"{label} ({rule.text}): cannot evaluate '{shown}': {why}; assumed not to match"
         hop = self.hop(
+            st,
             rule,
             f"{label}: undecidable, assumed no match",
             (note,),
@@ -360,7 +379,7 @@ class NftWalker:
             return st
         if kind in _VERDICTS:
             target = f"{kind} {body['target']}" if isinstance(body, dict) else kind
-            hop = self.hop(rule, f"{self.label(rule)}: {target}", tuple(notes), taken=True)
+            hop = self.hop(st, rule, f"{self.label(rule)}: {target}", tuple(notes), taken=True)
             return self._verdict(replace(st, hops=st.hops + (hop,)), target, rule, done)
         if kind in _PASSIVE:
             return st
@@ -372,7 +391,7 @@ class NftWalker:
         if kind == "vmap":
             return self._vmap(st, rule, body, done, notes)
         if kind == "reject":
-            hop = self.hop(rule, f"{self.label(rule)}: reject", tuple(notes), taken=True)
+            hop = self.hop(st, rule, f"{self.label(rule)}: reject", tuple(notes), taken=True)
             done.append(
                 self._end(
                     replace(st, hops=st.hops + (hop,)),
@@ -475,9 +494,11 @@ class NftWalker:
         except NoMatch:
             raise _RuleMiss() from None
         verdict: str | None
+        behalf: tuple[str, str] | None = None
         if isinstance(data, str) and data.startswith("@"):
             found = self._lookup(data[1:], left, notes)
             verdict = found.value if found is not None else None
+            behalf = self._element_service(data[1:], found)
         elif isinstance(data, dict) and "set" in data:
             verdict = None
             for item in _as_list(data["set"]):
@@ -491,9 +512,31 @@ class NftWalker:
         shown = text_of(key_expr)
         where = data if isinstance(data, str) else "{...}"
         hop = self.hop(
-            rule, f"{self.label(rule)}: {shown} vmap {where} -> {verdict}", tuple(notes), taken=True
+            st,
+            rule,
+            f"{self.label(rule)}: {shown} vmap {where} -> {verdict}",
+            tuple(notes),
+            behalf,
+            taken=True,
         )
-        return self._verdict(replace(st, hops=st.hops + (hop,)), verdict, rule, done)
+        out = self._verdict(replace(st, hops=st.hops + (hop,)), verdict, rule, done)
+        if behalf is None:
+            return out
+        # The chain the element sends the packet to runs for the Service, until it returns.
+        target = verdict.partition(" ")[2].strip()
+        return [
+            replace(s, on_behalf=(*behalf, len(s.stack))) if s.stack[-1][0] == target else s
+            for s in out
+        ]
+
+    def _element_service(self, name: str, found: NftElement | None) -> tuple[str, str] | None:
+        """The Service a kube-proxy map element's comment names, and how that is known."""
+        if self.table != "kube-proxy" or found is None:
+            return None
+        service = element_service(found.comment)
+        if service is None:
+            return None
+        return service, f"comment of its element in map {name}"
 
     def _numgen(
         self, st: _State, rule: NftRule, gen: dict[str, Any], data: Any, done: list[NfOutcome]
@@ -523,6 +566,7 @@ class NftWalker:
             if value is None:
                 continue  # no element: this share of packets does not match the rule
             hop = self.hop(
+                st,
                 rule,
                 f"{self.label(rule)}: numgen {n} of {mod} -> {value}",
                 (f"numgen random: this branch takes it with probability {p:.4f}",),
@@ -571,7 +615,7 @@ class NftWalker:
                 raise Unknown("a mark that is not a number")
             new &= 0xFFFFFFFF
             hop = self.hop(
-                rule, f"{self.label(rule)}: mark {st.packet.mark:#x} -> {new:#x}", taken=True
+                st, rule, f"{self.label(rule)}: mark {st.packet.mark:#x} -> {new:#x}", taken=True
             )
             return replace(st, packet=st.packet.with_(mark=new), hops=st.hops + (hop,))
         if which in _HARMLESS_MANGLE:
@@ -646,7 +690,7 @@ class NftWalker:
                 "table": f"{self.family} {self.table}",
             },
         )
-        rule_hop = self.hop(rule, f"{label}: {kind}", tuple(notes), taken=True)
+        rule_hop = self.hop(st, rule, f"{label}: {kind}", tuple(notes), taken=True)
         done.append(
             self._end(
                 replace(st, packet=new, hops=st.hops + (rule_hop, nat_hop), nat=st.nat + (record,)),
