@@ -28,6 +28,7 @@ from podpath.tui.widgets.keys import pass_on
 
 ROLE_COLOURS = ("accent", "primary", "warning", "error", "success")
 PADDING = 1  # blank cells on each side of a cell, as DataTable's cell_padding
+LAST_ROOM = 60  # columns the last column keeps before `fold_when_narrow` columns give way
 
 
 class RowMessage(Message):
@@ -254,8 +255,13 @@ class RowTable(ScrollView, can_focus=True):
         if self.fold_empty and self._texts:
             folded = {i for i in range(len(widths)) if not any(_at(t, i) for t in self._texts)}
         room = self.size.width
-        if room and sum(w + 2 * PADDING for w in widths) > room:
-            folded |= {i for i, h in enumerate(headers) if h in self.fold_when_narrow}
+        if room and widths and self.fold_when_narrow:
+            before = sum(w + 2 * PADDING for i, w in enumerate(widths[:-1]) if i not in folded)
+            last = widths[-1] + 2 * PADDING
+            # Only when the last column (the sentence that explains a row) is left too
+            # little to read: at 120 columns the folded facts stay as columns.
+            if room - before < min(last, LAST_ROOM):
+                folded |= {i for i, h in enumerate(headers) if h in self.fold_when_narrow}
         return frozenset(folded)
 
     def on_resize(self, event: events.Resize) -> None:
