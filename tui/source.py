@@ -58,7 +58,9 @@ class SnapshotSource:
         if self.peers:
             names = ", ".join(p.node.hostname for p in self.peers)
             others = f" (+{len(self.peers)} on :map and in traces: {names})"
-        return f"{where} · {snapshot.node.hostname}{others} · {taken}"
+        # The node first and where it came from last: at 80 columns the header cuts the
+        # end of this line, and a snapshot file's path is the longest, least read part.
+        return f"{snapshot.node.hostname}{others} · {taken} · {where}"
 
 
 def static_source(

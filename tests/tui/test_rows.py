@@ -15,6 +15,7 @@ from podpath.tui.rows.model import MORE_KEY, Row, cell, more_row, page, row
 from podpath.tui.rows.netfilter import chain_rows, rule_rows
 from podpath.tui.rows.node import menu_rows
 from podpath.tui.rows.pod import (
+    POD_COLUMNS,
     container_rows,
     interface_rows,
     namespace_columns,
@@ -68,15 +69,16 @@ def test_none_cell_is_a_dim_dash() -> None:
 def test_pod_rows_resolve_host_veth_and_bridge(index: SnapshotIndex) -> None:
     """Each pod row shows the host-side veth (resolved via the peer) and the bridge."""
     by_key = {r.key: texts(r) for r in pod_rows(index)}
-    web = by_key[WEB]
-    assert web[1] == "10.244.0.5"
-    assert web[4].startswith("veth") and web[5] == "cni0"
+    web = dict(zip(POD_COLUMNS, by_key[WEB], strict=True))
+    assert web["IP"] == "10.244.0.5"
+    assert web["HOST IF"].startswith("veth") and web["BRIDGE"] == "cni0"
 
 
 def test_host_network_pod_is_marked(index: SnapshotIndex) -> None:
     """A hostNetwork pod says so instead of a netns name."""
     by_key = {r.key: texts(r) for r in pod_rows(index)}
-    assert by_key["kube-system/kube-proxy-8vhzt"][2] == "hostNetwork"
+    proxy = by_key["kube-system/kube-proxy-8vhzt"]
+    assert proxy[POD_COLUMNS.index("NETNS")] == "hostNetwork"
 
 
 def test_containers_list_pause_first(index: SnapshotIndex) -> None:

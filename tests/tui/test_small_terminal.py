@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 from netconf_tc_snapshot import with_tc_and_netconf
+from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Footer, Header
@@ -20,9 +21,10 @@ from trace_pilot import traced
 from podpath.snapshot.model import Snapshot
 from podpath.tui import registry
 from podpath.tui.app import PodpathApp, create_app
+from podpath.tui.rows.trace import hop_owner
 from podpath.tui.screens.help import HelpScreen, key_rows
 from podpath.tui.screens.trace import TraceScreen
-from podpath.tui.source import Progress, live_source
+from podpath.tui.source import Progress, live_source, static_source
 from podpath.tui.widgets.footer import keep_whole
 from podpath.tui.widgets.table import RowTable
 
@@ -179,6 +181,70 @@ async def test_the_header_says_what_is_read_at_80_columns(fixed_snapshot: Snapsh
         shown = str(title)[: SMALL[0] - 20]  # what fits beside the icon and the clock
         release.set()
         assert "⟳ reading network namespaces (4/8)…" in shown, shown
+
+
+# Columns of WHAT HAPPENS a hop row must show at 80 columns without scrolling sideways.
+READABLE = 50
+
+
+async def test_what_happens_is_readable_at_80x24_with_rule_of_folded(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """At 80 columns RULE OF gives its width to WHAT HAPPENS (the hop's detail says whose
+    rule it is); at 160 it is back."""
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        screen, result = await traced(pilot, CLIENT, "default/web:80")
+        await settled(pilot)
+        hops = screen.query_one("#hops", RowTable)
+        owned = [i for i, h in enumerate(result.branches[0].hops) if hop_owner(h) is not None]
+        assert owned, "the path to a Service takes kube-proxy's rules"
+        assert "RULE OF" not in hops.shown_columns
+        assert hops.scroll_x == 0
+        what = hops.cell_region(0, "WHAT HAPPENS")
+        assert what is not None
+        assert hops.region.right - what.x >= READABLE, (what, hops.region)
+        hops.move_cursor(row=owned[0])
+        await settled(pilot)
+        detail = str(screen.query_one("#hop-detail").render())
+        assert "rule of " in detail, detail
+        await pilot.resize_terminal(160, 36)
+        await settled(pilot)
+        assert "RULE OF" in hops.shown_columns
+
+
+async def test_an_all_empty_rule_of_takes_no_width(make_app: Callable[..., PodpathApp]) -> None:
+    """A path no owned rule decided (a pod to its own IP) has no RULE OF column, wide or not."""
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        screen, result = await traced(pilot, CLIENT, "10.244.0.8:80")
+        await settled(pilot)
+        assert all(hop_owner(h) is None for h in result.branches[0].hops)
+        hops = screen.query_one("#hops", RowTable)
+        assert hops.shown_columns == ("#", "KIND", "NODE", "WHAT HAPPENS")
+        what = hops.cell_region(0, "WHAT HAPPENS")
+        assert what is not None and hops.region.right - what.x >= READABLE
+        await pilot.resize_terminal(300, 36)
+        await settled(pilot)
+        assert hops.virtual_size.width < hops.size.width  # room to spare, still folded
+        assert "RULE OF" not in hops.shown_columns
+
+
+async def test_the_header_shows_the_node_before_a_long_path_at_80x24(
+    fixed_snapshot: Snapshot,
+) -> None:
+    """A snapshot file's long path comes last in the header: a cut loses it, not the
+    node's name or the time it was taken."""
+    path = "/var/lib/podpath/snapshots/2025/11/25/" + "x" * 40 + "/node.json"
+    app = create_app(static_source(fixed_snapshot, "snapshot", path))
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        title = app.screen.query_one(Header).query_one("HeaderTitle")
+        painted = title.render_lines(Region(0, 0, title.size.width, 1))[0].text
+        assert title.region.right <= SMALL[0]
+        assert fixed_snapshot.node.hostname in painted, painted
+        assert "2025-11-25 10:00:00 UTC" in painted, painted
+        assert "node.json" not in painted, painted  # the path's end is what was cut
 
 
 def test_keep_whole_keeps_help_and_drops_what_does_not_fit() -> None:

@@ -14,7 +14,9 @@ from podpath.tui.rows.model import Cell, Row, cell, join, row
 from podpath.tui.rows.routing import route_row
 from podpath.tui.rows.services import service_id, vip_port
 
-POD_COLUMNS = ("POD", "IP", "NETNS", "PAUSE", "HOST IF", "BRIDGE", "READY")
+# As k9s orders pods (NAME, READY, STATUS, RESTARTS, IP, NODE): the counts a kubectl user
+# reads first sit next to the name, the long netns name last, off a narrow screen's edge.
+POD_COLUMNS = ("POD", "READY", "RESTARTS", "IP", "PAUSE", "HOST IF", "BRIDGE", "NETNS")
 
 
 def pod_key(pod: Pod) -> str:
@@ -102,17 +104,20 @@ def pod_rows(index: SnapshotIndex) -> list[Row]:
             netns_cell = Cell("hostNetwork", "warning")
         else:
             netns_cell = cell(netns, "dim")
+        # As `ls pods` and kubectl count: running app containers / app containers, and
+        # the newest attempts' restarts summed (None: the runtime did not say).
+        counts = pod_counts(pod)
         out.append(
             row(
                 key,
                 Cell(key if pod.name else f"{key} (unnamed, via {pod.source})", "accent"),
+                cell(counts.ready, "" if counts.running == counts.containers else "warning"),
+                cell(counts.restarts, "warning" if counts.restarts else ""),
                 cell(join(pod.ips)),
-                netns_cell,
                 cell(pod.pause_pid),
                 cell(peer.name if peer else None),
                 cell(bridge.name if bridge else None),
-                # As `ls pods` and kubectl count: running app containers / app containers.
-                cell(pod_counts(pod).ready),
+                netns_cell,
             )
         )
     return out

@@ -133,7 +133,9 @@ class TraceScreen(BaseScreen):
         yield RowTable(id="branches", classes="third")
         yield Static("", id="path-heading", classes="subheading")
         yield Static("", id="flow")
-        yield RowTable(id="hops")
+        # RULE OF is blank on many paths (no netfilter rule decided them): no width then;
+        # on a narrow screen none either, as the hop's detail below says whose rule it is.
+        yield RowTable(id="hops", fold_empty=True, fold_when_narrow=("RULE OF",))
         yield Static("", id="hop-detail")
         yield KeysFooter()
 

@@ -28,6 +28,7 @@ from podpath.tui.widgets.keys import pass_on
 
 ROLE_COLOURS = ("accent", "primary", "warning", "error", "success")
 PADDING = 1  # blank cells on each side of a cell, as DataTable's cell_padding
+LAST_ROOM = 60  # columns the last column keeps before `fold_when_narrow` columns give way
 
 
 class RowMessage(Message):
@@ -112,9 +113,22 @@ class RowTable(ScrollView, can_focus=True):
     class RowSelected(RowMessage):
         """Enter (or a click) on a row."""
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        id: str | None = None,
+        classes: str | None = None,
+        fold_empty: bool = False,
+        fold_when_narrow: Sequence[str] = (),
+    ) -> None:
         super().__init__(id=id, classes=classes)
         self.show_cursor = True
+        # Columns blank on every row shown take no width (header included), and the
+        # `fold_when_narrow` ones none when the rows are wider than the table (the screen
+        # says their facts elsewhere): a narrow terminal's columns go to what is left.
+        self.fold_empty = fold_empty
+        self.fold_when_narrow = frozenset(fold_when_narrow)
+        self._folded: frozenset[int] = frozenset()
         self.cursor_row = 0
         self._columns_shown: tuple[str, ...] = ()
         self._keys: list[str] = []
@@ -147,6 +161,26 @@ class RowTable(ScrollView, can_focus=True):
         self._keys, self._cells, self._texts = [], {}, []
         self.cursor_row = 0
         self._layout_rows()
+
+    @property
+    def shown_columns(self) -> tuple[str, ...]:
+        """The column headers painted: all but those folded for being blank on every row."""
+        return tuple(h for i, h in enumerate(self._header) if i not in self._folded)
+
+    def cell_region(self, index: int, column: str) -> Region | None:
+        """Where row `index`'s cell of `column` is painted on screen (None: no such column,
+        or folded); the region may lie outside the table's when scrolled out of view."""
+        if column not in self._header or self._header.index(column) in self._folded:
+            return None
+        i = self._header.index(column)
+        x = PADDING + sum(
+            w + 2 * PADDING for j, w in enumerate(self._widths[:i]) if j not in self._folded
+        )
+        scroll_x, scroll_y = self.scroll_offset
+        content = self.content_region
+        return Region(
+            content.x + x - scroll_x, content.y + 1 + index - scroll_y, self._widths[i], 1
+        )
 
     @property
     def selected_key(self) -> str | None:
@@ -210,9 +244,30 @@ class RowTable(ScrollView, can_focus=True):
                     widths[i] = n
         self._header = headers
         self._widths = widths
-        total = sum(w + 2 * PADDING for w in widths)
+        self._folded = self._fold(headers, widths)
+        total = sum(w + 2 * PADDING for i, w in enumerate(widths) if i not in self._folded)
         self.virtual_size = Size(total, len(self._keys) + 1)
         self.refresh()
+
+    def _fold(self, headers: tuple[str, ...], widths: list[int]) -> frozenset[int]:
+        """The columns that take no width: blank on every row, or given up when narrow."""
+        folded = set()
+        if self.fold_empty and self._texts:
+            folded = {i for i in range(len(widths)) if not any(_at(t, i) for t in self._texts)}
+        room = self.size.width
+        if room and widths and self.fold_when_narrow:
+            before = sum(w + 2 * PADDING for i, w in enumerate(widths[:-1]) if i not in folded)
+            last = widths[-1] + 2 * PADDING
+            # Only when the last column (the sentence that explains a row) is left too
+            # little to read: at 120 columns the folded facts stay as columns.
+            if room - before < min(last, LAST_ROOM):
+                folded |= {i for i, h in enumerate(headers) if h in self.fold_when_narrow}
+        return frozenset(folded)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Fold or unfold the narrow-screen columns for the new width."""
+        if self.fold_when_narrow:
+            self._layout_rows()
 
     # -- painting ----------------------------------------------------------------------
 
@@ -260,6 +315,8 @@ class RowTable(ScrollView, can_focus=True):
         pad = " " * PADDING
         segments = []
         for i, width in enumerate(self._widths):
+            if i in self._folded:
+                continue
             text = texts[i] if i < len(texts) else ""
             fitted = (
                 text + " " * (width - cell_len(text))
@@ -267,7 +324,7 @@ class RowTable(ScrollView, can_focus=True):
                 else (set_cell_size(text, width))
             )
             segments.append(Segment(pad + fitted + pad, styles[min(i, len(styles) - 1)]))
-        return Strip(segments, sum(w + 2 * PADDING for w in self._widths))
+        return Strip(segments, self.virtual_size.width)
 
     def _role_styles(self) -> dict[str, Style]:
         """Semantic roles -> the current theme's colours."""
@@ -331,6 +388,11 @@ class RowTable(ScrollView, can_focus=True):
 
 
 _PLAIN = Style()
+
+
+def _at(texts: tuple[str, ...], i: int) -> str:
+    """The text of column i of a painted row ("" past its last cell)."""
+    return texts[i] if i < len(texts) else ""
 
 
 def _texts(cells: tuple[Cell, ...]) -> tuple[str, ...]:
