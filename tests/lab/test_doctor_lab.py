@@ -346,7 +346,9 @@ def test_traffic_policy_local_without_a_local_endpoint(
     svc = lab.service("default/web-local")[0]
     node1, node2 = lab.node("node1"), lab.node("node2")
     status, report = _doctor(lab, "node2", run_podpath)
-    assert status == 0  # warnings only
+    assert status == 0, [
+        (f["check"], f["grade"], f["subject"], f.get("hop")) for f in report["findings"]
+    ]  # warnings only
     etp = _one(report, "etp-local-no-endpoint")
     assert (etp["grade"], etp["subject"]) == ("warning", "Service default/web-local:http")
     assert f"{node2.address}:{svc.node_port}/tcp from outside is dropped" in etp["cause"]
@@ -392,7 +394,9 @@ def test_facts_of_the_node(make_lab: Callable[..., Lab], run_podpath: Any) -> No
         "--reply-port-dst 40000 --state ESTABLISHED --timeout 600 -u ASSURED",
     )
     status, report = _doctor(lab, "node1", run_podpath)
-    assert status == 0  # warnings only
+    assert status == 0, [
+        (f["check"], f["grade"], f["subject"], f.get("hop")) for f in report["findings"]
+    ]  # warnings only
     assert _checks(report) == {
         ("warning", "ipam-leaked"),
         ("warning", "netfilter-backends"),

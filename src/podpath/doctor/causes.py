@@ -401,11 +401,12 @@ def _netfilter_drop(
     decided = hop_text(rule) if rule is not None else (hop_text(drop) if drop else None)
     svc = aim.service
     # kube-proxy's nftables mode drops through its no-endpoint-* maps (a Service's
-    # element, no comment on the rule): the Service traced says which case it is.
+    # element, no comment on the rule): the Service traced says which case it is. The
+    # hop's owner is kube-proxy, or the Service whose map element matched (kube-proxy's).
     nft_no_endpoint = (
         svc is not None
         and owner is not None
-        and owner.kind == "kube-proxy"
+        and "kube-proxy" in (owner.kind, owner.agent)
         and ("@no-endpoint-" in text or text == "reject")
     )
     nft_local = nft_no_endpoint and "@no-endpoint-" in text
