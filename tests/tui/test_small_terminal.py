@@ -252,3 +252,23 @@ def test_keep_whole_keeps_help_and_drops_what_does_not_fit() -> None:
     assert keep_whole([10, 10, 10, 6], 3, 30) == [True, True, False, True]
     assert keep_whole([10, 10, 10], None, 30) == [True, True, True]
     assert keep_whole([10, 25, 5], None, 30) == [True, False, True]
+
+
+async def test_a_wide_footer_keeps_its_keys_whole_beside_the_palette_key(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """At 120 columns the trace's many keys do not run under the palette's key: each key
+    shown ends before it, `?` Help is among them."""
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await traced(pilot, CLIENT, "default/web:80")
+        await settled(pilot)
+        footer = footer_of(app)
+        everything = list(footer.query(FooterKey))
+        palette = [k for k in everything if k.has_class("-command-palette")]
+        assert palette and palette[0].display
+        keys = [k for k in everything if k.display and not k.has_class("-command-palette")]
+        assert keys and "question_mark" in [k.key for k in keys]
+        assert not all(k.display for k in everything)  # some gave way
+        for key in keys:
+            assert key.region.right <= palette[0].region.x, (key.key, key.region)

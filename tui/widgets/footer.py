@@ -5,7 +5,9 @@ columns the last key was cut mid-word ("m On th") and the command palette's key,
 docked over the row, drew as `^ppa lette` in an SVG. Under NARROW columns this footer
 is compact, leaves the palette's key to `?` (ctrl+p still opens it), hides the keys
 that do not fit whole, and keeps `?` Help among those shown, so every other key can be
-found.
+found. A wide terminal keeps Textual's footer and the palette's key, but a screen with
+many keys (the trace) still overflowed it at 120 columns, so there too only the keys
+that fit whole beside the palette's key are shown.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def keep_whole(widths: list[int], help_at: int | None, room: int) -> list[bool]:
 
 
 class KeysFooter(Footer):
-    """A Footer that, on a narrow terminal, shows whole keys only, `?` Help always."""
+    """A Footer of whole keys only, `?` Help always; compact on a narrow terminal."""
 
     def on_resize(self, event: events.Resize) -> None:
         """Narrow or wide now: rebuild the keys in the matching style."""
@@ -46,21 +48,26 @@ class KeysFooter(Footer):
             self.compact = narrow
             self.show_command_palette = not narrow
             self.call_after_refresh(self.recompose)
-        elif narrow:
+        else:
             self.call_after_refresh(self._fit)
 
     async def recompose(self) -> None:
         """Textual rebuilds the keys when the bindings change: fit them again after."""
         await super().recompose()
-        if self.compact:
-            self.call_after_refresh(self._fit)
+        self.call_after_refresh(self._fit)
 
     def _fit(self) -> None:
-        keys = [k for k in self.query(FooterKey) if not k.has_class("-command-palette")]
+        everything = list(self.query(FooterKey))
+        keys = [k for k in everything if not k.has_class("-command-palette")]
         if not keys or not all(k.display for k in keys):
             return  # already fitted (a later resize recomposes first)
-        widths = [k.outer_size.width + k.styles.margin.width for k in keys]
+        palette = sum(_width(k) for k in everything if k.has_class("-command-palette"))
+        widths = [_width(k) for k in keys]
         helps = [i for i, k in enumerate(keys) if k.key == HELP_KEY]
-        shown = keep_whole(widths, helps[0] if helps else None, self.size.width)
+        shown = keep_whole(widths, helps[0] if helps else None, self.size.width - palette)
         for key, show in zip(keys, shown, strict=True):
             key.display = show
+
+
+def _width(key: FooterKey) -> int:
+    return key.outer_size.width + key.styles.margin.width
