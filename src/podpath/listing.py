@@ -26,6 +26,8 @@ from podpath.snapshot.model import (
     Pod,
     Socket,
     SocketOwner,
+    TcFilter,
+    TcQdisc,
 )
 from podpath.trace import sysctls
 from podpath.trace.routing import describe_rule, table_name
@@ -537,47 +539,40 @@ TC_COLUMNS = (
 )
 
 
+def _qdisc_row(q: TcQdisc) -> Row:
+    return {"object": "qdisc", "kind": q.kind, "handle": q.handle, "parent": q.parent}
+
+
+def _filter_row(f: TcFilter) -> Row:
+    return {
+        "object": "filter",
+        "kind": f.kind,
+        "hook": f.hook,
+        "protocol": f.protocol,
+        "pref": f.pref,
+        "chain": f.chain,
+        "handle": f.handle,
+        "direct_action": f.direct_action,
+        "program": _tc_program(f.program),
+    }
+
+
 def tc(index: SnapshotIndex) -> Listing:
     """Qdiscs and filters of every interface of every namespace, filters with their programs."""
     rows: list[Row] = []
     for ns in index.snapshot.netns:
         label = _netns_label(index, ns.inode)
-        devs = {q.ifindex for q in ns.qdiscs} | {f.ifindex for f in ns.tc_filters}
-        for ifindex in sorted(devs):
-            dev = _dev_name(index, ns.inode, ifindex)
-            for q in ns.qdiscs:
-                if q.ifindex == ifindex:
-                    rows.append(
-                        {
-                            "netns": ns.inode,
-                            "netns_label": label,
-                            "dev_name": dev,
-                            "ifindex": ifindex,
-                            "object": "qdisc",
-                            "kind": q.kind,
-                            "handle": q.handle,
-                            "parent": q.parent,
-                        }
-                    )
-            for f in ns.tc_filters:
-                if f.ifindex == ifindex:
-                    rows.append(
-                        {
-                            "netns": ns.inode,
-                            "netns_label": label,
-                            "dev_name": dev,
-                            "ifindex": ifindex,
-                            "object": "filter",
-                            "kind": f.kind,
-                            "hook": f.hook,
-                            "protocol": f.protocol,
-                            "pref": f.pref,
-                            "chain": f.chain,
-                            "handle": f.handle,
-                            "direct_action": f.direct_action,
-                            "program": _tc_program(f.program),
-                        }
-                    )
+        # Per device: its qdiscs, then its filters, each in the order the kernel listed them
+        # (sorted() is stable).
+        objects = sorted(
+            [(q.ifindex, 0, _qdisc_row(q)) for q in ns.qdiscs]
+            + [(f.ifindex, 1, _filter_row(f)) for f in ns.tc_filters],
+            key=lambda item: (item[0], item[1]),
+        )
+        names = {i: _dev_name(index, ns.inode, i) for i in {item[0] for item in objects}}
+        for ifindex, _order, body in objects:
+            head = {"netns": ns.inode, "netns_label": label, "dev_name": names[ifindex]}
+            rows.append({**head, "ifindex": ifindex, **body})
     return Listing(rows, TC_COLUMNS)
 
 
