@@ -101,7 +101,18 @@ class NodeScreen(TableScreen):
             self._facts = (made_of, fact_rows(loaded.index, mode, plane, backends))
         facts.show(page(self._facts[1]))
         banner.set_class(bool(found), "-problems")
-        if found is None:
+        so_far = loaded.fact_problems if found is None else None
+        if found is None and so_far:
+            # A first sight of the problems; the sweep of every path may add more.
+            first = so_far[0]
+            banner.update(
+                literal_content(
+                    f"⚠ {count(len(so_far), 'problem')} so far: {first.subject} — {first.cause}"
+                    f"   ({pending_text(loaded, PROBLEMS)})"
+                )
+            )
+            banner.set_class(True, "-problems")
+        elif found is None:
             banner.update(pending_text(loaded, PROBLEMS))
         elif found:
             first = found[0]
