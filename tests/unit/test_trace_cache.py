@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import nft_real
@@ -447,3 +449,45 @@ def test_digest_memos_are_pruned_with_the_index_files(tmp_path: Path) -> None:
     (tmp_path / "podpath-digest-notes").write_text("not a memo")
     assert sorted(index_cache.prune(str(tmp_path))) == sorted(names[keep:])
     assert sorted(os.listdir(tmp_path)) == sorted([*names[:keep], "podpath-digest-notes"])
+
+
+# What a cached trace of a snapshot never needs: the UI, reading a node, the lab, the
+# drawing, the conntrack view of --conntrack, and writing files (a hit writes nothing).
+NOT_ON_A_HIT = (
+    "textual",
+    "rich",
+    "podpath.tui",
+    "podpath.collectors",
+    "podpath.lab",
+    "podpath.draw",
+    "podpath.cli.draw",
+    "podpath.trace.observed",
+    "podpath.conntrack",
+    "podpath.output_file",
+)
+
+
+def test_a_cache_hit_imports_only_what_the_trace_needs(
+    snapshot_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -X importtime -m podpath trace --snapshot F --cache DIR` on a hit (its digest
+    remembered) imports none of NOT_ON_A_HIT."""
+    monkeypatch.setattr(file_digests, "QUIET_NS", 0)
+    argv = ["--snapshot", str(snapshot_file), *A_TO_WEB, "--json", "--cache", str(tmp_path)]
+    assert main(["trace", *argv]) == 0
+    assert len(_digests(tmp_path)) == 1
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "podpath", "trace", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    imported = {
+        line.rpartition("|")[2].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "podpath.trace.engine" in imported and "podpath.trace.file_digests" in imported
+    unwanted = {n for n in imported for top in NOT_ON_A_HIT if n == top or n.startswith(top + ".")}
+    assert unwanted == set()

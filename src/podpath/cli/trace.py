@@ -275,11 +275,14 @@ def cached_indexes(
 
 def remember_digests(directory: str, digests: Digests) -> None:
     """Write the memo of each snapshot file hashed, so that the next trace need not hash it."""
+    memos = digests.memos()
+    if not memos:
+        return  # the usual hit: output_file's imports (secrets, random) were ~4 ms of it
     import os
 
     from podpath.output_file import OutputError, write_bytes
 
-    for name, data in digests.memos().items():
+    for name, data in memos.items():
         try:
             write_bytes(os.path.join(directory, name), data)
         except OutputError:
@@ -306,7 +309,6 @@ def run(args: argparse.Namespace) -> int:
         Digests(args.snapshot, args.cache) if args.cache is not None and args.snapshot else None
     )
     from podpath.trace.engine import trace
-    from podpath.trace.observed import observed_json, observed_lines
     from podpath.trace.render import render_text, trace_json
 
     if args.sport is not None and not 0 < args.sport < 65536:
@@ -360,6 +362,10 @@ def run(args: argparse.Namespace) -> int:
     # Text shows the kernel's side whenever it is live; JSON only when asked (its contract).
     show = args.conntrack or (live and not args.json)
     entries, where = _flow_entries(result, indexes, live) if show else ([], "")
+    if show:
+        # Not needed by a trace of a snapshot without --conntrack (it and podpath.conntrack
+        # were ~2 ms of its imports).
+        from podpath.trace.observed import observed_json, observed_lines
     if args.json:
         doc = trace_json(result)
         if show:
