@@ -72,8 +72,8 @@ def _problems_count(loaded: Loaded) -> object:
     return None if facts is None else f"{len(facts)}+ {CHECKING}"
 
 
-def _rules(loaded: Loaded) -> int:
-    return loaded.rule_count()
+def _rules(loaded: Loaded) -> int | None:
+    return loaded.rule_count()  # None (pending) until a big node's rules are counted
 
 
 def _routing_count(loaded: Loaded) -> str:

@@ -205,16 +205,31 @@ class Loaded:
         """The rules of each iptables dump, counted in their text once: home must not wait
         for the rules to be parsed, nor count 16 MB again each time it is repainted (0.1 s)."""
         if self._rule_counts is None:
-            self._rule_counts = tuple(count_rules(d.text) for d in self.snapshot.iptables)
+            self._rule_counts = tuple(count_in_slices(d.text) for d in self.snapshot.iptables)
         return self._rule_counts
 
-    def rule_count(self) -> int:
-        """The rules of every iptables dump (home's count)."""
-        return sum(self.rule_counts())
+    def counted_rules(self) -> tuple[int, ...] | None:
+        """`rule_counts`, or None while a big snapshot's worker has not counted them.
 
-    def iptables_backends(self) -> list[str]:
-        """The dumps holding at least one rule, as backend/family (home's "iptables" fact)."""
-        dumps = zip(self.snapshot.iptables, self.rule_counts(), strict=True)
+        Counting a 16 MB dump is one regular expression call holding the GIL ~0.09 s: on
+        the event loop it delayed home's first frame, so the worker counts big dumps.
+        """
+        if self._rule_counts is None and self.small:
+            self.rule_counts()
+        return self._rule_counts
+
+    def rule_count(self) -> int | None:
+        """The rules of every iptables dump (home's count); None until counted."""
+        counts = self.counted_rules()
+        return None if counts is None else sum(counts)
+
+    def iptables_backends(self) -> list[str] | None:
+        """The dumps holding at least one rule, as backend/family (home's "iptables" fact);
+        None until counted."""
+        counts = self.counted_rules()
+        if counts is None:
+            return None
+        dumps = zip(self.snapshot.iptables, counts, strict=True)
         return sorted({f"{d.backend}/{d.family}" for d, n in dumps if n})
 
     def nft_ruleset(self) -> NftRuleset | None:
@@ -266,6 +281,7 @@ class Loaded:
             CONNTRACK_ROWS: self.conntrack_rows,
             MENTIONS: self.ip_mentions,
         }
+        self.rule_counts()  # home's "Netfilter rules" count and "iptables" fact
         for done in range(len(STAGES)):
             stage = self._next_stage()
             self.current, self.number = stage, done + 1
@@ -305,6 +321,25 @@ class Loaded:
         indexes = [self.index, *self.peer_indexes]
         judged = self._counting(0).reached
         self._problems = diagnose(indexes, [self.parsed], judged).findings
+
+
+# Text counted by one regular expression call at a time: the GIL is held for the whole
+# of each call (~5 ms a MiB), so a frame waits for one slice at most.
+COUNT_SLICE = 1 << 20
+
+
+def count_in_slices(text: str, size: int = COUNT_SLICE) -> int:
+    """`count_rules(text)`, counted a slice of whole lines at a time.
+
+    A rule is one line, matched from its start: every line starts in exactly one slice.
+    """
+    total, start = 0, 0
+    while start < len(text):
+        end = text.find("\n", start + size)
+        end = len(text) if end < 0 else end + 1
+        total += count_rules(text[start:end])
+        start = end
+    return total
 
 
 def raw_size(snap: Snapshot) -> int:

@@ -12,14 +12,24 @@ from pathlib import Path
 
 import pytest
 
+from podpath.netfilter.iptables_save import count_rules
 from podpath.snapshot.model import Snapshot
 from podpath.tui import registry, state
 from podpath.tui.app import create_app
 from podpath.tui.screens.base import TableScreen
 from podpath.tui.source import static_source
-from podpath.tui.state import CONNTRACK, FACTS, PROBLEMS, SERVICE_ROWS, SERVICES, Loaded
+from podpath.tui.state import (
+    CONNTRACK,
+    FACTS,
+    PROBLEMS,
+    SERVICE_ROWS,
+    SERVICES,
+    Loaded,
+    count_in_slices,
+)
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "snapshot.json"
+REALWORLD_IPTABLES = Path(__file__).resolve().parents[1] / "fixtures" / "realworld" / "iptables"
 SIZE = (120, 36)
 COUNTED = ("svc", "ct", "problems")
 
@@ -108,3 +118,44 @@ async def test_home_shows_the_facts_problems_while_paths_are_checked_then_the_cl
         len(_cli("doctor")["findings"]),
     ]
     assert shown == [str(n) for n in expected]
+
+
+@pytest.mark.parametrize("size", [1, 7, 100, 4096, 1 << 20])
+def test_rules_counted_in_slices_are_counted_as_in_one_call(size: int) -> None:
+    """Slices of whole lines, whatever their size, count what one count_rules call counts,
+    on kube-proxy's real dumps (with and without counters, and a last line without \\n)."""
+    dumps = sorted(REALWORLD_IPTABLES.glob("*.txt"))
+    assert dumps
+    for path in dumps:
+        text = path.read_text()
+        for variant in (text, text.rstrip("\n"), "\n" + text, text.replace("-A ", "[3:180] -A ")):
+            assert count_in_slices(variant, size) == count_rules(variant), (path.name, size)
+    assert count_in_slices("", size) == 0
+
+
+def test_a_big_nodes_rules_are_counted_by_the_worker_not_on_the_event_loop(
+    fixed_snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above INLINE_PREPARE_BYTES home's "Netfilter rules" count and "iptables" fact wait
+    (nothing counted when asked); the worker counts them first, as one count_rules does."""
+    monkeypatch.setattr(state, "INLINE_PREPARE_BYTES", 0)
+    counted: list[int] = []
+    real = state.count_in_slices
+
+    def counting(text: str) -> int:
+        counted.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(state, "count_in_slices", counting)
+    loaded = Loaded(fixed_snapshot)
+    ipt = next(v for v in registry.jump_views() if v.name == "ipt")
+    assert registry.count_text(ipt, loaded) == registry.PENDING
+    assert loaded.iptables_backends() is None and counted == []
+    seen: list[str] = []
+    loaded.prepare(lambda what, _done, _total: seen.append(registry.count_text(ipt, loaded)))
+    expected = sum(count_rules(d.text) for d in fixed_snapshot.iptables)
+    assert expected > 0 and seen[0] == str(expected) == registry.count_text(ipt, loaded)
+    assert len(counted) == len(fixed_snapshot.iptables)
+    assert loaded.iptables_backends() == sorted(
+        {f"{d.backend}/{d.family}" for d in fixed_snapshot.iptables if count_rules(d.text)}
+    )
