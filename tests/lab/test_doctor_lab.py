@@ -297,6 +297,24 @@ def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: An
     assert proxy["subject"] == "next hop 169.254.1.1 on eth0 of node node1"
     assert "has proxy_arp=1, but its namespace has no route to 169.254.1.1" in proxy["cause"]
     assert "default route" in proxy["fix"]
+    # The evidence is the facts, each as the node's own tools show it: per pod that
+    # asked, its host veth's proxy_arp sysctls and the input lookup that found no route.
+    evidence = proxy["evidence"]
+    assert len(evidence) == 4, evidence
+    for sysctl, route in zip(evidence[::2], evidence[1::2], strict=True):
+        asked = re.fullmatch(r"(ip route get 169\.254\.1\.1 from \S+ iif (\S+)): (.*)", route)
+        assert asked is not None, route
+        real = lab.exec("node1", asked.group(1).split(), check=False)
+        assert real.returncode != 0 and real.stderr.strip() in asked.group(3)
+        veth = asked.group(2)
+        values = _sh(
+            lab, "node1", f"sysctl -n net.ipv4.conf.all.proxy_arp net.ipv4.conf.{veth}.proxy_arp"
+        )
+        every, mine = values.split()
+        assert sysctl == (
+            f"net.ipv4.conf.all.proxy_arp = {every}, net.ipv4.conf.{veth}.proxy_arp = {mine}"
+        )
+        assert mine == "1"
     unrouted = _one(report, "no-route")
     assert {p["from"] for p in unrouted["paths"]} == {"node1"}
     assert "before kube-proxy's DNAT" in unrouted["fix"]
