@@ -342,7 +342,7 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
         topology.prepare_node(spec, node, index, under_pid)
         if real:
             # Started first: the daemons come up while the other nodes are prepared.
-            daemons[node.name] = containerd.start(node.init_pid)
+            daemons[node.name] = containerd.start(node.init_pid, spec.netns_under_state)
     built = images.build(d / "images") if real else ()
     for i, node in enumerate(nodes):
         if real:
