@@ -155,11 +155,11 @@ def test_trace_to_a_name_resolves_in_ipvs_mode_and_the_hop_names_it() -> None:
 def test_a_name_no_environment_holds_gets_one_sentence() -> None:
     """A stale name (its address is not served) and an unknown one are refused, not guessed."""
     node = _named_node()
-    for name in ("default/web:http", "default/nowhere:80"):
-        with pytest.raises(ProbeError, match="no pod's service-link environment") as err:
-            trace([node], Probe("default/a", name))
-        assert "trace its ClusterIP:port" in str(err.value)
-        assert "\n" not in str(err.value)
+    with pytest.raises(ProbeError, match="no pod's service-link environment") as err:
+        trace([node], Probe("default/a", "default/nowhere:80"))
+    assert "trace its ClusterIP:port" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ProbeError, match="only at 10.0.0.99:80/tcp, which IPVS does not serve"):
+        trace([node], Probe("default/a", "default/web:http"))
 
 
 def test_conflicting_environments_name_nothing() -> None:
@@ -232,3 +232,49 @@ def test_collector_reads_a_real_process_environ_and_keeps_only_links() -> None:
         assert found == () and "reused" in gaps[0].reason
     finally:
         child.communicate(b"")
+
+
+def test_a_planted_secret_reaches_no_snapshot_json_or_output(tmp_path: Path) -> None:
+    """A real process's secret: not in the snapshot file, `ls services` or a trace, text or JSON."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin"), SECRET.split("=")[0]: SECRET.split("=")[1]}
+    env.update(dict(v.split("=", 1) for v in [*KUBERNETES, *STALE_WEB]))
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        stat = parse_stat(Path(f"/proc/{child.pid}/stat").read_bytes())
+        proc = Process(child.pid, stat.start_time, stat.ppid, stat.comm, (), None, "S", None)
+        pod = Pod("default", "a", "uid", "s" * 64, None)
+        pod = replace(pod, containers=(Container("app", "c" * 64, "container", pids=(child.pid,)),))
+        with HostRoot("/") as host:
+            found, gaps = collect_service_links(host, [pod], [proc], threading.Event())
+    finally:
+        child.communicate(b"")
+    assert gaps == [] and len(found) == 1
+    path = tmp_path / "node.json"
+    path.write_text(dumps(replace(_named_node(), service_links=found)))
+    assert "hunter2" not in path.read_text()
+    runs = [
+        ["ls", "services"],
+        ["ls", "services", "--json"],
+        ["trace", "--from", "default/a", "--to", "default/kubernetes:https"],
+        ["trace", "--from", "default/a", "--to", "default/kubernetes:https", "--json"],
+    ]
+    outputs = []
+    for args in runs:
+        done = subprocess.run(
+            [sys.executable, "-m", "podpath", *args, "--snapshot", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout + done.stderr)
+    assert not any("hunter2" in out for out in outputs)
+    assert "default/web at 10.0.0.99:80/tcp" in outputs[0]  # the stale variable, told
+    assert "kubernetes" in outputs[2] and "192.168.0.1" in outputs[2]

@@ -67,7 +67,7 @@ class ServiceNames:
             out.append(
                 f"{n.carriers[0]} was given {n.link.service} at "
                 f"{n.link.ip}:{n.link.port}/{n.link.protocol.lower()}, which kube-proxy does "
-                "not serve: the Service was deleted or recreated since the pod started"
+                "not serve: the Service (or this port of it) was deleted or changed since the pod started"
             )
         return out
 

@@ -290,6 +290,19 @@ def resolve_destination(
             raise ProbeError(
                 f"Service {host} has no {proto} port {port_text!r} (its ports: {listed})"
             )
+        stale = sorted(
+            f"{n.link.ip}:{n.link.port}/{n.link.protocol.lower()}"
+            for index in indexes
+            if index.snapshot.service_links
+            for n in index.service_names.stale
+            if n.link.service == host
+        )
+        if stale and any(index.kube_proxy_mode.mode == "ipvs" for index in indexes):
+            raise ProbeError(
+                f"pods' service-link environment gives {host} only at {', '.join(stale)}, "
+                "which IPVS does not serve (the Service was deleted or changed since those "
+                "pods started): trace its current ClusterIP:port (podpath ls services lists them)"
+            )
         if any(index.kube_proxy_mode.mode == "ipvs" for index in indexes):
             raise ProbeError(
                 f"{host!r} is not a known pod, and no pod's service-link environment on this "
