@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -196,10 +198,11 @@ def test_iptables_mode_names_agree_with_the_environment() -> None:
     assert served([]) == set()
 
 
-def test_collector_reads_a_real_process_environ_and_keeps_only_links() -> None:
-    """A real process with a secret and kubelet's variables: only the variables are kept."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin"), **dict(v.split("=", 1) for v in REDIS)}
-    env.update(dict([SECRET.split("=", 1)]))
+@contextmanager
+def _process(variables: list[str]) -> Iterator[tuple[Process, Container]]:
+    """A real process whose environ is PATH, a secret and `variables`, as a container's init."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin")}
+    env.update(dict(v.split("=", 1) for v in [SECRET, *variables]))
     child = subprocess.Popen(
         [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
         env=env,
@@ -208,10 +211,16 @@ def test_collector_reads_a_real_process_environ_and_keeps_only_links() -> None:
     )
     try:
         assert child.stdout is not None and child.stdout.readline() == b"ready\n"  # exec'd
-        raw = Path(f"/proc/{child.pid}/stat").read_bytes()
-        stat = parse_stat(raw)
+        stat = parse_stat(Path(f"/proc/{child.pid}/stat").read_bytes())
         proc = Process(child.pid, stat.start_time, stat.ppid, stat.comm, (), None, "S", None)
-        container = Container("app", "c" * 64, "container", pids=(child.pid,))
+        yield proc, Container("app", "c" * 64, "container", pids=(child.pid,))
+    finally:
+        child.communicate(b"")
+
+
+def test_collector_reads_a_real_process_environ_and_keeps_only_links() -> None:
+    """A real process with a secret and kubelet's variables: only the variables are kept."""
+    with _process(REDIS) as (proc, container):
         pod = Pod("prod", "redis-client", "uid", "s" * 64, None, containers=(container,))
         with HostRoot("/") as host:
             found, gaps = collect_service_links(host, [pod], [proc], threading.Event())
@@ -221,7 +230,7 @@ def test_collector_reads_a_real_process_environ_and_keeps_only_links() -> None:
             "prod",
             "redis-client",
             "app",
-            child.pid,
+            proc.pid,
         )
         assert sorted(one.variables) == sorted(REDIS)
         assert "hunter2" not in repr(found)
@@ -230,30 +239,14 @@ def test_collector_reads_a_real_process_environ_and_keeps_only_links() -> None:
         with HostRoot("/") as host:
             found, gaps = collect_service_links(host, [pod], [old], threading.Event())
         assert found == () and "reused" in gaps[0].reason
-    finally:
-        child.communicate(b"")
 
 
 def test_a_planted_secret_reaches_no_snapshot_json_or_output(tmp_path: Path) -> None:
     """A real process's secret: not in the snapshot file, `ls services` or a trace, text or JSON."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin"), SECRET.split("=")[0]: SECRET.split("=")[1]}
-    env.update(dict(v.split("=", 1) for v in [*KUBERNETES, *STALE_WEB]))
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
-        stat = parse_stat(Path(f"/proc/{child.pid}/stat").read_bytes())
-        proc = Process(child.pid, stat.start_time, stat.ppid, stat.comm, (), None, "S", None)
-        pod = Pod("default", "a", "uid", "s" * 64, None)
-        pod = replace(pod, containers=(Container("app", "c" * 64, "container", pids=(child.pid,)),))
+    with _process([*KUBERNETES, *STALE_WEB]) as (proc, container):
+        pod = Pod("default", "a", "uid", "s" * 64, None, containers=(container,))
         with HostRoot("/") as host:
             found, gaps = collect_service_links(host, [pod], [proc], threading.Event())
-    finally:
-        child.communicate(b"")
     assert gaps == [] and len(found) == 1
     path = tmp_path / "node.json"
     path.write_text(dumps(replace(_named_node(), service_links=found)))
