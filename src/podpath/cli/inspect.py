@@ -32,7 +32,8 @@ _PARTS: dict[str, frozenset[str]] = {
     "tc": frozenset({"netns", "pods"}),
     "iptables": frozenset({"netfilter"}),
     "nft": frozenset({"netfilter"}),
-    "services": frozenset({"netfilter"}),
+    # pods: in IPVS mode their Service-link variables are the only names (kubelet_env).
+    "services": frozenset({"netfilter", "pods"}),
     "sockets": frozenset({"processes", "netns", "sockets", "pods"}),
     "conntrack": frozenset({"conntrack"}),
     "cni": frozenset({"pods", "cni"}),
