@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 _HOST = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)_SERVICE_HOST$")
@@ -82,10 +82,34 @@ def _split(env: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _service_vars(name: str, host: str, env: dict[str, str]) -> dict[str, str]:
+def _hosts(env: dict[str, str]) -> dict[str, str]:
+    """NAME -> ClusterIP of each `<NAME>_SERVICE_HOST` holding an address."""
+    out = {}
+    for key, value in env.items():
+        found = _HOST.match(key)
+        if found is not None and _address(value) == value:
+            out[found["name"]] = value
+    return out
+
+
+def _by_service(env: dict[str, str], names: Collection[str]) -> dict[str, dict[str, str]]:
+    """Each NAME's variables by suffix (`_PORT_53_UDP`...): one pass, whatever their number.
+
+    A namespace with thousands of Services gives each container thousands of variables:
+    each one is split at each '_' rather than compared with every Service.
+    """
+    own: dict[str, dict[str, str]] = {name: {} for name in names}
+    for key, value in env.items():
+        at = key.find("_")
+        while at != -1:
+            if key[:at] in own:
+                own[key[:at]][key[at:]] = value
+            at = key.find("_", at + 1)
+    return own
+
+
+def _service_vars(name: str, host: str, own: dict[str, str]) -> dict[str, str]:
     """The variables of Service NAME (ClusterIP `host`) that have kubelet's shape and agree."""
-    prefix = name + "_"
-    own = {k[len(name) :]: v for k, v in env.items() if k.startswith(prefix)}
     kept: dict[str, str] = {}
     ports: set[int] = set()
     for suffix, value in own.items():
@@ -126,15 +150,13 @@ def _service_vars(name: str, host: str, env: dict[str, str]) -> dict[str, str]:
 def keep_service_links(env: Iterable[str]) -> tuple[str, ...]:
     """Of NAME=VALUE strings, only kubelet's Service-link variables (sorted); the rest is dropped."""
     variables = _split(env)
+    hosts = _hosts(variables)
+    own = _by_service(variables, hosts)
     kept: dict[str, str] = {}
-    for key, value in variables.items():
-        found = _HOST.match(key)
-        host = _address(value) if found else None
-        if found is None or host is None or value != host:
-            continue
-        ports = _service_vars(found["name"], host, variables)
+    for name, host in hosts.items():
+        ports = _service_vars(name, host, own[name])
         if ports:  # a ClusterIP with no port variable is not kubelet's doing
-            kept[key] = value
+            kept[f"{name}_SERVICE_HOST"] = host
             kept.update(ports)
     return tuple(f"{k}={v}" for k, v in sorted(kept.items()))
 
@@ -146,13 +168,11 @@ def _reverse(name: str) -> str:
 def service_links(namespace: str, variables: Iterable[str]) -> tuple[ServiceLink, ...]:
     """The Service ports one container's Service-link variables describe, in the pod's namespace."""
     env = _split(keep_service_links(variables))
+    hosts = _hosts(env)
+    by_name = _by_service(env, hosts)
     out: list[ServiceLink] = []
-    for key, host in sorted(env.items()):
-        found = _HOST.match(key)
-        if found is None:
-            continue
-        name = found["name"]
-        own = _service_vars(name, host, env)
+    for name, host in sorted(hosts.items()):
+        own = _service_vars(name, host, by_name[name])
         named: dict[int, list[str]] = {}
         ports: set[tuple[int, str]] = set()
         for var, value in own.items():

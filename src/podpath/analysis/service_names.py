@@ -75,8 +75,13 @@ class ServiceNames:
 def gather(envs: Iterable[ServiceLinkEnv]) -> list[NamedLink]:
     """Every Service port the containers' variables describe, with the containers carrying it."""
     carriers: dict[ServiceLink, list[str]] = {}
+    # The containers of one namespace mostly hold the same variables: each set parsed once.
+    parsed: dict[tuple[str, tuple[str, ...]], tuple[ServiceLink, ...]] = {}
     for env in envs:
-        for link in service_links(env.namespace, env.variables):
+        key = (env.namespace, env.variables)
+        if key not in parsed:
+            parsed[key] = service_links(env.namespace, env.variables)
+        for link in parsed[key]:
             carriers.setdefault(link, []).append(f"{env.namespace}/{env.pod}/{env.container}")
     return [NamedLink(link, tuple(sorted(who))) for link, who in carriers.items()]
 
