@@ -4,6 +4,7 @@ agree with kube-proxy's own Services (iptables mode, where its rules name every 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -55,10 +56,24 @@ def test_collected_variables_are_what_the_lab_gave_each_container(
 def test_environment_names_agree_with_kube_proxys_services(
     shared_lab: Lab, run_podpath: Any
 ) -> None:
-    """Every served address the variables name is the Service kube-proxy's comments name."""
+    """iptables mode: every served address the variables name is kube-proxy's Service."""
+    _assert_names_agree(shared_lab, run_podpath, "iptables")
+
+
+def test_environment_names_agree_with_kube_proxys_nftables_services(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """nftables mode: the same, against the Services its service-ips map names."""
+    lab = make_lab(nodes=1, pods=3, services=4, proxy_mode="nftables")
+    _assert_names_agree(lab, run_podpath, "nftables")
+
+
+def _assert_names_agree(shared_lab: Lab, run_podpath: Any, mode: str) -> None:
+    """The env-derived names equal kube-proxy's; only default/kubernetes is unserved."""
     if shared_lab.record.spec.runtime != "containerd":
         pytest.skip("Service-link variables are set through CRI (containerd labs)")
     index = _snapshot(shared_lab, "node1", run_podpath)
+    assert index.kube_proxy_mode.mode == mode
     names = index.service_names
     assert names.by_address, "the variables named no served address"
     kube = {
