@@ -271,3 +271,25 @@ def test_a_planted_secret_reaches_no_snapshot_json_or_output(tmp_path: Path) -> 
     assert not any("hunter2" in out for out in outputs)
     assert "default/web at 10.0.0.99:80/tcp" in outputs[0]  # the stale variable, told
     assert "kubernetes" in outputs[2] and "192.168.0.1" in outputs[2]
+
+
+def test_stale_and_conflicting_variables_are_problems_in_ipvs_mode() -> None:
+    """`ls problems`/doctor: a stale variable is a warning, a conflict an info finding."""
+    from podpath.analysis.parsed import ParsedSnapshot
+    from podpath.analysis.problems import problems
+
+    other = _links("LEGACY_API", "10.0.0.1", [("https", 443, "TCP")])
+    snap = replace(
+        _named_node(),
+        service_links=(*(_named_node().service_links or ()), _env("default", "b", other, 7)),
+    )
+    found = problems(ParsedSnapshot(SnapshotIndex(snap)))
+    stale = {f.subject: f for f in found if f.check == "service-link-stale"}
+    web = stale["Service default/web"]
+    assert web.grade == "warning" and "10.0.0.99:80/tcp" in web.cause
+    assert web.evidence == ("default/a/app: WEB_SERVICE_HOST",)
+    assert stale["Service kube-system/kube-dns"].evidence == (
+        "kube-system/coredns-0/app: KUBE_DNS_SERVICE_HOST",
+    )
+    (conflict,) = [f for f in found if f.check == "service-link-conflict"]
+    assert "default/kubernetes and default/legacy-api" in conflict.cause
