@@ -30,6 +30,7 @@ from podpath.snapshot.model import (
     NetNamespace,
     Pod,
     RecentList,
+    ServiceLinkEnv,
     Snapshot,
 )
 
@@ -240,6 +241,7 @@ def _collect_local(
         cni, cni_gaps = collect_cni(host, cancel)
         gaps += cni_gaps
     pods: tuple[Pod, ...] = ()
+    service_links: tuple[ServiceLinkEnv, ...] | None = None
     if "pods" in parts:
         from podpath.collectors.cni import mark_stale
         from podpath.collectors.runtime.pods import collect_pods
@@ -259,6 +261,10 @@ def _collect_local(
         )
         gaps += pod_gaps
         pods = _with_interface_ips(pods, netns)
+        from podpath.collectors.proc.service_links import collect_service_links
+
+        service_links, link_gaps = collect_service_links(host, pods, processes, cancel)
+        gaps += link_gaps
         cni = replace(cni, allocations=mark_stale(cni.allocations, {p.sandbox_id for p in pods}))
     recent: tuple[RecentList, ...] | None = None
     ipvs: IpvsDump | None = None
@@ -283,6 +289,7 @@ def _collect_local(
         xt_recent=recent,
         ipvs=ipvs,
         ipsets=ipsets,
+        service_links=service_links,
     )
 
 

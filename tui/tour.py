@@ -53,6 +53,8 @@ SHOTS: dict[str, tuple[str, ...]] = {
     "namespaces": _jump("ns"),
     "links": _jump("links"),
     "routes": _jump("routes"),
+    "netconf": _jump("netconf"),
+    "tc": _jump("tc"),
     "conntrack": _jump("ct"),
     "cni": _jump("cni"),
     "problems": _jump("problems"),

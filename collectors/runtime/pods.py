@@ -45,6 +45,7 @@ from podpath.collectors.runtime.cri_state import (
     state_from_status_file,
     state_name,
 )
+from podpath.collectors.runtime.crio_dirs import CRIO_CONTAINERS, crio_dirs
 from podpath.collectors.runtime.docker_state import (
     container_ids,
     parse_k8s_name,
@@ -64,7 +65,6 @@ K3S_TASKS = "/run/k3s/containerd/io.containerd.runtime.v2.task/k8s.io"
 CONTAINERD_TASK_ROOTS = (CONTAINERD_TASKS, K3S_TASKS)
 # containerd 2.x's sandbox-image annotation (io.kubernetes.cri.podsandbox.image-name).
 CONTAINERD_SANDBOX_IMAGE = "io.kubernetes.cri.podsandbox.image-name"
-CRIO_CONTAINERS = "/run/containers/storage/overlay-containers"
 CRIO_RUNC = "/run/runc"
 POD_LOGS = "/var/log/pods"
 _MAX_CONFIG = 4 * 1024 * 1024
@@ -234,6 +234,10 @@ def _apply_crio(rc: RuntimeContainer, ann: dict[str, str]) -> None:
         or (str(meta["name"]) if "name" in meta else None)
     )
     rc.image = ann.get("io.kubernetes.cri-o.ImageName") or ann.get("io.kubernetes.cri-o.Image")
+    if rc.kind == "sandbox":
+        # The infra (or spoofed) container's image is the pod's pause image (a real IKS
+        # dump names it only in io.kubernetes.cri-o.Image, without ImageName).
+        rc.sandbox_image = rc.image
     ips = [v for k, v in sorted(ann.items()) if k.startswith("io.kubernetes.cri-o.IP.")]
     rc.ips = tuple(ips) or _cni_result_ips(ann.get("io.kubernetes.cri-o.CNIResult", ""))
     hn = ann.get("io.kubernetes.cri-o.HostNetwork")
@@ -360,24 +364,29 @@ def _read_pidfile(host: HostRoot, path: str) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-def read_crio(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> list[RuntimeContainer]:
-    """Containers and sandboxes from CRI-O's state (containers/storage userdata)."""
+def read_crio(
+    host: HostRoot,
+    gaps: list[Gap],
+    *,
+    redact: bool = True,
+    dirs: tuple[str, ...] = (CRIO_CONTAINERS,),
+) -> list[RuntimeContainer]:
+    """Containers and sandboxes from CRI-O's state (containers/storage userdata) in `dirs`."""
     out = []
-    for cid in _list_ids(host, CRIO_CONTAINERS, gaps):
-        spec = read_json_object(
-            host, f"{CRIO_CONTAINERS}/{cid}/userdata/config.json", [], _MAX_CONFIG
-        )
-        if spec is None:
-            continue  # image layers' containers (podman, builds) have no config: not ours
-        rc = parse_oci_config(spec, cid, "cri-o", redact=redact)
-        if rc.runtime != "cri-o":
-            continue
-        state = read_json_object(host, f"{CRIO_RUNC}/{cid}/state.json", [], _MAX_CONFIG)
-        if state is not None:
-            apply_runc_state(rc, state)
-        if rc.pid is None:
-            rc.pid = _read_pidfile(host, f"{CRIO_CONTAINERS}/{cid}/userdata/pidfile")
-        out.append(rc)
+    for where in dirs:
+        for cid in _list_ids(host, where, gaps):
+            spec = read_json_object(host, f"{where}/{cid}/userdata/config.json", [], _MAX_CONFIG)
+            if spec is None:
+                continue  # image layers' containers (podman, builds) have no config: not ours
+            rc = parse_oci_config(spec, cid, "cri-o", redact=redact)
+            if rc.runtime != "cri-o":
+                continue
+            state = read_json_object(host, f"{CRIO_RUNC}/{cid}/state.json", [], _MAX_CONFIG)
+            if state is not None:
+                apply_runc_state(rc, state)
+            if rc.pid is None:
+                rc.pid = _read_pidfile(host, f"{where}/{cid}/userdata/pidfile")
+            out.append(rc)
     return out
 
 
@@ -897,7 +906,8 @@ def collect_pods(
     roots = tuple(dict.fromkeys([*CONTAINERD_ROOTS, *(d.root for d in daemons)]))
     runtime = read_containerd(host, gaps, redact=redact, task_roots=task_roots)
     if cancel is None or not cancel.is_set():
-        runtime += read_crio(host, gaps, redact=redact)
+        crio = crio_dirs(processes, node_ns.get("mnt"))
+        runtime += read_crio(host, gaps, redact=redact, dirs=crio)
         runtime += read_docker(host, gaps, redact=redact)
     from_cri = [rc for listing in cri for rc in containers_from_cri(listing, redact=redact)]
     runtime = merge_runtime(from_cri, runtime)

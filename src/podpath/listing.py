@@ -775,11 +775,23 @@ def _nft_counter(expr: tuple[Any, ...]) -> dict[str, int] | None:
     return None
 
 
+def name_source(s: Service) -> str | None:
+    """Where a Service's name comes from: kube-proxy's rules, or (IPVS) pods' environment."""
+    if not s.name:
+        return None
+    if s.backend == "ipvs":
+        from podpath.analysis.service_names import SOURCE
+
+        return f"named from {SOURCE}"
+    return "kube-proxy's rules"
+
+
 def services(index: SnapshotIndex) -> Listing:
     """kube-proxy Services with endpoints, each endpoint's share, affinity and policies."""
     from podpath.analysis.affinity import affinity_pins
 
     rows = []
+    conflicts = index.service_names.conflicts if index.snapshot.service_links else {}
     for s in index.services:
         pins = affinity_pins(index, s)
         rows.append(
@@ -787,6 +799,15 @@ def services(index: SnapshotIndex) -> Listing:
                 "namespace": s.namespace,
                 "name": s.name,
                 "port_name": s.port_name,
+                "name_source": name_source(s),
+                # Services pods' environments name for this unnamed IPVS address (conflicting).
+                "name_candidates": [
+                    n.link.service
+                    for n in conflicts.get(
+                        (s.cluster_ip or "", s.port or 0, s.protocol.upper()), ()
+                    )
+                    if not s.name
+                ],
                 "protocol": s.protocol,
                 "type": service_type(s),
                 "cluster_ip": s.cluster_ip,

@@ -12,10 +12,10 @@ import pytest
 
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.runtime.cgroups import CgroupRef, parse_cgroup_path
+from podpath.collectors.runtime.crio_dirs import CRIO_CONTAINERS
 from podpath.collectors.runtime.pods import (
     CONTAINERD_RUNC,
     CONTAINERD_TASKS,
-    CRIO_CONTAINERS,
     collect_pods,
     is_pause,
 )

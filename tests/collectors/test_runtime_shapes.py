@@ -4,6 +4,7 @@ containerd before sandbox-uid, and Docker's dockershim containers."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,11 @@ import pytest
 from runtime_tree import CT, SB, kind_specs, load, write, write_containerd_pod
 
 from podpath.collectors.hostroot import HostRoot
+from podpath.collectors.runtime import crio_dirs
 from podpath.collectors.runtime.cri_state import CriListing
+from podpath.collectors.runtime.crio_dirs import CRIO_CONTAINERS
 from podpath.collectors.runtime.docker_state import parse_k8s_name, rfc3339_ns
 from podpath.collectors.runtime.pods import (
-    CRIO_CONTAINERS,
     K3S_TASKS,
     collect_pods,
     containers_from_cri,
@@ -271,3 +273,94 @@ def test_host_network_docker_sandbox_has_no_netns_of_its_own() -> None:
     )
     assert rc.pod_name == "kube-proxy-qddkg" and rc.sandbox_image == "k8s.gcr.io/pause:3.1"
     assert "net" not in rc.ns_paths
+
+
+# -- CRI-O under a run root of its own, on a real node's dump --------------------------------
+# IBM Cloud IKS runs CRI-O with containers/storage's run root at /var/data/crioruntimestorage;
+# core-dump-handler's crictl mock replays what crictl printed on such a node (verbatim).
+IKS_MOCK = RUNTIME / "ibm-core-dump-handler-iks-crio-crictl-mock.sh"
+IKS_RUNROOT = "/var/data/crioruntimestorage/overlay-containers"
+
+
+def _crictl_answer(script: Path, command: str) -> dict[str, Any]:
+    """The JSON the mock's `crictl COMMAND` branch echoes (between `echo '` and `'`)."""
+    text = script.read_text()
+    branch = text.split(f'if [ "$cmd" = "{command}" ]', 1)[1]
+    body = branch.split("echo '", 1)[1].split("'\nfi", 1)[0]
+    answer: dict[str, Any] = json.loads(body)
+    return answer
+
+
+def _iks_node(tmp_path: Path) -> tuple[dict[str, Any], tuple[Process, ...]]:
+    """The IKS sandbox's spec and pidfile where CRI-O wrote them, its pinned netns, and
+    its pause process; and the conmon that CRI-O starts with the bundle it names."""
+    inspectp = _crictl_answer(IKS_MOCK, "inspectp")
+    spec = inspectp["runtimeSpec"] if "runtimeSpec" in inspectp else inspectp["info"]["runtimeSpec"]
+    sid = inspectp["status"]["id"]
+    bundle = f"{IKS_RUNROOT}/{sid}/userdata"
+    write(tmp_path, f"{bundle}/config.json", spec)
+    write(tmp_path, f"{bundle}/pidfile", str(inspectp["info"]["pid"]))
+    (net,) = [n["path"] for n in spec["linux"]["namespaces"] if n["type"] == "network"]
+    write(tmp_path, net, "")
+    inode = (tmp_path / net.lstrip("/")).stat().st_ino
+    uid = inspectp["status"]["metadata"]["uid"].replace("-", "_")
+    slice_ = f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice"
+    pause = Process(
+        inspectp["info"]["pid"], 9000, 1, "pause", ("/pause",), 0, "S",
+        f"{slice_}/crio-{sid}.scope", {"net": inode, "mnt": 4026532900},
+    )  # fmt: skip
+    # conmon's flags as CRI-O passes them (cri-o internal/oci/runtime_oci.go; the same
+    # form `ps` shows on real nodes): -b is the bundle, the userdata directory.
+    conmon = Process(
+        38080, 8990, 1, "conmon",
+        ("/usr/bin/conmon", "-b", bundle, "-c", sid, "--exit-dir", "/var/run/crio/exits",
+         "-p", f"{bundle}/pidfile", "-u", sid, "-s"),
+        0, "S", f"{slice_}/crio-conmon-{sid}.scope", {"mnt": 4026531841},
+    )  # fmt: skip
+    return inspectp, (pause, conmon)
+
+
+def test_crio_run_root_of_its_own_is_found_from_conmon(tmp_path: Path) -> None:
+    """A real IKS CRI-O sandbox under /var/data/crioruntimestorage: found through its
+    conmon's bundle, with the name, uid, IP, pause image, pause PID and netns CRI reported."""
+    inspectp, procs = _iks_node(tmp_path)
+    init = Process(1, 1, 0, "systemd", ("/sbin/init",), 0, "S", "/", {"mnt": 4026531841})
+    with HostRoot(str(tmp_path)) as host:
+        pods, gaps = collect_pods(host, (init, *procs), ROOT_NET)
+    assert gaps == ()
+    (pod,) = pods
+    status, info = inspectp["status"], inspectp["info"]
+    assert (pod.namespace, pod.name, pod.uid) == (
+        "default",
+        "segfaulter",
+        status["metadata"]["uid"],
+    )
+    assert pod.sandbox_id == status["id"] and pod.runtime == "cri-o"
+    assert pod.ips == (status["network"]["ip"],)
+    assert (
+        pod.sandbox_image == info["image"] == "registry.eu-gb.bluemix.net/armada-master/pause:3.5"
+    )
+    assert pod.pause_pid == info["pid"]
+    assert pod.netns_path == "/var/run/netns/9abac4ae-94a6-4853-b299-e4c1c2c508c0"
+
+
+def test_crio_run_root_without_conmon_is_not_guessed(tmp_path: Path) -> None:
+    """Without a conmon naming it, the IKS run root is not read: the pod is known only
+    from its cgroup (no CRI-O annotations), never invented from a guessed directory."""
+    _, (pause, _) = _iks_node(tmp_path)
+    with HostRoot(str(tmp_path)) as host:
+        pods, _ = collect_pods(host, (pause,), ROOT_NET)
+    assert all(p.runtime != "cri-o" or p.name != "segfaulter" for p in pods)
+
+
+def test_conmon_bundles_name_run_roots() -> None:
+    """`-b`, `--bundle` and `--bundle=` name `<runroot>/overlay-containers`; /var/run is
+    /run; a bundle of another shape names nothing."""
+    cid = "a" * 64
+    assert crio_dirs.containers_dir(
+        f"/var/run/containers/storage/overlay-containers/{cid}/userdata"
+    ) == (crio_dirs.CRIO_CONTAINERS)
+    assert crio_dirs.bundle_of(("conmon", "--bundle=/x")) == "/x"
+    assert crio_dirs.bundle_of(("conmon", "--bundle", "/y")) == "/y"
+    assert crio_dirs.containers_dir(f"/srv/overlay-containers/{cid}/rootfs") is None
+    assert crio_dirs.containers_dir("/srv/overlay-containers/short/userdata") is None

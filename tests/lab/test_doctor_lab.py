@@ -9,10 +9,10 @@ its evidence and fix. Where the fault fails a path, `lab probe` then sends real
 traffic along it and the kernel must fail it as predicted. The healthy shared lab must
 give no finding but the Service the lab leaves without endpoints on purpose.
 
-Not built here, and why: a conntrack table near full (in any network namespace but the
-machine's own, net.netfilter.nf_conntrack_max is read-only and is the machine's global
-value, and the lab never writes the machine's sysctls: the kernel fact is held by
-test_conntrack_max_is_the_machines_in_a_lab_node, the check by tests/unit).
+A conntrack table near full is built without writing any sysctl: the kernel compares
+each network namespace's own nf_conntrack_count with the machine's global
+nf_conntrack_max (podpath.lab.conntrack_fill), so real UDP flows from a pod fill its
+node's table alone, and the table is flushed after (that namespace's only).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from podpath.analysis.problems import CONNTRACK_CRITICAL, CONNTRACK_WARN
+from podpath.lab import conntrack_fill
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -294,6 +297,24 @@ def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: An
     assert proxy["subject"] == "next hop 169.254.1.1 on eth0 of node node1"
     assert "has proxy_arp=1, but its namespace has no route to 169.254.1.1" in proxy["cause"]
     assert "default route" in proxy["fix"]
+    # The evidence is the facts, each as the node's own tools show it: per pod that
+    # asked, its host veth's proxy_arp sysctls and the input lookup that found no route.
+    evidence = proxy["evidence"]
+    assert len(evidence) == 4, evidence
+    for sysctl, route in zip(evidence[::2], evidence[1::2], strict=True):
+        asked = re.fullmatch(r"(ip route get 169\.254\.1\.1 from \S+ iif (\S+)): (.*)", route)
+        assert asked is not None, route
+        real = lab.exec("node1", asked.group(1).split(), check=False)
+        assert real.returncode != 0 and real.stderr.strip() in asked.group(3)
+        veth = asked.group(2)
+        values = _sh(
+            lab, "node1", f"sysctl -n net.ipv4.conf.all.proxy_arp net.ipv4.conf.{veth}.proxy_arp"
+        )
+        every, mine = values.split()
+        assert sysctl == (
+            f"net.ipv4.conf.all.proxy_arp = {every}, net.ipv4.conf.{veth}.proxy_arp = {mine}"
+        )
+        assert mine == "1"
     unrouted = _one(report, "no-route")
     assert {p["from"] for p in unrouted["paths"]} == {"node1"}
     assert "before kube-proxy's DNAT" in unrouted["fix"]
@@ -505,12 +526,52 @@ def test_watch_shows_the_rule_counters_a_real_connection_moves(shared_lab: Lab) 
 
 
 def test_conntrack_max_is_the_machines_in_a_lab_node(shared_lab: Lab) -> None:
-    """Why conntrack-full is not built in a lab: in a node's network namespace
-    nf_conntrack_max is mode 0444 and shows the machine's value (the kernel's
+    """Why the fill needs no sysctl: in a node's network namespace nf_conntrack_max is
+    mode 0444 and shows the machine's value (the kernel's
     nf_conntrack_standalone_init_sysctl: "Don't allow non-init_net ns to alter global
-    sysctls"), while nf_conntrack_count is the namespace's own. Should a kernel give a
-    namespace its own maximum, this fails, and the fault can be built for real."""
+    sysctls"), while nf_conntrack_count is the namespace's own."""
     path = "/proc/sys/net/netfilter/nf_conntrack_max"
     mode, value = _sh(shared_lab, "node1", f"stat -c %a {path}; cat {path}").split()
     assert mode == "444"
     assert int(value) == int(Path(path).read_text())
+
+
+def _conntrack_finding(lab: Lab, run_podpath: Any, grade: str, status: int, least: int) -> None:
+    """The doctor's one conntrack-full finding as the node's kernel counted it."""
+    done, report = _doctor(lab, "node1", run_podpath)
+    assert done == status
+    found = _one(report, "conntrack-full")
+    assert found["grade"] == grade and found["subject"] == "node node1"
+    count = int(found["evidence"][0].removeprefix("net.netfilter.nf_conntrack_count = "))
+    limit = int(found["evidence"][1].removeprefix("net.netfilter.nf_conntrack_max = "))
+    assert limit == conntrack_fill.conntrack_max()
+    # Entries may expire meanwhile (30 s each): the grade's own threshold is what holds.
+    assert least <= count
+    assert f"{count} of {limit} entries" in found["cause"]
+    assert "nf_conntrack_max" in found["fix"]
+
+
+def test_conntrack_table_near_full(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """A pod sends UDP with distinct 5-tuples to its node until the node's own table
+    is 85% of the machine's maximum: a warning with the kernel's count and maximum, exit
+    0; at 96% it is critical, exit 1. Before, the healthy node has no such finding; the
+    machine's own count is not what moved."""
+    limit = conntrack_fill.conntrack_max()
+    need = conntrack_fill.entries_for(0.96, limit)
+    if need > conntrack_fill.MOST_ENTRIES:
+        pytest.skip(f"nf_conntrack_max is {limit}: filling needs {need} entries, too many")
+    lab = make_lab(nodes=1, pods=2, services=3)
+    client = _web(lab)
+    _, healthy = _doctor(lab, "node1", run_podpath)
+    assert "conntrack-full" not in {f["check"] for f in healthy["findings"]}
+    try:
+        warn = conntrack_fill.entries_for(0.85, limit)
+        filled = conntrack_fill.fill(lab, client.ref, 0.85)
+        assert filled.limit == limit and filled.count >= warn
+        assert int(Path(conntrack_fill.COUNT).read_text()) < warn
+        _conntrack_finding(lab, run_podpath, "warning", 0, int(CONNTRACK_WARN * limit))
+        conntrack_fill.fill(lab, client.ref, 0.96)
+        _conntrack_finding(lab, run_podpath, "critical", 1, int(CONNTRACK_CRITICAL * limit))
+    finally:
+        conntrack_fill.flush(lab, client.ref)
+    assert conntrack_fill.node_count(lab, "node1") < 1000

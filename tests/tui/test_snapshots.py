@@ -38,6 +38,8 @@ MAIN = (
     "map-view",
     "namespaces",
     "routes",
+    "netconf",
+    "tc",
     "problems",
     "help",
 )

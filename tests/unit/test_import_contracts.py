@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "podpath.safe_files",
         "podpath.progress",
         "podpath.cri",
+        "podpath.kubelet_env",
         "podpath.collectors",
     ),
     ("podpath.analysis",),

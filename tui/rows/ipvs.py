@@ -129,6 +129,8 @@ def ipvs_rows(indexes: Sequence[SnapshotIndex], services: Sequence[Service]) -> 
             persistence.append(f"persistent {vs.persistent}{mask}")
         usable = sum(1 for s in vs.servers if s.weight > 0)
         what = service_type(svc) if svc is not None else ("fwmark" if vs.fwmark else "-")
+        if svc is not None and svc.name:
+            what += f" {svc.key}"  # the name pods' service-link environment gives it
         if not vs.servers:
             what += ", no real server: refused"
         elif not usable:

@@ -37,7 +37,7 @@ def vip_port(svc: Service) -> str:
 
 
 def service_name(svc: Service) -> str:
-    """`namespace/name:port`, or a dash for an IPVS virtual service (IPVS names no Service)."""
+    """`namespace/name:port`, or a dash for an IPVS virtual service no pod's environment names."""
     if not svc.name:
         return "-"
     return f"{svc.namespace}/{svc.name}" + (f":{svc.port_name}" if svc.port_name else "")

@@ -75,9 +75,15 @@ class ServiceScreen(BaseScreen):
                 f"Service {service_name(svc)} · {vip_port(svc)} · "
                 f"{eps} · {svc.svc_chain or svc.backend}"
             )
+            if svc.backend == "ipvs":
+                # IPVS names no Service: the name is what pods' environments say.
+                text += " · named from pods' service-link environment"
         else:
-            # IPVS names no Service: its virtual service is all there is to call it by.
-            text = f"IPVS virtual service {svc.svc_chain} · {eps} · IPVS names no Service"
+            # No pod's environment names it: its virtual service is all there is to call it by.
+            text = (
+                f"IPVS virtual service {svc.svc_chain} · {eps} · IPVS names no Service and "
+                "no pod's service-link environment names this one"
+            )
         heading.update(literal_content(text))
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(FACT_COLUMNS)

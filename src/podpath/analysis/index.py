@@ -29,6 +29,7 @@ from podpath.snapshot.model import (
 _NFT_TABLE = re.compile(r'\{"table":\s*\{"family":\s*"(\w+)",\s*"name":\s*"((?:[^"\\]|\\.)*)"')
 
 if TYPE_CHECKING:
+    from podpath.analysis.service_names import ServiceNames
     from podpath.conntrack import ConntrackEntry
     from podpath.netfilter.iptables_save import Ruleset
     from podpath.netfilter.kube_proxy import KubeProxyMode, Service
@@ -179,7 +180,7 @@ class SnapshotIndex:
         return tuple(found)
 
     def _ipvs_services(self) -> tuple[Service, ...]:
-        """One Service per IPVS virtual service (IPVS names none)."""
+        """One Service per IPVS virtual service, named where pods' environments tell it."""
         from podpath.netfilter.ipset import parse_ipsets
         from podpath.netfilter.ipvs import parse_ipvs
         from podpath.netfilter.kube_proxy_ipvs import ipvs_services
@@ -198,7 +199,22 @@ class SnapshotIndex:
             if link.name not in ("kube-ipvs0", "lo")
             for a in link.addresses
         ]
-        return ipvs_services(parse_ipvs(self.snapshot.ipvs.ip_vs), sets, dummy, node)
+        found = ipvs_services(parse_ipvs(self.snapshot.ipvs.ip_vs), sets, dummy, node)
+        if not self.snapshot.service_links:
+            return found
+        from podpath.analysis.service_names import named_services, served, service_names
+
+        # IPVS names no Service: pods' Service-link variables name the ClusterIPs it serves.
+        return named_services(found, service_names(self.snapshot.service_links, served(found)))
+
+    @cached_property
+    def service_names(self) -> ServiceNames:
+        """What pods' Service-link environment names each served ClusterIP, stale ones apart."""
+        from podpath.analysis.service_names import ServiceNames, served, service_names  # noqa: F811
+
+        if not self.snapshot.service_links:
+            return ServiceNames()
+        return service_names(self.snapshot.service_links, served(self.services))
 
     @cached_property
     def nft_ruleset(self) -> NftRuleset | None:

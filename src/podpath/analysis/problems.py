@@ -19,6 +19,7 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.conntrack import ConntrackEntry
 from podpath.snapshot.model import CniConfig
+from podpath.wording import count
 
 # Gap kinds that mean the data is wrong, not just missing.
 ERROR_GAPS = frozenset({"error", "inconsistent"})
@@ -43,7 +44,57 @@ def problems(parsed: ParsedSnapshot) -> tuple[Finding, ...]:
     found += _bridge_sysctls(index, parsed, node)
     found += _forwarding(index, node)
     found += _cni_mtu(index, node)
+    found += _service_link_names(index, node)
     return ordered(found)
+
+
+def _env_prefix(name: str) -> str:
+    """A Service name as kubelet writes it in variable names."""
+    return name.upper().replace("-", "_")
+
+
+def _service_link_names(index: SnapshotIndex, node: str) -> list[Finding]:
+    """IPVS mode: pods' Service-link variables naming an unserved address, or in conflict."""
+    if not index.snapshot.service_links or index.kube_proxy_mode.mode != "ipvs":
+        return []
+    names = index.service_names
+    out = []
+    for n in names.stale:
+        where = f"{n.link.ip}:{n.link.port}/{n.link.protocol.lower()}"
+        out.append(
+            Finding(
+                "service-link-stale",
+                "warning",
+                f"Service {n.link.service}",
+                f"{count(len(n.carriers), 'container')} of this node were given "
+                f"{n.link.service} at {where} "
+                "(kubelet's Service-link variables), which IPVS does not serve: the Service "
+                "or this port was deleted or changed since they started, and a client "
+                "reading the variables connects to nothing",
+                "restart those pods to give them the current ClusterIP, or have clients "
+                "use the Service's DNS name, which follows it",
+                node,
+                evidence=tuple(f"{c}: {_env_prefix(n.link.name)}_SERVICE_HOST" for c in n.carriers),
+                key=f"{node}:{n.link.service}:{where}",
+            )
+        )
+    for (ip, port, proto), named in sorted(names.conflicts.items()):
+        where = f"{ip}:{port}/{proto.lower()}"
+        out.append(
+            Finding(
+                "service-link-conflict",
+                "info",
+                f"IPVS {where}",
+                f"pods' Service-link variables name {where} "
+                + " and ".join(n.link.service for n in named)
+                + ": one of them is out of date, so the virtual service is left unnamed",
+                "restart the pods holding the older variables (see evidence)",
+                node,
+                evidence=tuple(f"{n.link.service}: {', '.join(n.carriers)}" for n in named),
+                key=f"{node}:{where}",
+            )
+        )
+    return out
 
 
 def _gaps(parsed: ParsedSnapshot, node: str) -> list[Finding]:

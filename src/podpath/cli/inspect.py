@@ -32,7 +32,8 @@ _PARTS: dict[str, frozenset[str]] = {
     "tc": frozenset({"netns", "pods"}),
     "iptables": frozenset({"netfilter"}),
     "nft": frozenset({"netfilter"}),
-    "services": frozenset({"netfilter"}),
+    # pods: in IPVS mode their Service-link variables are the only names (kubelet_env).
+    "services": frozenset({"netfilter", "pods"}),
     "sockets": frozenset({"processes", "netns", "sockets", "pods"}),
     "conntrack": frozenset({"conntrack"}),
     "cni": frozenset({"pods", "cni"}),
@@ -152,6 +153,19 @@ def report_warnings(
         print(f"podpath: {where}warning: {visible(warning)}", file=sys.stderr)
 
 
+def report_name_notes(snapshot: Snapshot, node: str | None = None) -> None:
+    """In IPVS mode, say on stderr which pods' Service-link variables are stale or conflict."""
+    from podpath.analysis.index import SnapshotIndex
+    from podpath.safe_text import visible
+
+    index = SnapshotIndex(snapshot)
+    if index.kube_proxy_mode.mode != "ipvs":
+        return  # the rules name every Service: the variables name nothing here
+    where = f"{visible(node)}: " if node else ""
+    for note in index.service_names.notes():
+        print(f"podpath: {where}note: {visible(note)}", file=sys.stderr)
+
+
 def report_gaps(gaps: tuple[Gap, ...], node: str | None = None) -> None:
     """List what could not be read on stderr (skipped parts are not problems)."""
     real = [g for g in gaps if g.kind != "skipped"]
@@ -256,6 +270,8 @@ def _ls(args: argparse.Namespace) -> int:
             report_gaps(snapshot.gaps, node)
         if args.kind in ("iptables", "nft", "services"):
             report_warnings(snapshot, node=node)
+        if args.kind == "services":
+            report_name_notes(snapshot, node)
     return EXIT_OK
 
 

@@ -551,7 +551,8 @@ def _unresolved(
             f"give node {node} a route that covers {ip} out of another interface (Calico: "
             "its default route): proxy ARP answers only for addresses the node routes elsewhere",
             hop_text(drop) if drop else None,
-            (reason,),
+            # The facts behind the cause: the proxy_arp sysctls and the lookup that failed.
+            neighbour.details if neighbour is not None and neighbour.details else (reason,),
             key=f"{node}:{ip}",
             partial_grade="critical",
         )

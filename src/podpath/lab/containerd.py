@@ -40,10 +40,13 @@ _DISABLED = (
 )
 
 
-def config_toml() -> str:
+def config_toml(netns_under_state: bool = False) -> str:
     """containerd's config (version 2, as 1.6 reads it) for a lab node."""
     disabled = ", ".join(f'"{p}"' for p in _DISABLED)
     cri = 'plugins."io.containerd.grpc.v1.cri"'
+    # 1.6 reads it (pkg/cri/config: NetNSMountsUnderStateDir, `containerd config default`
+    # prints it): the CRI plugin then pins each pod's netns under <its state>/netns.
+    netns = "true" if netns_under_state else "false"
     return f"""version = 2
 root = "{ROOT}"
 state = "{STATE}"
@@ -58,6 +61,7 @@ disabled_plugins = [{disabled}]
   # inside runc, so RunPodSandbox fails without this.
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
+  netns_mounts_under_state_dir = {netns}
 
 [{cri}.cni]
   # The node's own plugin directory: podpath's calico and aws-cni plugins, and links
@@ -96,10 +100,10 @@ def host_socket(init_pid: int) -> str:
     return str(node_path(init_pid, SOCKET))
 
 
-def start(init_pid: int) -> int:
+def start(init_pid: int, netns_under_state: bool = False) -> int:
     """Start containerd inside the node; return its PID in the node (not yet ready)."""
     node_path(init_pid, STATE).mkdir(parents=True, exist_ok=True)
-    node_path(init_pid, CONFIG).write_text(config_toml())
+    node_path(init_pid, CONFIG).write_text(config_toml(netns_under_state))
     # setsid + background: the shell exits at once and the node's init adopts the
     # daemon, so it lives exactly as long as the node.
     script = 'setsid containerd --config "$1" >>"$2" 2>&1 </dev/null & echo $!'

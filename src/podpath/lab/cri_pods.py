@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from podpath.cri.client import CriClient, CriError
 from podpath.lab import cni, images
 from podpath.lab.node import node_path
 from podpath.lab.pods import DNS_ECHO, DNS_IP, KUBELET_PODS, PodPlan, page
-from podpath.lab.records import LabError, PodRecord
+from podpath.lab.records import LabError, PodRecord, ServiceRecord
 
 CLUSTER_DOMAIN = "cluster.local"
 # kubelet's defaults for every container (the runtime's default masked and read-only paths).
 _NAMESPACES = {"network": "POD", "pid": "CONTAINER", "ipc": "POD"}
 _OOM_SCORE = {"besteffort": 1000, "burstable": 999, "guaranteed": -997}
+# default/kubernetes, the API server's Service: kubelet gives it to every pod (the lab
+# has no API server, so kube-proxy serves no such ClusterIP here).
+MASTER_SERVICE = ServiceRecord(
+    "default", "kubernetes", "https", "TCP", "10.96.0.1", 443, None, (), "", ()
+)
 
 
 def cgroup_parent(qos: str, uid: str) -> str:
@@ -100,7 +106,55 @@ def _command(plan: PodPlan) -> tuple[list[str], list[str]]:
     return ["/usr/bin/python3"], ["-u", "-c", DNS_ECHO]
 
 
-def container_config(plan: PodPlan, name: str, attempt: int) -> dict[str, Any]:
+def _env_name(name: str) -> str:
+    """kubelet's makeEnvVariableName: upper case, '-' made '_'."""
+    return name.upper().replace("-", "_")
+
+
+def service_link_env(namespace: str, services: Sequence[ServiceRecord]) -> list[tuple[str, str]]:
+    """The Service-link variables kubelet sets for a container of a pod in `namespace`.
+
+    kubelet's getServiceEnvVarMap (pkg/kubelet/kubelet_pods.go) takes default/kubernetes
+    and every Service of the pod's namespace that exists when the container is created;
+    envvars.FromServices (pkg/kubelet/envvars/envvars.go) writes each one's variables.
+    `services` holds one record per Service port, in port order (the primary family's).
+    """
+    ports: dict[str, list[ServiceRecord]] = {}
+    for svc in (MASTER_SERVICE, *services):
+        if svc.namespace == namespace or svc is MASTER_SERVICE:
+            ports.setdefault(svc.name, []).append(svc)
+    env: list[tuple[str, str]] = []
+    for name, records in ports.items():
+        prefix = _env_name(name)
+        first = records[0]
+        env += [
+            (f"{prefix}_SERVICE_HOST", first.cluster_ip),
+            (f"{prefix}_SERVICE_PORT", str(first.port)),
+        ]
+        env += [
+            (f"{prefix}_SERVICE_PORT_{_env_name(r.port_name)}", str(r.port))
+            for r in records
+            if r.port_name
+        ]
+        for i, r in enumerate(records):
+            proto = r.protocol.lower()
+            host = f"[{r.cluster_ip}]" if ":" in r.cluster_ip else r.cluster_ip
+            url = f"{proto}://{host}:{r.port}"
+            if i == 0:
+                env.append((f"{prefix}_PORT", url))
+            link = f"{prefix}_PORT_{r.port}_{r.protocol.upper()}"
+            env += [
+                (link, url),
+                (f"{link}_PROTO", proto),
+                (f"{link}_PORT", str(r.port)),
+                (f"{link}_ADDR", r.cluster_ip),
+            ]
+    return env
+
+
+def container_config(
+    plan: PodPlan, name: str, attempt: int, services: Sequence[ServiceRecord] = ()
+) -> dict[str, Any]:
     """The ContainerConfig kubelet sends for the pod's app container (one attempt)."""
     command, args = _command(plan)
     mounts: list[dict[str, Any]] = [
@@ -120,8 +174,8 @@ def container_config(plan: PodPlan, name: str, attempt: int) -> dict[str, Any]:
         "command": command,
         "args": args,
         "envs": [
-            {"key": "KUBERNETES_SERVICE_HOST", "value": b"10.96.0.1"},
-            {"key": "KUBERNETES_SERVICE_PORT", "value": b"443"},
+            {"key": key, "value": value.encode()}
+            for key, value in service_link_env(plan.namespace, services)
         ],
         "mounts": mounts,
         "labels": {
@@ -183,15 +237,20 @@ def start_container(
     *,
     name: str | None = None,
     start: bool = True,
+    services: Sequence[ServiceRecord] = (),
 ) -> str:
-    """CreateContainer (+ StartContainer) of an app container's `attempt`; its id."""
+    """CreateContainer (+ StartContainer) of an app container's `attempt`; its id.
+
+    `services` are the Services that exist as it is created: kubelet gives the container
+    the Service-link variables of those in its pod's namespace.
+    """
     name = name or plan.container_name
     _prepare_volumes(init_pid, plan, name, attempt)
     created = cri.call(
         "CreateContainer",
         {
             "pod_sandbox_id": sandbox_id,
-            "config": container_config(plan, name, attempt),
+            "config": container_config(plan, name, attempt, services),
             "sandbox_config": sandbox_config(plan),
         },
     )
@@ -201,16 +260,20 @@ def start_container(
     return cid
 
 
-def make_pod(init_pid: int, socket: str, plan: PodPlan) -> PodRecord:
-    """Create one pod through CRI end to end and return what was built."""
+def make_pod(
+    init_pid: int, socket: str, plan: PodPlan, services: Sequence[ServiceRecord] = ()
+) -> PodRecord:
+    """Create one pod through CRI end to end (with `services` existing) and return it."""
     try:
         with CriClient(socket, timeout=120) as cri:
-            return _make(cri, init_pid, plan)
+            return _make(cri, init_pid, plan, services)
     except CriError as exc:
         raise LabError(f"pod {plan.namespace}/{plan.name}: {exc}") from exc
 
 
-def _make(cri: CriClient, init_pid: int, plan: PodPlan) -> PodRecord:
+def _make(
+    cri: CriClient, init_pid: int, plan: PodPlan, services: Sequence[ServiceRecord]
+) -> PodRecord:
     sandbox_id = str(cri.call("RunPodSandbox", {"config": sandbox_config(plan)})["pod_sandbox_id"])
     status = cri.call("PodSandboxStatus", {"pod_sandbox_id": sandbox_id, "verbose": True})
     info = json.loads(status["info"].get("info", "{}"))
@@ -224,7 +287,7 @@ def _make(cri: CriClient, init_pid: int, plan: PodPlan) -> PodRecord:
         (www / "index.html").write_text(page(plan, ip))
     containers: list[tuple[str, str]] = []
     for attempt in range(plan.restarts + 1):
-        cid = start_container(cri, init_pid, plan, sandbox_id, attempt)
+        cid = start_container(cri, init_pid, plan, sandbox_id, attempt, services=services)
         if attempt < plan.restarts:
             # A crash, as kubelet then sees it: the container exits, a new attempt starts.
             cri.call("StopContainer", {"container_id": cid, "timeout": 0})

@@ -203,6 +203,12 @@ class Lab:
         """Send real traffic from a pod (or node) to a pod, Service, VIP or node (IPv4 or IPv6)."""
         return run_probe(self, src, dst, port, proto, family)
 
+    @property
+    def primary_services(self) -> tuple[ServiceRecord, ...]:
+        """The Service ports of the primary family (Service.spec.clusterIP's)."""
+        v6 = self.record.spec.families[0] == 6
+        return tuple(s for s in self.services if (":" in s.cluster_ip) == v6)
+
     def cri(self, node: str) -> CriClient:
         """A CRI client of a node's containerd (LabError on a runc-imitation lab)."""
         if self.record.spec.runtime != "containerd":
@@ -223,6 +229,7 @@ class Lab:
                     0,
                     name=name,
                     start=start,
+                    services=self.primary_services,
                 )
             except CriError as exc:
                 raise LabError(str(exc)) from exc
@@ -342,7 +349,7 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
         topology.prepare_node(spec, node, index, under_pid)
         if real:
             # Started first: the daemons come up while the other nodes are prepared.
-            daemons[node.name] = containerd.start(node.init_pid)
+            daemons[node.name] = containerd.start(node.init_pid, spec.netns_under_state)
     built = images.build(d / "images") if real else ()
     for i, node in enumerate(nodes):
         if real:
@@ -364,7 +371,15 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
     plans = pod_plans(spec)
     if real:
         sockets = {n.name: containerd.host_socket(n.init_pid) for n in nodes}
-        made = _parallel(lambda p: cri_pods.make_pod(by_name[p.node], sockets[p.node], p), plans)
+        # The Services exist (in the API) before their pods, as they do when applied
+        # together: kubelet gives each container their Service-link variables, of the
+        # primary family's ClusterIPs (Service.spec.clusterIP).
+        primary = [
+            s for s in services(spec, []) if (":" in s.cluster_ip) == (spec.families[0] == 6)
+        ]
+        made = _parallel(
+            lambda p: cri_pods.make_pod(by_name[p.node], sockets[p.node], p, primary), plans
+        )
         made = _with_host_pids(made, by_name)
     else:
         confs = {n.name: pods.read_conf(n.init_pid) for n in nodes}

@@ -185,8 +185,31 @@ def run_in_net(
 
 
 def node_path(init_pid: int, path: str) -> Path:
-    """The host path that reaches `path` inside the node's mount namespace."""
+    """The host path that reaches `path` inside the node's mount namespace.
+
+    LabError when `init_pid` no longer names a node's init: after the node died (Ctrl-C
+    while a pod was being built) its PID may be reused by a process of this machine,
+    whose /proc/PID/root is the machine's own root, and a write meant for the node's
+    /etc or /run would land there.
+    """
+    if not _is_node_init(init_pid):
+        raise LabError(
+            f"lab node init (PID {init_pid}) is gone; not touching {path} through a PID "
+            "another process may hold now"
+        )
     return Path(f"/proc/{init_pid}/root{path}")
+
+
+def _is_node_init(pid: int) -> bool:
+    """True when `pid` is the first process of a PID namespace of its own, in a mount
+    namespace other than ours: what a node's init is, and what none of this machine's
+    own processes are."""
+    try:
+        chain = procs.nspid(pid)
+        theirs = os.readlink(f"/proc/{pid}/ns/mnt")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return len(chain) > 1 and chain[-1] == 1 and theirs != os.readlink("/proc/self/ns/mnt")
 
 
 def _private_tmpfs(private_dirs: Sequence[str]) -> list[str]:

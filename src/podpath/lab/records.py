@@ -56,6 +56,9 @@ class LabSpec:
     # Add web-local: NodePort, externalTrafficPolicy and internalTrafficPolicy Local,
     # endpoints on node1 only (the other nodes have none of their own).
     traffic_policy_local: bool = False
+    # containerd's netns_mounts_under_state_dir: pods' netns pinned under the CRI plugin's
+    # state dir (/run/containerd/io.containerd.grpc.v1.cri/netns) instead of /run/netns.
+    netns_under_state: bool = False
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -102,6 +105,8 @@ class LabSpec:
             )
         if self.runtime and self.runtime not in RUNTIMES:
             raise LabError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
+        if self.netns_under_state and self.runtime not in ("", "containerd"):
+            raise LabError("netns under containerd's state dir needs --runtime containerd")
 
 
 @dataclass(frozen=True)

@@ -560,6 +560,25 @@ class IpvsDump(Value):
 
 
 @dataclass(frozen=True, eq=False)
+class ServiceLinkEnv(Value):
+    """The Service-link variables kubelet gave one container, and only those.
+
+    Read from /proc/PID/environ of the container's init process: kubelet sets
+    `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<PORTNAME>]` and `<NAME>_PORT_<port>_<PROTO>...`
+    for each Service of the pod's namespace that existed when the container was created
+    (kubernetes/kubernetes pkg/kubelet/envvars/envvars.go). Every other variable is
+    dropped where it is read: environ holds secrets.
+    """
+
+    namespace: str  # the pod's
+    pod: str
+    container: str
+    pid: int
+    variables: tuple[str, ...] = ()  # NAME=VALUE, Service-link variables only
+    started_at: int | None = None  # the container's start (ns), as CRI reports it
+
+
+@dataclass(frozen=True, eq=False)
 class IpsetDump(Value):
     """The node's ipsets, as `ipset save` prints them (kube-proxy IPVS mode, Calico...)."""
 
@@ -631,3 +650,5 @@ class Snapshot(Value):
     xt_recent: tuple[RecentList, ...] | None = None  # None: not read (an older snapshot)
     ipvs: IpvsDump | None = None  # None: not read, or no ip_vs in the kernel
     ipsets: IpsetDump | None = None
+    # Service-link variables of each pod container (None: not read, an older snapshot).
+    service_links: tuple[ServiceLinkEnv, ...] | None = None

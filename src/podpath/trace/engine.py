@@ -149,7 +149,16 @@ class Engine:
         """The node's IPVS virtual services and connections (None without ip_vs)."""
         if node not in self._ipvs:
             dump = self.indexes[node].snapshot.ipvs
-            self._ipvs[node] = IpvsState(dump) if dump is not None else None
+            index = self.indexes[node]
+            # The Services pods' service-link environment names (IPVS names none).
+            names = {
+                s.svc_chain: s.key
+                for s in (
+                    index.services if dump is not None and index.snapshot.service_links else ()
+                )
+                if s.backend == "ipvs" and s.name and s.svc_chain
+            }
+            self._ipvs[node] = IpvsState(dump, names) if dump is not None else None
         return self._ipvs[node]
 
     def _ipsets(self, node: int) -> tuple[IpSet, ...] | None:

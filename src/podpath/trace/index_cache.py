@@ -67,6 +67,7 @@ _LEFT_OUT = frozenset(
     {
         "nft_ruleset",
         "services",
+        "service_names",
         "netns_by_inode",
         "links_by_ref",
         "local_addresses",

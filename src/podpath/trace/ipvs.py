@@ -17,7 +17,7 @@ answers with ICMP port unreachable (ip_vs_leave).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from podpath.netfilter.ipvs import (
@@ -43,6 +43,8 @@ class IpvsState:
     """A node's IPVS state, parsed once."""
 
     dump: IpvsDump
+    # Virtual service key -> `ns/name:port`, as pods' service-link environment names it.
+    names: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def services(self) -> tuple[VirtualService, ...]:
@@ -107,7 +109,8 @@ def schedule(
     usable = [s for s in svc.servers if s.weight > 0]
     how = SCHEDULERS.get(svc.scheduler, svc.scheduler)
     if not usable:
-        hop = _hop(env, hook, svc, None, "no real server with a weight above 0")
+        named = state.names.get(svc.key)
+        hop = _hop(env, hook, svc, None, "no real server with a weight above 0", named=named)
         why = f"IPVS {svc.key} has no real server: ICMP port unreachable (ip_vs_leave)"
         return [NfOutcome(probability, "REJECT", packet, (hop,), (), (), why)]
     pinned = state.pin(svc, packet.src)
@@ -122,7 +125,11 @@ def schedule(
                 f"{server.address}:{server.port} in /proc/net/ip_vs_conn "
                 f"(expires in {pinned.expires}s): pinned"
             )
-            return [_to_server(env, hook, svc, server, packet, probability, 1.0, (note,), ())]
+            return [
+                _to_server(
+                    env, hook, svc, server, packet, probability, 1.0, (note,), (), state.names
+                )
+            ]
     shares, unknown = _shares(svc, usable)
     notes: tuple[str, ...] = ()
     if svc.persistent is not None:
@@ -139,7 +146,11 @@ def schedule(
                 f"{unknown}, which a snapshot cannot know; every server is a possible "
                 "branch, shown with an equal share",
             )
-        out.append(_to_server(env, hook, svc, server, packet, probability, share, notes, doubt))
+        out.append(
+            _to_server(
+                env, hook, svc, server, packet, probability, share, notes, doubt, state.names
+            )
+        )
     return out
 
 
@@ -171,9 +182,10 @@ def _to_server(
     share: float,
     notes: tuple[str, ...],
     doubt: tuple[str, ...],
+    names: dict[str, str],
 ) -> NfOutcome:
     choice = f"{server.address}:{server.port} ({server.forward}, weight {server.weight})"
-    hop = _hop(env, hook, svc, server, f"-> {choice}", notes, share)
+    hop = _hop(env, hook, svc, server, f"-> {choice}", notes, share, named=names.get(svc.key))
     if server.forward != "Masq":
         why = f"IPVS forwarding method {server.forward} (not NAT) is not modelled"
         return NfOutcome(probability * share, "UNCERTAIN", packet, (hop,), (), doubt + (why,), why)
@@ -207,15 +219,20 @@ def _hop(
     what: str,
     notes: tuple[str, ...] = (),
     share: float | None = None,
+    *,
+    named: str | None = None,
 ) -> Hop:
     persistent = f" persistent {svc.persistent}" if svc.persistent is not None else ""
     rule = f"{svc.key} {svc.scheduler}{persistent}"
     owner: dict[str, JsonValue] = {
         "kind": "service",
         "agent": "kube-proxy (IPVS)",
-        "name": svc.key,
-        "how": "IPVS virtual service",
+        "name": named or svc.key,
+        "how": "IPVS virtual service"
+        + (", named from pods' service-link environment" if named else ""),
     }
+    if named:
+        rule += f" (Service {named})"
     data: dict[str, JsonValue] = {
         "table": "ipvs",
         "chain": svc.key,

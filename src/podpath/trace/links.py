@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.model import FdbEntry, Link, Neighbour, NetNamespace
 from podpath.trace import sysctls
-from podpath.trace.routing import lookup, validate_source
+from podpath.trace.routing import RouteDecision, lookup, validate_source
 
 ZERO_MAC = "00:00:00:00:00:00"
 # Neighbour states the kernel will send to without a new resolution first.
@@ -215,6 +215,7 @@ def _arp_answer(
             f"{who} has proxy_arp=1, but its namespace has {why} to {tip}, so proxy ARP does "
             "not answer",
             answered=False,
+            details=(_proxy_arp_sysctls(peer_ns, peer), _route_get(back, tip, sip, peer)),
         )
     if back.dev == peer.ifindex:
         return MacResolution(
@@ -237,6 +238,26 @@ def _arp_answer(
         f"{out.name if out else back.dev}, not back out of {peer.name})",
         details=(f"proxy ARP route: {back.rule}, {back.matched} in table {back.table}",),
     )
+
+
+def _proxy_arp_sysctls(ns: NetNamespace, link: Link) -> str:
+    """The two sysctls proxy ARP is read from (conf/all OR conf/IFACE), as sysctl prints them."""
+    every = sysctls.netconf(ns, 4, sysctls.ALL)
+    dev = sysctls.netconf(ns, 4, link.ifindex)
+    shown = (
+        f"net.ipv4.conf.{name}.proxy_arp = {conf.proxy_neigh}"
+        for name, conf in (("all", every), (link.name, dev))
+        if conf is not None and conf.proxy_neigh is not None
+    )
+    return ", ".join(shown)
+
+
+def _route_get(back: RouteDecision, tip: str, sip: str | None, link: Link) -> str:
+    """The input route lookup proxy ARP makes, as `ip route get` would be asked and answer."""
+    asked = f"ip route get {tip}" + (f" from {sip}" if sip else "") + f" iif {link.name}"
+    if back.type == "none":
+        return f"{asked}: no route (RTNETLINK answers: Network is unreachable)"
+    return f"{asked}: {back.type} {back.matched} in table {back.table} ({back.rule})"
 
 
 def _ndp_answer(

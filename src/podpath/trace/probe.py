@@ -290,10 +290,25 @@ def resolve_destination(
             raise ProbeError(
                 f"Service {host} has no {proto} port {port_text!r} (its ports: {listed})"
             )
+        stale = sorted(
+            f"{n.link.ip}:{n.link.port}/{n.link.protocol.lower()}"
+            for index in indexes
+            if index.snapshot.service_links
+            for n in index.service_names.stale
+            if n.link.service == host
+        )
+        if stale and any(index.kube_proxy_mode.mode == "ipvs" for index in indexes):
+            raise ProbeError(
+                f"pods' service-link environment gives {host} only at {', '.join(stale)}, "
+                "which IPVS does not serve (the Service was deleted or changed since those "
+                "pods started): trace its current ClusterIP:port (podpath ls services lists them)"
+            )
         if any(index.kube_proxy_mode.mode == "ipvs" for index in indexes):
             raise ProbeError(
-                f"{host!r} is not a known pod, and kube-proxy runs in IPVS mode, whose rules "
-                "name no Service: trace its ClusterIP:port (podpath ls services lists them)"
+                f"{host!r} is not a known pod, and no pod's service-link environment on this "
+                "node names it (kube-proxy runs in IPVS mode, whose rules name no Service; "
+                "kubelet gives a pod only the Services of its namespace that existed when it "
+                "started): trace its ClusterIP:port instead (podpath ls services lists them)"
             )
         raise ProbeError(f"{host!r} is neither a known pod nor a Service in kube-proxy's rules")
     raise ProbeError(f"destination {spec!r} is not an address, pod, node, netns or Service")
@@ -390,4 +405,18 @@ def service_ports(index: SnapshotIndex, name: str) -> list[tuple[str, int, str, 
                 candidates.append((d["vip"], int(p["port"]), m["pname"] or "", pr["proto"]))
     if index.snapshot.nft is not None:
         candidates.extend(_nft_services(index, name))
+    if index.snapshot.ipvs is not None and index.snapshot.service_links:
+        candidates.extend(_ipvs_named_ports(index, name))
     return candidates
+
+
+def _ipvs_named_ports(index: SnapshotIndex, name: str) -> list[tuple[str, int, str, str]]:
+    """(VIP, port, port name, protocol) of IPVS virtual services pods' environment names `name`."""
+    out = []
+    for named in index.service_names.ports_of(name):
+        link = named.link
+        # Port names kubelet's variables cannot tell apart (one number, two protocols)
+        # are each offered: the number, which they share, is what the trace needs.
+        for pname in link.port_names or ("",):
+            out.append((link.ip, link.port, pname, link.protocol.lower()))
+    return out
