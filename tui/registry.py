@@ -30,7 +30,7 @@ from podpath.tui.screens.service import ServiceScreen
 from podpath.tui.screens.services import ServicesScreen
 from podpath.tui.screens.tc import TcScreen
 from podpath.tui.screens.trace import TraceScreen
-from podpath.tui.state import CONNTRACK, PROBLEMS, SERVICES, Loaded
+from podpath.tui.state import CONNTRACK, SERVICES, Loaded
 from podpath.wording import count
 
 # The home view's name: opening it returns to home instead of stacking a second one.
@@ -38,6 +38,8 @@ HOME = "node"
 
 # What home shows for a count that waits for the parse worker.
 PENDING = "…"
+# The problems count while the doctor's sweep runs (the facts' findings are counted).
+CHECKING = "checking paths…"
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,18 @@ def _once(stage: str, count: Callable[[Loaded], object]) -> Callable[[Loaded], o
     return lambda loaded: count(loaded) if loaded.has(stage) else None
 
 
-def _rules(loaded: Loaded) -> int:
-    return loaded.rule_count()
+def _problems_count(loaded: Loaded) -> object:
+    """The doctor's count once its sweep is done; before, the facts' as a lower bound."""
+    found = loaded.problems
+    if found is not None:
+        return len(found)
+    facts = loaded.fact_problems
+    # Every finding of the facts is among the doctor's: "2+" is never more than its count.
+    return None if facts is None else f"{len(facts)}+ {CHECKING}"
+
+
+def _rules(loaded: Loaded) -> int | None:
+    return loaded.rule_count()  # None (pending) until a big node's rules are counted
 
 
 def _routing_count(loaded: Loaded) -> str:
@@ -195,7 +207,7 @@ VIEWS: tuple[View, ...] = (
         ProblemsScreen,
         "gaps, warnings and leaks, each with why",
         ("pb",),
-        _once(PROBLEMS, lambda ld: len(ld.problems or ())),
+        _problems_count,
     ),
     View("pod", "Pod", PodScreen, "one pod in tabs", detail=True),
     View("service", "Service", ServiceScreen, "one Service: endpoints and chain walk", detail=True),

@@ -28,6 +28,7 @@ from podpath.tui.source import Progress, live_source, static_source
 from podpath.tui.state import (
     CONNTRACK,
     CONNTRACK_ROWS,
+    FACTS,
     MENTIONS,
     PROBLEMS,
     SERVICE_ROWS,
@@ -71,8 +72,8 @@ def test_preparing_the_views_names_each_stage_in_order(fixed_snapshot: Snapshot)
     loaded = Loaded(fixed_snapshot)
     loaded.prepare(lambda what, done, total: seen.append((what, done, total)))
     assert seen == [(stage, i, len(STAGES)) for i, stage in enumerate(STAGES)]
-    assert STAGES[:3] == (SERVICES, CONNTRACK, PROBLEMS)
-    assert loaded.ready.is_set() and loaded.step == f"{STAGES[-1]} (6/6)"
+    assert STAGES[:4] == (SERVICES, CONNTRACK, FACTS, PROBLEMS)
+    assert loaded.ready.is_set() and loaded.step == f"{STAGES[-1]} (7/7)"
 
 
 def test_home_counts_are_ready_before_any_rows_are_built(fixed_snapshot: Snapshot) -> None:
@@ -96,7 +97,7 @@ def test_home_counts_are_ready_before_any_rows_are_built(fixed_snapshot: Snapsho
         str(len(loaded.parsed.conntrack())),
         str(len(loaded.problems or ())),
     ]
-    assert done == {SERVICES, CONNTRACK, PROBLEMS}
+    assert done == {SERVICES, CONNTRACK, FACTS, PROBLEMS}
 
 
 def test_a_screen_opened_early_gets_its_stage_next(fixed_snapshot: Snapshot) -> None:
@@ -110,7 +111,7 @@ def test_a_screen_opened_early_gets_its_stage_next(fixed_snapshot: Snapshot) -> 
             loaded.want(CONNTRACK_ROWS)
 
     loaded.prepare(told)
-    assert order == [SERVICES, CONNTRACK_ROWS, CONNTRACK, PROBLEMS, SERVICE_ROWS, MENTIONS]
+    assert order == [SERVICES, CONNTRACK_ROWS, CONNTRACK, FACTS, PROBLEMS, SERVICE_ROWS, MENTIONS]
     assert loaded.ready.is_set() and all(loaded.has(s) for s in STAGES)
 
 
@@ -131,7 +132,7 @@ async def test_a_big_snapshot_says_how_far_the_background_parse_is() -> None:
             for m in seen
             if isinstance(m, PodpathApp.Progress) and m.kind == "prepare"
         ]
-        assert steps[0] == (SERVICES, 0, 6) and steps[-1][1] == 5
+        assert steps[0] == (SERVICES, 0, 7) and steps[-1][1] == 6
         assert app.loaded is not None and app.loaded.ready.is_set()
 
 
@@ -162,9 +163,9 @@ async def test_building_rows_tells_how_many_are_built(monkeypatch: pytest.Monkey
         assert counted[what] and counted[what] == sorted(counted[what]), told
         assert all(t.endswith(f"/{size}") for t in told if t.startswith(f"{what} ")), told
     loaded = Loaded(scale)
-    loaded.current, loaded.number = CONNTRACK_ROWS, 5
+    loaded.current, loaded.number = CONNTRACK_ROWS, 6
     loaded.conntrack_rows()  # counted outside the worker too: how_far() says how many
-    assert loaded.how_far() == "5/6, 2,000/2,000"
+    assert loaded.how_far() == "6/7, 2,000/2,000"
 
 
 async def test_counts_show_while_rows_are_still_built(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,7 +202,7 @@ async def test_counts_show_while_rows_are_still_built(monkeypatch: pytest.Monkey
         screen = app.screen
         assert isinstance(screen, ServicesScreen)
         waiting = str(screen.query_one("#count").render())
-        assert waiting == "building the Service rows (4/6)…", waiting
+        assert waiting == "building the Service rows (5/7)…", waiting
         release.set()
         await app.workers.wait_for_complete()
         await pilot.pause()

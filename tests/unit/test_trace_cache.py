@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import nft_real
@@ -18,7 +20,7 @@ from trace_factory import NodeSpec, PodSpec, build_node
 from podpath.cli import main
 from podpath.snapshot import codec
 from podpath.snapshot.model import Snapshot
-from podpath.trace import index_cache
+from podpath.trace import file_digests, index_cache
 from podpath.trace.index_pickle import RulesView, load
 from podpath.trace.nft import NftIndex
 
@@ -112,7 +114,7 @@ def test_cached_trace_json_equals_the_full_parse(
         assert any(h["kind"] == "netfilter" for h in hops), (src, dst)
         assert _traced(capsys, snapshot_file, src, dst, "--cache", str(cache)) == parsed
         assert _traced(capsys, snapshot_file, src, dst, "--cache", str(cache)) == parsed
-    assert len(os.listdir(cache)) == 1
+    assert len(list(cache.glob("podpath-index-*"))) == 1
 
 
 def test_second_trace_reads_the_cache(snapshot_file: Path, tmp_path: Path) -> None:
@@ -331,3 +333,165 @@ def index_cache_load(path: Path) -> tuple[object, ...]:
     found = load(data[len(b"podpath-index-cache 2\n") :])
     assert isinstance(found, tuple)
     return found
+
+
+def _digests(directory: Path) -> list[Path]:
+    return sorted(directory.glob("podpath-digest-*"))
+
+
+def _no_hashing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every snapshot file hashed (hashing still happens); the list of paths."""
+    hashed: list[str] = []
+    real = codec.digest_path
+
+    def counted(path: str) -> bytes:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(codec, "digest_path", counted)
+    return hashed
+
+
+def test_a_remembered_digest_spares_hashing_the_snapshot(
+    snapshot_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A quiet snapshot's digest is remembered beside its index: the next trace of the
+    unchanged file hashes nothing and answers as the full parse does."""
+    monkeypatch.setattr(file_digests, "QUIET_NS", 0)
+    hashed = _no_hashing(monkeypatch)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    parsed = _traced(capsys, snapshot_file, *PROBES[0])
+    assert _traced(capsys, snapshot_file, *PROBES[0], "--cache", str(cache)) == parsed
+    assert hashed == [str(snapshot_file)] and len(_digests(cache)) == 1
+    (memo,) = _digests(cache)
+    assert memo.read_text().split()[-1] == codec.digest_path(str(snapshot_file)).hex()
+    hashed.clear()
+    assert _traced(capsys, snapshot_file, *PROBES[0], "--cache", str(cache)) == parsed
+    assert hashed == []
+
+
+def test_a_snapshot_rewritten_in_place_is_hashed_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same size, its mtime put back: its ctime moved, so the remembered digest is not
+    used and the trace follows the new rules."""
+    if not IPTABLES.exists():
+        pytest.skip("real-world fixtures missing")
+    monkeypatch.setattr(file_digests, "QUIET_NS", 0)
+    snap, cache = tmp_path / "node.json", tmp_path / "cache"
+    cache.mkdir()
+    text = IPTABLES.read_text()
+    snap.write_text(codec.dumps(_iptables_node()))
+    before = _traced(capsys, snap, "default/a", "172.30.0.44:80", "--cache", str(cache))
+    assert '"dst": "10.180.0.5"' in before and len(_digests(cache)) == 1
+    st = snap.stat()
+    snap.write_text(codec.dumps(_iptables_node(text.replace("10.180.0.5:80", "10.180.0.7:80"))))
+    os.utime(snap, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert snap.stat().st_size == st.st_size
+    hashed = _no_hashing(monkeypatch)
+    after = _traced(capsys, snap, "default/a", "172.30.0.44:80", "--cache", str(cache))
+    assert hashed == [str(snap)]
+    assert after == _traced(capsys, snap, "default/a", "172.30.0.44:80")
+    assert '"dst": "10.180.0.7"' in after and '"dst": "10.180.0.5"' not in after
+
+
+def test_a_file_changed_recently_is_not_remembered(
+    snapshot_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A snapshot written less than QUIET_NS before the trace may still change within the
+    clock's tick: its digest is not remembered."""
+    monkeypatch.setattr(file_digests, "QUIET_NS", 3600 * 10**9)  # however slow the test
+    snapshot_file.write_bytes(snapshot_file.read_bytes())  # written just now
+    _traced(capsys, snapshot_file, *PROBES[0], "--cache", str(tmp_path))
+    assert _digests(tmp_path) == [] and len(list(tmp_path.glob("podpath-index-*"))) == 1
+
+
+@pytest.mark.parametrize("damage", ["others may write", "another digest", "garbage"])
+def test_a_memo_not_to_be_trusted_means_hashing(
+    damage: str,
+    snapshot_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A memo others may write, one whose digest is not the file's, or one that does not
+    parse: the answer is the full parse's, and the memo is made right for the next trace
+    (one others may write keeps its mode, podpath.output_file: the file is hashed each time)."""
+    monkeypatch.setattr(file_digests, "QUIET_NS", 0)
+    parsed = _traced(capsys, snapshot_file, *PROBES[0])
+    _traced(capsys, snapshot_file, *PROBES[0], "--cache", str(tmp_path))
+    (memo,) = _digests(tmp_path)
+    if damage == "others may write":
+        memo.chmod(0o666)
+    elif damage == "another digest":
+        ident, _, _digest = memo.read_text().rstrip("\n").rpartition(" ")
+        memo.write_text(f"{ident} {'0' * 64}\n")
+    else:
+        memo.write_bytes(b"\xff\x00 not a memo")
+    assert _traced(capsys, snapshot_file, *PROBES[0], "--cache", str(tmp_path)) == parsed
+    (memo,) = _digests(tmp_path)
+    assert memo.read_text().split()[-1] == codec.digest_path(str(snapshot_file)).hex()
+    hashed = _no_hashing(monkeypatch)
+    assert _traced(capsys, snapshot_file, *PROBES[0], "--cache", str(tmp_path)) == parsed
+    assert hashed == ([str(snapshot_file)] if damage == "others may write" else [])
+
+
+def test_digest_memos_are_pruned_with_the_index_files(tmp_path: Path) -> None:
+    """Only the KEEP * MEMOS_PER_INDEX most recently used memos are kept."""
+    keep = index_cache.KEEP * index_cache.MEMOS_PER_INDEX
+    names = [f"podpath-digest-{n:040x}" for n in range(keep + 3)]
+    for age, name in enumerate(names):
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (1_000_000 - age, 1_000_000 - age))  # names[0] newest
+    (tmp_path / "podpath-digest-notes").write_text("not a memo")
+    assert sorted(index_cache.prune(str(tmp_path))) == sorted(names[keep:])
+    assert sorted(os.listdir(tmp_path)) == sorted([*names[:keep], "podpath-digest-notes"])
+
+
+# What a cached trace of a snapshot never needs: the UI, reading a node, the lab, the
+# drawing, the conntrack view of --conntrack, and writing files (a hit writes nothing).
+NOT_ON_A_HIT = (
+    "textual",
+    "rich",
+    "podpath.tui",
+    "podpath.collectors",
+    "podpath.lab",
+    "podpath.draw",
+    "podpath.cli.draw",
+    "podpath.trace.observed",
+    "podpath.conntrack",
+    "podpath.output_file",
+)
+
+
+def test_a_cache_hit_imports_only_what_the_trace_needs(
+    snapshot_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -X importtime -m podpath trace --snapshot F --cache DIR` on a hit (its digest
+    remembered) imports none of NOT_ON_A_HIT."""
+    monkeypatch.setattr(file_digests, "QUIET_NS", 0)
+    argv = ["--snapshot", str(snapshot_file), *A_TO_WEB, "--json", "--cache", str(tmp_path)]
+    assert main(["trace", *argv]) == 0
+    assert len(_digests(tmp_path)) == 1
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "podpath", "trace", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    imported = {
+        line.rpartition("|")[2].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "podpath.trace.engine" in imported and "podpath.trace.file_digests" in imported
+    unwanted = {n for n in imported for top in NOT_ON_A_HIT if n == top or n.startswith(top + ".")}
+    assert unwanted == set()

@@ -95,13 +95,26 @@ class NodeScreen(TableScreen):
         plane = dataplane_text(loaded.parsed.dataplane()) if parsed else "…"
         facts = self.query_one("#facts", RowTable)
         facts.set_columns(("FACT", "VALUE"))
-        made_of = (loaded, mode, plane)
+        backends = loaded.iptables_backends()
+        made_of = (loaded, mode, plane, backends)
         if self._facts[0] != made_of:
-            backends = loaded.iptables_backends()
-            self._facts = (made_of, fact_rows(loaded.index, mode, plane, backends))
+            # Until the worker has counted a big node's rules, its "iptables" fact waits.
+            shown = ["…"] if backends is None else backends
+            self._facts = (made_of, fact_rows(loaded.index, mode, plane, shown))
         facts.show(page(self._facts[1]))
         banner.set_class(bool(found), "-problems")
-        if found is None:
+        so_far = loaded.fact_problems if found is None else None
+        if found is None and so_far:
+            # A first sight of the problems; the sweep of every path may add more.
+            first = so_far[0]
+            banner.update(
+                literal_content(
+                    f"⚠ {count(len(so_far), 'problem')} so far: {first.subject} — {first.cause}"
+                    f"   ({pending_text(loaded, PROBLEMS)})"
+                )
+            )
+            banner.set_class(True, "-problems")
+        elif found is None:
             banner.update(pending_text(loaded, PROBLEMS))
         elif found:
             first = found[0]

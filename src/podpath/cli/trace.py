@@ -143,24 +143,41 @@ def load_snapshots(args: argparse.Namespace) -> list[Snapshot]:
 class Digests:
     """The SHA-256 of each snapshot file, computed on a thread while the trace engine is imported.
 
-    Hashing 28-48 MB takes 20-35 ms and releases the GIL; importing the engine takes
-    longer and needs it, so on two cores the hashing costs no wall time.
+    A digest remembered in the cache directory for an unchanged file is used as it is
+    (podpath.trace.file_digests); otherwise the file is hashed: 28-48 MB take 20-35 ms
+    and release the GIL, and importing the engine takes longer and needs it, so on two
+    cores the hashing costs no wall time.
     """
 
-    def __init__(self, paths: list[str]) -> None:
+    def __init__(self, paths: list[str], directory: str) -> None:
         import threading
 
         from podpath.snapshot.codec import SnapshotError, digest_path
+        from podpath.trace.file_digests import memo_of, now_ns, remembered
 
         self._found: dict[str, bytes | SnapshotError] = {}
+        # Memo files to write (name in the directory, contents), written by `memos`'s
+        # caller on the main thread: a thread cut short by the process's end must not
+        # leave half of one.
+        self._memos: list[tuple[str, bytes]] = []
 
         def work() -> None:
             for path in dict.fromkeys(paths):
-                if path != "-":  # stdin is read once, in order
-                    try:
-                        self._found[path] = digest_path(path)
-                    except SnapshotError as exc:
-                        self._found[path] = exc
+                if path == "-":  # stdin is read once, in order
+                    continue
+                known = remembered(directory, path)
+                if known is not None:
+                    self._found[path] = known
+                    continue
+                started = now_ns()
+                try:
+                    digest = self._found[path] = digest_path(path)
+                except SnapshotError as exc:
+                    self._found[path] = exc
+                    continue
+                memo = memo_of(path, digest, started)
+                if memo is not None:
+                    self._memos.append(memo)
 
         self._thread = threading.Thread(target=work, name="podpath-digest", daemon=True)
         self._thread.start()
@@ -177,6 +194,17 @@ class Digests:
             raise found
         return found
 
+    def remember(self, memo: tuple[str, bytes] | None) -> None:
+        """Remember a digest learnt after the thread's (of a file read whole on a miss)."""
+        self._thread.join()
+        if memo is not None:
+            self._memos.append(memo)
+
+    def memos(self) -> dict[str, bytes]:
+        """The digests to remember, once every file is hashed: memo file name -> contents."""
+        self._thread.join()
+        return dict(self._memos)  # of one file's memos, the last learnt
+
 
 def cached_indexes(
     paths: list[str],
@@ -189,7 +217,10 @@ def cached_indexes(
 
     With `read` False every snapshot is parsed (a cached index was found damaged).
     """
+    import hashlib
+
     from podpath.snapshot.codec import SnapshotError, digest_path, loads, read_path
+    from podpath.trace.file_digests import memo_of, now_ns
     from podpath.trace.index_cache import (
         CacheError,
         check_directory,
@@ -219,8 +250,16 @@ def cached_indexes(
                     out.append(index)
                     continue
             if data is None:
+                started = now_ns()
                 data = read_path(path)  # its errors name the file already
-            key = key_of(data)
+                digest = hashlib.sha256(data).digest()
+                if digests is not None:
+                    # A remembered digest that led nowhere (podpath changed, or a memo
+                    # gone wrong) is replaced by the digest of what is parsed.
+                    digests.remember(memo_of(path, digest, started))
+                key = key_of_digest(digest)
+            else:
+                key = key_of(data)
         except (SnapshotError, CacheError) as exc:
             raise CliError(str(exc)) from None
         try:
@@ -229,7 +268,25 @@ def cached_indexes(
             raise CliError(f"{name}: {exc}") from None
         misses.append((key, index))
         out.append(index)
+    if digests is not None:
+        remember_digests(directory, digests)
     return out
+
+
+def remember_digests(directory: str, digests: Digests) -> None:
+    """Write the memo of each snapshot file hashed, so that the next trace need not hash it."""
+    memos = digests.memos()
+    if not memos:
+        return  # the usual hit: output_file's imports (secrets, random) were ~4 ms of it
+    import os
+
+    from podpath.output_file import OutputError, write_bytes
+
+    for name, data in memos.items():
+        try:
+            write_bytes(os.path.join(directory, name), data)
+        except OutputError:
+            return  # a directory we cannot write: the files are hashed each time, as before
 
 
 def store_indexes(directory: str, misses: list[tuple[str, SnapshotIndex]]) -> None:
@@ -248,9 +305,10 @@ def store_indexes(directory: str, misses: list[tuple[str, SnapshotIndex]]) -> No
 
 def run(args: argparse.Namespace) -> int:
     """Handle `podpath trace`."""
-    digests = Digests(args.snapshot) if args.cache is not None and args.snapshot else None
+    digests = (
+        Digests(args.snapshot, args.cache) if args.cache is not None and args.snapshot else None
+    )
     from podpath.trace.engine import trace
-    from podpath.trace.observed import observed_json, observed_lines
     from podpath.trace.render import render_text, trace_json
 
     if args.sport is not None and not 0 < args.sport < 65536:
@@ -304,6 +362,10 @@ def run(args: argparse.Namespace) -> int:
     # Text shows the kernel's side whenever it is live; JSON only when asked (its contract).
     show = args.conntrack or (live and not args.json)
     entries, where = _flow_entries(result, indexes, live) if show else ([], "")
+    if show:
+        # Not needed by a trace of a snapshot without --conntrack (it and podpath.conntrack
+        # were ~2 ms of its imports).
+        from podpath.trace.observed import observed_json, observed_lines
     if args.json:
         doc = trace_json(result)
         if show:

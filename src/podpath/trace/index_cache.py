@@ -19,7 +19,9 @@ without a cache, and the CLI rewrites the cache whole (podpath.output_file).
 
 The directory keeps the `KEEP` most recently used index files (a hit counts as a
 use); older `podpath-index-*.pickle` files of this user are removed after a write,
-and nothing else in the directory is ever touched.
+and so are the oldest of the snapshot files' remembered digests
+(`podpath-digest-*`, podpath.trace.file_digests, which spare a hit hashing the
+snapshot); nothing else in the directory is ever touched.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from podpath import __version__
 from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.nft import NftRuleset
 from podpath.snapshot.packed import LOAD_ERRORS, PackedSnapshot
+from podpath.trace.file_digests import MEMO_NAME
 from podpath.trace.index_pickle import (
     CACHED_MODULES,
     ChainsView,
@@ -53,6 +56,9 @@ _FORMAT = b"podpath-index-cache 2\n"
 # How many index files a cache directory keeps (each holds a snapshot's rules: tens
 # of MB at 10k Services).
 KEEP = 8
+# Memos of snapshot files' digests kept per index file: a few files may share an index
+# (copies of one snapshot), and a memo is tiny.
+MEMOS_PER_INDEX = 8
 _NAME = re.compile(r"podpath-index-[0-9a-f]{40}\.pickle")
 # What a SnapshotIndex holds that a trace does not read, or rebuilds faster than it
 # unpickles: the parsed nft ruleset (the cached NftIndex has what the walk reads), the
@@ -211,13 +217,21 @@ def prune(directory: str, keep: int = KEEP) -> list[str]:
     """Remove all but the `keep` most recently used index files of this user; their names.
 
     Only regular files named as `cache_path` names them and owned by this user are
-    considered; anything else in the directory is left alone.
+    considered; anything else in the directory is left alone. The snapshot files'
+    remembered digests (podpath.trace.file_digests, ~200 bytes each) are pruned the same
+    way, keeping `MEMOS_PER_INDEX` times as many.
     """
+    removed = _prune(directory, _NAME, keep)
+    return removed + _prune(directory, MEMO_NAME, keep * MEMOS_PER_INDEX)
+
+
+def _prune(directory: str, pattern: re.Pattern[str], keep: int) -> list[str]:
+    """Remove all but the `keep` most recently used files of this user named by `pattern`."""
     found: list[tuple[int, str]] = []
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                if not _NAME.fullmatch(entry.name):
+                if not pattern.fullmatch(entry.name):
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)
