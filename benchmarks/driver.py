@@ -363,15 +363,20 @@ _COUNTED = ("go:svc", "go:ct", "go:problems")
 
 
 def _counts_shown(app: Any) -> bool:
-    """True when home's table shows the Services, conntrack and problems counts."""
-    from podpath.tui.registry import PENDING
+    """True when home's table shows the Services, conntrack and problems counts: the
+    problems count final, not the fact checks' lower bound shown while the doctor's
+    sweep still runs ("N+ checking paths…")."""
+    from podpath.tui.registry import CHECKING, PENDING
     from podpath.tui.screens.node import NodeScreen
 
     screen = app.screen
     if not isinstance(screen, NodeScreen):
         return False
     cells = screen.table._cells
-    return all(key in cells and cells[key][1].text != PENDING for key in _COUNTED)
+    return all(
+        key in cells and cells[key][1].text != PENDING and CHECKING not in cells[key][1].text
+        for key in _COUNTED
+    )
 
 
 class _StallMeter:
