@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from podpath.analysis.index import SnapshotIndex
-from podpath.conntrack import parse_conntrack
+from podpath.conntrack import ConntrackEntry, parse_conntrack
 from podpath.lab.outside import OUTSIDE_NETNS
 from podpath.lab.plan import LB_SOURCE_RANGE, OUTSIDE_ALLOWED, OUTSIDE_REFUSED
 from podpath.snapshot import codec
@@ -122,7 +122,8 @@ def _request(lab: Lab, source: str, ip: str, port: int) -> str | None:
     return page.group(1) if done.returncode == 0 and page else None
 
 
-def _conntrack(lab: Lab, node: str, source: str, ip: str) -> list[Any]:
+def _conntrack(lab: Lab, node: str, source: str, ip: str) -> tuple[ConntrackEntry, ...]:
+    """The kernel's TCP entries of one client toward one address, on a node."""
     done = lab.exec(
         node,
         ["conntrack", "-L", "-p", "tcp", "--orig-src", source, "--orig-dst", ip],
