@@ -863,6 +863,9 @@ def services(index: SnapshotIndex) -> Listing:
         Column("PORT", lambda r: f"{r['port']}/{r['protocol']}"),
         Column("CLUSTER-IP", _key("cluster_ip")),
         Column("NODEPORT", _key("node_port"), True),
+        # kubectl's EXTERNAL-IP: LoadBalancer ingress IPs, then spec.externalIPs.
+        Column("EXTERNAL-IP", lambda r: r["load_balancer_ips"] + r["external_ips"]),
+        Column("SOURCE-RANGES", _key("source_ranges")),
         Column(
             "MODE", lambda r: r["backend"] if not r["ipvs"] else f"ipvs:{r['ipvs']['scheduler']}"
         ),

@@ -132,6 +132,8 @@ def test_kube_proxy_nft_services_from_commands() -> None:
     assert (svc2.external_policy, svc2.no_local_endpoints) == ("Local", "DROP")
     svc5 = svcs["ns5/svc5:p80"]
     assert svc5.source_ranges == ("203.0.113.0/25",)
+    # A firewall-ips key is a LoadBalancer IP (as iptables mode's "loadbalancer IP" says).
+    assert (svc5.load_balancer_ips, svc5.external_ips) == (("5.6.7.8",), ())
     assert (svc5.affinity_timeout, svc5.node_port, svc5.external_policy) == (10800, 3002, "Cluster")
     svc6 = svcs["ns6/svc6:p80"]
     assert (svc6.cluster_ip, svc6.no_endpoints, svc6.endpoints) == ("172.30.0.46", "REJECT", ())

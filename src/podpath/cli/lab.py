@@ -68,6 +68,12 @@ def register(sub: Any) -> None:
         "internalTrafficPolicy Local whose endpoints are on node1 only",
     )
     p.add_argument(
+        "--load-balancer",
+        action="store_true",
+        help="add web-lb (an external IP, and a LoadBalancer IP only 172.18.100.0/24 may "
+        "reach) and the outside client namespace (netns:outside on node1) that reaches them",
+    )
+    p.add_argument(
         "--runtime",
         default="",
         choices=("containerd", "runc-imitation"),
@@ -158,6 +164,7 @@ def _up(args: argparse.Namespace) -> int:
         args.ip_family,
         proxy_mode=args.proxy_mode,
         traffic_policy_local=args.traffic_policy_local,
+        load_balancer=args.load_balancer,
         runtime=args.runtime,
         policy=args.policy,
     )

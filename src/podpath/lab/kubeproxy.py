@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from podpath.lab.names import ext_chain, sep_chain, svc_chain, svl_chain
+from podpath.lab.names import ext_chain, port_proto_hash, sep_chain, svc_chain, svl_chain
 from podpath.lab.records import ServiceRecord
 
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -42,6 +42,16 @@ def service_chains(svc: ServiceRecord) -> tuple[str, tuple[str, ...]]:
         sep_chain(svc_name, svc.protocol, join_host_port(ip, port)) for ip, port in svc.endpoints
     )
     return svc_chain(svc_name, svc.protocol), seps
+
+
+def fw_chain(svc: ServiceRecord) -> str:
+    """KUBE-FW-<hash>: a LoadBalancer IP's source-range check (servicePortFirewallChainName)."""
+    return "KUBE-FW-" + port_proto_hash(svc.port_ref, svc.protocol)
+
+
+def externally_accessible(svc: ServiceRecord) -> bool:
+    """A NodePort, external IP or LoadBalancer IP: kube-proxy gives it a KUBE-EXT chain."""
+    return svc.node_port is not None or bool(svc.external_ips or svc.lb_ips)
 
 
 def _probability(index: int, count: int) -> str:
@@ -112,6 +122,50 @@ def _ext_rules(svc: ServiceRecord, ext: str, has_external: bool) -> list[str]:
     return rules
 
 
+def _external_destinations(svc: ServiceRecord, ext: str, pm: str) -> list[str]:
+    """KUBE-SERVICES rules of external IPs (to KUBE-EXT) and LB IPs (KUBE-FW with ranges)."""
+    name = svc.port_ref
+    lb_target = fw_chain(svc) if svc.source_ranges else ext
+    rules = [
+        f"-A KUBE-SERVICES -m comment --comment {_comment(name + ' external IP')} {pm} "
+        f"-d {ip} --dport {svc.port} -j {ext}"
+        for ip in svc.external_ips
+    ]
+    rules += [
+        f"-A KUBE-SERVICES -m comment --comment {_comment(name + ' loadbalancer IP')} {pm} "
+        f"-d {ip} --dport {svc.port} -j {lb_target}"
+        for ip in svc.lb_ips
+    ]
+    return rules
+
+
+def _firewall_drops(svc: ServiceRecord, pm: str) -> list[str]:
+    """KUBE-PROXY-FIREWALL (filter): what KUBE-FW did not DNAT still has the LB IP: drop it."""
+    if not svc.source_ranges:
+        return []
+    comment = _comment(f"{svc.port_ref} traffic not accepted by {fw_chain(svc)}")
+    return [
+        f"-A KUBE-PROXY-FIREWALL -m comment --comment {comment} {pm} "
+        f"-d {ip} --dport {svc.port} -j DROP"
+        for ip in svc.lb_ips
+    ]
+
+
+def _fw_rules(svc: ServiceRecord, ext: str) -> list[str]:
+    """KUBE-FW-: an allowed source range goes on to KUBE-EXT; the rest falls through."""
+    name = svc.port_ref
+    fw = fw_chain(svc)
+    head = f"-A {fw} -m comment --comment {_comment(name + ' loadbalancer IP')}"
+    # The lab's source ranges hold no node address, so kube-proxy's allow-from-node
+    # rules (-s LB-IP) are not written.
+    rules = [f"{head} -s {cidr} -j {ext}" for cidr in svc.source_ranges]
+    rules.append(
+        f"-A {fw} -m comment --comment "
+        f"{_comment(f'other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL')}"
+    )
+    return rules
+
+
 def _nat_service(
     svc: ServiceRecord, local: tuple[tuple[str, int], ...]
 ) -> tuple[list[str], list[str], list[str], list[str]]:
@@ -132,7 +186,7 @@ def _nat_service(
     internal = svl if svc.internal_local else svc.svc_chain
     has_internal = bool(local) or not svc.internal_local
     has_external = bool(local) or not svc.external_local
-    uses_cluster = not svc.internal_local or svc.node_port is not None
+    uses_cluster = not svc.internal_local or externally_accessible(svc)
     uses_local = bool(local) and (svc.internal_local or svc.external_local)
     drop = f"-m comment --comment {_comment(name + ' has no local endpoints')}"
     if has_internal:
@@ -144,6 +198,15 @@ def _nat_service(
         filters.append(
             f"-A KUBE-SERVICES {drop} {pm} -d {svc.cluster_ip} --dport {svc.port} -j DROP"
         )
+    ext = ext_chain(name, svc.protocol)
+    services += _external_destinations(svc, ext, pm)
+    filters += _firewall_drops(svc, pm)
+    if not has_external:
+        # What the EXT chain did not short-circuit (outside clients) has nowhere to go.
+        filters += [
+            f"-A KUBE-EXTERNAL-SERVICES {drop} {pm} -d {ip} --dport {svc.port} -j DROP"
+            for ip in (*svc.external_ips, *svc.lb_ips)
+        ]
     masq = (
         f"-A {internal} -m comment --comment {_comment(name + ' cluster IP')} {pm} "
         f"-d {svc.cluster_ip} --dport {svc.port} ! -s {_cluster_cidr(svc)} -j KUBE-MARK-MASQ"
@@ -164,14 +227,17 @@ def _nat_service(
             f"-A {sep} -m comment --comment {_comment(name)} {recent}{pm} "
             f"-j DNAT --to-destination {join_host_port(ip, port)}"
         )
-    if svc.node_port is not None:
-        ext = ext_chain(name, svc.protocol)
+    if externally_accessible(svc):
         chains.append(ext)
+        rules += _ext_rules(svc, ext, has_external)
+    if svc.lb_ips and svc.source_ranges:
+        chains.append(fw_chain(svc))
+        rules += _fw_rules(svc, ext)
+    if svc.node_port is not None:
         rules.append(
             f"-A KUBE-NODEPORTS -m comment --comment {_comment(name)} {pm} "
             f"--dport {svc.node_port} -j {ext}"
         )
-        rules += _ext_rules(svc, ext, has_external)
         if not has_external:
             filters.append(
                 f"-A KUBE-EXTERNAL-SERVICES {drop} -m addrtype --dst-type LOCAL {pm} "
@@ -263,10 +329,17 @@ def restore_input(
         nat_rules += rules
         filter_rules += filters
         if not svc.endpoints:
+            comment = _comment(svc.port_ref + " has no endpoints")
+            pm = _proto_match(svc.protocol)
             filter_rules.append(
-                f"-A KUBE-SERVICES -m comment --comment {_comment(svc.port_ref + ' has no endpoints')} "
-                f"{_proto_match(svc.protocol)} -d {svc.cluster_ip} --dport {svc.port} -j REJECT"
+                f"-A KUBE-SERVICES -m comment --comment {comment} "
+                f"{pm} -d {svc.cluster_ip} --dport {svc.port} -j REJECT"
             )
+            filter_rules += [
+                f"-A KUBE-EXTERNAL-SERVICES -m comment --comment {comment} "
+                f"{pm} -d {ip} --dport {svc.port} -j REJECT"
+                for ip in (*svc.external_ips, *svc.lb_ips)
+            ]
     nat_services.append(
         '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be '
         'the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS'

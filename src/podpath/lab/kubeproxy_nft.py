@@ -26,7 +26,13 @@ import base64
 import hashlib
 from collections.abc import Iterable
 
-from podpath.lab.kubeproxy import CLUSTER_CIDR6, SERVICE_CIDR6, join_host_port, local_endpoints
+from podpath.lab.kubeproxy import (
+    CLUSTER_CIDR6,
+    SERVICE_CIDR6,
+    externally_accessible,
+    join_host_port,
+    local_endpoints,
+)
 from podpath.lab.records import ServiceRecord
 
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -108,6 +114,11 @@ def service_chain(svc: ServiceRecord) -> str:
 def external_chain(svc: ServiceRecord) -> str:
     """external-HASH-ns/name/proto/port: where NodePort traffic goes."""
     return f"external-{service_chain(svc).removeprefix('service-')}"
+
+
+def firewall_chain(svc: ServiceRecord) -> str:
+    """firewall-HASH-ns/name/proto/port: drops LB IP traffic from outside the source ranges."""
+    return f"firewall-{service_chain(svc).removeprefix('service-')}"
 
 
 def endpoint_chain(svc: ServiceRecord, ip: str, port: int) -> str:
@@ -192,6 +203,11 @@ def _service_lines(svc: ServiceRecord, local: tuple[tuple[str, int], ...]) -> li
             f'add element {t} no-endpoint-services {{ {key} comment "{svc.port_ref}" '
             ": goto reject-chain }"
         )
+        lines += [
+            f"add element {t} no-endpoint-services {{ {ip} . {proto} . {svc.port} "
+            f'comment "{svc.port_ref}" : goto reject-chain }}'
+            for ip in (*svc.external_ips, *svc.lb_ips)
+        ]
         if svc.node_port is not None:
             lines.append(
                 f"add element {t} no-endpoint-nodeports {{ {proto} . {svc.node_port} "
@@ -203,7 +219,7 @@ def _service_lines(svc: ServiceRecord, local: tuple[tuple[str, int], ...]) -> li
     # A traffic policy Local without an endpoint on this node: that traffic is dropped.
     has_internal = bool(local) or not svc.internal_local
     has_external = bool(local) or not svc.external_local
-    uses_cluster = not svc.internal_local or svc.node_port is not None
+    uses_cluster = not svc.internal_local or externally_accessible(svc)
     uses_local = bool(local) and (svc.internal_local or svc.external_local)
     eps = [endpoint_chain(svc, ip, port) for ip, port in svc.endpoints]
     if svc.affinity is not None:
@@ -237,13 +253,40 @@ def _service_lines(svc: ServiceRecord, local: tuple[tuple[str, int], ...]) -> li
         lines.append(
             f'add element {t} no-endpoint-services {{ {key} comment "{svc.port_ref}" : drop }}'
         )
-    if svc.node_port is not None:
-        ext = external_chain(svc)
+    ext = external_chain(svc)
+    if externally_accessible(svc):
         lines += [
             f"add chain {t} {ext}",
             *_external_rules(t, svc, ip_kw, cluster_cidr, has_external),
-            f"add element {t} service-nodeports {{ {proto} . {svc.node_port} : goto {ext} }}",
         ]
+    # External and LoadBalancer IPs share service-ips with the ClusterIP, to external-.
+    lines += [
+        f"add element {t} service-ips {{ {ip} . {proto} . {svc.port} : goto {ext} }}"
+        for ip in (*svc.external_ips, *svc.lb_ips)
+    ]
+    if svc.lb_ips and svc.source_ranges:
+        # Hooked before DNAT (filter-prerouting-pre-dnat, priority -110): a refused
+        # source never reaches service-ips. The ranges hold no node address, so no
+        # allow-from-node LB IPs join the set.
+        fw = firewall_chain(svc)
+        ranges = " , ".join(svc.source_ranges)
+        lines += [
+            f"add chain {t} {fw}",
+            f"add rule {t} {fw} {ip_kw} saddr != {{ {ranges} }} drop",
+            *(
+                f"add element {t} firewall-ips {{ {ip} . {proto} . {svc.port} : goto {fw} }}"
+                for ip in svc.lb_ips
+            ),
+        ]
+    if not has_external:
+        lines += [
+            f'add element {t} no-endpoint-services {{ {ip} . {proto} . {svc.port} comment "{svc.port_ref}" : drop }}'
+            for ip in (*svc.external_ips, *svc.lb_ips)
+        ]
+    if svc.node_port is not None:
+        lines.append(
+            f"add element {t} service-nodeports {{ {proto} . {svc.node_port} : goto {ext} }}"
+        )
         if not has_external:
             lines.append(
                 f"add element {t} no-endpoint-nodeports {{ {proto} . {svc.node_port} "

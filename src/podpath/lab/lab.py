@@ -23,6 +23,7 @@ from podpath.lab import (
     images,
     names,
     network,
+    outside,
     pods,
     procs,
     runtime,
@@ -410,6 +411,8 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
     if spec.policy:
         for node in nodes:
             _enforce_policies(node, made)
+    if spec.load_balancer:
+        outside.make_outside(under_pid, nodes, svcs)
     record = replace(record, services=tuple(svcs), up_seconds=round(time.monotonic() - started, 2))
     state.write(record)
     return record

@@ -12,6 +12,19 @@ WEB_NODE_PORT = 30080
 LOCAL_NODE_PORT = 30081
 LOCAL_NODE = "node1"
 WEB_HOST_PORT = 8080
+# web-lb's NodePort (a LoadBalancer Service gets one, externalTrafficPolicy Cluster).
+LB_NODE_PORT = 30082
+# External and LoadBalancer IPs (IPv4 only) come from TEST-NET-1 (RFC 5737): the lab's
+# `outside` namespace routes them to a node, as a router or a cloud load balancer would.
+WEB_LB_EXTERNAL_IP = "192.0.2.10"
+WEB_LB_INGRESS_IP = "192.0.2.11"
+LOCAL_EXTERNAL_IP = "192.0.2.20"
+LOCAL_INGRESS_IP = "192.0.2.21"
+# web-lb's loadBalancerSourceRanges: the outside client's allowed address is in it, its
+# refused one is not, and no node address is (so kube-proxy adds no allow-from-node rule).
+LB_SOURCE_RANGE = "172.18.100.0/24"
+OUTSIDE_ALLOWED = "172.18.100.10"
+OUTSIDE_REFUSED = "172.18.200.10"
 # ClientIP session affinity timeout of web-sticky (kube-proxy's default, 3 hours).
 AFFINITY_SECONDS = 10800
 SYNTHETIC_NAMESPACES = ("shop", "billing", "default")
@@ -60,6 +73,9 @@ def _service(
     endpoints: tuple[tuple[str, int], ...],
     affinity: int | None = None,
     local: bool = False,
+    external_ips: tuple[str, ...] = (),
+    lb_ips: tuple[str, ...] = (),
+    source_ranges: tuple[str, ...] = (),
 ) -> ServiceRecord:
     draft = ServiceRecord(
         namespace, name, port_name, protocol, cluster_ip, port, node_port, endpoints, "", ()
@@ -79,6 +95,9 @@ def _service(
         affinity,
         external_local=local,
         internal_local=local,
+        external_ips=external_ips,
+        lb_ips=lb_ips,
+        source_ranges=source_ranges,
     )
 
 
@@ -95,6 +114,7 @@ WEB_IPS = {4: "10.96.0.100", 6: "fd00:10:96::64"}
 STICKY_IPS = {4: "10.96.0.101", 6: "fd00:10:96::65"}
 NOEP_IPS = {4: "10.96.0.102", 6: "fd00:10:96::66"}
 LOCAL_IPS = {4: "10.96.0.103", 6: "fd00:10:96::67"}
+LB_IPS = {4: "10.96.0.104"}
 
 
 def pod_ip(pod: PodRecord, family: int) -> str | None:
@@ -113,7 +133,10 @@ def services(spec: LabSpec, pods: list[PodRecord]) -> list[ServiceRecord]:
     kube-proxy rejects it); the rest are synthetic. A dual-stack lab gets each of these
     named Services in both families, as a PreferDualStack Service has a ClusterIP of
     each; synthetic Services use the primary family only. With
-    `spec.traffic_policy_local`, web-local follows the named ones (not counted).
+    `spec.traffic_policy_local`, web-local follows the named ones (not counted), with
+    an external IP and a LoadBalancer IP in its IPv4 family; with `spec.load_balancer`,
+    web-lb (IPv4 only, not counted): web's pods behind a NodePort, an external IP and a
+    LoadBalancer IP that only LB_SOURCE_RANGE may reach.
     """
     out: list[ServiceRecord] = []
     for n, family in enumerate(spec.families):
@@ -156,6 +179,24 @@ def _services(
                 LOCAL_NODE_PORT,
                 local_eps,
                 local=True,
+                external_ips=(LOCAL_EXTERNAL_IP,) if family == 4 else (),
+                lb_ips=(LOCAL_INGRESS_IP,) if family == 4 else (),
+            )
+        )
+    if spec.load_balancer and family == 4:
+        out.append(
+            _service(
+                "default",
+                "web-lb",
+                "http",
+                "TCP",
+                LB_IPS[family],
+                80,
+                LB_NODE_PORT,
+                web_eps,
+                external_ips=(WEB_LB_EXTERNAL_IP,),
+                lb_ips=(WEB_LB_INGRESS_IP,),
+                source_ranges=(LB_SOURCE_RANGE,),
             )
         )
     if not synthetic:

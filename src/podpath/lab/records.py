@@ -59,6 +59,9 @@ class LabSpec:
     # containerd's netns_mounts_under_state_dir: pods' netns pinned under the CRI plugin's
     # state dir (/run/containerd/io.containerd.grpc.v1.cri/netns) instead of /run/netns.
     netns_under_state: bool = False
+    # Add web-lb (external IP, LoadBalancer IP with source ranges) and the `outside`
+    # client namespace on the underlay that reaches those IPs (IPv4 only).
+    load_balancer: bool = False
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -103,6 +106,13 @@ class LabSpec:
                 "--traffic-policy-local needs --pods 2 or more (web-local's endpoints are "
                 "node1's web pods; its first pod is coredns)"
             )
+        if self.load_balancer and self.ip_family == "ipv6":
+            raise LabError(
+                "--load-balancer needs IPv4 (--ip-family ipv4 or dual): its external and "
+                "LoadBalancer IPs and the outside client are IPv4"
+            )
+        if self.load_balancer and self.cni == "aws-vpc":
+            raise LabError("--load-balancer is not built for --cni aws-vpc (its VPC fabric routes)")
         if self.runtime and self.runtime not in RUNTIMES:
             raise LabError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
         if self.netns_under_state and self.runtime not in ("", "containerd"):
@@ -167,6 +177,9 @@ class ServiceRecord:
     affinity: int | None = None  # ClientIP session affinity timeout in seconds, or None
     external_local: bool = False  # externalTrafficPolicy: Local (NodePort keeps the client IP)
     internal_local: bool = False  # internalTrafficPolicy: Local (ClusterIP to this node's pods)
+    external_ips: tuple[str, ...] = ()  # spec.externalIPs
+    lb_ips: tuple[str, ...] = ()  # status.loadBalancer.ingress[].ip
+    source_ranges: tuple[str, ...] = ()  # spec.loadBalancerSourceRanges (CIDRs)
 
     @property
     def ref(self) -> str:
@@ -218,7 +231,14 @@ def _record_from_dict(raw: dict[str, Any]) -> LabRecord:
     )
     services = tuple(
         ServiceRecord(
-            **{**s, "endpoints": _tuples(s["endpoints"]), "sep_chains": tuple(s["sep_chains"])}
+            **{
+                **s,
+                "endpoints": _tuples(s["endpoints"]),
+                "sep_chains": tuple(s["sep_chains"]),
+                "external_ips": tuple(s.get("external_ips", ())),
+                "lb_ips": tuple(s.get("lb_ips", ())),
+                "source_ranges": tuple(s.get("source_ranges", ())),
+            }
         )
         for s in raw["services"]
     )

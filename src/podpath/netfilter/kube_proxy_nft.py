@@ -62,6 +62,9 @@ class _Draft:
     port: int | None = None
     node_port: int | None = None
     external: list[str] = field(default_factory=list)
+    # LoadBalancer IPs: keys of firewall-ips. An LB IP without source ranges is only a
+    # service-ips element to external-, as an external IP is: the rules cannot tell them apart.
+    lb: list[str] = field(default_factory=list)
     no_endpoints: str | None = None
     no_local: str | None = None
     evidence: list[str] = field(default_factory=list)
@@ -143,8 +146,9 @@ class _Table:
         self._no_endpoints(cluster_ips)
         for elem in self.elements("firewall-ips"):
             target = _verdict_chain(elem.value)
-            if target:
-                self.draft(target)
+            d = self.draft(target) if target else None
+            if d is not None and elem.key and elem.key[0] not in d.lb:
+                d.lb.append(elem.key[0])
         return [self.finish(d) for d in self.drafts.values()]
 
     def _no_endpoints(self, cluster_ips: set[str]) -> None:
@@ -216,8 +220,8 @@ class _Table:
             cluster_ip=d.cluster_ip,
             port=d.port,
             node_port=d.node_port,
-            external_ips=tuple(d.external),
-            load_balancer_ips=(),
+            external_ips=tuple(ip for ip in d.external if ip not in d.lb),
+            load_balancer_ips=tuple(d.lb),
             svc_chain=d.svc_chain,
             endpoints=endpoints,
             masquerade=masquerade,

@@ -711,6 +711,17 @@ class Engine:
         mac = res.mac
         if not res.answered:
             return self.unresolved(flow, res)
+        owner = self._owners.get(nexthop)
+        if peer is None and link.link_netnsid is not None and owner is not None:
+            # A namespace wired to the network outside the node (its peer is in a
+            # namespace of no node: a client on the lab's underlay): the frame lands on
+            # the node that holds the next hop's address, on that address's device.
+            target, arrive = owner
+            hop = self.leave_hop(flow, link, nexthop, target)
+            moved = replace(
+                flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0)
+            )
+            return self.receive(moved, arrive)
         if peer is None:
             return self.unsure(flow, f"the peer of veth {link.name} is not in the snapshot")
         moved = self.cross_veth(flow, link, peer)
