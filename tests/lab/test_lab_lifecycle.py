@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from podpath.lab import Lab, LabError, LabSpec, down, load, status, up
 from podpath.lab import state as lab_state
+from podpath.lab.records import ServiceRecord
 
 pytestmark = pytest.mark.lab
 
@@ -148,10 +149,15 @@ def test_failed_up_tears_down_what_it_built(monkeypatch: pytest.MonkeyPatch, run
             raise LabError("injected failure")
         return real_make(init_pid, conf, plan)
 
-    def failing_cri_make(init_pid: int, socket: str, plan: pods_module.PodPlan) -> object:
+    def failing_cri_make(
+        init_pid: int,
+        socket: str,
+        plan: pods_module.PodPlan,
+        services: Sequence[ServiceRecord] = (),
+    ) -> object:
         if plan.app == "web":
             raise LabError("injected failure")
-        return real_cri_make(init_pid, socket, plan)
+        return real_cri_make(init_pid, socket, plan, services)
 
     monkeypatch.setattr(lab_module, "start_node", spy_start)
     monkeypatch.setattr(pods_module, "make_pod", failing_make)
