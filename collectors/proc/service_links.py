@@ -52,6 +52,7 @@ def collect_service_links(
     """Each running pod container's Service-link variables, and what could not be read."""
     procs = {p.pid: p for p in processes}
     out: list[ServiceLinkEnv] = []
+    first_with: dict[tuple[str, ...], str] = {}  # a set of variables -> who holds it first
     gaps: list[Gap] = []
     for pod, container in _app_containers(pods):
         if cancel.is_set():
@@ -66,9 +67,17 @@ def collect_service_links(
             reason = f"{gap.reason} (Service-link variables of {pod.namespace}/{pod.name})"
             gaps.append(Gap(gap.subject, reason, gap.kind, gap.capability))
             continue
+        who = f"{pod.namespace}/{pod.name}/{container.name}"
+        same_as = first_with.setdefault(variables, who) if variables else who
         out.append(
             ServiceLinkEnv(
-                pod.namespace, pod.name, container.name, proc.pid, variables, container.started_at
+                pod.namespace,
+                pod.name,
+                container.name,
+                proc.pid,
+                variables if same_as == who else (),
+                container.started_at,
+                same_as if same_as != who else "",
             )
         )
     return tuple(out), gaps

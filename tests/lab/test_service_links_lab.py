@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.service_names import held_variables
 from podpath.kubelet_env import keep_service_links
 from podpath.lab.cri_pods import service_link_env
 from podpath.snapshot import codec
@@ -43,14 +44,18 @@ def test_collected_variables_are_what_the_lab_gave_each_container(
             if any(c.kind == "container" and c.state == "running" for c in p.containers)
         }
         assert {(e.namespace, e.pod) for e in links} >= running
-        for env in links:
+        # Each distinct set is written once; the containers holding it again point to it.
+        assert len([e for e in links if not e.same_as]) == len(
+            {(e.namespace, v) for e, v in held_variables(links)}
+        )
+        for env, variables in held_variables(links):
             want = service_link_env(env.namespace, shared_lab.primary_services)
-            assert sorted(env.variables) == sorted(f"{k}={v}" for k, v in want), env.pod
+            assert sorted(variables) == sorted(f"{k}={v}" for k, v in want), env.pod
             raw = shared_lab.exec(node.name, ["cat", f"/proc/{env.pid}/environ"]).stdout
-            assert sorted(env.variables) == sorted(keep_service_links(raw.split("\0")))
+            assert sorted(variables) == sorted(keep_service_links(raw.split("\0")))
             # environ holds more than the links (PATH, HOSTNAME...): none of it is kept.
             assert any(v.startswith("PATH=") for v in raw.split("\0"))
-            assert not any(v.startswith("PATH=") for v in env.variables)
+            assert not any(v.startswith("PATH=") for v in variables)
 
 
 def test_environment_names_agree_with_kube_proxys_services(

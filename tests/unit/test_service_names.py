@@ -17,11 +17,12 @@ import pytest
 from trace_factory import NodeSpec, PodSpec, build_node, ipvs_mode
 
 from podpath.analysis.index import SnapshotIndex
-from podpath.analysis.service_names import service_names
+from podpath.analysis.service_names import gather, service_names
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.proc.processes import parse_stat
 from podpath.collectors.proc.service_links import collect_service_links
 from podpath.kubelet_env import ServiceLink, keep_service_links, service_links
+from podpath.lab.cri_pods import fitting_service_links
 from podpath.listing import listing, render_text
 from podpath.netfilter.ipvs import parse_ipvs
 from podpath.snapshot.codec import dumps, loads
@@ -293,3 +294,35 @@ def test_stale_and_conflicting_variables_are_problems_in_ipvs_mode() -> None:
     )
     (conflict,) = [f for f in found if f.check == "service-link-conflict"]
     assert "default/kubernetes and default/legacy-api" in conflict.cause
+
+
+def test_a_set_of_variables_is_written_once_and_every_holder_keeps_it() -> None:
+    """Two pods whose containers hold the same variables (as every pod of a namespace
+    does): the set is in the snapshot once, the second record points to the first, and
+    both containers still carry each Service port the set names."""
+    with _process(REDIS) as (proc, container):
+        pods = [
+            Pod("prod", name, "uid", "s" * 64, None, containers=(container,))
+            for name in ("redis-client-a", "redis-client-b")
+        ]
+        with HostRoot("/") as host:
+            found, gaps = collect_service_links(host, pods, [proc], threading.Event())
+    assert gaps == []
+    first, second = found
+    assert sorted(first.variables) == sorted(REDIS) and first.same_as == ""
+    assert second.variables == () and second.same_as == "prod/redis-client-a/app"
+    again = loads(dumps(replace(_named_node(), service_links=found)))
+    assert again.service_links == found
+    carried = {n.link: n.carriers for n in gather(found)}
+    assert carried and all(
+        who == ("prod/redis-client-a/app", "prod/redis-client-b/app") for who in carried.values()
+    )
+
+
+def test_the_lab_gives_no_links_that_exec_would_refuse() -> None:
+    """Thousands of Services in one namespace: their variables would pass what exec
+    accepts, so the lab's pods get none, as with enableServiceLinks: false."""
+    few = [("WEB_SERVICE_HOST", "10.96.0.100")]
+    assert fitting_service_links(few) == few
+    many = [(f"SVC_{i}_SERVICE_HOST", "10.96.0.1") for i in range(100_000)]
+    assert fitting_service_links(many) == []

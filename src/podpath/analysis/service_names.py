@@ -72,15 +72,25 @@ class ServiceNames:
         return out
 
 
+def held_variables(
+    envs: Iterable[ServiceLinkEnv],
+) -> list[tuple[ServiceLinkEnv, tuple[str, ...]]]:
+    """Each record with the variables its container holds: a record written `same_as` an
+    earlier one (the set is stored once) holds that one's."""
+    envs = tuple(envs)
+    first = {f"{e.namespace}/{e.pod}/{e.container}": e.variables for e in envs if not e.same_as}
+    return [(e, first.get(e.same_as, ()) if e.same_as else e.variables) for e in envs]
+
+
 def gather(envs: Iterable[ServiceLinkEnv]) -> list[NamedLink]:
     """Every Service port the containers' variables describe, with the containers carrying it."""
     carriers: dict[ServiceLink, list[str]] = {}
     # The containers of one namespace mostly hold the same variables: each set parsed once.
     parsed: dict[tuple[str, tuple[str, ...]], tuple[ServiceLink, ...]] = {}
-    for env in envs:
-        key = (env.namespace, env.variables)
+    for env, variables in held_variables(envs):
+        key = (env.namespace, variables)
         if key not in parsed:
-            parsed[key] = service_links(env.namespace, env.variables)
+            parsed[key] = service_links(env.namespace, key[1])
         for link in parsed[key]:
             carriers.setdefault(link, []).append(f"{env.namespace}/{env.pod}/{env.container}")
     return [NamedLink(link, tuple(sorted(who))) for link, who in carriers.items()]

@@ -111,6 +111,23 @@ def _env_name(name: str) -> str:
     return name.upper().replace("-", "_")
 
 
+# What exec accepts for arguments and environment together: a quarter of the stack limit,
+# 2 MiB with the usual 8 MiB (execve(2), "Limits on size of arguments and environment").
+EXEC_ENV_LIMIT = 2 * 2**20
+
+
+def fitting_service_links(env: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The variables, or none when they would not fit in what exec accepts.
+
+    kubelet does not check: with thousands of Services in one namespace (the benchmark's
+    10k) the container fails to start with E2BIG ("argument list too long"), so such
+    clusters set `enableServiceLinks: false`, and the lab's pods are made as theirs are.
+    """
+    # Each "KEY=VALUE\0" and its pointer; 64 KiB left for the command, PATH and the rest.
+    size = sum(len(key) + len(value) + 2 + 8 for key, value in env)
+    return env if size <= EXEC_ENV_LIMIT - 64 * 2**10 else []
+
+
 def service_link_env(namespace: str, services: Sequence[ServiceRecord]) -> list[tuple[str, str]]:
     """The Service-link variables kubelet sets for a container of a pod in `namespace`.
 
@@ -175,7 +192,7 @@ def container_config(
         "args": args,
         "envs": [
             {"key": key, "value": value.encode()}
-            for key, value in service_link_env(plan.namespace, services)
+            for key, value in fitting_service_links(service_link_env(plan.namespace, services))
         ],
         "mounts": mounts,
         "labels": {

@@ -576,6 +576,10 @@ class ServiceLinkEnv(Value):
     pid: int
     variables: tuple[str, ...] = ()  # NAME=VALUE, Service-link variables only
     started_at: int | None = None  # the container's start (ns), as CRI reports it
+    # "namespace/pod/container" of an earlier record whose variables this container has
+    # too (then `variables` is empty): every pod of a namespace holds the same set, and
+    # with thousands of Services one set is megabytes, so it is written once.
+    same_as: str = ""
 
 
 @dataclass(frozen=True, eq=False)
