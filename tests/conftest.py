@@ -66,6 +66,17 @@ def _private_xdg_dirs(
     monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _runner_not_left_stopping() -> Iterator[None]:
+    """A test that drives the CLI's signal handler in this process makes the command
+    runner refuse everything after it (podpath is stopping); the next test starts anew."""
+    yield
+    # (A test may leave the module half imported: then it has no event yet.)
+    stopping = getattr(sys.modules.get("podpath.collectors.commands"), "_STOPPING", None)
+    if stopping is not None:
+        stopping.clear()
+
+
 def _naming(directory: Path, text: str) -> dict[str, int]:
     """Files under `directory` whose bytes contain `text`, with their mtimes."""
     found: dict[str, int] = {}
