@@ -31,6 +31,7 @@ import os
 import re
 import stat
 import time
+from io import BufferedReader
 
 # A file's times must be this old when hashing starts for its digest to be remembered:
 # well above the coarsest timestamp granularity of Linux filesystems (1 s on ext3).
@@ -112,19 +113,30 @@ def _renew(path: str) -> None:
         pass  # a read-only directory still serves the memo; it is only pruned less well
 
 
-def _read_memo(path: str) -> str | None:
+def open_own_file(path: str) -> BufferedReader | None:
+    """`path` opened for reading if it is a regular file of this user that no one else can
+    write, not reached through a symlink; else None (a cache entry someone could plant)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as fp:
-        st = os.fstat(fd)
-        if not (
-            stat.S_ISREG(st.st_mode)
-            and st.st_uid == os.geteuid()
-            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-        ):
-            return None
+    fp = os.fdopen(fd, "rb")
+    st = os.fstat(fd)
+    if (
+        stat.S_ISREG(st.st_mode)
+        and st.st_uid == os.geteuid()
+        and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        return fp
+    fp.close()
+    return None
+
+
+def _read_memo(path: str) -> str | None:
+    fp = open_own_file(path)
+    if fp is None:
+        return None
+    with fp:
         data = fp.read(1024)
     try:
         return data.decode("ascii").rstrip("\n")

@@ -38,7 +38,7 @@ from podpath import __version__
 from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.nft import NftRuleset
 from podpath.snapshot.packed import LOAD_ERRORS, PackedSnapshot
-from podpath.trace.file_digests import MEMO_NAME
+from podpath.trace.file_digests import MEMO_NAME, open_own_file
 from podpath.trace.index_pickle import (
     CACHED_MODULES,
     ChainsView,
@@ -152,18 +152,11 @@ def lookup_key(directory: str, key: str) -> Cached:
 
 
 def _read(path: str, key: str) -> SnapshotIndex | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+    fp = open_own_file(path)
+    if fp is None:
         return None
-    with os.fdopen(fd, "rb") as fp:
-        st = os.fstat(fd)
-        trusted = (
-            stat.S_ISREG(st.st_mode)
-            and st.st_uid == os.geteuid()
-            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-        )
-        if not trusted or fp.read(len(_FORMAT)) != _FORMAT:
+    with fp:
+        if fp.read(len(_FORMAT)) != _FORMAT:
             return None
         try:
             found = load(fp)
