@@ -480,6 +480,8 @@ _TUI_ROWS = (
     ("filter_key", "filter_pilot", "filter keystroke, Pilot press + pause (3 idle waits)"),
     ("services_rows", "services_rows", "open Services (after parsing) to rows painted"),
     ("services_screen", "services", "open Services, through Pilot until CPU-idle"),
+    ("trace_shown", "trace", "Service trace (in a worker) to branches painted"),
+    ("trace_stall", "trace_stall", "longest event-loop stall while that trace runs"),
 )
 _TUI_GOALS = {
     "paint": Goal("max", 1.0),
@@ -488,12 +490,15 @@ _TUI_GOALS = {
     # A keystroke's repaint must feel instant: 50 ms, half the stall allowed elsewhere.
     "filter": Goal("max", 0.050),
     "services_rows": Goal("max", 0.300),
+    "trace_stall": Goal("max", 0.100),
 }
 
 
 def tui_figures(node: Node, repeats: int) -> list[Figure]:
     """Figure 5: Pilot timings on the node's snapshot."""
-    r = drive(node.lab, "tui", {"snapshot": SNAP_PATH, "needle": "svc-12", "repeats": repeats})
+    source, dest = pick_probe(node.lab, node.svcs)
+    args = {"snapshot": SNAP_PATH, "needle": "svc-12", "repeats": repeats}
+    r = drive(node.lab, "tui", {**args, "source": source, "destination": dest})
     key = node.shape.key
     figs = []
     for sample, name, title in _TUI_ROWS:

@@ -406,7 +406,7 @@ class _StallMeter:
         return self.longest
 
 
-async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
+async def _tui_once(path: str, snap: Any, args: Result) -> dict[str, float]:
     """Two views of each TUI figure: what the user sees painted, and Pilot's time to idle.
 
     Pilot's pause() waits until the whole process stops using CPU, so it also counts the
@@ -416,6 +416,7 @@ async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
     from podpath.tui.screens.base import TableScreen
     from podpath.tui.source import static_source
 
+    needle = args["needle"]
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     app = create_app(static_source(snap, "file", path))
@@ -469,7 +470,29 @@ async def _tui_once(path: str, snap: Any, needle: str) -> dict[str, float]:
             await pilot.pause()
             pilot_keys.append(time.perf_counter() - t)
         out["filter_key"] = sorted(pilot_keys)[len(pilot_keys) // 2]
+        if "source" in args:  # the profile phase profiles start-up and filtering only
+            out["trace_shown"], out["trace_stall"] = await _trace_in_tui(
+                app, args["source"], args["destination"]
+            )
     return out
+
+
+async def _trace_in_tui(app: Any, source: str, destination: str) -> tuple[float, float]:
+    """Trace opened with both ends filled (it runs at once, in a worker): the time until
+    its branches are painted, and the longest event-loop stall meanwhile."""
+    from podpath.tui.screens.trace import TraceScreen
+
+    def shown() -> bool:
+        screen = app.screen
+        return isinstance(screen, TraceScreen) and screen.trace is not None
+
+    stalls = _StallMeter()
+    stalls.start()
+    t = time.perf_counter()
+    app.start_trace(source, destination)
+    await _until(shown)
+    await _after_refresh(app)
+    return time.perf_counter() - t, stalls.stop()
 
 
 def phase_tui(args: Result) -> Result:
@@ -478,8 +501,7 @@ def phase_tui(args: Result) -> Result:
 
     snap = load_path(args["snapshot"])
     runs = [
-        asyncio.run(_tui_once(args["snapshot"], snap, args["needle"]))
-        for _ in range(int(args["repeats"]))
+        asyncio.run(_tui_once(args["snapshot"], snap, args)) for _ in range(int(args["repeats"]))
     ]
     return {k: [r[k] for r in runs] for k in runs[0]}
 
@@ -513,7 +535,8 @@ def phase_profile(args: Result) -> Result:
         from podpath.snapshot.codec import load_path
 
         snap = load_path(args["snapshot"])
-        prof.runcall(lambda: asyncio.run(_tui_once(args["snapshot"], snap, "svc-12")))
+        tui_args = {"needle": "svc-12", **args}
+        prof.runcall(lambda: asyncio.run(_tui_once(args["snapshot"], snap, tui_args)))
     elif target == "ls-namespaces":
         from podpath.cli import main as cli_main
 
