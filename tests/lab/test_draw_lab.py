@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from topology_proof import snapshot_text
 
 from podpath.cli import main
 from podpath.draw.build import build_map
@@ -38,14 +39,12 @@ def _texts(svg: str) -> set[str]:
     return {"".join(t.itertext()).strip() for t in root.iter(f"{SVG}text")}
 
 
-def _snapshots(lab: Lab, run_podpath: Any, directory: Path) -> list[str]:
+def _snapshots(lab: Lab, directory: Path) -> list[str]:
     """`podpath snapshot` inside each node, saved as files."""
     paths = []
     for node in NODES:
-        done = run_podpath(lab, node, "snapshot", "-o", "-")
-        assert done.returncode == 0, done.stderr
         path = directory / f"{node}.json"
-        path.write_text(done.stdout)
+        path.write_text(snapshot_text(lab, node))
         paths.append(str(path))
     return paths
 
@@ -65,12 +64,10 @@ def _require_dot() -> None:
         pytest.skip("Graphviz's dot is missing")
 
 
-def test_live_two_node_map_matches_the_kernel(
-    shared_lab: Lab, run_podpath: Any, tmp_path: Path
-) -> None:
+def test_live_two_node_map_matches_the_kernel(shared_lab: Lab, tmp_path: Path) -> None:
     """The map of both VXLAN nodes holds every pod IP and host veth, and joins the VTEPs."""
     _require_dot()
-    files = _snapshots(shared_lab, run_podpath, tmp_path)
+    files = _snapshots(shared_lab, tmp_path)
     out = tmp_path / "map.svg"
     assert main(["draw", "--snapshot", files[0], "--snapshot", files[1], "-o", str(out)]) == 0
     words = _texts(out.read_text())
@@ -111,7 +108,7 @@ def _service_trace(
     web = lab.service("default/web")[0]
     client = lab.pods_on("node1")[0]
     lab.probe(client.ref, web.cluster_ip, web.port)  # warm neighbours and FDBs
-    files = _snapshots(lab, run_podpath, tmp_path)
+    files = _snapshots(lab, tmp_path)
     snaps = [codec.load_path(f) for f in files]
     result = trace(snaps, Probe(client.ref, f"{web.cluster_ip}:{web.port}"), reply=True)
     m = build_map(snaps)

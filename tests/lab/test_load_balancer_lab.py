@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from topology_proof import ordered, snapshots
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.conntrack import ConntrackEntry, parse_conntrack
 from podpath.lab.outside import OUTSIDE_NETNS
 from podpath.lab.plan import LB_SOURCE_RANGE, OUTSIDE_ALLOWED, OUTSIDE_REFUSED
-from podpath.snapshot import codec
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch
 from podpath.trace.probe import Probe
@@ -85,19 +85,14 @@ def lb_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="module")
-def indexes(lb_lab: Lab, run_podpath: Any) -> list[SnapshotIndex]:
+def indexes(lb_lab: Lab) -> list[SnapshotIndex]:
     """A snapshot of each node by the real CLI, after the outside client met node1 and node2."""
     web_lb = _svc(lb_lab, "default/web-lb")
     local = _svc(lb_lab, "default/web-local")
     # Real traffic first: the outside namespace's neighbour entries for both nodes.
     _request(lb_lab, OUTSIDE_ALLOWED, web_lb.external_ips[0], web_lb.port)
     _request(lb_lab, OUTSIDE_ALLOWED, local.external_ips[0], local.port)
-    out = []
-    for node in NODES:
-        done = run_podpath(lb_lab, node, "snapshot", "-o", "-")
-        assert done.returncode == 0, done.stderr
-        out.append(SnapshotIndex(codec.loads(done.stdout)))
-    return out
+    return ordered(snapshots(lb_lab))
 
 
 def _svc(lab: Lab, ref: str) -> ServiceRecord:

@@ -5,9 +5,10 @@ agree with kube-proxy's own Services (iptables mode, where its rules name every 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+from topology_proof import snapshot_text
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.service_names import held_variables
@@ -21,21 +22,17 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.lab
 
 
-def _snapshot(lab: Lab, node: str, run_podpath: Any) -> SnapshotIndex:
-    done = run_podpath(lab, node, "snapshot", "-o", "-")
-    assert done.returncode == 0, done.stderr
-    return SnapshotIndex(codec.loads(done.stdout))
+def _snapshot(lab: Lab, node: str) -> SnapshotIndex:
+    return SnapshotIndex(codec.loads(snapshot_text(lab, node)))
 
 
-def test_collected_variables_are_what_the_lab_gave_each_container(
-    shared_lab: Lab, run_podpath: Any
-) -> None:
+def test_collected_variables_are_what_the_lab_gave_each_container(shared_lab: Lab) -> None:
     """Each container's variables: as the lab (kubelet's format) programmed them, and as
     `cat /proc/PID/environ` in the node shows them."""
     if shared_lab.record.spec.runtime != "containerd":
         pytest.skip("Service-link variables are set through CRI (containerd labs)")
     for node in shared_lab.nodes:
-        index = _snapshot(shared_lab, node.name, run_podpath)
+        index = _snapshot(shared_lab, node.name)
         links = index.snapshot.service_links
         assert links, "no container's Service-link variables were read"
         running = {
@@ -58,26 +55,24 @@ def test_collected_variables_are_what_the_lab_gave_each_container(
             assert not any(v.startswith("PATH=") for v in variables)
 
 
-def test_environment_names_agree_with_kube_proxys_services(
-    shared_lab: Lab, run_podpath: Any
-) -> None:
+def test_environment_names_agree_with_kube_proxys_services(shared_lab: Lab) -> None:
     """iptables mode: every served address the variables name is kube-proxy's Service."""
-    _assert_names_agree(shared_lab, run_podpath, "iptables")
+    _assert_names_agree(shared_lab, "iptables")
 
 
 def test_environment_names_agree_with_kube_proxys_nftables_services(
-    make_lab: Callable[..., Lab], run_podpath: Any
+    make_lab: Callable[..., Lab],
 ) -> None:
     """nftables mode: the same, against the Services its service-ips map names."""
     lab = make_lab(nodes=1, pods=3, services=4, proxy_mode="nftables")
-    _assert_names_agree(lab, run_podpath, "nftables")
+    _assert_names_agree(lab, "nftables")
 
 
-def _assert_names_agree(shared_lab: Lab, run_podpath: Any, mode: str) -> None:
+def _assert_names_agree(shared_lab: Lab, mode: str) -> None:
     """The env-derived names equal kube-proxy's; only default/kubernetes is unserved."""
     if shared_lab.record.spec.runtime != "containerd":
         pytest.skip("Service-link variables are set through CRI (containerd labs)")
-    index = _snapshot(shared_lab, "node1", run_podpath)
+    index = _snapshot(shared_lab, "node1")
     assert index.kube_proxy_mode.mode == mode
     names = index.service_names
     assert names.by_address, "the variables named no served address"

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from topology_proof import snapshot_text, snapshots
 
 from podpath.analysis.index import SnapshotIndex
-from podpath.snapshot import codec
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch, Hop
 from podpath.trace.probe import Probe
@@ -35,12 +35,7 @@ def indexes(shared_lab: Lab, run_podpath: Any) -> dict[str, SnapshotIndex]:
     for node in NODES:
         first = shared_lab.pods_on(node)[0]
         shared_lab.probe(first.ref, web.cluster_ip, web.port)  # warm neighbours and FDBs
-    out: dict[str, SnapshotIndex] = {}
-    for node in NODES:
-        done = run_podpath(shared_lab, node, "snapshot", "-o", "-")
-        assert done.returncode == 0, done.stderr
-        out[node] = SnapshotIndex(codec.loads(done.stdout))
-    return out
+    return snapshots(shared_lab)
 
 
 def _both(indexes: dict[str, SnapshotIndex]) -> list[SnapshotIndex]:
@@ -173,12 +168,7 @@ def _snapshots(lab: Lab, run_podpath: Any, fresh: bool = False) -> list[Snapshot
         web = lab.service("default/web")[0]
         for node in NODES:
             lab.probe(lab.pods_on(node)[0].ref, web.cluster_ip, web.port)
-        out: dict[str, SnapshotIndex] = {}
-        for node in NODES:
-            done = run_podpath(lab, node, "snapshot", "-o", "-")
-            assert done.returncode == 0, done.stderr
-            out[node] = SnapshotIndex(codec.loads(done.stdout))
-        _SNAPSHOTS[lab.name] = out
+        _SNAPSHOTS[lab.name] = snapshots(lab)
     return [_SNAPSHOTS[lab.name][n] for n in NODES]
 
 
@@ -392,12 +382,7 @@ def hostgw_indexes(hostgw_lab: Lab, run_podpath: Any) -> dict[str, SnapshotIndex
         # Warm the underlay neighbours (node -> other node) and the bridge FDBs.
         assert hostgw_lab.probe(first.ref, remote.ip, 80).ok
         hostgw_lab.probe(first.ref, web.cluster_ip, web.port)
-    out: dict[str, SnapshotIndex] = {}
-    for node in NODES:
-        done = run_podpath(hostgw_lab, node, "snapshot", "-o", "-")
-        assert done.returncode == 0, done.stderr
-        out[node] = SnapshotIndex(codec.loads(done.stdout))
-    return out
+    return snapshots(hostgw_lab)
 
 
 def test_hostgw_lab_has_no_overlay_device(hostgw_lab: Lab) -> None:
@@ -511,10 +496,8 @@ def test_cached_trace_equals_the_full_parse_on_lab_snapshots(
 
     files = []
     for node in NODES:
-        done = run_podpath(proxy_lab, node, "snapshot", "-o", "-")
-        assert done.returncode == 0, done.stderr
         path = tmp_path / f"{node}.json"
-        path.write_text(done.stdout)
+        path.write_text(snapshot_text(proxy_lab, node))
         files += ["--snapshot", str(path)]
     web = proxy_lab.service("default/web")[0]
     src = proxy_lab.pods_on("node1")[0].ref

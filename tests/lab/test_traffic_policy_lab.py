@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from topology_proof import ordered, snapshots
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.conntrack import parse_conntrack
-from podpath.snapshot import codec
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe
 
@@ -61,17 +61,12 @@ def local_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="module")
-def indexes(local_lab: Lab, run_podpath: Any) -> list[SnapshotIndex]:
+def indexes(local_lab: Lab) -> list[SnapshotIndex]:
     """A snapshot of each node, taken by the real CLI inside it (neighbours warmed)."""
     web = local_lab.service("default/web")[0]
     for node in NODES:
         local_lab.probe(local_lab.pods_on(node)[0].ref, web.cluster_ip, web.port)
-    out = []
-    for node in NODES:
-        done = run_podpath(local_lab, node, "snapshot", "-o", "-")
-        assert done.returncode == 0, done.stderr
-        out.append(SnapshotIndex(codec.loads(done.stdout)))
-    return out
+    return ordered(snapshots(local_lab))
 
 
 def _web_local(lab: Lab) -> ServiceRecord:

@@ -71,15 +71,19 @@ def topology_fixtures(
     return lab_fixture, indexes_fixture
 
 
+def snapshot_text(lab: Lab, node: str) -> str:
+    """`podpath snapshot -o -` run inside the node: the snapshot's JSON."""
+    argv = [sys.executable, "-m", "podpath", "snapshot", "-o", "-"]
+    done = lab.exec(node, argv, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def snapshots(lab: Lab) -> dict[str, SnapshotIndex]:
     """A snapshot of every node, taken by the real CLI inside the node."""
-    out: dict[str, SnapshotIndex] = {}
-    for node in lab.nodes:
-        argv = [sys.executable, "-m", "podpath", "snapshot", "-o", "-"]
-        done = lab.exec(node.name, argv, timeout=180, check=False)
-        assert done.returncode == 0, done.stderr
-        out[node.name] = SnapshotIndex(codec.loads(done.stdout))
-    return out
+    return {
+        node.name: SnapshotIndex(codec.loads(snapshot_text(lab, node.name))) for node in lab.nodes
+    }
 
 
 def ordered(indexes: dict[str, SnapshotIndex]) -> list[SnapshotIndex]:
