@@ -261,9 +261,13 @@ def _collect_local(
         )
         gaps += pod_gaps
         pods = _with_interface_ips(pods, netns)
-        from podpath.collectors.proc.service_links import collect_service_links
+        from podpath.collectors.proc.service_links import (
+            collect_service_links,
+            without_service_link_env,
+        )
 
         service_links, link_gaps = collect_service_links(host, pods, processes, cancel)
+        pods = without_service_link_env(pods, service_links)
         gaps += link_gaps
         cni = replace(cni, allocations=mark_stale(cni.allocations, {p.sandbox_id for p in pods}))
     recent: tuple[RecentList, ...] | None = None

@@ -11,6 +11,7 @@ anything is stored.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from collections.abc import Collection, Iterable
 
 from podpath.collectors.hostroot import CollectorError, HostRoot
@@ -81,3 +82,60 @@ def collect_service_links(
             )
         )
     return tuple(out), gaps
+
+
+def without_service_link_env(
+    pods: tuple[Pod, ...], links: Iterable[ServiceLinkEnv]
+) -> tuple[Pod, ...]:
+    """The pods with each container's env short of the Service-link variables `links` holds.
+
+    The runtime's env of a container repeats every Service-link variable of its namespace:
+    with thousands of Services, tens of thousands of variables in every replica (a 10k-
+    Service node's snapshot grew from 29 MB to 276 MB with them). service_links keeps each
+    distinct set once, with values, so env keeps the container's own variables and
+    `service_link_env` says how many were left out.
+    """
+    names_of = _service_link_names(links)
+    if not names_of:
+        return pods
+    done: dict[tuple[frozenset[str], tuple[str, ...]], tuple[str, ...]] = {}
+    return tuple(_trimmed(pod, names_of, done) for pod in pods)
+
+
+def _service_link_names(
+    links: Iterable[ServiceLinkEnv],
+) -> dict[tuple[str, str, str], frozenset[str]]:
+    """(namespace, pod, container) -> the names of its Service-link variables (same_as resolved)."""
+    by_holder: dict[str, frozenset[str]] = {}
+    out: dict[tuple[str, str, str], frozenset[str]] = {}
+    for link in links:
+        if link.same_as:
+            names = by_holder.get(link.same_as, frozenset())
+        else:
+            names = frozenset(v.partition("=")[0] for v in link.variables)
+        by_holder[f"{link.namespace}/{link.pod}/{link.container}"] = names
+        if names:
+            out[(link.namespace, link.pod, link.container)] = names
+    return out
+
+
+def _trimmed(
+    pod: Pod,
+    names_of: dict[tuple[str, str, str], frozenset[str]],
+    done: dict[tuple[frozenset[str], tuple[str, ...]], tuple[str, ...]],
+) -> Pod:
+    containers = []
+    for container in pod.containers:
+        names = names_of.get((pod.namespace, pod.name, container.name))
+        if names and container.env:
+            # Replicas' env are alike (values redacted): each distinct one is filtered once.
+            key = (names, container.env)
+            kept = done.get(key)
+            if kept is None:
+                kept = done[key] = tuple(
+                    e for e in container.env if e.partition("=")[0] not in names
+                )
+            left_out = len(container.env) - len(kept)
+            container = replace(container, env=kept, service_link_env=left_out)
+        containers.append(container)
+    return replace(pod, containers=tuple(containers))

@@ -53,6 +53,13 @@ def test_collected_variables_are_what_the_lab_gave_each_container(shared_lab: La
             # environ holds more than the links (PATH, HOSTNAME...): none of it is kept.
             assert any(v.startswith("PATH=") for v in raw.split("\0"))
             assert not any(v.startswith("PATH=") for v in variables)
+            # The container's env keeps its own variables and counts the links left out.
+            (pod,) = [p for p in index.snapshot.pods if p.name == env.pod]
+            (container,) = [c for c in pod.containers if c.name == env.container]
+            names = {v.partition("=")[0] for v in variables}
+            assert container.service_link_env == len(variables), env.pod
+            assert not names & {e.partition("=")[0] for e in container.env}
+            assert any(e.startswith("PATH=") for e in container.env)
 
 
 def test_environment_names_agree_with_kube_proxys_services(shared_lab: Lab) -> None:

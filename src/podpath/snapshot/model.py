@@ -181,6 +181,10 @@ class Container(Value):
     log_path: str | None = None
     # Namespace types shared with every process of the node (not a pod's doing).
     node_namespaces: tuple[str, ...] = ()
+    # How many of kubelet's Service-link variables were left out of `env`: the snapshot's
+    # service_links holds them, with values, once per distinct set (with thousands of
+    # Services one container's are megabytes, the same in every replica).
+    service_link_env: int = 0
 
 
 @dataclass(frozen=True, eq=False)

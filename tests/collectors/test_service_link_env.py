@@ -1,0 +1,50 @@
+"""Containers' env without the Service-link variables service_links already holds."""
+
+from __future__ import annotations
+
+from podpath.collectors.proc.service_links import without_service_link_env
+from podpath.snapshot.model import Container, Pod, ServiceLinkEnv
+
+LINKS = ("WEB_SERVICE_HOST=10.96.0.9", "WEB_SERVICE_PORT=80", "WEB_PORT=tcp://10.96.0.9:80")
+
+
+def _pod(name: str, env: tuple[str, ...]) -> Pod:
+    pause = Container("POD", f"{name}-pause", "sandbox", env=("PATH=<redacted>",))
+    app = Container("app", f"{name}-app", "container", env=env)
+    return Pod("default", name, f"uid-{name}", f"sb-{name}", None, containers=(pause, app))
+
+
+def _redacted(*variables: str) -> tuple[str, ...]:
+    return tuple(v.partition("=")[0] + "=<redacted>" for v in variables)
+
+
+def test_links_leave_env_and_are_counted_through_same_as() -> None:
+    env = _redacted("PATH=/bin", "HOSTNAME=a", *LINKS, "WEB_PORT_HINT=1")
+    pods = (_pod("a", env), _pod("b", env), _pod("c", env))
+    links = (
+        ServiceLinkEnv("default", "a", "app", 10, LINKS),
+        ServiceLinkEnv("default", "b", "app", 11, (), same_as="default/a/app"),
+    )
+    a, b, c = without_service_link_env(pods, links)
+    for pod in (a, b):
+        pause, app = pod.containers
+        want = ("PATH=<redacted>", "HOSTNAME=<redacted>", "WEB_PORT_HINT=<redacted>")
+        assert app.env == want
+        assert app.service_link_env == 3
+        assert pause.env == ("PATH=<redacted>",) and pause.service_link_env == 0
+    # No Service-link record (not running, or its environ unreadable): env is kept whole.
+    assert c.containers[1].env == env and c.containers[1].service_link_env == 0
+
+
+def test_values_kept_with_show_env_are_trimmed_by_name() -> None:
+    env = ("PATH=/bin", "WEB_SERVICE_HOST=10.96.0.9", "WEB_SERVICE_PORT=80")
+    (pod,) = without_service_link_env(
+        (_pod("a", env),), (ServiceLinkEnv("default", "a", "app", 10, LINKS),)
+    )
+    assert pod.containers[1].env == ("PATH=/bin",)
+    assert pod.containers[1].service_link_env == 2
+
+
+def test_no_links_returns_the_same_pods() -> None:
+    pods = (_pod("a", ("PATH=<redacted>",)),)
+    assert without_service_link_env(pods, ()) is pods
