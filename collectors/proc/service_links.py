@@ -11,8 +11,8 @@ anything is stored.
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from collections.abc import Collection, Iterable
+from dataclasses import replace
 
 from podpath.collectors.hostroot import CollectorError, HostRoot
 from podpath.collectors.proc.processes import parse_stat

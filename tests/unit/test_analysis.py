@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from trace_factory import NodeSpec, build_node, kube_services
 
-from podpath.analysis.conntrack import is_stale, nat_note, service_addresses, stale_entries
+from podpath.analysis.conntrack import (
+    is_stale,
+    nat_note,
+    service_addresses,
+    stale_entries,
+    stale_in_listing,
+)
 from podpath.analysis.dataplane import mode_text
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.mentions import mention_index, mentions_of
@@ -113,3 +119,24 @@ def test_no_core_conclusion_is_left_in_the_tui() -> None:
     for copy in ("kube_proxy_mode", "problems", "_table_name", "mention_index", "masquerades"):
         assert not re.search(rf"^def {copy}\(", text, re.MULTILINE), copy
     assert not (tui / "adapters.py").exists()
+
+
+ODD_LINES = """\
+ipv4     2 tcp      6 86390 ESTABLISHED src=10.244.0.8 dst=10.96.0.20 sport=5004 dport=80 packets=3 bytes=180 src=10.244.0.7 dst=10.244.0.8 sport=80 dport=5004 packets=2 bytes=120 [ASSURED] mark=0 zone=3 use=1
+tcp      6 110 SYN_SENT src=10.244.0.8 dst=10.96.0.20 sport=5005 dport=80 [UNREPLIED] src=10.244.0.66 dst=10.244.0.8 sport=80 dport=5005 mark=0 use=1
+tcp      6 110 SYN_SENT src=10.244.0.8 dst=10.96.0.20 sport=5006 dport=80 [UNREPLIED] src=10.244.0.66 dst=10.244.0.8 sport=80 dport=5006 mark=0 secctx=system_u:object_r:unlabeled_t:s0 use=1
+icmp     1 29 src=10.244.0.8 dst=10.96.0.20 type=8 code=0 id=7 src=10.244.0.5 dst=10.244.0.8 type=0 code=0 id=7 mark=0 use=1
+tcp      6 86390 ESTABLISHED src=10.244.0.8 dst=10.96.0.20 sport=5007 dport=81 src=10.244.0.6 dst=10.244.0.8 sport=80 dport=5007 [ASSURED] mark=0 use=1
+ 3 flow entries have been shown.
+"""
+
+
+def test_stale_in_listing_finds_what_the_full_parse_finds(fixed: Snapshot) -> None:
+    """The scan that skips lines unparsed agrees with parsing every line: common shapes,
+    counters, zones, UNREPLIED, secctx (the token parser's), ICMP, another port."""
+    services = _parsed(fixed).services()
+    text = CONNTRACK + ODD_LINES
+    want = stale_entries(parse_conntrack(text), services)
+    assert [e.original.sport for e in want] == [5001, 5004, 5005, 5006]
+    assert stale_in_listing(text, services) == want
+    assert stale_in_listing("", services) == []

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar, cast
 
+from podpath.analysis.conntrack import stale_entries, stale_in_listing
 from podpath.analysis.dataplane import Dataplane, detect
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.rulesets import RuleDump, rule_dumps
@@ -77,11 +78,28 @@ class ParsedSnapshot:
         """The node's dataplane: CNI shape, eBPF, kube-proxy (None when it could not be told)."""
         return self._once("dataplane", lambda: detect(self.index), None)
 
-    def parse_all(self) -> None:
-        """Parse every view, so that `notes` names everything that could not be read."""
+    def stale_conntrack(self) -> tuple[ConntrackEntry, ...]:
+        """The conntrack entries that DNAT a Service to an address no longer its endpoint.
+
+        Read from the listing's text without parsing every entry (`stale_in_listing`),
+        so the doctor, which needs only these, never parses the whole table."""
+        dump = self.index.snapshot.conntrack
+        if dump is None:
+            return ()
+        services = self.services()
+        if "conntrack" in self._cache:  # parsed already (the TUI's conntrack screen)
+            return tuple(stale_entries(self.conntrack(), services))
+        return self._once(
+            "stale conntrack", lambda: tuple(stale_in_listing(dump.text, services)), ()
+        )
+
+    def parse_all(self, conntrack: bool = True) -> None:
+        """Parse every view, so that `notes` names everything that could not be read
+        (the conntrack table only when `conntrack`: the doctor reads just its stale entries)."""
         self.rule_dumps()
         self.nft_ruleset()
         self.services()
-        self.conntrack()
+        if conntrack:
+            self.conntrack()
         self.kube_proxy_mode()
         self.dataplane()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 
-from podpath.analysis.conntrack import stale_entries
 from podpath.analysis.findings import Finding, ordered
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.parsed import ParsedSnapshot
@@ -32,7 +31,7 @@ STALE_EXAMPLES = 5
 
 def problems(parsed: ParsedSnapshot) -> tuple[Finding, ...]:
     """Every finding the node's facts show, worst first (the doctor adds the paths')."""
-    parsed.parse_all()
+    parsed.parse_all(conntrack=False)
     index = parsed.index
     node = index.snapshot.node.hostname
     found: list[Finding] = []
@@ -235,7 +234,7 @@ def _leaked_ipam(index: SnapshotIndex, node: str) -> list[Finding]:
 
 
 def _stale_conntrack(parsed: ParsedSnapshot, node: str) -> list[Finding]:
-    stale = stale_entries(parsed.conntrack(), parsed.services())
+    stale = parsed.stale_conntrack()
     if not stale:
         return []
     n = len(stale)
