@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from podpath.collectors.netlink.netconf_decode import decode_netconf
 from podpath.collectors.netlink.netconf_sysctls import merge as merge_conf
-from podpath.collectors.netlink.netconf_sysctls import read_conf
+from podpath.collectors.netlink.netconf_sysctls import ConfValues, read_conf
 from podpath.collectors.netlink.nlsocket import MAX_ATTEMPTS
 from podpath.collectors.netlink.rtnetlink import (
     AF_BRIDGE,
@@ -136,8 +136,8 @@ class _Opened:
     rs: RouteSocket | None
     # The namespace's socket reader, or why it could not be opened (None: not asked for).
     sockets: SocketReader | OSError | None = None
-    # conf/DEV -> accept_local, route_localnet, src_valid_mark, read while in the namespace.
-    conf: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The conf/DEV values netconf lacks (netconf_sysctls), read while in the namespace.
+    conf: ConfValues = field(default_factory=dict)
 
 
 @dataclass
@@ -303,7 +303,7 @@ class _Opener:
         rs: RouteSocket | None = None
         sockets: SocketReader | OSError | None = None
         error: OSError | None = None
-        conf: dict[str, dict[str, int]] = {}
+        conf: ConfValues = {}
         try:
             rs = RouteSocket()
             if self.open_sockets is not None:

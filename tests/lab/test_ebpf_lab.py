@@ -182,7 +182,7 @@ _IPV4_KEYS = (
     "src_valid_mark",
 )
 # IPv6 has no mc_forwarding sysctl (netconf alone carries it).
-_IPV6_KEYS = ("forwarding", "proxy_ndp", "ignore_routes_with_linkdown")
+_IPV6_KEYS = ("forwarding", "proxy_ndp", "ignore_routes_with_linkdown", "force_forwarding")
 _ROW_KEYS = {"proxy_arp": "proxy_neigh", "proxy_ndp": "proxy_neigh"}
 
 

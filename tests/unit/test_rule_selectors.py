@@ -298,3 +298,45 @@ def test_src_valid_mark_is_all_or_interface_and_unknown_when_not_read() -> None:
     assert sysctls.src_valid_mark(replace(_ns(), netconf=confs), eth0) is True
     confs = (NetConf(4, -1, src_valid_mark=0), NetConf(4, 2, src_valid_mark=0))
     assert sysctls.src_valid_mark(replace(_ns(), netconf=confs), eth0) is False
+
+
+def test_accept_local_with_rp_filter_on_passes_only_the_receiving_interfaces_own_address() -> None:
+    """__fib_validate_source(): a local route back passes with accept_local; strict mode
+    still wants its device to be iif (the address is iif's), loose mode takes any."""
+    from podpath.trace.routing import validate_source
+
+    veth = Link(NS, 3, "cali1", "veth", None, 1500, "UP", addresses=(Address(4, "10.244.0.1", 32),))
+    eth0 = replace(LINKS[0], addresses=(Address(4, "172.18.0.5", 16),))
+    local = [
+        Route(NS, 4, 255, "local", "172.18.0.5/32", dev=2, scope="host"),
+        Route(NS, 4, 255, "local", "10.244.0.1/32", dev=3, scope="host"),
+    ]
+    ns = replace(_ns(routes=[*MAIN[:2], *local]), links=(eth0, veth))
+    # Without accept_local an own source is a martian, strict or not.
+    bad = validate_source(ns, "10.244.0.1", "10.244.0.9", veth, 1)
+    assert not bad.ok and "is local, not unicast" in bad.reason, bad.reason
+    # accept_local: the veth's own address comes in on the veth -> the local route's device.
+    ok = validate_source(ns, "10.244.0.1", "10.244.0.9", veth, 1, accept_local=True)
+    assert ok.ok and "is an address of cali1 and accept_local=1" in ok.reason, ok.reason
+    # eth0's address on the veth: strict drops it, loose takes it.
+    strict = validate_source(ns, "172.18.0.5", "10.244.0.9", veth, 1, accept_local=True)
+    assert not strict.ok and "is an address of eth0, not of cali1" in strict.reason
+    assert validate_source(ns, "172.18.0.5", "10.244.0.9", veth, 2, accept_local=True).ok
+
+
+def test_ipv6_forwards_with_all_or_the_input_interfaces_force_forwarding() -> None:
+    """ip6_forward(): conf/all/forwarding, else force_forwarding of the input interface
+    (Linux 6.17+); unknown when all is 0 and the key was not read."""
+    from podpath.snapshot.model import NetConf
+    from podpath.trace import sysctls
+
+    eth0 = LINKS[0]
+    off = NetConf(6, -1, forwarding=0)
+    ns = replace(_ns(), netconf=(off, NetConf(6, 2, forwarding=0, force_forwarding=1)))
+    assert sysctls.forwarding(ns, 6, eth0) is True
+    ns = replace(_ns(), netconf=(off, NetConf(6, 2, forwarding=0, force_forwarding=0)))
+    assert sysctls.forwarding(ns, 6, eth0) is False
+    assert sysctls.forwarding(replace(_ns(), netconf=(off, NetConf(6, 2))), 6, eth0) is None
+    on = NetConf(6, -1, forwarding=1)
+    ns = replace(_ns(), netconf=(on, NetConf(6, 2, force_forwarding=0)))
+    assert sysctls.forwarding(ns, 6, eth0) is True

@@ -437,6 +437,8 @@ class NetConf(Value):
     accept_local: int | None = None  # a source address of this host accepted on input
     route_localnet: int | None = None  # 127/8 routed, not a martian
     src_valid_mark: int | None = None  # the packet's mark used in the reverse path lookup
+    # IPv6 only, from /proc/sys (Linux 6.17+); None: not read or no such key.
+    force_forwarding: int | None = None  # forward what this interface receives regardless
 
 
 @dataclass(frozen=True, eq=False)

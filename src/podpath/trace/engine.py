@@ -554,13 +554,16 @@ class Engine:
         family = 6 if ":" in flow.packet.dst else 4
         if family == 6:
             name = "net.ipv6.conf.all.forwarding"
+            if sysctls.force_forwarding(ns, iif) is False:
+                name += f" and net.ipv6.conf.{iif.name}.force_forwarding"
         elif sysctls.has_netconf(ns):
             name = f"net.ipv4.conf.{iif.name}.forwarding"
         else:
             name = "net.ipv4.ip_forward"
         counter = "Ip6InAddrErrors" if family == 6 else "IpInAddrErrors"
+        verb = "are" if " and " in name else "is"
         reason = (
-            f"{name} is 0: {self.label(flow.node, flow.netns)} does not forward (dropped "
+            f"{name} {verb} 0: {self.label(flow.node, flow.netns)} does not forward (dropped "
             f"without an ICMP error; nstat counts it in {counter})"
         )
         out = self.indexes[flow.node].link(flow.netns, decision.dev)

@@ -679,13 +679,20 @@ def validate_source(
         return SourceCheck(
             False, f"rp_filter={mode} ({name}) on {iif.name}: no route back to {src}", mode
         )
-    if back.type != "unicast":
+    own = back.type == "local" and accept_local
+    if back.type != "unicast" and not own:
         return SourceCheck(
             False, f"martian source: the route back to {src} is {back.type}, not unicast", mode
         )
-    if iif.ifindex in back.devs:
+    # __fib_validate_source(): with accept_local a local route back passes, and matches
+    # when its device is iif (the address is iif's own) or iif is the loopback.
+    if iif.ifindex in back.devs or (own and "LOOPBACK" in iif.flags):
+        how = f"{src} is an address of {iif.name} and accept_local=1" if own else ""
         return SourceCheck(
-            True, f"rp_filter={mode} ({name}): the route back to {src} uses {iif.name}", mode
+            True,
+            f"rp_filter={mode} ({name}): "
+            + (how or f"the route back to {src} uses {iif.name}"),
+            mode,
         )
     if not any(a.family == 4 for a in iif.addresses):
         return SourceCheck(
@@ -696,11 +703,12 @@ def validate_source(
         )
     if mode == 1:
         out = next((lk.name for lk in ns.links if lk.ifindex == back.dev), str(back.dev))
-        return SourceCheck(
-            False,
-            f"rp_filter=1 (strict) on {iif.name}: the route back to {src} leaves via {out}",
-            mode,
+        where = (
+            f"{src} is an address of {out}, not of {iif.name} (accept_local=1 passes only those)"
+            if own
+            else f"the route back to {src} leaves via {out}"
         )
+        return SourceCheck(False, f"rp_filter=1 (strict) on {iif.name}: {where}", mode)
     return SourceCheck(True, f"rp_filter={mode} ({name}): {src} is routable back", mode)
 
 

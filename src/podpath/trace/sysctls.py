@@ -2,8 +2,9 @@
 
 include/linux/inetdevice.h: IN_DEV_RPFILTER is max(conf/all, conf/IFACE), IN_DEV_PROXY_ARP
 is conf/all OR conf/IFACE, IN_DEV_FORWARD is the interface's own value (writing
-conf/all/forwarding copies itself to every interface). IPv6 forwards only when
-conf/all/forwarding is set (ip6_forward). Values come from each namespace's netconf
+conf/all/forwarding copies itself to every interface). IPv6 forwards when
+conf/all/forwarding is set or, since Linux 6.17, when the input interface's
+force_forwarding is (ip6_forward). Values come from each namespace's netconf
 dump; a snapshot without one (older, or a gap) falls back to the node facts read from
 /proc/sys for the root namespace, and otherwise answers None: unknown, never guessed.
 """
@@ -56,13 +57,35 @@ def proxy_ndp(ns: NetNamespace, link: Link) -> bool | None:
 def forwarding(
     ns: NetNamespace, family: int, link: Link, facts: NodeFacts | None = None
 ) -> bool | None:
-    """Whether a packet received on `link` may be forwarded (IPv4: the interface; IPv6: all)."""
-    conf = netconf(ns, family, link.ifindex if family == 4 else ALL)
+    """Whether a packet received on `link` may be forwarded (IPv4: the interface; IPv6:
+    conf/all, or the interface's force_forwarding)."""
+    if family == 6:
+        return _forwarding6(ns, link)
+    conf = netconf(ns, 4, link.ifindex)
     if conf is not None and conf.forwarding is not None:
         return bool(conf.forwarding)
-    if facts is not None and family == 4 and facts.ip_forward is not None:
+    if facts is not None and facts.ip_forward is not None:
         return bool(facts.ip_forward)
     return None
+
+
+def _forwarding6(ns: NetNamespace, link: Link) -> bool | None:
+    """ip6_forward(): conf/all/forwarding, or force_forwarding of the input interface
+    (Linux 6.17+; unknown where the key was not read and all is 0)."""
+    every = netconf(ns, 6, ALL)
+    if every is None or every.forwarding is None:
+        return None
+    if every.forwarding:
+        return True
+    return force_forwarding(ns, link)
+
+
+def force_forwarding(ns: NetNamespace, link: Link) -> bool | None:
+    """IPv6 force_forwarding of an interface (None: not read, or a kernel without it)."""
+    dev = netconf(ns, 6, link.ifindex)
+    if dev is None or dev.force_forwarding is None:
+        return None
+    return bool(dev.force_forwarding)
 
 
 def has_netconf(ns: NetNamespace) -> bool:
