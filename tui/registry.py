@@ -30,7 +30,7 @@ from podpath.tui.screens.service import ServiceScreen
 from podpath.tui.screens.services import ServicesScreen
 from podpath.tui.screens.tc import TcScreen
 from podpath.tui.screens.trace import TraceScreen
-from podpath.tui.state import CONNTRACK, SERVICES, Loaded
+from podpath.tui.state import SERVICES, Loaded
 from podpath.wording import count
 
 # The home view's name: opening it returns to home instead of stacking a second one.
@@ -184,7 +184,7 @@ VIEWS: tuple[View, ...] = (
         ConntrackScreen,
         "the conntrack table: original and reply, NAT explained",
         ("conntrack",),
-        _once(CONNTRACK, lambda ld: len(ld.parsed.conntrack())),
+        lambda ld: ld.conntrack_count(),
     ),
     View(
         "cni",

@@ -16,6 +16,7 @@ import pytest
 from textual.message import Message
 
 import podpath
+from podpath.conntrack import count_entries
 from podpath.lab.node import node_env
 from podpath.snapshot.model import Snapshot
 from podpath.tui import registry, state
@@ -72,13 +73,14 @@ def test_preparing_the_views_names_each_stage_in_order(fixed_snapshot: Snapshot)
     loaded = Loaded(fixed_snapshot)
     loaded.prepare(lambda what, done, total: seen.append((what, done, total)))
     assert seen == [(stage, i, len(STAGES)) for i, stage in enumerate(STAGES)]
-    assert STAGES[:4] == (SERVICES, CONNTRACK, FACTS, PROBLEMS)
+    assert STAGES[:4] == (SERVICES, FACTS, PROBLEMS, CONNTRACK)
     assert loaded.ready.is_set() and loaded.step == f"{STAGES[-1]} (7/7)"
 
 
 def test_home_counts_are_ready_before_any_rows_are_built(fixed_snapshot: Snapshot) -> None:
     """When the first rows start to be built, home's Services, conntrack and problems counts
-    are already there, and no screen's rows exist yet."""
+    are already there, and no screen's rows exist yet; the conntrack count, from the
+    listing's lines, is there from the start and equals the parse's."""
     loaded = Loaded(fixed_snapshot)
     counted = [v for v in registry.jump_views() if v.name in ("svc", "ct", "problems")]
     at_rows: list[tuple[list[str], frozenset[str]]] = []
@@ -89,7 +91,10 @@ def test_home_counts_are_ready_before_any_rows_are_built(fixed_snapshot: Snapsho
                 ([registry.count_text(v, loaded) for v in counted], loaded.done_stages())
             )
 
-    assert [registry.count_text(v, loaded) for v in counted] == [registry.PENDING] * 3
+    # The conntrack count needs no parse: the listing's entry lines, counted at once.
+    lines = str(count_entries(fixed_snapshot.conntrack.text)) if fixed_snapshot.conntrack else "0"
+    pending = registry.PENDING
+    assert [registry.count_text(v, loaded) for v in counted] == [pending, lines, pending]
     loaded.prepare(told)
     ((counts, done),) = at_rows
     assert registry.PENDING not in counts and counts == [
@@ -111,7 +116,7 @@ def test_a_screen_opened_early_gets_its_stage_next(fixed_snapshot: Snapshot) -> 
             loaded.want(CONNTRACK_ROWS)
 
     loaded.prepare(told)
-    assert order == [SERVICES, CONNTRACK_ROWS, CONNTRACK, FACTS, PROBLEMS, SERVICE_ROWS, MENTIONS]
+    assert order == [SERVICES, CONNTRACK_ROWS, FACTS, PROBLEMS, CONNTRACK, SERVICE_ROWS, MENTIONS]
     assert loaded.ready.is_set() and all(loaded.has(s) for s in STAGES)
 
 

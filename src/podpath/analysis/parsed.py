@@ -87,11 +87,13 @@ class ParsedSnapshot:
         if dump is None:
             return ()
         services = self.services()
-        if "conntrack" in self._cache:  # parsed already (the TUI's conntrack screen)
-            return tuple(stale_entries(self.conntrack(), services))
-        return self._once(
-            "stale conntrack", lambda: tuple(stale_in_listing(dump.text, services)), ()
-        )
+
+        def build() -> tuple[ConntrackEntry, ...]:
+            if "conntrack" in self._cache:  # parsed already (the TUI's conntrack screen)
+                return tuple(stale_entries(self.conntrack(), services))
+            return tuple(stale_in_listing(dump.text, services))
+
+        return self._once("stale conntrack", build, ())
 
     def parse_all(self, conntrack: bool = True) -> None:
         """Parse every view, so that `notes` names everything that could not be read
