@@ -37,8 +37,8 @@ from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from podpath.collectors.netlink.netconf_decode import decode_netconf
-from podpath.collectors.netlink.netconf_sysctls import merge as merge_conf
 from podpath.collectors.netlink.netconf_sysctls import ConfValues, read_conf
+from podpath.collectors.netlink.netconf_sysctls import merge as merge_conf
 from podpath.collectors.netlink.nlsocket import MAX_ATTEMPTS
 from podpath.collectors.netlink.rtnetlink import (
     AF_BRIDGE,

@@ -690,8 +690,7 @@ def validate_source(
         how = f"{src} is an address of {iif.name} and accept_local=1" if own else ""
         return SourceCheck(
             True,
-            f"rp_filter={mode} ({name}): "
-            + (how or f"the route back to {src} uses {iif.name}"),
+            f"rp_filter={mode} ({name}): " + (how or f"the route back to {src} uses {iif.name}"),
             mode,
         )
     if not any(a.family == 4 for a in iif.addresses):
