@@ -102,12 +102,15 @@ def without_service_link_env(
     return tuple(_trimmed(pod, names_of, done) for pod in pods)
 
 
-def _service_link_names(
-    links: Iterable[ServiceLinkEnv],
-) -> dict[tuple[str, str, str], frozenset[str]]:
-    """(namespace, pod, container) -> the names of its Service-link variables (same_as resolved)."""
+# (namespace, pod, container name, its init's PID): a restarted container's earlier
+# attempts have the same name, and only the one whose environ was read is trimmed.
+_Holder = tuple[str, str, str, int]
+
+
+def _service_link_names(links: Iterable[ServiceLinkEnv]) -> dict[_Holder, frozenset[str]]:
+    """Each holder's Service-link variable names (same_as resolved)."""
     by_holder: dict[str, frozenset[str]] = {}
-    out: dict[tuple[str, str, str], frozenset[str]] = {}
+    out: dict[_Holder, frozenset[str]] = {}
     for link in links:
         if link.same_as:
             names = by_holder.get(link.same_as, frozenset())
@@ -115,18 +118,25 @@ def _service_link_names(
             names = frozenset(v.partition("=")[0] for v in link.variables)
         by_holder[f"{link.namespace}/{link.pod}/{link.container}"] = names
         if names:
-            out[(link.namespace, link.pod, link.container)] = names
+            out[(link.namespace, link.pod, link.container, link.pid)] = names
     return out
 
 
 def _trimmed(
     pod: Pod,
-    names_of: dict[tuple[str, str, str], frozenset[str]],
+    names_of: dict[_Holder, frozenset[str]],
     done: dict[tuple[frozenset[str], tuple[str, ...]], tuple[str, ...]],
 ) -> Pod:
     containers = []
     for container in pod.containers:
-        names = names_of.get((pod.namespace, pod.name, container.name))
+        names = next(
+            (
+                names_of[key]
+                for pid in container.pids
+                if (key := (pod.namespace, pod.name, container.name, pid)) in names_of
+            ),
+            None,
+        )
         if names and container.env:
             # Replicas' env are alike (values redacted): each distinct one is filtered once.
             key = (names, container.env)

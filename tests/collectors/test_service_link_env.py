@@ -8,10 +8,12 @@ from podpath.snapshot.model import Container, Pod, ServiceLinkEnv
 LINKS = ("WEB_SERVICE_HOST=10.96.0.9", "WEB_SERVICE_PORT=80", "WEB_PORT=tcp://10.96.0.9:80")
 
 
-def _pod(name: str, env: tuple[str, ...]) -> Pod:
+def _pod(name: str, env: tuple[str, ...], *earlier: Container) -> Pod:
     pause = Container("POD", f"{name}-pause", "sandbox", env=("PATH=<redacted>",))
-    app = Container("app", f"{name}-app", "container", env=env)
-    return Pod("default", name, f"uid-{name}", f"sb-{name}", None, containers=(pause, app))
+    app = Container("app", f"{name}-app", "container", pids=(10 + ord(name[0]) - 97,), env=env)
+    return Pod(
+        "default", name, f"uid-{name}", f"sb-{name}", None, containers=(pause, app, *earlier)
+    )
 
 
 def _redacted(*variables: str) -> tuple[str, ...]:
@@ -34,6 +36,17 @@ def test_links_leave_env_and_are_counted_through_same_as() -> None:
         assert pause.env == ("PATH=<redacted>",) and pause.service_link_env == 0
     # No Service-link record (not running, or its environ unreadable): env is kept whole.
     assert c.containers[1].env == env and c.containers[1].service_link_env == 0
+
+
+def test_only_the_attempt_whose_environ_was_read_is_trimmed() -> None:
+    """A restarted container: the exited attempt (same name, no PID) keeps its env."""
+    env = _redacted("PATH=/bin", *LINKS)
+    exited = Container("app", "a-app-0", "container", env=env, state="exited")
+    (pod,) = without_service_link_env(
+        (_pod("a", env, exited),), (ServiceLinkEnv("default", "a", "app", 10, LINKS),)
+    )
+    assert pod.containers[1].service_link_env == 3
+    assert pod.containers[2].env == env and pod.containers[2].service_link_env == 0
 
 
 def test_values_kept_with_show_env_are_trimmed_by_name() -> None:

@@ -55,7 +55,7 @@ def test_collected_variables_are_what_the_lab_gave_each_container(shared_lab: La
             assert not any(v.startswith("PATH=") for v in variables)
             # The container's env keeps its own variables and counts the links left out.
             (pod,) = [p for p in index.snapshot.pods if p.name == env.pod]
-            (container,) = [c for c in pod.containers if c.name == env.container]
+            (container,) = [c for c in pod.containers if env.pid in c.pids]
             names = {v.partition("=")[0] for v in variables}
             assert container.service_link_env == len(variables), env.pod
             assert not names & {e.partition("=")[0] for e in container.env}
