@@ -131,9 +131,9 @@ def _trimmed(
     for container in pod.containers:
         names = next(
             (
-                names_of[key]
+                names_of[holder]
                 for pid in container.pids
-                if (key := (pod.namespace, pod.name, container.name, pid)) in names_of
+                if (holder := (pod.namespace, pod.name, container.name, pid)) in names_of
             ),
             None,
         )
