@@ -53,8 +53,9 @@ def _counts(loaded: Loaded) -> list[str]:
 
 
 def test_each_count_shows_once_its_own_stage_is_done(fixed_snapshot: Snapshot) -> None:
-    """Services before conntrack, conntrack before the problems, the facts' problems as a
-    lower bound ("2+ checking paths…") before the doctor's sweep completes them."""
+    """The conntrack count from the start (the listing's entry lines, equal to the parse's),
+    the Services once parsed, the facts' problems as a lower bound ("2+ checking paths…")
+    before the doctor's sweep completes them, all before the conntrack parse."""
     loaded = Loaded(fixed_snapshot)
     at_start: dict[str, list[str]] = {}
     loaded.prepare(lambda what, _done, _total: at_start.setdefault(what, _counts(loaded)))
@@ -64,10 +65,10 @@ def test_each_count_shows_once_its_own_stage_is_done(fixed_snapshot: Snapshot) -
     services = str(len(loaded.parsed.services()))
     conntrack = str(len(loaded.parsed.conntrack()))
     pending, checking = registry.PENDING, f"{len(facts)}+ {registry.CHECKING}"
-    assert at_start[SERVICES] == [pending, pending, pending]
-    assert at_start[CONNTRACK] == [services, pending, pending]
+    assert at_start[SERVICES] == [pending, conntrack, pending]
     assert at_start[FACTS] == [services, conntrack, pending]
     assert at_start[PROBLEMS] == [services, conntrack, checking]
+    assert at_start[CONNTRACK] == [services, conntrack, str(len(found))]
     assert at_start[SERVICE_ROWS] == [services, conntrack, str(len(found))]
     assert {f.id for f in facts} <= {f.id for f in found}
 
