@@ -480,13 +480,14 @@ NETCONF_COLUMNS = (
     Column("ACC_LOCAL", _key("accept_local"), True),
     Column("LOCALNET", _key("route_localnet"), True),
     Column("SRC_VMARK", _key("src_valid_mark"), True),
-    Column("FORCE_FWD", _key("force_forwarding"), True),
     # The kernel's own combination: forwarding (IPv6: conf/all or the interface's
     # force_forwarding), max(all, dev) rp_filter,
     # all OR dev proxy_arp/proxy_ndp (include/linux/inetdevice.h).
     Column("EFF-FWD", _eff("forwarding"), True),
     Column("EFF-RPF", lambda r: _rp_mode(r["effective"]["rp_filter"])),
     Column("EFF-PROXY", _eff("proxy_neigh"), True),
+    # IPv6, Linux 6.17+; last, as rarely set: the effective values stay on screen.
+    Column("FORCE_FWD", _key("force_forwarding"), True),
 )
 
 

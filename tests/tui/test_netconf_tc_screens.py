@@ -55,4 +55,4 @@ async def test_netconf_view_shows_the_effective_rp_filter(fixed_snapshot: Snapsh
         assert isinstance(screen, NetconfScreen)
         rows = [screen.table.row_texts(i) for i in range(screen.table.row_count)]
         assert [(r[0].strip(), r[2].strip()) for r in rows] == [(pod_ref, "all"), (pod_ref, "eth0")]
-        assert rows[1][-2].strip() == "2 (loose)"
+        assert rows[1][-3].strip() == "2 (loose)"  # EFF-RPF, before EFF-PROXY and FORCE_FWD
