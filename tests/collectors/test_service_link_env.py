@@ -61,3 +61,32 @@ def test_values_kept_with_show_env_are_trimmed_by_name() -> None:
 def test_no_links_returns_the_same_pods() -> None:
     pods = (_pod("a", ("PATH=<redacted>",)),)
     assert without_service_link_env(pods, ()) is pods
+
+
+def test_the_candidates_alone_give_the_same_links() -> None:
+    """Of a whole environ, the variables named *_PORT* or *_SERVICE_HOST* decide the links:
+    kubelet's are kept, a lookalike or an app's own are dropped either way."""
+    from podpath.collectors.proc.service_links import candidates
+    from podpath.kubelet_env import keep_service_links
+
+    environ = [
+        "PATH=/bin",
+        "HOSTNAME=web-1",
+        "WEB_SERVICE_HOST=10.96.0.9",
+        "WEB_SERVICE_PORT=80",
+        "WEB_SERVICE_PORT_HTTP=80",
+        "WEB_PORT=tcp://10.96.0.9:80",
+        "WEB_PORT_80_TCP=tcp://10.96.0.9:80",
+        "WEB_PORT_80_TCP_PROTO=tcp",
+        "WEB_PORT_80_TCP_PORT=80",
+        "WEB_PORT_80_TCP_ADDR=10.96.0.9",
+        "WEB_FOO=1",
+        "MY_PORT=8080",
+        "FAKE_SERVICE_HOST=10.96.0.7",
+        "X=WEB_PORT=1",
+    ]
+    raw = ("\0".join(environ) + "\0").encode()
+    kept = candidates(raw).decode().split("\0")
+    assert "PATH=/bin" not in kept and "X=WEB_PORT=1" not in kept
+    assert keep_service_links(kept) == keep_service_links(environ)
+    assert len(keep_service_links(environ)) == 8  # the WEB_ ones
