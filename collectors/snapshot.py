@@ -335,6 +335,7 @@ def _start_cri_listing(host: HostRoot) -> Future[tuple[tuple[CriListing, ...], t
 
     from podpath.collectors.commands import CommandRunner
     from podpath.collectors.runtime.cri_state import read_listings
+    from podpath.collectors.runtime.pods import containerd_bundles
 
     fut: Future[tuple[tuple[CriListing, ...], tuple[Gap, ...]]] = Future()
     runner = CommandRunner(host_root=Path(host.path))
@@ -342,7 +343,8 @@ def _start_cri_listing(host: HostRoot) -> Future[tuple[tuple[CriListing, ...], t
     def work() -> None:
         fut.set_running_or_notify_cancel()
         try:
-            fut.set_result(read_listings(host, runner))
+            # Containers whose spec the runtime's files give are asked the plain status.
+            fut.set_result(read_listings(host, runner, containerd_bundles(host)))
         except BaseException as exc:  # noqa: BLE001 - handed to the waiter, not swallowed
             fut.set_exception(exc)
 

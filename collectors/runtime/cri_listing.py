@@ -1,9 +1,12 @@
 """What a CRI runtime reports about its pods, read over its socket with read-only calls.
 
-`python -m podpath.collectors.runtime.cri_listing SOCKET` prints one JSON document: the
-runtime's Version, every sandbox (ListPodSandbox, then PodSandboxStatus verbose) and
-every container (ListContainers, then ContainerStatus verbose), as crictl's `pods`,
-`inspectp`, `ps -a` and `inspect` read them. Only the calls in
+`python -m podpath.collectors.runtime.cri_listing SOCKET [CONTAINER_ID...]` prints one
+JSON document: the runtime's Version, every sandbox (ListPodSandbox, then PodSandboxStatus
+verbose) and every container (ListContainers, then ContainerStatus), as crictl's `pods`,
+`inspectp`, `ps -a` and `inspect` read them. A container's status is verbose (its runtime
+spec, PID and namespaces) unless its ID is given: those are the containers whose spec the
+collector reads from the runtime's files (pods.containerd_bundles), and a verbose status
+repeats the whole spec, environment included, twice. Only the calls in
 `podpath.cri.client.READ_ONLY` can be made (the client refuses others).
 
 It runs as a child process, on the other core while the collecting process scans
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Collection
 from typing import Any
 
 # Exit status when the socket answers nothing (no runtime there): not an error.
@@ -60,8 +64,13 @@ def status_info(response: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def listing(socket_path: str, timeout: float = 10.0) -> dict[str, Any]:
-    """Version, sandboxes and containers of the runtime at `socket_path` (read-only)."""
+def listing(
+    socket_path: str, timeout: float = 10.0, spec_read_elsewhere: Collection[str] = ()
+) -> dict[str, Any]:
+    """Version, sandboxes and containers of the runtime at `socket_path` (read-only).
+
+    Containers in `spec_read_elsewhere` get the plain status, the rest the verbose one.
+    """
     from podpath.cri.client import CriClient
 
     with CriClient(socket_path, timeout=timeout, read_only=True) as cri:
@@ -72,7 +81,11 @@ def listing(socket_path: str, timeout: float = 10.0) -> dict[str, Any]:
             "PodSandboxStatus", [{"pod_sandbox_id": s["id"], "verbose": True} for s in sandboxes]
         )
         ct_status = cri.call_many(
-            "ContainerStatus", [{"container_id": c["id"], "verbose": True} for c in containers]
+            "ContainerStatus",
+            [
+                {"container_id": c["id"], "verbose": c["id"] not in spec_read_elsewhere}
+                for c in containers
+            ],
         )
     return {
         "socket": socket_path,
@@ -89,14 +102,16 @@ def listing(socket_path: str, timeout: float = 10.0) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m podpath.collectors.runtime.cri_listing SOCKET`: the listing as JSON on stdout."""
+    """`python -m podpath.collectors.runtime.cri_listing SOCKET [ID...]`: the listing as JSON."""
     from podpath.cri.client import CriError
 
-    if len(argv) != 1:
-        sys.stderr.write("usage: python -m podpath.collectors.runtime.cri_listing SOCKET\n")
+    if not argv:
+        sys.stderr.write(
+            "usage: python -m podpath.collectors.runtime.cri_listing SOCKET [CONTAINER_ID...]\n"
+        )
         return 2
     try:
-        doc = listing(argv[0])
+        doc = listing(argv[0], spec_read_elsewhere=frozenset(argv[1:]))
     except CriError as exc:
         sys.stderr.write(f"{exc}\n")
         return NO_RUNTIME if exc.code == "UNAVAILABLE" else 1

@@ -12,6 +12,7 @@ bundles are still there.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,16 +87,20 @@ def socket_reader_enabled() -> bool:
 
 
 def read_listings(
-    host: HostRoot, runner: CommandRunner | None = None
+    host: HostRoot, runner: CommandRunner | None = None, spec_read_elsewhere: Iterable[str] = ()
 ) -> tuple[tuple[CriListing, ...], tuple[Gap, ...]]:
-    """Ask every CRI socket of the node for its pods and containers (read-only calls)."""
+    """Ask every CRI socket of the node for its pods and containers (read-only calls).
+
+    `spec_read_elsewhere`: containers whose runtime spec comes from the runtime's files,
+    asked for their plain status (cri_listing).
+    """
     if not socket_reader_enabled():
         return (), ()
     runner = runner or CommandRunner()
     listings: list[CriListing] = []
     gaps: list[Gap] = []
     for runtime, path in sockets(host):
-        result = runner.run_module(LISTING_MODULE, (path,))
+        result = runner.run_module(LISTING_MODULE, (path, *sorted(spec_read_elsewhere)))
         if result.gap is not None or result.returncode != 0:
             gaps.append(_unread_socket_gap(path, result.stderr, result.gap))
             continue

@@ -29,7 +29,6 @@ import os
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,6 +52,7 @@ from podpath.collectors.runtime.docker_state import (
     rfc3339_ns,
     state_of,
 )
+from podpath.collectors.runtime.environments import Environments
 from podpath.collectors.runtime.kindnet_db import SOURCE as KINDNET_SOURCE
 from podpath.collectors.runtime.kindnet_db import KindnetPod, read_kindnet_db
 from podpath.snapshot.model import Container, Gap, IpamAllocation, Namespace, Pod, Process
@@ -124,29 +124,6 @@ class RuntimeContainer:
     also_from: tuple[str, ...] = ()  # other sources that filled in this record
 
 
-# One "NAME=<redacted>" string per name, shared by every container: with thousands of
-# Services each carries tens of thousands of Service-link variables, and 250 pods made
-# 6.6M strings (~0.45 GB) where 26k distinct ones say the same. Bounded, as names are
-# the pods' to choose.
-_REDACTED: dict[str, str] = {}
-_REDACTED_MAX = 200_000
-
-
-def redact_env(env: Iterable[str]) -> tuple[str, ...]:
-    """KEY=VALUE -> KEY=<redacted>: environment variables hold secrets."""
-    made = _REDACTED
-    if len(made) > _REDACTED_MAX:
-        made.clear()
-    out = []
-    for e in env:
-        name = e.partition("=")[0]
-        text = made.get(name)
-        if text is None:
-            text = made[name] = name + "=<redacted>"
-        out.append(text)
-    return tuple(out)
-
-
 def _strs(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
@@ -163,7 +140,7 @@ def _json_obj(text: str) -> dict[str, Any] | None:
 
 
 def parse_oci_config(
-    spec: dict[str, Any], cid: str, runtime: str, *, redact: bool = True
+    spec: dict[str, Any], cid: str, runtime: str, envs: Environments | None = None
 ) -> RuntimeContainer:
     """A RuntimeContainer from an OCI runtime spec (bundle config.json) with CRI annotations."""
     ann = spec.get("annotations") if isinstance(spec.get("annotations"), dict) else {}
@@ -173,8 +150,7 @@ def parse_oci_config(
     process = spec.get("process") if isinstance(spec.get("process"), dict) else {}
     assert isinstance(process, dict)
     rc.command = _strs(process.get("args"))
-    env = _strs(process.get("env"))
-    rc.env = redact_env(env) if redact else env
+    rc.env = (envs or Environments()).of(process.get("env"))
     linux = spec.get("linux") if isinstance(spec.get("linux"), dict) else {}
     assert isinstance(linux, dict)
     for ns in linux.get("namespaces") or []:
@@ -315,8 +291,7 @@ def _list_ids(host: HostRoot, path: str, gaps: list[Gap]) -> list[str]:
 def read_containerd(
     host: HostRoot,
     gaps: list[Gap],
-    *,
-    redact: bool = True,
+    envs: Environments,
     task_roots: tuple[str, ...] = CONTAINERD_TASK_ROOTS,
 ) -> list[RuntimeContainer]:
     """Containers and sandboxes of containerd's k8s.io namespace, under each state dir."""
@@ -327,14 +302,42 @@ def read_containerd(
     for cid in _list_ids(host, CONTAINERD_RUNC, gaps):
         where.setdefault(cid, CONTAINERD_TASKS)
     for cid, tasks in sorted(where.items()):
-        rc = _read_containerd_one(host, tasks, cid, gaps, redact)
+        rc = _read_containerd_one(host, tasks, cid, gaps, envs)
         if rc is not None:
             out.append(rc)
     return out
 
 
+def containerd_bundles(host: HostRoot) -> frozenset[str]:
+    """IDs of the containerd tasks whose runtime spec read_containerd can read (config.json).
+
+    CRI's verbose ContainerStatus carries the same spec (and containerd adds the CRI
+    config, which repeats the environment): asked for these too, the 10k-Service
+    benchmark node's 250 containers sent 450 MB that was decoded and dropped
+    (BENCHMARKS.md). For these the CRI listing asks the plain status only.
+    """
+    import stat
+
+    found = set()
+    for tasks in CONTAINERD_TASK_ROOTS:
+        try:
+            names = host.listdir(tasks)
+        except CollectorError:
+            continue  # not this runtime's layout, or unreadable: read_containerd says so
+        for cid in names:
+            if not _ID.match(cid):
+                continue
+            try:
+                st = host.stat(f"{tasks}/{cid}/config.json")
+            except CollectorError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_size <= _MAX_CONFIG:
+                found.add(cid)
+    return frozenset(found)
+
+
 def _read_containerd_one(
-    host: HostRoot, tasks: str, cid: str, gaps: list[Gap], redact: bool
+    host: HostRoot, tasks: str, cid: str, gaps: list[Gap], envs: Environments
 ) -> RuntimeContainer | None:
     """One container of a containerd state dir, from its bundle and runc state."""
     spec = read_json_object(host, f"{tasks}/{cid}/config.json", gaps, _MAX_CONFIG)
@@ -352,7 +355,7 @@ def _read_containerd_one(
             }
     if spec is None:
         return None
-    rc = parse_oci_config(spec, cid, "containerd", redact=redact)
+    rc = parse_oci_config(spec, cid, "containerd", envs)
     if state is not None:
         apply_runc_state(rc, state)
     elif rc.pid is None:
@@ -385,8 +388,7 @@ def _read_pidfile(host: HostRoot, path: str) -> int | None:
 def read_crio(
     host: HostRoot,
     gaps: list[Gap],
-    *,
-    redact: bool = True,
+    envs: Environments,
     dirs: tuple[str, ...] = (CRIO_CONTAINERS,),
 ) -> list[RuntimeContainer]:
     """Containers and sandboxes from CRI-O's state (containers/storage userdata) in `dirs`."""
@@ -396,7 +398,7 @@ def read_crio(
             spec = read_json_object(host, f"{where}/{cid}/userdata/config.json", [], _MAX_CONFIG)
             if spec is None:
                 continue  # image layers' containers (podman, builds) have no config: not ours
-            rc = parse_oci_config(spec, cid, "cri-o", redact=redact)
+            rc = parse_oci_config(spec, cid, "cri-o", envs)
             if rc.runtime != "cri-o":
                 continue
             state = read_json_object(host, f"{CRIO_RUNC}/{cid}/state.json", [], _MAX_CONFIG)
@@ -408,18 +410,18 @@ def read_crio(
     return out
 
 
-def read_docker(host: HostRoot, gaps: list[Gap], *, redact: bool = True) -> list[RuntimeContainer]:
+def read_docker(host: HostRoot, gaps: list[Gap], envs: Environments) -> list[RuntimeContainer]:
     """Sandboxes and containers dockershim or cri-dockerd made, from dockerd's files."""
     out = []
     for cid in container_ids(host, gaps):
         found = read_config(host, cid, gaps)
         if found is not None:
-            out.append(docker_container(cid, *found, redact=redact))
+            out.append(docker_container(cid, *found, envs))
     return out
 
 
 def docker_container(
-    cid: str, config: dict[str, Any], hostconfig: dict[str, Any], *, redact: bool = True
+    cid: str, config: dict[str, Any], hostconfig: dict[str, Any], envs: Environments | None = None
 ) -> RuntimeContainer:
     """A RuntimeContainer from a Kubernetes-made container's config.v2.json + hostconfig.json."""
     cfg = config.get("Config") if isinstance(config.get("Config"), dict) else {}
@@ -451,8 +453,7 @@ def docker_container(
     path = str(config.get("Path") or "")
     args = config.get("Args") if isinstance(config.get("Args"), list) else []
     rc.command = tuple([path] if path else []) + _strs(args)
-    env = _strs(cfg.get("Env"))
-    rc.env = redact_env(env) if redact else env
+    rc.env = (envs or Environments()).of(cfg.get("Env"))
     state = config.get("State") if isinstance(config.get("State"), dict) else {}
     assert isinstance(state, dict)
     rc.state = state_of(state)
@@ -922,12 +923,13 @@ def collect_pods(
     task_roots = tuple(dict.fromkeys([*CONTAINERD_TASK_ROOTS, *(d.tasks() for d in daemons)]))
     cri_roots = tuple(dict.fromkeys([*CONTAINERD_CRI_ROOTS, *(d.cri_root() for d in daemons)]))
     roots = tuple(dict.fromkeys([*CONTAINERD_ROOTS, *(d.root for d in daemons)]))
-    runtime = read_containerd(host, gaps, redact=redact, task_roots=task_roots)
+    envs = Environments(redact=redact)
+    runtime = read_containerd(host, gaps, envs, task_roots=task_roots)
     if cancel is None or not cancel.is_set():
         crio = crio_dirs(processes, node_ns.get("mnt"))
-        runtime += read_crio(host, gaps, redact=redact, dirs=crio)
-        runtime += read_docker(host, gaps, redact=redact)
-    from_cri = [rc for listing in cri for rc in containers_from_cri(listing, redact=redact)]
+        runtime += read_crio(host, gaps, envs, dirs=crio)
+        runtime += read_docker(host, gaps, envs)
+    from_cri = [rc for listing in cri for rc in containers_from_cri(listing, envs)]
     runtime = merge_runtime(from_cri, runtime)
     kindnet: list[RuntimeContainer] = []
     if cancel is None or not cancel.is_set():
@@ -975,13 +977,12 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _apply_cri_info(rc: RuntimeContainer, info: dict[str, Any], redact: bool) -> None:
+def _apply_cri_info(rc: RuntimeContainer, info: dict[str, Any], envs: Environments) -> None:
     """Fill PID, command, env and namespaces from a verbose status's runtime spec."""
     pid = _int(info.get("pid"))
     rc.pid = pid if pid and pid > 0 else None
     rc.command = _strs(info.get("args"))
-    env = _strs(info.get("env"))
-    rc.env = redact_env(env) if redact else env
+    rc.env = envs.of(info.get("env"))
     for ns in info.get("namespaces") or []:
         if isinstance(ns, dict) and str(ns.get("type")) in _OCI_NS:
             path = ns.get("path")
@@ -997,8 +998,11 @@ def _apply_cri_info(rc: RuntimeContainer, info: dict[str, Any], redact: bool) ->
         rc.log_dir = info["log_directory"]
 
 
-def containers_from_cri(listing: CriListing, *, redact: bool = True) -> list[RuntimeContainer]:
+def containers_from_cri(
+    listing: CriListing, envs: Environments | None = None
+) -> list[RuntimeContainer]:
     """Sandboxes and containers of one CRI listing as RuntimeContainers (source "cri")."""
+    envs = envs or Environments()
     out: list[RuntimeContainer] = []
     doc = listing.document
     for item in doc.get("sandboxes") or []:
@@ -1023,7 +1027,7 @@ def containers_from_cri(listing: CriListing, *, redact: bool = True) -> list[Run
         rc.host_network = options.get("network") == "NODE"
         image = info.get("image")
         rc.sandbox_image = rc.image = str(image) if image else None
-        _apply_cri_info(rc, info, redact)
+        _apply_cri_info(rc, info, envs)
         out.append(rc)
     for item in doc.get("containers") or []:
         status, info = _dict(_dict(item).get("status")), _dict(_dict(item).get("info"))
@@ -1050,7 +1054,7 @@ def containers_from_cri(listing: CriListing, *, redact: bool = True) -> list[Run
         rc.image = str(_dict(status.get("image")).get("image") or "") or None
         rc.image_id = str(status.get("image_id") or status.get("image_ref") or "") or None
         rc.log_path = str(status.get("log_path") or "") or None
-        _apply_cri_info(rc, info, redact)
+        _apply_cri_info(rc, info, envs)
         out.append(rc)
     return out
 

@@ -171,3 +171,51 @@ def test_without_the_socket_pods_come_from_containerds_files(
             if c["state"] == "running":
                 assert running[c["id"]]["state"] == "running"
                 assert running[c["id"]]["started_at"] == c["started_at"]
+
+
+_LISTING = """
+import json
+from podpath.collectors.hostroot import HostRoot
+from podpath.collectors.runtime.cri_listing import listing
+from podpath.collectors.runtime.pods import containerd_bundles
+
+with HostRoot("/") as host:
+    bundled = containerd_bundles(host)
+sock = "/run/containerd/containerd.sock"
+print(json.dumps({"bundled": sorted(bundled), "plain": listing(sock, 60, bundled),
+                  "verbose": listing(sock, 60)}))
+"""
+
+
+def test_containers_with_a_readable_bundle_are_asked_the_plain_status(shared_lab: Lab) -> None:
+    """The runtime spec is read once: from the bundle where there is one, else from CRI.
+
+    A verbose ContainerStatus repeats the bundle's spec (environment and all): the listing
+    asks the plain status of a container whose config.json podpath reads, and what the
+    verbose status would have added is exactly what that bundle holds.
+    """
+    import sys
+
+    out = shared_lab.exec("node1", [sys.executable, "-c", _LISTING])
+    doc = json.loads(out.stdout)
+    bundled = set(doc["bundled"])
+    plain = {c["status"]["id"]: c["info"] for c in doc["plain"]["containers"]}
+    verbose = {c["status"]["id"]: c["info"] for c in doc["verbose"]["containers"]}
+    running = {c["status"]["id"] for c in doc["verbose"]["containers"] if c["info"]["pid"]}
+    assert running and running <= bundled and set(plain) == set(verbose)
+    for cid, info in plain.items():
+        if cid in bundled:
+            assert info["pid"] is None and info["env"] is None and info["namespaces"] is None
+        else:
+            assert info == verbose[cid]
+    # Sandboxes are always asked verbose (their netns path, log directory, pause PID).
+    assert all(s["info"]["pid"] for s in doc["plain"]["sandboxes"])
+    for cid in sorted(running)[:3]:
+        spec = json.loads(
+            shared_lab.exec(
+                "node1",
+                ["cat", f"/run/containerd/io.containerd.runtime.v2.task/k8s.io/{cid}/config.json"],
+            ).stdout
+        )
+        assert spec["process"]["env"] == verbose[cid]["env"]
+        assert spec["linux"]["namespaces"] == verbose[cid]["namespaces"]
