@@ -90,3 +90,25 @@ def test_the_candidates_alone_give_the_same_links() -> None:
     assert "PATH=/bin" not in kept and "X=WEB_PORT=1" not in kept
     assert keep_service_links(kept) == keep_service_links(environ)
     assert len(keep_service_links(environ)) == 8  # the WEB_ ones
+
+
+def test_a_known_block_gives_the_candidates_the_expression_would() -> None:
+    """Another pod's block is used only when it is whole variables and all there is."""
+    from podpath.collectors.proc.service_links import candidates
+
+    links = ["WEB_SERVICE_HOST=10.96.0.9", "WEB_SERVICE_PORT=80", "WEB_PORT=tcp://10.96.0.9:80"]
+    block = candidates(("\0".join(["HOSTNAME=a", *links, "HOME=/"]) + "\0").encode())
+    environs = {
+        "same block, own variables around it": ["PATH=/b", "HOSTNAME=b", *links, "HOME=/"],
+        "one more Service-link variable": ["HOSTNAME=c", *links, "DB_SERVICE_HOST=10.96.0.2"],
+        "one fewer": ["HOSTNAME=d", *links[:2]],
+        "another order": ["HOSTNAME=e", *reversed(links)],
+        "block inside a longer variable": ["HOSTNAME=f", "XWEB_SERVICE_HOST=10.96.0.9", *links[1:]],
+        "block cut at the end": ["HOSTNAME=g", *links[:2], links[2] + "0"],
+        "no candidates": ["HOSTNAME=h"],
+    }
+    for why, environ in environs.items():
+        raw = ("\0".join(environ) + "\0").encode()
+        assert candidates(raw, [b"", block]) == candidates(raw), why
+    same = ("\0".join(environs["same block, own variables around it"]) + "\0").encode()
+    assert candidates(same, [block]) is block  # found, not made again
