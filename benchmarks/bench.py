@@ -715,6 +715,21 @@ whether a goal is met.
 """
 
 
+def byte_compile() -> None:
+    """Compile podpath's modules to bytecode first, as installing a wheel does.
+
+    Measured otherwise, every start of podpath under PYTHONDONTWRITEBYTECODE (set on the
+    machine the figures were taken on) compiled the modules it imports from source: 50 ms
+    of a 0.3 s CLI trace, 90 ms of doctor, which no installed podpath pays.
+    """
+    import compileall
+
+    import podpath
+
+    # Where Python imports it from (an editable install's tree of links): its __pycache__.
+    compileall.compile_dir(str(Path(podpath.__file__).parent), quiet=1)
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the benchmark; 0 when it completed (goals missed are reported, not failures)."""
     args = parse_args(argv)
@@ -733,6 +748,7 @@ def main(argv: Sequence[str]) -> int:
         return 0
     plan = plan_from(args)
     signal.signal(signal.SIGTERM, _on_term)
+    byte_compile()
     info_machine = machine()
     command = "benchmarks/run " + " ".join(argv)
     started = time.monotonic()
