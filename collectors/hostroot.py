@@ -296,9 +296,16 @@ class HostRoot:
     # -- reads -----------------------------------------------------------------------
 
     def read_bytes(self, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes:
-        """The content of a file, at most `limit` bytes."""
-        fd = self.open(path)
+        """The content of a file, at most `limit` bytes (a FIFO is refused, not waited on)."""
+        # O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer, and a FIFO
+        # where a runtime keeps a state file (config.json, state.json) hung the snapshot.
+        fd = self.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
+            mode = os.fstat(fd).st_mode
+            if stat_mod.S_ISFIFO(mode):
+                raise CollectorError(path, "is a FIFO, not a file: not read")
+            if not stat_mod.S_ISREG(mode):
+                os.set_blocking(fd, True)  # a device reads as it would without the flag
             return _read_fd(fd, limit, path)
         finally:
             os.close(fd)

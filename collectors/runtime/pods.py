@@ -327,10 +327,14 @@ def containerd_bundles(host: HostRoot) -> frozenset[str]:
         for cid in names:
             if not _ID.match(cid):
                 continue
-            try:
-                st = host.stat(f"{tasks}/{cid}/config.json")
+            try:  # opened for reading, as read_containerd will (O_NONBLOCK: a FIFO there)
+                fd = host.open(f"{tasks}/{cid}/config.json", os.O_RDONLY | os.O_NONBLOCK)
             except CollectorError:
                 continue
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
             if stat.S_ISREG(st.st_mode) and st.st_size <= _MAX_CONFIG:
                 found.add(cid)
     return frozenset(found)

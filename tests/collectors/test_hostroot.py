@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from podpath.collectors.hostroot import (
+    CollectorError,
     HostRoot,
     NotAvailable,
     PermissionDenied,
@@ -173,3 +174,10 @@ def test_dotdot_survives_mount_churn(fake_root: Path) -> None:
     finally:
         churn.kill()
         churn.wait()
+
+
+def test_a_fifo_is_refused_not_waited_on(host: HostRoot, fake_root: Path) -> None:
+    """A FIFO where a state file should be: an error at once (it used to wait for a writer)."""
+    os.mkfifo(fake_root / "run" / "state.json")
+    with pytest.raises(CollectorError, match="FIFO"):
+        host.read_text("/run/state.json")
