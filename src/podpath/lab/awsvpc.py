@@ -36,7 +36,6 @@ from typing import Any
 
 from podpath.lab.cni_plugin import ENI_TABLE, secondary_eni
 from podpath.lab.network import (
-    UNDERLAY6_PREFIX,
     UNDERLAY_GATEWAY,
     UNDERLAY_GATEWAY6,
     UNDERLAY_PREFIX,
@@ -50,8 +49,7 @@ NETWORK_NAME = "aws-cni"
 VPC_CIDR = "172.18.0.0/16"
 SECONDARY_ENI = "eth1"
 RULE_LEAVE_VPC = 1025
-# IPv6 mode.
-VPC_CIDR6 = f"fd00:172:18::/{UNDERLAY6_PREFIX}"  # the subnet's IPv6 CIDR (the underlay's)
+# IPv6 mode (the subnet's IPv6 CIDR is the underlay's fd00:172:18::/64).
 RULE_MAIN_ENI = 1024  # networkutils' hostRulePriority: fwmark 0x80/0x80 lookup main
 MAIN_ENI_MARK = 0x80
 EGRESS_PLUGIN = "egress-cni"
@@ -263,7 +261,7 @@ def attach_to_vpc(underlay_pid: int, node: NodeRecord) -> None:
         port = f"veth-{node.name}"
         script += (
             f"route add {node.address6}/128 dev {port}\n"
-            f"neigh add proxy {UNDERLAY_GATEWAY6} dev {port}\n"
+            f"neigh replace proxy {UNDERLAY_GATEWAY6} dev {port}\n"
         )
         sysctls += (
             "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding; "
@@ -293,7 +291,12 @@ def _mac(init_pid: int, dev: str) -> str:
 def wire_fabric(
     underlay_pid: int, nodes: tuple[NodeRecord, ...], pods: tuple[PodRecord, ...]
 ) -> None:
-    """The VPC delivers each pod address to the ENI that owns it (it knows the MAC: no ARP)."""
+    """The VPC delivers each pod address to the ENI that owns it (it knows the MAC: no ARP).
+
+    IPv6: each pod's /128 goes to its node's eth0 the same way, and every other port
+    answers neighbour solicitations for it (and for the other nodes' addresses) by proxy
+    NDP -- Linux proxies only the addresses it has an entry for on the asking port.
+    """
     by_name = {n.name: n for n in nodes}
     script = ""
     # IPv6: (port, address behind it) -- every other port answers for the address by proxy.
@@ -319,7 +322,7 @@ def wire_fabric(
     for n in nodes:
         port = f"veth-{n.name}"
         script += "".join(
-            f"neigh add proxy {ip} dev {port}\n" for other, ip in behind if other != port
+            f"neigh replace proxy {ip} dev {port}\n" for other, ip in behind if other != port
         )
     if script:
         run_in_net(underlay_pid, ["ip", "-batch", "-"], input=script)
