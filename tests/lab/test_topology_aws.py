@@ -261,6 +261,65 @@ def test_ipv6_rules_neighbours_and_pod_ips_equal_the_kernel(
     assert detect(index).cni == "aws-vpc-cni"
 
 
+def _kernel_routes(
+    lab: Lab, pod: PodRecord | None, node: str, family: int
+) -> set[tuple[object, ...]]:
+    """`ip -j -N route show table main` in the pod's (or the node's) namespace, normalised."""
+    argv = ["ip", "-j", f"-{family}", "route", "show", "table", "main"]
+    out = lab.exec(node, _in_pod(pod, *argv) if pod else argv).stdout
+    full = 32 if family == 4 else 128
+    got: set[tuple[object, ...]] = set()
+    for r in json.loads(out):
+        dst = str(r["dst"])
+        dst = ("0.0.0.0/0" if family == 4 else "::/0") if dst == "default" else dst
+        dst = dst if "/" in dst else f"{dst}/{full}"
+        scope = r.get("scope", "global") if family == 4 else "global"
+        row = (r.get("type", "unicast"), dst, r.get("gateway"), r["dev"], r.get("prefsrc"))
+        got.add((*row, scope, r.get("metric")))
+    return got
+
+
+def _snapshot_routes(index: SnapshotIndex, inode: int, family: int) -> set[tuple[object, ...]]:
+    ns = index.netns_by_inode[inode]
+    names = {lk.ifindex: lk.name for lk in ns.links}
+    return {
+        (r.type, r.dst, r.gateway, names.get(r.dev or 0), r.prefsrc, r.scope, r.metric)
+        for r in ns.routes
+        if r.family == family and r.table == 254
+    }
+
+
+def test_ipv6_routes_and_host_veth_sysctls_equal_the_kernel(
+    lab6: Lab, indexes6: dict[str, SnapshotIndex]
+) -> None:
+    """Each pod's main routes of both families (eth0: /128, fe80::1, default via fe80::1;
+    v4if0: default via 169.254.172.1, the /22 via it, 169.254.172.1 scope link) and node1's
+    IPv6 main routes (POD/128 dev eniXXX) equal `ip -j route`; each eni veth's IPv6
+    forwarding is 0 (the VPC CNI's setupVeth) as its sysctl says, and pods still pass
+    traffic because IPv6 forwards by conf/all."""
+    index = indexes6["node1"]
+    root = index.root_netns
+    assert root is not None
+    for pod in lab6.pods_on("node1"):
+        inode = index.pods_by_name[pod.ref].netns_inode or 0
+        for family in (4, 6):
+            want = _kernel_routes(lab6, pod, "node1", family)
+            assert _snapshot_routes(index, inode, family) == want, (pod.ref, family)
+        six = _snapshot_routes(index, inode, 6)
+        assert ("unicast", "::/0", GATEWAY6, "eth0", None, "global", 1024) in six
+        four = _snapshot_routes(index, inode, 4)
+        assert ("unicast", "0.0.0.0/0", "169.254.172.1", "v4if0", None, "global", None) in four
+        veth = index.link_by_name(root.inode, pod.host_veth)
+        assert veth is not None
+        (conf,) = [c for c in root.netconf if c.family == 6 and c.ifindex == veth.ifindex]
+        argv = ["sysctl", "-n", f"net.ipv6.conf.{pod.host_veth}.forwarding"]
+        assert conf.forwarding == int(lab6.exec("node1", argv).stdout) == 0
+    want = _kernel_routes(lab6, None, "node1", 6)
+    assert _snapshot_routes(index, root.inode, 6) == want
+    pod_routes = {(r[1], r[3]) for r in want}
+    assert {(f"{p.ip}/128", p.host_veth) for p in lab6.pods_on("node1")} <= pod_routes
+
+
 def test_ipv6_ls_rules_says_what_ip_rule_says(
     lab6: Lab, indexes6: dict[str, SnapshotIndex]
 ) -> None:
