@@ -242,6 +242,10 @@ def test_ipv6_rules_neighbours_and_pod_ips_equal_the_kernel(
     )
     assert got == want
     pods = lab6.pods_on("node1")
+    records = {n.name: n for n in lab6.record.nodes}
+    for p in lab6.pods:  # every pod address is of its node's /80 prefix
+        prefix = ipaddress.ip_network(str(records[p.node].pod_cidr6))
+        assert prefix.prefixlen == 80 and ipaddress.ip_address(p.ip) in prefix, (p.ip, prefix)
     to_pods = {r.dst for r in root.rules if r.family == 6 and r.priority == 512}
     assert to_pods == {f"{p.ip}/128" for p in pods}
     assert 1024 in {r.priority for r in root.rules if r.family == 6}
