@@ -411,7 +411,12 @@ def test_ipv6_pods_reach_ipv4_by_egress_cni_snatted_to_the_node(
     node_ip = lab6.node("node1").address
     assert branch.packet.src == node_ip
     chain = egress_chain("aws-cni", src.sandbox_id)
-    assert any(h.kind == "netfilter" and chain in h.text for h in branch.hops), chain
+    jumps = [h for h in branch.hops if h.kind == "netfilter" and chain in h.text]
+    assert jumps, chain
+    for hop in jumps:  # egress-cni's, not the bridge plugin's ipMasq (same comment form)
+        owner = hop.data["owner"]
+        assert isinstance(owner, dict), hop.data
+        assert (owner["agent"], owner["name"]) == ("AWS VPC CNI egress-cni (SNAT)", "aws-cni")
     assert any(h.kind == "nat" and "SNAT" in h.text for h in branch.hops)
     assert assert_routes_equal_kernel(lab6, indexes6, result.branches) >= 2
     lab6.probe(src.ref, "198.51.100.7", 80)  # fails (nothing leaves the lab); conntrack remembers
@@ -433,6 +438,7 @@ def test_ipv6_egress_addresses_are_node_local(
     (branch,) = result.branches
     assert branch.verdict == "dropped", branch.reason
     assert "Block Node Local Pod access via IPv4" in branch.reason
+    assert branch.reason.endswith("(AWS VPC CNI))"), branch.reason
     assert assert_routes_equal_kernel(lab6, indexes6, result.branches) >= 2
     answer = lab6.probe(src.ref, target, 80)
     assert not answer.ok and "refused" in answer.error, answer
