@@ -9,6 +9,7 @@ dumps while the nf_tables generation id is unchanged.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 import time
@@ -367,8 +368,22 @@ def _with_tools(
     return snapshot
 
 
+def _link_local(address: str) -> bool:
+    """169.254.0.0/16 or fe80::/10."""
+    try:
+        return ipaddress.ip_address(address).is_link_local
+    except ValueError:
+        return False
+
+
 def _with_interface_ips(pods: tuple[Pod, ...], netns: tuple[NetNamespace, ...]) -> tuple[Pod, ...]:
-    """Fill each pod's IPs from the global addresses of its netns (the kernel is the truth)."""
+    """Fill each pod's IPs from the global addresses of its netns (the kernel is the truth).
+
+    Not link-local ones, whatever scope the kernel gives them: Kubernetes never takes an
+    address of 169.254.0.0/16 or fe80::/10 as a pod's IP (an Endpoints address may not be
+    one). The AWS VPC CNI's IPv6 pods hold one on v4if0 (egress-cni's 169.254.172.0/22,
+    "scope global"): the same addresses on every node, for SNATed IPv4 egress only.
+    """
     by_inode = {ns.inode: ns for ns in netns}
     out = []
     for pod in pods:
@@ -381,7 +396,7 @@ def _with_interface_ips(pods: tuple[Pod, ...], netns: tuple[NetNamespace, ...]) 
             for link in ns.links
             if link.name != "lo"
             for a in link.addresses
-            if a.scope == "global"
+            if a.scope == "global" and not _link_local(a.address)
         ]
         merged = tuple(dict.fromkeys([*ips, *pod.ips]))
         out.append(replace(pod, ips=merged))

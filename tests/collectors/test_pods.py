@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -571,3 +572,45 @@ def test_kindnet_row_fills_the_runtime_pod_of_its_sandbox(
     )
     assert (pod.host_interface, pod.gateways, pod.mtu) == ("knet0a1b2c3d", ("10.244.0.0",), 1450)
     assert pod.ips == ("10.244.0.3",) and pod.pause_pid == 1322
+
+
+def test_pod_ips_leave_out_link_local_interface_addresses() -> None:
+    """An AWS VPC CNI IPv6 pod: eth0's /128 is its IP (as CRI says); v4if0's egress-cni
+    address (169.254.172.0/22, scope global in the kernel, on every node alike) and eth0's
+    fe80:: address are not, nor are they added when CRI named none."""
+    from podpath.collectors.snapshot import _with_interface_ips
+    from podpath.snapshot.model import Address, Link, NetNamespace, Pod
+
+    def link(index: int, name: str, *addresses: Address) -> Link:
+        return Link(POD_NET, index, name, "veth", None, 1500, "UP", addresses=addresses)
+
+    ns = NetNamespace(
+        POD_NET,
+        links=(
+            Link(
+                POD_NET,
+                1,
+                "lo",
+                None,
+                None,
+                65536,
+                "UNKNOWN",
+                addresses=(Address(4, "127.0.0.1", 8, "host"),),
+            ),
+            link(
+                2,
+                "eth0",
+                Address(6, "fd00:172:18:0:1::3", 128),
+                Address(6, "fe80::7ca2:36ff:fead:ffe3", 64, "link"),
+            ),
+            link(3, "v4if0", Address(4, "169.254.172.2", 22)),
+        ),
+    )
+    pod = Pod("default", "web", "u1", SB, None, netns_inode=POD_NET)
+    for ips in ((), ("fd00:172:18:0:1::3",)):
+        (got,) = _with_interface_ips((replace(pod, ips=ips),), (ns,))
+        assert got.ips == ("fd00:172:18:0:1::3",)
+    # A global address of the pod's own is still added (the kernel is the truth).
+    extra = replace(ns, links=(*ns.links, link(4, "net1", Address(4, "10.9.0.7", 24))))
+    (got,) = _with_interface_ips((pod,), (extra,))
+    assert got.ips == ("fd00:172:18:0:1::3", "10.9.0.7")

@@ -6,10 +6,16 @@ any snapshot: a trace that leaves toward its router continues, as an assumption 
 states, on the node that owns the destination -- and real traffic must land there.
 Traffic leaving the VPC is SNATed to the node's primary address, as the real
 conntrack entry shows.
+
+The `test_ipv6_*` tests prove the VPC CNI's IPv6 mode on a lab of its own (`lab6`):
+pods on the primary ENI's /80 prefix behind fe80::1 (a PERMANENT neighbour), rules 512
+and 1024 in `ip -6 rule`, no IPv6 SNAT, and IPv4 egress by egress-cni's v4if0 SNATed
+to the node's IPv4.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import TYPE_CHECKING
 
@@ -26,7 +32,8 @@ from topology_proof import (
 from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
 from podpath.conntrack import parse_conntrack
-from podpath.lab.cni_plugin import secondary_eni
+from podpath.lab.cni_plugin import egress_chain, secondary_eni
+from podpath.lab.network import UNDERLAY_GATEWAY6
 from podpath.listing import render_text
 from podpath.listing import rules as rules_listing
 from podpath.trace.engine import trace
@@ -165,3 +172,280 @@ def test_leaving_the_vpc_is_snatted_to_the_primary_address(
     entries = parse_conntrack(done.stdout)
     assert entries, done.stderr
     assert {e.reply.dst for e in entries} == {node_ip}
+
+
+# The VPC CNI's IPv6 mode: 2 nodes, 3 pods each, every address of the primary ENI's prefix.
+lab6, indexes6 = topology_fixtures(
+    "aws6",
+    names=("lab6", "indexes6"),
+    nodes=2,
+    pods=3,
+    services=3,
+    cni="aws-vpc",
+    ip_family="ipv6",
+    runtime="containerd",
+)
+GATEWAY6 = "fe80::1"
+EGRESS_SUBNET = ipaddress.ip_network("169.254.172.0/22")
+TABLES = {253: "default", 254: "main", 255: "local"}
+
+
+def _in_pod(pod: PodRecord, *argv: str) -> list[str]:
+    return ["nsenter", f"--net={pod.netns_path}", "--", *argv]
+
+
+def _egress_address(lab: Lab, pod: PodRecord) -> str:
+    """The pod's IPv4 egress address: what the kernel holds on its v4if0."""
+    out = lab.exec(pod.node, _in_pod(pod, "ip", "-j", "-4", "addr", "show", "dev", "v4if0"))
+    (link,) = json.loads(out.stdout)
+    (addr,) = link["addr_info"]
+    return str(addr["local"])
+
+
+def test_ipv6_rules_neighbours_and_pod_ips_equal_the_kernel(
+    lab6: Lab, indexes6: dict[str, SnapshotIndex]
+) -> None:
+    """node1's IPv6 rules equal `ip -j -6 rule`: 512 `to POD/128 lookup main` per pod and 1024
+    `fwmark 0x80/0x80 lookup main`, no 1536 (one ENI) and no 1025 or 1536 in IPv4 either;
+    each pod's fe80::1 is PERMANENT with its eni veth's MAC, as `ip -j -6 neigh` says; a
+    pod's IP is its /128 alone (CRI's), not v4if0's egress address."""
+    index = indexes6["node1"]
+    root = index.root_netns
+    assert root is not None
+    kernel = json.loads(lab6.exec("node1", ["ip", "-j", "-6", "rule"]).stdout)
+
+    def side(addr: str, length: object) -> str:
+        return addr if addr == "all" or length in (None, 128) else f"{addr}/{length}"
+
+    want = sorted(
+        (
+            r["priority"],
+            side(r.get("src", "all"), r.get("srclen")),
+            side(r.get("dst", "all"), r.get("dstlen")),
+            r.get("fwmark"),
+            r.get("fwmask"),
+            r["table"],
+        )
+        for r in kernel
+    )
+    got = sorted(
+        (
+            r.priority,
+            (r.src or "all").removesuffix("/128"),
+            (r.dst or "all").removesuffix("/128"),
+            None if r.fwmark is None else hex(r.fwmark),
+            None if r.fwmask is None else hex(r.fwmask),
+            TABLES.get(r.table or 0, str(r.table)),
+        )
+        for r in root.rules
+        if r.family == 6
+    )
+    assert got == want
+    pods = lab6.pods_on("node1")
+    records = {n.name: n for n in lab6.record.nodes}
+    for p in lab6.pods:  # every pod address is of its node's /80 prefix
+        prefix = ipaddress.ip_network(str(records[p.node].pod_cidr6))
+        assert prefix.prefixlen == 80 and ipaddress.ip_address(p.ip) in prefix, (p.ip, prefix)
+    to_pods = {r.dst for r in root.rules if r.family == 6 and r.priority == 512}
+    assert to_pods == {f"{p.ip}/128" for p in pods}
+    assert 1024 in {r.priority for r in root.rules if r.family == 6}
+    assert {r.priority for r in root.rules} & {1025, 1536} == set()
+    for pod in pods:
+        snap = index.pods_by_name[pod.ref]
+        assert snap.ips == (pod.ip,), snap.ips
+        assert _egress_address(lab6, pod) not in index.pods_by_ip
+        ns = index.netns_by_inode[snap.netns_inode or 0]
+        (gw,) = [n for n in ns.neighbours if n.dst == GATEWAY6]
+        argv = _in_pod(pod, "ip", "-j", "-6", "neigh", "show", GATEWAY6, "dev", "eth0")
+        (real,) = json.loads(lab6.exec("node1", argv).stdout)
+        host = index.link_by_name(root.inode, pod.host_veth)
+        assert host is not None
+        assert (gw.lladdr, gw.state) == (real["lladdr"], tuple(real["state"]))
+        assert (gw.lladdr, gw.state) == (host.mac, ("PERMANENT",))
+    assert detect(index).cni == "aws-vpc-cni"
+
+
+def _kernel_routes(
+    lab: Lab, pod: PodRecord | None, node: str, family: int
+) -> set[tuple[object, ...]]:
+    """`ip -j -N route show table main` in the pod's (or the node's) namespace, normalised."""
+    argv = ["ip", "-j", f"-{family}", "route", "show", "table", "main"]
+    out = lab.exec(node, _in_pod(pod, *argv) if pod else argv).stdout
+    full = 32 if family == 4 else 128
+    got: set[tuple[object, ...]] = set()
+    for r in json.loads(out):
+        dst = str(r["dst"])
+        dst = ("0.0.0.0/0" if family == 4 else "::/0") if dst == "default" else dst
+        dst = dst if "/" in dst else f"{dst}/{full}"
+        scope = r.get("scope", "global") if family == 4 else "global"
+        row = (r.get("type", "unicast"), dst, r.get("gateway"), r["dev"], r.get("prefsrc"))
+        got.add((*row, scope, r.get("metric")))
+    return got
+
+
+def _snapshot_routes(index: SnapshotIndex, inode: int, family: int) -> set[tuple[object, ...]]:
+    ns = index.netns_by_inode[inode]
+    names = {lk.ifindex: lk.name for lk in ns.links}
+    return {
+        (r.type, r.dst, r.gateway, names.get(r.dev or 0), r.prefsrc, r.scope, r.metric)
+        for r in ns.routes
+        if r.family == family and r.table == 254
+    }
+
+
+def test_ipv6_routes_and_host_veth_sysctls_equal_the_kernel(
+    lab6: Lab, indexes6: dict[str, SnapshotIndex]
+) -> None:
+    """Each pod's main routes of both families (eth0: /128, fe80::1, default via fe80::1;
+    v4if0: default via 169.254.172.1, the /22 via it, 169.254.172.1 scope link) and node1's
+    IPv6 main routes (POD/128 dev eniXXX) equal `ip -j route`; each eni veth's IPv6
+    forwarding is 0 (the VPC CNI's setupVeth) as its sysctl says, and pods still pass
+    traffic because IPv6 forwards by conf/all."""
+    index = indexes6["node1"]
+    root = index.root_netns
+    assert root is not None
+    for pod in lab6.pods_on("node1"):
+        inode = index.pods_by_name[pod.ref].netns_inode or 0
+        for family in (4, 6):
+            want = _kernel_routes(lab6, pod, "node1", family)
+            assert _snapshot_routes(index, inode, family) == want, (pod.ref, family)
+        six = _snapshot_routes(index, inode, 6)
+        assert ("unicast", "::/0", GATEWAY6, "eth0", None, "global", 1024) in six
+        four = _snapshot_routes(index, inode, 4)
+        assert ("unicast", "0.0.0.0/0", "169.254.172.1", "v4if0", None, "global", None) in four
+        veth = index.link_by_name(root.inode, pod.host_veth)
+        assert veth is not None
+        (conf,) = [c for c in root.netconf if c.family == 6 and c.ifindex == veth.ifindex]
+        argv = ["sysctl", "-n", f"net.ipv6.conf.{pod.host_veth}.forwarding"]
+        assert conf.forwarding == int(lab6.exec("node1", argv).stdout) == 0
+    want = _kernel_routes(lab6, None, "node1", 6)
+    assert _snapshot_routes(index, root.inode, 6) == want
+    pod_routes = {(r[1], r[3]) for r in want}
+    assert {(f"{p.ip}/128", p.host_veth) for p in lab6.pods_on("node1")} <= pod_routes
+
+
+def test_ipv6_ls_rules_says_what_ip_rule_says(
+    lab6: Lab, indexes6: dict[str, SnapshotIndex]
+) -> None:
+    """`ls rules` of node1's IPv6 rules, line for line, is `ip -6 rule show`."""
+    index = indexes6["node1"]
+    root = index.root_netns
+    assert root is not None
+    kernel = lab6.exec("node1", ["ip", "-6", "rule", "show"]).stdout.splitlines()
+    got = [
+        f"{row['priority']}:\t{row['text']}"
+        for row in rules_listing(index).rows
+        if row["netns"] == root.inode and row["family"] == 6
+    ]
+    assert got == [line.rstrip() for line in kernel]
+
+
+@pytest.mark.parametrize("node", ["node1", "node2"])
+def test_ipv6_pod_to_pod(lab6: Lab, indexes6: dict[str, SnapshotIndex], node: str) -> None:
+    """Via fe80::1 (no NDP: PERMANENT) to the node; on the node rule 512 finds the other pod's
+    eni veth; across nodes main's subnet route leaves by eth0 (the VPC answers NDP for the
+    address) and the trace continues on the owner node as a stated assumption."""
+    src = web_pods(lab6, "node1")[0]
+    dst = web_pods(lab6, node)[-1]
+    branch = assert_pod_to_pod(lab6, indexes6, src, dst, 6)
+    gw = next(h for h in branch.hops if h.kind == "neighbour")
+    assert gw.data["state"] == ["PERMANENT"], gw.text
+    first_host = next(h for h in branch.hops if h.kind == "route" and h.data["iif"])
+    assert first_host.data["table"] == 254, first_host.text
+    if node == "node1":
+        assert str(first_host.data["rule"]).startswith("512:"), first_host.text
+        assert first_host.data["dev"] == dst.host_veth
+    else:
+        assert first_host.data["dev"] == "eth0", first_host.text
+        assert branch.verdict == "uncertain" and branch.outcome == "delivered"
+        assert any("not in the snapshots" in u for u in branch.uncertain)
+
+
+def test_ipv6_service_and_back(lab6: Lab, indexes6: dict[str, SnapshotIndex]) -> None:
+    """pod -> the IPv6 web Service: endpoints on both nodes, real traffic, conntrack's reply."""
+    assert_service(lab6, indexes6, web_pods(lab6, "node1")[0], 6)
+
+
+def test_ipv6_leaving_the_vpc_keeps_the_pod_address(
+    lab6: Lab, indexes6: dict[str, SnapshotIndex]
+) -> None:
+    """IPv6 mode has no SNAT: to an address outside the VPC the packet leaves eth0 toward the
+    VPC router with the pod's own address, as the real conntrack entry shows (no reply NAT)."""
+    src = web_pods(lab6, "node1")[0]
+    far = "2001:db8::7"
+    result = trace(ordered(indexes6), Probe(src.ref, f"[{far}]:80"))
+    (branch,) = result.branches
+    assert branch.verdict == "leaves-node", branch.reason
+    assert branch.packet.src == src.ip
+    assert not any(h.kind == "nat" for h in branch.hops)
+    host = next(h for h in branch.hops if h.kind == "route" and h.data["iif"])
+    assert (host.data["dev"], host.data["gateway"]) == ("eth0", UNDERLAY_GATEWAY6), host.text
+    assert assert_routes_equal_kernel(lab6, indexes6, result.branches) >= 2
+    lab6.probe(src.ref, far, 80)  # fails (nothing leaves the lab); conntrack remembers
+    argv = ["conntrack", "-L", "-f", "ipv6", "-p", "tcp", "--orig-src", src.ip]
+    done = lab6.exec("node1", [*argv, "--orig-dst", far], check=False)
+    entries = parse_conntrack(done.stdout)
+    assert entries, done.stderr
+    assert {e.reply.dst for e in entries} == {src.ip}
+
+
+def test_ipv6_pods_reach_ipv4_by_egress_cni_snatted_to_the_node(
+    lab6: Lab, indexes6: dict[str, SnapshotIndex]
+) -> None:
+    """IPv4 from an IPv6 pod: default via 169.254.172.1 dev v4if0 from its egress address;
+    the node SNATs it in the pod's CNI-E4 chain to its IPv4, as the trace says, the kernel
+    routes and the real conntrack entry's reply tuple shows."""
+    src = web_pods(lab6, "node1")[0]
+    egress = _egress_address(lab6, src)
+    assert ipaddress.ip_address(egress) in EGRESS_SUBNET
+    result = trace(ordered(indexes6), Probe(src.ref, "198.51.100.7:80"))
+    (branch,) = result.branches
+    assert branch.verdict == "leaves-node", branch.reason
+    first = branch.hops[0]
+    assert (first.kind, first.data["dev"], first.data["gateway"]) == (
+        "route",
+        "v4if0",
+        "169.254.172.1",
+    ), first.text
+    assert first.data.get("chosen_src") == egress, first.text
+    node_ip = lab6.node("node1").address
+    assert branch.packet.src == node_ip
+    chain = egress_chain("aws-cni", src.sandbox_id)
+    jumps = [h for h in branch.hops if h.kind == "netfilter" and chain in h.text]
+    assert jumps, chain
+    for hop in jumps:  # egress-cni's, not the bridge plugin's ipMasq (same comment form)
+        owner = hop.data["owner"]
+        assert isinstance(owner, dict), hop.data
+        assert (owner["agent"], owner["name"]) == ("AWS VPC CNI egress-cni (SNAT)", "aws-cni")
+    assert any(h.kind == "nat" and "SNAT" in h.text for h in branch.hops)
+    assert assert_routes_equal_kernel(lab6, indexes6, result.branches) >= 2
+    lab6.probe(src.ref, "198.51.100.7", 80)  # fails (nothing leaves the lab); conntrack remembers
+    argv = ["conntrack", "-L", "-f", "ipv4", "-p", "tcp", "--orig-src", egress]
+    done = lab6.exec("node1", [*argv, "--orig-dst", "198.51.100.7"], check=False)
+    entries = parse_conntrack(done.stdout)
+    assert entries, done.stderr
+    assert {e.reply.dst for e in entries} == {node_ip}
+
+
+def test_ipv6_egress_addresses_are_node_local(
+    lab6: Lab, indexes6: dict[str, SnapshotIndex]
+) -> None:
+    """Another pod's egress address: FORWARD rejects new connections to 169.254.172.0/22 (the
+    trace's drop, nc's "Connection refused"); the node itself (OUTPUT) reaches it."""
+    src, dst = web_pods(lab6, "node1")[:2]
+    target = _egress_address(lab6, dst)
+    result = trace(ordered(indexes6), Probe(src.ref, f"{target}:80"))
+    (branch,) = result.branches
+    assert branch.verdict == "dropped", branch.reason
+    assert "Block Node Local Pod access via IPv4" in branch.reason
+    assert branch.reason.endswith("(AWS VPC CNI))"), branch.reason
+    assert assert_routes_equal_kernel(lab6, indexes6, result.branches) >= 2
+    answer = lab6.probe(src.ref, target, 80)
+    assert not answer.ok and "refused" in answer.error, answer
+    result = trace(ordered(indexes6), Probe("node1", f"{target}:80"))
+    (branch,) = result.branches
+    assert (branch.outcome or branch.verdict) == "delivered", branch.reason
+    assert (branch.hops[-1].kind, branch.hops[-1].data["pod"]) == ("deliver", dst.ref)
+    assert assert_routes_equal_kernel(lab6, indexes6, result.branches) >= 2
+    answer = lab6.probe("node1", target, 80)
+    assert answer.ok and answer.served_by == dst.ref, answer

@@ -50,23 +50,26 @@ def module_lab(spec: LabSpec) -> Iterator[Lab]:
 
 
 def topology_fixtures(
-    suffix: str, **spec: Any
-) -> tuple[Callable[[], Iterator[Lab]], Callable[[Lab], dict[str, SnapshotIndex]]]:
+    suffix: str, *, names: tuple[str, str] = ("lab", "indexes"), **spec: Any
+) -> tuple[Callable[[], Iterator[Lab]], Callable[..., dict[str, SnapshotIndex]]]:
     """A module's `lab` (built from LabSpec(f"{RUN_ID}-{suffix}", **spec)) and its `indexes`.
 
-    Assign both in the test module: `lab, indexes = topology_fixtures("ptp", cni="ptp")`.
+    Assign both in the test module: `lab, indexes = topology_fixtures("ptp", cni="ptp")`;
+    a second lab in the same module takes other fixture names:
+    `lab6, indexes6 = topology_fixtures("aws6", names=("lab6", "indexes6"), ...)`.
     """
+    lab_name, indexes_name = names
 
-    @pytest.fixture(scope="module", name="lab")
+    @pytest.fixture(scope="module", name=lab_name)
     def lab_fixture() -> Iterator[Lab]:
         from podpath.lab import LabSpec
 
         with module_lab(LabSpec(f"{RUN_ID}-{suffix}", **spec)) as built:
             yield built
 
-    @pytest.fixture(scope="module", name="indexes")
-    def indexes_fixture(lab: Lab) -> dict[str, SnapshotIndex]:
-        return snapshots(lab)
+    @pytest.fixture(scope="module", name=indexes_name)
+    def indexes_fixture(request: pytest.FixtureRequest) -> dict[str, SnapshotIndex]:
+        return snapshots(request.getfixturevalue(lab_name))
 
     return lab_fixture, indexes_fixture
 

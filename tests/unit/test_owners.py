@@ -103,3 +103,49 @@ def test_a_policy_drop_says_which_policy() -> None:
     last = out.hops[-1].data["owner"]
     assert isinstance(last, dict) and last["name"] == "pod firewall of nsA/web"
     assert last["kind"] == "network-policy" and last["agent"] == "kube-router"
+
+
+def test_aws_vpc_cni_chains_and_egress_cni_snat() -> None:
+    """The AWS VPC CNI's chains, egress-cni's per-pod SNAT chain (not the bridge's ipMasq,
+    though both carry `name: "NET" id: "..."`) and its FORWARD reject are the AWS CNI's."""
+    dump = (
+        "*nat\n"
+        ":POSTROUTING ACCEPT [0:0]\n"
+        ":AWS-SNAT-CHAIN-0 - [0:0]\n"
+        ":CNI-E4-a87257f59d5867f73759a - [0:0]\n"
+        ":CNI-0f5b9d4a1e2c3b4d5e6f7a8b - [0:0]\n"
+        '-A POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0\n'
+        '-A POSTROUTING -s 169.254.172.2/32 -m comment --comment "name: \\"aws-cni\\" id: '
+        '\\"b14\\"" -j CNI-E4-a87257f59d5867f73759a\n'
+        '-A CNI-E4-a87257f59d5867f73759a -m comment --comment "name: \\"aws-cni\\" id: '
+        '\\"b14\\"" -j SNAT --to-source 172.18.0.2 --random-fully\n'
+        '-A CNI-0f5b9d4a1e2c3b4d5e6f7a8b -m comment --comment "name: \\"cbr0\\" id: \\"c1\\"" '
+        "-j MASQUERADE\n"
+        "COMMIT\n"
+        "*filter\n"
+        ":FORWARD ACCEPT [0:0]\n"
+        "-A FORWARD -d 169.254.172.0/22 -m conntrack --ctstate NEW -m comment --comment "
+        '"Block Node Local Pod access via IPv4" -j REJECT\n'
+        "COMMIT\n"
+    )
+    out = {}
+    for table in ("nat", "filter"):
+        rs = parse_ruleset(dump, table)
+        for t in rs.tables:
+            for chain in rs.chains(t):
+                for rule in rs.rules(t, chain.name):
+                    target = rule.target.name if rule.target else None
+                    out[(chain.name, rule.position)] = iptables_owner(
+                        t, chain.name, rule.comments, target
+                    )
+    assert out[("POSTROUTING", 1)].agent == "AWS VPC CNI"
+    egress = out[("CNI-E4-a87257f59d5867f73759a", 1)]
+    assert (egress.kind, egress.agent, egress.name) == (
+        "cni",
+        "AWS VPC CNI egress-cni (SNAT)",
+        "aws-cni",
+    )
+    assert out[("POSTROUTING", 2)].agent == "AWS VPC CNI egress-cni (SNAT)"
+    assert out[("CNI-0f5b9d4a1e2c3b4d5e6f7a8b", 1)].agent == "bridge CNI (ipMasq)"
+    block = out[("FORWARD", 1)]
+    assert (block.kind, block.agent) == ("cni", "AWS VPC CNI"), block

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from routed_factory import (
     CALI_MAC,
     ETH0,
@@ -20,7 +21,7 @@ from routed_factory import (
 from podpath.snapshot.model import Address, Link, Neighbour, NetNamespace, Route, Snapshot
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch
-from podpath.trace.probe import Probe
+from podpath.trace.probe import Probe, ProbeError
 
 PODS = [RoutedPod("a", "10.244.0.5"), RoutedPod("b", "10.244.0.6")]
 
@@ -242,3 +243,30 @@ def test_a_link_without_any_ipv4_address_cannot_source() -> None:
     snap = replace(snap, netns=(*snap.netns, ns))
     t = trace([snap], Probe("netns:empty", "10.2.0.1:80"))
     assert t.probe["src"] == "10.1.0.9"
+
+
+def test_a_pod_without_a_pod_ip_of_the_family_sources_from_what_its_netns_holds() -> None:
+    """An AWS VPC CNI IPv6 pod's IPv4 (egress-cni's v4if0 address) is no pod IP: an IPv4 probe
+    from the pod leaves with the source the kernel picks from its namespace's addresses,
+    not an error; a pod whose namespace holds no IPv4 at all still cannot send IPv4."""
+    snap = build(_calico(address6="fd00::2", pods=[RoutedPod("a", "10.244.0.5", "fd00::a")]))
+    only6 = tuple(replace(p, ips=("fd00::a",)) for p in snap.pods)
+    snap = replace(snap, pods=only6)
+    t = trace([snap], Probe("default/a", "198.51.100.7:80"))
+    b = _only(t.branches)
+    assert b.verdict == "leaves-node", b.reason
+    first = b.hops[0]
+    assert (first.kind, first.data["chosen_src"]) == ("route", "10.244.0.5"), first.text
+    assert b.packet.src == "10.244.0.5"
+    six = trace([snap], Probe("default/a", "[fd00::b]:80"))
+    assert six.probe["src"] == "fd00::a"
+    pod_ns = next(ns for ns in snap.netns if ns.inode == pod_inode(0, 0))
+    no4 = tuple(
+        replace(lk, addresses=tuple(a for a in lk.addresses if a.family == 6))
+        for lk in pod_ns.links
+    )
+    bare = replace(
+        snap, netns=tuple(replace(ns, links=no4) if ns is pod_ns else ns for ns in snap.netns)
+    )
+    with pytest.raises(ProbeError, match="has no IPv4 address"):
+        trace([bare], Probe("default/a", "198.51.100.7:80"))

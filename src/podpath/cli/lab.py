@@ -183,9 +183,9 @@ def _up(args: argparse.Namespace) -> int:
     for index, (node, record) in enumerate(zip(lab.nodes, lab.record.nodes, strict=True), 1):
         cidrs = " ".join(c for c in (node.pod_cidr, record.pod_cidr6) if c)
         if spec.cni == "aws-vpc":
-            from podpath.lab.awsvpc import pod_range
+            from podpath.lab.awsvpc import pod_prefix6, pod_range
 
-            cidrs = "-".join(pod_range(index))
+            cidrs = pod_prefix6(index) if spec.families == (6,) else "-".join(pod_range(index))
         print(f"  {node.name}  {node.address}  pods {cidrs}  init pid {node.init_pid}")
     from podpath.wording import count
 

@@ -18,11 +18,28 @@ the cni-proposal page in aws/amazon-vpc-cni-k8s's docs):
   /32 route in main, rule 512 `to POD lookup main` and, for an address of the
   secondary ENI, rule 1536 `from POD lookup <ENI table>`. Which ENI owns an address is
   the lab's choice: odd last octet -> the secondary ENI (table 2).
+  IPv6 (aws/amazon-vpc-cni-k8s cmd/routed-eni-cni-plugin/driver/driver.go, setupVeth and
+  setupIPBasedContainerRouteRules): the pod's eth0 gets disable_ipv6=0 (lo too), its
+  /128, `fe80::1 dev eth0`, `default via fe80::1 dev eth0` and a PERMANENT neighbour
+  fe80::1 -> the host end's MAC; the host end accept_ra=0, accept_redirects=1,
+  forwarding=0; the node `POD/128 dev eniXXX` in main and `ip -6 rule` 512 `to POD
+  lookup main` (IPv6 addresses are the primary ENI's prefix: no `from` rule).
+- egress-cni (cmd/egress-cni-plugin: main.go, egressContext.go cmdAddEgressV4,
+  snat/snat.go), chained after aws-cni in IPv6 mode: a second veth, `v4if0` in the pod
+  (disable_ipv6=1) and `veth` + 8 random hex digits on the node, an address of its own
+  host-local range (169.254.172.0/22) on v4if0 whose subnet route is replaced by
+  `GW dev v4if0 scope link src ADDR` and `SUBNET via GW dev v4if0 src ADDR` (besides
+  IPAM's `default via GW`); the host end holds GW/32 scope link and routes ADDR/32 to
+  it; nat chain CNI-E4-<sha512(network name + container id)> accepts multicast and
+  SNATs to the node's IPv4 (nodeIP), jumped to from POSTROUTING `-s ADDR`. The result
+  is aws-cni's, with the two interfaces appended (not the address: v4if0's address is
+  never the pod's IP).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import subprocess
@@ -32,6 +49,8 @@ from typing import Any
 GATEWAY4 = "169.254.1.1"
 CALICO_MAC = "ee:ee:ee:ee:ee:ee"
 CALICO_GATEWAY6 = "fe80::ecee:eeff:feee:eeee"
+AWS_GATEWAY6 = "fe80::1"
+EGRESS_IFNAME = "v4if0"
 ENI_TABLE = 2
 RULE_TO_POD = 512
 RULE_FROM_POD = 1536
@@ -104,7 +123,11 @@ def add(kind: str, conf: dict[str, Any]) -> dict[str, Any]:
         _sysctl(f"net/ipv4/conf/{host}/forwarding", "1")
     if any(":" in ip for ip in ips):
         _sysctl(f"net/ipv6/conf/{host}/accept_ra", "0")
-        _sysctl(f"net/ipv6/conf/{host}/forwarding", "1")
+        # The AWS VPC CNI turns the host end's own IPv6 forwarding off (and accepts
+        # redirects); the node forwards by conf/all/forwarding.
+        _sysctl(f"net/ipv6/conf/{host}/forwarding", "0" if kind == "aws-cni" else "1")
+        if kind == "aws-cni":
+            _sysctl(f"net/ipv6/conf/{host}/accept_redirects", "1")
         # The lab's choice: no DAD on the host end, so its link-local (the pods' IPv6
         # gateway) answers at once instead of a second later.
         _sysctl(f"net/ipv6/conf/{host}/accept_dad", "0")
@@ -116,6 +139,10 @@ def add(kind: str, conf: dict[str, Any]) -> dict[str, Any]:
     _run(*pod, "link", "set", ifname, "up")
     routes: list[dict[str, str]] = []
     for ip in ips:
+        if ":" in ip and kind == "aws-cni":
+            _aws_pod6(netns, ifname, host, host_mac, ip)
+            routes.append({"dst": "::/0", "gw": AWS_GATEWAY6})
+            continue
         if ":" in ip:
             _run(*pod, "-6", "addr", "add", f"{ip}/128", "dev", ifname, "nodad")
             _run(*pod, "-6", "route", "add", "default", "via", CALICO_GATEWAY6, "dev", ifname)
@@ -143,13 +170,42 @@ def add(kind: str, conf: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _aws_pod6(netns: str, ifname: str, host: str, host_mac: str, ip: str) -> None:
+    """The VPC CNI's IPv6 pod: fe80::1 as a static neighbour and gateway, the /128 routed to
+    the host end, rule 512."""
+    _run("ip", "netns", "exec", netns, "sh", "-ec", _enable_ipv6(ifname))
+    pod = ("ip", "-n", netns, "-6")
+    _run(*pod, "route", "replace", f"{AWS_GATEWAY6}/128", "dev", ifname, "scope", "link")
+    _run(*pod, "route", "add", "default", "via", AWS_GATEWAY6, "dev", ifname)
+    # The plugin waits for DAD to finish; the lab skips it (the address is the VPC's).
+    _run(*pod, "addr", "add", f"{ip}/128", "dev", ifname, "nodad")
+    gateway = ("neigh", "add", AWS_GATEWAY6, "lladdr", host_mac, "dev", ifname)
+    _run(*pod, *gateway, "nud", "permanent")
+    _run("ip", "-6", "route", "replace", f"{ip}/128", "dev", host, "scope", "link")
+    _aws_rules("add", ip)
+
+
+def _enable_ipv6(ifname: str) -> str:
+    return (
+        f"echo 0 > /proc/sys/net/ipv6/conf/{ifname}/disable_ipv6; "
+        "echo 0 > /proc/sys/net/ipv6/conf/lo/disable_ipv6"
+    )
+
+
 def secondary_eni(ip: str) -> bool:
-    """The lab's rule for which ENI owns a pod address: odd last octet -> the secondary ENI."""
+    """The lab's rule for which ENI owns a pod address: odd last octet -> the secondary ENI.
+
+    IPv6 addresses are the primary ENI's (its delegated prefix): never the secondary.
+    """
+    if ":" in ip:
+        return False
     return int(ip.rsplit(".", 1)[-1]) % 2 == 1
 
 
 def _aws_rules(action: str, ip: str) -> None:
-    _run("ip", "rule", action, "to", ip, "lookup", "main", "pref", str(RULE_TO_POD))
+    to = f"{ip}/128" if ":" in ip else ip
+    family = "-6" if ":" in ip else "-4"
+    _run("ip", family, "rule", action, "to", to, "lookup", "main", "pref", str(RULE_TO_POD))
     if secondary_eni(ip):
         _run("ip", "rule", action, "from", ip, "lookup", str(ENI_TABLE), "pref", str(RULE_FROM_POD))
 
@@ -162,13 +218,135 @@ def delete(kind: str, conf: dict[str, Any]) -> None:
     if kind == "aws-cni":
         for ip in conf.get("prevResult", {}).get("ips", []):
             address = str(ip.get("address", "")).split("/")[0]
-            if address and ":" not in address:
+            if address:
                 try:
                     _aws_rules("del", address)
                 except PluginError:
                     pass  # DEL must succeed when the rules are already gone (CNI spec)
     subprocess.run(["ip", "link", "del", host], capture_output=True, timeout=30, check=False)
     _ipam("DEL", conf)
+
+
+def egress_chain(network: str, container_id: str) -> str:
+    """The nat chain of one pod's SNAT (containernetworking's MustFormatChainNameWithPrefix)."""
+    digest = hashlib.sha512(f"{network}{container_id}".encode()).hexdigest()
+    return f"CNI-E4-{digest}"[:28]
+
+
+def _egress_comment(network: str, container_id: str) -> str:
+    return f'name: "{network}" id: "{container_id}"'
+
+
+def egress_add(conf: dict[str, Any]) -> dict[str, Any]:
+    """egress-cni ADD (IPv4 egress of an IPv6 pod): v4if0, its routes, the host end, SNAT."""
+    prev = conf.get("prevResult")
+    if not prev:
+        raise PluginError("must be called as a chained plugin")
+    if conf.get("enabled") == "false":
+        return dict(prev)
+    node_ip = str(conf.get("nodeIP", ""))
+    if not node_ip or ":" in node_ip:
+        raise PluginError("the lab's egress-cni does IPv4 egress only: nodeIP must be IPv4")
+    netns = os.path.basename(os.environ["CNI_NETNS"])
+    container_id = os.environ.get("CNI_CONTAINERID", "")
+    network = str(conf.get("name", ""))
+    ipam = _ipam("ADD", conf)
+    try:
+        (ipc,) = [ip for ip in ipam.get("ips", []) if ":" not in str(ip["address"])]
+        cidr = str(ipc["address"])
+        gw = str(ipc["gateway"])
+    except (ValueError, KeyError) as exc:
+        raise PluginError(f"IPAM returned no single IPv4 address: {ipam}") from exc
+    address = cidr.split("/")[0]
+    subnet = str(ipaddress.ip_interface(cidr).network)
+    mtu = str(int(conf.get("mtu", "1500")))
+    host = "veth" + os.urandom(4).hex()
+    _sysctl("net/ipv4/ip_forward", "1")
+    veth = ("ip", "link", "add", host, "mtu", mtu, "type", "veth")
+    _run(*veth, "peer", "name", EGRESS_IFNAME, "mtu", mtu, "netns", netns)
+    pod = ("ip", "-n", netns)
+    off = f"echo 1 > /proc/sys/net/ipv6/conf/{EGRESS_IFNAME}/disable_ipv6"
+    _run("ip", "netns", "exec", netns, "sh", "-ec", off)
+    _run(*pod, "link", "set", EGRESS_IFNAME, "up")
+    _run(*pod, "addr", "add", cidr, "dev", EGRESS_IFNAME)
+    for route in ipam.get("routes", []):
+        _run(*pod, "route", "add", str(route["dst"]), "via", gw, "dev", EGRESS_IFNAME)
+    _run(*pod, "route", "del", subnet, "dev", EGRESS_IFNAME)
+    on_link = ("dev", EGRESS_IFNAME, "scope", "link", "src", address)
+    _run(*pod, "route", "add", f"{gw}/32", *on_link)
+    _run(*pod, "route", "add", subnet, "via", gw, "dev", EGRESS_IFNAME, "src", address)
+    _run("ip", "link", "set", host, "up")
+    _run("ip", "addr", "add", f"{gw}/32", "dev", host, "scope", "link")
+    _run("ip", "route", "add", f"{address}/32", "dev", host, "scope", "link")
+    chain = egress_chain(network, container_id)
+    comment = json.dumps(_egress_comment(network, container_id))
+    _run(
+        "iptables-restore",
+        "--noflush",
+        "-w",
+        "30",
+        stdin="\n".join(
+            [
+                "*nat",
+                f":{chain} - [0:0]",
+                f"-A {chain} -d 224.0.0.0/4 -m comment --comment {comment} -j ACCEPT",
+                f"-A {chain} -m comment --comment {comment} -j SNAT --to-source {node_ip} "
+                "--random-fully",
+                f"-A POSTROUTING -s {address}/32 -m comment --comment {comment} -j {chain}",
+                "COMMIT",
+                "",
+            ]
+        ),
+    )
+    out = dict(prev)
+    interfaces = list(out.get("interfaces", []))
+    interfaces.append({"name": host, "mac": _link_mac(None, host)})
+    interfaces.append(
+        {
+            "name": EGRESS_IFNAME,
+            "mac": _link_mac(netns, EGRESS_IFNAME),
+            "sandbox": os.environ["CNI_NETNS"],
+        }
+    )
+    out["interfaces"] = interfaces
+    out["cniVersion"] = conf.get("cniVersion", out.get("cniVersion", "1.0.0"))
+    return out
+
+
+def egress_delete(conf: dict[str, Any]) -> None:
+    """egress-cni DEL: the IPAM reservation, v4if0 (its host end goes with it), the SNAT chain."""
+    if conf.get("enabled") != "true":
+        return
+    _ipam("DEL", conf)
+    netns = os.path.basename(os.environ.get("CNI_NETNS", ""))
+    addresses: list[str] = []
+    if netns:
+        done = subprocess.run(
+            ["ip", "-n", netns, "-j", "-4", "addr", "show", "dev", EGRESS_IFNAME],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode == 0 and done.stdout.strip():
+            for link in json.loads(done.stdout):
+                addresses += [str(a["local"]) for a in link.get("addr_info", [])]
+            subprocess.run(
+                ["ip", "-n", netns, "link", "del", EGRESS_IFNAME],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+    network = str(conf.get("name", ""))
+    container_id = os.environ.get("CNI_CONTAINERID", "")
+    chain = egress_chain(network, container_id)
+    comment = _egress_comment(network, container_id)
+    ipt = ["iptables", "-w", "30", "-t", "nat"]
+    for address in addresses:
+        rule = ["-s", f"{address}/32", "-m", "comment", "--comment", comment, "-j", chain]
+        subprocess.run([*ipt, "-D", "POSTROUTING", *rule], capture_output=True, check=False)
+    for op in ("-F", "-X"):
+        subprocess.run([*ipt, op, chain], capture_output=True, timeout=60, check=False)
 
 
 def main() -> int:
@@ -179,12 +357,15 @@ def main() -> int:
         conf = json.loads(sys.stdin.read() or "{}")
         if command == "VERSION":
             out: dict[str, Any] = {"cniVersion": "1.0.0", "supportedVersions": SUPPORTED}
-        elif kind not in ("calico", "aws-cni"):
+        elif kind not in ("calico", "aws-cni", "egress-cni"):
             raise PluginError(f"unknown plugin {kind!r}")
         elif command == "ADD":
-            out = add(kind, conf)
+            out = egress_add(conf) if kind == "egress-cni" else add(kind, conf)
         elif command == "DEL":
-            delete(kind, conf)
+            if kind == "egress-cni":
+                egress_delete(conf)
+            else:
+                delete(kind, conf)
             return 0
         elif command == "CHECK":
             return 0

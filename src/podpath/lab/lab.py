@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from podpath.cri.client import CriClient, CriError
 from podpath.lab import (
+    awsvpc,
     cgroups,
     cni,
     containerd,
@@ -327,6 +328,8 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
         state.note_started(spec.name, name, pid, start)
         cg_dirs += dirs
         v6 = 6 in spec.families
+        # The AWS VPC CNI's IPv6 pods take their addresses from the ENI's /80 prefix.
+        cidr6 = awsvpc.pod_prefix6(n) if spec.cni == "aws-vpc" else network.pod_cidr6(n)
         node = NodeRecord(
             name,
             pid,
@@ -335,7 +338,7 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
             network.pod_cidr(n),
             mac_for(spec.name, name),
             network.node_address6(n) if v6 else None,
-            network.pod_cidr6(n) if v6 else None,
+            cidr6 if v6 else None,
         )
         nodes.append(node)
         record = replace(record, nodes=tuple(nodes), cgroup_dirs=tuple(cg_dirs))

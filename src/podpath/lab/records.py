@@ -88,8 +88,12 @@ class LabSpec:
             raise LabError(
                 f"--ip-family must be one of {', '.join(IP_FAMILIES)}, not {self.ip_family!r}"
             )
-        if self.cni == "aws-vpc" and self.ip_family != "ipv4":
-            raise LabError("the aws-vpc lab is IPv4 only (the VPC CNI's IPv6 mode is not built)")
+        if self.cni == "aws-vpc" and self.ip_family == "dual":
+            raise LabError(
+                "--cni aws-vpc has no dual-stack pods: the AWS VPC CNI runs an IPv4 or an IPv6 "
+                "cluster (IPv6 pods reach IPv4 only through egress-cni's SNAT); use "
+                "--ip-family ipv4 or ipv6"
+            )
         if self.proxy_mode not in PROXY_MODES:
             raise LabError(
                 f"--proxy-mode must be one of {', '.join(PROXY_MODES)}, not {self.proxy_mode!r}"

@@ -6,7 +6,8 @@
   BGP-style routes, blackholes for the node's own blocks (`calico.py`).
 - ptp: kindnet's conflist with Debian's ptp plugin, host-gw routes (`kindnet.py`).
 - aws-vpc: podpath's aws-cni plugin, two ENIs, policy rules, SNAT, the VPC fabric in
-  the underlay (`awsvpc.py`).
+  the underlay (`awsvpc.py`); IPv6: one ENI's /80 prefix, proxy NDP in the VPC, and
+  podpath's egress-cni plugin for the pods' SNATed IPv4 egress.
 
 Plugins that Debian ships are the real ones; podpath's own (`cni_plugin.py`) are
 written onto the node's CNI_PATH as small wrappers and called by libcni's rules.
@@ -28,7 +29,7 @@ DEBIAN_PLUGINS = {
     "ptp": ("ptp", "host-local", "portmap", "loopback"),
     "aws-vpc": ("host-local", "portmap", "loopback"),
 }
-OWN_PLUGINS = {"calico": ("calico",), "aws-vpc": ("aws-cni",)}
+OWN_PLUGINS = {"calico": ("calico",), "aws-vpc": ("aws-cni", "egress-cni")}
 
 
 def cidrs(spec: LabSpec, node: NodeRecord) -> list[str]:
@@ -48,7 +49,7 @@ def conflist(spec: LabSpec, node: NodeRecord, index: int) -> tuple[str, dict[str
     if spec.cni == "ptp":
         return kindnet.CONFLIST_NAME, kindnet.conflist(cidrs(spec, node))
     if spec.cni == "aws-vpc":
-        return awsvpc.CONFLIST_NAME, awsvpc.conflist(index)
+        return awsvpc.CONFLIST_NAME, awsvpc.conflist(index, spec.families, node.address)
     mtu = network.VXLAN_MTU if spec.overlay == "vxlan" and spec.nodes > 1 else 1500
     if 6 in spec.families and spec.overlay == "vxlan" and spec.nodes > 1:
         mtu = network.VXLAN6_MTU
@@ -82,9 +83,10 @@ def prepare_node(spec: LabSpec, node: NodeRecord, index: int, underlay_pid: int)
     if 6 in spec.families:
         network.prepare_ipv6(node.init_pid)
     if spec.cni == "aws-vpc":
-        network.attach_node(underlay_pid, node, awsvpc.SECONDARY_ENI)
+        if spec.families == (4,):  # IPv6 mode has the primary ENI only
+            network.attach_node(underlay_pid, node, awsvpc.SECONDARY_ENI)
         awsvpc.attach_to_vpc(underlay_pid, node)
-        awsvpc.prepare_node(node, index)
+        awsvpc.prepare_node(node, index, spec.families)
     install_plugins(spec, node)
     name, conf = conflist(spec, node, index)
     cni.install_conflist(node.init_pid, conf, name)

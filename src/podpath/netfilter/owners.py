@@ -12,7 +12,10 @@ that is all a node shows of who wrote what:
   `KUBE-NWPLCY-*` (comments `rule ... for network policy NAME`, and
   KUBE-POD-FW-* for a pod's firewall), kube-network-policies' own nftables table.
 - CNI: portmap `CNI-HOSTPORT-*`/`CNI-DN-*`, the bridge plugin's ipMasq `CNI-*` chains
-  (comment `name: "NET" id: "..."`), flannel `FLANNEL-*`, ip-masq-agent `IP-MASQ-AGENT`.
+  (comment `name: "NET" id: "..."`), flannel `FLANNEL-*`, ip-masq-agent `IP-MASQ-AGENT`,
+  the AWS VPC CNI's `AWS-SNAT-CHAIN-*`/`AWS-CONNMARK-CHAIN-*`, its egress-cni's per-pod
+  SNAT chains `CNI-E4-*`/`CNI-E6-*` (the same comment as ipMasq's) and its FORWARD
+  reject commented `Block Node Local Pod access via IPv4|IPv6`.
 - anything else: the host firewall (or a named product when its prefix says so).
 """
 
@@ -85,7 +88,11 @@ _PRODUCTS = (
     ("nixos-fw", "host-firewall", "NixOS firewall"),
     ("LIBVIRT_", "host-firewall", "libvirt"),
     ("WEAVE", "cni", "Weave Net"),
+    ("AWS-SNAT-CHAIN", "cni", "AWS VPC CNI"),
+    ("AWS-CONNMARK-CHAIN", "cni", "AWS VPC CNI"),
 )
+# The AWS VPC CNI's FORWARD rule keeping egress-cni's addresses node-local.
+_AWS_BLOCK_LOCAL = "Block Node Local Pod access via IP"
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,9 @@ def iptables_owner(
             return Owner(hooked.kind, hooked.agent, hooked.name, f"jump from {chain} to {target}")
     if builtin and any(c.startswith("cali:") for c in comments):
         return Owner("cni", "Calico", "", f"comment in {chain}")
+    if builtin and any(c.startswith(_AWS_BLOCK_LOCAL) for c in comments):
+        what = "egress-cni addresses are node-local"
+        return Owner("cni", "AWS VPC CNI", what, f"comment in {chain}")
     if chain.startswith(("cali-pi-", "cali-po-")):
         found = _CALICO_POLICY.search(joined)
         way = "inbound" if chain.startswith("cali-pi-") else "outbound"
@@ -162,6 +172,11 @@ def iptables_owner(
         return Owner("kubelet", "kubelet", "", f"chain {chain}")
     if chain.startswith(("CNI-HOSTPORT-", "CNI-DN-")):
         return Owner("cni", "portmap CNI", _hostport(comments), f"chain {chain}")
+    if chain.startswith(("CNI-E4-", "CNI-E6-")):
+        # egress-cni's prefixes: ipMasq's chains are CNI- + hex digits only.
+        net = re.search(r'name: "([^"]*)"', joined)
+        agent = "AWS VPC CNI egress-cni (SNAT)"
+        return Owner("cni", agent, net.group(1) if net else "", f"chain {chain}")
     if chain.startswith("CNI-"):
         net = re.search(r'name: "([^"]*)"', joined)
         return Owner("cni", "bridge CNI (ipMasq)", net.group(1) if net else "", f"chain {chain}")

@@ -220,9 +220,16 @@ def resolve_source(
                 return Source(i, pod.netns_inode, spec, label)
             # A pod known only by its pause process has no IPs of its own: its
             # namespace's addresses stand in, and without any the kernel picks the source.
-            addresses = pod.ips or tuple(netns_addresses(index, pod.netns_inode))
+            held = tuple(netns_addresses(index, pod.netns_inode))
+            addresses = pod.ips or held
             if not addresses and family is None:
                 return Source(i, pod.netns_inode, None, label)
+            if family is not None and _of_family(addresses, family) is None:
+                if _of_family(held, family) is not None:
+                    # No pod IP of the family, but the pod's namespace holds an address of
+                    # it that Kubernetes never calls the pod's (the AWS VPC CNI's IPv6 pods:
+                    # egress-cni's 169.254.172.0/22 on v4if0): the kernel picks the source.
+                    return Source(i, pod.netns_inode, None, label)
             return Source(i, pod.netns_inode, _pick(addresses, family, label), label)
     for i, index in enumerate(indexes):
         facts = index.snapshot.node
