@@ -119,6 +119,32 @@ def test_the_healthy_lab_has_only_the_service_it_leaves_without_endpoints(
     assert shared_lab.probe(client.ref, _vip(shared_lab), 80).ok
 
 
+def test_an_ipv6_lab_judges_nodeports_on_the_nodes_ipv6_address(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """kube-proxy programs an IPv6 Service's NodePort in ip6tables only: the doctor aims
+    it at the node's IPv6 address (aimed at its IPv4 one, every NodePort was a false
+    CRITICAL no-listener), and every NodePort is still judged."""
+    lab = make_lab(nodes=1, pods=2, services=3, ip_family="ipv6")
+    status, report = _doctor(lab, "node1", run_podpath)
+    without = (
+        {("warning", "service-no-endpoints")}
+        if any(not s.endpoints for s in lab.services)
+        else set()
+    )
+    assert _checks(report) == without, report["findings"]
+    assert status == 0
+    coverage = report["coverage"]
+    nodeports = sum(1 for s in lab.services if s.node_port is not None)
+    assert nodeports and all(":" in s.cluster_ip for s in lab.services)
+    # Each Service port from every pod position and the node, each NodePort from outside,
+    # and each pod to every other pod.
+    pods = coverage["pods"]
+    expected = (coverage["classes"] + 1) * coverage["service_ports"] + nodeports
+    expected += pods * (pods - 1)
+    assert coverage["paths"] == expected
+
+
 def test_every_node_together_has_no_more(shared_lab: Lab, run_podpath: Any, tmp_path: Path) -> None:
     """Pod to every other pod across both nodes, every Service from each: nothing more."""
     status, report = _doctor_all(shared_lab, run_podpath, tmp_path)

@@ -180,8 +180,12 @@ class _ServiceSweep:
         self.cluster_aims = [
             (svc, aim) for svc in services if (aim := _cluster_aim(svc)) is not None
         ]
-        address = tracer.node_address(node)
-        self.outside_aims = [(svc, aim) for svc in services for aim in _outside_aims(svc, address)]
+        # kube-proxy programs a NodePort in its Service's family only (iptables or
+        # ip6tables, the ip or ip6 table): reached on the node's address of that family.
+        addresses = {family: tracer.node_address(node, family) for family in (4, 6)}
+        self.outside_aims = [
+            (svc, aim) for svc in services for aim in _outside_aims(svc, addresses[_family(svc)])
+        ]
 
     def origins(self) -> list[tuple[Origin, int]]:
         """Each source of this node with how many pods it stands for (the node: 1)."""
@@ -412,6 +416,12 @@ def _service_label(svc: Service) -> str:
     if svc.name:
         return f"Service {svc.key}"
     return f"virtual service {svc.cluster_ip}:{svc.port}/{svc.protocol.lower()}"
+
+
+def _family(svc: Service) -> int:
+    """4 or 6: the family of the Service port (its ClusterIP's, else its endpoints')."""
+    ip = svc.cluster_ip or next((ep.ip for ep in svc.endpoints), "")
+    return 6 if ":" in ip else 4
 
 
 def _outside_aims(svc: Service, node_address: str | None) -> Iterable[Aim]:

@@ -112,9 +112,9 @@ class Tracer:
                 return index.link(root.inode, route.dev)
         return None
 
-    def node_address(self, node: int) -> str | None:
-        """The node's main address (the source of its default route)."""
-        return node_address(self.indexes[node])
+    def node_address(self, node: int, family: int = 4) -> str | None:
+        """The node's main address of a family (the source of its default route)."""
+        return node_address(self.indexes[node], family)
 
 
 def _likeliest(branch: Branch) -> float:
