@@ -83,80 +83,61 @@ def conflist(
     if families == (6,):
         return conflist6(node_index, node_ip)
     start, end = pod_range(node_index)
-    return {
-        "cniVersion": "0.4.0",
-        "name": NETWORK_NAME,
-        "disableCheck": True,
-        "plugins": [
-            {
-                "name": NETWORK_NAME,
-                "type": "aws-cni",
-                "vethPrefix": "eni",
-                "mtu": 1500,
-                "pluginLogLevel": "DEBUG",
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [
-                        [
-                            {
-                                "subnet": VPC_CIDR,
-                                "rangeStart": start,
-                                "rangeEnd": end,
-                                "gateway": UNDERLAY_GATEWAY,
-                            }
-                        ]
-                    ],
-                },
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-        ],
+    ipv4_range = {
+        "subnet": VPC_CIDR,
+        "rangeStart": start,
+        "rangeEnd": end,
+        "gateway": UNDERLAY_GATEWAY,
     }
+    return _conflist(_aws_cni(ipv4_range))
 
 
 def conflist6(node_index: int, node_ip: str) -> dict[str, Any]:
     """IPv6 mode's conflist: aws-cni over the /80 prefix, egress-cni (IPv4 egress), portmap."""
     prefix = pod_prefix6(node_index).split("/")[0]
+    ipv6_range = {
+        "subnet": pod_prefix6(node_index),
+        "rangeStart": f"{prefix}2",
+        "rangeEnd": f"{prefix}fe",
+    }
+    egress = {
+        "name": EGRESS_PLUGIN,
+        "type": EGRESS_PLUGIN,
+        "mtu": "1500",
+        "enabled": "true",
+        "randomizeSNAT": "prng",
+        "nodeIP": node_ip,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": EGRESS_SUBNET}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": EGRESS_DATA_DIR,
+        },
+        "pluginLogLevel": "DEBUG",
+    }
+    return _conflist(_aws_cni(ipv6_range), egress)
+
+
+def _aws_cni(address_range: dict[str, str]) -> dict[str, Any]:
+    """The aws-cni plugin's entry (misc/10-aws.conflist) with host-local IPAM over a range."""
+    return {
+        "name": NETWORK_NAME,
+        "type": "aws-cni",
+        "vethPrefix": "eni",
+        "mtu": 1500,
+        "pluginLogLevel": "DEBUG",
+        "ipam": {"type": "host-local", "ranges": [[address_range]]},
+    }
+
+
+def _conflist(*plugins: dict[str, Any]) -> dict[str, Any]:
+    """The conflist: `plugins`, then portmap (hostPort, with SNAT of hairpinned traffic)."""
+    portmap = {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
     return {
         "cniVersion": "0.4.0",
         "name": NETWORK_NAME,
         "disableCheck": True,
-        "plugins": [
-            {
-                "name": NETWORK_NAME,
-                "type": "aws-cni",
-                "vethPrefix": "eni",
-                "mtu": 1500,
-                "pluginLogLevel": "DEBUG",
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [
-                        [
-                            {
-                                "subnet": pod_prefix6(node_index),
-                                "rangeStart": f"{prefix}2",
-                                "rangeEnd": f"{prefix}fe",
-                            }
-                        ]
-                    ],
-                },
-            },
-            {
-                "name": EGRESS_PLUGIN,
-                "type": EGRESS_PLUGIN,
-                "mtu": "1500",
-                "enabled": "true",
-                "randomizeSNAT": "prng",
-                "nodeIP": node_ip,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": EGRESS_SUBNET}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": EGRESS_DATA_DIR,
-                },
-                "pluginLogLevel": "DEBUG",
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-        ],
+        "plugins": [*plugins, portmap],
     }
 
 
