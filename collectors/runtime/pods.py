@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -316,28 +317,31 @@ def containerd_bundles(host: HostRoot) -> frozenset[str]:
     benchmark node's 250 containers sent 450 MB that was decoded and dropped
     (BENCHMARKS.md). For these the CRI listing asks the plain status only.
     """
-    import stat
-
-    found = set()
+    found: set[str] = set()
     for tasks in CONTAINERD_TASK_ROOTS:
         try:
             names = host.listdir(tasks)
         except CollectorError:
             continue  # not this runtime's layout, or unreadable: read_containerd says so
-        for cid in names:
-            if not _ID.match(cid):
-                continue
-            try:  # opened for reading, as read_containerd will (O_NONBLOCK: a FIFO there)
-                fd = host.open(f"{tasks}/{cid}/config.json", os.O_RDONLY | os.O_NONBLOCK)
-            except CollectorError:
-                continue
-            try:
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-            if stat.S_ISREG(st.st_mode) and st.st_size <= _MAX_CONFIG:
-                found.add(cid)
+        found.update(
+            cid
+            for cid in names
+            if _ID.match(cid) and _readable_spec(host, f"{tasks}/{cid}/config.json")
+        )
     return frozenset(found)
+
+
+def _readable_spec(host: HostRoot, path: str) -> bool:
+    """Whether read_containerd can read this spec: a regular file it may open, in bounds."""
+    try:  # opened for reading as it will be (O_NONBLOCK: a FIFO there does not block)
+        fd = host.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except CollectorError:
+        return False
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return stat.S_ISREG(st.st_mode) and st.st_size <= _MAX_CONFIG
 
 
 def _read_containerd_one(

@@ -18,6 +18,7 @@ from podpath.collectors.runtime.pods import (
     CONTAINERD_RUNC,
     CONTAINERD_TASKS,
     collect_pods,
+    containerd_bundles,
     is_pause,
 )
 from podpath.snapshot.model import IpamAllocation, Namespace, Process
@@ -154,6 +155,22 @@ def test_env_redacted_by_default(containerd_root: HostRoot) -> None:
     assert app.env == ("PATH=<redacted>", "DB_PASSWORD=<redacted>")
     pods, _ = collect_pods(containerd_root, _coredns_processes(), ROOT_NET, redact=False)
     assert "DB_PASSWORD=hunter2" in pods[0].containers[1].env
+
+
+def test_bundles_whose_spec_will_be_read(tmp_path: Path) -> None:
+    """The containers CRI is asked the plain status of: a readable regular config.json
+    within bounds; not a FIFO (never waited on), an oversized spec, a bundle without one."""
+    tasks = tmp_path / CONTAINERD_TASKS.lstrip("/")
+    ok, fifo, big, empty = ("a" * 64, "b" * 64, "c" * 64, "d" * 64)
+    for cid in (ok, fifo, big, empty, "not-an-id"):
+        (tasks / cid).mkdir(parents=True)
+    (tasks / ok / "config.json").write_text("{}")
+    (tasks / "not-an-id" / "config.json").write_text("{}")
+    os.mkfifo(tasks / fifo / "config.json")
+    with open(tasks / big / "config.json", "wb") as f:
+        f.truncate(5 * 2**20)
+    with HostRoot(str(tmp_path)) as host:
+        assert containerd_bundles(host) == {ok}
 
 
 def test_reused_pause_pid_not_trusted(containerd_root: HostRoot) -> None:
