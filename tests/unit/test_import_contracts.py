@@ -171,6 +171,18 @@ def test_core_import_pulls_no_ui_or_netlink_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_listings_load_no_rule_parser() -> None:
+    """`podpath.listing` (every `ls`, `ls namespaces` first) loads no iptables or nft
+    parser and no kube-proxy model until a listing of rules asks: ~20 ms of a 0.24 s
+    `ls namespaces` (BENCHMARKS.md, figure 2)."""
+    code = (
+        "import sys, podpath.listing\n"
+        "print(sorted(n for n in sys.modules if n.startswith('podpath.netfilter.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['podpath.netfilter.owners']"
+
+
 def test_wheel_contains_every_module(tmp_path: Path) -> None:
     """The built wheel ships every module of src/podpath, collectors/ and tui/ under podpath."""
     subprocess.run(

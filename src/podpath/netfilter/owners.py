@@ -24,8 +24,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from podpath.netfilter.kube_proxy_nft import KP_CHAIN
-
 _KP_COMMENT = re.compile(
     r"^(?P<ns>[a-z0-9][-a-z0-9.]*)/(?P<name>[a-z0-9][-a-z0-9.]*)(?::(?P<port>[-a-z0-9.]*))?"
     r"(?:\s|$)"
@@ -230,6 +228,11 @@ def _kube_router(chain: str, comments: str) -> Owner:
 def nft_owner(family: str, table: str, chain: str, comment: str | None) -> Owner:
     """The owner of a native nftables rule, from its table, chain and comment."""
     if table == "kube-proxy":
+        # Imported here: kube-proxy's nftables model (and the nft and iptables parsers it
+        # brings, ~20 ms) is not needed by the listings that import this module for
+        # their owner column, `ls namespaces` first (BENCHMARKS.md, figure 2).
+        from podpath.netfilter.kube_proxy_nft import KP_CHAIN
+
         found = KP_CHAIN.match(chain)
         if found:
             port = f":{found['port']}" if found["port"] else ""
