@@ -15,7 +15,12 @@ REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 
 
 def _owners(name: str, table: str = "filter") -> dict[tuple[str, int], Owner]:
-    rs = parse_ruleset((REALWORLD / "iptables" / name).read_text(), table)
+    return _owners_of((REALWORLD / "iptables" / name).read_text(), table)
+
+
+def _owners_of(dump: str, table: str) -> dict[tuple[str, int], Owner]:
+    """The owner of each rule of one table of an iptables-save dump, by (chain, position)."""
+    rs = parse_ruleset(dump, table)
     out = {}
     for t in rs.tables:
         for chain in rs.chains(t):
@@ -128,16 +133,7 @@ def test_aws_vpc_cni_chains_and_egress_cni_snat() -> None:
         '"Block Node Local Pod access via IPv4" -j REJECT\n'
         "COMMIT\n"
     )
-    out = {}
-    for table in ("nat", "filter"):
-        rs = parse_ruleset(dump, table)
-        for t in rs.tables:
-            for chain in rs.chains(t):
-                for rule in rs.rules(t, chain.name):
-                    target = rule.target.name if rule.target else None
-                    out[(chain.name, rule.position)] = iptables_owner(
-                        t, chain.name, rule.comments, target
-                    )
+    out = {**_owners_of(dump, "nat"), **_owners_of(dump, "filter")}
     assert out[("POSTROUTING", 1)].agent == "AWS VPC CNI"
     egress = out[("CNI-E4-a87257f59d5867f73759a", 1)]
     assert (egress.kind, egress.agent, egress.name) == (
