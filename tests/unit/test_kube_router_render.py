@@ -96,5 +96,5 @@ def test_a_rejected_packet_names_the_policies_the_pod_firewall_ran() -> None:
         rules, "filter", "FORWARD", Packet("10.244.0.7", "10.244.0.5", "tcp", 1, 80), env
     )
     assert allowed.verdict == "ACCEPT" and policy.denial(allowed.hops) == ""
-    notes = [d for hop in policy.annotate(allowed.hops) for d in hop.details]
+    notes = [d for hop in allowed.hops for d in hop.details]
     assert "NetworkPolicy nsA/allow (kube-router) allows this packet" in notes

@@ -282,7 +282,7 @@ class Engine:
                 flow,
                 packet=outcome.packet,
                 probability=outcome.probability,
-                hops=flow.hops + policy.annotate(outcome.hops),
+                hops=flow.hops + outcome.hops,
                 nat=flow.nat + outcome.nat,
                 uncertain=flow.uncertain + outcome.uncertain,
             )

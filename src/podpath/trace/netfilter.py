@@ -20,6 +20,7 @@ from podpath.netfilter.model import Rule
 from podpath.netfilter.owners import iptables_owner
 from podpath.trace.matches import MatchEnv, evaluate_rule
 from podpath.trace.model import Hop, JsonValue, NatRecord, Packet
+from podpath.trace.policy import allow_note
 
 # The kernel's hook priorities per table (include/uapi/linux/netfilter_ipv4.h:
 # RAW -300, MANGLE -150, NAT_DST -100, FILTER 0, SECURITY 50, NAT_SRC 100).
@@ -220,11 +221,12 @@ class _Walker:
         return found
 
     def hop(self, rule: Rule, text: str, details: tuple[str, ...] = (), **extra: JsonValue) -> Hop:
-        owner: dict[str, JsonValue] = {
-            **iptables_owner(
-                self.table, rule.chain, rule.comments, rule.target.name if rule.target else None
-            ).as_json()
-        }
+        made = iptables_owner(
+            self.table, rule.chain, rule.comments, rule.target.name if rule.target else None
+        )
+        if extra.get("taken") is True and (note := allow_note(made, rule.text)):
+            details = (*details, note)
+        owner: dict[str, JsonValue] = {**made.as_json()}
         counter: JsonValue = None
         if rule.counters is not None:
             counter = {"packets": rule.counters[0], "bytes": rule.counters[1]}
