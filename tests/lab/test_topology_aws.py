@@ -7,6 +7,10 @@ states, on the node that owns the destination -- and real traffic must land ther
 Traffic leaving the VPC is SNATed to the node's primary address, as the real
 conntrack entry shows.
 
+kube-proxy runs with EKS's configuration (no cluster CIDR): a pod's traffic to a
+ClusterIP keeps its address, in iptables and nftables mode (`labnft`) and in IPv6,
+as the trace says and the real conntrack entries show.
+
 The `test_ipv6_*` tests prove the VPC CNI's IPv6 mode on a lab of its own (`lab6`):
 pods on the primary ENI's /80 prefix behind fe80::1 (a PERMANENT neighbour), rules 512
 and 1024 in `ip -6 rule`, no IPv6 SNAT, and IPv4 egress by egress-cni's v4if0 SNATed
@@ -24,7 +28,10 @@ from topology_proof import (
     assert_pod_to_pod,
     assert_routes_equal_kernel,
     assert_service,
+    family_ip,
+    hostport,
     ordered,
+    service,
     topology_fixtures,
     web_pods,
 )
@@ -41,6 +48,7 @@ from podpath.trace.probe import Probe
 
 if TYPE_CHECKING:
     from podpath.lab import Lab, PodRecord
+    from podpath.trace.model import Branch
 
 pytestmark = pytest.mark.lab
 
@@ -147,6 +155,47 @@ def test_pod_to_pod_across_the_vpc(
 def test_service_and_back(lab: Lab, indexes: dict[str, SnapshotIndex]) -> None:
     """pod -> web Service: endpoints on both nodes, real traffic, conntrack's reply tuple."""
     assert_service(lab, indexes, _on(lab, "node1", False), 4)
+
+
+def _masquerade_hops(branch: Branch) -> list[str]:
+    """The hops that mark for masquerade (iptables or nftables) or masquerade."""
+    marks = ("-> KUBE-MARK-MASQ", "jump mark-for-masquerade")
+    return [
+        h.text
+        for h in branch.hops
+        if any(m in h.text for m in marks) or (h.kind == "nat" and "masquerade" in h.text.lower())
+    ]
+
+
+def assert_service_keeps_the_pod_address(
+    lab: Lab, indexes: dict[str, SnapshotIndex], src: PodRecord, family: int
+) -> None:
+    """pod -> web's ClusterIP under EKS's kube-proxy (no cluster CIDR, so no `! -s CIDR`
+    masquerade): each branch to another pod is DNAT only, with the pod's own source; only
+    the branch back to the pod itself is masqueraded (kube-proxy's hairpin rule). Real
+    traffic to every endpoint; each conntrack entry to another pod has the pod's own address
+    as its reply destination (no SNAT)."""
+    assert_service(lab, indexes, src, family)
+    web = service(lab, "default/web", family)
+    src_ip = family_ip(src, family)
+    result = trace(ordered(indexes), Probe(src.ref, hostport(web.cluster_ip, web.port)))
+    hairpins = [b for b in result.branches if b.packet.dst == src_ip]
+    assert len(hairpins) == 1, [b.packet.dst for b in result.branches]
+    assert _masquerade_hops(hairpins[0]) and hairpins[0].packet.src != src_ip
+    for branch in result.branches:
+        if branch is not hairpins[0]:
+            assert not _masquerade_hops(branch), _masquerade_hops(branch)
+            assert branch.packet.src == src_ip, branch.packet
+    argv = ["conntrack", "-L", "-f", "ipv6" if family == 6 else "ipv4", "-p", "tcp"]
+    done = lab.exec(src.node, [*argv, "--orig-src", src_ip, "--orig-dst", web.cluster_ip])
+    others = [e for e in parse_conntrack(done.stdout) if e.reply.src != src_ip]
+    assert others, done.stdout
+    assert {e.reply.dst for e in others} == {src_ip}
+
+
+def test_service_keeps_the_pod_address(lab: Lab, indexes: dict[str, SnapshotIndex]) -> None:
+    """IPv4, iptables mode: pod -> Service is not masqueraded (EKS's kube-proxy)."""
+    assert_service_keeps_the_pod_address(lab, indexes, web_pods(lab, "node1")[0], 4)
 
 
 def test_leaving_the_vpc_is_snatted_to_the_primary_address(
@@ -366,6 +415,11 @@ def test_ipv6_service_and_back(lab6: Lab, indexes6: dict[str, SnapshotIndex]) ->
     assert_service(lab6, indexes6, web_pods(lab6, "node1")[0], 6)
 
 
+def test_ipv6_service_keeps_the_pod_address(lab6: Lab, indexes6: dict[str, SnapshotIndex]) -> None:
+    """IPv6, ip6tables: pod -> Service is not masqueraded (EKS's kube-proxy)."""
+    assert_service_keeps_the_pod_address(lab6, indexes6, web_pods(lab6, "node1")[0], 6)
+
+
 def test_ipv6_leaving_the_vpc_keeps_the_pod_address(
     lab6: Lab, indexes6: dict[str, SnapshotIndex]
 ) -> None:
@@ -449,3 +503,28 @@ def test_ipv6_egress_addresses_are_node_local(
     assert assert_routes_equal_kernel(lab6, indexes6, result.branches) >= 2
     answer = lab6.probe("node1", target, 80)
     assert answer.ok and answer.served_by == dst.ref, answer
+
+
+# kube-proxy's nftables mode on the VPC CNI (IPv4; IPv6 takes the same rules, see
+# tests/lab/test_kubeproxy_eks.py).
+labnft, indexesnft = topology_fixtures(
+    "awsnft",
+    names=("labnft", "indexesnft"),
+    nodes=2,
+    pods=3,
+    services=3,
+    cni="aws-vpc",
+    proxy_mode="nftables",
+    runtime="containerd",
+)
+
+
+def test_nftables_service_keeps_the_pod_address(
+    labnft: Lab, indexesnft: dict[str, SnapshotIndex]
+) -> None:
+    """IPv4, nftables mode: no `ip saddr != CIDR jump mark-for-masquerade` in the kernel's
+    table, and pod -> Service is not masqueraded."""
+    table = labnft.exec("node1", ["nft", "list", "table", "ip", "kube-proxy"]).stdout
+    assert "saddr != " not in table and "short-circuit pod traffic" not in table
+    src = web_pods(labnft, "node1")[0]
+    assert_service_keeps_the_pod_address(labnft, indexesnft, src, 4)
