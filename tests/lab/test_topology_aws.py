@@ -123,6 +123,27 @@ def test_ls_rules_says_what_ip_rule_says(lab: Lab, indexes: dict[str, SnapshotIn
     assert any(" 1025 not from all to " in line for line in text.splitlines())
 
 
+def test_host_veths_carry_the_vpc_cnis_ipv6_sysctls_in_ipv4_mode(
+    lab: Lab, indexes: dict[str, SnapshotIndex]
+) -> None:
+    """IPv4 mode, as setupVeth does in either: each eni veth's /proc/sys/net/ipv6/conf says
+    accept_ra 0, accept_redirects 1, forwarding 0 (a new interface takes conf/default's,
+    whose accept_ra is 1), and the snapshot's IPv6 netconf of the veth says forwarding 0."""
+    root = indexes["node1"].root_netns
+    assert root is not None
+    default = lab.exec("node1", ["cat", "/proc/sys/net/ipv6/conf/default/accept_ra"]).stdout
+    assert default.strip() != "0"
+    names = ("accept_ra", "accept_redirects", "forwarding")
+    for pod in lab.pods_on("node1"):
+        paths = [f"/proc/sys/net/ipv6/conf/{pod.host_veth}/{name}" for name in names]
+        values = lab.exec("node1", ["cat", *paths]).stdout.split()
+        assert values == ["0", "1", "0"], (pod.host_veth, values)
+        veth = indexes["node1"].link_by_name(root.inode, pod.host_veth)
+        assert veth is not None
+        (conf,) = [c for c in root.netconf if c.family == 6 and c.ifindex == veth.ifindex]
+        assert conf.forwarding == 0
+
+
 @pytest.mark.parametrize("secondary", [False, True])
 def test_pod_to_pod_on_the_node(
     lab: Lab, indexes: dict[str, SnapshotIndex], secondary: bool

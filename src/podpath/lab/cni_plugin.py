@@ -17,13 +17,13 @@ the cni-proposal page in aws/amazon-vpc-cni-k8s's docs):
   PERMANENT neighbour 169.254.1.1 -> the host end's MAC (no ARP at all); the node a
   /32 route in main, rule 512 `to POD lookup main` and, for an address of the
   secondary ENI, rule 1536 `from POD lookup <ENI table>`. Which ENI owns an address is
-  the lab's choice: odd last octet -> the secondary ENI (table 2).
+  the lab's choice: odd last octet -> the secondary ENI (table 2). In either mode the
+  host end gets IPv6 accept_ra=0, accept_redirects=1, forwarding=0 (setupVeth).
   IPv6 (aws/amazon-vpc-cni-k8s cmd/routed-eni-cni-plugin/driver/driver.go, setupVeth and
   setupIPBasedContainerRouteRules): the pod's eth0 gets disable_ipv6=0 (lo too), its
   /128, `fe80::1 dev eth0`, `default via fe80::1 dev eth0` and a PERMANENT neighbour
-  fe80::1 -> the host end's MAC; the host end accept_ra=0, accept_redirects=1,
-  forwarding=0; the node `POD/128 dev eniXXX` in main and `ip -6 rule` 512 `to POD
-  lookup main` (IPv6 addresses are the primary ENI's prefix: no `from` rule).
+  fe80::1 -> the host end's MAC; the node `POD/128 dev eniXXX` in main and `ip -6 rule`
+  512 `to POD lookup main` (IPv6 addresses are the primary ENI's prefix: no `from` rule).
 - egress-cni (cmd/egress-cni-plugin: main.go, egressContext.go cmdAddEgressV4,
   snat/snat.go), chained after aws-cni in IPv6 mode: a second veth, `v4if0` in the pod
   (disable_ipv6=1) and `veth` + 8 random hex digits on the node, an address of its own
@@ -122,18 +122,16 @@ def add(kind: str, conf: dict[str, Any]) -> dict[str, Any]:
         _sysctl(f"net/ipv4/conf/{host}/proxy_arp", "1")
         _sysctl(f"net/ipv4/neigh/{host}/proxy_delay", "0")
         _sysctl(f"net/ipv4/conf/{host}/forwarding", "1")
+    if kind == "aws-cni":
+        _aws_host_ipv6_sysctls(host)
     if any(":" in ip for ip in ips):
-        _sysctl(f"net/ipv6/conf/{host}/accept_ra", "0")
-        # The AWS VPC CNI turns the host end's own IPv6 forwarding off (and accepts
-        # redirects); the node forwards by conf/all/forwarding.
-        _sysctl(f"net/ipv6/conf/{host}/forwarding", "0" if kind == "aws-cni" else "1")
-        if kind == "aws-cni":
-            _sysctl(f"net/ipv6/conf/{host}/accept_redirects", "1")
+        if kind == "calico":
+            _sysctl(f"net/ipv6/conf/{host}/accept_ra", "0")
+            _sysctl(f"net/ipv6/conf/{host}/forwarding", "1")
+            _sysctl(f"net/ipv6/conf/{host}/proxy_ndp", "1")
         # The lab's choice: no DAD on the host end, so its link-local (the pods' IPv6
         # gateway) answers at once instead of a second later.
         _sysctl(f"net/ipv6/conf/{host}/accept_dad", "0")
-        if kind == "calico":
-            _sysctl(f"net/ipv6/conf/{host}/proxy_ndp", "1")
     _run("ip", "link", "set", host, "up")
     host_mac = _link_mac(None, host)
     pod = ["ip", "-n", netns]
@@ -169,6 +167,23 @@ def add(kind: str, conf: dict[str, Any]) -> dict[str, Any]:
         "routes": routes,
         "dns": {},
     }
+
+
+# The VPC CNI's setupVeth sets these on every host end, in IPv4 mode too (it
+# runs them whatever the pod's family, ignoring only a kernel without IPv6):
+# aws/amazon-vpc-cni-k8s cmd/routed-eni-cni-plugin/driver/driver.go, "For IPv6, host
+# veth sysctls must be set to". The host end's own IPv6 forwarding is off; the node
+# forwards by conf/all/forwarding.
+AWS_HOST_IPV6_SYSCTLS = (("accept_ra", "0"), ("accept_redirects", "1"), ("forwarding", "0"))
+
+
+def _aws_host_ipv6_sysctls(host: str) -> None:
+    """The VPC CNI's IPv6 sysctls of a host end (skipped, as the plugin does, without IPv6)."""
+    for name, value in AWS_HOST_IPV6_SYSCTLS:
+        try:
+            _sysctl(f"net/ipv6/conf/{host}/{name}", value)
+        except FileNotFoundError:
+            return
 
 
 def _aws_pod6(netns: str, ifname: str, host: str, host_mac: str, ip: str) -> None:
