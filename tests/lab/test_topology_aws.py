@@ -7,6 +7,10 @@ states, on the node that owns the destination -- and real traffic must land ther
 Traffic leaving the VPC is SNATed to the node's primary address, as the real
 conntrack entry shows.
 
+kube-proxy runs with EKS's configuration (no cluster CIDR): a pod's traffic to a
+ClusterIP keeps its address, in iptables and nftables mode (`labnft`) and in IPv6,
+as the trace says and the real conntrack entries show.
+
 The `test_ipv6_*` tests prove the VPC CNI's IPv6 mode on a lab of its own (`lab6`):
 pods on the primary ENI's /80 prefix behind fe80::1 (a PERMANENT neighbour), rules 512
 and 1024 in `ip -6 rule`, no IPv6 SNAT, and IPv4 egress by egress-cni's v4if0 SNATed
@@ -24,7 +28,10 @@ from topology_proof import (
     assert_pod_to_pod,
     assert_routes_equal_kernel,
     assert_service,
+    family_ip,
+    hostport,
     ordered,
+    service,
     topology_fixtures,
     web_pods,
 )
@@ -41,6 +48,7 @@ from podpath.trace.probe import Probe
 
 if TYPE_CHECKING:
     from podpath.lab import Lab, PodRecord
+    from podpath.trace.model import Branch
 
 pytestmark = pytest.mark.lab
 
@@ -115,6 +123,27 @@ def test_ls_rules_says_what_ip_rule_says(lab: Lab, indexes: dict[str, SnapshotIn
     assert any(" 1025 not from all to " in line for line in text.splitlines())
 
 
+def test_host_veths_carry_the_vpc_cnis_ipv6_sysctls_in_ipv4_mode(
+    lab: Lab, indexes: dict[str, SnapshotIndex]
+) -> None:
+    """IPv4 mode, as setupVeth does in either: each eni veth's /proc/sys/net/ipv6/conf says
+    accept_ra 0, accept_redirects 1, forwarding 0 (a new interface takes conf/default's,
+    whose accept_ra is 1), and the snapshot's IPv6 netconf of the veth says forwarding 0."""
+    root = indexes["node1"].root_netns
+    assert root is not None
+    default = lab.exec("node1", ["cat", "/proc/sys/net/ipv6/conf/default/accept_ra"]).stdout
+    assert default.strip() != "0"
+    names = ("accept_ra", "accept_redirects", "forwarding")
+    for pod in lab.pods_on("node1"):
+        paths = [f"/proc/sys/net/ipv6/conf/{pod.host_veth}/{name}" for name in names]
+        values = lab.exec("node1", ["cat", *paths]).stdout.split()
+        assert values == ["0", "1", "0"], (pod.host_veth, values)
+        veth = indexes["node1"].link_by_name(root.inode, pod.host_veth)
+        assert veth is not None
+        (conf,) = [c for c in root.netconf if c.family == 6 and c.ifindex == veth.ifindex]
+        assert conf.forwarding == 0
+
+
 @pytest.mark.parametrize("secondary", [False, True])
 def test_pod_to_pod_on_the_node(
     lab: Lab, indexes: dict[str, SnapshotIndex], secondary: bool
@@ -147,6 +176,47 @@ def test_pod_to_pod_across_the_vpc(
 def test_service_and_back(lab: Lab, indexes: dict[str, SnapshotIndex]) -> None:
     """pod -> web Service: endpoints on both nodes, real traffic, conntrack's reply tuple."""
     assert_service(lab, indexes, _on(lab, "node1", False), 4)
+
+
+def _masquerade_hops(branch: Branch) -> list[str]:
+    """The hops that mark for masquerade (iptables or nftables) or masquerade."""
+    marks = ("-> KUBE-MARK-MASQ", "jump mark-for-masquerade")
+    return [
+        h.text
+        for h in branch.hops
+        if any(m in h.text for m in marks) or (h.kind == "nat" and "masquerade" in h.text.lower())
+    ]
+
+
+def assert_service_keeps_the_pod_address(
+    lab: Lab, indexes: dict[str, SnapshotIndex], src: PodRecord, family: int
+) -> None:
+    """pod -> web's ClusterIP under EKS's kube-proxy (no cluster CIDR, so no `! -s CIDR`
+    masquerade): each branch to another pod is DNAT only, with the pod's own source; only
+    the branch back to the pod itself is masqueraded (kube-proxy's hairpin rule). Real
+    traffic to every endpoint; each conntrack entry to another pod has the pod's own address
+    as its reply destination (no SNAT)."""
+    assert_service(lab, indexes, src, family)
+    web = service(lab, "default/web", family)
+    src_ip = family_ip(src, family)
+    result = trace(ordered(indexes), Probe(src.ref, hostport(web.cluster_ip, web.port)))
+    hairpins = [b for b in result.branches if b.packet.dst == src_ip]
+    assert len(hairpins) == 1, [b.packet.dst for b in result.branches]
+    assert _masquerade_hops(hairpins[0]) and hairpins[0].packet.src != src_ip
+    for branch in result.branches:
+        if branch is not hairpins[0]:
+            assert not _masquerade_hops(branch), _masquerade_hops(branch)
+            assert branch.packet.src == src_ip, branch.packet
+    argv = ["conntrack", "-L", "-f", "ipv6" if family == 6 else "ipv4", "-p", "tcp"]
+    done = lab.exec(src.node, [*argv, "--orig-src", src_ip, "--orig-dst", web.cluster_ip])
+    others = [e for e in parse_conntrack(done.stdout) if e.reply.src != src_ip]
+    assert others, done.stdout
+    assert {e.reply.dst for e in others} == {src_ip}
+
+
+def test_service_keeps_the_pod_address(lab: Lab, indexes: dict[str, SnapshotIndex]) -> None:
+    """IPv4, iptables mode: pod -> Service is not masqueraded (EKS's kube-proxy)."""
+    assert_service_keeps_the_pod_address(lab, indexes, web_pods(lab, "node1")[0], 4)
 
 
 def test_leaving_the_vpc_is_snatted_to_the_primary_address(
@@ -366,6 +436,11 @@ def test_ipv6_service_and_back(lab6: Lab, indexes6: dict[str, SnapshotIndex]) ->
     assert_service(lab6, indexes6, web_pods(lab6, "node1")[0], 6)
 
 
+def test_ipv6_service_keeps_the_pod_address(lab6: Lab, indexes6: dict[str, SnapshotIndex]) -> None:
+    """IPv6, ip6tables: pod -> Service is not masqueraded (EKS's kube-proxy)."""
+    assert_service_keeps_the_pod_address(lab6, indexes6, web_pods(lab6, "node1")[0], 6)
+
+
 def test_ipv6_leaving_the_vpc_keeps_the_pod_address(
     lab6: Lab, indexes6: dict[str, SnapshotIndex]
 ) -> None:
@@ -449,3 +524,28 @@ def test_ipv6_egress_addresses_are_node_local(
     assert assert_routes_equal_kernel(lab6, indexes6, result.branches) >= 2
     answer = lab6.probe("node1", target, 80)
     assert answer.ok and answer.served_by == dst.ref, answer
+
+
+# kube-proxy's nftables mode on the VPC CNI (IPv4; IPv6 takes the same rules, see
+# tests/lab/test_kubeproxy_eks.py).
+labnft, indexesnft = topology_fixtures(
+    "awsnft",
+    names=("labnft", "indexesnft"),
+    nodes=2,
+    pods=3,
+    services=3,
+    cni="aws-vpc",
+    proxy_mode="nftables",
+    runtime="containerd",
+)
+
+
+def test_nftables_service_keeps_the_pod_address(
+    labnft: Lab, indexesnft: dict[str, SnapshotIndex]
+) -> None:
+    """IPv4, nftables mode: no `ip saddr != CIDR jump mark-for-masquerade` in the kernel's
+    table, and pod -> Service is not masqueraded."""
+    table = labnft.exec("node1", ["nft", "list", "table", "ip", "kube-proxy"]).stdout
+    assert "saddr != " not in table and "short-circuit pod traffic" not in table
+    src = web_pods(labnft, "node1")[0]
+    assert_service_keeps_the_pod_address(labnft, indexesnft, src, 4)

@@ -106,3 +106,24 @@ def test_lab_probe_icmp_pings_like_trace_says(
     refused = _cli_probe(lab, "--proto", "icmp", src.ref, f"{dst.ip}:80")
     assert refused.returncode == 2
     assert refused.stderr.strip() == f"podpath: ICMP has no ports: give {dst.ip} without a port"
+
+
+@pytest.mark.parametrize(("family", "cidr"), [(4, "10.244.0.0/16"), (6, "fd00:10:244::/56")])
+def test_off_cluster_sources_to_a_service_are_masqueraded(
+    lab: Lab, indexes: dict[str, SnapshotIndex], family: int, cidr: str
+) -> None:
+    """kube-proxy here has the pod CIDRs as its cluster CIDR: the kernel's KUBE-SVC chain of
+    web holds `! -s CIDR -j KUBE-MARK-MASQ`, and the node's own connection to web (its
+    source is no pod address) passes that rule and is masqueraded in every branch."""
+    web = next(s for s in lab.service("default/web") if (":" in s.cluster_ip) == (family == 6))
+    tool = "iptables-save" if family == 4 else "ip6tables-save"
+    saved = lab.exec("node1", [tool, "-t", "nat"]).stdout.splitlines()
+    masq = [r for r in saved if r.startswith(f"-A {web.svc_chain} ") and f"! -s {cidr} " in r]
+    assert len(masq) == 1 and masq[0].endswith("-j KUBE-MARK-MASQ"), masq
+    target = f"[{web.cluster_ip}]:80" if family == 6 else f"{web.cluster_ip}:80"
+    result = trace(ordered(indexes), Probe("node1", target))
+    assert len(result.branches) == len(web.endpoints)
+    for branch in result.branches:
+        texts = [h.text for h in branch.hops]
+        assert any(f"{web.svc_chain} #1: -> KUBE-MARK-MASQ" in t for t in texts), texts
+        assert any(h.kind == "nat" and "MASQUERADE" in h.text for h in branch.hops), texts

@@ -17,13 +17,13 @@ the cni-proposal page in aws/amazon-vpc-cni-k8s's docs):
   PERMANENT neighbour 169.254.1.1 -> the host end's MAC (no ARP at all); the node a
   /32 route in main, rule 512 `to POD lookup main` and, for an address of the
   secondary ENI, rule 1536 `from POD lookup <ENI table>`. Which ENI owns an address is
-  the lab's choice: odd last octet -> the secondary ENI (table 2).
+  the lab's choice: odd last octet -> the secondary ENI (table 2). In either mode the
+  host end gets IPv6 accept_ra=0, accept_redirects=1, forwarding=0 (setupVeth).
   IPv6 (aws/amazon-vpc-cni-k8s cmd/routed-eni-cni-plugin/driver/driver.go, setupVeth and
   setupIPBasedContainerRouteRules): the pod's eth0 gets disable_ipv6=0 (lo too), its
   /128, `fe80::1 dev eth0`, `default via fe80::1 dev eth0` and a PERMANENT neighbour
-  fe80::1 -> the host end's MAC; the host end accept_ra=0, accept_redirects=1,
-  forwarding=0; the node `POD/128 dev eniXXX` in main and `ip -6 rule` 512 `to POD
-  lookup main` (IPv6 addresses are the primary ENI's prefix: no `from` rule).
+  fe80::1 -> the host end's MAC; the node `POD/128 dev eniXXX` in main and `ip -6 rule`
+  512 `to POD lookup main` (IPv6 addresses are the primary ENI's prefix: no `from` rule).
 - egress-cni (cmd/egress-cni-plugin: main.go, egressContext.go cmdAddEgressV4,
   snat/snat.go), chained after aws-cni in IPv6 mode: a second veth, `v4if0` in the pod
   (disable_ipv6=1) and `veth` + 8 random hex digits on the node, an address of its own
@@ -44,6 +44,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 GATEWAY4 = "169.254.1.1"
@@ -121,18 +122,16 @@ def add(kind: str, conf: dict[str, Any]) -> dict[str, Any]:
         _sysctl(f"net/ipv4/conf/{host}/proxy_arp", "1")
         _sysctl(f"net/ipv4/neigh/{host}/proxy_delay", "0")
         _sysctl(f"net/ipv4/conf/{host}/forwarding", "1")
+    if kind == "aws-cni":
+        _aws_host_ipv6_sysctls(host)
     if any(":" in ip for ip in ips):
-        _sysctl(f"net/ipv6/conf/{host}/accept_ra", "0")
-        # The AWS VPC CNI turns the host end's own IPv6 forwarding off (and accepts
-        # redirects); the node forwards by conf/all/forwarding.
-        _sysctl(f"net/ipv6/conf/{host}/forwarding", "0" if kind == "aws-cni" else "1")
-        if kind == "aws-cni":
-            _sysctl(f"net/ipv6/conf/{host}/accept_redirects", "1")
+        if kind == "calico":
+            _sysctl(f"net/ipv6/conf/{host}/accept_ra", "0")
+            _sysctl(f"net/ipv6/conf/{host}/forwarding", "1")
+            _sysctl(f"net/ipv6/conf/{host}/proxy_ndp", "1")
         # The lab's choice: no DAD on the host end, so its link-local (the pods' IPv6
         # gateway) answers at once instead of a second later.
         _sysctl(f"net/ipv6/conf/{host}/accept_dad", "0")
-        if kind == "calico":
-            _sysctl(f"net/ipv6/conf/{host}/proxy_ndp", "1")
     _run("ip", "link", "set", host, "up")
     host_mac = _link_mac(None, host)
     pod = ["ip", "-n", netns]
@@ -168,6 +167,23 @@ def add(kind: str, conf: dict[str, Any]) -> dict[str, Any]:
         "routes": routes,
         "dns": {},
     }
+
+
+# The VPC CNI's setupVeth sets these on every host end, in IPv4 mode too (it
+# runs them whatever the pod's family, ignoring only a kernel without IPv6):
+# aws/amazon-vpc-cni-k8s cmd/routed-eni-cni-plugin/driver/driver.go, "For IPv6, host
+# veth sysctls must be set to". The host end's own IPv6 forwarding is off; the node
+# forwards by conf/all/forwarding.
+AWS_HOST_IPV6_SYSCTLS = (("accept_ra", "0"), ("accept_redirects", "1"), ("forwarding", "0"))
+
+
+def _aws_host_ipv6_sysctls(host: str) -> None:
+    """The VPC CNI's IPv6 sysctls of a host end (skipped, as the plugin does, without IPv6)."""
+    for name, value in AWS_HOST_IPV6_SYSCTLS:
+        try:
+            _sysctl(f"net/ipv6/conf/{host}/{name}", value)
+        except FileNotFoundError:
+            return
 
 
 def _aws_pod6(netns: str, ifname: str, host: str, host_mac: str, ip: str) -> None:
@@ -237,6 +253,16 @@ def _egress_comment(network: str, container_id: str) -> str:
     return f'name: "{network}" id: "{container_id}"'
 
 
+@dataclass(frozen=True)
+class EgressAddress:
+    """v4if0's address from egress-cni's IPAM: ADDR/prefix, ADDR, its subnet and the gateway."""
+
+    cidr: str
+    address: str
+    subnet: str
+    gateway: str
+
+
 def egress_add(conf: dict[str, Any]) -> dict[str, Any]:
     """egress-cni ADD (IPv4 egress of an IPv6 pod): v4if0, its routes, the host end, SNAT."""
     prev = conf.get("prevResult")
@@ -251,66 +277,89 @@ def egress_add(conf: dict[str, Any]) -> dict[str, Any]:
     container_id = os.environ.get("CNI_CONTAINERID", "")
     network = str(conf.get("name", ""))
     ipam = _ipam("ADD", conf)
-    try:
-        (ipc,) = [ip for ip in ipam.get("ips", []) if ":" not in str(ip["address"])]
-        cidr = str(ipc["address"])
-        gw = str(ipc["gateway"])
-    except (ValueError, KeyError) as exc:
-        raise PluginError(f"IPAM returned no single IPv4 address: {ipam}") from exc
-    address = cidr.split("/")[0]
-    subnet = str(ipaddress.ip_interface(cidr).network)
+    egress = _egress_address(ipam)
     mtu = str(int(conf.get("mtu", "1500")))
     host = "veth" + os.urandom(4).hex()
     _sysctl("net/ipv4/ip_forward", "1")
+    _egress_veth(netns, host, mtu)
+    _egress_pod_side(netns, egress, ipam.get("routes", []))
+    _egress_host_side(host, egress)
+    _egress_snat(network, container_id, egress.address, node_ip)
+    return _egress_result(conf, dict(prev), host, netns)
+
+
+def _egress_address(ipam: dict[str, Any]) -> EgressAddress:
+    """The one IPv4 address (and its gateway) IPAM gave v4if0."""
+    try:
+        (ipc,) = [ip for ip in ipam.get("ips", []) if ":" not in str(ip["address"])]
+        cidr = str(ipc["address"])
+        gateway = str(ipc["gateway"])
+    except (ValueError, KeyError) as exc:
+        raise PluginError(f"IPAM returned no single IPv4 address: {ipam}") from exc
+    subnet = str(ipaddress.ip_interface(cidr).network)
+    return EgressAddress(cidr, cidr.split("/")[0], subnet, gateway)
+
+
+def _egress_veth(netns: str, host: str, mtu: str) -> None:
+    """The veth pair: `host` on the node, v4if0 (IPv6 off: it carries IPv4 only) in the pod."""
     veth = ("ip", "link", "add", host, "mtu", mtu, "type", "veth")
     _run(*veth, "peer", "name", EGRESS_IFNAME, "mtu", mtu, "netns", netns)
-    pod = ("ip", "-n", netns)
     off = f"echo 1 > /proc/sys/net/ipv6/conf/{EGRESS_IFNAME}/disable_ipv6"
     _run("ip", "netns", "exec", netns, "sh", "-ec", off)
+
+
+def _egress_pod_side(netns: str, egress: EgressAddress, routes: list[dict[str, Any]]) -> None:
+    """v4if0 up with its address, IPAM's routes via the gateway, and the subnet route replaced
+    by `GW dev v4if0 scope link src ADDR` and `SUBNET via GW dev v4if0 src ADDR`."""
+    pod = ("ip", "-n", netns)
     _run(*pod, "link", "set", EGRESS_IFNAME, "up")
-    _run(*pod, "addr", "add", cidr, "dev", EGRESS_IFNAME)
-    for route in ipam.get("routes", []):
-        _run(*pod, "route", "add", str(route["dst"]), "via", gw, "dev", EGRESS_IFNAME)
-    _run(*pod, "route", "del", subnet, "dev", EGRESS_IFNAME)
-    on_link = ("dev", EGRESS_IFNAME, "scope", "link", "src", address)
-    _run(*pod, "route", "add", f"{gw}/32", *on_link)
-    _run(*pod, "route", "add", subnet, "via", gw, "dev", EGRESS_IFNAME, "src", address)
+    _run(*pod, "addr", "add", egress.cidr, "dev", EGRESS_IFNAME)
+    for route in routes:
+        _run(*pod, "route", "add", str(route["dst"]), "via", egress.gateway, "dev", EGRESS_IFNAME)
+    _run(*pod, "route", "del", egress.subnet, "dev", EGRESS_IFNAME)
+    on_link = ("dev", EGRESS_IFNAME, "scope", "link", "src", egress.address)
+    _run(*pod, "route", "add", f"{egress.gateway}/32", *on_link)
+    via_gateway = ("via", egress.gateway, "dev", EGRESS_IFNAME, "src", egress.address)
+    _run(*pod, "route", "add", egress.subnet, *via_gateway)
+
+
+def _egress_host_side(host: str, egress: EgressAddress) -> None:
+    """The node's end: up, holding GW/32 scope link, with ADDR/32 routed to it."""
     _run("ip", "link", "set", host, "up")
-    _run("ip", "addr", "add", f"{gw}/32", "dev", host, "scope", "link")
-    _run("ip", "route", "add", f"{address}/32", "dev", host, "scope", "link")
+    _run("ip", "addr", "add", f"{egress.gateway}/32", "dev", host, "scope", "link")
+    _run("ip", "route", "add", f"{egress.address}/32", "dev", host, "scope", "link")
+
+
+def _egress_snat(network: str, container_id: str, address: str, node_ip: str) -> None:
+    """nat chain CNI-E4-...: multicast accepted, the rest SNATed to the node's IPv4; POSTROUTING
+    jumps to it for the pod's egress address."""
     chain = egress_chain(network, container_id)
     comment = json.dumps(_egress_comment(network, container_id))
-    _run(
-        "iptables-restore",
-        "--noflush",
-        "-w",
-        "30",
-        stdin="\n".join(
-            [
-                "*nat",
-                f":{chain} - [0:0]",
-                f"-A {chain} -d 224.0.0.0/4 -m comment --comment {comment} -j ACCEPT",
-                f"-A {chain} -m comment --comment {comment} -j SNAT --to-source {node_ip} "
-                "--random-fully",
-                f"-A POSTROUTING -s {address}/32 -m comment --comment {comment} -j {chain}",
-                "COMMIT",
-                "",
-            ]
-        ),
-    )
-    out = dict(prev)
-    interfaces = list(out.get("interfaces", []))
+    rules = [
+        "*nat",
+        f":{chain} - [0:0]",
+        f"-A {chain} -d 224.0.0.0/4 -m comment --comment {comment} -j ACCEPT",
+        f"-A {chain} -m comment --comment {comment} -j SNAT --to-source {node_ip} --random-fully",
+        f"-A POSTROUTING -s {address}/32 -m comment --comment {comment} -j {chain}",
+        "COMMIT",
+        "",
+    ]
+    _run("iptables-restore", "--noflush", "-w", "30", stdin="\n".join(rules))
+
+
+def _egress_result(
+    conf: dict[str, Any], prev: dict[str, Any], host: str, netns: str
+) -> dict[str, Any]:
+    """aws-cni's result with the two interfaces appended (v4if0's address is never the pod's)."""
+    interfaces = list(prev.get("interfaces", []))
     interfaces.append({"name": host, "mac": _link_mac(None, host)})
+    sandbox = os.environ["CNI_NETNS"]
     interfaces.append(
-        {
-            "name": EGRESS_IFNAME,
-            "mac": _link_mac(netns, EGRESS_IFNAME),
-            "sandbox": os.environ["CNI_NETNS"],
-        }
+        {"name": EGRESS_IFNAME, "mac": _link_mac(netns, EGRESS_IFNAME), "sandbox": sandbox}
     )
-    out["interfaces"] = interfaces
-    out["cniVersion"] = conf.get("cniVersion", out.get("cniVersion", "1.0.0"))
-    return out
+    prev["interfaces"] = interfaces
+    prev["cniVersion"] = conf.get("cniVersion", prev.get("cniVersion", "1.0.0"))
+    return prev
 
 
 def egress_delete(conf: dict[str, Any]) -> None:

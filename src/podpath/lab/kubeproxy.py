@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from podpath.lab.names import ext_chain, port_proto_hash, sep_chain, svc_chain, svl_chain
 from podpath.lab.records import ServiceRecord
@@ -13,6 +14,39 @@ SERVICE_CIDR = "10.96.0.0/16"
 CLUSTER_CIDR6 = "fd00:10:244::/56"
 SERVICE_CIDR6 = "fd00:10:96::/112"
 MASQ_MARK = "0x4000"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """What of kube-proxy's configuration (KubeProxyConfiguration) the lab's rules depend on.
+
+    `cluster_cidrs` is `clusterCIDR` (comma-separated there, one per family), read with
+    detectLocalMode at its default, ClusterCIDR: each family's proxier tells pod traffic
+    by that family's CIDR or, when there is none, gets kube-proxy's no-op local detector
+    (kubernetes/kubernetes cmd/kube-proxy/app/server_linux.go getLocalDetector: "no cluster
+    CIDR defined" -> "Defaulting to no-op detect-local"; pkg/proxy/util/localdetector.go
+    NewNoOpLocalDetector). The proxiers write the rules that need a detector only `if
+    proxier.localDetector.IsImplemented()` (pkg/proxy/iptables/proxier.go and
+    pkg/proxy/nftables/proxier.go): the ClusterIP's `! -s CIDR -j KUBE-MARK-MASQ` and a
+    Local external policy's "pod traffic" short-circuit.
+    """
+
+    cluster_cidrs: tuple[str, ...] = (CLUSTER_CIDR, CLUSTER_CIDR6)
+
+    def pod_cidr(self, family: int) -> str | None:
+        """The family's cluster CIDR (the first, as MapCIDRsByIPFamily's), None: no detector."""
+        return next((c for c in self.cluster_cidrs if (":" in c) == (family == 6)), None)
+
+
+# kubeadm's and kind's clusters: --cluster-cidr is the pod network.
+DEFAULT_CONFIG = ProxyConfig()
+# EKS: the kube-proxy-config ConfigMap EKS installs says `clusterCIDR: ""` and no
+# detectLocalMode, with masqueradeAll false (the ConfigMap quoted in
+# https://github.com/aws/containers-roadmap/issues/142); pods have VPC addresses, and
+# EKS leaves the CIDR out because the VPC's ranges can change after the cluster is made
+# (https://github.com/awslabs/amazon-eks-ami/issues/152). So a pod's traffic to a
+# ClusterIP keeps its source: nothing masquerades it but the hairpin rule.
+EKS_CONFIG = ProxyConfig(cluster_cidrs=())
 
 
 def _comment(text: str) -> str:
@@ -26,8 +60,9 @@ def join_host_port(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def _cluster_cidr(svc: ServiceRecord) -> str:
-    return CLUSTER_CIDR6 if ":" in svc.cluster_ip else CLUSTER_CIDR
+def _pod_cidr(svc: ServiceRecord, config: ProxyConfig) -> str | None:
+    """The local detector's CIDR of the Service's family (its proxier's), None: no detector."""
+    return config.pod_cidr(6 if ":" in svc.cluster_ip else 4)
 
 
 def _proto_match(protocol: str) -> str:
@@ -95,8 +130,12 @@ def _balance(
     return rules
 
 
-def _ext_rules(svc: ServiceRecord, ext: str, has_external: bool) -> list[str]:
-    """KUBE-EXT-: masquerade (Cluster), or short-circuit pod and node traffic (Local)."""
+def _ext_rules(svc: ServiceRecord, ext: str, has_external: bool, pod_cidr: str | None) -> list[str]:
+    """KUBE-EXT-: masquerade (Cluster), or short-circuit pod and node traffic (Local).
+
+    Without a cluster CIDR (`pod_cidr` None) there is no pod short-circuit: pods' traffic
+    to an external destination then takes the Local policy, as outside clients' does.
+    """
     name = svc.port_ref
     if not svc.external_local:
         return [
@@ -104,12 +143,16 @@ def _ext_rules(svc: ServiceRecord, ext: str, has_external: bool) -> list[str]:
             f"{_comment(f'masquerade traffic for {name} external destinations')} -j KUBE-MARK-MASQ",
             f"-A {ext} -j {svc.svc_chain}",
         ]
-    # Pods and the node itself may use any endpoint (kube-proxy's short-circuit); the
-    # rest (outside clients, source kept) only this node's, through KUBE-SVL.
-    rules = [
+    # Pods (when kube-proxy can tell them) and the node itself may use any endpoint
+    # (kube-proxy's short-circuit); the rest (outside clients, source kept) only this
+    # node's, through KUBE-SVL.
+    pods = (
         f"-A {ext} -m comment --comment "
         f"{_comment(f'pod traffic for {name} external destinations')} "
-        f"-s {_cluster_cidr(svc)} -j {svc.svc_chain}",
+        f"-s {pod_cidr} -j {svc.svc_chain}"
+    )
+    rules = [pods] if pod_cidr is not None else []
+    rules += [
         f"-A {ext} -m comment --comment "
         f"{_comment(f'masquerade LOCAL traffic for {name} external destinations')} "
         "-m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
@@ -166,8 +209,19 @@ def _fw_rules(svc: ServiceRecord, ext: str) -> list[str]:
     return rules
 
 
+def _off_cluster_masq(svc: ServiceRecord, chain: str, pm: str, pod_cidr: str | None) -> list[str]:
+    """The ClusterIP's masquerade of sources outside the cluster CIDR (proxier.go: for a
+    static route to the Service range through any node), written only with a local detector."""
+    if pod_cidr is None:
+        return []
+    return [
+        f"-A {chain} -m comment --comment {_comment(svc.port_ref + ' cluster IP')} {pm} "
+        f"-d {svc.cluster_ip} --dport {svc.port} ! -s {pod_cidr} -j KUBE-MARK-MASQ"
+    ]
+
+
 def _nat_service(
-    svc: ServiceRecord, local: tuple[tuple[str, int], ...]
+    svc: ServiceRecord, local: tuple[tuple[str, int], ...], config: ProxyConfig
 ) -> tuple[list[str], list[str], list[str], list[str]]:
     """(nat chains, nat KUBE-SERVICES rules, other nat rules, filter rules) of one service port.
 
@@ -207,17 +261,15 @@ def _nat_service(
             f"-A KUBE-EXTERNAL-SERVICES {drop} {pm} -d {ip} --dport {svc.port} -j DROP"
             for ip in (*svc.external_ips, *svc.lb_ips)
         ]
-    masq = (
-        f"-A {internal} -m comment --comment {_comment(name + ' cluster IP')} {pm} "
-        f"-d {svc.cluster_ip} --dport {svc.port} ! -s {_cluster_cidr(svc)} -j KUBE-MARK-MASQ"
-    )
+    pod_cidr = _pod_cidr(svc, config)
+    masq = _off_cluster_masq(svc, internal, pm, pod_cidr)
     if uses_cluster:
         chains.append(svc.svc_chain)
-        rules += [masq] if internal == svc.svc_chain else []
+        rules += masq if internal == svc.svc_chain else []
         rules += _balance(svc.svc_chain, svc, svc.endpoints, pm)
     if uses_local:
         chains.append(svl)
-        rules += [masq] if internal == svl and has_internal else []
+        rules += masq if internal == svl and has_internal else []
         rules += _balance(svl, svc, local, pm)
     for (ip, port), sep in zip(svc.endpoints, svc.sep_chains, strict=True):
         chains.append(sep)
@@ -229,7 +281,7 @@ def _nat_service(
         )
     if externally_accessible(svc):
         chains.append(ext)
-        rules += _ext_rules(svc, ext, has_external)
+        rules += _ext_rules(svc, ext, has_external, pod_cidr)
     if svc.lb_ips and svc.source_ranges:
         chains.append(fw_chain(svc))
         rules += _fw_rules(svc, ext)
@@ -307,6 +359,7 @@ def restore_input(
     jumps: bool = True,
     family: int = 4,
     local_ips: Iterable[str] = (),
+    config: ProxyConfig = DEFAULT_CONFIG,
 ) -> str:
     """iptables-restore input (for --noflush) programming the given service ports.
 
@@ -314,7 +367,8 @@ def restore_input(
     chains (which kube-proxy inserts once) are written only when `jumps` is true. With
     family 6 it is ip6tables-restore input for the IPv6 Services (pass only those):
     the same chains, bracketed endpoints, and no IPv4 localnet rule. `local_ips`
-    (the node's pod IPs) tell which endpoints are this node's, for traffic policy Local.
+    (the node's pod IPs) tell which endpoints are this node's, for traffic policy Local;
+    `config` is kube-proxy's (its cluster CIDRs decide the masquerade of off-cluster sources).
     """
     svcs = list(services)
     ips = tuple(local_ips)
@@ -323,7 +377,7 @@ def restore_input(
     nat_rules: list[str] = []
     filter_rules: list[str] = []
     for svc in svcs:
-        chains, kube_services, rules, filters = _nat_service(svc, local_endpoints(svc, ips))
+        chains, kube_services, rules, filters = _nat_service(svc, local_endpoints(svc, ips), config)
         nat_chains += chains
         nat_services += kube_services
         nat_rules += rules

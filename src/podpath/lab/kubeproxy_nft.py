@@ -27,16 +27,16 @@ import hashlib
 from collections.abc import Iterable
 
 from podpath.lab.kubeproxy import (
-    CLUSTER_CIDR6,
+    DEFAULT_CONFIG,
+    SERVICE_CIDR,
     SERVICE_CIDR6,
+    ProxyConfig,
     externally_accessible,
     join_host_port,
     local_endpoints,
 )
 from podpath.lab.records import ServiceRecord
 
-CLUSTER_CIDR = "10.244.0.0/16"
-SERVICE_CIDR = "10.96.0.0/16"
 TABLE = "ip kube-proxy"
 TABLE6 = "ip6 kube-proxy"
 
@@ -171,15 +171,23 @@ def _policy_rules(
 
 
 def _external_rules(
-    t: str, svc: ServiceRecord, ip_kw: str, cluster_cidr: str, has_external: bool
+    t: str, svc: ServiceRecord, ip_kw: str, pod_cidr: str | None, has_external: bool
 ) -> list[str]:
-    """external-: masquerade (Cluster), or short-circuit pod and node traffic (Local)."""
+    """external-: masquerade (Cluster), or short-circuit pod and node traffic (Local).
+
+    Without a cluster CIDR (`pod_cidr` None: kube-proxy's no-op local detector) there is
+    no "short-circuit pod traffic" rule (nftables/proxier.go, `if
+    proxier.localDetector.IsImplemented()`).
+    """
     ext, chain = external_chain(svc), service_chain(svc)
     if not svc.external_local:
         return [f"add rule {t} {ext} jump mark-for-masquerade", f"add rule {t} {ext} goto {chain}"]
-    lines = [
-        f"add rule {t} {ext} {ip_kw} saddr {cluster_cidr} goto {chain} "
-        'comment "short-circuit pod traffic"',
+    pods = (
+        f"add rule {t} {ext} {ip_kw} saddr {pod_cidr} goto {chain} "
+        'comment "short-circuit pod traffic"'
+    )
+    lines = [pods] if pod_cidr is not None else []
+    lines += [
         f"add rule {t} {ext} fib saddr type local jump mark-for-masquerade "
         'comment "masquerade local traffic"',
         f'add rule {t} {ext} fib saddr type local goto {chain} comment "short-circuit local traffic"',
@@ -189,12 +197,14 @@ def _external_rules(
     return lines
 
 
-def _service_lines(svc: ServiceRecord, local: tuple[tuple[str, int], ...]) -> list[str]:
+def _service_lines(
+    svc: ServiceRecord, local: tuple[tuple[str, int], ...], config: ProxyConfig
+) -> list[str]:
     family = family_of(svc)
     t = TABLE if family == 4 else TABLE6
     ip_kw = "ip" if family == 4 else "ip6"
     addr_type = "ipv4_addr" if family == 4 else "ipv6_addr"
-    cluster_cidr = CLUSTER_CIDR if family == 4 else CLUSTER_CIDR6
+    pod_cidr = config.pod_cidr(family)
     proto = svc.protocol.lower()
     key = f"{svc.cluster_ip} . {proto} . {svc.port}"
     lines = [f"# {svc.port_ref}", f"add element {t} cluster-ips {{ {svc.cluster_ip} }}"]
@@ -234,10 +244,11 @@ def _service_lines(svc: ServiceRecord, local: tuple[tuple[str, int], ...]) -> li
     lines += [f"add chain {t} {c}" for c, _ in policy]
     lines += [f"add chain {t} {ep}" for ep in eps]
     for c, endpoints in policy:
-        if c == internal:
+        # The masquerade of off-cluster sources needs a local detector (a cluster CIDR).
+        if c == internal and pod_cidr is not None:
             lines.append(
                 f"add rule {t} {c} {ip_kw} daddr {svc.cluster_ip} "
-                f"{ip_kw} saddr != {cluster_cidr} jump mark-for-masquerade"
+                f"{ip_kw} saddr != {pod_cidr} jump mark-for-masquerade"
             )
         lines += _policy_rules(t, c, svc, endpoints, ip_kw)
     for (ip, port), ep in zip(svc.endpoints, eps, strict=True):
@@ -257,7 +268,7 @@ def _service_lines(svc: ServiceRecord, local: tuple[tuple[str, int], ...]) -> li
     if externally_accessible(svc):
         lines += [
             f"add chain {t} {ext}",
-            *_external_rules(t, svc, ip_kw, cluster_cidr, has_external),
+            *_external_rules(t, svc, ip_kw, pod_cidr, has_external),
         ]
     # External and LoadBalancer IPs share service-ips with the ClusterIP, to external-.
     lines += [
@@ -300,12 +311,14 @@ def render(
     node_ips: Iterable[str] = (),
     family: int = 4,
     local_ips: Iterable[str] = (),
+    config: ProxyConfig = DEFAULT_CONFIG,
 ) -> str:
     """The full `nft -f` input of one family's table for its Service ports and node addresses.
 
     Service ports and node addresses of the other family are left out: they belong to
     the other proxier's table. `local_ips` (the node's pod IPs) tell which
-    endpoints are this node's, for traffic policy Local.
+    endpoints are this node's, for traffic policy Local; `config` is kube-proxy's (its
+    cluster CIDRs decide the masquerade of off-cluster sources).
     """
     ips = tuple(local_ips)
     table = TABLE if family == 4 else TABLE6
@@ -317,5 +330,5 @@ def render(
     ]
     for svc in services:
         if family_of(svc) == family:
-            lines += _service_lines(svc, local_endpoints(svc, ips))
+            lines += _service_lines(svc, local_endpoints(svc, ips), config)
     return "\n".join(lines) + "\n"

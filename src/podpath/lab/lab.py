@@ -346,6 +346,7 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
         network.attach_node(under_pid, node)
     topology.wire(spec, tuple(nodes))
     nft_mode = spec.proxy_mode == "nftables"
+    proxy_config = topology.proxy_config(spec)
     real = spec.runtime == "containerd"
     daemons: dict[str, int] = {}
     for index, node in enumerate(nodes, 1):
@@ -369,7 +370,9 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
         # kube-proxy's base chains exist before any pod (portmap marks into KUBE-MARK-MASQ);
         # in nftables mode only kubelet's own iptables chains exist.
         for family in spec.families:
-            base = KUBELET_CHAINS if nft_mode else restore_input([], jumps=True, family=family)
+            base = KUBELET_CHAINS
+            if not nft_mode:
+                base = restore_input([], jumps=True, family=family, config=proxy_config)
             _restore(node, base, family)
     by_name = {n.name: n.init_pid for n in nodes}
     plans = pod_plans(spec)
@@ -397,13 +400,16 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
             # One table per family, as kube-proxy runs one proxier per family.
             addresses = tuple(a for a in (node.address, node.address6) if a)
             for family in spec.families:
-                text = render_nft(svcs, addresses, family, _pod_ips(node, made))
+                text = render_nft(svcs, addresses, family, _pod_ips(node, made), proxy_config)
                 run_in(node.init_pid, ["nft", "-f", "-"], input=text, timeout=300)
             continue
         for family in spec.families:
             tool = "iptables" if family == 4 else "ip6tables"
             mine = [s for s in svcs if (":" in s.cluster_ip) == (family == 6)]
-            rules = restore_input(mine, jumps=False, family=family, local_ips=_pod_ips(node, made))
+            local_ips = _pod_ips(node, made)
+            rules = restore_input(
+                mine, jumps=False, family=family, local_ips=local_ips, config=proxy_config
+            )
             saved = run_in(node.init_pid, [f"{tool}-save"], timeout=120).stdout
             run_in(
                 node.init_pid,

@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from podpath.lab import awsvpc, calico, cni, kindnet, network
+from podpath.lab.kubeproxy import DEFAULT_CONFIG, EKS_CONFIG, ProxyConfig
 from podpath.lab.node import node_path
 from podpath.lab.records import LabSpec, NodeRecord, PodRecord
 
@@ -40,6 +41,12 @@ def cidrs(spec: LabSpec, node: NodeRecord) -> list[str]:
         if cidr:
             found.append(cidr)
     return found
+
+
+def proxy_config(spec: LabSpec) -> ProxyConfig:
+    """kube-proxy's configuration on the lab's nodes: EKS's (no cluster CIDR) with the VPC CNI,
+    kubeadm's (the 10.244/16 and fd00:10:244::/56 pod networks) with the others."""
+    return EKS_CONFIG if spec.cni == "aws-vpc" else DEFAULT_CONFIG
 
 
 def conflist(spec: LabSpec, node: NodeRecord, index: int) -> tuple[str, dict[str, Any]]:
