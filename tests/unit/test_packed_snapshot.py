@@ -63,3 +63,48 @@ def test_damaged_packed_field_is_a_corrupt_cache() -> None:
     vars(packed)["_packed_namespaces"] = pickle.dumps(os.system)
     with pytest.raises(CorruptCache):
         _ = packed.namespaces
+
+
+def test_network_namespaces_unpickle_one_by_one_and_answer_as_the_plain_ones() -> None:
+    """A cached index's lookups by namespace (links, peers, addresses) unpickle only the
+    namespaces asked about, answer as the plain snapshot's do, and share their objects
+    with the whole tuple once it is read."""
+    from podpath.analysis.index import SnapshotIndex
+
+    snap = codec.load_path(
+        os.path.join(os.path.dirname(codec.__file__), "..", "data", "demo-snapshot.json")
+    )
+    assert len(snap.netns) > 2
+    packed = load(dump(PackedSnapshot.of(snap)))
+    plain, lazy = SnapshotIndex(snap), SnapshotIndex(packed)
+    root = snap.root_netns
+    assert lazy.root_netns == plain.root_netns
+    unpacked = vars(packed)["_netns_unpacked"].live
+    assert len(unpacked) == 1 and "netns" not in vars(packed)
+    for ns in snap.netns:
+        for link in ns.links:
+            assert lazy.link(ns.inode, link.ifindex) == link
+            assert lazy.peer(link) == plain.peer(link)
+        assert lazy.local_addresses.get(ns.inode) == plain.local_addresses.get(ns.inode)
+    assert lazy.link(root, 10**6) is None and lazy.link(1, 1) is None
+    assert sorted(lazy.netns_by_inode) == sorted(plain.netns_by_inode)
+    assert all(a is b for a, b in zip(packed.netns, lazy.netns_by_inode.values(), strict=True))
+    assert packed.netns == snap.netns
+
+
+def test_a_damaged_network_namespace_is_a_corrupt_cache_when_asked_for() -> None:
+    """One namespace's pickle damaged: the others still read, that one raises CorruptCache."""
+    from podpath.analysis.index import SnapshotIndex
+
+    snap = codec.load_path(
+        os.path.join(os.path.dirname(codec.__file__), "..", "data", "demo-snapshot.json")
+    )
+    packed = PackedSnapshot.of(snap)
+    items = list(vars(packed)["_packed_netns_items"])
+    bad = next(i for i, (inode, _) in enumerate(items) if inode != snap.root_netns)
+    items[bad] = (items[bad][0], b"not a pickle")
+    vars(packed)["_packed_netns_items"] = tuple(items)
+    index = SnapshotIndex(packed)
+    assert index.root_netns == SnapshotIndex(snap).root_netns
+    with pytest.raises(CorruptCache):
+        index.netns_by_inode[items[bad][0]]

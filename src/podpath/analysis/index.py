@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections import Counter, defaultdict
+from collections import Counter
+from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from podpath.snapshot.model import (
     IptablesDump,
     Link,
-    LinkRef,
     NetNamespace,
     Pod,
     Process,
     Route,
     Snapshot,
 )
+from podpath.snapshot.packed import PackedSnapshot, addresses_by_netns
 
 # A table object in `nft -j` output: {"table": {"family": "ip", "name": "kube-proxy", ...
 _NFT_TABLE = re.compile(r'\{"table":\s*\{"family":\s*"(\w+)",\s*"name":\s*"((?:[^"\\]|\\.)*)"')
+
 
 if TYPE_CHECKING:
     from podpath.analysis.service_names import ServiceNames
@@ -45,8 +47,10 @@ class SnapshotIndex:
     # --- namespaces and links -------------------------------------------------------
 
     @cached_property
-    def netns_by_inode(self) -> dict[int, NetNamespace]:
-        """Network namespaces by nsfs inode."""
+    def netns_by_inode(self) -> Mapping[int, NetNamespace]:
+        """Network namespaces by nsfs inode (a cached index's: each unpickled when asked for)."""
+        if isinstance(self.snapshot, PackedSnapshot):
+            return self.snapshot.netns_by_inode()
         return {ns.inode: ns for ns in self.snapshot.netns}
 
     @property
@@ -55,17 +59,25 @@ class SnapshotIndex:
         return self.netns_by_inode.get(self.snapshot.root_netns)
 
     @cached_property
-    def links_by_ref(self) -> dict[LinkRef, Link]:
-        """Every link by (netns inode, ifindex)."""
-        return {
-            LinkRef(ns.inode, link.ifindex): link for ns in self.snapshot.netns for link in ns.links
-        }
+    def links_by_netns(self) -> dict[int, dict[int, Link]]:
+        """Each namespace's links by ifindex, filled as namespaces are asked for (a trace
+        reads a few of a node's hundreds)."""
+        return {}
+
+    def links_in(self, netns: int) -> dict[int, Link]:
+        """The links of one namespace by ifindex (empty for an unknown namespace)."""
+        found = self.links_by_netns.get(netns)
+        if found is None:
+            ns = self.netns_by_inode.get(netns)
+            found = {link.ifindex: link for link in ns.links} if ns is not None else {}
+            self.links_by_netns[netns] = found
+        return found
 
     def link(self, netns: int, ifindex: int | None) -> Link | None:
         """The link with this index in this namespace, if known."""
         if ifindex is None:
             return None
-        return self.links_by_ref.get(LinkRef(netns, ifindex))
+        return self.links_in(netns).get(ifindex)
 
     def link_by_name(self, netns: int, name: str) -> Link | None:
         """The link with this name in this namespace, if known."""
@@ -78,7 +90,7 @@ class SnapshotIndex:
         """The other end of a veth pair, when it was resolved and collected."""
         if link.peer is None:
             return None
-        return self.links_by_ref.get(link.peer)
+        return self.links_in(link.peer.netns).get(link.peer.ifindex)
 
     def bridge_ports(self, bridge: Link) -> tuple[Link, ...]:
         """Links enslaved to this bridge, in ifindex order."""
@@ -97,11 +109,9 @@ class SnapshotIndex:
     @cached_property
     def local_addresses(self) -> dict[int, frozenset[str]]:
         """Addresses configured on each namespace's links (addrtype LOCAL), by netns inode."""
-        out: dict[int, set[str]] = defaultdict(set)
-        for ns in self.snapshot.netns:
-            for link in ns.links:
-                out[ns.inode].update(a.address for a in link.addresses)
-        return {k: frozenset(v) for k, v in out.items()}
+        if isinstance(self.snapshot, PackedSnapshot):
+            return self.snapshot.local_addresses()  # kept beside its packed namespaces
+        return addresses_by_netns(self.snapshot.netns)
 
     # --- pods and processes ---------------------------------------------------------
 

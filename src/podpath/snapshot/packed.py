@@ -1,9 +1,11 @@
 """Snapshots whose large fields stay pickled until they are read (`trace --cache DIR`).
 
-A trace reads a snapshot's pods and network namespaces, not its process table, its
-namespace list, its conntrack listing or the text of its nft ruleset (the cached
-trace index holds that ruleset's chains already). Unpickling those anyway was a
-third of a cached trace at 10k Services: the nft text alone is 30 MB.
+A trace reads a snapshot's pods and a few of its network namespaces (the node's, the
+source's, the destinations'), not its process table, its namespace list, its conntrack
+listing or the text of its nft ruleset (the cached trace index holds that ruleset's
+chains already). Unpickling those anyway was a third of a cached trace at 10k
+Services: the nft text alone is 30 MB; the 251 network namespaces of the synthetic
+node 40 ms, of which a trace reads 4 or 5 (`NetnsByInode`).
 
 `PackedSnapshot` and `PackedNftDump` are a `Snapshot` and an `NftDump` with the same
 fields, equal to the plain objects with the same values; a packed field is unpickled
@@ -15,10 +17,11 @@ from __future__ import annotations
 import io
 import pickle
 import sys
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from podpath.snapshot.model import NftDump, Snapshot
+from podpath.snapshot.model import NetNamespace, NftDump, Snapshot
 
 _MODEL = "podpath.snapshot.model"
 _BUILTINS = {("builtins", "set"), ("builtins", "frozenset")}
@@ -120,6 +123,86 @@ class PackedNftDump(NftDump):
     __hash__ = NftDump.__hash__
 
 
+def addresses_by_netns(netns: Iterable[NetNamespace]) -> dict[int, frozenset[str]]:
+    """The addresses configured on each namespace's links (addrtype LOCAL), by inode: a
+    SnapshotIndex's `local_addresses`, kept beside packed namespaces so that asking
+    which namespace holds an address unpickles none of them."""
+    out: dict[int, set[str]] = defaultdict(set)
+    for ns in netns:
+        for link in ns.links:
+            out[ns.inode].update(a.address for a in link.addresses)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+class _PackedNetns:
+    """A snapshot's network namespaces as (inode, pickle) in their order, each unpickled
+    once, when first read (by position, so the tuple and the mapping share objects)."""
+
+    def __init__(self, items: tuple[tuple[int, bytes], ...]) -> None:
+        self.items = items
+        self.live: dict[int, NetNamespace] = {}
+        # The last of a repeated inode, as `{ns.inode: ns for ns in netns}` keeps it.
+        self.position = {inode: i for i, (inode, _) in enumerate(items)}
+
+    def at(self, i: int) -> NetNamespace:
+        """The namespace at position `i`."""
+        found = self.live.get(i)
+        if found is None:
+            found = self.live[i] = _load(self.items[i][1])
+        return found
+
+    def all(self) -> tuple[NetNamespace, ...]:
+        """Every namespace, in the snapshot's order."""
+        return tuple(self.at(i) for i in range(len(self.items)))
+
+
+class NetnsByInode(Mapping[int, NetNamespace]):
+    """A packed snapshot's network namespaces by inode, each unpickled when asked for."""
+
+    def __init__(self, packed: _PackedNetns) -> None:
+        self._packed = packed
+
+    def __getitem__(self, inode: int) -> NetNamespace:
+        return self._packed.at(self._packed.position[inode])
+
+    def __contains__(self, inode: object) -> bool:
+        return inode in self._packed.position
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._packed.position)
+
+    def __len__(self) -> int:
+        return len(self._packed.position)
+
+
+class _NetnsField:
+    """`Snapshot.netns` of a PackedSnapshot: the whole tuple, unpickled when first read."""
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        state = obj.__dict__
+        if "netns" not in state:
+            state["netns"] = _netns_of(obj).all()
+        return state["netns"]
+
+    def __set__(self, obj: object, value: Any) -> None:
+        obj.__dict__["netns"] = value  # a frozen dataclass sets its fields through here
+
+
+_NETNS_KEY = "_packed_netns_items"
+_ADDRESSES_KEY = "_netns_addresses"
+
+
+def _netns_of(obj: object) -> _PackedNetns:
+    """The packed namespaces of a PackedSnapshot (kept in its dict once unpacked)."""
+    state = obj.__dict__
+    found = state.get("_netns_unpacked")
+    if not isinstance(found, _PackedNetns):
+        found = state["_netns_unpacked"] = _PackedNetns(state[_NETNS_KEY])
+    return found
+
+
 # Snapshot fields a trace does not read (nft's text: the cached index has its chains).
 _SNAPSHOT_FIELDS = ("processes", "namespaces", "conntrack")
 
@@ -130,16 +213,33 @@ class PackedSnapshot(Snapshot):
     processes = Packed()
     namespaces = Packed()
     conntrack = Packed()
+    netns = _NetnsField()
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> PackedSnapshot:
-        """A packed copy of `snapshot` (its nft dump packed too)."""
+        """A packed copy of `snapshot` (its nft dump packed too, its namespaces one by one)."""
+        if isinstance(snapshot, PackedSnapshot):
+            return snapshot
         packed = cls.__new__(cls)
         state = pack_state(snapshot, _SNAPSHOT_FIELDS)
         if snapshot.nft is not None:
             state["nft"] = PackedNftDump.of(snapshot.nft)
+        netns = state.pop("netns")
+        state[_NETNS_KEY] = tuple((ns.inode, pickle.dumps(ns, protocol=5)) for ns in netns)
+        state[_ADDRESSES_KEY] = addresses_by_netns(netns)
         packed.__dict__.update(state)
         return packed
+
+    def local_addresses(self) -> dict[int, frozenset[str]]:
+        """Each namespace's addresses by inode, known without unpickling the namespaces."""
+        found = self.__dict__.get(_ADDRESSES_KEY)
+        return found if isinstance(found, dict) else addresses_by_netns(self.netns)
+
+    def netns_by_inode(self) -> Mapping[int, NetNamespace]:
+        """The network namespaces by inode, each unpickled when first asked for."""
+        if "netns" in self.__dict__ and _NETNS_KEY not in self.__dict__:
+            return {ns.inode: ns for ns in self.netns}  # set whole (not packed)
+        return NetnsByInode(_netns_of(self))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Snapshot) and same_fields(self, other)

@@ -1093,8 +1093,8 @@ def _ebpf_services(
         or dest.address in ix.local_addresses.get(ix.snapshot.root_netns, ())
         for ix in indexes
     )
-    if known:
-        return ()
+    if known or index.kube_proxy_mode.mode is not None:
+        return ()  # kube-proxy's rules decide (detect's eBPF scan reads every namespace)
     plane = detect(index)
     if not plane.ebpf or plane.kube_proxy_rules:
         return ()

@@ -57,6 +57,10 @@ def owner_mac(index: SnapshotIndex, bridge: Link, ip: str) -> tuple[str | None, 
     if any(a.address == ip for a in bridge.addresses):
         return bridge.mac, f"{bridge.name} itself"
     for port in index.bridge_ports(bridge):
+        # Only a namespace holding ip can hold it on the peer: the others are not read
+        # (a cached index unpickles a namespace when it is first read).
+        if port.peer is None or ip not in index.local_addresses.get(port.peer.netns, ()):
+            continue
         peer = index.peer(port)
         if peer is not None and any(a.address == ip for a in peer.addresses):
             pod = index.pods_by_netns.get(peer.netns)
