@@ -154,3 +154,21 @@ def test_nft_cluster_ip_masquerade_rule_is_kube_proxys() -> None:
         "ip saddr != 10.244.0.0/16 jump mark-for-masquerade"
     )
     assert expected in lines, [x for x in lines if chain in x]
+
+
+def test_ping_between_pods_is_certain_in_both_modes(mode: str) -> None:
+    """An ICMP echo pod -> pod meets kube-proxy's `ip daddr . meta l4proto . th dport` maps in
+    nftables mode; th dport of ICMP is its checksum, but the protocol part already differs
+    from every element's (tcp, udp): no element matches, and the trace is certain."""
+    (branch,) = trace([_node(mode)], Probe("default/client", "10.244.0.6", proto="icmp")).branches
+    assert branch.verdict == "delivered" and not branch.uncertain, branch.uncertain
+
+
+def test_ping_to_a_cluster_ip_is_rejected_for_certain(mode: str) -> None:
+    """ICMP to web's ClusterIP: no Service port matches, so kube-proxy does not DNAT it; in
+    nftables mode cluster-ips-check rejects it (as the kernel does: ICMP port unreachable
+    from the node), decided without an unread checksum standing in the way."""
+    (branch,) = trace([_node(mode)], Probe("default/client", "default/web", proto="icmp")).branches
+    assert not branch.uncertain, branch.uncertain
+    if mode == "nftables":
+        assert branch.verdict == "dropped" and "cluster-ips-check" in branch.reason, branch.reason
