@@ -422,6 +422,9 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
             _enforce_policies(node, made)
     if spec.load_balancer:
         outside.make_outside(under_pid, nodes, svcs)
+    if 6 in spec.families:
+        for node in nodes:
+            network.settle_ipv6(node.init_pid)
     record = replace(record, services=tuple(svcs), up_seconds=round(time.monotonic() - started, 2))
     state.write(record)
     return record
