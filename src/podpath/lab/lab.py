@@ -93,7 +93,7 @@ class LabSummary:
     nodes: int
     pods: int
     services: int
-    overlay: str
+    overlay: str  # how pods cross nodes: LabSpec.crossing (--overlay, or routes, vpc)
     created: float
     up_seconds: float
     state_dir: str
@@ -510,7 +510,7 @@ def status() -> list[LabSummary]:
                 len(record.nodes),
                 len(record.pods),
                 len({(s.namespace, s.name) for s in record.services}),
-                record.spec.overlay,
+                record.spec.crossing,
                 record.created,
                 record.up_seconds,
                 str(state.lab_dir(name)),
