@@ -188,6 +188,20 @@ def test_next_hop_behind_an_unresolved_veth_is_answered_by_the_other_snapshot() 
     assert arp[0].data["lladdr"] == "02:00:00:00:01:02"
 
 
+def test_leaving_through_a_router_outside_the_snapshots_says_so() -> None:
+    """Node a has no route to b's pods but its default (a VPC-like router): the packet is
+    assumed to reach b, and the leave hop names the router as such, not as node b."""
+    b_node = RoutedNode(
+        number=1, hostname="calico-b", address="192.168.0.3", pods=[RoutedPod("c", "10.244.1.5")]
+    )
+    branches = trace([build(_calico()), build(b_node)], Probe("default/a", "10.244.1.5:80"))
+    b = _only(branches.branches)
+    (leave,) = [h for h in b.hops if h.kind == "leave"]
+    assert leave.data["via"] == "192.168.0.1" and leave.data["toward"] == "calico-b"
+    assert "(a router outside the snapshots, on to node calico-b)" in leave.text, leave.text
+    assert b.verdict == "uncertain" and "not in the snapshots" in b.reason, b.reason
+
+
 def test_unknown_next_hop_is_named_as_outside_the_snapshots() -> None:
     """The default gateway is no loaded node: the ARP answer comes from outside the snapshots."""
     b = _only(trace([build(_calico())], Probe("default/a", "198.51.100.7:80")).branches)
