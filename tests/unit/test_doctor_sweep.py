@@ -75,3 +75,16 @@ def test_an_external_ip_is_not_judged_by_its_services_source_ranges(mode: str) -
         p.destination for f in report.findings if f.check == "netfilter-drop" for p in f.paths
     }
     assert "192.0.2.10:80" not in dropped, [f.paths for f in report.findings]
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_a_drop_by_the_lb_ips_own_source_ranges_is_information(mode: str) -> None:
+    """The doctor's outside client (203.0.113.10) is outside web-lb's 172.18.100.0/24: the
+    drop at the LB IP is what the Service asks, told as `lb-source-ranges` (info), not a
+    critical `netfilter-drop` to remove."""
+    report = diagnose([_lb_node(mode)])
+    checks = {f.check: f for f in report.findings}
+    assert "netfilter-drop" not in checks and not report.critical, report.findings
+    found = checks["lb-source-ranges"]
+    assert found.grade == "info" and "172.18.100.0/24" in found.cause, found
+    assert [p.destination for p in found.paths] == ["192.0.2.11:80"]
