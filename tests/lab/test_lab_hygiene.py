@@ -92,6 +92,29 @@ def test_node_mount_points_are_made_in_the_node_not_on_the_machine(tmp_path: Pat
     assert not Path(f"/etc/{tag}").exists() and not Path(f"/var/lib/{tag}").exists()
 
 
+def test_a_node_holds_no_network_namespace_of_this_machine(tmp_path: Path) -> None:
+    """A network namespace bound to a file on this machine (as `ip netns add` binds one in
+    /run/netns) is not in the node's copy of the mounts: the node neither lists it (podpath
+    there found it unreadable under the node's /run) nor keeps it alive for its own life."""
+    held = tmp_path / "machine-netns"
+    held.touch()
+    subprocess.run(["unshare", f"--net={held}", "true"], check=True, timeout=30)
+    try:
+        inode = held.stat().st_ino
+        pid, started, dirs = node.start_node(f"hyn{os.getpid()}", "node1", tmp_path / "node.log")
+        try:
+            mounts = _in_node(pid, ["cat", "/proc/self/mountinfo"])
+            assert f"net:[{inode}]" not in mounts
+            assert " - nsfs " not in mounts  # nothing of the machine's; the node adds its own later
+        finally:
+            assert procs.kill_and_wait(pid, started)
+            for d in dirs:
+                assert cgroups.remove_tree(d) == []
+            assert cgroups.remove_lab_parents(dirs) == []
+    finally:
+        subprocess.run(["umount", str(held)], check=True, timeout=30)
+
+
 def _in_node(pid: int, argv: list[str]) -> str:
     done = subprocess.run(
         node.enter_argv(pid, argv),

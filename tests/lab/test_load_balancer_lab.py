@@ -244,3 +244,21 @@ def test_ls_services_shows_external_and_lb_ips_and_source_ranges(
     (line,) = [x for x in text.splitlines() if " web-lb " in x]
     assert f"{web_lb.lb_ips[0]},{web_lb.external_ips[0]}" in line, line
     assert LB_SOURCE_RANGE in line, line
+
+
+def test_doctor_tells_the_source_ranges_as_the_service_asks(
+    lb_lab: Lab, indexes: list[SnapshotIndex]
+) -> None:
+    """The doctor's outside client is outside web-lb's ranges: its LB IP's drop (as the
+    kernel drops a refused client above) is `lb-source-ranges` (info), the external IP of
+    the same Service is not named dropped, and nothing is critical on this healthy lab."""
+    from podpath.doctor import diagnose
+
+    web_lb = _svc(lb_lab, "default/web-lb")
+    report = diagnose(indexes)
+    assert not report.critical, [(f.check, f.subject) for f in report.findings]
+    told = [f for f in report.findings if f.check == "lb-source-ranges"]
+    assert told and all(f.grade == "info" for f in told)
+    reached = {p.destination for f in told for p in f.paths}
+    assert reached == {f"{ip}:{web_lb.port}" for ip in web_lb.lb_ips}
+    assert all(LB_SOURCE_RANGE in f.cause for f in told)

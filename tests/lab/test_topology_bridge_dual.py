@@ -33,6 +33,15 @@ lab, indexes = topology_fixtures(
 )
 
 
+def test_no_node_address_is_tentative_when_up_returns(lab: Lab) -> None:
+    """First in the module, right after `lab up`: no IPv6 address of a node is still in
+    duplicate address detection. cni0's tentative gateway answered no neighbour
+    solicitation, so the first IPv6 connection waited one or two SYN retransmissions."""
+    for node in lab.nodes:
+        tentative = lab.exec(node.name, ["ip", "-6", "addr", "show", "tentative"]).stdout
+        assert tentative.strip() == "", f"{node.name}: {tentative}"
+
+
 @pytest.mark.parametrize("node", ["node1", "node2"])
 def test_ipv6_pod_to_pod(lab: Lab, indexes: dict[str, SnapshotIndex], node: str) -> None:
     """IPv6 on cni0 and across flannel-v6.1: NDP, routes equal `ip -6 route get`, traffic answered."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from trace_factory import NodeSpec, PodSpec, build_node, kube_services
 
 from podpath.analysis.index import SnapshotIndex
@@ -43,3 +44,47 @@ def test_the_report_counts_every_path_though_fewer_are_followed() -> None:
     report = diagnose([_index()])
     assert report.coverage.pods == len(PODS)
     assert report.coverage.paths >= len(PODS)
+
+
+def _lb_node(mode: str) -> SnapshotIndex:
+    """web-lb as the lab makes it: an external IP, and an LB IP only 172.18.100.0/24 may reach."""
+    import nft_real
+
+    from podpath.lab.kubeproxy import restore_input
+    from podpath.lab.kubeproxy_nft import render
+    from podpath.lab.plan import _service
+
+    eps = tuple((p.ip, 80) for p in PODS[1:3])
+    lb = _service(
+        "default", "web-lb", "http", "TCP", "10.96.0.104", 80, 30082, eps,
+        external_ips=("192.0.2.10",), lb_ips=("192.0.2.11",), source_ranges=("172.18.100.0/24",),
+    )  # fmt: skip
+    if mode == "iptables":
+        return SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=restore_input([lb]))))
+    loaded = nft_real.load(render([lb], ("192.168.0.2",)))
+    return SnapshotIndex(build_node(NodeSpec(pods=PODS, nft_json=loaded.json)))
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_an_external_ip_is_not_judged_by_its_services_source_ranges(mode: str) -> None:
+    """Only the LB IP is subject to loadBalancerSourceRanges: the outside client's drop
+    there was shared with the external IP of the same Service (one shape), so the doctor
+    named 192.0.2.10 as dropped while the kernel answers it."""
+    report = diagnose([_lb_node(mode)])
+    dropped = {
+        p.destination for f in report.findings if f.check == "netfilter-drop" for p in f.paths
+    }
+    assert "192.0.2.10:80" not in dropped, [f.paths for f in report.findings]
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_a_drop_by_the_lb_ips_own_source_ranges_is_information(mode: str) -> None:
+    """The doctor's outside client (203.0.113.10) is outside web-lb's 172.18.100.0/24: the
+    drop at the LB IP is what the Service asks, told as `lb-source-ranges` (info), not a
+    critical `netfilter-drop` to remove."""
+    report = diagnose([_lb_node(mode)])
+    checks = {f.check: f for f in report.findings}
+    assert "netfilter-drop" not in checks and not report.critical, report.findings
+    found = checks["lb-source-ranges"]
+    assert found.grade == "info" and "172.18.100.0/24" in found.cause, found
+    assert [p.destination for p in found.paths] == ["192.0.2.11:80"]

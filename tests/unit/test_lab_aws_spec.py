@@ -39,3 +39,20 @@ def test_egress_chain_and_eni_choice() -> None:
     assert chain != egress_chain("aws-cni", "abd")
     assert not secondary_eni("fd00:172:18:0:1::3")
     assert secondary_eni("172.18.16.3") and not secondary_eni("172.18.16.4")
+
+
+@pytest.mark.parametrize(
+    ("cni", "overlay", "said"),
+    [
+        ("bridge", "vxlan", "vxlan"),
+        ("calico", "host-gw", "host-gw"),
+        ("ptp", "vxlan", "routes"),
+        ("aws-vpc", "vxlan", "vpc"),
+    ],
+)
+def test_lab_says_how_pods_cross_nodes_not_an_overlay_it_ignores(
+    cni: str, overlay: str, said: str
+) -> None:
+    """`lab up` and `lab status` named --overlay's default (vxlan) for ptp and aws-vpc,
+    which route across nodes without one."""
+    assert LabSpec("x", cni=cni, overlay=overlay).crossing == said

@@ -126,3 +126,49 @@ def test_ipv6_services_are_kube_proxys_ip6_table_read_back() -> None:
     assert by_vip[web6.cluster_ip].node_port == 30080
     assert by_vip[sticky6.cluster_ip].affinity_timeout == 10800
     assert by_vip[noep6.cluster_ip].endpoints == ()
+
+
+def test_node_to_cluster_ip_is_masqueraded_by_kube_proxys_port_matching_rule(mode: str) -> None:
+    """The node (not a pod: off the cluster CIDR) to web's ClusterIP is SNATed; in nftables
+    mode by the rule kube-proxy's nftables proxier writes, which matches the Service's
+    protocol and port (kubernetes/kubernetes pkg/proxy/nftables/proxier.go, the
+    localDetector.IsImplemented() branch): the trace shows it and reads it back."""
+    result = trace([_node(mode)], Probe("node-a", "default/web:http"))
+    assert {(b.packet.dst, b.packet.dport) for b in result.branches} == set(EPS)
+    masq = "ip daddr 10.96.0.100 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade"
+    for b in result.branches:
+        assert b.verdict == "delivered" and _snat(b), b.reason
+        rules = [h.data.get("rule") for h in b.hops if h.kind == "netfilter"]
+        assert mode == "iptables" or masq in rules, rules
+
+
+def test_nft_cluster_ip_masquerade_rule_is_kube_proxys() -> None:
+    """The lab writes the ClusterIP's off-cluster masquerade as kube-proxy's proxier_test.go
+    expects it (`ip daddr 172.30.0.41 tcp dport 80 ip saddr != 10.0.0.0/8 jump
+    mark-for-masquerade`), the cluster CIDR being the lab's own."""
+    svc1 = _service("ns1", "svc1", "p80", "TCP", "172.30.0.41", 80, None, (("10.180.0.1", 80),))
+    lines = render([svc1], (NODE_IP,)).splitlines()
+    chain = "service-ULMVA6XW-ns1/svc1/tcp/p80"
+    expected = (
+        f"add rule ip kube-proxy {chain} ip daddr 172.30.0.41 tcp dport 80 "
+        "ip saddr != 10.244.0.0/16 jump mark-for-masquerade"
+    )
+    assert expected in lines, [x for x in lines if chain in x]
+
+
+def test_ping_between_pods_is_certain_in_both_modes(mode: str) -> None:
+    """An ICMP echo pod -> pod meets kube-proxy's `ip daddr . meta l4proto . th dport` maps in
+    nftables mode; th dport of ICMP is its checksum, but the protocol part already differs
+    from every element's (tcp, udp): no element matches, and the trace is certain."""
+    (branch,) = trace([_node(mode)], Probe("default/client", "10.244.0.6", proto="icmp")).branches
+    assert branch.verdict == "delivered" and not branch.uncertain, branch.uncertain
+
+
+def test_ping_to_a_cluster_ip_is_rejected_for_certain(mode: str) -> None:
+    """ICMP to web's ClusterIP: no Service port matches, so kube-proxy does not DNAT it; in
+    nftables mode cluster-ips-check rejects it (as the kernel does: ICMP port unreachable
+    from the node), decided without an unread checksum standing in the way."""
+    (branch,) = trace([_node(mode)], Probe("default/client", "default/web", proto="icmp")).branches
+    assert not branch.uncertain, branch.uncertain
+    if mode == "nftables":
+        assert branch.verdict == "dropped" and "cluster-ips-check" in branch.reason, branch.reason

@@ -163,6 +163,45 @@ def test_cross_node_route_and_arp_answered_by_the_other_snapshot() -> None:
     assert b.hops[-1].node == "calico-b"
 
 
+def _eth0_as_veth_to_nowhere(snap: Snapshot) -> Snapshot:
+    """The node's eth0 is a veth whose peer no snapshot holds (a kind node, a lab node)."""
+    root = next(ns for ns in snap.netns if ns.inode == snap.root_netns)
+    veth = tuple(
+        replace(lk, kind="veth", link=9, link_netnsid=0) if lk.name == "eth0" else lk
+        for lk in root.links
+    )
+    root = replace(root, links=veth)
+    return replace(snap, netns=tuple(root if ns.inode == root.inode else ns for ns in snap.netns))
+
+
+def test_next_hop_behind_an_unresolved_veth_is_answered_by_the_other_snapshot() -> None:
+    """Node a's eth0 is a veth into a network outside the snapshots; the gateway is node b's
+    address, so b's snapshot answers the ARP (not "an unknown host")."""
+    a = _eth0_as_veth_to_nowhere(build(_calico(remote_routes=(("10.244.1.0/26", "192.168.0.3"),))))
+    b_node = RoutedNode(
+        number=1, hostname="calico-b", address="192.168.0.3", pods=[RoutedPod("c", "10.244.1.5")]
+    )
+    b = _only(trace([a, build(b_node)], Probe("default/a", "10.244.1.5:80")).branches)
+    assert b.verdict == "delivered", b.reason
+    arp = [h for h in b.hops if h.kind == "neighbour" and h.data["ip"] == "192.168.0.3"]
+    assert arp and "node calico-b" in arp[0].text, [h.text for h in arp]
+    assert arp[0].data["lladdr"] == "02:00:00:00:01:02"
+
+
+def test_leaving_through_a_router_outside_the_snapshots_says_so() -> None:
+    """Node a has no route to b's pods but its default (a VPC-like router): the packet is
+    assumed to reach b, and the leave hop names the router as such, not as node b."""
+    b_node = RoutedNode(
+        number=1, hostname="calico-b", address="192.168.0.3", pods=[RoutedPod("c", "10.244.1.5")]
+    )
+    branches = trace([build(_calico()), build(b_node)], Probe("default/a", "10.244.1.5:80"))
+    b = _only(branches.branches)
+    (leave,) = [h for h in b.hops if h.kind == "leave"]
+    assert leave.data["via"] == "192.168.0.1" and leave.data["toward"] == "calico-b"
+    assert "(a router outside the snapshots, on to node calico-b)" in leave.text, leave.text
+    assert b.verdict == "uncertain" and "not in the snapshots" in b.reason, b.reason
+
+
 def test_unknown_next_hop_is_named_as_outside_the_snapshots() -> None:
     """The default gateway is no loaded node: the ARP answer comes from outside the snapshots."""
     b = _only(trace([build(_calico())], Probe("default/a", "198.51.100.7:80")).branches)

@@ -179,7 +179,7 @@ def _up(args: argparse.Namespace) -> int:
     print(f"lab {lab.name!r} up in {time.monotonic() - began:.1f}s ({lab.record.spec.runtime})")
     shape = f"  cni {spec.cni}, {spec.ip_family}, kube-proxy {spec.proxy_mode}"
     shape += f", NetworkPolicy by {spec.policy}" if spec.policy else ""
-    print(shape + (f", {spec.overlay}" if spec.nodes > 1 else ""))
+    print(shape + (f", {spec.crossing}" if spec.nodes > 1 else ""))
     for index, (node, record) in enumerate(zip(lab.nodes, lab.record.nodes, strict=True), 1):
         cidrs = " ".join(c for c in (node.pod_cidr, record.pod_cidr6) if c)
         if spec.cni == "aws-vpc":

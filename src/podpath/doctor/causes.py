@@ -463,6 +463,23 @@ def _netfilter_drop(
             key=f"{node}:{name}",
             partial_grade="warning",
         )
+    if svc is not None and _outside_source_ranges(rule, text, svc, aim):
+        name = _service_name(owner, aim)
+        ranges = ", ".join(svc.source_ranges)
+        return Cause(
+            "lb-source-ranges",
+            "info",
+            f"Service {name}",
+            f"{way}{aim.target}/{aim.proto} admits only its loadBalancerSourceRanges "
+            f"({ranges}): kube-proxy drops {branch.packet.src} from outside them, as the "
+            "Service asks",
+            "nothing to fix if the ranges are meant; otherwise add the clients' ranges to "
+            "the Service's spec.loadBalancerSourceRanges",
+            decided,
+            evidence,
+            key=f"{node}:{name}:{aim.address}",
+            partial_grade="info",
+        )
     mixed = _other_backend(rule, indexes, node) if rule is not None else ""
     if owner is not None and owner.kind == "network-policy":
         return Cause(
@@ -489,6 +506,19 @@ def _netfilter_drop(
         key=f"{node}:{text}",
         partial_grade="warning",
     )
+
+
+def _outside_source_ranges(rule: Hop | None, text: str, svc: Service, aim: Aim) -> bool:
+    """kube-proxy's drop, at an LB IP, of a client outside the Service's
+    loadBalancerSourceRanges: its firewall chain (nftables: `ip saddr != { ranges } drop`
+    in firewall-...), or KUBE-PROXY-FIREWALL's DROP of what KUBE-FW- did not accept
+    (iptables: "... traffic not accepted by KUBE-FW-...")."""
+    if rule is None or not svc.source_ranges or not svc.fw_chain:
+        return False
+    if aim.address not in svc.load_balancer_ips:
+        return False
+    chain = str(rule.data.get("chain") or "")
+    return chain == svc.fw_chain or f"traffic not accepted by {svc.fw_chain}" in text
 
 
 def _other_backend(rule: Hop, indexes: list[SnapshotIndex], node: str) -> str:

@@ -327,6 +327,9 @@ class _ServiceSweep:
         )
         return (
             aim.kind,
+            # An LB IP may pass a source-range firewall its Service's external IPs do not
+            # (KUBE-FW- / firewall-ips): the two never share a verdict.
+            aim.address in svc.load_balancer_ips,
             aim.proto,
             svc.backend,
             svc.no_endpoints,

@@ -245,9 +245,15 @@ def _service_lines(
     lines += [f"add chain {t} {ep}" for ep in eps]
     for c, endpoints in policy:
         # The masquerade of off-cluster sources needs a local detector (a cluster CIDR).
+        # kube-proxy matches the Service's protocol and port too: kubernetes/kubernetes
+        # pkg/proxy/nftables/proxier.go, syncProxyRules, "Set up internal traffic
+        # handling", the localDetector.IsImplemented() branch (`ipX daddr ClusterIP
+        # protocol dport Port IfNotLocalNFT jump mark-for-masquerade`); its
+        # proxier_test.go expects `ip daddr 172.30.0.41 tcp dport 80 ip saddr !=
+        # 10.0.0.0/8 jump mark-for-masquerade`. (Older releases had no port match.)
         if c == internal and pod_cidr is not None:
             lines.append(
-                f"add rule {t} {c} {ip_kw} daddr {svc.cluster_ip} "
+                f"add rule {t} {c} {ip_kw} daddr {svc.cluster_ip} {proto} dport {svc.port} "
                 f"{ip_kw} saddr != {pod_cidr} jump mark-for-masquerade"
             )
         lines += _policy_rules(t, c, svc, endpoints, ip_kw)

@@ -93,7 +93,7 @@ class LabSummary:
     nodes: int
     pods: int
     services: int
-    overlay: str
+    overlay: str  # how pods cross nodes: LabSpec.crossing (--overlay, or routes, vpc)
     created: float
     up_seconds: float
     state_dir: str
@@ -422,6 +422,9 @@ def _build(spec: LabSpec, d: Path, record: LabRecord, started: float) -> LabReco
             _enforce_policies(node, made)
     if spec.load_balancer:
         outside.make_outside(under_pid, nodes, svcs)
+    if 6 in spec.families:
+        for node in nodes:
+            network.settle_ipv6(node.init_pid)
     record = replace(record, services=tuple(svcs), up_seconds=round(time.monotonic() - started, 2))
     state.write(record)
     return record
@@ -507,7 +510,7 @@ def status() -> list[LabSummary]:
                 len(record.nodes),
                 len(record.pods),
                 len({(s.namespace, s.name) for s in record.services}),
-                record.spec.overlay,
+                record.spec.crossing,
                 record.created,
                 record.up_seconds,
                 str(state.lab_dir(name)),

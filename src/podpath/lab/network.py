@@ -112,6 +112,30 @@ def prepare_ipv6(init_pid: int) -> None:
     )
 
 
+# How long the node's IPv6 addresses may stay tentative, and how often that is asked:
+# containernetworking/plugins pkg/ip/addr_linux.go SettleAddresses polls every 50 ms
+# (there is no event to wait for) and gives up after its caller's timeout, 10 s in ipam.
+SETTLE_POLLS = 200
+SETTLE_INTERVAL = "0.05"
+
+
+def settle_ipv6(init_pid: int) -> None:
+    """Wait until no IPv6 address of the node's own namespace is tentative (in DAD).
+
+    cni0's gateway address is tentative for about a second after the bridge plugin adds
+    it: a pod's first packets then get no neighbour answer for their gateway, and the
+    first connection after `lab up` waited one or two SYN retransmissions. The CNI
+    plugins settle the pod's side (SettleAddresses); this settles the node's side."""
+    script = (
+        "n=0; while ip -6 addr show tentative | grep -q inet6; do "
+        f'n=$((n+1)); if [ "$n" -ge {SETTLE_POLLS} ]; then '
+        "echo 'IPv6 addresses still tentative (duplicate address detection):' >&2; "
+        "ip -6 addr show tentative >&2; exit 1; fi; "
+        f"sleep {SETTLE_INTERVAL}; done"
+    )
+    run_in(init_pid, ["sh", "-c", script], timeout=60)
+
+
 def host_gw_routes(nodes: tuple[NodeRecord, ...], proto: str = "boot") -> None:
     """Route each node's pod CIDRs via the other nodes' underlay addresses (host-gw, kindnet, BGP)."""
     for node in nodes:

@@ -51,6 +51,7 @@ NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NODE_INIT = r"""
 set -eu
 node=$1; overlaid=$2; private=$3; upper=$4; shift 4
+${DETACH_NSFS}
 mount -t tmpfs -o mode=0755,size=1g "podpath-$node" /run
 IFS=:
 for d in $overlaid; do
@@ -92,7 +93,19 @@ _READY = (
     "exec bash -c 'fd=$PODPATH_READY_FD; unset PODPATH_READY_FD; "
     'printf R >&"$fd" || exit 1; exec {fd}>&-; exec catatonit -P\''
 )
-_NODE_INIT = _NODE_INIT.replace("${READY}", _READY)
+# The node's mount namespace starts as a copy of this machine's, with every network
+# namespace bound there (`ip netns add` binds one in /run/netns; so do docker and other
+# tools). The copy would hold each of them alive for the node's life, whatever the
+# machine does with its own (a mounted nsfs file keeps its namespace: namespaces(7)), and
+# podpath inside the node would list namespaces no node has, hidden under its /run and so
+# unreadable. Detached first, before /run is covered; mountinfo escapes a space as \040
+# (proc(5)), which printf %b turns back. Private propagation: the machine keeps its own.
+_DETACH_NSFS = (
+    "sed -n 's/^[0-9]* [0-9]* [0-9:]* [^ ]* \\([^ ]*\\) .* - nsfs .*/\\1/p' /proc/self/mountinfo"
+    ' | while read -r m; do umount -l "$(printf %b "$m")"'
+    ' || echo "podpath-node-init: could not detach $m" >&2; done'
+)
+_NODE_INIT = _NODE_INIT.replace("${READY}", _READY).replace("${DETACH_NSFS}", _DETACH_NSFS)
 # A ceiling, not a wait: readiness is signalled. Creating a net namespace waits for the
 # kernel's cleanup of namespaces other labs tore down (net_mutex), which under a load
 # of 13 on two cores took longer than the 15 s this once was.

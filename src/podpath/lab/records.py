@@ -64,6 +64,13 @@ class LabSpec:
     load_balancer: bool = False
 
     @property
+    def crossing(self) -> str:
+        """How pods reach other nodes, in a word for `lab up` and `lab status`: --overlay
+        applies to bridge and calico; ptp routes via the node addresses (kindnetd) and
+        aws-vpc through the VPC, whatever --overlay says."""
+        return {"ptp": "routes", "aws-vpc": "vpc"}.get(self.cni, self.overlay)
+
+    @property
     def families(self) -> tuple[int, ...]:
         """The IP families of pods and Services, the primary one first."""
         return {"ipv4": (4,), "ipv6": (6,), "dual": (4, 6)}[self.ip_family]

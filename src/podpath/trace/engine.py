@@ -1001,12 +1001,23 @@ class Engine:
         ]
         return next(iter(exact or family or found), None)
 
-    def leave_hop(self, flow: Flow, link: Link | None, nexthop: str, target: int | None) -> Hop:
-        """The packet leaves the node."""
+    def leave_hop(
+        self,
+        flow: Flow,
+        link: Link | None,
+        nexthop: str,
+        target: int | None,
+        through_router: bool = False,
+    ) -> Hop:
+        """The packet leaves the node: for nexthop, itself a node, or a router (outside the
+        snapshots) that is assumed to take it on to the node named."""
         toward = self.hostname(target) if target is not None else None
         name = link.name if link else None
+        where = f"node {toward}"
+        if through_router:
+            where = f"a router outside the snapshots, on to node {toward}"
         text = f"leaves {self.hostname(flow.node)} via {name} toward {nexthop}" + (
-            f" (node {toward})" if toward else ""
+            f" ({where})" if toward else ""
         )
         return Hop(
             "leave",
@@ -1037,15 +1048,16 @@ class Engine:
         # The next hop decides where the frame lands; a node reached through a router
         # other than itself is out of the picture (its receiving device is unknown).
         owner = self._owners.get(nexthop)
-        if owner is None or owner[0] == flow.node:
+        through_router = owner is None or owner[0] == flow.node
+        if owner is not None and not through_router:
+            target, arrive = owner
+        else:
             beyond = self._beyond(flow)
             if beyond is None:
                 return self.leaves(flow, link, nexthop)
             target, arrive, assumption = beyond
             flow = replace(flow, uncertain=flow.uncertain + (assumption,))
-        else:
-            target, arrive = owner
-        hop = self.leave_hop(flow, link, nexthop, target)
+        hop = self.leave_hop(flow, link, nexthop, target, through_router)
         moved = replace(
             flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0)
         )

@@ -128,7 +128,11 @@ def _who_answers(
     if link.kind == "veth":
         peer = index.peer(link)
         if peer is None:
-            return MacResolution(None, "an unknown host (the veth peer is not in the snapshot)")
+            # A kind (or lab) node's eth0 is a veth into a network no snapshot holds; the
+            # next hop may still be another loaded node's address.
+            return _remote_answer(remote, nexthop) or MacResolution(
+                None, "an unknown host (the veth peer is not in the snapshot)"
+            )
         master = index.link(peer.netns, peer.master)
         if master is not None and master.kind == "bridge":
             mac, who = owner_mac(index, master, nexthop)
@@ -143,12 +147,18 @@ def _who_answers(
         lost = _vxlan_arp_lost(ns, link, nexthop)
         if lost is not None:
             return lost
-    if remote is not None:
-        found = remote(nexthop)
-        if found is not None:
-            who, mac = found
-            return MacResolution(mac, who)
-    return MacResolution(None, "an unknown host (outside the loaded snapshots)")
+    return _remote_answer(remote, nexthop) or MacResolution(
+        None, "an unknown host (outside the loaded snapshots)"
+    )
+
+
+def _remote_answer(remote: RemoteOwner | None, nexthop: str) -> MacResolution | None:
+    """The loaded snapshot (another node) that owns nexthop and answers for it, if any."""
+    found = remote(nexthop) if remote is not None else None
+    if found is None:
+        return None
+    who, mac = found
+    return MacResolution(mac, who)
 
 
 def _vxlan_arp_lost(ns: NetNamespace, link: Link, nexthop: str) -> MacResolution | None:

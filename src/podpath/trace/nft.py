@@ -42,6 +42,7 @@ from podpath.trace.nft_values import (
     check_knowable,
     equals,
     flags_of,
+    has_unread,
     key_matches,
     normal,
     normal_key,
@@ -467,6 +468,13 @@ class NftWalker:
     def _find(self, key: tuple[str, str, str], values: tuple[Value, ...]) -> NftElement | None:
         idx = self.nft.set_index(key)
         if idx is None:
+            return None
+        if has_unread(values):
+            # No exact key to look up: each element is compared on the parts read, and
+            # one agreeing on all of them leaves the lookup undecided (Unknown).
+            for el in (*idx.exact.values(), *idx.other):
+                if key_matches(values, el.key):
+                    return el
             return None
         found = idx.exact.get(tuple(normal(v) for v in values))
         if found is not None:

@@ -40,6 +40,15 @@ class NoMatch(Exception):
 
 
 @dataclass(frozen=True)
+class Unread:
+    """A part of a concatenation a snapshot cannot read (why not); the parts read may still
+    decide the comparison: `ip daddr . meta l4proto . th dport` of an ICMP packet (th dport
+    is then its checksum) equals no key whose protocol is tcp or udp."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class Where:
     """What an expression can see besides the packet: interfaces, addresses, conntrack."""
 
@@ -201,7 +210,14 @@ def _fib(body: dict[str, Any], p: Packet, where: Where) -> Value:
 
 
 def _concat(body: list[Any], p: Packet, where: Where) -> Value:
-    return tuple(read(part, p, where) for part in body)
+    return tuple(_read_part(part, p, where) for part in body)
+
+
+def _read_part(part: Any, p: Packet, where: Where) -> Value | Unread:
+    try:
+        return read(part, p, where)
+    except Unknown as why:
+        return Unread(str(why))
 
 
 def _binop(op: str) -> Any:
@@ -277,10 +293,23 @@ def equals(value: Value, literal: Any) -> bool:
 
 
 def key_matches(value: Value, key: tuple[Any, ...]) -> bool:
-    """A concatenated packet value against one element key (parts compared one by one)."""
+    """A concatenated packet value against one element key (parts compared one by one).
+
+    A part read differs: no match. Every part read equal but one unread: Unknown."""
     if not isinstance(value, tuple) or len(value) != len(key):
         return False
-    return all(equals(v, k) for v, k in zip(value, key, strict=True))
+    pairs = list(zip(value, key, strict=True))
+    if not all(equals(v, k) for v, k in pairs if not isinstance(v, Unread)):
+        return False
+    unread = next((v for v in value if isinstance(v, Unread)), None)
+    if unread is not None:
+        raise Unknown(unread.why)
+    return True
+
+
+def has_unread(values: tuple[Any, ...]) -> bool:
+    """True when a concatenated value holds a part a snapshot cannot read."""
+    return any(isinstance(v, Unread) for v in values)
 
 
 def _int_equals(value: int, literal: Any) -> bool:
