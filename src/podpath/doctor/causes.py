@@ -17,6 +17,8 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.sockets import is_listening, local_endpoint
 from podpath.netfilter.kube_proxy import Service
 from podpath.netfilter.owners import Owner
+from podpath.trace.beyond import Beyond
+from podpath.trace.beyond import parse as parse_beyond
 from podpath.trace.model import Branch, Hop
 
 
@@ -603,6 +605,9 @@ def _unresolved(
 def _uncertain(branch: Branch, aim: Aim) -> Cause:
     """A branch the engine could not follow: a fact the doctor cannot judge."""
     why = branch.uncertain[0] if branch.uncertain else branch.reason
+    beyond = parse_beyond(why)
+    if beyond is not None:
+        return _beyond_snapshots(branch, beyond, why)
     # One finding per Service and reason, whichever of its addresses was traced.
     subject = f"Service {aim.service.key}" if aim.service and aim.service.name else aim.label
     return Cause(
@@ -614,6 +619,25 @@ def _uncertain(branch: Branch, aim: Aim) -> Cause:
         hop_text(branch.hops[-1]) if branch.hops else None,
         (why,),
         key=f"{subject}:{why}",
+        partial_grade="info",
+    )
+
+
+def _beyond_snapshots(branch: Branch, beyond: Beyond, why: str) -> Cause:
+    """Paths that leave through a router no snapshot holds: one finding per stretch of
+    network (sender, receiver, interface), whichever addresses crossed it."""
+    return Cause(
+        "cannot-judge",
+        "info",
+        f"the network between node {beyond.sender} and node {beyond.receiver}",
+        f"cannot be judged from a snapshot: packets leave {beyond.sender} through a router no "
+        f"snapshot holds, and are assumed to reach {beyond.receiver} on {beyond.device} "
+        f"(for one path: {why})",
+        "nothing to fix from here; check the network between the nodes (a VPC's route "
+        "tables, security groups) if these paths fail",
+        hop_text(branch.hops[-1]) if branch.hops else None,
+        (why,),
+        key=f"beyond:{beyond.sender}:{beyond.receiver}:{beyond.device}",
         partial_grade="info",
     )
 

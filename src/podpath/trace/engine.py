@@ -22,6 +22,7 @@ from podpath.netfilter.owners import Owner
 from podpath.snapshot.model import Link, NetNamespace, RecentList, Snapshot
 from podpath.trace import policy, sysctls
 from podpath.trace import reply as ct
+from podpath.trace.beyond import Beyond, assumption
 from podpath.trace.counters import with_counters
 from podpath.trace.deliver import deliver
 from podpath.trace.ebpf import Attachment, attached, ebpf_hop
@@ -1085,13 +1086,8 @@ class Engine:
             arrive = index.link(root.inode, back.dev)
             if back.type != "unicast" or arrive is None:
                 continue
-            return (
-                i,
-                arrive,
-                f"the network beyond {self.hostname(flow.node)} (not in the snapshots) delivers "
-                f"{dst} to node {self.hostname(i)} on {arrive.name}, the interface its route "
-                f"back to {flow.packet.src} uses",
-            )
+            beyond = Beyond(self.hostname(flow.node), self.hostname(i), arrive.name)
+            return i, arrive, assumption(beyond, dst, flow.packet.src)
         return None
 
 
