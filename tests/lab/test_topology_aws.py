@@ -39,6 +39,7 @@ from topology_proof import (
 from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
 from podpath.conntrack import parse_conntrack
+from podpath.doctor import diagnose
 from podpath.lab.cni_plugin import egress_chain, secondary_eni
 from podpath.lab.network import UNDERLAY_GATEWAY6
 from podpath.listing import render_text
@@ -57,6 +58,30 @@ pytestmark = pytest.mark.lab
 lab, indexes = topology_fixtures(
     "aws", nodes=2, pods=3, services=3, cni="aws-vpc", runtime="containerd"
 )
+
+
+def test_doctor_says_once_per_eni_that_the_vpc_is_not_judged(
+    lab: Lab, indexes: dict[str, SnapshotIndex]
+) -> None:
+    """The doctor over both nodes: the paths crossing the VPC (no snapshot holds its
+    router) are one info finding per direction and receiving ENI (eth0, eth1: the node's
+    route back to the source picks it), not one per pair of addresses; nothing is
+    critical or a warning on this healthy lab."""
+    report = diagnose(ordered(indexes))
+    assert not [f for f in report.findings if f.grade in ("critical", "warning")], [
+        (f.check, f.subject) for f in report.findings
+    ]
+    judged = [f for f in report.findings if f.check == "cannot-judge"]
+    subjects = sorted(f.subject for f in judged)
+    possible = {
+        f"the network from node {a} to {eni} of node {b}"
+        for a, b in (("node1", "node2"), ("node2", "node1"))
+        for eni in ("eth0", "eth1")
+    }
+    assert set(subjects) <= possible and len(subjects) == len(set(subjects)), subjects
+    senders = {s.split()[4] for s in subjects}
+    assert senders == {"node1", "node2"}, subjects
+    assert all(f.affected >= 1 and f.paths for f in judged)
 
 
 def _on(lab: Lab, node: str, secondary: bool) -> PodRecord:

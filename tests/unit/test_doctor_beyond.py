@@ -46,7 +46,7 @@ def test_paths_across_one_stretch_of_network_are_one_cause() -> None:
         causes.append(cause)
     first, second = causes
     assert first.id == second.id and first.check == "cannot-judge" and first.grade == "info"
-    assert first.subject == "the network between node calico-a and node calico-b"
+    assert first.subject == "the network from node calico-a to eth0 of node calico-b"
     assert "10.244.1.5" in first.evidence[0] and "10.244.1.6" in second.evidence[0]
 
 
@@ -55,6 +55,6 @@ def test_the_doctor_reports_each_direction_once() -> None:
     report = diagnose(_nodes())
     found = sorted((f.check, f.grade, f.subject) for f in report.findings)
     assert found == [
-        ("cannot-judge", "info", "the network between node calico-a and node calico-b"),
-        ("cannot-judge", "info", "the network between node calico-b and node calico-a"),
+        ("cannot-judge", "info", "the network from node calico-a to eth0 of node calico-b"),
+        ("cannot-judge", "info", "the network from node calico-b to eth0 of node calico-a"),
     ]

@@ -629,7 +629,7 @@ def _beyond_snapshots(branch: Branch, beyond: Beyond, why: str) -> Cause:
     return Cause(
         "cannot-judge",
         "info",
-        f"the network between node {beyond.sender} and node {beyond.receiver}",
+        f"the network from node {beyond.sender} to {beyond.device} of node {beyond.receiver}",
         f"cannot be judged from a snapshot: packets leave {beyond.sender} through a router no "
         f"snapshot holds, and are assumed to reach {beyond.receiver} on {beyond.device} "
         f"(for one path: {why})",
