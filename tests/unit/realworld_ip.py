@@ -69,6 +69,7 @@ def routes(
                 prefsrc=pairs.get("src"),
                 scope=pairs.get("scope", "global" if "via" in pairs else "link"),
                 protocol=pairs.get("proto", "boot"),
+                flags=("onlink",) if "onlink" in words else (),
             )
         )
     return out

@@ -21,6 +21,8 @@ from podpath.snapshot.model import Link
 from podpath.trace.model import Branch, Hop
 
 VXLAN_OVERHEAD = {4: 50, 6: 70}
+IPIP_OVERHEAD = 20  # one outer IPv4 header
+_TUNNEL = {"vxlan": "VXLAN", "ipip": "IP-in-IP"}
 
 
 def path_mtu_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
@@ -49,7 +51,8 @@ def _walk(
     origin = ""
     current: Link | None = None
     sending = True  # still in the sender's namespace: its last route sets the size
-    pending_outer: tuple[int, Link, Hop] | None = None  # (outer size, vxlan device, its hop)
+    # (outer size, tunnel device, its hop): a VXLAN or IP-in-IP device's encapsulation
+    pending_outer: tuple[int, Link, Hop] | None = None
     for hop in hops:
         index = by_name.get(hop.node)
         if index is None:
@@ -73,8 +76,9 @@ def _walk(
                     return _cause(
                         "warning",
                         index,
-                        f"{way}VXLAN packets of {outer} bytes ({vx.name}'s MTU {vx.mtu} plus the "
-                        f"encapsulation) exceed {dev.name}'s MTU {dev.mtu}: the underlay "
+                        f"{way}{_TUNNEL[vx_hop.kind]} packets of {outer} bytes ({vx.name}'s MTU "
+                        f"{vx.mtu} plus the encapsulation) exceed {dev.name}'s MTU {dev.mtu}: the "
+                        "underlay "
                         "fragments or drops them",
                         f"lower {vx.name}'s MTU (and the pods') to {dev.mtu - (outer - vx.mtu)}, or "
                         f"raise {dev.name}'s",
@@ -113,11 +117,12 @@ def _walk(
                     index, way, size, origin, current, port, hop, f"bridge {data.get('bridge')}"
                 )
             current = port or current
-        elif hop.kind == "vxlan" and size is not None and not data.get("decap"):
+        elif hop.kind in ("vxlan", "ipip") and size is not None and not data.get("decap"):
             device = _named(index, current.netns if current else None, data.get("dev"))
             if device is not None:
                 family = 6 if ":" in str(data.get("remote") or "") else 4
-                pending_outer = (min(size, device.mtu) + VXLAN_OVERHEAD[family], device, hop)
+                overhead = VXLAN_OVERHEAD[family] if hop.kind == "vxlan" else IPIP_OVERHEAD
+                pending_outer = (min(size, device.mtu) + overhead, device, hop)
     return None
 
 

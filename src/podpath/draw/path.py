@@ -158,6 +158,10 @@ def _text(hop: Hop) -> str:
         if d.get("decap"):
             return f"VXLAN decapsulate VNI {_s(d.get('vni'))}"
         return f"VXLAN encapsulate VNI {_s(d.get('vni'))} → VTEP {_s(d.get('remote'))}"
+    if hop.kind == "ipip":
+        if d.get("decap"):
+            return f"IP-in-IP decapsulate on {_s(d.get('dev'))}"
+        return f"IP-in-IP encapsulate → {_s(d.get('remote'))}"
     if hop.kind == "leave":
         toward = f" (node {_s(d.get('toward'))})" if d.get("toward") else ""
         return f"leaves via {_s(d.get('dev'))} toward {_s(d.get('via'))}{toward}"
@@ -182,7 +186,7 @@ def _points(placer: _Placer, hop: Hop) -> list[str | None]:
         ]
     if hop.kind == "bridge":
         return [placer.root_link(node, _s(d.get("bridge")))]
-    if hop.kind == "vxlan":
+    if hop.kind in ("vxlan", "ipip"):
         return [placer.root_link(node, _s(d.get("dev")))]
     if hop.kind == "ebpf":
         # Where the program is attached: the device the packet meets it on.

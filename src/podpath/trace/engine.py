@@ -652,6 +652,8 @@ class Engine:
         nexthop = decision.gateway or flow.packet.dst
         if link.kind == "vxlan":
             return self.vxlan(flow, link, nexthop)
+        if link.kind == "ipip":
+            return self.ipip(flow, link, decision.gateway)
         if link.kind == "bridge":
             return self.bridge_out(flow, link, nexthop, None)
         if link.kind == "veth":
@@ -984,6 +986,79 @@ class Engine:
             packet=flow.packet.with_(mark=0),
         )
         return self.receive(moved, remote_dev)
+
+    def ipip(self, flow: Flow, device: Link, gateway: str | None) -> list[Branch]:
+        """IP in IP (Calico's IPIP mode: `NODE-BLOCK via NODE dev tunl0 proto bird onlink`):
+        the packet is wrapped in an IPv4 header (protocol 4) addressed to the route's
+        gateway, the outer packet is routed over the underlay, and the receiving node's
+        IP-in-IP device unwraps it and routes the inner packet as arriving on itself.
+
+        podpath does not collect a tunnel's own endpoints (`ip tunnel show`): tunl0, the
+        fallback device Calico uses, has none, so the route's gateway is the remote end;
+        a route without one is left uncertain.
+        """
+        node = self.hostname(flow.node)
+        if gateway is None:
+            return self.unsure(
+                flow,
+                f"{device.name}: an IP-in-IP route without a gateway sends to the tunnel's "
+                "own remote end, which podpath does not collect",
+            )
+        hop = Hop(
+            "ipip",
+            node,
+            f"ipip {device.name}: encapsulate in IPv4 (protocol 4) to {gateway}",
+            (f"{device.name} is NOARP: no neighbour lookup on it; MTU {device.mtu}",),
+            (),
+            {"dev": device.name, "remote": gateway},
+        )
+        flow = flow.add(hop)
+        outer = replace(flow, packet=Packet(None, gateway, "ipencap"))
+        routed = self.route(outer, note="underlay route of the encapsulated packet")
+        if routed is None:
+            return self.unsure(flow, "namespace vanished")
+        decision, rhop = routed
+        flow = flow.add(rhop)
+        if decision.type in DROP_TYPES or decision.type == "none":
+            return self.no_route(flow, decision)
+        underlay = self.indexes[flow.node].link(flow.netns, decision.dev)
+        owner = self._owners.get(gateway)
+        if owner is None or owner[0] == flow.node:
+            return self.leaves(flow, underlay, decision.gateway or gateway, f"IPIP peer {gateway}")
+        target, _link = owner
+        leave = self.leave_hop(flow, underlay, decision.gateway or gateway, target)
+        receiver = self._ipip_device(target)
+        if receiver is None:
+            return self.unsure(
+                flow.add(leave),
+                f"node {self.hostname(target)} has no IP-in-IP device (tunl0) to unwrap "
+                "protocol 4: the kernel would answer protocol unreachable",
+            )
+        dec = Hop(
+            "ipip",
+            self.hostname(target),
+            f"ipip {receiver.name}: decapsulate on {self.hostname(target)} (from {node})",
+            (),
+            (),
+            {"dev": receiver.name, "remote": gateway, "decap": True},
+        )
+        moved = replace(
+            flow.add(leave, dec),
+            node=target,
+            netns=receiver.netns,
+            packet=flow.packet.with_(mark=0),
+        )
+        return self.receive(moved, receiver)
+
+    def _ipip_device(self, node: int) -> Link | None:
+        """The device that unwraps IP in IP on a node: tunl0 (the fallback device every
+        unmatched protocol-4 packet reaches), else its only IP-in-IP device."""
+        root = self.indexes[node].root_netns
+        if root is None:
+            return None
+        found = [lk for lk in root.links if lk.kind == "ipip"]
+        named = [lk for lk in found if lk.name == "tunl0"]
+        return (named or found)[0] if len(named) == 1 or len(found) == 1 else None
 
     def _vxlan_device(self, node: int, vni: int | None, remote: str | None = None) -> Link | None:
         """The device that decapsulates: same VNI, and bound to the VTEP address the packet

@@ -18,6 +18,7 @@ HOP_KINDS = (
     "netfilter",
     "nat",
     "vxlan",
+    "ipip",
     "conntrack",
     "deliver",
     "drop",
