@@ -942,24 +942,12 @@ class Engine:
         flow = flow.add(hop)
         if remote is None:
             return self.drop(flow, f"no remote VTEP for {mac} on {device.name}", "vxlan")
-        outer = replace(
-            flow,
-            packet=Packet(vx.local if vx else None, remote, "udp", None, vx.port if vx else 4789),
-        )
-        routed = self.route(outer, note="underlay route of the encapsulated packet")
-        if routed is None:
-            return self.unsure(flow, "namespace vanished")
-        decision, rhop = routed
-        flow = flow.add(rhop)
-        if decision.type in DROP_TYPES or decision.type == "none":
-            return self.no_route(flow, decision)
-        underlay = self.indexes[flow.node].link(flow.netns, decision.dev)
-        owner = self._owners.get(remote)
-        if owner is None or owner[0] == flow.node:
-            return self.leaves(flow, underlay, decision.gateway or remote, f"VTEP {remote}")
-        target, _link = owner
+        outer = Packet(vx.local if vx else None, remote, "udp", None, vx.port if vx else 4789)
+        crossed = self._underlay(flow, outer, f"VTEP {remote}")
+        if isinstance(crossed, list):
+            return crossed
+        flow, target, leave = crossed
         remote_dev = self._vxlan_device(target, vni, remote)
-        leave = self.leave_hop(flow, underlay, decision.gateway or remote, target)
         if remote_dev is None:
             return self.unsure(
                 flow.add(leave), f"node {self.hostname(target)} has no VXLAN device with VNI {vni}"
@@ -1013,20 +1001,10 @@ class Engine:
             {"dev": device.name, "remote": gateway},
         )
         flow = flow.add(hop)
-        outer = replace(flow, packet=Packet(None, gateway, "ipencap"))
-        routed = self.route(outer, note="underlay route of the encapsulated packet")
-        if routed is None:
-            return self.unsure(flow, "namespace vanished")
-        decision, rhop = routed
-        flow = flow.add(rhop)
-        if decision.type in DROP_TYPES or decision.type == "none":
-            return self.no_route(flow, decision)
-        underlay = self.indexes[flow.node].link(flow.netns, decision.dev)
-        owner = self._owners.get(gateway)
-        if owner is None or owner[0] == flow.node:
-            return self.leaves(flow, underlay, decision.gateway or gateway, f"IPIP peer {gateway}")
-        target, _link = owner
-        leave = self.leave_hop(flow, underlay, decision.gateway or gateway, target)
+        crossed = self._underlay(flow, Packet(None, gateway, "ipencap"), f"IPIP peer {gateway}")
+        if isinstance(crossed, list):
+            return crossed
+        flow, target, leave = crossed
         receiver = self._ipip_device(target)
         if receiver is None:
             return self.unsure(
@@ -1049,6 +1027,30 @@ class Engine:
             packet=flow.packet.with_(mark=0),
         )
         return self.receive(moved, receiver)
+
+    def _underlay(
+        self, flow: Flow, outer: Packet, what: str
+    ) -> tuple[Flow, int, Hop] | list[Branch]:
+        """An encapsulated packet routed over the node's underlay toward the tunnel's far
+        end (`outer.dst`: a VTEP, an IPIP peer): the flow with that route, the loaded node
+        that owns the far end and the hop leaving for it; or the branches where it ends
+        (no route, a far end no loaded snapshot holds)."""
+        routed = self.route(
+            replace(flow, packet=outer), note="underlay route of the encapsulated packet"
+        )
+        if routed is None:
+            return self.unsure(flow, "namespace vanished")
+        decision, rhop = routed
+        flow = flow.add(rhop)
+        if decision.type in DROP_TYPES or decision.type == "none":
+            return self.no_route(flow, decision)
+        underlay = self.indexes[flow.node].link(flow.netns, decision.dev)
+        nexthop = decision.gateway or outer.dst
+        owner = self._owners.get(outer.dst)
+        if owner is None or owner[0] == flow.node:
+            return self.leaves(flow, underlay, nexthop, what)
+        target, _link = owner
+        return flow, target, self.leave_hop(flow, underlay, nexthop, target)
 
     def _ipip_device(self, node: int) -> Link | None:
         """The device that unwraps IP in IP on a node: tunl0 (the fallback device every
