@@ -724,10 +724,7 @@ class Engine:
             # the node that holds the next hop's address, on that address's device.
             target, arrive = owner
             hop = self.leave_hop(flow, link, nexthop, target)
-            moved = replace(
-                flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0)
-            )
-            return self.receive(moved, arrive)
+            return self.arrive(flow.add(hop), target, arrive)
         if peer is None:
             return self.unsure(flow, f"the peer of veth {link.name} is not in the snapshot")
         moved = self.cross_veth(flow, link, peer)
@@ -967,13 +964,7 @@ class Engine:
                 "decap": True,
             },
         )
-        moved = replace(
-            flow.add(leave, dec),
-            node=target,
-            netns=remote_dev.netns,
-            packet=flow.packet.with_(mark=0),
-        )
-        return self.receive(moved, remote_dev)
+        return self.arrive(flow.add(leave, dec), target, remote_dev)
 
     def ipip(self, flow: Flow, device: Link, gateway: str | None) -> list[Branch]:
         """IP in IP (Calico's IPIP mode: `NODE-BLOCK via NODE dev tunl0 proto bird onlink`):
@@ -1020,13 +1011,13 @@ class Engine:
             (),
             {"dev": receiver.name, "remote": gateway, "decap": True},
         )
-        moved = replace(
-            flow.add(leave, dec),
-            node=target,
-            netns=receiver.netns,
-            packet=flow.packet.with_(mark=0),
-        )
-        return self.receive(moved, receiver)
+        return self.arrive(flow.add(leave, dec), target, receiver)
+
+    def arrive(self, flow: Flow, node: int, device: Link) -> list[Branch]:
+        """The packet received by another node's device (its mark cleared: the skb crossed
+        a wire, or was unwrapped from a tunnel)."""
+        moved = replace(flow, node=node, netns=device.netns, packet=flow.packet.with_(mark=0))
+        return self.receive(moved, device)
 
     def _underlay(
         self, flow: Flow, outer: Packet, what: str
@@ -1136,10 +1127,7 @@ class Engine:
             target, arrive, assumption = beyond
             flow = replace(flow, uncertain=flow.uncertain + (assumption,))
         hop = self.leave_hop(flow, link, nexthop, target, through_router)
-        moved = replace(
-            flow.add(hop), node=target, netns=arrive.netns, packet=flow.packet.with_(mark=0)
-        )
-        return self.receive(moved, arrive)
+        return self.arrive(flow.add(hop), target, arrive)
 
     def _beyond(self, flow: Flow) -> tuple[int, Link, str] | None:
         """Where a packet sent toward a router outside the snapshots would land, as an assumption.
