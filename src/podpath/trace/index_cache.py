@@ -191,7 +191,7 @@ def _packed(nft: NftIndex) -> NftIndex:
     chains = PackedChains.of(nft.chains, nft.rules)
     sets = {key: PackedNftSet.of(s) for key, s in nft.sets.items()}
     set_index = {
-        key: _SetIndex(PackedBuckets.of(found.exact), found.other)
+        key: _SetIndex(PackedBuckets.of(found.exact), found.other, found.parts)
         for key, found in nft._set_index.items()
     }
     names = nft.service_names

@@ -37,6 +37,7 @@ from podpath.trace.netfilter import NfEnv, NfOutcome, WalkState, split_addr_port
 from podpath.trace.nft_values import (
     NoMatch,
     Unknown,
+    Unread,
     Value,
     Where,
     check_knowable,
@@ -90,6 +91,11 @@ class _SetIndex:
     # Elements by their key's normal form; in a cached index, read a bucket at a time.
     exact: Mapping[tuple[str, ...], NftElement] = field(default_factory=dict)
     other: list[NftElement] = field(default_factory=list)  # prefixes, ranges, wildcards
+    # The normal forms found at each position of the exact keys: a lookup with a part it
+    # cannot read (ICMP at `daddr . l4proto . th dport`) scans `exact` only when every
+    # part it read is found at its position (kube-proxy's protocols are tcp, udp, sctp),
+    # instead of unpacking a cached 10k-element map for each ping.
+    parts: tuple[frozenset[str], ...] = ()
 
 
 @dataclass
@@ -152,7 +158,18 @@ def _index_set(s: NftSet) -> _SetIndex:
             other.append(e)
         else:
             exact.setdefault(tuple(normal_key(k) for k in e.key), e)
-    return _SetIndex(exact, other)
+    width = max((len(k) for k in exact), default=0)
+    parts = tuple(frozenset(k[i] for k in exact if len(k) > i) for i in range(width))
+    return _SetIndex(exact, other, parts)
+
+
+def _may_agree(parts: tuple[frozenset[str], ...], values: tuple[Value | Unread, ...]) -> bool:
+    """Whether some exact key could equal every part of `values` that was read."""
+    return all(
+        i < len(parts) and normal(v) in parts[i]
+        for i, v in enumerate(values)
+        if not isinstance(v, Unread)
+    )
 
 
 _CACHE: dict[int, tuple[object, NftIndex]] = {}
@@ -472,7 +489,8 @@ class NftWalker:
         if has_unread(values):
             # No exact key to look up: each element is compared on the parts read, and
             # one agreeing on all of them leaves the lookup undecided (Unknown).
-            for el in (*idx.exact.values(), *idx.other):
+            exact = list(idx.exact.values()) if _may_agree(idx.parts, values) else []
+            for el in exact + idx.other:
                 if key_matches(values, el.key):
                     return el
             return None
