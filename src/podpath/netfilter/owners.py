@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _KP_COMMENT = re.compile(
     r"^(?P<ns>[a-z0-9][-a-z0-9.]*)/(?P<name>[a-z0-9][-a-z0-9.]*)(?::(?P<port>[-a-z0-9.]*))?"
@@ -123,6 +124,9 @@ class Owner:
         return f"{label} ({self.agent})" if self.agent and self.agent != what else label
 
 
+# Asked for every rule a trace walks: the doctor's 31 traces at 10k Services asked 8,004
+# times about ~1,800 rules. A pure function of strings; the cache is bounded.
+@lru_cache(maxsize=16384)
 def iptables_owner(
     table: str, chain: str, comments: tuple[str, ...], target: str | None = None
 ) -> Owner:

@@ -35,7 +35,7 @@ def iptables_stages(backend: str, ruleset: Ruleset, hook: str) -> list[Stage]:
     """The stages one iptables dump registers at a hook."""
     out: list[Stage] = []
     for table, priority in TABLE_PRIORITY[hook].items():
-        if table not in ruleset.tables or ruleset.chain(table, hook) is None:
+        if table not in ruleset.tables or not ruleset.has_chain(table, hook):
             continue
 
         def run(packet: Packet, env: NfEnv, prob: float, table: str = table) -> list[NfOutcome]:

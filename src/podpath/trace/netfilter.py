@@ -244,8 +244,7 @@ class _Walker:
         return Hop("netfilter", self.env.hostname, text, details, (), data)
 
     def walk(self, packet: Packet, probability: float) -> list[NfOutcome]:
-        chain = self.ruleset.chain(self.table, self.start)
-        if chain is None:
+        if not self.ruleset.has_chain(self.table, self.start):
             return [NfOutcome(probability, "ACCEPT", packet)]
         start = WalkState(packet, probability, (), (), (), ((self.start, 0),))
         return walk_states(start, self._step, self._end, "chain walk")
@@ -367,7 +366,7 @@ class _Walker:
         step_hop = self.hop(rule, f"{label}: -> {name}", details, **extra)
         with_hop = replace(state, hops=state.hops + (step_hop,))
         if target.kind == "jump" or target.kind == "goto":
-            if self.ruleset.chain(self.table, name) is None:
+            if not self.ruleset.has_chain(self.table, name):
                 note = f"{label} jumps to {name}, which is not in the dump"
                 return [replace(with_hop, uncertain=with_hop.uncertain + (note,))]
             if target.kind == "jump":
