@@ -119,6 +119,30 @@ class WalkState:
             self.on_behalf,
         )
 
+    def plus_hop(self, hop: Hop) -> WalkState:
+        """This state with one more hop (each rule a walk takes; built directly)."""
+        return WalkState(
+            self.packet,
+            self.probability,
+            (*self.hops, hop),
+            self.nat,
+            self.uncertain,
+            self.stack,
+            self.on_behalf,
+        )
+
+    def in_stack(self, stack: tuple[tuple[str, int], ...]) -> WalkState:
+        """This state in another chain stack (each jump and return; built directly)."""
+        return WalkState(
+            self.packet,
+            self.probability,
+            self.hops,
+            self.nat,
+            self.uncertain,
+            stack,
+            self.on_behalf,
+        )
+
 
 def walk_states(
     start: WalkState,
@@ -299,7 +323,7 @@ class _Walker:
                 (rule.text, *result.notes),
                 taken=False,
             )
-            return [replace(here, hops=here.hops + (miss,))]
+            return [here.plus_hop(miss)]
         if result.probability >= 1.0:
             return self._apply(here, rule, done, None, result.notes)
         p = result.probability
@@ -321,7 +345,7 @@ class _Walker:
 
     def _chain_end(self, state: WalkState, done: list[NfOutcome]) -> list[WalkState]:
         if len(state.stack) > 1:
-            return [replace(state, stack=state.stack[:-1])]
+            return [state.in_stack(state.stack[:-1])]
         header = self.ruleset.chain(self.table, self.start)
         # A walk started in a user chain ends like a RETURN to the hook: ACCEPT unless told otherwise.
         policy = (header.policy if header else None) or "ACCEPT"
@@ -364,19 +388,19 @@ class _Walker:
             return [state]  # a counting rule
         name = target.name
         step_hop = self.hop(rule, f"{label}: -> {name}", details, **extra)
-        with_hop = replace(state, hops=state.hops + (step_hop,))
+        with_hop = state.plus_hop(step_hop)
         if target.kind == "jump" or target.kind == "goto":
             if not self.ruleset.has_chain(self.table, name):
                 note = f"{label} jumps to {name}, which is not in the dump"
                 return [replace(with_hop, uncertain=with_hop.uncertain + (note,))]
             if target.kind == "jump":
-                return [replace(with_hop, stack=with_hop.stack + ((name, 0),))]
+                return [with_hop.in_stack((*with_hop.stack, (name, 0)))]
             # A goto replaces the current chain: its RETURN goes back to our caller.
             base = with_hop.stack[:-1] if len(with_hop.stack) > 1 else ()
             if not base:
                 # goto from the built-in chain: remember the built-in for its policy.
-                return [replace(with_hop, stack=((self.start, 10**9), (name, 0)))]
-            return [replace(with_hop, stack=base + ((name, 0),))]
+                return [with_hop.in_stack(((self.start, 10**9), (name, 0)))]
+            return [with_hop.in_stack((*base, (name, 0)))]
         if name == "ACCEPT":
             done.append(self._end(with_hop, "ACCEPT", f"accepted by {label}"))
             return []
@@ -388,7 +412,7 @@ class _Walker:
             done.append(self._end(with_hop, "REJECT", f"rejected ({how}) by {label}: {rule.text}"))
             return []
         if name == "RETURN":
-            return self._chain_end(replace(with_hop, stack=with_hop.stack), done)
+            return self._chain_end(with_hop, done)
         if name == "MARK":
             new = _new_mark(target.options, state.packet.mark)
             if new is None:
