@@ -79,6 +79,12 @@ class _Root:
     names: dict[int, str]
     by_dev: dict[int, list[Route]]
     by_address: dict[str, list[Route]]
+    # Per interface: its netconf, qdiscs and tc filters, each without the ifindex.
+    extras: dict[int | None, tuple[list[tuple[object, ...]], ...]]
+
+
+# The root namespace's per-interface lists a pod's host side is compared by.
+_EXTRAS = ("netconf", "qdiscs", "tc_filters")
 
 
 def _root(ns: NetNamespace) -> _Root:
@@ -88,7 +94,23 @@ def _root(ns: NetNamespace) -> _Root:
         if route.dev is not None:
             by_dev.setdefault(route.dev, []).append(route)
         by_address.setdefault(route.dst.partition("/")[0], []).append(route)
-    return _Root({link.ifindex: link.name for link in ns.links}, by_dev, by_address)
+    extras: dict[int | None, tuple[list[tuple[object, ...]], ...]] = {}
+    for i, name in enumerate(_EXTRAS):
+        for item in getattr(ns, name, ()):
+            lists = extras.setdefault(getattr(item, "ifindex", None), ([], [], []))
+            lists[i].append(
+                tuple(getattr(item, f.name) for f in fields(item) if f.name != "ifindex")
+            )
+    names = {link.ifindex: link.name for link in ns.links}
+    return _Root(names, by_dev, by_address, extras)
+
+
+def _root_index(roots: dict[int, _Root], root: NetNamespace) -> _Root:
+    """The root namespace's index, built for its first pod."""
+    seen = roots.get(root.inode)
+    if seen is None:
+        seen = roots[root.inode] = _root(root)
+    return seen
 
 
 def position(
@@ -113,12 +135,13 @@ def position(
             return ("single", pod.namespace, pod.name, pod.netns_inode)
         root = index.netns_by_inode.get(peer.netns)
         master = index.link(peer.netns, peer.master)
+        roots = {} if roots is None else roots
         host_side = (
             peer.netns,
             master.name if master is not None else None,
             _link_shape(peer, own, with_name=False),
-            _host_side_extras(root, peer) if root is not None else (),
-            _root_shape(index, peer, own, {} if roots is None else roots),
+            _host_side_extras(_root_index(roots, root), peer) if root is not None else (),
+            _root_shape(index, peer, own, roots),
         )
     return ("pod", inside, host_side)
 
@@ -137,19 +160,10 @@ def _link_shape(link: Link, own: frozenset[str], *, with_name: bool = True) -> t
     )
 
 
-def _host_side_extras(root: NetNamespace, peer: Link) -> tuple[object, ...]:
-    """Per-interface sysctls and tc programs of the host side, where the snapshot has them."""
-    extras: list[object] = []
-    for name in ("netconf", "qdiscs", "tc_filters"):
-        items = getattr(root, name, ())
-        extras.append(
-            tuple(
-                tuple(getattr(item, f.name) for f in fields(item) if f.name != "ifindex")
-                for item in items
-                if getattr(item, "ifindex", None) == peer.ifindex
-            )
-        )
-    return tuple(extras)
+def _host_side_extras(root: _Root, peer: Link) -> tuple[object, ...]:
+    """Per-interface sysctls and tc programs of the host side, where the snapshot has them
+    (indexed by interface once: each pod looked through every interface's)."""
+    return tuple(tuple(found) for found in root.extras.get(peer.ifindex, ([], [], [])))
 
 
 def _namespace_shape(ns: NetNamespace, own: frozenset[str]) -> tuple[object, ...]:
@@ -221,9 +235,7 @@ def _root_shape(
     root = index.netns_by_inode.get(peer.netns)
     if root is None:
         return ()
-    seen = roots.get(root.inode)
-    if seen is None:
-        seen = roots[root.inode] = _root(root)
+    seen = _root_index(roots, root)
     names = dict(seen.names)
     if peer.ifindex in names:
         names[peer.ifindex] = "<veth>"
