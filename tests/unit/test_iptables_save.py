@@ -10,11 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from podpath.netfilter.iptables_save import (
+    _DISPATCH_LINE as _DISPATCH_FAST,
+)
+from podpath.netfilter.iptables_save import (
     FORMAT_ERROR,
     FORMAT_FRAGMENT,
     FORMAT_LISTING,
     FORMAT_SAVE,
     FORMAT_SPEC,
+    _dispatch_key,
+    _dispatch_key_tokens,
     _parse_rule_fast,
     _parse_rule_tokens,
     count_rules,
@@ -312,6 +317,61 @@ def test_dispatch_indexes_exact_destinations() -> None:
     assert dispatch.candidates("172.30.0.42", "udp", 80) == (nodeports,)
     assert dispatch.candidates("1.2.3.4", "TCP", 80) == (4, nodeports)
     assert dispatch.candidates("9.9.9.9", "tcp", 80) == (nodeports,)
+
+
+def test_dispatch_key_fast_match_agrees_with_tokens_on_fixtures() -> None:
+    """The one-match dispatch key is the token loop's on every real-world rule line, and
+    reads kube-proxy's own ClusterIP lines (the point of it)."""
+    matched = 0
+    for path in IPTABLES:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        for line in text.splitlines():
+            line = line.partition("] ")[2] if line.startswith("[") else line
+            if not line.startswith("-A "):
+                continue
+            assert _dispatch_key(line) == _dispatch_key_tokens(line), line
+            matched += _DISPATCH_FAST.match(line) is not None
+    assert matched
+    # kube-proxy's ClusterIP lines as iptables-save prints them: every one read by the match.
+    lines = [line for line in kube_proxy_dump(20).splitlines() if line.startswith("-A KUBE-SERV")]
+    assert len(lines) == 20
+    for line in lines:
+        assert _DISPATCH_FAST.match(line) is not None
+        assert _dispatch_key(line) == _dispatch_key_tokens(line)
+
+
+_SOURCES = st.sampled_from(["", " -s 10.244.0.0/16", " ! -s 10.244.0.0/16", " -s 10.0.0.5/32"])
+_DESTS = st.sampled_from(
+    ["", " -d 10.96.0.1/32", " -d 10.96.0.1", " ! -d 10.96.0.1/32", " -d 10.0.0.0/8",
+     " -d fd00::0:1/128", " -d fd00::/32", " -d 10.96.0.1/255.255.255.255"]
+)  # fmt: skip
+_PROTOS = st.sampled_from(["", " -p tcp", " -p udp", " -p 6", " ! -p tcp", " -p TCP", " -p icmp"])
+_COMMENTS = st.sampled_from(
+    ["", ' -m comment --comment "ns/svc:http cluster IP"', " -m comment --comment plain",
+     ' -m comment --comment "say \\"hi\\""', ' -m comment --comment "-j X --dport 9"',
+     " -m comment --comment -j"]
+)  # fmt: skip
+_PORTS = st.sampled_from(
+    ["", " -m tcp --dport 80", " -m udp --dport 53", " -m tcp ! --dport 80",
+     " -m tcp --dport 80:90", " -m multiport --dports 80,443", " --dport 8080"]
+)  # fmt: skip
+_TARGETS = st.sampled_from(
+    [" -j KUBE-SVC-X", " -j DNAT --to-destination 10.0.0.1:80", ' -j LOG --log-prefix "a\\"b"',
+     " -g X", ""]
+)  # fmt: skip
+
+
+@given(
+    st.sampled_from(["KUBE-SERVICES", "-d", "X"]), _SOURCES, _DESTS, _PROTOS, _COMMENTS, _PORTS,
+    _TARGETS,
+)  # fmt: skip
+def test_dispatch_key_fast_match_agrees_with_tokens(
+    chain: str, src: str, dst: str, proto: str, comment: str, port: str, target: str
+) -> None:
+    """Any mix of the options the fast match reads, and of ones it must leave to the
+    token loop (negations, masks, numbers, escapes, a `-j` inside a comment), keys alike."""
+    line = f"-A {chain}{src}{dst}{proto}{comment}{port}{target}"
+    assert _dispatch_key(line) == _dispatch_key_tokens(line)
 
 
 def test_dispatch_sends_negated_and_masked_destinations_to_fallback() -> None:

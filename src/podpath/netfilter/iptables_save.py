@@ -505,8 +505,33 @@ def _normalize_ip(text: str) -> str:
         return text
 
 
+# A rule line whose options before its target are only the ones kube-proxy writes for a
+# ClusterIP, external IP or NodePort rule, in iptables-save's order, none negated, the
+# comment quoted without escapes: its dispatch key is read by this one match. Any other
+# line goes through `_dispatch_key_tokens`, which gives the same key for these
+# (a tested property); 10k KUBE-SERVICES lines took ~0.1 s through it alone.
+_DISPATCH_LINE = re.compile(
+    r"-A [^ !-][^ ]*"
+    r"(?: -s [0-9A-Fa-f.:/]+)?"
+    r" -d ([0-9A-Fa-f.:]+)(?:/(?:32|128))?"
+    r"(?: -p (tcp|udp|sctp))?"
+    r'(?: -m comment --comment "[^"\\]*")?'
+    r"(?: -m (?:tcp|udp|sctp) --dport ([0-9]+))?"
+    r" -j "
+)
+
+
 def _dispatch_key(line: str) -> tuple[str, str | None, int | None] | None:
     """The (dst, proto, dport) a rule line needs, or None when it cannot be indexed."""
+    fast = _DISPATCH_LINE.match(line)
+    if fast is None:
+        return _dispatch_key_tokens(line)
+    addr, proto, dport = fast.groups()
+    return (_normalize_ip(addr), proto, int(dport) if proto is not None and dport else None)
+
+
+def _dispatch_key_tokens(line: str) -> tuple[str, str | None, int | None] | None:
+    """`_dispatch_key` of any line, from its tokens up to the target."""
     if "\\" not in line and line.count('"') % 2 == 0:
         # Quoted values (comments) never hold the address, protocol or port: drop them
         # and split, 5x faster than the tokenizer.
