@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.sockets import Packet as SocketLookup
-from podpath.analysis.sockets import containers_by_pid, local_endpoint, receivers
+from podpath.analysis.sockets import local_endpoint, receivers
 from podpath.snapshot.model import Container, Link, Pod, Socket
 from podpath.trace.model import Hop, JsonValue, Packet
 from podpath.trace.probe import hostport
@@ -47,7 +47,7 @@ def deliver(
         data["listening"] = None
         data["listeners"] = None
     elif found is not None:
-        by_pid = containers_by_pid(index.snapshot.pods)
+        by_pid = index.containers_by_pid
         owners = [_owners(by_pid, sock) for sock in found]
         data["listening"] = bool(found)
         data["listeners"] = [_listener_json(s, o) for s, o in zip(found, owners, strict=True)]

@@ -75,6 +75,7 @@ _LEFT_OUT = frozenset(
         "pods_by_name",
         "pods_by_netns",
         "processes_by_pid",
+        "containers_by_pid",
     }
 )
 

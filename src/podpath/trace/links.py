@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.ns_tables import ns_tables
 from podpath.snapshot.model import FdbEntry, Link, Neighbour, NetNamespace
 from podpath.trace import sysctls
 from podpath.trace.routing import RouteDecision, lookup, validate_source
@@ -294,10 +295,9 @@ def _ndp_answer(
 
 def fdb_port(ns: NetNamespace, bridge: Link, mac: str) -> FdbEntry | None:
     """The bridge FDB entry (a port) for a MAC, if the bridge has learned or been told it."""
-    ports = {link.ifindex for link in ns.links if link.master == bridge.ifindex}
-    for entry in ns.fdb:
-        if entry.mac.lower() != mac.lower():
-            continue
+    tables = ns_tables(ns)
+    ports = {link.ifindex for link in tables.ports.get(bridge.ifindex, ())}
+    for entry in tables.fdb.get(mac.lower(), ()):
         if entry.master == bridge.ifindex or (entry.ifindex in ports and "self" not in entry.flags):
             return entry
     return None

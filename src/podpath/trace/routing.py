@@ -14,6 +14,7 @@ import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 
+from podpath.analysis.ns_tables import network, ns_tables
 from podpath.snapshot.model import Address, Link, NetNamespace, Route, Rule
 
 TABLE_NAMES = {255: "local", 254: "main", 253: "default"}
@@ -50,17 +51,6 @@ class RouteDecision:
     def matched(self) -> str | None:
         """The matched prefix, e.g. 10.244.1.0/24."""
         return self.route.dst if self.route else None
-
-
-@lru_cache(maxsize=65536)
-def network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    """A parsed network (cached: the same prefixes are tested on every lookup)."""
-    if cidr == "default":
-        cidr = "0.0.0.0/0"
-    try:
-        return ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        return None
 
 
 @lru_cache(maxsize=65536)
@@ -310,16 +300,13 @@ def longest_prefix(ns: NetNamespace, table: int, dst: str) -> tuple[Route | None
     ip = address(dst)
     if ip is None:
         return None, []
-    matching: list[tuple[int, int, Route]] = []
-    for route in ns.routes:
-        if route.table != table:
-            continue
-        net = network(route.dst)
-        if net is None or net.version != ip.version or ip not in net:
-            continue
-        matching.append((-net.prefixlen, route.metric or 0, route))
-    matching.sort(key=lambda t: (t[0], t[1]))
-    routes = [r for _, _, r in matching]
+    value = int(ip)
+    routes: list[Route] = []
+    for _length, mask, networks in ns_tables(ns).routes.get((table, ip.version), ()):
+        same = networks.get(value & mask)
+        if same:
+            # Among equal prefixes the lowest metric first, else in route order.
+            routes.extend(sorted(same, key=lambda r: r.metric or 0))
     return (routes[0] if routes else None), routes
 
 
@@ -343,7 +330,7 @@ def lookup(
     assumed: list[str] = []
     rules = _rules(ns, family)
     by_priority = {r.priority: r for r in rules}
-    vrf = any(link.kind == "vrf" for link in ns.links)
+    vrf = ns_tables(ns).vrf
     i = 0
     while i < len(rules):
         rule = rules[i]
@@ -659,7 +646,7 @@ def validate_source(
     reversed selectors when a rule needs them (see `reverse_selectors`). `mark` is the one
     the lookup uses: the packet's with src_valid_mark, else 0 (the caller decides).
     """
-    local = any(a.address == src for link in ns.links for a in link.addresses)
+    local = src in ns_tables(ns).addresses
     if not mode and accept_local:
         # fib_validate_source(): accept_local skips the own-address test.
         return SourceCheck(True, "rp_filter is off; accept_local=1 takes own addresses", mode)

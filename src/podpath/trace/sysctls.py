@@ -11,6 +11,7 @@ dump; a snapshot without one (older, or a gap) falls back to the node facts read
 
 from __future__ import annotations
 
+from podpath.analysis.ns_tables import ns_tables
 from podpath.snapshot.model import Link, NetConf, NetNamespace, NodeFacts
 
 ALL = -1
@@ -20,10 +21,7 @@ RP_FILTER_MODES = {0: "off", 1: "strict", 2: "loose"}
 
 def netconf(ns: NetNamespace, family: int, ifindex: int) -> NetConf | None:
     """The netconf entry of one interface (or ALL / DEFAULT) in one family, if collected."""
-    for conf in ns.netconf:
-        if conf.family == family and conf.ifindex == ifindex:
-            return conf
-    return None
+    return ns_tables(ns).netconf.get((family, ifindex))
 
 
 def rp_filter(ns: NetNamespace, link: Link, facts: NodeFacts | None = None) -> int | None:
