@@ -20,6 +20,7 @@ import pytest
 from netlink_fakes import Request, ScriptedKernel, done, error, msg, nla
 
 from podpath.collectors.netfilter import (
+    _joined,
     merge_nft_documents,
     native_tables,
     with_family_keywords,
@@ -344,6 +345,32 @@ def test_merge_keeps_each_body_as_written_between_its_brackets() -> None:
     assert merge_nft_documents([first, second, third]) == (
         '{"nftables": [' + meta + ', {"table": {"name": "a]b"}} , {"chain": {"name": "c"}}]}'
     )
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        '{"nftables": [{"table": {"name": "k"}}, {"chain": {"name": "c"}}]}',
+        '{"nftables": [{"table": {"name": "k"}}]}',
+        # Not the reader's shape: joined as before.
+        '{"nftables": [ {"table": {"name": "k"}}]}',
+        '{"nftables": [{"table": {"name": "k"}},]}',
+        '{"nftables": [{"table": {"name": "k"}}]}\n',
+        '{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"name": "k"}}]}',
+        '{"nftables": []}',
+    ],
+)
+@pytest.mark.parametrize(
+    "head",
+    [
+        ['{"nftables": [{"metainfo": {"version": "1.0.6"}}]}'],
+        ['{"nftables": []}'],
+        ['{"nftables": [{"metainfo": {"version": "1.0.6"}}]}', '{"nftables": [{"table": {}}]}'],
+    ],
+)
+def test_a_reader_document_spliced_last_is_the_joined_text(head: list[str], last: str) -> None:
+    """The netlink reader's document, copied once by a replace, gives _joined's text."""
+    assert merge_nft_documents([*head, last]) == _joined([*head, last])
 
 
 def test_merge_rejects_text_that_is_not_nft_json() -> None:
