@@ -264,9 +264,16 @@ class CommandRunner:
         return _execute(program, (str(own), *args), self, ev, subject)
 
     def run_module(
-        self, module: str, args: Sequence[str], cancel: threading.Event | None = None
+        self,
+        module: str,
+        args: Sequence[str],
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
     ) -> CommandResult:
-        """Run one of podpath's OWN_MODULES in a fresh interpreter, with run()'s bounds."""
+        """Run one of podpath's OWN_MODULES in a fresh interpreter, with run()'s bounds.
+
+        `timeout` replaces the runner's own bound for this run.
+        """
         subject = " ".join(("python -m", module, *args))
         argv = (sys.executable, "-m", module, *args)
         if module not in OWN_MODULES:
@@ -280,8 +287,9 @@ class CommandRunner:
         # resolved: an editable install's package is a tree of links into the source).
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(podpath.__file__)))
         env = {**self.env, "PYTHONPATH": package_parent}
+        bounds = replace(self, env=env, timeout=self.timeout if timeout is None else timeout)
         ev = cancel if cancel is not None else threading.Event()
-        return _execute("python", argv, replace(self, env=env), ev, subject)
+        return _execute("python", argv, bounds, ev, subject)
 
     def start(
         self,
@@ -331,11 +339,15 @@ class CommandRunner:
         return _on_thread(lambda: self.run(program, argv, cancel), program)
 
     def submit_module(
-        self, module: str, args: Sequence[str], cancel: threading.Event | None = None
+        self,
+        module: str,
+        args: Sequence[str],
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
     ) -> Future[CommandResult]:
         """run_module on its own thread; a future for its result."""
         argv = tuple(args)
-        return _on_thread(lambda: self.run_module(module, argv, cancel), "python")
+        return _on_thread(lambda: self.run_module(module, argv, cancel, timeout), "python")
 
 
 # Commands run in sessions of their own (so a timeout kills what they spawned), out of

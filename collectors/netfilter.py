@@ -43,6 +43,12 @@ COMPAT_TABLES: dict[str, frozenset[str]] = {
 NETLINK_FAMILIES = frozenset({"ip", "ip6", "inet"})
 
 _NETLINK_READER = "podpath.collectors.nftables.listing"
+# The netlink reader's bound, in multiples of the runner's. nft, its fallback, asks the
+# kernel for the same sets' elements, the seconds of kernel time both pay at 10k
+# Services (benchmarks/analysis.md, "nftables mode"): a reader killed at the runner's
+# 20 s under heavy load had nft pay them all again. The reader has the time the two
+# had together, and one that runs out of it is a gap, not a second read.
+READER_BOUND_FACTOR = 2.0
 # nftables.listing's exit status for a table it leaves to nft (kept here: importing the
 # reader would load its decoders into every snapshot process).
 EXIT_NOT_READ = 3
@@ -197,7 +203,8 @@ def _start_table_read(
 ) -> Future[CommandResult]:
     """Read a native table over netlink where the reader handles its family, else by nft."""
     if family in NETLINK_FAMILIES and netlink_reader_enabled():
-        return runner.submit_module(_NETLINK_READER, (family, name), cancel)
+        bound = runner.timeout * READER_BOUND_FACTOR
+        return runner.submit_module(_NETLINK_READER, (family, name), cancel, bound)
     return runner.submit("nft", ("-j", "--", "list", "table", family, name), cancel)
 
 
@@ -323,12 +330,16 @@ def _native_documents(
     A table the netlink reader does not reproduce exactly as nft prints it (or a
     ruleset that changed during the read) is listed by nft instead: a slow picture
     is better than a wrong one. A reader that failed otherwise is worth a warning.
+    One that ran out of its bound is not listed again (READER_BOUND_FACTOR).
     """
     out: list[CommandResult] = []
     for (family, name), fut in side.native:
         result = fut.result()
         if result.program != "python" or result.ok:
             out.append(result)
+            continue
+        if result.timed_out:
+            out.append(_reader_timed_out(result, family, name))
             continue
         fallback = runner.run("nft", ("-j", "--", "list", "table", family, name), cancel)
         if result.returncode != EXIT_NOT_READ and not result.cancelled:
@@ -337,6 +348,17 @@ def _native_documents(
             fallback = replace(fallback, warnings=(note, *fallback.warnings))
         out.append(fallback)
     return out
+
+
+def _reader_timed_out(result: CommandResult, family: str, name: str) -> CommandResult:
+    """The reader's run, its gap saying which table ran out of time and why nft was not run."""
+    why = result.gap.reason if result.gap is not None else "timed out"
+    gap = Gap(
+        f"nft table {family} {name} over netlink",
+        f"{why}; not listed by nft, which reads the same sets from the kernel",
+        "timeout",
+    )
+    return replace(result, gap=gap)
 
 
 def _native_of(tables: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
@@ -373,13 +395,51 @@ def merge_nft_documents(documents: list[str]) -> str:
     """Splice several `nft -j` documents into one, keeping only the first metainfo.
 
     Done on the text: the native kube-proxy table alone is 33 MB at 10k Services and
-    json.loads of it takes 1-2.6 s, which the collector must not pay. Each body is
-    located by its offsets and copied once, into one join: the earlier chain of
-    group, slice, join and concatenations held up to five copies of the table at
-    once, the peak of a snapshot in nftables mode.
+    json.loads of it takes 1-2.6 s, which the collector must not pay. A last document
+    as the netlink reader writes it (the large one) is copied once, by one replace of
+    its opening; any other shape is joined from its body's offsets (`_joined`), which
+    copies each body twice, a slice and the join: 60 MB more at the peak of a snapshot
+    in nftables mode where the table was spliced that way.
     """
     if len(documents) == 1:
         return documents[0]
+    spliced = _spliced_into_last(documents)
+    return spliced if spliced is not None else _joined(documents)
+
+
+# How the netlink reader (nftables.listing) opens and closes its document: nothing
+# else, no whitespace, no metainfo, its items joined by ", ".
+_READER_OPEN = '{"nftables": ['
+_READER_CLOSE = "]}"
+
+
+def _spliced_into_last(documents: list[str]) -> str | None:
+    """`_joined(documents)` when the last one is in the reader's exact shape, else None.
+
+    The documents before it are joined as usual (nft's metainfo: small), and their
+    body is put in front of the last document's items with one `str.replace` of its
+    opening: the last body is copied once, into the result.
+    """
+    last = documents[-1]
+    body_start, body_end = len(_READER_OPEN), len(last) - len(_READER_CLOSE)
+    if not (
+        body_start < body_end
+        and last.startswith(_READER_OPEN)
+        and last.endswith(_READER_CLOSE)
+        and not last[body_start].isspace()
+        and not last[body_end - 1].isspace()
+        and last[body_end - 1] != ","
+        and _METAINFO_AT.match(last, body_start, body_end) is None
+    ):
+        return None
+    head = _joined(documents[:-1])
+    if head == _READER_OPEN + _READER_CLOSE:
+        return last  # nothing in front: the last body alone, as _joined writes it
+    return last.replace(_READER_OPEN, head[: -len(_READER_CLOSE)] + ", ", 1)
+
+
+def _joined(documents: list[str]) -> str:
+    """The documents' bodies, each located by its offsets, joined into one document."""
     pieces = ['{"nftables": [']
     for i, doc in enumerate(documents):
         match = _NFT_ENVELOPE.match(doc)

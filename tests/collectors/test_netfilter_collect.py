@@ -13,19 +13,25 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from netlink_fakes import Request, ScriptedKernel, done, error, msg, nla
 
+from podpath.collectors import netfilter
+from podpath.collectors.commands import CommandResult, CommandRunner
 from podpath.collectors.netfilter import (
+    _joined,
     merge_nft_documents,
     native_tables,
     with_family_keywords,
 )
 from podpath.collectors.netlink.wire import NetlinkError
 from podpath.collectors.nftables.netlink import NftSocket
+from podpath.snapshot.model import Gap
 
 TOOLS = ("unshare", "iptables-legacy", "iptables-nft", "nft", "conntrack")
 
@@ -346,6 +352,32 @@ def test_merge_keeps_each_body_as_written_between_its_brackets() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "last",
+    [
+        '{"nftables": [{"table": {"name": "k"}}, {"chain": {"name": "c"}}]}',
+        '{"nftables": [{"table": {"name": "k"}}]}',
+        # Not the reader's shape: joined as before.
+        '{"nftables": [ {"table": {"name": "k"}}]}',
+        '{"nftables": [{"table": {"name": "k"}},]}',
+        '{"nftables": [{"table": {"name": "k"}}]}\n',
+        '{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"name": "k"}}]}',
+        '{"nftables": []}',
+    ],
+)
+@pytest.mark.parametrize(
+    "head",
+    [
+        ['{"nftables": [{"metainfo": {"version": "1.0.6"}}]}'],
+        ['{"nftables": []}'],
+        ['{"nftables": [{"metainfo": {"version": "1.0.6"}}]}', '{"nftables": [{"table": {}}]}'],
+    ],
+)
+def test_a_reader_document_spliced_last_is_the_joined_text(head: list[str], last: str) -> None:
+    """The netlink reader's document, copied once by a replace, gives _joined's text."""
+    assert merge_nft_documents([*head, last]) == _joined([*head, last])
+
+
 def test_merge_rejects_text_that_is_not_nft_json() -> None:
     """Garbage from a tool is an error, not silently spliced."""
     with pytest.raises(ValueError):
@@ -421,3 +453,51 @@ def test_table_dump_is_decoded_and_unknown_families_are_left_to_nft() -> None:
     assert tables == [(2, "kube-proxy"), (10, "x"), (1, "filter")]
     assert with_family_keywords(tables) == (("ip", "kube-proxy"), ("ip6", "x"), ("inet", "filter"))
     assert with_family_keywords([(2, "a"), (99, "odd")]) is None
+
+
+class _NoNftRunner:
+    """A runner stand-in: records module submissions; running nft fails the test."""
+
+    timeout = 20.0
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, tuple[str, ...], float | None]] = []
+
+    def submit_module(
+        self, module: str, args: tuple[str, ...], cancel: object, timeout: float | None = None
+    ) -> Future[CommandResult]:
+        self.submitted.append((module, args, timeout))
+        return _done(CommandResult("python", ("python", "-m", module, *args), 0, "", "", 0.1))
+
+    def run(self, program: str, args: tuple[str, ...], cancel: object) -> CommandResult:
+        raise AssertionError(f"{program} {args} run after the reader timed out")
+
+
+def _done(result: CommandResult) -> Future[CommandResult]:
+    fut: Future[CommandResult] = Future()
+    fut.set_result(result)
+    return fut
+
+
+def test_the_reader_is_bounded_by_twice_the_runners_timeout() -> None:
+    """The netlink reader may take the time its read and nft's fallback had together."""
+    runner = _NoNftRunner()
+    netfilter._start_table_read(cast(CommandRunner, runner), "ip", "kube-proxy", threading.Event())
+    assert runner.submitted == [("podpath.collectors.nftables.listing", ("ip", "kube-proxy"), 40.0)]
+
+
+def test_a_reader_that_timed_out_is_a_gap_not_a_second_read_by_nft() -> None:
+    """nft would ask the kernel for the same sets again: the table is a timeout gap."""
+    argv = ("python", "-m", "podpath.collectors.nftables.listing", "ip", "kube-proxy")
+    timed_out = CommandResult(
+        "python", argv, -9, "", "", 40.0, timed_out=True,
+        gap=Gap(" ".join(argv), "timed out after 40 s", "timeout"),
+    )  # fmt: skip
+    side = netfilter._NftSide((), _done(timed_out), (), ((("ip", "kube-proxy"), _done(timed_out)),))
+    runner = cast(CommandRunner, _NoNftRunner())
+    [result] = netfilter._native_documents(side, runner, threading.Event())
+    assert result.gap == Gap(
+        "nft table ip kube-proxy over netlink",
+        "timed out after 40 s; not listed by nft, which reads the same sets from the kernel",
+        "timeout",
+    )

@@ -8,6 +8,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
+from podpath.cli import snapshot_file
 from podpath.cli.snapshot_file import Encoded, json_pieces, write_pieces
 from podpath.snapshot import codec
 from podpath.snapshot.model import (
@@ -71,14 +72,27 @@ def test_fields_encoded_ahead_give_the_same_text(
 
 
 def test_large_strings_are_written_apart_and_the_file_loads() -> None:
-    """Each large string is its own piece; the written file loads back unchanged."""
-    big = '"quoted" \x1b[31m \udcff ' * 70_000
+    """Large strings are escaped a slice at a time; the written file loads back unchanged."""
+    big = '"quoted" \x1b[31m \udcff ' * 150_000
     snapshot = _snapshot([big, "*filter\nCOMMIT\n"], "node-1")
     pieces = list(json_pieces(snapshot))
     assert codec.dumps(snapshot) == "".join(pieces)
-    # The rule text, the nft text and the conntrack text hold it: three pieces of their own.
-    assert sum(1 for p in pieces if len(p) > len(big)) == 3
+    # No piece holds a whole large string's escape: at most a slice's (6 chars a char).
+    assert max(len(p) for p in pieces) <= 6 * snapshot_file.WRITE_SLICE
+    assert max(len(p) for p in pieces) < len(big)
     out = io.StringIO()
     write_pieces(out, iter(pieces))
     assert out.getvalue().endswith("}\n")
     assert codec.loads(out.getvalue()) == snapshot
+
+
+@given(_TEXT, st.integers(min_value=1, max_value=5))
+def test_large_strings_escaped_in_slices_give_the_same_text(text: str, chars: int) -> None:
+    """Slices of any length escape to codec.dumps's text (surrogates, non-BMP included)."""
+    snapshot = _snapshot([text + "\U0001f600" + text], "node-1")
+    saved = snapshot_file.WRITE_SLICE
+    snapshot_file.WRITE_SLICE = chars
+    try:
+        assert "".join(json_pieces(snapshot, large=1)) == codec.dumps(snapshot)
+    finally:
+        snapshot_file.WRITE_SLICE = saved

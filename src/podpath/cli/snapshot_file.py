@@ -61,21 +61,43 @@ def json_pieces(
 
     `ahead` holds fields encoded earlier (of a snapshot this one was made from by
     `dataclasses.replace`): a field still holding the very same value is not encoded again.
+    Each field's text is yielded as it is (never joined with the others), and each
+    large string escaped a slice at a time: an escaped copy of kube-proxy's nft table
+    was 36 MB more at the peak of `podpath snapshot` in nftables mode.
     """
     enc = ahead if ahead is not None else Encoded(snapshot, large)
-    items = []
-    for f in dataclasses.fields(snapshot):
+    yield "{"
+    for n, f in enumerate(dataclasses.fields(snapshot)):
         value = getattr(snapshot, f.name)
         text = enc.fields[f.name] if value is getattr(enc.snapshot, f.name) else enc.encode(value)
         # A dict as json.dumps writes it without indent: ", " between items, ": " after keys.
-        items.append(encode_basestring_ascii(f.name) + ": " + text)
-    text = "{" + ", ".join(items) + "}"
+        yield (", " if n else "") + encode_basestring_ascii(f.name) + ": "
+        yield from _filled(text, enc)
+    yield "}"
+
+
+def _filled(text: str, enc: Encoded) -> Iterator[str]:
+    """`text` in pieces, each placeholder replaced by its string, escaped."""
     done = 0
     for mark in re.finditer('"' + enc.token + r'-(\d+)"', text):
         yield text[done : mark.start()]
-        yield encode_basestring_ascii(enc.swapped[int(mark.group(1))])
+        yield from _escaped(enc.swapped[int(mark.group(1))])
         done = mark.end()
+    # The whole text when it holds no placeholder: slicing it whole copies nothing.
     yield text[done:]
+
+
+def _escaped(value: str) -> Iterator[str]:
+    """`encode_basestring_ascii(value)` in pieces, escaped WRITE_SLICE characters at a time.
+
+    The escape of a str is the escapes of its characters one by one (a character
+    beyond the BMP is one character of a str, written as its surrogate pair), so the
+    pieces join to the same text.
+    """
+    yield '"'
+    for start in range(0, len(value), WRITE_SLICE):
+        yield encode_basestring_ascii(value[start : start + WRITE_SLICE])[1:-1]
+    yield '"'
 
 
 def _swap_large(value: Any, large: int, token: str, swapped: list[str]) -> Any:
