@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from podpath.analysis.ns_tables import _TABLES, network, ns_tables
 from podpath.snapshot.model import NetNamespace, Route, Rule
 from podpath.trace.routing import address as parse_address
-from podpath.trace.routing import binary, explain_and, lookup
+from podpath.trace.routing import binary, explain_and, longest_prefix, lookup
 
 NS = 7
 
@@ -110,3 +116,58 @@ def test_binary_of_an_address() -> None:
     """An IPv4 address in binary has four dotted octets."""
     ip = parse_address("192.168.1.1")
     assert ip is not None and binary(ip) == "11000000.10101000.00000001.00000001"
+
+
+# --- the namespace's prefix tables give what a walk over every route gives -------------
+
+_DSTS = st.sampled_from(
+    ["0.0.0.0/0", "default", "10.0.0.0/8", "10.244.0.0/16", "10.244.1.0/24", "10.244.1.7/32",
+     "10.244.1.9/24", "::/0", "fd00::/8", "fd00::7/128", "fd00::/64", "garbage"]
+)  # fmt: skip
+_ROUTES = st.lists(
+    st.builds(
+        lambda table, dst, metric: Route(
+            NS, 6 if ":" in dst else 4, table, "unicast", dst, metric=metric
+        ),
+        st.sampled_from([254, 255, 100]),
+        _DSTS,
+        st.sampled_from([None, 0, 10, 100]),
+    ),
+    max_size=12,
+)
+
+
+def _walked(ns: NetNamespace, table: int, dst: str) -> list[Route]:
+    """Every route of the table holding dst, longest prefix then lowest metric first."""
+    ip = parse_address(dst)
+    assert ip is not None
+    matching = []
+    for route in ns.routes:
+        net = network(route.dst)
+        if route.table == table and net is not None and net.version == ip.version and ip in net:
+            matching.append((-net.prefixlen, route.metric or 0, route))
+    matching.sort(key=lambda t: (t[0], t[1]))
+    return [r for _, _, r in matching]
+
+
+@given(_ROUTES, st.sampled_from([254, 255, 100]), st.sampled_from(
+    ["10.244.1.7", "10.244.2.1", "10.9.9.9", "8.8.8.8", "fd00::7", "fd00::8", "2001:db8::1"]
+))  # fmt: skip
+def test_longest_prefix_tables_agree_with_walking_every_route(
+    routes: list[Route], table: int, dst: str
+) -> None:
+    """Same routes, same order (equal prefix and metric: the namespace's route order)."""
+    ns = _ns(routes)
+    best, found = longest_prefix(ns, table, dst)
+    assert found == _walked(ns, table, dst)
+    assert best == (found[0] if found else None)
+
+
+def test_tables_are_dropped_with_their_namespace() -> None:
+    """A namespace's tables live as long as it does (a refreshed snapshot's replace them)."""
+    ns = _ns(BASE)
+    assert ns_tables(ns) is ns_tables(ns)
+    key = id(ns)
+    del ns
+    gc.collect()
+    assert key not in _TABLES
