@@ -196,6 +196,15 @@ _CANON = re.compile(
     + _VAL
     + r"*))?+"
 )
+# A KUBE-SEP chain's DNAT rule as kube-proxy writes it: the one value an endpoint needs
+# (group 1, --to-destination) by a match ~3x cheaper than `_CANON`'s, which reads every
+# line this one does the same way (27k of them at 10k Services).
+_SEP_DNAT = re.compile(
+    r"-A [\x21-\x7e]+(?: -p (?:tcp|udp|sctp))?+"
+    r'(?: -m comment --comment "[^"\\]*")?+'
+    r"(?: -m (?:tcp|udp|sctp))?+"
+    r" -j DNAT --to-destination ([\x23-\x2c\x2e-\x5b\x5d-\x7e]" + _VAL + r"*)"
+)
 # Set to False to read every line through the parser (the reference, used by tests).
 USE_LINE_REGEX = True
 
@@ -338,21 +347,25 @@ class _Builder:
             self._nat_names = frozenset(self.rs.chain_names("nat"))
         return self._nat_names
 
-    def first_dnat(self, chain: str) -> _Facts | None:
-        """The first DNAT rule of a nat chain, reading only lines that can be one."""
+    def first_dnat(self, chain: str) -> tuple[str, str] | None:
+        """The first DNAT rule of a nat chain as (its --to-destination, its text), reading
+        only lines that can be one."""
         cached = self._facts.get(("nat", chain))
         if cached is not None:
-            return next((f for f in cached if f.target == "DNAT"), None)
+            return next(((f.to, f.text) for f in cached if f.target == "DNAT"), None)
         for pos, line in enumerate(self.rs.lines_of("nat", chain), 1):
             # The parsed target name is the line's text with only quotes and backslashes
             # taken out: a line without DNAT even then cannot jump to DNAT.
             if "DNAT" in line or (
                 ('"' in line or "\\" in line) and "DNAT" in line.replace('"', "").replace("\\", "")
             ):
+                sep = _SEP_DNAT.fullmatch(line) if USE_LINE_REGEX else None
+                if sep is not None:
+                    return sep.group(1), line
                 fast = _line_facts(line) if USE_LINE_REGEX else None
                 found = fast if fast is not None else self._parsed("nat", chain, pos)
                 if found.target == "DNAT":
-                    return found
+                    return found.to, found.text
         return None
 
     def draft(self, rule: _Facts, hint_chain: str | None = None) -> _Draft | None:
@@ -600,7 +613,7 @@ class _Builder:
             return (_dnat_endpoint(rule, share, rule.chain),)
         dnat = self.first_dnat(target)
         if dnat is not None:
-            return (_dnat_endpoint(dnat, share, target),)
+            return (_endpoint_to(*dnat, share, target),)
         if self.rs.rule_count_of("nat", target):
             # an intermediate chain (2015: KUBE-SVC -> KUBE-SVC -> DNAT)
             return tuple(
@@ -650,9 +663,14 @@ def describe_masquerade(rule: Rule) -> str:
 
 def _dnat_endpoint(rule: _Facts, share: float, sep_chain: str) -> Endpoint:
     """An Endpoint from a DNAT rule's --to-destination (ip:port, [v6]:port or ip)."""
-    to = rule.to.split()[0] if rule.to else ""
-    ip, port = split_host_port(to)
-    return Endpoint(ip, port, share, sep_chain, rule.text)
+    return _endpoint_to(rule.to, rule.text, share, sep_chain)
+
+
+def _endpoint_to(to: str, text: str, share: float, sep_chain: str) -> Endpoint:
+    """An Endpoint from a --to-destination value and its rule's text."""
+    first = to.split()[0] if to else ""
+    ip, port = split_host_port(first)
+    return Endpoint(ip, port, share, sep_chain, text)
 
 
 def split_host_port(text: str) -> tuple[str, int | None]:
