@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import filterfalse, islice
 from typing import Any, AnyStr
 
@@ -58,7 +59,7 @@ class Environments:
         self._redacted = _Redacted()
         self._links = LinkSets()
         self.service_links: dict[str, tuple[str, ...]] = {}
-        self._dropped: dict[tuple[str, ...], tuple[frozenset[str], frozenset[str]]] = {}
+        self._dropped: dict[str, _Dropped] = {}
 
     def of(self, value: Any) -> tuple[str, ...]:
         """The env of a runtime spec's `process.env` (or Docker's Config.Env) list."""
@@ -76,36 +77,46 @@ class Environments:
         """
         if not isinstance(value, list):
             return (), 0
-        links = self._keep_links(value, container_id)
-        if not links:
-            return self._shown(value), 0
-        # Dropped by name, as without_service_link_env drops them: the exact strings in C
-        # first (nearly all of them), then any other value of those names.
-        strings, names = self._dropped.get(links) or self._drop(links)
-        rest = list(filterfalse(strings.__contains__, value))
-        rest = [v for v in rest if v.partition("=")[0] not in names]
-        return self._shown(rest), len(value) - len(rest)
-
-    def _drop(self, links: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
-        """The variables and the names of one set, made once (26k of each on the benchmark node)."""
-        found = self._dropped[links] = (
-            frozenset(links),
-            frozenset(v.partition("=")[0] for v in links),
-        )
-        return found
-
-    def _keep_links(self, value: list[Any], container_id: str) -> tuple[str, ...]:
         try:  # a list of strings (join checks each in C: a generator took 1 s here)
             text = "\0".join(value)
-        except TypeError:
-            return ()  # a hand-edited spec's numbers: no environment execve could be given
-        links = self.service_links[container_id] = self._links.of_text(text)
-        return links
+        except TypeError:  # a hand-edited spec's numbers: no environment execve could be given
+            return self._shown(value), 0
+        key, links, at = self._links.of_spec(text)
+        self.service_links[container_id] = links
+        if not links:
+            return self._shown(value), 0
+        drop = self._dropped.get(key) or self._drop(key, links)
+        if at >= 0 and drop.whole and text.count("\0") == len(value) - 1:
+            # A known block, whole variables, every one of them dropped, and no variable
+            # holds a NUL: they are list items i..i+n, found without a step per variable.
+            i = text.count("\0", 0, at)
+            rest = value[:i] + value[i + key.count("\0") + 1 :]
+        else:  # the exact strings in C first (nearly all of them), then by name
+            rest = list(filterfalse(drop.strings.__contains__, value))
+        # Dropped by name, as without_service_link_env drops them.
+        rest = [v for v in rest if v.partition("=")[0] not in drop.names]
+        return self._shown(rest), len(value) - len(rest)
+
+    def _drop(self, key: str, links: tuple[str, ...]) -> _Dropped:
+        """What one set drops, made once (26k variables and names on the benchmark node)."""
+        names = frozenset(v.partition("=")[0] for v in links)
+        whole = all(v.partition("=")[0] in names for v in key.split("\0"))
+        found = self._dropped[key] = _Dropped(frozenset(links), names, whole)
+        return found
 
     def _shown(self, value: list[Any]) -> tuple[str, ...]:
         if not self.redact:
             return tuple(map(str, value))
         return tuple(map(self._redacted.__getitem__, value))
+
+
+@dataclass(frozen=True)
+class _Dropped:
+    """The Service-link variables of one set of candidates, and their names."""
+
+    strings: frozenset[str]
+    names: frozenset[str]
+    whole: bool  # every candidate is one of them (kubelet's, and nothing else)
 
 
 # Every variable keep_service_links keeps has "_PORT" or "_SERVICE_HOST" in its name
@@ -126,27 +137,27 @@ def candidates(environ: AnyStr, known: Iterable[AnyStr] = ()) -> AnyStr:
     `environ` is /proc/PID/environ's bytes, or a spec's env list joined by NULs.
     """
     for key in known:
-        if key and _holds_only(environ, key):
+        if key and _whole_at(environ, key) >= 0:
             return key
     if isinstance(environ, bytes):
         return b"\0".join(_CANDIDATES.findall(environ))
     return "\0".join(_CANDIDATES_TEXT.findall(environ))
 
 
-def _holds_only(environ: AnyStr, block: AnyStr) -> bool:
-    """Whether `block` is whole variables of `environ` and no candidate lies outside it."""
+def _whole_at(environ: AnyStr, block: AnyStr) -> int:
+    """Where `block` is whole variables of `environ` with no candidate outside it, else -1."""
     at = environ.find(block)
     if at < 0:
-        return False
+        return -1
     end = at + len(block)
     nul: bytes | str = b"\0" if isinstance(environ, bytes) else "\0"
     before, after = environ[at - 1 : at], environ[end : end + 1]
     if (before and before != nul) or (after and after != nul):
-        return False
+        return -1
     outside = environ[:at] + environ[end:]
     if isinstance(outside, bytes):
-        return _CANDIDATES.search(outside) is None
-    return _CANDIDATES_TEXT.search(outside) is None
+        return at if _CANDIDATES.search(outside) is None else -1
+    return at if _CANDIDATES_TEXT.search(outside) is None else -1
 
 
 # The candidate blocks tried before the expression runs (one per namespace is typical).
@@ -174,10 +185,15 @@ class LinkSets:
             found = self._environs[key] = keep_service_links(text.split("\0"))
         return found
 
-    def of_text(self, env: str) -> tuple[str, ...]:
-        """Of a runtime spec's env list (strings), joined by NULs."""
-        key = candidates(env, islice(reversed(self._specs), _KNOWN_TRIED))
+    def of_spec(self, env: str) -> tuple[str, tuple[str, ...], int]:
+        """Of a runtime spec's env list joined by NULs: (its candidates, its Service-link
+        variables, where the candidates lie whole in `env` if they are a known block, or -1)."""
+        for key in islice(reversed(self._specs), _KNOWN_TRIED):
+            at = _whole_at(env, key) if key else -1
+            if at >= 0:
+                return key, self._specs[key], at
+        key = candidates(env)
         found = self._specs.get(key)
         if found is None:
             found = self._specs[key] = keep_service_links(key.split("\0"))
-        return found
+        return key, found, -1

@@ -54,6 +54,35 @@ def test_without_links_is_the_trim_of_the_whole_env(redact: bool) -> None:
     assert left_out == 7
 
 
+def _trim_of_whole(env: list[str], links: tuple[str, ...], redact: bool) -> tuple[Any, ...]:
+    """What of() and without_service_link_env make of a running container's env."""
+    whole = Environments(redact=redact).of(env)
+    app = Container("web", CT, "container", pids=(10,), env=whole)
+    pod = Pod("default", "web-1", "uid", SB, None, containers=(app,))
+    link = ServiceLinkEnv("default", "web-1", "web", 10, links)
+    (trimmed,) = without_service_link_env((pod,), (link,))
+    return trimmed.containers[0].env, trimmed.containers[0].service_link_env
+
+
+@pytest.mark.parametrize("redact", [True, False])
+def test_a_known_block_is_cut_out_as_the_trim_would(redact: bool) -> None:
+    """Later pods of a namespace hold the first one's block of variables: cut out whole,
+    with their own variables of a link's name dropped too, as the trim drops them."""
+    envs = Environments(redact=redact)
+    envs.without_links(ENV, "first")  # learns the block
+    others = {
+        "own variables around it": ["A=1", *LINKS, "B=2", "C=3"],
+        "a link's name without '='": ["WEB_SERVICE_PORT", "A=1", *LINKS],
+        "a link's name again after it": [*LINKS, "WEB_PORT=tcp://10.0.0.1:1"],
+        "a NUL in a variable": ["A=1\0B", *LINKS, "Z=9"],
+        "the block at the start": [*LINKS],
+    }
+    for why, env in others.items():
+        kept, left_out = envs.without_links(env, why)
+        assert envs.service_links[why] == keep_service_links(env), why
+        assert (kept, left_out) == _trim_of_whole(env, envs.service_links[why], redact), why
+
+
 def _process(pid: int, start: int, cid: str) -> Process:
     return Process(
         pid=pid, start_time=start, ppid=1, comm="c", cmdline=("c",), uid=0, state="S",
