@@ -59,7 +59,9 @@ class Environments:
         self._redacted = _Redacted()
         self._links = LinkSets()
         self.service_links: dict[str, tuple[str, ...]] = {}
-        self._dropped: dict[str, _Dropped] = {}
+        # By the identity of a set's variables (one tuple per set, held by _links).
+        self._dropped: dict[int, _Dropped] = {}
+        self._whole: dict[str, bool] = {}
 
     def of(self, value: Any) -> tuple[str, ...]:
         """The env of a runtime spec's `process.env` (or Docker's Config.Env) list."""
@@ -85,8 +87,8 @@ class Environments:
         self.service_links[container_id] = links
         if not links:
             return self._shown(value), 0
-        drop = self._dropped.get(key) or self._drop(key, links)
-        if at >= 0 and drop.whole and text.count("\0") == len(value) - 1:
+        drop = self._dropped.get(id(links)) or self._drop(links)
+        if at >= 0 and self._all_dropped(key, drop) and text.count("\0") == len(value) - 1:
             # A known block, whole variables, every one of them dropped, and no variable
             # holds a NUL: they are list items i..i+n, found without a step per variable.
             i = text.count("\0", 0, at)
@@ -97,12 +99,19 @@ class Environments:
         rest = [v for v in rest if v.partition("=")[0] not in drop.names]
         return self._shown(rest), len(value) - len(rest)
 
-    def _drop(self, key: str, links: tuple[str, ...]) -> _Dropped:
+    def _drop(self, links: tuple[str, ...]) -> _Dropped:
         """What one set drops, made once (26k variables and names on the benchmark node)."""
         names = frozenset(v.partition("=")[0] for v in links)
-        whole = all(v.partition("=")[0] in names for v in key.split("\0"))
-        found = self._dropped[key] = _Dropped(frozenset(links), names, whole)
+        found = self._dropped[id(links)] = _Dropped(frozenset(links), names)
         return found
+
+    def _all_dropped(self, key: str, drop: _Dropped) -> bool:
+        """Whether every candidate of a known block is one of the variables dropped."""
+        whole = self._whole.get(key)
+        if whole is None:
+            names = drop.names
+            whole = self._whole[key] = all(v.partition("=")[0] in names for v in key.split("\0"))
+        return whole
 
     def _shown(self, value: list[Any]) -> tuple[str, ...]:
         if not self.redact:
@@ -116,7 +125,6 @@ class _Dropped:
 
     strings: frozenset[str]
     names: frozenset[str]
-    whole: bool  # every candidate is one of them (kubelet's, and nothing else)
 
 
 # Every variable keep_service_links keeps has "_PORT" or "_SERVICE_HOST" in its name
@@ -168,21 +176,28 @@ class LinkSets:
     """The Service-link variables of one snapshot's environments, each distinct set made once.
 
     Every replica of a namespace holds the same set, and with thousands of Services
-    keep_service_links takes ~0.24 s for one (26k variables), against ~7 ms to find the
-    candidates: 250 such pods took a snapshot 60 s before (BENCHMARKS.md).
+    keep_service_links takes ~0.13 s for one (26k variables), against ~7 ms to find the
+    candidates: 250 such pods took a snapshot 60 s before (BENCHMARKS.md). kubelet gives
+    each container its variables in an order of its own (it ranges over Go maps:
+    pkg/kubelet/kubelet_pods.go makeEnvironmentVariables), so a set is also known
+    whatever its order: keep_service_links' answer does not depend on the order where no
+    name is given twice (it keeps a name's last value). Each set's first order is kept
+    too, as the known block the next pods are searched for (the lab's order is one).
     """
 
     def __init__(self) -> None:
         self._environs: dict[bytes, tuple[str, ...]] = {}
         self._specs: dict[str, tuple[str, ...]] = {}
+        self._unordered: dict[frozenset[str], tuple[str, ...]] = {}
 
     def of_environ(self, raw: bytes) -> tuple[str, ...]:
         """Of a /proc/PID/environ."""
         key = candidates(raw, islice(reversed(self._environs), _KNOWN_TRIED))
         found = self._environs.get(key)
         if found is None:
-            text = key.decode(errors="surrogateescape")
-            found = self._environs[key] = keep_service_links(text.split("\0"))
+            found, first = self._of(key.decode(errors="surrogateescape").split("\0"))
+            if first:
+                self._environs[key] = found
         return found
 
     def of_spec(self, env: str) -> tuple[str, tuple[str, ...], int]:
@@ -195,5 +210,19 @@ class LinkSets:
         key = candidates(env)
         found = self._specs.get(key)
         if found is None:
-            found = self._specs[key] = keep_service_links(key.split("\0"))
+            found, first = self._of(key.split("\0"))
+            if first:
+                self._specs[key] = found
         return key, found, -1
+
+    def _of(self, variables: list[str]) -> tuple[tuple[str, ...], bool]:
+        """(Service-link variables of these candidates, whether their set is new)."""
+        unordered = frozenset(variables)
+        found = self._unordered.get(unordered)
+        if found is not None:
+            return found, False
+        found = keep_service_links(variables)
+        names = {v.partition("=")[0] for v in unordered}
+        if len(names) == len(unordered):  # no name twice: the order did not matter
+            self._unordered[unordered] = found
+        return found, True

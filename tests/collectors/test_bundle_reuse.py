@@ -211,3 +211,32 @@ def test_a_container_whose_init_is_gone_is_not_kept(tmp_path: Path) -> None:
     del node.procs[CT]
     _, memo, _ = _collect(node, None)
     assert [cid for _, cid in memo.parsed] == [SB]
+
+
+def test_one_set_in_each_pods_own_order_is_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubelet orders each container's variables its own way: the set is still one set,
+    whose links are made once; a set giving a name twice is made for each order (its
+    last value is kept)."""
+    from podpath.collectors.runtime import environments
+    from podpath.kubelet_env import keep_service_links as keep
+
+    made: list[int] = []
+
+    def counting(variables: list[str]) -> tuple[str, ...]:
+        made.append(len(variables))
+        return keep(variables)
+
+    monkeypatch.setattr(environments, "keep_service_links", counting)
+    envs = Environments()
+    orders = [[*LINKS], LINKS[::-1], LINKS[3:] + LINKS[:3], [LINKS[6], *LINKS[:6]]]
+    for n, order in enumerate(orders):
+        env = [f"HOSTNAME=web-{n}", *order[:4], "PATH=/bin", *order[4:]]
+        kept, left_out = envs.without_links(env, f"c{n}")
+        assert envs.service_links[f"c{n}"] == keep(env)
+        assert (kept, left_out) == _trim_of_whole(env, keep(env), True)
+    assert made == [len(LINKS)]
+    twice = [*LINKS, "WEB_SERVICE_PORT=81"]
+    for n, env in enumerate([twice, twice[::-1]]):
+        envs.without_links(env, f"t{n}")
+        assert envs.service_links[f"t{n}"] == keep(env)
+    assert len(made) == 3
