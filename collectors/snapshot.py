@@ -13,8 +13,9 @@ import ipaddress
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from podpath import progress as progress_types
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from podpath.collectors.netlink.sock_diag import DiagSocket
     from podpath.collectors.proc.net_sockets import ProcNetFiles
     from podpath.collectors.runtime.cri_state import CriListing
+    from podpath.collectors.runtime.pods import BundleMemo
 
 # The collectors of the optional parts, and the thread pool that runs them, are imported
 # where they are used: `podpath ls namespaces` must start faster than lsns, and these
@@ -86,19 +88,21 @@ def take_snapshot(
         host = HostRoot(host_root)
     except OSError as exc:
         raise CollectorError(host_root, f"cannot open host root: {exc.strerror}") from None
+    same_node = previous is not None and previous.node.host_root == host.path
+    memos = _Memos(_bundles_of(previous) if same_node and previous is not None else None)
     with host:
         if parts & {"netfilter", "conntrack"}:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="podpath-tools") as pool:
                 netfilter, conntrack = _start_tools(pool, host, previous, cancel, parts)
-                snapshot = _collect_local(host, cancel, taken_at, redact_env, parts, steps)
+                snapshot = _collect_local(host, cancel, taken_at, redact_env, parts, steps, memos)
                 if while_tools_run is not None:
                     while_tools_run(snapshot)
                 steps.start(TOOLS_STEP)
                 snapshot = _with_tools(snapshot, netfilter, conntrack)
         else:
-            snapshot = _collect_local(host, cancel, taken_at, redact_env, parts, steps)
+            snapshot = _collect_local(host, cancel, taken_at, redact_env, parts, steps, memos)
     skipped = tuple(
         Gap(part, "not collected for this command", "skipped") for part in sorted(ALL_PARTS - parts)
     )
@@ -106,7 +110,35 @@ def take_snapshot(
     from podpath.collectors.proc.denials import checked_gaps, own_facts
 
     gaps = checked_gaps(snapshot.gaps, snapshot.node.capabilities, *own_facts())
-    return replace(snapshot, duration=time.monotonic() - started, gaps=gaps + skipped)
+    snapshot = replace(snapshot, duration=time.monotonic() - started, gaps=gaps + skipped)
+    if memos.current is not None and not cancel.is_set():
+        _keep_bundles(snapshot, memos.current)
+    return snapshot
+
+
+# What a snapshot's collection parsed that a refresh may reuse (`previous`), held only
+# as long as the snapshot itself (the TUI's `r` passes the one it shows). Not part of
+# the snapshot's data: a snapshot loaded from a file has none, and is collected anew.
+# By identity: snapshots compare by value, and two equal ones may come from two nodes.
+_BUNDLES: dict[int, tuple[weakref.ref[Snapshot], BundleMemo]] = {}
+
+
+def _keep_bundles(snapshot: Snapshot, memo: BundleMemo) -> None:
+    key = id(snapshot)
+    _BUNDLES[key] = (weakref.ref(snapshot, lambda _: _BUNDLES.pop(key, None)), memo)
+
+
+def _bundles_of(snapshot: Snapshot) -> BundleMemo | None:
+    ref, memo = _BUNDLES.get(id(snapshot), (None, None))
+    return memo if ref is not None and ref() is snapshot else None
+
+
+@dataclass
+class _Memos:
+    """The previous snapshot's memo of containerd bundles, and this one's (pods only)."""
+
+    previous: BundleMemo | None
+    current: BundleMemo | None = None
 
 
 TOOLS_STEP = "netfilter rules and conntrack (iptables-save, nft, conntrack)"
@@ -173,6 +205,7 @@ def _collect_local(
     redact_env: bool,
     parts: frozenset[str],
     steps: _Steps,
+    memos: _Memos,
 ) -> Snapshot:
     """Everything read from /proc, runtime state and netlink in this process."""
     gaps: list[Gap] = []
@@ -245,11 +278,14 @@ def _collect_local(
     service_links: tuple[ServiceLinkEnv, ...] | None = None
     if "pods" in parts:
         from podpath.collectors.cni import mark_stale
-        from podpath.collectors.runtime.pods import collect_pods
+        from podpath.collectors.runtime.environments import Environments
+        from podpath.collectors.runtime.pods import BundleMemo, collect_pods
 
         steps.start("pods")
         listings, cri_gaps = cri.result() if cri is not None else ((), ())
         gaps += cri_gaps
+        envs = Environments(redact=redact_env)
+        memos.current = BundleMemo(redact_env)
         pods, pod_gaps = collect_pods(
             host,
             processes,
@@ -257,8 +293,10 @@ def _collect_local(
             cancel,
             namespaces=scan.namespaces,
             allocations=cni.allocations,
-            redact=redact_env,
             cri=listings,
+            envs=envs,
+            previous=memos.previous,
+            memo=memos.current,
         )
         gaps += pod_gaps
         pods = _with_interface_ips(pods, netns)
@@ -267,7 +305,9 @@ def _collect_local(
             without_service_link_env,
         )
 
-        service_links, link_gaps = collect_service_links(host, pods, processes, cancel)
+        service_links, link_gaps = collect_service_links(
+            host, pods, processes, cancel, envs.service_links
+        )
         pods = without_service_link_env(pods, service_links)
         gaps += link_gaps
         from podpath.collectors.heap import release_freed_heap

@@ -1,30 +1,40 @@
-"""Service-link variables of each pod container, read from its init process's environ.
+"""Service-link variables of each pod container: from its runtime spec, else its init's environ.
 
 In IPVS mode the node holds no Service names (virtual services, ipsets and KUBE-* chains
 name none); the one place a node does is the environment kubelet gave each container
-(podpath.kubelet_env). One process per container is read, its init (the process whose
-parent is outside the container: the runtime's shim), and only the Service-link
-variables are kept: everything else in environ, secrets included, is dropped here, before
-anything is stored.
+(podpath.kubelet_env). The runtime's spec of the container (the OCI bundle's
+`process.env`, CRI-O's config, Docker's Config.Env, CRI's verbose info) is that
+environment, as given to the container's init by execve (runtime-spec config.md,
+"process"), and it is read anyway for the container's env: those variables come from
+that one read (collectors/runtime/environments.py). Where no runtime spec gave it, one
+process per container is read, its init (the process whose parent is outside the
+container: the runtime's shim). Either way only the Service-link variables are kept:
+everything else, secrets included, is dropped before anything is stored.
+
+The spec cannot change while the container lives, where environ can: a process may
+overwrite its own (nginx and PostgreSQL write their process titles over argv and the
+environ after it), so the spec is also the more faithful of the two.
 """
 
 from __future__ import annotations
 
-import re
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
-from itertools import filterfalse, islice
+from itertools import filterfalse
+from types import MappingProxyType
 
 from podpath.collectors.hostroot import CollectorError, HostRoot
 from podpath.collectors.proc.processes import parse_stat
-from podpath.collectors.runtime.environments import REDACTED
-from podpath.kubelet_env import keep_service_links
+from podpath.collectors.runtime.environments import REDACTED, LinkSets
 from podpath.snapshot.model import Container, Gap, Pod, Process, ServiceLinkEnv
 
 # /proc/PID/environ is at most the exec's argument space (ARG_MAX is a quarter of the stack
 # limit; 2 MiB by default); more than 4 MiB is not an environment kubelet made.
 MAX_ENVIRON_BYTES = 4 * 2**20
+
+
+_NONE: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
 
 def init_pid(container: Container, procs: dict[int, Process]) -> Process | None:
@@ -41,80 +51,42 @@ def _app_containers(pods: Iterable[Pod]) -> Iterable[tuple[Pod, Container]]:
                 yield pod, container
 
 
-# Every variable keep_service_links keeps has "_PORT" or "_SERVICE_HOST" in its name
-# (<NAME>_SERVICE_HOST, <NAME>_SERVICE_PORT[_<PORT>], <NAME>_PORT[_<n>_<PROTO>[_<FIELD>]]),
-# and no other variable changes what it keeps: these are all it needs to see.
-_CANDIDATES = re.compile(rb"(?:^|\0)([^\0=]*(?:_PORT|_SERVICE_HOST)[^\0=]*=[^\0]*)")
-
-
-def candidates(environ: bytes, known: Iterable[bytes] = ()) -> bytes:
-    """The NUL-separated variables of an environ that keep_service_links may keep.
-
-    `known` are candidate sets found before: pods of one namespace hold the same block of
-    Service-link variables and differ in a few of their own (HOSTNAME), so an environ
-    that holds a known block whole, on variable boundaries, and no candidate outside it
-    has exactly that block. Finding it is one substring search where the expression
-    takes ~7 ms over the 0.9 MB environ of a 10k-Service node (BENCHMARKS.md).
-    """
-    for key in known:
-        if key and _holds_only(environ, key):
-            return key
-    return b"\0".join(_CANDIDATES.findall(environ))
-
-
-def _holds_only(environ: bytes, block: bytes) -> bool:
-    """Whether `block` is whole variables of `environ` and no candidate lies outside it."""
-    at = environ.find(block)
-    if at < 0:
-        return False
-    end = at + len(block)
-    if (at and environ[at - 1] != 0) or (end < len(environ) and environ[end] != 0):
-        return False
-    return _CANDIDATES.search(environ[:at] + environ[end:]) is None
-
-
-# The candidate blocks tried before the expression runs (one per namespace is typical).
-_KNOWN_TRIED = 8
-
-
-def read_environ(
-    host: HostRoot, proc: Process, seen: dict[bytes, tuple[str, ...]]
-) -> tuple[str, ...]:
-    """The Service-link variables of a process's environ (CollectorError when it cannot tell).
-
-    `seen` remembers the answer for each set of candidate variables: every replica of a
-    namespace holds the same set, and with thousands of Services keep_service_links takes
-    ~0.24 s for one (26k variables), against ~7 ms to find the candidates: 250 such pods
-    took a snapshot 60 s before (BENCHMARKS.md).
-    """
+def read_environ(host: HostRoot, proc: Process, sets: LinkSets) -> tuple[str, ...]:
+    """The Service-link variables of a process's environ (CollectorError when it cannot tell)."""
     raw = host.proc_read(f"{proc.pid}/environ", limit=MAX_ENVIRON_BYTES)
     again = parse_stat(host.proc_read(f"{proc.pid}/stat"))
     if again.start_time != proc.start_time:
         raise CollectorError(f"/proc/{proc.pid}", "exited and its PID was reused", None)
-    key = candidates(raw, islice(reversed(seen), _KNOWN_TRIED))
-    found = seen.get(key)
-    if found is None:
-        found = seen[key] = keep_service_links(key.decode(errors="surrogateescape").split("\0"))
-    return found
+    return sets.of_environ(raw)
 
 
 def collect_service_links(
-    host: HostRoot, pods: Collection[Pod], processes: Iterable[Process], cancel: threading.Event
+    host: HostRoot,
+    pods: Collection[Pod],
+    processes: Iterable[Process],
+    cancel: threading.Event,
+    given: Mapping[str, tuple[str, ...]] = _NONE,
 ) -> tuple[tuple[ServiceLinkEnv, ...], list[Gap]]:
-    """Each running pod container's Service-link variables, and what could not be read."""
+    """Each running pod container's Service-link variables, and what could not be read.
+
+    `given`: the variables of each container (by id) whose runtime spec gave its
+    environment (Environments.service_links); only the others' environ is read.
+    """
     procs = {p.pid: p for p in processes}
     out: list[ServiceLinkEnv] = []
     first_with: dict[tuple[str, ...], str] = {}  # a set of variables -> who holds it first
     gaps: list[Gap] = []
-    seen: dict[bytes, tuple[str, ...]] = {}
+    sets = LinkSets()
     for pod, container in _app_containers(pods):
         if cancel.is_set():
             break
         proc = init_pid(container, procs)
         if proc is None:
             continue  # its processes were not scanned (they exited in between)
+        variables = given.get(container.id)
         try:
-            variables = read_environ(host, proc, seen)
+            if variables is None:
+                variables = read_environ(host, proc, sets)
         except CollectorError as err:
             gap = err.to_gap()
             reason = f"{gap.reason} (Service-link variables of {pod.namespace}/{pod.name})"
@@ -189,7 +161,8 @@ def _trimmed(
             ),
             None,
         )
-        if names and container.env:
+        # A count already there: the runtime's env was read without them (Environments).
+        if names and container.env and not container.service_link_env:
             forms = redacted.get(names)
             if forms is None:
                 forms = redacted[names] = frozenset(f"{n}={REDACTED}" for n in names)

@@ -5,12 +5,20 @@ Every replica of a workload carries the same variables, and with Service links o
 benchmark node gives each of its 250 pods the same ~26k variables (BENCHMARKS.md), each
 pod in its own order. Each distinct "NAME=value" is redacted once and the one
 "NAME=<redacted>" string is shared by every container that has it. The values are held
-only while one snapshot is collected (the Environments of collect_pods), never stored.
+only while one snapshot is collected (the Environments of collect_pods), never stored:
+the Service-link variables alone are kept, with values, from the same read
+(`service_links`), as `collectors/proc/service_links.py` explains.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import filterfalse, islice
+from typing import Any, AnyStr
+
+from podpath.kubelet_env import keep_service_links
 
 REDACTED = "<redacted>"
 
@@ -39,16 +47,182 @@ class Environments:
     Service-link variables, values and all, so after the first pod a variable costs one
     dict lookup, done by map() without a Python step per variable (26k variables x 250
     pods took 4.6 s in a Python loop; the order of a pod's variables is its own).
+
+    `without_links` also keeps a running container's Service-link variables, with their
+    values, in `service_links` (container id -> variables): its runtime spec is the
+    environment kubelet gave it, read once instead of again from its init's
+    /proc/PID/environ (0.9 MB a container on the benchmark node, BENCHMARKS.md).
     """
 
     def __init__(self, *, redact: bool = True) -> None:
         self.redact = redact
         self._redacted = _Redacted()
+        self._links = LinkSets()
+        self.service_links: dict[str, tuple[str, ...]] = {}
+        # By the identity of a set's variables (one tuple per set, held by _links).
+        self._dropped: dict[int, _Dropped] = {}
+        self._whole: dict[str, bool] = {}
 
     def of(self, value: Any) -> tuple[str, ...]:
         """The env of a runtime spec's `process.env` (or Docker's Config.Env) list."""
         if not isinstance(value, list):
             return ()
+        return self._shown(value)
+
+    def without_links(self, value: Any, container_id: str) -> tuple[tuple[str, ...], int]:
+        """(env short of its Service-link variables, how many were left out) of a spec's list.
+
+        What without_service_link_env makes of `of(value)` once collect_service_links has
+        read the same variables, in one pass instead of three (redact 26k variables, then
+        drop them again): for a running app container, whose variables
+        collect_service_links then takes from `service_links` (collectors/proc/service_links.py).
+        """
+        if not isinstance(value, list):
+            return (), 0
+        try:  # a list of strings (join checks each in C: a generator took 1 s here)
+            text = "\0".join(value)
+        except TypeError:  # a hand-edited spec's numbers: no environment execve could be given
+            return self._shown(value), 0
+        key, links, at = self._links.of_spec(text)
+        self.service_links[container_id] = links
+        if not links:
+            return self._shown(value), 0
+        drop = self._dropped.get(id(links)) or self._drop(links)
+        if at >= 0 and self._all_dropped(key, drop) and text.count("\0") == len(value) - 1:
+            # A known block, whole variables, every one of them dropped, and no variable
+            # holds a NUL: they are list items i..i+n, found without a step per variable.
+            i = text.count("\0", 0, at)
+            rest = value[:i] + value[i + key.count("\0") + 1 :]
+        else:  # the exact strings in C first (nearly all of them), then by name
+            rest = list(filterfalse(drop.strings.__contains__, value))
+        # Dropped by name, as without_service_link_env drops them.
+        rest = [v for v in rest if v.partition("=")[0] not in drop.names]
+        return self._shown(rest), len(value) - len(rest)
+
+    def _drop(self, links: tuple[str, ...]) -> _Dropped:
+        """What one set drops, made once (26k variables and names on the benchmark node)."""
+        names = frozenset(v.partition("=")[0] for v in links)
+        found = self._dropped[id(links)] = _Dropped(frozenset(links), names)
+        return found
+
+    def _all_dropped(self, key: str, drop: _Dropped) -> bool:
+        """Whether every candidate of a known block is one of the variables dropped."""
+        whole = self._whole.get(key)
+        if whole is None:
+            names = drop.names
+            whole = self._whole[key] = all(v.partition("=")[0] in names for v in key.split("\0"))
+        return whole
+
+    def _shown(self, value: list[Any]) -> tuple[str, ...]:
         if not self.redact:
             return tuple(map(str, value))
         return tuple(map(self._redacted.__getitem__, value))
+
+
+@dataclass(frozen=True)
+class _Dropped:
+    """The Service-link variables of one set of candidates, and their names."""
+
+    strings: frozenset[str]
+    names: frozenset[str]
+
+
+# Every variable keep_service_links keeps has "_PORT" or "_SERVICE_HOST" in its name
+# (<NAME>_SERVICE_HOST, <NAME>_SERVICE_PORT[_<PORT>], <NAME>_PORT[_<n>_<PROTO>[_<FIELD>]]),
+# and no other variable changes what it keeps: these are all it needs to see.
+_CANDIDATES = re.compile(rb"(?:^|\0)([^\0=]*(?:_PORT|_SERVICE_HOST)[^\0=]*=[^\0]*)")
+_CANDIDATES_TEXT = re.compile(_CANDIDATES.pattern.decode())
+
+
+def candidates(environ: AnyStr, known: Iterable[AnyStr] = ()) -> AnyStr:
+    """The NUL-separated variables of an environ that keep_service_links may keep.
+
+    `known` are candidate sets found before: pods of one namespace hold the same block of
+    Service-link variables and differ in a few of their own (HOSTNAME), so an environ
+    that holds a known block whole, on variable boundaries, and no candidate outside it
+    has exactly that block. Finding it is one substring search where the expression
+    takes ~7 ms over the 0.9 MB environ of a 10k-Service node (BENCHMARKS.md).
+    `environ` is /proc/PID/environ's bytes, or a spec's env list joined by NULs.
+    """
+    for key in known:
+        if key and _whole_at(environ, key) >= 0:
+            return key
+    if isinstance(environ, bytes):
+        return b"\0".join(_CANDIDATES.findall(environ))
+    return "\0".join(_CANDIDATES_TEXT.findall(environ))
+
+
+def _whole_at(environ: AnyStr, block: AnyStr) -> int:
+    """Where `block` is whole variables of `environ` with no candidate outside it, else -1."""
+    at = environ.find(block)
+    if at < 0:
+        return -1
+    end = at + len(block)
+    nul: bytes | str = b"\0" if isinstance(environ, bytes) else "\0"
+    before, after = environ[at - 1 : at], environ[end : end + 1]
+    if (before and before != nul) or (after and after != nul):
+        return -1
+    outside = environ[:at] + environ[end:]
+    if isinstance(outside, bytes):
+        return at if _CANDIDATES.search(outside) is None else -1
+    return at if _CANDIDATES_TEXT.search(outside) is None else -1
+
+
+# The candidate blocks tried before the expression runs (one per namespace is typical).
+_KNOWN_TRIED = 8
+
+
+class LinkSets:
+    """The Service-link variables of one snapshot's environments, each distinct set made once.
+
+    Every replica of a namespace holds the same set, and with thousands of Services
+    keep_service_links takes ~0.13 s for one (26k variables), against ~7 ms to find the
+    candidates: 250 such pods took a snapshot 60 s before (BENCHMARKS.md). kubelet gives
+    each container its variables in an order of its own (it ranges over Go maps:
+    pkg/kubelet/kubelet_pods.go makeEnvironmentVariables), so a set is also known
+    whatever its order: keep_service_links' answer does not depend on the order where no
+    name is given twice (it keeps a name's last value). Each set's first order is kept
+    too, as the known block the next pods are searched for (the lab's order is one).
+    """
+
+    def __init__(self) -> None:
+        self._environs: dict[bytes, tuple[str, ...]] = {}
+        self._specs: dict[str, tuple[str, ...]] = {}
+        self._unordered: dict[frozenset[str], tuple[str, ...]] = {}
+
+    def of_environ(self, raw: bytes) -> tuple[str, ...]:
+        """Of a /proc/PID/environ."""
+        key = candidates(raw, islice(reversed(self._environs), _KNOWN_TRIED))
+        found = self._environs.get(key)
+        if found is None:
+            found, first = self._of(key.decode(errors="surrogateescape").split("\0"))
+            if first:
+                self._environs[key] = found
+        return found
+
+    def of_spec(self, env: str) -> tuple[str, tuple[str, ...], int]:
+        """Of a runtime spec's env list joined by NULs: (its candidates, its Service-link
+        variables, where the candidates lie whole in `env` if they are a known block, or -1)."""
+        for key in islice(reversed(self._specs), _KNOWN_TRIED):
+            at = _whole_at(env, key) if key else -1
+            if at >= 0:
+                return key, self._specs[key], at
+        key = candidates(env)
+        found = self._specs.get(key)
+        if found is None:
+            found, first = self._of(key.split("\0"))
+            if first:
+                self._specs[key] = found
+        return key, found, -1
+
+    def _of(self, variables: list[str]) -> tuple[tuple[str, ...], bool]:
+        """(Service-link variables of these candidates, whether their set is new)."""
+        unordered = frozenset(variables)
+        found = self._unordered.get(unordered)
+        if found is not None:
+            return found, False
+        found = keep_service_links(variables)
+        names = {v.partition("=")[0] for v in unordered}
+        if len(names) == len(unordered):  # no name twice: the order did not matter
+            self._unordered[unordered] = found
+        return found, True

@@ -30,6 +30,7 @@ import re
 import stat
 import threading
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -99,6 +100,8 @@ class RuntimeContainer:
     image: str | None = None
     command: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
+    # Service-link variables already left out of `env` (Environments.without_links).
+    service_link_env: int = 0
     ns_paths: dict[str, str | None] = field(default_factory=dict)  # type -> path (None: own)
     pid: int | None = None
     start_time: int | None = None
@@ -141,9 +144,19 @@ def _json_obj(text: str) -> dict[str, Any] | None:
 
 
 def parse_oci_config(
-    spec: dict[str, Any], cid: str, runtime: str, envs: Environments | None = None
+    spec: dict[str, Any],
+    cid: str,
+    runtime: str,
+    envs: Environments | None = None,
+    *,
+    running: bool = False,
 ) -> RuntimeContainer:
-    """A RuntimeContainer from an OCI runtime spec (bundle config.json) with CRI annotations."""
+    """A RuntimeContainer from an OCI runtime spec (bundle config.json) with CRI annotations.
+
+    `running`: its init is alive (runc's state and the process scan agree), so an app
+    container's Service-link variables are read from this spec and its env is left
+    short of them here, as without_service_link_env would leave it.
+    """
     ann = spec.get("annotations") if isinstance(spec.get("annotations"), dict) else {}
     assert isinstance(ann, dict)
     ann = {str(k): str(v) for k, v in ann.items()}
@@ -151,7 +164,6 @@ def parse_oci_config(
     process = spec.get("process") if isinstance(spec.get("process"), dict) else {}
     assert isinstance(process, dict)
     rc.command = _strs(process.get("args"))
-    rc.env = (envs or Environments()).of(process.get("env"))
     linux = spec.get("linux") if isinstance(spec.get("linux"), dict) else {}
     assert isinstance(linux, dict)
     for ns in linux.get("namespaces") or []:
@@ -167,6 +179,11 @@ def parse_oci_config(
     if rc.kind == "sandbox" and rc.host_network is None:
         # A sandbox without its own network namespace entry runs in the host's.
         rc.host_network = "net" not in rc.ns_paths
+    envs = envs or Environments()
+    if running and rc.kind == "container":
+        rc.env, rc.service_link_env = envs.without_links(process.get("env"), cid)
+    else:
+        rc.env = envs.of(process.get("env"))
     return rc
 
 
@@ -289,11 +306,59 @@ def _list_ids(host: HostRoot, path: str, gaps: list[Gap]) -> list[str]:
         return []
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    """A container as parsed from its bundle, and what proves a later read would be the same."""
+
+    bundle: tuple[int, ...]  # config.json's device, inode, size, mtime and ctime (ns)
+    pid: int  # the init's PID and start time, from runc's state
+    start_time: int
+    record: RuntimeContainer  # a copy nobody changes
+    links: tuple[str, ...] | None  # its Service-link variables (Environments.service_links)
+
+
+@dataclass
+class BundleMemo:
+    """The containers one snapshot parsed from containerd bundles, for the next refresh.
+
+    A container's runtime spec cannot change after it is created: containerd writes
+    config.json once, into the new bundle directory of the task (containerd 1.x
+    runtime/v2/bundle.go NewBundle), and a new task starts a new init process. So while
+    a container keeps its id, its init keeps its PID and start time, and the file keeps
+    its inode, size and times (were it written again, they would change: it is then
+    read again), the record parsed from it is the one a fresh read would give: the
+    refresh reuses it instead of reading and decoding the spec again (0.9 MB with 26k
+    variables a container on the benchmark node, BENCHMARKS.md). Anything else changed
+    is read again. Only records whose init was alive are kept; `redact` must match.
+    """
+
+    redact: bool
+    parsed: dict[tuple[str, str], _Parsed] = field(default_factory=dict)
+
+
+@dataclass
+class _Reading:
+    """What read_containerd needs besides the files: processes, and the memos."""
+
+    procs: Mapping[int, Process]
+    previous: BundleMemo | None
+    memo: BundleMemo | None
+
+
+def _fingerprint(host: HostRoot, path: str) -> tuple[int, ...] | None:
+    try:
+        st = host.stat(path)
+    except CollectorError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def read_containerd(
     host: HostRoot,
     gaps: list[Gap],
     envs: Environments,
     task_roots: tuple[str, ...] = CONTAINERD_TASK_ROOTS,
+    reading: _Reading | None = None,
 ) -> list[RuntimeContainer]:
     """Containers and sandboxes of containerd's k8s.io namespace, under each state dir."""
     out = []
@@ -303,7 +368,7 @@ def read_containerd(
     for cid in _list_ids(host, CONTAINERD_RUNC, gaps):
         where.setdefault(cid, CONTAINERD_TASKS)
     for cid, tasks in sorted(where.items()):
-        rc = _read_containerd_one(host, tasks, cid, gaps, envs)
+        rc = _read_containerd_one(host, tasks, cid, gaps, envs, reading)
         if rc is not None:
             out.append(rc)
     return out
@@ -345,11 +410,28 @@ def _readable_spec(host: HostRoot, path: str) -> bool:
 
 
 def _read_containerd_one(
-    host: HostRoot, tasks: str, cid: str, gaps: list[Gap], envs: Environments
+    host: HostRoot,
+    tasks: str,
+    cid: str,
+    gaps: list[Gap],
+    envs: Environments,
+    reading: _Reading | None = None,
 ) -> RuntimeContainer | None:
     """One container of a containerd state dir, from its bundle and runc state."""
-    spec = read_json_object(host, f"{tasks}/{cid}/config.json", gaps, _MAX_CONFIG)
     state = read_json_object(host, f"{CONTAINERD_RUNC}/{cid}/state.json", gaps, _MAX_CONFIG)
+    init = _alive_init(state, reading.procs) if state is not None and reading else None
+    bundle = None
+    if init is not None and reading is not None:
+        # Before the read: a file changed after its stat is read again next time.
+        bundle = _fingerprint(host, f"{tasks}/{cid}/config.json")
+        same = _same_container(reading.previous, envs, (tasks, cid), bundle, init)
+        if same is not None:
+            if reading.memo is not None:
+                reading.memo.parsed[(tasks, cid)] = same
+            if same.links is not None:
+                envs.service_links[cid] = same.links
+            return replace(same.record, ns_paths=dict(same.record.ns_paths))
+    spec = read_json_object(host, f"{tasks}/{cid}/config.json", gaps, _MAX_CONFIG)
     if spec is None and state is not None:
         spec = {"annotations": labels_as_annotations(state)}
         cfg = state.get("config")
@@ -363,12 +445,43 @@ def _read_containerd_one(
             }
     if spec is None:
         return None
-    rc = parse_oci_config(spec, cid, "containerd", envs)
+    from_bundle = "process" in spec
+    rc = parse_oci_config(spec, cid, "containerd", envs, running=init is not None)
     if state is not None:
         apply_runc_state(rc, state)
     elif rc.pid is None:
         rc.pid = _read_pidfile(host, f"{tasks}/{cid}/init.pid")
+    if from_bundle and bundle is not None and init is not None and reading is not None:
+        if reading.memo is not None and rc.pid == init[0] and rc.start_time == init[1]:
+            copy = replace(rc, ns_paths=dict(rc.ns_paths))
+            links = envs.service_links.get(cid)
+            reading.memo.parsed[(tasks, cid)] = _Parsed(bundle, *init, copy, links)
     return rc
+
+
+def _alive_init(state: dict[str, Any], procs: Mapping[int, Process]) -> tuple[int, int] | None:
+    """(PID, start time) of the init runc's state names, when that very process is alive."""
+    pid, start = state.get("init_process_pid"), state.get("init_process_start")
+    if type(pid) is not int or type(start) is not int or pid <= 0:
+        return None
+    proc = procs.get(pid)
+    return (pid, start) if proc is not None and proc.start_time == start else None
+
+
+def _same_container(
+    previous: BundleMemo | None,
+    envs: Environments,
+    key: tuple[str, str],
+    bundle: tuple[int, ...] | None,
+    init: tuple[int, int],
+) -> _Parsed | None:
+    """The previous snapshot's record of this container if it is provably the same one."""
+    if previous is None or bundle is None or previous.redact != envs.redact:
+        return None
+    found = previous.parsed.get(key)
+    if found is None or found.bundle != bundle or (found.pid, found.start_time) != init:
+        return None
+    return found
 
 
 def _runc_ns_type(value: Any) -> str:
@@ -617,6 +730,7 @@ def _container_model(
         image=rc.image,
         command=rc.command,
         env=rc.env,
+        service_link_env=rc.service_link_env,
         shared_namespaces=tuple(t for t in shared if t not in node_wide),
         state=rc.state,
         attempt=rc.attempt,
@@ -907,8 +1021,17 @@ def collect_pods(
     allocations: tuple[IpamAllocation, ...] = (),
     redact: bool = True,
     cri: tuple[CriListing, ...] = (),
+    envs: Environments | None = None,
+    previous: BundleMemo | None = None,
+    memo: BundleMemo | None = None,
 ) -> tuple[tuple[Pod, ...], tuple[Gap, ...]]:
-    """Pods from CRI and runtime state (containerd, CRI-O), else cgroups, logs and pause."""
+    """Pods from CRI and runtime state (containerd, CRI-O), else cgroups, logs and pause.
+
+    `envs` (made here if not given) keeps each container's Service-link variables from
+    the same read of its spec, for collect_service_links. `memo` is given the containers
+    parsed from bundles, and `previous` (a refresh's) is used for those provably the
+    same (BundleMemo).
+    """
     gaps: list[Gap] = []
     procs = {p.pid: p for p in processes}
     by_container: dict[str, list[int]] = defaultdict(list)
@@ -931,8 +1054,9 @@ def collect_pods(
     task_roots = tuple(dict.fromkeys([*CONTAINERD_TASK_ROOTS, *(d.tasks() for d in daemons)]))
     cri_roots = tuple(dict.fromkeys([*CONTAINERD_CRI_ROOTS, *(d.cri_root() for d in daemons)]))
     roots = tuple(dict.fromkeys([*CONTAINERD_ROOTS, *(d.root for d in daemons)]))
-    envs = Environments(redact=redact)
-    runtime = read_containerd(host, gaps, envs, task_roots=task_roots)
+    envs = envs or Environments(redact=redact)
+    reading = _Reading(procs, previous, memo)
+    runtime = read_containerd(host, gaps, envs, task_roots, reading)
     if cancel is None or not cancel.is_set():
         crio = crio_dirs(processes, node_ns.get("mnt"))
         runtime += read_crio(host, gaps, envs, dirs=crio)
@@ -1092,7 +1216,8 @@ def _fill(rc: RuntimeContainer, other: RuntimeContainer) -> None:
     rc.pid = rc.pid or other.pid
     rc.start_time = rc.start_time or other.start_time
     rc.command = rc.command or other.command
-    rc.env = rc.env or other.env
+    if not rc.env:
+        rc.env, rc.service_link_env = other.env, other.service_link_env
     rc.ns_paths = rc.ns_paths or other.ns_paths
     rc.cgroups_path = rc.cgroups_path or other.cgroups_path
     rc.log_dir = rc.log_dir or other.log_dir

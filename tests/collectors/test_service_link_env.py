@@ -66,7 +66,7 @@ def test_no_links_returns_the_same_pods() -> None:
 def test_the_candidates_alone_give_the_same_links() -> None:
     """Of a whole environ, the variables named *_PORT* or *_SERVICE_HOST* decide the links:
     kubelet's are kept, a lookalike or an app's own are dropped either way."""
-    from podpath.collectors.proc.service_links import candidates
+    from podpath.collectors.runtime.environments import candidates
     from podpath.kubelet_env import keep_service_links
 
     environ = [
@@ -94,7 +94,7 @@ def test_the_candidates_alone_give_the_same_links() -> None:
 
 def test_a_known_block_gives_the_candidates_the_expression_would() -> None:
     """Another pod's block is used only when it is whole variables and all there is."""
-    from podpath.collectors.proc.service_links import candidates
+    from podpath.collectors.runtime.environments import candidates
 
     links = ["WEB_SERVICE_HOST=10.96.0.9", "WEB_SERVICE_PORT=80", "WEB_PORT=tcp://10.96.0.9:80"]
     block = candidates(("\0".join(["HOSTNAME=a", *links, "HOME=/"]) + "\0").encode())

@@ -569,7 +569,9 @@ class IpvsDump(Value):
 class ServiceLinkEnv(Value):
     """The Service-link variables kubelet gave one container, and only those.
 
-    Read from /proc/PID/environ of the container's init process: kubelet sets
+    Read from the container's runtime spec (a running containerd container's bundle
+    `process.env`, what its init was started with), else from /proc/PID/environ of the
+    container's init process (collectors/proc/service_links.py): kubelet sets
     `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<PORTNAME>]` and `<NAME>_PORT_<port>_<PROTO>...`
     for each Service of the pod's namespace that existed when the container was created
     (kubernetes/kubernetes pkg/kubelet/envvars/envvars.go). Every other variable is
