@@ -61,20 +61,11 @@ class SnapshotIndex:
         """The node's own network namespace, when it was read."""
         return self.netns_by_inode.get(self.snapshot.root_netns)
 
-    @cached_property
-    def links_by_netns(self) -> dict[int, dict[int, Link]]:
-        """Each namespace's links by ifindex, filled as namespaces are asked for (a trace
-        reads a few of a node's hundreds)."""
-        return {}
-
-    def links_in(self, netns: int) -> dict[int, Link]:
-        """The links of one namespace by ifindex (empty for an unknown namespace)."""
-        found = self.links_by_netns.get(netns)
-        if found is None:
-            ns = self.netns_by_inode.get(netns)
-            found = {link.ifindex: link for link in ns.links} if ns is not None else {}
-            self.links_by_netns[netns] = found
-        return found
+    def links_in(self, netns: int) -> Mapping[int, Link]:
+        """The links of one namespace by ifindex (empty for an unknown namespace), indexed
+        when first asked for (a trace reads a few of a node's hundreds)."""
+        ns = self.netns_by_inode.get(netns)
+        return ns_tables(ns).links if ns is not None else {}
 
     def link(self, netns: int, ifindex: int | None) -> Link | None:
         """The link with this index in this namespace, if known."""

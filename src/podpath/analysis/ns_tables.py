@@ -1,7 +1,7 @@
 """Lookup tables of one network namespace, built once per namespace object.
 
-A trace asks the same namespace for routes, bridge FDB entries, ports and sysctls at
-every step, and each answer walked the whole namespace: every route, link, address and
+A trace asks the same namespace for links, routes, bridge FDB entries, ports and
+sysctls at every step, and each answer walked the whole namespace: every route, link, address and
 FDB entry. In a root namespace with a veth per pod that is quadratic in the pods: a
 trace to a Service with 250 endpoints made ~1,500 route lookups there, each over ~500
 routes (docs/performance.md). Snapshots are immutable, so the tables are kept for as
@@ -27,6 +27,7 @@ Prefixes = tuple[tuple[int, int, dict[int, list[Route]]], ...]
 class NsTables:
     """What lookups in one namespace read, indexed once."""
 
+    links: dict[int, Link]  # by ifindex
     vrf: bool  # a VRF device exists (l3mdev rules apply)
     addresses: frozenset[str]  # every address of every link
     routes: dict[tuple[int, int], Prefixes]  # (table, IP version) -> prefixes
@@ -82,6 +83,7 @@ def _build(ns: NetNamespace) -> NsTables:
         if link.master is not None:
             ports.setdefault(link.master, []).append(link)
     return NsTables(
+        links={link.ifindex: link for link in ns.links},
         vrf=any(link.kind == "vrf" for link in ns.links),
         addresses=frozenset(a.address for link in ns.links for a in link.addresses),
         routes=_routes(ns),

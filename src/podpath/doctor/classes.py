@@ -87,6 +87,10 @@ class _Root:
 _EXTRAS = ("netconf", "qdiscs", "tc_filters")
 
 
+def _no_extras() -> tuple[list[tuple[object, ...]], ...]:
+    return tuple([] for _ in _EXTRAS)
+
+
 def _root(ns: NetNamespace) -> _Root:
     by_dev: dict[int, list[Route]] = {}
     by_address: dict[str, list[Route]] = {}
@@ -97,7 +101,7 @@ def _root(ns: NetNamespace) -> _Root:
     extras: dict[int | None, tuple[list[tuple[object, ...]], ...]] = {}
     for i, name in enumerate(_EXTRAS):
         for item in getattr(ns, name, ()):
-            lists = extras.setdefault(getattr(item, "ifindex", None), ([], [], []))
+            lists = extras.setdefault(getattr(item, "ifindex", None), _no_extras())
             lists[i].append(
                 tuple(getattr(item, f.name) for f in fields(item) if f.name != "ifindex")
             )
@@ -163,7 +167,7 @@ def _link_shape(link: Link, own: frozenset[str], *, with_name: bool = True) -> t
 def _host_side_extras(root: _Root, peer: Link) -> tuple[object, ...]:
     """Per-interface sysctls and tc programs of the host side, where the snapshot has them
     (indexed by interface once: each pod looked through every interface's)."""
-    return tuple(tuple(found) for found in root.extras.get(peer.ifindex, ([], [], [])))
+    return tuple(tuple(found) for found in root.extras.get(peer.ifindex, _no_extras()))
 
 
 def _namespace_shape(ns: NetNamespace, own: frozenset[str]) -> tuple[object, ...]:

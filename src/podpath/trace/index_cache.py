@@ -69,7 +69,6 @@ _LEFT_OUT = frozenset(
         "services",
         "service_names",
         "netns_by_inode",
-        "links_by_netns",
         "local_addresses",
         "pods_by_ip",
         "pods_by_name",
