@@ -13,12 +13,12 @@ import ipaddress
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from podpath import progress as progress_types
+from podpath.by_identity import ByIdentity
 from podpath.collectors.hostroot import CollectorError, HostRoot
 from podpath.collectors.proc.namespaces import net_namespace_targets, scan_namespaces
 from podpath.collectors.proc.node_facts import collect_node
@@ -89,7 +89,7 @@ def take_snapshot(
     except OSError as exc:
         raise CollectorError(host_root, f"cannot open host root: {exc.strerror}") from None
     same_node = previous is not None and previous.node.host_root == host.path
-    memos = _Memos(_bundles_of(previous) if same_node and previous is not None else None)
+    memos = _Memos(_BUNDLES.get(previous) if same_node and previous is not None else None)
     with host:
         if parts & {"netfilter", "conntrack"}:
             from concurrent.futures import ThreadPoolExecutor
@@ -112,7 +112,7 @@ def take_snapshot(
     gaps = checked_gaps(snapshot.gaps, snapshot.node.capabilities, *own_facts())
     snapshot = replace(snapshot, duration=time.monotonic() - started, gaps=gaps + skipped)
     if memos.current is not None and not cancel.is_set():
-        _keep_bundles(snapshot, memos.current)
+        _BUNDLES.put(snapshot, memos.current)
     return snapshot
 
 
@@ -120,17 +120,7 @@ def take_snapshot(
 # as long as the snapshot itself (the TUI's `r` passes the one it shows). Not part of
 # the snapshot's data: a snapshot loaded from a file has none, and is collected anew.
 # By identity: snapshots compare by value, and two equal ones may come from two nodes.
-_BUNDLES: dict[int, tuple[weakref.ref[Snapshot], BundleMemo]] = {}
-
-
-def _keep_bundles(snapshot: Snapshot, memo: BundleMemo) -> None:
-    key = id(snapshot)
-    _BUNDLES[key] = (weakref.ref(snapshot, lambda _: _BUNDLES.pop(key, None)), memo)
-
-
-def _bundles_of(snapshot: Snapshot) -> BundleMemo | None:
-    ref, memo = _BUNDLES.get(id(snapshot), (None, None))
-    return memo if ref is not None and ref() is snapshot else None
+_BUNDLES: ByIdentity[Snapshot, BundleMemo] = ByIdentity()
 
 
 @dataclass

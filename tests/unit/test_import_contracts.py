@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "podpath.netfilter",
         "podpath.conntrack",
         "podpath.safe_text",
+        "podpath.by_identity",
         "podpath.wording",
         "podpath.safe_files",
         "podpath.progress",

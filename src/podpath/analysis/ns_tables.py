@@ -11,11 +11,10 @@ long as their namespace object lives, and dropped with it (a TUI refresh replace
 from __future__ import annotations
 
 import ipaddress
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from podpath.by_identity import ByIdentity
 from podpath.snapshot.model import FdbEntry, Link, NetConf, NetNamespace, Route
 
 # A table's routes of one IP version: per prefix length, longest first, with its mask,
@@ -47,28 +46,17 @@ def network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         return None
 
 
-# Each namespace object's tables, by id, with a reference that dies with the object.
-_TABLES: dict[int, tuple[weakref.ref[NetNamespace], NsTables]] = {}
+# Each namespace object's tables, dropped with it.
+_TABLES: ByIdentity[NetNamespace, NsTables] = ByIdentity()
 
 
 def ns_tables(ns: NetNamespace) -> NsTables:
     """The namespace's tables, built on its first lookup."""
-    key = id(ns)
-    found = _TABLES.get(key)
-    if found is not None and found[0]() is ns:
-        return found[1]
-    tables = _build(ns)
-    _TABLES[key] = (weakref.ref(ns, _forget(key)), tables)
-    return tables
-
-
-def _forget(key: int) -> Callable[[weakref.ref[NetNamespace]], None]:
-    """Drop a namespace's tables when it is freed (its id may then be reused)."""
-
-    def forget(_gone: weakref.ref[NetNamespace]) -> None:
-        _TABLES.pop(key, None)
-
-    return forget
+    found = _TABLES.get(ns)
+    if found is None:
+        found = _build(ns)
+        _TABLES.put(ns, found)
+    return found
 
 
 def _build(ns: NetNamespace) -> NsTables:
