@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "podpath.conntrack",
         "podpath.safe_text",
         "podpath.by_identity",
+        "podpath.forked",
         "podpath.wording",
         "podpath.safe_files",
         "podpath.progress",

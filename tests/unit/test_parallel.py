@@ -32,11 +32,12 @@ def test_split_balances_by_weight() -> None:
 _IN_CHILDREN = """
 import os
 from podpath.collectors import parallel
+from podpath.forked import can_fork
 
 def work(part):
     return os.getpid(), [i * i for i in part]
 
-assert parallel.can_fork()
+assert can_fork()
 results = parallel.run_parts(work, [[1, 2], [3, 4], [5, 6]])
 assert [r[1] for r in results] == [[1, 4], [9, 16], [25, 36]], results
 pids = [r[0] for r in results]

@@ -14,6 +14,7 @@ for many paths), sweep (which paths, grouped how), causes (why a branch fails), 
 from __future__ import annotations
 
 import gc
+import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from podpath.doctor.causes import Cause
 from podpath.doctor.findings import Coverage, Report
 from podpath.doctor.sweep import FROM_RULES, Judged, sweep
 from podpath.doctor.tracer import Tracer
+from podpath.forked import Forked
 
 # A path whose failing branches take at least this share of its connections fails whole.
 WHOLE = 0.999
@@ -41,13 +43,22 @@ def diagnose(
     `judged` is told how many (source, Service port) paths are judged of how many."""
     started = time.perf_counter()
     views = [*parsed, *(ParsedSnapshot(i) for i in indexes[len(parsed) :])]
-    tracer = Tracer(indexes)
-    with _cyclic_gc_paused():
-        swept = sweep(tracer, views, judged)
-    found: dict[str, Finding] = {}
     for view in views:
-        for finding in problems(view):
-            found.setdefault(finding.id, finding)
+        # What the sweep and the facts both read, parsed once before the facts' child
+        # is forked (the child sees it as it was then).
+        view.parse_all(conntrack=False)
+    facts = Forked.start(lambda: _facts(views), pickle.dumps, pickle.loads)
+    try:
+        tracer = Tracer(indexes)
+        with _cyclic_gc_paused():
+            swept = sweep(tracer, views, judged)
+        ok, forked = facts.result() if facts is not None else (False, None)
+    finally:
+        if facts is not None:
+            facts.stop()
+    found: dict[str, Finding] = {}
+    for finding in forked if ok and forked is not None else _facts(views):
+        found.setdefault(finding.id, finding)
     _merge_paths(found, swept.judged)
     coverage = Coverage(
         nodes=tuple(i.snapshot.node.hostname for i in indexes),
@@ -59,6 +70,16 @@ def diagnose(
         seconds=time.perf_counter() - started,
     )
     return Report(ordered(list(found.values())), coverage)
+
+
+def _facts(views: Sequence[ParsedSnapshot]) -> list[Finding]:
+    """What the nodes' facts show, node by node (`podpath.analysis.problems`).
+
+    Where this process may fork (the CLI's doctor), a child checks them beside the
+    sweep, on the second core: the stale-conntrack check alone reads 50k entries'
+    text at 10k Services (~0.14 s; docs/performance.md, "The doctor on a saved
+    snapshot")."""
+    return [finding for view in views for finding in problems(view)]
 
 
 @contextmanager
