@@ -59,9 +59,10 @@ class Environments:
         self._redacted = _Redacted()
         self._links = LinkSets()
         self.service_links: dict[str, tuple[str, ...]] = {}
-        # By the identity of a set's variables (one tuple per set, held by _links).
+        # By the identity of a set's Service-link variables (one tuple per set of
+        # candidates, held by _links or by service_links).
         self._dropped: dict[int, _Dropped] = {}
-        self._whole: dict[str, bool] = {}
+        self._whole: dict[int, bool] = {}
 
     def of(self, value: Any) -> tuple[str, ...]:
         """The env of a runtime spec's `process.env` (or Docker's Config.Env) list."""
@@ -83,16 +84,15 @@ class Environments:
             text = "\0".join(value)
         except TypeError:  # a hand-edited spec's numbers: no environment execve could be given
             return self._shown(value), 0
-        key, links, at = self._links.of_spec(text)
-        self.service_links[container_id] = links
+        found = self._links.of_spec(value, text)
+        links = self.service_links[container_id] = found.links
         if not links:
             return self._shown(value), 0
         drop = self._dropped.get(id(links)) or self._drop(links)
-        if at >= 0 and self._all_dropped(key, drop) and text.count("\0") == len(value) - 1:
-            # A known block, whole variables, every one of them dropped, and no variable
-            # holds a NUL: they are list items i..i+n, found without a step per variable.
-            i = text.count("\0", 0, at)
-            rest = value[:i] + value[i + key.count("\0") + 1 :]
+        if found.outside is not None and self._all_dropped(found, drop):
+            # A known set of candidates, each dropped by its name: the env short of them
+            # holds all that may be left, found without a step per variable.
+            rest = found.outside
         else:  # the exact strings in C first (nearly all of them), then by name
             rest = list(filterfalse(drop.strings.__contains__, value))
         # Dropped by name, as without_service_link_env drops them.
@@ -105,12 +105,15 @@ class Environments:
         found = self._dropped[id(links)] = _Dropped(frozenset(links), names)
         return found
 
-    def _all_dropped(self, key: str, drop: _Dropped) -> bool:
-        """Whether every candidate of a known block is one of the variables dropped."""
-        whole = self._whole.get(key)
+    def _all_dropped(self, found: SpecLinks, drop: _Dropped) -> bool:
+        """Whether every candidate of a set is one of the variables dropped (a property of
+        the set, which one links tuple stands for)."""
+        whole = self._whole.get(id(found.links))
         if whole is None:
             names = drop.names
-            whole = self._whole[key] = all(v.partition("=")[0] in names for v in key.split("\0"))
+            whole = self._whole[id(found.links)] = all(
+                v.partition("=")[0] in names for v in found.candidates()
+            )
         return whole
 
     def _shown(self, value: list[Any]) -> tuple[str, ...]:
@@ -132,6 +135,8 @@ class _Dropped:
 # and no other variable changes what it keeps: these are all it needs to see.
 _CANDIDATES = re.compile(rb"(?:^|\0)([^\0=]*(?:_PORT|_SERVICE_HOST)[^\0=]*=[^\0]*)")
 _CANDIDATES_TEXT = re.compile(_CANDIDATES.pattern.decode())
+# One variable that is a candidate (matched at its start).
+_CANDIDATE = re.compile(r"[^\0=]*(?:_PORT|_SERVICE_HOST)[^\0=]*=")
 
 
 def candidates(environ: AnyStr, known: Iterable[AnyStr] = ()) -> AnyStr:
@@ -168,8 +173,31 @@ def _whole_at(environ: AnyStr, block: AnyStr) -> int:
     return at if _CANDIDATES_TEXT.search(outside) is None else -1
 
 
-# The candidate blocks tried before the expression runs (one per namespace is typical).
+# The candidate blocks or sets tried before the expression runs (one per namespace is typical).
 _KNOWN_TRIED = 8
+
+
+@dataclass(frozen=True)
+class SpecLinks:
+    """The Service-link variables of a spec's env list, as LinkSets found them."""
+
+    links: tuple[str, ...]
+    # The candidates they were made of: a block of them joined by NULs, or their set.
+    candidate_text_or_set: str | frozenset[str]
+    # The env list short of the candidates, in its order, where it was found on the way.
+    outside: list[str] | None = None
+
+    def candidates(self) -> Iterable[str]:
+        """Each candidate variable."""
+        found = self.candidate_text_or_set
+        return found.split("\0") if isinstance(found, str) else found
+
+
+def _cut(env: list[str], text: str, block: str, at: int) -> list[str]:
+    """`env` short of the variables of `block`, found whole at `at` of `text` (env joined by
+    NULs, no variable holding one): list items i..i+n, cut without a step per variable."""
+    i = text.count("\0", 0, at)
+    return env[:i] + env[i + block.count("\0") + 1 :]
 
 
 class LinkSets:
@@ -181,8 +209,9 @@ class LinkSets:
     each container its variables in an order of its own (it ranges over Go maps:
     pkg/kubelet/kubelet_pods.go makeEnvironmentVariables), so a set is also known
     whatever its order: keep_service_links' answer does not depend on the order where no
-    name is given twice (it keeps a name's last value). Each set's first order is kept
-    too, as the known block the next pods are searched for (the lab's order is one).
+    name is given twice (it keeps a name's last value). A spec's env list is known again
+    by its set (`known_in`); an environ's bytes by the first order of each set, as the
+    known block the next pods' environs are searched for.
     """
 
     def __init__(self) -> None:
@@ -200,20 +229,45 @@ class LinkSets:
                 self._environs[key] = found
         return found
 
-    def of_spec(self, env: str) -> tuple[str, tuple[str, ...], int]:
-        """Of a runtime spec's env list joined by NULs: (its candidates, its Service-link
-        variables, where the candidates lie whole in `env` if they are a known block, or -1)."""
+    def of_spec(self, env: list[str], text: str) -> SpecLinks:
+        """Of a runtime spec's env list of strings, and the same joined by NULs: a known
+        block of candidates in the same order, else a known set in another, else the
+        expression's candidates."""
+        if text.count("\0") != len(env) - 1:
+            # A variable holds a NUL: the text's parts are not its variables (no execve
+            # passes such a variable; it is read as the spec has it, one item at a time).
+            own = list(filter(_CANDIDATE.match, env))
+            return SpecLinks(self._of(own)[0], frozenset(own))
         for key in islice(reversed(self._specs), _KNOWN_TRIED):
-            at = _whole_at(env, key) if key else -1
+            at = _whole_at(text, key) if key else -1
             if at >= 0:
-                return key, self._specs[key], at
-        key = candidates(env)
-        found = self._specs.get(key)
-        if found is None:
-            found, first = self._of(key.split("\0"))
-            if first:
-                self._specs[key] = found
-        return key, found, -1
+                return SpecLinks(self._specs[key], key, _cut(env, text, key, at))
+        known = self._known_in(env)
+        if known is not None:
+            return known
+        key = candidates(text)
+        found, first = self._of(key.split("\0"))
+        if first:
+            self._specs[key] = found
+        return SpecLinks(found, key)
+
+    def _known_in(self, env: list[str]) -> SpecLinks | None:
+        """A set of candidates seen before that is exactly `env`'s, in another order.
+
+        Each try is a set lookup per variable, in C: ~5 ms for the 26.7k variables of
+        a container of the 10k-Service benchmark node, most of it hashing the strings
+        json made, where the expression that finds them takes ~7 ms and knowing their
+        set again ~20 ms more: kubelet orders each container's variables anew."""
+        for known in islice(reversed(self._unordered), _KNOWN_TRIED):
+            outside = list(filterfalse(known.__contains__, env))
+            if len(env) - len(outside) < len(known):
+                continue  # one of the set is missing
+            # No candidate outside the set, and every one of the set inside `env`.
+            if _CANDIDATES_TEXT.search("\0".join(outside)) is None and len(
+                known.intersection(env)
+            ) == len(known):
+                return SpecLinks(self._unordered[known], known, outside)
+        return None
 
     def _of(self, variables: list[str]) -> tuple[tuple[str, ...], bool]:
         """(Service-link variables of these candidates, whether their set is new)."""

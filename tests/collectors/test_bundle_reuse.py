@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from runtime_tree import kind_specs
 
 from podpath.collectors.hostroot import HostRoot, read_json_object
@@ -81,6 +83,59 @@ def test_a_known_block_is_cut_out_as_the_trim_would(redact: bool) -> None:
         kept, left_out = envs.without_links(env, why)
         assert envs.service_links[why] == keep_service_links(env), why
         assert (kept, left_out) == _trim_of_whole(env, envs.service_links[why], redact), why
+
+
+# Variables an env list is drawn from: two Services' links, an app's own *_PORT that is
+# no link, a lookalike host, a link's name with another value, plain variables, and
+# items no execve could give (a NUL inside, a number).
+_DB_LINKS = ["DB_SERVICE_HOST=10.96.0.2", "DB_SERVICE_PORT=5432", "DB_PORT=tcp://10.96.0.2:5432"]
+_OTHERS = [
+    "MY_PORT=8080",
+    "FAKE_SERVICE_HOST=10.96.0.7",
+    "WEB_PORT=tcp://10.0.0.1:1",
+    "PATH=/bin",
+    "HOSTNAME=web-2",
+    "A=1\0WEB_PORT_80_TCP_PORT=81",
+    "WEB_SERVICE_PORT",
+]
+_ENV_ITEM = st.sampled_from([*LINKS, *_DB_LINKS, *_OTHERS])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(_ENV_ITEM, max_size=14),
+            # Whole sets, as kubelet gives them, in an order of their own.
+            st.permutations([*LINKS, "HOSTNAME=a"]),
+            st.permutations([*LINKS, *_DB_LINKS, "PATH=/"]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_each_env_of_a_snapshot_is_trimmed_as_the_whole_env_would_be(
+    envs_in_order: list[list[str]], redact: bool
+) -> None:
+    """Whatever sets of candidates containers before it held, and in whatever order, a
+    container's env is trimmed as the three passes would trim it (its set known again
+    or not)."""
+    envs = Environments(redact=redact)
+    for number, env in enumerate(envs_in_order):
+        cid = f"c{number}"
+        kept, left_out = envs.without_links(list(env), cid)
+        assert envs.service_links[cid] == keep_service_links(env)
+        assert (kept, left_out) == _trim_of_whole(env, envs.service_links[cid], redact)
+
+
+def test_a_list_with_a_number_is_shown_whole_after_a_known_set() -> None:
+    envs = Environments(redact=False)
+    envs.without_links([*LINKS], "first")
+    assert envs.without_links([*reversed(LINKS), 7], "second") == (
+        (*reversed(LINKS), "7"),
+        0,
+    )
 
 
 def _process(pid: int, start: int, cid: str) -> Process:
