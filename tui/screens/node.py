@@ -111,11 +111,14 @@ class NodeScreen(TableScreen):
                 literal_content(
                     f"⚠ {count(len(so_far), 'problem')} so far: {first.subject} — {first.cause}"
                     f"   ({pending_text(loaded, PROBLEMS)})"
-                )
+                ),
+                layout=False,
             )
             banner.set_class(True, "-problems")
         elif found is None:
-            banner.update(pending_text(loaded, PROBLEMS))
+            # The banner is one line high (styles.py): a new text needs no layout pass,
+            # which the screen otherwise runs at each step of the parse (10 at 10k Services).
+            banner.update(pending_text(loaded, PROBLEMS), layout=False)
         elif found:
             first = found[0]
             banner.update(
