@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import threading
 import time
 from pathlib import Path
@@ -186,3 +187,18 @@ def test_invalid_utf8_output_survives(tmp_path: Path) -> None:
     result = runner(tmp_path / "bin").run("iptables-nft-save", ())
     assert result.ok
     assert result.stdout.encode("utf-8", "surrogateescape") == b"a\xffb\n"
+
+
+def test_a_commands_output_pipe_holds_a_mebibyte(tmp_path: Path) -> None:
+    """The pipe a command writes to is widened to 1 MiB, so that a tool with megabytes
+    to say does not stop each 64 KiB for the reader thread's turn at the GIL."""
+    waits_for_room = (
+        "import fcntl, time\n"
+        "end = time.monotonic() + 10\n"
+        "while fcntl.fcntl(1, fcntl.F_GETPIPE_SZ) < 1 << 20 and time.monotonic() < end:\n"
+        "    time.sleep(0.01)\n"
+        "print(fcntl.fcntl(1, fcntl.F_GETPIPE_SZ))\n"
+    )
+    fake(tmp_path / "bin", "iptables-nft-save", f"exec {sys.executable} -c '{waits_for_room}'")
+    result = runner(tmp_path / "bin").run("iptables-nft-save", ())
+    assert (result.gap, result.stdout) == (None, f"{1 << 20}\n")
