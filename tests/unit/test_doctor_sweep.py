@@ -7,7 +7,11 @@ from trace_factory import NodeSpec, PodSpec, build_node, kube_services
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.doctor import diagnose
+from podpath.doctor.causes import Aim
+from podpath.doctor.classes import pod_classes
+from podpath.doctor.sweep import Sweep, _ServiceSweep
 from podpath.doctor.tracer import Origin, Tracer
+from podpath.netfilter.kube_proxy import Endpoint, Service
 
 PODS = [PodSpec(f"web-{i}", f"10.244.0.{i + 2}") for i in range(6)]
 VIP = "10.96.0.10"
@@ -88,3 +92,36 @@ def test_a_drop_by_the_lb_ips_own_source_ranges_is_information(mode: str) -> Non
     found = checks["lb-source-ranges"]
     assert found.grade == "info" and "172.18.100.0/24" in found.cause, found
     assert [p.destination for p in found.paths] == ["192.0.2.11:80"]
+
+
+def _port(n: int, ips: list[str]) -> Service:
+    eps = tuple(Endpoint(ip, 80, 1 / len(ips), f"KUBE-SEP-{n}-{i}", "") for i, ip in enumerate(ips))
+    return Service("default", f"svc-{n}", "http", "TCP", f"10.96.1.{n}", 80, endpoints=eps)
+
+
+def test_grouping_from_the_common_shapes_is_grouping_each_port_by_its_shape() -> None:
+    """group() starts from the ports' shapes as seen from a source that is none of their
+    endpoints and reshapes only the ports whose endpoint is the source pod: for every
+    source, it makes the groups that shaping each port for that source makes."""
+    index = _index()
+    ips = [p.ip for p in PODS]
+    # Ports alike but for one of them ending in the source pod (web-0), ports of two
+    # endpoints in the one pod class, and an empty one.
+    endpoints = [[ips[0], ips[1]], [ips[2], ips[1]], [ips[0]], [ips[3]], [ips[4], ips[0]], []]
+    services = tuple(_port(n, eps) for n, eps in enumerate(endpoints))
+    out = Sweep()
+    classes = pod_classes(index, 0)
+    for cls in classes:
+        for pod in cls.members:
+            out.class_of[(0, pod.netns_inode or 0)] = cls.key
+    each = _ServiceSweep(Tracer([index]), 0, index, classes, services, out)
+    sources = [o for o, _ in each.origins()]
+    sources += [Origin("pod", 0, "default/web-0", index.snapshot.pods[0])]
+    self_seen = 0
+    for source in sources:
+        reference: dict[int, list[tuple[Service, Aim]]] = {}
+        for svc, aim in each.cluster_aims:
+            reference.setdefault(id(each.shape(svc, aim, source)), []).append((svc, aim))
+        assert each.group(each.cluster_ports, source) == list(reference.values()), source
+        self_seen += len(reference) > len(each.cluster_ports.groups)
+    assert self_seen  # web-0's own ports are set apart from their look-alikes

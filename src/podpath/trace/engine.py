@@ -279,13 +279,12 @@ class Engine:
         going: list[Flow] = []
         ended: list[Branch] = []
         for outcome in run_hook(stages, flow.packet, env, flow.probability):
-            nxt = replace(
-                flow,
-                packet=outcome.packet,
-                probability=outcome.probability,
-                hops=flow.hops + outcome.hops,
-                nat=flow.nat + outcome.nat,
-                uncertain=flow.uncertain + outcome.uncertain,
+            nxt = flow.moved_on(
+                outcome.packet,
+                outcome.probability,
+                flow.hops + outcome.hops,
+                flow.nat + outcome.nat,
+                flow.uncertain + outcome.uncertain,
             )
             if outcome.verdict == "ACCEPT":
                 going.append(nxt)
@@ -314,7 +313,7 @@ class Engine:
                 kept.append(f)
                 continue
             i = first[key]
-            kept[i] = replace(kept[i], probability=kept[i].probability + f.probability)
+            kept[i] = kept[i].weighted(kept[i].probability + f.probability)
             merged[i] = merged.get(i, 0) + 1
         for i, n in merged.items():
             note = (

@@ -39,7 +39,7 @@ def iptables_stages(backend: str, ruleset: Ruleset, hook: str) -> list[Stage]:
             continue
 
         def run(packet: Packet, env: NfEnv, prob: float, table: str = table) -> list[NfOutcome]:
-            return walk_table(ruleset, table, hook, packet, replace(env, backend=backend), prob)
+            return walk_table(ruleset, table, hook, packet, env.on(backend), prob)
 
         out.append(Stage(priority, f"iptables ({backend}) {table}", backend, table == "nat", run))
     return out
@@ -62,11 +62,10 @@ def run_hook(
             stage_env = _with_nat(env, outcome)
             for result in stage.run(outcome.packet, stage_env, outcome.probability):
                 nxt.append(
-                    replace(
-                        result,
-                        hops=outcome.hops + result.hops,
-                        nat=outcome.nat + result.nat,
-                        uncertain=outcome.uncertain + result.uncertain,
+                    result.extended(
+                        outcome.hops + result.hops,
+                        outcome.nat + result.nat,
+                        outcome.uncertain + result.uncertain,
                     )
                 )
         current = nxt

@@ -75,6 +75,12 @@ class NfEnv:
     out_address: str | None = None  # MASQUERADE's source: the out interface's address
     in_address: str | None = None  # REDIRECT's destination
 
+    def on(self, backend: str) -> NfEnv:
+        """This env for a table of one backend (each table walk of a hook)."""
+        return NfEnv(
+            self.node, self.hostname, backend, self.matches, self.out_address, self.in_address
+        )
+
 
 @dataclass(frozen=True)
 class NfOutcome:
@@ -87,6 +93,15 @@ class NfOutcome:
     nat: tuple[NatRecord, ...] = ()
     uncertain: tuple[str, ...] = ()
     reason: str = ""
+
+    def extended(
+        self, hops: tuple[Hop, ...], nat: tuple[NatRecord, ...], uncertain: tuple[str, ...]
+    ) -> NfOutcome:
+        """This outcome with what earlier tables of the hook did (each endpoint of a
+        Service): built directly, as dataclasses.replace costs twice as much."""
+        return NfOutcome(
+            self.probability, self.verdict, self.packet, hops, nat, uncertain, self.reason
+        )
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,20 @@ class WalkState:
     def in_stack(self, stack: tuple[tuple[str, int], ...]) -> WalkState:
         """This state in another chain stack (each jump and return)."""
         return self.moved(self.hops, stack)
+
+    def weighted(self, probability: float, hops: tuple[Hop, ...]) -> WalkState:
+        """This state on one side of a statistic split (each endpoint of a Service)."""
+        return WalkState(
+            self.packet, probability, hops, self.nat, self.uncertain, self.stack, self.on_behalf
+        )
+
+    def rewritten(
+        self, packet: Packet, hops: tuple[Hop, ...], nat: tuple[NatRecord, ...]
+    ) -> WalkState:
+        """This state after a NAT target rewrote the packet (each endpoint's DNAT)."""
+        return WalkState(
+            packet, self.probability, hops, nat, self.uncertain, self.stack, self.on_behalf
+        )
 
     def moved(self, hops: tuple[Hop, ...], stack: tuple[tuple[str, int], ...]) -> WalkState:
         """This state with other hops and stack, built directly: the walk's hot path
@@ -315,10 +344,8 @@ class _Walker:
             taken=False,
             probability=1 - p,
         )
-        taken = replace(here, probability=here.probability * p)
-        not_taken = replace(
-            here, probability=here.probability * (1 - p), hops=here.hops + (skipped_hop,)
-        )
+        taken = here.weighted(here.probability * p, here.hops)
+        not_taken = here.weighted(here.probability * (1 - p), here.hops + (skipped_hop,))
         out = self._apply(taken, rule, done, p, result.notes) if p > 0 else []
         if p < 1:
             out.append(not_taken)
@@ -420,13 +447,13 @@ class _Walker:
             addr, port, note = split_addr_port(options.get("to-destination", ""))
             kind, before = "DNAT", (packet.dst, packet.dport)
             after = (addr or packet.dst, port if port is not None else packet.dport)
-            new = packet.with_(dst=after[0], dport=after[1])
+            new = packet.to(after[0], after[1])
         elif name == "REDIRECT":
             local = self.env.in_address or "127.0.0.1"
             ports = options.get("to-ports", "")
             port = int(ports.split("-")[0]) if ports.split("-")[0].isdigit() else packet.dport
             kind, before, after = "DNAT", (packet.dst, packet.dport), (local, port)
-            new = packet.with_(dst=local, dport=port)
+            new = packet.to(local, port)
         else:
             if name == "SNAT":
                 addr, port, note = split_addr_port(options.get("to-source", ""))
@@ -459,7 +486,7 @@ class _Walker:
                 "table": self.table,
             },
         )
-        st = replace(state, packet=new, hops=state.hops + (nat_hop,), nat=state.nat + (record,))
+        st = state.rewritten(new, state.hops + (nat_hop,), state.nat + (record,))
         # NAT targets are terminal in the nat table (they return NF_ACCEPT).
         done.append(self._end(st, "ACCEPT", f"{name} by {label}"))
         return []
