@@ -444,3 +444,23 @@ def test_split_host_port_shortcut_equals_general_branches(text: str) -> None:
             return type(exc)
 
     assert outcome(split_host_port) == outcome(_split_host_port_reference)
+
+
+@pytest.mark.parametrize(
+    "to",
+    ["10.244.1.3:80", "10.244.1.3:080", "10.244.1.3:80-90", "10.244.1.3", "1:2:80",
+     "[fd00::1]:80", "fd00::1", "1..2:5", ".:0", "10.0.0.1:", "10.0.0.1:8a"],
+)  # fmt: skip
+def test_sep_dnat_split_destination_equals_split_host_port(to: str) -> None:
+    """The endpoint read from `_SEP_DNAT`'s split IPv4 groups equals the one built from
+    its whole --to-destination (split_host_port), for every destination it matches."""
+    from podpath.netfilter.iptables_save import Ruleset, parse_ruleset
+    from podpath.netfilter.kube_proxy import _SEP_DNAT, _Builder, _endpoint_to
+
+    line = f'-A KUBE-SEP-Y -p tcp -m comment --comment "a/b:c" -m tcp -j DNAT --to-destination {to}'
+    found = _SEP_DNAT.fullmatch(line)
+    assert found is not None and found.group(1) == to
+    ruleset: Ruleset = parse_ruleset(f"*nat\n:KUBE-SEP-Y - [0:0]\n{line}\nCOMMIT\n")
+    endpoint = _Builder(ruleset).dnat_endpoint("KUBE-SEP-Y", 0.5)
+    assert endpoint == _endpoint_to(to, line, 0.5, "KUBE-SEP-Y")
+    assert repr(endpoint) == repr(_endpoint_to(to, line, 0.5, "KUBE-SEP-Y"))
