@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -393,3 +394,73 @@ def test_element_service_reads_kube_proxys_element_comments_only() -> None:
     assert element_service("kube-system/kube-dns") == "kube-system/kube-dns"
     for other in (None, "", "short-circuit pod traffic", "a/b/c", "ns/svc:http drop"):
         assert element_service(other) is None
+
+
+def _same_as_constructed(made: object) -> None:
+    """`made` equals what its dataclass's __init__ builds from its fields, field by field
+    and in field order (so its repr, hash and pickle are the constructor's)."""
+    cls = type(made)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    assert list(vars(made)) == names
+    again = cls(**vars(made))
+    assert again == made and list(vars(again).items()) == list(vars(made).items())
+    assert repr(again) == repr(made) and hash(again) == hash(made)
+
+
+@pytest.mark.parametrize("path", IPTABLES, ids=[p.name for p in IPTABLES])
+def test_services_built_without_init_equal_constructed_ones(path: Path) -> None:
+    """`_frozen` builds every Service and Endpoint as the dataclass constructor would."""
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    for svc in (*services(parse_ruleset(text)), *services(parse_ruleset(_save_text(5)))):
+        _same_as_constructed(svc)
+        for endpoint in svc.endpoints:
+            _same_as_constructed(endpoint)
+
+
+def _split_host_port_reference(text: str) -> tuple[str, int | None]:
+    """split_host_port without its `ip:port` shortcut (the general branches alone)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+        return host, int(port) if port.isdigit() else None
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, int(port.split("-")[0]) if port.split("-")[0].isdigit() else None
+    return text, None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["10.0.0.1:80", "10.0.0.1:080", "10.0.0.1:80-90", "10.0.0.1:", ":80", "10.0.0.1", "",
+     "[fd00::1]:80", "[a:80", "[a]:80", "fd00::1", "a:b:80", "a:8b", "x:\u0663", "a:-1"],
+)  # fmt: skip
+def test_split_host_port_shortcut_equals_general_branches(text: str) -> None:
+    """The `ip:port` shortcut reads every form as the general branches do (or fails alike)."""
+
+    def outcome(split: object) -> object:
+        try:
+            return split(text)  # type: ignore[operator]
+        except ValueError as exc:
+            return type(exc)
+
+    assert outcome(split_host_port) == outcome(_split_host_port_reference)
+
+
+@pytest.mark.parametrize(
+    "to",
+    ["10.244.1.3:80", "10.244.1.3:080", "10.244.1.3:80-90", "10.244.1.3", "1:2:80",
+     "[fd00::1]:80", "fd00::1", "1..2:5", ".:0", "10.0.0.1:", "10.0.0.1:8a"],
+)  # fmt: skip
+def test_sep_dnat_split_destination_equals_split_host_port(to: str) -> None:
+    """The endpoint read from `_SEP_DNAT`'s split IPv4 groups equals the one built from
+    its whole --to-destination (split_host_port), for every destination it matches."""
+    from podpath.netfilter.iptables_save import Ruleset, parse_ruleset
+    from podpath.netfilter.kube_proxy import _SEP_DNAT, _Builder, _endpoint_to
+
+    line = f'-A KUBE-SEP-Y -p tcp -m comment --comment "a/b:c" -m tcp -j DNAT --to-destination {to}'
+    found = _SEP_DNAT.fullmatch(line)
+    assert found is not None and found.group(1) == to
+    ruleset: Ruleset = parse_ruleset(f"*nat\n:KUBE-SEP-Y - [0:0]\n{line}\nCOMMIT\n")
+    endpoint = _Builder(ruleset).dnat_endpoint("KUBE-SEP-Y", 0.5)
+    assert endpoint == _endpoint_to(to, line, 0.5, "KUBE-SEP-Y")
+    assert repr(endpoint) == repr(_endpoint_to(to, line, 0.5, "KUBE-SEP-Y"))
