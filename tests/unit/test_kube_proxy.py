@@ -10,6 +10,7 @@ import pytest
 from podpath.netfilter.iptables_save import parse_ruleset
 from podpath.netfilter.kube_proxy import (
     Service,
+    _split_any,
     detect_backend,
     detect_mode,
     endpoint_shares,
@@ -417,18 +418,6 @@ def test_services_built_without_init_equal_constructed_ones(path: Path) -> None:
             _same_as_constructed(endpoint)
 
 
-def _split_host_port_reference(text: str) -> tuple[str, int | None]:
-    """split_host_port without its `ip:port` shortcut (the general branches alone)."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-        return host, int(port) if port.isdigit() else None
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        return host, int(port.split("-")[0]) if port.split("-")[0].isdigit() else None
-    return text, None
-
-
 @pytest.mark.parametrize(
     "text",
     ["10.0.0.1:80", "10.0.0.1:080", "10.0.0.1:80-90", "10.0.0.1:", ":80", "10.0.0.1", "",
@@ -443,7 +432,7 @@ def test_split_host_port_shortcut_equals_general_branches(text: str) -> None:
         except ValueError as exc:
             return type(exc)
 
-    assert outcome(split_host_port) == outcome(_split_host_port_reference)
+    assert outcome(split_host_port) == outcome(_split_any)
 
 
 @pytest.mark.parametrize(

@@ -726,8 +726,13 @@ def split_host_port(text: str) -> tuple[str, int | None]:
     host, _, port = text.partition(":")
     if port.isdigit() and text[:1] != "[":
         # The common `ip:port` (27k endpoints at 10k Services), in one partition: digits
-        # hold no ":" or "-", so the general branch below would read the same.
+        # hold no ":" or "-", so _split_any would read the same (a tested property).
         return host, int(port)
+    return _split_any(text)
+
+
+def _split_any(text: str) -> tuple[str, int | None]:
+    """split_host_port for every form: `[v6]:port`, a port range, a bare address."""
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
