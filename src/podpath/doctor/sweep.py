@@ -262,12 +262,6 @@ class _ServiceSweep:
         """The ports with their shapes from a source that is none of their endpoints."""
         return _Ports(aims, [self.intern(self._shape(svc, aim, None)) for svc, aim in aims])
 
-    def shape(self, svc: Service, aim: Aim, origin: Origin) -> tuple[object, ...]:
-        """What the traces of this port depend on, beyond its own name and addresses (the
-        reference `group` must agree with, port by port)."""
-        own = origin.pod is not None and any(ep.ip in origin.pod.ips for ep in svc.endpoints)
-        return self.intern(self._shape(svc, aim, origin if own else None))
-
     def judge_groups(
         self,
         origin: Origin,
