@@ -6,9 +6,11 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.widgets import Header, Input, Static
 
 from podpath.analysis.dataplane import dataplane_text, mode_text
+from podpath.analysis.findings import Finding
 from podpath.tui.rows.model import Page, Row, page
 from podpath.tui.rows.node import MENU_COLUMNS, fact_rows, menu_rows
 from podpath.tui.screens.base import TableScreen, pending_text
@@ -86,7 +88,7 @@ class NodeScreen(TableScreen):
             note.update(literal_content(source_note))
         banner = self.query_one("#banner", Static)
         if loaded is None:
-            banner.update("collecting the node's state…")
+            banner.update("collecting the node's state…", layout=False)
             banner.set_class(False, "-problems")
             return page([])
         found = loaded.problems
@@ -102,32 +104,11 @@ class NodeScreen(TableScreen):
             shown = ["…"] if backends is None else backends
             self._facts = (made_of, fact_rows(loaded.index, mode, plane, shown))
         facts.show(page(self._facts[1]))
-        banner.set_class(bool(found), "-problems")
         so_far = loaded.fact_problems if found is None else None
-        if found is None and so_far:
-            # A first sight of the problems; the sweep of every path may add more.
-            first = so_far[0]
-            banner.update(
-                literal_content(
-                    f"⚠ {count(len(so_far), 'problem')} so far: {first.subject} — {first.cause}"
-                    f"   ({pending_text(loaded, PROBLEMS)})"
-                ),
-                layout=False,
-            )
-            banner.set_class(True, "-problems")
-        elif found is None:
-            # The banner is one line high (styles.py): a new text needs no layout pass,
-            # which the screen otherwise runs at each step of the parse (10 at 10k Services).
-            banner.update(pending_text(loaded, PROBLEMS), layout=False)
-        elif found:
-            first = found[0]
-            banner.update(
-                literal_content(
-                    f"⚠ {count(len(found), 'problem')}: {first.subject} — {first.cause}   (p or :problems)"
-                )
-            )
-        else:
-            banner.update("✓ no gaps or warnings")
+        banner.set_class(bool(found or so_far), "-problems")
+        # The banner is one line high (styles.py): a new text needs no layout pass, which
+        # the screen otherwise runs at each step of the parse (10 at 10k Services).
+        banner.update(_banner_text(loaded, found, so_far), layout=False)
         return super().repaint_rows()
 
     def show_title(self, shown: Page) -> None:
@@ -150,3 +131,24 @@ class NodeScreen(TableScreen):
 
     def go_back(self) -> None:
         """Home has nowhere to go back to."""
+
+
+def _banner_text(
+    loaded: Loaded, found: tuple[Finding, ...] | None, so_far: tuple[Finding, ...] | None
+) -> Content | str:
+    """Home's one line about problems: the first found, or how far their search is."""
+    if found is None and so_far:
+        # A first sight of the problems; the sweep of every path may add more.
+        first = so_far[0]
+        return literal_content(
+            f"⚠ {count(len(so_far), 'problem')} so far: {first.subject} — {first.cause}"
+            f"   ({pending_text(loaded, PROBLEMS)})"
+        )
+    if found is None:
+        return pending_text(loaded, PROBLEMS)
+    if found:
+        first = found[0]
+        return literal_content(
+            f"⚠ {count(len(found), 'problem')}: {first.subject} — {first.cause}   (p or :problems)"
+        )
+    return "✓ no gaps or warnings"
