@@ -720,14 +720,22 @@ def byte_compile() -> None:
 
     Measured otherwise, every start of podpath under PYTHONDONTWRITEBYTECODE (set on the
     machine the figures were taken on) compiled the modules it imports from source: 50 ms
-    of a 0.3 s CLI trace, 90 ms of doctor, which no installed podpath pays.
+    of a 0.3 s CLI trace, 90 ms of doctor, which no installed podpath pays. Likewise the
+    dataclasses' methods (~40 ms of the cached trace), which any other machine compiles
+    once, on the first run.
     """
     import compileall
+    import subprocess
 
     import podpath
 
     # Where Python imports it from (an editable install's tree of links): its __pycache__.
     compileall.compile_dir(str(Path(podpath.__file__).parent), quiet=1)
+    # And the methods @dataclass generates, which the first run of a command writes
+    # where bytecode may be written (podpath.dataclass_code).
+    subprocess.run(
+        [sys.executable, "-m", "podpath.dataclass_code"], check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def main(argv: Sequence[str]) -> int:

@@ -17,6 +17,8 @@ import pytest
 from built_image import BuiltImage, UnpackedImage
 from oci_archive import ImageSpec, build, full_reference, unpack
 
+from podpath.dataclass_code import CodeCache
+
 if TYPE_CHECKING:
     from podpath.lab import Lab
 
@@ -157,6 +159,11 @@ def test_image_holds_podpath_and_the_node_tools(image_rootfs: UnpackedImage) -> 
     assert (root / "etc/resolv.conf").read_text() == ""  # not the build machine's
     # The podpath layer is compiled in advance (the root may be read-only).
     assert list((root / SITE.lstrip("/") / "podpath/cli/__pycache__").glob("*.pyc"))
+    # So are the methods @dataclass generates (podpath.dataclass_code), for every module.
+    (kept,) = (root / SITE.lstrip("/") / "podpath/__pycache__").glob("dataclass-code.*.marshal")
+    texts = CodeCache(str(kept)).kept
+    assert any(" def __init__(self," in text for text in texts), len(texts)
+    assert len(texts) > 500
 
 
 def test_image_is_small(podpath_image: BuiltImage, image_rootfs: UnpackedImage) -> None:

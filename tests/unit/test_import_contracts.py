@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "podpath.safe_text",
         "podpath.by_identity",
         "podpath.forked",
+        "podpath.dataclass_code",
         "podpath.wording",
         "podpath.safe_files",
         "podpath.progress",

@@ -204,6 +204,9 @@ def _exit_at_once(code: int) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         return  # a closed or broken stream: let the interpreter's own exit report it
+    from podpath import dataclass_code
+
+    dataclass_code.save()  # its atexit hook does not run after os._exit
     os._exit(code)
 
 
@@ -382,4 +385,12 @@ def _on_early_signal(signum: int, _frame: object) -> None:
 
 # Caught as soon as this module has run, when it runs as the program (not when a test or
 # another program imports it): the imports of a command's modules come next.
-_EARLY_PREVIOUS: dict[int, Any] = _catch_signals(_on_early_signal) if _started_as_podpath() else {}
+_AS_PROGRAM = _started_as_podpath()
+_EARLY_PREVIOUS: dict[int, Any] = _catch_signals(_on_early_signal) if _AS_PROGRAM else {}
+
+if _AS_PROGRAM:
+    # Every command's modules define dataclasses: their methods' code is kept between
+    # runs (podpath.dataclass_code), installed only now that a Ctrl-C is caught.
+    from podpath import dataclass_code
+
+    dataclass_code.install()
