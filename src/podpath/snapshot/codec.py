@@ -23,7 +23,6 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import errno
-import hashlib
 import json
 import math
 import os
@@ -113,6 +112,10 @@ def digest_path(path: str) -> bytes:
     What `trace --cache` keys on: read whole, the 28 MB of a 10k-Service snapshot were
     another 15-25 ms of copying into fresh memory for a cache hit that never parses it.
     """
+    # Imported here: loading OpenSSL for it was 3-4 ms of every command's start (`ls
+    # namespaces` among them), and only `trace --cache` digests a file.
+    import hashlib
+
     try:
         before = os.stat(path)
         _check_regular(before)
