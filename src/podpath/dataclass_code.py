@@ -46,7 +46,7 @@ class CodeCache:
         self.used: set[str] = set()
         self.new = 0
 
-    def exec(self, source: Any, globals: Any = None, locals: Any = None) -> None:
+    def exec(self, source: Any, globals: Any = None, locals: Any = None, **options: Any) -> None:
         """`exec`, with a text's code compiled once for all runs."""
         if type(source) is str:
             self.used.add(source)
@@ -55,7 +55,7 @@ class CodeCache:
                 code = self.kept[source] = compile(source, "<string>", "exec", dont_inherit=True)
                 self.new += 1
             source = code
-        builtins.exec(source, globals, locals)
+        builtins.exec(source, globals, locals, **options)
 
     def save(self, *, asked: bool = False) -> None:
         """Write the file if this process compiled a text it did not hold (atomically);
