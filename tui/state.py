@@ -25,6 +25,7 @@ from podpath.tui.actions import Actions
 from podpath.tui.rows.conntrack import conntrack_rows
 from podpath.tui.rows.model import Row, RowSet, rowset
 from podpath.tui.rows.services import service_rows
+from podpath.tui.rows.trace import completions
 from podpath.tui.source import SnapshotSource
 
 # Below this much rule and conntrack text, the views are prepared at once (the first
@@ -44,10 +45,20 @@ PROBLEMS = "problems"
 SERVICE_ROWS = "Service rows"
 CONNTRACK_ROWS = "conntrack rows"
 MENTIONS = "rules naming each pod"
+TRACE_WORDS = "names a trace completes"
 # The doctor needs no conntrack parse (it reads only the stale entries, from the
 # listing's text: docs/performance.md) and home counts the entry lines until the parse
 # is done, so home's counts wait for the Services and the doctor alone.
-STAGES = (SERVICES, FACTS, PROBLEMS, CONNTRACK, SERVICE_ROWS, CONNTRACK_ROWS, MENTIONS)
+STAGES = (
+    SERVICES,
+    FACTS,
+    PROBLEMS,
+    CONNTRACK,
+    SERVICE_ROWS,
+    CONNTRACK_ROWS,
+    MENTIONS,
+    TRACE_WORDS,
+)
 # What each stage does, as a screen waiting for it says it.
 DOING = {
     SERVICES: "parsing the rules and kube-proxy's Services",
@@ -57,6 +68,7 @@ DOING = {
     SERVICE_ROWS: "building the Service rows",
     CONNTRACK_ROWS: "building the conntrack rows",
     MENTIONS: "finding the rules that name each pod",
+    TRACE_WORDS: "listing the names a trace completes",
 }
 
 
@@ -87,6 +99,7 @@ class Loaded:
     _facts: tuple[Finding, ...] | None = field(init=False, default=None)
     _problems: tuple[Finding, ...] | None = field(init=False, default=None)
     _mentions: MentionIndex | None = field(init=False, default=None)
+    _trace_words: tuple[str, ...] | None = field(init=False, default=None)
     _rule_counts: tuple[int, ...] | None = field(init=False, default=None)
     _conntrack_lines: int | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
@@ -206,6 +219,28 @@ class Loaded:
                 self._mentions = mention_index(self.parsed.rule_dumps(), self.index.pods_by_ip)
             return self._mentions
 
+    def trace_words(self) -> tuple[str, ...]:
+        """What the Trace screen's inputs complete: every loaded node's pods and pod IPs,
+        and the Services (name and ClusterIP) once they are parsed; kept once complete.
+
+        Built by the worker on a big snapshot: at 10k Services the list took the event
+        loop ~20 ms each time the Trace screen opened (docs/performance.md)."""
+        if self._trace_words is not None:
+            return self._trace_words
+        indexes = [self.index, *self.peer_indexes]
+        pods = [name for index in indexes for name in index.pods_by_name]
+        ips = [ip for index in indexes for ip in index.pods_by_ip]
+        # Services only once parsed: parsing them here would hold the event loop for
+        # most of a second on a big node (the worker parses them first).
+        parsed = self.small or self.has(SERVICES)
+        services = self.parsed.services() if parsed else ()
+        names = [f"{s.namespace}/{s.name}:{s.port}" for s in services]
+        names += [f"{s.cluster_ip}:{s.port}" for s in services if s.cluster_ip]
+        words = tuple(completions(pods, ips, names))
+        if parsed:
+            self._trace_words = words
+        return words
+
     def rule_counts(self) -> tuple[int, ...]:
         """The rules of each iptables dump, counted in their text once: home must not wait
         for the rules to be parsed, nor count 16 MB again each time it is repainted (0.1 s)."""
@@ -299,6 +334,7 @@ class Loaded:
             SERVICE_ROWS: self.service_rows,
             CONNTRACK_ROWS: self.conntrack_rows,
             MENTIONS: self.ip_mentions,
+            TRACE_WORDS: self.trace_words,
         }
         self.rule_counts()  # home's "Netfilter rules" count and "iptables" fact
         self._count_conntrack_lines()  # and its conntrack count

@@ -35,6 +35,7 @@ from podpath.tui.state import (
     SERVICE_ROWS,
     SERVICES,
     STAGES,
+    TRACE_WORDS,
     Loaded,
 )
 
@@ -74,7 +75,7 @@ def test_preparing_the_views_names_each_stage_in_order(fixed_snapshot: Snapshot)
     loaded.prepare(lambda what, done, total: seen.append((what, done, total)))
     assert seen == [(stage, i, len(STAGES)) for i, stage in enumerate(STAGES)]
     assert STAGES[:4] == (SERVICES, FACTS, PROBLEMS, CONNTRACK)
-    assert loaded.ready.is_set() and loaded.step == f"{STAGES[-1]} (7/7)"
+    assert loaded.ready.is_set() and loaded.step == f"{STAGES[-1]} (8/8)"
 
 
 def test_home_counts_are_ready_before_any_rows_are_built(fixed_snapshot: Snapshot) -> None:
@@ -116,7 +117,16 @@ def test_a_screen_opened_early_gets_its_stage_next(fixed_snapshot: Snapshot) -> 
             loaded.want(CONNTRACK_ROWS)
 
     loaded.prepare(told)
-    assert order == [SERVICES, CONNTRACK_ROWS, FACTS, PROBLEMS, CONNTRACK, SERVICE_ROWS, MENTIONS]
+    assert order == [
+        SERVICES,
+        CONNTRACK_ROWS,
+        FACTS,
+        PROBLEMS,
+        CONNTRACK,
+        SERVICE_ROWS,
+        MENTIONS,
+        TRACE_WORDS,
+    ]
     assert loaded.ready.is_set() and all(loaded.has(s) for s in STAGES)
 
 
@@ -137,7 +147,7 @@ async def test_a_big_snapshot_says_how_far_the_background_parse_is() -> None:
             for m in seen
             if isinstance(m, PodpathApp.Progress) and m.kind == "prepare"
         ]
-        assert steps[0] == (SERVICES, 0, 7) and steps[-1][1] == 6
+        assert steps[0] == (SERVICES, 0, len(STAGES)) and steps[-1][1] == len(STAGES) - 1
         assert app.loaded is not None and app.loaded.ready.is_set()
 
 
@@ -170,7 +180,7 @@ async def test_building_rows_tells_how_many_are_built(monkeypatch: pytest.Monkey
     loaded = Loaded(scale)
     loaded.current, loaded.number = CONNTRACK_ROWS, 6
     loaded.conntrack_rows()  # counted outside the worker too: how_far() says how many
-    assert loaded.how_far() == "6/7, 2,000/2,000"
+    assert loaded.how_far() == "6/8, 2,000/2,000"
 
 
 async def test_counts_show_while_rows_are_still_built(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,7 +217,7 @@ async def test_counts_show_while_rows_are_still_built(monkeypatch: pytest.Monkey
         screen = app.screen
         assert isinstance(screen, ServicesScreen)
         waiting = str(screen.query_one("#count").render())
-        assert waiting == "building the Service rows (5/7)…", waiting
+        assert waiting == "building the Service rows (5/8)…", waiting
         release.set()
         await app.workers.wait_for_complete()
         await pilot.pause()

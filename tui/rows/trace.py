@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from podpath.conntrack import ConntrackEntry
 from podpath.netfilter.owners import Owner
@@ -127,7 +128,9 @@ def conntrack_label(live: bool, taken_at: float) -> str:
     return f"conntrack in the snapshot ({taken})"
 
 
-def flow_text(entries: list[ConntrackEntry], branch: Branch, label: str = LIVE_CONNTRACK) -> str:
+def flow_text(
+    entries: Sequence[ConntrackEntry], branch: Branch, label: str = LIVE_CONNTRACK
+) -> str:
     """The entries beside the prediction: tuples, the NAT applied, the chosen endpoint.
 
     `label` says whose table it is (conntrack_label): a saved snapshot's is not "now".
