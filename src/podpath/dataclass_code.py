@@ -57,11 +57,16 @@ class CodeCache:
             source = code
         builtins.exec(source, globals, locals, **options)
 
-    def save(self, *, asked: bool = False) -> None:
+    def save(self, *, asked: bool = False) -> bool:
         """Write the file if this process compiled a text it did not hold (atomically);
-        under PYTHONDONTWRITEBYTECODE only when `asked`, as `compileall` writes anyway."""
-        if not self.new or self.path is None or (sys.dont_write_bytecode and not asked):
-            return
+        under PYTHONDONTWRITEBYTECODE only when `asked`, as `compileall` writes anyway.
+        True when the file holds everything this process compiled."""
+        if self.path is None:
+            return False
+        if not self.new:
+            return True
+        if sys.dont_write_bytecode and not asked:
+            return False
         kept = self.kept
         if len(kept) > MOST_ENTRIES:
             kept = {text: code for text, code in kept.items() if text in self.used}
@@ -73,8 +78,9 @@ class CodeCache:
             os.replace(part, self.path)
         except OSError:
             _remove_quietly(part)  # a read-only install, a full disk: compiled again next time
-            return
+            return False
         self.new = 0
+        return True
 
 
 def _read(path: str) -> dict[str, CodeType]:
@@ -147,7 +153,9 @@ def compile_all() -> int:
     for module in pkgutil.walk_packages([root], "podpath."):
         if not module.name.endswith("__main__"):
             importlib.import_module(module.name)
-    _installed.save(asked=True)
+    if not _installed.save(asked=True):
+        sys.stderr.write(f"podpath: cannot write {_installed.path}\n")
+        return 1
     sys.stdout.write(f"{len(_installed.kept)} dataclass methods compiled in {_installed.path}\n")
     return 0
 

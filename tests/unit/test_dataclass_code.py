@@ -157,9 +157,9 @@ def test_dont_write_bytecode_is_honoured_unless_asked(
     cache = CodeCache(str(path))
     through(cache)
     _make_point()
-    cache.save()
+    assert cache.save() is False
     assert not path.exists()
-    cache.save(asked=True)
+    assert cache.save(asked=True) is True
     assert path.exists()
 
 
@@ -177,7 +177,7 @@ def test_a_failed_write_leaves_no_part_file(
         raise OSError(30, "Read-only file system")
 
     monkeypatch.setattr(os, "replace", refuse)
-    cache.save()
+    assert cache.save() is False
     assert list(tmp_path.iterdir()) == []
     assert cache.new > 0  # still unsaved: a later save tries again
 
