@@ -60,6 +60,14 @@ def _behaviour(point: type) -> tuple[object, ...]:
     )
 
 
+def _compiled_into(path: Path, through: Callable[[CodeCache], None]) -> CodeCache:
+    """A cache of `path` that has just compiled a class's methods."""
+    cache = CodeCache(str(path))
+    through(cache)
+    _make_point()
+    return cache
+
+
 def test_a_class_from_kept_code_behaves_as_dataclass_makes_it(
     tmp_path: Path, through: Callable[[CodeCache], None]
 ) -> None:
@@ -142,10 +150,7 @@ def test_written_only_when_something_was_compiled(
     cache.save()
     assert path.read_bytes().startswith(HEADER)
     stamp = path.stat().st_mtime_ns
-    again = CodeCache(str(path))
-    through(again)
-    _make_point()
-    again.save()
+    _compiled_into(path, through).save()
     assert path.stat().st_mtime_ns == stamp  # all kept: not rewritten
 
 
@@ -154,9 +159,7 @@ def test_dont_write_bytecode_is_honoured_unless_asked(
 ) -> None:
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     path = tmp_path / "c.marshal"
-    cache = CodeCache(str(path))
-    through(cache)
-    _make_point()
+    cache = _compiled_into(path, through)
     assert cache.save() is False
     assert not path.exists()
     assert cache.save(asked=True) is True
@@ -169,9 +172,7 @@ def test_a_failed_write_leaves_no_part_file(
     """Root writes anywhere: a failing rename stands for a read-only or full disk."""
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
     path = tmp_path / "c.marshal"
-    cache = CodeCache(str(path))
-    through(cache)
-    _make_point()
+    cache = _compiled_into(path, through)
 
     def refuse(src: str, dst: str) -> None:
         raise OSError(30, "Read-only file system")
@@ -189,9 +190,7 @@ def test_past_the_bound_only_what_was_used_is_kept(
     stale = {f"# text of a class since changed {n}": compile("", "", "exec") for n in range(5)}
     path.write_bytes(HEADER + marshal.dumps(stale))
     monkeypatch.setattr(dataclass_code, "MOST_ENTRIES", 3)
-    cache = CodeCache(str(path))
-    through(cache)
-    _make_point()
+    cache = _compiled_into(path, through)
     cache.save(asked=True)
     kept = CodeCache(str(path)).kept
     assert kept and not set(kept) & set(stale)
