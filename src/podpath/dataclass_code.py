@@ -118,6 +118,8 @@ def cache_path(package_dir: str) -> str:
     return os.path.join(package_dir, "__pycache__", name)
 
 
+# podpath's own folder, as it is imported (an editable install's tree of links too).
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _installed: CodeCache | None = None
 
 
@@ -127,7 +129,7 @@ def install() -> None:
     global _installed
     if _installed is not None or getattr(dataclasses, "exec", builtins.exec) is not builtins.exec:
         return  # already ours, or someone else's: leave theirs alone
-    cache = CodeCache(cache_path(os.path.dirname(os.path.abspath(__file__))))
+    cache = CodeCache(cache_path(_PACKAGE_DIR))
     # `dataclasses` calls the name `exec`, found in its module's globals before builtins.
     dataclasses.exec = cache.exec  # type: ignore[attr-defined]
     _installed = cache
@@ -149,8 +151,7 @@ def compile_all() -> int:
 
     install()
     assert _installed is not None
-    root = os.path.dirname(os.path.abspath(__file__))
-    for module in pkgutil.walk_packages([root], "podpath."):
+    for module in pkgutil.walk_packages([_PACKAGE_DIR], "podpath."):
         if not module.name.endswith("__main__"):
             importlib.import_module(module.name)
     if not _installed.save(asked=True):
