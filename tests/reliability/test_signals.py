@@ -192,8 +192,12 @@ def test_sigterm_as_soon_as_the_output_changes(shared_lab: Lab, tmp_path: Path) 
 
 
 def _leave_pytests_handlers_be(monkeypatch: pytest.MonkeyPatch) -> None:
-    """podpath.cli installs no handler in this process (its signal numbers stay real)."""
+    """podpath.cli installs no handler in this process (its signal numbers stay real),
+    and the signals its handler records stay this test's (the next test's `_run` would
+    take them for a lost signal)."""
     import types
+
+    monkeypatch.setattr("podpath.cli._SIGNALLED", [])
 
     fake = types.SimpleNamespace(
         SIGINT=signal.SIGINT,

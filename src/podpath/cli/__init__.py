@@ -287,16 +287,35 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+# The signal that `_on_signal` turned into Terminated. CPython drops an exception raised
+# while it runs a weakref callback or a __del__ ("Exception ignored in: <function
+# _get_module_lock.<locals>.cb>", when the signal lands as an import's lock is freed): the
+# command then goes on with its tools killed, so `_run` and the writers of output files
+# look here too (`raise_lost_signal`; tests/unit/test_lost_signal.py).
+_SIGNALLED: list[int] = []
+
+
 def _on_signal(signum: int, _frame: object) -> None:
     """Stop the external commands first (threads wait for them while the stack unwinds), then unwind."""
     signal = _signals()
 
     for ignored in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(ignored, signal.SIG_IGN)  # a second signal must not cut the cleanup short
+    _SIGNALLED.append(signum)
     _stop_commands()
     # Not KeyboardInterrupt, even for SIGINT: one that passes through an import (run by
     # exec) makes CPython end the process by SIGINT at exit, whatever it returns.
     raise Terminated(signum)
+
+
+def raise_lost_signal() -> None:
+    """Raise Terminated again if a signal arrived and its exception was dropped.
+
+    Called before what must not happen once podpath is stopping, such as replacing an
+    output file with what the killed tools left.
+    """
+    if _SIGNALLED:
+        raise Terminated(_SIGNALLED[0])
 
 
 def _stop_commands() -> None:
@@ -337,32 +356,40 @@ def _run(args: argparse.Namespace) -> int:
         _catch_signals()
     try:
         code: int = handler(args)
+        raise_lost_signal()
     except Terminated as exc:
         return _terminated(exc)
-    except CliError as exc:
+    except Exception as exc:  # noqa: BLE001 - each kind is reported by _failed
+        if _SIGNALLED:  # the command failed because its tools were killed: a signal's exit
+            return _terminated(Terminated(_SIGNALLED[0]))
+        return _failed(args, exc)
+    except KeyboardInterrupt:
+        _stop_commands()
+        say("podpath: interrupted")
+        return 130
+    return code
+
+
+def _failed(args: argparse.Namespace, exc: Exception) -> int:
+    """Exit status and one line for a command that raised `exc`."""
+    if isinstance(exc, CliError):
         from podpath.safe_text import visible
 
         # Messages quote file names and node data: control characters are shown, not sent.
         say(f"podpath: {visible(exc)}")
         return exc.code
-    except KeyboardInterrupt:
-        _stop_commands()
-        say("podpath: interrupted")
-        return 130
-    except BrokenPipeError:
+    if isinstance(exc, BrokenPipeError):
         # `podpath ls ... | head` closes stdout early: not an error worth a traceback.
         _quiet_if_closed(sys.stdout)
         return EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - reported as one sentence, details to a file
-        wrapped = _wrapped_termination(exc)
-        if wrapped is not None:
-            return _terminated(wrapped)
-        from podpath.crash_report import sentence, write_report
+    wrapped = _wrapped_termination(exc)
+    if wrapped is not None:
+        return _terminated(wrapped)
+    from podpath.crash_report import sentence, write_report
 
-        what = str(args.command)
-        say(f"podpath: {sentence(exc, what, write_report(exc, what))}")
-        return EXIT_FAILURE
-    return code
+    what = str(args.command)
+    say(f"podpath: {sentence(exc, what, write_report(exc, what))}")
+    return EXIT_FAILURE
 
 
 def _started_as_podpath() -> bool:

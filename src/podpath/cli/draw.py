@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from podpath.cli import EXIT_FAILURE, EXIT_OK, CliError
+from podpath.cli import EXIT_FAILURE, EXIT_OK, CliError, raise_lost_signal
 from podpath.cli.trace import add_sources, load_snapshots
 
 if TYPE_CHECKING:
@@ -121,6 +121,7 @@ def _write(output: str | Path, text: str) -> None:
     """Replace `output` with `text` as a whole (output_file), or say why not."""
     from podpath.output_file import OutputError, write_bytes
 
+    raise_lost_signal()  # not a picture of what killed tools left
     try:
         write_bytes(str(output), text.encode("utf-8"))
     except OutputError as exc:

@@ -7,12 +7,12 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from podpath.cli import EXIT_OK, CliError
+from podpath.cli import EXIT_OK, CliError, raise_lost_signal
 
 # codec, json, safe_text and the model are imported where they are used: `podpath ls
 # namespaces` must start faster than lsns, and Python imports are a fifth of its time.
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from podpath.cli.snapshot_file import Encoded
     from podpath.listing import Listing
@@ -230,10 +230,17 @@ def _write_snapshot(
         sys.stdout.flush()
         return
     try:
-        # Replaced as a whole (output_file): a signal never leaves half a file.
-        write_chunks(output, (text.encode("ascii") for text in line_slices(pieces)))
+        # Replaced as a whole (output_file): a signal never leaves half a file, nor one
+        # that its killed tools left short (the last chunk checks before the rename).
+        write_chunks(output, _until_signalled(text.encode("ascii") for text in line_slices(pieces)))
     except OutputError as exc:
         raise CliError(str(exc)) from None
+
+
+def _until_signalled(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """`chunks`, then Terminated if a signal arrived meanwhile and its exception was lost."""
+    yield from chunks
+    raise_lost_signal()
 
 
 def _ls(args: argparse.Namespace) -> int:
