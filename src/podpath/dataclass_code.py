@@ -31,10 +31,11 @@ from typing import Any
 # Entries kept at most: past this, a save keeps only what this process used, so texts of
 # classes since changed do not pile up (a podpath command uses ~400, the TUI ~900).
 MOST_ENTRIES = 4000
-# Written first in the file: code objects are read only by a Python of the same bytecode,
+# Written first in the file (2: each text's code marshalled on its own, see `_read`):
+# code objects are read only by a Python of the same bytecode,
 # told by the magic number that begins its .pyc files (an image is built by another
 # build of the same Python: image/build).
-HEADER = b"podpath dataclass code " + MAGIC_NUMBER + b"\n"
+HEADER = b"podpath dataclass code 2 " + MAGIC_NUMBER + b"\n"
 
 
 class CodeCache:
@@ -42,7 +43,8 @@ class CodeCache:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        self.kept: dict[str, CodeType] = _read(path) if path else {}
+        # A text's code as read from the file (bytes) until it is first used.
+        self.kept: dict[str, CodeType | bytes] = _read(path) if path else {}
         self.used: set[str] = set()
         self.new = 0
 
@@ -50,12 +52,18 @@ class CodeCache:
         """`exec`, with a text's code compiled once for all runs."""
         if type(source) is str:
             self.used.add(source)
-            code = self.kept.get(source)
-            if code is None:
-                code = self.kept[source] = compile(source, "<string>", "exec", dont_inherit=True)
-                self.new += 1
-            source = code
+            source = self._code(source)
         builtins.exec(source, globals, locals, **options)
+
+    def _code(self, text: str) -> CodeType:
+        """The code compiled from `text`: kept, or compiled now and kept."""
+        kept = self.kept.get(text)
+        code = _loaded(kept) if isinstance(kept, bytes) else kept
+        if code is None:
+            code = compile(text, "<string>", "exec", dont_inherit=True)
+            self.new += 1
+        self.kept[text] = code
+        return code
 
     def save(self, *, asked: bool = False) -> bool:
         """Write the file if this process compiled a text it did not hold (atomically);
@@ -74,7 +82,7 @@ class CodeCache:
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(part, "wb") as out:
-                out.write(HEADER + marshal.dumps(kept))
+                out.write(HEADER + marshal.dumps({t: _marshalled(c) for t, c in kept.items()}))
             os.replace(part, self.path)
         except OSError:
             _remove_quietly(part)  # a read-only install, a full disk: compiled again next time
@@ -83,8 +91,14 @@ class CodeCache:
         return True
 
 
-def _read(path: str) -> dict[str, CodeType]:
-    """The kept code in `path`; nothing when it is absent, unreadable or another Python's."""
+def _read(path: str) -> dict[str, CodeType | bytes]:
+    """The kept code in `path`, each text's still marshalled; nothing when the file is
+    absent, unreadable or another Python's.
+
+    A command uses a third of the ~1,300 texts the file holds: unmarshalling every code
+    object was 4-5 ms of each start, the texts with their code as bytes 0.5 ms, and the
+    ~400 used then ~1.3 ms (docs/performance.md, "Start-up: the dataclasses' methods").
+    """
     try:
         with open(path, "rb") as file:
             data = file.read()
@@ -98,7 +112,20 @@ def _read(path: str) -> dict[str, CodeType]:
         return {}
     if not isinstance(kept, dict):
         return {}
-    return {t: c for t, c in kept.items() if type(t) is str and type(c) is CodeType}
+    return {t: c for t, c in kept.items() if type(t) is str and type(c) is bytes}
+
+
+def _loaded(data: bytes) -> CodeType | None:
+    """The code object marshalled in `data`, or None if it holds anything else."""
+    try:
+        code = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        return None
+    return code if type(code) is CodeType else None
+
+
+def _marshalled(code: CodeType | bytes) -> bytes:
+    return code if type(code) is bytes else marshal.dumps(code)
 
 
 def _remove_quietly(path: str) -> None:

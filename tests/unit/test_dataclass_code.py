@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from importlib.util import MAGIC_NUMBER
 from pathlib import Path
+from types import CodeType
 
 import pytest
 
@@ -87,22 +89,42 @@ def test_a_class_from_kept_code_behaves_as_dataclass_makes_it(
     assert second.new == 0  # nothing compiled: every text's code came from the file
 
 
-def test_kept_code_is_what_runs(tmp_path: Path, through: Callable[[CodeCache], None]) -> None:
-    """The cache's code is executed, not the text: a kept entry is what the class gets."""
-    cache = CodeCache(str(tmp_path / "c.marshal"))
-    through(cache)
-    _make_point()
+SWAPPED_INIT = compile(
+    "def __create_fn__(**kw):\n def __init__(self, *a, **k):\n  raise LookupError('kept')\n"
+    " return __init__\n",
+    "<string>",
+    "exec",
+)
+
+
+@pytest.mark.parametrize(
+    "swapped", [SWAPPED_INIT, marshal.dumps(SWAPPED_INIT)], ids=["in-use", "as-read"]
+)
+def test_kept_code_is_what_runs(
+    tmp_path: Path, through: Callable[[CodeCache], None], swapped: CodeType | bytes
+) -> None:
+    """The cache's code is executed, not the text: a kept entry is what the class gets,
+    whether it has run already or is still marshalled as the file holds it."""
+    cache = _compiled_into(tmp_path / "c.marshal", through)
     init_text = next(t for t in cache.kept if "def __init__(" in t)
-    swapped = compile(
-        "def __create_fn__(**kw):\n def __init__(self, *a, **k):\n  raise LookupError('kept')\n"
-        " return __init__\n",
-        "<string>",
-        "exec",
-    )
     cache.kept[init_text] = swapped
     point = _make_point()
     with pytest.raises(LookupError, match="kept"):
         point(1)
+
+
+def test_an_entry_that_is_not_code_is_compiled_again(
+    tmp_path: Path, through: Callable[[CodeCache], None]
+) -> None:
+    path = tmp_path / "c.marshal"
+    _compiled_into(path, through).save(asked=True)
+    held = marshal.loads(path.read_bytes()[len(HEADER) :])
+    init_text = next(t for t in held if "def __init__(" in t)
+    path.write_bytes(HEADER + marshal.dumps({**held, init_text: marshal.dumps("not code")}))
+    cache = CodeCache(str(path))
+    through(cache)
+    assert _behaviour(_make_point()) == _behaviour(_plain_point())
+    assert cache.new == 1
 
 
 @pytest.mark.parametrize(
@@ -113,9 +135,21 @@ def test_kept_code_is_what_runs(tmp_path: Path, through: Callable[[CodeCache], N
         b"podpath dataclass code cpython-0 another python\n" + marshal.dumps({}),
         HEADER + b"\xff\x00 truncated",
         HEADER + marshal.dumps(["a list"]),
-        HEADER + marshal.dumps({"text": "not code", 3: compile("", "", "exec")}),
+        HEADER + marshal.dumps({"text": "not code", 3: marshal.dumps(compile("", "", "exec"))}),
+        b"podpath dataclass code "
+        + MAGIC_NUMBER
+        + b"\n"
+        + marshal.dumps({"t": compile("", "", "exec")}),
     ],
-    ids=["empty", "garbage", "another-python", "truncated", "not-a-dict", "wrong-types"],
+    ids=[
+        "empty",
+        "garbage",
+        "another-python",
+        "truncated",
+        "not-a-dict",
+        "wrong-types",
+        "format-1",
+    ],
 )
 def test_an_unusable_file_is_ignored(
     tmp_path: Path, content: bytes, through: Callable[[CodeCache], None]
