@@ -1,21 +1,19 @@
 """`podpath ls KIND`: one table definition per kind drives both the text and the JSON.
 
-Like lsns, a listing is a list of rows (plain JSON values) and the columns shown in
-text form. The JSON keys are a stable contract (docs/architecture.md); text columns may be
-abbreviations of them.
+Each kind's listing (`podpath.table`) is made from the snapshot's index; namespaces,
+which need only the snapshot, have a module of their own (`podpath.namespace_listing`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.pod_counts import pod_counts
 from podpath.analysis.sockets import containers_by_pid, endpoint, is_listening, peer_endpoint
+from podpath.namespace_listing import namespaces
 from podpath.netfilter.owners import Owner, iptables_owner, nft_owner
-from podpath.safe_text import visible
 from podpath.snapshot.codec import to_jsonable
 from podpath.snapshot.model import (
     BpfProgram,
@@ -29,94 +27,12 @@ from podpath.snapshot.model import (
     TcFilter,
     TcQdisc,
 )
+from podpath.table import Column, Listing, Row, key
 from podpath.trace import sysctls
 from podpath.trace.routing import describe_rule, table_name
 
 if TYPE_CHECKING:
     from podpath.netfilter.kube_proxy import Service
-
-Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Column:
-    """A text column: its header and how to turn a JSON row into a cell."""
-
-    header: str
-    cell: Callable[[Row], object]
-    right: bool = False
-
-
-@dataclass(frozen=True)
-class Listing:
-    """Rows for JSON, columns for text."""
-
-    rows: list[Row]
-    columns: tuple[Column, ...]
-
-
-def _key(name: str) -> Callable[[Row], object]:
-    return lambda row: row.get(name)
-
-
-def _dash(value: object) -> str:
-    if value is None or value == "" or value == []:
-        return "-"
-    if isinstance(value, list):
-        return ",".join(_dash(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def render_text(listing: Listing) -> str:
-    """Aligned columns like lsns/ip print them, every cell made terminal-safe."""
-    header = [c.header for c in listing.columns]
-    cells = [[visible(_dash(c.cell(row))) for c in listing.columns] for row in listing.rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
-    lines = []
-    for row in [header, *cells]:
-        parts = [
-            cell.rjust(w) if col.right else cell.ljust(w)
-            for cell, w, col in zip(row, widths, listing.columns, strict=True)
-        ]
-        lines.append(" ".join(parts).rstrip())
-    return "\n".join(lines)
-
-
-# --- namespaces -------------------------------------------------------------------
-
-
-def namespaces(index: SnapshotIndex) -> Listing:
-    """Every namespace, lsns -J keys plus netnsid/nsfs and how it is held."""
-    rows = [
-        {
-            "inode": ns.inode,
-            "type": ns.type,
-            "nprocs": ns.nprocs,
-            "pid": ns.pid,
-            "user": ns.user,
-            "uid": ns.uid,
-            "command": ns.command,
-            "netnsid": ns.netnsid,
-            "nsfs": ns.nsfs,
-            "held_by": list(ns.held_by),
-            "holder_fds": [{"pid": h.pid, "fd": h.fd} for h in ns.holder_fds],
-        }
-        for ns in index.snapshot.namespaces
-    ]
-    cols = (
-        Column("NS", _key("inode"), True),
-        Column("TYPE", _key("type")),
-        Column("NPROCS", _key("nprocs"), True),
-        Column("PID", _key("pid"), True),
-        Column("USER", _key("user")),
-        Column("NETNSID", _key("netnsid"), True),
-        Column("NSFS", _key("nsfs")),
-        Column("COMMAND", _key("command")),
-    )
-    return Listing(rows, cols)
-
 
 # --- pods -------------------------------------------------------------------------
 
@@ -211,16 +127,16 @@ def pods(index: SnapshotIndex) -> Listing:
     """Pods with their sandbox, netns, IPs, containers and interfaces (veth peers resolved)."""
     rows = [_pod_row(index, pod) for pod in index.snapshot.pods]
     cols = (
-        Column("NAMESPACE", _key("namespace")),
-        Column("NAME", _key("name")),
-        Column("IP", _key("ips")),
-        Column("PAUSE", _key("pause_pid"), True),
+        Column("NAMESPACE", key("namespace")),
+        Column("NAME", key("name")),
+        Column("IP", key("ips")),
+        Column("PAUSE", key("pause_pid"), True),
         Column("NETNS", lambda r: r["netns"]["path"] or r["netns"]["inode"]),
         Column("HOST-IF", _host_side),
         # As kubectl get pods reads: a restarted container's exited attempts are not more
         # containers, and the sandbox is none (podpath.analysis.pod_counts).
-        Column("READY", _key("ready"), True),
-        Column("RESTARTS", _key("restarts"), True),
+        Column("READY", key("ready"), True),
+        Column("RESTARTS", key("restarts"), True),
         Column("SANDBOX", lambda r: (r["sandbox_id"] or "")[:13]),
         Column("SOURCE", lambda r: "+".join([r["source"], *r["also_from"]])),
     )
@@ -262,22 +178,22 @@ def links(index: SnapshotIndex) -> Listing:
             row["vxlan_remotes"] = _vxlan_remotes(ns, link)
             rows.append(row)
     cols = (
-        Column("NETNS", _key("netns_label")),
-        Column("IDX", _key("ifindex"), True),
+        Column("NETNS", key("netns_label")),
+        Column("IDX", key("ifindex"), True),
         Column("NAME", lambda r: r["name"] + (f"@if{r['link']}" if r.get("link") else "")),
-        Column("KIND", _key("kind")),
-        Column("STATE", _key("state")),
-        Column("MTU", _key("mtu"), True),
-        Column("MAC", _key("mac")),
-        Column("MASTER", _key("master_name")),
-        Column("PEER", _key("peer_name")),
+        Column("KIND", key("kind")),
+        Column("STATE", key("state")),
+        Column("MTU", key("mtu"), True),
+        Column("MAC", key("mac")),
+        Column("MASTER", key("master_name")),
+        Column("PEER", key("peer_name")),
         Column("ADDRESSES", lambda r: [f"{a['address']}/{a['prefixlen']}" for a in r["addresses"]]),
         # `ip -d link show type vxlan`: id, local, remote (fixed, or the FDB's), dstport, dev.
         Column("VNI", lambda r: r["vxlan"]["vni"] if r["vxlan"] else None, True),
         Column("LOCAL", lambda r: r["vxlan"]["local"] if r["vxlan"] else None),
         Column("REMOTE", lambda r: r["vxlan_remotes"] or None),
         Column("DSTPORT", lambda r: r["vxlan"]["port"] if r["vxlan"] else None, True),
-        Column("UNDERLAY", _key("vxlan_dev_name")),
+        Column("UNDERLAY", key("vxlan_dev_name")),
         Column("OPTIONS", lambda r: _vxlan_options(r["vxlan"]) or None),
     )
     return Listing(rows, cols)
@@ -310,10 +226,10 @@ def _stat(field: str) -> Callable[[Row], object]:
 def link_stats(index: SnapshotIndex) -> Listing:
     """Every link with its counters, like `ip -s link` (JSON rows are those of `ls links`)."""
     cols = (
-        Column("NETNS", _key("netns_label")),
-        Column("IDX", _key("ifindex"), True),
-        Column("NAME", _key("name")),
-        Column("STATE", _key("state")),
+        Column("NETNS", key("netns_label")),
+        Column("IDX", key("ifindex"), True),
+        Column("NAME", key("name")),
+        Column("STATE", key("state")),
         *(Column(header, _stat(field), True) for header, field in _STAT_COLUMNS),
     )
     return Listing(links(index).rows, cols)
@@ -352,17 +268,17 @@ def _family(row: Row) -> str:
 def routes(index: SnapshotIndex) -> Listing:
     """Routes of every table of every namespace."""
     cols = (
-        Column("NETNS", _key("netns_label")),
+        Column("NETNS", key("netns_label")),
         Column("FAMILY", _family),
-        Column("TABLE", _key("table_name")),
-        Column("TYPE", _key("type")),
-        Column("DST", _key("dst")),
-        Column("VIA", _key("gateway")),
-        Column("DEV", _key("dev_name")),
-        Column("SRC", _key("prefsrc")),
-        Column("METRIC", _key("metric"), True),
-        Column("PROTO", _key("protocol")),
-        Column("SCOPE", _key("scope")),
+        Column("TABLE", key("table_name")),
+        Column("TYPE", key("type")),
+        Column("DST", key("dst")),
+        Column("VIA", key("gateway")),
+        Column("DEV", key("dev_name")),
+        Column("SRC", key("prefsrc")),
+        Column("METRIC", key("metric"), True),
+        Column("PROTO", key("protocol")),
+        Column("SCOPE", key("scope")),
     )
     return Listing(_per_netns(index, "routes"), cols)
 
@@ -375,11 +291,11 @@ def rules(index: SnapshotIndex) -> Listing:
         # "1025: not from all to 172.18.0.0/16 lookup main": the words after the priority.
         row["text"] = text.split(": ", 1)[1]
     cols = (
-        Column("NETNS", _key("netns_label")),
+        Column("NETNS", key("netns_label")),
         # `ip rule` and `ip -6 rule` are two lists: without it their rules look doubled.
         Column("FAMILY", _family),
-        Column("PRIO", _key("priority"), True),
-        Column("RULE", _key("text")),
+        Column("PRIO", key("priority"), True),
+        Column("RULE", key("text")),
     )
     return Listing(rows, cols)
 
@@ -387,11 +303,11 @@ def rules(index: SnapshotIndex) -> Listing:
 def neighbours(index: SnapshotIndex) -> Listing:
     """ARP/NDP entries of every namespace."""
     cols = (
-        Column("NETNS", _key("netns_label")),
-        Column("DST", _key("dst")),
-        Column("DEV", _key("dev_name")),
-        Column("LLADDR", _key("lladdr")),
-        Column("STATE", _key("state")),
+        Column("NETNS", key("netns_label")),
+        Column("DST", key("dst")),
+        Column("DEV", key("dev_name")),
+        Column("LLADDR", key("lladdr")),
+        Column("STATE", key("state")),
     )
     return Listing(_per_netns(index, "neighbours"), cols)
 
@@ -402,14 +318,14 @@ def fdb(index: SnapshotIndex) -> Listing:
     for row in rows:
         row["master_name"] = _dev_name(index, row["netns"], row.get("master"))
     cols = (
-        Column("NETNS", _key("netns_label")),
-        Column("MAC", _key("mac")),
-        Column("DEV", _key("dev_name")),
-        Column("MASTER", _key("master_name")),
-        Column("VLAN", _key("vlan")),
-        Column("DST", _key("dst")),
-        Column("STATE", _key("state")),
-        Column("FLAGS", _key("flags")),
+        Column("NETNS", key("netns_label")),
+        Column("MAC", key("mac")),
+        Column("DEV", key("dev_name")),
+        Column("MASTER", key("master_name")),
+        Column("VLAN", key("vlan")),
+        Column("DST", key("dst")),
+        Column("STATE", key("state")),
+        Column("FLAGS", key("flags")),
     )
     return Listing(rows, cols)
 
@@ -469,17 +385,17 @@ def _eff(name: str) -> Callable[[Row], object]:
 
 
 NETCONF_COLUMNS = (
-    Column("NETNS", _key("netns_label")),
+    Column("NETNS", key("netns_label")),
     Column("FAMILY", _family),
-    Column("DEV", _key("dev_name")),
-    Column("FORWARDING", _key("forwarding"), True),
-    Column("RP_FILTER", _key("rp_filter"), True),
-    Column("PROXY", _key("proxy_neigh"), True),
-    Column("MC_FWD", _key("mc_forwarding"), True),
-    Column("IGN_LINKDOWN", _key("ignore_routes_with_linkdown"), True),
-    Column("ACC_LOCAL", _key("accept_local"), True),
-    Column("LOCALNET", _key("route_localnet"), True),
-    Column("SRC_VMARK", _key("src_valid_mark"), True),
+    Column("DEV", key("dev_name")),
+    Column("FORWARDING", key("forwarding"), True),
+    Column("RP_FILTER", key("rp_filter"), True),
+    Column("PROXY", key("proxy_neigh"), True),
+    Column("MC_FWD", key("mc_forwarding"), True),
+    Column("IGN_LINKDOWN", key("ignore_routes_with_linkdown"), True),
+    Column("ACC_LOCAL", key("accept_local"), True),
+    Column("LOCALNET", key("route_localnet"), True),
+    Column("SRC_VMARK", key("src_valid_mark"), True),
     # The kernel's own combination: forwarding (IPv6: conf/all or the interface's
     # force_forwarding), max(all, dev) rp_filter,
     # all OR dev proxy_arp/proxy_ndp (include/linux/inetdevice.h).
@@ -487,7 +403,7 @@ NETCONF_COLUMNS = (
     Column("EFF-RPF", lambda r: _rp_mode(r["effective"]["rp_filter"])),
     Column("EFF-PROXY", _eff("proxy_neigh"), True),
     # IPv6, Linux 6.17+; last, as rarely set: the effective values stay on screen.
-    Column("FORCE_FWD", _key("force_forwarding"), True),
+    Column("FORCE_FWD", key("force_forwarding"), True),
 )
 
 
@@ -528,15 +444,15 @@ def _program_text(row: Row) -> str | None:
 
 
 TC_COLUMNS = (
-    Column("NETNS", _key("netns_label")),
-    Column("DEV", _key("dev_name")),
-    Column("OBJECT", _key("object")),
-    Column("KIND", _key("kind")),
+    Column("NETNS", key("netns_label")),
+    Column("DEV", key("dev_name")),
+    Column("OBJECT", key("object")),
+    Column("KIND", key("kind")),
     # A qdisc's place (`parent root`, `parent ffff:fff1`); a filter's direction.
     Column("WHERE", lambda r: r.get("hook") or f"parent {r['parent']}"),
-    Column("HANDLE", _key("handle")),
-    Column("PREF", _key("pref"), True),
-    Column("PROTO", _key("protocol")),
+    Column("HANDLE", key("handle")),
+    Column("PREF", key("pref"), True),
+    Column("PROTO", key("protocol")),
     Column("DA", lambda r: ("yes" if r["direct_action"] else "no") if "hook" in r else None),
     Column("PROGRAM", _program_text),
 )
@@ -643,11 +559,11 @@ def sockets(index: SnapshotIndex, listening_only: bool = False) -> Listing:
         found.sort(key=lambda s: (not is_listening(s), s.protocol, s.local_port, s.family))
         rows += [_socket_row(index, by_pid, s) for s in found]
     cols = (
-        Column("NETNS", _key("netns_label")),
-        Column("NETID", _key("netid")),
-        Column("STATE", _key("state")),
-        Column("RECV-Q", _key("recv_q"), True),
-        Column("SEND-Q", _key("send_q"), True),
+        Column("NETNS", key("netns_label")),
+        Column("NETID", key("netid")),
+        Column("STATE", key("state")),
+        Column("RECV-Q", key("recv_q"), True),
+        Column("SEND-Q", key("send_q"), True),
         Column(
             "LOCAL",
             lambda r: endpoint(
@@ -702,12 +618,12 @@ def iptables(index: SnapshotIndex) -> Listing:
                         }
                     )
     cols = (
-        Column("BACKEND", _key("backend")),
-        Column("FAMILY", _key("family")),
-        Column("TABLE", _key("table")),
+        Column("BACKEND", key("backend")),
+        Column("FAMILY", key("family")),
+        Column("TABLE", key("table")),
         Column("PKTS", lambda r: r["counter"]["packets"] if r["counter"] else None, True),
         Column("OWNER", _owner_text),
-        Column("RULE", _key("rule")),
+        Column("RULE", key("rule")),
     )
     return Listing(rows, cols)
 
@@ -735,11 +651,11 @@ def nft(index: SnapshotIndex) -> Listing:
                 }
             )
     cols = (
-        Column("FAMILY", _key("family")),
-        Column("TABLE", _key("table")),
-        Column("CHAIN", _key("chain")),
+        Column("FAMILY", key("family")),
+        Column("TABLE", key("table")),
+        Column("CHAIN", key("chain")),
         Column("OWNER", _owner_text),
-        Column("RULE", _key("rule")),
+        Column("RULE", key("rule")),
     )
     return Listing(rows, cols)
 
@@ -860,15 +776,15 @@ def services(index: SnapshotIndex) -> Listing:
             }
         )
     cols = (
-        Column("NAMESPACE", _key("namespace")),
-        Column("NAME", _key("name")),
-        Column("TYPE", _key("type")),
+        Column("NAMESPACE", key("namespace")),
+        Column("NAME", key("name")),
+        Column("TYPE", key("type")),
         Column("PORT", lambda r: f"{r['port']}/{r['protocol']}"),
-        Column("CLUSTER-IP", _key("cluster_ip")),
-        Column("NODEPORT", _key("node_port"), True),
+        Column("CLUSTER-IP", key("cluster_ip")),
+        Column("NODEPORT", key("node_port"), True),
         # kubectl's EXTERNAL-IP: LoadBalancer ingress IPs, then spec.externalIPs.
         Column("EXTERNAL-IP", lambda r: r["load_balancer_ips"] + r["external_ips"]),
-        Column("SOURCE-RANGES", _key("source_ranges")),
+        Column("SOURCE-RANGES", key("source_ranges")),
         Column(
             "MODE", lambda r: r["backend"] if not r["ipvs"] else f"ipvs:{r['ipvs']['scheduler']}"
         ),
@@ -917,12 +833,12 @@ def conntrack(index: SnapshotIndex) -> Listing:
         return cell
 
     cols = (
-        Column("PROTO", _key("protocol")),
-        Column("STATE", _key("state")),
+        Column("PROTO", key("protocol")),
+        Column("STATE", key("state")),
         Column("ORIGINAL", side("original")),
         Column("REPLY", side("reply")),
         Column("NAT", lambda r: "/".join(k for k in ("dnat", "snat") if r[k]) or None),
-        Column("STATUS", _key("status")),
+        Column("STATUS", key("status")),
     )
     return Listing(rows, cols)
 
@@ -953,7 +869,7 @@ def cni(index: SnapshotIndex) -> Listing:
         for a in state.allocations
     ]
     cols = (
-        Column("KIND", _key("kind")),
+        Column("KIND", key("kind")),
         Column("WHAT", lambda r: r.get("path") or f"{r['network']} {r['ip']}"),
         Column(
             "DETAIL",
@@ -974,10 +890,10 @@ def gaps(index: SnapshotIndex) -> Listing:
     """What could not be read, and why."""
     rows = [to_jsonable(g) for g in index.snapshot.gaps]
     cols = (
-        Column("KIND", _key("kind")),
-        Column("SUBJECT", _key("subject")),
+        Column("KIND", key("kind")),
+        Column("SUBJECT", key("subject")),
         Column("REASON", _gap_reason),
-        Column("CAPABILITY", _key("capability")),
+        Column("CAPABILITY", key("capability")),
     )
     return Listing(rows, cols)
 
@@ -1012,16 +928,16 @@ def problems(index: SnapshotIndex) -> Listing:
         for f in diagnose([index]).findings
     ]
     cols = (
-        Column("SEVERITY", _key("severity")),
-        Column("SUBJECT", _key("subject")),
-        Column("WHY", _key("why")),
-        Column("FIX", _key("fix")),
+        Column("SEVERITY", key("severity")),
+        Column("SUBJECT", key("subject")),
+        Column("WHY", key("why")),
+        Column("FIX", key("fix")),
     )
     return Listing(rows, cols)
 
 
 KINDS: dict[str, Callable[[SnapshotIndex], Listing]] = {
-    "namespaces": namespaces,
+    "namespaces": lambda index: namespaces(index.snapshot),
     "pods": pods,
     "links": links,
     "routes": routes,

@@ -42,8 +42,8 @@ from podpath.conntrack import parse_conntrack
 from podpath.doctor import diagnose
 from podpath.lab.cni_plugin import egress_chain, secondary_eni
 from podpath.lab.network import UNDERLAY_GATEWAY6
-from podpath.listing import render_text
 from podpath.listing import rules as rules_listing
+from podpath.table import render_text
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe
 

@@ -20,9 +20,10 @@ from snapshot_mutants import byte_mutant, tree_mutant
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.cli.inspect import json_listing
-from podpath.listing import kinds, listing, render_text
+from podpath.listing import kinds, listing
 from podpath.snapshot import codec
 from podpath.snapshot.model import Snapshot
+from podpath.table import render_text
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe, ProbeError
 from podpath.trace.render import dumps as trace_json

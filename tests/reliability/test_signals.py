@@ -263,7 +263,7 @@ EARLY_MOMENTS = (
     "argparse",
     "podpath.snapshot.model",
     "podpath.netfilter.kube_proxy",
-    "podpath.listing",
+    "podpath.namespace_listing",
     "podpath.collectors.proc.namespaces",
     "podpath.cli.progress",
 )
@@ -306,7 +306,7 @@ def test_ctrl_c_at_any_early_moment_never_shows_a_traceback(module: str) -> None
     ), (code, err)
 
 
-@pytest.mark.parametrize("module", ["podpath.cli", "podpath.listing", "podpath.cli.progress"])
+@pytest.mark.parametrize("module", ["podpath.cli", "podpath.namespace_listing", "podpath.cli.progress"])
 def test_ctrl_c_with_stdout_closed_ends_quietly(module: str) -> None:
     """`podpath ... | tail`, then Ctrl-C: tail is gone, and podpath says no more than "interrupted"."""
     read_end, write_end = os.pipe()

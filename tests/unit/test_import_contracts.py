@@ -45,7 +45,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("podpath.analysis",),
     ("podpath.trace",),
-    ("podpath.listing", "podpath.lab", "podpath.draw", "podpath.doctor"),
+    (
+        "podpath.listing",
+        "podpath.table",
+        "podpath.namespace_listing",
+        "podpath.lab",
+        "podpath.draw",
+        "podpath.doctor",
+    ),
 )
 TOP = len(LAYERS)
 
@@ -186,6 +193,30 @@ def test_the_listings_load_no_rule_parser() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # Nor hashlib (OpenSSL: 3-4 ms), which only `trace --cache` needs (codec.digest_path).
     assert out.stdout.split("\n")[:2] == ["['podpath.netfilter.owners']", "False"]
+
+
+def test_ls_namespaces_loads_no_other_listing() -> None:
+    """`podpath ls namespaces` (which competes with lsns) imports the namespaces' listing
+    only: not the other kinds', the index they need, nor pickle (~6 ms,
+    docs/performance.md, "ls namespaces: only what it lists")."""
+    code = (
+        "import sys\n"
+        "from podpath.cli import main\n"
+        "main(['ls', 'namespaces', '--json'])\n"
+        "names = ('podpath.listing', 'podpath.analysis', 'pickle', 'podpath.namespace_listing')\n"
+        "sys.stderr.write(repr(sorted(n for n in sys.modules if n.startswith(names))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr.splitlines()[-1] == "['podpath.namespace_listing']"
+    assert '"namespaces": [' in out.stdout
+
+
+def test_every_listing_kind_is_named_for_the_command_line() -> None:
+    """`podpath ls`'s choices (podpath.table, known without the listings) are the kinds."""
+    from podpath.listing import KINDS
+    from podpath.table import LISTING_KINDS
+
+    assert tuple(KINDS) == LISTING_KINDS
 
 
 def test_wheel_contains_every_module(tmp_path: Path) -> None:

@@ -23,10 +23,11 @@ from podpath.collectors.proc.processes import parse_stat
 from podpath.collectors.proc.service_links import collect_service_links
 from podpath.kubelet_env import ServiceLink, keep_service_links, service_links
 from podpath.lab.cri_pods import fitting_service_links
-from podpath.listing import listing, render_text
+from podpath.listing import listing
 from podpath.netfilter.ipvs import parse_ipvs
 from podpath.snapshot.codec import dumps, loads
 from podpath.snapshot.model import Container, Pod, Process, ServiceLinkEnv, Snapshot
+from podpath.table import render_text
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe, ProbeError
 

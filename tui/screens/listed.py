@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from podpath.analysis.index import SnapshotIndex
-from podpath.listing import Column, Listing
+from podpath.table import Column, Listing
 from podpath.tui.rows.model import Cell, Row, cell
 from podpath.tui.screens.base import TableScreen
 from podpath.tui.state import Loaded

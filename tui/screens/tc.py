@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from podpath.analysis.index import SnapshotIndex
-from podpath.listing import TC_COLUMNS, Listing, tc
+from podpath.listing import TC_COLUMNS, tc
+from podpath.table import Listing
 from podpath.tui.screens.listed import ListedScreen
 
 

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from podpath.cli.snapshot_file import Encoded
-    from podpath.listing import Listing
     from podpath.snapshot.model import Gap, Snapshot
+    from podpath.table import Listing
 
 # What each `ls` kind needs collected on a live node (namespaces are always read); a
 # kind not listed (problems) needs every part.
@@ -42,7 +42,7 @@ _PARTS: dict[str, frozenset[str]] = {
 
 def register(sub: Any) -> None:
     """Register `snapshot` and `ls`."""
-    from podpath.listing import kinds
+    from podpath.table import LISTING_KINDS
 
     snap = sub.add_parser("snapshot", help="write the node's snapshot as versioned JSON")
     snap.add_argument(
@@ -68,7 +68,7 @@ def register(sub: Any) -> None:
 
     ls = sub.add_parser("ls", help="list one kind of object, like lsns/ip do")
     ls.add_argument(
-        "kind", choices=list(kinds()), metavar="KIND", help="one of: " + ", ".join(kinds())
+        "kind", choices=LISTING_KINDS, metavar="KIND", help="one of: " + ", ".join(LISTING_KINDS)
     )
     source = ls.add_mutually_exclusive_group()
     source.add_argument("--host-root", default="/", metavar="DIR", help="read the node under DIR")
@@ -244,8 +244,7 @@ def _until_signalled(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from podpath.analysis.index import SnapshotIndex
-    from podpath.listing import link_stats, listening_sockets, listing, render_text
+    from podpath.table import render_text
 
     if args.listening and args.kind != "sockets":
         raise CliError("--listening applies to `podpath ls sockets` only")
@@ -256,16 +255,7 @@ def _ls(args: argparse.Namespace) -> int:
         one_per_node(args.snapshot, snapshots)
     else:
         snapshots = [collect_live(args.host_root, _PARTS.get(args.kind))]
-    results = []
-    for snapshot in snapshots:
-        index = SnapshotIndex(snapshot)
-        if args.listening:
-            result = listening_sockets(index)
-        elif args.stats:
-            result = link_stats(index)
-        else:
-            result = listing(index, args.kind)
-        results.append((snapshot.node.hostname, result))
+    results = [(snapshot.node.hostname, _listing_of(snapshot, args)) for snapshot in snapshots]
     result = results[0][1] if len(results) == 1 else with_node_column(results)
     if args.json:
         sys.stdout.write(json_listing(args.kind, result.rows) + "\n")
@@ -282,9 +272,28 @@ def _ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _listing_of(snapshot: Snapshot, args: argparse.Namespace) -> Listing:
+    """The listing `args` ask for, of one node's snapshot."""
+    if args.kind == "namespaces":
+        # The namespaces alone: not the index nor the other kinds' imports (~6 ms of a
+        # command that competes with lsns: docs/performance.md, "ls namespaces").
+        from podpath.namespace_listing import namespaces
+
+        return namespaces(snapshot)
+    from podpath.analysis.index import SnapshotIndex
+    from podpath.listing import link_stats, listening_sockets, listing
+
+    index = SnapshotIndex(snapshot)
+    if args.listening:
+        return listening_sockets(index)
+    if args.stats:
+        return link_stats(index)
+    return listing(index, args.kind)
+
+
 def with_node_column(listings: list[tuple[str, Listing]]) -> Listing:
     """Several nodes' listings as one, each row led by its node (as kubectl's NODE column)."""
-    from podpath.listing import Column, Listing
+    from podpath.table import Column, Listing
 
     first = listings[0][1]
     rows = [{"node": node, **row} for node, result in listings for row in result.rows]
