@@ -106,9 +106,14 @@ def test_a_known_block_gives_the_candidates_the_expression_would() -> None:
         "block inside a longer variable": ["HOSTNAME=f", "XWEB_SERVICE_HOST=10.96.0.9", *links[1:]],
         "block cut at the end": ["HOSTNAME=g", *links[:2], links[2] + "0"],
         "no candidates": ["HOSTNAME=h"],
+        "its first variable earlier, in a value": ["NOTE=" + links[0], *links],
+        "its first variable earlier, cut short": [links[0][:-1], *links],
     }
     for why, environ in environs.items():
         raw = ("\0".join(environ) + "\0").encode()
         assert candidates(raw, [b"", block]) == candidates(raw), why
     same = ("\0".join(environs["same block, own variables around it"]) + "\0").encode()
     assert candidates(same, [block]) is block  # found, not made again
+    # The block is found past an earlier copy of its first variable's text.
+    later = ("\0".join(environs["its first variable earlier, in a value"]) + "\0").encode()
+    assert candidates(later, [block]) is block

@@ -306,7 +306,9 @@ def test_ctrl_c_at_any_early_moment_never_shows_a_traceback(module: str) -> None
     ), (code, err)
 
 
-@pytest.mark.parametrize("module", ["podpath.cli", "podpath.namespace_listing", "podpath.cli.progress"])
+@pytest.mark.parametrize(
+    "module", ["podpath.cli", "podpath.namespace_listing", "podpath.cli.progress"]
+)
 def test_ctrl_c_with_stdout_closed_ends_quietly(module: str) -> None:
     """`podpath ... | tail`, then Ctrl-C: tail is gone, and podpath says no more than "interrupted"."""
     read_end, write_end = os.pipe()
