@@ -341,3 +341,35 @@ def test_fast_and_regex_readers_agree_on_random_snapshots(snapshot: Snapshot) ->
     with pytest.MonkeyPatch.context() as patch:
         _strict_only(patch)
         assert codec.loads(text) == fast == snapshot
+
+
+def test_to_jsonable_turns_every_shape_into_plain_values() -> None:
+    """Dataclasses of no, one and several fields, nested in tuples, lists and dicts with
+    keys of any type; plain values and anything else (a class itself) kept as they are."""
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Empty:
+        pass
+
+    @dataclasses.dataclass(frozen=True)
+    class One:
+        only: object
+
+    @dataclasses.dataclass
+    class Many:
+        a: object
+        b: object = None
+        c: object = 1.5
+
+    value = Many(
+        (One(Empty()), [One(True)]),
+        {1: One("x"), "k": (2, None)},
+        Many,
+    )
+    assert codec.to_jsonable(value) == {
+        "a": [{"only": {}}, [{"only": True}]],
+        "b": {"1": {"only": "x"}, "k": [2, None]},
+        "c": Many,
+    }
+    assert codec.to_jsonable(Many(One(1))) == {"a": {"only": 1}, "b": None, "c": 1.5}

@@ -25,6 +25,7 @@ import dataclasses
 import errno
 import json
 import math
+import operator
 import os
 import re
 import stat
@@ -62,15 +63,52 @@ class SnapshotError(ValueError):
     """A snapshot file that cannot be used, with a one-sentence reason."""
 
 
+# Values that are their own JSON: returned as they are without a call of to_jsonable.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_jsonable(obj: Any) -> Any:
-    """Turn a dataclass tree into plain JSON values (dicts, lists, str, numbers)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    """Turn a dataclass tree into plain JSON values (dicts, lists, str, numbers).
+
+    A snapshot of the synthetic node holds ~18k dataclass objects and ~300k values
+    beside its tools' output: asking `dataclasses.fields` and `is_dataclass` of each and
+    calling this again for each str or number was 0.4 s of `podpath snapshot`'s main
+    thread (docs/performance.md, "Encoding a snapshot"). Each class's field names are
+    found once, and plain values are taken as they are.
+    """
+    fields = _fields_of(type(obj))
+    if fields is not None:
+        names, values_of = fields
+        values = [v if type(v) in _PLAIN else to_jsonable(v) for v in values_of(obj)]
+        return dict(zip(names, values, strict=True))
     if isinstance(obj, tuple | list):
-        return [to_jsonable(v) for v in obj]
+        return [v if type(v) in _PLAIN else to_jsonable(v) for v in obj]
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
+        return {str(k): v if type(v) in _PLAIN else to_jsonable(v) for k, v in obj.items()}
     return obj
+
+
+_Fields = tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]
+# Per type: a dataclass's fields (`_fields_of`), or None for any other type.
+_FIELDS: dict[type, _Fields | None] = {}
+
+
+def _fields_of(kind: type) -> _Fields | None:
+    """A dataclass's field names, in order, and what reads their values as a tuple (in C);
+    None for any other type."""
+    try:
+        return _FIELDS[kind]
+    except KeyError:
+        pass
+    found: _Fields | None = None
+    if dataclasses.is_dataclass(kind):
+        names = tuple(f.name for f in dataclasses.fields(kind))
+        if len(names) == 1:  # attrgetter of one name gives the value, not a tuple of it
+            found = names, lambda obj: (getattr(obj, names[0]),)
+        else:
+            found = names, operator.attrgetter(*names) if names else lambda _obj: ()
+    _FIELDS[kind] = found
+    return found
 
 
 def dumps(snapshot: Snapshot, indent: int | None = None) -> str:
