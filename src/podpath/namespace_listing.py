@@ -2,7 +2,7 @@
 
 It needs the snapshot's namespaces and nothing else: not the index and the parsers the
 other kinds import (`podpath.listing`), ~6 ms of a command that competes with lsns
-(docs/performance.md, "ls namespaces").
+(docs/performance.md, "ls namespaces: only what it lists").
 """
 
 from __future__ import annotations

@@ -276,7 +276,8 @@ def _listing_of(snapshot: Snapshot, args: argparse.Namespace) -> Listing:
     """The listing `args` ask for, of one node's snapshot."""
     if args.kind == "namespaces":
         # The namespaces alone: not the index nor the other kinds' imports (~6 ms of a
-        # command that competes with lsns: docs/performance.md, "ls namespaces").
+        # command that competes with lsns: docs/performance.md, "ls namespaces: only
+        # what it lists").
         from podpath.namespace_listing import namespaces
 
         return namespaces(snapshot)
