@@ -192,6 +192,8 @@ def _block_at(environ: AnyStr, block: AnyStr) -> int:
 
 # The candidate blocks or sets tried before the expression runs (one per namespace is typical).
 _KNOWN_TRIED = 8
+# The variables of a known set looked up before the whole set is taken out of an env's.
+_PROBED = 8
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,13 @@ class SpecLinks:
         """Each candidate variable."""
         found = self.candidate_text_or_set
         return found.split("\0") if isinstance(found, str) else found
+
+
+def _one_per_part(env: list[str], text: str) -> bool:
+    """Whether `text`, `env` joined by NULs, splits into its variables again: no variable
+    holds a NUL (no execve passes such a variable; a hand-made spec may). Asked only
+    where the text's parts are used: counting them takes ~0.4 ms over 0.9 MB."""
+    return text.count("\0") == len(env) - 1
 
 
 def _cut(env: list[str], text: str, at: int, variables: int) -> list[str]:
@@ -253,19 +262,19 @@ class LinkSets:
         """Of a runtime spec's env list of strings, and the same joined by NULs: a known
         block of candidates in the same order, else a known set in another, else the
         expression's candidates."""
-        if text.count("\0") != len(env) - 1:
-            # A variable holds a NUL: the text's parts are not its variables (no execve
-            # passes such a variable; it is read as the spec has it, one item at a time).
-            own = list(filter(_CANDIDATE.match, env))
-            return SpecLinks(self._of(own)[0], frozenset(own))
         for key in islice(reversed(self._specs), _KNOWN_TRIED):
             at = _whole_at(text, key) if key else -1
-            if at >= 0:
+            if at >= 0 and _one_per_part(env, text):
                 links, variables = self._specs[key]
                 return SpecLinks(links, key, _cut(env, text, at, variables))
+        # By the list, not the text: exact whatever a variable holds (a NUL in one can
+        # only make the expression see more candidates outside the set, and none known).
         known = self._known_in(env)
         if known is not None:
             return known
+        if not _one_per_part(env, text):
+            own = list(filter(_CANDIDATE.match, env))
+            return SpecLinks(self._of(own)[0], frozenset(own))
         key = candidates(text)
         found, first = self._of(key.split("\0"))
         if first:
@@ -275,18 +284,30 @@ class LinkSets:
     def _known_in(self, env: list[str]) -> SpecLinks | None:
         """A set of candidates seen before that is exactly `env`'s, in another order.
 
-        Each try is a set lookup per variable, in C: ~5 ms for the 26.7k variables of
-        a container of the 10k-Service benchmark node, most of it hashing the strings
-        json made, where the expression that finds them takes ~7 ms and knowing their
-        set again ~20 ms more: kubelet orders each container's variables anew."""
+        kubelet orders each container's variables anew, so the ~26.7k of a container of
+        the 10k-Service benchmark node are known again by their set: `env`'s distinct
+        strings are put in a set of their own (hashing the strings json made) and a
+        known set taken out of a copy of it; the known set is all there when as many
+        strings went as it holds. Iterating the known set against the fresh one takes
+        ~3.5 ms a container where looking each of `env` up in the known set, then
+        intersecting them, took ~8-10 ms: the fresh set and its strings are still in
+        the cache (docs/performance.md, "The pods step")."""
+        distinct: set[str] | None = None
         for known in islice(reversed(self._unordered), _KNOWN_TRIED):
-            outside = list(filterfalse(known.__contains__, env))
-            if len(env) - len(outside) < len(known):
+            if len(env) < len(known):
+                continue
+            if distinct is None:
+                distinct = set(env)
+            if not all(map(distinct.__contains__, islice(known, _PROBED))):
+                continue  # another namespace's set, told by a few of its variables
+            held = len(distinct)
+            distinct.difference_update(known)  # in place: a copy cost ~1.3 ms
+            rest, distinct = distinct, None
+            if len(rest) != held - len(known):
                 continue  # one of the set is missing
-            # No candidate outside the set, and every one of the set inside `env`.
-            if _CANDIDATES_TEXT.search("\0".join(outside)) is None and len(
-                known.intersection(env)
-            ) == len(known):
+            # `env` short of the set, in its order (a variable given twice stays twice).
+            outside = list(filter(rest.__contains__, env))
+            if _CANDIDATES_TEXT.search("\0".join(outside)) is None:  # no other candidate
                 return SpecLinks(self._unordered[known], known, outside)
         return None
 

@@ -54,3 +54,95 @@ def test_a_real_kubelet_env_gives_its_links_by_block_by_set_and_alone() -> None:
         assert sorted(rest) == sorted(v for v in order if v not in want), cid
         assert left_out == len(want), cid
         assert cid == "first" or mine in rest
+
+
+def _service_links(services: int) -> list[str]:
+    """kubelet's variables for `services` Services of one port each (envvars.FromServices)."""
+    links = []
+    for i in range(services):
+        name, ip = f"SVC_{i}", f"10.96.0.{i + 1}"
+        links += [
+            f"{name}_SERVICE_HOST={ip}",
+            f"{name}_SERVICE_PORT=80",
+            f"{name}_PORT=tcp://{ip}:80",
+            f"{name}_PORT_80_TCP=tcp://{ip}:80",
+            f"{name}_PORT_80_TCP_PROTO=tcp",
+            f"{name}_PORT_80_TCP_PORT=80",
+            f"{name}_PORT_80_TCP_ADDR={ip}",
+        ]
+    return links
+
+
+def test_a_known_set_in_another_order_is_known_only_when_whole() -> None:
+    """kubelet orders each container's variables anew: a set seen before is known again
+    in any order, and not when one of it is missing (even with another given twice, so
+    the count matches) or when a candidate of its own comes with it. Each container's
+    links equal keep_service_links of its own env, and its env keeps its own variables
+    in order, twice where given twice."""
+    import random
+
+    from podpath.kubelet_env import keep_service_links
+
+    links = _service_links(20)
+    envs = Environments(redact=False)
+    envs.without_links(["PATH=/bin", *links], "first")
+    shuffled = random.Random(1).sample(links, len(links))
+    mixed = ["PATH=/bin", *shuffled[:50], "HOSTNAME=a", *shuffled[50:], "HOSTNAME=a"]
+    short_one = [v for v in mixed if v != "SVC_3_SERVICE_HOST=10.96.0.4"] + [shuffled[9]]
+    another = _service_links(21)[-7:]  # a Service of its own, in the middle
+    with_own = [*mixed[:30], *another, *mixed[30:]]
+    for cid, env in (("set", mixed), ("short", short_one), ("own", with_own)):
+        want = keep_service_links(env)
+        rest, left_out = envs.without_links(env, cid)
+        assert sorted(envs.service_links[cid]) == sorted(want), cid
+        names = {v.partition("=")[0] for v in want}
+        assert list(rest) == [v for v in env if v.partition("=")[0] not in names], cid
+        assert left_out == len(env) - len(rest), cid
+    assert sorted(envs.service_links["set"]) == sorted(keep_service_links(links))
+    assert envs.without_links(mixed, "again")[0] == ("PATH=/bin", "HOSTNAME=a", "HOSTNAME=a")
+    assert "SVC_3_SERVICE_HOST=10.96.0.4" not in envs.service_links["short"]
+    assert set(another) < set(envs.service_links["own"])
+
+
+def test_a_known_set_held_whole_inside_a_larger_env_is_not_its_set() -> None:
+    """Two namespaces' sets, one inside the other: a container of the larger, in an
+    order of its own, holds all of the smaller one and is still given its own links."""
+    import random
+
+    from podpath.kubelet_env import keep_service_links
+
+    links = _service_links(20)
+    envs = Environments(redact=False)
+    envs.without_links(["PATH=/bin", *links], "larger")
+    envs.without_links(["PATH=/bin", *links[:-7]], "smaller")  # tried first from now on
+    for seed in range(3):
+        env = ["PATH=/bin", *random.Random(seed).sample(links, len(links)), "HOSTNAME=a"]
+        rest, left_out = envs.without_links(env, f"c{seed}")
+        assert sorted(envs.service_links[f"c{seed}"]) == sorted(keep_service_links(links))
+        assert rest == ("PATH=/bin", "HOSTNAME=a") and left_out == len(links)
+
+
+def test_a_variable_holding_a_nul_is_one_variable() -> None:
+    """No execve passes a variable holding a NUL, but a hand-made spec may: it stays one
+    variable, never cut as two, whether the links are known by block, by set or new."""
+    from podpath.kubelet_env import keep_service_links
+
+    links = _service_links(3)
+    # A whole Service's variables inside one variable, and a NUL alone.
+    hiding = "\0".join(["X=a", *_service_links(10)[-7:]])
+    bare = "Y=a\0b"
+    envs = Environments(redact=False)
+    envs.without_links(["PATH=/bin", *links], "first")
+    cases = {
+        "block": [bare, *links, "PATH=/bin"],
+        "set": [hiding, *links[::-1]],
+        "new": [hiding, *links[:-1]],
+    }
+    for cid, env in cases.items():
+        rest, left_out = envs.without_links(env, cid)
+        want = keep_service_links(env)
+        assert sorted(envs.service_links[cid]) == sorted(want), cid
+        names = {v.partition("=")[0] for v in want}
+        assert list(rest) == [v for v in env if v.partition("=")[0] not in names], cid
+        assert rest[0] == env[0] and left_out == len(env) - len(rest), cid
+    assert envs.service_links["block"] == envs.service_links["first"]

@@ -10,6 +10,7 @@ is a new container with attempt + 1; the exited one stays until garbage collecti
 from __future__ import annotations
 
 import json
+import random
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -128,6 +129,20 @@ def fitting_service_links(env: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return env if size <= EXEC_ENV_LIMIT - 64 * 2**10 else []
 
 
+def kubelets_order(env: list[tuple[str, str]], container: str) -> list[tuple[str, str]]:
+    """The variables in an order of this container's own, as kubelet sends them.
+
+    makeEnvironmentVariables (pkg/kubelet/kubelet_pods.go) gathers them in a Go map and
+    ranges over it, so each container gets them in an order of its own: a snapshot of a
+    real node cannot know one container's variables by another's order
+    (docs/performance.md, "The pods step"). Seeded by the container, so a lab is
+    made the same way each time.
+    """
+    shuffled = list(env)
+    random.Random(container).shuffle(shuffled)
+    return shuffled
+
+
 def service_link_env(namespace: str, services: Sequence[ServiceRecord]) -> list[tuple[str, str]]:
     """The Service-link variables kubelet sets for a container of a pod in `namespace`.
 
@@ -192,7 +207,10 @@ def container_config(
         "args": args,
         "envs": [
             {"key": key, "value": value.encode()}
-            for key, value in fitting_service_links(service_link_env(plan.namespace, services))
+            for key, value in kubelets_order(
+                fitting_service_links(service_link_env(plan.namespace, services)),
+                f"{plan.uid}/{name}/{attempt}",
+            )
         ],
         "mounts": mounts,
         "labels": {
