@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from podpath.collectors.netfilter import NetfilterResult
     from podpath.collectors.netlink.sock_diag import DiagSocket
     from podpath.collectors.proc.net_sockets import ProcNetFiles
+    from podpath.collectors.runtime.bundles_ahead import BundlesAhead
     from podpath.collectors.runtime.cri_state import CriListing
+    from podpath.collectors.runtime.environments import Environments
     from podpath.collectors.runtime.pods import BundleMemo
 
 # The collectors of the optional parts, and the thread pool that runs them, are imported
@@ -91,18 +93,13 @@ def take_snapshot(
     same_node = previous is not None and previous.node.host_root == host.path
     memos = _Memos(_BUNDLES.get(previous) if same_node and previous is not None else None)
     with host:
-        if parts & {"netfilter", "conntrack"}:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="podpath-tools") as pool:
-                netfilter, conntrack = _start_tools(pool, host, previous, cancel, parts)
-                snapshot = _collect_local(host, cancel, taken_at, redact_env, parts, steps, memos)
-                if while_tools_run is not None:
-                    while_tools_run(snapshot)
-                steps.start(TOOLS_STEP)
-                snapshot = _with_tools(snapshot, netfilter, conntrack)
-        else:
-            snapshot = _collect_local(host, cancel, taken_at, redact_env, parts, steps, memos)
+        try:
+            snapshot = _collect(
+                host, cancel, previous, taken_at, redact_env, parts, steps, memos, while_tools_run
+            )
+        finally:
+            if memos.ahead is not None:
+                memos.ahead.stop()
     skipped = tuple(
         Gap(part, "not collected for this command", "skipped") for part in sorted(ALL_PARTS - parts)
     )
@@ -114,6 +111,36 @@ def take_snapshot(
     if memos.current is not None and not cancel.is_set():
         _BUNDLES.put(snapshot, memos.current)
     return snapshot
+
+
+def _collect(
+    host: HostRoot,
+    cancel: threading.Event,
+    previous: Snapshot | None,
+    taken_at: float,
+    redact_env: bool,
+    parts: frozenset[str],
+    steps: _Steps,
+    memos: _Memos,
+    while_tools_run: Callable[[Snapshot], object] | None,
+) -> Snapshot:
+    """The snapshot's parts: the tools on their threads, the rest read here meanwhile."""
+    if "pods" in parts and memos.previous is None:
+        # Forked while this process has one thread: before the tools' threads start.
+        from podpath.collectors.runtime.bundles_ahead import BundlesAhead
+
+        memos.ahead = BundlesAhead.start(host, redact_env)
+    if not parts & {"netfilter", "conntrack"}:
+        return _collect_local(host, cancel, taken_at, redact_env, parts, steps, memos)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="podpath-tools") as pool:
+        netfilter, conntrack = _start_tools(pool, host, previous, cancel, parts)
+        snapshot = _collect_local(host, cancel, taken_at, redact_env, parts, steps, memos)
+        if while_tools_run is not None:
+            while_tools_run(snapshot)
+        steps.start(TOOLS_STEP)
+        return _with_tools(snapshot, netfilter, conntrack)
 
 
 # What a snapshot's collection parsed that a refresh may reuse (`previous`), held only
@@ -129,6 +156,14 @@ class _Memos:
 
     previous: BundleMemo | None
     current: BundleMemo | None = None
+    # Without a previous memo, a child parsing the bundles beside the rest.
+    ahead: BundlesAhead | None = None
+
+    def reusable(self, envs: Environments) -> BundleMemo | None:
+        """The previous snapshot's memo, else the bundles parsed ahead (on both cores)."""
+        if self.previous is None and self.ahead is not None:
+            self.previous = self.ahead.memo(envs)
+        return self.previous
 
 
 TOOLS_STEP = "netfilter rules and conntrack (iptables-save, nft, conntrack)"
@@ -285,7 +320,7 @@ def _collect_local(
             allocations=cni.allocations,
             cri=listings,
             envs=envs,
-            previous=memos.previous,
+            previous=memos.reusable(envs),
             memo=memos.current,
         )
         gaps += pod_gaps

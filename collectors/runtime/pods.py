@@ -374,6 +374,44 @@ def read_containerd(
     return out
 
 
+def containerd_bundle_keys(host: HostRoot) -> list[tuple[str, str]]:
+    """(state dir, container id) of each bundle in the well-known state dirs, for
+    `parse_bundle_ahead` (a state dir missing or unreadable lists none: read_containerd
+    reports it)."""
+    return [(tasks, cid) for tasks in CONTAINERD_TASK_ROOTS for cid in _list_ids(host, tasks, [])]
+
+
+def parse_bundle_ahead(
+    memo: BundleMemo, host: HostRoot, key: tuple[str, str], envs: Environments
+) -> None:
+    """Put one bundle's record in `memo` as read_containerd would parse it for a running
+    init, for read_containerd to reuse as it reuses a refresh's memo.
+
+    Done before the process table is read (podpath.collectors.runtime.bundles_ahead), so
+    the record names the init runc's state names, and read_containerd takes it only
+    where that init is alive, with the same start time, and config.json is unchanged
+    (`_same_container`). Anything unreadable is left out: read_containerd reads it
+    itself, and reports it. `envs` is left as it was found, short of this container's
+    Service-link variables (the memo's record holds them).
+    """
+    tasks, cid = key
+    state = read_json_object(host, f"{CONTAINERD_RUNC}/{cid}/state.json", [], _MAX_CONFIG)
+    if state is None:
+        return
+    pid, start = state.get("init_process_pid"), state.get("init_process_start")
+    if type(pid) is not int or type(start) is not int or pid <= 0:
+        return
+    bundle = _fingerprint(host, f"{tasks}/{cid}/config.json")
+    spec = read_json_object(host, f"{tasks}/{cid}/config.json", [], _MAX_CONFIG)
+    if bundle is None or spec is None or "process" not in spec:
+        return
+    rc = parse_oci_config(spec, cid, "containerd", envs, running=True)
+    apply_runc_state(rc, state)
+    links = envs.service_links.pop(cid, None)
+    if (rc.pid, rc.start_time) == (pid, start) and memo.redact == envs.redact:
+        memo.parsed[key] = _Parsed(bundle, pid, start, rc, links)
+
+
 def containerd_bundles(host: HostRoot) -> frozenset[str]:
     """IDs of the containerd tasks whose runtime spec read_containerd can read (config.json).
 
