@@ -3,8 +3,11 @@
 The slow part of a snapshot is waiting for external tools (`iptables-save` above
 all, see docs/performance.md), so netfilter and conntrack are started first on their
 own threads and overlap the /proc and netlink scans, which are CPU work in this
-process. On refresh, the previous snapshot lets the netfilter collector reuse its
-dumps while the nf_tables generation id is unchanged.
+process. Before the tools' threads start, a forked child begins parsing containerd's
+bundles, the pods step's longest part where Services are many; the pods step parses
+them from the other end (collectors/runtime/bundles_ahead.py). On refresh, the previous
+snapshot lets the netfilter collector reuse its dumps while the nf_tables generation id
+is unchanged, and the pods step the bundles it parsed.
 """
 
 from __future__ import annotations
