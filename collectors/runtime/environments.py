@@ -287,8 +287,8 @@ class LinkSets:
         kubelet orders each container's variables anew, so the ~26.7k of a container of
         the 10k-Service benchmark node are known again by their set: `env`'s distinct
         strings are put in a set of their own (hashing the strings json made) and a
-        known set taken out of a copy of it; the known set is all there when as many
-        strings went as it holds. Iterating the known set against the fresh one takes
+        known set taken out of it; the known set is all there when as many strings went
+        as it holds. Iterating the known set against the fresh one takes
         ~3.5 ms a container where looking each of `env` up in the known set, then
         intersecting them, took ~8-10 ms: the fresh set and its strings are still in
         the cache (docs/performance.md, "The pods step")."""

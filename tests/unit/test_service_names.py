@@ -327,3 +327,16 @@ def test_the_lab_gives_no_links_that_exec_would_refuse() -> None:
     assert fitting_service_links(few) == few
     many = [(f"SVC_{i}_SERVICE_HOST", "10.96.0.1") for i in range(100_000)]
     assert fitting_service_links(many) == []
+
+
+def test_the_lab_gives_each_container_the_variables_in_an_order_of_its_own() -> None:
+    """As kubelet's map gives them: the same variables, in one order per container
+    (the same each time the lab asks for that container), another for the next."""
+    from podpath.lab.cri_pods import kubelets_order
+
+    env = [(f"SVC_{i}_SERVICE_HOST", f"10.96.0.{i}") for i in range(50)]
+    first = kubelets_order(env, "default/web-0/web/0")
+    assert sorted(first) == sorted(env) and first != env
+    assert kubelets_order(env, "default/web-0/web/0") == first
+    assert kubelets_order(env, "default/web-1/web/0") != first
+    assert kubelets_order(env, "default/web-0/web/1") != first

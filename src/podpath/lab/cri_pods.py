@@ -135,8 +135,8 @@ def kubelets_order(env: list[tuple[str, str]], container: str) -> list[tuple[str
     makeEnvironmentVariables (pkg/kubelet/kubelet_pods.go) gathers them in a Go map and
     ranges over it, so each container gets them in an order of its own: a snapshot of a
     real node cannot know one container's variables by another's order
-    (docs/performance.md, "The pods step"). Seeded by the container, so a lab is
-    made the same way each time.
+    (docs/performance.md, "The pods step"). Seeded by the container's namespace, pod,
+    name and attempt, so a lab of the same plan gets the same orders each time.
     """
     shuffled = list(env)
     random.Random(container).shuffle(shuffled)
@@ -209,7 +209,7 @@ def container_config(
             {"key": key, "value": value.encode()}
             for key, value in kubelets_order(
                 fitting_service_links(service_link_env(plan.namespace, services)),
-                f"{plan.uid}/{name}/{attempt}",
+                f"{plan.namespace}/{plan.name}/{name}/{attempt}",
             )
         ],
         "mounts": mounts,
