@@ -1023,6 +1023,9 @@ class _Indexer:
         last_name = ""
         last_lines: list[str] = []
         last_counts: list[str | None] = []
+        # Whether last_counts is the table's list for last_name: a chain first seen on a
+        # plain line has none yet, and a counted line of it must fetch it.
+        counts_read = False
         chains: dict[str, list[str]] = {}
         for raw in self.lines:
             if raw[:1] == "[" and self.current is not None:
@@ -1033,10 +1036,11 @@ class _Indexer:
                     raw = rest
                     end = raw.find(" ", 3)
                     name = raw[3:end] if end > 0 else raw[3:].strip()
-                    if name != last_name:
+                    if name != last_name or not counts_read:
                         last_lines = chains.setdefault(name, [])
                         last_name = name
                         last_counts = self.current.writable_counters().setdefault(name, [])
+                        counts_read = True
                     if len(last_counts) < len(last_lines):
                         last_counts.extend([None] * (len(last_lines) - len(last_counts)))
                     last_lines.append(raw)
@@ -1050,7 +1054,7 @@ class _Indexer:
                 if name != last_name:
                     last_lines = chains.setdefault(name, [])
                     last_name = name
-                    last_counts = []  # plain lines: a counter line re-reads its chain's list
+                    counts_read = False  # plain lines: a counted line fetches the list
                 last_lines.append(raw)
                 continue
             before = self.current
