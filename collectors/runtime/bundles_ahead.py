@@ -14,10 +14,13 @@ alive with the same start time and config.json is unchanged), and reads anything
 itself.
 
 The two tell each other how far they are through a shared page: the child the next
-bundle it takes, this process the last one it took. Neither waits for the other, so
-both may take one bundle (parsed twice) or both leave one (read_containerd reads it): the
-snapshot is the same either way, as it is when the child cannot be forked (the process
-has threads, podpath.forked), fails or is killed.
+bundle it takes, this process the last one it took. Neither waits for the other. The
+child stops at a bundle this process has taken; this process stops only below a bundle
+the child has gone past (so parsed), and so parses the one where they meet even if the
+child does too: whatever order the two see each other's words in, no bundle is left by
+both. One left anyway (the child killed) is read by read_containerd: the snapshot is the
+same either way, as it is when the child cannot be forked (the process has threads,
+podpath.forked) or fails.
 """
 
 from __future__ import annotations
@@ -72,8 +75,8 @@ class BundlesAhead:
         memo = BundleMemo(envs.redact)
         for last in range(len(self.keys) - 1, -1, -1):
             _WORD.pack_into(self.page, _PARENT_LAST, last)
-            if last < _WORD.unpack_from(self.page, _CHILD_NEXT)[0]:
-                break  # the child has taken it
+            if last + 1 < _WORD.unpack_from(self.page, _CHILD_NEXT)[0]:
+                break  # the child has taken the next one: it parsed this one first
             parse_bundle_ahead(memo, self.host, self.keys[last], envs)
         done, theirs = self.child.result()
         if done and isinstance(theirs, BundleMemo) and theirs.redact == memo.redact:

@@ -149,3 +149,33 @@ def test_the_child_stops_at_the_bundle_this_process_took(tmp_path: Path) -> None
         memo = bundles_ahead._from_the_first(host, keys, page, True)
     assert sorted(memo.parsed) == sorted(keys[:5])
     assert bundles_ahead._WORD.unpack_from(page, bundles_ahead._CHILD_NEXT)[0] == 6
+
+
+class _DoneChild:
+    """A child that has parsed nothing this process needs (its memo is empty)."""
+
+    def result(self) -> tuple[bool, BundleMemo]:
+        return True, BundleMemo(True)
+
+    def stop(self) -> None:
+        pass
+
+
+def test_this_process_parses_down_to_the_bundle_the_child_is_at(tmp_path: Path) -> None:
+    """The child at bundle 5 (it has parsed 0-4 and may be parsing 5): this process
+    parses from the last down to 5, the bundle where they meet included, so none is
+    left by both whatever each saw of the other."""
+    import mmap
+
+    from podpath.collectors.runtime import bundles_ahead
+    from podpath.collectors.runtime.pods import containerd_bundle_keys
+
+    node = _node(tmp_path)
+    page = mmap.mmap(-1, mmap.PAGESIZE)
+    with HostRoot(str(node.root)) as host:
+        keys = containerd_bundle_keys(host)
+        bundles_ahead._WORD.pack_into(page, bundles_ahead._CHILD_NEXT, 6)
+        ahead = BundlesAhead(host, keys, page, _DoneChild())  # type: ignore[arg-type]
+        memo = ahead.memo(Environments())
+    assert sorted(memo.parsed) == sorted(keys[5:])
+    assert bundles_ahead._WORD.unpack_from(page, bundles_ahead._PARENT_LAST)[0] == 4
