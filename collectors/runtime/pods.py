@@ -396,10 +396,8 @@ def parse_bundle_ahead(
     """
     tasks, cid = key
     state = read_json_object(host, f"{CONTAINERD_RUNC}/{cid}/state.json", [], _MAX_CONFIG)
-    if state is None:
-        return
-    pid, start = state.get("init_process_pid"), state.get("init_process_start")
-    if type(pid) is not int or type(start) is not int or pid <= 0:
+    init = _runc_init(state) if state is not None else None
+    if state is None or init is None:
         return
     bundle = _fingerprint(host, f"{tasks}/{cid}/config.json")
     spec = read_json_object(host, f"{tasks}/{cid}/config.json", [], _MAX_CONFIG)
@@ -408,8 +406,8 @@ def parse_bundle_ahead(
     rc = parse_oci_config(spec, cid, "containerd", envs, running=True)
     apply_runc_state(rc, state)
     links = envs.service_links.pop(cid, None)
-    if (rc.pid, rc.start_time) == (pid, start) and memo.redact == envs.redact:
-        memo.parsed[key] = _Parsed(bundle, pid, start, rc, links)
+    if (rc.pid, rc.start_time) == init and memo.redact == envs.redact:
+        memo.parsed[key] = _Parsed(bundle, *init, rc, links)
 
 
 def containerd_bundles(host: HostRoot) -> frozenset[str]:
@@ -497,13 +495,21 @@ def _read_containerd_one(
     return rc
 
 
-def _alive_init(state: dict[str, Any], procs: Mapping[int, Process]) -> tuple[int, int] | None:
-    """(PID, start time) of the init runc's state names, when that very process is alive."""
+def _runc_init(state: dict[str, Any]) -> tuple[int, int] | None:
+    """(PID, start time) of the init runc's state names, when it names one."""
     pid, start = state.get("init_process_pid"), state.get("init_process_start")
     if type(pid) is not int or type(start) is not int or pid <= 0:
         return None
-    proc = procs.get(pid)
-    return (pid, start) if proc is not None and proc.start_time == start else None
+    return pid, start
+
+
+def _alive_init(state: dict[str, Any], procs: Mapping[int, Process]) -> tuple[int, int] | None:
+    """(PID, start time) of the init runc's state names, when that very process is alive."""
+    init = _runc_init(state)
+    if init is None:
+        return None
+    proc = procs.get(init[0])
+    return init if proc is not None and proc.start_time == init[1] else None
 
 
 def _same_container(
