@@ -24,6 +24,10 @@ from podpath.lab.bpf import XDP_PASS, compile_program
 from podpath.snapshot.codec import to_jsonable
 
 PREFIX = "ppdp"
+# The interface sysctls read from /proc/sys (podpath.collectors.netlink.netconf_sysctls).
+SYSCTLS = (
+    r"^net\.ipv[46]\.conf\.[^.]+\.(accept_local|route_localnet|src_valid_mark|force_forwarding)$"
+)
 T = 60
 
 
@@ -69,6 +73,22 @@ def build(objdir: Path) -> None:
     Path(f"{host_conf}/rp_filter").write_text("1\n")
     Path("/proc/sys/net/ipv4/conf/all/rp_filter").write_text("2\n")
     Path("/proc/sys/net/ipv4/conf/all/forwarding").write_text("1\n")
+    # The sysctls netconf does not carry (netconf_sysctls), set apart per interface and
+    # per namespace: a scan that read another namespace's files would show it.
+    Path(f"{host_conf}/accept_local").write_text("1\n")
+    Path("/proc/sys/net/ipv4/conf/lxc0123456789ab/route_localnet").write_text("1\n")
+    Path("/proc/sys/net/ipv4/conf/all/src_valid_mark").write_text("1\n")
+    run(
+        "ip",
+        "netns",
+        "exec",
+        f"{PREFIX}-calico",
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.conf.eth0.route_localnet=1",
+        "net.ipv4.conf.default.src_valid_mark=1",
+    )
     run("ip", "addr", "add", "10.9.0.1/32", "dev", "lxc0123456789ab")
     run("ip", "route", "add", "10.9.0.2/32", "dev", "lxc0123456789ab")
     run("ip", "-n", f"{PREFIX}-cilium", "addr", "add", "10.9.0.2/32", "dev", "eth0")
@@ -117,6 +137,7 @@ def views(ns: str | None) -> dict[str, Any]:
         "link": links,
         "netconf": jrun(*pre, "ip", "-j", "netconf", "show"),
         "qdisc": jrun(*pre, "tc", "-j", "qdisc", "show"),
+        "sysctls": run(*pre, "sysctl", "-a", "-r", SYSCTLS),
         "filters": filters,
     }
 

@@ -93,6 +93,38 @@ def test_calico_host_veth_sysctls(run: Any) -> None:
     assert (conf[(4, -1)]["rp_filter"], conf[(4, -1)]["forwarding"]) == (2, 1)
 
 
+SYSCTL_FIELDS = ("accept_local", "route_localnet", "src_valid_mark", "force_forwarding")
+
+
+def test_interface_sysctls_equal_sysctl(run: Any) -> None:
+    """accept_local, route_localnet, src_valid_mark (and force_forwarding where the
+    kernel has it) per interface and namespace equal `sysctl -a` run in that namespace;
+    the driver set some of them apart, in the root and in a pod."""
+    for name, view, ns in _pairs(run):
+        index = {lk["ifname"]: lk["ifindex"] for lk in view["link"]}
+        index.update({"all": -1, "default": -2})
+        want = set()
+        for line in view["sysctls"].splitlines():
+            key, _, value = line.partition(" = ")
+            _net, family, _conf, device, field = key.split(".")
+            if device in index:
+                want.add((4 if family == "ipv4" else 6, index[device], field, int(value)))
+        got = {
+            (c["family"], c["ifindex"], field, c[field])
+            for c in ns["netconf"]
+            for field in SYSCTL_FIELDS
+            if c[field] is not None
+        }
+        assert got == want, name
+        assert len({(f, i) for f, i, _, _ in got if f == 4}) == len(index), name
+    root = next(ns for n, _v, ns in _pairs(run) if n == "root")
+    calico = next(ns for n, _v, ns in _pairs(run) if n == "calico")
+    assert {(c["ifindex"], c["src_valid_mark"]) for c in root["netconf"] if c["family"] == 4} >= {
+        (-1, 1)
+    }
+    assert {c["route_localnet"] for c in calico["netconf"] if c["family"] == 4} == {0, 1}
+
+
 def test_qdiscs_equal_tc_qdisc(run: Any) -> None:
     """Every qdisc (kind, handle, device, root or ingress) equals `tc -j qdisc show`."""
     for _name, view, ns in _pairs(run):
