@@ -34,9 +34,9 @@ def read_conf(conf_dirs: dict[int, str] | None = None) -> ConfValues:
 
 # Opened relative to a directory's fd, by os.open and one os.read: a namespace's conf
 # tree is ~4 files a device (the root namespace of a 250-pod node: ~1,000), and
-# builtins.open of a full /proc/sys path cost ~60 us a file (the path walked again,
-# fstat, ioctl, two reads) against ~10 us: 0.32 s of a 251-namespace scan, now ~0.06 s
-# (docs/performance.md, "Interface sysctls").
+# builtins.open of a full /proc/sys path cost ~60 us a file (a buffered file object:
+# fstat, ioctl, two reads; the path walked again) against ~10 us: 0.32 s of a
+# 251-namespace scan, now ~0.13 s (docs/performance.md, "Interface sysctls").
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_CLOEXEC
 # A sysctl file holds one integer and a newline; procfs hands it over in one read.
