@@ -56,8 +56,11 @@ def _read_family(conf_dir: str, keys: tuple[str, ...]) -> dict[str, dict[str, in
         # addrconf_sysctl_register): a key all lacks (force_forwarding before 6.17) is
         # not looked for under each device.
         present = _values(top, "all", keys)
-        keys = tuple(key for key in keys if key in present) if "all" in names else keys
-        for name in names if keys else ():
+        if "all" in names:
+            keys = tuple(key for key in keys if key in present)
+            if not keys:
+                return out
+        for name in names:
             values = present if name == "all" else _values(top, name, keys)
             if values:
                 out[name] = values

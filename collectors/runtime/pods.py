@@ -396,8 +396,7 @@ def parse_bundle_ahead(
     """
     tasks, cid = key
     state = read_json_object(host, f"{CONTAINERD_RUNC}/{cid}/state.json", [], _MAX_CONFIG)
-    init = _runc_init(state) if state is not None else None
-    if state is None or init is None:
+    if state is None or (init := _runc_init(state)) is None:
         return
     bundle = _fingerprint(host, f"{tasks}/{cid}/config.json")
     spec = read_json_object(host, f"{tasks}/{cid}/config.json", [], _MAX_CONFIG)
