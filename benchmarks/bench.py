@@ -506,7 +506,7 @@ def tui_figures(node: Node, repeats: int) -> list[Figure]:
         if name == "filter":
             note = f"worst keystroke {max(r['filter_paint_max']) * 1000:.0f} ms"
         elif name == "views":
-            note = "the app's process: " + _cpu_of(r["counts_shown_cpu"])
+            note = "the app's process and its doctor child: " + _cpu_of(r["counts_shown_cpu"])
         figs.append(
             Figure(
                 f"{key}.tui.{name}",

@@ -22,7 +22,7 @@ from textual.worker import Worker, WorkerState
 from podpath import safe_files
 from podpath.snapshot import codec
 from podpath.snapshot.model import Pod, Snapshot
-from podpath.tui import crash, registry
+from podpath.tui import crash, doctor_ahead, registry
 from podpath.tui.actions import ActionResult, Actions, NoActions, pod_target
 from podpath.tui.key_order import KeyOrder
 from podpath.tui.screens.base import BaseScreen
@@ -31,7 +31,7 @@ from podpath.tui.screens.jump import JumpScreen
 from podpath.tui.screens.prompt import PromptScreen
 from podpath.tui.screens.trace import TraceScreen
 from podpath.tui.source import CollectError, SnapshotSource
-from podpath.tui.state import Loaded
+from podpath.tui.state import Loaded, is_small
 from podpath.tui.styles import CSS as APP_CSS
 from podpath.tui.text import clean
 
@@ -111,6 +111,19 @@ class PodpathApp(KeyOrder, App[None]):
         # What is printed on exit (a crash's one sentence) is never wrapped or cropped:
         # the report's path in it must stay whole to be copied.
         self.error_console.soft_wrap = True
+        self._ahead = self._doctor_ahead(source)
+
+    @staticmethod
+    def _doctor_ahead(source: SnapshotSource) -> doctor_ahead.DoctorAhead | None:
+        """A child computing the doctor's findings on a big initial snapshot, forked now:
+        before the app runs, this process has no thread yet (podpath.tui.doctor_ahead)."""
+        initial = source.initial
+        if initial is None or is_small(initial):
+            return None
+        # Out of the cyclic GC's reach before the fork (as _show does after it): a
+        # collection in this process would write into every page the child shares.
+        settle_heap()
+        return doctor_ahead.start(initial, source.peers)
 
     # --- loading ----------------------------------------------------------------------
 
@@ -124,7 +137,8 @@ class PodpathApp(KeyOrder, App[None]):
             self.action_refresh()
 
     def _show(self, snapshot: Snapshot) -> None:
-        loaded = self.loaded = Loaded(snapshot, self.source.peers)
+        ahead = self._ahead if snapshot is self.source.initial else None
+        loaded = self.loaded = Loaded(snapshot, self.source.peers, ahead)
         settle_heap()
         self.sub_title = clean(self.source.title(snapshot))
         if loaded.small:
@@ -284,8 +298,10 @@ class PodpathApp(KeyOrder, App[None]):
         return super().check_action(action, parameters)
 
     def on_unmount(self) -> None:
-        """Tell a running collector to stop."""
+        """Tell a running collector to stop, and the doctor's child if it still runs."""
         self._cancel.set()
+        if self._ahead is not None:
+            self._ahead.cancel()
 
     # --- navigation -------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from podpath.netfilter.nft import NftRuleset
 from podpath.progress import Items
 from podpath.snapshot.model import Snapshot
 from podpath.tui.actions import Actions
+from podpath.tui.doctor_ahead import DoctorAhead
 from podpath.tui.rows.conntrack import conntrack_rows
 from podpath.tui.rows.model import Row, RowSet, rowset
 from podpath.tui.rows.services import service_rows
@@ -79,6 +80,9 @@ class Loaded:
     snapshot: Snapshot
     # Other nodes' snapshots, indexed once: a trace may cross into them.
     peers: tuple[Snapshot, ...] = ()
+    # The doctor's findings on these snapshots, being computed by a forked child
+    # (podpath.tui.doctor_ahead); None: the worker runs the doctor itself.
+    ahead: DoctorAhead | None = None
     index: SnapshotIndex = field(init=False)
     peer_indexes: tuple[SnapshotIndex, ...] = field(init=False)
     parsed: ParsedSnapshot = field(init=False)
@@ -123,7 +127,7 @@ class Loaded:
     @property
     def small(self) -> bool:
         """True when the big views are cheap enough to prepare on the event loop."""
-        return raw_size(self.snapshot) <= INLINE_PREPARE_BYTES
+        return is_small(self.snapshot)
 
     def node(self, number: int) -> Loaded:
         """Loaded snapshot `number` as a Loaded of its own (0: this one; n: peers[n-1]), built once.
@@ -373,6 +377,11 @@ class Loaded:
         self._facts = fact_checks(self.parsed)
 
     def _diagnose(self) -> None:
+        if self.ahead is not None:
+            found = self.ahead.take()
+            if found is not None:
+                self._problems = found
+                return
         # Traces every path from every pod position, on the views parsed above.
         indexes = [self.index, *self.peer_indexes]
         judged = self._counting(0).reached
@@ -396,6 +405,11 @@ def count_in_slices(text: str, size: int = COUNT_SLICE) -> int:
         total += count_rules(text[start:end])
         start = end
     return total
+
+
+def is_small(snap: Snapshot) -> bool:
+    """True when a snapshot's views are cheap enough to prepare on the event loop."""
+    return raw_size(snap) <= INLINE_PREPARE_BYTES
 
 
 def raw_size(snap: Snapshot) -> int:

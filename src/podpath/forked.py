@@ -12,6 +12,10 @@ multi-threaded process inherits locks that other threads may hold (the TUI prepa
 views on a worker thread next to Textual's). A child that fails for any reason (fork
 refused, killed, bad output) reports no result, and the caller computes it itself, so
 no result is ever lost.
+
+A child may be given up from another thread (`cancel`: the TUI quits while its worker
+waits for the doctor's findings): a lock makes reaping and killing one step each, so a
+pid is never signalled after it was reaped (and could belong to another process).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Forked(Generic[R]):
         self.read_fd = read_fd
         self.loads = loads
         self.reaped = False
+        self._reaping = threading.Lock()
 
     @classmethod
     def start(
@@ -90,8 +95,7 @@ class Forked(Generic[R]):
                 chunks.append(chunk)
         except OSError:
             return False, None
-        _, status = os.waitpid(self.pid, 0)
-        self.reaped = True
+        status = self._reap()
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
             return False, None
         try:
@@ -100,15 +104,35 @@ class Forked(Generic[R]):
         except Exception:  # noqa: BLE001 - any undecodable output means "compute it here"
             return False, None
 
+    def _reap(self) -> int:
+        """Wait for the child (it has closed its pipe: it is leaving); its wait status."""
+        with self._reaping:
+            _, status = os.waitpid(self.pid, 0)
+            self.reaped = True
+            return status
+
+    def cancel(self) -> None:
+        """Kill the child if it is not reaped yet; safe from another thread than the one
+        in `result`, which then reads the end of the pipe and reports no result."""
+        with self._reaping:
+            if not self.reaped:
+                _kill(self.pid)
+
     def stop(self) -> None:
         """Kill the child if it still runs (an exception or Ctrl-C here), reap it, close its pipe."""
-        if not self.reaped:
-            import signal  # only on this rare path: signal's enums cost an import
-
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # it exited already; waitpid below reaps it
-            os.waitpid(self.pid, 0)
-            self.reaped = True
+        with self._reaping:
+            if not self.reaped:
+                _kill(self.pid)
+                os.waitpid(self.pid, 0)
+                self.reaped = True
         os.close(self.read_fd)
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL a child of ours that is not reaped (so the pid is still its own)."""
+    import signal  # only on this rare path: signal's enums cost an import
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # not for a child not yet reaped (a zombie takes signals): harmless

@@ -172,10 +172,12 @@ async def test_a_failing_parse_worker_is_reported_once_and_views_stop_waiting(
     from podpath.tui.app import create_app
     from podpath.tui.source import static_source
 
-    def broken(indexes: object, parsed: object) -> tuple[()]:
+    def broken(parsed: object) -> tuple[()]:
         raise KeyError("KUBE-SVC-X")
 
-    monkeypatch.setattr(state, "diagnose", broken)
+    # A stage the worker always runs itself (the doctor's findings may come from a child:
+    # podpath.tui.doctor_ahead).
+    monkeypatch.setattr(state, "fact_checks", broken)
     monkeypatch.setattr(state, "INLINE_PREPARE_BYTES", 0)  # prepare in the worker
     app = create_app(static_source(fixed_snapshot, "test", "t"))
     seen: list[Message] = []

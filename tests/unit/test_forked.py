@@ -39,6 +39,16 @@ child = Forked.start(lambda: time.sleep(60))
 started = time.monotonic(); child.stop()
 assert time.monotonic() - started < 10
 
+# Given up from another thread while result() waits for it: killed, result() gets none.
+child = Forked.start(lambda: time.sleep(60))
+got = []
+reader = threading.Thread(target=lambda: got.append(child.result())); reader.start()
+time.sleep(0.2)
+started = time.monotonic(); child.cancel(); reader.join(10)
+assert not reader.is_alive() and got == [(False, None)] and time.monotonic() - started < 10
+child.stop(); child.cancel()  # reaped: neither signals the pid again
+assert not os.path.exists(f"/proc/{child.pid}")
+
 # No fork while another thread runs.
 stop = threading.Event()
 other = threading.Thread(target=stop.wait); other.start()
