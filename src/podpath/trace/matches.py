@@ -253,9 +253,14 @@ def _recent_options(rule: Rule) -> dict[str, str]:
     return {x.option: x.value for x in rule.matches if x.module == "recent"}
 
 
-def _recent(m: Match, rule: Rule, packet: Packet, env: MatchEnv) -> bool | None:
-    """xt_recent: `--set` records and matches; `--rcheck` asks the list the snapshot read."""
-    return _recent_check(rule, packet, env)[0]
+def _recent_decision(rule: Rule, packet: Packet, env: MatchEnv) -> tuple[bool | None, str]:
+    """(matches?, why) for the rule's whole `-m recent` match: `--set` records and matches,
+    `--rcheck` asks the list the snapshot read, and a `!` on any of its options inverts
+    the match (xt_recent's XT_RECENT_INVERT), not that option alone."""
+    decided, why = _recent_check(rule, packet, env)
+    if decided is not None and any(m.negated for m in rule.matches if m.module == "recent"):
+        decided = not decided
+    return decided, why
 
 
 def _recent_check(rule: Rule, packet: Packet, env: MatchEnv) -> tuple[bool | None, str]:
@@ -297,7 +302,8 @@ def evaluate_match(m: Match, rule: Rule, packet: Packet, env: MatchEnv) -> bool 
     elif m.module in ("tcp", "udp", "sctp", "icmp"):
         result = _l4(m, packet, env)
     elif m.module == "recent":
-        result = _recent(m, rule, packet, env)
+        # Every option of `-m recent` is the one decision, its `!` applied already.
+        return _recent_decision(rule, packet, env)[0]
     else:
         fn = _BY_OPTION.get((m.module, m.option))
         if fn is None and (m.module, m.option) in _MODIFIERS:
@@ -328,13 +334,21 @@ def evaluate_rule(rule: Rule, packet: Packet, env: MatchEnv) -> RuleMatch:
     """All of a rule's matches, ANDed; a statistic match yields a probability instead of yes."""
     unknown: list[str] = []
     notes: tuple[str, ...] = ()
+    recent: bool | None = None
     if "recent" in rule.modules or any(m.module == "recent" for m in rule.matches):
-        decided, why = _recent_check(rule, packet, env)
-        notes = (why,) if decided is not None else ()
+        recent, why = _recent_decision(rule, packet, env)
+        notes = (why,) if recent is not None else ()
     for m in rule.matches:
         if m.module == "statistic":
             continue
-        result = evaluate_match(m, rule, packet, env)
+        if m.module == "recent":
+            # Each option of `-m recent` (--name, --rcheck, --seconds, --reap, --rsource)
+            # is a Match, and all of them are the one decision made above: asked again
+            # per option, it was ~6 list lookups for each of a sticky Service's 249
+            # `--rcheck` rules a walk passes (evaluate_match gives the same answer).
+            result = recent
+        else:
+            result = evaluate_match(m, rule, packet, env)
         if result is False:
             return RuleMatch(False, notes=notes if m.module == "recent" else ())
         if result is None:
