@@ -4,6 +4,7 @@ doctor itself; a failing child leaves it to the worker; a quit kills and reaps i
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,29 @@ assert no_child_left()
 print("ok")
 """
 
+_READY_FOR_TRACES = """
+sys.path.insert(0, os.environ["SCALE_DIR"])
+from scale_snapshot import build
+from podpath.trace.netfilter import DISPATCH_MIN_RULES
+
+snap = build(pods=10, service_count=100, conntrack=50)
+app = create_app(static_source(snap, "snapshot", "scale.json"))
+assert app._ahead is not None and "podpath.trace.nft" not in sys.modules
+asyncio.run(problems_of(app))
+assert in_parent == []
+long = {
+    (t, c)
+    for _dump, rs in app.loaded.index.rulesets
+    for t in rs.tables
+    for c in rs.chain_names(t)
+    if rs.rule_count_of(t, c) > DISPATCH_MIN_RULES
+}
+indexed = {k for _dump, rs in app.loaded.index.rulesets for k in rs._dispatch}
+assert long and long <= indexed, long - indexed
+assert "podpath.trace.nft" in sys.modules  # a Service name's resolution imports it
+print("ok")
+"""
+
 _FAILING_CHILD = """
 def fails(snapshot, peers):
     if os.getpid() != parent:
@@ -113,6 +137,7 @@ def _run(script: str, *snapshots: Path) -> tuple[int, str, str]:
         text=True,
         timeout=180,
         check=False,
+        env={**os.environ, "SCALE_DIR": str(HERE)},
     )
     return done.returncode, done.stdout, done.stderr
 
@@ -126,6 +151,12 @@ def test_the_problems_are_the_childs_findings_equal_to_the_doctors(
     snapshots: tuple[Path, ...],
 ) -> None:
     assert _run(_FROM_THE_CHILD, *snapshots) == (0, "ok\n", "")
+
+
+def test_while_the_child_finishes_the_worker_readies_the_first_trace() -> None:
+    """What the doctor run in the app's process left behind for the first trace: the
+    long chains' dispatch indexes and the modules a Service's name resolution imports."""
+    assert _run(_READY_FOR_TRACES) == (0, "ok\n", "")
 
 
 def test_a_failing_child_leaves_the_doctor_to_the_worker() -> None:
