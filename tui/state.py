@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from podpath.netfilter.iptables_save import count_rules
 from podpath.netfilter.nft import NftRuleset
 from podpath.progress import Items
 from podpath.snapshot.model import Snapshot
-from podpath.trace.netfilter import index_long_chains
+from podpath.trace.engine import prepare_for_traces
 from podpath.tui.actions import Actions
 from podpath.tui.doctor_ahead import DoctorAhead
 from podpath.tui.rows.conntrack import conntrack_rows
@@ -378,18 +377,11 @@ class Loaded:
         # The doctor's findings before its sweep: every one of them is among its final ones.
         self._facts = fact_checks(self.parsed)
 
-    def _ready_for_traces(self) -> None:
-        """What the doctor run in this process left behind for the first trace (0.1 s of
-        it at 10k Services when the doctor ran in a child instead): the long chains'
-        dispatch indexes, and the modules a trace imports on first use (resolving a
-        Service's name imports podpath.trace.nft, in either kube-proxy mode)."""
-        for _dump, ruleset in self.index.rulesets:
-            index_long_chains(ruleset)
-        importlib.import_module("podpath.trace.nft")
-
     def _diagnose(self) -> None:
         if self.ahead is not None:
-            self._ready_for_traces()  # while the child finishes
+            # While the child finishes: what the doctor run here left behind for the
+            # first trace (0.1 s of it at 10k Services when the doctor ran in a child).
+            prepare_for_traces([self.index, *self.peer_indexes])
             found = self.ahead.take()
             if found is not None:
                 self._problems = found
