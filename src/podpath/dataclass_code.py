@@ -6,7 +6,8 @@ methods and 30-45 ms of every `podpath` command's start, most of `podpath.snapsh
 import (docs/performance.md, "Start-up: the dataclasses' methods"). The text of a
 method is all its compiled code depends on, so the code compiled once from a text is
 kept, keyed by that text, in a marshal file beside podpath's own bytecode, and `exec`
-runs the kept code instead of compiling the text again.
+runs the kept code instead of compiling the text again. The snapshot codec's checks,
+generated from the model's fields, are kept the same way (`exec_kept`).
 
 Only where the text is compiled changes: what runs is what `exec(text, ...)` would
 have compiled (the same flags: none, as `dataclasses` has no `__future__` imports).
@@ -163,6 +164,16 @@ def install() -> None:
     atexit.register(save)
 
 
+def exec_kept(text: str, namespace: dict[str, Any]) -> None:
+    """`exec(text, namespace)` for podpath's own generated code (the snapshot codec's
+    checks): through the cache once installed, so that it too is compiled once for all
+    runs, else compiled now."""
+    if _installed is not None:
+        _installed.exec(text, namespace)
+    else:
+        builtins.exec(text, namespace)
+
+
 def save() -> None:
     """Write what this process compiled, if anything (before the process ends)."""
     if _installed is not None:
@@ -181,6 +192,9 @@ def compile_all() -> int:
     for module in pkgutil.walk_packages([_PACKAGE_DIR], "podpath."):
         if not module.name.endswith("__main__"):
             importlib.import_module(module.name)
+    from podpath.snapshot.codec import compile_checks
+
+    compile_checks()
     if not _installed.save(asked=True):
         sys.stderr.write(f"podpath: cannot write {_installed.path}\n")
         return 1

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import os
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -301,6 +303,25 @@ def _variants() -> list[str]:
         ('"ifindex": 1,', '"ifindex": 1,,'),  # a syntax error
         ('"pid": ', '"pid": -'),  # a negative pid (valid)
         ('"comm": "', '"comm": "\\u00e9\\udcff\\ud83d\\ude00'),  # escapes, lone surrogates
+        ('"flags": ["LOOPBACK", ', '"flags": [1, '),  # a number among strings
+        ('"flags": ["LOOPBACK", ', '"flags": [true, '),
+        ('"flags": ["LOOPBACK", "UP", "LOWER_UP"]', '"flags": "UP"'),  # a string for a list
+        ('"kind": null', '"kind": 5'),  # a number for an optional string
+        ('"kind": null', '"kind": []'),
+        ('"xdp": null', '"xdp": []'),  # a list for an optional object
+        ('"xdp": null', '"xdp": {}'),  # an object missing its fields
+        ('"group": 0}', '"group": null}'),  # an optional integer left unset
+        (', "group": 0}', "}"),  # a field with a default, left out
+        ('"held_by": ["process"]', '"held_by": []'),
+        (  # a field with a default factory, left out
+            '"cgroup": "/", "namespaces": {"mnt": 4026532241, "net": 4026532246, "pid": '
+            '4026532244, "uts": 4026532242, "ipc": 4026532243, "user": 4026531837, "cgroup": '
+            '4026532245, "time": 4026531834}}',
+            '"cgroup": "/"}',
+        ),
+        ('"uid": 0, "state"', '"uid": false, "state"'),  # a boolean for an integer
+        ('"uid": 0, "state"', '"uid": 0.5, "state"'),
+        ('"stats": {"rx_packets": 0,', '"stats": {"rx_packets": 0, "rx_packets": 1,'),
     ]
     out = []
     for old, new in replacements:
@@ -315,6 +336,8 @@ def test_fast_lists_load_exactly_as_the_regex_reader(monkeypatch: pytest.MonkeyP
     fast = [_outcome(t) for t in texts]
     assert isinstance(fast[0], Snapshot) and any(isinstance(f, str) for f in fast)
     _strict_only(monkeypatch)
+    # Compared by repr too: `==` takes True for 1 and 1.0 for 1.
+    assert [repr(_outcome(t)) for t in texts] == [repr(f) for f in fast]
     assert [_outcome(t) for t in texts] == fast
 
 
@@ -330,6 +353,23 @@ def test_fast_lists_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(codec._JSON, "raw_decode", counted)
     assert codec.loads(_DEMO.read_bytes()) == codec.loads(_DEMO.read_text())
     assert len(calls) >= 8  # namespaces, processes, pods, netns... in each of the two loads
+
+
+def test_the_compiled_checks_decide_every_object_of_a_real_snapshot() -> None:
+    """No object of the demo snapshot's lists is left to the regex reader: each one's
+    generated check builds it, equal to what the load built."""
+    raw = json.loads(_DEMO.read_text())
+    loaded = codec.loads(_DEMO.read_text())
+    hints = typing.get_type_hints(Snapshot)
+    checked = 0
+    for name, value in raw.items():
+        (item,) = typing.get_args(hints[name])[:1] or (None,)
+        if not (isinstance(value, list) and dataclasses.is_dataclass(item)):
+            continue
+        check = codec._compiled_check(item)
+        assert [check(v) for v in value] == list(getattr(loaded, name)), name
+        checked += len(value)
+    assert checked > 40  # namespaces, processes, pods, netns... of a small node
 
 
 @settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -28,14 +28,13 @@ PACKAGE_DIRS = {
 # the trace engine built on it; then what only front ends use; the front ends on top.
 # A package not listed is a front end: nothing below may import it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("podpath.snapshot",),
+    ("podpath.snapshot", "podpath.dataclass_code"),
     (
         "podpath.netfilter",
         "podpath.conntrack",
         "podpath.safe_text",
         "podpath.by_identity",
         "podpath.forked",
-        "podpath.dataclass_code",
         "podpath.wording",
         "podpath.safe_files",
         "podpath.progress",
