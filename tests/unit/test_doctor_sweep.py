@@ -43,6 +43,25 @@ def test_alike_endpoints_are_followed_once_with_their_whole_probability() -> Non
     assert tracer.engine.alike is None  # reset after the call
 
 
+def test_from_the_node_alike_endpoints_merge_where_the_dnat_chose_them() -> None:
+    """From the node, filter OUTPUT follows nat OUTPUT's DNAT in the same hook: the
+    endpoints alike are merged as nat leaves them, so filter OUTPUT is walked once for
+    all five, and the note sits on the DNAT hop, not on the hook's last."""
+    index = _index()
+    origin = Origin("node", 0, index.snapshot.node.hostname)
+    tracer = Tracer([index])
+    every = tracer.trace(origin, VIP, 80, "tcp")
+    once = tracer.trace(origin, VIP, 80, "tcp", lambda f: (f.packet.dport, "same"))
+    assert len(every.branches) == 5 and len(once.branches) == 1
+    assert abs(once.branches[0].probability - 1.0) < 1e-9
+    assert {b.verdict for b in every.branches} == {once.branches[0].verdict}
+    hops = once.branches[0].hops
+    noted = [h for h in hops if any("more destinations alike" in d for d in h.details)]
+    assert [h.text for h in noted] == ["DNAT 10.96.0.10:80 -> 10.244.0.3:8080"]
+    after = hops[hops.index(noted[0]) + 1]
+    assert (after.data.get("table"), after.data.get("chain")) == ("filter", "OUTPUT")
+
+
 def test_the_report_counts_every_path_though_fewer_are_followed() -> None:
     """diagnose() on the node: the Service's paths from every pod are counted."""
     report = diagnose([_index()])

@@ -45,10 +45,20 @@ def iptables_stages(backend: str, ruleset: Ruleset, hook: str) -> list[Stage]:
     return out
 
 
+Merge = Callable[[list[NfOutcome]], list[NfOutcome]]
+
+
 def run_hook(
-    stages: Sequence[Stage], packet: Packet, env: NfEnv, probability: float = 1.0
+    stages: Sequence[Stage],
+    packet: Packet,
+    env: NfEnv,
+    probability: float = 1.0,
+    merge: Merge | None = None,
 ) -> list[NfOutcome]:
-    """Run every stage in priority order; each ACCEPTed branch goes on to the next stage."""
+    """Run every stage in priority order; each ACCEPTed branch goes on to the next stage.
+
+    `merge`, given, may fold branches that behave alike into one after each stage, so
+    the later stages walk it once (the doctor's endpoints alike, `Engine.alike`)."""
     ordered = sorted(stages, key=lambda s: s.priority)
     current = [NfOutcome(probability, "ACCEPT", packet)]
     for stage in ordered:
@@ -68,7 +78,7 @@ def run_hook(
                         outcome.uncertain + result.uncertain,
                     )
                 )
-        current = nxt
+        current = merge(nxt) if merge is not None and len(nxt) > 1 else nxt
     return current
 
 
