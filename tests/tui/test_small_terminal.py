@@ -14,7 +14,7 @@ from netconf_tc_snapshot import with_tc_and_netconf
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Input
 from textual.widgets._footer import FooterKey
 from trace_pilot import traced
 
@@ -25,7 +25,7 @@ from podpath.tui.rows.trace import hop_owner
 from podpath.tui.screens.help import HelpScreen, key_rows
 from podpath.tui.screens.trace import TraceScreen
 from podpath.tui.source import Progress, live_source, static_source
-from podpath.tui.widgets.footer import keep_whole
+from podpath.tui.widgets.footer import KeysFooter, keep_whole
 from podpath.tui.widgets.table import RowTable
 
 SMALL = (80, 24)
@@ -272,3 +272,34 @@ async def test_a_wide_footer_keeps_its_keys_whole_beside_the_palette_key(
         assert not all(k.display for k in everything)  # some gave way
         for key in keys:
             assert key.region.right <= palette[0].region.x, (key.key, key.region)
+
+
+async def test_the_footer_is_rebuilt_only_when_its_keys_change(
+    make_app: Callable[..., PodpathApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a trace moves the focus several times with the same keys: the footer is
+    rebuilt once (Textual's, on every focus change: 6 times). A focus change that changes
+    the keys (↓ Branches, offered only from an input) rebuilds it with them."""
+    rebuilt: list[object] = []
+    recompose = KeysFooter.recompose
+
+    async def counted(self: KeysFooter) -> None:
+        rebuilt.append(self)
+        await recompose(self)
+
+    monkeypatch.setattr(KeysFooter, "recompose", counted)
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        rebuilt.clear()
+        await traced(pilot, CLIENT, "default/web:80")
+        await settled(pilot)
+        assert len(rebuilt) <= 2, len(rebuilt)
+
+        def shown_actions() -> list[str]:
+            return [k.action for k in footer_of(app).query(FooterKey)]
+
+        assert not isinstance(app.focused, Input) and "to_branches" not in shown_actions()
+        await pilot.press("f")  # the From input: ↓ goes to the branches from there
+        await settled(pilot)
+        assert isinstance(app.focused, Input) and "to_branches" in shown_actions()

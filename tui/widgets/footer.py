@@ -12,7 +12,11 @@ that fit whole beside the palette's key are shown.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from textual import events
+from textual.app import ComposeResult
+from textual.screen import Screen
 from textual.widgets import Footer
 
 # FooterKey is not exported by textual.widgets; Textual is pinned exactly (pyproject).
@@ -39,7 +43,48 @@ def keep_whole(widths: list[int], help_at: int | None, room: int) -> list[bool]:
 
 
 class KeysFooter(Footer):
-    """A Footer of whole keys only, `?` Help always; compact on a narrow terminal."""
+    """A Footer of whole keys only, `?` Help always; compact on a narrow terminal.
+
+    Textual's Footer rebuilds its keys each time the screen's bindings may have changed:
+    every focus change. Opening a trace moved the focus often enough for 11 rebuilds of
+    the same keys, ~30 ms of the event loop's time with their styles (frames not
+    painted beside the trace's worker, BENCHMARKS.md figure 5). This one rebuilds once
+    for the changes before a refresh, and only when the keys it would show differ."""
+
+    # What the keys were last built from, and whether a rebuild waits for the refresh.
+    _composed: tuple[object, ...] | None = None
+    _rebuild_queued = False
+
+    def compose(self) -> ComposeResult:
+        """Textual's keys, remembering what they were built from."""
+        self._composed = self._keys_wanted() if self._bindings_ready else None
+        yield from super().compose()
+
+    def bindings_changed(self, screen: Screen[object]) -> None:
+        """The screen's bindings may have changed: rebuild once, after the refresh."""
+        self._bindings_ready = True
+        if not screen.app.app_focus:
+            return
+        if self.is_attached and screen is self.screen and not self._rebuild_queued:
+            self._rebuild_queued = True
+            self.call_after_refresh(self._rebuild_if_changed)
+
+    async def _rebuild_if_changed(self) -> None:
+        self._rebuild_queued = False
+        # The screen may have been closed before the refresh (a key pressed at once).
+        if self.is_attached and self._keys_wanted() != self._composed:
+            await self.recompose()
+
+    def _keys_wanted(self) -> tuple[object, ...]:
+        """What `compose` builds the keys from: each shown binding and whether it is
+        enabled, and the footer's own style."""
+        palette = self.app.COMMAND_PALETTE_BINDING
+        shown: Iterable[tuple[object, ...]] = (
+            (key, b.action, b.description, b.group, b.key_display, b.tooltip, on, tip)
+            for key, (_, b, on, tip) in self.screen.active_bindings.items()
+            if b.show or key == palette
+        )
+        return (self.compact, self.show_command_palette, *shown)
 
     def on_resize(self, event: events.Resize) -> None:
         """Narrow or wide now: rebuild the keys in the matching style."""
