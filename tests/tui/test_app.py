@@ -539,3 +539,29 @@ async def test_pod_screen_says_where_the_pod_was_found_and_what_cni_recorded(
             "CNI recorded host if knet1a2b3c4d, gateway 10.244.0.0, mtu 1450"
         )
         assert app.screen.query_one("#podinfo", Static).size.height == 3
+
+
+async def test_a_trace_given_both_ends_runs_once_its_screen_is_laid_out(
+    make_app: Callable[..., PodpathApp],
+) -> None:
+    """Trace opened with both ends runs its worker after the screen's first refresh, not
+    while the screen is mounted: the two shared the GIL, and the event loop went ~0.1 s
+    without a frame on a big node (BENCHMARKS.md figure 5's trace stall)."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = TraceScreen(CLIENT, "default/web:80")
+        laid_out: list[bool] = []
+        run = screen.action_run
+
+        def first_laid_out() -> None:
+            laid_out.append(screen.query_one("#trace-status", Static).region.height > 0)
+            run()
+
+        screen.action_run = first_laid_out  # type: ignore[method-assign]
+        app.push_screen(screen)
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert laid_out == [True]
+        assert screen.trace is not None and screen.trace.branches

@@ -158,7 +158,9 @@ class TraceScreen(BaseScreen):
         self.query_one("#branches", RowTable).set_columns(BRANCH_COLUMNS)
         self.query_one("#hops", RowTable).set_columns(HOP_COLUMNS)
         if self.source_spec and self.destination_spec:
-            self.action_run()
+            # After the screen's first frame: its worker shares the GIL with the mount's
+            # styling, which then held the event loop ~0.1 s on a big node.
+            self.call_after_refresh(self.action_run)
         elif self.source_spec:
             self.set_focus(self.query_one("#to", Input))
         else:
