@@ -364,7 +364,9 @@ def test_the_compiled_checks_decide_every_object_of_a_real_snapshot() -> None:
     checked = 0
     for name, value in raw.items():
         (item,) = typing.get_args(hints[name])[:1] or (None,)
-        if not (isinstance(value, list) and dataclasses.is_dataclass(item)):
+        if not (isinstance(value, list) and isinstance(item, type)):
+            continue
+        if not dataclasses.is_dataclass(item):
             continue
         check = codec._compiled_check(item)
         assert [check(v) for v in value] == list(getattr(loaded, name)), name
