@@ -12,6 +12,7 @@ from podpath.doctor.classes import pod_classes
 from podpath.doctor.sweep import Sweep, _ServiceSweep
 from podpath.doctor.tracer import Origin, Tracer
 from podpath.netfilter.kube_proxy import Endpoint, Service
+from podpath.trace.model import Branch
 
 PODS = [PodSpec(f"web-{i}", f"10.244.0.{i + 2}") for i in range(6)]
 VIP = "10.96.0.10"
@@ -28,19 +29,24 @@ def test_alike_endpoints_are_followed_once_with_their_whole_probability() -> Non
     """Five endpoints in one position, none listening differently: one branch of p=1
     instead of five of p=0.2, with the same verdict and a note that says so."""
     index = _index()
-    pod = index.snapshot.pods[0]
-    origin = Origin("pod", 0, "default/web-0", pod)
     tracer = Tracer([index])
+    once = _followed_once(tracer, Origin("pod", 0, "default/web-0", index.snapshot.pods[0]))
+    notes = [d for h in once.hops for d in h.details if "more destinations alike" in d]
+    assert notes == [
+        "and 4 more destinations alike (same position, same listener): followed once for all"
+    ]
+    assert tracer.engine.alike is None  # reset after the call
+
+
+def _followed_once(tracer: Tracer, origin: Origin) -> Branch:
+    """The one branch of the Service's trace with every endpoint alike, after checking it
+    against the five branches traced without: the same verdict, the whole probability."""
     every = tracer.trace(origin, VIP, 80, "tcp")
     once = tracer.trace(origin, VIP, 80, "tcp", lambda f: (f.packet.dport, "same"))
     assert len(every.branches) == 5 and len(once.branches) == 1
     assert abs(once.branches[0].probability - 1.0) < 1e-9
     assert {b.verdict for b in every.branches} == {once.branches[0].verdict}
-    notes = [d for h in once.branches[0].hops for d in h.details if "more destinations alike" in d]
-    assert notes == [
-        "and 4 more destinations alike (same position, same listener): followed once for all"
-    ]
-    assert tracer.engine.alike is None  # reset after the call
+    return once.branches[0]
 
 
 def test_from_the_node_alike_endpoints_merge_where_the_dnat_chose_them() -> None:
@@ -49,13 +55,7 @@ def test_from_the_node_alike_endpoints_merge_where_the_dnat_chose_them() -> None
     all five, and the note sits on the DNAT hop, not on the hook's last."""
     index = _index()
     origin = Origin("node", 0, index.snapshot.node.hostname)
-    tracer = Tracer([index])
-    every = tracer.trace(origin, VIP, 80, "tcp")
-    once = tracer.trace(origin, VIP, 80, "tcp", lambda f: (f.packet.dport, "same"))
-    assert len(every.branches) == 5 and len(once.branches) == 1
-    assert abs(once.branches[0].probability - 1.0) < 1e-9
-    assert {b.verdict for b in every.branches} == {once.branches[0].verdict}
-    hops = once.branches[0].hops
+    hops = _followed_once(Tracer([index]), origin).hops
     noted = [h for h in hops if any("more destinations alike" in d for d in h.details)]
     assert [h.text for h in noted] == ["DNAT 10.96.0.10:80 -> 10.244.0.3:8080"]
     after = hops[hops.index(noted[0]) + 1]

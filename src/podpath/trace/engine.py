@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
@@ -60,6 +61,8 @@ from podpath.trace.routing import (
 )
 
 MAX_STEPS = 48
+
+_T = TypeVar("_T")
 
 
 class Engine:
@@ -309,53 +312,33 @@ class Engine:
         return going, ended
 
     def _merge_outcomes(self, before: Flow, outcomes: list[NfOutcome]) -> list[NfOutcome]:
-        """The outcomes of a hook so far with those alike (as `_merge_alike` tells the
-        flows they make) folded into the first of each kind, carrying their probability."""
-        assert self.alike is not None
-        kept: list[NfOutcome] = []
-        first: dict[Hashable, int] = {}
-        merged: dict[int, int] = {}
-        for o in outcomes:
-            key = None
-            if o.verdict == "ACCEPT" and o.packet.dst != before.packet.dst:
-                key = self.alike(
-                    before.moved_on(o.packet, o.probability, before.hops, before.nat, ())
-                )
-            if key is None or key not in first:
-                if key is not None:
-                    first[key] = len(kept)
-                kept.append(o)
-                continue
-            i = first[key]
-            kept[i] = replace(kept[i], probability=kept[i].probability + o.probability)
-            merged[i] = merged.get(i, 0) + 1
-        for i, n in merged.items():
-            hops = kept[i].hops
-            if hops:
-                note = _with_detail(hops[-1], _alike_note(n))
-                kept[i] = replace(kept[i], hops=hops[:-1] + (note,))
-        return kept
+        """The outcomes of a hook so far, those alike (as `_merge_alike` tells the flows
+        they make) folded into the first of each kind with their probability."""
+        alike = self.alike
+        assert alike is not None
+
+        def key(o: NfOutcome) -> Hashable | None:
+            if o.verdict != "ACCEPT" or o.packet.dst == before.packet.dst:
+                return None
+            return alike(before.moved_on(o.packet, o.probability, before.hops, before.nat, ()))
+
+        return _fold_alike(
+            outcomes,
+            key,
+            lambda a, b: replace(a, probability=a.probability + b.probability),
+            lambda o, n: replace(o, hops=_noted_alike(o.hops, n)),
+        )
 
     def _merge_alike(self, before: Flow, going: list[Flow]) -> list[Flow]:
         """One flow per key of `alike` among the DNATed ones, carrying their probability."""
-        assert self.alike is not None
-        kept: list[Flow] = []
-        first: dict[Hashable, int] = {}
-        merged: dict[int, int] = {}
-        for f in going:
-            key = self.alike(f) if f.packet.dst != before.packet.dst else None
-            if key is None or key not in first:
-                if key is not None:
-                    first[key] = len(kept)
-                kept.append(f)
-                continue
-            i = first[key]
-            kept[i] = kept[i].weighted(kept[i].probability + f.probability)
-            merged[i] = merged.get(i, 0) + 1
-        for i, n in merged.items():
-            hops = kept[i].hops
-            kept[i] = replace(kept[i], hops=hops[:-1] + (_with_detail(hops[-1], _alike_note(n)),))
-        return kept
+        alike = self.alike
+        assert alike is not None
+        return _fold_alike(
+            going,
+            lambda f: alike(f) if f.packet.dst != before.packet.dst else None,
+            lambda a, b: a.weighted(a.probability + b.probability),
+            lambda f, n: replace(f, hops=_noted_alike(f.hops, n)),
+        )
 
     # --- routing ----------------------------------------------------------------------
 
@@ -1276,9 +1259,38 @@ def _with_detail(hop: Hop, detail: str) -> Hop:
     return replace(hop, details=hop.details + (detail,))
 
 
-def _alike_note(more: int) -> str:
-    """What a hop says of the destinations merged into its flow."""
-    return (
+def _fold_alike(
+    items: list[_T],
+    key: Callable[[_T], Hashable | None],
+    add: Callable[[_T, _T], _T],
+    noted: Callable[[_T, int], _T],
+) -> list[_T]:
+    """`items` with those of equal keys folded into the first of each (`add`), which is
+    then `noted` with how many it took in; a None key keeps an item apart."""
+    kept: list[_T] = []
+    first: dict[Hashable, int] = {}
+    merged: dict[int, int] = {}
+    for item in items:
+        k = key(item)
+        if k is None or k not in first:
+            if k is not None:
+                first[k] = len(kept)
+            kept.append(item)
+            continue
+        i = first[k]
+        kept[i] = add(kept[i], item)
+        merged[i] = merged.get(i, 0) + 1
+    for i, n in merged.items():
+        kept[i] = noted(kept[i], n)
+    return kept
+
+
+def _noted_alike(hops: tuple[Hop, ...], more: int) -> tuple[Hop, ...]:
+    """The hops with their last one saying how many destinations alike were merged in."""
+    if not hops:
+        return hops
+    note = (
         f"and {more} more destination{'s' if more != 1 else ''} alike (same position, "
         "same listener): followed once for all"
     )
+    return hops[:-1] + (_with_detail(hops[-1], note),)
