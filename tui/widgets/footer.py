@@ -46,9 +46,9 @@ class KeysFooter(Footer):
     """A Footer of whole keys only, `?` Help always; compact on a narrow terminal.
 
     Textual's Footer rebuilds its keys each time the screen's bindings may have changed:
-    every focus change. Opening a trace moved the focus often enough for 11 rebuilds of
-    the same keys, ~30 ms of the event loop's time with their styles (frames not
-    painted beside the trace's worker, BENCHMARKS.md figure 5). This one rebuilds once
+    every focus change. Opening a trace rebuilt the same ~15 keys 6 times, each with its
+    styles, on the event loop beside the trace's worker (the trace painted ~90 ms later
+    on a big node: benchmarks/analysis.md, the session of 19:35). This one rebuilds once
     for the changes before a refresh, and only when the keys it would show differ."""
 
     # What the keys were last built from, and whether a rebuild waits for the refresh.

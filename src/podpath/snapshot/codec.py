@@ -853,9 +853,8 @@ def _object_kind(cls: type) -> _Kind:
         for f in fields
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     )
-    # Each field's kind by its key's bytes (so plain keys are never decoded) and by name.
+    # Each field's name and reader by its key's bytes (so plain keys are never decoded).
     by_key: dict[bytes, tuple[str, Reader]] = {}
-    checks: dict[str, Check] = {}
     # An instance and its __dict__ with every field set.
     cost = 64 + sys.getsizeof(dict.fromkeys(f.name for f in fields))
 
@@ -863,7 +862,6 @@ def _object_kind(cls: type) -> _Kind:
         # Built on first use: the model's types refer to each other.
         hints = typing.get_type_hints(cls)
         kinds = {f.name: _kind(hints[f.name]) for f in fields}
-        checks.update({name: k.check for name, k in kinds.items()})
         by_key.update({name.encode(): (name, k.read) for name, k in kinds.items()})
 
     def read(d: _Decoder, pos: int) -> tuple[Any, int]:
@@ -908,6 +906,7 @@ def _object_kind(cls: type) -> _Kind:
         return cls(**kwargs), pos
 
     def check(value: Any) -> Any:
+        # Generated on first use, as `known` is built (and for the same reason).
         return _compiled_check(cls)(value)
 
     return _Kind(read, check)
