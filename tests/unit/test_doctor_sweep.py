@@ -146,3 +146,24 @@ def test_grouping_from_the_common_shapes_is_grouping_each_port_by_its_shape() ->
         assert each.group(each.cluster_ports, source) == list(reference.values()), source
         self_seen += len(reference) > len(each.cluster_ports.groups)
     assert self_seen  # web-0's own ports are set apart from their look-alikes
+
+
+def test_an_endpoint_a_rule_names_is_not_merged_with_the_others() -> None:
+    """A filter OUTPUT rule of the node's own drops one endpoint's address: from the
+    node, that endpoint is followed on its own (not merged into the others alike), so
+    the doctor names the drop on the path from the node."""
+    dropped = PODS[3].ip
+    rules = kube_services(
+        VIP, 80, [p.ip for p in PODS[1:]], extra_filter=f"-A OUTPUT -d {dropped}/32 -j DROP"
+    )
+    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules)))
+    report = diagnose([index])
+    node = index.snapshot.node.hostname
+    drops = [
+        f
+        for f in report.findings
+        if f.check == "netfilter-drop" and any(p.source == node for p in f.paths)
+    ]
+    assert drops and any(f"-d {dropped}/32" in e for f in drops for e in f.evidence), [
+        (f.check, f.subject, [p.source for p in f.paths]) for f in report.findings
+    ]
