@@ -20,7 +20,6 @@ from podpath.trace.netfilter import NfEnv, NfOutcome, WalkState
 
 COPIES: list[tuple[type[Any], str, tuple[str, ...]]] = [
     (Flow, "moved_on", ("packet", "probability", "hops", "nat", "uncertain")),
-    (Flow, "weighted", ("probability",)),
     (WalkState, "weighted", ("probability", "hops")),
     (WalkState, "rewritten", ("packet", "hops", "nat")),
     (WalkState, "moved", ("hops", "stack")),

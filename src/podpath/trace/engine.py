@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
-from typing import TypeVar
 
 from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
@@ -61,8 +60,6 @@ from podpath.trace.routing import (
 )
 
 MAX_STEPS = 48
-
-_T = TypeVar("_T")
 
 
 class Engine:
@@ -307,38 +304,33 @@ class Engine:
                 ended.extend(self.drop(nxt, reason, "netfilter"))
             else:
                 ended.extend(self.unsure(nxt, outcome.reason))
-        if self.alike is not None and len(going) > 1:
-            going = self._merge_alike(flow, going)
         return going, ended
 
     def _merge_outcomes(self, before: Flow, outcomes: list[NfOutcome]) -> list[NfOutcome]:
-        """The outcomes of a hook so far, those alike (as `_merge_alike` tells the flows
-        they make) folded into the first of each kind with their probability."""
+        """The outcomes of a hook so far, those whose flows `alike` tells alike (DNATed
+        to endpoints that behave the same) folded into the first of each kind with their
+        probability, its last hop noting how many it took in. Run after each table of the
+        hook (`run_hook(merge=)`), so what the hook returns needs no merge of its own."""
         alike = self.alike
         assert alike is not None
-
-        def key(o: NfOutcome) -> Hashable | None:
-            if o.verdict != "ACCEPT" or o.packet.dst == before.packet.dst:
-                return None
-            return alike(before.moved_on(o.packet, o.probability, before.hops, before.nat, ()))
-
-        return _fold_alike(
-            outcomes,
-            key,
-            lambda a, b: replace(a, probability=a.probability + b.probability),
-            lambda o, n: replace(o, hops=_noted_alike(o.hops, n)),
-        )
-
-    def _merge_alike(self, before: Flow, going: list[Flow]) -> list[Flow]:
-        """One flow per key of `alike` among the DNATed ones, carrying their probability."""
-        alike = self.alike
-        assert alike is not None
-        return _fold_alike(
-            going,
-            lambda f: alike(f) if f.packet.dst != before.packet.dst else None,
-            lambda a, b: a.weighted(a.probability + b.probability),
-            lambda f, n: replace(f, hops=_noted_alike(f.hops, n)),
-        )
+        kept: list[NfOutcome] = []
+        first: dict[Hashable, int] = {}
+        merged: dict[int, int] = {}
+        for o in outcomes:
+            key = None
+            if o.verdict == "ACCEPT" and o.packet.dst != before.packet.dst:
+                key = alike(before.moved_on(o.packet, o.probability, before.hops, before.nat, ()))
+            if key is None or key not in first:
+                if key is not None:
+                    first[key] = len(kept)
+                kept.append(o)
+                continue
+            i = first[key]
+            kept[i] = replace(kept[i], probability=kept[i].probability + o.probability)
+            merged[i] = merged.get(i, 0) + 1
+        for i, n in merged.items():
+            kept[i] = replace(kept[i], hops=_noted_alike(kept[i].hops, n))
+        return kept
 
     # --- routing ----------------------------------------------------------------------
 
@@ -1257,32 +1249,6 @@ def trace(
 
 def _with_detail(hop: Hop, detail: str) -> Hop:
     return replace(hop, details=hop.details + (detail,))
-
-
-def _fold_alike(
-    items: list[_T],
-    key: Callable[[_T], Hashable | None],
-    add: Callable[[_T, _T], _T],
-    noted: Callable[[_T, int], _T],
-) -> list[_T]:
-    """`items` with those of equal keys folded into the first of each (`add`), which is
-    then `noted` with how many it took in; a None key keeps an item apart."""
-    kept: list[_T] = []
-    first: dict[Hashable, int] = {}
-    merged: dict[int, int] = {}
-    for item in items:
-        k = key(item)
-        if k is None or k not in first:
-            if k is not None:
-                first[k] = len(kept)
-            kept.append(item)
-            continue
-        i = first[k]
-        kept[i] = add(kept[i], item)
-        merged[i] = merged.get(i, 0) + 1
-    for i, n in merged.items():
-        kept[i] = noted(kept[i], n)
-    return kept
 
 
 def _noted_alike(hops: tuple[Hop, ...], more: int) -> tuple[Hop, ...]:

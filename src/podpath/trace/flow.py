@@ -47,10 +47,6 @@ class Flow:
             self.entered,
         )
 
-    def weighted(self, probability: float) -> Flow:
-        """This flow with another probability (endpoints alike merged into one)."""
-        return self.moved_on(self.packet, probability, self.hops, self.nat, self.uncertain)
-
     def add(self, *hops: Hop) -> Flow:
         """The flow with more hops; what a hop assumed (data "assumes") makes it uncertain."""
         assumed = tuple(
