@@ -17,6 +17,7 @@ node's table alone, and the table is flushed after (that namespace's only).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -345,6 +346,46 @@ def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: An
     assert "before kube-proxy's DNAT" in unrouted["fix"]
     assert not lab.probe(_other(lab).ref, _web(lab).ip, 80).ok
     assert not lab.probe("node1", _vip(lab), 80).ok
+
+
+def test_a_host_rule_on_a_network_of_some_endpoints(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """A rule of the node's own rejects a network (an ipBlock, not an address) that holds
+    some of web's endpoints: the doctor follows those apart from the endpoints alike and
+    names the rule on the node's path to web, partly; from the node, real connections
+    through the Service are refused for some endpoints and answered by the others."""
+    lab = make_lab(nodes=1, pods=4, services=3)
+    webs = [p for p in lab.pods_on("node1") if p.app == "web"]
+    network = _network_apart([p.ip for p in webs], {ip for p in lab.pods for ip in p.ips})
+    _sh(lab, "node1", f"iptables -A OUTPUT -d {network} -p tcp -j REJECT --reject-with tcp-reset")
+    _status, report = _doctor(lab, "node1", run_podpath)
+    found = [
+        f
+        for f in report["findings"]
+        if f["check"] == "netfilter-drop" and any(f"-d {network}" in e for e in f["evidence"])
+    ]
+    assert found, [(f["check"], f["subject"], f["evidence"]) for f in report["findings"]]
+    paths = {(p["from"], p["to"]) for f in found for p in f["paths"]}
+    assert ("node1", "default/web:80") in paths, paths
+    answers = [lab.probe("node1", "default/web", 80) for _ in range(16)]
+    assert any(not r.ok and "refused" in r.error.lower() for r in answers), answers
+    outside = {p.ref for p in webs if ipaddress.ip_address(p.ip) not in network}
+    assert {r.served_by for r in answers if r.ok} <= outside, answers
+
+
+def _network_apart(
+    webs: list[str], pods: set[str]
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A network that holds some of the web endpoints but not all, and whose own address is
+    no pod's (a rule naming a pod's address sets it apart in any case)."""
+    for web in webs:
+        for length in range(31, 23, -1):
+            net = ipaddress.ip_network(f"{web}/{length}", strict=False)
+            held = [ip for ip in webs if ipaddress.ip_address(ip) in net]
+            if str(net.network_address) not in pods and len(held) < len(webs):
+                return net
+    raise AssertionError(f"no network apart in this lab's addresses: web {webs}, pods {pods}")
 
 
 CALICO_RULES = """

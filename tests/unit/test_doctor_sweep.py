@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from trace_factory import NodeSpec, PodSpec, build_node, kube_services
+from trace_factory import NodeSpec, PodSpec, build_node, kube_services, two_nodes
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.doctor import diagnose
+from podpath.doctor.findings import Report
 from podpath.doctor.causes import Aim
 from podpath.doctor.classes import pod_classes
+from podpath.doctor.named import named_in_rules
 from podpath.doctor.sweep import Sweep, _ServiceSweep
 from podpath.doctor.tracer import Origin, Tracer
 from podpath.netfilter.kube_proxy import Endpoint, Service
@@ -133,7 +135,7 @@ def test_grouping_from_the_common_shapes_is_grouping_each_port_by_its_shape() ->
     for cls in classes:
         for pod in cls.members:
             out.class_of[(0, pod.netns_inode or 0)] = cls.key
-    each = _ServiceSweep(Tracer([index]), 0, index, classes, services, out)
+    each = _ServiceSweep(Tracer([index]), 0, index, classes, services, out, named_in_rules(index))
     sources = [o for o, _ in each.origins()]
     sources += [Origin("pod", 0, "default/web-0", index.snapshot.pods[0])]
     self_seen = 0
@@ -167,3 +169,66 @@ def test_an_endpoint_a_rule_names_is_not_merged_with_the_others() -> None:
     assert drops and any(f"-d {dropped}/32" in e for f in drops for e in f.evidence), [
         (f.check, f.subject, [p.source for p in f.paths]) for f in report.findings
     ]
+
+
+def test_endpoints_in_a_network_a_rule_names_are_not_merged_with_the_others() -> None:
+    """A filter OUTPUT rule of the node's own drops a network, 10.244.0.4/31, that holds
+    one endpoint (10.244.0.5) and whose own address is no pod's: from the node, that
+    endpoint is followed apart from the others alike, so the doctor names the drop (when
+    one was followed for all four, it was one outside the network)."""
+    pods = [PodSpec(f"web-{i}", f"10.244.0.{n}") for i, n in enumerate((2, 3, 5, 6, 7))]
+    rules = kube_services(
+        VIP, 80, [p.ip for p in pods[1:]], extra_filter="-A OUTPUT -d 10.244.0.4/31 -j DROP"
+    )
+    index = SnapshotIndex(build_node(NodeSpec(pods=pods, iptables=rules)))
+    dropped = _dropped_destinations(diagnose([index]), "-d 10.244.0.4/31")
+    assert dropped == {"default/web:80"}
+
+
+def test_a_remote_endpoint_a_rule_names_is_not_merged_with_the_others() -> None:
+    """Both endpoints live on another node (one route leads to both); node-a's own FORWARD
+    rule drops one of them: from node-a's pods it is followed on its own."""
+    services = kube_services(
+        VIP, 80, ["10.244.1.5", "10.244.1.6"], extra_filter="-A FORWARD -d 10.244.1.6/32 -j DROP"
+    )
+    node_a, _node_b = two_nodes(iptables_a=services)
+    dropped = _dropped_destinations(diagnose([SnapshotIndex(node_a)]), "-d 10.244.1.6/32")
+    assert dropped == {"default/web:80"}
+
+
+def test_a_pod_another_nodes_rule_names_is_traced_apart_from_its_class() -> None:
+    """node-b's pods c and d are one class on node-b; node-a's FORWARD rule drops d's
+    address. From node-a's pods, the way to d is traced as well as the way to c."""
+    node_a, node_b = two_nodes(iptables_a="*filter\n-A FORWARD -d 10.244.1.6/32 -j DROP\nCOMMIT\n")
+    report = diagnose([SnapshotIndex(node_a), SnapshotIndex(node_b)])
+    assert _dropped_destinations(report, "-d 10.244.1.6/32") == {"10.244.1.6"}
+
+
+def _dropped_destinations(report: Report, evidence: str) -> set[str]:
+    """The destinations of the paths a netfilter drop with this evidence decides."""
+    found = [
+        f
+        for f in report.findings
+        if f.check == "netfilter-drop" and any(evidence in e for e in f.evidence)
+    ]
+    return {p.destination for f in found for p in f.paths}
+
+
+@pytest.mark.parametrize(
+    ("network", "classes"),
+    [
+        ("10.244.0.4/30", [["web-0", "web-1"], ["web-2", "web-3", "web-4", "web-5"]]),
+        ("10.244.0.5-10.244.0.6", [["web-0", "web-1", "web-2", "web-5"], ["web-3", "web-4"]]),
+        ("10.244.0.0/24", [["web-0", "web-1", "web-2", "web-3", "web-4", "web-5"]]),
+    ],
+)
+def test_pods_a_named_network_holds_are_a_class_apart(
+    network: str, classes: list[list[str]]
+) -> None:
+    """A host rule naming a network or an address range sets the pods it holds apart from
+    those it does not; one that holds every pod (the pod CIDR) sets none apart."""
+    match = f"-m iprange --src-range {network}" if "-" in network else f"-s {network}"
+    rules = f"*filter\n-A FORWARD {match} -j DROP\nCOMMIT\n"
+    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules)))
+    found = [sorted(p.name for p in c.members) for c in pod_classes(index, 0)]
+    assert sorted(found) == classes

@@ -8,27 +8,18 @@ side, and how the node's own routes and rules treat their address. A pod whose a
 or host interface any rule names that is not kube-proxy's own per-endpoint rule (a
 NetworkPolicy ipset, a host firewall line, an xt_recent affinity pin) is a class of its
 own: the doctor cannot tell that it behaves like the others, so it traces it itself.
+Pods that such a rule's network or address range holds are apart from those it does not
+(`podpath.doctor.named`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.doctor.named import NamedInRules, named_in_rules, other_rule_texts
 from podpath.snapshot.model import Link, NetNamespace, Pod, Route, Rule
 
-# An address as rules and ipsets write one (the look-arounds keep 10.244.0.3 from
-# matching inside 10.244.0.35 or 110.244.0.3); as podpath.analysis.mentions reads them.
-_ADDRESS = re.compile(
-    r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7})(?![\w.]|:[0-9a-fA-F]*:)"
-)
-# Chains kube-proxy and kubelet write: their rules name endpoints (`-s EP -j
-# KUBE-MARK-MASQ`, `DNAT --to-destination EP`) the same way for every pod, and the trace
-# of a Service covers them; any other chain naming a pod sets it apart.
-_KUBE_CHAIN = re.compile(r"^KUBE-")
-_KUBE_NFT_TABLES = frozenset({"kube-proxy"})
 SELF = "<self>"
 LINK_LOCAL = "<link-local>"
 
@@ -60,14 +51,22 @@ def traceable(pod: Pod) -> bool:
     return not pod.host_network and pod.netns_inode is not None and bool(pod.ips)
 
 
-def pod_classes(index: SnapshotIndex, node: int) -> list[PodClass]:
-    """The node's traceable pods grouped by network position, in pod order."""
-    singled = singled_out(index)
+def pod_classes(
+    index: SnapshotIndex, node: int, named: NamedInRules | None = None
+) -> list[PodClass]:
+    """The node's traceable pods grouped by network position, in pod order (`named`: what
+    the node's other rules name, read from the index when not given)."""
+    named = named_in_rules(index) if named is None else named
+    singled = singled_out(index, named)
     roots: dict[int, _Root] = {}
     groups: dict[tuple[object, ...], list[Pod]] = {}
     for pod in index.snapshot.pods:
         if traceable(pod):
-            groups.setdefault(position(index, pod, singled, roots), []).append(pod)
+            key = position(index, pod, singled, roots)
+            # Networks and ranges a rule names set apart the pods they hold (one that
+            # holds every pod, the pod CIDR, sets none apart).
+            tags = tuple(named.tags(ip) for ip in pod.ips)
+            groups.setdefault((*key, tags) if any(tags) else key, []).append(pod)
     return [PodClass(node, key, tuple(members)) for key, members in groups.items()]
 
 
@@ -261,43 +260,18 @@ def _root_shape(
     return (tuple(sorted(routes, key=repr)), tuple(sorted(rules, key=repr)))
 
 
-def singled_out(index: SnapshotIndex) -> frozenset[str]:
-    """Pod addresses and host interface names that a rule other than kube-proxy's names."""
+def singled_out(index: SnapshotIndex, named: NamedInRules) -> frozenset[str]:
+    """Pod addresses and host interface names that a rule other than kube-proxy's names
+    (an address named by an ipset or an xt_recent pin included)."""
     pods = [p for p in index.snapshot.pods if traceable(p)]
-    ips = frozenset(ip for p in pods for ip in p.ips)
+    found: set[str] = {ip for p in pods for ip in p.ips if ip in named.addresses}
     veths: set[str] = set()
     for pod in pods:
         eth0 = index.pod_interface(pod)
         peer = index.peer(eth0) if eth0 is not None else None
         if peer is not None:
             veths.add(peer.name)
-    found: set[str] = set()
-    for text in other_rule_texts(index):
-        found.update(a for a in _ADDRESS.findall(text) if a in ips)
-        if veths:
+    if veths:
+        for text in other_rule_texts(index):
             found.update(w for w in text.split() if w in veths)
-    if index.snapshot.ipsets is not None:
-        found.update(a for a in _ADDRESS.findall(index.snapshot.ipsets.text) if a in ips)
-    for recent in index.snapshot.xt_recent or ():
-        found.update(e.address for e in recent.entries if e.address in ips)
     return frozenset(found)
-
-
-def other_rule_texts(index: SnapshotIndex) -> Iterable[str]:
-    """Every rule line that is not in a kube-proxy or kubelet chain or table."""
-    for _dump, ruleset in index.rulesets:
-        for table in ruleset.tables:
-            for chain in ruleset.chain_names(table):
-                if not _KUBE_CHAIN.match(chain):
-                    yield from ruleset.lines_of(table, chain)
-    nft = index.nft_ruleset
-    if nft is not None:
-        for rule in nft.rules:
-            if rule.table not in _KUBE_NFT_TABLES:
-                yield rule.text
-        for s in nft.sets:
-            # kube-proxy's own sets name endpoints alike for every pod, except its
-            # affinity sets, which pin clients (pods) to endpoints.
-            if s.table not in _KUBE_NFT_TABLES or s.name.startswith("affinity-"):
-                for element in s.elements:
-                    yield " ".join(element.key)

@@ -20,7 +20,6 @@ and how many real paths it stands for.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -30,8 +29,9 @@ from podpath.analysis.parsed import ParsedSnapshot
 from podpath.analysis.sockets import Packet as SocketLookup
 from podpath.analysis.sockets import is_listening, receivers
 from podpath.doctor.causes import Aim, Cause, branch_cause
-from podpath.doctor.classes import PodClass, other_rule_texts, pod_classes, traceable
+from podpath.doctor.classes import PodClass, pod_classes, traceable
 from podpath.doctor.mtu import path_mtu_cause
+from podpath.doctor.named import NamedInRules, named_in_rules
 from podpath.doctor.tracer import Origin, Tracer
 from podpath.netfilter.kube_proxy import Service
 from podpath.snapshot.model import Pod
@@ -50,8 +50,6 @@ FROM_RULES = frozenset({"service-no-endpoints", "etp-local-no-endpoint", "itp-lo
 EXPANSION_LIMIT = 2000
 # The place of an endpoint that is the traced pod itself (other places count from 0).
 CLIENT_ITSELF = -1
-_ADDRESS = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3})(?![\w.])")
-_PORT = re.compile(r"(?:dport|sport|dports|ports)\s+(?:\{\s*)?(\d+)")
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,10 @@ def sweep(
     many (source, Service port) paths are judged of how many, a shape at a time."""
     out = Sweep()
     indexes = tracer.indexes
-    classes = {node: _classes(index, node, parsed[node]) for node, index in enumerate(indexes)}
+    named = [named_in_rules(index) for index in indexes]
+    classes = {
+        node: _classes(index, node, parsed[node], named[node]) for node, index in enumerate(indexes)
+    }
     for node in classes:
         out.classes.extend(classes[node])
         for cls in classes[node]:
@@ -103,11 +104,11 @@ def sweep(
     for node, index in enumerate(indexes):
         services = parsed[node].services()
         out.service_ports += len(services)
-        sweeps.append(_ServiceSweep(tracer, node, index, classes[node], services, out))
+        sweeps.append(_ServiceSweep(tracer, node, index, classes[node], services, out, named[node]))
     told = _Told(judged, sum(s.size() for s in sweeps))
     for each in sweeps:
         each.run(told)
-    _pod_paths(tracer, classes, out)
+    _pod_paths(tracer, classes, out, named)
     return out
 
 
@@ -126,12 +127,14 @@ class _Told:
             self.told(self.done, self.total)
 
 
-def _classes(index: SnapshotIndex, node: int, parsed: ParsedSnapshot) -> list[PodClass]:
+def _classes(
+    index: SnapshotIndex, node: int, parsed: ParsedSnapshot, named: NamedInRules
+) -> list[PodClass]:
     """The node's pod classes, each led by a pod that is some Service's endpoint if one is
     (so that the hairpin path, a pod reaching itself through a Service, is traced)."""
     endpoints = {ep.ip for svc in parsed.services() for ep in svc.endpoints}
     out = []
-    for cls in pod_classes(index, node):
+    for cls in pod_classes(index, node, named):
         first = next((p for p in cls.members if set(p.ips) & endpoints), cls.members[0])
         members = (first, *(p for p in cls.members if p is not first))
         out.append(replace(cls, members=members))
@@ -187,6 +190,7 @@ class _ServiceSweep:
         classes: list[PodClass],
         services: tuple[Service, ...],
         out: Sweep,
+        named: NamedInRules,
     ) -> None:
         self.tracer = tracer
         self.node = node
@@ -205,7 +209,7 @@ class _ServiceSweep:
         self.numbered: dict[tuple[object, ...], int] = {}
         self.interned: dict[tuple[object, ...], tuple[object, ...]] = {}
         self.routes: dict[str, tuple[object, ...]] = {}
-        self.mentioned, self.ports = _mentioned(index)
+        self.named = named
         self.expanded = 0
         self.cluster_aims = [
             (svc, aim) for svc in services if (aim := _cluster_aim(svc)) is not None
@@ -346,14 +350,11 @@ class _ServiceSweep:
         endpoints = svc.endpoints
         # List comprehensions, not generators, feed the tuples: _shape runs for each of
         # 10k ports (0.054 -> 0.046 s for the 10k).
-        named = tuple(
-            [a for a in (aim.address, *[ep.ip for ep in endpoints]) if a in self.mentioned]
-        )
         ports = tuple(
             [
                 p
                 for p in (aim.port, svc.port, svc.node_port, *[ep.port for ep in endpoints])
-                if p in self.ports
+                if p in self.named.ports
             ]
         )
         return (
@@ -373,7 +374,9 @@ class _ServiceSweep:
             svc.persistent is not None,
             svc.source_ranges,
             svc.health_check_node_port is not None,
-            named,
+            # What the node's other rules name of the address aimed at (each endpoint's
+            # is in its place, below).
+            self.named.tags(aim.address),
             ports,
             tuple(
                 [
@@ -396,7 +399,10 @@ class _ServiceSweep:
         key = (ip, port, proto)
         found = self.places.get(key)
         if found is None:
-            place = self._place(ip, port, proto)
+            # A rule of this node's own that names the address (or a network holding it)
+            # sets it apart, wherever it lives: a pod of another loaded node is classed by
+            # that node's rules only.
+            place = (*self._place(ip, port, proto), self.named.tags(ip))
             found = self.places[key] = self.numbered.setdefault(place, len(self.numbered))
         return found
 
@@ -490,17 +496,12 @@ def _from_rules(cause: Cause, svc: Service, aim: Aim, like: Service) -> Cause:
     )
 
 
-def _mentioned(index: SnapshotIndex) -> tuple[frozenset[str], frozenset[int]]:
-    """Addresses and ports that rules other than kube-proxy's name (they set a path apart)."""
-    addresses: set[str] = set()
-    ports: set[int] = set()
-    for text in other_rule_texts(index):
-        addresses.update(_ADDRESS.findall(text))
-        ports.update(int(p) for p in _PORT.findall(text))
-    return frozenset(addresses), frozenset(ports)
-
-
-def _pod_paths(tracer: Tracer, classes: dict[int, list[PodClass]], out: Sweep) -> None:
+def _pod_paths(
+    tracer: Tracer,
+    classes: dict[int, list[PodClass]],
+    out: Sweep,
+    named: Sequence[NamedInRules],
+) -> None:
     """Every pod to every other pod's address, traced once per (source class, destination kind)."""
     indexes = tracer.indexes
     targets: dict[tuple[object, ...], list[tuple[int, Pod, str, int | None, str]]] = {}
@@ -508,8 +509,11 @@ def _pod_paths(tracer: Tracer, classes: dict[int, list[PodClass]], out: Sweep) -
         for cls in found:
             for pod in cls.members:
                 proto, port = _served_port(indexes[node], pod)
-                targets.setdefault((node, cls.key, proto, port), []).append(
-                    (node, pod, pod.ips[0], port, proto)
+                ip = pod.ips[0]
+                # A pod's class is its own node's; another node's rules may name it.
+                tags = tuple(each.tags(ip) for each in named)
+                targets.setdefault((node, cls.key, proto, port, tags), []).append(
+                    (node, pod, ip, port, proto)
                 )
     for node, found in classes.items():
         for cls in found:

@@ -1,0 +1,202 @@
+"""What rules other than kube-proxy's name: addresses, networks, address ranges and ports.
+
+The doctor traces one pod of each network position and follows a Service's endpoints
+that behave alike once (`podpath.doctor.classes`, `podpath.doctor.sweep`). A rule that
+names an address, a network or a range (a NetworkPolicy's ipBlock or ipset, a host
+firewall line, `-m iprange`, an nft set of prefixes) can treat what it covers apart
+from the rest: a pod or an endpoint inside it must not stand for one outside it. An
+address's *tags* say what names it: the address itself when a rule names it, and each
+named network or range that holds it. Two addresses with the same tags are alike to
+every such rule; a network that holds every pod (the pod CIDR) sets none apart.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from podpath.analysis.index import SnapshotIndex
+
+_V4 = r"\d{1,3}(?:\.\d{1,3}){3}"
+_V6 = r"[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}"
+# An address as rules and ipsets write one, with a prefix length (10.244.1.0/25), a
+# netmask that is no prefix (iptables-save's 10.0.0.0/255.0.255.0) or as the start of a
+# range (10.244.1.1-10.244.1.9). The look-arounds keep 10.244.0.3 from matching inside
+# 10.244.0.35 or 110.244.0.3, and `:80` of `10.0.0.1:80` out of an IPv6 reading; as
+# podpath.analysis.mentions reads them.
+_NAMED = re.compile(
+    rf"(?<![\w.:])({_V4}|{_V6})(?:/(\d{{1,3}})(?![\d.])|/({_V4})|-({_V4}|{_V6}))?"
+    r"(?![\w.]|:[0-9a-fA-F]*:)"
+)
+_PORT = re.compile(r"(?:dport|sport|dports|ports)\s+(?:\{\s*)?(\d+)")
+# Chains kube-proxy and kubelet write: their rules name endpoints (`-s EP -j
+# KUBE-MARK-MASQ`, `DNAT --to-destination EP`) the same way for every pod, and the trace
+# of a Service covers them; any other chain naming a pod sets it apart.
+_KUBE_CHAIN = re.compile(r"^KUBE-")
+_KUBE_NFT_TABLES = frozenset({"kube-proxy"})
+_ALL_ONES = {4: 2**32 - 1, 6: 2**128 - 1}
+
+
+@dataclass(frozen=True)
+class _Range:
+    family: int
+    low: int
+    high: int
+    text: str
+
+
+@dataclass
+class NamedInRules:
+    """The addresses, networks, ranges and ports that a node's other rules name."""
+
+    addresses: frozenset[str]  # as ipaddress writes them (IPv6 compressed)
+    ports: frozenset[int]
+    # (family, netmask) -> network address (masked) -> its text: a prefix is a netmask.
+    networks: dict[tuple[int, int], dict[int, str]] = field(default_factory=dict)
+    ranges: tuple[_Range, ...] = ()
+    _tags: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    def tags(self, address: str) -> tuple[str, ...]:
+        """What names this address: itself when named, then each named network or range
+        that holds it, in the order the rules first name them; () when nothing does."""
+        found = self._tags.get(address)
+        if found is None:
+            found = self._tags[address] = self._read_tags(address)
+        return found
+
+    def _read_tags(self, address: str) -> tuple[str, ...]:
+        own = [address] if address in self.addresses else []
+        if not self.networks and not self.ranges:
+            return tuple(own)
+        number = _number(address)
+        if number is None:
+            return tuple(own)
+        family, value = number
+        for (net_family, mask), numbers in self.networks.items():
+            if net_family == family:
+                text = numbers.get(value & mask)
+                if text is not None:
+                    own.append(text)
+        own.extend(r.text for r in self.ranges if r.family == family and r.low <= value <= r.high)
+        return tuple(own)
+
+
+def named_in_rules(index: SnapshotIndex) -> NamedInRules:
+    """Everything a node's rules other than kube-proxy's name, its ipsets' members and the
+    clients xt_recent pins."""
+    reader = _Reader()
+    for text in other_rule_texts(index):
+        reader.read(text)
+        reader.ports.update(int(p) for p in _PORT.findall(text))
+    if index.snapshot.ipsets is not None:
+        reader.read(index.snapshot.ipsets.text)
+    for recent in index.snapshot.xt_recent or ():
+        for entry in recent.entries:
+            reader.read(entry.address)
+    return reader.done()
+
+
+def other_rule_texts(index: SnapshotIndex) -> Iterable[str]:
+    """Every rule line that is not in a kube-proxy or kubelet chain or table."""
+    for _dump, ruleset in index.rulesets:
+        for table in ruleset.tables:
+            for chain in ruleset.chain_names(table):
+                if not _KUBE_CHAIN.match(chain):
+                    yield from ruleset.lines_of(table, chain)
+    nft = index.nft_ruleset
+    if nft is not None:
+        for rule in nft.rules:
+            if rule.table not in _KUBE_NFT_TABLES:
+                yield rule.text
+        for s in nft.sets:
+            # kube-proxy's own sets name endpoints alike for every pod, except its
+            # affinity sets, which pin clients (pods) to endpoints.
+            if s.table not in _KUBE_NFT_TABLES or s.name.startswith("affinity-"):
+                for element in s.elements:
+                    yield " ".join(element.key)
+
+
+class _Reader:
+    """Collects what texts name, each distinct piece read once."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str, str, str]] = set()
+        self.addresses: set[str] = set()
+        self.ports: set[int] = set()
+        self.networks: dict[tuple[int, int], dict[int, str]] = {}
+        self.ranges: dict[tuple[int, int, int], str] = {}
+
+    def read(self, text: str) -> None:
+        for piece in _NAMED.findall(text):
+            if piece not in self.seen:
+                self.seen.add(piece)
+                self._add(*piece)
+
+    def _add(self, start: str, length: str, netmask: str, end: str) -> None:
+        try:
+            first = ipaddress.ip_address(start)
+        except ValueError:
+            return  # e.g. a MAC address, which the IPv6 pattern also matches
+        if end:
+            self._add_range(first, end)
+        elif netmask:
+            self._add_masked(first, netmask)
+        elif not length:
+            self.addresses.add(str(first))
+        else:
+            self._add_network(f"{start}/{length}")
+
+    def _add_network(self, text: str) -> None:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            return  # a prefix longer than the family's
+        if net.prefixlen == net.max_prefixlen:
+            self.addresses.add(str(net.network_address))
+        elif net.prefixlen:  # /0 holds every address: it sets none apart
+            self._add_mask(net.version, int(net.netmask), int(net.network_address), str(net))
+
+    def _add_masked(
+        self, first: ipaddress.IPv4Address | ipaddress.IPv6Address, netmask: str
+    ) -> None:
+        """An address under a netmask that may be no prefix (iptables' `-s A/255.0.255.0`)."""
+        if first.version != 4:
+            return
+        mask = int(ipaddress.IPv4Address(netmask))
+        if mask == _ALL_ONES[4]:
+            self.addresses.add(str(first))
+        elif mask:
+            self._add_mask(4, mask, int(first) & mask, f"{first}/{netmask}")
+
+    def _add_mask(self, family: int, mask: int, network: int, text: str) -> None:
+        self.networks.setdefault((family, mask), {}).setdefault(network & mask, text)
+
+    def _add_range(self, first: ipaddress.IPv4Address | ipaddress.IPv6Address, end: str) -> None:
+        try:
+            last = ipaddress.ip_address(end)
+        except ValueError:
+            return
+        if last.version == first.version and int(last) >= int(first):
+            key = (first.version, int(first), int(last))
+            self.ranges.setdefault(key, f"{first}-{last}")
+
+    def done(self) -> NamedInRules:
+        return NamedInRules(
+            frozenset(self.addresses),
+            frozenset(self.ports),
+            self.networks,
+            tuple(_Range(f, lo, hi, text) for (f, lo, hi), text in self.ranges.items()),
+        )
+
+
+def _number(address: str) -> tuple[int, int] | None:
+    """(family, the address as a number), None when it is no address."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        packed = socket.inet_pton(family, address)
+    except OSError:
+        return None
+    return (6 if family == socket.AF_INET6 else 4), int.from_bytes(packed, "big")

@@ -1,0 +1,87 @@
+"""What other rules name: addresses, networks, ranges, read from rule and ipset text."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from podpath.doctor.named import NamedInRules, _Reader
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _read(*texts: str) -> NamedInRules:
+    reader = _Reader()
+    for text in texts:
+        reader.read(text)
+    return reader.done()
+
+
+def test_an_address_a_network_and_a_range_in_iptables_words() -> None:
+    named = _read(
+        "-A FORWARD -d 10.244.1.6/32 -j DROP",
+        "-A FORWARD -s 10.244.2.0/25 -j REJECT",
+        "-A INPUT -m iprange --src-range 10.244.3.10-10.244.3.20 -j DROP",
+        "-A CNI-DN-1 -p tcp -j DNAT --to-destination 10.244.4.2:80",
+    )
+    assert named.addresses == {"10.244.1.6", "10.244.4.2"}
+    assert named.tags("10.244.1.6") == ("10.244.1.6",)
+    assert named.tags("10.244.2.127") == ("10.244.2.0/25",)
+    assert named.tags("10.244.2.128") == ()
+    assert named.tags("10.244.3.20") == ("10.244.3.10-10.244.3.20",)
+    assert named.tags("10.244.3.21") == ()
+    assert named.tags("10.244.4.2") == ("10.244.4.2",)
+
+
+def test_ipv6_in_nft_words_and_what_is_no_address() -> None:
+    named = _read(
+        "ip6 daddr fd00:10:244:1::/64 drop",
+        "ip6 saddr fd00:10:244:2::5 accept",
+        "ether saddr 02:42:ac:11:00:02 accept",  # a MAC, which the IPv6 pattern also reads
+        "ip daddr 0.0.0.0/0 accept",  # holds every address: sets none apart
+        "ip daddr 110.244.0.35 accept",
+    )
+    assert named.tags("fd00:10:244:1::9") == ("fd00:10:244:1::/64",)
+    assert named.tags("fd00:10:244:2::5") == ("fd00:10:244:2::5",)
+    assert named.tags("fd00:10:244:3::5") == ()
+    assert named.tags("10.244.0.3") == ()  # not inside 110.244.0.35, nor under 0.0.0.0/0
+    assert "02:42:ac:11:00:02" not in named.addresses
+
+
+def test_a_host_prefix_is_the_address_and_a_netmask_may_be_no_prefix() -> None:
+    """iptables-save writes a host as /32, and a netmask that is no prefix as itself
+    (10.0.0.0/255.0.255.0 holds 10.7.0.9, not 10.0.1.9); the mask is no address."""
+    named = _read("-s 10.244.0.9/32 -j DROP", "-s 10.0.0.0/255.0.255.0 -j DROP")
+    assert named.addresses == {"10.244.0.9"}
+    assert named.tags("10.7.0.9") == ("10.0.0.0/255.0.255.0",)
+    assert named.tags("10.0.1.9") == ()
+
+
+@st.composite
+def _networks_and_probes(draw: st.DrawFn) -> tuple[list[_Network], list[_Address]]:
+    bits = draw(st.sampled_from([32, 128]))
+    values = st.integers(0, 2**bits - 1)
+    pairs = draw(st.lists(st.tuples(values, st.integers(1, bits)), min_size=1, max_size=6))
+    probes = draw(st.lists(values, min_size=1, max_size=20))
+    address = ipaddress.IPv4Address if bits == 32 else ipaddress.IPv6Address
+    nets: list[_Network] = [ipaddress.ip_network((address(v), n), strict=False) for v, n in pairs]
+    return nets, [address(v) for v in probes] + [n.network_address for n in nets]
+
+
+@given(_networks_and_probes())
+def test_the_tags_are_the_networks_that_hold_the_address(
+    case: tuple[list[_Network], list[_Address]],
+) -> None:
+    """Against ipaddress, IPv4 and IPv6: an address's tags are exactly the named networks
+    that hold it (and the address itself where it is named as a host)."""
+    nets, probes = case
+    named = _read(" ".join(f"-d {n}" for n in nets))
+    hosts = {str(n.network_address) for n in nets if n.prefixlen == n.max_prefixlen}
+    for address in probes:
+        want = {str(n) for n in nets if address in n and n.prefixlen < n.max_prefixlen}
+        if str(address) in hosts:
+            want.add(str(address))
+        assert set(named.tags(str(address))) == want, address
