@@ -60,28 +60,39 @@ def test_a_host_prefix_is_the_address_and_a_netmask_may_be_no_prefix() -> None:
     assert named.tags("10.0.1.9") == ()
 
 
+_Case = tuple[list[_Network], list[tuple[_Address, _Address]], list[_Address]]
+
+
 @st.composite
-def _networks_and_probes(draw: st.DrawFn) -> tuple[list[_Network], list[_Address]]:
+def _named_and_probes(draw: st.DrawFn) -> _Case:
+    """Networks and ranges of one family, and addresses in, at the edges of and around them."""
     bits = draw(st.sampled_from([32, 128]))
     values = st.integers(0, 2**bits - 1)
-    pairs = draw(st.lists(st.tuples(values, st.integers(1, bits)), min_size=1, max_size=6))
-    probes = draw(st.lists(values, min_size=1, max_size=20))
     address = ipaddress.IPv4Address if bits == 32 else ipaddress.IPv6Address
+    pairs = draw(st.lists(st.tuples(values, st.integers(1, bits)), min_size=1, max_size=6))
     nets: list[_Network] = [ipaddress.ip_network((address(v), n), strict=False) for v, n in pairs]
-    return nets, [address(v) for v in probes] + [n.network_address for n in nets]
+    ends = draw(st.lists(st.tuples(values, values), max_size=3))
+    ranges = [(address(min(a, b)), address(max(a, b))) for a, b in ends]
+    edges = [int(n.network_address) for n in nets] + [int(n.broadcast_address) for n in nets]
+    edges += [int(e) for pair in ranges for e in pair]
+    near = [v + d for v in edges for d in (-1, 0, 1) if 0 <= v + d < 2**bits]
+    probes = [address(v) for v in draw(st.lists(values, max_size=10)) + near]
+    return nets, ranges, probes
 
 
-@given(_networks_and_probes())
-def test_the_tags_are_the_networks_that_hold_the_address(
-    case: tuple[list[_Network], list[_Address]],
-) -> None:
+@given(_named_and_probes())
+def test_the_tags_are_the_networks_and_ranges_that_hold_the_address(case: _Case) -> None:
     """Against ipaddress, IPv4 and IPv6: an address's tags are exactly the named networks
-    that hold it (and the address itself where it is named as a host)."""
-    nets, probes = case
-    named = _read(" ".join(f"-d {n}" for n in nets))
+    and ranges that hold it (and the address itself where it is named as a host)."""
+    nets, ranges, probes = case
+    named = _read(
+        " ".join(f"-d {n}" for n in nets),
+        " ".join(f"-m iprange --dst-range {a}-{b}" for a, b in ranges),
+    )
     hosts = {str(n.network_address) for n in nets if n.prefixlen == n.max_prefixlen}
     for address in probes:
         want = {str(n) for n in nets if address in n and n.prefixlen < n.max_prefixlen}
+        want.update(f"{a}-{b}" for a, b in ranges if int(a) <= int(address) <= int(b))
         if str(address) in hosts:
             want.add(str(address))
         assert set(named.tags(str(address))) == want, address

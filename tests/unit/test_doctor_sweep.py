@@ -7,9 +7,9 @@ from trace_factory import NodeSpec, PodSpec, build_node, kube_services, two_node
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.doctor import diagnose
-from podpath.doctor.findings import Report
 from podpath.doctor.causes import Aim
 from podpath.doctor.classes import pod_classes
+from podpath.doctor.findings import Report
 from podpath.doctor.named import named_in_rules
 from podpath.doctor.sweep import Sweep, _ServiceSweep
 from podpath.doctor.tracer import Origin, Tracer
@@ -232,3 +232,11 @@ def test_pods_a_named_network_holds_are_a_class_apart(
     index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules)))
     found = [sorted(p.name for p in c.members) for c in pod_classes(index, 0)]
     assert sorted(found) == classes
+
+
+def test_a_pod_whose_host_interface_a_rule_names_is_a_class_of_its_own() -> None:
+    """`-o veth0002` (web-2's host side) in a host rule sets web-2 apart."""
+    rules = "*filter\n-A FORWARD -o veth0002 -j DROP\nCOMMIT\n"
+    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules)))
+    found = [sorted(p.name for p in c.members) for c in pod_classes(index, 0)]
+    assert sorted(found) == [["web-0", "web-1", "web-3", "web-4", "web-5"], ["web-2"]]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from podpath.analysis.index import SnapshotIndex
-from podpath.doctor.named import NamedInRules, named_in_rules, other_rule_texts
+from podpath.doctor.named import NamedInRules, named_in_rules
 from podpath.snapshot.model import Link, NetNamespace, Pod, Route, Rule
 
 SELF = "<self>"
@@ -271,7 +271,4 @@ def singled_out(index: SnapshotIndex, named: NamedInRules) -> frozenset[str]:
         peer = index.peer(eth0) if eth0 is not None else None
         if peer is not None:
             veths.add(peer.name)
-    if veths:
-        for text in other_rule_texts(index):
-            found.update(w for w in text.split() if w in veths)
-    return frozenset(found)
+    return frozenset(found | (veths & named.words))

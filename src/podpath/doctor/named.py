@@ -35,7 +35,7 @@ _PORT = re.compile(r"(?:dport|sport|dports|ports)\s+(?:\{\s*)?(\d+)")
 # Chains kube-proxy and kubelet write: their rules name endpoints (`-s EP -j
 # KUBE-MARK-MASQ`, `DNAT --to-destination EP`) the same way for every pod, and the trace
 # of a Service covers them; any other chain naming a pod sets it apart.
-_KUBE_CHAIN = re.compile(r"^KUBE-")
+_KUBE_CHAIN = "KUBE-"
 _KUBE_NFT_TABLES = frozenset({"kube-proxy"})
 _ALL_ONES = {4: 2**32 - 1, 6: 2**128 - 1}
 
@@ -54,9 +54,13 @@ class NamedInRules:
 
     addresses: frozenset[str]  # as ipaddress writes them (IPv6 compressed)
     ports: frozenset[int]
+    words: frozenset[str]  # every word of the rules (interface names among them)
     # (family, netmask) -> network address (masked) -> its text: a prefix is a netmask.
     networks: dict[tuple[int, int], dict[int, str]] = field(default_factory=dict)
     ranges: tuple[_Range, ...] = ()
+    # How every IPv4 address a network or range holds begins (its whole fixed octets,
+    # "10.244.0."): an address that begins otherwise needs no number (10k Service VIPs).
+    v4_starts: tuple[str, ...] = ()
     _tags: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     def tags(self, address: str) -> tuple[str, ...]:
@@ -69,6 +73,8 @@ class NamedInRules:
 
     def _read_tags(self, address: str) -> tuple[str, ...]:
         own = [address] if address in self.addresses else []
+        if ":" not in address and not address.startswith(self.v4_starts):
+            return tuple(own)
         if not self.networks and not self.ranges:
             return tuple(own)
         number = _number(address)
@@ -91,6 +97,7 @@ def named_in_rules(index: SnapshotIndex) -> NamedInRules:
     for text in other_rule_texts(index):
         reader.read(text)
         reader.ports.update(int(p) for p in _PORT.findall(text))
+        reader.words.update(text.split())
     if index.snapshot.ipsets is not None:
         reader.read(index.snapshot.ipsets.text)
     for recent in index.snapshot.xt_recent or ():
@@ -104,7 +111,7 @@ def other_rule_texts(index: SnapshotIndex) -> Iterable[str]:
     for _dump, ruleset in index.rulesets:
         for table in ruleset.tables:
             for chain in ruleset.chain_names(table):
-                if not _KUBE_CHAIN.match(chain):
+                if not chain.startswith(_KUBE_CHAIN):
                     yield from ruleset.lines_of(table, chain)
     nft = index.nft_ruleset
     if nft is not None:
@@ -126,6 +133,7 @@ class _Reader:
         self.seen: set[tuple[str, str, str, str]] = set()
         self.addresses: set[str] = set()
         self.ports: set[int] = set()
+        self.words: set[str] = set()
         self.networks: dict[tuple[int, int], dict[int, str]] = {}
         self.ranges: dict[tuple[int, int, int], str] = {}
 
@@ -184,12 +192,31 @@ class _Reader:
             self.ranges.setdefault(key, f"{first}-{last}")
 
     def done(self) -> NamedInRules:
+        starts = {
+            _v4_start(network, mask)
+            for (family, mask), numbers in self.networks.items()
+            if family == 4
+            for network in numbers
+        }
+        starts.update(_v4_start(lo, ~(lo ^ hi)) for f, lo, hi in self.ranges if f == 4)
         return NamedInRules(
             frozenset(self.addresses),
             frozenset(self.ports),
+            frozenset(self.words),
             self.networks,
             tuple(_Range(f, lo, hi, text) for (f, lo, hi), text in self.ranges.items()),
+            tuple(sorted(starts)),
         )
+
+
+def _v4_start(network: int, mask: int) -> str:
+    """The text every IPv4 address under this mask begins with: the octets the mask
+    fixes whole, each with its dot ("" when it fixes none)."""
+    octets = network.to_bytes(4, "big")
+    fixed = 0
+    while fixed < 4 and (mask >> (24 - 8 * fixed)) & 0xFF == 0xFF:
+        fixed += 1
+    return "".join(f"{octet}." for octet in octets[:fixed])
 
 
 def _number(address: str) -> tuple[int, int] | None:
