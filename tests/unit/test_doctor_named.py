@@ -51,6 +51,28 @@ def test_ipv6_in_nft_words_and_what_is_no_address() -> None:
     assert "02:42:ac:11:00:02" not in named.addresses
 
 
+def test_ports_lists_and_ranges_in_iptables_nft_and_ipset_words() -> None:
+    """Every port of a multiport list, every range (iptables' `:`, nft's `-`), nft's
+    anonymous sets and an ipset member's port are named, not only the first number."""
+    reader = _Reader()
+    for text in (
+        "-A INPUT -p tcp -m multiport --dports 22,443,8000:9000 -j DROP",
+        "-A INPUT -p udp -m udp ! --dport 53 -j REJECT",
+        "tcp dport { 2379, 6443 } drop",
+        "th sport 30000-32767 accept",
+        "add KUBE-ROUTER-SVC 10.96.0.10,tcp:9153",
+    ):
+        reader.read_ports(text)
+    named = reader.done()
+    assert named.port_tags(443) == ((443, 443),)
+    assert named.port_tags(8080) == ((8000, 9000),)
+    assert named.port_tags(6443) == ((6443, 6443),)
+    assert named.port_tags(31000) == ((30000, 32767),)
+    assert named.port_tags(9153) == ((9153, 9153),)
+    assert named.port_tags(53) == ((53, 53),)
+    assert named.port_tags(80) == named.port_tags(None) == ()
+
+
 def test_a_host_prefix_is_the_address_and_a_netmask_may_be_no_prefix() -> None:
     """iptables-save writes a host as /32, and a netmask that is no prefix as itself
     (10.0.0.0/255.0.255.0 holds 10.7.0.9, not 10.0.1.9); the mask is no address."""

@@ -240,3 +240,20 @@ def test_a_pod_whose_host_interface_a_rule_names_is_a_class_of_its_own() -> None
     index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules)))
     found = [sorted(p.name for p in c.members) for c in pod_classes(index, 0)]
     assert sorted(found) == [["web-0", "web-1", "web-3", "web-4", "web-5"], ["web-2"]]
+
+
+def test_a_port_a_list_or_range_names_is_not_shared_with_other_ports() -> None:
+    """web:80 and web-tls:443 reach the same endpoints alike; a mangle PREROUTING rule
+    drops 443 by a multiport list whose first port is 22: web-tls is traced on its own
+    (its shape was web's when only the list's first port was read) and the drop named."""
+    from podpath.lab.kubeproxy import restore_input
+    from podpath.lab.plan import _service
+
+    eps = tuple((p.ip, 80) for p in PODS[1:3])
+    web = _service("default", "web", "http", "TCP", "10.96.0.100", 80, None, eps)
+    tls = _service("default", "web-tls", "https", "TCP", "10.96.0.101", 443, None, eps)
+    mangle = "*mangle\n-A PREROUTING -p tcp -m multiport --dports 22,443 -j DROP\nCOMMIT\n"
+    rules = restore_input([web, tls]) + mangle
+    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules)))
+    dropped = _dropped_destinations(diagnose([index]), "--dports 22,443")
+    assert dropped == {"default/web-tls:443"}

@@ -31,7 +31,11 @@ _NAMED = re.compile(
     rf"(?<![\w.:])({_V4}|{_V6})(?:/(\d{{1,3}})(?![\d.])|/({_V4})|-({_V4}|{_V6}))?"
     r"(?![\w.]|:[0-9a-fA-F]*:)"
 )
-_PORT = re.compile(r"(?:dport|sport|dports|ports)\s+(?:\{\s*)?(\d+)")
+# A port value as iptables and nft write one: `--dport 80`, `--dport 8000:9000`,
+# `--dports 22,443,8000:9000` (multiport), `dport 8000-9000`, `dport { 22, 443 }`; and an
+# ipset member's `,tcp:80`.
+_PORTS = re.compile(r"(?:dports?|sports?|ports)\s+(\{[^}]*\}|[\d:,-]+)|,(?:tcp|udp|sctp):([\d-]+)")
+_PORT_ITEM = re.compile(r"(\d+)(?:[:-](\d+))?")
 # Chains kube-proxy and kubelet write: their rules name endpoints (`-s EP -j
 # KUBE-MARK-MASQ`, `DNAT --to-destination EP`) the same way for every pod, and the trace
 # of a Service covers them; any other chain naming a pod sets it apart.
@@ -53,7 +57,7 @@ class NamedInRules:
     """The addresses, networks, ranges and ports that a node's other rules name."""
 
     addresses: frozenset[str]  # as ipaddress writes them (IPv6 compressed)
-    ports: frozenset[int]
+    ports: tuple[tuple[int, int], ...]  # each port or range named, as (first, last)
     words: frozenset[str]  # every word of the rules (interface names among them)
     # (family, netmask) -> network address (masked) -> its text: a prefix is a netmask.
     networks: dict[tuple[int, int], dict[int, str]] = field(default_factory=dict)
@@ -62,6 +66,18 @@ class NamedInRules:
     # "10.244.0."): an address that begins otherwise needs no number (10k Service VIPs).
     v4_starts: tuple[str, ...] = ()
     _tags: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    _port_tags: dict[int | None, tuple[tuple[int, int], ...]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def port_tags(self, port: int | None) -> tuple[tuple[int, int], ...]:
+        """The named ports and port ranges that hold this port (() when none does)."""
+        found = self._port_tags.get(port)
+        if found is None:
+            found = self._port_tags[port] = tuple(
+                [r for r in self.ports if port is not None and r[0] <= port <= r[1]]
+            )
+        return found
 
     def tags(self, address: str) -> tuple[str, ...]:
         """What names this address: itself when named, then each named network or range
@@ -96,10 +112,11 @@ def named_in_rules(index: SnapshotIndex) -> NamedInRules:
     reader = _Reader()
     for text in other_rule_texts(index):
         reader.read(text)
-        reader.ports.update(int(p) for p in _PORT.findall(text))
+        reader.read_ports(text)
         reader.words.update(text.split())
     if index.snapshot.ipsets is not None:
         reader.read(index.snapshot.ipsets.text)
+        reader.read_ports(index.snapshot.ipsets.text)
     for recent in index.snapshot.xt_recent or ():
         for entry in recent.entries:
             reader.read(entry.address)
@@ -132,7 +149,7 @@ class _Reader:
     def __init__(self) -> None:
         self.seen: set[tuple[str, str, str, str]] = set()
         self.addresses: set[str] = set()
-        self.ports: set[int] = set()
+        self.ports: dict[tuple[int, int], None] = {}  # in the order first named
         self.words: set[str] = set()
         self.networks: dict[tuple[int, int], dict[int, str]] = {}
         self.ranges: dict[tuple[int, int, int], str] = {}
@@ -142,6 +159,12 @@ class _Reader:
             if piece not in self.seen:
                 self.seen.add(piece)
                 self._add(*piece)
+
+    def read_ports(self, text: str) -> None:
+        for listed, member in _PORTS.findall(text):
+            for first, last in _PORT_ITEM.findall(listed or member):
+                low = int(first)
+                self.ports.setdefault((low, max(low, int(last)) if last else low), None)
 
     def _add(self, start: str, length: str, netmask: str, end: str) -> None:
         try:
@@ -201,7 +224,7 @@ class _Reader:
         starts.update(_v4_start(lo, ~(lo ^ hi)) for f, lo, hi in self.ranges if f == 4)
         return NamedInRules(
             frozenset(self.addresses),
-            frozenset(self.ports),
+            tuple(self.ports),
             frozenset(self.words),
             self.networks,
             tuple(_Range(f, lo, hi, text) for (f, lo, hi), text in self.ranges.items()),
