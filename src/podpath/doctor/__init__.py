@@ -6,9 +6,10 @@ use (listing, draw): `diagnose(indexes)` sweeps the paths (`sweep`), names each 
 branch's cause (`causes`, `mtu`), adds what a node's facts show without a trace
 (`podpath.analysis.problems`), and merges equal causes into one finding each.
 
-Modules, one idea each: classes (pods in one network position), tracer (one engine
-for many paths), sweep (which paths, grouped how), causes (why a branch fails), mtu
-(MTU along a path), findings (the report), render (its text).
+Modules, one idea each: classes (pods in one network position), named (what rules
+other than kube-proxy's name, which sets pods, endpoints and ports apart), tracer (one
+engine for many paths), sweep (which paths, grouped how), causes (why a branch fails),
+mtu (MTU along a path), findings (the report), render (its text).
 """
 
 from __future__ import annotations
