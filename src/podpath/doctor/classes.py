@@ -19,8 +19,11 @@ from dataclasses import dataclass, fields
 from podpath.analysis.index import SnapshotIndex
 from podpath.doctor.named import NamedInRules, named_in_rules
 from podpath.snapshot.model import Link, NetNamespace, Pod, Route, Rule
+from podpath.trace.links import USABLE_STATES
 
 SELF = "<self>"
+# A rule's fields but its namespace's (the shape compares rules of different namespaces).
+_RULE_FIELDS = tuple(f.name for f in fields(Rule) if f.name != "netns")
 LINK_LOCAL = "<link-local>"
 
 
@@ -62,7 +65,7 @@ def pod_classes(
     groups: dict[tuple[object, ...], list[Pod]] = {}
     for pod in index.snapshot.pods:
         if traceable(pod):
-            key = position(index, pod, singled, roots)
+            key = position(index, pod, singled, roots, named.interface_prefixes)
             # Networks and ranges a rule names set apart the pods they hold (one that
             # holds every pod, the pod CIDR, sets none apart).
             tags = tuple(named.tags(ip) for ip in pod.ips)
@@ -80,6 +83,10 @@ class _Root:
     by_address: dict[str, list[Route]]
     # Per interface: its netconf, qdiscs and tc filters, each without the ifindex.
     extras: dict[int | None, tuple[list[tuple[object, ...]], ...]]
+    # The MAC the node's neighbour table gives each address, where the kernel would send
+    # to it without resolving first; the bridge ports the FDB gives each MAC.
+    resolved: dict[str, str]
+    ports_of: dict[str, list[int]]
 
 
 # The root namespace's per-interface lists a pod's host side is compared by.
@@ -105,7 +112,13 @@ def _root(ns: NetNamespace) -> _Root:
                 tuple(getattr(item, f.name) for f in fields(item) if f.name != "ifindex")
             )
     names = {link.ifindex: link.name for link in ns.links}
-    return _Root(names, by_dev, by_address, extras)
+    resolved = {
+        n.dst: n.lladdr.lower() for n in ns.neighbours if n.lladdr and set(n.state) & USABLE_STATES
+    }
+    ports_of: dict[str, list[int]] = {}
+    for entry in ns.fdb:
+        ports_of.setdefault(entry.mac.lower(), []).append(entry.ifindex)
+    return _Root(names, by_dev, by_address, extras, resolved, ports_of)
 
 
 def _root_index(roots: dict[int, _Root], root: NetNamespace) -> _Root:
@@ -121,9 +134,11 @@ def position(
     pod: Pod,
     singled: frozenset[str],
     roots: dict[int, _Root] | None = None,
+    interface_prefixes: tuple[str, ...] = (),
 ) -> tuple[object, ...]:
     """What the kernel consults for this pod's packets, with its own address left out
-    (`roots` keeps each root namespace's index for the next pod)."""
+    (`roots` keeps each root namespace's index for the next pod; `interface_prefixes`:
+    the wildcards rules name interfaces by, `cali+`)."""
     if any(ip in singled for ip in pod.ips):
         return ("single", pod.namespace, pod.name, pod.netns_inode)
     assert pod.netns_inode is not None
@@ -139,14 +154,33 @@ def position(
         root = index.netns_by_inode.get(peer.netns)
         master = index.link(peer.netns, peer.master)
         roots = {} if roots is None else roots
+        seen = _root_index(roots, root) if root is not None else None
         host_side = (
             peer.netns,
             master.name if master is not None else None,
             _link_shape(peer, own, with_name=False),
-            _host_side_extras(_root_index(roots, root), peer) if root is not None else (),
+            _host_side_extras(seen, peer) if seen is not None else (),
             _root_shape(index, peer, own, roots),
+            tuple(p for p in interface_prefixes if peer.name.startswith(p)),
+            _misdirected(seen, pod, eth0.mac if eth0 is not None else None, peer)
+            if seen is not None
+            else (),
         )
     return ("pod", inside, host_side)
+
+
+def _misdirected(root: _Root, pod: Pod, mac: str | None, peer: Link) -> tuple[object, ...]:
+    """What the node would send the pod's frames to instead of its own eth0: a neighbour
+    entry with another MAC for its address, an FDB entry sending its MAC out of another
+    port (() when neither: the usual case, however the entries' states and ages differ)."""
+    if not mac:
+        return ()  # the pod's eth0 unread: nothing to compare with
+    own_mac = mac.lower()
+    wrong = tuple(
+        (ip, found) for ip in pod.ips if (found := root.resolved.get(ip, own_mac)) != own_mac
+    )
+    elsewhere = tuple(p for p in root.ports_of.get(own_mac, ()) if p != peer.ifindex)
+    return (wrong, elsewhere) if wrong or elsewhere else ()
 
 
 def _link_shape(link: Link, own: frozenset[str], *, with_name: bool = True) -> tuple[object, ...]:
@@ -215,18 +249,11 @@ def _route_shape(route: Route, own: frozenset[str], names: dict[int, str]) -> tu
 
 
 def _rule_shape(rule: Rule, own: frozenset[str]) -> tuple[object, ...]:
-    return (
-        rule.priority,
-        rule.action,
-        rule.table,
-        _strip(rule.src, own),
-        _strip(rule.dst, own),
-        rule.fwmark,
-        rule.fwmask,
-        rule.iif,
-        rule.oif,
-        rule.invert,
-        rule.goto,
+    """Every selector and action of the rule (ports, protocol, uid range... included), its
+    prefixes with the pod's own address left out."""
+    return tuple(
+        _strip(getattr(rule, name), own) if name in ("src", "dst") else getattr(rule, name)
+        for name in _RULE_FIELDS
     )
 
 

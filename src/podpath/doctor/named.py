@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.netfilter.ipvs import parse_ipvs_conn
 
 _V4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 _V6 = r"[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}"
@@ -34,7 +35,12 @@ _NAMED = re.compile(
 # A port value as iptables and nft write one: `--dport 80`, `--dport 8000:9000`,
 # `--dports 22,443,8000:9000` (multiport), `dport 8000-9000`, `dport { 22, 443 }`; and an
 # ipset member's `,tcp:80`.
-_PORTS = re.compile(r"(?:dports?|sports?|ports)\s+(\{[^}]*\}|[\d:,-]+)|,(?:tcp|udp|sctp):([\d-]+)")
+# nft also writes `dport != 80` and `dport vmap { 81 : drop }` (every number of a set or
+# map read, an address's octets too: a port named in excess only costs a trace).
+_PORTS = re.compile(
+    r"(?:dports?|sports?|ports)\s+(?:!=\s*)?(?:v?map\s+)?(\{[^}]*\}|[\d:,-]+)"
+    r"|,(?:tcp|udp|sctp):([\d-]+)"
+)
 _PORT_ITEM = re.compile(r"(\d+)(?:[:-](\d+))?")
 # Chains kube-proxy and kubelet write: their rules name endpoints (`-s EP -j
 # KUBE-MARK-MASQ`, `DNAT --to-destination EP`) the same way for every pod, and the trace
@@ -59,6 +65,8 @@ class NamedInRules:
     addresses: frozenset[str]  # as ipaddress writes them (IPv6 compressed)
     ports: tuple[tuple[int, int], ...]  # each port or range named, as (first, last)
     words: frozenset[str]  # every word of the rules (interface names among them)
+    # The beginnings of interface names a wildcard names (`-i cali+`, `iifname "veth*"`).
+    interface_prefixes: tuple[str, ...] = ()
     # (family, netmask) -> network address (masked) -> its text: a prefix is a netmask.
     networks: dict[tuple[int, int], dict[int, str]] = field(default_factory=dict)
     ranges: tuple[_Range, ...] = ()
@@ -107,19 +115,31 @@ class NamedInRules:
 
 
 def named_in_rules(index: SnapshotIndex) -> NamedInRules:
-    """Everything a node's rules other than kube-proxy's name, its ipsets' members and the
-    clients xt_recent pins."""
+    """Everything a node's rules other than kube-proxy's name: netfilter's rules and
+    sets, its ipsets' members, the clients xt_recent and IPVS persistence pin, and the
+    root namespace's policy routing rules (networks and ports)."""
     reader = _Reader()
     for text in other_rule_texts(index):
         reader.read(text)
         reader.read_ports(text)
         reader.words.update(text.split())
+    for port_set in _nft_port_sets(index):
+        reader.read_ports(f"dports {{ {port_set} }}")
     if index.snapshot.ipsets is not None:
         reader.read(index.snapshot.ipsets.text)
         reader.read_ports(index.snapshot.ipsets.text)
-    for recent in index.snapshot.xt_recent or ():
-        for entry in recent.entries:
-            reader.read(entry.address)
+    for address in _pinned_clients(index):
+        reader.read(address)
+    root = index.root_netns
+    for rule in root.rules if root is not None else ():
+        # A rule naming a pod's own address is in that pod's class key already
+        # (podpath.doctor.classes); a network or a port range sets apart what it holds.
+        for prefix in (rule.src, rule.dst):
+            if prefix is not None and "/" in prefix:
+                reader.read_network(prefix)
+        for ports in (rule.sport, rule.dport):
+            if len(ports) == 2:
+                reader.ports.setdefault((ports[0], ports[1]), None)
     return reader.done()
 
 
@@ -143,6 +163,30 @@ def other_rule_texts(index: SnapshotIndex) -> Iterable[str]:
                     yield " ".join(element.key)
 
 
+def _nft_port_sets(index: SnapshotIndex) -> Iterable[str]:
+    """The ports of the named sets and maps of tables other than kube-proxy's, as a list
+    (`tcp dport @blocked` names its set's elements: their column of type inet_service)."""
+    nft = index.nft_ruleset
+    for s in nft.sets if nft is not None else ():
+        columns = [i for i, kind in enumerate(s.type) if kind == "inet_service"]
+        if s.table in _KUBE_NFT_TABLES or not columns:
+            continue
+        yield ", ".join(e.key[i] for e in s.elements for i in columns if i < len(e.key))
+
+
+def _pinned_clients(index: SnapshotIndex) -> Iterable[str]:
+    """The clients the kernel pins to one endpoint: xt_recent lists and IPVS persistence
+    templates (nftables' affinity sets are read with the other sets)."""
+    for recent in index.snapshot.xt_recent or ():
+        for entry in recent.entries:
+            yield entry.address
+    ipvs = index.snapshot.ipvs
+    if ipvs is not None and ipvs.ip_vs_conn:
+        for conn in parse_ipvs_conn(ipvs.ip_vs_conn):
+            if conn.template:
+                yield conn.client
+
+
 class _Reader:
     """Collects what texts name, each distinct piece read once."""
 
@@ -159,6 +203,10 @@ class _Reader:
             if piece not in self.seen:
                 self.seen.add(piece)
                 self._add(*piece)
+
+    def read_network(self, text: str) -> None:
+        """A network given as such (an ip rule's `from 10.244.0.0/30`)."""
+        self._add_network(text)
 
     def read_ports(self, text: str) -> None:
         for listed, member in _PORTS.findall(text):
@@ -226,10 +274,21 @@ class _Reader:
             frozenset(self.addresses),
             tuple(self.ports),
             frozenset(self.words),
+            _interface_prefixes(self.words),
             self.networks,
             tuple(_Range(f, lo, hi, text) for (f, lo, hi), text in self.ranges.items()),
             tuple(sorted(starts)),
         )
+
+
+def _interface_prefixes(words: Iterable[str]) -> tuple[str, ...]:
+    """The interface wildcards among rule words: iptables' `cali+`, nft's `"veth*"`."""
+    found = set()
+    for word in words:
+        bare = word.strip('"')
+        if len(bare) > 1 and bare[-1] in "+*" and bare[:-1].replace("-", "").isalnum():
+            found.add(bare[:-1])
+    return tuple(sorted(found))
 
 
 def _v4_start(network: int, mask: int) -> str:

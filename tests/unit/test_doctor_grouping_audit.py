@@ -1,0 +1,234 @@
+"""Audit of the doctor's grouping: cases where one traced path stands for another that the
+kernel treats differently (the pod classes, the Service port shapes, the endpoints
+followed once, the pod-to-pod targets). Each test first traces the single path directly
+(the engine gets it right) and then asks diagnose() for the finding the kernel's
+behaviour calls for."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from trace_factory import NodeSpec, PodSpec, build_node, root_inode, with_root
+
+from podpath.analysis.index import SnapshotIndex
+from podpath.doctor import diagnose
+from podpath.doctor.findings import Report
+from podpath.doctor.tracer import Origin, Tracer
+from podpath.lab.kubeproxy import restore_input
+from podpath.lab.plan import _service
+from podpath.snapshot.model import Route, Rule, Snapshot
+
+PODS = [PodSpec(f"web-{i}", f"10.244.0.{i + 2}") for i in range(6)]
+ROOT = root_inode(0)
+# The main and local tables' own rules, for tests that add one of their own.
+BASE_RULES = (Rule(ROOT, 4, 0, "lookup", 255), Rule(ROOT, 4, 32766, "lookup", 254))
+BLACKHOLE_100 = (Route(ROOT, 4, 100, "blackhole", "0.0.0.0/0"),)
+
+
+def _verdicts(index: SnapshotIndex, source: str, dst: str, port: int | None, proto: str = "tcp"):
+    """(destination, verdict) of each branch of one path traced on its own."""
+    tracer = Tracer([index])
+    if source == "node":
+        origin = Origin("node", 0, index.snapshot.node.hostname)
+    else:
+        pod = next(p for p in index.snapshot.pods if p.name == source)
+        origin = Origin("pod", 0, f"default/{source}", pod)
+    return sorted(
+        (b.packet.dst, b.verdict) for b in tracer.trace(origin, dst, port, proto).branches
+    )
+
+
+def _paths(report: Report, check: str, evidence: str = "") -> set[tuple[str, str]]:
+    """(source, destination) of the paths findings of a check (with this evidence) decide."""
+    return {
+        (p.source, p.destination)
+        for f in report.findings
+        if f.check == check and (not evidence or any(evidence in e for e in f.evidence))
+        for p in f.paths
+    }
+
+
+def _two_ports() -> tuple[str, str]:
+    """web:80 and alt:81, each to web-1 and web-2 on its own port: one shape unless a rule
+    names a port."""
+    web = _service("default", "web", "http", "TCP", "10.96.0.100", 80, None,
+                   tuple((p.ip, 80) for p in PODS[1:3]))  # fmt: skip
+    alt = _service("default", "alt", "http", "TCP", "10.96.0.101", 81, None,
+                   tuple((p.ip, 81) for p in PODS[1:3]))  # fmt: skip
+    return restore_input([web, alt]), "10.96.0.101"
+
+
+# --- Service ports: what names a port outside iptables' `--dport N` words -------------------
+
+_PREROUTING = "chain pre {\n type filter hook prerouting priority -150; policy accept;\n"
+NFT_PORT_RULES = {
+    # A named set of ports: the rule says `@blocked`; the set's elements ("81") are read
+    # as addresses only (read_ports wants a `dport` word before the number).
+    "named-set": "table inet hostfw {\n set blocked {\n type inet_service\n elements = { 81 }\n"
+    " }\n" + _PREROUTING + " tcp dport @blocked drop\n }\n}\n",
+    # A negated port: `_PORTS` wants the number right after `dport`, not `!=`.
+    "negated": "table inet hostfw {\n" + _PREROUTING + " tcp dport != 80 drop\n }\n}\n",
+    # A verdict map: `dport vmap { 81 : drop }`.
+    "vmap": "table inet hostfw {\n" + _PREROUTING + " tcp dport vmap { 81 : drop }\n }\n}\n",
+}
+
+
+@pytest.mark.parametrize("kind", list(NFT_PORT_RULES))
+def test_a_port_an_nft_set_negation_or_vmap_names_is_not_shared(kind: str) -> None:
+    """A host nft table drops port 81 (by a named set, `!= 80`, or a vmap): alt:81 is
+    dropped, web:80 is delivered. The two ports had one shape (port_tags knew no port), so
+    alt's drop was shared with web:80 (an invented finding), or web's delivery with alt."""
+    import nft_real
+
+    rules, _alt_vip = _two_ports()
+    loaded = nft_real.load(NFT_PORT_RULES[kind])
+    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules, nft_json=loaded.json)))
+    # The engine alone: 81 dropped, 80 delivered.
+    assert {v for _, v in _verdicts(index, "web-0", "10.96.0.101", 81)} == {"dropped"}
+    assert {v for _, v in _verdicts(index, "web-0", "10.96.0.100", 80)} == {"delivered"}
+    dropped = {d for _, d in _paths(diagnose([index]), "netfilter-drop", "hostfw")}
+    assert dropped == {"default/alt:81"}
+
+
+def test_a_port_an_ip_rule_selects_is_not_shared() -> None:
+    """`ip rule add ipproto tcp dport 81 lookup 100` (table 100: blackhole): the endpoint
+    port 81 is routed into the blackhole, port 80 is not. Ports are named only from
+    netfilter text, so alt:81's no-route was shared with web:80 (invented)."""
+    rules, _ = _two_ports()
+    ip_rules = (Rule(ROOT, 4, 100, "lookup", 100, ipproto=6, dport=(81, 81)), *BASE_RULES)
+    spec = NodeSpec(pods=PODS, iptables=rules, rules=ip_rules, extra_routes=BLACKHOLE_100)
+    index = SnapshotIndex(build_node(spec))
+    assert {v for _, v in _verdicts(index, "web-0", "10.96.0.101", 81)} == {"dropped"}
+    assert {v for _, v in _verdicts(index, "web-0", "10.96.0.100", 80)} == {"delivered"}
+    refused = {d for _, d in _paths(diagnose([index]), "no-route")}
+    assert refused == {"default/alt:81"}
+
+
+# --- pod classes: what sets pods apart outside netfilter's addresses and exact names ----------
+
+
+def test_pods_an_ip_rule_network_holds_are_a_class_apart() -> None:
+    """`ip rule add from 10.244.0.0/30 lookup 100` (table 100: blackhole) catches web-0
+    and web-1 only: their way to a Service on another pod is blackholed, the other pods'
+    is not. The node's ip rules are compared per pod only when they name its exact
+    address (`_root_shape`), and named.py reads no ip rule: all six pods were one class,
+    traced from web-4 (an endpoint), and nothing was reported."""
+    svc = _service("default", "web", "http", "TCP", "10.96.0.100", 80, None,
+                   ((PODS[4].ip, 80), (PODS[5].ip, 80)))  # fmt: skip
+    ip_rules = (Rule(ROOT, 4, 100, "lookup", 100, src="10.244.0.0/30"), *BASE_RULES)
+    spec = NodeSpec(
+        pods=PODS, iptables=restore_input([svc]), rules=ip_rules, extra_routes=BLACKHOLE_100
+    )
+    index = SnapshotIndex(build_node(spec))
+    assert {v for _, v in _verdicts(index, "web-0", "10.96.0.100", 80)} == {"dropped"}
+    assert {v for _, v in _verdicts(index, "web-3", "10.96.0.100", 80)} == {"delivered"}
+    report = diagnose([index])
+    found = [f for f in report.findings if f.check == "no-route"]
+    sources = {p.source for f in found for p in f.paths}
+    assert sources and sources <= {"default/web-0", "default/web-1"}, report.findings
+    # web-0 and web-1 fail, and no other pod does.
+    assert sum(f.affected for f in found) == 2
+
+
+def _renamed(snapshot: Snapshot, old: str, new: str) -> Snapshot:
+    root = next(ns for ns in snapshot.netns if ns.inode == snapshot.root_netns)
+    links = tuple(replace(link, name=new) if link.name == old else link for link in root.links)
+    return with_root(snapshot, links=links)
+
+
+def test_a_pod_an_interface_wildcard_holds_is_a_class_apart() -> None:
+    """`-m physdev --physdev-in cali+ -j DROP`: web-2's host side is cali0002 (a pod of
+    another CNI on the same bridge), the others' veth000N. Bridged frames from web-2 are
+    dropped, the others' pass. singled_out() compares host interface names to the
+    rules' words exactly ("cali+" is no name), and the class key leaves the name out:
+    web-2 was in web-0's class and its drop was never reported."""
+    rules = "*filter\n-A FORWARD -m physdev --physdev-in cali+ -j DROP\nCOMMIT\n"
+    index = SnapshotIndex(
+        _renamed(build_node(NodeSpec(pods=PODS, iptables=rules)), "veth0002", "cali0002")
+    )
+    assert _verdicts(index, "web-2", PODS[3].ip, None, "icmp") == [(PODS[3].ip, "dropped")]
+    assert _verdicts(index, "web-0", PODS[3].ip, None, "icmp") == [(PODS[3].ip, "delivered")]
+    # web-2's own paths, and web-0's to web-2 on the way back (the reply enters from
+    # cali0002): the pod-to-pod paths are traced from each class to each class.
+    paths = _paths(diagnose([index]), "netfilter-drop", "cali+")
+    assert {s for s, _ in paths} == {"default/web-0", "default/web-2"}, paths
+    assert {d for s, d in paths if s == "default/web-0"} == {PODS[2].ip}, paths
+
+
+# --- endpoints followed once: what the node's neighbour table says of each ------------------
+
+
+def test_an_endpoint_the_node_resolves_to_a_stale_mac_is_followed_apart() -> None:
+    """The node's neighbour table holds web-3's address PERMANENT with a MAC no port has
+    (an address a new pod reused): a frame routed to web-3 by cni0 is flooded to nobody,
+    one to web-2 arrives. endpoint_shape() has no word of the node's neighbour entries:
+    web-2 and web-3 were merged, web-2 followed for both (from the node and from web-0,
+    the class's representative as the endpoint of another Service, api), and nothing
+    was said of web-3's half of web's connections."""
+    web = _service("default", "web", "http", "TCP", "10.96.0.100", 80, None,
+                   ((PODS[2].ip, 80), (PODS[3].ip, 80)))  # fmt: skip
+    api = _service("default", "api", "http", "TCP", "10.96.0.99", 80, None, ((PODS[0].ip, 80),))
+    snapshot = build_node(NodeSpec(pods=PODS, iptables=restore_input([web, api])))
+    root = next(ns for ns in snapshot.netns if ns.inode == snapshot.root_netns)
+    stale = "02:00:00:00:00:99"
+    neighbours = tuple(
+        replace(n, lladdr=stale, state=("PERMANENT",)) if n.dst == PODS[3].ip else n
+        for n in root.neighbours
+    )
+    index = SnapshotIndex(with_root(snapshot, neighbours=neighbours))
+    for source in ("node", "web-0"):
+        assert _verdicts(index, source, "10.96.0.100", 80) == [
+            (PODS[2].ip, "delivered"),
+            (PODS[3].ip, "uncertain"),  # the engine: flooded, no port leads to the MAC
+        ]
+    report = diagnose([index])
+    said = [f for f in report.findings if stale in f.cause or any(stale in e for e in f.evidence)]
+    assert said, [(f.check, f.subject, f.cause) for f in report.findings]
+
+
+# --- IPVS persistence: clients a template pins ----------------------------------------------
+
+IPVS_LISTING = (
+    "IP Virtual Server version 1.2.1 (size=4096)\n"
+    "Prot LocalAddress:Port Scheduler Flags\n"
+    "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+    "TCP  10.96.0.100:80 rr persistent 10800\n"
+    "  -> 10.244.0.4:80                Masq    1      0          0\n"
+    "  -> 10.244.0.5:80                Masq    1      0          0\n"
+    "  -> 10.244.0.200:80              Masq    0      0          3\n"
+)
+# web-1 (10.244.0.3) pinned to 10.244.0.200:80 (0AF400C8 0050), the weight-0 server
+# graceful termination keeps for the clients persistence still sends there.
+IPVS_CONN = (
+    "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"
+    "IP  0AF40003 0000 0A600064 0000 0AF400C8 0050 NONE          10700\n"
+)
+
+
+def test_a_client_an_ipvs_persistence_template_pins_is_a_class_apart() -> None:
+    """IPVS mode, a persistent Service: web-1 has a template pinning it to 10.244.0.200, a
+    weight-0 server no pod holds any more; every other pod is balanced over web-2 and
+    web-3. The kernel sends web-1's connections to the gone address (ARP unanswered),
+    the others' are delivered. named.py reads xt_recent pins and nft affinity sets but not
+    /proc/net/ip_vs_conn, so web-1 stayed in the class traced from web-2 and its path was
+    never judged."""
+    from trace_factory import ipvs_mode
+
+    snapshot = ipvs_mode(
+        build_node(NodeSpec(pods=PODS)), IPVS_LISTING, ["10.96.0.100"], conn=IPVS_CONN
+    )
+    index = SnapshotIndex(snapshot)
+    # The engine follows the pin (it cannot tell more than "no MAC": uncertain).
+    assert _verdicts(index, "web-1", "10.96.0.100", 80) == [("10.244.0.200", "uncertain")]
+    assert _verdicts(index, "web-0", "10.96.0.100", 80) == [
+        (PODS[2].ip, "delivered"),
+        (PODS[3].ip, "delivered"),
+    ]
+    report = diagnose([index])
+    said = [
+        f
+        for f in report.findings
+        if "10.244.0.200" in f.cause or any("10.244.0.200" in e for e in f.evidence)
+    ]
+    assert said, [(f.check, f.subject, f.cause) for f in report.findings]
