@@ -26,7 +26,9 @@ BASE_RULES = (Rule(ROOT, 4, 0, "lookup", 255), Rule(ROOT, 4, 32766, "lookup", 25
 BLACKHOLE_100 = (Route(ROOT, 4, 100, "blackhole", "0.0.0.0/0"),)
 
 
-def _verdicts(index: SnapshotIndex, source: str, dst: str, port: int | None, proto: str = "tcp"):
+def _verdicts(
+    index: SnapshotIndex, source: str, dst: str, port: int | None, proto: str = "tcp"
+) -> list[tuple[str | None, str]]:
     """(destination, verdict) of each branch of one path traced on its own."""
     tracer = Tracer([index])
     if source == "node":
@@ -154,6 +156,32 @@ def test_a_pod_an_interface_wildcard_holds_is_a_class_apart() -> None:
     paths = _paths(diagnose([index]), "netfilter-drop", "cali+")
     assert {s for s, _ in paths} == {"default/web-0", "default/web-2"}, paths
     assert {d for s, d in paths if s == "default/web-0"} == {PODS[2].ip}, paths
+
+
+# --- hairpin: which Services end in which member of a class ---------------------------------
+
+
+def test_each_pod_that_reaches_itself_through_a_service_is_judged() -> None:
+    """Hairpin mode is off on every bridge port. s1's only endpoint is web-1, s2's is
+    web-2: web-1 -> s1 and web-2 -> s2 both need hairpin and are dropped; web-1 -> s2
+    and web-2 -> s1 pass. All six pods are one class traced from web-1 (an endpoint):
+    web-2's own hairpin path was never traced (no hairpin-off finding for web-2), and
+    web-1's failure was counted for all six pods. Both are judged now, one path each (the
+    two are one finding: the same cause)."""
+    s1 = _service("default", "s1", "http", "TCP", "10.96.0.101", 80, None, ((PODS[1].ip, 80),))
+    s2 = _service("default", "s2", "http", "TCP", "10.96.0.102", 80, None, ((PODS[2].ip, 80),))
+    snapshot = build_node(NodeSpec(pods=PODS, iptables=restore_input([s1, s2])))
+    root = next(ns for ns in snapshot.netns if ns.inode == snapshot.root_netns)
+    links = tuple(replace(x, hairpin=False) if x.kind == "veth" else x for x in root.links)
+    index = SnapshotIndex(with_root(snapshot, links=links))
+    assert _verdicts(index, "web-2", "10.96.0.102", 80) == [(PODS[2].ip, "dropped")]
+    assert _verdicts(index, "web-1", "10.96.0.102", 80) == [(PODS[2].ip, "delivered")]
+    report = diagnose([index])
+    hairpin = [f for f in report.findings if f.check == "hairpin-off"]
+    paths = {(p.source, p.destination) for f in hairpin for p in f.paths}
+    assert paths == {("default/web-1", "default/s1:80"), ("default/web-2", "default/s2:80")}
+    assert sum(f.affected for f in hairpin) == 2, [(f.subject, f.affected) for f in hairpin]
+    assert report.coverage.paths == 6 * 2 + 2 + 6 * 5  # pods and node to ports, pod to pod
 
 
 # --- endpoints followed once: what the node's neighbour table says of each ------------------

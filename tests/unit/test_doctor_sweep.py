@@ -7,13 +7,13 @@ from trace_factory import NodeSpec, PodSpec, build_node, kube_services, two_node
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.doctor import diagnose
-from podpath.doctor.causes import Aim
-from podpath.doctor.classes import pod_classes
+from podpath.doctor.classes import PodClass, pod_classes
 from podpath.doctor.findings import Report
 from podpath.doctor.named import named_in_rules
-from podpath.doctor.sweep import Sweep, _ServiceSweep
+from podpath.doctor.sweep import Sweep, _Paths, _ServiceSweep
 from podpath.doctor.tracer import Origin, Tracer
 from podpath.netfilter.kube_proxy import Endpoint, Service
+from podpath.snapshot.model import Pod
 from podpath.trace.model import Branch
 
 PODS = [PodSpec(f"web-{i}", f"10.244.0.{i + 2}") for i in range(6)]
@@ -120,14 +120,15 @@ def _port(n: int, ips: list[str]) -> Service:
     return Service("default", f"svc-{n}", "http", "TCP", f"10.96.1.{n}", 80, endpoints=eps)
 
 
-def test_grouping_from_the_common_shapes_is_grouping_each_port_by_its_shape() -> None:
-    """group() starts from the ports' shapes as seen from a source that is none of their
-    endpoints and reshapes only the ports whose endpoint is the source pod: for every
-    source, it makes the groups that shaping each port for that source makes."""
+def test_a_class_s_paths_are_grouped_by_the_shape_each_port_has_from_each_pod() -> None:
+    """class_groups() starts from the ports' shapes as seen from a pod that is none of
+    their endpoints and sets apart each pod's paths to the ports that end in itself: every
+    (pod, port) path of the class is judged once, in a group whose paths all have the
+    shape that shaping that port for that very pod gives (up to its endpoints' order)."""
     index = _index()
     ips = [p.ip for p in PODS]
-    # Ports alike but for one of them ending in the source pod (web-0), ports of two
-    # endpoints in the one pod class, and an empty one.
+    # Ports alike but for one of them ending in web-0, ports ending in two pods of the
+    # class, each of several pods' own, and an empty one.
     endpoints = [[ips[0], ips[1]], [ips[2], ips[1]], [ips[0]], [ips[3]], [ips[4], ips[0]], []]
     services = tuple(_port(n, eps) for n, eps in enumerate(endpoints))
     out = Sweep()
@@ -136,18 +137,38 @@ def test_grouping_from_the_common_shapes_is_grouping_each_port_by_its_shape() ->
         for pod in cls.members:
             out.class_of[(0, pod.netns_inode or 0)] = cls.key
     each = _ServiceSweep(Tracer([index]), 0, index, classes, services, out, named_in_rules(index))
-    sources = [o for o, _ in each.origins()]
-    sources += [Origin("pod", 0, "default/web-0", index.snapshot.pods[0])]
-    self_seen = 0
-    for source in sources:
-        reference: dict[int, list[tuple[Service, Aim]]] = {}
-        for svc, aim in each.cluster_aims:
-            # Each port shaped for this very source, its own endpoints "self".
-            shape = each.intern(each._shape(svc, aim, source))
-            reference.setdefault(id(shape), []).append((svc, aim))
-        assert each.group(each.cluster_ports, source) == list(reference.values()), source
-        self_seen += len(reference) > len(each.cluster_ports.groups)
-    assert self_seen  # web-0's own ports are set apart from their look-alikes
+    hairpins = 0
+    for cls in classes:
+        judged: list[tuple[str, str]] = []
+        for group in each.class_groups(cls):
+            shapes: set[object] = set()
+            for paths in group:
+                pods = _stood_for(cls, paths)
+                assert len(pods) == paths.weight
+                for pod in pods:
+                    origin = Origin("pod", 0, pod.name, pod)
+                    shape = each._shape(paths.svc, paths.aim, origin)
+                    # Its endpoints as a multiset: the order kube-proxy lists them in
+                    # decides no verdict.
+                    ends = shape[-1]
+                    assert isinstance(ends, tuple)
+                    shapes.add((shape[:-1], tuple(sorted(ends, key=repr))))
+                    judged.append((pod.name, paths.svc.name))
+                hairpins += paths.weight == 1 and paths.origin.pod in pods and len(cls.members) > 1
+            assert len(shapes) == 1, group
+        every = [(p.name, svc.name) for p in cls.members for svc, _ in each.cluster_aims]
+        assert sorted(judged) == sorted(every)
+    assert hairpins  # paths to a pod's own ports were set apart
+
+
+def _stood_for(cls: PodClass, paths: _Paths) -> list[Pod]:
+    """The pods of the class whose path to the port `paths` judges."""
+    ips = {ep.ip for ep in paths.svc.endpoints}
+    origin = paths.origin.pod
+    assert origin is not None
+    if set(origin.ips) & ips:
+        return [origin]  # its own port: judged for itself alone
+    return [p for p in cls.members if not set(p.ips) & ips]
 
 
 def test_an_endpoint_a_rule_names_is_not_merged_with_the_others() -> None:

@@ -162,21 +162,35 @@ class _Ports:
     def __init__(self, aims: list[tuple[Service, Aim]], shapes: list[tuple[object, ...]]) -> None:
         self.aims = aims
         self.shapes = shapes
-        by_shape: dict[int, list[tuple[Service, Aim]]] = {}
+        by_shape: dict[int, list[int]] = {}
         self.by_ip: dict[str, list[int]] = {}
         for i, (pair, shape) in enumerate(zip(aims, shapes, strict=True)):
             # Interned: equal shapes are one object, so its id is the key (hashing the
             # nested tuple again is not needed).
-            by_shape.setdefault(id(shape), []).append(pair)
+            by_shape.setdefault(id(shape), []).append(i)
             for ep in pair[0].endpoints:
                 self.by_ip.setdefault(ep.ip, []).append(i)
+        # The positions of the ports of each shape, in the order of their first port.
         self.groups = tuple(by_shape.values())
 
-    def ends_in(self, origin: Origin) -> set[int]:
-        """The positions of the ports one of whose endpoints is the source pod itself."""
-        if origin.pod is None:
-            return set()
-        return {i for ip in origin.pod.ips for i in self.by_ip.get(ip, ())}
+    def ends_in(self, pod: Pod) -> set[int]:
+        """The positions of the ports one of whose endpoints is this pod."""
+        return {i for ip in pod.ips for i in self.by_ip.get(ip, ())}
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """Paths judged alike: from `origin`, to one Service port, standing for `weight` pods'
+    paths (the class's pods that are none of the port's endpoints, or one pod to a port
+    that ends in itself)."""
+
+    origin: Origin
+    weight: int
+    svc: Service
+    aim: Aim
+    # How many (source, Service port) pairs it counts for the progress told: one per
+    # port per source (a port judged from several pods of a class counts once).
+    counted: int = 1
 
 
 class _ServiceSweep:
@@ -244,45 +258,96 @@ class _ServiceSweep:
 
     def run(self, told: _Told) -> None:
         """Trace each shape from each source; share or expand the verdicts."""
-        for origin, weight in self.origins():
-            self.judge_groups(origin, weight, self.group(self.cluster_ports, origin), told)
+        for cls in self.classes:
+            self.judge_groups(self.class_groups(cls), told)
+        node = Origin("node", self.node, self.hostname)
+        self.judge_groups(self.common(self.cluster_ports, node), told)
         outside = Origin("outside", self.node, "outside")
-        self.judge_groups(outside, 1, self.group(self.outside_ports, outside), told)
+        self.judge_groups(self.common(self.outside_ports, outside), told)
 
-    def group(self, ports: _Ports, origin: Origin) -> list[list[tuple[Service, Aim]]]:
-        """The ports grouped by shape from this source, in the order of their first port:
-        the common groups, unless the source pod is an endpoint of some ports."""
-        own = ports.ends_in(origin)
-        if not own:
-            return [list(members) for members in ports.groups]
-        groups: dict[int, list[tuple[Service, Aim]]] = {}
-        for i, (pair, shape) in enumerate(zip(ports.aims, ports.shapes, strict=True)):
-            if i in own:
-                shape = self.intern(self._shape(pair[0], pair[1], origin))
-            groups.setdefault(id(shape), []).append(pair)
-        return list(groups.values())
+    def common(self, ports: _Ports, origin: Origin, weight: int = 1) -> list[list[_Paths]]:
+        """The ports grouped by shape from a source that is none of their endpoints (for
+        `weight` pods)."""
+        return [[_Paths(origin, weight, *ports.aims[i]) for i in group] for group in ports.groups]
+
+    def class_groups(self, cls: PodClass) -> list[list[_Paths]]:
+        """Every path from a pod class to every Service port, grouped by shape.
+
+        From the class's pods that are none of a port's endpoints, the port has its common
+        shape (one trace of each shape from one of them stands for all). A pod that is one
+        of a port's endpoints reaches itself through it (hairpin): its path is judged on
+        its own, alike only with those of other pods of the class that end in themselves
+        the same way (the same common shape, and the same place, share and weight of the
+        pod's own endpoint), each standing for that one pod."""
+        ports = self.cluster_ports
+        origins = [Origin("pod", self.node, _pod_label(p), p) for p in cls.members]
+        ends_in = [ports.ends_in(p) for p in cls.members]
+        if not any(ends_in):
+            return self.common(ports, origins[0], len(origins))
+        # Port -> the class's pods (their positions) that are one of its endpoints.
+        enders: dict[int, set[int]] = {}
+        for k, own in enumerate(ends_in):
+            for i in own:
+                enders.setdefault(i, set()).add(k)
+        common: list[list[_Paths]] = []
+        uncounted: set[int] = set()
+        for group in ports.groups:
+            paths = []
+            for i in group:
+                # The class's pods that reach this port as one of its endpoints do not.
+                mine = enders.get(i)
+                if mine is None:
+                    paths.append(_Paths(origins[0], len(origins), *ports.aims[i]))
+                elif len(mine) < len(origins):
+                    away = next(k for k in range(len(origins)) if k not in mine)
+                    paths.append(_Paths(origins[away], len(origins) - len(mine), *ports.aims[i]))
+                else:
+                    uncounted.add(i)
+            if paths:
+                common.append(paths)
+        hairpins: dict[tuple[object, ...], list[_Paths]] = {}
+        for origin, own in zip(origins, ends_in, strict=True):
+            for i in sorted(own):
+                svc, aim = ports.aims[i]
+                key = (id(ports.shapes[i]), self.own_endpoints(svc, aim, origin))
+                counted = 1 if i in uncounted else 0
+                uncounted.discard(i)
+                hairpins.setdefault(key, []).append(_Paths(origin, 1, svc, aim, counted))
+        return common + list(hairpins.values())
+
+    def own_endpoints(self, svc: Service, aim: Aim, origin: Origin) -> tuple[object, ...]:
+        """The entries of the port's shape that are the source pod itself (as seen by any
+        other source: its place, share, locality and weight)."""
+        pod = origin.pod
+        assert pod is not None
+        return tuple(
+            (
+                self.endpoint_shape(ep.ip, ep.port, aim.proto, None),
+                round(ep.probability, 6),
+                ep.local,
+                ep.weight,
+            )  # fmt: skip
+            for ep in svc.endpoints
+            if ep.ip in pod.ips
+        )
 
     def ports_of(self, aims: list[tuple[Service, Aim]]) -> _Ports:
         """The ports with their shapes from a source that is none of their endpoints."""
         return _Ports(aims, [self.intern(self._shape(svc, aim, None)) for svc, aim in aims])
 
-    def judge_groups(
-        self,
-        origin: Origin,
-        weight: int,
-        groups: list[list[tuple[Service, Aim]]],
-        told: _Told,
-    ) -> None:
-        """Trace the first port of each shape; the others share its verdict or are traced."""
+    def judge_groups(self, groups: list[list[_Paths]], told: _Told) -> None:
+        """Trace the first paths of each shape; the others share its verdict or are traced."""
         indexes = self.tracer.indexes
         for members in groups:
-            told.add(len(members))
-            svc, aim = members[0]
+            told.add(sum(m.counted for m in members))
+            first = members[0]
+            origin, svc, aim = first.origin, first.svc, first.aim
             trace = self.tracer.trace(
                 origin, aim.address, aim.port, aim.proto, self.alike(origin, svc)
             )
             causes = _share(trace, aim, indexes)
-            self.out.judged.append(Judged(self.path(origin, svc, aim), causes, weight, "", trace))
+            path = self.path(origin, svc, aim)
+            self.out.judged.append(Judged(path, causes, first.weight, "", trace))
             rest = members[1:]
             if not rest:
                 continue
@@ -291,33 +356,41 @@ class _ServiceSweep:
             if not causes:
                 # Every port of the shape works as its traced one does: counted, and not
                 # named one by one (no finding will list them).
-                self.out.working += weight * len(rest)
+                self.out.working += sum(m.weight for m in rest)
                 continue
-            like = self.path(origin, svc, aim).text
-            for other, other_aim in rest:
-                path = self.path(origin, other, other_aim)
-                if not own:
-                    self.out.judged.append(Judged(path, shared, weight, like))
-                elif all(c.check in FROM_RULES for c in own):
-                    mine = tuple(
-                        (_from_rules(c, other, other_aim, svc), p)
-                        for c, p in causes
-                        if c.check in FROM_RULES
-                    )
-                    self.out.judged.append(Judged(path, mine + shared, weight, like))
-                elif self.expanded < EXPANSION_LIMIT:
-                    self.expanded += 1
-                    again = self.tracer.trace(
-                        origin,
-                        other_aim.address,
-                        other_aim.port,
-                        other_aim.proto,
-                        self.alike(origin, other),
-                    )
-                    mine = _share(again, other_aim, indexes)
-                    self.out.judged.append(Judged(path, mine, weight, "", again))
-                else:
-                    self.out.judged.append(Judged(path, causes, weight, like))
+            like = path.text
+            for other in rest:
+                self.out.judged.append(self.shared(other, first, causes, own, shared, like))
+
+    def shared(
+        self,
+        other: _Paths,
+        first: _Paths,
+        causes: tuple[tuple[Cause, float], ...],
+        own: list[Cause],
+        shared: tuple[tuple[Cause, float], ...],
+        like: str,
+    ) -> Judged:
+        """Paths of a failing shape: sharing the traced paths' causes, read from their own
+        rules (no endpoints), or traced themselves (a cause of the port's own)."""
+        path = self.path(other.origin, other.svc, other.aim)
+        if not own:
+            return Judged(path, shared, other.weight, like)
+        if all(c.check in FROM_RULES for c in own):
+            mine = tuple(
+                (_from_rules(c, other.svc, other.aim, first.svc), p)
+                for c, p in causes
+                if c.check in FROM_RULES
+            )
+            return Judged(path, mine + shared, other.weight, like)
+        if self.expanded >= EXPANSION_LIMIT:
+            return Judged(path, causes, other.weight, like)
+        self.expanded += 1
+        aim = other.aim
+        again = self.tracer.trace(
+            other.origin, aim.address, aim.port, aim.proto, self.alike(other.origin, other.svc)
+        )
+        return Judged(path, _share(again, aim, self.tracer.indexes), other.weight, "", again)
 
     def alike(self, origin: Origin, svc: Service) -> Callable[[Flow], Hashable | None]:
         """What makes two endpoints of a Service behave alike for the trace: the packet as
