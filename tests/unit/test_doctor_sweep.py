@@ -167,7 +167,9 @@ def _stood_for(cls: PodClass, paths: _Paths) -> list[Pod]:
     origin = paths.origin.pod
     assert origin is not None
     if set(origin.ips) & ips:
-        return [origin]  # its own port: judged for itself alone
+        # Its own port: judged for the pods of the class that end in it alike (here, all
+        # of them do: every pod listens alike).
+        return [p for p in cls.members if set(p.ips) & ips]
     return [p for p in cls.members if not set(p.ips) & ips]
 
 

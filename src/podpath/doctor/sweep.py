@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from podpath.analysis.findings import PathRef
 from podpath.analysis.index import SnapshotIndex
@@ -178,11 +179,10 @@ class _Ports:
         return {i for ip in pod.ips for i in self.by_ip.get(ip, ())}
 
 
-@dataclass(frozen=True)
-class _Paths:
+class _Paths(NamedTuple):
     """Paths judged alike: from `origin`, to one Service port, standing for `weight` pods'
-    paths (the class's pods that are none of the port's endpoints, or one pod to a port
-    that ends in itself)."""
+    paths (the class's pods that are none of the port's endpoints, or those that are, alike,
+    each reaching itself). A tuple: 20k of them for the synthetic node's pod class."""
 
     origin: Origin
     weight: int
@@ -278,58 +278,74 @@ class _ServiceSweep:
         of a port's endpoints reaches itself through it (hairpin): its path is judged on
         its own, alike only with those of other pods of the class that end in themselves
         the same way (the same common shape, and the same place, share and weight of the
-        pod's own endpoint), each standing for that one pod."""
+        pod's own endpoint): the pods that end in one port alike are judged together, as
+        many paths as they are."""
         ports = self.cluster_ports
         origins = [Origin("pod", self.node, _pod_label(p), p) for p in cls.members]
-        ends_in = [ports.ends_in(p) for p in cls.members]
-        if not any(ends_in):
-            return self.common(ports, origins[0], len(origins))
         # Port -> the class's pods (their positions) that are one of its endpoints.
         enders: dict[int, set[int]] = {}
-        for k, own in enumerate(ends_in):
-            for i in own:
+        for k, pod in enumerate(cls.members):
+            for i in ports.ends_in(pod):
                 enders.setdefault(i, set()).add(k)
+        if not enders:
+            return self.common(ports, origins[0], len(origins))
+        common, uncounted = self.away_groups(origins, enders)
+        return common + self.hairpin_groups(cls, origins, sorted(enders), uncounted)
+
+    def away_groups(
+        self, origins: list[Origin], enders: dict[int, set[int]]
+    ) -> tuple[list[list[_Paths]], set[int]]:
+        """The common groups, each port judged for the class's pods that are none of its
+        endpoints; and the ports every pod of the class is an endpoint of."""
+        ports = self.cluster_ports
         common: list[list[_Paths]] = []
-        uncounted: set[int] = set()
+        everyone: set[int] = set()
+        positions = range(len(origins))
         for group in ports.groups:
             paths = []
             for i in group:
-                # The class's pods that reach this port as one of its endpoints do not.
-                mine = enders.get(i)
-                if mine is None:
-                    paths.append(_Paths(origins[0], len(origins), *ports.aims[i]))
-                elif len(mine) < len(origins):
-                    away = next(k for k in range(len(origins)) if k not in mine)
-                    paths.append(_Paths(origins[away], len(origins) - len(mine), *ports.aims[i]))
-                else:
-                    uncounted.add(i)
+                ending = enders.get(i, ())
+                if len(ending) == len(origins):
+                    everyone.add(i)
+                    continue
+                # The first pod of the class that is none of the endpoints (most often
+                # the first one).
+                away = 0 if 0 not in ending else next(k for k in positions if k not in ending)
+                paths.append(_Paths(origins[away], len(origins) - len(ending), *ports.aims[i]))
             if paths:
                 common.append(paths)
-        hairpins: dict[tuple[object, ...], list[_Paths]] = {}
-        for origin, own in zip(origins, ends_in, strict=True):
-            for i in sorted(own):
-                svc, aim = ports.aims[i]
-                key = (id(ports.shapes[i]), self.own_endpoints(svc, aim, origin))
-                counted = 1 if i in uncounted else 0
-                uncounted.discard(i)
-                hairpins.setdefault(key, []).append(_Paths(origin, 1, svc, aim, counted))
-        return common + list(hairpins.values())
+        return common, everyone
 
-    def own_endpoints(self, svc: Service, aim: Aim, origin: Origin) -> tuple[object, ...]:
-        """The entries of the port's shape that are the source pod itself (as seen by any
-        other source: its place, share, locality and weight)."""
-        pod = origin.pod
-        assert pod is not None
-        return tuple(
-            (
-                self.endpoint_shape(ep.ip, ep.port, aim.proto, None),
-                round(ep.probability, 6),
-                ep.local,
-                ep.weight,
-            )  # fmt: skip
-            for ep in svc.endpoints
-            if ep.ip in pod.ips
-        )
+    def hairpin_groups(
+        self, cls: PodClass, origins: list[Origin], ended: list[int], uncounted: set[int]
+    ) -> list[list[_Paths]]:
+        """The class's pods' paths to the ports they are endpoints of, grouped by the
+        port's common shape and the pod's own entries in it."""
+        ports = self.cluster_ports
+        member_of = {ip: k for k, pod in enumerate(cls.members) for ip in pod.ips}
+        groups: dict[tuple[int, tuple[object, ...]], list[_Paths]] = {}
+        for i in ended:
+            svc, aim = ports.aims[i]
+            shape = ports.shapes[i]
+            # Each endpoint's entry in the port's common shape (its last field): where it
+            # lives, its share, locality and weight, as any other source sees it.
+            ends = shape[-1]
+            assert isinstance(ends, tuple)
+            own: dict[int, list[object]] = {}
+            for ep, entry in zip(svc.endpoints, ends, strict=True):
+                k = member_of.get(ep.ip)
+                if k is not None:
+                    own.setdefault(k, []).append(entry)
+            # The pods that end in this port alike: one path each, judged together.
+            alike: dict[tuple[object, ...], list[int]] = {}
+            for k in sorted(own):
+                alike.setdefault(tuple(own[k]), []).append(k)
+            counted = 1 if i in uncounted else 0
+            for mine, pods in alike.items():
+                paths = _Paths(origins[pods[0]], len(pods), svc, aim, counted)
+                groups.setdefault((id(shape), mine), []).append(paths)
+                counted = 0
+        return list(groups.values())
 
     def ports_of(self, aims: list[tuple[Service, Aim]]) -> _Ports:
         """The ports with their shapes from a source that is none of their endpoints."""
