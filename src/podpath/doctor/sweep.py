@@ -93,9 +93,7 @@ def sweep(
     out = Sweep()
     indexes = tracer.indexes
     named = [named_in_rules(index) for index in indexes]
-    classes = {
-        node: _classes(index, node, parsed[node], named[node]) for node, index in enumerate(indexes)
-    }
+    classes = {node: pod_classes(index, node, named[node]) for node, index in enumerate(indexes)}
     for node in classes:
         out.classes.extend(classes[node])
         for cls in classes[node]:
@@ -126,20 +124,6 @@ class _Told:
         self.done += count
         if self.told is not None:
             self.told(self.done, self.total)
-
-
-def _classes(
-    index: SnapshotIndex, node: int, parsed: ParsedSnapshot, named: NamedInRules
-) -> list[PodClass]:
-    """The node's pod classes, each led by a pod that is some Service's endpoint if one is
-    (so that the hairpin path, a pod reaching itself through a Service, is traced)."""
-    endpoints = {ep.ip for svc in parsed.services() for ep in svc.endpoints}
-    out = []
-    for cls in pod_classes(index, node, named):
-        first = next((p for p in cls.members if set(p.ips) & endpoints), cls.members[0])
-        members = (first, *(p for p in cls.members if p is not first))
-        out.append(replace(cls, members=members))
-    return out
 
 
 def _share(trace: Trace, aim: Aim, indexes: list[SnapshotIndex]) -> tuple[tuple[Cause, float], ...]:
