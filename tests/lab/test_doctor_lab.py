@@ -146,6 +146,34 @@ def test_an_ipv6_lab_judges_nodeports_on_the_nodes_ipv6_address(
     assert coverage["paths"] == expected
 
 
+def test_a_dual_stack_pods_ipv6_address_is_judged_apart(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """Dual stack: node1's ip6tables rejects TCP straight to node2's web pod's IPv6
+    address (not DNATed: its Services still reach it). The doctor over both nodes judges
+    each pod's path to every other pod's address of each family (it aimed at the first,
+    IPv4, one only) and names the rule on the paths to that IPv6 address; real traffic:
+    refused there, answered on its IPv4 address."""
+    lab = make_lab(nodes=2, pods=2, services=3, ip_family="dual")
+    web = _web(lab, "node2")
+    v4, v6 = (next(ip for ip in web.ips if (":" in ip) == six) for six in (False, True))
+    rule = f"-d {v6}/128 -p tcp -m conntrack ! --ctstate DNAT -j REJECT --reject-with tcp-reset"
+    lab.exec("node1", ["ip6tables", "-I", "FORWARD", *rule.split()])
+    _status, report = _doctor_all(lab, run_podpath, tmp_path)
+    found = [
+        f
+        for f in report["findings"]
+        if f["check"] == "netfilter-drop" and any(v6 in e for e in f["evidence"])
+    ]
+    paths = {(p["from"], p["to"]) for f in found for p in f["paths"]}
+    node1 = {p.ref for p in lab.pods_on("node1")}
+    assert paths == {(ref, f"[{v6}]:80") for ref in node1}, report["findings"]
+    client = _other(lab)
+    refused = lab.probe(client.ref, v6, 80, family=6)
+    assert not refused.ok and "refused" in refused.error.lower(), refused
+    assert lab.probe(client.ref, v4, 80).ok
+
+
 def test_every_node_together_has_no_more(shared_lab: Lab, run_podpath: Any, tmp_path: Path) -> None:
     """Pod to every other pod across both nodes, every Service from each: nothing more."""
     status, report = _doctor_all(shared_lab, run_podpath, tmp_path)

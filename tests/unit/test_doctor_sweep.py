@@ -7,6 +7,7 @@ from trace_factory import NodeSpec, PodSpec, build_node, kube_services, two_node
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.doctor import diagnose
+from podpath.doctor.causes import Aim
 from podpath.doctor.classes import PodClass, pod_classes
 from podpath.doctor.findings import Report
 from podpath.doctor.named import named_in_rules
@@ -280,3 +281,14 @@ def test_a_port_a_list_or_range_names_is_not_shared_with_other_ports() -> None:
     index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules)))
     dropped = _dropped_destinations(diagnose([index]), "--dports 22,443")
     assert dropped == {"default/web-tls:443"}
+
+
+def test_an_ipv6_destination_is_written_as_podpath_trace_reads_it() -> None:
+    """A finding's path and its `podpath trace --to` line: `[fd00::5]:80`, not the
+    ambiguous `fd00::5:80` (a bare IPv6 address, to `podpath trace`, has no port)."""
+    from podpath.trace.probe import split_port
+
+    target = Aim("pod", "pod default/web-1", "fd00:10:244::5", 80, "tcp").target
+    assert target == "[fd00:10:244::5]:80"
+    assert split_port(target) == ("fd00:10:244::5", "80")
+    assert Aim("pod", "pod default/web-1", "10.244.0.5", None, "icmp").target == "10.244.0.5"

@@ -20,6 +20,7 @@ from podpath.netfilter.owners import Owner
 from podpath.trace.beyond import Beyond
 from podpath.trace.beyond import parse as parse_beyond
 from podpath.trace.model import Branch, Hop
+from podpath.trace.probe import hostport
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,9 @@ class Aim:
 
     @property
     def target(self) -> str:
-        """`10.96.0.10:53`: what the client sends to (and must hear back from)."""
-        return f"{self.address}:{self.port}" if self.port is not None else self.address
+        """`10.96.0.10:53`, `[fd00::a]:53`: what the client sends to (and must hear back
+        from), as `podpath trace --to` reads it."""
+        return hostport(self.address, self.port)
 
 
 @dataclass(frozen=True)
@@ -644,7 +646,7 @@ def _beyond_snapshots(branch: Branch, beyond: Beyond, why: str) -> Cause:
 
 def _untranslated(branch: Branch, reply: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause:
     """The answer reaches the client from the endpoint's own address, not from the VIP."""
-    src = f"{reply.packet.src}:{reply.packet.sport}"
+    src = hostport(reply.packet.src, reply.packet.sport)
     node = branch.hops[0].node if branch.hops else ""
     index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
     facts = index.snapshot.node if index is not None else None

@@ -38,6 +38,7 @@ from podpath.netfilter.kube_proxy import Service
 from podpath.snapshot.model import Pod
 from podpath.trace.flow import Flow
 from podpath.trace.model import Trace
+from podpath.trace.probe import hostport
 from podpath.trace.routing import lookup
 
 # Causes a Service port of the same shape shares: they come from the node, the
@@ -561,7 +562,7 @@ def _from_rules(cause: Cause, svc: Service, aim: Aim, like: Service) -> Cause:
         cause,
         subject=f"Service {name}",
         cause=cause.cause.replace(like.key, name).replace(
-            f"{like.cluster_ip}:{like.port}", aim.target
+            hostport(like.cluster_ip, like.port), aim.target
         ),
         evidence=evidence,
         hop=f"{cause.hop} (traced for Service {like.key}: the same kube-proxy rules)",
@@ -575,29 +576,30 @@ def _pod_paths(
     out: Sweep,
     named: Sequence[NamedInRules],
 ) -> None:
-    """Every pod to every other pod's address, traced once per (source class, destination kind)."""
+    """Every pod to every other pod's address (one of each family on a dual-stack pod),
+    traced once per (source class, destination kind)."""
     indexes = tracer.indexes
     targets: dict[tuple[object, ...], list[tuple[int, Pod, str, int | None, str]]] = {}
     for node, found in classes.items():
         for cls in found:
             for pod in cls.members:
-                proto, port = _served_port(indexes[node], pod)
-                ip = pod.ips[0]
-                # A pod's class is its own node's; another node's rules may name it.
-                tags = tuple(each.tags(ip) for each in named)
-                targets.setdefault((node, cls.key, proto, port, tags), []).append(
-                    (node, pod, ip, port, proto)
-                )
+                for ip in _one_per_family(pod.ips):
+                    proto, port = _served_port(indexes[node], pod, ip)
+                    # A pod's class is its own node's; another node's rules may name it.
+                    tags = tuple(each.tags(ip) for each in named)
+                    key = (node, cls.key, ":" in ip, proto, port, tags)
+                    targets.setdefault(key, []).append((node, pod, ip, port, proto))
     for node, found in classes.items():
         for cls in found:
             src = cls.representative
             origin = Origin("pod", node, _pod_label(src), src)
+            families = {":" in ip for ip in src.ips}
             # A pod of the class does not aim at itself (by identity: Pod equality
             # compares every field, 31k times at 250 pods).
             mine = {id(p) for p in cls.members}
             for members in targets.values():
                 others = [m for m in members if m[1] is not src]
-                if not others:
+                if not others or (":" in others[0][2]) not in families:
                     continue
                 dnode, dpod, ip, port, proto = others[0]
                 weight = len(cls.members) * len(members) - sum(
@@ -605,19 +607,28 @@ def _pod_paths(
                 )
                 aim = Aim("pod", f"pod {_pod_label(dpod)}", ip, port, proto)
                 trace = tracer.trace(origin, ip, port, proto)
-                dest = f"{ip}:{port}" if port is not None else ip
+                dest = hostport(ip, port)
                 path = PathRef(origin.label, dest, proto, indexes[node].snapshot.node.hostname)
                 out.judged.append(
                     Judged(path, _share(trace, aim, indexes), max(weight, 1), "", trace)
                 )
 
 
-def _served_port(index: SnapshotIndex, pod: Pod) -> tuple[str, int | None]:
-    """A port the pod serves (TCP first, lowest port), or ICMP when it serves none."""
+def _one_per_family(ips: Iterable[str]) -> list[str]:
+    """The first address of each family, in order (a dual-stack pod's IPv4 and IPv6)."""
+    first: dict[bool, str] = {}
+    for ip in ips:
+        first.setdefault(":" in ip, ip)
+    return list(first.values())
+
+
+def _served_port(index: SnapshotIndex, pod: Pod, ip: str) -> tuple[str, int | None]:
+    """A port the pod serves on `ip` (TCP first, lowest port), or ICMP when it serves none:
+    a socket bound to it or to any address (`::` takes IPv4 as well, `0.0.0.0` no IPv6)."""
     ns = index.netns_by_inode.get(pod.netns_inode or 0)
     if ns is None or not ns.sockets:
         return "icmp", None
-    own = {"0.0.0.0", "::", *pod.ips}
+    own = {"::", ip} if ":" in ip else {"0.0.0.0", "::", ip}
     listening = sorted(
         (s.protocol != "tcp", s.local_port, s.protocol)
         for s in ns.sockets

@@ -19,7 +19,7 @@ from podpath.trace import reply as ct
 from podpath.trace.engine import Engine
 from podpath.trace.flow import Flow
 from podpath.trace.model import Branch, JsonValue, Packet, Trace
-from podpath.trace.probe import node_address
+from podpath.trace.probe import hostport, node_address
 
 # A client outside the cluster (RFC 5737 TEST-NET-3): routed by the node's default
 # route, and in no pod, Service or node network.
@@ -87,7 +87,7 @@ class Tracer:
         with_replies = [replace(b, reply=tuple(ct.trace_reply(self.engine, b))) for b in branches]
         probe: dict[str, JsonValue] = {
             "from": origin.label,
-            "to": dst if port is None else f"{dst}:{port}",
+            "to": hostport(dst, port),
             "proto": proto,
             "sport": None,
             "src": packet.src,
