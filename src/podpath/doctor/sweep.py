@@ -2,8 +2,8 @@
 
 The paths: every Service port from each pod of a node, from the node itself and, for
 NodePorts, load-balancer and external IPs, from a client outside the cluster; and every
-pod to every other pod's address across the loaded snapshots (to a port it listens on,
-else ICMP). Tracing each of 10k Services from each of 250 pods would take hours, so:
+pod to every other pod's address (each family's) across the loaded snapshots (to a port
+it listens on, else ICMP). Tracing each of 10k Services from each of 250 pods would take hours, so:
 
 - pods are traced from one representative of each network position
   (`podpath.doctor.classes`): the others behave alike;
