@@ -6,12 +6,13 @@ import pytest
 from trace_factory import NodeSpec, PodSpec, build_node, kube_services, two_nodes
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.parsed import ParsedSnapshot
 from podpath.doctor import diagnose
 from podpath.doctor.causes import Aim
 from podpath.doctor.classes import PodClass, pod_classes
 from podpath.doctor.findings import Report
 from podpath.doctor.named import named_in_rules
-from podpath.doctor.sweep import Sweep, _Paths, _ServiceSweep
+from podpath.doctor.sweep import Sweep, _Paths, _ServiceSweep, sweep
 from podpath.doctor.tracer import Origin, Tracer
 from podpath.netfilter.kube_proxy import Endpoint, Service
 from podpath.snapshot.model import Pod
@@ -292,3 +293,16 @@ def test_an_ipv6_destination_is_written_as_podpath_trace_reads_it() -> None:
     assert target == "[fd00:10:244::5]:80"
     assert split_port(target) == ("fd00:10:244::5", "80")
     assert Aim("pod", "pod default/web-1", "10.244.0.5", None, "icmp").target == "10.244.0.5"
+
+
+def test_every_pod_to_pod_path_is_judged_when_another_nodes_rule_names_a_pod() -> None:
+    """node-b's rule names pod a (10.244.0.5): on node-a, a is a destination kind of its
+    own, whose only pod is its class's first pod. Its class's other pod (b) reaches it
+    all the same: 4 pods, 12 pod-to-pod paths (b -> a was left out)."""
+    a, b = two_nodes(iptables_b="*filter\n-A FORWARD -s 10.244.0.5/32 -j ACCEPT\nCOMMIT\n")
+    indexes = [SnapshotIndex(a), SnapshotIndex(b)]
+    views = [ParsedSnapshot(i) for i in indexes]
+    swept = sweep(Tracer(indexes), views)
+    to_pods = [j for j in swept.judged if j.path.destination.startswith("10.244.")]
+    assert sum(j.weight for j in to_pods) == 4 * 3
+    assert ("default/b", "10.244.0.5") in {(j.path.source, j.path.destination) for j in to_pods}

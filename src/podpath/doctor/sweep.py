@@ -3,15 +3,20 @@
 The paths: every Service port from each pod of a node, from the node itself and, for
 NodePorts, load-balancer and external IPs, from a client outside the cluster; and every
 pod to every other pod's address (each family's) across the loaded snapshots (to a port
-it listens on, else ICMP). Tracing each of 10k Services from each of 250 pods would take hours, so:
+it listens on, else ICMP). Tracing each of 10k Services from each of 250 pods would take
+hours, so:
 
-- pods are traced from one representative of each network position
-  (`podpath.doctor.classes`): the others behave alike;
+- pods in one network position (`podpath.doctor.classes`) behave alike: a class's paths
+  are traced from one of its pods;
 - Service ports are grouped by shape (protocol, policies, affinity, and per endpoint
-  where it lives, whether it listens, whether it is the client itself); one port of
-  each shape is traced per source, and the rest share its verdict. When that port
-  fails for a reason of its own (nothing listens, no endpoints), each port of the
-  shape is traced (or, for no endpoints, read from its rules) so the finding names it;
+  where it lives and whether it listens; what other rules name of its addresses and
+  ports, `podpath.doctor.named`); one port of each shape is traced per source, and the
+  rest share its verdict. A pod's path to a port it is itself an endpoint of (hairpin)
+  is judged apart, with the other pods that end in a port of that shape alike. When the
+  traced port fails for a reason of its own (nothing listens, no endpoints), each port
+  of the shape is traced (or, for no endpoints, read from its rules) so the finding
+  names it;
+- a Service's endpoints that behave alike are followed once (`alike`);
 - pod-to-pod paths are grouped by the source's and the destination's position.
 
 Each judged path keeps the causes of its failing branches (`podpath.doctor.causes`)
@@ -221,25 +226,14 @@ class _ServiceSweep:
         ]
         # Shaped once: from every source but the pods that are some port's endpoint, a
         # port's shape is the same (grouping 10k ports took 0.13 s for the first source and
-        # 0.015 s more for each other one; see group()).
+        # 0.015 s more for each other one; see class_groups()).
         self.cluster_ports = self.ports_of(self.cluster_aims)
         self.outside_ports = self.ports_of(self.outside_aims)
 
-    def origins(self) -> list[tuple[Origin, int]]:
-        """Each source of this node with how many pods it stands for (the node: 1)."""
-        found = [
-            (
-                Origin("pod", self.node, _pod_label(c.representative), c.representative),
-                len(c.members),
-            )
-            for c in self.classes
-        ]
-        found.append((Origin("node", self.node, self.hostname), 1))
-        return found
-
     def size(self) -> int:
-        """How many (source, Service port) paths run() judges."""
-        return len(self.origins()) * len(self.cluster_aims) + len(self.outside_aims)
+        """How many (source, Service port) pairs run() judges, its pod classes and the node
+        to each cluster port, the outside client to each outside one (the progress told)."""
+        return (len(self.classes) + 1) * len(self.cluster_aims) + len(self.outside_aims)
 
     def run(self, told: _Told) -> None:
         """Trace each shape from each source; share or expand the verdicts."""
@@ -591,27 +585,40 @@ def _pod_paths(
                     targets.setdefault(key, []).append((node, pod, ip, port, proto))
     for node, found in classes.items():
         for cls in found:
-            src = cls.representative
-            origin = Origin("pod", node, _pod_label(src), src)
-            families = {":" in ip for ip in src.ips}
-            # A pod of the class does not aim at itself (by identity: Pod equality
-            # compares every field, 31k times at 250 pods).
-            mine = {id(p) for p in cls.members}
             for members in targets.values():
-                others = [m for m in members if m[1] is not src]
-                if not others or (":" in others[0][2]) not in families:
-                    continue
-                dnode, dpod, ip, port, proto = others[0]
-                weight = len(cls.members) * len(members) - sum(
-                    1 for m in members if id(m[1]) in mine
-                )
-                aim = Aim("pod", f"pod {_pod_label(dpod)}", ip, port, proto)
-                trace = tracer.trace(origin, ip, port, proto)
-                dest = hostport(ip, port)
-                path = PathRef(origin.label, dest, proto, indexes[node].snapshot.node.hostname)
-                out.judged.append(
-                    Judged(path, _share(trace, aim, indexes), max(weight, 1), "", trace)
-                )
+                _judge_pod_target(tracer, node, cls, members, out)
+
+
+def _judge_pod_target(
+    tracer: Tracer,
+    node: int,
+    cls: PodClass,
+    members: list[tuple[int, Pod, str, int | None, str]],
+    out: Sweep,
+) -> None:
+    """A class's pods' paths to one kind of pod destination, traced from one of them to
+    one of those (not itself), standing for every pair but a pod and itself."""
+    src = cls.representative
+    if not any((":" in ip) == (":" in members[0][2]) for ip in src.ips):
+        return  # the class has no address of the destination's family
+    # A pod of the class does not aim at itself (by identity: Pod equality compares
+    # every field, 31k times at 250 pods).
+    others = [m for m in members if m[1] is not src]
+    if not others:
+        # The class's first pod is the only destination: the class's other pods reach
+        # it, traced from the next one.
+        if len(cls.members) < 2:
+            return
+        src, others = cls.members[1], members
+    origin = Origin("pod", node, _pod_label(src), src)
+    mine = {id(p) for p in cls.members}
+    _dnode, dpod, ip, port, proto = others[0]
+    weight = len(cls.members) * len(members) - sum(1 for m in members if id(m[1]) in mine)
+    aim = Aim("pod", f"pod {_pod_label(dpod)}", ip, port, proto)
+    trace = tracer.trace(origin, ip, port, proto)
+    indexes = tracer.indexes
+    path = PathRef(origin.label, hostport(ip, port), proto, indexes[node].snapshot.node.hostname)
+    out.judged.append(Judged(path, _share(trace, aim, indexes), max(weight, 1), "", trace))
 
 
 def _one_per_family(ips: Iterable[str]) -> list[str]:
