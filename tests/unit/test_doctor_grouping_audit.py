@@ -9,15 +9,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from trace_factory import NodeSpec, PodSpec, build_node, root_inode, with_root
+from trace_factory import NodeSpec, PodSpec, build_node, ipvs_mode, root_inode, with_root
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.doctor import diagnose
+from podpath.doctor.classes import pod_classes
 from podpath.doctor.findings import Report
 from podpath.doctor.tracer import Origin, Tracer
 from podpath.lab.kubeproxy import restore_input
 from podpath.lab.plan import _service
-from podpath.snapshot.model import Route, Rule, Snapshot
+from podpath.snapshot.model import IpsetDump, Route, Rule, Snapshot
 
 PODS = [PodSpec(f"web-{i}", f"10.244.0.{i + 2}") for i in range(6)]
 ROOT = root_inode(0)
@@ -213,6 +214,9 @@ def test_an_endpoint_the_node_resolves_to_a_stale_mac_is_followed_apart() -> Non
     report = diagnose([index])
     said = [f for f in report.findings if stale in f.cause or any(stale in e for e in f.evidence)]
     assert said, [(f.check, f.subject, f.cause) for f in report.findings]
+    # The node's and web-0's paths to web (web-3's own path shows the MAC in any case).
+    sources = {p.source for f in said for p in f.paths}
+    assert {"node-a", "default/web-0"} <= sources, sources
 
 
 # --- IPVS persistence: clients a template pins ----------------------------------------------
@@ -241,8 +245,6 @@ def test_a_client_an_ipvs_persistence_template_pins_is_a_class_apart() -> None:
     the others' are delivered. named.py reads xt_recent pins and nft affinity sets but not
     /proc/net/ip_vs_conn, so web-1 stayed in the class traced from web-2 and its path was
     never judged."""
-    from trace_factory import ipvs_mode
-
     snapshot = ipvs_mode(
         build_node(NodeSpec(pods=PODS)), IPVS_LISTING, ["10.96.0.100"], conn=IPVS_CONN
     )
@@ -260,3 +262,77 @@ def test_a_client_an_ipvs_persistence_template_pins_is_a_class_apart() -> None:
         if "10.244.0.200" in f.cause or any("10.244.0.200" in e for e in f.evidence)
     ]
     assert said, [(f.check, f.subject, f.cause) for f in report.findings]
+
+
+# --- what must not set paths apart (review of the above): no class per pod, no shape per port ---
+
+
+def test_per_pod_ip_rules_of_a_routed_cni_keep_the_pods_one_class() -> None:
+    """AWS VPC CNI gives every pod `to POD lookup main` and `from POD lookup T`: rules of
+    a pod's own address, the same for every pod but for it, keep them one class (read as
+    the pods' own, not as named addresses: each pod was a class of its own, 37 traces)."""
+    rules = (
+        tuple(
+            r
+            for p in PODS
+            for r in (
+                Rule(ROOT, 4, 512, "lookup", 254, dst=f"{p.ip}/32"),
+                Rule(ROOT, 4, 1536, "lookup", 254, src=f"{p.ip}/32"),
+            )
+        )
+        + BASE_RULES
+    )
+    svc = _service("default", "web", "http", "TCP", "10.96.0.100", 80, None,
+                   ((PODS[4].ip, 80), (PODS[5].ip, 80)))  # fmt: skip
+    index = SnapshotIndex(
+        build_node(NodeSpec(pods=PODS, rules=rules, iptables=restore_input([svc])))
+    )
+    assert len(pod_classes(index, 0)) == 1
+
+
+def test_kube_proxy_ipvs_sets_name_no_service_apart() -> None:
+    """IPVS mode: kube-proxy's own ipsets (KUBE-CLUSTER-IP names every VIP and port,
+    KUBE-LOOP-BACK every endpoint) are used by its rules only: they set no Service port
+    or pod apart (read whole, every port had a shape of its own: 167 traces for 40)."""
+    vips = [f"10.96.0.{n + 10}" for n in range(40)]
+    listing = [
+        "IP Virtual Server version 1.2.1 (size=4096)",
+        "Prot LocalAddress:Port Scheduler Flags",
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+    ]
+    for n, vip in enumerate(vips):
+        listing.append(f"TCP  {vip}:{8000 + n} rr")
+        listing += [
+            f"  -> {ep}:{8000 + n}  Masq    1      0          0" for ep in (PODS[4].ip, PODS[5].ip)
+        ]
+    ipsets = [
+        "create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536",
+        *[f"add KUBE-CLUSTER-IP {vip},tcp:{8000 + n}" for n, vip in enumerate(vips)],
+        "create KUBE-LOOP-BACK hash:ip,port,ip family inet hashsize 1024 maxelem 65536",
+        *[f"add KUBE-LOOP-BACK {ep},tcp:{8000 + n},{ep}" for n in range(40) for ep in (PODS[4].ip, PODS[5].ip)],
+    ]  # fmt: skip
+    snapshot = ipvs_mode(build_node(NodeSpec(pods=PODS)), "\n".join(listing) + "\n", vips)
+    plain = diagnose([SnapshotIndex(snapshot)]).coverage
+    with_sets = replace(snapshot, ipsets=IpsetDump("\n".join(ipsets) + "\n"))
+    assert diagnose([SnapshotIndex(with_sets)]).coverage.traces == plain.traces
+
+
+@pytest.mark.parametrize(
+    ("top", "chain"),
+    [("KUBE-ROUTER-FORWARD", "KUBE-POD-FW-ABCDEF0123456789"), ("cali-FORWARD", "cali-fw-AB")],
+)
+def test_a_pod_a_policy_chain_names_is_a_class_apart(top: str, chain: str) -> None:
+    """kube-router's pod firewall chains start with KUBE- like kube-proxy's, but name the
+    pods their policies select: web-3 (10.244.0.5) is set apart and its REJECT found,
+    as it is for Calico's chains (read as kube-proxy's, it stayed in its class)."""
+    rules = (
+        f"*filter\n:FORWARD ACCEPT [0:0]\n:{top} - [0:0]\n:{chain} - [0:0]\n-A FORWARD -j {top}\n"
+        f'-A {top} -d 10.244.0.5/32 -m comment --comment "to POD name:web-3" -j {chain}\n'
+        f"-A {chain} -j REJECT --reject-with icmp-port-unreachable\nCOMMIT\n"
+    )
+    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules)))
+    assert _verdicts(index, "web-0", PODS[3].ip, None, "icmp") == [(PODS[3].ip, "dropped")]
+    classes = sorted(sorted(p.name for p in c.members) for c in pod_classes(index, 0))
+    assert ["web-3"] in classes
+    dropped = {d for f in diagnose([index]).findings for d in (p.destination for p in f.paths)}
+    assert PODS[3].ip in dropped

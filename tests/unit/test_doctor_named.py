@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from podpath.doctor.named import NamedInRules, _Reader
+from podpath.doctor.named import _WORD, NamedInRules, _interface_prefixes, _read_ipsets, _Reader
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -73,6 +73,43 @@ def test_ports_lists_and_ranges_in_iptables_nft_and_ipset_words() -> None:
     assert named.port_tags(80) == named.port_tags(None) == ()
 
 
+def test_a_range_of_one_address_names_it() -> None:
+    """`--src-range 10.244.0.5-10.244.0.5` (and nft's `ip saddr A-A`) hold one address;
+    its text fixes all four octets, and every one of its addresses begins with three."""
+    named = _read("-m iprange --src-range 10.244.0.5-10.244.0.5 -j DROP")
+    assert named.tags("10.244.0.5") == ("10.244.0.5-10.244.0.5",)
+    assert named.tags("10.244.0.6") == ()
+
+
+def test_only_the_ipsets_other_rules_use_are_read() -> None:
+    """kube-proxy's own sets (KUBE-CLUSTER-IP: every VIP and port) are used by its rules
+    only; a set a policy rule matches names its members, a bitmap:port set its ports."""
+    reader = _Reader()
+    text = "\n".join(
+        [
+            "create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536",
+            "add KUBE-CLUSTER-IP 10.96.0.10,tcp:53",
+            "create allowed hash:net family inet hashsize 1024 maxelem 65536",
+            "add allowed 10.244.1.0/25",
+            "create blocked bitmap:port range 0-65535",
+            "add blocked 8443",
+        ]
+    )
+    _read_ipsets(reader, text, {"allowed", "blocked"})
+    named = reader.done()
+    assert named.tags("10.244.1.7") == ("10.244.1.0/25",)
+    assert named.tags("10.96.0.10") == () and named.port_tags(53) == ()
+    assert named.port_tags(8443) == ((8443, 8443),)
+
+
+def test_interface_words_and_wildcards_of_nft_sets() -> None:
+    """nft writes names quoted and sets with commas: `{ "veth0002", "cali*" }`."""
+    words = _WORD.findall('iifname { "veth0002", "cali*", "zzz*" } drop')
+    assert {"veth0002", "cali*", "zzz*"} <= set(words)
+    assert _interface_prefixes(words) == ("cali", "zzz")
+    assert _interface_prefixes(["-i", "cali+", "eth0"]) == ("cali",)
+
+
 def test_a_host_prefix_is_the_address_and_a_netmask_may_be_no_prefix() -> None:
     """iptables-save writes a host as /32, and a netmask that is no prefix as itself
     (10.0.0.0/255.0.255.0 holds 10.7.0.9, not 10.0.1.9); the mask is no address."""
@@ -103,6 +140,8 @@ def _named_and_probes(draw: st.DrawFn) -> _Case:
 
 
 @given(_named_and_probes())
+@example(([ipaddress.ip_network("192.168.0.0/16")], [(ipaddress.ip_address("10.244.0.5"),) * 2],
+          [ipaddress.ip_address("10.244.0.5"), ipaddress.ip_address("10.244.0.6")]))  # fmt: skip
 def test_the_tags_are_the_networks_and_ranges_that_hold_the_address(case: _Case) -> None:
     """Against ipaddress, IPv4 and IPv6: an address's tags are exactly the named networks
     and ranges that hold it (and the address itself where it is named as a host)."""

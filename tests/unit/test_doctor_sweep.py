@@ -306,3 +306,20 @@ def test_every_pod_to_pod_path_is_judged_when_another_nodes_rule_names_a_pod() -
     to_pods = [j for j in swept.judged if j.path.destination.startswith("10.244.")]
     assert sum(j.weight for j in to_pods) == 4 * 3
     assert ("default/b", "10.244.0.5") in {(j.path.source, j.path.destination) for j in to_pods}
+
+
+def test_a_service_address_a_rule_names_is_not_shared_with_other_ports() -> None:
+    """web and web-b alike but for their VIPs; a mangle PREROUTING rule drops web-b's:
+    web-b is traced on its own and the drop named (the shape holds what rules name of
+    the address aimed at)."""
+    from podpath.lab.kubeproxy import restore_input
+    from podpath.lab.plan import _service
+
+    eps = tuple((p.ip, 80) for p in PODS[1:3])
+    web = _service("default", "web", "http", "TCP", "10.96.0.100", 80, None, eps)
+    other = _service("default", "web-b", "http", "TCP", "10.96.0.101", 80, None, eps)
+    mangle = "*mangle\n-A PREROUTING -d 10.96.0.101/32 -p tcp -j DROP\nCOMMIT\n"
+    rules = restore_input([web, other]) + mangle
+    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules)))
+    dropped = _dropped_destinations(diagnose([index]), "-d 10.96.0.101/32")
+    assert dropped == {"default/web-b:80"}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.ipvs import parse_ipvs_conn
+from podpath.netfilter.owners import kube_managed_chain
 
 _V4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 _V6 = r"[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}"
@@ -42,11 +43,17 @@ _PORTS = re.compile(
     r"|,(?:tcp|udp|sctp):([\d-]+)"
 )
 _PORT_ITEM = re.compile(r"(\d+)(?:[:-](\d+))?")
-# Chains kube-proxy and kubelet write: their rules name endpoints (`-s EP -j
-# KUBE-MARK-MASQ`, `DNAT --to-destination EP`) the same way for every pod, and the trace
-# of a Service covers them; any other chain naming a pod sets it apart.
-_KUBE_CHAIN = "KUBE-"
+# kube-proxy's nftables table: like its iptables chains (podpath.netfilter.owners
+# `kube_managed_chain`), it names endpoints the same way for every pod, and the trace of
+# a Service covers it; any other rule naming a pod sets it apart (kube-router's
+# KUBE-ROUTER-*, KUBE-POD-FW-* and KUBE-NWPLCY-* chains too).
 _KUBE_NFT_TABLES = frozenset({"kube-proxy"})
+# `-m set --match-set NAME dir`: the ipsets other rules use (kube-proxy's IPVS-mode sets,
+# KUBE-CLUSTER-IP and the like, name every VIP and endpoint, and only its rules use them).
+_MATCH_SET = re.compile(r"--match-set\s+(\S+)")
+# An ipset interface name or nft word: what is left of a word without quotes, braces and
+# the commas of a set (`{ "veth0002", "cali*" }`).
+_WORD = re.compile(r'[^\s,{}"]+')
 _ALL_ONES = {4: 2**32 - 1, 6: 2**128 - 1}
 
 
@@ -64,15 +71,16 @@ class NamedInRules:
 
     addresses: frozenset[str]  # as ipaddress writes them (IPv6 compressed)
     ports: tuple[tuple[int, int], ...]  # each port or range named, as (first, last)
-    words: frozenset[str]  # every word of the rules (interface names among them)
+    words: frozenset[str]  # every word of the rules, unquoted (interface names among them)
     # The beginnings of interface names a wildcard names (`-i cali+`, `iifname "veth*"`).
     interface_prefixes: tuple[str, ...] = ()
     # (family, netmask) -> network address (masked) -> its text: a prefix is a netmask.
     networks: dict[tuple[int, int], dict[int, str]] = field(default_factory=dict)
     ranges: tuple[_Range, ...] = ()
-    # How every IPv4 address a network or range holds begins (its whole fixed octets,
-    # "10.244.0."): an address that begins otherwise needs no number (10k Service VIPs).
-    v4_starts: tuple[str, ...] = ()
+    # How every IPv4 address a network or range holds begins (its first one to three
+    # fixed octets, "10.244.0."; "" when it fixes none): an address that begins otherwise
+    # needs no number (10k Service VIPs). A set: a 50k-prefix ipset is 50k starts.
+    v4_starts: frozenset[str] = frozenset()
     _tags: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _port_tags: dict[int | None, tuple[tuple[int, int], ...]] = field(
         default_factory=dict, repr=False
@@ -88,16 +96,26 @@ class NamedInRules:
         return found
 
     def tags(self, address: str) -> tuple[str, ...]:
-        """What names this address: itself when named, then each named network or range
-        that holds it, in the order the rules first name them; () when nothing does."""
+        """What names this address: itself when named, then each named network (by
+        netmask) and range that holds it; () when nothing does."""
         found = self._tags.get(address)
         if found is None:
             found = self._tags[address] = self._read_tags(address)
         return found
 
+    def _may_hold(self, address: str) -> bool:
+        """Whether a named network or range may hold this IPv4 address: one begins as it
+        does (three set lookups, whatever the number of networks)."""
+        starts = self.v4_starts
+        if "" in starts:
+            return True
+        a, b, c, _ = [*address.split(".", 3), "", "", ""][:4]
+        first = f"{a}."
+        return first in starts or f"{first}{b}." in starts or f"{first}{b}.{c}." in starts
+
     def _read_tags(self, address: str) -> tuple[str, ...]:
         own = [address] if address in self.addresses else []
-        if ":" not in address and not address.startswith(self.v4_starts):
+        if ":" not in address and not self._may_hold(address):
             return tuple(own)
         if not self.networks and not self.ranges:
             return tuple(own)
@@ -119,23 +137,26 @@ def named_in_rules(index: SnapshotIndex) -> NamedInRules:
     sets, its ipsets' members, the clients xt_recent and IPVS persistence pin, and the
     root namespace's policy routing rules (networks and ports)."""
     reader = _Reader()
+    used: set[str] = set()
     for text in other_rule_texts(index):
         reader.read(text)
         reader.read_ports(text)
-        reader.words.update(text.split())
+        reader.words.update(_WORD.findall(text))
+        used.update(_MATCH_SET.findall(text))
     for port_set in _nft_port_sets(index):
         reader.read_ports(f"dports {{ {port_set} }}")
     if index.snapshot.ipsets is not None:
-        reader.read(index.snapshot.ipsets.text)
-        reader.read_ports(index.snapshot.ipsets.text)
+        _read_ipsets(reader, index.snapshot.ipsets.text, used)
     for address in _pinned_clients(index):
         reader.read(address)
     root = index.root_netns
     for rule in root.rules if root is not None else ():
-        # A rule naming a pod's own address is in that pod's class key already
-        # (podpath.doctor.classes); a network or a port range sets apart what it holds.
+        # A rule naming a pod's own address (`from 10.244.0.5/32`, AWS VPC CNI's) is in
+        # that pod's class key already (podpath.doctor.classes, with its address left
+        # out: one class for every such pod); a network or a port range sets apart what
+        # it holds.
         for prefix in (rule.src, rule.dst):
-            if prefix is not None and "/" in prefix:
+            if prefix is not None and not _is_host(prefix):
                 reader.read_network(prefix)
         for ports in (rule.sport, rule.dport):
             if len(ports) == 2:
@@ -143,12 +164,37 @@ def named_in_rules(index: SnapshotIndex) -> NamedInRules:
     return reader.done()
 
 
+def _read_ipsets(reader: _Reader, text: str, used: set[str]) -> None:
+    """The members of the ipsets other rules use (`ipset save` text): their addresses,
+    networks and ranges, their ports (`10.0.0.1,tcp:80`; a bitmap:port set's `443`)."""
+    ports_only: set[str] = set()
+    for line in text.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) < 3 or parts[1] not in used:
+            continue
+        if parts[0] == "create" and parts[2].startswith("bitmap:port"):
+            ports_only.add(parts[1])
+        elif parts[0] == "add":
+            member = parts[2]
+            if parts[1] in ports_only:
+                reader.read_ports(f"dports {member}")
+            else:
+                reader.read(member)
+                reader.read_ports(member)
+
+
+def _is_host(prefix: str) -> bool:
+    """`10.244.0.5/32`, `fd00::5/128` or a bare address: one host, not a network."""
+    address, _, length = prefix.partition("/")
+    return not length or int(length) == (128 if ":" in address else 32)
+
+
 def other_rule_texts(index: SnapshotIndex) -> Iterable[str]:
     """Every rule line that is not in a kube-proxy or kubelet chain or table."""
     for _dump, ruleset in index.rulesets:
         for table in ruleset.tables:
             for chain in ruleset.chain_names(table):
-                if not chain.startswith(_KUBE_CHAIN):
+                if not kube_managed_chain(chain):
                     yield from ruleset.lines_of(table, chain)
     nft = index.nft_ruleset
     if nft is not None:
@@ -277,26 +323,26 @@ class _Reader:
             _interface_prefixes(self.words),
             self.networks,
             tuple(_Range(f, lo, hi, text) for (f, lo, hi), text in self.ranges.items()),
-            tuple(sorted(starts)),
+            frozenset(starts),
         )
 
 
 def _interface_prefixes(words: Iterable[str]) -> tuple[str, ...]:
-    """The interface wildcards among rule words: iptables' `cali+`, nft's `"veth*"`."""
+    """The interface wildcards among rule words: iptables' `cali+`, nft's `veth*`."""
     found = set()
     for word in words:
-        bare = word.strip('"')
-        if len(bare) > 1 and bare[-1] in "+*" and bare[:-1].replace("-", "").isalnum():
-            found.add(bare[:-1])
+        if len(word) > 1 and word[-1] in "+*" and word[:-1].replace("-", "").isalnum():
+            found.add(word[:-1])
     return tuple(sorted(found))
 
 
 def _v4_start(network: int, mask: int) -> str:
-    """The text every IPv4 address under this mask begins with: the octets the mask
-    fixes whole, each with its dot ("" when it fixes none)."""
+    """The text every IPv4 address under this mask begins with: the first one to three
+    octets the mask fixes whole, each with its dot ("" when it fixes none; a single
+    address's range fixes four, and gives three, as `_may_hold` asks no more)."""
     octets = network.to_bytes(4, "big")
     fixed = 0
-    while fixed < 4 and (mask >> (24 - 8 * fixed)) & 0xFF == 0xFF:
+    while fixed < 3 and (mask >> (24 - 8 * fixed)) & 0xFF == 0xFF:
         fixed += 1
     return "".join(f"{octet}." for octet in octets[:fixed])
 

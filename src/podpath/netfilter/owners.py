@@ -72,6 +72,8 @@ _KUBE_PROXY_FIXED = frozenset(
     }
 )
 _KUBELET = frozenset({"KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"})
+# Chains of kube-proxy's userspace mode (before 1.2): its portals and node ports.
+_OLD_KUBE_PROXY_CHAINS = ("KUBE-PORTALS-", "KUBE-NODEPORT-")
 _BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
 _VERDICT_TARGETS = frozenset(
     {"ACCEPT", "DROP", "REJECT", "RETURN", "MARK", "LOG", "DNAT", "SNAT", "MASQUERADE", "CT"}
@@ -127,6 +129,17 @@ class Owner:
 # Asked for every rule a trace walks: the doctor's 31 traces at 10k Services asked 8,004
 # times about ~1,800 rules. A pure function of strings; the cache is bounded.
 @lru_cache(maxsize=16384)
+def kube_managed_chain(chain: str) -> bool:
+    """A chain kube-proxy or kubelet writes: not a network policy's, a CNI's or the
+    host's (kube-router's KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-* are not)."""
+    return (
+        chain.startswith(_KUBE_PROXY_CHAINS)
+        or chain.startswith(_OLD_KUBE_PROXY_CHAINS)
+        or chain in _KUBE_PROXY_FIXED
+        or chain in _KUBELET
+    )
+
+
 def iptables_owner(
     table: str, chain: str, comments: tuple[str, ...], target: str | None = None
 ) -> Owner:
