@@ -267,21 +267,33 @@ def test_a_pod_whose_host_interface_a_rule_names_is_a_class_of_its_own() -> None
     assert sorted(found) == [["web-0", "web-1", "web-3", "web-4", "web-5"], ["web-2"]]
 
 
-def test_a_port_a_list_or_range_names_is_not_shared_with_other_ports() -> None:
-    """web:80 and web-tls:443 reach the same endpoints alike; a mangle PREROUTING rule
-    drops 443 by a multiport list whose first port is 22: web-tls is traced on its own
-    (its shape was web's when only the list's first port was read) and the drop named."""
+@pytest.mark.parametrize(
+    ("port", "rule", "evidence"),
+    [
+        # A multiport list whose first port is 22: only its first port was read.
+        (443, "-p tcp -m multiport --dports 22,443", "--dports 22,443"),
+        # The VIP of the second Service: the shape holds what rules name of it.
+        (80, "-d 10.96.0.101/32 -p tcp", "-d 10.96.0.101/32"),
+    ],
+)
+def test_a_port_or_vip_a_rule_names_is_not_shared_with_other_ports(
+    port: int, rule: str, evidence: str
+) -> None:
+    """web:80 and web-b reach the same endpoints alike; a mangle PREROUTING rule drops
+    web-b's port or VIP: web-b is traced on its own and the drop named (it shared web's
+    shape, so web's working trace spoke for it)."""
     from podpath.lab.kubeproxy import restore_input
     from podpath.lab.plan import _service
 
     eps = tuple((p.ip, 80) for p in PODS[1:3])
     web = _service("default", "web", "http", "TCP", "10.96.0.100", 80, None, eps)
-    tls = _service("default", "web-tls", "https", "TCP", "10.96.0.101", 443, None, eps)
-    mangle = "*mangle\n-A PREROUTING -p tcp -m multiport --dports 22,443 -j DROP\nCOMMIT\n"
-    rules = restore_input([web, tls]) + mangle
-    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules)))
-    dropped = _dropped_destinations(diagnose([index]), "--dports 22,443")
-    assert dropped == {"default/web-tls:443"}
+    other = _service("default", "web-b", "http", "TCP", "10.96.0.101", port, None, eps)
+    mangle = f"*mangle\n-A PREROUTING {rule} -j DROP\nCOMMIT\n"
+    index = SnapshotIndex(
+        build_node(NodeSpec(pods=PODS, iptables=restore_input([web, other]) + mangle))
+    )
+    dropped = _dropped_destinations(diagnose([index]), evidence)
+    assert dropped == {f"default/web-b:{port}"}
 
 
 def test_an_ipv6_destination_is_written_as_podpath_trace_reads_it() -> None:
@@ -306,20 +318,3 @@ def test_every_pod_to_pod_path_is_judged_when_another_nodes_rule_names_a_pod() -
     to_pods = [j for j in swept.judged if j.path.destination.startswith("10.244.")]
     assert sum(j.weight for j in to_pods) == 4 * 3
     assert ("default/b", "10.244.0.5") in {(j.path.source, j.path.destination) for j in to_pods}
-
-
-def test_a_service_address_a_rule_names_is_not_shared_with_other_ports() -> None:
-    """web and web-b alike but for their VIPs; a mangle PREROUTING rule drops web-b's:
-    web-b is traced on its own and the drop named (the shape holds what rules name of
-    the address aimed at)."""
-    from podpath.lab.kubeproxy import restore_input
-    from podpath.lab.plan import _service
-
-    eps = tuple((p.ip, 80) for p in PODS[1:3])
-    web = _service("default", "web", "http", "TCP", "10.96.0.100", 80, None, eps)
-    other = _service("default", "web-b", "http", "TCP", "10.96.0.101", 80, None, eps)
-    mangle = "*mangle\n-A PREROUTING -d 10.96.0.101/32 -p tcp -j DROP\nCOMMIT\n"
-    rules = restore_input([web, other]) + mangle
-    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=rules)))
-    dropped = _dropped_destinations(diagnose([index]), "-d 10.96.0.101/32")
-    assert dropped == {"default/web-b:80"}
