@@ -336,3 +336,31 @@ def test_a_pod_a_policy_chain_names_is_a_class_apart(top: str, chain: str) -> No
     assert ["web-3"] in classes
     dropped = {d for f in diagnose([index]).findings for d in (p.destination for p in f.paths)}
     assert PODS[3].ip in dropped
+
+
+def test_pods_whose_own_ip_rules_differ_in_a_selector_are_classes_apart() -> None:
+    """web-1's `from POD ipproto tcp dport 81 lookup 100` sends only TCP to port 81 into
+    table 100 (a blackhole), web-2's `from POD lookup 100` everything: the rules differ
+    only in selectors the first rule shape left out."""
+    ip_rules = (
+        Rule(ROOT, 4, 100, "lookup", 100, src=f"{PODS[1].ip}/32", ipproto=6, dport=(81, 81)),
+        Rule(ROOT, 4, 100, "lookup", 100, src=f"{PODS[2].ip}/32"),
+        *BASE_RULES,
+    )
+    spec = NodeSpec(pods=PODS, rules=ip_rules, extra_routes=BLACKHOLE_100)
+    classes = [
+        sorted(p.name for p in c.members) for c in pod_classes(SnapshotIndex(build_node(spec)), 0)
+    ]
+    assert ["web-1"] in classes and ["web-2"] in classes, classes
+
+
+def test_the_progress_told_reaches_its_total() -> None:
+    """Pods that are endpoints of their own ports (hairpin) are judged apart, each port
+    counted once per source all the same: the last count told is the total."""
+    s1 = _service("default", "s1", "http", "TCP", "10.96.0.101", 80, None, ((PODS[1].ip, 80),))
+    both = tuple((p.ip, 80) for p in PODS)  # every pod of the class is its endpoint
+    s2 = _service("default", "s2", "http", "TCP", "10.96.0.102", 80, None, both)
+    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=restore_input([s1, s2]))))
+    told: list[tuple[int, int]] = []
+    diagnose([index], judged=lambda done, total: told.append((done, total)))
+    assert told and told[-1][0] == told[-1][1] and all(d <= t for d, t in told), told

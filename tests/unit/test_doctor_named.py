@@ -61,6 +61,7 @@ def test_ports_lists_and_ranges_in_iptables_nft_and_ipset_words() -> None:
         "tcp dport { 2379, 6443 } drop",
         "th sport 30000-32767 accept",
         "add KUBE-ROUTER-SVC 10.96.0.10,tcp:9153",
+        "-A FORWARD -m conntrack --ctorigdstport 10250 -j DROP",
     ):
         reader.read_ports(text)
     named = reader.done()
@@ -70,6 +71,7 @@ def test_ports_lists_and_ranges_in_iptables_nft_and_ipset_words() -> None:
     assert named.port_tags(31000) == ((30000, 32767),)
     assert named.port_tags(9153) == ((9153, 9153),)
     assert named.port_tags(53) == ((53, 53),)
+    assert named.port_tags(10250) == ((10250, 10250),)
     assert named.port_tags(80) == named.port_tags(None) == ()
 
 

@@ -37,9 +37,11 @@ _NAMED = re.compile(
 # `--dports 22,443,8000:9000` (multiport), `dport 8000-9000`, `dport { 22, 443 }`; and an
 # ipset member's `,tcp:80`.
 # nft also writes `dport != 80` and `dport vmap { 81 : drop }` (every number of a set or
-# map read, an address's octets too: a port named in excess only costs a trace).
+# map read, an address's octets too: a port named in excess only costs a trace);
+# conntrack's `--ctorigdstport 80` names the port a packet had before DNAT.
 _PORTS = re.compile(
-    r"(?:dports?|sports?|ports)\s+(?:!=\s*)?(?:v?map\s+)?(\{[^}]*\}|[\d:,-]+)"
+    r"(?:dports?|sports?|ports|ct(?:orig|repl)(?:src|dst)port)\s+(?:!=\s*)?(?:v?map\s+)?"
+    r"(\{[^}]*\}|[\d:,-]+)"
     r"|,(?:tcp|udp|sctp):([\d-]+)"
 )
 _PORT_ITEM = re.compile(r"(\d+)(?:[:-](\d+))?")
