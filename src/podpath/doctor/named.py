@@ -186,9 +186,10 @@ def _read_ipsets(reader: _Reader, text: str, used: set[str]) -> None:
 
 
 def _is_host(prefix: str) -> bool:
-    """`10.244.0.5/32`, `fd00::5/128` or a bare address: one host, not a network."""
+    """`10.244.0.5/32`, `fd00::5/128` or a bare address: one host, not a network (a
+    length that is no number, from a damaged snapshot, names nothing either)."""
     address, _, length = prefix.partition("/")
-    return not length or int(length) == (128 if ":" in address else 32)
+    return not length.isdigit() or int(length) == (128 if ":" in address else 32)
 
 
 def other_rule_texts(index: SnapshotIndex) -> Iterable[str]:
