@@ -126,9 +126,6 @@ class Owner:
         return f"{label} ({self.agent})" if self.agent and self.agent != what else label
 
 
-# Asked for every rule a trace walks: the doctor's 31 traces at 10k Services asked 8,004
-# times about ~1,800 rules. A pure function of strings; the cache is bounded.
-@lru_cache(maxsize=16384)
 def kube_managed_chain(chain: str) -> bool:
     """A chain kube-proxy or kubelet writes: not a network policy's, a CNI's or the
     host's (kube-router's KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-* are not)."""
@@ -140,6 +137,9 @@ def kube_managed_chain(chain: str) -> bool:
     )
 
 
+# Asked for every rule a trace walks: the doctor's 31 traces at 10k Services asked 8,004
+# times about ~1,800 rules. A pure function of strings; the cache is bounded.
+@lru_cache(maxsize=16384)
 def iptables_owner(
     table: str, chain: str, comments: tuple[str, ...], target: str | None = None
 ) -> Owner:
