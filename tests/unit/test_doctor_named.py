@@ -124,6 +124,17 @@ def test_a_host_prefix_is_the_address_and_a_netmask_may_be_no_prefix() -> None:
 _Case = tuple[list[_Network], list[tuple[_Address, _Address]], list[_Address]]
 
 
+def test_text_that_is_no_address_names_nothing_and_never_raises() -> None:
+    """Rule text from a damaged or hostile snapshot: an octet over 255 in a netmask, a
+    range's end or an address, a prefix longer than the family's."""
+    named = _read(
+        "-s 10.0.0.0/999.0.0.0 -j DROP",
+        "-m iprange --src-range 10.0.0.1-10.0.0.999",
+        "-d 10.0.0.1/64 -d 300.1.1.1",
+    )
+    assert not named.networks and not named.ranges and not named.addresses
+
+
 @st.composite
 def _named_and_probes(draw: st.DrawFn) -> _Case:
     """Networks and ranges of one family, and addresses in, at the edges of and around them."""

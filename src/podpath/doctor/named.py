@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.ipvs import parse_ipvs_conn
 from podpath.netfilter.owners import kube_managed_chain
+from podpath.trace.routing import address
 
 _V4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 _V6 = r"[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}"
@@ -149,8 +150,8 @@ def named_in_rules(index: SnapshotIndex) -> NamedInRules:
         reader.read_ports(f"dports {{ {port_set} }}")
     if index.snapshot.ipsets is not None:
         _read_ipsets(reader, index.snapshot.ipsets.text, used)
-    for address in _pinned_clients(index):
-        reader.read(address)
+    for client in _pinned_clients(index):
+        reader.read(client)
     root = index.root_netns
     for rule in root.rules if root is not None else ():
         # A rule naming a pod's own address (`from 10.244.0.5/32`, AWS VPC CNI's) is in
@@ -264,9 +265,8 @@ class _Reader:
                 self.ports.setdefault((low, max(low, int(last)) if last else low), None)
 
     def _add(self, start: str, length: str, netmask: str, end: str) -> None:
-        try:
-            first = ipaddress.ip_address(start)
-        except ValueError:
+        first = address(start)
+        if first is None:
             return  # e.g. a MAC address, which the IPv6 pattern also matches
         if end:
             self._add_range(first, end)
@@ -291,9 +291,10 @@ class _Reader:
         self, first: ipaddress.IPv4Address | ipaddress.IPv6Address, netmask: str
     ) -> None:
         """An address under a netmask that may be no prefix (iptables' `-s A/255.0.255.0`)."""
-        if first.version != 4:
-            return
-        mask = int(ipaddress.IPv4Address(netmask))
+        parsed = address(netmask)
+        if first.version != 4 or parsed is None or parsed.version != 4:
+            return  # `999.0.0.0` is no netmask: the rule's text names nothing here
+        mask = int(parsed)
         if mask == _ALL_ONES[4]:
             self.addresses.add(str(first))
         elif mask:
@@ -303,9 +304,8 @@ class _Reader:
         self.networks.setdefault((family, mask), {}).setdefault(network & mask, text)
 
     def _add_range(self, first: ipaddress.IPv4Address | ipaddress.IPv6Address, end: str) -> None:
-        try:
-            last = ipaddress.ip_address(end)
-        except ValueError:
+        last = address(end)
+        if last is None:
             return
         if last.version == first.version and int(last) >= int(first):
             key = (first.version, int(first), int(last))
