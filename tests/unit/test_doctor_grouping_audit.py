@@ -18,6 +18,7 @@ from podpath.doctor.findings import Report
 from podpath.doctor.tracer import Origin, Tracer
 from podpath.lab.kubeproxy import restore_input
 from podpath.lab.plan import _service
+from podpath.netfilter.kube_proxy import Service
 from podpath.snapshot.model import IpsetDump, Route, Rule, Snapshot
 
 PODS = [PodSpec(f"web-{i}", f"10.244.0.{i + 2}") for i in range(6)]
@@ -183,6 +184,51 @@ def test_each_pod_that_reaches_itself_through_a_service_is_judged() -> None:
     assert paths == {("default/web-1", "default/s1:80"), ("default/web-2", "default/s2:80")}
     assert sum(f.affected for f in hairpin) == 2, [(f.subject, f.affected) for f in hairpin]
     assert report.coverage.paths == 6 * 2 + 2 + 6 * 5  # pods and node to ports, pod to pod
+
+
+def _hairpin_off(services: list[Service]) -> SnapshotIndex:
+    """The six pods behind these Services, hairpin mode off on every bridge port."""
+    snapshot = build_node(NodeSpec(pods=PODS, iptables=restore_input(services)))
+    root = next(ns for ns in snapshot.netns if ns.inode == snapshot.root_netns)
+    links = tuple(replace(x, hairpin=False) if x.kind == "veth" else x for x in root.links)
+    return SnapshotIndex(with_root(snapshot, links=links))
+
+
+def test_a_hairpin_findings_subject_counts_the_pods_it_stands_for() -> None:
+    """web-1 reaches itself through s1 and s3, web-2 through s2: one finding, three paths,
+    two pods. Its subject said "pod default/web-1 (and 2 like it)", counting the other
+    destinations, as though two more pods were behind it."""
+    s1 = _service("default", "s1", "http", "TCP", "10.96.0.101", 80, None, ((PODS[1].ip, 80),))
+    s2 = _service("default", "s2", "http", "TCP", "10.96.0.102", 80, None, ((PODS[2].ip, 80),))
+    s3 = _service("default", "s3", "http", "TCP", "10.96.0.103", 80, None, ((PODS[1].ip, 80),))
+    (finding,) = [f for f in diagnose([_hairpin_off([s1, s2, s3])]).findings]
+    assert finding.check == "hairpin-off" and finding.affected == 3
+    assert finding.subject == "pod default/web-1 (and 1 pod like it)"
+
+
+def test_pods_ending_in_one_port_alike_are_named_in_the_subject() -> None:
+    """s4's endpoints are web-1 and web-2: their two hairpin paths are judged as one (web-1
+    listed, weighing two). The subject said "pod default/web-1" alone, and the fix names
+    web-1's port: nothing said web-2's port needs hairpin mode too."""
+    s4 = _service("default", "s4", "http", "TCP", "10.96.0.104", 80, None,
+                  ((PODS[1].ip, 80), (PODS[2].ip, 80)))  # fmt: skip
+    (finding,) = [f for f in diagnose([_hairpin_off([s4])]).findings]
+    assert finding.check == "hairpin-off" and finding.affected == 2
+    assert [p.source for p in finding.paths] == ["default/web-1"]
+    assert finding.subject == "pod default/web-1 (and 1 pod like it)"
+
+
+def test_a_rule_that_drops_several_services_is_not_said_to_have_others_like_it() -> None:
+    """FORWARD drops TCP to port 8080, which Services a and b both use: one finding whose
+    subject is the rule. It read "rule filter/FORWARD (and 1 like it)", as though another
+    rule dropped them too; the other Service is in its paths."""
+    a = _service("default", "a", "http", "TCP", "10.96.0.105", 8080, None, ((PODS[1].ip, 8080),))
+    b = _service("default", "b", "http", "TCP", "10.96.0.106", 8080, None, ((PODS[2].ip, 8080),))
+    drop = "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -p tcp --dport 8080 -j DROP\nCOMMIT\n"
+    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, iptables=restore_input([a, b]) + drop)))
+    (finding,) = [f for f in diagnose([index]).findings if f.check == "netfilter-drop"]
+    assert finding.subject == "rule filter/FORWARD"
+    assert {p.destination for p in finding.paths} == {"default/a:8080", "default/b:8080"}
 
 
 # --- endpoints followed once: what the node's neighbour table says of each ------------------

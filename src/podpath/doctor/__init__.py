@@ -26,7 +26,7 @@ from podpath.analysis.parsed import ParsedSnapshot
 from podpath.analysis.problems import problems
 from podpath.doctor.causes import Cause
 from podpath.doctor.findings import Coverage, Report
-from podpath.doctor.sweep import FROM_RULES, Judged, sweep
+from podpath.doctor.sweep import Judged, sweep
 from podpath.doctor.tracer import Tracer
 from podpath.forked import Forked
 
@@ -104,7 +104,10 @@ def _worse(a: str, b: str) -> str:
 
 def _merge_paths(found: dict[str, Finding], judged: list[Judged]) -> None:
     """One finding per cause: the paths it decides, the worst grade, the first hop."""
-    shared: dict[str, set[str]] = {}
+    # What else a finding's subject stands for: other destinations sharing its verdict
+    # (its subject a Service or address), or other pods (its subject the pod a path
+    # starts from). A subject naming a node, rule or policy stands for no other.
+    alike: dict[str, tuple[str, set[str]]] = {}
     for j in judged:
         for cause, share in j.causes:
             grade = cause.grade if share >= WHOLE else cause.partial_grade
@@ -113,13 +116,22 @@ def _merge_paths(found: dict[str, Finding], judged: list[Judged]) -> None:
                 found[cause.id] = _finding(cause, grade, j)
             else:
                 found[cause.id] = _add(old, cause, grade, j)
-            if j.like:
-                shared.setdefault(cause.id, set()).add(j.path.destination)
-    for cid, others in shared.items():
+            if cause.about == "destination" and j.like:
+                alike.setdefault(cause.id, ("", set()))[1].add(j.path.destination)
+            elif cause.about == "source":
+                alike.setdefault(cause.id, ("pod", set()))[1].update((j.path.source, *j.alike))
+    for cid, (noun, others) in alike.items():
         finding = found[cid]
-        n = len(others)
-        if finding.check not in FROM_RULES and n:
-            found[cid] = _with_subject(finding, f"{finding.subject} (and {n} like it)")
+        others.discard(finding.paths[0].source if noun else "")
+        if others:
+            found[cid] = _with_subject(finding, f"{finding.subject} {_and_like(noun, others)}")
+
+
+def _and_like(noun: str, others: set[str]) -> str:
+    """`(and 2 like it)`, `(and 1 pod like it)`: what else a finding's subject stands for."""
+    n = len(others)
+    what = f" {noun}{'s' if n != 1 else ''}" if noun else ""
+    return f"(and {n}{what} like it)"
 
 
 def _finding(cause: Cause, grade: str, j: Judged) -> Finding:

@@ -12,6 +12,7 @@ doctor cannot judge: it is named, graded info, never called broken.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.sockets import is_listening, local_endpoint
@@ -58,6 +59,11 @@ class Cause:
     # the sentence is cause + the parts joined + tail.
     parts: tuple[str, ...] = ()
     tail: str = ""
+    # What the subject names, which says what other paths sharing its verdict add to it
+    # ("(and 2 like it)"): the "destination" traced (other destinations), the "source"
+    # pod (other pods), or a "place" (a node, rule or policy: nothing; nor a cause read
+    # from each port's own rules, which names only its own Service).
+    about: Literal["destination", "source", "place"] = "place"
 
     @property
     def id(self) -> str:
@@ -347,6 +353,7 @@ def _dropped(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str) -
             (f"bridge -d link show dev {port}: hairpin off",),
             key=pod,
             partial_grade="critical",
+            about="source",
         )
     if by == "link":
         return Cause(
@@ -369,6 +376,7 @@ def _dropped(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str) -
         hop_text(drop) if drop else None,
         (reason,),
         key=f"{aim.label}:{reason}",
+        about="destination",
     )
 
 
@@ -483,6 +491,7 @@ def _netfilter_drop(
             evidence,
             key=f"{node}:{name}:{aim.address}",
             partial_grade="info",
+            about="destination",
         )
     mixed = _other_backend(rule, indexes, node) if rule is not None else ""
     if owner is not None and owner.kind == "network-policy":
@@ -509,6 +518,7 @@ def _netfilter_drop(
         evidence,
         key=f"{node}:{text}",
         partial_grade="warning",
+        about="destination" if rule is None else "place",
     )
 
 
@@ -622,6 +632,7 @@ def _uncertain(branch: Branch, aim: Aim) -> Cause:
         (why,),
         key=f"{subject}:{why}",
         partial_grade="info",
+        about="destination",
     )
 
 
@@ -682,4 +693,5 @@ def _untranslated(branch: Branch, reply: Branch, aim: Aim, indexes: list[Snapsho
         (reply.reason,),
         key=f"{aim.label}:{src}",
         partial_grade="critical",
+        about="destination",
     )

@@ -68,6 +68,8 @@ class Judged:
     weight: int = 1
     like: str = ""  # when it was not traced itself: the path whose trace it shares
     trace: Trace | None = None
+    # The other pods it stands for, each reaching itself as its source does (hairpin).
+    alike: tuple[str, ...] = ()
 
 
 @dataclass
@@ -181,6 +183,8 @@ class _Paths(NamedTuple):
     # How many (source, Service port) pairs it counts for the progress told: one per
     # port per source (a port judged from several pods of a class counts once).
     counted: int = 1
+    # The other pods of `weight`, each reaching itself as `origin` does (hairpin paths).
+    alike: tuple[str, ...] = ()
 
 
 class _ServiceSweep:
@@ -321,7 +325,8 @@ class _ServiceSweep:
                 alike.setdefault(tuple(own[k]), []).append(k)
             counted = 1 if i in uncounted else 0
             for mine, pods in alike.items():
-                paths = _Paths(origins[pods[0]], len(pods), svc, aim, counted)
+                others = tuple([origins[k].label for k in pods[1:]])
+                paths = _Paths(origins[pods[0]], len(pods), svc, aim, counted, others)
                 groups.setdefault((id(shape), mine), []).append(paths)
                 counted = 0
         return list(groups.values())
@@ -342,7 +347,7 @@ class _ServiceSweep:
             )
             causes = _share(trace, aim, indexes)
             path = self.path(origin, svc, aim)
-            self.out.judged.append(Judged(path, causes, first.weight, "", trace))
+            self.out.judged.append(Judged(path, causes, first.weight, "", trace, first.alike))
             rest = members[1:]
             if not rest:
                 continue
@@ -370,22 +375,23 @@ class _ServiceSweep:
         rules (no endpoints), or traced themselves (a cause of the port's own)."""
         path = self.path(other.origin, other.svc, other.aim)
         if not own:
-            return Judged(path, shared, other.weight, like)
+            return Judged(path, shared, other.weight, like, None, other.alike)
         if all(c.check in FROM_RULES for c in own):
             mine = tuple(
                 (_from_rules(c, other.svc, other.aim, first.svc), p)
                 for c, p in causes
                 if c.check in FROM_RULES
             )
-            return Judged(path, mine + shared, other.weight, like)
+            return Judged(path, mine + shared, other.weight, like, None, other.alike)
         if self.expanded >= EXPANSION_LIMIT:
-            return Judged(path, causes, other.weight, like)
+            return Judged(path, causes, other.weight, like, None, other.alike)
         self.expanded += 1
         aim = other.aim
         again = self.tracer.trace(
             other.origin, aim.address, aim.port, aim.proto, self.alike(other.origin, other.svc)
         )
-        return Judged(path, _share(again, aim, self.tracer.indexes), other.weight, "", again)
+        causes = _share(again, aim, self.tracer.indexes)
+        return Judged(path, causes, other.weight, "", again, other.alike)
 
     def alike(self, origin: Origin, svc: Service) -> Callable[[Flow], Hashable | None]:
         """What makes two endpoints of a Service behave alike for the trace: the packet as
