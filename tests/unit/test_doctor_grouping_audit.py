@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from routed_factory import RoutedNode, RoutedPod
+from routed_factory import build as routed
+from routed_factory import root_inode as routed_root
 from trace_factory import NodeSpec, PodSpec, build_node, ipvs_mode, root_inode, with_root
 
 from podpath.analysis.index import SnapshotIndex
@@ -18,7 +21,7 @@ from podpath.doctor.findings import Report
 from podpath.doctor.tracer import Origin, Tracer
 from podpath.lab.kubeproxy import restore_input
 from podpath.lab.plan import _service
-from podpath.netfilter.kube_proxy import Service
+from podpath.lab.records import ServiceRecord
 from podpath.snapshot.model import IpsetDump, Route, Rule, Snapshot
 
 PODS = [PodSpec(f"web-{i}", f"10.244.0.{i + 2}") for i in range(6)]
@@ -186,7 +189,7 @@ def test_each_pod_that_reaches_itself_through_a_service_is_judged() -> None:
     assert report.coverage.paths == 6 * 2 + 2 + 6 * 5  # pods and node to ports, pod to pod
 
 
-def _hairpin_off(services: list[Service]) -> SnapshotIndex:
+def _hairpin_off(services: list[ServiceRecord]) -> SnapshotIndex:
     """The six pods behind these Services, hairpin mode off on every bridge port."""
     snapshot = build_node(NodeSpec(pods=PODS, iptables=restore_input(services)))
     root = next(ns for ns in snapshot.netns if ns.inode == snapshot.root_netns)
@@ -334,6 +337,33 @@ def test_per_pod_ip_rules_of_a_routed_cni_keep_the_pods_one_class() -> None:
         build_node(NodeSpec(pods=PODS, rules=rules, iptables=restore_input([svc])))
     )
     assert len(pod_classes(index, 0)) == 1
+
+
+def test_per_pod_ip_rules_on_each_pods_veth_keep_the_pods_one_class() -> None:
+    """A routed node (Calico's shape) with `iif VETH lookup 100` for each pod's host-side
+    veth, table 100 a blackhole: the same rule for every pod but for its own veth's name
+    keeps them one class (each pod was a class of its own). Pods without the rule are
+    still apart, and the doctor finds each path a steered pod's packets take dropped."""
+    veths = [f"cali{i:012d}" for i in range(6)]
+    pods = [RoutedPod(n, f"10.244.0.{i + 5}", None, veths[i]) for i, n in enumerate("abcdef")]
+    root = routed_root(0)
+    base = (Rule(root, 4, 0, "lookup", 255), Rule(root, 4, 32766, "lookup", 254))
+
+    def node(steered: list[str]) -> SnapshotIndex:
+        own = tuple(Rule(root, 4, 100, "lookup", 100, iif=v) for v in steered)
+        blackhole = (Route(root, 4, 100, "blackhole", "0.0.0.0/0"),)
+        spec = RoutedNode(pods=pods, rules=own + base, extra_routes=blackhole)
+        return SnapshotIndex(routed(spec))
+
+    assert len(pod_classes(node(veths), 0)) == 1
+    index = node(veths[2:])
+    assert len(pod_classes(index, 0)) == 2
+    assert _verdicts(index, "a", "10.244.0.6", 80) == [("10.244.0.6", "delivered")]
+    assert _verdicts(index, "c", "10.244.0.5", 80) == [("10.244.0.5", "dropped")]
+    # Every pod-to-pod path fails but a's and b's to each other (the reply too is steered).
+    report = diagnose([index])
+    assert report.coverage.paths == 30 and report.coverage.classes == 2
+    assert sum(f.affected for f in report.findings) == 28, report.findings
 
 
 def test_kube_proxy_ipvs_sets_name_no_service_apart() -> None:

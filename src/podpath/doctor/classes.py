@@ -24,6 +24,8 @@ from podpath.trace.links import USABLE_STATES
 SELF = "<self>"
 # A rule's fields but its namespace's (the shape compares rules of different namespaces).
 _RULE_FIELDS = tuple(f.name for f in fields(Rule) if f.name != "netns")
+# The pod's own host-side veth, where a route or rule names it (each pod's has its name).
+OWN_VETH = "<veth>"
 LINK_LOCAL = "<link-local>"
 
 
@@ -248,11 +250,16 @@ def _route_shape(route: Route, own: frozenset[str], names: dict[int, str]) -> tu
     )
 
 
-def _rule_shape(rule: Rule, own: frozenset[str]) -> tuple[object, ...]:
+def _rule_shape(rule: Rule, own: frozenset[str], veth: str | None = None) -> tuple[object, ...]:
     """Every selector and action of the rule (ports, protocol, uid range... included), its
-    prefixes with the pod's own address left out."""
+    prefixes with the pod's own address left out, and the pod's own host-side `veth` as
+    an interface it names."""
     return tuple(
-        _strip(getattr(rule, name), own) if name in ("src", "dst") else getattr(rule, name)
+        _strip(getattr(rule, name), own)
+        if name in ("src", "dst")
+        else OWN_VETH
+        if name in ("iif", "oif") and veth is not None and getattr(rule, name) == veth
+        else getattr(rule, name)
         for name in _RULE_FIELDS
     )
 
@@ -268,7 +275,7 @@ def _root_shape(
     seen = _root_index(roots, root)
     names = dict(seen.names)
     if peer.ifindex in names:
-        names[peer.ifindex] = "<veth>"
+        names[peer.ifindex] = OWN_VETH
     mine = [
         *seen.by_dev.get(peer.ifindex, ()),
         *(r for a in own for r in seen.by_address.get(a, ())),
@@ -277,7 +284,7 @@ def _root_shape(
     unique = list({id(r): r for r in mine}.values())
     routes = [_route_shape(r, own, names) for r in unique]
     rules = [
-        _rule_shape(r, own)
+        _rule_shape(r, own, peer.name)
         for r in root.rules
         if (r.src or "").partition("/")[0] in own
         or (r.dst or "").partition("/")[0] in own
