@@ -268,6 +268,21 @@ def test_an_endpoint_the_node_resolves_to_a_stale_mac_is_followed_apart() -> Non
     assert {"node-a", "default/web-0"} <= sources, sources
 
 
+def test_a_pods_address_resolved_on_another_interface_leaves_it_in_its_class() -> None:
+    """The node's neighbour table also holds web-3's address on eth0 with another MAC (the
+    uplink once had a host of that address): the node reaches web-3 by cni0, where the
+    entry is web-3's own, and web-3 answers as the others do. Entries were keyed by address
+    alone: the eth0 one made web-3 a class of its own."""
+    snapshot = build_node(NodeSpec(pods=PODS))
+    root = next(ns for ns in snapshot.netns if ns.inode == snapshot.root_netns)
+    (eth0,) = [link for link in root.links if link.name == "eth0"]
+    (cni0,) = [n for n in root.neighbours if n.dst == PODS[3].ip]
+    other = replace(cni0, ifindex=eth0.ifindex, lladdr="02:00:00:00:00:99", state=("STALE",))
+    index = SnapshotIndex(with_root(snapshot, neighbours=(*root.neighbours, other)))
+    assert _verdicts(index, "node", PODS[3].ip, 80) == [(PODS[3].ip, "delivered")]
+    assert len(pod_classes(index, 0)) == 1
+
+
 # --- IPVS persistence: clients a template pins ----------------------------------------------
 
 IPVS_LISTING = (

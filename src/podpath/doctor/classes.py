@@ -85,9 +85,10 @@ class _Root:
     by_address: dict[str, list[Route]]
     # Per interface: its netconf, qdiscs and tc filters, each without the ifindex.
     extras: dict[int | None, tuple[list[tuple[object, ...]], ...]]
-    # The MAC the node's neighbour table gives each address, where the kernel would send
-    # to it without resolving first; the bridge ports the FDB gives each MAC.
-    resolved: dict[str, str]
+    # The MAC the node's neighbour table gives each (interface, address), where the
+    # kernel would send to it without resolving first; the bridge ports the FDB gives
+    # each MAC.
+    resolved: dict[tuple[int, str], str]
     ports_of: dict[str, list[int]]
 
 
@@ -115,7 +116,9 @@ def _root(ns: NetNamespace) -> _Root:
             )
     names = {link.ifindex: link.name for link in ns.links}
     resolved = {
-        n.dst: n.lladdr.lower() for n in ns.neighbours if n.lladdr and set(n.state) & USABLE_STATES
+        (n.ifindex, n.dst): n.lladdr.lower()
+        for n in ns.neighbours
+        if n.lladdr and set(n.state) & USABLE_STATES
     }
     ports_of: dict[str, list[int]] = {}
     for entry in ns.fdb:
@@ -173,13 +176,18 @@ def position(
 
 def _misdirected(root: _Root, pod: Pod, mac: str | None, peer: Link) -> tuple[object, ...]:
     """What the node would send the pod's frames to instead of its own eth0: a neighbour
-    entry with another MAC for its address, an FDB entry sending its MAC out of another
+    entry with another MAC for its address on the interface the node reaches it by (the
+    bridge, or a routed CNI's veth itself), an FDB entry sending its MAC out of another
     port (() when neither: the usual case, however the entries' states and ages differ)."""
     if not mac:
         return ()  # the pod's eth0 unread: nothing to compare with
     own_mac = mac.lower()
+    devices = (peer.ifindex,) if peer.master is None else (peer.master, peer.ifindex)
     wrong = tuple(
-        (ip, found) for ip in pod.ips if (found := root.resolved.get(ip, own_mac)) != own_mac
+        (ip, found)
+        for ip in pod.ips
+        for dev in devices
+        if (found := root.resolved.get((dev, ip), own_mac)) != own_mac
     )
     elsewhere = tuple(p for p in root.ports_of.get(own_mac, ()) if p != peer.ifindex)
     return (wrong, elsewhere) if wrong or elsewhere else ()
