@@ -121,6 +121,18 @@ def test_a_host_prefix_is_the_address_and_a_netmask_may_be_no_prefix() -> None:
     assert named.tags("10.0.1.9") == ()
 
 
+def test_an_ipv6_netmask_that_is_no_prefix_holds_what_it_masks() -> None:
+    """ip6tables-save writes a netmask that is no prefix as an address too:
+    fd00::/ffff:0:ffff:: holds fd00:7:0::9 (its second group free), not fd00:0:1::9. It
+    was read as the bare address fd00::, holding nothing."""
+    named = _read(
+        "-s fd00::/ffff:0:ffff:: -j DROP", "-d fd00::9/ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+    )
+    assert named.tags("fd00:7::9") == ("fd00::/ffff:0:ffff::",)
+    assert named.tags("fd00:0:1::9") == ()
+    assert named.addresses == {"fd00::9"}
+
+
 _Case = tuple[list[_Network], list[tuple[_Address, _Address]], list[_Address]]
 
 

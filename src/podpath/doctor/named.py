@@ -26,12 +26,12 @@ from podpath.trace.routing import address
 _V4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 _V6 = r"[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}"
 # An address as rules and ipsets write one, with a prefix length (10.244.1.0/25), a
-# netmask that is no prefix (iptables-save's 10.0.0.0/255.0.255.0) or as the start of a
-# range (10.244.1.1-10.244.1.9). The look-arounds keep 10.244.0.3 from matching inside
+# netmask that is no prefix (iptables-save's 10.0.0.0/255.0.255.0, ip6tables-save's
+# fd00::/ffff:0:ffff::) or as the start of a range (10.244.1.1-10.244.1.9). The look-arounds keep 10.244.0.3 from matching inside
 # 10.244.0.35 or 110.244.0.3, and `:80` of `10.0.0.1:80` out of an IPv6 reading; as
 # podpath.analysis.mentions reads them.
 _NAMED = re.compile(
-    rf"(?<![\w.:])({_V4}|{_V6})(?:/(\d{{1,3}})(?![\d.])|/({_V4})|-({_V4}|{_V6}))?"
+    rf"(?<![\w.:])({_V4}|{_V6})(?:/(\d{{1,3}})(?![\d.])|/({_V4}|{_V6})|-({_V4}|{_V6}))?"
     r"(?![\w.]|:[0-9a-fA-F]*:)"
 )
 # A port value as iptables and nft write one: `--dport 80`, `--dport 8000:9000`,
@@ -290,15 +290,16 @@ class _Reader:
     def _add_masked(
         self, first: ipaddress.IPv4Address | ipaddress.IPv6Address, netmask: str
     ) -> None:
-        """An address under a netmask that may be no prefix (iptables' `-s A/255.0.255.0`)."""
+        """An address under a netmask that may be no prefix (iptables' `-s A/255.0.255.0`,
+        ip6tables' `-s A/ffff:0:ffff::`)."""
         parsed = address(netmask)
-        if first.version != 4 or parsed is None or parsed.version != 4:
+        if parsed is None or parsed.version != first.version:
             return  # `999.0.0.0` is no netmask: the rule's text names nothing here
         mask = int(parsed)
-        if mask == _ALL_ONES[4]:
+        if mask == _ALL_ONES[first.version]:
             self.addresses.add(str(first))
         elif mask:
-            self._add_mask(4, mask, int(first) & mask, f"{first}/{netmask}")
+            self._add_mask(first.version, mask, int(first) & mask, f"{first}/{netmask}")
 
     def _add_mask(self, family: int, mask: int, network: int, text: str) -> None:
         self.networks.setdefault((family, mask), {}).setdefault(network & mask, text)
