@@ -18,6 +18,7 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.doctor import diagnose
 from podpath.doctor.classes import pod_classes
 from podpath.doctor.findings import Report
+from podpath.doctor.named import named_in_rules
 from podpath.doctor.tracer import Origin, Tracer
 from podpath.lab.kubeproxy import restore_input
 from podpath.lab.plan import _service
@@ -110,6 +111,25 @@ def test_a_port_an_ip_rule_selects_is_not_shared() -> None:
     assert {v for _, v in _verdicts(index, "web-0", "10.96.0.100", 80)} == {"delivered"}
     refused = {d for _, d in _paths(diagnose([index]), "no-route")}
     assert refused == {"default/alt:81"}
+
+
+def test_the_values_of_an_nft_map_name_pods_and_ports() -> None:
+    """A host nft table DNATs through a named map whose values are a pod and port
+    (`dnat ip to ip daddr map @steer`, 10.96.0.200 -> web-3:81): only its keys were read,
+    so web-3 stayed in its class and port 81 was named by nothing."""
+    import nft_real
+
+    steer = (
+        "table ip hostnat {\n map steer {\n type ipv4_addr : ipv4_addr . inet_service\n"
+        f" elements = {{ 10.96.0.200 : {PODS[3].ip} . 81 }}\n }}\n"
+        " chain pre {\n type nat hook prerouting priority -100; policy accept;\n"
+        " meta l4proto tcp dnat ip to ip daddr map @steer\n }\n}\n"
+    )
+    loaded = nft_real.load(steer)
+    index = SnapshotIndex(build_node(NodeSpec(pods=PODS, nft_json=loaded.json)))
+    named = named_in_rules(index)
+    assert PODS[3].ip in named.addresses and named.port_tags(81) == ((81, 81),)
+    assert len(pod_classes(index, 0)) == 2
 
 
 # --- pod classes: what sets pods apart outside netfilter's addresses and exact names ----------

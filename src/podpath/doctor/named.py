@@ -210,18 +210,28 @@ def other_rule_texts(index: SnapshotIndex) -> Iterable[str]:
             # affinity sets, which pin clients (pods) to endpoints.
             if s.table not in _KUBE_NFT_TABLES or s.name.startswith("affinity-"):
                 for element in s.elements:
-                    yield " ".join(element.key)
+                    # A map's values name addresses too (`dnat to ip daddr map @m`).
+                    yield " ".join((*element.key, element.value or ""))
 
 
 def _nft_port_sets(index: SnapshotIndex) -> Iterable[str]:
     """The ports of the named sets and maps of tables other than kube-proxy's, as a list
-    (`tcp dport @blocked` names its set's elements: their column of type inet_service)."""
+    (`tcp dport @blocked` names its set's elements: their column of type inet_service;
+    a map's values, the same way)."""
     nft = index.nft_ruleset
     for s in nft.sets if nft is not None else ():
-        columns = [i for i, kind in enumerate(s.type) if kind == "inet_service"]
-        if s.table in _KUBE_NFT_TABLES or not columns:
+        if s.table in _KUBE_NFT_TABLES:
             continue
-        yield ", ".join(e.key[i] for e in s.elements for i in columns if i < len(e.key))
+        columns = [i for i, kind in enumerate(s.type) if kind == "inet_service"]
+        if columns:
+            yield ", ".join(e.key[i] for e in s.elements for i in columns if i < len(e.key))
+        # A map's values: `ipv4_addr . inet_service` (a DNAT map's address and port).
+        values = [
+            i for i, kind in enumerate((s.map_type or "").split(" . ")) if kind == "inet_service"
+        ]
+        if values:
+            parts = [(e.value or "").split(" . ") for e in s.elements]
+            yield ", ".join(p[i] for p in parts for i in values if i < len(p))
 
 
 def _pinned_clients(index: SnapshotIndex) -> Iterable[str]:
