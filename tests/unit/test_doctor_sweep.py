@@ -222,11 +222,17 @@ def test_a_remote_endpoint_a_rule_names_is_not_merged_with_the_others() -> None:
 
 
 def test_a_pod_another_nodes_rule_names_is_traced_apart_from_its_class() -> None:
-    """node-b's pods c and d are one class on node-b; node-a's FORWARD rule drops d's
-    address. From node-a's pods, the way to d is traced as well as the way to c."""
+    """node-b's pods c and d would be one class on node-b; node-a's FORWARD rule drops d's
+    address. From node-a's pods, the way to d is traced as well as the way to c; and d,
+    whose packets' replies cross that rule, is a class of its own: a and b answer d's
+    pings into the drop, c's get through (with c and d one class, the first of them
+    stood for both, so d's failures were missed or c blamed for them)."""
     node_a, node_b = two_nodes(iptables_a="*filter\n-A FORWARD -d 10.244.1.6/32 -j DROP\nCOMMIT\n")
     report = diagnose([SnapshotIndex(node_a), SnapshotIndex(node_b)])
-    assert _dropped_destinations(report, "-d 10.244.1.6/32") == {"10.244.1.6"}
+    assert _dropped_destinations(report, "-d 10.244.1.6/32") == {"10.244.1.6", "10.244.0.5"}
+    (found,) = [f for f in report.findings if f.check == "netfilter-drop"]
+    # a and b to d, d to a and b: four paths, none of c's.
+    assert found.affected == 4 and "default/c" not in {p.source for p in found.paths}
 
 
 def _dropped_destinations(report: Report, evidence: str) -> set[str]:

@@ -14,6 +14,7 @@ Pods that such a rule's network or address range holds are apart from those it d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from podpath.analysis.index import SnapshotIndex
@@ -57,11 +58,16 @@ def traceable(pod: Pod) -> bool:
 
 
 def pod_classes(
-    index: SnapshotIndex, node: int, named: NamedInRules | None = None
+    index: SnapshotIndex,
+    node: int,
+    named: NamedInRules | None = None,
+    elsewhere: Sequence[NamedInRules] = (),
 ) -> list[PodClass]:
     """The node's traceable pods grouped by network position, in pod order (`named`: what
-    the node's other rules name, read from the index when not given)."""
+    the node's other rules name, read from the index when not given; `elsewhere`: what
+    the other loaded nodes' rules name, which a pod's packets and replies to it cross)."""
     named = named_in_rules(index) if named is None else named
+    every = (named, *elsewhere)
     singled = singled_out(index, named)
     roots: dict[int, _Root] = {}
     groups: dict[tuple[object, ...], list[Pod]] = {}
@@ -70,7 +76,7 @@ def pod_classes(
             key = position(index, pod, singled, roots, named.interface_prefixes)
             # Networks and ranges a rule names set apart the pods they hold (one that
             # holds every pod, the pod CIDR, sets none apart).
-            tags = tuple(named.tags(ip) for ip in pod.ips)
+            tags = tuple(each.tags(ip) for each in every for ip in pod.ips)
             groups.setdefault((*key, tags) if any(tags) else key, []).append(pod)
     return [PodClass(node, key, tuple(members)) for key, members in groups.items()]
 

@@ -101,7 +101,11 @@ def sweep(
     out = Sweep()
     indexes = tracer.indexes
     named = [named_in_rules(index) for index in indexes]
-    classes = {node: pod_classes(index, node, named[node]) for node, index in enumerate(indexes)}
+    # A pod's packets to another node's pods, and their replies, cross that node's rules.
+    classes = {
+        node: pod_classes(index, node, named[node], [*named[:node], *named[node + 1 :]])
+        for node, index in enumerate(indexes)
+    }
     for node in classes:
         out.classes.extend(classes[node])
         for cls in classes[node]:
