@@ -362,6 +362,33 @@ def test_hairpin_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     assert lab.probe(web.ref, _vip(lab), 80).ok
 
 
+def test_a_host_firewall_that_drops_the_overlay(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node2's INPUT drops UDP to flannel's VXLAN port (firewalld without it opened): every
+    pod packet between the nodes travels in such a packet, so node1's pods reach node2's
+    no longer, while the pod packets themselves match no rule. The doctor over both nodes
+    names the rule and the VXLAN packet it drops (it followed the inner packet alone and
+    found nothing); real traffic times out, and is answered once the rule is gone."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    client, server = _other(lab), _web(lab, "node2")
+    assert lab.probe(client.ref, server.ip, 80).ok
+    shown = lab.exec("node2", ["ip", "-j", "-d", "link", "show", "flannel.1"]).stdout
+    port = str(json.loads(shown)[0]["linkinfo"]["info_data"]["port"])
+    rule = ["INPUT", "-p", "udp", "--dport", port, "-j", "DROP"]
+    lab.exec("node2", ["iptables", "-I", *rule])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    finding = _one(report, "netfilter-drop")
+    assert "drops the VXLAN packet (udp " in finding["cause"], finding
+    assert f":{port}) that carries " in finding["cause"], finding
+    assert finding["hop"].startswith("[node2] ") and "INPUT" in finding["hop"], finding
+    assert {p["from"] for p in finding["paths"]} & {client.ref, server.ref}, finding
+    assert not lab.probe(client.ref, server.ip, 80).ok
+    lab.exec("node2", ["iptables", "-D", *rule])
+    assert lab.probe(client.ref, server.ip, 80).ok
+
+
 def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     """A Calico node loses its default route: its pods' gateway 169.254.1.1 is answered by
     proxy ARP only for addresses the node routes elsewhere, so nothing answers; and the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from trace_factory import (
     ETH0,
     MAIN,
@@ -107,6 +108,41 @@ def test_cross_node_vxlan_encapsulates_to_the_remote_vtep() -> None:
     assert vx[1].node == "node-b" and vx[1].data.get("decap") is True
     route = next(h for h in b.hops if h.kind == "route" and h.data["dev"] == "flannel.1")
     assert route.data["gateway"] == "10.244.1.0"
+
+
+_VXLAN_BLOCKED = {
+    # node-b's host firewall drops the encapsulated UDP as it arrives (firewalld without
+    # flannel's port open), or node-a's as it leaves.
+    "receiver INPUT": (
+        "",
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p udp -m udp --dport 8472 -j DROP\nCOMMIT\n",
+        "node-b",
+        "INPUT",
+    ),
+    "sender OUTPUT": (
+        "*filter\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d 192.168.0.3/32 -p udp -j REJECT\nCOMMIT\n",
+        "",
+        "node-a",
+        "OUTPUT",
+    ),
+}
+
+
+@pytest.mark.parametrize("where", list(_VXLAN_BLOCKED))
+def test_a_host_firewall_that_drops_the_vxlan_packet_stops_pod_traffic(where: str) -> None:
+    """The encapsulated packet is the kernel's own (UDP from VTEP to VTEP, port 8472): it
+    crosses the sender's OUTPUT and POSTROUTING and the receiver's PREROUTING and INPUT.
+    The inner packet was followed as though the tunnel had no rules: delivered."""
+    rules_a, rules_b, node, hook = _VXLAN_BLOCKED[where]
+    a, bn = two_nodes("vxlan", iptables_a=rules_a, iptables_b=rules_b)
+    b = _only(trace([a, bn], Probe("default/a", "default/c:80")).branches)
+    assert b.verdict == "dropped", b.reason
+    assert b.reason.startswith("the VXLAN packet (udp 192.168.0.2 -> 192.168.0.3:8472): "), b.reason
+    assert f"at {hook}" in b.reason and b.hops[-1].node == node
+    assert b.packet.dst == "10.244.1.5" and b.packet.dport == 80  # the traced packet
+    # Without the rule, the tunnel delivers.
+    a, bn = two_nodes("vxlan")
+    assert _only(trace([a, bn], Probe("default/a", "default/c:80")).branches).verdict == "delivered"
 
 
 def test_blackhole_route_drops() -> None:

@@ -507,12 +507,30 @@ def _netfilter_drop(
             partial_grade="warning",
         )
     what = owner.text if owner is not None else "a rule"
+    verb = "rejects" if "REJECT" in text else "drops"
+    flow = f"{branch.packet.src} -> {aim.target}/{aim.proto}"
+    carrier = drop.data.get("carrier") if drop is not None else None
+    if carrier:
+        # The tunnel's own packet between the nodes (flannel's UDP 8472, Calico's IPIP).
+        return Cause(
+            "netfilter-drop",
+            "critical",
+            f"rule {rule.data.get('table')}/{rule.data.get('chain')}" if rule else aim.label,
+            f"{way}{what} {verb} {carrier} that carries {flow}: the pods' traffic "
+            "between these nodes travels in such packets",
+            "let the overlay's packets between the nodes through (the protocol and port "
+            "above, from every node's address), or narrow the rule",
+            decided,
+            evidence,
+            key=f"{node}:{text}",
+            partial_grade="warning",
+            about="place",
+        )
     return Cause(
         "netfilter-drop",
         "critical",
         f"rule {rule.data.get('table')}/{rule.data.get('chain')}" if rule else aim.label,
-        f"{way}{what} {'rejects' if 'REJECT' in text else 'drops'} "
-        f"{branch.packet.src} -> {aim.target}/{aim.proto}{mixed}",
+        f"{way}{what} {verb} {flow}{mixed}",
         "remove or narrow the rule, or ask its owner why it drops this traffic",
         decided,
         evidence,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
@@ -45,6 +45,7 @@ from podpath.trace.probe import (
     Probe,
     ProbeError,
     Source,
+    hostport,
     resolve_destination,
     resolve_source,
 )
@@ -60,6 +61,14 @@ from podpath.trace.routing import (
 )
 
 MAX_STEPS = 48
+
+
+@dataclass(frozen=True)
+class _Received:
+    """A tunnel's outer packet as it reaches the far end's device."""
+
+    outer: Packet
+    link: Link
 
 
 class Engine:
@@ -201,16 +210,13 @@ class Engine:
             flow.probability, verdict, reason, hops, flow.packet, None, uncertain, flow.nat, end
         )
 
-    def drop(self, flow: Flow, reason: str, by: str) -> list[Branch]:
-        """The packet is dropped here."""
-        hop = Hop(
-            "drop",
-            self.hostname(flow.node),
-            f"dropped: {reason}",
-            (),
-            (),
-            {"reason": reason, "by": by, "netns": flow.netns},
-        )
+    def drop(self, flow: Flow, reason: str, by: str, carrier: str = "") -> list[Branch]:
+        """The packet is dropped here (`carrier`: the tunnel packet that carried it, when
+        that is what a rule dropped)."""
+        data: dict[str, JsonValue] = {"reason": reason, "by": by, "netns": flow.netns}
+        if carrier:
+            data["carrier"] = carrier
+        hop = Hop("drop", self.hostname(flow.node), f"dropped: {reason}", (), (), data)
         return [self.finish(flow, "dropped", reason, hop)]
 
     def unsure(self, flow: Flow, reason: str) -> list[Branch]:
@@ -269,8 +275,12 @@ class Engine:
         """The node's xt_recent lists; None when the snapshot did not read them."""
         return self.indexes[node].snapshot.xt_recent
 
-    def hook_split(self, flow: Flow, hook: str, env: NfEnv) -> tuple[list[Flow], list[Branch]]:
-        """Run a hook: the flows that go on, and the branches that end here."""
+    def hook_split(
+        self, flow: Flow, hook: str, env: NfEnv, carrier: str = ""
+    ) -> tuple[list[Flow], list[Branch]]:
+        """Run a hook: the flows that go on, and the branches that end here (`carrier`: the
+        tunnel packet walked in the traced one's place, which their reasons name)."""
+        label = f"{carrier}: " if carrier else ""
         if not self.is_root(flow):
             return [flow], []
         family = 6 if ":" in flow.packet.dst else 4
@@ -299,11 +309,11 @@ class Engine:
                 going.append(nxt)
             elif outcome.verdict in ("DROP", "REJECT"):
                 what = "rejected" if outcome.verdict == "REJECT" else "dropped"
-                reason = f"{what} at {hook}: {outcome.reason}" + _owned_by(outcome.hops)
+                reason = f"{label}{what} at {hook}: {outcome.reason}" + _owned_by(outcome.hops)
                 reason += policy.denial(outcome.hops)
-                ended.extend(self.drop(nxt, reason, "netfilter"))
+                ended.extend(self.drop(nxt, reason, "netfilter", carrier))
             else:
-                ended.extend(self.unsure(nxt, outcome.reason))
+                ended.extend(self.unsure(nxt, f"{label}{outcome.reason}"))
         return going, ended
 
     def _merge_outcomes(self, before: Flow, outcomes: list[NfOutcome]) -> list[NfOutcome]:
@@ -945,16 +955,21 @@ class Engine:
         flow = flow.add(hop)
         if remote is None:
             return self.drop(flow, f"no remote VTEP for {mac} on {device.name}", "vxlan")
-        outer = Packet(vx.local if vx else None, remote, "udp", None, vx.port if vx else 4789)
-        crossed = self._underlay(flow, outer, f"VTEP {remote}")
+        outer = Packet(
+            vx.local if vx else None, remote, "udp", None, vx.port if vx else 4789, flow.packet.mark
+        )
+        crossed = self._underlay(flow, outer, f"VTEP {remote}", "VXLAN")
         if isinstance(crossed, list):
             return crossed
-        flow, target, leave = crossed
+        flow, target, leave, received = crossed
         remote_dev = self._vxlan_device(target, vni, remote)
         if remote_dev is None:
             return self.unsure(
                 flow.add(leave), f"node {self.hostname(target)} has no VXLAN device with VNI {vni}"
             )
+        going, ended = self._carried(
+            flow.add(leave), received.outer, ("PREROUTING", "INPUT"), "VXLAN", target, received
+        )
         dec = Hop(
             "vxlan",
             self.hostname(target),
@@ -970,7 +985,7 @@ class Engine:
                 "decap": True,
             },
         )
-        return self.arrive(flow.add(leave, dec), target, remote_dev)
+        return ended + [b for f in going for b in self.arrive(f.add(dec), target, remote_dev)]
 
     def ipip(self, flow: Flow, device: Link, gateway: str | None) -> list[Branch]:
         """IP in IP (Calico's IPIP mode: `NODE-BLOCK via NODE dev tunl0 proto bird onlink`):
@@ -998,10 +1013,11 @@ class Engine:
             {"dev": device.name, "remote": gateway},
         )
         flow = flow.add(hop)
-        crossed = self._underlay(flow, Packet(None, gateway, "ipencap"), f"IPIP peer {gateway}")
+        outer = Packet(None, gateway, "ipencap", mark=flow.packet.mark)
+        crossed = self._underlay(flow, outer, f"IPIP peer {gateway}", "IP-in-IP")
         if isinstance(crossed, list):
             return crossed
-        flow, target, leave = crossed
+        flow, target, leave, received = crossed
         receiver = self._ipip_device(target)
         if receiver is None:
             return self.unsure(
@@ -1009,6 +1025,9 @@ class Engine:
                 f"node {self.hostname(target)} has no IP-in-IP device (tunl0) to unwrap "
                 "protocol 4: the kernel would answer protocol unreachable",
             )
+        going, ended = self._carried(
+            flow.add(leave), received.outer, ("PREROUTING", "INPUT"), "IP-in-IP", target, received
+        )
         dec = Hop(
             "ipip",
             self.hostname(target),
@@ -1017,7 +1036,7 @@ class Engine:
             (),
             {"dev": receiver.name, "remote": gateway, "decap": True},
         )
-        return self.arrive(flow.add(leave, dec), target, receiver)
+        return ended + [b for f in going for b in self.arrive(f.add(dec), target, receiver)]
 
     def arrive(self, flow: Flow, node: int, device: Link) -> list[Branch]:
         """The packet received by another node's device (its mark cleared: the skb crossed
@@ -1026,12 +1045,14 @@ class Engine:
         return self.receive(moved, device)
 
     def _underlay(
-        self, flow: Flow, outer: Packet, what: str
-    ) -> tuple[Flow, int, Hop] | list[Branch]:
+        self, flow: Flow, outer: Packet, what: str, tunnel: str
+    ) -> tuple[Flow, int, Hop, _Received] | list[Branch]:
         """An encapsulated packet routed over the node's underlay toward the tunnel's far
-        end (`outer.dst`: a VTEP, an IPIP peer): the flow with that route, the loaded node
-        that owns the far end and the hop leaving for it; or the branches where it ends
-        (no route, a far end no loaded snapshot holds)."""
+        end (`outer.dst`: a VTEP, an IPIP peer) and through this node's OUTPUT and
+        POSTROUTING as the kernel sends it (a host firewall dropping UDP 8472 or
+        protocol 4 stops the pods' traffic here): the flow with those hops, the loaded node
+        that owns the far end, the hop leaving for it and what arrives there; or the
+        branches where it ends (no route, a drop, a far end no loaded snapshot holds)."""
         routed = self.route(
             replace(flow, packet=outer), note="underlay route of the encapsulated packet"
         )
@@ -1042,12 +1063,74 @@ class Engine:
         if decision.type in DROP_TYPES or decision.type == "none":
             return self.no_route(flow, decision)
         underlay = self.indexes[flow.node].link(flow.netns, decision.dev)
+        if outer.src is None:
+            ns = self.netns(flow)
+            chosen = select_source(ns, decision, outer.dst).address if ns is not None else None
+            outer = outer.with_(src=chosen)
+        going, ended = self._carried(flow, outer, ("OUTPUT", "POSTROUTING"), tunnel, out=underlay)
+        if len(going) != 1:
+            return ended + [
+                b
+                for f in going
+                for b in self.unsure(f, f"the {tunnel} packet's rules split it: not followed")
+            ]
+        (flow,) = going
+        if ended:
+            return ended + self.unsure(flow, f"the {tunnel} packet's rules split it: not followed")
         nexthop = decision.gateway or outer.dst
         owner = self._owners.get(outer.dst)
         if owner is None or owner[0] == flow.node:
             return self.leaves(flow, underlay, nexthop, what)
-        target, _link = owner
-        return flow, target, self.leave_hop(flow, underlay, nexthop, target)
+        target, link = owner
+        # The wire clears the mark; the far end sees the packet as sent.
+        received = _Received(outer.with_(mark=0), link)
+        return flow, target, self.leave_hop(flow, underlay, nexthop, target), received
+
+    def _carried(
+        self,
+        flow: Flow,
+        outer: Packet,
+        hooks: tuple[str, str],
+        tunnel: str,
+        node: int | None = None,
+        received: _Received | None = None,
+        out: Link | None = None,
+    ) -> tuple[list[Flow], list[Branch]]:
+        """The packet a tunnel wraps the flow's in, through two hooks of the root namespace
+        of `node` (the flow's own by default; arriving on `received.link` there): the flow
+        with the hops it met, or the branches where a rule ended it (their packet the
+        flow's own, their reason naming the outer one).
+
+        The outer packet is a connection of its own (NEW: each inner flow hashes to its
+        own UDP source port), so nat chains see it too; a rule that translates it is
+        followed no further. The kernel keeps the inner packet's mark on it (the same
+        namespace: skb_scrub_packet clears it only across namespaces)."""
+        where = flow.node if node is None else node
+        netns = flow.netns if received is None else received.link.netns
+        carrier = Flow(outer, where, netns, flow.probability, flow.hops, (), flow.uncertain)
+        to = hostport(outer.dst, outer.dport)
+        carried = f"the {tunnel} packet ({outer.proto} {outer.src} -> {to})"
+        in_link = received.link if received is not None else None
+        going: list[Flow] = [carrier]
+        ended: list[Branch] = []
+        for hook in hooks:
+            nxt: list[Flow] = []
+            for f in going:
+                on, stop = self.hook_split(f, hook, self.env(f, in_link, out), carried)
+                nxt.extend(on)
+                ended.extend(stop)
+            going = nxt
+        inner = [replace(b, packet=flow.packet, nat=flow.nat) for b in ended]
+        kept: list[Flow] = []
+        for f in going:
+            back = replace(flow, probability=f.probability, hops=f.hops, uncertain=f.uncertain)
+            if (f.packet.dst, f.packet.dport) != (outer.dst, outer.dport):
+                inner.extend(
+                    self.unsure(back, f"{carried} translated to {f.packet.dst}: not followed")
+                )
+            else:
+                kept.append(back)
+        return kept, inner
 
     def _ipip_device(self, node: int) -> Link | None:
         """The device that unwraps IP in IP on a node: tunl0 (the fallback device every
