@@ -235,6 +235,22 @@ def test_a_pod_another_nodes_rule_names_is_traced_apart_from_its_class() -> None
     assert found.affected == 4 and "default/c" not in {p.source for p in found.paths}
 
 
+def test_a_rule_on_the_far_node_that_drops_the_overlay_is_that_nodes_finding() -> None:
+    """node-b's INPUT drops UDP 8472: every pod packet between the nodes travels in a
+    VXLAN packet to that port. One finding, on node-b (where the rule is: it said the
+    first path's own node, node-a), naming the VXLAN packet the rule drops."""
+    drop = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p udp -m udp --dport 8472 -j DROP\nCOMMIT\n"
+    node_a, node_b = two_nodes("vxlan", iptables_b=drop)
+    report = diagnose([SnapshotIndex(node_a), SnapshotIndex(node_b)])
+    (found,) = report.findings
+    assert found.check == "netfilter-drop" and found.node == "node-b"
+    assert (
+        "drops the VXLAN packet (udp 192.168.0.2 -> 192.168.0.3:8472) that carries" in found.cause
+    )
+    # Every path between the two nodes, each way (a and b to c and d, and back): 8 of 12.
+    assert found.affected == 8 and report.coverage.paths == 12
+
+
 def _dropped_destinations(report: Report, evidence: str) -> set[str]:
     """The destinations of the paths a netfilter drop with this evidence decides."""
     found = [

@@ -141,7 +141,7 @@ def _finding(cause: Cause, grade: str, j: Judged) -> Finding:
         cause.subject,
         cause.text,
         cause.fix,
-        j.path.node,
+        cause.node or j.path.node,
         cause.hop,
         cause.evidence[:EVIDENCE_LIMIT],
         (j.path,),

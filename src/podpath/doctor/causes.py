@@ -64,6 +64,9 @@ class Cause:
     # pod (other pods), or a "place" (a node, rule or policy: nothing; nor a cause read
     # from each port's own rules, which names only its own Service).
     about: Literal["destination", "source", "place"] = "place"
+    # The node whose kernel decided (a drop on the far node of a path that crossed to it);
+    # "" for the path's own node.
+    node: str = ""
 
     @property
     def id(self) -> str:
@@ -286,6 +289,14 @@ def _rule_evidence(hop: Hop) -> tuple[str, ...]:
 
 
 def _dropped(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str) -> Cause:
+    """Why a branch was dropped, on the node whose kernel dropped it (another node's rule,
+    route or sysctl, for a path that crossed to it)."""
+    cause = _drop_cause(branch, aim, indexes, way)
+    drop = _last(branch, "drop")
+    return replace(cause, node=drop.node) if drop is not None and drop.node else cause
+
+
+def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str) -> Cause:
     drop = _last(branch, "drop")
     by = str(drop.data.get("by")) if drop is not None else ""
     reason = branch.reason
