@@ -251,6 +251,20 @@ def test_a_rule_on_the_far_node_that_drops_the_overlay_is_that_nodes_finding() -
     assert found.affected == 8 and report.coverage.paths == 12
 
 
+def test_an_answer_dropped_on_its_way_back_is_said_to_be_the_answer() -> None:
+    """node-a's FORWARD drops what a sends in established connections: its answers. The
+    cause read "drops 10.244.0.5 -> 10.244.0.5/icmp" (the answer's source, then what the
+    client aimed at), as though a request had been dropped."""
+    rule = "-A FORWARD -s 10.244.0.5/32 -m conntrack --ctstate ESTABLISHED -j DROP"
+    node_a, node_b = two_nodes(iptables_a=f"*filter\n{rule}\nCOMMIT\n")
+    (found,) = diagnose([SnapshotIndex(node_a), SnapshotIndex(node_b)]).findings
+    assert found.cause.startswith("on the way back, host firewall filter/FORWARD drops the answer")
+    assert (
+        "the answer 10.244.0.5 -> 10.244.0.6 (of its connection to 10.244.0.5/icmp)" in found.cause
+    )
+    assert found.affected == 3  # b, c and d to a
+
+
 def _dropped_destinations(report: Report, evidence: str) -> set[str]:
     """The destinations of the paths a netfilter drop with this evidence decides."""
     found = [

@@ -510,7 +510,7 @@ def _netfilter_drop(
             "network-policy-drop",
             "warning",
             f"NetworkPolicy {owner.name}",
-            f"{way}{owner.text} drops {branch.packet.src} -> {aim.target}/{aim.proto}{mixed}",
+            f"{way}{owner.text} drops {_dropped_flow(branch, aim, way)}{mixed}",
             f"if this traffic is wanted, allow it in {owner.name}'s rules",
             decided,
             evidence,
@@ -519,7 +519,7 @@ def _netfilter_drop(
         )
     what = owner.text if owner is not None else "a rule"
     verb = "rejects" if "REJECT" in text else "drops"
-    flow = f"{branch.packet.src} -> {aim.target}/{aim.proto}"
+    flow = _dropped_flow(branch, aim, way)
     carrier = drop.data.get("carrier") if drop is not None else None
     if carrier:
         # The tunnel's own packet between the nodes (flannel's UDP 8472, Calico's IPIP).
@@ -549,6 +549,17 @@ def _netfilter_drop(
         partial_grade="warning",
         about="destination" if rule is None else "place",
     )
+
+
+def _dropped_flow(branch: Branch, aim: Aim, way: str) -> str:
+    """What a rule dropped: the client's packet to what it aimed at, or on the way back the
+    answer as it was when dropped (from the endpoint to the client; it read as the request
+    from the endpoint to the Service)."""
+    p = branch.packet
+    if way:
+        answer = f"{hostport(p.src, p.sport)} -> {p.dst}"
+        return f"the answer {answer} (of its connection to {aim.target}/{aim.proto})"
+    return f"{p.src} -> {aim.target}/{aim.proto}"
 
 
 def _outside_source_ranges(rule: Hop | None, text: str, svc: Service, aim: Aim) -> bool:
