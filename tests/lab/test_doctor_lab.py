@@ -389,6 +389,42 @@ def test_a_host_firewall_that_drops_the_overlay(
     assert lab.probe(client.ref, server.ip, 80).ok
 
 
+def test_vteps_on_different_udp_ports(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node2's flannel.1 is made again on UDP 4789 (Calico's default; flannel's is 8472),
+    as a node set up by another release would have it: each node sends to a port no VXLAN
+    socket of the other listens on. The doctor names both receiving nodes; real traffic
+    between the nodes times out both ways."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    node1, node2 = lab.record.nodes
+    client, server = _other(lab), _web(lab, "node2")
+    assert lab.probe(client.ref, server.ip, 80).ok and lab.probe(server.ref, client.ip, 53).ok
+    gateway = node1.pod_cidr.split("/")[0]  # flannel.1's address: the block's first
+    _sh(
+        lab,
+        "node2",
+        f"ip link del flannel.1 && "
+        f"ip link add flannel.1 address {node2.vtep_mac} type vxlan id 1 local {node2.address} "
+        f"dev eth0 dstport 4789 nolearning && ip link set flannel.1 mtu 1450 && "
+        f"ip addr add {node2.pod_cidr.split('/')[0]}/32 dev flannel.1 && "
+        f"ip link set flannel.1 up && "
+        f"ip route add {node1.pod_cidr} via {gateway} dev flannel.1 onlink && "
+        f"ip neigh add {gateway} lladdr {node1.vtep_mac} dev flannel.1 nud permanent && "
+        f"bridge fdb append {node1.vtep_mac} dev flannel.1 dst {node1.address}",
+    )
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    found = {(f["check"], f["node"]) for f in report["findings"] if f["grade"] == "critical"}
+    assert found == {("vxlan-port-mismatch", "node1"), ("vxlan-port-mismatch", "node2")}, report
+    assert (
+        "takes VXLAN on UDP port 4789, and the packet was sent to port 8472"
+        in _one(report, "vxlan-port-mismatch", "node node2")["cause"]
+    )
+    assert not lab.probe(client.ref, server.ip, 80).ok
+    assert not lab.probe(server.ref, client.ip, 53).ok
+
+
 def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     """A Calico node loses its default route: its pods' gateway 169.254.1.1 is answered by
     proxy ARP only for addresses the node routes elsewhere, so nothing answers; and the

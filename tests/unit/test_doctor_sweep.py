@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
-from trace_factory import NodeSpec, PodSpec, build_node, kube_services, two_nodes
+from trace_factory import NodeSpec, PodSpec, build_node, kube_services, two_nodes, with_root
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.parsed import ParsedSnapshot
@@ -263,6 +265,20 @@ def test_an_answer_dropped_on_its_way_back_is_said_to_be_the_answer() -> None:
         "the answer 10.244.0.5 -> 10.244.0.6 (of its connection to 10.244.0.5/icmp)" in found.cause
     )
     assert found.affected == 3  # b, c and d to a
+
+
+def test_vteps_on_different_udp_ports_are_each_nodes_finding() -> None:
+    """node-b's flannel.1 listens on UDP 4789, node-a's on 8472: each node's packets reach
+    no VXLAN socket on the other. A finding for each receiving node, its cross-node paths."""
+    node_a, node_b = two_nodes("vxlan")
+    root = next(ns for ns in node_b.netns if ns.inode == node_b.root_netns)
+    links = tuple(
+        replace(lk, vxlan=replace(lk.vxlan, port=4789)) if lk.vxlan is not None else lk
+        for lk in root.links
+    )
+    report = diagnose([SnapshotIndex(node_a), SnapshotIndex(with_root(node_b, links=links))])
+    found = {(f.check, f.node, f.affected) for f in report.findings}
+    assert found == {("vxlan-port-mismatch", "node-a", 4), ("vxlan-port-mismatch", "node-b", 4)}
 
 
 def _dropped_destinations(report: Report, evidence: str) -> set[str]:

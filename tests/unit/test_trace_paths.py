@@ -145,6 +145,22 @@ def test_a_host_firewall_that_drops_the_vxlan_packet_stops_pod_traffic(where: st
     assert _only(trace([a, bn], Probe("default/a", "default/c:80")).branches).verdict == "delivered"
 
 
+def test_a_vtep_on_another_udp_port_takes_nothing() -> None:
+    """node-b's flannel.1 has VNI 1 but listens on UDP 4789; node-a sends to 8472. The
+    kernel finds the VXLAN socket by port first: nothing takes the packet. It was
+    decapsulated by VNI alone, and delivered."""
+    a, bn = two_nodes("vxlan")
+    root = next(ns for ns in bn.netns if ns.inode == bn.root_netns)
+    links = tuple(
+        replace(lk, vxlan=replace(lk.vxlan, port=4789)) if lk.vxlan is not None else lk
+        for lk in root.links
+    )
+    b = _only(trace([a, with_root(bn, links=links)], Probe("default/a", "default/c:80")).branches)
+    assert b.verdict == "dropped", b.reason
+    assert "takes VXLAN on UDP port 4789, and the packet was sent to port 8472" in b.reason
+    assert b.hops[-1].node == "node-b"
+
+
 def test_blackhole_route_drops() -> None:
     """A blackhole route in the node drops the forwarded packet and names the route."""
     a, _ = two_nodes()

@@ -347,6 +347,19 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             key=f"{node}:{reason}",
             partial_grade="critical",
         )
+    if by == "vxlan-port":
+        return Cause(
+            "vxlan-port-mismatch",
+            "critical",
+            f"node {node}",
+            f"{way}{reason}: the overlay cannot reach that node's pods",
+            "give every node's VXLAN device one destination port (flannel's backend Port, "
+            "Calico's vxlanPort: 8472 and 4789 are both common defaults)",
+            hop_text(drop) if drop else None,
+            (reason,),
+            key=f"{node}:vxlan-port",
+            partial_grade="critical",
+        )
     if by == "neighbour":
         return _unresolved(branch, aim, way, node, reason, drop)
     if by == "hairpin":

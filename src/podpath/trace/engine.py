@@ -962,18 +962,37 @@ class Engine:
         if isinstance(crossed, list):
             return crossed
         flow, target, leave, received = crossed
-        remote_dev = self._vxlan_device(target, vni, remote)
-        if remote_dev is None:
-            return self.unsure(
-                flow.add(leave), f"node {self.hostname(target)} has no VXLAN device with VNI {vni}"
-            )
+        # Netfilter sees the outer packet before the UDP socket of a VXLAN device does.
         going, ended = self._carried(
             flow.add(leave), received.outer, ("PREROUTING", "INPUT"), "VXLAN", target, received
         )
+        return ended + [
+            b for f in going for b in self._decapsulate(f, target, vni, remote, received.outer)
+        ]
+
+    def _decapsulate(
+        self, flow: Flow, target: int, vni: int | None, remote: str, outer: Packet
+    ) -> list[Branch]:
+        """The far node's VXLAN device takes the packet off its UDP port and VNI, and the
+        inner packet arrives on it."""
+        host = self.hostname(target)
+        remote_dev = self._vxlan_device(target, vni, remote, outer.dport)
+        if remote_dev is None:
+            return self.unsure(flow, f"node {host} has no VXLAN device with VNI {vni}")
+        listens = remote_dev.vxlan.port if remote_dev.vxlan else None
+        if listens is not None and outer.dport not in (None, listens):
+            # The kernel finds the VXLAN socket by UDP port before it reads the VNI.
+            return self.drop(
+                replace(flow, node=target, netns=remote_dev.netns),
+                f"node {host}'s {remote_dev.name} (VNI {vni}) takes VXLAN on UDP port "
+                f"{listens}, and the packet was sent to port {outer.dport}: no VXLAN socket "
+                "takes it (the kernel answers port unreachable)",
+                "vxlan-port",
+            )
         dec = Hop(
             "vxlan",
-            self.hostname(target),
-            f"vxlan {remote_dev.name}: decapsulate VNI {vni} on {self.hostname(target)}",
+            host,
+            f"vxlan {remote_dev.name}: decapsulate VNI {vni} on {host}",
             (),
             (),
             {
@@ -985,7 +1004,7 @@ class Engine:
                 "decap": True,
             },
         )
-        return ended + [b for f in going for b in self.arrive(f.add(dec), target, remote_dev)]
+        return self.arrive(flow.add(dec), target, remote_dev)
 
     def ipip(self, flow: Flow, device: Link, gateway: str | None) -> list[Branch]:
         """IP in IP (Calico's IPIP mode: `NODE-BLOCK via NODE dev tunl0 proto bird onlink`):
@@ -1142,13 +1161,18 @@ class Engine:
         named = [lk for lk in found if lk.name == "tunl0"]
         return (named or found)[0] if len(named) == 1 or len(found) == 1 else None
 
-    def _vxlan_device(self, node: int, vni: int | None, remote: str | None = None) -> Link | None:
+    def _vxlan_device(
+        self, node: int, vni: int | None, remote: str | None = None, port: int | None = None
+    ) -> Link | None:
         """The device that decapsulates: same VNI, and bound to the VTEP address the packet
-        was sent to (flannel.1 and flannel-v6.1 share VNI 1 but not their local address)."""
+        was sent to (flannel.1 and flannel-v6.1 share VNI 1 but not their local address);
+        one on the UDP port it was sent to first."""
         root = self.indexes[node].root_netns
         if root is None:
             return None
         found = [lk for lk in root.links if lk.vxlan is not None and lk.vxlan.vni == vni]
+        on_port = [lk for lk in found if lk.vxlan is not None and lk.vxlan.port == port]
+        found = on_port or found
         exact = [lk for lk in found if lk.vxlan is not None and lk.vxlan.local == remote]
         family = [
             lk
