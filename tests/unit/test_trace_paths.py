@@ -161,6 +161,22 @@ def test_a_vtep_on_another_udp_port_takes_nothing() -> None:
     assert b.hops[-1].node == "node-b"
 
 
+def test_a_vtep_of_another_vni_takes_nothing() -> None:
+    """node-b's flannel.1 listens on 8472 with VNI 2; node-a sends VNI 1. The VXLAN socket
+    finds no device of that VNI and drops the packet (it was left uncertain)."""
+    a, bn = two_nodes("vxlan")
+    root = next(ns for ns in bn.netns if ns.inode == bn.root_netns)
+    links = tuple(
+        replace(lk, vxlan=replace(lk.vxlan, vni=2)) if lk.vxlan is not None else lk
+        for lk in root.links
+    )
+    b = _only(trace([a, with_root(bn, links=links)], Probe("default/a", "default/c:80")).branches)
+    assert b.verdict == "dropped", b.reason
+    assert "has no VXLAN device with VNI 1 (its VTEPs: flannel.1 VNI 2 on UDP 8472)" in b.reason
+    assert "no VXLAN device with that VNI takes it" in b.reason
+    assert b.hops[-1].node == "node-b"
+
+
 def test_blackhole_route_drops() -> None:
     """A blackhole route in the node drops the forwarded packet and names the route."""
     a, _ = two_nodes()

@@ -347,6 +347,19 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             key=f"{node}:{reason}",
             partial_grade="critical",
         )
+    if by == "vxlan-vni":
+        return Cause(
+            "vxlan-vni-mismatch",
+            "critical",
+            f"node {node}",
+            f"{way}{reason}: the overlay cannot reach that node's pods",
+            "give every node's VXLAN device the overlay's one VNI (flannel's backend VNI, "
+            "Calico's vxlanVNI)",
+            hop_text(drop) if drop else None,
+            (reason,),
+            key=f"{node}:vxlan-vni",
+            partial_grade="critical",
+        )
     if by == "vxlan-port":
         return Cause(
             "vxlan-port-mismatch",

@@ -977,13 +977,28 @@ class Engine:
         inner packet arrives on it."""
         host = self.hostname(target)
         remote_dev = self._vxlan_device(target, vni, remote, outer.dport)
+        root = self.indexes[target].root_netns
+        there = replace(flow, node=target, netns=root.inode if root is not None else flow.netns)
         if remote_dev is None:
-            return self.unsure(flow, f"node {host} has no VXLAN device with VNI {vni}")
+            # A socket on the port with no device of the VNI drops it (vxlan_rcv); no socket
+            # on the port, and the kernel answers port unreachable.
+            on_port = self._vxlan_ports(target)
+            why = (
+                "no VXLAN device with that VNI takes it"
+                if outer.dport in on_port
+                else ("no VXLAN socket listens on that port (the kernel answers port unreachable)")
+            )
+            return self.drop(
+                there,
+                f"node {host} has no VXLAN device with VNI {vni} (its VTEPs: "
+                f"{self._vteps(target)}): {why}",
+                "vxlan-vni",
+            )
         listens = remote_dev.vxlan.port if remote_dev.vxlan else None
         if listens is not None and outer.dport not in (None, listens):
             # The kernel finds the VXLAN socket by UDP port before it reads the VNI.
             return self.drop(
-                replace(flow, node=target, netns=remote_dev.netns),
+                there,
                 f"node {host}'s {remote_dev.name} (VNI {vni}) takes VXLAN on UDP port "
                 f"{listens}, and the packet was sent to port {outer.dport}: no VXLAN socket "
                 "takes it (the kernel answers port unreachable)",
@@ -1160,6 +1175,23 @@ class Engine:
         found = [lk for lk in root.links if lk.kind == "ipip"]
         named = [lk for lk in found if lk.name == "tunl0"]
         return (named or found)[0] if len(named) == 1 or len(found) == 1 else None
+
+    def _vxlan_ports(self, node: int) -> set[int | None]:
+        """The UDP ports the node's VXLAN devices listen on."""
+        root = self.indexes[node].root_netns
+        links = root.links if root is not None else ()
+        return {lk.vxlan.port for lk in links if lk.vxlan is not None}
+
+    def _vteps(self, node: int) -> str:
+        """`flannel.1 VNI 1 on UDP 8472, ...`, or `none`: the node's VXLAN devices."""
+        root = self.indexes[node].root_netns
+        links = root.links if root is not None else ()
+        found = [
+            f"{lk.name} VNI {lk.vxlan.vni} on UDP {lk.vxlan.port}"
+            for lk in links
+            if lk.vxlan is not None
+        ]
+        return ", ".join(found) or "none"
 
     def _vxlan_device(
         self, node: int, vni: int | None, remote: str | None = None, port: int | None = None
