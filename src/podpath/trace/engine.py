@@ -978,7 +978,9 @@ class Engine:
         host = self.hostname(target)
         remote_dev = self._vxlan_device(target, vni, remote, outer.dport)
         root = self.indexes[target].root_netns
-        there = replace(flow, node=target, netns=root.inode if root is not None else flow.netns)
+        if root is None:
+            return self.unsure(flow, f"node {host}'s root namespace is not in its snapshot")
+        there = replace(flow, node=target, netns=root.inode)
         if remote_dev is None:
             # A socket on the port with no device of the VNI drops it (vxlan_rcv); no socket
             # on the port, and the kernel answers port unreachable.
