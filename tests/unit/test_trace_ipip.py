@@ -16,6 +16,7 @@ from realworld_ip import REALWORLD, routes
 from routed_factory import RoutedNode, RoutedPod, build, root_inode
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.doctor import diagnose
 from podpath.doctor.causes import Aim
 from podpath.doctor.mtu import path_mtu_cause
 from podpath.snapshot.model import Address, Link, Route, Snapshot
@@ -119,10 +120,16 @@ def test_an_unused_address_of_the_nodes_own_block_is_blackholed() -> None:
 
 
 def test_a_node_without_an_ip_in_ip_device_cannot_unwrap_it() -> None:
-    """The receiving node has no tunl0: podpath says so and does not claim delivery."""
+    """The receiving node has no tunl0 (nor any IP-in-IP device): the kernel answers
+    protocol unreachable, on that node (it was left uncertain)."""
     branch = _only([_node_11(), _node_12(with_tunl0=False)], f"{SERVER}:80")
-    assert branch.verdict == "uncertain"
+    assert branch.verdict == "dropped"
     assert "no IP-in-IP device (tunl0)" in branch.reason, branch.reason
+    assert "protocol unreachable" in branch.reason and branch.hops[-1].data["by"] == "ipip"
+    assert branch.hops[-1].node != branch.hops[0].node
+    nodes = [SnapshotIndex(_node_11()), SnapshotIndex(_node_12(with_tunl0=False))]
+    found = {(f.check, f.node) for f in diagnose(nodes).findings if f.grade == "critical"}
+    assert ("ipip-device-missing", "ip-10-0-0-12") in found, found
 
 
 def test_a_gatewayless_ip_in_ip_route_is_uncertain() -> None:

@@ -347,6 +347,19 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             key=f"{node}:{reason}",
             partial_grade="critical",
         )
+    if by == "ipip":
+        return Cause(
+            "ipip-device-missing",
+            "critical",
+            f"node {node}",
+            f"{way}{reason}: the overlay cannot reach that node's pods",
+            "give the node its IP-in-IP device (modprobe ipip makes tunl0; Calico's node "
+            "agent brings it up in IPIP mode), or route the pods without the tunnel",
+            hop_text(drop) if drop else None,
+            (reason,),
+            key=f"{node}:ipip",
+            partial_grade="critical",
+        )
     if by == "vxlan-vni":
         return Cause(
             "vxlan-vni-mismatch",

@@ -1054,25 +1054,42 @@ class Engine:
         if isinstance(crossed, list):
             return crossed
         flow, target, leave, received = crossed
-        receiver = self._ipip_device(target)
-        if receiver is None:
-            return self.unsure(
-                flow.add(leave),
-                f"node {self.hostname(target)} has no IP-in-IP device (tunl0) to unwrap "
-                "protocol 4: the kernel would answer protocol unreachable",
-            )
+        # Netfilter sees the outer packet before the IP-in-IP handler does.
         going, ended = self._carried(
             flow.add(leave), received.outer, ("PREROUTING", "INPUT"), "IP-in-IP", target, received
         )
+        return ended + [b for f in going for b in self._unwrap(f, target, gateway, node)]
+
+    def _unwrap(self, flow: Flow, target: int, gateway: str, sender: str) -> list[Branch]:
+        """The far node's IP-in-IP device takes protocol 4 off, and the inner packet arrives
+        on it; with none, the kernel answers protocol unreachable."""
+        host = self.hostname(target)
+        receiver = self._ipip_device(target)
+        root = self.indexes[target].root_netns
+        if (
+            receiver is None
+            and root is not None
+            and not any(lk.kind == "ipip" for lk in root.links)
+        ):
+            return self.drop(
+                replace(flow, node=target, netns=root.inode),
+                f"node {host} has no IP-in-IP device (tunl0) to unwrap protocol 4: the "
+                "kernel answers protocol unreachable",
+                "ipip",
+            )
+        if receiver is None:
+            return self.unsure(
+                flow, f"node {host}: which of its IP-in-IP devices unwraps protocol 4 is unknown"
+            )
         dec = Hop(
             "ipip",
-            self.hostname(target),
-            f"ipip {receiver.name}: decapsulate on {self.hostname(target)} (from {node})",
+            host,
+            f"ipip {receiver.name}: decapsulate on {host} (from {sender})",
             (),
             (),
             {"dev": receiver.name, "remote": gateway, "decap": True},
         )
-        return ended + [b for f in going for b in self.arrive(f.add(dec), target, receiver)]
+        return self.arrive(flow.add(dec), target, receiver)
 
     def arrive(self, flow: Flow, node: int, device: Link) -> list[Branch]:
         """The packet received by another node's device (its mark cleared: the skb crossed
