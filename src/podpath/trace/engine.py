@@ -1173,10 +1173,15 @@ class Engine:
                 nxt.extend(on)
                 ended.extend(stop)
             going = nxt
-        inner = [replace(b, packet=flow.packet, nat=flow.nat) for b in ended]
+        seen = len(flow.hops)
+        inner = [
+            replace(b, packet=flow.packet, nat=flow.nat, hops=_about(b.hops, seen, carried))
+            for b in ended
+        ]
         kept: list[Flow] = []
         for f in going:
-            back = replace(flow, probability=f.probability, hops=f.hops, uncertain=f.uncertain)
+            hops = _about(f.hops, seen, carried)
+            back = replace(flow, probability=f.probability, hops=hops, uncertain=f.uncertain)
             if (f.packet.dst, f.packet.dport) != (outer.dst, outer.dport):
                 inner.extend(
                     self.unsure(back, f"{carried} translated to {f.packet.dst}: not followed")
@@ -1339,6 +1344,15 @@ def _ebpf_services(
         f"{plane.summary}: a Service address is resolved in eBPF maps (kube-proxy replacement) "
         "and socket-level load balancing may rewrite the destination at connect(); "
         "podpath cannot see which backend is chosen",
+    )
+
+
+def _about(hops: tuple[Hop, ...], seen: int, packet: str) -> tuple[Hop, ...]:
+    """The netfilter hops after the first `seen` say which packet they walked (a tunnel's,
+    in the traced packet's place) as their first detail."""
+    return hops[:seen] + tuple(
+        replace(h, details=(packet, *h.details)) if h.kind == "netfilter" else h
+        for h in hops[seen:]
     )
 
 
