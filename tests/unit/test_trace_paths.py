@@ -16,7 +16,7 @@ from trace_factory import (
     with_root,
 )
 
-from podpath.snapshot.model import Route, Rule
+from podpath.snapshot.model import Route, Rule, Snapshot
 from podpath.trace.engine import trace
 from podpath.trace.model import Branch
 from podpath.trace.probe import Probe
@@ -145,17 +145,22 @@ def test_a_host_firewall_that_drops_the_vxlan_packet_stops_pod_traffic(where: st
     assert _only(trace([a, bn], Probe("default/a", "default/c:80")).branches).verdict == "delivered"
 
 
+def _vtep_of_node_b(port: int = 8472, vni: int = 1) -> list[Snapshot]:
+    """The VXLAN pair, node-b's flannel.1 on another port or VNI."""
+    a, bn = two_nodes("vxlan")
+    root = next(ns for ns in bn.netns if ns.inode == bn.root_netns)
+    links = tuple(
+        replace(lk, vxlan=replace(lk.vxlan, port=port, vni=vni)) if lk.vxlan is not None else lk
+        for lk in root.links
+    )
+    return [a, with_root(bn, links=links)]
+
+
 def test_a_vtep_on_another_udp_port_takes_nothing() -> None:
     """node-b's flannel.1 has VNI 1 but listens on UDP 4789; node-a sends to 8472. The
     kernel finds the VXLAN socket by port first: nothing takes the packet. It was
     decapsulated by VNI alone, and delivered."""
-    a, bn = two_nodes("vxlan")
-    root = next(ns for ns in bn.netns if ns.inode == bn.root_netns)
-    links = tuple(
-        replace(lk, vxlan=replace(lk.vxlan, port=4789)) if lk.vxlan is not None else lk
-        for lk in root.links
-    )
-    b = _only(trace([a, with_root(bn, links=links)], Probe("default/a", "default/c:80")).branches)
+    b = _only(trace(_vtep_of_node_b(port=4789), Probe("default/a", "default/c:80")).branches)
     assert b.verdict == "dropped", b.reason
     assert "takes VXLAN on UDP port 4789, and the packet was sent to port 8472" in b.reason
     assert b.hops[-1].node == "node-b"
@@ -164,13 +169,7 @@ def test_a_vtep_on_another_udp_port_takes_nothing() -> None:
 def test_a_vtep_of_another_vni_takes_nothing() -> None:
     """node-b's flannel.1 listens on 8472 with VNI 2; node-a sends VNI 1. The VXLAN socket
     finds no device of that VNI and drops the packet (it was left uncertain)."""
-    a, bn = two_nodes("vxlan")
-    root = next(ns for ns in bn.netns if ns.inode == bn.root_netns)
-    links = tuple(
-        replace(lk, vxlan=replace(lk.vxlan, vni=2)) if lk.vxlan is not None else lk
-        for lk in root.links
-    )
-    b = _only(trace([a, with_root(bn, links=links)], Probe("default/a", "default/c:80")).branches)
+    b = _only(trace(_vtep_of_node_b(vni=2), Probe("default/a", "default/c:80")).branches)
     assert b.verdict == "dropped", b.reason
     assert "has no VXLAN device with VNI 1 (its VTEPs: flannel.1 VNI 2 on UDP 8472)" in b.reason
     assert "no VXLAN device with that VNI takes it" in b.reason

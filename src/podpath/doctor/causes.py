@@ -288,6 +288,31 @@ def _rule_evidence(hop: Hop) -> tuple[str, ...]:
     return (f"{where}: {hop.data.get('rule')}",)
 
 
+# The engine's drops by an overlay's own device: the check and its fix.
+_OVERLAY_CHECKS = {
+    "vxlan": (
+        "vxlan-fdb-missing",
+        "the overlay agent (flannel) adds `bridge fdb append MAC dev DEV dst VTEP` for each "
+        "node: restart it, or add the entry",
+    ),
+    "vxlan-port": (
+        "vxlan-port-mismatch",
+        "give every node's VXLAN device one destination port (flannel's backend Port, "
+        "Calico's vxlanPort: 8472 and 4789 are both common defaults)",
+    ),
+    "vxlan-vni": (
+        "vxlan-vni-mismatch",
+        "give every node's VXLAN device the overlay's one VNI (flannel's backend VNI, "
+        "Calico's vxlanVNI)",
+    ),
+    "ipip": (
+        "ipip-device-missing",
+        "give the node its IP-in-IP device (modprobe ipip makes tunl0; Calico's node agent "
+        "brings it up in IPIP mode), or route the pods without the tunnel",
+    ),
+}
+
+
 def _dropped(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str) -> Cause:
     """Why a branch was dropped, on the node whose kernel dropped it (another node's rule,
     route or sysctl, for a path that crossed to it)."""
@@ -334,56 +359,18 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
         )
     if by == "route":
         return _no_route(branch, aim, way, node, reason, drop)
-    if by == "vxlan":
+    if by in _OVERLAY_CHECKS:
+        check, fix = _OVERLAY_CHECKS[by]
         return Cause(
-            "vxlan-fdb-missing",
+            check,
             "critical",
             f"node {node}",
             f"{way}{reason}: the overlay cannot reach that node's pods",
-            "the overlay agent (flannel) adds `bridge fdb append MAC dev DEV dst VTEP` for "
-            "each node: restart it, or add the entry",
+            fix,
             hop_text(drop) if drop else None,
             (reason,),
-            key=f"{node}:{reason}",
-            partial_grade="critical",
-        )
-    if by == "ipip":
-        return Cause(
-            "ipip-device-missing",
-            "critical",
-            f"node {node}",
-            f"{way}{reason}: the overlay cannot reach that node's pods",
-            "give the node its IP-in-IP device (modprobe ipip makes tunl0; Calico's node "
-            "agent brings it up in IPIP mode), or route the pods without the tunnel",
-            hop_text(drop) if drop else None,
-            (reason,),
-            key=f"{node}:ipip",
-            partial_grade="critical",
-        )
-    if by == "vxlan-vni":
-        return Cause(
-            "vxlan-vni-mismatch",
-            "critical",
-            f"node {node}",
-            f"{way}{reason}: the overlay cannot reach that node's pods",
-            "give every node's VXLAN device the overlay's one VNI (flannel's backend VNI, "
-            "Calico's vxlanVNI)",
-            hop_text(drop) if drop else None,
-            (reason,),
-            key=f"{node}:vxlan-vni",
-            partial_grade="critical",
-        )
-    if by == "vxlan-port":
-        return Cause(
-            "vxlan-port-mismatch",
-            "critical",
-            f"node {node}",
-            f"{way}{reason}: the overlay cannot reach that node's pods",
-            "give every node's VXLAN device one destination port (flannel's backend Port, "
-            "Calico's vxlanPort: 8472 and 4789 are both common defaults)",
-            hop_text(drop) if drop else None,
-            (reason,),
-            key=f"{node}:vxlan-port",
+            # A missing FDB entry is one per VTEP; the others are the node's own setting.
+            key=f"{node}:{reason}" if by == "vxlan" else f"{node}:{by}",
             partial_grade="critical",
         )
     if by == "neighbour":
