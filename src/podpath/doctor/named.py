@@ -27,9 +27,9 @@ _V4 = r"\d{1,3}(?:\.\d{1,3}){3}"
 _V6 = r"[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}"
 # An address as rules and ipsets write one, with a prefix length (10.244.1.0/25), a
 # netmask that is no prefix (iptables-save's 10.0.0.0/255.0.255.0, ip6tables-save's
-# fd00::/ffff:0:ffff::) or as the start of a range (10.244.1.1-10.244.1.9). The look-arounds keep 10.244.0.3 from matching inside
-# 10.244.0.35 or 110.244.0.3, and `:80` of `10.0.0.1:80` out of an IPv6 reading; as
-# podpath.analysis.mentions reads them.
+# fd00::/ffff:0:ffff::) or as the start of a range (10.244.1.1-10.244.1.9). The
+# look-arounds keep 10.244.0.3 from matching inside 10.244.0.35 or 110.244.0.3, and `:80`
+# of `10.0.0.1:80` out of an IPv6 reading; as podpath.analysis.mentions reads them.
 _NAMED = re.compile(
     rf"(?<![\w.:])({_V4}|{_V6})(?:/(\d{{1,3}})(?![\d.])|/({_V4}|{_V6})|-({_V4}|{_V6}))?"
     r"(?![\w.]|:[0-9a-fA-F]*:)"
