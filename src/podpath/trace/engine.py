@@ -976,24 +976,30 @@ class Engine:
         """The far node's VXLAN device takes the packet off its UDP port and VNI, and the
         inner packet arrives on it."""
         host = self.hostname(target)
-        remote_dev = self._vxlan_device(target, vni, remote, outer.dport)
         root = self.indexes[target].root_netns
         if root is None:
             return self.unsure(flow, f"node {host}'s root namespace is not in its snapshot")
+        vteps = [lk for lk in root.links if lk.vxlan is not None]
+        remote_dev = _vxlan_device(vteps, vni, remote, outer.dport)
         there = replace(flow, node=target, netns=root.inode)
         if remote_dev is None:
             # A socket on the port with no device of the VNI drops it (vxlan_rcv); no socket
             # on the port, and the kernel answers port unreachable.
-            on_port = self._vxlan_ports(target)
+            on_port = any(lk.vxlan is not None and lk.vxlan.port == outer.dport for lk in vteps)
             why = (
                 "no VXLAN device with that VNI takes it"
-                if outer.dport in on_port
-                else ("no VXLAN socket listens on that port (the kernel answers port unreachable)")
+                if on_port
+                else "no VXLAN socket listens on that port (the kernel answers port unreachable)"
+            )
+            listed = ", ".join(
+                f"{lk.name} VNI {lk.vxlan.vni} on UDP {lk.vxlan.port}"
+                for lk in vteps
+                if lk.vxlan is not None
             )
             return self.drop(
                 there,
                 f"node {host} has no VXLAN device with VNI {vni} (its VTEPs: "
-                f"{self._vteps(target)}): {why}",
+                f"{listed or 'none'}): {why}",
                 "vxlan-vni",
             )
         listens = remote_dev.vxlan.port if remote_dev.vxlan else None
@@ -1121,15 +1127,11 @@ class Engine:
             chosen = select_source(ns, decision, outer.dst).address if ns is not None else None
             outer = outer.with_(src=chosen)
         going, ended = self._carried(flow, outer, ("OUTPUT", "POSTROUTING"), tunnel, out=underlay)
-        if len(going) != 1:
-            return ended + [
-                b
-                for f in going
-                for b in self.unsure(f, f"the {tunnel} packet's rules split it: not followed")
-            ]
+        if len(going) != 1 or ended:
+            # All dropped (ended alone), or split by rules such as `-m statistic`.
+            split = f"the {tunnel} packet's rules split it: not followed"
+            return ended + [b for f in going for b in self.unsure(f, split)]
         (flow,) = going
-        if ended:
-            return ended + self.unsure(flow, f"the {tunnel} packet's rules split it: not followed")
         nexthop = decision.gateway or outer.dst
         owner = self._owners.get(outer.dst)
         if owner is None or owner[0] == flow.node:
@@ -1199,45 +1201,6 @@ class Engine:
         found = [lk for lk in root.links if lk.kind == "ipip"]
         named = [lk for lk in found if lk.name == "tunl0"]
         return (named or found)[0] if len(named) == 1 or len(found) == 1 else None
-
-    def _vxlan_ports(self, node: int) -> set[int | None]:
-        """The UDP ports the node's VXLAN devices listen on."""
-        root = self.indexes[node].root_netns
-        links = root.links if root is not None else ()
-        return {lk.vxlan.port for lk in links if lk.vxlan is not None}
-
-    def _vteps(self, node: int) -> str:
-        """`flannel.1 VNI 1 on UDP 8472, ...`, or `none`: the node's VXLAN devices."""
-        root = self.indexes[node].root_netns
-        links = root.links if root is not None else ()
-        found = [
-            f"{lk.name} VNI {lk.vxlan.vni} on UDP {lk.vxlan.port}"
-            for lk in links
-            if lk.vxlan is not None
-        ]
-        return ", ".join(found) or "none"
-
-    def _vxlan_device(
-        self, node: int, vni: int | None, remote: str | None = None, port: int | None = None
-    ) -> Link | None:
-        """The device that decapsulates: same VNI, and bound to the VTEP address the packet
-        was sent to (flannel.1 and flannel-v6.1 share VNI 1 but not their local address);
-        one on the UDP port it was sent to first."""
-        root = self.indexes[node].root_netns
-        if root is None:
-            return None
-        found = [lk for lk in root.links if lk.vxlan is not None and lk.vxlan.vni == vni]
-        on_port = [lk for lk in found if lk.vxlan is not None and lk.vxlan.port == port]
-        found = on_port or found
-        exact = [lk for lk in found if lk.vxlan is not None and lk.vxlan.local == remote]
-        family = [
-            lk
-            for lk in found
-            if lk.vxlan is not None
-            and remote is not None
-            and (lk.vxlan.local is None or (":" in lk.vxlan.local) == (":" in remote))
-        ]
-        return next(iter(exact or family or found), None)
 
     def leave_hop(
         self,
@@ -1345,6 +1308,26 @@ def _ebpf_services(
         "and socket-level load balancing may rewrite the destination at connect(); "
         "podpath cannot see which backend is chosen",
     )
+
+
+def _vxlan_device(
+    vteps: list[Link], vni: int | None, remote: str | None, port: int | None
+) -> Link | None:
+    """Of a node's VXLAN devices, the one that decapsulates: the same VNI, and bound to
+    the VTEP address the packet was sent to (flannel.1 and flannel-v6.1 share VNI 1 but
+    not their local address); one on the UDP port it was sent to first."""
+    found = [lk for lk in vteps if lk.vxlan is not None and lk.vxlan.vni == vni]
+    on_port = [lk for lk in found if lk.vxlan is not None and lk.vxlan.port == port]
+    found = on_port or found
+    exact = [lk for lk in found if lk.vxlan is not None and lk.vxlan.local == remote]
+    family = [
+        lk
+        for lk in found
+        if lk.vxlan is not None
+        and remote is not None
+        and (lk.vxlan.local is None or (":" in lk.vxlan.local) == (":" in remote))
+    ]
+    return next(iter(exact or family or found), None)
 
 
 def _about(hops: tuple[Hop, ...], seen: int, packet: str) -> tuple[Hop, ...]:
