@@ -107,7 +107,7 @@ def _merge_paths(found: dict[str, Finding], judged: list[Judged]) -> None:
     # What else a finding's subject stands for: other destinations sharing its verdict
     # (its subject a Service or address), or other pods (its subject the pod a path
     # starts from). A subject naming a node, rule or policy stands for no other.
-    alike: dict[str, tuple[str, set[str]]] = {}
+    stands_for: dict[str, tuple[str, set[str]]] = {}
     for j in judged:
         for cause, share in j.causes:
             grade = cause.grade if share >= WHOLE else cause.partial_grade
@@ -117,10 +117,12 @@ def _merge_paths(found: dict[str, Finding], judged: list[Judged]) -> None:
             else:
                 found[cause.id] = _add(old, cause, grade, j)
             if cause.about == "destination" and j.like:
-                alike.setdefault(cause.id, ("", set()))[1].add(j.path.destination)
+                stands_for.setdefault(cause.id, ("", set()))[1].add(j.path.destination)
             elif cause.about == "source":
-                alike.setdefault(cause.id, ("pod", set()))[1].update((j.path.source, *j.alike))
-    for cid, (noun, others) in alike.items():
+                stands_for.setdefault(cause.id, ("pod", set()))[1].update(
+                    (j.path.source, *j.other_pods)
+                )
+    for cid, (noun, others) in stands_for.items():
         finding = found[cid]
         others.discard(finding.paths[0].source if noun else "")
         if others:

@@ -69,7 +69,7 @@ class Judged:
     like: str = ""  # when it was not traced itself: the path whose trace it shares
     trace: Trace | None = None
     # The other pods it stands for, each reaching itself as its source does (hairpin).
-    alike: tuple[str, ...] = ()
+    other_pods: tuple[str, ...] = ()
 
 
 @dataclass
@@ -188,7 +188,7 @@ class _Paths(NamedTuple):
     # port per source (a port judged from several pods of a class counts once).
     counted: int = 1
     # The other pods of `weight`, each reaching itself as `origin` does (hairpin paths).
-    alike: tuple[str, ...] = ()
+    other_pods: tuple[str, ...] = ()
 
 
 class _ServiceSweep:
@@ -351,7 +351,7 @@ class _ServiceSweep:
             )
             causes = _share(trace, aim, indexes)
             path = self.path(origin, svc, aim)
-            self.out.judged.append(Judged(path, causes, first.weight, "", trace, first.alike))
+            self.out.judged.append(Judged(path, causes, first.weight, "", trace, first.other_pods))
             rest = members[1:]
             if not rest:
                 continue
@@ -379,23 +379,23 @@ class _ServiceSweep:
         rules (no endpoints), or traced themselves (a cause of the port's own)."""
         path = self.path(other.origin, other.svc, other.aim)
         if not own:
-            return Judged(path, shared, other.weight, like, None, other.alike)
+            return Judged(path, shared, other.weight, like, None, other.other_pods)
         if all(c.check in FROM_RULES for c in own):
             mine = tuple(
                 (_from_rules(c, other.svc, other.aim, first.svc), p)
                 for c, p in causes
                 if c.check in FROM_RULES
             )
-            return Judged(path, mine + shared, other.weight, like, None, other.alike)
+            return Judged(path, mine + shared, other.weight, like, None, other.other_pods)
         if self.expanded >= EXPANSION_LIMIT:
-            return Judged(path, causes, other.weight, like, None, other.alike)
+            return Judged(path, causes, other.weight, like, None, other.other_pods)
         self.expanded += 1
         aim = other.aim
         again = self.tracer.trace(
             other.origin, aim.address, aim.port, aim.proto, self.alike(other.origin, other.svc)
         )
         causes = _share(again, aim, self.tracer.indexes)
-        return Judged(path, causes, other.weight, "", again, other.alike)
+        return Judged(path, causes, other.weight, "", again, other.other_pods)
 
     def alike(self, origin: Origin, svc: Service) -> Callable[[Flow], Hashable | None]:
         """What makes two endpoints of a Service behave alike for the trace: the packet as
