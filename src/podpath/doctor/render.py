@@ -6,6 +6,8 @@ Every string from the node (names, rules, comments) may hold escape sequences;
 
 from __future__ import annotations
 
+import shlex
+
 from podpath.analysis.findings import Finding
 from podpath.doctor.findings import Report
 from podpath.safe_text import visible
@@ -69,4 +71,6 @@ def trace_command(finding: Finding) -> str:
     """The `podpath trace` command line that shows a finding's first path hop by hop."""
     first = finding.paths[0]
     proto = f" --proto {first.proto}" if first.proto != "tcp" else ""
-    return f"podpath trace --from {first.source} --to {first.destination}{proto} --reply"
+    # Quoted for a shell: `[fd00::a]:53` is a glob pattern there.
+    ends = f"--from {shlex.quote(first.source)} --to {shlex.quote(first.destination)}"
+    return f"podpath trace {ends}{proto} --reply"
