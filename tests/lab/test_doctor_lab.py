@@ -177,6 +177,9 @@ def test_a_dual_stack_pods_ipv6_address_is_judged_apart(
     assert {(source, to) for source, to in paths if source in node1} <= {
         (ref, f"[{v6}]:80") for ref in node1
     }, report["findings"]
+    # Every path is IPv6: a dual-stack Service port by its address (its name is the
+    # IPv4 port's in `podpath trace --to`).
+    assert all(to.startswith("[") for _, to in paths), paths
     # Counted: each node1 pod's path to the address; web's own IPv6 TCP paths to each
     # Service port with an endpoint on node1 and to each node1 pod (every one serves TCP).
     # One class for both node2 pods counted the neighbour's paths too.

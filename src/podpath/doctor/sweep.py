@@ -191,6 +191,16 @@ class _Paths(NamedTuple):
     other_pods: tuple[str, ...] = ()
 
 
+def _dual_stack_names(services: tuple[Service, ...]) -> set[tuple[str, str, int | None, str]]:
+    """The Service ports (namespace, name, port, protocol) with a ClusterIP of each family."""
+    families: dict[tuple[str, str, int | None, str], set[bool]] = {}
+    for svc in services:
+        if svc.cluster_ip:
+            key = (svc.namespace, svc.name, svc.port, svc.protocol)
+            families.setdefault(key, set()).add(":" in svc.cluster_ip)
+    return {key for key, seen in families.items() if len(seen) == 2}
+
+
 class _ServiceSweep:
     """Every Service port of one node, from each source, grouped by shape."""
 
@@ -223,6 +233,7 @@ class _ServiceSweep:
         self.routes: dict[str, tuple[object, ...]] = {}
         self.named = named
         self.expanded = 0
+        self.dual_stack = _dual_stack_names(services)
         self.cluster_aims = [
             (svc, aim) for svc in services if (aim := _cluster_aim(svc)) is not None
         ]
@@ -413,9 +424,12 @@ class _ServiceSweep:
         return key
 
     def path(self, origin: Origin, svc: Service, aim: Aim) -> PathRef:
-        """The path in `podpath trace` words."""
-        if aim.kind == "service" and svc.cluster_ip:
-            dest = f"{svc.namespace}/{svc.name}:{svc.port}" if svc.name else aim.target
+        """The path in `podpath trace` words: a Service port by its name, unless the name
+        has a ClusterIP of each family (`trace --to NAME` takes one of them: the path
+        aims at its own address then)."""
+        named = aim.kind == "service" and svc.cluster_ip and svc.name
+        if named and (svc.namespace, svc.name, svc.port, svc.protocol) not in self.dual_stack:
+            dest = f"{svc.namespace}/{svc.name}:{svc.port}"
         else:
             dest = aim.target
         return PathRef(origin.label, dest, aim.proto, self.hostname)
