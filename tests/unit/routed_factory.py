@@ -88,7 +88,12 @@ class RoutedNode:
 
 
 def _conf(family: int, ifindex: int, forwarding: int, rp: int, proxy: int) -> NetConf:
-    return NetConf(family, ifindex, forwarding, rp if family == 4 else None, proxy, 0, 0)
+    """A netconf entry as podpath reads it on a kernel before 6.17: IPv4's /proc/sys
+    keys read, IPv6's force_forwarding absent."""
+    conf = NetConf(family, ifindex, forwarding, rp if family == 4 else None, proxy, 0, 0)
+    if family == 4:
+        return replace(conf, accept_local=0, route_localnet=0, src_valid_mark=0)
+    return conf
 
 
 def _lo(inode: int, with6: bool) -> Link:

@@ -326,7 +326,8 @@ def test_accept_local_with_rp_filter_on_passes_only_the_receiving_interfaces_own
 
 def test_ipv6_forwards_with_all_or_the_input_interfaces_force_forwarding() -> None:
     """ip6_forward(): conf/all/forwarding, else force_forwarding of the input interface
-    (Linux 6.17+); unknown when all is 0 and the key was not read."""
+    (Linux 6.17+); unknown when all is 0 and the keys were not read, off when all is 0 on
+    a kernel without the key."""
     from podpath.snapshot.model import NetConf
     from podpath.trace import sysctls
 
@@ -337,6 +338,11 @@ def test_ipv6_forwards_with_all_or_the_input_interfaces_force_forwarding() -> No
     ns = replace(_ns(), netconf=(off, NetConf(6, 2, forwarding=0, force_forwarding=0)))
     assert sysctls.forwarding(ns, 6, eth0) is False
     assert sysctls.forwarding(replace(_ns(), netconf=(off, NetConf(6, 2))), 6, eth0) is None
+    # The namespace's /proc/sys keys read (IPv4's accept_local), force_forwarding absent
+    # from conf/all: a kernel before 6.17, which forwards by conf/all alone.
+    read = NetConf(4, -1, forwarding=0, accept_local=0)
+    ns = replace(_ns(), netconf=(read, off, NetConf(6, 2, forwarding=0)))
+    assert sysctls.forwarding(ns, 6, eth0) is False
     on = NetConf(6, -1, forwarding=1)
     ns = replace(_ns(), netconf=(on, NetConf(6, 2, force_forwarding=0)))
     assert sysctls.forwarding(ns, 6, eth0) is True

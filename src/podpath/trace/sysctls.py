@@ -69,13 +69,25 @@ def forwarding(
 
 def _forwarding6(ns: NetNamespace, link: Link) -> bool | None:
     """ip6_forward(): conf/all/forwarding, or force_forwarding of the input interface
-    (Linux 6.17+; unknown where the key was not read and all is 0)."""
+    (Linux 6.17+; a kernel without the key does not forward when all is 0; unknown
+    where the namespace's /proc/sys keys were not read)."""
     every = netconf(ns, 6, ALL)
     if every is None or every.forwarding is None:
         return None
     if every.forwarding:
         return True
-    return force_forwarding(ns, link)
+    forced = force_forwarding(ns, link)
+    if forced is None and every.force_forwarding is None and _conf_keys_read(ns):
+        return False  # conf/all has no force_forwarding: the kernel predates it
+    return forced
+
+
+def _conf_keys_read(ns: NetNamespace) -> bool:
+    """Whether the namespace's /proc/sys conf keys were read (collectors/netlink/
+    netconf_sysctls.py reads IPv4's, which every kernel has, in the same pass as
+    IPv6's force_forwarding): a key left unset there is one the kernel lacks."""
+    every4 = netconf(ns, 4, ALL)
+    return every4 is not None and every4.accept_local is not None
 
 
 def force_forwarding(ns: NetNamespace, link: Link) -> bool | None:
