@@ -59,3 +59,27 @@ def test_a_failing_ipv6_service_port_is_named_by_its_address() -> None:
     assert [(b.verdict, b.reason[:18]) for b in again.branches] == [
         ("dropped", "rejected at FORWAR")
     ]
+
+
+def test_a_node_that_forwards_in_neither_family_has_a_finding_for_each() -> None:
+    """Pod to pod on a routed node crosses its stack. With forwarding off in both families
+    (on a kernel before 6.17, which has no force_forwarding) IPv6 paths are dropped where
+    the node would forward them, under the IPv6 switch; IPv4 ones earlier, at ARP (proxy
+    ARP needs forwarding too). Before, IPv6 paths were delivered (a force_forwarding the
+    kernel lacks was taken for unknown), and one finding said `net.ipv4.ip_forward=1`."""
+    snap = build(RoutedNode(address6="fd00:172:18::2", pods=list(PODS), forwarding=0))
+    snap = replace(snap, node=replace(snap.node, ip_forward=0))
+    report = diagnose([SnapshotIndex(snap)])
+    found = {f.id: f for f in report.findings}
+    six = found["ip-forward-off:calico-a:ipv6"]
+    assert six.grade == "critical" and "net.ipv6.conf.all.forwarding=1" in six.fix, six
+    assert six.paths and all(_six(p.destination) for p in six.paths), six.paths
+    assert found["ip-forward-off:calico-a"].grade == "warning"  # the fact alone
+    (arp,) = [f for f in report.findings if f.check == "neighbour-unresolved"]
+    assert "proxy ARP needs both" in arp.cause
+    assert arp.paths and not any(_six(p.destination) for p in arp.paths), arp.paths
+
+
+def _six(destination: str) -> bool:
+    """Whether a path's destination (ADDRESS, ADDRESS:PORT, [ADDRESS]:PORT) is IPv6."""
+    return destination.startswith("[") or destination.count(":") > 1

@@ -214,3 +214,23 @@ def test_stale_entries_are_counted_once_with_a_delete_command_each() -> None:
     assert _checks(found) == [("warning", "stale-conntrack")]
     assert found[0].cause.startswith("2 conntrack entries still DNAT a Service to an address")
     assert len(found[0].evidence) == 2
+
+
+def test_forwarding_off_names_each_family_and_what_still_works_on_a_routed_node() -> None:
+    """A routed node (Calico) with dual-stack pods and forwarding off in both families: a
+    finding per family, each with its own switch; its pods are routed even to each other,
+    so nothing is said to still work (on a bridge CNI, pod to pod on the bridge does)."""
+    from routed_factory import RoutedNode, RoutedPod, build
+
+    pods = [RoutedPod("a", "10.244.0.5", "fd00:10:244::5")]
+    snap = build(RoutedNode(address6="fd00:172:18::2", pods=pods, forwarding=0))
+    snap = _facts(snap, ip_forward=0)
+    found = {f.id: f for f in problems(_parsed(snap)) if f.check == "ip-forward-off"}
+    assert sorted(found) == ["ip-forward-off:calico-a", "ip-forward-off:calico-a:ipv6"]
+    four, six = found["ip-forward-off:calico-a"], found["ip-forward-off:calico-a:ipv6"]
+    assert "net.ipv4.ip_forward=1" in four.fix and "net.ipv6.conf.all.forwarding=1" in six.fix
+    assert six.evidence == ("net.ipv6.conf.all.forwarding = 0",)
+    for finding in (four, six):
+        assert "pod to pod on this node (its pods are routed" in finding.cause, finding.cause
+    bridged = problems(_parsed(_facts(_node(), ip_forward=0)))
+    assert "only pod to pod on one bridge works" in bridged[0].cause

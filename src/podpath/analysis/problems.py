@@ -272,7 +272,7 @@ def _entry_text(entry: ConntrackEntry) -> str:
     )
 
 
-def _bridged_pods(index: SnapshotIndex) -> list[str]:
+def pod_bridges(index: SnapshotIndex) -> list[str]:
     """Bridges of the root namespace that pods' host veths are ports of."""
     bridges: list[str] = []
     for pod in index.snapshot.pods:
@@ -287,7 +287,7 @@ def _bridged_pods(index: SnapshotIndex) -> list[str]:
 def _bridge_sysctls(index: SnapshotIndex, parsed: ParsedSnapshot, node: str) -> list[Finding]:
     """bridge-nf-call-iptables off (or br_netfilter absent) on a bridge CNI with kube-proxy."""
     facts = index.snapshot.node
-    bridges = _bridged_pods(index)
+    bridges = pod_bridges(index)
     mode = parsed.kube_proxy_mode()
     if not bridges or mode is None or mode.mode not in ("iptables", "nftables", "ipvs"):
         return []
@@ -312,26 +312,62 @@ def _bridge_sysctls(index: SnapshotIndex, parsed: ParsedSnapshot, node: str) -> 
     ]
 
 
+# NetConf.ifindex of conf/all (podpath.snapshot.model.NetConf).
+_CONF_ALL = -1
+
+
 def _forwarding(index: SnapshotIndex, node: str) -> list[Finding]:
-    """ip_forward off on a node with pods: every path that crosses the node's stack fails."""
-    facts = index.snapshot.node
-    if facts.ip_forward != 0 or not any(not p.host_network for p in index.snapshot.pods):
-        return []
-    return [
-        Finding(
-            "ip-forward-off",
-            "warning",
-            f"node {node}",
-            "net.ipv4.ip_forward is 0 on a node with pods: nothing a pod sends is routed "
-            "beyond the node's own addresses, Services included (a DNATed packet is routed "
-            "even to an endpoint on the same bridge); only pod to pod on one bridge works",
-            "sysctl -w net.ipv4.ip_forward=1 and keep it in /etc/sysctl.d/ (kubelet and "
-            "every CNI need forwarding)",
-            node,
-            evidence=("net.ipv4.ip_forward = 0",),
-            key=node,
+    """Forwarding off in a family the node's pods use: every path that crosses the node's
+    stack in it fails."""
+    pods = [p for p in index.snapshot.pods if not p.host_network]
+    found = []
+    if index.snapshot.node.ip_forward == 0 and pods:
+        found.append(_forwarding_off(index, node, "net.ipv4.ip_forward", node))
+    conf6 = [c for c in index.root_netns.netconf if c.family == 6] if index.root_netns else []
+    every6 = next((c for c in conf6 if c.ifindex == _CONF_ALL), None)
+    # An interface that forwards whatever conf/all says (force_forwarding, Linux 6.17+)
+    # makes it a matter of which paths cross which interface: the doctor's traces judge.
+    forced = any(c.force_forwarding for c in conf6)
+    six = any(":" in ip for p in pods for ip in p.ips)
+    if every6 is not None and every6.forwarding == 0 and six and not forced:
+        found.append(_forwarding_off(index, node, "net.ipv6.conf.all.forwarding", f"{node}:ipv6"))
+    return found
+
+
+def _forwarding_off(index: SnapshotIndex, node: str, sysctl: str, key: str) -> Finding:
+    return Finding(
+        "ip-forward-off",
+        "warning",
+        f"node {node}",
+        f"{sysctl} is 0 on a node with pods of that family: nothing a pod sends is routed "
+        "beyond the node's own addresses, Services included" + forwarding_spared(index),
+        forwarding_fix(sysctl),
+        node,
+        evidence=(f"{sysctl} = 0",),
+        key=key,
+    )
+
+
+def forwarding_spared(index: SnapshotIndex) -> str:
+    """What still works on a node that does not forward, in words: pods on one bridge
+    reach each other bridged; routed pods (Calico, ptp) are routed even to each other."""
+    if pod_bridges(index):
+        return (
+            " (a DNATed packet is routed even to an endpoint on the same bridge); only pod "
+            "to pod on one bridge works"
         )
-    ]
+    return ", and pod to pod on this node (its pods are routed, no bridge joins them)"
+
+
+def forwarding_fix(sysctl: str) -> str:
+    """The fix of forwarding off: the family's switch (IPv4's sets every interface's)."""
+    switch = (
+        "net.ipv6.conf.all.forwarding" if sysctl.startswith("net.ipv6.") else "net.ipv4.ip_forward"
+    )
+    return (
+        f"sysctl -w {switch}=1 and keep it in /etc/sysctl.d/ (kubelet and every CNI need "
+        "forwarding)"
+    )
 
 
 def _cni_mtu(index: SnapshotIndex, node: str) -> list[Finding]:

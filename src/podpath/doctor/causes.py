@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.problems import forwarding_fix, forwarding_spared
 from podpath.analysis.sockets import is_listening, local_endpoint
 from podpath.netfilter.kube_proxy import Service
 from podpath.netfilter.owners import Owner
@@ -321,6 +322,28 @@ def _dropped(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str) -
     return replace(cause, node=drop.node) if drop is not None and drop.node else cause
 
 
+def _not_forwarding(
+    node: str, reason: str, drop: Hop | None, indexes: list[SnapshotIndex]
+) -> Cause:
+    """A node that does not forward in the packet's family (the reason names the sysctl):
+    a finding per family, each with its own switch."""
+    index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
+    six = reason.startswith("net.ipv6.")
+    spared = forwarding_spared(index) if index is not None else ""
+    return Cause(
+        "ip-forward-off",
+        "critical",
+        f"node {node}",
+        f"{reason}: what the node routes for its pods is dropped: to other nodes and to "
+        f"every Service endpoint{spared}",
+        forwarding_fix(reason),
+        hop_text(drop) if drop else None,
+        (reason,),
+        key=f"{node}:ipv6" if six else node,
+        partial_grade="critical",
+    )
+
+
 def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str) -> Cause:
     drop = _last(branch, "drop")
     by = str(drop.data.get("by")) if drop is not None else ""
@@ -329,20 +352,7 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
     if by == "netfilter":
         return _netfilter_drop(branch, aim, indexes, way, node)
     if by == "sysctl":
-        return Cause(
-            "ip-forward-off",
-            "critical",
-            f"node {node}",
-            f"{reason}: what the node routes for its pods is dropped (to other nodes, and "
-            "to every Service endpoint: a DNATed packet is routed even when its endpoint is "
-            "on the same bridge); pod to pod on one bridge is bridged and still works",
-            "sysctl -w net.ipv4.ip_forward=1 and keep it in /etc/sysctl.d/ (kubelet and "
-            "every CNI need forwarding)",
-            hop_text(drop) if drop else None,
-            (reason,),
-            key=node,
-            partial_grade="critical",
-        )
+        return _not_forwarding(node, reason, drop, indexes)
     if by == "rp_filter":
         return Cause(
             "rp-filter",
