@@ -24,6 +24,7 @@ from topology_proof import (
 
 from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
+from podpath.doctor import diagnose
 from podpath.trace import sysctls
 from podpath.trace.engine import trace
 from podpath.trace.probe import Probe
@@ -107,11 +108,18 @@ def test_ipv6_force_forwarding_forwards_what_its_interface_receives(lab: Lab) ->
         answer = lab.probe(src.ref, ip, 80)
         assert answer.ok and answer.served_by == dst.ref, answer.error
         _sysctl(lab, *(f"net.ipv6.conf.{v}.force_forwarding=0" for v in veths))
-        (branch,) = trace(ordered(snapshots(lab)), Probe(src.ref, hostport(ip, 80))).branches
+        taken = ordered(snapshots(lab))
+        (branch,) = trace(taken, Probe(src.ref, hostport(ip, 80))).branches
         assert branch.verdict == "dropped", branch.reason
         assert branch.reason.startswith(
             f"net.ipv6.conf.all.forwarding and net.ipv6.conf.{src.host_veth}.force_forwarding are 0"
         ), branch.reason
+        # The doctor: a finding of its own for IPv6, with IPv6's switch, and nothing said
+        # to still work between ptp's routed pods.
+        report = diagnose(taken)
+        (six,) = [f for f in report.findings if f.id == "ip-forward-off:node1:ipv6"]
+        assert six.grade == "critical" and "net.ipv6.conf.all.forwarding=1" in six.fix, six
+        assert "pod to pod on this node (its pods are routed" in six.cause, six.cause
         answer = lab.probe(src.ref, ip, 80)
         assert not answer.ok and "timed out" in answer.error, answer
     finally:
