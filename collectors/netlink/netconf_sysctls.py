@@ -8,7 +8,9 @@ interface receives whatever conf/all/forwarding says, ip6_forward), exist only a
 under /proc/sys/net/ipv{4,6}/conf. What those files show depends on the network
 namespace of the thread that opens them (the sysctl root looks up
 current->nsproxy->net_ns), so they are read by the scanner's thread while it is in the
-namespace, as its socket is opened there.
+namespace, as its socket is opened there. So is the namespace's ip_local_port_range,
+where a connecting socket that binds no port takes its source port from (each new
+namespace starts at 32768-60999, whatever the node's own is: inet_init_net).
 """
 
 from __future__ import annotations
@@ -24,6 +26,29 @@ _NAMED = {"all": -1, "default": -2}
 
 # family -> conf/DEV name -> key -> value
 ConfValues = dict[int, dict[str, dict[str, int]]]
+
+
+PORT_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def read_port_range(path: str = PORT_RANGE) -> tuple[int, ...]:
+    """The calling thread's namespace's ip_local_port_range as (low, high); () when it
+    cannot be read or is not two ports in order."""
+    try:
+        fd = os.open(path, _FILE)
+    except OSError:
+        return ()
+    try:
+        words = os.read(fd, _MAX_VALUE).split()
+    except OSError:
+        return ()
+    finally:
+        os.close(fd)
+    try:
+        low, high = (int(w) for w in words)
+    except ValueError:  # not two integers
+        return ()
+    return (low, high) if 0 < low <= high <= 65535 else ()
 
 
 def read_conf(conf_dirs: dict[int, str] | None = None) -> ConfValues:

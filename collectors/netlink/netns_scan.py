@@ -37,7 +37,7 @@ from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from podpath.collectors.netlink.netconf_decode import decode_netconf
-from podpath.collectors.netlink.netconf_sysctls import ConfValues, read_conf
+from podpath.collectors.netlink.netconf_sysctls import ConfValues, read_conf, read_port_range
 from podpath.collectors.netlink.netconf_sysctls import merge as merge_conf
 from podpath.collectors.netlink.nlsocket import MAX_ATTEMPTS
 from podpath.collectors.netlink.rtnetlink import (
@@ -138,6 +138,8 @@ class _Opened:
     sockets: SocketReader | OSError | None = None
     # The conf/DEV values netconf lacks (netconf_sysctls), read while in the namespace.
     conf: ConfValues = field(default_factory=dict)
+    # Its ip_local_port_range (low, high), read there too; () when not read.
+    ports: tuple[int, ...] = ()
 
 
 @dataclass
@@ -304,6 +306,7 @@ class _Opener:
         sockets: SocketReader | OSError | None = None
         error: OSError | None = None
         conf: ConfValues = {}
+        ports: tuple[int, ...] = ()
         try:
             rs = RouteSocket()
             if self.open_sockets is not None:
@@ -312,6 +315,7 @@ class _Opener:
                 except OSError as exc:
                     sockets = exc  # the sockets alone are a gap; the tables are still read
             conf = read_conf()
+            ports = read_port_range()
         except OSError as exc:
             error = exc
         finally:
@@ -331,7 +335,7 @@ class _Opener:
                 return Gap(subject(target), "not read: could not leave the namespace", "error")
             assert error is not None
             return _open_error_gap(target, error, "socket")
-        return _Opened(target, fd, rs, sockets, conf)
+        return _Opened(target, fd, rs, sockets, conf, ports)
 
     def _socket_here(self, target: NetnsTarget, fd: int) -> _Opened | Gap:
         """Sockets in the opener's own namespace, which is the target's."""
@@ -346,7 +350,7 @@ class _Opener:
                 sockets = self.open_sockets()
             except OSError as exc:
                 sockets = exc  # the sockets alone are a gap; the tables are still read
-        return _Opened(target, fd, rs, sockets, read_conf())
+        return _Opened(target, fd, rs, sockets, read_conf(), read_port_range())
 
 
 def _identity(fd: int) -> tuple[int, int] | None:
@@ -566,6 +570,7 @@ def _build(s: _Scanned, netnsid: int | None) -> NetNamespace:
         tc_filters=tuple(s.filters),
         sockets=None if s.sockets is None else tuple(s.sockets),
         sockets_source=None if s.sockets is None else s.sockets_source,
+        local_ports=s.opened.ports,
     )
 
 

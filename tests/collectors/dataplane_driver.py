@@ -88,6 +88,8 @@ def build(objdir: Path) -> None:
         "-w",
         "net.ipv4.conf.eth0.route_localnet=1",
         "net.ipv4.conf.default.src_valid_mark=1",
+        # A pod's own port range (a namespaced sysctl kubelet may set per pod).
+        "net.ipv4.ip_local_port_range=40000 40100",
     )
     run("ip", "addr", "add", "10.9.0.1/32", "dev", "lxc0123456789ab")
     run("ip", "route", "add", "10.9.0.2/32", "dev", "lxc0123456789ab")
@@ -138,6 +140,7 @@ def views(ns: str | None) -> dict[str, Any]:
         "netconf": jrun(*pre, "ip", "-j", "netconf", "show"),
         "qdisc": jrun(*pre, "tc", "-j", "qdisc", "show"),
         "sysctls": run(*pre, "sysctl", "-a", "-r", SYSCTLS),
+        "ports": run(*pre, "sysctl", "-n", "net.ipv4.ip_local_port_range"),
         "filters": filters,
     }
 

@@ -125,6 +125,15 @@ def test_interface_sysctls_equal_sysctl(run: Any) -> None:
     assert {c["route_localnet"] for c in calico["netconf"] if c["family"] == 4} == {0, 1}
 
 
+def test_local_port_range_equals_sysctl_in_each_namespace(run: Any) -> None:
+    """ip_local_port_range, where a client's source port comes from, equals `sysctl -n`
+    in each namespace: the driver gave the Calico-style pod a range of its own."""
+    for name, view, ns in _pairs(run):
+        assert ns["local_ports"] == [int(w) for w in view["ports"].split()], name
+    by_name = {name: ns["local_ports"] for name, _v, ns in _pairs(run)}
+    assert by_name["calico"] == [40000, 40100] and by_name["root"] != [40000, 40100]
+
+
 def test_qdiscs_equal_tc_qdisc(run: Any) -> None:
     """Every qdisc (kind, handle, device, root or ingress) equals `tc -j qdisc show`."""
     for _name, view, ns in _pairs(run):

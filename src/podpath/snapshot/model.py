@@ -518,6 +518,9 @@ class NetNamespace(Value):
     sockets: tuple[Socket, ...] | None = None
     # How they were read: "sock_diag" or "procfs" (which cannot tell v6only).
     sockets_source: str | None = None
+    # net.ipv4.ip_local_port_range (IPv6 too): (low, high), where a client's source port
+    # comes from when it binds none; () when not read (older snapshots, a gap).
+    local_ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
