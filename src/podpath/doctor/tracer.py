@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.model import Link, Pod
 from podpath.trace import reply as ct
-from podpath.trace.engine import Engine
+from podpath.trace.engine import Engine, client_ports
 from podpath.trace.flow import Flow
 from podpath.trace.model import Branch, JsonValue, Packet, Trace
 from podpath.trace.probe import hostport, node_address
@@ -65,6 +65,7 @@ class Tracer:
         self.runs += 1
         index = self.indexes[origin.node]
         root = index.snapshot.root_netns
+        self.engine.client_ports = ()  # a client outside: its port range is its own
         if origin.kind == "outside":
             source = OUTSIDE6 if ":" in dst else OUTSIDE
             packet = Packet(source, dst, proto, None, port)
@@ -80,9 +81,11 @@ class Tracer:
             assert pod.netns_inode is not None
             family = [ip for ip in pod.ips if (":" in ip) == (":" in dst)]
             packet = Packet(family[0] if family else None, dst, proto, None, port)
+            self.engine.client_ports = client_ports(index, pod.netns_inode)
             branches = self.engine.output(Flow(packet, origin.node, pod.netns_inode))
         else:
             packet = Packet(None, dst, proto, None, port)
+            self.engine.client_ports = client_ports(index, root)
             branches = self.engine.output(Flow(packet, origin.node, root))
         with_replies = [replace(b, reply=tuple(ct.trace_reply(self.engine, b))) for b in branches]
         probe: dict[str, JsonValue] = {

@@ -84,6 +84,9 @@ class Engine:
         # Set by a caller that traces many paths (the doctor): flows a DNAT sent to
         # destinations with equal keys behave alike, so one is followed for all of them.
         self.alike: Callable[[Flow], Hashable | None] | None = None
+        # The traced connection's client's ip_local_port_range (its netns's), where its
+        # source port comes from when the probe names none: set per trace, () unknown.
+        self.client_ports: tuple[int, ...] = ()
 
     # --- lookups ----------------------------------------------------------------------
 
@@ -253,6 +256,7 @@ class Engine:
             orig_dport=dnat.before[1] if dnat else None,
             recent=self._recent(flow.node),
             ipsets=self._ipsets(flow.node),
+            client_ports=self.client_ports,
         )
         ns = self.netns(flow)
         out_address = None
@@ -1382,6 +1386,7 @@ def trace(
     source = resolve_source(indexes, probe.source, 6 if ":" in dest.address else 4)
     packet = Packet(source.address, dest.address, probe.proto, probe.sport, dest.port)
     engine = Engine(indexes, explain)
+    engine.client_ports = client_ports(indexes[source.node], source.netns)
     flow = Flow(packet, source.node, source.netns, uncertain=_ebpf_services(indexes, source, dest))
     branches = engine.output(flow)
     if reply:
@@ -1400,6 +1405,12 @@ def trace(
         }
     )
     return Trace(probe_json, tuple(sorted(branches, key=lambda b: -b.probability)))
+
+
+def client_ports(index: SnapshotIndex, netns: int) -> tuple[int, ...]:
+    """The ip_local_port_range of a client's network namespace, () when not read."""
+    ns = index.netns_by_inode.get(netns)
+    return ns.local_ports if ns is not None else ()
 
 
 def _with_detail(hop: Hop, detail: str) -> Hop:

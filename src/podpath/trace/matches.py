@@ -44,6 +44,9 @@ class MatchEnv:
     recent: tuple[RecentList, ...] | None = None
     # The node's ipsets when the snapshot has them (None: unknown).
     ipsets: tuple[IpSet, ...] | None = None
+    # The ip_local_port_range (low, high) of the traced connection's client, where its
+    # source port comes from when the probe names none; () when unknown.
+    client_ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,45 @@ def _port(spec: str, port: int | None) -> bool | None:
     return None if port is None else port_in(spec, port)
 
 
+def _side_port(spec: str, p: Packet, e: MatchEnv, side: str) -> bool | None:
+    """A port match on the packet's source (`side` "src") or destination port. An unknown
+    port that is the client's (the first packet's source, the reply's destination) comes
+    from its ip_local_port_range: decided when that whole range is in `spec` or out of
+    it (kube-router's `--dports 30000:32767` never meets 32768-60999)."""
+    port = p.sport if side == "src" else p.dport
+    if port is not None:
+        return port_in(spec, port)
+    client_side = "src" if p.direction == "original" else "dst"
+    if side != client_side or len(e.client_ports) != 2:
+        return None
+    return range_in(spec, e.client_ports[0], e.client_ports[1])
+
+
+def range_in(spec: str, low: int, high: int) -> bool | None:
+    """Whether every port of low..high is in `spec` (True), none is (False), or some are
+    (None); None too for a spec naming a service by name."""
+    parts: list[tuple[int, int]] = []
+    for part in spec.replace(" ", ",").split(","):
+        if not part:
+            continue
+        first, sep, last = part.partition(":")
+        try:
+            lo = int(first) if first else 0
+            hi = int(last) if sep and last else (65535 if sep else lo)
+        except ValueError:
+            return None
+        if lo <= high and hi >= low:
+            parts.append((max(lo, low), min(hi, high)))
+    if not parts:
+        return False
+    reached = low - 1  # the parts, in order, cover low..reached without a gap
+    for lo, hi in sorted(parts):
+        if lo > reached + 1:
+            return None
+        reached = max(reached, hi)
+    return True if reached >= high else None
+
+
 # Options that only refine another option of the same match (never decide on their own).
 _MODIFIERS = frozenset(
     {
@@ -197,8 +239,8 @@ _BUILTIN: dict[str, Evaluator] = {
 }
 
 _BY_OPTION: dict[tuple[str, str], Evaluator] = {
-    ("multiport", "dports"): lambda m, p, e: _port(m.value, p.dport),
-    ("multiport", "sports"): lambda m, p, e: _port(m.value, p.sport),
+    ("multiport", "dports"): lambda m, p, e: _side_port(m.value, p, e, "dst"),
+    ("multiport", "sports"): lambda m, p, e: _side_port(m.value, p, e, "src"),
     ("multiport", "ports"): lambda m, p, e: (
         None
         if p.dport is None or p.sport is None
@@ -237,9 +279,9 @@ def _l4(m: Match, p: Packet, e: MatchEnv) -> bool | None:
     if m.module != p.proto and m.module in ("tcp", "udp", "sctp", "icmp"):
         return False  # the implicit module of another protocol never matches
     if m.option == "dport":
-        return _port(m.value, p.dport)
+        return _side_port(m.value, p, e, "dst")
     if m.option == "sport":
-        return _port(m.value, p.sport)
+        return _side_port(m.value, p, e, "src")
     if m.option == "tcp-flags":
         return _tcp_flags(m.value, p)
     if m.option == "syn":
