@@ -428,6 +428,40 @@ def test_vteps_on_different_udp_ports(
     assert not lab.probe(server.ref, client.ip, 53).ok
 
 
+def test_a_stale_vtep_mac_on_the_sending_node(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node1's neighbour and fdb entries for node2's VTEP name a MAC node2's flannel.1 does
+    not have (node2's VTEP made again, node1's flanneld not told): node1's frames reach
+    node2 and are dropped there as another host's, node1's answers too. The trace said
+    delivered. The doctor names node2's device and node1's entry; real traffic times out
+    both ways."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    node2 = lab.record.nodes[1]
+    client, server = _other(lab), _web(lab, "node2")
+    assert lab.probe(client.ref, server.ip, 80).ok and lab.probe(server.ref, client.ip, 53).ok
+    gateway = node2.pod_cidr.split("/")[0]  # node2's flannel.1 address
+    stale = "02:00:00:00:00:99"
+    _sh(
+        lab,
+        "node1",
+        f"ip neigh replace {gateway} lladdr {stale} dev flannel.1 nud permanent && "
+        f"bridge fdb del {node2.vtep_mac} dev flannel.1 dst {node2.address} && "
+        f"bridge fdb append {stale} dev flannel.1 dst {node2.address}",
+    )
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    found = {(f["check"], f["node"]) for f in report["findings"] if f["grade"] == "critical"}
+    assert found == {("vxlan-mac-stale", "node2")}, report
+    cause = _one(report, "vxlan-mac-stale")["cause"]
+    assert (
+        f"node node2's flannel.1 has MAC {node2.vtep_mac}, and the frame inside is for "
+        f"{stale}, node1's neighbour entry for {gateway} on flannel.1" in cause
+    ), cause
+    assert not lab.probe(client.ref, server.ip, 80).ok
+    assert not lab.probe(server.ref, client.ip, 53).ok
+
+
 def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     """A Calico node loses its default route: its pods' gateway 169.254.1.1 is answered by
     proxy ARP only for addresses the node routes elsewhere, so nothing answers; and the

@@ -296,6 +296,13 @@ _OVERLAY_CHECKS = {
         "the overlay agent (flannel) adds `bridge fdb append MAC dev DEV dst VTEP` for each "
         "node: restart it, or add the entry",
     ),
+    "vxlan-mac": (
+        "vxlan-mac-stale",
+        "the overlay agent on the sending node updates its neighbour and fdb entries for "
+        "the far VTEP from that node's record (flannel: the flannel.alpha.coreos.com/"
+        "backend-data annotation; restart flanneld there), or give the far VTEP back its "
+        "MAC",
+    ),
     "vxlan-port": (
         "vxlan-port-mismatch",
         "give every node's VXLAN device one destination port (flannel's backend Port, "

@@ -970,15 +970,25 @@ class Engine:
         going, ended = self._carried(
             flow.add(leave), received.outer, ("PREROUTING", "INPUT"), "VXLAN", target, received
         )
+        inner = _Inner(mac, nexthop, device.name)
         return ended + [
-            b for f in going for b in self._decapsulate(f, target, vni, remote, received.outer)
+            b
+            for f in going
+            for b in self._decapsulate(f, target, vni, remote, received.outer, inner)
         ]
 
     def _decapsulate(
-        self, flow: Flow, target: int, vni: int | None, remote: str, outer: Packet
+        self,
+        flow: Flow,
+        target: int,
+        vni: int | None,
+        remote: str,
+        outer: Packet,
+        inner: _Inner,
     ) -> list[Branch]:
         """The far node's VXLAN device takes the packet off its UDP port and VNI, and the
-        inner packet arrives on it."""
+        inner frame arrives on it: its IP packet is taken up when the frame is for the
+        device's own MAC."""
         host = self.hostname(target)
         root = self.indexes[target].root_netns
         if root is None:
@@ -1015,6 +1025,17 @@ class Engine:
                 f"{listens}, and the packet was sent to port {outer.dport}: no VXLAN socket "
                 "takes it (the kernel answers port unreachable)",
                 "vxlan-port",
+            )
+        stale = _foreign_frame(remote_dev, inner)
+        if stale:
+            return self.drop(
+                there,
+                f"node {host}'s {remote_dev.name} has MAC {remote_dev.mac}, and the frame "
+                f"inside is for {inner.mac}, {self.hostname(flow.node)}'s neighbour entry "
+                f"for {inner.nexthop} on {inner.dev}: not for this host, it is dropped "
+                "(the VTEP's MAC changed and the sender's neighbour and fdb entries still "
+                "name the old one)",
+                "vxlan-mac",
             )
         dec = Hop(
             "vxlan",
@@ -1312,6 +1333,32 @@ def _ebpf_services(
         "and socket-level load balancing may rewrite the destination at connect(); "
         "podpath cannot see which backend is chosen",
     )
+
+
+@dataclass(frozen=True)
+class _Inner:
+    """The Ethernet frame a VXLAN device wraps: for the next hop's MAC, from the
+    sender's neighbour entry for it on the device."""
+
+    mac: str
+    nexthop: str
+    dev: str
+
+
+def _foreign_frame(device: Link, inner: _Inner) -> bool:
+    """Whether a decapsulated frame is for another host: a unicast MAC that is not the
+    receiving device's. A VXLAN device in no bridge hands it to the IP stack as
+    PACKET_OTHERHOST, which ip_rcv drops (a bridge port's frame goes to the bridge's
+    forwarding database instead)."""
+    if device.master is not None or device.mac is None:
+        return False
+    try:
+        first_octet = int(inner.mac.split(":", 1)[0], 16)
+    except ValueError:
+        return False  # not a MAC podpath can read: not judged
+    if first_octet & 1:  # broadcast or multicast: every host on the link takes it
+        return False
+    return inner.mac.lower() != device.mac.lower()
 
 
 def _vxlan_device(
