@@ -30,6 +30,9 @@ from topology_proof import snapshot_text
 
 from podpath.analysis.problems import CONNTRACK_CRITICAL, CONNTRACK_WARN
 from podpath.lab import conntrack_fill
+from podpath.snapshot.codec import load_path
+from podpath.trace.engine import trace
+from podpath.trace.probe import Probe
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -460,6 +463,35 @@ def test_a_stale_vtep_mac_on_the_sending_node(
     ), cause
     assert not lab.probe(client.ref, server.ip, 80).ok
     assert not lab.probe(server.ref, client.ip, 53).ok
+
+
+def test_a_pods_host_veth_set_down(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node2's host side of its web pod's veth is set down: the bridge floods nothing out
+    of the disabled port (ARP for the pod gets no answer, a frame for it goes nowhere),
+    and the pod's eth0 has no carrier. The trace delivered into the pod, and the doctor
+    blamed the pod's eth0. Now one finding names the host veth and its fix, for the
+    paths to the pod and from it; real traffic times out both ways until it is up."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    client, server = _other(lab), _web(lab, "node2")
+    lab.exec("node2", ["ip", "link", "set", server.host_veth, "down"])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    found = [f for f in report["findings"] if f["grade"] == "critical"]
+    assert [(f["check"], f["subject"]) for f in found] == [
+        ("link-down", f"interface {server.host_veth} of node node2")
+    ], report
+    assert f"ip link set {server.host_veth} up" in found[0]["fix"]
+    # The pod's own paths: its eth0 has no carrier (the snapshots the doctor read).
+    taken = [load_path(str(tmp_path / f"{n.name}.json")) for n in lab.record.nodes]
+    (out,) = trace(taken, Probe(server.ref, f"{client.ip}:53", "tcp")).branches
+    assert out.verdict == "dropped", out.reason
+    assert out.reason.startswith(f"eth0 has no carrier: its peer {server.host_veth} in node node2")
+    assert not lab.probe(client.ref, server.ip, 80).ok
+    assert not lab.probe(server.ref, client.ip, 53).ok
+    lab.exec("node2", ["ip", "link", "set", server.host_veth, "up"])
+    assert lab.probe(client.ref, server.ip, 80).ok
 
 
 def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: Any) -> None:

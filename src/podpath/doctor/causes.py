@@ -410,15 +410,18 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             about="source",
         )
     if by == "link":
+        # One finding per device at fault: a pod's host veth set down stops the frames
+        # sent to the pod and, its eth0 without carrier, the pod's own.
+        dev = str(drop.data.get("dev") or "") if drop is not None else ""
         return Cause(
             "link-down",
             "critical",
-            f"node {node}",
+            f"interface {dev} of node {node}" if dev else f"node {node}",
             f"{way}{reason}",
-            "bring the device up (ip link set DEV up), or find out why it went down",
+            f"bring the device up (ip link set {dev or 'DEV'} up), or find out why it went down",
             hop_text(drop) if drop else None,
             (reason,),
-            key=f"{node}:{reason}",
+            key=f"{node}:{dev or reason}",
             partial_grade="critical",
         )
     return Cause(

@@ -213,12 +213,16 @@ class Engine:
             flow.probability, verdict, reason, hops, flow.packet, None, uncertain, flow.nat, end
         )
 
-    def drop(self, flow: Flow, reason: str, by: str, carrier: str = "") -> list[Branch]:
+    def drop(
+        self, flow: Flow, reason: str, by: str, carrier: str = "", device: str = ""
+    ) -> list[Branch]:
         """The packet is dropped here (`carrier`: the tunnel packet that carried it, when
-        that is what a rule dropped)."""
+        that is what a rule dropped; `device`: the interface at fault, when one is)."""
         data: dict[str, JsonValue] = {"reason": reason, "by": by, "netns": flow.netns}
         if carrier:
             data["carrier"] = carrier
+        if device:
+            data["dev"] = device
         hop = Hop("drop", self.hostname(flow.node), f"dropped: {reason}", (), (), data)
         return [self.finish(flow, "dropped", reason, hop)]
 
@@ -664,7 +668,8 @@ class Engine:
         if link is None:
             return self.unsure(flow, f"output device {decision.dev} is not in the snapshot")
         if link.state == "DOWN":
-            return self.drop(flow, f"{link.name} is down", "link")
+            why, down = self._why_down(flow.node, link)
+            return self.drop(flow, why, "link", device=down)
         ns = self.netns(flow)
         if ns is not None:
             for program in attached(ns, link, "egress"):
@@ -679,6 +684,24 @@ class Engine:
         if link.kind == "veth":
             return self.veth(flow, link, nexthop)
         return self.leave(flow, link, nexthop)
+
+    def _why_down(self, node: int, link: Link) -> tuple[str, str]:
+        """Why a device is down, as `ip link` would show it, and the device at fault: it
+        is set down, or it is a veth whose peer is (a veth has no carrier while its peer
+        is down: veth_open)."""
+        if "UP" in link.flags and link.kind == "veth":
+            peer = self.indexes[node].peer(link)
+            if peer is not None and "UP" not in peer.flags:
+                there = self.label(node, peer.netns)
+                return (
+                    f"{link.name} has no carrier: its peer {peer.name} in {there} is down "
+                    f"(ip link set {peer.name} up)",
+                    peer.name,
+                )
+        peer = self.indexes[node].peer(link) if link.kind == "veth" else None
+        if peer is not None and peer.netns != link.netns:
+            return f"{link.name} (to {self.label(node, peer.netns)}) is down", link.name
+        return f"{link.name} is down", link.name
 
     def neighbour_hop(self, flow: Flow, link: Link, nexthop: str) -> tuple[Flow, MacResolution]:
         """Resolve the next hop's MAC on link: the flow with the hop (and any assumption)."""
@@ -717,7 +740,10 @@ class Engine:
         return primary_address(link, 6 if ":" in flow.packet.dst else 4)
 
     def unresolved(self, flow: Flow, res: MacResolution) -> list[Branch]:
-        """The next hop never answered: the kernel drops the queued packet (EHOSTUNREACH)."""
+        """The next hop never answered: the kernel drops the queued packet (EHOSTUNREACH).
+        A next hop behind a device that is down is that device's fault."""
+        if res.down:
+            return self.drop(flow, res.how, "link", device=res.down)
         return self.drop(flow, res.how, "neighbour")
 
     def ebpf(self, flow: Flow, link: Link, program: Attachment) -> list[Branch]:
@@ -918,8 +944,12 @@ class Engine:
         return results
 
     def port_out(self, flow: Flow, port: Link) -> list[Branch]:
-        """A frame leaving a bridge port."""
+        """A frame leaving a bridge port: none leaves a port that is down (the bridge
+        disables it: br_stp_disable_port)."""
         index = self.indexes[flow.node]
+        if port.state == "DOWN":
+            why, down = self._why_down(flow.node, port)
+            return self.drop(flow, f"bridge port {why}: nothing leaves it", "link", device=down)
         if port.kind == "veth":
             peer = index.peer(port)
             if peer is None:

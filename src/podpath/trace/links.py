@@ -39,6 +39,7 @@ class MacResolution:
     answered: bool = True
     details: tuple[str, ...] = ()
     uncertain: str | None = None  # what had to be assumed, when something was not collected
+    down: str = ""  # the device that is down where no answer comes back, if that is why
 
 
 # Who would answer for an address on a device outside the snapshot: (who, MAC) or None.
@@ -53,10 +54,12 @@ def neighbour(ns: NetNamespace, ifindex: int, ip: str) -> Neighbour | None:
     return None
 
 
-def owner_mac(index: SnapshotIndex, bridge: Link, ip: str) -> tuple[str | None, str]:
-    """Who would answer ARP for ip on a bridge: the bridge itself or the port whose peer holds ip."""
+def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution:
+    """Who answers ARP/NDP for ip on a bridge: the bridge itself, or the port whose peer
+    holds ip. Behind a port that is down nobody does (a disabled port gets no flood);
+    with no owner known, the answer is not known either."""
     if any(a.address == ip for a in bridge.addresses):
-        return bridge.mac, f"{bridge.name} itself"
+        return MacResolution(bridge.mac, f"{bridge.name} itself")
     for port in index.bridge_ports(bridge):
         # Only a namespace holding ip can hold it on the peer: the others are not read
         # (a cached index unpickles a namespace when it is first read).
@@ -66,8 +69,16 @@ def owner_mac(index: SnapshotIndex, bridge: Link, ip: str) -> tuple[str | None, 
         if peer is not None and any(a.address == ip for a in peer.addresses):
             pod = index.pods_by_netns.get(peer.netns)
             who = f"pod {pod.namespace}/{pod.name}" if pod else f"netns {peer.netns}"
-            return peer.mac, f"{peer.name} of {who} (behind port {port.name})"
-    return None, "nobody known"
+            if port.state == "DOWN":
+                return MacResolution(
+                    None,
+                    f"{peer.name} of {who} holds it, behind port {port.name}, which is down: "
+                    "the request never reaches it",
+                    answered=False,
+                    down=port.name,
+                )
+            return MacResolution(peer.mac, f"{peer.name} of {who} (behind port {port.name})")
+    return MacResolution(None, "nobody known; the request floods the bridge")
 
 
 def resolve_mac(
@@ -110,6 +121,7 @@ def resolve_mac(
         False,
         answer.details,
         answer.uncertain,
+        answer.down,
     )
 
 
@@ -122,10 +134,7 @@ def _who_answers(
     remote: RemoteOwner | None,
 ) -> MacResolution:
     if link.kind == "bridge":
-        mac, who = owner_mac(index, link, nexthop)
-        if mac is not None:
-            return MacResolution(mac, who)
-        return MacResolution(None, f"{who}; the request floods the bridge")
+        return _bridge_answer(index, link, nexthop)
     if link.kind == "veth":
         peer = index.peer(link)
         if peer is None:
@@ -136,8 +145,7 @@ def _who_answers(
             )
         master = index.link(peer.netns, peer.master)
         if master is not None and master.kind == "bridge":
-            mac, who = owner_mac(index, master, nexthop)
-            return MacResolution(mac, who)
+            return _bridge_answer(index, master, nexthop)
         peer_ns = index.netns_by_inode.get(peer.netns)
         if peer_ns is None:
             return MacResolution(None, f"{peer.name}, whose namespace is not in the snapshot")
