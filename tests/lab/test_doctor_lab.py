@@ -494,6 +494,30 @@ def test_a_pods_host_veth_set_down(
     assert lab.probe(client.ref, server.ip, 80).ok
 
 
+def test_a_vtep_set_down_and_a_vxlan_route_gone(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node2's flannel.1 set down: it takes nothing off UDP 8472 (the trace decapsulated
+    there), and the kernel deleted its route to node1's pods. One finding names the
+    device, for both ways; real traffic times out both ways. Up again, without flanneld
+    to put the route back: node2's packets for node1's pods leave by the default route,
+    and the doctor says node1 routes node2's pods over VXLAN (it said host-gw)."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    client, server = _other(lab), _web(lab, "node2")
+    lab.exec("node2", ["ip", "link", "set", "flannel.1", "down"])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    found = [(f["check"], f["subject"]) for f in report["findings"] if f["grade"] == "critical"]
+    assert found == [("link-down", "interface flannel.1 of node node2")], report
+    assert not lab.probe(client.ref, server.ip, 80).ok
+    assert not lab.probe(server.ref, client.ip, 53).ok
+    lab.exec("node2", ["ip", "link", "set", "flannel.1", "up"])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    cause = _one(report, "no-route", "node node2")["cause"]
+    assert "while node1 routes node2's pods over its VXLAN device flannel.1 to node2" in cause
+    assert not lab.probe(server.ref, client.ip, 53).ok
+
+
 def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     """A Calico node loses its default route: its pods' gateway 169.254.1.1 is answered by
     proxy ARP only for addresses the node routes elsewhere, so nothing answers; and the

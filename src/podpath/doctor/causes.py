@@ -19,6 +19,7 @@ from podpath.analysis.problems import forwarding_fix, forwarding_spared
 from podpath.analysis.sockets import is_listening, local_endpoint
 from podpath.netfilter.kube_proxy import Service
 from podpath.netfilter.owners import Owner
+from podpath.snapshot.model import Link
 from podpath.trace.beyond import Beyond
 from podpath.trace.beyond import parse as parse_beyond
 from podpath.trace.model import Branch, Hop
@@ -169,22 +170,84 @@ def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
         there = owner.snapshot.node.hostname
         routes = [h for h in branch.hops if h.kind == "route" and h.node == leave.node]
         route = routes[-1] if routes else None
+        sent = (
+            f"pod {pod.namespace}/{pod.name} ({dst}) is on node {there}, but node "
+            f"{leave.node} sends its packets via {leave.data.get('dev')} to {via}, which is "
+            f"not {there}"
+        )
+        evidence = (route.text,) if route is not None else (branch.reason,)
+        down = _overlay_down(sender, owner)
+        if down is not None:
+            # The kernel deletes a device's routes when it goes down: the overlay's
+            # routes to the other nodes' pods went with it (one finding with the
+            # packets that device no longer takes in).
+            return Cause(
+                "link-down",
+                "critical",
+                f"interface {down} of node {leave.node}",
+                f"node {leave.node}'s {down} is down, and its routes to the other nodes' "
+                f"pods went with it: {sent}",
+                _link_fix(down),
+                hop_text(leave),
+                evidence,
+                key=f"{leave.node}:{down}",
+                partial_grade="critical",
+            )
         return Cause(
             "no-route",
             "critical",
             f"node {leave.node}",
-            f"pod {pod.namespace}/{pod.name} ({dst}) is on node {there}, but node "
-            f"{leave.node} sends its packets via {leave.data.get('dev')} to {via}, which is "
-            f"not {there}, while {there} routes {leave.node}'s pods straight to "
-            f"{leave.node} (host-gw): no route to {there}'s pod network",
-            f"add the route to {there}'s pod CIDR via {there}'s address (host-gw), or check "
-            "the CNI agent that programs it",
+            f"{sent}, while {there} routes {leave.node}'s pods {_how_routed(owner, sender)}"
+            f": no route to {there}'s pod network",
+            f"add the route to {there}'s pod CIDR via {there}'s address, or check the CNI "
+            "agent that programs it",
             hop_text(leave),
-            (route.text,) if route is not None else (branch.reason,),
+            evidence,
             key=f"{leave.node}:{there}",
             partial_grade="critical",
         )
     return None
+
+
+def _link_fix(dev: str) -> str:
+    """Bring a device back, and its routes: the kernel deletes a device's routes when it
+    goes down, and only the agent that made them (the CNI's) puts them back."""
+    return (
+        f"bring the device up (ip link set {dev} up) and check that its routes came back "
+        "(the kernel removed them; the CNI agent that made them puts them back: flannel, "
+        "calico-node), or find out why it went down"
+    )
+
+
+def _how_routed(owner: SnapshotIndex, sender: SnapshotIndex) -> str:
+    """How the owner routes to the sender: over an overlay device, or straight."""
+    ns = owner.root_netns
+    if ns is None:
+        return "straight"
+    mine = _node_addresses(sender)
+    for r in ns.routes:
+        link = owner.link(ns.inode, r.dev) if r.gateway in mine and r.dev else None
+        if link is not None and link.kind == "vxlan":
+            return f"over its VXLAN device {link.name} to {sender.snapshot.node.hostname}"
+    return f"straight to {sender.snapshot.node.hostname} (host-gw)"
+
+
+def _overlay_down(sender: SnapshotIndex, owner: SnapshotIndex) -> str | None:
+    """The sender's VXLAN device that is down where the owner's of the same VNI is up."""
+
+    def vteps(index: SnapshotIndex) -> list[Link]:
+        ns = index.root_netns
+        return [lk for lk in (ns.links if ns is not None else ()) if lk.vxlan is not None]
+
+    used = {lk.vxlan.vni for lk in vteps(owner) if lk.vxlan is not None and "UP" in lk.flags}
+    return next(
+        (
+            lk.name
+            for lk in vteps(sender)
+            if lk.vxlan is not None and lk.vxlan.vni in used and "UP" not in lk.flags
+        ),
+        None,
+    )
 
 
 def _node_addresses(index: SnapshotIndex) -> frozenset[str]:
@@ -418,7 +481,7 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             "critical",
             f"interface {dev} of node {node}" if dev else f"node {node}",
             f"{way}{reason}",
-            f"bring the device up (ip link set {dev or 'DEV'} up), or find out why it went down",
+            _link_fix(dev or "DEV"),
             hop_text(drop) if drop else None,
             (reason,),
             key=f"{node}:{dev or reason}",

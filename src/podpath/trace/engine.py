@@ -1046,6 +1046,16 @@ class Engine:
                 f"{listed or 'none'}): {why}",
                 "vxlan-vni",
             )
+        if "UP" not in remote_dev.flags:
+            # vxlan_stop() releases the device's socket: no device of this VNI is found
+            # on the port (and with no other device on it, the port is closed).
+            return self.drop(
+                there,
+                f"node {host}'s {remote_dev.name} (VNI {vni}) is down: a VXLAN device that "
+                "is down takes nothing off its UDP port",
+                "link",
+                device=remote_dev.name,
+            )
         listens = remote_dev.vxlan.port if remote_dev.vxlan else None
         if listens is not None and outer.dport not in (None, listens):
             # The kernel finds the VXLAN socket by UDP port before it reads the VNI.
