@@ -494,6 +494,30 @@ def test_a_pods_host_veth_set_down(
     assert lab.probe(client.ref, server.ip, 80).ok
 
 
+def test_a_nodes_bridge_set_down(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node2's cni0 set down: its ports are disabled (pod to pod on it fails; the trace
+    delivered it) and the kernel deleted its route to the node's pods (packets for them
+    leave by the default route; the doctor asked for a host-gw route). One finding names
+    the bridge; real traffic fails on the node and from the other."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    client = _other(lab)
+    here, there = lab.pods_on("node2")[:2]
+    lab.exec("node2", ["ip", "link", "set", "cni0", "down"])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    found = [f for f in report["findings"] if f["grade"] == "critical"]
+    assert [(f["check"], f["subject"], f["node"]) for f in found] == [
+        ("link-down", "interface cni0 of node node2", "node2")
+    ], report
+    taken = [load_path(str(tmp_path / f"{n.name}.json")) for n in lab.record.nodes]
+    (near,) = trace(taken, Probe(here.ref, f"{there.ip}:80", "tcp")).branches
+    assert near.verdict == "dropped" and "cni0 is down: its ports are disabled" in near.reason
+    assert not lab.probe(here.ref, there.ip, 80).ok
+    assert not lab.probe(client.ref, there.ip, 80).ok
+
+
 def test_a_vtep_set_down_and_a_vxlan_route_gone(
     make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
 ) -> None:

@@ -19,7 +19,7 @@ from podpath.analysis.problems import forwarding_fix, forwarding_spared
 from podpath.analysis.sockets import is_listening, local_endpoint
 from podpath.netfilter.kube_proxy import Service
 from podpath.netfilter.owners import Owner
-from podpath.snapshot.model import Link
+from podpath.snapshot.model import Link, Pod
 from podpath.trace.beyond import Beyond
 from podpath.trace.beyond import parse as parse_beyond
 from podpath.trace.model import Branch, Hop
@@ -127,14 +127,33 @@ def _astray(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
     )
     there = owner.snapshot.node.hostname
     matched = route.data.get("matched") if route is not None else None
+    sent = (
+        f"pod {pod.namespace}/{pod.name} ({dst}) is on node {there}, but node {node} sends its "
+        f"packets{via}"
+        + (f" by the route {matched}" if matched else "")
+        + f", which is not {there}"
+    )
+    down = _pod_side_down(owner, pod) if node == there else None
+    if down is not None:
+        # The kernel deleted the routes of the device that went down: the node's route
+        # to its own pods (the bridge's, or the pod's host veth's) with them.
+        return Cause(
+            "link-down",
+            "critical",
+            f"interface {down} of node {there}",
+            f"{down} of node {there} is down, and its routes went with it: {sent}",
+            _link_fix(down),
+            hop_text(leave) if leave is not None else None,
+            (route.text,) if route is not None else (branch.reason,),
+            key=f"{there}:{down}",
+            partial_grade="critical",
+            node=there,
+        )
     return Cause(
         "no-route",
         "critical",
         f"node {node}",
-        f"pod {pod.namespace}/{pod.name} ({dst}) is on node {there}, but node {node} sends its "
-        f"packets{via}"
-        + (f" by the route {matched}" if matched else "")
-        + f", which is not {there}: no route to its pod network",
+        f"{sent}: no route to its pod network",
         f"add the route to {there}'s pod CIDR (host-gw: via {there}'s address), or check the "
         "CNI agent that programs it",
         hop_text(leave) if leave is not None else None,
@@ -142,6 +161,19 @@ def _astray(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
         key=f"{node}:{there}",
         partial_grade="critical",
     )
+
+
+def _pod_side_down(index: SnapshotIndex, pod: Pod) -> str | None:
+    """The node's device on a pod's side that is down: the pod's host veth, or the
+    bridge it is a port of."""
+    eth0 = index.pod_interface(pod)
+    peer = index.peer(eth0) if eth0 is not None else None
+    if peer is None:
+        return None
+    if "UP" not in peer.flags:
+        return peer.name
+    master = index.link(peer.netns, peer.master)
+    return master.name if master is not None and "UP" not in master.flags else None
 
 
 def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
@@ -192,6 +224,7 @@ def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
                 evidence,
                 key=f"{leave.node}:{down}",
                 partial_grade="critical",
+                node=leave.node,
             )
         return Cause(
             "no-route",

@@ -800,7 +800,15 @@ class Engine:
         return replace(flow.add(hop), netns=peer.netns, packet=flow.packet.with_(mark=0))
 
     def bridge_in(self, flow: Flow, bridge: Link, port: Link, mac: str | None) -> list[Branch]:
-        """A frame entering a bridge port: to the bridge's own stack, or bridged to another port."""
+        """A frame entering a bridge port: to the bridge's own stack, or bridged to another
+        port; a bridge that is down takes nothing in (its ports are disabled with it)."""
+        if "UP" not in bridge.flags:
+            return self.drop(
+                flow,
+                f"bridge {bridge.name} is down: its ports are disabled, it takes in nothing",
+                "link",
+                device=bridge.name,
+            )
         if mac is None:
             return self.unsure(
                 flow, f"the destination MAC of the frame entering {bridge.name} is unknown"

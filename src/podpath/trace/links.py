@@ -58,6 +58,13 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
     """Who answers ARP/NDP for ip on a bridge: the bridge itself, or the port whose peer
     holds ip. Behind a port that is down nobody does (a disabled port gets no flood);
     with no owner known, the answer is not known either."""
+    if "UP" not in bridge.flags:
+        return MacResolution(
+            None,
+            f"{bridge.name} is down: its ports are disabled, the request goes nowhere",
+            answered=False,
+            down=bridge.name,
+        )
     if any(a.address == ip for a in bridge.addresses):
         return MacResolution(bridge.mac, f"{bridge.name} itself")
     for port in index.bridge_ports(bridge):
