@@ -22,6 +22,7 @@ from podpath.netfilter.owners import Owner
 from podpath.snapshot.model import Link, Pod
 from podpath.trace.beyond import Beyond
 from podpath.trace.beyond import parse as parse_beyond
+from podpath.trace.links import set_down
 from podpath.trace.model import Branch, Hop
 from podpath.trace.probe import hostport
 
@@ -170,10 +171,10 @@ def _pod_side_down(index: SnapshotIndex, pod: Pod) -> str | None:
     peer = index.peer(eth0) if eth0 is not None else None
     if peer is None:
         return None
-    if "UP" not in peer.flags:
+    if set_down(peer):
         return peer.name
     master = index.link(peer.netns, peer.master)
-    return master.name if master is not None and "UP" not in master.flags else None
+    return master.name if master is not None and set_down(master) else None
 
 
 def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
@@ -272,12 +273,12 @@ def _overlay_down(sender: SnapshotIndex, owner: SnapshotIndex) -> str | None:
         ns = index.root_netns
         return [lk for lk in (ns.links if ns is not None else ()) if lk.vxlan is not None]
 
-    used = {lk.vxlan.vni for lk in vteps(owner) if lk.vxlan is not None and "UP" in lk.flags}
+    used = {lk.vxlan.vni for lk in vteps(owner) if lk.vxlan is not None and not set_down(lk)}
     return next(
         (
             lk.name
             for lk in vteps(sender)
-            if lk.vxlan is not None and lk.vxlan.vni in used and "UP" not in lk.flags
+            if lk.vxlan is not None and lk.vxlan.vni in used and set_down(lk)
         ),
         None,
     )

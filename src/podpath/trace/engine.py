@@ -35,6 +35,7 @@ from podpath.trace.links import (
     fdb_port,
     primary_address,
     resolve_mac,
+    set_down,
     vxlan_remote,
 )
 from podpath.trace.matches import MatchEnv
@@ -689,19 +690,17 @@ class Engine:
         """Why a device is down, as `ip link` would show it, and the device at fault: it
         is set down, or it is a veth whose peer is (a veth has no carrier while its peer
         is down: veth_open)."""
-        if "UP" in link.flags and link.kind == "veth":
-            peer = self.indexes[node].peer(link)
-            if peer is not None and "UP" not in peer.flags:
-                there = self.label(node, peer.netns)
-                return (
-                    f"{link.name} has no carrier: its peer {peer.name} in {there} is down "
-                    f"(ip link set {peer.name} up)",
-                    peer.name,
-                )
         peer = self.indexes[node].peer(link) if link.kind == "veth" else None
-        if peer is not None and peer.netns != link.netns:
-            return f"{link.name} (to {self.label(node, peer.netns)}) is down", link.name
-        return f"{link.name} is down", link.name
+        if peer is None:
+            return f"{link.name} is down", link.name
+        there = self.label(node, peer.netns)
+        if set_down(peer) and not set_down(link):
+            return (
+                f"{link.name} has no carrier: its peer {peer.name} in {there} is down "
+                f"(ip link set {peer.name} up)",
+                peer.name,
+            )
+        return f"{link.name} (to {there}) is down", link.name
 
     def neighbour_hop(self, flow: Flow, link: Link, nexthop: str) -> tuple[Flow, MacResolution]:
         """Resolve the next hop's MAC on link: the flow with the hop (and any assumption)."""
@@ -802,7 +801,7 @@ class Engine:
     def bridge_in(self, flow: Flow, bridge: Link, port: Link, mac: str | None) -> list[Branch]:
         """A frame entering a bridge port: to the bridge's own stack, or bridged to another
         port; a bridge that is down takes nothing in (its ports are disabled with it)."""
-        if "UP" not in bridge.flags:
+        if set_down(bridge):
             return self.drop(
                 flow,
                 f"bridge {bridge.name} is down: its ports are disabled, it takes in nothing",
@@ -1054,7 +1053,7 @@ class Engine:
                 f"{listed or 'none'}): {why}",
                 "vxlan-vni",
             )
-        if "UP" not in remote_dev.flags:
+        if set_down(remote_dev):
             # vxlan_stop() releases the device's socket: no device of this VNI is found
             # on the port (and with no other device on it, the port is closed).
             return self.drop(

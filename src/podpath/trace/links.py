@@ -46,6 +46,12 @@ class MacResolution:
 RemoteOwner = Callable[[str], tuple[str, str | None] | None]
 
 
+def set_down(link: Link) -> bool:
+    """Whether a device is set down (`ip link set DEV down`): no IFF_UP, and operstate
+    DOWN with it (a link read without its flags is not judged down)."""
+    return "UP" not in link.flags and link.state == "DOWN"
+
+
 def neighbour(ns: NetNamespace, ifindex: int, ip: str) -> Neighbour | None:
     """The neighbour entry for an IP on a device, if the table holds one."""
     for entry in ns.neighbours:
@@ -58,7 +64,7 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
     """Who answers ARP/NDP for ip on a bridge: the bridge itself, or the port whose peer
     holds ip. Behind a port that is down nobody does (a disabled port gets no flood);
     with no owner known, the answer is not known either."""
-    if "UP" not in bridge.flags:
+    if set_down(bridge):
         return MacResolution(
             None,
             f"{bridge.name} is down: its ports are disabled, the request goes nowhere",
