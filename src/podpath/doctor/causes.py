@@ -138,17 +138,12 @@ def _astray(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
     if down is not None:
         # The kernel deleted the routes of the device that went down: the node's route
         # to its own pods (the bridge's, or the pod's host veth's) with them.
-        return Cause(
-            "link-down",
-            "critical",
-            f"interface {down} of node {there}",
+        return _link_down(
+            there,
+            down,
             f"{down} of node {there} is down, and its routes went with it: {sent}",
-            _link_fix(down),
             hop_text(leave) if leave is not None else None,
             (route.text,) if route is not None else (branch.reason,),
-            key=f"{there}:{down}",
-            partial_grade="critical",
-            node=there,
         )
     return Cause(
         "no-route",
@@ -214,18 +209,13 @@ def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
             # The kernel deletes a device's routes when it goes down: the overlay's
             # routes to the other nodes' pods went with it (one finding with the
             # packets that device no longer takes in).
-            return Cause(
-                "link-down",
-                "critical",
-                f"interface {down} of node {leave.node}",
+            return _link_down(
+                leave.node,
+                down,
                 f"node {leave.node}'s {down} is down, and its routes to the other nodes' "
                 f"pods went with it: {sent}",
-                _link_fix(down),
                 hop_text(leave),
                 evidence,
-                key=f"{leave.node}:{down}",
-                partial_grade="critical",
-                node=leave.node,
             )
         return Cause(
             "no-route",
@@ -243,13 +233,25 @@ def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
     return None
 
 
-def _link_fix(dev: str) -> str:
-    """Bring a device back, and its routes: the kernel deletes a device's routes when it
-    goes down, and only the agent that made them (the CNI's) puts them back."""
-    return (
+def _link_down(
+    node: str, dev: str, cause: str, hop: str | None, evidence: tuple[str, ...]
+) -> Cause:
+    """A device of a node that is down: one finding per device, whichever path met it.
+    The fix brings its routes back too: the kernel deletes a device's routes when it goes
+    down, and only the agent that made them (the CNI's) puts them back."""
+    return Cause(
+        "link-down",
+        "critical",
+        f"interface {dev} of node {node}",
+        cause,
         f"bring the device up (ip link set {dev} up) and check that its routes came back "
         "(the kernel removed them; the CNI agent that made them puts them back: flannel, "
-        "calico-node), or find out why it went down"
+        "calico-node), or find out why it went down",
+        hop,
+        evidence,
+        key=f"{node}:{dev}",
+        partial_grade="critical",
+        node=node,
     )
 
 
@@ -509,18 +511,8 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
     if by == "link":
         # One finding per device at fault: a pod's host veth set down stops the frames
         # sent to the pod and, its eth0 without carrier, the pod's own.
-        dev = str(drop.data.get("dev") or "") if drop is not None else ""
-        return Cause(
-            "link-down",
-            "critical",
-            f"interface {dev} of node {node}" if dev else f"node {node}",
-            f"{way}{reason}",
-            _link_fix(dev or "DEV"),
-            hop_text(drop) if drop else None,
-            (reason,),
-            key=f"{node}:{dev or reason}",
-            partial_grade="critical",
-        )
+        dev = str(drop.data.get("dev") or "DEV") if drop is not None else "DEV"
+        return _link_down(node, dev, f"{way}{reason}", hop_text(drop) if drop else None, (reason,))
     return Cause(
         "dropped",
         "critical",

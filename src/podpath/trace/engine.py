@@ -1073,15 +1073,14 @@ class Engine:
                 "takes it (the kernel answers port unreachable)",
                 "vxlan-port",
             )
-        stale = _foreign_frame(remote_dev, inner)
-        if stale:
+        if _foreign_frame(remote_dev, inner):
             return self.drop(
                 there,
                 f"node {host}'s {remote_dev.name} has MAC {remote_dev.mac}, and the frame "
                 f"inside is for {inner.mac}, {self.hostname(flow.node)}'s neighbour entry "
                 f"for {inner.nexthop} on {inner.dev}: not for this host, it is dropped "
-                "(the VTEP's MAC changed and the sender's neighbour and fdb entries still "
-                "name the old one)",
+                "(the sender's neighbour and fdb entries name another MAC: the VTEP's old "
+                "one, if it was made again)",
                 "vxlan-mac",
             )
         dec = Hop(
