@@ -474,7 +474,9 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             partial_grade="critical",
         )
     if by == "route":
-        return _no_route(branch, aim, way, node, reason, drop)
+        return _pod_unrouted(branch, indexes, way, node, reason, drop) or _no_route(
+            branch, aim, way, node, reason, drop
+        )
     if by in _OVERLAY_CHECKS:
         check, fix = _OVERLAY_CHECKS[by]
         return Cause(
@@ -721,6 +723,33 @@ def _other_backend(rule: Hop, indexes: list[SnapshotIndex], node: str) -> str:
     if main is None or main == shown:
         return ""
     return f" (a rule of {shown}, not of {main} that kube-proxy uses: the node's rules are split)"
+
+
+def _pod_unrouted(
+    branch: Branch,
+    indexes: list[SnapshotIndex],
+    way: str,
+    node: str,
+    reason: str,
+    drop: Hop | None,
+) -> Cause | None:
+    """A route drop (Calico's blackhole for its block) of a packet for a pod of that very
+    node whose host veth is down: the kernel deleted the pod's route with the device."""
+    index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
+    pod = index.pods_by_ip.get(branch.packet.dst) if index is not None else None
+    if index is None or pod is None:
+        return None
+    down = _pod_side_down(index, pod)
+    if down is None:
+        return None
+    return _link_down(
+        node,
+        down,
+        f"{way}{down} of node {node} is down, and its route to pod {pod.namespace}/"
+        f"{pod.name} went with it: {reason}",
+        hop_text(drop) if drop else None,
+        (reason,),
+    )
 
 
 def _no_route(
