@@ -500,6 +500,26 @@ def test_a_pods_host_veth_set_down(
     assert lab.probe(client.ref, server.ip, 80).ok
 
 
+def test_a_pods_own_eth0_set_down(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """A web pod's eth0 set down inside the pod: the kernel took the pod's routes with
+    it (the doctor asked the node for a route to Service addresses), and its host veth
+    has no carrier (the bridge port forwards nothing to it). One finding names the pod's
+    eth0 and says to bring it up in the pod; real traffic fails both ways."""
+    lab = make_lab(nodes=1, pods=3, services=3)
+    client, web = _other(lab), _web(lab)
+    netns = web.netns_path.rsplit("/", 1)[1]
+    lab.exec("node1", ["ip", "netns", "exec", netns, "ip", "link", "set", "eth0", "down"])
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    found = [f for f in report["findings"] if f["grade"] == "critical"]
+    assert [(f["check"], f["subject"]) for f in found] == [
+        ("link-down", f"interface eth0 of pod {web.ref}")
+    ], report
+    assert "ip link set eth0 up, in the pod's network namespace" in found[0]["fix"]
+    assert not lab.probe(web.ref, client.ip, 53).ok
+    assert not lab.probe(client.ref, web.ip, 80).ok
+
+
 def test_a_nodes_bridge_set_down(
     make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
 ) -> None:

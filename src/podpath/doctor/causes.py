@@ -139,9 +139,9 @@ def _astray(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
         # The kernel deleted the routes of the device that went down: the node's route
         # to its own pods (the bridge's, or the pod's host veth's) with them.
         return _link_down(
-            there,
+            owner,
             down,
-            f"{down} of node {there} is down, and its routes went with it: {sent}",
+            f"{_device(owner, down)} is down, and its routes went with it: {sent}",
             hop_text(leave) if leave is not None else None,
             (route.text,) if route is not None else (branch.reason,),
         )
@@ -159,17 +159,27 @@ def _astray(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
     )
 
 
-def _pod_side_down(index: SnapshotIndex, pod: Pod) -> str | None:
-    """The node's device on a pod's side that is down: the pod's host veth, or the
-    bridge it is a port of."""
+def _pod_side_down(index: SnapshotIndex, pod: Pod) -> Link | None:
+    """The device on a pod's way that is set down: its eth0, its host veth, or the
+    bridge that is a port of."""
     eth0 = index.pod_interface(pod)
+    if eth0 is not None and set_down(eth0):
+        return eth0
     peer = index.peer(eth0) if eth0 is not None else None
     if peer is None:
         return None
     if set_down(peer):
-        return peer.name
+        return peer
     master = index.link(peer.netns, peer.master)
-    return master.name if master is not None and set_down(master) else None
+    return master if master is not None and set_down(master) else None
+
+
+def _device(index: SnapshotIndex, link: Link) -> str:
+    """`eth0 of pod default/web-0`, `cni0 of node node1`: a device where it is."""
+    pod = index.pods_by_netns.get(link.netns)
+    if pod is not None:
+        return f"{link.name} of pod {pod.namespace}/{pod.name}"
+    return f"{link.name} of node {index.snapshot.node.hostname}"
 
 
 def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
@@ -210,10 +220,10 @@ def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
             # routes to the other nodes' pods went with it (one finding with the
             # packets that device no longer takes in).
             return _link_down(
-                leave.node,
+                sender,
                 down,
-                f"node {leave.node}'s {down} is down, and its routes to the other nodes' "
-                f"pods went with it: {sent}",
+                f"{_device(sender, down)} is down, and its routes to the other nodes' pods "
+                f"went with it: {sent}",
                 hop_text(leave),
                 evidence,
             )
@@ -234,22 +244,34 @@ def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
 
 
 def _link_down(
-    node: str, dev: str, cause: str, hop: str | None, evidence: tuple[str, ...]
+    index: SnapshotIndex, dev: Link, cause: str, hop: str | None, evidence: tuple[str, ...]
 ) -> Cause:
-    """A device of a node that is down: one finding per device, whichever path met it.
-    The fix brings its routes back too: the kernel deletes a device's routes when it goes
-    down, and only the agent that made them (the CNI's) puts them back."""
+    """A device that is set down: one finding per device, whichever path met it. The fix
+    brings its routes back too: the kernel deletes a device's routes when it goes down,
+    and only the agent that made them (the CNI's) puts them back."""
+    node = index.snapshot.node.hostname
+    if dev.netns != index.snapshot.root_netns:
+        fix = (
+            f"bring the device up (ip link set {dev.name} up, in the pod's network "
+            "namespace) and put back the routes the kernel removed with it (the CNI "
+            "plugin made them when the pod started: a pod made again gets them), or find "
+            "out why it went down"
+        )
+    else:
+        fix = (
+            f"bring the device up (ip link set {dev.name} up) and check that its routes "
+            "came back (the kernel removed them; the CNI agent that made them puts them "
+            "back: flannel, calico-node), or find out why it went down"
+        )
     return Cause(
         "link-down",
         "critical",
-        f"interface {dev} of node {node}",
+        f"interface {_device(index, dev)}",
         cause,
-        f"bring the device up (ip link set {dev} up) and check that its routes came back "
-        "(the kernel removed them; the CNI agent that made them puts them back: flannel, "
-        "calico-node), or find out why it went down",
+        fix,
         hop,
         evidence,
-        key=f"{node}:{dev}",
+        key=f"{node}:{dev.netns}:{dev.name}",
         partial_grade="critical",
         node=node,
     )
@@ -268,7 +290,7 @@ def _how_routed(owner: SnapshotIndex, sender: SnapshotIndex) -> str:
     return f"straight to {sender.snapshot.node.hostname} (host-gw)"
 
 
-def _overlay_down(sender: SnapshotIndex, owner: SnapshotIndex) -> str | None:
+def _overlay_down(sender: SnapshotIndex, owner: SnapshotIndex) -> Link | None:
     """The sender's VXLAN device that is down where the owner's of the same VNI is up."""
 
     def vteps(index: SnapshotIndex) -> list[Link]:
@@ -278,7 +300,7 @@ def _overlay_down(sender: SnapshotIndex, owner: SnapshotIndex) -> str | None:
     used = {lk.vxlan.vni for lk in vteps(owner) if lk.vxlan is not None and not set_down(lk)}
     return next(
         (
-            lk.name
+            lk
             for lk in vteps(sender)
             if lk.vxlan is not None and lk.vxlan.vni in used and set_down(lk)
         ),
@@ -513,8 +535,12 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
     if by == "link":
         # One finding per device at fault: a pod's host veth set down stops the frames
         # sent to the pod and, its eth0 without carrier, the pod's own.
-        dev = str(drop.data.get("dev") or "DEV") if drop is not None else "DEV"
-        return _link_down(node, dev, f"{way}{reason}", hop_text(drop) if drop else None, (reason,))
+        down = _dropped_device(indexes, node, drop)
+        if down is not None:
+            index, dev = down
+            return _link_down(
+                index, dev, f"{way}{reason}", hop_text(drop) if drop else None, (reason,)
+            )
     return Cause(
         "dropped",
         "critical",
@@ -725,6 +751,20 @@ def _other_backend(rule: Hop, indexes: list[SnapshotIndex], node: str) -> str:
     return f" (a rule of {shown}, not of {main} that kube-proxy uses: the node's rules are split)"
 
 
+def _dropped_device(
+    indexes: list[SnapshotIndex], node: str, drop: Hop | None
+) -> tuple[SnapshotIndex, Link] | None:
+    """The device an engine's link drop names, with its node's index."""
+    index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
+    if index is None or drop is None:
+        return None
+    netns, ifindex = drop.data.get("dev_netns"), drop.data.get("dev_ifindex")
+    link = (
+        index.link(netns, ifindex) if isinstance(netns, int) and isinstance(ifindex, int) else None
+    )
+    return (index, link) if link is not None else None
+
+
 def _pod_unrouted(
     branch: Branch,
     indexes: list[SnapshotIndex],
@@ -733,23 +773,24 @@ def _pod_unrouted(
     reason: str,
     drop: Hop | None,
 ) -> Cause | None:
-    """A route drop (Calico's blackhole for its block) of a packet for a pod of that very
-    node whose host veth is down: the kernel deleted the pod's route with the device."""
+    """A route drop where a pod's device is down: the kernel deleted its routes with it.
+    The sending pod's eth0 (no route left in the pod), or the host veth of the pod it is
+    sent to on this node (Calico's blackhole for its block swallows it)."""
     index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
-    pod = index.pods_by_ip.get(branch.packet.dst) if index is not None else None
-    if index is None or pod is None:
+    if index is None or drop is None:
         return None
-    down = _pod_side_down(index, pod)
-    if down is None:
+    netns = drop.data.get("netns")
+    sender = index.pods_by_netns.get(netns) if isinstance(netns, int) else None
+    eth0 = index.pod_interface(sender) if sender is not None else None
+    if eth0 is not None and set_down(eth0):
+        lost = f"{_device(index, eth0)} is down, and the pod's routes went with it"
+        return _link_down(index, eth0, f"{way}{lost}: {reason}", hop_text(drop), (reason,))
+    pod = index.pods_by_ip.get(branch.packet.dst)
+    down = _pod_side_down(index, pod) if pod is not None else None
+    if pod is None or down is None:
         return None
-    return _link_down(
-        node,
-        down,
-        f"{way}{down} of node {node} is down, and its route to pod {pod.namespace}/"
-        f"{pod.name} went with it: {reason}",
-        hop_text(drop) if drop else None,
-        (reason,),
-    )
+    lost = f"{_device(index, down)} is down, and its route to pod {pod.namespace}/{pod.name} went with it"
+    return _link_down(index, down, f"{way}{lost}: {reason}", hop_text(drop), (reason,))
 
 
 def _no_route(

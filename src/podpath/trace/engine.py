@@ -215,15 +215,17 @@ class Engine:
         )
 
     def drop(
-        self, flow: Flow, reason: str, by: str, carrier: str = "", device: str = ""
+        self, flow: Flow, reason: str, by: str, carrier: str = "", device: Link | None = None
     ) -> list[Branch]:
         """The packet is dropped here (`carrier`: the tunnel packet that carried it, when
         that is what a rule dropped; `device`: the interface at fault, when one is)."""
         data: dict[str, JsonValue] = {"reason": reason, "by": by, "netns": flow.netns}
         if carrier:
             data["carrier"] = carrier
-        if device:
-            data["dev"] = device
+        if device is not None:
+            data["dev"] = device.name
+            data["dev_netns"] = device.netns
+            data["dev_ifindex"] = device.ifindex
         hop = Hop("drop", self.hostname(flow.node), f"dropped: {reason}", (), (), data)
         return [self.finish(flow, "dropped", reason, hop)]
 
@@ -686,21 +688,21 @@ class Engine:
             return self.veth(flow, link, nexthop)
         return self.leave(flow, link, nexthop)
 
-    def _why_down(self, node: int, link: Link) -> tuple[str, str]:
+    def _why_down(self, node: int, link: Link) -> tuple[str, Link]:
         """Why a device is down, as `ip link` would show it, and the device at fault: it
         is set down, or it is a veth whose peer is (a veth has no carrier while its peer
         is down: veth_open)."""
         peer = self.indexes[node].peer(link) if link.kind == "veth" else None
         if peer is None:
-            return f"{link.name} is down", link.name
+            return f"{link.name} is down", link
         there = self.label(node, peer.netns)
         if set_down(peer) and not set_down(link):
             return (
                 f"{link.name} has no carrier: its peer {peer.name} in {there} is down "
                 f"(ip link set {peer.name} up)",
-                peer.name,
+                peer,
             )
-        return f"{link.name} (to {there}) is down", link.name
+        return f"{link.name} (to {there}) is down", link
 
     def neighbour_hop(self, flow: Flow, link: Link, nexthop: str) -> tuple[Flow, MacResolution]:
         """Resolve the next hop's MAC on link: the flow with the hop (and any assumption)."""
@@ -806,7 +808,7 @@ class Engine:
                 flow,
                 f"bridge {bridge.name} is down: its ports are disabled, it takes in nothing",
                 "link",
-                device=bridge.name,
+                device=bridge,
             )
         if mac is None:
             return self.unsure(
@@ -1061,7 +1063,7 @@ class Engine:
                 f"node {host}'s {remote_dev.name} (VNI {vni}) is down: a VXLAN device that "
                 "is down takes nothing off its UDP port",
                 "link",
-                device=remote_dev.name,
+                device=remote_dev,
             )
         listens = remote_dev.vxlan.port if remote_dev.vxlan else None
         if listens is not None and outer.dport not in (None, listens):

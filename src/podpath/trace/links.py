@@ -39,7 +39,7 @@ class MacResolution:
     answered: bool = True
     details: tuple[str, ...] = ()
     uncertain: str | None = None  # what had to be assumed, when something was not collected
-    down: str = ""  # the device that is down where no answer comes back, if that is why
+    down: Link | None = None  # the device set down where no answer comes back, if that is why
 
 
 # Who would answer for an address on a device outside the snapshot: (who, MAC) or None.
@@ -69,7 +69,7 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
             None,
             f"{bridge.name} is down: its ports are disabled, the request goes nowhere",
             answered=False,
-            down=bridge.name,
+            down=bridge,
         )
     if any(a.address == ip for a in bridge.addresses):
         return MacResolution(bridge.mac, f"{bridge.name} itself")
@@ -82,13 +82,21 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
         if peer is not None and any(a.address == ip for a in peer.addresses):
             pod = index.pods_by_netns.get(peer.netns)
             who = f"pod {pod.namespace}/{pod.name}" if pod else f"netns {peer.netns}"
+            if set_down(peer):
+                return MacResolution(
+                    None,
+                    f"{peer.name} of {who} holds it, and is down: port {port.name} has no "
+                    "carrier, the request never reaches it",
+                    answered=False,
+                    down=peer,
+                )
             if port.state == "DOWN":
                 return MacResolution(
                     None,
                     f"{peer.name} of {who} holds it, behind port {port.name}, which is down: "
                     "the request never reaches it",
                     answered=False,
-                    down=port.name,
+                    down=port,
                 )
             return MacResolution(peer.mac, f"{peer.name} of {who} (behind port {port.name})")
     return MacResolution(None, "nobody known; the request floods the bridge")
