@@ -500,6 +500,42 @@ def test_a_pods_host_veth_set_down(
     assert lab.probe(client.ref, server.ip, 80).ok
 
 
+def test_a_stale_endpoint_in_kube_proxys_rules(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """One of web's KUBE-SEP chains DNATs to an address of the node's pod network that no
+    pod holds (kube-proxy stopped syncing after the pod was gone): the doctor could not
+    judge it ("no MAC"), though every port of the bridge leads into a namespace it read.
+    Now ARP gets no answer, and the finding names the Service and the endpoint; real
+    connections to the Service fail when they are sent there."""
+    lab = make_lab(nodes=1, pods=3, services=3)
+    client = _other(lab)
+    gone = "10.244.0.99"
+    rules = _sh(lab, "node1", "iptables-save -t nat")
+    sep = next(
+        line.split()[1]
+        for line in rules.splitlines()
+        if line.startswith("-A KUBE-SEP-") and '"default/web:http"' in line and "DNAT" in line
+    )
+    _sh(
+        lab,
+        "node1",
+        f"iptables -t nat -R {sep} 2 -p tcp -m comment --comment default/web:http -m tcp "
+        f"-j DNAT --to-destination {gone}:80",
+    )
+    _status, report = _doctor(lab, "node1", run_podpath)
+    found = _one(report, "endpoint-gone")
+    assert found["subject"] == "Service default/web:http", found
+    assert f"endpoint {gone}:80, which no pod of node node1 holds" in found["cause"]
+    assert "kubernetes.io/service-name=web -n default" in found["fix"]
+    # Each connection picks an endpoint at random: for half of them ARP gets no answer
+    # (no route to host, or a timeout).
+    answers = []
+    while len(answers) < 20 and all(a.ok for a in answers):
+        answers.append(lab.probe(client.ref, _vip(lab), 80))
+    assert not answers[-1].ok, answers
+
+
 def test_a_pods_own_eth0_set_down(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     """A web pod's eth0 set down inside the pod: the kernel took the pod's routes with
     it (the doctor asked the node for a route to Service addresses), and its host veth

@@ -333,8 +333,9 @@ def test_a_client_an_ipvs_persistence_template_pins_is_a_class_apart() -> None:
         build_node(NodeSpec(pods=PODS)), IPVS_LISTING, ["10.96.0.100"], conn=IPVS_CONN
     )
     index = SnapshotIndex(snapshot)
-    # The engine follows the pin (it cannot tell more than "no MAC": uncertain).
-    assert _verdicts(index, "web-1", "10.96.0.100", 80) == [("10.244.0.200", "uncertain")]
+    # The engine follows the pin: ARP for it floods cni0, whose every port leads into a
+    # namespace of the snapshot, and nothing answers.
+    assert _verdicts(index, "web-1", "10.96.0.100", 80) == [("10.244.0.200", "dropped")]
     assert _verdicts(index, "web-0", "10.96.0.100", 80) == [
         (PODS[2].ip, "delivered"),
         (PODS[3].ip, "delivered"),

@@ -514,7 +514,9 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             partial_grade="critical",
         )
     if by == "neighbour":
-        return _unresolved(branch, aim, way, node, reason, drop)
+        return _endpoint_gone(branch, aim, indexes, way, node, reason, drop) or _unresolved(
+            branch, aim, way, node, reason, drop
+        )
     if by == "hairpin":
         pod = _pod_at(indexes, branch)
         port = reason.split(" ", 1)[0]  # the engine's reason starts with the port's name
@@ -822,6 +824,43 @@ def _no_route(
         # One finding for every address the same namespace has no route to.
         key=f"{node}:{netns}:unreachable" if unreachable else f"{node}:{reason}",
         partial_grade="critical",
+    )
+
+
+def _endpoint_gone(
+    branch: Branch,
+    aim: Aim,
+    indexes: list[SnapshotIndex],
+    way: str,
+    node: str,
+    reason: str,
+    drop: Hop | None,
+) -> Cause | None:
+    """A Service's endpoint, DNATed to by kube-proxy's rules, that no pod of the loaded
+    nodes holds and nothing answers ARP for: the rules name a pod that is gone (kube-
+    proxy not syncing, or an EndpointSlice not updated)."""
+    neighbour = _last(branch, "neighbour")
+    ip = str(neighbour.data.get("ip")) if neighbour is not None else ""
+    svc = aim.service
+    if svc is None or ip != branch.packet.dst or all(ep.ip != ip for ep in svc.endpoints):
+        return None
+    if any(ip in index.pods_by_ip for index in indexes):
+        return None
+    where = f"{ip}:{branch.packet.dport}" if branch.packet.dport is not None else ip
+    return Cause(
+        "endpoint-gone",
+        "critical",
+        f"Service {svc.namespace}/{svc.name}:{svc.port_name}",
+        f"{way}kube-proxy sends connections to endpoint {where}, which no pod of node "
+        f"{node} holds: {reason}",
+        "kube-proxy's rules name a pod that is gone: check that kube-proxy runs and syncs "
+        "on this node (its log, its sync metrics), and the Service's EndpointSlices "
+        f"(kubectl get endpointslices -l kubernetes.io/service-name={svc.name} -n "
+        f"{svc.namespace})",
+        hop_text(drop) if drop else None,
+        (reason,),
+        key=f"{node}:{svc.namespace}/{svc.name}:{ip}",
+        about="destination",
     )
 
 

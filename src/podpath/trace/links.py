@@ -99,7 +99,26 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
                     down=port,
                 )
             return MacResolution(peer.mac, f"{peer.name} of {who} (behind port {port.name})")
+    if _every_port_known(index, bridge):
+        # The request floods every port, and every port leads into a namespace the
+        # snapshot holds: none holds ip, so nothing answers.
+        return MacResolution(
+            None,
+            f"nobody: every port of {bridge.name} is a veth into a namespace of the "
+            f"snapshot, and none holds {ip}",
+            answered=False,
+        )
     return MacResolution(None, "nobody known; the request floods the bridge")
+
+
+def _every_port_known(index: SnapshotIndex, bridge: Link) -> bool:
+    """Whether each port of a bridge is a veth whose peer's namespace the snapshot holds
+    (a NIC, a tunnel or an unknown peer may lead to hosts no snapshot shows)."""
+    ports = index.bridge_ports(bridge)
+    return bool(ports) and all(
+        p.kind == "veth" and p.peer is not None and p.peer.netns in index.netns_by_inode
+        for p in ports
+    )
 
 
 def resolve_mac(
