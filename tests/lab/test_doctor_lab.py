@@ -37,7 +37,7 @@ from podpath.trace.probe import Probe
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from podpath.lab import Lab, PodRecord
+    from podpath.lab import Lab, PodRecord, ProbeResult
 
 pytestmark = pytest.mark.lab
 
@@ -78,6 +78,10 @@ def _one(report: Report, check: str, subject: str | None = None) -> dict[str, An
     assert len(found) == 1, [f["id"] for f in report["findings"]]
     first: dict[str, Any] = found[0]
     return first
+
+
+def _criticals(report: Report) -> list[dict[str, Any]]:
+    return [f for f in report["findings"] if f["grade"] == "critical"]
 
 
 def _web(lab: Lab, node: str = "node1") -> PodRecord:
@@ -421,7 +425,7 @@ def test_vteps_on_different_udp_ports(
     )
     status, report = _doctor_all(lab, run_podpath, tmp_path)
     assert status == 1
-    found = {(f["check"], f["node"]) for f in report["findings"] if f["grade"] == "critical"}
+    found = {(f["check"], f["node"]) for f in _criticals(report)}
     assert found == {("vxlan-port-mismatch", "node1"), ("vxlan-port-mismatch", "node2")}, report
     assert (
         "takes VXLAN on UDP port 4789, and the packet was sent to port 8472"
@@ -454,7 +458,7 @@ def test_a_stale_vtep_mac_on_the_sending_node(
     )
     status, report = _doctor_all(lab, run_podpath, tmp_path)
     assert status == 1
-    found = {(f["check"], f["node"]) for f in report["findings"] if f["grade"] == "critical"}
+    found = {(f["check"], f["node"]) for f in _criticals(report)}
     assert found == {("vxlan-mac-stale", "node2")}, report
     cause = _one(report, "vxlan-mac-stale")["cause"]
     assert (
@@ -482,7 +486,7 @@ def test_a_pods_host_veth_set_down(
     lab.exec("node2", ["ip", "link", "set", server.host_veth, "down"])
     status, report = _doctor_all(lab, run_podpath, tmp_path)
     assert status == 1
-    found = [f for f in report["findings"] if f["grade"] == "critical"]
+    found = _criticals(report)
     assert [(f["check"], f["subject"]) for f in found] == [
         ("link-down", f"interface {server.host_veth} of node node2")
     ], report
@@ -530,7 +534,7 @@ def test_a_stale_endpoint_in_kube_proxys_rules(
     assert "kubernetes.io/service-name=web -n default" in found["fix"]
     # Each connection picks an endpoint at random: for half of them ARP gets no answer
     # (no route to host, or a timeout).
-    answers = []
+    answers: list[ProbeResult] = []
     while len(answers) < 20 and all(a.ok for a in answers):
         answers.append(lab.probe(client.ref, _vip(lab), 80))
     assert not answers[-1].ok, answers
@@ -547,7 +551,7 @@ def test_a_pods_own_eth0_set_down(make_lab: Callable[..., Lab], run_podpath: Any
     lab.exec("node1", ["ip", "netns", "exec", netns, "ip", "link", "set", "eth0", "down"])
     status, report = _doctor(lab, "node1", run_podpath)
     assert status == 1
-    found = [f for f in report["findings"] if f["grade"] == "critical"]
+    found = _criticals(report)
     assert [(f["check"], f["subject"]) for f in found] == [
         ("link-down", f"interface eth0 of pod {web.ref}")
     ], report
@@ -569,7 +573,7 @@ def test_a_nodes_bridge_set_down(
     lab.exec("node2", ["ip", "link", "set", "cni0", "down"])
     status, report = _doctor_all(lab, run_podpath, tmp_path)
     assert status == 1
-    found = [f for f in report["findings"] if f["grade"] == "critical"]
+    found = _criticals(report)
     assert [(f["check"], f["subject"], f["node"]) for f in found] == [
         ("link-down", "interface cni0 of node node2", "node2")
     ], report
@@ -593,7 +597,7 @@ def test_a_vtep_set_down_and_a_vxlan_route_gone(
     lab.exec("node2", ["ip", "link", "set", "flannel.1", "down"])
     status, report = _doctor_all(lab, run_podpath, tmp_path)
     assert status == 1
-    found = [(f["check"], f["subject"]) for f in report["findings"] if f["grade"] == "critical"]
+    found = [(f["check"], f["subject"]) for f in _criticals(report)]
     assert found == [("link-down", "interface flannel.1 of node node2")], report
     assert not lab.probe(client.ref, server.ip, 80).ok
     assert not lab.probe(server.ref, client.ip, 53).ok

@@ -496,7 +496,7 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             partial_grade="critical",
         )
     if by == "route":
-        return _pod_unrouted(branch, indexes, way, node, reason, drop) or _no_route(
+        return _pod_unrouted(branch, indexes, drop, way) or _no_route(
             branch, aim, way, node, reason, drop
         )
     if by in _OVERLAY_CHECKS:
@@ -514,7 +514,7 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             partial_grade="critical",
         )
     if by == "neighbour":
-        return _endpoint_gone(branch, aim, indexes, way, node, reason, drop) or _unresolved(
+        return _endpoint_gone(branch, aim, indexes, drop, way) or _unresolved(
             branch, aim, way, node, reason, drop
         )
     if by == "hairpin":
@@ -768,19 +768,17 @@ def _dropped_device(
 
 
 def _pod_unrouted(
-    branch: Branch,
-    indexes: list[SnapshotIndex],
-    way: str,
-    node: str,
-    reason: str,
-    drop: Hop | None,
+    branch: Branch, indexes: list[SnapshotIndex], drop: Hop | None, way: str
 ) -> Cause | None:
     """A route drop where a pod's device is down: the kernel deleted its routes with it.
     The sending pod's eth0 (no route left in the pod), or the host veth of the pod it is
     sent to on this node (Calico's blackhole for its block swallows it)."""
-    index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
-    if index is None or drop is None:
+    if drop is None:
         return None
+    index = next((i for i in indexes if i.snapshot.node.hostname == drop.node), None)
+    if index is None:
+        return None
+    reason = branch.reason
     netns = drop.data.get("netns")
     sender = index.pods_by_netns.get(netns) if isinstance(netns, int) else None
     eth0 = index.pod_interface(sender) if sender is not None else None
@@ -828,13 +826,7 @@ def _no_route(
 
 
 def _endpoint_gone(
-    branch: Branch,
-    aim: Aim,
-    indexes: list[SnapshotIndex],
-    way: str,
-    node: str,
-    reason: str,
-    drop: Hop | None,
+    branch: Branch, aim: Aim, indexes: list[SnapshotIndex], drop: Hop | None, way: str
 ) -> Cause | None:
     """A Service's endpoint, DNATed to by kube-proxy's rules, that no pod of the loaded
     nodes holds and nothing answers ARP for: the rules name a pod that is gone (kube-
@@ -846,6 +838,8 @@ def _endpoint_gone(
         return None
     if any(ip in index.pods_by_ip for index in indexes):
         return None
+    node = drop.node if drop is not None else ""
+    reason = branch.reason
     where = f"{ip}:{branch.packet.dport}" if branch.packet.dport is not None else ip
     return Cause(
         "endpoint-gone",
