@@ -99,7 +99,7 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
                     down=port,
                 )
             return MacResolution(peer.mac, f"{peer.name} of {who} (behind port {port.name})")
-    if _every_port_known(index, bridge):
+    if _every_port_known(index, bridge, ip):
         # The request floods every port, and every port leads into a namespace the
         # snapshot holds: none holds ip, so nothing answers.
         return MacResolution(
@@ -111,12 +111,17 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
     return MacResolution(None, "nobody known; the request floods the bridge")
 
 
-def _every_port_known(index: SnapshotIndex, bridge: Link) -> bool:
+def _every_port_known(index: SnapshotIndex, bridge: Link, ip: str) -> bool:
     """Whether each port of a bridge is a veth whose peer's namespace the snapshot holds
-    (a NIC, a tunnel or an unknown peer may lead to hosts no snapshot shows)."""
+    and holds ip on no device (a NIC, a tunnel or an unknown peer may lead to hosts no
+    snapshot shows; a namespace answers ARP for any address of its own by default,
+    arp_ignore=0, whichever device holds it)."""
     ports = index.bridge_ports(bridge)
     return bool(ports) and all(
-        p.kind == "veth" and p.peer is not None and p.peer.netns in index.netns_by_inode
+        p.kind == "veth"
+        and p.peer is not None
+        and p.peer.netns in index.netns_by_inode
+        and ip not in index.local_addresses.get(p.peer.netns, ())
         for p in ports
     )
 
