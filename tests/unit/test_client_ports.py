@@ -82,3 +82,38 @@ def test_read_port_range(tmp_path: Path, text: bytes, expected: tuple[int, ...])
     path.write_bytes(text)
     assert read_port_range(str(path)) == expected
     assert read_port_range(str(tmp_path / "missing")) == ()
+
+
+# nftables: the same decision for a port, a range or an anonymous set of them (nft -j).
+def _nft(field: str, right: object, op: str = "==") -> dict[str, object]:
+    return {"left": {"payload": {"protocol": "tcp", "field": field}}, "right": right, "op": op}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (_nft("dport", {"range": [30000, 32767]}), False),  # kube-router's, in nft
+        (_nft("dport", {"range": [30000, 32767]}, "!="), True),
+        (_nft("dport", {"set": [22, {"range": [1024, 65535]}]}), True),
+        (_nft("dport", {"set": [22, 80]}), False),
+        (_nft("dport", {"range": [40000, 65535]}), None),  # some of the range
+        (_nft("dport", "@nodeports"), None),  # a named set: left to the lookup
+        (_nft("sport", 80), None),  # the answer's source port is the server's, known
+    ],
+)
+def test_nft_the_answers_unknown_port_is_the_clients(
+    body: dict[str, object], expected: object
+) -> None:
+    from podpath.trace.nft import _client_port_match
+
+    assert _client_port_match(body, ANSWER, DEFAULT) is expected
+    assert _client_port_match(body, ANSWER, ()) is None
+
+
+def test_nft_a_packet_without_ports_is_not_decided() -> None:
+    """`th dport` of an ICMP packet reads other header bytes: not the client's port."""
+    from podpath.trace.nft import _client_port_match
+
+    ping = Packet("10.96.0.10", "10.244.0.5", "icmp", direction="reply")
+    body = {"left": {"payload": {"protocol": "th", "field": "dport"}}, "right": 80}
+    assert _client_port_match(body, ping, DEFAULT) is None

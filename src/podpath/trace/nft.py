@@ -32,6 +32,7 @@ from podpath.netfilter.nft import (
 from podpath.netfilter.nft_text import value as text_of
 from podpath.netfilter.owners import Owner, nft_owner
 from podpath.trace.hooks import Stage
+from podpath.trace.matches import range_in
 from podpath.trace.model import Hop, JsonValue, NatRecord, Packet
 from podpath.trace.netfilter import NfEnv, NfOutcome, WalkState, split_addr_port, walk_states
 from podpath.trace.nft_values import (
@@ -441,6 +442,11 @@ class NftWalker:
             left = read(body.get("left"), p, self.where)
         except NoMatch:
             return False
+        except Unknown:
+            decided = _client_port_match(body, p, self.where.matches.client_ports)
+            if decided is None:
+                raise
+            return decided
         right = body.get("right")
         if isinstance(left, frozenset) and _is_status(body.get("left")):
             check_knowable(left, right)
@@ -769,6 +775,49 @@ def _selector(expr: Any) -> tuple[str, str] | None:
             if kind in ("meta", "ct"):
                 return (kind, str(body.get("key")))
     return None
+
+
+def _client_port_match(body: dict[str, Any], p: Packet, ports: tuple[int, ...]) -> bool | None:
+    """A comparison of the client's unknown port (the first packet's source, the answer's
+    destination) with a port, a range or an anonymous set of them, decided when the
+    client's whole ip_local_port_range is in them or out of them (as iptables' are,
+    podpath.trace.matches.range_in); None otherwise."""
+    left, op = body.get("left"), body.get("op", "==")
+    payload = left.get("payload") if isinstance(left, dict) else None
+    if not isinstance(payload, dict) or len(ports) != 2 or op not in ("==", "in", "!="):
+        return None
+    field = payload.get("field")
+    client = "sport" if p.direction == "original" else "dport"
+    known = p.sport if field == "sport" else p.dport
+    if field != client or known is not None or payload.get("protocol") not in _PORT_HEADERS:
+        return None
+    if p.proto not in ("tcp", "udp", "sctp"):
+        return None  # no ports: th reads other header bytes
+    spec = _port_spec(body.get("right"))
+    found = range_in(spec, ports[0], ports[1]) if spec is not None else None
+    return None if found is None else (found if op != "!=" else not found)
+
+
+# The headers whose sport and dport fields are a transport port.
+_PORT_HEADERS = frozenset({"th", "tcp", "udp", "sctp"})
+
+
+def _port_spec(right: Any) -> str | None:
+    """`80`, `1000:2000`, `22,80:90`: iptables' spelling of a port, a range or an
+    anonymous set of them; None for anything else (a named set, a map)."""
+    items = right["set"] if isinstance(right, dict) and "set" in right else [right]
+    parts = []
+    for item in items if isinstance(items, list) else [items]:
+        if isinstance(item, int) and not isinstance(item, bool):
+            parts.append(str(item))
+        elif isinstance(item, dict) and isinstance(item.get("range"), list):
+            low, high = item["range"]
+            if not (isinstance(low, int) and isinstance(high, int)):
+                return None
+            parts.append(f"{low}:{high}")
+        else:
+            return None
+    return ",".join(parts) if parts else None
 
 
 def _is_status(expr: Any) -> bool:
