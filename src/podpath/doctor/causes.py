@@ -198,7 +198,7 @@ def _detour(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | N
     if owner is None:
         return None
     for leave in (h for h in branch.hops if h.kind == "leave"):
-        sender = next((i for i in indexes if i.snapshot.node.hostname == leave.node), None)
+        sender = _index_of(indexes, leave.node)
         if sender is None or sender is owner:
             continue
         via = str(leave.data.get("via") or "")
@@ -306,6 +306,11 @@ def _overlay_down(sender: SnapshotIndex, owner: SnapshotIndex) -> Link | None:
         ),
         None,
     )
+
+
+def _index_of(indexes: list[SnapshotIndex], node: str) -> SnapshotIndex | None:
+    """The loaded node of this hostname."""
+    return next((i for i in indexes if i.snapshot.node.hostname == node), None)
 
 
 def _node_addresses(index: SnapshotIndex) -> frozenset[str]:
@@ -455,7 +460,7 @@ def _not_forwarding(
 ) -> Cause:
     """A node that does not forward in the packet's family (the reason names the sysctl):
     a finding per family, each with its own switch."""
-    index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
+    index = _index_of(indexes, node)
     six = reason.startswith("net.ipv6.")
     spared = forwarding_spared(index) if index is not None else ""
     return Cause(
@@ -743,7 +748,7 @@ def _outside_source_ranges(rule: Hop | None, text: str, svc: Service, aim: Aim) 
 def _other_backend(rule: Hop, indexes: list[SnapshotIndex], node: str) -> str:
     """`, in iptables-legacy, which iptables-nft-save does not show` when backends are mixed."""
     backend = str(rule.data.get("backend") or "")
-    index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
+    index = _index_of(indexes, node)
     if index is None or not index.kube_proxy_mode.warnings:
         return ""
     shown = _BACKENDS.get(backend, backend)
@@ -757,7 +762,7 @@ def _dropped_device(
     indexes: list[SnapshotIndex], node: str, drop: Hop | None
 ) -> tuple[SnapshotIndex, Link] | None:
     """The device an engine's link drop names, with its node's index."""
-    index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
+    index = _index_of(indexes, node)
     if index is None or drop is None:
         return None
     netns, ifindex = drop.data.get("dev_netns"), drop.data.get("dev_ifindex")
@@ -775,7 +780,7 @@ def _pod_unrouted(
     sent to on this node (Calico's blackhole for its block swallows it)."""
     if drop is None:
         return None
-    index = next((i for i in indexes if i.snapshot.node.hostname == drop.node), None)
+    index = _index_of(indexes, drop.node)
     if index is None:
         return None
     reason = branch.reason
@@ -937,7 +942,7 @@ def _untranslated(branch: Branch, reply: Branch, aim: Aim, indexes: list[Snapsho
     """The answer reaches the client from the endpoint's own address, not from the VIP."""
     src = hostport(reply.packet.src, reply.packet.sport)
     node = branch.hops[0].node if branch.hops else ""
-    index = next((i for i in indexes if i.snapshot.node.hostname == node), None)
+    index = _index_of(indexes, node)
     facts = index.snapshot.node if index is not None else None
     bridged = any(h.kind == "bridge" for h in reply.hops)
     off = facts is not None and facts.bridge_nf_call_iptables in (0, None)
