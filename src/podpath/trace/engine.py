@@ -32,6 +32,7 @@ from podpath.trace.hooks import Stage, iptables_stages, run_hook
 from podpath.trace.ipvs import IpvsState, ipvs_stages
 from podpath.trace.links import (
     MacResolution,
+    at_fault,
     fdb_port,
     primary_address,
     resolve_mac,
@@ -692,17 +693,19 @@ class Engine:
         """Why a device is down, as `ip link` would show it, and the device at fault: it
         is set down, or it is a veth whose peer is (a veth has no carrier while its peer
         is down: veth_open)."""
-        peer = self.indexes[node].peer(link) if link.kind == "veth" else None
+        index = self.indexes[node]
+        fault = at_fault(index, link)
+        if fault is not link:  # at_fault returns the link itself or its peer
+            there = self.label(node, fault.netns)
+            return (
+                f"{link.name} has no carrier: its peer {fault.name} in {there} is down "
+                f"(ip link set {fault.name} up)",
+                fault,
+            )
+        peer = index.peer(link) if link.kind == "veth" else None
         if peer is None:
             return f"{link.name} is down", link
-        there = self.label(node, peer.netns)
-        if set_down(peer) and not set_down(link):
-            return (
-                f"{link.name} has no carrier: its peer {peer.name} in {there} is down "
-                f"(ip link set {peer.name} up)",
-                peer,
-            )
-        return f"{link.name} (to {there}) is down", link
+        return f"{link.name} (to {self.label(node, peer.netns)}) is down", link
 
     def neighbour_hop(self, flow: Flow, link: Link, nexthop: str) -> tuple[Flow, MacResolution]:
         """Resolve the next hop's MAC on link: the flow with the hop (and any assumption)."""

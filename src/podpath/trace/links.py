@@ -52,6 +52,14 @@ def set_down(link: Link) -> bool:
     return "UP" not in link.flags and link.state == "DOWN"
 
 
+def at_fault(index: SnapshotIndex, link: Link) -> Link:
+    """The device set down that keeps a device that is down from passing frames: its
+    veth peer when that is set down and it is not (a veth has no carrier while its peer
+    is down: veth_open), else the device itself."""
+    peer = index.peer(link) if link.kind == "veth" else None
+    return peer if peer is not None and set_down(peer) and not set_down(link) else link
+
+
 def neighbour(ns: NetNamespace, ifindex: int, ip: str) -> Neighbour | None:
     """The neighbour entry for an IP on a device, if the table holds one."""
     for entry in ns.neighbours:
@@ -82,21 +90,18 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
         if peer is not None and any(a.address == ip for a in peer.addresses):
             pod = index.pods_by_netns.get(peer.netns)
             who = f"pod {pod.namespace}/{pod.name}" if pod else f"netns {peer.netns}"
-            if set_down(peer):
-                return MacResolution(
-                    None,
-                    f"{peer.name} of {who} holds it, and is down: port {port.name} has no "
-                    "carrier, the request never reaches it",
-                    answered=False,
-                    down=peer,
+            if port.state == "DOWN" or set_down(peer):
+                fault = at_fault(index, port)
+                how = (
+                    f"and is down: port {port.name} has no carrier"
+                    if fault is not port
+                    else f"behind port {port.name}, which is down"
                 )
-            if port.state == "DOWN":
                 return MacResolution(
                     None,
-                    f"{peer.name} of {who} holds it, behind port {port.name}, which is down: "
-                    "the request never reaches it",
+                    f"{peer.name} of {who} holds it, {how}: the request never reaches it",
                     answered=False,
-                    down=port,
+                    down=fault,
                 )
             return MacResolution(peer.mac, f"{peer.name} of {who} (behind port {port.name})")
     if _every_port_known(index, bridge, ip):
