@@ -123,7 +123,7 @@ def test_the_healthy_lab_has_only_the_service_it_leaves_without_endpoints(
     assert "REJECT" in (noep["hop"] or "") and "kubectl get endpointslices" in noep["fix"]
     assert report["coverage"]["paths"] > 0 and report["coverage"]["service_ports"] >= 4
     client = _web(shared_lab)
-    assert not shared_lab.probe(client.ref, _vip(shared_lab, "default/noep"), 80).ok
+    assert not shared_lab.probe(client.ref, _vip(shared_lab, "default/noep"), 80, wait=1).ok
     assert shared_lab.probe(client.ref, _vip(shared_lab), 80).ok
 
 
@@ -203,7 +203,7 @@ def test_a_dual_stack_pods_ipv6_address_is_judged_apart(
     assert not refused.ok and "refused" in refused.error.lower(), refused
     assert lab.probe(client.ref, v4, 80).ok
     server = next(ip for ip in _web(lab, "node1").ips if ":" in ip)
-    assert not lab.probe(web.ref, server, 80, family=6).ok
+    assert not lab.probe(web.ref, server, 80, family=6, wait=1).ok
     assert lab.probe(neighbour.ref, server, 80, family=6).ok
 
 
@@ -265,7 +265,7 @@ def test_ip_forward_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     assert finding["grade"] == "critical" and finding["subject"] == "node node1"
     assert "net.ipv4.ip_forward = 0" in finding["evidence"]
     assert "does not forward" in finding["hop"] and "ip_forward=1" in finding["fix"]
-    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80).ok
+    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80, wait=1).ok
 
 
 def test_rp_filter_drops_the_way_back(
@@ -285,7 +285,7 @@ def test_rp_filter_drops_the_way_back(
     assert finding["cause"].startswith("on the way back, rp_filter=1 (strict) on flannel.1")
     assert finding["hop"].startswith("[node1] dropped: rp_filter=1")
     assert "loose" in finding["fix"]
-    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80).ok
+    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80, wait=1).ok
 
 
 def test_bridge_nf_call_iptables_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
@@ -300,7 +300,7 @@ def test_bridge_nf_call_iptables_off(make_lab: Callable[..., Lab], run_podpath: 
     assert "net.bridge.bridge-nf-call-iptables = 0" in finding["evidence"]
     assert finding["hop"].startswith("[node1] bridge cni0")
     assert "modprobe br_netfilter" in finding["fix"]
-    assert not lab.probe(_other(lab).ref, _vip(lab), 80).ok
+    assert not lab.probe(_other(lab).ref, _vip(lab), 80, wait=1).ok
 
 
 def test_vxlan_fdb_entry_missing(
@@ -320,7 +320,7 @@ def test_vxlan_fdb_entry_missing(
     assert finding["grade"] == "critical" and finding["node"] == "node1"
     assert f"no remote VTEP for {mac} on flannel.1" in finding["cause"]
     assert "bridge fdb append" in finding["fix"]
-    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80).ok
+    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80, wait=1).ok
 
 
 def test_vxlan_neighbour_missing(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
@@ -336,7 +336,7 @@ def test_vxlan_neighbour_missing(make_lab: Callable[..., Lab], run_podpath: Any)
     assert finding["subject"] == f"next hop {vtep} on flannel.1 of node node1"
     assert "the broadcast request has nowhere to go" in finding["cause"]
     assert f"ip neigh add {vtep} lladdr MAC dev flannel.1" in finding["fix"]
-    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80).ok
+    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80, wait=1).ok
 
 
 def test_host_gw_route_missing(
@@ -352,7 +352,7 @@ def test_host_gw_route_missing(
     finding = _one(report, "no-route")
     assert finding["grade"] == "critical" and finding["node"] == "node1"
     assert "add the route" in finding["fix"]
-    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80).ok
+    assert not lab.probe(_web(lab).ref, _web(lab, "node2").ip, 80, wait=1).ok
 
 
 def test_hairpin_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
@@ -367,7 +367,7 @@ def test_hairpin_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     assert finding["grade"] == "critical" and finding["subject"] == f"pod {web.ref}"
     assert f"{web.host_veth} is the port the frame came in by" in finding["cause"]
     assert "hairpin on" in finding["fix"]
-    assert not lab.probe(web.ref, _vip(lab), 80).ok
+    assert not lab.probe(web.ref, _vip(lab), 80, wait=1).ok
     lab.exec("node1", ["bridge", "link", "set", "dev", web.host_veth, "hairpin", "on"])
     assert lab.probe(web.ref, _vip(lab), 80).ok
 
@@ -394,7 +394,7 @@ def test_a_host_firewall_that_drops_the_overlay(
     assert f":{port}) that carries " in finding["cause"], finding
     assert finding["hop"].startswith("[node2] ") and "INPUT" in finding["hop"], finding
     assert {p["from"] for p in finding["paths"]} & {client.ref, server.ref}, finding
-    assert not lab.probe(client.ref, server.ip, 80).ok
+    assert not lab.probe(client.ref, server.ip, 80, wait=1).ok
     lab.exec("node2", ["iptables", "-D", *rule])
     assert lab.probe(client.ref, server.ip, 80).ok
 
@@ -431,8 +431,8 @@ def test_vteps_on_different_udp_ports(
         "takes VXLAN on UDP port 4789, and the packet was sent to port 8472"
         in _one(report, "vxlan-port-mismatch", "node node2")["cause"]
     )
-    assert not lab.probe(client.ref, server.ip, 80).ok
-    assert not lab.probe(server.ref, client.ip, 53).ok
+    assert not lab.probe(client.ref, server.ip, 80, wait=1).ok
+    assert not lab.probe(server.ref, client.ip, 53, wait=1).ok
 
 
 def test_a_stale_vtep_mac_on_the_sending_node(
@@ -465,8 +465,8 @@ def test_a_stale_vtep_mac_on_the_sending_node(
         f"node node2's flannel.1 has MAC {node2.vtep_mac}, and the frame inside is for "
         f"{stale}, node1's neighbour entry for {gateway} on flannel.1" in cause
     ), cause
-    assert not lab.probe(client.ref, server.ip, 80).ok
-    assert not lab.probe(server.ref, client.ip, 53).ok
+    assert not lab.probe(client.ref, server.ip, 80, wait=1).ok
+    assert not lab.probe(server.ref, client.ip, 53, wait=1).ok
 
 
 @pytest.mark.parametrize("cni", ["bridge", "calico"])
@@ -496,8 +496,8 @@ def test_a_pods_host_veth_set_down(
     (out,) = trace(taken, Probe(server.ref, f"{client.ip}:53", "tcp")).branches
     assert out.verdict == "dropped", out.reason
     assert out.reason.startswith(f"eth0 has no carrier: its peer {server.host_veth} in node node2")
-    assert not lab.probe(client.ref, server.ip, 80).ok
-    assert not lab.probe(server.ref, client.ip, 53).ok
+    assert not lab.probe(client.ref, server.ip, 80, wait=1).ok
+    assert not lab.probe(server.ref, client.ip, 53, wait=1).ok
     lab.exec("node2", ["ip", "link", "set", server.host_veth, "up"])
     if cni == "calico":  # the route calico-node would put back, as the fix says
         lab.exec("node2", ["ip", "route", "add", server.ip, "dev", server.host_veth])
@@ -556,8 +556,8 @@ def test_a_pods_own_eth0_set_down(make_lab: Callable[..., Lab], run_podpath: Any
         ("link-down", f"interface eth0 of pod {web.ref}")
     ], report
     assert "ip link set eth0 up, in the pod's network namespace" in found[0]["fix"]
-    assert not lab.probe(web.ref, client.ip, 53).ok
-    assert not lab.probe(client.ref, web.ip, 80).ok
+    assert not lab.probe(web.ref, client.ip, 53, wait=1).ok
+    assert not lab.probe(client.ref, web.ip, 80, wait=1).ok
 
 
 def test_a_nodes_bridge_set_down(
@@ -580,8 +580,8 @@ def test_a_nodes_bridge_set_down(
     taken = [load_path(str(tmp_path / f"{n.name}.json")) for n in lab.record.nodes]
     (near,) = trace(taken, Probe(here.ref, f"{there.ip}:80", "tcp")).branches
     assert near.verdict == "dropped" and "cni0 is down: its ports are disabled" in near.reason
-    assert not lab.probe(here.ref, there.ip, 80).ok
-    assert not lab.probe(client.ref, there.ip, 80).ok
+    assert not lab.probe(here.ref, there.ip, 80, wait=1).ok
+    assert not lab.probe(client.ref, there.ip, 80, wait=1).ok
 
 
 def test_a_vtep_set_down_and_a_vxlan_route_gone(
@@ -599,13 +599,13 @@ def test_a_vtep_set_down_and_a_vxlan_route_gone(
     assert status == 1
     found = [(f["check"], f["subject"]) for f in _criticals(report)]
     assert found == [("link-down", "interface flannel.1 of node node2")], report
-    assert not lab.probe(client.ref, server.ip, 80).ok
-    assert not lab.probe(server.ref, client.ip, 53).ok
+    assert not lab.probe(client.ref, server.ip, 80, wait=1).ok
+    assert not lab.probe(server.ref, client.ip, 53, wait=1).ok
     lab.exec("node2", ["ip", "link", "set", "flannel.1", "up"])
     status, report = _doctor_all(lab, run_podpath, tmp_path)
     cause = _one(report, "no-route", "node node2")["cause"]
     assert "while node1 routes node2's pods over its VXLAN device flannel.1 to node2" in cause
-    assert not lab.probe(server.ref, client.ip, 53).ok
+    assert not lab.probe(server.ref, client.ip, 53, wait=1).ok
 
 
 def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
@@ -641,8 +641,8 @@ def test_proxy_arp_without_a_route(make_lab: Callable[..., Lab], run_podpath: An
     unrouted = _one(report, "no-route")
     assert {p["from"] for p in unrouted["paths"]} == {"node1"}
     assert "before kube-proxy's DNAT" in unrouted["fix"]
-    assert not lab.probe(_other(lab).ref, _web(lab).ip, 80).ok
-    assert not lab.probe("node1", _vip(lab), 80).ok
+    assert not lab.probe(_other(lab).ref, _web(lab).ip, 80, wait=1).ok
+    assert not lab.probe("node1", _vip(lab), 80, wait=1).ok
 
 
 def test_a_host_rule_on_a_network_of_some_endpoints(
@@ -721,7 +721,7 @@ def test_network_policy_drop_names_the_policy(
     assert not [p for p in finding["paths"] if "kube-dns" in p["to"]], finding["paths"]
     assert "cali-pi-_Jx0r1UzJG1w5pqnZ" in " ".join(finding["evidence"])
     assert status == (1 if finding["grade"] == "critical" else 0)
-    assert not lab.probe(_other(lab).ref, web.ip, 80).ok
+    assert not lab.probe(_other(lab).ref, web.ip, 80, wait=1).ok
 
 
 @pytest.mark.parametrize("mode", ["iptables", "nftables"])
@@ -757,9 +757,9 @@ def test_traffic_policy_local_without_a_local_endpoint(
     assert not {"etp-local-no-endpoint", "itp-local-no-endpoint"} & {
         f["check"] for f in healthy["findings"]
     }
-    dropped = lab.probe("node1", node2.address, svc.node_port)
+    dropped = lab.probe("node1", node2.address, svc.node_port, wait=1)
     assert not dropped.ok and "timed out" in dropped.error
-    assert not lab.probe(lab.pods_on("node2")[0].ref, svc.cluster_ip, 80).ok
+    assert not lab.probe(lab.pods_on("node2")[0].ref, svc.cluster_ip, 80, wait=1).ok
     assert lab.probe("node2", node1.address, svc.node_port).ok
 
 

@@ -78,7 +78,7 @@ def test_ip_forward_off_bridges_pod_to_pod_but_drops_dnat_and_routed_traffic(
     assert "without an ICMP error" in dnat["reason"] and "IpInAddrErrors" in dnat["reason"]
     assert f"DNATed to {dns.ip}, behind the bridge cni0 it came in by" in dnat["reason"]
     counted, seen = _in_addr_errors(lab, "node1"), _flows(lab, "node1", web.ip, "10.96.0.10")
-    probe = lab.probe(web.ref, "kube-system/kube-dns", 53, "tcp")
+    probe = lab.probe(web.ref, "kube-system/kube-dns", 53, "tcp", wait=1)
     # A timeout, not "No route to host": ip_error() sent no ICMP error back.
     assert not probe.ok and "timed out" in probe.error, probe
     assert _in_addr_errors(lab, "node1") > counted
@@ -89,7 +89,7 @@ def test_ip_forward_off_bridges_pod_to_pod_but_drops_dnat_and_routed_traffic(
     assert routed["verdict"] == "dropped" and "does not forward" in routed["reason"]
     assert "DNATed" not in routed["reason"]
     counted = _in_addr_errors(lab, "node1")
-    probe = lab.probe(web.ref, remote.ip, 80)
+    probe = lab.probe(web.ref, remote.ip, 80, wait=1)
     assert not probe.ok and "timed out" in probe.error, probe
     assert _in_addr_errors(lab, "node1") > counted
 
@@ -122,4 +122,4 @@ def test_doctor_reports_only_the_paths_forwarding_off_breaks(
     for src, dst in ((web, other), (other, dns)):
         probe = lab.probe(src.ref, dst.ip)
         assert probe.ok and probe.served_by == dst.ref, probe
-    assert not lab.probe(web.ref, "default/web", 80).ok
+    assert not lab.probe(web.ref, "default/web", 80, wait=1).ok

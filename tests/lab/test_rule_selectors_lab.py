@@ -110,7 +110,7 @@ def test_udp_53_rule_leaves_tcp_on_main(
     assert host.data["type"] == "blackhole"
     assert host.data["rule"] == "90: from all ipproto udp dport 53 lookup 100"
     assert assert_routes_equal_kernel(lab, dns_rule, [*tcp.branches, *udp.branches]) >= 4
-    lab.probe(pod.ref, OUTSIDE, 80)  # nothing answers outside the lab: only counted
+    lab.probe(pod.ref, OUTSIDE, 80, wait=1)  # nothing answers outside the lab: only counted
     lab.probe(pod.ref, OUTSIDE, 53, proto="udp")
     routed = _routed_packets(lab)
     assert routed["tcp"] >= 1 and routed["udp"] == 0, routed

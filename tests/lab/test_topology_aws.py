@@ -258,7 +258,9 @@ def test_leaving_the_vpc_is_snatted_to_the_primary_address(
     host = next(h for h in branch.hops if h.kind == "route" and h.data["iif"])
     assert str(host.data["rule"]).startswith("1025:") and host.data["dev"] == "eth0"
     assert assert_routes_equal_kernel(lab, indexes, result.branches) >= 2
-    lab.probe(src.ref, "198.51.100.7", 80)  # fails (nothing leaves the lab); conntrack remembers
+    lab.probe(
+        src.ref, "198.51.100.7", 80, wait=1
+    )  # fails (nothing leaves the lab); conntrack remembers
     done = lab.exec(
         "node1",
         ["conntrack", "-L", "-p", "tcp", "--orig-src", src.ip, "--orig-dst", "198.51.100.7"],
@@ -481,7 +483,7 @@ def test_ipv6_leaving_the_vpc_keeps_the_pod_address(
     host = next(h for h in branch.hops if h.kind == "route" and h.data["iif"])
     assert (host.data["dev"], host.data["gateway"]) == ("eth0", UNDERLAY_GATEWAY6), host.text
     assert assert_routes_equal_kernel(lab6, indexes6, result.branches) >= 2
-    lab6.probe(src.ref, far, 80)  # fails (nothing leaves the lab); conntrack remembers
+    lab6.probe(src.ref, far, 80, wait=1)  # fails (nothing leaves the lab); conntrack remembers
     argv = ["conntrack", "-L", "-f", "ipv6", "-p", "tcp", "--orig-src", src.ip]
     done = lab6.exec("node1", [*argv, "--orig-dst", far], check=False)
     entries = parse_conntrack(done.stdout)
@@ -519,7 +521,9 @@ def test_ipv6_pods_reach_ipv4_by_egress_cni_snatted_to_the_node(
         assert (owner["agent"], owner["name"]) == ("AWS VPC CNI egress-cni (SNAT)", "aws-cni")
     assert any(h.kind == "nat" and "SNAT" in h.text for h in branch.hops)
     assert assert_routes_equal_kernel(lab6, indexes6, result.branches) >= 2
-    lab6.probe(src.ref, "198.51.100.7", 80)  # fails (nothing leaves the lab); conntrack remembers
+    lab6.probe(
+        src.ref, "198.51.100.7", 80, wait=1
+    )  # fails (nothing leaves the lab); conntrack remembers
     argv = ["conntrack", "-L", "-f", "ipv4", "-p", "tcp", "--orig-src", egress]
     done = lab6.exec("node1", [*argv, "--orig-dst", "198.51.100.7"], check=False)
     entries = parse_conntrack(done.stdout)

@@ -123,7 +123,7 @@ def test_nodeport_without_a_local_endpoint_is_dropped(
     (branch,) = trace(indexes, Probe("node1", f"{node2.address}:{svc.node_port}")).branches
     assert branch.verdict == "dropped", branch.reason
     assert NODEPORT_DROP[_mode(local_lab)] in branch.reason, branch.reason
-    answer = local_lab.probe("node1", node2.address, svc.node_port)
+    answer = local_lab.probe("node1", node2.address, svc.node_port, wait=1)
     assert not answer.ok and "timed out" in answer.error, answer
 
 
@@ -137,7 +137,7 @@ def test_cluster_ip_from_a_pod_without_a_local_endpoint_is_dropped(
     (branch,) = trace(indexes, Probe(far.ref, f"{svc.cluster_ip}:{svc.port}")).branches
     assert branch.verdict == "dropped", branch.reason
     assert CLUSTER_IP_DROP[_mode(local_lab)] in branch.reason, branch.reason
-    answer = local_lab.probe(far.ref, svc.cluster_ip, svc.port)
+    answer = local_lab.probe(far.ref, svc.cluster_ip, svc.port, wait=1)
     assert not answer.ok and "timed out" in answer.error, answer
     near = local_lab.pods_on("node1")[0]
     result = trace(indexes, Probe(near.ref, f"{svc.cluster_ip}:{svc.port}"))

@@ -120,6 +120,13 @@ def register(sub: Any) -> None:
         "--udp", dest="proto", action="store_const", const="udp", help="the same as --proto udp"
     )
     p.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6 addresses of names")
+    p.add_argument(
+        "--wait",
+        type=int,
+        default=3,
+        metavar="SECONDS",
+        help="how long to wait for an answer, 1 to 5 (default 3)",
+    )
     p.set_defaults(handler=_probe)
 
     p = cmds.add_parser("record", help="save a snapshot of every node: DIR/NODE.json")
@@ -285,7 +292,13 @@ def _probe(args: argparse.Namespace) -> int:
 
     lab = _loaded(args.name)
     try:
-        result = lab.probe(args.src, args.dst, proto=args.proto, family=6 if args.ipv6 else None)
+        result = lab.probe(
+            args.src,
+            args.dst,
+            proto=args.proto,
+            family=6 if args.ipv6 else None,
+            wait=args.wait,
+        )
     except LabError as exc:
         raise CliError(str(exc)) from exc
     host = f"[{result.address}]" if ":" in result.address else result.address

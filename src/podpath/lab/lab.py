@@ -37,7 +37,7 @@ from podpath.lab.kubeproxy_nft import render as render_nft
 from podpath.lab.names import mac_for
 from podpath.lab.node import enter_argv, node_env, run_in, start_node, start_underlay
 from podpath.lab.plan import pod_plans, services
-from podpath.lab.probe import ProbeResult, run_probe
+from podpath.lab.probe import DEFAULT_WAIT, ProbeResult, run_probe
 from podpath.lab.records import (
     LabError,
     LabRecord,
@@ -201,9 +201,13 @@ class Lab:
         port: int | None = None,
         proto: str = "tcp",
         family: int | None = None,
+        wait: int = DEFAULT_WAIT,
     ) -> ProbeResult:
-        """Send real traffic from a pod (or node) to a pod, Service, VIP or node (IPv4 or IPv6)."""
-        return run_probe(self, src, dst, port, proto, family)
+        """Send real traffic from a pod (or node) to a pod, Service, VIP or node (IPv4 or IPv6).
+
+        `wait`: seconds to wait for an answer; a caller that expects a drop may say 1.
+        """
+        return run_probe(self, src, dst, port, proto, family, wait)
 
     @property
     def primary_services(self) -> tuple[ServiceRecord, ...]:

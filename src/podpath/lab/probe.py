@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 _PAGE_RE = re.compile(r"served by pod (\S+/\S+) on (\S+)")
 _ECHO_RE = re.compile(r"^([a-z0-9.-]+): ")
 PROBE_TIMEOUT = 5
+# How long a probe waits for an answer unless told: generous for a lab whose pods answer
+# in milliseconds, so a busy machine never turns an answer into a drop. A caller that
+# expects a drop may wait less (the kernel drops at once or answers at once here).
+DEFAULT_WAIT = 3
 
 _UDP_CLIENT = r"""
 import socket, sys
@@ -109,16 +113,19 @@ def _web_node_port(lab: Lab) -> int:
     raise LabError("no Service in this lab has a NodePort")
 
 
-def _client(target: _Target, proto: str) -> list[str]:
+def _client(target: _Target, proto: str, wait: int) -> list[str]:
     if proto == "icmp":
         # One echo request; busybox ping exits 0 only when the reply came back.
         family = "-6" if ":" in target.address else "-4"
-        return ["busybox", "ping", family, "-c", "1", "-W", "3", target.address]
+        return ["busybox", "ping", family, "-c", "1", "-W", str(wait), target.address]
     if proto == "udp":
-        return [sys.executable, "-c", _UDP_CLIENT, target.address, str(target.port), "3"]
+        return [sys.executable, "-c", _UDP_CLIENT, target.address, str(target.port), str(wait)]
     # busybox nc for TCP (HTTP is spoken by hand: the static busybox's wget crashes in
     # glibc's resolver); the server closes the connection after its answer.
-    return ["busybox", "timeout", "4", "busybox", "nc", "-w", "3", target.address, str(target.port)]
+    return [
+        *("busybox", "timeout", str(wait + 1)),
+        *("busybox", "nc", "-w", str(wait), target.address, str(target.port)),
+    ]
 
 
 def _request(target: _Target, proto: str) -> str | None:
@@ -140,15 +147,24 @@ def _body(raw: str) -> str:
 
 
 def run_probe(
-    lab: Lab, src: str, dst: str, port: int | None, proto: str, family: int | None = None
+    lab: Lab,
+    src: str,
+    dst: str,
+    port: int | None,
+    proto: str,
+    family: int | None = None,
+    wait: int = DEFAULT_WAIT,
 ) -> ProbeResult:
     """Run one probe; failures to connect are a result (ok=False), not an exception.
 
-    `family` (4 or 6) picks which address a pod, Service or node name stands for.
+    `family` (4 or 6) picks which address a pod, Service or node name stands for;
+    `wait` is how many seconds to wait for an answer (1 to PROBE_TIMEOUT).
     """
     proto = proto.lower()
     if proto not in ("tcp", "udp", "icmp"):
         raise LabError(f"probe protocol must be tcp, udp or icmp, not {proto!r}")
+    if not 1 <= wait <= PROBE_TIMEOUT:
+        raise LabError(f"a probe waits 1 to {PROBE_TIMEOUT} seconds for an answer, not {wait}")
     host, given_port = _split_port(dst)
     if proto == "icmp" and (port or given_port) is not None:
         raise LabError(f"ICMP has no ports: give {host} without a port")
@@ -169,7 +185,7 @@ def run_probe(
         pod = lab.pod(src)
         src_node, src_name = pod.node, pod.ref
         prefix = ["nsenter", f"--net={pod.netns_path}", "--"]
-    argv = [*prefix, *_client(target, proto)]
+    argv = [*prefix, *_client(target, proto, wait)]
     began = time.monotonic()
     try:
         done = lab.exec(
