@@ -128,33 +128,30 @@ def require_lab() -> None:
 
 
 # What shares this machine's state: labs (their nodes' /run, mounts and daemons, which
-# tests/lab/test_lab_hygiene.py watches) and the collectors' own namespaces. `./run test`
-# runs the suite in two pytest-xdist workers with `--dist loadgroup`: these tests are
-# one group, run one at a time by one worker, beside the rest (unit, TUI on bundled
-# snapshots, fuzzing), which are CPU work the lab's waits leave room for.
-MACHINE_DIRS = ("collectors", "lab")
+# tests/lab/test_lab_hygiene.py watches), the collectors' own namespaces, and the
+# packages and image built from this checkout (two sdist builds in one tree race on its
+# egg-info). `./run test` runs the suite in two pytest-xdist workers with `--dist
+# loadgroup`: these tests are one group, run one at a time by one worker, beside the rest
+# (unit, TUI on bundled snapshots, fuzzing): CPU work the lab's waits leave room for.
+MACHINE_DIRS = ("collectors", "lab", "packaging")
 LAB_FIXTURES = frozenset({"shared_lab", "make_lab", "run_podpath"})
-# The image is built once per worker that asks for it: its tests stay together too.
-PACKAGING_DIR = "packaging"
 
 
-def _group_of(item: pytest.Item) -> str | None:
-    """The xdist group an item runs in (None: any worker, any time)."""
+def _shares_the_machine(item: pytest.Item) -> bool:
     area = item.path.relative_to(Path(__file__).parent).parts[0]
     fixtures = set(getattr(item, "fixturenames", ()))
-    if item.get_closest_marker("lab") or fixtures & LAB_FIXTURES or area in MACHINE_DIRS:
-        return "machine"
-    if area == PACKAGING_DIR:
-        return "packaging"
-    return None
+    return bool(item.get_closest_marker("lab") or fixtures & LAB_FIXTURES or area in MACHINE_DIRS)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put each test in its xdist group (harmless where xdist is not running)."""
+    """Group the tests that share the machine (harmless where xdist is not running).
+
+    First: xdist's own hook, which reads the groups, runs before this file's otherwise
+    (an initial conftest is registered before xdist's worker plugin)."""
     for item in items:
-        group = _group_of(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+        if _shares_the_machine(item):
+            item.add_marker(pytest.mark.xdist_group("machine"))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
