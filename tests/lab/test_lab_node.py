@@ -248,6 +248,21 @@ def test_dns_like_pod_answers_udp_and_tcp_through_its_vip(shared_lab: Lab) -> No
         assert result.ok and result.served_by == dns_pod.ref, result
 
 
+def test_a_failed_probe_says_why_in_one_line(shared_lab: Lab) -> None:
+    """UDP to a port nothing serves and to an address nobody holds, TCP to the latter:
+    each fails with one line (refused, timed out), never the UDP client's traceback."""
+    src = shared_lab.pods_on("node1")[0]
+    web = next(p for p in shared_lab.pods_on("node2") if p.app == "web")
+    nobody = "10.244.9.9"
+    refused = shared_lab.probe(src.name, f"{web.ip}:9", proto="udp", wait=1)
+    assert not refused.ok and refused.error == "udp: Connection refused", refused
+    silent = shared_lab.probe(src.name, f"{nobody}:53", proto="udp", wait=1)
+    assert not silent.ok and silent.error == "udp: timed out", silent
+    tcp = shared_lab.probe(src.name, f"{nobody}:80", wait=1)
+    assert not tcp.ok and tcp.error == "nc: timed out", tcp
+    assert 1 <= tcp.seconds < 2.5, tcp
+
+
 def test_node_port_answers_on_the_node_address(shared_lab: Lab) -> None:
     """The web NodePort answers on node2's underlay address, probed from node1."""
     result = shared_lab.probe("node1", "node2")

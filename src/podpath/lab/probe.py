@@ -22,12 +22,20 @@ PROBE_TIMEOUT = 5
 # expects a drop may wait less (the kernel drops at once or answers at once here).
 DEFAULT_WAIT = 3
 
+# Its failures are one line, as nc's are ("udp: timed out", "udp: Connection refused"
+# when an ICMP port unreachable came back), never a traceback in the probe's error.
 _UDP_CLIENT = r"""
 import socket, sys
 s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(float(sys.argv[3]))
-s.sendto(b"podpath probe\n", (sys.argv[1], int(sys.argv[2])))
-sys.stdout.write(s.recv(4096).decode(errors="replace"))
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))  # connected: an ICMP error is told
+    s.send(b"podpath probe\n")
+    sys.stdout.write(s.recv(4096).decode(errors="replace"))
+except TimeoutError:
+    sys.exit("udp: timed out")
+except OSError as exc:
+    sys.exit(f"udp: {exc.strerror or exc}")
 """
 
 
