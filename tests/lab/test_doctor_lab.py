@@ -399,6 +399,77 @@ def test_a_host_firewall_that_drops_the_overlay(
     assert lab.probe(client.ref, server.ip, 80).ok
 
 
+# How a node comes to drop what no rule accepts in FORWARD: Docker's policy (set when
+# dockerd starts, moby/moby#28257), or a host firewall's nftables base chain; and how
+# the chain is put back.
+_POLICY_DROPS = {
+    "iptables": (
+        [["iptables", "-P", "FORWARD", "DROP"]],
+        "policy of filter/FORWARD",
+        "(-P FORWARD DROP)",
+        [["iptables", "-P", "FORWARD", "ACCEPT"]],
+    ),
+    "nftables": (
+        [
+            ["nft", "add", "table", "inet", "hostfw"],
+            [
+                "nft",
+                "add chain inet hostfw forward { type filter hook forward priority 0; policy drop; }",
+            ],
+            [
+                "nft",
+                "add",
+                "rule",
+                "inet",
+                "hostfw",
+                "forward",
+                "ct",
+                "state",
+                "established",
+                "accept",
+            ],
+        ],
+        "policy of inet hostfw forward",
+        "(policy drop)",
+        [["nft", "delete", "table", "inet", "hostfw"]],
+    ),
+}
+
+
+@pytest.mark.parametrize("firewall", sorted(_POLICY_DROPS))
+def test_a_forward_policy_that_drops_what_no_rule_accepts(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path, firewall: str
+) -> None:
+    """node2's FORWARD drops by its policy what no rule accepts: node1's pods reach node2's
+    no longer. The finding names the chain's policy and how to accept the pods' traffic.
+    Before, the doctor said "a rule drops" (iptables), or blamed kube-proxy's last ACCEPT
+    in another table (a host firewall's nftables chain, whose policy left no hop)."""
+    make, subject, said, undo = _POLICY_DROPS[firewall]
+    owner = {"iptables": "filter/FORWARD", "nftables": "hostfw/forward"}[firewall]
+    lab = make_lab(nodes=2, pods=2, services=3)
+    client, server = _other(lab), _web(lab, "node2")
+    assert lab.probe(client.ref, server.ip, 80).ok
+    for argv in make:
+        lab.exec("node2", argv)
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    finding = _one(report, "chain-policy-drop", subject)
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert finding["cause"].startswith(f"no rule of {subject[len('policy of ') :]} accepts ")
+    assert finding["cause"].endswith(f", so the chain's policy drops it {said}"), finding
+    assert finding["hop"].startswith("[node2] ") and "no rule decided" in finding["hop"]
+    assert "ACCEPT" in finding["fix"] or "accept" in finding["fix"], finding
+    assert {p["from"] for p in finding["paths"]} & {client.ref, server.ref}, finding
+    # The trace says whose drop it is: the chain's (the host firewall's), not kube-proxy's.
+    nodes = [load_path(str(tmp_path / f"{n.name}.json")) for n in lab.record.nodes]
+    (branch,) = trace(nodes, Probe(client.ref, f"{server.ip}:80")).branches
+    assert branch.verdict == "dropped" and branch.reason.endswith(f"(host firewall {owner})")
+    assert not lab.probe(client.ref, server.ip, 80, wait=1).ok
+    for argv in undo:
+        lab.exec("node2", argv)
+    assert lab.probe(client.ref, server.ip, 80).ok
+
+
 def test_vteps_on_different_udp_ports(
     make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
 ) -> None:

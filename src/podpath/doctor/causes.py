@@ -687,9 +687,11 @@ def _netfilter_drop(
             key=owner.name,
             partial_grade="warning",
         )
+    flow = _dropped_flow(branch, aim, way)
+    if rule is not None and _is_policy(rule):
+        return _policy_drop(rule, f"{way}{flow}{mixed}", node, decided)
     what = owner.text if owner is not None else "a rule"
     verb = "rejects" if "REJECT" in text else "drops"
-    flow = _dropped_flow(branch, aim, way)
     carrier = drop.data.get("carrier") if drop is not None else None
     if carrier:
         # The tunnel's own packet between the nodes (flannel's UDP 8472, Calico's IPIP).
@@ -718,6 +720,49 @@ def _netfilter_drop(
         key=f"{node}:{text}",
         partial_grade="warning",
         about="destination" if rule is None else "place",
+    )
+
+
+def _is_policy(rule: Hop) -> bool:
+    """Whether a netfilter hop is a chain's policy (iptables `-P FORWARD DROP`, nftables
+    `policy drop`), which decides where no rule did."""
+    text = str(rule.data.get("rule") or "")
+    return rule.data.get("position") is None and text.startswith(("-P ", "policy "))
+
+
+def _policy_drop(rule: Hop, flow: str, node: str, decided: str | None) -> Cause:
+    """No rule of a chain accepted the packet and its policy drops it. Docker sets the
+    FORWARD policy to DROP when it starts on a node (moby/moby#28257), which drops the
+    pods' forwarded traffic (kubernetes/kubernetes#40182) unless rules accept it first,
+    as flannel's do since flannel-io/flannel#872; a host firewall's nftables base chain
+    with `policy drop` does the same."""
+    table, chain = str(rule.data.get("table")), str(rule.data.get("chain"))
+    nft = rule.data.get("backend") == "nftables"
+    where = f"{table} {chain}" if nft else f"{table}/{chain}"
+    if nft:
+        fix = (
+            f"accept the pods' traffic in {where} before its policy (e.g. `nft insert rule "
+            f"{table} {chain} ip saddr POD_CIDR accept` and the same for ip daddr), or "
+            f"set its policy to accept (`nft chain {table} {chain} '{{ policy accept; }}'`)"
+        )
+    else:
+        fix = (
+            f"accept the pods' traffic in {where} before its policy, as flannel does "
+            f"(`iptables -A {chain} -s POD_CIDR -j ACCEPT` and `-d POD_CIDR`), or set "
+            f"its policy to ACCEPT (`iptables -P {chain} ACCEPT`); Docker sets FORWARD's "
+            "policy to DROP when it starts on a node"
+        )
+    return Cause(
+        "chain-policy-drop",
+        "critical",
+        f"policy of {where}",
+        f"no rule of {where} accepts {flow}, so the chain's policy drops it "
+        f"({rule.data.get('rule')})",
+        fix,
+        decided,
+        _rule_evidence(rule),
+        key=f"{node}:{where}",
+        partial_grade="warning",
     )
 
 

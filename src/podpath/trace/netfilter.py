@@ -368,6 +368,10 @@ class _Walker:
                 "hook": self.hook,
                 "position": None,
             }
+            if policy != "ACCEPT":
+                # The policy decides, not the last rule seen (kube-proxy's, most often):
+                # the drop is said to be the chain's (the host firewall's for a built-in).
+                data["owner"] = {**iptables_owner(self.table, self.start, ()).as_json()}
             text = f"{self.table}/{self.start}: no rule decided; policy {policy}"
             hops = (Hop("netfilter", self.env.hostname, text, (), (), data),)
         verdict = policy if policy in ("ACCEPT", "DROP") else "UNCERTAIN"

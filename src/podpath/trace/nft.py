@@ -333,6 +333,11 @@ class NftWalker:
             return [replace(st, stack=st.stack[:-1], on_behalf=behalf)]
         base = self.nft.chains[(self.family, self.table, self.base)]
         policy = (base.policy or "accept").upper()
+        if policy != "ACCEPT":
+            # A hop of its own, as iptables' policy has: without it the drop was told as
+            # the last rule's (a host firewall's `policy drop` blamed on kube-proxy's
+            # ACCEPT in another table).
+            st = replace(st, hops=st.hops + (self._policy_hop(st, base.hook, policy),))
         done.append(
             self._end(
                 st,
@@ -341,6 +346,21 @@ class NftWalker:
             )
         )
         return []
+
+    def _policy_hop(self, st: _State, hook: str | None, policy: str) -> Hop:
+        """The base chain's policy deciding: a hop named for the chain, owned by its table."""
+        owner = nft_owner(self.family, self.table, self.base, None)
+        data: dict[str, JsonValue] = {
+            "table": f"{self.family} {self.table}",
+            "chain": self.base,
+            "rule": f"policy {policy.lower()}",
+            "backend": "nftables",
+            "hook": hook,
+            "position": None,
+            "owner": {**owner.as_json()},
+        }
+        text = f"{self.family} {self.table} {self.base}: no rule decided; policy {policy.lower()}"
+        return Hop("netfilter", self.env.hostname, text, (), (), data)
 
     def _rule(self, st: _State, rule: NftRule, done: list[NfOutcome]) -> list[_State]:
         """Evaluate a rule's statements in order; a failed match moves on to the next rule."""
