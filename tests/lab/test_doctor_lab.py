@@ -470,6 +470,45 @@ def test_a_forward_policy_that_drops_what_no_rule_accepts(
     assert lab.probe(client.ref, server.ip, 80).ok
 
 
+def test_a_notrack_rule_for_one_direction(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node1 NOTRACKs its pods' TCP to port 80 in raw PREROUTING. A Service's VIP is then
+    never DNATed (nat runs for tracked packets only) and leaves the node; a pod's answer
+    meets a conntrack with no entry for it, as INVALID, which kube-proxy's KUBE-FORWARD
+    drops. With the answers NOTRACKed too (as NodeLocal DNSCache does for its traffic),
+    pod to pod works again and only the Services fail. Before, the trace took the NOTRACK
+    for a mark that changes nothing: every path delivered."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    client, here, there = _other(lab), _web(lab), _web(lab, "node2")
+    cidr = str(ipaddress.ip_network(f"{client.ip}/24", strict=False))
+    request = ["PREROUTING", "-s", cidr, "-p", "tcp", "--dport", "80", "-j", "NOTRACK"]
+    lab.exec("node1", ["iptables", "-t", "raw", "-I", *request])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    finding = _one(report, "untracked-request", "rule raw/PREROUTING")
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert "-j NOTRACK leaves " in finding["cause"], finding
+    targets = {p["to"] for p in finding["paths"]}
+    pods = {f"{p.ip}:80" for p in lab.pods if p.app == "web"}
+    assert "default/web:80" in targets and targets & pods, finding["paths"]
+    nodes = [load_path(str(tmp_path / f"{n.name}.json")) for n in lab.record.nodes]
+    (to_vip,) = trace(nodes, Probe(client.ref, f"{_vip(lab)}:80")).branches
+    assert to_vip.verdict == "leaves-node" and to_vip.packet.dst == _vip(lab), to_vip.reason
+    (to_pod,) = trace(nodes, Probe(client.ref, f"{there.ip}:80"), reply=True).branches
+    (back,) = to_pod.reply
+    assert back.verdict == "dropped" and "--ctstate INVALID -j DROP" in back.reason, back
+    for target in (_vip(lab), there.ip, here.ip):
+        assert not lab.probe(client.ref, target, 80, wait=1).ok, target
+    answer = ["PREROUTING", "-d", cidr, "-p", "tcp", "--sport", "80", "-j", "NOTRACK"]
+    lab.exec("node1", ["iptables", "-t", "raw", "-I", *answer])
+    _, both = _doctor_all(lab, run_podpath, tmp_path)
+    finding = _one(both, "untracked-request", "rule raw/PREROUTING")
+    assert {p["to"] for p in finding["paths"]} <= {"default/web:80", "default/web-sticky:80"}
+    assert lab.probe(client.ref, there.ip, 80).ok and lab.probe(client.ref, here.ip, 80).ok
+    assert not lab.probe(client.ref, _vip(lab), 80, wait=1).ok
+
+
 def test_vteps_on_different_udp_ports(
     make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
 ) -> None:

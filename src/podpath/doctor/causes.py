@@ -109,8 +109,41 @@ def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
     if branch.verdict == "delivered":
         return _reply_cause(branch, aim, indexes)
     if branch.verdict == "leaves-node":
+        if aim.kind == "service" and branch.packet.dst == aim.address:
+            # Never DNATed: a ClusterIP no host outside the node holds.
+            what = (
+                "kube-proxy's DNAT (the nat table) is never consulted for it, and the "
+                f"packet to the ClusterIP {branch.reason}"
+            )
+            found = _untracked_request(branch, aim, what, _last(branch, "leave"))
+            if found is not None:
+                return found
         return _astray(branch, aim, indexes) or _reply_cause(branch, aim, indexes)
     return None
+
+
+def _untracked_request(branch: Branch, aim: Aim, what: str, decided: Hop | None) -> Cause | None:
+    """A NOTRACK rule (raw table) that left the request without a conntrack entry: no NAT
+    for it there, and its answer belongs to no connection (a TCP SYN-ACK is INVALID,
+    which kube-proxy's KUBE-FORWARD drops). NodeLocal DNSCache NOTRACKs both directions
+    of its DNS traffic, which needs no NAT; a rule for one direction breaks the path."""
+    notrack = next((h for h in reversed(branch.hops) if h.data.get("untracked")), None)
+    if notrack is None:
+        return None
+    (rule,) = _rule_evidence(notrack)
+    return Cause(
+        "untracked-request",
+        "critical",
+        f"rule {notrack.data.get('table')}/{notrack.data.get('chain')}",
+        f"{rule} leaves {_dropped_flow(branch, aim, '')} untracked on node {notrack.node}: {what}",
+        "NOTRACK only traffic that needs no NAT and whose answers are NOTRACKed too (a rule "
+        "for each direction, as NodeLocal DNSCache's are), or remove the rule",
+        hop_text(decided) if decided is not None else hop_text(notrack),
+        (rule, *(_rule_evidence(decided) if decided and decided.kind == "netfilter" else ())),
+        key=f"{notrack.node}:{notrack.data.get('rule')}",
+        partial_grade="warning",
+        node=notrack.node,
+    )
 
 
 def _astray(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
@@ -327,6 +360,16 @@ def _routes_straight(owner: SnapshotIndex, sender: SnapshotIndex) -> bool:
 def _reply_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
     """A delivered request whose answer does not come back, or comes back untranslated."""
     for reply in branch.reply:
+        if reply.verdict == "dropped" and reply.packet.ct_state in ("INVALID", "NEW"):
+            # The answer met a conntrack with no entry for it: its request went untracked.
+            p = reply.packet
+            what = (
+                f"its answer {hostport(p.src, p.sport)} -> {p.dst} belongs to no connection "
+                f"there (conntrack: {p.ct_state}): {reply.reason}"
+            )
+            found = _untracked_request(branch, aim, what, _last(reply, "netfilter"))
+            if found is not None:
+                return found
         if reply.verdict == "dropped":
             return _dropped(reply, aim, indexes, way="on the way back, ")
         if reply.verdict == "uncertain":

@@ -209,10 +209,20 @@ class Engine:
                 flow.uncertain,
                 flow.nat,
                 end,
+                untracked=flow.untracked,
             )
         uncertain = flow.uncertain or ((reason,) if verdict == "uncertain" else ())
         return Branch(
-            flow.probability, verdict, reason, hops, flow.packet, None, uncertain, flow.nat, end
+            flow.probability,
+            verdict,
+            reason,
+            hops,
+            flow.packet,
+            None,
+            uncertain,
+            flow.nat,
+            end,
+            untracked=flow.untracked,
         )
 
     def drop(
@@ -317,6 +327,8 @@ class Engine:
                 flow.nat + outcome.nat,
                 flow.uncertain + outcome.uncertain,
             )
+            if outcome.packet.ct_state == "UNTRACKED":
+                nxt = nxt.untracked_here()  # its reply finds no connection here
             if outcome.verdict == "ACCEPT":
                 going.append(nxt)
             elif outcome.verdict in ("DROP", "REJECT"):
@@ -801,7 +813,8 @@ class Engine:
             },
         )
         # Crossing into another namespace scrubs the skb: the mark does not survive.
-        return replace(flow.add(hop), netns=peer.netns, packet=flow.packet.with_(mark=0))
+        packet = ct.crossed(flow.packet, flow.untracked, (flow.node, peer.netns))
+        return replace(flow.add(hop), netns=peer.netns, packet=packet)
 
     def bridge_in(self, flow: Flow, bridge: Link, port: Link, mac: str | None) -> list[Branch]:
         """A frame entering a bridge port: to the bridge's own stack, or bridged to another
@@ -1176,7 +1189,8 @@ class Engine:
     def arrive(self, flow: Flow, node: int, device: Link) -> list[Branch]:
         """The packet received by another node's device (its mark cleared: the skb crossed
         a wire, or was unwrapped from a tunnel)."""
-        moved = replace(flow, node=node, netns=device.netns, packet=flow.packet.with_(mark=0))
+        packet = ct.crossed(flow.packet, flow.untracked, (node, device.netns))
+        moved = replace(flow, node=node, netns=device.netns, packet=packet)
         return self.receive(moved, device)
 
     def _underlay(

@@ -23,6 +23,8 @@ class Flow:
     # (node, netns, bridge ifindex, port ifindex, dst): br_netfilter's PREROUTING may DNAT it back
     # out of that same port, which only hairpin mode allows.
     entered: tuple[int, int, int, int, str | None] | None = None
+    # Where the request went untracked (Branch.untracked).
+    untracked: tuple[tuple[int, int], ...] = ()
 
     def moved_on(
         self,
@@ -45,7 +47,15 @@ class Flow:
             uncertain,
             self.steps,
             self.entered,
+            self.untracked,
         )
+
+    def untracked_here(self) -> Flow:
+        """This flow, its request left untracked in its namespace (raw NOTRACK)."""
+        here = (self.node, self.netns)
+        if here in self.untracked or self.packet.direction != "original":
+            return self
+        return replace(self, untracked=(*self.untracked, here))
 
     def add(self, *hops: Hop) -> Flow:
         """The flow with more hops; what a hop assumed (data "assumes") makes it uncertain."""

@@ -66,7 +66,11 @@ def run_hook(
             continue
         nxt: list[NfOutcome] = []
         for outcome in current:
-            if outcome.verdict != "ACCEPT":
+            # nat is consulted for a connection's first packet only: not for one an
+            # earlier (raw) table of this hook left untracked.
+            if outcome.verdict != "ACCEPT" or (
+                stage.is_nat and outcome.packet.ct_state == "UNTRACKED"
+            ):
                 nxt.append(outcome)
                 continue
             stage_env = _with_nat(env, outcome)

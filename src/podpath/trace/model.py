@@ -42,7 +42,10 @@ class Packet:
     sport: int | None = None
     dport: int | None = None
     mark: int = 0  # skb->mark, cleared when the packet crosses into another netns
-    ct_state: str = "NEW"  # NEW for the first packet, ESTABLISHED for the reply
+    # NEW for the first packet, ESTABLISHED for the reply; UNTRACKED after a NOTRACK in
+    # the raw table, INVALID for a reply where its request went untracked (a TCP or ICMP
+    # answer to no connection)
+    ct_state: str = "NEW"
     direction: str = "original"  # original | reply
 
     def with_(self, **changes: object) -> Packet:
@@ -96,6 +99,9 @@ class Branch:
     # Where the packet ended: (node index, netns inode), for the reply direction.
     end: tuple[int, int] | None = None
     reply: tuple[Branch, ...] = ()
+    # The (node index, netns inode) where a raw-table NOTRACK left the packet without a
+    # conntrack entry: its reply meets conntrack there as a packet of no connection.
+    untracked: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -434,6 +434,9 @@ class _Walker:
             return [replace(state, hops=state.hops + (hop,), packet=state.packet.with_(mark=new))]
         if name in ("DNAT", "SNAT", "MASQUERADE", "REDIRECT"):
             return self._nat(with_hop, rule, done, label)
+        if name == "NOTRACK" or (name == "CT" and "notrack" in target.options):
+            hop = self.hop(rule, f"{label}: -> {name}: untracked", details, **extra, untracked=True)
+            return [untracked(state, hop)]
         if name in CONTINUING:
             return [with_hop]
         note = f"{label}: target {name} is not modelled; the packet's fate after it is unknown"
@@ -511,6 +514,14 @@ def index_long_chains(ruleset: Ruleset) -> None:
         for chain in ruleset.chain_names(table):
             if ruleset.rule_count_of(table, chain) > DISPATCH_MIN_RULES:
                 ruleset.dispatch(table, chain)
+
+
+def untracked(state: WalkState, hop: Hop) -> WalkState:
+    """The walk after a NOTRACK (raw table, before conntrack): the packet has no entry in
+    this namespace, so nat is not consulted for it (run_hook), `--ctstate` sees UNTRACKED,
+    and its reply meets conntrack here as a packet of no connection (Engine.ct_state_in)."""
+    packet = state.packet.with_(ct_state="UNTRACKED")
+    return replace(state, hops=state.hops + (hop,), packet=packet)
 
 
 def walk_table(

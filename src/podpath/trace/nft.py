@@ -34,7 +34,14 @@ from podpath.netfilter.owners import Owner, nft_owner
 from podpath.trace.hooks import Stage
 from podpath.trace.matches import range_in
 from podpath.trace.model import Hop, JsonValue, NatRecord, Packet
-from podpath.trace.netfilter import NfEnv, NfOutcome, WalkState, split_addr_port, walk_states
+from podpath.trace.netfilter import (
+    NfEnv,
+    NfOutcome,
+    WalkState,
+    split_addr_port,
+    untracked,
+    walk_states,
+)
 from podpath.trace.nft_values import (
     NoMatch,
     Unknown,
@@ -63,7 +70,7 @@ _IPTABLES_TABLES = frozenset({"filter", "nat", "mangle", "raw", "security"})
 _FAMILIES = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}
 _VERDICTS = frozenset({"accept", "drop", "return", "continue", "jump", "goto"})
 # Statements that change nothing the path depends on.
-_PASSIVE = frozenset({"counter", "log", "notrack", "quota", "synproxy"})
+_PASSIVE = frozenset({"counter", "log", "quota", "synproxy"})
 # Keys a `... set` statement may change without changing the packet's path.
 _HARMLESS_MANGLE = frozenset(
     {("ct", "mark"), ("ct", "label"), ("meta", "priority"), ("meta", "nftrace"), ("ip", "dscp")}
@@ -422,6 +429,10 @@ class NftWalker:
             return self._verdict(replace(st, hops=st.hops + (hop,)), target, rule, done)
         if kind in _PASSIVE:
             return st
+        if kind == "notrack":
+            label = f"{self.label(rule)}: notrack: untracked"
+            hop = self.hop(st, rule, label, tuple(notes), taken=True, untracked=True)
+            return untracked(st, hop)
         if kind == "limit":
             # One probe packet is within any rate; `limit rate over` matches only above it.
             if isinstance(body, dict) and body.get("inv"):

@@ -81,6 +81,26 @@ def reverse(engine: Engine, flow: Flow, kind: str) -> Flow:
     return flow
 
 
+def crossed(
+    packet: Packet, untracked: tuple[tuple[int, int], ...], place: tuple[int, int]
+) -> Packet:
+    """The packet as the conntrack of the namespace it enters (`place`: node, netns) sees
+    it: its mark cleared (the skb is scrubbed) and its state that namespace's own. A
+    request is NEW there, whatever a NOTRACK made it where it was. A reply is ESTABLISHED,
+    but where its request went untracked it belongs to no connection: nf_conntrack starts
+    none for a TCP SYN-ACK or an ICMP echo reply (INVALID: kube-proxy's KUBE-FORWARD drops
+    it), and a NEW one for UDP (whose nat, run for a new entry, is not modelled)."""
+    if packet.direction == "original":
+        state = "NEW"
+    elif place in untracked:
+        state = "NEW" if packet.proto == "udp" else "INVALID"
+    else:
+        state = "ESTABLISHED"
+    return Packet(
+        packet.src, packet.dst, packet.proto, packet.sport, packet.dport, 0, state, packet.direction
+    )
+
+
 def reply_packet(forward: Packet) -> Packet:
     """The endpoint's answer to the packet as it arrived: addresses and ports swapped."""
     return Packet(
@@ -101,5 +121,6 @@ def trace_reply(engine: Engine, branch: Branch) -> list[Branch]:
     if not delivered or branch.end is None or branch.packet.src is None:
         return []
     node, netns = branch.end
-    flow = Flow(reply_packet(branch.packet), node, netns, 1.0, (), branch.nat)
+    packet = crossed(reply_packet(branch.packet), branch.untracked, branch.end)
+    flow = Flow(packet, node, netns, 1.0, (), branch.nat, untracked=branch.untracked)
     return engine.output(flow)
