@@ -104,7 +104,7 @@ def test_topology_scanned_without_gaps(topo: Any) -> None:
 @pytest.mark.lab
 def test_links_equal_ip_link(topo: Any) -> None:
     """ifindex, name, kind, MAC, MTU, operstate, flags, master, a bridge port's hairpin
-    mode and the device group equal `ip -j -d link`."""
+    mode and isolation, and the device group equal `ip -j -d link`."""
     for _name, view, ns in _namespaces(topo):
         index = _ifindex(view)
         want = sorted(
@@ -118,7 +118,8 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 lk["operstate"],
                 tuple(f for f in lk["flags"] if f != "M-DOWN"),
                 index.get(lk["master"]) if "master" in lk else None,
-                _slave_hairpin(lk),
+                _slave_flag(lk, "hairpin"),
+                _slave_flag(lk, "isolated"),
                 0 if lk["group"] == "default" else int(lk["group"]),
             )
             for lk in view["link"]
@@ -134,6 +135,7 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 tuple(lk["flags"]),
                 lk["master"],
                 lk["hairpin"],
+                lk["isolated"],
                 lk["group"],
             )
             for lk in ns["links"]
@@ -143,15 +145,17 @@ def test_links_equal_ip_link(topo: Any) -> None:
     assert {0, 7} <= groups  # the driver puts one link in group 7
     hairpins = [lk["hairpin"] for _n, _v, ns in _namespaces(topo) for lk in ns["links"]]
     assert True in hairpins and False in hairpins  # the driver turns it on for one port
+    isolated = [lk["isolated"] for _n, _v, ns in _namespaces(topo) for lk in ns["links"]]
+    assert True in isolated and False in isolated  # and isolation on for the others
 
 
-def _slave_hairpin(lk: dict[str, Any]) -> bool | None:
-    """ip's `hairpin` of a bridge port (info_slave_data), None for any other link."""
+def _slave_flag(lk: dict[str, Any], name: str) -> bool | None:
+    """ip's `hairpin` or `isolated` of a bridge port (info_slave_data), None for any other link."""
     info = lk.get("linkinfo", {})
     if info.get("info_slave_kind") != "bridge":
         return None
-    hairpin = info.get("info_slave_data", {}).get("hairpin")
-    return None if hairpin is None else bool(hairpin)
+    value = info.get("info_slave_data", {}).get(name)
+    return None if value is None else bool(value)
 
 
 @pytest.mark.lab

@@ -509,6 +509,38 @@ def test_a_notrack_rule_for_one_direction(
     assert not lab.probe(client.ref, _vip(lab), 80, wait=1).ok
 
 
+def test_isolated_bridge_ports(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node1's pod ports on cni0 isolated (`bridge link set dev X isolated on`): its pods
+    no longer reach each other, directly or through a Service that picks the other (the
+    answer is bridged port to port); to node2's pods they still do (routed). Before, the
+    trace bridged the frames as if the ports were not isolated."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    client, here, there = _other(lab), _web(lab), _web(lab, "node2")
+    ports = lab.exec("node1", ["bridge", "-j", "link", "show"]).stdout
+    veths = [p["ifname"] for p in json.loads(ports) if p.get("master") == "cni0"]
+    assert len(veths) == 2, veths
+    for flag in ("on", "off"):
+        for veth in veths:
+            lab.exec("node1", ["bridge", "link", "set", "dev", veth, "isolated", flag])
+        status, report = _doctor_all(lab, run_podpath, tmp_path)
+        nodes = [load_path(str(tmp_path / f"{n.name}.json")) for n in lab.record.nodes]
+        (direct,) = trace(nodes, Probe(client.ref, f"{here.ip}:80"), reply=True).branches
+        (far,) = trace(nodes, Probe(client.ref, f"{there.ip}:80"), reply=True).branches
+        assert far.verdict == "delivered" and far.reply[0].verdict == "delivered", far.reason
+        assert lab.probe(client.ref, there.ip, 80).ok
+        if flag == "off":
+            assert status == 0 and not _criticals(report), report["findings"]
+            assert direct.verdict == "delivered", direct.reason
+            assert lab.probe(client.ref, here.ip, 80).ok
+            continue
+        finding = _one(report, "bridge-port-isolated", "bridge cni0 of node node1")
+        assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+        assert direct.verdict == "dropped" and "are isolated ports" in direct.reason, direct
+        assert not lab.probe(client.ref, here.ip, 80, wait=1).ok
+
+
 def test_vteps_on_different_udp_ports(
     make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
 ) -> None:

@@ -582,6 +582,22 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             partial_grade="critical",
             about="source",
         )
+    if by == "isolated":
+        bridge = reason.split(":", 1)[0]  # the engine's reason starts "bridge NAME:"
+        return Cause(
+            "bridge-port-isolated",
+            "critical",
+            f"{bridge} of node {node}",
+            f"{way}{reason}: pods behind such ports reach each other only through the "
+            "node's IP stack (a Service, whose DNAT routes the packet), and not even then "
+            "when the answer is bridged back",
+            "turn isolation off on the pods' bridge ports: bridge link set dev PORT "
+            "isolated off (whatever set it on sets it again: check the CNI's configuration)",
+            hop_text(drop) if drop else None,
+            (f"bridge -d link show: {reason.split(': ', 1)[1]}",),
+            key=f"{node}:{bridge}",
+            partial_grade="critical",
+        )
     if by == "link":
         # One finding per device at fault: a pod's host veth set down stops the frames
         # sent to the pod and, its eth0 without carrier, the pod's own.

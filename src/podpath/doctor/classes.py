@@ -209,7 +209,7 @@ def _link_shape(link: Link, own: frozenset[str], *, with_name: bool = True) -> t
         link.flags,
         tuple((a.family, _plain(a.address, own), a.prefixlen) for a in link.addresses),
         # Fields later snapshots add (hairpin mode, counters excluded): compared when present.
-        *(getattr(link, f.name) for f in fields(link) if f.name in ("hairpin", "xdp")),
+        *(getattr(link, f.name) for f in fields(link) if f.name in ("hairpin", "xdp", "isolated")),
     )
 
 

@@ -327,6 +327,9 @@ class Link(Value):
     hairpin: bool | None = None
     # The device group (IFLA_GROUP; `ip link ... group`), 0 "default"; None: not collected.
     group: int | None = None
+    # A bridge port's isolation (IFLA_BRPORT_ISOLATED; `bridge link set dev X isolated on`):
+    # no frame is bridged from one isolated port to another. None: no bridge port, or not said.
+    isolated: bool | None = None
 
 
 @dataclass(frozen=True, eq=False)

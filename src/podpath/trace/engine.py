@@ -566,9 +566,9 @@ class Engine:
                 )
         if decision.type in ("local", "broadcast"):
             return self.local_in(flow, iif)
-        refused = self._hairpin_refused(flow, decision)
+        refused = self._bridged_back_refused(flow, decision)
         if refused is not None:
-            return self.drop(flow, refused, "hairpin")
+            return self.drop(flow, *refused)
         index = self.indexes[flow.node]
         out = index.link(flow.netns, decision.dev)
         going, ended = self.hook_split(flow, "FORWARD", self.env(flow, iif, out))
@@ -901,11 +901,12 @@ class Engine:
             return self.bridged_netfilter(flow, bridge, ingress, egress)
         return self.port_out(flow, egress)
 
-    def _hairpin_refused(self, flow: Flow, decision: RouteDecision) -> str | None:
+    def _bridged_back_refused(self, flow: Flow, decision: RouteDecision) -> tuple[str, str] | None:
         """br_nf_pre_routing_finish(): a frame DNATed in the bridge's PREROUTING to an address
         behind that same bridge is bridged (bridged_dnat), before any FORWARD hook, and
         br_forward() sends nothing back out of its ingress port unless that port is in
-        hairpin mode. Why it is dropped, or None."""
+        hairpin mode, nor from one isolated port to another. Why it is dropped and by
+        what (hairpin, isolated), or None."""
         entered = flow.entered
         if entered is None or not self.is_root(flow) or decision.dev is None:
             return None
@@ -923,14 +924,24 @@ class Engine:
         mac = resolve_mac(index, ns, bridge, decision.gateway or flow.packet.dst).mac
         entry = fdb_port(ns, bridge, mac) if mac is not None else None
         port = index.link(flow.netns, entry.ifindex) if entry is not None else None
-        # An unknown hairpin mode (older snapshots) is not judged.
-        if port is None or port.ifindex != port_index or port.hairpin is not False:
+        if port is None:
             return None
-        return (
+        ingress = index.link(flow.netns, port_index)
+        if ingress is not None and ingress.isolated and port.isolated:
+            reason = (
+                f"bridge {bridge.name}: {ingress.name} and {port.name} are isolated ports: no "
+                f"frame is bridged from one to the other (br_netfilter DNAT to {flow.packet.dst})"
+            )
+            return reason, "isolated"
+        # An unknown hairpin mode (older snapshots) is not judged.
+        if port.ifindex != port_index or port.hairpin is not False:
+            return None
+        reason = (
             f"{port.name} is the port the frame came in by and hairpin mode is off: bridge "
             f"{bridge.name} does not send it back out (br_netfilter DNAT to {flow.packet.dst}, "
             "which is behind that same port)"
         )
+        return reason, "hairpin"
 
     def bridged_netfilter(
         self, flow: Flow, bridge: Link, ingress: Link, egress: Link
@@ -938,7 +949,7 @@ class Engine:
         """br_netfilter: bridged frames traverse PREROUTING, FORWARD and POSTROUTING with in/out = the bridge."""
         facts = self.indexes[flow.node].snapshot.node
         if not self.is_root(flow) or facts.bridge_nf_call_iptables == 0:
-            return self.port_out(flow, egress)
+            return self._isolated(flow, bridge, ingress, egress) or self.port_out(flow, egress)
         if facts.bridge_nf_call_iptables is None:
             flow = replace(
                 flow,
@@ -957,6 +968,10 @@ class Engine:
                 # DNAT of a bridged frame: br_netfilter re-routes it (hairpin/Service).
                 results.extend(self.routed_in(f, bridge))
                 continue
+            refused = self._isolated(f, bridge, ingress, egress)
+            if refused:
+                results.extend(refused)
+                continue
             env_fw = self.env(f, bridge, bridge, True, ingress.name, egress.name)
             fwd, ended2 = self.hook_split(f, "FORWARD", env_fw)
             results.extend(ended2)
@@ -967,6 +982,17 @@ class Engine:
                 for h in post:
                     results.extend(self.port_out(self.reverse_dnat(h), egress))
         return results
+
+    def _isolated(self, flow: Flow, bridge: Link, ingress: Link, egress: Link) -> list[Branch]:
+        """br_forward's should_deliver(), after the bridge's PREROUTING and before its
+        FORWARD: no frame that came in by an isolated port leaves by another one."""
+        if not (ingress.isolated and egress.isolated):
+            return []
+        reason = (
+            f"bridge {bridge.name}: {ingress.name} and {egress.name} are isolated ports: "
+            "no frame is bridged from one to the other"
+        )
+        return self.drop(flow, reason, "isolated", device=egress)
 
     def port_out(self, flow: Flow, port: Link) -> list[Branch]:
         """A frame leaving a bridge port: none leaves a port that is down (the bridge
