@@ -748,7 +748,7 @@ def _netfilter_drop(
         )
     flow = _dropped_flow(branch, aim, way)
     if rule is not None and _is_policy(rule):
-        return _policy_drop(rule, f"{way}{flow}{mixed}", node, decided)
+        return _policy_drop(rule, way, f"{flow}{mixed}", node, decided)
     what = owner.text if owner is not None else "a rule"
     verb = "rejects" if "REJECT" in text else "drops"
     carrier = drop.data.get("carrier") if drop is not None else None
@@ -789,7 +789,7 @@ def _is_policy(rule: Hop) -> bool:
     return rule.data.get("position") is None and text.startswith(("-P ", "policy "))
 
 
-def _policy_drop(rule: Hop, flow: str, node: str, decided: str | None) -> Cause:
+def _policy_drop(rule: Hop, way: str, flow: str, node: str, decided: str | None) -> Cause:
     """No rule of a chain accepted the packet and its policy drops it. Docker sets the
     FORWARD policy to DROP when it starts on a node (moby/moby#28257), which drops the
     pods' forwarded traffic (kubernetes/kubernetes#40182) unless rules accept it first,
@@ -808,14 +808,15 @@ def _policy_drop(rule: Hop, flow: str, node: str, decided: str | None) -> Cause:
         fix = (
             f"accept the pods' traffic in {where} before its policy, as flannel does "
             f"(`iptables -A {chain} -s POD_CIDR -j ACCEPT` and `-d POD_CIDR`), or set "
-            f"its policy to ACCEPT (`iptables -P {chain} ACCEPT`); Docker sets FORWARD's "
-            "policy to DROP when it starts on a node"
+            f"its policy to ACCEPT (`iptables -P {chain} ACCEPT`)"
         )
+        if chain == "FORWARD":
+            fix += "; Docker sets FORWARD's policy to DROP when it starts on a node"
     return Cause(
         "chain-policy-drop",
         "critical",
         f"policy of {where}",
-        f"no rule of {where} accepts {flow}, so the chain's policy drops it "
+        f"{way}no rule of {where} accepts {flow}, so the chain's policy drops it "
         f"({rule.data.get('rule')})",
         fix,
         decided,

@@ -519,7 +519,7 @@ def index_long_chains(ruleset: Ruleset) -> None:
 def untracked(state: WalkState, hop: Hop) -> WalkState:
     """The walk after a NOTRACK (raw table, before conntrack): the packet has no entry in
     this namespace, so nat is not consulted for it (run_hook), `--ctstate` sees UNTRACKED,
-    and its reply meets conntrack here as a packet of no connection (Engine.ct_state_in)."""
+    and its reply meets conntrack here as a packet of no connection (reply.crossed)."""
     packet = state.packet.with_(ct_state="UNTRACKED")
     return replace(state, hops=state.hops + (hop,), packet=packet)
 
