@@ -509,6 +509,37 @@ def test_a_notrack_rule_for_one_direction(
     assert not lab.probe(client.ref, _vip(lab), 80, wait=1).ok
 
 
+def test_kube_proxys_prerouting_jump_missing(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node1's nat PREROUTING has lost kube-proxy's jump to KUBE-SERVICES: its pods' packets
+    to a ClusterIP leave the node untranslated and its NodePort is refused, while the node's
+    own (OUTPUT keeps its jump) still reach the Service. Before, the doctor called the pods'
+    paths healthy and asked the NodePort for another targetPort."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    client, vip = _other(lab), _vip(lab)
+    node_port = next(s for s in lab.services if s.node_port is not None).node_port
+    jump = ["PREROUTING", "-m", "comment", "--comment", "kubernetes service portals"]
+    lab.exec("node1", ["iptables", "-t", "nat", "-D", *jump, "-j", "KUBE-SERVICES"])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    finding = _one(report, "service-not-dnated", "nat PREROUTING of node node1")
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert "jumps to KUBE-SERVICES" in finding["cause"] and "restart kube-proxy" in finding["fix"]
+    assert {p["from"] for p in finding["paths"]} & {client.ref, "outside"}, finding["paths"]
+    nodes = [load_path(str(tmp_path / f"{n.name}.json")) for n in lab.record.nodes]
+    (to_vip,) = trace(nodes, Probe(client.ref, f"{vip}:80")).branches
+    assert to_vip.verdict == "leaves-node" and to_vip.packet.dst == vip, to_vip.reason
+    own = trace(nodes, Probe("node1", f"{vip}:80")).branches
+    assert all(b.verdict == "delivered" for b in own), [b.reason for b in own]
+    address = lab.node("node1").address
+    assert not lab.probe(client.ref, vip, 80, wait=1).ok
+    assert not lab.probe("node2", f"{address}:{node_port}", wait=1).ok
+    assert lab.probe("node1", vip, 80).ok
+    lab.exec("node1", ["iptables", "-t", "nat", "-I", *jump, "-j", "KUBE-SERVICES"])
+    assert lab.probe(client.ref, vip, 80).ok
+
+
 def test_isolated_bridge_ports(
     make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
 ) -> None:

@@ -101,6 +101,15 @@ def hop_text(hop: Hop) -> str:
 def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
     """The cause of a failing branch (with its reply), or None when it works."""
     if branch.verdict == "refused":
+        # A Service's address the node itself refuses, kube-proxy's jumps missing (an
+        # IPVS VIP without real servers is refused too, with its jumps in place).
+        untranslated = branch.packet.dst == aim.address and branch.packet.dport == aim.port
+        hop = _last(branch, "deliver")
+        index = _index_of(indexes, hop.node) if hop is not None else None
+        if aim.kind in ("service", "nodeport") and untranslated and index is not None:
+            if _kube_jumps_missing(index):
+                fate = f"the node itself refuses it: {branch.reason}"
+                return _not_dnated(branch, aim, indexes, fate)
         return _refused(branch, aim, indexes)
     if branch.verdict == "dropped":
         return _dropped(branch, aim, indexes, way="")
@@ -116,10 +125,52 @@ def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
                 f"packet to the ClusterIP {branch.reason}"
             )
             found = _untracked_request(branch, aim, what, _last(branch, "leave"))
-            if found is not None:
-                return found
+            return found or _not_dnated(branch, aim, indexes, f"it {branch.reason}")
         return _astray(branch, aim, indexes) or _reply_cause(branch, aim, indexes)
     return None
+
+
+def _not_dnated(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], fate: str) -> Cause:
+    """A Service's address (a ClusterIP, or a node's NodePort) that no nat rule translated:
+    the packet goes on to the address itself, which no pod serves. kube-proxy's rules are
+    reached from the hooks' chains by its jumps (`-A PREROUTING -j KUBE-SERVICES`, and from
+    OUTPUT), which a restart puts back: a hook's chain without its jump is named."""
+    hop = _last(branch, "leave") or _last(branch, "deliver") or _last(branch, "drop")
+    node = hop.node if hop is not None else ""
+    index = _index_of(indexes, node)
+    unjumped = _kube_jumps_missing(index) if index is not None else ()
+    why = (
+        f"no rule of nat {' or '.join(unjumped)} on node {node} jumps to KUBE-SERVICES"
+        if unjumped
+        else f"no nat rule of node {node} translated it"
+    )
+    return Cause(
+        "service-not-dnated",
+        "critical",
+        f"nat {' and '.join(unjumped)} of node {node}" if unjumped else aim.label,
+        f"{_dropped_flow(branch, aim, '')} is never DNATed to an endpoint ({why}): {fate}",
+        "restart kube-proxy on the node, which writes its rules and their jumps again; "
+        "check its log for why they are missing",
+        hop_text(hop) if hop is not None else None,
+        tuple(f"iptables -t nat -S {chain}: no -j KUBE-SERVICES" for chain in unjumped),
+        key=f"{node}:{','.join(unjumped) or aim.label}",
+        partial_grade="critical",
+        node=node,
+        about="place" if unjumped else "destination",
+    )
+
+
+def _kube_jumps_missing(index: SnapshotIndex) -> tuple[str, ...]:
+    """The nat hooks' chains (PREROUTING, OUTPUT) without kube-proxy's jump to its Services,
+    in a ruleset that has KUBE-SERVICES (iptables mode)."""
+    ruleset = index.ruleset()
+    if ruleset is None or not ruleset.has_chain("nat", "KUBE-SERVICES"):
+        return ()
+    return tuple(
+        chain
+        for chain in ("PREROUTING", "OUTPUT")
+        if not any(line.endswith("-j KUBE-SERVICES") for line in ruleset.lines_of("nat", chain))
+    )
 
 
 def _untracked_request(branch: Branch, aim: Aim, what: str, decided: Hop | None) -> Cause | None:
