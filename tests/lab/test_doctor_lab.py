@@ -540,6 +540,32 @@ def test_kube_proxys_prerouting_jump_missing(
     assert lab.probe(client.ref, vip, 80).ok
 
 
+def test_a_bridge_family_nftables_chain_is_said_not_modelled(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node1 has an nftables bridge-family table whose forward chain drops every bridged
+    frame. podpath does not model those hooks: a path whose frames cross them is
+    uncertain, naming the chain, never delivered for sure (its real traffic times out);
+    a path that crosses only the bridge's other hooks is judged as before. Before, the
+    trace delivered frames the chain drops."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    client, here, there = _other(lab), _web(lab), _web(lab, "node2")
+    lab.exec("node1", ["nft", "add", "table", "bridge", "filt"])
+    chain = "add chain bridge filt forward { type filter hook forward priority 0; policy drop; }"
+    lab.exec("node1", ["nft", chain])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 0 and not _criticals(report), report["findings"]
+    unjudged = [f for f in report["findings"] if f["check"] == "cannot-judge"]
+    assert unjudged and all("bridge filt forward" in f["cause"] for f in unjudged), unjudged
+    nodes = [load_path(str(tmp_path / f"{n.name}.json")) for n in lab.record.nodes]
+    (bridged,) = trace(nodes, Probe(client.ref, f"{here.ip}:80")).branches
+    assert bridged.verdict == "uncertain" and "not modelled" in bridged.reason, bridged
+    assert not lab.probe(client.ref, here.ip, 80, wait=1).ok
+    (routed,) = trace(nodes, Probe(client.ref, f"{there.ip}:80"), reply=True).branches
+    assert routed.verdict == "delivered" and routed.reply[0].verdict == "delivered", routed
+    assert lab.probe(client.ref, there.ip, 80).ok
+
+
 def test_isolated_bridge_ports(
     make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
 ) -> None:

@@ -83,6 +83,7 @@ class Engine:
         self._ipvs: dict[int, IpvsState | None] = {}
         self._sets: dict[int, tuple[IpSet, ...] | None] = {}
         self._owners = self._address_owners()
+        self._bridge_chains: dict[int, tuple[tuple[str, str], ...]] = {}
         # Set by a caller that traces many paths (the doctor): flows a DNAT sent to
         # destinations with equal keys behave alike, so one is followed for all of them.
         self.alike: Callable[[Flow], Hashable | None] | None = None
@@ -830,7 +831,9 @@ class Engine:
             return self.unsure(
                 flow, f"the destination MAC of the frame entering {bridge.name} is unknown"
             )
+        flow = self._bridge_filtered(flow, bridge, "prerouting")
         if bridge.mac is not None and mac.lower() == bridge.mac.lower():
+            flow = self._bridge_filtered(flow, bridge, "input")
             hop = Hop(
                 "bridge",
                 self.hostname(flow.node),
@@ -852,6 +855,16 @@ class Engine:
         mac: str | None = None,
     ) -> list[Branch]:
         """Bridge forwarding by FDB (or flooding), with br_netfilter for bridged IPv4 traffic."""
+        # Bridged from a port (or DNATed by br_netfilter back out of the bridge it came in
+        # by: bridged_dnat), or sent by the stack through the bridge.
+        entered = flow.entered
+        back = (
+            entered is not None
+            and entered[:3] == (flow.node, flow.netns, bridge.ifindex)
+            and entered[4] != flow.packet.dst
+        )
+        first = "forward" if ingress is not None or back else "output"
+        flow = self._bridge_filtered(flow, bridge, first, "postrouting")
         index = self.indexes[flow.node]
         ns = self.netns(flow)
         assert ns is not None
@@ -900,6 +913,42 @@ class Engine:
             # Bridged between two ports: br_netfilter hands IPv4 frames to iptables.
             return self.bridged_netfilter(flow, bridge, ingress, egress)
         return self.port_out(flow, egress)
+
+    def _bridge_filtered(self, flow: Flow, bridge: Link, *hooks: str) -> Flow:
+        """A frame a node's bridge handles at `hooks` (the bridge's own prerouting, input,
+        forward, output, postrouting) where nftables bridge-family base chains may filter
+        it (`nft add table bridge ...`, ebtables-nft): the trace goes on, uncertain, as
+        those chains are not modelled."""
+        found = self._bridge_family_chains(flow.node) if self.is_root(flow) else ()
+        chains = [name for name, hook in found if hook in hooks]
+        if not chains:
+            return flow
+        note = (
+            f"nftables bridge-family chains of node {self.hostname(flow.node)} "
+            f"({', '.join(chains)}) filter the frames bridge {bridge.name} handles: not modelled"
+        )
+        if note in flow.uncertain:
+            return flow
+        return replace(flow, uncertain=flow.uncertain + (note,))
+
+    def _bridge_family_chains(self, node: int) -> tuple[tuple[str, str], ...]:
+        """The node's nftables bridge-family base chains that can change a frame's fate (a
+        rule, or a policy other than accept), with their hooks."""
+        found = self._bridge_chains.get(node)
+        if found is None:
+            nft = self.indexes[node].nft_ruleset
+            ruled = (
+                {(r.table, r.chain) for r in nft.rules if r.family == "bridge"} if nft else set()
+            )
+            found = tuple(
+                (f"bridge {c.table} {c.name}", str(c.hook))
+                for c in (nft.chains if nft else ())
+                if c.family == "bridge"
+                and c.hook
+                and ((c.policy or "accept") != "accept" or (c.table, c.name) in ruled)
+            )
+            self._bridge_chains[node] = found
+        return found
 
     def _bridged_back_refused(self, flow: Flow, decision: RouteDecision) -> tuple[str, str] | None:
         """br_nf_pre_routing_finish(): a frame DNATed in the bridge's PREROUTING to an address
