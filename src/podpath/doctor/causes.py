@@ -104,12 +104,11 @@ def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
         # A Service's address the node itself refuses, kube-proxy's jumps missing (an
         # IPVS VIP without real servers is refused too, with its jumps in place).
         untranslated = branch.packet.dst == aim.address and branch.packet.dport == aim.port
-        hop = _last(branch, "deliver")
-        index = _index_of(indexes, hop.node) if hop is not None else None
-        if aim.kind in ("service", "nodeport") and untranslated and index is not None:
-            if _kube_jumps_missing(index):
-                fate = f"the node itself refuses it: {branch.reason}"
-                return _not_dnated(branch, aim, indexes, fate)
+        if aim.kind in ("service", "nodeport") and untranslated:
+            fate = f"the node itself refuses it: {branch.reason}"
+            found = _not_dnated(branch, aim, indexes, fate, only_unjumped=True)
+            if found is not None:
+                return found
         return _refused(branch, aim, indexes)
     if branch.verdict == "dropped":
         return _dropped(branch, aim, indexes, way="")
@@ -130,15 +129,21 @@ def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
     return None
 
 
-def _not_dnated(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], fate: str) -> Cause:
+def _not_dnated(
+    branch: Branch, aim: Aim, indexes: list[SnapshotIndex], fate: str, only_unjumped: bool = False
+) -> Cause | None:
     """A Service's address (a ClusterIP, or a node's NodePort) that no nat rule translated:
     the packet goes on to the address itself, which no pod serves. kube-proxy's rules are
     reached from the hooks' chains by its jumps (`-A PREROUTING -j KUBE-SERVICES`, and from
-    OUTPUT), which a restart puts back: a hook's chain without its jump is named."""
+    OUTPUT), which a restart puts back: a hook's chain without its jump is named. With
+    `only_unjumped`, None unless such a chain is found (a node refusing an IPVS VIP
+    without real servers has its jumps)."""
     hop = _last(branch, "leave") or _last(branch, "deliver") or _last(branch, "drop")
     node = hop.node if hop is not None else ""
     index = _index_of(indexes, node)
     unjumped = _kube_jumps_missing(index) if index is not None else ()
+    if only_unjumped and not unjumped:
+        return None
     why = (
         f"no rule of nat {' or '.join(unjumped)} on node {node} jumps to KUBE-SERVICES"
         if unjumped
@@ -645,7 +650,7 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             "turn isolation off on the pods' bridge ports: bridge link set dev PORT "
             "isolated off (whatever set it on sets it again: check the CNI's configuration)",
             hop_text(drop) if drop else None,
-            (f"bridge -d link show: {reason.split(': ', 1)[1]}",),
+            (f"bridge -d link show: {reason.partition(': ')[2] or reason}",),
             key=f"{node}:{bridge}",
             partial_grade="critical",
         )

@@ -976,12 +976,9 @@ class Engine:
         if port is None:
             return None
         ingress = index.link(flow.netns, port_index)
-        if ingress is not None and ingress.isolated and port.isolated:
-            reason = (
-                f"bridge {bridge.name}: {ingress.name} and {port.name} are isolated ports: no "
-                f"frame is bridged from one to the other (br_netfilter DNAT to {flow.packet.dst})"
-            )
-            return reason, "isolated"
+        isolated = _isolation(bridge, ingress, port) if ingress is not None else None
+        if isolated is not None:
+            return f"{isolated} (br_netfilter DNAT to {flow.packet.dst})", "isolated"
         # An unknown hairpin mode (older snapshots) is not judged.
         if port.ifindex != port_index or port.hairpin is not False:
             return None
@@ -1035,13 +1032,8 @@ class Engine:
     def _isolated(self, flow: Flow, bridge: Link, ingress: Link, egress: Link) -> list[Branch]:
         """br_forward's should_deliver(), after the bridge's PREROUTING and before its
         FORWARD: no frame that came in by an isolated port leaves by another one."""
-        if not (ingress.isolated and egress.isolated):
-            return []
-        reason = (
-            f"bridge {bridge.name}: {ingress.name} and {egress.name} are isolated ports: "
-            "no frame is bridged from one to the other"
-        )
-        return self.drop(flow, reason, "isolated", device=egress)
+        reason = _isolation(bridge, ingress, egress)
+        return [] if reason is None else self.drop(flow, reason, "isolated", device=egress)
 
     def port_out(self, flow: Flow, port: Link) -> list[Branch]:
         """A frame leaving a bridge port: none leaves a port that is down (the bridge
@@ -1527,6 +1519,17 @@ def _about(hops: tuple[Hop, ...], seen: int, packet: str) -> tuple[Hop, ...]:
     return hops[:seen] + tuple(
         replace(h, details=(packet, *h.details)) if h.kind == "netfilter" else h
         for h in hops[seen:]
+    )
+
+
+def _isolation(bridge: Link, ingress: Link, egress: Link) -> str | None:
+    """Why br_forward() bridges no frame from `ingress` to `egress` (both isolated ports),
+    or None. The doctor reads the bridge's name before the first colon."""
+    if not (ingress.isolated and egress.isolated):
+        return None
+    return (
+        f"bridge {bridge.name}: {ingress.name} and {egress.name} are isolated ports: "
+        "no frame is bridged from one to the other"
     )
 
 
