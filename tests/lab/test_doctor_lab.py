@@ -525,7 +525,10 @@ def test_kube_proxys_prerouting_jump_missing(
     assert status == 1
     finding = _one(report, "service-not-dnated", "nat PREROUTING of node node1")
     assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
-    assert "jumps to KUBE-SERVICES" in finding["cause"] and "restart kube-proxy" in finding["fix"]
+    assert (
+        "jump to KUBE-SERVICES is missing" in finding["cause"]
+        and "restart kube-proxy" in finding["fix"]
+    )
     assert {p["from"] for p in finding["paths"]} & {client.ref, "outside"}, finding["paths"]
     nodes = [load_path(str(tmp_path / f"{n.name}.json")) for n in lab.record.nodes]
     (to_vip,) = trace(nodes, Probe(client.ref, f"{vip}:80")).branches
@@ -537,6 +540,35 @@ def test_kube_proxys_prerouting_jump_missing(
     assert not lab.probe("node2", f"{address}:{node_port}", wait=1).ok
     assert lab.probe("node1", vip, 80).ok
     lab.exec("node1", ["iptables", "-t", "nat", "-I", *jump, "-j", "KUBE-SERVICES"])
+    assert lab.probe(client.ref, vip, 80).ok
+
+
+def test_kube_proxys_nftables_prerouting_jump_missing(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """nftables mode: node1's nat-prerouting has lost `jump services`. kube-proxy's own
+    cluster-ips-check rejects its pods' packets to a ClusterIP, and its NodePort is
+    refused. Before, the doctor blamed that reject ("remove or narrow the rule") and asked
+    the NodePort for another targetPort."""
+    lab = make_lab(nodes=2, pods=2, services=3, proxy_mode="nftables")
+    client, vip = _other(lab), _vip(lab)
+    node_port = next(s for s in lab.services if s.node_port is not None).node_port
+    chain = ["ip", "kube-proxy", "nat-prerouting"]
+    lab.exec("node1", ["nft", "flush", "chain", *chain])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    finding = _one(report, "service-not-dnated", "ip kube-proxy nat-prerouting of node node1")
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert "jump to services is missing" in finding["cause"], finding
+    assert "cluster-ips-check" in finding["cause"], finding
+    assert finding["evidence"] == ["nft list chain ip kube-proxy nat-prerouting: no jump services"]
+    # The refused NodePort is among its paths: no other finding is critical.
+    assert client.ref in {p["from"] for p in finding["paths"]}, finding["paths"]
+    address = lab.node("node1").address
+    assert not lab.probe(client.ref, vip, 80, wait=1).ok
+    assert not lab.probe("node2", f"{address}:{node_port}", wait=1).ok
+    assert lab.probe("node1", vip, 80).ok
+    lab.exec("node1", ["nft", "add", "rule", *chain, "jump", "services"])
     assert lab.probe(client.ref, vip, 80).ok
 
 

@@ -100,15 +100,18 @@ def hop_text(hop: Hop) -> str:
 
 def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
     """The cause of a failing branch (with its reply), or None when it works."""
-    if branch.verdict == "refused":
-        # A Service's address the node itself refuses, kube-proxy's jumps missing (an
-        # IPVS VIP without real servers is refused too, with its jumps in place).
-        untranslated = branch.packet.dst == aim.address and branch.packet.dport == aim.port
-        if aim.kind in ("service", "nodeport") and untranslated:
-            fate = f"the node itself refuses it: {branch.reason}"
+    # A Service's address the node itself refuses or drops, kube-proxy's jumps missing (an
+    # IPVS VIP without real servers is refused too, with its jumps in place; nftables mode
+    # rejects a ClusterIP no rule translated, in cluster-ips-check).
+    untranslated = branch.packet.dst == aim.address and branch.packet.dport == aim.port
+    if branch.verdict in ("refused", "dropped") and untranslated:
+        if aim.kind in ("service", "nodeport") and branch.packet.direction == "original":
+            how = "refuses" if branch.verdict == "refused" else "drops"
+            fate = f"the node itself {how} it: {branch.reason}"
             found = _not_dnated(branch, aim, indexes, fate, only_unjumped=True)
             if found is not None:
                 return found
+    if branch.verdict == "refused":
         return _refused(branch, aim, indexes)
     if branch.verdict == "dropped":
         return _dropped(branch, aim, indexes, way="")
@@ -134,48 +137,83 @@ def _not_dnated(
 ) -> Cause | None:
     """A Service's address (a ClusterIP, or a node's NodePort) that no nat rule translated:
     the packet goes on to the address itself, which no pod serves. kube-proxy's rules are
-    reached from the hooks' chains by its jumps (`-A PREROUTING -j KUBE-SERVICES`, and from
-    OUTPUT), which a restart puts back: a hook's chain without its jump is named. With
-    `only_unjumped`, None unless such a chain is found (a node refusing an IPVS VIP
-    without real servers has its jumps)."""
+    reached from the hooks' chains by its jumps (iptables: `-A PREROUTING -j KUBE-SERVICES`,
+    and from OUTPUT; nftables: `jump services` in nat-prerouting and nat-output), which a
+    restart puts back: a hook's chain without its jump is named. With `only_unjumped`,
+    None unless such a chain is found (a node refusing an IPVS VIP without real servers
+    has its jumps)."""
     hop = _last(branch, "leave") or _last(branch, "deliver") or _last(branch, "drop")
     node = hop.node if hop is not None else ""
     index = _index_of(indexes, node)
-    unjumped = _kube_jumps_missing(index) if index is not None else ()
+    family = "ipv6" if ":" in aim.address else "ipv4"
+    unjumped = kube_jumps_missing(index, family) if index is not None else ()
     if only_unjumped and not unjumped:
         return None
+    chains = " and ".join(m.chain for m in unjumped)
+    targets = " / ".join(dict.fromkeys(m.target for m in unjumped))
     why = (
-        f"no rule of nat {' or '.join(unjumped)} on node {node} jumps to KUBE-SERVICES"
+        f"kube-proxy's jump to {targets} is missing from {chains} on node {node}"
         if unjumped
         else f"no nat rule of node {node} translated it"
     )
     return Cause(
         "service-not-dnated",
         "critical",
-        f"nat {' and '.join(unjumped)} of node {node}" if unjumped else aim.label,
+        f"{chains} of node {node}" if unjumped else aim.label,
         f"{_dropped_flow(branch, aim, '')} is never DNATed to an endpoint ({why}): {fate}",
         "restart kube-proxy on the node, which writes its rules and their jumps again; "
         "check its log for why they are missing",
         hop_text(hop) if hop is not None else None,
-        tuple(f"iptables -t nat -S {chain}: no -j KUBE-SERVICES" for chain in unjumped),
-        key=f"{node}:{','.join(unjumped) or aim.label}",
+        tuple(m.evidence for m in unjumped),
+        key=f"{node}:{chains or aim.label}",
         partial_grade="critical",
         node=node,
         about="place" if unjumped else "destination",
     )
 
 
-def _kube_jumps_missing(index: SnapshotIndex) -> tuple[str, ...]:
-    """The nat hooks' chains (PREROUTING, OUTPUT) without kube-proxy's jump to its Services,
-    in a ruleset that has KUBE-SERVICES (iptables mode)."""
-    ruleset = index.ruleset()
-    if ruleset is None or not ruleset.has_chain("nat", "KUBE-SERVICES"):
-        return ()
-    return tuple(
-        chain
-        for chain in ("PREROUTING", "OUTPUT")
-        if not any(line.endswith("-j KUBE-SERVICES") for line in ruleset.lines_of("nat", chain))
-    )
+@dataclass(frozen=True)
+class MissingJump:
+    """A nat hook's chain without kube-proxy's jump to its Services' chain."""
+
+    chain: str  # as the finding names it: "nat PREROUTING", "ip kube-proxy nat-prerouting"
+    target: str  # the chain it should jump to: "KUBE-SERVICES", "services"
+    evidence: str  # the command that shows it, and what it lacks
+
+
+def kube_jumps_missing(index: SnapshotIndex, family: str) -> tuple[MissingJump, ...]:
+    """The nat hooks' chains (prerouting, output) without kube-proxy's jump to its Services,
+    in the family's iptables ruleset that has KUBE-SERVICES and in an nftables kube-proxy
+    table that has its services chain (kubernetes/kubernetes pkg/proxy/nftables)."""
+    found: list[MissingJump] = []
+    ruleset = index.ruleset(family)
+    if ruleset is not None and ruleset.has_chain("nat", "KUBE-SERVICES"):
+        command = "ip6tables" if family == "ipv6" else "iptables"
+        found.extend(
+            MissingJump(
+                f"nat {chain}",
+                "KUBE-SERVICES",
+                f"{command} -t nat -S {chain}: no -j KUBE-SERVICES",
+            )
+            for chain in ("PREROUTING", "OUTPUT")
+            if not any(line.endswith("-j KUBE-SERVICES") for line in ruleset.lines_of("nat", chain))
+        )
+    nft = index.nft_ruleset
+    table = "ip6" if family == "ipv6" else "ip"
+    if nft is not None and nft.get_chain(table, "kube-proxy", "services") is not None:
+        found.extend(
+            MissingJump(
+                f"{table} kube-proxy {chain}",
+                "services",
+                f"nft list chain {table} kube-proxy {chain}: no jump services",
+            )
+            for chain in ("nat-prerouting", "nat-output")
+            if not any(
+                r.text.split(" comment ")[0].strip() == "jump services"
+                for r in nft.chain_rules(table, "kube-proxy", chain)
+            )
+        )
+    return tuple(found)
 
 
 def _untracked_request(branch: Branch, aim: Aim, what: str, decided: Hop | None) -> Cause | None:
