@@ -138,6 +138,9 @@ def collect_node(
         bridge_nf_call_iptables=_int(
             _first_line(host, "/proc/sys/net/bridge/bridge-nf-call-iptables", [], optional=True)
         ),
+        bridge_nf_call_ip6tables=_int(
+            _first_line(host, "/proc/sys/net/bridge/bridge-nf-call-ip6tables", [], optional=True)
+        ),
         rp_filter=read_rp_filter(host, gaps, interfaces),
         capabilities=own_capabilities(host),
         euid=os.geteuid(),

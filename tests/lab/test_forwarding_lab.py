@@ -4,14 +4,16 @@ Linux 6.18 with br_netfilter (bridge-nf-call-iptables=1 in the node): pod to pod
 bridge is bridged and never routed, so it works; a pod's packet to a ClusterIP whose
 endpoint is behind that same bridge is DNATed in PREROUTING and then routed, and with
 forwarding off the input lookup hands it to ip_error(), which drops it without an ICMP
-error and counts it in IpInAddrErrors: no conntrack entry is ever confirmed. The trace
-and the doctor must say exactly that, and real probes prove it. The sysctl is written
-in the lab node's own network namespace only.
+error and counts it in IpInAddrErrors: no conntrack entry is ever confirmed. IPv6 bridges
+that DNATed frame all the same (its input lookup does not fail). The trace and the doctor
+must say exactly that, and real probes prove it. The sysctls are written in the lab
+node's own network namespace only.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from podpath.lab import Lab, PodRecord
 
 pytestmark = pytest.mark.lab
+_PODPATH = (sys.executable, "-m", "podpath")
 
 
 def _trace(lab: Lab, node: str, src: str, dst: str, run_podpath: Any) -> dict[str, Any]:
@@ -123,3 +126,45 @@ def test_doctor_reports_only_the_paths_forwarding_off_breaks(
         probe = lab.probe(src.ref, dst.ip)
         assert probe.ok and probe.served_by == dst.ref, probe
     assert not lab.probe(web.ref, "default/web", 80, wait=1).ok
+
+
+def test_ipv6_forwarding_off_still_bridges_a_dnat_behind_the_same_bridge(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """IPv6 differs: with net.ipv6.conf.all.forwarding=0 in node1, a pod's packet to kube-dns,
+    whose endpoint is behind cni0 too, is delivered. br_nf_pre_routing_finish_ipv6() finds
+    the DNATed frame's route back out of cni0 (IPv6's input lookup does not fail with
+    forwarding off, IPv4's does) and bridges it, never reaching ip6_forward(). Routed
+    traffic is still dropped. Before, the trace and the doctor said the Service was dropped
+    too."""
+    lab = make_lab(nodes=2, pods=3, services=3, ip_family="ipv6")
+    web, _, dns, remote = _pods(lab)
+    lab.exec("node1", ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"])
+
+    dnat = _trace(lab, "node1", web.ref, "kube-system/kube-dns:53", run_podpath)
+    assert dnat["verdict"] == "delivered", dnat["reason"]
+    details = [d for hop in dnat["hops"] for d in hop["details"]]
+    assert any("it is never forwarded (ip6_forward)" in d for d in details), details
+    probe = lab.probe(web.ref, "kube-system/kube-dns", 53, "tcp")
+    assert probe.ok and probe.served_by == dns.ref, probe
+
+    routed = _trace(lab, "node1", web.ref, f"[{remote.ip}]:80", run_podpath)
+    assert routed["verdict"] == "dropped" and "does not forward" in routed["reason"]
+    assert not lab.probe(web.ref, remote.ip, 80, wait=1).ok
+
+    done = run_podpath(lab, "node1", "doctor", "--json")
+    assert done.returncode == 1, done.stderr
+    found = [f for f in json.loads(done.stdout)["findings"] if f["check"] == "ip-forward-off"]
+    assert len(found) == 1, found
+    assert "but for an endpoint behind the client's own bridge" in found[0]["cause"], found
+    assert not [p for p in found[0]["paths"] if "53" in p["to"] and p["from"] == web.ref]
+    # The switch the trace relied on was read: the node's own value.
+    switch = lab.exec("node1", ["cat", "/proc/sys/net/bridge/bridge-nf-call-ip6tables"])
+    facts = json.loads(lab.exec("node1", [*_PODPATH, "snapshot", "-o", "-"]).stdout)["node"]
+    assert facts["bridge_nf_call_ip6tables"] == int(switch.stdout) == 1
+    # Without br_netfilter's IPv6 hooks the frame goes up to the stack, is DNATed there
+    # and forwarded: dropped.
+    lab.exec("node1", ["sysctl", "-qw", "net.bridge.bridge-nf-call-ip6tables=0"])
+    dnat = _trace(lab, "node1", web.ref, "kube-system/kube-dns:53", run_podpath)
+    assert dnat["verdict"] == "dropped" and "routed all the same" in dnat["reason"], dnat
+    assert not lab.probe(web.ref, "kube-system/kube-dns", 53, "tcp", wait=1).ok

@@ -340,7 +340,8 @@ def _forwarding_off(index: SnapshotIndex, node: str, sysctl: str, key: str) -> F
         "warning",
         f"node {node}",
         f"{sysctl} is 0 on a node with pods of that family: nothing a pod sends is routed "
-        "beyond the node's own addresses, Services included" + forwarding_spared(index),
+        "beyond the node's own addresses, Services included"
+        + forwarding_spared(index, 6 if sysctl.startswith("net.ipv6.") else 4),
         forwarding_fix(sysctl),
         node,
         evidence=(f"{sysctl} = 0",),
@@ -348,15 +349,22 @@ def _forwarding_off(index: SnapshotIndex, node: str, sysctl: str, key: str) -> F
     )
 
 
-def forwarding_spared(index: SnapshotIndex) -> str:
+def forwarding_spared(index: SnapshotIndex, family: int = 4) -> str:
     """What still works on a node that does not forward, in words: pods on one bridge
-    reach each other bridged; routed pods (Calico, ptp) are routed even to each other."""
-    if pod_bridges(index):
+    reach each other bridged; routed pods (Calico, ptp) are routed even to each other.
+    IPv6 spares a Service's endpoint behind the client's own bridge too: br_netfilter
+    bridges the DNATed frame (`Engine._bridged_dnat6`), where IPv4's input lookup fails."""
+    if not pod_bridges(index):
+        return ", and pod to pod on this node (its pods are routed, no bridge joins them)"
+    if family == 6 and index.snapshot.node.bridge_nf_calls(6) != 0:
         return (
-            " (a DNATed packet is routed even to an endpoint on the same bridge); only pod "
-            "to pod on one bridge works"
+            ", but for an endpoint behind the client's own bridge (br_netfilter bridges the "
+            "DNATed frame: it is never forwarded); pod to pod on one bridge works"
         )
-    return ", and pod to pod on this node (its pods are routed, no bridge joins them)"
+    return (
+        " (a DNATed packet is routed even to an endpoint on the same bridge); only pod "
+        "to pod on one bridge works"
+    )
 
 
 def forwarding_fix(sysctl: str) -> str:

@@ -599,7 +599,7 @@ def _not_forwarding(
     a finding per family, each with its own switch."""
     index = _index_of(indexes, node)
     six = reason.startswith("net.ipv6.")
-    spared = forwarding_spared(index) if index is not None else ""
+    spared = forwarding_spared(index, 6 if six else 4) if index is not None else ""
     return Cause(
         "ip-forward-off",
         "critical",

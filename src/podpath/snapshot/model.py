@@ -105,6 +105,19 @@ class NodeFacts(Value):
     # nf_conntrack_count, nf_conntrack_max); None where nf_conntrack is not loaded.
     conntrack_count: int | None = None
     conntrack_max: int | None = None
+    # bridge-nf-call-iptables' IPv6 twin (net.bridge.bridge-nf-call-ip6tables):
+    # br_netfilter hands bridged IPv6 frames to the ip6 hooks only when it is 1. None: not
+    # read (absent without br_netfilter, or an older snapshot).
+    bridge_nf_call_ip6tables: int | None = None
+
+    def bridge_nf_calls(self, family: int) -> int | None:
+        """net.bridge.bridge-nf-call-iptables (IPv4) or -ip6tables (IPv6): 1 when
+        br_netfilter hands the node's bridged frames of that family to the IP hooks. A
+        snapshot that did not read the IPv6 switch (older ones) answers with IPv4's: both
+        default to 1 when br_netfilter loads, and kubeadm's preflight wants both."""
+        if family == 6 and self.bridge_nf_call_ip6tables is not None:
+            return self.bridge_nf_call_ip6tables
+        return self.bridge_nf_call_iptables
 
 
 @dataclass(frozen=True, eq=False)

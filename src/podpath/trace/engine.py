@@ -540,7 +540,20 @@ class Engine:
         family = 6 if ":" in flow.packet.dst else 4
         if decision.type not in ("local", "broadcast"):
             if sysctls.forwarding(ns, family, iif, facts) is False:
-                return self.drop(flow, self._not_forwarded(flow, ns, iif, decision), "sysctl")
+                if not self._bridged_dnat6(flow, iif, decision):
+                    return self.drop(flow, self._not_forwarded(flow, ns, iif, decision), "sysctl")
+                flow = replace(
+                    flow,
+                    hops=flow.hops[:-1]
+                    + (
+                        _with_detail(
+                            flow.hops[-1],
+                            f"net.ipv6.conf.all.forwarding is 0, but br_netfilter bridges "
+                            f"this frame, DNATed to {flow.packet.dst}, back out of "
+                            f"{iif.name}: it is never forwarded (ip6_forward)",
+                        ),
+                    ),
+                )
         if family == 4 and flow.packet.src is not None:
             # __fib_validate_source(): the mark is used only with src_valid_mark (not
             # read, in older snapshots: the packet's, as before).
@@ -581,6 +594,19 @@ class Engine:
                 results.extend(self.transmit(self.reverse_dnat(g), decision))
         return results
 
+    def _bridged_dnat6(self, flow: Flow, iif: Link, decision: RouteDecision) -> bool:
+        """br_nf_pre_routing_finish_ipv6(): an IPv6 frame DNATed in the bridge's PREROUTING
+        whose new destination is routed back out of that bridge is bridged there
+        (bridged_dnat), without ip6_forward() and its forwarding check. Its input lookup
+        does not fail with forwarding off, unlike IPv4's (`_not_forwarded`)."""
+        entered = flow.entered
+        if ":" not in flow.packet.dst or entered is None or not self.is_root(flow):
+            return False
+        if entered[:3] != (flow.node, flow.netns, iif.ifindex) or entered[4] == flow.packet.dst:
+            return False
+        facts = self.indexes[flow.node].snapshot.node
+        return decision.dev == iif.ifindex and facts.bridge_nf_calls(6) != 0
+
     def _not_forwarded(
         self, flow: Flow, ns: NetNamespace, iif: Link, decision: RouteDecision
     ) -> str:
@@ -591,7 +617,8 @@ class Engine:
         ip6_forward()). A packet DNATed behind the bridge it came in by is no exception:
         br_netfilter bridges it only after that lookup succeeds (its old "bridged-and-
         DNAT'ed traffic doesn't require ip_forwarding" branch has been unreachable
-        since 251da4130115 cached ip_error routes, and was removed as dead code).
+        since 251da4130115 cached ip_error routes, and was removed as dead code). IPv6's
+        lookup does not fail there: `_bridged_dnat6`.
         """
         family = 6 if ":" in flow.packet.dst else 4
         if family == 6:
@@ -966,7 +993,8 @@ class Engine:
             return None
         if bridge.ifindex != bridge_index or dst == flow.packet.dst:
             return None
-        if index.snapshot.node.bridge_nf_call_iptables == 0:
+        family = 6 if ":" in flow.packet.dst else 4
+        if index.snapshot.node.bridge_nf_calls(family) == 0:
             return None
         ns = self.netns(flow)
         assert ns is not None
@@ -994,16 +1022,16 @@ class Engine:
     ) -> list[Branch]:
         """br_netfilter: bridged frames traverse PREROUTING, FORWARD and POSTROUTING with in/out = the bridge."""
         facts = self.indexes[flow.node].snapshot.node
-        if not self.is_root(flow) or facts.bridge_nf_call_iptables == 0:
+        six = ":" in flow.packet.dst
+        calls = facts.bridge_nf_calls(6 if six else 4)
+        if not self.is_root(flow) or calls == 0:
             return self._isolated(flow, bridge, ingress, egress) or self.port_out(flow, egress)
-        if facts.bridge_nf_call_iptables is None:
-            flow = replace(
-                flow,
-                uncertain=flow.uncertain
-                + (
-                    "net.bridge.bridge-nf-call-iptables was not read; assumed 1 (kubelet needs it)",
-                ),
+        if calls is None:
+            switch = "ip6tables" if six else "iptables"
+            unread = (
+                f"net.bridge.bridge-nf-call-{switch} was not read; assumed 1 (kubelet needs it)"
             )
+            flow = replace(flow, uncertain=flow.uncertain + (unread,))
         flow = self.reverse_snat(flow)
         env_in = self.env(flow, bridge, None, True, ingress.name, None)
         results: list[Branch] = []
