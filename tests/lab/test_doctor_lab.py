@@ -303,6 +303,25 @@ def test_bridge_nf_call_iptables_off(make_lab: Callable[..., Lab], run_podpath: 
     assert not lab.probe(_other(lab).ref, _vip(lab), 80, wait=1).ok
 
 
+def test_bridge_nf_call_ip6tables_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """Dual stack with bridge-nf-call-ip6tables=0 only: IPv6 answers of a Service endpoint
+    on the same bridge are bridged past conntrack, IPv4's are not. Before, the switch was
+    not read: the doctor said reply-untranslated, with the advice to mend the routing."""
+    lab = make_lab(nodes=1, pods=2, services=3, ip_family="dual")
+    lab.exec("node1", ["sysctl", "-qw", "net.bridge.bridge-nf-call-ip6tables=0"])
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    finding = _one(report, "bridge-nf-off")
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert finding["evidence"] == ["net.bridge.bridge-nf-call-ip6tables = 0"]
+    assert "sysctl -w net.bridge.bridge-nf-call-ip6tables=1" in finding["fix"]
+    assert all(p["to"].startswith("[") for p in finding["paths"]), finding["paths"]
+    client = _other(lab)
+    six = next(s.cluster_ip for s in lab.service("default/web") if ":" in s.cluster_ip)
+    assert not lab.probe(client.ref, six, 80, family=6, wait=1).ok
+    assert lab.probe(client.ref, _vip(lab), 80).ok
+
+
 def test_vxlan_fdb_entry_missing(
     make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
 ) -> None:

@@ -167,6 +167,23 @@ def test_bridge_nf_call_iptables_off_on_a_bridge_with_kube_proxy(
     assert "bridge cni0" in found[0].cause and "iptables mode" in found[0].cause
 
 
+def test_bridge_nf_call_ip6tables_off_matters_where_pods_have_ipv6_addresses() -> None:
+    """bridge-nf-call-ip6tables 0: a finding of its own (key node:ipv6) on a node whose pods
+    have IPv6 addresses, nothing on an IPv4-only node; unread (older snapshots), nothing."""
+    snap = _facts(_node(), bridge_nf_call_ip6tables=0)
+    assert problems(_parsed(snap)) == ()
+    dual = tuple(
+        dataclasses.replace(pod, ips=(*pod.ips, f"fd00:10:244::{n}"))
+        for n, pod in enumerate(snap.pods, start=2)
+    )
+    found = problems(_parsed(dataclasses.replace(snap, pods=dual)))
+    assert _checks(found) == [("warning", "bridge-nf-off")]
+    assert found[0].id == "bridge-nf-off:node-a:ipv6"
+    assert found[0].evidence == ("net.bridge.bridge-nf-call-ip6tables = 0",)
+    unread = _facts(dataclasses.replace(snap, pods=dual), bridge_nf_call_ip6tables=None)
+    assert problems(_parsed(unread)) == ()
+
+
 def test_bridge_nf_call_iptables_off_without_kube_proxy_is_nothing() -> None:
     """Without kube-proxy's rules nothing needs bridged traffic to pass iptables."""
     snap = build_node(NodeSpec(pods=PODS, bridge_nf_call_iptables=0))

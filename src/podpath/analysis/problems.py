@@ -17,7 +17,7 @@ from podpath.analysis.findings import Finding, ordered
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.conntrack import ConntrackEntry
-from podpath.snapshot.model import CniConfig
+from podpath.snapshot.model import CniConfig, NodeFacts
 from podpath.wording import count
 
 # Gap kinds that mean the data is wrong, not just missing.
@@ -285,31 +285,55 @@ def pod_bridges(index: SnapshotIndex) -> list[str]:
 
 
 def _bridge_sysctls(index: SnapshotIndex, parsed: ParsedSnapshot, node: str) -> list[Finding]:
-    """bridge-nf-call-iptables off (or br_netfilter absent) on a bridge CNI with kube-proxy."""
+    """bridge-nf-call-iptables off (or br_netfilter absent) on a bridge CNI with kube-proxy,
+    and bridge-nf-call-ip6tables off where pods have IPv6 addresses."""
     facts = index.snapshot.node
     bridges = pod_bridges(index)
     mode = parsed.kube_proxy_mode()
     if not bridges or mode is None or mode.mode not in ("iptables", "nftables", "ipvs"):
         return []
-    if facts.bridge_nf_call_iptables not in (0, None):
-        return []
-    value = "absent (br_netfilter is not loaded)" if facts.bridge_nf_call_iptables is None else "0"
-    return [
-        Finding(
-            "bridge-nf-off",
-            "warning",
-            f"node {node}",
-            f"net.bridge.bridge-nf-call-iptables is {value} while pods are on bridge "
-            f"{', '.join(bridges)} and kube-proxy runs in {mode.mode} mode: a Service "
-            "endpoint's answer to a pod on the same bridge is bridged past conntrack, "
-            "untranslated",
-            "modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1 (and keep "
-            "both in /etc/modules-load.d/ and /etc/sysctl.d/)",
-            node,
-            evidence=(f"net.bridge.bridge-nf-call-iptables = {value}",),
-            key=node,
+    six = any(":" in ip for p in index.snapshot.pods if not p.host_network for ip in p.ips)
+    found = []
+    for family in (4, 6) if six else (4,):
+        off = bridge_nf_off(facts, family)
+        # br_netfilter absent: one finding, IPv4's.
+        if off is None or (family == 6 and off[1] != "0"):
+            continue
+        name, value = off
+        found.append(
+            Finding(
+                "bridge-nf-off",
+                "warning",
+                f"node {node}",
+                f"{name} is {value} while pods are on bridge {', '.join(bridges)} and "
+                f"kube-proxy runs in {mode.mode} mode: a Service endpoint's answer to a pod "
+                "on the same bridge is bridged past conntrack, untranslated",
+                bridge_nf_fix(name),
+                node,
+                evidence=(f"{name} = {value}",),
+                key=node if family == 4 else f"{node}:ipv6",
+            )
         )
-    ]
+    return found
+
+
+def bridge_nf_off(facts: NodeFacts, family: int) -> tuple[str, str] | None:
+    """The family's bridge-nf-call switch and its value in words when br_netfilter does not
+    hand that family's bridged frames to the IP hooks (0, or absent); None when it does."""
+    six = family == 6
+    name = f"net.bridge.bridge-nf-call-{'ip6tables' if six else 'iptables'}"
+    value = facts.bridge_nf_calls(family)
+    if value not in (0, None):
+        return None
+    return name, "absent (br_netfilter is not loaded)" if value is None else "0"
+
+
+def bridge_nf_fix(name: str) -> str:
+    """How to turn a bridge-nf-call switch on, and keep it on."""
+    return (
+        f"modprobe br_netfilter; sysctl -w {name}=1 (and keep both in /etc/modules-load.d/ "
+        "and /etc/sysctl.d/)"
+    )
 
 
 # NetConf.ifindex of conf/all (podpath.snapshot.model.NetConf).

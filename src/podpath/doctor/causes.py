@@ -15,7 +15,12 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from podpath.analysis.index import SnapshotIndex
-from podpath.analysis.problems import forwarding_fix, forwarding_spared
+from podpath.analysis.problems import (
+    bridge_nf_fix,
+    bridge_nf_off,
+    forwarding_fix,
+    forwarding_spared,
+)
 from podpath.analysis.sockets import is_listening, local_endpoint
 from podpath.netfilter.kube_proxy import Service
 from podpath.netfilter.owners import Owner
@@ -1144,23 +1149,20 @@ def _untranslated(branch: Branch, reply: Branch, aim: Aim, indexes: list[Snapsho
     index = _index_of(indexes, node)
     facts = index.snapshot.node if index is not None else None
     bridged = any(h.kind == "bridge" for h in reply.hops)
-    off = facts is not None and facts.bridge_nf_call_iptables in (0, None)
-    if bridged and off and facts is not None:
-        value = (
-            "absent (br_netfilter is not loaded)" if facts.bridge_nf_call_iptables is None else "0"
-        )
+    off = bridge_nf_off(facts, 6 if ":" in aim.address else 4) if facts is not None else None
+    if bridged and off is not None:
+        name, value = off
         return Cause(
             "bridge-nf-off",
             "critical",
             f"node {node}",
-            f"net.bridge.bridge-nf-call-iptables is {value} on a bridge CNI with kube-proxy: "
-            f"the answer to {aim.target} is bridged past conntrack and reaches the client "
-            f"from {src}, which it never asked (TCP answers with a RST)",
-            "modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1 (and keep "
-            "both in /etc/modules-load.d/ and /etc/sysctl.d/)",
+            f"{name} is {value} on a bridge CNI with kube-proxy: the answer to {aim.target} "
+            f"is bridged past conntrack and reaches the client from {src}, which it never "
+            "asked (TCP answers with a RST)",
+            bridge_nf_fix(name),
             hop_text(next(h for h in reply.hops if h.kind == "bridge")),
-            (f"net.bridge.bridge-nf-call-iptables = {value}",),
-            key=node,
+            (f"{name} = {value}",),
+            key=node if name.endswith("-iptables") else f"{node}:ipv6",
             partial_grade="critical",
         )
     return Cause(
