@@ -1194,3 +1194,68 @@ def test_conntrack_table_near_full(make_lab: Callable[..., Lab], run_podpath: An
     finally:
         conntrack_fill.flush(lab, client.ref)
     assert conntrack_fill.node_count(lab, "node1") < 1000
+
+
+def _pin_neighbour(lab: Lab, pod: PodRecord, ip: str, mac: str) -> str:
+    """Replace the pod's neighbour entry for ip on eth0 with a PERMANENT one for mac, as a
+    CNI writes it; the MAC it held before."""
+    inside = ["ip", "netns", "exec", pod.netns_path.rsplit("/", 1)[1]]
+    shown = lab.exec(pod.node, [*inside, "ip", "-j", "neigh", "show", ip, "dev", "eth0"])
+    before = [str(e.get("lladdr")) for e in json.loads(shown.stdout or "[]")]
+    argv = ["ip", "neigh", "replace", ip, "lladdr", mac, "dev", "eth0", "nud", "permanent"]
+    lab.exec(pod.node, [*inside, *argv])
+    return before[0] if before else ""
+
+
+def test_a_pods_static_gateway_entry_for_a_mac_no_host_veth_has(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """AWS VPC CNI writes a pod's entry for its gateway 169.254.1.1 once, PERMANENT, with
+    the host veth's MAC. Naming a MAC no device has (the host side made again), every
+    frame the pod sends reaches the host veth for another host, and ip_rcv drops it.
+    Before, the trace delivered them: it never compared a routed veth's MAC with the
+    frame's."""
+    lab = make_lab(nodes=2, pods=2, services=3, cni="aws-vpc")
+    client, web, remote = _other(lab), _web(lab), _web(lab, "node2")
+    right = _pin_neighbour(lab, client, "169.254.1.1", "02:00:00:00:00:09")
+    assert right
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    subject = f"neighbour 169.254.1.1 on eth0 of pod {client.ref}"
+    finding = _one(report, "neighbour-wrong-mac", subject)
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert "PACKET_OTHERHOST" in finding["cause"] and "PERMANENT" in finding["cause"]
+    assert f"nsenter --net={client.netns_path} ip neigh del 169.254.1.1" in finding["fix"]
+    assert not lab.probe(client.ref, web.ip, 80, wait=1).ok
+    assert not lab.probe(client.ref, remote.ip, 80, wait=1).ok
+    assert lab.probe(web.ref, remote.ip, 80).ok
+    _pin_neighbour(lab, client, "169.254.1.1", right)
+    assert lab.probe(client.ref, web.ip, 80).ok
+
+
+def test_a_pods_static_gateway_entry_for_a_mac_no_bridge_port_leads_to(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """Bridge CNI: coredns's entry for its gateway names a MAC no port leads to. The bridge
+    floods its frames and every pod drops them, but for what kube-proxy DNATs:
+    br_netfilter re-routes that whatever its MAC (br_nf_pre_routing_finish), so coredns
+    still reaches the web Service, on either node. Before, the trace called every such
+    path uncertain (flooded) and the doctor could not judge."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    client, remote = _other(lab), _web(lab, "node2")
+    _pin_neighbour(lab, client, "10.244.0.1", "02:00:00:00:00:02")
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    subject = f"neighbour 10.244.0.1 on eth0 of pod {client.ref}"
+    finding = _one(report, "neighbour-wrong-mac", subject)
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert "no device behind them has that MAC" in finding["cause"], finding
+    assert not lab.probe(client.ref, remote.ip, 80, wait=1).ok
+    nodes = [load_path(str(tmp_path / f"{n.name}.json")) for n in lab.record.nodes]
+    branches = trace(nodes, Probe(client.ref, f"{_vip(lab)}:80"), reply=True).branches
+    assert {b.packet.dst for b in branches} == {p.ip for p in lab.pods if p.app == "web"}
+    for branch in branches:
+        assert branch.verdict == "delivered" and not branch.uncertain, branch.reason
+        assert [r.verdict for r in branch.reply] == ["delivered"], branch.reply
+    served = {lab.probe(client.ref, _vip(lab), 80).served_by for _ in range(6)}
+    assert None not in served, served

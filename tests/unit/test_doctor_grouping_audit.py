@@ -259,8 +259,8 @@ def test_a_rule_that_drops_several_services_is_not_said_to_have_others_like_it()
 
 def test_an_endpoint_the_node_resolves_to_a_stale_mac_is_followed_apart() -> None:
     """The node's neighbour table holds web-3's address PERMANENT with a MAC no port has
-    (an address a new pod reused): a frame routed to web-3 by cni0 is flooded to nobody,
-    one to web-2 arrives. endpoint_shape() has no word of the node's neighbour entries:
+    (an address a new pod reused): a frame routed to web-3 by cni0 is flooded, and every
+    pod drops it; one to web-2 arrives. endpoint_shape() has no word of the node's neighbour entries:
     web-2 and web-3 were merged, web-2 followed for both (from the node and from web-0,
     the class's representative as the endpoint of another Service, api), and nothing
     was said of web-3's half of web's connections."""
@@ -278,7 +278,8 @@ def test_an_endpoint_the_node_resolves_to_a_stale_mac_is_followed_apart() -> Non
     for source in ("node", "web-0"):
         assert _verdicts(index, source, "10.96.0.100", 80) == [
             (PODS[2].ip, "delivered"),
-            (PODS[3].ip, "uncertain"),  # the engine: flooded, no port leads to the MAC
+            # The engine: flooded, and every port's pod drops a frame for another MAC.
+            (PODS[3].ip, "dropped"),
         ]
     report = diagnose([index])
     said = [f for f in report.findings if stale in f.cause or any(stale in e for e in f.evidence)]

@@ -664,6 +664,8 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
         return _endpoint_gone(branch, aim, indexes, drop, way) or _unresolved(
             branch, aim, way, node, reason, drop
         )
+    if by == "neighbour-mac":
+        return _wrong_mac(branch, indexes, way, node, reason, drop)
     if by == "hairpin":
         pod = _pod_at(indexes, branch)
         port = reason.split(" ", 1)[0]  # the engine's reason starts with the port's name
@@ -1065,6 +1067,46 @@ def _endpoint_gone(
         key=f"{node}:{svc.namespace}/{svc.name}:{ip}",
         about="destination",
     )
+
+
+def _wrong_mac(
+    branch: Branch, indexes: list[SnapshotIndex], way: str, node: str, reason: str, drop: Hop | None
+) -> Cause:
+    """A static neighbour entry (PERMANENT, NOARP) for a MAC no device on the way takes: a
+    CNI's entry for the pod's gateway (AWS VPC CNI's 169.254.1.1, written once when the
+    pod starts) after the host side was made again with another MAC."""
+    neighbour = _last(branch, "neighbour")
+    dev = str(neighbour.data.get("dev")) if neighbour is not None else "?"
+    ip = str(neighbour.data.get("ip")) if neighbour is not None else "?"
+    sender = str(drop.data.get("sender") or f"node {node}") if drop is not None else node
+    netns = neighbour.data.get("netns") if neighbour is not None else None
+    index = _index_of(indexes, neighbour.node if neighbour is not None else node)
+    enter = _nsenter(index, netns) if index is not None and isinstance(netns, int) else ""
+    return Cause(
+        "neighbour-wrong-mac",
+        "critical",
+        f"neighbour {ip} on {dev} of {sender}",
+        f"{way}{reason}",
+        f"delete the entry, and the kernel resolves {ip} again: {enter}ip neigh del {ip} dev "
+        f"{dev} (or replace it with the MAC of the device that takes the frame); a CNI that "
+        "writes it when the pod starts writes it right when the pod is made again",
+        hop_text(drop) if drop else None,
+        (reason,),
+        key=f"{node}:{sender}:{dev}:{ip}",
+        partial_grade="critical",
+        about="place",
+    )
+
+
+def _nsenter(index: SnapshotIndex, inode: int) -> str:
+    """`nsenter --net=PATH ` (or `-t PID -n `) that runs a command in a namespace of the
+    node; "" for the node's own."""
+    ns = index.netns_by_inode.get(inode)
+    if ns is None or inode == index.snapshot.root_netns:
+        return ""
+    if ns.paths:
+        return f"nsenter --net={ns.paths[0]} "
+    return f"nsenter -t {ns.holder_pid} -n " if ns.holder_pid else ""
 
 
 def _unresolved(

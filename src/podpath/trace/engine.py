@@ -227,11 +227,20 @@ class Engine:
         )
 
     def drop(
-        self, flow: Flow, reason: str, by: str, carrier: str = "", device: Link | None = None
+        self,
+        flow: Flow,
+        reason: str,
+        by: str,
+        carrier: str = "",
+        device: Link | None = None,
+        sender: str = "",
     ) -> list[Branch]:
         """The packet is dropped here (`carrier`: the tunnel packet that carried it, when
-        that is what a rule dropped; `device`: the interface at fault, when one is)."""
+        that is what a rule dropped; `device`: the interface at fault, when one is;
+        `sender`: the namespace whose neighbour entry is at fault, when one is)."""
         data: dict[str, JsonValue] = {"reason": reason, "by": by, "netns": flow.netns}
+        if sender:
+            data["sender"] = sender
         if carrier:
             data["carrier"] = carrier
         if device is not None:
@@ -821,7 +830,39 @@ class Engine:
         master = index.link(peer.netns, peer.master)
         if master is not None and master.kind == "bridge":
             return self.bridge_in(moved, master, peer, mac)
+        there = self.netns(moved)
+        hooked = there is not None and any(attached(there, peer, "ingress"))
+        if mac is not None and _foreign_frame(peer, mac) and not hooked:
+            text = (
+                f"{peer.name} in {self.label(flow.node, peer.netns)} has MAC {peer.mac}, and "
+                f"the frame is for {mac}: not for this host, ip_rcv drops it (PACKET_OTHERHOST)"
+            )
+            return self._for_no_one(moved, text, peer)
         return self.receive(moved, peer)
+
+    def _for_no_one(self, flow: Flow, text: str, device: Link | None) -> list[Branch]:
+        """A frame for a MAC no device takes, from the sender's neighbour entry: dropped
+        for good when the entry is PERMANENT or NOARP (nothing resolves it again: a CNI's
+        static entry for the gateway, AWS VPC CNI's 169.254.1.1, after the host side's
+        MAC changed); else the kernel probes the entry and asks again within a minute
+        or so, and the path heals."""
+        hop = next((h for h in reversed(flow.hops) if h.kind == "neighbour"), None)
+        if hop is None:
+            return self.unsure(flow, text)
+        state = hop.data.get("state")
+        states = {str(x) for x in state} if isinstance(state, list) else set()
+        said = "/".join(sorted(states))
+        netns = hop.data.get("netns")
+        sender = self.label(flow.node, netns) if isinstance(netns, int) else "the sender"
+        entry = (
+            f"{hop.data.get('lladdr')} is the neighbour entry for {hop.data.get('ip')} on "
+            f"{hop.data.get('dev')} of {sender}"
+        )
+        if states & {"PERMANENT", "NOARP"}:
+            reason = f"{text}; {entry} ({said}: nothing resolves it again)"
+            return self.drop(flow, reason, "neighbour-mac", device=device, sender=sender)
+        how = f" ({said}: probed, then asked anew)" if said else ""
+        return self.unsure(flow, f"{text}, until the kernel resolves it again; {entry}{how}")
 
     def cross_veth(self, flow: Flow, link: Link, peer: Link) -> Flow:
         """The flow after crossing veth `link` to its `peer`, in the peer's namespace."""
@@ -933,13 +974,74 @@ class Engine:
             data = {"bridge": bridge.name, "mac": mac, "port": egress.name, "flooded": False}
         flow = flow.add(Hop("bridge", self.hostname(flow.node), text, (), (), data))
         if egress is None:
-            return self.unsure(
-                flow, f"{mac} is unknown to {bridge.name} and no port leads to it: flooded"
-            )
+            return self._flooded(flow, bridge, ingress, mac)
         if ingress is not None:
             # Bridged between two ports: br_netfilter hands IPv4 frames to iptables.
             return self.bridged_netfilter(flow, bridge, ingress, egress)
         return self.port_out(flow, egress)
+
+    def _flooded(self, flow: Flow, bridge: Link, ingress: Link | None, mac: str) -> list[Branch]:
+        """A frame to a MAC no port leads to (a pod's stale neighbour entry for its gateway).
+        br_netfilter's PREROUTING sees a frame from a port before the bridge looks its MAC
+        up (br_nf_pre_routing), and re-routes what its nat DNATs: to a Service endpoint
+        behind the bridge it is bridged with the endpoint's MAC, elsewhere it takes the
+        bridge's own MAC, up to the stack (br_nf_pre_routing_finish). What no rule
+        translates is flooded, for no known port to take."""
+        unknown = f"{mac} is unknown to {bridge.name} and no port leads to it: flooded"
+        hooked = self._br_netfilter(flow) if ingress is not None else None
+        if hooked is None or ingress is None:
+            return self._flooded_out(flow, bridge, mac, unknown)
+        # Any new destination is re-routed: a DNAT, or an answer's un-SNAT by conntrack.
+        env_in = self.env(hooked, bridge, None, True, ingress.name, None)
+        pre, ended = self.hook_split(self.reverse_snat(hooked), "PREROUTING", env_in)
+        results = list(ended)
+        for f in pre:
+            if f.packet.dst == hooked.packet.dst:
+                results.extend(self._flooded_out(f, bridge, mac, unknown))
+                continue
+            text = (
+                f"bridge {bridge.name}: br_netfilter's PREROUTING gave the frame a new "
+                f"destination, {f.packet.dst}: re-routed, whatever its MAC {mac} "
+                "(br_nf_pre_routing_finish)"
+            )
+            data: dict[str, JsonValue] = {"bridge": bridge.name, "mac": mac, "rerouted": True}
+            hop = Hop("bridge", self.hostname(f.node), text, (), (), data)
+            entered = (f.node, f.netns, bridge.ifindex, ingress.ifindex, hooked.packet.dst)
+            results.extend(self.routed_in(replace(f.add(hop), entered=entered), bridge))
+        return results
+
+    def _flooded_out(self, flow: Flow, bridge: Link, mac: str, unknown: str) -> list[Branch]:
+        """A frame flooded to every port: where each port is a veth whose far end is in the
+        snapshot, and none has the MAC, every one drops it (PACKET_OTHERHOST), as the
+        bridge does (not its MAC); a port to anything else may lead to it."""
+        index = self.indexes[flow.node]
+        ports = index.bridge_ports(bridge)
+        peers = [index.peer(p) if p.kind == "veth" else None for p in ports]
+        if not ports or any(peer is None or peer.mac is None for peer in peers):
+            return self.unsure(flow, unknown)
+        text = (
+            f"{unknown} to {len(ports)} veths, and no device behind them has that MAC: "
+            "each drops it (PACKET_OTHERHOST)"
+        )
+        return self._for_no_one(flow, text, None)
+
+    def _br_netfilter(self, flow: Flow) -> Flow | None:
+        """The flow a node's br_netfilter hands to the IP hooks (bridge-nf-call-iptables, or
+        -ip6tables, is 1), with a note when the switch was not read (assumed on); None
+        when it hands nothing (the switch is 0, or the bridge is a pod's own)."""
+        if not self.is_root(flow):
+            return None
+        six = ":" in flow.packet.dst
+        calls = self.indexes[flow.node].snapshot.node.bridge_nf_calls(6 if six else 4)
+        if calls == 0:
+            return None
+        if calls is None:
+            switch = "ip6tables" if six else "iptables"
+            unread = (
+                f"net.bridge.bridge-nf-call-{switch} was not read; assumed 1 (kubelet needs it)"
+            )
+            return replace(flow, uncertain=flow.uncertain + (unread,))
+        return flow
 
     def _bridge_filtered(self, flow: Flow, bridge: Link, *hooks: str) -> Flow:
         """A frame a node's bridge handles at `hooks` (the bridge's own prerouting, input,
@@ -1021,17 +1123,10 @@ class Engine:
         self, flow: Flow, bridge: Link, ingress: Link, egress: Link
     ) -> list[Branch]:
         """br_netfilter: bridged frames traverse PREROUTING, FORWARD and POSTROUTING with in/out = the bridge."""
-        facts = self.indexes[flow.node].snapshot.node
-        six = ":" in flow.packet.dst
-        calls = facts.bridge_nf_calls(6 if six else 4)
-        if not self.is_root(flow) or calls == 0:
+        hooked = self._br_netfilter(flow)
+        if hooked is None:
             return self._isolated(flow, bridge, ingress, egress) or self.port_out(flow, egress)
-        if calls is None:
-            switch = "ip6tables" if six else "iptables"
-            unread = (
-                f"net.bridge.bridge-nf-call-{switch} was not read; assumed 1 (kubelet needs it)"
-            )
-            flow = replace(flow, uncertain=flow.uncertain + (unread,))
+        flow = hooked
         flow = self.reverse_snat(flow)
         env_in = self.env(flow, bridge, None, True, ingress.name, None)
         results: list[Branch] = []
@@ -1186,7 +1281,7 @@ class Engine:
                 "takes it (the kernel answers port unreachable)",
                 "vxlan-port",
             )
-        if _foreign_frame(remote_dev, inner):
+        if _foreign_frame(remote_dev, inner.mac):
             return self.drop(
                 there,
                 f"node {host}'s {remote_dev.name} has MAC {remote_dev.mac}, and the frame "
@@ -1505,20 +1600,20 @@ class _Inner:
     dev: str
 
 
-def _foreign_frame(device: Link, inner: _Inner) -> bool:
-    """Whether a decapsulated frame is for another host: a unicast MAC that is not the
-    receiving device's. A VXLAN device in no bridge hands it to the IP stack as
-    PACKET_OTHERHOST, which ip_rcv drops (a bridge port's frame goes to the bridge's
-    forwarding database instead)."""
+def _foreign_frame(device: Link, mac: str) -> bool:
+    """Whether a frame is for another host: a unicast MAC that is not the receiving
+    device's. A device in no bridge (a decapsulating VXLAN device, a veth) hands it to
+    the IP stack as PACKET_OTHERHOST, which ip_rcv drops (a bridge port's frame goes to
+    the bridge's forwarding database instead)."""
     if device.master is not None or device.mac is None:
         return False
     try:
-        first_octet = int(inner.mac.split(":", 1)[0], 16)
+        first_octet = int(mac.split(":", 1)[0], 16)
     except ValueError:
         return False  # not a MAC podpath can read: not judged
     if first_octet & 1:  # broadcast or multicast: every host on the link takes it
         return False
-    return inner.mac.lower() != device.mac.lower()
+    return mac.lower() != device.mac.lower()
 
 
 def _vxlan_device(
