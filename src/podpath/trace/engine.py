@@ -830,15 +830,19 @@ class Engine:
         master = index.link(peer.netns, peer.master)
         if master is not None and master.kind == "bridge":
             return self.bridge_in(moved, master, peer, mac)
-        there = self.netns(moved)
-        hooked = there is not None and any(attached(there, peer, "ingress"))
-        if mac is not None and _foreign_frame(peer, mac) and not hooked:
+        if mac is not None and _foreign_frame(peer, mac) and not self._hooked(moved, peer):
             text = (
                 f"{peer.name} in {self.label(flow.node, peer.netns)} has MAC {peer.mac}, and "
                 f"the frame is for {mac}: not for this host, ip_rcv drops it (PACKET_OTHERHOST)"
             )
             return self._for_no_one(moved, text, peer)
         return self.receive(moved, peer)
+
+    def _hooked(self, flow: Flow, device: Link) -> bool:
+        """Whether a tc ingress program sees the device's frames before the IP stack does
+        (and may redirect one for another MAC: Cilium's)."""
+        ns = self.netns(flow)
+        return ns is not None and any(attached(ns, device, "ingress"))
 
     def _for_no_one(self, flow: Flow, text: str, device: Link | None) -> list[Branch]:
         """A frame for a MAC no device takes, from the sender's neighbour entry: dropped
