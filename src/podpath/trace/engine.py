@@ -498,6 +498,9 @@ class Engine:
         out = index.link(flow.netns, decision.dev)
         if decision.type == "local":
             return self.local_in(flow, out)
+        localnet = self._localnet_refused(flow, out, "its source", flow.packet.src)
+        if localnet:
+            return self.drop(flow, f"{localnet} (__mkroute_output: EINVAL)", "route_localnet")
         going, ended = self.hook_split(flow, "POSTROUTING", self.env(flow, None, out))
         results = list(ended)
         for f in going:
@@ -545,6 +548,10 @@ class Engine:
             return self.no_route(flow, decision)
         ns = self.netns(flow)
         assert ns is not None
+        localnet = self._localnet_refused(flow, iif, "its destination", flow.packet.dst)
+        localnet = localnet or self._localnet_refused(flow, iif, "its source", flow.packet.src)
+        if localnet:
+            return self.drop(flow, f"{localnet} (a martian: the kernel drops it)", "route_localnet")
         facts = self.indexes[flow.node].snapshot.node if self.is_root(flow) else None
         family = 6 if ":" in flow.packet.dst else 4
         if decision.type not in ("local", "broadcast"):
@@ -602,6 +609,26 @@ class Engine:
             for g in post:
                 results.extend(self.transmit(self.reverse_dnat(g), decision))
         return results
+
+    def _localnet_refused(
+        self, flow: Flow, device: Link | None, which: str, address: str | None
+    ) -> str:
+        """Why an IPv4 loopback address (127/8) may not be routed on a device that is no
+        loopback: route_localnet off there and on conf/all (OUTPUT's DNAT of 127.0.0.1
+        to a pod, as for a NodePort or hostPort on localhost, and its answer un-SNATed
+        back to it); "" when it may, or the sysctl was not read."""
+        if device is None or address is None or not address.startswith("127."):
+            return ""
+        if "LOOPBACK" in device.flags:
+            return ""
+        ns = self.netns(flow)
+        if ns is None or sysctls.route_localnet(ns, device) is not False:
+            return ""
+        return (
+            f"{which} {address} is a loopback address, and {device.name} is no loopback "
+            f"device: net.ipv4.conf.{device.name}.route_localnet and conf.all are 0 (kube-proxy "
+            "sets it for NodePorts on localhost, the portmap plugin on its bridge for hostPorts)"
+        )
 
     def _bridged_dnat6(self, flow: Flow, iif: Link, decision: RouteDecision) -> bool:
         """br_nf_pre_routing_finish_ipv6(): an IPv6 frame DNATed in the bridge's PREROUTING

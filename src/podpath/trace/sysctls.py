@@ -122,3 +122,11 @@ def src_valid_mark(ns: NetNamespace, link: Link) -> bool | None:
 def accept_local(ns: NetNamespace, link: Link) -> bool | None:
     """Whether a packet received on `link` may carry one of this namespace's own addresses."""
     return _or_conf(ns, link, "accept_local")
+
+
+def route_localnet(ns: NetNamespace, link: Link) -> bool | None:
+    """Whether 127/8 may be routed on `link`: a loopback source leaving by it
+    (__mkroute_output), a loopback source or destination arriving on it
+    (ip_route_input_slow); kube-proxy sets it for NodePorts on localhost, the portmap
+    plugin on its bridge for hostPorts."""
+    return _or_conf(ns, link, "route_localnet")
