@@ -19,7 +19,7 @@ import dataclasses
 import socket
 import struct
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from podpath.collectors.netlink.rtnetlink import AF_BRIDGE
 from podpath.collectors.netlink.wire import MalformedMessage, attributes, cstr, nested, payloads
@@ -190,6 +190,7 @@ XDP_MODES = {1: "drv", 2: "generic", 3: "offload", 4: "multi"}
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 4, 5
 IFLA_BRPORT_MODE = 4  # u8: hairpin mode of a bridge port
+IFLA_BRPORT_LEARNING = 8  # u8: the bridge learns the source MACs of frames from the port
 IFLA_BRPORT_ISOLATED = 33  # u8: an isolated port (linux/if_link.h)
 IFLA_VXLAN_ID, IFLA_VXLAN_GROUP, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL = 1, 2, 3, 4
 IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT, IFLA_VXLAN_GROUP6, IFLA_VXLAN_LOCAL6 = 7, 15, 16, 17
@@ -264,11 +265,11 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
         nsid = a.get(IFLA_LINK_NETNSID)
         kind: str | None = None
         vxlan: Vxlan | None = None
-        hairpin = isolated = None
+        port = _BridgePort(None, None, None)
         info = a.get(IFLA_LINKINFO)
         if info is not None:
             kind, vxlan = _linkinfo(info)
-            hairpin, isolated = _bridge_port(info)
+            port = _bridge_port(info)
         link_index = _I32.unpack_from(lnk)[0] if lnk is not None and len(lnk) >= 4 else None
         stats = a.get(IFLA_STATS64)
         xdp = a.get(IFLA_XDP)
@@ -292,25 +293,36 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
                 vxlan=vxlan,
                 stats=_stats64(stats) if stats is not None else None,
                 xdp=_xdp(xdp) if xdp is not None else None,
-                hairpin=hairpin,
+                hairpin=port.hairpin,
                 group=u32(group) if group is not None and len(group) >= 4 else None,
-                isolated=isolated,
+                isolated=port.isolated,
+                learning=port.learning,
             )
         )
     return out
 
 
-def _bridge_port(info: bytes) -> tuple[bool | None, bool | None]:
-    """A bridge port's hairpin mode and isolation, from IFLA_INFO_SLAVE_DATA (`ip -d link`:
-    hairpin on, isolated on); (None, None) for a link that is no bridge port."""
+class _BridgePort(NamedTuple):
+    """A bridge port's switches (None: no bridge port, or the kernel did not say)."""
+
+    hairpin: bool | None
+    isolated: bool | None
+    learning: bool | None
+
+
+def _bridge_port(info: bytes) -> _BridgePort:
+    """A bridge port's hairpin mode, isolation and learning, from IFLA_INFO_SLAVE_DATA (`ip
+    -d link`: hairpin on, isolated on, learning on); all None for no bridge port."""
     attrs = attributes(info, 0, len(info), "strict")
     slave = attrs.get(IFLA_INFO_SLAVE_KIND)
     data = attrs.get(IFLA_INFO_SLAVE_DATA)
     if slave is None or cstr(slave) != "bridge" or data is None:
-        return None, None
+        return _BridgePort(None, None, None)
     port = attributes(data, 0, len(data), "strict")
-    mode, isolated = port.get(IFLA_BRPORT_MODE), port.get(IFLA_BRPORT_ISOLATED)
-    return (bool(mode[0]) if mode else None), (bool(isolated[0]) if isolated else None)
+    flags = (
+        port.get(key) for key in (IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED, IFLA_BRPORT_LEARNING)
+    )
+    return _BridgePort(*(bool(value[0]) if value else None for value in flags))
 
 
 def _stats64(data: bytes) -> LinkStats | None:

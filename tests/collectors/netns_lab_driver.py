@@ -72,11 +72,12 @@ def root_target() -> NetnsTarget:
 
 def _without_timers(links: Any) -> Any:
     # A bridge's info_data (and a port's info_slave_data) carries running timers, which
-    # differ on every call: of a port's data only its hairpin mode and isolation are kept.
+    # differ on every call: of a port's data only its hairpin mode, isolation and learning
+    # are kept.
     for link in links:
         slave = link.get("linkinfo", {}).pop("info_slave_data", None)
         if slave is not None and "hairpin" in slave:
-            kept = {k: slave[k] for k in ("hairpin", "isolated") if k in slave}
+            kept = {k: slave[k] for k in ("hairpin", "isolated", "learning") if k in slave}
             link["linkinfo"]["info_slave_data"] = kept
         data = link.get("linkinfo", {}).get("info_data", {})
         for key in [k for k in data if k.endswith("_timer")]:
@@ -131,6 +132,8 @@ def build_topology() -> list[str]:
         run("ip", "link", "set", host, "master", "cni0", "up")
         if letter == "a":
             run("bridge", "link", "set", "dev", host, "hairpin", "on")
+        elif letter == "b":
+            run("bridge", "link", "set", "dev", host, "isolated", "on", "learning", "off")
         else:
             run("bridge", "link", "set", "dev", host, "isolated", "on")
         for line in (

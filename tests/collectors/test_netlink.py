@@ -104,7 +104,7 @@ def test_topology_scanned_without_gaps(topo: Any) -> None:
 @pytest.mark.lab
 def test_links_equal_ip_link(topo: Any) -> None:
     """ifindex, name, kind, MAC, MTU, operstate, flags, master, a bridge port's hairpin
-    mode and isolation, and the device group equal `ip -j -d link`."""
+    mode, isolation and learning, and the device group equal `ip -j -d link`."""
     for _name, view, ns in _namespaces(topo):
         index = _ifindex(view)
         want = sorted(
@@ -120,6 +120,7 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 index.get(lk["master"]) if "master" in lk else None,
                 _slave_flag(lk, "hairpin"),
                 _slave_flag(lk, "isolated"),
+                _slave_flag(lk, "learning"),
                 0 if lk["group"] == "default" else int(lk["group"]),
             )
             for lk in view["link"]
@@ -136,6 +137,7 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 lk["master"],
                 lk["hairpin"],
                 lk["isolated"],
+                lk["learning"],
                 lk["group"],
             )
             for lk in ns["links"]
@@ -147,10 +149,13 @@ def test_links_equal_ip_link(topo: Any) -> None:
     assert True in hairpins and False in hairpins  # the driver turns it on for one port
     isolated = [lk["isolated"] for _n, _v, ns in _namespaces(topo) for lk in ns["links"]]
     assert True in isolated and False in isolated  # and isolation on for the others
+    learning = [lk["learning"] for _n, _v, ns in _namespaces(topo) for lk in ns["links"]]
+    assert True in learning and False in learning  # and learning off for one
 
 
 def _slave_flag(lk: dict[str, Any], name: str) -> bool | None:
-    """ip's `hairpin` or `isolated` of a bridge port (info_slave_data), None for any other link."""
+    """ip's `hairpin`, `isolated` or `learning` of a bridge port (info_slave_data), None for
+    any other link."""
     info = lk.get("linkinfo", {})
     if info.get("info_slave_kind") != "bridge":
         return None

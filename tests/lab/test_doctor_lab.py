@@ -1259,3 +1259,36 @@ def test_a_pods_static_gateway_entry_for_a_mac_no_bridge_port_leads_to(
         assert [r.verdict for r in branch.reply] == ["delivered"], branch.reply
     served = {lab.probe(client.ref, _vip(lab), 80).served_by for _ in range(6)}
     assert None not in served, served
+
+
+def test_a_bridge_fdb_entry_that_sends_a_pods_mac_to_another_port(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """node1's cni0 gets a static entry sending the web pod's MAC to the dns pod's port.
+    Not sticky, it moves back as soon as a frame from the web pod comes in by its own port
+    (br_fdb_update): the trace calls the path uncertain, and real traffic gets through.
+    Sticky, it stays: the dns pod's eth0 drops the frames as another host's, and the
+    doctor names the entry. Before, the trace took any entry as final, and said the dns
+    pod does not forward."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    client, web = _other(lab), _web(lab)
+    inside = ["ip", "netns", "exec", web.netns_path.rsplit("/", 1)[1]]
+    mac = lab.exec("node1", [*inside, "cat", "/sys/class/net/eth0/address"]).stdout.strip()
+    entry = ["bridge", "fdb", "replace", mac, "dev", client.host_veth, "master", "static"]
+    lab.exec("node1", entry)
+    snapshot = tmp_path / "node1.json"
+    snapshot.write_text(snapshot_text(lab, "node1"))
+    (roams,) = trace([load_path(str(snapshot))], Probe(client.ref, f"{web.ip}:80")).branches
+    assert roams.verdict == "uncertain", roams.reason
+    assert f"the entry moves there as soon as a frame from it comes in by {web.host_veth}" in (
+        roams.reason
+    )
+    assert lab.probe(client.ref, web.ip, 80).ok
+    lab.exec("node1", [*entry, "sticky"])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    finding = _one(report, "fdb-misplaced", f"fdb {mac} of cni0 on node node1")
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert f"bridge fdb del {mac} dev {client.host_veth} master" in finding["fix"]
+    assert "PACKET_OTHERHOST" in finding["cause"], finding
+    assert not lab.probe(client.ref, web.ip, 80, wait=1).ok

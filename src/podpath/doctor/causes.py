@@ -666,6 +666,8 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
         )
     if by == "neighbour-mac":
         return _wrong_mac(branch, indexes, way, node, reason, drop)
+    if by == "fdb-misplaced":
+        return _fdb_misplaced(branch, way, node, reason, drop)
     if by == "hairpin":
         pod = _pod_at(indexes, branch)
         port = reason.split(" ", 1)[0]  # the engine's reason starts with the port's name
@@ -1095,6 +1097,28 @@ def _wrong_mac(
         key=f"{node}:{sender}:{dev}:{ip}",
         partial_grade="critical",
         about="place",
+    )
+
+
+def _fdb_misplaced(branch: Branch, way: str, node: str, reason: str, drop: Hop | None) -> Cause:
+    """A bridge FDB entry that sends a pod's MAC to another port, and stays there: sticky,
+    or the MAC's own port does not learn (an entry that roams is uncertain instead)."""
+    bridged = _last(branch, "bridge")
+    bridge = str(bridged.data.get("bridge")) if bridged is not None else "?"
+    mac = str(bridged.data.get("mac")) if bridged is not None else "?"
+    port = str(bridged.data.get("port")) if bridged is not None else "?"
+    return Cause(
+        "fdb-misplaced",
+        "critical",
+        f"fdb {mac} of {bridge} on node {node}",
+        f"{way}{reason}",
+        f"bridge fdb del {mac} dev {port} master, and the bridge learns {mac} again on the "
+        "port it is behind; what wrote the entry (static and sticky, or learning off on "
+        "that port: bridge -d link show) writes it again",
+        hop_text(drop) if drop else None,
+        (hop_text(bridged) if bridged is not None else reason,),
+        key=f"{node}:{bridge}:{mac}",
+        partial_grade="critical",
     )
 
 

@@ -343,6 +343,10 @@ class Link(Value):
     # A bridge port's isolation (IFLA_BRPORT_ISOLATED; `bridge link set dev X isolated on`):
     # no frame is bridged from one isolated port to another. None: no bridge port, or not said.
     isolated: bool | None = None
+    # A bridge port's learning (IFLA_BRPORT_LEARNING; `bridge link set dev X learning off`):
+    # a frame in by the port moves its source MAC's FDB entry there, unless the entry is
+    # sticky. None: no bridge port, or not said.
+    learning: bool | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,7 +20,7 @@ from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.ipset import IpSet, parse_ipsets
 from podpath.netfilter.owners import Owner
-from podpath.snapshot.model import Link, NetNamespace, RecentList, Snapshot
+from podpath.snapshot.model import FdbEntry, Link, NetNamespace, RecentList, Snapshot
 from podpath.trace import policy, sysctls
 from podpath.trace import reply as ct
 from podpath.trace.beyond import Beyond, assumption
@@ -979,16 +979,7 @@ class Engine:
         if egress is None:
             # Unknown unicast: the bridge floods every port; the one that owns the MAC takes it.
             ports = index.bridge_ports(bridge)
-            egress = next(
-                (
-                    p
-                    for p in ports
-                    if (peer := index.peer(p)) is not None
-                    and peer.mac is not None
-                    and peer.mac.lower() == mac.lower()
-                ),
-                None,
-            )
+            egress = _port_to(index, ports, mac)
             text = (
                 f"bridge {bridge.name}: {mac} not in the FDB: flooded to all {len(ports)} ports"
                 + (f"; {egress.name} leads to it" if egress else "")
@@ -1000,16 +991,39 @@ class Engine:
                 "flooded": True,
             }
         else:
-            state = ",".join(entry.state) if entry and entry.state else "learned"
+            said = (*entry.state, *(f for f in entry.flags if f == "sticky")) if entry else ()
+            state = ",".join(said) or "learned"
             text = f"bridge {bridge.name}: fdb {mac} -> port {egress.name} ({state})"
             data = {"bridge": bridge.name, "mac": mac, "port": egress.name, "flooded": False}
         flow = flow.add(Hop("bridge", self.hostname(flow.node), text, (), (), data))
         if egress is None:
             return self._flooded(flow, bridge, ingress, mac)
+        if entry is not None:
+            roams = self._entry_roams(flow, bridge, entry, egress)
+            if roams:
+                return self.unsure(flow, roams)
         if ingress is not None:
             # Bridged between two ports: br_netfilter hands IPv4 frames to iptables.
-            return self.bridged_netfilter(flow, bridge, ingress, egress)
-        return self.port_out(flow, egress)
+            return self.bridged_netfilter(flow, bridge, ingress, egress, mac)
+        return self.port_out(flow, egress, mac)
+
+    def _entry_roams(self, flow: Flow, bridge: Link, entry: FdbEntry, egress: Link) -> str:
+        """Why an FDB entry that sends a MAC to a port other than the one it is behind
+        will not stay: a frame from that MAC, in by its own port, moves the entry there
+        (br_fdb_update), unless the entry is sticky or the port does not learn; a local
+        (permanent) entry is the bridge's own. "" when it stays, or is where the MAC is."""
+        if "permanent" in entry.state or "sticky" in entry.flags:
+            return ""
+        index = self.indexes[flow.node]
+        owner = _port_to(index, index.bridge_ports(bridge), entry.mac)
+        if owner is None or owner.ifindex == egress.ifindex or owner.learning is False:
+            return ""
+        return (
+            f"bridge {bridge.name}'s fdb sends {entry.mac} to {egress.name}, but {entry.mac} is "
+            f"behind {owner.name}: the entry moves there as soon as a frame from it comes in "
+            f"by {owner.name} (learning on, the entry not sticky); until then frames for it "
+            f"go to {egress.name}, for another host"
+        )
 
     def _flooded(self, flow: Flow, bridge: Link, ingress: Link | None, mac: str) -> list[Branch]:
         """A frame to a MAC no port leads to (a pod's stale neighbour entry for its gateway).
@@ -1151,12 +1165,13 @@ class Engine:
         return reason, "hairpin"
 
     def bridged_netfilter(
-        self, flow: Flow, bridge: Link, ingress: Link, egress: Link
+        self, flow: Flow, bridge: Link, ingress: Link, egress: Link, mac: str | None = None
     ) -> list[Branch]:
         """br_netfilter: bridged frames traverse PREROUTING, FORWARD and POSTROUTING with in/out = the bridge."""
         hooked = self._br_netfilter(flow)
         if hooked is None:
-            return self._isolated(flow, bridge, ingress, egress) or self.port_out(flow, egress)
+            refused = self._isolated(flow, bridge, ingress, egress)
+            return refused or self.port_out(flow, egress, mac)
         flow = hooked
         flow = self.reverse_snat(flow)
         env_in = self.env(flow, bridge, None, True, ingress.name, None)
@@ -1180,7 +1195,7 @@ class Engine:
                 post, ended3 = self.hook_split(g, "POSTROUTING", env_post)
                 results.extend(ended3)
                 for h in post:
-                    results.extend(self.port_out(self.reverse_dnat(h), egress))
+                    results.extend(self.port_out(self.reverse_dnat(h), egress, mac))
         return results
 
     def _isolated(self, flow: Flow, bridge: Link, ingress: Link, egress: Link) -> list[Branch]:
@@ -1189,9 +1204,10 @@ class Engine:
         reason = _isolation(bridge, ingress, egress)
         return [] if reason is None else self.drop(flow, reason, "isolated", device=egress)
 
-    def port_out(self, flow: Flow, port: Link) -> list[Branch]:
-        """A frame leaving a bridge port: none leaves a port that is down (the bridge
-        disables it: br_stp_disable_port)."""
+    def port_out(self, flow: Flow, port: Link, mac: str | None = None) -> list[Branch]:
+        """A frame (for `mac`) leaving a bridge port: none leaves a port that is down (the
+        bridge disables it: br_stp_disable_port), and the device behind a veth port takes
+        only frames for its own MAC (or broadcast, multicast)."""
         index = self.indexes[flow.node]
         if port.state == "DOWN":
             why, down = self._why_down(flow.node, port)
@@ -1200,7 +1216,15 @@ class Engine:
             peer = index.peer(port)
             if peer is None:
                 return self.unsure(flow, f"the peer of {port.name} is not in the snapshot")
-            return self.receive(self.cross_veth(flow, port, peer), peer)
+            moved = self.cross_veth(flow, port, peer)
+            if mac is not None and _foreign_frame(peer, mac) and not self._hooked(moved, peer):
+                reason = (
+                    f"{peer.name} in {self.label(flow.node, peer.netns)} has MAC {peer.mac}, "
+                    f"and the frame the bridge's fdb sent it by {port.name} is for {mac}: not "
+                    "for this host, ip_rcv drops it (PACKET_OTHERHOST)"
+                )
+                return self.drop(moved, reason, "fdb-misplaced", device=port)
+            return self.receive(moved, peer)
         return self.leave(flow, port, flow.packet.dst)
 
     def vxlan(self, flow: Flow, device: Link, nexthop: str) -> list[Branch]:
@@ -1629,6 +1653,20 @@ class _Inner:
     mac: str
     nexthop: str
     dev: str
+
+
+def _port_to(index: SnapshotIndex, ports: Sequence[Link], mac: str) -> Link | None:
+    """The bridge port whose far end (a veth's peer) has the MAC."""
+    return next(
+        (
+            port
+            for port in ports
+            if (peer := index.peer(port)) is not None
+            and peer.mac is not None
+            and peer.mac.lower() == mac.lower()
+        ),
+        None,
+    )
 
 
 def _foreign_frame(device: Link, mac: str) -> bool:
