@@ -194,7 +194,7 @@ def links(index: SnapshotIndex) -> Listing:
         Column("REMOTE", lambda r: r["vxlan_remotes"] or None),
         Column("DSTPORT", lambda r: r["vxlan"]["port"] if r["vxlan"] else None, True),
         Column("UNDERLAY", key("vxlan_dev_name")),
-        Column("OPTIONS", lambda r: _vxlan_options(r["vxlan"]) or None),
+        Column("OPTIONS", lambda r: _vxlan_options(r["vxlan"]) + _port_options(r) or None),
     )
     return Listing(rows, cols)
 
@@ -204,6 +204,13 @@ def _vxlan_options(vxlan: dict[str, Any] | None) -> list[str]:
     if not vxlan:
         return []
     return (["nolearning"] if not vxlan["learning"] else []) + list(vxlan["flags"])
+
+
+def _port_options(row: Row) -> list[str]:
+    """A bridge port's switches that change what the bridge does, as `bridge -d link` says
+    them on (hairpin, isolated) or off (learning): each decides a trace's bridged frames."""
+    words = [name for name in ("hairpin", "isolated") if row.get(name)]
+    return words + (["nolearning"] if row.get("learning") is False else [])
 
 
 # `ip -s link`'s counters: RX and TX bytes, packets, errors, dropped.

@@ -1,4 +1,5 @@
-"""`podpath ls links` VXLAN columns on a flannel VXLAN lab node, against `ip -d -j link`."""
+"""`podpath ls links` VXLAN columns and bridge port options on a flannel VXLAN lab node,
+against `ip -d -j link`."""
 
 from __future__ import annotations
 
@@ -81,3 +82,27 @@ def test_vxlan_json_equals_ip_d_link(shared_lab: Lab, run_podpath: Any) -> None:
         assert (mine["vxlan"]["dev"], mine["vxlan_dev_name"]) == (underlay, data["link"])
         checked += 1
     assert checked >= 1
+
+
+def test_bridge_port_options_equal_ip_d_link(shared_lab: Lab, run_podpath: Any) -> None:
+    """Each bridge port's OPTIONS: hairpin and isolated when on, nolearning when learning is
+    off, as ip's info_slave_data says (the lab's bridge CNI turns hairpin mode on)."""
+    node = shared_lab.nodes[0].name
+    want = {}
+    for lk in _json(shared_lab, node, "ip", "-d", "-j", "link", "show"):
+        info = lk.get("linkinfo", {})
+        if info.get("info_slave_kind") != "bridge":
+            continue
+        port = info["info_slave_data"]
+        words = [w for w in ("hairpin", "isolated") if port.get(w)]
+        words += ["nolearning"] if not port["learning"] else []
+        want[lk["ifname"]] = ",".join(words) or "-"
+    assert want and "hairpin" in want.values(), want
+    done = run_podpath(shared_lab, node, "ls", "links")
+    assert done.returncode == 0, done.stderr
+    shown = {
+        line[2].split("@")[0]: line[-1]
+        for line in (row.split() for row in done.stdout.splitlines()[1:])
+        if line[0] == "root" and line[2].split("@")[0] in want
+    }
+    assert shown == want
