@@ -319,6 +319,20 @@ def test_a_pod_whose_host_interface_a_rule_names_is_a_class_of_its_own() -> None
     assert sorted(found) == [["web-0", "web-1", "web-3", "web-4", "web-5"], ["web-2"]]
 
 
+@pytest.mark.parametrize("switch", [{"hairpin": False}, {"isolated": True}, {"learning": False}])
+def test_a_pod_whose_bridge_port_switch_differs_is_a_class_of_its_own(
+    switch: dict[str, bool],
+) -> None:
+    """web-2's bridge port alone has hairpin mode off, is isolated, or does not learn: each
+    changes what the bridge does with its frames, so web-2 is traced apart."""
+    snap = build_node(NodeSpec(pods=PODS))
+    root = next(ns for ns in snap.netns if ns.inode == snap.root_netns)
+    links = tuple(replace(lk, **switch) if lk.name == "veth0002" else lk for lk in root.links)
+    index = SnapshotIndex(with_root(snap, links=links))
+    found = [sorted(p.name for p in c.members) for c in pod_classes(index, 0)]
+    assert sorted(found) == [["web-0", "web-1", "web-3", "web-4", "web-5"], ["web-2"]]
+
+
 @pytest.mark.parametrize(
     ("port", "rule", "evidence"),
     [

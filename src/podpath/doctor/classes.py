@@ -199,6 +199,11 @@ def _misdirected(root: _Root, pod: Pod, mac: str | None, peer: Link) -> tuple[ob
     return (wrong, elsewhere) if wrong or elsewhere else ()
 
 
+# A bridge port's learning decides whether an FDB entry for its pod's MAC elsewhere moves
+# back (Engine._entry_roams), as hairpin mode and isolation decide what is bridged.
+_LATER_FIELDS = frozenset({"hairpin", "xdp", "isolated", "learning"})
+
+
 def _link_shape(link: Link, own: frozenset[str], *, with_name: bool = True) -> tuple[object, ...]:
     """A link's fields, its addresses with the pod's own replaced (name optional)."""
     return (
@@ -208,8 +213,9 @@ def _link_shape(link: Link, own: frozenset[str], *, with_name: bool = True) -> t
         link.state,
         link.flags,
         tuple((a.family, _plain(a.address, own), a.prefixlen) for a in link.addresses),
-        # Fields later snapshots add (hairpin mode, counters excluded): compared when present.
-        *(getattr(link, f.name) for f in fields(link) if f.name in ("hairpin", "xdp", "isolated")),
+        # Fields later snapshots add (a port's switches, counters excluded): compared when
+        # present.
+        *(getattr(link, f.name) for f in fields(link) if f.name in _LATER_FIELDS),
     )
 
 

@@ -84,6 +84,8 @@ class Engine:
         self._sets: dict[int, tuple[IpSet, ...] | None] = {}
         self._owners = self._address_owners()
         self._bridge_chains: dict[int, tuple[tuple[str, str], ...]] = {}
+        # Per (node, netns, bridge): the port each MAC behind a veth port is behind.
+        self._port_macs: dict[tuple[int, int, int], dict[str, Link]] = {}
         # Set by a caller that traces many paths (the doctor): flows a DNAT sent to
         # destinations with equal keys behave alike, so one is followed for all of them.
         self.alike: Callable[[Flow], Hashable | None] | None = None
@@ -979,7 +981,7 @@ class Engine:
         if egress is None:
             # Unknown unicast: the bridge floods every port; the one that owns the MAC takes it.
             ports = index.bridge_ports(bridge)
-            egress = _port_to(index, ports, mac)
+            egress = self._port_behind(flow, bridge, mac)
             text = (
                 f"bridge {bridge.name}: {mac} not in the FDB: flooded to all {len(ports)} ports"
                 + (f"; {egress.name} leads to it" if egress else "")
@@ -1007,6 +1009,21 @@ class Engine:
             return self.bridged_netfilter(flow, bridge, ingress, egress, mac)
         return self.port_out(flow, egress, mac)
 
+    def _port_behind(self, flow: Flow, bridge: Link, mac: str) -> Link | None:
+        """The bridge port whose far end (a veth's peer) has the MAC (a map per bridge: a
+        node's bridge has hundreds of ports, and every bridged frame asks)."""
+        key = (flow.node, flow.netns, bridge.ifindex)
+        macs = self._port_macs.get(key)
+        if macs is None:
+            index = self.indexes[flow.node]
+            macs = {}
+            for port in index.bridge_ports(bridge):
+                peer = index.peer(port)
+                if peer is not None and peer.mac is not None:
+                    macs.setdefault(peer.mac.lower(), port)
+            self._port_macs[key] = macs
+        return macs.get(mac.lower())
+
     def _entry_roams(self, flow: Flow, bridge: Link, entry: FdbEntry, egress: Link) -> str:
         """Why an FDB entry that sends a MAC to a port other than the one it is behind
         will not stay: a frame from that MAC, in by its own port, moves the entry there
@@ -1014,8 +1031,7 @@ class Engine:
         (permanent) entry is the bridge's own. "" when it stays, or is where the MAC is."""
         if "permanent" in entry.state or "sticky" in entry.flags:
             return ""
-        index = self.indexes[flow.node]
-        owner = _port_to(index, index.bridge_ports(bridge), entry.mac)
+        owner = self._port_behind(flow, bridge, entry.mac)
         if owner is None or owner.ifindex == egress.ifindex or owner.learning is False:
             return ""
         return (
@@ -1653,20 +1669,6 @@ class _Inner:
     mac: str
     nexthop: str
     dev: str
-
-
-def _port_to(index: SnapshotIndex, ports: Sequence[Link], mac: str) -> Link | None:
-    """The bridge port whose far end (a veth's peer) has the MAC."""
-    return next(
-        (
-            port
-            for port in ports
-            if (peer := index.peer(port)) is not None
-            and peer.mac is not None
-            and peer.mac.lower() == mac.lower()
-        ),
-        None,
-    )
 
 
 def _foreign_frame(device: Link, mac: str) -> bool:
