@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from trace_factory import NodeSpec, PodSpec, build_node, kube_services, two_nodes, with_root
@@ -319,9 +320,12 @@ def test_a_pod_whose_host_interface_a_rule_names_is_a_class_of_its_own() -> None
     assert sorted(found) == [["web-0", "web-1", "web-3", "web-4", "web-5"], ["web-2"]]
 
 
-@pytest.mark.parametrize("switch", [{"hairpin": False}, {"isolated": True}, {"learning": False}])
+@pytest.mark.parametrize(
+    "switch",
+    [{"hairpin": False}, {"isolated": True}, {"learning": False}],
+)
 def test_a_pod_whose_bridge_port_switch_differs_is_a_class_of_its_own(
-    switch: dict[str, bool],
+    switch: dict[str, Any],
 ) -> None:
     """web-2's bridge port alone has hairpin mode off, is isolated, or does not learn: each
     changes what the bridge does with its frames, so web-2 is traced apart."""
