@@ -151,7 +151,7 @@ def _not_dnated(
     node = hop.node if hop is not None else ""
     index = _index_of(indexes, node)
     family = "ipv6" if ":" in aim.address else "ipv4"
-    unjumped = kube_jumps_missing(index, family) if index is not None else ()
+    unjumped = _kube_jumps_missing(index, family) if index is not None else ()
     if only_unjumped and not unjumped:
         return None
     chains = " and ".join(m.chain for m in unjumped)
@@ -178,7 +178,7 @@ def _not_dnated(
 
 
 @dataclass(frozen=True)
-class MissingJump:
+class _MissingJump:
     """A nat hook's chain without kube-proxy's jump to its Services' chain."""
 
     chain: str  # as the finding names it: "nat PREROUTING", "ip kube-proxy nat-prerouting"
@@ -186,16 +186,16 @@ class MissingJump:
     evidence: str  # the command that shows it, and what it lacks
 
 
-def kube_jumps_missing(index: SnapshotIndex, family: str) -> tuple[MissingJump, ...]:
+def _kube_jumps_missing(index: SnapshotIndex, family: str) -> tuple[_MissingJump, ...]:
     """The nat hooks' chains (prerouting, output) without kube-proxy's jump to its Services,
     in the family's iptables ruleset that has KUBE-SERVICES and in an nftables kube-proxy
     table that has its services chain (kubernetes/kubernetes pkg/proxy/nftables)."""
-    found: list[MissingJump] = []
+    found: list[_MissingJump] = []
     ruleset = index.ruleset(family)
     if ruleset is not None and ruleset.has_chain("nat", "KUBE-SERVICES"):
         command = "ip6tables" if family == "ipv6" else "iptables"
         found.extend(
-            MissingJump(
+            _MissingJump(
                 f"nat {chain}",
                 "KUBE-SERVICES",
                 f"{command} -t nat -S {chain}: no -j KUBE-SERVICES",
@@ -207,14 +207,15 @@ def kube_jumps_missing(index: SnapshotIndex, family: str) -> tuple[MissingJump, 
     table = "ip6" if family == "ipv6" else "ip"
     if nft is not None and nft.get_chain(table, "kube-proxy", "services") is not None:
         found.extend(
-            MissingJump(
+            _MissingJump(
                 f"{table} kube-proxy {chain}",
                 "services",
                 f"nft list chain {table} kube-proxy {chain}: no jump services",
             )
             for chain in ("nat-prerouting", "nat-output")
+            # The verdict ends the rule, before any comment: `[counter ...] jump services`.
             if not any(
-                r.text.split(" comment ")[0].strip() == "jump services"
+                r.text.split(" comment ")[0].split()[-2:] == ["jump", "services"]
                 for r in nft.chain_rules(table, "kube-proxy", chain)
             )
         )

@@ -560,17 +560,11 @@ class Engine:
             if sysctls.forwarding(ns, family, iif, facts) is False:
                 if not self._bridged_dnat6(flow, iif, decision):
                     return self.drop(flow, self._not_forwarded(flow, ns, iif, decision), "sysctl")
-                flow = replace(
+                flow = _last_detailed(
                     flow,
-                    hops=flow.hops[:-1]
-                    + (
-                        _with_detail(
-                            flow.hops[-1],
-                            f"net.ipv6.conf.all.forwarding is 0, but br_netfilter bridges "
-                            f"this frame, DNATed to {flow.packet.dst}, back out of "
-                            f"{iif.name}: it is never forwarded (ip6_forward)",
-                        ),
-                    ),
+                    f"net.ipv6.conf.all.forwarding is 0, but br_netfilter bridges this frame, "
+                    f"DNATed to {flow.packet.dst}, back out of {iif.name}: it is never "
+                    "forwarded (ip6_forward)",
                 )
         if family == 4 and flow.packet.src is not None:
             # __fib_validate_source(): the mark is used only with src_valid_mark (not
@@ -593,9 +587,7 @@ class Engine:
                     flow, f"{check.reason} (a martian: the kernel drops it)", "rp_filter"
                 )
             if check.mode:
-                flow = replace(
-                    flow, hops=flow.hops[:-1] + (_with_detail(flow.hops[-1], check.reason),)
-                )
+                flow = _last_detailed(flow, check.reason)
         if decision.type in ("local", "broadcast"):
             return self.local_in(flow, iif)
         refused = self._bridged_back_refused(flow, decision)
@@ -1799,6 +1791,11 @@ def client_ports(index: SnapshotIndex, netns: int) -> tuple[int, ...]:
 
 def _with_detail(hop: Hop, detail: str) -> Hop:
     return replace(hop, details=hop.details + (detail,))
+
+
+def _last_detailed(flow: Flow, detail: str) -> Flow:
+    """The flow with its last hop saying one thing more."""
+    return replace(flow, hops=flow.hops[:-1] + (_with_detail(flow.hops[-1], detail),))
 
 
 def _noted_alike(hops: tuple[Hop, ...], more: int) -> tuple[Hop, ...]:
