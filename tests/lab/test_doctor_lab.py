@@ -1307,3 +1307,53 @@ def _fdb_port(snap: Snapshot, mac: str) -> str | None:
     ports = {link.ifindex: link.name for link in root.links}
     found = [e.ifindex for e in root.fdb if e.mac.lower() == mac.lower() and e.master]
     return ports.get(found[0]) if found else None
+
+
+@pytest.mark.parametrize(
+    ("mode", "remove", "put_back", "subject", "evidence"),
+    [
+        (
+            "iptables",
+            ["iptables", "-t", "nat", "-D", "POSTROUTING", "-m", "comment", "--comment",
+             "kubernetes postrouting rules", "-j", "KUBE-POSTROUTING"],
+            ["iptables", "-t", "nat", "-A", "POSTROUTING", "-j", "KUBE-POSTROUTING"],
+            "nat POSTROUTING of node node1",
+            "iptables -t nat -S POSTROUTING: no -j KUBE-POSTROUTING",
+        ),
+        (
+            "nftables",
+            ["nft", "flush", "chain", "ip", "kube-proxy", "masquerading"],
+            ["nft", "add", "rule", "ip", "kube-proxy", "masquerading", "masquerade"],
+            "ip kube-proxy masquerading of node node1",
+            "nft list chain ip kube-proxy masquerading: no masquerade",
+        ),
+    ],
+)  # fmt: skip
+def test_kube_proxys_masquerade_gone(
+    make_lab: Callable[..., Lab],
+    run_podpath: Any,
+    tmp_path: Path,
+    mode: str,
+    remove: list[str],
+    put_back: list[str],
+    subject: str,
+    evidence: str,
+) -> None:
+    """node1's nat POSTROUTING no longer reaches kube-proxy's masquerade (a host firewall's
+    reload flushed it). coredns asks kube-dns, whose one endpoint is coredns itself: the
+    packet comes back with coredns's own address as its source, a martian coredns drops.
+    Before, the doctor called it rp_filter's doing and advised loosening rp_filter."""
+    lab = make_lab(nodes=1, pods=2, services=3, proxy_mode=mode)
+    dns = _other(lab)
+    assert lab.probe(dns.ref, "kube-system/kube-dns", 53, "tcp").ok
+    lab.exec("node1", remove)
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    finding = _one(report, "masquerade-missing", subject)
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert finding["evidence"] == [evidence]
+    assert "is an address of this namespace" in finding["cause"], finding
+    assert {"kube-system/kube-dns:53"} <= {p["to"] for p in finding["paths"]}, finding
+    assert not lab.probe(dns.ref, "kube-system/kube-dns", 53, "tcp", wait=1).ok
+    lab.exec("node1", put_back)
+    assert lab.probe(dns.ref, "kube-system/kube-dns", 53, "tcp").ok

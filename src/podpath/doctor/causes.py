@@ -177,6 +177,98 @@ def _not_dnated(
     )
 
 
+def _unmasqueraded(
+    branch: Branch, aim: Aim, indexes: list[SnapshotIndex], fate: str
+) -> Cause | None:
+    """kube-proxy marked the request for its masquerade (KUBE-MARK-MASQ; nftables:
+    mark-for-masquerade) and nothing on that node masqueraded it, as its POSTROUTING jump
+    or its MASQUERADE rule is gone: the endpoint answers the client's own address (a
+    pod DNATed to itself takes its own source for a martian; an endpoint on another
+    node answers a NodePort's client past the node that DNATed it)."""
+    marked = next(
+        (
+            h
+            for h in branch.hops
+            if h.kind == "netfilter"
+            and h.data.get("taken")
+            and h.data.get("chain") in ("KUBE-MARK-MASQ", "mark-for-masquerade")
+        ),
+        None,
+    )
+    if marked is None:
+        return None
+    node = marked.node
+    if any(
+        h.kind == "nat" and h.node == node and h.data.get("type") == "SNAT" for h in branch.hops
+    ):
+        return None
+    index = _index_of(indexes, node)
+    family = "ipv6" if ":" in aim.address else "ipv4"
+    missing = _masquerade_missing(index, family) if index is not None else ()
+    if not missing:
+        return None
+    chains = " and ".join(m.chain for m in missing)
+    targets = " / ".join(dict.fromkeys(m.target for m in missing))
+    return Cause(
+        "masquerade-missing",
+        "critical",
+        f"{chains} of node {node}",
+        f"{_dropped_flow(branch, aim, '')} is marked for kube-proxy's masquerade on node "
+        f"{node} and never masqueraded ({targets} missing from {chains}): {fate}",
+        "restart kube-proxy on the node, which writes its rules and their jumps again; "
+        "check what flushed its nat POSTROUTING rules (a host firewall's reload)",
+        hop_text(marked),
+        tuple(m.evidence for m in missing),
+        key=f"{node}:{chains}",
+        partial_grade="critical",
+        node=node,
+    )
+
+
+def _masquerade_missing(index: SnapshotIndex, family: str) -> tuple[_MissingJump, ...]:
+    """What of kube-proxy's masquerade is missing from the node's nat POSTROUTING: the jump
+    to KUBE-POSTROUTING or its MASQUERADE (iptables), the jump to masquerading or its
+    masquerade (nftables)."""
+    found: list[_MissingJump] = []
+    ruleset = index.ruleset(family)
+    if ruleset is not None and ruleset.has_chain("nat", "KUBE-POSTROUTING"):
+        command = "ip6tables" if family == "ipv6" else "iptables"
+        for chain, target in (
+            ("POSTROUTING", "KUBE-POSTROUTING"),
+            ("KUBE-POSTROUTING", "MASQUERADE"),
+        ):
+            lines = ruleset.lines_of("nat", chain)
+            if not any(f"-j {target}" in line for line in lines):
+                found.append(
+                    _MissingJump(
+                        f"nat {chain}", target, f"{command} -t nat -S {chain}: no -j {target}"
+                    )
+                )
+    nft = index.nft_ruleset
+    table = "ip6" if family == "ipv6" else "ip"
+    if nft is not None and nft.get_chain(table, "kube-proxy", "masquerading") is not None:
+        for chain, verdict in (
+            ("nat-postrouting", "jump masquerading"),
+            ("masquerading", "masquerade"),
+        ):
+            words = verdict.split()
+            rules = nft.chain_rules(table, "kube-proxy", chain)
+            if not any(_verdict_words(r.text)[-len(words) :] == words for r in rules):
+                found.append(
+                    _MissingJump(
+                        f"{table} kube-proxy {chain}",
+                        verdict,
+                        f"nft list chain {table} kube-proxy {chain}: no {verdict}",
+                    )
+                )
+    return tuple(found)
+
+
+def _verdict_words(text: str) -> list[str]:
+    """An nftables rule's words before its comment, whose last are its verdict."""
+    return text.split(" comment ")[0].split()
+
+
 @dataclass(frozen=True)
 class _MissingJump:
     """A nat hook's chain without kube-proxy's jump to its Services' chain."""
@@ -215,7 +307,7 @@ def _kube_jumps_missing(index: SnapshotIndex, family: str) -> tuple[_MissingJump
             for chain in ("nat-prerouting", "nat-output")
             # The verdict ends the rule, before any comment: `[counter ...] jump services`.
             if not any(
-                r.text.split(" comment ")[0].split()[-2:] == ["jump", "services"]
+                _verdict_words(r.text)[-2:] == ["jump", "services"]
                 for r in nft.chain_rules(table, "kube-proxy", chain)
             )
         )
@@ -630,13 +722,23 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
     if by == "sysctl":
         return _not_forwarding(node, reason, drop, indexes)
     if by == "rp_filter":
+        found = (
+            _unmasqueraded(branch, aim, indexes, f"where it arrives, {reason}") if not way else None
+        )
+        if found is not None:
+            return found
+        own = "is an address of this namespace" in reason
         return Cause(
             "rp-filter",
             "critical",
             f"node {node}",
             f"{way}{reason}",
-            "set rp_filter to 2 (loose) or 0 on the receiving interface and on 'all' (the "
-            "kernel uses the higher of the two), or route the way back through the "
+            # A source of the receiving namespace's own is a martian whatever rp_filter says.
+            "find why the packet carries that source (a DNAT back to its sender needs a "
+            "SNAT too), or set accept_local to 1 on the receiving interface"
+            if own
+            else "set rp_filter to 2 (loose) or 0 on the receiving interface and on 'all' "
+            "(the kernel uses the higher of the two), or route the way back through the "
             "interface the packets arrive on",
             hop_text(drop) if drop else None,
             (reason,),
@@ -1212,6 +1314,13 @@ def _beyond_snapshots(branch: Branch, beyond: Beyond, why: str) -> Cause:
 def _untranslated(branch: Branch, reply: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause:
     """The answer reaches the client from the endpoint's own address, not from the VIP."""
     src = hostport(reply.packet.src, reply.packet.sport)
+    fate = (
+        f"the answer, sent straight to the client, reaches it from {src}, not from "
+        f"{aim.target}, which it never asked"
+    )
+    unmasqueraded = _unmasqueraded(branch, aim, indexes, fate)
+    if unmasqueraded is not None:
+        return unmasqueraded
     node = branch.hops[0].node if branch.hops else ""
     index = _index_of(indexes, node)
     facts = index.snapshot.node if index is not None else None
