@@ -1357,3 +1357,30 @@ def test_kube_proxys_masquerade_gone(
     assert not lab.probe(dns.ref, "kube-system/kube-dns", 53, "tcp", wait=1).ok
     lab.exec("node1", put_back)
     assert lab.probe(dns.ref, "kube-system/kube-dns", 53, "tcp").ok
+
+
+def test_kube_proxys_nodeports_jump_missing(
+    make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
+) -> None:
+    """KUBE-SERVICES has lost its last rule, the jump to KUBE-NODEPORTS: node1's NodePort
+    is refused by the node itself. Before, the doctor asked the Service to point its
+    targetPort at whatever the node happened to listen on."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    node_port = next(s for s in lab.services if s.node_port is not None).node_port
+    address = lab.node("node1").address
+    jump = [
+        "KUBE-SERVICES", "-m", "comment", "--comment",
+        "kubernetes service nodeports; NOTE: this must be the last rule in this chain",
+        "-m", "addrtype", "--dst-type", "LOCAL", "-j", "KUBE-NODEPORTS",
+    ]  # fmt: skip
+    assert lab.probe("node2", f"{address}:{node_port}").ok
+    lab.exec("node1", ["iptables", "-t", "nat", "-D", *jump])
+    status, report = _doctor_all(lab, run_podpath, tmp_path)
+    assert status == 1
+    finding = _one(report, "service-not-dnated", "nat KUBE-SERVICES of node node1")
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert finding["evidence"] == ["iptables -t nat -S KUBE-SERVICES: no -j KUBE-NODEPORTS"]
+    assert "targetPort" not in finding["fix"], finding
+    assert not lab.probe("node2", f"{address}:{node_port}", wait=1).ok
+    lab.exec("node1", ["iptables", "-t", "nat", "-A", *jump])
+    assert lab.probe("node2", f"{address}:{node_port}").ok

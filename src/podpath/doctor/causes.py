@@ -151,8 +151,12 @@ def _not_dnated(
     node = hop.node if hop is not None else ""
     index = _index_of(indexes, node)
     family = "ipv6" if ":" in aim.address else "ipv4"
-    unjumped = _kube_jumps_missing(index, family) if index is not None else ()
-    if only_unjumped and not unjumped:
+    nodeport = aim.kind == "nodeport"
+    unjumped = _kube_jumps_missing(index, family, nodeport) if index is not None else ()
+    # A NodePort the node's own stack takes was translated by no rule, whatever jumps are
+    # there (its Service's rule in KUBE-NODEPORTS gone): a finding, but where IPVS holds it.
+    ipvs = index is not None and index.kube_proxy_mode.mode == "ipvs"
+    if only_unjumped and not unjumped and (not nodeport or ipvs):
         return None
     chains = " and ".join(m.chain for m in unjumped)
     targets = " / ".join(dict.fromkeys(m.target for m in unjumped))
@@ -278,22 +282,24 @@ class _MissingJump:
     evidence: str  # the command that shows it, and what it lacks
 
 
-def _kube_jumps_missing(index: SnapshotIndex, family: str) -> tuple[_MissingJump, ...]:
+def _kube_jumps_missing(
+    index: SnapshotIndex, family: str, nodeport: bool = False
+) -> tuple[_MissingJump, ...]:
     """The nat hooks' chains (prerouting, output) without kube-proxy's jump to its Services,
     in the family's iptables ruleset that has KUBE-SERVICES and in an nftables kube-proxy
-    table that has its services chain (kubernetes/kubernetes pkg/proxy/nftables)."""
+    table that has its services chain (kubernetes/kubernetes pkg/proxy/nftables); for a
+    NodePort, KUBE-SERVICES without its last rule's jump to KUBE-NODEPORTS too."""
     found: list[_MissingJump] = []
     ruleset = index.ruleset(family)
     if ruleset is not None and ruleset.has_chain("nat", "KUBE-SERVICES"):
         command = "ip6tables" if family == "ipv6" else "iptables"
+        jumps = [("PREROUTING", "KUBE-SERVICES"), ("OUTPUT", "KUBE-SERVICES")]
+        if nodeport and ruleset.has_chain("nat", "KUBE-NODEPORTS"):
+            jumps.append(("KUBE-SERVICES", "KUBE-NODEPORTS"))
         found.extend(
-            _MissingJump(
-                f"nat {chain}",
-                "KUBE-SERVICES",
-                f"{command} -t nat -S {chain}: no -j KUBE-SERVICES",
-            )
-            for chain in ("PREROUTING", "OUTPUT")
-            if not any(line.endswith("-j KUBE-SERVICES") for line in ruleset.lines_of("nat", chain))
+            _MissingJump(f"nat {chain}", target, f"{command} -t nat -S {chain}: no -j {target}")
+            for chain, target in jumps
+            if not any(line.endswith(f"-j {target}") for line in ruleset.lines_of("nat", chain))
         )
     nft = index.nft_ruleset
     table = "ip6" if family == "ipv6" else "ip"
