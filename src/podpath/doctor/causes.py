@@ -113,7 +113,16 @@ def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
         if aim.kind in ("service", "nodeport") and branch.packet.direction == "original":
             how = "refuses" if branch.verdict == "refused" else "drops"
             fate = f"the node itself {how} it: {branch.reason}"
-            found = _not_dnated(branch, aim, indexes, fate, only_unjumped=True)
+            # A NodePort the node's own stack refuses was translated by no rule, whatever
+            # jumps are there (its Service's rule in KUBE-NODEPORTS gone), but where IPVS
+            # holds it (a VIP without real servers); one it drops may be kube-proxy's own
+            # doing (externalTrafficPolicy Local, no local endpoint).
+            refused = branch.verdict == "refused" and aim.kind == "nodeport"
+            if refused:
+                end = _last(branch, "deliver")
+                index = _index_of(indexes, end.node) if end is not None else None
+                refused = index is None or index.kube_proxy_mode.mode != "ipvs"
+            found = _not_dnated(branch, aim, indexes, fate, only_unjumped=not refused)
             if found is not None:
                 return found
     if branch.verdict == "refused":
@@ -153,10 +162,7 @@ def _not_dnated(
     family = "ipv6" if ":" in aim.address else "ipv4"
     nodeport = aim.kind == "nodeport"
     unjumped = _kube_jumps_missing(index, family, nodeport) if index is not None else ()
-    # A NodePort the node's own stack takes was translated by no rule, whatever jumps are
-    # there (its Service's rule in KUBE-NODEPORTS gone): a finding, but where IPVS holds it.
-    ipvs = index is not None and index.kube_proxy_mode.mode == "ipvs"
-    if only_unjumped and not unjumped and (not nodeport or ipvs):
+    if only_unjumped and not unjumped:
         return None
     chains = " and ".join(m.chain for m in unjumped)
     targets = " / ".join(dict.fromkeys(m.target for m in unjumped))
