@@ -113,16 +113,8 @@ def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
         if aim.kind in ("service", "nodeport") and branch.packet.direction == "original":
             how = "refuses" if branch.verdict == "refused" else "drops"
             fate = f"the node itself {how} it: {branch.reason}"
-            # A NodePort the node's own stack refuses was translated by no rule, whatever
-            # jumps are there (its Service's rule in KUBE-NODEPORTS gone), but where IPVS
-            # holds it (a VIP without real servers); one it drops may be kube-proxy's own
-            # doing (externalTrafficPolicy Local, no local endpoint).
-            refused = branch.verdict == "refused" and aim.kind == "nodeport"
-            if refused:
-                end = _last(branch, "deliver")
-                index = _index_of(indexes, end.node) if end is not None else None
-                refused = index is None or index.kube_proxy_mode.mode != "ipvs"
-            found = _not_dnated(branch, aim, indexes, fate, only_unjumped=not refused)
+            always = _nodeport_refused_untranslated(branch, aim, indexes)
+            found = _not_dnated(branch, aim, indexes, fate, only_unjumped=not always)
             if found is not None:
                 return found
     if branch.verdict == "refused":
@@ -144,6 +136,18 @@ def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
             return found or _not_dnated(branch, aim, indexes, f"it {branch.reason}")
         return _astray(branch, aim, indexes) or _reply_cause(branch, aim, indexes)
     return None
+
+
+def _nodeport_refused_untranslated(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> bool:
+    """A NodePort the node's own stack refuses was translated by no rule, whatever jumps
+    are there (its Service's rule in KUBE-NODEPORTS gone), but where IPVS holds it (a VIP
+    without real servers); one the node drops may be kube-proxy's own doing
+    (externalTrafficPolicy Local without a local endpoint)."""
+    if branch.verdict != "refused" or aim.kind != "nodeport":
+        return False
+    end = _last(branch, "deliver")
+    index = _index_of(indexes, end.node) if end is not None else None
+    return index is None or index.kube_proxy_mode.mode != "ipvs"
 
 
 def _not_dnated(
