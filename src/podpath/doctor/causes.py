@@ -168,8 +168,7 @@ def _not_dnated(
     unjumped = _kube_jumps_missing(index, family, nodeport) if index is not None else ()
     if only_unjumped and not unjumped:
         return None
-    chains = " and ".join(m.chain for m in unjumped)
-    targets = " / ".join(dict.fromkeys(m.target for m in unjumped))
+    chains, targets = _named(unjumped)
     why = (
         f"kube-proxy's jump to {targets} is missing from {chains} on node {node}"
         if unjumped
@@ -221,8 +220,7 @@ def _unmasqueraded(
     missing = _masquerade_missing(index, family) if index is not None else ()
     if not missing:
         return None
-    chains = " and ".join(m.chain for m in missing)
-    targets = " / ".join(dict.fromkeys(m.target for m in missing))
+    chains, targets = _named(missing)
     return Cause(
         "masquerade-missing",
         "critical",
@@ -243,39 +241,24 @@ def _masquerade_missing(index: SnapshotIndex, family: str) -> tuple[_MissingJump
     """What of kube-proxy's masquerade is missing from the node's nat POSTROUTING: the jump
     to KUBE-POSTROUTING or its MASQUERADE (iptables), the jump to masquerading or its
     masquerade (nftables)."""
-    found: list[_MissingJump] = []
-    ruleset = index.ruleset(family)
-    if ruleset is not None and ruleset.has_chain("nat", "KUBE-POSTROUTING"):
-        command = "ip6tables" if family == "ipv6" else "iptables"
-        for chain, target in (
-            ("POSTROUTING", "KUBE-POSTROUTING"),
-            ("KUBE-POSTROUTING", "MASQUERADE"),
-        ):
-            lines = ruleset.lines_of("nat", chain)
-            if not any(f"-j {target}" in line for line in lines):
-                found.append(
-                    _MissingJump(
-                        f"nat {chain}", target, f"{command} -t nat -S {chain}: no -j {target}"
-                    )
-                )
-    nft = index.nft_ruleset
-    table = "ip6" if family == "ipv6" else "ip"
-    if nft is not None and nft.get_chain(table, "kube-proxy", "masquerading") is not None:
-        for chain, verdict in (
-            ("nat-postrouting", "jump masquerading"),
-            ("masquerading", "masquerade"),
-        ):
-            words = verdict.split()
-            rules = nft.chain_rules(table, "kube-proxy", chain)
-            if not any(_verdict_words(r.text)[-len(words) :] == words for r in rules):
-                found.append(
-                    _MissingJump(
-                        f"{table} kube-proxy {chain}",
-                        verdict,
-                        f"nft list chain {table} kube-proxy {chain}: no {verdict}",
-                    )
-                )
-    return tuple(found)
+    return _kube_rules_missing(
+        index,
+        family,
+        (
+            "KUBE-POSTROUTING",
+            (("POSTROUTING", "KUBE-POSTROUTING"), ("KUBE-POSTROUTING", "MASQUERADE")),
+        ),
+        (
+            "masquerading",
+            (("nat-postrouting", "jump masquerading"), ("masquerading", "masquerade")),
+        ),
+    )
+
+
+def _named(missing: tuple[_MissingJump, ...]) -> tuple[str, str]:
+    """The chains that lack a rule, and what they lack, as a finding says them."""
+    chains = " and ".join(m.chain for m in missing)
+    return chains, " / ".join(dict.fromkeys(m.target for m in missing))
 
 
 def _verdict_words(text: str) -> list[str]:
@@ -299,31 +282,51 @@ def _kube_jumps_missing(
     in the family's iptables ruleset that has KUBE-SERVICES and in an nftables kube-proxy
     table that has its services chain (kubernetes/kubernetes pkg/proxy/nftables); for a
     NodePort, KUBE-SERVICES without its last rule's jump to KUBE-NODEPORTS too."""
+    jumps = [("PREROUTING", "KUBE-SERVICES"), ("OUTPUT", "KUBE-SERVICES")]
+    ruleset = index.ruleset(family)
+    if nodeport and ruleset is not None and ruleset.has_chain("nat", "KUBE-NODEPORTS"):
+        jumps.append(("KUBE-SERVICES", "KUBE-NODEPORTS"))
+    return _kube_rules_missing(
+        index,
+        family,
+        ("KUBE-SERVICES", tuple(jumps)),
+        ("services", (("nat-prerouting", "jump services"), ("nat-output", "jump services"))),
+    )
+
+
+def _kube_rules_missing(
+    index: SnapshotIndex,
+    family: str,
+    iptables: tuple[str, tuple[tuple[str, str], ...]],
+    nftables: tuple[str, tuple[tuple[str, str], ...]],
+) -> tuple[_MissingJump, ...]:
+    """kube-proxy's nat rules that are not where it writes them, in the family's iptables
+    ruleset (each (chain, target) where the ruleset has kube-proxy's first chain named)
+    and its nftables kube-proxy table (each (chain, verdict) where the table has the chain
+    named): a `-j TARGET` in the chain, a rule ending in the verdict."""
     found: list[_MissingJump] = []
     ruleset = index.ruleset(family)
-    if ruleset is not None and ruleset.has_chain("nat", "KUBE-SERVICES"):
+    needs, jumps = iptables
+    if ruleset is not None and ruleset.has_chain("nat", needs):
         command = "ip6tables" if family == "ipv6" else "iptables"
-        jumps = [("PREROUTING", "KUBE-SERVICES"), ("OUTPUT", "KUBE-SERVICES")]
-        if nodeport and ruleset.has_chain("nat", "KUBE-NODEPORTS"):
-            jumps.append(("KUBE-SERVICES", "KUBE-NODEPORTS"))
         found.extend(
             _MissingJump(f"nat {chain}", target, f"{command} -t nat -S {chain}: no -j {target}")
             for chain, target in jumps
-            if not any(line.endswith(f"-j {target}") for line in ruleset.lines_of("nat", chain))
+            if not any(f" -j {target} " in f"{line} " for line in ruleset.lines_of("nat", chain))
         )
     nft = index.nft_ruleset
     table = "ip6" if family == "ipv6" else "ip"
-    if nft is not None and nft.get_chain(table, "kube-proxy", "services") is not None:
+    needs, verdicts = nftables
+    if nft is not None and nft.get_chain(table, "kube-proxy", needs) is not None:
         found.extend(
             _MissingJump(
                 f"{table} kube-proxy {chain}",
-                "services",
-                f"nft list chain {table} kube-proxy {chain}: no jump services",
+                verdict.removeprefix("jump "),
+                f"nft list chain {table} kube-proxy {chain}: no {verdict}",
             )
-            for chain in ("nat-prerouting", "nat-output")
-            # The verdict ends the rule, before any comment: `[counter ...] jump services`.
+            for chain, verdict in verdicts
             if not any(
-                _verdict_words(r.text)[-2:] == ["jump", "services"]
+                _verdict_words(r.text)[-len(verdict.split()) :] == verdict.split()
                 for r in nft.chain_rules(table, "kube-proxy", chain)
             )
         )
