@@ -18,6 +18,7 @@ from podpath.lab.kubeproxy import restore_input
 from podpath.lab.kubeproxy_nft import render
 from podpath.snapshot.model import Snapshot
 from podpath.trace.engine import trace
+from podpath.trace.model import Branch
 from podpath.trace.probe import Probe
 
 CLIENT, EP1 = "10.244.0.5", "10.244.0.6"
@@ -62,6 +63,16 @@ def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def _the_answer(mode: str, both: bool) -> Branch:
+    """The endpoint's answer to the client's request to a pod, which is delivered."""
+    (branch,) = trace(
+        [_node(mode, both)], Probe("default/client", f"{EP1}:80"), reply=True
+    ).branches
+    assert branch.verdict == "delivered", branch.reason
+    (back,) = branch.reply
+    return back
+
+
 def test_an_untracked_request_to_a_service_is_never_dnated(mode: str) -> None:
     """The VIP stays the destination: one branch, no DNAT hop, the untracked hop shown."""
     (branch,) = trace(
@@ -75,22 +86,14 @@ def test_an_untracked_request_to_a_service_is_never_dnated(mode: str) -> None:
 
 def test_the_answer_of_an_untracked_request_is_invalid_and_dropped(mode: str) -> None:
     """Client to a pod: delivered untracked; the SYN-ACK back is INVALID and kube-proxy drops it."""
-    (branch,) = trace(
-        [_node(mode, both=False)], Probe("default/client", f"{EP1}:80"), reply=True
-    ).branches
-    assert branch.verdict == "delivered", branch.reason
-    (back,) = branch.reply
+    back = _the_answer(mode, both=False)
     assert back.verdict == "dropped" and back.packet.ct_state == "INVALID", back.reason
     assert "invalid" in back.reason.lower(), back.reason
 
 
 def test_an_answer_untracked_too_comes_back(mode: str) -> None:
     """With the answers NOTRACKed as well, the way back passes untracked."""
-    (branch,) = trace(
-        [_node(mode, both=True)], Probe("default/client", f"{EP1}:80"), reply=True
-    ).branches
-    assert branch.verdict == "delivered", branch.reason
-    (back,) = branch.reply
+    back = _the_answer(mode, both=True)
     assert back.verdict == "delivered", back.reason
     assert [h.text for h in back.hops if h.data.get("untracked")], [h.text for h in back.hops]
 
