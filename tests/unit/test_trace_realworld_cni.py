@@ -8,6 +8,8 @@ node's ENI devices, the pod's peer namespace) is modelled minimally here, and sa
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from realworld_ip import REALWORLD, addresses, arp_entries, lines, routes, rules, tc_filters
 
 from podpath.analysis.dataplane import detect
@@ -153,6 +155,28 @@ def test_aws_pod_gateway_needs_no_arp() -> None:
         ["PERMANENT"],
         "2a:09:74:cd:c4:62",
     )
+
+
+def test_aws_pod_gateway_entry_for_a_host_veth_made_again_is_dropped() -> None:
+    """The dump's PERMANENT 169.254.1.1 holds the host veth's MAC, and the frame is taken.
+    Made again with another MAC, the host veth takes the frame for another host: ip_rcv
+    drops it, and nothing resolves the entry again (the lab's aws-vpc test shows it with
+    real traffic)."""
+    node = _aws_node()
+    root = next(ns for ns in node.netns if ns.inode == ROOT)
+    links = tuple(
+        replace(lk, mac="0a:00:00:00:02:31") if lk.ifindex == 231 else lk for lk in root.links
+    )
+    remade = replace(
+        node, netns=tuple(replace(ns, links=links) if ns.inode == ROOT else ns for ns in node.netns)
+    )
+    probe = Probe("default/app", "10.0.97.159:80")
+    (taken,) = trace([node], probe).branches
+    assert not [h for h in taken.hops if h.kind == "drop"], taken.reason
+    (branch,) = trace([remade], probe).branches
+    assert branch.verdict == "dropped", branch.reason
+    assert "has MAC 0a:00:00:00:02:31, and the frame is for 2a:09:74:cd:c4:62" in branch.reason
+    assert "PERMANENT: nothing resolves it again" in branch.reason
 
 
 def test_aws_to_the_pod_is_main_by_rule_512() -> None:
