@@ -192,6 +192,8 @@ IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 4, 5
 IFLA_BRPORT_MODE = 4  # u8: hairpin mode of a bridge port
 IFLA_BRPORT_LEARNING = 8  # u8: the bridge learns the source MACs of frames from the port
 IFLA_BRPORT_ISOLATED = 33  # u8: an isolated port (linux/if_link.h)
+# u8: a bridge's own br_netfilter switches (`ip link set BR type bridge nf_call_iptables 1`)
+IFLA_BR_NF_CALL_IPTABLES, IFLA_BR_NF_CALL_IP6TABLES = 36, 37
 IFLA_VXLAN_ID, IFLA_VXLAN_GROUP, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL = 1, 2, 3, 4
 IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT, IFLA_VXLAN_GROUP6, IFLA_VXLAN_LOCAL6 = 7, 15, 16, 17
 # u8 switches, named as `ip -d link` names them.
@@ -266,9 +268,10 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
         kind: str | None = None
         vxlan: Vxlan | None = None
         port = _BridgePort(None, None, None)
+        nf_calls = _BridgeNfCalls(None, None)
         info = a.get(IFLA_LINKINFO)
         if info is not None:
-            kind, vxlan = _linkinfo(info)
+            kind, vxlan, nf_calls = _linkinfo(info)
             port = _bridge_port(info)
         link_index = _I32.unpack_from(lnk)[0] if lnk is not None and len(lnk) >= 4 else None
         stats = a.get(IFLA_STATS64)
@@ -297,6 +300,8 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
                 group=u32(group) if group is not None and len(group) >= 4 else None,
                 isolated=port.isolated,
                 learning=port.learning,
+                nf_call_iptables=nf_calls.iptables,
+                nf_call_ip6tables=nf_calls.ip6tables,
             )
         )
     return out
@@ -349,14 +354,31 @@ def _xdp(data: bytes) -> Xdp | None:
     )
 
 
-def _linkinfo(info: bytes) -> tuple[str | None, Vxlan | None]:
+class _BridgeNfCalls(NamedTuple):
+    """A bridge's own br_netfilter switches (None: no bridge, or the kernel did not say)."""
+
+    iptables: bool | None
+    ip6tables: bool | None
+
+
+def _linkinfo(info: bytes) -> tuple[str | None, Vxlan | None, _BridgeNfCalls]:
+    """A link's kind, its VXLAN settings, and a bridge's own br_netfilter switches."""
     attrs = attributes(info, 0, len(info), "strict")
     kind_raw = attrs.get(IFLA_INFO_KIND)
     kind = cstr(kind_raw) if kind_raw is not None else None
     data = attrs.get(IFLA_INFO_DATA)
     if kind == "vxlan" and data is not None:
-        return kind, _vxlan(data)
-    return kind, None
+        return kind, _vxlan(data), _BridgeNfCalls(None, None)
+    if kind == "bridge" and data is not None:
+        return kind, None, _bridge_nf_calls(data)
+    return kind, None, _BridgeNfCalls(None, None)
+
+
+def _bridge_nf_calls(data: bytes) -> _BridgeNfCalls:
+    """IFLA_BR_NF_CALL_IPTABLES and _IP6TABLES (`ip -d link`: nf_call_iptables 1)."""
+    a = attributes(data, 0, len(data), "strict")
+    flags = (a.get(key) for key in (IFLA_BR_NF_CALL_IPTABLES, IFLA_BR_NF_CALL_IP6TABLES))
+    return _BridgeNfCalls(*(bool(value[0]) if value else None for value in flags))
 
 
 def _vxlan(data: bytes) -> Vxlan:

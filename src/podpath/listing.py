@@ -194,7 +194,10 @@ def links(index: SnapshotIndex) -> Listing:
         Column("REMOTE", lambda r: r["vxlan_remotes"] or None),
         Column("DSTPORT", lambda r: r["vxlan"]["port"] if r["vxlan"] else None, True),
         Column("UNDERLAY", key("vxlan_dev_name")),
-        Column("OPTIONS", lambda r: _vxlan_options(r["vxlan"]) + _port_options(r) or None),
+        Column(
+            "OPTIONS",
+            lambda r: _vxlan_options(r["vxlan"]) + _port_options(r) + _bridge_options(r) or None,
+        ),
     )
     return Listing(rows, cols)
 
@@ -211,6 +214,12 @@ def _port_options(row: Row) -> list[str]:
     them on (hairpin, isolated) or off (learning): each decides a trace's bridged frames."""
     words = [name for name in ("hairpin", "isolated") if row.get(name)]
     return words + (["nolearning"] if row.get("learning") is False else [])
+
+
+def _bridge_options(row: Row) -> list[str]:
+    """A bridge's own br_netfilter switches when on (`ip -d link`: nf_call_iptables 1): its
+    frames go through the IP hooks whatever net.bridge.bridge-nf-call-* say."""
+    return [name for name in ("nf_call_iptables", "nf_call_ip6tables") if row.get(name)]
 
 
 # `ip -s link`'s counters: RX and TX bytes, packets, errors, dropped.

@@ -105,7 +105,8 @@ def views(ns: str | None) -> dict[str, Any]:
 def build_topology() -> list[str]:
     """cni0 with three pods, a vxlan with an FDB entry, routes, rules and a neighbour."""
     sh = [
-        "link add cni0 type bridge",
+        # Its own br_netfilter switch for IPv4 on, IPv6's off: both are compared.
+        "link add cni0 type bridge nf_call_iptables 1",
         "addr add 10.244.0.1/24 dev cni0",
         "link set cni0 up",
         "link add ulay0 type veth peer name ulay1",

@@ -104,7 +104,8 @@ def test_topology_scanned_without_gaps(topo: Any) -> None:
 @pytest.mark.lab
 def test_links_equal_ip_link(topo: Any) -> None:
     """ifindex, name, kind, MAC, MTU, operstate, flags, master, a bridge port's hairpin
-    mode, isolation and learning, and the device group equal `ip -j -d link`."""
+    mode, isolation and learning, a bridge's own br_netfilter switches, and the device
+    group equal `ip -j -d link`."""
     for _name, view, ns in _namespaces(topo):
         index = _ifindex(view)
         want = sorted(
@@ -121,6 +122,8 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 _slave_flag(lk, "hairpin"),
                 _slave_flag(lk, "isolated"),
                 _slave_flag(lk, "learning"),
+                _bridge_flag(lk, "nf_call_iptables"),
+                _bridge_flag(lk, "nf_call_ip6tables"),
                 0 if lk["group"] == "default" else int(lk["group"]),
             )
             for lk in view["link"]
@@ -138,6 +141,8 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 lk["hairpin"],
                 lk["isolated"],
                 lk["learning"],
+                lk["nf_call_iptables"],
+                lk["nf_call_ip6tables"],
                 lk["group"],
             )
             for lk in ns["links"]
@@ -151,6 +156,23 @@ def test_links_equal_ip_link(topo: Any) -> None:
     assert True in isolated and False in isolated  # and isolation on for the others
     learning = [lk["learning"] for _n, _v, ns in _namespaces(topo) for lk in ns["links"]]
     assert True in learning and False in learning  # and learning off for one
+    bridged = [
+        (lk["nf_call_iptables"], lk["nf_call_ip6tables"])
+        for _n, _v, ns in _namespaces(topo)
+        for lk in ns["links"]
+        if lk["kind"] == "bridge"
+    ]
+    assert (True, False) in bridged  # cni0's own IPv4 switch on, IPv6's off
+
+
+def _bridge_flag(lk: dict[str, Any], name: str) -> bool | None:
+    """ip's `nf_call_iptables` or `nf_call_ip6tables` of a bridge (info_data), None for any
+    other link."""
+    info = lk.get("linkinfo", {})
+    if info.get("info_kind") != "bridge":
+        return None
+    value = info.get("info_data", {}).get(name)
+    return None if value is None else bool(value)
 
 
 def _slave_flag(lk: dict[str, Any], name: str) -> bool | None:

@@ -291,7 +291,10 @@ def test_rp_filter_drops_the_way_back(
 
 def test_bridge_nf_call_iptables_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     """A bridge CNI with kube-proxy and bridge-nf-call-iptables=0: the answer of a Service
-    endpoint on the same bridge is bridged past conntrack; the client never connects."""
+    endpoint on the same bridge is bridged past conntrack; the client never connects.
+    Then cni0's own nf_call_iptables on: br_netfilter hands its frames over whatever the
+    sysctl says (br_nf_pre_routing), and the client connects. Before, a bridge's own
+    switch was not read: the doctor and the trace still called the answer untranslated."""
     lab = make_lab(nodes=1, pods=2, services=3)
     lab.exec("node1", ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"])
     status, report = _doctor(lab, "node1", run_podpath)
@@ -302,6 +305,17 @@ def test_bridge_nf_call_iptables_off(make_lab: Callable[..., Lab], run_podpath: 
     assert finding["hop"].startswith("[node1] bridge cni0")
     assert "modprobe br_netfilter" in finding["fix"]
     assert not lab.probe(_other(lab).ref, _vip(lab), 80, wait=1).ok
+
+    lab.exec("node1", ["ip", "link", "set", "cni0", "type", "bridge", "nf_call_iptables", "1"])
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert not _criticals(report), report["findings"]
+    assert "bridge-nf-off" not in {f["check"] for f in report["findings"]}
+    client = _other(lab).ref
+    done = run_podpath(lab, "node1", "trace", "--from", client, "--to", "default/web:80", "--json")
+    assert done.returncode == 0, done.stderr
+    branches = json.loads(done.stdout)["branches"]
+    assert branches and {b["verdict"] for b in branches} == {"delivered"}, branches
+    assert lab.probe(client, _vip(lab), 80).ok
 
 
 def test_bridge_nf_call_ip6tables_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:

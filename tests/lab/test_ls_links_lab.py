@@ -86,11 +86,15 @@ def test_vxlan_json_equals_ip_d_link(shared_lab: Lab, run_podpath: Any) -> None:
 
 def test_bridge_port_options_equal_ip_d_link(shared_lab: Lab, run_podpath: Any) -> None:
     """Each bridge port's OPTIONS: hairpin and isolated when on, nolearning when learning is
-    off, as ip's info_slave_data says (the lab's bridge CNI turns hairpin mode on)."""
+    off, as ip's info_slave_data says (the lab's bridge CNI turns hairpin mode on); each
+    bridge's: its own nf_call_iptables and nf_call_ip6tables when on (info_data)."""
     node = shared_lab.nodes[0].name
     want = {}
     for lk in _json(shared_lab, node, "ip", "-d", "-j", "link", "show"):
         info = lk.get("linkinfo", {})
+        if info.get("info_kind") == "bridge":
+            calls = [w for w in ("nf_call_iptables", "nf_call_ip6tables") if info["info_data"][w]]
+            want[lk["ifname"]] = ",".join(calls) or "-"
         if info.get("info_slave_kind") != "bridge":
             continue
         port = info["info_slave_data"]

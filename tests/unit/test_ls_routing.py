@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,24 @@ def test_links_show_vxlan_like_ip_d_link(
     assert flannel[-6:] == ["1", "192.168.0.2", "192.168.0.3", "8472", "eth0", "nolearning"]
     veth = next(line for line in lines[1:] if "veth" in " ".join(line))
     assert "8472" not in veth
+
+
+def test_links_options_name_a_bridge_s_own_br_netfilter_switch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bridge whose own nf_call_iptables is on says so in OPTIONS (ip -d link prints it
+    always, podpath when on); one with both off says nothing."""
+    node, _ = two_nodes("vxlan")
+    root = next(ns for ns in node.netns if ns.inode == ROOT)
+    links = tuple(
+        replace(lk, nf_call_iptables=True, nf_call_ip6tables=False) if lk.name == "cni0" else lk
+        for lk in root.links
+    )
+    for changed, options in ((node, "-"), (with_root(node, links=links), "nf_call_iptables")):
+        path = tmp_path / "node.json"
+        path.write_text(codec.dumps(changed))
+        lines = _ls(capsys, "links", "--snapshot", str(path))
+        assert next(line for line in lines if line[2] == "cni0")[-1] == options
 
 
 def test_rules_text_keeps_not_and_every_selector(

@@ -17,7 +17,7 @@ from podpath.analysis.findings import Finding, ordered
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.conntrack import ConntrackEntry
-from podpath.snapshot.model import CniConfig, NodeFacts
+from podpath.snapshot.model import CniConfig, Link, NodeFacts
 from podpath.wording import count
 
 # Gap kinds that mean the data is wrong, not just missing.
@@ -272,32 +272,33 @@ def _entry_text(entry: ConntrackEntry) -> str:
     )
 
 
-def pod_bridges(index: SnapshotIndex) -> list[str]:
+def pod_bridges(index: SnapshotIndex) -> list[Link]:
     """Bridges of the root namespace that pods' host veths are ports of."""
-    bridges: list[str] = []
+    bridges: dict[int, Link] = {}
     for pod in index.snapshot.pods:
         eth0 = index.pod_interface(pod)
         peer = index.peer(eth0) if eth0 is not None else None
         master = index.link(peer.netns, peer.master) if peer is not None else None
-        if master is not None and master.kind == "bridge" and master.name not in bridges:
-            bridges.append(master.name)
-    return bridges
+        if master is not None and master.kind == "bridge":
+            bridges.setdefault(master.ifindex, master)
+    return list(bridges.values())
 
 
 def _bridge_sysctls(index: SnapshotIndex, parsed: ParsedSnapshot, node: str) -> list[Finding]:
     """bridge-nf-call-iptables off (or br_netfilter absent) on a bridge CNI with kube-proxy,
-    and bridge-nf-call-ip6tables off where pods have IPv6 addresses."""
+    and bridge-nf-call-ip6tables off where pods have IPv6 addresses; a bridge whose own
+    nf_call_iptables is on is spared (NodeFacts.bridge_nf_calls)."""
     facts = index.snapshot.node
-    bridges = pod_bridges(index)
     mode = parsed.kube_proxy_mode()
-    if not bridges or mode is None or mode.mode not in ("iptables", "nftables", "ipvs"):
+    if mode is None or mode.mode not in ("iptables", "nftables", "ipvs"):
         return []
     six = any(":" in ip for p in index.snapshot.pods if not p.host_network for ip in p.ips)
     found = []
     for family in (4, 6) if six else (4,):
+        bridges = [b.name for b in pod_bridges(index) if bridge_nf_off(facts, family, b)]
         off = bridge_nf_off(facts, family)
         # br_netfilter absent: one finding, IPv4's.
-        if off is None or (family == 6 and off[1] != "0"):
+        if not bridges or off is None or (family == 6 and off[1] != "0"):
             continue
         name, value = off
         found.append(
@@ -317,12 +318,15 @@ def _bridge_sysctls(index: SnapshotIndex, parsed: ParsedSnapshot, node: str) -> 
     return found
 
 
-def bridge_nf_off(facts: NodeFacts, family: int) -> tuple[str, str] | None:
+def bridge_nf_off(
+    facts: NodeFacts, family: int, bridge: Link | None = None
+) -> tuple[str, str] | None:
     """The family's bridge-nf-call switch and its value in words when br_netfilter does not
-    hand that family's bridged frames to the IP hooks (0, or absent); None when it does."""
+    hand that family's bridged frames (of `bridge`) to the IP hooks (0, or absent); None
+    when it does."""
     six = family == 6
     name = f"net.bridge.bridge-nf-call-{'ip6tables' if six else 'iptables'}"
-    value = facts.bridge_nf_calls(family)
+    value = facts.bridge_nf_calls(family, bridge)
     if value not in (0, None):
         return None
     return name, "absent (br_netfilter is not loaded)" if value is None else "0"

@@ -1342,10 +1342,13 @@ def _untranslated(branch: Branch, reply: Branch, aim: Aim, indexes: list[Snapsho
         return unmasqueraded
     node = branch.hops[0].node if branch.hops else ""
     index = _index_of(indexes, node)
-    facts = index.snapshot.node if index is not None else None
-    bridged = any(h.kind == "bridge" for h in reply.hops)
-    off = bridge_nf_off(facts, 6 if ":" in aim.address else 4) if facts is not None else None
-    if bridged and off is not None:
+    bridged = next((h for h in reply.hops if h.kind == "bridge"), None)
+    off = None
+    if bridged is not None and index is not None:
+        # The bridge's own nf_call_iptables hands its frames over whatever the switch.
+        bridge = index.link_by_name(index.snapshot.root_netns, str(bridged.data.get("bridge")))
+        off = bridge_nf_off(index.snapshot.node, 6 if ":" in aim.address else 4, bridge)
+    if bridged is not None and off is not None:
         name, value = off
         return Cause(
             "bridge-nf-off",
@@ -1355,7 +1358,7 @@ def _untranslated(branch: Branch, reply: Branch, aim: Aim, indexes: list[Snapsho
             f"is bridged past conntrack and reaches the client from {src}, which it never "
             "asked (TCP answers with a RST)",
             bridge_nf_fix(name),
-            hop_text(next(h for h in reply.hops if h.kind == "bridge")),
+            hop_text(bridged),
             (f"{name} = {value}",),
             key=node if name.endswith("-iptables") else f"{node}:ipv6",
             partial_grade="critical",

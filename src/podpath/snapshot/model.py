@@ -110,14 +110,23 @@ class NodeFacts(Value):
     # read (absent without br_netfilter, or an older snapshot).
     bridge_nf_call_ip6tables: int | None = None
 
-    def bridge_nf_calls(self, family: int) -> int | None:
+    def bridge_nf_calls(self, family: int, bridge: Link | None = None) -> int | None:
         """net.bridge.bridge-nf-call-iptables (IPv4) or -ip6tables (IPv6): 1 when
         br_netfilter hands the node's bridged frames of that family to the IP hooks. A
         snapshot that did not read the IPv6 switch (older ones) answers with IPv4's: both
-        default to 1 when br_netfilter loads, and kubeadm's preflight wants both."""
+        default to 1 when br_netfilter loads, and kubeadm's preflight wants both.
+
+        With `bridge`, that bridge's frames: its own nf_call_iptables (nf_call_ip6tables)
+        hands them over with the switch at 0 (br_nf_pre_routing: `!brnet->call_iptables &&
+        !br_opt_get(br, BROPT_NF_CALL_IPTABLES)`); with the switch absent br_netfilter is
+        not loaded, and nothing hands them over."""
+        value = self.bridge_nf_call_iptables
         if family == 6 and self.bridge_nf_call_ip6tables is not None:
-            return self.bridge_nf_call_ip6tables
-        return self.bridge_nf_call_iptables
+            value = self.bridge_nf_call_ip6tables
+        if value == 0 and bridge is not None:
+            own = bridge.nf_call_ip6tables if family == 6 else bridge.nf_call_iptables
+            return 1 if own else 0
+        return value
 
 
 @dataclass(frozen=True, eq=False)
@@ -347,6 +356,12 @@ class Link(Value):
     # a frame in by the port moves its source MAC's FDB entry there, unless the entry is
     # sticky. None: no bridge port, or not said.
     learning: bool | None = None
+    # A bridge's own br_netfilter switches (IFLA_BR_NF_CALL_IPTABLES, _IP6TABLES; `ip link
+    # set BR type bridge nf_call_iptables 1`): on, they hand the bridge's frames of that
+    # family to the IP hooks whatever net.bridge.bridge-nf-call-* say (NodeFacts.
+    # bridge_nf_calls). None: no bridge, or not said (older snapshots).
+    nf_call_iptables: bool | None = None
+    nf_call_ip6tables: bool | None = None
 
 
 @dataclass(frozen=True, eq=False)

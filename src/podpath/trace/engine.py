@@ -635,7 +635,7 @@ class Engine:
         if entered[:3] != (flow.node, flow.netns, iif.ifindex) or entered[4] == flow.packet.dst:
             return False
         facts = self.indexes[flow.node].snapshot.node
-        return decision.dev == iif.ifindex and facts.bridge_nf_calls(6) != 0
+        return decision.dev == iif.ifindex and facts.bridge_nf_calls(6, iif) != 0
 
     def _not_forwarded(
         self, flow: Flow, ns: NetNamespace, iif: Link, decision: RouteDecision
@@ -1041,7 +1041,7 @@ class Engine:
         bridge's own MAC, up to the stack (br_nf_pre_routing_finish). What no rule
         translates is flooded, for no known port to take."""
         unknown = f"{mac} is unknown to {bridge.name} and no port leads to it: flooded"
-        hooked = self._br_netfilter(flow) if ingress is not None else None
+        hooked = self._br_netfilter(flow, bridge) if ingress is not None else None
         if hooked is None or ingress is None:
             return self._flooded_out(flow, bridge, mac, unknown)
         # Any new destination is re-routed: a DNAT, or an answer's un-SNAT by conntrack.
@@ -1078,14 +1078,15 @@ class Engine:
         )
         return self._for_no_one(flow, text, None)
 
-    def _br_netfilter(self, flow: Flow) -> Flow | None:
+    def _br_netfilter(self, flow: Flow, bridge: Link) -> Flow | None:
         """The flow a node's br_netfilter hands to the IP hooks (bridge-nf-call-iptables, or
-        -ip6tables, is 1), with a note when the switch was not read (assumed on); None
-        when it hands nothing (the switch is 0, or the bridge is a pod's own)."""
+        -ip6tables, is 1, or the bridge's own nf_call_iptables is on), with a note when the
+        switch was not read (assumed on); None when it hands nothing (the switch is 0, or
+        the bridge is a pod's own)."""
         if not self.is_root(flow):
             return None
         six = ":" in flow.packet.dst
-        calls = self.indexes[flow.node].snapshot.node.bridge_nf_calls(6 if six else 4)
+        calls = self.indexes[flow.node].snapshot.node.bridge_nf_calls(6 if six else 4, bridge)
         if calls == 0:
             return None
         if calls is None:
@@ -1149,7 +1150,7 @@ class Engine:
         if bridge.ifindex != bridge_index or dst == flow.packet.dst:
             return None
         family = 6 if ":" in flow.packet.dst else 4
-        if index.snapshot.node.bridge_nf_calls(family) == 0:
+        if index.snapshot.node.bridge_nf_calls(family, bridge) == 0:
             return None
         ns = self.netns(flow)
         assert ns is not None
@@ -1176,7 +1177,7 @@ class Engine:
         self, flow: Flow, bridge: Link, ingress: Link, egress: Link, mac: str | None = None
     ) -> list[Branch]:
         """br_netfilter: bridged frames traverse PREROUTING, FORWARD and POSTROUTING with in/out = the bridge."""
-        hooked = self._br_netfilter(flow)
+        hooked = self._br_netfilter(flow, bridge)
         if hooked is None:
             refused = self._isolated(flow, bridge, ingress, egress)
             return refused or self.port_out(flow, egress, mac)
