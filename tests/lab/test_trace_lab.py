@@ -288,6 +288,33 @@ def test_service_without_endpoints_is_rejected_like_the_kernel(
     assert not answer.ok and "refused" in answer.error, answer
 
 
+def test_a_cluster_ip_answers_nothing_but_its_ports(proxy_lab: Lab, run_podpath: Any) -> None:
+    """UDP to a port web's ClusterIP does not serve, and a ping: iptables mode routes them
+    out of the node untranslated, and the trace says the address is a ClusterIP served on
+    80/TCP only (before, a bare "leaves the node" read as a routing fault); nftables mode
+    rejects them by kube-proxy's cluster-ips-check. Nothing answers either way."""
+    web = proxy_lab.service("default/web")[0]
+    src = proxy_lab.pods_on("node1")[0]
+    indexes = _snapshots(proxy_lab, run_podpath)
+    iptables = proxy_lab.record.spec.proxy_mode != "nftables"
+    # UDP first: its ICMP error is the node's first to the pod (ICMP errors are rate-limited).
+    for proto, dst in (("udp", f"{web.cluster_ip}:8081"), ("icmp", web.cluster_ip)):
+        (branch,) = trace(indexes, Probe(src.ref, dst, proto)).branches
+        answer = proxy_lab.probe(src.ref, dst, proto=proto, wait=1)
+        assert not answer.ok, answer
+        if iptables:
+            assert branch.verdict == "leaves-node", branch.reason
+            assert (
+                f"({web.cluster_ip} is the ClusterIP of default/web:http, which kube-proxy "
+                f"translates for 80/TCP only: nothing answers {proto}"
+            ) in branch.reason
+            assert "refused" not in answer.error, answer
+        else:
+            assert branch.verdict == "dropped", branch.reason
+            assert "rejected by kube-proxy/cluster-ips-check" in branch.reason
+            assert proto == "icmp" or "refused" in answer.error, answer
+
+
 def test_hairpin_is_masqueraded_like_conntrack_shows(proxy_lab: Lab, run_podpath: Any) -> None:
     """A web pod reaching web's VIP and landing on itself is SNATed; the kernel's entry agrees."""
     web = proxy_lab.service("default/web")[0]

@@ -487,7 +487,7 @@ class Dispatch:
 
     def candidates(self, dst: str, protocol: str | None, dport: int | None) -> tuple[int, ...]:
         """Positions, in chain order, of every rule that could match this packet."""
-        ip = _normalize_ip(dst)
+        ip = normalize_ip(dst)
         proto = protocol.lower() if protocol else None
         found: set[int] = set(self.fallback)
         for key in {(ip, proto, dport), (ip, proto, None), (ip, None, None)}:
@@ -495,7 +495,7 @@ class Dispatch:
         return tuple(sorted(found))
 
 
-def _normalize_ip(text: str) -> str:
+def normalize_ip(text: str) -> str:
     """One spelling per address, so the index and the lookup agree (IPv6 compressed)."""
     if ":" not in text:
         return text
@@ -527,7 +527,7 @@ def _dispatch_key(line: str) -> tuple[str, str | None, int | None] | None:
     if fast is None:
         return _dispatch_key_tokens(line)
     addr, proto, dport = fast.groups()
-    return (_normalize_ip(addr), proto, int(dport) if proto is not None and dport else None)
+    return (normalize_ip(addr), proto, int(dport) if proto is not None and dport else None)
 
 
 def _dispatch_key_tokens(line: str) -> tuple[str, str | None, int | None] | None:
@@ -555,7 +555,7 @@ def _dispatch_key_tokens(line: str) -> tuple[str, str | None, int | None] | None
             addr, _, mask = nxt.partition("/")
             if mask and mask not in ("32", "128", "255.255.255.255"):
                 return None
-            dst = _normalize_ip(addr)
+            dst = normalize_ip(addr)
         elif tok in ("-p", "--protocol"):
             if not negate and nxt != "!":
                 proto = _PROTO_NUMBERS.get(nxt, nxt.lower())

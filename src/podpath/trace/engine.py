@@ -24,6 +24,7 @@ from podpath.snapshot.model import FdbEntry, Link, NetNamespace, RecentList, Sna
 from podpath.trace import policy, sysctls
 from podpath.trace import reply as ct
 from podpath.trace.beyond import Beyond, assumption
+from podpath.trace.cluster_ips import ClusterIps
 from podpath.trace.counters import with_counters
 from podpath.trace.deliver import deliver
 from podpath.trace.ebpf import Attachment, attached, ebpf_hop
@@ -84,6 +85,7 @@ class Engine:
         self._sets: dict[int, tuple[IpSet, ...] | None] = {}
         self._owners = self._address_owners()
         self._bridge_chains: dict[int, tuple[tuple[str, str], ...]] = {}
+        self._cluster_ips: dict[tuple[int, str], tuple[ClusterIps, ...]] = {}
         # Per (node, netns, bridge): the port each MAC behind a veth port is behind.
         self._port_macs: dict[tuple[int, int, int], dict[str, Link]] = {}
         # Set by a caller that traces many paths (the doctor): flows a DNAT sent to
@@ -1599,11 +1601,24 @@ class Engine:
         else:
             beyond = self._beyond(flow)
             if beyond is None:
-                return self.leaves(flow, link, nexthop)
+                return self.leaves(flow, link, nexthop, self._untranslated_cluster_ip(flow))
             target, arrive, assumption = beyond
             flow = replace(flow, uncertain=flow.uncertain + (assumption,))
         hop = self.leave_hop(flow, link, nexthop, target, through_router)
         return self.arrive(flow.add(hop), target, arrive)
+
+    def _untranslated_cluster_ip(self, flow: Flow) -> str:
+        """What a packet leaving a node for one of its ClusterIPs, on a port kube-proxy
+        does not translate, should say (podpath.trace.cluster_ips); "" for others."""
+        if flow.packet.direction != "original" or not self.is_root(flow):
+            return ""
+        family = "ipv6" if ":" in flow.packet.dst else "ipv4"
+        found = self._cluster_ips.get((flow.node, family))
+        if found is None:
+            rulesets = self.indexes[flow.node].rulesets
+            found = tuple(ClusterIps(r) for d, r in rulesets if d.family == family)
+            self._cluster_ips[(flow.node, family)] = found
+        return next((text for c in found if (text := c.untranslated(flow.packet))), "")
 
     def _beyond(self, flow: Flow) -> tuple[int, Link, str] | None:
         """Where a packet sent toward a router outside the snapshots would land, as an assumption.
