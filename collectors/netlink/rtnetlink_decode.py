@@ -189,7 +189,10 @@ IFLA_XDP_ATTACHED, IFLA_XDP_PROG_ID = 2, 4
 XDP_MODES = {1: "drv", 2: "generic", 3: "offload", 4: "multi"}
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 4, 5
+IFLA_BRPORT_STATE = 1  # u8: a bridge port's STP state (BR_STATE_*)
 IFLA_BRPORT_MODE = 4  # u8: hairpin mode of a bridge port
+# BR_STATE_* (linux/if_bridge.h), as `bridge link` names them.
+_PORT_STATES = ("disabled", "listening", "learning", "forwarding", "blocking")
 IFLA_BRPORT_LEARNING = 8  # u8: the bridge learns the source MACs of frames from the port
 IFLA_BRPORT_ISOLATED = 33  # u8: an isolated port (linux/if_link.h)
 # u8: a bridge's own br_netfilter switches (`ip link set BR type bridge nf_call_iptables 1`)
@@ -267,7 +270,7 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
         nsid = a.get(IFLA_LINK_NETNSID)
         kind: str | None = None
         vxlan: Vxlan | None = None
-        port = _BridgePort(None, None, None)
+        port = _BridgePort(None, None, None, None)
         nf_calls = _BridgeNfCalls(None, None)
         info = a.get(IFLA_LINKINFO)
         if info is not None:
@@ -300,6 +303,7 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
                 group=u32(group) if group is not None and len(group) >= 4 else None,
                 isolated=port.isolated,
                 learning=port.learning,
+                port_state=port.state,
                 nf_call_iptables=nf_calls.iptables,
                 nf_call_ip6tables=nf_calls.ip6tables,
             )
@@ -308,26 +312,39 @@ def decode_links(buffers: Iterable[bytes], netns: int) -> list[Link]:
 
 
 class _BridgePort(NamedTuple):
-    """A bridge port's switches (None: no bridge port, or the kernel did not say)."""
+    """A bridge port's switches and state (None: no bridge port, or the kernel did not say)."""
 
     hairpin: bool | None
     isolated: bool | None
     learning: bool | None
+    state: str | None
 
 
 def _bridge_port(info: bytes) -> _BridgePort:
-    """A bridge port's hairpin mode, isolation and learning, from IFLA_INFO_SLAVE_DATA (`ip
-    -d link`: hairpin on, isolated on, learning on); all None for no bridge port."""
+    """A bridge port's hairpin mode, isolation, learning and STP state, from
+    IFLA_INFO_SLAVE_DATA (`ip -d link`: hairpin on, isolated on, learning on, state
+    forwarding); all None for no bridge port."""
     attrs = attributes(info, 0, len(info), "strict")
     slave = attrs.get(IFLA_INFO_SLAVE_KIND)
     data = attrs.get(IFLA_INFO_SLAVE_DATA)
     if slave is None or cstr(slave) != "bridge" or data is None:
-        return _BridgePort(None, None, None)
+        return _BridgePort(None, None, None, None)
     port = attributes(data, 0, len(data), "strict")
-    flags = (
-        port.get(key) for key in (IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED, IFLA_BRPORT_LEARNING)
+    hairpin, isolated, learning = (
+        _flag(port.get(key))
+        for key in (IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED, IFLA_BRPORT_LEARNING)
     )
-    return _BridgePort(*(bool(value[0]) if value else None for value in flags))
+    state = port.get(IFLA_BRPORT_STATE)
+    return _BridgePort(hairpin, isolated, learning, _port_state(state[0]) if state else None)
+
+
+def _flag(value: bytes | None) -> bool | None:
+    """A u8 switch attribute: None when absent."""
+    return bool(value[0]) if value else None
+
+
+def _port_state(value: int) -> str:
+    return _PORT_STATES[value] if value < len(_PORT_STATES) else str(value)
 
 
 def _stats64(data: bytes) -> LinkStats | None:
@@ -377,8 +394,9 @@ def _linkinfo(info: bytes) -> tuple[str | None, Vxlan | None, _BridgeNfCalls]:
 def _bridge_nf_calls(data: bytes) -> _BridgeNfCalls:
     """IFLA_BR_NF_CALL_IPTABLES and _IP6TABLES (`ip -d link`: nf_call_iptables 1)."""
     a = attributes(data, 0, len(data), "strict")
-    flags = (a.get(key) for key in (IFLA_BR_NF_CALL_IPTABLES, IFLA_BR_NF_CALL_IP6TABLES))
-    return _BridgeNfCalls(*(bool(value[0]) if value else None for value in flags))
+    return _BridgeNfCalls(
+        _flag(a.get(IFLA_BR_NF_CALL_IPTABLES)), _flag(a.get(IFLA_BR_NF_CALL_IP6TABLES))
+    )
 
 
 def _vxlan(data: bytes) -> Vxlan:

@@ -72,12 +72,12 @@ def root_target() -> NetnsTarget:
 
 def _without_timers(links: Any) -> Any:
     # A bridge's info_data (and a port's info_slave_data) carries running timers, which
-    # differ on every call: of a port's data only its hairpin mode, isolation and learning
-    # are kept.
+    # differ on every call: of a port's data only its hairpin mode, isolation, learning and
+    # STP state are kept.
     for link in links:
         slave = link.get("linkinfo", {}).pop("info_slave_data", None)
         if slave is not None and "hairpin" in slave:
-            kept = {k: slave[k] for k in ("hairpin", "isolated", "learning") if k in slave}
+            kept = {k: slave[k] for k in ("hairpin", "isolated", "learning", "state") if k in slave}
             link["linkinfo"]["info_slave_data"] = kept
         data = link.get("linkinfo", {}).get("info_data", {})
         for key in [k for k in data if k.endswith("_timer")]:
@@ -145,6 +145,10 @@ def build_topology() -> list[str]:
             "route add default via 10.244.0.1",
         ):
             run("ip", "-n", name, *line.split())
+        if letter == "c":
+            # Disabled once its peer is up (a carrier change would enable it again): a
+            # state other than forwarding is compared too.
+            run("bridge", "link", "set", "dev", host, "state", "0")
     run(
         "ip",
         "-n",

@@ -104,8 +104,8 @@ def test_topology_scanned_without_gaps(topo: Any) -> None:
 @pytest.mark.lab
 def test_links_equal_ip_link(topo: Any) -> None:
     """ifindex, name, kind, MAC, MTU, operstate, flags, master, a bridge port's hairpin
-    mode, isolation and learning, a bridge's own br_netfilter switches, and the device
-    group equal `ip -j -d link`."""
+    mode, isolation, learning and STP state, a bridge's own br_netfilter switches, and
+    the device group equal `ip -j -d link`."""
     for _name, view, ns in _namespaces(topo):
         index = _ifindex(view)
         want = sorted(
@@ -122,6 +122,7 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 _slave_flag(lk, "hairpin"),
                 _slave_flag(lk, "isolated"),
                 _slave_flag(lk, "learning"),
+                _port_state(lk),
                 _bridge_flag(lk, "nf_call_iptables"),
                 _bridge_flag(lk, "nf_call_ip6tables"),
                 0 if lk["group"] == "default" else int(lk["group"]),
@@ -141,6 +142,7 @@ def test_links_equal_ip_link(topo: Any) -> None:
                 lk["hairpin"],
                 lk["isolated"],
                 lk["learning"],
+                lk["port_state"],
                 lk["nf_call_iptables"],
                 lk["nf_call_ip6tables"],
                 lk["group"],
@@ -156,6 +158,8 @@ def test_links_equal_ip_link(topo: Any) -> None:
     assert True in isolated and False in isolated  # and isolation on for the others
     learning = [lk["learning"] for _n, _v, ns in _namespaces(topo) for lk in ns["links"]]
     assert True in learning and False in learning  # and learning off for one
+    states = {lk["port_state"] for _n, _v, ns in _namespaces(topo) for lk in ns["links"]}
+    assert {"forwarding", "disabled"} <= states  # and one port disabled
     bridged = [
         (lk["nf_call_iptables"], lk["nf_call_ip6tables"])
         for _n, _v, ns in _namespaces(topo)
@@ -173,6 +177,15 @@ def _bridge_flag(lk: dict[str, Any], name: str) -> bool | None:
         return None
     value = info.get("info_data", {}).get(name)
     return None if value is None else bool(value)
+
+
+def _port_state(lk: dict[str, Any]) -> str | None:
+    """ip's STP `state` of a bridge port (info_slave_data), None for any other link."""
+    info = lk.get("linkinfo", {})
+    if info.get("info_slave_kind") != "bridge":
+        return None
+    state: str | None = info.get("info_slave_data", {}).get("state")
+    return state
 
 
 def _slave_flag(lk: dict[str, Any], name: str) -> bool | None:

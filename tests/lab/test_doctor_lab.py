@@ -406,6 +406,52 @@ def test_hairpin_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     assert lab.probe(web.ref, _vip(lab), 80).ok
 
 
+def test_a_bridge_port_that_does_not_forward(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """STP on for cni0 (forward_delay 30 s), then web's host veth bounced: STP holds the
+    port listening, then learning, for a minute, and it forwards nothing; then the port
+    disabled by hand. Before, a port's STP state was not read: the doctor found nothing
+    and the trace delivered. Each time: critical, naming the port and its pod, with a fix
+    that works (real traffic before and after)."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    web, client = _web(lab), _other(lab)
+    port = web.host_veth
+    stp = ["ip", "link", "set", "cni0", "type", "bridge", "forward_delay", "3000", "stp_state"]
+    lab.exec("node1", [*stp, "1"])
+    _sh(lab, "node1", f"ip link set {port} down && ip link set {port} up")
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    finding = _one(report, "bridge-port-state")
+    assert finding["subject"] == f"interface {port} of node node1 (the host side of pod {web.ref})"
+    assert finding["evidence"][0] in (
+        f"bridge link show dev {port}: state listening",
+        f"bridge link show dev {port}: state learning",
+    )
+    assert "ip link set cni0 type bridge stp_state 0" in finding["fix"]
+    assert not lab.probe(client.ref, web.ip, 80, wait=1).ok
+    # STP off alone leaves the port to its timers; the fix sets it forwarding too.
+    lab.exec("node1", [*stp, "0"])
+    lab.exec("node1", ["bridge", "link", "set", "dev", port, "state", "3"])
+    assert lab.probe(client.ref, web.ip, 80).ok
+
+    lab.exec("node1", ["bridge", "link", "set", "dev", port, "state", "0"])
+    done = run_podpath(
+        lab, "node1", "trace", "--from", client.ref, "--to", f"{web.ip}:80", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    (branch,) = json.loads(done.stdout)["branches"]
+    assert branch["verdict"] == "dropped"
+    assert branch["reason"] == (
+        f"bridge port {port} is in STP state disabled: the bridge sends no frame out by it"
+    )
+    finding = _one(_doctor(lab, "node1", run_podpath)[1], "bridge-port-state")
+    assert f"bridge link set dev {port} state 3" in finding["fix"]
+    assert not lab.probe(client.ref, web.ip, 80, wait=1).ok
+    lab.exec("node1", ["bridge", "link", "set", "dev", port, "state", "3"])
+    assert lab.probe(client.ref, web.ip, 80).ok
+
+
 def test_a_host_firewall_that_drops_the_overlay(
     make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
 ) -> None:

@@ -322,13 +322,14 @@ def test_a_pod_whose_host_interface_a_rule_names_is_a_class_of_its_own() -> None
 
 @pytest.mark.parametrize(
     "switch",
-    [{"hairpin": False}, {"isolated": True}, {"learning": False}],
+    [{"hairpin": False}, {"isolated": True}, {"learning": False}, {"port_state": "listening"}],
 )
 def test_a_pod_whose_bridge_port_switch_differs_is_a_class_of_its_own(
     switch: dict[str, Any],
 ) -> None:
-    """web-2's bridge port alone has hairpin mode off, is isolated, or does not learn: each
-    changes what the bridge does with its frames, so web-2 is traced apart."""
+    """web-2's bridge port alone has hairpin mode off, is isolated, does not learn, or is
+    held by STP: each changes what the bridge does with its frames, so web-2 is traced
+    apart."""
     snap = build_node(NodeSpec(pods=PODS))
     root = next(ns for ns in snap.netns if ns.inode == snap.root_netns)
     links = tuple(replace(lk, **switch) if lk.name == "veth0002" else lk for lk in root.links)

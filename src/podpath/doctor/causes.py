@@ -521,6 +521,44 @@ def _link_down(
     )
 
 
+def _port_not_forwarding(index: SnapshotIndex, port: Link, cause: str, hop: str | None) -> Cause:
+    """A bridge port in an STP state other than forwarding: one finding per port, naming
+    the pod behind it. A port left disabled by hand is set forwarding again; the other
+    states are STP's (a new port listens, then learns, for twice the bridge's
+    forward_delay; a port in a loop blocks), which CNI bridges do not run."""
+    node = index.snapshot.node.hostname
+    bridge = index.link(port.netns, port.master)
+    named = bridge.name if bridge is not None else "BRIDGE"
+    if port.port_state == "disabled":
+        fix = (
+            f"set the port forwarding again: bridge link set dev {port.name} state 3 (and "
+            "find what disabled it)"
+        )
+    else:
+        fix = (
+            f"turn STP off on bridge {named} (ip link set {named} type bridge stp_state 0), "
+            f"then set the port forwarding (bridge link set dev {port.name} state 3): STP "
+            "holds a new port, listening then learning, for twice the bridge's forward_delay "
+            "before it forwards (a port it holds stays held to its timers when STP goes "
+            "off), and blocks a port it finds in a loop; a CNI bridge runs without it"
+        )
+    peer = index.peer(port)
+    pod = index.pods_by_netns.get(peer.netns) if peer is not None else None
+    behind = f" (the host side of pod {pod.namespace}/{pod.name})" if pod is not None else ""
+    return Cause(
+        "bridge-port-state",
+        "critical",
+        f"interface {_device(index, port)}{behind}",
+        cause,
+        fix,
+        hop,
+        (f"bridge link show dev {port.name}: state {port.port_state}",),
+        key=f"{node}:{port.netns}:{port.name}",
+        partial_grade="critical",
+        node=node,
+    )
+
+
 def _how_routed(owner: SnapshotIndex, sender: SnapshotIndex) -> str:
     """How the owner routes to the sender: over an overlay device, or straight."""
     ns = owner.root_netns
@@ -823,6 +861,11 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             key=f"{node}:{bridge}",
             partial_grade="critical",
         )
+    if by == "port-state":
+        blocked = _dropped_device(indexes, node, drop)
+        if blocked is not None:
+            hop = hop_text(drop) if drop else None
+            return _port_not_forwarding(*blocked, f"{way}{reason}", hop)
     if by == "link":
         # One finding per device at fault: a pod's host veth set down stops the frames
         # sent to the pod and, its eth0 without carrier, the pod's own.

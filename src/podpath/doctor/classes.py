@@ -200,8 +200,9 @@ def _misdirected(root: _Root, pod: Pod, mac: str | None, peer: Link) -> tuple[ob
 
 
 # A bridge port's learning decides whether an FDB entry for its pod's MAC elsewhere moves
-# back (Engine._entry_roams), as hairpin mode and isolation decide what is bridged.
-_LATER_FIELDS = frozenset({"hairpin", "xdp", "isolated", "learning"})
+# back (Engine._entry_roams), as hairpin mode, isolation and its STP state decide what is
+# bridged.
+_LATER_FIELDS = frozenset({"hairpin", "xdp", "isolated", "learning", "port_state"})
 
 
 def _link_shape(link: Link, own: frozenset[str], *, with_name: bool = True) -> tuple[object, ...]:

@@ -356,6 +356,11 @@ class Link(Value):
     # a frame in by the port moves its source MAC's FDB entry there, unless the entry is
     # sticky. None: no bridge port, or not said.
     learning: bool | None = None
+    # A bridge port's STP state (IFLA_BRPORT_STATE; `bridge link`: state forwarding):
+    # disabled, listening, learning, forwarding or blocking. Only a forwarding port takes
+    # frames in and lets them out (br_handle_frame, should_deliver). None: no bridge port,
+    # or not said (older snapshots).
+    port_state: str | None = None
     # A bridge's own br_netfilter switches (IFLA_BR_NF_CALL_IPTABLES, _IP6TABLES; `ip link
     # set BR type bridge nf_call_iptables 1`): on, they hand the bridge's frames of that
     # family to the IP hooks whatever net.bridge.bridge-nf-call-* say (NodeFacts.

@@ -922,6 +922,9 @@ class Engine:
                 "link",
                 device=bridge,
             )
+        blocked = _port_blocked(port, f"bridge {bridge.name} takes no frame in by it", "in")
+        if blocked:
+            return self.drop(flow, blocked, "port-state", device=port)
         if mac is None:
             return self.unsure(
                 flow, f"the destination MAC of the frame entering {bridge.name} is unknown"
@@ -1223,6 +1226,9 @@ class Engine:
         if port.state == "DOWN":
             why, down = self._why_down(flow.node, port)
             return self.drop(flow, f"bridge port {why}: nothing leaves it", "link", device=down)
+        blocked = _port_blocked(port, "the bridge sends no frame out by it", "out")
+        if blocked:
+            return self.drop(flow, blocked, "port-state", device=port)
         if port.kind == "veth":
             peer = index.peer(port)
             if peer is None:
@@ -1645,6 +1651,18 @@ class Engine:
             beyond = Beyond(self.hostname(flow.node), self.hostname(i), arrive.name)
             return i, arrive, assumption(beyond, dst, flow.packet.src)
         return None
+
+
+def _port_blocked(port: Link, what: str, way: str) -> str:
+    """Why a bridge port in an STP state other than forwarding passes no frame `way` (in:
+    br_handle_frame drops it, a learning port after learning its source MAC; out:
+    should_deliver skips the port); "" when it forwards, or its state was not read."""
+    if port.port_state in (None, "forwarding"):
+        return ""
+    learns = (
+        ", after learning its source MAC" if way == "in" and port.port_state == "learning" else ""
+    )
+    return f"bridge port {port.name} is in STP state {port.port_state}: {what}{learns}"
 
 
 def _ebpf_services(
