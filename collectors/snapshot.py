@@ -279,13 +279,19 @@ def _collect_local(
         )
     netns: tuple[NetNamespace, ...] = ()
     if "netns" in parts:
+        from podpath.collectors.kernel_modules import present
+        from podpath.collectors.netlink.netns_netfilter import NEEDED
         from podpath.collectors.netlink.netns_scan import scan_network_namespaces
 
         steps.start("network namespaces")
         targets = net_namespace_targets(host, scan)
         reader = _socket_reader(host, node.kernel) if sockets else None
         read = steps.items(len(targets)).reached
-        netns, netns_gaps = scan_network_namespaces(targets, root_netns, cancel, reader, read)
+        # Each pod's own netfilter tables, where reading them loads no module.
+        own_rules = present(host, node.kernel, NEEDED)
+        netns, netns_gaps = scan_network_namespaces(
+            targets, root_netns, cancel, reader, read, own_rules
+        )
         gaps += netns_gaps
         from podpath.collectors.bpf_info import name_programs
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, TypeVar
 from podpath.collectors.netlink.netconf_decode import decode_netconf
 from podpath.collectors.netlink.netconf_sysctls import ConfValues, read_conf, read_port_range
 from podpath.collectors.netlink.netconf_sysctls import merge as merge_conf
+from podpath.collectors.netlink.netns_netfilter import read_here as read_netfilter
 from podpath.collectors.netlink.nlsocket import MAX_ATTEMPTS
 from podpath.collectors.netlink.rtnetlink import (
     AF_BRIDGE,
@@ -77,6 +78,7 @@ from podpath.snapshot.model import (
     LinkRef,
     Neighbour,
     NetConf,
+    NetfilterTable,
     NetNamespace,
     Route,
     Rule,
@@ -140,6 +142,9 @@ class _Opened:
     conf: ConfValues = field(default_factory=dict)
     # Its ip_local_port_range (low, high), read there too; () when not read.
     ports: tuple[int, ...] = ()
+    # Its own netfilter tables (netns_netfilter), read there too; None when not read (the
+    # opener's own namespace, the node's), or why they could not be.
+    netfilter: tuple[NetfilterTable, ...] | OSError | None = None
 
 
 @dataclass
@@ -235,8 +240,11 @@ class _Opener:
     is open at once.
     """
 
-    def __init__(self, sockets: Callable[[], SocketReader] | None = None) -> None:
+    def __init__(
+        self, sockets: Callable[[], SocketReader] | None = None, netfilter: bool = False
+    ) -> None:
         self.open_sockets = sockets
+        self.read_netfilter = netfilter
         self.requests: queue.Queue[list[NetnsTarget] | None] = queue.Queue()
         self.results: queue.Queue[list[_Opened | Gap]] = queue.Queue()
         self.broken = False  # could not return to its own namespace: must not be reused
@@ -307,6 +315,7 @@ class _Opener:
         error: OSError | None = None
         conf: ConfValues = {}
         ports: tuple[int, ...] = ()
+        netfilter: tuple[NetfilterTable, ...] | OSError | None = None
         try:
             rs = RouteSocket()
             if self.open_sockets is not None:
@@ -316,6 +325,11 @@ class _Opener:
                     sockets = exc  # the sockets alone are a gap; the tables are still read
             conf = read_conf()
             ports = read_port_range()
+            if self.read_netfilter:
+                try:
+                    netfilter = read_netfilter()
+                except OSError as exc:
+                    netfilter = exc  # the tables alone are a gap
         except OSError as exc:
             error = exc
         finally:
@@ -335,7 +349,7 @@ class _Opener:
                 return Gap(subject(target), "not read: could not leave the namespace", "error")
             assert error is not None
             return _open_error_gap(target, error, "socket")
-        return _Opened(target, fd, rs, sockets, conf, ports)
+        return _Opened(target, fd, rs, sockets, conf, ports, netfilter)
 
     def _socket_here(self, target: NetnsTarget, fd: int) -> _Opened | Gap:
         """Sockets in the opener's own namespace, which is the target's."""
@@ -444,6 +458,8 @@ def _scan_one(opened: _Opened, gaps: list[Gap]) -> _Scanned:
     )
     s.qdiscs = _read(opened, "qdiscs", RTM_GETQDISC, AF_UNSPEC, decode_qdiscs, gaps)
     s.filters = _scan_filters(opened, s.qdiscs, gaps)
+    if isinstance(opened.netfilter, OSError):
+        gaps.append(_dump_gap(opened.target, "netfilter tables", opened.netfilter))
     if opened.sockets is not None:
         s.sockets_source, s.sockets = _read_sockets(opened, opened.sockets, gaps)
     return s
@@ -568,6 +584,7 @@ def _build(s: _Scanned, netnsid: int | None) -> NetNamespace:
         netconf=tuple(s.netconf),
         qdiscs=tuple(s.qdiscs),
         tc_filters=tuple(s.filters),
+        netfilter=s.opened.netfilter if isinstance(s.opened.netfilter, tuple) else None,
         sockets=None if s.sockets is None else tuple(s.sockets),
         sockets_source=None if s.sockets is None else s.sockets_source,
         local_ports=s.opened.ports,
@@ -598,12 +615,15 @@ def scan_network_namespaces(
     cancel: threading.Event | None = None,
     sockets: Callable[[], SocketReader] | None = None,
     read: Callable[[int, int], object] | None = None,
+    netfilter: bool = False,
 ) -> tuple[tuple[NetNamespace, ...], tuple[Gap, ...]]:
     """Read every target namespace; what could not be read is returned as Gaps.
 
     `sockets` opens a socket reader in the opener's current namespace (e.g. DiagSocket):
     given one, each namespace's TCP and UDP sockets are read too. `read` is told how
-    many namespaces were read (or found gone) of how many, a batch at a time.
+    many namespaces were read (or found gone) of how many, a batch at a time. With
+    `netfilter` (the caller found nf_tables in the kernel), each namespace entered has
+    its own netfilter tables read (netns_netfilter); the opener's own, the node's, not.
     """
     cancel = cancel or threading.Event()
     ordered = _unique(targets, root_inode)
@@ -617,7 +637,7 @@ def scan_network_namespaces(
         if not any(t.inode == root_inode for t in ordered) and _own_netns_inode() == root_inode:
             own_root = _own_root(root_inode)
             root = own_root
-        opener = _Opener(sockets)
+        opener = _Opener(sockets, netfilter)
         for start in range(0, len(ordered), _BATCH):
             if cancel.is_set():
                 break

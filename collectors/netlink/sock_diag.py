@@ -29,11 +29,11 @@ otherwise the same sockets are read from /proc/net/{tcp,udp}{,6}
 from __future__ import annotations
 
 import _socket
-import errno
 import os
 import struct
 
-from podpath.collectors.hostroot import CollectorError, HostRoot
+from podpath.collectors.hostroot import HostRoot
+from podpath.collectors.kernel_modules import present
 from podpath.collectors.netlink.nlsocket import TIMEOUT, NetlinkSocket
 from podpath.collectors.netlink.wire import attributes, payloads
 from podpath.collectors.proc.net_sockets import STATE_NAMES
@@ -178,24 +178,6 @@ def decode_sockets(
 
 
 def handlers_present(host: HostRoot, release: str) -> bool:
-    """True when asking sock_diag for TCP and UDP loads no module (see the module doc).
-
-    The handlers are there when the kernel has no module support (no /proc/modules),
-    or when each of tcp_diag and udp_diag is loaded or listed in `modules.builtin`
-    (they need inet_diag, so it is there too).
-    """
-    try:
-        loaded = host.proc_read("modules").decode("ascii", "replace")
-    except CollectorError as exc:
-        # ENOENT: a kernel without CONFIG_MODULES loads nothing; any other error: unknown.
-        return exc.errno == errno.ENOENT
-    missing = set(_MODULES) - {line.split(" ", 1)[0] for line in loaded.splitlines()}
-    if not missing:
-        return True
-    for base in ("/lib/modules", "/usr/lib/modules"):
-        try:
-            builtin = host.read_text(f"{base}/{release}/modules.builtin").split()
-        except CollectorError:
-            continue
-        return {f"kernel/net/ipv4/{name}.ko" for name in missing} <= set(builtin)
-    return False
+    """True when asking sock_diag for TCP and UDP loads no module (see the module doc):
+    tcp_diag and udp_diag are in the kernel (they need inet_diag, so it is there too)."""
+    return present(host, release, {name: f"kernel/net/ipv4/{name}.ko" for name in _MODULES})

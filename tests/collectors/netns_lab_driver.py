@@ -99,7 +99,14 @@ def views(ns: str | None) -> dict[str, Any]:
         "neigh": ip(ns, "neigh", "show"),
         "fdb": bridge_fdb(ns),
         "nsids": ip(ns, "netns", "list-id"),
+        "nft": nft_ruleset(ns),
     }
+
+
+def nft_ruleset(ns: str | None) -> Any:
+    """`nft -j list ruleset` in a namespace: its tables, chains and rules."""
+    pre = ("ip", "netns", "exec", ns) if ns else ()
+    return json.loads(run(*pre, "nft", "-j", "list", "ruleset"))["nftables"]
 
 
 def build_topology() -> list[str]:
@@ -145,6 +152,17 @@ def build_topology() -> list[str]:
             "route add default via 10.244.0.1",
         ):
             run("ip", "-n", name, *line.split())
+        if letter == "a":
+            # A sidecar's redirect, as Istio's istio-init writes it (iptables-nft).
+            for rule in (
+                "-N ISTIO_OUTPUT",
+                "-N ISTIO_REDIRECT",
+                "-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001",
+                "-A OUTPUT -p tcp -j ISTIO_OUTPUT",
+                "-A ISTIO_OUTPUT -o lo -j RETURN",
+                "-A ISTIO_OUTPUT -j ISTIO_REDIRECT",
+            ):
+                run("ip", "netns", "exec", name, "iptables-nft", "-t", "nat", *rule.split())
         if letter == "c":
             # Disabled once its peer is up (a carrier change would enable it again): a
             # state other than forwarding is compared too.
@@ -239,7 +257,7 @@ def mode_topology() -> dict[str, Any]:
     time.sleep(0.2)
     for _ in range(5):
         before = {str(k): views(k) for k in keys}
-        scan, gaps = scan_network_namespaces(targets, root)
+        scan, gaps = scan_network_namespaces(targets, root, netfilter=True)
         after = {str(k): views(k) for k in keys}
         if before == after:
             break

@@ -199,6 +199,49 @@ def _slave_flag(lk: dict[str, Any], name: str) -> bool | None:
 
 
 @pytest.mark.lab
+def test_own_netfilter_tables_equal_nft(topo: Any) -> None:
+    """Each namespace entered has its own nf_tables tables, chains, hooks and rule counts
+    as `nft -j list ruleset` lists them there (one pod's holds a sidecar's redirect, as
+    Istio's istio-init writes it); the scanning namespace's own are the node's
+    collectors' business (None)."""
+    found = []
+    for name, view, ns in _namespaces(topo):
+        if name == "None":
+            assert ns["netfilter"] is None
+            continue
+        items = view["nft"]
+        rules: dict[tuple[str, str, str], int] = {}
+        for item in items:
+            if "rule" in item:
+                r = item["rule"]
+                key = (r["family"], r["table"], r["chain"])
+                rules[key] = rules.get(key, 0) + 1
+        want = sorted(
+            (
+                c["family"],
+                c["table"],
+                c["name"],
+                c.get("hook"),
+                c.get("type"),
+                rules.get((c["family"], c["table"], c["name"]), 0),
+            )
+            for c in (item["chain"] for item in items if "chain" in item)
+        )
+        got = sorted(
+            (t["family"], t["name"], c["name"], c["hook"], c["type"], c["rules"])
+            for t in ns["netfilter"]
+            for c in t["chains"]
+        )
+        assert got == want, name
+        assert {t["name"] for t in ns["netfilter"]} == {
+            item["table"]["name"] for item in items if "table" in item
+        }
+        found += got
+    assert ("ip", "nat", "ISTIO_OUTPUT", None, None, 2) in found
+    assert ("ip", "nat", "OUTPUT", "output", "nat", 1) in found
+
+
+@pytest.mark.lab
 def test_hostile_interface_names_survive(topo: Any) -> None:
     """An escape sequence and a non-UTF-8 byte in interface names are kept literally."""
     names = {lk["name"] for lk in _namespaces(topo)[0][2]["links"]}

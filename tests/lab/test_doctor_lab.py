@@ -452,6 +452,45 @@ def test_a_bridge_port_that_does_not_forward(
     assert lab.probe(client.ref, web.ip, 80).ok
 
 
+def test_a_pod_with_a_sidecar_redirect_of_its_own(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """The dns pod's namespace gets the rules Istio's istio-init writes (iptables-nft, nat
+    OUTPUT -> ISTIO_OUTPUT -> REDIRECT to 15001): its TCP connections go to its own port
+    15001, where nothing listens, and are refused. Before, a pod's own rules were not
+    read: the trace delivered its connections to web's pods, and the doctor found
+    nothing. Now its paths are uncertain, naming the rules; the doctor says so once, for
+    the pod, and judges nothing else wrong."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    client = _other(lab)
+    for rule in (
+        "-N ISTIO_OUTPUT",
+        "-N ISTIO_REDIRECT",
+        "-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001",
+        "-A OUTPUT -p tcp -j ISTIO_OUTPUT",
+        "-A ISTIO_OUTPUT -o lo -j RETURN",
+        "-A ISTIO_OUTPUT -j ISTIO_REDIRECT",
+    ):
+        enter = ["nsenter", f"--net={client.netns_path}", "--"]
+        lab.exec("node1", [*enter, "iptables-nft", "-t", "nat", *rule.split()])
+    done = run_podpath(
+        lab, "node1", "trace", "--from", client.ref, "--to", "default/web:80", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    branches = json.loads(done.stdout)["branches"]
+    assert {(b["verdict"], b["outcome"]) for b in branches} == {("uncertain", "delivered")}
+    said = f"pod {client.ref}'s own network namespace has netfilter rules at OUTPUT (ip nat: "
+    assert all(said in b["reason"] and "Istio's sidecar redirect" in b["reason"] for b in branches)
+    answer = lab.probe(client.ref, _vip(lab), 80, wait=1)
+    assert not answer.ok and "refused" in answer.error, answer
+
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 0 and not _criticals(report), report["findings"]
+    finding = _one(report, "own-netfilter-rules")
+    assert finding["grade"] == "info" and finding["subject"] == f"pod {client.ref}"
+    assert all(p["from"] == client.ref for p in finding["paths"]), finding["paths"]
+
+
 def test_a_host_firewall_that_drops_the_overlay(
     make_lab: Callable[..., Lab], run_podpath: Any, tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from podpath.analysis.sockets import is_listening, local_endpoint
 from podpath.netfilter.kube_proxy import Service
 from podpath.netfilter.owners import Owner
 from podpath.snapshot.model import Link, Pod
+from podpath.trace import own_rules
 from podpath.trace.beyond import Beyond
 from podpath.trace.beyond import parse as parse_beyond
 from podpath.trace.links import set_down
@@ -1338,6 +1339,8 @@ def _uncertain(branch: Branch, aim: Aim) -> Cause:
     beyond = parse_beyond(why)
     if beyond is not None:
         return _beyond_snapshots(branch, beyond, why)
+    if own_rules.MARK in why:
+        return _own_rules(branch, why)
     # One finding per Service and reason, whichever of its addresses was traced.
     subject = f"Service {aim.service.key}" if aim.service and aim.service.name else aim.label
     return Cause(
@@ -1351,6 +1354,25 @@ def _uncertain(branch: Branch, aim: Aim) -> Cause:
         key=f"{subject}:{why}",
         partial_grade="info",
         about="destination",
+    )
+
+
+def _own_rules(branch: Branch, why: str) -> Cause:
+    """Paths through a pod whose namespace has netfilter rules of its own (a service
+    mesh's): one finding per such namespace, whichever paths crossed it."""
+    subject = why.split(own_rules.MARK, 1)[0]
+    return Cause(
+        "own-netfilter-rules",
+        "info",
+        subject,
+        f"cannot be judged from a snapshot: {why}",
+        "nothing to fix from here: the paths through it are judged as far as the node's "
+        "own rules go (its sidecar, if it is one, decides the rest: istioctl proxy-config, "
+        "linkerd diagnostics)",
+        hop_text(branch.hops[-1]) if branch.hops else None,
+        (why,),
+        key=f"own-rules:{subject}",
+        partial_grade="info",
     )
 
 

@@ -227,12 +227,19 @@ def _host_side_extras(root: _Root, peer: Link) -> tuple[object, ...]:
 
 
 def _namespace_shape(ns: NetNamespace, own: frozenset[str]) -> tuple[object, ...]:
-    """The pod namespace's links, routes and rules, its own addresses left out."""
+    """The pod namespace's links, routes and rules, its own addresses left out, and its
+    own netfilter tables (a sidecar's rules make its paths another matter)."""
     names = {link.ifindex: link.name for link in ns.links}
     return (
         tuple(sorted((_link_shape(link, own) for link in ns.links), key=repr)),
         tuple(sorted((_route_shape(r, own, names) for r in ns.routes), key=repr)),
         tuple(sorted((_rule_shape(r, own) for r in ns.rules), key=repr)),
+        None
+        if ns.netfilter is None
+        else tuple(
+            (t.backend, t.family, t.name, tuple((c.name, c.hook, c.rules) for c in t.chains))
+            for t in ns.netfilter
+        ),
     )
 
 

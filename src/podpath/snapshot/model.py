@@ -538,6 +538,32 @@ class Socket(Value):
 
 
 @dataclass(frozen=True, eq=False)
+class NetfilterChain(Value):
+    """A chain of a netfilter table of a namespace other than the node's own."""
+
+    name: str
+    hook: str | None  # prerouting, input, forward, output, postrouting; None: a regular chain
+    rules: int
+    type: str | None = None  # a base chain's: filter, nat or route
+
+
+@dataclass(frozen=True, eq=False)
+class NetfilterTable(Value):
+    """A netfilter table of a namespace other than the node's own (whose rules are read
+    whole: Snapshot.iptables, Snapshot.nft): that it exists, and its chains' rule counts.
+
+    A pod's namespace has none unless something wrote them there, as a service mesh does
+    (Istio's ISTIO_OUTPUT redirects a pod's connections to its sidecar)."""
+
+    backend: str  # "nft" (nf_tables: native and iptables-nft alike) or "legacy"
+    family: str  # nft's family keyword: ip, ip6, inet, arp, bridge, netdev
+    name: str
+    # nf_tables' chains; () for a legacy table, whose rules are not counted (counting
+    # them needs the table itself: getsockopt, which may create it where it is missing).
+    chains: tuple[NetfilterChain, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
 class NetNamespace(Value):
     """Everything the kernel's network stack holds for one network namespace."""
 
@@ -561,6 +587,9 @@ class NetNamespace(Value):
     # net.ipv4.ip_local_port_range (IPv6 too): (low, high), where a client's source port
     # comes from when it binds none; () when not read (older snapshots, a gap).
     local_ports: tuple[int, ...] = ()
+    # Its own netfilter tables, for a namespace other than the node's; None when not read
+    # (the node's own, older snapshots, nf_tables not loaded, a gap).
+    netfilter: tuple[NetfilterTable, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,7 +21,7 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.ipset import IpSet, parse_ipsets
 from podpath.netfilter.owners import Owner
 from podpath.snapshot.model import FdbEntry, Link, NetNamespace, RecentList, Snapshot
-from podpath.trace import policy, sysctls
+from podpath.trace import own_rules, policy, sysctls
 from podpath.trace import reply as ct
 from podpath.trace.beyond import Beyond, assumption
 from podpath.trace.cluster_ips import ClusterIps
@@ -148,6 +148,19 @@ class Engine:
         if ns is not None and ns.paths:
             return f"netns {ns.paths[0]}"
         return f"netns {netns}"
+
+    def _own_rules(self, flow: Flow, hook: str, family: int) -> Flow:
+        """The flow at a hook of a namespace other than the node's: uncertain where that
+        namespace has rules of its own there (podpath.trace.own_rules), else as it is."""
+        ns = self.netns(flow)
+        if ns is None or not ns.netfilter:
+            return flow
+        who = self.label(flow.node, flow.netns)
+        first = flow.packet.direction == "original"
+        said = own_rules.note(ns.netfilter, hook, family, who, first)
+        if not said or said in flow.uncertain:
+            return flow
+        return replace(flow, uncertain=flow.uncertain + (said,))
 
     def stages(self, node: int, hook: str, family: int) -> list[Stage]:
         """Every table registered at a hook on a node (cached)."""
@@ -317,9 +330,9 @@ class Engine:
         """Run a hook: the flows that go on, and the branches that end here (`carrier`: the
         tunnel packet walked in the traced one's place, which their reasons name)."""
         label = f"{carrier}: " if carrier else ""
-        if not self.is_root(flow):
-            return [flow], []
         family = 6 if ":" in flow.packet.dst else 4
+        if not self.is_root(flow):
+            return [self._own_rules(flow, hook, family)], []
         stages = self.stages(flow.node, hook, family)
         if not stages:
             return [flow], []
