@@ -211,9 +211,12 @@ def _vxlan_options(vxlan: dict[str, Any] | None) -> list[str]:
 
 def _port_options(row: Row) -> list[str]:
     """A bridge port's switches that change what the bridge does, as `bridge -d link` says
-    them on (hairpin, isolated) or off (learning): each decides a trace's bridged frames."""
+    them on (hairpin, isolated) or off (learning), and its STP state when it is not
+    forwarding (state:disabled): each decides a trace's bridged frames."""
     words = [name for name in ("hairpin", "isolated") if row.get(name)]
-    return words + (["nolearning"] if row.get("learning") is False else [])
+    words += ["nolearning"] if row.get("learning") is False else []
+    state = row.get("port_state")
+    return words + ([f"state:{state}"] if state not in (None, "forwarding") else [])
 
 
 def _bridge_options(row: Row) -> list[str]:

@@ -86,8 +86,9 @@ def test_vxlan_json_equals_ip_d_link(shared_lab: Lab, run_podpath: Any) -> None:
 
 def test_bridge_port_options_equal_ip_d_link(shared_lab: Lab, run_podpath: Any) -> None:
     """Each bridge port's OPTIONS: hairpin and isolated when on, nolearning when learning is
-    off, as ip's info_slave_data says (the lab's bridge CNI turns hairpin mode on); each
-    bridge's: its own nf_call_iptables and nf_call_ip6tables when on (info_data)."""
+    off, its STP state when not forwarding, as ip's info_slave_data says (the lab's bridge
+    CNI turns hairpin mode on); each bridge's: its own nf_call_iptables and
+    nf_call_ip6tables when on (info_data)."""
     node = shared_lab.nodes[0].name
     want = {}
     for lk in _json(shared_lab, node, "ip", "-d", "-j", "link", "show"):
@@ -100,6 +101,7 @@ def test_bridge_port_options_equal_ip_d_link(shared_lab: Lab, run_podpath: Any) 
         port = info["info_slave_data"]
         words = [w for w in ("hairpin", "isolated") if port.get(w)]
         words += ["nolearning"] if not port["learning"] else []
+        words += [f"state:{port['state']}"] if port["state"] != "forwarding" else []
         want[lk["ifname"]] = ",".join(words) or "-"
     assert want and "hairpin" in want.values(), want
     done = run_podpath(shared_lab, node, "ls", "links")

@@ -101,6 +101,28 @@ def test_links_options_name_a_bridge_s_own_br_netfilter_switch(
         assert next(line for line in lines if line[2] == "cni0")[-1] == options
 
 
+def test_links_options_name_a_port_that_does_not_forward(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bridge port held by STP (or disabled) says its state in OPTIONS; a forwarding one
+    says nothing of it."""
+    node, _ = two_nodes("vxlan")
+    root = next(ns for ns in node.netns if ns.inode == ROOT)
+    ports = [lk.name for lk in root.links if lk.master is not None and lk.kind == "veth"]
+    links = tuple(
+        replace(lk, port_state="listening" if lk.name == ports[0] else "forwarding")
+        if lk.name in ports
+        else lk
+        for lk in root.links
+    )
+    path = tmp_path / "node.json"
+    path.write_text(codec.dumps(with_root(node, links=links)))
+    lines = _ls(capsys, "links", "--snapshot", str(path))
+    shown = {line[2].split("@")[0]: line[-1] for line in lines[1:] if line[0] == "root"}
+    assert shown[ports[0]] == "state:listening"
+    assert all("state:" not in shown[p] for p in ports[1:]), shown
+
+
 def test_rules_text_keeps_not_and_every_selector(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
