@@ -254,6 +254,73 @@ def test_nothing_listening_behind_a_service(make_lab: Callable[..., Lab], run_po
     answer = lab.probe(_other(lab).ref, _vip(lab), 80)
     assert not answer.ok and "refused" in answer.error.lower()
 
+    # A server on 127.0.0.1:80 only: still refused from outside the pod. Before, the fix
+    # said to point targetPort at 80, the port already asked for.
+    server = "python3 -m http.server --bind 127.0.0.1 80 >/dev/null 2>&1 &"
+    _sh(lab, "node1", f"nsenter --net={web.netns_path} -- sh -c '{server}'")
+    _sh(
+        lab,
+        "node1",
+        f"until nsenter --net={web.netns_path} -- ss -Htln | grep -q :80; do sleep 0.1; done",
+    )
+    finding = _one(_doctor(lab, "node1", run_podpath)[1], "no-listener", "Service default/web:http")
+    assert finding["evidence"] == [f"pod {web.ref} listens on 127.0.0.1:80/tcp"]
+    assert finding["fix"].startswith("the server listens on 127.0.0.1:80 only, which nothing")
+    answer = lab.probe(_other(lab).ref, _vip(lab), 80)
+    assert not answer.ok and "refused" in answer.error.lower()
+
+
+# A UDP server bound to the DNS ClusterIP on the node, as NodeLocal DNSCache's node-cache.
+_NODE_CACHE = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("{vip}", 53))
+while True:
+    data, peer = s.recvfrom(4096)
+    s.sendto(b"node-local-dns: " + data, peer)
+"""
+
+
+def test_node_local_dns_cache_answers_for_the_dns_cluster_ip(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """NodeLocal DNSCache's shape: the DNS ClusterIP on the node itself, raw NOTRACK rules
+    that keep kube-proxy's DNAT off it, and a node process answering on UDP 53. A pod's
+    query is answered by the node (the trace says so, hop by hop); TCP 53, which nothing
+    on the node serves, is refused, and the doctor says what answers there instead of
+    advising a targetPort (before: "point the Service's targetPort ... (53 -> PORT)",
+    PORT a node socket on 127.0.0.1)."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    client = _web(lab)
+    vip = _vip(lab, "kube-system/kube-dns")
+    script = [f"ip addr add {vip}/32 dev lo"]
+    for proto in ("udp", "tcp"):
+        script += [
+            f"iptables -t raw -A PREROUTING -d {vip}/32 -p {proto} --dport 53 -j NOTRACK",
+            f"iptables -t raw -A OUTPUT -s {vip}/32 -p {proto} --sport 53 -j NOTRACK",
+        ]
+    _sh(lab, "node1", " && ".join(script))
+    cache = _NODE_CACHE.format(vip=vip).replace("'", "")
+    _sh(lab, "node1", f"nohup python3 -c '{cache}' >/dev/null 2>&1 &")
+    _sh(lab, "node1", "until ss -Hlun | grep -q :53; do sleep 0.1; done")
+
+    done = run_podpath(
+        lab, "node1", "trace", "--from", client.ref, "--to", f"{vip}:53", "--proto", "udp", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    (branch,) = json.loads(done.stdout)["branches"]
+    assert branch["verdict"] == "delivered" and "python3" in branch["reason"], branch["reason"]
+    assert branch["reason"].startswith("delivered to node node1 (root netns)")
+    answer = lab.probe(client.ref, vip, 53, "udp")
+    assert answer.ok and answer.answer.startswith("node-local-dns: "), answer
+
+    finding = _one(_doctor(lab, "node1", run_podpath)[1], "no-listener")
+    assert finding["subject"] == "Service kube-system/kube-dns:dns-tcp"
+    assert finding["fix"].startswith(f"{vip} reaches the node untranslated (a NOTRACK rule")
+    assert "targetPort" not in finding["fix"]
+    answer = lab.probe(client.ref, vip, 53, "tcp")
+    assert not answer.ok and "refused" in answer.error.lower(), answer
+
 
 def test_ip_forward_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     """net.ipv4.ip_forward=0 on node1: critical, with the sysctl as evidence; a pod of

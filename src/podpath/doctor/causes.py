@@ -24,7 +24,7 @@ from podpath.analysis.problems import (
 from podpath.analysis.sockets import is_listening, local_endpoint
 from podpath.netfilter.kube_proxy import Service
 from podpath.netfilter.owners import Owner
-from podpath.snapshot.model import Link, Pod
+from podpath.snapshot.model import Link, Pod, Socket
 from podpath.trace import own_rules
 from podpath.trace.beyond import Beyond
 from podpath.trace.beyond import parse as parse_beyond
@@ -641,51 +641,79 @@ def _refused(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause:
     data = deliver.data if deliver is not None else {}
     where = f"{branch.packet.dst}:{branch.packet.dport}/{branch.packet.proto}"
     pod = data.get("pod")
-    serves = _listening(indexes, branch, branch.packet.proto)
+    listeners = _listeners(indexes, branch, branch.packet.proto)
+    serves = tuple(dict.fromkeys(f"{local_endpoint(s)}/{s.protocol}" for s in listeners))
     who = f"pod {pod}" if pod else where
-    if aim.service is not None:
-        port = serves[0].rsplit(":", 1)[-1].split("/")[0] if serves else ""
-        fix = (
-            f"point the Service's targetPort at a port its pods serve ({branch.packet.dport} -> "
-            f"{port}), or make the pods serve {branch.packet.dport}"
-            if serves
-            else "its pods listen on nothing: start their server, or fix the Service's targetPort"
-        )
-    else:
-        fix = f"start the server on {where}, or point the client at a port the pod serves"
+    listener = who if pod or deliver is None else f"node {deliver.node}"
     return Cause(
         "no-listener",
         "critical",
         aim.label if aim.service is not None else who,
         "nothing listens on ",
-        fix,
+        _refused_fix(branch, aim, listeners, f"pod {pod}" if pod else "the node"),
         hop_text(deliver) if deliver is not None else None,
-        (f"{who} listens on {', '.join(serves)}" if serves else f"{who} listens on nothing",),
+        (f"{listener} listens on {', '.join(serves) or 'nothing'}",),
         key=aim.label if aim.service is not None else where,
         parts=(f"{where}" + (f" ({who})" if pod else ""),),
         tail=f": {aim.target}/{aim.proto} gets {_refusal(aim.proto)}",
     )
 
 
+def _refused_fix(branch: Branch, aim: Aim, listeners: list[Socket], place: str) -> str:
+    """How to make a refused port answer. A server on a loopback address of the port is
+    reached only from its own namespace; an address never DNATed (a ClusterIP the node
+    holds itself, as NodeLocal DNSCache does) is answered by whatever listens there,
+    not by the Service's pods; else another port of the same protocol is what serves."""
+    packet = branch.packet
+    same = [s for s in listeners if s.protocol == packet.proto]
+    inside = [s for s in same if s.local_port == packet.dport and _loopback(s.local)]
+    if inside:
+        return (
+            f"the server listens on {local_endpoint(inside[0])} only, which nothing outside "
+            f"its own network namespace reaches: make it listen on every address (0.0.0.0, "
+            f"::) or on {packet.dst}"
+        )
+    if aim.service is None:
+        where = f"{packet.dst}:{packet.dport}/{packet.proto}"
+        return f"start the server on {where}, or point the client at a port the pod serves"
+    if aim.kind == "service" and packet.dst == aim.address:
+        return (
+            f"{aim.address} reaches {place} untranslated (a NOTRACK rule, as NodeLocal "
+            "DNSCache writes, keeps it from kube-proxy's DNAT) and is an address of "
+            f"{place} itself: what listens there answers, not the Service's pods; start it "
+            f"on {aim.target}/{aim.proto}, or take the address (and the rule) away"
+        )
+    reachable = [s for s in same if not _loopback(s.local)]
+    if not reachable:
+        return "its pods listen on nothing: start their server, or fix the Service's targetPort"
+    return (
+        f"point the Service's targetPort at a port its pods serve ({packet.dport} -> "
+        f"{reachable[0].local_port}), or make the pods serve {packet.dport}"
+    )
+
+
+def _loopback(address: str) -> bool:
+    return address.startswith("127.") or address == "::1"
+
+
 def _refusal(proto: str) -> str:
     return "a RST (connection refused)" if proto == "tcp" else "ICMP port unreachable"
 
 
-def _listening(indexes: list[SnapshotIndex], branch: Branch, proto: str) -> tuple[str, ...]:
-    """What the namespace the branch ended in does listen on, as `ss -l` would say it."""
+def _listeners(indexes: list[SnapshotIndex], branch: Branch, proto: str) -> list[Socket]:
+    """What the namespace the branch ended in listens on, `proto` first, as `ss -l`
+    would list it."""
     if branch.end is None:
-        return ()
+        return []
     node, netns = branch.end
     ns = indexes[node].netns_by_inode.get(netns)
     if ns is None or ns.sockets is None:
-        return ()
-    return tuple(
-        dict.fromkeys(
-            f"{local_endpoint(s)}/{s.protocol}"
-            for s in sorted(ns.sockets, key=lambda s: (s.protocol != proto, s.local_port))
-            if is_listening(s)
-        )
-    )
+        return []
+    return [
+        s
+        for s in sorted(ns.sockets, key=lambda s: (s.protocol != proto, s.local_port))
+        if is_listening(s)
+    ]
 
 
 def _last(branch: Branch, kind: str) -> Hop | None:
