@@ -38,10 +38,11 @@ Screen {
     color: $text-muted;
 }
 
-/* Wraps (a long netns path), plus a line when the CNI plugin recorded host if, gateway, MTU. */
+/* Wraps (a long netns path), plus a line when the CNI plugin recorded host if, gateway, MTU,
+   and one (which may wrap) when the pod's namespace has netfilter rules of its own. */
 #podinfo {
     height: auto;
-    max-height: 3;
+    max-height: 5;
 }
 
 .subheading {

@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from podpath.snapshot.codec import load_path
-from podpath.snapshot.model import Pod, Snapshot
+from podpath.snapshot.model import NetfilterChain, NetfilterTable, Pod, Snapshot
 from podpath.tui.actions import ActionResult, PodTarget
 from podpath.tui.app import PodpathApp, create_app
 from podpath.tui.rows.model import MAX_ROWS, MORE_KEY
@@ -539,6 +539,39 @@ async def test_pod_screen_says_where_the_pod_was_found_and_what_cni_recorded(
             "CNI recorded host if knet1a2b3c4d, gateway 10.244.0.0, mtu 1450"
         )
         assert app.screen.query_one("#podinfo", Static).size.height == 3
+
+
+async def test_pod_screen_names_the_pods_own_netfilter_rules(
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
+) -> None:
+    """A pod whose namespace has a sidecar's redirect says so under its info, whole, with
+    the CNI's line: traces through it do not walk those rules."""
+    first = fixed_snapshot.pods[0]
+    pod = dataclasses.replace(first, host_interface="knet1a2b3c4d", mtu=1450)
+    nat = NetfilterTable(
+        "nft",
+        "ip",
+        "nat",
+        (NetfilterChain("OUTPUT", "output", 1, "nat"), NetfilterChain("ISTIO_OUTPUT", None, 2)),
+    )
+    netns = tuple(
+        dataclasses.replace(ns, netfilter=(nat,)) if ns.inode == pod.netns_inode else ns
+        for ns in fixed_snapshot.netns
+    )
+    snap = dataclasses.replace(fixed_snapshot, pods=(pod, *fixed_snapshot.pods[1:]), netns=netns)
+    app = make_app(snap)
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(PodScreen(f"{pod.namespace}/{pod.name}"))
+        await pilot.pause()
+        info = app.screen.query_one("#podinfo", Static)
+        lines = str(info.render()).splitlines()
+        assert lines[1:] == [
+            "CNI recorded host if knet1a2b3c4d, mtu 1450",
+            "own netfilter rules: ip nat: OUTPUT 1 rule, ISTIO_OUTPUT 2 rules; Istio's sidecar "
+            "redirect (traces through the pod do not walk them)",
+        ]
+        # Every line shown whole, each wrapped to the widget's width.
+        assert info.size.height == sum(-(-len(line) // info.size.width) for line in lines)
 
 
 async def test_a_trace_given_both_ends_runs_once_its_screen_is_laid_out(

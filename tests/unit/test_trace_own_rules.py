@@ -41,8 +41,8 @@ def test_a_sidecar_redirect_is_named_with_its_chains() -> None:
     said = note((ISTIO,), "OUTPUT", 4, "pod default/web-0", True)
     assert said == (
         "pod default/web-0's own network namespace has netfilter rules at OUTPUT (ip nat: "
-        "PREROUTING 1 rule, OUTPUT 1 rule, ISTIO_OUTPUT 2 rules, ISTIO_REDIRECT 1 rule), "
-        "Istio's sidecar redirect: podpath reads only the node's rules, so where they send "
+        "PREROUTING 1 rule, OUTPUT 1 rule, ISTIO_OUTPUT 2 rules, ISTIO_REDIRECT 1 rule; "
+        "Istio's sidecar redirect): podpath reads only the node's rules, so where they send "
         "the packet is not known"
     )
 

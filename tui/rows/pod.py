@@ -9,6 +9,7 @@ from podpath.analysis.pod_counts import pod_counts
 from podpath.analysis.services import endpoints_of
 from podpath.netfilter.kube_proxy import Service
 from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod, Rule
+from podpath.trace import own_rules
 from podpath.trace.routing import DROP_TYPES, describe_rule
 from podpath.tui.rows.model import Cell, Row, cell, join, row
 from podpath.tui.rows.routing import route_row
@@ -84,6 +85,14 @@ def cni_record(pod: Pod) -> str:
     ]
     recorded = ", ".join(p for p in parts if p)
     return f"CNI recorded {recorded}" if recorded else ""
+
+
+def own_rules_line(index: SnapshotIndex, pod: Pod) -> str:
+    """The pod namespace's own netfilter rules (a service mesh's sidecar redirect), which
+    traces through it do not walk, or "" (podpath.trace.own_rules)."""
+    ns = index.netns_by_inode.get(pod.netns_inode) if pod.netns_inode else None
+    said = own_rules.summary(ns.netfilter) if ns is not None and ns.netfilter else ""
+    return f"own netfilter rules: {said} (traces through the pod do not walk them)" if said else ""
 
 
 def host_side(index: SnapshotIndex, pod: Pod) -> tuple[Link | None, Link | None, Link | None]:

@@ -213,7 +213,8 @@ class PodScreen(BaseScreen):
             f"{pod.sandbox_id[:13]} · uid {pod.uid}"
         )
         # Each line made literal on its own: a newline inside node text is shown escaped.
-        lines = [literal_content(line) for line in (info, pr.cni_record(pod)) if line]
+        own = pr.own_rules_line(loaded.index, pod)
+        lines = [literal_content(line) for line in (info, pr.cni_record(pod), own) if line]
         self.query_one("#podinfo", Static).update(Content("\n").join(lines))
         for tab_id, _label, columns, build in TABS:
             table = self.query_one(f"#t-{tab_id}", RowTable)

@@ -39,13 +39,21 @@ def note(
     found = [t for t in tables or () if t.family in families and _rules_at(t, at, first)]
     if not found:
         return ""
-    chains = {c.name for t in found for c in t.chains}
-    writer = next((w for prefix, w in _WRITERS if any(c.startswith(prefix) for c in chains)), "")
-    listed = "; ".join(_described(t) for t in found)
     return (
-        f"{who}{MARK} at {hook} ({listed}){f', {writer}' if writer else ''}: podpath reads "
-        "only the node's rules, so where they send the packet is not known"
+        f"{who}{MARK} at {hook} ({summary(tuple(found))}): podpath reads only the node's "
+        "rules, so where they send the packet is not known"
     )
+
+
+def summary(tables: tuple[NetfilterTable, ...]) -> str:
+    """The tables' chains with rules, and whose they are when their names say: `ip nat:
+    OUTPUT 1 rule, ISTIO_OUTPUT 2 rules; Istio's sidecar redirect`; "" for none."""
+    listed = "; ".join(d for t in tables if (d := _described(t)))
+    if not listed:
+        return ""
+    chains = {c.name for t in tables for c in t.chains}
+    writer = next((w for prefix, w in _WRITERS if any(c.startswith(prefix) for c in chains)), "")
+    return f"{listed}; {writer}" if writer else listed
 
 
 def _rules_at(table: NetfilterTable, hook: str, first: bool) -> bool:
@@ -59,10 +67,11 @@ def _rules_at(table: NetfilterTable, hook: str, first: bool) -> bool:
 
 
 def _described(table: NetfilterTable) -> str:
-    """`ip nat: OUTPUT 1 rule, ISTIO_OUTPUT 2 rules`, or a legacy table's name."""
+    """`ip nat: OUTPUT 1 rule, ISTIO_OUTPUT 2 rules`, or a legacy table's name; "" for an
+    nf_tables table without rules."""
     if table.backend == "legacy":
         return f"legacy {table.family} {table.name}, rules not counted"
     chains = ", ".join(
         f"{c.name} {c.rules} rule{'s' if c.rules != 1 else ''}" for c in table.chains if c.rules
     )
-    return f"{table.family} {table.name}: {chains}"
+    return f"{table.family} {table.name}: {chains}" if chains else ""
