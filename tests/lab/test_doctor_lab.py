@@ -322,6 +322,41 @@ def test_node_local_dns_cache_answers_for_the_dns_cluster_ip(
     assert not answer.ok and "refused" in answer.error.lower(), answer
 
 
+def test_an_address_two_pods_hold(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
+    """web's address also on the dns pod's eth0 (as when IPAM gives one address twice):
+    each answers ARP for it, and the dns pod drops what web sends as a martian. Before,
+    the doctor blamed rp_filter (fix: accept_local) and a targetPort (80 -> 53); now one
+    critical finding names the address, both pods and the one IPAM gave it to, with every
+    path it breaks; the trace says either may answer. Real traffic fails."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    web, dns = _web(lab), _other(lab)
+    enter = ["nsenter", f"--net={dns.netns_path}", "--"]
+    lab.exec("node1", [*enter, "ip", "addr", "add", f"{web.ip}/24", "dev", "eth0"])
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    finding = _one(report, "address-conflict")
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert finding["subject"] == f"address {web.ip}"
+    assert sorted(finding["evidence"]) == sorted(
+        [f"pod {web.ref}: eth0 {web.ip}", f"pod {dns.ref}: eth0 {web.ip}"]
+    )
+    assert f"host-local IPAM gave it to pod {web.ref}" in finding["fix"]
+    assert any(p["from"] == web.ref and "kube-dns" in p["to"] for p in finding["paths"])
+    assert not lab.probe(web.ref, "kube-system/kube-dns", 53, "udp", wait=1).ok
+
+    lab.exec("node1", ["ip", "neigh", "flush", "dev", "cni0", "to", web.ip])
+    done = run_podpath(lab, "node1", "trace", "--from", "node1", "--to", f"{web.ip}:80", "--json")
+    assert done.returncode == 0, done.stderr
+    (branch,) = json.loads(done.stdout)["branches"]
+    assert branch["verdict"] == "uncertain", branch["reason"]
+    pair = (f"pod {web.ref}", f"pod {dns.ref}")
+    said = [
+        f"{web.ip} is an address of {a} and of {b} on cni0: each answers"
+        for a, b in (pair, pair[::-1])
+    ]
+    assert any(s in branch["reason"] for s in said), branch["reason"]
+
+
 def test_ip_forward_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     """net.ipv4.ip_forward=0 on node1: critical, with the sysctl as evidence; a pod of
     node1 no longer reaches a pod of node2."""

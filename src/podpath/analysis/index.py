@@ -107,6 +107,34 @@ class SnapshotIndex:
             return self.snapshot.local_addresses()  # kept beside its packed namespaces
         return addresses_by_netns(self.snapshot.netns)
 
+    @cached_property
+    def shared_addresses(self) -> dict[str, tuple[int, ...]]:
+        """Addresses two or more of the node's own namespaces hold, with their inodes: one
+        address given out twice (host-local IPAM's state lost, two CNI configs). The
+        node's own are its root and the namespaces with a veth into it; loopback and
+        link-local addresses are every namespace's own, and a namespace whose veths lead
+        elsewhere (a nested node's pods, another cluster's) is not this node's."""
+        holders: dict[str, list[int]] = {}
+        for inode, addresses in self.local_addresses.items():
+            for address in addresses:
+                if not _every_namespaces_own(address):
+                    holders.setdefault(address, []).append(inode)
+        shared = {a: h for a, h in holders.items() if len(h) > 1}
+        if not shared:
+            return {}  # the usual case: no namespace is unpickled to ask
+        root = self.snapshot.root_netns
+        attached = {
+            inode
+            for inode in {i for h in shared.values() for i in h}
+            if inode == root
+            or any(
+                link.peer is not None and link.peer.netns == root
+                for link in self.links_in(inode).values()
+            )
+        }
+        kept = {a: tuple(sorted(i for i in h if i in attached)) for a, h in shared.items()}
+        return {a: h for a, h in sorted(kept.items()) if len(h) > 1}
+
     # --- pods and processes ---------------------------------------------------------
 
     @cached_property
@@ -294,3 +322,12 @@ def ip_in(address: str, cidr: str) -> bool:
         return ipaddress.ip_address(address) in ipaddress.ip_network(cidr, strict=False)
     except ValueError:
         return False
+
+
+def _every_namespaces_own(address: str) -> bool:
+    """A loopback or link-local address: each namespace has its own."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return True
+    return ip.is_loopback or ip.is_link_local

@@ -20,6 +20,7 @@ from podpath.analysis.problems import (
     bridge_nf_off,
     forwarding_fix,
     forwarding_spared,
+    shared_address,
 )
 from podpath.analysis.sockets import is_listening, local_endpoint
 from podpath.netfilter.kube_proxy import Service
@@ -96,6 +97,33 @@ class Cause:
         )
 
 
+def _address_conflict(branch: Branch, indexes: list[SnapshotIndex]) -> Cause | None:
+    """A branch (or its answer) refused or dropped where its packet's source or
+    destination is an address two of the node's namespaces hold: that is the cause,
+    whatever hop ended it (a pod that is not the one meant, a martian source)."""
+    for failed in (branch, *branch.reply):
+        if failed.verdict not in ("refused", "dropped") or failed.end is None:
+            continue
+        index = indexes[failed.end[0]]
+        packet = failed.packet
+        for address in (packet.dst, packet.src):
+            if address is not None and address in index.shared_addresses:
+                finding = shared_address(index, address)
+                return Cause(
+                    finding.check,
+                    finding.grade,
+                    finding.subject,
+                    finding.cause,
+                    finding.fix,
+                    hop_text(failed.hops[-1]) if failed.hops else None,
+                    finding.evidence,
+                    key=finding.key,
+                    partial_grade="critical",
+                    node=finding.node,
+                )
+    return None
+
+
 def hop_text(hop: Hop) -> str:
     """A hop as one line: `[node1] netfilter filter/KUBE-SERVICES #3: -> REJECT`."""
     # A hop's text often starts with its kind ("dropped: ...", "bridge cni0: ..."): say it once.
@@ -109,6 +137,9 @@ def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
     # A Service's address the node itself refuses or drops, kube-proxy's jumps missing (an
     # IPVS VIP without real servers is refused too, with its jumps in place; nftables mode
     # rejects a ClusterIP no rule translated, in cluster-ips-check).
+    conflict = _address_conflict(branch, indexes)
+    if conflict is not None:
+        return conflict
     untranslated = branch.packet.dst == aim.address and branch.packet.dport == aim.port
     if branch.verdict in ("refused", "dropped") and untranslated:
         if aim.kind in ("service", "nodeport") and branch.packet.direction == "original":

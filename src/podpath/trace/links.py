@@ -103,7 +103,15 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
                     answered=False,
                     down=fault,
                 )
-            return MacResolution(peer.mac, f"{peer.name} of {who} (behind port {port.name})")
+            others = _other_holders(index, bridge, port, ip)
+            return MacResolution(
+                peer.mac,
+                f"{peer.name} of {who} (behind port {port.name})",
+                uncertain=f"{ip} is an address of {who} and of {', '.join(others)} on "
+                f"{bridge.name}: each answers, and the frame goes to whichever answered last"
+                if others
+                else None,
+            )
     if _every_port_known(index, bridge, ip):
         # The request floods every port, and every port leads into a namespace the
         # snapshot holds: none holds ip, so nothing answers.
@@ -114,6 +122,20 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
             answered=False,
         )
     return MacResolution(None, "nobody known; the request floods the bridge")
+
+
+def _other_holders(index: SnapshotIndex, bridge: Link, port: Link, ip: str) -> list[str]:
+    """Who else behind the bridge's ports holds ip (an address given out twice)."""
+    if ip not in index.shared_addresses:
+        return []  # the usual case, known without a walk over the bridge's ports
+    others = []
+    for other in index.bridge_ports(bridge):
+        if other is port or other.peer is None:
+            continue
+        if ip in index.local_addresses.get(other.peer.netns, ()):
+            pod = index.pods_by_netns.get(other.peer.netns)
+            others.append(f"pod {pod.namespace}/{pod.name}" if pod else f"netns {other.peer.netns}")
+    return others
 
 
 def _every_port_known(index: SnapshotIndex, bridge: Link, ip: str) -> bool:
