@@ -52,7 +52,7 @@ def _taken(snap: Snapshot) -> Snapshot:
 def test_an_address_two_pods_hold_is_shared_and_nothing_else_is() -> None:
     snap = build_node(NodeSpec(pods=PODS))
     index = SnapshotIndex(_taken(snap))
-    inodes = {p.name: p.netns_inode for p in snap.pods}
+    inodes = {p.name: p.netns_inode or 0 for p in snap.pods}
     assert index.shared_addresses == {
         "10.244.0.2": tuple(sorted((inodes["web-0"], inodes["web-1"])))
     }
