@@ -23,6 +23,7 @@ from podpath.collectors.netlink.rtnetlink import RTM_GETADDR, RouteSocket
 from podpath.snapshot.codec import to_jsonable
 
 PREFIX = "ppnl"
+SIDECAR_RULES = Path(__file__).parents[1] / "fixtures" / "sidecar" / "istio-init-nat.rules"
 HOSTILE = ("e\x1b[31mx", "\udcffbad")
 T = 60
 
@@ -154,14 +155,7 @@ def build_topology() -> list[str]:
             run("ip", "-n", name, *line.split())
         if letter == "a":
             # A sidecar's redirect, as Istio's istio-init writes it (iptables-nft).
-            for rule in (
-                "-N ISTIO_OUTPUT",
-                "-N ISTIO_REDIRECT",
-                "-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001",
-                "-A OUTPUT -p tcp -j ISTIO_OUTPUT",
-                "-A ISTIO_OUTPUT -o lo -j RETURN",
-                "-A ISTIO_OUTPUT -j ISTIO_REDIRECT",
-            ):
+            for rule in SIDECAR_RULES.read_text().splitlines():
                 run("ip", "netns", "exec", name, "iptables-nft", "-t", "nat", *rule.split())
         if letter == "c":
             # Disabled once its peer is up (a carrier change would enable it again): a

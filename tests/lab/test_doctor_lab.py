@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.lab
 
 Report = dict[str, Any]
+# The redirect Istio's istio-init writes in a pod's namespace (tests/fixtures/sidecar).
+SIDECAR_RULES = Path(__file__).parents[1] / "fixtures" / "sidecar" / "istio-init-nat.rules"
 _PID = re.compile(r'\("[^"]*",pid=(\d+),fd=\d+\)')
 
 
@@ -565,15 +567,8 @@ def test_a_pod_with_a_sidecar_redirect_of_its_own(
     the pod, and judges nothing else wrong."""
     lab = make_lab(nodes=1, pods=2, services=3)
     client = _other(lab)
-    for rule in (
-        "-N ISTIO_OUTPUT",
-        "-N ISTIO_REDIRECT",
-        "-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001",
-        "-A OUTPUT -p tcp -j ISTIO_OUTPUT",
-        "-A ISTIO_OUTPUT -o lo -j RETURN",
-        "-A ISTIO_OUTPUT -j ISTIO_REDIRECT",
-    ):
-        enter = ["nsenter", f"--net={client.netns_path}", "--"]
+    enter = ["nsenter", f"--net={client.netns_path}", "--"]
+    for rule in SIDECAR_RULES.read_text().splitlines():
         lab.exec("node1", [*enter, "iptables-nft", "-t", "nat", *rule.split()])
     done = run_podpath(
         lab, "node1", "trace", "--from", client.ref, "--to", "default/web:80", "--json"
