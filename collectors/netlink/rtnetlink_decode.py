@@ -201,7 +201,18 @@ IFLA_VXLAN_ID, IFLA_VXLAN_GROUP, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL = 1, 2, 3, 4
 IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT, IFLA_VXLAN_GROUP6, IFLA_VXLAN_LOCAL6 = 7, 15, 16, 17
 # u8 switches, named as `ip -d link` names them.
 _VXLAN_FLAGS = ((11, "proxy"), (13, "l2miss"), (14, "l3miss"))
-IFA_ADDRESS, IFA_LOCAL, IFA_LABEL = 1, 2, 3
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_FLAGS = 1, 2, 3, 8
+# IFA_F_* flags that bear on an address's use, named as `ip addr` prints them
+# (linux/if_addr.h); IFA_FLAGS (u32) supersedes the header's 8-bit ifa_flags.
+_IFA_FLAGS = (
+    (0x01, "secondary"),
+    (0x02, "nodad"),
+    (0x04, "optimistic"),
+    (0x08, "dadfailed"),
+    (0x20, "deprecated"),
+    (0x40, "tentative"),
+    (0x200, "noprefixroute"),
+)
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
 RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 9, 15, 18
 FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_GOTO, FRA_PRIORITY = 1, 2, 3, 4, 6
@@ -433,7 +444,7 @@ def decode_addresses(buffers: Iterable[bytes]) -> list[tuple[int, Address]]:
     out: list[tuple[int, Address]] = []
     unpack = _IFADDRMSG.unpack_from
     for buf, off, end in payloads(buffers, RTM_NEWADDR, 8, "strict"):
-        family, prefixlen, _ifa_flags, scope, index = unpack(buf, off)
+        family, prefixlen, header_flags, scope, index = unpack(buf, off)
         if family not in _FAMILY_LEN:
             continue
         a = attributes(buf, off + 8, end, "strict")
@@ -444,6 +455,7 @@ def decode_addresses(buffers: Iterable[bytes]) -> list[tuple[int, Address]]:
         if addr is None:
             continue
         label = a.get(IFA_LABEL)
+        flags = a.get(IFA_FLAGS)
         out.append(
             (
                 index,
@@ -453,6 +465,10 @@ def decode_addresses(buffers: Iterable[bytes]) -> list[tuple[int, Address]]:
                     prefixlen=prefixlen,
                     scope=SCOPES.get(scope, str(scope)),
                     label=cstr(label) if label is not None else None,
+                    flags=_names(
+                        u32(flags) if flags is not None and len(flags) >= 4 else header_flags,
+                        _IFA_FLAGS,
+                    ),
                 ),
             )
         )

@@ -239,6 +239,13 @@ def build_topology() -> list[str]:
         "nud",
         "permanent",
     )
+    # Pod a's fd00::2 (nodad) on cni0 too, checked: duplicate address detection fails.
+    run("sysctl", "-qw", "net.ipv6.conf.cni0.accept_dad=1")
+    run("ip", "addr", "add", "fd00::2/64", "dev", "cni0")
+    for _ in range(50):
+        if "dadfailed" in run("ip", "-6", "addr", "show", "dev", "cni0"):
+            break
+        time.sleep(0.1)
     return names
 
 

@@ -293,9 +293,23 @@ def test_vxlan_details_equal_ip(topo: Any) -> None:
     }
 
 
+# The address flags podpath keeps, as ip's JSON names them.
+_ADDRESS_FLAGS = (
+    "secondary",
+    "nodad",
+    "optimistic",
+    "dadfailed",
+    "deprecated",
+    "tentative",
+    "noprefixroute",
+)
+
+
 @pytest.mark.lab
 def test_addresses_equal_ip_addr(topo: Any) -> None:
-    """Addresses attached to each link equal `ip -j addr`."""
+    """Addresses attached to each link equal `ip -j addr`, with their flags (the driver
+    gives pods nodad addresses, and cni0 one that fails duplicate address detection)."""
+    flags: set[str] = set()
     for _name, view, ns in _namespaces(topo):
         want = sorted(
             (
@@ -305,16 +319,27 @@ def test_addresses_equal_ip_addr(topo: Any) -> None:
                 a["prefixlen"],
                 a["scope"],
                 a.get("label"),
+                tuple(f for f in _ADDRESS_FLAGS if a.get(f)),
             )
             for lk in view["addr"]
             for a in lk["addr_info"]
         )
         got = sorted(
-            (lk["ifindex"], a["family"], a["address"], a["prefixlen"], a["scope"], a["label"])
+            (
+                lk["ifindex"],
+                a["family"],
+                a["address"],
+                a["prefixlen"],
+                a["scope"],
+                a["label"],
+                tuple(a["flags"]),
+            )
             for lk in ns["links"]
             for a in lk["addresses"]
         )
         assert got == want
+        flags.update(f for lk in ns["links"] for a in lk["addresses"] for f in a["flags"])
+    assert {"nodad", "dadfailed", "tentative"} <= flags
 
 
 def _cidr(dst: str, family: int) -> str:

@@ -359,6 +359,48 @@ def test_an_address_two_pods_hold(make_lab: Callable[..., Lab], run_podpath: Any
     assert any(s in branch["reason"] for s in said), branch["reason"]
 
 
+def test_an_ipv6_address_that_failed_duplicate_address_detection(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """Dual stack: the dns pod holds web's IPv6 address too (nodad), and web's own copy,
+    added again with DAD on, fails it. The kernel does not use a dadfailed address: web
+    reaches the DNS Service over IPv6 from its link-local address, which kube-proxy
+    masquerades (real traffic answers). Before, address flags were not read: the trace
+    sent from the dadfailed address, and no finding named it. Now one finding
+    names the address, the pod left without IPv6, and who holds it; the trace picks the
+    source the kernel picks."""
+    lab = make_lab(nodes=1, pods=2, services=3, ip_family="dual")
+    web, dns = _web(lab), _other(lab)
+    six = next(ip for ip in web.ips if ":" in ip)
+    _sh(lab, "node1", f"nsenter --net={dns.netns_path} -- ip addr add {six}/64 dev eth0 nodad")
+    inside = f"nsenter --net={web.netns_path} --"
+    _sh(
+        lab,
+        "node1",
+        f"{inside} sysctl -qw net.ipv6.conf.eth0.accept_dad=1 && "
+        f"{inside} ip addr del {six}/64 dev eth0 && {inside} ip addr add {six}/64 dev eth0 && "
+        f"until {inside} ip -6 addr show dev eth0 | grep -q dadfailed; do sleep 0.1; done",
+    )
+    status, report = _doctor(lab, "node1", run_podpath)
+    assert status == 1
+    finding = _one(report, "address-dadfailed")
+    assert [f["id"] for f in _criticals(report)] == [finding["id"]], report["findings"]
+    assert f"({'pod ' + dns.ref} holds it)" in finding["cause"]
+    assert finding["cause"].endswith(f"pod {web.ref} has no other IPv6 address")
+    assert finding["evidence"] == [f"pod {web.ref}: eth0 {six} dadfailed"]
+
+    done = run_podpath(
+        lab, "node1", "trace", "--from", web.ref, "--to", "kube-system/kube-dns:53", "-6", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    (branch,) = json.loads(done.stdout)["branches"]
+    assert branch["verdict"] == "delivered", branch["reason"]
+    route = next(h for h in branch["hops"] if h["kind"] == "route")
+    assert any("a link-local one (RFC 6724 rule 2)" in d for d in route["details"]), route
+    answer = lab.probe(web.ref, "kube-system/kube-dns", 53, family=6)
+    assert answer.ok and answer.served_by == dns.ref, answer
+
+
 def test_ip_forward_off(make_lab: Callable[..., Lab], run_podpath: Any) -> None:
     """net.ipv4.ip_forward=0 on node1: critical, with the sysctl as evidence; a pod of
     node1 no longer reaches a pod of node2."""

@@ -111,3 +111,21 @@ def test_the_trace_says_either_may_answer_where_no_entry_decides() -> None:
         "10.244.0.2 is an address of pod default/web-0 and of pod default/web-1 on cni0"
         in branch.reason
     )
+
+
+def test_a_dadfailed_address_is_not_the_pods_nor_a_source() -> None:
+    """web-0's only IPv6 address failed DAD (web-1 holds it): not local to web-0, not a
+    conflict (one namespace uses it), a finding of its own, and no source address."""
+    snap = build_node(NodeSpec(pods=PODS))
+    snap = _with_address(snap, "web-0", Address(6, "fd00::2", 64, flags=("dadfailed", "tentative")))
+    snap = _with_address(snap, "web-1", Address(6, "fd00::2", 64, flags=("nodad",)))
+    index = SnapshotIndex(snap)
+    web0 = next(p for p in snap.pods if p.name == "web-0")
+    assert "fd00::2" not in index.local_addresses[web0.netns_inode or 0]
+    assert index.shared_addresses == {}
+    assert list(index.failed_addresses) == ["fd00::2"]
+    report = diagnose([index])
+    (finding,) = [f for f in report.findings if f.check == "address-dadfailed"]
+    assert finding.grade == "critical"
+    assert "(pod default/web-1 holds it)" in finding.cause
+    assert finding.cause.endswith("pod default/web-0 has no other IPv6 address")

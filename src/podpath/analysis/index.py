@@ -135,6 +135,18 @@ class SnapshotIndex:
         kept = {a: tuple(sorted(i for i in h if i in attached)) for a, h in shared.items()}
         return {a: h for a, h in sorted(kept.items()) if len(h) > 1}
 
+    @cached_property
+    def failed_addresses(self) -> dict[str, tuple[tuple[int, str], ...]]:
+        """IPv6 addresses that failed duplicate address detection (dadfailed), with the
+        (netns inode, device) holding each: the kernel does not use them."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        for ns in self.snapshot.netns:
+            for link in ns.links:
+                for a in link.addresses:
+                    if "dadfailed" in a.flags:
+                        out.setdefault(a.address, []).append((ns.inode, link.name))
+        return {a: tuple(h) for a, h in sorted(out.items())}
+
     # --- pods and processes ---------------------------------------------------------
 
     @cached_property

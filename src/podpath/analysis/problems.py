@@ -45,7 +45,52 @@ def problems(parsed: ParsedSnapshot) -> tuple[Finding, ...]:
     found += _cni_mtu(index, node)
     found += _service_link_names(index, node)
     found += [shared_address(index, address) for address in index.shared_addresses]
+    found += [failed_address(index, address) for address in index.failed_addresses]
     return ordered(found)
+
+
+def failed_address(index: SnapshotIndex, address: str) -> Finding:
+    """An IPv6 address that failed duplicate address detection: the kernel neither
+    delivers to it nor answers neighbour solicitations for it. Critical where it leaves
+    its namespace without another usable global IPv6 address (a pod without IPv6)."""
+    node = index.snapshot.node.hostname
+    holders = index.failed_addresses[address]
+    names = [_holder(index, inode) for inode, _dev in holders]
+    others = [
+        _holder(index, inode) for inode, found in index.local_addresses.items() if address in found
+    ]
+    bare = [
+        name
+        for name, (inode, _dev) in zip(names, holders, strict=True)
+        if not _has_ipv6(index, inode)
+    ]
+    taken = f" ({' and '.join(others)} holds it)" if others else ""
+    lost = f": {' and '.join(bare)} has no other IPv6 address" if bare else ""
+    return Finding(
+        "address-dadfailed",
+        "critical" if bare else "warning",
+        f"address {address}",
+        f"{address} on {' and '.join(f'{d} of {n}' for n, (_i, d) in zip(names, holders, strict=True))} "
+        f"failed duplicate address detection: another host on the link answered for it{taken}. "
+        f"The kernel does not use it: no local route, no answer to neighbour "
+        f"solicitations{lost}",
+        f"take it off whoever should not hold it ({_given_to(index, address)}); an address "
+        "is checked only when it is added: delete it and add it again where it belongs "
+        "once the other copy is gone",
+        node,
+        evidence=tuple(
+            f"{n}: {d} {address} dadfailed" for n, (_i, d) in zip(names, holders, strict=True)
+        ),
+        key=f"{node}:{address}",
+    )
+
+
+def _has_ipv6(index: SnapshotIndex, inode: int) -> bool:
+    """Whether a namespace has a usable global IPv6 address."""
+    return any(
+        ":" in a and not a.startswith("fe80") and a != "::1"
+        for a in index.local_addresses.get(inode, ())
+    )
 
 
 def shared_address(index: SnapshotIndex, address: str) -> Finding:

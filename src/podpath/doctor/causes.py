@@ -18,6 +18,7 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.problems import (
     bridge_nf_fix,
     bridge_nf_off,
+    failed_address,
     forwarding_fix,
     forwarding_spared,
     shared_address,
@@ -98,17 +99,21 @@ class Cause:
 
 
 def _address_conflict(branch: Branch, indexes: list[SnapshotIndex]) -> Cause | None:
-    """A branch (or its answer) refused or dropped where its packet's source or
-    destination is an address two of the node's namespaces hold: that is the cause,
-    whatever hop ended it (a pod that is not the one meant, a martian source)."""
+    """The address conflict a failing branch's packets (or its answer's) carry: an
+    address two of the node's namespaces hold, or one that failed duplicate address
+    detection; None when they carry none."""
     for failed in (branch, *branch.reply):
-        if failed.verdict not in ("refused", "dropped") or failed.end is None:
+        if failed.end is None:
             continue
         index = indexes[failed.end[0]]
         packet = failed.packet
         for address in (packet.dst, packet.src):
+            finding = None
             if address is not None and address in index.shared_addresses:
                 finding = shared_address(index, address)
+            elif address is not None and address in index.failed_addresses:
+                finding = failed_address(index, address)
+            if finding is not None:
                 return Cause(
                     finding.check,
                     finding.grade,
@@ -133,13 +138,22 @@ def hop_text(hop: Hop) -> str:
 
 
 def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
-    """The cause of a failing branch (with its reply), or None when it works."""
+    """The cause of a failing branch (with its reply), or None when it works. Where the
+    branch's packets carry an address two namespaces hold, or one that failed duplicate
+    address detection, that is the cause, whichever hop showed it (a pod that is not the
+    one meant, a martian source, an answer delivered to the wrong pod, an ARP answer
+    either pod may give)."""
+    cause = _hop_cause(branch, aim, indexes)
+    if cause is None:
+        return None
+    return _address_conflict(branch, indexes) or cause
+
+
+def _hop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
+    """The cause of a failing branch as the hop that decided it shows, or None."""
     # A Service's address the node itself refuses or drops, kube-proxy's jumps missing (an
     # IPVS VIP without real servers is refused too, with its jumps in place; nftables mode
     # rejects a ClusterIP no rule translated, in cluster-ips-check).
-    conflict = _address_conflict(branch, indexes)
-    if conflict is not None:
-        return conflict
     untranslated = branch.packet.dst == aim.address and branch.packet.dport == aim.port
     if branch.verdict in ("refused", "dropped") and untranslated:
         if aim.kind in ("service", "nodeport") and branch.packet.direction == "original":

@@ -258,6 +258,18 @@ class Address(Value):
     prefixlen: int
     scope: str = "global"
     label: str | None = None
+    # IFA_F_* as `ip addr` prints them: secondary, nodad, optimistic, dadfailed,
+    # deprecated, tentative, noprefixroute. A tentative or dadfailed IPv6 address is not
+    # used: no local route, no answer to neighbour solicitations (`usable`).
+    flags: tuple[str, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        """Whether the kernel uses the address: not still in, nor failed by, duplicate
+        address detection (an optimistic one is used meanwhile, RFC 4429)."""
+        if "dadfailed" in self.flags:
+            return False
+        return "tentative" not in self.flags or "optimistic" in self.flags
 
 
 @dataclass(frozen=True, eq=False)

@@ -130,7 +130,8 @@ def addresses_by_netns(netns: Iterable[NetNamespace]) -> dict[int, frozenset[str
     out: dict[int, set[str]] = defaultdict(set)
     for ns in netns:
         for link in ns.links:
-            out[ns.inode].update(a.address for a in link.addresses)
+            # A tentative or dadfailed IPv6 address is not local: no local route.
+            out[ns.inode].update(a.address for a in link.addresses if a.usable)
     return {k: frozenset(v) for k, v in out.items()}
 
 

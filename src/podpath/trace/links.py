@@ -79,7 +79,7 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
             answered=False,
             down=bridge,
         )
-    if any(a.address == ip for a in bridge.addresses):
+    if any(a.address == ip and a.usable for a in bridge.addresses):
         return MacResolution(bridge.mac, f"{bridge.name} itself")
     for port in index.bridge_ports(bridge):
         # Only a namespace holding ip can hold it on the peer: the others are not read
@@ -87,7 +87,7 @@ def _bridge_answer(index: SnapshotIndex, bridge: Link, ip: str) -> MacResolution
         if port.peer is None or ip not in index.local_addresses.get(port.peer.netns, ()):
             continue
         peer = index.peer(port)
-        if peer is not None and any(a.address == ip for a in peer.addresses):
+        if peer is not None and any(a.address == ip and a.usable for a in peer.addresses):
             pod = index.pods_by_netns.get(peer.netns)
             who = f"pod {pod.namespace}/{pod.name}" if pod else f"netns {peer.netns}"
             if port.state == "DOWN" or set_down(peer):

@@ -159,9 +159,17 @@ def netns_addresses(index: SnapshotIndex, inode: int) -> list[str]:
         for link in ns.links
         if link.name != "lo"
         for a in link.addresses
-        if a.scope == "global"
+        if a.scope == "global" and a.usable
     ]
     return sorted(found, key=family_of)
+
+
+def _unusable(index: SnapshotIndex, inode: int) -> frozenset[str]:
+    """A namespace's addresses the kernel does not use (tentative, dadfailed)."""
+    ns = index.netns_by_inode.get(inode)
+    if ns is None:
+        return frozenset()
+    return frozenset(a.address for link in ns.links for a in link.addresses if not a.usable)
 
 
 def find_netns(index: SnapshotIndex, spec: str) -> int | None:
@@ -221,14 +229,18 @@ def resolve_source(
             # A pod known only by its pause process has no IPs of its own: its
             # namespace's addresses stand in, and without any the kernel picks the source.
             held = tuple(netns_addresses(index, pod.netns_inode))
-            addresses = pod.ips or held
+            # An IP the pod was given but its namespace cannot use (failed duplicate
+            # address detection) is no source: the kernel picks another.
+            unusable = _unusable(index, pod.netns_inode)
+            addresses = tuple(ip for ip in pod.ips if ip not in unusable) or held
             if not addresses and family is None:
                 return Source(i, pod.netns_inode, None, label)
             if family is not None and _of_family(addresses, family) is None:
-                if _of_family(held, family) is not None:
+                if _of_family(held, family) is not None or _of_family(tuple(unusable), family):
                     # No pod IP of the family, but the pod's namespace holds an address of
                     # it that Kubernetes never calls the pod's (the AWS VPC CNI's IPv6 pods:
-                    # egress-cni's 169.254.172.0/22 on v4if0): the kernel picks the source.
+                    # egress-cni's 169.254.172.0/22 on v4if0), or its only one of the family
+                    # failed duplicate address detection: the kernel picks the source.
                     return Source(i, pod.netns_inode, None, label)
             return Source(i, pod.netns_inode, _pick(addresses, family, label), label)
     for i, index in enumerate(indexes):

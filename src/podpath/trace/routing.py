@@ -576,21 +576,31 @@ def _select_source6(ns: NetNamespace, decision: RouteDecision, dst: str) -> Sour
     """ipv6_dev_get_saddr() (RFC 6724), in short: scope, the output device, longest prefix."""
     ip = address(dst)
     link_local_dst = ip is not None and ip.is_link_local
-    candidates: list[tuple[tuple[int, int, int], Address, Link]] = []
+    candidates: list[tuple[tuple[int, int, int, int], Address, Link]] = []
     for link in ns.links:
         for a in link.addresses:
-            if a.family != 6 or a.address == "::1":
-                continue
+            if a.family != 6 or a.address == "::1" or not a.usable:
+                continue  # tentative and dadfailed addresses are never a source
             ll = a.scope == "link"
-            if ll != link_local_dst:
-                continue  # rule 2: the address's scope must fit the destination's
             on_dev = int(link.ifindex == decision.dev)
-            if link_local_dst and not on_dev:
+            if ll and not on_dev:
                 continue  # a link-local source only on the link it belongs to
-            candidates.append(((on_dev, _common_prefix(a.address, dst), -link.ifindex), a, link))
+            if link_local_dst and not ll:
+                continue  # rule 2: a link-local destination takes a link-local source
+            # Rule 2 again: a smaller scope than the destination's is the last resort (a
+            # pod whose only global address failed DAD sends from its link-local one).
+            fits = int(ll == link_local_dst)
+            key = (fits, on_dev, _common_prefix(a.address, dst), -link.ifindex)
+            candidates.append((key, a, link))
     if not candidates:
         return SourceChoice(None, "no IPv6 address of a fitting scope: the kernel refuses to send")
-    _key, best, link = max(candidates, key=lambda c: c[0])
+    key, best, link = max(candidates, key=lambda c: c[0])
+    if not key[0]:
+        return SourceChoice(
+            best.address,
+            f"{best.address} of {link.name}: no usable address of the destination's scope, "
+            "so a link-local one (RFC 6724 rule 2)",
+        )
     return SourceChoice(
         best.address,
         f"{best.address} of {link.name}: RFC 6724 source selection (scope, output device, "
