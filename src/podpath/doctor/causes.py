@@ -14,14 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from podpath.analysis.address_conflicts import failed_address, shared_address
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.problems import (
     bridge_nf_fix,
     bridge_nf_off,
-    failed_address,
     forwarding_fix,
     forwarding_spared,
-    shared_address,
 )
 from podpath.analysis.sockets import is_listening, local_endpoint
 from podpath.netfilter.kube_proxy import Service
