@@ -70,6 +70,12 @@ def test_inet_filter_and_legacy_tables_act_in_either_direction() -> None:
     assert "legacy ip nat, rules not counted" in note((legacy,), "PREROUTING", 4, "pod p", True)
     assert note((legacy,), "PREROUTING", 4, "pod p", False) == ""
     assert note((NetfilterTable("legacy", "ip", "filter"),), "PREROUTING", 4, "pod p", True) == ""
+    # A netdev table's ingress chain sees what arrives just before PREROUTING.
+    guard = NetfilterTable(
+        "nft", "netdev", "guard", (NetfilterChain("in", "ingress", 1, "filter"),)
+    )
+    assert "netdev guard: in 1 rule" in note((guard,), "PREROUTING", 6, "pod p", False)
+    assert note((guard,), "OUTPUT", 4, "pod p", True) == ""
 
 
 def _node() -> Snapshot:

@@ -11,6 +11,7 @@ doctor cannot judge: it is named, graded info, never called broken.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -1413,6 +1414,9 @@ def _uncertain(branch: Branch, aim: Aim) -> Cause:
         return _beyond_snapshots(branch, beyond, why)
     if own_rules.MARK in why:
         return _own_rules(branch, why)
+    unmodelled = _UNMODELLED.match(why)
+    if unmodelled is not None:
+        return _unmodelled_chains(branch, *unmodelled.groups())
     # One finding per Service and reason, whichever of its addresses was traced.
     subject = f"Service {aim.service.key}" if aim.service and aim.service.name else aim.label
     return Cause(
@@ -1426,6 +1430,32 @@ def _uncertain(branch: Branch, aim: Aim) -> Cause:
         key=f"{subject}:{why}",
         partial_grade="info",
         about="destination",
+    )
+
+
+# The engine's note on nftables chains it does not walk (Engine._bridge_filtered,
+# Engine._device_filtered): their kind, node and names.
+_UNMODELLED = re.compile(
+    r"nftables (bridge-family|ingress|egress) chains of node (\S+) \(([^)]*)\)"
+)
+
+
+def _unmodelled_chains(branch: Branch, kind: str, node: str, chains: str) -> Cause:
+    """Paths through nftables chains the trace does not walk: one finding per node and
+    chains, whichever devices and paths met them."""
+    return Cause(
+        "unmodelled-chains",
+        "info",
+        f"node {node}",
+        f"cannot be judged from a snapshot: nftables {kind} chains of node {node} "
+        f"({chains}) may filter the paths that cross them, and podpath does not walk them",
+        "nothing to fix from here: read what they do (nft list ruleset), and whether they "
+        "drop what these paths carry",
+        hop_text(branch.hops[-1]) if branch.hops else None,
+        (f"nftables {kind} chains: {chains}",),
+        key=f"unmodelled:{node}:{kind}:{chains}",
+        partial_grade="info",
+        node=node,
     )
 
 

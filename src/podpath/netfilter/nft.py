@@ -49,6 +49,9 @@ class NftChain:
     prio: int | str | None = None  # a number, or a name like "dstnat" / "srcnat + 10"
     policy: str | None = None
     comment: str | None = None
+    # The devices an ingress or egress chain (netdev, inet) is bound to; () for others,
+    # or where they were not said (a text listing).
+    devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -417,6 +420,7 @@ def parse_nft_json(text: str) -> NftRuleset:
                     v.get("prio"),
                     v.get("policy"),
                     v.get("comment"),
+                    _devices(v.get("dev")),
                 )
             )
         elif kind == "rule":
@@ -795,3 +799,12 @@ def parse_nft_text(text: str) -> NftRuleset:
 def parse_nft(text: str) -> NftRuleset:
     """Parse nft output in whichever format it is (JSON, listing, commands)."""
     return parse_nft_json(text) if text.lstrip().startswith("{") else parse_nft_text(text)
+
+
+def _devices(value: object) -> tuple[str, ...]:
+    """A chain's `dev`: one device name, or a list of them (nft -j)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    return ()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from podpath.analysis.dataplane import detect
 from podpath.analysis.index import SnapshotIndex
@@ -84,7 +85,7 @@ class Engine:
         self._ipvs: dict[int, IpvsState | None] = {}
         self._sets: dict[int, tuple[IpSet, ...] | None] = {}
         self._owners = self._address_owners()
-        self._bridge_chains: dict[int, tuple[tuple[str, str], ...]] = {}
+        self._unmodelled: dict[int, tuple[UnmodelledChain, ...]] = {}
         self._cluster_ips: dict[tuple[int, str], tuple[ClusterIps, ...]] = {}
         # Per (node, netns, bridge): the port each MAC behind a veth port is behind.
         self._port_macs: dict[tuple[int, int, int], dict[str, Link]] = {}
@@ -547,6 +548,7 @@ class Engine:
         if ns is not None:
             for program in attached(ns, iif, "ingress"):
                 return self.ebpf(flow, iif, program)
+        flow = self._device_filtered(flow, iif, "ingress")
         flow = self.reverse_snat(flow)
         going, ended = self.hook_split(flow, "PREROUTING", self.env(flow, iif, None))
         results = list(ended)
@@ -1120,8 +1122,8 @@ class Engine:
         forward, output, postrouting) where nftables bridge-family base chains may filter
         it (`nft add table bridge ...`, ebtables-nft): the trace goes on, uncertain, as
         those chains are not modelled."""
-        found = self._bridge_family_chains(flow.node) if self.is_root(flow) else ()
-        chains = [name for name, hook in found if hook in hooks]
+        found = self._unmodelled_chains(flow.node) if self.is_root(flow) else ()
+        chains = [c.name for c in found if c.family == "bridge" and c.hook in hooks]
         if not chains:
             return flow
         note = (
@@ -1132,23 +1134,47 @@ class Engine:
             return flow
         return replace(flow, uncertain=flow.uncertain + (note,))
 
-    def _bridge_family_chains(self, node: int) -> tuple[tuple[str, str], ...]:
-        """The node's nftables bridge-family base chains that can change a frame's fate (a
-        rule, or a policy other than accept), with their hooks."""
-        found = self._bridge_chains.get(node)
+    def _device_filtered(self, flow: Flow, device: Link, hook: str) -> Flow:
+        """A packet at a device's ingress (or egress) hook of the node, where nftables
+        ingress/egress chains (netdev or inet family) bound to that device may filter it,
+        before PREROUTING (after POSTROUTING): the trace goes on, uncertain, as those
+        chains are not modelled."""
+        found = self._unmodelled_chains(flow.node) if self.is_root(flow) else ()
+        chains = [
+            c.name + ("" if c.devices else ", its device not said")
+            for c in found
+            if c.family != "bridge"
+            and c.hook == hook
+            and (not c.devices or device.name in c.devices)
+        ]
+        if not chains:
+            return flow
+        # nft 1.0.6's JSON leaves a netdev chain's device out: such a chain may be any one's.
+        way = "arrives" if hook == "ingress" else "leaves"
+        note = (
+            f"nftables {hook} chains of node {self.hostname(flow.node)} "
+            f"({'; '.join(chains)}) may filter what {way} by {device.name}: not modelled"
+        )
+        if note in flow.uncertain:
+            return flow
+        return replace(flow, uncertain=flow.uncertain + (note,))
+
+    def _unmodelled_chains(self, node: int) -> tuple[UnmodelledChain, ...]:
+        """The node's nftables base chains the trace does not walk -- bridge-family ones,
+        and netdev or inet ones at a device's ingress or egress -- that can change a
+        packet's fate (a rule, or a policy other than accept)."""
+        found = self._unmodelled.get(node)
         if found is None:
             nft = self.indexes[node].nft_ruleset
-            ruled = (
-                {(r.table, r.chain) for r in nft.rules if r.family == "bridge"} if nft else set()
-            )
+            ruled = {(r.family, r.table, r.chain) for r in nft.rules} if nft else set()
             found = tuple(
-                (f"bridge {c.table} {c.name}", str(c.hook))
+                UnmodelledChain(c.family, f"{c.family} {c.table} {c.name}", str(c.hook), c.devices)
                 for c in (nft.chains if nft else ())
-                if c.family == "bridge"
+                if (c.family == "bridge" or c.hook in ("ingress", "egress"))
                 and c.hook
-                and ((c.policy or "accept") != "accept" or (c.table, c.name) in ruled)
+                and ((c.policy or "accept") != "accept" or (c.family, c.table, c.name) in ruled)
             )
-            self._bridge_chains[node] = found
+            self._unmodelled[node] = found
         return found
 
     def _bridged_back_refused(self, flow: Flow, decision: RouteDecision) -> tuple[str, str] | None:
@@ -1608,6 +1634,7 @@ class Engine:
 
     def leave(self, flow: Flow, link: Link, nexthop: str) -> list[Branch]:
         """Out of a plain device: to another traced node, or out of the picture."""
+        flow = self._device_filtered(flow, link, "egress")
         flow, res = self.neighbour_hop(flow, link, nexthop)
         if not res.answered:
             return self.unresolved(flow, res)
@@ -1664,6 +1691,15 @@ class Engine:
             beyond = Beyond(self.hostname(flow.node), self.hostname(i), arrive.name)
             return i, arrive, assumption(beyond, dst, flow.packet.src)
         return None
+
+
+class UnmodelledChain(NamedTuple):
+    """An nftables base chain the trace does not walk (Engine._unmodelled_chains)."""
+
+    family: str
+    name: str  # `netdev guard in`: family, table, chain
+    hook: str
+    devices: tuple[str, ...]
 
 
 def _port_blocked(port: Link, what: str, way: str) -> str:

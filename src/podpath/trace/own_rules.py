@@ -24,6 +24,7 @@ _LEGACY_HOOKS = {
     "raw": frozenset({"prerouting", "output"}),
     "security": frozenset({"input", "forward", "output"}),
 }
+_DEVICE_HOOKS = {"prerouting": "ingress", "postrouting": "egress"}
 # Chain name prefixes that say whose rules they are.
 _WRITERS = (("ISTIO_", "Istio's sidecar redirect"), ("PROXY_INIT_", "Linkerd's proxy-init"))
 
@@ -35,7 +36,7 @@ def note(
     names, whose own tables are `tables`, goes on uncertain; "" when no rule is there.
     Only a connection's first packet meets nat chains (`first`: not an answer)."""
     at = hook.lower()
-    families = {"inet", "ip6" if family == 6 else "ip"}
+    families = {"inet", "netdev", "ip6" if family == 6 else "ip"}
     found = [t for t in tables or () if t.family in families and _rules_at(t, at, first)]
     if not found:
         return ""
@@ -63,7 +64,10 @@ def _rules_at(table: NetfilterTable, hook: str, first: bool) -> bool:
     if table.backend == "legacy":
         nat = table.name == "nat"
         return (first or not nat) and hook in _LEGACY_HOOKS.get(table.name, frozenset())
-    return any(c.hook == hook and c.rules and (first or c.type != "nat") for c in table.chains)
+    # A device's ingress (egress) chains see the packet just before PREROUTING (after
+    # POSTROUTING).
+    hooks = {hook, _DEVICE_HOOKS.get(hook, hook)}
+    return any(c.hook in hooks and c.rules and (first or c.type != "nat") for c in table.chains)
 
 
 def _described(table: NetfilterTable) -> str:
