@@ -3,6 +3,7 @@ the live conntrack entries of the traced flow next to the predicted branch."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 
@@ -10,7 +11,7 @@ import pytest
 from trace_pilot import traced
 
 from podpath.conntrack import ConntrackEntry
-from podpath.snapshot.model import Snapshot
+from podpath.snapshot.model import NetfilterChain, NetfilterTable, Snapshot
 from podpath.trace.model import Trace
 from podpath.trace.observed import flow_entries
 from podpath.tui.app import PodpathApp, create_app
@@ -103,3 +104,36 @@ async def test_the_flow_is_found_once_per_trace(
             screen.action_branch(number)
             await pilot.pause()
     assert len(calls) == 1 and calls[0] != threading.main_thread().name, calls
+
+
+async def test_an_uncertain_path_says_why_whole_under_its_hops(
+    make_app: Callable[..., PodpathApp], fixed_snapshot: Snapshot
+) -> None:
+    """The client's namespace has a sidecar's nat rules: every branch is uncertain, and
+    its row shows the reason cut to the screen's width; the hop's detail below ends with
+    the whole reason, whichever hop is selected."""
+    client = next(p for p in fixed_snapshot.pods if f"{p.namespace}/{p.name}" == CLIENT)
+    nat = NetfilterTable(
+        "nft",
+        "ip",
+        "nat",
+        (NetfilterChain("OUTPUT", "output", 1, "nat"), NetfilterChain("ISTIO_OUTPUT", None, 2)),
+    )
+    netns = tuple(
+        dataclasses.replace(ns, netfilter=(nat,)) if ns.inode == client.netns_inode else ns
+        for ns in fixed_snapshot.netns
+    )
+    app = make_app(dataclasses.replace(fixed_snapshot, netns=netns))
+    async with app.run_test(size=SIZE) as pilot:
+        screen, result = await traced(pilot, CLIENT, "default/web:80")
+        assert result.branches and all(b.verdict == "uncertain" for b in result.branches)
+        hops = screen.query_one("#hops", RowTable)
+        for row in (0, hops.row_count - 1):
+            hops.move_cursor(row=row)
+            await pilot.pause()
+            detail = str(screen.query_one("#hop-detail").render()).replace("\n", " ")
+            assert detail.endswith(
+                f"uncertain: pod {CLIENT}'s own network namespace has netfilter rules at OUTPUT "
+                "(ip nat: OUTPUT 1 rule, ISTIO_OUTPUT 2 rules; Istio's sidecar redirect): "
+                "podpath reads only the node's rules, so where they send the packet is not known"
+            ), detail

@@ -91,6 +91,14 @@ def path_hops(branch: Branch, reply: bool) -> tuple[Hop, ...]:
     return branch.reply[0].hops if branch.reply else ()
 
 
+def path_doubts(branch: Branch, reply: bool) -> tuple[str, ...]:
+    """What the shown path (the branch, or its first reply) had to leave open: the
+    reasons it is uncertain, which its row can show only cut to the screen's width."""
+    if not reply:
+        return branch.uncertain
+    return branch.reply[0].uncertain if branch.reply else ()
+
+
 def hop_detail(hop: Hop, explain: bool) -> str:
     """The entries that decided a hop, one per line; with `explain`, the binary AND too."""
     facts = rule_facts(hop)

@@ -30,6 +30,7 @@ from podpath.tui.rows.trace import (
     flow_text,
     hop_detail,
     hop_rows,
+    path_doubts,
     path_hops,
 )
 from podpath.tui.screens.base import BaseScreen, pending_text
@@ -321,6 +322,9 @@ class TraceScreen(BaseScreen):
         hops = path_hops(branch, self.show_reply)
         i = int(key[2:])
         text = hop_detail(hops[i], self.explain) if i < len(hops) else ""
+        doubts = path_doubts(branch, self.show_reply)
+        if doubts:
+            text += "\n" + "\n".join(f"uncertain: {doubt}" for doubt in doubts)
         # Cleaned line by line: the newlines are ours, everything else is literal.
         detail.update(Content("\n".join(clean(line) for line in text.split("\n"))))
 
