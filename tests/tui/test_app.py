@@ -7,11 +7,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from sidecar_snapshot import SIDECAR_SAID, with_sidecar_rules
 from textual.message import Message
 from textual.widgets import Static
 
 from podpath.snapshot.codec import load_path
-from podpath.snapshot.model import NetfilterChain, NetfilterTable, Pod, Snapshot
+from podpath.snapshot.model import Pod, Snapshot
 from podpath.tui.actions import ActionResult, PodTarget
 from podpath.tui.app import PodpathApp, create_app
 from podpath.tui.rows.model import MAX_ROWS, MORE_KEY
@@ -548,18 +549,8 @@ async def test_pod_screen_names_the_pods_own_netfilter_rules(
     the CNI's line: traces through it do not walk those rules."""
     first = fixed_snapshot.pods[0]
     pod = dataclasses.replace(first, host_interface="knet1a2b3c4d", mtu=1450)
-    nat = NetfilterTable(
-        "nft",
-        "ip",
-        "nat",
-        (NetfilterChain("OUTPUT", "output", 1, "nat"), NetfilterChain("ISTIO_OUTPUT", None, 2)),
-    )
-    netns = tuple(
-        dataclasses.replace(ns, netfilter=(nat,)) if ns.inode == pod.netns_inode else ns
-        for ns in fixed_snapshot.netns
-    )
-    snap = dataclasses.replace(fixed_snapshot, pods=(pod, *fixed_snapshot.pods[1:]), netns=netns)
-    app = make_app(snap)
+    snap = dataclasses.replace(fixed_snapshot, pods=(pod, *fixed_snapshot.pods[1:]))
+    app = make_app(with_sidecar_rules(snap, pod))
     async with app.run_test(size=SIZE) as pilot:
         app.push_screen(PodScreen(f"{pod.namespace}/{pod.name}"))
         await pilot.pause()
@@ -567,8 +558,7 @@ async def test_pod_screen_names_the_pods_own_netfilter_rules(
         lines = str(info.render()).splitlines()
         assert lines[1:] == [
             "CNI recorded host if knet1a2b3c4d, mtu 1450",
-            "own netfilter rules: ip nat: OUTPUT 1 rule, ISTIO_OUTPUT 2 rules; Istio's sidecar "
-            "redirect (traces through the pod do not walk them)",
+            f"own netfilter rules: {SIDECAR_SAID} (traces through the pod do not walk them)",
         ]
         # Every line shown whole, each wrapped to the widget's width.
         assert info.size.height == sum(-(-len(line) // info.size.width) for line in lines)

@@ -3,15 +3,15 @@ the live conntrack entries of the traced flow next to the predicted branch."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 
 import pytest
+from sidecar_snapshot import SIDECAR_SAID, with_sidecar_rules
 from trace_pilot import traced
 
 from podpath.conntrack import ConntrackEntry
-from podpath.snapshot.model import NetfilterChain, NetfilterTable, Snapshot
+from podpath.snapshot.model import Snapshot
 from podpath.trace.model import Trace
 from podpath.trace.observed import flow_entries
 from podpath.tui.app import PodpathApp, create_app
@@ -113,17 +113,7 @@ async def test_an_uncertain_path_says_why_whole_under_its_hops(
     its row shows the reason cut to the screen's width; the hop's detail below ends with
     the whole reason, whichever hop is selected."""
     client = next(p for p in fixed_snapshot.pods if f"{p.namespace}/{p.name}" == CLIENT)
-    nat = NetfilterTable(
-        "nft",
-        "ip",
-        "nat",
-        (NetfilterChain("OUTPUT", "output", 1, "nat"), NetfilterChain("ISTIO_OUTPUT", None, 2)),
-    )
-    netns = tuple(
-        dataclasses.replace(ns, netfilter=(nat,)) if ns.inode == client.netns_inode else ns
-        for ns in fixed_snapshot.netns
-    )
-    app = make_app(dataclasses.replace(fixed_snapshot, netns=netns))
+    app = make_app(with_sidecar_rules(fixed_snapshot, client))
     async with app.run_test(size=SIZE) as pilot:
         screen, result = await traced(pilot, CLIENT, "default/web:80")
         assert result.branches and all(b.verdict == "uncertain" for b in result.branches)
@@ -134,6 +124,6 @@ async def test_an_uncertain_path_says_why_whole_under_its_hops(
             detail = str(screen.query_one("#hop-detail").render()).replace("\n", " ")
             assert detail.endswith(
                 f"uncertain: pod {CLIENT}'s own network namespace has netfilter rules at OUTPUT "
-                "(ip nat: OUTPUT 1 rule, ISTIO_OUTPUT 2 rules; Istio's sidecar redirect): "
-                "podpath reads only the node's rules, so where they send the packet is not known"
+                f"({SIDECAR_SAID}): podpath reads only the node's rules, so where they send the "
+                "packet is not known"
             ), detail

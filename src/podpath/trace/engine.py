@@ -159,9 +159,7 @@ class Engine:
         who = self.label(flow.node, flow.netns)
         first = flow.packet.direction == "original"
         said = own_rules.note(ns.netfilter, hook, family, who, first)
-        if not said or said in flow.uncertain:
-            return flow
-        return replace(flow, uncertain=flow.uncertain + (said,))
+        return _doubted(flow, said) if said else flow
 
     def stages(self, node: int, hook: str, family: int) -> list[Stage]:
         """Every table registered at a hook on a node (cached)."""
@@ -1130,9 +1128,7 @@ class Engine:
             f"nftables bridge-family chains of node {self.hostname(flow.node)} "
             f"({', '.join(chains)}) filter the frames bridge {bridge.name} handles: not modelled"
         )
-        if note in flow.uncertain:
-            return flow
-        return replace(flow, uncertain=flow.uncertain + (note,))
+        return _doubted(flow, note)
 
     def _device_filtered(self, flow: Flow, device: Link, hook: str) -> Flow:
         """A packet at a device's ingress (or egress) hook of the node, where nftables
@@ -1155,9 +1151,7 @@ class Engine:
             f"nftables {hook} chains of node {self.hostname(flow.node)} "
             f"({'; '.join(chains)}) may filter what {way} by {device.name}: not modelled"
         )
-        if note in flow.uncertain:
-            return flow
-        return replace(flow, uncertain=flow.uncertain + (note,))
+        return _doubted(flow, note)
 
     def _unmodelled_chains(self, node: int) -> tuple[UnmodelledChain, ...]:
         """The node's nftables base chains the trace does not walk -- bridge-family ones,
@@ -1691,6 +1685,11 @@ class Engine:
             beyond = Beyond(self.hostname(flow.node), self.hostname(i), arrive.name)
             return i, arrive, assumption(beyond, dst, flow.packet.src)
         return None
+
+
+def _doubted(flow: Flow, note: str) -> Flow:
+    """The flow uncertain for `note` too (said once, however many hops meet it)."""
+    return flow if note in flow.uncertain else replace(flow, uncertain=flow.uncertain + (note,))
 
 
 class UnmodelledChain(NamedTuple):
