@@ -6,7 +6,7 @@ which need only the snapshot, have a module of their own (`podpath.namespace_lis
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from podpath.analysis.index import SnapshotIndex
@@ -187,7 +187,13 @@ def links(index: SnapshotIndex) -> Listing:
         Column("MAC", key("mac")),
         Column("MASTER", key("master_name")),
         Column("PEER", key("peer_name")),
-        Column("ADDRESSES", lambda r: [f"{a['address']}/{a['prefixlen']}" for a in r["addresses"]]),
+        Column(
+            "ADDRESSES",
+            lambda r: [
+                address_text(a["address"], a["prefixlen"], a.get("flags") or ())
+                for a in r["addresses"]
+            ],
+        ),
         # `ip -d link show type vxlan`: id, local, remote (fixed, or the FDB's), dstport, dev.
         Column("VNI", lambda r: r["vxlan"]["vni"] if r["vxlan"] else None, True),
         Column("LOCAL", lambda r: r["vxlan"]["local"] if r["vxlan"] else None),
@@ -200,6 +206,21 @@ def links(index: SnapshotIndex) -> Listing:
         ),
     )
     return Listing(rows, cols)
+
+
+# Address flags that make the kernel leave an address unused (Address.usable), said after it.
+_UNUSED_FLAGS = ("tentative", "dadfailed")
+
+
+def address_text(address: str, prefixlen: int, flags: Sequence[str] = ()) -> str:
+    """`10.244.0.1/24`; `fd00::2/64(dadfailed)` for one the kernel does not use, as `ip
+    addr` says it after the address (an optimistic tentative one is used meanwhile)."""
+    said = [
+        f for f in _UNUSED_FLAGS if f in flags and not (f == "tentative" and "optimistic" in flags)
+    ]
+    if "dadfailed" in said:
+        said = ["dadfailed"]  # the kernel keeps it tentative too
+    return f"{address}/{prefixlen}" + (f"({','.join(said)})" if said else "")
 
 
 def _vxlan_options(vxlan: dict[str, Any] | None) -> list[str]:

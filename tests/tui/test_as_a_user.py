@@ -12,7 +12,7 @@ from textual.widgets import Input
 
 from podpath.analysis.index import SnapshotIndex
 from podpath.snapshot.codec import load_path
-from podpath.snapshot.model import Snapshot
+from podpath.snapshot.model import Address, Snapshot
 from podpath.tui import registry
 from podpath.tui.app import PodpathApp
 from podpath.tui.screens.netfilter import NetfilterScreen
@@ -270,3 +270,22 @@ async def test_a_key_that_arrives_after_the_screens_are_gone_is_dropped(
     forwarded._set_forwarded()
     await app.on_event(forwarded)
     await app._on_key(events.Key("y", "y"))  # App._check_bindings read self.screen too
+
+
+def test_an_address_the_kernel_does_not_use_says_so_in_links(fixed_snapshot: Snapshot) -> None:
+    """:links: an address that failed duplicate address detection reads as ip says it."""
+    from podpath.tui.rows.links import link_rows
+
+    root = next(ns for ns in fixed_snapshot.netns if ns.inode == fixed_snapshot.root_netns)
+    bridge = next(lk for lk in root.links if lk.kind == "bridge")
+    failed = Address(6, "fd00::1", 64, flags=("dadfailed", "tentative"))
+    links = tuple(
+        dataclasses.replace(lk, addresses=(*lk.addresses, failed)) if lk is bridge else lk
+        for lk in root.links
+    )
+    netns = tuple(
+        dataclasses.replace(ns, links=links) if ns is root else ns for ns in fixed_snapshot.netns
+    )
+    index = SnapshotIndex(dataclasses.replace(fixed_snapshot, netns=netns))
+    (shown,) = [r for r in link_rows(index) if r.key == f"link:{bridge.ifindex}"]
+    assert "fd00::1/64(dadfailed)" in shown.cells[-1].text

@@ -11,7 +11,7 @@ from trace_factory import root_inode, two_nodes, with_root
 
 from podpath.cli import main
 from podpath.snapshot import codec
-from podpath.snapshot.model import Route, Rule
+from podpath.snapshot.model import Address, Route, Rule
 
 ROOT = root_inode(0)
 # What `ip rule` and `ip -6 rule` print on any node: the same three rules, one list each.
@@ -121,6 +121,32 @@ def test_links_options_name_a_port_that_does_not_forward(
     shown = {line[2].split("@")[0]: line[-1] for line in lines[1:] if line[0] == "root"}
     assert shown[ports[0]] == "state:listening"
     assert all("state:" not in shown[p] for p in ports[1:]), shown
+
+
+def test_links_addresses_say_one_the_kernel_does_not_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An address that failed duplicate address detection, or is still being checked,
+    says so after it (as `ip addr` does); a usable one, an optimistic one, nothing."""
+    node, _ = two_nodes("vxlan")
+    root = next(ns for ns in node.netns if ns.inode == ROOT)
+    extra = (
+        Address(6, "fd00::2", 64, flags=("dadfailed", "tentative")),
+        Address(6, "fd00::3", 64, flags=("tentative",)),
+        Address(6, "fd00::4", 64, flags=("tentative", "optimistic")),
+        Address(6, "fd00::5", 64, flags=("nodad",)),
+    )
+    links = tuple(
+        replace(lk, addresses=(*lk.addresses, *extra)) if lk.name == "cni0" else lk
+        for lk in root.links
+    )
+    path = tmp_path / "node.json"
+    path.write_text(codec.dumps(with_root(node, links=links)))
+    lines = _ls(capsys, "links", "--snapshot", str(path))
+    cni0 = " ".join(next(line for line in lines if line[2] == "cni0"))
+    assert "fd00::2/64(dadfailed)" in cni0 and "fd00::3/64(tentative)" in cni0
+    assert "fd00::4/64," in cni0 + "," and "fd00::5/64" in cni0
+    assert "fd00::4/64(" not in cni0 and "fd00::5/64(" not in cni0
 
 
 def test_rules_text_keeps_not_and_every_selector(

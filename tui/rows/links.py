@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from podpath.analysis.index import SnapshotIndex
+from podpath.listing import address_text
 from podpath.snapshot.model import Link, LinkStats
 from podpath.tui.rows.model import Cell, Row, cell, join, row
 from podpath.tui.rows.pod import link_label
@@ -45,7 +46,7 @@ def link_rows(index: SnapshotIndex) -> list[Row]:
 
     def add(link_label_text: str, link: Link, indent: str, detail: str = "") -> None:
         done.add(link.ifindex)
-        addrs = join(f"{a.address}/{a.prefixlen}" for a in link.addresses)
+        addrs = join(address_text(a.address, a.prefixlen, a.flags) for a in link.addresses)
         if link.vxlan is not None:
             v = link.vxlan
             addrs = join(x for x in (f"vni {v.vni} port {v.port} local {v.local}", addrs) if x)

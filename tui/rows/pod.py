@@ -7,6 +7,7 @@ import os
 from podpath.analysis.index import SnapshotIndex, ip_in
 from podpath.analysis.pod_counts import pod_counts
 from podpath.analysis.services import endpoints_of
+from podpath.listing import address_text
 from podpath.netfilter.kube_proxy import Service
 from podpath.snapshot.model import NAMESPACE_TYPES, Link, Pod, Rule
 from podpath.trace import own_rules
@@ -265,7 +266,7 @@ def interface_rows(index: SnapshotIndex, pod: Pod) -> list[Row]:
     for link in ns.links if ns else ():
         peer = index.peer(link)
         bridge = index.link(peer.netns, peer.master) if peer else None
-        addrs = join(f"{a.address}/{a.prefixlen}" for a in link.addresses)
+        addrs = join(address_text(a.address, a.prefixlen, a.flags) for a in link.addresses)
         out.append(
             row(
                 f"if:{link.ifindex}",
