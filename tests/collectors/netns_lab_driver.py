@@ -22,8 +22,11 @@ from podpath.collectors.netlink.netns_scan import NetnsTarget, scan_network_name
 from podpath.collectors.netlink.rtnetlink import RTM_GETADDR, RouteSocket
 from podpath.snapshot.codec import to_jsonable
 
+# Run as a script: tests/, where the fixtures' readers are, is not on the path.
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from sidecar_rules import istio_commands  # noqa: E402
+
 PREFIX = "ppnl"
-SIDECAR_RULES = Path(__file__).parents[1] / "fixtures" / "sidecar" / "istio-init-nat.rules"
 HOSTILE = ("e\x1b[31mx", "\udcffbad")
 T = 60
 
@@ -154,9 +157,9 @@ def build_topology() -> list[str]:
         ):
             run("ip", "-n", name, *line.split())
         if letter == "a":
-            # A sidecar's redirect, as Istio's istio-init writes it (iptables-nft).
-            for rule in SIDECAR_RULES.read_text().splitlines():
-                run("ip", "netns", "exec", name, "iptables-nft", "-t", "nat", *rule.split())
+            # A sidecar's redirect, as Istio's istio-init writes it (its own golden file).
+            for command in istio_commands():
+                run("ip", "netns", "exec", name, *command)
         if letter == "c":
             # Disabled once its peer is up (a carrier change would enable it again): a
             # state other than forwarding is compared too.

@@ -201,8 +201,8 @@ def _slave_flag(lk: dict[str, Any], name: str) -> bool | None:
 @pytest.mark.lab
 def test_own_netfilter_tables_equal_nft(topo: Any) -> None:
     """Each namespace entered has its own nf_tables tables, chains, hooks and rule counts
-    as `nft -j list ruleset` lists them there (one pod's holds a sidecar's redirect, as
-    Istio's istio-init writes it); the scanning namespace's own are the node's
+    as `nft -j list ruleset` lists them there (one pod's holds a sidecar's redirect, from
+    istio/istio's own golden file); the scanning namespace's own are the node's
     collectors' business (None)."""
     found = []
     for name, view, ns in _namespaces(topo):
@@ -237,8 +237,10 @@ def test_own_netfilter_tables_equal_nft(topo: Any) -> None:
             item["table"]["name"] for item in items if "table" in item
         }
         found += got
-    assert ("ip", "nat", "ISTIO_OUTPUT", None, None, 2) in found
+    # istio/istio's golden file: 9 rules in ISTIO_OUTPUT, 1 in OUTPUT, 4 in PREROUTING.
+    assert ("ip", "nat", "ISTIO_OUTPUT", None, None, 9) in found
     assert ("ip", "nat", "OUTPUT", "output", "nat", 1) in found
+    assert ("ip", "nat", "PREROUTING", "prerouting", "nat", 4) in found
 
 
 @pytest.mark.lab

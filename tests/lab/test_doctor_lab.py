@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from sidecar_rules import istio_commands
 from topology_proof import snapshot_text
 
 from podpath.analysis.problems import CONNTRACK_CRITICAL, CONNTRACK_WARN
@@ -43,8 +44,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.lab
 
 Report = dict[str, Any]
-# The redirect Istio's istio-init writes in a pod's namespace (tests/fixtures/sidecar).
-SIDECAR_RULES = Path(__file__).parents[1] / "fixtures" / "sidecar" / "istio-init-nat.rules"
 _PID = re.compile(r'\("[^"]*",pid=(\d+),fd=\d+\)')
 
 
@@ -601,8 +600,9 @@ def test_a_bridge_port_that_does_not_forward(
 def test_a_pod_with_a_sidecar_redirect_of_its_own(
     make_lab: Callable[..., Lab], run_podpath: Any
 ) -> None:
-    """The dns pod's namespace gets the rules Istio's istio-init writes (iptables-nft, nat
-    OUTPUT -> ISTIO_OUTPUT -> REDIRECT to 15001): its TCP connections go to its own port
+    """The dns pod's namespace gets the rules Istio's istio-init writes, from istio/istio's
+    own golden file (nat OUTPUT -> ISTIO_OUTPUT -> ISTIO_REDIRECT -> REDIRECT to 15001,
+    and PREROUTING rules for what comes in): its TCP connections go to its own port
     15001, where nothing listens, and are refused. Before, a pod's own rules were not
     read: the trace delivered its connections to web's pods, and the doctor found
     nothing. Now its paths are uncertain, naming the rules; the doctor says so once, for
@@ -610,8 +610,8 @@ def test_a_pod_with_a_sidecar_redirect_of_its_own(
     lab = make_lab(nodes=1, pods=2, services=3)
     client = _other(lab)
     enter = ["nsenter", f"--net={client.netns_path}", "--"]
-    for rule in SIDECAR_RULES.read_text().splitlines():
-        lab.exec("node1", [*enter, "iptables-nft", "-t", "nat", *rule.split()])
+    for command in istio_commands():
+        lab.exec("node1", [*enter, *command])
     done = run_podpath(
         lab, "node1", "trace", "--from", client.ref, "--to", "default/web:80", "--json"
     )
@@ -627,7 +627,10 @@ def test_a_pod_with_a_sidecar_redirect_of_its_own(
     assert status == 0 and not _criticals(report), report["findings"]
     finding = _one(report, "own-netfilter-rules")
     assert finding["grade"] == "info" and finding["subject"] == f"pod {client.ref}"
-    assert all(p["from"] == client.ref for p in finding["paths"]), finding["paths"]
+    # Paths from the pod (its OUTPUT rules), and into it by its Service (its PREROUTING's).
+    paths = finding["paths"]
+    assert any(p["from"] == client.ref for p in paths), paths
+    assert all(p["from"] == client.ref or p["to"].startswith("kube-system/kube-dns") for p in paths)
 
 
 def test_a_host_firewall_that_drops_the_overlay(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from sidecar_rules import istio_commands
 from trace_factory import NodeSpec, PodSpec, build_node
 
 from podpath.analysis.index import SnapshotIndex
@@ -106,3 +107,26 @@ def test_the_doctor_sets_the_pod_apart_and_says_it_once() -> None:
     report = diagnose([index])
     (finding,) = [f for f in report.findings if f.check == "own-netfilter-rules"]
     assert finding.grade == "info" and finding.subject == "pod default/web-1"
+
+
+def test_istios_own_rules_are_named_as_istios() -> None:
+    """The chains istio/istio's golden file writes (tests/fixtures/sidecar), counted as
+    the namespace scan counts them: the note names them as Istio's, at OUTPUT and at
+    PREROUTING alike."""
+    counts: dict[str, int] = {}
+    for command in istio_commands():
+        action, chain = command[3], command[4]
+        counts[chain] = counts.get(chain, 0) + (action != "-N")
+    hooks = {"PREROUTING": "prerouting", "OUTPUT": "output"}
+    table = NetfilterTable(
+        "nft",
+        "ip",
+        "nat",
+        tuple(
+            NetfilterChain(c, hooks.get(c), n, "nat" if c in hooks else None)
+            for c, n in counts.items()
+        ),
+    )
+    for hook in ("OUTPUT", "PREROUTING"):
+        said = note((table,), hook, 4, "pod p", True)
+        assert "ISTIO_OUTPUT 9 rules" in said and "; Istio's sidecar redirect)" in said, said
