@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-from podpath.collectors.nftables.netlink import FAMILIES, NftSocket
+from podpath.collectors.nftables.netlink import FAMILIES, HOOKS, NftSocket
 from podpath.snapshot.model import NetfilterChain, NetfilterTable
 
 # The modules the nf_tables read needs, with their paths in modules.builtin.
@@ -31,8 +31,6 @@ NEEDED = {
     "nfnetlink": "kernel/net/netfilter/nfnetlink.ko",
     "nf_tables": "kernel/net/netfilter/nf_tables.ko",
 }
-# NF_INET_* hook numbers, as nft names them (linux/netfilter.h).
-_HOOKS = ("prerouting", "input", "forward", "output", "postrouting", "ingress")
 _LEGACY = (("ip", "ip_tables_names"), ("ip6", "ip6_tables_names"))
 TIMEOUT = 1.0
 
@@ -52,8 +50,8 @@ def _nf_tables() -> list[NetfilterTable]:
             chains = tuple(
                 NetfilterChain(
                     chain.name,
-                    _HOOKS[chain.hooknum]
-                    if chain.hooknum is not None and chain.hooknum < len(_HOOKS)
+                    HOOKS[chain.hooknum]
+                    if chain.hooknum is not None and chain.hooknum < len(HOOKS)
                     else None,
                     len(sock.rules(number, name, chain.name)),
                     chain.type,

@@ -22,6 +22,7 @@ from podpath.collectors.nftables.datatypes import Unsupported
 from podpath.collectors.nftables.delinearize import Delinearizer, rule_comment
 from podpath.collectors.nftables.netlink import (
     FAMILY_NUMBERS,
+    HOOKS,
     NftSocket,
     NlChain,
     NlRule,
@@ -40,7 +41,6 @@ from podpath.collectors.parallel import part_count, run_parts, split
 # Service port).
 _CHAINS_PER_PART = 2000
 
-_HOOKS = ("prerouting", "input", "forward", "output", "postrouting", "ingress")
 _CHAIN_TYPES = frozenset({"filter", "nat", "route"})
 _CHAIN_F_BASE = 0x1
 _POLICIES = {0: "drop", 1: "accept"}
@@ -355,7 +355,7 @@ class _TableReader:
             raise Unsupported(f"chain {chain.name}: flags {chain.flags:#x}")
         if chain.hooknum is None:
             return {"chain": body}
-        if chain.devices or chain.type not in _CHAIN_TYPES or chain.hooknum >= len(_HOOKS):
+        if chain.devices or chain.type not in _CHAIN_TYPES or chain.hooknum >= len(HOOKS):
             raise Unsupported(f"chain {chain.name}: hook form")
         if chain.hooknum == 5 and self.family != "inet":
             raise Unsupported(f"chain {chain.name}: ingress hook")
@@ -365,7 +365,7 @@ class _TableReader:
         body.update(
             {
                 "type": chain.type,
-                "hook": _HOOKS[chain.hooknum],
+                "hook": HOOKS[chain.hooknum],
                 "prio": chain.priority or 0,
                 "policy": policy,
             }

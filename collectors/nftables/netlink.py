@@ -46,6 +46,9 @@ NFT_MSG_GETFLOWTABLE = 23
 
 # Family keyword of each nfgenmsg.nfgen_family (NFPROTO_*), as nft prints it.
 FAMILIES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
+# NF_INET_* hook numbers (linux/netfilter.h; 5, NF_INET_INGRESS, for inet and netdev), as
+# nft names them.
+HOOKS = ("prerouting", "input", "forward", "output", "postrouting", "ingress")
 FAMILY_NUMBERS = {name: num for num, name in FAMILIES.items()}
 
 _BE32 = struct.Struct(">I")

@@ -296,8 +296,9 @@ def _bridge_sysctls(index: SnapshotIndex, parsed: ParsedSnapshot, node: str) -> 
         return []
     six = any(":" in ip for p in index.snapshot.pods if not p.host_network for ip in p.ips)
     found = []
+    bridged = pod_bridges(index)
     for family in (4, 6) if six else (4,):
-        bridges = [b.name for b in pod_bridges(index) if bridge_nf_off(facts, family, b)]
+        bridges = [b.name for b in bridged if bridge_nf_off(facts, family, b)]
         off = bridge_nf_off(facts, family)
         # br_netfilter absent: one finding, IPv4's.
         if not bridges or off is None or (family == 6 and off[1] != "0"):

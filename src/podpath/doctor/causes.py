@@ -1419,17 +1419,43 @@ def _uncertain(branch: Branch, aim: Aim) -> Cause:
         return _unmodelled_chains(branch, *unmodelled.groups())
     # One finding per Service and reason, whichever of its addresses was traced.
     subject = f"Service {aim.service.key}" if aim.service and aim.service.name else aim.label
-    return Cause(
+    return _unjudged(
+        branch,
         "cannot-judge",
+        subject,
+        why,
+        "nothing to fix from here; check it on the node (the trace names what decides it)",
+        (why,),
+        key=f"{subject}:{why}",
+        about="destination",
+    )
+
+
+def _unjudged(
+    branch: Branch,
+    check: str,
+    subject: str,
+    why: str,
+    fix: str,
+    evidence: tuple[str, ...],
+    key: str,
+    about: Literal["destination", "source", "place"] = "place",
+    node: str = "",
+) -> Cause:
+    """What the doctor cannot judge from a snapshot (info, whatever share of a path's
+    branches it decides), with the hop the trace stopped knowing at."""
+    return Cause(
+        check,
         "info",
         subject,
         f"cannot be judged from a snapshot: {why}",
-        "nothing to fix from here; check it on the node (the trace names what decides it)",
+        fix,
         hop_text(branch.hops[-1]) if branch.hops else None,
-        (why,),
-        key=f"{subject}:{why}",
+        evidence,
+        key=key,
         partial_grade="info",
-        about="destination",
+        about=about,
+        node=node,
     )
 
 
@@ -1443,18 +1469,16 @@ _UNMODELLED = re.compile(
 def _unmodelled_chains(branch: Branch, kind: str, node: str, chains: str) -> Cause:
     """Paths through nftables chains the trace does not walk: one finding per node and
     chains, whichever devices and paths met them."""
-    return Cause(
+    return _unjudged(
+        branch,
         "unmodelled-chains",
-        "info",
         f"node {node}",
-        f"cannot be judged from a snapshot: nftables {kind} chains of node {node} "
-        f"({chains}) may filter the paths that cross them, and podpath does not walk them",
+        f"nftables {kind} chains of node {node} ({chains}) may filter the paths that cross "
+        "them, and podpath does not walk them",
         "nothing to fix from here: read what they do (nft list ruleset), and whether they "
         "drop what these paths carry",
-        hop_text(branch.hops[-1]) if branch.hops else None,
         (f"nftables {kind} chains: {chains}",),
         key=f"unmodelled:{node}:{kind}:{chains}",
-        partial_grade="info",
         node=node,
     )
 
@@ -1463,37 +1487,32 @@ def _own_rules(branch: Branch, why: str) -> Cause:
     """Paths through a pod whose namespace has netfilter rules of its own (a service
     mesh's): one finding per such namespace, whichever paths crossed it."""
     subject = why.split(own_rules.MARK, 1)[0]
-    return Cause(
+    return _unjudged(
+        branch,
         "own-netfilter-rules",
-        "info",
         subject,
-        f"cannot be judged from a snapshot: {why}",
+        why,
         "nothing to fix from here: the paths through it are judged as far as the node's "
         "own rules go (its sidecar, if it is one, decides the rest: istioctl proxy-config, "
         "linkerd diagnostics)",
-        hop_text(branch.hops[-1]) if branch.hops else None,
         (why,),
         key=f"own-rules:{subject}",
-        partial_grade="info",
     )
 
 
 def _beyond_snapshots(branch: Branch, beyond: Beyond, why: str) -> Cause:
     """Paths that leave through a router no snapshot holds: one finding per stretch of
     network (sender, receiver, interface), whichever addresses crossed it."""
-    return Cause(
+    return _unjudged(
+        branch,
         "cannot-judge",
-        "info",
         f"the network from node {beyond.sender} to {beyond.device} of node {beyond.receiver}",
-        f"cannot be judged from a snapshot: packets leave {beyond.sender} through a router no "
-        f"snapshot holds, and are assumed to reach {beyond.receiver} on {beyond.device} "
-        f"(for one path: {why})",
+        f"packets leave {beyond.sender} through a router no snapshot holds, and are assumed "
+        f"to reach {beyond.receiver} on {beyond.device} (for one path: {why})",
         "nothing to fix from here; check the network between the nodes (a VPC's route "
         "tables, security groups) if these paths fail",
-        hop_text(branch.hops[-1]) if branch.hops else None,
         (why,),
         key=f"beyond:{beyond.sender}:{beyond.receiver}:{beyond.device}",
-        partial_grade="info",
     )
 
 
