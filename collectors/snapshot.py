@@ -293,6 +293,11 @@ def _collect_local(
             targets, root_netns, cancel, reader, read, own_rules
         )
         gaps += netns_gaps
+        from podpath.collectors.netlink.neighbour_tables import read_neighbour_tables
+
+        tables, table_gaps = read_neighbour_tables()
+        node = replace(node, neighbour_tables=tables)
+        gaps += table_gaps
         from podpath.collectors.bpf_info import name_programs
 
         netns, bpf_gaps = name_programs(netns)

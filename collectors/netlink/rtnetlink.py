@@ -35,13 +35,14 @@ RTM_GETRULE = 34
 RTM_GETQDISC = 38
 RTM_GETTFILTER = 46
 RTM_GETNETCONF = 82
+RTM_GETNEIGHTBL = 66
 RTM_NEWNSID = 88
 RTM_GETNSID = 90
 NETNSA_NSID = 1
 NETNSA_FD = 3
 
 # Family header of each dump request: ifinfomsg 16 bytes, ifaddrmsg 8, rtmsg 12,
-# fib_rule_hdr 12, ndmsg 12, tcmsg 20, netconfmsg 1 (padded to 4). Only the family
+# fib_rule_hdr 12, ndmsg 12, tcmsg 20, netconfmsg 1 and ndtmsg 4 (padded to 4). Only the family
 # byte is set: dump everything.
 _HEADER_LEN = {
     RTM_GETLINK: 16,
@@ -51,6 +52,7 @@ _HEADER_LEN = {
     RTM_GETNEIGH: 12,
     RTM_GETQDISC: 20,
     RTM_GETNETCONF: 4,
+    RTM_GETNEIGHTBL: 4,
 }
 _TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
 _I32 = struct.Struct("=i")
@@ -66,7 +68,7 @@ class RouteSocket(NetlinkSocket):
         self, msg_type: int, family: int = AF_UNSPEC, attempts: int = MAX_ATTEMPTS
     ) -> Dump:
         """Dump one table (RTM_GETLINK, GETADDR, GETROUTE, GETRULE, GETNEIGH, GETQDISC,
-        GETNETCONF) of `family`."""
+        GETNETCONF, GETNEIGHTBL) of `family`."""
         header = bytes([family]) + bytes(_HEADER_LEN[msg_type] - 1)
         return self.dump(msg_type, header, attempts)
 

@@ -1,12 +1,16 @@
-"""xt_recent lists, IPVS and ipsets in a snapshot, against what the node's kernel and tools show."""
+"""xt_recent lists, IPVS, ipsets and the neighbour tables in a snapshot, against what the
+node's kernel and tools show."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.neighbour_tables import counted_entries
 from podpath.netfilter.ipset import parse_ipsets
 from podpath.snapshot import codec
 
@@ -14,6 +18,9 @@ if TYPE_CHECKING:
     from podpath.lab import Lab
 
 pytestmark = pytest.mark.lab
+
+# Entries other labs on this machine may add or drop between two readings of the table.
+SLACK = 64
 
 
 def test_xt_recent_lists_equal_proc_and_carry_ages(shared_lab: Lab, run_podpath: Any) -> None:
@@ -90,3 +97,51 @@ def test_rule_counters_equal_iptables_save_c(shared_lab: Lab, run_podpath: Any) 
         assert rule.counters == (int(want[0]), int(want[1]))
         total += rule.counters[0]
     assert total >= 1  # the probe's first packet went through one of them
+
+
+def _ntables(lab: Lab) -> dict[str, dict[str, Any]]:
+    """`ip -s -j ntable show` in node1: each table's own entry (not its devices') by name."""
+    done = lab.exec("node1", ["ip", "-s", "-j", "ntable", "show"])
+    return {t["name"]: t for t in json.loads(done.stdout) if "thresh3" in t}
+
+
+def _exempt_entries(lab: Lab, family: int) -> int:
+    """PERMANENT and extern_learn neighbour entries of the node's namespaces (`ip -j neigh`)."""
+    paths = ["/proc/1/ns/net", *(p.netns_path for p in lab.pods_on("node1"))]
+    total = 0
+    for path in paths:
+        argv = ["nsenter", f"--net={path}", "ip", f"-{family}", "-j", "neigh", "show", "nud", "all"]
+        for entry in json.loads(lab.exec("node1", argv).stdout or "[]"):
+            if "PERMANENT" in entry.get("state", ()) or "extern_learn" in entry.get("flags", ()):
+                total += 1
+    return total
+
+
+def test_neighbour_tables_equal_ip_ntable(shared_lab: Lab, run_podpath: Any) -> None:
+    """The kernel's ARP and NDP tables as `ip -s ntable show` prints them: thresholds and
+    counters equal, the entries between two readings around the snapshot (other labs may
+    add some meanwhile: the table is the whole machine's), and the PERMANENT entries the
+    node holds (flannel.1's far VTEPs) taken off the count as the kernel does."""
+    before = _ntables(shared_lab)
+    done = run_podpath(shared_lab, "node1", "snapshot", "-o", "-")
+    after = _ntables(shared_lab)
+    snap = codec.loads(done.stdout)
+    assert snap.node.neighbour_tables is not None
+    tables = {t.name: t for t in snap.node.neighbour_tables}
+    assert set(tables) == {"arp_cache", "ndisc_cache"}
+    index = SnapshotIndex(snap)
+    for name, family in (("arp_cache", 4), ("ndisc_cache", 6)):
+        got, ip = tables[name], after[name]
+        assert got.family == family
+        limits = ("thresh1", "thresh2", "thresh3")
+        assert [getattr(got, k) for k in limits] == [ip[k] for k in limits]
+        assert got.table_fulls == ip["table_fulls"]
+        assert before[name]["forced_gc_runs"] <= got.forced_gc_runs <= ip["forced_gc_runs"]
+        low = min(before[name]["entries"], ip["entries"])
+        high = max(before[name]["entries"], ip["entries"])
+        assert low - SLACK <= got.entries <= high + SLACK
+        counted, exempt = counted_entries(index, got)
+        assert exempt == _exempt_entries(shared_lab, family)
+        assert counted == max(got.entries - exempt, 0)
+    assert _exempt_entries(shared_lab, 4), "flannel.1 holds a PERMANENT entry for node2's VTEP"
+    assert not [g for g in snap.gaps if g.subject == "neighbour tables"]

@@ -8,12 +8,12 @@ from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.conntrack import ConntrackEntry, ConntrackTuple
 from podpath.netfilter.kube_proxy import Endpoint, Service
-from podpath.snapshot.model import RecentEntry, RecentList
+from podpath.snapshot.model import NeighbourTable, RecentEntry, RecentList
 from podpath.tui.rows.conntrack import conntrack_rows
 from podpath.tui.rows.links import link_rows
 from podpath.tui.rows.model import MORE_KEY, Row, cell, more_row, page, row
 from podpath.tui.rows.netfilter import chain_rows, rule_rows
-from podpath.tui.rows.node import menu_rows
+from podpath.tui.rows.node import fact_rows, menu_rows
 from podpath.tui.rows.pod import (
     POD_COLUMNS,
     container_rows,
@@ -64,6 +64,21 @@ def test_more_row_says_how_many_are_hidden() -> None:
 def test_none_cell_is_a_dim_dash() -> None:
     """Missing values show as a dim dash, not 'None'."""
     assert cell(None).text == "-" and cell(None).role == "dim"
+
+
+def test_home_names_the_neighbour_tables_fill_when_read(index: SnapshotIndex) -> None:
+    """Home's facts give each neighbour table's counted entries against gc_thresh3; a
+    snapshot that did not read them (older ones) shows no such row."""
+    assert "neighbours" not in [texts(r)[0] for r in fact_rows(index, "iptables", "")]
+    tables = (
+        NeighbourTable(4, "arp_cache", 128, 512, 1024, entries=600),
+        NeighbourTable(6, "ndisc_cache", 128, 512, 4096, entries=12),
+    )
+    snap = index.snapshot
+    read = SnapshotIndex(replace(snap, node=replace(snap.node, neighbour_tables=tables)))
+    facts = {texts(r)[0]: texts(r)[1] for r in fact_rows(read, "iptables", "")}
+    # The fixture's node holds one PERMANENT ARP entry, which the kernel does not count.
+    assert facts["neighbours"] == "ARP 599 of 1024, NDP 12 of 4096 (gc_thresh3)"
 
 
 def test_pod_rows_resolve_host_veth_and_bridge(index: SnapshotIndex) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from podpath.analysis.dataplane import iptables_backends
 from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.neighbour_tables import counted_entries
 from podpath.tui.rows.model import Cell, Row, cell, row
 
 
@@ -27,9 +28,24 @@ def fact_rows(
         ("dataplane", dataplane),
         ("iptables", ", ".join(iptables_backends(index) if backends is None else backends) or None),
         ("ip_forward", snap.node.ip_forward),
+        *_neighbour_tables(index),
         ("taken", f"{taken} ({snap.duration:.2f} s)"),
     ]
     return [row(f"fact:{k}", Cell(k, "dim"), cell(v)) for k, v in facts]
+
+
+def _neighbour_tables(index: SnapshotIndex) -> list[tuple[str, object]]:
+    """The ARP and NDP tables' entries that count against gc_thresh3, when read: one row."""
+    tables = index.snapshot.node.neighbour_tables
+    if not tables:
+        return []
+    names = {4: "ARP", 6: "NDP"}
+    said = [
+        f"{names[t.family]} {counted_entries(index, t)[0]} of {t.thresh3}"
+        for t in tables
+        if t.family in names
+    ]
+    return [("neighbours", ", ".join(said) + " (gc_thresh3)")]
 
 
 MENU_COLUMNS = ("VIEW", "COUNT", "JUMP")

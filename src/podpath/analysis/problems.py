@@ -1,7 +1,7 @@
 """What a node's facts show is wrong, without a trace: the fact checks of `podpath doctor`.
 
 What could not be read (gaps, an unprivileged collection, what a parser could not
-read), a conntrack table nearly full, a second netfilter backend holding rules,
+read), a conntrack table nearly full, a neighbour table past its soft limit, a second netfilter backend holding rules,
 addresses IPAM handed to no pod, conntrack entries that still send a connection to a
 former endpoint, sysctls a bridge CNI with kube-proxy needs, pods whose MTU is not
 the CNI config's. The doctor (`podpath.doctor`) adds what the traces of every path
@@ -16,6 +16,7 @@ import json
 from podpath.analysis.address_conflicts import address_conflicts
 from podpath.analysis.findings import Finding, ordered
 from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.neighbour_tables import neighbour_table_fill
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.conntrack import ConntrackEntry
 from podpath.snapshot.model import CniConfig, Link, NodeFacts
@@ -38,6 +39,7 @@ def problems(parsed: ParsedSnapshot) -> tuple[Finding, ...]:
     found: list[Finding] = []
     found += _gaps(parsed, node)
     found += _conntrack_fill(index, node)
+    found += neighbour_table_fill(index)
     found += _backends(parsed, node)
     found += _leaked_ipam(index, node)
     found += _stale_conntrack(parsed, node)

@@ -87,6 +87,26 @@ class Gap(Value):
 
 
 @dataclass(frozen=True, eq=False)
+class NeighbourTable(Value):
+    """One of the kernel's neighbour tables (ARP's arp_cache, NDP's ndisc_cache), as
+    `ip -s ntable show` prints it: one table per family for the whole kernel, its entries
+    those of every network namespace (net/core/neighbour.c, neightbl_fill_info)."""
+
+    family: int  # 4 (arp_cache) or 6 (ndisc_cache)
+    name: str
+    # net.ipv4.neigh.default.gc_thresh1/2/3 (ipv6 for ndisc_cache): below thresh1 nothing
+    # is collected; past thresh2 a new entry first evicts idle ones; at thresh3 it is refused.
+    thresh1: int
+    thresh2: int
+    thresh3: int
+    entries: int  # every namespace's entries, PERMANENT ones included
+    # Counters since boot: new entries refused because the table was full ("neighbor
+    # table overflow!" in the kernel log), and evictions forced by a new entry.
+    table_fulls: int = 0
+    forced_gc_runs: int = 0
+
+
+@dataclass(frozen=True, eq=False)
 class NodeFacts(Value):
     """Facts about the node as a whole."""
 
@@ -109,6 +129,9 @@ class NodeFacts(Value):
     # br_netfilter hands bridged IPv6 frames to the ip6 hooks only when it is 1. None: not
     # read (absent without br_netfilter, or an older snapshot).
     bridge_nf_call_ip6tables: int | None = None
+    # The kernel's neighbour tables (RTM_GETNEIGHTBL); None: not read (an older snapshot,
+    # a gap, a listing without the network namespaces).
+    neighbour_tables: tuple[NeighbourTable, ...] | None = None
 
     def bridge_nf_calls(self, family: int, bridge: Link | None = None) -> int | None:
         """net.bridge.bridge-nf-call-iptables (IPv4) or -ip6tables (IPv6): 1 when
