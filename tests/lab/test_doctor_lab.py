@@ -129,6 +129,27 @@ def test_the_healthy_lab_has_only_the_service_it_leaves_without_endpoints(
     assert shared_lab.probe(client.ref, _vip(shared_lab), 80).ok
 
 
+def test_a_dual_stack_service_without_endpoints_names_both_cluster_ips(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """A dual-stack Service port without endpoints is one finding for its paths to both
+    ClusterIPs; its cause names each (it named the first path's IPv4 one only). Real
+    traffic: both refused."""
+    lab = make_lab(nodes=1, pods=2, services=4, ip_family="dual")
+    _status, report = _doctor(lab, "node1", run_podpath)
+    noep = _one(report, "service-no-endpoints")
+    v4, v6 = (p.cluster_ip for p in lab.service("default/noep"))
+    assert ":" in v6 and ":" not in v4
+    assert noep["cause"].endswith(f"every connection to {v4}:80/tcp and [{v6}]:80/tcp")
+    assert {p["to"] for p in noep["paths"]} >= {f"{v4}:80", f"[{v6}]:80"}
+    client = _web(lab)
+    for address, family in ((v4, 4), (v6, 6)):
+        # Refused at the SYN's retransmission, ~1 s on: the first SYN's ICMP error comes
+        # back while connect() still holds its socket, which keeps it as a soft error.
+        refused = lab.probe(client.ref, address, 80, family=family)
+        assert not refused.ok and "refused" in refused.error.lower(), refused
+
+
 def test_an_ipv6_lab_judges_nodeports_on_the_nodes_ipv6_address(
     make_lab: Callable[..., Lab], run_podpath: Any
 ) -> None:

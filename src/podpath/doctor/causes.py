@@ -45,12 +45,21 @@ class Aim:
     port: int | None
     proto: str
     service: Service | None = None
+    # A dual-stack Service port's ClusterIPs, one of each family (ClusterIP aims only).
+    cluster_ips: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
         """`10.96.0.10:53`, `[fd00::a]:53`: what the client sends to (and must hear back
         from), as `podpath trace --to` reads it."""
         return hostport(self.address, self.port)
+
+    @property
+    def service_targets(self) -> str:
+        """What a cause of the whole Service port names: the target with its protocol, or
+        a dual-stack port's ClusterIP of each family (its paths to both make one finding)."""
+        ips = self.cluster_ips if self.kind == "service" and self.cluster_ips else (self.address,)
+        return " and ".join(f"{hostport(ip, self.port)}/{self.proto}" for ip in ips)
 
 
 @dataclass(frozen=True)
@@ -1014,7 +1023,7 @@ def _netfilter_drop(
             f"Service {name}",
             f"Service {name} has no endpoints: kube-proxy "
             f"{'rejects' if 'REJECT' in text or 'reject' in text else 'drops'} "
-            f"every connection to {aim.target}/{aim.proto}",
+            f"every connection to {aim.service_targets}",
             "no ready pod backs it: check the Service's selector and its pods' readiness "
             "(kubectl get endpointslices -l kubernetes.io/service-name=NAME -n NAMESPACE)",
             decided,

@@ -191,14 +191,17 @@ class _Paths(NamedTuple):
     other_pods: tuple[str, ...] = ()
 
 
-def _dual_stack_names(services: tuple[Service, ...]) -> set[tuple[str, str, int | None, str]]:
-    """The Service ports (namespace, name, port, protocol) with a ClusterIP of each family."""
-    families: dict[tuple[str, str, int | None, str], set[bool]] = {}
+def _dual_stack_ips(
+    services: tuple[Service, ...],
+) -> dict[tuple[str, str, int | None, str], tuple[str, ...]]:
+    """The Service ports (namespace, name, port, protocol) with a ClusterIP of each family,
+    and those ClusterIPs, in the Services' order."""
+    ips: dict[tuple[str, str, int | None, str], dict[bool, str]] = {}
     for svc in services:
-        if svc.cluster_ip:
+        if svc.cluster_ip and svc.name:
             key = (svc.namespace, svc.name, svc.port, svc.protocol)
-            families.setdefault(key, set()).add(":" in svc.cluster_ip)
-    return {key for key, seen in families.items() if len(seen) == 2}
+            ips.setdefault(key, {}).setdefault(":" in svc.cluster_ip, svc.cluster_ip)
+    return {key: tuple(found.values()) for key, found in ips.items() if len(found) == 2}
 
 
 class _ServiceSweep:
@@ -233,9 +236,9 @@ class _ServiceSweep:
         self.routes: dict[str, tuple[object, ...]] = {}
         self.named = named
         self.expanded = 0
-        self.dual_stack = _dual_stack_names(services)
+        self.dual_stack = _dual_stack_ips(services)
         self.cluster_aims = [
-            (svc, aim) for svc in services if (aim := _cluster_aim(svc)) is not None
+            (svc, aim) for svc in services if (aim := self.cluster_aim(svc)) is not None
         ]
         # kube-proxy programs a NodePort in its Service's family only (iptables or
         # ip6tables, the ip or ip6 table): reached on the node's address of that family.
@@ -393,9 +396,7 @@ class _ServiceSweep:
             return Judged(path, shared, other.weight, like, None, other.other_pods)
         if all(c.check in FROM_RULES for c in own):
             mine = tuple(
-                (_from_rules(c, other.svc, other.aim, first.svc), p)
-                for c, p in causes
-                if c.check in FROM_RULES
+                (_from_rules(c, other, first), p) for c, p in causes if c.check in FROM_RULES
             )
             return Judged(path, mine + shared, other.weight, like, None, other.other_pods)
         if self.expanded >= EXPANSION_LIMIT:
@@ -422,6 +423,15 @@ class _ServiceSweep:
             return (flow.node, flow.netns, p.src, p.sport, p.proto, p.dport, p.mark, where)
 
         return key
+
+    def cluster_aim(self, svc: Service) -> Aim | None:
+        """The ClusterIP:port a pod or the node sends to, naming both ClusterIPs of a
+        dual-stack port."""
+        aim = _cluster_aim(svc)
+        if aim is None or not self.dual_stack:
+            return aim
+        both = self.dual_stack.get((svc.namespace, svc.name, svc.port, svc.protocol), ())
+        return replace(aim, cluster_ips=both) if both else aim
 
     def path(self, origin: Origin, svc: Service, aim: Aim) -> PathRef:
         """The path in `podpath trace` words: a Service port by its name, unless the name
@@ -569,8 +579,9 @@ def _outside_aims(svc: Service, node_address: str | None) -> Iterable[Aim]:
             yield Aim("external", f"{label} ({ip})", ip, svc.port, proto, svc)
 
 
-def _from_rules(cause: Cause, svc: Service, aim: Aim, like: Service) -> Cause:
+def _from_rules(cause: Cause, other: _Paths, first: _Paths) -> Cause:
     """The same rules-decided cause for another port of the same shape, from its own rules."""
+    svc, aim, like = other.svc, other.aim, first.svc
     name = svc.key if svc.name else aim.target
     verdict = (
         "has no endpoints" if cause.check == "service-no-endpoints" else "has no local endpoints"
@@ -580,7 +591,7 @@ def _from_rules(cause: Cause, svc: Service, aim: Aim, like: Service) -> Cause:
         cause,
         subject=f"Service {name}",
         cause=cause.cause.replace(like.key, name).replace(
-            hostport(like.cluster_ip, like.port), aim.target
+            first.aim.service_targets, aim.service_targets
         ),
         evidence=evidence,
         hop=f"{cause.hop} (traced for Service {like.key}: the same kube-proxy rules)",
