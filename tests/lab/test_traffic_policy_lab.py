@@ -157,3 +157,31 @@ def test_ls_services_says_both_policies_on_either_node(local_lab: Lab, run_podpa
         (row,) = rows
         assert (row["internal_policy"], row["external_policy"]) == ("Local", "Local"), row
         assert row["cluster_ip"] == _web_local(local_lab).cluster_ip
+
+
+def test_a_pod_to_another_nodes_nodeport_is_answered_past_that_node(
+    local_lab: Lab, indexes: list[SnapshotIndex]
+) -> None:
+    """A node1 pod that is none of web-local's endpoints -> node2's NodePort: node2 takes it
+    as pod traffic (kube-proxy's short-circuit to the Service's cluster chain, without
+    masquerade) and DNATs it to a web pod back on node1, which answers the client
+    straight, past node2's conntrack: from its own address, which the client never asked.
+    The trace delivers each request and drops each answer at the client (its TCP resets
+    it; the reply was said delivered); real connections time out."""
+    svc = _web_local(local_lab)
+    node2 = local_lab.node("node2")
+    client = next(p for p in local_lab.pods_on("node1") if (p.ip, 80) not in svc.endpoints)
+    asked = f"{node2.address}:{svc.node_port}"
+    result = trace(indexes, Probe(client.ref, asked), reply=True)
+    assert {(b.packet.dst, b.packet.dport) for b in result.branches} == set(svc.endpoints)
+    for b in result.branches:
+        assert b.verdict == "delivered", b.reason
+        (answer,) = b.reply
+        assert answer.verdict == "dropped", answer.reason
+        assert answer.reason.startswith(
+            f"the answer comes from {b.packet.dst}:80, not from {asked}, which the client "
+            "sent to: its TCP has no connection for it"
+        ), answer.reason
+    for _ in range(3):
+        real = local_lab.probe(client.ref, node2.address, svc.node_port, wait=2)
+        assert not real.ok and "timed out" in real.error, real

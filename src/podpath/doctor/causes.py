@@ -33,6 +33,7 @@ from podpath.trace.beyond import parse as parse_beyond
 from podpath.trace.links import set_down
 from podpath.trace.model import Branch, Hop
 from podpath.trace.probe import hostport
+from podpath.trace.reply import answered_unasked
 
 
 @dataclass(frozen=True)
@@ -674,6 +675,8 @@ def _reply_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
             found = _untracked_request(branch, aim, what, _last(reply, "netfilter"))
             if found is not None:
                 return found
+        if answered_unasked(reply):
+            return _untranslated(branch, reply, aim, indexes)
         if reply.verdict == "dropped":
             return _dropped(reply, aim, indexes, way="on the way back, ")
         if reply.verdict == "uncertain":
@@ -1528,6 +1531,8 @@ def _beyond_snapshots(branch: Branch, beyond: Beyond, why: str) -> Cause:
 def _untranslated(branch: Branch, reply: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause:
     """The answer reaches the client from the endpoint's own address, not from the VIP."""
     src = hostport(reply.packet.src, reply.packet.sport)
+    # The hops up to the client (or out of the node), without the client's refusal of it.
+    answered = reply.hops[:-1] if answered_unasked(reply) else reply.hops
     fate = (
         f"the answer, sent straight to the client, reaches it from {src}, not from "
         f"{aim.target}, which it never asked"
@@ -1566,8 +1571,8 @@ def _untranslated(branch: Branch, reply: Branch, aim: Aim, indexes: list[Snapsho
         f"{aim.target}: conntrack does not translate it back on its way",
         "make the reply pass the node that DNATed the request (asymmetric routing "
         "bypasses its conntrack entry)",
-        hop_text(reply.hops[-1]) if reply.hops else None,
-        (reply.reason,),
+        hop_text(answered[-1]) if answered else None,
+        (str(reply.hops[-1].data["delivered"]) if answered_unasked(reply) else reply.reason,),
         key=f"{aim.label}:{src}",
         partial_grade="critical",
         about="destination",

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from podpath.trace.flow import Flow
-from podpath.trace.model import Branch, Hop, Packet
+from podpath.trace.model import Branch, Hop, JsonValue, Packet
 from podpath.trace.probe import hostport
 
 
@@ -123,4 +123,45 @@ def trace_reply(engine: Engine, branch: Branch) -> list[Branch]:
     node, netns = branch.end
     packet = crossed(reply_packet(branch.packet), branch.untracked, branch.end)
     flow = Flow(packet, node, netns, 1.0, (), branch.nat, untracked=branch.untracked)
-    return engine.output(flow)
+    asked = asked_of(branch)
+    return [unasked(reply, asked) for reply in engine.output(flow)]
+
+
+def asked_of(branch: Branch) -> tuple[str | None, int | None]:
+    """What the client sent its request to: the destination before the first DNAT."""
+    for record in branch.nat:
+        if record.kind == "DNAT":
+            return record.before
+    return branch.packet.dst, branch.packet.dport
+
+
+def unasked(reply: Branch, asked: tuple[str | None, int | None]) -> Branch:
+    """A TCP or UDP answer delivered to the client from an address or port it never sent
+    to (it bypassed the node that DNATed the request, whose conntrack would have
+    translated it back) is no answer to it: TCP finds no connection for it and resets,
+    and a connected UDP socket, as most clients' are, does not take it. Such a reply is
+    dropped there, its last hop saying so (`answer_from`, `asked`, and where it was
+    `delivered`)."""
+    p = reply.packet
+    if reply.verdict != "delivered" or p.proto not in ("tcp", "udp"):
+        return reply
+    address, port = asked
+    if p.src == address and (port is None or p.sport == port):
+        return reply
+    got, wanted = hostport(p.src, p.sport), hostport(address, port)
+    fate = (
+        "its TCP has no connection for it and answers with a reset"
+        if p.proto == "tcp"
+        else "its UDP socket, connected as most clients' are, does not take it"
+    )
+    reason = f"the answer comes from {got}, not from {wanted}, which the client sent to: {fate}"
+    node = reply.hops[-1].node if reply.hops else ""
+    data: dict[str, JsonValue] = {"reason": reason, "by": "client", "answer_from": got}
+    data.update(asked=wanted, delivered=reply.reason)
+    hop = Hop("drop", node, f"dropped: {reason}", (), (), data)
+    return replace(reply, verdict="dropped", reason=reason, hops=(*reply.hops, hop))
+
+
+def answered_unasked(reply: Branch) -> bool:
+    """Whether a reply was dropped by its client as an answer it never asked (`unasked`)."""
+    return bool(reply.hops) and "asked" in reply.hops[-1].data
