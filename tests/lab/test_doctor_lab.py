@@ -150,6 +150,32 @@ def test_a_dual_stack_service_without_endpoints_names_both_cluster_ips(
         assert not refused.ok and "refused" in refused.error.lower(), refused
 
 
+def test_a_policy_engines_accept_ahead_of_kube_proxys_reject_is_named(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """kube-router's KUBE-ROUTER-FORWARD (hooked first in FORWARD) accepts what its
+    policies let through before kube-proxy's KUBE-SERVICES jump, whose REJECT is how
+    iptables mode refuses a Service without endpoints: a pod's connection to it leaves
+    the node untranslated and times out, while the node's own is refused (OUTPUT meets
+    the REJECT). The doctor named that a missing DNAT and told to restart kube-proxy
+    (critical); it now names the ACCEPT and the REJECT it passes. Real traffic agrees."""
+    lab = make_lab(nodes=1, pods=3, services=4, policy="kube-router")
+    _status, report = _doctor(lab, "node1", run_podpath)
+    assert "service-not-dnated" not in {c for _, c in _checks(report)}, report["findings"]
+    bypassed = _one(report, "service-reject-bypassed")
+    assert bypassed["grade"] == "warning" and bypassed["subject"] == "Service default/noep:http"
+    assert "kube-router's KUBE-ROUTER-FORWARD #" in bypassed["cause"], bypassed["cause"]
+    assert bypassed["evidence"][0].endswith("-m mark --mark 0x20000/0x20000 -j ACCEPT")
+    assert '"default/noep:http has no endpoints"' in bypassed["evidence"][1]
+    vip = _vip(lab, "default/noep")
+    pods = {p["from"] for p in bypassed["paths"]}
+    assert pods == {p.ref for p in lab.pods_on("node1")}, bypassed["paths"]
+    timed_out = lab.probe(_web(lab).ref, vip, 80, wait=2)
+    assert not timed_out.ok and "timed out" in timed_out.error, timed_out
+    refused = lab.probe("node1", vip, 80)
+    assert not refused.ok and "refused" in refused.error.lower(), refused
+
+
 def test_an_ipv6_lab_judges_nodeports_on_the_nodes_ipv6_address(
     make_lab: Callable[..., Lab], run_podpath: Any
 ) -> None:

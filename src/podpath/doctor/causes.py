@@ -189,6 +189,7 @@ def _hop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause 
                 f"packet to the ClusterIP {branch.reason}"
             )
             found = _untracked_request(branch, aim, what, _last(branch, "leave"))
+            found = found or _reject_bypassed(branch, aim)
             return found or _not_dnated(branch, aim, indexes, f"it {branch.reason}")
         return _astray(branch, aim, indexes) or _reply_cause(branch, aim, indexes)
     return None
@@ -243,6 +244,56 @@ def _not_dnated(
         partial_grade="critical",
         node=node,
         about="place" if unjumped else "destination",
+    )
+
+
+def _reject_bypassed(branch: Branch, aim: Aim) -> Cause | None:
+    """A ClusterIP without endpoints, which kube-proxy's iptables mode rejects in the filter
+    table (KUBE-SERVICES, jumped from FORWARD and OUTPUT), left the node untranslated
+    because a rule ahead of that jump accepted it: kube-router's KUBE-ROUTER-FORWARD,
+    hooked at position 1, ends with an explicit ACCEPT of what its policies let through.
+    No nat rule is missing (kube-proxy writes none for such a port): the client times
+    out, not refused, and the packet goes to the node's default gateway. (In nftables
+    mode kube-proxy's own table rejects it at the same hook whatever another table
+    accepted.)"""
+    svc = aim.service
+    if svc is None or not svc.no_endpoints or aim.kind != "service":
+        return None
+    accepted = next(
+        (
+            h
+            for h in reversed(branch.hops)
+            if h.kind == "netfilter"
+            and h.data.get("table") == "filter"
+            and h.data.get("taken")
+            and str(h.data.get("rule") or "").endswith("-j ACCEPT")
+        ),
+        None,
+    )
+    if accepted is None:
+        return None
+    owner = _owner(accepted)
+    who = f"{owner.agent}'s " if owner is not None and owner.agent else ""
+    rule = f"{accepted.data.get('chain')} #{accepted.data.get('position')}"
+    rejects = [e for e in svc.evidence if "has no endpoints" in e]
+    hook = str(accepted.data.get("hook") or "FORWARD")
+    return Cause(
+        "service-reject-bypassed",
+        "warning",
+        aim.label,
+        f"{aim.label} has no endpoints, and kube-proxy's {svc.no_endpoints} of it in the "
+        f"filter table is never reached: {who}{rule} accepts "
+        f"{_dropped_flow(branch, aim, '')} first at {hook}, so it {branch.reason}, "
+        "untranslated: the client times out instead of being refused",
+        "give the Service ready endpoints (kubectl get endpointslices -l "
+        "kubernetes.io/service-name=NAME -n NAMESPACE); the ACCEPT ahead of kube-proxy's "
+        f"rules at {hook} lets every packet to such a ClusterIP leave the node",
+        hop_text(accepted),
+        (str(accepted.data.get("rule")), *rejects[:1]),
+        key=f"{accepted.node}:{aim.label}",
+        partial_grade="warning",
+        node=accepted.node,
+        about="destination",
     )
 
 
