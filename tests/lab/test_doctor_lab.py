@@ -176,6 +176,33 @@ def test_a_policy_engines_accept_ahead_of_kube_proxys_reject_is_named(
     assert not refused.ok and "refused" in refused.error.lower(), refused
 
 
+def test_a_pod_whose_default_route_is_gone_is_named_not_its_node(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """A pod's default route deleted from inside it: every Service and every other node's
+    pod is unreachable from it (network unreachable). The doctor blamed the node ("give
+    the node a route for Service addresses"); it now names the pod, and the route the
+    node's other pods have, which puts it back. Real traffic: unreachable, then answered
+    once the route the fix names is added."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    web, dns = _web(lab), _other(lab)
+    pod_ns = ["nsenter", f"--net={web.netns_path}", "ip", "route"]
+    lab.exec("node1", [*pod_ns, "del", "default"])
+    _status, report = _doctor(lab, "node1", run_podpath)
+    found = _one(report, "no-route")
+    assert found["subject"] == f"pod {web.ref}", found
+    assert found["cause"].startswith(f"pod {web.ref}'s own routing table has no route to ")
+    gateway = lab.exec("node1", ["nsenter", f"--net={dns.netns_path}", "ip", "-j", "route"])
+    (default,) = [r for r in json.loads(gateway.stdout) if r["dst"] == "default"]
+    given = f"default via {default['gateway']} dev {default['dev']}"
+    assert f"(the node's other pods have `{given}`)" in found["fix"], found["fix"]
+    assert {p["from"] for p in found["paths"]} == {web.ref}, found["paths"]
+    unreachable = lab.probe(web.ref, _vip(lab), 80)
+    assert not unreachable.ok and "unreachable" in unreachable.error.lower(), unreachable
+    lab.exec("node1", [*pod_ns, "add", *given.split()])
+    assert lab.probe(web.ref, _vip(lab), 80).ok
+
+
 def test_an_ipv6_lab_judges_nodeports_on_the_nodes_ipv6_address(
     make_lab: Callable[..., Lab], run_podpath: Any
 ) -> None:

@@ -11,6 +11,7 @@ doctor cannot judge: it is named, graded info, never called broken.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -940,8 +941,10 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
             partial_grade="critical",
         )
     if by == "route":
-        return _pod_unrouted(branch, indexes, drop, way) or _no_route(
-            branch, aim, way, node, reason, drop
+        return (
+            _pod_unrouted(branch, indexes, drop, way)
+            or _pod_without_route(branch, aim, indexes, drop, way)
+            or _no_route(branch, aim, way, node, reason, drop)
         )
     if by in _OVERLAY_CHECKS:
         check, fix = _OVERLAY_CHECKS[by]
@@ -1306,6 +1309,69 @@ def _pod_unrouted(
         return None
     lost = f"{_device(index, down)} is down, and its route to pod {pod.namespace}/{pod.name} went with it"
     return _link_down(index, down, f"{way}{lost}: {reason}", hop_text(drop), (reason,))
+
+
+def _pod_without_route(
+    branch: Branch, aim: Aim, indexes: list[SnapshotIndex], drop: Hop | None, way: str
+) -> Cause | None:
+    """A pod whose own routing table has no route for what it sends (its default route
+    deleted from inside it, say): the pod is at fault, not the node, and the routes the
+    node's other pods have say what its CNI plugin gives."""
+    index = _index_of(indexes, drop.node) if drop is not None else None
+    netns = drop.data.get("netns") if drop is not None else None
+    pod = index.pods_by_netns.get(netns) if index is not None and isinstance(netns, int) else None
+    if index is None or pod is None or netns is None:
+        return None
+    name = f"{pod.namespace}/{pod.name}"
+    route = _last(branch, "route")
+    given = _default_route_of_peers(index, pod, ":" in branch.packet.dst)
+    restore = (
+        f"add it back in its network namespace (the node's other pods have `{given}`)"
+        if given
+        else "add the route its CNI plugin gives in its network namespace"
+    )
+    fate = f"{aim.label} cannot be reached from it" if not way else "its answers go nowhere"
+    return Cause(
+        "no-route",
+        "critical",
+        f"pod {name}",
+        f"{way}pod {name}'s own routing table has no route to {branch.packet.dst}: {fate}",
+        "a pod's routes are written by its CNI plugin when its sandbox is made: recreate "
+        f"the pod, or {restore}; then find what removed it (a privileged container, a "
+        "script run in the pod)",
+        hop_text(drop) if drop is not None else None,
+        (route.text,) if route is not None else (branch.reason,),
+        # One finding for every address the pod has no route to.
+        key=f"{drop.node if drop else ''}:{netns}:unreachable",
+        partial_grade="critical",
+    )
+
+
+def _default_route_of_peers(index: SnapshotIndex, pod: Pod, six: bool) -> str:
+    """`default via 10.244.0.1 dev eth0`, as `ip route` prints it: the default route of
+    that family of another pod of the node whose gateway the pod's own routes still
+    reach on-link (a pod of the same network), else ''."""
+    default = "::/0" if six else "0.0.0.0/0"
+    own = index.netns_by_inode.get(pod.netns_inode or 0)
+    if own is None:
+        return ""
+    links = [
+        ipaddress.ip_network(r.dst, strict=False)
+        for r in own.routes
+        if r.gateway is None and r.dst not in (None, "default", default) and "/" in str(r.dst)
+    ]
+    for other in index.snapshot.pods:
+        ns = index.netns_by_inode.get(other.netns_inode or 0)
+        if ns is None or ns is own or ns.inode == index.snapshot.root_netns:
+            continue
+        for route in ns.routes:
+            gateway = route.gateway
+            if route.table != 254 or route.dst not in (default, "default") or not gateway:
+                continue
+            if any(ipaddress.ip_address(gateway) in net for net in links):
+                dev = index.link(ns.inode, route.dev) if route.dev is not None else None
+                return f"default via {gateway}" + (f" dev {dev.name}" if dev else "")
+    return ""
 
 
 def _no_route(
