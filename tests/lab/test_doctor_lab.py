@@ -203,6 +203,33 @@ def test_a_pod_whose_default_route_is_gone_is_named_not_its_node(
     assert lab.probe(web.ref, _vip(lab), 80).ok
 
 
+def test_a_pods_veth_taken_off_its_bridge_is_named(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """A pod's host veth taken off cni0 (what a bridge deleted and made again leaves its
+    old pods with): nothing the node sends the pod by cni0 reaches it. The doctor said
+    neighbour-unresolved three times over (ARP for the pod on cni0, for the dns pod on the
+    pod's eth0, ...), never the veth; it now names the pod, its veth and the command that
+    puts it back, for every path it breaks. Real traffic: lost both ways, then answered
+    once the fix is run."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    web, dns = _web(lab), _other(lab)
+    lab.exec("node1", ["ip", "link", "set", web.host_veth, "nomaster"])
+    _status, report = _doctor(lab, "node1", run_podpath)
+    assert {c for g, c in _checks(report) if g == "critical"} == {"bridge-port-detached"}
+    found = _one(report, "bridge-port-detached")
+    assert found["subject"] == f"pod {web.ref}", found
+    assert found["fix"].startswith(f"ip link set {web.host_veth} master cni0"), found["fix"]
+    assert f"{web.host_veth}: no master" in found["evidence"]
+    shown = json.loads(lab.exec("node1", ["ip", "-j", "link", "show", web.host_veth]).stdout)
+    assert "master" not in shown[0], shown
+    assert {web.ref, dns.ref} <= {p["from"] for p in found["paths"]}, found["paths"]
+    assert not lab.probe(dns.ref, web.ip, 80, wait=1).ok
+    assert not lab.probe(web.ref, dns.ip, 53, proto="udp", wait=1).ok
+    lab.exec("node1", found["fix"].split(",")[0].split())
+    assert lab.probe(dns.ref, web.ip, 80).ok
+
+
 def test_an_ipv6_lab_judges_nodeports_on_the_nodes_ipv6_address(
     make_lab: Callable[..., Lab], run_podpath: Any
 ) -> None:

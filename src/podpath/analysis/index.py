@@ -34,6 +34,7 @@ _NFT_TABLE = re.compile(r'\{"table":\s*\{"family":\s*"(\w+)",\s*"name":\s*"((?:[
 
 
 if TYPE_CHECKING:
+    from podpath.analysis.detached_ports import DetachedPort
     from podpath.analysis.service_names import ServiceNames
     from podpath.conntrack import ConntrackEntry
     from podpath.netfilter.iptables_save import Ruleset
@@ -146,6 +147,14 @@ class SnapshotIndex:
                     if "dadfailed" in a.flags:
                         out.setdefault(a.address, []).append((ns.inode, link.name))
         return {a: tuple(h) for a, h in sorted(out.items())}
+
+    @cached_property
+    def detached_ports(self) -> dict[str, DetachedPort]:
+        """Addresses of pods whose host veth is no port of the bridge holding their
+        network (podpath.analysis.detached_ports)."""
+        from podpath.analysis.detached_ports import detached_ports
+
+        return detached_ports(self)
 
     # --- pods and processes ---------------------------------------------------------
 

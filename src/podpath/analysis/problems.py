@@ -1,7 +1,8 @@
 """What a node's facts show is wrong, without a trace: the fact checks of `podpath doctor`.
 
 What could not be read (gaps, an unprivileged collection, what a parser could not
-read), a conntrack table nearly full, a neighbour table past its soft limit, a second netfilter backend holding rules,
+read), a conntrack table nearly full, a neighbour table past its soft limit, pods
+whose host veth left their bridge, a second netfilter backend holding rules,
 addresses IPAM handed to no pod, conntrack entries that still send a connection to a
 former endpoint, sysctls a bridge CNI with kube-proxy needs, pods whose MTU is not
 the CNI config's. The doctor (`podpath.doctor`) adds what the traces of every path
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 
 from podpath.analysis.address_conflicts import address_conflicts
+from podpath.analysis.detached_ports import detached_findings
 from podpath.analysis.findings import Finding, ordered
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.neighbour_tables import neighbour_table_fill
@@ -48,6 +50,7 @@ def problems(parsed: ParsedSnapshot) -> tuple[Finding, ...]:
     found += _cni_mtu(index, node)
     found += _service_link_names(index, node)
     found += address_conflicts(index)
+    found += detached_findings(index)
     return ordered(found)
 
 

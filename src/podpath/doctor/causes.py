@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from podpath.analysis.address_conflicts import failed_address, shared_address
+from podpath.analysis.detached_ports import detached_finding
+from podpath.analysis.findings import Finding
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.problems import (
     bridge_nf_fix,
@@ -125,19 +127,41 @@ def _address_conflict(branch: Branch, indexes: list[SnapshotIndex]) -> Cause | N
             elif address is not None and address in index.failed_addresses:
                 finding = failed_address(index, address)
             if finding is not None:
-                return Cause(
-                    finding.check,
-                    finding.grade,
-                    finding.subject,
-                    finding.cause,
-                    finding.fix,
-                    hop_text(failed.hops[-1]) if failed.hops else None,
-                    finding.evidence,
-                    key=finding.key,
-                    partial_grade="critical",
-                    node=finding.node,
-                )
+                return _from_finding(finding, failed)
     return None
+
+
+def _detached_port(branch: Branch, indexes: list[SnapshotIndex]) -> Cause | None:
+    """The pod a failing branch's packets (or its answer's) come from or go to whose host
+    veth is no port of the bridge holding its network (podpath.analysis.detached_ports);
+    None when there is none."""
+    for failed in (branch, *branch.reply):
+        if failed.end is None:
+            continue
+        index = indexes[failed.end[0]]
+        ports = index.detached_ports
+        if not ports:
+            continue
+        port = ports.get(failed.packet.dst) or ports.get(failed.packet.src or "")
+        if port is not None:
+            return _from_finding(detached_finding(index, port), failed)
+    return None
+
+
+def _from_finding(finding: Finding, failed: Branch) -> Cause:
+    """A fact check's finding as the cause of the paths it breaks, decided at their last hop."""
+    return Cause(
+        finding.check,
+        finding.grade,
+        finding.subject,
+        finding.cause,
+        finding.fix,
+        hop_text(failed.hops[-1]) if failed.hops else None,
+        finding.evidence,
+        key=finding.key,
+        partial_grade="critical",
+        node=finding.node,
+    )
 
 
 def hop_text(hop: Hop) -> str:
@@ -157,7 +181,7 @@ def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
     cause = _hop_cause(branch, aim, indexes)
     if cause is None:
         return None
-    return _address_conflict(branch, indexes) or cause
+    return _address_conflict(branch, indexes) or _detached_port(branch, indexes) or cause
 
 
 def _hop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
