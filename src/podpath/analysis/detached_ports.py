@@ -92,8 +92,8 @@ def detached_finding(index: SnapshotIndex, port: DetachedPort) -> Finding:
         f"({port.network}): what the node sends it by {bridge} (ARP, answers, Services' "
         "packets) reaches nobody, and what it sends reaches the node alone, so none of "
         "its connections is answered",
-        f"ip link set {veth} master {bridge}, or recreate the pod; a bridge deleted and "
-        "made again leaves the ports of the pods from before it on none",
+        f"ip link set {veth} master {bridge}{_hairpin(index, port)}, or recreate the pod; "
+        "a bridge deleted and made again leaves the ports of the pods from before it on none",
         node,
         f"link {veth}",
         (
@@ -102,3 +102,12 @@ def detached_finding(index: SnapshotIndex, port: DetachedPort) -> Finding:
         ),
         key=f"{node}:{veth}",
     )
+
+
+def _hairpin(index: SnapshotIndex, port: DetachedPort) -> str:
+    """The hairpin mode the bridge's other ports have (the bridge plugin's hairpinMode),
+    which a port made again starts without: a pod whose Service picks the pod itself
+    gets no answer then."""
+    if any(p.hairpin for p in index.bridge_ports(port.bridge)):
+        return f"; bridge link set dev {port.veth.name} hairpin on (as its other ports have it)"
+    return ""

@@ -943,12 +943,13 @@ class Engine:
                 flow, f"the destination MAC of the frame entering {bridge.name} is unknown"
             )
         flow = self._bridge_filtered(flow, bridge, "prerouting")
-        if bridge.mac is not None and mac.lower() == bridge.mac.lower():
+        own = self._local_mac(flow, bridge, mac)
+        if own:
             flow = self._bridge_filtered(flow, bridge, "input")
             hop = Hop(
                 "bridge",
                 self.hostname(flow.node),
-                f"bridge {bridge.name}: {mac} is the bridge's own MAC: up to the IP stack",
+                f"bridge {bridge.name}: {mac} is {own}: up to the IP stack",
                 (),
                 (),
                 {"bridge": bridge.name, "mac": mac, "port": None, "flooded": False, "local": True},
@@ -956,6 +957,23 @@ class Engine:
             entered = (flow.node, flow.netns, bridge.ifindex, port.ifindex, flow.packet.dst)
             return self.receive(replace(flow.add(hop), entered=entered), bridge)
         return self.bridge_out(flow, bridge, None, port, mac)
+
+    def _local_mac(self, flow: Flow, bridge: Link, mac: str) -> str:
+        """Whose MAC a frame in by a port is sent to when the bridge takes it up to its own
+        stack: the bridge's, or one of its FDB's local entries (`permanent`: each port's
+        own MAC, and what `bridge fdb add ... permanent` adds), which br_handle_frame_finish
+        passes up whatever port they name. A pod whose neighbour entry for its gateway
+        was learned while its host veth was on no bridge sends to that veth's own MAC.
+        "" when it is neither."""
+        if bridge.mac is not None and mac.lower() == bridge.mac.lower():
+            return "the bridge's own MAC"
+        ns = self.netns(flow)
+        entry = fdb_port(ns, bridge, mac) if ns is not None else None
+        if entry is None or "permanent" not in entry.state:
+            return ""
+        port = self.indexes[flow.node].link(flow.netns, entry.ifindex)
+        whose = f"{port.name}'s own MAC, " if port is not None and port.mac == mac else ""
+        return f"{whose}a local entry of its fdb (permanent)"
 
     def bridge_out(
         self,
