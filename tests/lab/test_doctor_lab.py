@@ -99,6 +99,13 @@ def _vip(lab: Lab, name: str = "default/web") -> str:
     return lab.service(name)[0].cluster_ip
 
 
+def _routes(lab: Lab, pod: PodRecord) -> list[dict[str, Any]]:
+    """`ip -j route` in a pod's network namespace."""
+    argv = ["nsenter", f"--net={pod.netns_path}", "ip", "-j", "route"]
+    routes: list[dict[str, Any]] = json.loads(lab.exec(pod.node, argv).stdout)
+    return routes
+
+
 def _sh(lab: Lab, node: str, script: str) -> str:
     return lab.exec(node, ["sh", "-c", script]).stdout
 
@@ -192,8 +199,7 @@ def test_a_pod_whose_default_route_is_gone_is_named_not_its_node(
     found = _one(report, "no-route")
     assert found["subject"] == f"pod {web.ref}", found
     assert found["cause"].startswith(f"pod {web.ref}'s own routing table has no route to ")
-    gateway = lab.exec("node1", ["nsenter", f"--net={dns.netns_path}", "ip", "-j", "route"])
-    (default,) = [r for r in json.loads(gateway.stdout) if r["dst"] == "default"]
+    (default,) = [r for r in _routes(lab, dns) if r["dst"] == "default"]
     given = f"default via {default['gateway']} dev {default['dev']}"
     assert f"(the node's other pods have `{given}`)" in found["fix"], found["fix"]
     assert {p["from"] for p in found["paths"]} == {web.ref}, found["paths"]
@@ -227,29 +233,50 @@ def test_a_pods_veth_taken_off_its_bridge_is_named(
     assert {web.ref, dns.ref} <= {p["from"] for p in found["paths"]}, found["paths"]
     assert not lab.probe(dns.ref, web.ip, 80, wait=1).ok
     assert not lab.probe(web.ref, dns.ip, 53, proto="udp", wait=1).ok
-    # Routed while detached, the pod learns its gateway as the veth's own MAC (the node
-    # answers ARP on the veth), which it keeps once the veth is back on cni0. Its entry
-    # from before is flushed here, as its expiry would.
-    lab.exec("node1", ["nsenter", f"--net={web.netns_path}", "ip", "neigh", "flush", "dev", "eth0"])
-    assert not lab.probe(web.ref, _vip(lab), 80, wait=1).ok
     fix = found["fix"].split(" (as its other ports")[0].split(", or ")[0]
     assert fix == f"ip link set {web.host_veth} master cni0; bridge link set dev " + (
         f"{web.host_veth} hairpin on"
     ), found["fix"]
     for command in fix.split("; "):
         lab.exec("node1", command.split())
+    # Routed while detached, a pod learns its gateway as the veth's own MAC (the node
+    # answers ARP on the veth) and keeps it, once the veth is back, until an ARP from the
+    # node replaces it: pinned here, so that every frame the pod routes goes to that MAC.
+    # A frame in by a port to its own MAC (a local fdb entry) goes up to the node's
+    # stack: the doctor judged it bridged back to the pod and called the entry
+    # misplaced (critical), while real traffic answers.
     veth = json.loads(lab.exec("node1", ["ip", "-j", "link", "show", web.host_veth]).stdout)[0]
-    pod_neigh = ["nsenter", f"--net={web.netns_path}", "ip", "-j", "neigh", "show", "dev", "eth0"]
-    macs = {n.get("lladdr") for n in json.loads(lab.exec("node1", pod_neigh).stdout)}
-    assert veth["address"] in macs, (veth["address"], macs)
-    # A frame to a port's own MAC (a local fdb entry) goes up to the node's stack: the
-    # doctor judged it bridged back to the pod and called the entry misplaced (critical).
+    gateway = next(r["gateway"] for r in _routes(lab, web) if r["dst"] == "default")
+    pin = ["ip", "neigh", "replace", gateway, "lladdr", veth["address"], "dev", "eth0"]
+    lab.exec("node1", ["nsenter", f"--net={web.netns_path}", *pin, "nud", "permanent"])
     status, healed = _doctor(lab, "node1", run_podpath)
     assert status == 0 and not [g for g, _ in _checks(healed) if g == "critical"], healed
     assert lab.probe(web.ref, _vip(lab), 80).ok
     # The dns pod's ARP for the web pod, begun while it was cut off, fails a few seconds
     # on (its last probe): a connection then is told "no route to host".
     assert any(lab.probe(dns.ref, web.ip, 80).ok for _ in range(5))
+
+
+def test_a_routed_pods_route_gone_from_its_node_is_named(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """Calico: a pod's route on its node (`POD_IP dev caliXXX`, Felix's) deleted, its
+    veth up: what is sent to the pod falls into the block's blackhole. The doctor said
+    no-route for the node with host-gw's fix (the remote pod CIDR via the node that owns
+    it); it now names the pod and the route to add. Real traffic: lost, then answered
+    once the route the fix names is added."""
+    lab = make_lab(nodes=1, pods=2, services=3, cni="calico")
+    web, dns = _web(lab), _other(lab)
+    lab.exec("node1", ["ip", "route", "del", web.ip, "dev", web.host_veth])
+    _status, report = _doctor(lab, "node1", run_podpath)
+    found = _one(report, "no-route")
+    assert found["subject"] == f"pod {web.ref}", found
+    assert "blackhole route 10.244.0.0/24" in found["cause"], found["cause"]
+    fix = f"ip route add {web.ip} dev {web.host_veth}"
+    assert found["fix"].startswith(f"{fix}: "), found["fix"]
+    assert not lab.probe(dns.ref, web.ip, 80, wait=1).ok
+    lab.exec("node1", fix.split())
+    assert lab.probe(dns.ref, web.ip, 80).ok
 
 
 def test_an_ipv6_lab_judges_nodeports_on_the_nodes_ipv6_address(

@@ -968,6 +968,7 @@ def _drop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex], way: str
         return (
             _pod_unrouted(branch, indexes, drop, way)
             or _pod_without_route(branch, aim, indexes, drop, way)
+            or _pod_route_gone(branch, indexes, drop, way)
             or _no_route(branch, aim, way, node, reason, drop)
         )
     if by in _OVERLAY_CHECKS:
@@ -1367,6 +1368,45 @@ def _pod_without_route(
         (route.text,) if route is not None else (branch.reason,),
         # One finding for every address the pod has no route to.
         key=f"{drop.node if drop else ''}:{netns}:unreachable",
+        partial_grade="critical",
+    )
+
+
+def _pod_route_gone(
+    branch: Branch, indexes: list[SnapshotIndex], drop: Hop | None, way: str
+) -> Cause | None:
+    """A routed CNI's pod (Calico, kindnet's ptp, the AWS VPC CNI: its host veth on no
+    bridge) whose route on its node is gone, its device up: what is sent to the pod finds
+    the block's blackhole (Calico) or another route, or none. The CNI agent writes one
+    route per pod, `POD_IP dev VETH`; the fix puts it back."""
+    index = _index_of(indexes, drop.node) if drop is not None else None
+    if index is None or drop is None or drop.data.get("netns") != index.snapshot.root_netns:
+        return None
+    dst = branch.packet.dst
+    pod = index.pods_by_ip.get(dst)
+    eth0 = index.pod_interface(pod) if pod is not None else None
+    veth = index.peer(eth0) if eth0 is not None else None
+    if pod is None or veth is None or veth.netns != index.snapshot.root_netns:
+        return None
+    if veth.master is not None or set_down(veth):
+        return None
+    name = f"{pod.namespace}/{pod.name}"
+    ip = "ip -6" if ":" in dst else "ip"
+    return Cause(
+        "no-route",
+        "critical",
+        f"pod {name}",
+        f"{way}node {drop.node} has no route to pod {name} ({dst}) by its veth {veth.name}: "
+        f"{branch.reason}",
+        f"{ip} route add {dst} dev {veth.name}: the route the CNI agent writes for each of "
+        "its pods (Calico's Felix, kindnet, the AWS VPC CNI); if it goes again, that "
+        "agent's log says why",
+        hop_text(drop),
+        (
+            *((route.text,) if (route := _last(branch, "route")) is not None else ()),
+            f"{veth.name}: up, the host side of pod {name}'s {eth0.name if eth0 else 'eth0'}",
+        ),
+        key=f"{drop.node}:{veth.name}",
         partial_grade="critical",
     )
 
