@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from podpath.analysis.findings import Finding
 from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.ns_tables import network
 from podpath.snapshot.model import Link, Pod
 
 
@@ -39,15 +40,11 @@ def detached_ports(index: SnapshotIndex) -> dict[str, DetachedPort]:
     if root is None:
         return {}
     networks = [
-        (
-            link,
-            f"{a.address}/{a.prefixlen}",
-            ipaddress.ip_network(f"{a.address}/{a.prefixlen}", False),
-        )
+        (link, f"{a.address}/{a.prefixlen}", net)
         for link in root.links
         if link.kind == "bridge"
         for a in link.addresses
-        if a.scope != "link"
+        if a.scope != "link" and (net := network(f"{a.address}/{a.prefixlen}")) is not None
     ]
     if not networks:
         return {}
@@ -58,13 +55,22 @@ def detached_ports(index: SnapshotIndex) -> dict[str, DetachedPort]:
         if host is None or host.netns != root.inode:
             continue
         for ip in pod.ips:
-            address = ipaddress.ip_address(ip)
+            address = _address(ip)
+            if address is None:
+                continue
             holder = next(
                 ((bridge, net) for bridge, net, network in networks if address in network), None
             )
             if holder is not None and host.master != holder[0].ifindex:
                 found[ip] = DetachedPort(pod, host, holder[0], holder[1])
     return found
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None  # a hostile snapshot's address is no pod's
 
 
 def detached_findings(index: SnapshotIndex) -> list[Finding]:

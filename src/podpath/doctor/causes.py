@@ -11,7 +11,6 @@ doctor cannot judge: it is named, graded info, never called broken.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -20,6 +19,7 @@ from podpath.analysis.address_conflicts import failed_address, shared_address
 from podpath.analysis.detached_ports import detached_finding
 from podpath.analysis.findings import Finding
 from podpath.analysis.index import SnapshotIndex
+from podpath.analysis.ns_tables import network
 from podpath.analysis.problems import (
     bridge_nf_fix,
     bridge_nf_off,
@@ -37,6 +37,7 @@ from podpath.trace.links import set_down
 from podpath.trace.model import Branch, Hop
 from podpath.trace.probe import hostport
 from podpath.trace.reply import answered_unasked
+from podpath.trace.routing import address as parsed_address
 
 
 @dataclass(frozen=True)
@@ -1420,9 +1421,11 @@ def _default_route_of_peers(index: SnapshotIndex, pod: Pod, six: bool) -> str:
     if own is None:
         return ""
     links = [
-        ipaddress.ip_network(r.dst, strict=False)
+        net
         for r in own.routes
-        if r.gateway is None and r.dst not in (None, "default", default) and "/" in str(r.dst)
+        if r.gateway is None
+        and r.dst not in (None, "default", default)
+        and (net := network(str(r.dst))) is not None
     ]
     for other in index.snapshot.pods:
         ns = index.netns_by_inode.get(other.netns_inode or 0)
@@ -1432,7 +1435,8 @@ def _default_route_of_peers(index: SnapshotIndex, pod: Pod, six: bool) -> str:
             gateway = route.gateway
             if route.table != 254 or route.dst not in (default, "default") or not gateway:
                 continue
-            if any(ipaddress.ip_address(gateway) in net for net in links):
+            ip = parsed_address(gateway)
+            if ip is not None and any(ip in net for net in links):
                 dev = index.link(ns.inode, route.dev) if route.dev is not None else None
                 return f"default via {gateway}" + (f" dev {dev.name}" if dev else "")
     return ""
