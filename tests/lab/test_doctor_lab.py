@@ -257,6 +257,28 @@ def test_a_pods_veth_taken_off_its_bridge_is_named(
     assert any(lab.probe(dns.ref, web.ip, 80).ok for _ in range(5))
 
 
+def test_a_bridge_deleted_from_under_its_pods_is_named_once(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """cni0 deleted (a network manager's reload, a cleanup script): every pod's host veth
+    is on no bridge and the node's route to its pods' network went with cni0's address.
+    The doctor said neighbour-unresolved and no-route, a finding per symptom; it now
+    says once that the bridge the CNI config names is gone, for every path it breaks.
+    Real traffic: nothing reaches the pods."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    web, dns = _web(lab), _other(lab)
+    lab.exec("node1", ["ip", "link", "del", "cni0"])
+    _status, report = _doctor(lab, "node1", run_podpath)
+    assert {c for g, c in _checks(report) if g == "critical"} == {"bridge-port-detached"}
+    (found,) = [f for f in report["findings"] if f["check"] == "bridge-port-detached"]
+    assert found["subject"] == "bridge cni0", found
+    assert "that the CNI config /etc/cni/net.d/" in found["cause"], found["cause"]
+    assert {f"{p.host_veth}: no master ({p.name})" for p in (web, dns)} <= set(found["evidence"])
+    assert {web.ref, dns.ref} <= {p["from"] for p in found["paths"]}, found["paths"]
+    assert not lab.probe(dns.ref, web.ip, 80, wait=1).ok
+    assert not lab.probe("node1", web.ip, 80, wait=1).ok
+
+
 def test_a_routed_pods_route_gone_from_its_node_is_named(
     make_lab: Callable[..., Lab], run_podpath: Any
 ) -> None:

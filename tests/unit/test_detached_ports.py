@@ -14,7 +14,7 @@ from trace_factory import NodeSpec, PodSpec, build_node
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.analysis.problems import problems
-from podpath.snapshot.model import Link, NetNamespace, Snapshot
+from podpath.snapshot.model import CniConfig, CniState, Link, NetNamespace, Snapshot
 
 PODS = [PodSpec("web-0", "10.244.0.2"), PodSpec("web-1", "10.244.0.3")]
 
@@ -74,3 +74,43 @@ def test_a_routed_cnis_veths_on_no_bridge_are_nothing() -> None:
     other = dataclasses.replace(bridge.addresses[0], address="10.88.0.1", prefixlen=16)
     routed = _with_links(snap, {**veths, "cni0": {"addresses": (other,)}})
     assert SnapshotIndex(routed).detached_ports == {}
+
+
+def _without_bridge(snap: Snapshot, config: str, plugins: tuple[str, ...]) -> Snapshot:
+    """The node with cni0 gone (its ports on none) and `config` the active CNI config."""
+    veths: dict[str, dict[str, object]] = {
+        _host_veth(snap, i).name: {"master": None} for i in range(2)
+    }
+    gone = _with_links(snap, veths)
+    netns = tuple(
+        dataclasses.replace(ns, links=tuple(link for link in ns.links if link.name != "cni0"))
+        for ns in gone.netns
+    )
+    path = "/etc/cni/net.d/10-net.conflist"
+    cni = CniState(configs=(CniConfig(path, config, "net", "1.0.0", plugins),), active=path)
+    return dataclasses.replace(gone, netns=netns, cni=cni)
+
+
+def test_a_bridge_the_cni_config_names_gone_is_one_finding_for_every_pod() -> None:
+    """The bridge plugin's bridge (or flannel's delegate's, cni0 by default) gone: one
+    finding naming it, its pods' veths in the evidence."""
+    snap = build_node(NodeSpec(pods=PODS))
+    bridge = '{"plugins": [{"type": "bridge", "bridge": "cni0"}, {"type": "portmap"}]}'
+    (found,) = problems(
+        ParsedSnapshot(SnapshotIndex(_without_bridge(snap, bridge, ("bridge", "portmap"))))
+    )
+    assert (found.check, found.subject) == ("bridge-port-detached", "bridge cni0")
+    assert "its 2 pods are ports of no bridge" in found.cause
+    assert found.evidence[0] == "no link cni0 on node node-a"
+    flannel = '{"plugins": [{"type": "flannel", "delegate": {"hairpinMode": true}}]}'
+    gone = _without_bridge(snap, flannel, ("flannel",))
+    assert {p.bridge_name for p in SnapshotIndex(gone).detached_ports.values()} == {"cni0"}
+
+
+def test_a_routed_cni_config_without_a_bridge_is_nothing() -> None:
+    """Calico's config names no bridge: veths on none are its design."""
+    snap = build_node(NodeSpec(pods=PODS))
+    calico = '{"plugins": [{"type": "calico"}, {"type": "bandwidth"}]}'
+    assert (
+        SnapshotIndex(_without_bridge(snap, calico, ("calico", "bandwidth"))).detached_ports == {}
+    )

@@ -14,6 +14,7 @@ pod's address (podpath.doctor.causes).
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 
 from podpath.analysis.findings import Finding
@@ -24,12 +25,14 @@ from podpath.snapshot.model import Link, Pod
 
 @dataclass(frozen=True)
 class DetachedPort:
-    """A pod, its host veth on no bridge (or another), and the bridge holding its network."""
+    """A pod, its host veth on no bridge (or another), and the bridge holding its network,
+    or None when the bridge the node's CNI config names is gone."""
 
     pod: Pod
     veth: Link
-    bridge: Link
+    bridge: Link | None
     network: str  # the bridge's address whose network holds the pod's, as ip addr says it
+    bridge_name: str = ""  # the gone bridge's name, as the CNI config gives it
 
 
 def detached_ports(index: SnapshotIndex) -> dict[str, DetachedPort]:
@@ -46,13 +49,18 @@ def detached_ports(index: SnapshotIndex) -> dict[str, DetachedPort]:
         for a in link.addresses
         if a.scope != "link" and (net := network(f"{a.address}/{a.prefixlen}")) is not None
     ]
-    if not networks:
+    gone = _gone_bridge(index, {link.name for link in root.links})
+    if not networks and not gone:
         return {}
     found: dict[str, DetachedPort] = {}
     for pod in index.snapshot.pods:
         eth0 = index.pod_interface(pod) if pod.netns_inode != root.inode else None
         host = index.peer(eth0) if eth0 is not None else None
         if host is None or host.netns != root.inode:
+            continue
+        if gone and host.master is None:
+            for ip in pod.ips:
+                found[ip] = DetachedPort(pod, host, None, "", gone)
             continue
         for ip in pod.ips:
             address = _address(ip)
@@ -64,6 +72,29 @@ def detached_ports(index: SnapshotIndex) -> dict[str, DetachedPort]:
             if holder is not None and host.master != holder[0].ifindex:
                 found[ip] = DetachedPort(pod, host, holder[0], holder[1])
     return found
+
+
+def _gone_bridge(index: SnapshotIndex, links: set[str]) -> str:
+    """The bridge the active CNI config's bridge plugin (or flannel's, which delegates to
+    it) names, cni0 when it names none as the plugin's default, when the node has no link
+    of that name, else ''."""
+    cni = index.snapshot.cni
+    conf = next((c for c in cni.configs if c.path == cni.active), None)
+    if conf is None or not {"bridge", "flannel"} & set(conf.plugins):
+        return ""
+    try:
+        doc = json.loads(conf.text)
+    except ValueError:
+        return ""
+    plugins = doc.get("plugins") if isinstance(doc, dict) else None
+    for plugin in plugins if isinstance(plugins, list) else [doc]:
+        if not isinstance(plugin, dict) or plugin.get("type") not in ("bridge", "flannel"):
+            continue
+        # flannel's plugin hands its pods to the bridge plugin (its `delegate`).
+        delegate = plugin.get("delegate") if plugin.get("type") == "flannel" else plugin
+        name = (delegate.get("bridge") if isinstance(delegate, dict) else None) or "cni0"
+        return name if isinstance(name, str) and name not in links else ""
+    return ""
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -84,7 +115,10 @@ def detached_findings(index: SnapshotIndex) -> list[Finding]:
 
 
 def detached_finding(index: SnapshotIndex, port: DetachedPort) -> Finding:
-    """The finding of one pod's detached host veth."""
+    """The finding of one pod's detached host veth (one for every pod, where the bridge
+    is gone)."""
+    if port.bridge is None:
+        return _bridge_gone(index, port.bridge_name)
     node = index.snapshot.node.hostname
     pod = f"{port.pod.namespace}/{port.pod.name}"
     veth, bridge = port.veth.name, port.bridge.name
@@ -114,6 +148,33 @@ def _hairpin(index: SnapshotIndex, port: DetachedPort) -> str:
     """The hairpin mode the bridge's other ports have (the bridge plugin's hairpinMode),
     which a port made again starts without: a pod whose Service picks the pod itself
     gets no answer then."""
-    if any(p.hairpin for p in index.bridge_ports(port.bridge)):
+    if port.bridge is not None and any(p.hairpin for p in index.bridge_ports(port.bridge)):
         return f"; bridge link set dev {port.veth.name} hairpin on (as its other ports have it)"
     return ""
+
+
+def _bridge_gone(index: SnapshotIndex, name: str) -> Finding:
+    """The bridge the CNI config names is gone: every pod's host veth is on no bridge."""
+    node = index.snapshot.node.hostname
+    ports = {p.veth.name: p for p in index.detached_ports.values() if p.bridge is None}
+    pods = sorted(f"{p.pod.namespace}/{p.pod.name}" for p in ports.values())
+    cni = index.snapshot.cni
+    return Finding(
+        "bridge-port-detached",
+        "critical",
+        f"bridge {name}",
+        f"the bridge {name} that the CNI config {cni.active} names is gone from node {node}: "
+        f"the host veths of its {len(pods)} pod{'s' if len(pods) != 1 else ''} are ports of "
+        "no bridge, the node has no route to their network, and nothing the node sends "
+        "them reaches them",
+        f"recreate the pods: the bridge plugin makes {name} again, with its gateway address, "
+        f"for the first; a pod kept needs `ip link set VETH master {name}` once {name} is "
+        "back; find what deleted it (a network manager's reload, a cleanup script)",
+        node,
+        f"link {name}",
+        (
+            f"no link {name} on node {node}",
+            *(f"{v}: no master ({ports[v].pod.name})" for v in sorted(ports)[:5]),
+        ),
+        key=f"{node}:{name}",
+    )
