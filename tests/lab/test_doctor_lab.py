@@ -1505,6 +1505,22 @@ def test_pod_mtu_above_the_overlays(make_lab: Callable[..., Lab], run_podpath: A
     assert status in (0, 1)
 
 
+def test_an_underlay_mtu_below_the_pods_names_whose_devices(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """node1's eth0 lowered to 1400 under pods of 1450 and a VXLAN device of 1450: the
+    overlay's packets no longer fit, and what a pod sends off the node needs path MTU
+    discovery. Both findings name each device by whose it is (a pod's eth0 and the
+    node's eth0 read alike as "eth0" before)."""
+    lab = make_lab(nodes=2, pods=2, services=3)
+    lab.exec("node1", ["ip", "link", "set", "dev", "eth0", "mtu", "1400"])
+    _status, report = _doctor(lab, "node1", run_podpath)
+    causes = [f["cause"] for f in report["findings"] if f["check"] == "mtu-mismatch"]
+    assert any("exceed eth0's MTU 1400" in c for c in causes), causes
+    routed = [c for c in causes if "are routed out of node node1's eth0 (MTU 1400)" in c]
+    assert routed and all(re.search(r"from pod \S+/\S+'s eth0", c) for c in routed), causes
+
+
 # --- the prediction checked by the kernel ------------------------------------------------
 
 

@@ -67,7 +67,7 @@ def _walk(
             if sending:
                 # A local sender sizes its packets by the route it finally uses (TCP's
                 # MSS, the socket's path MTU), rerouted after OUTPUT's DNAT included.
-                size, origin, current = dev.mtu, dev.name, dev
+                size, origin, current = dev.mtu, _device(index, dev), dev
                 continue
             if pending_outer is not None:
                 outer, vx, vx_hop = pending_outer
@@ -94,11 +94,11 @@ def _walk(
                     "warning",
                     index,
                     f"{way}packets of up to {size} bytes from {origin} are routed out of "
-                    f"{dev.name} (MTU {dev.mtu}): they need path MTU discovery (ICMP "
+                    f"{_device(index, dev)} (MTU {dev.mtu}): they need path MTU discovery (ICMP "
                     "fragmentation needed), and hang where that ICMP is dropped",
                     f"give {origin} the path's MTU ({dev.mtu}): the CNI config's mtu",
                     hop,
-                    (f"{origin} mtu {size}", f"{dev.name} mtu {dev.mtu}"),
+                    (f"{origin} mtu {size}", f"{_device(index, dev)} mtu {dev.mtu}"),
                     f"{hop.node}:{origin}->{dev.name}",
                 )
             current = dev
@@ -124,6 +124,17 @@ def _walk(
                 overhead = VXLAN_OVERHEAD[family] if hop.kind == "vxlan" else IPIP_OVERHEAD
                 pending_outer = (min(size, device.mtu) + overhead, device, hop)
     return None
+
+
+def _device(index: SnapshotIndex, dev: Link) -> str:
+    """A device as a finding names it: a pod's (`pod default/web-0's eth0`) or a node's
+    (`node node1's eth0`), both namespaces having an eth0 as often as not."""
+    pod = index.pods_by_netns.get(dev.netns)
+    if pod is not None:
+        return f"pod {pod.namespace}/{pod.name}'s {dev.name}"
+    if dev.netns == index.snapshot.root_netns:
+        return f"node {index.snapshot.node.hostname}'s {dev.name}"
+    return dev.name
 
 
 def _named(index: SnapshotIndex, netns: object, name: object) -> Link | None:
