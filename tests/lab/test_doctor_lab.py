@@ -279,6 +279,27 @@ def test_a_bridge_deleted_from_under_its_pods_is_named_once(
     assert not lab.probe("node1", web.ip, 80, wait=1).ok
 
 
+def test_a_pod_whose_veth_pair_was_deleted_is_named_once(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """A pod's host veth deleted (and its eth0 with it: a cleanup script taking it for a
+    leftover): the pod keeps running with lo alone. The doctor said neighbour-unresolved
+    twice and no-route for the pod's own table; it now says once that the pod's eth0 is
+    gone, for every path it breaks, and that only a new sandbox gets a network. Real
+    traffic: nothing reaches the pod's address."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    web, dns = _web(lab), _other(lab)
+    lab.exec("node1", ["ip", "link", "del", web.host_veth])
+    _status, report = _doctor(lab, "node1", run_podpath)
+    assert {c for g, c in _checks(report) if g == "critical"} == {"pod-interface-gone"}
+    found = _one(report, "pod-interface-gone")
+    assert found["subject"] == f"pod {web.ref}", found
+    assert found["evidence"] == [f"pod {web.ref}'s network namespace: lo"], found
+    assert f"kubectl delete pod -n {web.namespace} {web.name}" in found["fix"]
+    assert {web.ref, dns.ref} <= {p["from"] for p in found["paths"]}, found["paths"]
+    assert not lab.probe(dns.ref, web.ip, 80, wait=1).ok
+
+
 def test_a_routed_pods_route_gone_from_its_node_is_named(
     make_lab: Callable[..., Lab], run_podpath: Any
 ) -> None:

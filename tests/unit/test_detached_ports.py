@@ -1,4 +1,4 @@
-"""bridge-port-detached: a pod whose host veth is no port of the bridge holding its network.
+"""bridge-port-detached and pod-interface-gone: pods cut off from the node's network.
 
 Built for real in a lab node by tests/lab/test_doctor_lab.py (`ip link set VETH
 nomaster`, real traffic); here, the shapes a routed CNI gives (no bridge holds its pods'
@@ -114,3 +114,22 @@ def test_a_routed_cni_config_without_a_bridge_is_nothing() -> None:
     assert (
         SnapshotIndex(_without_bridge(snap, calico, ("calico", "bandwidth"))).detached_ports == {}
     )
+
+
+def test_a_pod_whose_eth0_is_gone_is_one_finding_and_routed_pods_are_not() -> None:
+    """A pod's namespace read with lo alone: pod-interface-gone; every other pod has eth0."""
+    snap = build_node(NodeSpec(pods=PODS))
+    gone = snap.pods[1].netns_inode
+
+    def without_eth0(ns: NetNamespace) -> NetNamespace:
+        if ns.inode != gone:
+            return ns
+        return dataclasses.replace(
+            ns, links=tuple(link for link in ns.links if link.name != "eth0")
+        )
+
+    broken = dataclasses.replace(snap, netns=tuple(without_eth0(ns) for ns in snap.netns))
+    assert SnapshotIndex(snap).pods_without_eth0 == {}
+    (found,) = problems(ParsedSnapshot(SnapshotIndex(broken)))
+    assert (found.check, found.subject) == ("pod-interface-gone", "pod default/web-1")
+    assert found.evidence == ("pod default/web-1's network namespace: lo",)

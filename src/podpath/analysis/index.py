@@ -156,6 +156,14 @@ class SnapshotIndex:
 
         return detached_ports(self)
 
+    @cached_property
+    def pods_without_eth0(self) -> dict[str, Pod]:
+        """Addresses of pods whose network namespace has no eth0 left
+        (podpath.analysis.gone_interfaces)."""
+        from podpath.analysis.gone_interfaces import gone_interfaces
+
+        return gone_interfaces(self)
+
     # --- pods and processes ---------------------------------------------------------
 
     @cached_property

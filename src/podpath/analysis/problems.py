@@ -2,7 +2,7 @@
 
 What could not be read (gaps, an unprivileged collection, what a parser could not
 read), a conntrack table nearly full, a neighbour table past its soft limit, pods
-whose host veth left their bridge, a second netfilter backend holding rules,
+whose host veth left their bridge or whose eth0 is gone, a second netfilter backend holding rules,
 addresses IPAM handed to no pod, conntrack entries that still send a connection to a
 former endpoint, sysctls a bridge CNI with kube-proxy needs, pods whose MTU is not
 the CNI config's. The doctor (`podpath.doctor`) adds what the traces of every path
@@ -17,6 +17,7 @@ import json
 from podpath.analysis.address_conflicts import address_conflicts
 from podpath.analysis.detached_ports import detached_findings
 from podpath.analysis.findings import Finding, ordered
+from podpath.analysis.gone_interfaces import gone_interface_findings
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.neighbour_tables import neighbour_table_fill
 from podpath.analysis.parsed import ParsedSnapshot
@@ -51,6 +52,7 @@ def problems(parsed: ParsedSnapshot) -> tuple[Finding, ...]:
     found += _service_link_names(index, node)
     found += address_conflicts(index)
     found += detached_findings(index)
+    found += gone_interface_findings(index)
     return ordered(found)
 
 

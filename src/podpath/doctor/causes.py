@@ -18,6 +18,7 @@ from typing import Literal
 from podpath.analysis.address_conflicts import failed_address, shared_address
 from podpath.analysis.detached_ports import detached_finding
 from podpath.analysis.findings import Finding
+from podpath.analysis.gone_interfaces import gone_interface_finding
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.ns_tables import network
 from podpath.analysis.problems import (
@@ -132,20 +133,24 @@ def _address_conflict(branch: Branch, indexes: list[SnapshotIndex]) -> Cause | N
     return None
 
 
-def _detached_port(branch: Branch, indexes: list[SnapshotIndex]) -> Cause | None:
-    """The pod a failing branch's packets (or its answer's) come from or go to whose host
-    veth is no port of the bridge holding its network (podpath.analysis.detached_ports);
-    None when there is none."""
+def _cut_off_pod(branch: Branch, indexes: list[SnapshotIndex]) -> Cause | None:
+    """The pod a failing branch's packets (or its answer's) come from or go to that is cut
+    off from the node: its host veth no port of the bridge holding its network
+    (podpath.analysis.detached_ports), or its eth0 gone (gone_interfaces); None when
+    there is none."""
     for failed in (branch, *branch.reply):
         if failed.end is None:
             continue
         index = indexes[failed.end[0]]
-        ports = index.detached_ports
-        if not ports:
+        ports, gone = index.detached_ports, index.pods_without_eth0
+        if not ports and not gone:
             continue
-        port = ports.get(failed.packet.dst) or ports.get(failed.packet.src or "")
-        if port is not None:
-            return _from_finding(detached_finding(index, port), failed)
+        for address in (failed.packet.dst, failed.packet.src or ""):
+            port, pod = ports.get(address), gone.get(address)
+            if port is not None:
+                return _from_finding(detached_finding(index, port), failed)
+            if pod is not None:
+                return _from_finding(gone_interface_finding(index, pod), failed)
     return None
 
 
@@ -182,7 +187,7 @@ def branch_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Caus
     cause = _hop_cause(branch, aim, indexes)
     if cause is None:
         return None
-    return _address_conflict(branch, indexes) or _detached_port(branch, indexes) or cause
+    return _address_conflict(branch, indexes) or _cut_off_pod(branch, indexes) or cause
 
 
 def _hop_cause(branch: Branch, aim: Aim, indexes: list[SnapshotIndex]) -> Cause | None:
