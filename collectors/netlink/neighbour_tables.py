@@ -41,8 +41,12 @@ def _u32(data: bytes | None) -> int | None:
 
 def decode_neighbour_tables(buffers: Iterable[bytes]) -> list[NeighbourTable]:
     """RTM_NEWNEIGHTBL messages of AF_INET and AF_INET6 -> NeighbourTable objects (a
-    table's per-device parameter messages, which carry no thresholds, are skipped)."""
-    out: list[NeighbourTable] = []
+    table's per-device parameter messages, which carry no thresholds, are skipped).
+
+    A dump that goes on in another datagram in the middle of a table's devices sends
+    that table's own message again (neightbl_dump_info starts the table over, skipping
+    only the devices sent): one table per family and name is kept, the last read."""
+    out: dict[tuple[int, str], NeighbourTable] = {}
     for buf, off, end in payloads(buffers, RTM_NEWNEIGHTBL, _NDTMSG_LEN, "strict"):
         family = _FAMILIES.get(buf[off])
         if family is None:
@@ -55,19 +59,18 @@ def decode_neighbour_tables(buffers: Iterable[bytes]) -> list[NeighbourTable]:
         thresh1, thresh2, thresh3 = (t or 0 for t in thresholds)
         stats = a.get(NDTA_STATS)
         counters = _STATS.unpack_from(stats) if stats and len(stats) >= _STATS.size else None
-        out.append(
-            NeighbourTable(
-                family=family,
-                name=a.get(NDTA_NAME, b"").rstrip(b"\0").decode("ascii", "replace"),
-                thresh1=thresh1,
-                thresh2=thresh2,
-                thresh3=thresh3,
-                entries=_CONFIG_ENTRIES.unpack_from(config)[2],
-                table_fulls=counters[10] if counters else 0,
-                forced_gc_runs=counters[9] if counters else 0,
-            )
+        name = a.get(NDTA_NAME, b"").rstrip(b"\0").decode("ascii", "replace")
+        out[(family, name)] = NeighbourTable(
+            family=family,
+            name=name,
+            thresh1=thresh1,
+            thresh2=thresh2,
+            thresh3=thresh3,
+            entries=_CONFIG_ENTRIES.unpack_from(config)[2],
+            table_fulls=counters[10] if counters else 0,
+            forced_gc_runs=counters[9] if counters else 0,
         )
-    return out
+    return list(out.values())
 
 
 def read_neighbour_tables() -> tuple[tuple[NeighbourTable, ...] | None, tuple[Gap, ...]]:

@@ -128,7 +128,7 @@ def test_neighbour_tables_equal_ip_ntable(shared_lab: Lab, run_podpath: Any) -> 
     snap = codec.loads(done.stdout)
     assert snap.node.neighbour_tables is not None
     tables = {t.name: t for t in snap.node.neighbour_tables}
-    assert set(tables) == {"arp_cache", "ndisc_cache"}
+    assert sorted(t.name for t in snap.node.neighbour_tables) == ["arp_cache", "ndisc_cache"]
     index = SnapshotIndex(snap)
     for name, family in (("arp_cache", 4), ("ndisc_cache", 6)):
         got, ip = tables[name], after[name]
