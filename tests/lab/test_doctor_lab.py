@@ -300,6 +300,31 @@ def test_a_pod_whose_veth_pair_was_deleted_is_named_once(
     assert not lab.probe(dns.ref, web.ip, 80, wait=1).ok
 
 
+def test_a_blackhole_route_over_service_addresses_is_named_with_its_error(
+    make_lab: Callable[..., Lab], run_podpath: Any
+) -> None:
+    """A blackhole route over the Service CIDR on the node: the node's own connections to
+    Services are refused by the route lookup, before kube-proxy's DNAT, with EINVAL, and
+    nothing is sent; the pods' are DNATed first and work. The trace said "silently
+    discarded" and the doctor told to give the node a route for Service addresses; the
+    trace now says what the sender gets, the doctor which route to delete. Real traffic:
+    "Invalid argument" from the node, answered from a pod, answered from the node once
+    the route is deleted as the fix says."""
+    lab = make_lab(nodes=1, pods=2, services=3)
+    lab.exec("node1", ["ip", "route", "add", "blackhole", "10.96.0.0/12"])
+    _status, report = _doctor(lab, "node1", run_podpath)
+    found = _one(report, "no-route")
+    assert "the sender gets EINVAL, Invalid argument, nothing is sent" in found["cause"]
+    fix = "ip route del blackhole 10.96.0.0/12"
+    assert found["fix"].startswith(f"delete the blackhole route 10.96.0.0/12 ({fix})")
+    assert {p["from"] for p in found["paths"]} == {"node1"}, found["paths"]
+    refused = lab.probe("node1", _vip(lab), 80, wait=1)
+    assert not refused.ok and "invalid argument" in refused.error.lower(), refused
+    assert lab.probe(_other(lab).ref, _vip(lab), 80).ok
+    lab.exec("node1", fix.split())
+    assert lab.probe("node1", _vip(lab), 80).ok
+
+
 def test_a_routed_pods_route_gone_from_its_node_is_named(
     make_lab: Callable[..., Lab], run_podpath: Any
 ) -> None:

@@ -1447,13 +1447,27 @@ def _default_route_of_peers(index: SnapshotIndex, pod: Pod, six: bool) -> str:
     return ""
 
 
+# Route types whose lookup refuses what it matches (RTN_BLACKHOLE, _UNREACHABLE, _PROHIBIT).
+_DROP_ROUTES = ("blackhole", "unreachable", "prohibit")
+
+
 def _no_route(
     branch: Branch, aim: Aim, way: str, node: str, reason: str, drop: Hop | None
 ) -> Cause:
     route = _last(branch, "route")
     evidence = (f"{route.text}",) if route is not None else (reason,)
     unreachable = "network unreachable" in reason
-    if aim.kind == "service" and branch.packet.dst == aim.address:
+    kind = str(route.data.get("type") or "") if route is not None else ""
+    if aim.kind == "service" and branch.packet.dst == aim.address and kind in _DROP_ROUTES:
+        # A route that refuses Service addresses: the lookup comes before the DNAT.
+        matched = route.data.get("matched") if route is not None else None
+        ip = "ip -6" if ":" in aim.address else "ip"
+        fix = (
+            f"delete the {kind} route {matched} ({ip} route del {kind} {matched}), or what "
+            "writes it: the node's own route lookup for a Service address comes before "
+            "kube-proxy's DNAT, and this route refuses it"
+        )
+    elif aim.kind == "service" and branch.packet.dst == aim.address:
         # Still the ClusterIP: the output route lookup comes before kube-proxy's DNAT.
         fix = (
             "give the node a route for Service addresses (usually its default route): the "

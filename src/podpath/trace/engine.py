@@ -487,7 +487,7 @@ class Engine:
                 decision, hop = again
         flow = flow.add(hop)
         if decision.type in DROP_TYPES or decision.type == "none":
-            return self.no_route(flow, decision)
+            return self.no_route(flow, decision, "sent")
         index = self.indexes[flow.node]
         out = index.link(flow.netns, decision.dev)
         going, ended = self.hook_split(flow, "OUTPUT", self.env(flow, None, out))
@@ -501,7 +501,7 @@ class Engine:
                 decision2, hop2 = rerouted
                 f = f.add(hop2)
                 if decision2.type in DROP_TYPES or decision2.type == "none":
-                    results.extend(self.no_route(f, decision2))
+                    results.extend(self.no_route(f, decision2, "rerouted"))
                     continue
                 results.extend(self.after_output(f, decision2))
             else:
@@ -524,15 +524,25 @@ class Engine:
             results.extend(self.transmit(f, decision))
         return results
 
-    def no_route(self, flow: Flow, decision: RouteDecision) -> list[Branch]:
-        """A lookup that found a blackhole/unreachable/prohibit route, or nothing."""
+    def no_route(self, flow: Flow, decision: RouteDecision, how: str = "forwarded") -> list[Branch]:
+        """A lookup that found a blackhole/unreachable/prohibit route, or nothing. A
+        forwarded packet is discarded (with an ICMP error but for a blackhole); a local
+        sender (`how` "sent") is refused by the lookup itself, nothing sent: the route
+        type's error (fib_props in net/ipv4/fib_semantics.c) is what connect() or send()
+        returns; one looked up again after OUTPUT changed it (`how` "rerouted",
+        ip_route_me_harder) is dropped there."""
         if decision.type == "none":
             return self.drop(flow, f"no route to {flow.packet.dst} (network unreachable)", "route")
-        what = {
-            "blackhole": "silently discarded",
-            "unreachable": "ICMP host unreachable",
-            "prohibit": "ICMP administratively prohibited",
+        forwarded, refused = {
+            "blackhole": ("silently discarded", "EINVAL, Invalid argument"),
+            "unreachable": ("ICMP host unreachable", "EHOSTUNREACH, No route to host"),
+            "prohibit": ("ICMP administratively prohibited", "EACCES, Permission denied"),
         }[decision.type]
+        what = {
+            "forwarded": forwarded,
+            "sent": f"the sender gets {refused}, nothing is sent",
+            "rerouted": "dropped in OUTPUT, looked up again after it changed the packet",
+        }[how]
         return self.drop(
             flow, f"{decision.type} route {decision.matched or decision.rule}: {what}", "route"
         )
