@@ -14,9 +14,9 @@ pod's address (podpath.doctor.causes).
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass
 
+from podpath.analysis.cni_config import active_config, plugins
 from podpath.analysis.findings import Finding
 from podpath.analysis.index import SnapshotIndex
 from podpath.analysis.ns_tables import network
@@ -78,17 +78,11 @@ def _gone_bridge(index: SnapshotIndex, links: set[str]) -> str:
     """The bridge the active CNI config's bridge plugin (or flannel's, which delegates to
     it) names, cni0 when it names none as the plugin's default, when the node has no link
     of that name, else ''."""
-    cni = index.snapshot.cni
-    conf = next((c for c in cni.configs if c.path == cni.active), None)
+    conf = active_config(index.snapshot.cni)
     if conf is None or not {"bridge", "flannel"} & set(conf.plugins):
         return ""
-    try:
-        doc = json.loads(conf.text)
-    except ValueError:
-        return ""
-    plugins = doc.get("plugins") if isinstance(doc, dict) else None
-    for plugin in plugins if isinstance(plugins, list) else [doc]:
-        if not isinstance(plugin, dict) or plugin.get("type") not in ("bridge", "flannel"):
+    for plugin in plugins(conf):
+        if plugin.get("type") not in ("bridge", "flannel"):
             continue
         # flannel's plugin hands its pods to the bridge plugin (its `delegate`).
         delegate = plugin.get("delegate") if plugin.get("type") == "flannel" else plugin

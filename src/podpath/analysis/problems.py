@@ -12,9 +12,8 @@ fact and the paths make one finding, with the same id.
 
 from __future__ import annotations
 
-import json
-
 from podpath.analysis.address_conflicts import address_conflicts
+from podpath.analysis.cni_config import active_config, plugins
 from podpath.analysis.detached_ports import detached_findings
 from podpath.analysis.findings import Finding, ordered
 from podpath.analysis.gone_interfaces import gone_interface_findings
@@ -418,9 +417,7 @@ def forwarding_fix(sysctl: str) -> str:
 
 def _cni_mtu(index: SnapshotIndex, node: str) -> list[Finding]:
     """Pods whose eth0 MTU is not the one the active CNI config asks for."""
-    conf = next(
-        (c for c in index.snapshot.cni.configs if c.path == index.snapshot.cni.active), None
-    )
+    conf = active_config(index.snapshot.cni)
     wanted = _config_mtu(conf) if conf is not None else None
     if wanted is None or conf is None:
         return []
@@ -449,13 +446,8 @@ def _cni_mtu(index: SnapshotIndex, node: str) -> list[Finding]:
 
 def _config_mtu(conf: CniConfig) -> int | None:
     """The `mtu` of the first plugin of a config that sets one."""
-    try:
-        doc = json.loads(conf.text)
-    except ValueError:
-        return None
-    plugins = doc.get("plugins") if isinstance(doc, dict) else None
-    for plugin in plugins if isinstance(plugins, list) else [doc]:
-        if isinstance(plugin, dict) and isinstance(plugin.get("mtu"), int):
+    for plugin in plugins(conf):
+        if isinstance(plugin.get("mtu"), int):
             mtu: int = plugin["mtu"]
             return mtu
     return None
