@@ -45,14 +45,25 @@ def test_the_ready_word_ends_the_wait_and_the_pipe_is_closed(tmp_path: Path) -> 
         while Path(f"/proc/{child.pid}/comm").read_text().strip() != "sleep":
             assert time.monotonic() < deadline, "the init never exec'd"
             time.sleep(0.01)
-        fds = {
-            os.readlink(f"/proc/{child.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{child.pid}/fd")
-        }
+        fds = _open_files(child.pid)
         assert not any(target.startswith("pipe:") for target in fds), fds
         environ = Path(f"/proc/{child.pid}/environ").read_bytes()
         assert b"PODPATH_READY_FD" not in environ
     finally:
         _end(child)
+
+
+def _open_files(pid: int) -> set[str]:
+    """What a process's fds point to. exec sets the new comm before it closes the
+    close-on-exec fds (begin_new_exec), so one listed may be gone when read: it is
+    closed, and not counted."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def test_an_init_that_dies_first_is_reported_with_its_log(tmp_path: Path) -> None:
