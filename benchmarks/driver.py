@@ -509,9 +509,15 @@ def phase_tui(args: Result) -> Result:
     from podpath.snapshot.codec import load_path
 
     snap = load_path(args["snapshot"])
-    runs = [
-        asyncio.run(_tui_once(args["snapshot"], snap, args)) for _ in range(int(args["repeats"]))
-    ]
+    runs = []
+    for _ in range(int(args["repeats"])):
+        runs.append(asyncio.run(_tui_once(args["snapshot"], snap, args)))
+        # A user's TUI process holds one app. The app moves what it loads out of the
+        # cyclic GC's reach (gc.freeze) and is itself cyclic: without this, each repeat
+        # ran (and forked its doctor child) beside every earlier app's heap, ~240 MiB
+        # each at 10k Services, frozen for good.
+        gc.unfreeze()
+        gc.collect()
     return {k: [r[k] for r in runs] for k in runs[0]}
 
 

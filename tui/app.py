@@ -7,6 +7,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import ClassVar
@@ -146,13 +147,17 @@ class PodpathApp(KeyOrder, App[None]):
         else:
             # After the first frame of the screen that will show it (on start-up that
             # screen is pushed after this call): parsing holds the GIL and would delay it.
-            self.call_after_refresh(lambda: self.screen.call_after_refresh(self._prepare, loaded))
+            held = weakref.ref(loaded)  # what a worker holds may outlive it (tui/weak_work.py)
+            self.call_after_refresh(lambda: self.screen.call_after_refresh(self._prepare, held))
 
     @work(thread=True, exclusive=True, group="prepare", exit_on_error=False, name="prepare")
-    def _prepare(self, loaded: Loaded) -> None:
-        """Parse the big views once per snapshot off the event loop, then tell the screens."""
-        loaded.prepare(partial(self._post_progress, "prepare"))
-        self.post_message(self.ViewsReady(loaded))
+    def _prepare(self, held: weakref.ref[Loaded]) -> None:
+        """Parse the big views once per snapshot off the event loop, then tell the screens
+        (nothing when a newer snapshot replaced this one before the worker ran)."""
+        loaded = held()
+        if loaded is not None:
+            loaded.prepare(partial(self._post_progress, "prepare"))
+            self.post_message(self.ViewsReady(loaded))
 
     def _post_progress(self, kind: str, what: str, done: int, total: int) -> None:
         """From a worker thread: a step started (post_message is thread-safe)."""
@@ -208,11 +213,14 @@ class PodpathApp(KeyOrder, App[None]):
         self._collect()
 
     @work(thread=True, exclusive=False, group="collect", exit_on_error=False, name="collect")
-    def _collect(self) -> Snapshot:
-        """Collect a snapshot off the event loop (post_message is thread-safe)."""
+    def _collect(self) -> None:
+        """Collect a snapshot off the event loop and post it (post_message is thread-safe):
+        not the worker's result, which could outlive it (tui/weak_work.py)."""
         assert self.source.collect is not None
         previous = self.loaded.snapshot if self.loaded else None
-        return self.source.collect(self._cancel, previous, partial(self._post_progress, "collect"))
+        progress = partial(self._post_progress, "collect")
+        snapshot = self.source.collect(self._cancel, previous, progress)
+        self.post_message(self.SnapshotReady(snapshot, refreshed=previous is not None))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The app's own workers: failures to report_failure, a collected snapshot to the screens."""
@@ -227,10 +235,7 @@ class PodpathApp(KeyOrder, App[None]):
         if worker.group != "collect":
             return
         if event.state == WorkerState.SUCCESS:
-            self._collecting = False
-            result = worker.result
-            if isinstance(result, Snapshot):
-                self.post_message(self.SnapshotReady(result, refreshed=self.loaded is not None))
+            self._collecting = False  # its snapshot was posted (SnapshotReady)
         elif event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
             self._collecting = False
             error = worker.error

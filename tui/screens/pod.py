@@ -20,6 +20,7 @@ from podpath.tui.rows.pod import find_pod
 from podpath.tui.screens.base import BaseScreen, pending_text
 from podpath.tui.state import CONNTRACK, MENTIONS, SERVICES, Loaded
 from podpath.tui.text import clean, literal_content
+from podpath.tui.weak_work import weakly
 from podpath.tui.widgets.footer import KeysFooter
 from podpath.tui.widgets.table import RowTable
 
@@ -168,7 +169,8 @@ class PodScreen(BaseScreen):
             if loaded.small:
                 loaded.prepare()
             else:
-                self.run_worker(loaded.prepare, thread=True, exit_on_error=False, name="prepare")
+                prepare = weakly(Loaded.prepare, loaded)
+                self.run_worker(prepare, thread=True, exit_on_error=False, name="prepare")
         self.reload()
         self.set_focus(self.query_one("#t-containers", RowTable))
 

@@ -37,6 +37,7 @@ from podpath.tui.screens.base import BaseScreen, pending_text
 from podpath.tui.screens.map import MapScreen
 from podpath.tui.state import CONNTRACK, Loaded
 from podpath.tui.text import clean, literal_content
+from podpath.tui.weak_work import weakly
 from podpath.tui.widgets.footer import KeysFooter
 from podpath.tui.widgets.keys import KeyInput
 from podpath.tui.widgets.table import RowTable
@@ -227,7 +228,7 @@ class TraceScreen(BaseScreen):
         # Keys typed while it runs are this screen's (p, a), not more text for the inputs.
         self.set_focus(self.query_one("#branches", RowTable))
         self.run_worker(
-            partial(run_trace, loaded, probe),
+            weakly(partial(run_trace, probe=probe), loaded),
             name="trace",
             group="trace",
             thread=True,
