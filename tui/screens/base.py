@@ -51,6 +51,15 @@ class BaseScreen(Screen[None]):
     def reload(self) -> None:
         """Show the current snapshot (called on mount and after every refresh)."""
 
+    def on_unmount(self) -> None:
+        """Closed: let go of the snapshot (`release`)."""
+        self.release()
+
+    def release(self) -> None:
+        """Drop what this screen holds of a snapshot and its views. A closed screen is
+        cyclic garbage, and one that was open when the app froze its heap (a refresh:
+        tui/weak_work.py) is never collected: what it still held would stay for good."""
+
     def on_screen_resume(self) -> None:
         """Show the newest snapshot when coming back to this screen."""
         self.reload()
@@ -142,6 +151,11 @@ class TableScreen(BaseScreen):
         self.prepare()
         self.reload()
         self.set_focus(self.table)
+
+    def release(self) -> None:
+        """Drop the rows and the snapshot they were built for (see BaseScreen.release)."""
+        self._rows = rowset(())
+        self._built_for = None
 
     def prepare(self) -> None:
         """Set up widgets before the first rows are shown (the filter starts hidden)."""

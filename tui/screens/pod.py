@@ -186,6 +186,10 @@ class PodScreen(BaseScreen):
             self._built_for = None
             self.reload()
 
+    def release(self) -> None:
+        """Drop the snapshot the tabs were built for (see BaseScreen.release)."""
+        self._built_for = None
+
     def selected_pod(self) -> Pod | None:
         """This screen's pod."""
         loaded = self.loaded

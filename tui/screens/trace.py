@@ -123,6 +123,10 @@ class TraceScreen(BaseScreen):
         self.show_reply = False
         self.explain = False
 
+    def release(self) -> None:
+        """Drop the trace and its flows (see BaseScreen.release)."""
+        self.trace, self.flows = None, None
+
     def compose(self) -> ComposeResult:
         """Inputs, branches, hops, detail of the selected hop."""
         yield Header()
