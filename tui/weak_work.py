@@ -7,7 +7,8 @@ cyclic GC frees it. The app moves what it loads out of that GC's reach (`gc.free
 frozen with it and never freed, nor anything it holds: the parse worker's `Loaded`
 kept every replaced snapshot's views alive, ~270 MiB a refresh at 10k Services
 (docs/performance.md, "A refresh frees what it replaces"). So a worker is given its
-`Loaded` through `weakly`, and the collecting worker hands its snapshot on in a
+`Loaded` through `weakly` (the app's `@work` parse worker, whose arguments Textual
+keeps, a `weakref.ref` to it), and the collecting worker hands its snapshot on in a
 message, not as its result.
 """
 

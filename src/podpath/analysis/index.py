@@ -157,6 +157,17 @@ class SnapshotIndex:
         return detached_ports(self)
 
     @cached_property
+    def exempt_neighbours(self) -> dict[int, int]:
+        """PERMANENT and extern_learn neighbour entries of every namespace, by family: the
+        entries gc_thresh3 does not count since 5.0 (podpath.analysis.neighbour_tables)."""
+        counts: dict[int, int] = {}
+        for ns in self.snapshot.netns:
+            for n in ns.neighbours:
+                if "PERMANENT" in n.state or "extern_learn" in n.flags:
+                    counts[n.family] = counts.get(n.family, 0) + 1
+        return counts
+
+    @cached_property
     def pods_without_eth0(self) -> dict[str, Pod]:
         """Addresses of pods whose network namespace has no eth0 left
         (podpath.analysis.gone_interfaces)."""

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from podpath.analysis.findings import Finding
 from podpath.analysis.index import SnapshotIndex
-from podpath.by_identity import ByIdentity
-from podpath.snapshot.model import NeighbourTable, Snapshot
+from podpath.snapshot.model import NeighbourTable
 
 # The share of gc_thresh3 from which a table is critical: it is about to refuse entries.
 CRITICAL_FILL = 0.95
@@ -39,25 +38,8 @@ def counted_entries(index: SnapshotIndex, table: NeighbourTable) -> tuple[int, i
     """(entries that count against gc_thresh3, exempt entries the snapshot holds)."""
     if not _exempts(index.snapshot.node.kernel):
         return table.entries, 0
-    exempt = _EXEMPT.get(index.snapshot)
-    if exempt is None:
-        exempt = _exempt_entries(index)
-        _EXEMPT.put(index.snapshot, exempt)
-    return max(table.entries - exempt.get(table.family, 0), 0), exempt.get(table.family, 0)
-
-
-# Each snapshot's exempt entries by family, counted once for the doctor and home's row.
-_EXEMPT: ByIdentity[Snapshot, dict[int, int]] = ByIdentity()
-
-
-def _exempt_entries(index: SnapshotIndex) -> dict[int, int]:
-    """PERMANENT and extern_learn neighbour entries of every namespace, by family."""
-    counts: dict[int, int] = {}
-    for ns in index.snapshot.netns:
-        for n in ns.neighbours:
-            if "PERMANENT" in n.state or "extern_learn" in n.flags:
-                counts[n.family] = counts.get(n.family, 0) + 1
-    return counts
+    exempt = index.exempt_neighbours.get(table.family, 0)
+    return max(table.entries - exempt, 0), exempt
 
 
 def _judge(index: SnapshotIndex, table: NeighbourTable) -> Finding | None:
