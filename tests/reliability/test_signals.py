@@ -269,6 +269,15 @@ EARLY_MOMENTS = (
 )
 
 
+# A SIGINT that lands after `main` has returned, as the interpreter ends, meets the
+# default action: CPython's finalization (_PySignal_Fini in Modules/signalmodule.c) puts
+# SIG_DFL back for every signal a Python handler caught. The process dies by SIGINT with
+# nothing written, which the shell reports as 130, as for any program ended by Ctrl-C.
+# Seen in CI (2026-12-07) and reproduced by sending SIGINT 96 ms into a 100 ms
+# `ls namespaces`: 3 of 120 runs.
+_ENDING_BY_SIGINT: tuple[int, list[str]] = (-signal.SIGINT, [])
+
+
 def _interrupt_after_import(module: str, argv: list[str], stdout: int) -> tuple[int, str]:
     """Run podpath, send SIGINT once `module` has been imported; (exit status, stderr)."""
     proc = subprocess.Popen(
@@ -300,10 +309,13 @@ def test_ctrl_c_at_any_early_moment_never_shows_a_traceback(module: str) -> None
     """Ctrl-C while podpath imports what it needs: "interrupted" (or done), never a traceback."""
     code, err = _interrupt_after_import(module, ["ls", "namespaces"], subprocess.DEVNULL)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    # 130: interrupted; 0: it had finished before the signal was handled.
-    assert (code, err.splitlines()[-1:]) in ((130, ["podpath: interrupted"]), (0, [])) or (
-        code == 0 and "podpath: interrupted" not in err
-    ), (code, err)
+    # 130: interrupted; 0: it had finished before the signal was handled; killed by
+    # SIGINT, silently: it arrived as the finished process was ending (_ENDING_BY_SIGINT).
+    assert (code, err.splitlines()[-1:]) in (
+        (130, ["podpath: interrupted"]),
+        (0, []),
+        _ENDING_BY_SIGINT,
+    ) or (code == 0 and "podpath: interrupted" not in err), (code, err)
 
 
 @pytest.mark.parametrize(
@@ -318,7 +330,7 @@ def test_ctrl_c_with_stdout_closed_ends_quietly(module: str) -> None:
     finally:
         os.close(write_end)
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception" not in err, err
-    assert code in (0, 130), (code, err)
+    assert code in (0, 130) or (code, err.splitlines()) == _ENDING_BY_SIGINT, (code, err)
 
 
 def test_output_to_a_closed_pipe_ends_quietly() -> None:
