@@ -92,6 +92,24 @@ def test_network_namespaces_unpickle_one_by_one_and_answer_as_the_plain_ones() -
     assert packed.netns == snap.netns
 
 
+def test_the_mac_behind_each_veth_is_known_without_unpickling_a_namespace() -> None:
+    """`peer_mac` (asked for every port of a bridge a frame crosses) answers as the peer's
+    MAC on a plain and a packed snapshot, and unpickles no namespace to do it."""
+    from podpath.analysis.index import SnapshotIndex
+
+    snap = codec.load_path(
+        os.path.join(os.path.dirname(codec.__file__), "..", "data", "demo-snapshot.json")
+    )
+    packed = load(dump(PackedSnapshot.of(snap)))
+    plain, lazy = SnapshotIndex(snap), SnapshotIndex(packed)
+    veths = [link for ns in snap.netns for link in ns.links if link.peer is not None]
+    assert len(veths) > 2
+    for link in veths:
+        peer = plain.peer(link)
+        assert lazy.peer_mac(link) == plain.peer_mac(link) == (peer.mac if peer else None)
+    assert "_netns_unpacked" not in vars(packed) and "netns" not in vars(packed)
+
+
 def test_a_damaged_network_namespace_is_a_corrupt_cache_when_asked_for() -> None:
     """One namespace's pickle damaged: the others still read, that one raises CorruptCache."""
     from podpath.analysis.index import SnapshotIndex

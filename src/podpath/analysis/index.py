@@ -27,7 +27,7 @@ from podpath.snapshot.model import (
     Route,
     Snapshot,
 )
-from podpath.snapshot.packed import PackedSnapshot, addresses_by_netns
+from podpath.snapshot.packed import PackedSnapshot, addresses_by_netns, macs_by_netns
 
 # A table object in `nft -j` output: {"table": {"family": "ip", "name": "kube-proxy", ...
 _NFT_TABLE = re.compile(r'\{"table":\s*\{"family":\s*"(\w+)",\s*"name":\s*"((?:[^"\\]|\\.)*)"')
@@ -107,6 +107,19 @@ class SnapshotIndex:
         if isinstance(self.snapshot, PackedSnapshot):
             return self.snapshot.local_addresses()  # kept beside its packed namespaces
         return addresses_by_netns(self.snapshot.netns)
+
+    @cached_property
+    def link_macs(self) -> dict[int, dict[int, str]]:
+        """The MAC of each namespace's links by ifindex, by netns inode."""
+        if isinstance(self.snapshot, PackedSnapshot):
+            return self.snapshot.link_macs()  # kept beside its packed namespaces
+        return macs_by_netns(self.snapshot.netns)
+
+    def peer_mac(self, link: Link) -> str | None:
+        """The MAC of the other end of a veth pair, when it was resolved and collected."""
+        if link.peer is None:
+            return None
+        return self.link_macs.get(link.peer.netns, {}).get(link.peer.ifindex)
 
     @cached_property
     def shared_addresses(self) -> dict[str, tuple[int, ...]]:

@@ -135,6 +135,16 @@ def addresses_by_netns(netns: Iterable[NetNamespace]) -> dict[int, frozenset[str
     return {k: frozenset(v) for k, v in out.items()}
 
 
+def macs_by_netns(netns: Iterable[NetNamespace]) -> dict[int, dict[int, str]]:
+    """The MAC address of each namespace's links by ifindex, by inode: a SnapshotIndex's
+    `link_macs`, kept beside packed namespaces so that asking which bridge port a MAC is
+    behind (the far ends of hundreds of veths) unpickles none of them."""
+    return {
+        ns.inode: {link.ifindex: link.mac for link in ns.links if link.mac is not None}
+        for ns in netns
+    }
+
+
 class _PackedNetns:
     """A snapshot's network namespaces as (inode, pickle) in their order, each unpickled
     once, when first read (by position, so the tuple and the mapping share objects)."""
@@ -193,6 +203,7 @@ class _NetnsField:
 
 _NETNS_KEY = "_packed_netns_items"
 _ADDRESSES_KEY = "_netns_addresses"
+_MACS_KEY = "_netns_link_macs"
 
 
 def _netns_of(obj: object) -> _PackedNetns:
@@ -228,6 +239,7 @@ class PackedSnapshot(Snapshot):
         netns = state.pop("netns")
         state[_NETNS_KEY] = tuple((ns.inode, pickle.dumps(ns, protocol=5)) for ns in netns)
         state[_ADDRESSES_KEY] = addresses_by_netns(netns)
+        state[_MACS_KEY] = macs_by_netns(netns)
         packed.__dict__.update(state)
         return packed
 
@@ -235,6 +247,11 @@ class PackedSnapshot(Snapshot):
         """Each namespace's addresses by inode, known without unpickling the namespaces."""
         found = self.__dict__.get(_ADDRESSES_KEY)
         return found if isinstance(found, dict) else addresses_by_netns(self.netns)
+
+    def link_macs(self) -> dict[int, dict[int, str]]:
+        """Each namespace's link MACs by ifindex, by inode, without unpickling the namespaces."""
+        found = self.__dict__.get(_MACS_KEY)
+        return found if isinstance(found, dict) else macs_by_netns(self.netns)
 
     def netns_by_inode(self) -> Mapping[int, NetNamespace]:
         """The network namespaces by inode, each unpickled when first asked for."""

@@ -1056,9 +1056,9 @@ class Engine:
             index = self.indexes[flow.node]
             macs = {}
             for port in index.bridge_ports(bridge):
-                peer = index.peer(port)
-                if peer is not None and peer.mac is not None:
-                    macs.setdefault(peer.mac.lower(), port)
+                peer_mac = index.peer_mac(port)  # not the peer: that reads its namespace
+                if peer_mac is not None:
+                    macs.setdefault(peer_mac.lower(), port)
             self._port_macs[key] = macs
         return macs.get(mac.lower())
 
