@@ -13,6 +13,7 @@ from podpath.trace.index_pickle import (
     PackedBuckets,
     PackedChains,
     PackedNftSet,
+    PackedTable,
     PickledValues,
     RulesView,
     dump,
@@ -73,7 +74,7 @@ def test_packed_set_equals_the_set() -> None:
 
 def test_damaged_packed_values_are_corrupt_cache() -> None:
     """A packed value that does not unpickle raises CorruptCache, not a KeyError or a crash."""
-    store = PackedChains({("ip", "t"): {"a": b"junk"}}, frozenset(), frozenset())
+    store = PackedChains({("ip", "t"): PackedTable.of({"a": b"junk"})}, frozenset(), frozenset())
     with pytest.raises(CorruptCache):
         ChainsView(store)[("ip", "t", "a")]
     with pytest.raises(CorruptCache):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +17,11 @@ import pytest
 from trace_factory import NodeSpec, PodSpec, build_node
 
 from podpath.cli import main
-from podpath.snapshot import codec
+from podpath.snapshot import codec, packed
 from podpath.snapshot.model import Snapshot
 from podpath.trace import file_digests, index_cache
-from podpath.trace.index_pickle import RulesView, load
-from podpath.trace.nft import NftIndex
+from podpath.trace.index_pickle import PackedTable, RulesView
+from podpath.trace.nft import NftIndex, nft_index
 
 REALWORLD = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
 IPTABLES = REALWORLD / "iptables" / "k8s-proxier-test-overall-rules-restore-input.txt"
@@ -211,7 +210,7 @@ def test_cache_naming_other_callables_is_a_miss(
     data = snapshot_file.read_bytes()
     key = index_cache.key_of(data)
     path = Path(index_cache.cache_path(str(tmp_path), key))
-    path.write_bytes(b"podpath-index-cache 2\n" + pickle.dumps((key, _Marker(), None)))
+    path.write_bytes(b"".join(index_cache.file_chunks((key, _Marker(), None))))
     path.chmod(0o600)
     assert index_cache.lookup(str(tmp_path), data).index is None
     parsed = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80")
@@ -228,6 +227,51 @@ def test_corrupt_cache_is_a_miss_and_rewritten(
     parsed = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
     path = _only_cache_file(tmp_path)
     path.write_bytes(path.read_bytes()[:1000])
+    assert (
+        _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
+        == parsed
+    )
+    assert index_cache.lookup(str(tmp_path), snapshot_file.read_bytes()).index is not None
+
+
+def test_large_values_stay_in_the_file_until_read(
+    snapshot_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Values written beside the pickle (every one here, the threshold lowered) come back
+    as views of the mapped file, and the hit answers as the parse does."""
+    monkeypatch.setattr(packed, "LARGE_VALUE", 1)
+    parsed = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80")
+    cache = str(tmp_path)
+    assert _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", cache) == parsed
+    index = index_cache.lookup(cache, snapshot_file.read_bytes()).index
+    assert index is not None
+    assert isinstance(vars(index.snapshot)["_packed_processes"], memoryview)
+    nft = index.snapshot.nft
+    if nft is not None:
+        assert isinstance(vars(nft)["_packed_json_text"], memoryview)
+        found = nft_index(index)
+        assert found is not None
+        chains = found.rules
+        assert isinstance(chains, RulesView)
+        assert all(isinstance(t.blob, memoryview) for t in chains.store._packed.values())
+    assert _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", cache) == parsed
+
+
+def test_a_value_cut_off_beside_the_pickle_is_a_miss(
+    snapshot_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cache file cut short after its pickle (in the values beside it) is a miss, and rewritten."""
+    monkeypatch.setattr(packed, "LARGE_VALUE", 1)
+    parsed = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
+    path = _only_cache_file(tmp_path)
+    path.write_bytes(path.read_bytes()[:-10])
+    assert index_cache.lookup(str(tmp_path), snapshot_file.read_bytes()).index is None
     assert (
         _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
         == parsed
@@ -339,9 +383,12 @@ def test_damaged_packed_value_is_answered_from_the_snapshot(
     _key, index, nft = index_cache_load(path)
     assert isinstance(nft, NftIndex) and isinstance(nft.rules, RulesView)
     store = nft.rules.store
-    store._packed = {t: dict.fromkeys(names, b"not a pickle") for t, names in store._packed.items()}
+    store._packed = {
+        t: PackedTable.of(dict.fromkeys(table.names, b"not a pickle"))
+        for t, table in store._packed.items()
+    }
     store._live = {}
-    path.write_bytes(b"podpath-index-cache 2\n" + pickle.dumps((key, index, nft), protocol=5))
+    path.write_bytes(b"".join(index_cache.file_chunks((key, index, nft))))
     path.chmod(0o600)
     again = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
     assert again == parsed
@@ -351,8 +398,8 @@ def test_damaged_packed_value_is_answered_from_the_snapshot(
 
 def index_cache_load(path: Path) -> tuple[object, ...]:
     """The tuple a cache file holds (read with the cache's own restricted unpickler)."""
-    data = path.read_bytes()
-    found = load(data[len(b"podpath-index-cache 2\n") :])
+    with path.open("rb") as fp:
+        found = index_cache.value_in(fp)
     assert isinstance(found, tuple)
     return found
 

@@ -291,12 +291,12 @@ def remember_digests(directory: str, digests: Digests) -> None:
 
 def store_indexes(directory: str, misses: list[tuple[str, SnapshotIndex]]) -> None:
     """Keep what the trace parsed, for the next trace of the same files."""
-    from podpath.output_file import OutputError, write_bytes
+    from podpath.output_file import OutputError, write_chunks
     from podpath.trace.index_cache import cache_path, encode, prune
 
     for key, index in misses:
         try:
-            write_bytes(cache_path(directory, key), encode(key, index))
+            write_chunks(cache_path(directory, key), encode(key, index))
         except OutputError as exc:
             raise CliError(f"the trace is done, but its cache was not written: {exc}") from None
     if misses:

@@ -14,12 +14,13 @@ the first time it is read, by whoever reads it, and may build only the model's c
 
 from __future__ import annotations
 
+import copyreg
 import io
 import pickle
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, SupportsIndex
 
 from podpath.snapshot.model import NetNamespace, NftDump, Snapshot
 
@@ -56,7 +57,7 @@ LOAD_ERRORS = (
 )
 
 
-def _load(data: bytes) -> Any:
+def _load(data: bytes | memoryview) -> Any:
     try:
         return _Unpickler(io.BytesIO(data)).load()
     except LOAD_ERRORS as exc:
@@ -70,7 +71,7 @@ class Packed:
     raises CorruptCache for a damaged value.
     """
 
-    def __init__(self, loader: Callable[[bytes], Any] | None = None) -> None:
+    def __init__(self, loader: Callable[[bytes | memoryview], Any] | None = None) -> None:
         self.loader = loader or _load
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -88,6 +89,29 @@ class Packed:
 
     def __set__(self, obj: object, value: Any) -> None:
         obj.__dict__[self.name] = value  # a frozen dataclass sets its fields through here
+
+
+# A packed value at least this long is written beside a cache file's pickle, not in it
+# (`beside_the_pickle`), and read back as a view of the mapped file: only what a trace
+# asks for is ever copied (docs/performance.md, "A cache file's large values mapped").
+LARGE_VALUE = 64 * 1024
+
+
+def beside_the_pickle(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` with each large bytes value made an out-of-band buffer of pickle protocol 5.
+
+    Pickled with a `buffer_callback` the values are handed to it; without one they are
+    written in-band as before, so any other pickling of the object is unchanged.
+    """
+    return {name: beside_the_pickle_value(value) for name, value in state.items()}
+
+
+def beside_the_pickle_value(value: Any) -> Any:
+    """`value` as an out-of-band buffer if it is a large byte string or view (a value
+    read back from a cache file, written again), else as it is."""
+    if type(value) in (bytes, memoryview) and len(value) >= LARGE_VALUE:
+        return pickle.PickleBuffer(value)
+    return value
 
 
 def pack_state(obj: object, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -121,6 +145,9 @@ class PackedNftDump(NftDump):
         return isinstance(other, NftDump) and same_fields(self, other)
 
     __hash__ = NftDump.__hash__
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        return _reduced(self)
 
 
 def addresses_by_netns(netns: Iterable[NetNamespace]) -> dict[int, frozenset[str]]:
@@ -263,3 +290,12 @@ class PackedSnapshot(Snapshot):
         return isinstance(other, Snapshot) and same_fields(self, other)
 
     __hash__ = Snapshot.__hash__
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        return _reduced(self)
+
+
+def _reduced(obj: object) -> tuple[Any, ...]:
+    """What object.__reduce_ex__(2+) gives (NEWOBJ of the class, then its dict), with the
+    large packed values out-of-band (`beside_the_pickle`)."""
+    return (copyreg.__newobj__, (type(obj),), beside_the_pickle(obj.__dict__))  # type: ignore[attr-defined]

@@ -7,7 +7,10 @@ KUBE-SERVICES dispatch map (~0.08 s). Here they are pickled once after a trace a
 read back in a fraction of that: what a trace reads of the rules stays packed until
 it is asked for (per-chain rule text, `podpath.trace.index_pickle.PickledValues`), and
 what only other views use (the parsed nft ruleset, the Service model) is left out.
-docs/performance.md has the measurements.
+Values of 64 KiB and more (the nft text and the conntrack listing a trace does not
+read, each nft table's chains) are written after the pickle and mapped, not read: a
+hit copies only the pages of what the trace unpacks. docs/performance.md has the
+measurements.
 
 The cache can never answer for another snapshot or another podpath: its key is the
 SHA-256 of the snapshot file's bytes and of the source of every module whose objects
@@ -28,11 +31,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import mmap
 import os
+import pickle
 import re
 import stat
+import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from podpath import __version__
 from podpath.analysis.index import SnapshotIndex
@@ -47,12 +55,15 @@ from podpath.trace.index_pickle import (
     PackedNftSet,
     PickledValues,
     RulesView,
-    dump,
+    dump_beside,
     load,
 )
 from podpath.trace.nft import NftIndex, _SetIndex, adopt_nft_index, nft_index
 
-_FORMAT = b"podpath-index-cache 2\n"
+_FORMAT = b"podpath-index-cache 3\n"
+# After the format: the pickle's size and the count of the values written after it.
+_SIZES = struct.Struct("<QQ")
+_LENGTH = struct.Struct("<Q")  # before each value written after the pickle
 # How many index files a cache directory keeps (each holds a snapshot's rules: tens
 # of MB at 10k Services).
 KEEP = 8
@@ -156,11 +167,9 @@ def _read(path: str, key: str) -> SnapshotIndex | None:
     if fp is None:
         return None
     with fp:
-        if fp.read(len(_FORMAT)) != _FORMAT:
-            return None
         try:
-            found = load(fp)
-        except LOAD_ERRORS:
+            found = value_in(fp)
+        except (*LOAD_ERRORS, OSError):
             return None  # damaged or from elsewhere: parse the snapshot instead
     if not isinstance(found, tuple) or len(found) != 3 or found[0] != key:
         return None
@@ -176,13 +185,61 @@ def _read(path: str, key: str) -> SnapshotIndex | None:
     return index
 
 
-def encode(key: str, index: SnapshotIndex) -> bytes:
-    """The cache file of an index (with what traces parsed so far), for `cache_path`."""
+def value_in(fp: BinaryIO) -> object:
+    """What a cache file holds (written by `file_chunks`); raises LOAD_ERRORS or OSError."""
+    head = fp.read(len(_FORMAT) + _SIZES.size)
+    if not head.startswith(_FORMAT) or len(head) != len(_FORMAT) + _SIZES.size:
+        raise pickle.UnpicklingError("not a podpath index cache of this format")
+    size, count = _SIZES.unpack_from(head, len(_FORMAT))
+    return load(fp, _mapped_values(fp, len(head) + size, count))
+
+
+def _mapped_values(fp: BinaryIO, start: int, count: int) -> Iterator[memoryview]:
+    """The `count` values written after the pickle, from `start`: views of the file
+    mapped, read by the kernel only where a trace reads them.
+
+    The file is never rewritten in place (podpath.output_file writes a new file and
+    renames it), so the mapping cannot shrink under the views.
+    """
+    if count == 0:
+        return iter(())
+    whole = memoryview(mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ))
+    return _cut(whole, start, count)
+
+
+def _cut(whole: memoryview, at: int, count: int) -> Iterator[memoryview]:
+    """Each length-prefixed value of `whole` from `at`; a cut-off one is UnpicklingError."""
+    for _ in range(count):
+        if at + _LENGTH.size > len(whole):
+            raise pickle.UnpicklingError("a value beside the pickle is missing")
+        (length,) = _LENGTH.unpack_from(whole, at)
+        at += _LENGTH.size
+        if at + length > len(whole):
+            raise pickle.UnpicklingError("a value beside the pickle is cut off")
+        yield whole[at : at + length]
+        at += length
+
+
+def encode(key: str, index: SnapshotIndex) -> list[bytes | memoryview]:
+    """The cache file of an index (with what traces parsed so far), for `cache_path`, as
+    the chunks to write (`file_chunks`)."""
     nft = nft_index(index) if index.snapshot.nft is not None else None
     kept = SnapshotIndex.__new__(SnapshotIndex)
     kept.__dict__.update((k, v) for k, v in vars(index).items() if k not in _LEFT_OUT)
     kept.snapshot = PackedSnapshot.of(index.snapshot)
-    return _FORMAT + dump((key, kept, None if nft is None else _packed(nft)))
+    return file_chunks((key, kept, None if nft is None else _packed(nft)))
+
+
+def file_chunks(value: object) -> list[bytes | memoryview]:
+    """A cache file holding `value`, as the chunks to write: the format, the pickle's size
+    and how many values follow it, the pickle, then each large value with its length
+    (`_mapped_values`)."""
+    pickled, beside = dump_beside(value)
+    chunks: list[bytes | memoryview] = [_FORMAT + _SIZES.pack(len(pickled), len(beside)), pickled]
+    for value in beside:
+        raw = value.raw()
+        chunks += [_LENGTH.pack(raw.nbytes), raw]
+    return chunks
 
 
 def _packed(nft: NftIndex) -> NftIndex:
