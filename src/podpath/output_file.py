@@ -34,7 +34,7 @@ def write_bytes(path: str, data: bytes) -> str:
     return write_chunks(path, (data,))
 
 
-def write_chunks(path: str, chunks: Iterable[bytes | memoryview]) -> str:
+def write_chunks(path: str, chunks: Iterable[bytes]) -> str:
     """`write_bytes` of the chunks joined, without ever holding them joined.
 
     A snapshot at 10k Services is tens of MB: joined and encoded it was two more copies
@@ -85,9 +85,7 @@ def _check_replaceable(target: str, existing: os.stat_result | None) -> None:
         raise OutputError(f"{target} is not a regular file")
 
 
-def _write_in_place(
-    target: str, name: str, dir_fd: int, data: Iterable[bytes | memoryview]
-) -> None:
+def _write_in_place(target: str, name: str, dir_fd: int, data: Iterable[bytes]) -> None:
     """Write to a FIFO or character device that is already there (never created)."""
     try:
         fd = os.open(name, os.O_WRONLY | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
@@ -105,7 +103,7 @@ def _write_and_rename(
     target: str,
     name: str,
     dir_fd: int,
-    data: Iterable[bytes | memoryview],
+    data: Iterable[bytes],
     existing: os.stat_result | None,
 ) -> None:
     temp = f".{name[:200]}.{secrets.token_hex(6)}.podpath-tmp"
@@ -134,7 +132,7 @@ def _write_and_rename(
             _unlink_quietly(temp, dir_fd)
 
 
-def _write_all(fd: int, data: Iterable[bytes | memoryview]) -> None:
+def _write_all(fd: int, data: Iterable[bytes]) -> None:
     for chunk in data:
         view = memoryview(chunk)
         while view:

@@ -19,6 +19,7 @@ from trace_factory import NodeSpec, PodSpec, build_node
 from podpath.cli import main
 from podpath.snapshot import codec, packed
 from podpath.snapshot.model import Snapshot
+from podpath.snapshot.packed import CorruptCache, FileValue
 from podpath.trace import file_digests, index_cache
 from podpath.trace.index_pickle import PackedTable, RulesView
 from podpath.trace.nft import NftIndex, nft_index
@@ -240,24 +241,43 @@ def test_large_values_stay_in_the_file_until_read(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Values written beside the pickle (every one here, the threshold lowered) come back
-    as views of the mapped file, and the hit answers as the parse does."""
+    """Values written after the pickle (every one here, the threshold lowered) are left
+    in the file until read, and the hit answers as the parse does."""
     monkeypatch.setattr(packed, "LARGE_VALUE", 1)
     parsed = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80")
     cache = str(tmp_path)
     assert _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", cache) == parsed
     index = index_cache.lookup(cache, snapshot_file.read_bytes()).index
     assert index is not None
-    assert isinstance(vars(index.snapshot)["_packed_processes"], memoryview)
+    assert isinstance(vars(index.snapshot)["_packed_processes"], FileValue)
     nft = index.snapshot.nft
     if nft is not None:
-        assert isinstance(vars(nft)["_packed_json_text"], memoryview)
+        assert isinstance(vars(nft)["_packed_json_text"], FileValue)
         found = nft_index(index)
         assert found is not None
         chains = found.rules
         assert isinstance(chains, RulesView)
-        assert all(isinstance(t.blob, memoryview) for t in chains.store._packed.values())
+        assert all(isinstance(t.blob, FileValue) for t in chains.store._packed.values())
     assert _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", cache) == parsed
+
+
+def test_a_cache_file_cut_short_after_it_was_read_is_a_corrupt_cache(
+    snapshot_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A value left in a file that shrank under the index raises CorruptCache when read
+    (which the trace answers by parsing), never a crash."""
+    monkeypatch.setattr(packed, "LARGE_VALUE", 1)
+    _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
+    index = index_cache.lookup(str(tmp_path), snapshot_file.read_bytes()).index
+    assert index is not None
+    path = _only_cache_file(tmp_path)
+    with path.open("r+b") as fp:
+        fp.truncate(0)
+    with pytest.raises(CorruptCache):
+        _ = index.snapshot.processes
 
 
 def test_a_value_cut_off_beside_the_pickle_is_a_miss(

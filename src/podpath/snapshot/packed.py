@@ -10,16 +10,21 @@ node 40 ms, of which a trace reads 4 or 5 (`NetnsByInode`).
 `PackedSnapshot` and `PackedNftDump` are a `Snapshot` and an `NftDump` with the same
 fields, equal to the plain objects with the same values; a packed field is unpickled
 the first time it is read, by whoever reads it, and may build only the model's classes.
+In a cache file a packed value of `LARGE_VALUE` bytes or more is not even read until
+then: it stays in the file (`FileValue`).
 """
 
 from __future__ import annotations
 
 import copyreg
 import io
+import os
 import pickle
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, SupportsIndex
 
 from podpath.snapshot.model import NetNamespace, NftDump, Snapshot
@@ -57,7 +62,7 @@ LOAD_ERRORS = (
 )
 
 
-def _load(data: bytes | memoryview) -> Any:
+def _load(data: bytes) -> Any:
     try:
         return _Unpickler(io.BytesIO(data)).load()
     except LOAD_ERRORS as exc:
@@ -71,7 +76,7 @@ class Packed:
     raises CorruptCache for a damaged value.
     """
 
-    def __init__(self, loader: Callable[[bytes | memoryview], Any] | None = None) -> None:
+    def __init__(self, loader: Callable[[bytes], Any] | None = None) -> None:
         self.loader = loader or _load
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -83,7 +88,7 @@ class Packed:
             return self
         state = obj.__dict__
         if self.name not in state:
-            state[self.name] = self.loader(state[self.key])
+            state[self.name] = self.loader(unpacked_bytes(state[self.key]))
             del state[self.key]
         return state[self.name]
 
@@ -91,27 +96,125 @@ class Packed:
         obj.__dict__[self.name] = value  # a frozen dataclass sets its fields through here
 
 
-# A packed value at least this long is written beside a cache file's pickle, not in it
-# (`beside_the_pickle`), and read back as a view of the mapped file: only what a trace
-# asks for is ever copied (docs/performance.md, "A cache file's large values mapped").
+# A packed value at least this long is written after a cache file's pickle, not in it,
+# and read from the file only when something asks for it (docs/performance.md, "A
+# cache hit reads only what the trace reads").
 LARGE_VALUE = 64 * 1024
 
 
-def beside_the_pickle(state: dict[str, Any]) -> dict[str, Any]:
-    """`state` with each large bytes value made an out-of-band buffer of pickle protocol 5.
+class _Source:
+    """An open cache file and where each value written after its pickle lies in it."""
 
-    Pickled with a `buffer_callback` the values are handed to it; without one they are
-    written in-band as before, so any other pickling of the object is unchanged.
+    def __init__(self, fd: int, spans: Sequence[tuple[int, int]]) -> None:
+        # Its own descriptor: the file stays open while a value of it is alive.
+        self.file = io.FileIO(os.dup(fd), "rb")
+        self.spans = spans
+
+
+class FileValue:
+    """A large packed value left in its cache file, read (os.pread) when asked for.
+
+    The file is never rewritten in place (podpath.output_file writes a new one and
+    renames it), so what lies at the value's offset stays the value; a read that fails
+    or comes back short is a damaged cache (CorruptCache), which a trace answers by
+    parsing the snapshot. Not mmap: a mapped file that shrinks or fails to read ends
+    the process with SIGBUS.
     """
+
+    __slots__ = ("_source", "offset", "size")
+
+    def __init__(self, number: int) -> None:
+        source = _READING.get()
+        if source is None or not 0 <= number < len(source.spans):
+            raise pickle.UnpicklingError("a value written after the pickle is not there")
+        self._source = source
+        self.offset, self.size = source.spans[number]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes `start` to `end` of the value (all of it by default)."""
+        end = self.size if end is None else min(end, self.size)
+        parts: list[bytes] = []
+        at, left = self.offset + start, max(0, end - start)
+        try:
+            while left:
+                part = os.pread(self._source.file.fileno(), left, at)
+                if not part:
+                    raise CorruptCache("a cached index is cut short")
+                parts.append(part)
+                at, left = at + len(part), left - len(part)
+        except OSError as exc:
+            raise CorruptCache(f"a cached index could not be read ({exc.strerror})") from None
+        return b"".join(parts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Written again as its bytes (beside_the_pickle_value), never as a file offset.
+        raise pickle.PicklingError("a FileValue is pickled by beside_the_pickle_value")
+
+
+class _Written:
+    """What the pickle holds for a value written after it: unpickled as a FileValue."""
+
+    __slots__ = ("number",)
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FileValue, (self.number,))
+
+
+# The values set aside by the pickling under way (`values_set_aside`), and the file a
+# load under way reads them from (`values_read_from`).
+_SET_ASIDE: ContextVar[list[bytes] | None] = ContextVar("podpath_set_aside", default=None)
+_READING: ContextVar[_Source | None] = ContextVar("podpath_reading", default=None)
+
+
+@contextmanager
+def values_set_aside() -> Iterator[list[bytes]]:
+    """While it lasts, `beside_the_pickle_value` sets large values aside into the list."""
+    token = _SET_ASIDE.set([])
+    try:
+        found = _SET_ASIDE.get()
+        assert found is not None
+        yield found
+    finally:
+        _SET_ASIDE.reset(token)
+
+
+@contextmanager
+def values_read_from(fd: int, spans: Sequence[tuple[int, int]]) -> Iterator[None]:
+    """While it lasts, the FileValues unpickled read from the file `fd` at `spans`."""
+    token = _READING.set(_Source(fd, spans))
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
+def beside_the_pickle(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` with each large bytes value set aside (`beside_the_pickle_value`)."""
     return {name: beside_the_pickle_value(value) for name, value in state.items()}
 
 
 def beside_the_pickle_value(value: Any) -> Any:
-    """`value` as an out-of-band buffer if it is a large byte string or view (a value
-    read back from a cache file, written again), else as it is."""
-    if type(value) in (bytes, memoryview) and len(value) >= LARGE_VALUE:
-        return pickle.PickleBuffer(value)
-    return value
+    """`value`, or what stands for it in the pickle if it is large and a cache file is
+    being written (`values_set_aside`); a FileValue is written as its bytes. Pickled
+    any other way, a value is as it always was."""
+    if isinstance(value, FileValue):
+        value = value.read()
+    aside = _SET_ASIDE.get()
+    if aside is None or type(value) is not bytes or len(value) < LARGE_VALUE:
+        return value
+    aside.append(value)
+    return _Written(len(aside) - 1)
+
+
+def unpacked_bytes(value: bytes | FileValue) -> bytes:
+    """A packed value's bytes, read from its file if it was left there."""
+    return value.read() if isinstance(value, FileValue) else value
 
 
 def pack_state(obj: object, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -297,5 +400,5 @@ class PackedSnapshot(Snapshot):
 
 def _reduced(obj: object) -> tuple[Any, ...]:
     """What object.__reduce_ex__(2+) gives (NEWOBJ of the class, then its dict), with the
-    large packed values out-of-band (`beside_the_pickle`)."""
+    large packed values set aside (`beside_the_pickle`)."""
     return (copyreg.__newobj__, (type(obj),), beside_the_pickle(obj.__dict__))  # type: ignore[attr-defined]

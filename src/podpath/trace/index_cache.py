@@ -8,8 +8,9 @@ read back in a fraction of that: what a trace reads of the rules stays packed un
 it is asked for (per-chain rule text, `podpath.trace.index_pickle.PickledValues`), and
 what only other views use (the parsed nft ruleset, the Service model) is left out.
 Values of 64 KiB and more (the nft text and the conntrack listing a trace does not
-read, each nft table's chains) are written after the pickle and mapped, not read: a
-hit copies only the pages of what the trace unpacks. docs/performance.md has the
+read, each nft table's chains) are written after the pickle and left in the file
+until asked for (podpath.snapshot.packed.FileValue): a hit reads what the trace
+unpacks, not the whole file. docs/performance.md has the
 measurements.
 
 The cache can never answer for another snapshot or another podpath: its key is the
@@ -31,21 +32,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import mmap
 import os
 import pickle
 import re
 import stat
 import struct
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from podpath import __version__
 from podpath.analysis.index import SnapshotIndex
 from podpath.netfilter.nft import NftRuleset
-from podpath.snapshot.packed import LOAD_ERRORS, PackedSnapshot
+from podpath.snapshot.packed import LOAD_ERRORS, PackedSnapshot, values_read_from
 from podpath.trace.file_digests import MEMO_NAME, open_own_file
 from podpath.trace.index_pickle import (
     CACHED_MODULES,
@@ -61,9 +60,10 @@ from podpath.trace.index_pickle import (
 from podpath.trace.nft import NftIndex, _SetIndex, adopt_nft_index, nft_index
 
 _FORMAT = b"podpath-index-cache 3\n"
-# After the format: the pickle's size and the count of the values written after it.
+# After the format: the pickle's size and the count of the values written after it,
+# then each value's length, the pickle, and the values (`file_chunks`).
 _SIZES = struct.Struct("<QQ")
-_LENGTH = struct.Struct("<Q")  # before each value written after the pickle
+_LENGTH = struct.Struct("<Q")
 # How many index files a cache directory keeps (each holds a snapshot's rules: tens
 # of MB at 10k Services).
 KEEP = 8
@@ -191,36 +191,22 @@ def value_in(fp: BinaryIO) -> object:
     if not head.startswith(_FORMAT) or len(head) != len(_FORMAT) + _SIZES.size:
         raise pickle.UnpicklingError("not a podpath index cache of this format")
     size, count = _SIZES.unpack_from(head, len(_FORMAT))
-    return load(fp, _mapped_values(fp, len(head) + size, count))
-
-
-def _mapped_values(fp: BinaryIO, start: int, count: int) -> Iterator[memoryview]:
-    """The `count` values written after the pickle, from `start`: views of the file
-    mapped, read by the kernel only where a trace reads them.
-
-    The file is never rewritten in place (podpath.output_file writes a new file and
-    renames it), so the mapping cannot shrink under the views.
-    """
-    if count == 0:
-        return iter(())
-    whole = memoryview(mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ))
-    return _cut(whole, start, count)
-
-
-def _cut(whole: memoryview, at: int, count: int) -> Iterator[memoryview]:
-    """Each length-prefixed value of `whole` from `at`; a cut-off one is UnpicklingError."""
-    for _ in range(count):
-        if at + _LENGTH.size > len(whole):
-            raise pickle.UnpicklingError("a value beside the pickle is missing")
-        (length,) = _LENGTH.unpack_from(whole, at)
-        at += _LENGTH.size
-        if at + length > len(whole):
-            raise pickle.UnpicklingError("a value beside the pickle is cut off")
-        yield whole[at : at + length]
+    file_size = os.fstat(fp.fileno()).st_size
+    table = fp.read(count * _LENGTH.size) if count <= file_size // _LENGTH.size else b""
+    if len(table) != count * _LENGTH.size:
+        raise pickle.UnpicklingError("the lengths of the values after the pickle are cut off")
+    spans = []
+    at = len(head) + len(table) + size  # the values follow the pickle
+    for (length,) in _LENGTH.iter_unpack(table):
+        spans.append((at, length))
         at += length
+    if file_size != at:
+        raise pickle.UnpicklingError("the values after the pickle are cut off")
+    with values_read_from(fp.fileno(), spans):
+        return load(fp)
 
 
-def encode(key: str, index: SnapshotIndex) -> list[bytes | memoryview]:
+def encode(key: str, index: SnapshotIndex) -> list[bytes]:
     """The cache file of an index (with what traces parsed so far), for `cache_path`, as
     the chunks to write (`file_chunks`)."""
     nft = nft_index(index) if index.snapshot.nft is not None else None
@@ -230,16 +216,13 @@ def encode(key: str, index: SnapshotIndex) -> list[bytes | memoryview]:
     return file_chunks((key, kept, None if nft is None else _packed(nft)))
 
 
-def file_chunks(value: object) -> list[bytes | memoryview]:
+def file_chunks(value: object) -> list[bytes]:
     """A cache file holding `value`, as the chunks to write: the format, the pickle's size
-    and how many values follow it, the pickle, then each large value with its length
-    (`_mapped_values`)."""
-    pickled, beside = dump_beside(value)
-    chunks: list[bytes | memoryview] = [_FORMAT + _SIZES.pack(len(pickled), len(beside)), pickled]
-    for value in beside:
-        raw = value.raw()
-        chunks += [_LENGTH.pack(raw.nbytes), raw]
-    return chunks
+    and how many values follow it, their lengths, the pickle, then the values (the large
+    packed values it set aside, read only when asked for: podpath.snapshot.packed.FileValue)."""
+    pickled, aside = dump_beside(value)
+    head = _FORMAT + _SIZES.pack(len(pickled), len(aside))
+    return [head, b"".join(_LENGTH.pack(len(v)) for v in aside), pickled, *aside]
 
 
 def _packed(nft: NftIndex) -> NftIndex:

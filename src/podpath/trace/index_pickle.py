@@ -21,17 +21,19 @@ import itertools
 import pickle
 import sys
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from typing import Any, TypeVar
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any, BinaryIO, TypeVar
 
 from podpath.netfilter.nft import NftChain, NftRule, NftSet
 from podpath.snapshot.packed import (
     LOAD_ERRORS,
     CorruptCache,
+    FileValue,
     Packed,
     beside_the_pickle_value,
     pack_state,
     same_fields,
+    values_set_aside,
 )
 
 # The modules whose objects a cached index holds; their source is part of the cache's
@@ -68,18 +70,15 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in an index cache")
 
 
-def load(data: bytes | memoryview | io.BufferedIOBase, buffers: Iterable[memoryview] = ()) -> Any:
-    """Unpickle with the restricted unpickler, the cyclic GC paused; raises LOAD_ERRORS.
-
-    `buffers` are the out-of-band values of a pickle written by `dump_beside`.
-    """
-    fp = io.BytesIO(data) if isinstance(data, bytes | memoryview) else data
+def load(data: bytes | BinaryIO) -> Any:
+    """Unpickle with the restricted unpickler, the cyclic GC paused; raises LOAD_ERRORS."""
+    fp = io.BytesIO(data) if isinstance(data, bytes) else data
     collecting = gc.isenabled()
     # The unpickler makes ~10^5 objects at once; the cyclic GC's passes over them
     # tripled the read (0.07 s against 0.23 s for the iptables index at 10k Services).
     gc.disable()
     try:
-        return _Unpickler(fp, buffers=buffers).load()
+        return _Unpickler(fp).load()
     finally:
         if collecting:
             gc.enable()
@@ -90,11 +89,11 @@ def dump(value: object) -> bytes:
     return pickle.dumps(value, protocol=5)
 
 
-def dump_beside(value: object) -> tuple[bytes, list[pickle.PickleBuffer]]:
-    """A value pickled for `load`, its large packed values left out of the pickle
-    (podpath.snapshot.packed.beside_the_pickle): they are to be handed back to `load`."""
-    buffers: list[pickle.PickleBuffer] = []
-    return pickle.dumps(value, protocol=5, buffer_callback=buffers.append), buffers
+def dump_beside(value: object) -> tuple[bytes, list[bytes]]:
+    """A value pickled for `load`, and the large packed values it set aside
+    (podpath.snapshot.packed.beside_the_pickle), to be written after it in its file."""
+    with values_set_aside() as aside:
+        return pickle.dumps(value, protocol=5), aside
 
 
 class PickledValues(MutableMapping[_K, _V]):
@@ -211,7 +210,7 @@ class PackedBuckets(Mapping[_K, _V]):
         return (PackedBuckets, (self._packed, self._size))
 
 
-def _load_packed(data: bytes | memoryview) -> Any:
+def _load_packed(data: bytes) -> Any:
     try:
         return load(data)
     except LOAD_ERRORS as exc:
@@ -244,14 +243,14 @@ class PackedTable:
     in one byte string, found by the chain's name and where each pickle ends."""
 
     def __init__(
-        self, names: tuple[str, ...], ends: tuple[int, ...], blob: bytes | memoryview
+        self, names: tuple[str, ...], ends: tuple[int, ...], blob: bytes | FileValue
     ) -> None:
         if len(ends) != len(names):
             raise CorruptCache("a cached index is damaged (a table's chains are not all there)")
         self.names = names
         self.ends = ends
-        # Usually a view of the mapped cache file (beside_the_pickle): a chain read is
-        # the only part of it ever copied.
+        # Usually left in the cache file (beside_the_pickle): a chain asked for is the
+        # only part of it ever read.
         self.blob = blob
         self.position = {name: i for i, name in enumerate(names)}
 
@@ -261,12 +260,15 @@ class PackedTable:
         ends = list(itertools.accumulate(len(p) for p in pickles.values()))
         return cls(tuple(pickles), tuple(ends), b"".join(pickles.values()))
 
-    def pickle_of(self, name: str) -> bytes | memoryview | None:
+    def pickle_of(self, name: str) -> bytes | None:
         """The pickle of the chain with this name, if listed."""
         i = self.position.get(name)
         if i is None:
             return None
-        return self.blob[self.ends[i - 1] if i else 0 : self.ends[i]]
+        start, end = self.ends[i - 1] if i else 0, self.ends[i]
+        if isinstance(self.blob, FileValue):
+            return self.blob.read(start, end)
+        return self.blob[start:end]
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         return (PackedTable, (self.names, self.ends, beside_the_pickle_value(self.blob)))
