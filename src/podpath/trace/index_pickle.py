@@ -347,7 +347,7 @@ class PackedChains:
             pickles = {}
             for name in t.names:
                 live = self._live.get((family, table, name))
-                pickles[name] = dump(live) if live is not None else bytes(t.pickle_of(name) or b"")
+                pickles[name] = dump(live) if live is not None else t.pickle_of(name) or b""
             packed[(family, table)] = PackedTable.of(pickles)
         return (PackedChains, (packed, self.no_chain, self.no_rules))
 
