@@ -261,6 +261,36 @@ def test_large_values_stay_in_the_file_until_read(
     assert _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", cache) == parsed
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("size", 0), ("size", 2**63), ("count", 0), ("count", 2**64 - 1), ("length", 2**40)],
+)
+def test_a_cache_file_whose_layout_does_not_add_up_is_a_miss(
+    snapshot_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    field: str,
+    value: int,
+) -> None:
+    """The pickle's size, the count of the values after it or a value's length changed: a
+    miss, never a huge read or a value read from the wrong place; the trace still answers."""
+    monkeypatch.setattr(packed, "LARGE_VALUE", 1)
+    parsed = _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
+    path = _only_cache_file(tmp_path)
+    data = bytearray(path.read_bytes())
+    at = len(b"podpath-index-cache 3\n")
+    offset = {"size": at, "count": at + 8, "length": at + 16}[field]
+    data[offset : offset + 8] = value.to_bytes(8, "little")
+    path.write_bytes(bytes(data))
+    path.chmod(0o600)
+    assert index_cache.lookup(str(tmp_path), snapshot_file.read_bytes()).index is None
+    assert (
+        _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--cache", str(tmp_path))
+        == parsed
+    )
+
+
 def test_a_cache_file_cut_short_after_it_was_read_is_a_corrupt_cache(
     snapshot_file: Path,
     tmp_path: Path,
