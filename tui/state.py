@@ -16,7 +16,8 @@ from podpath.analysis.mentions import MentionIndex, mention_index
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.analysis.problems import problems as fact_checks
 from podpath.conntrack import count_entries
-from podpath.doctor import diagnose
+from podpath.doctor import diagnose, findings_of
+from podpath.doctor.sweep import Judged
 from podpath.netfilter.iptables_save import count_rules
 from podpath.netfilter.nft import NftRuleset
 from podpath.progress import Items
@@ -375,21 +376,30 @@ class Loaded:
 
     def _check_facts(self) -> None:
         # The doctor's findings before its sweep: every one of them is among its final ones.
-        self._facts = fact_checks(self.parsed)
+        if self._facts is None:  # checked already where the problems came first
+            self._facts = fact_checks(self.parsed)
 
     def _diagnose(self) -> None:
         if self.ahead is not None:
             # While the child finishes: what the doctor run here left behind for the
             # first trace (0.1 s of it at 10k Services when the doctor ran in a child).
             prepare_for_traces([self.index, *self.peer_indexes])
-            found = self.ahead.take()
-            if found is not None:
-                self._problems = found
+            paths = self.ahead.take()
+            if paths is not None:
+                self._problems = self._with_facts(paths)
                 return
         # Traces every path from every pod position, on the views parsed above.
         indexes = [self.index, *self.peer_indexes]
         judged = self._counting(0).reached
         self._problems = diagnose(indexes, [self.parsed], judged).findings
+
+    def _with_facts(self, paths: list[Judged]) -> tuple[Finding, ...]:
+        """The doctor's findings from the paths the child judged and the nodes' facts,
+        checked here node by node (this node's for home's first count already)."""
+        self._check_facts()
+        assert self._facts is not None
+        peers = [f for i in self.peer_indexes for f in fact_checks(ParsedSnapshot(i))]
+        return findings_of([*self._facts, *peers], paths)
 
 
 # Text counted by one regular expression call at a time: the GIL is held for the whole

@@ -1,6 +1,7 @@
 """On a big snapshot the app's problems come from a child forked when the app is made
-(podpath.tui.doctor_ahead): the doctor's own findings, the worker not running the
-doctor itself; a failing child leaves it to the worker; a quit kills and reaps it."""
+(podpath.tui.doctor_ahead): it judges the paths, the worker checks the facts, and the
+two make the doctor's own findings, the worker not running the doctor itself; a failing
+child leaves it to the worker; a quit kills and reaps it."""
 
 from __future__ import annotations
 
@@ -59,6 +60,16 @@ async def problems_of(app):
 """
 
 _FROM_THE_CHILD = """
+import podpath.doctor as doctor
+
+real_facts = doctor._facts
+
+def facts_here_only(views):
+    # The child judges the paths only: the app's worker checks the facts.
+    assert os.getpid() == parent, "the child checked the node's facts"
+    return real_facts(views)
+
+doctor._facts = facts_here_only
 app = create_app(static_source(snaps[0], "snapshot", "a.json", peers=tuple(snaps[1:])))
 assert app._ahead is not None
 shown = asyncio.run(problems_of(app))
@@ -98,7 +109,7 @@ def fails(snapshot, peers):
         raise RuntimeError("a child that cannot diagnose")
     raise AssertionError("the parent never computes the child's part")
 
-ahead._findings = fails
+ahead._judged = fails
 app = create_app(static_source(snaps[0], "snapshot", "a.json"))
 assert app._ahead is not None
 shown = asyncio.run(problems_of(app))
@@ -113,7 +124,7 @@ def slow(snapshot, peers):
     time.sleep(60)
     return ()
 
-ahead._findings = slow
+ahead._judged = slow
 app = create_app(static_source(snaps[0], "snapshot", "a.json"))
 child = app._ahead._child.pid
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import gc
 import pickle
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 
 from podpath.analysis.findings import GRADES, PATH_EXAMPLES, Finding, PathRef, ordered
 from podpath.analysis.index import SnapshotIndex
@@ -26,7 +27,7 @@ from podpath.analysis.parsed import ParsedSnapshot
 from podpath.analysis.problems import problems
 from podpath.doctor.causes import Cause
 from podpath.doctor.findings import Coverage, Report
-from podpath.doctor.sweep import Judged, sweep
+from podpath.doctor.sweep import Judged, Sweep, sweep
 from podpath.doctor.tracer import Tracer
 from podpath.forked import Forked
 
@@ -43,24 +44,15 @@ def diagnose(
     """Every finding of the loaded nodes; `parsed` may give the first nodes' parsed views;
     `judged` is told how many (source, Service port) paths are judged of how many."""
     started = time.perf_counter()
-    views = [*parsed, *(ParsedSnapshot(i) for i in indexes[len(parsed) :])]
-    for view in views:
-        # What the sweep and the facts both read, parsed once before the facts' child
-        # is forked (the child sees it as it was then).
-        view.parse_all(conntrack=False)
+    views = _parsed_views(indexes, parsed)
     facts = Forked.start(lambda: _facts(views), pickle.dumps, pickle.loads)
     try:
-        tracer = Tracer(indexes)
-        with _cyclic_gc_paused():
-            swept = sweep(tracer, views, judged)
+        swept, tracer = _swept(indexes, views, judged)
         ok, forked = facts.result() if facts is not None else (False, None)
     finally:
         if facts is not None:
             facts.stop()
-    found: dict[str, Finding] = {}
-    for finding in forked if ok and forked is not None else _facts(views):
-        found.setdefault(finding.id, finding)
-    _merge_paths(found, swept.judged)
+    findings = findings_of(forked if ok and forked is not None else _facts(views), swept.judged)
     coverage = Coverage(
         nodes=tuple(i.snapshot.node.hostname for i in indexes),
         pods=sum(len(c.members) for c in swept.classes),
@@ -70,7 +62,61 @@ def diagnose(
         traces=tracer.runs,
         seconds=time.perf_counter() - started,
     )
-    return Report(ordered(list(found.values())), coverage)
+    return Report(findings, coverage)
+
+
+def paths_judged(
+    indexes: Sequence[SnapshotIndex], kept: list[object] | None = None
+) -> list[Judged]:
+    """Every path of the loaded nodes judged, without their traces and without the
+    nodes' facts: the doctor's half that a forked child computes for the TUI
+    (podpath.tui.doctor_ahead), where the app checks the facts itself; `findings_of`
+    joins the two into the doctor's findings.
+
+    `kept`, when given, is handed what the sweep built (views, tracer, sweep): a child
+    that leaves with os._exit once its result is written need not free them object by
+    object first (~40 ms at 10k Services, on the way to the TUI's problems count)."""
+    views = _parsed_views(indexes, ())
+    swept, tracer = _swept(indexes, views, None)
+    if kept is not None:
+        kept.extend((views, swept, tracer))
+    # No finding is made of the traces (a few dozen of ~3k judged paths hold one at 10k
+    # Services): they are left out of what the child pickles.
+    return [j if j.trace is None else replace(j, trace=None) for j in swept.judged]
+
+
+def findings_of(facts: Iterable[Finding], judged: Iterable[Judged]) -> tuple[Finding, ...]:
+    """The doctor's findings from what the nodes' facts show (`podpath.analysis.problems`,
+    node by node) and the judged paths: a fact's finding first, each path's causes then
+    merged into the finding of the same id."""
+    found: dict[str, Finding] = {}
+    for finding in facts:
+        found.setdefault(finding.id, finding)
+    _merge_paths(found, judged)
+    return ordered(list(found.values()))
+
+
+def _parsed_views(
+    indexes: Sequence[SnapshotIndex], parsed: Sequence[ParsedSnapshot]
+) -> list[ParsedSnapshot]:
+    """A parsed view of each node (`parsed` giving the first ones), with what the sweep
+    and the facts both read parsed once, before the facts' child is forked (the child
+    sees it as it was then)."""
+    views = [*parsed, *(ParsedSnapshot(i) for i in indexes[len(parsed) :])]
+    for view in views:
+        view.parse_all(conntrack=False)
+    return views
+
+
+def _swept(
+    indexes: Sequence[SnapshotIndex],
+    views: Sequence[ParsedSnapshot],
+    judged: Callable[[int, int], object] | None,
+) -> tuple[Sweep, Tracer]:
+    """Every path swept (`podpath.doctor.sweep`), and the tracer that traced them."""
+    tracer = Tracer(indexes)
+    with _cyclic_gc_paused():
+        return sweep(tracer, views, judged), tracer
 
 
 def _facts(views: Sequence[ParsedSnapshot]) -> list[Finding]:
@@ -102,7 +148,7 @@ def _worse(a: str, b: str) -> str:
     return a if GRADES.index(a) <= GRADES.index(b) else b
 
 
-def _merge_paths(found: dict[str, Finding], judged: list[Judged]) -> None:
+def _merge_paths(found: dict[str, Finding], judged: Iterable[Judged]) -> None:
     """One finding per cause: the paths it decides, the worst grade, the first hop."""
     # What else a finding's subject stands for: other destinations sharing its verdict
     # (its subject a Service or address), or other pods (its subject the pod a path
