@@ -395,7 +395,11 @@ class Loaded:
 
     def _with_facts(self, paths: list[Judged]) -> tuple[Finding, ...]:
         """The doctor's findings from the paths the child judged and the nodes' facts,
-        checked here node by node (this node's for home's first count already)."""
+        checked here node by node (this node's for home's first count already).
+
+        The facts are checked on this app's parsed views: where a screen had the
+        conntrack table parsed before them and it could not be parsed, its note is a
+        finding here that `podpath doctor`, which never parses the whole table, has not."""
         self._check_facts()
         assert self._facts is not None
         peers = [f for i in self.peer_indexes for f in fact_checks(ParsedSnapshot(i))]
