@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 
 from podpath.netfilter.nft import NftChain, NftElement, NftRule, NftSet
-from podpath.snapshot.packed import CorruptCache
+from podpath.snapshot.packed import CorruptCache, FileValue
+from podpath.trace import index_cache
 from podpath.trace.index_pickle import (
     ChainsView,
     PackedBuckets,
@@ -44,6 +46,32 @@ def test_chain_views_answer_as_the_dicts() -> None:
             assert view.get(key) == plain.get(key)  # type: ignore[call-overload]
     again = load(dump((chains, rules)))
     assert dict(again[0]) == CHAINS and dict(again[1]) == RULES
+
+
+def test_chains_read_back_from_their_file_are_packed_again_from_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store read back from a cache file (its table left in the file) with one chain
+    read, pickled again: every chain as it was, the table's bytes read once."""
+    chains = {("ip", "t", f"c{n}"): NftChain("ip", "t", f"c{n}", handle=n) for n in range(3000)}
+    path = tmp_path / "cache"
+    path.write_bytes(b"".join(index_cache.file_chunks(PackedChains.of(chains, {}))))
+    with path.open("rb") as fp:
+        store = index_cache.value_in(fp)
+    assert isinstance(store, PackedChains)
+    (table,) = store._packed.values()
+    assert isinstance(table.blob, FileValue)
+    assert ChainsView(store)[("ip", "t", "c7")] == chains[("ip", "t", "c7")]
+    reads: list[tuple[int, ...]] = []
+    real_read = FileValue.read
+
+    def counted(value: FileValue, *span: int) -> bytes:
+        reads.append(span)
+        return real_read(value, *span)
+
+    monkeypatch.setattr(FileValue, "read", counted)
+    again = load(dump(store))
+    assert dict(ChainsView(again)) == chains and len(reads) == 1
 
 
 def test_packed_buckets_answer_as_the_dict() -> None:

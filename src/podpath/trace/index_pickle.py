@@ -33,6 +33,7 @@ from podpath.snapshot.packed import (
     beside_the_pickle_value,
     pack_state,
     same_fields,
+    unpacked_bytes,
     values_set_aside,
 )
 
@@ -270,6 +271,15 @@ class PackedTable:
             return self.blob.read(start, end)
         return self.blob[start:end]
 
+    def pickles(self) -> Iterator[tuple[str, bytes]]:
+        """Each chain's name and pickle, in order, the blob read once (not a read per
+        chain from its file: 36k at 10k Services)."""
+        blob = unpacked_bytes(self.blob)
+        start = 0
+        for name, end in zip(self.names, self.ends, strict=True):
+            yield name, blob[start:end]
+            start = end
+
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         return (PackedTable, (self.names, self.ends, beside_the_pickle_value(self.blob)))
 
@@ -345,9 +355,9 @@ class PackedChains:
         packed = {}
         for (family, table), t in self._packed.items():
             pickles = {}
-            for name in t.names:
+            for name, pickled in t.pickles():
                 live = self._live.get((family, table, name))
-                pickles[name] = dump(live) if live is not None else t.pickle_of(name) or b""
+                pickles[name] = pickled if live is None else dump(live)
             packed[(family, table)] = PackedTable.of(pickles)
         return (PackedChains, (packed, self.no_chain, self.no_rules))
 
