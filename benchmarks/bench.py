@@ -414,7 +414,8 @@ def trace_figures(node: Node, repeats: int, label: str) -> list[Figure]:
 
 
 def trace_cli_figures(node: Node, repeats: int, label: str) -> list[Figure]:
-    """Figure 4c: `podpath trace --snapshot --json` to a Service, end to end, without and with --cache."""
+    """Figure 4c: `podpath trace --snapshot --json` to a Service, end to end: a snapshot
+    traced before (from the default cache), its first trace, and `--no-cache`."""
     source, dest = pick_probe(node.lab, node.svcs)
     r = drive(
         node.lab,
@@ -422,25 +423,27 @@ def trace_cli_figures(node: Node, repeats: int, label: str) -> list[Figure]:
         {"snapshot": SNAP_PATH, "source": source, "destination": dest, "repeats": repeats},
     )
     key = node.shape.key
+    rows = [
+        ("cached", "trace_cli", "`trace --snapshot` ({}), a file traced before", TRACE_CLI_GOAL),
+        (
+            "first",
+            "trace_cli_first",
+            "`trace --snapshot` ({}), its first trace (keeps its index)",
+            None,
+        ),
+        ("parsed", "trace_cli_parsed", "`trace --snapshot --no-cache` ({})", None),
+    ]
     return [
         Figure(
-            f"{key}.trace_cli.{label}",
-            f"4c. CLI `trace --snapshot` ({label}), end to end",
+            f"{key}.{name}.{label}",
+            f"4c. CLI {title.format(label)}, end to end",
             "s",
-            stat(r["parsed"]),
-            goal=TRACE_CLI_GOAL,
-            note=_cpu_of(r["cpu_parsed"]),
+            stat(r[kind]),
+            goal=goal,
+            note=_cpu_of(r[f"cpu_{kind}"]),
             shape=key,
-        ),
-        Figure(
-            f"{key}.trace_cli_cached.{label}",
-            f"4c. CLI `trace --snapshot --cache DIR` ({label}), end to end",
-            "s",
-            stat(r["cached"]),
-            goal=TRACE_CLI_GOAL,
-            note=_cpu_of(r["cpu_cached"]),
-            shape=key,
-        ),
+        )
+        for kind, name, title, goal in rows
     ]
 
 
@@ -612,8 +615,9 @@ GROWTH_FIGURES = {
     "snapshot_size": "6. snapshot file size",
     "trace.iptables": "4. Service trace (iptables), kept index",
     "trace_cold.iptables": "4. Service trace (iptables), first",
-    "trace_cli.iptables": "4c. CLI `trace --snapshot` (iptables), end to end",
-    "trace_cli_cached.iptables": "4c. CLI `trace --snapshot --cache DIR` (iptables)",
+    "trace_cli.iptables": "4c. CLI `trace --snapshot` (iptables), a file traced before",
+    "trace_cli_first.iptables": "4c. CLI `trace --snapshot` (iptables), its first trace",
+    "trace_cli_parsed.iptables": "4c. CLI `trace --snapshot --no-cache` (iptables)",
     "doctor": "4d. `podpath doctor --snapshot`",
     "tui.paint": "5. TUI first frame painted",
     "tui.views": "5. TUI Services, conntrack, problems counts usable",

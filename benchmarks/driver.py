@@ -269,35 +269,45 @@ def phase_trace(args: Result) -> Result:
 
 
 def phase_trace_cli(args: Result) -> Result:
-    """`podpath trace --snapshot --json` end to end: full parse, and with --cache (warmed once).
+    """`podpath trace --snapshot --json` end to end, as a user runs it: a snapshot traced
+    before (its index read from the default cache, $XDG_CACHE_HOME/podpath/trace-index),
+    the first trace of the snapshot (parses it, keeps its index), and `--no-cache` (parses
+    it, keeps nothing).
 
-    Wall and CPU (user + system) of each run, the two kinds alternating in order so
-    that the host's load drifts over both alike.
+    Wall and CPU (user + system) of each run, the three kinds in a changing order so that
+    the host's load drifts over all alike; the default cache is a temporary directory.
     """
+    import shutil
     import tempfile
 
-    base = ["podpath", "trace", "--snapshot", args["snapshot"], "--from", args["source"]]
-    base += ["--to", args["destination"], "--json"]
-    with tempfile.TemporaryDirectory(prefix="podpath-bench-cache-") as cache:
-        cached = [*base, "--cache", cache]
-        _wall, _kib, rc, miss_cpu = run_measured(cached)  # the miss: parses, writes the cache
-        runs: dict[str, tuple[list[float], list[float]]] = {"parsed": ([], []), "cached": ([], [])}
-        for i in range(int(args["repeats"])):
-            order = [("parsed", base), ("cached", cached)]
-            for name, argv in order if i % 2 == 0 else reversed(order):
-                wall, _kib, code, cpu = run_measured(argv)
-                if code != 0:
-                    raise RuntimeError(f"podpath trace exited {code}")
-                runs[name][0].append(wall)
-                runs[name][1].append(cpu)
-    return {
-        "parsed": runs["parsed"][0],
-        "cached": runs["cached"][0],
-        "cpu_parsed": runs["parsed"][1],
-        "cpu_cached": runs["cached"][1],
-        "cpu_miss": miss_cpu,
-        "rc": rc,
-    }
+    argv = ["podpath", "trace", "--snapshot", args["snapshot"], "--from", args["source"]]
+    argv += ["--to", args["destination"], "--json"]
+    kinds = {"cached": argv, "first": argv, "parsed": [*argv, "--no-cache"]}
+    runs: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in kinds}
+    before = os.environ.get("XDG_CACHE_HOME")
+    with tempfile.TemporaryDirectory(prefix="podpath-bench-cache-") as home:
+        os.environ["XDG_CACHE_HOME"] = home
+        try:
+            _wall, _kib, rc, _cpu = run_measured(argv)  # keeps the index "cached" reads
+            for i in range(int(args["repeats"])):
+                order = ["parsed", "first", "cached"]
+                for kind in order if i % 2 == 0 else reversed(order):
+                    if kind == "first":
+                        shutil.rmtree(os.path.join(home, "podpath"), ignore_errors=True)
+                    wall, _kib, code, cpu = run_measured(kinds[kind])
+                    if code != 0:
+                        raise RuntimeError(f"podpath trace ({kind}) exited {code}")
+                    runs[kind][0].append(wall)
+                    runs[kind][1].append(cpu)
+        finally:
+            if before is None:
+                os.environ.pop("XDG_CACHE_HOME", None)
+            else:
+                os.environ["XDG_CACHE_HOME"] = before
+    out: Result = {"rc": rc}
+    for kind, (walls, cpus) in runs.items():
+        out[kind], out[f"cpu_{kind}"] = walls, cpus
+    return out
 
 
 def phase_doctor(args: Result) -> Result:

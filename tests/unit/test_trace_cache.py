@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import nft_real
@@ -18,7 +19,7 @@ from trace_factory import NodeSpec, PodSpec, build_node
 
 from podpath.cli import main
 from podpath.snapshot import codec, packed
-from podpath.snapshot.model import Snapshot
+from podpath.snapshot.model import ConntrackDump, Snapshot
 from podpath.snapshot.packed import CorruptCache, FileValue
 from podpath.trace import file_digests, index_cache
 from podpath.trace.index_pickle import PackedTable, RulesView
@@ -95,6 +96,9 @@ def _trace(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
 
 
 def _traced(capsys: pytest.CaptureFixture[str], snap: Path, src: str, dst: str, *extra: str) -> str:
+    """The trace's JSON; parsed from the snapshot (--no-cache) unless `extra` names a cache."""
+    if "--cache" not in extra:
+        extra = (*extra, "--no-cache")
     code, out, err = _trace(
         capsys, "--snapshot", str(snap), "--from", src, "--to", dst, "--json", "--reply", *extra
     )
@@ -174,18 +178,128 @@ def test_changed_snapshot_is_not_answered_from_the_old_cache(
     assert '"dst": "10.180.0.7"' in after and '"dst": "10.180.0.5"' not in after
 
 
-def test_without_cache_nothing_is_written(
+def _default_cache() -> Path:
+    return Path(os.environ["XDG_CACHE_HOME"]) / "podpath" / "trace-index"
+
+
+def test_with_no_cache_nothing_is_written(
     snapshot_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A trace of a snapshot without --cache leaves its directory as it was."""
+    """A trace of a snapshot with --no-cache writes nothing: not beside it, not in the cache."""
     before = sorted(os.listdir(snapshot_file.parent))
-    _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80")
+    _traced(capsys, snapshot_file, "default/a", "172.30.0.44:80", "--no-cache")
     assert sorted(os.listdir(snapshot_file.parent)) == before == ["node.json"]
+    assert not _default_cache().exists()
+
+
+def test_a_snapshot_traced_again_is_read_from_the_default_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --cache, the first trace of a snapshot keeps its index in the user's cache
+    directory ($XDG_CACHE_HOME/podpath/trace-index, private), nothing beside the
+    snapshot; the next trace of the file parses no ruleset and answers the same."""
+    if not NFT.exists():
+        pytest.skip("real-world fixtures missing")
+    path = tmp_path / "snapshots" / "node.json"
+    path.parent.mkdir()
+    path.write_text(codec.dumps(_nft_node()))
+    parsed = _traced(capsys, path, *PROBES[0])
+    args = ["--snapshot", str(path), "--from", PROBES[0][0], "--to", PROBES[0][1]]
+    code, first, err = _trace(capsys, *args, "--json", "--reply")
+    assert (code, first, err) == (0, parsed, "")
+    assert os.listdir(path.parent) == ["node.json"]
+    cache = _default_cache()
+    assert oct(cache.stat().st_mode & 0o777) == oct(0o700)
+    assert oct(_only_cache_file(cache).stat().st_mode & 0o777) == oct(0o600)
+    import podpath.netfilter.nft as nft_parser
+
+    def refused(*args: object) -> None:
+        raise AssertionError("the nft ruleset was parsed on a cache hit")
+
+    monkeypatch.setattr(nft_parser, "parse_nft", refused)
+    assert _trace(capsys, *args, "--json", "--reply") == (0, parsed, "")
+
+
+def test_no_private_cache_directory_means_no_cache(
+    snapshot_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the default cache directory cannot be made private (here $XDG_CACHE_HOME is
+    a file), the trace parses the snapshot and says nothing about it."""
+    blocked = snapshot_file.parent / "not-a-directory"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    parsed = _traced(capsys, snapshot_file, *PROBES[0])
+    args = ["--snapshot", str(snapshot_file), "--from", PROBES[0][0], "--to", PROBES[0][1]]
+    assert _trace(capsys, *args, "--json", "--reply") == (0, parsed, "")
+    assert sorted(os.listdir(snapshot_file.parent)) == ["node.json", "not-a-directory"]
+
+
+def _blocked_cache_file(directory: Path, snapshot_file: Path) -> None:
+    """Make the index file's path in `directory` a directory: writing it must fail."""
+    key = index_cache.key_of(snapshot_file.read_bytes())
+    Path(index_cache.cache_path(str(directory), key)).mkdir(parents=True)
+
+
+def test_a_default_cache_not_written_is_a_note_after_the_answer(
+    snapshot_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default cache failing to be written does not fail the trace: the answer, then
+    one note on stderr, exit 0."""
+    parsed = _traced(capsys, snapshot_file, *PROBES[0])
+    _default_cache().mkdir(mode=0o700, parents=True)
+    _blocked_cache_file(_default_cache(), snapshot_file)
+    args = ["--snapshot", str(snapshot_file), "--from", PROBES[0][0], "--to", PROBES[0][1]]
+    code, out, err = _trace(capsys, *args, "--json", "--reply")
+    assert (code, out) == (0, parsed)
+    assert err.startswith("podpath: note: the trace is done, but its cache was not written: ")
+    assert err.endswith(" (--no-cache: keep none)\n") and err.count("\n") == 1
+
+
+def test_a_named_cache_not_written_is_an_error_after_the_answer(
+    snapshot_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cache the user named that cannot be written fails the command, once the answer
+    is printed (the trace is right; its index is what is missing)."""
+    parsed = _traced(capsys, snapshot_file, *PROBES[0])
+    cache = tmp_path / "named"
+    _blocked_cache_file(cache, snapshot_file)
+    args = ["--snapshot", str(snapshot_file), "--from", PROBES[0][0], "--to", PROBES[0][1]]
+    code, out, err = _trace(capsys, *args, "--json", "--reply", "--cache", str(cache))
+    assert (code, out) == (2, parsed)
+    assert err.startswith("podpath: the trace is done, but its cache was not written: ")
+
+
+def test_what_the_output_parses_is_not_cached(
+    snapshot_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The index is kept as the trace left it: `--conntrack` parses the conntrack table
+    for the output, after the trace, and that table is not in the cache file."""
+    entry = (
+        "ipv4     2 tcp      6 86390 ESTABLISHED src=10.180.0.9 dst=172.30.0.44 sport=40000 "
+        "dport=80 src=10.180.0.3 dst=10.180.0.9 sport=80 dport=40000 [ASSURED] mark=0 use=1\n"
+    )
+    snap = replace(codec.loads(snapshot_file.read_text()), conntrack=ConntrackDump(entry))
+    snapshot_file.write_text(codec.dumps(snap))
+    args = ["--snapshot", str(snapshot_file), "--from", PROBES[0][0], "--to", PROBES[0][1]]
+    code, out, err = _trace(capsys, *args, "--conntrack", "--cache", str(tmp_path))
+    assert (code, err) == (0, "")
+    assert "40000" in out  # the entry was parsed and shown
+    _key, index, _nft = index_cache_load(_only_cache_file(tmp_path))
+    assert "conntrack" not in vars(index) and "services" not in vars(index)
 
 
 def _only_cache_file(directory: Path) -> Path:
     (found,) = directory.glob("podpath-index-*")
     return found
+
+
+def test_a_directory_in_place_of_an_index_file_is_a_miss(
+    snapshot_file: Path, tmp_path: Path
+) -> None:
+    """A directory under an index file's name is not read (it was a crash: fdopen refused
+    it before the file's type was checked)."""
+    _blocked_cache_file(tmp_path, snapshot_file)
+    assert index_cache.lookup(str(tmp_path), snapshot_file.read_bytes()).index is None
 
 
 def test_cache_others_may_write_is_not_read(snapshot_file: Path, tmp_path: Path) -> None:
@@ -587,6 +701,7 @@ NOT_ON_A_HIT = (
     "podpath.trace.observed",
     "podpath.conntrack",
     "podpath.output_file",
+    "tempfile",
 )
 
 

@@ -60,12 +60,19 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--reply", action="store_true", help="also trace the reply, with conntrack's reverse NAT"
     )
-    p.add_argument(
+    caching = p.add_mutually_exclusive_group()
+    caching.add_argument(
         "--cache",
         default=None,
         metavar="DIR",
-        help="with --snapshot: keep each snapshot's parsed rules in DIR and reuse them "
-        "(keyed by the file's content; nothing is written elsewhere)",
+        help="with --snapshot: keep each snapshot's parsed rules in DIR and reuse them, "
+        "keyed by the file's content (default: $XDG_CACHE_HOME/podpath/trace-index, "
+        "else ~/.cache/podpath/trace-index; the 8 most recently used are kept)",
+    )
+    caching.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="with --snapshot: parse the snapshots and keep nothing",
     )
     p.add_argument("--explain", action="store_true", help="show each route decision's binary AND")
     p.add_argument(
@@ -289,6 +296,45 @@ def remember_digests(directory: str, digests: Digests) -> None:
             return  # a directory we cannot write: the files are hashed each time, as before
 
 
+# Where a trace on saved snapshots keeps their parsed rules unless told otherwise
+# (under $XDG_CACHE_HOME/podpath): the first trace of a 10k-Service snapshot parses it
+# (0.6-1.3 s), every later one reads what it needs from here (0.12-0.2 s;
+# docs/performance.md, "Every trace of a saved snapshot keeps its index").
+DEFAULT_CACHE = "trace-index"
+
+
+class CacheChoice:
+    """Where this trace keeps the snapshots' indexes: a directory the user named, the
+    default one, or none (a live node, `--no-cache`, or no private cache directory)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        if args.cache is not None and not args.snapshot:
+            raise CliError("--cache DIR needs --snapshot FILE (a live node is read afresh)")
+        self.named = args.cache is not None
+        self.directory: str | None = args.cache
+        if not self.named and args.snapshot and not args.no_cache:
+            from podpath.safe_files import cache_dir
+
+            self.directory = cache_dir(DEFAULT_CACHE)
+
+    def store(self, misses: list[tuple[str, SnapshotIndex]]) -> None:
+        """Keep what the trace parsed, for the next trace of the same files: called once
+        the answer is out (pickling a 10k-Service snapshot's index takes ~0.35 s), with
+        the indexes as the trace left them (`index_cache.as_traced`).
+
+        A cache the user named that cannot be written is an error; the default one only
+        earns a note on stderr: the trace itself is done and right."""
+        if self.directory is None or not misses:
+            return
+        sys.stdout.flush()
+        try:
+            store_indexes(self.directory, misses)
+        except CliError as exc:
+            if self.named:
+                raise
+            print(f"podpath: note: {exc} (--no-cache: keep none)", file=sys.stderr)
+
+
 def store_indexes(directory: str, misses: list[tuple[str, SnapshotIndex]]) -> None:
     """Keep what the trace parsed, for the next trace of the same files."""
     from podpath.output_file import OutputError, write_chunks
@@ -305,9 +351,8 @@ def store_indexes(directory: str, misses: list[tuple[str, SnapshotIndex]]) -> No
 
 def run(args: argparse.Namespace) -> int:
     """Handle `podpath trace`."""
-    digests = (
-        Digests(args.snapshot, args.cache) if args.cache is not None and args.snapshot else None
-    )
+    cache = CacheChoice(args)
+    digests = Digests(args.snapshot, cache.directory) if cache.directory is not None else None
     from podpath.trace.engine import trace
     from podpath.trace.render import render_text, trace_json
 
@@ -316,8 +361,6 @@ def run(args: argparse.Namespace) -> int:
     if args.sport is not None and args.proto == "icmp":
         raise CliError(f"ICMP has no ports: leave out --sport {args.sport}")
     live = not args.snapshot
-    if args.cache is not None and not args.snapshot:
-        raise CliError("--cache DIR needs --snapshot FILE (a live node is read afresh)")
     if args.watch is not None and not live:
         raise CliError("--watch re-reads the live node; it cannot watch saved snapshots")
     if args.watch is not None and args.json:
@@ -331,8 +374,8 @@ def run(args: argparse.Namespace) -> int:
         # were the largest cost after the parse (main() restores it).
         gc.disable()
     misses: list[tuple[str, SnapshotIndex]] = []
-    if args.cache is not None:
-        indexes = cached_indexes(args.snapshot, args.cache, misses, digests=digests)
+    if cache.directory is not None:
+        indexes = cached_indexes(args.snapshot, cache.directory, misses, digests=digests)
         snapshots = [index.snapshot for index in indexes]
     else:
         snapshots = load_snapshots(args)
@@ -347,14 +390,18 @@ def run(args: argparse.Namespace) -> int:
     except CorruptCache:
         # A cached value that does not unpickle: answer from the snapshots, and rewrite.
         misses.clear()
-        indexes = cached_indexes(args.snapshot, args.cache, misses, read=False)
+        assert cache.directory is not None  # CorruptCache comes from a cached index only
+        indexes = cached_indexes(args.snapshot, cache.directory, misses, read=False)
         snapshots = [index.snapshot for index in indexes]
         try:
             result = trace(indexes, probe, explain=args.explain, reply=args.reply)
         except ProbeError as exc:
             raise CliError(str(exc)) from None
     if misses:
-        store_indexes(args.cache, misses)
+        from podpath.trace.index_cache import as_traced
+
+        # What the output's rendering parses on the indexes below is not kept.
+        misses = [(key, as_traced(index)) for key, index in misses]
     if args.svg is not None:
         from podpath.cli.draw import trace_picture
 
@@ -371,11 +418,13 @@ def run(args: argparse.Namespace) -> int:
         if show:
             doc["observed"] = observed_json(result, entries, where)
         print(json.dumps(doc, indent=2, ensure_ascii=True))
+        cache.store(misses)
         return EXIT_OK
     print(render_text(result, explain=args.explain), end="")
     if show:
         print()
         print("\n".join(visible(x) for x in observed_lines(result, entries, where)))
+    cache.store(misses)
     if args.watch is not None:
         _watch(args, probe, result, entries, args.watch)
     return EXIT_OK

@@ -120,15 +120,16 @@ def open_own_file(path: str) -> BufferedReader | None:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    fp = os.fdopen(fd, "rb")
+    # Checked before the fd becomes a file object: fdopen refuses a directory with an
+    # exception of its own.
     st = os.fstat(fd)
     if (
         stat.S_ISREG(st.st_mode)
         and st.st_uid == os.geteuid()
         and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
     ):
-        return fp
-    fp.close()
+        return os.fdopen(fd, "rb")
+    os.close(fd)
     return None
 
 

@@ -206,6 +206,15 @@ def value_in(fp: BinaryIO) -> object:
         return load(fp)
 
 
+def as_traced(index: SnapshotIndex) -> SnapshotIndex:
+    """The index as it is now (its attributes, shallowly): what `encode` keeps of it
+    later, after the CLI has printed the answer and parsed more for it (`--conntrack`
+    parses the whole conntrack table, which no trace reads back)."""
+    now = SnapshotIndex.__new__(SnapshotIndex)
+    now.__dict__.update(vars(index))
+    return now
+
+
 def encode(key: str, index: SnapshotIndex) -> list[bytes]:
     """The cache file of an index (with what traces parsed so far), for `cache_path`, as
     the chunks to write (`file_chunks`)."""
