@@ -6,7 +6,8 @@ attack surface: a symlink planted in a world-writable directory turned "capture 
 tcpdump" (tests/collectors/test_actions.py replays it). Every file is
 therefore created here, with O_CREAT|O_EXCL|O_NOFOLLOW relative to a directory fd that
 was checked first (owned by this user or root; not writable by others unless sticky),
-and its absolute path is reported. The default place is a private state directory.
+and its absolute path is reported. The default place is a private state directory; what is
+only kept to be reused (`trace --snapshot`'s indexes) goes to a private cache directory.
 """
 
 from __future__ import annotations
