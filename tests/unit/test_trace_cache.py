@@ -1,4 +1,5 @@
-"""`podpath trace --cache DIR`: the cached path answers exactly as the full parse does.
+"""`podpath trace --snapshot`'s index cache (the default directory, or `--cache DIR`): the
+cached path answers exactly as the full parse does.
 
 The snapshots hold kube-proxy's real rulesets (tests/fixtures/realworld): the iptables
 proxier's restore input and the nftables proxier's dump, as the real nft lists it.
@@ -97,7 +98,7 @@ def _trace(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
 
 def _traced(capsys: pytest.CaptureFixture[str], snap: Path, src: str, dst: str, *extra: str) -> str:
     """The trace's JSON; parsed from the snapshot (--no-cache) unless `extra` names a cache."""
-    if "--cache" not in extra:
+    if "--cache" not in extra and "--no-cache" not in extra:
         extra = (*extra, "--no-cache")
     code, out, err = _trace(
         capsys, "--snapshot", str(snap), "--from", src, "--to", dst, "--json", "--reply", *extra
