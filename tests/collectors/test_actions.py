@@ -24,7 +24,6 @@ from podpath.collectors.actions import (
 )
 from podpath.collectors.commands import CommandRefused, CommandRunner
 from podpath.collectors.hostroot import HostRoot
-from podpath.safe_files import state_dir
 from podpath.tui.actions import PodTarget
 
 NOBODY = 65534
@@ -206,16 +205,6 @@ def test_capture_argv_takes_only_an_interface_name() -> None:
             capture_argv(3, bad, 10)
     argv = capture_argv(3, "eth0", 10)
     assert argv[1:3] == ["--net=/proc/self/fd/3", "--"] and argv[-3:] == ["-U", "-w", "-"]
-
-
-def test_the_default_capture_directory_is_private(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Captures go to $XDG_STATE_HOME/podpath/captures, created 0700, not to the CWD."""
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    where = state_dir("captures")
-    assert where == str(tmp_path / "state" / "podpath" / "captures")
-    assert os.stat(where).st_mode & 0o777 == 0o700
 
 
 def _send_udp(pid: int, stop: threading.Event) -> None:

@@ -5,6 +5,7 @@ directory (`trace --snapshot`'s indexes), both private to the user."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,15 +13,24 @@ import pytest
 from podpath.safe_files import cache_dir, state_dir
 
 
-def test_cache_dir_is_made_private_under_xdg_cache_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("variable", "made", "part"),
+    [("XDG_STATE_HOME", state_dir, "captures"), ("XDG_CACHE_HOME", cache_dir, "trace-index")],
+)
+def test_each_directory_is_made_private_under_its_xdg_variable(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    made: Callable[[str], str | None],
+    part: str,
 ) -> None:
-    """$XDG_CACHE_HOME/podpath/PARTS, made 0700 where missing."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    found = cache_dir("trace-index")
-    assert found == str(tmp_path / "xdg" / "podpath" / "trace-index")
+    """$XDG_STATE_HOME/podpath/PARTS (captures, crash reports: never the CWD) and
+    $XDG_CACHE_HOME/podpath/PARTS, made 0700 where missing."""
+    monkeypatch.setenv(variable, str(tmp_path / "xdg"))
+    found = made(part)
+    assert found == str(tmp_path / "xdg" / "podpath" / part)
     assert oct(os.stat(found).st_mode & 0o777) == oct(0o700)
-    assert cache_dir("trace-index") == found  # made once, found again
+    assert made(part) == found  # made once, found again
 
 
 def test_cache_dir_defaults_to_the_home_cache(
