@@ -16,7 +16,7 @@ from podpath.analysis.mentions import MentionIndex, mention_index
 from podpath.analysis.parsed import ParsedSnapshot
 from podpath.analysis.problems import problems as fact_checks
 from podpath.conntrack import count_entries
-from podpath.doctor import diagnose, findings_of
+from podpath.doctor import diagnose, fact_findings, findings_of
 from podpath.doctor.sweep import Judged
 from podpath.netfilter.iptables_save import count_rules
 from podpath.netfilter.nft import NftRuleset
@@ -402,7 +402,7 @@ class Loaded:
         finding here that `podpath doctor`, which never parses the whole table, has not."""
         self._check_facts()
         assert self._facts is not None
-        peers = [f for i in self.peer_indexes for f in fact_checks(ParsedSnapshot(i))]
+        peers = fact_findings([ParsedSnapshot(i) for i in self.peer_indexes])
         return findings_of([*self._facts, *peers], paths)
 
 

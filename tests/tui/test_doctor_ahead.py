@@ -62,14 +62,14 @@ async def problems_of(app):
 _FROM_THE_CHILD = """
 import podpath.doctor as doctor
 
-real_facts = doctor._facts
+real_facts = doctor.fact_findings
 
 def facts_here_only(views):
     # The child judges the paths only: the app's worker checks the facts.
     assert os.getpid() == parent, "the child checked the node's facts"
     return real_facts(views)
 
-doctor._facts = facts_here_only
+doctor.fact_findings = facts_here_only
 app = create_app(static_source(snaps[0], "snapshot", "a.json", peers=tuple(snaps[1:])))
 assert app._ahead is not None
 shown = asyncio.run(problems_of(app))

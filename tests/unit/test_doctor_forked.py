@@ -19,7 +19,7 @@ from podpath.snapshot.codec import load_path
 snap = load_path(sys.argv[1])
 parent = os.getpid()
 started = []
-real_start, real_facts = doctor.Forked.start, doctor._facts
+real_start, real_facts = doctor.Forked.start, doctor.fact_findings
 
 def counted_start(*args, **kwargs):
     child = real_start(*args, **kwargs)
@@ -42,7 +42,7 @@ def fails_in_the_child(views):
         raise RuntimeError("a child that cannot check the facts")
     return real_facts(views)
 
-doctor.Forked.start, doctor._facts = counted_start, fails_in_the_child
+doctor.Forked.start, doctor.fact_findings = counted_start, fails_in_the_child
 recovered = report()
 
 checks = sorted(f.check for f in alone[0])

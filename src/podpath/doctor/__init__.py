@@ -45,14 +45,16 @@ def diagnose(
     `judged` is told how many (source, Service port) paths are judged of how many."""
     started = time.perf_counter()
     views = _parsed_views(indexes, parsed)
-    facts = Forked.start(lambda: _facts(views), pickle.dumps, pickle.loads)
+    facts = Forked.start(lambda: fact_findings(views), pickle.dumps, pickle.loads)
     try:
         swept, tracer = _swept(indexes, views, judged)
         ok, forked = facts.result() if facts is not None else (False, None)
     finally:
         if facts is not None:
             facts.stop()
-    findings = findings_of(forked if ok and forked is not None else _facts(views), swept.judged)
+    findings = findings_of(
+        forked if ok and forked is not None else fact_findings(views), swept.judged
+    )
     coverage = Coverage(
         nodes=tuple(i.snapshot.node.hostname for i in indexes),
         pods=sum(len(c.members) for c in swept.classes),
@@ -119,8 +121,9 @@ def _swept(
         return sweep(tracer, views, judged), tracer
 
 
-def _facts(views: Sequence[ParsedSnapshot]) -> list[Finding]:
-    """What the nodes' facts show, node by node (`podpath.analysis.problems`).
+def fact_findings(views: Sequence[ParsedSnapshot]) -> list[Finding]:
+    """What the nodes' facts show, node by node (`podpath.analysis.problems`): the
+    doctor's half that `paths_judged` leaves out (the TUI checks it for its peers).
 
     Where this process may fork (the CLI's doctor), a child checks them beside the
     sweep, on the second core: the stale-conntrack check alone reads 50k entries'
