@@ -418,12 +418,11 @@ def run(args: argparse.Namespace) -> int:
         if show:
             doc["observed"] = observed_json(result, entries, where)
         print(json.dumps(doc, indent=2, ensure_ascii=True))
-        cache.store(misses)
-        return EXIT_OK
-    print(render_text(result, explain=args.explain), end="")
-    if show:
-        print()
-        print("\n".join(visible(x) for x in observed_lines(result, entries, where)))
+    else:
+        print(render_text(result, explain=args.explain), end="")
+        if show:
+            print()
+            print("\n".join(visible(x) for x in observed_lines(result, entries, where)))
     cache.store(misses)
     if args.watch is not None:
         _watch(args, probe, result, entries, args.watch)
