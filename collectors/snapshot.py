@@ -94,7 +94,9 @@ def take_snapshot(
     except OSError as exc:
         raise CollectorError(host_root, f"cannot open host root: {exc.strerror}") from None
     same_node = previous is not None and previous.node.host_root == host.path
-    memos = _Memos(_BUNDLES.get(previous) if same_node and previous is not None else None)
+    memos = _Memos(None)
+    if same_node and previous is not None:
+        memos = _Memos(_BUNDLES.get(previous), listings_before=_LISTINGS.get(previous) or ())
     with host:
         try:
             snapshot = _collect(
@@ -113,6 +115,7 @@ def take_snapshot(
     snapshot = replace(snapshot, duration=time.monotonic() - started, gaps=gaps + skipped)
     if memos.current is not None and not cancel.is_set():
         _BUNDLES.put(snapshot, memos.current)
+        _LISTINGS.put(snapshot, memos.listings)
     return snapshot
 
 
@@ -151,14 +154,20 @@ def _collect(
 # the snapshot's data: a snapshot loaded from a file has none, and is collected anew.
 # By identity: snapshots compare by value, and two equal ones may come from two nodes.
 _BUNDLES: ByIdentity[Snapshot, BundleMemo] = ByIdentity()
+# Likewise the CRI listings its pods were made of: a refresh asks the runtime the status
+# of what changed only (cri_state.read_listings).
+_LISTINGS: ByIdentity[Snapshot, tuple[CriListing, ...]] = ByIdentity()
 
 
 @dataclass
 class _Memos:
-    """The previous snapshot's memo of containerd bundles, and this one's (pods only)."""
+    """The previous snapshot's memo of containerd bundles and CRI listings, and this
+    one's (pods only)."""
 
     previous: BundleMemo | None
     current: BundleMemo | None = None
+    listings_before: tuple[CriListing, ...] = ()
+    listings: tuple[CriListing, ...] = ()
     # Without a previous memo, a child parsing the bundles beside the rest.
     ahead: BundlesAhead | None = None
 
@@ -237,7 +246,7 @@ def _collect_local(
 ) -> Snapshot:
     """Everything read from /proc, runtime state and netlink in this process."""
     gaps: list[Gap] = []
-    cri = _start_cri_listing(host) if "pods" in parts else None
+    cri = _start_cri_listing(host, memos.listings_before) if "pods" in parts else None
     steps.start("node facts")
     # Each interface's rp_filter matters to the network parts only.
     node, node_gaps = collect_node(host, cancel, interfaces="netns" in parts)
@@ -322,6 +331,7 @@ def _collect_local(
 
         steps.start("pods")
         listings, cri_gaps = cri.result() if cri is not None else ((), ())
+        memos.listings = listings
         gaps += cri_gaps
         envs = Environments(redact=redact_env)
         memos.current = BundleMemo(redact_env)
@@ -413,8 +423,11 @@ def _kernel_state(
     return recent, ipvs, ipsets, [*recent_gaps, *ipvs_gaps, *ipset_gaps]
 
 
-def _start_cri_listing(host: HostRoot) -> Future[tuple[tuple[CriListing, ...], tuple[Gap, ...]]]:
-    """Ask the runtime's CRI socket for its pods while /proc is scanned (a child process)."""
+def _start_cri_listing(
+    host: HostRoot, previous: tuple[CriListing, ...]
+) -> Future[tuple[tuple[CriListing, ...], tuple[Gap, ...]]]:
+    """Ask the runtime's CRI socket for its pods while /proc is scanned (a child process);
+    what `previous` (a refresh's listings) holds unchanged is not asked again."""
     from concurrent.futures import Future
     from pathlib import Path
 
@@ -429,7 +442,7 @@ def _start_cri_listing(host: HostRoot) -> Future[tuple[tuple[CriListing, ...], t
         fut.set_running_or_notify_cancel()
         try:
             # Containers whose spec the runtime's files give are asked the plain status.
-            fut.set_result(read_listings(host, runner, containerd_bundles(host)))
+            fut.set_result(read_listings(host, runner, containerd_bundles(host), previous))
         except BaseException as exc:  # noqa: BLE001 - handed to the waiter, not swallowed
             fut.set_exception(exc)
 

@@ -87,20 +87,28 @@ def socket_reader_enabled() -> bool:
 
 
 def read_listings(
-    host: HostRoot, runner: CommandRunner | None = None, spec_read_elsewhere: Iterable[str] = ()
+    host: HostRoot,
+    runner: CommandRunner | None = None,
+    spec_read_elsewhere: Iterable[str] = (),
+    previous: Iterable[CriListing] = (),
 ) -> tuple[tuple[CriListing, ...], tuple[Gap, ...]]:
     """Ask every CRI socket of the node for its pods and containers (read-only calls).
 
     `spec_read_elsewhere`: containers whose runtime spec comes from the runtime's files,
-    asked for their plain status (cri_listing).
+    asked for their plain status (cri_listing). `previous`: the listings of the snapshot
+    being refreshed; a sandbox or container listed as it was there keeps its status
+    from it instead of being asked again (cri_listing's `--known`).
     """
     if not socket_reader_enabled():
         return (), ()
     runner = runner or CommandRunner()
+    before = {(p.runtime, p.socket): p.document for p in previous}
     listings: list[CriListing] = []
     gaps: list[Gap] = []
     for runtime, path in sockets(host):
-        result = runner.run_module(LISTING_MODULE, (path, *sorted(spec_read_elsewhere)))
+        kept = _statuses(before.get((runtime, path), {}))
+        known = [arg for key in kept for arg in ("--known", key)]
+        result = runner.run_module(LISTING_MODULE, (path, *sorted(spec_read_elsewhere), *known))
         if result.gap is not None or result.returncode != 0:
             gaps.append(_unread_socket_gap(path, result.stderr, result.gap))
             continue
@@ -109,9 +117,45 @@ def read_listings(
         except ValueError:
             gaps.append(Gap(f"CRI socket {path}", "listing is not JSON", "error"))
             continue
-        if isinstance(doc, dict):
-            listings.append(CriListing(runtime, path, doc))
+        if not isinstance(doc, dict):
+            continue
+        whole = _with_kept(doc, kept)
+        if whole is None:
+            gaps.append(Gap(f"CRI socket {path}", "listing refers to a status not kept", "error"))
+            continue
+        listings.append(CriListing(runtime, path, whole))
     return tuple(listings), tuple(gaps)
+
+
+def _statuses(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A listing's entries by `cri_listing.status_key` (sandboxes are always asked verbose)."""
+    from podpath.collectors.runtime.cri_listing import status_key
+
+    out: dict[str, dict[str, Any]] = {}
+    for kind in ("sandboxes", "containers"):
+        for entry in document.get(kind) or []:
+            if isinstance(entry, dict) and isinstance(entry.get("status"), dict):
+                verbose = kind == "sandboxes" or entry.get("verbose") is not False
+                out[status_key(entry["status"], verbose)] = entry
+    return out
+
+
+def _with_kept(document: dict[str, Any], kept: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The listing with each `{"same": ID}` entry replaced by the kept entry of that ID;
+    None if one is not kept (the child answers "same" only for the keys it was given)."""
+    by_id = {str(entry["status"].get("id")): entry for entry in kept.values()}
+    out = dict(document)
+    for kind in ("sandboxes", "containers"):
+        entries = document.get(kind)
+        if not isinstance(entries, list):
+            continue
+        out[kind] = []
+        for entry in entries:
+            same = entry.get("same") if isinstance(entry, dict) else None
+            if same is not None and (not isinstance(same, str) or same not in by_id):
+                return None
+            out[kind].append(entry if same is None else by_id[same])
+    return out
 
 
 def _unread_socket_gap(path: str, stderr: str | None, gap: Gap | None) -> Gap:

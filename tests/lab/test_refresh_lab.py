@@ -2,8 +2,10 @@
 
 podpath reuses a container's record parsed from its bundle while the container keeps its
 id, its init keeps its PID and start time and the bundle is the same file
-(collectors/runtime/pods.py BundleMemo). Each test compares a refresh with a fresh
-snapshot taken right after it, inside the node (tests/collectors/refresh_driver.py).
+(collectors/runtime/pods.py BundleMemo), and the CRI status of each sandbox and container
+listed with the id, state and creation time it had (collectors/runtime/cri_listing.py).
+Each test compares a refresh with a fresh snapshot taken right after it, inside the node
+(tests/collectors/refresh_driver.py).
 """
 
 from __future__ import annotations
@@ -56,12 +58,15 @@ def _running(result: dict[str, Any]) -> set[str]:
 
 
 def test_a_refresh_of_an_unchanged_node_equals_a_fresh_snapshot(shared_lab: Lab) -> None:
-    """Every running container's record is reused (no bundle read), pods and links equal."""
+    """Every running container's record is reused (no bundle read), and every sandbox's
+    and container's CRI status (none asked again); pods and links equal."""
     for node in shared_lab.nodes:
         result = _refresh(shared_lab, node.name)
         assert result["pods_equal"], node.name
         assert result["links_equal"] and result["links"], node.name
         assert not set(result["bundles_read"]) & _running(result), node.name
+        listed = {c["id"] for p in result["fresh_pods"] for c in p["containers"]}
+        assert result["cri_asked"] == [] and set(result["cri_kept"]) == listed, node.name
 
 
 def test_a_replaced_container_is_read_again(make_lab: Callable[..., Lab]) -> None:
@@ -84,5 +89,6 @@ def test_a_replaced_container_is_read_again(make_lab: Callable[..., Lab]) -> Non
     ids = {c["id"] for p in result["pods"] for c in p["containers"]}
     assert new in ids and old not in ids
     assert new in result["bundles_read"]
-    # The other containers were still reused.
+    # The other containers were still reused, and the runtime asked the new one's status only.
     assert set(result["bundles_read"]) & _running(result) == {new}
+    assert result["cri_asked"] == [new] and old not in result["cri_kept"]

@@ -1,0 +1,82 @@
+"""A refresh's CRI listing keeps the statuses of what is listed as it was (cri_listing's
+`--known`), and takes them from the listing it refreshes (cri_state.read_listings).
+
+The child's side against real containerd is in tests/lab/test_refresh_lab.py; these
+check the keys and the merge on documents of the child's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podpath.collectors.runtime.cri_listing import _split_known, status_key
+from podpath.collectors.runtime.cri_state import _statuses, _with_kept
+
+SANDBOX = {"id": "5b1f", "state": "SANDBOX_READY", "created_at": 1796702093141168000}
+CONTAINER = {"id": "9c2e", "state": "CONTAINER_RUNNING", "created_at": 1796702094000000000}
+
+
+def _previous() -> dict[str, Any]:
+    """A listing as the child prints it: statuses with the fields podpath reads."""
+    return {
+        "sandboxes": [
+            {
+                "status": {**SANDBOX, "network": {"ip": "10.244.1.5"}},
+                "info": {"pid": 4242, "netns_path": "/var/run/netns/cni-1"},
+            }
+        ],
+        "containers": [
+            {
+                "status": {**CONTAINER, "started_at": 1796702095000000000},
+                "info": {"pid": None},
+                "pod_sandbox_id": "5b1f",
+                "verbose": False,
+            }
+        ],
+    }
+
+
+def test_a_listed_item_and_its_status_have_one_key() -> None:
+    """ListPodSandbox/ListContainers items and their statuses carry id, state and creation
+    time alike: the key made of a listed item finds the status kept for it."""
+    kept = _statuses(_previous())
+    assert status_key(dict(SANDBOX, metadata={"name": "web-0"}), True) in kept
+    assert status_key(dict(CONTAINER, image={"image": "nginx"}), False) in kept
+
+
+def test_a_changed_state_or_a_different_question_is_asked_again() -> None:
+    """A container that exited, or one now asked verbose (its bundle gone), is not kept."""
+    kept = _statuses(_previous())
+    assert status_key(dict(CONTAINER, state="CONTAINER_EXITED"), False) not in kept
+    assert status_key(CONTAINER, True) not in kept
+    assert status_key(dict(SANDBOX, state="SANDBOX_NOTREADY"), True) not in kept
+
+
+def test_same_entries_are_the_kept_statuses() -> None:
+    """The merged listing holds the kept entries where the child answered "same"."""
+    previous = _previous()
+    asked = {"status": {"id": "77aa", "state": "CONTAINER_CREATED"}, "info": {}}
+    child = {
+        "socket": "/run/containerd/containerd.sock",
+        "version": {"runtime_name": "containerd"},
+        "sandboxes": [{"same": "5b1f"}],
+        "containers": [asked, {"same": "9c2e", "pod_sandbox_id": "5b1f"}],
+    }
+    merged = _with_kept(child, _statuses(previous))
+    assert merged is not None
+    assert merged["sandboxes"] == previous["sandboxes"]
+    assert merged["containers"] == [asked, *previous["containers"]]
+    assert merged["version"] == child["version"]
+
+
+def test_a_same_entry_not_kept_makes_no_listing() -> None:
+    """An answer naming a status the caller does not hold is refused, not shown without
+    it (pods then come from the runtime's files, with a gap)."""
+    child = {"sandboxes": [{"same": "5b1f"}], "containers": [{"same": "0000"}]}
+    assert _with_kept(child, _statuses(_previous())) is None
+    assert _with_kept({"sandboxes": [{"same": ["5b1f"]}]}, _statuses(_previous())) is None
+
+
+def test_the_child_reads_known_keys_beside_container_ids() -> None:
+    ids, known = _split_known(["9c2e", "--known", "5b1f/SANDBOX_READY/1/verbose", "77aa"])
+    assert ids == {"9c2e", "77aa"} and known == {"5b1f/SANDBOX_READY/1/verbose"}
