@@ -331,7 +331,6 @@ def _collect_local(
 
         steps.start("pods")
         listings, cri_gaps = cri.result() if cri is not None else ((), ())
-        memos.listings = listings
         gaps += cri_gaps
         envs = Environments(redact=redact_env)
         memos.current = BundleMemo(redact_env)
@@ -348,6 +347,9 @@ def _collect_local(
             memo=memos.current,
         )
         gaps += pod_gaps
+        from podpath.collectors.runtime.cri_state import kept_for_refresh
+
+        memos.listings = kept_for_refresh(listings, envs.of)
         pods = _with_interface_ips(pods, netns)
         from podpath.collectors.proc.service_links import (
             collect_service_links,

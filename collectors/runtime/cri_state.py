@@ -12,7 +12,7 @@ bundles are still there.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +125,35 @@ def read_listings(
             continue
         listings.append(CriListing(runtime, path, whole))
     return tuple(listings), tuple(gaps)
+
+
+def kept_for_refresh(
+    listings: Iterable[CriListing], shown_env: Callable[[Any], tuple[str, ...]]
+) -> tuple[CriListing, ...]:
+    """The listings as a refresh keeps them: each verbose status's env as the snapshot
+    shows it (`shown_env`: values redacted unless told not to), so that no value is held
+    past the collection that read it (collectors/runtime/environments.py)."""
+    return tuple(
+        CriListing(listing.runtime, listing.socket, _env_shown(listing.document, shown_env))
+        for listing in listings
+    )
+
+
+def _env_shown(
+    document: dict[str, Any], shown_env: Callable[[Any], tuple[str, ...]]
+) -> dict[str, Any]:
+    out = dict(document)
+    for kind in ("sandboxes", "containers"):
+        entries = document.get(kind)
+        if not isinstance(entries, list):
+            continue
+        out[kind] = []
+        for entry in entries:
+            info = entry.get("info") if isinstance(entry, dict) else None
+            if isinstance(info, dict) and isinstance(info.get("env"), list):
+                entry = {**entry, "info": {**info, "env": list(shown_env(info["env"]))}}
+            out[kind].append(entry)
+    return out
 
 
 def _statuses(document: dict[str, Any]) -> dict[str, dict[str, Any]]:

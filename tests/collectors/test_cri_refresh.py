@@ -7,10 +7,17 @@ check the keys and the merge on documents of the child's shape.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from podpath.collectors.runtime.cri_listing import _split_known, status_key
-from podpath.collectors.runtime.cri_state import _statuses, _with_kept
+from podpath.collectors.runtime.cri_state import (
+    CriListing,
+    _statuses,
+    _with_kept,
+    kept_for_refresh,
+)
+from podpath.collectors.runtime.environments import Environments
 
 SANDBOX = {"id": "5b1f", "state": "SANDBOX_READY", "created_at": 1796702093141168000}
 CONTAINER = {"id": "9c2e", "state": "CONTAINER_RUNNING", "created_at": 1796702094000000000}
@@ -28,9 +35,9 @@ def _previous() -> dict[str, Any]:
         "containers": [
             {
                 "status": {**CONTAINER, "started_at": 1796702095000000000},
-                "info": {"pid": None},
+                "info": {"pid": 4250, "env": ["PATH=/bin", "DB_PASSWORD=hunter2"]},
                 "pod_sandbox_id": "5b1f",
-                "verbose": False,
+                "verbose": True,
             }
         ],
     }
@@ -41,14 +48,14 @@ def test_a_listed_item_and_its_status_have_one_key() -> None:
     time alike: the key made of a listed item finds the status kept for it."""
     kept = _statuses(_previous())
     assert status_key(dict(SANDBOX, metadata={"name": "web-0"}), True) in kept
-    assert status_key(dict(CONTAINER, image={"image": "nginx"}), False) in kept
+    assert status_key(dict(CONTAINER, image={"image": "nginx"}), True) in kept
 
 
 def test_a_changed_state_or_a_different_question_is_asked_again() -> None:
     """A container that exited, or one now asked verbose (its bundle gone), is not kept."""
     kept = _statuses(_previous())
-    assert status_key(dict(CONTAINER, state="CONTAINER_EXITED"), False) not in kept
-    assert status_key(CONTAINER, True) not in kept
+    assert status_key(dict(CONTAINER, state="CONTAINER_EXITED"), True) not in kept
+    assert status_key(CONTAINER, False) not in kept
     assert status_key(dict(SANDBOX, state="SANDBOX_NOTREADY"), True) not in kept
 
 
@@ -80,3 +87,21 @@ def test_a_same_entry_not_kept_makes_no_listing() -> None:
 def test_the_child_reads_known_keys_beside_container_ids() -> None:
     ids, known = _split_known(["9c2e", "--known", "5b1f/SANDBOX_READY/1/verbose", "77aa"])
     assert ids == {"9c2e", "77aa"} and known == {"5b1f/SANDBOX_READY/1/verbose"}
+
+
+def test_a_kept_listing_holds_no_environment_value() -> None:
+    """What a refresh keeps shows each env as the snapshot does: values redacted (the
+    snapshot never stores them), and a status kept from it shows the same env again."""
+    envs = Environments(redact=True)
+    listing = CriListing("containerd", "/run/containerd/containerd.sock", _previous())
+    (kept,) = kept_for_refresh([listing], envs.of)
+    assert "hunter2" not in json.dumps(kept.document)
+    (entry,) = kept.document["containers"]
+    assert entry["info"]["env"] == ["PATH=<redacted>", "DB_PASSWORD=<redacted>"]
+    assert Environments(redact=True).of(entry["info"]["env"]) == envs.of(
+        listing.document["containers"][0]["info"]["env"]
+    )
+    assert _statuses(kept.document).keys() == _statuses(listing.document).keys()
+    # Told not to redact, the snapshot shows the values, and the refresh keeps them.
+    (shown,) = kept_for_refresh([listing], Environments(redact=False).of)
+    assert shown.document["containers"][0]["info"]["env"][1] == "DB_PASSWORD=hunter2"
