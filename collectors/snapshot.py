@@ -96,7 +96,10 @@ def take_snapshot(
     same_node = previous is not None and previous.node.host_root == host.path
     memos = _Memos(None)
     if same_node and previous is not None:
-        memos = _Memos(_BUNDLES.get(previous), listings_before=_LISTINGS.get(previous) or ())
+        redacted, listings = _LISTINGS.get(previous) or (redact_env, ())
+        # The kept listings' env is shown as that snapshot showed it.
+        kept = listings if redacted == redact_env else ()
+        memos = _Memos(_BUNDLES.get(previous), listings_before=kept)
     with host:
         try:
             snapshot = _collect(
@@ -115,7 +118,7 @@ def take_snapshot(
     snapshot = replace(snapshot, duration=time.monotonic() - started, gaps=gaps + skipped)
     if memos.current is not None and not cancel.is_set():
         _BUNDLES.put(snapshot, memos.current)
-        _LISTINGS.put(snapshot, memos.listings)
+        _LISTINGS.put(snapshot, (redact_env, memos.listings))
     return snapshot
 
 
@@ -156,7 +159,8 @@ def _collect(
 _BUNDLES: ByIdentity[Snapshot, BundleMemo] = ByIdentity()
 # Likewise the CRI listings its pods were made of: a refresh asks the runtime the status
 # of what changed only (cri_state.read_listings).
-_LISTINGS: ByIdentity[Snapshot, tuple[CriListing, ...]] = ByIdentity()
+# With whether their env was redacted (cri_state.kept_for_refresh).
+_LISTINGS: ByIdentity[Snapshot, tuple[bool, tuple[CriListing, ...]]] = ByIdentity()
 
 
 @dataclass

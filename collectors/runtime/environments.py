@@ -65,7 +65,13 @@ class Environments:
         self._whole: dict[int, bool] = {}
 
     def of(self, value: Any) -> tuple[str, ...]:
-        """The env of a runtime spec's `process.env` (or Docker's Config.Env) list."""
+        """The env of a runtime spec's `process.env` (or Docker's Config.Env) list.
+
+        A tuple is an env shown before, kept by a refresh (cri_state.kept_for_refresh,
+        where the redaction matches): parsed JSON gives lists only.
+        """
+        if isinstance(value, tuple):
+            return value
         if not isinstance(value, list):
             return ()
         return self._shown(value)
