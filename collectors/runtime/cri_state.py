@@ -144,17 +144,22 @@ def kept_for_refresh(
 def _env_shown(
     document: dict[str, Any], shown_env: Callable[[Any], tuple[str, ...]]
 ) -> dict[str, Any]:
+    def shown(entry: Any) -> Any:
+        info = entry.get("info") if isinstance(entry, dict) else None
+        if isinstance(info, dict) and isinstance(info.get("env"), list):
+            return {**entry, "info": {**info, "env": shown_env(info["env"])}}
+        return entry
+
+    return _each_entry(document, shown)
+
+
+def _each_entry(document: dict[str, Any], entry_of: Callable[[Any], Any]) -> dict[str, Any]:
+    """The listing with each sandbox's and container's entry replaced by `entry_of(it)`."""
     out = dict(document)
     for kind in ("sandboxes", "containers"):
         entries = document.get(kind)
-        if not isinstance(entries, list):
-            continue
-        out[kind] = []
-        for entry in entries:
-            info = entry.get("info") if isinstance(entry, dict) else None
-            if isinstance(info, dict) and isinstance(info.get("env"), list):
-                entry = {**entry, "info": {**info, "env": shown_env(info["env"])}}
-            out[kind].append(entry)
+        if isinstance(entries, list):
+            out[kind] = [entry_of(entry) for entry in entries]
     return out
 
 
@@ -171,22 +176,27 @@ def _statuses(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+class _NotKept(Exception):
+    """A listing's "same" entry names a status the caller does not hold."""
+
+
 def _with_kept(document: dict[str, Any], kept: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The listing with each `{"same": ID}` entry replaced by the kept entry of that ID;
     None if one is not kept (the child answers "same" only for the keys it was given)."""
     by_id = {str(entry["status"].get("id")): entry for entry in kept.values()}
-    out = dict(document)
-    for kind in ("sandboxes", "containers"):
-        entries = document.get(kind)
-        if not isinstance(entries, list):
-            continue
-        out[kind] = []
-        for entry in entries:
-            same = entry.get("same") if isinstance(entry, dict) else None
-            if same is not None and (not isinstance(same, str) or same not in by_id):
-                return None
-            out[kind].append(entry if same is None else by_id[same])
-    return out
+
+    def kept_entry(entry: Any) -> Any:
+        same = entry.get("same") if isinstance(entry, dict) else None
+        if same is None:
+            return entry
+        if not isinstance(same, str) or same not in by_id:
+            raise _NotKept(same)
+        return by_id[same]
+
+    try:
+        return _each_entry(document, kept_entry)
+    except _NotKept:
+        return None
 
 
 def _unread_socket_gap(path: str, stderr: str | None, gap: Gap | None) -> Gap:
