@@ -3,10 +3,11 @@
 `python -m podpath.collectors.runtime.cri_listing SOCKET [CONTAINER_ID...] [--known KEY...]`
 prints one JSON document: the runtime's Version, every sandbox (ListPodSandbox, then
 PodSandboxStatus verbose) and every container (ListContainers, then ContainerStatus), as
-crictl's `pods`, `inspectp`, `ps -a` and `inspect` read them. A container's status is verbose (its runtime
-spec, PID and namespaces) unless its ID is given: those are the containers whose spec the
-collector reads from the runtime's files (pods.containerd_bundles), and a verbose status
-repeats the whole spec, environment included, twice. Only the calls in
+crictl's `pods`, `inspectp`, `ps -a` and `inspect` read them. A container's status is
+verbose (its runtime spec, PID and namespaces) unless its ID is given: those are the
+containers whose spec the collector reads from the runtime's files
+(pods.containerd_bundles), and a verbose status repeats the whole spec, environment
+included, twice. Only the calls in
 `podpath.cri.client.READ_ONLY` can be made (the client refuses others).
 
 A refresh passes `--known KEY` for each sandbox and container whose status it already
