@@ -13,9 +13,16 @@ from runtime_tree import CT, SB, kind_specs, load, write, write_containerd_pod
 
 from podpath.collectors.hostroot import HostRoot
 from podpath.collectors.runtime import crio_dirs
-from podpath.collectors.runtime.cri_state import CriListing
+from podpath.collectors.runtime.cri_listing import status_key
+from podpath.collectors.runtime.cri_state import (
+    CriListing,
+    _statuses,
+    _with_kept,
+    kept_for_refresh,
+)
 from podpath.collectors.runtime.crio_dirs import CRIO_CONTAINERS
 from podpath.collectors.runtime.docker_state import parse_k8s_name, rfc3339_ns
+from podpath.collectors.runtime.environments import Environments
 from podpath.collectors.runtime.pods import (
     K3S_TASKS,
     collect_pods,
@@ -98,6 +105,34 @@ def _crictl_to_listing(inspectp: dict[str, Any], inspect: dict[str, Any]) -> dic
             }
         ],
     }
+
+
+def test_a_refresh_keeps_the_statuses_of_a_kind_node_and_makes_the_same_pod() -> None:
+    """kind's containerd answers, kept by a refresh: the List calls' items (id, state,
+    creation time, as crictl shows them) find the kept statuses, and the pod made of
+    the merged listing is the one the runtime's answers make."""
+    inspectp = _load("kind-containerd-crictl-inspectp-coredns-systemd.json")
+    inspect = _load("kind-containerd-crictl-inspect-container-coredns.json")
+    fresh = CriListing(
+        "containerd", "/run/containerd/containerd.sock", _crictl_to_listing(inspectp, inspect)
+    )
+    (kept,) = kept_for_refresh([fresh], Environments().of)
+    sb, ct = inspectp["status"], inspect["status"]
+    listed_sandbox = {"id": sb["id"], "state": sb["state"], "created_at": _ns(sb["createdAt"])}
+    listed_container = {"id": ct["id"], "state": ct["state"], "created_at": _ns(ct["createdAt"])}
+    statuses = _statuses(kept.document)
+    assert status_key(listed_sandbox, True) in statuses
+    assert status_key(listed_container, True) in statuses
+    child = {
+        "sandboxes": [{"same": sb["id"]}],
+        "containers": [{"same": ct["id"], "pod_sandbox_id": sb["id"]}],
+    }
+    merged = _with_kept(child, statuses)
+    assert merged is not None
+    refreshed = containers_from_cri(CriListing(fresh.runtime, fresh.socket, merged))
+    assert [vars(c) for c in refreshed] == [vars(c) for c in containers_from_cri(fresh)]
+    # The container exited since: its listed state differs, so its status is asked again.
+    assert status_key(dict(listed_container, state="CONTAINER_EXITED"), True) not in statuses
 
 
 def test_cri_answers_of_a_kind_node_make_the_pod() -> None:

@@ -67,6 +67,12 @@ def test_a_refresh_of_an_unchanged_node_equals_a_fresh_snapshot(shared_lab: Lab)
         assert not set(result["bundles_read"]) & _running(result), node.name
         listed = {c["id"] for p in result["fresh_pods"] for c in p["containers"]}
         assert result["cri_asked"] == [] and set(result["cri_kept"]) == listed, node.name
+        # What the runtime lists, asked from here through its CRI API, is all kept.
+        with shared_lab.cri(node.name) as cri:
+            runtime_ids = {s["id"] for s in cri.call("ListPodSandbox")["items"]} | {
+                c["id"] for c in cri.call("ListContainers")["containers"]
+            }
+        assert set(result["cri_kept"]) == runtime_ids, node.name
 
 
 def test_a_replaced_container_is_read_again(make_lab: Callable[..., Lab]) -> None:
