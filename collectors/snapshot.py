@@ -95,11 +95,12 @@ def take_snapshot(
         raise CollectorError(host_root, f"cannot open host root: {exc.strerror}") from None
     same_node = previous is not None and previous.node.host_root == host.path
     memos = _Memos(None)
-    if same_node and previous is not None:
-        redacted, listings = _LISTINGS.get(previous) or (redact_env, ())
-        # The kept listings' env is shown as that snapshot showed it.
-        kept = listings if redacted == redact_env else ()
-        memos = _Memos(_BUNDLES.get(previous), listings_before=kept)
+    kept = _KEPT.get(previous) if same_node and previous is not None else None
+    if kept is not None:
+        bundles, listings = kept
+        # The kept listings' env is shown as that snapshot showed it (redacted or not,
+        # as the bundles' memo records).
+        memos = _Memos(bundles, listings_before=listings if bundles.redact == redact_env else ())
     with host:
         try:
             snapshot = _collect(
@@ -117,8 +118,7 @@ def take_snapshot(
     gaps = checked_gaps(snapshot.gaps, snapshot.node.capabilities, *own_facts())
     snapshot = replace(snapshot, duration=time.monotonic() - started, gaps=gaps + skipped)
     if memos.current is not None and not cancel.is_set():
-        _BUNDLES.put(snapshot, memos.current)
-        _LISTINGS.put(snapshot, (redact_env, memos.listings))
+        _KEPT.put(snapshot, (memos.current, memos.listings))
     return snapshot
 
 
@@ -152,15 +152,13 @@ def _collect(
         return _with_tools(snapshot, netfilter, conntrack)
 
 
-# What a snapshot's collection parsed that a refresh may reuse (`previous`), held only
-# as long as the snapshot itself (the TUI's `r` passes the one it shows). Not part of
-# the snapshot's data: a snapshot loaded from a file has none, and is collected anew.
-# By identity: snapshots compare by value, and two equal ones may come from two nodes.
-_BUNDLES: ByIdentity[Snapshot, BundleMemo] = ByIdentity()
-# Likewise the CRI listings its pods were made of: a refresh asks the runtime the status
-# of what changed only (cri_state.read_listings).
-# With whether their env was redacted (cri_state.kept_for_refresh).
-_LISTINGS: ByIdentity[Snapshot, tuple[bool, tuple[CriListing, ...]]] = ByIdentity()
+# What a snapshot's collection parsed that a refresh may reuse (`previous`): its
+# containerd bundles' memo, and the CRI listings its pods were made of (a refresh asks
+# the runtime the status of what changed only: cri_state.read_listings). Held only as
+# long as the snapshot itself (the TUI's `r` passes the one it shows). Not part of the
+# snapshot's data: a snapshot loaded from a file has none, and is collected anew. By
+# identity: snapshots compare by value, and two equal ones may come from two nodes.
+_KEPT: ByIdentity[Snapshot, tuple[BundleMemo, tuple[CriListing, ...]]] = ByIdentity()
 
 
 @dataclass

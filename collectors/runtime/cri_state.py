@@ -18,6 +18,7 @@ from typing import Any
 
 from podpath.collectors.commands import CommandRunner
 from podpath.collectors.hostroot import CollectorError, HostRoot
+from podpath.collectors.runtime.cri_listing import status_key
 from podpath.snapshot.model import Gap
 
 # Where each runtime shape keeps its CRI socket (containerd, k3s's containerd, CRI-O,
@@ -165,8 +166,6 @@ def _each_entry(document: dict[str, Any], entry_of: Callable[[Any], Any]) -> dic
 
 def _statuses(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A listing's entries by `cri_listing.status_key` (sandboxes are always asked verbose)."""
-    from podpath.collectors.runtime.cri_listing import status_key
-
     out: dict[str, dict[str, Any]] = {}
     for kind in ("sandboxes", "containers"):
         for entry in document.get(kind) or []:
